@@ -1,1 +1,24 @@
+//! IMAP for Tidings: a pipelining client session and the mailbox sync built on it.
+//!
+//! # Layout
+//! - `conn`: socket (plain, TLS, STARTTLS upgrade), response framing with literals, limits.
+//! - `response`: owned views of `imap-proto` parses; recovery from unparseable frames.
+//! - `session`: login, capabilities, LIST, EXAMINE with CONDSTORE/QRESYNC, FETCH pipelines,
+//!   IDLE, NOTIFY.
+//! - `sync`: one account's mailboxes brought in step with the server, into a `Store`.
+//! - `mutf7`: modified UTF-7 mailbox names.
+//!
+//! Why not `async-imap`: it runs one command at a time (no pipelining, which the initial sync
+//! needs to keep the link busy), and has no QRESYNC SELECT or NOTIFY. We keep its parser,
+//! `imap-proto`, and write only the framing and command flow.
 
+pub mod conn;
+pub mod error;
+pub mod mutf7;
+pub mod response;
+pub mod session;
+pub mod sync;
+
+pub use conn::Endpoint;
+pub use error::{Error, Result};
+pub use session::{Credentials, Session};

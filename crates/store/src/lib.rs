@@ -1,1 +1,87 @@
+//! The storage layer: the `Store` trait the engine (and later the JMAP server) talks to, and
+//! its SQLite backend. This is the only crate that speaks SQL.
+//!
+//! # Layout
+//! - `model`: the records going in and out (accounts, mailboxes, messages, changes).
+//! - `sqlite`: the embedded default backend (`SqliteStore`), schema in `sqlite/schema.sql`.
+//!
+//! Every method that changes an account's data bumps that account's `State` once, and
+//! records each changed object in the change log, in the same transaction as the data.
 
+pub mod model;
+mod sqlite;
+
+pub use model::*;
+pub use sqlite::SqliteStore;
+
+use async_trait::async_trait;
+use mail_types::{AccountId, MailboxId, State, SyncStatus, Uid, UidValidity, UserId};
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("database: {0}")]
+    Db(#[from] rusqlite::Error),
+    #[error("stored data is inconsistent: {0}")]
+    Corrupt(String),
+    #[error("{0} not found")]
+    NotFound(String),
+    #[error("{0} already exists")]
+    Exists(String),
+    #[error("I/O: {0}")]
+    Io(#[from] std::io::Error),
+    #[error("the store task failed: {0}")]
+    Task(String),
+}
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// What the engine needs from storage. A PostgreSQL backend implements the same trait.
+#[async_trait]
+pub trait Store: Send + Sync + 'static {
+    // --- users and accounts -------------------------------------------------------------
+    async fn create_user(&self, name: &str, password_hash: &str) -> Result<UserId>;
+    async fn list_users(&self) -> Result<Vec<UserRecord>>;
+    async fn user_by_name(&self, name: &str) -> Result<Option<UserRecord>>;
+    async fn set_user_password(&self, name: &str, password_hash: &str) -> Result<()>;
+    async fn delete_user(&self, name: &str) -> Result<bool>;
+
+    async fn create_account(&self, account: &NewAccount) -> Result<AccountId>;
+    /// Updates the connection settings of an existing account (same user and name).
+    async fn update_account(&self, id: AccountId, account: &NewAccount) -> Result<()>;
+    async fn list_accounts(&self) -> Result<Vec<AccountRecord>>;
+    async fn delete_account(&self, id: AccountId) -> Result<bool>;
+    async fn set_sync_status(&self, id: AccountId, status: &SyncStatus) -> Result<()>;
+    async fn account_state(&self, id: AccountId) -> Result<State>;
+
+    // --- mailboxes ------------------------------------------------------------------------
+    async fn mailboxes(&self, account: AccountId) -> Result<Vec<MailboxRecord>>;
+    /// Brings the stored mailbox list in line with the server's complete list: creates,
+    /// updates attributes, follows renames (same UIDVALIDITY under a new name), deletes.
+    async fn apply_mailbox_list(
+        &self,
+        account: AccountId,
+        remote: &[RemoteMailbox],
+    ) -> Result<MailboxListOutcome>;
+    /// Forgets every message copy of a mailbox whose UIDVALIDITY changed (RFC 3501 2.3.1.1).
+    async fn reset_mailbox(&self, mailbox: MailboxId, uidvalidity: UidValidity) -> Result<()>;
+    /// UIDs and flags of the stored copies of a mailbox (for the no-CONDSTORE diff).
+    async fn mailbox_copies(&self, mailbox: MailboxId) -> Result<Vec<StoredCopy>>;
+    /// Applies one batch of server changes to a mailbox in one transaction.
+    async fn apply_mailbox_changes(
+        &self,
+        account: AccountId,
+        mailbox: MailboxId,
+        changes: MailboxChanges,
+    ) -> Result<State>;
+    /// UIDs of copies whose message body is not stored yet, newest first.
+    async fn uids_missing_body(&self, mailbox: MailboxId, limit: usize) -> Result<Vec<Uid>>;
+    /// Destroys Emails that no mailbox holds any more (after moves have had a chance to
+    /// re-link them). Returns how many were destroyed.
+    async fn collect_orphans(&self, account: AccountId) -> Result<usize>;
+
+    // --- reading --------------------------------------------------------------------------
+    async fn mailbox_messages(&self, mailbox: MailboxId) -> Result<Vec<MessageSummary>>;
+    async fn blob(&self, blob_id: &str) -> Result<Option<Vec<u8>>>;
+    async fn changes_since(&self, account: AccountId, since: State) -> Result<Vec<Change>>;
+    async fn search(&self, account: AccountId, query: &str) -> Result<Vec<mail_types::EmailId>>;
+}

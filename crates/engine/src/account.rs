@@ -1,0 +1,311 @@
+//! The life of one account: connect, sync everything, then watch and resync what changes;
+//! on any failure back off and start over. The account's status is kept in the store.
+
+use crate::{Backoff, PasswordSource};
+use imap_sync::response::Response;
+use imap_sync::sync::{AccountSync, SyncReport};
+use imap_sync::{Credentials, Endpoint, Error, Session};
+use mail_types::{AccountId, State, SyncStatus};
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+use store::{AccountRecord, Store};
+use tokio::sync::{broadcast, watch};
+
+/// RFC 2177: a server may log out a client idle for 30 minutes; IDLE (and NOTIFY waits)
+/// are renewed well before.
+const IDLE_RENEW: Duration = Duration::from_secs(25 * 60);
+/// Without NOTIFY only INBOX is watched live; the other mailboxes are resynced this often.
+const IDLE_MODE_RESYNC: Duration = Duration::from_secs(5 * 60);
+/// A refused password is retried this rarely: it will not start working by itself, and
+/// servers lock accounts that keep failing.
+const AUTH_RETRY: Duration = Duration::from_secs(15 * 60);
+/// After a first event, wait this long for more so a burst costs one resync.
+const COALESCE: Duration = Duration::from_millis(3);
+
+/// Published after a committed change of an account's data.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AccountEvent {
+    pub account: AccountId,
+    pub state: State,
+}
+
+/// How an account is being watched.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WatchMode {
+    /// RFC 5465 NOTIFY: every mailbox on one connection.
+    Notify,
+    /// IDLE on INBOX plus a timed resync of everything.
+    Idle,
+}
+
+pub(crate) struct Ctx {
+    pub store: Arc<dyn Store>,
+    pub passwords: PasswordSource,
+    pub shutdown: watch::Receiver<bool>,
+    pub events: broadcast::Sender<AccountEvent>,
+}
+
+impl Ctx {
+    fn stopping(&self) -> bool {
+        *self.shutdown.borrow()
+    }
+
+    /// Sleeps, or returns early (true) when shutdown is signalled.
+    async fn sleep_or_stop(&mut self, d: Duration) -> bool {
+        tokio::select! {
+            _ = tokio::time::sleep(d) => self.stopping(),
+            _ = self.shutdown.changed() => true,
+        }
+    }
+
+    async fn set_status(&self, account: AccountId, status: SyncStatus) {
+        if let Err(e) = self.store.set_sync_status(account, &status).await {
+            tracing::error!(account = %account, error = %e, "cannot record sync status");
+        }
+    }
+}
+
+/// Tracks the account state to publish only real changes.
+struct Publisher {
+    account: AccountId,
+    last: State,
+}
+
+impl Publisher {
+    async fn publish(&mut self, ctx: &Ctx) {
+        match ctx.store.account_state(self.account).await {
+            Ok(s) if s != self.last => {
+                self.last = s;
+                // No receiver is fine: nobody is listening yet.
+                let _ = ctx.events.send(AccountEvent {
+                    account: self.account,
+                    state: s,
+                });
+            }
+            Ok(_) => {}
+            Err(e) => tracing::error!(account = %self.account, error = %e, "reading state"),
+        }
+    }
+}
+
+pub(crate) async fn run_unsupported(ctx: Ctx, account: AccountRecord) {
+    tracing::warn!(account = %account.id, "POP3 retrieval is not built yet; account idle");
+    ctx.set_status(
+        account.id,
+        SyncStatus::Retrying("POP3 accounts are not supported by this build yet".into()),
+    )
+    .await;
+}
+
+fn endpoint(a: &AccountRecord) -> Endpoint {
+    Endpoint {
+        host: a.server.host.clone(),
+        port: a.server.port,
+        security: a.server.security,
+        ca_file: a.server.ca_file.as_ref().map(PathBuf::from),
+    }
+}
+
+pub(crate) async fn run_imap(mut ctx: Ctx, account: AccountRecord) {
+    let id = account.id;
+    let mut backoff = Backoff::new(Duration::from_secs(1), Duration::from_secs(300));
+    let mut publisher = Publisher {
+        account: id,
+        last: State(-1),
+    };
+    while !ctx.stopping() {
+        let result = imap_round(&mut ctx, &account, &mut backoff, &mut publisher).await;
+        match result {
+            Ok(()) => break,
+            Err(Error::Auth(text)) => {
+                tracing::warn!(account = %id, user = %account.server.username, "authentication failed");
+                ctx.set_status(id, SyncStatus::AuthFailed(text)).await;
+                if ctx.sleep_or_stop(AUTH_RETRY).await {
+                    break;
+                }
+            }
+            Err(e) => {
+                let delay = backoff.next_delay();
+                tracing::warn!(account = %id, error = %e, retry_in_ms = delay.as_millis() as u64,
+                    "sync failed; will retry");
+                ctx.set_status(id, SyncStatus::Retrying(e.to_string())).await;
+                if ctx.sleep_or_stop(delay).await {
+                    break;
+                }
+            }
+        }
+    }
+    tracing::info!(account = %id, "account task stopped");
+}
+
+/// One connected life: full sync, then watch until an error or shutdown.
+async fn imap_round(
+    ctx: &mut Ctx,
+    account: &AccountRecord,
+    backoff: &mut Backoff,
+    publisher: &mut Publisher,
+) -> Result<(), Error> {
+    let password = (ctx.passwords)(account)
+        .map_err(|e| Error::Auth(format!("stored password unusable: {e}")))?;
+    let creds = Credentials {
+        username: account.server.username.clone(),
+        password,
+    };
+    let ep = endpoint(account);
+    ctx.set_status(account.id, SyncStatus::Syncing).await;
+    let mut worker = Session::connect(&ep, &creds).await?;
+    let sync = AccountSync::new(ctx.store.clone(), account.id);
+    let started = std::time::Instant::now();
+    let report = sync.sync_all(&mut worker).await?;
+    log_report(account.id, &report, started.elapsed());
+    publisher.publish(ctx).await;
+    ctx.set_status(account.id, SyncStatus::Ok).await;
+    backoff.reset();
+
+    if worker.has("NOTIFY") {
+        watch_notify(ctx, &sync, worker, &ep, &creds, publisher).await
+    } else {
+        watch_idle(ctx, &sync, worker, &ep, &creds, publisher).await
+    }
+}
+
+fn log_report(account: AccountId, r: &SyncReport, took: Duration) {
+    tracing::info!(account = %account, mailboxes = r.mailboxes, unchanged = r.skipped_unchanged,
+        new = r.new_headers, bodies = r.bodies, flags = r.flag_updates, expunged = r.expunged,
+        resets = r.resets, took_ms = took.as_millis() as u64, "sync pass done");
+}
+
+/// NOTIFY on a second connection with nothing selected; each STATUS event names the
+/// mailbox to resync on the worker connection.
+async fn watch_notify(
+    ctx: &mut Ctx,
+    sync: &AccountSync,
+    mut worker: Session,
+    ep: &Endpoint,
+    creds: &Credentials,
+    publisher: &mut Publisher,
+) -> Result<(), Error> {
+    let mut watcher = Session::connect(ep, creds).await?;
+    watcher.notify_personal().await?;
+    tracing::info!(account = %sync.account, "watching all mailboxes with NOTIFY");
+    loop {
+        let first = tokio::select! {
+            _ = ctx.shutdown.changed() => {
+                watcher.logout().await;
+                worker.logout().await;
+                return Ok(());
+            }
+            ev = watcher.wait_event(IDLE_RENEW) => ev?,
+        };
+        let Some(first) = first else {
+            // Quiet for a long time: prove both connections are alive.
+            watcher.noop().await?;
+            worker.noop().await?;
+            continue;
+        };
+        let mut events = vec![first];
+        while let Some(more) = watcher.wait_event(COALESCE).await? {
+            events.push(more);
+            if events.len() > 10_000 {
+                break;
+            }
+        }
+        let mut list_changed = false;
+        let mut touched: BTreeMap<String, Option<imap_sync::response::StatusData>> =
+            BTreeMap::new();
+        for ev in events {
+            match ev {
+                Response::Status(st) => {
+                    touched.insert(st.raw_name.clone(), Some(st));
+                }
+                Response::List(_) => list_changed = true,
+                Response::Condition { text, .. } if text.contains("NOTIFICATIONOVERFLOW") => {
+                    // RFC 5465 5.8: the server gave up on events; everything may have changed.
+                    list_changed = true;
+                }
+                _ => {}
+            }
+        }
+        if list_changed {
+            let started = std::time::Instant::now();
+            let report = sync.sync_all(&mut worker).await?;
+            log_report(sync.account, &report, started.elapsed());
+        } else {
+            for (raw, st) in touched {
+                let Some(mb) = sync.mailbox_by_raw_name(&raw).await? else {
+                    continue;
+                };
+                let mut report = SyncReport::default();
+                sync.sync_mailbox(&mut worker, &mb, st.as_ref(), &mut report)
+                    .await?;
+                publisher.publish(ctx).await;
+                sync.fetch_bodies(&mut worker, &mb, &mut report).await?;
+                sync.store.collect_orphans(sync.account).await?;
+            }
+        }
+        publisher.publish(ctx).await;
+    }
+}
+
+/// IDLE on INBOX on a second connection; the rest is resynced on a timer.
+async fn watch_idle(
+    ctx: &mut Ctx,
+    sync: &AccountSync,
+    mut worker: Session,
+    ep: &Endpoint,
+    creds: &Credentials,
+    publisher: &mut Publisher,
+) -> Result<(), Error> {
+    if !worker.has("IDLE") {
+        tracing::info!(account = %sync.account, "server has neither NOTIFY nor IDLE; polling");
+    }
+    let mut watcher = Session::connect(ep, creds).await?;
+    watcher.examine("INBOX", None).await?;
+    let mut last_full = tokio::time::Instant::now();
+    loop {
+        let until_full = IDLE_MODE_RESYNC.saturating_sub(last_full.elapsed());
+        let wait = until_full.min(IDLE_RENEW);
+        let events = if watcher.has("IDLE") {
+            tokio::select! {
+                _ = ctx.shutdown.changed() => {
+                    worker.logout().await;
+                    return Ok(());
+                }
+                ev = watcher.idle(wait) => ev?,
+            }
+        } else {
+            if ctx.sleep_or_stop(wait.min(Duration::from_secs(60))).await {
+                return Ok(());
+            }
+            watcher.noop().await?
+        };
+        let inbox_changed = events.iter().any(|e| {
+            matches!(
+                e,
+                Response::Exists(_)
+                    | Response::Expunge(_)
+                    | Response::Vanished { .. }
+                    | Response::Fetch(_)
+            )
+        });
+        if last_full.elapsed() >= IDLE_MODE_RESYNC {
+            let started = std::time::Instant::now();
+            let report = sync.sync_all(&mut worker).await?;
+            log_report(sync.account, &report, started.elapsed());
+            last_full = tokio::time::Instant::now();
+        } else if inbox_changed {
+            if let Some(mb) = sync.mailbox_by_raw_name("INBOX").await? {
+                let mut report = SyncReport::default();
+                sync.sync_mailbox(&mut worker, &mb, None, &mut report).await?;
+                publisher.publish(ctx).await;
+                sync.fetch_bodies(&mut worker, &mb, &mut report).await?;
+                sync.store.collect_orphans(sync.account).await?;
+            }
+        } else {
+            worker.noop().await?;
+        }
+        publisher.publish(ctx).await;
+    }
+}

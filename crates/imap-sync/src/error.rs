@@ -1,0 +1,40 @@
+//! Typed errors, so the engine can tell auth, network, protocol and store failures apart.
+
+use std::io;
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("network: {0}")]
+    Io(#[source] io::Error),
+    #[error("TLS: {0}")]
+    Tls(String),
+    #[error("the server closed the connection")]
+    Closed,
+    #[error("the server did not answer in time")]
+    Timeout,
+    #[error("the server said BYE: {0}")]
+    Bye(String),
+    /// The server refused our credentials (a tagged NO to LOGIN/AUTHENTICATE).
+    #[error("authentication failed: {0}")]
+    Auth(String),
+    /// The server answered a command with NO or BAD.
+    #[error("{command} refused by the server: {text}")]
+    Refused { command: String, text: String },
+    /// The server broke the protocol (unparseable response, wrong state).
+    #[error("protocol violation: {0}")]
+    Protocol(String),
+    /// The server lacks something we cannot work without.
+    #[error("server lacks {0}")]
+    Unsupported(&'static str),
+    #[error("store: {0}")]
+    Store(#[from] store::Error),
+}
+
+impl Error {
+    /// Whether retrying later (with backoff) may succeed without anyone changing anything.
+    pub fn is_transient(&self) -> bool {
+        !matches!(self, Error::Auth(_) | Error::Unsupported(_))
+    }
+}
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;

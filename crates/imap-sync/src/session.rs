@@ -1,0 +1,561 @@
+//! An authenticated IMAP session: greeting, STARTTLS, capabilities, login, ENABLE, and the
+//! commands the sync needs (LIST, EXAMINE with CONDSTORE/QRESYNC, pipelined UID FETCH,
+//! SEARCH, IDLE, NOTIFY).
+
+use crate::conn::{self, CONNECT_TIMEOUT, Connection, Endpoint, quote};
+use crate::error::{Error, Result};
+use crate::response::{self, Code, Fetch, ListEntry, Response, StatusData};
+use base64::Engine;
+use mail_types::Security;
+use std::collections::{HashSet, VecDeque};
+use std::fmt;
+use std::ops::RangeInclusive;
+use std::time::Duration;
+
+/// Login credentials. `Debug` never shows the password.
+#[derive(Clone)]
+pub struct Credentials {
+    pub username: String,
+    pub password: String,
+}
+
+impl fmt::Debug for Credentials {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Credentials")
+            .field("username", &self.username)
+            .field("password", &"<redacted>")
+            .finish()
+    }
+}
+
+/// What EXAMINE told us about a mailbox.
+#[derive(Debug, Clone, Default)]
+pub struct Selected {
+    pub uidvalidity: u32,
+    pub uidnext: Option<u32>,
+    pub exists: u32,
+    /// None when the server has no CONDSTORE for this mailbox (or NOMODSEQ).
+    pub highestmodseq: Option<u64>,
+    /// RFC 7162 3.2.5.1: UIDs expunged since the mod-sequence we gave (QRESYNC only).
+    pub vanished: Vec<RangeInclusive<u32>>,
+    /// RFC 7162 3.2.5.1: flags of messages changed since that mod-sequence (QRESYNC only).
+    pub changed: Vec<Fetch>,
+}
+
+pub struct Session {
+    conn: Connection,
+    caps: HashSet<String>,
+    /// QRESYNC was ENABLEd (RFC 7162 3.2.3).
+    qresync: bool,
+    /// Untagged responses that arrived while a command ran and that its caller did not
+    /// consume (EXISTS, EXPUNGE, VANISHED, flag FETCHes): the sync looks at them after.
+    pub unsolicited: Vec<Response>,
+}
+
+impl Session {
+    /// Connects, secures, logs in and enables what the sync uses.
+    pub async fn connect(ep: &Endpoint, creds: &Credentials) -> Result<Session> {
+        match tokio::time::timeout(CONNECT_TIMEOUT, Self::connect_inner(ep, creds)).await {
+            Ok(r) => r,
+            Err(_) => Err(Error::Timeout),
+        }
+    }
+
+    async fn connect_inner(ep: &Endpoint, creds: &Credentials) -> Result<Session> {
+        let stream = conn::open(ep).await?;
+        let mut s = Session {
+            conn: Connection::new(stream),
+            caps: HashSet::new(),
+            qresync: false,
+            unsolicited: Vec::new(),
+        };
+        let greeting = response::parse(&s.conn.read_frame().await?);
+        let preauth = match greeting {
+            Response::Condition {
+                status: response::Status::Ok,
+                code,
+                ..
+            } => {
+                if let Some(Code::Capabilities(c)) = code {
+                    s.set_caps(c);
+                }
+                false
+            }
+            Response::Condition {
+                status: response::Status::PreAuth,
+                ..
+            } => true,
+            Response::Condition {
+                status: response::Status::Bye,
+                text,
+                ..
+            } => return Err(Error::Bye(text)),
+            _ => return Err(Error::Protocol("unexpected greeting".into())),
+        };
+        if s.caps.is_empty() {
+            s.capability().await?;
+        }
+        if ep.security == Security::Starttls {
+            if preauth {
+                // RFC 3501 6.2.1: STARTTLS is impossible after PREAUTH; refuse to go on in
+                // the clear when the user asked for TLS.
+                return Err(Error::Tls("server sent PREAUTH, STARTTLS impossible".into()));
+            }
+            if !s.has("STARTTLS") {
+                return Err(Error::Unsupported("STARTTLS"));
+            }
+            s.run("STARTTLS").await?;
+            s.conn.upgrade_tls(ep).await?;
+            // RFC 3501 6.2.1: capabilities may change after TLS; the old list is void.
+            s.caps.clear();
+            s.capability().await?;
+        }
+        if !preauth {
+            s.login(creds).await?;
+        }
+        if s.has("QRESYNC") && s.has("ENABLE") {
+            let (untagged, _) = s.run("ENABLE QRESYNC").await?;
+            s.qresync = untagged.iter().any(|r| {
+                matches!(r, Response::Capabilities(c) if c.iter().any(|c| c == "QRESYNC"))
+            });
+        } else if s.has("CONDSTORE") && s.has("ENABLE") {
+            s.run("ENABLE CONDSTORE").await?;
+        }
+        Ok(s)
+    }
+
+    fn set_caps(&mut self, caps: Vec<String>) {
+        self.caps = caps.into_iter().map(|c| c.to_ascii_uppercase()).collect();
+    }
+
+    /// Whether the server advertised a capability (case-insensitive).
+    pub fn has(&self, cap: &str) -> bool {
+        self.caps.contains(&cap.to_ascii_uppercase())
+    }
+
+    pub fn capabilities(&self) -> impl Iterator<Item = &str> {
+        self.caps.iter().map(String::as_str)
+    }
+
+    pub fn condstore(&self) -> bool {
+        self.has("CONDSTORE") || self.qresync
+    }
+
+    pub fn qresync(&self) -> bool {
+        self.qresync
+    }
+
+    async fn capability(&mut self) -> Result<()> {
+        let (untagged, _) = self.run("CAPABILITY").await?;
+        for r in untagged {
+            if let Response::Capabilities(c) = r {
+                self.set_caps(c);
+            }
+        }
+        Ok(())
+    }
+
+    async fn login(&mut self, creds: &Credentials) -> Result<()> {
+        if self.has("LOGINDISABLED") && !self.has("AUTH=PLAIN") {
+            return Err(Error::Unsupported("a login mechanism usable on this connection"));
+        }
+        let result = if self.has("AUTH=PLAIN") {
+            // RFC 4616: authzid NUL authcid NUL passwd; base64 carries any byte safely.
+            let mut plain = Vec::new();
+            plain.push(0);
+            plain.extend_from_slice(creds.username.as_bytes());
+            plain.push(0);
+            plain.extend_from_slice(creds.password.as_bytes());
+            let b64 = base64::engine::general_purpose::STANDARD.encode(&plain);
+            if self.has("SASL-IR") {
+                self.run_secret(&format!("AUTHENTICATE PLAIN {b64}")).await
+            } else {
+                let tag = self.conn.tag();
+                self.conn
+                    .write_all(format!("{tag} AUTHENTICATE PLAIN\r\n").as_bytes())
+                    .await?;
+                loop {
+                    match response::parse(&self.conn.read_frame().await?) {
+                        Response::Continue => break,
+                        Response::Tagged { text, .. } => return Err(Error::Auth(text)),
+                        other => self.unsolicited.push(other),
+                    }
+                }
+                self.conn.write_all(format!("{b64}\r\n").as_bytes()).await?;
+                self.finish(&tag, "AUTHENTICATE").await
+            }
+        } else {
+            match (quote(&creds.username), quote(&creds.password)) {
+                (Some(u), Some(p)) => self.run_secret(&format!("LOGIN {u} {p}")).await,
+                _ => Err(Error::Unsupported("AUTH=PLAIN for a non-ASCII login")),
+            }
+        };
+        match result {
+            Ok((_, code)) => {
+                match code {
+                    Some(Code::Capabilities(c)) => self.set_caps(c),
+                    _ => {
+                        self.caps.clear();
+                        self.capability().await?;
+                    }
+                }
+                Ok(())
+            }
+            Err(Error::Refused { text, .. }) => Err(Error::Auth(text)),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Like `run`, for commands carrying a secret: the command text never reaches an error.
+    async fn run_secret(&mut self, cmd: &str) -> Result<(Vec<Response>, Option<Code>)> {
+        let tag = self.conn.tag();
+        self.conn
+            .write_all(format!("{tag} {cmd}\r\n").as_bytes())
+            .await?;
+        self.finish(&tag, "LOGIN").await
+    }
+
+    /// Sends a command and collects its untagged responses until its completion.
+    pub async fn run(&mut self, cmd: &str) -> Result<(Vec<Response>, Option<Code>)> {
+        let tag = self.send(cmd).await?;
+        let name = cmd.split(' ').take(2).collect::<Vec<_>>().join(" ");
+        self.finish(&tag, &name).await
+    }
+
+    /// Sends a command without waiting; returns its tag.
+    pub async fn send(&mut self, cmd: &str) -> Result<String> {
+        let tag = self.conn.tag();
+        self.conn
+            .write_all(format!("{tag} {cmd}\r\n").as_bytes())
+            .await?;
+        Ok(tag)
+    }
+
+    /// Reads until the tagged completion of `tag`.
+    async fn finish(&mut self, tag: &str, name: &str) -> Result<(Vec<Response>, Option<Code>)> {
+        let mut untagged = Vec::new();
+        loop {
+            match self.read().await? {
+                Response::Tagged {
+                    tag: t,
+                    status,
+                    code,
+                    text,
+                } if t == tag => {
+                    return match status {
+                        response::Status::Ok => Ok((untagged, code)),
+                        _ => Err(Error::Refused {
+                            command: name.to_string(),
+                            text,
+                        }),
+                    };
+                }
+                Response::Tagged { tag: t, .. } => {
+                    return Err(Error::Protocol(format!(
+                        "completion for unknown tag {t} while waiting for {tag}"
+                    )));
+                }
+                other => untagged.push(other),
+            }
+        }
+    }
+
+    /// The next response, parsed. BYE becomes an error; unparseable frames are logged and
+    /// skipped.
+    pub async fn read(&mut self) -> Result<Response> {
+        self.read_within(self.conn.read_timeout).await
+    }
+
+    pub async fn read_within(&mut self, timeout: Duration) -> Result<Response> {
+        loop {
+            let frame = self.conn.read_frame_within(timeout).await?;
+            match response::parse(&frame) {
+                Response::Condition {
+                    status: response::Status::Bye,
+                    text,
+                    ..
+                } => return Err(Error::Bye(text)),
+                Response::Unparsed(start) => {
+                    tracing::warn!(response_start = %start.escape_debug(), len = frame.len(),
+                        "skipping an IMAP response that does not parse");
+                }
+                r => return Ok(r),
+            }
+        }
+    }
+
+    /// LIST every mailbox with special-use, subscription and (with LIST-STATUS) status.
+    pub async fn list(&mut self) -> Result<(Vec<ListEntry>, Vec<StatusData>)> {
+        let extended = self.has("LIST-EXTENDED") || self.has("LIST-STATUS");
+        let mut entries = Vec::new();
+        let mut statuses = Vec::new();
+        if extended {
+            let mut ret = vec!["SUBSCRIBED"];
+            if self.has("SPECIAL-USE") {
+                ret.push("SPECIAL-USE");
+            }
+            let status_items = if self.condstore() {
+                "STATUS (MESSAGES UIDNEXT UIDVALIDITY UNSEEN HIGHESTMODSEQ)"
+            } else {
+                "STATUS (MESSAGES UIDNEXT UIDVALIDITY UNSEEN)"
+            };
+            if self.has("LIST-STATUS") {
+                ret.push(status_items);
+            }
+            let cmd = format!("LIST \"\" \"*\" RETURN ({})", ret.join(" "));
+            let (untagged, _) = self.run(&cmd).await?;
+            for r in untagged {
+                match r {
+                    Response::List(l) => entries.push(l),
+                    Response::Status(s) => statuses.push(s),
+                    other => self.unsolicited.push(other),
+                }
+            }
+        } else {
+            let (untagged, _) = self.run("LIST \"\" \"*\"").await?;
+            for r in untagged {
+                match r {
+                    Response::List(l) => entries.push(l),
+                    other => self.unsolicited.push(other),
+                }
+            }
+            let (subs, _) = self.run("LSUB \"\" \"*\"").await?;
+            let subscribed: HashSet<String> = subs
+                .into_iter()
+                .filter_map(|r| match r {
+                    Response::List(l) => Some(l.raw_name),
+                    _ => None,
+                })
+                .collect();
+            for e in &mut entries {
+                if subscribed.contains(&e.raw_name) {
+                    e.attributes.push("\\Subscribed".into());
+                }
+            }
+        }
+        Ok((entries, statuses))
+    }
+
+    /// STATUS of one mailbox.
+    pub async fn status(&mut self, raw_name: &str) -> Result<StatusData> {
+        let items = if self.condstore() {
+            "(MESSAGES UIDNEXT UIDVALIDITY UNSEEN HIGHESTMODSEQ)"
+        } else {
+            "(MESSAGES UIDNEXT UIDVALIDITY UNSEEN)"
+        };
+        let (untagged, _) = self
+            .run(&format!("STATUS {} {items}", mailbox_arg(raw_name)?))
+            .await?;
+        for r in untagged {
+            if let Response::Status(s) = r {
+                return Ok(s);
+            }
+        }
+        Err(Error::Protocol("STATUS without a STATUS response".into()))
+    }
+
+    /// EXAMINE a mailbox (read-only: the sync must not clear \Recent for other clients),
+    /// with QRESYNC parameters when we know a previous state (RFC 7162 3.2.5).
+    pub async fn examine(&mut self, raw_name: &str, known: Option<(u32, u64)>) -> Result<Selected> {
+        let mut cmd = format!("EXAMINE {}", mailbox_arg(raw_name)?);
+        match known {
+            Some((v, m)) if self.qresync && v != 0 && m != 0 => {
+                cmd.push_str(&format!(" (QRESYNC ({v} {m}))"));
+            }
+            _ if self.condstore() => cmd.push_str(" (CONDSTORE)"),
+            _ => {}
+        }
+        let (untagged, _) = self.run(&cmd).await?;
+        let mut sel = Selected::default();
+        let mut got_validity = false;
+        for r in untagged {
+            match r {
+                Response::Exists(n) => sel.exists = n,
+                Response::Condition { code: Some(c), .. } => match c {
+                    Code::UidValidity(v) => {
+                        sel.uidvalidity = v;
+                        got_validity = true;
+                    }
+                    Code::UidNext(n) => sel.uidnext = Some(n),
+                    Code::HighestModSeq(m) => sel.highestmodseq = Some(m),
+                    Code::NoModSeq => sel.highestmodseq = None,
+                    _ => {}
+                },
+                Response::Vanished { uids, .. } => sel.vanished.extend(uids),
+                Response::Fetch(f) => sel.changed.push(*f),
+                _ => {}
+            }
+        }
+        if !got_validity {
+            return Err(Error::Protocol(format!(
+                "EXAMINE {raw_name:?} gave no UIDVALIDITY"
+            )));
+        }
+        Ok(sel)
+    }
+
+    /// All UIDs of the selected mailbox (ESEARCH when offered: compact ranges).
+    pub async fn uid_search_all(&mut self) -> Result<Vec<u32>> {
+        let esearch = self.has("ESEARCH");
+        let cmd = if esearch {
+            "UID SEARCH RETURN (ALL) ALL"
+        } else {
+            "UID SEARCH ALL"
+        };
+        let (untagged, _) = self.run(cmd).await?;
+        let mut uids = Vec::new();
+        for r in untagged {
+            match r {
+                Response::Search(v) => uids.extend(v),
+                Response::ESearch { all, .. } => {
+                    for range in all {
+                        uids.extend(range);
+                    }
+                }
+                other => self.unsolicited.push(other),
+            }
+        }
+        uids.sort_unstable();
+        uids.dedup();
+        Ok(uids)
+    }
+
+    /// Starts a pipelined series of FETCH commands, at most `depth` in flight.
+    pub fn fetch_stream(&mut self, commands: Vec<String>, depth: usize) -> FetchStream<'_> {
+        FetchStream {
+            session: self,
+            queued: commands.into(),
+            in_flight: VecDeque::new(),
+            depth: depth.max(1),
+        }
+    }
+
+    /// IDLE (RFC 2177) until the server reports something or `max` passes; returns what it
+    /// reported (empty on timeout).
+    pub async fn idle(&mut self, max: Duration) -> Result<Vec<Response>> {
+        let tag = self.send("IDLE").await?;
+        loop {
+            match self.read().await? {
+                Response::Continue => break,
+                Response::Tagged { text, .. } => {
+                    return Err(Error::Refused {
+                        command: "IDLE".into(),
+                        text,
+                    });
+                }
+                other => self.unsolicited.push(other),
+            }
+        }
+        let mut events = Vec::new();
+        let deadline = tokio::time::Instant::now() + max;
+        loop {
+            let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+            if left.is_zero() {
+                break;
+            }
+            match self.read_within(left).await {
+                Ok(r) => {
+                    let interesting = matches!(
+                        r,
+                        Response::Exists(_)
+                            | Response::Expunge(_)
+                            | Response::Vanished { .. }
+                            | Response::Fetch(_)
+                            | Response::Status(_)
+                            | Response::List(_)
+                    );
+                    events.push(r);
+                    if interesting {
+                        // Let a burst of events arrive before leaving IDLE.
+                        match self.read_within(Duration::from_millis(2)).await {
+                            Ok(r) => events.push(r),
+                            Err(Error::Timeout) => break,
+                            Err(e) => return Err(e),
+                        }
+                    }
+                }
+                Err(Error::Timeout) => break,
+                Err(e) => return Err(e),
+            }
+        }
+        self.conn.write_all(b"DONE\r\n").await?;
+        let (rest, _) = self.finish(&tag, "IDLE").await?;
+        events.extend(rest);
+        Ok(events)
+    }
+
+    /// RFC 5465 NOTIFY: STATUS events for every personal mailbox, mailbox name and
+    /// subscription changes, on a connection with no mailbox selected.
+    pub async fn notify_personal(&mut self) -> Result<()> {
+        self.run("NOTIFY SET STATUS (personal (MessageNew MessageExpunge FlagChange MailboxName SubscriptionChange))")
+            .await?;
+        Ok(())
+    }
+
+    /// Waits for the next untagged response with nothing running (after NOTIFY).
+    pub async fn wait_event(&mut self, max: Duration) -> Result<Option<Response>> {
+        match self.read_within(max).await {
+            Ok(r) => Ok(Some(r)),
+            Err(Error::Timeout) => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    pub async fn noop(&mut self) -> Result<Vec<Response>> {
+        Ok(self.run("NOOP").await?.0)
+    }
+
+    pub async fn logout(mut self) {
+        let _ = tokio::time::timeout(Duration::from_secs(2), self.run("LOGOUT")).await;
+        self.conn.shutdown().await;
+    }
+}
+
+/// A mailbox name as a command argument (already modified UTF-7, so ASCII).
+pub fn mailbox_arg(raw: &str) -> Result<String> {
+    quote(raw).ok_or_else(|| Error::Protocol("mailbox name with CR, LF or 8-bit bytes".into()))
+}
+
+/// Pipelined FETCH commands yielding their FETCH responses in order.
+pub struct FetchStream<'a> {
+    session: &'a mut Session,
+    queued: VecDeque<String>,
+    in_flight: VecDeque<String>,
+    depth: usize,
+}
+
+impl FetchStream<'_> {
+    /// The next FETCH response carrying a UID, or `None` when every command completed.
+    pub async fn next(&mut self) -> Result<Option<Box<Fetch>>> {
+        loop {
+            while self.in_flight.len() < self.depth {
+                let Some(cmd) = self.queued.pop_front() else {
+                    break;
+                };
+                let tag = self.session.send(&cmd).await?;
+                self.in_flight.push_back(tag);
+            }
+            if self.in_flight.is_empty() {
+                return Ok(None);
+            }
+            match self.session.read().await? {
+                Response::Fetch(f) if f.uid.is_some() => return Ok(Some(f)),
+                Response::Tagged {
+                    tag, status, text, ..
+                } => {
+                    if self.in_flight.front() != Some(&tag) {
+                        return Err(Error::Protocol(format!("unexpected completion {tag}")));
+                    }
+                    self.in_flight.pop_front();
+                    if status != response::Status::Ok {
+                        return Err(Error::Refused {
+                            command: "UID FETCH".into(),
+                            text,
+                        });
+                    }
+                }
+                other => self.session.unsolicited.push(other),
+            }
+        }
+    }
+}

@@ -1,0 +1,545 @@
+//! Brings one account's store in step with its IMAP server.
+//!
+//! Order of work, so the account is usable at once: the mailbox list; then for every
+//! mailbox (INBOX first) flags, expunges and the headers of new messages, newest first;
+//! then the bodies, newest first. Each batch is one store transaction; the mailbox's sync
+//! state (`uidnext`, `highestmodseq`) only moves once everything below it is stored, so a
+//! cut at any point resumes without refetching what is stored and without skipping.
+
+use crate::error::{Error, Result};
+use crate::mutf7;
+use crate::response::{Fetch, ListEntry, StatusData};
+use crate::session::Session;
+use mail_types::{AccountId, ModSeq, Role, Uid, UidValidity};
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+use store::{
+    FlagUpdate, MailboxChanges, MailboxRecord, NewBody, NewCopy, RemoteMailbox, Store,
+};
+use tokio::task::JoinHandle;
+
+/// Tunables of one sync run.
+#[derive(Debug, Clone)]
+pub struct SyncOptions {
+    /// UIDs per header FETCH command.
+    pub header_chunk: usize,
+    /// UIDs per body FETCH command.
+    pub body_chunk: usize,
+    /// FETCH commands kept in flight on the connection.
+    pub pipeline_depth: usize,
+    /// Messages per store transaction.
+    pub batch: usize,
+    /// Raw bytes per store transaction (bounds memory with large messages).
+    pub batch_bytes: usize,
+    /// Fetch bodies after headers (false: headers only, e.g. for a quick first look).
+    pub bodies: bool,
+}
+
+impl Default for SyncOptions {
+    fn default() -> Self {
+        SyncOptions {
+            header_chunk: 500,
+            body_chunk: 100,
+            pipeline_depth: 3,
+            batch: 250,
+            batch_bytes: 16 * 1024 * 1024,
+            bodies: true,
+        }
+    }
+}
+
+/// What one run did, for logs and tests.
+#[derive(Debug, Clone, Default)]
+pub struct SyncReport {
+    pub mailboxes: usize,
+    pub skipped_unchanged: usize,
+    pub new_headers: usize,
+    pub bodies: usize,
+    pub flag_updates: usize,
+    pub expunged: usize,
+    pub resets: usize,
+}
+
+/// The account-level sync: holds the store handle and account id.
+pub struct AccountSync {
+    pub store: Arc<dyn Store>,
+    pub account: AccountId,
+    pub options: SyncOptions,
+}
+
+/// Role of a listed mailbox: INBOX by name (RFC 3501 5.1), else RFC 6154 attributes.
+fn role_of(entry: &ListEntry) -> Option<Role> {
+    if entry.raw_name.eq_ignore_ascii_case("INBOX") {
+        return Some(Role::Inbox);
+    }
+    entry
+        .attributes
+        .iter()
+        .find_map(|a| Role::from_special_use(a))
+}
+
+fn order_key(m: &MailboxRecord) -> (u8, String) {
+    let rank = match m.role {
+        Some(Role::Inbox) => 0,
+        Some(Role::Sent) => 2,
+        Some(Role::Drafts) => 3,
+        Some(Role::Archive) => 4,
+        None => 5,
+        Some(Role::Trash) | Some(Role::Junk) => 6,
+        _ => 7,
+    };
+    (rank, m.name.clone())
+}
+
+/// Compresses sorted UIDs into an IMAP sequence set: `1:5,7,9:12`.
+pub fn uid_set(uids: &[u32]) -> String {
+    let mut sorted = uids.to_vec();
+    sorted.sort_unstable();
+    sorted.dedup();
+    let mut out = String::new();
+    let mut i = 0;
+    while i < sorted.len() {
+        let start = sorted[i];
+        let mut end = start;
+        while i + 1 < sorted.len() && sorted[i + 1] == end.wrapping_add(1) {
+            i += 1;
+            end = sorted[i];
+        }
+        if !out.is_empty() {
+            out.push(',');
+        }
+        if start == end {
+            out.push_str(&start.to_string());
+        } else {
+            out.push_str(&format!("{start}:{end}"));
+        }
+        i += 1;
+    }
+    out
+}
+
+impl AccountSync {
+    pub fn new(store: Arc<dyn Store>, account: AccountId) -> Self {
+        AccountSync {
+            store,
+            account,
+            options: SyncOptions::default(),
+        }
+    }
+
+    /// One full pass: mailbox list, every mailbox's changes and new headers, then bodies.
+    pub async fn sync_all(&self, s: &mut Session) -> Result<SyncReport> {
+        let mut report = SyncReport::default();
+        let statuses = self.sync_mailbox_list(s).await?;
+        let mut mailboxes: Vec<MailboxRecord> = self
+            .store
+            .mailboxes(self.account)
+            .await?
+            .into_iter()
+            .filter(|m| m.selectable)
+            .collect();
+        mailboxes.sort_by_key(order_key);
+        report.mailboxes = mailboxes.len();
+        for mb in &mailboxes {
+            let status = statuses.get(&mb.raw_name);
+            self.sync_mailbox(s, mb, status, &mut report).await?;
+        }
+        if self.options.bodies {
+            for mb in &mailboxes {
+                self.fetch_bodies(s, mb, &mut report).await?;
+            }
+        }
+        self.store.collect_orphans(self.account).await?;
+        Ok(report)
+    }
+
+    /// LIST, and the store's mailbox list brought in line. Returns LIST-STATUS data by name.
+    pub async fn sync_mailbox_list(&self, s: &mut Session) -> Result<HashMap<String, StatusData>> {
+        let (entries, statuses) = s.list().await?;
+        let statuses: HashMap<String, StatusData> = statuses
+            .into_iter()
+            .map(|st| (st.raw_name.clone(), st))
+            .collect();
+        let remote: Vec<RemoteMailbox> = entries
+            .iter()
+            .map(|e| {
+                let has = |a: &str| e.attributes.iter().any(|x| x.eq_ignore_ascii_case(a));
+                RemoteMailbox {
+                    raw_name: e.raw_name.clone(),
+                    name: mutf7::decode(&e.raw_name),
+                    delimiter: e.delimiter.clone(),
+                    role: role_of(e),
+                    subscribed: has("\\Subscribed") || e.raw_name.eq_ignore_ascii_case("INBOX"),
+                    selectable: !has("\\Noselect") && !has("\\NonExistent"),
+                    uidvalidity: statuses.get(&e.raw_name).and_then(|st| st.uidvalidity),
+                }
+            })
+            .collect();
+        self.store.apply_mailbox_list(self.account, &remote).await?;
+        Ok(statuses)
+    }
+
+    /// Finds a mailbox record by wire name (after a list sync).
+    pub async fn mailbox_by_raw_name(&self, raw: &str) -> Result<Option<MailboxRecord>> {
+        Ok(self
+            .store
+            .mailboxes(self.account)
+            .await?
+            .into_iter()
+            .find(|m| m.raw_name == raw))
+    }
+
+    /// Flags, expunges and new headers of one mailbox. `status` (from LIST-STATUS or a
+    /// NOTIFY event) lets an unchanged mailbox be skipped without selecting it.
+    pub async fn sync_mailbox(
+        &self,
+        s: &mut Session,
+        mb: &MailboxRecord,
+        status: Option<&StatusData>,
+        report: &mut SyncReport,
+    ) -> Result<()> {
+        if let Some(st) = status {
+            let unchanged = st.uidvalidity == Some(mb.uidvalidity.0)
+                && st.uidnext == Some(mb.uidnext.0)
+                && st.messages == Some(mb.progress.headers)
+                && mb.highestmodseq.0 != 0
+                && st.highestmodseq == Some(mb.highestmodseq.0);
+            if unchanged {
+                report.skipped_unchanged += 1;
+                return Ok(());
+            }
+        }
+        let span = tracing::debug_span!("mailbox", account = %self.account, mailbox = %mb.name);
+        let _enter = span.enter();
+
+        let known = (mb.uidvalidity.0 != 0).then_some((mb.uidvalidity.0, mb.highestmodseq.0));
+        let sel = s.examine(&mb.raw_name, known).await?;
+        let mut mb = mb.clone();
+        if mb.uidvalidity.0 != 0 && sel.uidvalidity != mb.uidvalidity.0 {
+            tracing::info!(account = %self.account, mailbox = %mb.name,
+                old = mb.uidvalidity.0, new = sel.uidvalidity, "UIDVALIDITY changed; resetting mailbox");
+            self.store
+                .reset_mailbox(mb.id, UidValidity(sel.uidvalidity))
+                .await?;
+            report.resets += 1;
+            mb.uidvalidity = UidValidity(sel.uidvalidity);
+            mb.uidnext = Uid(1);
+            mb.highestmodseq = ModSeq(0);
+        }
+        let stored = self.store.mailbox_copies(mb.id).await?;
+        let stored_flags: HashMap<u32, &Vec<String>> =
+            stored.iter().map(|c| (c.uid.0, &c.flags)).collect();
+        let mut changes = MailboxChanges {
+            uidvalidity: Some(UidValidity(sel.uidvalidity)),
+            server_total: Some(sel.exists),
+            ..MailboxChanges::default()
+        };
+        let last_known = mb.uidnext.0.saturating_sub(1);
+        let used_qresync = s.qresync()
+            && known.is_some_and(|(v, m)| v == sel.uidvalidity && m != 0)
+            && sel.highestmodseq.is_some();
+
+        // Flags and expunges of messages we already have.
+        if used_qresync {
+            for range in &sel.vanished {
+                // RFC 7162 3.2.5.2: VANISHED (EARLIER) may name UIDs we never had.
+                for uid in range.clone().take(1_000_000) {
+                    if stored_flags.contains_key(&uid) {
+                        changes.expunged.push(Uid(uid));
+                    }
+                }
+            }
+            for f in &sel.changed {
+                push_flag_change(&mut changes, f, &stored_flags);
+            }
+        } else if last_known > 0 && !stored.is_empty() {
+            let changedsince = match (s.condstore(), mb.highestmodseq.0, sel.highestmodseq) {
+                (true, m, Some(_)) if m != 0 => format!(" (CHANGEDSINCE {m})"),
+                _ => String::new(),
+            };
+            let cmd = format!("UID FETCH 1:{last_known} (UID FLAGS){changedsince}");
+            let mut stream = s.fetch_stream(vec![cmd], 1);
+            while let Some(f) = stream.next().await? {
+                push_flag_change(&mut changes, &f, &stored_flags);
+            }
+        }
+        report.flag_updates += changes.flags.len();
+
+        // Which UIDs the server has: finds expunges (without QRESYNC) and new messages.
+        let server_uids = s.uid_search_all().await?;
+        let server_set: HashSet<u32> = server_uids.iter().copied().collect();
+        if !used_qresync {
+            for c in &stored {
+                if !server_set.contains(&c.uid.0) {
+                    changes.expunged.push(c.uid);
+                }
+            }
+        }
+        report.expunged += changes.expunged.len();
+        let missing: Vec<u32> = server_uids
+            .iter()
+            .copied()
+            .filter(|u| !stored_flags.contains_key(u))
+            .collect();
+
+        // Apply flag and expunge changes now; new headers follow in batches.
+        let final_uidnext = sel
+            .uidnext
+            .unwrap_or(0)
+            .max(server_uids.last().map(|u| u + 1).unwrap_or(1));
+        let highestmodseq = sel.highestmodseq.map(ModSeq);
+        if missing.is_empty() {
+            changes.uidnext = Some(Uid(final_uidnext));
+            changes.highestmodseq = highestmodseq;
+            self.store
+                .apply_mailbox_changes(self.account, mb.id, changes)
+                .await?;
+            return Ok(());
+        }
+        self.store
+            .apply_mailbox_changes(self.account, mb.id, changes)
+            .await?;
+
+        report.new_headers += self.fetch_headers(s, &mb, &missing).await?;
+        // Everything below uidnext is now stored: the sync state may move.
+        self.store
+            .apply_mailbox_changes(
+                self.account,
+                mb.id,
+                MailboxChanges {
+                    uidnext: Some(Uid(final_uidnext)),
+                    highestmodseq,
+                    ..MailboxChanges::default()
+                },
+            )
+            .await?;
+        Ok(())
+    }
+
+    /// FETCHes the headers of `missing` UIDs, newest first, pipelined; stores in batches
+    /// while the next ones stream in. Returns how many were stored.
+    async fn fetch_headers(&self, s: &mut Session, mb: &MailboxRecord, missing: &[u32]) -> Result<usize> {
+        let mut newest_first = missing.to_vec();
+        newest_first.sort_unstable_by(|a, b| b.cmp(a));
+        let items = header_items(s);
+        let commands: Vec<String> = newest_first
+            .chunks(self.options.header_chunk.max(1))
+            .map(|chunk| format!("UID FETCH {} ({items})", uid_set(chunk)))
+            .collect();
+        let wanted: HashSet<u32> = missing.iter().copied().collect();
+        let mut writer = BatchWriter::new(self.store.clone(), self.account, mb.id);
+        let mut batch: Vec<Box<Fetch>> = Vec::new();
+        let mut bytes = 0usize;
+        let mut count = 0usize;
+        let mut stream = s.fetch_stream(commands, self.options.pipeline_depth);
+        while let Some(f) = stream.next().await? {
+            let Some(uid) = f.uid else { continue };
+            if !wanted.contains(&uid) {
+                continue;
+            }
+            bytes += f.header.as_ref().map_or(0, |h| h.len());
+            batch.push(f);
+            if batch.len() >= self.options.batch || bytes >= self.options.batch_bytes {
+                count += batch.len();
+                writer.submit_headers(std::mem::take(&mut batch)).await?;
+                bytes = 0;
+            }
+        }
+        count += batch.len();
+        writer.submit_headers(batch).await?;
+        writer.finish().await?;
+        Ok(count)
+    }
+
+    /// FETCHes the bodies still missing in a mailbox, newest first.
+    pub async fn fetch_bodies(&self, s: &mut Session, mb: &MailboxRecord, report: &mut SyncReport) -> Result<()> {
+        let missing = self.store.uids_missing_body(mb.id, usize::MAX >> 1).await?;
+        if missing.is_empty() {
+            return Ok(());
+        }
+        s.examine(&mb.raw_name, None).await?;
+        let uids: Vec<u32> = missing.iter().map(|u| u.0).collect();
+        let commands: Vec<String> = uids
+            .chunks(self.options.body_chunk.max(1))
+            .map(|chunk| format!("UID FETCH {} (UID BODY.PEEK[])", uid_set(chunk)))
+            .collect();
+        let mut writer = BatchWriter::new(self.store.clone(), self.account, mb.id);
+        let mut batch: Vec<Box<Fetch>> = Vec::new();
+        let mut bytes = 0usize;
+        let mut stream = s.fetch_stream(commands, self.options.pipeline_depth);
+        while let Some(f) = stream.next().await? {
+            let Some(body) = &f.body else { continue };
+            bytes += body.len();
+            batch.push(f);
+            if batch.len() >= self.options.batch || bytes >= self.options.batch_bytes {
+                report.bodies += batch.len();
+                writer.submit_bodies(std::mem::take(&mut batch)).await?;
+                bytes = 0;
+            }
+        }
+        report.bodies += batch.len();
+        writer.submit_bodies(batch).await?;
+        writer.finish().await?;
+        Ok(())
+    }
+}
+
+fn header_items(s: &Session) -> String {
+    let mut items = String::from("UID FLAGS INTERNALDATE RFC822.SIZE BODY.PEEK[HEADER]");
+    if s.condstore() {
+        items.push_str(" MODSEQ");
+    }
+    if s.has("OBJECTID") {
+        items.push_str(" EMAILID");
+    }
+    items
+}
+
+fn push_flag_change(changes: &mut MailboxChanges, f: &Fetch, stored: &HashMap<u32, &Vec<String>>) {
+    let (Some(uid), Some(flags)) = (f.uid, f.flags.as_ref()) else {
+        return;
+    };
+    let Some(old) = stored.get(&uid) else {
+        return;
+    };
+    let mut new_sorted: Vec<String> = flags
+        .iter()
+        .filter(|f| !f.eq_ignore_ascii_case("\\Recent"))
+        .cloned()
+        .collect();
+    new_sorted.sort_unstable();
+    new_sorted.dedup();
+    if &new_sorted != *old {
+        changes.flags.push(FlagUpdate {
+            uid: Uid(uid),
+            flags: new_sorted,
+            modseq: ModSeq(f.modseq.unwrap_or(0)),
+        });
+    }
+}
+
+/// Parses batches off the I/O task and writes them to the store, one batch in flight, so
+/// the connection keeps streaming while the previous batch is parsed and committed.
+struct BatchWriter {
+    store: Arc<dyn Store>,
+    account: AccountId,
+    mailbox: mail_types::MailboxId,
+    in_flight: Option<JoinHandle<Result<()>>>,
+}
+
+impl BatchWriter {
+    fn new(store: Arc<dyn Store>, account: AccountId, mailbox: mail_types::MailboxId) -> Self {
+        BatchWriter {
+            store,
+            account,
+            mailbox,
+            in_flight: None,
+        }
+    }
+
+    async fn wait(&mut self) -> Result<()> {
+        if let Some(h) = self.in_flight.take() {
+            h.await.map_err(|e| Error::Protocol(format!("store task: {e}")))??;
+        }
+        Ok(())
+    }
+
+    async fn submit_headers(&mut self, batch: Vec<Box<Fetch>>) -> Result<()> {
+        if batch.is_empty() {
+            return Ok(());
+        }
+        self.wait().await?;
+        let (store, account, mailbox) = (self.store.clone(), self.account, self.mailbox);
+        self.in_flight = Some(tokio::spawn(async move {
+            let new = tokio::task::spawn_blocking(move || {
+                batch
+                    .into_iter()
+                    .filter_map(|f| {
+                        let uid = f.uid?;
+                        let header = f.header.clone().unwrap_or_default();
+                        Some(NewCopy {
+                            uid: Uid(uid),
+                            flags: f.flags.clone().unwrap_or_default(),
+                            modseq: ModSeq(f.modseq.unwrap_or(0)),
+                            internal_date: f.internal_date.unwrap_or(0),
+                            size: f.size.unwrap_or(0),
+                            server_email_id: f.email_id.clone(),
+                            header_hash: mime::blob_id(&header),
+                            parsed: mime::parse_header(&header),
+                            raw: None,
+                        })
+                    })
+                    .collect::<Vec<_>>()
+            })
+            .await
+            .map_err(|e| Error::Protocol(format!("parse task: {e}")))?;
+            store
+                .apply_mailbox_changes(
+                    account,
+                    mailbox,
+                    MailboxChanges {
+                        new,
+                        ..MailboxChanges::default()
+                    },
+                )
+                .await?;
+            Ok(())
+        }));
+        Ok(())
+    }
+
+    async fn submit_bodies(&mut self, batch: Vec<Box<Fetch>>) -> Result<()> {
+        if batch.is_empty() {
+            return Ok(());
+        }
+        self.wait().await?;
+        let (store, account, mailbox) = (self.store.clone(), self.account, self.mailbox);
+        self.in_flight = Some(tokio::spawn(async move {
+            let bodies = tokio::task::spawn_blocking(move || {
+                batch
+                    .into_iter()
+                    .filter_map(|f| {
+                        let uid = f.uid?;
+                        let raw = f.body.as_ref()?.to_vec();
+                        let parsed = mime::parse(&raw);
+                        Some(NewBody {
+                            uid: Uid(uid),
+                            raw,
+                            parsed,
+                        })
+                    })
+                    .collect::<Vec<_>>()
+            })
+            .await
+            .map_err(|e| Error::Protocol(format!("parse task: {e}")))?;
+            store
+                .apply_mailbox_changes(
+                    account,
+                    mailbox,
+                    MailboxChanges {
+                        bodies,
+                        ..MailboxChanges::default()
+                    },
+                )
+                .await?;
+            Ok(())
+        }));
+        Ok(())
+    }
+
+    async fn finish(mut self) -> Result<()> {
+        self.wait().await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::uid_set;
+
+    #[test]
+    fn uid_sets_compress() {
+        assert_eq!(uid_set(&[5, 1, 2, 3, 7, 9, 10]), "1:3,5,7,9:10");
+        assert_eq!(uid_set(&[]), "");
+        assert_eq!(uid_set(&[u32::MAX]), "4294967295");
+    }
+}

@@ -1,0 +1,230 @@
+//! Records that go in and out of the store.
+
+pub use mime::ParsedMessage;
+use mail_types::{
+    AccountId, AccountKind, EmailId, MailboxId, ModSeq, Role, Security, State, SyncStatus,
+    ThreadId, Uid, UidValidity, UserId,
+};
+
+#[derive(Debug, Clone)]
+pub struct UserRecord {
+    pub id: UserId,
+    pub name: String,
+    pub password_hash: String,
+}
+
+/// Connection settings of one server endpoint (IMAP, POP3 or SMTP).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ServerSettings {
+    pub host: String,
+    pub port: u16,
+    pub security: Security,
+    pub username: String,
+    /// Encrypted at rest by the caller (the store never sees the clear text).
+    pub password_enc: Vec<u8>,
+    pub ca_file: Option<String>,
+}
+
+#[derive(Debug, Clone)]
+pub struct NewAccount {
+    pub user: UserId,
+    pub name: String,
+    pub kind: AccountKind,
+    pub server: ServerSettings,
+    pub smtp: Option<ServerSettings>,
+    /// POP3: delete messages on the server this many days after retrieval (None: never).
+    pub pop3_delete_after_days: Option<u32>,
+}
+
+#[derive(Debug, Clone)]
+pub struct AccountRecord {
+    pub id: AccountId,
+    pub user: UserId,
+    pub user_name: String,
+    pub name: String,
+    pub kind: AccountKind,
+    pub server: ServerSettings,
+    pub smtp: Option<ServerSettings>,
+    pub pop3_delete_after_days: Option<u32>,
+    pub status: SyncStatus,
+    pub status_at: i64,
+    pub state: State,
+}
+
+/// A mailbox as the server's LIST (and STATUS) describes it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RemoteMailbox {
+    /// Name as sent on the wire (modified UTF-7), used in commands.
+    pub raw_name: String,
+    /// Decoded display name (full path with delimiters).
+    pub name: String,
+    pub delimiter: Option<String>,
+    pub role: Option<Role>,
+    pub subscribed: bool,
+    pub selectable: bool,
+    /// From LIST-STATUS, when the server gave it; used to follow renames.
+    pub uidvalidity: Option<u32>,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct MailboxListOutcome {
+    pub created: Vec<MailboxId>,
+    pub renamed: Vec<MailboxId>,
+    pub destroyed: Vec<MailboxId>,
+}
+
+/// Sync progress of one mailbox, for a progress bar.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Progress {
+    /// Messages on the server when the sync counted them.
+    pub total: u32,
+    /// Copies whose headers and metadata are stored.
+    pub headers: u32,
+    /// Copies whose full message is stored.
+    pub bodies: u32,
+}
+
+#[derive(Debug, Clone)]
+pub struct MailboxRecord {
+    pub id: MailboxId,
+    pub account: AccountId,
+    pub raw_name: String,
+    pub name: String,
+    pub parent: Option<MailboxId>,
+    pub delimiter: Option<String>,
+    pub role: Option<Role>,
+    pub subscribed: bool,
+    pub selectable: bool,
+    /// 0 until the first SELECT.
+    pub uidvalidity: UidValidity,
+    /// Every UID below this has been seen (stored or known expunged).
+    pub uidnext: Uid,
+    /// All flag changes up to this mod-sequence are stored (0: no CONDSTORE state).
+    pub highestmodseq: ModSeq,
+    pub progress: Progress,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredCopy {
+    pub uid: Uid,
+    /// IMAP flags as the server spelled them, sorted.
+    pub flags: Vec<String>,
+}
+
+/// One new message copy seen on the server.
+#[derive(Debug, Clone)]
+pub struct NewCopy {
+    pub uid: Uid,
+    pub flags: Vec<String>,
+    pub modseq: ModSeq,
+    pub internal_date: i64,
+    pub size: u32,
+    /// The server's RFC 8474 EMAILID, when it has OBJECTID.
+    pub server_email_id: Option<String>,
+    /// Content identity when there is no EMAILID: sha256 of the header block.
+    pub header_hash: String,
+    /// Parsed header (or whole message when `raw` is given).
+    pub parsed: ParsedMessage,
+    /// The raw message, when fetched with the header.
+    pub raw: Option<Vec<u8>>,
+}
+
+/// A message body fetched after its header.
+#[derive(Debug, Clone)]
+pub struct NewBody {
+    pub uid: Uid,
+    pub raw: Vec<u8>,
+    pub parsed: ParsedMessage,
+}
+
+#[derive(Debug, Clone)]
+pub struct FlagUpdate {
+    pub uid: Uid,
+    pub flags: Vec<String>,
+    pub modseq: ModSeq,
+}
+
+/// One batch of server changes to one mailbox; applied in one transaction.
+#[derive(Debug, Clone, Default)]
+pub struct MailboxChanges {
+    pub new: Vec<NewCopy>,
+    pub bodies: Vec<NewBody>,
+    pub flags: Vec<FlagUpdate>,
+    pub expunged: Vec<Uid>,
+    /// Stored only once everything up to it is in this or an earlier batch.
+    pub highestmodseq: Option<ModSeq>,
+    /// Raise the mailbox's `uidnext` to this (never lowered).
+    pub uidnext: Option<Uid>,
+    pub uidvalidity: Option<UidValidity>,
+    /// Messages on the server, for progress.
+    pub server_total: Option<u32>,
+}
+
+impl MailboxChanges {
+    pub fn is_empty(&self) -> bool {
+        self.new.is_empty()
+            && self.bodies.is_empty()
+            && self.flags.is_empty()
+            && self.expunged.is_empty()
+            && self.highestmodseq.is_none()
+            && self.uidnext.is_none()
+            && self.uidvalidity.is_none()
+            && self.server_total.is_none()
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct MessageSummary {
+    pub email: EmailId,
+    pub thread: ThreadId,
+    pub uid: Uid,
+    pub flags: Vec<String>,
+    pub size: u32,
+    pub internal_date: i64,
+    pub subject: Option<String>,
+    pub message_id: Option<String>,
+    pub blob_id: Option<String>,
+    pub has_attachment: bool,
+    pub preview: String,
+}
+
+/// The kind of object a change log row is about (JMAP data types).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ObjectType {
+    Email,
+    Mailbox,
+    Thread,
+}
+
+impl ObjectType {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ObjectType::Email => "Email",
+            ObjectType::Mailbox => "Mailbox",
+            ObjectType::Thread => "Thread",
+        }
+    }
+    pub fn from_name(s: &str) -> Option<Self> {
+        match s {
+            "Email" => Some(ObjectType::Email),
+            "Mailbox" => Some(ObjectType::Mailbox),
+            "Thread" => Some(ObjectType::Thread),
+            _ => None,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ChangeOp {
+    Created,
+    Updated,
+    Destroyed,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Change {
+    pub state: State,
+    pub object: ObjectType,
+    pub id: i64,
+    pub op: ChangeOp,
+}

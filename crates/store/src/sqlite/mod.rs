@@ -1,0 +1,543 @@
+//! The embedded SQLite backend.
+//!
+//! One connection guarded by a mutex, used from `spawn_blocking`: SQLite has one writer at
+//! a time anyway, and batching many rows per transaction (the engine sends batches) is
+//! what makes it fast. WAL mode lets readers of other connections run beside it.
+
+mod write;
+
+use crate::model::*;
+use crate::{Error, Result, Store};
+use async_trait::async_trait;
+use mail_types::{
+    AccountId, AccountKind, EmailId, MailboxId, ModSeq, Role, Security, State, SyncStatus,
+    ThreadId, Uid, UidValidity, UserId,
+};
+use rusqlite::{Connection, OptionalExtension, params};
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+
+const SCHEMA_V1: &str = include_str!("schema.sql");
+
+#[derive(Clone)]
+pub struct SqliteStore {
+    conn: Arc<Mutex<Connection>>,
+}
+
+impl SqliteStore {
+    /// Opens (creating and migrating if needed) the store at `path`.
+    pub fn open(path: &Path) -> Result<Self> {
+        let conn = Connection::open(path)?;
+        Self::init(conn)
+    }
+
+    /// A private in-memory store, for tests.
+    pub fn open_in_memory() -> Result<Self> {
+        Self::init(Connection::open_in_memory()?)
+    }
+
+    fn init(conn: Connection) -> Result<Self> {
+        conn.pragma_update(None, "journal_mode", "WAL")?;
+        // NORMAL in WAL mode: a power cut may lose the last transactions but never corrupts;
+        // the server is the source of truth for synced data, and user changes (the outbox)
+        // will be committed with FULL where it matters.
+        conn.pragma_update(None, "synchronous", "NORMAL")?;
+        conn.pragma_update(None, "foreign_keys", "ON")?;
+        conn.busy_timeout(std::time::Duration::from_secs(10))?;
+        let version: i64 = conn.pragma_query_value(None, "user_version", |r| r.get(0))?;
+        if version == 0 {
+            conn.execute_batch(&format!(
+                "BEGIN; {SCHEMA_V1}; PRAGMA user_version = 1; COMMIT;"
+            ))?;
+        } else if version > 1 {
+            return Err(Error::Corrupt(format!(
+                "store schema version {version} is newer than this build understands"
+            )));
+        }
+        Ok(SqliteStore {
+            conn: Arc::new(Mutex::new(conn)),
+        })
+    }
+
+    async fn call<T, F>(&self, f: F) -> Result<T>
+    where
+        T: Send + 'static,
+        F: FnOnce(&mut Connection) -> Result<T> + Send + 'static,
+    {
+        let conn = self.conn.clone();
+        tokio::task::spawn_blocking(move || {
+            let mut guard = conn
+                .lock()
+                .map_err(|_| Error::Task("store mutex poisoned".into()))?;
+            f(&mut guard)
+        })
+        .await
+        .map_err(|e| Error::Task(e.to_string()))?
+    }
+}
+
+fn now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0)
+}
+
+fn parse_kind(s: &str) -> Result<AccountKind> {
+    AccountKind::from_name(s).ok_or_else(|| Error::Corrupt(format!("account kind {s}")))
+}
+fn parse_security(s: &str) -> Result<Security> {
+    Security::from_name(s).ok_or_else(|| Error::Corrupt(format!("security {s}")))
+}
+
+const ACCOUNT_COLUMNS: &str = "a.id, a.user_id, u.name, a.name, a.kind, a.host, a.port, \
+     a.security, a.username, a.password_enc, a.ca_file, a.smtp_host, a.smtp_port, \
+     a.smtp_security, a.smtp_username, a.smtp_password_enc, a.pop3_delete_after_days, \
+     a.sync_status, a.sync_error, a.status_at, a.state";
+
+fn account_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Result<AccountRecord>> {
+    let kind: String = r.get(4)?;
+    let security: String = r.get(7)?;
+    let smtp_host: Option<String> = r.get(11)?;
+    let smtp_port: Option<i64> = r.get(12)?;
+    let smtp_security: Option<String> = r.get(13)?;
+    let smtp_username: Option<String> = r.get(14)?;
+    let smtp_password: Option<Vec<u8>> = r.get(15)?;
+    let status: String = r.get(17)?;
+    let error: String = r.get(18)?;
+    let port: i64 = r.get(6)?;
+    let build = || -> Result<AccountRecord> {
+        let smtp = match (smtp_host, smtp_port, smtp_security) {
+            (Some(host), Some(port), Some(sec)) => Some(ServerSettings {
+                host,
+                port: u16::try_from(port).map_err(|_| Error::Corrupt("smtp port".into()))?,
+                security: parse_security(&sec)?,
+                username: smtp_username.unwrap_or_default(),
+                password_enc: smtp_password.unwrap_or_default(),
+                ca_file: None,
+            }),
+            _ => None,
+        };
+        Ok(AccountRecord {
+            id: AccountId(r.get(0)?),
+            user: UserId(r.get(1)?),
+            user_name: r.get(2)?,
+            name: r.get(3)?,
+            kind: parse_kind(&kind)?,
+            server: ServerSettings {
+                host: r.get(5)?,
+                port: u16::try_from(port).map_err(|_| Error::Corrupt("port".into()))?,
+                security: parse_security(&security)?,
+                username: r.get(8)?,
+                password_enc: r.get(9)?,
+                ca_file: r.get(10)?,
+            },
+            smtp,
+            pop3_delete_after_days: r
+                .get::<_, Option<i64>>(16)?
+                .and_then(|d| u32::try_from(d).ok()),
+            status: SyncStatus::from_parts(&status, &error),
+            status_at: r.get(19)?,
+            state: State(r.get(20)?),
+        })
+    };
+    Ok(build())
+}
+
+fn mailbox_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<MailboxRecord> {
+    let role: Option<String> = r.get(6)?;
+    Ok(MailboxRecord {
+        id: MailboxId(r.get(0)?),
+        account: AccountId(r.get(1)?),
+        raw_name: r.get(2)?,
+        name: r.get(3)?,
+        parent: r.get::<_, Option<i64>>(4)?.map(MailboxId),
+        delimiter: r.get(5)?,
+        role: role.as_deref().and_then(Role::from_name),
+        subscribed: r.get(7)?,
+        selectable: r.get(8)?,
+        uidvalidity: UidValidity(r.get(9)?),
+        uidnext: Uid(r.get(10)?),
+        highestmodseq: ModSeq(r.get::<_, i64>(11)? as u64),
+        progress: Progress {
+            total: r.get(12)?,
+            headers: r.get(13)?,
+            bodies: r.get(14)?,
+        },
+    })
+}
+
+const MAILBOX_COLUMNS: &str = "m.id, m.account_id, m.raw_name, m.name, m.parent_id, \
+    m.delimiter, m.role, m.subscribed, m.selectable, m.uidvalidity, m.uidnext, \
+    m.highestmodseq, m.server_total, \
+    (SELECT count(*) FROM copy c WHERE c.mailbox_id = m.id), \
+    (SELECT count(*) FROM copy c JOIN email e ON e.id = c.email_id \
+        WHERE c.mailbox_id = m.id AND e.blob_id IS NOT NULL)";
+
+#[async_trait]
+impl Store for SqliteStore {
+    async fn create_user(&self, name: &str, password_hash: &str) -> Result<UserId> {
+        let (name, hash) = (name.to_string(), password_hash.to_string());
+        self.call(move |c| {
+            let exists: Option<i64> = c
+                .query_row("SELECT id FROM user WHERE name = ?1", [&name], |r| r.get(0))
+                .optional()?;
+            if exists.is_some() {
+                return Err(Error::Exists(format!("user {name}")));
+            }
+            c.execute(
+                "INSERT INTO user (name, password_hash, created_at) VALUES (?1, ?2, ?3)",
+                params![name, hash, now()],
+            )?;
+            Ok(UserId(c.last_insert_rowid()))
+        })
+        .await
+    }
+
+    async fn list_users(&self) -> Result<Vec<UserRecord>> {
+        self.call(|c| {
+            let mut st = c.prepare("SELECT id, name, password_hash FROM user ORDER BY name")?;
+            let rows = st.query_map([], |r| {
+                Ok(UserRecord {
+                    id: UserId(r.get(0)?),
+                    name: r.get(1)?,
+                    password_hash: r.get(2)?,
+                })
+            })?;
+            Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?)
+        })
+        .await
+    }
+
+    async fn user_by_name(&self, name: &str) -> Result<Option<UserRecord>> {
+        let name = name.to_string();
+        self.call(move |c| {
+            Ok(c.query_row(
+                "SELECT id, name, password_hash FROM user WHERE name = ?1",
+                [&name],
+                |r| {
+                    Ok(UserRecord {
+                        id: UserId(r.get(0)?),
+                        name: r.get(1)?,
+                        password_hash: r.get(2)?,
+                    })
+                },
+            )
+            .optional()?)
+        })
+        .await
+    }
+
+    async fn set_user_password(&self, name: &str, password_hash: &str) -> Result<()> {
+        let (name, hash) = (name.to_string(), password_hash.to_string());
+        self.call(move |c| {
+            let n = c.execute(
+                "UPDATE user SET password_hash = ?2 WHERE name = ?1",
+                params![name, hash],
+            )?;
+            if n == 0 {
+                return Err(Error::NotFound(format!("user {name}")));
+            }
+            Ok(())
+        })
+        .await
+    }
+
+    async fn delete_user(&self, name: &str) -> Result<bool> {
+        let name = name.to_string();
+        self.call(move |c| Ok(c.execute("DELETE FROM user WHERE name = ?1", [&name])? > 0))
+            .await
+    }
+
+    async fn create_account(&self, a: &NewAccount) -> Result<AccountId> {
+        let a = a.clone();
+        self.call(move |c| {
+            let exists: Option<i64> = c
+                .query_row(
+                    "SELECT id FROM account WHERE user_id = ?1 AND name = ?2",
+                    params![a.user.0, a.name],
+                    |r| r.get(0),
+                )
+                .optional()?;
+            if exists.is_some() {
+                return Err(Error::Exists(format!("account {}", a.name)));
+            }
+            c.execute(
+                "INSERT INTO account (user_id, name, kind, host, port, security, username, \
+                 password_enc, ca_file, smtp_host, smtp_port, smtp_security, smtp_username, \
+                 smtp_password_enc, pop3_delete_after_days) \
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15)",
+                params![
+                    a.user.0,
+                    a.name,
+                    a.kind.as_str(),
+                    a.server.host,
+                    a.server.port,
+                    a.server.security.as_str(),
+                    a.server.username,
+                    a.server.password_enc,
+                    a.server.ca_file,
+                    a.smtp.as_ref().map(|s| s.host.clone()),
+                    a.smtp.as_ref().map(|s| s.port),
+                    a.smtp.as_ref().map(|s| s.security.as_str()),
+                    a.smtp.as_ref().map(|s| s.username.clone()),
+                    a.smtp.as_ref().map(|s| s.password_enc.clone()),
+                    a.pop3_delete_after_days,
+                ],
+            )?;
+            Ok(AccountId(c.last_insert_rowid()))
+        })
+        .await
+    }
+
+    async fn update_account(&self, id: AccountId, a: &NewAccount) -> Result<()> {
+        let a = a.clone();
+        self.call(move |c| {
+            c.execute(
+                "UPDATE account SET kind = ?2, host = ?3, port = ?4, security = ?5, \
+                 username = ?6, password_enc = ?7, ca_file = ?8, smtp_host = ?9, \
+                 smtp_port = ?10, smtp_security = ?11, smtp_username = ?12, \
+                 smtp_password_enc = ?13, pop3_delete_after_days = ?14 WHERE id = ?1",
+                params![
+                    id.0,
+                    a.kind.as_str(),
+                    a.server.host,
+                    a.server.port,
+                    a.server.security.as_str(),
+                    a.server.username,
+                    a.server.password_enc,
+                    a.server.ca_file,
+                    a.smtp.as_ref().map(|s| s.host.clone()),
+                    a.smtp.as_ref().map(|s| s.port),
+                    a.smtp.as_ref().map(|s| s.security.as_str()),
+                    a.smtp.as_ref().map(|s| s.username.clone()),
+                    a.smtp.as_ref().map(|s| s.password_enc.clone()),
+                    a.pop3_delete_after_days,
+                ],
+            )?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn list_accounts(&self) -> Result<Vec<AccountRecord>> {
+        self.call(|c| {
+            let mut st = c.prepare(&format!(
+                "SELECT {ACCOUNT_COLUMNS} FROM account a JOIN user u ON u.id = a.user_id \
+                 ORDER BY u.name, a.name"
+            ))?;
+            let rows = st.query_map([], account_from_row)?;
+            let mut out = Vec::new();
+            for r in rows {
+                out.push(r??);
+            }
+            Ok(out)
+        })
+        .await
+    }
+
+    async fn delete_account(&self, id: AccountId) -> Result<bool> {
+        self.call(move |c| {
+            let tx = c.transaction()?;
+            // FTS rows are not covered by foreign keys.
+            tx.execute(
+                "DELETE FROM email_fts WHERE rowid IN (SELECT id FROM email WHERE account_id = ?1)",
+                [id.0],
+            )?;
+            for table in ["change", "thread_ref", "thread_subject"] {
+                tx.execute(&format!("DELETE FROM {table} WHERE account_id = ?1"), [id.0])?;
+            }
+            let n = tx.execute("DELETE FROM account WHERE id = ?1", [id.0])?;
+            tx.execute(
+                "DELETE FROM blob WHERE id NOT IN (SELECT blob_id FROM email WHERE blob_id IS NOT NULL)",
+                [],
+            )?;
+            tx.commit()?;
+            Ok(n > 0)
+        })
+        .await
+    }
+
+    async fn set_sync_status(&self, id: AccountId, status: &SyncStatus) -> Result<()> {
+        let status = status.clone();
+        self.call(move |c| {
+            c.execute(
+                "UPDATE account SET sync_status = ?2, sync_error = ?3, status_at = ?4 WHERE id = ?1",
+                params![id.0, status.name(), status.error(), now()],
+            )?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn account_state(&self, id: AccountId) -> Result<State> {
+        self.call(move |c| {
+            c.query_row("SELECT state FROM account WHERE id = ?1", [id.0], |r| {
+                Ok(State(r.get(0)?))
+            })
+            .optional()?
+            .ok_or_else(|| Error::NotFound(format!("account {id}")))
+        })
+        .await
+    }
+
+    async fn mailboxes(&self, account: AccountId) -> Result<Vec<MailboxRecord>> {
+        self.call(move |c| {
+            let mut st = c.prepare(&format!(
+                "SELECT {MAILBOX_COLUMNS} FROM mailbox m WHERE m.account_id = ?1 ORDER BY m.name"
+            ))?;
+            let rows = st.query_map([account.0], mailbox_from_row)?;
+            Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?)
+        })
+        .await
+    }
+
+    async fn apply_mailbox_list(
+        &self,
+        account: AccountId,
+        remote: &[RemoteMailbox],
+    ) -> Result<MailboxListOutcome> {
+        let remote = remote.to_vec();
+        self.call(move |c| write::apply_mailbox_list(c, account, &remote))
+            .await
+    }
+
+    async fn reset_mailbox(&self, mailbox: MailboxId, uidvalidity: UidValidity) -> Result<()> {
+        self.call(move |c| write::reset_mailbox(c, mailbox, uidvalidity))
+            .await
+    }
+
+    async fn mailbox_copies(&self, mailbox: MailboxId) -> Result<Vec<StoredCopy>> {
+        self.call(move |c| {
+            let mut st =
+                c.prepare_cached("SELECT uid, flags FROM copy WHERE mailbox_id = ?1 ORDER BY uid")?;
+            let rows = st.query_map([mailbox.0], |r| {
+                let flags: String = r.get(1)?;
+                Ok(StoredCopy {
+                    uid: Uid(r.get(0)?),
+                    flags: write::split_flags(&flags),
+                })
+            })?;
+            Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?)
+        })
+        .await
+    }
+
+    async fn apply_mailbox_changes(
+        &self,
+        account: AccountId,
+        mailbox: MailboxId,
+        changes: MailboxChanges,
+    ) -> Result<State> {
+        self.call(move |c| write::apply_mailbox_changes(c, account, mailbox, changes))
+            .await
+    }
+
+    async fn uids_missing_body(&self, mailbox: MailboxId, limit: usize) -> Result<Vec<Uid>> {
+        self.call(move |c| {
+            let mut st = c.prepare_cached(
+                "SELECT c.uid FROM copy c JOIN email e ON e.id = c.email_id \
+                 WHERE c.mailbox_id = ?1 AND e.blob_id IS NULL ORDER BY c.uid DESC LIMIT ?2",
+            )?;
+            let rows = st.query_map(params![mailbox.0, limit as i64], |r| Ok(Uid(r.get(0)?)))?;
+            Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?)
+        })
+        .await
+    }
+
+    async fn collect_orphans(&self, account: AccountId) -> Result<usize> {
+        self.call(move |c| write::collect_orphans(c, account)).await
+    }
+
+    async fn mailbox_messages(&self, mailbox: MailboxId) -> Result<Vec<MessageSummary>> {
+        self.call(move |c| {
+            let mut st = c.prepare(
+                "SELECT e.id, e.thread_id, c.uid, c.flags, e.size, e.received_at, e.subject, \
+                 e.message_id, e.blob_id, e.has_attachment, e.preview \
+                 FROM copy c JOIN email e ON e.id = c.email_id \
+                 WHERE c.mailbox_id = ?1 ORDER BY c.uid",
+            )?;
+            let rows = st.query_map([mailbox.0], |r| {
+                let flags: String = r.get(3)?;
+                Ok(MessageSummary {
+                    email: EmailId(r.get(0)?),
+                    thread: ThreadId(r.get(1)?),
+                    uid: Uid(r.get(2)?),
+                    flags: write::split_flags(&flags),
+                    size: r.get(4)?,
+                    internal_date: r.get(5)?,
+                    subject: r.get(6)?,
+                    message_id: r.get(7)?,
+                    blob_id: r.get(8)?,
+                    has_attachment: r.get(9)?,
+                    preview: r.get(10)?,
+                })
+            })?;
+            Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?)
+        })
+        .await
+    }
+
+    async fn blob(&self, blob_id: &str) -> Result<Option<Vec<u8>>> {
+        let id = blob_id.to_string();
+        self.call(move |c| {
+            Ok(c.query_row("SELECT data FROM blob WHERE id = ?1", [&id], |r| r.get(0))
+                .optional()?)
+        })
+        .await
+    }
+
+    async fn changes_since(&self, account: AccountId, since: State) -> Result<Vec<Change>> {
+        self.call(move |c| {
+            let mut st = c.prepare(
+                "SELECT state, type, object_id, op FROM change \
+                 WHERE account_id = ?1 AND state > ?2 ORDER BY state, rowid",
+            )?;
+            let rows = st.query_map(params![account.0, since.0], |r| {
+                let t: String = r.get(1)?;
+                let op: i64 = r.get(3)?;
+                Ok((State(r.get(0)?), t, r.get::<_, i64>(2)?, op))
+            })?;
+            let mut out = Vec::new();
+            for row in rows {
+                let (state, t, id, op) = row?;
+                let object = ObjectType::from_name(&t)
+                    .ok_or_else(|| Error::Corrupt(format!("change type {t}")))?;
+                let op = match op {
+                    0 => ChangeOp::Created,
+                    1 => ChangeOp::Updated,
+                    _ => ChangeOp::Destroyed,
+                };
+                out.push(Change {
+                    state,
+                    object,
+                    id,
+                    op,
+                });
+            }
+            Ok(out)
+        })
+        .await
+    }
+
+    async fn search(&self, account: AccountId, query: &str) -> Result<Vec<EmailId>> {
+        // Each word becomes a quoted FTS5 string, so user input is never FTS5 syntax.
+        let fts: Vec<String> = query
+            .split_whitespace()
+            .map(|w| format!("\"{}\"", w.replace('"', "\"\"")))
+            .collect();
+        let fts = fts.join(" ");
+        self.call(move |c| {
+            if fts.is_empty() {
+                return Ok(Vec::new());
+            }
+            let mut st = c.prepare(
+                "SELECT e.id FROM email_fts f JOIN email e ON e.id = f.rowid \
+                 WHERE email_fts MATCH ?2 AND e.account_id = ?1 ORDER BY e.received_at DESC",
+            )?;
+            let rows = st.query_map(params![account.0, fts], |r| Ok(EmailId(r.get(0)?)))?;
+            Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?)
+        })
+        .await
+    }
+}

@@ -1,0 +1,145 @@
+-- Tidings SQLite schema, version 1. Migrations are append-only: a later version adds a
+-- file of its own and never edits this one.
+-- Conventions: STRICT tables, NOT NULL with DEFAULT, times in unix seconds.
+
+CREATE TABLE user (
+    id            INTEGER PRIMARY KEY,
+    name          TEXT NOT NULL UNIQUE,
+    password_hash TEXT NOT NULL,
+    created_at    INTEGER NOT NULL DEFAULT (unixepoch())
+) STRICT;
+
+CREATE TABLE account (
+    id              INTEGER PRIMARY KEY,
+    user_id         INTEGER NOT NULL REFERENCES user(id) ON DELETE CASCADE,
+    name            TEXT NOT NULL,
+    kind            TEXT NOT NULL,
+    host            TEXT NOT NULL,
+    port            INTEGER NOT NULL,
+    security        TEXT NOT NULL,
+    username        TEXT NOT NULL,
+    password_enc    BLOB NOT NULL,
+    ca_file         TEXT,
+    smtp_host       TEXT,
+    smtp_port       INTEGER,
+    smtp_security   TEXT,
+    smtp_username   TEXT,
+    smtp_password_enc BLOB,
+    pop3_delete_after_days INTEGER,
+    -- JMAP state counter: bumped once by every transaction that changes this account.
+    state           INTEGER NOT NULL DEFAULT 0,
+    sync_status     TEXT NOT NULL DEFAULT 'new',
+    sync_error      TEXT NOT NULL DEFAULT '',
+    status_at       INTEGER NOT NULL DEFAULT 0,
+    UNIQUE (user_id, name)
+) STRICT;
+
+CREATE TABLE mailbox (
+    id            INTEGER PRIMARY KEY,
+    account_id    INTEGER NOT NULL REFERENCES account(id) ON DELETE CASCADE,
+    raw_name      TEXT NOT NULL,
+    name          TEXT NOT NULL,
+    parent_id     INTEGER REFERENCES mailbox(id) ON DELETE SET NULL,
+    delimiter     TEXT,
+    role          TEXT,
+    subscribed    INTEGER NOT NULL DEFAULT 0,
+    selectable    INTEGER NOT NULL DEFAULT 1,
+    -- A UID is never stored or compared without this.
+    uidvalidity   INTEGER NOT NULL DEFAULT 0,
+    uidnext       INTEGER NOT NULL DEFAULT 1,
+    highestmodseq INTEGER NOT NULL DEFAULT 0,
+    server_total  INTEGER NOT NULL DEFAULT 0,
+    UNIQUE (account_id, raw_name)
+) STRICT;
+
+-- A JMAP Email: one message, whatever mailboxes hold it.
+CREATE TABLE email (
+    id            INTEGER PRIMARY KEY,
+    account_id    INTEGER NOT NULL REFERENCES account(id) ON DELETE CASCADE,
+    -- Content identity: the server's EMAILID ("e:...") or the header hash ("h:...").
+    identity      TEXT NOT NULL,
+    thread_id     INTEGER NOT NULL,
+    blob_id       TEXT,
+    size          INTEGER NOT NULL DEFAULT 0,
+    received_at   INTEGER NOT NULL DEFAULT 0,
+    sent_at       INTEGER,
+    message_id    TEXT,
+    in_reply_to   TEXT NOT NULL DEFAULT '[]',
+    refs          TEXT NOT NULL DEFAULT '[]',
+    subject       TEXT,
+    addr_from     TEXT NOT NULL DEFAULT '[]',
+    addr_sender   TEXT NOT NULL DEFAULT '[]',
+    addr_reply_to TEXT NOT NULL DEFAULT '[]',
+    addr_to       TEXT NOT NULL DEFAULT '[]',
+    addr_cc       TEXT NOT NULL DEFAULT '[]',
+    addr_bcc      TEXT NOT NULL DEFAULT '[]',
+    preview       TEXT NOT NULL DEFAULT '',
+    has_attachment INTEGER NOT NULL DEFAULT 0,
+    attachments   TEXT NOT NULL DEFAULT '[]',
+    -- JSON array of JMAP keywords: the union over the copies' IMAP flags.
+    keywords      TEXT NOT NULL DEFAULT '[]',
+    problems      TEXT NOT NULL DEFAULT '[]',
+    -- Set when the last copy went away; the Email is destroyed by collect_orphans unless
+    -- a copy with the same identity shows up first (a move seen as expunge + new).
+    orphaned      INTEGER NOT NULL DEFAULT 0
+) STRICT;
+CREATE INDEX email_identity ON email (account_id, identity);
+CREATE INDEX email_thread ON email (thread_id);
+CREATE INDEX email_received ON email (account_id, received_at);
+
+-- One IMAP copy of an Email in a mailbox.
+CREATE TABLE copy (
+    mailbox_id INTEGER NOT NULL REFERENCES mailbox(id) ON DELETE CASCADE,
+    uid        INTEGER NOT NULL,
+    email_id   INTEGER NOT NULL REFERENCES email(id) ON DELETE CASCADE,
+    flags      TEXT NOT NULL DEFAULT '',
+    modseq     INTEGER NOT NULL DEFAULT 0,
+    PRIMARY KEY (mailbox_id, uid)
+) STRICT, WITHOUT ROWID;
+CREATE INDEX copy_email ON copy (email_id);
+
+CREATE TABLE thread (
+    id         INTEGER PRIMARY KEY,
+    account_id INTEGER NOT NULL REFERENCES account(id) ON DELETE CASCADE
+) STRICT;
+
+-- Message-IDs (own, References, In-Reply-To) to thread: JWZ-style linking that does not
+-- depend on arrival order.
+CREATE TABLE thread_ref (
+    account_id INTEGER NOT NULL,
+    msgid      TEXT NOT NULL,
+    thread_id  INTEGER NOT NULL,
+    PRIMARY KEY (account_id, msgid)
+) STRICT, WITHOUT ROWID;
+CREATE INDEX thread_ref_thread ON thread_ref (thread_id);
+
+-- Base subject (RFC 5256) to thread: the fallback for replies without references.
+CREATE TABLE thread_subject (
+    account_id INTEGER NOT NULL,
+    subject    TEXT NOT NULL,
+    thread_id  INTEGER NOT NULL,
+    PRIMARY KEY (account_id, subject)
+) STRICT, WITHOUT ROWID;
+
+-- Raw messages, addressed by sha256 of their bytes.
+CREATE TABLE blob (
+    id   TEXT PRIMARY KEY,
+    size INTEGER NOT NULL,
+    data BLOB NOT NULL
+) STRICT, WITHOUT ROWID;
+
+-- The change log behind JMAP */changes and push. op: 0 created, 1 updated, 2 destroyed.
+CREATE TABLE change (
+    account_id INTEGER NOT NULL,
+    state      INTEGER NOT NULL,
+    type       TEXT NOT NULL,
+    object_id  INTEGER NOT NULL,
+    op         INTEGER NOT NULL
+) STRICT;
+CREATE INDEX change_by_state ON change (account_id, state);
+
+CREATE VIRTUAL TABLE email_fts USING fts5 (
+    subject, addresses, body,
+    content = '', contentless_delete = 1,
+    tokenize = 'unicode61 remove_diacritics 2'
+);

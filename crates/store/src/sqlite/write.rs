@@ -1,0 +1,648 @@
+//! The write paths of the SQLite store: every function runs one transaction and records
+//! each changed object in the change log under one new account state.
+
+use crate::model::*;
+use crate::{Error, Result};
+use mail_types::{AccountId, MailboxId, State, UidValidity, imap_flag_to_keyword};
+use rusqlite::{Connection, OptionalExtension, Transaction, params};
+use std::collections::{BTreeSet, HashMap, HashSet};
+
+/// Flags are stored as one space-separated string, sorted, as the server spelled them
+/// (IMAP flags are atoms, so they never contain a space).
+pub(crate) fn join_flags(flags: &[String]) -> String {
+    let mut f: Vec<&str> = flags
+        .iter()
+        .map(|s| s.as_str())
+        .filter(|s| !s.is_empty() && !s.eq_ignore_ascii_case("\\Recent"))
+        .collect();
+    f.sort_unstable();
+    f.dedup();
+    f.join(" ")
+}
+
+pub(crate) fn split_flags(s: &str) -> Vec<String> {
+    s.split(' ')
+        .filter(|f| !f.is_empty())
+        .map(str::to_string)
+        .collect()
+}
+
+/// Collects the changes of one transaction and bumps the account state lazily, on the first
+/// recorded change: a batch that changes nothing JMAP can see does not move the state.
+struct ChangeLog {
+    account: AccountId,
+    state: Option<i64>,
+    seen: HashSet<(ObjectType, i64)>,
+}
+
+impl ChangeLog {
+    fn new(account: AccountId) -> Self {
+        ChangeLog {
+            account,
+            state: None,
+            seen: HashSet::new(),
+        }
+    }
+
+    fn record(&mut self, tx: &Transaction<'_>, object: ObjectType, id: i64, op: ChangeOp) -> Result<()> {
+        let state = match self.state {
+            Some(s) => s,
+            None => {
+                let s: i64 = tx.query_row(
+                    "UPDATE account SET state = state + 1 WHERE id = ?1 RETURNING state",
+                    [self.account.0],
+                    |r| r.get(0),
+                )?;
+                self.state = Some(s);
+                s
+            }
+        };
+        // One row per object per transaction; a later "destroyed" still wins because it is
+        // written as its own row after the earlier one.
+        if op != ChangeOp::Destroyed && !self.seen.insert((object, id)) {
+            return Ok(());
+        }
+        let op = match op {
+            ChangeOp::Created => 0,
+            ChangeOp::Updated => 1,
+            ChangeOp::Destroyed => 2,
+        };
+        tx.prepare_cached(
+            "INSERT INTO change (account_id, state, type, object_id, op) VALUES (?1, ?2, ?3, ?4, ?5)",
+        )?
+        .execute(params![self.account.0, state, object.as_str(), id, op])?;
+        Ok(())
+    }
+
+    fn state(&self, tx: &Transaction<'_>) -> Result<State> {
+        match self.state {
+            Some(s) => Ok(State(s)),
+            None => Ok(State(tx.query_row(
+                "SELECT state FROM account WHERE id = ?1",
+                [self.account.0],
+                |r| r.get(0),
+            )?)),
+        }
+    }
+}
+
+pub(crate) fn apply_mailbox_list(
+    c: &mut Connection,
+    account: AccountId,
+    remote: &[RemoteMailbox],
+) -> Result<MailboxListOutcome> {
+    let tx = c.transaction()?;
+    let mut log = ChangeLog::new(account);
+    let mut out = MailboxListOutcome::default();
+
+    struct Stored {
+        id: i64,
+        name: String,
+        delimiter: Option<String>,
+        role: Option<String>,
+        subscribed: bool,
+        selectable: bool,
+        uidvalidity: u32,
+    }
+    let mut stored: HashMap<String, Stored> = HashMap::new();
+    {
+        let mut st = tx.prepare(
+            "SELECT id, raw_name, name, delimiter, role, subscribed, selectable, uidvalidity \
+             FROM mailbox WHERE account_id = ?1",
+        )?;
+        let rows = st.query_map([account.0], |r| {
+            Ok((
+                r.get::<_, String>(1)?,
+                Stored {
+                    id: r.get(0)?,
+                    name: r.get(2)?,
+                    delimiter: r.get(3)?,
+                    role: r.get(4)?,
+                    subscribed: r.get(5)?,
+                    selectable: r.get(6)?,
+                    uidvalidity: r.get(7)?,
+                },
+            ))
+        })?;
+        for row in rows {
+            let (raw, s) = row?;
+            stored.insert(raw, s);
+        }
+    }
+
+    let remote_names: HashSet<&str> = remote.iter().map(|m| m.raw_name.as_str()).collect();
+    // Stored mailboxes gone from the server, by UIDVALIDITY: a rename keeps it (RFC 3501
+    // 6.3.5 lets the server keep UIDs across RENAME, and Dovecot and Cyrus do).
+    let mut gone_by_validity: HashMap<u32, String> = stored
+        .iter()
+        .filter(|(raw, s)| !remote_names.contains(raw.as_str()) && s.uidvalidity != 0)
+        .map(|(raw, s)| (s.uidvalidity, raw.clone()))
+        .collect();
+
+    for m in remote {
+        let role = m.role.map(|r| r.as_str().to_string());
+        if let Some(s) = stored.get(&m.raw_name) {
+            if s.name != m.name
+                || s.delimiter != m.delimiter
+                || s.role != role
+                || s.subscribed != m.subscribed
+                || s.selectable != m.selectable
+            {
+                tx.execute(
+                    "UPDATE mailbox SET name = ?2, delimiter = ?3, role = ?4, subscribed = ?5, \
+                     selectable = ?6 WHERE id = ?1",
+                    params![s.id, m.name, m.delimiter, role, m.subscribed, m.selectable],
+                )?;
+                log.record(&tx, ObjectType::Mailbox, s.id, ChangeOp::Updated)?;
+            }
+            continue;
+        }
+        let renamed_from = m.uidvalidity.and_then(|v| gone_by_validity.remove(&v));
+        if let Some(old_raw) = renamed_from {
+            if let Some(s) = stored.remove(&old_raw) {
+                tx.execute(
+                    "UPDATE mailbox SET raw_name = ?2, name = ?3, delimiter = ?4, role = ?5, \
+                     subscribed = ?6, selectable = ?7 WHERE id = ?1",
+                    params![s.id, m.raw_name, m.name, m.delimiter, role, m.subscribed, m.selectable],
+                )?;
+                log.record(&tx, ObjectType::Mailbox, s.id, ChangeOp::Updated)?;
+                out.renamed.push(MailboxId(s.id));
+                continue;
+            }
+        }
+        tx.execute(
+            "INSERT INTO mailbox (account_id, raw_name, name, delimiter, role, subscribed, selectable) \
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+            params![account.0, m.raw_name, m.name, m.delimiter, role, m.subscribed, m.selectable],
+        )?;
+        let id = tx.last_insert_rowid();
+        log.record(&tx, ObjectType::Mailbox, id, ChangeOp::Created)?;
+        out.created.push(MailboxId(id));
+    }
+
+    for (raw, s) in &stored {
+        if remote_names.contains(raw.as_str()) {
+            continue;
+        }
+        detach_copies(&tx, &mut log, s.id, None)?;
+        tx.execute("DELETE FROM mailbox WHERE id = ?1", [s.id])?;
+        log.record(&tx, ObjectType::Mailbox, s.id, ChangeOp::Destroyed)?;
+        out.destroyed.push(MailboxId(s.id));
+    }
+
+    // Parents follow from names: the parent of "a/b/c" is "a/b" when that mailbox exists.
+    let all: Vec<(i64, String, Option<String>, Option<i64>)> = {
+        let mut st =
+            tx.prepare("SELECT id, raw_name, delimiter, parent_id FROM mailbox WHERE account_id = ?1")?;
+        let rows = st.query_map([account.0], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))?;
+        rows.collect::<rusqlite::Result<Vec<_>>>()?
+    };
+    let by_name: HashMap<&str, i64> = all.iter().map(|(id, n, _, _)| (n.as_str(), *id)).collect();
+    for (id, raw, delim, parent) in &all {
+        let want = delim
+            .as_deref()
+            .filter(|d| !d.is_empty())
+            .and_then(|d| raw.rsplit_once(d))
+            .and_then(|(p, _)| by_name.get(p).copied());
+        if want != *parent {
+            tx.execute("UPDATE mailbox SET parent_id = ?2 WHERE id = ?1", params![id, want])?;
+            log.record(&tx, ObjectType::Mailbox, *id, ChangeOp::Updated)?;
+        }
+    }
+    tx.commit()?;
+    Ok(out)
+}
+
+/// Removes copies (all of a mailbox, or the given UIDs) and updates their Emails: keywords
+/// recomputed, and an Email left with no copy is marked orphaned (destroyed later by
+/// `collect_orphans` unless a move re-links it).
+fn detach_copies(
+    tx: &Transaction<'_>,
+    log: &mut ChangeLog,
+    mailbox: i64,
+    uids: Option<&[mail_types::Uid]>,
+) -> Result<usize> {
+    let mut emails: BTreeSet<i64> = BTreeSet::new();
+    match uids {
+        None => {
+            let mut st = tx.prepare("DELETE FROM copy WHERE mailbox_id = ?1 RETURNING email_id")?;
+            let rows = st.query_map([mailbox], |r| r.get::<_, i64>(0))?;
+            for r in rows {
+                emails.insert(r?);
+            }
+        }
+        Some(uids) => {
+            let mut st = tx.prepare_cached(
+                "DELETE FROM copy WHERE mailbox_id = ?1 AND uid = ?2 RETURNING email_id",
+            )?;
+            for uid in uids {
+                let e: Option<i64> = st.query_row(params![mailbox, uid.0], |r| r.get(0)).optional()?;
+                if let Some(e) = e {
+                    emails.insert(e);
+                }
+            }
+        }
+    }
+    let n = emails.len();
+    for e in emails {
+        refresh_keywords(tx, e)?;
+        tx.prepare_cached(
+            "UPDATE email SET orphaned = NOT EXISTS (SELECT 1 FROM copy WHERE email_id = ?1) WHERE id = ?1",
+        )?
+        .execute([e])?;
+        log.record(tx, ObjectType::Email, e, ChangeOp::Updated)?;
+    }
+    if n > 0 {
+        log.record(tx, ObjectType::Mailbox, mailbox, ChangeOp::Updated)?;
+    }
+    Ok(n)
+}
+
+/// An Email's keywords are the union of its copies' flags (RFC 8621 leaves per-mailbox
+/// flags to the server; the union means a message read anywhere shows as read).
+fn refresh_keywords(tx: &Transaction<'_>, email: i64) -> Result<bool> {
+    let mut kw: BTreeSet<String> = BTreeSet::new();
+    {
+        let mut st = tx.prepare_cached("SELECT flags FROM copy WHERE email_id = ?1")?;
+        let rows = st.query_map([email], |r| r.get::<_, String>(0))?;
+        for r in rows {
+            for f in split_flags(&r?) {
+                if let Some(k) = imap_flag_to_keyword(&f) {
+                    kw.insert(k);
+                }
+            }
+        }
+    }
+    let json = serde_json::to_string(&kw).map_err(|e| Error::Corrupt(e.to_string()))?;
+    let n = tx
+        .prepare_cached("UPDATE email SET keywords = ?2 WHERE id = ?1 AND keywords != ?2")?
+        .execute(params![email, json])?;
+    Ok(n > 0)
+}
+
+pub(crate) fn reset_mailbox(c: &mut Connection, mailbox: MailboxId, v: UidValidity) -> Result<()> {
+    let tx = c.transaction()?;
+    let account: i64 = tx.query_row("SELECT account_id FROM mailbox WHERE id = ?1", [mailbox.0], |r| {
+        r.get(0)
+    })?;
+    let mut log = ChangeLog::new(AccountId(account));
+    detach_copies(&tx, &mut log, mailbox.0, None)?;
+    tx.execute(
+        "UPDATE mailbox SET uidvalidity = ?2, uidnext = 1, highestmodseq = 0 WHERE id = ?1",
+        params![mailbox.0, v.0],
+    )?;
+    tx.commit()?;
+    Ok(())
+}
+
+fn addresses_json(list: &[mime::Address]) -> String {
+    let v: Vec<serde_json::Value> = list
+        .iter()
+        .map(|a| serde_json::json!({ "name": a.name, "email": a.email }))
+        .collect();
+    serde_json::Value::Array(v).to_string()
+}
+
+fn attachments_json(list: &[mime::Attachment]) -> String {
+    let v: Vec<serde_json::Value> = list
+        .iter()
+        .map(|a| {
+            serde_json::json!({
+                "partId": a.part_id, "name": a.name, "type": a.content_type, "size": a.size,
+                "disposition": a.disposition, "cid": a.cid, "isInline": a.is_inline,
+            })
+        })
+        .collect();
+    serde_json::Value::Array(v).to_string()
+}
+
+fn address_text(p: &ParsedMessage) -> String {
+    let mut s = String::new();
+    for a in p.from.iter().chain(&p.to).chain(&p.cc).chain(&p.bcc) {
+        if let Some(n) = &a.name {
+            s.push_str(n);
+            s.push(' ');
+        }
+        s.push_str(&a.email);
+        s.push(' ');
+    }
+    s
+}
+
+fn store_blob(tx: &Transaction<'_>, raw: &[u8]) -> Result<String> {
+    let id = mime::blob_id(raw);
+    tx.prepare_cached("INSERT OR IGNORE INTO blob (id, size, data) VALUES (?1, ?2, ?3)")?
+        .execute(params![id, raw.len() as i64, raw])?;
+    Ok(id)
+}
+
+fn write_metadata(tx: &Transaction<'_>, email: i64, p: &ParsedMessage) -> Result<()> {
+    let j = |v: &Vec<String>| serde_json::to_string(v).unwrap_or_else(|_| "[]".into());
+    tx.prepare_cached(
+        "UPDATE email SET sent_at = ?2, message_id = ?3, in_reply_to = ?4, refs = ?5, subject = ?6, \
+         addr_from = ?7, addr_sender = ?8, addr_reply_to = ?9, addr_to = ?10, addr_cc = ?11, \
+         addr_bcc = ?12, preview = ?13, has_attachment = ?14, attachments = ?15, problems = ?16 \
+         WHERE id = ?1",
+    )?
+    .execute(params![
+        email,
+        p.sent_at,
+        p.message_id,
+        j(&p.in_reply_to),
+        j(&p.references),
+        p.subject,
+        addresses_json(&p.from),
+        addresses_json(&p.sender),
+        addresses_json(&p.reply_to),
+        addresses_json(&p.to),
+        addresses_json(&p.cc),
+        addresses_json(&p.bcc),
+        p.preview,
+        p.has_attachment,
+        attachments_json(&p.attachments),
+        j(&p.problems),
+    ])?;
+    // Contentless FTS5 with contentless_delete: replace the row wholesale.
+    tx.prepare_cached("DELETE FROM email_fts WHERE rowid = ?1")?
+        .execute([email])?;
+    tx.prepare_cached("INSERT INTO email_fts (rowid, subject, addresses, body) VALUES (?1, ?2, ?3, ?4)")?
+        .execute(params![
+            email,
+            p.subject.as_deref().unwrap_or(""),
+            address_text(p),
+            p.body_text
+        ])?;
+    Ok(())
+}
+
+/// JWZ-style: a message joins the thread of any Message-ID it shares (its own, its
+/// References, its In-Reply-To); threads it bridges are merged into the oldest. Replies
+/// without any reference fall back to the base subject.
+fn assign_thread(
+    tx: &Transaction<'_>,
+    log: &mut ChangeLog,
+    account: AccountId,
+    p: &ParsedMessage,
+) -> Result<i64> {
+    let keys = mime::thread_keys(p);
+    let mut found: BTreeSet<i64> = BTreeSet::new();
+    {
+        let mut st =
+            tx.prepare_cached("SELECT thread_id FROM thread_ref WHERE account_id = ?1 AND msgid = ?2")?;
+        for k in &keys {
+            if let Some(t) = st.query_row(params![account.0, k], |r| r.get::<_, i64>(0)).optional()? {
+                found.insert(t);
+            }
+        }
+    }
+    let base = p.subject.as_deref().map(mime::base_subject).unwrap_or_default();
+    let is_reply = p
+        .subject
+        .as_deref()
+        .map(|s| {
+            let plain: String = s.split_whitespace().collect::<Vec<_>>().join(" ").to_lowercase();
+            !base.is_empty() && plain != base
+        })
+        .unwrap_or(false);
+    if found.is_empty() && is_reply && p.in_reply_to.is_empty() && p.references.is_empty() {
+        let t: Option<i64> = tx
+            .prepare_cached("SELECT thread_id FROM thread_subject WHERE account_id = ?1 AND subject = ?2")?
+            .query_row(params![account.0, base], |r| r.get(0))
+            .optional()?;
+        found.extend(t);
+    }
+    let thread = match found.first().copied() {
+        Some(t) => {
+            for other in found.iter().skip(1) {
+                merge_thread(tx, log, *other, t)?;
+            }
+            log.record(tx, ObjectType::Thread, t, ChangeOp::Updated)?;
+            t
+        }
+        None => {
+            tx.prepare_cached("INSERT INTO thread (account_id) VALUES (?1)")?
+                .execute([account.0])?;
+            let t = tx.last_insert_rowid();
+            log.record(tx, ObjectType::Thread, t, ChangeOp::Created)?;
+            t
+        }
+    };
+    let mut ins = tx.prepare_cached(
+        "INSERT INTO thread_ref (account_id, msgid, thread_id) VALUES (?1, ?2, ?3) \
+         ON CONFLICT (account_id, msgid) DO UPDATE SET thread_id = excluded.thread_id",
+    )?;
+    for k in &keys {
+        ins.execute(params![account.0, k, thread])?;
+    }
+    if !base.is_empty() {
+        tx.prepare_cached(
+            "INSERT INTO thread_subject (account_id, subject, thread_id) VALUES (?1, ?2, ?3) \
+             ON CONFLICT (account_id, subject) DO UPDATE SET thread_id = excluded.thread_id",
+        )?
+        .execute(params![account.0, base, thread])?;
+    }
+    Ok(thread)
+}
+
+fn merge_thread(tx: &Transaction<'_>, log: &mut ChangeLog, from: i64, into: i64) -> Result<()> {
+    let moved: Vec<i64> = {
+        let mut st = tx.prepare_cached("UPDATE email SET thread_id = ?2 WHERE thread_id = ?1 RETURNING id")?;
+        let rows = st.query_map(params![from, into], |r| r.get(0))?;
+        rows.collect::<rusqlite::Result<Vec<_>>>()?
+    };
+    for e in moved {
+        log.record(tx, ObjectType::Email, e, ChangeOp::Updated)?;
+    }
+    tx.prepare_cached("UPDATE thread_ref SET thread_id = ?2 WHERE thread_id = ?1")?
+        .execute(params![from, into])?;
+    tx.prepare_cached("UPDATE thread_subject SET thread_id = ?2 WHERE thread_id = ?1")?
+        .execute(params![from, into])?;
+    tx.prepare_cached("DELETE FROM thread WHERE id = ?1")?.execute([from])?;
+    log.record(tx, ObjectType::Thread, from, ChangeOp::Destroyed)?;
+    Ok(())
+}
+
+pub(crate) fn apply_mailbox_changes(
+    c: &mut Connection,
+    account: AccountId,
+    mailbox: MailboxId,
+    ch: MailboxChanges,
+) -> Result<State> {
+    let tx = c.transaction()?;
+    let mut log = ChangeLog::new(account);
+    let (stored_validity, owner): (u32, i64) = tx
+        .query_row(
+            "SELECT uidvalidity, account_id FROM mailbox WHERE id = ?1",
+            [mailbox.0],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
+        .optional()?
+        .ok_or_else(|| Error::NotFound(format!("mailbox {mailbox}")))?;
+    if owner != account.0 {
+        return Err(Error::Corrupt(format!("mailbox {mailbox} is not in account {account}")));
+    }
+    if let Some(v) = ch.uidvalidity {
+        if stored_validity != 0 && stored_validity != v.0 {
+            // The engine resets first; applying UIDs of another epoch would corrupt.
+            return Err(Error::Corrupt(format!(
+                "UIDVALIDITY {} given for mailbox {mailbox} stored with {stored_validity}",
+                v.0
+            )));
+        }
+        if stored_validity == 0 {
+            tx.execute("UPDATE mailbox SET uidvalidity = ?2 WHERE id = ?1", params![mailbox.0, v.0])?;
+        }
+    }
+
+    if !ch.expunged.is_empty() {
+        detach_copies(&tx, &mut log, mailbox.0, Some(&ch.expunged))?;
+    }
+
+    let mut max_uid = 0u32;
+    for n in &ch.new {
+        max_uid = max_uid.max(n.uid.0);
+        let exists: Option<i64> = tx
+            .prepare_cached("SELECT email_id FROM copy WHERE mailbox_id = ?1 AND uid = ?2")?
+            .query_row(params![mailbox.0, n.uid.0], |r| r.get(0))
+            .optional()?;
+        if exists.is_some() {
+            // Fetched again after a cut or crash: the stored copy stands.
+            continue;
+        }
+        let identity = match &n.server_email_id {
+            Some(e) => format!("e:{e}"),
+            None => format!("h:{}", n.header_hash),
+        };
+        let existing: Option<i64> = tx
+            .prepare_cached(
+                "SELECT id FROM email WHERE account_id = ?1 AND identity = ?2 \
+                 ORDER BY orphaned DESC, id LIMIT 1",
+            )?
+            .query_row(params![account.0, identity], |r| r.get(0))
+            .optional()?;
+        let email = match existing {
+            Some(e) => {
+                tx.prepare_cached("UPDATE email SET orphaned = 0 WHERE id = ?1")?
+                    .execute([e])?;
+                log.record(&tx, ObjectType::Email, e, ChangeOp::Updated)?;
+                e
+            }
+            None => {
+                let thread = assign_thread(&tx, &mut log, account, &n.parsed)?;
+                tx.prepare_cached(
+                    "INSERT INTO email (account_id, identity, thread_id, size, received_at) \
+                     VALUES (?1, ?2, ?3, ?4, ?5)",
+                )?
+                .execute(params![account.0, identity, thread, n.size, n.internal_date])?;
+                let e = tx.last_insert_rowid();
+                write_metadata(&tx, e, &n.parsed)?;
+                log.record(&tx, ObjectType::Email, e, ChangeOp::Created)?;
+                e
+            }
+        };
+        if let Some(raw) = &n.raw {
+            let blob = store_blob(&tx, raw)?;
+            tx.prepare_cached("UPDATE email SET blob_id = ?2 WHERE id = ?1 AND blob_id IS NULL")?
+                .execute(params![email, blob])?;
+        }
+        tx.prepare_cached(
+            "INSERT INTO copy (mailbox_id, uid, email_id, flags, modseq) VALUES (?1, ?2, ?3, ?4, ?5)",
+        )?
+        .execute(params![mailbox.0, n.uid.0, email, join_flags(&n.flags), n.modseq.0 as i64])?;
+        refresh_keywords(&tx, email)?;
+        log.record(&tx, ObjectType::Mailbox, mailbox.0, ChangeOp::Updated)?;
+    }
+
+    for b in &ch.bodies {
+        let row: Option<(i64, Option<String>)> = tx
+            .prepare_cached(
+                "SELECT e.id, e.blob_id FROM copy c JOIN email e ON e.id = c.email_id \
+                 WHERE c.mailbox_id = ?1 AND c.uid = ?2",
+            )?
+            .query_row(params![mailbox.0, b.uid.0], |r| Ok((r.get(0)?, r.get(1)?)))
+            .optional()?;
+        let Some((email, None)) = row else {
+            // Expunged meanwhile, or the body is already stored through another copy.
+            continue;
+        };
+        let blob = store_blob(&tx, &b.raw)?;
+        tx.prepare_cached("UPDATE email SET blob_id = ?2, size = ?3 WHERE id = ?1")?
+            .execute(params![email, blob, b.raw.len() as i64])?;
+        write_metadata(&tx, email, &b.parsed)?;
+        log.record(&tx, ObjectType::Email, email, ChangeOp::Updated)?;
+    }
+
+    for f in &ch.flags {
+        let flags = join_flags(&f.flags);
+        let row: Option<i64> = tx
+            .prepare_cached(
+                "UPDATE copy SET flags = ?3, modseq = ?4 WHERE mailbox_id = ?1 AND uid = ?2 \
+                 AND flags != ?3 RETURNING email_id",
+            )?
+            .query_row(params![mailbox.0, f.uid.0, flags, f.modseq.0 as i64], |r| r.get(0))
+            .optional()?;
+        if let Some(email) = row {
+            if refresh_keywords(&tx, email)? {
+                log.record(&tx, ObjectType::Email, email, ChangeOp::Updated)?;
+                log.record(&tx, ObjectType::Mailbox, mailbox.0, ChangeOp::Updated)?;
+            }
+        }
+    }
+
+    let seen_next = if max_uid > 0 { max_uid.saturating_add(1) } else { 0 };
+    let uidnext = ch.uidnext.map(|u| u.0).unwrap_or(0).max(seen_next);
+    if uidnext > 0 {
+        tx.prepare_cached("UPDATE mailbox SET uidnext = max(uidnext, ?2) WHERE id = ?1")?
+            .execute(params![mailbox.0, uidnext])?;
+    }
+    if let Some(m) = ch.highestmodseq {
+        tx.prepare_cached("UPDATE mailbox SET highestmodseq = ?2 WHERE id = ?1")?
+            .execute(params![mailbox.0, m.0 as i64])?;
+    }
+    if let Some(t) = ch.server_total {
+        tx.prepare_cached("UPDATE mailbox SET server_total = ?2 WHERE id = ?1")?
+            .execute(params![mailbox.0, t])?;
+    }
+    let state = log.state(&tx)?;
+    tx.commit()?;
+    Ok(state)
+}
+
+pub(crate) fn collect_orphans(c: &mut Connection, account: AccountId) -> Result<usize> {
+    let tx = c.transaction()?;
+    let mut log = ChangeLog::new(account);
+    let orphans: Vec<(i64, i64, Option<String>)> = {
+        let mut st = tx.prepare(
+            "SELECT id, thread_id, blob_id FROM email WHERE account_id = ?1 AND orphaned = 1 \
+             AND NOT EXISTS (SELECT 1 FROM copy WHERE email_id = email.id)",
+        )?;
+        let rows = st.query_map([account.0], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?;
+        rows.collect::<rusqlite::Result<Vec<_>>>()?
+    };
+    for (email, thread, blob) in &orphans {
+        tx.prepare_cached("DELETE FROM email_fts WHERE rowid = ?1")?.execute([email])?;
+        tx.prepare_cached("DELETE FROM email WHERE id = ?1")?.execute([email])?;
+        log.record(&tx, ObjectType::Email, *email, ChangeOp::Destroyed)?;
+        if let Some(b) = blob {
+            tx.prepare_cached(
+                "DELETE FROM blob WHERE id = ?1 AND NOT EXISTS (SELECT 1 FROM email WHERE blob_id = ?1)",
+            )?
+            .execute([b])?;
+        }
+        let left: i64 = tx
+            .prepare_cached("SELECT count(*) FROM email WHERE thread_id = ?1")?
+            .query_row([thread], |r| r.get(0))?;
+        if left == 0 {
+            tx.prepare_cached("DELETE FROM thread WHERE id = ?1")?.execute([thread])?;
+            tx.prepare_cached("DELETE FROM thread_ref WHERE thread_id = ?1")?.execute([thread])?;
+            tx.prepare_cached("DELETE FROM thread_subject WHERE thread_id = ?1")?
+                .execute([thread])?;
+            log.record(&tx, ObjectType::Thread, *thread, ChangeOp::Destroyed)?;
+        } else {
+            log.record(&tx, ObjectType::Thread, *thread, ChangeOp::Updated)?;
+        }
+    }
+    tx.commit()?;
+    Ok(orphans.len())
+}
+
