@@ -74,6 +74,34 @@ impl Engine {
         self.tasks.push((id, handle));
     }
 
+    /// Accounts with a running task.
+    pub fn running(&self) -> Vec<AccountId> {
+        self.tasks.iter().map(|(id, _)| *id).collect()
+    }
+
+    /// Starts tasks for accounts added to the store since, and stops those of accounts
+    /// removed (their data is gone, so aborting mid-transaction loses nothing).
+    pub async fn reconcile(&mut self) -> anyhow::Result<()> {
+        let accounts = self.store.list_accounts().await?;
+        let present: std::collections::HashSet<AccountId> = accounts.iter().map(|a| a.id).collect();
+        self.tasks.retain(|(id, handle)| {
+            let keep = present.contains(id);
+            if !keep {
+                tracing::info!(account = %id, "account removed; stopping its task");
+                handle.abort();
+            }
+            keep
+        });
+        let running: std::collections::HashSet<AccountId> = self.running().into_iter().collect();
+        for a in accounts {
+            if !running.contains(&a.id) {
+                tracing::info!(account = %a.id, name = %a.name, "new account; starting");
+                self.start(a);
+            }
+        }
+        Ok(())
+    }
+
     /// Signals every task to stop and waits for them.
     pub async fn shutdown(self) {
         let _ = self.shutdown_tx.send(true);

@@ -1,0 +1,188 @@
+//! The TOML configuration of `tidings serve --config FILE`.
+
+use anyhow::{Context, Result, bail};
+use mail_types::{AccountKind, Security};
+use serde::Deserialize;
+use std::path::{Path, PathBuf};
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// Address of the HTTP (JMAP) listener.
+    #[serde(default = "default_listen")]
+    pub listen: String,
+    /// Where the SQLite store lives.
+    pub data_dir: PathBuf,
+    /// The key that encrypts stored mail passwords. Must be outside `data_dir`, so a copy of
+    /// the data dir alone does not reveal them. Default: `$XDG_CONFIG_HOME/tidings/secret.key`.
+    #[serde(default)]
+    pub key_file: Option<PathBuf>,
+    #[serde(default)]
+    pub user: Vec<UserConfig>,
+    #[serde(default)]
+    pub account: Vec<AccountConfig>,
+}
+
+fn default_listen() -> String {
+    "127.0.0.1:8080".into()
+}
+
+#[derive(Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UserConfig {
+    pub name: String,
+    pub password: String,
+}
+
+impl std::fmt::Debug for UserConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("UserConfig").field("name", &self.name).finish_non_exhaustive()
+    }
+}
+
+#[derive(Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AccountConfig {
+    pub user: String,
+    pub name: String,
+    pub kind: AccountKind,
+    pub host: String,
+    pub port: u16,
+    pub security: Security,
+    pub username: String,
+    pub password: String,
+    #[serde(default)]
+    pub ca_file: Option<PathBuf>,
+    #[serde(default)]
+    pub smtp: Option<SmtpConfig>,
+    /// POP3 only: delete retrieved mail on the server after this many days.
+    #[serde(default)]
+    pub delete_after_days: Option<u32>,
+}
+
+impl std::fmt::Debug for AccountConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AccountConfig")
+            .field("user", &self.user)
+            .field("name", &self.name)
+            .field("host", &self.host)
+            .field("port", &self.port)
+            .finish_non_exhaustive()
+    }
+}
+
+#[derive(Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SmtpConfig {
+    pub host: String,
+    pub port: u16,
+    pub security: Security,
+    /// Defaults to the account's username and password.
+    #[serde(default)]
+    pub username: Option<String>,
+    #[serde(default)]
+    pub password: Option<String>,
+}
+
+impl Config {
+    pub fn load(path: &Path) -> Result<Config> {
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("reading config {}", path.display()))?;
+        let mut c: Config =
+            toml::from_str(&text).with_context(|| format!("parsing config {}", path.display()))?;
+        // Relative paths are relative to the config file, not to wherever we were started.
+        let base = path.parent().unwrap_or(Path::new("."));
+        if c.data_dir.is_relative() {
+            c.data_dir = base.join(&c.data_dir);
+        }
+        if let Some(k) = &c.key_file {
+            if k.is_relative() {
+                c.key_file = Some(base.join(k));
+            }
+        }
+        for a in &mut c.account {
+            if let Some(ca) = &a.ca_file {
+                if ca.is_relative() {
+                    a.ca_file = Some(base.join(ca));
+                }
+            }
+        }
+        c.validate()?;
+        Ok(c)
+    }
+
+    fn validate(&self) -> Result<()> {
+        for a in &self.account {
+            if !self.user.iter().any(|u| u.name == a.user) {
+                bail!("account {:?} names user {:?}, which is not configured", a.name, a.user);
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The default key file location: outside any data dir, in the user's config dir.
+pub fn default_key_file() -> PathBuf {
+    if let Some(dir) = std::env::var_os("XDG_CONFIG_HOME").filter(|d| !d.is_empty()) {
+        return PathBuf::from(dir).join("tidings/secret.key");
+    }
+    if let Some(home) = std::env::var_os("HOME").filter(|d| !d.is_empty()) {
+        return PathBuf::from(home).join(".config/tidings/secret.key");
+    }
+    PathBuf::from("/etc/tidings/secret.key")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_the_documented_shape() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("t.toml");
+        std::fs::write(
+            &path,
+            r#"
+listen = "127.0.0.1:8080"
+data_dir = "data"
+[[user]]
+name = "alice"
+password = "pw"
+[[account]]
+user = "alice"
+name = "work"
+kind = "imap"
+host = "127.0.0.1"
+port = 993
+security = "tls"
+username = "alice@example.org"
+password = "secret"
+ca_file = "/path/to/ca.pem"
+[account.smtp]
+host = "127.0.0.1"
+port = 587
+security = "starttls"
+"#,
+        )
+        .unwrap();
+        let c = Config::load(&path).unwrap();
+        assert_eq!(c.data_dir, dir.path().join("data"));
+        assert_eq!(c.account[0].security, Security::Tls);
+        assert_eq!(c.account[0].smtp.as_ref().unwrap().port, 587);
+        assert!(!format!("{:?}", c).contains("secret"));
+    }
+
+    #[test]
+    fn rejects_unknown_keys_and_users() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("t.toml");
+        std::fs::write(&path, "data_dir = \"d\"\nlisen = \"x\"\n").unwrap();
+        assert!(Config::load(&path).is_err());
+        std::fs::write(
+            &path,
+            "data_dir = \"d\"\n[[account]]\nuser = \"bob\"\nname = \"n\"\nkind = \"imap\"\nhost = \"h\"\nport = 1\nsecurity = \"none\"\nusername = \"u\"\npassword = \"p\"\n",
+        )
+        .unwrap();
+        assert!(Config::load(&path).is_err());
+    }
+}

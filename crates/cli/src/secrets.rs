@@ -1,0 +1,157 @@
+//! Secrets: mail passwords encrypted at rest with a key kept outside the data dir, and
+//! Tidings user passwords hashed with Argon2.
+
+use anyhow::{Context, Result, bail};
+use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
+use chacha20poly1305::aead::{Aead, KeyInit, OsRng};
+use chacha20poly1305::{AeadCore, ChaCha20Poly1305, Key, Nonce};
+use std::path::Path;
+
+const VERSION: u8 = 1;
+
+/// The key that encrypts stored mail passwords (ChaCha20-Poly1305).
+#[derive(Clone)]
+pub struct SecretKey(Key);
+
+impl SecretKey {
+    /// Loads the key, creating it (mode 0600, parent dir 0700) on first start.
+    pub fn load_or_create(path: &Path, data_dir: &Path) -> Result<SecretKey> {
+        let canon_data = data_dir.canonicalize().unwrap_or_else(|_| data_dir.to_path_buf());
+        let parent = path.parent().unwrap_or(Path::new("."));
+        let canon_parent = parent.canonicalize().unwrap_or_else(|_| parent.to_path_buf());
+        if canon_parent.starts_with(&canon_data) {
+            bail!(
+                "key file {} must be outside the data dir {}: a copy of the data dir must not carry its key",
+                path.display(),
+                data_dir.display()
+            );
+        }
+        match std::fs::read_to_string(path) {
+            Ok(text) => {
+                let bytes = hex_decode(text.trim())
+                    .with_context(|| format!("key file {} is not 64 hex digits", path.display()))?;
+                Ok(SecretKey(*Key::from_slice(&bytes)))
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                std::fs::create_dir_all(parent)
+                    .with_context(|| format!("creating {}", parent.display()))?;
+                let key = ChaCha20Poly1305::generate_key(&mut OsRng);
+                write_private(path, hex_encode(&key).as_bytes())?;
+                tracing::info!(path = %path.display(), "created a new secret key");
+                Ok(SecretKey(key))
+            }
+            Err(e) => Err(e).with_context(|| format!("reading key file {}", path.display())),
+        }
+    }
+
+    pub fn encrypt(&self, plain: &str) -> Result<Vec<u8>> {
+        let cipher = ChaCha20Poly1305::new(&self.0);
+        let nonce = ChaCha20Poly1305::generate_nonce(&mut OsRng);
+        let ct = cipher
+            .encrypt(&nonce, plain.as_bytes())
+            .map_err(|_| anyhow::anyhow!("encryption failed"))?;
+        let mut out = Vec::with_capacity(1 + nonce.len() + ct.len());
+        out.push(VERSION);
+        out.extend_from_slice(&nonce);
+        out.extend_from_slice(&ct);
+        Ok(out)
+    }
+
+    pub fn decrypt(&self, data: &[u8]) -> Result<String> {
+        if data.len() < 13 || data[0] != VERSION {
+            bail!("stored secret has an unknown format");
+        }
+        let cipher = ChaCha20Poly1305::new(&self.0);
+        let nonce = Nonce::from_slice(&data[1..13]);
+        let plain = cipher
+            .decrypt(nonce, &data[13..])
+            .map_err(|_| anyhow::anyhow!("stored secret does not decrypt with this key file"))?;
+        String::from_utf8(plain).context("stored secret is not UTF-8")
+    }
+}
+
+#[cfg(unix)]
+fn write_private(path: &Path, data: &[u8]) -> Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+    if let Some(parent) = path.parent() {
+        let _ = std::fs::set_permissions(parent, std::fs::Permissions::from_mode(0o700));
+    }
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)
+        .with_context(|| format!("creating key file {}", path.display()))?;
+    f.write_all(data)?;
+    f.sync_all()?;
+    Ok(())
+}
+
+#[cfg(not(unix))]
+fn write_private(path: &Path, data: &[u8]) -> Result<()> {
+    std::fs::write(path, data).with_context(|| format!("creating key file {}", path.display()))
+}
+
+fn hex_encode(b: &[u8]) -> String {
+    b.iter().map(|x| format!("{x:02x}")).collect()
+}
+
+fn hex_decode(s: &str) -> Result<Vec<u8>> {
+    if s.len() != 64 {
+        bail!("wrong length");
+    }
+    (0..32)
+        .map(|i| u8::from_str_radix(&s[2 * i..2 * i + 2], 16).context("not hex"))
+        .collect()
+}
+
+/// Argon2id hash (PHC string) of a Tidings user password.
+pub fn hash_password(password: &str) -> Result<String> {
+    let salt = SaltString::generate(&mut OsRng);
+    argon2::Argon2::default()
+        .hash_password(password.as_bytes(), &salt)
+        .map(|h| h.to_string())
+        .map_err(|e| anyhow::anyhow!("hashing password: {e}"))
+}
+
+pub fn verify_password(password: &str, hash: &str) -> bool {
+    PasswordHash::new(hash)
+        .map(|h| {
+            argon2::Argon2::default()
+                .verify_password(password.as_bytes(), &h)
+                .is_ok()
+        })
+        .unwrap_or(false)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn round_trip_and_tamper() {
+        let dir = tempfile::tempdir().unwrap();
+        let data = dir.path().join("data");
+        std::fs::create_dir_all(&data).unwrap();
+        let keyp = dir.path().join("conf/secret.key");
+        let k = SecretKey::load_or_create(&keyp, &data).unwrap();
+        let enc = k.encrypt("hunter2").unwrap();
+        assert!(!enc.windows(7).any(|w| w == b"hunter2"));
+        let k2 = SecretKey::load_or_create(&keyp, &data).unwrap();
+        assert_eq!(k2.decrypt(&enc).unwrap(), "hunter2");
+        let mut bad = enc.clone();
+        let last = bad.len() - 1;
+        bad[last] ^= 1;
+        assert!(k2.decrypt(&bad).is_err());
+        assert!(SecretKey::load_or_create(&data.join("k"), &data).is_err());
+    }
+
+    #[test]
+    fn argon2_hashes_verify() {
+        let h = hash_password("pw").unwrap();
+        assert!(verify_password("pw", &h));
+        assert!(!verify_password("pW", &h));
+        assert!(!verify_password("pw", "not a hash"));
+    }
+}

@@ -1,0 +1,132 @@
+//! `tidings serve`: open the store, import the config's users and accounts, run the engine
+//! until asked to stop, and pick up accounts added meanwhile through the CLI.
+
+use crate::config::{AccountConfig, Config, default_key_file};
+use crate::secrets::{SecretKey, hash_password, verify_password};
+use anyhow::{Context, Result};
+use engine::{Engine, PasswordSource};
+use std::future::Future;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+use store::{NewAccount, ServerSettings, SqliteStore, Store};
+
+/// How often a running server looks for accounts added or removed by `tidings account`.
+const ACCOUNT_RESCAN: Duration = Duration::from_secs(3);
+
+pub const STORE_FILE: &str = "tidings.sqlite";
+
+pub async fn ctrl_c() {
+    let _ = tokio::signal::ctrl_c().await;
+}
+
+/// Opens the store and the key of a data dir.
+pub fn open(data_dir: &Path, key_file: Option<&Path>) -> Result<(Arc<SqliteStore>, SecretKey)> {
+    std::fs::create_dir_all(data_dir)
+        .with_context(|| format!("creating data dir {}", data_dir.display()))?;
+    let key_path = key_file.map(Path::to_path_buf).unwrap_or_else(default_key_file);
+    let key = SecretKey::load_or_create(&key_path, data_dir)?;
+    let store = SqliteStore::open(&data_dir.join(STORE_FILE))
+        .with_context(|| format!("opening the store in {}", data_dir.display()))?;
+    Ok((Arc::new(store), key))
+}
+
+pub fn new_account(key: &SecretKey, user: mail_types::UserId, a: &AccountConfig) -> Result<NewAccount> {
+    Ok(NewAccount {
+        user,
+        name: a.name.clone(),
+        kind: a.kind,
+        server: ServerSettings {
+            host: a.host.clone(),
+            port: a.port,
+            security: a.security,
+            username: a.username.clone(),
+            password_enc: key.encrypt(&a.password)?,
+            ca_file: a.ca_file.as_ref().map(|p| p.display().to_string()),
+        },
+        smtp: match &a.smtp {
+            Some(s) => Some(ServerSettings {
+                host: s.host.clone(),
+                port: s.port,
+                security: s.security,
+                username: s.username.clone().unwrap_or_else(|| a.username.clone()),
+                password_enc: key.encrypt(s.password.as_deref().unwrap_or(&a.password))?,
+                ca_file: a.ca_file.as_ref().map(|p| p.display().to_string()),
+            }),
+            None => None,
+        },
+        pop3_delete_after_days: a.delete_after_days,
+    })
+}
+
+/// Makes the store hold the config's users and accounts (config wins on conflicts).
+async fn import(store: &dyn Store, key: &SecretKey, config: &Config) -> Result<()> {
+    for u in &config.user {
+        match store.user_by_name(&u.name).await? {
+            Some(existing) if verify_password(&u.password, &existing.password_hash) => {}
+            Some(_) => store.set_user_password(&u.name, &hash_password(&u.password)?).await?,
+            None => {
+                store.create_user(&u.name, &hash_password(&u.password)?).await?;
+            }
+        }
+    }
+    let existing = store.list_accounts().await?;
+    for a in &config.account {
+        let user = store
+            .user_by_name(&a.user)
+            .await?
+            .with_context(|| format!("user {} missing after import", a.user))?;
+        let new = new_account(key, user.id, a)?;
+        match existing.iter().find(|e| e.user == user.id && e.name == a.name) {
+            Some(e) => {
+                let same_password = key
+                    .decrypt(&e.server.password_enc)
+                    .map(|p| p == a.password)
+                    .unwrap_or(false);
+                let mut settings_same = e.server.host == new.server.host
+                    && e.server.port == new.server.port
+                    && e.server.security == new.server.security
+                    && e.server.username == new.server.username
+                    && e.server.ca_file == new.server.ca_file;
+                settings_same &= e.smtp.as_ref().map(|s| (&s.host, s.port)) == new.smtp.as_ref().map(|s| (&s.host, s.port));
+                if !(same_password && settings_same) {
+                    store.update_account(e.id, &new).await?;
+                }
+            }
+            None => {
+                store.create_account(&new).await?;
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Runs until `stop` completes.
+pub async fn run(config: Config, stop: impl Future<Output = ()>) -> Result<()> {
+    let (store, key) = open(&config.data_dir, config.key_file.as_deref())?;
+    import(store.as_ref(), &key, &config).await?;
+    let passwords: PasswordSource = {
+        let key = key.clone();
+        Arc::new(move |a: &store::AccountRecord| key.decrypt(&a.server.password_enc))
+    };
+    let mut engine = Engine::new(store.clone(), passwords);
+    engine.start_all().await?;
+    tracing::info!(data_dir = %config.data_dir.display(), accounts = engine.running().len(),
+        "tidings is running");
+    tracing::info!(listen = %config.listen,
+        "the HTTP listener (JMAP, push, web client) is not in this build yet");
+    tokio::pin!(stop);
+    loop {
+        tokio::select! {
+            _ = &mut stop => break,
+            _ = tokio::time::sleep(ACCOUNT_RESCAN) => {
+                if let Err(e) = engine.reconcile().await {
+                    tracing::warn!(error = %e, "cannot rescan accounts");
+                }
+            }
+        }
+    }
+    tracing::info!("stopping");
+    engine.shutdown().await;
+    Ok(())
+}
