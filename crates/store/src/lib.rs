@@ -79,6 +79,12 @@ pub trait Store: Send + Sync + 'static {
     /// re-link them). Returns how many were destroyed.
     async fn collect_orphans(&self, account: AccountId) -> Result<usize>;
 
+    // --- POP3 -----------------------------------------------------------------------------
+    /// Every UIDL this POP3 account has retrieved.
+    async fn pop3_entries(&self, account: AccountId) -> Result<Vec<Pop3Entry>>;
+    /// Records that these messages were deleted on the server (delete-after-N-days).
+    async fn pop3_mark_deleted(&self, account: AccountId, uidls: &[String]) -> Result<()>;
+
     // --- reading --------------------------------------------------------------------------
     async fn mailbox_messages(&self, mailbox: MailboxId) -> Result<Vec<MessageSummary>>;
     async fn blob(&self, blob_id: &str) -> Result<Option<Vec<u8>>>;

@@ -158,6 +158,8 @@ pub struct MailboxChanges {
     pub uidvalidity: Option<UidValidity>,
     /// Messages on the server, for progress.
     pub server_total: Option<u32>,
+    /// POP3: the UIDL of each new copy, recorded in the same transaction.
+    pub pop3_uidls: Vec<(Uid, String)>,
 }
 
 impl MailboxChanges {
@@ -170,6 +172,7 @@ impl MailboxChanges {
             && self.uidnext.is_none()
             && self.uidvalidity.is_none()
             && self.server_total.is_none()
+            && self.pop3_uidls.is_empty()
     }
 }
 
@@ -227,4 +230,13 @@ pub struct Change {
     pub object: ObjectType,
     pub id: i64,
     pub op: ChangeOp,
+}
+
+/// A message a POP3 account has retrieved.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Pop3Entry {
+    pub uidl: String,
+    pub uid: Uid,
+    pub retrieved_at: i64,
+    pub deleted_on_server: bool,
 }

@@ -449,6 +449,43 @@ impl Store for SqliteStore {
         self.call(move |c| write::collect_orphans(c, account)).await
     }
 
+    async fn pop3_entries(&self, account: AccountId) -> Result<Vec<Pop3Entry>> {
+        self.call(move |c| {
+            let mut st = c.prepare(
+                "SELECT uidl, uid, retrieved_at, deleted_on_server FROM pop3_message \
+                 WHERE account_id = ?1 ORDER BY uid",
+            )?;
+            let rows = st.query_map([account.0], |r| {
+                Ok(Pop3Entry {
+                    uidl: r.get(0)?,
+                    uid: Uid(r.get(1)?),
+                    retrieved_at: r.get(2)?,
+                    deleted_on_server: r.get(3)?,
+                })
+            })?;
+            Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?)
+        })
+        .await
+    }
+
+    async fn pop3_mark_deleted(&self, account: AccountId, uidls: &[String]) -> Result<()> {
+        let uidls = uidls.to_vec();
+        self.call(move |c| {
+            let tx = c.transaction()?;
+            {
+                let mut st = tx.prepare_cached(
+                    "UPDATE pop3_message SET deleted_on_server = 1 WHERE account_id = ?1 AND uidl = ?2",
+                )?;
+                for u in &uidls {
+                    st.execute(params![account.0, u])?;
+                }
+            }
+            tx.commit()?;
+            Ok(())
+        })
+        .await
+    }
+
     async fn mailbox_messages(&self, mailbox: MailboxId) -> Result<Vec<MessageSummary>> {
         self.call(move |c| {
             let mut st = c.prepare(

@@ -138,6 +138,17 @@ CREATE TABLE change (
 ) STRICT;
 CREATE INDEX change_by_state ON change (account_id, state);
 
+-- POP3 (RFC 1939 7): UIDL strings of retrieved messages, mapped to the synthetic UIDs of
+-- their copies in the account's INBOX, so nothing is fetched twice.
+CREATE TABLE pop3_message (
+    account_id   INTEGER NOT NULL REFERENCES account(id) ON DELETE CASCADE,
+    uidl         TEXT NOT NULL,
+    uid          INTEGER NOT NULL,
+    retrieved_at INTEGER NOT NULL,
+    deleted_on_server INTEGER NOT NULL DEFAULT 0,
+    PRIMARY KEY (account_id, uidl)
+) STRICT, WITHOUT ROWID;
+
 CREATE VIRTUAL TABLE email_fts USING fts5 (
     subject, addresses, body,
     content = '', contentless_delete = 1,

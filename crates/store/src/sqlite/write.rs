@@ -589,6 +589,19 @@ pub(crate) fn apply_mailbox_changes(
         }
     }
 
+    if !ch.pop3_uidls.is_empty() {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_secs() as i64)
+            .unwrap_or(0);
+        let mut st = tx.prepare_cached(
+            "INSERT OR IGNORE INTO pop3_message (account_id, uidl, uid, retrieved_at) VALUES (?1, ?2, ?3, ?4)",
+        )?;
+        for (uid, uidl) in &ch.pop3_uidls {
+            st.execute(params![account.0, uidl, uid.0, now])?;
+        }
+    }
+
     let seen_next = if max_uid > 0 { max_uid.saturating_add(1) } else { 0 };
     let uidnext = ch.uidnext.map(|u| u.0).unwrap_or(0).max(seen_next);
     if uidnext > 0 {
