@@ -328,26 +328,33 @@ impl AccountSync {
             .collect();
         let wanted: HashSet<u32> = missing.iter().copied().collect();
         let mut writer = BatchWriter::new(self.store.clone(), self.account, mb.id);
-        let mut batch: Vec<Box<Fetch>> = Vec::new();
-        let mut bytes = 0usize;
         let mut count = 0usize;
-        let mut stream = s.fetch_stream(commands, self.options.pipeline_depth);
-        while let Some(f) = stream.next().await? {
-            let Some(uid) = f.uid else { continue };
-            if !wanted.contains(&uid) {
-                continue;
+        let streamed = async {
+            let mut batch: Vec<Box<Fetch>> = Vec::new();
+            let mut bytes = 0usize;
+            let mut stream = s.fetch_stream(commands, self.options.pipeline_depth);
+            while let Some(f) = stream.next().await? {
+                let Some(uid) = f.uid else { continue };
+                if !wanted.contains(&uid) {
+                    continue;
+                }
+                bytes += f.header.as_ref().map_or(0, |h| h.len());
+                batch.push(f);
+                if batch.len() >= self.options.batch || bytes >= self.options.batch_bytes {
+                    count += batch.len();
+                    writer.submit_headers(std::mem::take(&mut batch)).await?;
+                    bytes = 0;
+                }
             }
-            bytes += f.header.as_ref().map_or(0, |h| h.len());
-            batch.push(f);
-            if batch.len() >= self.options.batch || bytes >= self.options.batch_bytes {
-                count += batch.len();
-                writer.submit_headers(std::mem::take(&mut batch)).await?;
-                bytes = 0;
-            }
+            count += batch.len();
+            writer.submit_headers(batch).await
         }
-        count += batch.len();
-        writer.submit_headers(batch).await?;
-        writer.finish().await?;
+        .await;
+        // Whatever happened to the connection, the batch already handed over is committed
+        // (or failed) before we return: no write outlives the sync that started it.
+        let finished = writer.finish().await;
+        streamed?;
+        finished?;
         Ok(count)
     }
 
@@ -364,23 +371,27 @@ impl AccountSync {
             .map(|chunk| format!("UID FETCH {} (UID BODY.PEEK[])", uid_set(chunk)))
             .collect();
         let mut writer = BatchWriter::new(self.store.clone(), self.account, mb.id);
-        let mut batch: Vec<Box<Fetch>> = Vec::new();
-        let mut bytes = 0usize;
-        let mut stream = s.fetch_stream(commands, self.options.pipeline_depth);
-        while let Some(f) = stream.next().await? {
-            let Some(body) = &f.body else { continue };
-            bytes += body.len();
-            batch.push(f);
-            if batch.len() >= self.options.batch || bytes >= self.options.batch_bytes {
-                report.bodies += batch.len();
-                writer.submit_bodies(std::mem::take(&mut batch)).await?;
-                bytes = 0;
+        let streamed = async {
+            let mut batch: Vec<Box<Fetch>> = Vec::new();
+            let mut bytes = 0usize;
+            let mut stream = s.fetch_stream(commands, self.options.pipeline_depth);
+            while let Some(f) = stream.next().await? {
+                let Some(body) = &f.body else { continue };
+                bytes += body.len();
+                batch.push(f);
+                if batch.len() >= self.options.batch || bytes >= self.options.batch_bytes {
+                    report.bodies += batch.len();
+                    writer.submit_bodies(std::mem::take(&mut batch)).await?;
+                    bytes = 0;
+                }
             }
+            report.bodies += batch.len();
+            writer.submit_bodies(batch).await
         }
-        report.bodies += batch.len();
-        writer.submit_bodies(batch).await?;
-        writer.finish().await?;
-        Ok(())
+        .await;
+        let finished = writer.finish().await;
+        streamed?;
+        finished
     }
 }
 
@@ -527,7 +538,7 @@ impl BatchWriter {
         Ok(())
     }
 
-    async fn finish(mut self) -> Result<()> {
+    async fn finish(&mut self) -> Result<()> {
         self.wait().await
     }
 }
