@@ -12,6 +12,11 @@ use std::fmt;
 use std::ops::RangeInclusive;
 use std::time::Duration;
 
+/// After the first event in IDLE, how long to wait for the rest of its burst.
+const IDLE_COALESCE: Duration = Duration::from_millis(2);
+/// A burst longer than this is acted on anyway; the resync catches the rest.
+const IDLE_BURST_MAX: usize = 10_000;
+
 /// Login credentials. `Debug` never shows the password.
 #[derive(Clone)]
 pub struct Credentials {
@@ -448,7 +453,7 @@ impl Session {
         }
         let mut events = Vec::new();
         let deadline = tokio::time::Instant::now() + max;
-        loop {
+        'wait: loop {
             let left = deadline.saturating_duration_since(tokio::time::Instant::now());
             if left.is_zero() {
                 break;
@@ -466,12 +471,16 @@ impl Session {
                     );
                     events.push(r);
                     if interesting {
-                        // Let a burst of events arrive before leaving IDLE.
-                        match self.read_within(Duration::from_millis(2)).await {
-                            Ok(r) => events.push(r),
-                            Err(Error::Timeout) => break,
-                            Err(e) => return Err(e),
+                        // Take the rest of the burst (EXISTS comes with RECENT, a flag
+                        // change with several FETCHes), then leave IDLE to act on it.
+                        for _ in 0..IDLE_BURST_MAX {
+                            match self.read_within(IDLE_COALESCE).await {
+                                Ok(r) => events.push(r),
+                                Err(Error::Timeout) => break 'wait,
+                                Err(e) => return Err(e),
+                            }
                         }
+                        break;
                     }
                 }
                 Err(Error::Timeout) => break,

@@ -1,0 +1,173 @@
+//! The engine against a real Dovecot: live watching (NOTIFY, or IDLE without it), and a
+//! wrong password that does not stop the other accounts.
+
+use anyhow::{Context, Result, bail};
+use engine::{AccountEvent, Engine, PasswordSource};
+use mail_types::{AccountId, AccountKind, Security, SyncStatus};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use store::{NewAccount, ServerSettings, SqliteStore, Store};
+use testkit::imap_client::ImapClient;
+use testkit::{Dovecot, DovecotOptions, corpus};
+use tokio::sync::broadcast;
+
+const DEADLINE: Duration = Duration::from_secs(20);
+
+async fn add_account(
+    store: &dyn Store,
+    dovecot: &Dovecot,
+    user: mail_types::UserId,
+    name: &str,
+    login: &str,
+    password: &str,
+) -> Result<AccountId> {
+    Ok(store
+        .create_account(&NewAccount {
+            user,
+            name: name.into(),
+            kind: AccountKind::Imap,
+            server: ServerSettings {
+                host: "127.0.0.1".into(),
+                port: dovecot.imap_port(),
+                security: Security::Starttls,
+                username: login.into(),
+                // The test's password source reads it back as is.
+                password_enc: password.as_bytes().to_vec(),
+                ca_file: Some(dovecot.ca_file().display().to_string()),
+            },
+            smtp: None,
+            pop3_delete_after_days: None,
+        })
+        .await?)
+}
+
+fn plain_passwords() -> PasswordSource {
+    Arc::new(|a: &store::AccountRecord| Ok(String::from_utf8(a.server.password_enc.clone())?))
+}
+
+async fn wait_status(store: &dyn Store, id: AccountId, want: &str) -> Result<SyncStatus> {
+    let start = Instant::now();
+    while start.elapsed() < DEADLINE {
+        let a = store.list_accounts().await?.into_iter().find(|a| a.id == id).context("account")?;
+        if a.status.name() == want {
+            return Ok(a.status);
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    bail!("account {id} never reached status {want}")
+}
+
+/// Waits for an event of `account` whose state is past `after`.
+async fn wait_event(
+    rx: &mut broadcast::Receiver<AccountEvent>,
+    account: AccountId,
+    after: mail_types::State,
+) -> Result<Duration> {
+    let start = Instant::now();
+    loop {
+        let left = DEADLINE.checked_sub(start.elapsed()).context("no event in time")?;
+        match tokio::time::timeout(left, rx.recv()).await {
+            Ok(Ok(ev)) if ev.account == account && ev.state > after => return Ok(start.elapsed()),
+            Ok(Ok(_)) | Ok(Err(broadcast::error::RecvError::Lagged(_))) => continue,
+            Ok(Err(e)) => bail!("event channel: {e}"),
+            Err(_) => bail!("no event for account {account} in {DEADLINE:?}"),
+        }
+    }
+}
+
+async fn inbox_subjects(store: &dyn Store, account: AccountId) -> Result<Vec<String>> {
+    let inbox = store
+        .mailboxes(account)
+        .await?
+        .into_iter()
+        .find(|m| m.name == "INBOX")
+        .context("inbox")?;
+    Ok(store
+        .mailbox_messages(inbox.id)
+        .await?
+        .into_iter()
+        .filter_map(|m| m.subject)
+        .collect())
+}
+
+async fn live_changes_arrive(notify: bool) -> Result<()> {
+    let dovecot = Dovecot::start(DovecotOptions {
+        notify,
+        ..DovecotOptions::default()
+    })?;
+    dovecot.add_user("alice@example.org", "right")?;
+    dovecot.add_user("bob@example.org", "bobs")?;
+    let dir = tempfile::tempdir()?;
+    let store: Arc<dyn Store> = Arc::new(SqliteStore::open(&dir.path().join("t.sqlite"))?);
+    let user = store.create_user("alice", "x").await?;
+    let good = add_account(store.as_ref(), &dovecot, user, "good", "alice@example.org", "right").await?;
+    let bad = add_account(store.as_ref(), &dovecot, user, "bad", "bob@example.org", "wrong").await?;
+
+    let mut engine = Engine::new(store.clone(), plain_passwords());
+    let mut rx = engine.subscribe();
+    engine.start_all().await?;
+    wait_status(store.as_ref(), good, "ok").await?;
+    let status = wait_status(store.as_ref(), bad, "auth_failed").await?;
+    assert!(!status.error().is_empty());
+
+    // A delivery shows up without any resync being asked for.
+    // Give the watcher a moment to have NOTIFY/IDLE in place after the first sync.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let before = store.account_state(good).await?;
+    dovecot.deliver("alice@example.org", &corpus::message("carol@example.org", "alice@example.org", "Live one", "arrives by itself"))?;
+    let took = wait_event(&mut rx, good, before).await?;
+    eprintln!("delivery to event ({}): {took:?}", if notify { "NOTIFY" } else { "IDLE" });
+    let start = Instant::now();
+    while !inbox_subjects(store.as_ref(), good).await?.iter().any(|s| s == "Live one") {
+        if start.elapsed() > DEADLINE {
+            bail!("delivered message never reached the store");
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+
+    // A flag change by a second client, likewise.
+    let mut c = ImapClient::login(dovecot.imap_port(), "alice@example.org", "right")?;
+    c.select("INBOX")?;
+    let uid = *c.uids()?.first().context("a message")?;
+    let before = store.account_state(good).await?;
+    c.store_flags(&uid.to_string(), "+FLAGS", &["\\Flagged"])?;
+    wait_event(&mut rx, good, before).await?;
+    let start = Instant::now();
+    loop {
+        let inbox = store.mailboxes(good).await?.into_iter().find(|m| m.name == "INBOX").context("inbox")?;
+        let copies = store.mailbox_copies(inbox.id).await?;
+        if copies.iter().any(|c| c.uid.0 == uid && c.flags.iter().any(|f| f == "\\Flagged")) {
+            break;
+        }
+        if start.elapsed() > DEADLINE {
+            bail!("flag change never reached the store");
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    c.logout()?;
+
+    // With NOTIFY, a mailbox that is not INBOX is watched live too.
+    if notify {
+        let mut c = ImapClient::login(dovecot.imap_port(), "alice@example.org", "right")?;
+        let before = store.account_state(good).await?;
+        c.append("Archive", &["\\Seen"], &corpus::message("d@example.org", "alice@example.org", "Archived", "x"))?;
+        c.logout()?;
+        let took = wait_event(&mut rx, good, before).await?;
+        eprintln!("append to Archive to event (NOTIFY): {took:?}");
+        let archive = store.mailboxes(good).await?.into_iter().find(|m| m.name == "Archive").context("archive")?;
+        let msgs = store.mailbox_messages(archive.id).await?;
+        assert!(msgs.iter().any(|m| m.subject.as_deref() == Some("Archived")));
+    }
+    engine.shutdown().await;
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn live_changes_arrive_with_notify() -> Result<()> {
+    live_changes_arrive(true).await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn live_changes_arrive_with_idle() -> Result<()> {
+    live_changes_arrive(false).await
+}
