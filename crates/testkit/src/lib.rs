@@ -1,1 +1,30 @@
+//! Test support for Tidings: a private Dovecot on loopback ports
+//! ([`Dovecot`]), a deterministic sample-mail generator ([`corpus`]) and a
+//! tiny independent IMAP client ([`imap_client`]) that tests use to change
+//! the server behind the engine's back.
+//!
+//! Nothing here installs software: Dovecot (`dovecot`, `doveadm`) must be on
+//! the machine (Debian: dovecot-imapd, dovecot-pop3d, dovecot-lmtpd).
+//!
+//! Works as root and as an ordinary user. As root, Dovecot's helper
+//! processes run as the Debian users `dovecot`/`dovenull` and mail is owned
+//! by `nobody` (Dovecot refuses mail access as root), so a caller-supplied
+//! state directory must be reachable by `nobody`. As a normal user every
+//! process and file belongs to that user.
+//!
+//! ```no_run
+//! use testkit::{Dovecot, DovecotOptions, corpus};
+//! let d = Dovecot::start(DovecotOptions::default())?;
+//! d.add_user("alice@example.org", "secret")?;
+//! d.deliver("alice@example.org", &corpus::message("bob@example.com", "alice@example.org", "Hi", "Hello"))?;
+//! d.seed_corpus("alice@example.org", &corpus::generate(1, 100, &["INBOX", "Archive"]))?;
+//! # anyhow::Ok(())
+//! ```
 
+pub mod corpus;
+mod dovecot;
+pub mod imap_client;
+mod mutf7;
+
+pub use dovecot::{Dovecot, DovecotOptions, SeedMessage};
+pub use mutf7::encode as mutf7_encode;
