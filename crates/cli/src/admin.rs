@@ -137,7 +137,9 @@ pub async fn account(action: AccountAction, at: &Location) -> Result<()> {
                 smtp: None,
                 delete_after_days: None,
             };
-            store.create_account(&new_account(&key, owner.id, &cfg)?).await?;
+            store
+                .create_account(&new_account(&key, owner.id, &cfg)?)
+                .await?;
             println!("account {name} added");
         }
         AccountAction::List => {
@@ -159,7 +161,11 @@ pub async fn account(action: AccountAction, at: &Location) -> Result<()> {
                     a.server.host,
                     a.server.port,
                     a.status.name(),
-                    if err.is_empty() { String::new() } else { format!(" ({err})") },
+                    if err.is_empty() {
+                        String::new()
+                    } else {
+                        format!(" ({err})")
+                    },
                     mailboxes.len(),
                 );
             }

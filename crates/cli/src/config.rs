@@ -36,7 +36,9 @@ pub struct UserConfig {
 
 impl std::fmt::Debug for UserConfig {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("UserConfig").field("name", &self.name).finish_non_exhaustive()
+        f.debug_struct("UserConfig")
+            .field("name", &self.name)
+            .finish_non_exhaustive()
     }
 }
 
@@ -95,16 +97,16 @@ impl Config {
         if c.data_dir.is_relative() {
             c.data_dir = base.join(&c.data_dir);
         }
-        if let Some(k) = &c.key_file {
-            if k.is_relative() {
-                c.key_file = Some(base.join(k));
-            }
+        if let Some(k) = &c.key_file
+            && k.is_relative()
+        {
+            c.key_file = Some(base.join(k));
         }
         for a in &mut c.account {
-            if let Some(ca) = &a.ca_file {
-                if ca.is_relative() {
-                    a.ca_file = Some(base.join(ca));
-                }
+            if let Some(ca) = &a.ca_file
+                && ca.is_relative()
+            {
+                a.ca_file = Some(base.join(ca));
             }
         }
         c.validate()?;
@@ -114,7 +116,11 @@ impl Config {
     fn validate(&self) -> Result<()> {
         for a in &self.account {
             if !self.user.iter().any(|u| u.name == a.user) {
-                bail!("account {:?} names user {:?}, which is not configured", a.name, a.user);
+                bail!(
+                    "account {:?} names user {:?}, which is not configured",
+                    a.name,
+                    a.user
+                );
             }
         }
         Ok(())

@@ -4,9 +4,8 @@
 use crate::config::{AccountConfig, Config, UserConfig};
 use anyhow::{Context, Result};
 use mail_types::{AccountKind, Security};
-use std::collections::BTreeMap;
 use std::path::Path;
-use testkit::{Dovecot, DovecotOptions, SeedMessage, corpus};
+use testkit::{Dovecot, DovecotOptions, corpus};
 
 const DEMO_USER: &str = "alice";
 const DEMO_PASSWORD: &str = "demo";
@@ -19,24 +18,12 @@ pub async fn run(dir: &Path, listen: &str) -> Result<()> {
     }
     std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
     let dir = dir.canonicalize()?;
-    let dovecot_dir = dir.join("dovecot");
+    // Dovecot's state goes to a temp dir (removed when it stops): as root its mail belongs
+    // to `nobody`, which cannot reach a demo dir under /root.
     let dovecot = tokio::task::spawn_blocking(move || -> Result<Dovecot> {
-        let d = Dovecot::start(DovecotOptions {
-            state_dir: Some(dovecot_dir),
-            ..DovecotOptions::default()
-        })?;
+        let d = Dovecot::start(DovecotOptions::default())?;
         d.add_user(MAIL_USER, MAIL_PASSWORD)?;
-        let mut by_folder: BTreeMap<String, Vec<SeedMessage>> = BTreeMap::new();
-        for m in corpus::demo_corpus() {
-            by_folder.entry(m.folder).or_default().push(SeedMessage {
-                raw: m.raw,
-                flags: m.flags,
-                internal_date: m.internal_date,
-            });
-        }
-        for (folder, msgs) in &by_folder {
-            d.seed(MAIL_USER, folder, msgs)?;
-        }
+        d.seed_corpus(MAIL_USER, &corpus::demo_corpus())?;
         Ok(d)
     })
     .await??;

@@ -12,7 +12,11 @@ use clap::{Parser, Subcommand};
 use std::path::PathBuf;
 
 #[derive(Parser)]
-#[command(name = "tidings", version, about = "Email sync engine, push server and JMAP API")]
+#[command(
+    name = "tidings",
+    version,
+    about = "Email sync engine, push server and JMAP API"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,

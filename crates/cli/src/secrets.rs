@@ -16,9 +16,13 @@ pub struct SecretKey(Key);
 impl SecretKey {
     /// Loads the key, creating it (mode 0600, parent dir 0700) on first start.
     pub fn load_or_create(path: &Path, data_dir: &Path) -> Result<SecretKey> {
-        let canon_data = data_dir.canonicalize().unwrap_or_else(|_| data_dir.to_path_buf());
+        let canon_data = data_dir
+            .canonicalize()
+            .unwrap_or_else(|_| data_dir.to_path_buf());
         let parent = path.parent().unwrap_or(Path::new("."));
-        let canon_parent = parent.canonicalize().unwrap_or_else(|_| parent.to_path_buf());
+        let canon_parent = parent
+            .canonicalize()
+            .unwrap_or_else(|_| parent.to_path_buf());
         if canon_parent.starts_with(&canon_data) {
             bail!(
                 "key file {} must be outside the data dir {}: a copy of the data dir must not carry its key",

@@ -24,14 +24,20 @@ pub async fn ctrl_c() {
 pub fn open(data_dir: &Path, key_file: Option<&Path>) -> Result<(Arc<SqliteStore>, SecretKey)> {
     std::fs::create_dir_all(data_dir)
         .with_context(|| format!("creating data dir {}", data_dir.display()))?;
-    let key_path = key_file.map(Path::to_path_buf).unwrap_or_else(default_key_file);
+    let key_path = key_file
+        .map(Path::to_path_buf)
+        .unwrap_or_else(default_key_file);
     let key = SecretKey::load_or_create(&key_path, data_dir)?;
     let store = SqliteStore::open(&data_dir.join(STORE_FILE))
         .with_context(|| format!("opening the store in {}", data_dir.display()))?;
     Ok((Arc::new(store), key))
 }
 
-pub fn new_account(key: &SecretKey, user: mail_types::UserId, a: &AccountConfig) -> Result<NewAccount> {
+pub fn new_account(
+    key: &SecretKey,
+    user: mail_types::UserId,
+    a: &AccountConfig,
+) -> Result<NewAccount> {
     Ok(NewAccount {
         user,
         name: a.name.clone(),
@@ -64,9 +70,15 @@ async fn import(store: &dyn Store, key: &SecretKey, config: &Config) -> Result<(
     for u in &config.user {
         match store.user_by_name(&u.name).await? {
             Some(existing) if verify_password(&u.password, &existing.password_hash) => {}
-            Some(_) => store.set_user_password(&u.name, &hash_password(&u.password)?).await?,
+            Some(_) => {
+                store
+                    .set_user_password(&u.name, &hash_password(&u.password)?)
+                    .await?
+            }
             None => {
-                store.create_user(&u.name, &hash_password(&u.password)?).await?;
+                store
+                    .create_user(&u.name, &hash_password(&u.password)?)
+                    .await?;
             }
         }
     }
@@ -77,7 +89,10 @@ async fn import(store: &dyn Store, key: &SecretKey, config: &Config) -> Result<(
             .await?
             .with_context(|| format!("user {} missing after import", a.user))?;
         let new = new_account(key, user.id, a)?;
-        match existing.iter().find(|e| e.user == user.id && e.name == a.name) {
+        match existing
+            .iter()
+            .find(|e| e.user == user.id && e.name == a.name)
+        {
             Some(e) => {
                 let same_password = key
                     .decrypt(&e.server.password_enc)
@@ -88,7 +103,8 @@ async fn import(store: &dyn Store, key: &SecretKey, config: &Config) -> Result<(
                     && e.server.security == new.server.security
                     && e.server.username == new.server.username
                     && e.server.ca_file == new.server.ca_file;
-                settings_same &= e.smtp.as_ref().map(|s| (&s.host, s.port)) == new.smtp.as_ref().map(|s| (&s.host, s.port));
+                settings_same &= e.smtp.as_ref().map(|s| (&s.host, s.port))
+                    == new.smtp.as_ref().map(|s| (&s.host, s.port));
                 if !(same_password && settings_same) {
                     store.update_account(e.id, &new).await?;
                 }

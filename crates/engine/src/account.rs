@@ -130,7 +130,8 @@ pub(crate) async fn run_imap(mut ctx: Ctx, account: AccountRecord) {
                 let delay = backoff.next_delay();
                 tracing::warn!(account = %id, error = %e, retry_in_ms = delay.as_millis() as u64,
                     "sync failed; will retry");
-                ctx.set_status(id, SyncStatus::Retrying(e.to_string())).await;
+                ctx.set_status(id, SyncStatus::Retrying(e.to_string()))
+                    .await;
                 if ctx.sleep_or_stop(delay).await {
                     break;
                 }
@@ -298,7 +299,8 @@ async fn watch_idle(
         } else if inbox_changed {
             if let Some(mb) = sync.mailbox_by_raw_name("INBOX").await? {
                 let mut report = SyncReport::default();
-                sync.sync_mailbox(&mut worker, &mb, None, &mut report).await?;
+                sync.sync_mailbox(&mut worker, &mb, None, &mut report)
+                    .await?;
                 publisher.publish(ctx).await;
                 sync.fetch_bodies(&mut worker, &mb, &mut report).await?;
                 sync.store.collect_orphans(sync.account).await?;

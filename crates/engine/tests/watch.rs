@@ -48,7 +48,12 @@ fn plain_passwords() -> PasswordSource {
 async fn wait_status(store: &dyn Store, id: AccountId, want: &str) -> Result<SyncStatus> {
     let start = Instant::now();
     while start.elapsed() < DEADLINE {
-        let a = store.list_accounts().await?.into_iter().find(|a| a.id == id).context("account")?;
+        let a = store
+            .list_accounts()
+            .await?
+            .into_iter()
+            .find(|a| a.id == id)
+            .context("account")?;
         if a.status.name() == want {
             return Ok(a.status);
         }
@@ -65,7 +70,9 @@ async fn wait_event(
 ) -> Result<Duration> {
     let start = Instant::now();
     loop {
-        let left = DEADLINE.checked_sub(start.elapsed()).context("no event in time")?;
+        let left = DEADLINE
+            .checked_sub(start.elapsed())
+            .context("no event in time")?;
         match tokio::time::timeout(left, rx.recv()).await {
             Ok(Ok(ev)) if ev.account == account && ev.state > after => return Ok(start.elapsed()),
             Ok(Ok(_)) | Ok(Err(broadcast::error::RecvError::Lagged(_))) => continue,
@@ -100,8 +107,24 @@ async fn live_changes_arrive(notify: bool) -> Result<()> {
     let dir = tempfile::tempdir()?;
     let store: Arc<dyn Store> = Arc::new(SqliteStore::open(&dir.path().join("t.sqlite"))?);
     let user = store.create_user("alice", "x").await?;
-    let good = add_account(store.as_ref(), &dovecot, user, "good", "alice@example.org", "right").await?;
-    let bad = add_account(store.as_ref(), &dovecot, user, "bad", "bob@example.org", "wrong").await?;
+    let good = add_account(
+        store.as_ref(),
+        &dovecot,
+        user,
+        "good",
+        "alice@example.org",
+        "right",
+    )
+    .await?;
+    let bad = add_account(
+        store.as_ref(),
+        &dovecot,
+        user,
+        "bad",
+        "bob@example.org",
+        "wrong",
+    )
+    .await?;
 
     let mut engine = Engine::new(store.clone(), plain_passwords());
     let mut rx = engine.subscribe();
@@ -114,11 +137,26 @@ async fn live_changes_arrive(notify: bool) -> Result<()> {
     // Give the watcher a moment to have NOTIFY/IDLE in place after the first sync.
     tokio::time::sleep(Duration::from_millis(300)).await;
     let before = store.account_state(good).await?;
-    dovecot.deliver("alice@example.org", &corpus::message("carol@example.org", "alice@example.org", "Live one", "arrives by itself"))?;
+    dovecot.deliver(
+        "alice@example.org",
+        &corpus::message(
+            "carol@example.org",
+            "alice@example.org",
+            "Live one",
+            "arrives by itself",
+        ),
+    )?;
     let took = wait_event(&mut rx, good, before).await?;
-    eprintln!("delivery to event ({}): {took:?}", if notify { "NOTIFY" } else { "IDLE" });
+    eprintln!(
+        "delivery to event ({}): {took:?}",
+        if notify { "NOTIFY" } else { "IDLE" }
+    );
     let start = Instant::now();
-    while !inbox_subjects(store.as_ref(), good).await?.iter().any(|s| s == "Live one") {
+    while !inbox_subjects(store.as_ref(), good)
+        .await?
+        .iter()
+        .any(|s| s == "Live one")
+    {
         if start.elapsed() > DEADLINE {
             bail!("delivered message never reached the store");
         }
@@ -134,9 +172,17 @@ async fn live_changes_arrive(notify: bool) -> Result<()> {
     wait_event(&mut rx, good, before).await?;
     let start = Instant::now();
     loop {
-        let inbox = store.mailboxes(good).await?.into_iter().find(|m| m.name == "INBOX").context("inbox")?;
+        let inbox = store
+            .mailboxes(good)
+            .await?
+            .into_iter()
+            .find(|m| m.name == "INBOX")
+            .context("inbox")?;
         let copies = store.mailbox_copies(inbox.id).await?;
-        if copies.iter().any(|c| c.uid.0 == uid && c.flags.iter().any(|f| f == "\\Flagged")) {
+        if copies
+            .iter()
+            .any(|c| c.uid.0 == uid && c.flags.iter().any(|f| f == "\\Flagged"))
+        {
             break;
         }
         if start.elapsed() > DEADLINE {
@@ -150,13 +196,25 @@ async fn live_changes_arrive(notify: bool) -> Result<()> {
     if notify {
         let mut c = ImapClient::login(dovecot.imap_port(), "alice@example.org", "right")?;
         let before = store.account_state(good).await?;
-        c.append("Archive", &["\\Seen"], &corpus::message("d@example.org", "alice@example.org", "Archived", "x"))?;
+        c.append(
+            "Archive",
+            &["\\Seen"],
+            &corpus::message("d@example.org", "alice@example.org", "Archived", "x"),
+        )?;
         c.logout()?;
         let took = wait_event(&mut rx, good, before).await?;
         eprintln!("append to Archive to event (NOTIFY): {took:?}");
-        let archive = store.mailboxes(good).await?.into_iter().find(|m| m.name == "Archive").context("archive")?;
+        let archive = store
+            .mailboxes(good)
+            .await?
+            .into_iter()
+            .find(|m| m.name == "Archive")
+            .context("archive")?;
         let msgs = store.mailbox_messages(archive.id).await?;
-        assert!(msgs.iter().any(|m| m.subject.as_deref() == Some("Archived")));
+        assert!(
+            msgs.iter()
+                .any(|m| m.subject.as_deref() == Some("Archived"))
+        );
     }
     engine.shutdown().await;
     Ok(())

@@ -98,8 +98,7 @@ pub fn tls_config(ca_file: Option<&Path>) -> Result<Arc<rustls::ClientConfig>> {
             .map_err(|e| Error::Tls(format!("reading CA file {}: {e}", path.display())))?;
         let mut found = 0;
         for cert in rustls_pemfile::certs(&mut pem.as_slice()) {
-            let cert =
-                cert.map_err(|e| Error::Tls(format!("CA file {}: {e}", path.display())))?;
+            let cert = cert.map_err(|e| Error::Tls(format!("CA file {}: {e}", path.display())))?;
             roots
                 .add(cert)
                 .map_err(|e| Error::Tls(format!("CA file {}: {e}", path.display())))?;
@@ -317,7 +316,9 @@ fn literal_len(line: &[u8]) -> Result<Option<usize>> {
 /// Quotes a string argument for a command (RFC 3501 4.3). Returns `None` when it cannot be
 /// quoted (CR, LF, NUL or 8-bit) and must be sent as a literal.
 pub fn quote(s: &str) -> Option<String> {
-    if s.bytes().any(|b| b == b'\r' || b == b'\n' || b == 0 || b >= 0x80) {
+    if s.bytes()
+        .any(|b| b == b'\r' || b == b'\n' || b == 0 || b >= 0x80)
+    {
         return None;
     }
     let mut out = String::with_capacity(s.len() + 2);

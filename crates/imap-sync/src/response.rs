@@ -177,11 +177,17 @@ pub fn parse(frame: &Bytes) -> Response {
             tag: tag.0,
             status: status_of(status),
             code: code_of(outcome.code),
-            text: outcome.information.map(|s| s.into_owned()).unwrap_or_default(),
+            text: outcome
+                .information
+                .map(|s| s.into_owned())
+                .unwrap_or_default(),
         },
         imap_proto::Response::Continue(_) => Response::Continue,
         imap_proto::Response::Data { status, outcome } => {
-            let text = outcome.information.map(|s| s.into_owned()).unwrap_or_default();
+            let text = outcome
+                .information
+                .map(|s| s.into_owned())
+                .unwrap_or_default();
             let code = code_of(outcome.code).or_else(|| {
                 // Codes imap-proto does not know but we must act on.
                 if text.starts_with("[NOMODSEQ]") {
@@ -218,7 +224,9 @@ pub fn parse(frame: &Bytes) -> Response {
                     AttributeValue::Rfc822Header(Some(d)) => f.header = Some(slice_of(frame, d)),
                     AttributeValue::Rfc822(Some(d)) => f.body = Some(slice_of(frame, d)),
                     AttributeValue::BodySection {
-                        section, data: Some(d), ..
+                        section,
+                        data: Some(d),
+                        ..
                     } => match section {
                         None => f.body = Some(slice_of(frame, d)),
                         Some(SectionPath::Full(MessageSection::Header)) => {
@@ -473,7 +481,10 @@ mod tests {
         };
         assert_eq!(f.uid, Some(42));
         assert_eq!(f.modseq, Some(77));
-        assert_eq!(f.flags.as_deref(), Some(&["\\Seen".to_string(), "$Work".into()][..]));
+        assert_eq!(
+            f.flags.as_deref(),
+            Some(&["\\Seen".to_string(), "$Work".into()][..])
+        );
         assert_eq!(f.body.as_deref(), Some(&b"hello"[..]));
         assert_eq!(f.internal_date, Some(1577836800));
     }
@@ -503,6 +514,9 @@ mod tests {
             other => panic!("{other:?}"),
         }
         let v = Bytes::from_static(b"* VANISHED (EARLIER) 41,43:45\r\n");
-        assert!(matches!(parse(&v), Response::Vanished { earlier: true, .. }));
+        assert!(matches!(
+            parse(&v),
+            Response::Vanished { earlier: true, .. }
+        ));
     }
 }

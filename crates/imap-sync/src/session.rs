@@ -104,7 +104,9 @@ impl Session {
             if preauth {
                 // RFC 3501 6.2.1: STARTTLS is impossible after PREAUTH; refuse to go on in
                 // the clear when the user asked for TLS.
-                return Err(Error::Tls("server sent PREAUTH, STARTTLS impossible".into()));
+                return Err(Error::Tls(
+                    "server sent PREAUTH, STARTTLS impossible".into(),
+                ));
             }
             if !s.has("STARTTLS") {
                 return Err(Error::Unsupported("STARTTLS"));
@@ -120,9 +122,9 @@ impl Session {
         }
         if s.has("QRESYNC") && s.has("ENABLE") {
             let (untagged, _) = s.run("ENABLE QRESYNC").await?;
-            s.qresync = untagged.iter().any(|r| {
-                matches!(r, Response::Capabilities(c) if c.iter().any(|c| c == "QRESYNC"))
-            });
+            s.qresync = untagged.iter().any(
+                |r| matches!(r, Response::Capabilities(c) if c.iter().any(|c| c == "QRESYNC")),
+            );
         } else if s.has("CONDSTORE") && s.has("ENABLE") {
             s.run("ENABLE CONDSTORE").await?;
         }
@@ -162,7 +164,9 @@ impl Session {
 
     async fn login(&mut self, creds: &Credentials) -> Result<()> {
         if self.has("LOGINDISABLED") && !self.has("AUTH=PLAIN") {
-            return Err(Error::Unsupported("a login mechanism usable on this connection"));
+            return Err(Error::Unsupported(
+                "a login mechanism usable on this connection",
+            ));
         }
         let result = if self.has("AUTH=PLAIN") {
             // RFC 4616: authzid NUL authcid NUL passwd; base64 carries any byte safely.

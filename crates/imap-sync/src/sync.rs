@@ -13,9 +13,7 @@ use crate::session::Session;
 use mail_types::{AccountId, ModSeq, Role, Uid, UidValidity};
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
-use store::{
-    FlagUpdate, MailboxChanges, MailboxRecord, NewBody, NewCopy, RemoteMailbox, Store,
-};
+use store::{FlagUpdate, MailboxChanges, MailboxRecord, NewBody, NewCopy, RemoteMailbox, Store};
 use tokio::task::JoinHandle;
 
 /// Tunables of one sync run.
@@ -318,7 +316,12 @@ impl AccountSync {
 
     /// FETCHes the headers of `missing` UIDs, newest first, pipelined; stores in batches
     /// while the next ones stream in. Returns how many were stored.
-    async fn fetch_headers(&self, s: &mut Session, mb: &MailboxRecord, missing: &[u32]) -> Result<usize> {
+    async fn fetch_headers(
+        &self,
+        s: &mut Session,
+        mb: &MailboxRecord,
+        missing: &[u32],
+    ) -> Result<usize> {
         let mut newest_first = missing.to_vec();
         newest_first.sort_unstable_by(|a, b| b.cmp(a));
         let items = header_items(s);
@@ -330,7 +333,7 @@ impl AccountSync {
         let mut writer = BatchWriter::new(self.store.clone(), self.account, mb.id);
         let mut count = 0usize;
         let streamed = async {
-            let mut batch: Vec<Box<Fetch>> = Vec::new();
+            let mut batch: Vec<Fetch> = Vec::new();
             let mut bytes = 0usize;
             let mut stream = s.fetch_stream(commands, self.options.pipeline_depth);
             while let Some(f) = stream.next().await? {
@@ -339,7 +342,7 @@ impl AccountSync {
                     continue;
                 }
                 bytes += f.header.as_ref().map_or(0, |h| h.len());
-                batch.push(f);
+                batch.push(*f);
                 if batch.len() >= self.options.batch || bytes >= self.options.batch_bytes {
                     count += batch.len();
                     writer.submit_headers(std::mem::take(&mut batch)).await?;
@@ -359,7 +362,12 @@ impl AccountSync {
     }
 
     /// FETCHes the bodies still missing in a mailbox, newest first.
-    pub async fn fetch_bodies(&self, s: &mut Session, mb: &MailboxRecord, report: &mut SyncReport) -> Result<()> {
+    pub async fn fetch_bodies(
+        &self,
+        s: &mut Session,
+        mb: &MailboxRecord,
+        report: &mut SyncReport,
+    ) -> Result<()> {
         let missing = self.store.uids_missing_body(mb.id, usize::MAX >> 1).await?;
         if missing.is_empty() {
             return Ok(());
@@ -372,13 +380,13 @@ impl AccountSync {
             .collect();
         let mut writer = BatchWriter::new(self.store.clone(), self.account, mb.id);
         let streamed = async {
-            let mut batch: Vec<Box<Fetch>> = Vec::new();
+            let mut batch: Vec<Fetch> = Vec::new();
             let mut bytes = 0usize;
             let mut stream = s.fetch_stream(commands, self.options.pipeline_depth);
             while let Some(f) = stream.next().await? {
                 let Some(body) = &f.body else { continue };
                 bytes += body.len();
-                batch.push(f);
+                batch.push(*f);
                 if batch.len() >= self.options.batch || bytes >= self.options.batch_bytes {
                     report.bodies += batch.len();
                     writer.submit_bodies(std::mem::take(&mut batch)).await?;
@@ -450,12 +458,13 @@ impl BatchWriter {
 
     async fn wait(&mut self) -> Result<()> {
         if let Some(h) = self.in_flight.take() {
-            h.await.map_err(|e| Error::Protocol(format!("store task: {e}")))??;
+            h.await
+                .map_err(|e| Error::Protocol(format!("store task: {e}")))??;
         }
         Ok(())
     }
 
-    async fn submit_headers(&mut self, batch: Vec<Box<Fetch>>) -> Result<()> {
+    async fn submit_headers(&mut self, batch: Vec<Fetch>) -> Result<()> {
         if batch.is_empty() {
             return Ok(());
         }
@@ -499,7 +508,7 @@ impl BatchWriter {
         Ok(())
     }
 
-    async fn submit_bodies(&mut self, batch: Vec<Box<Fetch>>) -> Result<()> {
+    async fn submit_bodies(&mut self, batch: Vec<Fetch>) -> Result<()> {
         if batch.is_empty() {
             return Ok(());
         }

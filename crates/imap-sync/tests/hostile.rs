@@ -18,7 +18,9 @@ where
     let listener = TcpListener::bind("127.0.0.1:0").await?;
     let port = listener.local_addr()?.port();
     tokio::spawn(async move {
-        let Ok((sock, _)) = listener.accept().await else { return };
+        let Ok((sock, _)) = listener.accept().await else {
+            return;
+        };
         let (r, mut w) = sock.into_split();
         let mut r = BufReader::new(r);
         if w.write_all(greeting).await.is_err() {
@@ -99,9 +101,7 @@ async fn garbage_greeting_is_a_protocol_error() -> Result<()> {
 #[tokio::test]
 async fn absurd_literal_is_refused_without_allocating() -> Result<()> {
     let port = fake_server(GREETING, |tag, cmd| {
-        login_ok(tag, cmd).or_else(|| {
-            Some(b"* LIST () \"/\" {99999999999}\r\n".to_vec())
-        })
+        login_ok(tag, cmd).or_else(|| Some(b"* LIST () \"/\" {99999999999}\r\n".to_vec()))
     })
     .await?;
     let mut s = within(Session::connect(&ep(port), &creds())).await?;
@@ -115,7 +115,10 @@ async fn close_in_the_middle_of_a_literal() -> Result<()> {
     let port = fake_server(GREETING, |tag, cmd| {
         login_ok(tag, cmd).or_else(|| {
             if cmd.starts_with("EXAMINE") {
-                Some(format!("* 1 EXISTS\r\n* OK [UIDVALIDITY 5] x\r\n{tag} OK done\r\n").into_bytes())
+                Some(
+                    format!("* 1 EXISTS\r\n* OK [UIDVALIDITY 5] x\r\n{tag} OK done\r\n")
+                        .into_bytes(),
+                )
             } else if cmd.starts_with("UID FETCH") {
                 // Announces 1000 bytes, sends 10, then the script ends the connection.
                 Some(b"* 1 FETCH (UID 1 BODY[] {1000}\r\n0123456789".to_vec())
@@ -129,7 +132,10 @@ async fn close_in_the_middle_of_a_literal() -> Result<()> {
     within(s.examine("INBOX", None)).await?;
     let mut stream = s.fetch_stream(vec!["UID FETCH 1 (UID BODY.PEEK[])".into()], 1);
     let err = within(stream.next()).await.err();
-    assert!(matches!(err, Some(Error::Closed) | Some(Error::Io(_))), "{err:?}");
+    assert!(
+        matches!(err, Some(Error::Closed) | Some(Error::Io(_))),
+        "{err:?}"
+    );
     Ok(())
 }
 

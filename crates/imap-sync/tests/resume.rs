@@ -23,8 +23,12 @@ async fn cutting_proxy(upstream: u16, cut_after: usize) -> Result<(u16, Arc<Atom
     let counter = passed.clone();
     tokio::spawn(async move {
         // One connection is all the sync opens.
-        let Ok((mut client, _)) = listener.accept().await else { return };
-        let Ok(mut server) = TcpStream::connect(("127.0.0.1", upstream)).await else { return };
+        let Ok((mut client, _)) = listener.accept().await else {
+            return;
+        };
+        let Ok(mut server) = TcpStream::connect(("127.0.0.1", upstream)).await else {
+            return;
+        };
         let (mut cr, mut cw) = client.split();
         let (mut sr, mut sw) = server.split();
         let up = async {
@@ -82,17 +86,37 @@ async fn cut_then_resume(cut_after: usize) -> Result<()> {
     let first = sync.sync_all(&mut s).await;
     assert!(first.is_err(), "the cut must surface as an error");
 
-    let inbox = env.store.mailboxes(env.account).await?.into_iter().find(|m| m.name == "INBOX").expect("inbox");
+    let inbox = env
+        .store
+        .mailboxes(env.account)
+        .await?
+        .into_iter()
+        .find(|m| m.name == "INBOX")
+        .expect("inbox");
     let headers_before = inbox.progress.headers as usize;
     let bodies_before = inbox.progress.bodies as usize;
     assert!(headers_before > 0, "some batches committed before the cut");
 
     let mut s = env.session().await?;
     let report = sync.sync_all(&mut s).await?;
-    assert_eq!(report.new_headers, 200 - headers_before, "stored headers refetched: {report:?}");
-    assert_eq!(report.bodies, 200 - bodies_before, "stored bodies refetched: {report:?}");
+    assert_eq!(
+        report.new_headers,
+        200 - headers_before,
+        "stored headers refetched: {report:?}"
+    );
+    assert_eq!(
+        report.bodies,
+        200 - bodies_before,
+        "stored bodies refetched: {report:?}"
+    );
     env.assert_in_step().await?;
-    let inbox = env.store.mailboxes(env.account).await?.into_iter().find(|m| m.name == "INBOX").expect("inbox");
+    let inbox = env
+        .store
+        .mailboxes(env.account)
+        .await?
+        .into_iter()
+        .find(|m| m.name == "INBOX")
+        .expect("inbox");
     assert_eq!(inbox.progress.headers, 200);
     assert_eq!(inbox.progress.bodies, 200);
     Ok(())

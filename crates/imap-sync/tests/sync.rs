@@ -12,7 +12,11 @@ async fn initial_sync_equals_the_server() -> Result<()> {
     let env = env(DovecotOptions::default()).await?;
     let msgs = corpus::generate(7, 240, &["INBOX", "Archive", "Work/Projects"]);
     for folder in ["INBOX", "Archive", "Work/Projects"] {
-        let part: Vec<_> = msgs.iter().filter(|m| m.folder == folder).cloned().collect();
+        let part: Vec<_> = msgs
+            .iter()
+            .filter(|m| m.folder == folder)
+            .cloned()
+            .collect();
         env.seed(folder, &part)?;
     }
     let report = env.sync_all().await?;
@@ -37,8 +41,14 @@ async fn initial_sync_equals_the_server() -> Result<()> {
         .collect();
     for s in &stored {
         let blob = s.blob_id.clone().expect("body stored");
-        assert!(seeded.contains(&blob), "blob {blob} is not a seeded message");
-        assert_eq!(env.store.blob(&blob).await?.map(|b| b.len()), Some(s.size as usize));
+        assert!(
+            seeded.contains(&blob),
+            "blob {blob} is not a seeded message"
+        );
+        assert_eq!(
+            env.store.blob(&blob).await?.map(|b| b.len()),
+            Some(s.size as usize)
+        );
     }
     // Progress reports a complete mailbox.
     assert_eq!(inbox.progress.headers, inbox.progress.total);
@@ -52,7 +62,11 @@ async fn initial_sync_equals_the_server() -> Result<()> {
         .into_iter()
         .filter_map(|m| m.role.map(|r| (m.name, r)))
         .collect();
-    assert!(roles.iter().any(|(n, r)| n == "Trash" && *r == mail_types::Role::Trash));
+    assert!(
+        roles
+            .iter()
+            .any(|(n, r)| n == "Trash" && *r == mail_types::Role::Trash)
+    );
 
     // A second pass with nothing changed selects nothing and changes nothing.
     let state = env.store.account_state(env.account).await?;
@@ -76,8 +90,22 @@ async fn server_changes_reach_the_store(condstore: bool) -> Result<()> {
     assert_eq!(s.condstore(), condstore);
     s.logout().await;
     let msgs = corpus::generate(11, 60, &["INBOX", "Work"]);
-    env.seed("INBOX", &msgs.iter().filter(|m| m.folder == "INBOX").cloned().collect::<Vec<_>>())?;
-    env.seed("Work", &msgs.iter().filter(|m| m.folder == "Work").cloned().collect::<Vec<_>>())?;
+    env.seed(
+        "INBOX",
+        &msgs
+            .iter()
+            .filter(|m| m.folder == "INBOX")
+            .cloned()
+            .collect::<Vec<_>>(),
+    )?;
+    env.seed(
+        "Work",
+        &msgs
+            .iter()
+            .filter(|m| m.folder == "Work")
+            .cloned()
+            .collect::<Vec<_>>(),
+    )?;
     env.sync_all().await?;
     env.assert_in_step().await?;
     let before = env.store.account_state(env.account).await?;
@@ -85,7 +113,13 @@ async fn server_changes_reach_the_store(condstore: bool) -> Result<()> {
     // Remember the Email of the message we will move, to check its id survives.
     let inbox_uids: Vec<u32> = env.server_mailbox("INBOX")?.keys().copied().collect();
     let moved_uid = inbox_uids[3];
-    let inbox = env.store.mailboxes(env.account).await?.into_iter().find(|m| m.name == "INBOX").expect("inbox");
+    let inbox = env
+        .store
+        .mailboxes(env.account)
+        .await?
+        .into_iter()
+        .find(|m| m.name == "INBOX")
+        .expect("inbox");
     let moved_email = env
         .store
         .mailbox_messages(inbox.id)
@@ -95,10 +129,17 @@ async fn server_changes_reach_the_store(condstore: bool) -> Result<()> {
         .expect("moved message stored")
         .email;
 
-    env.dovecot.deliver(USER, &corpus::message("bob@example.org", USER, "Fresh news", "hello"))?;
+    env.dovecot.deliver(
+        USER,
+        &corpus::message("bob@example.org", USER, "Fresh news", "hello"),
+    )?;
     let mut c = env.client()?;
     c.select("INBOX")?;
-    c.store_flags(&format!("{},{}", inbox_uids[0], inbox_uids[1]), "+FLAGS", &["\\Flagged", "$Important"])?;
+    c.store_flags(
+        &format!("{},{}", inbox_uids[0], inbox_uids[1]),
+        "+FLAGS",
+        &["\\Flagged", "$Important"],
+    )?;
     c.store_flags(&inbox_uids[2].to_string(), "-FLAGS", &["\\Seen"])?;
     c.store_flags(&inbox_uids[2].to_string(), "+FLAGS", &["\\Answered"])?;
     c.expunge_uids(&format!("{}:{}", inbox_uids[5], inbox_uids[6]))?;
@@ -106,7 +147,11 @@ async fn server_changes_reach_the_store(condstore: bool) -> Result<()> {
     c.create("Projects")?;
     c.rename("Work", "Clients")?;
     c.create("Scratch")?;
-    c.append("Scratch", &["\\Seen"], &corpus::message("carol@example.org", USER, "in scratch", "x"))?;
+    c.append(
+        "Scratch",
+        &["\\Seen"],
+        &corpus::message("carol@example.org", USER, "in scratch", "x"),
+    )?;
     c.logout()?;
 
     let report = env.sync_all().await?;
@@ -115,9 +160,18 @@ async fn server_changes_reach_the_store(condstore: bool) -> Result<()> {
     assert!(env.store.account_state(env.account).await? > before);
 
     // The moved message is the same Email in its new mailbox (content identity).
-    let clients = env.store.mailboxes(env.account).await?.into_iter().find(|m| m.name == "Clients").expect("renamed");
+    let clients = env
+        .store
+        .mailboxes(env.account)
+        .await?
+        .into_iter()
+        .find(|m| m.name == "Clients")
+        .expect("renamed");
     let in_clients = env.store.mailbox_messages(clients.id).await?;
-    assert!(in_clients.iter().any(|m| m.email == moved_email), "moved message lost its id");
+    assert!(
+        in_clients.iter().any(|m| m.email == moved_email),
+        "moved message lost its id"
+    );
 
     // Mailbox delete on the server.
     let mut c = env.client()?;
@@ -142,22 +196,52 @@ async fn server_changes_reach_the_store_without_condstore() -> Result<()> {
 async fn uidvalidity_change_resets_only_that_mailbox() -> Result<()> {
     let env = env(DovecotOptions::default()).await?;
     let msgs = corpus::generate(3, 30, &["INBOX", "Old"]);
-    env.seed("INBOX", &msgs.iter().filter(|m| m.folder == "INBOX").cloned().collect::<Vec<_>>())?;
-    env.seed("Old", &msgs.iter().filter(|m| m.folder == "Old").cloned().collect::<Vec<_>>())?;
+    env.seed(
+        "INBOX",
+        &msgs
+            .iter()
+            .filter(|m| m.folder == "INBOX")
+            .cloned()
+            .collect::<Vec<_>>(),
+    )?;
+    env.seed(
+        "Old",
+        &msgs
+            .iter()
+            .filter(|m| m.folder == "Old")
+            .cloned()
+            .collect::<Vec<_>>(),
+    )?;
     env.sync_all().await?;
-    let old = env.store.mailboxes(env.account).await?.into_iter().find(|m| m.name == "Old").expect("Old");
+    let old = env
+        .store
+        .mailboxes(env.account)
+        .await?
+        .into_iter()
+        .find(|m| m.name == "Old")
+        .expect("Old");
     let inbox_before = env.local_mailbox("INBOX").await?;
 
     // Recreate "Old" under the same name: Dovecot gives it a new UIDVALIDITY.
     let mut c = env.client()?;
     c.delete("Old")?;
     c.create("Old")?;
-    c.append("Old", &[], &corpus::message("x@example.org", USER, "new epoch", "y"))?;
+    c.append(
+        "Old",
+        &[],
+        &corpus::message("x@example.org", USER, "new epoch", "y"),
+    )?;
     c.logout()?;
     // Remove the rename heuristic's chance: the list sync sees the same name.
     let report = env.sync_all().await?;
     env.assert_in_step().await?;
-    let old_after = env.store.mailboxes(env.account).await?.into_iter().find(|m| m.name == "Old").expect("Old");
+    let old_after = env
+        .store
+        .mailboxes(env.account)
+        .await?
+        .into_iter()
+        .find(|m| m.name == "Old")
+        .expect("Old");
     assert_ne!(old_after.uidvalidity, old.uidvalidity);
     assert_eq!(env.local_mailbox("Old").await?.len(), 1);
     assert_eq!(env.local_mailbox("INBOX").await?, inbox_before);
@@ -179,7 +263,8 @@ async fn malformed_and_large_messages_are_stored() -> Result<()> {
         c.append("INBOX", &[], g)?;
     }
     // A 50 MB message.
-    let mut big = b"From: big@example.org\r\nSubject: big one\r\nContent-Type: text/plain\r\n\r\n".to_vec();
+    let mut big =
+        b"From: big@example.org\r\nSubject: big one\r\nContent-Type: text/plain\r\n\r\n".to_vec();
     let line = b"0123456789abcdefghijklmnopqrstuvwxyz0123456789abcdefghijklmnopqrstuvwxyz\r\n";
     while big.len() < 50 * 1024 * 1024 {
         big.extend_from_slice(line);
@@ -188,7 +273,13 @@ async fn malformed_and_large_messages_are_stored() -> Result<()> {
     c.logout()?;
     env.sync_all().await?;
     env.assert_in_step().await?;
-    let inbox = env.store.mailboxes(env.account).await?.into_iter().find(|m| m.name == "INBOX").expect("inbox");
+    let inbox = env
+        .store
+        .mailboxes(env.account)
+        .await?
+        .into_iter()
+        .find(|m| m.name == "INBOX")
+        .expect("inbox");
     let stored = env.store.mailbox_messages(inbox.id).await?;
     assert_eq!(stored.len(), 5);
     assert!(stored.iter().all(|m| m.blob_id.is_some()));
@@ -199,12 +290,32 @@ async fn malformed_and_large_messages_are_stored() -> Result<()> {
 #[tokio::test]
 async fn full_text_index_is_filled_during_sync() -> Result<()> {
     let env = env(DovecotOptions::default()).await?;
-    env.dovecot.deliver(USER, &corpus::message("zoe@example.org", USER, "Quarterly pelican report", "The pelicans of Tidings are thriving."))?;
-    env.dovecot.deliver(USER, &corpus::message("max@example.org", USER, "Lunch", "Sandwiches at noon."))?;
+    env.dovecot.deliver(
+        USER,
+        &corpus::message(
+            "zoe@example.org",
+            USER,
+            "Quarterly pelican report",
+            "The pelicans of Tidings are thriving.",
+        ),
+    )?;
+    env.dovecot.deliver(
+        USER,
+        &corpus::message("max@example.org", USER, "Lunch", "Sandwiches at noon."),
+    )?;
     env.sync_all().await?;
     assert_eq!(env.store.search(env.account, "pelican").await?.len(), 1);
     assert_eq!(env.store.search(env.account, "thriving").await?.len(), 1);
-    assert_eq!(env.store.search(env.account, "zoe@example.org").await?.len(), 1);
-    assert_eq!(env.store.search(env.account, "\"unbalanced").await?.len(), 0);
+    assert_eq!(
+        env.store
+            .search(env.account, "zoe@example.org")
+            .await?
+            .len(),
+        1
+    );
+    assert_eq!(
+        env.store.search(env.account, "\"unbalanced").await?.len(),
+        0
+    );
     Ok(())
 }

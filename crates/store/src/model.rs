@@ -1,10 +1,10 @@
 //! Records that go in and out of the store.
 
-pub use mime::ParsedMessage;
 use mail_types::{
     AccountId, AccountKind, EmailId, MailboxId, ModSeq, Role, Security, State, SyncStatus,
     ThreadId, Uid, UidValidity, UserId,
 };
+pub use mime::ParsedMessage;
 
 #[derive(Debug, Clone)]
 pub struct UserRecord {

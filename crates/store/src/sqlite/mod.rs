@@ -518,8 +518,10 @@ impl Store for SqliteStore {
     async fn blob(&self, blob_id: &str) -> Result<Option<Vec<u8>>> {
         let id = blob_id.to_string();
         self.call(move |c| {
-            Ok(c.query_row("SELECT data FROM blob WHERE id = ?1", [&id], |r| r.get(0))
-                .optional()?)
+            Ok(
+                c.query_row("SELECT data FROM blob WHERE id = ?1", [&id], |r| r.get(0))
+                    .optional()?,
+            )
         })
         .await
     }

@@ -44,7 +44,13 @@ impl ChangeLog {
         }
     }
 
-    fn record(&mut self, tx: &Transaction<'_>, object: ObjectType, id: i64, op: ChangeOp) -> Result<()> {
+    fn record(
+        &mut self,
+        tx: &Transaction<'_>,
+        object: ObjectType,
+        id: i64,
+        op: ChangeOp,
+    ) -> Result<()> {
         let state = match self.state {
             Some(s) => s,
             None => {
@@ -158,17 +164,25 @@ pub(crate) fn apply_mailbox_list(
             continue;
         }
         let renamed_from = m.uidvalidity.and_then(|v| gone_by_validity.remove(&v));
-        if let Some(old_raw) = renamed_from {
-            if let Some(s) = stored.remove(&old_raw) {
-                tx.execute(
-                    "UPDATE mailbox SET raw_name = ?2, name = ?3, delimiter = ?4, role = ?5, \
+        if let Some(old_raw) = renamed_from
+            && let Some(s) = stored.remove(&old_raw)
+        {
+            tx.execute(
+                "UPDATE mailbox SET raw_name = ?2, name = ?3, delimiter = ?4, role = ?5, \
                      subscribed = ?6, selectable = ?7 WHERE id = ?1",
-                    params![s.id, m.raw_name, m.name, m.delimiter, role, m.subscribed, m.selectable],
-                )?;
-                log.record(&tx, ObjectType::Mailbox, s.id, ChangeOp::Updated)?;
-                out.renamed.push(MailboxId(s.id));
-                continue;
-            }
+                params![
+                    s.id,
+                    m.raw_name,
+                    m.name,
+                    m.delimiter,
+                    role,
+                    m.subscribed,
+                    m.selectable
+                ],
+            )?;
+            log.record(&tx, ObjectType::Mailbox, s.id, ChangeOp::Updated)?;
+            out.renamed.push(MailboxId(s.id));
+            continue;
         }
         tx.execute(
             "INSERT INTO mailbox (account_id, raw_name, name, delimiter, role, subscribed, selectable) \
@@ -192,9 +206,12 @@ pub(crate) fn apply_mailbox_list(
 
     // Parents follow from names: the parent of "a/b/c" is "a/b" when that mailbox exists.
     let all: Vec<(i64, String, Option<String>, Option<i64>)> = {
-        let mut st =
-            tx.prepare("SELECT id, raw_name, delimiter, parent_id FROM mailbox WHERE account_id = ?1")?;
-        let rows = st.query_map([account.0], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))?;
+        let mut st = tx.prepare(
+            "SELECT id, raw_name, delimiter, parent_id FROM mailbox WHERE account_id = ?1",
+        )?;
+        let rows = st.query_map([account.0], |r| {
+            Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?))
+        })?;
         rows.collect::<rusqlite::Result<Vec<_>>>()?
     };
     let by_name: HashMap<&str, i64> = all.iter().map(|(id, n, _, _)| (n.as_str(), *id)).collect();
@@ -205,7 +222,10 @@ pub(crate) fn apply_mailbox_list(
             .and_then(|d| raw.rsplit_once(d))
             .and_then(|(p, _)| by_name.get(p).copied());
         if want != *parent {
-            tx.execute("UPDATE mailbox SET parent_id = ?2 WHERE id = ?1", params![id, want])?;
+            tx.execute(
+                "UPDATE mailbox SET parent_id = ?2 WHERE id = ?1",
+                params![id, want],
+            )?;
             log.record(&tx, ObjectType::Mailbox, *id, ChangeOp::Updated)?;
         }
     }
@@ -236,7 +256,9 @@ fn detach_copies(
                 "DELETE FROM copy WHERE mailbox_id = ?1 AND uid = ?2 RETURNING email_id",
             )?;
             for uid in uids {
-                let e: Option<i64> = st.query_row(params![mailbox, uid.0], |r| r.get(0)).optional()?;
+                let e: Option<i64> = st
+                    .query_row(params![mailbox, uid.0], |r| r.get(0))
+                    .optional()?;
                 if let Some(e) = e {
                     emails.insert(e);
                 }
@@ -282,9 +304,11 @@ fn refresh_keywords(tx: &Transaction<'_>, email: i64) -> Result<bool> {
 
 pub(crate) fn reset_mailbox(c: &mut Connection, mailbox: MailboxId, v: UidValidity) -> Result<()> {
     let tx = c.transaction()?;
-    let account: i64 = tx.query_row("SELECT account_id FROM mailbox WHERE id = ?1", [mailbox.0], |r| {
-        r.get(0)
-    })?;
+    let account: i64 = tx.query_row(
+        "SELECT account_id FROM mailbox WHERE id = ?1",
+        [mailbox.0],
+        |r| r.get(0),
+    )?;
     let mut log = ChangeLog::new(AccountId(account));
     detach_copies(&tx, &mut log, mailbox.0, None)?;
     tx.execute(
@@ -365,13 +389,15 @@ fn write_metadata(tx: &Transaction<'_>, email: i64, p: &ParsedMessage) -> Result
     // Contentless FTS5 with contentless_delete: replace the row wholesale.
     tx.prepare_cached("DELETE FROM email_fts WHERE rowid = ?1")?
         .execute([email])?;
-    tx.prepare_cached("INSERT INTO email_fts (rowid, subject, addresses, body) VALUES (?1, ?2, ?3, ?4)")?
-        .execute(params![
-            email,
-            p.subject.as_deref().unwrap_or(""),
-            address_text(p),
-            p.body_text
-        ])?;
+    tx.prepare_cached(
+        "INSERT INTO email_fts (rowid, subject, addresses, body) VALUES (?1, ?2, ?3, ?4)",
+    )?
+    .execute(params![
+        email,
+        p.subject.as_deref().unwrap_or(""),
+        address_text(p),
+        p.body_text
+    ])?;
     Ok(())
 }
 
@@ -387,26 +413,40 @@ fn assign_thread(
     let keys = mime::thread_keys(p);
     let mut found: BTreeSet<i64> = BTreeSet::new();
     {
-        let mut st =
-            tx.prepare_cached("SELECT thread_id FROM thread_ref WHERE account_id = ?1 AND msgid = ?2")?;
+        let mut st = tx.prepare_cached(
+            "SELECT thread_id FROM thread_ref WHERE account_id = ?1 AND msgid = ?2",
+        )?;
         for k in &keys {
-            if let Some(t) = st.query_row(params![account.0, k], |r| r.get::<_, i64>(0)).optional()? {
+            if let Some(t) = st
+                .query_row(params![account.0, k], |r| r.get::<_, i64>(0))
+                .optional()?
+            {
                 found.insert(t);
             }
         }
     }
-    let base = p.subject.as_deref().map(mime::base_subject).unwrap_or_default();
+    let base = p
+        .subject
+        .as_deref()
+        .map(mime::base_subject)
+        .unwrap_or_default();
     let is_reply = p
         .subject
         .as_deref()
         .map(|s| {
-            let plain: String = s.split_whitespace().collect::<Vec<_>>().join(" ").to_lowercase();
+            let plain: String = s
+                .split_whitespace()
+                .collect::<Vec<_>>()
+                .join(" ")
+                .to_lowercase();
             !base.is_empty() && plain != base
         })
         .unwrap_or(false);
     if found.is_empty() && is_reply && p.in_reply_to.is_empty() && p.references.is_empty() {
         let t: Option<i64> = tx
-            .prepare_cached("SELECT thread_id FROM thread_subject WHERE account_id = ?1 AND subject = ?2")?
+            .prepare_cached(
+                "SELECT thread_id FROM thread_subject WHERE account_id = ?1 AND subject = ?2",
+            )?
             .query_row(params![account.0, base], |r| r.get(0))
             .optional()?;
         found.extend(t);
@@ -446,7 +486,8 @@ fn assign_thread(
 
 fn merge_thread(tx: &Transaction<'_>, log: &mut ChangeLog, from: i64, into: i64) -> Result<()> {
     let moved: Vec<i64> = {
-        let mut st = tx.prepare_cached("UPDATE email SET thread_id = ?2 WHERE thread_id = ?1 RETURNING id")?;
+        let mut st =
+            tx.prepare_cached("UPDATE email SET thread_id = ?2 WHERE thread_id = ?1 RETURNING id")?;
         let rows = st.query_map(params![from, into], |r| r.get(0))?;
         rows.collect::<rusqlite::Result<Vec<_>>>()?
     };
@@ -457,7 +498,8 @@ fn merge_thread(tx: &Transaction<'_>, log: &mut ChangeLog, from: i64, into: i64)
         .execute(params![from, into])?;
     tx.prepare_cached("UPDATE thread_subject SET thread_id = ?2 WHERE thread_id = ?1")?
         .execute(params![from, into])?;
-    tx.prepare_cached("DELETE FROM thread WHERE id = ?1")?.execute([from])?;
+    tx.prepare_cached("DELETE FROM thread WHERE id = ?1")?
+        .execute([from])?;
     log.record(tx, ObjectType::Thread, from, ChangeOp::Destroyed)?;
     Ok(())
 }
@@ -479,7 +521,9 @@ pub(crate) fn apply_mailbox_changes(
         .optional()?
         .ok_or_else(|| Error::NotFound(format!("mailbox {mailbox}")))?;
     if owner != account.0 {
-        return Err(Error::Corrupt(format!("mailbox {mailbox} is not in account {account}")));
+        return Err(Error::Corrupt(format!(
+            "mailbox {mailbox} is not in account {account}"
+        )));
     }
     if let Some(v) = ch.uidvalidity {
         if stored_validity != 0 && stored_validity != v.0 {
@@ -490,7 +534,10 @@ pub(crate) fn apply_mailbox_changes(
             )));
         }
         if stored_validity == 0 {
-            tx.execute("UPDATE mailbox SET uidvalidity = ?2 WHERE id = ?1", params![mailbox.0, v.0])?;
+            tx.execute(
+                "UPDATE mailbox SET uidvalidity = ?2 WHERE id = ?1",
+                params![mailbox.0, v.0],
+            )?;
         }
     }
 
@@ -533,7 +580,13 @@ pub(crate) fn apply_mailbox_changes(
                     "INSERT INTO email (account_id, identity, thread_id, size, received_at) \
                      VALUES (?1, ?2, ?3, ?4, ?5)",
                 )?
-                .execute(params![account.0, identity, thread, n.size, n.internal_date])?;
+                .execute(params![
+                    account.0,
+                    identity,
+                    thread,
+                    n.size,
+                    n.internal_date
+                ])?;
                 let e = tx.last_insert_rowid();
                 write_metadata(&tx, e, &n.parsed)?;
                 log.record(&tx, ObjectType::Email, e, ChangeOp::Created)?;
@@ -579,13 +632,15 @@ pub(crate) fn apply_mailbox_changes(
                 "UPDATE copy SET flags = ?3, modseq = ?4 WHERE mailbox_id = ?1 AND uid = ?2 \
                  AND flags != ?3 RETURNING email_id",
             )?
-            .query_row(params![mailbox.0, f.uid.0, flags, f.modseq.0 as i64], |r| r.get(0))
+            .query_row(params![mailbox.0, f.uid.0, flags, f.modseq.0 as i64], |r| {
+                r.get(0)
+            })
             .optional()?;
-        if let Some(email) = row {
-            if refresh_keywords(&tx, email)? {
-                log.record(&tx, ObjectType::Email, email, ChangeOp::Updated)?;
-                log.record(&tx, ObjectType::Mailbox, mailbox.0, ChangeOp::Updated)?;
-            }
+        if let Some(email) = row
+            && refresh_keywords(&tx, email)?
+        {
+            log.record(&tx, ObjectType::Email, email, ChangeOp::Updated)?;
+            log.record(&tx, ObjectType::Mailbox, mailbox.0, ChangeOp::Updated)?;
         }
     }
 
@@ -602,7 +657,11 @@ pub(crate) fn apply_mailbox_changes(
         }
     }
 
-    let seen_next = if max_uid > 0 { max_uid.saturating_add(1) } else { 0 };
+    let seen_next = if max_uid > 0 {
+        max_uid.saturating_add(1)
+    } else {
+        0
+    };
     let uidnext = ch.uidnext.map(|u| u.0).unwrap_or(0).max(seen_next);
     if uidnext > 0 {
         tx.prepare_cached("UPDATE mailbox SET uidnext = max(uidnext, ?2) WHERE id = ?1")?
@@ -633,8 +692,10 @@ pub(crate) fn collect_orphans(c: &mut Connection, account: AccountId) -> Result<
         rows.collect::<rusqlite::Result<Vec<_>>>()?
     };
     for (email, thread, blob) in &orphans {
-        tx.prepare_cached("DELETE FROM email_fts WHERE rowid = ?1")?.execute([email])?;
-        tx.prepare_cached("DELETE FROM email WHERE id = ?1")?.execute([email])?;
+        tx.prepare_cached("DELETE FROM email_fts WHERE rowid = ?1")?
+            .execute([email])?;
+        tx.prepare_cached("DELETE FROM email WHERE id = ?1")?
+            .execute([email])?;
         log.record(&tx, ObjectType::Email, *email, ChangeOp::Destroyed)?;
         if let Some(b) = blob {
             tx.prepare_cached(
@@ -646,8 +707,10 @@ pub(crate) fn collect_orphans(c: &mut Connection, account: AccountId) -> Result<
             .prepare_cached("SELECT count(*) FROM email WHERE thread_id = ?1")?
             .query_row([thread], |r| r.get(0))?;
         if left == 0 {
-            tx.prepare_cached("DELETE FROM thread WHERE id = ?1")?.execute([thread])?;
-            tx.prepare_cached("DELETE FROM thread_ref WHERE thread_id = ?1")?.execute([thread])?;
+            tx.prepare_cached("DELETE FROM thread WHERE id = ?1")?
+                .execute([thread])?;
+            tx.prepare_cached("DELETE FROM thread_ref WHERE thread_id = ?1")?
+                .execute([thread])?;
             tx.prepare_cached("DELETE FROM thread_subject WHERE thread_id = ?1")?
                 .execute([thread])?;
             log.record(&tx, ObjectType::Thread, *thread, ChangeOp::Destroyed)?;
@@ -658,4 +721,3 @@ pub(crate) fn collect_orphans(c: &mut Connection, account: AccountId) -> Result<
     tx.commit()?;
     Ok(orphans.len())
 }
-

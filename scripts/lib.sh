@@ -1,0 +1,21 @@
+# Helpers shared by scripts/demo and scripts/test. Sourced, not run.
+
+# Installs the Debian packages that are missing (with sudo when not root). Nothing is
+# installed when everything is there already, so a second run is quick and offline.
+ensure_packages() {
+    local missing=()
+    for p in "$@"; do
+        dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+    done
+    [ ${#missing[@]} -eq 0 ] && return 0
+    echo "installing: ${missing[*]}" >&2
+    local sudo=()
+    [ "$(id -u)" -ne 0 ] && sudo=(sudo)
+    "${sudo[@]}" env DEBIAN_FRONTEND=noninteractive apt-get update -qq
+    # The packages' own service start is irrelevant (and often refused in containers):
+    # Tidings starts private Dovecot instances with their own config.
+    "${sudo[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >&2
+}
+
+# The system packages every part of the project needs.
+TIDINGS_PACKAGES=(dovecot-imapd dovecot-pop3d dovecot-lmtpd openssl ca-certificates)
