@@ -90,13 +90,69 @@ impl Publisher {
     }
 }
 
-pub(crate) async fn run_unsupported(ctx: Ctx, account: AccountRecord) {
-    tracing::warn!(account = %account.id, "POP3 retrieval is not built yet; account idle");
-    ctx.set_status(
-        account.id,
-        SyncStatus::Retrying("POP3 accounts are not supported by this build yet".into()),
-    )
-    .await;
+/// POP3 has no push: new mail is retrieved this often.
+const POP3_POLL: Duration = Duration::from_secs(120);
+
+pub(crate) async fn run_pop3(mut ctx: Ctx, account: AccountRecord) {
+    let id = account.id;
+    let mut backoff = Backoff::new(Duration::from_secs(1), Duration::from_secs(300));
+    let mut publisher = Publisher {
+        account: id,
+        last: State(-1),
+    };
+    let opts = pop3_sync::Pop3Options {
+        delete_after_days: account.pop3_delete_after_days,
+        ..pop3_sync::Pop3Options::default()
+    };
+    while !ctx.stopping() {
+        let password = match (ctx.passwords)(&account) {
+            Ok(p) => p,
+            Err(e) => {
+                ctx.set_status(
+                    id,
+                    SyncStatus::AuthFailed(format!("stored password unusable: {e}")),
+                )
+                .await;
+                if ctx.sleep_or_stop(AUTH_RETRY).await {
+                    break;
+                }
+                continue;
+            }
+        };
+        let creds = Credentials {
+            username: account.server.username.clone(),
+            password,
+        };
+        ctx.set_status(id, SyncStatus::Syncing).await;
+        let result = pop3_sync::sync_pop3(&ctx.store, id, &endpoint(&account), &creds, &opts).await;
+        let wait = match result {
+            Ok(r) => {
+                tracing::info!(account = %id, listed = r.listed, retrieved = r.retrieved,
+                    deleted = r.deleted, "POP3 retrieval done");
+                publisher.publish(&ctx).await;
+                ctx.set_status(id, SyncStatus::Ok).await;
+                backoff.reset();
+                POP3_POLL
+            }
+            Err(pop3_sync::Error::Auth(text)) => {
+                tracing::warn!(account = %id, user = %account.server.username, "POP3 authentication failed");
+                ctx.set_status(id, SyncStatus::AuthFailed(text)).await;
+                AUTH_RETRY
+            }
+            Err(e) => {
+                let delay = backoff.next_delay();
+                tracing::warn!(account = %id, error = %e, retry_in_ms = delay.as_millis() as u64,
+                    "POP3 retrieval failed; will retry");
+                ctx.set_status(id, SyncStatus::Retrying(e.to_string()))
+                    .await;
+                delay
+            }
+        };
+        if ctx.sleep_or_stop(wait).await {
+            break;
+        }
+    }
+    tracing::info!(account = %id, "account task stopped");
 }
 
 fn endpoint(a: &AccountRecord) -> Endpoint {

@@ -2,7 +2,8 @@
 //!
 //! # Layout
 //! - `Engine`: owns the account tasks and their shutdown signal.
-//! - `account`: the loop of one IMAP account (connect, full sync, watch, back off).
+//! - `account`: the loop of one account: IMAP (connect, full sync, watch, back off) or
+//!   POP3 (retrieve new mail on a timer).
 //! - `backoff`: exponential backoff with jitter.
 //!
 //! No thread per account: every account is a tokio task, and a watching account costs one
@@ -69,7 +70,7 @@ impl Engine {
         };
         let handle = match account.kind {
             AccountKind::Imap => tokio::spawn(account::run_imap(ctx, account)),
-            AccountKind::Pop3 => tokio::spawn(account::run_unsupported(ctx, account)),
+            AccountKind::Pop3 => tokio::spawn(account::run_pop3(ctx, account)),
         };
         self.tasks.push((id, handle));
     }

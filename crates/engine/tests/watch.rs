@@ -229,3 +229,48 @@ async fn live_changes_arrive_with_notify() -> Result<()> {
 async fn live_changes_arrive_with_idle() -> Result<()> {
     live_changes_arrive(false).await
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pop3_accounts_retrieve_into_inbox() -> Result<()> {
+    let dovecot = Dovecot::start(DovecotOptions::default())?;
+    dovecot.add_user("pop@example.org", "pw")?;
+    for i in 0..3 {
+        dovecot.deliver(
+            "pop@example.org",
+            &corpus::message(
+                "x@example.org",
+                "pop@example.org",
+                &format!("pop {i}"),
+                "body",
+            ),
+        )?;
+    }
+    let dir = tempfile::tempdir()?;
+    let store: Arc<dyn Store> = Arc::new(SqliteStore::open(&dir.path().join("t.sqlite"))?);
+    let user = store.create_user("alice", "x").await?;
+    let id = store
+        .create_account(&NewAccount {
+            user,
+            name: "pop".into(),
+            kind: AccountKind::Pop3,
+            server: ServerSettings {
+                host: "127.0.0.1".into(),
+                port: dovecot.pop3s_port(),
+                security: Security::Tls,
+                username: "pop@example.org".into(),
+                password_enc: b"pw".to_vec(),
+                ca_file: Some(dovecot.ca_file().display().to_string()),
+            },
+            smtp: None,
+            pop3_delete_after_days: None,
+        })
+        .await?;
+    let mut engine = Engine::new(store.clone(), plain_passwords());
+    engine.start_all().await?;
+    wait_status(store.as_ref(), id, "ok").await?;
+    let mut subjects = inbox_subjects(store.as_ref(), id).await?;
+    subjects.sort();
+    assert_eq!(subjects, vec!["pop 0", "pop 1", "pop 2"]);
+    engine.shutdown().await;
+    Ok(())
+}
