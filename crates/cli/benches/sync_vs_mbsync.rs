@@ -18,7 +18,10 @@ const PASS: &str = "bench";
 const FOLDERS: [&str; 5] = ["INBOX", "Archive", "Sent", "Work", "Lists/rust-users"];
 
 fn env_usize(name: &str, default: usize) -> usize {
-    std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
 }
 
 fn run(cmd: &mut Command) -> Result<(Duration, String)> {
@@ -61,7 +64,12 @@ impl Peers {
     fn mbsync(&self) -> Result<Duration> {
         // mbsync pauses ~1 s when started twice within a second; keep the gap outside the timing.
         std::thread::sleep(Duration::from_millis(1100));
-        Ok(run(Command::new("mbsync").arg("-q").arg("-c").arg(&self.mbsync_config).arg("-a"))?.0)
+        Ok(run(Command::new("mbsync")
+            .arg("-q")
+            .arg("-c")
+            .arg(&self.mbsync_config)
+            .arg("-a"))?
+        .0)
     }
     fn tidings(&self) -> Result<(Duration, Option<u64>)> {
         let (took, out) = run(Command::new(env!("CARGO_BIN_EXE_tidings"))
@@ -111,12 +119,24 @@ fn write_configs(dir: &Path, port: u16) -> Result<Peers> {
 fn setup_tidings(p: &Peers) -> Result<()> {
     let bin = env!("CARGO_BIN_EXE_tidings");
     let mut add = Command::new(bin);
-    add.args(["user", "add", "bench", "--config"]).arg(&p.tidings_config);
+    add.args(["user", "add", "bench", "--config"])
+        .arg(&p.tidings_config);
     pipe(&mut add, "x")?;
     let mut acc = Command::new(bin);
     acc.args([
-        "account", "add", "--user", "bench", "--name", "bench", "--host", "127.0.0.1",
-        "--security", "none", "--username", USER, "--port",
+        "account",
+        "add",
+        "--user",
+        "bench",
+        "--name",
+        "bench",
+        "--host",
+        "127.0.0.1",
+        "--security",
+        "none",
+        "--username",
+        USER,
+        "--port",
     ])
     .arg(port_of(&p.tidings_config)?)
     .arg("--config")
@@ -203,7 +223,11 @@ fn main() -> Result<()> {
         dovecot.seed_corpus(USER, &msgs)?;
         (bytes, msgs.len())
     };
-    eprintln!("corpus: {count} messages, {:.1} MB in {} folders", bytes as f64 / 1e6, FOLDERS.len());
+    eprintln!(
+        "corpus: {count} messages, {:.1} MB in {} folders",
+        bytes as f64 / 1e6,
+        FOLDERS.len()
+    );
     let dir = tempfile::tempdir()?;
     let peers = write_configs(dir.path(), dovecot.imap_port())?;
 
@@ -249,12 +273,26 @@ fn main() -> Result<()> {
             t.as_secs_f64() / m.as_secs_f64()
         );
     };
-    println!("\n{count} messages, {:.1} MB, {} folders; median of {rounds} rounds\n", bytes as f64 / 1e6, FOLDERS.len());
+    println!(
+        "\n{count} messages, {:.1} MB, {} folders; median of {rounds} rounds\n",
+        bytes as f64 / 1e6,
+        FOLDERS.len()
+    );
     println!("| measure | tidings | mbsync | ratio |\n|---|---|---|---|");
-    row("initial sync (headers, bodies, store, index)", m_init, t_init);
+    row(
+        "initial sync (headers, bodies, store, index)",
+        m_init,
+        t_init,
+    );
     row("resync, nothing changed", m_noop, t_noop);
     row("resync after 100 flag changes", m_flags, t_flags);
-    println!("\nnewest 50 INBOX messages in the store after {:.3} s", first50.as_secs_f64());
-    println!("peak RSS of tidings during the initial sync: {:.1} MB", rss as f64 / 1024.0);
+    println!(
+        "\nnewest 50 INBOX messages in the store after {:.3} s",
+        first50.as_secs_f64()
+    );
+    println!(
+        "peak RSS of tidings during the initial sync: {:.1} MB",
+        rss as f64 / 1024.0
+    );
     Ok(())
 }

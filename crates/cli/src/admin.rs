@@ -223,7 +223,10 @@ async fn sync_once(
     a: &store::AccountRecord,
 ) -> Result<imap_sync::sync::SyncReport> {
     if a.kind != AccountKind::Imap {
-        bail!("account {} is not IMAP; one-shot sync covers IMAP accounts", a.name);
+        bail!(
+            "account {} is not IMAP; one-shot sync covers IMAP accounts",
+            a.name
+        );
     }
     let ep = imap_sync::Endpoint {
         host: a.server.host.clone(),
