@@ -185,9 +185,11 @@ pub(crate) fn apply_mailbox_list(
             continue;
         }
         tx.execute(
-            "INSERT INTO mailbox (account_id, raw_name, name, delimiter, role, subscribed, selectable) \
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
-            params![account.0, m.raw_name, m.name, m.delimiter, role, m.subscribed, m.selectable],
+            // The UIDVALIDITY from LIST-STATUS is safe to keep before any message is stored
+            // (uidnext stays 1), and lets a rename before the first sync be followed.
+            "INSERT INTO mailbox (account_id, raw_name, name, delimiter, role, subscribed, selectable, \
+             uidvalidity) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+            params![account.0, m.raw_name, m.name, m.delimiter, role, m.subscribed, m.selectable, m.uidvalidity.unwrap_or(0)],
         )?;
         let id = tx.last_insert_rowid();
         log.record(&tx, ObjectType::Mailbox, id, ChangeOp::Created)?;

@@ -1,0 +1,368 @@
+//! The store's write paths: change log exactness, threads independent of arrival order,
+//! moves that keep the Email, UIDVALIDITY epochs.
+
+use mail_types::{
+    AccountId, AccountKind, MailboxId, ModSeq, Role, Security, State, Uid, UidValidity,
+};
+use store::*;
+
+async fn setup() -> (SqliteStore, AccountId) {
+    let s = SqliteStore::open_in_memory().expect("store");
+    let u = s.create_user("u", "h").await.expect("user");
+    let a = s
+        .create_account(&NewAccount {
+            user: u,
+            name: "a".into(),
+            kind: AccountKind::Imap,
+            server: ServerSettings {
+                host: "h".into(),
+                port: 1,
+                security: Security::None,
+                username: "u".into(),
+                password_enc: vec![],
+                ca_file: None,
+            },
+            smtp: None,
+            pop3_delete_after_days: None,
+        })
+        .await
+        .expect("account");
+    (s, a)
+}
+
+fn remote(name: &str, validity: u32) -> RemoteMailbox {
+    RemoteMailbox {
+        raw_name: name.into(),
+        name: name.into(),
+        delimiter: Some("/".into()),
+        role: (name == "INBOX").then_some(Role::Inbox),
+        subscribed: true,
+        selectable: true,
+        uidvalidity: Some(validity),
+    }
+}
+
+async fn mailbox(s: &SqliteStore, a: AccountId, name: &str) -> MailboxId {
+    s.mailboxes(a)
+        .await
+        .expect("list")
+        .into_iter()
+        .find(|m| m.name == name)
+        .expect(name)
+        .id
+}
+
+fn msg(id: &str, refs: &[&str], subject: &str) -> Vec<u8> {
+    let mut m = format!(
+        "From: a@example.org\r\nTo: b@example.org\r\nSubject: {subject}\r\nMessage-ID: <{id}>\r\n"
+    );
+    if let Some(last) = refs.last() {
+        m.push_str(&format!(
+            "In-Reply-To: <{last}>\r\nReferences: {}\r\n",
+            refs.iter()
+                .map(|r| format!("<{r}>"))
+                .collect::<Vec<_>>()
+                .join(" ")
+        ));
+    }
+    m.push_str("\r\nbody text\r\n");
+    m.into_bytes()
+}
+
+fn copy(uid: u32, raw: &[u8], flags: &[&str]) -> NewCopy {
+    NewCopy {
+        uid: Uid(uid),
+        flags: flags.iter().map(|f| f.to_string()).collect(),
+        modseq: ModSeq(1),
+        internal_date: 1_700_000_000 + i64::from(uid),
+        size: raw.len() as u32,
+        server_email_id: None,
+        header_hash: mime::blob_id(raw),
+        parsed: mime::parse(raw),
+        raw: Some(raw.to_vec()),
+    }
+}
+
+async fn add(s: &SqliteStore, a: AccountId, mb: MailboxId, copies: Vec<NewCopy>) -> State {
+    s.apply_mailbox_changes(
+        a,
+        mb,
+        MailboxChanges {
+            uidvalidity: Some(UidValidity(7)),
+            new: copies,
+            ..MailboxChanges::default()
+        },
+    )
+    .await
+    .expect("apply")
+}
+
+#[tokio::test]
+async fn every_change_is_logged_under_one_new_state() {
+    let (s, a) = setup().await;
+    s.apply_mailbox_list(a, &[remote("INBOX", 7)])
+        .await
+        .expect("list");
+    let inbox = mailbox(&s, a, "INBOX").await;
+    let s0 = s.account_state(a).await.expect("state");
+    let s1 = add(
+        &s,
+        a,
+        inbox,
+        vec![
+            copy(1, &msg("m1", &[], "hi"), &[]),
+            copy(2, &msg("m2", &[], "yo"), &[]),
+        ],
+    )
+    .await;
+    assert_eq!(s1.0, s0.0 + 1, "one transaction, one state");
+    let changes = s.changes_since(a, s0).await.expect("changes");
+    let created: Vec<_> = changes
+        .iter()
+        .filter(|c| c.object == ObjectType::Email && c.op == ChangeOp::Created)
+        .collect();
+    assert_eq!(created.len(), 2);
+    assert!(changes.iter().all(|c| c.state == s1));
+
+    // A batch that changes nothing visible does not move the state.
+    let same = s
+        .apply_mailbox_changes(
+            a,
+            inbox,
+            MailboxChanges {
+                uidnext: Some(Uid(3)),
+                ..MailboxChanges::default()
+            },
+        )
+        .await
+        .expect("noop");
+    assert_eq!(same, s1);
+    // Re-applying the same copies (a refetch after a crash) adds nothing.
+    let again = add(&s, a, inbox, vec![copy(1, &msg("m1", &[], "hi"), &[])]).await;
+    assert_eq!(again, s1);
+    assert_eq!(s.mailbox_messages(inbox).await.expect("msgs").len(), 2);
+
+    // A flag change is an Email update, and a Mailbox update (unread counts).
+    let s2 = s
+        .apply_mailbox_changes(
+            a,
+            inbox,
+            MailboxChanges {
+                flags: vec![FlagUpdate {
+                    uid: Uid(1),
+                    flags: vec!["\\Seen".into()],
+                    modseq: ModSeq(2),
+                }],
+                ..MailboxChanges::default()
+            },
+        )
+        .await
+        .expect("flags");
+    let ch = s.changes_since(a, s1).await.expect("changes");
+    assert!(ch.iter().all(|c| c.state == s2));
+    assert_eq!(
+        ch.iter().filter(|c| c.object == ObjectType::Email).count(),
+        1
+    );
+    assert!(
+        ch.iter()
+            .any(|c| c.object == ObjectType::Mailbox && c.op == ChangeOp::Updated)
+    );
+}
+
+#[tokio::test]
+async fn threads_do_not_depend_on_arrival_order() {
+    let raws = [
+        msg("root", &[], "Plan"),
+        msg("r1", &["root"], "Re: Plan"),
+        msg("r2", &["root", "r1"], "Re: Plan"),
+        msg("r3", &["root", "r1", "r2"], "Re: Plan"),
+    ];
+    for order in [[0, 1, 2, 3], [3, 2, 1, 0], [3, 0, 2, 1], [1, 3, 0, 2]] {
+        let (s, a) = setup().await;
+        s.apply_mailbox_list(a, &[remote("INBOX", 7)])
+            .await
+            .expect("list");
+        let inbox = mailbox(&s, a, "INBOX").await;
+        for (i, idx) in order.iter().enumerate() {
+            add(&s, a, inbox, vec![copy(i as u32 + 1, &raws[*idx], &[])]).await;
+        }
+        let threads: std::collections::HashSet<_> = s
+            .mailbox_messages(inbox)
+            .await
+            .expect("msgs")
+            .into_iter()
+            .map(|m| m.thread)
+            .collect();
+        assert_eq!(threads.len(), 1, "order {order:?} split the thread");
+    }
+    // An unrelated message gets its own thread; a reply with no references joins by subject.
+    let (s, a) = setup().await;
+    s.apply_mailbox_list(a, &[remote("INBOX", 7)])
+        .await
+        .expect("list");
+    let inbox = mailbox(&s, a, "INBOX").await;
+    add(
+        &s,
+        a,
+        inbox,
+        vec![copy(1, &msg("x1", &[], "Budget 2027"), &[])],
+    )
+    .await;
+    add(&s, a, inbox, vec![copy(2, &msg("x2", &[], "Lunch"), &[])]).await;
+    add(
+        &s,
+        a,
+        inbox,
+        vec![copy(3, &msg("x3", &[], "RE: Budget 2027"), &[])],
+    )
+    .await;
+    let m = s.mailbox_messages(inbox).await.expect("msgs");
+    assert_eq!(m[0].thread, m[2].thread);
+    assert_ne!(m[0].thread, m[1].thread);
+}
+
+#[tokio::test]
+async fn a_move_keeps_the_email_and_orphans_are_collected() {
+    let (s, a) = setup().await;
+    s.apply_mailbox_list(a, &[remote("INBOX", 7), remote("Archive", 8)])
+        .await
+        .expect("list");
+    let inbox = mailbox(&s, a, "INBOX").await;
+    let archive = mailbox(&s, a, "Archive").await;
+    let raw = msg("mv", &[], "moving");
+    add(&s, a, inbox, vec![copy(1, &raw, &["\\Seen"])]).await;
+    add(
+        &s,
+        a,
+        inbox,
+        vec![copy(2, &msg("gone", &[], "deleted"), &[])],
+    )
+    .await;
+    let before = s.mailbox_messages(inbox).await.expect("msgs");
+    let state = s.account_state(a).await.expect("state");
+    // Seen as expunge in INBOX, then new in Archive.
+    s.apply_mailbox_changes(
+        a,
+        inbox,
+        MailboxChanges {
+            expunged: vec![Uid(1), Uid(2)],
+            ..MailboxChanges::default()
+        },
+    )
+    .await
+    .expect("expunge");
+    s.apply_mailbox_changes(
+        a,
+        archive,
+        MailboxChanges {
+            uidvalidity: Some(UidValidity(8)),
+            new: vec![copy(1, &raw, &["\\Seen"])],
+            ..MailboxChanges::default()
+        },
+    )
+    .await
+    .expect("new");
+    assert_eq!(
+        s.collect_orphans(a).await.expect("gc"),
+        1,
+        "only the deleted one goes"
+    );
+    let after = s.mailbox_messages(archive).await.expect("msgs");
+    assert_eq!(
+        after[0].email, before[0].email,
+        "the moved message kept its Email id"
+    );
+    let changes = s.changes_since(a, state).await.expect("changes");
+    assert!(changes.iter().any(|c| c.object == ObjectType::Email
+        && c.op == ChangeOp::Destroyed
+        && c.id == before[1].email.0));
+    assert!(
+        !changes
+            .iter()
+            .any(|c| c.op == ChangeOp::Destroyed && c.id == before[0].email.0)
+    );
+    assert!(
+        s.blob(after[0].blob_id.as_deref().expect("blob"))
+            .await
+            .expect("blob")
+            .is_some()
+    );
+}
+
+#[tokio::test]
+async fn another_uidvalidity_is_refused_until_reset() {
+    let (s, a) = setup().await;
+    s.apply_mailbox_list(a, &[remote("INBOX", 7)])
+        .await
+        .expect("list");
+    let inbox = mailbox(&s, a, "INBOX").await;
+    add(&s, a, inbox, vec![copy(1, &msg("a", &[], "a"), &[])]).await;
+    let wrong = s
+        .apply_mailbox_changes(
+            a,
+            inbox,
+            MailboxChanges {
+                uidvalidity: Some(UidValidity(99)),
+                new: vec![copy(1, &msg("b", &[], "b"), &[])],
+                ..MailboxChanges::default()
+            },
+        )
+        .await;
+    assert!(wrong.is_err());
+    s.reset_mailbox(inbox, UidValidity(99))
+        .await
+        .expect("reset");
+    assert!(s.mailbox_messages(inbox).await.expect("msgs").is_empty());
+    s.apply_mailbox_changes(
+        a,
+        inbox,
+        MailboxChanges {
+            uidvalidity: Some(UidValidity(99)),
+            new: vec![copy(1, &msg("b", &[], "b"), &[])],
+            ..MailboxChanges::default()
+        },
+    )
+    .await
+    .expect("new epoch");
+    assert_eq!(s.mailbox_messages(inbox).await.expect("msgs").len(), 1);
+}
+
+#[tokio::test]
+async fn renames_keep_the_mailbox_and_parents_follow_names() {
+    let (s, a) = setup().await;
+    s.apply_mailbox_list(
+        a,
+        &[remote("INBOX", 7), remote("Work", 8), remote("Work/Q1", 9)],
+    )
+    .await
+    .expect("list");
+    let work = mailbox(&s, a, "Work").await;
+    let q1 = s
+        .mailboxes(a)
+        .await
+        .expect("l")
+        .into_iter()
+        .find(|m| m.name == "Work/Q1")
+        .expect("q1");
+    assert_eq!(q1.parent, Some(work));
+    let out = s
+        .apply_mailbox_list(
+            a,
+            &[
+                remote("INBOX", 7),
+                remote("Clients", 8),
+                remote("Clients/Q1", 9),
+            ],
+        )
+        .await
+        .expect("list");
+    assert_eq!(out.renamed.len(), 2);
+    assert!(out.destroyed.is_empty() && out.created.is_empty());
+    assert_eq!(mailbox(&s, a, "Clients").await, work);
+    let out = s
+        .apply_mailbox_list(a, &[remote("INBOX", 7)])
+        .await
+        .expect("list");
+    assert_eq!(out.destroyed.len(), 2);
+}
