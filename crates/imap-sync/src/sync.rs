@@ -437,14 +437,19 @@ fn push_flag_change(changes: &mut MailboxChanges, f: &Fetch, stored: &HashMap<u3
     }
 }
 
-/// Parses batches off the I/O task and writes them to the store, one batch in flight, so
-/// the connection keeps streaming while the previous batch is parsed and committed.
+/// Parses batches off the I/O task and writes them to the store while the connection keeps
+/// streaming. Two batches at most are in flight (one parsing while the other commits):
+/// enough to use both halves of the work, and it bounds the memory held.
+/// Batches of one phase touch disjoint UIDs, so their commit order does not matter.
 struct BatchWriter {
     store: Arc<dyn Store>,
     account: AccountId,
     mailbox: mail_types::MailboxId,
-    in_flight: Option<JoinHandle<Result<()>>>,
+    slots: Arc<tokio::sync::Semaphore>,
+    tasks: Vec<JoinHandle<Result<()>>>,
 }
+
+const BATCHES_IN_FLIGHT: usize = 2;
 
 impl BatchWriter {
     fn new(store: Arc<dyn Store>, account: AccountId, mailbox: mail_types::MailboxId) -> Self {
@@ -452,15 +457,43 @@ impl BatchWriter {
             store,
             account,
             mailbox,
-            in_flight: None,
+            slots: Arc::new(tokio::sync::Semaphore::new(BATCHES_IN_FLIGHT)),
+            tasks: Vec::new(),
         }
     }
 
-    async fn wait(&mut self) -> Result<()> {
-        if let Some(h) = self.in_flight.take() {
-            h.await
-                .map_err(|e| Error::Protocol(format!("store task: {e}")))??;
+    async fn submit<F>(&mut self, parse: F) -> Result<()>
+    where
+        F: FnOnce() -> MailboxChanges + Send + 'static,
+    {
+        let permit = self
+            .slots
+            .clone()
+            .acquire_owned()
+            .await
+            .map_err(|e| Error::Protocol(format!("batch slots: {e}")))?;
+        // Surface a failed batch early instead of streaming on for nothing.
+        let mut i = 0;
+        while i < self.tasks.len() {
+            if self.tasks[i].is_finished() {
+                let t = self.tasks.swap_remove(i);
+                t.await
+                    .map_err(|e| Error::Protocol(format!("store task: {e}")))??;
+            } else {
+                i += 1;
+            }
         }
+        let (store, account, mailbox) = (self.store.clone(), self.account, self.mailbox);
+        self.tasks.push(tokio::spawn(async move {
+            let _permit = permit;
+            let changes = tokio::task::spawn_blocking(parse)
+                .await
+                .map_err(|e| Error::Protocol(format!("parse task: {e}")))?;
+            store
+                .apply_mailbox_changes(account, mailbox, changes)
+                .await?;
+            Ok(())
+        }));
         Ok(())
     }
 
@@ -468,87 +501,72 @@ impl BatchWriter {
         if batch.is_empty() {
             return Ok(());
         }
-        self.wait().await?;
-        let (store, account, mailbox) = (self.store.clone(), self.account, self.mailbox);
-        self.in_flight = Some(tokio::spawn(async move {
-            let new = tokio::task::spawn_blocking(move || {
-                batch
-                    .into_iter()
-                    .filter_map(|f| {
-                        let uid = f.uid?;
-                        let header = f.header.clone().unwrap_or_default();
-                        Some(NewCopy {
-                            uid: Uid(uid),
-                            flags: f.flags.clone().unwrap_or_default(),
-                            modseq: ModSeq(f.modseq.unwrap_or(0)),
-                            internal_date: f.internal_date.unwrap_or(0),
-                            size: f.size.unwrap_or(0),
-                            server_email_id: f.email_id.clone(),
-                            header_hash: mime::blob_id(&header),
-                            parsed: mime::parse_header(&header),
-                            raw: None,
-                        })
+        self.submit(move || {
+            let new = batch
+                .into_iter()
+                .filter_map(|f| {
+                    let uid = f.uid?;
+                    let header = f.header.clone().unwrap_or_default();
+                    Some(NewCopy {
+                        uid: Uid(uid),
+                        flags: f.flags.clone().unwrap_or_default(),
+                        modseq: ModSeq(f.modseq.unwrap_or(0)),
+                        internal_date: f.internal_date.unwrap_or(0),
+                        size: f.size.unwrap_or(0),
+                        server_email_id: f.email_id.clone(),
+                        header_hash: mime::blob_id(&header),
+                        parsed: mime::parse_header(&header),
+                        raw: None,
                     })
-                    .collect::<Vec<_>>()
-            })
-            .await
-            .map_err(|e| Error::Protocol(format!("parse task: {e}")))?;
-            store
-                .apply_mailbox_changes(
-                    account,
-                    mailbox,
-                    MailboxChanges {
-                        new,
-                        ..MailboxChanges::default()
-                    },
-                )
-                .await?;
-            Ok(())
-        }));
-        Ok(())
+                })
+                .collect();
+            MailboxChanges {
+                new,
+                ..MailboxChanges::default()
+            }
+        })
+        .await
     }
 
     async fn submit_bodies(&mut self, batch: Vec<Fetch>) -> Result<()> {
         if batch.is_empty() {
             return Ok(());
         }
-        self.wait().await?;
-        let (store, account, mailbox) = (self.store.clone(), self.account, self.mailbox);
-        self.in_flight = Some(tokio::spawn(async move {
-            let bodies = tokio::task::spawn_blocking(move || {
-                batch
-                    .into_iter()
-                    .filter_map(|f| {
-                        let uid = f.uid?;
-                        let raw = f.body.as_ref()?.to_vec();
-                        let parsed = mime::parse(&raw);
-                        Some(NewBody {
-                            uid: Uid(uid),
-                            raw,
-                            parsed,
-                        })
+        self.submit(move || {
+            let bodies = batch
+                .into_iter()
+                .filter_map(|f| {
+                    let uid = f.uid?;
+                    let raw = f.body.as_ref()?.to_vec();
+                    let parsed = mime::parse(&raw);
+                    Some(NewBody {
+                        uid: Uid(uid),
+                        raw,
+                        parsed,
                     })
-                    .collect::<Vec<_>>()
-            })
-            .await
-            .map_err(|e| Error::Protocol(format!("parse task: {e}")))?;
-            store
-                .apply_mailbox_changes(
-                    account,
-                    mailbox,
-                    MailboxChanges {
-                        bodies,
-                        ..MailboxChanges::default()
-                    },
-                )
-                .await?;
-            Ok(())
-        }));
-        Ok(())
+                })
+                .collect();
+            MailboxChanges {
+                bodies,
+                ..MailboxChanges::default()
+            }
+        })
+        .await
     }
 
+    /// Waits for every batch; the first failure is returned.
     async fn finish(&mut self) -> Result<()> {
-        self.wait().await
+        let mut first = Ok(());
+        for t in self.tasks.drain(..) {
+            let r = t
+                .await
+                .map_err(|e| Error::Protocol(format!("store task: {e}")))
+                .and_then(|r| r);
+            if first.is_ok() {
+                first = r;
+            }
+        }
+        first
     }
 }
 

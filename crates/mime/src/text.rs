@@ -73,11 +73,50 @@ impl Sink {
     }
 
     pub(crate) fn push_str(&mut self, s: &str) {
-        for c in s.chars() {
+        // Fast path: runs of printable ASCII (the bulk of most mail) are copied whole;
+        // everything else goes through `push_char`. Same result, a fraction of the work.
+        let bytes = s.as_bytes();
+        let mut i = 0;
+        while i < bytes.len() {
             if self.full {
                 return;
             }
+            let start = i;
+            while i < bytes.len() && (0x21..0x7f).contains(&bytes[i]) {
+                i += 1;
+            }
+            if i > start {
+                self.push_ascii_run(&s[start..i]);
+                continue;
+            }
+            // Not a printable ASCII byte: one whole char, whatever its width.
+            let Some(c) = s[i..].chars().next() else {
+                return;
+            };
             self.push_char(c);
+            i += c.len_utf8();
+        }
+    }
+
+    /// `run` is printable ASCII without spaces: one byte per char.
+    fn push_ascii_run(&mut self, run: &str) {
+        let space = usize::from(self.pending_space);
+        let room_chars = self.max_chars.saturating_sub(self.chars + space);
+        let room_bytes = self.max_bytes.saturating_sub(self.out.len() + space);
+        let take = run.len().min(room_chars).min(room_bytes);
+        if take == 0 {
+            self.full = true;
+            return;
+        }
+        if self.pending_space {
+            self.out.push(' ');
+            self.chars += 1;
+            self.pending_space = false;
+        }
+        self.out.push_str(&run[..take]);
+        self.chars += take;
+        if take < run.len() {
+            self.full = true;
         }
     }
 
@@ -421,5 +460,36 @@ mod tests {
     fn clean() {
         assert_eq!(clean_field("  a\tb\0c  ", 100), ("a bc".to_string(), false));
         assert_eq!(clean_field("ééé", 5), ("éé".to_string(), true));
+    }
+}
+
+#[cfg(test)]
+mod push_str_tests {
+    use super::Sink;
+
+    fn by_chars(s: &str, max_chars: usize, max_bytes: usize) -> String {
+        let mut k = Sink::new(max_chars, max_bytes);
+        for c in s.chars() {
+            k.push_char(c);
+        }
+        k.out
+    }
+
+    #[test]
+    fn fast_path_equals_char_path() {
+        let samples = [
+            "Hello   world,\r\n  this is\tmail.",
+            "caf\u{e9} \u{65e5}\u{672c} \u{1F600}x  \u{0}\u{7}ctrl",
+            "",
+            "   leading and trailing   ",
+            "averyveryverylongwordwithoutanyspacesatallthatrunspastthelimit",
+        ];
+        for s in samples {
+            for (mc, mb) in [(1000, 1000), (10, 1000), (1000, 12), (1, 1), (0, 5)] {
+                let mut k = Sink::new(mc, mb);
+                k.push_str(s);
+                assert_eq!(k.out, by_chars(s, mc, mb), "{s:?} {mc} {mb}");
+            }
+        }
     }
 }

@@ -4,10 +4,12 @@
 //! # Layout
 //! - `model`: the records going in and out (accounts, mailboxes, messages, changes).
 //! - `sqlite`: the embedded default backend (`SqliteStore`), schema in `sqlite/schema.sql`.
+//! - `blobs`: raw messages as content-addressed files.
 //!
 //! Every method that changes an account's data bumps that account's `State` once, and
 //! records each changed object in the change log, in the same transaction as the data.
 
+mod blobs;
 pub mod model;
 mod sqlite;
 

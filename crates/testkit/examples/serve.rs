@@ -2,7 +2,13 @@
 //! running, for poking at it by hand:
 //!
 //! ```text
-//! cargo run -p testkit --example serve -- [seconds] [state-dir]
+//! cargo run -p testkit --example serve -- [seconds] [state-dir] [messages]
+//! ```
+//!
+//! With `messages`, a generated corpus of that size (the benchmarks' 5 folders) replaces
+//! the demo corpus.
+//!
+//! ```text
 //! ```
 use std::time::Instant;
 
@@ -15,14 +21,27 @@ fn main() -> anyhow::Result<()> {
         Some(s) => s.parse().context("seconds must be a number")?,
         None => 300,
     };
-    let state_dir = args.next().map(Into::into);
+    let state_dir = args.next().filter(|s| !s.is_empty()).map(Into::into);
+    let count: Option<usize> = match args.next() {
+        Some(n) => Some(n.parse().context("messages must be a number")?),
+        None => None,
+    };
     let t = Instant::now();
     let d = Dovecot::start(DovecotOptions {
         state_dir,
         ..Default::default()
     })?;
     d.add_user("alice@example.org", "secret")?;
-    d.seed_corpus("alice@example.org", &corpus::demo_corpus())?;
+    let messages = match count {
+        Some(n) => corpus::generate(
+            42,
+            n,
+            &["INBOX", "Archive", "Sent", "Work", "Lists/rust-users"],
+        ),
+        None => corpus::demo_corpus(),
+    };
+    d.seed_corpus("alice@example.org", &messages)?;
+    drop(messages);
     println!("ready in {:?}", t.elapsed());
     println!("user alice@example.org / secret");
     println!(

@@ -6,6 +6,7 @@
 
 mod write;
 
+use crate::blobs::Blobs;
 use crate::model::*;
 use crate::{Error, Result, Store};
 use async_trait::async_trait;
@@ -22,21 +23,24 @@ const SCHEMA_V1: &str = include_str!("schema.sql");
 #[derive(Clone)]
 pub struct SqliteStore {
     conn: Arc<Mutex<Connection>>,
+    blobs: Arc<Blobs>,
 }
 
 impl SqliteStore {
-    /// Opens (creating and migrating if needed) the store at `path`.
+    /// Opens (creating and migrating if needed) the store at `path`; raw messages go to
+    /// `blobs/` beside it.
     pub fn open(path: &Path) -> Result<Self> {
         let conn = Connection::open(path)?;
-        Self::init(conn)
+        let dir = path.parent().unwrap_or(Path::new(".")).join("blobs");
+        Self::init(conn, Blobs::dir(&dir)?)
     }
 
     /// A private in-memory store, for tests.
     pub fn open_in_memory() -> Result<Self> {
-        Self::init(Connection::open_in_memory()?)
+        Self::init(Connection::open_in_memory()?, Blobs::memory())
     }
 
-    fn init(conn: Connection) -> Result<Self> {
+    fn init(conn: Connection, blobs: Blobs) -> Result<Self> {
         conn.pragma_update(None, "journal_mode", "WAL")?;
         // NORMAL in WAL mode: a power cut may lose the last transactions but never corrupts;
         // the server is the source of truth for synced data, and user changes (the outbox)
@@ -56,6 +60,7 @@ impl SqliteStore {
         }
         Ok(SqliteStore {
             conn: Arc::new(Mutex::new(conn)),
+            blobs: Arc::new(blobs),
         })
     }
 
@@ -337,22 +342,34 @@ impl Store for SqliteStore {
     }
 
     async fn delete_account(&self, id: AccountId) -> Result<bool> {
+        let blobs = self.blobs.clone();
         self.call(move |c| {
             let tx = c.transaction()?;
             // FTS rows are not covered by foreign keys.
-            tx.execute(
-                "DELETE FROM email_fts WHERE rowid IN (SELECT id FROM email WHERE account_id = ?1)",
-                [id.0],
-            )?;
+            for fts in ["email_fts_head", "email_fts_body"] {
+                tx.execute(
+                    &format!(
+                        "DELETE FROM {fts} WHERE rowid IN (SELECT id FROM email WHERE account_id = ?1)"
+                    ),
+                    [id.0],
+                )?;
+            }
             for table in ["change", "thread_ref", "thread_subject"] {
                 tx.execute(&format!("DELETE FROM {table} WHERE account_id = ?1"), [id.0])?;
             }
             let n = tx.execute("DELETE FROM account WHERE id = ?1", [id.0])?;
-            tx.execute(
-                "DELETE FROM blob WHERE id NOT IN (SELECT blob_id FROM email WHERE blob_id IS NOT NULL)",
-                [],
-            )?;
+            let gone: Vec<String> = {
+                let mut st = tx.prepare(
+                    "DELETE FROM blob WHERE id NOT IN \
+                     (SELECT blob_id FROM email WHERE blob_id IS NOT NULL) RETURNING id",
+                )?;
+                let rows = st.query_map([], |r| r.get(0))?;
+                rows.collect::<rusqlite::Result<Vec<_>>>()?
+            };
             tx.commit()?;
+            for b in gone {
+                blobs.remove(&b)?;
+            }
             Ok(n > 0)
         })
         .await
@@ -429,8 +446,34 @@ impl Store for SqliteStore {
         mailbox: MailboxId,
         changes: MailboxChanges,
     ) -> Result<State> {
-        self.call(move |c| write::apply_mailbox_changes(c, account, mailbox, changes))
-            .await
+        // Raw messages are written before the lock is taken: the file I/O runs beside the
+        // one writer instead of inside it.
+        let (conn, blobs) = (self.conn.clone(), self.blobs.clone());
+        tokio::task::spawn_blocking(move || {
+            let new_blobs = changes
+                .new
+                .iter()
+                .map(|n| n.raw.as_deref().map(|r| blobs.put(r)).transpose())
+                .collect::<Result<Vec<_>>>()?;
+            let body_blobs = changes
+                .bodies
+                .iter()
+                .map(|b| blobs.put(&b.raw))
+                .collect::<Result<Vec<_>>>()?;
+            let mut guard = conn
+                .lock()
+                .map_err(|_| Error::Task("store mutex poisoned".into()))?;
+            write::apply_mailbox_changes(
+                &mut guard,
+                account,
+                mailbox,
+                changes,
+                &new_blobs,
+                &body_blobs,
+            )
+        })
+        .await
+        .map_err(|e| Error::Task(e.to_string()))?
     }
 
     async fn uids_missing_body(&self, mailbox: MailboxId, limit: usize) -> Result<Vec<Uid>> {
@@ -446,7 +489,15 @@ impl Store for SqliteStore {
     }
 
     async fn collect_orphans(&self, account: AccountId) -> Result<usize> {
-        self.call(move |c| write::collect_orphans(c, account)).await
+        let blobs = self.blobs.clone();
+        self.call(move |c| {
+            let (n, gone) = write::collect_orphans(c, account)?;
+            for b in gone {
+                blobs.remove(&b)?;
+            }
+            Ok(n)
+        })
+        .await
     }
 
     async fn pop3_entries(&self, account: AccountId) -> Result<Vec<Pop3Entry>> {
@@ -517,13 +568,24 @@ impl Store for SqliteStore {
 
     async fn blob(&self, blob_id: &str) -> Result<Option<Vec<u8>>> {
         let id = blob_id.to_string();
-        self.call(move |c| {
-            Ok(
-                c.query_row("SELECT data FROM blob WHERE id = ?1", [&id], |r| r.get(0))
-                    .optional()?,
-            )
-        })
-        .await
+        let size: Option<i64> = {
+            let id = id.clone();
+            self.call(move |c| {
+                Ok(
+                    c.query_row("SELECT size FROM blob WHERE id = ?1", [&id], |r| r.get(0))
+                        .optional()?,
+                )
+            })
+            .await?
+        };
+        let Some(size) = size else {
+            return Ok(None);
+        };
+        // The file is read outside the database lock.
+        let blobs = self.blobs.clone();
+        tokio::task::spawn_blocking(move || blobs.get(&id, size as u64))
+            .await
+            .map_err(|e| Error::Task(e.to_string()))?
     }
 
     async fn changes_since(&self, account: AccountId, since: State) -> Result<Vec<Change>> {
@@ -560,21 +622,32 @@ impl Store for SqliteStore {
     }
 
     async fn search(&self, account: AccountId, query: &str) -> Result<Vec<EmailId>> {
-        // Each word becomes a quoted FTS5 string, so user input is never FTS5 syntax.
-        let fts: Vec<String> = query
+        // Each word becomes a quoted FTS5 string, so user input is never FTS5 syntax; every
+        // word must match, in the header part or in the body of the same Email.
+        let words: Vec<String> = query
             .split_whitespace()
+            .take(32)
             .map(|w| format!("\"{}\"", w.replace('"', "\"\"")))
             .collect();
-        let fts = fts.join(" ");
         self.call(move |c| {
-            if fts.is_empty() {
+            if words.is_empty() {
                 return Ok(Vec::new());
             }
-            let mut st = c.prepare(
-                "SELECT e.id FROM email_fts f JOIN email e ON e.id = f.rowid \
-                 WHERE email_fts MATCH ?2 AND e.account_id = ?1 ORDER BY e.received_at DESC",
-            )?;
-            let rows = st.query_map(params![account.0, fts], |r| Ok(EmailId(r.get(0)?)))?;
+            let mut sql = String::from("SELECT e.id FROM email e WHERE e.account_id = ?1");
+            for i in 0..words.len() {
+                let n = i + 2;
+                sql.push_str(&format!(
+                    " AND e.id IN (SELECT rowid FROM email_fts_head WHERE email_fts_head MATCH ?{n} \
+                     UNION SELECT rowid FROM email_fts_body WHERE email_fts_body MATCH ?{n})"
+                ));
+            }
+            sql.push_str(" ORDER BY e.received_at DESC");
+            let mut st = c.prepare(&sql)?;
+            let mut params: Vec<&dyn rusqlite::ToSql> = vec![&account.0];
+            for w in &words {
+                params.push(w);
+            }
+            let rows = st.query_map(params.as_slice(), |r| Ok(EmailId(r.get(0)?)))?;
             Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?)
         })
         .await

@@ -355,11 +355,10 @@ fn address_text(p: &ParsedMessage) -> String {
     s
 }
 
-fn store_blob(tx: &Transaction<'_>, raw: &[u8]) -> Result<String> {
-    let id = mime::blob_id(raw);
-    tx.prepare_cached("INSERT OR IGNORE INTO blob (id, size, data) VALUES (?1, ?2, ?3)")?
-        .execute(params![id, raw.len() as i64, raw])?;
-    Ok(id)
+fn record_blob(tx: &Transaction<'_>, id: &str, size: usize) -> Result<()> {
+    tx.prepare_cached("INSERT OR IGNORE INTO blob (id, size) VALUES (?1, ?2)")?
+        .execute(params![id, size as i64])?;
+    Ok(())
 }
 
 fn write_metadata(tx: &Transaction<'_>, email: i64, p: &ParsedMessage) -> Result<()> {
@@ -388,18 +387,26 @@ fn write_metadata(tx: &Transaction<'_>, email: i64, p: &ParsedMessage) -> Result
         attachments_json(&p.attachments),
         j(&p.problems),
     ])?;
-    // Contentless FTS5 with contentless_delete: replace the row wholesale.
-    tx.prepare_cached("DELETE FROM email_fts WHERE rowid = ?1")?
-        .execute([email])?;
+    Ok(())
+}
+
+/// Indexes subject and addresses; done once, when the Email is created.
+fn index_head(tx: &Transaction<'_>, email: i64, p: &ParsedMessage) -> Result<()> {
     tx.prepare_cached(
-        "INSERT INTO email_fts (rowid, subject, addresses, body) VALUES (?1, ?2, ?3, ?4)",
+        "INSERT INTO email_fts_head (rowid, subject, addresses) VALUES (?1, ?2, ?3)",
     )?
     .execute(params![
         email,
         p.subject.as_deref().unwrap_or(""),
-        address_text(p),
-        p.body_text
+        address_text(p)
     ])?;
+    Ok(())
+}
+
+/// Indexes the body text; done once, when the body is first stored.
+fn index_body(tx: &Transaction<'_>, email: i64, p: &ParsedMessage) -> Result<()> {
+    tx.prepare_cached("INSERT INTO email_fts_body (rowid, body) VALUES (?1, ?2)")?
+        .execute(params![email, p.body_text])?;
     Ok(())
 }
 
@@ -506,11 +513,15 @@ fn merge_thread(tx: &Transaction<'_>, log: &mut ChangeLog, from: i64, into: i64)
     Ok(())
 }
 
+/// `new_blobs[i]` / `body_blobs[i]` are the ids of the raw messages of `ch.new[i]` /
+/// `ch.bodies[i]`, already written to the blob store by the caller (outside the lock).
 pub(crate) fn apply_mailbox_changes(
     c: &mut Connection,
     account: AccountId,
     mailbox: MailboxId,
     ch: MailboxChanges,
+    new_blobs: &[Option<String>],
+    body_blobs: &[String],
 ) -> Result<State> {
     let tx = c.transaction()?;
     let mut log = ChangeLog::new(account);
@@ -548,7 +559,7 @@ pub(crate) fn apply_mailbox_changes(
     }
 
     let mut max_uid = 0u32;
-    for n in &ch.new {
+    for (i, n) in ch.new.iter().enumerate() {
         max_uid = max_uid.max(n.uid.0);
         let exists: Option<i64> = tx
             .prepare_cached("SELECT email_id FROM copy WHERE mailbox_id = ?1 AND uid = ?2")?
@@ -591,12 +602,16 @@ pub(crate) fn apply_mailbox_changes(
                 ])?;
                 let e = tx.last_insert_rowid();
                 write_metadata(&tx, e, &n.parsed)?;
+                index_head(&tx, e, &n.parsed)?;
+                if n.raw.is_some() {
+                    index_body(&tx, e, &n.parsed)?;
+                }
                 log.record(&tx, ObjectType::Email, e, ChangeOp::Created)?;
                 e
             }
         };
-        if let Some(raw) = &n.raw {
-            let blob = store_blob(&tx, raw)?;
+        if let (Some(raw), Some(Some(blob))) = (&n.raw, new_blobs.get(i)) {
+            record_blob(&tx, blob, raw.len())?;
             tx.prepare_cached("UPDATE email SET blob_id = ?2 WHERE id = ?1 AND blob_id IS NULL")?
                 .execute(params![email, blob])?;
         }
@@ -608,7 +623,7 @@ pub(crate) fn apply_mailbox_changes(
         log.record(&tx, ObjectType::Mailbox, mailbox.0, ChangeOp::Updated)?;
     }
 
-    for b in &ch.bodies {
+    for (b, blob) in ch.bodies.iter().zip(body_blobs) {
         let row: Option<(i64, Option<String>)> = tx
             .prepare_cached(
                 "SELECT e.id, e.blob_id FROM copy c JOIN email e ON e.id = c.email_id \
@@ -620,10 +635,11 @@ pub(crate) fn apply_mailbox_changes(
             // Expunged meanwhile, or the body is already stored through another copy.
             continue;
         };
-        let blob = store_blob(&tx, &b.raw)?;
+        record_blob(&tx, blob, b.raw.len())?;
         tx.prepare_cached("UPDATE email SET blob_id = ?2, size = ?3 WHERE id = ?1")?
             .execute(params![email, blob, b.raw.len() as i64])?;
         write_metadata(&tx, email, &b.parsed)?;
+        index_body(&tx, email, &b.parsed)?;
         log.record(&tx, ObjectType::Email, email, ChangeOp::Updated)?;
     }
 
@@ -682,7 +698,12 @@ pub(crate) fn apply_mailbox_changes(
     Ok(state)
 }
 
-pub(crate) fn collect_orphans(c: &mut Connection, account: AccountId) -> Result<usize> {
+/// Returns how many Emails were destroyed and the blobs no Email references any more (for
+/// the caller to remove once this has committed).
+pub(crate) fn collect_orphans(
+    c: &mut Connection,
+    account: AccountId,
+) -> Result<(usize, Vec<String>)> {
     let tx = c.transaction()?;
     let mut log = ChangeLog::new(account);
     let orphans: Vec<(i64, i64, Option<String>)> = {
@@ -693,17 +714,24 @@ pub(crate) fn collect_orphans(c: &mut Connection, account: AccountId) -> Result<
         let rows = st.query_map([account.0], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?;
         rows.collect::<rusqlite::Result<Vec<_>>>()?
     };
+    let mut gone_blobs = Vec::new();
     for (email, thread, blob) in &orphans {
-        tx.prepare_cached("DELETE FROM email_fts WHERE rowid = ?1")?
+        tx.prepare_cached("DELETE FROM email_fts_head WHERE rowid = ?1")?
+            .execute([email])?;
+        tx.prepare_cached("DELETE FROM email_fts_body WHERE rowid = ?1")?
             .execute([email])?;
         tx.prepare_cached("DELETE FROM email WHERE id = ?1")?
             .execute([email])?;
         log.record(&tx, ObjectType::Email, *email, ChangeOp::Destroyed)?;
         if let Some(b) = blob {
-            tx.prepare_cached(
-                "DELETE FROM blob WHERE id = ?1 AND NOT EXISTS (SELECT 1 FROM email WHERE blob_id = ?1)",
-            )?
-            .execute([b])?;
+            let n = tx
+                .prepare_cached(
+                    "DELETE FROM blob WHERE id = ?1 AND NOT EXISTS (SELECT 1 FROM email WHERE blob_id = ?1)",
+                )?
+                .execute([b])?;
+            if n > 0 {
+                gone_blobs.push(b.clone());
+            }
         }
         let left: i64 = tx
             .prepare_cached("SELECT count(*) FROM email WHERE thread_id = ?1")?
@@ -721,5 +749,5 @@ pub(crate) fn collect_orphans(c: &mut Connection, account: AccountId) -> Result<
         }
     }
     tx.commit()?;
-    Ok(orphans.len())
+    Ok((orphans.len(), gone_blobs))
 }
