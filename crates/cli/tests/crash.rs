@@ -11,14 +11,23 @@ use testkit::{Dovecot, DovecotOptions, SeedMessage, corpus};
 const USER: &str = "alice@example.org";
 const PASS: &str = "pw";
 
+/// Starts `tidings serve`; its log goes to `serve.log` beside the config, shown on failure.
 fn serve(config: &std::path::Path) -> Result<Child> {
+    let log = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(config.with_file_name("serve.log"))?;
     Ok(Command::new(env!("CARGO_BIN_EXE_tidings"))
         .args(["serve", "--config"])
         .arg(config)
         .env("RUST_LOG", "warn")
         .stdout(Stdio::null())
-        .stderr(Stdio::null())
+        .stderr(Stdio::from(log))
         .spawn()?)
+}
+
+fn log_of(config: &std::path::Path) -> String {
+    std::fs::read_to_string(config.with_file_name("serve.log")).unwrap_or_default()
 }
 
 async fn stored_copies(db: &std::path::Path) -> Result<u32> {
@@ -83,7 +92,7 @@ async fn kill_9_during_initial_sync_then_restart_converges() -> Result<()> {
             }
             if start.elapsed() > Duration::from_secs(60) {
                 let _ = child.kill();
-                bail!("round {round}: no progress");
+                bail!("round {round}: no progress; log:\n{}", log_of(&config));
             }
             tokio::time::sleep(Duration::from_millis(5)).await;
         }
@@ -112,7 +121,11 @@ async fn kill_9_during_initial_sync_then_restart_converges() -> Result<()> {
         }
         if start.elapsed() > Duration::from_secs(120) {
             let _ = child.kill();
-            bail!("never converged: status {:?}, bodies {done}", a.status);
+            bail!(
+                "never converged: status {:?}, bodies {done}; log:\n{}",
+                a.status,
+                log_of(&config)
+            );
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     };

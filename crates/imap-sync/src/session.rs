@@ -403,22 +403,24 @@ impl Session {
         Ok(sel)
     }
 
-    /// All UIDs of the selected mailbox (ESEARCH when offered: compact ranges).
-    pub async fn uid_search_all(&mut self) -> Result<Vec<u32>> {
-        let esearch = self.has("ESEARCH");
-        let cmd = if esearch {
-            "UID SEARCH RETURN (ALL) ALL"
+    /// UIDs of the selected mailbox matching `criteria` (e.g. `ALL`, `UID 500:*`), with
+    /// ESEARCH when offered (compact ranges instead of every number).
+    pub async fn uid_search(&mut self, criteria: &str) -> Result<Vec<u32>> {
+        let cmd = if self.has("ESEARCH") {
+            format!("UID SEARCH RETURN (ALL) {criteria}")
         } else {
-            "UID SEARCH ALL"
+            format!("UID SEARCH {criteria}")
         };
-        let (untagged, _) = self.run(cmd).await?;
+        let (untagged, _) = self.run(&cmd).await?;
         let mut uids = Vec::new();
         for r in untagged {
             match r {
                 Response::Search(v) => uids.extend(v),
                 Response::ESearch { all, .. } => {
                     for range in all {
-                        uids.extend(range);
+                        // Bounded: a lying server's "1:4294967295" must not exhaust memory.
+                        let room = 50_000_000usize.saturating_sub(uids.len());
+                        uids.extend(range.take(room));
                     }
                 }
                 other => self.unsolicited.push(other),

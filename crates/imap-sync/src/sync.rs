@@ -179,16 +179,18 @@ impl AccountSync {
 
     /// Finds a mailbox record by wire name (after a list sync).
     pub async fn mailbox_by_raw_name(&self, raw: &str) -> Result<Option<MailboxRecord>> {
-        Ok(self
-            .store
-            .mailboxes(self.account)
-            .await?
-            .into_iter()
-            .find(|m| m.raw_name == raw))
+        Ok(self.store.mailbox_by_raw_name(self.account, raw).await?)
     }
 
     /// Flags, expunges and new headers of one mailbox. `status` (from LIST-STATUS or a
     /// NOTIFY event) lets an unchanged mailbox be skipped without selecting it.
+    ///
+    /// Work is proportional to the change when the server has QRESYNC (VANISHED and the
+    /// changed flags come with EXAMINE) or CONDSTORE (CHANGEDSINCE; expunges are seen in
+    /// the message count): only UIDs above the stored `uidnext` are searched. Without
+    /// CONDSTORE every flag is fetched, which also shows every expunge. Whatever the path,
+    /// a stored count that disagrees with the server's at the end triggers a full diff, so
+    /// a store that went wrong heals itself.
     pub async fn sync_mailbox(
         &self,
         s: &mut Session,
@@ -210,6 +212,7 @@ impl AccountSync {
         let span = tracing::debug_span!("mailbox", account = %self.account, mailbox = %mb.name);
         let _enter = span.enter();
 
+        s.unsolicited.clear();
         let known = (mb.uidvalidity.0 != 0).then_some((mb.uidvalidity.0, mb.highestmodseq.0));
         let sel = s.examine(&mb.raw_name, known).await?;
         let mut mb = mb.clone();
@@ -223,10 +226,8 @@ impl AccountSync {
             mb.uidvalidity = UidValidity(sel.uidvalidity);
             mb.uidnext = Uid(1);
             mb.highestmodseq = ModSeq(0);
+            mb.progress.headers = 0;
         }
-        let stored = self.store.mailbox_copies(mb.id).await?;
-        let stored_flags: HashMap<u32, &Vec<String>> =
-            stored.iter().map(|c| (c.uid.0, &c.flags)).collect();
         let mut changes = MailboxChanges {
             uidvalidity: Some(UidValidity(sel.uidvalidity)),
             server_total: Some(sel.exists),
@@ -236,68 +237,97 @@ impl AccountSync {
         let used_qresync = s.qresync()
             && known.is_some_and(|(v, m)| v == sel.uidvalidity && m != 0)
             && sel.highestmodseq.is_some();
+        let used_changedsince = !used_qresync
+            && s.condstore()
+            && mb.highestmodseq.0 != 0
+            && sel.highestmodseq.is_some();
 
-        // Flags and expunges of messages we already have.
+        // 1. Flags and expunges of the messages below uidnext.
+        let mut expunges_known = used_qresync;
         if used_qresync {
+            // RFC 7162 3.2.5.2: VANISHED (EARLIER) may name UIDs we never had; the store
+            // ignores those. The bound keeps a lying server from making us loop forever.
             for range in &sel.vanished {
-                // RFC 7162 3.2.5.2: VANISHED (EARLIER) may name UIDs we never had.
-                for uid in range.clone().take(1_000_000) {
-                    if stored_flags.contains_key(&uid) {
-                        changes.expunged.push(Uid(uid));
-                    }
-                }
+                changes
+                    .expunged
+                    .extend(range.clone().take(1_000_000).map(Uid));
             }
             for f in &sel.changed {
-                push_flag_change(&mut changes, f, &stored_flags);
+                push_flags(&mut changes, f, None);
             }
-        } else if last_known > 0 && !stored.is_empty() {
-            let changedsince = match (s.condstore(), mb.highestmodseq.0, sel.highestmodseq) {
-                (true, m, Some(_)) if m != 0 => format!(" (CHANGEDSINCE {m})"),
-                _ => String::new(),
-            };
-            let cmd = format!("UID FETCH 1:{last_known} (UID FLAGS){changedsince}");
+        } else if used_changedsince && last_known > 0 {
+            let cmd = format!(
+                "UID FETCH 1:{last_known} (UID FLAGS) (CHANGEDSINCE {})",
+                mb.highestmodseq.0
+            );
             let mut stream = s.fetch_stream(vec![cmd], 1);
             while let Some(f) = stream.next().await? {
-                push_flag_change(&mut changes, &f, &stored_flags);
+                push_flags(&mut changes, &f, None);
+            }
+        } else if last_known > 0 {
+            // No CONDSTORE: every flag, and whatever is not listed was expunged.
+            let stored = self.store.mailbox_copies(mb.id).await?;
+            let stored_flags: HashMap<u32, &Vec<String>> =
+                stored.iter().map(|c| (c.uid.0, &c.flags)).collect();
+            let mut seen: HashSet<u32> = HashSet::with_capacity(stored.len());
+            let cmd = format!("UID FETCH 1:{last_known} (UID FLAGS)");
+            let mut stream = s.fetch_stream(vec![cmd], 1);
+            while let Some(f) = stream.next().await? {
+                if let Some(uid) = f.uid {
+                    seen.insert(uid);
+                }
+                push_flags(&mut changes, &f, Some(&stored_flags));
+            }
+            changes.expunged.extend(
+                stored
+                    .iter()
+                    .filter(|c| !seen.contains(&c.uid.0))
+                    .map(|c| c.uid),
+            );
+            expunges_known = true;
+        } else {
+            expunges_known = true; // nothing stored yet
+        }
+
+        // 2. New messages: the UIDs at or above uidnext that are not stored yet.
+        let new_uids = if last_known > 0 {
+            s.uid_search(&format!("UID {}:*", mb.uidnext.0)).await?
+        } else {
+            s.uid_search("ALL").await?
+        };
+        // RFC 3501 6.4.8: "n:*" always includes the highest UID, even below n.
+        let new_uids: Vec<u32> = new_uids
+            .into_iter()
+            .filter(|u| *u >= mb.uidnext.0 || last_known == 0)
+            .collect();
+        let missing = self.not_stored(&mb, &new_uids).await?;
+
+        // 3. CONDSTORE without QRESYNC: an expunge shows as a count that does not add up.
+        if !expunges_known {
+            let expected = i64::from(mb.progress.headers) + missing.len() as i64;
+            if i64::from(sel.exists) != expected {
+                let all: HashSet<u32> = s.uid_search("ALL").await?.into_iter().collect();
+                let stored = self.store.mailbox_copies(mb.id).await?;
+                changes.expunged.extend(
+                    stored
+                        .iter()
+                        .filter(|c| !all.contains(&c.uid.0))
+                        .map(|c| c.uid),
+                );
             }
         }
         report.flag_updates += changes.flags.len();
-
-        // Which UIDs the server has: finds expunges (without QRESYNC) and new messages.
-        let server_uids = s.uid_search_all().await?;
-        let server_set: HashSet<u32> = server_uids.iter().copied().collect();
-        if !used_qresync {
-            for c in &stored {
-                if !server_set.contains(&c.uid.0) {
-                    changes.expunged.push(c.uid);
-                }
-            }
-        }
         report.expunged += changes.expunged.len();
-        let missing: Vec<u32> = server_uids
-            .iter()
-            .copied()
-            .filter(|u| !stored_flags.contains_key(u))
-            .collect();
 
-        // Apply flag and expunge changes now; new headers follow in batches.
         let final_uidnext = sel
             .uidnext
             .unwrap_or(0)
-            .max(server_uids.last().map(|u| u + 1).unwrap_or(1));
+            .max(new_uids.iter().max().map(|u| u + 1).unwrap_or(1))
+            .max(mb.uidnext.0);
         let highestmodseq = sel.highestmodseq.map(ModSeq);
-        if missing.is_empty() {
-            changes.uidnext = Some(Uid(final_uidnext));
-            changes.highestmodseq = highestmodseq;
-            self.store
-                .apply_mailbox_changes(self.account, mb.id, changes)
-                .await?;
-            return Ok(());
-        }
         self.store
             .apply_mailbox_changes(self.account, mb.id, changes)
             .await?;
-
         report.new_headers += self.fetch_headers(s, &mb, &missing).await?;
         // Everything below uidnext is now stored: the sync state may move.
         self.store
@@ -311,6 +341,85 @@ impl AccountSync {
                 },
             )
             .await?;
+
+        // 4. The check that heals: the stored count must equal the server's.
+        let exists_now = s
+            .unsolicited
+            .iter()
+            .filter_map(|r| match r {
+                crate::response::Response::Exists(n) => Some(*n),
+                _ => None,
+            })
+            .next_back()
+            .unwrap_or(sel.exists);
+        let stored_now = self
+            .store
+            .mailbox_by_raw_name(self.account, &mb.raw_name)
+            .await?
+            .map(|m| m.progress.headers)
+            .unwrap_or(0);
+        if stored_now != exists_now {
+            tracing::warn!(account = %self.account, mailbox = %mb.name, stored = stored_now,
+                server = exists_now, "stored count differs from the server; running a full diff");
+            self.full_diff(s, &mb, report).await?;
+        }
+        s.unsolicited.clear();
+        Ok(())
+    }
+
+    /// Of `uids`, those without a stored copy.
+    async fn not_stored(&self, mb: &MailboxRecord, uids: &[u32]) -> Result<Vec<u32>> {
+        if uids.is_empty() {
+            return Ok(Vec::new());
+        }
+        let as_uids: Vec<Uid> = uids.iter().copied().map(Uid).collect();
+        let stored: HashSet<u32> = self
+            .store
+            .stored_uids(mb.id, &as_uids)
+            .await?
+            .into_iter()
+            .map(|u| u.0)
+            .collect();
+        Ok(uids
+            .iter()
+            .copied()
+            .filter(|u| !stored.contains(u))
+            .collect())
+    }
+
+    /// Every UID on the server against every stored copy: expunge what the server lacks,
+    /// fetch what the store lacks. O(mailbox); only run when the counts disagree.
+    async fn full_diff(
+        &self,
+        s: &mut Session,
+        mb: &MailboxRecord,
+        report: &mut SyncReport,
+    ) -> Result<()> {
+        let server: Vec<u32> = s.uid_search("ALL").await?;
+        let server_set: HashSet<u32> = server.iter().copied().collect();
+        let stored = self.store.mailbox_copies(mb.id).await?;
+        let stored_set: HashSet<u32> = stored.iter().map(|c| c.uid.0).collect();
+        let expunged: Vec<Uid> = stored
+            .iter()
+            .filter(|c| !server_set.contains(&c.uid.0))
+            .map(|c| c.uid)
+            .collect();
+        report.expunged += expunged.len();
+        self.store
+            .apply_mailbox_changes(
+                self.account,
+                mb.id,
+                MailboxChanges {
+                    expunged,
+                    ..MailboxChanges::default()
+                },
+            )
+            .await?;
+        let missing: Vec<u32> = server
+            .into_iter()
+            .filter(|u| !stored_set.contains(u))
+            .collect();
+        report.new_headers += self.fetch_headers(s, mb, &missing).await?;
         Ok(())
     }
 
@@ -414,11 +523,14 @@ fn header_items(s: &Session) -> String {
     items
 }
 
-fn push_flag_change(changes: &mut MailboxChanges, f: &Fetch, stored: &HashMap<u32, &Vec<String>>) {
+/// Queues the flags of a FETCH as an update. With `stored`, only those that differ (the
+/// store skips identical ones anyway; this saves the statements).
+fn push_flags(
+    changes: &mut MailboxChanges,
+    f: &Fetch,
+    stored: Option<&HashMap<u32, &Vec<String>>>,
+) {
     let (Some(uid), Some(flags)) = (f.uid, f.flags.as_ref()) else {
-        return;
-    };
-    let Some(old) = stored.get(&uid) else {
         return;
     };
     let mut new_sorted: Vec<String> = flags
@@ -428,13 +540,18 @@ fn push_flag_change(changes: &mut MailboxChanges, f: &Fetch, stored: &HashMap<u3
         .collect();
     new_sorted.sort_unstable();
     new_sorted.dedup();
-    if &new_sorted != *old {
-        changes.flags.push(FlagUpdate {
-            uid: Uid(uid),
-            flags: new_sorted,
-            modseq: ModSeq(f.modseq.unwrap_or(0)),
-        });
+    if let Some(stored) = stored {
+        match stored.get(&uid) {
+            Some(old) if **old == new_sorted => return,
+            None => return, // not stored: it is fetched whole as a new message
+            Some(_) => {}
+        }
     }
+    changes.flags.push(FlagUpdate {
+        uid: Uid(uid),
+        flags: new_sorted,
+        modseq: ModSeq(f.modseq.unwrap_or(0)),
+    });
 }
 
 /// Parses batches off the I/O task and writes them to the store while the connection keeps

@@ -57,6 +57,14 @@ pub trait Store: Send + Sync + 'static {
 
     // --- mailboxes ------------------------------------------------------------------------
     async fn mailboxes(&self, account: AccountId) -> Result<Vec<MailboxRecord>>;
+    /// One mailbox by its wire name; cheap (the watcher calls it per event).
+    async fn mailbox_by_raw_name(
+        &self,
+        account: AccountId,
+        raw_name: &str,
+    ) -> Result<Option<MailboxRecord>>;
+    /// Which of `uids` have a stored copy in the mailbox (work proportional to `uids`).
+    async fn stored_uids(&self, mailbox: MailboxId, uids: &[Uid]) -> Result<Vec<Uid>>;
     /// Brings the stored mailbox list in line with the server's complete list: creates,
     /// updates attributes, follows renames (same UIDVALIDITY under a new name), deletes.
     async fn apply_mailbox_list(

@@ -83,6 +83,21 @@ fn copy(uid: u32, raw: &[u8], flags: &[&str]) -> NewCopy {
     }
 }
 
+/// The trigger-kept counters equal a count of the rows.
+async fn assert_counters(s: &SqliteStore, a: AccountId) {
+    for m in s.mailboxes(a).await.expect("mailboxes") {
+        let msgs = s.mailbox_messages(m.id).await.expect("msgs");
+        assert_eq!(
+            m.progress.headers as usize,
+            msgs.len(),
+            "copies of {}",
+            m.name
+        );
+        let bodies = msgs.iter().filter(|x| x.blob_id.is_some()).count();
+        assert_eq!(m.progress.bodies as usize, bodies, "bodies of {}", m.name);
+    }
+}
+
 async fn add(s: &SqliteStore, a: AccountId, mb: MailboxId, copies: Vec<NewCopy>) -> State {
     s.apply_mailbox_changes(
         a,
@@ -326,6 +341,7 @@ async fn another_uidvalidity_is_refused_until_reset() {
     .await
     .expect("new epoch");
     assert_eq!(s.mailbox_messages(inbox).await.expect("msgs").len(), 1);
+    assert_counters(&s, a).await;
 }
 
 #[tokio::test]

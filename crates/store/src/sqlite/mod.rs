@@ -48,16 +48,25 @@ impl SqliteStore {
         conn.pragma_update(None, "synchronous", "NORMAL")?;
         conn.pragma_update(None, "foreign_keys", "ON")?;
         conn.busy_timeout(std::time::Duration::from_secs(10))?;
+        // The version is read inside an IMMEDIATE transaction, so two processes opening a
+        // new store at once (the server and `tidings account list`) cannot both migrate.
+        conn.execute_batch("BEGIN IMMEDIATE")?;
         let version: i64 = conn.pragma_query_value(None, "user_version", |r| r.get(0))?;
-        if version == 0 {
-            conn.execute_batch(&format!(
-                "BEGIN; {SCHEMA_V1}; PRAGMA user_version = 1; COMMIT;"
-            ))?;
-        } else if version > 1 {
-            return Err(Error::Corrupt(format!(
-                "store schema version {version} is newer than this build understands"
-            )));
+        let migrated = match version {
+            0 => conn.execute_batch(&format!("{SCHEMA_V1}; PRAGMA user_version = 1;")),
+            1 => Ok(()),
+            v => {
+                let _ = conn.execute_batch("ROLLBACK");
+                return Err(Error::Corrupt(format!(
+                    "store schema version {v} is newer than this build understands"
+                )));
+            }
+        };
+        if let Err(e) = migrated {
+            let _ = conn.execute_batch("ROLLBACK");
+            return Err(e.into());
         }
+        conn.execute_batch("COMMIT")?;
         Ok(SqliteStore {
             conn: Arc::new(Mutex::new(conn)),
             blobs: Arc::new(blobs),
@@ -174,10 +183,7 @@ fn mailbox_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<MailboxRecord> {
 
 const MAILBOX_COLUMNS: &str = "m.id, m.account_id, m.raw_name, m.name, m.parent_id, \
     m.delimiter, m.role, m.subscribed, m.selectable, m.uidvalidity, m.uidnext, \
-    m.highestmodseq, m.server_total, \
-    (SELECT count(*) FROM copy c WHERE c.mailbox_id = m.id), \
-    (SELECT count(*) FROM copy c JOIN email e ON e.id = c.email_id \
-        WHERE c.mailbox_id = m.id AND e.blob_id IS NOT NULL)";
+    m.highestmodseq, m.server_total, m.copies, m.bodies";
 
 #[async_trait]
 impl Store for SqliteStore {
@@ -405,6 +411,41 @@ impl Store for SqliteStore {
             ))?;
             let rows = st.query_map([account.0], mailbox_from_row)?;
             Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?)
+        })
+        .await
+    }
+
+    async fn mailbox_by_raw_name(
+        &self,
+        account: AccountId,
+        raw_name: &str,
+    ) -> Result<Option<MailboxRecord>> {
+        let raw = raw_name.to_string();
+        self.call(move |c| {
+            Ok(c.query_row(
+                &format!(
+                    "SELECT {MAILBOX_COLUMNS} FROM mailbox m WHERE m.account_id = ?1 AND m.raw_name = ?2"
+                ),
+                params![account.0, raw],
+                mailbox_from_row,
+            )
+            .optional()?)
+        })
+        .await
+    }
+
+    async fn stored_uids(&self, mailbox: MailboxId, uids: &[Uid]) -> Result<Vec<Uid>> {
+        let uids = uids.to_vec();
+        self.call(move |c| {
+            let mut st =
+                c.prepare_cached("SELECT 1 FROM copy WHERE mailbox_id = ?1 AND uid = ?2")?;
+            let mut out = Vec::new();
+            for u in uids {
+                if st.exists(params![mailbox.0, u.0])? {
+                    out.push(u);
+                }
+            }
+            Ok(out)
         })
         .await
     }

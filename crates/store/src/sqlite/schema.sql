@@ -49,6 +49,9 @@ CREATE TABLE mailbox (
     uidnext       INTEGER NOT NULL DEFAULT 1,
     highestmodseq INTEGER NOT NULL DEFAULT 0,
     server_total  INTEGER NOT NULL DEFAULT 0,
+    -- Maintained by the triggers below: copies stored, and copies whose body is stored.
+    copies        INTEGER NOT NULL DEFAULT 0,
+    bodies        INTEGER NOT NULL DEFAULT 0,
     UNIQUE (account_id, raw_name)
 ) STRICT;
 
@@ -97,6 +100,25 @@ CREATE TABLE copy (
     PRIMARY KEY (mailbox_id, uid)
 ) STRICT, WITHOUT ROWID;
 CREATE INDEX copy_email ON copy (email_id);
+
+-- Per-mailbox counters kept by triggers, so every write path keeps them right and reading
+-- them costs nothing (the watcher reads them per event; JMAP counts come from them too).
+CREATE TRIGGER copy_added AFTER INSERT ON copy BEGIN
+    UPDATE mailbox SET copies = copies + 1,
+        bodies = bodies + coalesce((SELECT blob_id IS NOT NULL FROM email WHERE id = NEW.email_id), 0)
+    WHERE id = NEW.mailbox_id;
+END;
+CREATE TRIGGER copy_removed AFTER DELETE ON copy BEGIN
+    UPDATE mailbox SET copies = copies - 1,
+        bodies = bodies - coalesce((SELECT blob_id IS NOT NULL FROM email WHERE id = OLD.email_id), 0)
+    WHERE id = OLD.mailbox_id;
+END;
+CREATE TRIGGER body_stored AFTER UPDATE OF blob_id ON email
+    WHEN OLD.blob_id IS NULL AND NEW.blob_id IS NOT NULL BEGIN
+    UPDATE mailbox SET bodies = bodies +
+        (SELECT count(*) FROM copy c WHERE c.email_id = NEW.id AND c.mailbox_id = mailbox.id)
+    WHERE id IN (SELECT mailbox_id FROM copy WHERE email_id = NEW.id);
+END;
 
 CREATE TABLE thread (
     id         INTEGER PRIMARY KEY,
