@@ -19,7 +19,7 @@ pub struct Env {
     pub dovecot: Dovecot,
     pub store: Arc<dyn Store>,
     pub account: AccountId,
-    pub _dir: tempfile::TempDir,
+    pub dir: tempfile::TempDir,
 }
 
 pub async fn env(opts: DovecotOptions) -> Result<Env> {
@@ -49,7 +49,7 @@ pub async fn env(opts: DovecotOptions) -> Result<Env> {
         dovecot,
         store,
         account,
-        _dir: dir,
+        dir,
     })
 }
 

@@ -319,3 +319,22 @@ async fn full_text_index_is_filled_during_sync() -> Result<()> {
     );
     Ok(())
 }
+
+#[tokio::test]
+async fn a_store_that_lost_rows_heals_on_the_next_pass() -> Result<()> {
+    let env = env(DovecotOptions::default()).await?;
+    let msgs = corpus::generate(5, 20, &["INBOX"]);
+    env.seed("INBOX", &msgs)?;
+    env.sync_all().await?;
+    // Damage the store behind its back: two copies vanish.
+    let db = rusqlite::Connection::open(env.dir.path().join("t.sqlite"))?;
+    db.execute(
+        "DELETE FROM copy WHERE uid IN (3, 7) AND mailbox_id = (SELECT id FROM mailbox WHERE name = 'INBOX')",
+        [],
+    )?;
+    drop(db);
+    let report = env.sync_all().await?;
+    assert_eq!(report.new_headers, 2, "{report:?}");
+    env.assert_in_step().await?;
+    Ok(())
+}

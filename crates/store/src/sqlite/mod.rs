@@ -520,8 +520,9 @@ impl Store for SqliteStore {
     async fn uids_missing_body(&self, mailbox: MailboxId, limit: usize) -> Result<Vec<Uid>> {
         self.call(move |c| {
             let mut st = c.prepare_cached(
-                "SELECT c.uid FROM copy c JOIN email e ON e.id = c.email_id \
-                 WHERE c.mailbox_id = ?1 AND e.blob_id IS NULL ORDER BY c.uid DESC LIMIT ?2",
+                "SELECT c.uid FROM email e CROSS JOIN copy c ON c.email_id = e.id \
+                 WHERE e.account_id = (SELECT account_id FROM mailbox WHERE id = ?1) \
+                 AND e.blob_id IS NULL AND c.mailbox_id = ?1 ORDER BY c.uid DESC LIMIT ?2",
             )?;
             let rows = st.query_map(params![mailbox.0, limit as i64], |r| Ok(Uid(r.get(0)?)))?;
             Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?)

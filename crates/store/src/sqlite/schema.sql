@@ -89,6 +89,10 @@ CREATE TABLE email (
 CREATE INDEX email_identity ON email (account_id, identity);
 CREATE INDEX email_thread ON email (thread_id);
 CREATE INDEX email_received ON email (account_id, received_at);
+-- Partial indexes keep the watcher's per-event queries proportional to what they find,
+-- not to the size of the account.
+CREATE INDEX email_without_body ON email (account_id) WHERE blob_id IS NULL;
+CREATE INDEX email_orphaned ON email (account_id) WHERE orphaned = 1;
 
 -- One IMAP copy of an Email in a mailbox.
 CREATE TABLE copy (
