@@ -43,6 +43,8 @@ struct Peers {
     dir: PathBuf,
     tidings_config: PathBuf,
     mbsync_config: PathBuf,
+    /// The same with `FSync no`: mbsync without its per-message fsync, the fastest it goes.
+    mbsync_nofsync_config: PathBuf,
 }
 
 impl Peers {
@@ -52,22 +54,33 @@ impl Peers {
     fn maildir(&self) -> PathBuf {
         self.dir.join("maildir")
     }
+    fn maildir_nofsync(&self) -> PathBuf {
+        self.dir.join("maildir-nofsync")
+    }
     fn fresh(&self) -> Result<()> {
-        for d in [self.data_dir(), self.maildir()] {
+        for d in [self.data_dir(), self.maildir(), self.maildir_nofsync()] {
             if d.exists() {
                 std::fs::remove_dir_all(&d)?;
             }
+            if d != self.data_dir() {
+                std::fs::create_dir_all(&d)?;
+            }
         }
-        std::fs::create_dir_all(self.maildir())?;
         Ok(())
     }
     fn mbsync(&self) -> Result<Duration> {
+        self.mbsync_with(&self.mbsync_config)
+    }
+    fn mbsync_nofsync(&self) -> Result<Duration> {
+        self.mbsync_with(&self.mbsync_nofsync_config)
+    }
+    fn mbsync_with(&self, config: &Path) -> Result<Duration> {
         // mbsync pauses ~1 s when started twice within a second; keep the gap outside the timing.
         std::thread::sleep(Duration::from_millis(1100));
         Ok(run(Command::new("mbsync")
             .arg("-q")
             .arg("-c")
-            .arg(&self.mbsync_config)
+            .arg(config)
             .arg("-a"))?
         .0)
     }
@@ -97,15 +110,20 @@ fn write_configs(dir: &Path, port: u16) -> Result<Peers> {
         ),
     )?;
     let mbsync_config = dir.join("mbsyncrc");
-    std::fs::write(
-        &mbsync_config,
+    let mbsync_nofsync_config = dir.join("mbsyncrc-nofsync");
+    let mbsyncrc = |maildir: &Path, global: &str| {
         format!(
-            "IMAPAccount bench\nHost 127.0.0.1\nPort {port}\nUser {USER}\nPass {PASS}\nSSLType None\nAuthMechs LOGIN\n\n\
+            "{global}IMAPAccount bench\nHost 127.0.0.1\nPort {port}\nUser {USER}\nPass {PASS}\nSSLType None\nAuthMechs LOGIN\n\n\
              IMAPStore remote\nAccount bench\n\n\
              MaildirStore local\nPath {m}/\nInbox {m}/INBOX\nSubFolders Verbatim\n\n\
              Channel bench\nFar :remote:\nNear :local:\nPatterns *\nCreate Near\nSync Pull\nSyncState *\n",
-            m = dir.join("maildir").display(),
-        ),
+            m = maildir.display(),
+        )
+    };
+    std::fs::write(&mbsync_config, mbsyncrc(&dir.join("maildir"), ""))?;
+    std::fs::write(
+        &mbsync_nofsync_config,
+        mbsyncrc(&dir.join("maildir-nofsync"), "FSync no\n\n"),
     )?;
     // `tidings account sync` imports users and accounts through `serve`'s config import only;
     // create them here with the CLI so the data dir is ready.
@@ -113,6 +131,7 @@ fn write_configs(dir: &Path, port: u16) -> Result<Peers> {
         dir: dir.to_path_buf(),
         tidings_config,
         mbsync_config,
+        mbsync_nofsync_config,
     })
 }
 
@@ -240,16 +259,19 @@ fn main() -> Result<()> {
 
     let (mut m_init, mut t_init, mut m_noop, mut t_noop, mut m_flags, mut t_flags) =
         (vec![], vec![], vec![], vec![], vec![], vec![]);
+    let (mut n_init, mut n_noop, mut n_flags) = (vec![], vec![], vec![]);
     let mut rss = 0u64;
     for round in 0..rounds {
         peers.fresh()?;
         m_init.push(peers.mbsync()?);
+        n_init.push(peers.mbsync_nofsync()?);
         setup_tidings(&peers)?;
         let (t, r) = peers.tidings()?;
         t_init.push(t);
         rss = rss.max(r.unwrap_or(0));
 
         m_noop.push(peers.mbsync()?);
+        n_noop.push(peers.mbsync_nofsync()?);
         t_noop.push(peers.tidings()?.0);
 
         let mut c = ImapClient::login(dovecot.imap_port(), USER, PASS)?;
@@ -260,17 +282,20 @@ fn main() -> Result<()> {
         c.store_flags(&set.join(","), op, &["\\Flagged"])?;
         c.logout()?;
         m_flags.push(peers.mbsync()?);
+        n_flags.push(peers.mbsync_nofsync()?);
         t_flags.push(peers.tidings()?.0);
     }
     let first50 = newest_50(&peers)?;
 
-    let row = |name: &str, m: Vec<Duration>, t: Vec<Duration>| {
-        let (m, t) = (median(m), median(t));
+    let row = |name: &str, t: Vec<Duration>, m: Vec<Duration>, n: Vec<Duration>| {
+        let (t, m, n) = (median(t), median(m), median(n));
         println!(
-            "| {name} | {:.3} s | {:.3} s | {:.2} |",
+            "| {name} | {:.3} s | {:.3} s | {:.3} s | {:.2} | {:.2} |",
             t.as_secs_f64(),
             m.as_secs_f64(),
-            t.as_secs_f64() / m.as_secs_f64()
+            n.as_secs_f64(),
+            t.as_secs_f64() / m.as_secs_f64(),
+            t.as_secs_f64() / n.as_secs_f64()
         );
     };
     println!(
@@ -278,14 +303,17 @@ fn main() -> Result<()> {
         bytes as f64 / 1e6,
         FOLDERS.len()
     );
-    println!("| measure | tidings | mbsync | ratio |\n|---|---|---|---|");
+    println!(
+        "| measure | tidings | mbsync | mbsync, FSync no | ratio | ratio to FSync no |\n|---|---|---|---|---|---|"
+    );
     row(
         "initial sync (headers, bodies, store, index)",
-        m_init,
         t_init,
+        m_init,
+        n_init,
     );
-    row("resync, nothing changed", m_noop, t_noop);
-    row("resync after 100 flag changes", m_flags, t_flags);
+    row("resync, nothing changed", t_noop, m_noop, n_noop);
+    row("resync after 100 flag changes", t_flags, m_flags, n_flags);
     println!(
         "\nnewest 50 INBOX messages in the store after {:.3} s",
         first50.as_secs_f64()

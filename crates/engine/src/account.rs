@@ -13,9 +13,13 @@ use std::time::Duration;
 use store::{AccountRecord, Store};
 use tokio::sync::{broadcast, watch};
 
-/// RFC 2177: a server may log out a client idle for 30 minutes; IDLE (and NOTIFY waits)
-/// are renewed well before.
+/// RFC 2177: a server may log out a client idle for 30 minutes; IDLE is renewed well
+/// before.
 const IDLE_RENEW: Duration = Duration::from_secs(25 * 60);
+/// With NOTIFY nothing is renewed by itself; a NOOP on both connections this often proves
+/// them alive (and keeps middleboxes from forgetting them). TCP keepalive catches a dead
+/// peer in between.
+const NOTIFY_KEEPALIVE: Duration = Duration::from_secs(10 * 60);
 /// Without NOTIFY only INBOX is watched live; the other mailboxes are resynced this often.
 const IDLE_MODE_RESYNC: Duration = Duration::from_secs(5 * 60);
 /// A refused password is retried this rarely: it will not start working by itself, and
@@ -254,7 +258,7 @@ async fn watch_notify(
                 worker.logout().await;
                 return Ok(());
             }
-            ev = watcher.wait_event(IDLE_RENEW) => ev?,
+            ev = watcher.wait_event(NOTIFY_KEEPALIVE) => ev?,
         };
         let Some(first) = first else {
             // Quiet for a long time: prove both connections are alive.

@@ -554,6 +554,22 @@ fn push_flags(
     });
 }
 
+/// Malformed messages are stored with what could be parsed; this says so in the log, with
+/// the account, mailbox and UID (the problem texts are fixed descriptions, never content).
+fn log_problems(account: AccountId, mailbox: mail_types::MailboxId, changes: &MailboxChanges) {
+    let parsed = changes
+        .new
+        .iter()
+        .map(|n| (n.uid, &n.parsed))
+        .chain(changes.bodies.iter().map(|b| (b.uid, &b.parsed)));
+    for (uid, p) in parsed {
+        if !p.problems.is_empty() {
+            tracing::warn!(account = %account, mailbox = %mailbox, uid = uid.0,
+                problems = %p.problems.join("; "), "stored a malformed message as far as it parses");
+        }
+    }
+}
+
 /// Parses batches off the I/O task and writes them to the store while the connection keeps
 /// streaming. Two batches at most are in flight (one parsing while the other commits):
 /// enough to use both halves of the work, and it bounds the memory held.
@@ -606,6 +622,7 @@ impl BatchWriter {
             let changes = tokio::task::spawn_blocking(parse)
                 .await
                 .map_err(|e| Error::Protocol(format!("parse task: {e}")))?;
+            log_problems(account, mailbox, &changes);
             store
                 .apply_mailbox_changes(account, mailbox, changes)
                 .await?;

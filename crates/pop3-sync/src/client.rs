@@ -322,6 +322,7 @@ impl Pop3Client {
             .await
             .map_err(Error::Io)?;
         tcp.set_nodelay(true).map_err(Error::Io)?;
+        imap_sync::conn::set_keepalive(&tcp);
         let stream = match ep.security {
             Security::Tls => Stream::Tls(Box::new(tls_wrap(ep, tcp).await?)),
             Security::Starttls | Security::None => Stream::Plain(tcp),
