@@ -61,7 +61,8 @@ pub async fn run(dir: &Path, listen: &str) -> Result<()> {
          Tidings user: {DEMO_USER} / {DEMO_PASSWORD}. The JMAP API and the web client on http://{listen}/\n\
          arrive with the next milestones; today the demo shows the sync engine:\n\
          \x20 watch the sync:   tidings account list --data-dir {data_dir} --key-file {key_file}\n\
-         \x20 deliver new mail: it is picked up within milliseconds (NOTIFY), see the log below.\n\n\
+         \x20 change the mail: with any IMAP client on port {imap} (or LMTP on {lmtp}); each\n\
+         \x20 change reaches the store within milliseconds (NOTIFY) and shows in the log below.\n\n\
          Ctrl-C stops Tidings and the Dovecot it started.\n",
         imaps = dovecot.imaps_port(),
         imap = dovecot.imap_port(),

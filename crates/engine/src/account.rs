@@ -298,12 +298,19 @@ async fn watch_notify(
                 let Some(mb) = sync.mailbox_by_raw_name(&raw).await? else {
                     continue;
                 };
+                let started = std::time::Instant::now();
                 let mut report = SyncReport::default();
                 sync.sync_mailbox(&mut worker, &mb, st.as_ref(), &mut report)
                     .await?;
                 publisher.publish(ctx).await;
                 sync.fetch_bodies(&mut worker, &mb, &mut report).await?;
                 sync.store.collect_orphans(sync.account).await?;
+                if report.new_headers + report.flag_updates + report.expunged + report.resets > 0 {
+                    tracing::info!(account = %sync.account, mailbox = %mb.name,
+                        new = report.new_headers, flags = report.flag_updates,
+                        expunged = report.expunged, took_ms = started.elapsed().as_millis() as u64,
+                        "mailbox changed on the server");
+                }
             }
         }
         publisher.publish(ctx).await;

@@ -557,9 +557,11 @@ fn push_flags(
 /// Malformed messages are stored with what could be parsed; this says so in the log, with
 /// the account, mailbox and UID (the problem texts are fixed descriptions, never content).
 fn log_problems(account: AccountId, mailbox: mail_types::MailboxId, changes: &MailboxChanges) {
+    // Only whole-message parses: a header's problems show again when its body arrives.
     let parsed = changes
         .new
         .iter()
+        .filter(|n| n.raw.is_some())
         .map(|n| (n.uid, &n.parsed))
         .chain(changes.bodies.iter().map(|b| (b.uid, &b.parsed)));
     for (uid, p) in parsed {
