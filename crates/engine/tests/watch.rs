@@ -274,3 +274,55 @@ async fn pop3_accounts_retrieve_into_inbox() -> Result<()> {
     engine.shutdown().await;
     Ok(())
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reconnects_after_the_server_comes_back() -> Result<()> {
+    let mut dovecot = Dovecot::start(DovecotOptions::default())?;
+    dovecot.add_user("alice@example.org", "right")?;
+    let dir = tempfile::tempdir()?;
+    let store: Arc<dyn Store> = Arc::new(SqliteStore::open(&dir.path().join("t.sqlite"))?);
+    let user = store.create_user("alice", "x").await?;
+    let id = add_account(
+        store.as_ref(),
+        &dovecot,
+        user,
+        "a",
+        "alice@example.org",
+        "right",
+    )
+    .await?;
+    let mut engine = Engine::new(store.clone(), plain_passwords());
+    engine.start_all().await?;
+    wait_status(store.as_ref(), id, "ok").await?;
+
+    dovecot.stop();
+    let status = wait_status(store.as_ref(), id, "retrying").await?;
+    assert!(!status.error().is_empty(), "the reason is kept");
+    dovecot.restart()?;
+    wait_status(store.as_ref(), id, "ok").await?;
+
+    // And it is watching again: a delivery arrives by itself.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    dovecot.deliver(
+        "alice@example.org",
+        &corpus::message(
+            "b@example.org",
+            "alice@example.org",
+            "After the outage",
+            "x",
+        ),
+    )?;
+    let start = Instant::now();
+    while !inbox_subjects(store.as_ref(), id)
+        .await?
+        .iter()
+        .any(|s| s == "After the outage")
+    {
+        if start.elapsed() > DEADLINE {
+            bail!("no delivery after reconnecting");
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    engine.shutdown().await;
+    Ok(())
+}
