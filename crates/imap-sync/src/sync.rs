@@ -673,7 +673,7 @@ impl BatchWriter {
                 .into_iter()
                 .filter_map(|f| {
                     let uid = f.uid?;
-                    let raw = f.body.as_ref()?.to_vec();
+                    let raw = f.body.clone()?;
                     let parsed = mime::parse(&raw);
                     Some(NewBody {
                         uid: Uid(uid),

@@ -145,7 +145,7 @@ fn build_copies(account: AccountId, pending: Vec<Pending>) -> (Vec<NewCopy>, Vec
             server_email_id: None,
             header_hash: mime::blob_id(&p.raw),
             parsed,
-            raw: Some(p.raw),
+            raw: Some(bytes::Bytes::from(p.raw)),
         });
         uidls.push((p.uid, p.uidl));
     }

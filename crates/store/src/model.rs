@@ -125,15 +125,15 @@ pub struct NewCopy {
     pub header_hash: String,
     /// Parsed header (or whole message when `raw` is given).
     pub parsed: ParsedMessage,
-    /// The raw message, when fetched with the header.
-    pub raw: Option<Vec<u8>>,
+    /// The raw message, when fetched with the header (a zero-copy slice of the response).
+    pub raw: Option<bytes::Bytes>,
 }
 
 /// A message body fetched after its header.
 #[derive(Debug, Clone)]
 pub struct NewBody {
     pub uid: Uid,
-    pub raw: Vec<u8>,
+    pub raw: bytes::Bytes,
     pub parsed: ParsedMessage,
 }
 

@@ -79,7 +79,7 @@ fn copy(uid: u32, raw: &[u8], flags: &[&str]) -> NewCopy {
         server_email_id: None,
         header_hash: mime::blob_id(raw),
         parsed: mime::parse(raw),
-        raw: Some(raw.to_vec()),
+        raw: Some(bytes::Bytes::copy_from_slice(raw)),
     }
 }
 
@@ -303,6 +303,63 @@ async fn a_move_keeps_the_email_and_orphans_are_collected() {
             .expect("blob")
             .is_some()
     );
+    assert_counters(&s, a).await;
+    // A header-only copy whose body arrives later counts once it does.
+    let late = msg("late", &[], "late body");
+    s.apply_mailbox_changes(
+        a,
+        inbox,
+        MailboxChanges {
+            new: vec![NewCopy {
+                raw: None,
+                ..copy(9, &late, &[])
+            }],
+            ..MailboxChanges::default()
+        },
+    )
+    .await
+    .expect("header");
+    assert_counters(&s, a).await;
+    assert_eq!(
+        s.mailboxes(a)
+            .await
+            .expect("l")
+            .iter()
+            .find(|m| m.id == inbox)
+            .expect("inbox")
+            .progress
+            .bodies,
+        0
+    );
+    s.apply_mailbox_changes(
+        a,
+        inbox,
+        MailboxChanges {
+            bodies: vec![NewBody {
+                uid: Uid(9),
+                parsed: mime::parse(&late),
+                raw: bytes::Bytes::from(late.clone()),
+            }],
+            ..MailboxChanges::default()
+        },
+    )
+    .await
+    .expect("body");
+    assert_counters(&s, a).await;
+    assert_eq!(
+        s.mailboxes(a)
+            .await
+            .expect("l")
+            .iter()
+            .find(|m| m.id == inbox)
+            .expect("inbox")
+            .progress
+            .bodies,
+        1
+    );
+    // Its text is searchable once the body is in; its subject was from the header on.
+    assert_eq!(s.search(a, "late").await.expect("search").len(), 1);
+    assert_eq!(s.search(a, "body text").await.expect("search").len(), 2);
 }
 
 #[tokio::test]
