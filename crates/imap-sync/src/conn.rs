@@ -298,6 +298,12 @@ pub(crate) fn scan_frame(buf: &[u8], scan: &mut Scan) -> Result<Option<usize>> {
     }
 }
 
+/// The length of the first complete response in `buf`, if it is all there (for tools and
+/// fuzzing; the connection scans incrementally with `scan_frame`).
+pub fn frame_len(buf: &[u8]) -> Result<Option<usize>> {
+    scan_frame(buf, &mut Scan::default())
+}
+
 fn memchr_crlf(hay: &[u8]) -> Option<usize> {
     hay.windows(2).position(|w| w == b"\r\n")
 }

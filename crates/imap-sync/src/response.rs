@@ -163,10 +163,21 @@ pub fn parse(frame: &Bytes) -> Response {
     if let Some(r) = parse_esearch(frame) {
         return r;
     }
-    let parsed = imap_proto::Response::parse(frame);
+    // imap-proto can panic on hostile input (0.17: a response code followed directly by a
+    // multibyte character slices a str off its char boundary, found by tests/fuzz.rs). A
+    // panic here would end the account's task, so it is caught and treated as garbage.
+    let bytes: &[u8] = frame;
+    let parsed = std::panic::catch_unwind(|| imap_proto::Response::parse(bytes));
     let resp = match parsed {
-        Ok((_, r)) => r,
-        Err(_) => return recover(frame),
+        Ok(Ok((_, r))) => r,
+        Ok(Err(_)) => return recover(frame),
+        Err(_) => {
+            tracing::warn!(
+                len = frame.len(),
+                "the IMAP parser panicked on a response; skipped"
+            );
+            return recover(frame);
+        }
     };
     match resp {
         imap_proto::Response::Done {
@@ -501,6 +512,19 @@ mod tests {
         }
         let junk = Bytes::from_static(b"\x00\xff garbage\r\n");
         assert!(matches!(parse(&junk), Response::Unparsed(_)));
+    }
+
+    #[test]
+    fn parser_panic_is_contained() {
+        // imap-proto 0.17 panics on a response code followed by a multibyte character.
+        let frame = Bytes::from_static(b"T9 OK [UIDNEXT 5]\xe2\x82\xacDone\r\n");
+        match parse(&frame) {
+            Response::Tagged { tag, status, .. } => {
+                assert_eq!(tag, "T9");
+                assert_eq!(status, Status::Ok);
+            }
+            other => panic!("{other:?}"),
+        }
     }
 
     #[test]
