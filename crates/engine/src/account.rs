@@ -49,6 +49,7 @@ pub(crate) struct Ctx {
     pub passwords: PasswordSource,
     pub shutdown: watch::Receiver<bool>,
     pub events: broadcast::Sender<AccountEvent>,
+    pub options: crate::EngineOptions,
 }
 
 impl Ctx {
@@ -251,19 +252,41 @@ async fn watch_notify(
     let mut watcher = Session::connect(ep, creds).await?;
     watcher.notify_personal().await?;
     tracing::info!(account = %sync.account, "watching all mailboxes with NOTIFY");
+    let mut last_pass = tokio::time::Instant::now();
+    let mut last_noop = tokio::time::Instant::now();
     loop {
+        // Dovecot 2.3 reports a mailbox renamed or deleted by another client late or not
+        // at all, so a full pass runs every `notify_full_pass`; with LIST-STATUS it costs
+        // one LIST when nothing changed.
+        let until_pass = ctx
+            .options
+            .notify_full_pass
+            .saturating_sub(last_pass.elapsed());
+        let until_noop = NOTIFY_KEEPALIVE.saturating_sub(last_noop.elapsed());
         let first = tokio::select! {
             _ = ctx.shutdown.changed() => {
                 watcher.logout().await;
                 worker.logout().await;
                 return Ok(());
             }
-            ev = watcher.wait_event(NOTIFY_KEEPALIVE) => ev?,
+            ev = watcher.wait_event(until_pass.min(until_noop)) => ev?,
         };
         let Some(first) = first else {
-            // Quiet for a long time: prove both connections are alive.
-            watcher.noop().await?;
-            worker.noop().await?;
+            if last_pass.elapsed() >= ctx.options.notify_full_pass {
+                let started = std::time::Instant::now();
+                let report = sync.sync_all(&mut worker).await?;
+                if report.skipped_unchanged < report.mailboxes {
+                    log_report(sync.account, &report, started.elapsed());
+                }
+                publisher.publish(ctx).await;
+                last_pass = tokio::time::Instant::now();
+            }
+            if last_noop.elapsed() >= NOTIFY_KEEPALIVE {
+                // Quiet for a long time: prove both connections are alive.
+                watcher.noop().await?;
+                worker.noop().await?;
+                last_noop = tokio::time::Instant::now();
+            }
             continue;
         };
         let mut events = vec![first];
@@ -281,7 +304,7 @@ async fn watch_notify(
                 Response::Status(st) => {
                     touched.insert(st.raw_name.clone(), Some(st));
                 }
-                Response::List(_) => list_changed = true,
+                Response::List(_) | Response::UnparsedList => list_changed = true,
                 Response::Condition { text, .. } if text.contains("NOTIFICATIONOVERFLOW") => {
                     // RFC 5465 5.8: the server gave up on events; everything may have changed.
                     list_changed = true;
@@ -293,6 +316,7 @@ async fn watch_notify(
             let started = std::time::Instant::now();
             let report = sync.sync_all(&mut worker).await?;
             log_report(sync.account, &report, started.elapsed());
+            last_pass = tokio::time::Instant::now();
         } else {
             for (raw, st) in touched {
                 let Some(mb) = sync.mailbox_by_raw_name(&raw).await? else {

@@ -24,6 +24,22 @@ use tokio::task::JoinHandle;
 /// Turns a stored (encrypted) account password into the clear text needed to log in.
 pub type PasswordSource = Arc<dyn Fn(&AccountRecord) -> anyhow::Result<String> + Send + Sync>;
 
+/// Tunables of the account tasks.
+#[derive(Debug, Clone)]
+pub struct EngineOptions {
+    /// With NOTIFY, how often a full pass (one LIST-STATUS, then only what changed) runs
+    /// anyway, for the changes a server does not notify (Dovecot: renames, deletes).
+    pub notify_full_pass: std::time::Duration,
+}
+
+impl Default for EngineOptions {
+    fn default() -> Self {
+        EngineOptions {
+            notify_full_pass: std::time::Duration::from_secs(120),
+        }
+    }
+}
+
 /// Runs every account of the store until shut down.
 pub struct Engine {
     store: Arc<dyn Store>,
@@ -31,6 +47,7 @@ pub struct Engine {
     shutdown_tx: watch::Sender<bool>,
     events: broadcast::Sender<AccountEvent>,
     tasks: Vec<(AccountId, JoinHandle<()>)>,
+    options: EngineOptions,
 }
 
 impl Engine {
@@ -43,7 +60,13 @@ impl Engine {
             shutdown_tx,
             events,
             tasks: Vec::new(),
+            options: EngineOptions::default(),
         }
+    }
+
+    pub fn with_options(mut self, options: EngineOptions) -> Self {
+        self.options = options;
+        self
     }
 
     /// Events the account tasks publish after each committed change (push builds on this).
@@ -67,6 +90,7 @@ impl Engine {
             passwords: self.passwords.clone(),
             shutdown: self.shutdown_tx.subscribe(),
             events: self.events.clone(),
+            options: self.options.clone(),
         };
         let handle = match account.kind {
             AccountKind::Imap => tokio::spawn(account::run_imap(ctx, account)),

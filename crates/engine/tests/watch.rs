@@ -2,7 +2,7 @@
 //! wrong password that does not stop the other accounts.
 
 use anyhow::{Context, Result, bail};
-use engine::{AccountEvent, Engine, PasswordSource};
+use engine::{AccountEvent, Engine, EngineOptions, PasswordSource};
 use mail_types::{AccountId, AccountKind, Security, SyncStatus};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -126,7 +126,10 @@ async fn live_changes_arrive(notify: bool) -> Result<()> {
     )
     .await?;
 
-    let mut engine = Engine::new(store.clone(), plain_passwords());
+    // A short full-pass interval: Dovecot does not notify renames by other clients.
+    let mut engine = Engine::new(store.clone(), plain_passwords()).with_options(EngineOptions {
+        notify_full_pass: Duration::from_secs(2),
+    });
     let mut rx = engine.subscribe();
     engine.start_all().await?;
     wait_status(store.as_ref(), good, "ok").await?;
@@ -215,6 +218,51 @@ async fn live_changes_arrive(notify: bool) -> Result<()> {
             msgs.iter()
                 .any(|m| m.subject.as_deref() == Some("Archived"))
         );
+
+        // Mailboxes created and renamed on the server appear without a restart.
+        let mut c = ImapClient::login(dovecot.imap_port(), "alice@example.org", "right")?;
+        c.create("Projects")?;
+        c.logout()?;
+        let start = Instant::now();
+        while !store
+            .mailboxes(good)
+            .await?
+            .iter()
+            .any(|m| m.name == "Projects")
+        {
+            if start.elapsed() > DEADLINE {
+                bail!("a mailbox created on the server never showed up");
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        let id = store
+            .mailboxes(good)
+            .await?
+            .into_iter()
+            .find(|m| m.name == "Projects")
+            .context("p")?
+            .id;
+        let mut c = ImapClient::login(dovecot.imap_port(), "alice@example.org", "right")?;
+        c.rename("Projects", "Clients")?;
+        c.logout()?;
+        let start = Instant::now();
+        while !store
+            .mailboxes(good)
+            .await?
+            .iter()
+            .any(|m| m.name == "Clients" && m.id == id)
+        {
+            if start.elapsed() > DEADLINE {
+                let now: Vec<_> = store
+                    .mailboxes(good)
+                    .await?
+                    .into_iter()
+                    .map(|m| (m.id, m.name, m.uidvalidity))
+                    .collect();
+                bail!("a rename on the server never showed up as the same mailbox {id:?}: {now:?}");
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
     }
     engine.shutdown().await;
     Ok(())

@@ -104,6 +104,9 @@ pub enum Response {
         all: Vec<RangeInclusive<u32>>,
     },
     Other,
+    /// A LIST or LSUB that `imap-proto` could not parse, e.g. one carrying RFC 5465's
+    /// `("OLDNAME" (...))` after a rename: the mailbox list changed, details unknown.
+    UnparsedList,
     /// Could not be parsed; the first bytes are kept for the log (never a message body).
     Unparsed(String),
 }
@@ -320,6 +323,9 @@ fn recover(frame: &Bytes) -> Response {
         "BYE" => Some(Status::Bye),
         _ => None,
     };
+    if first == "*" && (second == "LIST" || second == "LSUB") {
+        return Response::UnparsedList;
+    }
     match (first, status) {
         ("*", Some(status)) => Response::Condition {
             status,

@@ -294,7 +294,9 @@ impl Session {
     }
 
     /// LIST every mailbox with special-use, subscription and (with LIST-STATUS) status.
-    pub async fn list(&mut self) -> Result<(Vec<ListEntry>, Vec<StatusData>)> {
+    /// The flag is true when some LIST line could not be parsed: the list is incomplete.
+    pub async fn list(&mut self) -> Result<(Vec<ListEntry>, Vec<StatusData>, bool)> {
+        let mut incomplete = false;
         let extended = self.has("LIST-EXTENDED") || self.has("LIST-STATUS");
         let mut entries = Vec::new();
         let mut statuses = Vec::new();
@@ -317,6 +319,7 @@ impl Session {
                 match r {
                     Response::List(l) => entries.push(l),
                     Response::Status(s) => statuses.push(s),
+                    Response::UnparsedList => incomplete = true,
                     other => self.unsolicited.push(other),
                 }
             }
@@ -325,6 +328,7 @@ impl Session {
             for r in untagged {
                 match r {
                     Response::List(l) => entries.push(l),
+                    Response::UnparsedList => incomplete = true,
                     other => self.unsolicited.push(other),
                 }
             }
@@ -342,7 +346,7 @@ impl Session {
                 }
             }
         }
-        Ok((entries, statuses))
+        Ok((entries, statuses, incomplete))
     }
 
     /// STATUS of one mailbox.

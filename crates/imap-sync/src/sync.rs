@@ -153,7 +153,7 @@ impl AccountSync {
 
     /// LIST, and the store's mailbox list brought in line. Returns LIST-STATUS data by name.
     pub async fn sync_mailbox_list(&self, s: &mut Session) -> Result<HashMap<String, StatusData>> {
-        let (entries, statuses) = s.list().await?;
+        let (entries, statuses, incomplete) = s.list().await?;
         let statuses: HashMap<String, StatusData> = statuses
             .into_iter()
             .map(|st| (st.raw_name.clone(), st))
@@ -173,6 +173,26 @@ impl AccountSync {
                 }
             })
             .collect();
+        let mut remote = remote;
+        if incomplete {
+            // A LIST line we could not read must not make its mailbox (and its mail) vanish
+            // from the store: keep every stored mailbox the list did not mention.
+            tracing::warn!(account = %self.account, "LIST had unparseable lines; keeping unlisted mailboxes");
+            let listed: HashSet<String> = remote.iter().map(|m| m.raw_name.clone()).collect();
+            for m in self.store.mailboxes(self.account).await? {
+                if !listed.contains(&m.raw_name) {
+                    remote.push(RemoteMailbox {
+                        raw_name: m.raw_name,
+                        name: m.name,
+                        delimiter: m.delimiter,
+                        role: m.role,
+                        subscribed: m.subscribed,
+                        selectable: m.selectable,
+                        uidvalidity: (m.uidvalidity.0 != 0).then_some(m.uidvalidity.0),
+                    });
+                }
+            }
+        }
         self.store.apply_mailbox_list(self.account, &remote).await?;
         Ok(statuses)
     }

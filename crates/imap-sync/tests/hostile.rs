@@ -153,9 +153,13 @@ async fn unparseable_responses_are_skipped() -> Result<()> {
     })
     .await?;
     let mut s = within(Session::connect(&ep(port), &creds())).await?;
-    let (entries, _) = within(s.list()).await?;
+    let (entries, _, incomplete) = within(s.list()).await?;
     let names: Vec<_> = entries.iter().map(|e| e.raw_name.as_str()).collect();
     assert_eq!(names, vec!["INBOX", "Work"]);
+    assert!(
+        incomplete,
+        "an unreadable LIST line makes the list incomplete"
+    );
     Ok(())
 }
 
