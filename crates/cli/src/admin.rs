@@ -3,9 +3,9 @@
 
 use crate::Location;
 use crate::config::{AccountConfig, Config};
-use crate::secrets::hash_password;
 use crate::serve::{new_account, open};
 use anyhow::{Context, Result, bail};
+use api::auth::{hash_password, new_token};
 use clap::Subcommand;
 use mail_types::{AccountKind, Security};
 use std::io::BufRead;
@@ -20,6 +20,35 @@ pub enum UserAction {
     List,
     /// Remove a user and all their accounts.
     Remove { name: String },
+}
+
+#[derive(Subcommand)]
+pub enum TokenAction {
+    /// Create an API token for Bearer authentication; it is printed once, stored hashed.
+    Create {
+        #[arg(long)]
+        user: String,
+        /// A label to recognise the token by.
+        #[arg(long, default_value = "")]
+        name: String,
+    },
+}
+
+pub async fn token(action: TokenAction, at: &Location) -> Result<()> {
+    let (data_dir, key_file) = resolve(at)?;
+    let (store, _) = open(&data_dir, key_file.as_deref())?;
+    match action {
+        TokenAction::Create { user, name } => {
+            let owner = store
+                .user_by_name(&user)
+                .await?
+                .with_context(|| format!("no user {user}"))?;
+            let (token, hash) = new_token();
+            store.create_token(owner.id, &name, &hash).await?;
+            println!("{token}");
+        }
+    }
+    Ok(())
 }
 
 #[derive(Subcommand)]

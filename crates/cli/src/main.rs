@@ -59,6 +59,13 @@ enum Command {
         #[command(flatten)]
         at: Location,
     },
+    /// Manage API tokens (Bearer authentication).
+    Token {
+        #[command(subcommand)]
+        action: admin::TokenAction,
+        #[command(flatten)]
+        at: Location,
+    },
     /// Manage mail accounts.
     Account {
         #[command(subcommand)]
@@ -89,5 +96,6 @@ async fn main() -> Result<()> {
         Command::Demo { dir, listen } => demo::run(&dir, &listen).await,
         Command::User { action, at } => admin::user(action, &at).await,
         Command::Account { action, at } => admin::account(action, &at).await,
+        Command::Token { action, at } => admin::token(action, &at).await,
     }
 }

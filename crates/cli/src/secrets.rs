@@ -1,8 +1,7 @@
-//! Secrets: mail passwords encrypted at rest with a key kept outside the data dir, and
-//! Tidings user passwords hashed with Argon2.
+//! Secrets: mail passwords encrypted at rest with a key kept outside the data dir. (Tidings
+//! user passwords are Argon2 hashes, made and checked by `api::auth`.)
 
 use anyhow::{Context, Result, bail};
-use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
 use chacha20poly1305::aead::{Aead, KeyInit, OsRng};
 use chacha20poly1305::{AeadCore, ChaCha20Poly1305, Key, Nonce};
 use std::path::Path;
@@ -110,25 +109,6 @@ fn hex_decode(s: &str) -> Result<Vec<u8>> {
         .collect()
 }
 
-/// Argon2id hash (PHC string) of a Tidings user password.
-pub fn hash_password(password: &str) -> Result<String> {
-    let salt = SaltString::generate(&mut OsRng);
-    argon2::Argon2::default()
-        .hash_password(password.as_bytes(), &salt)
-        .map(|h| h.to_string())
-        .map_err(|e| anyhow::anyhow!("hashing password: {e}"))
-}
-
-pub fn verify_password(password: &str, hash: &str) -> bool {
-    PasswordHash::new(hash)
-        .map(|h| {
-            argon2::Argon2::default()
-                .verify_password(password.as_bytes(), &h)
-                .is_ok()
-        })
-        .unwrap_or(false)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -149,13 +129,5 @@ mod tests {
         bad[last] ^= 1;
         assert!(k2.decrypt(&bad).is_err());
         assert!(SecretKey::load_or_create(&data.join("k"), &data).is_err());
-    }
-
-    #[test]
-    fn argon2_hashes_verify() {
-        let h = hash_password("pw").unwrap();
-        assert!(verify_password("pw", &h));
-        assert!(!verify_password("pW", &h));
-        assert!(!verify_password("pw", "not a hash"));
     }
 }

@@ -2,8 +2,9 @@
 //! until asked to stop, and pick up accounts added meanwhile through the CLI.
 
 use crate::config::{AccountConfig, Config, default_key_file};
-use crate::secrets::{SecretKey, hash_password, verify_password};
+use crate::secrets::SecretKey;
 use anyhow::{Context, Result};
+use api::auth::{hash_password, verify_password};
 use engine::{Engine, PasswordSource};
 use std::future::Future;
 use std::path::Path;

@@ -46,6 +46,9 @@ pub trait Store: Send + Sync + 'static {
     async fn user_by_name(&self, name: &str) -> Result<Option<UserRecord>>;
     async fn set_user_password(&self, name: &str, password_hash: &str) -> Result<()>;
     async fn delete_user(&self, name: &str) -> Result<bool>;
+    /// Stores an API token's hash for a user.
+    async fn create_token(&self, user: UserId, name: &str, hash: &str) -> Result<()>;
+    async fn user_by_token_hash(&self, hash: &str) -> Result<Option<UserRecord>>;
 
     async fn create_account(&self, account: &NewAccount) -> Result<AccountId>;
     /// Updates the connection settings of an existing account (same user and name).

@@ -260,6 +260,38 @@ impl Store for SqliteStore {
             .await
     }
 
+    async fn create_token(&self, user: UserId, name: &str, hash: &str) -> Result<()> {
+        let (name, hash) = (name.to_string(), hash.to_string());
+        self.call(move |c| {
+            c.execute(
+                "INSERT INTO api_token (user_id, name, hash, created_at) VALUES (?1, ?2, ?3, ?4)",
+                params![user.0, name, hash, now()],
+            )?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn user_by_token_hash(&self, hash: &str) -> Result<Option<UserRecord>> {
+        let hash = hash.to_string();
+        self.call(move |c| {
+            Ok(c.query_row(
+                "SELECT u.id, u.name, u.password_hash FROM api_token t JOIN user u ON u.id = t.user_id \
+                 WHERE t.hash = ?1",
+                [&hash],
+                |r| {
+                    Ok(UserRecord {
+                        id: UserId(r.get(0)?),
+                        name: r.get(1)?,
+                        password_hash: r.get(2)?,
+                    })
+                },
+            )
+            .optional()?)
+        })
+        .await
+    }
+
     async fn create_account(&self, a: &NewAccount) -> Result<AccountId> {
         let a = a.clone();
         self.call(move |c| {

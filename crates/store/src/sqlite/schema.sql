@@ -9,6 +9,16 @@ CREATE TABLE user (
     created_at    INTEGER NOT NULL DEFAULT (unixepoch())
 ) STRICT;
 
+-- API tokens for Bearer authentication, stored as the SHA-256 of the token (tokens are
+-- 256 random bits; the clear token is shown once, at creation).
+CREATE TABLE api_token (
+    id         INTEGER PRIMARY KEY,
+    user_id    INTEGER NOT NULL REFERENCES user(id) ON DELETE CASCADE,
+    name       TEXT NOT NULL DEFAULT '',
+    hash       TEXT NOT NULL UNIQUE,
+    created_at INTEGER NOT NULL DEFAULT (unixepoch())
+) STRICT;
+
 CREATE TABLE account (
     id              INTEGER PRIMARY KEY,
     user_id         INTEGER NOT NULL REFERENCES user(id) ON DELETE CASCADE,
