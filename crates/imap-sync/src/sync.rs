@@ -140,11 +140,13 @@ impl AccountSync {
         report.mailboxes = mailboxes.len();
         for mb in &mailboxes {
             let status = statuses.get(&mb.raw_name);
-            self.sync_mailbox(s, mb, status, &mut report).await?;
+            let r = self.sync_mailbox(s, mb, status, &mut report).await;
+            skip_refused(self.account, mb, r)?;
         }
         if self.options.bodies {
             for mb in &mailboxes {
-                self.fetch_bodies(s, mb, &mut report).await?;
+                let r = self.fetch_bodies(s, mb, &mut report).await;
+                skip_refused(self.account, mb, r)?;
             }
         }
         self.store.collect_orphans(self.account).await?;
@@ -529,6 +531,19 @@ impl AccountSync {
         let finished = writer.finish().await;
         streamed?;
         finished
+    }
+}
+
+/// A mailbox the server refuses to open (deleted a moment ago, or not selectable after
+/// all) must not stop the other mailboxes; the next LIST settles what it is.
+fn skip_refused(account: AccountId, mb: &MailboxRecord, r: Result<()>) -> Result<()> {
+    match r {
+        Err(Error::Refused { command, text }) => {
+            tracing::warn!(account = %account, mailbox = %mb.name, %command, reason = %text,
+                "the server refused a mailbox; skipping it this pass");
+            Ok(())
+        }
+        other => other,
     }
 }
 
