@@ -69,7 +69,7 @@ async fn measure(size: usize, deliveries: usize) -> Result<Run> {
     std::fs::write(
         &config,
         format!(
-            "data_dir = \"{}\"\nkey_file = \"{}\"\n[[user]]\nname = \"w\"\npassword = \"x\"\n\
+            "listen = \"127.0.0.1:0\"\ndata_dir = \"{}\"\nkey_file = \"{}\"\n[[user]]\nname = \"w\"\npassword = \"x\"\n\
              [[account]]\nuser = \"w\"\nname = \"w\"\nkind = \"imap\"\nhost = \"127.0.0.1\"\n\
              port = {}\nsecurity = \"none\"\nusername = \"{USER}\"\npassword = \"{PASS}\"\n",
             dir.path().join("data").display(),

@@ -11,6 +11,10 @@ pub struct Config {
     /// Address of the HTTP (JMAP) listener.
     #[serde(default = "default_listen")]
     pub listen: String,
+    /// The URL clients reach the listener at, when it is not `http://<listen>` (behind a
+    /// TLS proxy, say); the JMAP Session's URLs are built from it.
+    #[serde(default)]
+    pub public_url: Option<String>,
     /// Where the SQLite store lives.
     pub data_dir: PathBuf,
     /// The key that encrypts stored mail passwords. Must be outside `data_dir`, so a copy of

@@ -30,6 +30,7 @@ pub async fn run(dir: &Path, listen: &str) -> Result<()> {
 
     let config = Config {
         listen: listen.to_string(),
+        public_url: None,
         data_dir: dir.join("data"),
         key_file: Some(dir.join("key/secret.key")),
         user: vec![UserConfig {
@@ -58,8 +59,9 @@ pub async fn run(dir: &Path, listen: &str) -> Result<()> {
          A private Dovecot runs on 127.0.0.1 (IMAPS {imaps}, IMAP+STARTTLS {imap}, POP3 {pop3}, LMTP {lmtp})\n\
          with {n} sample messages for {MAIL_USER} (password {MAIL_PASSWORD}); its CA is {ca}.\n\
          Tidings syncs it into {data_dir}.\n\n\
-         Tidings user: {DEMO_USER} / {DEMO_PASSWORD}. The JMAP API and the web client on http://{listen}/\n\
-         arrive with the next milestones; today the demo shows the sync engine:\n\
+         Tidings user: {DEMO_USER} / {DEMO_PASSWORD}. The JMAP session resource (the JMAP methods and\n\
+         the web client arrive with the next milestones):\n\
+         \x20 curl -u {DEMO_USER}:{DEMO_PASSWORD} http://{listen}/.well-known/jmap\n\
          \x20 watch the sync:   tidings account list --data-dir {data_dir} --key-file {key_file}\n\
          \x20 change the mail: with any IMAP client on port {imap} (or LMTP on {lmtp}); each\n\
          \x20 change reaches the store within milliseconds (NOTIFY) and shows in the log below.\n\n\

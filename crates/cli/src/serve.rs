@@ -126,12 +126,25 @@ pub async fn run(config: Config, stop: impl Future<Output = ()>) -> Result<()> {
         let key = key.clone();
         Arc::new(move |a: &store::AccountRecord| key.decrypt(&a.server.password_enc))
     };
+    let listener = tokio::net::TcpListener::bind(&config.listen)
+        .await
+        .with_context(|| format!("listening on {}", config.listen))?;
+    let local = listener.local_addr()?;
+    let base_url = config
+        .public_url
+        .clone()
+        .unwrap_or_else(|| format!("http://{local}"));
+    let api_state = Arc::new(api::AppState::new(store.clone(), &base_url));
+    let (http_stop_tx, http_stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let http = tokio::spawn(api::serve(listener, api_state, async move {
+        let _ = http_stop_rx.await;
+    }));
+
     let mut engine = Engine::new(store.clone(), passwords);
     engine.start_all().await?;
     tracing::info!(data_dir = %config.data_dir.display(), accounts = engine.running().len(),
         "tidings is running");
-    tracing::info!(listen = %config.listen,
-        "the HTTP listener (JMAP, push, web client) is not in this build yet");
+    tracing::info!(url = %format!("{base_url}/.well-known/jmap"), "JMAP session resource");
     tokio::pin!(stop);
     loop {
         tokio::select! {
@@ -144,6 +157,12 @@ pub async fn run(config: Config, stop: impl Future<Output = ()>) -> Result<()> {
         }
     }
     tracing::info!("stopping");
+    let _ = http_stop_tx.send(());
     engine.shutdown().await;
+    match http.await {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => tracing::error!(error = %e, "HTTP server failed"),
+        Err(e) => tracing::error!(error = %e, "HTTP server task failed"),
+    }
     Ok(())
 }

@@ -35,7 +35,7 @@ async fn passwords_are_encrypted_and_never_logged() -> Result<()> {
     std::fs::write(
         &config,
         format!(
-            "data_dir = \"{}\"\nkey_file = \"{}\"\n[[user]]\nname = \"alice\"\npassword = \"{TIDINGS_PW}\"\n{}{}",
+            "listen = \"127.0.0.1:0\"\ndata_dir = \"{}\"\nkey_file = \"{}\"\n[[user]]\nname = \"alice\"\npassword = \"{TIDINGS_PW}\"\n{}{}",
             data.display(),
             key.display(),
             account("good", "good@example.org", RIGHT),

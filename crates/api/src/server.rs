@@ -1,0 +1,229 @@
+//! The router: the Session resource (RFC 8620 2) at `/.well-known/jmap` and
+//! `/jmap/session`, and the API endpoint (3.1) at `/jmap/api`. Every route authenticates;
+//! errors never leak internals (a JMAP error, a problem+json, or a bare status).
+
+use crate::auth::{AuthError, Authenticator, Principal};
+use axum::Router;
+use axum::body::{Body, to_bytes};
+use axum::extract::{ConnectInfo, Request, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use jmap_proto::capability::{CoreCapability, SessionCapabilities};
+use jmap_proto::{Account, Id, RequestLimits, Session, parse_request};
+use sha2::{Digest, Sha256};
+use std::collections::BTreeMap;
+use std::future::Future;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::sync::Arc;
+use store::Store;
+
+/// What every handler shares.
+pub struct AppState {
+    pub store: Arc<dyn Store>,
+    pub auth: Authenticator,
+    pub core: CoreCapability,
+    /// The URL clients reach this server at, without a trailing slash
+    /// (`http://127.0.0.1:8080`); the Session's URLs are built from it.
+    pub base_url: String,
+}
+
+impl AppState {
+    pub fn new(store: Arc<dyn Store>, base_url: &str) -> Self {
+        AppState {
+            auth: Authenticator::new(store.clone()),
+            store,
+            core: CoreCapability::default(),
+            base_url: base_url.trim_end_matches('/').to_string(),
+        }
+    }
+}
+
+pub fn router(state: Arc<AppState>) -> Router {
+    Router::new()
+        .route("/.well-known/jmap", get(session))
+        .route("/jmap/session", get(session))
+        .route("/jmap/api", post(api))
+        .with_state(state)
+}
+
+/// Serves until `shutdown` completes, then lets running requests finish.
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    state: Arc<AppState>,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    axum::serve(
+        listener,
+        router(state).into_make_service_with_connect_info::<SocketAddr>(),
+    )
+    .with_graceful_shutdown(shutdown)
+    .await
+}
+
+fn client_ip(req_ext: &axum::http::Extensions) -> IpAddr {
+    req_ext
+        .get::<ConnectInfo<SocketAddr>>()
+        .map(|c| c.0.ip())
+        .unwrap_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED))
+}
+
+fn auth_failure(e: AuthError) -> Response {
+    match e {
+        AuthError::Missing | AuthError::Invalid => {
+            let mut r = (StatusCode::UNAUTHORIZED, e.to_string()).into_response();
+            r.headers_mut().insert(
+                header::WWW_AUTHENTICATE,
+                HeaderValue::from_static("Basic realm=\"Tidings\", charset=\"UTF-8\""),
+            );
+            r
+        }
+        AuthError::RateLimited(secs) => {
+            let mut r = (StatusCode::TOO_MANY_REQUESTS, e.to_string()).into_response();
+            if let Ok(v) = HeaderValue::from_str(&secs.to_string()) {
+                r.headers_mut().insert(header::RETRY_AFTER, v);
+            }
+            r
+        }
+        AuthError::Unavailable => (StatusCode::SERVICE_UNAVAILABLE, e.to_string()).into_response(),
+    }
+}
+
+async fn authenticate(
+    state: &AppState,
+    headers: &HeaderMap,
+    ip: IpAddr,
+) -> Result<Principal, Response> {
+    let value = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok());
+    state
+        .auth
+        .authenticate(value, ip)
+        .await
+        .map_err(auth_failure)
+}
+
+/// JMAP account id of a store account.
+pub(crate) fn account_id(id: mail_types::AccountId) -> Option<Id> {
+    Id::new(format!("a{}", id.0)).ok()
+}
+
+async fn build_session(state: &AppState, principal: &Principal) -> Result<Session, Response> {
+    let accounts = state
+        .store
+        .list_accounts()
+        .await
+        .map_err(|_| StatusCode::SERVICE_UNAVAILABLE.into_response())?;
+    let mut map = BTreeMap::new();
+    let mut digest = Sha256::new();
+    for a in accounts.into_iter().filter(|a| a.user == principal.user) {
+        let Some(id) = account_id(a.id) else { continue };
+        digest.update(id.as_str().as_bytes());
+        digest.update(a.name.as_bytes());
+        map.insert(
+            id,
+            Account {
+                name: a.name,
+                is_personal: true,
+                is_read_only: false,
+                account_capabilities: Default::default(),
+            },
+        );
+    }
+    let primary = map
+        .keys()
+        .next()
+        .map(|id| {
+            let mut p = BTreeMap::new();
+            p.insert(jmap_proto::capability::CORE.to_string(), id.clone());
+            p
+        })
+        .unwrap_or_default();
+    let base = &state.base_url;
+    Ok(Session {
+        capabilities: SessionCapabilities::core(state.core.clone()),
+        accounts: map,
+        primary_accounts: primary,
+        username: principal.name.clone(),
+        api_url: format!("{base}/jmap/api"),
+        download_url: format!(
+            "{base}/jmap/download/{{accountId}}/{{blobId}}/{{name}}?type={{type}}"
+        ),
+        upload_url: format!("{base}/jmap/upload/{{accountId}}/"),
+        event_source_url: format!(
+            "{base}/jmap/eventsource?types={{types}}&closeafter={{closeafter}}&ping={{ping}}"
+        ),
+        state: jmap_proto::State::from(hex::encode(&digest.finalize()[..8])),
+    })
+}
+
+async fn session(State(state): State<Arc<AppState>>, req: Request) -> Response {
+    let ip = client_ip(req.extensions());
+    let principal = match authenticate(&state, req.headers(), ip).await {
+        Ok(p) => p,
+        Err(r) => return r,
+    };
+    match build_session(&state, &principal).await {
+        Ok(s) => json_response(StatusCode::OK, "application/json", &s),
+        Err(r) => r,
+    }
+}
+
+fn json_response<T: serde::Serialize>(
+    status: StatusCode,
+    content_type: &'static str,
+    v: &T,
+) -> Response {
+    match serde_json::to_vec(v) {
+        Ok(body) => {
+            let mut r = (status, body).into_response();
+            r.headers_mut()
+                .insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
+            r
+        }
+        Err(_) => StatusCode::INTERNAL_SERVER_ERROR.into_response(),
+    }
+}
+
+fn problem(e: jmap_proto::RequestError) -> Response {
+    let status = StatusCode::from_u16(e.status).unwrap_or(StatusCode::BAD_REQUEST);
+    let mut r = (status, e.to_json()).into_response();
+    r.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static(jmap_proto::error::PROBLEM_JSON),
+    );
+    r
+}
+
+async fn api(State(state): State<Arc<AppState>>, req: Request) -> Response {
+    let ip = client_ip(req.extensions());
+    let principal = match authenticate(&state, req.headers(), ip).await {
+        Ok(p) => p,
+        Err(r) => return r,
+    };
+    let limit = usize::try_from(state.core.max_size_request).unwrap_or(usize::MAX);
+    // Read one byte past the limit, so an oversized request is told `limit`, not cut.
+    let body: Body = req.into_body();
+    let bytes = match to_bytes(body, limit.saturating_add(1)).await {
+        Ok(b) => b,
+        Err(_) => {
+            return problem(jmap_proto::RequestError::limit(
+                "maxSizeRequest",
+                "the request is larger than maxSizeRequest",
+            ));
+        }
+    };
+    let limits = RequestLimits::from(&state.core);
+    let supported = [jmap_proto::capability::CORE];
+    let request = match parse_request(&bytes, &limits, &supported) {
+        Ok(r) => r,
+        Err(e) => return problem(e),
+    };
+    let session_state = match build_session(&state, &principal).await {
+        Ok(s) => s.state,
+        Err(r) => return r,
+    };
+    let response = crate::jmap::dispatch(&principal, request, session_state).await;
+    json_response(StatusCode::OK, "application/json", &response)
+}

@@ -1,0 +1,182 @@
+//! The HTTP API through the router (no socket): authentication, the Session resource,
+//! request-level and method-level errors.
+
+use api::auth::hash_password;
+use api::{AppState, router};
+use axum::body::Body;
+use axum::http::{Request, StatusCode, header};
+use base64::Engine;
+use http_body_util::BodyExt;
+use mail_types::{AccountKind, Security};
+use serde_json::{Value, json};
+use std::sync::Arc;
+use store::{NewAccount, ServerSettings, SqliteStore, Store};
+use tower::ServiceExt;
+
+async fn setup() -> axum::Router {
+    let store: Arc<dyn Store> = Arc::new(SqliteStore::open_in_memory().unwrap());
+    for (user, acc) in [("alice", "work"), ("bob", "home")] {
+        let id = store
+            .create_user(user, &hash_password("pw").unwrap())
+            .await
+            .unwrap();
+        store
+            .create_account(&NewAccount {
+                user: id,
+                name: acc.into(),
+                kind: AccountKind::Imap,
+                server: ServerSettings {
+                    host: "h".into(),
+                    port: 1,
+                    security: Security::None,
+                    username: "u".into(),
+                    password_enc: vec![],
+                    ca_file: None,
+                },
+                smtp: None,
+                pop3_delete_after_days: None,
+            })
+            .await
+            .unwrap();
+    }
+    router(Arc::new(AppState::new(store, "http://127.0.0.1:8080")))
+}
+
+fn basic(user: &str) -> String {
+    format!(
+        "Basic {}",
+        base64::engine::general_purpose::STANDARD.encode(format!("{user}:pw"))
+    )
+}
+
+async fn call(app: &axum::Router, req: Request<Body>) -> (StatusCode, Option<String>, Vec<u8>) {
+    let resp = app.clone().oneshot(req).await.unwrap();
+    let status = resp.status();
+    let ctype = resp
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .map(|v| v.to_str().unwrap().to_string());
+    let body = resp
+        .into_body()
+        .collect()
+        .await
+        .unwrap()
+        .to_bytes()
+        .to_vec();
+    (status, ctype, body)
+}
+
+async fn post(app: &axum::Router, body: impl Into<Body>) -> (StatusCode, Option<String>, Value) {
+    let req = Request::post("/jmap/api")
+        .header(header::AUTHORIZATION, basic("alice"))
+        .header(header::CONTENT_TYPE, "application/json")
+        .body(body.into())
+        .unwrap();
+    let (s, c, b) = call(app, req).await;
+    (s, c, serde_json::from_slice(&b).unwrap_or(Value::Null))
+}
+
+#[tokio::test]
+async fn session_needs_auth_and_shows_only_the_users_accounts() {
+    let app = setup().await;
+    let (s, _, _) = call(
+        &app,
+        Request::get("/.well-known/jmap")
+            .body(Body::empty())
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(s, StatusCode::UNAUTHORIZED);
+    let req = Request::get("/.well-known/jmap")
+        .header(header::AUTHORIZATION, basic("alice"))
+        .body(Body::empty())
+        .unwrap();
+    let (s, ctype, body) = call(&app, req).await;
+    assert_eq!(s, StatusCode::OK);
+    assert_eq!(ctype.as_deref(), Some("application/json"));
+    let v: Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!(v["username"], "alice");
+    assert_eq!(v["apiUrl"], "http://127.0.0.1:8080/jmap/api");
+    let accounts = v["accounts"].as_object().unwrap();
+    assert_eq!(accounts.len(), 1);
+    assert_eq!(accounts.values().next().unwrap()["name"], "work");
+    assert!(v["capabilities"]["urn:ietf:params:jmap:core"]["maxCallsInRequest"].is_u64());
+}
+
+#[tokio::test]
+async fn echo_and_method_errors() {
+    let app = setup().await;
+    let (s, _, v) = post(
+        &app,
+        json!({
+            "using": ["urn:ietf:params:jmap:core"],
+            "methodCalls": [
+                ["Core/echo", {"hello": true, "n": [1, 2]}, "c1"],
+                ["Mailbox/nothing", {}, "c2"],
+                ["Core/echo", {"#ids": {"resultOf": "c9", "name": "Core/echo", "path": "/n"}}, "c3"],
+                ["Core/echo", {"#n": {"resultOf": "c1", "name": "Core/echo", "path": "/n"}}, "c4"]
+            ]
+        })
+        .to_string(),
+    )
+    .await;
+    assert_eq!(s, StatusCode::OK);
+    let r = v["methodResponses"].as_array().unwrap();
+    assert_eq!(
+        r[0],
+        json!(["Core/echo", {"hello": true, "n": [1, 2]}, "c1"])
+    );
+    assert_eq!(r[1][0], "error");
+    assert_eq!(r[1][1]["type"], "unknownMethod");
+    assert_eq!(r[2][1]["type"], "invalidResultReference");
+    assert_eq!(r[3], json!(["Core/echo", {"n": [1, 2]}, "c4"]));
+    assert!(v["sessionState"].is_string());
+}
+
+#[tokio::test]
+async fn request_errors_are_problem_json() {
+    let app = setup().await;
+    let cases: Vec<(Vec<u8>, &str)> = vec![
+        (b"{not json".to_vec(), "urn:ietf:params:jmap:error:notJSON"),
+        (vec![0xff, 0xfe, 0x00], "urn:ietf:params:jmap:error:notJSON"),
+        (br#"{"using": [], "methodCalls": 3}"#.to_vec(), "urn:ietf:params:jmap:error:notRequest"),
+        (
+            json!({"using": ["urn:example:nope"], "methodCalls": []}).to_string().into_bytes(),
+            "urn:ietf:params:jmap:error:unknownCapability",
+        ),
+        (
+            json!({
+                "using": ["urn:ietf:params:jmap:core"],
+                "methodCalls": (0..10_000).map(|i| json!(["Core/echo", {}, format!("c{i}")])).collect::<Vec<_>>()
+            })
+            .to_string()
+            .into_bytes(),
+            "urn:ietf:params:jmap:error:limit",
+        ),
+        (vec![b' '; 10_000_001], "urn:ietf:params:jmap:error:limit"),
+    ];
+    for (body, want) in cases {
+        let (s, ctype, v) = post(&app, body).await;
+        assert_eq!(s, StatusCode::BAD_REQUEST, "{want}");
+        assert_eq!(ctype.as_deref(), Some("application/problem+json"), "{want}");
+        assert_eq!(v["type"], want);
+    }
+}
+
+#[tokio::test]
+async fn wrong_password_is_401_and_then_rate_limited() {
+    let app = setup().await;
+    let bad = format!(
+        "Basic {}",
+        base64::engine::general_purpose::STANDARD.encode("alice:nope")
+    );
+    let mut last = StatusCode::OK;
+    for _ in 0..12 {
+        let req = Request::get("/jmap/session")
+            .header(header::AUTHORIZATION, &bad)
+            .body(Body::empty())
+            .unwrap();
+        last = call(&app, req).await.0;
+    }
+    assert_eq!(last, StatusCode::TOO_MANY_REQUESTS);
+}

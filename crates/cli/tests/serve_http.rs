@@ -1,0 +1,92 @@
+//! `tidings serve` answers the JMAP Session resource on its `listen` address, for Basic and
+//! for an API token made with `tidings token create`.
+
+use anyhow::{Context, Result, bail};
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+fn free_port() -> Result<u16> {
+    Ok(std::net::TcpListener::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port())
+}
+
+/// One HTTP/1.1 GET over a fresh connection; returns the status code and the body.
+fn get(port: u16, path: &str, authorization: &str) -> Result<(u16, String)> {
+    let mut s = TcpStream::connect(("127.0.0.1", port))?;
+    s.set_read_timeout(Some(Duration::from_secs(10)))?;
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: {authorization}\r\nConnection: close\r\n\r\n"
+    )?;
+    let mut out = String::new();
+    s.read_to_string(&mut out)?;
+    let status = out
+        .split(' ')
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .context("status line")?;
+    let body = out
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_string())
+        .unwrap_or_default();
+    Ok((status, body))
+}
+
+#[test]
+fn serve_answers_the_session_resource() -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let port = free_port()?;
+    let config = dir.path().join("t.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "listen = \"127.0.0.1:{port}\"\ndata_dir = \"{}\"\nkey_file = \"{}\"\n\
+             [[user]]\nname = \"alice\"\npassword = \"pw\"\n",
+            dir.path().join("data").display(),
+            dir.path().join("key/k").display()
+        ),
+    )?;
+    let bin = env!("CARGO_BIN_EXE_tidings");
+    let mut child = Command::new(bin)
+        .args(["serve", "--config"])
+        .arg(&config)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()?;
+    let basic = "Basic YWxpY2U6cHc="; // alice:pw
+    let start = Instant::now();
+    let result = loop {
+        match get(port, "/.well-known/jmap", basic) {
+            Ok(r) => break r,
+            Err(_) if start.elapsed() < Duration::from_secs(30) => {
+                std::thread::sleep(Duration::from_millis(50))
+            }
+            Err(e) => {
+                let _ = child.kill();
+                bail!("serve never answered: {e}");
+            }
+        }
+    };
+    assert_eq!(result.0, 200, "{}", result.1);
+    let v: serde_json::Value = serde_json::from_str(&result.1)?;
+    assert_eq!(v["username"], "alice");
+    assert_eq!(v["apiUrl"], format!("http://127.0.0.1:{port}/jmap/api"));
+
+    let out = Command::new(bin)
+        .args(["token", "create", "--user", "alice", "--config"])
+        .arg(&config)
+        .stderr(Stdio::null())
+        .output()?;
+    let token = String::from_utf8(out.stdout)?.trim().to_string();
+    assert!(token.starts_with("tid_"));
+    let (status, _) = get(port, "/jmap/session", &format!("Bearer {token}"))?;
+    assert_eq!(status, 200);
+    let (status, _) = get(port, "/jmap/session", "Bearer tid_wrong")?;
+    assert_eq!(status, 401);
+    child.kill()?;
+    child.wait()?;
+    Ok(())
+}
