@@ -1,3 +1,4 @@
+#![allow(clippy::unwrap_used)] // a test: a failed unwrap is a failed test
 //! The HTTP API through the router (no socket): authentication, the Session resource,
 //! request-level and method-level errors.
 
