@@ -11,6 +11,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use jmap_proto::capability::{CoreCapability, SessionCapabilities};
 use jmap_proto::{Account, Id, RequestLimits, Session, parse_request};
+
 use sha2::{Digest, Sha256};
 use std::collections::BTreeMap;
 use std::future::Future;
@@ -106,7 +107,19 @@ async fn authenticate(
 
 /// JMAP account id of a store account.
 pub(crate) fn account_id(id: mail_types::AccountId) -> Option<Id> {
-    Id::new(format!("a{}", id.0)).ok()
+    crate::jmap::ids::id('a', id.0)
+}
+
+/// RFC 8621 1.3.1. Mailbox creation comes with write-back (issue 5).
+fn mail_capability() -> jmap_proto::capability::MailCapability {
+    jmap_proto::capability::MailCapability {
+        max_mailboxes_per_email: None,
+        max_mailbox_depth: None,
+        max_size_mailbox_name: 490,
+        max_size_attachments_per_email: 50_000_000,
+        email_query_sort_options: vec!["receivedAt".into()],
+        may_create_top_level_mailbox: false,
+    }
 }
 
 async fn build_session(state: &AppState, principal: &Principal) -> Result<Session, Response> {
@@ -127,7 +140,10 @@ async fn build_session(state: &AppState, principal: &Principal) -> Result<Sessio
                 name: a.name,
                 is_personal: true,
                 is_read_only: false,
-                account_capabilities: Default::default(),
+                account_capabilities: jmap_proto::capability::AccountCapabilities {
+                    mail: Some(mail_capability()),
+                    ..Default::default()
+                },
             },
         );
     }
@@ -137,12 +153,17 @@ async fn build_session(state: &AppState, principal: &Principal) -> Result<Sessio
         .map(|id| {
             let mut p = BTreeMap::new();
             p.insert(jmap_proto::capability::CORE.to_string(), id.clone());
+            p.insert(jmap_proto::capability::MAIL.to_string(), id.clone());
             p
         })
         .unwrap_or_default();
     let base = &state.base_url;
     Ok(Session {
-        capabilities: SessionCapabilities::core(state.core.clone()),
+        capabilities: {
+            let mut c = SessionCapabilities::core(state.core.clone());
+            c.mail = Some(Default::default());
+            c
+        },
         accounts: map,
         primary_accounts: primary,
         username: principal.name.clone(),
@@ -215,15 +236,26 @@ async fn api(State(state): State<Arc<AppState>>, req: Request) -> Response {
         }
     };
     let limits = RequestLimits::from(&state.core);
-    let supported = [jmap_proto::capability::CORE];
+    let supported = [jmap_proto::capability::CORE, jmap_proto::capability::MAIL];
     let request = match parse_request(&bytes, &limits, &supported) {
         Ok(r) => r,
         Err(e) => return problem(e),
     };
-    let session_state = match build_session(&state, &principal).await {
-        Ok(s) => s.state,
+    let session = match build_session(&state, &principal).await {
+        Ok(s) => s,
         Err(r) => return r,
     };
-    let response = crate::jmap::dispatch(&principal, request, session_state).await;
+    let accounts: Vec<mail_types::AccountId> = session
+        .accounts
+        .keys()
+        .filter_map(|id| crate::jmap::ids::parse('a', id.as_str()))
+        .map(mail_types::AccountId)
+        .collect();
+    let ctx = crate::jmap::Ctx {
+        store: &state.store,
+        accounts: &accounts,
+        max_objects_in_get: usize::try_from(state.core.max_objects_in_get).unwrap_or(500),
+    };
+    let response = crate::jmap::dispatch(&principal, &ctx, request, session.state).await;
     json_response(StatusCode::OK, "application/json", &response)
 }

@@ -15,6 +15,11 @@ use store::{NewAccount, ServerSettings, SqliteStore, Store};
 use tower::ServiceExt;
 
 async fn setup() -> axum::Router {
+    setup_store().await.0
+}
+
+/// The router and the store behind it; alice's account is `a1` with an INBOX and Archive.
+async fn setup_store() -> (axum::Router, Arc<dyn Store>) {
     let store: Arc<dyn Store> = Arc::new(SqliteStore::open_in_memory().unwrap());
     for (user, acc) in [("alice", "work"), ("bob", "home")] {
         let id = store
@@ -40,7 +45,34 @@ async fn setup() -> axum::Router {
             .await
             .unwrap();
     }
-    router(Arc::new(AppState::new(store, "http://127.0.0.1:8080")))
+    let alice = mail_types::AccountId(1);
+    let remote = |name: &str, v: u32| store::RemoteMailbox {
+        raw_name: name.into(),
+        name: name.into(),
+        delimiter: Some("/".into()),
+        role: (name == "INBOX").then_some(mail_types::Role::Inbox),
+        subscribed: true,
+        selectable: true,
+        uidvalidity: Some(v),
+    };
+    store
+        .apply_mailbox_list(
+            alice,
+            &[
+                remote("INBOX", 1),
+                remote("Archive", 2),
+                remote("Archive/2026", 3),
+            ],
+        )
+        .await
+        .unwrap();
+    (
+        router(Arc::new(AppState::new(
+            store.clone(),
+            "http://127.0.0.1:8080",
+        ))),
+        store,
+    )
 }
 
 fn basic(user: &str) -> String {
@@ -180,4 +212,85 @@ async fn wrong_password_is_401_and_then_rate_limited() {
         last = call(&app, req).await.0;
     }
     assert_eq!(last, StatusCode::TOO_MANY_REQUESTS);
+}
+
+fn mail_call(calls: Value) -> String {
+    json!({"using": ["urn:ietf:params:jmap:core", "urn:ietf:params:jmap:mail"], "methodCalls": calls})
+        .to_string()
+}
+
+#[tokio::test]
+async fn mailbox_get_and_changes() {
+    let (app, _store) = setup_store().await;
+    let (_, _, v) = post(
+        &app,
+        mail_call(json!([
+            ["Mailbox/get", {"accountId": "a1"}, "g"],
+            ["Mailbox/get", {"accountId": "a2"}, "foreign"],
+            ["Mailbox/get", {"accountId": "a1", "ids": ["m1", "m999", "e1"], "properties": ["name", "role"]}, "some"],
+            ["Mailbox/get", {"accountId": "a1", "properties": ["subject"]}, "badprop"],
+            ["Mailbox/changes", {"accountId": "a1", "sinceState": "0"}, "ch"],
+            ["Mailbox/changes", {"accountId": "a1", "sinceState": "0", "maxChanges": 1}, "ch1"],
+            ["Mailbox/changes", {"accountId": "a1", "sinceState": "nonsense"}, "bad"],
+            ["Mailbox/changes", {"accountId": "a1", "sinceState": "999"}, "future"],
+            ["Email/changes", {"accountId": "a1", "sinceState": "0"}, "em"]
+        ])),
+    )
+    .await;
+    let r = v["methodResponses"].as_array().unwrap();
+    let get = &r[0][1];
+    let list = get["list"].as_array().unwrap();
+    assert_eq!(list.len(), 3);
+    let inbox = list.iter().find(|m| m["role"] == "inbox").unwrap();
+    assert_eq!(inbox["name"], "INBOX");
+    assert_eq!(inbox["totalEmails"], 0);
+    assert_eq!(inbox["parentId"], Value::Null);
+    let child = list.iter().find(|m| m["name"] == "2026").unwrap();
+    let parent = list.iter().find(|m| m["name"] == "Archive").unwrap();
+    assert_eq!(
+        child["parentId"], parent["id"],
+        "names are per level, parents by id"
+    );
+    assert!(get["state"].is_string());
+    assert_eq!(r[1][1]["type"], "accountNotFound");
+    assert_eq!(r[2][1]["list"].as_array().unwrap().len(), 1);
+    assert_eq!(r[2][1]["notFound"], json!(["m999", "e1"]));
+    assert_eq!(r[3][1]["type"], "invalidArguments");
+    let ch = &r[4][1];
+    assert_eq!(ch["created"].as_array().unwrap().len(), 3);
+    assert_eq!(ch["hasMoreChanges"], false);
+    assert_eq!(ch["newState"], get["state"]);
+    assert_eq!(r[5][1]["created"].as_array().unwrap().len(), 1);
+    assert_eq!(r[5][1]["hasMoreChanges"], true);
+    assert_eq!(r[6][1]["type"], "cannotCalculateChanges");
+    assert_eq!(r[7][1]["type"], "cannotCalculateChanges");
+    assert_eq!(r[8][1]["created"], json!([]));
+
+    // Following the pages of one change at a time reaches the same state.
+    let mut state = json!("0");
+    let mut created = Vec::new();
+    for _ in 0..10 {
+        let (_, _, v) = post(
+            &app,
+            mail_call(json!([["Mailbox/changes", {"accountId": "a1", "sinceState": state, "maxChanges": 1}, "p"]])),
+        )
+        .await;
+        let page = &v["methodResponses"][0][1];
+        created.extend(page["created"].as_array().unwrap().iter().cloned());
+        state = page["newState"].clone();
+        if page["hasMoreChanges"] == false {
+            break;
+        }
+    }
+    assert_eq!(created.len(), 3);
+    assert_eq!(state, get["state"]);
+
+    // Mail methods need the mail capability in `using`.
+    let (_, _, v) = post(
+        &app,
+        json!({"using": ["urn:ietf:params:jmap:core"], "methodCalls": [["Mailbox/get", {"accountId": "a1"}, "x"]]})
+            .to_string(),
+    )
+    .await;
+    assert_eq!(v["methodResponses"][0][1]["type"], "unknownMethod");
 }

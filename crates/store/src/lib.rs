@@ -102,5 +102,16 @@ pub trait Store: Send + Sync + 'static {
     async fn mailbox_messages(&self, mailbox: MailboxId) -> Result<Vec<MessageSummary>>;
     async fn blob(&self, blob_id: &str) -> Result<Option<Vec<u8>>>;
     async fn changes_since(&self, account: AccountId, since: State) -> Result<Vec<Change>>;
+    /// The changes of one object type after `since`, at most `max` objects, never splitting
+    /// one state (one transaction) across pages.
+    async fn changes_page(
+        &self,
+        account: AccountId,
+        object: ObjectType,
+        since: ChangePosition,
+        max: usize,
+    ) -> Result<std::result::Result<ChangesPage, ChangesError>>;
+    /// Every mailbox of the account with its JMAP counts.
+    async fn mailbox_views(&self, account: AccountId) -> Result<Vec<MailboxView>>;
     async fn search(&self, account: AccountId, query: &str) -> Result<Vec<mail_types::EmailId>>;
 }

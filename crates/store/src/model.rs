@@ -232,6 +232,60 @@ pub struct Change {
     pub op: ChangeOp,
 }
 
+/// A mailbox as JMAP shows it (RFC 8621 2), with its counts.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MailboxView {
+    pub id: MailboxId,
+    /// The last segment of the full name (JMAP names are per level).
+    pub name: String,
+    pub parent: Option<MailboxId>,
+    pub role: Option<Role>,
+    pub subscribed: bool,
+    pub selectable: bool,
+    pub total_emails: u32,
+    pub unread_emails: u32,
+    pub total_threads: u32,
+    pub unread_threads: u32,
+}
+
+/// A point in an account's change log: everything up to change row `row` of state
+/// `state` has been seen. A whole state is `row == i64::MAX`; a page that had to stop in
+/// the middle of one transaction's changes (more objects than `maxChanges`) ends at a
+/// row inside it, so pages never exceed the limit and never lose a change.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub struct ChangePosition {
+    pub state: i64,
+    pub row: i64,
+}
+
+impl ChangePosition {
+    pub fn whole(state: State) -> Self {
+        ChangePosition {
+            state: state.0,
+            row: i64::MAX,
+        }
+    }
+}
+
+/// One page of the change log for one object type (RFC 8620 5.2 semantics: an object
+/// created and destroyed within the page is left out; created then updated is created).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ChangesPage {
+    pub created: Vec<i64>,
+    pub updated: Vec<i64>,
+    pub destroyed: Vec<i64>,
+    /// Where the page brings the client.
+    pub new_position: ChangePosition,
+    pub has_more: bool,
+}
+
+/// Why changes cannot be given from a state.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ChangesError {
+    /// The state is not one this account had (in the future, or from another store).
+    UnknownState,
+}
+
 /// A message a POP3 account has retrieved.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Pop3Entry {

@@ -439,3 +439,86 @@ async fn renames_keep_the_mailbox_and_parents_follow_names() {
         .expect("list");
     assert_eq!(out.destroyed.len(), 2);
 }
+
+#[tokio::test]
+async fn changes_come_in_pages_that_never_exceed_max() {
+    let (s, a) = setup().await;
+    s.apply_mailbox_list(a, &[remote("INBOX", 7)])
+        .await
+        .expect("list");
+    let inbox = mailbox(&s, a, "INBOX").await;
+    let start = s.account_state(a).await.expect("state");
+    // Five Emails in one transaction: pages must split inside it.
+    let copies = (1..=5)
+        .map(|i| copy(i, &msg(&format!("p{i}"), &[], &format!("s{i}")), &[]))
+        .collect();
+    add(&s, a, inbox, copies).await;
+    let mut pos = ChangePosition::whole(start);
+    let mut seen = Vec::new();
+    for round in 0..10 {
+        let page = s
+            .changes_page(a, ObjectType::Email, pos, 2)
+            .await
+            .expect("page")
+            .expect("known state");
+        assert!(page.created.len() + page.updated.len() + page.destroyed.len() <= 2);
+        seen.extend(page.created.clone());
+        pos = page.new_position;
+        if !page.has_more {
+            assert!(round >= 2, "five changes need three pages of two");
+            break;
+        }
+    }
+    seen.sort();
+    seen.dedup();
+    assert_eq!(seen.len(), 5);
+    assert_eq!(
+        pos,
+        ChangePosition::whole(s.account_state(a).await.expect("state"))
+    );
+
+    // Nothing since the current state; an unknown state is refused.
+    let none = s
+        .changes_page(a, ObjectType::Email, pos, 100)
+        .await
+        .expect("page")
+        .expect("known");
+    assert!(none.created.is_empty() && !none.has_more);
+    let future = ChangePosition::whole(State(pos.state + 10));
+    assert_eq!(
+        s.changes_page(a, ObjectType::Email, future, 10)
+            .await
+            .expect("page"),
+        Err(ChangesError::UnknownState)
+    );
+
+    // Created then destroyed between two states: not reported at all.
+    let before = s.account_state(a).await.expect("state");
+    add(&s, a, inbox, vec![copy(9, &msg("tmp", &[], "tmp"), &[])]).await;
+    s.apply_mailbox_changes(
+        a,
+        inbox,
+        MailboxChanges {
+            expunged: vec![Uid(9)],
+            ..MailboxChanges::default()
+        },
+    )
+    .await
+    .expect("expunge");
+    s.collect_orphans(a).await.expect("gc");
+    let page = s
+        .changes_page(a, ObjectType::Email, ChangePosition::whole(before), 100)
+        .await
+        .expect("page")
+        .expect("known");
+    assert!(
+        page.created.is_empty() && page.destroyed.is_empty(),
+        "{page:?}"
+    );
+    // Mailbox counts follow.
+    let views = s.mailbox_views(a).await.expect("views");
+    let inbox_view = views.iter().find(|v| v.id == inbox).expect("inbox");
+    assert_eq!(inbox_view.total_emails, 5);
+    assert_eq!(inbox_view.unread_emails, 5);
+    assert_eq!(inbox_view.total_threads, 5);
+}

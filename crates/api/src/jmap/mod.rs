@@ -1,15 +1,63 @@
 //! Method dispatch (RFC 8620 3.3-3.6): each invocation in order, result references
-//! resolved against the responses so far, errors as data in the response.
+//! resolved against the responses so far, errors as data in the response. One file per
+//! object as the methods land.
+
+mod changes;
+pub(crate) mod ids;
+mod mailbox;
 
 use crate::auth::Principal;
-use jmap_proto::{Invocation, MethodError, MethodErrorType, Request, Response, resolve_references};
+use jmap_proto::{
+    Id, Invocation, MethodError, MethodErrorType, Request, Response, resolve_references,
+};
+use mail_types::AccountId;
+use serde_json::{Map, Value};
+use std::sync::Arc;
+use store::{ObjectType, Store};
+
+/// What a method sees: the store, the caller and their accounts.
+pub(crate) struct Ctx<'a> {
+    pub store: &'a Arc<dyn Store>,
+    pub accounts: &'a [AccountId],
+    pub max_objects_in_get: usize,
+}
+
+impl Ctx<'_> {
+    /// RFC 8620 3.6.2: an account that is not the caller's is `accountNotFound`, exactly
+    /// like one that does not exist.
+    fn account(&self, id: &Id) -> Result<AccountId, MethodError> {
+        ids::parse('a', id.as_str())
+            .map(AccountId)
+            .filter(|a| self.accounts.contains(a))
+            .ok_or_else(|| MethodError::new(MethodErrorType::AccountNotFound))
+    }
+
+    async fn store_state(&self, account: AccountId) -> Result<mail_types::State, MethodError> {
+        self.store
+            .account_state(account)
+            .await
+            .map_err(|e| MethodError::server_fail(e.to_string()))
+    }
+}
+
+pub(crate) fn to_map<T: serde::Serialize>(v: &T) -> Result<Map<String, Value>, MethodError> {
+    match serde_json::to_value(v) {
+        Ok(Value::Object(m)) => Ok(m),
+        _ => Err(MethodError::server_fail("response did not serialize")),
+    }
+}
 
 /// Runs every method call of a request.
 pub(crate) async fn dispatch(
     _principal: &Principal,
+    ctx: &Ctx<'_>,
     request: Request,
     session_state: jmap_proto::State,
 ) -> Response {
+    let mail = request
+        .using
+        .iter()
+        .any(|u| u == jmap_proto::capability::MAIL);
     let mut response = Response::new(session_state, request.created_ids.clone());
     for call in request.method_calls {
         let Invocation {
@@ -24,6 +72,17 @@ pub(crate) async fn dispatch(
         let result = match name.as_str() {
             // RFC 8620 4: echo the arguments back unchanged.
             "Core/echo" => Ok(arguments),
+            // RFC 8620 3.3: mail methods need the mail capability in `using`.
+            "Mailbox/get" | "Mailbox/changes" | "Email/changes" | "Thread/changes" if !mail => {
+                Err(MethodError::with_description(
+                    MethodErrorType::UnknownMethod,
+                    "this method needs urn:ietf:params:jmap:mail in using",
+                ))
+            }
+            "Mailbox/get" => mailbox::get(ctx, arguments).await,
+            "Mailbox/changes" => changes::changes(ctx, ObjectType::Mailbox, arguments).await,
+            "Email/changes" => changes::changes(ctx, ObjectType::Email, arguments).await,
+            "Thread/changes" => changes::changes(ctx, ObjectType::Thread, arguments).await,
             _ => Err(MethodError::with_description(
                 MethodErrorType::UnknownMethod,
                 format!("{name} is not supported (yet)"),

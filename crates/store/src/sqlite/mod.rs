@@ -4,6 +4,7 @@
 //! a time anyway, and batching many rows per transaction (the engine sends batches) is
 //! what makes it fast. WAL mode lets readers of other connections run beside it.
 
+mod read;
 mod write;
 
 use crate::blobs::Blobs;
@@ -693,6 +694,21 @@ impl Store for SqliteStore {
             Ok(out)
         })
         .await
+    }
+
+    async fn changes_page(
+        &self,
+        account: AccountId,
+        object: ObjectType,
+        since: ChangePosition,
+        max: usize,
+    ) -> Result<std::result::Result<ChangesPage, ChangesError>> {
+        self.call(move |c| read::changes_page(c, account, object, since, max))
+            .await
+    }
+
+    async fn mailbox_views(&self, account: AccountId) -> Result<Vec<MailboxView>> {
+        self.call(move |c| read::mailbox_views(c, account)).await
     }
 
     async fn search(&self, account: AccountId, query: &str) -> Result<Vec<EmailId>> {
