@@ -90,3 +90,91 @@ fn serve_answers_the_session_resource() -> Result<()> {
     child.wait()?;
     Ok(())
 }
+
+/// One HTTP/1.1 POST of a JSON body; returns the status code and the body.
+fn post(port: u16, path: &str, authorization: &str, body: &str) -> Result<(u16, String)> {
+    let mut s = TcpStream::connect(("127.0.0.1", port))?;
+    s.set_read_timeout(Some(Duration::from_secs(10)))?;
+    write!(
+        s,
+        "POST {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: {authorization}\r\n\
+         Content-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    )?;
+    let mut out = String::new();
+    s.read_to_string(&mut out)?;
+    let status = out
+        .split(' ')
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .context("status line")?;
+    let body = out
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_string())
+        .unwrap_or_default();
+    Ok((status, body))
+}
+
+#[test]
+fn mail_synced_from_dovecot_is_visible_through_jmap() -> Result<()> {
+    use testkit::{Dovecot, DovecotOptions, corpus};
+    let dovecot = Dovecot::start(DovecotOptions::default())?;
+    dovecot.add_user("alice@example.org", "imap-pw")?;
+    for i in 0..3 {
+        dovecot.deliver(
+            "alice@example.org",
+            &corpus::message("b@example.org", "alice@example.org", &format!("n{i}"), "x"),
+        )?;
+    }
+    let dir = tempfile::tempdir()?;
+    let port = free_port()?;
+    let config = dir.path().join("t.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "listen = \"127.0.0.1:{port}\"\ndata_dir = \"{}\"\nkey_file = \"{}\"\n\
+             [[user]]\nname = \"alice\"\npassword = \"pw\"\n\
+             [[account]]\nuser = \"alice\"\nname = \"mail\"\nkind = \"imap\"\nhost = \"127.0.0.1\"\n\
+             port = {}\nsecurity = \"tls\"\nusername = \"alice@example.org\"\npassword = \"imap-pw\"\n\
+             ca_file = \"{}\"\n",
+            dir.path().join("data").display(),
+            dir.path().join("key/k").display(),
+            dovecot.imaps_port(),
+            dovecot.ca_file().display()
+        ),
+    )?;
+    let mut child = Command::new(env!("CARGO_BIN_EXE_tidings"))
+        .args(["serve", "--config"])
+        .arg(&config)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()?;
+    let basic = "Basic YWxpY2U6cHc="; // alice:pw
+    let request = r#"{"using": ["urn:ietf:params:jmap:core", "urn:ietf:params:jmap:mail"],
+        "methodCalls": [["Mailbox/get", {"accountId": "a1", "properties": ["name", "role", "totalEmails", "unreadEmails"]}, "m"],
+                        ["Email/changes", {"accountId": "a1", "sinceState": "0"}, "e"]]}"#;
+    let start = Instant::now();
+    let (inbox, emails) = loop {
+        if let Ok((200, body)) = post(port, "/jmap/api", basic, request) {
+            let v: serde_json::Value = serde_json::from_str(&body)?;
+            let inbox = v["methodResponses"][0][1]["list"]
+                .as_array()
+                .and_then(|l| l.iter().find(|m| m["role"] == "inbox").cloned());
+            if let Some(inbox) = inbox
+                && inbox["totalEmails"] == 3
+            {
+                break (inbox, v["methodResponses"][1][1].clone());
+            }
+        }
+        if start.elapsed() > Duration::from_secs(30) {
+            let _ = child.kill();
+            bail!("INBOX never showed 3 emails through JMAP");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    child.kill()?;
+    child.wait()?;
+    assert_eq!(inbox["unreadEmails"], 3);
+    assert_eq!(emails["created"].as_array().map(|a| a.len()), Some(3));
+    Ok(())
+}
