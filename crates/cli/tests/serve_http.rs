@@ -172,9 +172,48 @@ fn mail_synced_from_dovecot_is_visible_through_jmap() -> Result<()> {
         }
         std::thread::sleep(Duration::from_millis(50));
     };
-    child.kill()?;
-    child.wait()?;
     assert_eq!(inbox["unreadEmails"], 3);
     assert_eq!(emails["created"].as_array().map(|a| a.len()), Some(3));
+
+    // The client's first screen in one request: newest two of INBOX, their Emails and
+    // Threads, chained with result references (RFC 8620 3.7).
+    let request = serde_json::json!({
+        "using": ["urn:ietf:params:jmap:core", "urn:ietf:params:jmap:mail"],
+        "methodCalls": [
+            ["Email/query", {"accountId": "a1", "filter": {"inMailbox": inbox["id"]},
+                "sort": [{"property": "receivedAt", "isAscending": false}], "limit": 2,
+                "calculateTotal": true}, "q"],
+            ["Email/get", {"accountId": "a1", "#ids": {"resultOf": "q", "name": "Email/query", "path": "/ids"},
+                "properties": ["subject", "from", "keywords", "mailboxIds", "threadId", "receivedAt", "preview"]}, "g"],
+            ["Thread/get", {"accountId": "a1", "#ids": {"resultOf": "g", "name": "Email/get", "path": "/list/*/threadId"}}, "t"],
+            ["Email/query", {"accountId": "a1", "filter": {"text": "n1"}}, "s"],
+            ["Email/query", {"accountId": "a1", "sort": [{"property": "subject"}]}, "badsort"],
+            ["Email/query", {"accountId": "a1", "filter": {"operator": "OR", "conditions": [{"text": "x"}]}}, "badfilter"]
+        ]
+    })
+    .to_string();
+    let (status, body) = post(port, "/jmap/api", basic, &request)?;
+    child.kill()?;
+    child.wait()?;
+    assert_eq!(status, 200, "{body}");
+    let v: serde_json::Value = serde_json::from_str(&body)?;
+    let r = &v["methodResponses"];
+    assert_eq!(r[0][1]["total"], 3);
+    assert_eq!(r[0][1]["ids"].as_array().map(|a| a.len()), Some(2));
+    let list = r[1][1]["list"].as_array().context("Email/get list")?;
+    assert_eq!(list.len(), 2);
+    // Newest first: the last delivered is "n2".
+    assert_eq!(list[0]["subject"], "n2");
+    assert_eq!(list[0]["from"][0]["email"], "b@example.org");
+    assert!(list[0]["mailboxIds"][inbox["id"].as_str().context("id")?] == true);
+    assert_eq!(r[2][1]["list"].as_array().map(|a| a.len()), Some(2));
+    assert_eq!(
+        r[3][1]["ids"].as_array().map(|a| a.len()),
+        Some(1),
+        "{}",
+        r[3]
+    );
+    assert_eq!(r[4][1]["type"], "unsupportedSort");
+    assert_eq!(r[5][1]["type"], "unsupportedFilter");
     Ok(())
 }

@@ -17,7 +17,9 @@ pub use model::*;
 pub use sqlite::SqliteStore;
 
 use async_trait::async_trait;
-use mail_types::{AccountId, MailboxId, State, SyncStatus, Uid, UidValidity, UserId};
+use mail_types::{
+    AccountId, EmailId, MailboxId, State, SyncStatus, ThreadId, Uid, UidValidity, UserId,
+};
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
@@ -113,5 +115,15 @@ pub trait Store: Send + Sync + 'static {
     ) -> Result<std::result::Result<ChangesPage, ChangesError>>;
     /// Every mailbox of the account with its JMAP counts.
     async fn mailbox_views(&self, account: AccountId) -> Result<Vec<MailboxView>>;
+    /// The Emails of the account among `ids` (others are left out).
+    async fn emails(&self, account: AccountId, ids: &[EmailId]) -> Result<Vec<EmailView>>;
+    /// Every matching Email id, in the query's order (the caller pages).
+    async fn query_emails(&self, account: AccountId, q: &EmailQuery) -> Result<Vec<EmailId>>;
+    /// The Email ids of each thread of the account among `ids`, oldest first (RFC 8621 3).
+    async fn threads(
+        &self,
+        account: AccountId,
+        ids: &[ThreadId],
+    ) -> Result<Vec<(ThreadId, Vec<EmailId>)>>;
     async fn search(&self, account: AccountId, query: &str) -> Result<Vec<mail_types::EmailId>>;
 }

@@ -279,6 +279,43 @@ pub struct ChangesPage {
     pub has_more: bool,
 }
 
+/// An Email as JMAP shows it (RFC 8621 4.1), the properties kept in the store. Address
+/// lists are JSON arrays of `{name, email}`, as JMAP's EmailAddress.
+#[derive(Debug, Clone, PartialEq)]
+pub struct EmailView {
+    pub id: EmailId,
+    pub thread: ThreadId,
+    pub blob_id: Option<String>,
+    pub mailboxes: Vec<MailboxId>,
+    pub keywords: Vec<String>,
+    pub size: u32,
+    pub received_at: i64,
+    pub sent_at: Option<i64>,
+    pub message_id: Option<String>,
+    pub in_reply_to: Vec<String>,
+    pub references: Vec<String>,
+    pub subject: Option<String>,
+    pub from: serde_json::Value,
+    pub sender: serde_json::Value,
+    pub reply_to: serde_json::Value,
+    pub to: serde_json::Value,
+    pub cc: serde_json::Value,
+    pub bcc: serde_json::Value,
+    pub preview: String,
+    pub has_attachment: bool,
+}
+
+/// What Email/query can ask the store today.
+#[derive(Debug, Clone, Default)]
+pub struct EmailQuery {
+    pub in_mailbox: Option<MailboxId>,
+    /// Full-text words (every one must match).
+    pub text: Option<String>,
+    /// Sort by receivedAt: oldest first when true.
+    pub ascending: bool,
+    pub collapse_threads: bool,
+}
+
 /// Why changes cannot be given from a state.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ChangesError {

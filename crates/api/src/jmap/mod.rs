@@ -3,8 +3,10 @@
 //! object as the methods land.
 
 mod changes;
+mod email;
 pub(crate) mod ids;
 mod mailbox;
+mod thread;
 
 use crate::auth::Principal;
 use jmap_proto::{
@@ -73,7 +75,10 @@ pub(crate) async fn dispatch(
             // RFC 8620 4: echo the arguments back unchanged.
             "Core/echo" => Ok(arguments),
             // RFC 8620 3.3: mail methods need the mail capability in `using`.
-            "Mailbox/get" | "Mailbox/changes" | "Email/changes" | "Thread/changes" if !mail => {
+            "Mailbox/get" | "Mailbox/changes" | "Email/changes" | "Thread/changes"
+            | "Email/get" | "Email/query" | "Thread/get"
+                if !mail =>
+            {
                 Err(MethodError::with_description(
                     MethodErrorType::UnknownMethod,
                     "this method needs urn:ietf:params:jmap:mail in using",
@@ -83,6 +88,9 @@ pub(crate) async fn dispatch(
             "Mailbox/changes" => changes::changes(ctx, ObjectType::Mailbox, arguments).await,
             "Email/changes" => changes::changes(ctx, ObjectType::Email, arguments).await,
             "Thread/changes" => changes::changes(ctx, ObjectType::Thread, arguments).await,
+            "Email/get" => email::get(ctx, arguments).await,
+            "Email/query" => email::query(ctx, arguments).await,
+            "Thread/get" => thread::get(ctx, arguments).await,
             _ => Err(MethodError::with_description(
                 MethodErrorType::UnknownMethod,
                 format!("{name} is not supported (yet)"),

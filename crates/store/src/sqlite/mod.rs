@@ -711,6 +711,25 @@ impl Store for SqliteStore {
         self.call(move |c| read::mailbox_views(c, account)).await
     }
 
+    async fn emails(&self, account: AccountId, ids: &[EmailId]) -> Result<Vec<EmailView>> {
+        let ids = ids.to_vec();
+        self.call(move |c| read::emails(c, account, &ids)).await
+    }
+
+    async fn query_emails(&self, account: AccountId, q: &EmailQuery) -> Result<Vec<EmailId>> {
+        let q = q.clone();
+        self.call(move |c| read::query_emails(c, account, &q)).await
+    }
+
+    async fn threads(
+        &self,
+        account: AccountId,
+        ids: &[ThreadId],
+    ) -> Result<Vec<(ThreadId, Vec<EmailId>)>> {
+        let ids = ids.to_vec();
+        self.call(move |c| read::threads(c, account, &ids)).await
+    }
+
     async fn search(&self, account: AccountId, query: &str) -> Result<Vec<EmailId>> {
         // Each word becomes a quoted FTS5 string, so user input is never FTS5 syntax; every
         // word must match, in the header part or in the body of the same Email.

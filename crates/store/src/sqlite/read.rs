@@ -2,7 +2,7 @@
 
 use crate::model::*;
 use crate::{Error, Result};
-use mail_types::{AccountId, MailboxId, Role, State};
+use mail_types::{AccountId, EmailId, MailboxId, Role, State, ThreadId};
 use rusqlite::{Connection, params};
 use std::collections::HashMap;
 
@@ -152,4 +152,144 @@ pub(crate) fn changes_page(
         }
     }
     Ok(Ok(page))
+}
+
+fn json_list(s: &str) -> Vec<String> {
+    serde_json::from_str(s).unwrap_or_default()
+}
+
+fn json_value(s: &str) -> serde_json::Value {
+    serde_json::from_str(s).unwrap_or(serde_json::Value::Array(Vec::new()))
+}
+
+pub(crate) fn emails(
+    c: &mut Connection,
+    account: AccountId,
+    ids: &[EmailId],
+) -> Result<Vec<EmailView>> {
+    let mut st = c.prepare_cached(
+        "SELECT id, thread_id, blob_id, size, received_at, sent_at, message_id, in_reply_to, refs, \
+         subject, addr_from, addr_sender, addr_reply_to, addr_to, addr_cc, addr_bcc, preview, \
+         has_attachment, keywords FROM email WHERE id = ?1 AND account_id = ?2",
+    )?;
+    let mut boxes = c.prepare_cached("SELECT DISTINCT mailbox_id FROM copy WHERE email_id = ?1")?;
+    let mut out = Vec::with_capacity(ids.len());
+    for id in ids {
+        let row = st.query_row(params![id.0, account.0], |r| {
+            Ok((
+                EmailView {
+                    id: EmailId(r.get(0)?),
+                    thread: ThreadId(r.get(1)?),
+                    blob_id: r.get(2)?,
+                    mailboxes: Vec::new(),
+                    keywords: json_list(&r.get::<_, String>(18)?),
+                    size: r.get(3)?,
+                    received_at: r.get(4)?,
+                    sent_at: r.get(5)?,
+                    message_id: r.get(6)?,
+                    in_reply_to: json_list(&r.get::<_, String>(7)?),
+                    references: json_list(&r.get::<_, String>(8)?),
+                    subject: r.get(9)?,
+                    from: json_value(&r.get::<_, String>(10)?),
+                    sender: json_value(&r.get::<_, String>(11)?),
+                    reply_to: json_value(&r.get::<_, String>(12)?),
+                    to: json_value(&r.get::<_, String>(13)?),
+                    cc: json_value(&r.get::<_, String>(14)?),
+                    bcc: json_value(&r.get::<_, String>(15)?),
+                    preview: r.get(16)?,
+                    has_attachment: r.get(17)?,
+                },
+                (),
+            ))
+        });
+        let mut view = match row {
+            Ok((v, ())) => v,
+            Err(rusqlite::Error::QueryReturnedNoRows) => continue,
+            Err(e) => return Err(e.into()),
+        };
+        let rows = boxes.query_map([id.0], |r| Ok(MailboxId(r.get(0)?)))?;
+        view.mailboxes = rows.collect::<rusqlite::Result<Vec<_>>>()?;
+        out.push(view);
+    }
+    Ok(out)
+}
+
+pub(crate) fn query_emails(
+    c: &mut Connection,
+    account: AccountId,
+    q: &EmailQuery,
+) -> Result<Vec<EmailId>> {
+    let dir = if q.ascending { "ASC" } else { "DESC" };
+    let mut sql;
+    let mut params: Vec<Box<dyn rusqlite::ToSql>> = vec![Box::new(account.0)];
+    match q.in_mailbox {
+        // The index on copy (mailbox_id, received_at) walks the mailbox in order.
+        Some(m) => {
+            sql = "SELECT e.id, e.thread_id FROM copy c JOIN email e ON e.id = c.email_id \
+                   WHERE e.account_id = ?1 AND c.mailbox_id = ?2"
+                .to_string();
+            params.push(Box::new(m.0));
+        }
+        None => {
+            sql =
+                "SELECT e.id, e.thread_id FROM email e WHERE e.account_id = ?1 AND e.orphaned = 0"
+                    .to_string();
+        }
+    }
+    if let Some(text) = &q.text {
+        for w in text.split_whitespace().take(32) {
+            let quoted = format!("\"{}\"", w.replace('"', "\"\""));
+            let n = params.len() + 1;
+            sql.push_str(&format!(
+                " AND e.id IN (SELECT rowid FROM email_fts_head WHERE email_fts_head MATCH ?{n} \
+                 UNION SELECT rowid FROM email_fts_body WHERE email_fts_body MATCH ?{n})"
+            ));
+            params.push(Box::new(quoted));
+        }
+    }
+    if q.in_mailbox.is_some() {
+        sql.push_str(&format!(" ORDER BY c.received_at {dir}, e.id {dir}"));
+    } else {
+        sql.push_str(&format!(" ORDER BY e.received_at {dir}, e.id {dir}"));
+    }
+    let mut st = c.prepare(&sql)?;
+    let refs: Vec<&dyn rusqlite::ToSql> = params.iter().map(|b| b.as_ref()).collect();
+    let rows = st.query_map(refs.as_slice(), |r| {
+        Ok((r.get::<_, i64>(0)?, r.get::<_, i64>(1)?))
+    })?;
+    let mut out = Vec::new();
+    let mut seen_threads = std::collections::HashSet::new();
+    let mut seen_emails = std::collections::HashSet::new();
+    for row in rows {
+        let (id, thread) = row?;
+        // An Email with two copies in one mailbox is listed once.
+        if !seen_emails.insert(id) {
+            continue;
+        }
+        if q.collapse_threads && !seen_threads.insert(thread) {
+            continue;
+        }
+        out.push(EmailId(id));
+    }
+    Ok(out)
+}
+
+pub(crate) fn threads(
+    c: &mut Connection,
+    account: AccountId,
+    ids: &[ThreadId],
+) -> Result<Vec<(ThreadId, Vec<EmailId>)>> {
+    let mut st = c.prepare_cached(
+        "SELECT id FROM email WHERE thread_id = ?1 AND account_id = ?2 AND orphaned = 0 \
+         ORDER BY received_at, id",
+    )?;
+    let mut out = Vec::new();
+    for t in ids {
+        let rows = st.query_map(params![t.0, account.0], |r| Ok(EmailId(r.get(0)?)))?;
+        let emails = rows.collect::<rusqlite::Result<Vec<_>>>()?;
+        if !emails.is_empty() {
+            out.push((*t, emails));
+        }
+    }
+    Ok(out)
 }

@@ -111,9 +111,13 @@ CREATE TABLE copy (
     email_id   INTEGER NOT NULL REFERENCES email(id) ON DELETE CASCADE,
     flags      TEXT NOT NULL DEFAULT '',
     modseq     INTEGER NOT NULL DEFAULT 0,
+    -- The Email's receivedAt, copied here so that a mailbox listing newest first is an
+    -- index walk (the JMAP client's most frequent query), not a sort.
+    received_at INTEGER NOT NULL DEFAULT 0,
     PRIMARY KEY (mailbox_id, uid)
 ) STRICT, WITHOUT ROWID;
 CREATE INDEX copy_email ON copy (email_id);
+CREATE INDEX copy_received ON copy (mailbox_id, received_at);
 
 -- Per-mailbox counters kept by triggers, so every write path keeps them right and reading
 -- them costs nothing (the watcher reads them per event; JMAP counts come from them too).

@@ -616,9 +616,16 @@ pub(crate) fn apply_mailbox_changes(
                 .execute(params![email, blob])?;
         }
         tx.prepare_cached(
-            "INSERT INTO copy (mailbox_id, uid, email_id, flags, modseq) VALUES (?1, ?2, ?3, ?4, ?5)",
+            "INSERT INTO copy (mailbox_id, uid, email_id, flags, modseq, received_at) \
+             VALUES (?1, ?2, ?3, ?4, ?5, (SELECT received_at FROM email WHERE id = ?3))",
         )?
-        .execute(params![mailbox.0, n.uid.0, email, join_flags(&n.flags), n.modseq.0 as i64])?;
+        .execute(params![
+            mailbox.0,
+            n.uid.0,
+            email,
+            join_flags(&n.flags),
+            n.modseq.0 as i64
+        ])?;
         refresh_keywords(&tx, email)?;
         log.record(&tx, ObjectType::Mailbox, mailbox.0, ChangeOp::Updated)?;
     }

@@ -1,0 +1,302 @@
+//! Email/get (RFC 8621 4.2) and Email/query (4.4), over the metadata the store keeps.
+//!
+//! Not yet: the body properties (bodyStructure, bodyValues, textBody, htmlBody,
+//! attachments) and `header:` properties, which need the stored message parsed on demand;
+//! filters other than `inMailbox` and `text` (and AND of them); sorts other than
+//! `receivedAt`. Each answers the RFC's error, never a wrong result.
+
+use super::{Ctx, ids};
+use jmap_proto::mail::properties::{EMAIL_PROPERTIES, check_email_properties};
+use jmap_proto::mail::{EmailFilterCondition, EmailGetRequest, EmailQueryRequest};
+use jmap_proto::method::filter::{Filter, Operator};
+use jmap_proto::method::{GetResponse, QueryResponse};
+use jmap_proto::{IdRef, MethodError, MethodErrorType, UtcDate};
+use serde_json::{Map, Value, json};
+use store::{EmailQuery, EmailView};
+
+/// The properties this build can serve.
+const SERVED: &[&str] = &[
+    "id",
+    "blobId",
+    "threadId",
+    "mailboxIds",
+    "keywords",
+    "size",
+    "receivedAt",
+    "messageId",
+    "inReplyTo",
+    "references",
+    "sender",
+    "from",
+    "to",
+    "cc",
+    "bcc",
+    "replyTo",
+    "subject",
+    "sentAt",
+    "hasAttachment",
+    "preview",
+];
+
+fn date(ts: i64) -> Value {
+    UtcDate::from_timestamp(ts)
+        .map(|d| json!(d.to_string()))
+        .unwrap_or(Value::Null)
+}
+
+fn ids_or_null(v: &[String]) -> Value {
+    if v.is_empty() { Value::Null } else { json!(v) }
+}
+
+fn addresses(v: &Value) -> Value {
+    match v {
+        Value::Array(a) if !a.is_empty() => v.clone(),
+        _ => Value::Null,
+    }
+}
+
+fn property(e: &EmailView, p: &str) -> Option<Value> {
+    Some(match p {
+        "blobId" => json!(e.blob_id.as_ref().map(|b| format!("b{b}"))),
+        "threadId" => json!(ids::id('t', e.thread.0)),
+        "mailboxIds" => {
+            let m: Map<String, Value> = e
+                .mailboxes
+                .iter()
+                .filter_map(|m| ids::id('m', m.0))
+                .map(|id| (id.as_str().to_string(), Value::Bool(true)))
+                .collect();
+            Value::Object(m)
+        }
+        "keywords" => {
+            let m: Map<String, Value> = e
+                .keywords
+                .iter()
+                .map(|k| (k.clone(), Value::Bool(true)))
+                .collect();
+            Value::Object(m)
+        }
+        "size" => json!(e.size),
+        "receivedAt" => date(e.received_at),
+        "sentAt" => e.sent_at.map(date).unwrap_or(Value::Null),
+        "messageId" => match &e.message_id {
+            Some(m) => json!([m]),
+            None => Value::Null,
+        },
+        "inReplyTo" => ids_or_null(&e.in_reply_to),
+        "references" => ids_or_null(&e.references),
+        "sender" => addresses(&e.sender),
+        "from" => addresses(&e.from),
+        "to" => addresses(&e.to),
+        "cc" => addresses(&e.cc),
+        "bcc" => addresses(&e.bcc),
+        "replyTo" => addresses(&e.reply_to),
+        "subject" => json!(e.subject),
+        "hasAttachment" => json!(e.has_attachment),
+        "preview" => json!(e.preview),
+        _ => return None,
+    })
+}
+
+pub(crate) async fn get(
+    ctx: &Ctx<'_>,
+    args: Map<String, Value>,
+) -> Result<Map<String, Value>, MethodError> {
+    let req: EmailGetRequest = EmailGetRequest::parse(args)?;
+    req.check_limit(ctx.max_objects_in_get)?;
+    let account = ctx.account(&req.account_id)?;
+    let props: Vec<String> = match &req.properties {
+        Some(p) => {
+            check_email_properties(p)?;
+            if let Some(p) = p.iter().find(|p| !SERVED.contains(&p.as_str())) {
+                return Err(MethodError::invalid_arguments(format!(
+                    "property {p} is not served by this build yet"
+                )));
+            }
+            p.clone()
+        }
+        // The RFC's default list includes body properties; the served ones are given.
+        None => SERVED.iter().map(|s| s.to_string()).collect(),
+    };
+    debug_assert!(SERVED.iter().all(|p| EMAIL_PROPERTIES.contains(p)));
+    let state = ctx.store_state(account).await?;
+    let Some(wanted) = req.ids.clone() else {
+        // RFC 8621 4.2: a server may refuse to list every Email.
+        return Err(MethodError::with_description(
+            MethodErrorType::RequestTooLarge,
+            "Email/get needs ids (use Email/query)",
+        ));
+    };
+    let mut rows = Vec::new();
+    let mut asked = Vec::new();
+    for r in &wanted {
+        if let IdRef::Id(id) = r
+            && let Some(n) = ids::parse('e', id.as_str())
+        {
+            rows.push(mail_types::EmailId(n));
+            asked.push((r.clone(), Some(n)));
+        } else {
+            asked.push((r.clone(), None));
+        }
+    }
+    let found = ctx
+        .store
+        .emails(account, &rows)
+        .await
+        .map_err(|e| MethodError::server_fail(e.to_string()))?;
+    let by_id: std::collections::HashMap<i64, &EmailView> =
+        found.iter().map(|e| (e.id.0, e)).collect();
+    let mut list = Vec::new();
+    let mut not_found = Vec::new();
+    for (r, n) in asked {
+        match n.and_then(|n| by_id.get(&n)) {
+            Some(e) => {
+                let mut o = Map::new();
+                o.insert("id".into(), json!(ids::id('e', e.id.0)));
+                for p in &props {
+                    if let Some(v) = property(e, p) {
+                        o.insert(p.clone(), v);
+                    }
+                }
+                list.push(Value::Object(o));
+            }
+            None => not_found.push(r),
+        }
+    }
+    super::to_map(&GetResponse {
+        account_id: req.account_id.clone(),
+        state: ids::state(state),
+        list,
+        not_found,
+    })
+}
+
+/// Folds a filter into the one shape the store answers: AND of inMailbox and text.
+fn flatten(f: &Filter<EmailFilterCondition>, q: &mut EmailQuery) -> Result<(), MethodError> {
+    match f {
+        Filter::Operator(op) if op.operator == Operator::And => {
+            for c in &op.conditions {
+                flatten(c, q)?;
+            }
+            Ok(())
+        }
+        Filter::Operator(_) => Err(MethodError::unsupported_filter(
+            "OR and NOT are not supported by this build yet",
+        )),
+        Filter::Condition(c) => {
+            let unsupported = c.in_mailbox_other_than.is_some()
+                || c.before.is_some()
+                || c.after.is_some()
+                || c.min_size.is_some()
+                || c.max_size.is_some()
+                || c.all_in_thread_have_keyword.is_some()
+                || c.some_in_thread_have_keyword.is_some()
+                || c.none_in_thread_have_keyword.is_some()
+                || c.has_keyword.is_some()
+                || c.not_keyword.is_some()
+                || c.has_attachment.is_some()
+                || c.from.is_some()
+                || c.to.is_some()
+                || c.cc.is_some()
+                || c.bcc.is_some()
+                || c.subject.is_some()
+                || c.body.is_some()
+                || c.header.is_some();
+            if unsupported {
+                return Err(MethodError::unsupported_filter(
+                    "only inMailbox and text are supported by this build yet",
+                ));
+            }
+            if let Some(m) = &c.in_mailbox {
+                let Some(n) = ids::parse('m', m.as_str()) else {
+                    // No such mailbox: nothing matches. Mark with an impossible id.
+                    q.in_mailbox = Some(mail_types::MailboxId(-1));
+                    return Ok(());
+                };
+                if q.in_mailbox.is_some_and(|x| x.0 != n) {
+                    q.in_mailbox = Some(mail_types::MailboxId(-1));
+                } else {
+                    q.in_mailbox = Some(mail_types::MailboxId(n));
+                }
+            }
+            if let Some(t) = &c.text {
+                let joined = match &q.text {
+                    Some(prev) => format!("{prev} {t}"),
+                    None => t.clone(),
+                };
+                q.text = Some(joined);
+            }
+            Ok(())
+        }
+    }
+}
+
+pub(crate) async fn query(
+    ctx: &Ctx<'_>,
+    args: Map<String, Value>,
+) -> Result<Map<String, Value>, MethodError> {
+    let req: EmailQueryRequest = EmailQueryRequest::parse(args)?;
+    let account = ctx.account(&req.account_id)?;
+    let mut q = EmailQuery {
+        collapse_threads: req.extra.collapse_threads,
+        ..EmailQuery::default()
+    };
+    if let Some(f) = &req.filter {
+        flatten(f, &mut q)?;
+    }
+    match req.sort.as_deref() {
+        None | Some([]) => {}
+        Some([c]) if c.property == "receivedAt" => q.ascending = c.is_ascending,
+        Some(_) => {
+            return Err(MethodError::unsupported_sort(
+                "only receivedAt is supported by this build yet",
+            ));
+        }
+    }
+    let state = ctx.store_state(account).await?;
+    let all = ctx
+        .store
+        .query_emails(account, &q)
+        .await
+        .map_err(|e| MethodError::server_fail(e.to_string()))?;
+    let total = all.len() as i64;
+    // RFC 8620 5.5: an anchor wins over position; a negative position counts from the end.
+    let start = match &req.anchor {
+        Some(a) => {
+            let n = ids::parse('e', a.as_str());
+            let idx = all
+                .iter()
+                .position(|e| Some(e.0) == n)
+                .ok_or_else(|| MethodError::new(MethodErrorType::AnchorNotFound))?;
+            (idx as i64 + req.anchor_offset).max(0)
+        }
+        None if req.position < 0 => (total + req.position).max(0),
+        None => req.position,
+    }
+    .min(total) as usize;
+    let limit = req
+        .limit
+        .map(|l| usize::try_from(l).unwrap_or(usize::MAX))
+        .unwrap_or(MAX_QUERY_LIMIT)
+        .min(MAX_QUERY_LIMIT);
+    let page: Vec<_> = all
+        .iter()
+        .skip(start)
+        .take(limit)
+        .filter_map(|e| ids::id('e', e.0))
+        .collect();
+    super::to_map(&QueryResponse {
+        account_id: req.account_id.clone(),
+        query_state: ids::state(state),
+        can_calculate_changes: false,
+        position: start as u64,
+        ids: page,
+        total: req.calculate_total.then_some(total as u64),
+        limit: (req.limit.is_none() || req.limit.is_some_and(|l| l as usize > MAX_QUERY_LIMIT))
+            .then_some(MAX_QUERY_LIMIT as u64),
+    })
+}
+
+/// The most ids one Email/query returns (RFC 8620 5.5 lets the server cap `limit`, saying
+/// so in the response).
+const MAX_QUERY_LIMIT: usize = 1_000;
