@@ -18,4 +18,14 @@ ensure_packages() {
 }
 
 # The system packages every part of the project needs.
-TIDINGS_PACKAGES=(dovecot-imapd dovecot-pop3d dovecot-lmtpd openssl ca-certificates)
+TIDINGS_PACKAGES=(dovecot-imapd dovecot-pop3d dovecot-lmtpd openssl ca-certificates python3 python3-venv)
+
+# The independent JMAP client the tests drive (Python's jmapc), in .venv at the repository
+# root; pinned so that a new release cannot change what the tests check.
+ensure_python_clients() {
+    if [ ! -x .venv/bin/python ] || ! .venv/bin/python -c "import jmapc" 2>/dev/null; then
+        echo "creating .venv with jmapc" >&2
+        python3 -m venv .venv
+        .venv/bin/pip install -q --disable-pip-version-check "jmapc==0.4.0" >&2
+    fi
+}

@@ -4,10 +4,12 @@
 //! # Layout
 //! - `auth`: Basic (Argon2) and Bearer (API token) authentication, failure rate limits.
 //! - `server`: the router, the Session resource, the API endpoint, error responses.
-//! - `jmap`: method dispatch; one file per method as they land.
+//! - `jmap`: method dispatch; one file per object as the methods land.
+//! - `tls`: HTTPS listener (handshakes beside the accept loop).
 
 pub mod auth;
 mod jmap;
 mod server;
+pub mod tls;
 
-pub use server::{AppState, router, serve};
+pub use server::{AppState, router, serve, serve_tls};

@@ -3,6 +3,7 @@
 //! errors never leak internals (a JMAP error, a problem+json, or a bare status).
 
 use crate::auth::{AuthError, Authenticator, Principal};
+use crate::tls::ClientAddr;
 use axum::Router;
 use axum::body::{Body, to_bytes};
 use axum::extract::{ConnectInfo, Request, State};
@@ -15,7 +16,7 @@ use jmap_proto::{Account, Id, RequestLimits, Session, parse_request};
 use sha2::{Digest, Sha256};
 use std::collections::BTreeMap;
 use std::future::Future;
-use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::net::{IpAddr, Ipv4Addr};
 use std::sync::Arc;
 use store::Store;
 
@@ -48,7 +49,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         .with_state(state)
 }
 
-/// Serves until `shutdown` completes, then lets running requests finish.
+/// Serves plain HTTP until `shutdown` completes, then lets running requests finish.
 pub async fn serve(
     listener: tokio::net::TcpListener,
     state: Arc<AppState>,
@@ -56,7 +57,23 @@ pub async fn serve(
 ) -> std::io::Result<()> {
     axum::serve(
         listener,
-        router(state).into_make_service_with_connect_info::<SocketAddr>(),
+        router(state).into_make_service_with_connect_info::<ClientAddr>(),
+    )
+    .with_graceful_shutdown(shutdown)
+    .await
+}
+
+/// Serves HTTPS on `listener` with `acceptor`, like [`serve`].
+pub async fn serve_tls(
+    listener: tokio::net::TcpListener,
+    acceptor: tokio_rustls::TlsAcceptor,
+    state: Arc<AppState>,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    let tls = crate::tls::TlsListener::new(listener, acceptor)?;
+    axum::serve(
+        tls,
+        router(state).into_make_service_with_connect_info::<ClientAddr>(),
     )
     .with_graceful_shutdown(shutdown)
     .await
@@ -64,8 +81,8 @@ pub async fn serve(
 
 fn client_ip(req_ext: &axum::http::Extensions) -> IpAddr {
     req_ext
-        .get::<ConnectInfo<SocketAddr>>()
-        .map(|c| c.0.ip())
+        .get::<ConnectInfo<ClientAddr>>()
+        .map(|c| c.0.0.ip())
         .unwrap_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED))
 }
 

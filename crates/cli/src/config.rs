@@ -15,6 +15,11 @@ pub struct Config {
     /// TLS proxy, say); the JMAP Session's URLs are built from it.
     #[serde(default)]
     pub public_url: Option<String>,
+    /// PEM certificate chain and private key: with both, the listener speaks HTTPS.
+    #[serde(default)]
+    pub tls_cert: Option<PathBuf>,
+    #[serde(default)]
+    pub tls_key: Option<PathBuf>,
     /// Where the SQLite store lives.
     pub data_dir: PathBuf,
     /// The key that encrypts stored mail passwords. Must be outside `data_dir`, so a copy of
@@ -101,10 +106,12 @@ impl Config {
         if c.data_dir.is_relative() {
             c.data_dir = base.join(&c.data_dir);
         }
-        if let Some(k) = &c.key_file
-            && k.is_relative()
-        {
-            c.key_file = Some(base.join(k));
+        for p in [&mut c.key_file, &mut c.tls_cert, &mut c.tls_key] {
+            if let Some(k) = p.as_ref()
+                && k.is_relative()
+            {
+                *p = Some(base.join(k));
+            }
         }
         for a in &mut c.account {
             if let Some(ca) = &a.ca_file
@@ -118,6 +125,9 @@ impl Config {
     }
 
     fn validate(&self) -> Result<()> {
+        if self.tls_cert.is_some() != self.tls_key.is_some() {
+            bail!("tls_cert and tls_key go together");
+        }
         for a in &self.account {
             if !self.user.iter().any(|u| u.name == a.user) {
                 bail!(

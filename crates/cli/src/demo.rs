@@ -31,6 +31,8 @@ pub async fn run(dir: &Path, listen: &str) -> Result<()> {
     let config = Config {
         listen: listen.to_string(),
         public_url: None,
+        tls_cert: None,
+        tls_key: None,
         data_dir: dir.join("data"),
         key_file: Some(dir.join("key/secret.key")),
         user: vec![UserConfig {

@@ -130,15 +130,27 @@ pub async fn run(config: Config, stop: impl Future<Output = ()>) -> Result<()> {
         .await
         .with_context(|| format!("listening on {}", config.listen))?;
     let local = listener.local_addr()?;
+    let tls = match (&config.tls_cert, &config.tls_key) {
+        (Some(cert), Some(key)) => Some(
+            api::tls::acceptor(cert, key)
+                .with_context(|| format!("loading {} and {}", cert.display(), key.display()))?,
+        ),
+        _ => None,
+    };
+    let scheme = if tls.is_some() { "https" } else { "http" };
     let base_url = config
         .public_url
         .clone()
-        .unwrap_or_else(|| format!("http://{local}"));
+        .unwrap_or_else(|| format!("{scheme}://{local}"));
     let api_state = Arc::new(api::AppState::new(store.clone(), &base_url));
     let (http_stop_tx, http_stop_rx) = tokio::sync::oneshot::channel::<()>();
-    let http = tokio::spawn(api::serve(listener, api_state, async move {
+    let stopped = async move {
         let _ = http_stop_rx.await;
-    }));
+    };
+    let http = match tls {
+        Some(acceptor) => tokio::spawn(api::serve_tls(listener, acceptor, api_state, stopped)),
+        None => tokio::spawn(api::serve(listener, api_state, stopped)),
+    };
 
     let mut engine = Engine::new(store.clone(), passwords);
     engine.start_all().await?;

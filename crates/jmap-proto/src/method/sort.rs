@@ -13,8 +13,12 @@ fn yes() -> bool {
 
 /// A Comparator (RFC 8620 5.5), with the `keyword` RFC 8621 4.4.2 adds for the keyword
 /// sorts of Email/query.
+///
+/// Unknown members are ignored, not refused: RFC 8620 does not forbid them, and a real
+/// client sends them (jmapc 0.4 puts `position`, `anchorOffset` and `calculateTotal` into
+/// every comparator). Refusing would break that client for nothing.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[serde(rename_all = "camelCase")]
 pub struct Comparator {
     /// The property to sort on.
     pub property: String,
@@ -114,10 +118,8 @@ mod tests {
             kind(json!([{"property": 1}])),
             MethodErrorType::InvalidArguments
         );
-        assert_eq!(
-            kind(json!([{"property": "name", "x": 1}])),
-            MethodErrorType::InvalidArguments
-        );
+        // Unknown members are ignored (jmapc 0.4 sends some), not an error.
+        assert!(parse_sort::<T>(&json!([{"property": "name", "position": 0, "x": 1}])).is_ok());
         assert_eq!(
             kind(json!({"property": "name"})),
             MethodErrorType::InvalidArguments

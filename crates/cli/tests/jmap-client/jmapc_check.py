@@ -1,0 +1,58 @@
+"""An independent JMAP client (jmapc, from PyPI) against a live `tidings serve`.
+
+Usage: jmapc_check.py HOST:PORT USER PASSWORD
+Prints one JSON object with what it found; the Rust test (tests/jmap_client.rs) checks it.
+Certificates are verified against REQUESTS_CA_BUNDLE.
+"""
+
+import json
+import sys
+
+import jmapc
+from jmapc import Comparator, EmailQueryFilterCondition, Ref
+from jmapc.methods import CoreEcho, EmailGet, EmailQuery, MailboxGet, ThreadGet
+
+
+def main() -> None:
+    host, user, password = sys.argv[1], sys.argv[2], sys.argv[3]
+    client = jmapc.Client.create_with_password(host=host, user=user, password=password)
+    session = client.jmap_session
+    out = {
+        "username": session.username,
+        "primary_mail": session.primary_accounts.mail,
+        "api_url": session.api_url,
+    }
+    echo = client.request(CoreEcho(data={"hello": "tidings"}))
+    out["echo"] = echo.data
+    mailboxes = client.request(MailboxGet(ids=None))
+    out["mailboxes"] = {
+        m.name: {"role": m.role, "total": m.total_emails, "unread": m.unread_emails}
+        for m in mailboxes.data
+    }
+    inbox = next(m for m in mailboxes.data if m.role == "inbox")
+    results = client.request(
+        [
+            EmailQuery(
+                filter=EmailQueryFilterCondition(in_mailbox=inbox.id),
+                sort=[Comparator(property="receivedAt", is_ascending=False)],
+                limit=3,
+                calculate_total=True,
+            ),
+            EmailGet(
+                ids=Ref("/ids"),
+                properties=["subject", "from", "receivedAt", "preview", "threadId", "keywords"],
+            ),
+            ThreadGet(ids=Ref("/list/*/threadId")),
+        ]
+    )
+    query, emails, threads = (r.response for r in results)
+    out["total"] = query.total
+    out["subjects"] = [e.subject for e in emails.data]
+    out["from"] = [e.mail_from[0].email if e.mail_from else None for e in emails.data]
+    out["previews"] = [bool(e.preview) for e in emails.data]
+    out["threads"] = len(threads.data)
+    print(json.dumps(out))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,115 @@
+//! A real, independent JMAP client library (Python's jmapc, installed by scripts/test into
+//! `.venv`) against a live `tidings serve` over HTTPS, synced from the private Dovecot.
+
+use anyhow::{Context, Result, bail};
+use std::path::PathBuf;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+use testkit::{Dovecot, DovecotOptions, corpus};
+
+/// The Python that has jmapc: `TIDINGS_PYTHON`, else the repository's `.venv`.
+fn python() -> Result<PathBuf> {
+    if let Some(p) = std::env::var_os("TIDINGS_PYTHON") {
+        return Ok(PathBuf::from(p));
+    }
+    let venv = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../.venv/bin/python");
+    if venv.exists() {
+        return Ok(venv);
+    }
+    bail!(
+        "no Python with jmapc: run ./scripts/test (it creates .venv with jmapc), \
+         or set TIDINGS_PYTHON"
+    )
+}
+
+fn free_port() -> Result<u16> {
+    Ok(std::net::TcpListener::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port())
+}
+
+#[test]
+fn jmapc_lists_mailboxes_and_reads_inbox() -> Result<()> {
+    let python = python()?;
+    let dovecot = Dovecot::start(DovecotOptions::default())?;
+    dovecot.add_user("alice@example.org", "imap-pw")?;
+    for i in 0..4 {
+        dovecot.deliver(
+            "alice@example.org",
+            &corpus::message(
+                "carol@example.org",
+                "alice@example.org",
+                &format!("Report {i}"),
+                "numbers are up",
+            ),
+        )?;
+    }
+    let tls_dir = dovecot.ca_file().parent().context("tls dir")?.to_path_buf();
+    let dir = tempfile::tempdir()?;
+    let port = free_port()?;
+    let config = dir.path().join("t.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "listen = \"127.0.0.1:{port}\"\ndata_dir = \"{}\"\nkey_file = \"{}\"\n\
+             tls_cert = \"{}\"\ntls_key = \"{}\"\n\
+             [[user]]\nname = \"alice\"\npassword = \"pw\"\n\
+             [[account]]\nuser = \"alice\"\nname = \"mail\"\nkind = \"imap\"\nhost = \"127.0.0.1\"\n\
+             port = {}\nsecurity = \"tls\"\nusername = \"alice@example.org\"\npassword = \"imap-pw\"\n\
+             ca_file = \"{}\"\n",
+            dir.path().join("data").display(),
+            dir.path().join("key/k").display(),
+            tls_dir.join("server.pem").display(),
+            tls_dir.join("server.key").display(),
+            dovecot.imaps_port(),
+            dovecot.ca_file().display()
+        ),
+    )?;
+    let mut serve = Command::new(env!("CARGO_BIN_EXE_tidings"))
+        .args(["serve", "--config"])
+        .arg(&config)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()?;
+    let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/jmap-client/jmapc_check.py");
+    let start = Instant::now();
+    let out = loop {
+        let out = Command::new(&python)
+            .arg(&script)
+            .arg(format!("127.0.0.1:{port}"))
+            .args(["alice", "pw"])
+            .env("REQUESTS_CA_BUNDLE", dovecot.ca_file())
+            .output()?;
+        if out.status.success() {
+            let v: serde_json::Value = serde_json::from_slice(&out.stdout)?;
+            if v["total"] == 4 {
+                break v;
+            }
+        }
+        if start.elapsed() > Duration::from_secs(60) {
+            let _ = serve.kill();
+            bail!(
+                "jmapc never saw the synced INBOX: {}{}",
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    serve.kill()?;
+    serve.wait()?;
+    assert_eq!(out["username"], "alice");
+    assert_eq!(out["primary_mail"], "a1");
+    assert_eq!(out["echo"]["hello"], "tidings");
+    assert_eq!(out["mailboxes"]["INBOX"]["total"], 4);
+    assert_eq!(out["mailboxes"]["INBOX"]["unread"], 4);
+    assert_eq!(out["mailboxes"]["Trash"]["role"], "trash");
+    assert_eq!(
+        out["subjects"],
+        serde_json::json!(["Report 3", "Report 2", "Report 1"])
+    );
+    assert_eq!(out["from"][0], "carol@example.org");
+    assert_eq!(out["previews"], serde_json::json!([true, true, true]));
+    assert_eq!(out["threads"], 3);
+    Ok(())
+}
