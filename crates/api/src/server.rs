@@ -159,6 +159,7 @@ async fn build_session(state: &AppState, principal: &Principal) -> Result<Sessio
                 is_read_only: false,
                 account_capabilities: jmap_proto::capability::AccountCapabilities {
                     mail: Some(mail_capability()),
+                    submission: Some(Default::default()),
                     ..Default::default()
                 },
             },
@@ -171,6 +172,7 @@ async fn build_session(state: &AppState, principal: &Principal) -> Result<Sessio
             let mut p = BTreeMap::new();
             p.insert(jmap_proto::capability::CORE.to_string(), id.clone());
             p.insert(jmap_proto::capability::MAIL.to_string(), id.clone());
+            p.insert(jmap_proto::capability::SUBMISSION.to_string(), id.clone());
             p
         })
         .unwrap_or_default();
@@ -179,6 +181,8 @@ async fn build_session(state: &AppState, principal: &Principal) -> Result<Sessio
         capabilities: {
             let mut c = SessionCapabilities::core(state.core.clone());
             c.mail = Some(Default::default());
+            // Identity/get works; EmailSubmission/set comes with sending (issue 5).
+            c.submission = Some(Default::default());
             c
         },
         accounts: map,
@@ -253,7 +257,11 @@ async fn api(State(state): State<Arc<AppState>>, req: Request) -> Response {
         }
     };
     let limits = RequestLimits::from(&state.core);
-    let supported = [jmap_proto::capability::CORE, jmap_proto::capability::MAIL];
+    let supported = [
+        jmap_proto::capability::CORE,
+        jmap_proto::capability::MAIL,
+        jmap_proto::capability::SUBMISSION,
+    ];
     let request = match parse_request(&bytes, &limits, &supported) {
         Ok(r) => r,
         Err(e) => return problem(e),

@@ -101,6 +101,7 @@ fn jmapc_lists_mailboxes_and_reads_inbox() -> Result<()> {
     assert_eq!(out["username"], "alice");
     assert_eq!(out["primary_mail"], "a1");
     assert_eq!(out["echo"]["hello"], "tidings");
+    assert_eq!(out["identities"], serde_json::json!(["alice@example.org"]));
     assert_eq!(out["mailboxes"]["INBOX"]["total"], 4);
     assert_eq!(out["mailboxes"]["INBOX"]["unread"], 4);
     assert_eq!(out["mailboxes"]["Trash"]["role"], "trash");

@@ -4,6 +4,7 @@
 
 mod changes;
 mod email;
+mod identity;
 pub(crate) mod ids;
 mod mailbox;
 mod thread;
@@ -60,6 +61,10 @@ pub(crate) async fn dispatch(
         .using
         .iter()
         .any(|u| u == jmap_proto::capability::MAIL);
+    let submission = request
+        .using
+        .iter()
+        .any(|u| u == jmap_proto::capability::SUBMISSION);
     let mut response = Response::new(session_state, request.created_ids.clone());
     for call in request.method_calls {
         let Invocation {
@@ -91,6 +96,11 @@ pub(crate) async fn dispatch(
             "Email/get" => email::get(ctx, arguments).await,
             "Email/query" => email::query(ctx, arguments).await,
             "Thread/get" => thread::get(ctx, arguments).await,
+            "Identity/get" if !submission => Err(MethodError::with_description(
+                MethodErrorType::UnknownMethod,
+                "Identity/get needs urn:ietf:params:jmap:submission in using",
+            )),
+            "Identity/get" => identity::get(ctx, arguments).await,
             _ => Err(MethodError::with_description(
                 MethodErrorType::UnknownMethod,
                 format!("{name} is not supported (yet)"),

@@ -10,7 +10,7 @@ import sys
 
 import jmapc
 from jmapc import Comparator, EmailQueryFilterCondition, Ref
-from jmapc.methods import CoreEcho, EmailGet, EmailQuery, MailboxGet, ThreadGet
+from jmapc.methods import CoreEcho, EmailGet, EmailQuery, IdentityGet, MailboxGet, ThreadGet
 
 
 def main() -> None:
@@ -24,6 +24,8 @@ def main() -> None:
     }
     echo = client.request(CoreEcho(data={"hello": "tidings"}))
     out["echo"] = echo.data
+    identities = client.request(IdentityGet())
+    out["identities"] = [i.email for i in identities.data]
     mailboxes = client.request(MailboxGet(ids=None))
     out["mailboxes"] = {
         m.name: {"role": m.role, "total": m.total_emails, "unread": m.unread_emails}
