@@ -4,10 +4,12 @@
 //! # Layout
 //! - `auth`: Basic (Argon2) and Bearer (API token) authentication, failure rate limits.
 //! - `server`: the router, the Session resource, the API endpoint, error responses.
+//! - `download`: blob download with ownership checks, ranges and safe headers.
 //! - `jmap`: method dispatch; one file per object as the methods land.
 //! - `tls`: HTTPS listener (handshakes beside the accept loop).
 
 pub mod auth;
+mod download;
 mod jmap;
 mod server;
 pub mod tls;

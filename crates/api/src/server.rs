@@ -46,6 +46,10 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/.well-known/jmap", get(session))
         .route("/jmap/session", get(session))
         .route("/jmap/api", post(api))
+        .route(
+            "/jmap/download/{account}/{blob}/{name}",
+            get(crate::download::download),
+        )
         .with_state(state)
 }
 
@@ -79,7 +83,7 @@ pub async fn serve_tls(
     .await
 }
 
-fn client_ip(req_ext: &axum::http::Extensions) -> IpAddr {
+pub(crate) fn client_ip(req_ext: &axum::http::Extensions) -> IpAddr {
     req_ext
         .get::<ConnectInfo<ClientAddr>>()
         .map(|c| c.0.0.ip())
@@ -107,7 +111,7 @@ fn auth_failure(e: AuthError) -> Response {
     }
 }
 
-async fn authenticate(
+pub(crate) async fn authenticate(
     state: &AppState,
     headers: &HeaderMap,
     ip: IpAddr,

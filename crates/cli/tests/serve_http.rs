@@ -217,3 +217,98 @@ fn mail_synced_from_dovecot_is_visible_through_jmap() -> Result<()> {
     assert_eq!(r[5][1]["type"], "unsupportedFilter");
     Ok(())
 }
+
+/// A raw GET with extra header lines; returns status, the header block and the body.
+fn get_raw(port: u16, path: &str, extra: &str) -> Result<(u16, String, Vec<u8>)> {
+    let mut s = TcpStream::connect(("127.0.0.1", port))?;
+    s.set_read_timeout(Some(Duration::from_secs(10)))?;
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Basic YWxpY2U6cHc=\r\n{extra}Connection: close\r\n\r\n"
+    )?;
+    let mut out = Vec::new();
+    s.read_to_end(&mut out)?;
+    let split = out
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .context("header end")?;
+    let head = String::from_utf8_lossy(&out[..split]).to_string();
+    let status = head
+        .split(' ')
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .context("status")?;
+    Ok((status, head, out[split + 4..].to_vec()))
+}
+
+#[test]
+fn a_synced_message_downloads_as_its_blob() -> Result<()> {
+    use testkit::{Dovecot, DovecotOptions, corpus};
+    let dovecot = Dovecot::start(DovecotOptions::default())?;
+    dovecot.add_user("alice@example.org", "imap-pw")?;
+    let raw = corpus::message("b@example.org", "alice@example.org", "Blob me", "the body");
+    dovecot.deliver("alice@example.org", &raw)?;
+    let dir = tempfile::tempdir()?;
+    let port = free_port()?;
+    let config = dir.path().join("t.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "listen = \"127.0.0.1:{port}\"\ndata_dir = \"{}\"\nkey_file = \"{}\"\n\
+             [[user]]\nname = \"alice\"\npassword = \"pw\"\n\
+             [[account]]\nuser = \"alice\"\nname = \"mail\"\nkind = \"imap\"\nhost = \"127.0.0.1\"\n\
+             port = {}\nsecurity = \"none\"\nusername = \"alice@example.org\"\npassword = \"imap-pw\"\n",
+            dir.path().join("data").display(),
+            dir.path().join("key/k").display(),
+            dovecot.imap_port(),
+        ),
+    )?;
+    let mut child = Command::new(env!("CARGO_BIN_EXE_tidings"))
+        .args(["serve", "--config"])
+        .arg(&config)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()?;
+    let request = r##"{"using": ["urn:ietf:params:jmap:core", "urn:ietf:params:jmap:mail"],
+        "methodCalls": [["Email/query", {"accountId": "a1"}, "q"],
+            ["Email/get", {"accountId": "a1", "#ids": {"resultOf": "q", "name": "Email/query", "path": "/ids"},
+             "properties": ["blobId", "size"]}, "g"]]}"##;
+    let start = Instant::now();
+    let email = loop {
+        if let Ok((200, body)) = post(port, "/jmap/api", "Basic YWxpY2U6cHc=", request) {
+            let v: serde_json::Value = serde_json::from_str(&body)?;
+            let e = &v["methodResponses"][1][1]["list"][0];
+            if e["blobId"].is_string() {
+                break e.clone();
+            }
+        }
+        if start.elapsed() > Duration::from_secs(30) {
+            let _ = child.kill();
+            bail!("the message body never arrived");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let blob = email["blobId"].as_str().context("blobId")?;
+    let path = format!("/jmap/download/a1/{blob}/message.eml?type=message/rfc822");
+    let (status, head, body) = get_raw(port, &path, "")?;
+    let ranged = get_raw(port, &path, "Range: bytes=0-9\r\n")?;
+    let missing = get_raw(port, "/jmap/download/a1/b0000/x.eml", "")?;
+    let foreign = get_raw(port, &format!("/jmap/download/a2/{blob}/x.eml"), "")?;
+    child.kill()?;
+    child.wait()?;
+    assert_eq!(status, 200, "{head}");
+    assert_eq!(
+        body, raw,
+        "the download is the message as the server holds it"
+    );
+    assert_eq!(Some(body.len() as u64), email["size"].as_u64());
+    let lower = head.to_ascii_lowercase();
+    assert!(lower.contains("content-type: message/rfc822"));
+    assert!(lower.contains("content-disposition: attachment; filename=\"message.eml\""));
+    assert!(lower.contains("x-content-type-options: nosniff"));
+    assert_eq!(ranged.0, 206);
+    assert_eq!(ranged.2, raw[..10].to_vec());
+    assert_eq!(missing.0, 404);
+    assert_eq!(foreign.0, 404);
+    Ok(())
+}

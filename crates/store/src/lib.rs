@@ -103,6 +103,9 @@ pub trait Store: Send + Sync + 'static {
     // --- reading --------------------------------------------------------------------------
     async fn mailbox_messages(&self, mailbox: MailboxId) -> Result<Vec<MessageSummary>>;
     async fn blob(&self, blob_id: &str) -> Result<Option<Vec<u8>>>;
+    /// Whether an Email of the account is this blob (downloads are per account: a blob id
+    /// of another account's message must not be readable).
+    async fn blob_in_account(&self, account: AccountId, blob_id: &str) -> Result<bool>;
     async fn changes_since(&self, account: AccountId, since: State) -> Result<Vec<Change>>;
     /// The changes of one object type after `since`, at most `max` objects, never splitting
     /// one state (one transaction) across pages.

@@ -663,6 +663,17 @@ impl Store for SqliteStore {
             .map_err(|e| Error::Task(e.to_string()))?
     }
 
+    async fn blob_in_account(&self, account: AccountId, blob_id: &str) -> Result<bool> {
+        let id = blob_id.to_string();
+        self.call(move |c| {
+            Ok(c.prepare_cached(
+                "SELECT 1 FROM email WHERE blob_id = ?1 AND account_id = ?2 LIMIT 1",
+            )?
+            .exists(params![id, account.0])?)
+        })
+        .await
+    }
+
     async fn changes_since(&self, account: AccountId, since: State) -> Result<Vec<Change>> {
         self.call(move |c| {
             let mut st = c.prepare(

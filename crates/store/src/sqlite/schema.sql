@@ -103,6 +103,7 @@ CREATE INDEX email_received ON email (account_id, received_at);
 -- not to the size of the account.
 CREATE INDEX email_without_body ON email (account_id) WHERE blob_id IS NULL;
 CREATE INDEX email_orphaned ON email (account_id) WHERE orphaned = 1;
+CREATE INDEX email_blob ON email (blob_id) WHERE blob_id IS NOT NULL;
 
 -- One IMAP copy of an Email in a mailbox.
 CREATE TABLE copy (
