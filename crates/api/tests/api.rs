@@ -294,3 +294,43 @@ async fn mailbox_get_and_changes() {
     .await;
     assert_eq!(v["methodResponses"][0][1]["type"], "unknownMethod");
 }
+
+#[tokio::test]
+async fn mailbox_query_filters_and_sorts_as_a_tree() {
+    let (app, _store) = setup_store().await;
+    let (_, _, v) = post(
+        &app,
+        mail_call(json!([
+            ["Mailbox/query", {"accountId": "a1", "filter": {"role": "inbox"}}, "inbox"],
+            ["Mailbox/query", {"accountId": "a1", "filter": {"parentId": null}, "sort": [{"property": "name"}]}, "top"],
+            ["Mailbox/query", {"accountId": "a1", "sortAsTree": true, "sort": [{"property": "sortOrder"}, {"property": "name"}], "calculateTotal": true}, "tree"],
+            ["Mailbox/query", {"accountId": "a1", "filter": {"operator": "NOT", "conditions": [{"hasAnyRole": true}]}}, "norole"],
+            ["Mailbox/query", {"accountId": "a1", "sort": [{"property": "totalEmails"}]}, "badsort"],
+            ["Mailbox/queryChanges", {"accountId": "a1", "sinceQueryState": "1"}, "qc"],
+            ["Mailbox/get", {"accountId": "a1", "#ids": {"resultOf": "tree", "name": "Mailbox/query", "path": "/ids"}, "properties": ["name"]}, "names"]
+        ])),
+    )
+    .await;
+    let r = v["methodResponses"].as_array().unwrap();
+    assert_eq!(r[0][1]["ids"].as_array().unwrap().len(), 1);
+    assert_eq!(
+        r[1][1]["ids"].as_array().unwrap().len(),
+        2,
+        "INBOX and Archive are top level"
+    );
+    assert_eq!(r[2][1]["total"], 3);
+    let names: Vec<&str> = r[6][1]["list"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        names,
+        vec!["INBOX", "Archive", "2026"],
+        "INBOX first, a child after its parent"
+    );
+    assert_eq!(r[3][1]["ids"].as_array().unwrap().len(), 2);
+    assert_eq!(r[4][1]["type"], "unsupportedSort");
+    assert_eq!(r[5][1]["type"], "cannotCalculateChanges");
+}

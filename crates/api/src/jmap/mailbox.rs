@@ -89,3 +89,147 @@ pub(crate) async fn get(
     };
     super::to_map(&resp)
 }
+
+fn matches(v: &store::MailboxView, c: &jmap_proto::mail::MailboxFilterCondition) -> bool {
+    if let Some(p) = &c.parent_id {
+        let want = p.as_ref().and_then(|id| ids::parse('m', id.as_str()));
+        if p.is_some() && want.is_none() {
+            return false;
+        }
+        if v.parent.map(|m| m.0) != want {
+            return false;
+        }
+    }
+    if let Some(n) = &c.name
+        && !v.name.to_lowercase().contains(&n.to_lowercase())
+    {
+        return false;
+    }
+    if let Some(r) = &c.role
+        && v.role.map(|x| x.as_str().to_string()) != *r
+    {
+        return false;
+    }
+    if let Some(h) = c.has_any_role
+        && v.role.is_some() != h
+    {
+        return false;
+    }
+    if let Some(s) = c.is_subscribed
+        && v.subscribed != s
+    {
+        return false;
+    }
+    true
+}
+
+fn eval(
+    v: &store::MailboxView,
+    f: &jmap_proto::method::filter::Filter<jmap_proto::mail::MailboxFilterCondition>,
+) -> bool {
+    use jmap_proto::method::filter::{Filter, Operator};
+    match f {
+        Filter::Condition(c) => matches(v, c),
+        Filter::Operator(op) => match op.operator {
+            Operator::And => op.conditions.iter().all(|c| eval(v, c)),
+            Operator::Or => op.conditions.iter().any(|c| eval(v, c)),
+            Operator::Not => !op.conditions.iter().any(|c| eval(v, c)),
+        },
+    }
+}
+
+/// Mailbox/query (RFC 8621 2.3): every filter condition and operator; sorts by `name` and
+/// `sortOrder`; `sortAsTree` puts parents before their children.
+pub(crate) async fn query(
+    ctx: &Ctx<'_>,
+    args: Map<String, Value>,
+) -> Result<Map<String, Value>, MethodError> {
+    let req: jmap_proto::mail::MailboxQueryRequest =
+        jmap_proto::mail::MailboxQueryRequest::parse(args)?;
+    let account = ctx.account(&req.account_id)?;
+    let state = ctx.store_state(account).await?;
+    let views = ctx
+        .store
+        .mailbox_views(account)
+        .await
+        .map_err(|e| MethodError::server_fail(e.to_string()))?;
+    let mut hits: Vec<&store::MailboxView> = views
+        .iter()
+        .filter(|v| req.filter.as_ref().is_none_or(|f| eval(v, f)))
+        .collect();
+    let order = |v: &store::MailboxView| match v.role {
+        Some(mail_types::Role::Inbox) => 1,
+        Some(_) => 2,
+        None => 10,
+    };
+    let sort = req.sort.clone().unwrap_or_default();
+    for c in &sort {
+        if c.property != "name" && c.property != "sortOrder" {
+            return Err(MethodError::unsupported_sort(format!(
+                "cannot sort mailboxes by {}",
+                c.property
+            )));
+        }
+    }
+    hits.sort_by(|a, b| {
+        for c in &sort {
+            let o = match c.property.as_str() {
+                "sortOrder" => order(a).cmp(&order(b)),
+                _ => a.name.to_lowercase().cmp(&b.name.to_lowercase()),
+            };
+            let o = if c.is_ascending { o } else { o.reverse() };
+            if o != std::cmp::Ordering::Equal {
+                return o;
+            }
+        }
+        a.id.cmp(&b.id)
+    });
+    if req.extra.sort_as_tree {
+        // Depth-first from the roots, keeping the sorted order among siblings.
+        let mut out = Vec::with_capacity(hits.len());
+        fn walk<'a>(
+            parent: Option<mail_types::MailboxId>,
+            hits: &[&'a store::MailboxView],
+            out: &mut Vec<&'a store::MailboxView>,
+            depth: usize,
+        ) {
+            if depth > 64 {
+                return;
+            }
+            for h in hits.iter().filter(|h| h.parent == parent) {
+                out.push(h);
+                walk(Some(h.id), hits, out, depth + 1);
+            }
+        }
+        walk(None, &hits, &mut out, 0);
+        // Mailboxes whose parent was filtered out come after, as they were.
+        for h in &hits {
+            if !out.iter().any(|o| o.id == h.id) {
+                out.push(h);
+            }
+        }
+        hits = out;
+    }
+    let total = hits.len() as i64;
+    let start = if req.position < 0 {
+        (total + req.position).max(0)
+    } else {
+        req.position.min(total)
+    } as usize;
+    let limit = req.limit.map(|l| l as usize).unwrap_or(usize::MAX);
+    let page: Vec<_> = hits
+        .iter()
+        .skip(start)
+        .take(limit)
+        .filter_map(|v| ids::id('m', v.id.0))
+        .collect();
+    super::to_map(&jmap_proto::method::QueryResponse {
+        account_id: req.account_id.clone(),
+        query_state: ids::state(state),
+        can_calculate_changes: false,
+        position: start as u64,
+        ids: page,
+        total: req.calculate_total.then_some(total as u64),
+        limit: None,
+    })
+}

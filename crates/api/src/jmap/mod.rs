@@ -80,8 +80,16 @@ pub(crate) async fn dispatch(
             // RFC 8620 4: echo the arguments back unchanged.
             "Core/echo" => Ok(arguments),
             // RFC 8620 3.3: mail methods need the mail capability in `using`.
-            "Mailbox/get" | "Mailbox/changes" | "Email/changes" | "Thread/changes"
-            | "Email/get" | "Email/query" | "Thread/get"
+            "Mailbox/get"
+            | "Mailbox/changes"
+            | "Mailbox/query"
+            | "Mailbox/queryChanges"
+            | "Email/changes"
+            | "Email/queryChanges"
+            | "Thread/changes"
+            | "Email/get"
+            | "Email/query"
+            | "Thread/get"
                 if !mail =>
             {
                 Err(MethodError::with_description(
@@ -90,6 +98,14 @@ pub(crate) async fn dispatch(
                 ))
             }
             "Mailbox/get" => mailbox::get(ctx, arguments).await,
+            "Mailbox/query" => mailbox::query(ctx, arguments).await,
+            // RFC 8620 5.6: a server that keeps no query history answers
+            // cannotCalculateChanges (our queries say canCalculateChanges: false); the
+            // client then queries again.
+            "Mailbox/queryChanges" | "Email/queryChanges" => Err(MethodError::with_description(
+                MethodErrorType::CannotCalculateChanges,
+                "query changes are not kept; query again",
+            )),
             "Mailbox/changes" => changes::changes(ctx, ObjectType::Mailbox, arguments).await,
             "Email/changes" => changes::changes(ctx, ObjectType::Email, arguments).await,
             "Thread/changes" => changes::changes(ctx, ObjectType::Thread, arguments).await,
