@@ -188,7 +188,9 @@ fn mail_synced_from_dovecot_is_visible_through_jmap() -> Result<()> {
             ["Thread/get", {"accountId": "a1", "#ids": {"resultOf": "g", "name": "Email/get", "path": "/list/*/threadId"}}, "t"],
             ["Email/query", {"accountId": "a1", "filter": {"text": "n1"}}, "s"],
             ["Email/query", {"accountId": "a1", "sort": [{"property": "subject"}]}, "badsort"],
-            ["Email/query", {"accountId": "a1", "filter": {"operator": "OR", "conditions": [{"text": "x"}]}}, "badfilter"]
+            ["Email/query", {"accountId": "a1", "filter": {"operator": "OR", "conditions": [{"text": "x"}]}}, "badfilter"],
+            ["SearchSnippet/get", {"accountId": "a1", "filter": {"text": "n1"},
+                "#emailIds": {"resultOf": "s", "name": "Email/query", "path": "/ids"}}, "snip"]
         ]
     })
     .to_string();
@@ -215,6 +217,7 @@ fn mail_synced_from_dovecot_is_visible_through_jmap() -> Result<()> {
     );
     assert_eq!(r[4][1]["type"], "unsupportedSort");
     assert_eq!(r[5][1]["type"], "unsupportedFilter");
+    assert_eq!(r[6][1]["list"][0]["subject"], "<mark>n1</mark>");
     Ok(())
 }
 

@@ -7,6 +7,7 @@ mod email;
 mod identity;
 pub(crate) mod ids;
 mod mailbox;
+mod snippet;
 mod thread;
 
 use crate::auth::Principal;
@@ -90,6 +91,7 @@ pub(crate) async fn dispatch(
             | "Email/get"
             | "Email/query"
             | "Thread/get"
+            | "SearchSnippet/get"
                 if !mail =>
             {
                 Err(MethodError::with_description(
@@ -112,6 +114,7 @@ pub(crate) async fn dispatch(
             "Email/get" => email::get(ctx, arguments).await,
             "Email/query" => email::query(ctx, arguments).await,
             "Thread/get" => thread::get(ctx, arguments).await,
+            "SearchSnippet/get" => snippet::get(ctx, arguments).await,
             "Identity/get" if !submission => Err(MethodError::with_description(
                 MethodErrorType::UnknownMethod,
                 "Identity/get needs urn:ietf:params:jmap:submission in using",
