@@ -96,8 +96,42 @@ fn jmapc_lists_mailboxes_and_reads_inbox() -> Result<()> {
         }
         std::thread::sleep(Duration::from_millis(200));
     };
+    // Email/changes after a delivery gives exactly the new message.
+    let since = out["email_state"]
+        .as_str()
+        .context("email state")?
+        .to_string();
+    dovecot.deliver(
+        "alice@example.org",
+        &corpus::message("dan@example.org", "alice@example.org", "Late news", "fresh"),
+    )?;
+    let start = Instant::now();
+    let changes = loop {
+        let o = Command::new(&python)
+            .arg(&script)
+            .arg(format!("127.0.0.1:{port}"))
+            .args(["alice", "pw", "changes", &since])
+            .env("REQUESTS_CA_BUNDLE", dovecot.ca_file())
+            .output()?;
+        if o.status.success() {
+            let v: serde_json::Value = serde_json::from_slice(&o.stdout)?;
+            if v["created"].as_array().is_some_and(|c| !c.is_empty()) {
+                break v;
+            }
+        }
+        if start.elapsed() > Duration::from_secs(30) {
+            let _ = serve.kill();
+            bail!(
+                "Email/changes never showed the delivery: {}",
+                String::from_utf8_lossy(&o.stderr)
+            );
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    };
     serve.kill()?;
     serve.wait()?;
+    assert_eq!(changes["created"].as_array().map(|c| c.len()), Some(1));
+    assert_ne!(changes["new_state"], since);
     assert_eq!(out["username"], "alice");
     assert_eq!(out["primary_mail"], "a1");
     assert_eq!(out["echo"]["hello"], "tidings");

@@ -1,7 +1,8 @@
 """An independent JMAP client (jmapc, from PyPI) against a live `tidings serve`.
 
-Usage: jmapc_check.py HOST:PORT USER PASSWORD
+Usage: jmapc_check.py HOST:PORT USER PASSWORD [changes SINCE_STATE]
 Prints one JSON object with what it found; the Rust test (tests/jmap_client.rs) checks it.
+With `changes`, it only asks Email/changes since that state and prints what changed.
 Certificates are verified against REQUESTS_CA_BUNDLE.
 """
 
@@ -10,12 +11,24 @@ import sys
 
 import jmapc
 from jmapc import Comparator, EmailQueryFilterCondition, Ref
-from jmapc.methods import CoreEcho, EmailGet, EmailQuery, IdentityGet, MailboxGet, ThreadGet
+from jmapc.methods import (
+    CoreEcho,
+    EmailChanges,
+    EmailGet,
+    EmailQuery,
+    IdentityGet,
+    MailboxGet,
+    ThreadGet,
+)
 
 
 def main() -> None:
     host, user, password = sys.argv[1], sys.argv[2], sys.argv[3]
     client = jmapc.Client.create_with_password(host=host, user=user, password=password)
+    if len(sys.argv) > 5 and sys.argv[4] == "changes":
+        changes = client.request(EmailChanges(since_state=sys.argv[5]))
+        print(json.dumps({"created": changes.created, "new_state": changes.new_state}))
+        return
     session = client.jmap_session
     out = {
         "username": session.username,
@@ -49,6 +62,7 @@ def main() -> None:
     )
     query, emails, threads = (r.response for r in results)
     out["total"] = query.total
+    out["email_state"] = emails.state
     out["subjects"] = [e.subject for e in emails.data]
     out["from"] = [e.mail_from[0].email if e.mail_from else None for e in emails.data]
     out["previews"] = [bool(e.preview) for e in emails.data]
