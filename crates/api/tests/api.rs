@@ -334,3 +334,39 @@ async fn mailbox_query_filters_and_sorts_as_a_tree() {
     assert_eq!(r[4][1]["type"], "unsupportedSort");
     assert_eq!(r[5][1]["type"], "cannotCalculateChanges");
 }
+
+#[tokio::test]
+async fn huge_and_deep_requests_get_jmap_errors() {
+    let app = setup().await;
+    let ids: Vec<String> = (0..10_000).map(|i| format!("e{i}")).collect();
+    let (s, _, v) = post(
+        &app,
+        mail_call(json!([["Email/get", {"accountId": "a1", "ids": ids}, "big"]])),
+    )
+    .await;
+    assert_eq!(s, StatusCode::OK);
+    assert_eq!(v["methodResponses"][0][1]["type"], "requestTooLarge");
+
+    // A filter nested 40 levels deep is a fine request (ANDs fold into one query).
+    let mut f = json!({"text": "x"});
+    for _ in 0..40 {
+        f = json!({"operator": "AND", "conditions": [f]});
+    }
+    let (s, _, v) = post(
+        &app,
+        mail_call(json!([["Email/query", {"accountId": "a1", "filter": f}, "deep"]])),
+    )
+    .await;
+    assert_eq!(s, StatusCode::OK);
+    assert_eq!(v["methodResponses"][0][0], "Email/query", "{v}");
+    assert_eq!(v["methodResponses"][0][1]["ids"], json!([]));
+    // Nested past what JSON parsing allows: a request-level error.
+    let deep = format!(
+        "{{\"using\": [], \"methodCalls\": [[\"Core/echo\", {}{}, \"c\"]]}}",
+        "{\"a\":".repeat(5_000),
+        "}".repeat(5_000)
+    );
+    let (s, ctype, _) = post(&app, deep).await;
+    assert_eq!(s, StatusCode::BAD_REQUEST);
+    assert_eq!(ctype.as_deref(), Some("application/problem+json"));
+}
