@@ -27,10 +27,10 @@ const MAX_ATTACHMENTS: usize = 10_000;
 /// Deepest MIME nesting for which attachments are reported. Part ids grow
 /// with depth, so without a cap a deep chain with many leaves would make
 /// the output quadratic in the input.
-const MAX_PART_DEPTH: u32 = 64;
+pub(crate) const MAX_PART_DEPTH: u32 = 64;
 /// Longest content type / disposition token kept (RFC 6838 §4.2 limits
 /// type and subtype names to 127 characters each).
-const MAX_TOKEN_BYTES: usize = 255;
+pub(crate) const MAX_TOKEN_BYTES: usize = 255;
 
 /// Signature of the function doing the real work; a parameter so tests can
 /// exercise the panic path.
@@ -47,10 +47,12 @@ pub(crate) fn parse_guarded(raw: &[u8], header_only: bool, extractor: Extractor)
             ..ParsedMessage::default()
         };
     }
-    let prepared = prepare(raw, header_only, &mut problems);
-    let mut parsed = match catch_unwind(AssertUnwindSafe(|| extractor(&prepared, header_only))) {
-        Ok(parsed) => parsed,
-        Err(_) => {
+    let (prepared, result) = run_guarded(raw, header_only, &mut problems, |data| {
+        extractor(data, header_only)
+    });
+    let mut parsed = match result {
+        Some(parsed) => parsed,
+        None => {
             problems.push("parser panicked".into());
             // The scan is written not to panic, but it is fenced as well so
             // that a bug there cannot take the caller down either.
@@ -69,6 +71,21 @@ pub(crate) fn parse_guarded(raw: &[u8], header_only: bool, extractor: Extractor)
     problems.retain(|p| seen.insert(p.clone()));
     parsed.problems = problems;
     parsed
+}
+
+/// Repairs `raw` (see [`prepare`]) and runs `f` on the result inside
+/// `catch_unwind`. Returns the prepared input, for a fallback, and `f`'s
+/// result, `None` if it panicked. The shared entry path of every function
+/// that hands input to mail-parser.
+pub(crate) fn run_guarded<'a, T>(
+    raw: &'a [u8],
+    header_only: bool,
+    problems: &mut Vec<String>,
+    f: impl FnOnce(&[u8]) -> T,
+) -> (Cow<'a, [u8]>, Option<T>) {
+    let prepared = prepare(raw, header_only, problems);
+    let result = catch_unwind(AssertUnwindSafe(|| f(&prepared))).ok();
+    (prepared, result)
 }
 
 /// Finds the blank line ending the header block (RFC 5322 §2.1). Returns
@@ -164,7 +181,7 @@ pub(crate) fn extract(raw: &[u8], header_only: bool) -> ParsedMessage {
 /// messages overflow a 2 MiB thread stack, which is an abort, not a
 /// catchable panic. Moving each nested message onto a heap stack first
 /// keeps every individual drop shallow.
-fn drop_flat(message: Message<'_>) {
+pub(crate) fn drop_flat(message: Message<'_>) {
     let mut pending = vec![message];
     while let Some(mut m) = pending.pop() {
         for part in &mut m.parts {
@@ -177,7 +194,10 @@ fn drop_flat(message: Message<'_>) {
 
 /// The value of the last header named `name` (the same choice
 /// mail-parser's own accessors make).
-fn last<'a, 'x>(headers: &'a [Header<'x>], name: &HeaderName<'_>) -> Option<&'a HeaderValue<'x>> {
+pub(crate) fn last<'a, 'x>(
+    headers: &'a [Header<'x>],
+    name: &HeaderName<'_>,
+) -> Option<&'a HeaderValue<'x>> {
     headers
         .iter()
         .rev()
@@ -337,13 +357,13 @@ fn addresses(v: &HeaderValue<'_>) -> (Vec<Address>, bool) {
     (out, bad)
 }
 
-fn content_type<'a, 'x>(part: &'a MessagePart<'x>) -> Option<&'a ContentType<'x>> {
+pub(crate) fn content_type<'a, 'x>(part: &'a MessagePart<'x>) -> Option<&'a ContentType<'x>> {
     last(&part.headers, &HeaderName::ContentType).and_then(|v| v.as_content_type())
 }
 
 /// Lowercases an RFC 2045 token, dropping anything that is not a token
 /// character so hostile bytes cannot leak into stored type strings.
-fn token(s: &str) -> String {
+pub(crate) fn token(s: &str) -> String {
     s.trim()
         .chars()
         .filter(|c| c.is_ascii_graphic() && !"()<>@,;:\\\"/[]?=".contains(*c))
@@ -352,7 +372,7 @@ fn token(s: &str) -> String {
         .collect()
 }
 
-fn mime_type(part: &MessagePart<'_>) -> String {
+pub(crate) fn mime_type(part: &MessagePart<'_>) -> String {
     let ct = content_type(part);
     let main = ct.map(|c| token(c.ctype())).unwrap_or_default();
     let sub = ct.and_then(|c| c.subtype()).map(token).unwrap_or_default();
@@ -394,15 +414,15 @@ fn decoded_size(part: &MessagePart<'_>) -> u64 {
 /// Shape of the MIME tree: mail-parser keeps parts in a flat array with
 /// child index lists; this records parent, position and depth per part,
 /// built iteratively so that hostile nesting depth cannot exhaust the stack.
-struct Tree {
-    parent: Vec<usize>,
+pub(crate) struct Tree {
+    pub(crate) parent: Vec<usize>,
     pos: Vec<usize>,
-    depth: Vec<u32>,
-    reached: Vec<bool>,
+    pub(crate) depth: Vec<u32>,
+    pub(crate) reached: Vec<bool>,
 }
 
 impl Tree {
-    fn build(parts: &[MessagePart<'_>]) -> Tree {
+    pub(crate) fn build(parts: &[MessagePart<'_>]) -> Tree {
         let n = parts.len();
         let mut t = Tree {
             parent: vec![usize::MAX; n],
@@ -437,7 +457,7 @@ impl Tree {
     }
 
     /// IMAP-style section number (RFC 3501 §6.4.5), used as the JMAP partId.
-    fn part_id(&self, idx: usize) -> String {
+    pub(crate) fn part_id(&self, idx: usize) -> String {
         let mut nums = Vec::new();
         let mut i = idx;
         while i != 0 && i < self.parent.len() {
@@ -565,28 +585,46 @@ fn push_part(sink: &mut Sink, part: Option<&MessagePart<'_>>) {
     }
 }
 
+fn content_disposition<'a, 'x>(part: &'a MessagePart<'x>) -> Option<&'a ContentType<'x>> {
+    last(&part.headers, &HeaderName::ContentDisposition).and_then(|v| v.as_content_type())
+}
+
+/// File name of a part: RFC 2183 §2.3 `filename` takes precedence over the
+/// older Content-Type `name` parameter (RFC 2046 §4.5.1 deprecates it but it
+/// is common). mail-parser has already undone RFC 2231 / RFC 2047.
+pub(crate) fn part_name(part: &MessagePart<'_>) -> Option<String> {
+    content_disposition(part)
+        .and_then(|d| d.attribute("filename"))
+        .or_else(|| content_type(part).and_then(|c| c.attribute("name")))
+        .map(|n| clean_field(n, MAX_NAME_BYTES).0)
+        .filter(|n| !n.is_empty())
+}
+
+/// Lowercased Content-Disposition type (RFC 2183).
+pub(crate) fn part_disposition(part: &MessagePart<'_>) -> Option<String> {
+    content_disposition(part)
+        .map(|d| token(d.ctype()))
+        .filter(|d| !d.is_empty())
+}
+
+/// Content-ID without angle brackets (RFC 2392).
+pub(crate) fn part_cid(part: &MessagePart<'_>) -> Option<String> {
+    match last(&part.headers, &HeaderName::ContentId) {
+        Some(HeaderValue::Text(t)) => clean_id(t),
+        Some(HeaderValue::TextList(l)) => l.first().and_then(|t| clean_id(t)),
+        _ => None,
+    }
+}
+
 fn attachment(
     part: &MessagePart<'_>,
     idx: usize,
     tree: &Tree,
     parts: &[MessagePart<'_>],
 ) -> Attachment {
-    let ct = content_type(part);
-    let disp =
-        last(&part.headers, &HeaderName::ContentDisposition).and_then(|v| v.as_content_type());
-    // RFC 2183 §2.3 filename takes precedence over the older Content-Type
-    // name parameter (RFC 2046 §4.5.1 deprecates it but it is common).
-    let name = disp
-        .and_then(|d| d.attribute("filename"))
-        .or_else(|| ct.and_then(|c| c.attribute("name")))
-        .map(|n| clean_field(n, MAX_NAME_BYTES).0)
-        .filter(|n| !n.is_empty());
-    let disposition = disp.map(|d| token(d.ctype())).filter(|d| !d.is_empty());
-    let cid = match last(&part.headers, &HeaderName::ContentId) {
-        Some(HeaderValue::Text(t)) => clean_id(t),
-        Some(HeaderValue::TextList(l)) => l.first().and_then(|t| clean_id(t)),
-        _ => None,
-    };
+    let name = part_name(part);
+    let disposition = part_disposition(part);
+    let cid = part_cid(part);
     let in_related = tree
         .parent
         .get(idx)

@@ -10,8 +10,14 @@
 
 mod extract;
 mod fallback;
+mod structure;
 mod subject;
 mod text;
+
+pub use structure::{
+    BodyLists, BodyPart, BodyValue, MAX_BODY_DEPTH, MAX_BODY_PARTS, MAX_PART_HEADERS, PartContent,
+    body_lists, body_structure, body_value, part_content,
+};
 
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};

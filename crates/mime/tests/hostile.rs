@@ -46,9 +46,50 @@ fn check(pm: &ParsedMessage) {
     );
 }
 
+/// The JMAP structure of hostile input: no panic, every attachment `parse`
+/// reports is a leaf of the tree, a few leaves' content can be read.
+fn check_structure(raw: &[u8], pm: &ParsedMessage) {
+    let root = mime::body_structure(raw);
+    let lists = mime::body_lists(&root);
+    let mut leaf_ids = Vec::new();
+    let mut depth_parts = vec![(&root, 0u32)];
+    let mut count = 0;
+    while let Some((part, depth)) = depth_parts.pop() {
+        count += 1;
+        assert!(depth <= mime::MAX_BODY_DEPTH);
+        assert!(part.headers.len() <= mime::MAX_PART_HEADERS);
+        match &part.sub_parts {
+            Some(subs) => {
+                assert!(part.part_id.is_none());
+                depth_parts.extend(subs.iter().map(|s| (s, depth + 1)));
+            }
+            None => leaf_ids.push(part.part_id.clone().expect("leaf id")),
+        }
+    }
+    assert!(count <= mime::MAX_BODY_PARTS);
+    for a in &pm.attachments {
+        assert!(leaf_ids.contains(&a.part_id), "{} missing", a.part_id);
+    }
+    for id in lists
+        .text_body
+        .iter()
+        .chain(&lists.html_body)
+        .chain(&lists.attachments)
+    {
+        assert!(leaf_ids.contains(id));
+    }
+    for id in leaf_ids.iter().take(5) {
+        assert!(mime::part_content(raw, id).is_some(), "{id}");
+        if let Some(v) = mime::body_value(raw, id, 7) {
+            assert!(v.value.len() <= 7);
+        }
+    }
+}
+
 fn p(raw: &[u8]) -> ParsedMessage {
     let pm = parse(raw);
     check(&pm);
+    check_structure(raw, &pm);
     let ph = parse_header(raw);
     check(&ph);
     assert!(ph.attachments.is_empty() && ph.body_text.is_empty() && ph.preview.is_empty());

@@ -1,0 +1,628 @@
+//! The JMAP body structure of a message (RFC 8621 §4.1.4): the
+//! EmailBodyPart tree, the `textBody` / `htmlBody` / `attachments` lists
+//! derived from it, and the content of single parts (blob download,
+//! `bodyValues`, RFC 8621 §4.2).
+//!
+//! Input goes through the same repairs and panic fence as [`crate::parse`]
+//! ([`extract::run_guarded`]) and parts are numbered by the same
+//! [`extract::Tree`], so a `partId` here names the same part as
+//! [`crate::Attachment::part_id`]. If mail-parser panics or finds no
+//! header, the whole input (after the header block, if one can be found)
+//! is presented as a single `text/plain` part "1".
+
+use std::borrow::Cow;
+
+use mail_parser::decoders::charsets::map::charset_decoder;
+use mail_parser::parsers::MessageStream;
+use mail_parser::{Encoding, HeaderName, HeaderValue, MessageParser, MessagePart, PartType};
+use serde::{Deserialize, Serialize};
+
+use crate::extract::{
+    self, MAX_PART_DEPTH, MAX_TOKEN_BYTES, Tree, content_type, drop_flat, last, mime_type,
+    part_cid, part_disposition, part_name, token,
+};
+use crate::text::{clean_field, utf8_or_cp1252};
+
+/// Most parts (multipart containers included) in a [`BodyPart`] tree; the
+/// parts after the limit, in document order, are left out.
+pub const MAX_BODY_PARTS: usize = 10_000;
+
+/// Most header fields reported per part in [`BodyPart::headers`].
+pub const MAX_PART_HEADERS: usize = 200;
+
+/// Deepest nesting of [`BodyPart`]s: a multipart this deep is reported as a
+/// leaf (the same bound under which [`crate::ParsedMessage::attachments`]
+/// are reported).
+pub const MAX_BODY_DEPTH: u32 = MAX_PART_DEPTH;
+
+/// Most Content-Language tags kept per part.
+const MAX_LANGUAGES: usize = 32;
+/// Longest Content-Location kept, in bytes.
+const MAX_LOCATION_BYTES: usize = 2048;
+
+/// One node of the JMAP EmailBodyPart tree (RFC 8621 §4.1.4).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BodyPart {
+    /// JMAP partId (IMAP section numbering, as [`crate::Attachment::part_id`]);
+    /// `None` for multipart containers.
+    pub part_id: Option<String>,
+    /// Octets after transfer decoding (what a blob download returns; no
+    /// charset conversion); 0 for multipart containers.
+    pub size: u64,
+    /// Header fields in order: the name as written and the raw value (RFC
+    /// 8621 §4.1.2 Raw form: after the colon, folding kept, final line
+    /// break removed). At most [`MAX_PART_HEADERS`].
+    pub headers: Vec<(String, String)>,
+    /// File name (Content-Disposition `filename`, else Content-Type `name`),
+    /// RFC 2231 / RFC 2047 decoded.
+    pub name: Option<String>,
+    /// Lowercased `type/subtype`; `text/plain` by default (RFC 2045 §5.2),
+    /// `message/rfc822` inside multipart/digest (RFC 2046 §5.1.5). A part
+    /// declared multipart whose structure could not be used (no boundary,
+    /// boundary never found, or nested too deep) is a leaf typed
+    /// `application/octet-stream`.
+    pub content_type: String,
+    /// For `text/*` parts the charset parameter as written, `us-ascii` when
+    /// absent; `None` otherwise.
+    pub charset: Option<String>,
+    /// Lowercased Content-Disposition type (RFC 2183).
+    pub disposition: Option<String>,
+    /// Content-ID without angle brackets (RFC 2392).
+    pub cid: Option<String>,
+    /// Content-Language tags (RFC 3282), lowercased.
+    pub language: Option<Vec<String>>,
+    /// Content-Location (RFC 2557).
+    pub location: Option<String>,
+    /// Children of a multipart container; `None` for leaves, including
+    /// `message/rfc822` parts (their content is the attached message).
+    pub sub_parts: Option<Vec<BodyPart>>,
+}
+
+/// The partIds JMAP lists in `textBody`, `htmlBody` and `attachments`
+/// (RFC 8621 §4.1.4).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BodyLists {
+    /// Parts to render, in order, when showing the message as plain text.
+    pub text_body: Vec<String>,
+    /// Parts to render, in order, when showing the message as HTML.
+    pub html_body: Vec<String>,
+    /// Parts that are not part of the body.
+    pub attachments: Vec<String>,
+}
+
+/// The content of one leaf part.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PartContent {
+    /// Content after transfer decoding (base64 / quoted-printable undone),
+    /// in its own charset. For `message/rfc822` the attached message.
+    pub bytes: Vec<u8>,
+    /// As [`BodyPart::content_type`].
+    pub content_type: String,
+    /// As [`BodyPart::name`].
+    pub name: Option<String>,
+    /// As [`BodyPart::charset`].
+    pub charset: Option<String>,
+}
+
+/// A text part decoded to UTF-8 (JMAP EmailBodyValue, RFC 8621 §4.1.4).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BodyValue {
+    /// The text, at most `max_bytes` bytes when a limit was given.
+    pub value: String,
+    /// The transfer encoding or the charset could not be decoded cleanly
+    /// (unknown charset, bytes invalid in it); `value` is a best effort.
+    pub is_encoding_problem: bool,
+    /// `value` was cut to the byte limit.
+    pub is_truncated: bool,
+}
+
+/// The JMAP `bodyStructure` of a raw message. Never panics.
+pub fn body_structure(raw: &[u8]) -> BodyPart {
+    analyse(
+        raw,
+        |parts, tree, data| {
+            let nodes = walk(parts, tree);
+            to_body_part(&nodes, 0, parts, data)
+        },
+        |body| fallback_part(body.len()),
+    )
+}
+
+/// RFC 8621 §4.1.4 `textBody`, `htmlBody` and `attachments` for a tree
+/// returned by [`body_structure`].
+pub fn body_lists(root: &BodyPart) -> BodyLists {
+    let mut lists = BodyLists::default();
+    let BodyLists {
+        text_body,
+        html_body,
+        attachments,
+    } = &mut lists;
+    parse_structure(
+        std::slice::from_ref(root),
+        "mixed",
+        false,
+        Some(html_body),
+        Some(text_body),
+        attachments,
+        0,
+    );
+    lists
+}
+
+/// The decoded content of the leaf part `part_id`, `None` if there is no
+/// such leaf. Never panics.
+pub fn part_content(raw: &[u8], part_id: &str) -> Option<PartContent> {
+    leaf(raw, part_id).map(|(content, _)| content)
+}
+
+/// The text of the `text/*` part `part_id` decoded to UTF-8, cut to at most
+/// `max_bytes` bytes on a character boundary when `max_bytes > 0` (RFC 8621
+/// §4.2 `maxBodyValueBytes`). `None` for unknown ids and non-text parts.
+pub fn body_value(raw: &[u8], part_id: &str, max_bytes: usize) -> Option<BodyValue> {
+    let (content, transfer_problem) = leaf(raw, part_id)?;
+    if !content.content_type.starts_with("text/") {
+        return None;
+    }
+    let (mut value, charset_problem) = decode_text(&content.bytes, content.charset.as_deref());
+    let mut is_truncated = false;
+    if max_bytes > 0 && value.len() > max_bytes {
+        let mut end = max_bytes;
+        while !value.is_char_boundary(end) {
+            end -= 1;
+        }
+        value.truncate(end);
+        is_truncated = true;
+    }
+    Some(BodyValue {
+        value,
+        is_encoding_problem: transfer_problem || charset_problem,
+        is_truncated,
+    })
+}
+
+/// Parses `raw` behind the crate's panic fence and hands the parts to
+/// `on_parts`; when the parse panics or finds no message, hands the
+/// fallback body (see the module documentation) to `on_fallback`.
+fn analyse<T>(
+    raw: &[u8],
+    on_parts: impl FnOnce(&[MessagePart<'_>], &Tree, &[u8]) -> T,
+    on_fallback: impl FnOnce(&[u8]) -> T,
+) -> T {
+    if raw.is_empty() {
+        return on_fallback(raw);
+    }
+    let mut problems = Vec::new();
+    let (_, result) = extract::run_guarded(raw, false, &mut problems, |data| {
+        let message = MessageParser::new().parse(data)?;
+        let out = if message.parts.is_empty() {
+            None
+        } else {
+            let tree = Tree::build(&message.parts);
+            Some(on_parts(&message.parts, &tree, data))
+        };
+        drop_flat(message);
+        out
+    });
+    match result.flatten() {
+        Some(out) => out,
+        None => on_fallback(fallback_body(raw)),
+    }
+}
+
+/// What the fallback presents as the single part: the input after its
+/// header block, or all of it when no header block ends.
+fn fallback_body(raw: &[u8]) -> &[u8] {
+    match extract::find_header_end(raw) {
+        Some((_, body)) => raw.get(body..).unwrap_or_default(),
+        None => raw,
+    }
+}
+
+fn fallback_part(size: usize) -> BodyPart {
+    BodyPart {
+        part_id: Some("1".into()),
+        size: size as u64,
+        headers: Vec::new(),
+        name: None,
+        content_type: "text/plain".into(),
+        charset: Some("us-ascii".into()),
+        disposition: None,
+        cid: None,
+        language: None,
+        location: None,
+        sub_parts: None,
+    }
+}
+
+/// A part of the bounded tree: mail-parser's index, the partId of a leaf
+/// (`None` for a container) and the node indices of the children.
+struct Node {
+    idx: usize,
+    part_id: Option<String>,
+    children: Vec<usize>,
+}
+
+/// The bounded tree in document (pre-)order, root first. Children are
+/// taken as [`Tree`] assigned them, so ids match [`crate::parse`].
+fn walk(parts: &[MessagePart<'_>], tree: &Tree) -> Vec<Node> {
+    let mut nodes: Vec<Node> = Vec::new();
+    // Explicit stack of (node index, next child position) keeps hostile
+    // nesting off the call stack.
+    let mut stack: Vec<(usize, usize)> = Vec::new();
+    push_node(0, parts, tree, &mut nodes, &mut stack);
+    while let Some(top) = stack.last_mut() {
+        let (node, next) = *top;
+        top.1 += 1;
+        let children = match nodes.get(node).and_then(|n| parts.get(n.idx)) {
+            Some(MessagePart {
+                body: PartType::Multipart(c),
+                ..
+            }) => c.as_slice(),
+            _ => &[],
+        };
+        let Some(&child) = children.get(next) else {
+            stack.pop();
+            continue;
+        };
+        if nodes.len() >= MAX_BODY_PARTS {
+            stack.clear();
+            break;
+        }
+        let child = child as usize;
+        let parent_idx = nodes.get(node).map_or(usize::MAX, |n| n.idx);
+        let assigned = tree.reached.get(child).copied().unwrap_or(false)
+            && tree.parent.get(child) == Some(&parent_idx);
+        if !assigned {
+            continue;
+        }
+        let new = push_node(child, parts, tree, &mut nodes, &mut stack);
+        if let Some(n) = nodes.get_mut(node) {
+            n.children.push(new);
+        }
+    }
+    nodes
+}
+
+/// Adds the node for part `idx`; a container is also pushed on `stack` so
+/// its children get visited.
+fn push_node(
+    idx: usize,
+    parts: &[MessagePart<'_>],
+    tree: &Tree,
+    nodes: &mut Vec<Node>,
+    stack: &mut Vec<(usize, usize)>,
+) -> usize {
+    let n = nodes.len();
+    let container = parts
+        .get(idx)
+        .is_some_and(|p| is_container(p, tree.depth.get(idx).copied().unwrap_or(0)));
+    nodes.push(Node {
+        idx,
+        part_id: (!container).then(|| tree.part_id(idx)),
+        children: Vec::new(),
+    });
+    if container {
+        stack.push((n, 0));
+    }
+    n
+}
+
+/// A multipart that mail-parser split into sub-parts and that is not too
+/// deep to be shown as one.
+fn is_container(part: &MessagePart<'_>, depth: u32) -> bool {
+    matches!(part.body, PartType::Multipart(_))
+        && depth < MAX_BODY_DEPTH
+        && declared_multipart(part)
+}
+
+fn declared_multipart(part: &MessagePart<'_>) -> bool {
+    content_type(part).is_some_and(|c| c.ctype().eq_ignore_ascii_case("multipart"))
+}
+
+/// Builds the [`BodyPart`] of node `n`. Recursion depth is bounded by
+/// [`MAX_BODY_DEPTH`] because [`walk`] makes deeper multiparts leaves.
+fn to_body_part(nodes: &[Node], n: usize, parts: &[MessagePart<'_>], raw: &[u8]) -> BodyPart {
+    let Some((node, part)) = nodes
+        .get(n)
+        .and_then(|node| parts.get(node.idx).map(|p| (node, p)))
+    else {
+        return fallback_part(0);
+    };
+    let ctype = leaf_type(part, node.part_id.is_none());
+    let sub_parts = node.part_id.is_none().then(|| {
+        node.children
+            .iter()
+            .map(|&c| to_body_part(nodes, c, parts, raw))
+            .collect()
+    });
+    BodyPart {
+        part_id: node.part_id.clone(),
+        size: if node.part_id.is_some() {
+            leaf_bytes(part, raw).len() as u64
+        } else {
+            0
+        },
+        headers: raw_headers(part, raw),
+        name: part_name(part),
+        charset: charset(part, &ctype),
+        content_type: ctype,
+        disposition: part_disposition(part),
+        cid: part_cid(part),
+        language: language(part),
+        location: location(part),
+        sub_parts,
+    }
+}
+
+/// The content type reported for a part; see [`BodyPart::content_type`].
+fn leaf_type(part: &MessagePart<'_>, container: bool) -> String {
+    let t = mime_type(part);
+    if !container && t.starts_with("multipart/") {
+        "application/octet-stream".into()
+    } else {
+        t
+    }
+}
+
+fn charset(part: &MessagePart<'_>, ctype: &str) -> Option<String> {
+    if !ctype.starts_with("text/") {
+        return None;
+    }
+    let declared = content_type(part)
+        .and_then(|c| c.attribute("charset"))
+        .map(|c| clean_field(c, MAX_TOKEN_BYTES).0)
+        .filter(|c| !c.is_empty());
+    Some(declared.unwrap_or_else(|| "us-ascii".into()))
+}
+
+fn language(part: &MessagePart<'_>) -> Option<Vec<String>> {
+    let tags: Vec<String> = match last(&part.headers, &HeaderName::ContentLanguage) {
+        Some(HeaderValue::Text(t)) => vec![token(t)],
+        Some(HeaderValue::TextList(l)) => l.iter().take(MAX_LANGUAGES).map(|t| token(t)).collect(),
+        _ => return None,
+    };
+    let tags: Vec<String> = tags.into_iter().filter(|t| !t.is_empty()).collect();
+    (!tags.is_empty()).then_some(tags)
+}
+
+fn location(part: &MessagePart<'_>) -> Option<String> {
+    match last(&part.headers, &HeaderName::ContentLocation) {
+        Some(HeaderValue::Text(t)) => Some(clean_field(t, MAX_LOCATION_BYTES).0),
+        _ => None,
+    }
+    .filter(|l| !l.is_empty())
+}
+
+/// Header fields as written. Offsets index `raw`, the buffer mail-parser
+/// parsed: every part reached by [`walk`] belongs to the outer message
+/// (nested messages are leaves).
+fn raw_headers(part: &MessagePart<'_>, raw: &[u8]) -> Vec<(String, String)> {
+    part.headers
+        .iter()
+        .take(MAX_PART_HEADERS)
+        .map(|h| {
+            let (start, value_start, end) = (
+                h.offset_field as usize,
+                h.offset_start as usize,
+                h.offset_end as usize,
+            );
+            let name = raw
+                .get(start..value_start)
+                .map(|n| n.strip_suffix(b":").unwrap_or(n).trim_ascii())
+                .filter(|n| !n.is_empty())
+                .map_or_else(|| h.name.as_str().to_string(), utf8_or_cp1252);
+            let value = raw.get(value_start..end).unwrap_or_default();
+            let value = value.strip_suffix(b"\n").unwrap_or(value);
+            let value = value.strip_suffix(b"\r").unwrap_or(value);
+            (name, utf8_or_cp1252(value))
+        })
+        .collect()
+}
+
+/// A part's content after transfer decoding, see [`PartContent::bytes`].
+fn leaf_bytes<'a>(part: &'a MessagePart<'_>, raw: &'a [u8]) -> Cow<'a, [u8]> {
+    let body = raw.get(part.offset_body as usize..part.offset_end as usize);
+    match &part.body {
+        PartType::Binary(b) | PartType::InlineBinary(b) => Cow::Borrowed(b.as_ref()),
+        // mail-parser keeps text only after charset conversion; the octets
+        // are decoded again from the part's extent, with the same decoder.
+        PartType::Text(t) | PartType::Html(t) => match body {
+            Some(body) => transfer_decode(body, part.encoding),
+            None => Cow::Borrowed(t.as_bytes()),
+        },
+        // In place, a nested message shares the outer buffer; a transfer
+        // encoded one was decoded into its own (see `decoded_size`).
+        PartType::Message(m) => match (part.encoding, body) {
+            (Encoding::None, Some(body)) => Cow::Borrowed(body),
+            _ => Cow::Borrowed(m.raw_message.as_ref()),
+        },
+        PartType::Multipart(_) => Cow::Borrowed(body.unwrap_or_default()),
+    }
+}
+
+fn transfer_decode(body: &[u8], encoding: Encoding) -> Cow<'_, [u8]> {
+    let mut stream = MessageStream::new(body);
+    let (end, bytes) = match encoding {
+        Encoding::None => return Cow::Borrowed(body),
+        Encoding::Base64 => stream.decode_base64_mime(b""),
+        Encoding::QuotedPrintable => stream.decode_quoted_printable_mime(b""),
+    };
+    if end == usize::MAX {
+        // Not decodable: mail-parser then keeps the raw bytes too.
+        Cow::Borrowed(body)
+    } else {
+        bytes
+    }
+}
+
+/// The leaf `part_id` and whether its transfer encoding was broken.
+fn leaf(raw: &[u8], part_id: &str) -> Option<(PartContent, bool)> {
+    analyse(
+        raw,
+        |parts, tree, data| {
+            let nodes = walk(parts, tree);
+            let node = nodes
+                .iter()
+                .find(|n| n.part_id.as_deref() == Some(part_id))?;
+            let part = parts.get(node.idx)?;
+            let content_type = leaf_type(part, false);
+            Some((
+                PartContent {
+                    bytes: leaf_bytes(part, data).into_owned(),
+                    charset: charset(part, &content_type),
+                    content_type,
+                    name: part_name(part),
+                },
+                part.is_encoding_problem,
+            ))
+        },
+        |body| {
+            (part_id == "1").then(|| {
+                let p = fallback_part(body.len());
+                (
+                    PartContent {
+                        bytes: body.to_vec(),
+                        content_type: p.content_type,
+                        name: None,
+                        charset: p.charset,
+                    },
+                    false,
+                )
+            })
+        },
+    )
+}
+
+/// Decodes text octets from `charset` into UTF-8. Returns the text and
+/// whether decoding was a guess or lossy.
+///
+/// UTF-8 and US-ASCII (the RFC 2045 §5.2 default) are read as UTF-8, bytes
+/// that are not fall back to windows-1252; other known charsets go through
+/// mail-parser's decoders; an unknown charset is read like US-ASCII and is
+/// a problem as soon as the content is not pure ASCII.
+fn decode_text(bytes: &[u8], charset: Option<&str>) -> (String, bool) {
+    let cs = charset.unwrap_or("us-ascii").trim().to_ascii_lowercase();
+    let utf8_like = matches!(
+        cs.as_str(),
+        "utf-8" | "utf8" | "us-ascii" | "ascii" | "ansi_x3.4-1968" | "iso646-us"
+    );
+    if !utf8_like && let Some(decode) = charset_decoder(cs.as_bytes()) {
+        let text = decode(bytes);
+        let lossy = text.contains('\u{FFFD}');
+        return (text, lossy);
+    }
+    match std::str::from_utf8(bytes) {
+        Ok(s) => (s.to_string(), !utf8_like && !bytes.is_ascii()),
+        Err(_) => (utf8_or_cp1252(bytes), true),
+    }
+}
+
+/// RFC 8621 §4.1.4 `isInlineMediaType`.
+fn is_inline_media_type(t: &str) -> bool {
+    t.starts_with("image/") || t.starts_with("audio/") || t.starts_with("video/")
+}
+
+/// RFC 8621 §4.1.4 `parseStructure`, transcribed. `html_body` / `text_body`
+/// are `None` where the pseudo-code's are `null` (inside an alternative,
+/// once the other flavour has been chosen). `depth` stops runaway recursion
+/// on trees not built by [`body_structure`].
+fn parse_structure(
+    parts: &[BodyPart],
+    multipart_type: &str,
+    in_alternative: bool,
+    mut html_body: Option<&mut Vec<String>>,
+    mut text_body: Option<&mut Vec<String>>,
+    attachments: &mut Vec<String>,
+    depth: u32,
+) {
+    if depth > MAX_BODY_DEPTH + 1 {
+        return;
+    }
+    // For multipartType == alternative.
+    let text_length = text_body.as_ref().map(|t| t.len());
+    let html_length = html_body.as_ref().map(|h| h.len());
+
+    for (i, part) in parts.iter().enumerate() {
+        let t = part.content_type.as_str();
+        // Is this a body part rather than an attachment?
+        let is_inline = part.disposition.as_deref() != Some("attachment")
+            // Must be one of the allowed body types.
+            && (t == "text/plain" || t == "text/html" || is_inline_media_type(t))
+            // If multipart/related, only the first part can be inline. If a
+            // text part with a filename, and not the first item in the
+            // multipart, assume it is an attachment.
+            && (i == 0
+                || (multipart_type != "related"
+                    && (is_inline_media_type(t) || part.name.as_deref().is_none_or(str::is_empty))));
+
+        if let Some(sub_parts) = &part.sub_parts {
+            let sub_multi_type = t.split_once('/').map_or("", |(_, s)| s);
+            parse_structure(
+                sub_parts,
+                sub_multi_type,
+                in_alternative || sub_multi_type == "alternative",
+                html_body.as_deref_mut(),
+                text_body.as_deref_mut(),
+                attachments,
+                depth + 1,
+            );
+            continue;
+        }
+        let Some(id) = part.part_id.as_ref() else {
+            continue;
+        };
+        if is_inline {
+            if multipart_type == "alternative" {
+                match t {
+                    "text/plain" => {
+                        if let Some(text) = text_body.as_deref_mut() {
+                            text.push(id.clone());
+                        }
+                    }
+                    "text/html" => {
+                        if let Some(html) = html_body.as_deref_mut() {
+                            html.push(id.clone());
+                        }
+                    }
+                    _ => attachments.push(id.clone()),
+                }
+                continue;
+            } else if in_alternative {
+                if t == "text/plain" {
+                    html_body = None;
+                }
+                if t == "text/html" {
+                    text_body = None;
+                }
+            }
+            if let Some(text) = text_body.as_deref_mut() {
+                text.push(id.clone());
+            }
+            if let Some(html) = html_body.as_deref_mut() {
+                html.push(id.clone());
+            }
+            if (text_body.is_none() || html_body.is_none()) && is_inline_media_type(t) {
+                attachments.push(id.clone());
+            }
+        } else {
+            attachments.push(id.clone());
+        }
+    }
+
+    if multipart_type == "alternative"
+        && let (Some(text), Some(html)) = (text_body, html_body)
+    {
+        let (text_length, html_length) = (text_length.unwrap_or(0), html_length.unwrap_or(0));
+        // Found HTML part only.
+        if text_length == text.len() && html_length != html.len() {
+            text.extend(html.iter().skip(html_length).cloned());
+        }
+        // Found plaintext part only.
+        if html_length == html.len() && text_length != text.len() {
+            html.extend(text.iter().skip(text_length).cloned());
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;
