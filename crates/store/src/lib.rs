@@ -120,8 +120,8 @@ pub trait Store: Send + Sync + 'static {
     async fn mailbox_views(&self, account: AccountId) -> Result<Vec<MailboxView>>;
     /// The Emails of the account among `ids` (others are left out).
     async fn emails(&self, account: AccountId, ids: &[EmailId]) -> Result<Vec<EmailView>>;
-    /// Every matching Email id, in the query's order (the caller pages).
-    async fn query_emails(&self, account: AccountId, q: &EmailQuery) -> Result<Vec<EmailId>>;
+    /// Matching Email ids in the query's order: all of them, or the asked window.
+    async fn query_emails(&self, account: AccountId, q: &EmailQuery) -> Result<QueryPage>;
     /// The Email ids of each thread of the account among `ids`, oldest first (RFC 8621 3).
     async fn threads(
         &self,

@@ -314,6 +314,18 @@ pub struct EmailQuery {
     /// Sort by receivedAt: oldest first when true.
     pub ascending: bool,
     pub collapse_threads: bool,
+    /// Only this window (offset, limit) of the result, found by the index rather than by
+    /// reading every match; ignored with `collapse_threads` (which must see every match).
+    pub window: Option<(usize, usize)>,
+    /// Count every match too (JMAP calculateTotal).
+    pub count: bool,
+}
+
+/// The ids of a query (its window when one was asked), and the total when counted.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct QueryPage {
+    pub ids: Vec<EmailId>,
+    pub total: Option<usize>,
 }
 
 /// Why changes cannot be given from a state.

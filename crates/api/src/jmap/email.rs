@@ -254,42 +254,65 @@ pub(crate) async fn query(
         }
     }
     let state = ctx.store_state(account).await?;
-    let all = ctx
-        .store
-        .query_emails(account, &q)
-        .await
-        .map_err(|e| MethodError::server_fail(e.to_string()))?;
-    let total = all.len() as i64;
-    // RFC 8620 5.5: an anchor wins over position; a negative position counts from the end.
-    let start = match &req.anchor {
-        Some(a) => {
-            let n = ids::parse('e', a.as_str());
-            let idx = all
-                .iter()
-                .position(|e| Some(e.0) == n)
-                .ok_or_else(|| MethodError::new(MethodErrorType::AnchorNotFound))?;
-            (idx as i64 + req.anchor_offset).max(0)
-        }
-        None if req.position < 0 => (total + req.position).max(0),
-        None => req.position,
-    }
-    .min(total) as usize;
     let limit = req
         .limit
         .map(|l| usize::try_from(l).unwrap_or(usize::MAX))
         .unwrap_or(MAX_QUERY_LIMIT)
         .min(MAX_QUERY_LIMIT);
-    let page: Vec<_> = all
-        .iter()
-        .skip(start)
-        .take(limit)
-        .filter_map(|e| ids::id('e', e.0))
-        .collect();
+    // The common case (a page from a non-negative position, no anchor, no thread
+    // collapsing) is answered by an index walk of just that page.
+    let direct = req.anchor.is_none() && req.position >= 0 && !q.collapse_threads;
+    q.count = req.calculate_total || !direct;
+    if direct {
+        q.window = Some((usize::try_from(req.position).unwrap_or(usize::MAX), limit));
+    }
+    let result = ctx
+        .store
+        .query_emails(account, &q)
+        .await
+        .map_err(|e| MethodError::server_fail(e.to_string()))?;
+    let (start, page): (usize, Vec<_>) = if direct {
+        (
+            usize::try_from(req.position).unwrap_or(usize::MAX),
+            result
+                .ids
+                .iter()
+                .filter_map(|e| ids::id('e', e.0))
+                .collect(),
+        )
+    } else {
+        let all = &result.ids;
+        let total = all.len() as i64;
+        // RFC 8620 5.5: an anchor wins over position; a negative position counts from
+        // the end.
+        let start = match &req.anchor {
+            Some(a) => {
+                let n = ids::parse('e', a.as_str());
+                let idx = all
+                    .iter()
+                    .position(|e| Some(e.0) == n)
+                    .ok_or_else(|| MethodError::new(MethodErrorType::AnchorNotFound))?;
+                (idx as i64 + req.anchor_offset).max(0)
+            }
+            None if req.position < 0 => (total + req.position).max(0),
+            None => req.position,
+        }
+        .min(total) as usize;
+        (
+            start,
+            all.iter()
+                .skip(start)
+                .take(limit)
+                .filter_map(|e| ids::id('e', e.0))
+                .collect(),
+        )
+    };
+    let total = result.total.unwrap_or(result.ids.len());
     super::to_map(&QueryResponse {
         account_id: req.account_id.clone(),
         query_state: ids::state(state),
         can_calculate_changes: false,
-        position: start as u64,
+        position: start.min(total) as u64,
         ids: page,
         total: req.calculate_total.then_some(total as u64),
         limit: (req.limit.is_none() || req.limit.is_some_and(|l| l as usize > MAX_QUERY_LIMIT))

@@ -727,7 +727,7 @@ impl Store for SqliteStore {
         self.call(move |c| read::emails(c, account, &ids)).await
     }
 
-    async fn query_emails(&self, account: AccountId, q: &EmailQuery) -> Result<Vec<EmailId>> {
+    async fn query_emails(&self, account: AccountId, q: &EmailQuery) -> Result<QueryPage> {
         let q = q.clone();
         self.call(move |c| read::query_emails(c, account, &q)).await
     }

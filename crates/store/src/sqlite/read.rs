@@ -218,7 +218,7 @@ pub(crate) fn query_emails(
     c: &mut Connection,
     account: AccountId,
     q: &EmailQuery,
-) -> Result<Vec<EmailId>> {
+) -> Result<QueryPage> {
     let dir = if q.ascending { "ASC" } else { "DESC" };
     let mut sql;
     let mut params: Vec<Box<dyn rusqlite::ToSql>> = vec![Box::new(account.0)];
@@ -236,8 +236,10 @@ pub(crate) fn query_emails(
                     .to_string();
         }
     }
+    let mut has_text = false;
     if let Some(text) = &q.text {
         for w in text.split_whitespace().take(32) {
+            has_text = true;
             let quoted = format!("\"{}\"", w.replace('"', "\"\""));
             let n = params.len() + 1;
             sql.push_str(&format!(
@@ -247,17 +249,43 @@ pub(crate) fn query_emails(
             params.push(Box::new(quoted));
         }
     }
+    let refs: Vec<&dyn rusqlite::ToSql> = params.iter().map(|b| b.as_ref()).collect();
+    let total = if q.count {
+        Some(match (q.in_mailbox, has_text) {
+            // Kept by triggers: counting a mailbox costs nothing. (A message with two
+            // copies in one mailbox counts twice here; rare, and JMAP totals are advisory.)
+            (Some(m), false) => {
+                c.query_row("SELECT copies FROM mailbox WHERE id = ?1", [m.0], |r| {
+                    r.get::<_, i64>(0)
+                })?
+            }
+            _ => c.query_row(
+                &format!("SELECT count(DISTINCT id) FROM ({sql})"),
+                refs.as_slice(),
+                |r| r.get::<_, i64>(0),
+            )?,
+        } as usize)
+    } else {
+        None
+    };
     if q.in_mailbox.is_some() {
         sql.push_str(&format!(" ORDER BY c.received_at {dir}, e.id {dir}"));
     } else {
         sql.push_str(&format!(" ORDER BY e.received_at {dir}, e.id {dir}"));
     }
+    let window = q.window.filter(|_| !q.collapse_threads);
+    if let Some((offset, limit)) = window {
+        sql.push_str(&format!(
+            " LIMIT {} OFFSET {}",
+            limit.min(1 << 30),
+            offset.min(1 << 40)
+        ));
+    }
     let mut st = c.prepare(&sql)?;
-    let refs: Vec<&dyn rusqlite::ToSql> = params.iter().map(|b| b.as_ref()).collect();
     let rows = st.query_map(refs.as_slice(), |r| {
         Ok((r.get::<_, i64>(0)?, r.get::<_, i64>(1)?))
     })?;
-    let mut out = Vec::new();
+    let mut ids = Vec::new();
     let mut seen_threads = std::collections::HashSet::new();
     let mut seen_emails = std::collections::HashSet::new();
     for row in rows {
@@ -269,9 +297,13 @@ pub(crate) fn query_emails(
         if q.collapse_threads && !seen_threads.insert(thread) {
             continue;
         }
-        out.push(EmailId(id));
+        ids.push(EmailId(id));
     }
-    Ok(out)
+    let total = match (total, q.collapse_threads) {
+        (Some(_), true) => Some(ids.len()),
+        (t, _) => t,
+    };
+    Ok(QueryPage { ids, total })
 }
 
 pub(crate) fn threads(
