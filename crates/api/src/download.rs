@@ -106,18 +106,30 @@ pub(crate) async fn download(
             .any(|a| a.id == account && a.user == principal.user),
         Err(_) => return StatusCode::SERVICE_UNAVAILABLE.into_response(),
     };
-    let Some(sha) = blob.strip_prefix('b') else {
+    // A message blob is `b<sha256>`; one of its parts `b<sha256>-<partId>`.
+    let Some((sha, part)) = crate::jmap::body::parse_blob_id(&blob) else {
         return not_found();
     };
     if !owns || !matches!(state.store.blob_in_account(account, sha).await, Ok(true)) {
         return not_found();
     }
-    let data = match state.store.blob(sha).await {
+    let message = match state.store.blob(sha).await {
         Ok(Some(d)) => d,
         Ok(None) => return not_found(),
         Err(e) => {
             tracing::error!(account = %account, error = %e, "reading a blob");
             return StatusCode::SERVICE_UNAVAILABLE.into_response();
+        }
+    };
+    let data = match part {
+        None => message,
+        Some(part) => {
+            let decoded =
+                tokio::task::spawn_blocking(move || mime::part_content(&message, &part)).await;
+            match decoded {
+                Ok(Some(p)) => p.bytes,
+                _ => return not_found(),
+            }
         }
     };
     let ctype = safe_type(q.content_type.as_deref());

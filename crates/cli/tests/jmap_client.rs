@@ -44,6 +44,28 @@ fn jmapc_lists_mailboxes_and_reads_inbox() -> Result<()> {
             ),
         )?;
     }
+    // One message with an attachment whose bytes the download must give back exactly.
+    let attachment: Vec<u8> = (0..3000u32).map(|i| (i * 7 % 251) as u8).collect();
+    let b64 = {
+        use base64::Engine;
+        base64::engine::general_purpose::STANDARD.encode(&attachment)
+    };
+    let lines: Vec<&str> = b64
+        .as_bytes()
+        .chunks(76)
+        .filter_map(|c| std::str::from_utf8(c).ok())
+        .collect();
+    let with_attachment = format!(
+        "From: carol@example.org\r\nTo: alice@example.org\r\nSubject: With attachment\r\n\
+         Date: Tue, 01 Dec 2026 10:00:00 +0000\r\nMessage-ID: <att@example.org>\r\nMIME-Version: 1.0\r\n\
+         Content-Type: multipart/mixed; boundary=\"b1\"\r\n\r\n--b1\r\n\
+         Content-Type: text/plain; charset=utf-8\r\n\r\nSee the figures attached.\r\n--b1\r\n\
+         Content-Type: application/octet-stream; name=\"figures.bin\"\r\n\
+         Content-Disposition: attachment; filename=\"figures.bin\"\r\n\
+         Content-Transfer-Encoding: base64\r\n\r\n{}\r\n--b1--\r\n",
+        lines.join("\r\n")
+    );
+    dovecot.deliver("alice@example.org", with_attachment.as_bytes())?;
     let tls_dir = dovecot.ca_file().parent().context("tls dir")?.to_path_buf();
     let dir = tempfile::tempdir()?;
     let port = free_port()?;
@@ -82,7 +104,7 @@ fn jmapc_lists_mailboxes_and_reads_inbox() -> Result<()> {
             .output()?;
         if out.status.success() {
             let v: serde_json::Value = serde_json::from_slice(&out.stdout)?;
-            if v["total"] == 4 {
+            if v["total"] == 5 {
                 break v;
             }
         }
@@ -136,12 +158,24 @@ fn jmapc_lists_mailboxes_and_reads_inbox() -> Result<()> {
     assert_eq!(out["primary_mail"], "a1");
     assert_eq!(out["echo"]["hello"], "tidings");
     assert_eq!(out["identities"], serde_json::json!(["alice@example.org"]));
-    assert_eq!(out["mailboxes"]["INBOX"]["total"], 4);
-    assert_eq!(out["mailboxes"]["INBOX"]["unread"], 4);
+    assert_eq!(out["mailboxes"]["INBOX"]["total"], 5);
+    assert_eq!(out["mailboxes"]["INBOX"]["unread"], 5);
+    // RFC 2046 5.1.1: the CRLF before a boundary belongs to the boundary.
+    assert_eq!(out["body"], "See the figures attached.");
+    assert_eq!(out["attachment"]["name"], "figures.bin");
+    assert_eq!(out["attachment"]["size"], attachment.len());
+    let sha = {
+        use sha2::Digest;
+        hex::encode(sha2::Sha256::digest(&attachment))
+    };
+    assert_eq!(
+        out["attachment"]["sha256"], sha,
+        "the downloaded attachment is exact"
+    );
     assert_eq!(out["mailboxes"]["Trash"]["role"], "trash");
     assert_eq!(
         out["subjects"],
-        serde_json::json!(["Report 3", "Report 2", "Report 1"])
+        serde_json::json!(["With attachment", "Report 3", "Report 2"])
     );
     assert_eq!(out["from"][0], "carol@example.org");
     assert_eq!(out["previews"], serde_json::json!([true, true, true]));

@@ -1,11 +1,11 @@
 //! Email/get (RFC 8621 4.2) and Email/query (4.4), over the metadata the store keeps.
 //!
-//! Not yet: the body properties (bodyStructure, bodyValues, textBody, htmlBody,
-//! attachments) and `header:` properties, which need the stored message parsed on demand;
+//! Body properties (bodyStructure, textBody, htmlBody, attachments, bodyValues) are
+//! computed from the stored message on demand (`body.rs`). Not yet: `header:` properties;
 //! filters other than `inMailbox` and `text` (and AND of them); sorts other than
 //! `receivedAt`. Each answers the RFC's error, never a wrong result.
 
-use super::{Ctx, ids};
+use super::{Ctx, body, ids};
 use jmap_proto::mail::properties::{EMAIL_PROPERTIES, check_email_properties};
 use jmap_proto::mail::{EmailFilterCondition, EmailGetRequest, EmailQueryRequest};
 use jmap_proto::method::filter::{Filter, Operator};
@@ -98,6 +98,30 @@ fn property(e: &EmailView, p: &str) -> Option<Value> {
     })
 }
 
+/// The body properties of one Email; null values while its body is not stored yet (the
+/// sync fetches headers first).
+async fn body_of(
+    ctx: &Ctx<'_>,
+    e: &EmailView,
+    req: &std::sync::Arc<body::BodyRequest>,
+) -> Result<Map<String, Value>, MethodError> {
+    let Some(blob) = e.blob_id.clone() else {
+        return Ok(req.props.iter().map(|p| (p.clone(), Value::Null)).collect());
+    };
+    let raw = ctx
+        .store
+        .blob(&blob)
+        .await
+        .map_err(|err| MethodError::server_fail(err.to_string()))?;
+    let Some(raw) = raw else {
+        return Ok(req.props.iter().map(|p| (p.clone(), Value::Null)).collect());
+    };
+    let req = req.clone();
+    tokio::task::spawn_blocking(move || body::body_properties(&raw, &blob, &req))
+        .await
+        .map_err(|err| MethodError::server_fail(err.to_string()))
+}
+
 pub(crate) async fn get(
     ctx: &Ctx<'_>,
     args: Map<String, Value>,
@@ -108,16 +132,44 @@ pub(crate) async fn get(
     let props: Vec<String> = match &req.properties {
         Some(p) => {
             check_email_properties(p)?;
-            if let Some(p) = p.iter().find(|p| !SERVED.contains(&p.as_str())) {
+            if let Some(p) = p.iter().find(|p| {
+                !SERVED.contains(&p.as_str()) && !body::BODY_EMAIL_PROPERTIES.contains(&p.as_str())
+            }) {
                 return Err(MethodError::invalid_arguments(format!(
                     "property {p} is not served by this build yet"
                 )));
             }
             p.clone()
         }
-        // The RFC's default list includes body properties; the served ones are given.
-        None => SERVED.iter().map(|s| s.to_string()).collect(),
+        // RFC 8621 4.2's default list.
+        None => SERVED
+            .iter()
+            .chain(["textBody", "htmlBody", "attachments", "bodyValues"].iter())
+            .map(|s| s.to_string())
+            .collect(),
     };
+    let body_properties: Vec<String> = match &req.extra.body_properties {
+        Some(b) => {
+            body::check_body_properties(b)?;
+            b.clone()
+        }
+        None => body::DEFAULT_BODY_PROPERTIES
+            .iter()
+            .map(|s| s.to_string())
+            .collect(),
+    };
+    let body_req = std::sync::Arc::new(body::BodyRequest {
+        props: props
+            .iter()
+            .filter(|p| body::BODY_EMAIL_PROPERTIES.contains(&p.as_str()))
+            .cloned()
+            .collect(),
+        body_properties,
+        fetch_text: req.extra.fetch_text_body_values,
+        fetch_html: req.extra.fetch_html_body_values,
+        fetch_all: req.extra.fetch_all_body_values,
+        max_bytes: usize::try_from(req.extra.max_body_value_bytes).unwrap_or(usize::MAX),
+    });
     debug_assert!(SERVED.iter().all(|p| EMAIL_PROPERTIES.contains(p)));
     let state = ctx.store_state(account).await?;
     let Some(wanted) = req.ids.clone() else {
@@ -157,6 +209,9 @@ pub(crate) async fn get(
                     if let Some(v) = property(e, p) {
                         o.insert(p.clone(), v);
                     }
+                }
+                if !body_req.props.is_empty() {
+                    o.extend(body_of(ctx, e, &body_req).await?);
                 }
                 list.push(Value::Object(o));
             }

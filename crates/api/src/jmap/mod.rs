@@ -2,6 +2,7 @@
 //! resolved against the responses so far, errors as data in the response. One file per
 //! object as the methods land.
 
+pub(crate) mod body;
 mod changes;
 mod email;
 mod identity;

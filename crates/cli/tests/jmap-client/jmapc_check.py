@@ -6,8 +6,10 @@ With `changes`, it only asks Email/changes since that state and prints what chan
 Certificates are verified against REQUESTS_CA_BUNDLE.
 """
 
+import hashlib
 import json
 import sys
+import tempfile
 
 import jmapc
 from jmapc import Comparator, EmailQueryFilterCondition, Ref
@@ -67,6 +69,27 @@ def main() -> None:
     out["from"] = [e.mail_from[0].email if e.mail_from else None for e in emails.data]
     out["previews"] = [bool(e.preview) for e in emails.data]
     out["threads"] = len(threads.data)
+
+    # Bodies and an attachment: the message with subject "With attachment".
+    found = client.request(
+        [
+            EmailQuery(filter=EmailQueryFilterCondition(text="attachment")),
+            EmailGet(
+                ids=Ref("/ids"),
+                properties=["subject", "textBody", "attachments", "bodyValues"],
+                fetch_text_body_values=True,
+            ),
+        ]
+    )
+    mail = found[1].response.data[0]
+    out["body"] = mail.body_values[mail.text_body[0].part_id].value
+    att = mail.attachments[0]
+    out["attachment"] = {"name": att.name, "type": att.type, "size": att.size}
+    with tempfile.TemporaryDirectory() as d:
+        path = f"{d}/download"
+        client.download_attachment(att, path)
+        with open(path, "rb") as f:
+            out["attachment"]["sha256"] = hashlib.sha256(f.read()).hexdigest()
     print(json.dumps(out))
 
 

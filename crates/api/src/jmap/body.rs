@@ -1,0 +1,247 @@
+//! The body properties of Email/get (RFC 8621 4.1.4, 4.2): bodyStructure, textBody,
+//! htmlBody, attachments, bodyValues, computed from the stored message on demand.
+//!
+//! Part blobs are named `b<sha256>-<partId with '.' as '-'>`: the message's own blob id
+//! plus the part, so the download endpoint can find, check and decode them.
+
+use jmap_proto::MethodError;
+use mime::BodyPart;
+use serde_json::{Map, Value, json};
+
+/// RFC 8621 4.2: the default `bodyProperties`.
+pub(crate) const DEFAULT_BODY_PROPERTIES: &[&str] = &[
+    "partId",
+    "blobId",
+    "size",
+    "name",
+    "type",
+    "charset",
+    "disposition",
+    "cid",
+    "language",
+    "location",
+];
+
+const KNOWN_BODY_PROPERTIES: &[&str] = &[
+    "partId",
+    "blobId",
+    "size",
+    "headers",
+    "name",
+    "type",
+    "charset",
+    "disposition",
+    "cid",
+    "language",
+    "location",
+    "subParts",
+];
+
+pub(crate) const BODY_EMAIL_PROPERTIES: &[&str] = &[
+    "bodyStructure",
+    "textBody",
+    "htmlBody",
+    "attachments",
+    "bodyValues",
+];
+
+pub(crate) fn check_body_properties(p: &[String]) -> Result<(), MethodError> {
+    match p
+        .iter()
+        .find(|x| !KNOWN_BODY_PROPERTIES.contains(&x.as_str()))
+    {
+        Some(x) => Err(MethodError::invalid_arguments(format!(
+            "unknown body property {x}"
+        ))),
+        None => Ok(()),
+    }
+}
+
+/// The blob id of a part of the message whose blob id is `message_blob` (hex sha256).
+pub(crate) fn part_blob_id(message_blob: &str, part_id: &str) -> String {
+    format!("b{message_blob}-{}", part_id.replace('.', "-"))
+}
+
+/// Splits a download blob id into the message blob and, for a part, its part id.
+pub(crate) fn parse_blob_id(id: &str) -> Option<(&str, Option<String>)> {
+    let rest = id.strip_prefix('b')?;
+    let (sha, part) = match rest.split_once('-') {
+        Some((s, p)) => (s, Some(p)),
+        None => (rest, None),
+    };
+    if sha.len() != 64 || !sha.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return None;
+    }
+    let part = match part {
+        Some(p)
+            if !p.is_empty()
+                && p.len() <= 200
+                && p.split('-').all(|n| n.parse::<u32>().is_ok()) =>
+        {
+            Some(p.replace('-', "."))
+        }
+        Some(_) => return None,
+        None => None,
+    };
+    Some((sha, part))
+}
+
+fn part_json(p: &BodyPart, blob: &str, props: &[String], depth: usize) -> Value {
+    let mut o = Map::new();
+    for prop in props {
+        let v = match prop.as_str() {
+            "partId" => json!(p.part_id),
+            "blobId" => json!(p.part_id.as_deref().map(|id| part_blob_id(blob, id))),
+            "size" => json!(p.size),
+            "headers" => Value::Array(
+                p.headers
+                    .iter()
+                    .map(|(n, v)| json!({"name": n, "value": v}))
+                    .collect(),
+            ),
+            "name" => json!(p.name),
+            "type" => json!(p.content_type),
+            "charset" => json!(p.charset),
+            "disposition" => json!(p.disposition),
+            "cid" => json!(p.cid),
+            "language" => json!(p.language),
+            "location" => json!(p.location),
+            "subParts" => match &p.sub_parts {
+                Some(subs) if depth < mime::MAX_BODY_DEPTH as usize => Value::Array(
+                    subs.iter()
+                        .map(|s| part_json(s, blob, props, depth + 1))
+                        .collect(),
+                ),
+                Some(_) => Value::Array(Vec::new()),
+                None => Value::Null,
+            },
+            _ => continue,
+        };
+        o.insert(prop.clone(), v);
+    }
+    Value::Object(o)
+}
+
+fn find<'a>(p: &'a BodyPart, id: &str) -> Option<&'a BodyPart> {
+    let mut stack = vec![p];
+    while let Some(p) = stack.pop() {
+        if p.part_id.as_deref() == Some(id) {
+            return Some(p);
+        }
+        if let Some(s) = &p.sub_parts {
+            stack.extend(s.iter());
+        }
+    }
+    None
+}
+
+/// What Email/get asked for the body.
+pub(crate) struct BodyRequest {
+    pub props: Vec<String>,
+    pub body_properties: Vec<String>,
+    pub fetch_text: bool,
+    pub fetch_html: bool,
+    pub fetch_all: bool,
+    pub max_bytes: usize,
+}
+
+/// The body properties of one message. CPU work: call it off the async executor.
+pub(crate) fn body_properties(raw: &[u8], blob: &str, req: &BodyRequest) -> Map<String, Value> {
+    let root = mime::body_structure(raw);
+    let lists = mime::body_lists(&root);
+    let mut out = Map::new();
+    let leaf_props: Vec<String> = req
+        .body_properties
+        .iter()
+        .filter(|p| p.as_str() != "subParts")
+        .cloned()
+        .collect();
+    let list = |ids: &[String]| -> Value {
+        Value::Array(
+            ids.iter()
+                .filter_map(|id| find(&root, id))
+                .map(|p| part_json(p, blob, &leaf_props, 0))
+                .collect(),
+        )
+    };
+    for p in &req.props {
+        match p.as_str() {
+            "bodyStructure" => {
+                let mut props = req.body_properties.clone();
+                if !props.iter().any(|p| p == "subParts") {
+                    props.push("subParts".into());
+                }
+                out.insert(p.clone(), part_json(&root, blob, &props, 0));
+            }
+            "textBody" => {
+                out.insert(p.clone(), list(&lists.text_body));
+            }
+            "htmlBody" => {
+                out.insert(p.clone(), list(&lists.html_body));
+            }
+            "attachments" => {
+                out.insert(p.clone(), list(&lists.attachments));
+            }
+            "bodyValues" => {
+                let mut wanted: Vec<&String> = Vec::new();
+                if req.fetch_all {
+                    let mut stack = vec![&root];
+                    while let Some(p) = stack.pop() {
+                        if let Some(s) = &p.sub_parts {
+                            stack.extend(s.iter());
+                        } else if let Some(id) = &p.part_id
+                            && p.content_type.starts_with("text/")
+                        {
+                            wanted.push(id);
+                        }
+                    }
+                } else {
+                    if req.fetch_text {
+                        wanted.extend(lists.text_body.iter());
+                    }
+                    if req.fetch_html {
+                        wanted.extend(lists.html_body.iter());
+                    }
+                }
+                let mut values = Map::new();
+                for id in wanted {
+                    if values.contains_key(id) {
+                        continue;
+                    }
+                    if let Some(v) = mime::body_value(raw, id, req.max_bytes) {
+                        values.insert(
+                            id.clone(),
+                            json!({"value": v.value, "isEncodingProblem": v.is_encoding_problem,
+                                   "isTruncated": v.is_truncated}),
+                        );
+                    }
+                }
+                out.insert(p.clone(), Value::Object(values));
+            }
+            _ => {}
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn part_blob_ids_round_trip() {
+        let sha = "a".repeat(64);
+        let id = part_blob_id(&sha, "1.2");
+        assert_eq!(
+            parse_blob_id(&id),
+            Some((sha.as_str(), Some("1.2".to_string())))
+        );
+        assert_eq!(
+            parse_blob_id(&format!("b{sha}")),
+            Some((sha.as_str(), None))
+        );
+        assert_eq!(parse_blob_id("bxyz"), None);
+        assert_eq!(parse_blob_id(&format!("b{sha}-1-x")), None);
+        assert!(jmap_proto::Id::new(id).is_ok(), "a valid JMAP id");
+    }
+}
