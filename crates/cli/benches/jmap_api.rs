@@ -1,0 +1,315 @@
+//! The JMAP API on a large synced account, beside Dovecot's own IMAP answering the same
+//! questions in the same run. Prints Markdown for BENCHMARKS.md.
+//!
+//! `cargo bench -p cli --bench jmap_api` (TIDINGS_BENCH_MESSAGES, default 100000;
+//! TIDINGS_BENCH_REQUESTS, default 200).
+//!
+//! - first screen: `Email/query` INBOX by receivedAt desc, limit 50, + `Email/get` of those
+//!   50 with preview, one HTTP request; beside IMAP `UID SORT (REVERSE ARRIVAL)` + `UID FETCH`
+//!   of the same 50 (envelope, flags);
+//! - full text: `Email/query` with a `text` filter over the account; beside IMAP
+//!   `UID SEARCH TEXT` in INBOX (Dovecot without an FTS plugin scans);
+//! - `Email/changes` after 10 new messages.
+
+use anyhow::{Context, Result, bail};
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpStream;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+use testkit::imap_client::ImapClient;
+use testkit::{Dovecot, DovecotOptions, corpus};
+
+const USER: &str = "big@example.org";
+const PASS: &str = "big";
+
+fn env_usize(name: &str, default: usize) -> usize {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+/// A keep-alive HTTP/1.1 connection: the way a JMAP client talks to its server.
+struct Http {
+    reader: BufReader<TcpStream>,
+    writer: TcpStream,
+}
+
+impl Http {
+    fn connect(port: u16) -> Result<Http> {
+        let s = TcpStream::connect(("127.0.0.1", port))?;
+        s.set_nodelay(true)?;
+        s.set_read_timeout(Some(Duration::from_secs(30)))?;
+        Ok(Http {
+            reader: BufReader::new(s.try_clone()?),
+            writer: s,
+        })
+    }
+
+    fn post(&mut self, body: &str) -> Result<serde_json::Value> {
+        write!(
+            self.writer,
+            "POST /jmap/api HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Basic YmVuY2g6eA==\r\n\
+             Content-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+            body.len()
+        )?;
+        let mut status = String::new();
+        self.reader.read_line(&mut status)?;
+        if !status.contains(" 200 ") {
+            bail!("HTTP status {status}");
+        }
+        let mut len = 0usize;
+        loop {
+            let mut line = String::new();
+            self.reader.read_line(&mut line)?;
+            let l = line.trim_end();
+            if l.is_empty() {
+                break;
+            }
+            if let Some(v) = l.to_ascii_lowercase().strip_prefix("content-length:") {
+                len = v.trim().parse()?;
+            }
+        }
+        let mut buf = vec![0u8; len];
+        self.reader.read_exact(&mut buf)?;
+        Ok(serde_json::from_slice(&buf)?)
+    }
+}
+
+fn percentile(v: &mut [Duration], p: f64) -> Duration {
+    v.sort();
+    let i = ((v.len() as f64 - 1.0) * p).round() as usize;
+    v[i.min(v.len() - 1)]
+}
+
+fn ms(d: Duration) -> f64 {
+    d.as_secs_f64() * 1000.0
+}
+
+fn main() -> Result<()> {
+    let n = env_usize("TIDINGS_BENCH_MESSAGES", 100_000);
+    let requests = env_usize("TIDINGS_BENCH_REQUESTS", 200).max(10);
+    let dovecot = Dovecot::start(DovecotOptions::default())?;
+    dovecot.add_user(USER, PASS)?;
+    let t = Instant::now();
+    {
+        let msgs = corpus::generate(4242, n, &["INBOX", "Archive"]);
+        dovecot.seed_corpus(USER, &msgs)?;
+    }
+    eprintln!("seeded {n} messages in {:.1} s", t.elapsed().as_secs_f64());
+
+    let dir = tempfile::tempdir()?;
+    let port = std::net::TcpListener::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port();
+    let config = dir.path().join("t.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "listen = \"127.0.0.1:{port}\"\ndata_dir = \"{}\"\nkey_file = \"{}\"\n\
+             [[user]]\nname = \"bench\"\npassword = \"x\"\n\
+             [[account]]\nuser = \"bench\"\nname = \"big\"\nkind = \"imap\"\nhost = \"127.0.0.1\"\n\
+             port = {}\nsecurity = \"none\"\nusername = \"{USER}\"\npassword = \"{PASS}\"\n",
+            dir.path().join("data").display(),
+            dir.path().join("key/k").display(),
+            dovecot.imap_port()
+        ),
+    )?;
+    let bin = env!("CARGO_BIN_EXE_tidings");
+    let mut serve = Command::new(bin)
+        .args(["serve", "--config"])
+        .arg(&config)
+        .env("RUST_LOG", "error")
+        .stdout(Stdio::null())
+        .spawn()?;
+    // Wait for the initial sync: INBOX complete through the API.
+    let t = Instant::now();
+    let inbox_count = loop {
+        if let Ok(mut h) = Http::connect(port)
+            && let Ok(v) = h.post(
+                r#"{"using":["urn:ietf:params:jmap:core","urn:ietf:params:jmap:mail"],
+                "methodCalls":[["Mailbox/get",{"accountId":"a1","properties":["role","totalEmails"]},"m"],
+                ["Email/query",{"accountId":"a1","calculateTotal":true,"limit":0},"q"]]}"#,
+            )
+        {
+            let total = v["methodResponses"][1][1]["total"].as_u64().unwrap_or(0);
+            if total as usize >= n {
+                let inbox = v["methodResponses"][0][1]["list"]
+                    .as_array()
+                    .and_then(|l| l.iter().find(|m| m["role"] == "inbox").cloned())
+                    .context("inbox")?;
+                break inbox["totalEmails"].as_u64().unwrap_or(0);
+            }
+        }
+        if t.elapsed() > Duration::from_secs(1800) {
+            let _ = serve.kill();
+            bail!("initial sync did not finish");
+        }
+        std::thread::sleep(Duration::from_millis(500));
+    };
+    eprintln!(
+        "synced in {:.1} s; INBOX has {inbox_count}",
+        t.elapsed().as_secs_f64()
+    );
+    std::thread::sleep(Duration::from_secs(2));
+
+    let mut http = Http::connect(port)?;
+    let inbox_id = {
+        let v = http.post(
+            r#"{"using":["urn:ietf:params:jmap:core","urn:ietf:params:jmap:mail"],
+            "methodCalls":[["Mailbox/query",{"accountId":"a1","filter":{"role":"inbox"}},"m"]]}"#,
+        )?;
+        v["methodResponses"][0][1]["ids"][0]
+            .as_str()
+            .context("inbox id")?
+            .to_string()
+    };
+    let first_screen = format!(
+        r##"{{"using":["urn:ietf:params:jmap:core","urn:ietf:params:jmap:mail"],"methodCalls":[
+        ["Email/query",{{"accountId":"a1","filter":{{"inMailbox":"{inbox_id}"}},"sort":[{{"property":"receivedAt","isAscending":false}}],"limit":50}},"q"],
+        ["Email/get",{{"accountId":"a1","#ids":{{"resultOf":"q","name":"Email/query","path":"/ids"}},
+          "properties":["threadId","mailboxIds","keywords","from","subject","receivedAt","preview","hasAttachment"]}},"g"]]}}"##
+    );
+    let mut jmap_first = Vec::with_capacity(requests);
+    for _ in 0..requests {
+        let t = Instant::now();
+        let v = http.post(&first_screen)?;
+        jmap_first.push(t.elapsed());
+        if v["methodResponses"][1][1]["list"]
+            .as_array()
+            .map(|l| l.len())
+            != Some(50)
+        {
+            bail!("first screen returned {}", v["methodResponses"][1][1]);
+        }
+    }
+
+    // The same through Dovecot's IMAP: SORT the INBOX newest first, FETCH the first 50.
+    let mut imap = ImapClient::login(dovecot.imap_port(), USER, PASS)?;
+    imap.select("INBOX")?;
+    let mut imap_first = Vec::with_capacity(requests);
+    for _ in 0..requests {
+        let t = Instant::now();
+        let sorted = imap.raw_command("UID SORT (REVERSE ARRIVAL) UTF-8 ALL")?;
+        let uids: Vec<&str> = sorted
+            .lines()
+            .find(|l| l.starts_with("* SORT"))
+            .map(|l| l.split_whitespace().skip(2).take(50).collect())
+            .unwrap_or_default();
+        if uids.len() != 50 {
+            bail!("IMAP SORT gave {} uids", uids.len());
+        }
+        imap.raw_command(&format!(
+            "UID FETCH {} (UID FLAGS ENVELOPE)",
+            uids.join(",")
+        ))?;
+        imap_first.push(t.elapsed());
+    }
+
+    // Full text over the account; IMAP searches the INBOX (one mailbox) for the same word.
+    let word = "budget";
+    let text_query = format!(
+        r#"{{"using":["urn:ietf:params:jmap:core","urn:ietf:params:jmap:mail"],"methodCalls":[
+        ["Email/query",{{"accountId":"a1","filter":{{"text":"{word}"}},"limit":50,"calculateTotal":true}},"q"]]}}"#
+    );
+    let fts_runs = (requests / 4).max(10);
+    let mut jmap_text = Vec::new();
+    let mut hits = 0;
+    for _ in 0..fts_runs {
+        let t = Instant::now();
+        let v = http.post(&text_query)?;
+        jmap_text.push(t.elapsed());
+        hits = v["methodResponses"][0][1]["total"].as_u64().unwrap_or(0);
+    }
+    let mut imap_text = Vec::new();
+    for _ in 0..(fts_runs / 5).max(3) {
+        let t = Instant::now();
+        imap.raw_command(&format!("UID SEARCH TEXT {word}"))?;
+        imap_text.push(t.elapsed());
+    }
+    imap.logout()?;
+
+    // Email/changes after 10 new messages.
+    let state = {
+        let v = http.post(
+            r#"{"using":["urn:ietf:params:jmap:core","urn:ietf:params:jmap:mail"],
+            "methodCalls":[["Email/get",{"accountId":"a1","ids":[]},"g"]]}"#,
+        )?;
+        v["methodResponses"][0][1]["state"]
+            .as_str()
+            .context("state")?
+            .to_string()
+    };
+    for i in 0..10 {
+        dovecot.deliver(
+            USER,
+            &corpus::message("x@example.org", USER, &format!("new {i}"), "fresh"),
+        )?;
+    }
+    let changes = format!(
+        r#"{{"using":["urn:ietf:params:jmap:core","urn:ietf:params:jmap:mail"],"methodCalls":[
+        ["Email/changes",{{"accountId":"a1","sinceState":"{state}"}},"c"]]}}"#
+    );
+    let t = Instant::now();
+    loop {
+        let v = http.post(&changes)?;
+        if v["methodResponses"][0][1]["created"]
+            .as_array()
+            .map(|c| c.len())
+            == Some(10)
+        {
+            break;
+        }
+        if t.elapsed() > Duration::from_secs(60) {
+            bail!("the 10 deliveries never showed");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let mut jmap_changes = Vec::new();
+    for _ in 0..requests {
+        let t = Instant::now();
+        http.post(&changes)?;
+        jmap_changes.push(t.elapsed());
+    }
+    serve.kill()?;
+    serve.wait()?;
+
+    println!(
+        "\n{n} messages ({inbox_count} in INBOX); {requests} requests each, keep-alive HTTP/1.1 and one IMAP connection\n"
+    );
+    println!(
+        "| request | tidings p50 | p99 | Dovecot IMAP p50 | p99 | ratio p50 |\n|---|---|---|---|---|---|"
+    );
+    let row = |name: &str, t: &mut Vec<Duration>, i: &mut Vec<Duration>| {
+        let (tp50, tp99) = (percentile(t, 0.5), percentile(t, 0.99));
+        let (ip50, ip99) = (percentile(i, 0.5), percentile(i, 0.99));
+        println!(
+            "| {name} | {:.2} ms | {:.2} ms | {:.2} ms | {:.2} ms | {:.2} |",
+            ms(tp50),
+            ms(tp99),
+            ms(ip50),
+            ms(ip99),
+            ms(tp50) / ms(ip50)
+        );
+    };
+    row(
+        "INBOX newest 50 with preview (Email/query + Email/get)",
+        &mut jmap_first,
+        &mut imap_first,
+    );
+    row(
+        &format!("full text \"{word}\" ({hits} hits; IMAP: INBOX only)"),
+        &mut jmap_text,
+        &mut imap_text,
+    );
+    let (c50, c99) = (
+        percentile(&mut jmap_changes, 0.5),
+        percentile(&mut jmap_changes, 0.99),
+    );
+    println!(
+        "\nEmail/changes after 10 new messages: p50 {:.2} ms, p99 {:.2} ms",
+        ms(c50),
+        ms(c99)
+    );
+    Ok(())
+}
