@@ -148,9 +148,35 @@ fn main() -> Result<()> {
         std::thread::sleep(Duration::from_millis(500));
     };
     eprintln!(
-        "synced in {:.1} s; INBOX has {inbox_count}",
+        "headers synced in {:.1} s; INBOX has {inbox_count}",
         t.elapsed().as_secs_f64()
     );
+    // Measure only once the bodies are in too, so nothing else runs beside the requests.
+    loop {
+        let out = Command::new(bin)
+            .args(["account", "list", "--config"])
+            .arg(&config)
+            .env("RUST_LOG", "error")
+            .output()?;
+        let text = String::from_utf8_lossy(&out.stdout);
+        let bodies: usize = text
+            .split(", ")
+            .find_map(|p| {
+                p.trim()
+                    .strip_suffix(" bodies")
+                    .and_then(|n| n.trim().parse().ok())
+            })
+            .unwrap_or(0);
+        if bodies >= n {
+            break;
+        }
+        if t.elapsed() > Duration::from_secs(3600) {
+            let _ = serve.kill();
+            bail!("bodies never finished: {text}");
+        }
+        std::thread::sleep(Duration::from_secs(1));
+    }
+    eprintln!("bodies synced after {:.1} s", t.elapsed().as_secs_f64());
     std::thread::sleep(Duration::from_secs(2));
 
     let mut http = Http::connect(port)?;
@@ -186,7 +212,10 @@ fn main() -> Result<()> {
 
     // The same through Dovecot's IMAP: SORT the INBOX newest first, FETCH the first 50.
     let mut imap = ImapClient::login(dovecot.imap_port(), USER, PASS)?;
+    imap.set_timeout(Duration::from_secs(600))?;
     imap.select("INBOX")?;
+    // Dovecot builds its sort index on the first SORT; both sides are measured warm.
+    imap.raw_command("UID SORT (REVERSE ARRIVAL) UTF-8 ALL")?;
     let mut imap_first = Vec::with_capacity(requests);
     for _ in 0..requests {
         let t = Instant::now();

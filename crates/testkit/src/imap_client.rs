@@ -283,6 +283,14 @@ impl ImapClient {
     }
 
     /// LOGOUT and close the connection.
+    /// Changes the socket timeout (benchmarks wait on commands that take longer than a
+    /// test should, like Dovecot's first SORT of a large mailbox).
+    pub fn set_timeout(&mut self, timeout: Duration) -> Result<()> {
+        self.writer.set_read_timeout(Some(timeout))?;
+        self.writer.set_write_timeout(Some(timeout))?;
+        Ok(())
+    }
+
     pub fn logout(mut self) -> Result<()> {
         self.command("LOGOUT")?;
         Ok(())
