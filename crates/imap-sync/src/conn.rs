@@ -40,7 +40,9 @@ pub struct Endpoint {
     pub ca_file: Option<std::path::PathBuf>,
 }
 
-pub(crate) enum Stream {
+/// A client socket: plain, or TLS (implicit or after STARTTLS/STLS). Shared with
+/// `pop3-sync`, which has the same needs.
+pub enum Stream {
     Plain(TcpStream),
     Tls(Box<TlsStream<TcpStream>>),
     /// Only while STARTTLS swaps the stream.
@@ -146,7 +148,8 @@ pub fn set_keepalive(tcp: &TcpStream) {
     }
 }
 
-pub(crate) async fn tls_wrap(ep: &Endpoint, tcp: TcpStream) -> Result<TlsStream<TcpStream>> {
+/// Wraps a TCP stream in TLS, trusting the system roots plus the endpoint's CA file.
+pub async fn tls_wrap(ep: &Endpoint, tcp: TcpStream) -> Result<TlsStream<TcpStream>> {
     let config = tls_config(ep.ca_file.as_deref())?;
     let name = rustls::pki_types::ServerName::try_from(ep.host.clone())
         .map_err(|e| Error::Tls(format!("server name {}: {e}", ep.host)))?;

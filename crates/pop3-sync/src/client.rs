@@ -8,15 +8,12 @@
 use crate::error::{ClosedDuring, Error, Result};
 use base64::Engine as _;
 use bytes::BytesMut;
+use imap_sync::conn::Stream;
 use imap_sync::{Credentials, Endpoint};
 use mail_types::Security;
-use std::io;
-use std::pin::Pin;
-use std::task::{Context, Poll};
 use std::time::Duration;
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
-use tokio_rustls::TlsConnector;
 use tokio_rustls::client::TlsStream;
 
 /// Longest status or list line we accept. RFC 2449 4 bounds responses to 512 octets; we
@@ -37,63 +34,14 @@ pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(20);
 /// this to AUTH with an initial response too, so a longer one is sent after the `+`.
 const MAX_COMMAND_LINE: usize = 255;
 
-enum Stream {
-    Plain(TcpStream),
-    Tls(Box<TlsStream<TcpStream>>),
-    /// Only while STLS swaps the stream.
-    Gone,
-}
-
-impl AsyncRead for Stream {
-    fn poll_read(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &mut ReadBuf<'_>,
-    ) -> Poll<io::Result<()>> {
-        match self.get_mut() {
-            Stream::Plain(s) => Pin::new(s).poll_read(cx, buf),
-            Stream::Tls(s) => Pin::new(s.as_mut()).poll_read(cx, buf),
-            Stream::Gone => Poll::Ready(Err(io::ErrorKind::NotConnected.into())),
-        }
-    }
-}
-
-impl AsyncWrite for Stream {
-    fn poll_write(self: Pin<&mut Self>, cx: &mut Context<'_>, b: &[u8]) -> Poll<io::Result<usize>> {
-        match self.get_mut() {
-            Stream::Plain(s) => Pin::new(s).poll_write(cx, b),
-            Stream::Tls(s) => Pin::new(s.as_mut()).poll_write(cx, b),
-            Stream::Gone => Poll::Ready(Err(io::ErrorKind::NotConnected.into())),
-        }
-    }
-    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        match self.get_mut() {
-            Stream::Plain(s) => Pin::new(s).poll_flush(cx),
-            Stream::Tls(s) => Pin::new(s.as_mut()).poll_flush(cx),
-            Stream::Gone => Poll::Ready(Err(io::ErrorKind::NotConnected.into())),
-        }
-    }
-    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        match self.get_mut() {
-            Stream::Plain(s) => Pin::new(s).poll_shutdown(cx),
-            Stream::Tls(s) => Pin::new(s.as_mut()).poll_shutdown(cx),
-            Stream::Gone => Poll::Ready(Ok(())),
-        }
-    }
-}
-
-/// Wraps a TCP stream in TLS, trusting the system roots plus the endpoint's CA file.
+/// Wraps a TCP stream in TLS (the IMAP side's helper: same trust, same rustls setup).
 async fn tls_wrap(ep: &Endpoint, tcp: TcpStream) -> Result<TlsStream<TcpStream>> {
-    let config = imap_sync::conn::tls_config(ep.ca_file.as_deref()).map_err(|e| match e {
-        imap_sync::Error::Tls(s) => Error::Tls(s),
-        other => Error::Tls(other.to_string()),
-    })?;
-    let name = tokio_rustls::rustls::pki_types::ServerName::try_from(ep.host.clone())
-        .map_err(|e| Error::Tls(format!("server name {}: {e}", ep.host)))?;
-    TlsConnector::from(config)
-        .connect(name, tcp)
+    imap_sync::conn::tls_wrap(ep, tcp)
         .await
-        .map_err(|e| Error::Tls(e.to_string()))
+        .map_err(|e| match e {
+            imap_sync::Error::Tls(s) => Error::Tls(s),
+            other => Error::Tls(other.to_string()),
+        })
 }
 
 /// The server's RFC 2449 capability list (one capability per line, tag first).
