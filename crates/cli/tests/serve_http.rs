@@ -190,7 +190,15 @@ fn mail_synced_from_dovecot_is_visible_through_jmap() -> Result<()> {
             ["Email/query", {"accountId": "a1", "sort": [{"property": "subject"}]}, "badsort"],
             ["Email/query", {"accountId": "a1", "filter": {"operator": "OR", "conditions": [{"text": "x"}]}}, "badfilter"],
             ["SearchSnippet/get", {"accountId": "a1", "filter": {"text": "n1"},
-                "#emailIds": {"resultOf": "s", "name": "Email/query", "path": "/ids"}}, "snip"]
+                "#emailIds": {"resultOf": "s", "name": "Email/query", "path": "/ids"}}, "snip"],
+            ["Email/query", {"accountId": "a1", "filter": {"from": "B@EXAMPLE"}, "calculateTotal": true}, "from"],
+            ["Email/query", {"accountId": "a1", "filter": {"subject": "n1"}, "calculateTotal": true}, "subj"],
+            ["Email/query", {"accountId": "a1", "filter": {"hasKeyword": "$seen"}, "calculateTotal": true}, "seen"],
+            ["Email/query", {"accountId": "a1", "filter": {"notKeyword": "$seen", "minSize": 1}, "calculateTotal": true}, "unseen"],
+            ["Email/query", {"accountId": "a1", "filter": {"after": "2100-01-01T00:00:00Z"}, "calculateTotal": true}, "future"],
+            ["Email/query", {"accountId": "a1", "filter": {"before": "2100-01-01T00:00:00Z", "hasAttachment": false}, "calculateTotal": true}, "past"],
+            ["Email/query", {"accountId": "a1", "filter": {"inMailboxOtherThan": [inbox["id"]]}, "calculateTotal": true}, "elsewhere"],
+            ["Email/query", {"accountId": "a1", "filter": {"to": "nobody@nowhere"}, "calculateTotal": true}, "to"]
         ]
     })
     .to_string();
@@ -218,6 +226,15 @@ fn mail_synced_from_dovecot_is_visible_through_jmap() -> Result<()> {
     assert_eq!(r[4][1]["type"], "unsupportedSort");
     assert_eq!(r[5][1]["type"], "unsupportedFilter");
     assert_eq!(r[6][1]["list"][0]["subject"], "<mark>n1</mark>");
+    let total = |i: usize| r[i][1]["total"].clone();
+    assert_eq!(total(7), 3, "from, case-insensitive: {}", r[7]);
+    assert_eq!(total(8), 1, "subject: {}", r[8]);
+    assert_eq!(total(9), 0, "hasKeyword: {}", r[9]);
+    assert_eq!(total(10), 3, "notKeyword + minSize: {}", r[10]);
+    assert_eq!(total(11), 0, "after: {}", r[11]);
+    assert_eq!(total(12), 3, "before + hasAttachment: {}", r[12]);
+    assert_eq!(total(13), 0, "inMailboxOtherThan: {}", r[13]);
+    assert_eq!(total(14), 0, "to: {}", r[14]);
     Ok(())
 }
 

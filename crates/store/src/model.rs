@@ -311,6 +311,24 @@ pub struct EmailQuery {
     pub in_mailbox: Option<MailboxId>,
     /// Full-text words (every one must match).
     pub text: Option<String>,
+    /// Words that must be in the subject, or in the body text.
+    pub subject: Option<String>,
+    pub body: Option<String>,
+    /// Substrings (case-insensitive) of an address field: name or email.
+    pub from: Option<String>,
+    pub to: Option<String>,
+    pub cc: Option<String>,
+    pub bcc: Option<String>,
+    /// Not in any of these mailboxes.
+    pub not_in_mailboxes: Vec<MailboxId>,
+    /// receivedAt strictly before / at or after (unix seconds; RFC 8621 4.4.1).
+    pub before: Option<i64>,
+    pub after: Option<i64>,
+    pub min_size: Option<u64>,
+    pub max_size: Option<u64>,
+    pub has_keyword: Vec<String>,
+    pub not_keyword: Vec<String>,
+    pub has_attachment: Option<bool>,
     /// Sort by receivedAt: oldest first when true.
     pub ascending: bool,
     pub collapse_threads: bool,

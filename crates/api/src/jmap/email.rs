@@ -2,7 +2,7 @@
 //!
 //! Body properties (bodyStructure, textBody, htmlBody, attachments, bodyValues) are
 //! computed from the stored message on demand (`body.rs`). Not yet: `header:` properties;
-//! filters other than `inMailbox` and `text` (and AND of them); sorts other than
+//! OR/NOT of Email conditions, the thread keyword and header conditions; sorts other than
 //! `receivedAt`. Each answers the RFC's error, never a wrong result.
 
 use super::{Ctx, body, ids};
@@ -226,7 +226,7 @@ pub(crate) async fn get(
     })
 }
 
-/// Folds a filter into the one shape the store answers: AND of inMailbox and text.
+/// Folds a filter into the one shape the store answers: an AND of conditions.
 fn flatten(f: &Filter<EmailFilterCondition>, q: &mut EmailQuery) -> Result<(), MethodError> {
     match f {
         Filter::Operator(op) if op.operator == Operator::And => {
@@ -236,31 +236,75 @@ fn flatten(f: &Filter<EmailFilterCondition>, q: &mut EmailQuery) -> Result<(), M
             Ok(())
         }
         Filter::Operator(_) => Err(MethodError::unsupported_filter(
-            "OR and NOT are not supported by this build yet",
+            "OR and NOT over Email conditions are not supported by this build yet",
         )),
         Filter::Condition(c) => {
-            let unsupported = c.in_mailbox_other_than.is_some()
-                || c.before.is_some()
-                || c.after.is_some()
-                || c.min_size.is_some()
-                || c.max_size.is_some()
-                || c.all_in_thread_have_keyword.is_some()
+            let unsupported = c.all_in_thread_have_keyword.is_some()
                 || c.some_in_thread_have_keyword.is_some()
                 || c.none_in_thread_have_keyword.is_some()
-                || c.has_keyword.is_some()
-                || c.not_keyword.is_some()
-                || c.has_attachment.is_some()
-                || c.from.is_some()
-                || c.to.is_some()
-                || c.cc.is_some()
-                || c.bcc.is_some()
-                || c.subject.is_some()
-                || c.body.is_some()
                 || c.header.is_some();
             if unsupported {
                 return Err(MethodError::unsupported_filter(
-                    "only inMailbox and text are supported by this build yet",
+                    "thread keyword and header conditions are not supported by this build yet",
                 ));
+            }
+            let join = |slot: &mut Option<String>, v: &Option<String>| {
+                if let Some(v) = v {
+                    *slot = Some(match slot.take() {
+                        Some(prev) => format!("{prev} {v}"),
+                        None => v.clone(),
+                    });
+                }
+            };
+            join(&mut q.subject, &c.subject);
+            join(&mut q.body, &c.body);
+            // Two conditions on one address field: both must hold; the store takes one
+            // substring per field, so a second one makes the filter unsupported.
+            for (slot, v) in [
+                (&mut q.from, &c.from),
+                (&mut q.to, &c.to),
+                (&mut q.cc, &c.cc),
+                (&mut q.bcc, &c.bcc),
+            ] {
+                if let Some(v) = v {
+                    if slot.is_some() {
+                        return Err(MethodError::unsupported_filter(
+                            "two conditions on one address field are not supported yet",
+                        ));
+                    }
+                    *slot = Some(v.clone());
+                }
+            }
+            if let Some(others) = &c.in_mailbox_other_than {
+                for m in others {
+                    // A mailbox id that does not parse is no mailbox: excluding it excludes nothing.
+                    if let Some(n) = ids::parse('m', m.as_str()) {
+                        q.not_in_mailboxes.push(mail_types::MailboxId(n));
+                    }
+                }
+            }
+            if let Some(b) = &c.before {
+                let t = b.timestamp();
+                q.before = Some(q.before.map_or(t, |x| x.min(t)));
+            }
+            if let Some(a) = &c.after {
+                let t = a.timestamp();
+                q.after = Some(q.after.map_or(t, |x| x.max(t)));
+            }
+            if let Some(v) = c.min_size {
+                q.min_size = Some(q.min_size.map_or(v, |x| x.max(v)));
+            }
+            if let Some(v) = c.max_size {
+                q.max_size = Some(q.max_size.map_or(v, |x| x.min(v)));
+            }
+            q.has_keyword.extend(c.has_keyword.iter().cloned());
+            q.not_keyword.extend(c.not_keyword.iter().cloned());
+            if let Some(h) = c.has_attachment {
+                if q.has_attachment.is_some_and(|x| x != h) {
+                    // hasAttachment true AND false: nothing matches.
+                    q.in_mailbox = Some(mail_types::MailboxId(-1));
+                }
+                q.has_attachment = Some(h);
             }
             if let Some(m) = &c.in_mailbox {
                 let Some(n) = ids::parse('m', m.as_str()) else {

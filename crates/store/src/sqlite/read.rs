@@ -236,10 +236,10 @@ pub(crate) fn query_emails(
                     .to_string();
         }
     }
-    let mut has_text = false;
+    let mut filtered = false;
     if let Some(text) = &q.text {
         for w in text.split_whitespace().take(32) {
-            has_text = true;
+            filtered = true;
             let quoted = format!("\"{}\"", w.replace('"', "\"\""));
             let n = params.len() + 1;
             sql.push_str(&format!(
@@ -249,9 +249,101 @@ pub(crate) fn query_emails(
             params.push(Box::new(quoted));
         }
     }
+    // Column-restricted full text: FTS5 column filters, each word quoted.
+    for (table, column, words) in [
+        ("email_fts_head", "subject", &q.subject),
+        ("email_fts_body", "body", &q.body),
+    ] {
+        if let Some(text) = words {
+            for w in text.split_whitespace().take(32) {
+                filtered = true;
+                let quoted = format!("{column} : \"{}\"", w.replace('"', "\"\""));
+                let n = params.len() + 1;
+                sql.push_str(&format!(
+                    " AND e.id IN (SELECT rowid FROM {table} WHERE {table} MATCH ?{n})"
+                ));
+                params.push(Box::new(quoted));
+            }
+        }
+    }
+    for (column, needle) in [
+        ("addr_from", &q.from),
+        ("addr_to", &q.to),
+        ("addr_cc", &q.cc),
+        ("addr_bcc", &q.bcc),
+    ] {
+        if let Some(needle) = needle {
+            filtered = true;
+            // The stored JSON holds names and addresses as written; a substring match on
+            // it finds either (LIKE is case-insensitive for ASCII). Wildcards in the
+            // needle are escaped.
+            let escaped = needle
+                .replace('\\', "\\\\")
+                .replace('%', "\\%")
+                .replace('_', "\\_");
+            let n = params.len() + 1;
+            sql.push_str(&format!(" AND e.{column} LIKE ?{n} ESCAPE '\\'"));
+            params.push(Box::new(format!("%{escaped}%")));
+        }
+    }
+    for m in &q.not_in_mailboxes {
+        filtered = true;
+        let n = params.len() + 1;
+        sql.push_str(&format!(
+            " AND NOT EXISTS (SELECT 1 FROM copy x WHERE x.email_id = e.id AND x.mailbox_id = ?{n})"
+        ));
+        params.push(Box::new(m.0));
+    }
+    let date_col = if q.in_mailbox.is_some() {
+        "c.received_at"
+    } else {
+        "e.received_at"
+    };
+    if let Some(b) = q.before {
+        filtered = true;
+        let n = params.len() + 1;
+        sql.push_str(&format!(" AND {date_col} < ?{n}"));
+        params.push(Box::new(b));
+    }
+    if let Some(a) = q.after {
+        filtered = true;
+        let n = params.len() + 1;
+        sql.push_str(&format!(" AND {date_col} >= ?{n}"));
+        params.push(Box::new(a));
+    }
+    for (op, v) in [(">=", q.min_size), ("<", q.max_size)] {
+        if let Some(v) = v {
+            filtered = true;
+            let n = params.len() + 1;
+            sql.push_str(&format!(" AND e.size {op} ?{n}"));
+            params.push(Box::new(i64::try_from(v).unwrap_or(i64::MAX)));
+        }
+    }
+    for (neg, kws) in [("", &q.has_keyword), ("NOT ", &q.not_keyword)] {
+        for k in kws {
+            filtered = true;
+            // Keywords are stored as a JSON array of lowercase strings.
+            let n = params.len() + 1;
+            sql.push_str(&format!(" AND {neg}(e.keywords LIKE ?{n} ESCAPE '\\')"));
+            let json = serde_json::to_string(&k.to_lowercase()).unwrap_or_default();
+            let escaped = json
+                .replace('\\', "\\\\")
+                .replace('%', "\\%")
+                .replace('_', "\\_");
+            params.push(Box::new(format!("%{escaped}%")));
+        }
+    }
+    if let Some(h) = q.has_attachment {
+        filtered = true;
+        sql.push_str(if h {
+            " AND e.has_attachment = 1"
+        } else {
+            " AND e.has_attachment = 0"
+        });
+    }
     let refs: Vec<&dyn rusqlite::ToSql> = params.iter().map(|b| b.as_ref()).collect();
     let total = if q.count {
-        Some(match (q.in_mailbox, has_text) {
+        Some(match (q.in_mailbox, filtered) {
             // Kept by triggers: counting a mailbox costs nothing. (A message with two
             // copies in one mailbox counts twice here; rare, and JMAP totals are advisory.)
             (Some(m), false) => {
