@@ -250,13 +250,6 @@ impl Authenticator {
             Err(_) => Err(AuthError::Unavailable),
         }
     }
-
-    /// Forgets remembered logins (after a password change).
-    pub fn forget(&self) {
-        if let Ok(mut c) = self.cache.lock() {
-            c.clear();
-        }
-    }
 }
 
 /// Argon2id of a random password nobody knows; verified against for unknown user names.

@@ -100,10 +100,8 @@ pub(crate) async fn download(
     let Some(account) = crate::jmap::ids::parse('a', &account).map(mail_types::AccountId) else {
         return not_found();
     };
-    let owns = match state.store.list_accounts().await {
-        Ok(list) => list
-            .iter()
-            .any(|a| a.id == account && a.user == principal.user),
+    let owns = match state.store.user_accounts(principal.user).await {
+        Ok(list) => list.iter().any(|a| a.id == account),
         Err(_) => return StatusCode::SERVICE_UNAVAILABLE.into_response(),
     };
     // A message blob is `b<sha256>`; one of its parts `b<sha256>-<partId>`.

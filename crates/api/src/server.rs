@@ -146,12 +146,12 @@ fn mail_capability() -> jmap_proto::capability::MailCapability {
 async fn build_session(state: &AppState, principal: &Principal) -> Result<Session, Response> {
     let accounts = state
         .store
-        .list_accounts()
+        .user_accounts(principal.user)
         .await
         .map_err(|_| StatusCode::SERVICE_UNAVAILABLE.into_response())?;
     let mut map = BTreeMap::new();
     let mut digest = Sha256::new();
-    for a in accounts.into_iter().filter(|a| a.user == principal.user) {
+    for a in accounts {
         let Some(id) = account_id(a.id) else { continue };
         digest.update(id.as_str().as_bytes());
         digest.update(a.name.as_bytes());

@@ -35,15 +35,6 @@ pub struct AccountEvent {
     pub state: State,
 }
 
-/// How an account is being watched.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum WatchMode {
-    /// RFC 5465 NOTIFY: every mailbox on one connection.
-    Notify,
-    /// IDLE on INBOX plus a timed resync of everything.
-    Idle,
-}
-
 pub(crate) struct Ctx {
     pub store: Arc<dyn Store>,
     pub passwords: PasswordSource,

@@ -12,7 +12,7 @@
 mod account;
 mod backoff;
 
-pub use account::{AccountEvent, WatchMode};
+pub use account::AccountEvent;
 pub use backoff::Backoff;
 
 use mail_types::{AccountId, AccountKind};

@@ -140,10 +140,6 @@ impl Session {
         self.caps.contains(&cap.to_ascii_uppercase())
     }
 
-    pub fn capabilities(&self) -> impl Iterator<Item = &str> {
-        self.caps.iter().map(String::as_str)
-    }
-
     pub fn condstore(&self) -> bool {
         self.has("CONDSTORE") || self.qresync
     }
@@ -347,24 +343,6 @@ impl Session {
             }
         }
         Ok((entries, statuses, incomplete))
-    }
-
-    /// STATUS of one mailbox.
-    pub async fn status(&mut self, raw_name: &str) -> Result<StatusData> {
-        let items = if self.condstore() {
-            "(MESSAGES UIDNEXT UIDVALIDITY UNSEEN HIGHESTMODSEQ)"
-        } else {
-            "(MESSAGES UIDNEXT UIDVALIDITY UNSEEN)"
-        };
-        let (untagged, _) = self
-            .run(&format!("STATUS {} {items}", mailbox_arg(raw_name)?))
-            .await?;
-        for r in untagged {
-            if let Response::Status(s) = r {
-                return Ok(s);
-            }
-        }
-        Err(Error::Protocol("STATUS without a STATUS response".into()))
     }
 
     /// EXAMINE a mailbox (read-only: the sync must not clear \Recent for other clients),

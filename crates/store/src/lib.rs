@@ -56,6 +56,8 @@ pub trait Store: Send + Sync + 'static {
     /// Updates the connection settings of an existing account (same user and name).
     async fn update_account(&self, id: AccountId, account: &NewAccount) -> Result<()>;
     async fn list_accounts(&self) -> Result<Vec<AccountRecord>>;
+    /// The accounts of one user (each API request asks: it must not read everyone's).
+    async fn user_accounts(&self, user: UserId) -> Result<Vec<AccountRecord>>;
     async fn delete_account(&self, id: AccountId) -> Result<bool>;
     async fn set_sync_status(&self, id: AccountId, status: &SyncStatus) -> Result<()>;
     async fn account_state(&self, id: AccountId) -> Result<State>;

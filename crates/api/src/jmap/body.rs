@@ -5,38 +5,11 @@
 //! plus the part, so the download endpoint can find, check and decode them.
 
 use jmap_proto::MethodError;
+use jmap_proto::mail::properties::BODY_PART_PROPERTIES;
 use mime::BodyPart;
 use serde_json::{Map, Value, json};
 
-/// RFC 8621 4.2: the default `bodyProperties`.
-pub(crate) const DEFAULT_BODY_PROPERTIES: &[&str] = &[
-    "partId",
-    "blobId",
-    "size",
-    "name",
-    "type",
-    "charset",
-    "disposition",
-    "cid",
-    "language",
-    "location",
-];
-
-const KNOWN_BODY_PROPERTIES: &[&str] = &[
-    "partId",
-    "blobId",
-    "size",
-    "headers",
-    "name",
-    "type",
-    "charset",
-    "disposition",
-    "cid",
-    "language",
-    "location",
-    "subParts",
-];
-
+/// The Email properties computed from the stored message rather than kept in the store.
 pub(crate) const BODY_EMAIL_PROPERTIES: &[&str] = &[
     "bodyStructure",
     "textBody",
@@ -45,10 +18,11 @@ pub(crate) const BODY_EMAIL_PROPERTIES: &[&str] = &[
     "bodyValues",
 ];
 
+/// jmap-proto knows every body property; `header:` forms are not served yet.
 pub(crate) fn check_body_properties(p: &[String]) -> Result<(), MethodError> {
     match p
         .iter()
-        .find(|x| !KNOWN_BODY_PROPERTIES.contains(&x.as_str()))
+        .find(|x| !BODY_PART_PROPERTIES.contains(&x.as_str()))
     {
         Some(x) => Err(MethodError::invalid_arguments(format!(
             "unknown body property {x}"

@@ -380,6 +380,22 @@ impl Store for SqliteStore {
         .await
     }
 
+    async fn user_accounts(&self, user: UserId) -> Result<Vec<AccountRecord>> {
+        self.call(move |c| {
+            let mut st = c.prepare_cached(&format!(
+                "SELECT {ACCOUNT_COLUMNS} FROM account a JOIN user u ON u.id = a.user_id \
+                 WHERE a.user_id = ?1 ORDER BY a.name"
+            ))?;
+            let rows = st.query_map([user.0], account_from_row)?;
+            let mut out = Vec::new();
+            for r in rows {
+                out.push(r??);
+            }
+            Ok(out)
+        })
+        .await
+    }
+
     async fn delete_account(&self, id: AccountId) -> Result<bool> {
         let blobs = self.blobs.clone();
         self.call(move |c| {
@@ -742,34 +758,14 @@ impl Store for SqliteStore {
     }
 
     async fn search(&self, account: AccountId, query: &str) -> Result<Vec<EmailId>> {
-        // Each word becomes a quoted FTS5 string, so user input is never FTS5 syntax; every
-        // word must match, in the header part or in the body of the same Email.
-        let words: Vec<String> = query
-            .split_whitespace()
-            .take(32)
-            .map(|w| format!("\"{}\"", w.replace('"', "\"\"")))
-            .collect();
-        self.call(move |c| {
-            if words.is_empty() {
-                return Ok(Vec::new());
-            }
-            let mut sql = String::from("SELECT e.id FROM email e WHERE e.account_id = ?1");
-            for i in 0..words.len() {
-                let n = i + 2;
-                sql.push_str(&format!(
-                    " AND e.id IN (SELECT rowid FROM email_fts_head WHERE email_fts_head MATCH ?{n} \
-                     UNION SELECT rowid FROM email_fts_body WHERE email_fts_body MATCH ?{n})"
-                ));
-            }
-            sql.push_str(" ORDER BY e.received_at DESC");
-            let mut st = c.prepare(&sql)?;
-            let mut params: Vec<&dyn rusqlite::ToSql> = vec![&account.0];
-            for w in &words {
-                params.push(w);
-            }
-            let rows = st.query_map(params.as_slice(), |r| Ok(EmailId(r.get(0)?)))?;
-            Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?)
-        })
-        .await
+        if query.split_whitespace().next().is_none() {
+            return Ok(Vec::new());
+        }
+        // The full-text query of Email/query, newest first.
+        let q = EmailQuery {
+            text: Some(query.to_string()),
+            ..EmailQuery::default()
+        };
+        Ok(self.query_emails(account, &q).await?.ids)
     }
 }
