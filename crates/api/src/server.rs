@@ -28,7 +28,16 @@ pub struct AppState {
     /// The URL clients reach this server at, without a trailing slash
     /// (`http://127.0.0.1:8080`); the Session's URLs are built from it.
     pub base_url: String,
+    // --- sending (issue 5): the undo window of a submission without FUTURERELEASE hold.
+    pub submission_delay: std::time::Duration,
+    // --- end sending
 }
+
+// --- sending (issue 5)
+/// A short undo window: a submission waits this long before it is sent, unless the
+/// client asked for another hold (RFC 4865 FUTURERELEASE).
+pub const DEFAULT_SUBMISSION_DELAY: std::time::Duration = std::time::Duration::from_secs(5);
+// --- end sending
 
 impl AppState {
     pub fn new(store: Arc<dyn Store>, base_url: &str) -> Self {
@@ -37,6 +46,7 @@ impl AppState {
             store,
             core: CoreCapability::default(),
             base_url: base_url.trim_end_matches('/').to_string(),
+            submission_delay: DEFAULT_SUBMISSION_DELAY,
         }
     }
 }
@@ -163,7 +173,15 @@ async fn build_session(state: &AppState, principal: &Principal) -> Result<Sessio
                 is_read_only: false,
                 account_capabilities: jmap_proto::capability::AccountCapabilities {
                     mail: Some(mail_capability()),
-                    submission: Some(Default::default()),
+                    // --- sending (issue 5)
+                    submission: Some(jmap_proto::capability::SubmissionCapability {
+                        max_delayed_send: u64::try_from(crate::jmap::MAX_DELAYED_SEND).unwrap_or(0),
+                        submission_extensions: std::collections::BTreeMap::from([(
+                            "FUTURERELEASE".to_owned(),
+                            vec![crate::jmap::MAX_DELAYED_SEND.to_string()],
+                        )]),
+                    }),
+                    // --- end sending
                     ..Default::default()
                 },
             },
@@ -185,7 +203,6 @@ async fn build_session(state: &AppState, principal: &Principal) -> Result<Sessio
         capabilities: {
             let mut c = SessionCapabilities::core(state.core.clone());
             c.mail = Some(Default::default());
-            // Identity/get works; EmailSubmission/set comes with sending (issue 5).
             c.submission = Some(Default::default());
             c
         },
@@ -284,6 +301,7 @@ async fn api(State(state): State<Arc<AppState>>, req: Request) -> Response {
         store: &state.store,
         accounts: &accounts,
         max_objects_in_get: usize::try_from(state.core.max_objects_in_get).unwrap_or(500),
+        submission_delay: state.submission_delay,
     };
     let response = crate::jmap::dispatch(&principal, &ctx, request, session.state).await;
     json_response(StatusCode::OK, "application/json", &response)

@@ -9,6 +9,10 @@ mod identity;
 pub(crate) mod ids;
 mod mailbox;
 mod snippet;
+// --- sending (issue 5)
+mod submission;
+pub(crate) use submission::MAX_DELAYED_SEND;
+// --- end sending
 mod thread;
 
 use crate::auth::Principal;
@@ -25,6 +29,9 @@ pub(crate) struct Ctx<'a> {
     pub store: &'a Arc<dyn Store>,
     pub accounts: &'a [AccountId],
     pub max_objects_in_get: usize,
+    // --- sending (issue 5): the undo window given to a submission without a hold.
+    pub submission_delay: std::time::Duration,
+    // --- end sending
 }
 
 impl Ctx<'_> {
@@ -116,11 +123,36 @@ pub(crate) async fn dispatch(
             "Email/query" => email::query(ctx, arguments).await,
             "Thread/get" => thread::get(ctx, arguments).await,
             "SearchSnippet/get" => snippet::get(ctx, arguments).await,
-            "Identity/get" if !submission => Err(MethodError::with_description(
-                MethodErrorType::UnknownMethod,
-                "Identity/get needs urn:ietf:params:jmap:submission in using",
-            )),
+            // --- sending (issue 5)
+            "Identity/get"
+            | "Identity/set"
+            | "Identity/changes"
+            | "EmailSubmission/get"
+            | "EmailSubmission/set"
+            | "EmailSubmission/changes"
+            | "EmailSubmission/query"
+            | "EmailSubmission/queryChanges"
+                if !submission =>
+            {
+                Err(MethodError::with_description(
+                    MethodErrorType::UnknownMethod,
+                    "this method needs urn:ietf:params:jmap:submission in using",
+                ))
+            }
             "Identity/get" => identity::get(ctx, arguments).await,
+            "Identity/set" => identity::set(ctx, arguments).await,
+            "Identity/changes" => changes::changes(ctx, ObjectType::Identity, arguments).await,
+            "EmailSubmission/get" => submission::get(ctx, arguments).await,
+            "EmailSubmission/set" => submission::set(ctx, arguments).await,
+            "EmailSubmission/query" => submission::query(ctx, arguments).await,
+            "EmailSubmission/changes" => {
+                changes::changes(ctx, ObjectType::EmailSubmission, arguments).await
+            }
+            "EmailSubmission/queryChanges" => Err(MethodError::with_description(
+                MethodErrorType::CannotCalculateChanges,
+                "query changes are not kept; query again",
+            )),
+            // --- end sending
             _ => Err(MethodError::with_description(
                 MethodErrorType::UnknownMethod,
                 format!("{name} is not supported (yet)"),

@@ -6,6 +6,9 @@
 
 mod read;
 mod write;
+// --- sending (issue 5)
+mod submission;
+// --- end sending
 
 use crate::blobs::Blobs;
 use crate::model::*;
@@ -768,4 +771,80 @@ impl Store for SqliteStore {
         };
         Ok(self.query_emails(account, &q).await?.ids)
     }
+
+    // --- sending (issue 5) --------------------------------------------------------------
+    async fn identities(&self, account: AccountId) -> Result<Vec<crate::IdentityRecord>> {
+        self.call(move |c| submission::identities(c, account)).await
+    }
+    async fn ensure_identity(&self, account: AccountId, email: &str) -> Result<()> {
+        let email = email.to_string();
+        self.call(move |c| submission::ensure_identity(c, account, &email))
+            .await
+    }
+    async fn create_identity(&self, identity: &crate::IdentityRecord) -> Result<i64> {
+        let identity = identity.clone();
+        self.call(move |c| submission::create_identity(c, &identity))
+            .await
+    }
+    async fn update_identity(&self, identity: &crate::IdentityRecord) -> Result<bool> {
+        let identity = identity.clone();
+        self.call(move |c| submission::update_identity(c, &identity))
+            .await
+    }
+    async fn destroy_identity(&self, account: AccountId, id: i64) -> Result<bool> {
+        self.call(move |c| submission::destroy_identity(c, account, id))
+            .await
+    }
+    async fn create_submission(&self, s: &crate::NewSubmission) -> Result<i64> {
+        let s = s.clone();
+        self.call(move |c| submission::create_submission(c, &s, now()))
+            .await
+    }
+    async fn submissions(&self, account: AccountId) -> Result<Vec<crate::SubmissionRecord>> {
+        self.call(move |c| submission::submissions(c, account))
+            .await
+    }
+    async fn cancel_submission(&self, account: AccountId, id: i64) -> Result<crate::CancelOutcome> {
+        self.call(move |c| submission::cancel_submission(c, account, id))
+            .await
+    }
+    async fn destroy_submission(&self, account: AccountId, id: i64) -> Result<bool> {
+        self.call(move |c| submission::destroy_submission(c, account, id))
+            .await
+    }
+    async fn due_submissions(
+        &self,
+        now: i64,
+        limit: usize,
+    ) -> Result<Vec<crate::SubmissionRecord>> {
+        self.call(move |c| submission::due_submissions(c, now, limit))
+            .await
+    }
+    async fn next_submission_at(&self) -> Result<Option<i64>> {
+        self.call(submission::next_submission_at).await
+    }
+    async fn begin_submission(&self, id: i64) -> Result<Option<Vec<u8>>> {
+        self.call(move |c| submission::begin_submission(c, id))
+            .await
+    }
+    async fn finish_submission(&self, id: i64, result: &crate::AttemptResult) -> Result<()> {
+        let result = result.clone();
+        self.call(move |c| submission::finish_submission(c, id, &result))
+            .await
+    }
+    async fn recover_submissions(&self) -> Result<Vec<i64>> {
+        self.call(submission::recover_submissions).await
+    }
+    async fn pending_sent_copies(
+        &self,
+        account: AccountId,
+    ) -> Result<Vec<(crate::SubmissionRecord, Vec<u8>)>> {
+        self.call(move |c| submission::pending_sent_copies(c, account))
+            .await
+    }
+    async fn set_sent_copy_done(&self, id: i64) -> Result<()> {
+        self.call(move |c| submission::set_sent_copy_done(c, id))
+            .await
+    }
+    // --- end sending
 }

@@ -29,14 +29,14 @@ pub(crate) fn split_flags(s: &str) -> Vec<String> {
 
 /// Collects the changes of one transaction and bumps the account state lazily, on the first
 /// recorded change: a batch that changes nothing JMAP can see does not move the state.
-struct ChangeLog {
+pub(super) struct ChangeLog {
     account: AccountId,
     state: Option<i64>,
     seen: HashSet<(ObjectType, i64)>,
 }
 
 impl ChangeLog {
-    fn new(account: AccountId) -> Self {
+    pub(super) fn new(account: AccountId) -> Self {
         ChangeLog {
             account,
             state: None,
@@ -44,7 +44,7 @@ impl ChangeLog {
         }
     }
 
-    fn record(
+    pub(super) fn record(
         &mut self,
         tx: &Transaction<'_>,
         object: ObjectType,
@@ -80,7 +80,7 @@ impl ChangeLog {
         Ok(())
     }
 
-    fn state(&self, tx: &Transaction<'_>) -> Result<State> {
+    pub(super) fn state(&self, tx: &Transaction<'_>) -> Result<State> {
         match self.state {
             Some(s) => Ok(State(s)),
             None => Ok(State(tx.query_row(

@@ -1,0 +1,417 @@
+#![allow(clippy::unwrap_used)] // a test: a failed unwrap is a failed test
+//! Sending through JMAP against real servers: a private Dovecot, the testkit's Postfix
+//! (AUTH through Dovecot, LMTP into it), the engine (sync and submission worker) and the
+//! API router. The message to send is a draft seeded into Drafts on the server and
+//! synced, as a real client's draft would be.
+
+use api::auth::hash_password;
+use api::{AppState, router};
+use axum::body::Body;
+use axum::http::{Request, header};
+use base64::Engine as _;
+use engine::{Engine, PasswordSource, SubmitOptions};
+use http_body_util::BodyExt;
+use mail_types::{AccountId, AccountKind, Role, Security};
+use serde_json::{Value, json};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use store::{NewAccount, ServerSettings, SqliteStore, Store};
+use testkit::imap_client::ImapClient;
+use testkit::smtp::REFUSED_DOMAIN;
+use testkit::{Dovecot, DovecotOptions, SeedMessage, Smtp};
+use tower::ServiceExt;
+
+const USER: &str = "alice@example.org";
+const PASS: &str = "imap-pw";
+const DEADLINE: Duration = Duration::from_secs(30);
+
+fn plain_passwords() -> PasswordSource {
+    Arc::new(|a: &store::AccountRecord| Ok(String::from_utf8(a.server.password_enc.clone())?))
+}
+
+fn fast() -> SubmitOptions {
+    SubmitOptions {
+        poll: Duration::from_millis(100),
+        retry_base: Duration::from_secs(1),
+        retry_max: Duration::from_secs(2),
+        max_attempts: 30,
+    }
+}
+
+struct World {
+    dovecot: Dovecot,
+    smtp: Smtp,
+    store: Arc<dyn Store>,
+    app: axum::Router,
+    account: AccountId,
+    _dir: tempfile::TempDir,
+}
+
+const ORIGINAL: &str = "From: Bob <bob@example.org>\r\nTo: alice@example.org\r\nSubject: hello\r\nMessage-ID: <orig@example.org>\r\nDate: Mon, 30 Nov 2026 10:00:00 +0000\r\n\r\nHi Alice.\r\n";
+
+fn draft(id: &str, to: &str) -> Vec<u8> {
+    format!(
+        "From: Alice <{USER}>\r\nTo: {to}\r\nSubject: Re: hello\r\nMessage-ID: <{id}@example.org>\r\nIn-Reply-To: <orig@example.org>\r\nReferences: <orig@example.org>\r\nDate: Tue, 01 Dec 2026 10:00:00 +0000\r\n\r\nHi Bob, {id}.\r\n"
+    )
+    .into_bytes()
+}
+
+async fn world(drafts: &[&str]) -> World {
+    let dovecot = Dovecot::start(DovecotOptions::default()).unwrap();
+    dovecot.add_user(USER, PASS).unwrap();
+    dovecot
+        .seed(
+            USER,
+            "INBOX",
+            &[SeedMessage {
+                raw: ORIGINAL.as_bytes().to_vec(),
+                flags: vec![],
+                internal_date: 1_795_000_000,
+            }],
+        )
+        .unwrap();
+    let seeded: Vec<SeedMessage> = drafts
+        .iter()
+        .map(|id| SeedMessage {
+            raw: draft(id, USER),
+            flags: vec!["\\Draft".into()],
+            internal_date: 1_795_100_000,
+        })
+        .collect();
+    dovecot.seed(USER, "Drafts", &seeded).unwrap();
+    let smtp = Smtp::start(&dovecot).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let store: Arc<dyn Store> = Arc::new(SqliteStore::open(&dir.path().join("t.sqlite")).unwrap());
+    let user = store
+        .create_user("alice", &hash_password("pw").unwrap())
+        .await
+        .unwrap();
+    let account = store
+        .create_account(&NewAccount {
+            user,
+            name: "mail".into(),
+            kind: AccountKind::Imap,
+            server: ServerSettings {
+                host: "127.0.0.1".into(),
+                port: dovecot.imap_port(),
+                security: Security::None,
+                username: USER.into(),
+                password_enc: PASS.as_bytes().to_vec(),
+                ca_file: Some(dovecot.ca_file().display().to_string()),
+            },
+            smtp: Some(ServerSettings {
+                host: "127.0.0.1".into(),
+                port: smtp.submission_port(),
+                security: Security::Starttls,
+                username: USER.into(),
+                password_enc: PASS.as_bytes().to_vec(),
+                ca_file: None,
+            }),
+            pop3_delete_after_days: None,
+        })
+        .await
+        .unwrap();
+    let mut state = AppState::new(store.clone(), "http://127.0.0.1:8080");
+    state.submission_delay = Duration::ZERO;
+    let app = router(Arc::new(state));
+    World {
+        dovecot,
+        smtp,
+        store,
+        app,
+        account,
+        _dir: dir,
+    }
+}
+
+async fn jmap(app: &axum::Router, calls: Value) -> Value {
+    let body = json!({
+        "using": ["urn:ietf:params:jmap:core", "urn:ietf:params:jmap:mail",
+                  "urn:ietf:params:jmap:submission"],
+        "methodCalls": calls,
+    });
+    let auth = format!(
+        "Basic {}",
+        base64::engine::general_purpose::STANDARD.encode("alice:pw")
+    );
+    let req = Request::post("/jmap/api")
+        .header(header::AUTHORIZATION, auth)
+        .header(header::CONTENT_TYPE, "application/json")
+        .body(Body::from(body.to_string()))
+        .unwrap();
+    let resp = app.clone().oneshot(req).await.unwrap();
+    let bytes = resp.into_body().collect().await.unwrap().to_bytes();
+    serde_json::from_slice(&bytes).unwrap()
+}
+
+/// The first method response's arguments.
+async fn call(app: &axum::Router, name: &str, args: Value) -> Value {
+    let r = jmap(app, json!([[name, args, "0"]])).await;
+    let first = &r["methodResponses"][0];
+    assert_eq!(first[0], name, "{r}");
+    first[1].clone()
+}
+
+/// Waits until the synced store has the Email with this Message-ID and its body;
+/// returns (email id, thread id) as JMAP ids.
+async fn wait_email(w: &World, role: Role, message_id: &str) -> (String, String) {
+    let start = Instant::now();
+    loop {
+        let boxes = w.store.mailboxes(w.account).await.unwrap();
+        if let Some(m) = boxes.iter().find(|m| m.role == Some(role)) {
+            let msgs = w.store.mailbox_messages(m.id).await.unwrap();
+            if let Some(x) = msgs
+                .iter()
+                .find(|x| x.message_id.as_deref() == Some(message_id) && x.blob_id.is_some())
+            {
+                return (format!("e{}", x.email.0), format!("t{}", x.thread.0));
+            }
+        }
+        assert!(start.elapsed() < DEADLINE, "{message_id} never synced");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+async fn identity(w: &World) -> String {
+    let r = call(&w.app, "Identity/get", json!({"accountId": "a1"})).await;
+    assert_eq!(r["list"][0]["email"], USER, "{r}");
+    r["list"][0]["id"].as_str().unwrap().to_owned()
+}
+
+async fn submit(w: &World, email: &str, extra: Value) -> String {
+    let mut obj = json!({"identityId": identity(w).await, "emailId": email});
+    if let Value::Object(m) = extra {
+        for (k, v) in m {
+            obj[k] = v;
+        }
+    }
+    let r = call(
+        &w.app,
+        "EmailSubmission/set",
+        json!({"accountId": "a1", "create": {"k1": obj}}),
+    )
+    .await;
+    r["created"]["k1"]["id"]
+        .as_str()
+        .unwrap_or_else(|| panic!("not created: {r}"))
+        .to_owned()
+}
+
+/// Waits until the submission's undoStatus is final and every recipient has left
+/// "queued"; returns the object.
+async fn wait_final(w: &World, id: &str) -> Value {
+    let start = Instant::now();
+    loop {
+        let r = call(
+            &w.app,
+            "EmailSubmission/get",
+            json!({"accountId": "a1", "ids": [id]}),
+        )
+        .await;
+        let s = r["list"][0].clone();
+        let done = s["undoStatus"] != "pending"
+            && s["deliveryStatus"].as_object().is_some_and(|m| {
+                m.values().all(|d| {
+                    d["delivered"] != "queued"
+                        || d["smtpReply"].as_str().is_some_and(|t| t.starts_with('2'))
+                })
+            });
+        if done {
+            return s;
+        }
+        assert!(
+            start.elapsed() < DEADLINE,
+            "submission {id} never finished: {s}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+fn inbox_uids(d: &Dovecot) -> usize {
+    let mut c = ImapClient::login(d.imap_port(), USER, PASS).unwrap();
+    c.select("INBOX").unwrap();
+    c.uids().unwrap().len()
+}
+
+async fn wait_inbox(d: &Dovecot, n: usize) {
+    let start = Instant::now();
+    while inbox_uids(d) < n {
+        assert!(start.elapsed() < DEADLINE, "INBOX never reached {n}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reply_sent_to_oneself_arrives_in_the_same_thread() {
+    let w = world(&["reply1"]).await;
+    let mut engine = Engine::new(w.store.clone(), plain_passwords()).with_submit_options(fast());
+    engine.start_all().await.unwrap();
+    let (_, orig_thread) = wait_email(&w, Role::Inbox, "orig@example.org").await;
+    let (draft, draft_thread) = wait_email(&w, Role::Drafts, "reply1@example.org").await;
+    assert_eq!(
+        draft_thread, orig_thread,
+        "the draft threads with the original"
+    );
+
+    let id = submit(&w, &draft, json!({})).await;
+    let s = wait_final(&w, &id).await;
+    assert_eq!(s["undoStatus"], "final");
+    assert_eq!(s["envelope"]["mailFrom"]["email"], USER);
+    let d = &s["deliveryStatus"][USER];
+    assert_eq!(d["delivered"], "queued", "{s}");
+    assert!(d["smtpReply"].as_str().unwrap().starts_with("250"), "{s}");
+
+    // Through the real SMTP server into INBOX, seen by an independent IMAP client...
+    wait_inbox(&w.dovecot, 2).await;
+    // ...and synced back: it is in INBOX now, in the original's thread.
+    let (_, inbox_thread) = wait_email(&w, Role::Inbox, "reply1@example.org").await;
+    assert_eq!(inbox_thread, orig_thread);
+    assert_eq!(w.smtp.accepted_message_ids(), vec!["reply1@example.org"]);
+
+    // EmailSubmission/changes and /query see it.
+    let q = call(
+        &w.app,
+        "EmailSubmission/query",
+        json!({"accountId": "a1", "filter": {"emailIds": [draft]}, "sort": [{"property": "sentAt"}]}),
+    )
+    .await;
+    assert_eq!(q["ids"], json!([id]), "{q}");
+    let c = call(
+        &w.app,
+        "EmailSubmission/changes",
+        json!({"accountId": "a1", "sinceState": "0"}),
+    )
+    .await;
+    assert_eq!(c["created"], json!([id]), "{c}");
+    engine.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn refused_canceled_and_retried_submissions() {
+    let mut w = world(&["d1"]).await;
+    let mut engine = Engine::new(w.store.clone(), plain_passwords()).with_submit_options(fast());
+    engine.start_all().await.unwrap();
+    let (draft, _) = wait_email(&w, Role::Drafts, "d1@example.org").await;
+
+    // 5xx: a final failure, the reply visible per recipient.
+    let bad = format!("nobody@{REFUSED_DOMAIN}");
+    let id = submit(
+        &w,
+        &draft,
+        json!({"envelope": {"mailFrom": {"email": USER}, "rcptTo": [{"email": bad}]}}),
+    )
+    .await;
+    let s = wait_final(&w, &id).await;
+    let d = &s["deliveryStatus"][&bad];
+    assert_eq!(d["delivered"], "no", "{s}");
+    assert!(d["smtpReply"].as_str().unwrap().starts_with("550"), "{s}");
+
+    // Held (FUTURERELEASE) and canceled in the window: never sent.
+    let held = submit(
+        &w,
+        &draft,
+        json!({"envelope": {"mailFrom": {"email": USER, "parameters": {"HOLDFOR": "600"}},
+                            "rcptTo": [{"email": USER}]}}),
+    )
+    .await;
+    let r = call(
+        &w.app,
+        "EmailSubmission/set",
+        json!({"accountId": "a1", "update": {&held: {"undoStatus": "canceled"}}}),
+    )
+    .await;
+    assert!(r["updated"].get(&held).is_some(), "{r}");
+    let r = call(
+        &w.app,
+        "EmailSubmission/get",
+        json!({"accountId": "a1", "ids": [&held]}),
+    )
+    .await;
+    assert_eq!(r["list"][0]["undoStatus"], "canceled", "{r}");
+    // A second cancel of something already final: cannotUnsend.
+    let r = call(
+        &w.app,
+        "EmailSubmission/set",
+        json!({"accountId": "a1", "update": {&id: {"undoStatus": "canceled"}}}),
+    )
+    .await;
+    assert_eq!(r["notUpdated"][&id]["type"], "cannotUnsend", "{r}");
+
+    // SMTP down: the submission waits and retries; SMTP up: it goes out exactly once.
+    w.smtp.stop();
+    let retried = submit(&w, &draft, json!({})).await;
+    let start = Instant::now();
+    loop {
+        let r = call(
+            &w.app,
+            "EmailSubmission/get",
+            json!({"accountId": "a1", "ids": [&retried]}),
+        )
+        .await;
+        let d = &r["list"][0]["deliveryStatus"][USER];
+        // The first attempt failed to connect and is queued again.
+        if d["delivered"] == "queued" && d["smtpReply"] != "" {
+            break;
+        }
+        assert!(start.elapsed() < DEADLINE, "no failed attempt seen: {r}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    w.smtp.restart().unwrap();
+    let s = wait_final(&w, &retried).await;
+    assert!(
+        s["deliveryStatus"][USER]["smtpReply"]
+            .as_str()
+            .unwrap()
+            .starts_with("250"),
+        "{s}"
+    );
+    wait_inbox(&w.dovecot, 2).await;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert_eq!(w.smtp.accepted_message_ids(), vec!["d1@example.org"]);
+    assert_eq!(inbox_uids(&w.dovecot), 2);
+    engine.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_crash_after_data_never_sends_twice() {
+    let w = world(&["c1"]).await;
+    let mut engine = Engine::new(w.store.clone(), plain_passwords()).with_submit_options(fast());
+    // Only the sync: the submission is created while no worker runs.
+    for a in w.store.list_accounts().await.unwrap() {
+        engine.start(a);
+    }
+    let (draft, _) = wait_email(&w, Role::Drafts, "c1@example.org").await;
+    let id = submit(&w, &draft, json!({})).await;
+    let row: i64 = id[1..].parse().unwrap();
+    // What the worker does up to the crash: the durable "sending" mark, then the whole
+    // SMTP transaction, accepted by the server; the process dies before the commit.
+    let raw = w.store.begin_submission(row).await.unwrap().unwrap();
+    let server = submit::Server {
+        host: "127.0.0.1".into(),
+        port: w.smtp.submission_port(),
+        security: Security::Starttls,
+        username: USER.into(),
+        password: PASS.into(),
+        ca_file: Some(w.dovecot.ca_file().to_path_buf()),
+        hello_name: "localhost".into(),
+    };
+    let env = submit::Envelope {
+        mail_from: USER.into(),
+        rcpt_to: vec![USER.into()],
+    };
+    let out = submit::send(&server, &env, &raw).await;
+    assert!(matches!(out, submit::Outcome::Accepted { .. }), "{out:?}");
+    // Restart: the worker starts and finds the interrupted submission.
+    engine.start_submissions();
+    let s = wait_final(&w, &id).await;
+    let d = &s["deliveryStatus"][USER];
+    assert_eq!(d["delivered"], "unknown", "{s}");
+    assert_eq!(s["undoStatus"], "final");
+    // Give a (wrong) resend every chance to happen.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(w.smtp.accepted_message_ids(), vec!["c1@example.org"]);
+    wait_inbox(&w.dovecot, 2).await;
+    assert_eq!(inbox_uids(&w.dovecot), 2);
+    engine.shutdown().await;
+}
