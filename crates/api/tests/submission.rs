@@ -415,3 +415,87 @@ async fn a_crash_after_data_never_sends_twice() {
     assert_eq!(inbox_uids(&w.dovecot), 2);
     engine.shutdown().await;
 }
+
+#[tokio::test]
+async fn identities_are_stored_and_set() {
+    let store: Arc<dyn Store> = Arc::new(SqliteStore::open_in_memory().unwrap());
+    let user = store
+        .create_user("alice", &hash_password("pw").unwrap())
+        .await
+        .unwrap();
+    let server = ServerSettings {
+        host: "h".into(),
+        port: 1,
+        security: Security::None,
+        username: USER.into(),
+        password_enc: vec![],
+        ca_file: None,
+    };
+    store
+        .create_account(&NewAccount {
+            user,
+            name: "mail".into(),
+            kind: AccountKind::Imap,
+            server,
+            smtp: None,
+            pop3_delete_after_days: None,
+        })
+        .await
+        .unwrap();
+    let app = router(Arc::new(AppState::new(store.clone(), "http://x")));
+    let r = call(&app, "Identity/get", json!({"accountId": "a1"})).await;
+    let first = r["list"][0]["id"].as_str().unwrap().to_owned();
+    assert_eq!(r["list"][0]["mayDelete"], false, "{r}");
+    let r = call(
+        &app,
+        "Identity/set",
+        json!({"accountId": "a1", "create": {
+            "n": {"name": "Alice Work", "email": "alice.work@example.org",
+                  "replyTo": [{"name": null, "email": "desk@example.org"}],
+                  "textSignature": "-- \nAlice"},
+            "far": {"email": "alice@elsewhere.net"},
+            "bad": {"email": "not an address"}
+        }, "update": {&first: {"name": "Alice"}}, "destroy": [&first]}),
+    )
+    .await;
+    let new = r["created"]["n"]["id"].as_str().unwrap().to_owned();
+    assert_eq!(r["notCreated"]["far"]["type"], "forbiddenFrom", "{r}");
+    assert_eq!(r["notCreated"]["bad"]["type"], "invalidProperties", "{r}");
+    assert!(r["updated"].get(&first).is_some(), "{r}");
+    assert_eq!(r["notDestroyed"][&first]["type"], "forbidden", "{r}");
+    let r = call(&app, "Identity/get", json!({"accountId": "a1"})).await;
+    assert_eq!(r["list"][0]["name"], "Alice");
+    assert_eq!(r["list"][1]["replyTo"][0]["email"], "desk@example.org");
+    assert_eq!(r["list"][1]["textSignature"], "-- \nAlice");
+    let r = call(
+        &app,
+        "Identity/set",
+        json!({"accountId": "a1", "update": {&new: {"email": "other@example.org"}}, "destroy": [&new]}),
+    )
+    .await;
+    assert_eq!(r["notUpdated"][&new]["type"], "invalidProperties", "{r}");
+    assert_eq!(r["destroyed"], json!([new]), "{r}");
+    let c = call(
+        &app,
+        "Identity/changes",
+        json!({"accountId": "a1", "sinceState": "0"}),
+    )
+    .await;
+    assert_eq!(c["created"], json!([first]), "{c}");
+    // Without the submission capability the methods are unknown.
+    let body = json!({"using": ["urn:ietf:params:jmap:core"],
+        "methodCalls": [["EmailSubmission/get", {"accountId": "a1"}, "0"]]});
+    let auth = format!(
+        "Basic {}",
+        base64::engine::general_purpose::STANDARD.encode("alice:pw")
+    );
+    let req = Request::post("/jmap/api")
+        .header(header::AUTHORIZATION, auth)
+        .header(header::CONTENT_TYPE, "application/json")
+        .body(Body::from(body.to_string()))
+        .unwrap();
+    let resp = app.clone().oneshot(req).await.unwrap();
+    let bytes = resp.into_body().collect().await.unwrap().to_bytes();
+    let v: Value = serde_json::from_slice(&bytes).unwrap();
+    assert_eq!(v["methodResponses"][0][1]["type"], "unknownMethod", "{v}");
+}

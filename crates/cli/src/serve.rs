@@ -90,7 +90,7 @@ async fn import(store: &dyn Store, key: &SecretKey, config: &Config) -> Result<(
             .await?
             .with_context(|| format!("user {} missing after import", a.user))?;
         let new = new_account(key, user.id, a)?;
-        match existing
+        let id = match existing
             .iter()
             .find(|e| e.user == user.id && e.name == a.name)
         {
@@ -109,11 +109,14 @@ async fn import(store: &dyn Store, key: &SecretKey, config: &Config) -> Result<(
                 if !(same_password && settings_same) {
                     store.update_account(e.id, &new).await?;
                 }
+                e.id
             }
-            None => {
-                store.create_account(&new).await?;
-            }
-        }
+            None => store.create_account(&new).await?,
+        };
+        // --- sending (issue 5)
+        let server_saves_sent = a.smtp.as_ref().is_some_and(|s| s.server_saves_sent);
+        store.set_server_files_sent(id, server_saves_sent).await?;
+        // --- end sending
     }
     Ok(())
 }

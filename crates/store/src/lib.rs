@@ -173,5 +173,9 @@ pub trait Store: Send + Sync + 'static {
         account: AccountId,
     ) -> Result<Vec<(SubmissionRecord, Vec<u8>)>>;
     async fn set_sent_copy_done(&self, id: i64) -> Result<()>;
+    /// Whether the account's submission server files sent mail in Sent itself (then
+    /// Tidings appends no copy).
+    async fn set_server_files_sent(&self, account: AccountId, server_files: bool) -> Result<()>;
+    async fn server_files_sent(&self, account: AccountId) -> Result<bool>;
     // --- end sending
 }

@@ -386,7 +386,12 @@ async fn create_one(
             .with_description("mailFrom is not the identity's address"));
     }
     let parsed = mime::parse_header(&raw);
-    let sent_copy = if email_in_sent(ctx, account, &email.mailboxes).await {
+    let server_files = ctx
+        .store
+        .server_files_sent(account)
+        .await
+        .map_err(server_fail)?;
+    let sent_copy = if server_files || email_in_sent(ctx, account, &email.mailboxes).await {
         SentCopy::None
     } else {
         SentCopy::Append

@@ -846,5 +846,13 @@ impl Store for SqliteStore {
         self.call(move |c| submission::set_sent_copy_done(c, id))
             .await
     }
+    async fn set_server_files_sent(&self, account: AccountId, server_files: bool) -> Result<()> {
+        self.call(move |c| submission::set_server_files_sent(c, account, server_files))
+            .await
+    }
+    async fn server_files_sent(&self, account: AccountId) -> Result<bool> {
+        self.call(move |c| submission::server_files_sent(c, account))
+            .await
+    }
     // --- end sending
 }

@@ -254,3 +254,10 @@ CREATE TABLE submission (
 CREATE INDEX submission_account ON submission (account_id);
 CREATE INDEX submission_due ON submission (next_attempt) WHERE phase = 'queued';
 CREATE INDEX submission_sending ON submission (id) WHERE phase = 'sending';
+
+-- Per account: whether Tidings appends the Sent copy of what it sends ('append'), or the
+-- submission server files it itself ('server', e.g. Gmail). No row: 'append'.
+CREATE TABLE sent_copy_policy (
+    account_id INTEGER PRIMARY KEY REFERENCES account(id) ON DELETE CASCADE,
+    policy     TEXT NOT NULL DEFAULT 'append'
+) STRICT;

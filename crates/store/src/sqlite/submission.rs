@@ -431,3 +431,29 @@ pub(super) fn destroy_identity(c: &mut Connection, account: AccountId, id: i64) 
     tx.commit()?;
     Ok(true)
 }
+
+// --- Sent copy policy -----------------------------------------------------------------
+
+pub(super) fn set_server_files_sent(
+    c: &mut Connection,
+    account: AccountId,
+    server_files: bool,
+) -> Result<()> {
+    c.execute(
+        "INSERT INTO sent_copy_policy (account_id, policy) VALUES (?1, ?2) \
+         ON CONFLICT (account_id) DO UPDATE SET policy = excluded.policy",
+        params![account.0, if server_files { "server" } else { "append" }],
+    )?;
+    Ok(())
+}
+
+pub(super) fn server_files_sent(c: &mut Connection, account: AccountId) -> Result<bool> {
+    let p: Option<String> = c
+        .query_row(
+            "SELECT policy FROM sent_copy_policy WHERE account_id = ?1",
+            [account.0],
+            |r| r.get(0),
+        )
+        .optional()?;
+    Ok(p.as_deref() == Some("server"))
+}
