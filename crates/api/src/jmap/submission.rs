@@ -285,8 +285,10 @@ async fn create_one(
     obj: &Map<String, Value>,
 ) -> Result<SubmissionRecord, SetError> {
     let invalid = |p: &str| SetError::invalid_properties([p.to_owned()]);
-    for k in obj.keys() {
-        if !["identityId", "emailId", "envelope"].contains(&k.as_str()) {
+    for (k, v) in obj {
+        // Clients may send server-set properties as null (RFC 8620 5.3 allows the
+        // server-set values themselves; null is what a client library leaves unset).
+        if !v.is_null() && !["identityId", "emailId", "envelope"].contains(&k.as_str()) {
             return Err(invalid(k).with_description("server-set or unknown property"));
         }
     }
