@@ -30,6 +30,8 @@ pub struct AppState {
     pub base_url: String,
     // --- sending (issue 5): the undo window of a submission without FUTURERELEASE hold.
     pub submission_delay: std::time::Duration,
+    /// Rung after a submission is queued, so the engine's worker looks at once.
+    pub submission_waker: Option<Arc<tokio::sync::Notify>>,
     // --- end sending
 }
 
@@ -47,6 +49,7 @@ impl AppState {
             core: CoreCapability::default(),
             base_url: base_url.trim_end_matches('/').to_string(),
             submission_delay: DEFAULT_SUBMISSION_DELAY,
+            submission_waker: None,
         }
     }
 }
@@ -302,6 +305,7 @@ async fn api(State(state): State<Arc<AppState>>, req: Request) -> Response {
         accounts: &accounts,
         max_objects_in_get: usize::try_from(state.core.max_objects_in_get).unwrap_or(500),
         submission_delay: state.submission_delay,
+        submission_waker: state.submission_waker.as_ref(),
     };
     let response = crate::jmap::dispatch(&principal, &ctx, request, session.state).await;
     json_response(StatusCode::OK, "application/json", &response)

@@ -145,7 +145,12 @@ pub async fn run(config: Config, stop: impl Future<Output = ()>) -> Result<()> {
         .public_url
         .clone()
         .unwrap_or_else(|| format!("{scheme}://{local}"));
-    let api_state = Arc::new(api::AppState::new(store.clone(), &base_url));
+    let mut engine = Engine::new(store.clone(), passwords);
+    let mut api_state = api::AppState::new(store.clone(), &base_url);
+    // --- sending (issue 5): a queued submission wakes the worker at once.
+    api_state.submission_waker = Some(engine.submission_waker());
+    // --- end sending
+    let api_state = Arc::new(api_state);
     let (http_stop_tx, http_stop_rx) = tokio::sync::oneshot::channel::<()>();
     let stopped = async move {
         let _ = http_stop_rx.await;
@@ -155,7 +160,6 @@ pub async fn run(config: Config, stop: impl Future<Output = ()>) -> Result<()> {
         None => tokio::spawn(api::serve(listener, api_state, stopped)),
     };
 
-    let mut engine = Engine::new(store.clone(), passwords);
     engine.start_all().await?;
     tracing::info!(data_dir = %config.data_dir.display(), accounts = engine.running().len(),
         "tidings is running");

@@ -55,6 +55,7 @@ pub struct Engine {
     // --- sending (issue 5)
     submit_options: SubmitOptions,
     submit_task: Option<JoinHandle<()>>,
+    submit_wake: Arc<tokio::sync::Notify>,
     // --- end sending
 }
 
@@ -71,6 +72,7 @@ impl Engine {
             options: EngineOptions::default(),
             submit_options: SubmitOptions::default(),
             submit_task: None,
+            submit_wake: Arc::new(tokio::sync::Notify::new()),
         }
     }
 
@@ -85,6 +87,12 @@ impl Engine {
         self
     }
 
+    /// Ringing it makes the submission worker look at its queue now (the API rings it
+    /// after queuing a submission), instead of at its next poll.
+    pub fn submission_waker(&self) -> Arc<tokio::sync::Notify> {
+        self.submit_wake.clone()
+    }
+
     /// Starts the submission worker (once): it sends what EmailSubmission/set queued.
     pub fn start_submissions(&mut self) {
         if self.submit_task.is_some() {
@@ -96,6 +104,7 @@ impl Engine {
             shutdown: self.shutdown_tx.subscribe(),
             events: self.events.clone(),
             options: self.submit_options.clone(),
+            wake: self.submit_wake.clone(),
         };
         self.submit_task = Some(tokio::spawn(worker.run()));
     }

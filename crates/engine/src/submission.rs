@@ -48,6 +48,8 @@ pub(crate) struct Worker {
     pub shutdown: watch::Receiver<bool>,
     pub events: broadcast::Sender<AccountEvent>,
     pub options: SubmitOptions,
+    /// Rung by the API when it queues a submission that may be due at once.
+    pub wake: Arc<tokio::sync::Notify>,
 }
 
 fn now() -> i64 {
@@ -104,6 +106,7 @@ impl Worker {
             };
             tokio::select! {
                 _ = tokio::time::sleep(wait) => {}
+                _ = self.wake.notified() => {}
                 _ = self.shutdown.changed() => return,
             }
         }

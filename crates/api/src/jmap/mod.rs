@@ -31,6 +31,7 @@ pub(crate) struct Ctx<'a> {
     pub max_objects_in_get: usize,
     // --- sending (issue 5): the undo window given to a submission without a hold.
     pub submission_delay: std::time::Duration,
+    pub submission_waker: Option<&'a Arc<tokio::sync::Notify>>,
     // --- end sending
 }
 

@@ -479,6 +479,11 @@ pub(crate) async fn set(
             }
         }
     }
+    if !created.is_empty()
+        && let Some(w) = ctx.submission_waker
+    {
+        w.notify_one();
+    }
     let mut updated: BTreeMap<Id, Option<Value>> = BTreeMap::new();
     let mut not_updated: BTreeMap<IdRef, SetError> = BTreeMap::new();
     for (r, patch) in req.update.clone().unwrap_or_default() {
