@@ -211,6 +211,8 @@ fn run(
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
+    // lettre's pool spawns its reaper task when the transport is built.
+    let _runtime = rt.enter();
     let ca = Certificate::from_pem(&std::fs::read(dovecot.ca_file())?)?;
     let tls = TlsParameters::builder("127.0.0.1".to_owned())
         .add_root_certificate(ca)
