@@ -35,7 +35,15 @@ impl AppState {
         AppState {
             auth: Authenticator::new(store.clone()),
             store,
-            core: CoreCapability::default(),
+            // --- jmap: the collations Email/query sorts with ---
+            core: CoreCapability {
+                collation_algorithms: store::Collation::NAMES
+                    .iter()
+                    .map(|s| s.to_string())
+                    .collect(),
+                ..CoreCapability::default()
+            },
+            // --- end jmap ---
             base_url: base_url.trim_end_matches('/').to_string(),
         }
     }
@@ -138,7 +146,12 @@ fn mail_capability() -> jmap_proto::capability::MailCapability {
         max_mailbox_depth: None,
         max_size_mailbox_name: 490,
         max_size_attachments_per_email: 50_000_000,
-        email_query_sort_options: vec!["receivedAt".into()],
+        // --- jmap ---
+        email_query_sort_options: crate::jmap::email::SORT_OPTIONS
+            .iter()
+            .map(|s| s.to_string())
+            .collect(),
+        // --- end jmap ---
         may_create_top_level_mailbox: false,
     }
 }

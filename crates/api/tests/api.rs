@@ -306,7 +306,7 @@ async fn mailbox_query_filters_and_sorts_as_a_tree() {
             ["Mailbox/query", {"accountId": "a1", "sortAsTree": true, "sort": [{"property": "sortOrder"}, {"property": "name"}], "calculateTotal": true}, "tree"],
             ["Mailbox/query", {"accountId": "a1", "filter": {"operator": "NOT", "conditions": [{"hasAnyRole": true}]}}, "norole"],
             ["Mailbox/query", {"accountId": "a1", "sort": [{"property": "totalEmails"}]}, "badsort"],
-            ["Mailbox/queryChanges", {"accountId": "a1", "sinceQueryState": "1"}, "qc"],
+            ["Mailbox/queryChanges", {"accountId": "a1", "sinceQueryState": "0", "calculateTotal": true}, "qc"],
             ["Mailbox/get", {"accountId": "a1", "#ids": {"resultOf": "tree", "name": "Mailbox/query", "path": "/ids"}, "properties": ["name"]}, "names"]
         ])),
     )
@@ -332,7 +332,10 @@ async fn mailbox_query_filters_and_sorts_as_a_tree() {
     );
     assert_eq!(r[3][1]["ids"].as_array().unwrap().len(), 2);
     assert_eq!(r[4][1]["type"], "unsupportedSort");
-    assert_eq!(r[5][1]["type"], "cannotCalculateChanges");
+    // From the state before the mailboxes were listed: all three are added, in order.
+    assert_eq!(r[5][1]["total"], 3, "{}", r[5]);
+    assert_eq!(r[5][1]["added"].as_array().unwrap().len(), 3);
+    assert_eq!(r[5][1]["added"][2]["index"], 2);
 }
 
 #[tokio::test]

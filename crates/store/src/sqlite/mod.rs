@@ -68,9 +68,13 @@ impl SqliteStore {
             return Err(e.into());
         }
         conn.execute_batch("COMMIT")?;
+        // --- jmap: SQL functions and collation of Email/query ---
+        let blobs = Arc::new(blobs);
+        read::register(&conn, blobs.clone())?;
+        // --- end jmap ---
         Ok(SqliteStore {
             conn: Arc::new(Mutex::new(conn)),
-            blobs: Arc::new(blobs),
+            blobs,
         })
     }
 
@@ -763,7 +767,9 @@ impl Store for SqliteStore {
         }
         // The full-text query of Email/query, newest first.
         let q = EmailQuery {
-            text: Some(query.to_string()),
+            filter: Some(EmailFilter::Condition(EmailCondition::Text(
+                query.to_string(),
+            ))),
             ..EmailQuery::default()
         };
         Ok(self.query_emails(account, &q).await?.ids)
