@@ -456,6 +456,56 @@ fn email_query_filters_sorts_and_query_changes() -> Result<()> {
     assert_eq!(r[4][1]["type"], "invalidArguments", "{}", r[4]);
     assert_eq!(r[5][1]["type"], "invalidArguments", "{}", r[5]);
 
+    // header: properties of Email/get, from the stored message.
+    let apple = &emails
+        .iter()
+        .find(|(s, _)| s == "Re: apple pie")
+        .context("apple")?
+        .1;
+    let r = serve.call(json!([
+        ["Email/get", {"accountId": "a1", "ids": [apple], "properties": [
+            "header:Subject", "header:subject:asText", "header:From:asAddresses",
+            "header:From:asGroupedAddresses", "header:Message-ID:asMessageIds",
+            "header:Date:asDate", "header:List-Unsubscribe:asURLs", "header:X-Priority:all",
+            "header:X-Missing", "header:X-Missing:all", "headers", "bodyStructure"],
+            "bodyProperties": ["partId", "type", "header:Content-Type:asText"]}, "h"],
+        ["Email/get", {"accountId": "a1", "ids": [apple], "properties": ["header:From:asDate"]}, "bad"]
+    ]))?;
+    let e = &r[0][1]["list"][0];
+    assert_eq!(e["header:Subject"], " Re: apple pie", "{e}");
+    assert_eq!(e["header:subject:asText"], "Re: apple pie");
+    assert_eq!(
+        e["header:From:asAddresses"],
+        json!([{"name": "Zed", "email": "zed@example.org"}])
+    );
+    assert_eq!(
+        e["header:From:asGroupedAddresses"],
+        json!([{"name": null, "addresses": [{"name": "Zed", "email": "zed@example.org"}]}])
+    );
+    assert_eq!(
+        e["header:Message-ID:asMessageIds"],
+        json!(["ReapplepieZedzedexampleorg@example.org"])
+    );
+    assert_eq!(e["header:Date:asDate"], "2026-01-05T10:00:00Z");
+    assert_eq!(
+        e["header:List-Unsubscribe:asURLs"],
+        json!(["mailto:leave@example.org"])
+    );
+    assert_eq!(e["header:X-Priority:all"], json!([" 1 (Highest)"]));
+    assert_eq!(e["header:X-Missing"], Value::Null);
+    assert_eq!(e["header:X-Missing:all"], json!([]));
+    assert!(
+        e["headers"]
+            .as_array()
+            .context("headers")?
+            .contains(&json!({"name": "X-Priority", "value": " 1 (Highest)"}))
+    );
+    assert_eq!(
+        e["bodyStructure"]["header:Content-Type:asText"], "text/plain; charset=utf-8",
+        "{e}"
+    );
+    assert_eq!(r[1][1]["type"], "invalidArguments", "{}", r[1]);
+
     // queryChanges: the state of three queries, then a delivery and a flag change.
     let unseen = json!({"operator": "NOT", "conditions": [{"hasKeyword": "$seen"}]});
     let r = serve.call(json!([

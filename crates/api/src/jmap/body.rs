@@ -5,7 +5,6 @@
 //! plus the part, so the download endpoint can find, check and decode them.
 
 use jmap_proto::MethodError;
-use jmap_proto::mail::properties::BODY_PART_PROPERTIES;
 use mime::BodyPart;
 use serde_json::{Map, Value, json};
 
@@ -18,17 +17,9 @@ pub(crate) const BODY_EMAIL_PROPERTIES: &[&str] = &[
     "bodyValues",
 ];
 
-/// jmap-proto knows every body property; `header:` forms are not served yet.
+/// Every body property of RFC 8621 4.1.4, `header:` forms included.
 pub(crate) fn check_body_properties(p: &[String]) -> Result<(), MethodError> {
-    match p
-        .iter()
-        .find(|x| !BODY_PART_PROPERTIES.contains(&x.as_str()))
-    {
-        Some(x) => Err(MethodError::invalid_arguments(format!(
-            "unknown body property {x}"
-        ))),
-        None => Ok(()),
-    }
+    jmap_proto::mail::properties::check_body_properties(p)
 }
 
 /// The blob id of a part of the message whose blob id is `message_blob` (hex sha256).
@@ -89,7 +80,17 @@ fn part_json(p: &BodyPart, blob: &str, props: &[String], depth: usize) -> Value 
                 Some(_) => Value::Array(Vec::new()),
                 None => Value::Null,
             },
-            _ => continue,
+            other => match jmap_proto::mail::header::parse_header_property(other) {
+                Some(hp) => {
+                    let fields: Vec<(&str, &[u8])> = p
+                        .headers
+                        .iter()
+                        .map(|(n, v)| (n.as_str(), v.as_bytes()))
+                        .collect();
+                    super::headers::property(&fields, &hp)
+                }
+                None => continue,
+            },
         };
         o.insert(prop.clone(), v);
     }

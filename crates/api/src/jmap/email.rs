@@ -1,9 +1,10 @@
 //! Email/get (RFC 8621 4.2) and Email/query (4.4), over the metadata the store keeps.
 //!
-//! Body properties (bodyStructure, textBody, htmlBody, attachments, bodyValues) are
-//! computed from the stored message on demand (`body.rs`). Not yet: `header:` properties;
-//! OR/NOT of Email conditions, the thread keyword and header conditions; sorts other than
-//! `receivedAt`. Each answers the RFC's error, never a wrong result.
+//! Body properties (bodyStructure, textBody, htmlBody, attachments, bodyValues) and header
+//! properties (`headers`, `header:Name:asForm:all`) are computed from the stored message
+//! on demand (`body.rs`, `headers.rs`). Email/query turns the JMAP filter tree and sort
+//! into the store's (`store_filter`, `store_sort`); the store compiles them into one SQL
+//! query.
 
 use super::{Ctx, body, ids};
 use jmap_proto::mail::properties::{
@@ -17,10 +18,12 @@ use jmap_proto::{IdRef, MethodError, MethodErrorType, UtcDate};
 use serde_json::{Map, Value, json};
 use store::{Collation, EmailFilter, EmailQuery, EmailSort, EmailSortKey, EmailView};
 
-/// Served today: RFC 8621's default list of Email/get (the stored metadata plus the body
-/// lists and values) and bodyStructure; not yet `headers` and `header:` forms.
+/// Every Email property of RFC 8621 4.1: the stored metadata, the body properties and
+/// the header properties (both computed from the stored message).
 fn served(p: &str) -> bool {
-    EMAIL_GET_DEFAULT_PROPERTIES.contains(&p) || body::BODY_EMAIL_PROPERTIES.contains(&p)
+    EMAIL_GET_DEFAULT_PROPERTIES.contains(&p)
+        || body::BODY_EMAIL_PROPERTIES.contains(&p)
+        || super::headers::is_header_property(p)
 }
 
 fn date(ts: i64) -> Value {
@@ -83,15 +86,24 @@ fn property(e: &EmailView, p: &str) -> Option<Value> {
     })
 }
 
-/// The body properties of one Email; null values while its body is not stored yet (the
-/// sync fetches headers first).
-async fn body_of(
+/// The properties of one Email computed from its stored message (body and header
+/// properties); null values while its body is not stored yet (the sync fetches headers
+/// first).
+async fn from_message(
     ctx: &Ctx<'_>,
     e: &EmailView,
     req: &std::sync::Arc<body::BodyRequest>,
+    header_props: &std::sync::Arc<Vec<String>>,
 ) -> Result<Map<String, Value>, MethodError> {
+    let nulls = || {
+        req.props
+            .iter()
+            .chain(header_props.iter())
+            .map(|p| (p.clone(), Value::Null))
+            .collect()
+    };
     let Some(blob) = e.blob_id.clone() else {
-        return Ok(req.props.iter().map(|p| (p.clone(), Value::Null)).collect());
+        return Ok(nulls());
     };
     let raw = ctx
         .store
@@ -99,12 +111,23 @@ async fn body_of(
         .await
         .map_err(|err| MethodError::server_fail(err.to_string()))?;
     let Some(raw) = raw else {
-        return Ok(req.props.iter().map(|p| (p.clone(), Value::Null)).collect());
+        return Ok(nulls());
     };
     let req = req.clone();
-    tokio::task::spawn_blocking(move || body::body_properties(&raw, &blob, &req))
-        .await
-        .map_err(|err| MethodError::server_fail(err.to_string()))
+    let header_props = header_props.clone();
+    tokio::task::spawn_blocking(move || {
+        let mut out = if req.props.is_empty() {
+            Map::new()
+        } else {
+            body::body_properties(&raw, &blob, &req)
+        };
+        if !header_props.is_empty() {
+            out.extend(super::headers::email_properties(&raw, &header_props));
+        }
+        out
+    })
+    .await
+    .map_err(|err| MethodError::server_fail(err.to_string()))
 }
 
 pub(crate) async fn get(
@@ -151,6 +174,13 @@ pub(crate) async fn get(
         fetch_all: req.extra.fetch_all_body_values,
         max_bytes: usize::try_from(req.extra.max_body_value_bytes).unwrap_or(usize::MAX),
     });
+    let header_props = std::sync::Arc::new(
+        props
+            .iter()
+            .filter(|p| super::headers::is_header_property(p))
+            .cloned()
+            .collect::<Vec<_>>(),
+    );
     let state = ctx.store_state(account).await?;
     let Some(wanted) = req.ids.clone() else {
         // RFC 8621 4.2: a server may refuse to list every Email.
@@ -190,8 +220,8 @@ pub(crate) async fn get(
                         o.insert(p.clone(), v);
                     }
                 }
-                if !body_req.props.is_empty() {
-                    o.extend(body_of(ctx, e, &body_req).await?);
+                if !body_req.props.is_empty() || !header_props.is_empty() {
+                    o.extend(from_message(ctx, e, &body_req, &header_props).await?);
                 }
                 list.push(Value::Object(o));
             }

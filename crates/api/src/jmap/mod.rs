@@ -8,7 +8,8 @@ pub(crate) mod email;
 mod identity;
 pub(crate) mod ids;
 mod mailbox;
-// --- jmap: query changes ---
+// --- jmap: query changes, header properties ---
+mod headers;
 mod query_changes;
 // --- end jmap ---
 mod snippet;
