@@ -58,6 +58,10 @@ pub fn router(state: Arc<AppState>) -> Router {
             "/jmap/download/{account}/{blob}/{name}",
             get(crate::download::download),
         )
+        // --- jmap: blob upload ---
+        .route("/jmap/upload/{account}/", post(crate::upload::upload))
+        .route("/jmap/upload/{account}", post(crate::upload::upload))
+        // --- end jmap ---
         .with_state(state)
 }
 

@@ -373,3 +373,30 @@ async fn huge_and_deep_requests_get_jmap_errors() {
     assert_eq!(s, StatusCode::BAD_REQUEST);
     assert_eq!(ctype.as_deref(), Some("application/problem+json"));
 }
+
+#[tokio::test]
+async fn uploads_are_per_account_and_expire() {
+    let (_app, store) = setup_store().await;
+    let (alice, bob) = (mail_types::AccountId(1), mail_types::AccountId(2));
+    let up = store
+        .put_upload(alice, "text/plain", b"hello".to_vec())
+        .await
+        .unwrap();
+    assert_eq!(up.size, 5);
+    assert_eq!(
+        store
+            .upload_bytes(alice, &up.blob_id)
+            .await
+            .unwrap()
+            .as_deref(),
+        Some(&b"hello"[..])
+    );
+    assert_eq!(store.upload_bytes(bob, &up.blob_id).await.unwrap(), None);
+    assert!(store.blob_in_account(alice, &up.blob_id).await.unwrap());
+    assert!(!store.blob_in_account(bob, &up.blob_id).await.unwrap());
+    // Not expired yet; then expired, with its bytes.
+    assert_eq!(store.expire_uploads(up.created_at - 1).await.unwrap(), 0);
+    assert_eq!(store.expire_uploads(up.created_at + 1).await.unwrap(), 1);
+    assert_eq!(store.upload(alice, &up.blob_id).await.unwrap(), None);
+    assert_eq!(store.blob(&up.blob_id).await.unwrap(), None);
+}

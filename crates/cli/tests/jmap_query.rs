@@ -655,3 +655,168 @@ fn email_query_filters_sorts_and_query_changes() -> Result<()> {
     );
     Ok(())
 }
+
+/// A message with a text part, an attached message (itself with a text body) and a file.
+fn message_with_attached_message() -> Vec<u8> {
+    b"From: Ann <ann@example.org>\r\nTo: alice@example.org\r\nSubject: Fwd: minutes\r\n\
+Date: Tue, 01 Dec 2026 10:00:00 +0000\r\nMessage-ID: <outer@example.org>\r\nMIME-Version: 1.0\r\n\
+Content-Type: multipart/mixed; boundary=\"o\"\r\n\r\n--o\r\n\
+Content-Type: text/plain; charset=utf-8\r\n\r\nForwarding the minutes.\r\n--o\r\n\
+Content-Type: message/rfc822\r\n\r\n\
+From: Bob <bob@example.org>\r\nTo: team@example.org\r\nSubject: minutes\r\n\
+Date: Mon, 30 Nov 2026 09:00:00 +0000\r\nMessage-ID: <inner@example.org>\r\n\
+Content-Type: text/plain; charset=utf-8\r\n\r\nWe agreed on everything.\r\n--o\r\n\
+Content-Type: application/octet-stream; name=\"data.bin\"\r\n\
+Content-Disposition: attachment; filename=\"data.bin\"\r\n\r\n0123456789\r\n--o--\r\n"
+        .to_vec()
+}
+
+#[test]
+fn upload_parse_and_download() -> Result<()> {
+    let dovecot = Dovecot::start(DovecotOptions::default())?;
+    dovecot.add_user("alice@example.org", "imap-pw")?;
+    let serve = Serve::start(&dovecot)?;
+    serve.wait_synced(0)?;
+    let raw = message_with_attached_message();
+    let (status, head, body) = http(
+        serve.port,
+        "POST",
+        "/jmap/upload/a1/",
+        "Content-Type: message/rfc822\r\n",
+        &raw,
+    )?;
+    assert_eq!(status, 201, "{head}");
+    let up: Value = serde_json::from_slice(&body)?;
+    let sha = {
+        use sha2::Digest;
+        hex::encode(sha2::Sha256::digest(&raw))
+    };
+    assert_eq!(up["blobId"], format!("b{sha}"));
+    assert_eq!(up["accountId"], "a1");
+    assert_eq!(up["type"], "message/rfc822");
+    assert_eq!(up["size"], raw.len());
+    let blob = up["blobId"].as_str().context("blobId")?.to_string();
+    // Not a message; larger than a default axum body limit (2 MB), smaller than ours.
+    let png: Vec<u8> = (0..3_000_000u32).map(|i| (i % 253) as u8).collect();
+    let (status, _, body) = http(
+        serve.port,
+        "POST",
+        "/jmap/upload/a1",
+        "Content-Type: image/png\r\n",
+        &png,
+    )?;
+    assert_eq!(status, 201);
+    let png_blob = serde_json::from_slice::<Value>(&body)?["blobId"]
+        .as_str()
+        .context("png blob")?
+        .to_string();
+
+    let r = serve.call(json!([
+        ["Email/parse", {"accountId": "a1", "blobIds": [blob, png_blob, format!("b{}", "0".repeat(64)), "nonsense"],
+            "fetchTextBodyValues": true}, "p"],
+    ]))?;
+    let p = &r[0][1];
+    assert_eq!(p["notParsable"], json!([png_blob]), "{p}");
+    assert_eq!(p["notFound"].as_array().map(|a| a.len()), Some(2), "{p}");
+    let e = &p["parsed"][&blob];
+    assert_eq!(e["subject"], "Fwd: minutes");
+    assert_eq!(
+        e["from"],
+        json!([{"name": "Ann", "email": "ann@example.org"}])
+    );
+    assert_eq!(e["messageId"], json!(["outer@example.org"]));
+    assert_eq!(e["sentAt"], "2026-12-01T10:00:00Z");
+    let text_part = e["textBody"][0]["partId"].as_str().context("text part")?;
+    assert_eq!(
+        e["bodyValues"][text_part]["value"],
+        "Forwarding the minutes."
+    );
+    let attached = e["attachments"]
+        .as_array()
+        .context("attachments")?
+        .iter()
+        .find(|a| a["type"] == "message/rfc822")
+        .context("the attached message")?;
+    let inner_blob = attached["blobId"]
+        .as_str()
+        .context("inner blob")?
+        .to_string();
+
+    // The attached message parses too, and its own parts download.
+    let r = serve.call(json!([
+        ["Email/parse", {"accountId": "a1", "blobIds": [inner_blob],
+            "properties": ["subject", "from", "textBody", "bodyValues", "header:Message-ID:asMessageIds", "blobId", "size"],
+            "fetchTextBodyValues": true}, "p"],
+    ]))?;
+    let inner = &r[0][1]["parsed"][&inner_blob];
+    assert_eq!(inner["subject"], "minutes", "{}", r[0]);
+    assert_eq!(inner["from"][0]["email"], "bob@example.org");
+    assert_eq!(
+        inner["header:Message-ID:asMessageIds"],
+        json!(["inner@example.org"])
+    );
+    let inner_text = inner["textBody"][0]["blobId"]
+        .as_str()
+        .context("inner text blob")?;
+    let (status, _, body) = http(
+        serve.port,
+        "GET",
+        &format!("/jmap/download/a1/{inner_text}/t.txt"),
+        "",
+        b"",
+    )?;
+    assert_eq!(status, 200);
+    assert_eq!(
+        String::from_utf8_lossy(&body).trim_end(),
+        "We agreed on everything."
+    );
+    let (status, _, body) = http(
+        serve.port,
+        "GET",
+        &format!("/jmap/download/a1/{blob}/m.eml"),
+        "",
+        b"",
+    )?;
+    assert_eq!(status, 200);
+    assert_eq!(body, raw, "the upload downloads as uploaded");
+
+    // Another user sees neither the upload nor the account.
+    let bob = "Authorization: Basic Ym9iOnB3Mg==\r\n"; // bob:pw2
+    let other = |method: &str, path: &str| -> Result<u16> {
+        let mut s = TcpStream::connect(("127.0.0.1", serve.port))?;
+        s.set_read_timeout(Some(Duration::from_secs(10)))?;
+        write!(
+            s,
+            "{method} {path} HTTP/1.1\r\nHost: x\r\n{bob}Content-Length: 3\r\nConnection: close\r\n\r\nabc"
+        )?;
+        let mut out = String::new();
+        s.read_to_string(&mut out)?;
+        out.split(' ')
+            .nth(1)
+            .and_then(|c| c.parse().ok())
+            .context("status")
+    };
+    assert_eq!(
+        other("GET", &format!("/jmap/download/a1/{blob}/m.eml"))?,
+        404
+    );
+    assert_eq!(other("POST", "/jmap/upload/a1/")?, 404);
+
+    // maxSizeUpload: refused from the declared length, before the body is read.
+    let mut s = TcpStream::connect(("127.0.0.1", serve.port))?;
+    s.set_read_timeout(Some(Duration::from_secs(10)))?;
+    write!(
+        s,
+        "POST /jmap/upload/a1/ HTTP/1.1\r\nHost: x\r\nAuthorization: {BASIC}\r\n\
+               Content-Length: 60000000\r\nConnection: close\r\n\r\n"
+    )?;
+    let mut out = Vec::new();
+    let _ = s.read_to_end(&mut out);
+    let out = String::from_utf8_lossy(&out);
+    assert!(out.starts_with("HTTP/1.1 413"), "{out}");
+    assert!(
+        out.contains("urn:ietf:params:jmap:error:limit") && out.contains("maxSizeUpload"),
+        "{out}"
+    );
+    Ok(())
+}

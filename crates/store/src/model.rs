@@ -439,3 +439,16 @@ pub struct Pop3Entry {
     pub retrieved_at: i64,
     pub deleted_on_server: bool,
 }
+
+/// An uploaded blob (JMAP blob upload, RFC 8620 6.1).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UploadRecord {
+    pub account: AccountId,
+    /// Hex sha256 of the bytes (the JMAP blobId is `b` and this).
+    pub blob_id: String,
+    /// The media type the client gave.
+    pub content_type: String,
+    pub size: u64,
+    /// When it was uploaded (unix seconds).
+    pub created_at: i64,
+}

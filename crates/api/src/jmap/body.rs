@@ -51,6 +51,41 @@ pub(crate) fn parse_blob_id(id: &str) -> Option<(&str, Option<String>)> {
     Some((sha, part))
 }
 
+/// Most levels of attached messages followed for one part id.
+const MAX_NESTED: usize = 16;
+
+/// The content of part `part_id` of a message, following attached messages: `2.1` is
+/// part `1` of the message attached as part `2` when the message's own structure has no
+/// `2.1` (IMAP section numbering, RFC 3501 6.4.5). What downloads and Email/parse read.
+pub(crate) fn nested_part(raw: &[u8], part_id: &str) -> Option<mime::PartContent> {
+    let mut raw = std::borrow::Cow::Borrowed(raw);
+    let mut rest: Vec<&str> = part_id.split('.').collect();
+    for _ in 0..MAX_NESTED {
+        if let Some(p) = mime::part_content(&raw, &rest.join(".")) {
+            return Some(p);
+        }
+        // The longest prefix that is an attached message; continue inside it.
+        let mut inner = None;
+        for i in (1..rest.len()).rev() {
+            if let Some(p) = mime::part_content(&raw, &rest[..i].join("."))
+                && is_message(&p.content_type)
+            {
+                inner = Some((p.bytes, i));
+                break;
+            }
+        }
+        let (bytes, i) = inner?;
+        raw = std::borrow::Cow::Owned(bytes);
+        rest = rest.split_off(i);
+    }
+    None
+}
+
+/// A media type whose content is a whole message (RFC 2046 5.2.1, RFC 6532 3.7).
+pub(crate) fn is_message(content_type: &str) -> bool {
+    content_type == "message/rfc822" || content_type == "message/global"
+}
+
 fn part_json(p: &BodyPart, blob: &str, props: &[String], depth: usize) -> Value {
     let mut o = Map::new();
     for prop in props {

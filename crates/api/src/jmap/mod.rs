@@ -8,8 +8,9 @@ pub(crate) mod email;
 mod identity;
 pub(crate) mod ids;
 mod mailbox;
-// --- jmap: query changes, header properties ---
+// --- jmap: query changes, header properties, Email/parse ---
 mod headers;
+mod parse;
 mod query_changes;
 // --- end jmap ---
 mod snippet;
@@ -97,6 +98,7 @@ pub(crate) async fn dispatch(
             | "Email/query"
             | "Thread/get"
             | "SearchSnippet/get"
+            | "Email/parse"
                 if !mail =>
             {
                 Err(MethodError::with_description(
@@ -109,6 +111,7 @@ pub(crate) async fn dispatch(
             // RFC 8620 5.6, from the change log.
             "Mailbox/queryChanges" => query_changes::mailbox(ctx, arguments).await,
             "Email/queryChanges" => query_changes::email(ctx, arguments).await,
+            "Email/parse" => parse::parse(ctx, arguments).await,
             "Mailbox/changes" => changes::changes(ctx, ObjectType::Mailbox, arguments).await,
             "Email/changes" => changes::changes(ctx, ObjectType::Email, arguments).await,
             "Thread/changes" => changes::changes(ctx, ObjectType::Thread, arguments).await,
