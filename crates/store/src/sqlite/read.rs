@@ -404,7 +404,8 @@ fn filter_sql(
     for p in parts {
         sql.push(filter_sql(p, "e.received_at", params, nodes)?);
     }
-    let inner = if sql.is_empty() {
+    let empty = sql.is_empty();
+    let inner = if empty {
         // AND of nothing is true, OR of nothing false (NOT of nothing: true).
         if join == " AND " || negate {
             "1".to_string()
@@ -412,13 +413,26 @@ fn filter_sql(
             "0".to_string()
         }
     } else {
-        format!("({})", sql.join(join))
+        balanced(sql, join)
     };
-    if negate && !sql.is_empty() {
+    if negate && !empty {
         Ok(format!("NOT {inner}"))
     } else {
         Ok(inner)
     }
+}
+
+/// `(a OR b OR ...)` grouped in nested chunks of at most 8, so that a wide operator does
+/// not make an expression tree deeper than SQLite allows (1000 levels).
+fn balanced(mut parts: Vec<String>, join: &str) -> String {
+    const CHUNK: usize = 8;
+    while parts.len() > CHUNK {
+        parts = parts
+            .chunks(CHUNK)
+            .map(|c| format!("({})", c.join(join)))
+            .collect();
+    }
+    format!("({})", parts.join(join))
 }
 
 /// The sort expression of one comparator.
