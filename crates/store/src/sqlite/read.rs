@@ -723,7 +723,12 @@ pub(crate) fn query_emails(
         None
     };
     // A page in date order of words found in most messages: walk the dates, test the words.
-    let probe = by_date && !q.collapse_threads && {
+    let has_text = q.filter.as_ref().is_some_and(|f| {
+        let mut words = Vec::new();
+        text_words(f, &mut words);
+        !words.is_empty()
+    });
+    let probe = by_date && !q.collapse_threads && has_text && {
         let n: i64 = match listed.mailbox {
             Some(m) => c.query_row("SELECT copies FROM mailbox WHERE id = ?1", [m.0], |r| {
                 r.get(0)
