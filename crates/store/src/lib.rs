@@ -5,11 +5,13 @@
 //! - `model`: the records going in and out (accounts, mailboxes, messages, changes).
 //! - `sqlite`: the embedded default backend (`SqliteStore`), schema in `sqlite/schema.sql`.
 //! - `blobs`: raw messages as content-addressed files.
+//! - `events`: the event bus push listens to; the write path publishes after commit.
 //!
 //! Every method that changes an account's data bumps that account's `State` once, and
 //! records each changed object in the change log, in the same transaction as the data.
 
 mod blobs;
+pub mod events;
 pub mod model;
 mod sqlite;
 
@@ -131,4 +133,15 @@ pub trait Store: Send + Sync + 'static {
         ids: &[ThreadId],
     ) -> Result<Vec<(ThreadId, Vec<EmailId>)>>;
     async fn search(&self, account: AccountId, query: &str) -> Result<Vec<mail_types::EmailId>>;
+
+    // --- push -----------------------------------------------------------------------------
+    /// The bus on which every committed change is announced (see [`events`]).
+    fn events(&self) -> std::sync::Arc<dyn events::EventBus>;
+    /// The types changed after `since` (a reconnecting push client's last state), from the
+    /// change log: EmailDelivery when an Email was created.
+    async fn changed_types_since(
+        &self,
+        account: AccountId,
+        since: State,
+    ) -> Result<events::TypeSet>;
 }

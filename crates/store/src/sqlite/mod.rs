@@ -8,6 +8,7 @@ mod read;
 mod write;
 
 use crate::blobs::Blobs;
+use crate::events::{EventBus, LocalBus, TypeSet};
 use crate::model::*;
 use crate::{Error, Result, Store};
 use async_trait::async_trait;
@@ -25,6 +26,8 @@ const SCHEMA_V1: &str = include_str!("schema.sql");
 pub struct SqliteStore {
     conn: Arc<Mutex<Connection>>,
     blobs: Arc<Blobs>,
+    // push: where committed changes are announced.
+    events: Arc<dyn EventBus>,
 }
 
 impl SqliteStore {
@@ -68,10 +71,19 @@ impl SqliteStore {
             return Err(e.into());
         }
         conn.execute_batch("COMMIT")?;
+        write::pending::install(&conn);
         Ok(SqliteStore {
             conn: Arc::new(Mutex::new(conn)),
             blobs: Arc::new(blobs),
+            events: Arc::new(LocalBus::default()),
         })
+    }
+
+    /// push: announces committed changes on `bus` instead of the store's own in-process
+    /// bus (for a bus shared with other nodes).
+    pub fn with_events(mut self, bus: Arc<dyn EventBus>) -> Self {
+        self.events = bus;
+        self
     }
 
     async fn call<T, F>(&self, f: F) -> Result<T>
@@ -79,15 +91,24 @@ impl SqliteStore {
         T: Send + 'static,
         F: FnOnce(&mut Connection) -> Result<T> + Send + 'static,
     {
-        let conn = self.conn.clone();
+        let (conn, events) = (self.conn.clone(), self.events.clone());
         tokio::task::spawn_blocking(move || {
-            let mut guard = conn
-                .lock()
-                .map_err(|_| Error::Task("store mutex poisoned".into()))?;
-            f(&mut guard)
+            let out = match conn.lock() {
+                Ok(mut guard) => f(&mut guard),
+                Err(_) => Err(Error::Task("store mutex poisoned".into())),
+            };
+            publish_committed(events.as_ref());
+            out
         })
         .await
         .map_err(|e| Error::Task(e.to_string()))?
+    }
+}
+
+/// push: announces what the store call that just returned on this thread committed.
+fn publish_committed(events: &dyn EventBus) {
+    for c in write::pending::take() {
+        events.publish(c);
     }
 }
 
@@ -538,7 +559,7 @@ impl Store for SqliteStore {
     ) -> Result<State> {
         // Raw messages are written before the lock is taken: the file I/O runs beside the
         // one writer instead of inside it.
-        let (conn, blobs) = (self.conn.clone(), self.blobs.clone());
+        let (conn, blobs, events) = (self.conn.clone(), self.blobs.clone(), self.events.clone());
         tokio::task::spawn_blocking(move || {
             let new_blobs = changes
                 .new
@@ -553,14 +574,17 @@ impl Store for SqliteStore {
             let mut guard = conn
                 .lock()
                 .map_err(|_| Error::Task("store mutex poisoned".into()))?;
-            write::apply_mailbox_changes(
+            let out = write::apply_mailbox_changes(
                 &mut guard,
                 account,
                 mailbox,
                 changes,
                 &new_blobs,
                 &body_blobs,
-            )
+            );
+            drop(guard);
+            publish_committed(events.as_ref());
+            out
         })
         .await
         .map_err(|e| Error::Task(e.to_string()))?
@@ -767,5 +791,35 @@ impl Store for SqliteStore {
             ..EmailQuery::default()
         };
         Ok(self.query_emails(account, &q).await?.ids)
+    }
+
+    // --- push ---------------------------------------------------------------------------
+    fn events(&self) -> Arc<dyn EventBus> {
+        self.events.clone()
+    }
+
+    async fn changed_types_since(&self, account: AccountId, since: State) -> Result<TypeSet> {
+        self.call(move |c| {
+            let mut types = TypeSet::EMPTY;
+            let mut st = c.prepare_cached(
+                "SELECT type, max(op = 0) FROM change WHERE account_id = ?1 AND state > ?2 \
+                 GROUP BY type",
+            )?;
+            let rows = st.query_map(params![account.0, since.0], |r| {
+                Ok((r.get::<_, String>(0)?, r.get::<_, bool>(1)?))
+            })?;
+            for row in rows {
+                let (t, created) = row?;
+                let object = ObjectType::from_name(&t)
+                    .ok_or_else(|| Error::Corrupt(format!("change type {t}")))?;
+                types.insert(object.into());
+                // A created Email is how a delivery shows in the log.
+                if object == ObjectType::Email && created {
+                    types.insert(crate::events::PushType::EmailDelivery);
+                }
+            }
+            Ok(types)
+        })
+        .await
     }
 }
