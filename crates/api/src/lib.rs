@@ -7,10 +7,12 @@
 //! - `download`: blob download with ownership checks, ranges and safe headers.
 //! - `jmap`: method dispatch; one file per object as the methods land.
 //! - `tls`: HTTPS listener (handshakes beside the accept loop).
+//! - `push`: the hub following account changes, WebSocket (RFC 8887), EventSource.
 
 pub mod auth;
 mod download;
 mod jmap;
+mod push;
 mod server;
 pub mod tls;
 
