@@ -16,4 +16,5 @@ mod push;
 mod server;
 pub mod tls;
 
+pub use push::{Hub as PushHub, Limits as PushLimits};
 pub use server::{AppState, router, serve, serve_tls};

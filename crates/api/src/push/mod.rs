@@ -429,6 +429,55 @@ mod tests {
         assert!(parse_push_state(&"a1:1,".repeat(20_000)).is_empty());
     }
 
+    /// A connection that never reads holds one entry per account however many changes
+    /// come, and does not hold up the others: the dispatcher only merges.
+    #[tokio::test]
+    async fn a_slow_connection_costs_one_entry_and_blocks_nobody() {
+        let store = store::SqliteStore::open_in_memory().unwrap();
+        let hub = Hub::new(&store, Limits::default());
+        let (a, b) = (AccountId(1), AccountId(2));
+        let slow = hub.register(&[a, b]);
+        let fast = hub.register(&[a]);
+        let other = hub.register(&[b]);
+        let bus = store.events();
+        for i in 1..=10_000 {
+            bus.publish(AccountChange {
+                account: if i % 2 == 0 { a } else { b },
+                state: State(i),
+                types: [PushType::Email].into_iter().collect(),
+            });
+            if i % 1000 == 0 {
+                tokio::task::yield_now().await;
+            }
+        }
+        // The fast one keeps up: it sees the last state of `a` within a second.
+        let deadline = std::time::Instant::now() + Duration::from_secs(5);
+        loop {
+            tokio::time::timeout(Duration::from_secs(5), fast.slot.notify.notified())
+                .await
+                .unwrap();
+            let p = fast.slot.take();
+            assert!(!p.changes.contains_key(&b), "fast does not follow b");
+            if p.changes.get(&a).map(|c| c.0) == Some(State(10_000)) || p.resync {
+                break;
+            }
+            assert!(std::time::Instant::now() < deadline, "fast never caught up");
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        let p = slow.slot.take();
+        assert_eq!(p.changes.len(), 2, "one entry per account");
+        if !p.resync {
+            assert_eq!(p.changes[&a].0, State(10_000));
+            assert_eq!(p.changes[&b].0, State(9_999));
+        }
+        assert!(!other.slot.take().changes.contains_key(&a));
+        // Dropping a registration removes its slot.
+        drop(slow);
+        drop(fast);
+        drop(other);
+        assert!(hub.slots.lock().unwrap().is_empty());
+    }
+
     #[test]
     fn slots_coalesce_latest_state_and_union_of_types() {
         let slot = Slot {
