@@ -38,7 +38,15 @@ impl AppState {
             auth: Authenticator::new(store.clone()),
             push: crate::push::Hub::new(store.as_ref(), crate::push::Limits::default()),
             store,
-            core: CoreCapability::default(),
+            // --- jmap: the collations Email/query sorts with ---
+            core: CoreCapability {
+                collation_algorithms: store::Collation::NAMES
+                    .iter()
+                    .map(|s| s.to_string())
+                    .collect(),
+                ..CoreCapability::default()
+            },
+            // --- end jmap ---
             base_url: base_url.trim_end_matches('/').to_string(),
         }
     }
@@ -57,6 +65,10 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/jmap/ws", get(crate::push::ws::upgrade))
         .route("/jmap/eventsource", get(crate::push::eventsource::events))
         .route("/jmap/eventsource/", get(crate::push::eventsource::events))
+        // --- jmap: blob upload ---
+        .route("/jmap/upload/{account}/", post(crate::upload::upload))
+        .route("/jmap/upload/{account}", post(crate::upload::upload))
+        // --- end jmap ---
         .with_state(state)
 }
 
@@ -145,7 +157,12 @@ fn mail_capability() -> jmap_proto::capability::MailCapability {
         max_mailbox_depth: None,
         max_size_mailbox_name: 490,
         max_size_attachments_per_email: 50_000_000,
-        email_query_sort_options: vec!["receivedAt".into()],
+        // --- jmap ---
+        email_query_sort_options: crate::jmap::email::SORT_OPTIONS
+            .iter()
+            .map(|s| s.to_string())
+            .collect(),
+        // --- end jmap ---
         may_create_top_level_mailbox: false,
     }
 }

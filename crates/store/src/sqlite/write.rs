@@ -745,7 +745,9 @@ pub(crate) fn collect_orphans(
         if let Some(b) = blob {
             let n = tx
                 .prepare_cached(
-                    "DELETE FROM blob WHERE id = ?1 AND NOT EXISTS (SELECT 1 FROM email WHERE blob_id = ?1)",
+                    // (jmap: an upload of the same bytes keeps the blob.)
+                    "DELETE FROM blob WHERE id = ?1 AND NOT EXISTS (SELECT 1 FROM email WHERE blob_id = ?1) \
+                     AND NOT EXISTS (SELECT 1 FROM upload WHERE blob_id = ?1)",
                 )?
                 .execute([b])?;
             if n > 0 {
