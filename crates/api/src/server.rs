@@ -35,7 +35,11 @@ impl AppState {
         AppState {
             auth: Authenticator::new(store.clone()),
             store,
-            core: CoreCapability::default(),
+            // Write-back: marking a few thousand messages read is one Email/set.
+            core: CoreCapability {
+                max_objects_in_set: 10_000,
+                ..CoreCapability::default()
+            },
             base_url: base_url.trim_end_matches('/').to_string(),
         }
     }
@@ -131,7 +135,7 @@ pub(crate) fn account_id(id: mail_types::AccountId) -> Option<Id> {
     crate::jmap::ids::id('a', id.0)
 }
 
-/// RFC 8621 1.3.1. Mailbox creation comes with write-back (issue 5).
+/// RFC 8621 1.3.1.
 fn mail_capability() -> jmap_proto::capability::MailCapability {
     jmap_proto::capability::MailCapability {
         max_mailboxes_per_email: None,
@@ -139,7 +143,7 @@ fn mail_capability() -> jmap_proto::capability::MailCapability {
         max_size_mailbox_name: 490,
         max_size_attachments_per_email: 50_000_000,
         email_query_sort_options: vec!["receivedAt".into()],
-        may_create_top_level_mailbox: false,
+        may_create_top_level_mailbox: true,
     }
 }
 
@@ -284,6 +288,7 @@ async fn api(State(state): State<Arc<AppState>>, req: Request) -> Response {
         store: &state.store,
         accounts: &accounts,
         max_objects_in_get: usize::try_from(state.core.max_objects_in_get).unwrap_or(500),
+        max_objects_in_set: usize::try_from(state.core.max_objects_in_set).unwrap_or(500),
     };
     let response = crate::jmap::dispatch(&principal, &ctx, request, session.state).await;
     json_response(StatusCode::OK, "application/json", &response)
