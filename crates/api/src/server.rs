@@ -44,6 +44,8 @@ impl AppState {
                     .iter()
                     .map(|s| s.to_string())
                     .collect(),
+                // Write-back: marking a few thousand messages read is one Email/set.
+                max_objects_in_set: 10_000,
                 ..CoreCapability::default()
             },
             // --- end jmap ---
@@ -150,7 +152,7 @@ pub(crate) fn account_id(id: mail_types::AccountId) -> Option<Id> {
     crate::jmap::ids::id('a', id.0)
 }
 
-/// RFC 8621 1.3.1. Mailbox creation comes with write-back (issue 5).
+/// RFC 8621 1.3.1.
 fn mail_capability() -> jmap_proto::capability::MailCapability {
     jmap_proto::capability::MailCapability {
         max_mailboxes_per_email: None,
@@ -163,7 +165,7 @@ fn mail_capability() -> jmap_proto::capability::MailCapability {
             .map(|s| s.to_string())
             .collect(),
         // --- end jmap ---
-        may_create_top_level_mailbox: false,
+        may_create_top_level_mailbox: true,
     }
 }
 
@@ -333,6 +335,7 @@ pub(crate) async fn handle_request(
         store: &state.store,
         accounts: &accounts,
         max_objects_in_get: usize::try_from(state.core.max_objects_in_get).unwrap_or(500),
+        max_objects_in_set: usize::try_from(state.core.max_objects_in_set).unwrap_or(500),
     };
     Ok(crate::jmap::dispatch(principal, &ctx, request, session.state).await)
 }

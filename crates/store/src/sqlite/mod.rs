@@ -6,10 +6,13 @@
 
 mod read;
 mod write;
+// --- write-back (outbox) ---
+mod outbox;
 
 use crate::blobs::Blobs;
 use crate::events::{EventBus, LocalBus, TypeSet};
 use crate::model::*;
+use crate::outbox::*;
 use crate::{Error, Result, Store};
 use async_trait::async_trait;
 use mail_types::{
@@ -28,6 +31,8 @@ pub struct SqliteStore {
     blobs: Arc<Blobs>,
     // push: where committed changes are announced.
     events: Arc<dyn EventBus>,
+    // --- write-back (outbox) ---
+    outbox_tx: Arc<tokio::sync::watch::Sender<u64>>,
 }
 
 impl SqliteStore {
@@ -80,14 +85,18 @@ impl SqliteStore {
             conn: Arc::new(Mutex::new(conn)),
             blobs,
             events: Arc::new(LocalBus::default()),
+            outbox_tx: Arc::new(tokio::sync::watch::channel(0).0),
         })
     }
 
-    /// push: announces committed changes on `bus` instead of the store's own in-process
-    /// bus (for a bus shared with other nodes).
     pub fn with_events(mut self, bus: Arc<dyn EventBus>) -> Self {
         self.events = bus;
         self
+    }
+
+    /// Wakes the outbox workers (after a commit that queued something).
+    fn outbox_wake(&self) {
+        self.outbox_tx.send_modify(|n| *n = n.wrapping_add(1));
     }
 
     async fn call<T, F>(&self, f: F) -> Result<T>
@@ -543,7 +552,7 @@ impl Store for SqliteStore {
     async fn mailbox_copies(&self, mailbox: MailboxId) -> Result<Vec<StoredCopy>> {
         self.call(move |c| {
             let mut st =
-                c.prepare_cached("SELECT uid, flags FROM copy WHERE mailbox_id = ?1 ORDER BY uid")?;
+                c.prepare_cached("SELECT uid, flags FROM copy WHERE mailbox_id = ?1 AND uid < 4294967296 ORDER BY uid")?;
             let rows = st.query_map([mailbox.0], |r| {
                 let flags: String = r.get(1)?;
                 Ok(StoredCopy {
@@ -600,7 +609,8 @@ impl Store for SqliteStore {
             let mut st = c.prepare_cached(
                 "SELECT c.uid FROM email e CROSS JOIN copy c ON c.email_id = e.id \
                  WHERE e.account_id = (SELECT account_id FROM mailbox WHERE id = ?1) \
-                 AND e.blob_id IS NULL AND c.mailbox_id = ?1 ORDER BY c.uid DESC LIMIT ?2",
+                 AND e.blob_id IS NULL AND c.mailbox_id = ?1 AND c.uid < 4294967296 \
+                 ORDER BY c.uid DESC LIMIT ?2",
             )?;
             let rows = st.query_map(params![mailbox.0, limit as i64], |r| Ok(Uid(r.get(0)?)))?;
             Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?)
@@ -663,7 +673,7 @@ impl Store for SqliteStore {
                 "SELECT e.id, e.thread_id, c.uid, c.flags, e.size, e.received_at, e.subject, \
                  e.message_id, e.blob_id, e.has_attachment, e.preview \
                  FROM copy c JOIN email e ON e.id = c.email_id \
-                 WHERE c.mailbox_id = ?1 ORDER BY c.uid",
+                 WHERE c.mailbox_id = ?1 AND c.uid < 4294967296 ORDER BY c.uid",
             )?;
             let rows = st.query_map([mailbox.0], |r| {
                 let flags: String = r.get(3)?;
@@ -947,5 +957,137 @@ impl Store for SqliteStore {
             Ok(expired.len())
         })
         .await
+    }
+
+    // --- write-back (outbox) ----------------------------------------------------------------
+
+    async fn update_emails(
+        &self,
+        account: AccountId,
+        patches: Vec<EmailPatch>,
+    ) -> Result<Vec<std::result::Result<(), WriteRefusal>>> {
+        let (out, _) = self
+            .call(move |c| outbox::update_emails(c, account, &patches))
+            .await?;
+        self.outbox_wake();
+        Ok(out)
+    }
+
+    async fn destroy_emails(
+        &self,
+        account: AccountId,
+        ids: Vec<EmailId>,
+    ) -> Result<Vec<std::result::Result<(), WriteRefusal>>> {
+        let out = self
+            .call(move |c| outbox::destroy_emails(c, account, &ids))
+            .await?;
+        self.collect_orphans(account).await?;
+        self.outbox_wake();
+        Ok(out)
+    }
+
+    async fn append_email(
+        &self,
+        account: AccountId,
+        req: AppendRequest,
+    ) -> Result<std::result::Result<EmailId, WriteRefusal>> {
+        let (conn, blobs) = (self.conn.clone(), self.blobs.clone());
+        let out = tokio::task::spawn_blocking(move || {
+            // Parsed and written before the lock is taken, like the sync's messages.
+            let parsed = mime::parse(&req.raw);
+            let blob = blobs.put(&req.raw)?;
+            let mut guard = conn
+                .lock()
+                .map_err(|_| Error::Task("store mutex poisoned".into()))?;
+            outbox::append_email(&mut guard, account, &req, &blob, &parsed)
+        })
+        .await
+        .map_err(|e| Error::Task(e.to_string()))??;
+        self.outbox_wake();
+        Ok(out.0)
+    }
+
+    async fn create_mailbox(
+        &self,
+        account: AccountId,
+        name: &str,
+        parent: Option<MailboxId>,
+        subscribed: bool,
+    ) -> Result<std::result::Result<MailboxId, WriteRefusal>> {
+        let name = name.to_string();
+        let out = self
+            .call(move |c| outbox::create_mailbox(c, account, &name, parent, subscribed))
+            .await?;
+        self.outbox_wake();
+        Ok(out)
+    }
+
+    async fn update_mailbox(
+        &self,
+        account: AccountId,
+        id: MailboxId,
+        patch: MailboxPatch,
+    ) -> Result<std::result::Result<(), WriteRefusal>> {
+        let out = self
+            .call(move |c| outbox::update_mailbox(c, account, id, &patch))
+            .await?;
+        self.outbox_wake();
+        Ok(out)
+    }
+
+    async fn destroy_mailbox(
+        &self,
+        account: AccountId,
+        id: MailboxId,
+        remove_emails: bool,
+    ) -> Result<std::result::Result<(), WriteRefusal>> {
+        let out = self
+            .call(move |c| outbox::destroy_mailbox(c, account, id, remove_emails))
+            .await?;
+        self.collect_orphans(account).await?;
+        self.outbox_wake();
+        Ok(out)
+    }
+
+    async fn outbox_next(&self, account: AccountId, limit: usize) -> Result<Vec<OutboxEntry>> {
+        self.call(move |c| outbox::next(c, account, limit)).await
+    }
+
+    async fn outbox_begin(&self, id: i64, uidnext: Option<u32>) -> Result<()> {
+        self.call(move |c| outbox::begin_attempt(c, id, uidnext))
+            .await
+    }
+
+    async fn outbox_complete(&self, account: AccountId, done: Vec<OutboxDone>) -> Result<()> {
+        self.call(move |c| outbox::complete(c, account, &done))
+            .await?;
+        self.collect_orphans(account).await?;
+        Ok(())
+    }
+
+    async fn outbox_defer(&self, id: i64, error: &str) -> Result<()> {
+        let error = error.to_string();
+        self.call(move |c| outbox::defer(c, id, &error)).await
+    }
+
+    async fn outbox_refuse(&self, account: AccountId, id: i64, reason: &str) -> Result<()> {
+        let reason = reason.to_string();
+        self.call(move |c| outbox::refuse(c, account, id, &reason))
+            .await?;
+        self.collect_orphans(account).await?;
+        Ok(())
+    }
+
+    async fn outbox_status(&self, account: AccountId) -> Result<OutboxStatus> {
+        self.call(move |c| outbox::status(c, account)).await
+    }
+
+    async fn outbox_dismiss(&self, account: AccountId, failures: Vec<i64>) -> Result<()> {
+        self.call(move |c| outbox::dismiss_failures(c, account, &failures))
+            .await
+    }
+
+    fn outbox_signal(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.outbox_tx.subscribe()
     }
 }
