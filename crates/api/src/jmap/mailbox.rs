@@ -68,12 +68,7 @@ pub(crate) async fn get(
                 "unreadEmails" => json!(v.unread_emails),
                 "totalThreads" => json!(v.total_threads),
                 "unreadThreads" => json!(v.unread_threads),
-                // Write-back comes with issue 5; until then the rights say what works.
-                "myRights" => json!({
-                    "mayReadItems": v.selectable, "mayAddItems": false, "mayRemoveItems": false,
-                    "maySetSeen": false, "maySetKeywords": false, "mayCreateChild": false,
-                    "mayRename": false, "mayDelete": false, "maySubmit": false,
-                }),
+                "myRights" => rights(v.selectable),
                 "isSubscribed" => json!(v.subscribed),
                 _ => continue,
             };
@@ -251,4 +246,13 @@ pub(crate) async fn ordered(
         hits = out;
     }
     Ok(hits.iter().map(|v| v.id).collect())
+}
+
+/// RFC 8621 2: what the user may do; every change is written back through the outbox.
+pub(crate) fn rights(selectable: bool) -> Value {
+    json!({
+        "mayReadItems": selectable, "mayAddItems": selectable, "mayRemoveItems": selectable,
+        "maySetSeen": selectable, "maySetKeywords": selectable, "mayCreateChild": true,
+        "mayRename": true, "mayDelete": true, "maySubmit": selectable,
+    })
 }

@@ -6,9 +6,13 @@
 
 mod read;
 mod write;
+// --- write-back (outbox) ---
+mod outbox;
 
 use crate::blobs::Blobs;
+use crate::events::{EventBus, LocalBus, TypeSet};
 use crate::model::*;
+use crate::outbox::*;
 use crate::{Error, Result, Store};
 use async_trait::async_trait;
 use mail_types::{
@@ -25,6 +29,10 @@ const SCHEMA_V1: &str = include_str!("schema.sql");
 pub struct SqliteStore {
     conn: Arc<Mutex<Connection>>,
     blobs: Arc<Blobs>,
+    // push: where committed changes are announced.
+    events: Arc<dyn EventBus>,
+    // --- write-back (outbox) ---
+    outbox_tx: Arc<tokio::sync::watch::Sender<u64>>,
 }
 
 impl SqliteStore {
@@ -68,6 +76,7 @@ impl SqliteStore {
             return Err(e.into());
         }
         conn.execute_batch("COMMIT")?;
+        write::pending::install(&conn);
         // --- jmap: SQL functions and collation of Email/query ---
         let blobs = Arc::new(blobs);
         read::register(&conn, blobs.clone())?;
@@ -75,7 +84,19 @@ impl SqliteStore {
         Ok(SqliteStore {
             conn: Arc::new(Mutex::new(conn)),
             blobs,
+            events: Arc::new(LocalBus::default()),
+            outbox_tx: Arc::new(tokio::sync::watch::channel(0).0),
         })
+    }
+
+    pub fn with_events(mut self, bus: Arc<dyn EventBus>) -> Self {
+        self.events = bus;
+        self
+    }
+
+    /// Wakes the outbox workers (after a commit that queued something).
+    fn outbox_wake(&self) {
+        self.outbox_tx.send_modify(|n| *n = n.wrapping_add(1));
     }
 
     async fn call<T, F>(&self, f: F) -> Result<T>
@@ -83,15 +104,24 @@ impl SqliteStore {
         T: Send + 'static,
         F: FnOnce(&mut Connection) -> Result<T> + Send + 'static,
     {
-        let conn = self.conn.clone();
+        let (conn, events) = (self.conn.clone(), self.events.clone());
         tokio::task::spawn_blocking(move || {
-            let mut guard = conn
-                .lock()
-                .map_err(|_| Error::Task("store mutex poisoned".into()))?;
-            f(&mut guard)
+            let out = match conn.lock() {
+                Ok(mut guard) => f(&mut guard),
+                Err(_) => Err(Error::Task("store mutex poisoned".into())),
+            };
+            publish_committed(events.as_ref());
+            out
         })
         .await
         .map_err(|e| Error::Task(e.to_string()))?
+    }
+}
+
+/// push: announces what the store call that just returned on this thread committed.
+fn publish_committed(events: &dyn EventBus) {
+    for c in write::pending::take() {
+        events.publish(c);
     }
 }
 
@@ -522,7 +552,7 @@ impl Store for SqliteStore {
     async fn mailbox_copies(&self, mailbox: MailboxId) -> Result<Vec<StoredCopy>> {
         self.call(move |c| {
             let mut st =
-                c.prepare_cached("SELECT uid, flags FROM copy WHERE mailbox_id = ?1 ORDER BY uid")?;
+                c.prepare_cached("SELECT uid, flags FROM copy WHERE mailbox_id = ?1 AND uid < 4294967296 ORDER BY uid")?;
             let rows = st.query_map([mailbox.0], |r| {
                 let flags: String = r.get(1)?;
                 Ok(StoredCopy {
@@ -543,7 +573,7 @@ impl Store for SqliteStore {
     ) -> Result<State> {
         // Raw messages are written before the lock is taken: the file I/O runs beside the
         // one writer instead of inside it.
-        let (conn, blobs) = (self.conn.clone(), self.blobs.clone());
+        let (conn, blobs, events) = (self.conn.clone(), self.blobs.clone(), self.events.clone());
         tokio::task::spawn_blocking(move || {
             let new_blobs = changes
                 .new
@@ -558,14 +588,17 @@ impl Store for SqliteStore {
             let mut guard = conn
                 .lock()
                 .map_err(|_| Error::Task("store mutex poisoned".into()))?;
-            write::apply_mailbox_changes(
+            let out = write::apply_mailbox_changes(
                 &mut guard,
                 account,
                 mailbox,
                 changes,
                 &new_blobs,
                 &body_blobs,
-            )
+            );
+            drop(guard);
+            publish_committed(events.as_ref());
+            out
         })
         .await
         .map_err(|e| Error::Task(e.to_string()))?
@@ -576,7 +609,8 @@ impl Store for SqliteStore {
             let mut st = c.prepare_cached(
                 "SELECT c.uid FROM email e CROSS JOIN copy c ON c.email_id = e.id \
                  WHERE e.account_id = (SELECT account_id FROM mailbox WHERE id = ?1) \
-                 AND e.blob_id IS NULL AND c.mailbox_id = ?1 ORDER BY c.uid DESC LIMIT ?2",
+                 AND e.blob_id IS NULL AND c.mailbox_id = ?1 AND c.uid < 4294967296 \
+                 ORDER BY c.uid DESC LIMIT ?2",
             )?;
             let rows = st.query_map(params![mailbox.0, limit as i64], |r| Ok(Uid(r.get(0)?)))?;
             Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?)
@@ -639,7 +673,7 @@ impl Store for SqliteStore {
                 "SELECT e.id, e.thread_id, c.uid, c.flags, e.size, e.received_at, e.subject, \
                  e.message_id, e.blob_id, e.has_attachment, e.preview \
                  FROM copy c JOIN email e ON e.id = c.email_id \
-                 WHERE c.mailbox_id = ?1 ORDER BY c.uid",
+                 WHERE c.mailbox_id = ?1 AND c.uid < 4294967296 ORDER BY c.uid",
             )?;
             let rows = st.query_map([mailbox.0], |r| {
                 let flags: String = r.get(3)?;
@@ -778,6 +812,36 @@ impl Store for SqliteStore {
         Ok(self.query_emails(account, &q).await?.ids)
     }
 
+    // --- push ---------------------------------------------------------------------------
+    fn events(&self) -> Arc<dyn EventBus> {
+        self.events.clone()
+    }
+
+    async fn changed_types_since(&self, account: AccountId, since: State) -> Result<TypeSet> {
+        self.call(move |c| {
+            let mut types = TypeSet::EMPTY;
+            let mut st = c.prepare_cached(
+                "SELECT type, max(op = 0) FROM change WHERE account_id = ?1 AND state > ?2 \
+                 GROUP BY type",
+            )?;
+            let rows = st.query_map(params![account.0, since.0], |r| {
+                Ok((r.get::<_, String>(0)?, r.get::<_, bool>(1)?))
+            })?;
+            for row in rows {
+                let (t, created) = row?;
+                let object = ObjectType::from_name(&t)
+                    .ok_or_else(|| Error::Corrupt(format!("change type {t}")))?;
+                types.insert(object.into());
+                // A created Email is how a delivery shows in the log.
+                if object == ObjectType::Email && created {
+                    types.insert(crate::events::PushType::EmailDelivery);
+                }
+            }
+            Ok(types)
+        })
+        .await
+    }
+
     // --- uploads (jmap) ---------------------------------------------------------------------
     async fn put_upload(
         &self,
@@ -893,5 +957,137 @@ impl Store for SqliteStore {
             Ok(expired.len())
         })
         .await
+    }
+
+    // --- write-back (outbox) ----------------------------------------------------------------
+
+    async fn update_emails(
+        &self,
+        account: AccountId,
+        patches: Vec<EmailPatch>,
+    ) -> Result<Vec<std::result::Result<(), WriteRefusal>>> {
+        let (out, _) = self
+            .call(move |c| outbox::update_emails(c, account, &patches))
+            .await?;
+        self.outbox_wake();
+        Ok(out)
+    }
+
+    async fn destroy_emails(
+        &self,
+        account: AccountId,
+        ids: Vec<EmailId>,
+    ) -> Result<Vec<std::result::Result<(), WriteRefusal>>> {
+        let out = self
+            .call(move |c| outbox::destroy_emails(c, account, &ids))
+            .await?;
+        self.collect_orphans(account).await?;
+        self.outbox_wake();
+        Ok(out)
+    }
+
+    async fn append_email(
+        &self,
+        account: AccountId,
+        req: AppendRequest,
+    ) -> Result<std::result::Result<EmailId, WriteRefusal>> {
+        let (conn, blobs) = (self.conn.clone(), self.blobs.clone());
+        let out = tokio::task::spawn_blocking(move || {
+            // Parsed and written before the lock is taken, like the sync's messages.
+            let parsed = mime::parse(&req.raw);
+            let blob = blobs.put(&req.raw)?;
+            let mut guard = conn
+                .lock()
+                .map_err(|_| Error::Task("store mutex poisoned".into()))?;
+            outbox::append_email(&mut guard, account, &req, &blob, &parsed)
+        })
+        .await
+        .map_err(|e| Error::Task(e.to_string()))??;
+        self.outbox_wake();
+        Ok(out.0)
+    }
+
+    async fn create_mailbox(
+        &self,
+        account: AccountId,
+        name: &str,
+        parent: Option<MailboxId>,
+        subscribed: bool,
+    ) -> Result<std::result::Result<MailboxId, WriteRefusal>> {
+        let name = name.to_string();
+        let out = self
+            .call(move |c| outbox::create_mailbox(c, account, &name, parent, subscribed))
+            .await?;
+        self.outbox_wake();
+        Ok(out)
+    }
+
+    async fn update_mailbox(
+        &self,
+        account: AccountId,
+        id: MailboxId,
+        patch: MailboxPatch,
+    ) -> Result<std::result::Result<(), WriteRefusal>> {
+        let out = self
+            .call(move |c| outbox::update_mailbox(c, account, id, &patch))
+            .await?;
+        self.outbox_wake();
+        Ok(out)
+    }
+
+    async fn destroy_mailbox(
+        &self,
+        account: AccountId,
+        id: MailboxId,
+        remove_emails: bool,
+    ) -> Result<std::result::Result<(), WriteRefusal>> {
+        let out = self
+            .call(move |c| outbox::destroy_mailbox(c, account, id, remove_emails))
+            .await?;
+        self.collect_orphans(account).await?;
+        self.outbox_wake();
+        Ok(out)
+    }
+
+    async fn outbox_next(&self, account: AccountId, limit: usize) -> Result<Vec<OutboxEntry>> {
+        self.call(move |c| outbox::next(c, account, limit)).await
+    }
+
+    async fn outbox_begin(&self, id: i64, uidnext: Option<u32>) -> Result<()> {
+        self.call(move |c| outbox::begin_attempt(c, id, uidnext))
+            .await
+    }
+
+    async fn outbox_complete(&self, account: AccountId, done: Vec<OutboxDone>) -> Result<()> {
+        self.call(move |c| outbox::complete(c, account, &done))
+            .await?;
+        self.collect_orphans(account).await?;
+        Ok(())
+    }
+
+    async fn outbox_defer(&self, id: i64, error: &str) -> Result<()> {
+        let error = error.to_string();
+        self.call(move |c| outbox::defer(c, id, &error)).await
+    }
+
+    async fn outbox_refuse(&self, account: AccountId, id: i64, reason: &str) -> Result<()> {
+        let reason = reason.to_string();
+        self.call(move |c| outbox::refuse(c, account, id, &reason))
+            .await?;
+        self.collect_orphans(account).await?;
+        Ok(())
+    }
+
+    async fn outbox_status(&self, account: AccountId) -> Result<OutboxStatus> {
+        self.call(move |c| outbox::status(c, account)).await
+    }
+
+    async fn outbox_dismiss(&self, account: AccountId, failures: Vec<i64>) -> Result<()> {
+        self.call(move |c| outbox::dismiss_failures(c, account, &failures))
+            .await
+    }
+
+    fn outbox_signal(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.outbox_tx.subscribe()
     }
 }
