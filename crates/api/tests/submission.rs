@@ -228,9 +228,25 @@ async fn wait_final(w: &World, id: &str) -> Value {
 }
 
 fn inbox_uids(d: &Dovecot) -> usize {
+    uids_in(d, "INBOX")
+}
+
+/// Messages in a mailbox on the server, seen by an independent IMAP client.
+fn uids_in(d: &Dovecot, mailbox: &str) -> usize {
     let mut c = ImapClient::login(d.imap_port(), USER, PASS).unwrap();
-    c.select("INBOX").unwrap();
+    c.select(mailbox).unwrap();
     c.uids().unwrap().len()
+}
+
+/// Waits (bounded) until the server's `mailbox` holds `n` messages, then a little more
+/// to let a wrong extra copy show, and returns the count.
+async fn settle(d: &Dovecot, mailbox: &str, n: usize) -> usize {
+    let start = Instant::now();
+    while uids_in(d, mailbox) < n && start.elapsed() < DEADLINE {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    uids_in(d, mailbox)
 }
 
 async fn wait_inbox(d: &Dovecot, n: usize) {
@@ -267,6 +283,10 @@ async fn reply_sent_to_oneself_arrives_in_the_same_thread() {
     let (_, inbox_thread) = wait_email(&w, Role::Inbox, "reply1@example.org").await;
     assert_eq!(inbox_thread, orig_thread);
     assert_eq!(w.smtp.accepted_message_ids(), vec!["reply1@example.org"]);
+    // The copy in Sent, exactly once (appended through the write-back outbox).
+    assert_eq!(settle(&w.dovecot, "Sent", 1).await, 1);
+    let (_, sent_thread) = wait_email(&w, Role::Sent, "reply1@example.org").await;
+    assert_eq!(sent_thread, orig_thread);
 
     // EmailSubmission/changes and /query see it.
     let q = call(
@@ -498,4 +518,87 @@ async fn identities_are_stored_and_set() {
     let bytes = resp.into_body().collect().await.unwrap().to_bytes();
     let v: Value = serde_json::from_slice(&bytes).unwrap();
     assert_eq!(v["methodResponses"][0][1]["type"], "unknownMethod", "{v}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reply_made_by_email_set_is_sent_and_moved_to_sent_once() {
+    let w = world(&[]).await;
+    let mut engine = Engine::new(w.store.clone(), plain_passwords()).with_submit_options(fast());
+    engine.start_all().await.unwrap();
+    let (_, orig_thread) = wait_email(&w, Role::Inbox, "orig@example.org").await;
+    let boxes = call(&w.app, "Mailbox/get", json!({"accountId": "a1"})).await;
+    let role = |r: &str| {
+        boxes["list"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|m| m["role"] == r)
+            .unwrap()["id"]
+            .as_str()
+            .unwrap()
+            .to_owned()
+    };
+    let (drafts, sent) = (role("drafts"), role("sent"));
+    let identity = identity(&w).await;
+    // One request, as a client sends it: the draft, its submission by creation id, and
+    // on success the draft moved from Drafts to Sent and no longer a draft.
+    let r = jmap(
+        &w.app,
+        json!([
+            ["Email/set", {"accountId": "a1", "create": {"draft": {
+                "mailboxIds": {&drafts: true},
+                "keywords": {"$draft": true, "$seen": true},
+                "from": [{"name": "Alice", "email": USER}],
+                "to": [{"name": "Bob", "email": USER}],
+                "subject": "Re: hello",
+                "messageId": ["viaset@example.org"],
+                "inReplyTo": ["orig@example.org"],
+                "references": ["orig@example.org"],
+                "bodyValues": {"b": {"value": "Replying through JMAP."}},
+                "textBody": [{"partId": "b", "type": "text/plain"}]
+            }}}, "0"],
+            ["EmailSubmission/set", {"accountId": "a1",
+                "create": {"send": {"identityId": identity, "emailId": "#draft"}},
+                "onSuccessUpdateEmail": {"#send": {
+                    format!("mailboxIds/{drafts}"): null,
+                    format!("mailboxIds/{sent}"): true,
+                    "keywords/$draft": null
+                }}}, "1"]
+        ]),
+    )
+    .await;
+    let responses = r["methodResponses"].as_array().unwrap();
+    assert_eq!(responses.len(), 3, "{r}");
+    assert_eq!(responses[1][0], "EmailSubmission/set", "{r}");
+    assert_eq!(responses[2][0], "Email/set", "{r}");
+    assert_eq!(
+        responses[2][2], "1",
+        "the implicit Email/set has the call's id: {r}"
+    );
+    let id = responses[1][1]["created"]["send"]["id"]
+        .as_str()
+        .unwrap_or_else(|| panic!("{r}"))
+        .to_owned();
+    assert_eq!(
+        responses[2][1]["updated"].as_object().map(|m| m.len()),
+        Some(1),
+        "{r}"
+    );
+    let s = wait_final(&w, &id).await;
+    assert!(
+        s["deliveryStatus"][USER]["smtpReply"]
+            .as_str()
+            .unwrap()
+            .starts_with("250"),
+        "{s}"
+    );
+    // Delivered through Postfix, in the original's thread once synced back.
+    wait_inbox(&w.dovecot, 2).await;
+    let (_, thread) = wait_email(&w, Role::Inbox, "viaset@example.org").await;
+    assert_eq!(thread, orig_thread);
+    // The draft moved to Sent on the server (the outbox's MOVE); no second copy appended.
+    assert_eq!(settle(&w.dovecot, "Sent", 1).await, 1);
+    assert_eq!(uids_in(&w.dovecot, "Drafts"), 0);
+    assert_eq!(w.smtp.accepted_message_ids(), vec!["viaset@example.org"]);
+    engine.shutdown().await;
 }

@@ -9,10 +9,10 @@
 //! 5xx is final.
 
 use crate::{AccountEvent, Backoff, PasswordSource};
-use mail_types::AccountId;
+use mail_types::{AccountId, Role};
 use std::sync::Arc;
 use std::time::Duration;
-use store::{AttemptResult, DeliveryEntry, Store, SubmissionRecord};
+use store::{AppendRequest, AttemptResult, DeliveryEntry, Store, SubmissionRecord};
 use submit::{Outcome, RecipientReply};
 use tokio::sync::{broadcast, watch};
 
@@ -79,6 +79,12 @@ impl Worker {
             }
             Ok(_) => {}
             Err(e) => tracing::error!(error = %e, "cannot recover interrupted submissions"),
+        }
+        // Sent copies cut by a stop or a crash.
+        if let Ok(accounts) = self.store.list_accounts().await {
+            for a in accounts {
+                self.sent_copies(a.id).await;
+            }
         }
         loop {
             if *self.shutdown.borrow() {
@@ -171,7 +177,69 @@ impl Worker {
             tracing::error!(account = %account, submission = s.id, error = %e,
                 "cannot record a submission's outcome");
         }
+        self.sent_copies(account).await;
         self.publish(account).await;
+    }
+
+    /// Puts the copy of each accepted submission into Sent, once: through the write-back
+    /// outbox (`append_email`: stored at once, APPENDed exactly once). A Sent mailbox that
+    /// already holds the Message-ID (the client moved the draft there, or an earlier
+    /// append was cut before it was marked done) gets no second copy.
+    async fn sent_copies(&self, account: AccountId) {
+        let pending = match self.store.pending_sent_copies(account).await {
+            Ok(p) if !p.is_empty() => p,
+            Ok(_) => return,
+            Err(e) => {
+                tracing::error!(account = %account, error = %e, "cannot read pending Sent copies");
+                return;
+            }
+        };
+        let sent = match self.store.mailboxes(account).await {
+            Ok(list) => list.into_iter().find(|m| m.role == Some(Role::Sent)),
+            Err(e) => {
+                tracing::error!(account = %account, error = %e, "cannot read mailboxes");
+                return;
+            }
+        };
+        let Some(sent) = sent else {
+            tracing::warn!(account = %account, "no Sent mailbox yet; the copies wait");
+            return;
+        };
+        for (rec, raw) in pending {
+            let already = match &rec.message_id {
+                Some(m) => self
+                    .store
+                    .mailbox_has_message_id(sent.id, m)
+                    .await
+                    .unwrap_or(false),
+                None => false,
+            };
+            if !already {
+                let req = AppendRequest {
+                    mailbox: sent.id,
+                    raw,
+                    keywords: vec!["$seen".into()],
+                    received_at: now(),
+                };
+                match self.store.append_email(account, req).await {
+                    Ok(Ok(_)) => {}
+                    Ok(Err(refusal)) => {
+                        // A POP3 account, say: nothing to append to; not retried.
+                        tracing::warn!(account = %account, submission = rec.id,
+                            reason = %refusal, "no Sent copy");
+                    }
+                    Err(e) => {
+                        tracing::error!(account = %account, submission = rec.id, error = %e,
+                            "cannot queue the Sent copy; will try again");
+                        continue;
+                    }
+                }
+            }
+            if let Err(e) = self.store.set_sent_copy_done(rec.id).await {
+                tracing::error!(account = %account, submission = rec.id, error = %e,
+                    "cannot record the Sent copy");
+            }
+        }
     }
 
     fn classify(&self, s: &SubmissionRecord, outcome: Outcome) -> AttemptResult {

@@ -4,16 +4,26 @@
 
 pub(crate) mod body;
 mod changes;
-mod email;
+pub(crate) mod email;
 mod identity;
 pub(crate) mod ids;
 mod mailbox;
+// --- jmap: query changes, header properties, Email/parse ---
+mod headers;
+mod parse;
+mod query_changes;
+// --- end jmap ---
 mod snippet;
 // --- sending (issue 5)
 mod submission;
 pub(crate) use submission::MAX_DELAYED_SEND;
 // --- end sending
 mod thread;
+// --- write-back ---
+mod email_create;
+mod email_set;
+mod mailbox_set;
+mod outbox;
 
 use crate::auth::Principal;
 use jmap_proto::{
@@ -29,6 +39,8 @@ pub(crate) struct Ctx<'a> {
     pub store: &'a Arc<dyn Store>,
     pub accounts: &'a [AccountId],
     pub max_objects_in_get: usize,
+    // --- write-back ---
+    pub max_objects_in_set: usize,
     // --- sending (issue 5): the undo window given to a submission without a hold.
     pub submission_delay: std::time::Duration,
     pub submission_waker: Option<&'a Arc<tokio::sync::Notify>>,
@@ -76,6 +88,8 @@ pub(crate) async fn dispatch(
         .iter()
         .any(|u| u == jmap_proto::capability::SUBMISSION);
     let mut response = Response::new(session_state, request.created_ids.clone());
+    // RFC 8620 5.3: creation ids are known to every later call of the request.
+    let mut created_ids = request.created_ids.clone().unwrap_or_default();
     for call in request.method_calls {
         let Invocation {
             name,
@@ -86,6 +100,21 @@ pub(crate) async fn dispatch(
             response.push(e.into_invocation(call_id));
             continue;
         }
+        // --- sending (issue 5): RFC 8621 7.5, the implicit Email/set of
+        // onSuccessUpdateEmail / onSuccessDestroyEmail answers right after, same call id.
+        if name == "EmailSubmission/set" && submission {
+            match submission::set(ctx, arguments, &mut created_ids).await {
+                Ok((args, implicit)) => {
+                    response.push(Invocation::new(name, args, call_id.clone()));
+                    if let Some(email_set) = implicit {
+                        response.push(Invocation::new("Email/set", email_set, call_id));
+                    }
+                }
+                Err(e) => response.push(e.into_invocation(call_id)),
+            }
+            continue;
+        }
+        // --- end sending
         let result = match name.as_str() {
             // RFC 8620 4: echo the arguments back unchanged.
             "Core/echo" => Ok(arguments),
@@ -101,6 +130,10 @@ pub(crate) async fn dispatch(
             | "Email/query"
             | "Thread/get"
             | "SearchSnippet/get"
+            | "Email/parse"
+            | "Email/set"
+            | "Mailbox/set"
+            | "Outbox/get"
                 if !mail =>
             {
                 Err(MethodError::with_description(
@@ -110,13 +143,10 @@ pub(crate) async fn dispatch(
             }
             "Mailbox/get" => mailbox::get(ctx, arguments).await,
             "Mailbox/query" => mailbox::query(ctx, arguments).await,
-            // RFC 8620 5.6: a server that keeps no query history answers
-            // cannotCalculateChanges (our queries say canCalculateChanges: false); the
-            // client then queries again.
-            "Mailbox/queryChanges" | "Email/queryChanges" => Err(MethodError::with_description(
-                MethodErrorType::CannotCalculateChanges,
-                "query changes are not kept; query again",
-            )),
+            // RFC 8620 5.6, from the change log.
+            "Mailbox/queryChanges" => query_changes::mailbox(ctx, arguments).await,
+            "Email/queryChanges" => query_changes::email(ctx, arguments).await,
+            "Email/parse" => parse::parse(ctx, arguments).await,
             "Mailbox/changes" => changes::changes(ctx, ObjectType::Mailbox, arguments).await,
             "Email/changes" => changes::changes(ctx, ObjectType::Email, arguments).await,
             "Thread/changes" => changes::changes(ctx, ObjectType::Thread, arguments).await,
@@ -124,6 +154,10 @@ pub(crate) async fn dispatch(
             "Email/query" => email::query(ctx, arguments).await,
             "Thread/get" => thread::get(ctx, arguments).await,
             "SearchSnippet/get" => snippet::get(ctx, arguments).await,
+            // --- write-back ---
+            "Email/set" => email_set::set(ctx, arguments, &mut created_ids).await,
+            "Mailbox/set" => mailbox_set::set(ctx, arguments, &mut created_ids).await,
+            "Outbox/get" => outbox::get(ctx, arguments).await,
             // --- sending (issue 5)
             "Identity/get"
             | "Identity/set"
@@ -144,7 +178,6 @@ pub(crate) async fn dispatch(
             "Identity/set" => identity::set(ctx, arguments).await,
             "Identity/changes" => changes::changes(ctx, ObjectType::Identity, arguments).await,
             "EmailSubmission/get" => submission::get(ctx, arguments).await,
-            "EmailSubmission/set" => submission::set(ctx, arguments).await,
             "EmailSubmission/query" => submission::query(ctx, arguments).await,
             "EmailSubmission/changes" => {
                 changes::changes(ctx, ObjectType::EmailSubmission, arguments).await
@@ -163,6 +196,9 @@ pub(crate) async fn dispatch(
             Ok(args) => response.push(Invocation::new(name, args, call_id)),
             Err(e) => response.push(e.into_invocation(call_id)),
         }
+    }
+    if response.created_ids.is_some() {
+        response.created_ids = Some(created_ids);
     }
     response
 }

@@ -8,7 +8,7 @@ use jmap_proto::method::{GetRequest, GetResponse, SetRequest, SetResponse};
 use jmap_proto::{Id, IdRef, MethodError, MethodErrorType, SetError, SetErrorType, UtcDate};
 use mail_types::{EmailId, ThreadId};
 use serde_json::{Map, Value, json};
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use store::{CancelOutcome, NewSubmission, SentCopy, SubmissionRecord};
 
 /// Longest hold a client may ask for (FUTURERELEASE HOLDFOR/HOLDUNTIL), RFC 4865.
@@ -283,7 +283,17 @@ async fn create_one(
     ctx: &Ctx<'_>,
     account: mail_types::AccountId,
     obj: &Map<String, Value>,
+    created_ids: &HashMap<String, Id>,
 ) -> Result<SubmissionRecord, SetError> {
+    // RFC 8620 5.3: "#creationId" names an object created earlier in the request (the
+    // draft made by Email/set create just before).
+    let resolve_ref = |v: Option<&Value>| -> Option<String> {
+        let s = v?.as_str()?;
+        match s.strip_prefix('#') {
+            Some(c) => created_ids.get(c).map(|id| id.as_str().to_owned()),
+            None => Some(s.to_owned()),
+        }
+    };
     let invalid = |p: &str| SetError::invalid_properties([p.to_owned()]);
     for (k, v) in obj {
         // Clients may send server-set properties as null (RFC 8620 5.3 allows the
@@ -292,15 +302,11 @@ async fn create_one(
             return Err(invalid(k).with_description("server-set or unknown property"));
         }
     }
-    let identity_id = obj
-        .get("identityId")
-        .and_then(Value::as_str)
-        .and_then(|s| ids::parse('i', s))
+    let identity_id = resolve_ref(obj.get("identityId"))
+        .and_then(|s| ids::parse('i', &s))
         .ok_or_else(|| invalid("identityId"))?;
-    let email_id = obj
-        .get("emailId")
-        .and_then(Value::as_str)
-        .and_then(|s| ids::parse('e', s))
+    let email_id = resolve_ref(obj.get("emailId"))
+        .and_then(|s| ids::parse('e', &s))
         .ok_or_else(|| invalid("emailId"))?;
     let server_fail =
         |e: store::Error| SetError::new(SetErrorType::Forbidden).with_description(e.to_string());
@@ -438,10 +444,13 @@ async fn email_in_sent(
     }
 }
 
+/// Returns the EmailSubmission/set response and, when onSuccessUpdateEmail or
+/// onSuccessDestroyEmail applied, the response of the implicit Email/set.
 pub(crate) async fn set(
     ctx: &Ctx<'_>,
     args: Map<String, Value>,
-) -> Result<Map<String, Value>, MethodError> {
+    created_ids: &mut HashMap<String, Id>,
+) -> Result<(Map<String, Value>, Option<Map<String, Value>>), MethodError> {
     let req: SetRequest<jmap_proto::mail::EmailSubmissionSetArgs> = SetRequest::parse(args)?;
     req.check_limit(ctx.max_objects_in_get)?;
     let account = ctx.account(&req.account_id)?;
@@ -451,19 +460,18 @@ pub(crate) async fn set(
     {
         return Err(MethodError::new(MethodErrorType::StateMismatch));
     }
-    if req.extra.on_success_update_email.is_some() || req.extra.on_success_destroy_email.is_some() {
-        // Applied through Email/set, which is not here yet: refuse rather than half do.
-        return Err(MethodError::with_description(
-            MethodErrorType::InvalidArguments,
-            "onSuccessUpdateEmail and onSuccessDestroyEmail are not supported yet",
-        ));
-    }
     super::identity::ensure_default(ctx, account).await?;
     let mut created: BTreeMap<Id, Value> = BTreeMap::new();
     let mut not_created: BTreeMap<Id, SetError> = BTreeMap::new();
+    // Creation id -> the Email it submitted, for onSuccess* keyed by "#creationId".
+    let mut emails_of: HashMap<String, i64> = HashMap::new();
     for (cid, obj) in req.create.clone().unwrap_or_default() {
-        match create_one(ctx, account, &obj).await {
+        match create_one(ctx, account, &obj, created_ids).await {
             Ok(s) => {
+                if let Some(id) = ids::id('s', s.id) {
+                    created_ids.insert(cid.as_str().to_owned(), id);
+                }
+                emails_of.insert(cid.as_str().to_owned(), s.email.0);
                 created.insert(
                     cid,
                     json!({
@@ -484,6 +492,10 @@ pub(crate) async fn set(
     {
         w.notify_one();
     }
+    // Server id -> Email of the submissions updated or destroyed in this call.
+    let mut succeeded: HashMap<String, i64> = HashMap::new();
+    let before = ctx.store.submissions(account).await.map_err(fail)?;
+    let email_of_row = |row: i64| before.iter().find(|s| s.id == row).map(|s| s.email.0);
     let mut updated: BTreeMap<Id, Option<Value>> = BTreeMap::new();
     let mut not_updated: BTreeMap<IdRef, SetError> = BTreeMap::new();
     for (r, patch) in req.update.clone().unwrap_or_default() {
@@ -511,6 +523,9 @@ pub(crate) async fn set(
             .map_err(fail)?
         {
             CancelOutcome::Canceled => {
+                if let Some(e) = email_of_row(row) {
+                    succeeded.insert(id.as_str().to_owned(), e);
+                }
                 updated.insert(id, None);
             }
             CancelOutcome::TooLate => {
@@ -534,6 +549,9 @@ pub(crate) async fn set(
             .await
             .map_err(fail)?
         {
+            if let Some(e) = email_of_row(row) {
+                succeeded.insert(id.as_str().to_owned(), e);
+            }
             destroyed.push(id);
         } else {
             not_destroyed.insert(
@@ -543,6 +561,7 @@ pub(crate) async fn set(
             );
         }
     }
+    let implicit = implicit_email_set(ctx, &req, &emails_of, &succeeded, created_ids).await?;
     let new = ctx.store_state(account).await?;
     let mut resp = SetResponse::new(
         req.account_id.clone(),
@@ -555,7 +574,52 @@ pub(crate) async fn set(
     resp.not_updated = (!not_updated.is_empty()).then_some(not_updated);
     resp.destroyed = (!destroyed.is_empty()).then_some(destroyed);
     resp.not_destroyed = (!not_destroyed.is_empty()).then_some(not_destroyed);
-    super::to_map(&resp)
+    Ok((super::to_map(&resp)?, implicit))
+}
+
+/// RFC 8621 7.5: onSuccessUpdateEmail / onSuccessDestroyEmail, keyed by EmailSubmission
+/// id or `#creationId`, name the Email of each submission that succeeded in this call;
+/// they are applied as one Email/set (the write-back path: local at once, replayed to
+/// the server by the outbox).
+async fn implicit_email_set(
+    ctx: &Ctx<'_>,
+    req: &SetRequest<jmap_proto::mail::EmailSubmissionSetArgs>,
+    emails_of: &HashMap<String, i64>,
+    succeeded: &HashMap<String, i64>,
+    created_ids: &mut HashMap<String, Id>,
+) -> Result<Option<Map<String, Value>>, MethodError> {
+    let email_of = |r: &IdRef| -> Option<Id> {
+        let n = match r {
+            IdRef::Creation(c) => emails_of.get(c.as_str()).copied(),
+            IdRef::Id(id) => succeeded.get(id.as_str()).copied(),
+        }?;
+        ids::id('e', n)
+    };
+    let mut update = Map::new();
+    for (r, patch) in req.extra.on_success_update_email.iter().flatten() {
+        if let Some(e) = email_of(r) {
+            update.insert(e.as_str().to_owned(), Value::Object(patch.clone()));
+        }
+    }
+    let destroy: Vec<Value> = req
+        .extra
+        .on_success_destroy_email
+        .iter()
+        .flatten()
+        .filter_map(|r| email_of(r).map(|e| json!(e)))
+        .collect();
+    if update.is_empty() && destroy.is_empty() {
+        return Ok(None);
+    }
+    let mut args = Map::new();
+    args.insert("accountId".into(), json!(req.account_id));
+    if !update.is_empty() {
+        args.insert("update".into(), Value::Object(update));
+    }
+    if !destroy.is_empty() {
+        args.insert("destroy".into(), Value::Array(destroy));
+    }
+    Ok(Some(super::email_set::set(ctx, args, created_ids).await?))
 }
 
 /// An update/destroy target: a server id, or a submission created in this call.

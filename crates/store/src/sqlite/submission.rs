@@ -457,3 +457,18 @@ pub(super) fn server_files_sent(c: &mut Connection, account: AccountId) -> Resul
         .optional()?;
     Ok(p.as_deref() == Some("server"))
 }
+
+/// Whether the mailbox holds a message with this Message-ID (the Sent copy check; one
+/// pass over the mailbox's copies, in SQL).
+pub(super) fn mailbox_has_message_id(
+    c: &mut Connection,
+    mailbox: mail_types::MailboxId,
+    message_id: &str,
+) -> Result<bool> {
+    Ok(c.query_row(
+        "SELECT EXISTS (SELECT 1 FROM copy c JOIN email e ON e.id = c.email_id \
+         WHERE c.mailbox_id = ?1 AND e.message_id = ?2)",
+        params![mailbox.0, message_id],
+        |r| r.get(0),
+    )?)
+}
