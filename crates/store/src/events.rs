@@ -182,7 +182,7 @@ mod tests {
             s.iter().collect::<Vec<_>>(),
             vec![PushType::Email, PushType::EmailDelivery]
         );
-        assert_eq!(TypeSet::all().iter().count(), 5);
+        assert_eq!(TypeSet::all().iter().count(), PushType::ALL.len());
         for t in PushType::ALL {
             assert_eq!(PushType::from_name(t.as_str()), Some(t));
         }
