@@ -257,6 +257,58 @@ async fn wait_inbox(d: &Dovecot, n: usize) {
     }
 }
 
+/// Opens an EventSource for EmailSubmission and EmailDelivery and collects its state
+/// events (bounded) until both types have shown up, EmailSubmission at least twice.
+async fn follow_pushes(app: &axum::Router) -> tokio::task::JoinHandle<Vec<Value>> {
+    let auth = format!(
+        "Basic {}",
+        base64::engine::general_purpose::STANDARD.encode("alice:pw")
+    );
+    let req =
+        Request::get("/jmap/eventsource/?types=EmailSubmission,EmailDelivery&closeafter=no&ping=0")
+            .header(header::AUTHORIZATION, auth)
+            .body(Body::empty())
+            .unwrap();
+    let resp = app.clone().oneshot(req).await.unwrap();
+    assert_eq!(resp.status(), 200);
+    let mut body = resp.into_body();
+    tokio::spawn(async move {
+        let mut text = String::new();
+        let mut events = Vec::new();
+        let start = Instant::now();
+        while start.elapsed() < DEADLINE {
+            let subs = events
+                .iter()
+                .filter(|e: &&Value| e["changed"]["a1"]["EmailSubmission"].is_string())
+                .count();
+            let delivered = events
+                .iter()
+                .any(|e: &Value| e["changed"]["a1"]["EmailDelivery"].is_string());
+            if subs >= 2 && delivered {
+                break;
+            }
+            match tokio::time::timeout(Duration::from_millis(500), body.frame()).await {
+                Ok(Some(Ok(frame))) => {
+                    if let Some(d) = frame.data_ref() {
+                        text.push_str(&String::from_utf8_lossy(d));
+                    }
+                }
+                Ok(_) => break,
+                Err(_) => continue,
+            }
+            while let Some(end) = text.find("\n\n") {
+                let event: String = text.drain(..end + 2).collect();
+                if let Some(data) = event.lines().find_map(|l| l.strip_prefix("data: "))
+                    && let Ok(v) = serde_json::from_str::<Value>(data)
+                {
+                    events.push(v);
+                }
+            }
+        }
+        events
+    })
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn reply_sent_to_oneself_arrives_in_the_same_thread() {
     let w = world(&["reply1"]).await;
@@ -268,6 +320,9 @@ async fn reply_sent_to_oneself_arrives_in_the_same_thread() {
         draft_thread, orig_thread,
         "the draft threads with the original"
     );
+
+    // The sender's client follows pushes (EventSource, RFC 8620 7.3).
+    let push = follow_pushes(&w.app).await;
 
     let id = submit(&w, &draft, json!({})).await;
     let s = wait_final(&w, &id).await;
@@ -283,6 +338,24 @@ async fn reply_sent_to_oneself_arrives_in_the_same_thread() {
     let (_, inbox_thread) = wait_email(&w, Role::Inbox, "reply1@example.org").await;
     assert_eq!(inbox_thread, orig_thread);
     assert_eq!(w.smtp.accepted_message_ids(), vec!["reply1@example.org"]);
+    // The push told the client: the submission changed (queued, sending, sent) and the
+    // message was delivered to its INBOX.
+    let events = push.await.unwrap();
+    let submission_states: std::collections::BTreeSet<String> = events
+        .iter()
+        .filter_map(|e| {
+            e["changed"]["a1"]["EmailSubmission"]
+                .as_str()
+                .map(str::to_owned)
+        })
+        .collect();
+    assert!(submission_states.len() >= 2, "{events:?}");
+    assert!(
+        events
+            .iter()
+            .any(|e| e["changed"]["a1"]["EmailDelivery"].is_string()),
+        "{events:?}"
+    );
     // The copy in Sent, exactly once (appended through the write-back outbox).
     assert_eq!(settle(&w.dovecot, "Sent", 1).await, 1);
     let (_, sent_thread) = wait_email(&w, Role::Sent, "reply1@example.org").await;
