@@ -386,6 +386,44 @@ async fn refused_canceled_and_retried_submissions() {
     engine.start_all().await.unwrap();
     let (draft, _) = wait_email(&w, Role::Drafts, "d1@example.org").await;
 
+    // Hostile or wrong creates: SetErrors, nothing queued.
+    let ident = identity(&w).await;
+    let r = call(
+        &w.app,
+        "EmailSubmission/set",
+        json!({"accountId": "a1", "create": {
+            "noEmail": {"identityId": ident, "emailId": "e999999"},
+            "noIdentity": {"identityId": "i999", "emailId": draft},
+            "badRcpt": {"identityId": ident, "emailId": draft, "envelope":
+                {"mailFrom": {"email": USER}, "rcptTo": [{"email": "not an address"}]}},
+            "otherFrom": {"identityId": ident, "emailId": draft, "envelope":
+                {"mailFrom": {"email": "mallory@example.net"}, "rcptTo": [{"email": USER}]}},
+            "noRcpt": {"identityId": ident, "emailId": draft, "envelope":
+                {"mailFrom": {"email": USER}, "rcptTo": []}},
+            "tooLong": {"identityId": ident, "emailId": draft, "envelope":
+                {"mailFrom": {"email": USER, "parameters": {"HOLDFOR": "99999999"}},
+                 "rcptTo": [{"email": USER}]}},
+            "serverSet": {"identityId": ident, "emailId": draft, "undoStatus": "final"}
+        }}),
+    )
+    .await;
+    let nc = &r["notCreated"];
+    assert_eq!(nc["noEmail"]["type"], "invalidProperties", "{r}");
+    assert_eq!(nc["noIdentity"]["type"], "invalidProperties", "{r}");
+    assert_eq!(nc["badRcpt"]["type"], "invalidRecipients", "{r}");
+    assert_eq!(
+        nc["badRcpt"]["invalidRecipients"],
+        json!(["not an address"]),
+        "{r}"
+    );
+    assert_eq!(nc["otherFrom"]["type"], "forbiddenMailFrom", "{r}");
+    assert_eq!(nc["noRcpt"]["type"], "noRecipients", "{r}");
+    assert_eq!(nc["tooLong"]["type"], "invalidProperties", "{r}");
+    assert_eq!(nc["serverSet"]["type"], "invalidProperties", "{r}");
+    assert!(r["created"].is_null(), "{r}");
+    let r = call(&w.app, "EmailSubmission/get", json!({"accountId": "a1"})).await;
+    assert_eq!(r["list"], json!([]), "{r}");
+
     // 5xx: a final failure, the reply visible per recipient.
     let bad = format!("nobody@{REFUSED_DOMAIN}");
     let id = submit(

@@ -120,8 +120,8 @@ impl Worker {
 
     async fn attempt(&self, s: SubmissionRecord) {
         let account = s.account;
-        let record = match self.store.list_accounts().await {
-            Ok(list) => list.into_iter().find(|a| a.id == account),
+        let record = match self.store.account(account).await {
+            Ok(a) => a,
             Err(e) => {
                 tracing::error!(account = %account, error = %e, "cannot read the account");
                 return;

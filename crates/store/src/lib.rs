@@ -230,6 +230,8 @@ pub trait Store: Send + Sync + 'static {
     /// Bumped after every commit that queued something: the engine's workers wait on it.
     fn outbox_signal(&self) -> tokio::sync::watch::Receiver<u64>;
     // --- sending (issue 5): identities and the submission queue ------------------------
+    /// One account by id (the submission worker and Identity/get read just that one).
+    async fn account(&self, id: AccountId) -> Result<Option<AccountRecord>>;
     /// The account's identities, oldest first.
     async fn identities(&self, account: AccountId) -> Result<Vec<IdentityRecord>>;
     /// Gives an account without identities its first one (`email`, not deletable).

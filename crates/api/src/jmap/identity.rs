@@ -16,13 +16,7 @@ fn fail(e: store::Error) -> MethodError {
 
 /// Creates the login identity when the account has none.
 pub(crate) async fn ensure_default(ctx: &Ctx<'_>, account: AccountId) -> Result<(), MethodError> {
-    let record = ctx
-        .store
-        .list_accounts()
-        .await
-        .map_err(fail)?
-        .into_iter()
-        .find(|a| a.id == account);
+    let record = ctx.store.account(account).await.map_err(fail)?;
     if let Some(a) = record
         && a.server.username.contains('@')
     {

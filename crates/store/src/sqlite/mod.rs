@@ -1094,6 +1094,20 @@ impl Store for SqliteStore {
         self.outbox_tx.subscribe()
     }
     // --- sending (issue 5) --------------------------------------------------------------
+    async fn account(&self, id: AccountId) -> Result<Option<AccountRecord>> {
+        self.call(move |c| {
+            let mut st = c.prepare(&format!(
+                "SELECT {ACCOUNT_COLUMNS} FROM account a JOIN user u ON u.id = a.user_id \
+                 WHERE a.id = ?1"
+            ))?;
+            let mut rows = st.query_map([id.0], account_from_row)?;
+            match rows.next() {
+                Some(r) => Ok(Some(r??)),
+                None => Ok(None),
+            }
+        })
+        .await
+    }
     async fn identities(&self, account: AccountId) -> Result<Vec<crate::IdentityRecord>> {
         self.call(move |c| submission::identities(c, account)).await
     }
