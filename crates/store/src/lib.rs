@@ -5,11 +5,13 @@
 //! - `model`: the records going in and out (accounts, mailboxes, messages, changes).
 //! - `sqlite`: the embedded default backend (`SqliteStore`), schema in `sqlite/schema.sql`.
 //! - `blobs`: raw messages as content-addressed files.
+//! - `events`: the event bus push listens to; the write path publishes after commit.
 //!
 //! Every method that changes an account's data bumps that account's `State` once, and
 //! records each changed object in the change log, in the same transaction as the data.
 
 mod blobs;
+pub mod events;
 pub mod model;
 // --- write-back (outbox) ---
 pub mod outbox;
@@ -134,6 +136,36 @@ pub trait Store: Send + Sync + 'static {
         ids: &[ThreadId],
     ) -> Result<Vec<(ThreadId, Vec<EmailId>)>>;
     async fn search(&self, account: AccountId, query: &str) -> Result<Vec<mail_types::EmailId>>;
+
+    // --- push -----------------------------------------------------------------------------
+    /// The bus on which every committed change is announced (see [`events`]).
+    fn events(&self) -> std::sync::Arc<dyn events::EventBus>;
+    /// The types changed after `since` (a reconnecting push client's last state), from the
+    /// change log: EmailDelivery when an Email was created.
+    async fn changed_types_since(
+        &self,
+        account: AccountId,
+        since: State,
+    ) -> Result<events::TypeSet>;
+    // --- uploads (JMAP blob upload, RFC 8620 6.1) -----------------------------------------
+    /// Stores uploaded bytes for an account: content-addressed like every blob (the same
+    /// bytes uploaded twice are one file), owned by `account`, with the client's media
+    /// type. Uploading again refreshes its time.
+    async fn put_upload(
+        &self,
+        account: AccountId,
+        content_type: &str,
+        bytes: Vec<u8>,
+    ) -> Result<UploadRecord>;
+    /// The upload `blob_id` (hex sha256) of `account`, if it has one (not another
+    /// account's).
+    async fn upload(&self, account: AccountId, blob_id: &str) -> Result<Option<UploadRecord>>;
+    /// The bytes of the upload `blob_id` of `account` (None if the account has no such
+    /// upload). What Email/import and Email/parse read.
+    async fn upload_bytes(&self, account: AccountId, blob_id: &str) -> Result<Option<Vec<u8>>>;
+    /// Forgets uploads made before `before` (unix seconds); a blob no Email and no other
+    /// upload references is deleted with its file. Returns how many uploads were forgotten.
+    async fn expire_uploads(&self, before: i64) -> Result<usize>;
 
     // --- write-back (outbox) ----------------------------------------------------------------
     // Each user change is applied to the store (optimistically, with its change-log rows)

@@ -4,10 +4,15 @@
 
 pub(crate) mod body;
 mod changes;
-mod email;
+pub(crate) mod email;
 mod identity;
 pub(crate) mod ids;
 mod mailbox;
+// --- jmap: query changes, header properties, Email/parse ---
+mod headers;
+mod parse;
+mod query_changes;
+// --- end jmap ---
 mod snippet;
 mod thread;
 // --- write-back ---
@@ -102,6 +107,7 @@ pub(crate) async fn dispatch(
             | "Email/query"
             | "Thread/get"
             | "SearchSnippet/get"
+            | "Email/parse"
             | "Email/set"
             | "Mailbox/set"
             | "Outbox/get"
@@ -114,13 +120,10 @@ pub(crate) async fn dispatch(
             }
             "Mailbox/get" => mailbox::get(ctx, arguments).await,
             "Mailbox/query" => mailbox::query(ctx, arguments).await,
-            // RFC 8620 5.6: a server that keeps no query history answers
-            // cannotCalculateChanges (our queries say canCalculateChanges: false); the
-            // client then queries again.
-            "Mailbox/queryChanges" | "Email/queryChanges" => Err(MethodError::with_description(
-                MethodErrorType::CannotCalculateChanges,
-                "query changes are not kept; query again",
-            )),
+            // RFC 8620 5.6, from the change log.
+            "Mailbox/queryChanges" => query_changes::mailbox(ctx, arguments).await,
+            "Email/queryChanges" => query_changes::email(ctx, arguments).await,
+            "Email/parse" => parse::parse(ctx, arguments).await,
             "Mailbox/changes" => changes::changes(ctx, ObjectType::Mailbox, arguments).await,
             "Email/changes" => changes::changes(ctx, ObjectType::Email, arguments).await,
             "Thread/changes" => changes::changes(ctx, ObjectType::Thread, arguments).await,

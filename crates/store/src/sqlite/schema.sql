@@ -203,6 +203,21 @@ CREATE VIRTUAL TABLE email_fts_body USING fts5 (
     tokenize = 'unicode61 remove_diacritics 2'
 );
 
+-- --- jmap: blob uploads (RFC 8620 6.1) ---
+-- An uploaded blob, owned by the account it was uploaded to. Its bytes are a blob file
+-- like a message's (same content address, a `blob` row); an upload no Email references
+-- is forgotten after a while (Store::expire_uploads), its file with it.
+CREATE TABLE upload (
+    account_id INTEGER NOT NULL REFERENCES account(id) ON DELETE CASCADE,
+    blob_id    TEXT NOT NULL,
+    type       TEXT NOT NULL,
+    size       INTEGER NOT NULL,
+    created_at INTEGER NOT NULL,
+    PRIMARY KEY (account_id, blob_id)
+) STRICT, WITHOUT ROWID;
+CREATE INDEX upload_created ON upload (created_at);
+CREATE INDEX upload_blob ON upload (blob_id);
+
 -- === write-back (outbox) ===================================================================
 -- A user's change waiting to be replayed to the server, written in the same transaction as
 -- its optimistic result (ARCHITECTURE.md, "Write-back"). Replayed in id order; deleted only

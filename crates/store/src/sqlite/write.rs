@@ -1,6 +1,7 @@
 //! The write paths of the SQLite store: every function runs one transaction and records
 //! each changed object in the change log under one new account state.
 
+use crate::events::PushType;
 use crate::model::*;
 use crate::{Error, Result};
 use mail_types::{AccountId, MailboxId, State, UidValidity, imap_flag_to_keyword};
@@ -63,6 +64,8 @@ impl ChangeLog {
                 s
             }
         };
+        // push: the type is announced once this transaction commits.
+        pending::note(self.account, state, object.into());
         // One row per object per transaction; a later "destroyed" still wins because it is
         // written as its own row after the earlier one.
         if op != ChangeOp::Destroyed && !self.seen.insert((object, id)) {
@@ -78,6 +81,14 @@ impl ChangeLog {
         )?
         .execute(params![self.account.0, state, object.as_str(), id, op])?;
         Ok(())
+    }
+
+    /// push: a new message arrived from the server in this transaction (EmailDelivery).
+    /// Call after recording its Email (the state is bumped by then).
+    fn delivered(&self) {
+        if let Some(s) = self.state {
+            pending::note(self.account, s, PushType::EmailDelivery);
+        }
     }
 
     pub(crate) fn state(&self, tx: &Transaction<'_>) -> Result<State> {
@@ -618,6 +629,7 @@ pub(crate) fn apply_mailbox_changes(
                     index_body(&tx, e, &n.parsed)?;
                 }
                 log.record(&tx, ObjectType::Email, e, ChangeOp::Created)?;
+                log.delivered();
                 e
             }
         };
@@ -751,7 +763,9 @@ pub(crate) fn collect_orphans(
         if let Some(b) = blob {
             let n = tx
                 .prepare_cached(
-                    "DELETE FROM blob WHERE id = ?1 AND NOT EXISTS (SELECT 1 FROM email WHERE blob_id = ?1)",
+                    // (jmap: an upload of the same bytes keeps the blob.)
+                    "DELETE FROM blob WHERE id = ?1 AND NOT EXISTS (SELECT 1 FROM email WHERE blob_id = ?1) \
+                     AND NOT EXISTS (SELECT 1 FROM upload WHERE blob_id = ?1)",
                 )?
                 .execute([b])?;
             if n > 0 {
@@ -775,4 +789,73 @@ pub(crate) fn collect_orphans(
     }
     tx.commit()?;
     Ok((orphans.len(), gone_blobs))
+}
+
+// --- push: changes announced after commit ----------------------------------------------
+
+/// The types each open transaction changed, kept per thread: a transaction runs from start
+/// to commit on the one thread holding the connection, and SQLite's commit and rollback
+/// hooks run on that thread too. The commit hook moves what the transaction noted to the
+/// committed list, the rollback hook drops it, and the store call takes the committed list
+/// once it returns and publishes it: every write through a `ChangeLog` is announced, only
+/// after its commit, and a rolled back one never is.
+pub(crate) mod pending {
+    use crate::events::{AccountChange, PushType, TypeSet};
+    use mail_types::{AccountId, State};
+    use std::cell::RefCell;
+
+    #[derive(Default)]
+    struct Pending {
+        open: Vec<AccountChange>,
+        committed: Vec<AccountChange>,
+    }
+
+    thread_local! {
+        static PENDING: RefCell<Pending> = RefCell::new(Pending::default());
+    }
+
+    pub(crate) fn note(account: AccountId, state: i64, t: PushType) {
+        PENDING.with(|p| {
+            let mut p = p.borrow_mut();
+            match p.open.iter_mut().find(|c| c.account == account) {
+                Some(c) => {
+                    c.state = State(c.state.0.max(state));
+                    c.types.insert(t);
+                }
+                None => {
+                    let mut types = TypeSet::EMPTY;
+                    types.insert(t);
+                    p.open.push(AccountChange {
+                        account,
+                        state: State(state),
+                        types,
+                    });
+                }
+            }
+        });
+    }
+
+    /// Registers the hooks on a connection.
+    pub(crate) fn install(c: &rusqlite::Connection) {
+        c.commit_hook(Some(|| {
+            PENDING.with(|p| {
+                let mut p = p.borrow_mut();
+                let open = std::mem::take(&mut p.open);
+                p.committed.extend(open);
+            });
+            false // false: let the commit go on
+        }));
+        c.rollback_hook(Some(|| PENDING.with(|p| p.borrow_mut().open.clear())));
+    }
+
+    /// What committed on this thread since the last call. Anything still open (a
+    /// transaction that neither committed nor rolled back, which a store call never
+    /// leaves) is dropped.
+    pub(crate) fn take() -> Vec<AccountChange> {
+        PENDING.with(|p| {
+            let mut p = p.borrow_mut();
+            p.open.clear();
+            std::mem::take(&mut p.committed)
+        })
+    }
 }
