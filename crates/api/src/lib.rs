@@ -7,11 +7,14 @@
 //! - `download`: blob download with ownership checks, ranges and safe headers.
 //! - `jmap`: method dispatch; one file per object as the methods land.
 //! - `tls`: HTTPS listener (handshakes beside the accept loop).
+//! - `web`: the embedded web client, sign-in with a session cookie, sanitised HTML mail.
 
 pub mod auth;
 mod download;
 mod jmap;
 mod server;
 pub mod tls;
+// web client (issue 6)
+pub mod web;
 
 pub use server::{AppState, router, serve, serve_tls};

@@ -131,4 +131,13 @@ pub trait Store: Send + Sync + 'static {
         ids: &[ThreadId],
     ) -> Result<Vec<(ThreadId, Vec<EmailId>)>>;
     async fn search(&self, account: AccountId, query: &str) -> Result<Vec<mail_types::EmailId>>;
+
+    // --- web client sessions (issue 6) ----------------------------------------------------
+    /// Stores a sign-in session (the hash of its cookie token) valid until `expires_at`
+    /// (unix seconds); expired sessions of every user are removed on the way.
+    async fn create_web_session(&self, user: UserId, hash: &str, expires_at: i64) -> Result<()>;
+    /// The user of an unexpired session.
+    async fn user_by_web_session(&self, hash: &str) -> Result<Option<UserRecord>>;
+    /// Ends a session; whether it existed.
+    async fn delete_web_session(&self, hash: &str) -> Result<bool>;
 }
