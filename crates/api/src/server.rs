@@ -180,6 +180,10 @@ async fn build_session(state: &AppState, principal: &Principal) -> Result<Sessio
         let Some(id) = account_id(a.id) else { continue };
         digest.update(id.as_str().as_bytes());
         digest.update(a.name.as_bytes());
+        // --- web client (issue 6): the account's sync status as a Tidings capability ---
+        let sync = crate::web::sync_capability(state, &a).await;
+        digest.update(sync.to_string().as_bytes());
+        // --- end web client ---
         map.insert(
             id,
             Account {
@@ -189,7 +193,10 @@ async fn build_session(state: &AppState, principal: &Principal) -> Result<Sessio
                 account_capabilities: jmap_proto::capability::AccountCapabilities {
                     mail: Some(mail_capability()),
                     submission: Some(Default::default()),
-                    ..Default::default()
+                    // web client (issue 6)
+                    other: [(crate::web::SYNC_CAPABILITY.to_string(), sync)]
+                        .into_iter()
+                        .collect(),
                 },
             },
         );

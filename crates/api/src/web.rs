@@ -140,6 +140,40 @@ pub(crate) async fn app(req: Request) -> Response {
     }
 }
 
+// --- sync status ------------------------------------------------------------------------
+
+/// Account capability (in the Session's `accountCapabilities`) telling the account's sync
+/// status: `{"status": "new"|"syncing"|"ok"|"retrying"|"auth_failed", "error": text,
+/// "since": unix seconds, "progress": {"total", "headers", "bodies"}}` (progress summed over
+/// the account's mailboxes, present while the status is `new` or `syncing`). The Session's
+/// `state` changes with it, so a client refetching the Session on a state change sees it.
+pub const SYNC_CAPABILITY: &str = "urn:tidings:params:sync";
+
+pub(crate) async fn sync_capability(
+    state: &AppState,
+    a: &store::AccountRecord,
+) -> serde_json::Value {
+    let mut v = serde_json::json!({
+        "status": a.status.name(),
+        "error": a.status.error(),
+        "since": a.status_at,
+    });
+    if matches!(
+        a.status,
+        mail_types::SyncStatus::New | mail_types::SyncStatus::Syncing
+    ) && let Ok(boxes) = state.store.mailboxes(a.id).await
+    {
+        let (mut total, mut headers, mut bodies) = (0u64, 0u64, 0u64);
+        for b in boxes {
+            total += u64::from(b.progress.total);
+            headers += u64::from(b.progress.headers);
+            bodies += u64::from(b.progress.bodies);
+        }
+        v["progress"] = serde_json::json!({"total": total, "headers": headers, "bodies": bodies});
+    }
+    v
+}
+
 // --- sign-in ------------------------------------------------------------------------------
 
 /// Whether a browser request comes from our own pages: `Sec-Fetch-Site` (sent by every
