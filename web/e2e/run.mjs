@@ -238,6 +238,21 @@ try {
   check(took <= limit, `a delivered message appears within ${limit} ms without reload (${took} ms)`);
   check((await page.evaluate(() => performance.getEntriesByType("navigation").length)) === 1, "the page was not reloaded");
 
+  // A change made by another IMAP client (read on a phone, filed away) shows likewise.
+  const unreadBefore = Number((await page.locator(".mailbox[data-role=inbox] .count").textContent()) ?? "0");
+  await deliver("imap-changes");
+  const tImap = Date.now();
+  await waitFor("the other client's changes", async () => {
+    const gone = (await page.locator(".row:has-text('Invoice 2041')").count()) === 0;
+    const read = (await page.locator(".row.unread:has-text('Quarterly report')").count()) === 0;
+    return gone && read;
+  }, limit + 2000);
+  const tookImap = Date.now() - tImap;
+  check(tookImap <= limit, `a flag change and a move by another IMAP client show within ${limit} ms (${tookImap} ms)`);
+  const unreadAfter = Number((await page.locator(".mailbox[data-role=inbox] .count").textContent()) ?? "0");
+  check(unreadAfter === unreadBefore - 2, `the INBOX unread count follows (${unreadBefore} to ${unreadAfter})`);
+  check((await page.locator(".mailbox[data-role=archive] .count").textContent()) === "1", "the moved message counts as unread in Archive");
+
   // Dark mode screenshots of the main views.
   await page.emulateMedia({ colorScheme: "dark" });
   await page.screenshot({ path: path.join(OUT, "inbox-dark.png") });

@@ -13,6 +13,7 @@ use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
+use testkit::imap_client::ImapClient;
 use testkit::{Dovecot, DovecotOptions, corpus};
 
 const USER: &str = "alice@example.org";
@@ -181,6 +182,19 @@ fn web_client_in_headless_chromium() -> Result<()> {
                     USER,
                     &msg("erin@example.org", "Live delivery", "just arrived"),
                 )?;
+                writeln!(stdin, "OK")?;
+            }
+            (Some("DELIVER"), Some("imap-changes"), _) => {
+                // Another device: reads the oldest message, files the second away.
+                let mut c = ImapClient::login(dovecot.imap_port(), USER, "imap-pw")?;
+                c.select("INBOX")?;
+                let uids = c.uids()?;
+                let (Some(first), Some(second)) = (uids.first(), uids.get(1)) else {
+                    bail!("INBOX has fewer than two messages: {uids:?}");
+                };
+                c.store_flags(&first.to_string(), "+FLAGS", &["\\Seen"])?;
+                c.move_uids(&second.to_string(), "Archive")?;
+                c.logout()?;
                 writeln!(stdin, "OK")?;
             }
             (Some("DONE"), _, _) => done = true,

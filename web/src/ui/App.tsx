@@ -88,6 +88,10 @@ function Main({ app }: { app: MailApp }) {
   const [help, setHelp] = useState(false);
   const search = useRef<HTMLInputElement>(null);
   useShortcuts(app, { search, toggleHelp: () => setHelp((h) => !h) });
+  // The box shows the current search (cleared when a mailbox is opened).
+  useEffect(() => {
+    if (search.current && document.activeElement !== search.current) search.current.value = app.view.search;
+  }, [app.view]);
   const conn = CONNECTION_TEXT[app.connection];
   return (
     <div class={`layout ${app.open ? "reading" : ""}`}>
