@@ -60,16 +60,6 @@ export class MethodError extends Error {
  * the browser for a Basic password). */
 const CLIENT_HEADERS = { "X-Tidings-Client": "web" };
 
-/** The JMAP methods the client may use that not every server has; probed at start. */
-export const OPTIONAL_METHODS = [
-  "Email/set",
-  "Mailbox/set",
-  "Email/queryChanges",
-  "EmailSubmission/set",
-  "Email/import",
-] as const;
-export type OptionalMethod = (typeof OPTIONAL_METHODS)[number];
-
 export type Fetch = typeof fetch;
 
 export class Jmap {
@@ -119,31 +109,26 @@ export class Jmap {
     return r as T;
   }
 
-  /** Asks the server which optional methods it has: each is called with nothing to do
-   * (a `/set` with no create, update or destroy is a no-op by RFC 8620 5.3). */
-  async probe(accountId: Id): Promise<void> {
-    const calls: Invocation[] = [
-      ["Email/set", { accountId }, "Email/set"],
-      ["Mailbox/set", { accountId }, "Mailbox/set"],
-      [
-        "Email/queryChanges",
-        { accountId, sinceQueryState: "0", filter: null, sort: [{ property: "receivedAt", isAscending: false }] },
-        "Email/queryChanges",
-      ],
-      ["EmailSubmission/set", { accountId }, "EmailSubmission/set"],
-    ];
-    const answers = await this.request(calls);
-    this.methods.clear();
-    for (const [name] of calls) {
-      const a = answers.get(name);
+  /** The calls that ask the server which optional methods it has: each `/set` with
+   * nothing to do (a no-op by RFC 8620 5.3); a server without it answers `unknownMethod`.
+   * Sent with the first request of the app; `readProbe` takes the answers. */
+  probeCalls(accountId: Id): Invocation[] {
+    return (["Email/set", "Mailbox/set", "EmailSubmission/set"] as const).map((m) => [m, { accountId }, `probe:${m}`]);
+  }
+
+  readProbe(answers: Map<string, Record<string, unknown> | MethodError>): void {
+    for (const m of ["Email/set", "Mailbox/set", "EmailSubmission/set"]) {
+      const a = answers.get(`probe:${m}`);
       if (a === undefined) continue;
-      if (a instanceof MethodError && (a.type === "unknownMethod" || a.type === "unknownCapability")) continue;
-      if (name === "Email/queryChanges" && a instanceof MethodError && a.type === "cannotCalculateChanges") {
-        // Answered, but only ever "cannot": no use to us.
-        continue;
-      }
-      this.methods.add(name);
+      if (a instanceof MethodError && (a.type === "unknownMethod" || a.type === "unknownCapability")) this.methods.delete(m);
+      else this.methods.add(m);
     }
+  }
+
+  /** Records what a call's answer says about the method's existence. */
+  learn(method: string, answer: Record<string, unknown> | MethodError | undefined): void {
+    if (answer instanceof MethodError && answer.type === "unknownMethod") this.methods.delete(method);
+    else if (answer !== undefined) this.methods.add(method);
   }
 
   has(method: string): boolean {

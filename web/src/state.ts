@@ -8,10 +8,11 @@ import {
   type StateChange, type SyncInfo, TIDINGS_SYNC, signOut,
 } from "./jmap";
 import {
-  type Email, type ListModel, type Mailbox, Optimistic, applyEmailChanges, applyQueryChanges,
+  type Email, type ListModel, type Mailbox, Optimistic, type QueryChanges, applyEmailChanges, applyQueryChanges,
   emptyList, missingWindows, setWindow,
 } from "./model";
 import { type Filter, parseSearch } from "./search";
+import type { Identity } from "./compose";
 
 export const PAGE = 100;
 export const LIST_PROPS = [
@@ -82,7 +83,7 @@ export class MailApp {
   mailboxes: Mailbox[] = [];
   mailboxState = "";
   emailState = "";
-  view: View = { mailboxId: null, search: "", collapseThreads: true };
+  view: View = { mailboxId: null, search: "", collapseThreads: readPref("tidings.collapseThreads") !== "0" };
   filter: Filter | null = null;
   searchProblems: string[] = [];
   list: ListModel = emptyList();
@@ -106,6 +107,8 @@ export class MailApp {
   private refreshing: Promise<void> | null = null;
   private refreshAgain = false;
   private lastUndo: (() => Promise<void>) | null = null;
+  private noQueryChanges = false;
+  identities: Identity[] = [];
 
   constructor(jmap = new Jmap()) {
     this.jmap = jmap;
@@ -157,14 +160,54 @@ export class MailApp {
       this.emit();
       return;
     }
-    await this.jmap.probe(this.accountId).catch(() => undefined);
-    await this.loadMailboxes();
+    // One request for everything the first screen needs: which optional methods exist,
+    // the mailboxes, the identities and, when the mailbox is known (the URL, or the one
+    // opened last time), its first window of messages.
     const hash = decodeURIComponent(location.hash.replace(/^#\/?/, ""));
-    const fromHash = hash.startsWith("mailbox/") ? hash.slice(8) : "";
-    const start = this.mailbox(fromHash) ?? this.byRole("inbox") ?? this.mailboxes[0];
+    const guess = (hash.startsWith("mailbox/") ? hash.slice(8) : "") || readPref(`tidings.mailbox.${this.accountId}`) || "";
+    const calls: Invocation[] = [
+      ...this.jmap.probeCalls(this.accountId),
+      ["Mailbox/get", { accountId: this.accountId, ids: null }, "mb"],
+      ["Identity/get", { accountId: this.accountId }, "ident"],
+    ];
+    if (guess) {
+      this.view = { ...this.view, mailboxId: guess };
+      this.filter = this.buildFilter();
+      this.queryKey = JSON.stringify(this.queryArgs());
+      calls.push(...this.windowCalls(0));
+    }
+    let first: Map<string, Record<string, unknown> | MethodError>;
+    try {
+      first = await this.jmap.request(calls);
+    } catch (e) {
+      this.phase = "error";
+      this.fatal = "The server cannot be reached. Retrying…";
+      this.emit();
+      setTimeout(() => void this.start(), 3000);
+      return void e;
+    }
+    this.jmap.readProbe(first);
+    const mb = first.get("mb");
+    if (!mb || mb instanceof MethodError) {
+      this.phase = "error";
+      this.fatal = "The mailboxes could not be read.";
+      this.emit();
+      return;
+    }
+    this.mailboxes = mb.list as Mailbox[];
+    this.mailboxState = mb.state as string;
+    const ident = first.get("ident");
+    if (ident && !(ident instanceof MethodError)) this.identities = ident.list as Identity[];
     this.phase = "ready";
-    this.emit();
-    if (start) await this.selectMailbox(start.id);
+    if (guess && this.mailbox(guess)) {
+      if (location.hash !== `#/mailbox/${guess}`) history.replaceState(null, "", `#/mailbox/${guess}`);
+      this.applyWindow(first, this.queryKey, 0);
+      this.emit();
+    } else {
+      const start = this.byRole("inbox") ?? this.mailboxes[0];
+      this.emit();
+      if (start) await this.selectMailbox(start.id);
+    }
     this.push = new Push(this.session, {
       onChange: (c) => void this.onPush(c),
       onStatus: (s) => {
@@ -213,6 +256,7 @@ export class MailApp {
   async selectMailbox(id: Id): Promise<void> {
     this.view = { ...this.view, mailboxId: id, search: "" };
     if (location.hash !== `#/mailbox/${id}`) history.replaceState(null, "", `#/mailbox/${id}`);
+    writePref(`tidings.mailbox.${this.accountId}`, id);
     await this.resetList();
   }
 
@@ -223,6 +267,7 @@ export class MailApp {
 
   async setCollapse(on: boolean): Promise<void> {
     this.view = { ...this.view, collapseThreads: on };
+    writePref("tidings.collapseThreads", on ? "1" : "0");
     await this.resetList();
   }
 
@@ -284,23 +329,31 @@ export class MailApp {
     );
   }
 
-  private async fetchWindow(key: string, position: number): Promise<void> {
+  private windowCalls(position: number): Invocation[] {
     const calls: Invocation[] = [
       ["Email/query", { ...this.queryArgs(), position, limit: PAGE, calculateTotal: true }, "q"],
       ["Email/get", { accountId: this.accountId, "#ids": { resultOf: "q", name: "Email/query", path: "/ids" }, properties: LIST_PROPS }, "g"],
     ];
     if (this.view.collapseThreads)
       calls.push(["Thread/get", { accountId: this.accountId, "#ids": { resultOf: "g", name: "Email/get", path: "/list/*/threadId" } }, "t"]);
-    const text = this.view.search.trim() ? parseSearch(this.view.search, this.mailboxes).filter : null;
-    if (text)
+    if (this.view.search.trim() && this.filter)
       calls.push(["SearchSnippet/get", { accountId: this.accountId, filter: this.filter, "#emailIds": { resultOf: "q", name: "Email/query", path: "/ids" } }, "s"]);
+    return calls;
+  }
+
+  private async fetchWindow(key: string, position: number): Promise<void> {
     let r: Map<string, Record<string, unknown> | MethodError>;
     try {
-      r = await this.jmap.request(calls);
+      r = await this.jmap.request(this.windowCalls(position));
     } catch (e) {
       this.report(e);
       return;
     }
+    this.applyWindow(r, key, position);
+    this.emit();
+  }
+
+  private applyWindow(r: Map<string, Record<string, unknown> | MethodError>, key: string, position: number): void {
     if (key !== this.queryKey) return; // the user went elsewhere meanwhile
     const q = r.get("q");
     const g = r.get("g");
@@ -319,8 +372,8 @@ export class MailApp {
     if (s && !(s instanceof MethodError))
       for (const sn of s.list as { emailId: Id; subject: string | null; preview: string | null }[])
         this.snippets.set(sn.emailId, sn);
-    this.list = setWindow(this.list, position, q.ids as Id[], (q.total as number | undefined) ?? (q.ids as Id[]).length, (q.queryState as string) ?? null);
-    this.emit();
+    const ids = q.ids as Id[];
+    this.list = setWindow(this.list, position, ids, (q.total as number | undefined) ?? ids.length, (q.queryState as string) ?? null);
   }
 
   // --- live updates ------------------------------------------------------------------------------
@@ -348,6 +401,11 @@ export class MailApp {
   async refresh(): Promise<void> {
     if (!this.emailState || this.phase !== "ready") return;
     try {
+      // While an account syncs (or fails), its status in the Session changes: follow it.
+      if (Object.values(this.sync).some((x) => x.status !== "ok")) {
+        this.session = await this.jmap.loadSession();
+        this.readSync();
+      }
       await this.refreshMailboxes();
       await this.refreshEmails();
       if (this.connection === "offline") this.connection = "polling";
@@ -415,13 +473,15 @@ export class MailApp {
     for (const t of newThreads) if (this.threadSizes.has(t)) this.threadSizes.set(t, (this.threadSizes.get(t) ?? 0) + 1);
     this.emailState = since;
 
-    if (this.jmap.has("Email/queryChanges") && this.list.queryState) {
-      const qc = await this.jmap
-        .call<{ oldQueryState: string; newQueryState: string; total?: number; removed: Id[]; added: { id: Id; index: number }[] }>(
-          "Email/queryChanges",
-          { ...this.queryArgs(), sinceQueryState: this.list.queryState, calculateTotal: true },
-        )
-        .catch(() => null);
+    if (!this.noQueryChanges && this.list.queryState) {
+      // Tried while the server answers it; `unknownMethod` once means never again, and
+      // `cannotCalculateChanges` means this time the changes are applied locally.
+      const r = await this.jmap.request([
+        ["Email/queryChanges", { ...this.queryArgs(), sinceQueryState: this.list.queryState, calculateTotal: true }, "qc"],
+      ]);
+      const a = r.get("qc");
+      if (a instanceof MethodError && a.type === "unknownMethod") this.noQueryChanges = true;
+      const qc = a && !(a instanceof MethodError) ? (a as unknown as QueryChanges) : null;
       if (qc) {
         const missing = qc.added.map((a) => a.id).filter((id) => !this.cache.has(id));
         if (missing.length) {
@@ -701,6 +761,22 @@ export class MailApp {
       this.toastError(e instanceof Error ? e.message : String(e));
     }
     this.emit();
+  }
+}
+
+function readPref(key: string): string | null {
+  try {
+    return localStorage.getItem(key);
+  } catch {
+    return null;
+  }
+}
+
+function writePref(key: string, value: string): void {
+  try {
+    localStorage.setItem(key, value);
+  } catch {
+    /* private mode */
   }
 }
 

@@ -48,11 +48,22 @@ export function MessageList({ app }: { app: MailApp }) {
   const first = Math.max(0, Math.floor(top / ROW) - OVERSCAN);
   const last = Math.min(list.total, Math.ceil((top + height) / ROW) + OVERSCAN);
 
-  // Fetch what the visible rows need, a little after scrolling settles.
+  // Fetch what the visible rows need: at most every 50 ms while scrolling (throttled, so a
+  // long fling still fills the rows it passes over), and once more where it stops.
+  const want = useRef({ first, last });
+  want.current = { first, last };
+  const timer = useRef<ReturnType<typeof setTimeout> | null>(null);
   useEffect(() => {
-    const t = setTimeout(() => void app.ensureRange(first - PAGE / 2, last + PAGE / 2), 40);
-    return () => clearTimeout(t);
+    if (timer.current) return;
+    timer.current = setTimeout(() => {
+      timer.current = null;
+      const w = want.current;
+      void app.ensureRange(w.first - PAGE / 2, w.last + PAGE / 2);
+    }, 50);
   }, [first, last, list.queryState, list.total]);
+  useEffect(() => () => {
+    if (timer.current) clearTimeout(timer.current);
+  }, []);
 
   // Keep the cursor row visible when it moves by keyboard.
   useEffect(() => {
