@@ -28,14 +28,27 @@ pub struct AppState {
     /// The URL clients reach this server at, without a trailing slash
     /// (`http://127.0.0.1:8080`); the Session's URLs are built from it.
     pub base_url: String,
+    // push: the connections following account changes, and their limits.
+    pub push: Arc<crate::push::Hub>,
 }
 
 impl AppState {
     pub fn new(store: Arc<dyn Store>, base_url: &str) -> Self {
         AppState {
             auth: Authenticator::new(store.clone()),
+            push: crate::push::Hub::new(store.as_ref(), crate::push::Limits::default()),
             store,
-            core: CoreCapability::default(),
+            // --- jmap: the collations Email/query sorts with ---
+            core: CoreCapability {
+                collation_algorithms: store::Collation::NAMES
+                    .iter()
+                    .map(|s| s.to_string())
+                    .collect(),
+                // Write-back: marking a few thousand messages read is one Email/set.
+                max_objects_in_set: 10_000,
+                ..CoreCapability::default()
+            },
+            // --- end jmap ---
             base_url: base_url.trim_end_matches('/').to_string(),
         }
     }
@@ -50,6 +63,14 @@ pub fn router(state: Arc<AppState>) -> Router {
             "/jmap/download/{account}/{blob}/{name}",
             get(crate::download::download),
         )
+        // push: WebSocket (RFC 8887) and EventSource (RFC 8620 7.3)
+        .route("/jmap/ws", get(crate::push::ws::upgrade))
+        .route("/jmap/eventsource", get(crate::push::eventsource::events))
+        .route("/jmap/eventsource/", get(crate::push::eventsource::events))
+        // --- jmap: blob upload ---
+        .route("/jmap/upload/{account}/", post(crate::upload::upload))
+        .route("/jmap/upload/{account}", post(crate::upload::upload))
+        // --- end jmap ---
         // --- web client (issue 6) ---
         .route("/", get(crate::web::app))
         .route("/assets/{*file}", get(crate::web::app))
@@ -156,15 +177,20 @@ pub(crate) fn account_id(id: mail_types::AccountId) -> Option<Id> {
     crate::jmap::ids::id('a', id.0)
 }
 
-/// RFC 8621 1.3.1. Mailbox creation comes with write-back (issue 5).
+/// RFC 8621 1.3.1.
 fn mail_capability() -> jmap_proto::capability::MailCapability {
     jmap_proto::capability::MailCapability {
         max_mailboxes_per_email: None,
         max_mailbox_depth: None,
         max_size_mailbox_name: 490,
         max_size_attachments_per_email: 50_000_000,
-        email_query_sort_options: vec!["receivedAt".into()],
-        may_create_top_level_mailbox: false,
+        // --- jmap ---
+        email_query_sort_options: crate::jmap::email::SORT_OPTIONS
+            .iter()
+            .map(|s| s.to_string())
+            .collect(),
+        // --- end jmap ---
+        may_create_top_level_mailbox: true,
     }
 }
 
@@ -219,6 +245,11 @@ async fn build_session(state: &AppState, principal: &Principal) -> Result<Sessio
             c.mail = Some(Default::default());
             // Identity/get works; EmailSubmission/set comes with sending (issue 5).
             c.submission = Some(Default::default());
+            // push: JMAP over WebSocket with push (RFC 8887 4).
+            c.websocket = Some(jmap_proto::capability::WebSocketCapability {
+                url: crate::push::ws::url(base),
+                supports_push: true,
+            });
             c
         },
         accounts: map,
@@ -230,7 +261,7 @@ async fn build_session(state: &AppState, principal: &Principal) -> Result<Sessio
         ),
         upload_url: format!("{base}/jmap/upload/{{accountId}}/"),
         event_source_url: format!(
-            "{base}/jmap/eventsource?types={{types}}&closeafter={{closeafter}}&ping={{ping}}"
+            "{base}/jmap/eventsource/?types={{types}}&closeafter={{closeafter}}&ping={{ping}}"
         ),
         state: jmap_proto::State::from(hex::encode(&digest.finalize()[..8])),
     })
@@ -248,7 +279,7 @@ async fn session(State(state): State<Arc<AppState>>, req: Request) -> Response {
     }
 }
 
-fn json_response<T: serde::Serialize>(
+pub(crate) fn json_response<T: serde::Serialize>(
     status: StatusCode,
     content_type: &'static str,
     v: &T,
@@ -292,20 +323,40 @@ async fn api(State(state): State<Arc<AppState>>, req: Request) -> Response {
             ));
         }
     };
+    match handle_request(&state, &principal, &bytes).await {
+        Ok(response) => json_response(StatusCode::OK, "application/json", &response),
+        Err(ApiError::Request(e)) => problem(e),
+        Err(ApiError::Unavailable) => StatusCode::SERVICE_UNAVAILABLE.into_response(),
+    }
+}
+
+// --- push: request handling shared by /jmap/api and the WebSocket (RFC 8887) ------------
+
+/// Why a request got no Response.
+pub(crate) enum ApiError {
+    /// A request-level error (RFC 8620 3.6.1).
+    Request(jmap_proto::RequestError),
+    /// The store could not be read.
+    Unavailable,
+}
+
+/// Parses and runs one JMAP Request of an authenticated user.
+pub(crate) async fn handle_request(
+    state: &AppState,
+    principal: &Principal,
+    bytes: &[u8],
+) -> Result<jmap_proto::Response, ApiError> {
     let limits = RequestLimits::from(&state.core);
     let supported = [
         jmap_proto::capability::CORE,
         jmap_proto::capability::MAIL,
         jmap_proto::capability::SUBMISSION,
+        jmap_proto::capability::WEBSOCKET,
     ];
-    let request = match parse_request(&bytes, &limits, &supported) {
-        Ok(r) => r,
-        Err(e) => return problem(e),
-    };
-    let session = match build_session(&state, &principal).await {
-        Ok(s) => s,
-        Err(r) => return r,
-    };
+    let request = parse_request(bytes, &limits, &supported).map_err(ApiError::Request)?;
+    let session = build_session(state, principal)
+        .await
+        .map_err(|_| ApiError::Unavailable)?;
     let accounts: Vec<mail_types::AccountId> = session
         .accounts
         .keys()
@@ -316,7 +367,7 @@ async fn api(State(state): State<Arc<AppState>>, req: Request) -> Response {
         store: &state.store,
         accounts: &accounts,
         max_objects_in_get: usize::try_from(state.core.max_objects_in_get).unwrap_or(500),
+        max_objects_in_set: usize::try_from(state.core.max_objects_in_set).unwrap_or(500),
     };
-    let response = crate::jmap::dispatch(&principal, &ctx, request, session.state).await;
-    json_response(StatusCode::OK, "application/json", &response)
+    Ok(crate::jmap::dispatch(principal, &ctx, request, session.state).await)
 }

@@ -522,3 +522,85 @@ async fn changes_come_in_pages_that_never_exceed_max() {
     assert_eq!(inbox_view.unread_emails, 5);
     assert_eq!(inbox_view.total_threads, 5);
 }
+
+// --- push: the event bus -----------------------------------------------------------------
+
+/// Every committed write announces the account's new state and exactly the types it
+/// changed; a write that changes nothing announces nothing; the change log answers the
+/// same types for a reconnecting client.
+#[tokio::test]
+async fn commits_are_announced_with_the_types_they_changed() {
+    use store::events::{PushType, TypeSet};
+    let (s, a) = setup().await;
+    let mut rx = s.events().subscribe();
+    s.apply_mailbox_list(a, &[remote("INBOX", 7)])
+        .await
+        .expect("list");
+    let c = rx.try_recv().expect("mailbox list announced");
+    assert_eq!(c.account, a);
+    assert_eq!(
+        c.types,
+        [PushType::Mailbox].into_iter().collect::<TypeSet>()
+    );
+    let inbox = mailbox(&s, a, "INBOX").await;
+    let s0 = s.account_state(a).await.expect("state");
+    assert_eq!(c.state, s0);
+
+    let s1 = add(&s, a, inbox, vec![copy(1, &msg("m1", &[], "hi"), &[])]).await;
+    let c = rx.try_recv().expect("delivery announced");
+    assert_eq!(c.state, s1);
+    let delivery: TypeSet = [
+        PushType::Email,
+        PushType::Mailbox,
+        PushType::Thread,
+        PushType::EmailDelivery,
+    ]
+    .into_iter()
+    .collect();
+    assert_eq!(c.types, delivery);
+    assert_eq!(s.changed_types_since(a, s0).await.expect("types"), delivery);
+
+    // Nothing visible: nothing announced.
+    add(&s, a, inbox, vec![copy(1, &msg("m1", &[], "hi"), &[])]).await;
+    assert!(rx.try_recv().is_err(), "a no-op write was announced");
+
+    // A flag change is Email and Mailbox, not a delivery.
+    let s2 = s
+        .apply_mailbox_changes(
+            a,
+            inbox,
+            MailboxChanges {
+                flags: vec![FlagUpdate {
+                    uid: Uid(1),
+                    flags: vec!["\\Seen".into()],
+                    modseq: ModSeq(2),
+                }],
+                ..MailboxChanges::default()
+            },
+        )
+        .await
+        .expect("flags");
+    let c = rx.try_recv().expect("flag change announced");
+    let flags: TypeSet = [PushType::Email, PushType::Mailbox].into_iter().collect();
+    assert_eq!((c.state, c.types), (s2, flags));
+    assert_eq!(s.changed_types_since(a, s1).await.expect("types"), flags);
+    assert_eq!(
+        s.changed_types_since(a, s2).await.expect("types"),
+        TypeSet::EMPTY
+    );
+
+    // A refused write (another UIDVALIDITY) announces nothing.
+    let refused = s
+        .apply_mailbox_changes(
+            a,
+            inbox,
+            MailboxChanges {
+                uidvalidity: Some(UidValidity(8)),
+                new: vec![copy(2, &msg("m2", &[], "yo"), &[])],
+                ..MailboxChanges::default()
+            },
+        )
+        .await;
+    assert!(refused.is_err());
+    assert!(rx.try_recv().is_err(), "a refused write was announced");
+}

@@ -1,6 +1,7 @@
 //! The write paths of the SQLite store: every function runs one transaction and records
 //! each changed object in the change log under one new account state.
 
+use crate::events::PushType;
 use crate::model::*;
 use crate::{Error, Result};
 use mail_types::{AccountId, MailboxId, State, UidValidity, imap_flag_to_keyword};
@@ -29,14 +30,14 @@ pub(crate) fn split_flags(s: &str) -> Vec<String> {
 
 /// Collects the changes of one transaction and bumps the account state lazily, on the first
 /// recorded change: a batch that changes nothing JMAP can see does not move the state.
-struct ChangeLog {
+pub(crate) struct ChangeLog {
     account: AccountId,
     state: Option<i64>,
     seen: HashSet<(ObjectType, i64)>,
 }
 
 impl ChangeLog {
-    fn new(account: AccountId) -> Self {
+    pub(crate) fn new(account: AccountId) -> Self {
         ChangeLog {
             account,
             state: None,
@@ -44,7 +45,7 @@ impl ChangeLog {
         }
     }
 
-    fn record(
+    pub(crate) fn record(
         &mut self,
         tx: &Transaction<'_>,
         object: ObjectType,
@@ -63,6 +64,8 @@ impl ChangeLog {
                 s
             }
         };
+        // push: the type is announced once this transaction commits.
+        pending::note(self.account, state, object.into());
         // One row per object per transaction; a later "destroyed" still wins because it is
         // written as its own row after the earlier one.
         if op != ChangeOp::Destroyed && !self.seen.insert((object, id)) {
@@ -80,7 +83,15 @@ impl ChangeLog {
         Ok(())
     }
 
-    fn state(&self, tx: &Transaction<'_>) -> Result<State> {
+    /// push: a new message arrived from the server in this transaction (EmailDelivery).
+    /// Call after recording its Email (the state is bumped by then).
+    fn delivered(&self) {
+        if let Some(s) = self.state {
+            pending::note(self.account, s, PushType::EmailDelivery);
+        }
+    }
+
+    pub(crate) fn state(&self, tx: &Transaction<'_>) -> Result<State> {
         match self.state {
             Some(s) => Ok(State(s)),
             None => Ok(State(tx.query_row(
@@ -100,6 +111,11 @@ pub(crate) fn apply_mailbox_list(
     let tx = c.transaction()?;
     let mut log = ChangeLog::new(account);
     let mut out = MailboxListOutcome::default();
+    // --- write-back: while a mailbox change of the user is pending, the local list is the
+    // user's intent and is not brought in line (the pass after the drain does it).
+    if super::outbox::mailbox_ops_pending(&tx, account)? {
+        return Ok(out);
+    }
 
     struct Stored {
         id: i64,
@@ -284,7 +300,7 @@ fn detach_copies(
 
 /// An Email's keywords are the union of its copies' flags (RFC 8621 leaves per-mailbox
 /// flags to the server; the union means a message read anywhere shows as read).
-fn refresh_keywords(tx: &Transaction<'_>, email: i64) -> Result<bool> {
+pub(crate) fn refresh_keywords(tx: &Transaction<'_>, email: i64) -> Result<bool> {
     let mut kw: BTreeSet<String> = BTreeSet::new();
     {
         let mut st = tx.prepare_cached("SELECT flags FROM copy WHERE email_id = ?1")?;
@@ -355,13 +371,13 @@ fn address_text(p: &ParsedMessage) -> String {
     s
 }
 
-fn record_blob(tx: &Transaction<'_>, id: &str, size: usize) -> Result<()> {
+pub(crate) fn record_blob(tx: &Transaction<'_>, id: &str, size: usize) -> Result<()> {
     tx.prepare_cached("INSERT OR IGNORE INTO blob (id, size) VALUES (?1, ?2)")?
         .execute(params![id, size as i64])?;
     Ok(())
 }
 
-fn write_metadata(tx: &Transaction<'_>, email: i64, p: &ParsedMessage) -> Result<()> {
+pub(crate) fn write_metadata(tx: &Transaction<'_>, email: i64, p: &ParsedMessage) -> Result<()> {
     let j = |v: &Vec<String>| serde_json::to_string(v).unwrap_or_else(|_| "[]".into());
     tx.prepare_cached(
         "UPDATE email SET sent_at = ?2, message_id = ?3, in_reply_to = ?4, refs = ?5, subject = ?6, \
@@ -391,7 +407,7 @@ fn write_metadata(tx: &Transaction<'_>, email: i64, p: &ParsedMessage) -> Result
 }
 
 /// Indexes subject and addresses; done once, when the Email is created.
-fn index_head(tx: &Transaction<'_>, email: i64, p: &ParsedMessage) -> Result<()> {
+pub(crate) fn index_head(tx: &Transaction<'_>, email: i64, p: &ParsedMessage) -> Result<()> {
     tx.prepare_cached(
         "INSERT INTO email_fts_head (rowid, subject, addresses) VALUES (?1, ?2, ?3)",
     )?
@@ -404,7 +420,7 @@ fn index_head(tx: &Transaction<'_>, email: i64, p: &ParsedMessage) -> Result<()>
 }
 
 /// Indexes the body text; done once, when the body is first stored.
-fn index_body(tx: &Transaction<'_>, email: i64, p: &ParsedMessage) -> Result<()> {
+pub(crate) fn index_body(tx: &Transaction<'_>, email: i64, p: &ParsedMessage) -> Result<()> {
     tx.prepare_cached("INSERT INTO email_fts_body (rowid, body) VALUES (?1, ?2)")?
         .execute(params![email, p.body_text])?;
     Ok(())
@@ -413,7 +429,7 @@ fn index_body(tx: &Transaction<'_>, email: i64, p: &ParsedMessage) -> Result<()>
 /// JWZ-style: a message joins the thread of any Message-ID it shares (its own, its
 /// References, its In-Reply-To); threads it bridges are merged into the oldest. Replies
 /// without any reference fall back to the base subject.
-fn assign_thread(
+pub(crate) fn assign_thread(
     tx: &Transaction<'_>,
     log: &mut ChangeLog,
     account: AccountId,
@@ -557,6 +573,8 @@ pub(crate) fn apply_mailbox_changes(
     if !ch.expunged.is_empty() {
         detach_copies(&tx, &mut log, mailbox.0, Some(&ch.expunged))?;
     }
+    // --- write-back: pending local changes stay on top of what the server reports.
+    let pending = super::outbox::has_pending(&tx, account)?;
 
     let mut max_uid = 0u32;
     for (i, n) in ch.new.iter().enumerate() {
@@ -567,6 +585,10 @@ pub(crate) fn apply_mailbox_changes(
             .optional()?;
         if exists.is_some() {
             // Fetched again after a cut or crash: the stored copy stands.
+            continue;
+        }
+        // --- write-back: a copy the user removed (pending on the server) stays removed.
+        if pending && super::outbox::tombstoned(&tx, mailbox.0, n.uid.0)? {
             continue;
         }
         let identity = match &n.server_email_id {
@@ -607,6 +629,7 @@ pub(crate) fn apply_mailbox_changes(
                     index_body(&tx, e, &n.parsed)?;
                 }
                 log.record(&tx, ObjectType::Email, e, ChangeOp::Created)?;
+                log.delivered();
                 e
             }
         };
@@ -623,7 +646,11 @@ pub(crate) fn apply_mailbox_changes(
             mailbox.0,
             n.uid.0,
             email,
-            join_flags(&n.flags),
+            if pending {
+                super::outbox::overlay_flags(&tx, email, join_flags(&n.flags))?
+            } else {
+                join_flags(&n.flags)
+            },
             n.modseq.0 as i64
         ])?;
         refresh_keywords(&tx, email)?;
@@ -651,7 +678,10 @@ pub(crate) fn apply_mailbox_changes(
     }
 
     for f in &ch.flags {
-        let flags = join_flags(&f.flags);
+        let mut flags = join_flags(&f.flags);
+        if pending {
+            flags = super::outbox::overlay_copy_flags(&tx, mailbox.0, f.uid.0, flags)?;
+        }
         let row: Option<i64> = tx
             .prepare_cached(
                 "UPDATE copy SET flags = ?3, modseq = ?4 WHERE mailbox_id = ?1 AND uid = ?2 \
@@ -733,7 +763,9 @@ pub(crate) fn collect_orphans(
         if let Some(b) = blob {
             let n = tx
                 .prepare_cached(
-                    "DELETE FROM blob WHERE id = ?1 AND NOT EXISTS (SELECT 1 FROM email WHERE blob_id = ?1)",
+                    // (jmap: an upload of the same bytes keeps the blob.)
+                    "DELETE FROM blob WHERE id = ?1 AND NOT EXISTS (SELECT 1 FROM email WHERE blob_id = ?1) \
+                     AND NOT EXISTS (SELECT 1 FROM upload WHERE blob_id = ?1)",
                 )?
                 .execute([b])?;
             if n > 0 {
@@ -757,4 +789,73 @@ pub(crate) fn collect_orphans(
     }
     tx.commit()?;
     Ok((orphans.len(), gone_blobs))
+}
+
+// --- push: changes announced after commit ----------------------------------------------
+
+/// The types each open transaction changed, kept per thread: a transaction runs from start
+/// to commit on the one thread holding the connection, and SQLite's commit and rollback
+/// hooks run on that thread too. The commit hook moves what the transaction noted to the
+/// committed list, the rollback hook drops it, and the store call takes the committed list
+/// once it returns and publishes it: every write through a `ChangeLog` is announced, only
+/// after its commit, and a rolled back one never is.
+pub(crate) mod pending {
+    use crate::events::{AccountChange, PushType, TypeSet};
+    use mail_types::{AccountId, State};
+    use std::cell::RefCell;
+
+    #[derive(Default)]
+    struct Pending {
+        open: Vec<AccountChange>,
+        committed: Vec<AccountChange>,
+    }
+
+    thread_local! {
+        static PENDING: RefCell<Pending> = RefCell::new(Pending::default());
+    }
+
+    pub(crate) fn note(account: AccountId, state: i64, t: PushType) {
+        PENDING.with(|p| {
+            let mut p = p.borrow_mut();
+            match p.open.iter_mut().find(|c| c.account == account) {
+                Some(c) => {
+                    c.state = State(c.state.0.max(state));
+                    c.types.insert(t);
+                }
+                None => {
+                    let mut types = TypeSet::EMPTY;
+                    types.insert(t);
+                    p.open.push(AccountChange {
+                        account,
+                        state: State(state),
+                        types,
+                    });
+                }
+            }
+        });
+    }
+
+    /// Registers the hooks on a connection.
+    pub(crate) fn install(c: &rusqlite::Connection) {
+        c.commit_hook(Some(|| {
+            PENDING.with(|p| {
+                let mut p = p.borrow_mut();
+                let open = std::mem::take(&mut p.open);
+                p.committed.extend(open);
+            });
+            false // false: let the commit go on
+        }));
+        c.rollback_hook(Some(|| PENDING.with(|p| p.borrow_mut().open.clear())));
+    }
+
+    /// What committed on this thread since the last call. Anything still open (a
+    /// transaction that neither committed nor rolled back, which a store call never
+    /// leaves) is dropped.
+    pub(crate) fn take() -> Vec<AccountChange> {
+        PENDING.with(|p| {
+            let mut p = p.borrow_mut();
+            p.open.clear();
+            std::mem::take(&mut p.committed)
+        })
+    }
 }

@@ -1,0 +1,505 @@
+//! Push: the hub that turns the store's committed changes into StateChange messages for
+//! the connections following them (WebSocket, RFC 8887; EventSource, RFC 8620 7.3).
+//!
+//! One dispatcher task reads the store's event bus and, for each change, touches only the
+//! connections that follow that account: it merges the change into each connection's
+//! [`Slot`] (per account, the latest state wins and the types add up) and wakes it. A slot
+//! holds at most one entry per account of the user, so a connection that reads slowly
+//! costs bounded memory and never holds up the dispatcher, the other connections or the
+//! writer; it just gets one coalesced StateChange when it is ready. When the dispatcher
+//! itself falls behind the bus (`Lagged`), every slot is marked for a resync: each
+//! connection re-reads its accounts' states from the store and the change log tells which
+//! types moved, so nothing is lost.
+//!
+//! A push state (`pushState` on the WebSocket, the event `id` on EventSource) encodes
+//! the account states the client has been told, `a1:17,a2:5`. A client that comes back
+//! with it gets at once one StateChange for every account that moved since, with the types
+//! the change log names.
+
+pub(crate) mod eventsource;
+pub(crate) mod ws;
+
+use crate::auth::Principal;
+use mail_types::{AccountId, State, UserId};
+use serde_json::{Map, Value};
+use std::collections::{BTreeMap, HashMap};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use store::Store;
+use store::events::{AccountChange, PushType, TypeSet};
+use tokio::sync::{Notify, broadcast};
+
+/// Limits of the push connections.
+#[derive(Debug, Clone)]
+pub struct Limits {
+    /// WebSocket and EventSource connections one user may hold at once.
+    pub connections_per_user: usize,
+    /// A WebSocket ping is sent after this long without any frame from the client; a
+    /// connection silent for three of these is closed.
+    pub ws_ping: Duration,
+    /// A frame that cannot be written within this is a dead (or hopelessly slow)
+    /// connection: it is closed.
+    pub write_timeout: Duration,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            connections_per_user: 100,
+            ws_ping: Duration::from_secs(30),
+            write_timeout: Duration::from_secs(30),
+        }
+    }
+}
+
+/// What is waiting for one connection.
+#[derive(Default)]
+struct Pending {
+    changes: HashMap<AccountId, (State, TypeSet)>,
+    resync: bool,
+}
+
+/// One connection's coalescing mailbox.
+pub(crate) struct Slot {
+    pending: Mutex<Pending>,
+    notify: Notify,
+}
+
+impl Slot {
+    fn merge(&self, c: &AccountChange) {
+        if let Ok(mut p) = self.pending.lock() {
+            let e = p
+                .changes
+                .entry(c.account)
+                .or_insert((c.state, TypeSet::EMPTY));
+            e.0 = State(e.0.0.max(c.state.0));
+            e.1 = e.1.union(c.types);
+        }
+        self.notify.notify_one();
+    }
+
+    fn mark_resync(&self) {
+        if let Ok(mut p) = self.pending.lock() {
+            p.resync = true;
+        }
+        self.notify.notify_one();
+    }
+
+    fn take(&self) -> Pending {
+        self.pending
+            .lock()
+            .map(|mut p| std::mem::take(&mut *p))
+            .unwrap_or_default()
+    }
+}
+
+/// The slots following each account, with their registration ids.
+type Followers = HashMap<AccountId, Vec<(u64, Arc<Slot>)>>;
+
+/// The registry of connections, by account.
+pub struct Hub {
+    slots: Mutex<Followers>,
+    users: Mutex<HashMap<UserId, usize>>,
+    next: AtomicU64,
+    limits: Limits,
+    /// The bus receiver until the dispatcher task takes it (it needs a runtime; the
+    /// receiver buffers meanwhile).
+    bus: Mutex<Option<broadcast::Receiver<AccountChange>>>,
+}
+
+impl Hub {
+    pub fn new(store: &dyn Store, limits: Limits) -> Arc<Self> {
+        Arc::new(Hub {
+            slots: Mutex::new(HashMap::new()),
+            users: Mutex::new(HashMap::new()),
+            next: AtomicU64::new(1),
+            limits,
+            bus: Mutex::new(Some(store.events().subscribe())),
+        })
+    }
+
+    pub(crate) fn limits(&self) -> &Limits {
+        &self.limits
+    }
+
+    /// Starts the dispatcher on the first connection.
+    fn ensure_started(self: &Arc<Self>) {
+        let rx = self.bus.lock().ok().and_then(|mut b| b.take());
+        if let Some(rx) = rx {
+            let hub = Arc::downgrade(self);
+            tokio::spawn(dispatch(hub, rx));
+        }
+    }
+
+    /// Counts a connection of `user` against the limit; None when the user has too many.
+    pub(crate) fn connect(self: &Arc<Self>, user: UserId) -> Option<Connection> {
+        let mut users = self.users.lock().ok()?;
+        let n = users.entry(user).or_insert(0);
+        if *n >= self.limits.connections_per_user {
+            return None;
+        }
+        *n += 1;
+        Some(Connection {
+            hub: self.clone(),
+            user,
+        })
+    }
+
+    fn register(self: &Arc<Self>, accounts: &[AccountId]) -> Registration {
+        self.ensure_started();
+        let id = self.next.fetch_add(1, Ordering::Relaxed);
+        let slot = Arc::new(Slot {
+            pending: Mutex::new(Pending::default()),
+            notify: Notify::new(),
+        });
+        if let Ok(mut slots) = self.slots.lock() {
+            for a in accounts {
+                slots.entry(*a).or_default().push((id, slot.clone()));
+            }
+        }
+        Registration {
+            hub: self.clone(),
+            id,
+            accounts: accounts.to_vec(),
+            slot,
+        }
+    }
+
+    fn deliver(&self, c: &AccountChange) {
+        if let Ok(slots) = self.slots.lock()
+            && let Some(list) = slots.get(&c.account)
+        {
+            for (_, s) in list {
+                s.merge(c);
+            }
+        }
+    }
+
+    fn resync_all(&self) {
+        if let Ok(slots) = self.slots.lock() {
+            for list in slots.values() {
+                for (_, s) in list {
+                    s.mark_resync();
+                }
+            }
+        }
+    }
+}
+
+async fn dispatch(hub: std::sync::Weak<Hub>, mut rx: broadcast::Receiver<AccountChange>) {
+    loop {
+        let msg = rx.recv().await;
+        let Some(hub) = hub.upgrade() else { return };
+        match msg {
+            Ok(c) => hub.deliver(&c),
+            Err(broadcast::error::RecvError::Lagged(n)) => {
+                tracing::warn!(missed = n, "push dispatcher fell behind; resyncing clients");
+                hub.resync_all();
+            }
+            Err(broadcast::error::RecvError::Closed) => return,
+        }
+    }
+}
+
+/// One counted connection of a user; dropping it frees its place.
+pub(crate) struct Connection {
+    hub: Arc<Hub>,
+    user: UserId,
+}
+
+impl Drop for Connection {
+    fn drop(&mut self) {
+        if let Ok(mut users) = self.hub.users.lock()
+            && let Some(n) = users.get_mut(&self.user)
+        {
+            *n = n.saturating_sub(1);
+            if *n == 0 {
+                users.remove(&self.user);
+            }
+        }
+    }
+}
+
+/// A slot in the registry; dropping it removes the slot (dead-connection cleanup is the
+/// connection task ending).
+struct Registration {
+    hub: Arc<Hub>,
+    id: u64,
+    accounts: Vec<AccountId>,
+    slot: Arc<Slot>,
+}
+
+impl Drop for Registration {
+    fn drop(&mut self) {
+        if let Ok(mut slots) = self.hub.slots.lock() {
+            for a in &self.accounts {
+                if let Some(list) = slots.get_mut(a) {
+                    list.retain(|(id, _)| *id != self.id);
+                    if list.is_empty() {
+                        slots.remove(a);
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Why following could not start.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum FollowError {
+    #[error("the store could not be read: {0}")]
+    Store(#[from] store::Error),
+}
+
+/// One StateChange to send: per account, its state and the types that changed.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub(crate) struct Changed(pub BTreeMap<AccountId, (State, TypeSet)>);
+
+/// A connection following the accounts of its user.
+pub(crate) struct Follower {
+    reg: Registration,
+    store: Arc<dyn Store>,
+    /// The states the client has been told (or found at the start), per account.
+    known: BTreeMap<AccountId, State>,
+    types: TypeSet,
+}
+
+impl Follower {
+    /// Starts following every account of `principal`, filtered to `types`. With the push
+    /// state of an earlier connection, the first [`Changed`] tells what moved since.
+    pub(crate) async fn start(
+        hub: &Arc<Hub>,
+        store: Arc<dyn Store>,
+        principal: &Principal,
+        types: TypeSet,
+        push_state: Option<&str>,
+    ) -> Result<(Follower, Changed), FollowError> {
+        let accounts: Vec<AccountId> = store
+            .user_accounts(principal.user)
+            .await?
+            .into_iter()
+            .map(|a| a.id)
+            .collect();
+        // Registered before the states are read: a commit in between is both in the
+        // states and in the slot, never in neither (the slot's copy is then skipped).
+        let reg = hub.register(&accounts);
+        let previous = push_state.map(parse_push_state);
+        let mut known = BTreeMap::new();
+        let mut first = Changed::default();
+        for a in &accounts {
+            let now = store.account_state(*a).await?;
+            known.insert(*a, now);
+            let Some(previous) = &previous else { continue };
+            let moved = match previous.get(a) {
+                Some(then) if *then == now => TypeSet::EMPTY,
+                // Changes after `then`; a store rebuilt since (state went back) or an
+                // account new to the client: everything may have changed.
+                Some(then) if then.0 < now.0 => store.changed_types_since(*a, *then).await?,
+                _ => TypeSet::all(),
+            };
+            let moved = moved.intersect(types);
+            if !moved.is_empty() {
+                first.0.insert(*a, (now, moved));
+            }
+        }
+        Ok((
+            Follower {
+                reg,
+                store,
+                known,
+                types,
+            },
+            first,
+        ))
+    }
+
+    /// Waits until something may be waiting (cancel safe).
+    pub(crate) async fn wait(&self) {
+        self.reg.slot.notify.notified().await
+    }
+
+    /// What is waiting, as one StateChange (empty when nothing the client follows moved).
+    pub(crate) async fn take(&mut self) -> Result<Changed, FollowError> {
+        let pending = self.reg.slot.take();
+        let mut out = Changed::default();
+        if pending.resync {
+            for (a, known) in self.known.clone() {
+                let now = self.store.account_state(a).await?;
+                if now != known {
+                    let t = self.store.changed_types_since(a, known).await?;
+                    let t = t.intersect(self.types);
+                    if !t.is_empty() {
+                        out.0.insert(a, (now, t));
+                    }
+                }
+            }
+        }
+        for (a, (state, types)) in pending.changes {
+            let types = types.intersect(self.types);
+            let newer = self.known.get(&a).is_none_or(|k| state.0 > k.0);
+            if newer && !types.is_empty() {
+                let e = out.0.entry(a).or_insert((state, TypeSet::EMPTY));
+                e.0 = State(e.0.0.max(state.0));
+                e.1 = e.1.union(types);
+            }
+        }
+        Ok(out)
+    }
+
+    /// Records that the client has been told `c`.
+    pub(crate) fn told(&mut self, c: &Changed) {
+        for (a, (state, _)) in &c.0 {
+            self.known.insert(*a, *state);
+        }
+    }
+
+    pub(crate) fn push_state(&self) -> String {
+        format_push_state(&self.known)
+    }
+}
+
+fn format_push_state(known: &BTreeMap<AccountId, State>) -> String {
+    known
+        .iter()
+        .map(|(a, s)| format!("a{}:{}", a.0, s.0))
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
+/// The account states in a push state; anything unreadable is left out (the client then
+/// hears about that account as if new: every type).
+fn parse_push_state(s: &str) -> BTreeMap<AccountId, State> {
+    let mut out = BTreeMap::new();
+    if s.len() > 64 * 1024 {
+        return out;
+    }
+    for part in s.split(',') {
+        let Some((a, st)) = part.split_once(':') else {
+            continue;
+        };
+        if let (Some(a), Ok(st)) = (crate::jmap::ids::parse('a', a), st.parse::<i64>()) {
+            out.insert(AccountId(a), State(st));
+        }
+    }
+    out
+}
+
+/// The type names of RFC 8620 7.1 the client asked for; unknown names are ignored (no
+/// change of them will ever be pushed).
+pub(crate) fn type_filter<'a>(names: impl IntoIterator<Item = &'a str>) -> TypeSet {
+    names.into_iter().filter_map(PushType::from_name).collect()
+}
+
+/// The StateChange object (RFC 8620 7.1), with `pushState` for the WebSocket.
+pub(crate) fn state_change(c: &Changed, push_state: Option<&str>) -> Value {
+    let mut changed = Map::new();
+    for (a, (state, types)) in &c.0 {
+        let Some(id) = crate::server::account_id(*a) else {
+            continue;
+        };
+        let mut m = Map::new();
+        for t in types.iter() {
+            m.insert(t.as_str().into(), Value::String(state.0.to_string()));
+        }
+        changed.insert(id.as_str().to_string(), Value::Object(m));
+    }
+    let mut v = Map::new();
+    v.insert("@type".into(), Value::String("StateChange".into()));
+    v.insert("changed".into(), Value::Object(changed));
+    if let Some(p) = push_state {
+        v.insert("pushState".into(), Value::String(p.into()));
+    }
+    Value::Object(v)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn push_states_round_trip_and_garbage_is_dropped() {
+        let mut k = BTreeMap::new();
+        k.insert(AccountId(1), State(17));
+        k.insert(AccountId(12), State(0));
+        let s = format_push_state(&k);
+        assert_eq!(s, "a1:17,a12:0");
+        assert_eq!(parse_push_state(&s), k);
+        assert!(parse_push_state("x,a:1,a2:-,m3:4,a4").is_empty());
+        assert!(parse_push_state(&"a1:1,".repeat(20_000)).is_empty());
+    }
+
+    /// A connection that never reads holds one entry per account however many changes
+    /// come, and does not hold up the others: the dispatcher only merges.
+    #[tokio::test]
+    async fn a_slow_connection_costs_one_entry_and_blocks_nobody() {
+        let store = store::SqliteStore::open_in_memory().unwrap();
+        let hub = Hub::new(&store, Limits::default());
+        let (a, b) = (AccountId(1), AccountId(2));
+        let slow = hub.register(&[a, b]);
+        let fast = hub.register(&[a]);
+        let other = hub.register(&[b]);
+        let bus = store.events();
+        for i in 1..=10_000 {
+            bus.publish(AccountChange {
+                account: if i % 2 == 0 { a } else { b },
+                state: State(i),
+                types: [PushType::Email].into_iter().collect(),
+            });
+            if i % 1000 == 0 {
+                tokio::task::yield_now().await;
+            }
+        }
+        // The fast one keeps up: it sees the last state of `a` within a second.
+        let deadline = std::time::Instant::now() + Duration::from_secs(5);
+        loop {
+            tokio::time::timeout(Duration::from_secs(5), fast.slot.notify.notified())
+                .await
+                .unwrap();
+            let p = fast.slot.take();
+            assert!(!p.changes.contains_key(&b), "fast does not follow b");
+            if p.changes.get(&a).map(|c| c.0) == Some(State(10_000)) || p.resync {
+                break;
+            }
+            assert!(std::time::Instant::now() < deadline, "fast never caught up");
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        let p = slow.slot.take();
+        assert_eq!(p.changes.len(), 2, "one entry per account");
+        if !p.resync {
+            assert_eq!(p.changes[&a].0, State(10_000));
+            assert_eq!(p.changes[&b].0, State(9_999));
+        }
+        assert!(!other.slot.take().changes.contains_key(&a));
+        // Dropping a registration removes its slot.
+        drop(slow);
+        drop(fast);
+        drop(other);
+        assert!(hub.slots.lock().unwrap().is_empty());
+    }
+
+    #[test]
+    fn slots_coalesce_latest_state_and_union_of_types() {
+        let slot = Slot {
+            pending: Mutex::new(Pending::default()),
+            notify: Notify::new(),
+        };
+        let a = AccountId(1);
+        for (s, t) in [
+            (5, PushType::Mailbox),
+            (7, PushType::Email),
+            (6, PushType::Thread),
+        ] {
+            slot.merge(&AccountChange {
+                account: a,
+                state: State(s),
+                types: [t].into_iter().collect(),
+            });
+        }
+        let p = slot.take();
+        let (state, types) = p.changes[&a];
+        assert_eq!(state, State(7));
+        assert_eq!(types.iter().count(), 3);
+        assert!(slot.take().changes.is_empty());
+    }
+}

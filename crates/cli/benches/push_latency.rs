@@ -1,0 +1,259 @@
+//! Push latency against Dovecot, beside the floor measured in the same run: for each of N
+//! LMTP deliveries (default 200), the time from the end of LMTP DATA (the final dot sent)
+//! to
+//! - a bare IMAP client IDLEing on INBOX seeing `EXISTS` (Dovecot's IDLE floor),
+//! - a bare IMAP client with NOTIFY (nothing selected) seeing `STATUS INBOX` (the NOTIFY
+//!   floor, which Tidings' own watcher rides on),
+//! - a Tidings WebSocket client (RFC 8887) seeing the `StateChange` for Email,
+//! - that client holding the new message from `Email/changes` + `Email/get` sent on the push.
+//!
+//! Prints a Markdown table for BENCHMARKS.md.
+//!
+//! `cargo bench -p cli --bench push_latency` (TIDINGS_BENCH_DELIVERIES, default 200).
+
+#[path = "../tests/push_support/mod.rs"]
+mod push_support;
+
+use anyhow::{Context, Result, bail};
+use push_support::*;
+use serde_json::json;
+use std::io::{BufRead, BufReader, Write};
+use std::net::TcpStream;
+use std::path::Path;
+use std::time::{Duration, Instant};
+use testkit::{Dovecot, DovecotOptions, corpus};
+use tokio::sync::mpsc;
+
+const USER: &str = "push@example.org";
+const PASS: &str = "push-pw";
+
+/// A bare IMAP watcher on its own thread: `idle` (SELECT INBOX, IDLE) or NOTIFY. Sends the
+/// instant of every EXISTS / STATUS it reads.
+fn bare_watcher(port: u16, notify: bool, tx: mpsc::UnboundedSender<Instant>) -> Result<()> {
+    let s = TcpStream::connect(("127.0.0.1", port))?;
+    s.set_read_timeout(Some(Duration::from_secs(600)))?;
+    let mut w = s.try_clone()?;
+    let mut r = BufReader::new(s);
+    let mut line = String::new();
+    let mut expect = |r: &mut BufReader<TcpStream>, tag: &str| -> Result<()> {
+        loop {
+            line.clear();
+            if r.read_line(&mut line)? == 0 {
+                bail!("IMAP closed");
+            }
+            if let Some(rest) = line.strip_prefix(tag) {
+                if tag.ends_with(' ') && !rest.starts_with("OK") {
+                    bail!("IMAP: {line}");
+                }
+                return Ok(());
+            }
+        }
+    };
+    expect(&mut r, "* OK")?; // the greeting
+    write!(w, "a LOGIN \"{USER}\" \"{PASS}\"\r\n")?;
+    expect(&mut r, "a ")?;
+    if notify {
+        write!(
+            w,
+            "b NOTIFY SET (personal (MessageNew MessageExpunge FlagChange))\r\n"
+        )?;
+        expect(&mut r, "b ")?;
+    } else {
+        write!(w, "b SELECT INBOX\r\n")?;
+        expect(&mut r, "b ")?;
+        write!(w, "c IDLE\r\n")?;
+        expect(&mut r, "+")?;
+    }
+    loop {
+        let mut l = String::new();
+        if r.read_line(&mut l)? == 0 {
+            return Ok(());
+        }
+        let hit = if notify {
+            l.starts_with("* STATUS")
+        } else {
+            l.starts_with("* ") && l.trim_end().ends_with("EXISTS")
+        };
+        if hit && tx.send(Instant::now()).is_err() {
+            return Ok(());
+        }
+    }
+}
+
+/// One LMTP delivery; returns the instant the final dot was sent.
+fn deliver(port: u16, raw: &[u8]) -> Result<Instant> {
+    let s = TcpStream::connect(("127.0.0.1", port))?;
+    s.set_read_timeout(Some(Duration::from_secs(10)))?;
+    let mut w = s.try_clone()?;
+    let mut r = BufReader::new(s);
+    let reply = |r: &mut BufReader<TcpStream>, code: &str| -> Result<()> {
+        loop {
+            let mut l = String::new();
+            if r.read_line(&mut l)? == 0 {
+                bail!("LMTP closed");
+            }
+            if !l.starts_with(code) {
+                bail!("LMTP: expected {code}, got {l}");
+            }
+            if l.as_bytes().get(3) != Some(&b'-') {
+                return Ok(());
+            }
+        }
+    };
+    reply(&mut r, "220")?;
+    w.write_all(b"LHLO localhost\r\n")?;
+    reply(&mut r, "250")?;
+    w.write_all(b"MAIL FROM:<bench@localhost>\r\n")?;
+    reply(&mut r, "250")?;
+    write!(w, "RCPT TO:<{USER}>\r\n")?;
+    reply(&mut r, "250")?;
+    w.write_all(b"DATA\r\n")?;
+    reply(&mut r, "354")?;
+    // corpus messages have CRLF line ends and no line starting with a dot.
+    w.write_all(raw)?;
+    if !raw.ends_with(b"\r\n") {
+        w.write_all(b"\r\n")?;
+    }
+    w.write_all(b".\r\n")?;
+    w.flush()?;
+    let t0 = Instant::now();
+    reply(&mut r, "250")?;
+    w.write_all(b"QUIT\r\n")?;
+    Ok(t0)
+}
+
+fn pct(v: &mut [f64], p: f64) -> f64 {
+    v.sort_by(|a, b| a.total_cmp(b));
+    if v.is_empty() {
+        return f64::NAN;
+    }
+    let i = ((p / 100.0) * (v.len() as f64 - 1.0)).round() as usize;
+    v[i.min(v.len() - 1)]
+}
+
+async fn next_instant(rx: &mut mpsc::UnboundedReceiver<Instant>, what: &str) -> Result<Instant> {
+    tokio::time::timeout(Duration::from_secs(10), rx.recv())
+        .await
+        .with_context(|| format!("no {what} in 10 s"))?
+        .with_context(|| format!("{what} watcher ended"))
+}
+
+#[tokio::main]
+async fn main() -> Result<()> {
+    let n: usize = std::env::var("TIDINGS_BENCH_DELIVERIES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(200);
+    let dovecot = Dovecot::start(DovecotOptions::default())?;
+    dovecot.add_user(USER, PASS)?;
+    dovecot.deliver(
+        USER,
+        &corpus::message("x@example.org", USER, "warm-up", "x"),
+    )?;
+    let serve = serve(
+        Path::new(env!("CARGO_BIN_EXE_tidings")),
+        &dovecot,
+        &[("bench", "pw", USER, PASS)],
+    )?;
+    let auth = basic("bench", "pw");
+    let mut ws = ws_connect_when_up(serve.port, &auth).await?;
+    ws.wait_emails("a1", 1).await?;
+    ws.enable(Some(&["Email"]), None).await?;
+    ws.settle(Duration::from_millis(1000)).await?;
+    let (_, mut state) = ws.email_ids("a1").await?;
+
+    let (idle_tx, mut idle_rx) = mpsc::unbounded_channel();
+    let (notify_tx, mut notify_rx) = mpsc::unbounded_channel();
+    let imap = dovecot.imap_port();
+    for (notify, tx) in [(false, idle_tx), (true, notify_tx)] {
+        std::thread::spawn(move || {
+            if let Err(e) = bare_watcher(imap, notify, tx) {
+                eprintln!("bare watcher (notify: {notify}): {e:#}");
+            }
+        });
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+
+    let ms = |d: Duration| d.as_secs_f64() * 1000.0;
+    let (mut idle, mut notify, mut push, mut added, mut get, mut get_after) =
+        (vec![], vec![], vec![], vec![], vec![], vec![]);
+    let lmtp = dovecot.lmtp_port();
+    for i in 0..n {
+        let subject = format!("bench-{i}");
+        let raw = corpus::message("x@example.org", USER, &subject, "latency");
+        let t0 = tokio::task::spawn_blocking(move || deliver(lmtp, &raw)).await??;
+        // The push first (the socket is read by this task), then the bare clients, whose
+        // instants were taken on their own threads.
+        let p = ws
+            .push(Duration::from_secs(10))
+            .await?
+            .context("no StateChange")?;
+        let t_push = Instant::now();
+        if changed(&p, "a1").and_then(|c| c.get("Email")).is_none() {
+            bail!("push without Email: {p}");
+        }
+        let r = ws
+            .call(json!([
+                ["Email/changes", {"accountId": "a1", "sinceState": state}, "c"],
+                ["Email/get", {"accountId": "a1", "#ids": {"resultOf": "c", "name": "Email/changes", "path": "/created"},
+                  "properties": ["subject"]}, "g"]
+            ]))
+            .await?;
+        let t_get = Instant::now();
+        let found = r["methodResponses"][1][1]["list"]
+            .as_array()
+            .is_some_and(|l| l.iter().any(|e| e["subject"] == subject.as_str()));
+        if !found {
+            bail!("the pushed change did not hold {subject}: {r}");
+        }
+        state = r["methodResponses"][0][1]["newState"]
+            .as_str()
+            .context("newState")?
+            .to_string();
+        let t_idle = next_instant(&mut idle_rx, "IDLE EXISTS").await?;
+        let t_notify = next_instant(&mut notify_rx, "NOTIFY STATUS").await?;
+        // The body lands in a second transaction: let its push pass before the next one.
+        ws.settle(Duration::from_millis(150)).await?;
+        while idle_rx.try_recv().is_ok() {}
+        while notify_rx.try_recv().is_ok() {}
+        // Deliveries at random phases of Dovecot's notification timers.
+        let gap = rand::random::<u64>() % 400;
+        tokio::time::sleep(Duration::from_millis(gap)).await;
+        idle.push(ms(t_idle - t0));
+        notify.push(ms(t_notify - t0));
+        push.push(ms(t_push - t0));
+        added.push(ms(t_push.saturating_duration_since(t_notify)));
+        get.push(ms(t_get - t0));
+        get_after.push(ms(t_get - t_push));
+    }
+    println!(
+        "Push latency over {n} LMTP deliveries to one account (ms; same run, same Dovecot):\n"
+    );
+    println!("| measure | p50 | p95 | p99 |");
+    println!("|---|---:|---:|---:|");
+    for (name, v) in [
+        (
+            "bare IMAP client, IDLE on INBOX: end of DATA → EXISTS",
+            &mut idle,
+        ),
+        (
+            "bare IMAP client, NOTIFY: end of DATA → STATUS",
+            &mut notify,
+        ),
+        ("Tidings WebSocket: end of DATA → StateChange", &mut push),
+        ("Tidings adds: bare NOTIFY STATUS → StateChange", &mut added),
+        ("Tidings: end of DATA → new message in Email/get", &mut get),
+        (
+            "Tidings: StateChange → Email/changes+Email/get answered",
+            &mut get_after,
+        ),
+    ] {
+        println!(
+            "| {name} | {:.1} | {:.1} | {:.1} |",
+            pct(v, 50.0),
+            pct(v, 95.0),
+            pct(v, 99.0)
+        );
+    }
+    Ok(())
+}
