@@ -228,23 +228,14 @@ try {
   check(true, "? shows the shortcuts");
   await page.keyboard.press("Escape");
 
-  // Live: a message delivered by LMTP appears in the open list without reload.
   const limit = hasPush ? 1000 : 15_000;
-  await deliver("live");
-  const tLive = Date.now();
-  await page.waitForSelector(".row:has-text('Live delivery')", { timeout: limit + 2000 });
-  const took = Date.now() - tLive;
-  log(`the delivered message appeared in ${took} ms (${hasPush ? "push" : "polling"})`);
-  check(took <= limit, `a delivered message appears within ${limit} ms without reload (${took} ms)`);
-  check((await page.evaluate(() => performance.getEntriesByType("navigation").length)) === 1, "the page was not reloaded");
-
   // A change made by another IMAP client (read on a phone, filed away) shows likewise.
   const unreadBefore = Number((await page.locator(".mailbox[data-role=inbox] .count").textContent()) ?? "0");
   await deliver("imap-changes");
   const tImap = Date.now();
   await waitFor("the other client's changes", async () => {
     const gone = (await page.locator(".row:has-text('Invoice 2041')").count()) === 0;
-    const read = (await page.locator(".row.unread:has-text('Quarterly report')").count()) === 0;
+    const read = (await page.locator(".row.unread:has-text('Invoice 2042')").count()) === 0;
     return gone && read;
   }, limit + 2000);
   const tookImap = Date.now() - tImap;
@@ -252,6 +243,84 @@ try {
   const unreadAfter = Number((await page.locator(".mailbox[data-role=inbox] .count").textContent()) ?? "0");
   check(unreadAfter === unreadBefore - 2, `the INBOX unread count follows (${unreadBefore} to ${unreadAfter})`);
   check((await page.locator(".mailbox[data-role=archive] .count").textContent()) === "1", "the moved message counts as unread in Archive");
+
+
+  // --- acting on mail (Email/set, Mailbox/set) ---------------------------------------------
+  page.on("dialog", (d) => (d.type() === "prompt" ? d.accept("Projects") : d.accept()));
+  const server = async (subject) => {
+    const [[, q], [, g]] = await jmap([
+      ["Email/query", { accountId, filter: { subject } }, "q"],
+      ["Email/get", { accountId, "#ids": { resultOf: "q", name: "Email/query", path: "/ids" }, properties: ["keywords", "mailboxIds", "subject"] }, "g"],
+    ]);
+    return g.list.find((e) => e.subject === subject);
+  };
+  const mailboxes = async () => (await jmap([["Mailbox/get", { accountId, ids: null }, "0"]]))[0][1].list;
+  const roleId = async (role) => (await mailboxes()).find((m) => m.role === role)?.id;
+  const quarterly = page.locator(".row", { hasText: "Quarterly report" });
+  check((await server("Quarterly report")).keywords.$seen === true, "opening a message marked it read on the server");
+  await quarterly.click();
+  await page.click(".toolbar button:has-text('Mark unread')");
+  await page.waitForSelector(".row.unread:has-text('Quarterly report')", { timeout: 3000 });
+  await waitFor("unread on the server", async () => !(await server("Quarterly report")).keywords.$seen, 5000);
+  check(true, "mark unread: shown at once and stored on the server");
+  await page.keyboard.press("u");
+  // s flags the row under the cursor.
+  const qIndex = Number(await quarterly.getAttribute("aria-rowindex")) - 1;
+  await page.evaluate((i) => { window.tidings.cursor = i; window.tidings.emit(); }, qIndex);
+  await page.keyboard.press("s");
+  await page.waitForSelector(".row:has-text('Quarterly report') .flag.on", { timeout: 3000 });
+  await waitFor("flag on the server", async () => (await server("Quarterly report")).keywords.$flagged === true, 5000);
+  check(true, "s flags: shown at once and stored on the server");
+
+  // A new folder (Mailbox/set), then move by menu and by drag and drop.
+  await page.click("button:has-text('New folder')");
+  await page.waitForSelector(".mailbox:has-text('Projects')", { timeout: 5000 });
+  const projects = (await mailboxes()).find((m) => m.name === "Projects")?.id;
+  check(!!projects, "a folder created in the client exists on the server");
+  await page.locator(".row", { hasText: "Friday?" }).click();
+  await page.click(".toolbar button:has-text('Move to')");
+  await page.click(".menu-list button:has-text('Projects')");
+  await waitFor("Friday? leaves the list", async () => (await page.locator(".row:has-text('Friday?')").count()) === 0, 3000);
+  await waitFor("moved on the server", async () => (await server("Friday?")).mailboxIds[projects] === true, 5000);
+  check(true, "move by menu: gone from INBOX, in Projects on the server");
+  await page.locator(".row", { hasText: "Holiday photo" }).dragTo(page.locator(".mailbox:has-text('Projects')"));
+  await waitFor("the dragged message leaves the list", async () => (await page.locator(".row:has-text('Holiday photo')").count()) === 0, 3000);
+  await waitFor("dragged on the server", async () => (await server("Holiday photo")).mailboxIds[projects] === true, 5000);
+  check(true, "move by drag and drop");
+
+  // e archives, # deletes to Trash, z undoes.
+  const archive = await roleId("archive");
+  const trash = await roleId("trash");
+  const pick = async (subject) => {
+    const i = Number(await page.locator(".row", { hasText: subject }).getAttribute("aria-rowindex")) - 1;
+    await page.evaluate((n) => { window.tidings.cursor = n; window.tidings.emit(); }, i);
+  };
+  await pick("Totally safe newsletter");
+  await page.keyboard.press("e");
+  await waitFor("archived", async () => (await server("Totally safe newsletter")).mailboxIds[archive] === true, 5000);
+  check((await page.locator(".row:has-text('Totally safe newsletter')").count()) === 0, "e archives");
+  await pick("Invoice 2042");
+  await page.keyboard.press("#");
+  await waitFor("in Trash", async () => (await server("Invoice 2042")).mailboxIds[trash] === true, 5000);
+  check((await page.locator(".row:has-text('Invoice 2042')").count()) === 0, "# moves to Trash");
+  await page.waitForSelector(".toast button:has-text('Undo')", { timeout: 3000 });
+  await page.screenshot({ path: path.join(OUT, "undo-light.png") });
+  await page.keyboard.press("z");
+  await waitFor("undone on the server", async () => {
+    const e = await server("Invoice 2042");
+    return e.mailboxIds[inboxId] === true && !e.mailboxIds[trash];
+  }, 5000);
+  await page.waitForSelector(".row:has-text('Invoice 2042')", { timeout: 3000 });
+  check(true, "z undoes the delete: back in INBOX");
+
+  // Live: a message delivered by LMTP appears in the open list without reload.
+  await deliver("live");
+  const tLive = Date.now();
+  await page.waitForSelector(".row:has-text('Live delivery')", { timeout: limit + 2000 });
+  const took = Date.now() - tLive;
+  log(`the delivered message appeared in ${took} ms (${hasPush ? "push" : "polling"})`);
+  check(took <= limit, `a delivered message appears within ${limit} ms without reload (${took} ms)`);
+  check((await page.evaluate(() => performance.getEntriesByType("navigation").length)) === 1, "the page was not reloaded");
 
   // Dark mode screenshots of the main views.
   await page.emulateMedia({ colorScheme: "dark" });

@@ -406,8 +406,7 @@ export class MailApp {
         this.session = await this.jmap.loadSession();
         this.readSync();
       }
-      await this.refreshMailboxes();
-      await this.refreshEmails();
+      await this.refreshAll();
       if (this.connection === "offline") this.connection = "polling";
     } catch (e) {
       this.report(e);
@@ -415,52 +414,69 @@ export class MailApp {
     this.emit();
   }
 
-  private async refreshMailboxes(): Promise<void> {
-    const r = await this.jmap.request([
-      ["Mailbox/changes", { accountId: this.accountId, sinceState: this.mailboxState }, "c"],
-    ]);
-    const c = r.get("c");
-    if (c instanceof MethodError || !c) {
-      await this.loadMailboxes();
+  /** Everything a change can touch, in ONE request (back-references carry the ids from
+   * one call to the next): mailbox changes and the mailboxes, Email changes and the
+   * changed Emails, and the list's queryChanges with its new Emails. */
+  private async refreshAll(): Promise<void> {
+    const acc = this.accountId;
+    const ref = (resultOf: string, name: string, path: string) => ({ resultOf, name, path });
+    const useQc = !this.noQueryChanges && !!this.list.queryState;
+    const calls: Invocation[] = [
+      ["Mailbox/changes", { accountId: acc, sinceState: this.mailboxState }, "mc"],
+      ["Mailbox/get", { accountId: acc, ids: null }, "mg"],
+      ["Email/changes", { accountId: acc, sinceState: this.emailState, maxChanges: 500 }, "ec"],
+      ["Email/get", { accountId: acc, "#ids": ref("ec", "Email/changes", "/created"), properties: LIST_PROPS }, "gc"],
+      ["Email/get", { accountId: acc, "#ids": ref("ec", "Email/changes", "/updated"), properties: LIST_PROPS }, "gu"],
+    ];
+    if (useQc)
+      calls.push(
+        ["Email/queryChanges", { ...this.queryArgs(), sinceQueryState: this.list.queryState, calculateTotal: true }, "qc"],
+        ["Email/get", { accountId: acc, "#ids": ref("qc", "Email/queryChanges", "/added/*/id"), properties: LIST_PROPS }, "ga"],
+      );
+    const r = await this.jmap.request(calls);
+    const mg = r.get("mg");
+    if (mg && !(mg instanceof MethodError)) {
+      this.mailboxes = mg.list as Mailbox[];
+      this.mailboxState = mg.state as string;
+    }
+    const ec = r.get("ec");
+    if (ec instanceof MethodError && ec.type === "cannotCalculateChanges") {
+      // Too old to follow: start the list over (rare: a long time offline).
+      this.emailState = "";
+      await this.resetList();
       return;
     }
-    if (c.newState === this.mailboxState) return;
-    // Few mailboxes: get them all again (counts change with nearly every change).
-    await this.loadMailboxes();
-  }
-
-  private async refreshEmails(): Promise<void> {
-    const created: Id[] = [];
-    const updated: Id[] = [];
-    const destroyed: Id[] = [];
-    let since = this.emailState;
-    for (let round = 0; round < 20; round++) {
-      const r = await this.jmap.call<{ newState: string; hasMoreChanges: boolean; created: Id[]; updated: Id[]; destroyed: Id[] }>(
-        "Email/changes",
-        { accountId: this.accountId, sinceState: since, maxChanges: 500 },
-      ).catch((e: unknown) => {
-        if (e instanceof MethodError && e.type === "cannotCalculateChanges") return null;
-        throw e;
-      });
-      if (!r) {
-        // Too old to follow: start the list over (rare: a long time offline).
-        this.emailState = "";
-        await this.resetList();
-        return;
+    if (!ec || ec instanceof MethodError) throw ec ?? new MethodError("serverFail", "no Email/changes");
+    const created = [...(ec.created as Id[])];
+    const updated = [...(ec.updated as Id[])];
+    const destroyed = [...(ec.destroyed as Id[])];
+    const changed: Email[] = [];
+    for (const k of ["gc", "gu"]) {
+      const g = r.get(k);
+      if (g && !(g instanceof MethodError)) changed.push(...(g.list as Email[]));
+    }
+    let since = ec.newState as string;
+    // More changes than one page: follow the rest (bounded).
+    for (let round = 0; ec.hasMoreChanges && round < 20; round++) {
+      const more = await this.jmap.request([
+        ["Email/changes", { accountId: acc, sinceState: since, maxChanges: 500 }, "ec"],
+        ["Email/get", { accountId: acc, "#ids": ref("ec", "Email/changes", "/created"), properties: LIST_PROPS }, "gc"],
+        ["Email/get", { accountId: acc, "#ids": ref("ec", "Email/changes", "/updated"), properties: LIST_PROPS }, "gu"],
+      ]);
+      const m = more.get("ec");
+      if (!m || m instanceof MethodError) break;
+      created.push(...(m.created as Id[]));
+      updated.push(...(m.updated as Id[]));
+      destroyed.push(...(m.destroyed as Id[]));
+      for (const k of ["gc", "gu"]) {
+        const g = more.get(k);
+        if (g && !(g instanceof MethodError)) changed.push(...(g.list as Email[]));
       }
-      created.push(...r.created);
-      updated.push(...r.updated);
-      destroyed.push(...r.destroyed);
-      since = r.newState;
-      if (!r.hasMoreChanges) break;
+      since = m.newState as string;
+      if (!m.hasMoreChanges) break;
     }
     if (since === this.emailState) return;
     const changedIds = [...new Set([...created, ...updated])];
-    let changed: Email[] = [];
-    if (changedIds.length) {
-      const g = await this.jmap.call<{ list: Email[] }>("Email/get", { accountId: this.accountId, ids: changedIds, properties: LIST_PROPS });
-      changed = g.list;
-    }
     // An optimistic update still waiting keeps its local version.
     const mine = new Set<Id>();
     for (const p of this.optimistic.pending.values()) for (const id of p.before.keys()) mine.add(id);
@@ -473,21 +489,15 @@ export class MailApp {
     for (const t of newThreads) if (this.threadSizes.has(t)) this.threadSizes.set(t, (this.threadSizes.get(t) ?? 0) + 1);
     this.emailState = since;
 
-    if (!this.noQueryChanges && this.list.queryState) {
-      // Tried while the server answers it; `unknownMethod` once means never again, and
-      // `cannotCalculateChanges` means this time the changes are applied locally.
-      const r = await this.jmap.request([
-        ["Email/queryChanges", { ...this.queryArgs(), sinceQueryState: this.list.queryState, calculateTotal: true }, "qc"],
-      ]);
+    if (useQc) {
+      // `unknownMethod` once means never again; `cannotCalculateChanges` means this time
+      // the changes are applied locally.
       const a = r.get("qc");
       if (a instanceof MethodError && a.type === "unknownMethod") this.noQueryChanges = true;
       const qc = a && !(a instanceof MethodError) ? (a as unknown as QueryChanges) : null;
-      if (qc) {
-        const missing = qc.added.map((a) => a.id).filter((id) => !this.cache.has(id));
-        if (missing.length) {
-          const g = await this.jmap.call<{ list: Email[] }>("Email/get", { accountId: this.accountId, ids: missing, properties: LIST_PROPS });
-          for (const e of g.list) this.cache.set(e.id, e);
-        }
+      const ga = r.get("ga");
+      if (qc && ga && !(ga instanceof MethodError)) {
+        for (const e of ga.list as Email[]) if (!mine.has(e.id)) this.cache.set(e.id, e);
         this.list = applyQueryChanges(this.list, qc);
         await this.afterListChange(changedIds, destroyed);
         return;

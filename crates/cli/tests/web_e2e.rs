@@ -185,14 +185,15 @@ fn web_client_in_headless_chromium() -> Result<()> {
                 writeln!(stdin, "OK")?;
             }
             (Some("DELIVER"), Some("imap-changes"), _) => {
-                // Another device: reads the oldest message, files the second away.
+                // Another device: reads the third message (Invoice 2042), files the second
+                // (Invoice 2041) away.
                 let mut c = ImapClient::login(dovecot.imap_port(), USER, "imap-pw")?;
                 c.select("INBOX")?;
                 let uids = c.uids()?;
-                let (Some(first), Some(second)) = (uids.first(), uids.get(1)) else {
-                    bail!("INBOX has fewer than two messages: {uids:?}");
+                let (Some(second), Some(third)) = (uids.get(1), uids.get(2)) else {
+                    bail!("INBOX has fewer than three messages: {uids:?}");
                 };
-                c.store_flags(&first.to_string(), "+FLAGS", &["\\Seen"])?;
+                c.store_flags(&third.to_string(), "+FLAGS", &["\\Seen"])?;
                 c.move_uids(&second.to_string(), "Archive")?;
                 c.logout()?;
                 writeln!(stdin, "OK")?;
