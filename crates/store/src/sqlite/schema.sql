@@ -261,3 +261,14 @@ CREATE TABLE outbox_failure (
     at         INTEGER NOT NULL
 ) STRICT;
 CREATE INDEX outbox_failure_account ON outbox_failure (account_id);
+
+-- --- web client sessions (issue 6) ------------------------------------------------------
+-- Sign-in sessions of the web client: the SHA-256 of the random cookie token (256 bits,
+-- so a plain hash is enough), the user, and when it stops being accepted (unix seconds).
+CREATE TABLE web_session (
+    hash       TEXT PRIMARY KEY,
+    user_id    INTEGER NOT NULL REFERENCES user(id) ON DELETE CASCADE,
+    created_at INTEGER NOT NULL,
+    expires_at INTEGER NOT NULL
+) STRICT, WITHOUT ROWID;
+CREATE INDEX web_session_expiry ON web_session (expires_at);
