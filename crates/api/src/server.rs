@@ -84,6 +84,14 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/jmap/upload/{account}/", post(crate::upload::upload))
         .route("/jmap/upload/{account}", post(crate::upload::upload))
         // --- end jmap ---
+        // --- web client (issue 6) ---
+        .route("/", get(crate::web::app))
+        .route("/assets/{*file}", get(crate::web::app))
+        .route("/favicon.svg", get(crate::web::app))
+        .route("/auth/login", post(crate::web::login))
+        .route("/auth/logout", post(crate::web::logout))
+        .route("/web/html/{account}/{blob}", get(crate::web::html))
+        // --- end web client ---
         .with_state(state)
 }
 
@@ -153,11 +161,28 @@ pub(crate) async fn authenticate(
     let value = headers
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok());
+    // --- web client (issue 6): the session cookie, when there is no Authorization ---
+    if value.is_none()
+        && let Some(r) = crate::web::cookie_principal(state, headers, ip).await
+    {
+        return r.map_err(|e| web_failure(e, headers));
+    }
+    // --- end web client ---
     state
         .auth
         .authenticate(value, ip)
         .await
-        .map_err(auth_failure)
+        .map_err(|e| web_failure(e, headers))
+}
+
+/// (web client, issue 6) A 401 to our own web client carries no `WWW-Authenticate`, so the
+/// browser shows our sign-in page rather than its own password dialog.
+fn web_failure(e: AuthError, headers: &HeaderMap) -> Response {
+    let mut r = auth_failure(e);
+    if headers.contains_key(crate::web::WEB_CLIENT_HEADER) {
+        r.headers_mut().remove(header::WWW_AUTHENTICATE);
+    }
+    r
 }
 
 /// JMAP account id of a store account.
@@ -194,6 +219,10 @@ async fn build_session(state: &AppState, principal: &Principal) -> Result<Sessio
         let Some(id) = account_id(a.id) else { continue };
         digest.update(id.as_str().as_bytes());
         digest.update(a.name.as_bytes());
+        // --- web client (issue 6): the account's sync status as a Tidings capability ---
+        let sync = crate::web::sync_capability(state, &a).await;
+        digest.update(sync.to_string().as_bytes());
+        // --- end web client ---
         map.insert(
             id,
             Account {
@@ -211,7 +240,10 @@ async fn build_session(state: &AppState, principal: &Principal) -> Result<Sessio
                         )]),
                     }),
                     // --- end sending
-                    ..Default::default()
+                    // web client (issue 6)
+                    other: [(crate::web::SYNC_CAPABILITY.to_string(), sync)]
+                        .into_iter()
+                        .collect(),
                 },
             },
         );

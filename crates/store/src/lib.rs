@@ -229,6 +229,15 @@ pub trait Store: Send + Sync + 'static {
     async fn outbox_dismiss(&self, account: AccountId, failures: Vec<i64>) -> Result<()>;
     /// Bumped after every commit that queued something: the engine's workers wait on it.
     fn outbox_signal(&self) -> tokio::sync::watch::Receiver<u64>;
+
+    // --- web client sessions (issue 6) ----------------------------------------------------
+    /// Stores a sign-in session (the hash of its cookie token) valid until `expires_at`
+    /// (unix seconds); expired sessions of every user are removed on the way.
+    async fn create_web_session(&self, user: UserId, hash: &str, expires_at: i64) -> Result<()>;
+    /// The user of an unexpired session.
+    async fn user_by_web_session(&self, hash: &str) -> Result<Option<UserRecord>>;
+    /// Ends a session; whether it existed.
+    async fn delete_web_session(&self, hash: &str) -> Result<bool>;
     // --- sending (issue 5): identities and the submission queue ------------------------
     /// One account by id (the submission worker and Identity/get read just that one).
     async fn account(&self, id: AccountId) -> Result<Option<AccountRecord>>;

@@ -1093,6 +1093,48 @@ impl Store for SqliteStore {
     fn outbox_signal(&self) -> tokio::sync::watch::Receiver<u64> {
         self.outbox_tx.subscribe()
     }
+
+    // --- web client sessions (issue 6) ----------------------------------------------------
+    async fn create_web_session(&self, user: UserId, hash: &str, expires_at: i64) -> Result<()> {
+        let hash = hash.to_string();
+        self.call(move |c| {
+            let t = now();
+            c.execute("DELETE FROM web_session WHERE expires_at <= ?1", [t])?;
+            c.execute(
+                "INSERT INTO web_session (hash, user_id, created_at, expires_at) \
+                 VALUES (?1, ?2, ?3, ?4)",
+                params![hash, user.0, t, expires_at],
+            )?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn user_by_web_session(&self, hash: &str) -> Result<Option<UserRecord>> {
+        let hash = hash.to_string();
+        self.call(move |c| {
+            Ok(c.query_row(
+                "SELECT u.id, u.name, u.password_hash FROM web_session s \
+                 JOIN user u ON u.id = s.user_id WHERE s.hash = ?1 AND s.expires_at > ?2",
+                params![hash, now()],
+                |r| {
+                    Ok(UserRecord {
+                        id: UserId(r.get(0)?),
+                        name: r.get(1)?,
+                        password_hash: r.get(2)?,
+                    })
+                },
+            )
+            .optional()?)
+        })
+        .await
+    }
+
+    async fn delete_web_session(&self, hash: &str) -> Result<bool> {
+        let hash = hash.to_string();
+        self.call(move |c| Ok(c.execute("DELETE FROM web_session WHERE hash = ?1", [&hash])? > 0))
+            .await
+    }
     // --- sending (issue 5) --------------------------------------------------------------
     async fn account(&self, id: AccountId) -> Result<Option<AccountRecord>> {
         self.call(move |c| {

@@ -224,7 +224,9 @@ CREATE INDEX upload_blob ON upload (blob_id);
 -- after the server confirmed. `rev` grows when a later change is coalesced into the entry,
 -- so a worker that replayed an older revision does not delete the newer one.
 CREATE TABLE outbox (
-    id         INTEGER PRIMARY KEY,
+    -- AUTOINCREMENT: an id is never reused, so placeholder UIDs (derived from it) and the
+    -- worker's (id, rev) of an entry it replayed always name that entry.
+    id         INTEGER PRIMARY KEY AUTOINCREMENT,
     account_id INTEGER NOT NULL REFERENCES account(id) ON DELETE CASCADE,
     kind       TEXT NOT NULL,
     -- The Email (or Mailbox, for mailbox kinds) the change is about, for coalescing.
@@ -259,6 +261,17 @@ CREATE TABLE outbox_failure (
     at         INTEGER NOT NULL
 ) STRICT;
 CREATE INDEX outbox_failure_account ON outbox_failure (account_id);
+
+-- --- web client sessions (issue 6) ------------------------------------------------------
+-- Sign-in sessions of the web client: the SHA-256 of the random cookie token (256 bits,
+-- so a plain hash is enough), the user, and when it stops being accepted (unix seconds).
+CREATE TABLE web_session (
+    hash       TEXT PRIMARY KEY,
+    user_id    INTEGER NOT NULL REFERENCES user(id) ON DELETE CASCADE,
+    created_at INTEGER NOT NULL,
+    expires_at INTEGER NOT NULL
+) STRICT, WITHOUT ROWID;
+CREATE INDEX web_session_expiry ON web_session (expires_at);
 -- === Sending (issue 5): identities and the submission queue behind EmailSubmission ===
 
 -- JMAP Identity (RFC 8621 6): who a user may send as from an account.
