@@ -12,7 +12,9 @@ import {
   emptyList, missingWindows, setWindow,
 } from "./model";
 import { type Filter, parseSearch } from "./search";
-import type { Identity } from "./compose";
+import {
+  type Draft, type Identity, type Source, draftEmail, emptyDraft, forwardDraft, replyDraft,
+} from "./compose";
 
 export const PAGE = 100;
 export const LIST_PROPS = [
@@ -56,7 +58,7 @@ export interface Toast {
   error?: boolean;
 }
 
-export type Action = "read" | "flag" | "move" | "delete" | "compose" | "folders";
+export type Action = "read" | "flag" | "move" | "delete" | "draft" | "send" | "folders";
 
 /** Which JMAP method each action needs. */
 const NEEDS: Record<Action, string[]> = {
@@ -64,7 +66,8 @@ const NEEDS: Record<Action, string[]> = {
   flag: ["Email/set"],
   move: ["Email/set"],
   delete: ["Email/set"],
-  compose: ["Email/set", "EmailSubmission/set"],
+  draft: ["Email/set"],
+  send: ["Email/set", "EmailSubmission/set"],
   folders: ["Mailbox/set"],
 };
 
@@ -108,6 +111,11 @@ export class MailApp {
   private refreshAgain = false;
   private lastUndo: (() => Promise<void>) | null = null;
   private noQueryChanges = false;
+  compose: Draft | null = null;
+  composeStatus = "";
+  uploads: { name: string; progress: number }[] = [];
+  private draftTimer: ReturnType<typeof setTimeout> | null = null;
+  private draftSaving: Promise<void> | null = null;
   identities: Identity[] = [];
 
   constructor(jmap = new Jmap()) {
@@ -751,6 +759,168 @@ export class MailApp {
       this.report(e);
     }
     await this.loadMailboxes();
+    this.emit();
+  }
+
+  // --- writing (Email/set for drafts, EmailSubmission/set for sending) ------------------------
+
+  identity(): Identity | undefined {
+    return this.identities.find((i) => i.id === this.compose?.identityId) ?? this.identities[0];
+  }
+
+  private source(e: FullEmail): Source {
+    const text = e.textBody
+      .filter((p) => p.partId && p.type.startsWith("text/"))
+      .map((p) => e.bodyValues[p.partId ?? ""]?.value ?? "")
+      .join("\n\n");
+    return {
+      from: e.from, to: e.to, cc: e.cc, replyTo: e.replyTo, subject: e.subject, sentAt: e.sentAt,
+      receivedAt: e.receivedAt, messageId: e.messageId, references: e.references, text: text || e.preview,
+      attachments: e.attachments
+        .filter((a) => a.blobId)
+        .map((a) => ({ blobId: a.blobId as string, name: a.name ?? "attachment", type: a.type, size: a.size })),
+    };
+  }
+
+  /** Opens the composer: a new message, or a reply / reply-all / forward of the open one. */
+  startCompose(kind: "new" | "reply" | "replyAll" | "forward"): void {
+    if (!this.can("draft")) return;
+    const me = this.identities[0];
+    if (!me) {
+      this.toastError("This account has no sending identity.");
+      return;
+    }
+    const last = this.open?.emails[this.open.emails.length - 1];
+    if (kind !== "new" && !last) return;
+    this.compose =
+      kind === "new" || !last
+        ? emptyDraft(me.id)
+        : kind === "forward"
+          ? forwardDraft(this.source(last), me)
+          : replyDraft(this.source(last), me, kind === "replyAll");
+    this.composeStatus = "";
+    this.emit();
+  }
+
+  /** Edits the draft; it is saved on the server 3 s after the last change. */
+  editDraft(patch: Partial<Draft>): void {
+    if (!this.compose) return;
+    this.compose = { ...this.compose, ...patch };
+    if (this.draftTimer) clearTimeout(this.draftTimer);
+    this.draftTimer = setTimeout(() => void this.saveDraft(), 3000);
+    this.emit();
+  }
+
+  /** Saves the draft: a new draft Email replaces the previous one (Emails are immutable). */
+  async saveDraft(): Promise<void> {
+    if (this.draftSaving) await this.draftSaving;
+    const d = this.compose;
+    const me = this.identity();
+    const drafts = this.byRole("drafts");
+    if (!d || !me || !drafts || !this.can("draft")) return;
+    this.draftSaving = (async () => {
+      this.composeStatus = "Saving…";
+      this.emit();
+      try {
+        const r = await this.jmap.call<{ created?: Record<string, { id: Id }> | null; notCreated?: Record<string, { type: string; description?: string }> | null }>(
+          "Email/set",
+          { accountId: this.accountId, create: { draft: draftEmail(d, me, { drafts: drafts.id }) }, ...(d.emailId ? { destroy: [d.emailId] } : {}) },
+        );
+        const id = r.created?.draft?.id;
+        const err = r.notCreated?.draft;
+        if (id && this.compose) this.compose = { ...this.compose, emailId: id };
+        this.composeStatus = id ? `Draft saved at ${new Date().toLocaleTimeString()}` : `The draft could not be saved: ${err?.description ?? err?.type ?? "unknown error"}`;
+      } catch (e) {
+        this.composeStatus = `The draft could not be saved: ${e instanceof Error ? e.message : String(e)}`;
+      }
+      this.emit();
+    })();
+    await this.draftSaving;
+    this.draftSaving = null;
+  }
+
+  async attach(files: File[]): Promise<void> {
+    if (!this.compose) return;
+    for (const f of files) {
+      const u = { name: f.name, progress: 0 };
+      this.uploads = [...this.uploads, u];
+      this.emit();
+      try {
+        const r = await this.jmap.upload(this.accountId, f, (p) => {
+          u.progress = p;
+          this.emit();
+        });
+        if (this.compose)
+          this.editDraft({ attachments: [...this.compose.attachments, { blobId: r.blobId, name: f.name, type: r.type || f.type || "application/octet-stream", size: r.size }] });
+      } catch (e) {
+        this.toastError(`${f.name} could not be uploaded: ${e instanceof Error ? e.message : String(e)}`);
+      }
+      this.uploads = this.uploads.filter((x) => x !== u);
+      this.emit();
+    }
+  }
+
+  /** Sends: the draft is created and submitted in one request; on success the server
+   * moves it from Drafts to Sent (onSuccessUpdateEmail). */
+  async send(): Promise<boolean> {
+    const d = this.compose;
+    const me = this.identity();
+    const drafts = this.byRole("drafts");
+    const sent = this.byRole("sent");
+    if (!d || !me || !drafts || !this.can("send")) return false;
+    if (this.draftTimer) clearTimeout(this.draftTimer);
+    if (this.draftSaving) await this.draftSaving;
+    this.composeStatus = "Sending…";
+    this.emit();
+    const onSuccess: Record<string, unknown> = { "keywords/$draft": null, [`mailboxIds/${drafts.id}`]: null };
+    if (sent) onSuccess[`mailboxIds/${sent.id}`] = true;
+    try {
+      const r = await this.jmap.request([
+        ["Email/set", { accountId: this.accountId, create: { draft: draftEmail(d, me, { drafts: drafts.id }) }, ...(d.emailId ? { destroy: [d.emailId] } : {}) }, "e"],
+        ["EmailSubmission/set", { accountId: this.accountId, create: { sub: { identityId: me.id, emailId: "#draft" } }, onSuccessUpdateEmail: { "#sub": onSuccess } }, "s"],
+      ]);
+      const e = r.get("e");
+      const s = r.get("s");
+      const err =
+        e instanceof MethodError ? e.message
+        : s instanceof MethodError ? s.message
+        : (() => {
+            const ne = (e?.notCreated as Record<string, { type: string; description?: string }> | null)?.draft;
+            const ns = (s?.notCreated as Record<string, { type: string; description?: string }> | null)?.sub;
+            const x = ne ?? ns;
+            return x ? x.description ?? x.type : "";
+          })();
+      if (err) {
+        this.composeStatus = `Not sent: ${err}`;
+        this.emit();
+        return false;
+      }
+      this.compose = null;
+      this.toast = { text: "Message sent." };
+      this.emit();
+      return true;
+    } catch (e) {
+      this.composeStatus = `Not sent: ${e instanceof Error ? e.message : String(e)}`;
+      this.emit();
+      return false;
+    }
+  }
+
+  async discardDraft(): Promise<void> {
+    const d = this.compose;
+    if (this.draftTimer) clearTimeout(this.draftTimer);
+    if (this.draftSaving) await this.draftSaving;
+    this.compose = null;
+    this.emit();
+    const id = d?.emailId;
+    if (id) await this.jmap.call("Email/set", { accountId: this.accountId, destroy: [id] }).catch(() => undefined);
+  }
+
+  /** Closes the composer, keeping the draft on the server. */
+  async closeCompose(): Promise<void> {
+    if (this.draftTimer) clearTimeout(this.draftTimer);
+    if (this.compose && (this.compose.body.trim() || this.compose.subject.trim() || this.compose.to.trim())) await this.saveDraft();
+    this.compose = null;
     this.emit();
   }
 

@@ -13,6 +13,8 @@ export const SHORTCUTS: [string, string][] = [
   ["e", "archive"],
   ["#", "delete (to Trash)"],
   ["z", "undo the last action"],
+  ["c", "compose"],
+  ["r / a / f", "reply / reply all / forward"],
   ["/", "search"],
   ["g i", "go to Inbox"],
   ["?", "this help"],
@@ -94,6 +96,18 @@ export function useShortcuts(app: MailApp, o: { search: RefObject<HTMLInputEleme
         case "z":
           void app.undo();
           break;
+        case "c":
+          app.startCompose("new");
+          break;
+        case "r":
+          app.startCompose("reply");
+          break;
+        case "a":
+          app.startCompose("replyAll");
+          break;
+        case "f":
+          app.startCompose("forward");
+          break;
         case "/":
           o.search.current?.focus();
           break;
@@ -120,7 +134,7 @@ export function Help({ app, onClose }: { app: MailApp; onClose: () => void }) {
     document.addEventListener("keydown", k);
     return () => document.removeEventListener("keydown", k);
   }, []);
-  const missing = (["read", "move", "compose", "folders"] as const).filter((a) => !app.can(a));
+  const missing = (["read", "move", "draft", "send", "folders"] as const).filter((a) => !app.can(a));
   return (
     <div class="overlay" onClick={onClose}>
       <div class="dialog" role="dialog" aria-modal="true" aria-labelledby="help-title" onClick={(e) => e.stopPropagation()}>
