@@ -224,7 +224,9 @@ CREATE INDEX upload_blob ON upload (blob_id);
 -- after the server confirmed. `rev` grows when a later change is coalesced into the entry,
 -- so a worker that replayed an older revision does not delete the newer one.
 CREATE TABLE outbox (
-    id         INTEGER PRIMARY KEY,
+    -- AUTOINCREMENT: an id is never reused, so placeholder UIDs (derived from it) and the
+    -- worker's (id, rev) of an entry it replayed always name that entry.
+    id         INTEGER PRIMARY KEY AUTOINCREMENT,
     account_id INTEGER NOT NULL REFERENCES account(id) ON DELETE CASCADE,
     kind       TEXT NOT NULL,
     -- The Email (or Mailbox, for mailbox kinds) the change is about, for coalescing.
