@@ -669,8 +669,20 @@ export class MailApp {
     await this.update(patches, [], label, withUndo ? () => this.setKeyword(ids, keyword, !on, false) : null);
   }
 
+  /** Marks the targets (whole conversations when they are on) read or unread. */
+  async mark(keyword: "$seen" | "$flagged", on: boolean, ids = this.targets()): Promise<void> {
+    await this.setKeyword(await this.expand(ids), keyword, on);
+  }
+
   async toggle(keyword: "$seen" | "$flagged", ids = this.targets()): Promise<void> {
+    // The state of the row decides (a flagged conversation unflags as a whole).
+    const rowOn = ids.every((id) => this.cache.get(id)?.keywords[keyword]);
+    ids = await this.expand(ids);
     const es = ids.map((id) => this.cache.get(id)).filter((e): e is Email => !!e);
+    if (this.view.collapseThreads) {
+      await this.setKeyword(es.map((e) => e.id), keyword, !rowOn);
+      return;
+    }
     const allOn = es.length > 0 && es.every((e) => e.keywords[keyword]);
     await this.setKeyword(es.map((e) => e.id), keyword, !allOn);
   }
@@ -684,9 +696,38 @@ export class MailApp {
     return id ? [id] : [];
   }
 
+  /** With conversations on, a row stands for its thread: the Emails of those threads (in
+   * the mailbox shown, when one is), fetched into the cache. */
+  async expand(ids: Id[]): Promise<Id[]> {
+    if (!this.view.collapseThreads || ids.length === 0) return ids;
+    const threads = [...new Set(ids.map((id) => this.cache.get(id)?.threadId).filter((t): t is Id => !!t))];
+    if (!threads.length) return ids;
+    const r = await this.jmap
+      .request([
+        ["Thread/get", { accountId: this.accountId, ids: threads }, "t"],
+        ["Email/get", { accountId: this.accountId, "#ids": { resultOf: "t", name: "Thread/get", path: "/list/*/emailIds" }, properties: LIST_PROPS }, "g"],
+      ])
+      .catch(() => null);
+    const g = r?.get("g");
+    if (!g || g instanceof MethodError) return ids;
+    const mine = new Set<Id>();
+    for (const p of this.optimistic.pending.values()) for (const id of p.before.keys()) mine.add(id);
+    const mb = this.view.search ? null : this.view.mailboxId;
+    const out = new Set(ids);
+    for (const e of g.list as Email[]) {
+      if (!mine.has(e.id)) this.cache.set(e.id, e);
+      if (!mb || (this.cache.get(e.id) ?? e).mailboxIds[mb]) out.add(e.id);
+    }
+    return [...out];
+  }
+
   async move(ids: Id[], to: Id, label = `move to ${this.mailbox(to)?.name ?? "the folder"}`): Promise<void> {
     if (!this.can("move") || ids.length === 0) return;
-    const from = this.view.mailboxId;
+    const from = this.view.search ? null : this.view.mailboxId;
+    ids = await this.expand(ids);
+    // Only what is in the mailbox shown moves (a thread's replies in Sent stay there).
+    const here = from ? ids.filter((id) => this.cache.get(id)?.mailboxIds[from]) : ids;
+    if (here.length) ids = here;
     const es = ids.map((id) => this.cache.get(id)).filter((e): e is Email => !!e);
     const patches = new Map<Id, Record<string, unknown>>();
     const back = new Map<Id, Record<string, boolean>>();
@@ -714,6 +755,8 @@ export class MailApp {
     const trash = this.byRole("trash");
     if (!this.can("delete") || ids.length === 0) return;
     if (trash && this.view.mailboxId !== trash.id) return this.move(ids, trash.id, "move to Trash");
+    ids = await this.expand(ids);
+    if (trash) ids = ids.filter((id) => this.cache.get(id)?.mailboxIds[trash.id]);
     if (!confirm(`Delete ${ids.length} message${ids.length > 1 ? "s" : ""} for good?`)) return;
     const gone = new Set(ids);
     const before = this.list;

@@ -106,6 +106,7 @@ export function MessageList({ app }: { app: MailApp }) {
         role="grid"
         aria-rowcount={list.total}
         aria-label="Message list"
+        aria-activedescendant={list.ids[app.cursor] ? `row-${app.cursor}` : undefined}
         tabIndex={0}
         onScroll={(e) => setTop((e.currentTarget as HTMLDivElement).scrollTop)}
       >
@@ -199,6 +200,7 @@ function Row({ app, index, email }: { app: MailApp; index: number; email: Email 
     <div
       class={`row ${unread ? "unread" : ""} ${selected ? "selected" : ""} ${isOpen ? "open" : ""} ${app.cursor === index ? "cursor" : ""}`}
       role="row"
+      id={`row-${index}`}
       aria-rowindex={index + 1}
       aria-selected={selected}
       data-email={email.id}

@@ -82,10 +82,10 @@ export function useShortcuts(app: MailApp, o: { search: RefObject<HTMLInputEleme
           void app.toggle("$flagged");
           break;
         case "U":
-          void app.setKeyword(app.targets(), "$seen", false);
+          void app.mark("$seen", false);
           break;
         case "I":
-          void app.setKeyword(app.targets(), "$seen", true);
+          void app.mark("$seen", true);
           break;
         case "e":
           if (app.can("move")) void app.archive();
