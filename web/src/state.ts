@@ -787,6 +787,10 @@ export class MailApp {
 
   async deleteFolder(id: Id): Promise<void> {
     await this.mailboxSet({ destroy: [id] }, "delete the folder");
+    if (!this.mailbox(id) && this.view.mailboxId === id) {
+      const inbox = this.byRole("inbox");
+      if (inbox) await this.selectMailbox(inbox.id);
+    }
   }
 
   private async mailboxSet(args: Record<string, unknown>, label: string): Promise<void> {
