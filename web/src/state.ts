@@ -494,6 +494,7 @@ export class MailApp {
       if (!mine.has(e.id)) this.cache.set(e.id, e);
     }
     for (const id of destroyed) this.cache.delete(id);
+    this.notifyNew(changed.filter((e) => created.includes(e.id)));
     for (const t of newThreads) if (this.threadSizes.has(t)) this.threadSizes.set(t, (this.threadSizes.get(t) ?? 0) + 1);
     this.emailState = since;
 
@@ -969,6 +970,29 @@ export class MailApp {
     if (this.compose && (this.compose.body.trim() || this.compose.subject.trim() || this.compose.to.trim())) await this.saveDraft();
     this.compose = null;
     this.emit();
+  }
+
+  // --- desktop notifications (optional, for new mail in Inbox) -------------------------------
+
+  notifications = readPref("tidings.notify") === "1";
+
+  async setNotifications(on: boolean): Promise<void> {
+    if (on && typeof Notification !== "undefined" && Notification.permission !== "granted") {
+      on = (await Notification.requestPermission()) === "granted";
+    }
+    this.notifications = on;
+    writePref("tidings.notify", on ? "1" : "0");
+    this.emit();
+  }
+
+  private notifyNew(created: Email[]): void {
+    const inbox = this.byRole("inbox")?.id;
+    if (!this.notifications || !inbox || typeof Notification === "undefined" || Notification.permission !== "granted") return;
+    if (typeof document !== "undefined" && !document.hidden) return;
+    for (const e of created.filter((x) => x.mailboxIds[inbox] && !x.keywords.$seen).slice(0, 3)) {
+      const from = e.from?.[0];
+      new Notification(from?.name || from?.email || "New mail", { body: e.subject ?? "", tag: e.id });
+    }
   }
 
   // --- feedback ---------------------------------------------------------------------------------

@@ -127,6 +127,17 @@ function Main({ app }: { app: MailApp }) {
             Compose
           </button>
         )}
+        {typeof Notification !== "undefined" && (
+          <button
+            type="button"
+            class="ghost"
+            aria-pressed={app.notifications}
+            title="Desktop notifications for new mail in Inbox"
+            onClick={() => void app.setNotifications(!app.notifications)}
+          >
+            {app.notifications ? "Notifications on" : "Notify me"}
+          </button>
+        )}
         <button type="button" class="ghost" onClick={() => setHelp(true)} aria-label="Keyboard shortcuts">
           ?
         </button>
