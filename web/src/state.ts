@@ -12,7 +12,9 @@ import {
   emptyList, missingWindows, setWindow,
 } from "./model";
 import { type Filter, parseSearch } from "./search";
-import type { Identity } from "./compose";
+import {
+  type Draft, type Identity, type Source, draftEmail, emptyDraft, forwardDraft, replyDraft,
+} from "./compose";
 
 export const PAGE = 100;
 export const LIST_PROPS = [
@@ -56,7 +58,7 @@ export interface Toast {
   error?: boolean;
 }
 
-export type Action = "read" | "flag" | "move" | "delete" | "compose" | "folders";
+export type Action = "read" | "flag" | "move" | "delete" | "draft" | "send" | "folders";
 
 /** Which JMAP method each action needs. */
 const NEEDS: Record<Action, string[]> = {
@@ -64,7 +66,8 @@ const NEEDS: Record<Action, string[]> = {
   flag: ["Email/set"],
   move: ["Email/set"],
   delete: ["Email/set"],
-  compose: ["Email/set", "EmailSubmission/set"],
+  draft: ["Email/set"],
+  send: ["Email/set", "EmailSubmission/set"],
   folders: ["Mailbox/set"],
 };
 
@@ -108,6 +111,11 @@ export class MailApp {
   private refreshAgain = false;
   private lastUndo: (() => Promise<void>) | null = null;
   private noQueryChanges = false;
+  compose: Draft | null = null;
+  composeStatus = "";
+  uploads: { name: string; progress: number }[] = [];
+  private draftTimer: ReturnType<typeof setTimeout> | null = null;
+  private draftSaving: Promise<void> | null = null;
   identities: Identity[] = [];
 
   constructor(jmap = new Jmap()) {
@@ -486,6 +494,7 @@ export class MailApp {
       if (!mine.has(e.id)) this.cache.set(e.id, e);
     }
     for (const id of destroyed) this.cache.delete(id);
+    this.notifyNew(changed.filter((e) => created.includes(e.id)));
     for (const t of newThreads) if (this.threadSizes.has(t)) this.threadSizes.set(t, (this.threadSizes.get(t) ?? 0) + 1);
     this.emailState = since;
 
@@ -661,8 +670,20 @@ export class MailApp {
     await this.update(patches, [], label, withUndo ? () => this.setKeyword(ids, keyword, !on, false) : null);
   }
 
+  /** Marks the targets (whole conversations when they are on) read or unread. */
+  async mark(keyword: "$seen" | "$flagged", on: boolean, ids = this.targets()): Promise<void> {
+    await this.setKeyword(await this.expand(ids), keyword, on);
+  }
+
   async toggle(keyword: "$seen" | "$flagged", ids = this.targets()): Promise<void> {
+    // The state of the row decides (a flagged conversation unflags as a whole).
+    const rowOn = ids.every((id) => this.cache.get(id)?.keywords[keyword]);
+    ids = await this.expand(ids);
     const es = ids.map((id) => this.cache.get(id)).filter((e): e is Email => !!e);
+    if (this.view.collapseThreads) {
+      await this.setKeyword(es.map((e) => e.id), keyword, !rowOn);
+      return;
+    }
     const allOn = es.length > 0 && es.every((e) => e.keywords[keyword]);
     await this.setKeyword(es.map((e) => e.id), keyword, !allOn);
   }
@@ -676,9 +697,38 @@ export class MailApp {
     return id ? [id] : [];
   }
 
+  /** With conversations on, a row stands for its thread: the Emails of those threads (in
+   * the mailbox shown, when one is), fetched into the cache. */
+  async expand(ids: Id[]): Promise<Id[]> {
+    if (!this.view.collapseThreads || ids.length === 0) return ids;
+    const threads = [...new Set(ids.map((id) => this.cache.get(id)?.threadId).filter((t): t is Id => !!t))];
+    if (!threads.length) return ids;
+    const r = await this.jmap
+      .request([
+        ["Thread/get", { accountId: this.accountId, ids: threads }, "t"],
+        ["Email/get", { accountId: this.accountId, "#ids": { resultOf: "t", name: "Thread/get", path: "/list/*/emailIds" }, properties: LIST_PROPS }, "g"],
+      ])
+      .catch(() => null);
+    const g = r?.get("g");
+    if (!g || g instanceof MethodError) return ids;
+    const mine = new Set<Id>();
+    for (const p of this.optimistic.pending.values()) for (const id of p.before.keys()) mine.add(id);
+    const mb = this.view.search ? null : this.view.mailboxId;
+    const out = new Set(ids);
+    for (const e of g.list as Email[]) {
+      if (!mine.has(e.id)) this.cache.set(e.id, e);
+      if (!mb || (this.cache.get(e.id) ?? e).mailboxIds[mb]) out.add(e.id);
+    }
+    return [...out];
+  }
+
   async move(ids: Id[], to: Id, label = `move to ${this.mailbox(to)?.name ?? "the folder"}`): Promise<void> {
     if (!this.can("move") || ids.length === 0) return;
-    const from = this.view.mailboxId;
+    const from = this.view.search ? null : this.view.mailboxId;
+    ids = await this.expand(ids);
+    // Only what is in the mailbox shown moves (a thread's replies in Sent stay there).
+    const here = from ? ids.filter((id) => this.cache.get(id)?.mailboxIds[from]) : ids;
+    if (here.length) ids = here;
     const es = ids.map((id) => this.cache.get(id)).filter((e): e is Email => !!e);
     const patches = new Map<Id, Record<string, unknown>>();
     const back = new Map<Id, Record<string, boolean>>();
@@ -706,6 +756,8 @@ export class MailApp {
     const trash = this.byRole("trash");
     if (!this.can("delete") || ids.length === 0) return;
     if (trash && this.view.mailboxId !== trash.id) return this.move(ids, trash.id, "move to Trash");
+    ids = await this.expand(ids);
+    if (trash) ids = ids.filter((id) => this.cache.get(id)?.mailboxIds[trash.id]);
     if (!confirm(`Delete ${ids.length} message${ids.length > 1 ? "s" : ""} for good?`)) return;
     const gone = new Set(ids);
     const before = this.list;
@@ -736,6 +788,10 @@ export class MailApp {
 
   async deleteFolder(id: Id): Promise<void> {
     await this.mailboxSet({ destroy: [id] }, "delete the folder");
+    if (!this.mailbox(id) && this.view.mailboxId === id) {
+      const inbox = this.byRole("inbox");
+      if (inbox) await this.selectMailbox(inbox.id);
+    }
   }
 
   private async mailboxSet(args: Record<string, unknown>, label: string): Promise<void> {
@@ -752,6 +808,191 @@ export class MailApp {
     }
     await this.loadMailboxes();
     this.emit();
+  }
+
+  // --- writing (Email/set for drafts, EmailSubmission/set for sending) ------------------------
+
+  identity(): Identity | undefined {
+    return this.identities.find((i) => i.id === this.compose?.identityId) ?? this.identities[0];
+  }
+
+  private source(e: FullEmail): Source {
+    const text = e.textBody
+      .filter((p) => p.partId && p.type.startsWith("text/"))
+      .map((p) => e.bodyValues[p.partId ?? ""]?.value ?? "")
+      .join("\n\n");
+    return {
+      from: e.from, to: e.to, cc: e.cc, replyTo: e.replyTo, subject: e.subject, sentAt: e.sentAt,
+      receivedAt: e.receivedAt, messageId: e.messageId, references: e.references, text: text || e.preview,
+      attachments: e.attachments
+        .filter((a) => a.blobId)
+        .map((a) => ({ blobId: a.blobId as string, name: a.name ?? "attachment", type: a.type, size: a.size })),
+    };
+  }
+
+  /** Opens the composer: a new message, or a reply / reply-all / forward of the open one. */
+  startCompose(kind: "new" | "reply" | "replyAll" | "forward"): void {
+    if (!this.can("draft")) return;
+    const me = this.identities[0];
+    if (!me) {
+      this.toastError("This account has no sending identity.");
+      return;
+    }
+    const last = this.open?.emails[this.open.emails.length - 1];
+    if (kind !== "new" && !last) return;
+    this.compose =
+      kind === "new" || !last
+        ? emptyDraft(me.id)
+        : kind === "forward"
+          ? forwardDraft(this.source(last), me)
+          : replyDraft(this.source(last), me, kind === "replyAll");
+    this.composeStatus = "";
+    this.emit();
+  }
+
+  /** Edits the draft; it is saved on the server 3 s after the last change. */
+  editDraft(patch: Partial<Draft>): void {
+    if (!this.compose) return;
+    this.compose = { ...this.compose, ...patch };
+    if (this.draftTimer) clearTimeout(this.draftTimer);
+    this.draftTimer = setTimeout(() => void this.saveDraft(), 3000);
+    this.emit();
+  }
+
+  /** Saves the draft: a new draft Email replaces the previous one (Emails are immutable). */
+  async saveDraft(): Promise<void> {
+    if (this.draftSaving) await this.draftSaving;
+    const d = this.compose;
+    const me = this.identity();
+    const drafts = this.byRole("drafts");
+    if (!d || !me || !drafts || !this.can("draft")) return;
+    this.draftSaving = (async () => {
+      this.composeStatus = "Saving…";
+      this.emit();
+      try {
+        const r = await this.jmap.call<{ created?: Record<string, { id: Id }> | null; notCreated?: Record<string, { type: string; description?: string }> | null }>(
+          "Email/set",
+          { accountId: this.accountId, create: { draft: draftEmail(d, me, { drafts: drafts.id }) }, ...(d.emailId ? { destroy: [d.emailId] } : {}) },
+        );
+        const id = r.created?.draft?.id;
+        const err = r.notCreated?.draft;
+        if (id && this.compose) this.compose = { ...this.compose, emailId: id };
+        this.composeStatus = id ? `Draft saved at ${new Date().toLocaleTimeString()}` : `The draft could not be saved: ${err?.description ?? err?.type ?? "unknown error"}`;
+      } catch (e) {
+        this.composeStatus = `The draft could not be saved: ${e instanceof Error ? e.message : String(e)}`;
+      }
+      this.emit();
+    })();
+    await this.draftSaving;
+    this.draftSaving = null;
+  }
+
+  async attach(files: File[]): Promise<void> {
+    if (!this.compose) return;
+    for (const f of files) {
+      const u = { name: f.name, progress: 0 };
+      this.uploads = [...this.uploads, u];
+      this.emit();
+      try {
+        const r = await this.jmap.upload(this.accountId, f, (p) => {
+          u.progress = p;
+          this.emit();
+        });
+        if (this.compose)
+          this.editDraft({ attachments: [...this.compose.attachments, { blobId: r.blobId, name: f.name, type: r.type || f.type || "application/octet-stream", size: r.size }] });
+      } catch (e) {
+        this.toastError(`${f.name} could not be uploaded: ${e instanceof Error ? e.message : String(e)}`);
+      }
+      this.uploads = this.uploads.filter((x) => x !== u);
+      this.emit();
+    }
+  }
+
+  /** Sends: the draft is created and submitted in one request; on success the server
+   * moves it from Drafts to Sent (onSuccessUpdateEmail). */
+  async send(): Promise<boolean> {
+    const d = this.compose;
+    const me = this.identity();
+    const drafts = this.byRole("drafts");
+    const sent = this.byRole("sent");
+    if (!d || !me || !drafts || !this.can("send")) return false;
+    if (this.draftTimer) clearTimeout(this.draftTimer);
+    if (this.draftSaving) await this.draftSaving;
+    this.composeStatus = "Sending…";
+    this.emit();
+    const onSuccess: Record<string, unknown> = { "keywords/$draft": null, [`mailboxIds/${drafts.id}`]: null };
+    if (sent) onSuccess[`mailboxIds/${sent.id}`] = true;
+    try {
+      const r = await this.jmap.request([
+        ["Email/set", { accountId: this.accountId, create: { draft: draftEmail(d, me, { drafts: drafts.id }) }, ...(d.emailId ? { destroy: [d.emailId] } : {}) }, "e"],
+        ["EmailSubmission/set", { accountId: this.accountId, create: { sub: { identityId: me.id, emailId: "#draft" } }, onSuccessUpdateEmail: { "#sub": onSuccess } }, "s"],
+      ]);
+      const e = r.get("e");
+      const s = r.get("s");
+      const err =
+        e instanceof MethodError ? e.message
+        : s instanceof MethodError ? s.message
+        : (() => {
+            const ne = (e?.notCreated as Record<string, { type: string; description?: string }> | null)?.draft;
+            const ns = (s?.notCreated as Record<string, { type: string; description?: string }> | null)?.sub;
+            const x = ne ?? ns;
+            return x ? x.description ?? x.type : "";
+          })();
+      if (err) {
+        this.composeStatus = `Not sent: ${err}`;
+        this.emit();
+        return false;
+      }
+      this.compose = null;
+      this.toast = { text: "Message sent." };
+      this.emit();
+      return true;
+    } catch (e) {
+      this.composeStatus = `Not sent: ${e instanceof Error ? e.message : String(e)}`;
+      this.emit();
+      return false;
+    }
+  }
+
+  async discardDraft(): Promise<void> {
+    const d = this.compose;
+    if (this.draftTimer) clearTimeout(this.draftTimer);
+    if (this.draftSaving) await this.draftSaving;
+    this.compose = null;
+    this.emit();
+    const id = d?.emailId;
+    if (id) await this.jmap.call("Email/set", { accountId: this.accountId, destroy: [id] }).catch(() => undefined);
+  }
+
+  /** Closes the composer, keeping the draft on the server. */
+  async closeCompose(): Promise<void> {
+    if (this.draftTimer) clearTimeout(this.draftTimer);
+    if (this.compose && (this.compose.body.trim() || this.compose.subject.trim() || this.compose.to.trim())) await this.saveDraft();
+    this.compose = null;
+    this.emit();
+  }
+
+  // --- desktop notifications (optional, for new mail in Inbox) -------------------------------
+
+  notifications = readPref("tidings.notify") === "1";
+
+  async setNotifications(on: boolean): Promise<void> {
+    if (on && typeof Notification !== "undefined" && Notification.permission !== "granted") {
+      on = (await Notification.requestPermission()) === "granted";
+    }
+    this.notifications = on;
+    writePref("tidings.notify", on ? "1" : "0");
+    this.emit();
+  }
+
+  private notifyNew(created: Email[]): void {
+    const inbox = this.byRole("inbox")?.id;
+    if (!this.notifications || !inbox || typeof Notification === "undefined" || Notification.permission !== "granted") return;
+    if (typeof document !== "undefined" && !document.hidden) return;
+    for (const e of created.filter((x) => x.mailboxIds[inbox] && !x.keywords.$seen).slice(0, 3)) {
+      const from = e.from?.[0];
+      new Notification(from?.name || from?.email || "New mail", { body: e.subject ?? "", tag: e.id });
+    }
   }
 
   // --- feedback ---------------------------------------------------------------------------------

@@ -177,11 +177,9 @@ fn web_client_in_headless_chromium() -> Result<()> {
                 dovecot.deliver(USER, &hostile_message(tracker))?;
                 writeln!(stdin, "OK")?;
             }
-            (Some("DELIVER"), Some("live"), _) => {
-                dovecot.deliver(
-                    USER,
-                    &msg("erin@example.org", "Live delivery", "just arrived"),
-                )?;
+            (Some("DELIVER"), Some("live"), n) => {
+                let subject = format!("Live delivery {}", n.unwrap_or("1"));
+                dovecot.deliver(USER, &msg("erin@example.org", &subject, "just arrived"))?;
                 writeln!(stdin, "OK")?;
             }
             (Some("DELIVER"), Some("imap-changes"), _) => {

@@ -5,6 +5,7 @@ import { Sidebar } from "./Sidebar";
 import { MessageList } from "./MessageList";
 import { Reader } from "./Reader";
 import { Help, useShortcuts } from "./keys";
+import { Compose } from "./Compose";
 
 /** Re-renders the caller whenever the application object emits. */
 export function useApp(app: MailApp): void {
@@ -121,6 +122,22 @@ function Main({ app }: { app: MailApp }) {
         <span class={`conn conn-${app.connection}`} role="status" aria-live="polite" data-connection={app.connection}>
           {app.connection === "live" ? "● Live" : app.connection === "polling" ? "● Polling" : conn}
         </span>
+        {app.can("draft") && (
+          <button type="button" class="primary" onClick={() => app.startCompose("new")} title="Compose (c)">
+            Compose
+          </button>
+        )}
+        {typeof Notification !== "undefined" && (
+          <button
+            type="button"
+            class="ghost"
+            aria-pressed={app.notifications}
+            title="Desktop notifications for new mail in Inbox"
+            onClick={() => void app.setNotifications(!app.notifications)}
+          >
+            {app.notifications ? "Notifications on" : "Notify me"}
+          </button>
+        )}
         <button type="button" class="ghost" onClick={() => setHelp(true)} aria-label="Keyboard shortcuts">
           ?
         </button>
@@ -153,6 +170,7 @@ function Main({ app }: { app: MailApp }) {
         </div>
       )}
       {help && <Help app={app} onClose={() => setHelp(false)} />}
+      <Compose app={app} />
     </div>
   );
 }

@@ -93,6 +93,31 @@ export function MessageList({ app }: { app: MailApp }) {
           <input type="checkbox" checked={app.view.collapseThreads} onChange={(e) => void app.setCollapse((e.currentTarget as HTMLInputElement).checked)} />
           Conversations
         </label>
+        {app.can("folders") && !app.view.search && app.mailbox(app.view.mailboxId) && !app.mailbox(app.view.mailboxId)?.role && (
+          <span class="folder-actions">
+            <button
+              type="button"
+              class="ghost"
+              onClick={() => {
+                const m = app.mailbox(app.view.mailboxId);
+                const name = m && prompt("New name of the folder", m.name);
+                if (m && name && name !== m.name) void app.renameFolder(m.id, name);
+              }}
+            >
+              Rename
+            </button>
+            <button
+              type="button"
+              class="ghost"
+              onClick={() => {
+                const m = app.mailbox(app.view.mailboxId);
+                if (m && confirm(`Delete the folder ${m.name}?`)) void app.deleteFolder(m.id);
+              }}
+            >
+              Delete folder
+            </button>
+          </span>
+        )}
         {app.selected.size > 0 && <Bulk app={app} />}
       </div>
       {app.searchProblems.length > 0 && (
@@ -106,6 +131,7 @@ export function MessageList({ app }: { app: MailApp }) {
         role="grid"
         aria-rowcount={list.total}
         aria-label="Message list"
+        aria-activedescendant={list.ids[app.cursor] ? `row-${app.cursor}` : undefined}
         tabIndex={0}
         onScroll={(e) => setTop((e.currentTarget as HTMLDivElement).scrollTop)}
       >
@@ -199,6 +225,7 @@ function Row({ app, index, email }: { app: MailApp; index: number; email: Email 
     <div
       class={`row ${unread ? "unread" : ""} ${selected ? "selected" : ""} ${isOpen ? "open" : ""} ${app.cursor === index ? "cursor" : ""}`}
       role="row"
+      id={`row-${index}`}
       aria-rowindex={index + 1}
       aria-selected={selected}
       data-email={email.id}

@@ -50,6 +50,19 @@ function Toolbar({ app }: { app: MailApp }) {
   const flagged = open.emails.some((e) => e.keywords.$flagged);
   return (
     <div class="toolbar" role="toolbar" aria-label="Message actions">
+      {app.can("draft") && (
+        <>
+          <button type="button" onClick={() => app.startCompose("reply")} title="Reply (r)">
+            Reply
+          </button>
+          <button type="button" onClick={() => app.startCompose("replyAll")} title="Reply all (a)">
+            Reply all
+          </button>
+          <button type="button" onClick={() => app.startCompose("forward")} title="Forward (f)">
+            Forward
+          </button>
+        </>
+      )}
       {app.can("read") && (
         <button type="button" onClick={() => void app.setKeyword(ids, "$seen", false)} title="Mark unread (U)">
           Mark unread

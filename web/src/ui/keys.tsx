@@ -13,6 +13,8 @@ export const SHORTCUTS: [string, string][] = [
   ["e", "archive"],
   ["#", "delete (to Trash)"],
   ["z", "undo the last action"],
+  ["c", "compose"],
+  ["r / a / f", "reply / reply all / forward"],
   ["/", "search"],
   ["g i", "go to Inbox"],
   ["?", "this help"],
@@ -80,10 +82,10 @@ export function useShortcuts(app: MailApp, o: { search: RefObject<HTMLInputEleme
           void app.toggle("$flagged");
           break;
         case "U":
-          void app.setKeyword(app.targets(), "$seen", false);
+          void app.mark("$seen", false);
           break;
         case "I":
-          void app.setKeyword(app.targets(), "$seen", true);
+          void app.mark("$seen", true);
           break;
         case "e":
           if (app.can("move")) void app.archive();
@@ -93,6 +95,18 @@ export function useShortcuts(app: MailApp, o: { search: RefObject<HTMLInputEleme
           break;
         case "z":
           void app.undo();
+          break;
+        case "c":
+          app.startCompose("new");
+          break;
+        case "r":
+          app.startCompose("reply");
+          break;
+        case "a":
+          app.startCompose("replyAll");
+          break;
+        case "f":
+          app.startCompose("forward");
           break;
         case "/":
           o.search.current?.focus();
@@ -120,7 +134,7 @@ export function Help({ app, onClose }: { app: MailApp; onClose: () => void }) {
     document.addEventListener("keydown", k);
     return () => document.removeEventListener("keydown", k);
   }, []);
-  const missing = (["read", "move", "compose", "folders"] as const).filter((a) => !app.can(a));
+  const missing = (["read", "move", "draft", "send", "folders"] as const).filter((a) => !app.can(a));
   return (
     <div class="overlay" onClick={onClose}>
       <div class="dialog" role="dialog" aria-modal="true" aria-labelledby="help-title" onClick={(e) => e.stopPropagation()}>
