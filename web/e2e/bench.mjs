@@ -54,8 +54,8 @@ try {
     mo.observe(document, { childList: true, subtree: true });
   });
   const page = context.pages()[0] ?? (await context.newPage());
-  if (process.env.BENCH_THREADS === "0")
-    await page.goto(BASE).then(() => page.evaluate(() => localStorage.setItem("tidings.collapseThreads", "0")));
+  const threads = process.env.BENCH_THREADS === "1" ? "1" : "0";
+  await page.goto(BASE).then(() => page.evaluate((t) => localStorage.setItem("tidings.collapseThreads", t), threads));
 
   // 1. Navigation to the first 50 messages on screen (cold, then warm cache).
   const nav = [];

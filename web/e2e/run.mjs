@@ -148,6 +148,10 @@ try {
   const sess = cookies.find((c) => c.name === "tidings_session");
   check(sess && sess.httpOnly && sess.sameSite === "Strict", "the session cookie is HttpOnly and SameSite=Strict");
 
+  // Conversations on (single messages are the default): the rest runs in threads mode.
+  await page.check(".threads-toggle input");
+  await page.waitForSelector(".list-total:has-text('conversations')", { timeout: 5000 });
+
   // INBOX with unread counts and role icons.
   const inboxLink = page.locator(`.mailbox[data-role=inbox]`);
   check((await inboxLink.getAttribute("aria-current")) === "page", "INBOX is open");
@@ -381,6 +385,30 @@ try {
   await page.click(".compose button:has-text('Discard')");
   await waitFor("the discarded draft is gone", async () => !(await server("Draft from the browser")), 5000);
   check(true, "discarding deletes the draft on the server");
+
+  // Send to oneself: the message leaves through SMTP, comes back by LMTP, and appears in
+  // the open INBOX without reload; the sent copy is in Sent.
+  if (session.capabilities["urn:ietf:params:jmap:submission"] && (await page.locator("button:has-text('Compose')").count())) {
+    await page.keyboard.press("c");
+    await page.waitForSelector(".compose", { timeout: 3000 });
+    await page.fill(".compose input[name=to]", "alice@example.org");
+    await page.fill(".compose input[name=subject]", "Sent from the browser");
+    await page.fill(".compose textarea[name=body]", "Hello me.");
+    await page.waitForSelector(".compose button:has-text('Send'):not([disabled])", { timeout: 3000 });
+    await page.click(".compose button:has-text('Send')");
+    await page.waitForSelector(".toast:has-text('Message sent')", { timeout: 10_000 });
+    const tSend = Date.now();
+    await page.waitForSelector(".row:has-text('Sent from the browser')", { timeout: 30_000 });
+    log(`the message sent to oneself arrived in the open INBOX ${Date.now() - tSend} ms after sending`);
+    const sentId = await roleId("sent");
+    await waitFor("the sent copy in Sent", async () => {
+      const [[, q]] = await jmap([["Email/query", { accountId, filter: { inMailbox: sentId, subject: "Sent from the browser" } }, "q"]]);
+      return q.ids.length === 1;
+    }, 10_000);
+    check(true, "compose and send to oneself: it arrives without reload, the copy is in Sent");
+  } else {
+    throw new Error("the server offers no sending: the send check cannot run");
+  }
 
   // Live: a message delivered by LMTP appears in the open list without reload. The time is
   // split at the push StateChange: before it is the server (Dovecot's NOTIFY, the sync,

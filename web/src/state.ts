@@ -86,7 +86,7 @@ export class MailApp {
   mailboxes: Mailbox[] = [];
   mailboxState = "";
   emailState = "";
-  view: View = { mailboxId: null, search: "", collapseThreads: readPref("tidings.collapseThreads") !== "0" };
+  view: View = { mailboxId: null, search: "", collapseThreads: readPref("tidings.collapseThreads") === "1" };
   filter: Filter | null = null;
   searchProblems: string[] = [];
   list: ListModel = emptyList();
@@ -908,24 +908,23 @@ export class MailApp {
     }
   }
 
-  /** Sends: the draft is created and submitted in one request; on success the server
-   * moves it from Drafts to Sent (onSuccessUpdateEmail). */
+  /** Sends: the draft is created and submitted in one request; on success the draft is
+   * destroyed (onSuccessDestroyEmail) and the server's copy in Sent remains. */
   async send(): Promise<boolean> {
     const d = this.compose;
     const me = this.identity();
     const drafts = this.byRole("drafts");
-    const sent = this.byRole("sent");
     if (!d || !me || !drafts || !this.can("send")) return false;
     if (this.draftTimer) clearTimeout(this.draftTimer);
     if (this.draftSaving) await this.draftSaving;
     this.composeStatus = "Sending…";
     this.emit();
-    const onSuccess: Record<string, unknown> = { "keywords/$draft": null, [`mailboxIds/${drafts.id}`]: null };
-    if (sent) onSuccess[`mailboxIds/${sent.id}`] = true;
+    // Tidings files the sent copy in Sent itself (an APPEND) when the Email is not there;
+    // the draft is then destroyed, so Sent holds one copy.
     try {
       const r = await this.jmap.request([
         ["Email/set", { accountId: this.accountId, create: { draft: draftEmail(d, me, { drafts: drafts.id }) }, ...(d.emailId ? { destroy: [d.emailId] } : {}) }, "e"],
-        ["EmailSubmission/set", { accountId: this.accountId, create: { sub: { identityId: me.id, emailId: "#draft" } }, onSuccessUpdateEmail: { "#sub": onSuccess } }, "s"],
+        ["EmailSubmission/set", { accountId: this.accountId, create: { sub: { identityId: me.id, emailId: "#draft" } }, onSuccessDestroyEmail: ["#sub"] }, "s"],
       ]);
       const e = r.get("e");
       const s = r.get("s");

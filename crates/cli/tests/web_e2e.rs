@@ -14,7 +14,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 use testkit::imap_client::ImapClient;
-use testkit::{Dovecot, DovecotOptions, corpus};
+use testkit::{Dovecot, DovecotOptions, Smtp, corpus};
 
 const USER: &str = "alice@example.org";
 
@@ -107,6 +107,8 @@ fn web_client_in_headless_chromium() -> Result<()> {
     )?;
     dovecot.deliver(USER, &photo_message())?;
 
+    // Sending goes through the testkit's Postfix, which delivers back into Dovecot.
+    let smtp = Smtp::start(&dovecot)?;
     let dir = tempfile::tempdir()?;
     let port = free_port()?;
     let config = dir.path().join("t.toml");
@@ -117,11 +119,13 @@ fn web_client_in_headless_chromium() -> Result<()> {
              [[user]]\nname = \"alice\"\npassword = \"pw\"\n\
              [[account]]\nuser = \"alice\"\nname = \"mail\"\nkind = \"imap\"\nhost = \"127.0.0.1\"\n\
              port = {}\nsecurity = \"tls\"\nusername = \"{USER}\"\npassword = \"imap-pw\"\n\
-             ca_file = \"{}\"\n",
+             ca_file = \"{}\"\n\
+             [account.smtp]\nhost = \"127.0.0.1\"\nport = {}\nsecurity = \"tls\"\n",
             dir.path().join("data").display(),
             dir.path().join("key/k").display(),
             dovecot.imaps_port(),
-            dovecot.ca_file().display()
+            dovecot.ca_file().display(),
+            smtp.submissions_port(),
         ),
     )?;
     let log = std::fs::File::create(dir.path().join("serve.log"))?;
