@@ -99,6 +99,13 @@ async fn drain(
 ) -> Result<bool, Error> {
     let mut did = false;
     let mut rounds = 0;
+    // One worker for the whole drain: it remembers the selected mailbox between entries.
+    let mut w = Worker {
+        store: ctx.store.clone(),
+        account: account.id,
+        selected: None,
+        mailboxes: HashMap::new(),
+    };
     loop {
         rounds += 1;
         if rounds > 10_000 || *ctx.shutdown.borrow() {
@@ -124,20 +131,21 @@ async fn drain(
         let Some(s) = session.as_mut() else {
             return Ok(did);
         };
-        let mut w = Worker {
-            store: ctx.store.clone(),
-            account: account.id,
-            selected: None,
-            mailboxes: HashMap::new(),
-        };
+        let w = &mut w;
         w.load_mailboxes().await?;
         let flags_run: Vec<OutboxEntry> = entries
             .iter()
             .take_while(|e| matches!(e.op, OutboxOp::Flags { .. }))
             .cloned()
             .collect();
+        let moves_run = same_moves(&entries);
+        let expunge_run = same_expunges(&entries);
         let result = if !flags_run.is_empty() {
             w.flags(s, &flags_run).await
+        } else if moves_run.len() > 1 {
+            w.moves(s, &moves_run).await
+        } else if expunge_run.len() > 1 {
+            w.expunges(s, &expunge_run).await
         } else {
             let e = &entries[0];
             tracing::debug!(account = %account.id, entry = e.id, op = ?e.op, "replaying");
@@ -171,6 +179,63 @@ async fn drain(
             }
             return Err(err);
         }
+    }
+}
+
+/// The leading run of MOVEs between the same two mailboxes (one UID MOVE for all).
+fn same_moves(entries: &[OutboxEntry]) -> Vec<OutboxEntry> {
+    let key = |e: &OutboxEntry| match &e.op {
+        OutboxOp::Move { from, uid, to, .. } if *uid > 0 && *uid < PLACEHOLDER_UID_BASE => {
+            Some((*from, *to))
+        }
+        _ => None,
+    };
+    let Some(first) = entries.first().and_then(key) else {
+        return Vec::new();
+    };
+    entries
+        .iter()
+        .take(imap_sync::write::UIDS_PER_COMMAND)
+        .take_while(|e| key(e) == Some(first))
+        .cloned()
+        .collect()
+}
+
+/// The leading run of removals from the same mailbox (one STORE + UID EXPUNGE for all).
+fn same_expunges(entries: &[OutboxEntry]) -> Vec<OutboxEntry> {
+    let key = |e: &OutboxEntry| match &e.op {
+        OutboxOp::Expunge { mailbox, uid, .. } if *uid > 0 && *uid < PLACEHOLDER_UID_BASE => {
+            Some(*mailbox)
+        }
+        _ => None,
+    };
+    let Some(first) = entries.first().and_then(key) else {
+        return Vec::new();
+    };
+    entries
+        .iter()
+        .take(imap_sync::write::UIDS_PER_COMMAND)
+        .take_while(|e| key(e) == Some(first))
+        .cloned()
+        .collect()
+}
+
+fn uid_of(e: &OutboxEntry) -> u32 {
+    match &e.op {
+        OutboxOp::Move { uid, .. } | OutboxOp::Expunge { uid, .. } => {
+            u32::try_from(*uid).unwrap_or(0)
+        }
+        _ => 0,
+    }
+}
+
+fn done_of(e: &OutboxEntry) -> OutboxDone {
+    OutboxDone {
+        id: e.id,
+        rev: e.rev,
+        new_uid: None,
+        raw_name: None,
+        old_raw_name: None,
     }
 }
 
@@ -305,6 +370,74 @@ impl Worker {
             .await
             .map_err(|e| (run[0].clone(), Error::Store(e)))?;
         Ok(())
+    }
+
+    /// A run of MOVEs between the same two mailboxes, as one UID MOVE.
+    async fn moves(
+        &mut self,
+        s: &mut Session,
+        run: &[OutboxEntry],
+    ) -> Result<(), (OutboxEntry, Error)> {
+        let first = run[0].clone();
+        let OutboxOp::Move { from, to, .. } = &first.op else {
+            return Ok(());
+        };
+        let (from, to) = (*from, *to);
+        let inner = async {
+            let (src, dst) = (self.raw(from)?, self.raw(to)?);
+            self.select(s, &src).await?;
+            let uids: Vec<u32> = run.iter().map(uid_of).collect();
+            let pairs: HashMap<u32, u32> = s.uid_move(&uids, &dst).await?.into_iter().collect();
+            let mut done = Vec::with_capacity(run.len());
+            for e in run {
+                let uid = uid_of(e);
+                let mut d = done_of(e);
+                d.new_uid = pairs.get(&uid).map(|n| (uid, *n));
+                if d.new_uid.is_none() {
+                    d.new_uid = self
+                        .find_by_message_id(s, e.email, &dst)
+                        .await?
+                        .map(|n| (uid, n));
+                }
+                done.push(d);
+            }
+            s.unsolicited.clear();
+            self.store.outbox_complete(self.account, done).await?;
+            Ok::<(), Error>(())
+        };
+        inner.await.map_err(|e| (first, e))
+    }
+
+    /// A run of removals from one mailbox, as one STORE \Deleted + UID EXPUNGE.
+    async fn expunges(
+        &mut self,
+        s: &mut Session,
+        run: &[OutboxEntry],
+    ) -> Result<(), (OutboxEntry, Error)> {
+        let first = run[0].clone();
+        let OutboxOp::Expunge { mailbox, .. } = &first.op else {
+            return Ok(());
+        };
+        let mailbox = *mailbox;
+        let inner = async {
+            if let Ok(raw) = self.raw(mailbox) {
+                match self.select(s, &raw).await {
+                    Ok(()) => {
+                        let uids: Vec<u32> = run.iter().map(uid_of).collect();
+                        s.uid_expunge(&uids).await?;
+                    }
+                    // The mailbox is gone, and the messages with it.
+                    Err(Error::Refused { .. }) => {}
+                    Err(e) => return Err(e),
+                }
+            }
+            s.unsolicited.clear();
+            self.store
+                .outbox_complete(self.account, run.iter().map(done_of).collect())
+                .await?;
+            Ok::<(), Error>(())
+        };
+        inner.await.map_err(|e| (first, e))
     }
 
     /// Fetches the server's flags of `uids` in the selected mailbox into the store.
