@@ -159,17 +159,27 @@ fn main() -> Result<()> {
     result
 }
 
+/// Every matching id, page by page (the server caps a page).
 fn ids(h: &mut Http, filter: Value, limit: usize) -> Result<Vec<String>> {
-    let q = h.call(
-        "Email/query",
-        json!({"accountId": "a1", "filter": filter, "limit": limit}),
-    )?;
-    Ok(q["ids"]
-        .as_array()
-        .context("ids")?
-        .iter()
-        .filter_map(|v| v.as_str().map(str::to_string))
-        .collect())
+    let mut out: Vec<String> = Vec::new();
+    for _ in 0..1000 {
+        let q = h.call(
+            "Email/query",
+            json!({"accountId": "a1", "filter": filter, "position": out.len(), "limit": 1000}),
+        )?;
+        let page: Vec<String> = q["ids"]
+            .as_array()
+            .context("ids")?
+            .iter()
+            .filter_map(|v| v.as_str().map(str::to_string))
+            .collect();
+        if page.is_empty() || out.len() >= limit {
+            break;
+        }
+        out.extend(page);
+    }
+    out.truncate(limit);
+    Ok(out)
 }
 
 fn run(port: u16, n: usize, rounds: usize, dovecot: &Dovecot, log: &std::path::Path) -> Result<()> {

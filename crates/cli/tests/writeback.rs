@@ -931,3 +931,78 @@ fn import_and_copy_between_accounts_reach_the_servers() -> Result<()> {
     )?;
     Ok(())
 }
+
+#[test]
+fn pop3_changes_stay_local_and_say_so() -> Result<()> {
+    let dovecot = Dovecot::start(DovecotOptions::default())?;
+    dovecot.add_user(USER, PASS)?;
+    for i in 0..3 {
+        dovecot.deliver(
+            USER,
+            &corpus::message("b@example.org", USER, &format!("p{i}"), "x"),
+        )?;
+    }
+    let dir = tempfile::tempdir()?;
+    let port = free_port()?;
+    let config = dir.path().join("t.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "listen = \"127.0.0.1:{port}\"\ndata_dir = \"{}\"\nkey_file = \"{}\"\n\
+             [[user]]\nname = \"alice\"\npassword = \"pw\"\n\
+             [[account]]\nuser = \"alice\"\nname = \"pop\"\nkind = \"pop3\"\nhost = \"127.0.0.1\"\n\
+             port = {}\nsecurity = \"tls\"\nusername = \"{USER}\"\npassword = \"{PASS}\"\n\
+             ca_file = \"{}\"\n",
+            dir.path().join("data").display(),
+            dir.path().join("key/k").display(),
+            dovecot.pop3s_port(),
+            dovecot.ca_file().display()
+        ),
+    )?;
+    let mut env = Env {
+        dovecot,
+        _dir: dir,
+        config,
+        port,
+        child: None,
+    };
+    env.serve()?;
+    env.wait(Duration::from_secs(30), "the POP3 retrieval", |e| {
+        Ok(e.total("INBOX")? == 3)
+    })?;
+    let inbox = env.emails("INBOX")?;
+    let r = env.call(
+        "Email/set",
+        json!({"accountId": "a1", "update": {id_of(&inbox, "p0")?: {"keywords/$seen": true}},
+               "destroy": [id_of(&inbox, "p1")?]}),
+    )?;
+    assert!(r["updated"].is_object() && r["destroyed"].is_array(), "{r}");
+    let o = env.call("Outbox/get", json!({"accountId": "a1"}))?;
+    assert_eq!(o["localOnly"], true, "{o}");
+    assert_eq!(o["pending"], 0, "{o}");
+    assert_eq!(env.total("INBOX")?, 2);
+    let g = env.call(
+        "Email/get",
+        json!({"accountId": "a1", "ids": [id_of(&inbox, "p0")?], "properties": ["keywords"]}),
+    )?;
+    assert_eq!(g["list"][0]["keywords"], json!({"$seen": true}));
+    // The server is untouched: all three messages are still there (Dovecot's POP3 RETR
+    // marks them \Seen by itself, so flags say nothing here).
+    let mut c = env.imap()?;
+    let v = server_view(&mut c, "INBOX")?;
+    assert_eq!(v.len(), 3, "{v:?}");
+    // Mailboxes cannot be created on a POP3 account.
+    let r = env.call(
+        "Mailbox/set",
+        json!({"accountId": "a1", "create": {"x": {"name": "Local"}}}),
+    )?;
+    assert_eq!(r["notCreated"]["x"]["type"], "forbidden", "{r}");
+    // ifInState that is not the current state: stateMismatch, nothing changed.
+    let v = env.post(&json!({
+        "using": ["urn:ietf:params:jmap:core", "urn:ietf:params:jmap:mail"],
+        "methodCalls": [["Email/set", {"accountId": "a1", "ifInState": "0",
+            "update": {id_of(&inbox, "p2")?: {"keywords/$flagged": true}}}, "s"]],
+    }))?;
+    assert_eq!(v["methodResponses"][0][1]["type"], "stateMismatch", "{v}");
+    Ok(())
+}

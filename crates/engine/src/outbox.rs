@@ -42,12 +42,13 @@ pub(crate) async fn run(mut ctx: OutboxCtx, account: AccountRecord) {
     let mut signal = ctx.store.outbox_signal();
     let mut backoff = Backoff::new(Duration::from_millis(500), Duration::from_secs(120));
     let mut session: Option<Session> = None;
+    let mut own_modseq: HashMap<MailboxId, u64> = HashMap::new();
     let mut last_used = tokio::time::Instant::now();
     loop {
         if *ctx.shutdown.borrow() {
             break;
         }
-        let wait = match drain(&ctx, &account, &mut session).await {
+        let wait = match drain(&ctx, &account, &mut session, &mut own_modseq).await {
             Ok(did) => {
                 backoff.reset();
                 if did {
@@ -96,16 +97,29 @@ async fn drain(
     ctx: &OutboxCtx,
     account: &AccountRecord,
     session: &mut Option<Session>,
+    own_modseq: &mut HashMap<MailboxId, u64>,
 ) -> Result<bool, Error> {
-    let mut did = false;
-    let mut rounds = 0;
     // One worker for the whole drain: it remembers the selected mailbox between entries.
     let mut w = Worker {
         store: ctx.store.clone(),
         account: account.id,
         selected: None,
         mailboxes: HashMap::new(),
+        own_modseq: std::mem::take(own_modseq),
     };
+    let r = drain_with(ctx, account, session, &mut w).await;
+    *own_modseq = std::mem::take(&mut w.own_modseq);
+    r
+}
+
+async fn drain_with(
+    ctx: &OutboxCtx,
+    account: &AccountRecord,
+    session: &mut Option<Session>,
+    w: &mut Worker,
+) -> Result<bool, Error> {
+    let mut did = false;
+    let mut rounds = 0;
     loop {
         rounds += 1;
         if rounds > 10_000 || *ctx.shutdown.borrow() {
@@ -131,7 +145,6 @@ async fn drain(
         let Some(s) = session.as_mut() else {
             return Ok(did);
         };
-        let w = &mut w;
         w.load_mailboxes().await?;
         let flags_run: Vec<OutboxEntry> = entries
             .iter()
@@ -244,6 +257,9 @@ struct Worker {
     account: AccountId,
     selected: Option<String>,
     mailboxes: HashMap<MailboxId, MailboxRecord>,
+    /// The highest MODSEQ our own STOREs produced per mailbox: our own earlier change is no
+    /// reason for a later UNCHANGEDSINCE to fail (the sync has not stored it yet).
+    own_modseq: HashMap<MailboxId, u64>,
 }
 
 /// Whether a wire name is a real one (a mailbox created locally has none until CREATE).
@@ -336,12 +352,31 @@ impl Worker {
                 Err(Error::Refused { .. }) => continue, // gone on the server
                 Err(e) => return Err((entry, e)),
             }
-            let since = modseq.get(&m).copied().filter(|m| *m > 0);
+            let since = modseq
+                .get(&m)
+                .copied()
+                .filter(|m| *m > 0)
+                .map(|hms| hms.max(self.own_modseq.get(&m).copied().unwrap_or(0)));
             for (add, flags, uids) in cmds {
+                s.unsolicited.clear();
                 let out = s
                     .uid_store(&uids, add, &flags, since)
                     .await
                     .map_err(|e| (entry.clone(), e))?;
+                // RFC 7162 3.1.3: the server reports the new MODSEQ of what it changed, even
+                // for .SILENT.
+                let ours = s
+                    .unsolicited
+                    .iter()
+                    .filter_map(|r| match r {
+                        imap_sync::response::Response::Fetch(f) => f.modseq,
+                        _ => None,
+                    })
+                    .max();
+                if let Some(mm) = ours {
+                    let e = self.own_modseq.entry(m).or_insert(0);
+                    *e = (*e).max(mm);
+                }
                 if !out.modified.is_empty() {
                     // Another device changed these since our last sync: take its flags into
                     // the store now (the pending change stays on top), then set ours.
