@@ -316,6 +316,7 @@ pub(crate) async fn handle_request(
         store: &state.store,
         accounts: &accounts,
         max_objects_in_get: usize::try_from(state.core.max_objects_in_get).unwrap_or(500),
+        push: &state.push,
     };
     Ok(crate::jmap::dispatch(principal, &ctx, request, session.state).await)
 }

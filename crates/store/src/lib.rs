@@ -14,6 +14,7 @@ mod blobs;
 pub mod events;
 pub mod model;
 mod sqlite;
+pub mod subscriptions;
 
 pub use model::*;
 pub use sqlite::SqliteStore;
@@ -144,4 +145,20 @@ pub trait Store: Send + Sync + 'static {
         account: AccountId,
         since: State,
     ) -> Result<events::TypeSet>;
+    /// Push subscriptions of one user, or of everyone (`None`, at server start).
+    async fn push_subscriptions(
+        &self,
+        user: Option<UserId>,
+    ) -> Result<Vec<subscriptions::PushSubscriptionRecord>>;
+    async fn create_push_subscription(&self, s: &subscriptions::NewPushSubscription)
+    -> Result<i64>;
+    /// Updates a subscription of `user`; false if there is none with that id.
+    async fn update_push_subscription(
+        &self,
+        id: i64,
+        user: UserId,
+        u: &subscriptions::PushSubscriptionUpdate,
+    ) -> Result<bool>;
+    /// Deletes a subscription (of `user`, when given); false if there was none.
+    async fn delete_push_subscription(&self, id: i64, user: Option<UserId>) -> Result<bool>;
 }

@@ -25,6 +25,8 @@ pub(crate) struct Ctx<'a> {
     pub store: &'a Arc<dyn Store>,
     pub accounts: &'a [AccountId],
     pub max_objects_in_get: usize,
+    // push: PushSubscription/set starts and stops delivery tasks on the hub.
+    pub push: &'a Arc<crate::push::Hub>,
 }
 
 impl Ctx<'_> {
@@ -54,7 +56,7 @@ pub(crate) fn to_map<T: serde::Serialize>(v: &T) -> Result<Map<String, Value>, M
 
 /// Runs every method call of a request.
 pub(crate) async fn dispatch(
-    _principal: &Principal,
+    principal: &Principal,
     ctx: &Ctx<'_>,
     request: Request,
     session_state: jmap_proto::State,
@@ -121,6 +123,13 @@ pub(crate) async fn dispatch(
                 "Identity/get needs urn:ietf:params:jmap:submission in using",
             )),
             "Identity/get" => identity::get(ctx, arguments).await,
+            // --- push: RFC 8620 7.2, core methods without accountId ---
+            "PushSubscription/get" => {
+                crate::push::subscription::get(ctx.store, principal.user, arguments).await
+            }
+            "PushSubscription/set" => {
+                crate::push::subscription::set(ctx.push, ctx.store, principal.user, arguments).await
+            }
             _ => Err(MethodError::with_description(
                 MethodErrorType::UnknownMethod,
                 format!("{name} is not supported (yet)"),
