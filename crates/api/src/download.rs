@@ -1,6 +1,7 @@
 //! Blob download (RFC 8620 6.2): `GET /jmap/download/{accountId}/{blobId}/{name}?type=`.
 //!
-//! A blob is served only to the owner of an account that holds it. It is content-addressed,
+//! A blob is served only to the owner of an account that holds it (a message of the
+//! account, or an upload to it; a part of either, following attached messages). It is content-addressed,
 //! so it never changes: it may be cached for good (privately). What is served is never
 //! interpreted by the browser as a page of ours: `nosniff`, a sandboxing CSP, and
 //! `attachment` unless the type is an image, audio or video.
@@ -122,8 +123,10 @@ pub(crate) async fn download(
     let data = match part {
         None => message,
         Some(part) => {
-            let decoded =
-                tokio::task::spawn_blocking(move || mime::part_content(&message, &part)).await;
+            let decoded = tokio::task::spawn_blocking(move || {
+                crate::jmap::body::nested_part(&message, &part)
+            })
+            .await;
             match decoded {
                 Ok(Some(p)) => p.bytes,
                 _ => return not_found(),

@@ -5,6 +5,7 @@
 //! - `auth`: Basic (Argon2) and Bearer (API token) authentication, failure rate limits.
 //! - `server`: the router, the Session resource, the API endpoint, error responses.
 //! - `download`: blob download with ownership checks, ranges and safe headers.
+//! - `upload`: blob upload (RFC 8620 6.1) into the account's uploads.
 //! - `jmap`: method dispatch; one file per object as the methods land.
 //! - `tls`: HTTPS listener (handshakes beside the accept loop).
 //! - `push`: the hub following account changes, WebSocket (RFC 8887), EventSource.
@@ -15,6 +16,7 @@ mod jmap;
 mod push;
 mod server;
 pub mod tls;
+pub mod upload;
 
 pub use push::{Hub as PushHub, Limits as PushLimits};
 pub use server::{AppState, router, serve, serve_tls};

@@ -38,7 +38,17 @@ impl AppState {
             auth: Authenticator::new(store.clone()),
             push: crate::push::Hub::new(store.as_ref(), crate::push::Limits::default()),
             store,
-            core: CoreCapability::default(),
+            // --- jmap: the collations Email/query sorts with ---
+            core: CoreCapability {
+                collation_algorithms: store::Collation::NAMES
+                    .iter()
+                    .map(|s| s.to_string())
+                    .collect(),
+                // Write-back: marking a few thousand messages read is one Email/set.
+                max_objects_in_set: 10_000,
+                ..CoreCapability::default()
+            },
+            // --- end jmap ---
             base_url: base_url.trim_end_matches('/').to_string(),
         }
     }
@@ -57,6 +67,10 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/jmap/ws", get(crate::push::ws::upgrade))
         .route("/jmap/eventsource", get(crate::push::eventsource::events))
         .route("/jmap/eventsource/", get(crate::push::eventsource::events))
+        // --- jmap: blob upload ---
+        .route("/jmap/upload/{account}/", post(crate::upload::upload))
+        .route("/jmap/upload/{account}", post(crate::upload::upload))
+        // --- end jmap ---
         .with_state(state)
 }
 
@@ -138,15 +152,20 @@ pub(crate) fn account_id(id: mail_types::AccountId) -> Option<Id> {
     crate::jmap::ids::id('a', id.0)
 }
 
-/// RFC 8621 1.3.1. Mailbox creation comes with write-back (issue 5).
+/// RFC 8621 1.3.1.
 fn mail_capability() -> jmap_proto::capability::MailCapability {
     jmap_proto::capability::MailCapability {
         max_mailboxes_per_email: None,
         max_mailbox_depth: None,
         max_size_mailbox_name: 490,
         max_size_attachments_per_email: 50_000_000,
-        email_query_sort_options: vec!["receivedAt".into()],
-        may_create_top_level_mailbox: false,
+        // --- jmap ---
+        email_query_sort_options: crate::jmap::email::SORT_OPTIONS
+            .iter()
+            .map(|s| s.to_string())
+            .collect(),
+        // --- end jmap ---
+        may_create_top_level_mailbox: true,
     }
 }
 
@@ -317,6 +336,7 @@ pub(crate) async fn handle_request(
         accounts: &accounts,
         max_objects_in_get: usize::try_from(state.core.max_objects_in_get).unwrap_or(500),
         push: &state.push,
+        max_objects_in_set: usize::try_from(state.core.max_objects_in_set).unwrap_or(500),
     };
     Ok(crate::jmap::dispatch(principal, &ctx, request, session.state).await)
 }

@@ -306,7 +306,7 @@ async fn mailbox_query_filters_and_sorts_as_a_tree() {
             ["Mailbox/query", {"accountId": "a1", "sortAsTree": true, "sort": [{"property": "sortOrder"}, {"property": "name"}], "calculateTotal": true}, "tree"],
             ["Mailbox/query", {"accountId": "a1", "filter": {"operator": "NOT", "conditions": [{"hasAnyRole": true}]}}, "norole"],
             ["Mailbox/query", {"accountId": "a1", "sort": [{"property": "totalEmails"}]}, "badsort"],
-            ["Mailbox/queryChanges", {"accountId": "a1", "sinceQueryState": "1"}, "qc"],
+            ["Mailbox/queryChanges", {"accountId": "a1", "sinceQueryState": "0", "calculateTotal": true}, "qc"],
             ["Mailbox/get", {"accountId": "a1", "#ids": {"resultOf": "tree", "name": "Mailbox/query", "path": "/ids"}, "properties": ["name"]}, "names"]
         ])),
     )
@@ -332,7 +332,10 @@ async fn mailbox_query_filters_and_sorts_as_a_tree() {
     );
     assert_eq!(r[3][1]["ids"].as_array().unwrap().len(), 2);
     assert_eq!(r[4][1]["type"], "unsupportedSort");
-    assert_eq!(r[5][1]["type"], "cannotCalculateChanges");
+    // From the state before the mailboxes were listed: all three are added, in order.
+    assert_eq!(r[5][1]["total"], 3, "{}", r[5]);
+    assert_eq!(r[5][1]["added"].as_array().unwrap().len(), 3);
+    assert_eq!(r[5][1]["added"][2]["index"], 2);
 }
 
 #[tokio::test]
@@ -369,4 +372,31 @@ async fn huge_and_deep_requests_get_jmap_errors() {
     let (s, ctype, _) = post(&app, deep).await;
     assert_eq!(s, StatusCode::BAD_REQUEST);
     assert_eq!(ctype.as_deref(), Some("application/problem+json"));
+}
+
+#[tokio::test]
+async fn uploads_are_per_account_and_expire() {
+    let (_app, store) = setup_store().await;
+    let (alice, bob) = (mail_types::AccountId(1), mail_types::AccountId(2));
+    let up = store
+        .put_upload(alice, "text/plain", b"hello".to_vec())
+        .await
+        .unwrap();
+    assert_eq!(up.size, 5);
+    assert_eq!(
+        store
+            .upload_bytes(alice, &up.blob_id)
+            .await
+            .unwrap()
+            .as_deref(),
+        Some(&b"hello"[..])
+    );
+    assert_eq!(store.upload_bytes(bob, &up.blob_id).await.unwrap(), None);
+    assert!(store.blob_in_account(alice, &up.blob_id).await.unwrap());
+    assert!(!store.blob_in_account(bob, &up.blob_id).await.unwrap());
+    // Not expired yet; then expired, with its bytes.
+    assert_eq!(store.expire_uploads(up.created_at - 1).await.unwrap(), 0);
+    assert_eq!(store.expire_uploads(up.created_at + 1).await.unwrap(), 1);
+    assert_eq!(store.upload(alice, &up.blob_id).await.unwrap(), None);
+    assert_eq!(store.blob(&up.blob_id).await.unwrap(), None);
 }

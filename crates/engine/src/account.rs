@@ -151,7 +151,7 @@ pub(crate) async fn run_pop3(mut ctx: Ctx, account: AccountRecord) {
     tracing::info!(account = %id, "account task stopped");
 }
 
-fn endpoint(a: &AccountRecord) -> Endpoint {
+pub(crate) fn endpoint(a: &AccountRecord) -> Endpoint {
     Endpoint {
         host: a.server.host.clone(),
         port: a.server.port,

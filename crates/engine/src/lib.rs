@@ -11,6 +11,8 @@
 
 mod account;
 mod backoff;
+// --- write-back: the outbox worker ---
+mod outbox;
 
 pub use account::AccountEvent;
 pub use backoff::Backoff;
@@ -93,7 +95,19 @@ impl Engine {
             options: self.options.clone(),
         };
         let handle = match account.kind {
-            AccountKind::Imap => tokio::spawn(account::run_imap(ctx, account)),
+            // --- write-back: the outbox worker runs beside the sync, on its own connection.
+            AccountKind::Imap => {
+                let octx = outbox::OutboxCtx {
+                    store: self.store.clone(),
+                    passwords: self.passwords.clone(),
+                    shutdown: self.shutdown_tx.subscribe(),
+                    endpoint: account::endpoint(&account),
+                };
+                let a = account.clone();
+                tokio::spawn(async move {
+                    tokio::join!(account::run_imap(ctx, account), outbox::run(octx, a));
+                })
+            }
             AccountKind::Pop3 => tokio::spawn(account::run_pop3(ctx, account)),
         };
         self.tasks.push((id, handle));

@@ -18,6 +18,8 @@ pub mod mutf7;
 pub mod response;
 pub mod session;
 pub mod sync;
+// --- write-back: the outbox's IMAP commands ---
+pub mod write;
 
 pub use conn::Endpoint;
 pub use error::{Error, Result};

@@ -32,6 +32,9 @@ pub enum Code {
     NoModSeq,
     Capabilities(Vec<String>),
     AppendUid(u32, u32),
+    /// RFC 4315 COPYUID: UIDVALIDITY of the destination, source and destination UIDs in
+    /// matching order.
+    CopyUid(u32, Vec<u32>, Vec<u32>),
     Closed,
     Other,
 }
@@ -131,8 +134,30 @@ fn code_of(c: Option<ResponseCode<'_>>) -> Option<Code> {
             Some(imap_proto::rfc4315::UidSetMember::Uid(u)) => Code::AppendUid(v, *u),
             _ => Code::Other,
         },
+        ResponseCode::CopyUid(v, src, dst) => {
+            Code::CopyUid(v, uid_members(&src), uid_members(&dst))
+        }
         _ => Code::Other,
     })
+}
+
+/// A UID set as its UIDs, bounded (a lying server's `1:4294967295` must not exhaust memory).
+fn uid_members(set: &[imap_proto::rfc4315::UidSetMember]) -> Vec<u32> {
+    const MAX: usize = 1_000_000;
+    let mut out = Vec::new();
+    for m in set {
+        match m {
+            imap_proto::rfc4315::UidSetMember::Uid(u) => out.push(*u),
+            imap_proto::rfc4315::UidSetMember::UidRange(r) => {
+                let room = MAX.saturating_sub(out.len());
+                out.extend(r.clone().take(room));
+            }
+        }
+        if out.len() >= MAX {
+            break;
+        }
+    }
+    out
 }
 
 fn caps(c: Vec<Capability<'_>>) -> Vec<String> {

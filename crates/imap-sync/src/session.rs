@@ -236,8 +236,17 @@ impl Session {
         Ok(tag)
     }
 
+    /// Writes raw bytes (a literal's content) on the connection.
+    pub(crate) async fn write_raw(&mut self, bytes: &[u8]) -> Result<()> {
+        self.conn.write_all(bytes).await
+    }
+
     /// Reads until the tagged completion of `tag`.
-    async fn finish(&mut self, tag: &str, name: &str) -> Result<(Vec<Response>, Option<Code>)> {
+    pub(crate) async fn finish(
+        &mut self,
+        tag: &str,
+        name: &str,
+    ) -> Result<(Vec<Response>, Option<Code>)> {
         let mut untagged = Vec::new();
         loop {
             match self.read().await? {

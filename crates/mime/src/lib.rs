@@ -10,6 +10,7 @@
 
 mod extract;
 mod fallback;
+pub mod headers;
 mod structure;
 mod subject;
 mod text;

@@ -96,6 +96,37 @@ impl Blobs {
         Ok(Some(data))
     }
 
+    /// The header block of a stored message (at most 256 KiB read), for header filters.
+    pub(crate) fn head(&self, id: &str) -> Result<Option<Vec<u8>>> {
+        use std::io::Read;
+        const MAX: u64 = 256 * 1024;
+        if !valid_id(id) {
+            return Ok(None);
+        }
+        let mut data = match self {
+            Blobs::Dir(root) => match std::fs::File::open(Self::path(root, id)) {
+                Ok(f) => {
+                    let mut d = Vec::new();
+                    f.take(MAX).read_to_end(&mut d)?;
+                    d
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+                Err(e) => return Err(e.into()),
+            },
+            Blobs::Memory(m) => match m
+                .lock()
+                .map_err(|_| Error::Task("blob map poisoned".into()))?
+                .get(id)
+            {
+                Some(d) => d[..d.len().min(MAX as usize)].to_vec(),
+                None => return Ok(None),
+            },
+        };
+        let end = mime::headers::header_block(&data).len();
+        data.truncate(end);
+        Ok(Some(data))
+    }
+
     pub(crate) fn remove(&self, id: &str) -> Result<()> {
         if !valid_id(id) {
             return Ok(());

@@ -13,10 +13,13 @@
 mod blobs;
 pub mod events;
 pub mod model;
+// --- write-back (outbox) ---
+pub mod outbox;
 mod sqlite;
 pub mod subscriptions;
 
 pub use model::*;
+pub use outbox::*;
 pub use sqlite::SqliteStore;
 
 use async_trait::async_trait;
@@ -161,4 +164,82 @@ pub trait Store: Send + Sync + 'static {
     ) -> Result<bool>;
     /// Deletes a subscription (of `user`, when given); false if there was none.
     async fn delete_push_subscription(&self, id: i64, user: Option<UserId>) -> Result<bool>;
+    // --- uploads (JMAP blob upload, RFC 8620 6.1) -----------------------------------------
+    /// Stores uploaded bytes for an account: content-addressed like every blob (the same
+    /// bytes uploaded twice are one file), owned by `account`, with the client's media
+    /// type. Uploading again refreshes its time.
+    async fn put_upload(
+        &self,
+        account: AccountId,
+        content_type: &str,
+        bytes: Vec<u8>,
+    ) -> Result<UploadRecord>;
+    /// The upload `blob_id` (hex sha256) of `account`, if it has one (not another
+    /// account's).
+    async fn upload(&self, account: AccountId, blob_id: &str) -> Result<Option<UploadRecord>>;
+    /// The bytes of the upload `blob_id` of `account` (None if the account has no such
+    /// upload). What Email/import and Email/parse read.
+    async fn upload_bytes(&self, account: AccountId, blob_id: &str) -> Result<Option<Vec<u8>>>;
+    /// Forgets uploads made before `before` (unix seconds); a blob no Email and no other
+    /// upload references is deleted with its file. Returns how many uploads were forgotten.
+    async fn expire_uploads(&self, before: i64) -> Result<usize>;
+
+    // --- write-back (outbox) ----------------------------------------------------------------
+    // Each user change is applied to the store (optimistically, with its change-log rows)
+    // and queued in the outbox in ONE transaction; POP3 accounts keep their changes local.
+    // See ARCHITECTURE.md, "Write-back".
+
+    /// Keyword and mailbox changes of Emails (JMAP Email/set update), one result per patch.
+    async fn update_emails(
+        &self,
+        account: AccountId,
+        patches: Vec<EmailPatch>,
+    ) -> Result<Vec<std::result::Result<(), WriteRefusal>>>;
+    /// Removes Emails from every mailbox (JMAP Email/set destroy).
+    async fn destroy_emails(
+        &self,
+        account: AccountId,
+        ids: Vec<EmailId>,
+    ) -> Result<Vec<std::result::Result<(), WriteRefusal>>>;
+    /// Stores a message as a new Email in `req.mailbox` with `req.keywords` and queues its
+    /// APPEND: one call for a draft, an import, or the Sent copy of a submission. The APPEND
+    /// is replayed exactly once, even through crashes.
+    async fn append_email(
+        &self,
+        account: AccountId,
+        req: AppendRequest,
+    ) -> Result<std::result::Result<EmailId, WriteRefusal>>;
+    async fn create_mailbox(
+        &self,
+        account: AccountId,
+        name: &str,
+        parent: Option<MailboxId>,
+        subscribed: bool,
+    ) -> Result<std::result::Result<MailboxId, WriteRefusal>>;
+    async fn update_mailbox(
+        &self,
+        account: AccountId,
+        id: MailboxId,
+        patch: MailboxPatch,
+    ) -> Result<std::result::Result<(), WriteRefusal>>;
+    async fn destroy_mailbox(
+        &self,
+        account: AccountId,
+        id: MailboxId,
+        remove_emails: bool,
+    ) -> Result<std::result::Result<(), WriteRefusal>>;
+    /// Pending entries of an account, oldest first.
+    async fn outbox_next(&self, account: AccountId, limit: usize) -> Result<Vec<OutboxEntry>>;
+    /// Counts an attempt before its command is sent (`uidnext`: an APPEND's starting point).
+    async fn outbox_begin(&self, id: i64, uidnext: Option<u32>) -> Result<()>;
+    /// Entries the server confirmed: dropped, placeholders given their server UIDs.
+    async fn outbox_complete(&self, account: AccountId, done: Vec<OutboxDone>) -> Result<()>;
+    /// A transient failure: the entry stays, its error is visible in the status.
+    async fn outbox_defer(&self, id: i64, error: &str) -> Result<()>;
+    /// A permanent refusal: the local change is reverted and the reason kept.
+    async fn outbox_refuse(&self, account: AccountId, id: i64, reason: &str) -> Result<()>;
+    async fn outbox_status(&self, account: AccountId) -> Result<OutboxStatus>;
+    async fn outbox_dismiss(&self, account: AccountId, failures: Vec<i64>) -> Result<()>;
+    /// Bumped after every commit that queued something: the engine's workers wait on it.
+    fn outbox_signal(&self) -> tokio::sync::watch::Receiver<u64>;
 }

@@ -305,32 +305,108 @@ pub struct EmailView {
     pub has_attachment: bool,
 }
 
-/// What Email/query can ask the store today.
+/// One condition of an Email query (RFC 8621 4.4.1), in store terms.
+#[derive(Debug, Clone, PartialEq)]
+pub enum EmailCondition {
+    InMailbox(MailboxId),
+    /// In at least one mailbox that is not one of these.
+    InMailboxOtherThan(Vec<MailboxId>),
+    /// receivedAt strictly before / at or after (unix seconds).
+    Before(i64),
+    After(i64),
+    MinSize(u64),
+    /// size strictly less than this.
+    MaxSize(u64),
+    HasKeyword(String),
+    NotKeyword(String),
+    AllInThreadHaveKeyword(String),
+    SomeInThreadHaveKeyword(String),
+    NoneInThreadHaveKeyword(String),
+    HasAttachment(bool),
+    /// Full-text words (every one must match, in a header or the body).
+    Text(String),
+    /// Words that must be in the subject, or in the body text.
+    Subject(String),
+    Body(String),
+    /// Substrings (case-insensitive) of an address field: name or email.
+    From(String),
+    To(String),
+    Cc(String),
+    Bcc(String),
+    /// A header field of this name exists (and its value contains the text,
+    /// case-insensitively). Read from the stored message: an Email whose body is not
+    /// stored yet does not match.
+    Header(String, Option<String>),
+    /// Matches nothing (e.g. a mailbox id that does not parse).
+    Nothing,
+}
+
+/// A filter tree: conditions under AND, OR and NOT (NOT: none of its parts holds).
+#[derive(Debug, Clone, PartialEq)]
+pub enum EmailFilter {
+    And(Vec<EmailFilter>),
+    Or(Vec<EmailFilter>),
+    Not(Vec<EmailFilter>),
+    Condition(EmailCondition),
+}
+
+/// What an Email query sorts by (RFC 8621 4.4.2).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum EmailSortKey {
+    ReceivedAt,
+    SentAt,
+    Size,
+    /// The first From address's name, else its email.
+    From,
+    /// The first To address's name, else its email.
+    To,
+    /// The base subject (RFC 5256 2.1).
+    Subject,
+    HasKeyword(String),
+    AllInThreadHaveKeyword(String),
+    SomeInThreadHaveKeyword(String),
+}
+
+/// How strings compare in a sort (RFC 4790 names).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Collation {
+    /// `i;unicode-casemap` (RFC 5051): Unicode case-insensitive. The default.
+    #[default]
+    UnicodeCasemap,
+    /// `i;ascii-casemap`: ASCII case-insensitive.
+    AsciiCasemap,
+    /// `i;octet`: byte order.
+    Octet,
+}
+
+impl Collation {
+    /// The RFC 4790 names the store can sort with.
+    pub const NAMES: &'static [&'static str] = &["i;unicode-casemap", "i;ascii-casemap", "i;octet"];
+
+    pub fn from_name(s: &str) -> Option<Self> {
+        Some(match s {
+            "i;unicode-casemap" => Collation::UnicodeCasemap,
+            "i;ascii-casemap" => Collation::AsciiCasemap,
+            "i;octet" => Collation::Octet,
+            _ => return None,
+        })
+    }
+}
+
+/// One comparator of a sort.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EmailSort {
+    pub key: EmailSortKey,
+    pub ascending: bool,
+    pub collation: Collation,
+}
+
+/// An Email query: a filter, a sort (receivedAt newest first when empty; ties broken by
+/// id), thread collapsing and paging.
 #[derive(Debug, Clone, Default)]
 pub struct EmailQuery {
-    pub in_mailbox: Option<MailboxId>,
-    /// Full-text words (every one must match).
-    pub text: Option<String>,
-    /// Words that must be in the subject, or in the body text.
-    pub subject: Option<String>,
-    pub body: Option<String>,
-    /// Substrings (case-insensitive) of an address field: name or email.
-    pub from: Option<String>,
-    pub to: Option<String>,
-    pub cc: Option<String>,
-    pub bcc: Option<String>,
-    /// Not in any of these mailboxes.
-    pub not_in_mailboxes: Vec<MailboxId>,
-    /// receivedAt strictly before / at or after (unix seconds; RFC 8621 4.4.1).
-    pub before: Option<i64>,
-    pub after: Option<i64>,
-    pub min_size: Option<u64>,
-    pub max_size: Option<u64>,
-    pub has_keyword: Vec<String>,
-    pub not_keyword: Vec<String>,
-    pub has_attachment: Option<bool>,
-    /// Sort by receivedAt: oldest first when true.
-    pub ascending: bool,
+    pub filter: Option<EmailFilter>,
+    pub sort: Vec<EmailSort>,
     pub collapse_threads: bool,
     /// Only this window (offset, limit) of the result, found by the index rather than by
     /// reading every match; ignored with `collapse_threads` (which must see every match).
@@ -343,6 +419,8 @@ pub struct EmailQuery {
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct QueryPage {
     pub ids: Vec<EmailId>,
+    /// The thread of each id, in the same order.
+    pub threads: Vec<ThreadId>,
     pub total: Option<usize>,
 }
 
@@ -360,4 +438,17 @@ pub struct Pop3Entry {
     pub uid: Uid,
     pub retrieved_at: i64,
     pub deleted_on_server: bool,
+}
+
+/// An uploaded blob (JMAP blob upload, RFC 8620 6.1).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UploadRecord {
+    pub account: AccountId,
+    /// Hex sha256 of the bytes (the JMAP blobId is `b` and this).
+    pub blob_id: String,
+    /// The media type the client gave.
+    pub content_type: String,
+    pub size: u64,
+    /// When it was uploaded (unix seconds).
+    pub created_at: i64,
 }

@@ -5,7 +5,6 @@
 //! plus the part, so the download endpoint can find, check and decode them.
 
 use jmap_proto::MethodError;
-use jmap_proto::mail::properties::BODY_PART_PROPERTIES;
 use mime::BodyPart;
 use serde_json::{Map, Value, json};
 
@@ -18,17 +17,9 @@ pub(crate) const BODY_EMAIL_PROPERTIES: &[&str] = &[
     "bodyValues",
 ];
 
-/// jmap-proto knows every body property; `header:` forms are not served yet.
+/// Every body property of RFC 8621 4.1.4, `header:` forms included.
 pub(crate) fn check_body_properties(p: &[String]) -> Result<(), MethodError> {
-    match p
-        .iter()
-        .find(|x| !BODY_PART_PROPERTIES.contains(&x.as_str()))
-    {
-        Some(x) => Err(MethodError::invalid_arguments(format!(
-            "unknown body property {x}"
-        ))),
-        None => Ok(()),
-    }
+    jmap_proto::mail::properties::check_body_properties(p)
 }
 
 /// The blob id of a part of the message whose blob id is `message_blob` (hex sha256).
@@ -60,6 +51,41 @@ pub(crate) fn parse_blob_id(id: &str) -> Option<(&str, Option<String>)> {
     Some((sha, part))
 }
 
+/// Most levels of attached messages followed for one part id.
+const MAX_NESTED: usize = 16;
+
+/// The content of part `part_id` of a message, following attached messages: `2.1` is
+/// part `1` of the message attached as part `2` when the message's own structure has no
+/// `2.1` (IMAP section numbering, RFC 3501 6.4.5). What downloads and Email/parse read.
+pub(crate) fn nested_part(raw: &[u8], part_id: &str) -> Option<mime::PartContent> {
+    let mut raw = std::borrow::Cow::Borrowed(raw);
+    let mut rest: Vec<&str> = part_id.split('.').collect();
+    for _ in 0..MAX_NESTED {
+        if let Some(p) = mime::part_content(&raw, &rest.join(".")) {
+            return Some(p);
+        }
+        // The longest prefix that is an attached message; continue inside it.
+        let mut inner = None;
+        for i in (1..rest.len()).rev() {
+            if let Some(p) = mime::part_content(&raw, &rest[..i].join("."))
+                && is_message(&p.content_type)
+            {
+                inner = Some((p.bytes, i));
+                break;
+            }
+        }
+        let (bytes, i) = inner?;
+        raw = std::borrow::Cow::Owned(bytes);
+        rest = rest.split_off(i);
+    }
+    None
+}
+
+/// A media type whose content is a whole message (RFC 2046 5.2.1, RFC 6532 3.7).
+pub(crate) fn is_message(content_type: &str) -> bool {
+    content_type == "message/rfc822" || content_type == "message/global"
+}
+
 fn part_json(p: &BodyPart, blob: &str, props: &[String], depth: usize) -> Value {
     let mut o = Map::new();
     for prop in props {
@@ -89,7 +115,17 @@ fn part_json(p: &BodyPart, blob: &str, props: &[String], depth: usize) -> Value 
                 Some(_) => Value::Array(Vec::new()),
                 None => Value::Null,
             },
-            _ => continue,
+            other => match jmap_proto::mail::header::parse_header_property(other) {
+                Some(hp) => {
+                    let fields: Vec<(&str, &[u8])> = p
+                        .headers
+                        .iter()
+                        .map(|(n, v)| (n.as_str(), v.as_bytes()))
+                        .collect();
+                    super::headers::property(&fields, &hp)
+                }
+                None => continue,
+            },
         };
         o.insert(prop.clone(), v);
     }

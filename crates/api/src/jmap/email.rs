@@ -1,9 +1,10 @@
 //! Email/get (RFC 8621 4.2) and Email/query (4.4), over the metadata the store keeps.
 //!
-//! Body properties (bodyStructure, textBody, htmlBody, attachments, bodyValues) are
-//! computed from the stored message on demand (`body.rs`). Not yet: `header:` properties;
-//! OR/NOT of Email conditions, the thread keyword and header conditions; sorts other than
-//! `receivedAt`. Each answers the RFC's error, never a wrong result.
+//! Body properties (bodyStructure, textBody, htmlBody, attachments, bodyValues) and header
+//! properties (`headers`, `header:Name:asForm:all`) are computed from the stored message
+//! on demand (`body.rs`, `headers.rs`). Email/query turns the JMAP filter tree and sort
+//! into the store's (`store_filter`, `store_sort`); the store compiles them into one SQL
+//! query.
 
 use super::{Ctx, body, ids};
 use jmap_proto::mail::properties::{
@@ -11,15 +12,18 @@ use jmap_proto::mail::properties::{
 };
 use jmap_proto::mail::{EmailFilterCondition, EmailGetRequest, EmailQueryRequest};
 use jmap_proto::method::filter::{Filter, Operator};
+use jmap_proto::method::sort::Comparator;
 use jmap_proto::method::{GetResponse, QueryResponse};
 use jmap_proto::{IdRef, MethodError, MethodErrorType, UtcDate};
 use serde_json::{Map, Value, json};
-use store::{EmailQuery, EmailView};
+use store::{Collation, EmailFilter, EmailQuery, EmailSort, EmailSortKey, EmailView};
 
-/// Served today: RFC 8621's default list of Email/get (the stored metadata plus the body
-/// lists and values) and bodyStructure; not yet `headers` and `header:` forms.
+/// Every Email property of RFC 8621 4.1: the stored metadata, the body properties and
+/// the header properties (both computed from the stored message).
 fn served(p: &str) -> bool {
-    EMAIL_GET_DEFAULT_PROPERTIES.contains(&p) || body::BODY_EMAIL_PROPERTIES.contains(&p)
+    EMAIL_GET_DEFAULT_PROPERTIES.contains(&p)
+        || body::BODY_EMAIL_PROPERTIES.contains(&p)
+        || super::headers::is_header_property(p)
 }
 
 fn date(ts: i64) -> Value {
@@ -82,15 +86,24 @@ fn property(e: &EmailView, p: &str) -> Option<Value> {
     })
 }
 
-/// The body properties of one Email; null values while its body is not stored yet (the
-/// sync fetches headers first).
-async fn body_of(
+/// The properties of one Email computed from its stored message (body and header
+/// properties); null values while its body is not stored yet (the sync fetches headers
+/// first).
+async fn from_message(
     ctx: &Ctx<'_>,
     e: &EmailView,
     req: &std::sync::Arc<body::BodyRequest>,
+    header_props: &std::sync::Arc<Vec<String>>,
 ) -> Result<Map<String, Value>, MethodError> {
+    let nulls = || {
+        req.props
+            .iter()
+            .chain(header_props.iter())
+            .map(|p| (p.clone(), Value::Null))
+            .collect()
+    };
     let Some(blob) = e.blob_id.clone() else {
-        return Ok(req.props.iter().map(|p| (p.clone(), Value::Null)).collect());
+        return Ok(nulls());
     };
     let raw = ctx
         .store
@@ -98,12 +111,23 @@ async fn body_of(
         .await
         .map_err(|err| MethodError::server_fail(err.to_string()))?;
     let Some(raw) = raw else {
-        return Ok(req.props.iter().map(|p| (p.clone(), Value::Null)).collect());
+        return Ok(nulls());
     };
     let req = req.clone();
-    tokio::task::spawn_blocking(move || body::body_properties(&raw, &blob, &req))
-        .await
-        .map_err(|err| MethodError::server_fail(err.to_string()))
+    let header_props = header_props.clone();
+    tokio::task::spawn_blocking(move || {
+        let mut out = if req.props.is_empty() {
+            Map::new()
+        } else {
+            body::body_properties(&raw, &blob, &req)
+        };
+        if !header_props.is_empty() {
+            out.extend(super::headers::email_properties(&raw, &header_props));
+        }
+        out
+    })
+    .await
+    .map_err(|err| MethodError::server_fail(err.to_string()))
 }
 
 pub(crate) async fn get(
@@ -150,6 +174,13 @@ pub(crate) async fn get(
         fetch_all: req.extra.fetch_all_body_values,
         max_bytes: usize::try_from(req.extra.max_body_value_bytes).unwrap_or(usize::MAX),
     });
+    let header_props = std::sync::Arc::new(
+        props
+            .iter()
+            .filter(|p| super::headers::is_header_property(p))
+            .cloned()
+            .collect::<Vec<_>>(),
+    );
     let state = ctx.store_state(account).await?;
     let Some(wanted) = req.ids.clone() else {
         // RFC 8621 4.2: a server may refuse to list every Email.
@@ -189,8 +220,8 @@ pub(crate) async fn get(
                         o.insert(p.clone(), v);
                     }
                 }
-                if !body_req.props.is_empty() {
-                    o.extend(body_of(ctx, e, &body_req).await?);
+                if !body_req.props.is_empty() || !header_props.is_empty() {
+                    o.extend(from_message(ctx, e, &body_req, &header_props).await?);
                 }
                 list.push(Value::Object(o));
             }
@@ -205,108 +236,184 @@ pub(crate) async fn get(
     })
 }
 
-/// Folds a filter into the one shape the store answers: an AND of conditions.
-fn flatten(f: &Filter<EmailFilterCondition>, q: &mut EmailQuery) -> Result<(), MethodError> {
-    match f {
-        Filter::Operator(op) if op.operator == Operator::And => {
-            for c in &op.conditions {
-                flatten(c, q)?;
-            }
-            Ok(())
-        }
-        Filter::Operator(_) => Err(MethodError::unsupported_filter(
-            "OR and NOT over Email conditions are not supported by this build yet",
-        )),
-        Filter::Condition(c) => {
-            let unsupported = c.all_in_thread_have_keyword.is_some()
-                || c.some_in_thread_have_keyword.is_some()
-                || c.none_in_thread_have_keyword.is_some()
-                || c.header.is_some();
-            if unsupported {
-                return Err(MethodError::unsupported_filter(
-                    "thread keyword and header conditions are not supported by this build yet",
-                ));
-            }
-            let join = |slot: &mut Option<String>, v: &Option<String>| {
-                if let Some(v) = v {
-                    *slot = Some(match slot.take() {
-                        Some(prev) => format!("{prev} {v}"),
-                        None => v.clone(),
-                    });
-                }
-            };
-            join(&mut q.subject, &c.subject);
-            join(&mut q.body, &c.body);
-            // Two conditions on one address field: both must hold; the store takes one
-            // substring per field, so a second one makes the filter unsupported.
-            for (slot, v) in [
-                (&mut q.from, &c.from),
-                (&mut q.to, &c.to),
-                (&mut q.cc, &c.cc),
-                (&mut q.bcc, &c.bcc),
-            ] {
-                if let Some(v) = v {
-                    if slot.is_some() {
-                        return Err(MethodError::unsupported_filter(
-                            "two conditions on one address field are not supported yet",
-                        ));
-                    }
-                    *slot = Some(v.clone());
-                }
-            }
-            if let Some(others) = &c.in_mailbox_other_than {
-                for m in others {
-                    // A mailbox id that does not parse is no mailbox: excluding it excludes nothing.
-                    if let Some(n) = ids::parse('m', m.as_str()) {
-                        q.not_in_mailboxes.push(mail_types::MailboxId(n));
-                    }
-                }
-            }
-            if let Some(b) = &c.before {
-                let t = b.timestamp();
-                q.before = Some(q.before.map_or(t, |x| x.min(t)));
-            }
-            if let Some(a) = &c.after {
-                let t = a.timestamp();
-                q.after = Some(q.after.map_or(t, |x| x.max(t)));
-            }
-            if let Some(v) = c.min_size {
-                q.min_size = Some(q.min_size.map_or(v, |x| x.max(v)));
-            }
-            if let Some(v) = c.max_size {
-                q.max_size = Some(q.max_size.map_or(v, |x| x.min(v)));
-            }
-            q.has_keyword.extend(c.has_keyword.iter().cloned());
-            q.not_keyword.extend(c.not_keyword.iter().cloned());
-            if let Some(h) = c.has_attachment {
-                if q.has_attachment.is_some_and(|x| x != h) {
-                    // hasAttachment true AND false: nothing matches.
-                    q.in_mailbox = Some(mail_types::MailboxId(-1));
-                }
-                q.has_attachment = Some(h);
-            }
-            if let Some(m) = &c.in_mailbox {
-                let Some(n) = ids::parse('m', m.as_str()) else {
-                    // No such mailbox: nothing matches. Mark with an impossible id.
-                    q.in_mailbox = Some(mail_types::MailboxId(-1));
-                    return Ok(());
-                };
-                if q.in_mailbox.is_some_and(|x| x.0 != n) {
-                    q.in_mailbox = Some(mail_types::MailboxId(-1));
-                } else {
-                    q.in_mailbox = Some(mail_types::MailboxId(n));
-                }
-            }
-            if let Some(t) = &c.text {
-                let joined = match &q.text {
-                    Some(prev) => format!("{prev} {t}"),
-                    None => t.clone(),
-                };
-                q.text = Some(joined);
-            }
-            Ok(())
+/// One JMAP FilterCondition as the store's AND of conditions.
+fn condition(c: &EmailFilterCondition) -> Vec<EmailFilter> {
+    use store::EmailCondition as C;
+    let mut out = Vec::new();
+    let mut add = |c: C| out.push(EmailFilter::Condition(c));
+    if let Some(m) = &c.in_mailbox {
+        // A mailbox id that does not parse is no mailbox: nothing is in it.
+        add(match ids::parse('m', m.as_str()) {
+            Some(n) => C::InMailbox(mail_types::MailboxId(n)),
+            None => C::Nothing,
+        });
+    }
+    if let Some(others) = &c.in_mailbox_other_than {
+        add(C::InMailboxOtherThan(
+            others
+                .iter()
+                .filter_map(|m| ids::parse('m', m.as_str()))
+                .map(mail_types::MailboxId)
+                .collect(),
+        ));
+    }
+    if let Some(b) = &c.before {
+        add(C::Before(b.timestamp()));
+    }
+    if let Some(a) = &c.after {
+        add(C::After(a.timestamp()));
+    }
+    if let Some(v) = c.min_size {
+        add(C::MinSize(v));
+    }
+    if let Some(v) = c.max_size {
+        add(C::MaxSize(v));
+    }
+    for (k, f) in [
+        (
+            &c.all_in_thread_have_keyword,
+            C::AllInThreadHaveKeyword as fn(String) -> C,
+        ),
+        (&c.some_in_thread_have_keyword, C::SomeInThreadHaveKeyword),
+        (&c.none_in_thread_have_keyword, C::NoneInThreadHaveKeyword),
+        (&c.has_keyword, C::HasKeyword),
+        (&c.not_keyword, C::NotKeyword),
+        (&c.text, C::Text),
+        (&c.from, C::From),
+        (&c.to, C::To),
+        (&c.cc, C::Cc),
+        (&c.bcc, C::Bcc),
+        (&c.subject, C::Subject),
+        (&c.body, C::Body),
+    ] {
+        if let Some(k) = k {
+            add(f(k.clone()));
         }
     }
+    if let Some(h) = c.has_attachment {
+        add(C::HasAttachment(h));
+    }
+    if let Some((name, value)) = c.header_condition() {
+        add(C::Header(name.to_string(), value.map(str::to_string)));
+    }
+    out
+}
+
+/// A JMAP filter as the store's filter tree.
+pub(crate) fn store_filter(f: &Filter<EmailFilterCondition>) -> Result<EmailFilter, MethodError> {
+    Ok(match f {
+        Filter::Condition(c) => {
+            if let Some(h) = &c.header
+                && (h.is_empty() || h.len() > 2)
+            {
+                return Err(MethodError::invalid_arguments(
+                    "header takes the field name and optionally a value (RFC 8621 4.4.1)",
+                ));
+            }
+            let mut parts = condition(c);
+            if parts.len() == 1 {
+                parts.remove(0)
+            } else {
+                EmailFilter::And(parts)
+            }
+        }
+        Filter::Operator(op) => {
+            let parts = op
+                .conditions
+                .iter()
+                .map(store_filter)
+                .collect::<Result<Vec<_>, _>>()?;
+            match op.operator {
+                Operator::And => EmailFilter::And(parts),
+                Operator::Or => EmailFilter::Or(parts),
+                Operator::Not => EmailFilter::Not(parts),
+            }
+        }
+    })
+}
+
+/// The sort properties Email/query serves (the Session lists them).
+pub(crate) const SORT_OPTIONS: &[&str] = &[
+    "receivedAt",
+    "sentAt",
+    "size",
+    "from",
+    "to",
+    "subject",
+    "hasKeyword",
+    "allInThreadHaveKeyword",
+    "someInThreadHaveKeyword",
+];
+
+/// JMAP comparators as the store's sort.
+pub(crate) fn store_sort(sort: &[Comparator]) -> Result<Vec<EmailSort>, MethodError> {
+    if sort.len() > 16 {
+        return Err(MethodError::unsupported_sort("at most 16 comparators"));
+    }
+    let mut out = Vec::new();
+    for c in sort {
+        let keyword = || {
+            c.keyword.clone().ok_or_else(|| {
+                MethodError::invalid_arguments(format!("sorting by {} needs a keyword", c.property))
+            })
+        };
+        let key = match c.property.as_str() {
+            "receivedAt" => EmailSortKey::ReceivedAt,
+            "sentAt" => EmailSortKey::SentAt,
+            "size" => EmailSortKey::Size,
+            "from" => EmailSortKey::From,
+            "to" => EmailSortKey::To,
+            "subject" => EmailSortKey::Subject,
+            "hasKeyword" => EmailSortKey::HasKeyword(keyword()?),
+            "allInThreadHaveKeyword" => EmailSortKey::AllInThreadHaveKeyword(keyword()?),
+            "someInThreadHaveKeyword" => EmailSortKey::SomeInThreadHaveKeyword(keyword()?),
+            other => {
+                return Err(MethodError::unsupported_sort(format!(
+                    "cannot sort by {:?}",
+                    other.chars().take(64).collect::<String>()
+                )));
+            }
+        };
+        let collation = match c.collation.as_deref() {
+            None => Collation::default(),
+            Some(name) => Collation::from_name(name).ok_or_else(|| {
+                MethodError::unsupported_sort(format!(
+                    "unknown collation {:?} (supported: {})",
+                    name.chars().take(64).collect::<String>(),
+                    Collation::NAMES.join(", ")
+                ))
+            })?,
+        };
+        out.push(EmailSort {
+            key,
+            ascending: c.is_ascending,
+            collation,
+        });
+    }
+    Ok(out)
+}
+
+/// Whether the results of a query can change only through the Emails the change log
+/// names (so /queryChanges can be computed from it): not so when a condition or a sort
+/// looks at the other Emails of a thread.
+pub(crate) fn changes_computable(
+    f: Option<&Filter<EmailFilterCondition>>,
+    sort: &[Comparator],
+) -> bool {
+    let mut ok = true;
+    if let Some(f) = f {
+        f.for_each_condition(&mut |c| {
+            if c.all_in_thread_have_keyword.is_some()
+                || c.some_in_thread_have_keyword.is_some()
+                || c.none_in_thread_have_keyword.is_some()
+            {
+                ok = false;
+            }
+        });
+    }
+    ok && !sort
+        .iter()
+        .any(|c| c.property.ends_with("InThreadHaveKeyword"))
 }
 
 pub(crate) async fn query(
@@ -315,22 +422,13 @@ pub(crate) async fn query(
 ) -> Result<Map<String, Value>, MethodError> {
     let req: EmailQueryRequest = EmailQueryRequest::parse(args)?;
     let account = ctx.account(&req.account_id)?;
+    let sort = store_sort(req.sort.as_deref().unwrap_or(&[]))?;
     let mut q = EmailQuery {
         collapse_threads: req.extra.collapse_threads,
+        filter: req.filter.as_ref().map(store_filter).transpose()?,
+        sort,
         ..EmailQuery::default()
     };
-    if let Some(f) = &req.filter {
-        flatten(f, &mut q)?;
-    }
-    match req.sort.as_deref() {
-        None | Some([]) => {}
-        Some([c]) if c.property == "receivedAt" => q.ascending = c.is_ascending,
-        Some(_) => {
-            return Err(MethodError::unsupported_sort(
-                "only receivedAt is supported by this build yet",
-            ));
-        }
-    }
     let state = ctx.store_state(account).await?;
     let limit = req
         .limit
@@ -389,7 +487,10 @@ pub(crate) async fn query(
     super::to_map(&QueryResponse {
         account_id: req.account_id.clone(),
         query_state: ids::state(state),
-        can_calculate_changes: false,
+        can_calculate_changes: changes_computable(
+            req.filter.as_ref(),
+            req.sort.as_deref().unwrap_or(&[]),
+        ),
         position: start.min(total) as u64,
         ids: page,
         total: req.calculate_total.then_some(total as u64),

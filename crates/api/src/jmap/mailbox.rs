@@ -68,12 +68,7 @@ pub(crate) async fn get(
                 "unreadEmails" => json!(v.unread_emails),
                 "totalThreads" => json!(v.total_threads),
                 "unreadThreads" => json!(v.unread_threads),
-                // Write-back comes with issue 5; until then the rights say what works.
-                "myRights" => json!({
-                    "mayReadItems": v.selectable, "mayAddItems": false, "mayRemoveItems": false,
-                    "maySetSeen": false, "maySetKeywords": false, "mayCreateChild": false,
-                    "mayRename": false, "mayDelete": false, "maySubmit": false,
-                }),
+                "myRights" => rights(v.selectable),
                 "isSubscribed" => json!(v.subscribed),
                 _ => continue,
             };
@@ -148,6 +143,47 @@ pub(crate) async fn query(
         jmap_proto::mail::MailboxQueryRequest::parse(args)?;
     let account = ctx.account(&req.account_id)?;
     let state = ctx.store_state(account).await?;
+    let hits = ordered(
+        ctx,
+        account,
+        req.filter.as_ref(),
+        req.sort.as_deref().unwrap_or(&[]),
+        req.extra.sort_as_tree,
+    )
+    .await?;
+    let total = hits.len() as i64;
+    let start = if req.position < 0 {
+        (total + req.position).max(0)
+    } else {
+        req.position.min(total)
+    } as usize;
+    let limit = req.limit.map(|l| l as usize).unwrap_or(usize::MAX);
+    let page: Vec<_> = hits
+        .iter()
+        .skip(start)
+        .take(limit)
+        .filter_map(|v| ids::id('m', v.0))
+        .collect();
+    super::to_map(&jmap_proto::method::QueryResponse {
+        account_id: req.account_id.clone(),
+        query_state: ids::state(state),
+        can_calculate_changes: true,
+        position: start as u64,
+        ids: page,
+        total: req.calculate_total.then_some(total as u64),
+        limit: None,
+    })
+}
+
+/// The ids of the account's mailboxes that match, in the query's order (Mailbox/query and
+/// Mailbox/queryChanges).
+pub(crate) async fn ordered(
+    ctx: &Ctx<'_>,
+    account: mail_types::AccountId,
+    filter: Option<&jmap_proto::method::filter::Filter<jmap_proto::mail::MailboxFilterCondition>>,
+    sort: &[jmap_proto::method::sort::Comparator],
+    sort_as_tree: bool,
+) -> Result<Vec<mail_types::MailboxId>, MethodError> {
     let views = ctx
         .store
         .mailbox_views(account)
@@ -155,15 +191,14 @@ pub(crate) async fn query(
         .map_err(|e| MethodError::server_fail(e.to_string()))?;
     let mut hits: Vec<&store::MailboxView> = views
         .iter()
-        .filter(|v| req.filter.as_ref().is_none_or(|f| eval(v, f)))
+        .filter(|v| filter.is_none_or(|f| eval(v, f)))
         .collect();
     let order = |v: &store::MailboxView| match v.role {
         Some(mail_types::Role::Inbox) => 1,
         Some(_) => 2,
         None => 10,
     };
-    let sort = req.sort.clone().unwrap_or_default();
-    for c in &sort {
+    for c in sort {
         if c.property != "name" && c.property != "sortOrder" {
             return Err(MethodError::unsupported_sort(format!(
                 "cannot sort mailboxes by {}",
@@ -172,7 +207,7 @@ pub(crate) async fn query(
         }
     }
     hits.sort_by(|a, b| {
-        for c in &sort {
+        for c in sort {
             let o = match c.property.as_str() {
                 "sortOrder" => order(a).cmp(&order(b)),
                 _ => a.name.to_lowercase().cmp(&b.name.to_lowercase()),
@@ -184,7 +219,7 @@ pub(crate) async fn query(
         }
         a.id.cmp(&b.id)
     });
-    if req.extra.sort_as_tree {
+    if sort_as_tree {
         // Depth-first from the roots, keeping the sorted order among siblings.
         let mut out = Vec::with_capacity(hits.len());
         fn walk<'a>(
@@ -210,26 +245,14 @@ pub(crate) async fn query(
         }
         hits = out;
     }
-    let total = hits.len() as i64;
-    let start = if req.position < 0 {
-        (total + req.position).max(0)
-    } else {
-        req.position.min(total)
-    } as usize;
-    let limit = req.limit.map(|l| l as usize).unwrap_or(usize::MAX);
-    let page: Vec<_> = hits
-        .iter()
-        .skip(start)
-        .take(limit)
-        .filter_map(|v| ids::id('m', v.id.0))
-        .collect();
-    super::to_map(&jmap_proto::method::QueryResponse {
-        account_id: req.account_id.clone(),
-        query_state: ids::state(state),
-        can_calculate_changes: false,
-        position: start as u64,
-        ids: page,
-        total: req.calculate_total.then_some(total as u64),
-        limit: None,
+    Ok(hits.iter().map(|v| v.id).collect())
+}
+
+/// RFC 8621 2: what the user may do; every change is written back through the outbox.
+pub(crate) fn rights(selectable: bool) -> Value {
+    json!({
+        "mayReadItems": selectable, "mayAddItems": selectable, "mayRemoveItems": selectable,
+        "maySetSeen": selectable, "maySetKeywords": selectable, "mayCreateChild": true,
+        "mayRename": true, "mayDelete": true, "maySubmit": selectable,
     })
 }

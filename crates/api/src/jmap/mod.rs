@@ -4,12 +4,22 @@
 
 pub(crate) mod body;
 mod changes;
-mod email;
+pub(crate) mod email;
 mod identity;
 pub(crate) mod ids;
 mod mailbox;
+// --- jmap: query changes, header properties, Email/parse ---
+mod headers;
+mod parse;
+mod query_changes;
+// --- end jmap ---
 mod snippet;
 mod thread;
+// --- write-back ---
+mod email_create;
+mod email_set;
+mod mailbox_set;
+mod outbox;
 
 use crate::auth::Principal;
 use jmap_proto::{
@@ -27,6 +37,8 @@ pub(crate) struct Ctx<'a> {
     pub max_objects_in_get: usize,
     // push: PushSubscription/set starts and stops delivery tasks on the hub.
     pub push: &'a Arc<crate::push::Hub>,
+    // --- write-back ---
+    pub max_objects_in_set: usize,
 }
 
 impl Ctx<'_> {
@@ -70,6 +82,8 @@ pub(crate) async fn dispatch(
         .iter()
         .any(|u| u == jmap_proto::capability::SUBMISSION);
     let mut response = Response::new(session_state, request.created_ids.clone());
+    // RFC 8620 5.3: creation ids are known to every later call of the request.
+    let mut created_ids = request.created_ids.clone().unwrap_or_default();
     for call in request.method_calls {
         let Invocation {
             name,
@@ -95,6 +109,10 @@ pub(crate) async fn dispatch(
             | "Email/query"
             | "Thread/get"
             | "SearchSnippet/get"
+            | "Email/parse"
+            | "Email/set"
+            | "Mailbox/set"
+            | "Outbox/get"
                 if !mail =>
             {
                 Err(MethodError::with_description(
@@ -104,13 +122,10 @@ pub(crate) async fn dispatch(
             }
             "Mailbox/get" => mailbox::get(ctx, arguments).await,
             "Mailbox/query" => mailbox::query(ctx, arguments).await,
-            // RFC 8620 5.6: a server that keeps no query history answers
-            // cannotCalculateChanges (our queries say canCalculateChanges: false); the
-            // client then queries again.
-            "Mailbox/queryChanges" | "Email/queryChanges" => Err(MethodError::with_description(
-                MethodErrorType::CannotCalculateChanges,
-                "query changes are not kept; query again",
-            )),
+            // RFC 8620 5.6, from the change log.
+            "Mailbox/queryChanges" => query_changes::mailbox(ctx, arguments).await,
+            "Email/queryChanges" => query_changes::email(ctx, arguments).await,
+            "Email/parse" => parse::parse(ctx, arguments).await,
             "Mailbox/changes" => changes::changes(ctx, ObjectType::Mailbox, arguments).await,
             "Email/changes" => changes::changes(ctx, ObjectType::Email, arguments).await,
             "Thread/changes" => changes::changes(ctx, ObjectType::Thread, arguments).await,
@@ -118,6 +133,10 @@ pub(crate) async fn dispatch(
             "Email/query" => email::query(ctx, arguments).await,
             "Thread/get" => thread::get(ctx, arguments).await,
             "SearchSnippet/get" => snippet::get(ctx, arguments).await,
+            // --- write-back ---
+            "Email/set" => email_set::set(ctx, arguments, &mut created_ids).await,
+            "Mailbox/set" => mailbox_set::set(ctx, arguments, &mut created_ids).await,
+            "Outbox/get" => outbox::get(ctx, arguments).await,
             "Identity/get" if !submission => Err(MethodError::with_description(
                 MethodErrorType::UnknownMethod,
                 "Identity/get needs urn:ietf:params:jmap:submission in using",
@@ -139,6 +158,9 @@ pub(crate) async fn dispatch(
             Ok(args) => response.push(Invocation::new(name, args, call_id)),
             Err(e) => response.push(e.into_invocation(call_id)),
         }
+    }
+    if response.created_ids.is_some() {
+        response.created_ids = Some(created_ids);
     }
     response
 }

@@ -35,6 +35,59 @@ pub struct EmailGetArgs {
     pub max_body_value_bytes: u64,
 }
 
+/// The arguments of Email/parse (RFC 8621 4.9).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct EmailParseRequest {
+    /// The account to use.
+    pub account_id: crate::id::Id,
+    /// The blobs to parse as messages.
+    pub blob_ids: Vec<crate::id::Id>,
+    /// The Email properties to return; `None` for [`EMAIL_PARSE_DEFAULT_PROPERTIES`].
+    #[serde(default)]
+    pub properties: Option<Vec<String>>,
+    /// As Email/get's.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub body_properties: Option<Vec<String>>,
+    /// As Email/get's.
+    #[serde(default, deserialize_with = "null_default")]
+    pub fetch_text_body_values: bool,
+    /// As Email/get's.
+    #[serde(
+        default,
+        rename = "fetchHTMLBodyValues",
+        deserialize_with = "null_default"
+    )]
+    pub fetch_html_body_values: bool,
+    /// As Email/get's.
+    #[serde(default, deserialize_with = "null_default")]
+    pub fetch_all_body_values: bool,
+    /// As Email/get's.
+    #[serde(default, deserialize_with = "null_default")]
+    pub max_body_value_bytes: u64,
+}
+
+/// The properties Email/parse returns by default (RFC 8621 4.9).
+pub const EMAIL_PARSE_DEFAULT_PROPERTIES: &[&str] = &[
+    "messageId",
+    "inReplyTo",
+    "references",
+    "sender",
+    "from",
+    "to",
+    "cc",
+    "bcc",
+    "replyTo",
+    "subject",
+    "sentAt",
+    "hasAttachment",
+    "preview",
+    "bodyValues",
+    "textBody",
+    "htmlBody",
+    "attachments",
+];
+
 /// Email/query's and Email/queryChanges' extra argument (RFC 8621 4.4, 4.5).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]

@@ -9,9 +9,10 @@ pub mod keyword;
 pub mod properties;
 
 pub use args::{
-    EmailGetArgs, EmailGetRequest, EmailQueryArgs, EmailQueryChangesRequest, EmailQueryRequest,
-    EmailSubmissionSetArgs, MailboxChangesExtra, MailboxChangesResponse, MailboxQueryArgs,
-    MailboxQueryRequest, MailboxSetArgs,
+    EMAIL_PARSE_DEFAULT_PROPERTIES, EmailGetArgs, EmailGetRequest, EmailParseRequest,
+    EmailQueryArgs, EmailQueryChangesRequest, EmailQueryRequest, EmailSubmissionSetArgs,
+    MailboxChangesExtra, MailboxChangesResponse, MailboxQueryArgs, MailboxQueryRequest,
+    MailboxSetArgs,
 };
 pub use filter::{EmailFilterCondition, MailboxFilterCondition};
 pub use header::{HeaderForm, HeaderProperty, parse_header_property};

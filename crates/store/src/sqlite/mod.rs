@@ -6,10 +6,13 @@
 
 mod read;
 mod write;
+// --- write-back (outbox) ---
+mod outbox;
 
 use crate::blobs::Blobs;
 use crate::events::{EventBus, LocalBus, TypeSet};
 use crate::model::*;
+use crate::outbox::*;
 use crate::subscriptions::{
     NewPushSubscription, PushKeys, PushSubscriptionRecord, PushSubscriptionUpdate,
 };
@@ -31,6 +34,8 @@ pub struct SqliteStore {
     blobs: Arc<Blobs>,
     // push: where committed changes are announced.
     events: Arc<dyn EventBus>,
+    // --- write-back (outbox) ---
+    outbox_tx: Arc<tokio::sync::watch::Sender<u64>>,
 }
 
 impl SqliteStore {
@@ -75,18 +80,26 @@ impl SqliteStore {
         }
         conn.execute_batch("COMMIT")?;
         write::pending::install(&conn);
+        // --- jmap: SQL functions and collation of Email/query ---
+        let blobs = Arc::new(blobs);
+        read::register(&conn, blobs.clone())?;
+        // --- end jmap ---
         Ok(SqliteStore {
             conn: Arc::new(Mutex::new(conn)),
-            blobs: Arc::new(blobs),
+            blobs,
             events: Arc::new(LocalBus::default()),
+            outbox_tx: Arc::new(tokio::sync::watch::channel(0).0),
         })
     }
 
-    /// push: announces committed changes on `bus` instead of the store's own in-process
-    /// bus (for a bus shared with other nodes).
     pub fn with_events(mut self, bus: Arc<dyn EventBus>) -> Self {
         self.events = bus;
         self
+    }
+
+    /// Wakes the outbox workers (after a commit that queued something).
+    fn outbox_wake(&self) {
+        self.outbox_tx.send_modify(|n| *n = n.wrapping_add(1));
     }
 
     async fn call<T, F>(&self, f: F) -> Result<T>
@@ -440,7 +453,8 @@ impl Store for SqliteStore {
             let gone: Vec<String> = {
                 let mut st = tx.prepare(
                     "DELETE FROM blob WHERE id NOT IN \
-                     (SELECT blob_id FROM email WHERE blob_id IS NOT NULL) RETURNING id",
+                     (SELECT blob_id FROM email WHERE blob_id IS NOT NULL) \
+                     AND id NOT IN (SELECT blob_id FROM upload) RETURNING id",
                 )?;
                 let rows = st.query_map([], |r| r.get(0))?;
                 rows.collect::<rusqlite::Result<Vec<_>>>()?
@@ -541,7 +555,7 @@ impl Store for SqliteStore {
     async fn mailbox_copies(&self, mailbox: MailboxId) -> Result<Vec<StoredCopy>> {
         self.call(move |c| {
             let mut st =
-                c.prepare_cached("SELECT uid, flags FROM copy WHERE mailbox_id = ?1 ORDER BY uid")?;
+                c.prepare_cached("SELECT uid, flags FROM copy WHERE mailbox_id = ?1 AND uid < 4294967296 ORDER BY uid")?;
             let rows = st.query_map([mailbox.0], |r| {
                 let flags: String = r.get(1)?;
                 Ok(StoredCopy {
@@ -598,7 +612,8 @@ impl Store for SqliteStore {
             let mut st = c.prepare_cached(
                 "SELECT c.uid FROM email e CROSS JOIN copy c ON c.email_id = e.id \
                  WHERE e.account_id = (SELECT account_id FROM mailbox WHERE id = ?1) \
-                 AND e.blob_id IS NULL AND c.mailbox_id = ?1 ORDER BY c.uid DESC LIMIT ?2",
+                 AND e.blob_id IS NULL AND c.mailbox_id = ?1 AND c.uid < 4294967296 \
+                 ORDER BY c.uid DESC LIMIT ?2",
             )?;
             let rows = st.query_map(params![mailbox.0, limit as i64], |r| Ok(Uid(r.get(0)?)))?;
             Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?)
@@ -661,7 +676,7 @@ impl Store for SqliteStore {
                 "SELECT e.id, e.thread_id, c.uid, c.flags, e.size, e.received_at, e.subject, \
                  e.message_id, e.blob_id, e.has_attachment, e.preview \
                  FROM copy c JOIN email e ON e.id = c.email_id \
-                 WHERE c.mailbox_id = ?1 ORDER BY c.uid",
+                 WHERE c.mailbox_id = ?1 AND c.uid < 4294967296 ORDER BY c.uid",
             )?;
             let rows = st.query_map([mailbox.0], |r| {
                 let flags: String = r.get(3)?;
@@ -709,8 +724,10 @@ impl Store for SqliteStore {
     async fn blob_in_account(&self, account: AccountId, blob_id: &str) -> Result<bool> {
         let id = blob_id.to_string();
         self.call(move |c| {
+            // (jmap: or an upload of the account.)
             Ok(c.prepare_cached(
-                "SELECT 1 FROM email WHERE blob_id = ?1 AND account_id = ?2 LIMIT 1",
+                "SELECT 1 FROM email WHERE blob_id = ?1 AND account_id = ?2 \
+                 UNION ALL SELECT 1 FROM upload WHERE blob_id = ?1 AND account_id = ?2 LIMIT 1",
             )?
             .exists(params![id, account.0])?)
         })
@@ -790,7 +807,9 @@ impl Store for SqliteStore {
         }
         // The full-text query of Email/query, newest first.
         let q = EmailQuery {
-            text: Some(query.to_string()),
+            filter: Some(EmailFilter::Condition(EmailCondition::Text(
+                query.to_string(),
+            ))),
             ..EmailQuery::default()
         };
         Ok(self.query_emails(account, &q).await?.ids)
@@ -824,6 +843,259 @@ impl Store for SqliteStore {
             Ok(types)
         })
         .await
+    }
+
+    // --- uploads (jmap) ---------------------------------------------------------------------
+    async fn put_upload(
+        &self,
+        account: AccountId,
+        content_type: &str,
+        bytes: Vec<u8>,
+    ) -> Result<UploadRecord> {
+        // The file first, outside the lock; the rows reference it once it is in place.
+        let blobs = self.blobs.clone();
+        let size = bytes.len();
+        let bytes = Arc::new(bytes);
+        let b = bytes.clone();
+        let blob_id = tokio::task::spawn_blocking(move || blobs.put(&b))
+            .await
+            .map_err(|e| Error::Task(e.to_string()))??;
+        let record = UploadRecord {
+            account,
+            blob_id,
+            content_type: content_type.to_string(),
+            size: size as u64,
+            created_at: now(),
+        };
+        let r = record.clone();
+        self.call(move |c| {
+            let tx = c.transaction()?;
+            tx.execute(
+                "INSERT OR IGNORE INTO blob (id, size) VALUES (?1, ?2)",
+                params![r.blob_id, r.size as i64],
+            )?;
+            tx.execute(
+                "INSERT INTO upload (account_id, blob_id, type, size, created_at) \
+                 VALUES (?1, ?2, ?3, ?4, ?5) ON CONFLICT (account_id, blob_id) \
+                 DO UPDATE SET type = excluded.type, created_at = excluded.created_at",
+                params![
+                    account.0,
+                    r.blob_id,
+                    r.content_type,
+                    r.size as i64,
+                    r.created_at
+                ],
+            )?;
+            tx.commit()?;
+            Ok(())
+        })
+        .await?;
+        // An expiry of an older upload of the same bytes may have removed the file between
+        // the write and the commit; now that the row holds it, make sure it is there
+        // (a size check when it is).
+        let blobs = self.blobs.clone();
+        tokio::task::spawn_blocking(move || blobs.put(&bytes))
+            .await
+            .map_err(|e| Error::Task(e.to_string()))??;
+        Ok(record)
+    }
+
+    async fn upload(&self, account: AccountId, blob_id: &str) -> Result<Option<UploadRecord>> {
+        let id = blob_id.to_string();
+        self.call(move |c| {
+            Ok(c.prepare_cached(
+                "SELECT type, size, created_at FROM upload WHERE account_id = ?1 AND blob_id = ?2",
+            )?
+            .query_row(params![account.0, id], |r| {
+                Ok(UploadRecord {
+                    account,
+                    blob_id: id.clone(),
+                    content_type: r.get(0)?,
+                    size: r.get::<_, i64>(1)? as u64,
+                    created_at: r.get(2)?,
+                })
+            })
+            .optional()?)
+        })
+        .await
+    }
+
+    async fn upload_bytes(&self, account: AccountId, blob_id: &str) -> Result<Option<Vec<u8>>> {
+        let Some(u) = self.upload(account, blob_id).await? else {
+            return Ok(None);
+        };
+        let blobs = self.blobs.clone();
+        tokio::task::spawn_blocking(move || blobs.get(&u.blob_id, u.size))
+            .await
+            .map_err(|e| Error::Task(e.to_string()))?
+    }
+
+    async fn expire_uploads(&self, before: i64) -> Result<usize> {
+        let blobs = self.blobs.clone();
+        self.call(move |c| {
+            let tx = c.transaction()?;
+            let expired: Vec<String> = {
+                let mut st = tx
+                    .prepare_cached("DELETE FROM upload WHERE created_at < ?1 RETURNING blob_id")?;
+                let rows = st.query_map([before], |r| r.get(0))?;
+                rows.collect::<rusqlite::Result<Vec<_>>>()?
+            };
+            let mut gone = Vec::new();
+            for b in &expired {
+                let n = tx
+                    .prepare_cached(
+                        "DELETE FROM blob WHERE id = ?1 \
+                         AND NOT EXISTS (SELECT 1 FROM email WHERE blob_id = ?1) \
+                         AND NOT EXISTS (SELECT 1 FROM upload WHERE blob_id = ?1)",
+                    )?
+                    .execute([b])?;
+                if n > 0 {
+                    gone.push(b.clone());
+                }
+            }
+            tx.commit()?;
+            for b in gone {
+                blobs.remove(&b)?;
+            }
+            Ok(expired.len())
+        })
+        .await
+    }
+
+    // --- write-back (outbox) ----------------------------------------------------------------
+
+    async fn update_emails(
+        &self,
+        account: AccountId,
+        patches: Vec<EmailPatch>,
+    ) -> Result<Vec<std::result::Result<(), WriteRefusal>>> {
+        let (out, _) = self
+            .call(move |c| outbox::update_emails(c, account, &patches))
+            .await?;
+        self.outbox_wake();
+        Ok(out)
+    }
+
+    async fn destroy_emails(
+        &self,
+        account: AccountId,
+        ids: Vec<EmailId>,
+    ) -> Result<Vec<std::result::Result<(), WriteRefusal>>> {
+        let out = self
+            .call(move |c| outbox::destroy_emails(c, account, &ids))
+            .await?;
+        self.collect_orphans(account).await?;
+        self.outbox_wake();
+        Ok(out)
+    }
+
+    async fn append_email(
+        &self,
+        account: AccountId,
+        req: AppendRequest,
+    ) -> Result<std::result::Result<EmailId, WriteRefusal>> {
+        let (conn, blobs) = (self.conn.clone(), self.blobs.clone());
+        let events = self.events.clone(); // push
+        let out = tokio::task::spawn_blocking(move || {
+            // Parsed and written before the lock is taken, like the sync's messages.
+            let parsed = mime::parse(&req.raw);
+            let blob = blobs.put(&req.raw)?;
+            let mut guard = conn
+                .lock()
+                .map_err(|_| Error::Task("store mutex poisoned".into()))?;
+            let out = outbox::append_email(&mut guard, account, &req, &blob, &parsed);
+            drop(guard);
+            publish_committed(events.as_ref()); // push: announce after commit
+            out
+        })
+        .await
+        .map_err(|e| Error::Task(e.to_string()))??;
+        self.outbox_wake();
+        Ok(out.0)
+    }
+
+    async fn create_mailbox(
+        &self,
+        account: AccountId,
+        name: &str,
+        parent: Option<MailboxId>,
+        subscribed: bool,
+    ) -> Result<std::result::Result<MailboxId, WriteRefusal>> {
+        let name = name.to_string();
+        let out = self
+            .call(move |c| outbox::create_mailbox(c, account, &name, parent, subscribed))
+            .await?;
+        self.outbox_wake();
+        Ok(out)
+    }
+
+    async fn update_mailbox(
+        &self,
+        account: AccountId,
+        id: MailboxId,
+        patch: MailboxPatch,
+    ) -> Result<std::result::Result<(), WriteRefusal>> {
+        let out = self
+            .call(move |c| outbox::update_mailbox(c, account, id, &patch))
+            .await?;
+        self.outbox_wake();
+        Ok(out)
+    }
+
+    async fn destroy_mailbox(
+        &self,
+        account: AccountId,
+        id: MailboxId,
+        remove_emails: bool,
+    ) -> Result<std::result::Result<(), WriteRefusal>> {
+        let out = self
+            .call(move |c| outbox::destroy_mailbox(c, account, id, remove_emails))
+            .await?;
+        self.collect_orphans(account).await?;
+        self.outbox_wake();
+        Ok(out)
+    }
+
+    async fn outbox_next(&self, account: AccountId, limit: usize) -> Result<Vec<OutboxEntry>> {
+        self.call(move |c| outbox::next(c, account, limit)).await
+    }
+
+    async fn outbox_begin(&self, id: i64, uidnext: Option<u32>) -> Result<()> {
+        self.call(move |c| outbox::begin_attempt(c, id, uidnext))
+            .await
+    }
+
+    async fn outbox_complete(&self, account: AccountId, done: Vec<OutboxDone>) -> Result<()> {
+        self.call(move |c| outbox::complete(c, account, &done))
+            .await?;
+        self.collect_orphans(account).await?;
+        Ok(())
+    }
+
+    async fn outbox_defer(&self, id: i64, error: &str) -> Result<()> {
+        let error = error.to_string();
+        self.call(move |c| outbox::defer(c, id, &error)).await
+    }
+
+    async fn outbox_refuse(&self, account: AccountId, id: i64, reason: &str) -> Result<()> {
+        let reason = reason.to_string();
+        self.call(move |c| outbox::refuse(c, account, id, &reason))
+            .await?;
+        self.collect_orphans(account).await?;
+        Ok(())
+    }
+
+    async fn outbox_status(&self, account: AccountId) -> Result<OutboxStatus> {
+        self.call(move |c| outbox::status(c, account)).await
+    }
+
+    async fn outbox_dismiss(&self, account: AccountId, failures: Vec<i64>) -> Result<()> {
+        self.call(move |c| outbox::dismiss_failures(c, account, &failures))
+            .await
+    }
+
+    fn outbox_signal(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.outbox_tx.subscribe()
     }
 
     async fn push_subscriptions(

@@ -214,136 +214,362 @@ pub(crate) fn emails(
     Ok(out)
 }
 
+/// SQL parameters of a query being built.
+type Params = Vec<Box<dyn rusqlite::ToSql>>;
+
+fn push(params: &mut Params, v: impl rusqlite::ToSql + 'static) -> usize {
+    params.push(Box::new(v));
+    params.len()
+}
+
+/// `%needle%` for LIKE, with the wildcards of the needle escaped (ESCAPE '\').
+fn like_pattern(needle: &str) -> String {
+    let escaped = needle
+        .replace('\\', "\\\\")
+        .replace('%', "\\%")
+        .replace('_', "\\_");
+    format!("%{escaped}%")
+}
+
+/// LIKE pattern of a keyword in the stored JSON array of lowercase keywords.
+fn keyword_pattern(k: &str) -> String {
+    like_pattern(&serde_json::to_string(&k.to_lowercase()).unwrap_or_default())
+}
+
+/// Most words of one text condition that are looked up.
+const MAX_WORDS: usize = 32;
+
+/// FTS5 query of words, each quoted (so nothing in them is FTS syntax), all required.
+fn fts_words(column: Option<&str>, text: &str) -> Option<String> {
+    let words: Vec<String> = text
+        .split_whitespace()
+        .take(MAX_WORDS)
+        .map(|w| {
+            let q = format!("\"{}\"", w.replace('"', "\"\""));
+            match column {
+                Some(c) => format!("{c} : {q}"),
+                None => q,
+            }
+        })
+        .collect();
+    (!words.is_empty()).then(|| words.join(" AND "))
+}
+
+/// The SQL expression (over `email e`) of one condition. `date` is the column that holds
+/// receivedAt (the copy's, on the mailbox fast path, so the index serves ranges).
+fn condition_sql(c: &EmailCondition, date: &str, params: &mut Params) -> String {
+    use EmailCondition as C;
+    match c {
+        C::InMailbox(m) => {
+            let n = push(params, m.0);
+            format!("EXISTS (SELECT 1 FROM copy x WHERE x.email_id = e.id AND x.mailbox_id = ?{n})")
+        }
+        C::InMailboxOtherThan(list) => {
+            let mut ids = String::new();
+            for m in list.iter().take(1000) {
+                let n = push(params, m.0);
+                if !ids.is_empty() {
+                    ids.push(',');
+                }
+                ids.push_str(&format!("?{n}"));
+            }
+            if ids.is_empty() {
+                "EXISTS (SELECT 1 FROM copy x WHERE x.email_id = e.id)".into()
+            } else {
+                format!(
+                    "EXISTS (SELECT 1 FROM copy x WHERE x.email_id = e.id AND x.mailbox_id NOT IN ({ids}))"
+                )
+            }
+        }
+        C::Before(t) => format!("{date} < ?{}", push(params, *t)),
+        C::After(t) => format!("{date} >= ?{}", push(params, *t)),
+        C::MinSize(v) => format!(
+            "e.size >= ?{}",
+            push(params, i64::try_from(*v).unwrap_or(i64::MAX))
+        ),
+        C::MaxSize(v) => format!(
+            "e.size < ?{}",
+            push(params, i64::try_from(*v).unwrap_or(i64::MAX))
+        ),
+        C::HasKeyword(k) => format!(
+            "e.keywords LIKE ?{} ESCAPE '\\'",
+            push(params, keyword_pattern(k))
+        ),
+        C::NotKeyword(k) => format!(
+            "e.keywords NOT LIKE ?{} ESCAPE '\\'",
+            push(params, keyword_pattern(k))
+        ),
+        C::SomeInThreadHaveKeyword(k) => format!(
+            "EXISTS (SELECT 1 FROM email t WHERE t.thread_id = e.thread_id AND t.orphaned = 0 \
+             AND t.keywords LIKE ?{} ESCAPE '\\')",
+            push(params, keyword_pattern(k))
+        ),
+        C::NoneInThreadHaveKeyword(k) => format!(
+            "NOT EXISTS (SELECT 1 FROM email t WHERE t.thread_id = e.thread_id AND t.orphaned = 0 \
+             AND t.keywords LIKE ?{} ESCAPE '\\')",
+            push(params, keyword_pattern(k))
+        ),
+        C::AllInThreadHaveKeyword(k) => format!(
+            "NOT EXISTS (SELECT 1 FROM email t WHERE t.thread_id = e.thread_id AND t.orphaned = 0 \
+             AND t.keywords NOT LIKE ?{} ESCAPE '\\')",
+            push(params, keyword_pattern(k))
+        ),
+        C::HasAttachment(h) => format!("e.has_attachment = {}", i32::from(*h)),
+        C::Text(text) => match fts_words(None, text) {
+            // Every word somewhere: in the header part or in the body. Each table answers
+            // with its own rowid list; SQLite probes both per candidate row.
+            Some(_) => {
+                let mut parts = Vec::new();
+                for w in text.split_whitespace().take(MAX_WORDS) {
+                    let Some(q) = fts_words(None, w) else {
+                        continue;
+                    };
+                    let n = push(params, q);
+                    parts.push(format!(
+                        "(e.id IN (SELECT rowid FROM email_fts_head WHERE email_fts_head MATCH ?{n}) \
+                         OR e.id IN (SELECT rowid FROM email_fts_body WHERE email_fts_body MATCH ?{n}))"
+                    ));
+                }
+                parts.join(" AND ")
+            }
+            None => "1".into(),
+        },
+        C::Subject(text) => match fts_words(Some("subject"), text) {
+            Some(q) => {
+                let n = push(params, q);
+                format!(
+                    "e.id IN (SELECT rowid FROM email_fts_head WHERE email_fts_head MATCH ?{n})"
+                )
+            }
+            None => "1".into(),
+        },
+        C::Body(text) => match fts_words(Some("body"), text) {
+            Some(q) => {
+                let n = push(params, q);
+                format!(
+                    "e.id IN (SELECT rowid FROM email_fts_body WHERE email_fts_body MATCH ?{n})"
+                )
+            }
+            None => "1".into(),
+        },
+        // The stored JSON holds names and addresses as written; a substring match on it
+        // finds either (LIKE is case-insensitive for ASCII).
+        C::From(v) => format!(
+            "e.addr_from LIKE ?{} ESCAPE '\\'",
+            push(params, like_pattern(v))
+        ),
+        C::To(v) => format!(
+            "e.addr_to LIKE ?{} ESCAPE '\\'",
+            push(params, like_pattern(v))
+        ),
+        C::Cc(v) => format!(
+            "e.addr_cc LIKE ?{} ESCAPE '\\'",
+            push(params, like_pattern(v))
+        ),
+        C::Bcc(v) => format!(
+            "e.addr_bcc LIKE ?{} ESCAPE '\\'",
+            push(params, like_pattern(v))
+        ),
+        C::Header(name, value) => {
+            let a = push(params, name.clone());
+            let b = push(params, value.clone());
+            format!("(e.blob_id IS NOT NULL AND {HEADER_FN}(e.blob_id, ?{a}, ?{b}))")
+        }
+        C::Nothing => "0".into(),
+    }
+}
+
+/// Most nodes of a filter compiled into SQL (jmap-proto refuses larger ones first).
+const MAX_FILTER_NODES: usize = 10_000;
+
+/// The SQL expression of a filter tree. Iterative over an explicit stack, so a deep tree
+/// cannot overflow ours; the depth SQLite sees is bounded by jmap-proto's limit.
+fn filter_sql(
+    f: &EmailFilter,
+    date: &str,
+    params: &mut Params,
+    nodes: &mut usize,
+) -> Result<String> {
+    *nodes += 1;
+    if *nodes > MAX_FILTER_NODES {
+        return Err(Error::Corrupt("filter too large".into()));
+    }
+    let (parts, join, negate) = match f {
+        EmailFilter::Condition(c) => return Ok(condition_sql(c, date, params)),
+        EmailFilter::And(p) => (p, " AND ", false),
+        EmailFilter::Or(p) => (p, " OR ", false),
+        EmailFilter::Not(p) => (p, " OR ", true),
+    };
+    let mut sql = Vec::with_capacity(parts.len());
+    for p in parts {
+        sql.push(filter_sql(p, "e.received_at", params, nodes)?);
+    }
+    let inner = if sql.is_empty() {
+        // AND of nothing is true, OR of nothing false (NOT of nothing: true).
+        if join == " AND " || negate {
+            "1".to_string()
+        } else {
+            "0".to_string()
+        }
+    } else {
+        format!("({})", sql.join(join))
+    };
+    if negate && !sql.is_empty() {
+        Ok(format!("NOT {inner}"))
+    } else {
+        Ok(inner)
+    }
+}
+
+/// The sort expression of one comparator.
+fn sort_sql(s: &EmailSort, date: &str, params: &mut Params) -> String {
+    let collate = match s.collation {
+        Collation::UnicodeCasemap => format!(" COLLATE {UNICODE_COLLATION}"),
+        Collation::AsciiCasemap => " COLLATE NOCASE".into(),
+        Collation::Octet => " COLLATE BINARY".into(),
+    };
+    let dir = if s.ascending { "ASC" } else { "DESC" };
+    let address = |col: &str| {
+        format!(
+            "coalesce(nullif(json_extract(e.{col}, '$[0].name'), ''), \
+             json_extract(e.{col}, '$[0].email'), ''){collate}"
+        )
+    };
+    let expr = match &s.key {
+        EmailSortKey::ReceivedAt => date.to_string(),
+        // An Email without a Date sorts by its arrival.
+        EmailSortKey::SentAt => "coalesce(e.sent_at, e.received_at)".into(),
+        EmailSortKey::Size => "e.size".into(),
+        EmailSortKey::From => address("addr_from"),
+        EmailSortKey::To => address("addr_to"),
+        EmailSortKey::Subject => format!("{BASE_SUBJECT_FN}(e.subject){collate}"),
+        EmailSortKey::HasKeyword(k) => format!(
+            "(e.keywords LIKE ?{} ESCAPE '\\')",
+            push(params, keyword_pattern(k))
+        ),
+        EmailSortKey::SomeInThreadHaveKeyword(k) => format!(
+            "EXISTS (SELECT 1 FROM email t WHERE t.thread_id = e.thread_id AND t.orphaned = 0 \
+             AND t.keywords LIKE ?{} ESCAPE '\\')",
+            push(params, keyword_pattern(k))
+        ),
+        EmailSortKey::AllInThreadHaveKeyword(k) => format!(
+            "NOT EXISTS (SELECT 1 FROM email t WHERE t.thread_id = e.thread_id AND t.orphaned = 0 \
+             AND t.keywords NOT LIKE ?{} ESCAPE '\\')",
+            push(params, keyword_pattern(k))
+        ),
+    };
+    format!("{expr} {dir}")
+}
+
+/// Name of the SQL function `header(blob_id, name, value)`: whether the stored message
+/// has that header field (containing `value`, case-insensitively, if not NULL).
+pub(crate) const HEADER_FN: &str = "tidings_header";
+/// Name of the SQL function giving the RFC 5256 base subject.
+pub(crate) const BASE_SUBJECT_FN: &str = "tidings_base_subject";
+/// Name of the `i;unicode-casemap` collation.
+pub(crate) const UNICODE_COLLATION: &str = "tidings_unicode_casemap";
+
+/// Registers the functions and the collation the queries use on a connection.
+pub(crate) fn register(c: &Connection, blobs: std::sync::Arc<crate::blobs::Blobs>) -> Result<()> {
+    use rusqlite::functions::FunctionFlags;
+    c.create_collation(UNICODE_COLLATION, |a: &str, b: &str| {
+        let fold = |s: &str| s.chars().flat_map(char::to_lowercase).collect::<String>();
+        fold(a).cmp(&fold(b)).then_with(|| a.cmp(b))
+    })?;
+    c.create_scalar_function(
+        BASE_SUBJECT_FN,
+        1,
+        FunctionFlags::SQLITE_UTF8 | FunctionFlags::SQLITE_DETERMINISTIC,
+        |ctx| {
+            let s: Option<String> = ctx.get(0)?;
+            Ok(s.map(|s| mime::base_subject(&s)).unwrap_or_default())
+        },
+    )?;
+    c.create_scalar_function(HEADER_FN, 3, FunctionFlags::SQLITE_UTF8, move |ctx| {
+        let id: String = ctx.get(0)?;
+        let name: String = ctx.get(1)?;
+        let value: Option<String> = ctx.get(2)?;
+        let Ok(Some(head)) = blobs.head(&id) else {
+            return Ok(false);
+        };
+        let needle = value.map(|v| v.to_lowercase());
+        Ok(mime::headers::values(&head, &name)
+            .iter()
+            .any(|v| match &needle {
+                None => true,
+                Some(n) => mime::headers::as_text(v)
+                    .to_lowercase()
+                    .contains(n.as_str()),
+            }))
+    })?;
+    Ok(())
+}
+
+/// The top-level conditions of a filter that is a plain AND (or one condition).
+fn top_conditions(f: &EmailFilter) -> Option<Vec<&EmailFilter>> {
+    match f {
+        EmailFilter::And(parts) => Some(parts.iter().collect()),
+        EmailFilter::Condition(_) => Some(vec![f]),
+        _ => None,
+    }
+}
+
 pub(crate) fn query_emails(
     c: &mut Connection,
     account: AccountId,
     q: &EmailQuery,
 ) -> Result<QueryPage> {
-    let dir = if q.ascending { "ASC" } else { "DESC" };
-    let mut sql;
-    let mut params: Vec<Box<dyn rusqlite::ToSql>> = vec![Box::new(account.0)];
-    match q.in_mailbox {
-        // The index on copy (mailbox_id, received_at) walks the mailbox in order.
-        Some(m) => {
-            sql = "SELECT e.id, e.thread_id FROM copy c JOIN email e ON e.id = c.email_id \
-                   WHERE e.account_id = ?1 AND c.mailbox_id = ?2"
-                .to_string();
-            params.push(Box::new(m.0));
-        }
-        None => {
-            sql =
-                "SELECT e.id, e.thread_id FROM email e WHERE e.account_id = ?1 AND e.orphaned = 0"
-                    .to_string();
-        }
-    }
-    let mut filtered = false;
-    if let Some(text) = &q.text {
-        for w in text.split_whitespace().take(32) {
-            filtered = true;
-            let quoted = format!("\"{}\"", w.replace('"', "\"\""));
-            let n = params.len() + 1;
-            sql.push_str(&format!(
-                " AND e.id IN (SELECT rowid FROM email_fts_head WHERE email_fts_head MATCH ?{n} \
-                 UNION SELECT rowid FROM email_fts_body WHERE email_fts_body MATCH ?{n})"
-            ));
-            params.push(Box::new(quoted));
-        }
-    }
-    // Column-restricted full text: FTS5 column filters, each word quoted.
-    for (table, column, words) in [
-        ("email_fts_head", "subject", &q.subject),
-        ("email_fts_body", "body", &q.body),
-    ] {
-        if let Some(text) = words {
-            for w in text.split_whitespace().take(32) {
-                filtered = true;
-                let quoted = format!("{column} : \"{}\"", w.replace('"', "\"\""));
-                let n = params.len() + 1;
-                sql.push_str(&format!(
-                    " AND e.id IN (SELECT rowid FROM {table} WHERE {table} MATCH ?{n})"
-                ));
-                params.push(Box::new(quoted));
+    let mut params: Params = vec![Box::new(account.0)];
+    let by_date_only =
+        q.sort.is_empty() || (q.sort.len() == 1 && q.sort[0].key == EmailSortKey::ReceivedAt);
+    let ascending = q.sort.first().is_some_and(|s| s.ascending);
+    // The fast path: one mailbox, newest (or oldest) first. The index on copy
+    // (mailbox_id, received_at) walks the mailbox in order, so a page costs its size.
+    let mut mailbox: Option<MailboxId> = None;
+    let mut rest: Vec<&EmailFilter> = Vec::new();
+    let mut general: Option<&EmailFilter> = q.filter.as_ref();
+    if by_date_only && let Some(top) = q.filter.as_ref().and_then(top_conditions) {
+        for f in top {
+            match f {
+                EmailFilter::Condition(EmailCondition::InMailbox(m)) if mailbox.is_none() => {
+                    mailbox = Some(*m)
+                }
+                other => rest.push(other),
             }
         }
-    }
-    for (column, needle) in [
-        ("addr_from", &q.from),
-        ("addr_to", &q.to),
-        ("addr_cc", &q.cc),
-        ("addr_bcc", &q.bcc),
-    ] {
-        if let Some(needle) = needle {
-            filtered = true;
-            // The stored JSON holds names and addresses as written; a substring match on
-            // it finds either (LIKE is case-insensitive for ASCII). Wildcards in the
-            // needle are escaped.
-            let escaped = needle
-                .replace('\\', "\\\\")
-                .replace('%', "\\%")
-                .replace('_', "\\_");
-            let n = params.len() + 1;
-            sql.push_str(&format!(" AND e.{column} LIKE ?{n} ESCAPE '\\'"));
-            params.push(Box::new(format!("%{escaped}%")));
+        if mailbox.is_some() {
+            general = None;
         }
     }
-    for m in &q.not_in_mailboxes {
-        filtered = true;
-        let n = params.len() + 1;
-        sql.push_str(&format!(
-            " AND NOT EXISTS (SELECT 1 FROM copy x WHERE x.email_id = e.id AND x.mailbox_id = ?{n})"
-        ));
-        params.push(Box::new(m.0));
-    }
-    let date_col = if q.in_mailbox.is_some() {
+    let date = if mailbox.is_some() {
         "c.received_at"
     } else {
         "e.received_at"
     };
-    if let Some(b) = q.before {
-        filtered = true;
-        let n = params.len() + 1;
-        sql.push_str(&format!(" AND {date_col} < ?{n}"));
-        params.push(Box::new(b));
-    }
-    if let Some(a) = q.after {
-        filtered = true;
-        let n = params.len() + 1;
-        sql.push_str(&format!(" AND {date_col} >= ?{n}"));
-        params.push(Box::new(a));
-    }
-    for (op, v) in [(">=", q.min_size), ("<", q.max_size)] {
-        if let Some(v) = v {
-            filtered = true;
-            let n = params.len() + 1;
-            sql.push_str(&format!(" AND e.size {op} ?{n}"));
-            params.push(Box::new(i64::try_from(v).unwrap_or(i64::MAX)));
+    let mut sql = match mailbox {
+        Some(m) => {
+            let n = push(&mut params, m.0);
+            format!(
+                "SELECT e.id, e.thread_id FROM copy c JOIN email e ON e.id = c.email_id \
+                 WHERE e.account_id = ?1 AND c.mailbox_id = ?{n}"
+            )
         }
+        None => "SELECT e.id, e.thread_id FROM email e WHERE e.account_id = ?1 AND e.orphaned = 0"
+            .to_string(),
+    };
+    let mut nodes = 0;
+    let filtered = !rest.is_empty() || general.is_some();
+    for f in rest {
+        sql.push_str(" AND ");
+        sql.push_str(&filter_sql(f, date, &mut params, &mut nodes)?);
     }
-    for (neg, kws) in [("", &q.has_keyword), ("NOT ", &q.not_keyword)] {
-        for k in kws {
-            filtered = true;
-            // Keywords are stored as a JSON array of lowercase strings.
-            let n = params.len() + 1;
-            sql.push_str(&format!(" AND {neg}(e.keywords LIKE ?{n} ESCAPE '\\')"));
-            let json = serde_json::to_string(&k.to_lowercase()).unwrap_or_default();
-            let escaped = json
-                .replace('\\', "\\\\")
-                .replace('%', "\\%")
-                .replace('_', "\\_");
-            params.push(Box::new(format!("%{escaped}%")));
-        }
+    if let Some(f) = general {
+        sql.push_str(" AND ");
+        sql.push_str(&filter_sql(f, date, &mut params, &mut nodes)?);
     }
-    if let Some(h) = q.has_attachment {
-        filtered = true;
-        sql.push_str(if h {
-            " AND e.has_attachment = 1"
-        } else {
-            " AND e.has_attachment = 0"
-        });
-    }
-    let refs: Vec<&dyn rusqlite::ToSql> = params.iter().map(|b| b.as_ref()).collect();
     let total = if q.count {
-        Some(match (q.in_mailbox, filtered) {
+        let refs: Vec<&dyn rusqlite::ToSql> = params.iter().map(|b| b.as_ref()).collect();
+        Some(match (mailbox, filtered) {
             // Kept by triggers: counting a mailbox costs nothing. (A message with two
             // copies in one mailbox counts twice here; rare, and JMAP totals are advisory.)
             (Some(m), false) => {
@@ -360,10 +586,15 @@ pub(crate) fn query_emails(
     } else {
         None
     };
-    if q.in_mailbox.is_some() {
-        sql.push_str(&format!(" ORDER BY c.received_at {dir}, e.id {dir}"));
+    let tie = if ascending { "ASC" } else { "DESC" };
+    if q.sort.is_empty() {
+        sql.push_str(&format!(" ORDER BY {date} DESC, e.id DESC"));
     } else {
-        sql.push_str(&format!(" ORDER BY e.received_at {dir}, e.id {dir}"));
+        let mut keys = Vec::new();
+        for s in &q.sort {
+            keys.push(sort_sql(s, date, &mut params));
+        }
+        sql.push_str(&format!(" ORDER BY {}, e.id {tie}", keys.join(", ")));
     }
     let window = q.window.filter(|_| !q.collapse_threads);
     if let Some((offset, limit)) = window {
@@ -373,11 +604,13 @@ pub(crate) fn query_emails(
             offset.min(1 << 40)
         ));
     }
+    let refs: Vec<&dyn rusqlite::ToSql> = params.iter().map(|b| b.as_ref()).collect();
     let mut st = c.prepare(&sql)?;
     let rows = st.query_map(refs.as_slice(), |r| {
         Ok((r.get::<_, i64>(0)?, r.get::<_, i64>(1)?))
     })?;
     let mut ids = Vec::new();
+    let mut threads = Vec::new();
     let mut seen_threads = std::collections::HashSet::new();
     let mut seen_emails = std::collections::HashSet::new();
     for row in rows {
@@ -390,12 +623,17 @@ pub(crate) fn query_emails(
             continue;
         }
         ids.push(EmailId(id));
+        threads.push(ThreadId(thread));
     }
     let total = match (total, q.collapse_threads) {
         (Some(_), true) => Some(ids.len()),
         (t, _) => t,
     };
-    Ok(QueryPage { ids, total })
+    Ok(QueryPage {
+        ids,
+        threads,
+        total,
+    })
 }
 
 pub(crate) fn threads(

@@ -203,6 +203,62 @@ CREATE VIRTUAL TABLE email_fts_body USING fts5 (
     tokenize = 'unicode61 remove_diacritics 2'
 );
 
+-- --- jmap: blob uploads (RFC 8620 6.1) ---
+-- An uploaded blob, owned by the account it was uploaded to. Its bytes are a blob file
+-- like a message's (same content address, a `blob` row); an upload no Email references
+-- is forgotten after a while (Store::expire_uploads), its file with it.
+CREATE TABLE upload (
+    account_id INTEGER NOT NULL REFERENCES account(id) ON DELETE CASCADE,
+    blob_id    TEXT NOT NULL,
+    type       TEXT NOT NULL,
+    size       INTEGER NOT NULL,
+    created_at INTEGER NOT NULL,
+    PRIMARY KEY (account_id, blob_id)
+) STRICT, WITHOUT ROWID;
+CREATE INDEX upload_created ON upload (created_at);
+CREATE INDEX upload_blob ON upload (blob_id);
+
+-- === write-back (outbox) ===================================================================
+-- A user's change waiting to be replayed to the server, written in the same transaction as
+-- its optimistic result (ARCHITECTURE.md, "Write-back"). Replayed in id order; deleted only
+-- after the server confirmed. `rev` grows when a later change is coalesced into the entry,
+-- so a worker that replayed an older revision does not delete the newer one.
+CREATE TABLE outbox (
+    id         INTEGER PRIMARY KEY,
+    account_id INTEGER NOT NULL REFERENCES account(id) ON DELETE CASCADE,
+    kind       TEXT NOT NULL,
+    -- The Email (or Mailbox, for mailbox kinds) the change is about, for coalescing.
+    email_id   INTEGER,
+    payload    TEXT NOT NULL,
+    rev        INTEGER NOT NULL DEFAULT 0,
+    attempts   INTEGER NOT NULL DEFAULT 0,
+    last_error TEXT NOT NULL DEFAULT '',
+    created_at INTEGER NOT NULL
+) STRICT;
+CREATE INDEX outbox_account ON outbox (account_id, id);
+CREATE INDEX outbox_email ON outbox (email_id) WHERE email_id IS NOT NULL;
+
+-- Copies removed locally (move source, destroy) whose removal the server has not confirmed
+-- yet (or confirmed recently): the sync must not bring them back as new.
+CREATE TABLE outbox_tombstone (
+    mailbox_id INTEGER NOT NULL,
+    uid        INTEGER NOT NULL,
+    outbox_id  INTEGER NOT NULL,
+    done_at    INTEGER,
+    PRIMARY KEY (mailbox_id, uid)
+) STRICT, WITHOUT ROWID;
+
+-- Changes the server refused for good: reverted locally, and shown to the user through
+-- JMAP (OutboxFailure/get, ARCHITECTURE.md) until they are acknowledged.
+CREATE TABLE outbox_failure (
+    id         INTEGER PRIMARY KEY,
+    account_id INTEGER NOT NULL REFERENCES account(id) ON DELETE CASCADE,
+    kind       TEXT NOT NULL,
+    object_id  INTEGER,
+    reason     TEXT NOT NULL,
+    at         INTEGER NOT NULL
+) STRICT;
+CREATE INDEX outbox_failure_account ON outbox_failure (account_id);
 -- --- push ----------------------------------------------------------------------------------
 -- PushSubscription (RFC 8620 7.2): per user; `types` is a JSON array or NULL for all;
 -- `expires` is unix seconds.

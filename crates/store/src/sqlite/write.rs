@@ -30,14 +30,14 @@ pub(crate) fn split_flags(s: &str) -> Vec<String> {
 
 /// Collects the changes of one transaction and bumps the account state lazily, on the first
 /// recorded change: a batch that changes nothing JMAP can see does not move the state.
-struct ChangeLog {
+pub(crate) struct ChangeLog {
     account: AccountId,
     state: Option<i64>,
     seen: HashSet<(ObjectType, i64)>,
 }
 
 impl ChangeLog {
-    fn new(account: AccountId) -> Self {
+    pub(crate) fn new(account: AccountId) -> Self {
         ChangeLog {
             account,
             state: None,
@@ -45,7 +45,7 @@ impl ChangeLog {
         }
     }
 
-    fn record(
+    pub(crate) fn record(
         &mut self,
         tx: &Transaction<'_>,
         object: ObjectType,
@@ -91,7 +91,7 @@ impl ChangeLog {
         }
     }
 
-    fn state(&self, tx: &Transaction<'_>) -> Result<State> {
+    pub(crate) fn state(&self, tx: &Transaction<'_>) -> Result<State> {
         match self.state {
             Some(s) => Ok(State(s)),
             None => Ok(State(tx.query_row(
@@ -111,6 +111,11 @@ pub(crate) fn apply_mailbox_list(
     let tx = c.transaction()?;
     let mut log = ChangeLog::new(account);
     let mut out = MailboxListOutcome::default();
+    // --- write-back: while a mailbox change of the user is pending, the local list is the
+    // user's intent and is not brought in line (the pass after the drain does it).
+    if super::outbox::mailbox_ops_pending(&tx, account)? {
+        return Ok(out);
+    }
 
     struct Stored {
         id: i64,
@@ -295,7 +300,7 @@ fn detach_copies(
 
 /// An Email's keywords are the union of its copies' flags (RFC 8621 leaves per-mailbox
 /// flags to the server; the union means a message read anywhere shows as read).
-fn refresh_keywords(tx: &Transaction<'_>, email: i64) -> Result<bool> {
+pub(crate) fn refresh_keywords(tx: &Transaction<'_>, email: i64) -> Result<bool> {
     let mut kw: BTreeSet<String> = BTreeSet::new();
     {
         let mut st = tx.prepare_cached("SELECT flags FROM copy WHERE email_id = ?1")?;
@@ -366,13 +371,13 @@ fn address_text(p: &ParsedMessage) -> String {
     s
 }
 
-fn record_blob(tx: &Transaction<'_>, id: &str, size: usize) -> Result<()> {
+pub(crate) fn record_blob(tx: &Transaction<'_>, id: &str, size: usize) -> Result<()> {
     tx.prepare_cached("INSERT OR IGNORE INTO blob (id, size) VALUES (?1, ?2)")?
         .execute(params![id, size as i64])?;
     Ok(())
 }
 
-fn write_metadata(tx: &Transaction<'_>, email: i64, p: &ParsedMessage) -> Result<()> {
+pub(crate) fn write_metadata(tx: &Transaction<'_>, email: i64, p: &ParsedMessage) -> Result<()> {
     let j = |v: &Vec<String>| serde_json::to_string(v).unwrap_or_else(|_| "[]".into());
     tx.prepare_cached(
         "UPDATE email SET sent_at = ?2, message_id = ?3, in_reply_to = ?4, refs = ?5, subject = ?6, \
@@ -402,7 +407,7 @@ fn write_metadata(tx: &Transaction<'_>, email: i64, p: &ParsedMessage) -> Result
 }
 
 /// Indexes subject and addresses; done once, when the Email is created.
-fn index_head(tx: &Transaction<'_>, email: i64, p: &ParsedMessage) -> Result<()> {
+pub(crate) fn index_head(tx: &Transaction<'_>, email: i64, p: &ParsedMessage) -> Result<()> {
     tx.prepare_cached(
         "INSERT INTO email_fts_head (rowid, subject, addresses) VALUES (?1, ?2, ?3)",
     )?
@@ -415,7 +420,7 @@ fn index_head(tx: &Transaction<'_>, email: i64, p: &ParsedMessage) -> Result<()>
 }
 
 /// Indexes the body text; done once, when the body is first stored.
-fn index_body(tx: &Transaction<'_>, email: i64, p: &ParsedMessage) -> Result<()> {
+pub(crate) fn index_body(tx: &Transaction<'_>, email: i64, p: &ParsedMessage) -> Result<()> {
     tx.prepare_cached("INSERT INTO email_fts_body (rowid, body) VALUES (?1, ?2)")?
         .execute(params![email, p.body_text])?;
     Ok(())
@@ -424,7 +429,7 @@ fn index_body(tx: &Transaction<'_>, email: i64, p: &ParsedMessage) -> Result<()>
 /// JWZ-style: a message joins the thread of any Message-ID it shares (its own, its
 /// References, its In-Reply-To); threads it bridges are merged into the oldest. Replies
 /// without any reference fall back to the base subject.
-fn assign_thread(
+pub(crate) fn assign_thread(
     tx: &Transaction<'_>,
     log: &mut ChangeLog,
     account: AccountId,
@@ -568,6 +573,8 @@ pub(crate) fn apply_mailbox_changes(
     if !ch.expunged.is_empty() {
         detach_copies(&tx, &mut log, mailbox.0, Some(&ch.expunged))?;
     }
+    // --- write-back: pending local changes stay on top of what the server reports.
+    let pending = super::outbox::has_pending(&tx, account)?;
 
     let mut max_uid = 0u32;
     for (i, n) in ch.new.iter().enumerate() {
@@ -578,6 +585,10 @@ pub(crate) fn apply_mailbox_changes(
             .optional()?;
         if exists.is_some() {
             // Fetched again after a cut or crash: the stored copy stands.
+            continue;
+        }
+        // --- write-back: a copy the user removed (pending on the server) stays removed.
+        if pending && super::outbox::tombstoned(&tx, mailbox.0, n.uid.0)? {
             continue;
         }
         let identity = match &n.server_email_id {
@@ -635,7 +646,11 @@ pub(crate) fn apply_mailbox_changes(
             mailbox.0,
             n.uid.0,
             email,
-            join_flags(&n.flags),
+            if pending {
+                super::outbox::overlay_flags(&tx, email, join_flags(&n.flags))?
+            } else {
+                join_flags(&n.flags)
+            },
             n.modseq.0 as i64
         ])?;
         refresh_keywords(&tx, email)?;
@@ -663,7 +678,10 @@ pub(crate) fn apply_mailbox_changes(
     }
 
     for f in &ch.flags {
-        let flags = join_flags(&f.flags);
+        let mut flags = join_flags(&f.flags);
+        if pending {
+            flags = super::outbox::overlay_copy_flags(&tx, mailbox.0, f.uid.0, flags)?;
+        }
         let row: Option<i64> = tx
             .prepare_cached(
                 "UPDATE copy SET flags = ?3, modseq = ?4 WHERE mailbox_id = ?1 AND uid = ?2 \
@@ -745,7 +763,9 @@ pub(crate) fn collect_orphans(
         if let Some(b) = blob {
             let n = tx
                 .prepare_cached(
-                    "DELETE FROM blob WHERE id = ?1 AND NOT EXISTS (SELECT 1 FROM email WHERE blob_id = ?1)",
+                    // (jmap: an upload of the same bytes keeps the blob.)
+                    "DELETE FROM blob WHERE id = ?1 AND NOT EXISTS (SELECT 1 FROM email WHERE blob_id = ?1) \
+                     AND NOT EXISTS (SELECT 1 FROM upload WHERE blob_id = ?1)",
                 )?
                 .execute([b])?;
             if n > 0 {

@@ -1,0 +1,480 @@
+//! The outbox worker of one IMAP account: replays the user's queued changes to the server
+//! in order, on its own connection, batching flag changes into one UID STORE per mailbox
+//! and flag set. Transient failures (connection lost, server down, RFC 5530 UNAVAILABLE)
+//! keep the entry and retry with backoff; a refusal (NO/BAD) reverts the local change and
+//! records the reason (JMAP `Outbox/get`). An entry is deleted only after the server
+//! confirmed it, and every replay is idempotent (flags by nature; an APPEND looks for its
+//! message before it is sent again; MOVE of a UID already moved finds nothing to move).
+
+use crate::{Backoff, PasswordSource};
+use imap_sync::write::refusal_is_transient;
+use imap_sync::{Credentials, Endpoint, Error, Session};
+use mail_types::{AccountId, MailboxId, ModSeq, Uid};
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+use std::time::Duration;
+use store::{
+    AccountRecord, FlagUpdate, MailboxChanges, MailboxRecord, OutboxDone, OutboxEntry, OutboxOp,
+    PLACEHOLDER_UID_BASE, Store,
+};
+use tokio::sync::watch;
+
+/// Entries read per round; flag changes among them go out in batched commands.
+const BATCH: usize = 5000;
+/// Even without a signal the outbox is looked at this often (entries queued by another
+/// process, e.g. the CLI, or left by a crash).
+const POLL: Duration = Duration::from_secs(30);
+/// An idle connection is closed after this long.
+const IDLE_CLOSE: Duration = Duration::from_secs(120);
+/// A transient refusal of one entry is retried this many times before it counts as final.
+const MAX_TRANSIENT_REFUSALS: i64 = 8;
+
+pub(crate) struct OutboxCtx {
+    pub store: Arc<dyn Store>,
+    pub passwords: PasswordSource,
+    pub shutdown: watch::Receiver<bool>,
+    pub endpoint: Endpoint,
+}
+
+/// Runs until shutdown.
+pub(crate) async fn run(mut ctx: OutboxCtx, account: AccountRecord) {
+    let id = account.id;
+    let mut signal = ctx.store.outbox_signal();
+    let mut backoff = Backoff::new(Duration::from_millis(500), Duration::from_secs(120));
+    let mut session: Option<Session> = None;
+    let mut last_used = tokio::time::Instant::now();
+    loop {
+        if *ctx.shutdown.borrow() {
+            break;
+        }
+        let wait = match drain(&ctx, &account, &mut session).await {
+            Ok(did) => {
+                backoff.reset();
+                if did {
+                    last_used = tokio::time::Instant::now();
+                }
+                if last_used.elapsed() >= IDLE_CLOSE
+                    && let Some(s) = session.take()
+                {
+                    s.logout().await;
+                }
+                POLL
+            }
+            Err(e) => {
+                session = None;
+                let d = backoff.next_delay();
+                tracing::warn!(account = %id, error = %e, retry_in_ms = d.as_millis() as u64,
+                    "outbox replay failed; will retry");
+                d
+            }
+        };
+        tokio::select! {
+            _ = tokio::time::sleep(wait) => {}
+            r = signal.changed() => { if r.is_err() { tokio::time::sleep(wait).await; } }
+            _ = ctx.shutdown.changed() => break,
+        }
+    }
+    if let Some(s) = session.take() {
+        s.logout().await;
+    }
+    tracing::info!(account = %id, "outbox worker stopped");
+}
+
+async fn connect(ctx: &OutboxCtx, account: &AccountRecord) -> Result<Session, Error> {
+    let password = (ctx.passwords)(account)
+        .map_err(|e| Error::Auth(format!("stored password unusable: {e}")))?;
+    let creds = Credentials {
+        username: account.server.username.clone(),
+        password,
+    };
+    Session::connect(&ctx.endpoint, &creds).await
+}
+
+/// Replays everything pending; returns whether there was anything. A transient error ends
+/// the round (the caller backs off and reconnects).
+async fn drain(
+    ctx: &OutboxCtx,
+    account: &AccountRecord,
+    session: &mut Option<Session>,
+) -> Result<bool, Error> {
+    let mut did = false;
+    let mut rounds = 0;
+    loop {
+        rounds += 1;
+        if rounds > 10_000 || *ctx.shutdown.borrow() {
+            return Ok(did);
+        }
+        let entries = ctx.store.outbox_next(account.id, BATCH).await?;
+        if entries.is_empty() {
+            return Ok(did);
+        }
+        did = true;
+        if session.is_none() {
+            *session = Some(connect(ctx, account).await?);
+        }
+        let Some(s) = session.as_mut() else {
+            return Ok(did);
+        };
+        let mut w = Worker {
+            store: ctx.store.clone(),
+            account: account.id,
+            selected: None,
+            mailboxes: HashMap::new(),
+        };
+        w.load_mailboxes().await?;
+        let flags_run: Vec<OutboxEntry> = entries
+            .iter()
+            .take_while(|e| matches!(e.op, OutboxOp::Flags { .. }))
+            .cloned()
+            .collect();
+        let result = if !flags_run.is_empty() {
+            w.flags(s, &flags_run).await
+        } else {
+            let e = &entries[0];
+            match w.one(s, e).await {
+                Ok(done) => {
+                    ctx.store.outbox_complete(account.id, vec![done]).await?;
+                    Ok(())
+                }
+                Err(err) => Err((e.clone(), err)),
+            }
+        };
+        if let Err((entry, err)) = result {
+            let permanent = match &err {
+                Error::Refused { text, .. } => {
+                    !refusal_is_transient(text) || entry.attempts >= MAX_TRANSIENT_REFUSALS
+                }
+                Error::Protocol(_) => entry.attempts >= MAX_TRANSIENT_REFUSALS,
+                _ => false,
+            };
+            if permanent {
+                tracing::warn!(account = %account.id, entry = entry.id, kind = entry.op.kind(),
+                    error = %err, "server refused a change; reverted");
+                ctx.store
+                    .outbox_refuse(account.id, entry.id, &err.to_string())
+                    .await?;
+                continue;
+            }
+            ctx.store.outbox_defer(entry.id, &err.to_string()).await?;
+            if matches!(err, Error::Refused { .. } | Error::Protocol(_)) {
+                ctx.store.outbox_begin(entry.id, None).await?;
+            }
+            return Err(err);
+        }
+    }
+}
+
+struct Worker {
+    store: Arc<dyn Store>,
+    account: AccountId,
+    selected: Option<String>,
+    mailboxes: HashMap<MailboxId, MailboxRecord>,
+}
+
+/// Whether a wire name is a real one (a mailbox created locally has none until CREATE).
+fn real_raw(m: &MailboxRecord) -> Option<&str> {
+    (!m.raw_name.starts_with('\u{0}')).then_some(m.raw_name.as_str())
+}
+
+impl Worker {
+    async fn load_mailboxes(&mut self) -> Result<(), Error> {
+        self.mailboxes = self
+            .store
+            .mailboxes(self.account)
+            .await?
+            .into_iter()
+            .map(|m| (m.id, m))
+            .collect();
+        Ok(())
+    }
+
+    fn raw(&self, m: MailboxId) -> Result<String, Error> {
+        self.mailboxes
+            .get(&m)
+            .and_then(real_raw)
+            .map(str::to_string)
+            .ok_or_else(|| Error::Refused {
+                command: "outbox".into(),
+                text: format!("mailbox {m} does not exist on the server"),
+            })
+    }
+
+    async fn select(&mut self, s: &mut Session, raw: &str) -> Result<(), Error> {
+        if self.selected.as_deref() != Some(raw) {
+            self.selected = None;
+            s.select(raw).await?;
+            self.selected = Some(raw.to_string());
+        }
+        Ok(())
+    }
+
+    /// A run of flag entries: one UID STORE per mailbox, direction and flag set.
+    async fn flags(
+        &mut self,
+        s: &mut Session,
+        run: &[OutboxEntry],
+    ) -> Result<(), (OutboxEntry, Error)> {
+        // (mailbox, add?, flags) -> uids; the mailbox's HIGHESTMODSEQ for UNCHANGEDSINCE.
+        let mut groups: BTreeMap<(MailboxId, bool, Vec<String>), Vec<u32>> = BTreeMap::new();
+        let mut modseq: HashMap<MailboxId, u64> = HashMap::new();
+        let mut owner: HashMap<MailboxId, OutboxEntry> = HashMap::new();
+        for e in run {
+            let OutboxOp::Flags { add, remove } = &e.op else {
+                continue;
+            };
+            let mut add = add.clone();
+            add.sort();
+            let mut remove = remove.clone();
+            remove.sort();
+            for (m, uid, hms) in &e.targets {
+                modseq.insert(*m, *hms);
+                owner.entry(*m).or_insert_with(|| e.clone());
+                if !add.is_empty() {
+                    groups
+                        .entry((*m, true, add.clone()))
+                        .or_default()
+                        .push(*uid);
+                }
+                if !remove.is_empty() {
+                    groups
+                        .entry((*m, false, remove.clone()))
+                        .or_default()
+                        .push(*uid);
+                }
+            }
+        }
+        type Stores = Vec<(bool, Vec<String>, Vec<u32>)>;
+        let mut by_mailbox: BTreeMap<MailboxId, Stores> = BTreeMap::new();
+        for ((m, add, flags), uids) in groups {
+            by_mailbox.entry(m).or_default().push((add, flags, uids));
+        }
+        for (m, cmds) in by_mailbox {
+            let Some(entry) = owner.get(&m).cloned() else {
+                continue;
+            };
+            let Ok(raw) = self.raw(m) else {
+                // The mailbox is gone (deleted elsewhere): nothing left to flag there.
+                continue;
+            };
+            match self.select(s, &raw).await {
+                Ok(()) => {}
+                Err(Error::Refused { .. }) => continue, // gone on the server
+                Err(e) => return Err((entry, e)),
+            }
+            let since = modseq.get(&m).copied().filter(|m| *m > 0);
+            for (add, flags, uids) in cmds {
+                let out = s
+                    .uid_store(&uids, add, &flags, since)
+                    .await
+                    .map_err(|e| (entry.clone(), e))?;
+                if !out.modified.is_empty() {
+                    // Another device changed these since our last sync: take its flags into
+                    // the store now (the pending change stays on top), then set ours.
+                    self.refresh(s, m, &out.modified)
+                        .await
+                        .map_err(|e| (entry.clone(), e))?;
+                    s.uid_store(&out.modified, add, &flags, None)
+                        .await
+                        .map_err(|e| (entry.clone(), e))?;
+                }
+            }
+            s.unsolicited.clear();
+        }
+        let done: Vec<OutboxDone> = run
+            .iter()
+            .map(|e| OutboxDone {
+                id: e.id,
+                rev: e.rev,
+                new_uid: None,
+                raw_name: None,
+            })
+            .collect();
+        self.store
+            .outbox_complete(self.account, done)
+            .await
+            .map_err(|e| (run[0].clone(), Error::Store(e)))?;
+        Ok(())
+    }
+
+    /// Fetches the server's flags of `uids` in the selected mailbox into the store.
+    async fn refresh(&mut self, s: &mut Session, m: MailboxId, uids: &[u32]) -> Result<(), Error> {
+        let cmd = format!(
+            "UID FETCH {} (UID FLAGS{})",
+            imap_sync::sync::uid_set(uids),
+            if s.condstore() { " MODSEQ" } else { "" }
+        );
+        let mut flags = Vec::new();
+        let mut stream = s.fetch_stream(vec![cmd], 1);
+        while let Some(f) = stream.next().await? {
+            if let (Some(uid), Some(fl)) = (f.uid, f.flags.clone()) {
+                flags.push(FlagUpdate {
+                    uid: Uid(uid),
+                    flags: fl,
+                    modseq: ModSeq(f.modseq.unwrap_or(0)),
+                });
+            }
+        }
+        self.store
+            .apply_mailbox_changes(
+                self.account,
+                m,
+                MailboxChanges {
+                    flags,
+                    ..MailboxChanges::default()
+                },
+            )
+            .await?;
+        Ok(())
+    }
+
+    /// One entry that is not a flag change.
+    async fn one(&mut self, s: &mut Session, e: &OutboxEntry) -> Result<OutboxDone, Error> {
+        let mut done = OutboxDone {
+            id: e.id,
+            rev: e.rev,
+            new_uid: None,
+            raw_name: None,
+        };
+        let real_uid = |uid: i64| (uid > 0 && uid < PLACEHOLDER_UID_BASE).then_some(uid as u32);
+        match &e.op {
+            OutboxOp::Flags { .. } => {}
+            OutboxOp::Move { from, uid, to, .. } => {
+                let (src, dst) = (self.raw(*from)?, self.raw(*to)?);
+                if let Some(uid) = real_uid(*uid) {
+                    self.select(s, &src).await?;
+                    let pairs = s.uid_move(&[uid], &dst).await?;
+                    done.new_uid = pairs.into_iter().find(|(a, _)| *a == uid);
+                }
+            }
+            OutboxOp::Copy { from, uid, to, .. } => {
+                let (src, dst) = (self.raw(*from)?, self.raw(*to)?);
+                if let Some(uid) = real_uid(*uid) {
+                    self.select(s, &src).await?;
+                    let pairs = s.uid_copy(&[uid], &dst).await?;
+                    done.new_uid = pairs.into_iter().find(|(a, _)| *a == uid);
+                }
+            }
+            OutboxOp::Expunge { mailbox, uid, .. } => {
+                if let (Some(uid), Ok(raw)) = (real_uid(*uid), self.raw(*mailbox)) {
+                    match self.select(s, &raw).await {
+                        Ok(()) => s.uid_expunge(&[uid]).await?,
+                        // The mailbox is gone, and the message with it.
+                        Err(Error::Refused { .. }) => {}
+                        Err(err) => return Err(err),
+                    }
+                }
+            }
+            OutboxOp::Append {
+                mailbox,
+                blob_id,
+                flags,
+                received_at,
+                header_hash,
+                size,
+                uidnext_before,
+                ..
+            } => {
+                let raw = self.raw(*mailbox)?;
+                // A replay after an attempt that may have reached the server: look first.
+                if e.attempts > 0
+                    && let Some(n) = uidnext_before
+                {
+                    self.selected = None;
+                    s.examine(&raw, None).await?;
+                    if let Some(uid) = s
+                        .find_appended(*n, header_hash, u32::try_from(*size).unwrap_or(0))
+                        .await?
+                    {
+                        done.new_uid = Some((uid, uid));
+                        return Ok(done);
+                    }
+                }
+                let Some(message) = self.store.blob(blob_id).await? else {
+                    return Err(Error::Refused {
+                        command: "APPEND".into(),
+                        text: "the message's blob is missing from the store".into(),
+                    });
+                };
+                let uidnext = s.status_uidnext(&raw).await?;
+                self.store.outbox_begin(e.id, uidnext).await?;
+                let r = s.append(&raw, flags, Some(*received_at), &message).await?;
+                done.new_uid = r.map(|(_, u)| (u, u));
+            }
+            OutboxOp::CreateMailbox {
+                mailbox,
+                parent,
+                leaf,
+            } => {
+                let raw = self.child_raw(*parent, leaf)?;
+                if let Err(err) = s.create(&raw).await {
+                    // Replayed after a crash: it is there already.
+                    if !(matches!(err, Error::Refused { .. }) && s.mailbox_exists(&raw).await?) {
+                        return Err(err);
+                    }
+                }
+                let _ = mailbox;
+                done.raw_name = Some(raw);
+            }
+            OutboxOp::RenameMailbox {
+                old_raw,
+                parent,
+                leaf,
+                ..
+            } => {
+                let raw = self.child_raw(*parent, leaf)?;
+                if self.selected.as_deref() == Some(old_raw.as_str()) {
+                    s.unselect().await?;
+                    self.selected = None;
+                }
+                if let Err(err) = s.rename(old_raw, &raw).await
+                    && !(matches!(err, Error::Refused { .. })
+                        && s.mailbox_exists(&raw).await?
+                        && !s.mailbox_exists(old_raw).await?)
+                {
+                    return Err(err);
+                }
+                done.raw_name = Some(raw);
+            }
+            OutboxOp::DeleteMailbox { raw_name } => {
+                if self.selected.as_deref() == Some(raw_name.as_str()) {
+                    s.unselect().await?;
+                    self.selected = None;
+                }
+                if let Err(err) = s.delete(raw_name).await
+                    && (!matches!(err, Error::Refused { .. }) || s.mailbox_exists(raw_name).await?)
+                {
+                    return Err(err);
+                }
+            }
+            OutboxOp::Subscribe {
+                mailbox,
+                subscribed,
+            } => {
+                if let Ok(raw) = self.raw(*mailbox) {
+                    match s.subscribe(&raw, *subscribed).await {
+                        Ok(()) => {}
+                        // UNSUBSCRIBE of something not subscribed: already as wanted.
+                        Err(Error::Refused { .. }) if !subscribed => {}
+                        Err(err) => return Err(err),
+                    }
+                }
+            }
+        }
+        s.unsolicited.clear();
+        Ok(done)
+    }
+
+    fn child_raw(&self, parent: Option<MailboxId>, leaf: &str) -> Result<String, Error> {
+        let delim = self
+            .mailboxes
+            .values()
+            .filter_map(|m| m.delimiter.clone())
+            .find(|d| !d.is_empty())
+            .unwrap_or_else(|| "/".into());
+        let parent_raw = match parent {
+            Some(p) => Some(self.raw(p)?),
+            None => None,
+        };
+        imap_sync::write::child_raw_name(parent_raw.as_deref(), &delim, leaf)
+    }
+}

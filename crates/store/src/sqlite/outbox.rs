@@ -1,0 +1,1380 @@
+//! Write-back: the user's changes applied to the store optimistically, each in the same
+//! transaction as its outbox entry; the worker's side (next entries, completion, refusal
+//! with revert); and the hooks the sync's write paths call so a pass neither undoes nor
+//! re-applies a pending change (ARCHITECTURE.md, "Write-back").
+
+use super::write::{
+    ChangeLog, assign_thread, index_body, index_head, join_flags, record_blob, refresh_keywords,
+    split_flags, write_metadata,
+};
+use crate::model::*;
+use crate::outbox::*;
+use crate::{Error, Result};
+use mail_types::{AccountId, EmailId, MailboxId, State, keyword_to_imap_flag};
+use rusqlite::{Connection, OptionalExtension, Transaction, params};
+use std::collections::BTreeSet;
+
+/// Confirmed removals are remembered this long, for a sync pass that listed the UID just
+/// before the server expunged it.
+const TOMBSTONE_KEEP_SECS: i64 = 600;
+
+fn now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0)
+}
+
+fn to_json(op: &OutboxOp) -> Result<String> {
+    serde_json::to_string(op).map_err(|e| Error::Corrupt(format!("outbox payload: {e}")))
+}
+
+fn from_json(s: &str) -> Result<OutboxOp> {
+    serde_json::from_str(s).map_err(|e| Error::Corrupt(format!("outbox payload: {e}")))
+}
+
+fn has_flag(flags: &[String], f: &str) -> bool {
+    flags.iter().any(|x| x.eq_ignore_ascii_case(f))
+}
+
+/// `flags` with `add` set and `remove` cleared (IMAP flags compare case-insensitively).
+fn apply_flag_ops(flags: &str, add: &[String], remove: &[String]) -> String {
+    let mut v: Vec<String> = split_flags(flags)
+        .into_iter()
+        .filter(|f| !has_flag(remove, f))
+        .collect();
+    for a in add {
+        if !has_flag(&v, a) {
+            v.push(a.clone());
+        }
+    }
+    join_flags(&v)
+}
+
+// --- hooks for the sync's write paths -----------------------------------------------------
+
+pub(crate) fn has_pending(tx: &Transaction<'_>, account: AccountId) -> Result<bool> {
+    Ok(tx
+        .prepare_cached("SELECT 1 FROM outbox WHERE account_id = ?1 LIMIT 1")?
+        .exists([account.0])?
+        || tx
+            .prepare_cached(
+                "SELECT 1 FROM outbox_tombstone t JOIN mailbox m ON m.id = t.mailbox_id \
+                 WHERE m.account_id = ?1 LIMIT 1",
+            )?
+            .exists([account.0])?)
+}
+
+pub(crate) fn mailbox_ops_pending(tx: &Transaction<'_>, account: AccountId) -> Result<bool> {
+    Ok(tx
+        .prepare_cached(
+            "SELECT 1 FROM outbox WHERE account_id = ?1 AND kind IN \
+             ('create_mailbox', 'rename_mailbox', 'delete_mailbox', 'subscribe') LIMIT 1",
+        )?
+        .exists([account.0])?)
+}
+
+pub(crate) fn tombstoned(tx: &Transaction<'_>, mailbox: i64, uid: u32) -> Result<bool> {
+    Ok(tx
+        .prepare_cached("SELECT 1 FROM outbox_tombstone WHERE mailbox_id = ?1 AND uid = ?2")?
+        .exists(params![mailbox, uid])?)
+}
+
+/// The server's flags of a copy of `email` with the pending flag changes on top.
+pub(crate) fn overlay_flags(tx: &Transaction<'_>, email: i64, flags: String) -> Result<String> {
+    let mut st = tx.prepare_cached(
+        "SELECT payload FROM outbox WHERE email_id = ?1 AND kind = 'flags' ORDER BY id",
+    )?;
+    let rows = st.query_map([email], |r| r.get::<_, String>(0))?;
+    let mut out = flags;
+    for r in rows {
+        if let OutboxOp::Flags { add, remove } = from_json(&r?)? {
+            out = apply_flag_ops(&out, &add, &remove);
+        }
+    }
+    Ok(out)
+}
+
+pub(crate) fn overlay_copy_flags(
+    tx: &Transaction<'_>,
+    mailbox: i64,
+    uid: u32,
+    flags: String,
+) -> Result<String> {
+    let email: Option<i64> = tx
+        .prepare_cached("SELECT email_id FROM copy WHERE mailbox_id = ?1 AND uid = ?2")?
+        .query_row(params![mailbox, uid], |r| r.get(0))
+        .optional()?;
+    match email {
+        Some(e) => overlay_flags(tx, e, flags),
+        None => Ok(flags),
+    }
+}
+
+// --- the user's changes -------------------------------------------------------------------
+
+fn account_kind(tx: &Transaction<'_>, account: AccountId) -> Result<String> {
+    tx.prepare_cached("SELECT kind FROM account WHERE id = ?1")?
+        .query_row([account.0], |r| r.get(0))
+        .optional()?
+        .ok_or_else(|| Error::NotFound(format!("account {account}")))
+}
+
+/// Queues an entry unless the account is POP3 (its changes stay local).
+fn enqueue(
+    tx: &Transaction<'_>,
+    local_only: bool,
+    account: AccountId,
+    object: Option<i64>,
+    op: &OutboxOp,
+) -> Result<Option<i64>> {
+    if local_only {
+        return Ok(None);
+    }
+    tx.prepare_cached(
+        "INSERT INTO outbox (account_id, kind, email_id, payload, created_at) \
+         VALUES (?1, ?2, ?3, ?4, ?5)",
+    )?
+    .execute(params![account.0, op.kind(), object, to_json(op)?, now()])?;
+    Ok(Some(tx.last_insert_rowid()))
+}
+
+/// Stores the final payload of a just-queued entry (its placeholder UID derives from its id).
+fn rewrite(tx: &Transaction<'_>, entry: Option<i64>, op: &OutboxOp) -> Result<()> {
+    if let Some(id) = entry {
+        tx.prepare_cached("UPDATE outbox SET payload = ?2 WHERE id = ?1")?
+            .execute(params![id, to_json(op)?])?;
+    }
+    Ok(())
+}
+
+fn set_payload(tx: &Transaction<'_>, id: i64, op: &OutboxOp) -> Result<()> {
+    tx.prepare_cached("UPDATE outbox SET payload = ?2, rev = rev + 1 WHERE id = ?1")?
+        .execute(params![id, to_json(op)?])?;
+    Ok(())
+}
+
+/// A flag change, coalesced into the Email's newest entry when that is a flag change too.
+fn enqueue_flags(
+    tx: &Transaction<'_>,
+    local_only: bool,
+    account: AccountId,
+    email: i64,
+    add: Vec<String>,
+    remove: Vec<String>,
+) -> Result<()> {
+    if local_only {
+        return Ok(());
+    }
+    let last: Option<(i64, String, String)> = tx
+        .prepare_cached(
+            "SELECT id, kind, payload FROM outbox WHERE email_id = ?1 AND account_id = ?2 \
+             ORDER BY id DESC LIMIT 1",
+        )?
+        .query_row(params![email, account.0], |r| {
+            Ok((r.get(0)?, r.get(1)?, r.get(2)?))
+        })
+        .optional()?;
+    if let Some((id, kind, payload)) = last
+        && kind == "flags"
+        && let OutboxOp::Flags {
+            add: old_add,
+            remove: old_remove,
+        } = from_json(&payload)?
+    {
+        let mut a: Vec<String> = old_add
+            .into_iter()
+            .filter(|f| !has_flag(&remove, f))
+            .collect();
+        let mut r: Vec<String> = old_remove
+            .into_iter()
+            .filter(|f| !has_flag(&add, f))
+            .collect();
+        for f in add {
+            if !has_flag(&a, &f) {
+                a.push(f);
+            }
+        }
+        for f in remove {
+            if !has_flag(&r, &f) {
+                r.push(f);
+            }
+        }
+        return set_payload(tx, id, &OutboxOp::Flags { add: a, remove: r });
+    }
+    enqueue(
+        tx,
+        false,
+        account,
+        Some(email),
+        &OutboxOp::Flags { add, remove },
+    )?;
+    Ok(())
+}
+
+struct CopyRow {
+    mailbox: i64,
+    uid: i64,
+    flags: String,
+    modseq: i64,
+}
+
+fn copies_of(tx: &Transaction<'_>, email: i64) -> Result<Vec<CopyRow>> {
+    let mut st = tx.prepare_cached(
+        "SELECT mailbox_id, uid, flags, modseq FROM copy WHERE email_id = ?1 ORDER BY mailbox_id, uid",
+    )?;
+    let rows = st.query_map([email], |r| {
+        Ok(CopyRow {
+            mailbox: r.get(0)?,
+            uid: r.get(1)?,
+            flags: r.get(2)?,
+            modseq: r.get(3)?,
+        })
+    })?;
+    Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?)
+}
+
+fn email_exists(tx: &Transaction<'_>, account: AccountId, email: i64) -> Result<bool> {
+    Ok(tx
+        .prepare_cached("SELECT 1 FROM email WHERE id = ?1 AND account_id = ?2 AND orphaned = 0")?
+        .exists(params![email, account.0])?)
+}
+
+fn mailbox_in_account(tx: &Transaction<'_>, account: AccountId, mailbox: i64) -> Result<bool> {
+    Ok(tx
+        .prepare_cached("SELECT 1 FROM mailbox WHERE id = ?1 AND account_id = ?2")?
+        .exists(params![mailbox, account.0])?)
+}
+
+fn tombstone(tx: &Transaction<'_>, mailbox: i64, uid: i64, entry: Option<i64>) -> Result<()> {
+    if uid >= PLACEHOLDER_UID_BASE {
+        return Ok(());
+    }
+    let Some(entry) = entry else {
+        return Ok(());
+    };
+    tx.prepare_cached(
+        "INSERT INTO outbox_tombstone (mailbox_id, uid, outbox_id) VALUES (?1, ?2, ?3) \
+         ON CONFLICT (mailbox_id, uid) DO UPDATE SET outbox_id = excluded.outbox_id, done_at = NULL",
+    )?
+    .execute(params![mailbox, uid, entry])?;
+    Ok(())
+}
+
+fn insert_copy(
+    tx: &Transaction<'_>,
+    mailbox: i64,
+    uid: i64,
+    email: i64,
+    flags: &str,
+) -> Result<()> {
+    tx.prepare_cached(
+        "INSERT OR IGNORE INTO copy (mailbox_id, uid, email_id, flags, modseq, received_at) \
+         VALUES (?1, ?2, ?3, ?4, 0, (SELECT received_at FROM email WHERE id = ?3))",
+    )?
+    .execute(params![mailbox, uid, email, flags])?;
+    Ok(())
+}
+
+fn delete_copy(tx: &Transaction<'_>, mailbox: i64, uid: i64) -> Result<bool> {
+    Ok(tx
+        .prepare_cached("DELETE FROM copy WHERE mailbox_id = ?1 AND uid = ?2")?
+        .execute(params![mailbox, uid])?
+        > 0)
+}
+
+/// Puts a copy that is to exist on the server once the entry is replayed: the placeholder
+/// UID is derived from the entry id (unique, and never a server UID).
+fn placeholder_for(entry: Option<i64>, tx: &Transaction<'_>) -> Result<i64> {
+    match entry {
+        Some(id) => Ok(PLACEHOLDER_UID_BASE + id),
+        // POP3 (local only): a synthetic UID above every stored one, below the placeholders.
+        None => Ok(tx
+            .prepare_cached("SELECT coalesce(max(uid), 0) + 1 FROM copy WHERE uid < ?1")?
+            .query_row([PLACEHOLDER_UID_BASE], |r| r.get(0))?),
+    }
+}
+
+fn mark_orphan_if_empty(tx: &Transaction<'_>, email: i64) -> Result<()> {
+    tx.prepare_cached(
+        "UPDATE email SET orphaned = NOT EXISTS (SELECT 1 FROM copy WHERE email_id = ?1) WHERE id = ?1",
+    )?
+    .execute([email])?;
+    Ok(())
+}
+
+fn patch_one(
+    tx: &Transaction<'_>,
+    log: &mut ChangeLog,
+    local_only: bool,
+    account: AccountId,
+    p: &EmailPatch,
+) -> Result<Result<(), WriteRefusal>> {
+    let email = p.email.0;
+    if !email_exists(tx, account, email)? {
+        return Ok(Err(WriteRefusal::NotFound));
+    }
+    for m in p.mailboxes_add.iter().chain(&p.mailboxes_remove) {
+        if !mailbox_in_account(tx, account, m.0)? {
+            return Ok(Err(WriteRefusal::Invalid(format!(
+                "mailboxIds: no mailbox {}",
+                m.0
+            ))));
+        }
+    }
+    let add: Vec<String> = p
+        .keywords_add
+        .iter()
+        .map(|k| keyword_to_imap_flag(k))
+        .collect();
+    let remove: Vec<String> = p
+        .keywords_remove
+        .iter()
+        .map(|k| keyword_to_imap_flag(k))
+        .collect();
+
+    // 1. Keywords: every copy, then one flag entry (coalesced).
+    if !add.is_empty() || !remove.is_empty() {
+        let mut changed = false;
+        for c in copies_of(tx, email)? {
+            let new = apply_flag_ops(&c.flags, &add, &remove);
+            if new != c.flags {
+                tx.prepare_cached("UPDATE copy SET flags = ?3 WHERE mailbox_id = ?1 AND uid = ?2")?
+                    .execute(params![c.mailbox, c.uid, new])?;
+                log.record(tx, ObjectType::Mailbox, c.mailbox, ChangeOp::Updated)?;
+                changed = true;
+            }
+        }
+        if changed {
+            refresh_keywords(tx, email)?;
+            log.record(tx, ObjectType::Email, email, ChangeOp::Updated)?;
+            enqueue_flags(tx, local_only, account, email, add, remove)?;
+        }
+    }
+
+    // 2. Mailboxes: removes paired with adds become moves, the rest copies or expunges.
+    if p.mailboxes_add.is_empty() && p.mailboxes_remove.is_empty() {
+        return Ok(Ok(()));
+    }
+    let copies = copies_of(tx, email)?;
+    let held: BTreeSet<i64> = copies.iter().map(|c| c.mailbox).collect();
+    let adds: Vec<i64> = p
+        .mailboxes_add
+        .iter()
+        .map(|m| m.0)
+        .filter(|m| !held.contains(m))
+        .collect::<BTreeSet<_>>()
+        .into_iter()
+        .collect();
+    let removes: Vec<i64> = p
+        .mailboxes_remove
+        .iter()
+        .map(|m| m.0)
+        .filter(|m| held.contains(m) && !adds.contains(m))
+        .collect::<BTreeSet<_>>()
+        .into_iter()
+        .collect();
+    let remaining = held.len() + adds.len() - removes.len();
+    if remaining == 0 {
+        return Ok(Err(WriteRefusal::Invalid(
+            "mailboxIds: an Email must be in at least one mailbox".into(),
+        )));
+    }
+    let mut removes_iter = removes.iter();
+    let copies_left: Vec<&CopyRow> = copies
+        .iter()
+        .filter(|c| !removes.contains(&c.mailbox))
+        .collect();
+    for to in &adds {
+        if let Some(from) = removes_iter.next() {
+            // A move: every copy in `from` (normally one) goes to `to`.
+            let in_from: Vec<&CopyRow> = copies.iter().filter(|c| c.mailbox == *from).collect();
+            for (i, c) in in_from.iter().enumerate() {
+                if i == 0 {
+                    let mut op = OutboxOp::Move {
+                        from: MailboxId(*from),
+                        uid: c.uid,
+                        to: MailboxId(*to),
+                        placeholder: 0,
+                        flags: c.flags.clone(),
+                        modseq: c.modseq,
+                    };
+                    let entry = enqueue(tx, local_only, account, Some(email), &op)?;
+                    let ph = placeholder_for(entry, tx)?;
+                    if let OutboxOp::Move { placeholder, .. } = &mut op {
+                        *placeholder = ph;
+                    }
+                    rewrite(tx, entry, &op)?;
+                    delete_copy(tx, c.mailbox, c.uid)?;
+                    tombstone(tx, c.mailbox, c.uid, entry)?;
+                    insert_copy(tx, *to, ph, email, &c.flags)?;
+                } else {
+                    expunge_copy(tx, local_only, account, email, c)?;
+                }
+            }
+            log.record(tx, ObjectType::Mailbox, *from, ChangeOp::Updated)?;
+        } else {
+            // A copy from a copy that stays.
+            let Some(src) = copies_left.first() else {
+                return Ok(Err(WriteRefusal::Invalid(
+                    "mailboxIds: no source copy".into(),
+                )));
+            };
+            let mut op = OutboxOp::Copy {
+                from: MailboxId(src.mailbox),
+                uid: src.uid,
+                to: MailboxId(*to),
+                placeholder: 0,
+            };
+            let entry = enqueue(tx, local_only, account, Some(email), &op)?;
+            let ph = placeholder_for(entry, tx)?;
+            if let OutboxOp::Copy { placeholder, .. } = &mut op {
+                *placeholder = ph;
+            }
+            rewrite(tx, entry, &op)?;
+            insert_copy(tx, *to, ph, email, &src.flags)?;
+        }
+        log.record(tx, ObjectType::Mailbox, *to, ChangeOp::Updated)?;
+    }
+    for from in removes_iter {
+        for c in copies.iter().filter(|c| c.mailbox == *from) {
+            expunge_copy(tx, local_only, account, email, c)?;
+        }
+        log.record(tx, ObjectType::Mailbox, *from, ChangeOp::Updated)?;
+    }
+    refresh_keywords(tx, email)?;
+    mark_orphan_if_empty(tx, email)?;
+    log.record(tx, ObjectType::Email, email, ChangeOp::Updated)?;
+    Ok(Ok(()))
+}
+
+fn expunge_copy(
+    tx: &Transaction<'_>,
+    local_only: bool,
+    account: AccountId,
+    email: i64,
+    c: &CopyRow,
+) -> Result<()> {
+    let op = OutboxOp::Expunge {
+        mailbox: MailboxId(c.mailbox),
+        uid: c.uid,
+        flags: c.flags.clone(),
+        modseq: c.modseq,
+    };
+    let entry = enqueue(tx, local_only, account, Some(email), &op)?;
+    delete_copy(tx, c.mailbox, c.uid)?;
+    tombstone(tx, c.mailbox, c.uid, entry)?;
+    Ok(())
+}
+
+pub(crate) fn update_emails(
+    c: &mut Connection,
+    account: AccountId,
+    patches: &[EmailPatch],
+) -> Result<(Vec<Result<(), WriteRefusal>>, State)> {
+    let tx = c.transaction()?;
+    let local_only = account_kind(&tx, account)? == "pop3";
+    let mut log = ChangeLog::new(account);
+    let mut out = Vec::with_capacity(patches.len());
+    for p in patches {
+        out.push(patch_one(&tx, &mut log, local_only, account, p)?);
+    }
+    let state = log.state(&tx)?;
+    tx.commit()?;
+    Ok((out, state))
+}
+
+pub(crate) fn destroy_emails(
+    c: &mut Connection,
+    account: AccountId,
+    ids: &[EmailId],
+) -> Result<Vec<Result<(), WriteRefusal>>> {
+    let tx = c.transaction()?;
+    let local_only = account_kind(&tx, account)? == "pop3";
+    let mut log = ChangeLog::new(account);
+    let mut out = Vec::with_capacity(ids.len());
+    for id in ids {
+        if !email_exists(&tx, account, id.0)? {
+            out.push(Err(WriteRefusal::NotFound));
+            continue;
+        }
+        for c in copies_of(&tx, id.0)? {
+            expunge_copy(&tx, local_only, account, id.0, &c)?;
+            log.record(&tx, ObjectType::Mailbox, c.mailbox, ChangeOp::Updated)?;
+        }
+        // Destroyed for JMAP at once: collect_orphans (run by the caller right after this
+        // commits) removes the row; the copies' expunges are in the outbox.
+        tx.prepare_cached("UPDATE email SET orphaned = 1 WHERE id = ?1")?
+            .execute([id.0])?;
+        log.record(&tx, ObjectType::Email, id.0, ChangeOp::Updated)?;
+        out.push(Ok(()));
+    }
+    tx.commit()?;
+    Ok(out)
+}
+
+/// The header block of a raw message (through the blank line), as BODY[HEADER] gives it.
+pub(crate) fn header_block(raw: &[u8]) -> &[u8] {
+    match raw.windows(4).position(|w| w == b"\r\n\r\n") {
+        Some(p) => &raw[..p + 4],
+        None => match raw.windows(2).position(|w| w == b"\n\n") {
+            Some(p) => &raw[..p + 2],
+            None => raw,
+        },
+    }
+}
+
+pub(crate) fn append_email(
+    c: &mut Connection,
+    account: AccountId,
+    req: &AppendRequest,
+    blob_id: &str,
+    parsed: &ParsedMessage,
+) -> Result<(Result<EmailId, WriteRefusal>, State)> {
+    let tx = c.transaction()?;
+    if !mailbox_in_account(&tx, account, req.mailbox.0)? {
+        return Ok((
+            Err(WriteRefusal::Invalid("mailboxIds: no such mailbox".into())),
+            State(0),
+        ));
+    }
+    let local_only = account_kind(&tx, account)? == "pop3";
+    let mut log = ChangeLog::new(account);
+    let header_hash = mime::blob_id(header_block(&req.raw));
+    let identity = format!("h:{header_hash}");
+    let thread = assign_thread(&tx, &mut log, account, parsed)?;
+    tx.prepare_cached(
+        "INSERT INTO email (account_id, identity, thread_id, size, received_at) \
+         VALUES (?1, ?2, ?3, ?4, ?5)",
+    )?
+    .execute(params![
+        account.0,
+        identity,
+        thread,
+        req.raw.len() as i64,
+        req.received_at
+    ])?;
+    let email = tx.last_insert_rowid();
+    write_metadata(&tx, email, parsed)?;
+    index_head(&tx, email, parsed)?;
+    index_body(&tx, email, parsed)?;
+    record_blob(&tx, blob_id, req.raw.len())?;
+    tx.prepare_cached("UPDATE email SET blob_id = ?2 WHERE id = ?1")?
+        .execute(params![email, blob_id])?;
+    log.record(&tx, ObjectType::Email, email, ChangeOp::Created)?;
+    let flags: Vec<String> = req
+        .keywords
+        .iter()
+        .map(|k| keyword_to_imap_flag(k))
+        .collect();
+    let op = OutboxOp::Append {
+        mailbox: req.mailbox,
+        placeholder: 0,
+        blob_id: blob_id.to_string(),
+        flags: flags.clone(),
+        received_at: req.received_at,
+        header_hash,
+        size: req.raw.len() as i64,
+        uidnext_before: None,
+    };
+    let entry = enqueue(&tx, local_only, account, Some(email), &op)?;
+    let ph = placeholder_for(entry, &tx)?;
+    let mut op = op;
+    if let OutboxOp::Append { placeholder, .. } = &mut op {
+        *placeholder = ph;
+    }
+    rewrite(&tx, entry, &op)?;
+    insert_copy(&tx, req.mailbox.0, ph, email, &join_flags(&flags))?;
+    refresh_keywords(&tx, email)?;
+    log.record(&tx, ObjectType::Mailbox, req.mailbox.0, ChangeOp::Updated)?;
+    let state = log.state(&tx)?;
+    tx.commit()?;
+    Ok((Ok(EmailId(email)), state))
+}
+
+struct MailboxRow {
+    raw_name: String,
+    name: String,
+    delimiter: Option<String>,
+    parent: Option<i64>,
+    role: Option<String>,
+}
+
+fn mailbox_row(tx: &Transaction<'_>, account: AccountId, id: i64) -> Result<Option<MailboxRow>> {
+    Ok(tx
+        .prepare_cached(
+            "SELECT raw_name, name, delimiter, parent_id, role FROM mailbox \
+             WHERE id = ?1 AND account_id = ?2",
+        )?
+        .query_row(params![id, account.0], |r| {
+            Ok(MailboxRow {
+                raw_name: r.get(0)?,
+                name: r.get(1)?,
+                delimiter: r.get(2)?,
+                parent: r.get(3)?,
+                role: r.get(4)?,
+            })
+        })
+        .optional()?)
+}
+
+/// The account's hierarchy delimiter (from its stored mailboxes; "/" when none says).
+fn delimiter(tx: &Transaction<'_>, account: AccountId) -> Result<String> {
+    let d: Option<String> = tx
+        .prepare_cached(
+            "SELECT delimiter FROM mailbox WHERE account_id = ?1 AND delimiter IS NOT NULL \
+             AND delimiter != '' ORDER BY raw_name = 'INBOX' DESC LIMIT 1",
+        )?
+        .query_row([account.0], |r| r.get(0))
+        .optional()?;
+    Ok(d.unwrap_or_else(|| "/".into()))
+}
+
+fn check_leaf(leaf: &str, delim: &str) -> Result<(), WriteRefusal> {
+    if leaf.is_empty() || leaf.chars().count() > 255 {
+        return Err(WriteRefusal::Invalid("name: 1 to 255 characters".into()));
+    }
+    if leaf.contains(delim) || leaf.chars().any(|c| c.is_control()) {
+        return Err(WriteRefusal::Invalid(format!(
+            "name: may not contain the hierarchy delimiter {delim:?} or control characters"
+        )));
+    }
+    Ok(())
+}
+
+/// The full (decoded) name of a child `leaf` of `parent`.
+fn full_name(
+    tx: &Transaction<'_>,
+    account: AccountId,
+    parent: Option<i64>,
+    leaf: &str,
+    delim: &str,
+) -> Result<Result<String, WriteRefusal>> {
+    Ok(match parent {
+        None => Ok(leaf.to_string()),
+        Some(p) => match mailbox_row(tx, account, p)? {
+            None => Err(WriteRefusal::Invalid("parentId: no such mailbox".into())),
+            Some(row) => Ok(format!("{}{delim}{leaf}", row.name)),
+        },
+    })
+}
+
+fn name_taken(tx: &Transaction<'_>, account: AccountId, name: &str) -> Result<bool> {
+    Ok(tx
+        .prepare_cached("SELECT 1 FROM mailbox WHERE account_id = ?1 AND name = ?2")?
+        .exists(params![account.0, name])?)
+}
+
+pub(crate) fn create_mailbox(
+    c: &mut Connection,
+    account: AccountId,
+    leaf: &str,
+    parent: Option<MailboxId>,
+    subscribed: bool,
+) -> Result<Result<MailboxId, WriteRefusal>> {
+    let tx = c.transaction()?;
+    let local_only = account_kind(&tx, account)? == "pop3";
+    if local_only {
+        return Ok(Err(WriteRefusal::Forbidden(
+            "a POP3 account has only its INBOX".into(),
+        )));
+    }
+    let delim = delimiter(&tx, account)?;
+    if let Err(e) = check_leaf(leaf, &delim) {
+        return Ok(Err(e));
+    }
+    let name = match full_name(&tx, account, parent.map(|p| p.0), leaf, &delim)? {
+        Ok(n) => n,
+        Err(e) => return Ok(Err(e)),
+    };
+    if name_taken(&tx, account, &name)? || name.eq_ignore_ascii_case("INBOX") {
+        return Ok(Err(WriteRefusal::AlreadyExists));
+    }
+    let mut log = ChangeLog::new(account);
+    // The wire name is set when the server confirmed the CREATE; until then a local one
+    // that no server name can equal (a NUL byte).
+    let pending_raw = format!("\u{0}pending:{name}");
+    tx.prepare_cached(
+        "INSERT INTO mailbox (account_id, raw_name, name, parent_id, delimiter, subscribed) \
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+    )?
+    .execute(params![
+        account.0,
+        pending_raw,
+        name,
+        parent.map(|p| p.0),
+        delim,
+        subscribed
+    ])?;
+    let id = tx.last_insert_rowid();
+    log.record(&tx, ObjectType::Mailbox, id, ChangeOp::Created)?;
+    enqueue(
+        &tx,
+        false,
+        account,
+        Some(id),
+        &OutboxOp::CreateMailbox {
+            mailbox: MailboxId(id),
+            parent,
+            leaf: leaf.to_string(),
+        },
+    )?;
+    if subscribed {
+        enqueue(
+            &tx,
+            false,
+            account,
+            Some(id),
+            &OutboxOp::Subscribe {
+                mailbox: MailboxId(id),
+                subscribed: true,
+            },
+        )?;
+    }
+    tx.commit()?;
+    Ok(Ok(MailboxId(id)))
+}
+
+pub(crate) fn update_mailbox(
+    c: &mut Connection,
+    account: AccountId,
+    id: MailboxId,
+    patch: &MailboxPatch,
+) -> Result<Result<(), WriteRefusal>> {
+    let tx = c.transaction()?;
+    let local_only = account_kind(&tx, account)? == "pop3";
+    let Some(row) = mailbox_row(&tx, account, id.0)? else {
+        return Ok(Err(WriteRefusal::NotFound));
+    };
+    let mut log = ChangeLog::new(account);
+    let delim = row
+        .delimiter
+        .clone()
+        .filter(|d| !d.is_empty())
+        .map(Ok)
+        .unwrap_or_else(|| delimiter(&tx, account))?;
+    let old_leaf = match (&row.parent, row.name.rsplit_once(delim.as_str())) {
+        (Some(_), Some((_, leaf))) => leaf.to_string(),
+        _ => row.name.clone(),
+    };
+    let leaf = patch.name.clone().unwrap_or_else(|| old_leaf.clone());
+    let parent = patch.parent.map(|p| p.map(|m| m.0)).unwrap_or(row.parent);
+    if leaf != old_leaf || parent != row.parent {
+        if local_only || row.raw_name.eq_ignore_ascii_case("INBOX") {
+            return Ok(Err(WriteRefusal::Forbidden(
+                "INBOX cannot be renamed here".into(),
+            )));
+        }
+        if let Err(e) = check_leaf(&leaf, &delim) {
+            return Ok(Err(e));
+        }
+        // A mailbox cannot move under itself or one of its descendants.
+        let mut up = parent;
+        let mut steps = 0;
+        while let Some(p) = up {
+            if p == id.0 || steps > 1000 {
+                return Ok(Err(WriteRefusal::Invalid(
+                    "parentId: a mailbox cannot be its own ancestor".into(),
+                )));
+            }
+            up = mailbox_row(&tx, account, p)?.and_then(|r| r.parent);
+            steps += 1;
+        }
+        let name = match full_name(&tx, account, parent, &leaf, &delim)? {
+            Ok(n) => n,
+            Err(e) => return Ok(Err(e)),
+        };
+        if name_taken(&tx, account, &name)? {
+            return Ok(Err(WriteRefusal::AlreadyExists));
+        }
+        tx.prepare_cached("UPDATE mailbox SET name = ?2, parent_id = ?3 WHERE id = ?1")?
+            .execute(params![id.0, name, parent])?;
+        log.record(&tx, ObjectType::Mailbox, id.0, ChangeOp::Updated)?;
+        enqueue(
+            &tx,
+            false,
+            account,
+            Some(id.0),
+            &OutboxOp::RenameMailbox {
+                mailbox: id,
+                old_raw: row.raw_name.clone(),
+                old_name: row.name.clone(),
+                old_parent: row.parent.map(MailboxId),
+                parent: parent.map(MailboxId),
+                leaf,
+            },
+        )?;
+    }
+    if let Some(s) = patch.subscribed {
+        let n = tx
+            .prepare_cached(
+                "UPDATE mailbox SET subscribed = ?2 WHERE id = ?1 AND subscribed != ?2",
+            )?
+            .execute(params![id.0, s])?;
+        if n > 0 {
+            log.record(&tx, ObjectType::Mailbox, id.0, ChangeOp::Updated)?;
+            enqueue(
+                &tx,
+                local_only,
+                account,
+                Some(id.0),
+                &OutboxOp::Subscribe {
+                    mailbox: id,
+                    subscribed: s,
+                },
+            )?;
+        }
+    }
+    tx.commit()?;
+    Ok(Ok(()))
+}
+
+/// Returns whether it was destroyed; Emails left in no mailbox become orphans (the caller
+/// collects them).
+pub(crate) fn destroy_mailbox(
+    c: &mut Connection,
+    account: AccountId,
+    id: MailboxId,
+    remove_emails: bool,
+) -> Result<Result<(), WriteRefusal>> {
+    let tx = c.transaction()?;
+    let local_only = account_kind(&tx, account)? == "pop3";
+    let Some(row) = mailbox_row(&tx, account, id.0)? else {
+        return Ok(Err(WriteRefusal::NotFound));
+    };
+    if local_only || row.raw_name.eq_ignore_ascii_case("INBOX") {
+        return Ok(Err(WriteRefusal::Forbidden(
+            "INBOX cannot be destroyed".into(),
+        )));
+    }
+    let _ = row.role;
+    if tx
+        .prepare_cached("SELECT 1 FROM mailbox WHERE parent_id = ?1")?
+        .exists([id.0])?
+    {
+        return Ok(Err(WriteRefusal::MailboxHasChild));
+    }
+    let emails: Vec<i64> = {
+        let mut st =
+            tx.prepare_cached("SELECT DISTINCT email_id FROM copy WHERE mailbox_id = ?1")?;
+        let rows = st.query_map([id.0], |r| r.get(0))?;
+        rows.collect::<rusqlite::Result<Vec<_>>>()?
+    };
+    if !emails.is_empty() && !remove_emails {
+        return Ok(Err(WriteRefusal::MailboxHasEmail));
+    }
+    let mut log = ChangeLog::new(account);
+    tx.prepare_cached("DELETE FROM copy WHERE mailbox_id = ?1")?
+        .execute([id.0])?;
+    for e in emails {
+        refresh_keywords(&tx, e)?;
+        mark_orphan_if_empty(&tx, e)?;
+        log.record(&tx, ObjectType::Email, e, ChangeOp::Updated)?;
+    }
+    tx.prepare_cached("DELETE FROM mailbox WHERE id = ?1")?
+        .execute([id.0])?;
+    log.record(&tx, ObjectType::Mailbox, id.0, ChangeOp::Destroyed)?;
+    // A mailbox never created on the server needs nothing there: its pending entries go.
+    let pending_create = tx
+        .prepare_cached(
+            "DELETE FROM outbox WHERE account_id = ?1 AND email_id = ?2 AND kind = 'create_mailbox'",
+        )?
+        .execute(params![account.0, id.0])?
+        > 0;
+    if pending_create {
+        tx.prepare_cached(
+            "DELETE FROM outbox WHERE account_id = ?1 AND email_id = ?2 AND kind IN ('subscribe', 'rename_mailbox')",
+        )?
+        .execute(params![account.0, id.0])?;
+    } else {
+        enqueue(
+            &tx,
+            false,
+            account,
+            Some(id.0),
+            &OutboxOp::DeleteMailbox {
+                raw_name: row.raw_name,
+            },
+        )?;
+    }
+    tx.commit()?;
+    Ok(Ok(()))
+}
+
+// --- the worker's side --------------------------------------------------------------------
+
+pub(crate) fn next(
+    c: &mut Connection,
+    account: AccountId,
+    limit: usize,
+) -> Result<Vec<OutboxEntry>> {
+    let tx = c.transaction()?;
+    let rows: Vec<(i64, i64, String, Option<i64>, String, i64)> = {
+        let mut st = tx.prepare_cached(
+            "SELECT id, rev, kind, email_id, payload, attempts FROM outbox \
+             WHERE account_id = ?1 ORDER BY id LIMIT ?2",
+        )?;
+        let rows = st.query_map(params![account.0, limit as i64], |r| {
+            Ok((
+                r.get(0)?,
+                r.get(1)?,
+                r.get(2)?,
+                r.get(3)?,
+                r.get(4)?,
+                r.get(5)?,
+            ))
+        })?;
+        rows.collect::<rusqlite::Result<Vec<_>>>()?
+    };
+    let mut out = Vec::with_capacity(rows.len());
+    for (id, rev, kind, object, payload, attempts) in rows {
+        let op = from_json(&payload)?;
+        let email = (!op.is_mailbox_op())
+            .then_some(object)
+            .flatten()
+            .map(EmailId);
+        let mut targets = Vec::new();
+        if kind == "flags"
+            && let Some(e) = object
+        {
+            let mut st = tx.prepare_cached(
+                "SELECT c.mailbox_id, c.uid, m.highestmodseq FROM copy c \
+                 JOIN mailbox m ON m.id = c.mailbox_id WHERE c.email_id = ?1 AND c.uid < ?2",
+            )?;
+            let rows = st.query_map(params![e, PLACEHOLDER_UID_BASE], |r| {
+                Ok((
+                    MailboxId(r.get(0)?),
+                    r.get::<_, u32>(1)?,
+                    r.get::<_, i64>(2)? as u64,
+                ))
+            })?;
+            targets = rows.collect::<rusqlite::Result<Vec<_>>>()?;
+        }
+        out.push(OutboxEntry {
+            id,
+            rev,
+            email,
+            op,
+            attempts,
+            targets,
+        });
+    }
+    tx.commit()?;
+    Ok(out)
+}
+
+/// Records an attempt before the command is sent (so a replay after a crash knows the
+/// command may have reached the server); an APPEND also records the UIDNEXT it started from.
+pub(crate) fn begin_attempt(c: &mut Connection, id: i64, uidnext: Option<u32>) -> Result<()> {
+    let tx = c.transaction()?;
+    let payload: Option<String> = tx
+        .prepare_cached("SELECT payload FROM outbox WHERE id = ?1")?
+        .query_row([id], |r| r.get(0))
+        .optional()?;
+    if let Some(p) = payload {
+        let mut op = from_json(&p)?;
+        if let OutboxOp::Append { uidnext_before, .. } = &mut op
+            && uidnext_before.is_none()
+        {
+            *uidnext_before = uidnext;
+        }
+        tx.prepare_cached("UPDATE outbox SET attempts = attempts + 1, payload = ?2 WHERE id = ?1")?
+            .execute(params![id, to_json(&op)?])?;
+    }
+    tx.commit()?;
+    Ok(())
+}
+
+pub(crate) fn defer(c: &mut Connection, id: i64, error: &str) -> Result<()> {
+    c.prepare_cached("UPDATE outbox SET last_error = ?2 WHERE id = ?1")?
+        .execute(params![id, error])?;
+    Ok(())
+}
+
+/// Gives a placeholder copy its server UID (or drops it when the server did not say, or
+/// when the sync already stored the real copy), and points later entries at the real UID.
+#[allow(clippy::too_many_arguments)]
+fn resolve_placeholder(
+    tx: &Transaction<'_>,
+    log: &mut ChangeLog,
+    account: AccountId,
+    entry: i64,
+    email: Option<i64>,
+    mailbox: i64,
+    placeholder: i64,
+    real: Option<u32>,
+) -> Result<()> {
+    let exists_real = match real {
+        Some(u) => tx
+            .prepare_cached("SELECT email_id FROM copy WHERE mailbox_id = ?1 AND uid = ?2")?
+            .query_row(params![mailbox, u], |r| r.get::<_, i64>(0))
+            .optional()?,
+        None => None,
+    };
+    match (real, exists_real) {
+        (Some(u), None) => {
+            tx.prepare_cached("UPDATE copy SET uid = ?3 WHERE mailbox_id = ?1 AND uid = ?2")?
+                .execute(params![mailbox, placeholder, u])?;
+        }
+        _ => {
+            if delete_copy(tx, mailbox, placeholder)? {
+                log.record(tx, ObjectType::Mailbox, mailbox, ChangeOp::Updated)?;
+                if let Some(e) = email {
+                    refresh_keywords(tx, e)?;
+                    mark_orphan_if_empty(tx, e)?;
+                    log.record(tx, ObjectType::Email, e, ChangeOp::Updated)?;
+                }
+            }
+        }
+    }
+    // Later entries naming the placeholder now name the server UID (or cannot be replayed).
+    let Some(e) = email else { return Ok(()) };
+    let later: Vec<(i64, String)> = {
+        let mut st = tx.prepare_cached(
+            "SELECT id, payload FROM outbox WHERE account_id = ?1 AND email_id = ?2 AND id > ?3",
+        )?;
+        let rows = st.query_map(params![account.0, e, entry], |r| Ok((r.get(0)?, r.get(1)?)))?;
+        rows.collect::<rusqlite::Result<Vec<_>>>()?
+    };
+    let new_uid = real.map(i64::from).unwrap_or(-1);
+    for (id, payload) in later {
+        let mut op = from_json(&payload)?;
+        let hit = match &mut op {
+            OutboxOp::Move { from, uid, .. } | OutboxOp::Copy { from, uid, .. }
+                if from.0 == mailbox && *uid == placeholder =>
+            {
+                *uid = new_uid;
+                true
+            }
+            OutboxOp::Expunge {
+                mailbox: m, uid, ..
+            } if m.0 == mailbox && *uid == placeholder => {
+                *uid = new_uid;
+                true
+            }
+            _ => false,
+        };
+        if hit {
+            tx.prepare_cached("UPDATE outbox SET payload = ?2 WHERE id = ?1")?
+                .execute(params![id, to_json(&op)?])?;
+        }
+    }
+    Ok(())
+}
+
+pub(crate) fn complete(c: &mut Connection, account: AccountId, done: &[OutboxDone]) -> Result<()> {
+    let tx = c.transaction()?;
+    let mut log = ChangeLog::new(account);
+    for d in done {
+        let row: Option<(i64, Option<i64>, String)> = tx
+            .prepare_cached(
+                "SELECT rev, email_id, payload FROM outbox WHERE id = ?1 AND account_id = ?2",
+            )?
+            .query_row(params![d.id, account.0], |r| {
+                Ok((r.get(0)?, r.get(1)?, r.get(2)?))
+            })
+            .optional()?;
+        let Some((rev, object, payload)) = row else {
+            continue;
+        };
+        if rev != d.rev {
+            // A later change was coalesced into it after it was read: replay it again
+            // (flag changes are idempotent).
+            continue;
+        }
+        let op = from_json(&payload)?;
+        let mark_done = |tx: &Transaction<'_>, mailbox: i64, uid: i64| -> Result<()> {
+            tx.prepare_cached(
+                "UPDATE outbox_tombstone SET done_at = ?3 WHERE mailbox_id = ?1 AND uid = ?2",
+            )?
+            .execute(params![mailbox, uid, now()])?;
+            Ok(())
+        };
+        match &op {
+            OutboxOp::Flags { .. }
+            | OutboxOp::Subscribe { .. }
+            | OutboxOp::DeleteMailbox { .. } => {}
+            OutboxOp::Move {
+                from,
+                uid,
+                to,
+                placeholder,
+                ..
+            } => {
+                mark_done(&tx, from.0, *uid)?;
+                let real = d.new_uid.map(|(_, dst)| dst);
+                resolve_placeholder(
+                    &tx,
+                    &mut log,
+                    account,
+                    d.id,
+                    object,
+                    to.0,
+                    *placeholder,
+                    real,
+                )?;
+            }
+            OutboxOp::Copy {
+                to, placeholder, ..
+            } => {
+                let real = d.new_uid.map(|(_, dst)| dst);
+                resolve_placeholder(
+                    &tx,
+                    &mut log,
+                    account,
+                    d.id,
+                    object,
+                    to.0,
+                    *placeholder,
+                    real,
+                )?;
+            }
+            OutboxOp::Append {
+                mailbox,
+                placeholder,
+                ..
+            } => {
+                let real = d.new_uid.map(|(_, dst)| dst);
+                resolve_placeholder(
+                    &tx,
+                    &mut log,
+                    account,
+                    d.id,
+                    object,
+                    mailbox.0,
+                    *placeholder,
+                    real,
+                )?;
+            }
+            OutboxOp::Expunge { mailbox, uid, .. } => mark_done(&tx, mailbox.0, *uid)?,
+            OutboxOp::CreateMailbox { mailbox, .. } | OutboxOp::RenameMailbox { mailbox, .. } => {
+                if let Some(raw) = &d.raw_name {
+                    tx.prepare_cached("UPDATE mailbox SET raw_name = ?2 WHERE id = ?1")?
+                        .execute(params![mailbox.0, raw])?;
+                }
+            }
+        }
+        tx.prepare_cached("DELETE FROM outbox WHERE id = ?1")?
+            .execute([d.id])?;
+    }
+    tx.prepare_cached("DELETE FROM outbox_tombstone WHERE done_at IS NOT NULL AND done_at < ?1")?
+        .execute([now() - TOMBSTONE_KEEP_SECS])?;
+    tx.commit()?;
+    Ok(())
+}
+
+/// The server refused an entry for good: the local change is reverted (a store change, so
+/// it is published like any other), the entry dropped and the reason kept for the user.
+pub(crate) fn refuse(c: &mut Connection, account: AccountId, id: i64, reason: &str) -> Result<()> {
+    let tx = c.transaction()?;
+    let row: Option<(Option<i64>, String)> = tx
+        .prepare_cached("SELECT email_id, payload FROM outbox WHERE id = ?1 AND account_id = ?2")?
+        .query_row(params![id, account.0], |r| Ok((r.get(0)?, r.get(1)?)))
+        .optional()?;
+    let Some((object, payload)) = row else {
+        return Ok(());
+    };
+    let op = from_json(&payload)?;
+    let mut log = ChangeLog::new(account);
+    tx.prepare_cached("DELETE FROM outbox WHERE id = ?1")?
+        .execute([id])?;
+    let unstone = |tx: &Transaction<'_>, mailbox: i64, uid: i64| -> Result<()> {
+        tx.prepare_cached("DELETE FROM outbox_tombstone WHERE mailbox_id = ?1 AND uid = ?2")?
+            .execute(params![mailbox, uid])?;
+        Ok(())
+    };
+    match &op {
+        OutboxOp::Flags { add, remove } => {
+            if let Some(e) = object {
+                for c in copies_of(&tx, e)? {
+                    // The inverse, then whatever else is still pending on top.
+                    let base = apply_flag_ops(&c.flags, remove, add);
+                    let new = overlay_flags(&tx, e, base)?;
+                    tx.prepare_cached(
+                        "UPDATE copy SET flags = ?3 WHERE mailbox_id = ?1 AND uid = ?2",
+                    )?
+                    .execute(params![c.mailbox, c.uid, new])?;
+                    log.record(&tx, ObjectType::Mailbox, c.mailbox, ChangeOp::Updated)?;
+                }
+                refresh_keywords(&tx, e)?;
+                log.record(&tx, ObjectType::Email, e, ChangeOp::Updated)?;
+            }
+        }
+        OutboxOp::Move {
+            from,
+            uid,
+            to,
+            placeholder,
+            flags,
+            modseq,
+        } => {
+            delete_copy(&tx, to.0, *placeholder)?;
+            log.record(&tx, ObjectType::Mailbox, to.0, ChangeOp::Updated)?;
+            unstone(&tx, from.0, *uid)?;
+            if let Some(e) = object
+                && *uid < PLACEHOLDER_UID_BASE
+                && *uid > 0
+                && mailbox_in_account(&tx, account, from.0)?
+            {
+                insert_copy(&tx, from.0, *uid, e, flags)?;
+                tx.prepare_cached(
+                    "UPDATE copy SET modseq = ?3 WHERE mailbox_id = ?1 AND uid = ?2",
+                )?
+                .execute(params![from.0, uid, modseq])?;
+                tx.prepare_cached("UPDATE email SET orphaned = 0 WHERE id = ?1")?
+                    .execute([e])?;
+                log.record(&tx, ObjectType::Mailbox, from.0, ChangeOp::Updated)?;
+            }
+        }
+        OutboxOp::Copy {
+            to, placeholder, ..
+        }
+        | OutboxOp::Append {
+            mailbox: to,
+            placeholder,
+            ..
+        } => {
+            delete_copy(&tx, to.0, *placeholder)?;
+            log.record(&tx, ObjectType::Mailbox, to.0, ChangeOp::Updated)?;
+        }
+        OutboxOp::Expunge {
+            mailbox,
+            uid,
+            flags,
+            modseq,
+        } => {
+            unstone(&tx, mailbox.0, *uid)?;
+            if let Some(e) = object
+                && *uid < PLACEHOLDER_UID_BASE
+                && *uid > 0
+                && email_row_exists(&tx, e)?
+            {
+                insert_copy(&tx, mailbox.0, *uid, e, flags)?;
+                tx.prepare_cached(
+                    "UPDATE copy SET modseq = ?3 WHERE mailbox_id = ?1 AND uid = ?2",
+                )?
+                .execute(params![mailbox.0, uid, modseq])?;
+                tx.prepare_cached("UPDATE email SET orphaned = 0 WHERE id = ?1")?
+                    .execute([e])?;
+                log.record(&tx, ObjectType::Mailbox, mailbox.0, ChangeOp::Updated)?;
+            }
+            // An Email already destroyed comes back with the next sync pass: its copy is
+            // still on the server and no longer tombstoned.
+        }
+        OutboxOp::CreateMailbox { mailbox, .. } => {
+            tx.prepare_cached("DELETE FROM copy WHERE mailbox_id = ?1")?
+                .execute([mailbox.0])?;
+            let n = tx
+                .prepare_cached("DELETE FROM mailbox WHERE id = ?1")?
+                .execute([mailbox.0])?;
+            if n > 0 {
+                log.record(&tx, ObjectType::Mailbox, mailbox.0, ChangeOp::Destroyed)?;
+            }
+        }
+        OutboxOp::RenameMailbox {
+            mailbox,
+            old_raw,
+            old_name,
+            old_parent,
+            ..
+        } => {
+            tx.prepare_cached(
+                "UPDATE mailbox SET raw_name = ?2, name = ?3, parent_id = ?4 WHERE id = ?1",
+            )?
+            .execute(params![
+                mailbox.0,
+                old_raw,
+                old_name,
+                old_parent.map(|p| p.0)
+            ])?;
+            log.record(&tx, ObjectType::Mailbox, mailbox.0, ChangeOp::Updated)?;
+        }
+        OutboxOp::Subscribe {
+            mailbox,
+            subscribed,
+        } => {
+            tx.prepare_cached("UPDATE mailbox SET subscribed = ?2 WHERE id = ?1")?
+                .execute(params![mailbox.0, !subscribed])?;
+            log.record(&tx, ObjectType::Mailbox, mailbox.0, ChangeOp::Updated)?;
+        }
+        // The mailbox comes back with the next LIST (nothing is pending any more).
+        OutboxOp::DeleteMailbox { .. } => {}
+    }
+    if let Some(e) = object
+        && !op.is_mailbox_op()
+    {
+        mark_orphan_if_empty(&tx, e)?;
+    }
+    tx.prepare_cached(
+        "INSERT INTO outbox_failure (account_id, kind, object_id, reason, at) VALUES (?1, ?2, ?3, ?4, ?5)",
+    )?
+    .execute(params![account.0, op.kind(), object, reason, now()])?;
+    // The failure itself is news for the client even when nothing else changed.
+    if let Some(e) = object {
+        let t = if op.is_mailbox_op() {
+            ObjectType::Mailbox
+        } else {
+            ObjectType::Email
+        };
+        let exists = match t {
+            ObjectType::Email => email_row_exists(&tx, e)?,
+            _ => mailbox_in_account(&tx, account, e)?,
+        };
+        if exists {
+            log.record(&tx, t, e, ChangeOp::Updated)?;
+        }
+    }
+    tx.commit()?;
+    Ok(())
+}
+
+fn email_row_exists(tx: &Transaction<'_>, e: i64) -> Result<bool> {
+    Ok(tx
+        .prepare_cached("SELECT 1 FROM email WHERE id = ?1")?
+        .exists([e])?)
+}
+
+pub(crate) fn status(c: &mut Connection, account: AccountId) -> Result<OutboxStatus> {
+    let kind: Option<String> = c
+        .prepare_cached("SELECT kind FROM account WHERE id = ?1")?
+        .query_row([account.0], |r| r.get(0))
+        .optional()?;
+    let pending: i64 = c
+        .prepare_cached("SELECT count(*) FROM outbox WHERE account_id = ?1")?
+        .query_row([account.0], |r| r.get(0))?;
+    let last_error: Option<String> = c
+        .prepare_cached(
+            "SELECT last_error FROM outbox WHERE account_id = ?1 AND last_error != '' ORDER BY id LIMIT 1",
+        )?
+        .query_row([account.0], |r| r.get(0))
+        .optional()?;
+    let mut st = c.prepare_cached(
+        "SELECT id, kind, object_id, reason, at FROM outbox_failure WHERE account_id = ?1 \
+         ORDER BY id DESC LIMIT 100",
+    )?;
+    let rows = st.query_map([account.0], |r| {
+        Ok(OutboxFailure {
+            id: r.get(0)?,
+            kind: r.get(1)?,
+            object: r.get(2)?,
+            reason: r.get(3)?,
+            at: r.get(4)?,
+        })
+    })?;
+    Ok(OutboxStatus {
+        pending: pending as u64,
+        last_error,
+        failures: rows.collect::<rusqlite::Result<Vec<_>>>()?,
+        local_only: kind.as_deref() == Some("pop3"),
+    })
+}
+
+pub(crate) fn dismiss_failures(c: &mut Connection, account: AccountId, ids: &[i64]) -> Result<()> {
+    let tx = c.transaction()?;
+    for id in ids {
+        tx.prepare_cached("DELETE FROM outbox_failure WHERE id = ?1 AND account_id = ?2")?
+            .execute(params![id, account.0])?;
+    }
+    tx.commit()?;
+    Ok(())
+}
