@@ -55,7 +55,7 @@ fn bare_watcher(port: u16, notify: bool, tx: mpsc::UnboundedSender<Instant>) -> 
     if notify {
         write!(
             w,
-            "b NOTIFY SET (personal (MessageNew MessageExpunge FlagChange))\r\n"
+            "b NOTIFY SET STATUS (personal (MessageNew MessageExpunge FlagChange MailboxName SubscriptionChange))\r\n"
         )?;
         expect(&mut r, "b ")?;
     } else {
@@ -165,7 +165,12 @@ async fn main() -> Result<()> {
     let (idle_tx, mut idle_rx) = mpsc::unbounded_channel();
     let (notify_tx, mut notify_rx) = mpsc::unbounded_channel();
     let imap = dovecot.imap_port();
+    // TIDINGS_BENCH_IDLE=0: no bare IDLE client (to see its effect on the NOTIFY floor).
+    let with_idle = std::env::var("TIDINGS_BENCH_IDLE").map_or(true, |v| v != "0");
     for (notify, tx) in [(false, idle_tx), (true, notify_tx)] {
+        if !notify && !with_idle {
+            continue;
+        }
         std::thread::spawn(move || {
             if let Err(e) = bare_watcher(imap, notify, tx) {
                 eprintln!("bare watcher (notify: {notify}): {e:#}");
@@ -173,12 +178,19 @@ async fn main() -> Result<()> {
         });
     }
     tokio::time::sleep(Duration::from_millis(500)).await;
+    // NOTIFY SET STATUS answers with the current STATUS of every mailbox first.
+    while notify_rx.try_recv().is_ok() {}
 
     let ms = |d: Duration| d.as_secs_f64() * 1000.0;
     let (mut idle, mut notify, mut push, mut added, mut get, mut get_after) =
         (vec![], vec![], vec![], vec![], vec![], vec![]);
     let lmtp = dovecot.lmtp_port();
     let mut stale = 0usize;
+    // TIDINGS_BENCH_GAP_MS: a longer pause between deliveries (default 0, plus 0-400 ms).
+    let extra_gap: u64 = std::env::var("TIDINGS_BENCH_GAP_MS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0);
     for i in 0..n {
         let subject = format!("bench-{i}");
         let raw = corpus::message("x@example.org", USER, &subject, "latency");
@@ -217,7 +229,11 @@ async fn main() -> Result<()> {
                 None => bail!("pushes never held {subject}"),
             }
         };
-        let t_idle = next_instant(&mut idle_rx, "IDLE EXISTS").await?;
+        let t_idle = if with_idle {
+            next_instant(&mut idle_rx, "IDLE EXISTS").await?
+        } else {
+            t0
+        };
         let t_notify = next_instant(&mut notify_rx, "NOTIFY STATUS").await?;
         // The body lands in a second transaction: wait for it and let its push pass.
         let body_wait = Instant::now();
@@ -239,7 +255,7 @@ async fn main() -> Result<()> {
         while idle_rx.try_recv().is_ok() {}
         while notify_rx.try_recv().is_ok() {}
         // Deliveries at random phases of Dovecot's notification timers.
-        let gap = rand::random::<u64>() % 400;
+        let gap = extra_gap + rand::random::<u64>() % 400;
         tokio::time::sleep(Duration::from_millis(gap)).await;
         idle.push(ms(t_idle - t0));
         notify.push(ms(t_notify - t0));
@@ -247,6 +263,37 @@ async fn main() -> Result<()> {
         added.push(ms(t_push.saturating_duration_since(t_notify)));
         get.push(ms(t_get - t0));
         get_after.push(ms(t_get - t_push));
+    }
+    // A change made through JMAP by another client of the user: Email/set on one socket,
+    // StateChange on the other (no mail server in the path).
+    let mut other = ws_connect(serve.port, &auth, None).await?;
+    let (ids, _) = other.email_ids("a1").await?;
+    let target = ids.first().context("an Email")?.clone();
+    ws.settle(Duration::from_millis(300)).await?;
+    let mut jmap = Vec::new();
+    for i in 0..n {
+        // Set, then remove (a patch removes with null).
+        let flag = if i % 2 == 0 { json!(true) } else { json!(null) };
+        let t0 = Instant::now();
+        other
+            .send(
+                &json!({"@type": "Request", "id": format!("set{i}"), "using": USING,
+                "methodCalls": [["Email/set", {"accountId": "a1",
+                    "update": {target.clone(): {"keywords/$flagged": flag}}}, "s"]]}),
+            )
+            .await?;
+        if ws.push(Duration::from_secs(10)).await?.is_none() {
+            let r = other.recv(Duration::from_secs(1)).await?;
+            bail!("no StateChange after Email/set: {r:?}");
+        }
+        jmap.push(ms(t0.elapsed()));
+        other
+            .recv(Duration::from_secs(10))
+            .await?
+            .context("no Email/set response")?;
+        // The outbox replays it to Dovecot; let what the sync sees of that pass.
+        ws.settle(Duration::from_millis(60)).await?;
+        ws.pushes.clear();
     }
     println!(
         "Push latency over {n} LMTP deliveries to one account (ms; same run, same Dovecot; \
@@ -269,6 +316,10 @@ async fn main() -> Result<()> {
         (
             "Tidings: StateChange → Email/changes+Email/get answered",
             &mut get_after,
+        ),
+        (
+            "Tidings: Email/set on one socket → StateChange on another (no mail server)",
+            &mut jmap,
         ),
     ] {
         println!(
