@@ -64,7 +64,7 @@ async fn main() -> Result<()> {
         Path::new(env!("CARGO_BIN_EXE_tidings")),
         &dovecot,
         &[("fan", "pw", USER, PASS)],
-        &format!("push_connections_per_user = {}", n + 10),
+        &format!("push_connections_per_user = {}", n + 100),
     )?;
     let auth = basic("fan", "pw");
     let mut probe = ws_connect_when_up(serve.port, &auth).await?;
