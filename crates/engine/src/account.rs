@@ -329,9 +329,8 @@ async fn watch_notify(
             }
         }
         publisher.publish(ctx).await;
-        // push: leave the mailbox. Dovecot 2.3 holds back the NOTIFY STATUS of a mailbox
-        // that any session has selected by its ~500 ms selected-mailbox delay; with the
-        // worker back in the authenticated state the next delivery is told in ~100 ms.
+        // push: leave the mailbox. With the worker left in INBOX, Dovecot 2.3 told the
+        // watcher of later deliveries ~500 ms late (measured, see ARCHITECTURE.md "Push").
         unselect(&mut worker).await?;
     }
 }
