@@ -18,7 +18,8 @@ ensure_packages() {
 }
 
 # The system packages every part of the project needs.
-TIDINGS_PACKAGES=(dovecot-imapd dovecot-pop3d dovecot-lmtpd openssl ca-certificates python3 python3-venv)
+# postfix: the SMTP submission server of the tests (testkit::smtp, issue 5).
+TIDINGS_PACKAGES=(dovecot-imapd dovecot-pop3d dovecot-lmtpd postfix openssl ca-certificates python3 python3-venv)
 
 # The independent JMAP client the tests drive (Python's jmapc), in .venv at the repository
 # root; pinned so that a new release cannot change what the tests check.
@@ -28,4 +29,20 @@ ensure_python_clients() {
         python3 -m venv .venv
         .venv/bin/pip install -q --disable-pip-version-check "jmapc==0.4.0" >&2
     fi
+}
+
+# --- web client (issue 6) -------------------------------------------------------------------
+# Debian's headless Chromium drives the web client's end-to-end test.
+TIDINGS_PACKAGES+=(chromium chromium-driver)
+
+# Installs the web client's npm packages (exactly package-lock.json, only when it changed)
+# and builds web/dist, which the api crate embeds at compile time.
+build_web() {
+    command -v npm >/dev/null || { echo "npm is missing: install Node 20 and npm" >&2; return 1; }
+    if [ ! -f web/node_modules/.package-lock.json ] || [ web/package-lock.json -nt web/node_modules/.package-lock.json ]; then
+        echo "== npm ci (web)" >&2
+        (cd web && npm ci --no-audit --no-fund --loglevel=error) >&2
+    fi
+    echo "== web build" >&2
+    (cd web && npm run --silent build) >&2
 }

@@ -252,6 +252,80 @@ impl Authenticator {
     }
 }
 
+// --- web client sessions (issue 6) ------------------------------------------------------
+
+/// Name of the web client's session cookie.
+pub const SESSION_COOKIE: &str = "tidings_session";
+/// How long a web sign-in lasts.
+pub const SESSION_TTL: Duration = Duration::from_secs(30 * 24 * 3600);
+
+/// A new web session token (256 random bits, base64url) and the hash that is stored.
+pub fn new_session_token() -> (String, String) {
+    let mut raw = [0u8; 32];
+    rand::RngCore::fill_bytes(&mut rand::rngs::OsRng, &mut raw);
+    let token = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(raw);
+    let hash = token_hash(&token);
+    (token, hash)
+}
+
+/// The value of the session cookie in a `Cookie` header, if any.
+pub fn session_cookie(cookie_header: &str) -> Option<&str> {
+    cookie_header
+        .split(';')
+        .filter_map(|kv| kv.trim().split_once('='))
+        .find(|(k, _)| *k == SESSION_COOKIE)
+        .map(|(_, v)| v.trim())
+        .filter(|v| !v.is_empty() && v.len() <= 128)
+}
+
+impl Authenticator {
+    /// Checks a user name and password (with the rate limits of Basic) and opens a web
+    /// session: the token for the cookie and the principal.
+    pub async fn login(
+        &self,
+        user: &str,
+        password: &str,
+        ip: IpAddr,
+    ) -> Result<(Principal, String), AuthError> {
+        let p = self.basic(user, password, ip).await?;
+        let (token, hash) = new_session_token();
+        let expires = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_secs() as i64)
+            .unwrap_or(0)
+            + SESSION_TTL.as_secs() as i64;
+        self.store
+            .create_web_session(p.user, &hash, expires)
+            .await
+            .map_err(|_| AuthError::Unavailable)?;
+        Ok((p, token))
+    }
+
+    /// The principal of a session cookie's token.
+    pub async fn session(&self, token: &str, ip: IpAddr) -> Result<Principal, AuthError> {
+        self.limited(ip, None)?;
+        match self.store.user_by_web_session(&token_hash(token)).await {
+            Ok(Some(r)) => Ok(Principal {
+                user: r.id,
+                name: r.name,
+            }),
+            Ok(None) => {
+                self.failed(ip, None);
+                Err(AuthError::Invalid)
+            }
+            Err(_) => Err(AuthError::Unavailable),
+        }
+    }
+
+    /// Ends the session of a token (signing out).
+    pub async fn logout(&self, token: &str) -> Result<bool, AuthError> {
+        self.store
+            .delete_web_session(&token_hash(token))
+            .await
+            .map_err(|_| AuthError::Unavailable)
+    }
+}
+
 /// Argon2id of a random password nobody knows; verified against for unknown user names.
 const DUMMY_HASH: &str = "$argon2id$v=19$m=19456,t=2,p=1$c29tZXNhbHRzb21lc2FsdA$6c0BsHvtwJ6ZhvIfq4c3o6gpLs/6yD+ZwVsg1ZlXlyw";
 
@@ -322,6 +396,27 @@ mod tests {
             auth.authenticate(Some("Bearer tid_nope"), IP).await,
             Err(AuthError::Invalid)
         );
+    }
+
+    #[tokio::test]
+    async fn web_sessions_open_check_and_close() {
+        let (auth, _) = setup().await;
+        assert_eq!(
+            auth.login("alice", "wrong", IP).await.map(|_| ()),
+            Err(AuthError::Invalid)
+        );
+        let (p, token) = auth.login("alice", "right", IP).await.unwrap();
+        assert_eq!(p.name, "alice");
+        assert_eq!(auth.session(&token, IP).await, Ok(p));
+        assert_eq!(auth.session("forged", IP).await, Err(AuthError::Invalid));
+        assert_eq!(
+            session_cookie(&format!("a=b; {SESSION_COOKIE}={token}; c=d")),
+            Some(token.as_str())
+        );
+        assert_eq!(session_cookie("a=b"), None);
+        assert_eq!(auth.logout(&token).await, Ok(true));
+        assert_eq!(auth.session(&token, IP).await, Err(AuthError::Invalid));
+        assert_eq!(auth.logout(&token).await, Ok(false));
     }
 
     #[tokio::test]

@@ -9,6 +9,7 @@
 //! - `jmap`: method dispatch; one file per object as the methods land.
 //! - `tls`: HTTPS listener (handshakes beside the accept loop).
 //! - `push`: the hub following account changes, WebSocket (RFC 8887), EventSource.
+//! - `web`: the embedded web client, sign-in with a session cookie, sanitised HTML mail.
 
 pub mod auth;
 mod download;
@@ -17,6 +18,8 @@ mod push;
 mod server;
 pub mod tls;
 pub mod upload;
+// web client (issue 6)
+pub mod web;
 
 pub use push::{Hub as PushHub, Limits as PushLimits};
 pub use server::{AppState, router, serve, serve_tls};

@@ -30,7 +30,18 @@ pub struct AppState {
     pub base_url: String,
     // push: the connections following account changes, and their limits.
     pub push: Arc<crate::push::Hub>,
+    // --- sending (issue 5): the undo window of a submission without FUTURERELEASE hold.
+    pub submission_delay: std::time::Duration,
+    /// Rung after a submission is queued, so the engine's worker looks at once.
+    pub submission_waker: Option<Arc<tokio::sync::Notify>>,
+    // --- end sending
 }
+
+// --- sending (issue 5)
+/// A short undo window: a submission waits this long before it is sent, unless the
+/// client asked for another hold (RFC 4865 FUTURERELEASE).
+pub const DEFAULT_SUBMISSION_DELAY: std::time::Duration = std::time::Duration::from_secs(5);
+// --- end sending
 
 impl AppState {
     pub fn new(store: Arc<dyn Store>, base_url: &str) -> Self {
@@ -50,6 +61,8 @@ impl AppState {
             },
             // --- end jmap ---
             base_url: base_url.trim_end_matches('/').to_string(),
+            submission_delay: DEFAULT_SUBMISSION_DELAY,
+            submission_waker: None,
         }
     }
 }
@@ -71,6 +84,14 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/jmap/upload/{account}/", post(crate::upload::upload))
         .route("/jmap/upload/{account}", post(crate::upload::upload))
         // --- end jmap ---
+        // --- web client (issue 6) ---
+        .route("/", get(crate::web::app))
+        .route("/assets/{*file}", get(crate::web::app))
+        .route("/favicon.svg", get(crate::web::app))
+        .route("/auth/login", post(crate::web::login))
+        .route("/auth/logout", post(crate::web::logout))
+        .route("/web/html/{account}/{blob}", get(crate::web::html))
+        // --- end web client ---
         .with_state(state)
 }
 
@@ -140,11 +161,28 @@ pub(crate) async fn authenticate(
     let value = headers
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok());
+    // --- web client (issue 6): the session cookie, when there is no Authorization ---
+    if value.is_none()
+        && let Some(r) = crate::web::cookie_principal(state, headers, ip).await
+    {
+        return r.map_err(|e| web_failure(e, headers));
+    }
+    // --- end web client ---
     state
         .auth
         .authenticate(value, ip)
         .await
-        .map_err(auth_failure)
+        .map_err(|e| web_failure(e, headers))
+}
+
+/// (web client, issue 6) A 401 to our own web client carries no `WWW-Authenticate`, so the
+/// browser shows our sign-in page rather than its own password dialog.
+fn web_failure(e: AuthError, headers: &HeaderMap) -> Response {
+    let mut r = auth_failure(e);
+    if headers.contains_key(crate::web::WEB_CLIENT_HEADER) {
+        r.headers_mut().remove(header::WWW_AUTHENTICATE);
+    }
+    r
 }
 
 /// JMAP account id of a store account.
@@ -181,6 +219,10 @@ async fn build_session(state: &AppState, principal: &Principal) -> Result<Sessio
         let Some(id) = account_id(a.id) else { continue };
         digest.update(id.as_str().as_bytes());
         digest.update(a.name.as_bytes());
+        // --- web client (issue 6): the account's sync status as a Tidings capability ---
+        let sync = crate::web::sync_capability(state, &a).await;
+        digest.update(sync.to_string().as_bytes());
+        // --- end web client ---
         map.insert(
             id,
             Account {
@@ -189,8 +231,19 @@ async fn build_session(state: &AppState, principal: &Principal) -> Result<Sessio
                 is_read_only: false,
                 account_capabilities: jmap_proto::capability::AccountCapabilities {
                     mail: Some(mail_capability()),
-                    submission: Some(Default::default()),
-                    ..Default::default()
+                    // --- sending (issue 5)
+                    submission: Some(jmap_proto::capability::SubmissionCapability {
+                        max_delayed_send: u64::try_from(crate::jmap::MAX_DELAYED_SEND).unwrap_or(0),
+                        submission_extensions: std::collections::BTreeMap::from([(
+                            "FUTURERELEASE".to_owned(),
+                            vec![crate::jmap::MAX_DELAYED_SEND.to_string()],
+                        )]),
+                    }),
+                    // --- end sending
+                    // web client (issue 6)
+                    other: [(crate::web::SYNC_CAPABILITY.to_string(), sync)]
+                        .into_iter()
+                        .collect(),
                 },
             },
         );
@@ -211,7 +264,6 @@ async fn build_session(state: &AppState, principal: &Principal) -> Result<Sessio
         capabilities: {
             let mut c = SessionCapabilities::core(state.core.clone());
             c.mail = Some(Default::default());
-            // Identity/get works; EmailSubmission/set comes with sending (issue 5).
             c.submission = Some(Default::default());
             // push: JMAP over WebSocket with push (RFC 8887 4).
             c.websocket = Some(jmap_proto::capability::WebSocketCapability {
@@ -337,6 +389,8 @@ pub(crate) async fn handle_request(
         max_objects_in_get: usize::try_from(state.core.max_objects_in_get).unwrap_or(500),
         push: &state.push,
         max_objects_in_set: usize::try_from(state.core.max_objects_in_set).unwrap_or(500),
+        submission_delay: state.submission_delay,
+        submission_waker: state.submission_waker.as_ref(),
     };
     Ok(crate::jmap::dispatch(principal, &ctx, request, session.state).await)
 }

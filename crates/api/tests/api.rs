@@ -400,3 +400,171 @@ async fn uploads_are_per_account_and_expire() {
     assert_eq!(store.upload(alice, &up.blob_id).await.unwrap(), None);
     assert_eq!(store.blob(&up.blob_id).await.unwrap(), None);
 }
+
+/// Every method-level error type of RFC 8620 3.6.2 / 5.x that a read method can give, each
+/// as a JMAP error in a 200 response (never a 500).
+#[tokio::test]
+async fn every_method_error_type() {
+    let app = setup().await;
+    let ids: Vec<String> = (0..10_000).map(|i| format!("m{i}")).collect();
+    let blob_ids: Vec<String> = (0..10_000).map(|i| format!("b{i}")).collect();
+    let mut deep_or = json!({"subject": "x"});
+    for _ in 0..100 {
+        deep_or = json!({"operator": "OR", "conditions": [deep_or, {"from": "y"}]});
+    }
+    let mut ok_deep = json!({"subject": "x"});
+    for _ in 0..25 {
+        ok_deep = json!({"operator": "NOT", "conditions": [{"operator": "OR", "conditions": [ok_deep, {"from": "y"}]}]});
+    }
+    let wide: Vec<Value> = (0..1_500)
+        .map(|i| json!({"from": format!("u{i}")}))
+        .collect();
+    let too_wide: Vec<Value> = (0..5_000)
+        .map(|i| json!({"text": format!("w{i}")}))
+        .collect();
+    let cases: Vec<(Value, &str)> = vec![
+        (
+            json!(["Email/query", {"accountId": "a1", "limit": -1}, "c"]),
+            "invalidArguments",
+        ),
+        (
+            json!(["Email/query", {"accountId": "a1", "nonsense": 1}, "c"]),
+            "invalidArguments",
+        ),
+        (
+            json!(["Mailbox/get", {"accountId": "a1", "ids": "m1"}, "c"]),
+            "invalidArguments",
+        ),
+        (
+            json!(["Email/get", {"accountId": "a1", "ids": [], "#ids": {"resultOf": "x", "name": "Email/query", "path": "/ids"}}, "c"]),
+            "invalidArguments",
+        ),
+        (
+            json!(["Email/get", {"accountId": "a1", "ids": ["e1"], "properties": ["header:From:asDate"]}, "c"]),
+            "invalidArguments",
+        ),
+        (
+            json!(["Email/parse", {"accountId": "a1"}, "c"]),
+            "invalidArguments",
+        ),
+        (
+            json!(["Email/queryChanges", {"accountId": "a1", "sinceQueryState": "0", "maxChanges": 0}, "c"]),
+            "invalidArguments",
+        ),
+        (
+            json!(["Email/get", {"accountId": "a1", "#ids": {"resultOf": "nowhere", "name": "Email/query", "path": "/ids"}}, "c"]),
+            "invalidResultReference",
+        ),
+        (
+            json!(["Email/get", {"accountId": "a1", "#ids": {"resultOf": "first", "name": "Email/query", "path": "/ids"}}, "c"]),
+            "invalidResultReference",
+        ),
+        (
+            json!(["Email/get", {"accountId": "a1", "#ids": {"resultOf": "first", "name": "Mailbox/get", "path": "/nope/*/x"}}, "c"]),
+            "invalidResultReference",
+        ),
+        (
+            json!(["Mailbox/get", {"accountId": "a2"}, "c"]),
+            "accountNotFound",
+        ),
+        (
+            json!(["Email/query", {"accountId": "a99"}, "c"]),
+            "accountNotFound",
+        ),
+        (
+            json!(["Email/queryChanges", {"accountId": "a2", "sinceQueryState": "0"}, "c"]),
+            "accountNotFound",
+        ),
+        (
+            json!(["Email/changes", {"accountId": "a1", "sinceState": "zzz"}, "c"]),
+            "cannotCalculateChanges",
+        ),
+        (
+            json!(["Email/changes", {"accountId": "a1", "sinceState": "99999"}, "c"]),
+            "cannotCalculateChanges",
+        ),
+        (
+            json!(["Email/queryChanges", {"accountId": "a1", "sinceQueryState": "1.5"}, "c"]),
+            "cannotCalculateChanges",
+        ),
+        (
+            json!(["Mailbox/queryChanges", {"accountId": "a1", "sinceQueryState": "99999"}, "c"]),
+            "cannotCalculateChanges",
+        ),
+        (
+            json!(["Email/query", {"accountId": "a1", "anchor": "e999"}, "c"]),
+            "anchorNotFound",
+        ),
+        (
+            json!(["Email/query", {"accountId": "a1", "filter": {"operator": "OR", "conditions": too_wide}}, "c"]),
+            "unsupportedFilter",
+        ),
+        (
+            json!(["Email/query", {"accountId": "a1", "filter": {"color": "red"}}, "c"]),
+            "unsupportedFilter",
+        ),
+        (
+            json!(["Email/query", {"accountId": "a1", "sort": [{"property": "color"}]}, "c"]),
+            "unsupportedSort",
+        ),
+        (
+            json!(["Email/query", {"accountId": "a1", "sort": [{"property": "from", "collation": "i;klingon"}]}, "c"]),
+            "unsupportedSort",
+        ),
+        (
+            json!(["Mailbox/query", {"accountId": "a1", "sort": [{"property": "totalEmails"}]}, "c"]),
+            "unsupportedSort",
+        ),
+        (
+            json!(["Mailbox/queryChanges", {"accountId": "a1", "sinceQueryState": "0", "maxChanges": 1}, "c"]),
+            "tooManyChanges",
+        ),
+        (
+            json!(["Mailbox/get", {"accountId": "a1", "ids": ids}, "c"]),
+            "requestTooLarge",
+        ),
+        (
+            json!(["Email/parse", {"accountId": "a1", "blobIds": blob_ids}, "c"]),
+            "requestTooLarge",
+        ),
+        (
+            json!(["Email/nothing", {"accountId": "a1"}, "c"]),
+            "unknownMethod",
+        ),
+    ];
+    let mut calls = vec![json!(["Mailbox/get", {"accountId": "a1"}, "first"])];
+    calls.extend(cases.iter().map(|(c, _)| c.clone()));
+    // And two that are fine: a filter nested 50 levels, and an OR of 1,500 conditions.
+    calls.push(json!(["Email/query", {"accountId": "a1", "filter": ok_deep}, "deep"]));
+    calls.push(json!(["Email/query", {"accountId": "a1", "filter": {"operator": "OR", "conditions": wide}}, "wide"]));
+    let mut total = 0;
+    for chunk in calls.chunks(15) {
+        let (s, _, v) = post(&app, mail_call(Value::Array(chunk.to_vec()))).await;
+        assert_eq!(s, StatusCode::OK, "{v}");
+        for r in v["methodResponses"].as_array().unwrap() {
+            let i = total;
+            total += 1;
+            if i == 0 {
+                continue;
+            }
+            if let Some((_, want)) = cases.get(i - 1) {
+                assert_eq!(r[0], "error", "case {}: {r}", i - 1);
+                assert_eq!(r[1]["type"], *want, "case {}: {r}", i - 1);
+            } else {
+                assert_eq!(r[0], "Email/query", "{r}");
+                assert_eq!(r[1]["ids"], json!([]));
+            }
+        }
+    }
+    assert_eq!(total, calls.len());
+    // A filter nested deeper than JMAP's 64 levels is also deeper than the 128 levels of
+    // JSON the request parser accepts: a request-level error, before any method runs.
+    let (s, ctype, v) = post(
+        &app,
+        mail_call(json!([["Email/query", {"accountId": "a1", "filter": deep_or}, "c"]])),
+    )
+    .await;
+    assert_eq!(s, StatusCode::BAD_REQUEST);
+    assert_eq!(ctype.as_deref(), Some("application/problem+json"));
+    assert_eq!(v["type"], "urn:ietf:params:jmap:error:notJSON", "{v}");
+}

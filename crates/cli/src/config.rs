@@ -100,6 +100,10 @@ pub struct SmtpConfig {
     pub username: Option<String>,
     #[serde(default)]
     pub password: Option<String>,
+    /// The submission server files what it sends in Sent itself (Gmail does): Tidings
+    /// then appends no copy. Default false: Tidings appends the copy.
+    #[serde(default)]
+    pub server_saves_sent: bool,
 }
 
 impl Config {

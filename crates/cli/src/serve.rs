@@ -90,7 +90,7 @@ async fn import(store: &dyn Store, key: &SecretKey, config: &Config) -> Result<(
             .await?
             .with_context(|| format!("user {} missing after import", a.user))?;
         let new = new_account(key, user.id, a)?;
-        match existing
+        let id = match existing
             .iter()
             .find(|e| e.user == user.id && e.name == a.name)
         {
@@ -109,11 +109,14 @@ async fn import(store: &dyn Store, key: &SecretKey, config: &Config) -> Result<(
                 if !(same_password && settings_same) {
                     store.update_account(e.id, &new).await?;
                 }
+                e.id
             }
-            None => {
-                store.create_account(&new).await?;
-            }
-        }
+            None => store.create_account(&new).await?,
+        };
+        // --- sending (issue 5)
+        let server_saves_sent = a.smtp.as_ref().is_some_and(|s| s.server_saves_sent);
+        store.set_server_files_sent(id, server_saves_sent).await?;
+        // --- end sending
     }
     Ok(())
 }
@@ -142,7 +145,11 @@ pub async fn run(config: Config, stop: impl Future<Output = ()>) -> Result<()> {
         .public_url
         .clone()
         .unwrap_or_else(|| format!("{scheme}://{local}"));
+    let mut engine = Engine::new(store.clone(), passwords);
     let mut api_state = api::AppState::new(store.clone(), &base_url);
+    // --- sending (issue 5): a queued submission wakes the worker at once.
+    api_state.submission_waker = Some(engine.submission_waker());
+    // --- end sending
     // push: limits from the config, and the stored push subscriptions' delivery tasks.
     if config.push_connections_per_user.is_some() || config.push_subscription_allow_http {
         let mut limits = api::PushLimits::default();
@@ -165,7 +172,6 @@ pub async fn run(config: Config, stop: impl Future<Output = ()>) -> Result<()> {
         None => tokio::spawn(api::serve(listener, api_state, stopped)),
     };
 
-    let mut engine = Engine::new(store.clone(), passwords);
     engine.start_all().await?;
     tracing::info!(data_dir = %config.data_dir.display(), accounts = engine.running().len(),
         "tidings is running");

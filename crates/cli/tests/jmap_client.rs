@@ -180,5 +180,9 @@ fn jmapc_lists_mailboxes_and_reads_inbox() -> Result<()> {
     assert_eq!(out["from"][0], "carol@example.org");
     assert_eq!(out["previews"], serde_json::json!([true, true, true]));
     assert_eq!(out["threads"], 3);
+    assert_eq!(
+        out["or_by_subject"],
+        serde_json::json!(["Report 1", "With attachment"])
+    );
     Ok(())
 }

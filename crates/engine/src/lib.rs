@@ -13,6 +13,10 @@ mod account;
 mod backoff;
 // --- write-back: the outbox worker ---
 mod outbox;
+// --- sending (issue 5)
+mod submission;
+pub use submission::SubmitOptions;
+// --- end sending
 
 pub use account::AccountEvent;
 pub use backoff::Backoff;
@@ -50,6 +54,11 @@ pub struct Engine {
     events: broadcast::Sender<AccountEvent>,
     tasks: Vec<(AccountId, JoinHandle<()>)>,
     options: EngineOptions,
+    // --- sending (issue 5)
+    submit_options: SubmitOptions,
+    submit_task: Option<JoinHandle<()>>,
+    submit_wake: Arc<tokio::sync::Notify>,
+    // --- end sending
 }
 
 impl Engine {
@@ -63,6 +72,9 @@ impl Engine {
             events,
             tasks: Vec::new(),
             options: EngineOptions::default(),
+            submit_options: SubmitOptions::default(),
+            submit_task: None,
+            submit_wake: Arc::new(tokio::sync::Notify::new()),
         }
     }
 
@@ -70,6 +82,35 @@ impl Engine {
         self.options = options;
         self
     }
+
+    // --- sending (issue 5)
+    pub fn with_submit_options(mut self, options: SubmitOptions) -> Self {
+        self.submit_options = options;
+        self
+    }
+
+    /// Ringing it makes the submission worker look at its queue now (the API rings it
+    /// after queuing a submission), instead of at its next poll.
+    pub fn submission_waker(&self) -> Arc<tokio::sync::Notify> {
+        self.submit_wake.clone()
+    }
+
+    /// Starts the submission worker (once): it sends what EmailSubmission/set queued.
+    pub fn start_submissions(&mut self) {
+        if self.submit_task.is_some() {
+            return;
+        }
+        let worker = submission::Worker {
+            store: self.store.clone(),
+            passwords: self.passwords.clone(),
+            shutdown: self.shutdown_tx.subscribe(),
+            events: self.events.clone(),
+            options: self.submit_options.clone(),
+            wake: self.submit_wake.clone(),
+        };
+        self.submit_task = Some(tokio::spawn(worker.run()));
+    }
+    // --- end sending
 
     /// Events the account tasks publish after each committed change (push builds on this).
     pub fn subscribe(&self) -> broadcast::Receiver<AccountEvent> {
@@ -81,6 +122,9 @@ impl Engine {
         for a in self.store.list_accounts().await? {
             self.start(a);
         }
+        // --- sending (issue 5)
+        self.start_submissions();
+        // --- end sending
         Ok(())
     }
 
@@ -144,6 +188,13 @@ impl Engine {
     /// Signals every task to stop and waits for them.
     pub async fn shutdown(self) {
         let _ = self.shutdown_tx.send(true);
+        // --- sending (issue 5)
+        if let Some(t) = self.submit_task
+            && let Err(e) = t.await
+        {
+            tracing::error!(error = %e, "submission worker failed");
+        }
+        // --- end sending
         for (id, t) in self.tasks {
             if let Err(e) = t.await {
                 tracing::error!(account = %id, error = %e, "account task failed");

@@ -110,7 +110,16 @@ async fn drain(
         }
         did = true;
         if session.is_none() {
-            *session = Some(connect(ctx, account).await?);
+            match connect(ctx, account).await {
+                Ok(s) => *session = Some(s),
+                Err(e) => {
+                    // Shown to the user (Outbox/get lastError) while it is retried.
+                    ctx.store
+                        .outbox_defer(entries[0].id, &e.to_string())
+                        .await?;
+                    return Err(e);
+                }
+            }
         }
         let Some(s) = session.as_mut() else {
             return Ok(did);
@@ -131,6 +140,7 @@ async fn drain(
             w.flags(s, &flags_run).await
         } else {
             let e = &entries[0];
+            tracing::debug!(account = %account.id, entry = e.id, op = ?e.op, "replaying");
             match w.one(s, e).await {
                 Ok(done) => {
                     ctx.store.outbox_complete(account.id, vec![done]).await?;
@@ -287,6 +297,7 @@ impl Worker {
                 rev: e.rev,
                 new_uid: None,
                 raw_name: None,
+                old_raw_name: None,
             })
             .collect();
         self.store
@@ -334,6 +345,7 @@ impl Worker {
             rev: e.rev,
             new_uid: None,
             raw_name: None,
+            old_raw_name: None,
         };
         let real_uid = |uid: i64| (uid > 0 && uid < PLACEHOLDER_UID_BASE).then_some(uid as u32);
         match &e.op {
@@ -344,6 +356,18 @@ impl Worker {
                     self.select(s, &src).await?;
                     let pairs = s.uid_move(&[uid], &dst).await?;
                     done.new_uid = pairs.into_iter().find(|(a, _)| *a == uid);
+                    if done.new_uid.is_none() {
+                        // Nothing moved: a replay after the MOVE happened (crash), or the
+                        // message was deleted elsewhere. The first is found by its Message-ID.
+                        done.new_uid = self
+                            .find_by_message_id(s, e.email, &dst)
+                            .await?
+                            .map(|u| (uid, u));
+                        if done.new_uid.is_none() {
+                            tracing::warn!(account = %self.account, entry = e.id, uid,
+                                "moved message is on the server in neither mailbox; dropped");
+                        }
+                    }
                 }
             }
             OutboxOp::Copy { from, uid, to, .. } => {
@@ -352,6 +376,12 @@ impl Worker {
                     self.select(s, &src).await?;
                     let pairs = s.uid_copy(&[uid], &dst).await?;
                     done.new_uid = pairs.into_iter().find(|(a, _)| *a == uid);
+                    if done.new_uid.is_none() {
+                        done.new_uid = self
+                            .find_by_message_id(s, e.email, &dst)
+                            .await?
+                            .map(|u| (uid, u));
+                    }
                 }
             }
             OutboxOp::Expunge { mailbox, uid, .. } => {
@@ -416,11 +446,13 @@ impl Worker {
                 done.raw_name = Some(raw);
             }
             OutboxOp::RenameMailbox {
-                old_raw,
+                mailbox,
                 parent,
                 leaf,
                 ..
             } => {
+                // Its current wire name: an earlier rename of an ancestor changed it.
+                let old_raw = &self.raw(*mailbox)?;
                 let raw = self.child_raw(*parent, leaf)?;
                 if self.selected.as_deref() == Some(old_raw.as_str()) {
                     s.unselect().await?;
@@ -434,6 +466,7 @@ impl Worker {
                     return Err(err);
                 }
                 done.raw_name = Some(raw);
+                done.old_raw_name = Some(old_raw.clone());
             }
             OutboxOp::DeleteMailbox { raw_name } => {
                 if self.selected.as_deref() == Some(raw_name.as_str()) {
@@ -444,6 +477,13 @@ impl Worker {
                     && (!matches!(err, Error::Refused { .. }) || s.mailbox_exists(raw_name).await?)
                 {
                     return Err(err);
+                }
+                // Dovecot (Maildir) brings a deleted mailbox back when another session has
+                // it open; it is deleted again on the next try.
+                if s.mailbox_exists(raw_name).await? {
+                    return Err(Error::Protocol(format!(
+                        "mailbox {raw_name:?} still exists after DELETE"
+                    )));
                 }
             }
             OutboxOp::Subscribe {
@@ -462,6 +502,28 @@ impl Worker {
         }
         s.unsolicited.clear();
         Ok(done)
+    }
+
+    /// The UID of the Email's message in `mailbox`, by its Message-ID (None without one).
+    async fn find_by_message_id(
+        &mut self,
+        s: &mut Session,
+        email: Option<mail_types::EmailId>,
+        mailbox: &str,
+    ) -> Result<Option<u32>, Error> {
+        let Some(email) = email else { return Ok(None) };
+        let views = self.store.emails(self.account, &[email]).await?;
+        let Some(mid) = views.first().and_then(|v| v.message_id.clone()) else {
+            return Ok(None);
+        };
+        let Some(q) = imap_sync::conn::quote(&mid) else {
+            return Ok(None);
+        };
+        self.selected = None;
+        s.examine(mailbox, None).await?;
+        let uids = s.uid_search(&format!("HEADER Message-ID {q}")).await?;
+        s.unsolicited.clear();
+        Ok(uids.into_iter().max())
     }
 
     fn child_raw(&self, parent: Option<MailboxId>, leaf: &str) -> Result<String, Error> {

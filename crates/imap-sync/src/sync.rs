@@ -303,7 +303,9 @@ impl AccountSync {
             changes.expunged.extend(
                 stored
                     .iter()
-                    .filter(|c| !seen.contains(&c.uid.0))
+                    // Write-back: a copy the outbox stored meanwhile (a MOVE's new UID) is
+                    // above what was fetched, not expunged.
+                    .filter(|c| !seen.contains(&c.uid.0) && c.uid.0 <= last_known)
                     .map(|c| c.uid),
             );
             expunges_known = true;
@@ -324,6 +326,10 @@ impl AccountSync {
             .collect();
         let missing = self.not_stored(&mb, &new_uids).await?;
 
+        // A UID at or above the UIDNEXT of the EXAMINE may have been given after the UID list
+        // was taken (write-back stores the UIDs of its MOVEs and APPENDs beside the sync): it
+        // is not known to be expunged. A real one is caught by the next pass's count check.
+        let listed_below = sel.uidnext.unwrap_or(u32::MAX);
         // 3. CONDSTORE without QRESYNC: an expunge shows as a count that does not add up.
         if !expunges_known {
             let expected = i64::from(mb.progress.headers) + missing.len() as i64;
@@ -333,7 +339,7 @@ impl AccountSync {
                 changes.expunged.extend(
                     stored
                         .iter()
-                        .filter(|c| !all.contains(&c.uid.0))
+                        .filter(|c| !all.contains(&c.uid.0) && c.uid.0 < listed_below)
                         .map(|c| c.uid),
                 );
             }
@@ -383,7 +389,7 @@ impl AccountSync {
         if stored_now != exists_now {
             tracing::warn!(account = %self.account, mailbox = %mb.name, stored = stored_now,
                 server = exists_now, "stored count differs from the server; running a full diff");
-            self.full_diff(s, &mb, report).await?;
+            self.full_diff(s, &mb, listed_below, report).await?;
         }
         s.unsolicited.clear();
         Ok(())
@@ -415,6 +421,7 @@ impl AccountSync {
         &self,
         s: &mut Session,
         mb: &MailboxRecord,
+        listed_below: u32,
         report: &mut SyncReport,
     ) -> Result<()> {
         let server: Vec<u32> = s.uid_search("ALL").await?;
@@ -423,7 +430,7 @@ impl AccountSync {
         let stored_set: HashSet<u32> = stored.iter().map(|c| c.uid.0).collect();
         let expunged: Vec<Uid> = stored
             .iter()
-            .filter(|c| !server_set.contains(&c.uid.0))
+            .filter(|c| !server_set.contains(&c.uid.0) && c.uid.0 < listed_below)
             .map(|c| c.uid)
             .collect();
         report.expunged += expunged.len();

@@ -494,3 +494,19 @@ mod tests {
         assert_eq!(child_raw_name(None, "/", "Work").unwrap(), "Work");
     }
 }
+
+#[cfg(test)]
+mod parse_tests {
+    use crate::response::{Response, parse};
+
+    #[test]
+    fn modified_survives_the_parser() {
+        let f = bytes::Bytes::from_static(b"T1 OK [MODIFIED 7,9] Conditional STORE failed\r\n");
+        match parse(&f) {
+            Response::Tagged { text, .. } => {
+                assert_eq!(super::modified_of(&text), vec![7, 9], "{text}")
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+}

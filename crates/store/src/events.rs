@@ -33,15 +33,18 @@ pub enum PushType {
     /// drafts saved by the user.
     EmailDelivery,
     EmailSubmission,
+    // --- sending (issue 5)
+    Identity,
 }
 
 impl PushType {
-    pub const ALL: [PushType; 5] = [
+    pub const ALL: [PushType; 6] = [
         PushType::Email,
         PushType::Mailbox,
         PushType::Thread,
         PushType::EmailDelivery,
         PushType::EmailSubmission,
+        PushType::Identity,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -51,6 +54,7 @@ impl PushType {
             PushType::Thread => "Thread",
             PushType::EmailDelivery => "EmailDelivery",
             PushType::EmailSubmission => "EmailSubmission",
+            PushType::Identity => "Identity",
         }
     }
 
@@ -69,6 +73,9 @@ impl From<crate::ObjectType> for PushType {
             crate::ObjectType::Email => PushType::Email,
             crate::ObjectType::Mailbox => PushType::Mailbox,
             crate::ObjectType::Thread => PushType::Thread,
+            // --- sending (issue 5)
+            crate::ObjectType::EmailSubmission => PushType::EmailSubmission,
+            crate::ObjectType::Identity => PushType::Identity,
         }
     }
 }
@@ -175,7 +182,7 @@ mod tests {
             s.iter().collect::<Vec<_>>(),
             vec![PushType::Email, PushType::EmailDelivery]
         );
-        assert_eq!(TypeSet::all().iter().count(), 5);
+        assert_eq!(TypeSet::all().iter().count(), PushType::ALL.len());
         for t in PushType::ALL {
             assert_eq!(PushType::from_name(t.as_str()), Some(t));
         }

@@ -17,6 +17,10 @@ pub mod model;
 pub mod outbox;
 mod sqlite;
 pub mod subscriptions;
+// --- sending (issue 5)
+pub mod submission;
+pub use submission::*;
+// --- end sending
 
 pub use model::*;
 pub use outbox::*;
@@ -242,4 +246,59 @@ pub trait Store: Send + Sync + 'static {
     async fn outbox_dismiss(&self, account: AccountId, failures: Vec<i64>) -> Result<()>;
     /// Bumped after every commit that queued something: the engine's workers wait on it.
     fn outbox_signal(&self) -> tokio::sync::watch::Receiver<u64>;
+
+    // --- web client sessions (issue 6) ----------------------------------------------------
+    /// Stores a sign-in session (the hash of its cookie token) valid until `expires_at`
+    /// (unix seconds); expired sessions of every user are removed on the way.
+    async fn create_web_session(&self, user: UserId, hash: &str, expires_at: i64) -> Result<()>;
+    /// The user of an unexpired session.
+    async fn user_by_web_session(&self, hash: &str) -> Result<Option<UserRecord>>;
+    /// Ends a session; whether it existed.
+    async fn delete_web_session(&self, hash: &str) -> Result<bool>;
+    // --- sending (issue 5): identities and the submission queue ------------------------
+    /// One account by id (the submission worker and Identity/get read just that one).
+    async fn account(&self, id: AccountId) -> Result<Option<AccountRecord>>;
+    /// The account's identities, oldest first.
+    async fn identities(&self, account: AccountId) -> Result<Vec<IdentityRecord>>;
+    /// Gives an account without identities its first one (`email`, not deletable).
+    async fn ensure_identity(&self, account: AccountId, email: &str) -> Result<()>;
+    /// Creates an identity (its `id` is ignored) and returns the new id.
+    async fn create_identity(&self, identity: &IdentityRecord) -> Result<i64>;
+    /// Updates the mutable properties; false when there is no such identity.
+    async fn update_identity(&self, identity: &IdentityRecord) -> Result<bool>;
+    /// False when there is none, or it may not be deleted.
+    async fn destroy_identity(&self, account: AccountId, id: i64) -> Result<bool>;
+    /// Queues a submission, in one transaction with its change-log row.
+    async fn create_submission(&self, submission: &NewSubmission) -> Result<i64>;
+    /// Every submission of the account, oldest first (without the bytes).
+    async fn submissions(&self, account: AccountId) -> Result<Vec<SubmissionRecord>>;
+    /// undoStatus pending -> canceled, only while nothing has been sent.
+    async fn cancel_submission(&self, account: AccountId, id: i64) -> Result<CancelOutcome>;
+    /// Forgets a submission that is not being sent right now.
+    async fn destroy_submission(&self, account: AccountId, id: i64) -> Result<bool>;
+    /// Queued submissions due at `now` (unix seconds), earliest first.
+    async fn due_submissions(&self, now: i64, limit: usize) -> Result<Vec<SubmissionRecord>>;
+    /// When the next queued submission is due.
+    async fn next_submission_at(&self) -> Result<Option<i64>>;
+    /// queued -> sending (durably committed) and the bytes to send; `None` when it is no
+    /// longer queued (canceled, destroyed).
+    async fn begin_submission(&self, id: i64) -> Result<Option<Vec<u8>>>;
+    /// Records the outcome of the attempt begun with `begin_submission`.
+    async fn finish_submission(&self, id: i64, result: &AttemptResult) -> Result<()>;
+    /// At startup: submissions cut during an attempt become final with delivered
+    /// `unknown` and are never sent again. Returns their ids.
+    async fn recover_submissions(&self) -> Result<Vec<i64>>;
+    /// Sent submissions of the account whose Sent copy is still to be made, with bytes.
+    async fn pending_sent_copies(
+        &self,
+        account: AccountId,
+    ) -> Result<Vec<(SubmissionRecord, Vec<u8>)>>;
+    async fn set_sent_copy_done(&self, id: i64) -> Result<()>;
+    /// Whether the account's submission server files sent mail in Sent itself (then
+    /// Tidings appends no copy).
+    async fn set_server_files_sent(&self, account: AccountId, server_files: bool) -> Result<()>;
+    async fn server_files_sent(&self, account: AccountId) -> Result<bool>;
+    /// Whether the mailbox holds a message with this Message-ID (without `<>`).
+    async fn mailbox_has_message_id(&self, mailbox: MailboxId, message_id: &str) -> Result<bool>;
+    // --- end sending
 }

@@ -197,6 +197,10 @@ pub enum ObjectType {
     Email,
     Mailbox,
     Thread,
+    // --- sending (issue 5)
+    EmailSubmission,
+    Identity,
+    // --- end sending
 }
 
 impl ObjectType {
@@ -205,6 +209,10 @@ impl ObjectType {
             ObjectType::Email => "Email",
             ObjectType::Mailbox => "Mailbox",
             ObjectType::Thread => "Thread",
+            // --- sending (issue 5)
+            ObjectType::EmailSubmission => "EmailSubmission",
+            ObjectType::Identity => "Identity",
+            // --- end sending
         }
     }
     pub fn from_name(s: &str) -> Option<Self> {
@@ -212,6 +220,10 @@ impl ObjectType {
             "Email" => Some(ObjectType::Email),
             "Mailbox" => Some(ObjectType::Mailbox),
             "Thread" => Some(ObjectType::Thread),
+            // --- sending (issue 5)
+            "EmailSubmission" => Some(ObjectType::EmailSubmission),
+            "Identity" => Some(ObjectType::Identity),
+            // --- end sending
             _ => None,
         }
     }

@@ -183,6 +183,8 @@ pub struct OutboxDone {
     pub new_uid: Option<(u32, u32)>,
     /// The wire name a created or renamed mailbox has on the server.
     pub raw_name: Option<String>,
+    /// The wire name a renamed mailbox had before.
+    pub old_raw_name: Option<String>,
 }
 
 /// A change the server refused for good, kept for the user to see.

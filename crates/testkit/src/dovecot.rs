@@ -546,6 +546,20 @@ impl Dovecot {
         self.ports.lmtp
     }
 
+    /// --- SMTP (testkit::smtp) ---
+    /// Dovecot's SASL authentication socket for an MTA (`smtpd_sasl_type = dovecot`).
+    pub fn auth_socket(&self) -> PathBuf {
+        self.run.path().join("run").join("auth-smtp")
+    }
+
+    /// The server certificate chain and key (PEM) that Dovecot presents, for another
+    /// server of the harness to present too.
+    pub fn tls_cert_and_key(&self) -> (PathBuf, PathBuf) {
+        let tls = self.state.join("tls");
+        (tls.join("server.pem"), tls.join("server.key"))
+    }
+    // --- end SMTP
+
     /// PEM file of the generated CA that signed the server certificate
     /// (SANs 127.0.0.1, ::1 and localhost).
     pub fn ca_file(&self) -> &Path {
@@ -964,7 +978,7 @@ impl std::fmt::Display for PortInUse {
 
 impl std::error::Error for PortInUse {}
 
-fn signal(target: &str, sig: &str) {
+pub(crate) fn signal(target: &str, sig: &str) {
     // std can only SIGKILL a child; `kill` also reaches process groups.
     let _ = Command::new("kill")
         .arg(format!("-{sig}"))
@@ -979,7 +993,7 @@ fn signal(target: &str, sig: &str) {
 /// Zombies are ignored: they hold no sockets, and an init that reaps
 /// orphans only every few seconds (as in some containers) would otherwise
 /// make every stop wait for it.
-fn group_alive(pgid: u32) -> bool {
+pub(crate) fn group_alive(pgid: u32) -> bool {
     let Ok(entries) = fs::read_dir("/proc") else {
         return false;
     };
@@ -1051,7 +1065,7 @@ fn run_with_deadline(mut cmd: Command, limit: Duration) -> Result<std::process::
     })
 }
 
-fn write_atomic(path: &Path, data: &[u8], mode: u32) -> Result<()> {
+pub(crate) fn write_atomic(path: &Path, data: &[u8], mode: u32) -> Result<()> {
     let tmp = path.with_extension("tmp-write");
     fs::write(&tmp, data).with_context(|| format!("writing {}", tmp.display()))?;
     fs::set_permissions(&tmp, fs::Permissions::from_mode(mode))
@@ -1174,6 +1188,11 @@ fn render_config(
     // anvil-auth-penalty socket, so that socket gets mode 0.
     line("auth_failure_delay = 0");
     line("service anvil {\n  unix_listener anvil-auth-penalty {\n    mode = 0\n  }\n}");
+    // --- SMTP (testkit::smtp): Postfix authenticates submissions against these users
+    // through Dovecot's SASL socket; smtpd runs as the postfix user, hence mode 0666
+    // (the socket lives in the private runtime dir of this throw-away instance).
+    line("service auth {\n  unix_listener auth-smtp {\n    mode = 0666\n  }\n}");
+    // --- end SMTP
     line("namespace inbox {\n  inbox = yes\n  separator = /\n  prefix =");
     for (name, use_) in SPECIAL_USE {
         line(&format!(

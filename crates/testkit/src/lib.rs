@@ -25,6 +25,12 @@ pub mod corpus;
 mod dovecot;
 pub mod imap_client;
 mod mutf7;
+// --- SMTP (sending, issue 5)
+pub mod smtp;
+// --- end SMTP
 
 pub use dovecot::{Dovecot, DovecotOptions, SeedMessage};
 pub use mutf7::encode as mutf7_encode;
+// --- SMTP
+pub use smtp::Smtp;
+// --- end SMTP

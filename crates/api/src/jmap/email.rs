@@ -299,8 +299,41 @@ fn condition(c: &EmailFilterCondition) -> Vec<EmailFilter> {
     out
 }
 
-/// A JMAP filter as the store's filter tree.
+/// Most conditions one Email/query may carry into the store, and most SQL parameters
+/// they may need (SQLite allows 32766): a larger filter is `unsupportedFilter`.
+const MAX_STORE_CONDITIONS: usize = 2_000;
+const MAX_STORE_PARAMETERS: usize = 20_000;
+
+/// A JMAP filter as the store's filter tree, within the store's limits.
 pub(crate) fn store_filter(f: &Filter<EmailFilterCondition>) -> Result<EmailFilter, MethodError> {
+    let tree = to_store_filter(f)?;
+    let (mut conditions, mut parameters) = (0usize, 0usize);
+    let mut stack = vec![&tree];
+    while let Some(f) = stack.pop() {
+        match f {
+            EmailFilter::And(p) | EmailFilter::Or(p) | EmailFilter::Not(p) => stack.extend(p),
+            EmailFilter::Condition(c) => {
+                use store::EmailCondition as C;
+                conditions += 1;
+                parameters += match c {
+                    C::Text(t) | C::Subject(t) | C::Body(t) => t.split_whitespace().count().min(32),
+                    C::InMailboxOtherThan(l) => l.len().min(1000),
+                    C::Header(..) => 2,
+                    _ => 1,
+                };
+            }
+        }
+    }
+    if conditions > MAX_STORE_CONDITIONS || parameters > MAX_STORE_PARAMETERS {
+        return Err(MethodError::unsupported_filter(format!(
+            "the filter has {conditions} conditions ({parameters} values); at most \
+             {MAX_STORE_CONDITIONS} conditions and {MAX_STORE_PARAMETERS} values are supported"
+        )));
+    }
+    Ok(tree)
+}
+
+fn to_store_filter(f: &Filter<EmailFilterCondition>) -> Result<EmailFilter, MethodError> {
     Ok(match f {
         Filter::Condition(c) => {
             if let Some(h) = &c.header
@@ -321,7 +354,7 @@ pub(crate) fn store_filter(f: &Filter<EmailFilterCondition>) -> Result<EmailFilt
             let parts = op
                 .conditions
                 .iter()
-                .map(store_filter)
+                .map(to_store_filter)
                 .collect::<Result<Vec<_>, _>>()?;
             match op.operator {
                 Operator::And => EmailFilter::And(parts),

@@ -14,6 +14,10 @@ mod parse;
 mod query_changes;
 // --- end jmap ---
 mod snippet;
+// --- sending (issue 5)
+mod submission;
+pub(crate) use submission::MAX_DELAYED_SEND;
+// --- end sending
 mod thread;
 // --- write-back ---
 mod email_create;
@@ -39,6 +43,10 @@ pub(crate) struct Ctx<'a> {
     pub push: &'a Arc<crate::push::Hub>,
     // --- write-back ---
     pub max_objects_in_set: usize,
+    // --- sending (issue 5): the undo window given to a submission without a hold.
+    pub submission_delay: std::time::Duration,
+    pub submission_waker: Option<&'a Arc<tokio::sync::Notify>>,
+    // --- end sending
 }
 
 impl Ctx<'_> {
@@ -94,6 +102,21 @@ pub(crate) async fn dispatch(
             response.push(e.into_invocation(call_id));
             continue;
         }
+        // --- sending (issue 5): RFC 8621 7.5, the implicit Email/set of
+        // onSuccessUpdateEmail / onSuccessDestroyEmail answers right after, same call id.
+        if name == "EmailSubmission/set" && submission {
+            match submission::set(ctx, arguments, &mut created_ids).await {
+                Ok((args, implicit)) => {
+                    response.push(Invocation::new(name, args, call_id.clone()));
+                    if let Some(email_set) = implicit {
+                        response.push(Invocation::new("Email/set", email_set, call_id));
+                    }
+                }
+                Err(e) => response.push(e.into_invocation(call_id)),
+            }
+            continue;
+        }
+        // --- end sending
         let result = match name.as_str() {
             // RFC 8620 4: echo the arguments back unchanged.
             "Core/echo" => Ok(arguments),
@@ -137,10 +160,22 @@ pub(crate) async fn dispatch(
             "Email/set" => email_set::set(ctx, arguments, &mut created_ids).await,
             "Mailbox/set" => mailbox_set::set(ctx, arguments, &mut created_ids).await,
             "Outbox/get" => outbox::get(ctx, arguments).await,
-            "Identity/get" if !submission => Err(MethodError::with_description(
-                MethodErrorType::UnknownMethod,
-                "Identity/get needs urn:ietf:params:jmap:submission in using",
-            )),
+            // --- sending (issue 5)
+            "Identity/get"
+            | "Identity/set"
+            | "Identity/changes"
+            | "EmailSubmission/get"
+            | "EmailSubmission/set"
+            | "EmailSubmission/changes"
+            | "EmailSubmission/query"
+            | "EmailSubmission/queryChanges"
+                if !submission =>
+            {
+                Err(MethodError::with_description(
+                    MethodErrorType::UnknownMethod,
+                    "this method needs urn:ietf:params:jmap:submission in using",
+                ))
+            }
             "Identity/get" => identity::get(ctx, arguments).await,
             // --- push: RFC 8620 7.2, core methods without accountId ---
             "PushSubscription/get" => {
@@ -149,6 +184,18 @@ pub(crate) async fn dispatch(
             "PushSubscription/set" => {
                 crate::push::subscription::set(ctx.push, ctx.store, principal.user, arguments).await
             }
+            "Identity/set" => identity::set(ctx, arguments).await,
+            "Identity/changes" => changes::changes(ctx, ObjectType::Identity, arguments).await,
+            "EmailSubmission/get" => submission::get(ctx, arguments).await,
+            "EmailSubmission/query" => submission::query(ctx, arguments).await,
+            "EmailSubmission/changes" => {
+                changes::changes(ctx, ObjectType::EmailSubmission, arguments).await
+            }
+            "EmailSubmission/queryChanges" => Err(MethodError::with_description(
+                MethodErrorType::CannotCalculateChanges,
+                "query changes are not kept; query again",
+            )),
+            // --- end sending
             _ => Err(MethodError::with_description(
                 MethodErrorType::UnknownMethod,
                 format!("{name} is not supported (yet)"),

@@ -12,7 +12,13 @@ import sys
 import tempfile
 
 import jmapc
-from jmapc import Comparator, EmailQueryFilterCondition, Ref
+from jmapc import (
+    Comparator,
+    EmailQueryFilterCondition,
+    EmailQueryFilterOperator,
+    Operator,
+    Ref,
+)
 from jmapc.methods import (
     CoreEcho,
     EmailChanges,
@@ -69,6 +75,24 @@ def main() -> None:
     out["from"] = [e.mail_from[0].email if e.mail_from else None for e in emails.data]
     out["previews"] = [bool(e.preview) for e in emails.data]
     out["threads"] = len(threads.data)
+
+    # An OR filter, sorted by subject.
+    either = client.request(
+        [
+            EmailQuery(
+                filter=EmailQueryFilterOperator(
+                    operator=Operator.OR,
+                    conditions=[
+                        EmailQueryFilterCondition(text="1"),
+                        EmailQueryFilterCondition(text="attachment"),
+                    ],
+                ),
+                sort=[Comparator(property="subject", is_ascending=True)],
+            ),
+            EmailGet(ids=Ref("/ids"), properties=["subject"]),
+        ]
+    )
+    out["or_by_subject"] = [e.subject for e in either[1].response.data]
 
     # Bodies and an attachment: the message with subject "With attachment".
     found = client.request(

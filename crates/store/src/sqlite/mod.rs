@@ -8,6 +8,9 @@ mod read;
 mod write;
 // --- write-back (outbox) ---
 mod outbox;
+// --- sending (issue 5)
+mod submission;
+// --- end sending
 
 use crate::blobs::Blobs;
 use crate::events::{EventBus, LocalBus, TypeSet};
@@ -1098,6 +1101,151 @@ impl Store for SqliteStore {
         self.outbox_tx.subscribe()
     }
 
+    // --- web client sessions (issue 6) ----------------------------------------------------
+    async fn create_web_session(&self, user: UserId, hash: &str, expires_at: i64) -> Result<()> {
+        let hash = hash.to_string();
+        self.call(move |c| {
+            let t = now();
+            c.execute("DELETE FROM web_session WHERE expires_at <= ?1", [t])?;
+            c.execute(
+                "INSERT INTO web_session (hash, user_id, created_at, expires_at) \
+                 VALUES (?1, ?2, ?3, ?4)",
+                params![hash, user.0, t, expires_at],
+            )?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn user_by_web_session(&self, hash: &str) -> Result<Option<UserRecord>> {
+        let hash = hash.to_string();
+        self.call(move |c| {
+            Ok(c.query_row(
+                "SELECT u.id, u.name, u.password_hash FROM web_session s \
+                 JOIN user u ON u.id = s.user_id WHERE s.hash = ?1 AND s.expires_at > ?2",
+                params![hash, now()],
+                |r| {
+                    Ok(UserRecord {
+                        id: UserId(r.get(0)?),
+                        name: r.get(1)?,
+                        password_hash: r.get(2)?,
+                    })
+                },
+            )
+            .optional()?)
+        })
+        .await
+    }
+
+    async fn delete_web_session(&self, hash: &str) -> Result<bool> {
+        let hash = hash.to_string();
+        self.call(move |c| Ok(c.execute("DELETE FROM web_session WHERE hash = ?1", [&hash])? > 0))
+            .await
+    }
+    // --- sending (issue 5) --------------------------------------------------------------
+    async fn account(&self, id: AccountId) -> Result<Option<AccountRecord>> {
+        self.call(move |c| {
+            let mut st = c.prepare(&format!(
+                "SELECT {ACCOUNT_COLUMNS} FROM account a JOIN user u ON u.id = a.user_id \
+                 WHERE a.id = ?1"
+            ))?;
+            let mut rows = st.query_map([id.0], account_from_row)?;
+            match rows.next() {
+                Some(r) => Ok(Some(r??)),
+                None => Ok(None),
+            }
+        })
+        .await
+    }
+    async fn identities(&self, account: AccountId) -> Result<Vec<crate::IdentityRecord>> {
+        self.call(move |c| submission::identities(c, account)).await
+    }
+    async fn ensure_identity(&self, account: AccountId, email: &str) -> Result<()> {
+        let email = email.to_string();
+        self.call(move |c| submission::ensure_identity(c, account, &email))
+            .await
+    }
+    async fn create_identity(&self, identity: &crate::IdentityRecord) -> Result<i64> {
+        let identity = identity.clone();
+        self.call(move |c| submission::create_identity(c, &identity))
+            .await
+    }
+    async fn update_identity(&self, identity: &crate::IdentityRecord) -> Result<bool> {
+        let identity = identity.clone();
+        self.call(move |c| submission::update_identity(c, &identity))
+            .await
+    }
+    async fn destroy_identity(&self, account: AccountId, id: i64) -> Result<bool> {
+        self.call(move |c| submission::destroy_identity(c, account, id))
+            .await
+    }
+    async fn create_submission(&self, s: &crate::NewSubmission) -> Result<i64> {
+        let s = s.clone();
+        self.call(move |c| submission::create_submission(c, &s, now()))
+            .await
+    }
+    async fn submissions(&self, account: AccountId) -> Result<Vec<crate::SubmissionRecord>> {
+        self.call(move |c| submission::submissions(c, account))
+            .await
+    }
+    async fn cancel_submission(&self, account: AccountId, id: i64) -> Result<crate::CancelOutcome> {
+        self.call(move |c| submission::cancel_submission(c, account, id))
+            .await
+    }
+    async fn destroy_submission(&self, account: AccountId, id: i64) -> Result<bool> {
+        self.call(move |c| submission::destroy_submission(c, account, id))
+            .await
+    }
+    async fn due_submissions(
+        &self,
+        now: i64,
+        limit: usize,
+    ) -> Result<Vec<crate::SubmissionRecord>> {
+        self.call(move |c| submission::due_submissions(c, now, limit))
+            .await
+    }
+    async fn next_submission_at(&self) -> Result<Option<i64>> {
+        self.call(submission::next_submission_at).await
+    }
+    async fn begin_submission(&self, id: i64) -> Result<Option<Vec<u8>>> {
+        self.call(move |c| submission::begin_submission(c, id))
+            .await
+    }
+    async fn finish_submission(&self, id: i64, result: &crate::AttemptResult) -> Result<()> {
+        let result = result.clone();
+        self.call(move |c| submission::finish_submission(c, id, &result))
+            .await
+    }
+    async fn recover_submissions(&self) -> Result<Vec<i64>> {
+        self.call(submission::recover_submissions).await
+    }
+    async fn pending_sent_copies(
+        &self,
+        account: AccountId,
+    ) -> Result<Vec<(crate::SubmissionRecord, Vec<u8>)>> {
+        self.call(move |c| submission::pending_sent_copies(c, account))
+            .await
+    }
+    async fn set_sent_copy_done(&self, id: i64) -> Result<()> {
+        self.call(move |c| submission::set_sent_copy_done(c, id))
+            .await
+    }
+    async fn set_server_files_sent(&self, account: AccountId, server_files: bool) -> Result<()> {
+        self.call(move |c| submission::set_server_files_sent(c, account, server_files))
+            .await
+    }
+    async fn mailbox_has_message_id(&self, mailbox: MailboxId, message_id: &str) -> Result<bool> {
+        let m = message_id.to_string();
+        self.call(move |c| submission::mailbox_has_message_id(c, mailbox, &m))
+            .await
+    }
+    async fn server_files_sent(&self, account: AccountId) -> Result<bool> {
+        self.call(move |c| submission::server_files_sent(c, account))
+            .await
+    }
+    // --- end sending
+
+    // --- push: subscriptions ---
     async fn push_subscriptions(
         &self,
         user: Option<UserId>,

@@ -790,6 +790,24 @@ pub(crate) fn update_mailbox(
         tx.prepare_cached("UPDATE mailbox SET name = ?2, parent_id = ?3 WHERE id = ?1")?
             .execute(params![id.0, name, parent])?;
         log.record(&tx, ObjectType::Mailbox, id.0, ChangeOp::Updated)?;
+        let moved: Vec<i64> = {
+            let mut st = tx.prepare_cached(
+                "UPDATE mailbox SET name = ?3 || substr(name, length(?2) + 1) \
+                 WHERE account_id = ?1 AND substr(name, 1, length(?2)) = ?2 RETURNING id",
+            )?;
+            let rows = st.query_map(
+                params![
+                    account.0,
+                    format!("{}{delim}", row.name),
+                    format!("{name}{delim}")
+                ],
+                |r| r.get(0),
+            )?;
+            rows.collect::<rusqlite::Result<Vec<_>>>()?
+        };
+        for m in moved {
+            log.record(&tx, ObjectType::Mailbox, m, ChangeOp::Updated)?;
+        }
         enqueue(
             &tx,
             false,
@@ -949,6 +967,36 @@ pub(crate) fn next(
                 ))
             })?;
             targets = rows.collect::<rusqlite::Result<Vec<_>>>()?;
+            // A copy a later entry moves or removes is gone locally but still on the server,
+            // where this change must reach it first (the MOVE then carries the flags along).
+            let later: Vec<String> = {
+                let mut st = tx.prepare_cached(
+                    "SELECT payload FROM outbox WHERE email_id = ?1 AND id > ?2 \
+                     AND kind IN ('move', 'expunge') ORDER BY id",
+                )?;
+                let rows = st.query_map(params![e, id], |r| r.get(0))?;
+                rows.collect::<rusqlite::Result<Vec<_>>>()?
+            };
+            for p in later {
+                let (m, uid) = match from_json(&p)? {
+                    OutboxOp::Move { from, uid, .. } => (from, uid),
+                    OutboxOp::Expunge { mailbox, uid, .. } => (mailbox, uid),
+                    _ => continue,
+                };
+                let Ok(uid) = u32::try_from(uid) else {
+                    continue;
+                };
+                if uid == 0 || targets.iter().any(|t| t.0 == m && t.1 == uid) {
+                    continue;
+                }
+                let hms: Option<i64> = tx
+                    .prepare_cached("SELECT highestmodseq FROM mailbox WHERE id = ?1")?
+                    .query_row([m.0], |r| r.get(0))
+                    .optional()?;
+                if let Some(h) = hms {
+                    targets.push((m, uid, h as u64));
+                }
+            }
         }
         out.push(OutboxEntry {
             id,
@@ -1016,6 +1064,21 @@ fn resolve_placeholder(
             tx.prepare_cached("UPDATE copy SET uid = ?3 WHERE mailbox_id = ?1 AND uid = ?2")?
                 .execute(params![mailbox, placeholder, u])?;
         }
+        // The sync stored the server's copy first, under another Email (its identity did
+        // not match, e.g. a server that gives moved messages a new EMAILID): it is this
+        // Email's copy, so it is linked back and the Email keeps its id.
+        (Some(u), Some(other)) if email.is_some_and(|e| e != other) => {
+            let e = email.unwrap_or(other);
+            delete_copy(tx, mailbox, placeholder)?;
+            tx.prepare_cached("UPDATE copy SET email_id = ?3 WHERE mailbox_id = ?1 AND uid = ?2")?
+                .execute(params![mailbox, u, e])?;
+            for id in [e, other] {
+                refresh_keywords(tx, id)?;
+                mark_orphan_if_empty(tx, id)?;
+                log.record(tx, ObjectType::Email, id, ChangeOp::Updated)?;
+            }
+            log.record(tx, ObjectType::Mailbox, mailbox, ChangeOp::Updated)?;
+        }
         _ => {
             if delete_copy(tx, mailbox, placeholder)? {
                 log.record(tx, ObjectType::Mailbox, mailbox, ChangeOp::Updated)?;
@@ -1057,6 +1120,40 @@ fn resolve_placeholder(
         if hit {
             tx.prepare_cached("UPDATE outbox SET payload = ?2 WHERE id = ?1")?
                 .execute(params![id, to_json(&op)?])?;
+        }
+    }
+    Ok(())
+}
+
+/// Pending DELETEs of `old` or a mailbox below it now name it under `new`.
+fn rename_pending_deletes(
+    tx: &Transaction<'_>,
+    account: AccountId,
+    old: &str,
+    new: &str,
+    delim: &str,
+) -> Result<()> {
+    let rows: Vec<(i64, String)> = {
+        let mut st = tx.prepare_cached(
+            "SELECT id, payload FROM outbox WHERE account_id = ?1 AND kind = 'delete_mailbox'",
+        )?;
+        let rows = st.query_map([account.0], |r| Ok((r.get(0)?, r.get(1)?)))?;
+        rows.collect::<rusqlite::Result<Vec<_>>>()?
+    };
+    let below = format!("{old}{delim}");
+    for (id, payload) in rows {
+        if let OutboxOp::DeleteMailbox { raw_name } = from_json(&payload)? {
+            let renamed = if raw_name == old {
+                Some(new.to_string())
+            } else {
+                raw_name
+                    .strip_prefix(&below)
+                    .map(|rest| format!("{new}{delim}{rest}"))
+            };
+            if let Some(raw_name) = renamed {
+                tx.prepare_cached("UPDATE outbox SET payload = ?2 WHERE id = ?1")?
+                    .execute(params![id, to_json(&OutboxOp::DeleteMailbox { raw_name })?])?;
+            }
         }
     }
     Ok(())
@@ -1149,8 +1246,34 @@ pub(crate) fn complete(c: &mut Connection, account: AccountId, done: &[OutboxDon
             OutboxOp::Expunge { mailbox, uid, .. } => mark_done(&tx, mailbox.0, *uid)?,
             OutboxOp::CreateMailbox { mailbox, .. } | OutboxOp::RenameMailbox { mailbox, .. } => {
                 if let Some(raw) = &d.raw_name {
+                    let old: Option<(String, Option<String>)> = match &d.old_raw_name {
+                        Some(o) => Some((o.clone(), Some(delimiter(&tx, account)?))),
+                        None => tx
+                            .prepare_cached(
+                                "SELECT raw_name, delimiter FROM mailbox WHERE id = ?1",
+                            )?
+                            .query_row([mailbox.0], |r| Ok((r.get(0)?, r.get(1)?)))
+                            .optional()?,
+                    };
                     tx.prepare_cached("UPDATE mailbox SET raw_name = ?2 WHERE id = ?1")?
                         .execute(params![mailbox.0, raw])?;
+                    // The server renamed the children with it (RFC 3501 6.3.5).
+                    if let Some((old, Some(delim))) = old
+                        && !delim.is_empty()
+                        && !old.starts_with('\u{0}')
+                    {
+                        tx.prepare_cached(
+                            "UPDATE mailbox SET raw_name = ?3 || substr(raw_name, length(?2) + 1) \
+                             WHERE account_id = ?1 AND substr(raw_name, 1, length(?2)) = ?2",
+                        )?
+                        .execute(params![
+                            account.0,
+                            format!("{old}{delim}"),
+                            format!("{raw}{delim}")
+                        ])?;
+                        // A DELETE queued meanwhile names the mailbox by its old wire name.
+                        rename_pending_deletes(&tx, account, &old, raw, &delim)?;
+                    }
                 }
             }
         }

@@ -224,7 +224,9 @@ CREATE INDEX upload_blob ON upload (blob_id);
 -- after the server confirmed. `rev` grows when a later change is coalesced into the entry,
 -- so a worker that replayed an older revision does not delete the newer one.
 CREATE TABLE outbox (
-    id         INTEGER PRIMARY KEY,
+    -- AUTOINCREMENT: an id is never reused, so placeholder UIDs (derived from it) and the
+    -- worker's (id, rev) of an entry it replayed always name that entry.
+    id         INTEGER PRIMARY KEY AUTOINCREMENT,
     account_id INTEGER NOT NULL REFERENCES account(id) ON DELETE CASCADE,
     kind       TEXT NOT NULL,
     -- The Email (or Mailbox, for mailbox kinds) the change is about, for coalescing.
@@ -259,6 +261,75 @@ CREATE TABLE outbox_failure (
     at         INTEGER NOT NULL
 ) STRICT;
 CREATE INDEX outbox_failure_account ON outbox_failure (account_id);
+
+-- --- web client sessions (issue 6) ------------------------------------------------------
+-- Sign-in sessions of the web client: the SHA-256 of the random cookie token (256 bits,
+-- so a plain hash is enough), the user, and when it stops being accepted (unix seconds).
+CREATE TABLE web_session (
+    hash       TEXT PRIMARY KEY,
+    user_id    INTEGER NOT NULL REFERENCES user(id) ON DELETE CASCADE,
+    created_at INTEGER NOT NULL,
+    expires_at INTEGER NOT NULL
+) STRICT, WITHOUT ROWID;
+CREATE INDEX web_session_expiry ON web_session (expires_at);
+-- === Sending (issue 5): identities and the submission queue behind EmailSubmission ===
+
+-- JMAP Identity (RFC 8621 6): who a user may send as from an account.
+CREATE TABLE identity (
+    id             INTEGER PRIMARY KEY,
+    account_id     INTEGER NOT NULL REFERENCES account(id) ON DELETE CASCADE,
+    name           TEXT NOT NULL DEFAULT '',
+    email          TEXT NOT NULL,
+    -- JSON arrays of EmailAddress, or 'null'.
+    reply_to       TEXT NOT NULL DEFAULT 'null',
+    bcc            TEXT NOT NULL DEFAULT 'null',
+    text_signature TEXT NOT NULL DEFAULT '',
+    html_signature TEXT NOT NULL DEFAULT '',
+    may_delete     INTEGER NOT NULL DEFAULT 1
+) STRICT;
+CREATE INDEX identity_account ON identity (account_id);
+
+-- One EmailSubmission and its place in the send queue. The exact bytes to send are kept
+-- here (the Email may be changed or destroyed meanwhile); they are dropped once sent.
+-- phase: 'queued' (waiting for send_at / next_attempt), 'sending' (an SMTP attempt may
+-- be under way: committed before the first byte of MAIL FROM), 'done'.
+-- A row found in 'sending' at startup is in the window between DATA and the commit of
+-- its reply: it is never retried (at most once) and shows delivered 'unknown'.
+CREATE TABLE submission (
+    id           INTEGER PRIMARY KEY,
+    account_id   INTEGER NOT NULL REFERENCES account(id) ON DELETE CASCADE,
+    identity_id  INTEGER NOT NULL,
+    email_id     INTEGER NOT NULL,
+    thread_id    INTEGER NOT NULL,
+    -- The JMAP envelope as JSON, and its addresses for SMTP.
+    envelope     TEXT NOT NULL,
+    mail_from    TEXT NOT NULL,
+    rcpt_to      TEXT NOT NULL DEFAULT '[]',
+    raw          BLOB NOT NULL,
+    message_id   TEXT,
+    send_at      INTEGER NOT NULL,
+    created_at   INTEGER NOT NULL,
+    undo_status  TEXT NOT NULL DEFAULT 'pending',
+    phase        TEXT NOT NULL DEFAULT 'queued',
+    attempts     INTEGER NOT NULL DEFAULT 0,
+    next_attempt INTEGER NOT NULL DEFAULT 0,
+    -- JSON array of {email, smtpReply, delivered}.
+    delivery     TEXT NOT NULL DEFAULT '[]',
+    last_error   TEXT NOT NULL DEFAULT '',
+    -- The copy in Sent: 'none' (not ours to make), 'append' (to make after success),
+    -- 'done'.
+    sent_copy    TEXT NOT NULL DEFAULT 'none'
+) STRICT;
+CREATE INDEX submission_account ON submission (account_id);
+CREATE INDEX submission_due ON submission (next_attempt) WHERE phase = 'queued';
+CREATE INDEX submission_sending ON submission (id) WHERE phase = 'sending';
+
+-- Per account: whether Tidings appends the Sent copy of what it sends ('append'), or the
+-- submission server files it itself ('server', e.g. Gmail). No row: 'append'.
+CREATE TABLE sent_copy_policy (
+    account_id INTEGER PRIMARY KEY REFERENCES account(id) ON DELETE CASCADE,
+    policy     TEXT NOT NULL DEFAULT 'append'
+) STRICT;
 -- --- push ----------------------------------------------------------------------------------
 -- PushSubscription (RFC 8620 7.2): per user; `types` is a JSON array or NULL for all;
 -- `expires` is unix seconds.

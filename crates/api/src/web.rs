@@ -1,0 +1,546 @@
+//! The web client (issue 6): the embedded single-page app at `/`, sign-in and sign-out
+//! (`POST /auth/login`, `POST /auth/logout`, a session cookie), and HTML mail bodies
+//! sanitised for a sandboxed iframe (`GET /web/html/{account}/{blob}`).
+//!
+//! The app itself speaks only JMAP; these routes are what a browser needs around it.
+//!
+//! - Assets are embedded by `build.rs` with gzip and brotli copies; hashed files under
+//!   `/assets/` are cached for good, `index.html` is revalidated every time.
+//! - Every page carries a strict Content-Security-Policy (no inline script, nothing from
+//!   elsewhere), `nosniff`, `frame-ancestors 'none'`.
+//! - HTML mail is cleaned with ammonia (no script, no event handlers, no `javascript:`
+//!   URLs, no forms, no CSS `expression`), remote images are removed unless `images=1`,
+//!   and the page's own CSP forbids scripts and any load but (when allowed) images, so
+//!   even a sanitiser miss cannot run or fetch anything.
+
+use crate::auth::{AuthError, SESSION_COOKIE, SESSION_TTL, session_cookie};
+use crate::server::{AppState, authenticate, client_ip};
+use axum::body::{Body, to_bytes};
+use axum::extract::{Path, Query, Request, State};
+use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use serde::Deserialize;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+include!(concat!(env!("OUT_DIR"), "/web_assets.rs"));
+
+/// One embedded file of `web/dist`.
+pub(crate) struct Asset {
+    pub path: &'static str,
+    pub mime: &'static str,
+    pub raw: &'static [u8],
+    pub gzip: &'static [u8],
+    pub brotli: &'static [u8],
+}
+
+/// The policy of the app's own pages.
+const APP_CSP: &str = "default-src 'none'; script-src 'self'; style-src 'self'; \
+     img-src 'self' data: blob:; connect-src 'self'; frame-src 'self'; font-src 'self'; \
+     manifest-src 'self'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'; \
+     object-src 'none'";
+
+/// Header a client of ours sends so that a 401 does not carry `WWW-Authenticate: Basic`
+/// (which would make the browser open its own password dialog).
+pub(crate) const WEB_CLIENT_HEADER: &str = "x-tidings-client";
+
+fn asset(path: &str) -> Option<&'static Asset> {
+    ASSETS.iter().find(|a| a.path == path)
+}
+
+fn accepts(headers: &HeaderMap, coding: &str) -> bool {
+    headers
+        .get_all(header::ACCEPT_ENCODING)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .any(|part| {
+            let mut it = part.split(';');
+            let name = it.next().unwrap_or("").trim();
+            let refused = it.any(|p| {
+                p.trim()
+                    .strip_prefix("q=")
+                    .and_then(|q| q.trim().parse::<f32>().ok())
+                    == Some(0.0)
+            });
+            name.eq_ignore_ascii_case(coding) && !refused
+        })
+}
+
+fn security_headers(h: &mut HeaderMap) {
+    h.insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    );
+    h.insert(
+        header::REFERRER_POLICY,
+        HeaderValue::from_static("no-referrer"),
+    );
+    h.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
+}
+
+fn serve_asset(a: &'static Asset, headers: &HeaderMap, method: &Method) -> Response {
+    let (body, coding): (&'static [u8], Option<&'static str>) = if accepts(headers, "br") {
+        (a.brotli, Some("br"))
+    } else if accepts(headers, "gzip") {
+        (a.gzip, Some("gzip"))
+    } else {
+        (a.raw, None)
+    };
+    let body = if method == Method::HEAD {
+        Body::empty()
+    } else {
+        Body::from(body)
+    };
+    let mut r = (StatusCode::OK, body).into_response();
+    let h = r.headers_mut();
+    h.insert(header::CONTENT_TYPE, HeaderValue::from_static(a.mime));
+    if let Some(c) = coding {
+        h.insert(header::CONTENT_ENCODING, HeaderValue::from_static(c));
+    }
+    h.insert(header::VARY, HeaderValue::from_static("Accept-Encoding"));
+    let immutable = a.path.starts_with("/assets/");
+    h.insert(
+        header::CACHE_CONTROL,
+        HeaderValue::from_static(if immutable {
+            "public, max-age=31536000, immutable"
+        } else {
+            "no-cache"
+        }),
+    );
+    h.insert(
+        header::CONTENT_SECURITY_POLICY,
+        HeaderValue::from_static(APP_CSP),
+    );
+    security_headers(h);
+    r
+}
+
+/// `GET /` and every file of the app.
+pub(crate) async fn app(req: Request) -> Response {
+    let path = req.uri().path();
+    let found = if path == "/" {
+        asset("/index.html")
+    } else {
+        asset(path)
+    };
+    match found {
+        Some(a) => serve_asset(a, req.headers(), req.method()),
+        None if path == "/" => {
+            let mut r = (
+                StatusCode::OK,
+                "Tidings: the web client is not built into this binary. \
+                 Run `npm ci && npm run build` in web/ and rebuild.\n",
+            )
+                .into_response();
+            security_headers(r.headers_mut());
+            r
+        }
+        None => (StatusCode::NOT_FOUND, "not found").into_response(),
+    }
+}
+
+// --- sync status ------------------------------------------------------------------------
+
+/// Account capability (in the Session's `accountCapabilities`) telling the account's sync
+/// status: `{"status": "new"|"syncing"|"ok"|"retrying"|"auth_failed", "error": text,
+/// "since": unix seconds, "progress": {"total", "headers", "bodies"}}` (progress summed over
+/// the account's mailboxes, present while the status is `new` or `syncing`). The Session's
+/// `state` changes with it, so a client refetching the Session on a state change sees it.
+pub const SYNC_CAPABILITY: &str = "urn:tidings:params:sync";
+
+pub(crate) async fn sync_capability(
+    state: &AppState,
+    a: &store::AccountRecord,
+) -> serde_json::Value {
+    let mut v = serde_json::json!({
+        "status": a.status.name(),
+        "error": a.status.error(),
+        "since": a.status_at,
+    });
+    if matches!(
+        a.status,
+        mail_types::SyncStatus::New | mail_types::SyncStatus::Syncing
+    ) && let Ok(boxes) = state.store.mailboxes(a.id).await
+    {
+        let (mut total, mut headers, mut bodies) = (0u64, 0u64, 0u64);
+        for b in boxes {
+            total += u64::from(b.progress.total);
+            headers += u64::from(b.progress.headers);
+            bodies += u64::from(b.progress.bodies);
+        }
+        v["progress"] = serde_json::json!({"total": total, "headers": headers, "bodies": bodies});
+    }
+    v
+}
+
+// --- sign-in ------------------------------------------------------------------------------
+
+/// Whether a browser request comes from our own pages: `Sec-Fetch-Site` (sent by every
+/// current browser) is not cross-site, and an `Origin`, when present, is this server's.
+/// Cookie-authenticated requests must pass this (CSRF and cross-site WebSocket
+/// hijacking), on top of `SameSite=Strict`.
+pub(crate) fn same_origin(state: &AppState, headers: &HeaderMap) -> bool {
+    if let Some(site) = headers.get("sec-fetch-site").and_then(|v| v.to_str().ok())
+        && !matches!(site, "same-origin" | "none")
+    {
+        return false;
+    }
+    let Some(origin) = headers.get(header::ORIGIN) else {
+        return true;
+    };
+    let Ok(origin) = origin.to_str() else {
+        return false;
+    };
+    if origin.eq_ignore_ascii_case(&state.base_url) {
+        return true;
+    }
+    let host = headers
+        .get(header::HOST)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    let authority = origin
+        .strip_prefix("http://")
+        .or_else(|| origin.strip_prefix("https://"));
+    matches!(authority, Some(a) if !host.is_empty() && a.eq_ignore_ascii_case(host))
+}
+
+/// The principal of a session cookie, when the request carries one; `None` when it does
+/// not (so the caller tries the other schemes).
+pub(crate) async fn cookie_principal(
+    state: &AppState,
+    headers: &HeaderMap,
+    ip: std::net::IpAddr,
+) -> Option<Result<crate::auth::Principal, AuthError>> {
+    let token = headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .find_map(session_cookie)?;
+    if !same_origin(state, headers) {
+        tracing::warn!(client = %ip, "session cookie on a cross-site request refused");
+        return Some(Err(AuthError::Invalid));
+    }
+    Some(state.auth.session(token, ip).await)
+}
+
+fn secure(state: &AppState) -> bool {
+    state.base_url.starts_with("https://")
+}
+
+fn cookie(state: &AppState, value: &str, max_age: u64) -> Option<HeaderValue> {
+    let secure = if secure(state) { "; Secure" } else { "" };
+    HeaderValue::from_str(&format!(
+        "{SESSION_COOKIE}={value}; Path=/; HttpOnly; SameSite=Strict; Max-Age={max_age}{secure}"
+    ))
+    .ok()
+}
+
+fn json(status: StatusCode, v: serde_json::Value) -> Response {
+    let mut r = (status, v.to_string()).into_response();
+    r.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    r.headers_mut()
+        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    r
+}
+
+#[derive(Deserialize)]
+struct Login {
+    username: String,
+    password: String,
+}
+
+/// `POST /auth/login` with `{"username","password"}` as JSON (a JSON body cannot be sent
+/// cross-site without a CORS preflight, which we never grant).
+pub(crate) async fn login(State(state): State<Arc<AppState>>, req: Request) -> Response {
+    let ip = client_ip(req.extensions());
+    let is_json = req
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("application/json"));
+    if !is_json || !same_origin(&state, req.headers()) {
+        return json(
+            StatusCode::FORBIDDEN,
+            serde_json::json!({"error": "forbidden"}),
+        );
+    }
+    let Ok(body) = to_bytes(req.into_body(), 16 * 1024).await else {
+        return json(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            serde_json::json!({"error": "too large"}),
+        );
+    };
+    let Ok(l) = serde_json::from_slice::<Login>(&body) else {
+        return json(
+            StatusCode::BAD_REQUEST,
+            serde_json::json!({"error": "expected {\"username\", \"password\"}"}),
+        );
+    };
+    match state.auth.login(&l.username, &l.password, ip).await {
+        Ok((p, token)) => {
+            let mut r = json(StatusCode::OK, serde_json::json!({"username": p.name}));
+            if let Some(c) = cookie(&state, &token, SESSION_TTL.as_secs()) {
+                r.headers_mut().insert(header::SET_COOKIE, c);
+            }
+            r
+        }
+        Err(AuthError::RateLimited(s)) => json(
+            StatusCode::TOO_MANY_REQUESTS,
+            serde_json::json!({"error": format!("too many failed attempts; try again in {s} s")}),
+        ),
+        Err(AuthError::Unavailable) => json(
+            StatusCode::SERVICE_UNAVAILABLE,
+            serde_json::json!({"error": "sign-in is unavailable"}),
+        ),
+        Err(_) => json(
+            StatusCode::UNAUTHORIZED,
+            serde_json::json!({"error": "wrong user name or password"}),
+        ),
+    }
+}
+
+/// `POST /auth/logout`: deletes the session and clears the cookie.
+pub(crate) async fn logout(State(state): State<Arc<AppState>>, req: Request) -> Response {
+    if !same_origin(&state, req.headers()) || req.headers().get(header::ORIGIN).is_none() {
+        return json(
+            StatusCode::FORBIDDEN,
+            serde_json::json!({"error": "forbidden"}),
+        );
+    }
+    let token = req
+        .headers()
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .find_map(session_cookie)
+        .map(str::to_string);
+    if let Some(t) = token
+        && state.auth.logout(&t).await.is_err()
+    {
+        return json(
+            StatusCode::SERVICE_UNAVAILABLE,
+            serde_json::json!({"error": "sign-out is unavailable"}),
+        );
+    }
+    let mut r = json(StatusCode::OK, serde_json::json!({}));
+    if let Some(c) = cookie(&state, "", 0) {
+        r.headers_mut().insert(header::SET_COOKIE, c);
+    }
+    r
+}
+
+// --- HTML mail ----------------------------------------------------------------------------
+
+#[derive(Deserialize)]
+pub(crate) struct HtmlQuery {
+    images: Option<String>,
+}
+
+/// The sanitised HTML and how many remote images were removed from it.
+pub fn sanitize_html(html: &str, allow_remote_images: bool) -> (String, usize) {
+    let blocked = Arc::new(AtomicUsize::new(0));
+    let counter = blocked.clone();
+    let mut b = ammonia::Builder::default();
+    b.add_generic_attributes(["style", "align", "valign", "bgcolor", "width", "height"])
+        .add_tag_attributes("td", ["colspan", "rowspan"])
+        .add_tag_attributes("th", ["colspan", "rowspan"])
+        .add_tag_attributes("font", ["color", "face", "size"])
+        .add_tags(["font", "center"])
+        .set_tag_attribute_value("a", "target", "_blank")
+        .url_schemes(["http", "https", "mailto", "data"].into_iter().collect())
+        .attribute_filter(move |element, attribute, value| {
+            let lower = value.to_ascii_lowercase();
+            match (element, attribute) {
+                (_, "style") => {
+                    // No CSS that fetches or evaluates: url() (remote images, fonts),
+                    // expression() (old IE), behaviour bindings, imports.
+                    let compact: String =
+                        lower.chars().filter(|c| !c.is_ascii_whitespace()).collect();
+                    let bad = [
+                        "expression(",
+                        "javascript:",
+                        "behavior:",
+                        "-moz-binding",
+                        "@import",
+                    ]
+                    .iter()
+                    .any(|p| compact.contains(p));
+                    if bad || (!allow_remote_images && compact.contains("url(")) {
+                        None
+                    } else {
+                        Some(value.into())
+                    }
+                }
+                ("img", "src") => {
+                    if lower.starts_with("data:image/")
+                        || (allow_remote_images
+                            && (lower.starts_with("https:") || lower.starts_with("http:")))
+                    {
+                        Some(value.into())
+                    } else {
+                        counter.fetch_add(1, Ordering::Relaxed);
+                        None
+                    }
+                }
+                (_, "src") | (_, "background") => None,
+                ("a", "href") if lower.starts_with("data:") => None,
+                _ => Some(value.into()),
+            }
+        });
+    let clean = b.clean(html).to_string();
+    (clean, blocked.load(Ordering::Relaxed))
+}
+
+/// The policy of a sanitised mail page: nothing runs, nothing loads but inline styles and
+/// (when the user allowed them) images.
+fn mail_csp(allow_remote_images: bool) -> &'static str {
+    if allow_remote_images {
+        "default-src 'none'; style-src 'unsafe-inline'; img-src data: http: https:; \
+         sandbox allow-popups allow-popups-to-escape-sandbox allow-same-origin; \
+         base-uri 'none'; form-action 'none'"
+    } else {
+        "default-src 'none'; style-src 'unsafe-inline'; img-src data:; \
+         sandbox allow-popups allow-popups-to-escape-sandbox allow-same-origin; \
+         base-uri 'none'; form-action 'none'"
+    }
+}
+
+/// `GET /web/html/{account}/{blob}`: the HTML part `blob` (a part blob id of one of the
+/// account's messages) sanitised, as a page for a sandboxed iframe. The number of remote
+/// images left out is in `X-Tidings-Blocked-Images`.
+pub(crate) async fn html(
+    State(state): State<Arc<AppState>>,
+    Path((account, blob)): Path<(String, String)>,
+    Query(q): Query<HtmlQuery>,
+    req: Request,
+) -> Response {
+    let ip = client_ip(req.extensions());
+    let principal = match authenticate(&state, req.headers(), ip).await {
+        Ok(p) => p,
+        Err(r) => return r,
+    };
+    let not_found = || (StatusCode::NOT_FOUND, "no such blob").into_response();
+    let Some(account) = crate::jmap::ids::parse('a', &account).map(mail_types::AccountId) else {
+        return not_found();
+    };
+    let owns = match state.store.user_accounts(principal.user).await {
+        Ok(list) => list.iter().any(|a| a.id == account),
+        Err(_) => return StatusCode::SERVICE_UNAVAILABLE.into_response(),
+    };
+    let Some((sha, Some(part))) = crate::jmap::body::parse_blob_id(&blob) else {
+        return not_found();
+    };
+    if !owns || !matches!(state.store.blob_in_account(account, sha).await, Ok(true)) {
+        return not_found();
+    }
+    let message = match state.store.blob(sha).await {
+        Ok(Some(d)) => d,
+        Ok(None) => return not_found(),
+        Err(e) => {
+            tracing::error!(account = %account, error = %e, "reading a blob");
+            return StatusCode::SERVICE_UNAVAILABLE.into_response();
+        }
+    };
+    let allow = q.images.as_deref() == Some("1");
+    let cleaned = tokio::task::spawn_blocking(move || {
+        let v = mime::body_value(&message, &part, 0)?;
+        Some(sanitize_html(&v.value, allow))
+    })
+    .await;
+    let Ok(Some((clean, blocked))) = cleaned else {
+        return not_found();
+    };
+    let page = format!(
+        "<!doctype html><html><head><meta charset=\"utf-8\">\
+         <meta name=\"referrer\" content=\"no-referrer\">\
+         <base target=\"_blank\"></head><body>{clean}</body></html>"
+    );
+    let mut r = (StatusCode::OK, page).into_response();
+    let h = r.headers_mut();
+    h.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/html; charset=utf-8"),
+    );
+    h.insert(
+        header::CONTENT_SECURITY_POLICY,
+        HeaderValue::from_static(mail_csp(allow)),
+    );
+    h.insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    );
+    h.insert(
+        header::REFERRER_POLICY,
+        HeaderValue::from_static("no-referrer"),
+    );
+    h.insert(
+        header::X_FRAME_OPTIONS,
+        HeaderValue::from_static("SAMEORIGIN"),
+    );
+    // The part of a content-addressed message never changes.
+    h.insert(
+        header::CACHE_CONTROL,
+        HeaderValue::from_static("private, max-age=31536000, immutable"),
+    );
+    if let Ok(v) = HeaderValue::from_str(&blocked.to_string()) {
+        h.insert("x-tidings-blocked-images", v);
+    }
+    r
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hostile_html_is_defused() {
+        let evil = r#"<p onclick="x()">hi</p><script>alert(1)</script>
+            <img src="https://tracker.example/p.gif" onerror="alert(2)">
+            <img src="data:image/png;base64,AAAA">
+            <a href="javascript:alert(3)">j</a><a href="https://ok.example/">ok</a>
+            <div style="width: expression(alert(4))">e</div>
+            <div style="background: url(https://tracker.example/b.png)">b</div>
+            <div style="color: red">c</div>
+            <form action="https://x.example"><input name=a></form>
+            <iframe src="https://x.example"></iframe><style>body{}</style>"#;
+        let (clean, blocked) = sanitize_html(evil, false);
+        for bad in [
+            "script",
+            "onclick",
+            "onerror",
+            "javascript",
+            "expression",
+            "tracker",
+            "<form",
+            "<iframe",
+            "<style",
+            "alert",
+        ] {
+            assert!(!clean.contains(bad), "{bad} survived: {clean}");
+        }
+        assert!(clean.contains("data:image/png"));
+        assert!(clean.contains("https://ok.example/"));
+        assert!(clean.contains("color: red"));
+        assert_eq!(blocked, 1);
+        let (allowed, blocked) = sanitize_html(evil, true);
+        assert!(allowed.contains("https://tracker.example/p.gif"));
+        assert!(!allowed.contains("onerror") && !allowed.contains("expression"));
+        assert_eq!(blocked, 0);
+    }
+
+    #[test]
+    fn accept_encoding() {
+        let mut h = HeaderMap::new();
+        h.insert(
+            header::ACCEPT_ENCODING,
+            HeaderValue::from_static("gzip, deflate, br;q=0"),
+        );
+        assert!(accepts(&h, "gzip"));
+        assert!(!accepts(&h, "br"));
+        assert!(!accepts(&h, "zstd"));
+    }
+}

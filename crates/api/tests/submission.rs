@@ -1,0 +1,715 @@
+#![allow(clippy::unwrap_used)] // a test: a failed unwrap is a failed test
+//! Sending through JMAP against real servers: a private Dovecot, the testkit's Postfix
+//! (AUTH through Dovecot, LMTP into it), the engine (sync and submission worker) and the
+//! API router. The message to send is a draft seeded into Drafts on the server and
+//! synced, as a real client's draft would be.
+
+use api::auth::hash_password;
+use api::{AppState, router};
+use axum::body::Body;
+use axum::http::{Request, header};
+use base64::Engine as _;
+use engine::{Engine, PasswordSource, SubmitOptions};
+use http_body_util::BodyExt;
+use mail_types::{AccountId, AccountKind, Role, Security};
+use serde_json::{Value, json};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use store::{NewAccount, ServerSettings, SqliteStore, Store};
+use testkit::imap_client::ImapClient;
+use testkit::smtp::REFUSED_DOMAIN;
+use testkit::{Dovecot, DovecotOptions, SeedMessage, Smtp};
+use tower::ServiceExt;
+
+const USER: &str = "alice@example.org";
+const PASS: &str = "imap-pw";
+const DEADLINE: Duration = Duration::from_secs(30);
+
+fn plain_passwords() -> PasswordSource {
+    Arc::new(|a: &store::AccountRecord| Ok(String::from_utf8(a.server.password_enc.clone())?))
+}
+
+fn fast() -> SubmitOptions {
+    SubmitOptions {
+        poll: Duration::from_millis(100),
+        retry_base: Duration::from_secs(1),
+        retry_max: Duration::from_secs(2),
+        max_attempts: 30,
+    }
+}
+
+struct World {
+    dovecot: Dovecot,
+    smtp: Smtp,
+    store: Arc<dyn Store>,
+    app: axum::Router,
+    account: AccountId,
+    _dir: tempfile::TempDir,
+}
+
+const ORIGINAL: &str = "From: Bob <bob@example.org>\r\nTo: alice@example.org\r\nSubject: hello\r\nMessage-ID: <orig@example.org>\r\nDate: Mon, 30 Nov 2026 10:00:00 +0000\r\n\r\nHi Alice.\r\n";
+
+fn draft(id: &str, to: &str) -> Vec<u8> {
+    format!(
+        "From: Alice <{USER}>\r\nTo: {to}\r\nSubject: Re: hello\r\nMessage-ID: <{id}@example.org>\r\nIn-Reply-To: <orig@example.org>\r\nReferences: <orig@example.org>\r\nDate: Tue, 01 Dec 2026 10:00:00 +0000\r\n\r\nHi Bob, {id}.\r\n"
+    )
+    .into_bytes()
+}
+
+async fn world(drafts: &[&str]) -> World {
+    let dovecot = Dovecot::start(DovecotOptions::default()).unwrap();
+    dovecot.add_user(USER, PASS).unwrap();
+    dovecot
+        .seed(
+            USER,
+            "INBOX",
+            &[SeedMessage {
+                raw: ORIGINAL.as_bytes().to_vec(),
+                flags: vec![],
+                internal_date: 1_795_000_000,
+            }],
+        )
+        .unwrap();
+    let seeded: Vec<SeedMessage> = drafts
+        .iter()
+        .map(|id| SeedMessage {
+            raw: draft(id, USER),
+            flags: vec!["\\Draft".into()],
+            internal_date: 1_795_100_000,
+        })
+        .collect();
+    dovecot.seed(USER, "Drafts", &seeded).unwrap();
+    let smtp = Smtp::start(&dovecot).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let store: Arc<dyn Store> = Arc::new(SqliteStore::open(&dir.path().join("t.sqlite")).unwrap());
+    let user = store
+        .create_user("alice", &hash_password("pw").unwrap())
+        .await
+        .unwrap();
+    let account = store
+        .create_account(&NewAccount {
+            user,
+            name: "mail".into(),
+            kind: AccountKind::Imap,
+            server: ServerSettings {
+                host: "127.0.0.1".into(),
+                port: dovecot.imap_port(),
+                security: Security::None,
+                username: USER.into(),
+                password_enc: PASS.as_bytes().to_vec(),
+                ca_file: Some(dovecot.ca_file().display().to_string()),
+            },
+            smtp: Some(ServerSettings {
+                host: "127.0.0.1".into(),
+                port: smtp.submission_port(),
+                security: Security::Starttls,
+                username: USER.into(),
+                password_enc: PASS.as_bytes().to_vec(),
+                ca_file: None,
+            }),
+            pop3_delete_after_days: None,
+        })
+        .await
+        .unwrap();
+    let mut state = AppState::new(store.clone(), "http://127.0.0.1:8080");
+    state.submission_delay = Duration::ZERO;
+    let app = router(Arc::new(state));
+    World {
+        dovecot,
+        smtp,
+        store,
+        app,
+        account,
+        _dir: dir,
+    }
+}
+
+async fn jmap(app: &axum::Router, calls: Value) -> Value {
+    let body = json!({
+        "using": ["urn:ietf:params:jmap:core", "urn:ietf:params:jmap:mail",
+                  "urn:ietf:params:jmap:submission"],
+        "methodCalls": calls,
+    });
+    let auth = format!(
+        "Basic {}",
+        base64::engine::general_purpose::STANDARD.encode("alice:pw")
+    );
+    let req = Request::post("/jmap/api")
+        .header(header::AUTHORIZATION, auth)
+        .header(header::CONTENT_TYPE, "application/json")
+        .body(Body::from(body.to_string()))
+        .unwrap();
+    let resp = app.clone().oneshot(req).await.unwrap();
+    let bytes = resp.into_body().collect().await.unwrap().to_bytes();
+    serde_json::from_slice(&bytes).unwrap()
+}
+
+/// The first method response's arguments.
+async fn call(app: &axum::Router, name: &str, args: Value) -> Value {
+    let r = jmap(app, json!([[name, args, "0"]])).await;
+    let first = &r["methodResponses"][0];
+    assert_eq!(first[0], name, "{r}");
+    first[1].clone()
+}
+
+/// Waits until the synced store has the Email with this Message-ID and its body;
+/// returns (email id, thread id) as JMAP ids.
+async fn wait_email(w: &World, role: Role, message_id: &str) -> (String, String) {
+    let start = Instant::now();
+    loop {
+        let boxes = w.store.mailboxes(w.account).await.unwrap();
+        if let Some(m) = boxes.iter().find(|m| m.role == Some(role)) {
+            let msgs = w.store.mailbox_messages(m.id).await.unwrap();
+            if let Some(x) = msgs
+                .iter()
+                .find(|x| x.message_id.as_deref() == Some(message_id) && x.blob_id.is_some())
+            {
+                return (format!("e{}", x.email.0), format!("t{}", x.thread.0));
+            }
+        }
+        assert!(start.elapsed() < DEADLINE, "{message_id} never synced");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+async fn identity(w: &World) -> String {
+    let r = call(&w.app, "Identity/get", json!({"accountId": "a1"})).await;
+    assert_eq!(r["list"][0]["email"], USER, "{r}");
+    r["list"][0]["id"].as_str().unwrap().to_owned()
+}
+
+async fn submit(w: &World, email: &str, extra: Value) -> String {
+    let mut obj = json!({"identityId": identity(w).await, "emailId": email});
+    if let Value::Object(m) = extra {
+        for (k, v) in m {
+            obj[k] = v;
+        }
+    }
+    let r = call(
+        &w.app,
+        "EmailSubmission/set",
+        json!({"accountId": "a1", "create": {"k1": obj}}),
+    )
+    .await;
+    r["created"]["k1"]["id"]
+        .as_str()
+        .unwrap_or_else(|| panic!("not created: {r}"))
+        .to_owned()
+}
+
+/// Waits until the submission's undoStatus is final and every recipient has left
+/// "queued"; returns the object.
+async fn wait_final(w: &World, id: &str) -> Value {
+    let start = Instant::now();
+    loop {
+        let r = call(
+            &w.app,
+            "EmailSubmission/get",
+            json!({"accountId": "a1", "ids": [id]}),
+        )
+        .await;
+        let s = r["list"][0].clone();
+        let done = s["undoStatus"] != "pending"
+            && s["deliveryStatus"].as_object().is_some_and(|m| {
+                m.values().all(|d| {
+                    d["delivered"] != "queued"
+                        || d["smtpReply"].as_str().is_some_and(|t| t.starts_with('2'))
+                })
+            });
+        if done {
+            return s;
+        }
+        assert!(
+            start.elapsed() < DEADLINE,
+            "submission {id} never finished: {s}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+fn inbox_uids(d: &Dovecot) -> usize {
+    uids_in(d, "INBOX")
+}
+
+/// Messages in a mailbox on the server, seen by an independent IMAP client.
+fn uids_in(d: &Dovecot, mailbox: &str) -> usize {
+    let mut c = ImapClient::login(d.imap_port(), USER, PASS).unwrap();
+    c.select(mailbox).unwrap();
+    c.uids().unwrap().len()
+}
+
+/// Waits (bounded) until the server's `mailbox` holds `n` messages, then a little more
+/// to let a wrong extra copy show, and returns the count.
+async fn settle(d: &Dovecot, mailbox: &str, n: usize) -> usize {
+    let start = Instant::now();
+    while uids_in(d, mailbox) < n && start.elapsed() < DEADLINE {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    uids_in(d, mailbox)
+}
+
+async fn wait_inbox(d: &Dovecot, n: usize) {
+    let start = Instant::now();
+    while inbox_uids(d) < n {
+        assert!(start.elapsed() < DEADLINE, "INBOX never reached {n}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// Opens an EventSource for EmailSubmission and EmailDelivery and collects its state
+/// events (bounded) until both types have shown up, EmailSubmission at least twice.
+async fn follow_pushes(app: &axum::Router) -> tokio::task::JoinHandle<Vec<Value>> {
+    let auth = format!(
+        "Basic {}",
+        base64::engine::general_purpose::STANDARD.encode("alice:pw")
+    );
+    let req =
+        Request::get("/jmap/eventsource/?types=EmailSubmission,EmailDelivery&closeafter=no&ping=0")
+            .header(header::AUTHORIZATION, auth)
+            .body(Body::empty())
+            .unwrap();
+    let resp = app.clone().oneshot(req).await.unwrap();
+    assert_eq!(resp.status(), 200);
+    let mut body = resp.into_body();
+    tokio::spawn(async move {
+        let mut text = String::new();
+        let mut events = Vec::new();
+        let start = Instant::now();
+        while start.elapsed() < DEADLINE {
+            let subs = events
+                .iter()
+                .filter(|e: &&Value| e["changed"]["a1"]["EmailSubmission"].is_string())
+                .count();
+            let delivered = events
+                .iter()
+                .any(|e: &Value| e["changed"]["a1"]["EmailDelivery"].is_string());
+            if subs >= 2 && delivered {
+                break;
+            }
+            match tokio::time::timeout(Duration::from_millis(500), body.frame()).await {
+                Ok(Some(Ok(frame))) => {
+                    if let Some(d) = frame.data_ref() {
+                        text.push_str(&String::from_utf8_lossy(d));
+                    }
+                }
+                Ok(_) => break,
+                Err(_) => continue,
+            }
+            while let Some(end) = text.find("\n\n") {
+                let event: String = text.drain(..end + 2).collect();
+                if let Some(data) = event.lines().find_map(|l| l.strip_prefix("data: "))
+                    && let Ok(v) = serde_json::from_str::<Value>(data)
+                {
+                    events.push(v);
+                }
+            }
+        }
+        events
+    })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reply_sent_to_oneself_arrives_in_the_same_thread() {
+    let w = world(&["reply1"]).await;
+    let mut engine = Engine::new(w.store.clone(), plain_passwords()).with_submit_options(fast());
+    engine.start_all().await.unwrap();
+    let (_, orig_thread) = wait_email(&w, Role::Inbox, "orig@example.org").await;
+    let (draft, draft_thread) = wait_email(&w, Role::Drafts, "reply1@example.org").await;
+    assert_eq!(
+        draft_thread, orig_thread,
+        "the draft threads with the original"
+    );
+
+    // The sender's client follows pushes (EventSource, RFC 8620 7.3).
+    let push = follow_pushes(&w.app).await;
+
+    let id = submit(&w, &draft, json!({})).await;
+    let s = wait_final(&w, &id).await;
+    assert_eq!(s["undoStatus"], "final");
+    assert_eq!(s["envelope"]["mailFrom"]["email"], USER);
+    let d = &s["deliveryStatus"][USER];
+    assert_eq!(d["delivered"], "queued", "{s}");
+    assert!(d["smtpReply"].as_str().unwrap().starts_with("250"), "{s}");
+
+    // Through the real SMTP server into INBOX, seen by an independent IMAP client...
+    wait_inbox(&w.dovecot, 2).await;
+    // ...and synced back: it is in INBOX now, in the original's thread.
+    let (_, inbox_thread) = wait_email(&w, Role::Inbox, "reply1@example.org").await;
+    assert_eq!(inbox_thread, orig_thread);
+    assert_eq!(w.smtp.accepted_message_ids(), vec!["reply1@example.org"]);
+    // The push told the client: the submission changed (queued, sending, sent) and the
+    // message was delivered to its INBOX.
+    let events = push.await.unwrap();
+    let submission_states: std::collections::BTreeSet<String> = events
+        .iter()
+        .filter_map(|e| {
+            e["changed"]["a1"]["EmailSubmission"]
+                .as_str()
+                .map(str::to_owned)
+        })
+        .collect();
+    assert!(submission_states.len() >= 2, "{events:?}");
+    assert!(
+        events
+            .iter()
+            .any(|e| e["changed"]["a1"]["EmailDelivery"].is_string()),
+        "{events:?}"
+    );
+    // The copy in Sent, exactly once (appended through the write-back outbox).
+    assert_eq!(settle(&w.dovecot, "Sent", 1).await, 1);
+    let (_, sent_thread) = wait_email(&w, Role::Sent, "reply1@example.org").await;
+    assert_eq!(sent_thread, orig_thread);
+
+    // EmailSubmission/changes and /query see it.
+    let q = call(
+        &w.app,
+        "EmailSubmission/query",
+        json!({"accountId": "a1", "filter": {"emailIds": [draft]}, "sort": [{"property": "sentAt"}]}),
+    )
+    .await;
+    assert_eq!(q["ids"], json!([id]), "{q}");
+    let c = call(
+        &w.app,
+        "EmailSubmission/changes",
+        json!({"accountId": "a1", "sinceState": "0"}),
+    )
+    .await;
+    assert_eq!(c["created"], json!([id]), "{c}");
+    engine.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn refused_canceled_and_retried_submissions() {
+    let mut w = world(&["d1"]).await;
+    let mut engine = Engine::new(w.store.clone(), plain_passwords()).with_submit_options(fast());
+    engine.start_all().await.unwrap();
+    let (draft, _) = wait_email(&w, Role::Drafts, "d1@example.org").await;
+
+    // Hostile or wrong creates: SetErrors, nothing queued.
+    let ident = identity(&w).await;
+    let r = call(
+        &w.app,
+        "EmailSubmission/set",
+        json!({"accountId": "a1", "create": {
+            "noEmail": {"identityId": ident, "emailId": "e999999"},
+            "noIdentity": {"identityId": "i999", "emailId": draft},
+            "badRcpt": {"identityId": ident, "emailId": draft, "envelope":
+                {"mailFrom": {"email": USER}, "rcptTo": [{"email": "not an address"}]}},
+            "otherFrom": {"identityId": ident, "emailId": draft, "envelope":
+                {"mailFrom": {"email": "mallory@example.net"}, "rcptTo": [{"email": USER}]}},
+            "noRcpt": {"identityId": ident, "emailId": draft, "envelope":
+                {"mailFrom": {"email": USER}, "rcptTo": []}},
+            "tooLong": {"identityId": ident, "emailId": draft, "envelope":
+                {"mailFrom": {"email": USER, "parameters": {"HOLDFOR": "99999999"}},
+                 "rcptTo": [{"email": USER}]}},
+            "serverSet": {"identityId": ident, "emailId": draft, "undoStatus": "final"}
+        }}),
+    )
+    .await;
+    let nc = &r["notCreated"];
+    assert_eq!(nc["noEmail"]["type"], "invalidProperties", "{r}");
+    assert_eq!(nc["noIdentity"]["type"], "invalidProperties", "{r}");
+    assert_eq!(nc["badRcpt"]["type"], "invalidRecipients", "{r}");
+    assert_eq!(
+        nc["badRcpt"]["invalidRecipients"],
+        json!(["not an address"]),
+        "{r}"
+    );
+    assert_eq!(nc["otherFrom"]["type"], "forbiddenMailFrom", "{r}");
+    assert_eq!(nc["noRcpt"]["type"], "noRecipients", "{r}");
+    assert_eq!(nc["tooLong"]["type"], "invalidProperties", "{r}");
+    assert_eq!(nc["serverSet"]["type"], "invalidProperties", "{r}");
+    assert!(r["created"].is_null(), "{r}");
+    let r = call(&w.app, "EmailSubmission/get", json!({"accountId": "a1"})).await;
+    assert_eq!(r["list"], json!([]), "{r}");
+
+    // 5xx: a final failure, the reply visible per recipient.
+    let bad = format!("nobody@{REFUSED_DOMAIN}");
+    let id = submit(
+        &w,
+        &draft,
+        json!({"envelope": {"mailFrom": {"email": USER}, "rcptTo": [{"email": bad}]}}),
+    )
+    .await;
+    let s = wait_final(&w, &id).await;
+    let d = &s["deliveryStatus"][&bad];
+    assert_eq!(d["delivered"], "no", "{s}");
+    assert!(d["smtpReply"].as_str().unwrap().starts_with("550"), "{s}");
+
+    // Held (FUTURERELEASE) and canceled in the window: never sent.
+    let held = submit(
+        &w,
+        &draft,
+        json!({"envelope": {"mailFrom": {"email": USER, "parameters": {"HOLDFOR": "600"}},
+                            "rcptTo": [{"email": USER}]}}),
+    )
+    .await;
+    let r = call(
+        &w.app,
+        "EmailSubmission/set",
+        json!({"accountId": "a1", "update": {&held: {"undoStatus": "canceled"}}}),
+    )
+    .await;
+    assert!(r["updated"].get(&held).is_some(), "{r}");
+    let r = call(
+        &w.app,
+        "EmailSubmission/get",
+        json!({"accountId": "a1", "ids": [&held]}),
+    )
+    .await;
+    assert_eq!(r["list"][0]["undoStatus"], "canceled", "{r}");
+    // A second cancel of something already final: cannotUnsend.
+    let r = call(
+        &w.app,
+        "EmailSubmission/set",
+        json!({"accountId": "a1", "update": {&id: {"undoStatus": "canceled"}}}),
+    )
+    .await;
+    assert_eq!(r["notUpdated"][&id]["type"], "cannotUnsend", "{r}");
+
+    // SMTP down: the submission waits and retries; SMTP up: it goes out exactly once.
+    w.smtp.stop();
+    let retried = submit(&w, &draft, json!({})).await;
+    let start = Instant::now();
+    loop {
+        let r = call(
+            &w.app,
+            "EmailSubmission/get",
+            json!({"accountId": "a1", "ids": [&retried]}),
+        )
+        .await;
+        let d = &r["list"][0]["deliveryStatus"][USER];
+        // The first attempt failed to connect and is queued again.
+        if d["delivered"] == "queued" && d["smtpReply"] != "" {
+            break;
+        }
+        assert!(start.elapsed() < DEADLINE, "no failed attempt seen: {r}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    w.smtp.restart().unwrap();
+    let s = wait_final(&w, &retried).await;
+    assert!(
+        s["deliveryStatus"][USER]["smtpReply"]
+            .as_str()
+            .unwrap()
+            .starts_with("250"),
+        "{s}"
+    );
+    wait_inbox(&w.dovecot, 2).await;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert_eq!(w.smtp.accepted_message_ids(), vec!["d1@example.org"]);
+    assert_eq!(inbox_uids(&w.dovecot), 2);
+    engine.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_crash_after_data_never_sends_twice() {
+    let w = world(&["c1"]).await;
+    let mut engine = Engine::new(w.store.clone(), plain_passwords()).with_submit_options(fast());
+    // Only the sync: the submission is created while no worker runs.
+    for a in w.store.list_accounts().await.unwrap() {
+        engine.start(a);
+    }
+    let (draft, _) = wait_email(&w, Role::Drafts, "c1@example.org").await;
+    let id = submit(&w, &draft, json!({})).await;
+    let row: i64 = id[1..].parse().unwrap();
+    // What the worker does up to the crash: the durable "sending" mark, then the whole
+    // SMTP transaction, accepted by the server; the process dies before the commit.
+    let raw = w.store.begin_submission(row).await.unwrap().unwrap();
+    let server = submit::Server {
+        host: "127.0.0.1".into(),
+        port: w.smtp.submission_port(),
+        security: Security::Starttls,
+        username: USER.into(),
+        password: PASS.into(),
+        ca_file: Some(w.dovecot.ca_file().to_path_buf()),
+        hello_name: "localhost".into(),
+    };
+    let env = submit::Envelope {
+        mail_from: USER.into(),
+        rcpt_to: vec![USER.into()],
+    };
+    let out = submit::send(&server, &env, &raw).await;
+    assert!(matches!(out, submit::Outcome::Accepted { .. }), "{out:?}");
+    // Restart: the worker starts and finds the interrupted submission.
+    engine.start_submissions();
+    let s = wait_final(&w, &id).await;
+    let d = &s["deliveryStatus"][USER];
+    assert_eq!(d["delivered"], "unknown", "{s}");
+    assert_eq!(s["undoStatus"], "final");
+    // Give a (wrong) resend every chance to happen.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(w.smtp.accepted_message_ids(), vec!["c1@example.org"]);
+    wait_inbox(&w.dovecot, 2).await;
+    assert_eq!(inbox_uids(&w.dovecot), 2);
+    engine.shutdown().await;
+}
+
+#[tokio::test]
+async fn identities_are_stored_and_set() {
+    let store: Arc<dyn Store> = Arc::new(SqliteStore::open_in_memory().unwrap());
+    let user = store
+        .create_user("alice", &hash_password("pw").unwrap())
+        .await
+        .unwrap();
+    let server = ServerSettings {
+        host: "h".into(),
+        port: 1,
+        security: Security::None,
+        username: USER.into(),
+        password_enc: vec![],
+        ca_file: None,
+    };
+    store
+        .create_account(&NewAccount {
+            user,
+            name: "mail".into(),
+            kind: AccountKind::Imap,
+            server,
+            smtp: None,
+            pop3_delete_after_days: None,
+        })
+        .await
+        .unwrap();
+    let app = router(Arc::new(AppState::new(store.clone(), "http://x")));
+    let r = call(&app, "Identity/get", json!({"accountId": "a1"})).await;
+    let first = r["list"][0]["id"].as_str().unwrap().to_owned();
+    assert_eq!(r["list"][0]["mayDelete"], false, "{r}");
+    let r = call(
+        &app,
+        "Identity/set",
+        json!({"accountId": "a1", "create": {
+            "n": {"name": "Alice Work", "email": "alice.work@example.org",
+                  "replyTo": [{"name": null, "email": "desk@example.org"}],
+                  "textSignature": "-- \nAlice"},
+            "far": {"email": "alice@elsewhere.net"},
+            "bad": {"email": "not an address"}
+        }, "update": {&first: {"name": "Alice"}}, "destroy": [&first]}),
+    )
+    .await;
+    let new = r["created"]["n"]["id"].as_str().unwrap().to_owned();
+    assert_eq!(r["notCreated"]["far"]["type"], "forbiddenFrom", "{r}");
+    assert_eq!(r["notCreated"]["bad"]["type"], "invalidProperties", "{r}");
+    assert!(r["updated"].get(&first).is_some(), "{r}");
+    assert_eq!(r["notDestroyed"][&first]["type"], "forbidden", "{r}");
+    let r = call(&app, "Identity/get", json!({"accountId": "a1"})).await;
+    assert_eq!(r["list"][0]["name"], "Alice");
+    assert_eq!(r["list"][1]["replyTo"][0]["email"], "desk@example.org");
+    assert_eq!(r["list"][1]["textSignature"], "-- \nAlice");
+    let r = call(
+        &app,
+        "Identity/set",
+        json!({"accountId": "a1", "update": {&new: {"email": "other@example.org"}}, "destroy": [&new]}),
+    )
+    .await;
+    assert_eq!(r["notUpdated"][&new]["type"], "invalidProperties", "{r}");
+    assert_eq!(r["destroyed"], json!([new]), "{r}");
+    let c = call(
+        &app,
+        "Identity/changes",
+        json!({"accountId": "a1", "sinceState": "0"}),
+    )
+    .await;
+    assert_eq!(c["created"], json!([first]), "{c}");
+    // Without the submission capability the methods are unknown.
+    let body = json!({"using": ["urn:ietf:params:jmap:core"],
+        "methodCalls": [["EmailSubmission/get", {"accountId": "a1"}, "0"]]});
+    let auth = format!(
+        "Basic {}",
+        base64::engine::general_purpose::STANDARD.encode("alice:pw")
+    );
+    let req = Request::post("/jmap/api")
+        .header(header::AUTHORIZATION, auth)
+        .header(header::CONTENT_TYPE, "application/json")
+        .body(Body::from(body.to_string()))
+        .unwrap();
+    let resp = app.clone().oneshot(req).await.unwrap();
+    let bytes = resp.into_body().collect().await.unwrap().to_bytes();
+    let v: Value = serde_json::from_slice(&bytes).unwrap();
+    assert_eq!(v["methodResponses"][0][1]["type"], "unknownMethod", "{v}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reply_made_by_email_set_is_sent_and_moved_to_sent_once() {
+    let w = world(&[]).await;
+    let mut engine = Engine::new(w.store.clone(), plain_passwords()).with_submit_options(fast());
+    engine.start_all().await.unwrap();
+    let (_, orig_thread) = wait_email(&w, Role::Inbox, "orig@example.org").await;
+    let boxes = call(&w.app, "Mailbox/get", json!({"accountId": "a1"})).await;
+    let role = |r: &str| {
+        boxes["list"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|m| m["role"] == r)
+            .unwrap()["id"]
+            .as_str()
+            .unwrap()
+            .to_owned()
+    };
+    let (drafts, sent) = (role("drafts"), role("sent"));
+    let identity = identity(&w).await;
+    // One request, as a client sends it: the draft, its submission by creation id, and
+    // on success the draft moved from Drafts to Sent and no longer a draft.
+    let r = jmap(
+        &w.app,
+        json!([
+            ["Email/set", {"accountId": "a1", "create": {"draft": {
+                "mailboxIds": {&drafts: true},
+                "keywords": {"$draft": true, "$seen": true},
+                "from": [{"name": "Alice", "email": USER}],
+                "to": [{"name": "Bob", "email": USER}],
+                "subject": "Re: hello",
+                "messageId": ["viaset@example.org"],
+                "inReplyTo": ["orig@example.org"],
+                "references": ["orig@example.org"],
+                "bodyValues": {"b": {"value": "Replying through JMAP."}},
+                "textBody": [{"partId": "b", "type": "text/plain"}]
+            }}}, "0"],
+            ["EmailSubmission/set", {"accountId": "a1",
+                "create": {"send": {"identityId": identity, "emailId": "#draft"}},
+                "onSuccessUpdateEmail": {"#send": {
+                    format!("mailboxIds/{drafts}"): null,
+                    format!("mailboxIds/{sent}"): true,
+                    "keywords/$draft": null
+                }}}, "1"]
+        ]),
+    )
+    .await;
+    let responses = r["methodResponses"].as_array().unwrap();
+    assert_eq!(responses.len(), 3, "{r}");
+    assert_eq!(responses[1][0], "EmailSubmission/set", "{r}");
+    assert_eq!(responses[2][0], "Email/set", "{r}");
+    assert_eq!(
+        responses[2][2], "1",
+        "the implicit Email/set has the call's id: {r}"
+    );
+    let id = responses[1][1]["created"]["send"]["id"]
+        .as_str()
+        .unwrap_or_else(|| panic!("{r}"))
+        .to_owned();
+    assert_eq!(
+        responses[2][1]["updated"].as_object().map(|m| m.len()),
+        Some(1),
+        "{r}"
+    );
+    let s = wait_final(&w, &id).await;
+    assert!(
+        s["deliveryStatus"][USER]["smtpReply"]
+            .as_str()
+            .unwrap()
+            .starts_with("250"),
+        "{s}"
+    );
+    // Delivered through Postfix, in the original's thread once synced back.
+    wait_inbox(&w.dovecot, 2).await;
+    let (_, thread) = wait_email(&w, Role::Inbox, "viaset@example.org").await;
+    assert_eq!(thread, orig_thread);
+    // The draft moved to Sent on the server (the outbox's MOVE); no second copy appended.
+    assert_eq!(settle(&w.dovecot, "Sent", 1).await, 1);
+    assert_eq!(uids_in(&w.dovecot, "Drafts"), 0);
+    assert_eq!(w.smtp.accepted_message_ids(), vec!["viaset@example.org"]);
+    engine.shutdown().await;
+}

@@ -1,0 +1,474 @@
+//! Identities and the submission queue (issue 5). Every change to a submission or an
+//! identity is logged like any other object change, in the same transaction.
+
+use super::write::ChangeLog;
+use crate::model::{ChangeOp, ObjectType};
+use crate::submission::*;
+use crate::{Error, Result};
+use mail_types::{AccountId, EmailId, ThreadId};
+use rusqlite::{Connection, OptionalExtension, Transaction, params};
+
+const SUBMISSION_COLUMNS: &str = "id, account_id, identity_id, email_id, thread_id, envelope, \
+    mail_from, rcpt_to, message_id, send_at, created_at, undo_status, phase, attempts, \
+    next_attempt, delivery, last_error, sent_copy";
+
+fn submission_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Result<SubmissionRecord>> {
+    let rcpt: String = r.get(7)?;
+    let undo: String = r.get(11)?;
+    let phase: String = r.get(12)?;
+    let delivery: String = r.get(15)?;
+    let sent: String = r.get(17)?;
+    let id: i64 = r.get(0)?;
+    let account = AccountId(r.get(1)?);
+    let identity = r.get(2)?;
+    let email = EmailId(r.get(3)?);
+    let thread = ThreadId(r.get(4)?);
+    let envelope_json = r.get(5)?;
+    let mail_from = r.get(6)?;
+    let message_id = r.get(8)?;
+    let send_at = r.get(9)?;
+    let created_at = r.get(10)?;
+    let attempts: i64 = r.get(13)?;
+    let next_attempt = r.get(14)?;
+    let last_error = r.get(16)?;
+    Ok((|| {
+        let corrupt = |what: &str| Error::Corrupt(format!("submission {id}: {what}"));
+        Ok(SubmissionRecord {
+            id,
+            account,
+            identity,
+            email,
+            thread,
+            envelope_json,
+            mail_from,
+            rcpt_to: serde_json::from_str(&rcpt).map_err(|_| corrupt("rcpt_to"))?,
+            message_id,
+            send_at,
+            created_at,
+            undo_status: UndoStatus::from_name(&undo).ok_or_else(|| corrupt("undo_status"))?,
+            phase: SubmissionPhase::from_name(&phase).ok_or_else(|| corrupt("phase"))?,
+            attempts: u32::try_from(attempts).unwrap_or(0),
+            next_attempt,
+            delivery: serde_json::from_str(&delivery).map_err(|_| corrupt("delivery"))?,
+            last_error,
+            sent_copy: SentCopy::from_name(&sent).ok_or_else(|| corrupt("sent_copy"))?,
+        })
+    })())
+}
+
+fn query_submissions(
+    c: &Connection,
+    where_: &str,
+    args: impl rusqlite::Params,
+) -> Result<Vec<SubmissionRecord>> {
+    let mut st = c.prepare(&format!(
+        "SELECT {SUBMISSION_COLUMNS} FROM submission WHERE {where_}"
+    ))?;
+    let rows = st.query_map(args, submission_from_row)?;
+    let mut out = Vec::new();
+    for r in rows {
+        out.push(r??);
+    }
+    Ok(out)
+}
+
+fn json<T: serde::Serialize>(v: &T) -> Result<String> {
+    serde_json::to_string(v).map_err(|e| Error::Corrupt(format!("serializing: {e}")))
+}
+
+fn account_of(tx: &Transaction<'_>, id: i64) -> Result<Option<AccountId>> {
+    Ok(tx
+        .query_row(
+            "SELECT account_id FROM submission WHERE id = ?1",
+            [id],
+            |r| r.get(0),
+        )
+        .optional()?
+        .map(AccountId))
+}
+
+pub(super) fn create_submission(c: &mut Connection, s: &NewSubmission, now: i64) -> Result<i64> {
+    let tx = c.transaction()?;
+    let mut log = ChangeLog::new(s.account);
+    tx.execute(
+        "INSERT INTO submission (account_id, identity_id, email_id, thread_id, envelope, \
+         mail_from, rcpt_to, raw, message_id, send_at, created_at, next_attempt, sent_copy, \
+         delivery) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?10, ?12, ?13)",
+        params![
+            s.account.0,
+            s.identity,
+            s.email.0,
+            s.thread.0,
+            s.envelope_json,
+            s.mail_from,
+            json(&s.rcpt_to)?,
+            s.raw,
+            s.message_id,
+            s.send_at,
+            now,
+            s.sent_copy.as_str(),
+            json(
+                &s.rcpt_to
+                    .iter()
+                    .map(|r| DeliveryEntry {
+                        email: r.clone(),
+                        smtp_reply: String::new(),
+                        delivered: "queued".into(),
+                    })
+                    .collect::<Vec<_>>()
+            )?,
+        ],
+    )?;
+    let id = tx.last_insert_rowid();
+    log.record(&tx, ObjectType::EmailSubmission, id, ChangeOp::Created)?;
+    tx.commit()?;
+    Ok(id)
+}
+
+pub(super) fn submissions(c: &mut Connection, account: AccountId) -> Result<Vec<SubmissionRecord>> {
+    query_submissions(c, "account_id = ?1 ORDER BY id", [account.0])
+}
+
+pub(super) fn cancel_submission(
+    c: &mut Connection,
+    account: AccountId,
+    id: i64,
+) -> Result<CancelOutcome> {
+    let tx = c.transaction()?;
+    if account_of(&tx, id)? != Some(account) {
+        return Ok(CancelOutcome::NotFound);
+    }
+    let n = tx.execute(
+        "UPDATE submission SET undo_status = 'canceled', phase = 'done', raw = x'', \
+         delivery = (SELECT json_group_array(json_set(value, '$.delivered', 'no', \
+            '$.smtpReply', 'canceled')) FROM json_each(delivery)) \
+         WHERE id = ?1 AND phase = 'queued' AND undo_status = 'pending'",
+        [id],
+    )?;
+    if n == 0 {
+        return Ok(CancelOutcome::TooLate);
+    }
+    let mut log = ChangeLog::new(account);
+    log.record(&tx, ObjectType::EmailSubmission, id, ChangeOp::Updated)?;
+    tx.commit()?;
+    Ok(CancelOutcome::Canceled)
+}
+
+/// RFC 8621 7.5: destroying a pending submission cancels it first; the record goes away.
+pub(super) fn destroy_submission(c: &mut Connection, account: AccountId, id: i64) -> Result<bool> {
+    let tx = c.transaction()?;
+    if account_of(&tx, id)? != Some(account) {
+        return Ok(false);
+    }
+    // One being sent stays until its attempt is over (the worker must find it to record
+    // the reply); the caller sees cannotUnsend for that case through cancel first.
+    let n = tx.execute(
+        "DELETE FROM submission WHERE id = ?1 AND phase != 'sending'",
+        [id],
+    )?;
+    if n == 0 {
+        return Ok(false);
+    }
+    let mut log = ChangeLog::new(account);
+    log.record(&tx, ObjectType::EmailSubmission, id, ChangeOp::Destroyed)?;
+    tx.commit()?;
+    Ok(true)
+}
+
+pub(super) fn due_submissions(
+    c: &mut Connection,
+    now: i64,
+    limit: usize,
+) -> Result<Vec<SubmissionRecord>> {
+    let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+    query_submissions(
+        c,
+        "phase = 'queued' AND next_attempt <= ?1 ORDER BY next_attempt, id LIMIT ?2",
+        params![now, limit],
+    )
+}
+
+pub(super) fn next_submission_at(c: &mut Connection) -> Result<Option<i64>> {
+    Ok(c.query_row(
+        "SELECT min(next_attempt) FROM submission WHERE phase = 'queued'",
+        [],
+        |r| r.get(0),
+    )?)
+}
+
+/// queued → sending, committed with `synchronous = FULL` before any byte goes to the SMTP
+/// server: after a crash, a row in `sending` is the proof that an attempt may have
+/// reached the server.
+pub(super) fn begin_submission(c: &mut Connection, id: i64) -> Result<Option<Vec<u8>>> {
+    c.pragma_update(None, "synchronous", "FULL")?;
+    let result = (|| {
+        let tx = c.transaction()?;
+        let Some(account) = account_of(&tx, id)? else {
+            return Ok(None);
+        };
+        let n = tx.execute(
+            "UPDATE submission SET phase = 'sending', undo_status = 'final', \
+             attempts = attempts + 1 WHERE id = ?1 AND phase = 'queued'",
+            [id],
+        )?;
+        if n == 0 {
+            return Ok(None);
+        }
+        let raw: Vec<u8> = tx.query_row("SELECT raw FROM submission WHERE id = ?1", [id], |r| {
+            r.get(0)
+        })?;
+        let mut log = ChangeLog::new(account);
+        log.record(&tx, ObjectType::EmailSubmission, id, ChangeOp::Updated)?;
+        tx.commit()?;
+        Ok(Some(raw))
+    })();
+    c.pragma_update(None, "synchronous", "NORMAL")?;
+    result
+}
+
+pub(super) fn finish_submission(c: &mut Connection, id: i64, result: &AttemptResult) -> Result<()> {
+    let tx = c.transaction()?;
+    let Some(account) = account_of(&tx, id)? else {
+        return Ok(());
+    };
+    match result {
+        AttemptResult::Final { delivery, error } => {
+            // The bytes stay while a Sent copy is still to be made from them.
+            tx.execute(
+                "UPDATE submission SET phase = 'done', delivery = ?2, last_error = ?3, \
+                 raw = CASE WHEN sent_copy = 'append' AND ?4 THEN raw ELSE x'' END, \
+                 sent_copy = CASE WHEN sent_copy = 'append' AND ?4 THEN 'append' \
+                    WHEN sent_copy = 'append' THEN 'none' ELSE sent_copy END \
+                 WHERE id = ?1 AND phase = 'sending'",
+                params![
+                    id,
+                    json(delivery)?,
+                    error,
+                    delivery
+                        .iter()
+                        .any(|d| d.delivered == "yes" || d.delivered == "queued")
+                ],
+            )?;
+        }
+        AttemptResult::Retry {
+            next_attempt,
+            delivery,
+            error,
+        } => {
+            // Back in the queue; undoStatus stays final (RFC 8621 7: once the server
+            // has started sending, it cannot be undone).
+            tx.execute(
+                "UPDATE submission SET phase = 'queued', next_attempt = ?2, delivery = ?3, \
+                 last_error = ?4 WHERE id = ?1 AND phase = 'sending'",
+                params![id, next_attempt, json(delivery)?, error],
+            )?;
+        }
+    }
+    let mut log = ChangeLog::new(account);
+    log.record(&tx, ObjectType::EmailSubmission, id, ChangeOp::Updated)?;
+    tx.commit()?;
+    Ok(())
+}
+
+/// Startup: a submission still in 'sending' was cut between "may have reached the
+/// server" and "reply committed". It is never sent again; it shows delivered 'unknown'.
+pub(super) fn recover_submissions(c: &mut Connection) -> Result<Vec<i64>> {
+    let tx = c.transaction()?;
+    let rows: Vec<(i64, i64)> = {
+        let mut st = tx.prepare("SELECT id, account_id FROM submission WHERE phase = 'sending'")?;
+        let rows = st.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?;
+        rows.collect::<rusqlite::Result<Vec<_>>>()?
+    };
+    for (id, account) in &rows {
+        tx.execute(
+            "UPDATE submission SET phase = 'done', raw = x'', sent_copy = \
+                CASE WHEN sent_copy = 'append' THEN 'none' ELSE sent_copy END, \
+             last_error = 'interrupted after the message may have reached the server; \
+                not sent again', \
+             delivery = (SELECT json_group_array(json_set(value, '$.delivered', 'unknown', \
+                '$.smtpReply', 'no reply recorded (interrupted)')) FROM json_each(delivery)) \
+             WHERE id = ?1",
+            [id],
+        )?;
+        let mut log = ChangeLog::new(AccountId(*account));
+        log.record(&tx, ObjectType::EmailSubmission, *id, ChangeOp::Updated)?;
+    }
+    tx.commit()?;
+    Ok(rows.into_iter().map(|(id, _)| id).collect())
+}
+
+pub(super) fn pending_sent_copies(
+    c: &mut Connection,
+    account: AccountId,
+) -> Result<Vec<(SubmissionRecord, Vec<u8>)>> {
+    let list = query_submissions(
+        c,
+        "account_id = ?1 AND phase = 'done' AND sent_copy = 'append' ORDER BY id",
+        [account.0],
+    )?;
+    let mut out = Vec::with_capacity(list.len());
+    for s in list {
+        let raw: Vec<u8> =
+            c.query_row("SELECT raw FROM submission WHERE id = ?1", [s.id], |r| {
+                r.get(0)
+            })?;
+        out.push((s, raw));
+    }
+    Ok(out)
+}
+
+pub(super) fn set_sent_copy_done(c: &mut Connection, id: i64) -> Result<()> {
+    c.execute(
+        "UPDATE submission SET sent_copy = 'done', raw = x'' WHERE id = ?1 AND sent_copy = 'append'",
+        [id],
+    )?;
+    Ok(())
+}
+
+// --- identities ---------------------------------------------------------------------
+
+fn identity_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<IdentityRecord> {
+    Ok(IdentityRecord {
+        id: r.get(0)?,
+        account: AccountId(r.get(1)?),
+        name: r.get(2)?,
+        email: r.get(3)?,
+        reply_to: r.get(4)?,
+        bcc: r.get(5)?,
+        text_signature: r.get(6)?,
+        html_signature: r.get(7)?,
+        may_delete: r.get(8)?,
+    })
+}
+
+pub(super) fn identities(c: &mut Connection, account: AccountId) -> Result<Vec<IdentityRecord>> {
+    let mut st = c.prepare(
+        "SELECT id, account_id, name, email, reply_to, bcc, text_signature, html_signature, \
+         may_delete FROM identity WHERE account_id = ?1 ORDER BY id",
+    )?;
+    let rows = st.query_map([account.0], identity_from_row)?;
+    Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?)
+}
+
+pub(super) fn ensure_identity(c: &mut Connection, account: AccountId, email: &str) -> Result<()> {
+    let tx = c.transaction()?;
+    let n: i64 = tx.query_row(
+        "SELECT count(*) FROM identity WHERE account_id = ?1",
+        [account.0],
+        |r| r.get(0),
+    )?;
+    if n == 0 {
+        tx.execute(
+            "INSERT INTO identity (account_id, email, may_delete) VALUES (?1, ?2, 0)",
+            params![account.0, email],
+        )?;
+        let id = tx.last_insert_rowid();
+        let mut log = ChangeLog::new(account);
+        log.record(&tx, ObjectType::Identity, id, ChangeOp::Created)?;
+    }
+    tx.commit()?;
+    Ok(())
+}
+
+pub(super) fn create_identity(c: &mut Connection, i: &IdentityRecord) -> Result<i64> {
+    let tx = c.transaction()?;
+    tx.execute(
+        "INSERT INTO identity (account_id, name, email, reply_to, bcc, text_signature, \
+         html_signature, may_delete) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, 1)",
+        params![
+            i.account.0,
+            i.name,
+            i.email,
+            i.reply_to,
+            i.bcc,
+            i.text_signature,
+            i.html_signature
+        ],
+    )?;
+    let id = tx.last_insert_rowid();
+    let mut log = ChangeLog::new(i.account);
+    log.record(&tx, ObjectType::Identity, id, ChangeOp::Created)?;
+    tx.commit()?;
+    Ok(id)
+}
+
+/// Updates the mutable properties (RFC 8621 6: `email` is immutable).
+pub(super) fn update_identity(c: &mut Connection, i: &IdentityRecord) -> Result<bool> {
+    let tx = c.transaction()?;
+    let n = tx.execute(
+        "UPDATE identity SET name = ?3, reply_to = ?4, bcc = ?5, text_signature = ?6, \
+         html_signature = ?7 WHERE id = ?1 AND account_id = ?2",
+        params![
+            i.id,
+            i.account.0,
+            i.name,
+            i.reply_to,
+            i.bcc,
+            i.text_signature,
+            i.html_signature
+        ],
+    )?;
+    if n == 0 {
+        return Ok(false);
+    }
+    let mut log = ChangeLog::new(i.account);
+    log.record(&tx, ObjectType::Identity, i.id, ChangeOp::Updated)?;
+    tx.commit()?;
+    Ok(true)
+}
+
+pub(super) fn destroy_identity(c: &mut Connection, account: AccountId, id: i64) -> Result<bool> {
+    let tx = c.transaction()?;
+    let n = tx.execute(
+        "DELETE FROM identity WHERE id = ?1 AND account_id = ?2 AND may_delete = 1",
+        params![id, account.0],
+    )?;
+    if n == 0 {
+        return Ok(false);
+    }
+    let mut log = ChangeLog::new(account);
+    log.record(&tx, ObjectType::Identity, id, ChangeOp::Destroyed)?;
+    tx.commit()?;
+    Ok(true)
+}
+
+// --- Sent copy policy -----------------------------------------------------------------
+
+pub(super) fn set_server_files_sent(
+    c: &mut Connection,
+    account: AccountId,
+    server_files: bool,
+) -> Result<()> {
+    c.execute(
+        "INSERT INTO sent_copy_policy (account_id, policy) VALUES (?1, ?2) \
+         ON CONFLICT (account_id) DO UPDATE SET policy = excluded.policy",
+        params![account.0, if server_files { "server" } else { "append" }],
+    )?;
+    Ok(())
+}
+
+pub(super) fn server_files_sent(c: &mut Connection, account: AccountId) -> Result<bool> {
+    let p: Option<String> = c
+        .query_row(
+            "SELECT policy FROM sent_copy_policy WHERE account_id = ?1",
+            [account.0],
+            |r| r.get(0),
+        )
+        .optional()?;
+    Ok(p.as_deref() == Some("server"))
+}
+
+/// Whether the mailbox holds a message with this Message-ID (the Sent copy check; one
+/// pass over the mailbox's copies, in SQL).
+pub(super) fn mailbox_has_message_id(
+    c: &mut Connection,
+    mailbox: mail_types::MailboxId,
+    message_id: &str,
+) -> Result<bool> {
+    Ok(c.query_row(
+        "SELECT EXISTS (SELECT 1 FROM copy c JOIN email e ON e.id = c.email_id \
+         WHERE c.mailbox_id = ?1 AND e.message_id = ?2)",
+        params![mailbox.0, message_id],
+        |r| r.get(0),
+    )?)
+}

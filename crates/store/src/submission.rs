@@ -1,0 +1,182 @@
+//! Records of the sending part (issue 5): identities and queued submissions.
+
+use mail_types::{AccountId, EmailId, ThreadId};
+use serde::{Deserialize, Serialize};
+
+/// RFC 8621 7: whether a submission can still be canceled.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum UndoStatus {
+    Pending,
+    Final,
+    Canceled,
+}
+
+impl UndoStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            UndoStatus::Pending => "pending",
+            UndoStatus::Final => "final",
+            UndoStatus::Canceled => "canceled",
+        }
+    }
+    pub fn from_name(s: &str) -> Option<Self> {
+        match s {
+            "pending" => Some(UndoStatus::Pending),
+            "final" => Some(UndoStatus::Final),
+            "canceled" => Some(UndoStatus::Canceled),
+            _ => None,
+        }
+    }
+}
+
+/// Where a submission is in the queue.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SubmissionPhase {
+    /// Waiting for its time (the undo window, or the next retry).
+    Queued,
+    /// An SMTP attempt may be under way.
+    Sending,
+    /// Sent, failed for good, canceled, or unknown after a crash.
+    Done,
+}
+
+impl SubmissionPhase {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SubmissionPhase::Queued => "queued",
+            SubmissionPhase::Sending => "sending",
+            SubmissionPhase::Done => "done",
+        }
+    }
+    pub fn from_name(s: &str) -> Option<Self> {
+        match s {
+            "queued" => Some(SubmissionPhase::Queued),
+            "sending" => Some(SubmissionPhase::Sending),
+            "done" => Some(SubmissionPhase::Done),
+            _ => None,
+        }
+    }
+}
+
+/// RFC 8621 7 `deliveryStatus` of one recipient.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct DeliveryEntry {
+    pub email: String,
+    /// The SMTP reply for this recipient ("250 2.1.5 Ok"), or a description when there
+    /// was none.
+    pub smtp_reply: String,
+    /// "queued", "yes", "no" or "unknown".
+    pub delivered: String,
+}
+
+/// What the Sent copy of a message needs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SentCopy {
+    /// Not ours to make (the server files it, or the client moved the draft there).
+    None,
+    /// To be appended to the Sent mailbox once the message is accepted.
+    Append,
+    /// Appended (or handed to the write-back outbox).
+    Done,
+}
+
+impl SentCopy {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SentCopy::None => "none",
+            SentCopy::Append => "append",
+            SentCopy::Done => "done",
+        }
+    }
+    pub fn from_name(s: &str) -> Option<Self> {
+        match s {
+            "none" => Some(SentCopy::None),
+            "append" => Some(SentCopy::Append),
+            "done" => Some(SentCopy::Done),
+            _ => None,
+        }
+    }
+}
+
+/// A submission to queue.
+#[derive(Debug, Clone)]
+pub struct NewSubmission {
+    pub account: AccountId,
+    pub identity: i64,
+    pub email: EmailId,
+    pub thread: ThreadId,
+    /// The JMAP envelope as JSON (shown back by EmailSubmission/get).
+    pub envelope_json: String,
+    pub mail_from: String,
+    pub rcpt_to: Vec<String>,
+    /// The exact message to send.
+    pub raw: Vec<u8>,
+    pub message_id: Option<String>,
+    /// Unix seconds; not before (the undo window, or FUTURERELEASE).
+    pub send_at: i64,
+    pub sent_copy: SentCopy,
+}
+
+/// A stored submission (without its bytes).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SubmissionRecord {
+    pub id: i64,
+    pub account: AccountId,
+    pub identity: i64,
+    pub email: EmailId,
+    pub thread: ThreadId,
+    pub envelope_json: String,
+    pub mail_from: String,
+    pub rcpt_to: Vec<String>,
+    pub message_id: Option<String>,
+    pub send_at: i64,
+    pub created_at: i64,
+    pub undo_status: UndoStatus,
+    pub phase: SubmissionPhase,
+    pub attempts: u32,
+    pub next_attempt: i64,
+    pub delivery: Vec<DeliveryEntry>,
+    pub last_error: String,
+    pub sent_copy: SentCopy,
+}
+
+/// What one attempt came to, for [`crate::Store::finish_submission`].
+#[derive(Debug, Clone)]
+pub enum AttemptResult {
+    /// Done: sent (possibly to only some recipients), or failed for good.
+    Final {
+        delivery: Vec<DeliveryEntry>,
+        error: String,
+    },
+    /// Try again at `next_attempt` (unix seconds).
+    Retry {
+        next_attempt: i64,
+        delivery: Vec<DeliveryEntry>,
+        error: String,
+    },
+}
+
+/// Result of a cancel (an update of undoStatus to canceled).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CancelOutcome {
+    Canceled,
+    /// Already sending, sent or failed: RFC 8621 7.5 `cannotUnsend`.
+    TooLate,
+    NotFound,
+}
+
+/// A JMAP Identity.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IdentityRecord {
+    pub id: i64,
+    pub account: AccountId,
+    pub name: String,
+    pub email: String,
+    /// JSON (array of EmailAddress or null).
+    pub reply_to: String,
+    pub bcc: String,
+    pub text_signature: String,
+    pub html_signature: String,
+    pub may_delete: bool,
+}

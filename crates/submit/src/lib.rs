@@ -1,0 +1,468 @@
+//! SMTP submission (RFC 6409) of one message, on lettre's SMTP client.
+//!
+//! # Layout
+//! - [`Server`]: where and how to connect (implicit TLS, STARTTLS or plain, AUTH).
+//! - [`Envelope`] and [`envelope_from_headers`]: MAIL FROM and RCPT TO, given or derived
+//!   from the header (RFC 8621 7.5).
+//! - [`send`]: one attempt, which never panics and always says what happened, as an
+//!   [`Outcome`]: accepted (with the reply to the final dot), refused (with the reply,
+//!   transient or permanent), or unknown (the connection broke after the whole message
+//!   was written, so the server may or may not have taken it).
+//!
+//! The commands are sent one by one (lettre's `AsyncSmtpConnection`), not through its
+//! one-shot `send`, so that every recipient's RCPT reply is known (JMAP `deliveryStatus`
+//! is per recipient) and so that a failure before the end of DATA, which is always safe
+//! to retry, is told apart from one after it, which is not.
+
+use lettre::address::Address;
+use lettre::transport::smtp::authentication::{Credentials, Mechanism};
+use lettre::transport::smtp::client::{AsyncSmtpConnection, Certificate, TlsParameters};
+use lettre::transport::smtp::commands::{Data, Mail, Rcpt};
+use lettre::transport::smtp::extension::{ClientId, Extension, MailBodyParameter, MailParameter};
+use mail_types::Security;
+use std::path::PathBuf;
+use std::str::FromStr;
+use std::time::Duration;
+
+/// Connecting, TLS and EHLO together.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(30);
+/// The whole attempt, however slow the server: RFC 5321 4.5.3.2 allows 10 minutes for
+/// the reply to the final dot; we give up sooner and call the result unknown.
+const ATTEMPT_TIMEOUT: Duration = Duration::from_secs(5 * 60);
+
+/// Where to submit.
+#[derive(Clone)]
+pub struct Server {
+    pub host: String,
+    pub port: u16,
+    pub security: Security,
+    /// Empty: no AUTH.
+    pub username: String,
+    pub password: String,
+    /// A CA to trust besides the system's (a private server).
+    pub ca_file: Option<PathBuf>,
+    /// The EHLO name.
+    pub hello_name: String,
+}
+
+impl std::fmt::Debug for Server {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Server")
+            .field("host", &self.host)
+            .field("port", &self.port)
+            .field("security", &self.security)
+            .field("username", &self.username)
+            .field("password", &"<redacted>")
+            .field("ca_file", &self.ca_file)
+            .finish()
+    }
+}
+
+/// The SMTP envelope (RFC 5321 2.3.1).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Envelope {
+    /// Reverse path; empty is the null sender `<>`.
+    pub mail_from: String,
+    pub rcpt_to: Vec<String>,
+}
+
+/// One SMTP reply: the code and the text of every line, joined by spaces.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Reply {
+    pub code: u16,
+    pub text: String,
+}
+
+impl Reply {
+    /// As JMAP's `smtpReply` wants it: `"250 2.0.0 Ok"`.
+    pub fn line(&self) -> String {
+        format!("{} {}", self.code, self.text).trim_end().to_owned()
+    }
+}
+
+/// What the server said to one RCPT TO.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct RecipientReply {
+    pub address: String,
+    pub reply: Reply,
+}
+
+impl RecipientReply {
+    pub fn accepted(&self) -> bool {
+        (200..300).contains(&self.reply.code)
+    }
+}
+
+/// The result of one attempt.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    /// The server took responsibility for the message (2xx after the final dot), for the
+    /// recipients whose RCPT it accepted.
+    Accepted {
+        reply: Reply,
+        recipients: Vec<RecipientReply>,
+    },
+    /// Nothing was delivered. `transient`: a 4xx, or no answer before the end of DATA
+    /// (connection, TLS, timeout): trying again later is right. Otherwise a 5xx (or an
+    /// envelope that can never be sent): it will not work by itself.
+    Refused {
+        reply: Option<Reply>,
+        reason: String,
+        transient: bool,
+        recipients: Vec<RecipientReply>,
+    },
+    /// The whole message was written but no reply came: the server may have accepted it.
+    /// Sending again could deliver it twice.
+    Unknown { reason: String },
+}
+
+/// Whether `s` is an address SMTP can carry.
+pub fn valid_address(s: &str) -> bool {
+    Address::from_str(s).is_ok()
+}
+
+/// RFC 8621 7.5: without an explicit envelope, MAIL FROM is the Sender header's address,
+/// else the From header's (first) one; RCPT TO is every address of To, Cc and Bcc,
+/// without duplicates. `None` when there is no sender or no recipient.
+pub fn envelope_from_headers(raw: &[u8]) -> Option<Envelope> {
+    let parsed = mime::parse_header(raw);
+    let mail_from = parsed
+        .sender
+        .first()
+        .or_else(|| parsed.from.first())
+        .map(|a| a.email.clone())?;
+    let mut rcpt_to: Vec<String> = Vec::new();
+    for a in parsed.to.iter().chain(&parsed.cc).chain(&parsed.bcc) {
+        if !a.email.is_empty()
+            && !rcpt_to
+                .iter()
+                .any(|r: &String| r.eq_ignore_ascii_case(&a.email))
+        {
+            rcpt_to.push(a.email.clone());
+        }
+    }
+    if rcpt_to.is_empty() {
+        return None;
+    }
+    Some(Envelope { mail_from, rcpt_to })
+}
+
+/// The message without its Bcc header fields (RFC 5322 3.6.3: the blind recipients
+/// must not see each other, nor the others them). Only the header block is touched.
+pub fn strip_bcc(raw: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(raw.len());
+    let mut rest = raw;
+    let mut skipping = false;
+    while !rest.is_empty() {
+        let end = rest
+            .iter()
+            .position(|&b| b == b'\n')
+            .map_or(rest.len(), |p| p + 1);
+        let (line, tail) = rest.split_at(end);
+        if line == b"\r\n" || line == b"\n" {
+            // End of the header block: the body is copied as is.
+            out.extend_from_slice(rest);
+            return out;
+        }
+        let continuation = line.first().is_some_and(|b| *b == b' ' || *b == b'\t');
+        if !continuation {
+            skipping = line.len() >= 4 && line[..4].eq_ignore_ascii_case(b"bcc:");
+        }
+        if !skipping {
+            out.extend_from_slice(line);
+        }
+        rest = tail;
+    }
+    out
+}
+
+/// Submits `raw` once. Never retries by itself; the caller decides from the [`Outcome`].
+pub async fn send(server: &Server, envelope: &Envelope, raw: &[u8]) -> Outcome {
+    let mut wrote_message = false;
+    match tokio::time::timeout(
+        ATTEMPT_TIMEOUT,
+        attempt(server, envelope, raw, &mut wrote_message),
+    )
+    .await
+    {
+        Ok(outcome) => outcome,
+        Err(_) if wrote_message => Outcome::Unknown {
+            reason: "no reply to the end of the message in time".into(),
+        },
+        Err(_) => refused_transient(None, "the server did not answer in time".into(), vec![]),
+    }
+}
+
+fn refused_transient(reply: Option<Reply>, reason: String, r: Vec<RecipientReply>) -> Outcome {
+    Outcome::Refused {
+        reply,
+        reason,
+        transient: true,
+        recipients: r,
+    }
+}
+
+/// The reply carried by a lettre error, when the server sent one.
+fn reply_of(e: &lettre::transport::smtp::Error) -> Option<Reply> {
+    let code = e.status()?;
+    let code: u16 = code.to_string().parse().ok()?;
+    let text = std::error::Error::source(e)
+        .map(|s| s.to_string())
+        .unwrap_or_default();
+    Some(Reply { code, text })
+}
+
+/// An error before the end of DATA: a reply decides (4xx transient, 5xx permanent);
+/// anything else (network, TLS, parse) is transient.
+fn refused(e: &lettre::transport::smtp::Error, step: &str, r: Vec<RecipientReply>) -> Outcome {
+    let reply = reply_of(e);
+    Outcome::Refused {
+        transient: !e.is_permanent(),
+        reason: format!("{step}: {e}"),
+        reply,
+        recipients: r,
+    }
+}
+
+fn tls_parameters(server: &Server) -> Result<TlsParameters, String> {
+    let mut b = TlsParameters::builder(server.host.clone());
+    if let Some(path) = &server.ca_file {
+        let pem = std::fs::read(path)
+            .map_err(|e| format!("cannot read CA file {}: {e}", path.display()))?;
+        let cert =
+            Certificate::from_pem(&pem).map_err(|e| format!("CA file {}: {e}", path.display()))?;
+        b = b.add_root_certificate(cert);
+    }
+    b.build_rustls().map_err(|e| format!("TLS setup: {e}"))
+}
+
+async fn attempt(
+    server: &Server,
+    envelope: &Envelope,
+    raw: &[u8],
+    wrote_message: &mut bool,
+) -> Outcome {
+    let from = if envelope.mail_from.is_empty() {
+        None
+    } else {
+        match Address::from_str(&envelope.mail_from) {
+            Ok(a) => Some(a),
+            Err(e) => {
+                return Outcome::Refused {
+                    reply: None,
+                    reason: format!("invalid MAIL FROM address: {e}"),
+                    transient: false,
+                    recipients: vec![],
+                };
+            }
+        }
+    };
+    let mut rcpts = Vec::with_capacity(envelope.rcpt_to.len());
+    for r in &envelope.rcpt_to {
+        match Address::from_str(r) {
+            Ok(a) => rcpts.push(a),
+            Err(e) => {
+                return Outcome::Refused {
+                    reply: None,
+                    reason: format!("invalid RCPT TO address: {e}"),
+                    transient: false,
+                    recipients: vec![],
+                };
+            }
+        }
+    }
+    if rcpts.is_empty() {
+        return Outcome::Refused {
+            reply: None,
+            reason: "no recipients".into(),
+            transient: false,
+            recipients: vec![],
+        };
+    }
+    let tls = match server.security {
+        Security::None => None,
+        _ => match tls_parameters(server) {
+            Ok(t) => Some(t),
+            Err(reason) => {
+                return Outcome::Refused {
+                    reply: None,
+                    reason,
+                    transient: false,
+                    recipients: vec![],
+                };
+            }
+        },
+    };
+    let hello = ClientId::Domain(server.hello_name.clone());
+    let implicit = match server.security {
+        Security::Tls => tls.clone(),
+        _ => None,
+    };
+    let mut conn = match AsyncSmtpConnection::connect_tokio1(
+        (server.host.as_str(), server.port),
+        Some(CONNECT_TIMEOUT),
+        &hello,
+        implicit,
+        None,
+    )
+    .await
+    {
+        Ok(c) => c,
+        Err(e) => return refused(&e, "connect", vec![]),
+    };
+    if server.security == Security::Starttls {
+        let Some(tls) = tls else {
+            return refused_transient(None, "no TLS parameters".into(), vec![]);
+        };
+        if !conn.can_starttls() {
+            // Never fall back to plain text when STARTTLS was asked for.
+            conn.abort().await;
+            return Outcome::Refused {
+                reply: None,
+                reason: "the server does not offer STARTTLS".into(),
+                transient: false,
+                recipients: vec![],
+            };
+        }
+        if let Err(e) = conn.starttls(tls, &hello).await {
+            return refused(&e, "STARTTLS", vec![]);
+        }
+    }
+    if !server.username.is_empty() {
+        let creds = Credentials::new(server.username.clone(), server.password.clone());
+        if let Err(e) = conn
+            .auth(&[Mechanism::Plain, Mechanism::Login], &creds)
+            .await
+        {
+            conn.abort().await;
+            return refused(&e, "AUTH", vec![]);
+        }
+    }
+    let mut options = Vec::new();
+    if !raw.is_ascii() && conn.server_info().supports_feature(Extension::EightBitMime) {
+        options.push(MailParameter::Body(MailBodyParameter::EightBitMime));
+    }
+    let non_ascii_address =
+        !envelope.mail_from.is_ascii() || envelope.rcpt_to.iter().any(|r| !r.is_ascii());
+    if non_ascii_address {
+        if !conn.server_info().supports_feature(Extension::SmtpUtfEight) {
+            conn.abort().await;
+            return Outcome::Refused {
+                reply: None,
+                reason: "non-ASCII addresses, and the server lacks SMTPUTF8".into(),
+                transient: false,
+                recipients: vec![],
+            };
+        }
+        options.push(MailParameter::SmtpUtfEight);
+    }
+    if let Err(e) = conn.command(Mail::new(from, options)).await {
+        conn.abort().await;
+        return refused(&e, "MAIL FROM", vec![]);
+    }
+    let mut replies = Vec::with_capacity(rcpts.len());
+    for (addr, text) in rcpts.into_iter().zip(&envelope.rcpt_to) {
+        match conn.command(Rcpt::new(addr, vec![])).await {
+            Ok(r) => replies.push(RecipientReply {
+                address: text.clone(),
+                reply: Reply {
+                    code: r.code().to_string().parse().unwrap_or(250),
+                    text: r.message().collect::<Vec<_>>().join(" "),
+                },
+            }),
+            Err(e) => match reply_of(&e) {
+                Some(reply) => replies.push(RecipientReply {
+                    address: text.clone(),
+                    reply,
+                }),
+                None => {
+                    conn.abort().await;
+                    return refused(&e, "RCPT TO", replies);
+                }
+            },
+        }
+    }
+    if !replies.iter().any(RecipientReply::accepted) {
+        conn.abort().await;
+        // Every recipient refused: permanent unless some refusal was transient.
+        let transient = replies.iter().any(|r| (400..500).contains(&r.reply.code));
+        let reply = replies.first().map(|r| r.reply.clone());
+        return Outcome::Refused {
+            reply,
+            reason: "every recipient was refused".into(),
+            transient,
+            recipients: replies,
+        };
+    }
+    if let Err(e) = conn.command(Data).await {
+        conn.abort().await;
+        return refused(&e, "DATA", replies);
+    }
+    *wrote_message = true;
+    let result = conn.message(raw).await;
+    match result {
+        Ok(r) => {
+            let reply = Reply {
+                code: r.code().to_string().parse().unwrap_or(250),
+                text: r.message().collect::<Vec<_>>().join(" "),
+            };
+            let _ = conn.quit().await;
+            Outcome::Accepted {
+                reply,
+                recipients: replies,
+            }
+        }
+        Err(e) => match reply_of(&e) {
+            // The server answered the final dot with a refusal: nothing was delivered.
+            Some(_) => {
+                conn.abort().await;
+                refused(&e, "end of DATA", replies)
+            }
+            None => Outcome::Unknown {
+                reason: format!("after the whole message was written: {e}"),
+            },
+        },
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn envelope_from_sender_or_from_and_every_recipient_once() {
+        let raw = b"From: A <a@x.org>\r\nSender: s@x.org\r\nTo: b@y.org, C <c@y.org>\r\nCc: B@y.org\r\nBcc: d@z.org\r\nSubject: hi\r\n\r\nbody\r\n";
+        let e = envelope_from_headers(raw).unwrap();
+        assert_eq!(e.mail_from, "s@x.org");
+        assert_eq!(e.rcpt_to, vec!["b@y.org", "c@y.org", "d@z.org"]);
+        let raw = b"From: a@x.org\r\nTo: b@y.org\r\n\r\n";
+        assert_eq!(envelope_from_headers(raw).unwrap().mail_from, "a@x.org");
+        assert!(envelope_from_headers(b"From: a@x.org\r\n\r\nno rcpt").is_none());
+        assert!(envelope_from_headers(b"To: a@x.org\r\n\r\nno from").is_none());
+    }
+
+    #[test]
+    fn bcc_is_removed_from_the_header_only() {
+        let raw = b"From: a@x.org\r\nBcc: d@z.org,\r\n e@z.org\r\nTo: b@y.org\r\n\r\nBcc: stays in the body\r\n";
+        assert_eq!(
+            strip_bcc(raw),
+            b"From: a@x.org\r\nTo: b@y.org\r\n\r\nBcc: stays in the body\r\n".to_vec()
+        );
+        assert_eq!(strip_bcc(b"bcc: x\nTo: y\n\nz"), b"To: y\n\nz".to_vec());
+    }
+
+    #[test]
+    fn debug_hides_the_password() {
+        let s = Server {
+            host: "h".into(),
+            port: 1,
+            security: Security::Tls,
+            username: "u".into(),
+            password: "hunter2".into(),
+            ca_file: None,
+            hello_name: "localhost".into(),
+        };
+        assert!(!format!("{s:?}").contains("hunter2"));
+    }
+}

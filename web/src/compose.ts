@@ -1,0 +1,157 @@
+// Writing mail: the draft being edited, replies and forwards built from a message, and the
+// JMAP objects that create a draft and submit it (RFC 8621 4.6, 7.5).
+
+import type { EmailAddress } from "./model";
+import type { Id } from "./jmap";
+
+export interface Identity {
+  id: Id;
+  name: string;
+  email: string;
+}
+
+export interface DraftAttachment {
+  blobId: Id;
+  name: string;
+  type: string;
+  size: number;
+}
+
+export interface Draft {
+  /** The stored draft Email, once saved. */
+  emailId: Id | null;
+  identityId: Id;
+  to: string;
+  cc: string;
+  bcc: string;
+  subject: string;
+  body: string;
+  inReplyTo: string[] | null;
+  references: string[] | null;
+  attachments: DraftAttachment[];
+}
+
+export interface Source {
+  from: EmailAddress[] | null;
+  to: EmailAddress[] | null;
+  cc: EmailAddress[] | null;
+  replyTo: EmailAddress[] | null;
+  subject: string | null;
+  sentAt: string | null;
+  receivedAt: string;
+  messageId: string[] | null;
+  references: string[] | null;
+  text: string;
+  attachments: DraftAttachment[];
+}
+
+export function emptyDraft(identityId: Id): Draft {
+  return { emailId: null, identityId, to: "", cc: "", bcc: "", subject: "", body: "", inReplyTo: null, references: null, attachments: [] };
+}
+
+export function formatAddress(a: EmailAddress): string {
+  if (!a.name) return a.email;
+  const needsQuotes = /[,;<>"@]/.test(a.name);
+  return needsQuotes ? `"${a.name.replace(/["\\]/g, "")}" <${a.email}>` : `${a.name} <${a.email}>`;
+}
+
+/** `Ann <ann@x.org>, bob@y.org; "Doe, J" <j@z.org>` to addresses; what is not an address
+ * is returned in `bad`. */
+export function parseAddresses(s: string): { list: EmailAddress[]; bad: string[] } {
+  const list: EmailAddress[] = [];
+  const bad: string[] = [];
+  const parts = s.match(/("[^"]*"|[^,;])+/g) ?? [];
+  for (const raw of parts) {
+    const p = raw.trim();
+    if (!p) continue;
+    const m = /^(?:"?([^"<]*?)"?\s*)?<([^<>\s]+@[^<>\s]+)>$/.exec(p);
+    if (m) list.push({ name: m[1]?.trim() || null, email: m[2] ?? "" });
+    else if (/^[^\s@<>]+@[^\s@<>]+$/.test(p)) list.push({ name: null, email: p });
+    else bad.push(p);
+  }
+  return { list, bad };
+}
+
+function prefixed(prefix: string, subject: string | null): string {
+  const s = (subject ?? "").trim();
+  return new RegExp(`^${prefix}:`, "i").test(s) ? s : `${prefix}: ${s}`;
+}
+
+function quote(src: Source): string {
+  const who = src.from?.[0] ? formatAddress(src.from[0]) : "someone";
+  const when = new Date(src.sentAt ?? src.receivedAt).toUTCString();
+  return `\n\nOn ${when}, ${who} wrote:\n` + src.text.split("\n").map((l) => `> ${l}`).join("\n");
+}
+
+/** A reply (to the sender, or to everyone but me with `all`). */
+export function replyDraft(src: Source, me: Identity, all: boolean): Draft {
+  const mine = (a: EmailAddress) => a.email.toLowerCase() === me.email.toLowerCase();
+  const to = (src.replyTo?.length ? src.replyTo : src.from) ?? [];
+  const seen = new Set(to.map((a) => a.email.toLowerCase()));
+  const cc = all
+    ? [...(src.to ?? []), ...(src.cc ?? [])].filter((a) => {
+        const k = a.email.toLowerCase();
+        if (mine(a) || seen.has(k)) return false;
+        seen.add(k);
+        return true;
+      })
+    : [];
+  const refs = [...(src.references ?? []), ...(src.messageId ?? [])];
+  return {
+    ...emptyDraft(me.id),
+    to: to.filter((a) => !mine(a) || to.length === 1).map(formatAddress).join(", "),
+    cc: cc.map(formatAddress).join(", "),
+    subject: prefixed("Re", src.subject),
+    body: quote(src),
+    inReplyTo: src.messageId,
+    references: refs.length ? refs : null,
+  };
+}
+
+export function forwardDraft(src: Source, me: Identity): Draft {
+  const head = [
+    "---------- Forwarded message ----------",
+    `From: ${(src.from ?? []).map(formatAddress).join(", ")}`,
+    `Date: ${new Date(src.sentAt ?? src.receivedAt).toUTCString()}`,
+    `Subject: ${src.subject ?? ""}`,
+    `To: ${(src.to ?? []).map(formatAddress).join(", ")}`,
+  ].join("\n");
+  return { ...emptyDraft(me.id), subject: prefixed("Fwd", src.subject), body: `\n\n${head}\n\n${src.text}`, attachments: src.attachments };
+}
+
+/** The Email/set `create` object of a draft (RFC 8621 4.6). */
+export function draftEmail(d: Draft, me: Identity, mailboxes: { drafts: Id }): Record<string, unknown> {
+  const addr = (s: string) => {
+    const l = parseAddresses(s).list;
+    return l.length ? l : null;
+  };
+  const e: Record<string, unknown> = {
+    mailboxIds: { [mailboxes.drafts]: true },
+    keywords: { $draft: true, $seen: true },
+    from: [{ name: me.name || null, email: me.email }],
+    to: addr(d.to),
+    cc: addr(d.cc),
+    bcc: addr(d.bcc),
+    subject: d.subject,
+    bodyValues: { body: { value: d.body } },
+    textBody: [{ partId: "body", type: "text/plain" }],
+  };
+  if (d.inReplyTo) e.inReplyTo = d.inReplyTo;
+  if (d.references) e.references = d.references;
+  if (d.attachments.length)
+    e.attachments = d.attachments.map((a) => ({ blobId: a.blobId, type: a.type, name: a.name, disposition: "attachment" }));
+  return e;
+}
+
+/** Addresses seen in the loaded mail, for autocomplete: most frequent first. */
+export function knownAddresses(emails: Iterable<{ from: EmailAddress[] | null; to: EmailAddress[] | null }>, limit = 500): string[] {
+  const n = new Map<string, { a: EmailAddress; c: number }>();
+  for (const e of emails)
+    for (const a of [...(e.from ?? []), ...(e.to ?? [])]) {
+      const k = a.email.toLowerCase();
+      const cur = n.get(k);
+      if (cur) cur.c++;
+      else n.set(k, { a, c: 1 });
+    }
+  return [...n.values()].sort((x, y) => y.c - x.c).slice(0, limit).map((x) => formatAddress(x.a));
+}

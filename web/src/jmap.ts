@@ -1,0 +1,291 @@
+// The JMAP transport (RFC 8620): the Session, batched method calls over HTTP, feature
+// detection, and the push channel (RFC 8887 WebSocket when the server offers it, else
+// EventSource, else polling). Nothing here knows about the UI.
+
+export type Id = string;
+export type Invocation = [string, Record<string, unknown>, string];
+
+export const CORE = "urn:ietf:params:jmap:core";
+export const MAIL = "urn:ietf:params:jmap:mail";
+export const SUBMISSION = "urn:ietf:params:jmap:submission";
+export const WEBSOCKET = "urn:ietf:params:jmap:websocket";
+/** Tidings' own account capability: the account's sync status (see ARCHITECTURE.md). */
+export const TIDINGS_SYNC = "urn:tidings:params:sync";
+
+export interface SyncInfo {
+  status: "new" | "syncing" | "ok" | "retrying" | "auth_failed";
+  error?: string;
+  since?: number;
+  progress?: { total: number; headers: number; bodies: number };
+}
+
+export interface SessionAccount {
+  name: string;
+  isPersonal: boolean;
+  isReadOnly: boolean;
+  accountCapabilities: Record<string, unknown>;
+}
+
+export interface Session {
+  capabilities: Record<string, unknown>;
+  accounts: Record<Id, SessionAccount>;
+  primaryAccounts: Record<string, Id>;
+  username: string;
+  apiUrl: string;
+  downloadUrl: string;
+  uploadUrl: string;
+  eventSourceUrl: string;
+  state: string;
+}
+
+export class HttpError extends Error {
+  constructor(
+    public status: number,
+    message: string,
+  ) {
+    super(message);
+  }
+}
+
+export class MethodError extends Error {
+  constructor(
+    public type: string,
+    public description?: string,
+  ) {
+    super(description ? `${type}: ${description}` : type);
+  }
+}
+
+/** Headers every request of ours carries (the server then answers a 401 without asking
+ * the browser for a Basic password). */
+const CLIENT_HEADERS = { "X-Tidings-Client": "web" };
+
+export type Fetch = typeof fetch;
+
+export class Jmap {
+  session!: Session;
+  /** Optional methods the server answered (anything but `unknownMethod`). */
+  methods = new Set<string>();
+
+  constructor(private fetchFn: Fetch = (i, o) => fetch(i, o)) {}
+
+  async loadSession(): Promise<Session> {
+    const r = await this.fetchFn("/jmap/session", {
+      headers: CLIENT_HEADERS,
+      credentials: "same-origin",
+    });
+    if (!r.ok) throw new HttpError(r.status, `session: ${r.status}`);
+    this.session = (await r.json()) as Session;
+    return this.session;
+  }
+
+  /** One request with several method calls; answers by call id. A method error of one
+   * call is returned as a `MethodError` value, not thrown, so the others still count. */
+  async request(calls: Invocation[]): Promise<Map<string, Record<string, unknown> | MethodError>> {
+    const using = [CORE, MAIL];
+    if (calls.some((c) => c[0].startsWith("EmailSubmission") || c[0].startsWith("Identity")))
+      using.push(SUBMISSION);
+    const r = await this.fetchFn(this.session.apiUrl, {
+      method: "POST",
+      credentials: "same-origin",
+      headers: { ...CLIENT_HEADERS, "Content-Type": "application/json" },
+      body: JSON.stringify({ using, methodCalls: calls }),
+    });
+    if (!r.ok) throw new HttpError(r.status, `JMAP request failed: ${r.status}`);
+    const body = (await r.json()) as { methodResponses: Invocation[] };
+    const out = new Map<string, Record<string, unknown> | MethodError>();
+    for (const [name, args, id] of body.methodResponses) {
+      if (name === "error") out.set(id, new MethodError(String(args.type), args.description as string | undefined));
+      else out.set(id, args);
+    }
+    return out;
+  }
+
+  /** One method call; a method error is thrown. */
+  async call<T = Record<string, unknown>>(name: string, args: Record<string, unknown>): Promise<T> {
+    const r = (await this.request([[name, args, "0"]])).get("0");
+    if (r === undefined) throw new MethodError("serverFail", "no response");
+    if (r instanceof MethodError) throw r;
+    return r as T;
+  }
+
+  /** The calls that ask the server which optional methods it has: each `/set` with
+   * nothing to do (a no-op by RFC 8620 5.3); a server without it answers `unknownMethod`.
+   * Sent with the first request of the app; `readProbe` takes the answers. */
+  probeCalls(accountId: Id): Invocation[] {
+    return (["Email/set", "Mailbox/set", "EmailSubmission/set"] as const).map((m) => [m, { accountId }, `probe:${m}`]);
+  }
+
+  readProbe(answers: Map<string, Record<string, unknown> | MethodError>): void {
+    for (const m of ["Email/set", "Mailbox/set", "EmailSubmission/set"]) {
+      const a = answers.get(`probe:${m}`);
+      if (a === undefined) continue;
+      if (a instanceof MethodError && (a.type === "unknownMethod" || a.type === "unknownCapability")) this.methods.delete(m);
+      else this.methods.add(m);
+    }
+  }
+
+  /** Records what a call's answer says about the method's existence. */
+  learn(method: string, answer: Record<string, unknown> | MethodError | undefined): void {
+    if (answer instanceof MethodError && answer.type === "unknownMethod") this.methods.delete(method);
+    else if (answer !== undefined) this.methods.add(method);
+  }
+
+  has(method: string): boolean {
+    return this.methods.has(method);
+  }
+
+  downloadUrl(accountId: Id, blobId: Id, name: string, type: string): string {
+    return this.session.downloadUrl
+      .replace("{accountId}", encodeURIComponent(accountId))
+      .replace("{blobId}", encodeURIComponent(blobId))
+      .replace("{name}", encodeURIComponent(name || "attachment"))
+      .replace("{type}", encodeURIComponent(type || "application/octet-stream"));
+  }
+
+  /** Uploads a blob (RFC 8620 6.1) with progress; resolves to its blob id. */
+  upload(accountId: Id, file: Blob, onProgress?: (fraction: number) => void): Promise<{ blobId: Id; size: number; type: string }> {
+    const url = this.session.uploadUrl.replace("{accountId}", encodeURIComponent(accountId));
+    return new Promise((resolve, reject) => {
+      const x = new XMLHttpRequest();
+      x.open("POST", url);
+      x.withCredentials = true;
+      x.setRequestHeader("X-Tidings-Client", "web");
+      x.setRequestHeader("Content-Type", file.type || "application/octet-stream");
+      x.upload.onprogress = (e) => {
+        if (e.lengthComputable) onProgress?.(e.loaded / e.total);
+      };
+      x.onload = () => {
+        if (x.status >= 200 && x.status < 300) resolve(JSON.parse(x.responseText));
+        else reject(new HttpError(x.status, `upload failed: ${x.status}`));
+      };
+      x.onerror = () => reject(new HttpError(0, "upload failed: network"));
+      x.send(file);
+    });
+  }
+}
+
+export async function signIn(username: string, password: string): Promise<void> {
+  const r = await fetch("/auth/login", {
+    method: "POST",
+    credentials: "same-origin",
+    headers: { ...CLIENT_HEADERS, "Content-Type": "application/json" },
+    body: JSON.stringify({ username, password }),
+  });
+  if (!r.ok) {
+    let msg = "Sign-in failed.";
+    try {
+      msg = ((await r.json()) as { error?: string }).error ?? msg;
+    } catch {
+      /* not JSON */
+    }
+    throw new HttpError(r.status, msg);
+  }
+}
+
+export async function signOut(): Promise<void> {
+  await fetch("/auth/logout", { method: "POST", credentials: "same-origin", headers: CLIENT_HEADERS });
+}
+
+// --- push ------------------------------------------------------------------------------
+
+/** `{accountId: {TypeName: state}}` of a StateChange (RFC 8620 7.1). */
+export type StateChange = Record<Id, Record<string, string>>;
+export type Connection = "connecting" | "live" | "polling" | "offline";
+
+export interface PushOptions {
+  onChange: (c: StateChange | null) => void;
+  onStatus: (s: Connection) => void;
+  /** Polling interval without push, ms. */
+  pollMs?: number;
+}
+
+/** Keeps a push channel open with exponential backoff (1 s doubling to 30 s, jittered).
+ * `onChange(null)` means "something may have changed" (polling, or after a reconnect). */
+export class Push {
+  private ws: WebSocket | null = null;
+  private es: EventSource | null = null;
+  private timer: ReturnType<typeof setTimeout> | null = null;
+  private attempt = 0;
+  private stopped = false;
+
+  constructor(
+    private session: Session,
+    private opts: PushOptions,
+  ) {}
+
+  start(): void {
+    this.stopped = false;
+    this.connect();
+    window.addEventListener("online", this.kick);
+  }
+
+  stop(): void {
+    this.stopped = true;
+    window.removeEventListener("online", this.kick);
+    this.ws?.close();
+    this.es?.close();
+    if (this.timer) clearTimeout(this.timer);
+  }
+
+  private kick = () => {
+    if (this.timer) clearTimeout(this.timer);
+    this.attempt = 0;
+    this.connect();
+  };
+
+  private retry(): void {
+    if (this.stopped) return;
+    this.opts.onStatus(navigator.onLine === false ? "offline" : "connecting");
+    const base = Math.min(30_000, 1000 * 2 ** this.attempt++);
+    this.timer = setTimeout(() => this.connect(), base / 2 + Math.random() * (base / 2));
+  }
+
+  private connect(): void {
+    if (this.stopped) return;
+    const ws = this.session.capabilities[WEBSOCKET] as { url?: string; supportsPush?: boolean } | undefined;
+    if (ws?.url && ws.supportsPush && typeof WebSocket !== "undefined") return this.connectWs(ws.url);
+    // Without a WebSocket, poll: the RFC's EventSource is used only once the server has
+    // it (the Session advertises its URL always, so it is tried and polling is the fallback).
+    this.poll();
+  }
+
+  private connectWs(url: string): void {
+    this.opts.onStatus("connecting");
+    const abs = new URL(url, location.href);
+    if (abs.protocol === "http:") abs.protocol = "ws:";
+    if (abs.protocol === "https:") abs.protocol = "wss:";
+    let sock: WebSocket;
+    try {
+      sock = new WebSocket(abs.toString(), "jmap");
+    } catch {
+      return this.retry();
+    }
+    this.ws = sock;
+    sock.onopen = () => {
+      this.attempt = 0;
+      sock.send(JSON.stringify({ "@type": "WebSocketPushEnable", dataTypes: null }));
+      this.opts.onStatus("live");
+      this.opts.onChange(null);
+    };
+    sock.onmessage = (e) => {
+      try {
+        const m = JSON.parse(String(e.data)) as { "@type"?: string; changed?: StateChange };
+        if (m["@type"] === "StateChange" && m.changed) this.opts.onChange(m.changed);
+      } catch {
+        /* ignore garbage */
+      }
+    };
+    sock.onclose = () => {
+      if (this.ws === sock) this.ws = null;
+      this.retry();
+    };
+  }
+
+  private poll(): void {
+    const every = this.opts.pollMs ?? 15_000;
+    this.opts.onStatus(navigator.onLine === false ? "offline" : "polling");
+    this.opts.onChange(null);
+    this.timer = setTimeout(() => this.poll(), every);
+  }
+}

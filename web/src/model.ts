@@ -1,0 +1,262 @@
+// The client's state logic, pure functions over plain data so that it can be tested
+// without a browser or a server: the sparse message list of a query (windows fetched as
+// the user scrolls), applying `Email/queryChanges` and `Email/changes` to it, and
+// optimistic updates with their rollback.
+
+import type { Id } from "./jmap";
+
+export interface EmailAddress {
+  name: string | null;
+  email: string;
+}
+
+export interface Email {
+  id: Id;
+  threadId: Id;
+  mailboxIds: Record<Id, boolean>;
+  keywords: Record<string, boolean>;
+  from: EmailAddress[] | null;
+  to: EmailAddress[] | null;
+  subject: string | null;
+  preview: string;
+  receivedAt: string;
+  hasAttachment: boolean;
+  size: number;
+}
+
+export interface Mailbox {
+  id: Id;
+  name: string;
+  parentId: Id | null;
+  role: string | null;
+  sortOrder: number;
+  totalEmails: number;
+  unreadEmails: number;
+  totalThreads: number;
+  unreadThreads: number;
+}
+
+/** The message list of one query: `ids[i]` is the id at position i, or undefined when
+ * that window has not been fetched (yet, or any more). */
+export interface ListModel {
+  ids: (Id | undefined)[];
+  total: number;
+  queryState: string | null;
+}
+
+export function emptyList(): ListModel {
+  return { ids: [], total: 0, queryState: null };
+}
+
+/** Puts a fetched window in place. A different query state means the list changed under
+ * us: what was loaded before is dropped and only this window is kept. */
+export function setWindow(list: ListModel, position: number, ids: Id[], total: number, queryState: string | null): ListModel {
+  const keep = list.queryState === null || list.queryState === queryState;
+  const next: (Id | undefined)[] = keep ? list.ids.slice(0, total) : [];
+  next.length = total;
+  for (let i = 0; i < ids.length && position + i < total; i++) next[position + i] = ids[i];
+  return { ids: next, total, queryState };
+}
+
+/** Positions of the first unloaded page-aligned windows touching [from, to). */
+export function missingWindows(list: ListModel, from: number, to: number, page: number): number[] {
+  const out: number[] = [];
+  const end = Math.min(to, list.total);
+  for (let p = Math.floor(Math.max(0, from) / page) * page; p < end; p += page) {
+    for (let i = p; i < Math.min(p + page, end); i++) {
+      if (list.ids[i] === undefined) {
+        out.push(p);
+        break;
+      }
+    }
+  }
+  return out;
+}
+
+export interface QueryChanges {
+  oldQueryState: string;
+  newQueryState: string;
+  total?: number;
+  removed: Id[];
+  added: { id: Id; index: number }[];
+}
+
+/** RFC 8620 5.6: remove every removed id, then insert each added id at its index, in
+ * ascending index order. Positions beyond what is loaded stay unloaded. */
+export function applyQueryChanges(list: ListModel, ch: QueryChanges): ListModel {
+  const removed = new Set(ch.removed);
+  const ids: (Id | undefined)[] = [];
+  for (let i = 0; i < list.ids.length; i++) {
+    const id = list.ids[i];
+    if (id !== undefined && removed.has(id)) continue;
+    ids.push(id);
+  }
+  // Removed ids we had not loaded still shrink the list: trust the server's total.
+  const added = [...ch.added].sort((a, b) => a.index - b.index);
+  for (const a of added) {
+    if (a.index <= ids.length) ids.splice(a.index, 0, a.id);
+    else {
+      ids.length = a.index;
+      ids.push(a.id);
+    }
+  }
+  const total = ch.total ?? Math.max(0, list.total - ch.removed.length + ch.added.length);
+  ids.length = Math.min(ids.length, total);
+  return { ids, total, queryState: ch.newQueryState };
+}
+
+/** Where a list is ordered newest first (receivedAt descending, then id), and which
+ * Emails belong in it: what is needed to apply `Email/changes` without queryChanges. */
+export interface ListView {
+  matches: (e: Email) => boolean;
+  /** Threads mode: one row per thread (the newest matching Email). */
+  collapseThreads: boolean;
+}
+
+function newerFirst(a: Email, b: Email): number {
+  if (a.receivedAt !== b.receivedAt) return a.receivedAt < b.receivedAt ? 1 : -1;
+  return a.id < b.id ? 1 : a.id > b.id ? -1 : 0;
+}
+
+/** Applies `Email/changes` (destroyed ids, and the current version of created and
+ * updated Emails) to a newest-first list. Rows that stop matching go; new matches are
+ * put at their place when it lies in the loaded start of the list, else the total grows
+ * and the unloaded rest is fetched as it is scrolled to. Returns the new list. */
+export function applyEmailChanges(
+  list: ListModel,
+  view: ListView,
+  cache: Map<Id, Email>,
+  destroyed: Id[],
+  changed: Email[],
+): ListModel {
+  let ids = [...list.ids];
+  let total = list.total;
+  const gone = new Set(destroyed);
+  for (const e of changed) if (!view.matches(e)) gone.add(e.id);
+  const before = ids.length;
+  ids = ids.filter((id) => id === undefined || !gone.has(id));
+  total -= before - ids.length;
+  for (const e of changed) {
+    if (!view.matches(e)) continue;
+    if (ids.includes(e.id)) continue;
+    if (view.collapseThreads) {
+      // One row per thread: the thread's row moves to the newest of its Emails.
+      const at = ids.findIndex((id) => id !== undefined && cache.get(id)?.threadId === e.threadId);
+      if (at >= 0) {
+        const cur = cache.get(ids[at] as Id);
+        if (cur && newerFirst(e, cur) > 0) continue; // older than the row: no change
+        ids.splice(at, 1);
+        total--;
+      }
+    }
+    // The loaded start: positions 0..n-1 all known.
+    let n = 0;
+    while (n < ids.length && ids[n] !== undefined) n++;
+    let pos = 0;
+    while (pos < n) {
+      const other = cache.get(ids[pos] as Id);
+      if (!other || newerFirst(e, other) < 0) break;
+      pos++;
+    }
+    if (pos < n || n === ids.length) ids.splice(pos, 0, e.id);
+    else ids.splice(n, ids.length - n); // beyond the loaded start: refetch the rest
+    total++;
+  }
+  ids.length = Math.min(ids.length, Math.max(total, 0));
+  return { ids, total: Math.max(total, 0), queryState: null };
+}
+
+// --- optimistic updates -------------------------------------------------------------------
+
+/** A change applied locally before the server confirms it. */
+export interface Pending {
+  seq: number;
+  /** The Emails as they were before, to put back when the server refuses. */
+  before: Map<Id, Email>;
+  list: ListModel;
+}
+
+/** A patch in JMAP's form (`keywords/$seen: true`, `mailboxIds/m1: null`), applied to a
+ * local Email the way the server will apply it. */
+export function patchEmail(e: Email, patch: Record<string, unknown>): Email {
+  const out: Email = { ...e, keywords: { ...e.keywords }, mailboxIds: { ...e.mailboxIds } };
+  for (const [path, v] of Object.entries(patch)) {
+    const [head, ...rest] = path.split("/");
+    const key = rest.join("/").replace(/~1/g, "/").replace(/~0/g, "~");
+    if ((head === "keywords" || head === "mailboxIds") && key) {
+      const map = out[head] as Record<string, boolean>;
+      if (v === null || v === false) delete map[key];
+      else map[key] = true;
+    } else if ((head === "keywords" || head === "mailboxIds") && !key && v && typeof v === "object") {
+      out[head] = { ...(v as Record<string, boolean>) };
+    }
+  }
+  return out;
+}
+
+export class Optimistic {
+  private seq = 0;
+  pending = new Map<number, Pending>();
+
+  /** Applies `patches` (per Email id) to `cache` and records what to restore. */
+  apply(cache: Map<Id, Email>, list: ListModel, patches: Map<Id, Record<string, unknown>>): number {
+    const seq = ++this.seq;
+    const before = new Map<Id, Email>();
+    for (const [id, p] of patches) {
+      const e = cache.get(id);
+      if (!e) continue;
+      before.set(id, e);
+      cache.set(id, patchEmail(e, p));
+    }
+    this.pending.set(seq, { seq, before, list });
+    return seq;
+  }
+
+  /** The server accepted: forget the snapshot. */
+  commit(seq: number): void {
+    this.pending.delete(seq);
+  }
+
+  /** The server refused some or all: restore those Emails (unless the server has sent a
+   * newer version since, which `cache` then already holds as a different object that
+   * was not produced by this update). Returns the list as it was before. */
+  rollback(cache: Map<Id, Email>, seq: number, ids?: Iterable<Id>): ListModel | null {
+    const p = this.pending.get(seq);
+    if (!p) return null;
+    this.pending.delete(seq);
+    const which = ids ? new Set(ids) : new Set(p.before.keys());
+    for (const [id, old] of p.before) if (which.has(id)) cache.set(id, old);
+    return p.list;
+  }
+}
+
+// --- mailboxes ------------------------------------------------------------------------------
+
+const ROLE_ORDER = ["inbox", "drafts", "sent", "archive", "junk", "trash"];
+
+/** Mailboxes in display order: roles first (Inbox, Drafts, Sent, Archive, Junk, Trash),
+ * then the others by sortOrder and name, each followed by its children, with depth. */
+export function mailboxTree(list: Mailbox[]): { mailbox: Mailbox; depth: number }[] {
+  const kids = new Map<Id | null, Mailbox[]>();
+  for (const m of list) {
+    const k = m.parentId && list.some((p) => p.id === m.parentId) ? m.parentId : null;
+    const arr = kids.get(k) ?? [];
+    arr.push(m);
+    kids.set(k, arr);
+  }
+  const rank = (m: Mailbox) => {
+    const r = m.role ? ROLE_ORDER.indexOf(m.role) : -1;
+    return r < 0 ? ROLE_ORDER.length : r;
+  };
+  const cmp = (a: Mailbox, b: Mailbox) =>
+    rank(a) - rank(b) || a.sortOrder - b.sortOrder || a.name.localeCompare(b.name);
+  const out: { mailbox: Mailbox; depth: number }[] = [];
+  const walk = (parent: Id | null, depth: number) => {
+    for (const m of (kids.get(parent) ?? []).sort(cmp)) {
+      out.push({ mailbox: m, depth });
+      if (depth < 20) walk(m.id, depth + 1);
+    }
+  };
+  walk(null, 0);
+  return out;
+}

@@ -1,0 +1,176 @@
+import { useEffect, useReducer, useRef, useState } from "preact/hooks";
+import type { MailApp } from "../state";
+import { signIn } from "../jmap";
+import { Sidebar } from "./Sidebar";
+import { MessageList } from "./MessageList";
+import { Reader } from "./Reader";
+import { Help, useShortcuts } from "./keys";
+import { Compose } from "./Compose";
+
+/** Re-renders the caller whenever the application object emits. */
+export function useApp(app: MailApp): void {
+  const [, tick] = useReducer((n: number, _: undefined) => n + 1, 0);
+  useEffect(() => {
+    const off = app.subscribe(() => tick(undefined));
+    tick(undefined); // what changed before we subscribed
+    return off;
+  }, [app]);
+}
+
+export function App({ app }: { app: MailApp }) {
+  useApp(app);
+  if (app.phase === "signin") return <SignIn app={app} />;
+  if (app.phase === "loading")
+    return (
+      <div class="center" role="status">
+        Loading…
+      </div>
+    );
+  if (app.phase === "error")
+    return (
+      <div class="center" role="alert">
+        {app.fatal}
+      </div>
+    );
+  return <Main app={app} />;
+}
+
+function SignIn({ app }: { app: MailApp }) {
+  const [error, setError] = useState("");
+  const [busy, setBusy] = useState(false);
+  const user = useRef<HTMLInputElement>(null);
+  useEffect(() => user.current?.focus(), []);
+  const submit = async (e: Event) => {
+    e.preventDefault();
+    const f = new FormData(e.currentTarget as HTMLFormElement);
+    setBusy(true);
+    setError("");
+    try {
+      await signIn(String(f.get("username") ?? ""), String(f.get("password") ?? ""));
+      await app.signedIn();
+    } catch (err) {
+      setError(err instanceof Error ? err.message : "Sign-in failed.");
+      setBusy(false);
+    }
+  };
+  return (
+    <main class="signin">
+      <form onSubmit={submit} aria-labelledby="signin-title">
+        <h1 id="signin-title">Tidings</h1>
+        <label>
+          User name
+          <input ref={user} name="username" autocomplete="username" required />
+        </label>
+        <label>
+          Password
+          <input name="password" type="password" autocomplete="current-password" required />
+        </label>
+        {error && (
+          <p class="error" role="alert">
+            {error}
+          </p>
+        )}
+        <button type="submit" disabled={busy}>
+          {busy ? "Signing in…" : "Sign in"}
+        </button>
+      </form>
+    </main>
+  );
+}
+
+const CONNECTION_TEXT = {
+  connecting: "Reconnecting…",
+  offline: "Offline: changes will show when the connection is back.",
+  live: "",
+  polling: "",
+} as const;
+
+function Main({ app }: { app: MailApp }) {
+  const [help, setHelp] = useState(false);
+  const search = useRef<HTMLInputElement>(null);
+  useShortcuts(app, { search, toggleHelp: () => setHelp((h) => !h) });
+  // The box shows the current search (cleared when a mailbox is opened).
+  useEffect(() => {
+    if (search.current && document.activeElement !== search.current) search.current.value = app.view.search;
+  }, [app.view]);
+  const conn = CONNECTION_TEXT[app.connection];
+  return (
+    <div class={`layout ${app.open ? "reading" : ""}`}>
+      <header class="topbar">
+        <span class="brand">Tidings</span>
+        <form
+          class="search"
+          role="search"
+          onSubmit={(e) => {
+            e.preventDefault();
+            void app.setSearch(search.current?.value ?? "");
+          }}
+        >
+          <input
+            ref={search}
+            type="search"
+            name="q"
+            aria-label="Search mail (from: to: subject: has:attachment before: after: in: is:unread)"
+            placeholder="Search: from: to: subject: has:attachment before: after: in:"
+            onKeyDown={(e) => {
+              if (e.key === "Escape") {
+                (e.currentTarget as HTMLInputElement).blur();
+              }
+            }}
+          />
+        </form>
+        <span class={`conn conn-${app.connection}`} role="status" aria-live="polite" data-connection={app.connection}>
+          {app.connection === "live" ? "● Live" : app.connection === "polling" ? "● Polling" : conn}
+        </span>
+        {app.can("draft") && (
+          <button type="button" class="primary" onClick={() => app.startCompose("new")} title="Compose (c)">
+            Compose
+          </button>
+        )}
+        {typeof Notification !== "undefined" && (
+          <button
+            type="button"
+            class="ghost"
+            aria-pressed={app.notifications}
+            title="Desktop notifications for new mail in Inbox"
+            onClick={() => void app.setNotifications(!app.notifications)}
+          >
+            {app.notifications ? "Notifications on" : "Notify me"}
+          </button>
+        )}
+        <button type="button" class="ghost" onClick={() => setHelp(true)} aria-label="Keyboard shortcuts">
+          ?
+        </button>
+        <button type="button" class="ghost" onClick={() => void app.signOut()}>
+          Sign out
+        </button>
+      </header>
+      <Sidebar app={app} />
+      <MessageList app={app} />
+      <Reader app={app} />
+      {app.toast && (
+        <div class={`toast ${app.toast.error ? "toast-error" : ""}`} role={app.toast.error ? "alert" : "status"}>
+          <span>{app.toast.text}</span>
+          {app.toast.undo && (
+            <button type="button" onClick={app.toast.undo}>
+              Undo
+            </button>
+          )}
+          <button
+            type="button"
+            class="ghost"
+            aria-label="Dismiss"
+            onClick={() => {
+              app.toast = null;
+              app.emit();
+            }}
+          >
+            ×
+          </button>
+        </div>
+      )}
+      {help && <Help app={app} onClose={() => setHelp(false)} />}
+      <Compose app={app} />
+    </div>
+  );
+}

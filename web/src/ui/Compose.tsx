@@ -1,0 +1,148 @@
+import { useEffect, useMemo, useRef, useState } from "preact/hooks";
+import type { MailApp } from "../state";
+import { knownAddresses, parseAddresses } from "../compose";
+import { formatSize } from "../text";
+
+/** The composer: identities, recipients with autocomplete, subject, plain text, attachments
+ * by picker or drag and drop with upload progress; drafts saved as you type. */
+export function Compose({ app }: { app: MailApp }) {
+  const d = app.compose;
+  const first = useRef<HTMLInputElement>(null);
+  const body = useRef<HTMLTextAreaElement>(null);
+  const [over, setOver] = useState(false);
+  const known = useMemo(() => knownAddresses(app.cache.values()), [app.compose === null]);
+  useEffect(() => {
+    if (!d) return;
+    if (d.to) {
+      body.current?.focus();
+      body.current?.setSelectionRange(0, 0);
+    } else first.current?.focus();
+  }, [d === null]);
+  if (!d) return null;
+  const bad = [d.to, d.cc, d.bcc].flatMap((s) => parseAddresses(s).bad);
+  const canSend = app.can("send") && parseAddresses(d.to).list.length + parseAddresses(d.cc).list.length + parseAddresses(d.bcc).list.length > 0 && bad.length === 0 && app.uploads.length === 0;
+  const field = (label: string, key: "to" | "cc" | "bcc", ref?: typeof first) => (
+    <label class="cfield">
+      <span>{label}</span>
+      <input
+        ref={ref}
+        name={key}
+        list="known-addresses"
+        autocomplete="off"
+        value={d[key]}
+        onInput={(e) => app.editDraft({ [key]: (e.currentTarget as HTMLInputElement).value })}
+      />
+    </label>
+  );
+  return (
+    <div
+      class={`compose ${over ? "drop" : ""}`}
+      role="dialog"
+      aria-label="New message"
+      onKeyDown={(e) => {
+        if (e.key === "Escape") void app.closeCompose();
+        if (e.key === "Enter" && (e.ctrlKey || e.metaKey) && canSend) void app.send();
+      }}
+      onDragOver={(e) => {
+        e.preventDefault();
+        setOver(true);
+      }}
+      onDragLeave={() => setOver(false)}
+      onDrop={(e) => {
+        e.preventDefault();
+        setOver(false);
+        const files = [...(e.dataTransfer?.files ?? [])];
+        if (files.length) void app.attach(files);
+      }}
+    >
+      <datalist id="known-addresses">
+        {known.map((a) => (
+          <option key={a} value={a} />
+        ))}
+      </datalist>
+      <div class="compose-head">
+        <strong>{d.subject || "New message"}</strong>
+        <button type="button" class="ghost" aria-label="Close (the draft is kept)" onClick={() => void app.closeCompose()}>
+          ×
+        </button>
+      </div>
+      {app.identities.length > 1 && (
+        <label class="cfield">
+          <span>From</span>
+          <select value={d.identityId} onChange={(e) => app.editDraft({ identityId: (e.currentTarget as HTMLSelectElement).value })}>
+            {app.identities.map((i) => (
+              <option key={i.id} value={i.id}>
+                {i.name ? `${i.name} <${i.email}>` : i.email}
+              </option>
+            ))}
+          </select>
+        </label>
+      )}
+      {field("To", "to", first)}
+      {field("Cc", "cc")}
+      {field("Bcc", "bcc")}
+      <label class="cfield">
+        <span>Subject</span>
+        <input name="subject" value={d.subject} onInput={(e) => app.editDraft({ subject: (e.currentTarget as HTMLInputElement).value })} />
+      </label>
+      <textarea
+        ref={body}
+        name="body"
+        aria-label="Message"
+        value={d.body}
+        onInput={(e) => app.editDraft({ body: (e.currentTarget as HTMLTextAreaElement).value })}
+      />
+      {(d.attachments.length > 0 || app.uploads.length > 0) && (
+        <ul class="c-attachments" aria-label="Attachments">
+          {d.attachments.map((a, i) => (
+            <li key={a.blobId + i}>
+              {a.name} <span class="att-meta">{formatSize(a.size)}</span>
+              <button type="button" class="ghost" aria-label={`Remove ${a.name}`} onClick={() => app.editDraft({ attachments: d.attachments.filter((_, j) => j !== i) })}>
+                ×
+              </button>
+            </li>
+          ))}
+          {app.uploads.map((u) => (
+            <li key={u.name}>
+              {u.name} <progress max={1} value={u.progress} aria-label={`Uploading ${u.name}`} />
+            </li>
+          ))}
+        </ul>
+      )}
+      {bad.length > 0 && (
+        <p class="error" role="alert">
+          Not an address: {bad.join(", ")}
+        </p>
+      )}
+      <div class="compose-actions">
+        {app.can("send") && (
+          <button type="button" class="primary" disabled={!canSend} onClick={() => void app.send()} title="Send (Ctrl+Enter)">
+            Send
+          </button>
+        )}
+        <label class="attach">
+          Attach…
+          <input
+            type="file"
+            multiple
+            onChange={(e) => {
+              const el = e.currentTarget as HTMLInputElement;
+              const files = [...(el.files ?? [])];
+              el.value = "";
+              if (files.length) void app.attach(files);
+            }}
+          />
+        </label>
+        <button type="button" onClick={() => void app.saveDraft()}>
+          Save draft
+        </button>
+        <button type="button" class="ghost" onClick={() => void app.discardDraft()}>
+          Discard
+        </button>
+        <span class="compose-status" role="status" aria-live="polite">
+          {app.composeStatus}
+        </span>
+      </div>
+    </div>
+  );
+}

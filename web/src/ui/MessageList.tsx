@@ -1,0 +1,295 @@
+import { useEffect, useLayoutEffect, useRef, useState } from "preact/hooks";
+import { PAGE, type MailApp } from "../state";
+import type { Email, EmailAddress } from "../model";
+import { Highlighted } from "./text";
+import { Icon } from "./icons";
+
+export const ROW = 64;
+const OVERSCAN = 10;
+
+export function who(a: EmailAddress[] | null | undefined): string {
+  const x = a?.[0];
+  if (!x) return "(nobody)";
+  return x.name || x.email;
+}
+
+export function shortDate(iso: string, now = new Date()): string {
+  const d = new Date(iso);
+  if (Number.isNaN(d.getTime())) return "";
+  if (d.toDateString() === now.toDateString()) return d.toLocaleTimeString(undefined, { hour: "2-digit", minute: "2-digit" });
+  if (d.getFullYear() === now.getFullYear()) return d.toLocaleDateString(undefined, { month: "short", day: "numeric" });
+  return d.toLocaleDateString(undefined, { year: "numeric", month: "short", day: "numeric" });
+}
+
+/** The message list, virtualised: only the rows on screen (plus a few) exist in the DOM;
+ * the windows of ids and Emails they need are fetched as the user scrolls. */
+export function MessageList({ app }: { app: MailApp }) {
+  const scroller = useRef<HTMLDivElement>(null);
+  const [top, setTop] = useState(0);
+  const [height, setHeight] = useState(800);
+  const anchor = useRef<number | null>(null);
+  const { list } = app;
+
+  useLayoutEffect(() => {
+    const el = scroller.current;
+    if (!el) return;
+    const ro = new ResizeObserver(() => setHeight(el.clientHeight));
+    ro.observe(el);
+    setHeight(el.clientHeight);
+    return () => ro.disconnect();
+  }, []);
+
+  // A new list starts at the top.
+  useEffect(() => {
+    if (scroller.current) scroller.current.scrollTop = 0;
+    setTop(0);
+  }, [app.view]);
+
+  const first = Math.max(0, Math.floor(top / ROW) - OVERSCAN);
+  const last = Math.min(list.total, Math.ceil((top + height) / ROW) + OVERSCAN);
+
+  // Fetch what the visible rows need: at most every 50 ms while scrolling (throttled, so a
+  // long fling still fills the rows it passes over), and once more where it stops.
+  const want = useRef({ first, last });
+  want.current = { first, last };
+  const timer = useRef<ReturnType<typeof setTimeout> | null>(null);
+  useEffect(() => {
+    if (timer.current) return;
+    timer.current = setTimeout(() => {
+      timer.current = null;
+      const w = want.current;
+      void app.ensureRange(w.first - PAGE / 2, w.last + PAGE / 2);
+    }, 50);
+  }, [first, last, list.queryState, list.total]);
+  useEffect(() => () => {
+    if (timer.current) clearTimeout(timer.current);
+  }, []);
+
+  // Keep the cursor row visible when it moves by keyboard.
+  useEffect(() => {
+    const el = scroller.current;
+    if (!el || anchor.current === app.cursor) return;
+    anchor.current = app.cursor;
+    const y = app.cursor * ROW;
+    if (y < el.scrollTop) el.scrollTop = y;
+    else if (y + ROW > el.scrollTop + el.clientHeight) el.scrollTop = y + ROW - el.clientHeight;
+  }, [app.cursor]);
+
+  const rows = [];
+  for (let i = first; i < last; i++) {
+    const id = list.ids[i];
+    const e = id ? app.cache.get(id) : undefined;
+    rows.push(<Row key={id ?? `p${i}`} app={app} index={i} email={e} />);
+  }
+  const title = app.view.search ? `Search: ${app.view.search}` : app.mailbox(app.view.mailboxId)?.name ?? "";
+  return (
+    <section class="list" aria-label="Messages">
+      <div class="list-head">
+        <h1 class="list-title">{title}</h1>
+        <span class="list-total" aria-live="polite">
+          {app.listLoading ? "…" : `${list.total.toLocaleString()} ${app.view.collapseThreads ? "conversations" : "messages"}`}
+        </span>
+        <label class="threads-toggle">
+          <input type="checkbox" checked={app.view.collapseThreads} onChange={(e) => void app.setCollapse((e.currentTarget as HTMLInputElement).checked)} />
+          Conversations
+        </label>
+        {app.can("folders") && !app.view.search && app.mailbox(app.view.mailboxId) && !app.mailbox(app.view.mailboxId)?.role && (
+          <span class="folder-actions">
+            <button
+              type="button"
+              class="ghost"
+              onClick={() => {
+                const m = app.mailbox(app.view.mailboxId);
+                const name = m && prompt("New name of the folder", m.name);
+                if (m && name && name !== m.name) void app.renameFolder(m.id, name);
+              }}
+            >
+              Rename
+            </button>
+            <button
+              type="button"
+              class="ghost"
+              onClick={() => {
+                const m = app.mailbox(app.view.mailboxId);
+                if (m && confirm(`Delete the folder ${m.name}?`)) void app.deleteFolder(m.id);
+              }}
+            >
+              Delete folder
+            </button>
+          </span>
+        )}
+        {app.selected.size > 0 && <Bulk app={app} />}
+      </div>
+      {app.searchProblems.length > 0 && (
+        <p class="search-problems" role="alert">
+          Not understood: {app.searchProblems.join(", ")}
+        </p>
+      )}
+      <div
+        ref={scroller}
+        class="scroller"
+        role="grid"
+        aria-rowcount={list.total}
+        aria-label="Message list"
+        aria-activedescendant={list.ids[app.cursor] ? `row-${app.cursor}` : undefined}
+        tabIndex={0}
+        onScroll={(e) => setTop((e.currentTarget as HTMLDivElement).scrollTop)}
+      >
+        <div class="spacer" style={{ height: `${list.total * ROW}px` }}>
+          {rows}
+        </div>
+        {!app.listLoading && list.total === 0 && <p class="empty">No messages here.</p>}
+      </div>
+    </section>
+  );
+}
+
+function Bulk({ app }: { app: MailApp }) {
+  const ids = [...app.selected];
+  return (
+    <div class="bulk" role="toolbar" aria-label="Selected messages">
+      <span>{ids.length} selected</span>
+      {app.can("read") && (
+        <button type="button" onClick={() => void app.toggle("$seen", ids)}>
+          Read/unread
+        </button>
+      )}
+      {app.can("flag") && (
+        <button type="button" onClick={() => void app.toggle("$flagged", ids)}>
+          Flag
+        </button>
+      )}
+      {app.can("move") && (
+        <button type="button" onClick={() => void app.archive(ids)}>
+          Archive
+        </button>
+      )}
+      {app.can("delete") && (
+        <button type="button" onClick={() => void app.remove(ids)}>
+          Delete
+        </button>
+      )}
+      <button
+        type="button"
+        class="ghost"
+        onClick={() => {
+          app.selected.clear();
+          app.emit();
+        }}
+      >
+        Clear
+      </button>
+    </div>
+  );
+}
+
+let lastClicked = -1;
+
+function Row({ app, index, email }: { app: MailApp; index: number; email: Email | undefined }) {
+  const style = { transform: `translateY(${index * ROW}px)` };
+  if (!email)
+    return (
+      <div class="row placeholder" role="row" aria-rowindex={index + 1} style={style}>
+        <span class="ph" />
+      </div>
+    );
+  const unread = !email.keywords.$seen;
+  const flagged = !!email.keywords.$flagged;
+  const selected = app.selected.has(email.id);
+  const isOpen = app.open?.emailId === email.id || (app.open && app.open.threadId === email.threadId);
+  const count = app.view.collapseThreads ? app.threadSizes.get(email.threadId) ?? 1 : 1;
+  const sent = app.mailbox(app.view.mailboxId)?.role === "sent";
+  const snippet = app.snippets.get(email.id);
+  const onClick = (e: MouseEvent) => {
+    if (e.shiftKey && lastClicked >= 0) {
+      const [a, b] = [Math.min(lastClicked, index), Math.max(lastClicked, index)];
+      for (let i = a; i <= b; i++) {
+        const id = app.list.ids[i];
+        if (id) app.selected.add(id);
+      }
+      app.emit();
+      return;
+    }
+    if (e.ctrlKey || e.metaKey) {
+      if (selected) app.selected.delete(email.id);
+      else app.selected.add(email.id);
+      lastClicked = index;
+      app.emit();
+      return;
+    }
+    lastClicked = index;
+    app.cursor = index;
+    void app.openThread(email.id);
+  };
+  return (
+    <div
+      class={`row ${unread ? "unread" : ""} ${selected ? "selected" : ""} ${isOpen ? "open" : ""} ${app.cursor === index ? "cursor" : ""}`}
+      role="row"
+      id={`row-${index}`}
+      aria-rowindex={index + 1}
+      aria-selected={selected}
+      data-email={email.id}
+      style={style}
+      draggable={app.can("move")}
+      onDragStart={(e) => {
+        const ids = selected ? [...app.selected] : [email.id];
+        e.dataTransfer?.setData("application/x-tidings-emails", ids.join(","));
+      }}
+      onClick={onClick}
+    >
+      <span role="gridcell" class="sel">
+        <input
+          type="checkbox"
+          aria-label="Select"
+          checked={selected}
+          onClick={(e) => e.stopPropagation()}
+          onChange={() => {
+            if (selected) app.selected.delete(email.id);
+            else app.selected.add(email.id);
+            lastClicked = index;
+            app.emit();
+          }}
+        />
+      </span>
+      <span role="gridcell" class="from">
+        {unread && <span class="dot" aria-label="Unread" />}
+        {sent ? `To: ${who(email.to)}` : who(email.from)}
+        {count > 1 && <span class="tcount">{count}</span>}
+      </span>
+      <span role="gridcell" class="subject-line">
+        <span class="subject">
+          {snippet?.subject ? <Highlighted html={snippet.subject} /> : email.subject || "(no subject)"}
+        </span>
+        <span class="preview">{snippet?.preview ? <Highlighted html={snippet.preview} /> : email.preview}</span>
+      </span>
+      <span role="gridcell" class="marks">
+        {email.hasAttachment && (
+          <span class="clip" title="Has attachment">
+            <Icon name="clip" label="Has attachment" />
+          </span>
+        )}
+        {app.can("flag") ? (
+          <button
+            type="button"
+            class={`flag ${flagged ? "on" : ""}`}
+            aria-label={flagged ? "Unflag" : "Flag"}
+            aria-pressed={flagged}
+            onClick={(e) => {
+              e.stopPropagation();
+              void app.setKeyword([email.id], "$flagged", !flagged);
+            }}
+          >
+            <Icon name="flag" />
+          </button>
+        ) : (
+          flagged && (
+            <span class="flag on">
+              <Icon name="flag" label="Flagged" />
+            </span>
+          )
+        )}
+        <time dateTime={email.receivedAt}>{shortDate(email.receivedAt)}</time>
+      </span>
+    </div>
+  );
+}

@@ -1,0 +1,163 @@
+import { useEffect } from "preact/hooks";
+import type { RefObject } from "preact";
+import type { MailApp } from "../state";
+
+export const SHORTCUTS: [string, string][] = [
+  ["j / k", "next / previous message"],
+  ["o or Enter", "open the message"],
+  ["u or Escape", "back to the list"],
+  ["x", "select the message"],
+  ["* a", "select all loaded messages"],
+  ["s", "flag / unflag"],
+  ["U / I", "mark unread / read"],
+  ["e", "archive"],
+  ["#", "delete (to Trash)"],
+  ["z", "undo the last action"],
+  ["c", "compose"],
+  ["r / a / f", "reply / reply all / forward"],
+  ["/", "search"],
+  ["g i", "go to Inbox"],
+  ["?", "this help"],
+];
+
+/** Keyboard shortcuts (ignored while typing in a field). */
+export function useShortcuts(app: MailApp, o: { search: RefObject<HTMLInputElement>; toggleHelp: () => void }): void {
+  useEffect(() => {
+    let prefix = "";
+    const onKey = (e: KeyboardEvent) => {
+      const t = e.target as HTMLElement | null;
+      if (t && (t.tagName === "INPUT" || t.tagName === "TEXTAREA" || t.isContentEditable)) return;
+      if (e.ctrlKey || e.metaKey || e.altKey) return;
+      const k = e.key;
+      const p = prefix;
+      prefix = "";
+      const move = (d: number) => {
+        const n = Math.max(0, Math.min(app.list.total - 1, app.cursor + d));
+        app.cursor = n;
+        const id = app.list.ids[n];
+        if (app.open && id) void app.openThread(id);
+        app.emit();
+      };
+      if (p === "g" && k === "i") {
+        const inbox = app.byRole("inbox");
+        if (inbox) void app.selectMailbox(inbox.id);
+        return;
+      }
+      if (p === "*" && k === "a") {
+        for (const id of app.list.ids) if (id) app.selected.add(id);
+        app.emit();
+        return;
+      }
+      switch (k) {
+        case "j":
+          move(1);
+          break;
+        case "k":
+          move(-1);
+          break;
+        case "o":
+        case "Enter": {
+          const id = app.list.ids[app.cursor];
+          if (id) void app.openThread(id);
+          break;
+        }
+        case "u":
+        case "Escape":
+          if (app.open) app.closeThread();
+          else if (app.selected.size) {
+            app.selected.clear();
+            app.emit();
+          }
+          break;
+        case "x": {
+          const id = app.list.ids[app.cursor];
+          if (id) {
+            if (app.selected.has(id)) app.selected.delete(id);
+            else app.selected.add(id);
+            app.emit();
+          }
+          break;
+        }
+        case "s":
+          void app.toggle("$flagged");
+          break;
+        case "U":
+          void app.mark("$seen", false);
+          break;
+        case "I":
+          void app.mark("$seen", true);
+          break;
+        case "e":
+          if (app.can("move")) void app.archive();
+          break;
+        case "#":
+          void app.remove();
+          break;
+        case "z":
+          void app.undo();
+          break;
+        case "c":
+          app.startCompose("new");
+          break;
+        case "r":
+          app.startCompose("reply");
+          break;
+        case "a":
+          app.startCompose("replyAll");
+          break;
+        case "f":
+          app.startCompose("forward");
+          break;
+        case "/":
+          o.search.current?.focus();
+          break;
+        case "?":
+          o.toggleHelp();
+          break;
+        case "g":
+        case "*":
+          prefix = k;
+          return;
+        default:
+          return;
+      }
+      e.preventDefault();
+    };
+    document.addEventListener("keydown", onKey);
+    return () => document.removeEventListener("keydown", onKey);
+  }, [app]);
+}
+
+export function Help({ app, onClose }: { app: MailApp; onClose: () => void }) {
+  useEffect(() => {
+    const k = (e: KeyboardEvent) => e.key === "Escape" && onClose();
+    document.addEventListener("keydown", k);
+    return () => document.removeEventListener("keydown", k);
+  }, []);
+  const missing = (["read", "move", "draft", "send", "folders"] as const).filter((a) => !app.can(a));
+  return (
+    <div class="overlay" onClick={onClose}>
+      <div class="dialog" role="dialog" aria-modal="true" aria-labelledby="help-title" onClick={(e) => e.stopPropagation()}>
+        <h2 id="help-title">Keyboard shortcuts</h2>
+        <dl class="keys">
+          {SHORTCUTS.map(([k, d]) => (
+            <div key={k}>
+              <dt>
+                <kbd>{k}</kbd>
+              </dt>
+              <dd>{d}</dd>
+            </div>
+          ))}
+        </dl>
+        {missing.length > 0 && (
+          <p class="note">
+            This server does not offer yet: {missing.join(", ")}. Those actions are hidden until it does.
+          </p>
+        )}
+        <button type="button" onClick={onClose} autofocus>
+          Close
+        </button>
+      </div>
+    </div>
+  );
+}
