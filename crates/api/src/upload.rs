@@ -2,7 +2,9 @@
 //!
 //! The bytes become a content-addressed blob owned by the account (`Store::put_upload`);
 //! the answer is `{accountId, blobId, type, size}` with 201. A body larger than
-//! `maxSizeUpload` is refused with a `limit` problem (413) before more than that is read.
+//! `maxSizeUpload` is refused with a `limit` problem (413) before more than that is read;
+//! more than `maxConcurrentUpload` uploads of one user at once with a `limit` problem
+//! (429).
 //! Uploads no Email references are forgotten after [`UPLOAD_TTL`] (RFC 8620 6.1 asks for
 //! at least an hour); expired ones are swept at each upload.
 
@@ -15,6 +17,42 @@ use std::sync::Arc;
 
 /// How long an upload that no Email references is kept, in seconds.
 pub const UPLOAD_TTL: i64 = 24 * 3600;
+
+/// Uploads running per user, for `maxConcurrentUpload`.
+fn running() -> &'static std::sync::Mutex<std::collections::HashMap<mail_types::UserId, u64>> {
+    static RUNNING: std::sync::OnceLock<
+        std::sync::Mutex<std::collections::HashMap<mail_types::UserId, u64>>,
+    > = std::sync::OnceLock::new();
+    RUNNING.get_or_init(Default::default)
+}
+
+/// One running upload of a user; counted down when dropped.
+struct Slot(mail_types::UserId);
+
+impl Slot {
+    fn take(user: mail_types::UserId, max: u64) -> Option<Slot> {
+        let mut m = running().lock().ok()?;
+        let n = m.entry(user).or_insert(0);
+        if *n >= max {
+            return None;
+        }
+        *n += 1;
+        Some(Slot(user))
+    }
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        if let Ok(mut m) = running().lock()
+            && let Some(n) = m.get_mut(&self.0)
+        {
+            *n = n.saturating_sub(1);
+            if *n == 0 {
+                m.remove(&self.0);
+            }
+        }
+    }
+}
 
 fn problem(status: StatusCode, e: jmap_proto::RequestError) -> Response {
     let mut r = (status, e.to_json()).into_response();
@@ -77,6 +115,15 @@ pub(crate) async fn upload(
     if declared.is_some_and(|n| n > limit as u64) {
         return too_large();
     }
+    let Some(_slot) = Slot::take(principal.user, state.core.max_concurrent_upload) else {
+        return problem(
+            StatusCode::TOO_MANY_REQUESTS,
+            jmap_proto::RequestError::limit(
+                "maxConcurrentUpload",
+                "too many uploads at once for this user",
+            ),
+        );
+    };
     let content_type = media_type(req.headers().get(header::CONTENT_TYPE));
     let bytes = match to_bytes(req.into_body(), limit).await {
         Ok(b) => b,

@@ -802,6 +802,35 @@ fn upload_parse_and_download() -> Result<()> {
     );
     assert_eq!(other("POST", "/jmap/upload/a1/")?, 404);
 
+    // maxConcurrentUpload (4): four uploads still sending hold the slots; a fifth is
+    // refused; once they are gone, uploads go through again.
+    let mut slow = Vec::new();
+    for _ in 0..4 {
+        let mut s = TcpStream::connect(("127.0.0.1", serve.port))?;
+        write!(
+            s,
+            "POST /jmap/upload/a1/ HTTP/1.1\r\nHost: x\r\nAuthorization: {BASIC}\r\n\
+                   Content-Length: 1000\r\n\r\npartial"
+        )?;
+        slow.push(s);
+    }
+    std::thread::sleep(Duration::from_millis(300));
+    let (status, _, body) = http(serve.port, "POST", "/jmap/upload/a1/", "", b"fifth")?;
+    assert_eq!(status, 429, "{}", String::from_utf8_lossy(&body));
+    assert!(String::from_utf8_lossy(&body).contains("maxConcurrentUpload"));
+    drop(slow);
+    let start = Instant::now();
+    loop {
+        let (status, _, _) = http(serve.port, "POST", "/jmap/upload/a1/", "", b"later")?;
+        if status == 201 {
+            break;
+        }
+        if start.elapsed() > Duration::from_secs(10) {
+            bail!("the upload slots were never given back (last status {status})");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+
     // maxSizeUpload: refused from the declared length, before the body is read.
     let mut s = TcpStream::connect(("127.0.0.1", serve.port))?;
     s.set_read_timeout(Some(Duration::from_secs(10)))?;

@@ -43,6 +43,11 @@ impl Drop for Env {
 /// Dovecot with `n` messages in INBOX (subjects `m0`...), one in Archive, and a running
 /// `tidings serve` that has synced them.
 fn start(n: usize) -> Result<Env> {
+    start_with(n, false)
+}
+
+/// With `second`, alice also has an account "other" (bob@example.org, one message).
+fn start_with(n: usize, second: bool) -> Result<Env> {
     let dovecot = Dovecot::start(DovecotOptions::default())?;
     dovecot.add_user(USER, PASS)?;
     let seed = |subject: &str, i: usize| SeedMessage {
@@ -53,6 +58,18 @@ fn start(n: usize) -> Result<Env> {
     let inbox: Vec<SeedMessage> = (0..n).map(|i| seed(&format!("m{i}"), i)).collect();
     dovecot.seed(USER, "INBOX", &inbox)?;
     dovecot.seed(USER, "Archive", &[seed("archived", 0)])?;
+    let mut extra = String::new();
+    if second {
+        dovecot.add_user("bob@example.org", "bob-pw")?;
+        dovecot.seed("bob@example.org", "INBOX", &[seed("bobs", 0)])?;
+        extra = format!(
+            "[[account]]\nuser = \"alice\"\nname = \"other\"\nkind = \"imap\"\nhost = \"127.0.0.1\"\n\
+             port = {}\nsecurity = \"tls\"\nusername = \"bob@example.org\"\npassword = \"bob-pw\"\n\
+             ca_file = \"{}\"\n",
+            dovecot.imaps_port(),
+            dovecot.ca_file().display()
+        );
+    }
     let dir = tempfile::tempdir()?;
     let port = free_port()?;
     let config = dir.path().join("t.toml");
@@ -63,7 +80,7 @@ fn start(n: usize) -> Result<Env> {
              [[user]]\nname = \"alice\"\npassword = \"pw\"\n\
              [[account]]\nuser = \"alice\"\nname = \"mail\"\nkind = \"imap\"\nhost = \"127.0.0.1\"\n\
              port = {}\nsecurity = \"tls\"\nusername = \"{USER}\"\npassword = \"{PASS}\"\n\
-             ca_file = \"{}\"\n",
+             ca_file = \"{}\"\n{extra}",
             dir.path().join("data").display(),
             dir.path().join("key/k").display(),
             dovecot.imaps_port(),
@@ -125,6 +142,25 @@ impl Env {
 
     fn log(&self) -> String {
         std::fs::read_to_string(self.config.with_file_name("serve.log")).unwrap_or_default()
+    }
+
+    fn upload(&self, bytes: &[u8]) -> Result<Value> {
+        let mut s = TcpStream::connect(("127.0.0.1", self.port))?;
+        s.set_read_timeout(Some(Duration::from_secs(30)))?;
+        write!(
+            s,
+            "POST /jmap/upload/a1/ HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: {BASIC}\r\n\
+             Content-Type: message/rfc822\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+            bytes.len()
+        )?;
+        s.write_all(bytes)?;
+        let mut out = String::new();
+        s.read_to_string(&mut out)?;
+        let (head, body) = out.split_once("\r\n\r\n").context("no header end")?;
+        if !head.starts_with("HTTP/1.1 201") && !head.starts_with("HTTP/1.1 200") {
+            bail!("upload: {head}: {body}");
+        }
+        Ok(serde_json::from_str(body)?)
     }
 
     fn post(&self, body: &Value) -> Result<Value> {
@@ -806,5 +842,167 @@ fn two_devices_changing_the_same_messages_converge() -> Result<()> {
                 got == w
             }))
     })?;
+    Ok(())
+}
+
+#[test]
+fn import_and_copy_between_accounts_reach_the_servers() -> Result<()> {
+    let env = start_with(2, true)?;
+    env.wait(Duration::from_secs(30), "the second account's sync", |e| {
+        let v = e.call("Mailbox/get", json!({"accountId": "a2"}))?;
+        Ok(v["list"].as_array().is_some_and(|l| {
+            l.iter()
+                .any(|m| m["name"] == "INBOX" && m["totalEmails"] == 1)
+        }))
+    })?;
+    let archive = env.mailbox_id("Archive")?;
+    let inbox = env.mailbox_id("INBOX")?;
+    let raw = corpus::message("carol@example.org", USER, "imported", "from a file");
+    let up = env.upload(&raw)?;
+    let blob = up["blobId"].as_str().context("blobId")?.to_string();
+    let r = env.call(
+        "Email/import",
+        json!({"accountId": "a1", "emails": {
+            "i1": {"blobId": blob, "mailboxIds": {inbox.clone(): true, archive.clone(): true},
+                   "keywords": {"$seen": true}},
+            "bad": {"blobId": "b0000000000000000000000000000000000000000000000000000000000000000",
+                    "mailboxIds": {inbox.clone(): true}},
+        }}),
+    )?;
+    assert_eq!(r["notCreated"]["bad"]["type"], "blobNotFound", "{r}");
+    let imported = r["created"]["i1"]["id"]
+        .as_str()
+        .context("imported")?
+        .to_string();
+    let g = env.call(
+        "Email/get",
+        json!({"accountId": "a1", "ids": [imported.clone()], "properties": ["subject", "mailboxIds", "keywords"]}),
+    )?;
+    assert_eq!(g["list"][0]["subject"], "imported");
+    assert_eq!(
+        g["list"][0]["mailboxIds"],
+        json!({inbox.clone(): true, archive.clone(): true})
+    );
+    let mut alice = env.imap()?;
+    env.wait(Duration::from_secs(15), "the import on the server", |_| {
+        let a_inbox = server_view(&mut alice, "INBOX")?;
+        let a_arch = server_view(&mut alice, "Archive")?;
+        Ok(
+            flags_of(&a_inbox, "imported").is_some_and(|f| f.iter().any(|x| x == "\\Seen"))
+                && flags_of(&a_arch, "imported").is_some()
+                && a_inbox.iter().filter(|(s, _, _)| s == "imported").count() == 1,
+        )
+    })?;
+    alice.select("INBOX")?;
+    // Copy it to the other account (bob's server account), destroying the original.
+    let v = env.call("Mailbox/get", json!({"accountId": "a2"}))?;
+    let other_inbox = v["list"]
+        .as_array()
+        .and_then(|l| l.iter().find(|m| m["name"] == "INBOX"))
+        .and_then(|m| m["id"].as_str())
+        .context("a2 inbox")?
+        .to_string();
+    let resp = env.post(&json!({
+        "using": ["urn:ietf:params:jmap:core", "urn:ietf:params:jmap:mail"],
+        "methodCalls": [["Email/copy", {"fromAccountId": "a1", "accountId": "a2",
+            "create": {"c1": {"id": imported.clone(), "mailboxIds": {other_inbox.clone(): true}}},
+            "onSuccessDestroyOriginal": true}, "c"]],
+    }))?;
+    let calls = &resp["methodResponses"];
+    assert_eq!(calls[0][0], "Email/copy", "{resp}");
+    assert!(calls[0][1]["created"]["c1"]["id"].is_string(), "{resp}");
+    assert_eq!(calls[1][0], "Email/set", "{resp}");
+    assert_eq!(calls[1][1]["destroyed"][0], imported.as_str(), "{resp}");
+
+    let mut bob = ImapClient::login(env.dovecot.imap_port(), "bob@example.org", "bob-pw")?;
+    env.wait(
+        Duration::from_secs(15),
+        "import, copy and destroy on the servers",
+        |_| {
+            let a_inbox = server_view(&mut alice, "INBOX")?;
+            let a_arch = server_view(&mut alice, "Archive")?;
+            let b_inbox = server_view(&mut bob, "INBOX")?;
+            let copies = b_inbox.iter().filter(|(s, _, _)| s == "imported").count();
+            Ok(flags_of(&a_inbox, "imported").is_none()
+                && flags_of(&a_arch, "imported").is_none()
+                && copies == 1
+                && flags_of(&b_inbox, "imported").is_some_and(|f| f.iter().any(|x| x == "\\Seen")))
+        },
+    )?;
+    Ok(())
+}
+
+#[test]
+fn pop3_changes_stay_local_and_say_so() -> Result<()> {
+    let dovecot = Dovecot::start(DovecotOptions::default())?;
+    dovecot.add_user(USER, PASS)?;
+    for i in 0..3 {
+        dovecot.deliver(
+            USER,
+            &corpus::message("b@example.org", USER, &format!("p{i}"), "x"),
+        )?;
+    }
+    let dir = tempfile::tempdir()?;
+    let port = free_port()?;
+    let config = dir.path().join("t.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "listen = \"127.0.0.1:{port}\"\ndata_dir = \"{}\"\nkey_file = \"{}\"\n\
+             [[user]]\nname = \"alice\"\npassword = \"pw\"\n\
+             [[account]]\nuser = \"alice\"\nname = \"pop\"\nkind = \"pop3\"\nhost = \"127.0.0.1\"\n\
+             port = {}\nsecurity = \"tls\"\nusername = \"{USER}\"\npassword = \"{PASS}\"\n\
+             ca_file = \"{}\"\n",
+            dir.path().join("data").display(),
+            dir.path().join("key/k").display(),
+            dovecot.pop3s_port(),
+            dovecot.ca_file().display()
+        ),
+    )?;
+    let mut env = Env {
+        dovecot,
+        _dir: dir,
+        config,
+        port,
+        child: None,
+    };
+    env.serve()?;
+    env.wait(Duration::from_secs(30), "the POP3 retrieval", |e| {
+        Ok(e.total("INBOX")? == 3)
+    })?;
+    let inbox = env.emails("INBOX")?;
+    let r = env.call(
+        "Email/set",
+        json!({"accountId": "a1", "update": {id_of(&inbox, "p0")?: {"keywords/$seen": true}},
+               "destroy": [id_of(&inbox, "p1")?]}),
+    )?;
+    assert!(r["updated"].is_object() && r["destroyed"].is_array(), "{r}");
+    let o = env.call("Outbox/get", json!({"accountId": "a1"}))?;
+    assert_eq!(o["localOnly"], true, "{o}");
+    assert_eq!(o["pending"], 0, "{o}");
+    assert_eq!(env.total("INBOX")?, 2);
+    let g = env.call(
+        "Email/get",
+        json!({"accountId": "a1", "ids": [id_of(&inbox, "p0")?], "properties": ["keywords"]}),
+    )?;
+    assert_eq!(g["list"][0]["keywords"], json!({"$seen": true}));
+    // The server is untouched: all three messages are still there (Dovecot's POP3 RETR
+    // marks them \Seen by itself, so flags say nothing here).
+    let mut c = env.imap()?;
+    let v = server_view(&mut c, "INBOX")?;
+    assert_eq!(v.len(), 3, "{v:?}");
+    // Mailboxes cannot be created on a POP3 account.
+    let r = env.call(
+        "Mailbox/set",
+        json!({"accountId": "a1", "create": {"x": {"name": "Local"}}}),
+    )?;
+    assert_eq!(r["notCreated"]["x"]["type"], "forbidden", "{r}");
+    // ifInState that is not the current state: stateMismatch, nothing changed.
+    let v = env.post(&json!({
+        "using": ["urn:ietf:params:jmap:core", "urn:ietf:params:jmap:mail"],
+        "methodCalls": [["Email/set", {"accountId": "a1", "ifInState": "0",
+            "update": {id_of(&inbox, "p2")?: {"keywords/$flagged": true}}}, "s"]],
+    }))?;
+    assert_eq!(v["methodResponses"][0][1]["type"], "stateMismatch", "{v}");
     Ok(())
 }

@@ -42,12 +42,13 @@ pub(crate) async fn run(mut ctx: OutboxCtx, account: AccountRecord) {
     let mut signal = ctx.store.outbox_signal();
     let mut backoff = Backoff::new(Duration::from_millis(500), Duration::from_secs(120));
     let mut session: Option<Session> = None;
+    let mut own_modseq: HashMap<MailboxId, u64> = HashMap::new();
     let mut last_used = tokio::time::Instant::now();
     loop {
         if *ctx.shutdown.borrow() {
             break;
         }
-        let wait = match drain(&ctx, &account, &mut session).await {
+        let wait = match drain(&ctx, &account, &mut session, &mut own_modseq).await {
             Ok(did) => {
                 backoff.reset();
                 if did {
@@ -96,6 +97,26 @@ async fn drain(
     ctx: &OutboxCtx,
     account: &AccountRecord,
     session: &mut Option<Session>,
+    own_modseq: &mut HashMap<MailboxId, u64>,
+) -> Result<bool, Error> {
+    // One worker for the whole drain: it remembers the selected mailbox between entries.
+    let mut w = Worker {
+        store: ctx.store.clone(),
+        account: account.id,
+        selected: None,
+        mailboxes: HashMap::new(),
+        own_modseq: std::mem::take(own_modseq),
+    };
+    let r = drain_with(ctx, account, session, &mut w).await;
+    *own_modseq = std::mem::take(&mut w.own_modseq);
+    r
+}
+
+async fn drain_with(
+    ctx: &OutboxCtx,
+    account: &AccountRecord,
+    session: &mut Option<Session>,
+    w: &mut Worker,
 ) -> Result<bool, Error> {
     let mut did = false;
     let mut rounds = 0;
@@ -124,20 +145,20 @@ async fn drain(
         let Some(s) = session.as_mut() else {
             return Ok(did);
         };
-        let mut w = Worker {
-            store: ctx.store.clone(),
-            account: account.id,
-            selected: None,
-            mailboxes: HashMap::new(),
-        };
         w.load_mailboxes().await?;
         let flags_run: Vec<OutboxEntry> = entries
             .iter()
             .take_while(|e| matches!(e.op, OutboxOp::Flags { .. }))
             .cloned()
             .collect();
+        let moves_run = same_moves(&entries);
+        let expunge_run = same_expunges(&entries);
         let result = if !flags_run.is_empty() {
             w.flags(s, &flags_run).await
+        } else if moves_run.len() > 1 {
+            w.moves(s, &moves_run).await
+        } else if expunge_run.len() > 1 {
+            w.expunges(s, &expunge_run).await
         } else {
             let e = &entries[0];
             tracing::debug!(account = %account.id, entry = e.id, op = ?e.op, "replaying");
@@ -174,11 +195,71 @@ async fn drain(
     }
 }
 
+/// The leading run of MOVEs between the same two mailboxes (one UID MOVE for all).
+fn same_moves(entries: &[OutboxEntry]) -> Vec<OutboxEntry> {
+    let key = |e: &OutboxEntry| match &e.op {
+        OutboxOp::Move { from, uid, to, .. } if *uid > 0 && *uid < PLACEHOLDER_UID_BASE => {
+            Some((*from, *to))
+        }
+        _ => None,
+    };
+    let Some(first) = entries.first().and_then(key) else {
+        return Vec::new();
+    };
+    entries
+        .iter()
+        .take(imap_sync::write::UIDS_PER_COMMAND)
+        .take_while(|e| key(e) == Some(first))
+        .cloned()
+        .collect()
+}
+
+/// The leading run of removals from the same mailbox (one STORE + UID EXPUNGE for all).
+fn same_expunges(entries: &[OutboxEntry]) -> Vec<OutboxEntry> {
+    let key = |e: &OutboxEntry| match &e.op {
+        OutboxOp::Expunge { mailbox, uid, .. } if *uid > 0 && *uid < PLACEHOLDER_UID_BASE => {
+            Some(*mailbox)
+        }
+        _ => None,
+    };
+    let Some(first) = entries.first().and_then(key) else {
+        return Vec::new();
+    };
+    entries
+        .iter()
+        .take(imap_sync::write::UIDS_PER_COMMAND)
+        .take_while(|e| key(e) == Some(first))
+        .cloned()
+        .collect()
+}
+
+fn uid_of(e: &OutboxEntry) -> u32 {
+    match &e.op {
+        OutboxOp::Move { uid, .. } | OutboxOp::Expunge { uid, .. } => {
+            u32::try_from(*uid).unwrap_or(0)
+        }
+        _ => 0,
+    }
+}
+
+fn done_of(e: &OutboxEntry) -> OutboxDone {
+    OutboxDone {
+        id: e.id,
+        rev: e.rev,
+        new_uid: None,
+        raw_name: None,
+        old_raw_name: None,
+    }
+}
+
 struct Worker {
     store: Arc<dyn Store>,
     account: AccountId,
     selected: Option<String>,
     mailboxes: HashMap<MailboxId, MailboxRecord>,
+    /// The highest MODSEQ our own STOREs produced per mailbox: our own earlier change is no
+    /// reason for a later UNCHANGEDSINCE to fail (the sync has not stored it yet).
+    own_modseq: HashMap<MailboxId, u64>,
 }
 
 /// Whether a wire name is a real one (a mailbox created locally has none until CREATE).
@@ -271,12 +352,31 @@ impl Worker {
                 Err(Error::Refused { .. }) => continue, // gone on the server
                 Err(e) => return Err((entry, e)),
             }
-            let since = modseq.get(&m).copied().filter(|m| *m > 0);
+            let since = modseq
+                .get(&m)
+                .copied()
+                .filter(|m| *m > 0)
+                .map(|hms| hms.max(self.own_modseq.get(&m).copied().unwrap_or(0)));
             for (add, flags, uids) in cmds {
+                s.unsolicited.clear();
                 let out = s
                     .uid_store(&uids, add, &flags, since)
                     .await
                     .map_err(|e| (entry.clone(), e))?;
+                // RFC 7162 3.1.3: the server reports the new MODSEQ of what it changed, even
+                // for .SILENT.
+                let ours = s
+                    .unsolicited
+                    .iter()
+                    .filter_map(|r| match r {
+                        imap_sync::response::Response::Fetch(f) => f.modseq,
+                        _ => None,
+                    })
+                    .max();
+                if let Some(mm) = ours {
+                    let e = self.own_modseq.entry(m).or_insert(0);
+                    *e = (*e).max(mm);
+                }
                 if !out.modified.is_empty() {
                     // Another device changed these since our last sync: take its flags into
                     // the store now (the pending change stays on top), then set ours.
@@ -305,6 +405,74 @@ impl Worker {
             .await
             .map_err(|e| (run[0].clone(), Error::Store(e)))?;
         Ok(())
+    }
+
+    /// A run of MOVEs between the same two mailboxes, as one UID MOVE.
+    async fn moves(
+        &mut self,
+        s: &mut Session,
+        run: &[OutboxEntry],
+    ) -> Result<(), (OutboxEntry, Error)> {
+        let first = run[0].clone();
+        let OutboxOp::Move { from, to, .. } = &first.op else {
+            return Ok(());
+        };
+        let (from, to) = (*from, *to);
+        let inner = async {
+            let (src, dst) = (self.raw(from)?, self.raw(to)?);
+            self.select(s, &src).await?;
+            let uids: Vec<u32> = run.iter().map(uid_of).collect();
+            let pairs: HashMap<u32, u32> = s.uid_move(&uids, &dst).await?.into_iter().collect();
+            let mut done = Vec::with_capacity(run.len());
+            for e in run {
+                let uid = uid_of(e);
+                let mut d = done_of(e);
+                d.new_uid = pairs.get(&uid).map(|n| (uid, *n));
+                if d.new_uid.is_none() {
+                    d.new_uid = self
+                        .find_by_message_id(s, e.email, &dst)
+                        .await?
+                        .map(|n| (uid, n));
+                }
+                done.push(d);
+            }
+            s.unsolicited.clear();
+            self.store.outbox_complete(self.account, done).await?;
+            Ok::<(), Error>(())
+        };
+        inner.await.map_err(|e| (first, e))
+    }
+
+    /// A run of removals from one mailbox, as one STORE \Deleted + UID EXPUNGE.
+    async fn expunges(
+        &mut self,
+        s: &mut Session,
+        run: &[OutboxEntry],
+    ) -> Result<(), (OutboxEntry, Error)> {
+        let first = run[0].clone();
+        let OutboxOp::Expunge { mailbox, .. } = &first.op else {
+            return Ok(());
+        };
+        let mailbox = *mailbox;
+        let inner = async {
+            if let Ok(raw) = self.raw(mailbox) {
+                match self.select(s, &raw).await {
+                    Ok(()) => {
+                        let uids: Vec<u32> = run.iter().map(uid_of).collect();
+                        s.uid_expunge(&uids).await?;
+                    }
+                    // The mailbox is gone, and the messages with it.
+                    Err(Error::Refused { .. }) => {}
+                    Err(e) => return Err(e),
+                }
+            }
+            s.unsolicited.clear();
+            self.store
+                .outbox_complete(self.account, run.iter().map(done_of).collect())
+                .await?;
+            Ok::<(), Error>(())
+        };
+        inner.await.map_err(|e| (first, e))
     }
 
     /// Fetches the server's flags of `uids` in the selected mailbox into the store.

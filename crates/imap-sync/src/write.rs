@@ -192,6 +192,7 @@ impl Session {
                 "UID STORE {}{cond} {sign}FLAGS.SILENT {list}",
                 uid_set(chunk)
             );
+            tracing::debug!(uids = chunk.len(), "UID STORE");
             let tag = self.send(&cmd).await?;
             let (untagged, text) = self.finish_with_text(&tag, "UID STORE").await?;
             out.modified.extend(modified_of(&text));

@@ -289,3 +289,14 @@ fn build(obj: &Map<String, Value>, created_ids: &HashMap<String, Id>) -> Result<
         .map_err(|_| SetError::new(jmap_proto::SetErrorType::InvalidEmail))?;
     Ok((mailbox, keywords, received_at, raw))
 }
+
+/// Whether the message starts with something shaped like a header field (`Name: value`).
+pub(crate) fn has_header_field(raw: &[u8]) -> bool {
+    let line = raw.split(|b| *b == b'\n').next().unwrap_or(&[]);
+    match line.iter().position(|b| *b == b':') {
+        Some(p) if p > 0 => line[..p]
+            .iter()
+            .all(|b| (33..=126).contains(b) && *b != b':'),
+        _ => false,
+    }
+}

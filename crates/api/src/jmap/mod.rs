@@ -20,7 +20,9 @@ pub(crate) use submission::MAX_DELAYED_SEND;
 // --- end sending
 mod thread;
 // --- write-back ---
+mod email_copy;
 mod email_create;
+mod email_import;
 mod email_set;
 mod mailbox_set;
 mod outbox;
@@ -134,6 +136,8 @@ pub(crate) async fn dispatch(
             | "SearchSnippet/get"
             | "Email/parse"
             | "Email/set"
+            | "Email/import"
+            | "Email/copy"
             | "Mailbox/set"
             | "Outbox/get"
                 if !mail =>
@@ -158,6 +162,20 @@ pub(crate) async fn dispatch(
             "SearchSnippet/get" => snippet::get(ctx, arguments).await,
             // --- write-back ---
             "Email/set" => email_set::set(ctx, arguments, &mut created_ids).await,
+            "Email/import" => email_import::import(ctx, arguments, &mut created_ids).await,
+            // RFC 8620 5.4: with onSuccessDestroyOriginal an implicit Email/set answers too.
+            "Email/copy" => match email_copy::copy(ctx, arguments, &mut created_ids).await {
+                Ok((copied, implicit)) => {
+                    response.push(Invocation::new(name, copied, call_id.clone()));
+                    match implicit {
+                        Some(Ok(set)) => response.push(Invocation::new("Email/set", set, call_id)),
+                        Some(Err(e)) => response.push(e.into_invocation(call_id)),
+                        None => {}
+                    }
+                    continue;
+                }
+                Err(e) => Err(e),
+            },
             "Mailbox/set" => mailbox_set::set(ctx, arguments, &mut created_ids).await,
             "Outbox/get" => outbox::get(ctx, arguments).await,
             // --- sending (issue 5)
