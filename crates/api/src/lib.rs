@@ -23,3 +23,8 @@ pub mod web;
 
 pub use push::{Hub as PushHub, Limits as PushLimits};
 pub use server::{AppState, router, serve, serve_tls};
+
+/// push: starts the delivery tasks of the stored push subscriptions (at server start).
+pub async fn start_push(state: &AppState) -> Result<(), store::Error> {
+    push::subscription::start_all(&state.push, &state.store).await
+}

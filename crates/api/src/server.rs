@@ -387,6 +387,7 @@ pub(crate) async fn handle_request(
         store: &state.store,
         accounts: &accounts,
         max_objects_in_get: usize::try_from(state.core.max_objects_in_get).unwrap_or(500),
+        push: &state.push,
         max_objects_in_set: usize::try_from(state.core.max_objects_in_set).unwrap_or(500),
         submission_delay: state.submission_delay,
         submission_waker: state.submission_waker.as_ref(),

@@ -44,6 +44,7 @@ async fn connections_per_user_are_limited_and_silent_ones_are_closed() {
             connections_per_user: 2,
             ws_ping: Duration::from_millis(200),
             write_timeout: Duration::from_secs(1),
+            ..PushLimits::default()
         },
     );
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();

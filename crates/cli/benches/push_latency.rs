@@ -55,7 +55,7 @@ fn bare_watcher(port: u16, notify: bool, tx: mpsc::UnboundedSender<Instant>) -> 
     if notify {
         write!(
             w,
-            "b NOTIFY SET (personal (MessageNew MessageExpunge FlagChange))\r\n"
+            "b NOTIFY SET STATUS (personal (MessageNew MessageExpunge FlagChange MailboxName SubscriptionChange))\r\n"
         )?;
         expect(&mut r, "b ")?;
     } else {
@@ -122,6 +122,21 @@ fn deliver(port: u16, raw: &[u8]) -> Result<Instant> {
     Ok(t0)
 }
 
+fn print_table(title: &str, rows: &mut [(&str, &mut Vec<f64>)]) {
+    println!("{title}\n");
+    println!("| measure | p50 | p95 | p99 |");
+    println!("|---|---:|---:|---:|");
+    for (name, v) in rows.iter_mut() {
+        println!(
+            "| {name} | {:.1} | {:.1} | {:.1} |",
+            pct(v, 50.0),
+            pct(v, 95.0),
+            pct(v, 99.0)
+        );
+    }
+    println!();
+}
+
 fn pct(v: &mut [f64], p: f64) -> f64 {
     v.sort_by(|a, b| a.total_cmp(b));
     if v.is_empty() {
@@ -165,7 +180,12 @@ async fn main() -> Result<()> {
     let (idle_tx, mut idle_rx) = mpsc::unbounded_channel();
     let (notify_tx, mut notify_rx) = mpsc::unbounded_channel();
     let imap = dovecot.imap_port();
+    // TIDINGS_BENCH_IDLE=0: no bare IDLE client (to see its effect on the NOTIFY floor).
+    let with_idle = std::env::var("TIDINGS_BENCH_IDLE").map_or(true, |v| v != "0");
     for (notify, tx) in [(false, idle_tx), (true, notify_tx)] {
+        if !notify && !with_idle {
+            continue;
+        }
         std::thread::spawn(move || {
             if let Err(e) = bare_watcher(imap, notify, tx) {
                 eprintln!("bare watcher (notify: {notify}): {e:#}");
@@ -173,51 +193,84 @@ async fn main() -> Result<()> {
         });
     }
     tokio::time::sleep(Duration::from_millis(500)).await;
+    // NOTIFY SET STATUS answers with the current STATUS of every mailbox first.
+    while notify_rx.try_recv().is_ok() {}
 
     let ms = |d: Duration| d.as_secs_f64() * 1000.0;
     let (mut idle, mut notify, mut push, mut added, mut get, mut get_after) =
         (vec![], vec![], vec![], vec![], vec![], vec![]);
     let lmtp = dovecot.lmtp_port();
+    let mut stale = 0usize;
+    // TIDINGS_BENCH_GAP_MS: a longer pause between deliveries (default 0, plus 0-400 ms).
+    let extra_gap: u64 = std::env::var("TIDINGS_BENCH_GAP_MS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0);
     for i in 0..n {
         let subject = format!("bench-{i}");
         let raw = corpus::message("x@example.org", USER, &subject, "latency");
         let t0 = tokio::task::spawn_blocking(move || deliver(lmtp, &raw)).await??;
         // The push first (the socket is read by this task), then the bare clients, whose
-        // instants were taken on their own threads.
-        let p = ws
-            .push(Duration::from_secs(10))
-            .await?
-            .context("no StateChange")?;
-        let t_push = Instant::now();
-        if changed(&p, "a1").and_then(|c| c.get("Email")).is_none() {
-            bail!("push without Email: {p}");
-        }
-        let r = ws
-            .call(json!([
-                ["Email/changes", {"accountId": "a1", "sinceState": state}, "c"],
-                ["Email/get", {"accountId": "a1", "#ids": {"resultOf": "c", "name": "Email/changes", "path": "/created"},
-                  "properties": ["subject"]}, "g"]
-            ]))
-            .await?;
-        let t_get = Instant::now();
-        let found = r["methodResponses"][1][1]["list"]
-            .as_array()
-            .is_some_and(|l| l.iter().any(|e| e["subject"] == subject.as_str()));
-        if !found {
-            bail!("the pushed change did not hold {subject}: {r}");
-        }
-        state = r["methodResponses"][0][1]["newState"]
-            .as_str()
-            .context("newState")?
-            .to_string();
-        let t_idle = next_instant(&mut idle_rx, "IDLE EXISTS").await?;
+        // instants were taken on their own threads. A push that does not yet hold the new
+        // message (a late one of the previous body) is skipped and counted.
+        let (t_push, t_get, id) = loop {
+            let p = ws
+                .push(Duration::from_secs(10))
+                .await?
+                .context("no StateChange")?;
+            let t_push = Instant::now();
+            if changed(&p, "a1").and_then(|c| c.get("Email")).is_none() {
+                bail!("push without Email: {p}");
+            }
+            let r = ws
+                .call(json!([
+                    ["Email/changes", {"accountId": "a1", "sinceState": state}, "c"],
+                    ["Email/get", {"accountId": "a1", "#ids": {"resultOf": "c", "name": "Email/changes", "path": "/created"},
+                      "properties": ["subject"]}, "g"]
+                ]))
+                .await?;
+            let t_get = Instant::now();
+            state = r["methodResponses"][0][1]["newState"]
+                .as_str()
+                .context("newState")?
+                .to_string();
+            let hit = r["methodResponses"][1][1]["list"]
+                .as_array()
+                .and_then(|l| l.iter().find(|e| e["subject"] == subject.as_str()))
+                .and_then(|e| e["id"].as_str().map(str::to_string));
+            match hit {
+                Some(id) => break (t_push, t_get, id),
+                None if stale < n => stale += 1,
+                None => bail!("pushes never held {subject}"),
+            }
+        };
+        let t_idle = if with_idle {
+            next_instant(&mut idle_rx, "IDLE EXISTS").await?
+        } else {
+            t0
+        };
         let t_notify = next_instant(&mut notify_rx, "NOTIFY STATUS").await?;
-        // The body lands in a second transaction: let its push pass before the next one.
-        ws.settle(Duration::from_millis(150)).await?;
+        // The body lands in a second transaction: wait for it and let its push pass.
+        let body_wait = Instant::now();
+        loop {
+            let r = ws
+                .call(json!([["Email/get", {"accountId": "a1", "ids": [id], "properties": ["blobId"]}, "b"]]))
+                .await?;
+            if r["methodResponses"][0][1]["list"][0]["blobId"].is_string() {
+                break;
+            }
+            if body_wait.elapsed() > Duration::from_secs(10) {
+                bail!("the body of {subject} never arrived");
+            }
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        ws.settle(Duration::from_millis(100)).await?;
+        ws.pushes.clear();
+        state = ws.email_ids("a1").await?.1;
         while idle_rx.try_recv().is_ok() {}
         while notify_rx.try_recv().is_ok() {}
         // Deliveries at random phases of Dovecot's notification timers.
-        let gap = rand::random::<u64>() % 400;
+        let gap = extra_gap + rand::random::<u64>() % 400;
         tokio::time::sleep(Duration::from_millis(gap)).await;
         idle.push(ms(t_idle - t0));
         notify.push(ms(t_notify - t0));
@@ -226,34 +279,75 @@ async fn main() -> Result<()> {
         get.push(ms(t_get - t0));
         get_after.push(ms(t_get - t_push));
     }
-    println!(
-        "Push latency over {n} LMTP deliveries to one account (ms; same run, same Dovecot):\n"
+    // A change made through JMAP by another client of the user: Email/set on one socket,
+    // StateChange on the other (no mail server in the path).
+    let mut other = ws_connect(serve.port, &auth, None).await?;
+    let (ids, _) = other.email_ids("a1").await?;
+    let target = ids.first().context("an Email")?.clone();
+    ws.settle(Duration::from_millis(300)).await?;
+    let mut jmap = Vec::new();
+    let mut noop_sets = 0usize;
+    print_table(
+        &format!(
+            "Push latency over {n} LMTP deliveries to one account (ms; same run, same Dovecot; \
+             {stale} late pushes of a previous body skipped):"
+        ),
+        &mut [
+            (
+                "bare IMAP client, IDLE on INBOX: end of DATA → EXISTS",
+                &mut idle,
+            ),
+            (
+                "bare IMAP client, NOTIFY: end of DATA → STATUS",
+                &mut notify,
+            ),
+            ("Tidings WebSocket: end of DATA → StateChange", &mut push),
+            ("Tidings adds: bare NOTIFY STATUS → StateChange", &mut added),
+            ("Tidings: end of DATA → new message in Email/get", &mut get),
+            (
+                "Tidings: StateChange → Email/changes+Email/get answered",
+                &mut get_after,
+            ),
+        ],
     );
-    println!("| measure | p50 | p95 | p99 |");
-    println!("|---|---:|---:|---:|");
-    for (name, v) in [
-        (
-            "bare IMAP client, IDLE on INBOX: end of DATA → EXISTS",
-            &mut idle,
-        ),
-        (
-            "bare IMAP client, NOTIFY: end of DATA → STATUS",
-            &mut notify,
-        ),
-        ("Tidings WebSocket: end of DATA → StateChange", &mut push),
-        ("Tidings adds: bare NOTIFY STATUS → StateChange", &mut added),
-        ("Tidings: end of DATA → new message in Email/get", &mut get),
-        (
-            "Tidings: StateChange → Email/changes+Email/get answered",
-            &mut get_after,
-        ),
-    ] {
-        println!(
-            "| {name} | {:.1} | {:.1} | {:.1} |",
-            pct(v, 50.0),
-            pct(v, 95.0),
-            pct(v, 99.0)
-        );
+    for i in 0..n {
+        // Set, then remove (a patch removes with null).
+        let flag = if i % 2 == 0 { json!(true) } else { json!(null) };
+        let t0 = Instant::now();
+        other
+            .send(
+                &json!({"@type": "Request", "id": format!("set{i}"), "using": USING,
+                "methodCalls": [["Email/set", {"accountId": "a1",
+                    "update": {target.clone(): {"keywords/$flagged": flag}}}, "s"]]}),
+            )
+            .await?;
+        if ws.push(Duration::from_secs(2)).await?.is_none() {
+            // The sync may have brought the server's (older) flags back meanwhile, so this
+            // set changed nothing and moved no state: not a sample.
+            let r = other.recv(Duration::from_secs(5)).await?;
+            let a = r.as_ref().map(|r| &r["methodResponses"][0][1]);
+            if a.is_some_and(|a| a["oldState"] == a["newState"] && a["updated"].is_object()) {
+                noop_sets += 1;
+                continue;
+            }
+            bail!("no StateChange after Email/set: {r:?}");
+        }
+        jmap.push(ms(t0.elapsed()));
+        other
+            .recv(Duration::from_secs(10))
+            .await?
+            .context("no Email/set response")?;
+        // The outbox replays it to Dovecot; let what the sync sees of that pass.
+        ws.settle(Duration::from_millis(60)).await?;
+        ws.pushes.clear();
     }
+    print_table(
+        &format!(
+            "Email/set on one socket → StateChange on another socket of the user, {} sets \
+             (ms; no mail server in the path; {noop_sets} sets that changed nothing skipped):",
+            jmap.len()
+        ),
+        &mut [("Tidings: Email/set sent → StateChange", &mut jmap)],
+    );
     Ok(())
 }

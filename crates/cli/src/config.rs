@@ -30,6 +30,13 @@ pub struct Config {
     pub user: Vec<UserConfig>,
     #[serde(default)]
     pub account: Vec<AccountConfig>,
+    // --- push ---
+    /// WebSocket and EventSource connections one user may hold at once (default 100).
+    #[serde(default)]
+    pub push_connections_per_user: Option<usize>,
+    /// Accept `http://` PushSubscription URLs (tests, development only; https otherwise).
+    #[serde(default)]
+    pub push_subscription_allow_http: bool,
 }
 
 fn default_listen() -> String {

@@ -52,6 +52,8 @@ pub async fn run(dir: &Path, listen: &str) -> Result<()> {
             smtp: None,
             delete_after_days: None,
         }],
+        push_connections_per_user: None,
+        push_subscription_allow_http: false,
     };
     let data_dir = config.data_dir.display().to_string();
     let key_file = dir.join("key/secret.key").display().to_string();

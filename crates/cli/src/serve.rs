@@ -150,7 +150,19 @@ pub async fn run(config: Config, stop: impl Future<Output = ()>) -> Result<()> {
     // --- sending (issue 5): a queued submission wakes the worker at once.
     api_state.submission_waker = Some(engine.submission_waker());
     // --- end sending
+    // push: limits from the config, and the stored push subscriptions' delivery tasks.
+    if config.push_connections_per_user.is_some() || config.push_subscription_allow_http {
+        let mut limits = api::PushLimits::default();
+        if let Some(n) = config.push_connections_per_user {
+            limits.connections_per_user = n;
+        }
+        limits.subscription_allow_http = config.push_subscription_allow_http;
+        api_state.push = api::PushHub::new(store.as_ref(), limits);
+    }
     let api_state = Arc::new(api_state);
+    if let Err(e) = api::start_push(&api_state).await {
+        tracing::warn!(error = %e, "push subscriptions not started");
+    }
     let (http_stop_tx, http_stop_rx) = tokio::sync::oneshot::channel::<()>();
     let stopped = async move {
         let _ = http_stop_rx.await;

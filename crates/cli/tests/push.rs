@@ -1,7 +1,8 @@
 //! Push against a real Dovecot through `tidings serve`: JMAP over WebSocket (RFC 8887) and
 //! EventSource (RFC 8620 7.3). A delivery by LMTP and a flag change by another IMAP client
 //! reach a client that enabled push as a StateChange, and `Email/changes` from the state
-//! before returns exactly the changed ids; a client coming back with its last push state
+//! before returns exactly the changed ids (also for a change made through JMAP by another
+//! client of the user); a client coming back with its last push state
 //! misses nothing; a user never hears of another user's account.
 
 mod push_support;
@@ -192,7 +193,36 @@ async fn websocket_push_follows_deliveries_flag_changes_and_reconnects() -> Resu
     again.enable(None, Some(&current)).await?;
     assert!(again.push(Duration::from_millis(400)).await?.is_none());
 
-    // 4. Isolation the other way: bob's delivery reaches bob, not alice.
+    // 4. A change made through JMAP by another client of the same user.
+    alice.settle(Duration::from_millis(500)).await?;
+    let (_, before) = alice.email_ids("a1").await?;
+    let flagged = &first_alice[0];
+    let r = again
+        .call(json!([["Email/set", {"accountId": "a1",
+            "update": {flagged.clone(): {"keywords/$flagged": true}}}, "s"]]))
+        .await?;
+    assert!(
+        r["methodResponses"][0][1]["updated"].get(flagged).is_some(),
+        "Email/set: {r}"
+    );
+    let p = alice
+        .push(WAIT)
+        .await?
+        .context("no StateChange after Email/set")?;
+    let c = changed(&p, "a1").context("a1")?;
+    assert!(
+        c.contains_key("Email") && !c.contains_key("EmailDelivery"),
+        "{p}"
+    );
+    let (created, updated, destroyed, _) = alice.email_changes("a1", &before).await?;
+    assert!(created.is_empty() && destroyed.is_empty());
+    assert_eq!(&updated, &first_alice, "the flagged message, exactly");
+    // The outbox replays it to Dovecot; whatever the sync sees of it changes no other id.
+    alice.settle(Duration::from_millis(700)).await?;
+    let (_, updated, _, _) = alice.email_changes("a1", &before).await?;
+    assert_eq!(&updated, &first_alice);
+
+    // 5. Isolation the other way: bob's delivery reaches bob, not alice.
     dovecot.deliver(BOB, &corpus::message("x@example.org", BOB, "second", "y"))?;
     let p = bob.push(WAIT).await?.context("bob's push")?;
     assert!(
@@ -286,6 +316,26 @@ async fn eventsource_push_with_types_closeafter_ping_and_last_event_id() -> Resu
     assert!(changed(&v, "a1").context("a1")?.contains_key("Email"));
     let (_, updated, _, _) = ws.email_changes("a1", &s1).await?;
     assert_eq!(updated, first);
+
+    // A change through JMAP by another client (Email/set on the socket).
+    while es.next(Duration::from_millis(500)).await?.is_some() {}
+    let (_, s2) = ws.email_ids("a1").await?;
+    let r = ws
+        .call(json!([["Email/set", {"accountId": "a1",
+            "update": {new[0].clone(): {"keywords/$seen": true}}}, "s"]]))
+        .await?;
+    assert!(
+        r["methodResponses"][0][1]["updated"].get(&new[0]).is_some(),
+        "{r}"
+    );
+    let ev = es
+        .next(WAIT)
+        .await?
+        .context("no state event after Email/set")?;
+    let v: serde_json::Value = serde_json::from_str(&ev.data)?;
+    assert!(changed(&v, "a1").context("a1")?.contains_key("Email"));
+    let (_, updated, _, _) = ws.email_changes("a1", &s2).await?;
+    assert_eq!(updated, new);
     drop(es);
 
     // Reconnecting with Last-Event-ID: the change made meanwhile comes at once.

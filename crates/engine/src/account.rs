@@ -329,6 +329,25 @@ async fn watch_notify(
             }
         }
         publisher.publish(ctx).await;
+        // push: leave the mailbox. With the worker left in INBOX, Dovecot 2.3 told the
+        // watcher of later deliveries ~500 ms late (measured, see ARCHITECTURE.md "Push").
+        unselect(&mut worker).await?;
+    }
+}
+
+/// Returns the worker to the authenticated state (RFC 3691 UNSELECT; CLOSE after the
+/// read-only EXAMINE the sync uses expunges nothing).
+async fn unselect(worker: &mut Session) -> Result<(), Error> {
+    let cmd = if worker.has("UNSELECT") {
+        "UNSELECT"
+    } else {
+        "CLOSE"
+    };
+    match worker.run(cmd).await {
+        Ok(_) => Ok(()),
+        // Nothing selected (a pass that selected nothing): a refusal is harmless.
+        Err(Error::Refused { .. }) => Ok(()),
+        Err(e) => Err(e),
     }
 }
 

@@ -16,6 +16,7 @@ pub mod model;
 // --- write-back (outbox) ---
 pub mod outbox;
 mod sqlite;
+pub mod subscriptions;
 // --- sending (issue 5)
 pub mod submission;
 pub use submission::*;
@@ -151,6 +152,22 @@ pub trait Store: Send + Sync + 'static {
         account: AccountId,
         since: State,
     ) -> Result<events::TypeSet>;
+    /// Push subscriptions of one user, or of everyone (`None`, at server start).
+    async fn push_subscriptions(
+        &self,
+        user: Option<UserId>,
+    ) -> Result<Vec<subscriptions::PushSubscriptionRecord>>;
+    async fn create_push_subscription(&self, s: &subscriptions::NewPushSubscription)
+    -> Result<i64>;
+    /// Updates a subscription of `user`; false if there is none with that id.
+    async fn update_push_subscription(
+        &self,
+        id: i64,
+        user: UserId,
+        u: &subscriptions::PushSubscriptionUpdate,
+    ) -> Result<bool>;
+    /// Deletes a subscription (of `user`, when given); false if there was none.
+    async fn delete_push_subscription(&self, id: i64, user: Option<UserId>) -> Result<bool>;
     // --- uploads (JMAP blob upload, RFC 8620 6.1) -----------------------------------------
     /// Stores uploaded bytes for an account: content-addressed like every blob (the same
     /// bytes uploaded twice are one file), owned by `account`, with the client's media

@@ -41,6 +41,8 @@ pub(crate) struct Ctx<'a> {
     pub store: &'a Arc<dyn Store>,
     pub accounts: &'a [AccountId],
     pub max_objects_in_get: usize,
+    // push: PushSubscription/set starts and stops delivery tasks on the hub.
+    pub push: &'a Arc<crate::push::Hub>,
     // --- write-back ---
     pub max_objects_in_set: usize,
     // --- sending (issue 5): the undo window given to a submission without a hold.
@@ -76,7 +78,7 @@ pub(crate) fn to_map<T: serde::Serialize>(v: &T) -> Result<Map<String, Value>, M
 
 /// Runs every method call of a request.
 pub(crate) async fn dispatch(
-    _principal: &Principal,
+    principal: &Principal,
     ctx: &Ctx<'_>,
     request: Request,
     session_state: jmap_proto::State,
@@ -193,6 +195,13 @@ pub(crate) async fn dispatch(
                 ))
             }
             "Identity/get" => identity::get(ctx, arguments).await,
+            // --- push: RFC 8620 7.2, core methods without accountId ---
+            "PushSubscription/get" => {
+                crate::push::subscription::get(ctx.store, principal.user, arguments).await
+            }
+            "PushSubscription/set" => {
+                crate::push::subscription::set(ctx.push, ctx.store, principal.user, arguments).await
+            }
             "Identity/set" => identity::set(ctx, arguments).await,
             "Identity/changes" => changes::changes(ctx, ObjectType::Identity, arguments).await,
             "EmailSubmission/get" => submission::get(ctx, arguments).await,

@@ -17,6 +17,7 @@
 //! the change log names.
 
 pub(crate) mod eventsource;
+pub(crate) mod subscription;
 pub(crate) mod ws;
 
 use crate::auth::Principal;
@@ -41,6 +42,8 @@ pub struct Limits {
     /// A frame that cannot be written within this is a dead (or hopelessly slow)
     /// connection: it is closed.
     pub write_timeout: Duration,
+    /// PushSubscription URLs may be `http://` (tests, development); https only otherwise.
+    pub subscription_allow_http: bool,
 }
 
 impl Default for Limits {
@@ -49,6 +52,7 @@ impl Default for Limits {
             connections_per_user: 100,
             ws_ping: Duration::from_secs(30),
             write_timeout: Duration::from_secs(30),
+            subscription_allow_http: false,
         }
     }
 }
@@ -106,6 +110,8 @@ pub struct Hub {
     /// The bus receiver until the dispatcher task takes it (it needs a runtime; the
     /// receiver buffers meanwhile).
     bus: Mutex<Option<broadcast::Receiver<AccountChange>>>,
+    /// The delivery tasks of push subscriptions.
+    pub(crate) subscriptions: subscription::Subscriptions,
 }
 
 impl Hub {
@@ -114,6 +120,7 @@ impl Hub {
             slots: Mutex::new(HashMap::new()),
             users: Mutex::new(HashMap::new()),
             next: AtomicU64::new(1),
+            subscriptions: subscription::Subscriptions::new(limits.subscription_allow_http),
             limits,
             bus: Mutex::new(Some(store.events().subscribe())),
         })

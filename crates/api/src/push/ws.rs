@@ -90,7 +90,11 @@ pub(crate) async fn upgrade(State(state): State<Arc<AppState>>, req: Request) ->
             .into_response();
     };
     let limit = usize::try_from(state.core.max_size_request).unwrap_or(usize::MAX);
+    // Small buffers: most sockets idle, a few KB each (tungstenite's default is 128 KiB
+    // each way); every frame is written and flushed on its own anyway.
     ws.protocols(["jmap"])
+        .read_buffer_size(4096)
+        .write_buffer_size(0)
         .max_message_size(limit)
         .max_frame_size(limit)
         .on_upgrade(move |socket| run(socket, state, principal, conn))

@@ -36,6 +36,12 @@ pub struct Serve {
     _dir: tempfile::TempDir,
 }
 
+impl Serve {
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+}
+
 impl Drop for Serve {
     fn drop(&mut self) {
         let _ = self.child.kill();
@@ -50,10 +56,20 @@ pub fn serve(
     dovecot: &testkit::Dovecot,
     users: &[(&str, &str, &str, &str)],
 ) -> Result<Serve> {
+    serve_with(bin, dovecot, users, "")
+}
+
+/// Like [`serve`], with extra top-level config lines.
+pub fn serve_with(
+    bin: &Path,
+    dovecot: &testkit::Dovecot,
+    users: &[(&str, &str, &str, &str)],
+    extra: &str,
+) -> Result<Serve> {
     let dir = tempfile::tempdir()?;
     let port = free_port()?;
     let mut cfg = format!(
-        "listen = \"127.0.0.1:{port}\"\ndata_dir = \"{}\"\nkey_file = \"{}\"\n",
+        "listen = \"127.0.0.1:{port}\"\ndata_dir = \"{}\"\nkey_file = \"{}\"\n{extra}\n",
         dir.path().join("data").display(),
         dir.path().join("key/k").display()
     );
@@ -104,7 +120,12 @@ pub async fn ws_connect(port: u16, auth: &str, origin: Option<&str>) -> Result<W
     if let Some(o) = origin {
         h.insert("origin", o.parse()?);
     }
-    let (socket, resp) = tokio_tungstenite::connect_async(req).await?;
+    // Small buffers (many clients in one process) and no Nagle delay.
+    let config = tokio_tungstenite::tungstenite::protocol::WebSocketConfig::default()
+        .read_buffer_size(4096)
+        .write_buffer_size(0);
+    let (socket, resp) =
+        tokio_tungstenite::connect_async_with_config(req, Some(config), true).await?;
     let proto = resp
         .headers()
         .get("sec-websocket-protocol")

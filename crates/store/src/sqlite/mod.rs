@@ -16,6 +16,9 @@ use crate::blobs::Blobs;
 use crate::events::{EventBus, LocalBus, TypeSet};
 use crate::model::*;
 use crate::outbox::*;
+use crate::subscriptions::{
+    NewPushSubscription, PushKeys, PushSubscriptionRecord, PushSubscriptionUpdate,
+};
 use crate::{Error, Result, Store};
 use async_trait::async_trait;
 use mail_types::{
@@ -995,6 +998,7 @@ impl Store for SqliteStore {
         req: AppendRequest,
     ) -> Result<std::result::Result<EmailId, WriteRefusal>> {
         let (conn, blobs) = (self.conn.clone(), self.blobs.clone());
+        let events = self.events.clone(); // push
         let out = tokio::task::spawn_blocking(move || {
             // Parsed and written before the lock is taken, like the sync's messages.
             let parsed = mime::parse(&req.raw);
@@ -1002,7 +1006,10 @@ impl Store for SqliteStore {
             let mut guard = conn
                 .lock()
                 .map_err(|_| Error::Task("store mutex poisoned".into()))?;
-            outbox::append_email(&mut guard, account, &req, &blob, &parsed)
+            let out = outbox::append_email(&mut guard, account, &req, &blob, &parsed);
+            drop(guard);
+            publish_committed(events.as_ref()); // push: announce after commit
+            out
         })
         .await
         .map_err(|e| Error::Task(e.to_string()))??;
@@ -1237,4 +1244,134 @@ impl Store for SqliteStore {
             .await
     }
     // --- end sending
+
+    // --- push: subscriptions ---
+    async fn push_subscriptions(
+        &self,
+        user: Option<UserId>,
+    ) -> Result<Vec<PushSubscriptionRecord>> {
+        self.call(move |c| {
+            let mut st = c.prepare_cached(
+                "SELECT id, user_id, device_client_id, url, keys_p256dh, keys_auth, \
+                 verification_code, verified, expires, types FROM push_subscription \
+                 WHERE ?1 IS NULL OR user_id = ?1 ORDER BY id",
+            )?;
+            let rows = st.query_map([user.map(|u| u.0)], |r| {
+                let p256dh: Option<String> = r.get(4)?;
+                let auth: Option<String> = r.get(5)?;
+                let types: Option<String> = r.get(9)?;
+                Ok((
+                    PushSubscriptionRecord {
+                        id: r.get(0)?,
+                        user: UserId(r.get(1)?),
+                        device_client_id: r.get(2)?,
+                        url: r.get(3)?,
+                        keys: match (p256dh, auth) {
+                            (Some(p256dh), Some(auth)) => Some(PushKeys { p256dh, auth }),
+                            _ => None,
+                        },
+                        verification_code: r.get(6)?,
+                        verified: r.get(7)?,
+                        expires: r.get(8)?,
+                        types: None,
+                    },
+                    types,
+                ))
+            })?;
+            let mut out = Vec::new();
+            for row in rows {
+                let (mut rec, types) = row?;
+                rec.types = match types {
+                    Some(t) => Some(serde_json::from_str(&t).map_err(|_| {
+                        Error::Corrupt(format!("push subscription {} types", rec.id))
+                    })?),
+                    None => None,
+                };
+                out.push(rec);
+            }
+            Ok(out)
+        })
+        .await
+    }
+
+    async fn create_push_subscription(&self, s: &NewPushSubscription) -> Result<i64> {
+        let s = s.clone();
+        self.call(move |c| {
+            let types = s
+                .types
+                .as_ref()
+                .map(|t| serde_json::to_string(t).map_err(|e| Error::Corrupt(e.to_string())))
+                .transpose()?;
+            c.execute(
+                "INSERT INTO push_subscription (user_id, device_client_id, url, keys_p256dh, \
+                 keys_auth, verification_code, expires, types) \
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+                params![
+                    s.user.0,
+                    s.device_client_id,
+                    s.url,
+                    s.keys.as_ref().map(|k| k.p256dh.clone()),
+                    s.keys.as_ref().map(|k| k.auth.clone()),
+                    s.verification_code,
+                    s.expires,
+                    types
+                ],
+            )?;
+            Ok(c.last_insert_rowid())
+        })
+        .await
+    }
+
+    async fn update_push_subscription(
+        &self,
+        id: i64,
+        user: UserId,
+        u: &PushSubscriptionUpdate,
+    ) -> Result<bool> {
+        let u = u.clone();
+        self.call(move |c| {
+            let tx = c.transaction()?;
+            let exists = tx
+                .prepare_cached("SELECT 1 FROM push_subscription WHERE id = ?1 AND user_id = ?2")?
+                .exists(params![id, user.0])?;
+            if !exists {
+                return Ok(false);
+            }
+            if let Some(v) = u.verified {
+                tx.execute(
+                    "UPDATE push_subscription SET verified = ?2 WHERE id = ?1",
+                    params![id, v],
+                )?;
+            }
+            if let Some(e) = u.expires {
+                tx.execute(
+                    "UPDATE push_subscription SET expires = ?2 WHERE id = ?1",
+                    params![id, e],
+                )?;
+            }
+            if let Some(t) = &u.types {
+                let t = t
+                    .as_ref()
+                    .map(|t| serde_json::to_string(t).map_err(|e| Error::Corrupt(e.to_string())))
+                    .transpose()?;
+                tx.execute(
+                    "UPDATE push_subscription SET types = ?2 WHERE id = ?1",
+                    params![id, t],
+                )?;
+            }
+            tx.commit()?;
+            Ok(true)
+        })
+        .await
+    }
+
+    async fn delete_push_subscription(&self, id: i64, user: Option<UserId>) -> Result<bool> {
+        self.call(move |c| {
+            Ok(c.execute(
+                "DELETE FROM push_subscription WHERE id = ?1 AND (?2 IS NULL OR user_id = ?2)",
+                params![id, user.map(|u| u.0)],
+            )? > 0)
+        })
+        .await
+    }
 }

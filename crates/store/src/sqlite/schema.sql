@@ -330,3 +330,20 @@ CREATE TABLE sent_copy_policy (
     account_id INTEGER PRIMARY KEY REFERENCES account(id) ON DELETE CASCADE,
     policy     TEXT NOT NULL DEFAULT 'append'
 ) STRICT;
+-- --- push ----------------------------------------------------------------------------------
+-- PushSubscription (RFC 8620 7.2): per user; `types` is a JSON array or NULL for all;
+-- `expires` is unix seconds.
+CREATE TABLE push_subscription (
+    id                INTEGER PRIMARY KEY,
+    user_id           INTEGER NOT NULL REFERENCES user(id) ON DELETE CASCADE,
+    device_client_id  TEXT NOT NULL,
+    url               TEXT NOT NULL,
+    keys_p256dh       TEXT,
+    keys_auth         TEXT,
+    verification_code TEXT NOT NULL,
+    verified          INTEGER NOT NULL DEFAULT 0,
+    expires           INTEGER,
+    types             TEXT,
+    created_at        INTEGER NOT NULL DEFAULT (unixepoch())
+) STRICT;
+CREATE INDEX push_subscription_by_user ON push_subscription (user_id);

@@ -1,0 +1,752 @@
+//! PushSubscription (RFC 8620 7.2): `/get` and `/set`, the PushVerification sent on
+//! create, and delivery of StateChange by HTTP POST to the subscription's URL, encrypted
+//! per RFC 8291 (`aes128gcm`, through Mozilla's `ece`) when the client gave `keys`.
+//!
+//! Every verified, unexpired subscription has one task that follows its user's accounts
+//! through the hub like a connection does (same coalescing slot: while a POST is retried,
+//! newer changes merge into the next one). Failures are retried with exponential backoff
+//! (1 s doubling to 5 min, `Retry-After` honoured up to 5 min, at most 8 attempts per
+//! StateChange); 404 or 410 means the push service dropped the subscription, so it is
+//! destroyed. An expired subscription is destroyed by its task.
+
+use super::{Changed, Follower, Hub, state_change, type_filter};
+use crate::auth::Principal;
+use base64::Engine;
+use jmap_proto::{MethodError, SetError, SetErrorType, UtcDate};
+use mail_types::UserId;
+use serde_json::{Map, Value, json};
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use store::Store;
+use store::events::TypeSet;
+use store::subscriptions::{
+    NewPushSubscription, PushKeys, PushSubscriptionRecord, PushSubscriptionUpdate,
+};
+
+/// Subscriptions one user may hold.
+const MAX_PER_USER: usize = 50;
+/// Longest lifetime granted; a later `expires` is cut to this (RFC 8620 7.2: the server
+/// may reduce it, and says so in the response).
+const MAX_LIFETIME_SECS: i64 = 30 * 24 * 3600;
+const MAX_ATTEMPTS: u32 = 8;
+const MAX_BACKOFF: Duration = Duration::from_secs(300);
+/// RFC 8030 5.2: how long a push service may keep an undelivered message.
+const TTL_SECS: &str = "86400";
+
+/// The delivery tasks of the verified subscriptions, and the HTTP client they share.
+pub(crate) struct Subscriptions {
+    workers: Mutex<HashMap<i64, tokio::task::AbortHandle>>,
+    client: Option<reqwest::Client>,
+    /// `http://` subscription URLs allowed (tests, development); https only otherwise.
+    allow_http: bool,
+}
+
+impl Subscriptions {
+    pub(crate) fn new(allow_http: bool) -> Self {
+        let client = reqwest::Client::builder()
+            .timeout(Duration::from_secs(15))
+            .connect_timeout(Duration::from_secs(10))
+            .redirect(reqwest::redirect::Policy::none())
+            .build()
+            .map_err(|e| tracing::error!(error = %e, "no HTTP client for push subscriptions"))
+            .ok();
+        Subscriptions {
+            workers: Mutex::new(HashMap::new()),
+            client,
+            allow_http,
+        }
+    }
+
+    fn stop(&self, id: i64) {
+        if let Ok(mut w) = self.workers.lock()
+            && let Some(h) = w.remove(&id)
+        {
+            h.abort();
+        }
+    }
+}
+
+fn now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0)
+}
+
+fn jmap_id(id: i64) -> String {
+    format!("p{id}")
+}
+
+/// Starts the delivery task of every verified, unexpired subscription in the store, and
+/// destroys the expired ones (at server start).
+pub(crate) async fn start_all(hub: &Arc<Hub>, store: &Arc<dyn Store>) -> store::Result<()> {
+    for s in store.push_subscriptions(None).await? {
+        if s.expires.is_some_and(|e| e <= now()) {
+            store.delete_push_subscription(s.id, None).await?;
+        } else if s.verified {
+            start(hub, store, s);
+        }
+    }
+    Ok(())
+}
+
+fn start(hub: &Arc<Hub>, store: &Arc<dyn Store>, s: PushSubscriptionRecord) {
+    let id = s.id;
+    hub.subscriptions.stop(id);
+    let task = tokio::spawn(worker(hub.clone(), store.clone(), s));
+    if let Ok(mut w) = hub.subscriptions.workers.lock() {
+        w.insert(id, task.abort_handle());
+    }
+}
+
+enum Outcome {
+    Done,
+    Gone,
+    Retry(Option<Duration>),
+    Failed(String),
+}
+
+fn b64url(s: &str) -> Option<Vec<u8>> {
+    base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(s.trim_end_matches('='))
+        .ok()
+}
+
+async fn post(hub: &Hub, s: &PushSubscriptionRecord, v: &Value) -> Outcome {
+    let Some(client) = &hub.subscriptions.client else {
+        return Outcome::Failed("no HTTP client".into());
+    };
+    let body = v.to_string().into_bytes();
+    let req = client
+        .post(&s.url)
+        .header("TTL", TTL_SECS)
+        .header("Urgency", "normal");
+    let req = match &s.keys {
+        Some(k) => {
+            let (Some(ua), Some(auth)) = (b64url(&k.p256dh), b64url(&k.auth)) else {
+                return Outcome::Failed("stored keys do not decode".into());
+            };
+            match ece::encrypt(&ua, &auth, &body) {
+                Ok(enc) => req
+                    .header(reqwest::header::CONTENT_ENCODING, "aes128gcm")
+                    .header(reqwest::header::CONTENT_TYPE, "application/octet-stream")
+                    .body(enc),
+                Err(e) => return Outcome::Failed(format!("encryption: {e}")),
+            }
+        }
+        None => req
+            .header(
+                reqwest::header::CONTENT_TYPE,
+                "application/json; charset=utf-8",
+            )
+            .body(body),
+    };
+    match req.send().await {
+        Ok(r) if r.status().is_success() => Outcome::Done,
+        Ok(r) if r.status().as_u16() == 404 || r.status().as_u16() == 410 => Outcome::Gone,
+        Ok(r) if r.status().as_u16() == 429 || r.status().is_server_error() => {
+            let after = r
+                .headers()
+                .get(reqwest::header::RETRY_AFTER)
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| v.trim().parse::<u64>().ok())
+                .map(|s| Duration::from_secs(s).min(MAX_BACKOFF));
+            Outcome::Retry(after)
+        }
+        Ok(r) => Outcome::Failed(format!("HTTP {}", r.status())),
+        // The URL is the client's and may name a private host: only the kind of failure is
+        // logged, not the address.
+        Err(e) if e.is_timeout() => Outcome::Retry(None),
+        Err(e) if e.is_connect() => Outcome::Retry(None),
+        Err(_) => Outcome::Retry(None),
+    }
+}
+
+fn backoff(attempt: u32) -> Duration {
+    Duration::from_secs(1u64 << attempt.min(9)).min(MAX_BACKOFF)
+}
+
+/// Sends `v` with retries; false when the subscription is gone (destroyed here).
+async fn deliver(
+    hub: &Arc<Hub>,
+    store: &Arc<dyn Store>,
+    s: &PushSubscriptionRecord,
+    mut v: Value,
+    mut follower: Option<&mut Follower>,
+) -> bool {
+    for attempt in 0..MAX_ATTEMPTS {
+        match post(hub, s, &v).await {
+            Outcome::Done => return true,
+            Outcome::Gone => {
+                tracing::info!(subscription = s.id, "push service dropped the subscription");
+                let _ = store.delete_push_subscription(s.id, None).await;
+                return false;
+            }
+            Outcome::Failed(why) => {
+                tracing::warn!(subscription = s.id, why, "push delivery refused; dropped");
+                return true;
+            }
+            Outcome::Retry(after) => {
+                tokio::time::sleep(after.unwrap_or_else(|| backoff(attempt))).await;
+                // What changed meanwhile goes along in the next attempt.
+                if let Some(f) = follower.as_deref_mut()
+                    && let Ok(more) = f.take().await
+                    && !more.0.is_empty()
+                {
+                    f.told(&more);
+                    let mut merged = changed_of(&v);
+                    for (a, (st, t)) in more.0 {
+                        let e = merged.0.entry(a).or_insert((st, TypeSet::EMPTY));
+                        e.0 = st.max(e.0);
+                        e.1 = e.1.union(t);
+                    }
+                    v = state_change(&merged, None);
+                }
+            }
+        }
+    }
+    tracing::warn!(
+        subscription = s.id,
+        "push delivery failed {MAX_ATTEMPTS} times; dropped"
+    );
+    true
+}
+
+/// Reads a StateChange we built back (for merging during retries).
+fn changed_of(v: &Value) -> Changed {
+    let mut out = Changed::default();
+    if let Some(m) = v["changed"].as_object() {
+        for (acc, types) in m {
+            let Some(a) = crate::jmap::ids::parse('a', acc) else {
+                continue;
+            };
+            let Some(types) = types.as_object() else {
+                continue;
+            };
+            let mut set = TypeSet::EMPTY;
+            let mut state = 0;
+            for (t, st) in types {
+                if let Some(t) = store::events::PushType::from_name(t) {
+                    set.insert(t);
+                }
+                state = st.as_str().and_then(|s| s.parse().ok()).unwrap_or(state);
+            }
+            out.0
+                .insert(mail_types::AccountId(a), (mail_types::State(state), set));
+        }
+    }
+    out
+}
+
+async fn worker(hub: Arc<Hub>, store: Arc<dyn Store>, s: PushSubscriptionRecord) {
+    let principal = Principal {
+        user: s.user,
+        name: String::new(),
+    };
+    let types = match &s.types {
+        Some(t) => type_filter(t.iter().map(String::as_str)),
+        None => TypeSet::all(),
+    };
+    let mut f = match Follower::start(&hub, store.clone(), &principal, types, None).await {
+        Ok((f, _)) => f,
+        Err(e) => {
+            tracing::warn!(subscription = s.id, error = %e, "push subscription cannot follow");
+            return;
+        }
+    };
+    let expiry = s.expires.map(|e| {
+        tokio::time::Instant::now() + Duration::from_secs(u64::try_from(e - now()).unwrap_or(0))
+    });
+    loop {
+        let expired = async {
+            match expiry {
+                Some(t) => tokio::time::sleep_until(t).await,
+                None => std::future::pending().await,
+            }
+        };
+        tokio::select! {
+            () = f.wait() => {}
+            () = expired => {
+                let _ = store.delete_push_subscription(s.id, None).await;
+                return;
+            }
+        }
+        let c = match f.take().await {
+            Ok(c) if c.0.is_empty() => continue,
+            Ok(c) => c,
+            Err(e) => {
+                tracing::warn!(subscription = s.id, error = %e, "push read failed");
+                continue;
+            }
+        };
+        f.told(&c);
+        if !deliver(&hub, &store, &s, state_change(&c, None), Some(&mut f)).await {
+            return;
+        }
+    }
+}
+
+fn random_code() -> String {
+    let b: [u8; 16] = rand::random();
+    hex::encode(b)
+}
+
+fn parse_ids(args: &Map<String, Value>) -> Result<Option<Vec<String>>, MethodError> {
+    match args.get("ids") {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::Array(a)) => a
+            .iter()
+            .map(|v| {
+                v.as_str()
+                    .map(str::to_string)
+                    .ok_or_else(|| MethodError::invalid_arguments("ids must be strings"))
+            })
+            .collect::<Result<Vec<_>, _>>()
+            .map(Some),
+        Some(_) => Err(MethodError::invalid_arguments(
+            "ids must be null or an array",
+        )),
+    }
+}
+
+fn view(s: &PushSubscriptionRecord) -> Map<String, Value> {
+    let mut m = Map::new();
+    m.insert("id".into(), json!(jmap_id(s.id)));
+    m.insert("deviceClientId".into(), json!(s.device_client_id));
+    // RFC 8620 7.2: url and keys are never returned.
+    m.insert(
+        "verificationCode".into(),
+        if s.verified {
+            json!(s.verification_code)
+        } else {
+            Value::Null
+        },
+    );
+    m.insert(
+        "expires".into(),
+        s.expires
+            .and_then(UtcDate::from_timestamp)
+            .map(|d| json!(d.to_string()))
+            .unwrap_or(Value::Null),
+    );
+    m.insert("types".into(), json!(s.types));
+    m
+}
+
+fn server_fail(e: store::Error) -> MethodError {
+    MethodError::server_fail(e.to_string())
+}
+
+/// PushSubscription/get (RFC 8620 7.2.1): no accountId, no state; the caller's own
+/// subscriptions only.
+pub(crate) async fn get(
+    store: &Arc<dyn Store>,
+    user: UserId,
+    args: Map<String, Value>,
+) -> Result<Map<String, Value>, MethodError> {
+    let ids = parse_ids(&args)?;
+    let props: Option<Vec<String>> = match args.get("properties") {
+        None | Some(Value::Null) => None,
+        Some(Value::Array(a)) => Some(
+            a.iter()
+                .map(|v| {
+                    v.as_str()
+                        .map(str::to_string)
+                        .ok_or_else(|| MethodError::invalid_arguments("properties must be strings"))
+                })
+                .collect::<Result<_, _>>()?,
+        ),
+        Some(_) => {
+            return Err(MethodError::invalid_arguments(
+                "properties must be an array",
+            ));
+        }
+    };
+    const KNOWN: [&str; 5] = [
+        "id",
+        "deviceClientId",
+        "verificationCode",
+        "expires",
+        "types",
+    ];
+    if let Some(p) = &props
+        && let Some(bad) = p.iter().find(|p| !KNOWN.contains(&p.as_str()))
+    {
+        return Err(MethodError::invalid_arguments(format!(
+            "unknown or unreadable property {bad}"
+        )));
+    }
+    let mine = store
+        .push_subscriptions(Some(user))
+        .await
+        .map_err(server_fail)?;
+    let pick = |s: &PushSubscriptionRecord| {
+        let mut v = view(s);
+        if let Some(p) = &props {
+            v.retain(|k, _| k == "id" || p.contains(k));
+        }
+        Value::Object(v)
+    };
+    let mut list = Vec::new();
+    let mut not_found = Vec::new();
+    match ids {
+        None => list.extend(mine.iter().map(pick)),
+        Some(wanted) => {
+            for w in wanted {
+                match mine.iter().find(|s| jmap_id(s.id) == w) {
+                    Some(s) => list.push(pick(s)),
+                    None => not_found.push(json!(w)),
+                }
+            }
+        }
+    }
+    let mut out = Map::new();
+    out.insert("list".into(), Value::Array(list));
+    out.insert("notFound".into(), Value::Array(not_found));
+    Ok(out)
+}
+
+/// Boxed: a SetError is large and travels in `Result`s.
+type SetErr = Box<SetError>;
+
+fn set_error(e: SetError) -> Value {
+    serde_json::to_value(e).unwrap_or(Value::Null)
+}
+
+fn invalid(props: &[&str], why: &str) -> SetErr {
+    Box::new(SetError::invalid_properties(props.iter().copied()).with_description(why))
+}
+
+fn parse_expires(v: &Value) -> Result<Option<i64>, SetErr> {
+    match v {
+        Value::Null => Ok(None),
+        Value::String(s) => {
+            let d: UtcDate = s
+                .parse()
+                .map_err(|_| invalid(&["expires"], "expires must be a UTCDate"))?;
+            if d.timestamp() <= now() {
+                return Err(invalid(&["expires"], "expires is in the past"));
+            }
+            Ok(Some(d.timestamp()))
+        }
+        _ => Err(invalid(&["expires"], "expires must be a UTCDate or null")),
+    }
+}
+
+/// Cut to the longest lifetime (also when the client asked for none).
+fn granted(expires: Option<i64>) -> i64 {
+    let max = now() + MAX_LIFETIME_SECS;
+    expires.map_or(max, |e| e.min(max))
+}
+
+fn parse_types(v: &Value) -> Result<Option<Vec<String>>, SetErr> {
+    match v {
+        Value::Null => Ok(None),
+        Value::Array(a) if a.len() <= 32 => a
+            .iter()
+            .map(|t| {
+                t.as_str()
+                    .filter(|t| t.len() <= 64)
+                    .map(str::to_string)
+                    .ok_or_else(|| invalid(&["types"], "types must be type names"))
+            })
+            .collect::<Result<Vec<_>, _>>()
+            .map(Some),
+        _ => Err(invalid(
+            &["types"],
+            "types must be null or an array of type names",
+        )),
+    }
+}
+
+fn parse_create(
+    obj: &Value,
+    user: UserId,
+    allow_http: bool,
+) -> Result<NewPushSubscription, SetErr> {
+    let Some(m) = obj.as_object() else {
+        return Err(Box::new(
+            SetError::new(SetErrorType::InvalidProperties).with_description("not an object"),
+        ));
+    };
+    for k in m.keys() {
+        if ![
+            "deviceClientId",
+            "url",
+            "keys",
+            "expires",
+            "types",
+            "verificationCode",
+            "id",
+        ]
+        .contains(&k.as_str())
+        {
+            return Err(invalid(&[k.as_str()], "unknown property"));
+        }
+    }
+    if m.get("id").is_some_and(|v| !v.is_null()) {
+        return Err(invalid(&["id"], "id is set by the server"));
+    }
+    if m.get("verificationCode").is_some_and(|v| !v.is_null()) {
+        return Err(invalid(
+            &["verificationCode"],
+            "verificationCode is sent to the client, not set by it",
+        ));
+    }
+    let device = m
+        .get("deviceClientId")
+        .and_then(Value::as_str)
+        .filter(|d| !d.is_empty() && d.len() <= 255)
+        .ok_or_else(|| invalid(&["deviceClientId"], "a non-empty string is required"))?;
+    let url = m
+        .get("url")
+        .and_then(Value::as_str)
+        .filter(|u| u.len() <= 2048)
+        .ok_or_else(|| invalid(&["url"], "a URL is required"))?;
+    let parsed =
+        reqwest::Url::parse(url).map_err(|_| invalid(&["url"], "url is not a valid URL"))?;
+    let scheme_ok = parsed.scheme() == "https" || (allow_http && parsed.scheme() == "http");
+    if !scheme_ok || parsed.host_str().is_none() || !parsed.username().is_empty() {
+        return Err(invalid(
+            &["url"],
+            "url must be an https:// URL without credentials",
+        ));
+    }
+    let keys = match m.get("keys") {
+        None | Some(Value::Null) => None,
+        Some(Value::Object(k)) => {
+            let p256dh = k.get("p256dh").and_then(Value::as_str).unwrap_or("");
+            let auth = k.get("auth").and_then(Value::as_str).unwrap_or("");
+            let ok = b64url(p256dh).is_some_and(|p| p.len() == 65 && p[0] == 4)
+                && b64url(auth).is_some_and(|a| a.len() == 16);
+            if !ok {
+                return Err(invalid(
+                    &["keys"],
+                    "keys needs p256dh (an uncompressed P-256 point) and auth (16 octets), base64url",
+                ));
+            }
+            Some(PushKeys {
+                p256dh: p256dh.to_string(),
+                auth: auth.to_string(),
+            })
+        }
+        Some(_) => return Err(invalid(&["keys"], "keys must be an object or null")),
+    };
+    let expires = parse_expires(m.get("expires").unwrap_or(&Value::Null))?;
+    let types = parse_types(m.get("types").unwrap_or(&Value::Null))?;
+    Ok(NewPushSubscription {
+        user,
+        device_client_id: device.to_string(),
+        url: url.to_string(),
+        keys,
+        verification_code: random_code(),
+        expires: Some(granted(expires)),
+        types,
+    })
+}
+
+/// PushSubscription/set (RFC 8620 7.2.2).
+pub(crate) async fn set(
+    hub: &Arc<Hub>,
+    store: &Arc<dyn Store>,
+    user: UserId,
+    args: Map<String, Value>,
+) -> Result<Map<String, Value>, MethodError> {
+    for k in args.keys() {
+        if !["create", "update", "destroy"].contains(&k.as_str()) {
+            return Err(MethodError::invalid_arguments(format!(
+                "PushSubscription/set takes no {k}"
+            )));
+        }
+    }
+    let obj = |k: &str| -> Result<Map<String, Value>, MethodError> {
+        match args.get(k) {
+            None | Some(Value::Null) => Ok(Map::new()),
+            Some(Value::Object(m)) => Ok(m.clone()),
+            Some(_) => Err(MethodError::invalid_arguments(format!(
+                "{k} must be an object"
+            ))),
+        }
+    };
+    let create = obj("create")?;
+    let update = obj("update")?;
+    let destroy = parse_ids(&{
+        let mut m = Map::new();
+        if let Some(d) = args.get("destroy") {
+            m.insert("ids".into(), d.clone());
+        }
+        m
+    })?
+    .unwrap_or_default();
+
+    let (mut created, mut not_created) = (Map::new(), Map::new());
+    let (mut updated, mut not_updated) = (Map::new(), Map::new());
+    let (mut destroyed, mut not_destroyed) = (Vec::new(), Map::new());
+    let mut mine = store
+        .push_subscriptions(Some(user))
+        .await
+        .map_err(server_fail)?;
+
+    for (cid, o) in create {
+        if mine.len() >= MAX_PER_USER {
+            not_created.insert(
+                cid,
+                set_error(
+                    SetError::new(SetErrorType::OverQuota)
+                        .with_description(format!("at most {MAX_PER_USER} push subscriptions")),
+                ),
+            );
+            continue;
+        }
+        let asked = o
+            .get("expires")
+            .and_then(|e| parse_expires(e).ok())
+            .flatten();
+        let new = match parse_create(&o, user, hub.subscriptions.allow_http) {
+            Ok(n) => n,
+            Err(e) => {
+                not_created.insert(cid, set_error(*e));
+                continue;
+            }
+        };
+        let id = store
+            .create_push_subscription(&new)
+            .await
+            .map_err(server_fail)?;
+        let rec = PushSubscriptionRecord {
+            id,
+            user,
+            device_client_id: new.device_client_id,
+            url: new.url,
+            keys: new.keys,
+            verification_code: new.verification_code,
+            verified: false,
+            expires: new.expires,
+            types: new.types,
+        };
+        let mut c = Map::new();
+        c.insert("id".into(), json!(jmap_id(id)));
+        if asked != rec.expires {
+            c.insert("expires".into(), view(&rec)["expires"].clone());
+        }
+        created.insert(cid, Value::Object(c));
+        // RFC 8620 7.2.2: the PushVerification goes to the URL; the client sets the code.
+        let (hub, store, r) = (hub.clone(), store.clone(), rec.clone());
+        tokio::spawn(async move {
+            let v = json!({
+                "@type": "PushVerification",
+                "pushSubscriptionId": jmap_id(r.id),
+                "verificationCode": r.verification_code,
+            });
+            deliver(&hub, &store, &r, v, None).await;
+        });
+        mine.push(rec);
+    }
+
+    for (id, patch) in update {
+        let Some(s) = mine.iter().find(|s| jmap_id(s.id) == id).cloned() else {
+            not_updated.insert(id, set_error(SetError::new(SetErrorType::NotFound)));
+            continue;
+        };
+        let Some(p) = patch.as_object() else {
+            not_updated.insert(id, set_error(SetError::new(SetErrorType::InvalidPatch)));
+            continue;
+        };
+        let mut u = PushSubscriptionUpdate::default();
+        let mut err = None;
+        let mut reply = Map::new();
+        for (k, v) in p {
+            match k.as_str() {
+                "verificationCode" => {
+                    if v.as_str() == Some(s.verification_code.as_str()) {
+                        u.verified = Some(true);
+                    } else {
+                        err = Some(invalid(&["verificationCode"], "not the code sent"));
+                    }
+                }
+                "expires" => match parse_expires(v) {
+                    Ok(e) => {
+                        let g = granted(e);
+                        if Some(g) != e {
+                            reply.insert(
+                                "expires".into(),
+                                UtcDate::from_timestamp(g)
+                                    .map(|d| json!(d.to_string()))
+                                    .unwrap_or(Value::Null),
+                            );
+                        }
+                        u.expires = Some(Some(g));
+                    }
+                    Err(e) => err = Some(e),
+                },
+                "types" => match parse_types(v) {
+                    Ok(t) => u.types = Some(t),
+                    Err(e) => err = Some(e),
+                },
+                other => err = Some(invalid(&[other], "immutable or unknown property")),
+            }
+        }
+        if let Some(e) = err {
+            not_updated.insert(id, set_error(*e));
+            continue;
+        }
+        store
+            .update_push_subscription(s.id, user, &u)
+            .await
+            .map_err(server_fail)?;
+        updated.insert(
+            id,
+            if reply.is_empty() {
+                Value::Null
+            } else {
+                Value::Object(reply)
+            },
+        );
+        let rec = PushSubscriptionRecord {
+            verified: u.verified.unwrap_or(s.verified),
+            expires: u.expires.unwrap_or(s.expires),
+            types: u.types.clone().unwrap_or(s.types.clone()),
+            ..s
+        };
+        if rec.verified {
+            start(hub, store, rec);
+        }
+    }
+
+    for id in destroy {
+        let Some(s) = mine.iter().find(|s| jmap_id(s.id) == id) else {
+            not_destroyed.insert(id, set_error(SetError::new(SetErrorType::NotFound)));
+            continue;
+        };
+        hub.subscriptions.stop(s.id);
+        store
+            .delete_push_subscription(s.id, Some(user))
+            .await
+            .map_err(server_fail)?;
+        destroyed.push(json!(id));
+    }
+
+    let or_null = |m: Map<String, Value>| {
+        if m.is_empty() {
+            Value::Null
+        } else {
+            Value::Object(m)
+        }
+    };
+    let mut out = Map::new();
+    out.insert("created".into(), or_null(created));
+    out.insert("updated".into(), or_null(updated));
+    out.insert(
+        "destroyed".into(),
+        if destroyed.is_empty() {
+            Value::Null
+        } else {
+            Value::Array(destroyed)
+        },
+    );
+    out.insert("notCreated".into(), or_null(not_created));
+    out.insert("notUpdated".into(), or_null(not_updated));
+    out.insert("notDestroyed".into(), or_null(not_destroyed));
+    Ok(out)
+}
