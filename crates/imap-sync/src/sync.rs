@@ -155,6 +155,9 @@ impl AccountSync {
 
     /// LIST, and the store's mailbox list brought in line. Returns LIST-STATUS data by name.
     pub async fn sync_mailbox_list(&self, s: &mut Session) -> Result<HashMap<String, StatusData>> {
+        // Read before the LIST: a mailbox change of the user queued or confirmed while it
+        // runs makes the store ignore this list (it may predate the change).
+        let epoch = self.store.mailbox_epoch(self.account);
         let (entries, statuses, incomplete) = s.list().await?;
         let statuses: HashMap<String, StatusData> = statuses
             .into_iter()
@@ -195,7 +198,9 @@ impl AccountSync {
                 }
             }
         }
-        self.store.apply_mailbox_list(self.account, &remote).await?;
+        self.store
+            .apply_mailbox_list_at(self.account, &remote, epoch)
+            .await?;
         Ok(statuses)
     }
 

@@ -246,6 +246,23 @@ pub trait Store: Send + Sync + 'static {
     async fn outbox_dismiss(&self, account: AccountId, failures: Vec<i64>) -> Result<()>;
     /// Bumped after every commit that queued something: the engine's workers wait on it.
     fn outbox_signal(&self) -> tokio::sync::watch::Receiver<u64>;
+    /// Moves whenever a mailbox change of the user (create, rename, delete, subscribe) is
+    /// queued or confirmed by the server. The sync reads it before its LIST and hands it to
+    /// [`Store::apply_mailbox_list_at`], so a list taken across such a change (which may
+    /// show the server before the change) is not applied over it.
+    fn mailbox_epoch(&self, _account: AccountId) -> u64 {
+        0
+    }
+    /// [`Store::apply_mailbox_list`], unless the mailbox epoch moved away from `epoch` since
+    /// the list was taken: then nothing is applied (the next pass brings the list in line).
+    async fn apply_mailbox_list_at(
+        &self,
+        account: AccountId,
+        remote: &[RemoteMailbox],
+        _epoch: u64,
+    ) -> Result<MailboxListOutcome> {
+        self.apply_mailbox_list(account, remote).await
+    }
 
     // --- web client sessions (issue 6) ----------------------------------------------------
     /// Stores a sign-in session (the hash of its cookie token) valid until `expires_at`

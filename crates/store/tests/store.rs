@@ -604,3 +604,55 @@ async fn commits_are_announced_with_the_types_they_changed() {
     assert!(refused.is_err());
     assert!(rx.try_recv().is_err(), "a refused write was announced");
 }
+
+/// A LIST taken before a rename of the user was confirmed shows the old name; applied after
+/// the confirmation it would rename the mailbox back. The mailbox epoch keeps it out.
+#[tokio::test]
+async fn a_list_taken_across_a_confirmed_rename_is_not_applied() {
+    let (s, a) = setup().await;
+    s.apply_mailbox_list(a, &[remote("INBOX", 7), remote("Projects", 8)])
+        .await
+        .expect("list");
+    let projects = mailbox(&s, a, "Projects").await;
+    // The sync starts a pass: epoch read, LIST sent (the server still has "Projects").
+    let epoch = s.mailbox_epoch(a);
+    let stale = [remote("INBOX", 7), remote("Projects", 8)];
+    // Meanwhile the user renames, and the worker replays it and the server confirms.
+    s.update_mailbox(
+        a,
+        projects,
+        MailboxPatch {
+            name: Some("Work".into()),
+            ..MailboxPatch::default()
+        },
+    )
+    .await
+    .expect("update")
+    .expect("accepted");
+    let entries = s.outbox_next(a, 10).await.expect("next");
+    assert_eq!(entries.len(), 1, "{entries:?}");
+    s.outbox_complete(
+        a,
+        vec![OutboxDone {
+            id: entries[0].id,
+            rev: entries[0].rev,
+            new_uid: None,
+            raw_name: Some("Work".into()),
+            old_raw_name: Some("Projects".into()),
+        }],
+    )
+    .await
+    .expect("complete");
+    // The stale list arrives: nothing is applied, the mailbox keeps its new name.
+    s.apply_mailbox_list_at(a, &stale, epoch)
+        .await
+        .expect("stale list");
+    assert_eq!(mailbox(&s, a, "Work").await, projects);
+    // A list taken after the confirmation is applied as usual.
+    let fresh = [remote("INBOX", 7), remote("Work", 8), remote("Later", 9)];
+    s.apply_mailbox_list_at(a, &fresh, s.mailbox_epoch(a))
+        .await
+        .expect("fresh list");
+    assert_eq!(mailbox(&s, a, "Work").await, projects);
+    mailbox(&s, a, "Later").await;
+}

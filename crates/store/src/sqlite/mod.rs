@@ -39,6 +39,24 @@ pub struct SqliteStore {
     events: Arc<dyn EventBus>,
     // --- write-back (outbox) ---
     outbox_tx: Arc<tokio::sync::watch::Sender<u64>>,
+    /// Per account, the mailbox epoch (`Store::mailbox_epoch`); moved while the
+    /// connection is held, so an `apply_mailbox_list_at` sees every confirmed change.
+    mailbox_epochs: Arc<Mutex<std::collections::HashMap<i64, u64>>>,
+}
+
+/// Moves `account`'s mailbox epoch (see `Store::mailbox_epoch`).
+fn bump_epoch(epochs: &Mutex<std::collections::HashMap<i64, u64>>, account: AccountId) {
+    if let Ok(mut m) = epochs.lock() {
+        let e = m.entry(account.0).or_insert(0);
+        *e = e.wrapping_add(1);
+    }
+}
+
+fn epoch_of(epochs: &Mutex<std::collections::HashMap<i64, u64>>, account: AccountId) -> u64 {
+    epochs
+        .lock()
+        .map(|m| m.get(&account.0).copied().unwrap_or(0))
+        .unwrap_or(0)
 }
 
 impl SqliteStore {
@@ -92,6 +110,7 @@ impl SqliteStore {
             blobs,
             events: Arc::new(LocalBus::default()),
             outbox_tx: Arc::new(tokio::sync::watch::channel(0).0),
+            mailbox_epochs: Arc::default(),
         })
     }
 
@@ -548,6 +567,29 @@ impl Store for SqliteStore {
         let remote = remote.to_vec();
         self.call(move |c| write::apply_mailbox_list(c, account, &remote))
             .await
+    }
+
+    fn mailbox_epoch(&self, account: AccountId) -> u64 {
+        epoch_of(&self.mailbox_epochs, account)
+    }
+
+    async fn apply_mailbox_list_at(
+        &self,
+        account: AccountId,
+        remote: &[RemoteMailbox],
+        epoch: u64,
+    ) -> Result<MailboxListOutcome> {
+        let remote = remote.to_vec();
+        let epochs = self.mailbox_epochs.clone();
+        self.call(move |c| {
+            if epoch_of(&epochs, account) != epoch {
+                // The list was taken across a mailbox change of the user: it may show the
+                // server before that change. The next pass brings the list in line.
+                return Ok(MailboxListOutcome::default());
+            }
+            write::apply_mailbox_list(c, account, &remote)
+        })
+        .await
     }
 
     async fn reset_mailbox(&self, mailbox: MailboxId, uidvalidity: UidValidity) -> Result<()> {
@@ -1025,8 +1067,13 @@ impl Store for SqliteStore {
         subscribed: bool,
     ) -> Result<std::result::Result<MailboxId, WriteRefusal>> {
         let name = name.to_string();
+        let epochs = self.mailbox_epochs.clone();
         let out = self
-            .call(move |c| outbox::create_mailbox(c, account, &name, parent, subscribed))
+            .call(move |c| {
+                let r = outbox::create_mailbox(c, account, &name, parent, subscribed);
+                bump_epoch(&epochs, account);
+                r
+            })
             .await?;
         self.outbox_wake();
         Ok(out)
@@ -1038,8 +1085,13 @@ impl Store for SqliteStore {
         id: MailboxId,
         patch: MailboxPatch,
     ) -> Result<std::result::Result<(), WriteRefusal>> {
+        let epochs = self.mailbox_epochs.clone();
         let out = self
-            .call(move |c| outbox::update_mailbox(c, account, id, &patch))
+            .call(move |c| {
+                let r = outbox::update_mailbox(c, account, id, &patch);
+                bump_epoch(&epochs, account);
+                r
+            })
             .await?;
         self.outbox_wake();
         Ok(out)
@@ -1051,8 +1103,13 @@ impl Store for SqliteStore {
         id: MailboxId,
         remove_emails: bool,
     ) -> Result<std::result::Result<(), WriteRefusal>> {
+        let epochs = self.mailbox_epochs.clone();
         let out = self
-            .call(move |c| outbox::destroy_mailbox(c, account, id, remove_emails))
+            .call(move |c| {
+                let r = outbox::destroy_mailbox(c, account, id, remove_emails);
+                bump_epoch(&epochs, account);
+                r
+            })
             .await?;
         self.collect_orphans(account).await?;
         self.outbox_wake();
@@ -1069,8 +1126,26 @@ impl Store for SqliteStore {
     }
 
     async fn outbox_complete(&self, account: AccountId, done: Vec<OutboxDone>) -> Result<()> {
-        self.call(move |c| outbox::complete(c, account, &done))
-            .await?;
+        let epochs = self.mailbox_epochs.clone();
+        self.call(move |c| {
+            // A confirmed mailbox change moves the epoch before the connection is let go.
+            let mut mailbox_op = false;
+            {
+                let mut st = c.prepare_cached(
+                    "SELECT 1 FROM outbox WHERE id = ?1 AND kind IN \
+                     ('create_mailbox', 'rename_mailbox', 'delete_mailbox', 'subscribe')",
+                )?;
+                for d in &done {
+                    mailbox_op |= st.exists([d.id])?;
+                }
+            }
+            let r = outbox::complete(c, account, &done);
+            if mailbox_op {
+                bump_epoch(&epochs, account);
+            }
+            r
+        })
+        .await?;
         self.collect_orphans(account).await?;
         Ok(())
     }
