@@ -63,8 +63,8 @@ pub async fn run(dir: &Path, listen: &str) -> Result<()> {
          A private Dovecot runs on 127.0.0.1 (IMAPS {imaps}, IMAP+STARTTLS {imap}, POP3 {pop3}, LMTP {lmtp})\n\
          with {n} sample messages for {MAIL_USER} (password {MAIL_PASSWORD}); its CA is {ca}.\n\
          Tidings syncs it into {data_dir}.\n\n\
-         Tidings user: {DEMO_USER} / {DEMO_PASSWORD}. Any JMAP client works against\n\
-         http://{listen}/.well-known/jmap (the web client arrives with a later milestone), e.g.\n\
+         Open the web client at http://{listen}/ and sign in as {DEMO_USER} / {DEMO_PASSWORD}.\n\
+         Any JMAP client works too, against http://{listen}/.well-known/jmap, e.g.\n\
          \x20 curl -u {DEMO_USER}:{DEMO_PASSWORD} http://{listen}/.well-known/jmap\n\
          \x20 curl -u {DEMO_USER}:{DEMO_PASSWORD} http://{listen}/jmap/api -d '{{\"using\":[\"urn:ietf:params:jmap:core\",\n\
          \x20   \"urn:ietf:params:jmap:mail\"],\"methodCalls\":[[\"Mailbox/get\",{{\"accountId\":\"a1\"}},\"0\"]]}}'\n\
