@@ -20,6 +20,8 @@ ensure_packages() {
 # The system packages every part of the project needs.
 # postfix: the SMTP submission server of the tests (testkit::smtp, issue 5).
 TIDINGS_PACKAGES=(dovecot-imapd dovecot-pop3d dovecot-lmtpd postfix openssl ca-certificates python3 python3-venv)
+# The ece crate (Web Push encryption, RFC 8291) builds on OpenSSL.
+TIDINGS_PACKAGES+=(libssl-dev pkg-config)
 
 # The independent JMAP client the tests drive (Python's jmapc), in .venv at the repository
 # root; pinned so that a new release cannot change what the tests check.
