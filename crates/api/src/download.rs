@@ -6,8 +6,8 @@
 //! interpreted by the browser as a page of ours: `nosniff`, a sandboxing CSP, and
 //! `attachment` unless the type is an image, audio or video.
 
-use crate::server::{AppState, authenticate, client_ip};
-use axum::extract::{Path, Query, Request, State};
+use crate::server::AppState;
+use axum::extract::{Path, Query, State};
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
@@ -90,26 +90,19 @@ pub(crate) async fn download(
     State(state): State<Arc<AppState>>,
     Path((account, blob, name)): Path<(String, String, String)>,
     Query(q): Query<DownloadQuery>,
-    req: Request,
+    req: axum::http::request::Parts,
 ) -> Response {
-    let ip = client_ip(req.extensions());
-    let principal = match authenticate(&state, req.headers(), ip).await {
-        Ok(p) => p,
+    let account = match crate::server::caller_account(&state, &req, &account, "no such blob").await
+    {
+        Ok((_, account)) => account,
         Err(r) => return r,
     };
     let not_found = || (StatusCode::NOT_FOUND, "no such blob").into_response();
-    let Some(account) = crate::jmap::ids::parse('a', &account).map(mail_types::AccountId) else {
-        return not_found();
-    };
-    let owns = match state.store.user_accounts(principal.user).await {
-        Ok(list) => list.iter().any(|a| a.id == account),
-        Err(_) => return StatusCode::SERVICE_UNAVAILABLE.into_response(),
-    };
     // A message blob is `b<sha256>`; one of its parts `b<sha256>-<partId>`.
     let Some((sha, part)) = crate::jmap::body::parse_blob_id(&blob) else {
         return not_found();
     };
-    if !owns || !matches!(state.store.blob_in_account(account, sha).await, Ok(true)) {
+    if !matches!(state.store.blob_in_account(account, sha).await, Ok(true)) {
         return not_found();
     }
     let message = match state.store.blob(sha).await {
@@ -138,7 +131,7 @@ pub(crate) async fn download(
         .iter()
         .any(|p| ctype.starts_with(p));
     let range_header = req
-        .headers()
+        .headers
         .get(header::RANGE)
         .and_then(|v| v.to_str().ok())
         .map(str::to_string);

@@ -185,6 +185,28 @@ fn web_failure(e: AuthError, headers: &HeaderMap) -> Response {
     r
 }
 
+/// Authenticates a request addressed to the account in its path (`accountId` of
+/// downloads, uploads, sanitised HTML) and resolves it among the caller's accounts. An
+/// account that is not the caller's answers 404 `not_found`, exactly like one that does
+/// not exist.
+pub(crate) async fn caller_account(
+    state: &AppState,
+    req: &axum::http::request::Parts,
+    account: &str,
+    not_found: &'static str,
+) -> Result<(Principal, mail_types::AccountId), Response> {
+    let principal = authenticate(state, &req.headers, client_ip(&req.extensions)).await?;
+    let missing = || (StatusCode::NOT_FOUND, not_found).into_response();
+    let account = crate::jmap::ids::parse('a', account)
+        .map(mail_types::AccountId)
+        .ok_or_else(missing)?;
+    match state.store.user_accounts(principal.user).await {
+        Ok(list) if list.iter().any(|a| a.id == account) => Ok((principal, account)),
+        Ok(_) => Err(missing()),
+        Err(_) => Err(StatusCode::SERVICE_UNAVAILABLE.into_response()),
+    }
+}
+
 /// JMAP account id of a store account.
 pub(crate) fn account_id(id: mail_types::AccountId) -> Option<Id> {
     crate::jmap::ids::id('a', id.0)

@@ -8,7 +8,7 @@
 //! Uploads no Email references are forgotten after [`UPLOAD_TTL`] (RFC 8620 6.1 asks for
 //! at least an hour); expired ones are swept at each upload.
 
-use crate::server::{AppState, authenticate, client_ip};
+use crate::server::AppState;
 use axum::body::to_bytes;
 use axum::extract::{Path, Request, State};
 use axum::http::{HeaderValue, StatusCode, header};
@@ -82,21 +82,12 @@ pub(crate) async fn upload(
     Path(account): Path<String>,
     req: Request,
 ) -> Response {
-    let ip = client_ip(req.extensions());
-    let principal = match authenticate(&state, req.headers(), ip).await {
-        Ok(p) => p,
-        Err(r) => return r,
-    };
-    // Another user's account is not found, exactly like one that does not exist.
-    let not_found = || (StatusCode::NOT_FOUND, "no such account").into_response();
-    let Some(account) = crate::jmap::ids::parse('a', &account).map(mail_types::AccountId) else {
-        return not_found();
-    };
-    match state.store.user_accounts(principal.user).await {
-        Ok(list) if list.iter().any(|a| a.id == account) => {}
-        Ok(_) => return not_found(),
-        Err(_) => return StatusCode::SERVICE_UNAVAILABLE.into_response(),
-    }
+    let (req, body) = req.into_parts();
+    let (principal, account) =
+        match crate::server::caller_account(&state, &req, &account, "no such account").await {
+            Ok(found) => found,
+            Err(r) => return r,
+        };
     let limit = usize::try_from(state.core.max_size_upload).unwrap_or(usize::MAX);
     let too_large = || {
         problem(
@@ -108,7 +99,7 @@ pub(crate) async fn upload(
         )
     };
     let declared = req
-        .headers()
+        .headers
         .get(header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<u64>().ok());
@@ -124,8 +115,8 @@ pub(crate) async fn upload(
             ),
         );
     };
-    let content_type = media_type(req.headers().get(header::CONTENT_TYPE));
-    let bytes = match to_bytes(req.into_body(), limit).await {
+    let content_type = media_type(req.headers.get(header::CONTENT_TYPE));
+    let bytes = match to_bytes(body, limit).await {
         Ok(b) => b,
         Err(_) => return too_large(),
     };

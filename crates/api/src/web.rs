@@ -14,7 +14,7 @@
 //!   even a sanitiser miss cannot run or fetch anything.
 
 use crate::auth::{AuthError, SESSION_COOKIE, SESSION_TTL, session_cookie};
-use crate::server::{AppState, authenticate, client_ip};
+use crate::server::{AppState, client_ip};
 use axum::body::{Body, to_bytes};
 use axum::extract::{Path, Query, Request, State};
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
@@ -416,25 +416,18 @@ pub(crate) async fn html(
     State(state): State<Arc<AppState>>,
     Path((account, blob)): Path<(String, String)>,
     Query(q): Query<HtmlQuery>,
-    req: Request,
+    req: axum::http::request::Parts,
 ) -> Response {
-    let ip = client_ip(req.extensions());
-    let principal = match authenticate(&state, req.headers(), ip).await {
-        Ok(p) => p,
+    let account = match crate::server::caller_account(&state, &req, &account, "no such blob").await
+    {
+        Ok((_, account)) => account,
         Err(r) => return r,
     };
     let not_found = || (StatusCode::NOT_FOUND, "no such blob").into_response();
-    let Some(account) = crate::jmap::ids::parse('a', &account).map(mail_types::AccountId) else {
-        return not_found();
-    };
-    let owns = match state.store.user_accounts(principal.user).await {
-        Ok(list) => list.iter().any(|a| a.id == account),
-        Err(_) => return StatusCode::SERVICE_UNAVAILABLE.into_response(),
-    };
     let Some((sha, Some(part))) = crate::jmap::body::parse_blob_id(&blob) else {
         return not_found();
     };
-    if !owns || !matches!(state.store.blob_in_account(account, sha).await, Ok(true)) {
+    if !matches!(state.store.blob_in_account(account, sha).await, Ok(true)) {
         return not_found();
     }
     let message = match state.store.blob(sha).await {
