@@ -17,70 +17,17 @@
 //!   allows (90) issuing the same SORT + FETCH.
 
 use anyhow::{Context, Result, bail};
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::TcpStream;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 use testkit::imap_client::ImapClient;
 use testkit::{Dovecot, DovecotOptions, corpus};
 
+mod common;
+use common::{Http, env_usize};
+
 const USER: &str = "big@example.org";
 const PASS: &str = "big";
 const SMALL_USER: &str = "small@example.org";
-
-fn env_usize(name: &str, default: usize) -> usize {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
-
-/// A keep-alive HTTP/1.1 connection: the way a JMAP client talks to its server.
-struct Http {
-    reader: BufReader<TcpStream>,
-    writer: TcpStream,
-}
-
-impl Http {
-    fn connect(port: u16) -> Result<Http> {
-        let s = TcpStream::connect(("127.0.0.1", port))?;
-        s.set_nodelay(true)?;
-        s.set_read_timeout(Some(Duration::from_secs(30)))?;
-        Ok(Http {
-            reader: BufReader::new(s.try_clone()?),
-            writer: s,
-        })
-    }
-
-    fn post(&mut self, body: &str) -> Result<serde_json::Value> {
-        write!(
-            self.writer,
-            "POST /jmap/api HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Basic YmVuY2g6eA==\r\n\
-             Content-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
-            body.len()
-        )?;
-        let mut status = String::new();
-        self.reader.read_line(&mut status)?;
-        if !status.contains(" 200 ") {
-            bail!("HTTP status {status}");
-        }
-        let mut len = 0usize;
-        loop {
-            let mut line = String::new();
-            self.reader.read_line(&mut line)?;
-            let l = line.trim_end();
-            if l.is_empty() {
-                break;
-            }
-            if let Some(v) = l.to_ascii_lowercase().strip_prefix("content-length:") {
-                len = v.trim().parse()?;
-            }
-        }
-        let mut buf = vec![0u8; len];
-        self.reader.read_exact(&mut buf)?;
-        Ok(serde_json::from_slice(&buf)?)
-    }
-}
 
 fn percentile(v: &mut [Duration], p: f64) -> Duration {
     v.sort();
@@ -143,7 +90,7 @@ fn main() -> Result<()> {
     // Wait for the initial sync: INBOX complete through the API.
     let t = Instant::now();
     let inbox_count = loop {
-        if let Ok(mut h) = Http::connect(port)
+        if let Ok(mut h) = Http::connect(port, Duration::from_secs(30))
             && let Ok(v) = h.post(
                 r#"{"using":["urn:ietf:params:jmap:core","urn:ietf:params:jmap:mail"],
                 "methodCalls":[["Mailbox/get",{"accountId":"a1","properties":["role","totalEmails"]},"m"],
@@ -200,7 +147,7 @@ fn main() -> Result<()> {
     eprintln!("bodies synced after {:.1} s", t.elapsed().as_secs_f64());
     std::thread::sleep(Duration::from_secs(2));
 
-    let mut http = Http::connect(port)?;
+    let mut http = Http::connect(port, Duration::from_secs(30))?;
     let inbox_id = {
         let v = http.post(
             r#"{"using":["urn:ietf:params:jmap:core","urn:ietf:params:jmap:mail"],
@@ -500,12 +447,12 @@ fn concurrent_jmap(port: u16, body: &str, clients: usize, seconds: usize) -> Res
             std::thread::spawn(move || {
                 let mut lat = Vec::new();
                 let mut errors = 0usize;
-                let mut http = Http::connect(port).ok();
+                let mut http = Http::connect(port, Duration::from_secs(30)).ok();
                 while Instant::now() < deadline {
                     let Some(h) = http.as_mut() else {
                         errors += 1;
                         std::thread::sleep(Duration::from_millis(10));
-                        http = Http::connect(port).ok();
+                        http = Http::connect(port, Duration::from_secs(30)).ok();
                         continue;
                     };
                     let t = Instant::now();
@@ -520,7 +467,7 @@ fn concurrent_jmap(port: u16, body: &str, clients: usize, seconds: usize) -> Res
                         }
                         _ => {
                             errors += 1;
-                            http = Http::connect(port).ok();
+                            http = Http::connect(port, Duration::from_secs(30)).ok();
                         }
                     }
                 }

@@ -11,38 +11,18 @@ use anyhow::{Context, Result, bail};
 use lettre::AsyncTransport;
 use lettre::transport::smtp::authentication::Credentials;
 use lettre::transport::smtp::client::{Certificate, Tls, TlsParameters};
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::TcpStream;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 use testkit::{Dovecot, DovecotOptions, SeedMessage, Smtp};
 
+mod common;
+use common::{Http, env_usize};
+
 const USER: &str = "sender@example.org";
 const PASS: &str = "pw";
 
-fn env_usize(name: &str, default: usize) -> usize {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
-
-struct Http {
-    reader: BufReader<TcpStream>,
-    writer: TcpStream,
-}
-
+/// Waits (bounded) until Postfix has accepted `n` messages in all.
 impl Http {
-    fn connect(port: u16) -> Result<Http> {
-        let s = TcpStream::connect(("127.0.0.1", port))?;
-        s.set_nodelay(true)?;
-        s.set_read_timeout(Some(Duration::from_secs(30)))?;
-        Ok(Http {
-            reader: BufReader::new(s.try_clone()?),
-            writer: s,
-        })
-    }
-
     fn call(&mut self, name: &str, args: serde_json::Value) -> Result<serde_json::Value> {
         let body = serde_json::json!({
             "using": ["urn:ietf:params:jmap:core", "urn:ietf:params:jmap:mail",
@@ -50,32 +30,7 @@ impl Http {
             "methodCalls": [[name, args, "0"]],
         })
         .to_string();
-        write!(
-            self.writer,
-            "POST /jmap/api HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Basic YmVuY2g6eA==\r\n\
-             Content-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
-            body.len()
-        )?;
-        let mut status = String::new();
-        self.reader.read_line(&mut status)?;
-        if !status.contains(" 200 ") {
-            bail!("HTTP status {status}");
-        }
-        let mut len = 0usize;
-        loop {
-            let mut line = String::new();
-            self.reader.read_line(&mut line)?;
-            let l = line.trim_end();
-            if l.is_empty() {
-                break;
-            }
-            if let Some(v) = l.to_ascii_lowercase().strip_prefix("content-length:") {
-                len = v.trim().parse()?;
-            }
-        }
-        let mut buf = vec![0u8; len];
-        self.reader.read_exact(&mut buf)?;
-        let v: serde_json::Value = serde_json::from_slice(&buf)?;
+        let v = self.post(&body)?;
         let first = v["methodResponses"][0].clone();
         if first[0] != name {
             bail!("{name}: {v}");
@@ -84,7 +39,6 @@ impl Http {
     }
 }
 
-/// Waits (bounded) until Postfix has accepted `n` messages in all.
 fn wait_accepted(smtp: &Smtp, n: usize) -> Result<()> {
     let start = Instant::now();
     while smtp.accepted_message_ids().len() < n {
@@ -171,7 +125,7 @@ fn run(
 ) -> Result<()> {
     let start = Instant::now();
     let (mut http, identity, email) = loop {
-        if let Ok(mut h) = Http::connect(port)
+        if let Ok(mut h) = Http::connect(port, Duration::from_secs(30))
             && let Ok(q) = h.call(
                 "Email/query",
                 serde_json::json!({"accountId": "a1", "filter": {"hasKeyword": "$draft"}}),

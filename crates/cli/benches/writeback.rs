@@ -8,71 +8,24 @@
 
 use anyhow::{Context, Result, bail};
 use serde_json::{Value, json};
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::TcpStream;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 use testkit::imap_client::ImapClient;
 use testkit::{Dovecot, DovecotOptions, SeedMessage, corpus};
 
+mod common;
+use common::{Http, env_usize};
+
 const USER: &str = "w@example.org";
 const PEER: &str = "peer@example.org";
 const PASS: &str = "pw";
 
-fn env_usize(name: &str, default: usize) -> usize {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
-
-struct Http {
-    reader: BufReader<TcpStream>,
-    writer: TcpStream,
-}
-
 impl Http {
-    fn connect(port: u16) -> Result<Http> {
-        let s = TcpStream::connect(("127.0.0.1", port))?;
-        s.set_nodelay(true)?;
-        s.set_read_timeout(Some(Duration::from_secs(60)))?;
-        Ok(Http {
-            reader: BufReader::new(s.try_clone()?),
-            writer: s,
-        })
-    }
-
     fn call(&mut self, method: &str, args: Value) -> Result<Value> {
         let body = json!({"using": ["urn:ietf:params:jmap:core", "urn:ietf:params:jmap:mail"],
                           "methodCalls": [[method, args, "c"]]})
         .to_string();
-        write!(
-            self.writer,
-            "POST /jmap/api HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Basic YmVuY2g6eA==\r\n\
-             Content-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
-            body.len()
-        )?;
-        let mut status = String::new();
-        self.reader.read_line(&mut status)?;
-        if !status.contains(" 200 ") {
-            bail!("HTTP status {status}");
-        }
-        let mut len = 0usize;
-        loop {
-            let mut line = String::new();
-            self.reader.read_line(&mut line)?;
-            let l = line.trim_end();
-            if l.is_empty() {
-                break;
-            }
-            if let Some(v) = l.to_ascii_lowercase().strip_prefix("content-length:") {
-                len = v.trim().parse()?;
-            }
-        }
-        let mut buf = vec![0u8; len];
-        self.reader.read_exact(&mut buf)?;
-        let v: Value = serde_json::from_slice(&buf)?;
-        let r = v["methodResponses"][0].clone();
+        let r = self.post(&body)?["methodResponses"][0].clone();
         if r[0] == "error" {
             bail!("{method}: {}", r[1]);
         }
@@ -186,7 +139,7 @@ fn run(port: u16, n: usize, rounds: usize, dovecot: &Dovecot, log: &std::path::P
     // The initial sync, bodies included (nothing else runs beside the measurements).
     let t = Instant::now();
     let mut h = loop {
-        if let Ok(mut h) = Http::connect(port)
+        if let Ok(mut h) = Http::connect(port, Duration::from_secs(60))
             && let Ok(v) = h.call("Mailbox/get", json!({"accountId": "a1"}))
             && v["list"].as_array().is_some_and(|l| {
                 l.iter()
