@@ -44,6 +44,8 @@ const POSTFIX: &str = "/usr/sbin/postfix";
 #[derive(Debug)]
 pub struct Smtp {
     child: Option<Child>,
+    /// Whether [`DEFERRED_DOMAIN`] recipients get the 451 (see [`Smtp::accept_deferred`]).
+    defer: bool,
     submission: u16,
     submissions: u16,
     lmtp: u16,
@@ -76,6 +78,7 @@ impl Smtp {
         let (cert, key) = dovecot.tls_cert_and_key();
         let mut smtp = Smtp {
             child: None,
+            defer: true,
             submission: 0,
             submissions: 0,
             lmtp: dovecot.lmtp_port(),
@@ -119,9 +122,10 @@ impl Smtp {
         self.dir.path().join("maillog")
     }
 
-    /// The Message-IDs of the messages Postfix accepted, one entry per accepted
-    /// submission, in order (from the cleanup lines of its log). A message submitted
-    /// twice shows twice.
+    /// The Message-IDs of the messages Postfix received, one entry per submission, in
+    /// order (from the cleanup lines of its log). A message submitted twice shows twice.
+    /// Cleanup logs the Message-ID as the header arrives, so a message whose connection
+    /// was cut in the body shows too, though it was never accepted nor delivered.
     pub fn accepted_message_ids(&self) -> Vec<String> {
         let log = fs::read_to_string(self.log_path()).unwrap_or_default();
         log.lines()
@@ -129,6 +133,23 @@ impl Smtp {
             .filter_map(|l| l.split_once(": message-id=").map(|(_, id)| id.trim()))
             .map(|id| id.trim_start_matches('<').trim_end_matches('>').to_owned())
             .collect()
+    }
+
+    /// How many SMTP connections Postfix accepted on both listeners so far (its smtpd
+    /// `connect from` log lines): what a test counts to see connections reused.
+    pub fn connections(&self) -> usize {
+        let log = fs::read_to_string(self.log_path()).unwrap_or_default();
+        log.lines()
+            .filter(|l| l.contains("postfix/smtpd[") && l.contains(": connect from "))
+            .count()
+    }
+
+    /// From now on [`DEFERRED_DOMAIN`] recipients are accepted like any other (delivered
+    /// by LMTP: the test adds such a Dovecot user): the "try again later" has passed.
+    /// Restarts Postfix (same ports, same queue), so open connections are cut.
+    pub fn accept_deferred(&mut self) -> Result<()> {
+        self.defer = false;
+        self.restart()
     }
 
     /// Whether the master is running.
@@ -180,15 +201,17 @@ impl Smtp {
         let conf = dir.join("conf");
         fs::create_dir_all(&conf).context("creating conf dir")?;
         fs::create_dir_all(dir.join("queue")).context("creating queue dir")?;
-        fs::write(
-            dir.join("recipients"),
-            format!(
-                "/@{}$/ 550 5.1.1 Recipient refused (testkit)\n/@{}$/ 451 4.3.0 Try again later (testkit)\n",
-                regex_escape(REFUSED_DOMAIN),
+        let mut map = format!(
+            "/@{}$/ 550 5.1.1 Recipient refused (testkit)\n",
+            regex_escape(REFUSED_DOMAIN)
+        );
+        if self.defer {
+            map.push_str(&format!(
+                "/@{}$/ 451 4.3.0 Try again later (testkit)\n",
                 regex_escape(DEFERRED_DOMAIN)
-            ),
-        )
-        .context("writing recipients map")?;
+            ));
+        }
+        fs::write(dir.join("recipients"), map).context("writing recipients map")?;
         write_atomic(&conf.join("main.cf"), self.main_cf().as_bytes(), 0o644)?;
         write_atomic(&conf.join("master.cf"), self.master_cf().as_bytes(), 0o644)?;
         // Creates the queue directories with Postfix's own owners and modes.
