@@ -17,7 +17,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 use store::{NewAccount, ServerSettings, SqliteStore, Store};
 use testkit::imap_client::ImapClient;
-use testkit::smtp::REFUSED_DOMAIN;
+use testkit::smtp::{DEFERRED_DOMAIN, REFUSED_DOMAIN};
 use testkit::{Dovecot, DovecotOptions, SeedMessage, Smtp};
 use tower::ServiceExt;
 
@@ -35,6 +35,7 @@ fn fast() -> SubmitOptions {
         retry_base: Duration::from_secs(1),
         retry_max: Duration::from_secs(2),
         max_attempts: 30,
+        ..SubmitOptions::default()
     }
 }
 
@@ -44,7 +45,63 @@ struct World {
     store: Arc<dyn Store>,
     app: axum::Router,
     account: AccountId,
+    /// Between the account and Postfix when the world was made with one.
+    proxy: Option<Proxy>,
     _dir: tempfile::TempDir,
+}
+
+/// A TCP relay to Postfix that counts connections and cuts any connection once the
+/// client has sent more than `cut_after` bytes on it (a link that dies in the middle of
+/// a message). TLS passes through untouched.
+struct Proxy {
+    port: u16,
+    connections: Arc<std::sync::atomic::AtomicUsize>,
+}
+
+async fn start_proxy(target: u16, cut_after: usize) -> Proxy {
+    use std::sync::atomic::Ordering;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let connections = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let count = connections.clone();
+    tokio::spawn(async move {
+        // Bounded: a test opens a handful.
+        for _ in 0..100 {
+            let Ok((client, _)) = listener.accept().await else {
+                return;
+            };
+            count.fetch_add(1, Ordering::SeqCst);
+            tokio::spawn(async move {
+                let Ok(server) = tokio::net::TcpStream::connect(("127.0.0.1", target)).await else {
+                    return;
+                };
+                let (mut cr, mut cw) = client.into_split();
+                let (mut sr, mut sw) = server.into_split();
+                let up = async {
+                    let mut sent = 0usize;
+                    let mut buf = vec![0u8; 16 * 1024];
+                    loop {
+                        let n = match cr.read(&mut buf).await {
+                            Ok(0) | Err(_) => return,
+                            Ok(n) => n,
+                        };
+                        sent += n;
+                        if sent > cut_after || sw.write_all(&buf[..n]).await.is_err() {
+                            return;
+                        }
+                    }
+                };
+                let down = tokio::io::copy(&mut sr, &mut cw);
+                tokio::select! {
+                    _ = up => {}
+                    _ = down => {}
+                }
+                // Both sockets close here.
+            });
+        }
+    });
+    Proxy { port, connections }
 }
 
 const ORIGINAL: &str = "From: Bob <bob@example.org>\r\nTo: alice@example.org\r\nSubject: hello\r\nMessage-ID: <orig@example.org>\r\nDate: Mon, 30 Nov 2026 10:00:00 +0000\r\n\r\nHi Alice.\r\n";
@@ -57,6 +114,12 @@ fn draft(id: &str, to: &str) -> Vec<u8> {
 }
 
 async fn world(drafts: &[&str]) -> World {
+    world_with(drafts, None).await
+}
+
+/// `cut_after`: the account submits through a [`Proxy`] that cuts a connection after
+/// that many bytes from the client.
+async fn world_with(drafts: &[&str], cut_after: Option<usize>) -> World {
     let dovecot = Dovecot::start(DovecotOptions::default()).unwrap();
     dovecot.add_user(USER, PASS).unwrap();
     dovecot
@@ -80,6 +143,11 @@ async fn world(drafts: &[&str]) -> World {
         .collect();
     dovecot.seed(USER, "Drafts", &seeded).unwrap();
     let smtp = Smtp::start(&dovecot).unwrap();
+    let proxy = match cut_after {
+        Some(n) => Some(start_proxy(smtp.submission_port(), n).await),
+        None => None,
+    };
+    let smtp_port = proxy.as_ref().map_or(smtp.submission_port(), |p| p.port);
     let dir = tempfile::tempdir().unwrap();
     let store: Arc<dyn Store> = Arc::new(SqliteStore::open(&dir.path().join("t.sqlite")).unwrap());
     let user = store
@@ -101,7 +169,7 @@ async fn world(drafts: &[&str]) -> World {
             },
             smtp: Some(ServerSettings {
                 host: "127.0.0.1".into(),
-                port: smtp.submission_port(),
+                port: smtp_port,
                 security: Security::Starttls,
                 username: USER.into(),
                 password_enc: PASS.as_bytes().to_vec(),
@@ -120,6 +188,7 @@ async fn world(drafts: &[&str]) -> World {
         store,
         app,
         account,
+        proxy,
         _dir: dir,
     }
 }
@@ -544,6 +613,9 @@ async fn a_crash_after_data_never_sends_twice() {
     assert_eq!(w.smtp.accepted_message_ids(), vec!["c1@example.org"]);
     wait_inbox(&w.dovecot, 2).await;
     assert_eq!(inbox_uids(&w.dovecot), 2);
+    // The user probably did send it: the Sent copy is made, once (ARCHITECTURE.md, "The
+    // Sent copy").
+    assert_eq!(settle(&w.dovecot, "Sent", 1).await, 1);
     engine.shutdown().await;
 }
 
@@ -711,5 +783,256 @@ async fn a_reply_made_by_email_set_is_sent_and_moved_to_sent_once() {
     assert_eq!(settle(&w.dovecot, "Sent", 1).await, 1);
     assert_eq!(uids_in(&w.dovecot, "Drafts"), 0);
     assert_eq!(w.smtp.accepted_message_ids(), vec!["viaset@example.org"]);
+    engine.shutdown().await;
+}
+
+/// A seeded draft from Alice to `to`, with `lines` lines of body.
+fn seeded(id: &str, to: &str, lines: usize) -> SeedMessage {
+    let mut raw = String::from_utf8(draft(id, to)).unwrap();
+    for i in 0..lines {
+        raw.push_str(&format!(
+            "line {i:06} of a long message, long enough to need many TCP segments\r\n"
+        ));
+    }
+    SeedMessage {
+        raw: raw.into_bytes(),
+        flags: vec!["\\Draft".into()],
+        internal_date: 1_795_100_000,
+    }
+}
+
+/// Submits each Email in one EmailSubmission/set (creation ids k00, k01... in order);
+/// returns the submission ids in the same order.
+async fn submit_all(w: &World, emails: &[String]) -> Vec<String> {
+    let ident = identity(w).await;
+    let create: serde_json::Map<String, Value> = emails
+        .iter()
+        .enumerate()
+        .map(|(i, e)| {
+            (
+                format!("k{i:02}"),
+                json!({"identityId": ident, "emailId": e}),
+            )
+        })
+        .collect();
+    let r = call(
+        &w.app,
+        "EmailSubmission/set",
+        json!({"accountId": "a1", "create": create}),
+    )
+    .await;
+    (0..emails.len())
+        .map(|i| {
+            r["created"][format!("k{i:02}")]["id"]
+                .as_str()
+                .unwrap_or_else(|| panic!("not created: {r}"))
+                .to_owned()
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_burst_of_submissions_shares_one_smtp_connection() {
+    let ids: Vec<String> = (0..10).map(|i| format!("burst{i}")).collect();
+    let refs: Vec<&str> = ids.iter().map(String::as_str).collect();
+    let w = world(&refs).await;
+    let mut engine = Engine::new(w.store.clone(), plain_passwords()).with_submit_options(fast());
+    engine.start_all().await.unwrap();
+    let mut emails = Vec::new();
+    for id in &ids {
+        emails.push(
+            wait_email(&w, Role::Drafts, &format!("{id}@example.org"))
+                .await
+                .0,
+        );
+    }
+    let before = w.smtp.connections();
+    let subs = submit_all(&w, &emails).await;
+    for s in &subs {
+        let s = wait_final(&w, s).await;
+        let reply = s["deliveryStatus"][USER]["smtpReply"].as_str().unwrap();
+        assert!(reply.starts_with("250"), "{s}");
+    }
+    // Ten messages, one TLS handshake and AUTH: the worker kept the connection.
+    assert_eq!(w.smtp.connections() - before, 1, "connections per burst");
+    let mut accepted = w.smtp.accepted_message_ids();
+    accepted.sort();
+    let mut want: Vec<String> = ids.iter().map(|i| format!("{i}@example.org")).collect();
+    want.sort();
+    assert_eq!(accepted, want, "each message submitted exactly once");
+    wait_inbox(&w.dovecot, 11).await;
+    assert_eq!(settle(&w.dovecot, "Sent", 10).await, 10);
+    engine.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_connection_cut_mid_message_is_unknown_for_that_message_only() {
+    // The relay cuts a connection after 100 kB from the client: in the middle of the
+    // second (300 kB) message, on the connection kept from the first.
+    let w = world_with(&[], Some(100_000)).await;
+    w.dovecot
+        .seed(
+            USER,
+            "Drafts",
+            &[
+                seeded("small1", USER, 10),
+                seeded("big", USER, 4000),
+                seeded("small2", USER, 10),
+            ],
+        )
+        .unwrap();
+    let mut engine = Engine::new(w.store.clone(), plain_passwords()).with_submit_options(fast());
+    engine.start_all().await.unwrap();
+    let mut emails = Vec::new();
+    for id in ["small1", "big", "small2"] {
+        emails.push(
+            wait_email(&w, Role::Drafts, &format!("{id}@example.org"))
+                .await
+                .0,
+        );
+    }
+    let subs = submit_all(&w, &emails).await;
+    let first = wait_final(&w, &subs[0]).await;
+    let big = wait_final(&w, &subs[1]).await;
+    let last = wait_final(&w, &subs[2]).await;
+    for s in [&first, &last] {
+        let d = &s["deliveryStatus"][USER];
+        assert_eq!(d["delivered"], "queued", "{s}");
+        assert!(d["smtpReply"].as_str().unwrap().starts_with("250"), "{s}");
+    }
+    // The cut message alone is unknown, and never sent again.
+    assert_eq!(big["deliveryStatus"][USER]["delivered"], "unknown", "{big}");
+    // Postfix's cleanup logged each message once as it began to receive it (the big one
+    // too, before the cut); the big one was never received whole, so never delivered.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(
+        w.smtp.accepted_message_ids(),
+        vec![
+            "small1@example.org",
+            "big@example.org",
+            "small2@example.org"
+        ]
+    );
+    wait_inbox(&w.dovecot, 3).await;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert_eq!(
+        inbox_uids(&w.dovecot),
+        3,
+        "the original and the two small ones"
+    );
+    // The first two shared a connection; the third needed a new one.
+    let proxy = w.proxy.as_ref().unwrap();
+    assert_eq!(
+        proxy.connections.load(std::sync::atomic::Ordering::SeqCst),
+        2
+    );
+    // Every message the user sent has its Sent copy, the unknown one too, once each.
+    assert_eq!(settle(&w.dovecot, "Sent", 3).await, 3);
+    engine.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_deferred_recipient_is_retried_alone() {
+    let mut w = world(&[]).await;
+    let bob = format!("bob@{DEFERRED_DOMAIN}");
+    let carol = format!("carol@{REFUSED_DOMAIN}");
+    w.dovecot.add_user(&bob, "bob-pw").unwrap();
+    w.dovecot
+        .seed(
+            USER,
+            "Drafts",
+            &[seeded("mixed", &format!("{USER}, {bob}, {carol}"), 3)],
+        )
+        .unwrap();
+    let mut engine = Engine::new(w.store.clone(), plain_passwords()).with_submit_options(fast());
+    engine.start_all().await.unwrap();
+    let (email, _) = wait_email(&w, Role::Drafts, "mixed@example.org").await;
+    let id = submit(&w, &email, json!({})).await;
+    // First attempt: Alice accepted, Carol refused for good, Bob deferred (451) and
+    // queued for a retry of his own.
+    let start = Instant::now();
+    let s = loop {
+        let r = call(
+            &w.app,
+            "EmailSubmission/get",
+            json!({"accountId": "a1", "ids": [&id]}),
+        )
+        .await;
+        let s = r["list"][0].clone();
+        if s["deliveryStatus"][&bob]["smtpReply"]
+            .as_str()
+            .is_some_and(|t| t.starts_with("451"))
+        {
+            break s;
+        }
+        assert!(start.elapsed() < DEADLINE, "no deferral seen: {s}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    let status = &s["deliveryStatus"];
+    assert_eq!(status[&bob]["delivered"], "queued", "{s}");
+    assert_eq!(status[USER]["delivered"], "queued", "{s}");
+    assert!(
+        status[USER]["smtpReply"]
+            .as_str()
+            .unwrap()
+            .starts_with("250"),
+        "{s}"
+    );
+    assert_eq!(status[&carol]["delivered"], "no", "{s}");
+    assert!(
+        status[&carol]["smtpReply"]
+            .as_str()
+            .unwrap()
+            .starts_with("550"),
+        "{s}"
+    );
+    assert_eq!(s["undoStatus"], "final");
+    // Alice has it; the Sent copy is made without waiting for Bob.
+    wait_inbox(&w.dovecot, 2).await;
+    assert_eq!(settle(&w.dovecot, "Sent", 1).await, 1);
+    // Retries (to Bob alone) stay deferred meanwhile and submit nothing.
+    assert_eq!(w.smtp.accepted_message_ids(), vec!["mixed@example.org"]);
+
+    // The server stops deferring (a restart: the kept connection dies with it).
+    w.smtp.accept_deferred().unwrap();
+    let start = Instant::now();
+    let s = loop {
+        let r = call(
+            &w.app,
+            "EmailSubmission/get",
+            json!({"accountId": "a1", "ids": [&id]}),
+        )
+        .await;
+        let s = r["list"][0].clone();
+        if s["deliveryStatus"][&bob]["smtpReply"]
+            .as_str()
+            .is_some_and(|t| t.starts_with("250"))
+        {
+            break s;
+        }
+        assert!(start.elapsed() < DEADLINE, "Bob never got it: {s}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert_eq!(s["deliveryStatus"][&bob]["delivered"], "queued", "{s}");
+    assert_eq!(s["deliveryStatus"][&carol]["delivered"], "no", "{s}");
+    // Submitted twice: once to Alice (and Carol), once to Bob alone.
+    assert_eq!(
+        w.smtp.accepted_message_ids(),
+        vec!["mixed@example.org", "mixed@example.org"]
+    );
+    let start = Instant::now();
+    loop {
+        let mut c = ImapClient::login(w.dovecot.imap_port(), &bob, "bob-pw").unwrap();
+        c.select("INBOX").unwrap();
+        if c.uids().unwrap().len() == 1 {
+            break;
+        }
+        assert!(start.elapsed() < DEADLINE, "not in Bob's INBOX");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    // Alice did not get it a second time, and Sent still holds one copy.
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert_eq!(inbox_uids(&w.dovecot), 2);
+    assert_eq!(uids_in(&w.dovecot, "Sent"), 1);
     engine.shutdown().await;
 }

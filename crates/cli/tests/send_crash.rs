@@ -1,6 +1,7 @@
 //! `kill -9` of `tidings serve` while it is sending queued EmailSubmissions through the
 //! testkit's Postfix, then restart: every submission ends final, none is submitted twice,
-//! and each one the server accepted is in INBOX exactly once.
+//! each one the server accepted is in INBOX exactly once, and each one (accepted or
+//! unknown) has exactly one copy in Sent.
 
 use anyhow::{Context, Result, bail};
 use serde_json::{Value, json};
@@ -263,6 +264,23 @@ async fn kill_9_while_sending_never_sends_twice() -> Result<()> {
         }
         std::thread::sleep(Duration::from_millis(100));
     }
+    // And one Sent copy per submission, accepted or unknown alike (the user did send
+    // them), appended exactly once through the kill; bounded wait, then a moment more
+    // for a wrong extra copy to show.
+    let sent = |d: &Dovecot| -> Result<usize> {
+        let mut c = ImapClient::login(d.imap_port(), USER, PASS)?;
+        c.select("Sent")?;
+        Ok(c.uids()?.len())
+    };
+    let start = Instant::now();
+    while sent(&dovecot)? < N {
+        if start.elapsed() > Duration::from_secs(30) {
+            bail!("Sent has {}, want {N}", sent(&dovecot)?);
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    std::thread::sleep(Duration::from_millis(1500));
+    assert_eq!(sent(&dovecot)?, N, "one Sent copy per submission");
     child.kill()?;
     child.wait()?;
     Ok(())

@@ -6,12 +6,20 @@
 //! `unknown` instead of sending it again (at most once: a duplicate mail to a person
 //! cannot be taken back, a visible "unknown" can be checked). Transient refusals and
 //! connection failures before the end of DATA are retried with exponential backoff; a
-//! 5xx is final.
+//! 5xx is final. A recipient deferred with a 4xx at RCPT while others were accepted is
+//! retried alone: the next attempt's envelope holds only the recipients not yet settled.
+//!
+//! Connections are kept per account for a short idle time ([`SubmitOptions::idle`]), so
+//! a burst pays TCP, TLS and AUTH once: the durable `sending` mark still precedes each
+//! message's MAIL FROM, a kept connection is checked with RSET before it carries the
+//! next message, and one that fails during a transaction is dropped (that message alone
+//! ends `unknown` if the failure came once its bytes were being written).
 
 use crate::{AccountEvent, Backoff, PasswordSource};
 use mail_types::{AccountId, Role};
+use std::collections::HashMap;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 use store::{AppendRequest, AttemptResult, DeliveryEntry, Store, SubmissionRecord};
 use submit::{Outcome, RecipientReply};
 use tokio::sync::{broadcast, watch};
@@ -26,6 +34,10 @@ pub struct SubmitOptions {
     pub retry_max: Duration,
     /// Attempts before a transient failure is given up as final.
     pub max_attempts: u32,
+    /// How long an SMTP connection is kept open without a message to send.
+    pub idle: Duration,
+    /// Messages one connection carries before it is closed and a new one opened.
+    pub max_per_connection: u32,
 }
 
 impl Default for SubmitOptions {
@@ -35,6 +47,8 @@ impl Default for SubmitOptions {
             retry_base: Duration::from_secs(30),
             retry_max: Duration::from_secs(30 * 60),
             max_attempts: 12,
+            idle: Duration::from_secs(15),
+            max_per_connection: 100,
         }
     }
 }
@@ -50,6 +64,101 @@ pub(crate) struct Worker {
     pub options: SubmitOptions,
     /// Rung by the API when it queues a submission that may be due at once.
     pub wake: Arc<tokio::sync::Notify>,
+}
+
+/// A connection kept open after a message, for the next one of the same account.
+struct Kept {
+    conn: submit::Connection,
+    /// The settings it was opened with; a change (new password, new host) retires it.
+    server: ServerKey,
+    last_used: Instant,
+}
+
+/// Everything that decides which session a connection is.
+#[derive(PartialEq, Eq)]
+struct ServerKey {
+    host: String,
+    port: u16,
+    security: mail_types::Security,
+    username: String,
+    password: String,
+    ca_file: Option<std::path::PathBuf>,
+}
+
+impl ServerKey {
+    fn of(s: &submit::Server) -> ServerKey {
+        ServerKey {
+            host: s.host.clone(),
+            port: s.port,
+            security: s.security,
+            username: s.username.clone(),
+            password: s.password.clone(),
+            ca_file: s.ca_file.clone(),
+        }
+    }
+}
+
+/// The worker's kept connections, one per account at most.
+#[derive(Default)]
+struct Pool {
+    kept: HashMap<AccountId, Kept>,
+}
+
+impl Pool {
+    /// A kept connection for `server` that answered RSET, else a new one.
+    async fn take(
+        &mut self,
+        account: AccountId,
+        server: &submit::Server,
+        max_per_connection: u32,
+    ) -> Result<submit::Connection, Outcome> {
+        if let Some(mut k) = self.kept.remove(&account) {
+            if k.server == ServerKey::of(server)
+                && k.conn.messages() < max_per_connection
+                && k.conn.reset().await
+            {
+                return Ok(k.conn);
+            }
+            k.conn.quit().await;
+        }
+        submit::Connection::open(server).await
+    }
+
+    fn put_back(&mut self, account: AccountId, server: &submit::Server, conn: submit::Connection) {
+        if conn.usable() {
+            self.kept.insert(
+                account,
+                Kept {
+                    conn,
+                    server: ServerKey::of(server),
+                    last_used: Instant::now(),
+                },
+            );
+        }
+    }
+
+    /// QUITs the connections idle for longer than `idle` (all of them with zero).
+    async fn close_idle(&mut self, idle: Duration) {
+        let old: Vec<AccountId> = self
+            .kept
+            .iter()
+            .filter(|(_, k)| k.last_used.elapsed() >= idle)
+            .map(|(a, _)| *a)
+            .collect();
+        for a in old {
+            if let Some(k) = self.kept.remove(&a) {
+                k.conn.quit().await;
+            }
+        }
+    }
+
+    /// When the next kept connection falls idle.
+    fn next_idle(&self, idle: Duration) -> Option<Duration> {
+        self.kept
+            .values()
+            .map(|k| idle.saturating_sub(k.last_used.elapsed()))
+            .min()
+    }
 }
 
 fn now() -> i64 {
@@ -80,14 +189,16 @@ impl Worker {
             Ok(_) => {}
             Err(e) => tracing::error!(error = %e, "cannot recover interrupted submissions"),
         }
-        // Sent copies cut by a stop or a crash.
+        // Sent copies cut by a stop or a crash, and those of submissions just recovered.
         if let Ok(accounts) = self.store.list_accounts().await {
             for a in accounts {
                 self.sent_copies(a.id).await;
             }
         }
+        let mut pool = Pool::default();
         loop {
             if *self.shutdown.borrow() {
+                pool.close_idle(Duration::ZERO).await;
                 return;
             }
             let due = match self.store.due_submissions(now(), BATCH).await {
@@ -99,26 +210,34 @@ impl Worker {
             };
             for s in due {
                 if *self.shutdown.borrow() {
+                    pool.close_idle(Duration::ZERO).await;
                     return;
                 }
-                self.attempt(s).await;
+                self.attempt(&mut pool, s).await;
             }
-            let wait = match self.store.next_submission_at().await {
+            pool.close_idle(self.options.idle).await;
+            let mut wait = match self.store.next_submission_at().await {
                 Ok(Some(at)) => {
                     let secs = u64::try_from(at.saturating_sub(now())).unwrap_or(0);
                     Duration::from_secs(secs).min(self.options.poll)
                 }
                 _ => self.options.poll,
             };
+            if let Some(idle) = pool.next_idle(self.options.idle) {
+                wait = wait.min(idle);
+            }
             tokio::select! {
                 _ = tokio::time::sleep(wait) => {}
                 _ = self.wake.notified() => {}
-                _ = self.shutdown.changed() => return,
+                _ = self.shutdown.changed() => {
+                    pool.close_idle(Duration::ZERO).await;
+                    return;
+                }
             }
         }
     }
 
-    async fn attempt(&self, s: SubmissionRecord) {
+    async fn attempt(&self, pool: &mut Pool, s: SubmissionRecord) {
         let account = s.account;
         let record = match self.store.account(account).await {
             Ok(a) => a,
@@ -161,13 +280,26 @@ impl Worker {
                             ca_file: a.server.ca_file.clone().map(Into::into),
                             hello_name: "localhost".into(),
                         };
+                        // Only the recipients still to send to (all of them at first; a
+                        // retry after a partial success: the deferred ones).
+                        let attempted = unsettled(&s);
                         let envelope = submit::Envelope {
                             mail_from: s.mail_from.clone(),
-                            rcpt_to: s.rcpt_to.clone(),
+                            rcpt_to: attempted.clone(),
                         };
                         let bytes = submit::strip_bcc(&raw);
-                        let outcome = submit::send(&server, &envelope, &bytes).await;
-                        self.classify(&s, outcome)
+                        let outcome = match pool
+                            .take(account, &server, self.options.max_per_connection)
+                            .await
+                        {
+                            Ok(mut conn) => {
+                                let outcome = conn.send(&envelope, &bytes).await;
+                                pool.put_back(account, &server, conn);
+                                outcome
+                            }
+                            Err(refused) => refused,
+                        };
+                        classify(&self.options, &s, &attempted, outcome)
                     }
                 }
             }
@@ -241,102 +373,340 @@ impl Worker {
             }
         }
     }
+}
 
-    fn classify(&self, s: &SubmissionRecord, outcome: Outcome) -> AttemptResult {
-        match outcome {
-            Outcome::Accepted { reply, recipients } => {
-                tracing::info!(account = %s.account, submission = s.id, code = reply.code,
-                    "submission accepted");
-                AttemptResult::Final {
-                    delivery: delivery(s, &recipients, Some(&reply.line()), "queued"),
-                    error: String::new(),
+/// The result of an attempt to `attempted` (the recipients not settled before it),
+/// per recipient: accepted ones are settled `queued` with the reply to the final dot;
+/// a 5xx settles `no`; a transient failure (a 4xx at RCPT, or the whole transaction
+/// deferred) leaves the recipient `queued` with that reply, to be retried alone while
+/// attempts remain, else `no`; unknown settles `unknown`. A submission with an
+/// unsettled recipient goes back to the queue with backoff.
+fn classify(
+    options: &SubmitOptions,
+    s: &SubmissionRecord,
+    attempted: &[String],
+    outcome: Outcome,
+) -> AttemptResult {
+    let retry_allowed = s.attempts + 1 < options.max_attempts;
+    let mut entries = entries_of(s);
+    let find = |recipients: &[RecipientReply], r: &str| -> Option<RecipientReply> {
+        recipients
+            .iter()
+            .find(|x| x.address.eq_ignore_ascii_case(r))
+            .cloned()
+    };
+    let error;
+    match &outcome {
+        Outcome::Accepted { reply, recipients } => {
+            tracing::info!(account = %s.account, submission = s.id, code = reply.code,
+                "submission accepted");
+            error = String::new();
+            for e in entries.iter_mut().filter(|e| is_in(attempted, &e.email)) {
+                match find(recipients, &e.email) {
+                    Some(x) if !x.accepted() => deferred_or_no(e, &x.reply, retry_allowed),
+                    _ => settle(e, "queued", reply.line()),
                 }
             }
-            Outcome::Refused {
-                reply,
-                reason,
-                transient,
-                recipients,
-            } => {
-                let line = reply.as_ref().map(|r| r.line());
-                let text = line.clone().unwrap_or_else(|| reason.clone());
-                if transient && s.attempts + 1 < self.options.max_attempts {
-                    let mut backoff = Backoff::new(self.options.retry_base, self.options.retry_max);
-                    let mut delay = backoff.next_delay();
-                    for _ in 0..s.attempts {
-                        delay = backoff.next_delay();
+        }
+        Outcome::Refused {
+            reply,
+            reason,
+            transient,
+            recipients,
+        } => {
+            let text = reply
+                .as_ref()
+                .map(|r| r.line())
+                .unwrap_or_else(|| reason.clone());
+            error = reason.clone();
+            for e in entries.iter_mut().filter(|e| is_in(attempted, &e.email)) {
+                match find(recipients, &e.email) {
+                    // Its own refusal at RCPT decides for it.
+                    Some(x) if !x.accepted() => deferred_or_no(e, &x.reply, retry_allowed),
+                    _ if *transient && retry_allowed => {
+                        e.delivered = "queued".into();
+                        e.smtp_reply = text.clone();
+                        e.settled = false;
                     }
-                    let secs = i64::try_from(delay.as_secs().max(1)).unwrap_or(i64::MAX);
-                    tracing::warn!(account = %s.account, submission = s.id, reason = %reason,
-                        retry_in = secs, "submission deferred");
-                    AttemptResult::Retry {
-                        next_attempt: now().saturating_add(secs),
-                        delivery: delivery(s, &recipients, Some(&text), "queued"),
-                        error: reason,
-                    }
-                } else {
-                    tracing::warn!(account = %s.account, submission = s.id, reason = %reason,
-                        "submission failed");
-                    AttemptResult::Final {
-                        delivery: delivery(s, &recipients, Some(&text), "no"),
-                        error: reason,
-                    }
+                    _ => settle(e, "no", text.clone()),
                 }
             }
-            Outcome::Unknown { reason } => {
-                tracing::warn!(account = %s.account, submission = s.id, reason = %reason,
-                    "submission outcome unknown; not retried");
-                AttemptResult::Final {
-                    delivery: delivery(s, &[], Some(&reason), "unknown"),
-                    error: reason,
-                }
+        }
+        Outcome::Unknown { reason } => {
+            tracing::warn!(account = %s.account, submission = s.id, reason = %reason,
+                "submission outcome unknown; not retried");
+            error = reason.clone();
+            for e in entries.iter_mut().filter(|e| is_in(attempted, &e.email)) {
+                settle(e, "unknown", reason.clone());
             }
+        }
+    }
+    if entries.iter().any(|e| !e.settled) {
+        let mut backoff = Backoff::new(options.retry_base, options.retry_max);
+        let mut delay = backoff.next_delay();
+        for _ in 0..s.attempts.min(64) {
+            delay = backoff.next_delay();
+        }
+        let secs = i64::try_from(delay.as_secs().max(1)).unwrap_or(i64::MAX);
+        let waiting = entries.iter().filter(|e| !e.settled).count();
+        tracing::warn!(account = %s.account, submission = s.id, reason = %error,
+            recipients = waiting, retry_in = secs, "submission deferred");
+        AttemptResult::Retry {
+            next_attempt: now().saturating_add(secs),
+            delivery: entries,
+            error,
+        }
+    } else {
+        if entries.iter().any(|e| e.delivered == "no") {
+            tracing::warn!(account = %s.account, submission = s.id, reason = %error,
+                "submission refused for some or all recipients");
+        }
+        AttemptResult::Final {
+            delivery: entries,
+            error,
         }
     }
 }
 
-/// Per recipient: its own RCPT reply when it has one (refused ones are "no"), else the
-/// overall reply with `fallback`.
-fn delivery(
-    s: &SubmissionRecord,
-    recipients: &[RecipientReply],
-    overall: Option<&str>,
-    fallback: &str,
-) -> Vec<DeliveryEntry> {
+fn is_in(list: &[String], r: &str) -> bool {
+    list.iter().any(|x| x.eq_ignore_ascii_case(r))
+}
+
+fn settle(e: &mut DeliveryEntry, delivered: &str, reply: String) {
+    e.delivered = delivered.into();
+    e.smtp_reply = reply;
+    e.settled = true;
+}
+
+/// A recipient refused at RCPT: a 4xx stays queued for a retry of that recipient alone
+/// (while attempts remain); anything else is final.
+fn deferred_or_no(e: &mut DeliveryEntry, reply: &submit::Reply, retry_allowed: bool) {
+    if (400..500).contains(&reply.code) && retry_allowed {
+        e.delivered = "queued".into();
+        e.smtp_reply = reply.line();
+        e.settled = false;
+    } else {
+        settle(e, "no", reply.line());
+    }
+}
+
+/// The stored per-recipient entries, one per envelope recipient (a row written before
+/// entries existed for every recipient gets a fresh one).
+fn entries_of(s: &SubmissionRecord) -> Vec<DeliveryEntry> {
     s.rcpt_to
         .iter()
         .map(|r| {
-            match recipients
+            s.delivery
                 .iter()
-                .find(|x| x.address.eq_ignore_ascii_case(r))
-            {
-                Some(x) if !x.accepted() => DeliveryEntry {
+                .find(|d| d.email.eq_ignore_ascii_case(r))
+                .cloned()
+                .unwrap_or_else(|| DeliveryEntry {
                     email: r.clone(),
-                    smtp_reply: x.reply.line(),
-                    // Refused recipients are not retried alone (the others have it).
-                    delivered: "no".into(),
-                },
-                _ => DeliveryEntry {
-                    email: r.clone(),
-                    smtp_reply: overall.unwrap_or_default().to_owned(),
-                    delivered: fallback.into(),
-                },
-            }
+                    smtp_reply: String::new(),
+                    delivered: "queued".into(),
+                    settled: false,
+                })
         })
         .collect()
 }
 
+/// The recipients the next attempt sends to.
+fn unsettled(s: &SubmissionRecord) -> Vec<String> {
+    entries_of(s)
+        .into_iter()
+        .filter(|e| !e.settled)
+        .map(|e| e.email)
+        .collect()
+}
+
+/// Every recipient not settled yet ends `delivered` (those an earlier attempt settled
+/// keep their status).
 fn final_for_all(s: &SubmissionRecord, delivered: &str, why: &str) -> AttemptResult {
+    let mut entries = entries_of(s);
+    for e in entries.iter_mut().filter(|e| !e.settled) {
+        settle(e, delivered, why.to_owned());
+    }
     AttemptResult::Final {
-        delivery: s
-            .rcpt_to
-            .iter()
-            .map(|r| DeliveryEntry {
-                email: r.clone(),
-                smtp_reply: why.to_owned(),
-                delivered: delivered.to_owned(),
-            })
-            .collect(),
+        delivery: entries,
         error: why.to_owned(),
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+    use store::{SentCopy, SubmissionPhase, UndoStatus};
+    use submit::Reply;
+
+    fn record(rcpt: &[&str], attempts: u32) -> SubmissionRecord {
+        SubmissionRecord {
+            id: 1,
+            account: AccountId(1),
+            identity: 1,
+            email: mail_types::EmailId(1),
+            thread: mail_types::ThreadId(1),
+            envelope_json: "{}".into(),
+            mail_from: "a@x.org".into(),
+            rcpt_to: rcpt.iter().map(|r| (*r).to_owned()).collect(),
+            message_id: None,
+            send_at: 0,
+            created_at: 0,
+            undo_status: UndoStatus::Final,
+            phase: SubmissionPhase::Sending,
+            attempts,
+            next_attempt: 0,
+            delivery: vec![],
+            last_error: String::new(),
+            sent_copy: SentCopy::Append,
+        }
+    }
+
+    fn rr(address: &str, code: u16) -> RecipientReply {
+        RecipientReply {
+            address: address.into(),
+            reply: Reply {
+                code,
+                text: "t".into(),
+            },
+        }
+    }
+
+    fn options() -> SubmitOptions {
+        SubmitOptions {
+            max_attempts: 3,
+            ..SubmitOptions::default()
+        }
+    }
+
+    fn accepted(recipients: Vec<RecipientReply>) -> Outcome {
+        Outcome::Accepted {
+            reply: Reply {
+                code: 250,
+                text: "2.0.0 Ok".into(),
+            },
+            recipients,
+        }
+    }
+
+    #[test]
+    fn a_deferred_recipient_is_retried_alone_then_given_up() {
+        let mut s = record(&["a@y.org", "b@d.test", "c@r.test"], 0);
+        let out = accepted(vec![
+            rr("a@y.org", 250),
+            rr("b@d.test", 451),
+            rr("c@r.test", 550),
+        ]);
+        let AttemptResult::Retry { delivery, .. } = classify(&options(), &s, &unsettled(&s), out)
+        else {
+            panic!("a deferred recipient must bring a retry");
+        };
+        assert_eq!(
+            delivery
+                .iter()
+                .map(|d| (d.delivered.as_str(), d.settled, d.smtp_reply.as_str()))
+                .collect::<Vec<_>>(),
+            vec![
+                ("queued", true, "250 2.0.0 Ok"),
+                ("queued", false, "451 t"),
+                ("no", true, "550 t")
+            ]
+        );
+        s.delivery = delivery;
+        s.attempts = 1;
+        // The retry goes to the deferred recipient only; deferred again, attempts remain.
+        assert_eq!(unsettled(&s), vec!["b@d.test".to_owned()]);
+        let out = Outcome::Refused {
+            reply: Some(Reply {
+                code: 451,
+                text: "t".into(),
+            }),
+            reason: "every recipient was refused".into(),
+            transient: true,
+            recipients: vec![rr("b@d.test", 451)],
+        };
+        let AttemptResult::Retry { delivery, .. } =
+            classify(&options(), &s, &unsettled(&s), out.clone())
+        else {
+            panic!("still attempts left");
+        };
+        s.delivery = delivery;
+        s.attempts = 2;
+        // The last attempt: final, the 451 as its reason; the others unchanged.
+        let AttemptResult::Final { delivery, .. } = classify(&options(), &s, &unsettled(&s), out)
+        else {
+            panic!("attempts are exhausted");
+        };
+        assert_eq!(delivery[0].smtp_reply, "250 2.0.0 Ok");
+        assert_eq!(delivery[0].delivered, "queued");
+        assert_eq!(delivery[1].delivered, "no");
+        assert_eq!(delivery[1].smtp_reply, "451 t");
+        assert!(delivery.iter().all(|d| d.settled));
+        assert!(delivery.iter().any(DeliveryEntry::reached_server));
+    }
+
+    #[test]
+    fn unknown_and_failures_touch_only_the_attempted_recipients() {
+        let mut s = record(&["a@y.org", "b@d.test"], 1);
+        s.delivery = vec![
+            DeliveryEntry {
+                email: "a@y.org".into(),
+                smtp_reply: "250 ok".into(),
+                delivered: "queued".into(),
+                settled: true,
+            },
+            DeliveryEntry {
+                email: "b@d.test".into(),
+                smtp_reply: "451 t".into(),
+                delivered: "queued".into(),
+                settled: false,
+            },
+        ];
+        let out = Outcome::Unknown {
+            reason: "cut".into(),
+        };
+        let AttemptResult::Final { delivery, .. } = classify(&options(), &s, &unsettled(&s), out)
+        else {
+            panic!("unknown is final");
+        };
+        assert_eq!(delivery[0].smtp_reply, "250 ok");
+        assert_eq!(delivery[1].delivered, "unknown");
+        // A connection failure before DATA: the whole attempt is retried.
+        let s = record(&["a@y.org", "b@y.org"], 0);
+        let out = Outcome::Refused {
+            reply: None,
+            reason: "connect: refused".into(),
+            transient: true,
+            recipients: vec![],
+        };
+        let AttemptResult::Retry { delivery, .. } = classify(&options(), &s, &unsettled(&s), out)
+        else {
+            panic!("transient");
+        };
+        assert!(
+            delivery
+                .iter()
+                .all(|d| !d.settled && d.delivered == "queued")
+        );
+        assert!(!delivery.iter().any(DeliveryEntry::reached_server));
+        // A 5xx at MAIL FROM: every recipient no.
+        let out = Outcome::Refused {
+            reply: Some(Reply {
+                code: 553,
+                text: "no".into(),
+            }),
+            reason: "MAIL FROM".into(),
+            transient: false,
+            recipients: vec![],
+        };
+        let AttemptResult::Final { delivery, .. } = classify(&options(), &s, &unsettled(&s), out)
+        else {
+            panic!("permanent");
+        };
+        assert!(
+            delivery
+                .iter()
+                .all(|d| d.delivered == "no" && d.smtp_reply == "553 no")
+        );
     }
 }

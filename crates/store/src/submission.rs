@@ -68,6 +68,20 @@ pub struct DeliveryEntry {
     pub smtp_reply: String,
     /// "queued", "yes", "no" or "unknown".
     pub delivered: String,
+    /// Nothing more will be sent to this recipient: the server took it (or refused it
+    /// for good), or an attempt to it ended unknown. Not settled: the next attempt sends
+    /// to it (a recipient deferred with a 4xx while others were accepted is retried
+    /// alone). Internal; not a JMAP property.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub settled: bool,
+}
+
+impl DeliveryEntry {
+    /// Whether the message may have reached the submission server for this recipient
+    /// (then the user did send it, and a Sent copy is due).
+    pub fn reached_server(&self) -> bool {
+        self.settled && matches!(self.delivered.as_str(), "queued" | "yes" | "unknown")
+    }
 }
 
 /// What the Sent copy of a message needs.
@@ -75,8 +89,12 @@ pub struct DeliveryEntry {
 pub enum SentCopy {
     /// Not ours to make (the server files it, or the client moved the draft there).
     None,
-    /// To be appended to the Sent mailbox once the message is accepted.
+    /// To be appended to the Sent mailbox once the message reached the server (accepted
+    /// for one recipient at least, or ended unknown).
     Append,
+    /// It did: the copy is to be made now (the submission may still be retrying a
+    /// deferred recipient).
+    Due,
     /// Appended (or handed to the write-back outbox).
     Done,
 }
@@ -86,6 +104,7 @@ impl SentCopy {
         match self {
             SentCopy::None => "none",
             SentCopy::Append => "append",
+            SentCopy::Due => "due",
             SentCopy::Done => "done",
         }
     }
@@ -93,6 +112,7 @@ impl SentCopy {
         match s {
             "none" => Some(SentCopy::None),
             "append" => Some(SentCopy::Append),
+            "due" => Some(SentCopy::Due),
             "done" => Some(SentCopy::Done),
             _ => None,
         }

@@ -4,10 +4,14 @@
 //! - [`Server`]: where and how to connect (implicit TLS, STARTTLS or plain, AUTH).
 //! - [`Envelope`] and [`envelope_from_headers`]: MAIL FROM and RCPT TO, given or derived
 //!   from the header (RFC 8621 7.5).
-//! - [`send`]: one attempt, which never panics and always says what happened, as an
-//!   [`Outcome`]: accepted (with the reply to the final dot), refused (with the reply,
-//!   transient or permanent), or unknown (the connection broke after the whole message
-//!   was written, so the server may or may not have taken it).
+//! - [`Connection`]: an authenticated session that carries one message after the other
+//!   (a caller may keep it between messages; RSET before each reuse).
+//! - [`send`]: one attempt on a connection of its own.
+//!
+//! Neither panics, and each transaction says what happened as an [`Outcome`]: accepted
+//! (with the reply to the final dot), refused (with the reply, transient or permanent),
+//! or unknown (the connection broke once the message was being written, so the server
+//! may or may not have taken it).
 //!
 //! The commands are sent one by one (lettre's `AsyncSmtpConnection`), not through its
 //! one-shot `send`, so that every recipient's RCPT reply is known (JMAP `deliveryStatus`
@@ -17,7 +21,7 @@
 use lettre::address::Address;
 use lettre::transport::smtp::authentication::{Credentials, Mechanism};
 use lettre::transport::smtp::client::{AsyncSmtpConnection, Certificate, TlsParameters};
-use lettre::transport::smtp::commands::{Data, Mail, Rcpt};
+use lettre::transport::smtp::commands::{Data, Mail, Rcpt, Rset};
 use lettre::transport::smtp::extension::{ClientId, Extension, MailBodyParameter, MailParameter};
 use mail_types::Security;
 use std::path::PathBuf;
@@ -176,21 +180,16 @@ pub fn strip_bcc(raw: &[u8]) -> Vec<u8> {
     out
 }
 
-/// Submits `raw` once. Never retries by itself; the caller decides from the [`Outcome`].
+/// Submits `raw` once on a connection of its own (opened, used, closed). Never retries
+/// by itself; the caller decides from the [`Outcome`].
 pub async fn send(server: &Server, envelope: &Envelope, raw: &[u8]) -> Outcome {
-    let mut wrote_message = false;
-    match tokio::time::timeout(
-        ATTEMPT_TIMEOUT,
-        attempt(server, envelope, raw, &mut wrote_message),
-    )
-    .await
-    {
-        Ok(outcome) => outcome,
-        Err(_) if wrote_message => Outcome::Unknown {
-            reason: "no reply to the end of the message in time".into(),
-        },
-        Err(_) => refused_transient(None, "the server did not answer in time".into(), vec![]),
-    }
+    let mut conn = match Connection::open(server).await {
+        Ok(c) => c,
+        Err(outcome) => return outcome,
+    };
+    let outcome = conn.send(envelope, raw).await;
+    conn.quit().await;
+    outcome
 }
 
 fn refused_transient(reply: Option<Reply>, reason: String, r: Vec<RecipientReply>) -> Outcome {
@@ -199,6 +198,15 @@ fn refused_transient(reply: Option<Reply>, reason: String, r: Vec<RecipientReply
         reason,
         transient: true,
         recipients: r,
+    }
+}
+
+fn refused_permanent(reason: String) -> Outcome {
+    Outcome::Refused {
+        reply: None,
+        reason,
+        transient: false,
+        recipients: vec![],
     }
 }
 
@@ -224,6 +232,13 @@ fn refused(e: &lettre::transport::smtp::Error, step: &str, r: Vec<RecipientReply
     }
 }
 
+fn reply_from(r: &lettre::transport::smtp::response::Response) -> Reply {
+    Reply {
+        code: r.code().to_string().parse().unwrap_or(250),
+        text: r.message().collect::<Vec<_>>().join(" "),
+    }
+}
+
 fn tls_parameters(server: &Server) -> Result<TlsParameters, String> {
     let mut b = TlsParameters::builder(server.host.clone());
     if let Some(path) = &server.ca_file {
@@ -236,192 +251,257 @@ fn tls_parameters(server: &Server) -> Result<TlsParameters, String> {
     b.build_rustls().map_err(|e| format!("TLS setup: {e}"))
 }
 
-async fn attempt(
-    server: &Server,
-    envelope: &Envelope,
-    raw: &[u8],
-    wrote_message: &mut bool,
-) -> Outcome {
-    let from = if envelope.mail_from.is_empty() {
-        None
-    } else {
-        match Address::from_str(&envelope.mail_from) {
-            Ok(a) => Some(a),
-            Err(e) => {
-                return Outcome::Refused {
-                    reply: None,
-                    reason: format!("invalid MAIL FROM address: {e}"),
-                    transient: false,
-                    recipients: vec![],
-                };
-            }
-        }
-    };
-    let mut rcpts = Vec::with_capacity(envelope.rcpt_to.len());
-    for r in &envelope.rcpt_to {
-        match Address::from_str(r) {
-            Ok(a) => rcpts.push(a),
-            Err(e) => {
-                return Outcome::Refused {
-                    reply: None,
-                    reason: format!("invalid RCPT TO address: {e}"),
-                    transient: false,
-                    recipients: vec![],
-                };
-            }
+/// An open, authenticated SMTP session that can carry several messages, one transaction
+/// after the other (RFC 5321 3.3). A caller that keeps one between messages calls
+/// [`Connection::reset`] before reusing it (RSET: it ends any leftover transaction and
+/// proves the server is still there).
+pub struct Connection {
+    conn: AsyncSmtpConnection,
+    broken: bool,
+    /// Transactions completed on it.
+    messages: u32,
+}
+
+impl std::fmt::Debug for Connection {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Connection")
+            .field("broken", &self.broken)
+            .field("messages", &self.messages)
+            .finish()
+    }
+}
+
+impl Connection {
+    /// Connects, upgrades (implicit TLS or STARTTLS; never a plain fallback when TLS was
+    /// asked for) and authenticates. A failure is an [`Outcome::Refused`] (nothing was
+    /// sent), transient unless it can never work by itself.
+    pub async fn open(server: &Server) -> Result<Connection, Outcome> {
+        match tokio::time::timeout(ATTEMPT_TIMEOUT, Self::open_inner(server)).await {
+            Ok(r) => r,
+            Err(_) => Err(refused_transient(
+                None,
+                "the server did not answer in time".into(),
+                vec![],
+            )),
         }
     }
-    if rcpts.is_empty() {
-        return Outcome::Refused {
-            reply: None,
-            reason: "no recipients".into(),
-            transient: false,
-            recipients: vec![],
+
+    async fn open_inner(server: &Server) -> Result<Connection, Outcome> {
+        let tls = match server.security {
+            Security::None => None,
+            _ => Some(tls_parameters(server).map_err(refused_permanent)?),
         };
-    }
-    let tls = match server.security {
-        Security::None => None,
-        _ => match tls_parameters(server) {
-            Ok(t) => Some(t),
-            Err(reason) => {
-                return Outcome::Refused {
-                    reply: None,
-                    reason,
-                    transient: false,
-                    recipients: vec![],
-                };
-            }
-        },
-    };
-    let hello = ClientId::Domain(server.hello_name.clone());
-    let implicit = match server.security {
-        Security::Tls => tls.clone(),
-        _ => None,
-    };
-    let mut conn = match AsyncSmtpConnection::connect_tokio1(
-        (server.host.as_str(), server.port),
-        Some(CONNECT_TIMEOUT),
-        &hello,
-        implicit,
-        None,
-    )
-    .await
-    {
-        Ok(c) => c,
-        Err(e) => return refused(&e, "connect", vec![]),
-    };
-    if server.security == Security::Starttls {
-        let Some(tls) = tls else {
-            return refused_transient(None, "no TLS parameters".into(), vec![]);
+        let hello = ClientId::Domain(server.hello_name.clone());
+        let implicit = match server.security {
+            Security::Tls => tls.clone(),
+            _ => None,
         };
-        if !conn.can_starttls() {
-            // Never fall back to plain text when STARTTLS was asked for.
-            conn.abort().await;
-            return Outcome::Refused {
-                reply: None,
-                reason: "the server does not offer STARTTLS".into(),
-                transient: false,
-                recipients: vec![],
+        let mut conn = AsyncSmtpConnection::connect_tokio1(
+            (server.host.as_str(), server.port),
+            Some(CONNECT_TIMEOUT),
+            &hello,
+            implicit,
+            None,
+        )
+        .await
+        .map_err(|e| refused(&e, "connect", vec![]))?;
+        if server.security == Security::Starttls {
+            let Some(tls) = tls else {
+                return Err(refused_transient(None, "no TLS parameters".into(), vec![]));
             };
-        }
-        if let Err(e) = conn.starttls(tls, &hello).await {
-            return refused(&e, "STARTTLS", vec![]);
-        }
-    }
-    if !server.username.is_empty() {
-        let creds = Credentials::new(server.username.clone(), server.password.clone());
-        if let Err(e) = conn
-            .auth(&[Mechanism::Plain, Mechanism::Login], &creds)
-            .await
-        {
-            conn.abort().await;
-            return refused(&e, "AUTH", vec![]);
-        }
-    }
-    let mut options = Vec::new();
-    if !raw.is_ascii() && conn.server_info().supports_feature(Extension::EightBitMime) {
-        options.push(MailParameter::Body(MailBodyParameter::EightBitMime));
-    }
-    let non_ascii_address =
-        !envelope.mail_from.is_ascii() || envelope.rcpt_to.iter().any(|r| !r.is_ascii());
-    if non_ascii_address {
-        if !conn.server_info().supports_feature(Extension::SmtpUtfEight) {
-            conn.abort().await;
-            return Outcome::Refused {
-                reply: None,
-                reason: "non-ASCII addresses, and the server lacks SMTPUTF8".into(),
-                transient: false,
-                recipients: vec![],
-            };
-        }
-        options.push(MailParameter::SmtpUtfEight);
-    }
-    if let Err(e) = conn.command(Mail::new(from, options)).await {
-        conn.abort().await;
-        return refused(&e, "MAIL FROM", vec![]);
-    }
-    let mut replies = Vec::with_capacity(rcpts.len());
-    for (addr, text) in rcpts.into_iter().zip(&envelope.rcpt_to) {
-        match conn.command(Rcpt::new(addr, vec![])).await {
-            Ok(r) => replies.push(RecipientReply {
-                address: text.clone(),
-                reply: Reply {
-                    code: r.code().to_string().parse().unwrap_or(250),
-                    text: r.message().collect::<Vec<_>>().join(" "),
-                },
-            }),
-            Err(e) => match reply_of(&e) {
-                Some(reply) => replies.push(RecipientReply {
-                    address: text.clone(),
-                    reply,
-                }),
-                None => {
-                    conn.abort().await;
-                    return refused(&e, "RCPT TO", replies);
-                }
-            },
-        }
-    }
-    if !replies.iter().any(RecipientReply::accepted) {
-        conn.abort().await;
-        // Every recipient refused: permanent unless some refusal was transient.
-        let transient = replies.iter().any(|r| (400..500).contains(&r.reply.code));
-        let reply = replies.first().map(|r| r.reply.clone());
-        return Outcome::Refused {
-            reply,
-            reason: "every recipient was refused".into(),
-            transient,
-            recipients: replies,
-        };
-    }
-    if let Err(e) = conn.command(Data).await {
-        conn.abort().await;
-        return refused(&e, "DATA", replies);
-    }
-    *wrote_message = true;
-    let result = conn.message(raw).await;
-    match result {
-        Ok(r) => {
-            let reply = Reply {
-                code: r.code().to_string().parse().unwrap_or(250),
-                text: r.message().collect::<Vec<_>>().join(" "),
-            };
-            let _ = conn.quit().await;
-            Outcome::Accepted {
-                reply,
-                recipients: replies,
-            }
-        }
-        Err(e) => match reply_of(&e) {
-            // The server answered the final dot with a refusal: nothing was delivered.
-            Some(_) => {
+            if !conn.can_starttls() {
                 conn.abort().await;
-                refused(&e, "end of DATA", replies)
+                return Err(refused_permanent(
+                    "the server does not offer STARTTLS".into(),
+                ));
             }
-            None => Outcome::Unknown {
-                reason: format!("after the whole message was written: {e}"),
+            conn.starttls(tls, &hello)
+                .await
+                .map_err(|e| refused(&e, "STARTTLS", vec![]))?;
+        }
+        if !server.username.is_empty() {
+            let creds = Credentials::new(server.username.clone(), server.password.clone());
+            if let Err(e) = conn
+                .auth(&[Mechanism::Plain, Mechanism::Login], &creds)
+                .await
+            {
+                conn.abort().await;
+                return Err(refused(&e, "AUTH", vec![]));
+            }
+        }
+        Ok(Connection {
+            conn,
+            broken: false,
+            messages: 0,
+        })
+    }
+
+    /// Whether it may carry another message (no failure left it in an unknown state).
+    pub fn usable(&self) -> bool {
+        !self.broken && !self.conn.has_broken()
+    }
+
+    /// Messages accepted on it so far.
+    pub fn messages(&self) -> u32 {
+        self.messages
+    }
+
+    /// RSET before reusing a kept connection: false when the server is gone (then the
+    /// connection is closed and must not be used).
+    pub async fn reset(&mut self) -> bool {
+        if !self.usable() {
+            return false;
+        }
+        match tokio::time::timeout(CONNECT_TIMEOUT, self.conn.command(Rset)).await {
+            Ok(Ok(_)) => true,
+            _ => {
+                self.close().await;
+                false
+            }
+        }
+    }
+
+    /// QUIT, politely; the connection is not usable afterwards.
+    pub async fn quit(mut self) {
+        if self.usable() {
+            let _ = tokio::time::timeout(CONNECT_TIMEOUT, self.conn.quit()).await;
+        }
+        self.broken = true;
+    }
+
+    async fn close(&mut self) {
+        self.broken = true;
+        let _ = tokio::time::timeout(CONNECT_TIMEOUT, self.conn.abort()).await;
+    }
+
+    /// One mail transaction (MAIL, RCPT per recipient, DATA, the message). Afterwards
+    /// [`Connection::usable`] says whether the session can carry the next one: after an
+    /// acceptance, or a refusal of every recipient, it can; after anything else it is
+    /// closed.
+    pub async fn send(&mut self, envelope: &Envelope, raw: &[u8]) -> Outcome {
+        if !self.usable() {
+            return refused_transient(None, "the connection is closed".into(), vec![]);
+        }
+        let mut wrote_message = false;
+        let outcome = match tokio::time::timeout(
+            ATTEMPT_TIMEOUT,
+            self.transaction(envelope, raw, &mut wrote_message),
+        )
+        .await
+        {
+            Ok(outcome) => outcome,
+            Err(_) if wrote_message => Outcome::Unknown {
+                reason: "no reply to the end of the message in time".into(),
             },
-        },
+            Err(_) => refused_transient(None, "the server did not answer in time".into(), vec![]),
+        };
+        let keep = match &outcome {
+            Outcome::Accepted { .. } => true,
+            Outcome::Refused { recipients, .. } => {
+                !recipients.is_empty() && recipients.iter().all(|r| !r.accepted())
+            }
+            Outcome::Unknown { .. } => false,
+        };
+        if keep {
+            if matches!(outcome, Outcome::Accepted { .. }) {
+                self.messages = self.messages.saturating_add(1);
+            }
+        } else {
+            self.close().await;
+        }
+        outcome
+    }
+
+    async fn transaction(
+        &mut self,
+        envelope: &Envelope,
+        raw: &[u8],
+        wrote_message: &mut bool,
+    ) -> Outcome {
+        let from = if envelope.mail_from.is_empty() {
+            None
+        } else {
+            match Address::from_str(&envelope.mail_from) {
+                Ok(a) => Some(a),
+                Err(e) => return refused_permanent(format!("invalid MAIL FROM address: {e}")),
+            }
+        };
+        let mut rcpts = Vec::with_capacity(envelope.rcpt_to.len());
+        for r in &envelope.rcpt_to {
+            match Address::from_str(r) {
+                Ok(a) => rcpts.push(a),
+                Err(e) => return refused_permanent(format!("invalid RCPT TO address: {e}")),
+            }
+        }
+        if rcpts.is_empty() {
+            return refused_permanent("no recipients".into());
+        }
+        let conn = &mut self.conn;
+        let mut options = Vec::new();
+        if !raw.is_ascii() && conn.server_info().supports_feature(Extension::EightBitMime) {
+            options.push(MailParameter::Body(MailBodyParameter::EightBitMime));
+        }
+        let non_ascii_address =
+            !envelope.mail_from.is_ascii() || envelope.rcpt_to.iter().any(|r| !r.is_ascii());
+        if non_ascii_address {
+            if !conn.server_info().supports_feature(Extension::SmtpUtfEight) {
+                return refused_permanent(
+                    "non-ASCII addresses, and the server lacks SMTPUTF8".into(),
+                );
+            }
+            options.push(MailParameter::SmtpUtfEight);
+        }
+        if let Err(e) = conn.command(Mail::new(from, options)).await {
+            return refused(&e, "MAIL FROM", vec![]);
+        }
+        let mut replies = Vec::with_capacity(rcpts.len());
+        for (addr, text) in rcpts.into_iter().zip(&envelope.rcpt_to) {
+            match conn.command(Rcpt::new(addr, vec![])).await {
+                Ok(r) => replies.push(RecipientReply {
+                    address: text.clone(),
+                    reply: reply_from(&r),
+                }),
+                Err(e) => match reply_of(&e) {
+                    Some(reply) => replies.push(RecipientReply {
+                        address: text.clone(),
+                        reply,
+                    }),
+                    None => return refused(&e, "RCPT TO", replies),
+                },
+            }
+        }
+        if !replies.iter().any(RecipientReply::accepted) {
+            // Every recipient refused: permanent unless some refusal was transient.
+            let transient = replies.iter().any(|r| (400..500).contains(&r.reply.code));
+            let reply = replies.first().map(|r| r.reply.clone());
+            return Outcome::Refused {
+                reply,
+                reason: "every recipient was refused".into(),
+                transient,
+                recipients: replies,
+            };
+        }
+        if let Err(e) = conn.command(Data).await {
+            return refused(&e, "DATA", replies);
+        }
+        // From the first byte of the message on, a failure without a reply cannot tell
+        // whether the server got the final dot.
+        *wrote_message = true;
+        match conn.message(raw).await {
+            Ok(r) => Outcome::Accepted {
+                reply: reply_from(&r),
+                recipients: replies,
+            },
+            Err(e) => match reply_of(&e) {
+                // The server answered the final dot with a refusal: nothing was delivered.
+                Some(_) => refused(&e, "end of DATA", replies),
+                None => Outcome::Unknown {
+                    reason: format!(
+                        "the connection failed while the message was written or before its reply: {e}"
+                    ),
+                },
+            },
+        }
     }
 }
 

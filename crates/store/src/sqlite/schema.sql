@@ -313,11 +313,12 @@ CREATE TABLE submission (
     phase        TEXT NOT NULL DEFAULT 'queued',
     attempts     INTEGER NOT NULL DEFAULT 0,
     next_attempt INTEGER NOT NULL DEFAULT 0,
-    -- JSON array of {email, smtpReply, delivered}.
+    -- JSON array of {email, smtpReply, delivered, settled}; a recipient not settled is
+    -- sent to by the next attempt (a 4xx at RCPT is retried for that recipient alone).
     delivery     TEXT NOT NULL DEFAULT '[]',
     last_error   TEXT NOT NULL DEFAULT '',
-    -- The copy in Sent: 'none' (not ours to make), 'append' (to make after success),
-    -- 'done'.
+    -- The copy in Sent: 'none' (not ours to make), 'append' (to make once the message
+    -- reached the server), 'due' (it did, or may have: make it now), 'done'.
     sent_copy    TEXT NOT NULL DEFAULT 'none'
 ) STRICT;
 CREATE INDEX submission_account ON submission (account_id);

@@ -114,6 +114,7 @@ pub(super) fn create_submission(c: &mut Connection, s: &NewSubmission, now: i64)
                         email: r.clone(),
                         smtp_reply: String::new(),
                         delivered: "queued".into(),
+                        settled: false,
                     })
                     .collect::<Vec<_>>()
             )?,
@@ -231,36 +232,41 @@ pub(super) fn finish_submission(c: &mut Connection, id: i64, result: &AttemptRes
     let Some(account) = account_of(&tx, id)? else {
         return Ok(());
     };
+    let (delivery, error) = match result {
+        AttemptResult::Final { delivery, error }
+        | AttemptResult::Retry {
+            delivery, error, ..
+        } => (delivery, error),
+    };
+    // Once the message may have reached the server for someone, the Sent copy is due
+    // (the user did send it), even while a deferred recipient is still being retried.
+    let reached = delivery.iter().any(DeliveryEntry::reached_server);
     match result {
-        AttemptResult::Final { delivery, error } => {
+        AttemptResult::Final { .. } => {
             // The bytes stay while a Sent copy is still to be made from them.
             tx.execute(
                 "UPDATE submission SET phase = 'done', delivery = ?2, last_error = ?3, \
-                 raw = CASE WHEN sent_copy = 'append' AND ?4 THEN raw ELSE x'' END, \
-                 sent_copy = CASE WHEN sent_copy = 'append' AND ?4 THEN 'append' \
+                 sent_copy = CASE WHEN sent_copy = 'append' AND ?4 THEN 'due' \
                     WHEN sent_copy = 'append' THEN 'none' ELSE sent_copy END \
                  WHERE id = ?1 AND phase = 'sending'",
-                params![
-                    id,
-                    json(delivery)?,
-                    error,
-                    delivery
-                        .iter()
-                        .any(|d| d.delivered == "yes" || d.delivered == "queued")
-                ],
+                params![id, json(delivery)?, error, reached],
+            )?;
+            tx.execute(
+                "UPDATE submission SET raw = x'' WHERE id = ?1 AND sent_copy != 'due'",
+                [id],
             )?;
         }
-        AttemptResult::Retry {
-            next_attempt,
-            delivery,
-            error,
-        } => {
-            // Back in the queue; undoStatus stays final (RFC 8621 7: once the server
-            // has started sending, it cannot be undone).
+        AttemptResult::Retry { next_attempt, .. } => {
+            // Back in the queue (for every recipient, or only the deferred ones);
+            // undoStatus stays final (RFC 8621 7: once sending has started, it cannot be
+            // undone).
             tx.execute(
                 "UPDATE submission SET phase = 'queued', next_attempt = ?2, delivery = ?3, \
-                 last_error = ?4 WHERE id = ?1 AND phase = 'sending'",
-                params![id, next_attempt, json(delivery)?, error],
+                 last_error = ?4, \
+                 sent_copy = CASE WHEN sent_copy = 'append' AND ?5 THEN 'due' \
+                    ELSE sent_copy END \
+                 WHERE id = ?1 AND phase = 'sending'",
+                params![id, next_attempt, json(delivery)?, error, reached],
             )?;
         }
     }
@@ -271,30 +277,42 @@ pub(super) fn finish_submission(c: &mut Connection, id: i64, result: &AttemptRes
 }
 
 /// Startup: a submission still in 'sending' was cut between "may have reached the
-/// server" and "reply committed". It is never sent again; it shows delivered 'unknown'.
+/// server" and "reply committed". It is never sent again: the recipients of that attempt
+/// show delivered 'unknown' (those settled by an earlier attempt keep their status), and
+/// its Sent copy is due, as after any unknown outcome (ARCHITECTURE.md, "The Sent copy").
 pub(super) fn recover_submissions(c: &mut Connection) -> Result<Vec<i64>> {
     let tx = c.transaction()?;
-    let rows: Vec<(i64, i64)> = {
-        let mut st = tx.prepare("SELECT id, account_id FROM submission WHERE phase = 'sending'")?;
-        let rows = st.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?;
+    let rows: Vec<(i64, i64, String)> = {
+        let mut st =
+            tx.prepare("SELECT id, account_id, delivery FROM submission WHERE phase = 'sending'")?;
+        let rows = st.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?;
         rows.collect::<rusqlite::Result<Vec<_>>>()?
     };
-    for (id, account) in &rows {
+    for (id, account, delivery) in &rows {
+        let mut entries: Vec<DeliveryEntry> = serde_json::from_str(delivery)
+            .map_err(|_| Error::Corrupt(format!("submission {id}: delivery")))?;
+        for d in entries.iter_mut().filter(|d| !d.settled) {
+            d.delivered = "unknown".into();
+            d.smtp_reply = "no reply recorded (interrupted)".into();
+            d.settled = true;
+        }
         tx.execute(
-            "UPDATE submission SET phase = 'done', raw = x'', sent_copy = \
-                CASE WHEN sent_copy = 'append' THEN 'none' ELSE sent_copy END, \
+            "UPDATE submission SET phase = 'done', delivery = ?2, \
+             sent_copy = CASE WHEN sent_copy = 'append' THEN 'due' ELSE sent_copy END, \
              last_error = 'interrupted after the message may have reached the server; \
-                not sent again', \
-             delivery = (SELECT json_group_array(json_set(value, '$.delivered', 'unknown', \
-                '$.smtpReply', 'no reply recorded (interrupted)')) FROM json_each(delivery)) \
+                not sent again' \
              WHERE id = ?1",
+            params![id, json(&entries)?],
+        )?;
+        tx.execute(
+            "UPDATE submission SET raw = x'' WHERE id = ?1 AND sent_copy != 'due'",
             [id],
         )?;
         let mut log = ChangeLog::new(AccountId(*account));
         log.record(&tx, ObjectType::EmailSubmission, *id, ChangeOp::Updated)?;
     }
     tx.commit()?;
-    Ok(rows.into_iter().map(|(id, _)| id).collect())
+    Ok(rows.into_iter().map(|(id, _, _)| id).collect())
 }
 
 pub(super) fn pending_sent_copies(
@@ -303,7 +321,7 @@ pub(super) fn pending_sent_copies(
 ) -> Result<Vec<(SubmissionRecord, Vec<u8>)>> {
     let list = query_submissions(
         c,
-        "account_id = ?1 AND phase = 'done' AND sent_copy = 'append' ORDER BY id",
+        "account_id = ?1 AND phase != 'sending' AND sent_copy = 'due' ORDER BY id",
         [account.0],
     )?;
     let mut out = Vec::with_capacity(list.len());
@@ -319,7 +337,9 @@ pub(super) fn pending_sent_copies(
 
 pub(super) fn set_sent_copy_done(c: &mut Connection, id: i64) -> Result<()> {
     c.execute(
-        "UPDATE submission SET sent_copy = 'done', raw = x'' WHERE id = ?1 AND sent_copy = 'append'",
+        "UPDATE submission SET sent_copy = 'done', \
+         raw = CASE WHEN phase = 'done' THEN x'' ELSE raw END \
+         WHERE id = ?1 AND sent_copy = 'due'",
         [id],
     )?;
     Ok(())
