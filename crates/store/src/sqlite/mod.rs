@@ -74,13 +74,15 @@ impl SqliteStore {
     }
 
     fn init(conn: Connection, blobs: Blobs) -> Result<Self> {
+        // First: switching a new file to WAL takes a lock, and without a busy timeout a
+        // second process opening the store at that moment fails with "database is locked".
+        conn.busy_timeout(std::time::Duration::from_secs(10))?;
         conn.pragma_update(None, "journal_mode", "WAL")?;
         // NORMAL in WAL mode: a power cut may lose the last transactions but never corrupts;
         // the server is the source of truth for synced data, and user changes (the outbox)
         // will be committed with FULL where it matters.
         conn.pragma_update(None, "synchronous", "NORMAL")?;
         conn.pragma_update(None, "foreign_keys", "ON")?;
-        conn.busy_timeout(std::time::Duration::from_secs(10))?;
         // The version is read inside an IMMEDIATE transaction, so two processes opening a
         // new store at once (the server and `tidings account list`) cannot both migrate.
         conn.execute_batch("BEGIN IMMEDIATE")?;
