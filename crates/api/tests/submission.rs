@@ -1036,3 +1036,54 @@ async fn a_deferred_recipient_is_retried_alone() {
     assert_eq!(uids_in(&w.dovecot, "Sent"), 1);
     engine.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_bounce_report_marks_the_recipient_not_delivered() {
+    let w = world(&[]).await;
+    // Postfix accepts the address at RCPT; Dovecot's LMTP then refuses it (no such user),
+    // and Postfix sends Alice a delivery-status report, as the DSN request asked.
+    let nobody = "nobody@example.org";
+    w.dovecot
+        .seed(
+            USER,
+            "Drafts",
+            &[seeded("bounce1", &format!("{USER}, {nobody}"), 3)],
+        )
+        .unwrap();
+    let mut engine = Engine::new(w.store.clone(), plain_passwords()).with_submit_options(fast());
+    engine.start_all().await.unwrap();
+    let (email, _) = wait_email(&w, Role::Drafts, "bounce1@example.org").await;
+    let id = submit(&w, &email, json!({})).await;
+    let s = wait_final(&w, &id).await;
+    for r in [USER, nobody] {
+        assert_eq!(s["deliveryStatus"][r]["delivered"], "queued", "{s}");
+    }
+    let start = Instant::now();
+    let s = loop {
+        let r = call(
+            &w.app,
+            "EmailSubmission/get",
+            json!({"accountId": "a1", "ids": [&id]}),
+        )
+        .await;
+        let s = r["list"][0].clone();
+        if s["deliveryStatus"][nobody]["delivered"] == "no" {
+            break s;
+        }
+        assert!(start.elapsed() < DEADLINE, "no bounce applied: {s}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    let reply = s["deliveryStatus"][nobody]["smtpReply"].as_str().unwrap();
+    assert!(reply.contains("5.1.1"), "the reason from the report: {s}");
+    assert_eq!(s["deliveryStatus"][USER]["delivered"], "queued", "{s}");
+    // dsnBlobIds names the report, which downloads as the bounce Alice got.
+    let blobs = s["dsnBlobIds"].as_array().unwrap();
+    assert_eq!(blobs.len(), 1, "{s}");
+    let blob = blobs[0].as_str().unwrap();
+    let raw = w.store.blob(&blob[1..]).await.unwrap().unwrap();
+    assert!(
+        String::from_utf8_lossy(&raw).contains("delivery-status"),
+        "not a report"
+    );
+    engine.shutdown().await;
+}

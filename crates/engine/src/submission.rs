@@ -20,7 +20,11 @@ use mail_types::{AccountId, Role};
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use store::{AppendRequest, AttemptResult, DeliveryEntry, Store, SubmissionRecord};
+use store::events::PushType;
+use store::{
+    AppendRequest, AttemptResult, DeliveryEntry, EmailCondition, EmailFilter, EmailQuery, Store,
+    SubmissionRecord,
+};
 use submit::{Outcome, RecipientReply};
 use tokio::sync::{broadcast, watch};
 
@@ -38,6 +42,8 @@ pub struct SubmitOptions {
     pub idle: Duration,
     /// Messages one connection carries before it is closed and a new one opened.
     pub max_per_connection: u32,
+    /// Shortest time between two looks for delivery-status reports in one account.
+    pub dsn_scan_interval: Duration,
 }
 
 impl Default for SubmitOptions {
@@ -49,6 +55,7 @@ impl Default for SubmitOptions {
             max_attempts: 12,
             idle: Duration::from_secs(15),
             max_per_connection: 100,
+            dsn_scan_interval: Duration::from_secs(2),
         }
     }
 }
@@ -196,6 +203,18 @@ impl Worker {
             }
         }
         let mut pool = Pool::default();
+        let mut dsn = DsnWatch::default();
+        let mut bus = self.store.events().subscribe();
+        if let Ok(accounts) = self.store.list_accounts().await {
+            for a in accounts {
+                if let Ok(list) = self.store.submissions(a.id).await
+                    && let Some(last) = list.iter().map(|s| s.created_at).max()
+                {
+                    dsn.watch(a.id, last);
+                    dsn.dirty.insert(a.id);
+                }
+            }
+        }
         loop {
             if *self.shutdown.borrow() {
                 pool.close_idle(Duration::ZERO).await;
@@ -213,9 +232,11 @@ impl Worker {
                     pool.close_idle(Duration::ZERO).await;
                     return;
                 }
+                dsn.watch(s.account, now());
                 self.attempt(&mut pool, s).await;
             }
             pool.close_idle(self.options.idle).await;
+            dsn.scan_due(&self, self.options.dsn_scan_interval).await;
             let mut wait = match self.store.next_submission_at().await {
                 Ok(Some(at)) => {
                     let secs = u64::try_from(at.saturating_sub(now())).unwrap_or(0);
@@ -226,9 +247,32 @@ impl Worker {
             if let Some(idle) = pool.next_idle(self.options.idle) {
                 wait = wait.min(idle);
             }
+            if dsn.has_pending() {
+                wait = wait.min(self.options.dsn_scan_interval);
+            }
             tokio::select! {
                 _ = tokio::time::sleep(wait) => {}
                 _ = self.wake.notified() => {}
+                ev = bus.recv() => match ev {
+                    // New mail, or the body of mail whose header came first.
+                    Ok(change)
+                        if dsn.watching(change.account)
+                            && (change.types.contains(PushType::EmailDelivery)
+                                || change.types.contains(PushType::Email)) =>
+                    {
+                        dsn.dirty.insert(change.account);
+                    }
+                    Ok(_) => {}
+                    Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {
+                        // Some announcements were missed: look in every account.
+                        if let Ok(accounts) = self.store.list_accounts().await {
+                            dsn.dirty.extend(accounts.into_iter().map(|a| a.id));
+                        }
+                    }
+                    Err(tokio::sync::broadcast::error::RecvError::Closed) => {
+                        bus = self.store.events().subscribe();
+                    }
+                },
                 _ = self.shutdown.changed() => {
                     pool.close_idle(Duration::ZERO).await;
                     return;
@@ -293,7 +337,9 @@ impl Worker {
                             .await
                         {
                             Ok(mut conn) => {
-                                let outcome = conn.send(&envelope, &bytes).await;
+                                let envid = s.envelope_id();
+                                let outcome =
+                                    conn.send_with_dsn(&envelope, &bytes, Some(&envid)).await;
                                 pool.put_back(account, &server, conn);
                                 outcome
                             }
@@ -373,6 +419,181 @@ impl Worker {
             }
         }
     }
+}
+
+/// How long after sending a delivery-status report is still looked for.
+const DSN_WINDOW: i64 = 5 * 24 * 3600;
+/// A body can be stored some time after its header: a scan looks this far back before
+/// the previous one.
+const DSN_SLACK: i64 = 600;
+/// Reports read per scan.
+const DSN_BATCH: usize = 200;
+
+/// Delivery-status reports (RFC 3464) arriving in INBOX, applied to the submissions
+/// they name by ENVID. Driven by the store's `EmailDelivery` announcements: an account
+/// is looked at (at most every `dsn_scan_interval`) only after new mail arrived, and
+/// only the INBOX messages received since the previous look (minus [`DSN_SLACK`]) whose
+/// Content-Type says delivery-status are read.
+#[derive(Default)]
+struct DsnWatch {
+    /// Accounts that sent something recently: until when (unix seconds) reports are
+    /// looked for.
+    until: HashMap<AccountId, i64>,
+    dirty: std::collections::HashSet<AccountId>,
+    /// Per account: when it was last looked at (instant), and from which receivedAt the
+    /// next look starts.
+    last: HashMap<AccountId, (Instant, i64)>,
+}
+
+impl DsnWatch {
+    fn has_pending(&self) -> bool {
+        !self.dirty.is_empty()
+    }
+
+    /// The account sent (or queued) something at `sent`.
+    fn watch(&mut self, account: AccountId, sent: i64) {
+        let until = sent.saturating_add(DSN_WINDOW);
+        let e = self.until.entry(account).or_insert(until);
+        *e = (*e).max(until);
+    }
+
+    fn watching(&self, account: AccountId) -> bool {
+        self.until.get(&account).is_some_and(|u| *u >= now())
+    }
+
+    async fn scan_due(&mut self, w: &Worker, interval: Duration) {
+        let ready: Vec<AccountId> = self
+            .dirty
+            .iter()
+            .copied()
+            .filter(|a| {
+                self.last
+                    .get(a)
+                    .is_none_or(|(at, _)| at.elapsed() >= interval)
+            })
+            .collect();
+        for account in ready {
+            self.dirty.remove(&account);
+            let from = self.last.get(&account).map(|(_, from)| *from);
+            let started = now();
+            match scan_account(w, account, from).await {
+                Ok(()) => {
+                    self.last
+                        .insert(account, (Instant::now(), started - DSN_SLACK));
+                }
+                Err(e) => {
+                    tracing::warn!(account = %account, error = %e,
+                        "cannot look for delivery-status reports");
+                    self.last.insert(
+                        account,
+                        (Instant::now(), from.unwrap_or(started - DSN_WINDOW)),
+                    );
+                }
+            }
+        }
+    }
+}
+
+/// One look at an account's INBOX for reports about its recent submissions.
+async fn scan_account(
+    w: &Worker,
+    account: AccountId,
+    from: Option<i64>,
+) -> Result<(), store::Error> {
+    let horizon = now() - DSN_WINDOW;
+    let watched: Vec<SubmissionRecord> = w
+        .store
+        .submissions(account)
+        .await?
+        .into_iter()
+        .filter(|s| s.created_at >= horizon && s.delivery.iter().any(|d| d.delivered == "queued"))
+        .collect();
+    let Some(oldest) = watched.iter().map(|s| s.created_at).min() else {
+        return Ok(());
+    };
+    let Some(inbox) = w
+        .store
+        .mailboxes(account)
+        .await?
+        .into_iter()
+        .find(|m| m.role == Some(Role::Inbox))
+    else {
+        return Ok(());
+    };
+    let since = from.map_or(oldest, |f| f.max(oldest)) - 60;
+    let query = EmailQuery {
+        filter: Some(EmailFilter::And(vec![
+            EmailFilter::Condition(EmailCondition::InMailbox(inbox.id)),
+            EmailFilter::Condition(EmailCondition::After(since)),
+            EmailFilter::Condition(EmailCondition::Header(
+                "Content-Type".into(),
+                Some("delivery-status".into()),
+            )),
+        ])),
+        window: Some((0, DSN_BATCH)),
+        ..EmailQuery::default()
+    };
+    let page = w.store.query_emails(account, &query).await?;
+    if page.ids.is_empty() {
+        return Ok(());
+    }
+    let mut changed = false;
+    for email in w.store.emails(account, &page.ids).await? {
+        let Some(blob) = email.blob_id.as_deref() else {
+            continue;
+        };
+        if watched
+            .iter()
+            .any(|s| s.dsn_blob_ids.iter().any(|b| b == blob))
+        {
+            continue;
+        }
+        let Some(raw) = w.store.blob(blob).await? else {
+            continue;
+        };
+        let Some(report) = submit::dsn::parse_report(&raw) else {
+            continue;
+        };
+        let Some(s) = report
+            .envelope_id
+            .as_deref()
+            .and_then(|id| watched.iter().find(|s| s.envelope_id() == id))
+        else {
+            continue;
+        };
+        let updates: Vec<DeliveryEntry> = report
+            .recipients
+            .iter()
+            .filter(|r| {
+                s.rcpt_to
+                    .iter()
+                    .any(|x| x.eq_ignore_ascii_case(&r.recipient))
+            })
+            .filter_map(|r| {
+                let delivered = match r.action.as_str() {
+                    "failed" => "no",
+                    "delayed" => "queued",
+                    "delivered" | "relayed" | "expanded" => "yes",
+                    _ => return None,
+                };
+                Some(DeliveryEntry {
+                    email: r.recipient.clone(),
+                    smtp_reply: r.smtp_reply(),
+                    delivered: delivered.into(),
+                    settled: true,
+                })
+            })
+            .collect();
+        if w.store.apply_dsn(account, s.id, blob, &updates).await? {
+            tracing::info!(account = %account, submission = s.id,
+                recipients = updates.len(), "delivery-status report applied");
+            changed = true;
+        }
+    }
+    if changed {
+        w.publish(account).await;
+    }
+    Ok(())
 }
 
 /// The result of an attempt to `attempted` (the recipients not settled before it),
@@ -559,6 +780,7 @@ mod tests {
             delivery: vec![],
             last_error: String::new(),
             sent_copy: SentCopy::Append,
+            dsn_blob_ids: vec![],
         }
     }
 

@@ -317,5 +317,14 @@ pub trait Store: Send + Sync + 'static {
     async fn server_files_sent(&self, account: AccountId) -> Result<bool>;
     /// Whether the mailbox holds a message with this Message-ID (without `<>`).
     async fn mailbox_has_message_id(&self, mailbox: MailboxId, message_id: &str) -> Result<bool>;
+    /// Applies a delivery-status report to a submission (the named recipients' status,
+    /// the report's blob in `dsnBlobIds`), once per report blob; false when applied before.
+    async fn apply_dsn(
+        &self,
+        account: AccountId,
+        id: i64,
+        blob_id: &str,
+        updates: &[DeliveryEntry],
+    ) -> Result<bool>;
     // --- end sending
 }

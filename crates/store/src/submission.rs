@@ -159,6 +159,16 @@ pub struct SubmissionRecord {
     pub delivery: Vec<DeliveryEntry>,
     pub last_error: String,
     pub sent_copy: SentCopy,
+    /// Blob ids of the delivery-status reports applied (JMAP `dsnBlobIds`).
+    pub dsn_blob_ids: Vec<String>,
+}
+
+impl SubmissionRecord {
+    /// The ENVID given at MAIL FROM when DSNs are asked for (RFC 3461 4.4: printable
+    /// ASCII): unique per row and store, so a report names its submission.
+    pub fn envelope_id(&self) -> String {
+        format!("tidings-{}-{}", self.id, self.created_at)
+    }
 }
 
 /// What one attempt came to, for [`crate::Store::finish_submission`].

@@ -18,11 +18,15 @@
 //! is per recipient) and so that a failure before the end of DATA, which is always safe
 //! to retry, is told apart from one after it, which is not.
 
+pub mod dsn;
+
 use lettre::address::Address;
 use lettre::transport::smtp::authentication::{Credentials, Mechanism};
 use lettre::transport::smtp::client::{AsyncSmtpConnection, Certificate, TlsParameters};
-use lettre::transport::smtp::commands::{Data, Mail, Rcpt, Rset};
-use lettre::transport::smtp::extension::{ClientId, Extension, MailBodyParameter, MailParameter};
+use lettre::transport::smtp::commands::{Data, Ehlo, Mail, Rcpt, Rset};
+use lettre::transport::smtp::extension::{
+    ClientId, Extension, MailBodyParameter, MailParameter, RcptParameter,
+};
 use mail_types::Security;
 use std::path::PathBuf;
 use std::str::FromStr;
@@ -260,6 +264,8 @@ pub struct Connection {
     broken: bool,
     /// Transactions completed on it.
     messages: u32,
+    /// The server offers DSN (RFC 3461).
+    dsn: bool,
 }
 
 impl std::fmt::Debug for Connection {
@@ -267,6 +273,7 @@ impl std::fmt::Debug for Connection {
         f.debug_struct("Connection")
             .field("broken", &self.broken)
             .field("messages", &self.messages)
+            .field("dsn", &self.dsn)
             .finish()
     }
 }
@@ -319,6 +326,19 @@ impl Connection {
                 .await
                 .map_err(|e| refused(&e, "STARTTLS", vec![]))?;
         }
+        // lettre keeps only the EHLO keywords it knows; DSN is not one of them, so the
+        // (encrypted, not yet authenticated) session is asked once more.
+        let dsn = match conn.command(Ehlo::new(hello.clone())).await {
+            Ok(r) => r.message().skip(1).any(|l| {
+                l.split_whitespace()
+                    .next()
+                    .is_some_and(|k| k.eq_ignore_ascii_case("DSN"))
+            }),
+            Err(e) => {
+                conn.abort().await;
+                return Err(refused(&e, "EHLO", vec![]));
+            }
+        };
         if !server.username.is_empty() {
             let creds = Credentials::new(server.username.clone(), server.password.clone());
             if let Err(e) = conn
@@ -333,12 +353,18 @@ impl Connection {
             conn,
             broken: false,
             messages: 0,
+            dsn,
         })
     }
 
     /// Whether it may carry another message (no failure left it in an unknown state).
     pub fn usable(&self) -> bool {
         !self.broken && !self.conn.has_broken()
+    }
+
+    /// Whether the server offers DSN: [`Connection::send_with_dsn`] then asks for them.
+    pub fn offers_dsn(&self) -> bool {
+        self.dsn
     }
 
     /// Messages accepted on it so far.
@@ -379,13 +405,25 @@ impl Connection {
     /// acceptance, or a refusal of every recipient, it can; after anything else it is
     /// closed.
     pub async fn send(&mut self, envelope: &Envelope, raw: &[u8]) -> Outcome {
+        self.send_with_dsn(envelope, raw, None).await
+    }
+
+    /// As [`Connection::send`]; with `envelope_id`, and when the server offers DSN, asks
+    /// for a report of failures and delays (RFC 3461: `RET=HDRS ENVID=..` on MAIL,
+    /// `NOTIFY=FAILURE,DELAY` on each RCPT), which will name that ENVID.
+    pub async fn send_with_dsn(
+        &mut self,
+        envelope: &Envelope,
+        raw: &[u8],
+        envelope_id: Option<&str>,
+    ) -> Outcome {
         if !self.usable() {
             return refused_transient(None, "the connection is closed".into(), vec![]);
         }
         let mut wrote_message = false;
         let outcome = match tokio::time::timeout(
             ATTEMPT_TIMEOUT,
-            self.transaction(envelope, raw, &mut wrote_message),
+            self.transaction(envelope, raw, envelope_id, &mut wrote_message),
         )
         .await
         {
@@ -416,6 +454,7 @@ impl Connection {
         &mut self,
         envelope: &Envelope,
         raw: &[u8],
+        envelope_id: Option<&str>,
         wrote_message: &mut bool,
     ) -> Outcome {
         let from = if envelope.mail_from.is_empty() {
@@ -451,12 +490,30 @@ impl Connection {
             }
             options.push(MailParameter::SmtpUtfEight);
         }
+        let envelope_id = envelope_id.filter(|_| self.dsn);
+        if let Some(id) = envelope_id {
+            options.push(MailParameter::Other {
+                keyword: "RET".into(),
+                value: Some("HDRS".into()),
+            });
+            options.push(MailParameter::Other {
+                keyword: "ENVID".into(),
+                value: Some(id.to_owned()),
+            });
+        }
         if let Err(e) = conn.command(Mail::new(from, options)).await {
             return refused(&e, "MAIL FROM", vec![]);
         }
         let mut replies = Vec::with_capacity(rcpts.len());
         for (addr, text) in rcpts.into_iter().zip(&envelope.rcpt_to) {
-            match conn.command(Rcpt::new(addr, vec![])).await {
+            let params = match envelope_id {
+                Some(_) => vec![RcptParameter::Other {
+                    keyword: "NOTIFY".into(),
+                    value: Some("FAILURE,DELAY".into()),
+                }],
+                None => vec![],
+            };
+            match conn.command(Rcpt::new(addr, params)).await {
                 Ok(r) => replies.push(RecipientReply {
                     address: text.clone(),
                     reply: reply_from(&r),

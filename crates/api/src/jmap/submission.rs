@@ -51,7 +51,7 @@ fn to_json(s: &SubmissionRecord) -> Value {
         "sendAt": date(s.send_at),
         "undoStatus": s.undo_status.as_str(),
         "deliveryStatus": status,
-        "dsnBlobIds": [],
+        "dsnBlobIds": s.dsn_blob_ids.iter().map(|b| format!("b{b}")).collect::<Vec<_>>(),
         "mdnBlobIds": [],
     })
 }

@@ -1310,6 +1310,17 @@ impl Store for SqliteStore {
         self.call(move |c| submission::set_sent_copy_done(c, id))
             .await
     }
+    async fn apply_dsn(
+        &self,
+        account: AccountId,
+        id: i64,
+        blob_id: &str,
+        updates: &[crate::DeliveryEntry],
+    ) -> Result<bool> {
+        let (blob, updates) = (blob_id.to_owned(), updates.to_vec());
+        self.call(move |c| submission::apply_dsn(c, account, id, &blob, &updates))
+            .await
+    }
     async fn set_server_files_sent(&self, account: AccountId, server_files: bool) -> Result<()> {
         self.call(move |c| submission::set_server_files_sent(c, account, server_files))
             .await

@@ -324,7 +324,9 @@ CREATE TABLE submission (
     last_error   TEXT NOT NULL DEFAULT '',
     -- The copy in Sent: 'none' (not ours to make), 'append' (to make once the message
     -- reached the server), 'due' (it did, or may have: make it now), 'done'.
-    sent_copy    TEXT NOT NULL DEFAULT 'none'
+    sent_copy    TEXT NOT NULL DEFAULT 'none',
+    -- JSON array of the blob ids of the delivery-status reports (DSNs) applied to it.
+    dsn_blobs    TEXT NOT NULL DEFAULT '[]'
 ) STRICT;
 CREATE INDEX submission_account ON submission (account_id);
 CREATE INDEX submission_due ON submission (next_attempt) WHERE phase = 'queued';

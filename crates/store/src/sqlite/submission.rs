@@ -10,7 +10,7 @@ use rusqlite::{Connection, OptionalExtension, Transaction, params};
 
 const SUBMISSION_COLUMNS: &str = "id, account_id, identity_id, email_id, thread_id, envelope, \
     mail_from, rcpt_to, message_id, send_at, created_at, undo_status, phase, attempts, \
-    next_attempt, delivery, last_error, sent_copy";
+    next_attempt, delivery, last_error, sent_copy, dsn_blobs";
 
 fn submission_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Result<SubmissionRecord>> {
     let rcpt: String = r.get(7)?;
@@ -31,6 +31,7 @@ fn submission_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Result<Submiss
     let attempts: i64 = r.get(13)?;
     let next_attempt = r.get(14)?;
     let last_error = r.get(16)?;
+    let dsn: String = r.get(18)?;
     Ok((|| {
         let corrupt = |what: &str| Error::Corrupt(format!("submission {id}: {what}"));
         Ok(SubmissionRecord {
@@ -52,6 +53,7 @@ fn submission_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Result<Submiss
             delivery: serde_json::from_str(&delivery).map_err(|_| corrupt("delivery"))?,
             last_error,
             sent_copy: SentCopy::from_name(&sent).ok_or_else(|| corrupt("sent_copy"))?,
+            dsn_blob_ids: serde_json::from_str(&dsn).map_err(|_| corrupt("dsn_blobs"))?,
         })
     })())
 }
@@ -313,6 +315,54 @@ pub(super) fn recover_submissions(c: &mut Connection) -> Result<Vec<i64>> {
     }
     tx.commit()?;
     Ok(rows.into_iter().map(|(id, _, _)| id).collect())
+}
+
+/// Applies what a delivery-status report says: each named recipient's entry takes the
+/// report's `delivered` and `smtp_reply`; the report's blob joins `dsn_blobs`. Once per
+/// report: false when that blob was applied already (or the row is gone).
+pub(super) fn apply_dsn(
+    c: &mut Connection,
+    account: AccountId,
+    id: i64,
+    blob_id: &str,
+    updates: &[DeliveryEntry],
+) -> Result<bool> {
+    let tx = c.transaction()?;
+    let row: Option<(String, String)> = tx
+        .query_row(
+            "SELECT delivery, dsn_blobs FROM submission WHERE id = ?1 AND account_id = ?2",
+            params![id, account.0],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
+        .optional()?;
+    let Some((delivery, blobs)) = row else {
+        return Ok(false);
+    };
+    let corrupt = |what: &str| Error::Corrupt(format!("submission {id}: {what}"));
+    let mut entries: Vec<DeliveryEntry> =
+        serde_json::from_str(&delivery).map_err(|_| corrupt("delivery"))?;
+    let mut blobs: Vec<String> = serde_json::from_str(&blobs).map_err(|_| corrupt("dsn_blobs"))?;
+    if blobs.iter().any(|b| b == blob_id) {
+        return Ok(false);
+    }
+    blobs.push(blob_id.to_owned());
+    for u in updates {
+        if let Some(e) = entries
+            .iter_mut()
+            .find(|e| e.email.eq_ignore_ascii_case(&u.email))
+        {
+            e.delivered = u.delivered.clone();
+            e.smtp_reply = u.smtp_reply.clone();
+        }
+    }
+    tx.execute(
+        "UPDATE submission SET delivery = ?2, dsn_blobs = ?3 WHERE id = ?1",
+        params![id, json(&entries)?, json(&blobs)?],
+    )?;
+    let mut log = ChangeLog::new(account);
+    log.record(&tx, ObjectType::EmailSubmission, id, ChangeOp::Updated)?;
+    tx.commit()?;
+    Ok(true)
 }
 
 pub(super) fn pending_sent_copies(
