@@ -204,6 +204,7 @@ fn run(
     let create: serde_json::Map<String, serde_json::Value> = (0..batch)
         .map(|i| (format!("b{i}"), submission.clone()))
         .collect();
+    let conns = smtp.connections();
     let t = Instant::now();
     http.call(
         "EmailSubmission/set",
@@ -212,6 +213,8 @@ fn run(
     accepted += batch;
     wait_accepted(smtp, accepted)?;
     let ours_batch = t.elapsed();
+    let ours_conns = smtp.connections() - conns;
+    let conns = smtp.connections();
     let t = Instant::now();
     rt.block_on(async {
         for _ in 0..batch {
@@ -222,6 +225,7 @@ fn run(
     accepted += batch;
     wait_accepted(smtp, accepted)?;
     let theirs_batch = t.elapsed();
+    let theirs_conns = smtp.connections() - conns;
 
     println!("| measure | tidings | lettre (pooled) | ratio |");
     println!("|---|---|---|---|");
@@ -239,5 +243,6 @@ fn run(
         batch as f64 / theirs_batch.as_secs_f64(),
         ours_batch.as_secs_f64() / theirs_batch.as_secs_f64()
     );
+    println!("| SMTP connections for the {batch} | {ours_conns} | {theirs_conns} | |");
     Ok(())
 }

@@ -205,6 +205,7 @@ impl Worker {
         let mut pool = Pool::default();
         let mut dsn = DsnWatch::default();
         let mut bus = self.store.events().subscribe();
+        let mut bus_open = true;
         if let Ok(accounts) = self.store.list_accounts().await {
             for a in accounts {
                 if let Ok(list) = self.store.submissions(a.id).await
@@ -250,32 +251,38 @@ impl Worker {
             if dsn.has_pending() {
                 wait = wait.min(self.options.dsn_scan_interval);
             }
-            tokio::select! {
-                _ = tokio::time::sleep(wait) => {}
-                _ = self.wake.notified() => {}
-                ev = bus.recv() => match ev {
-                    // New mail, or the body of mail whose header came first.
-                    Ok(change)
-                        if dsn.watching(change.account)
-                            && (change.types.contains(PushType::EmailDelivery)
-                                || change.types.contains(PushType::Email)) =>
-                    {
-                        dsn.dirty.insert(change.account);
-                    }
-                    Ok(_) => {}
-                    Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {
-                        // Some announcements were missed: look in every account.
-                        if let Ok(accounts) = self.store.list_accounts().await {
-                            dsn.dirty.extend(accounts.into_iter().map(|a| a.id));
+            // Store announcements (for the DSN watch) do not end the wait: a busy sync
+            // would otherwise cost two queue queries per commit.
+            let deadline = tokio::time::Instant::now() + wait;
+            loop {
+                tokio::select! {
+                    _ = tokio::time::sleep_until(deadline) => break,
+                    _ = self.wake.notified() => break,
+                    ev = bus.recv(), if bus_open => match ev {
+                        // New mail, or the body of mail whose header came first.
+                        Ok(change)
+                            if dsn.watching(change.account)
+                                && (change.types.contains(PushType::EmailDelivery)
+                                    || change.types.contains(PushType::Email)) =>
+                        {
+                            dsn.dirty.insert(change.account);
                         }
+                        Ok(_) => {}
+                        Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {
+                            // Some announcements were missed: look in every account.
+                            if let Ok(accounts) = self.store.list_accounts().await {
+                                dsn.dirty.extend(accounts.into_iter().map(|a| a.id));
+                            }
+                        }
+                        Err(tokio::sync::broadcast::error::RecvError::Closed) => {
+                            tracing::warn!("the store's event bus closed; DSN reports are not followed");
+                            bus_open = false;
+                        }
+                    },
+                    _ = self.shutdown.changed() => {
+                        pool.close_idle(Duration::ZERO).await;
+                        return;
                     }
-                    Err(tokio::sync::broadcast::error::RecvError::Closed) => {
-                        bus = self.store.events().subscribe();
-                    }
-                },
-                _ = self.shutdown.changed() => {
-                    pool.close_idle(Duration::ZERO).await;
-                    return;
                 }
             }
         }
