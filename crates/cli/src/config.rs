@@ -37,6 +37,12 @@ pub struct Config {
     /// Accept `http://` PushSubscription URLs (tests, development only; https otherwise).
     #[serde(default)]
     pub push_subscription_allow_http: bool,
+    // --- watching (issue 4) ---
+    /// With NOTIFY, a NOOP on each watcher connection this often (milliseconds) makes
+    /// Dovecot send the notifications it holds back for 500 ms; off by default (one round
+    /// trip per interval per account). See ARCHITECTURE.md "Watching".
+    #[serde(default)]
+    pub imap_notify_flush_ms: Option<u64>,
 }
 
 fn default_listen() -> String {
