@@ -209,14 +209,12 @@ async fn imap_round(
         password,
     };
     let ep = endpoint(account);
-    // Connecting and the first pass wait for a permit (held until watching starts).
-    let connecting = ctx.connecting.clone();
-    let permit = tokio::select! {
-        p = connecting.acquire_owned() => p.ok(),
-        _ = ctx.shutdown.changed() => return Ok(()),
+    let Some(permit) = connect_permit(ctx).await else {
+        return Ok(());
     };
     ctx.set_status(account.id, SyncStatus::Syncing).await;
     let mut worker = Session::connect(&ep, &creds).await?;
+    drop(permit);
     let sync = AccountSync::new(ctx.store.clone(), account.id);
     let started = std::time::Instant::now();
     let report = sync.sync_all(&mut worker).await?;
@@ -225,22 +223,39 @@ async fn imap_round(
     backoff.reset();
 
     if worker.has("NOTIFY") {
-        watch_notify(ctx, &sync, worker, &ep, &creds, publisher, permit).await
+        watch_notify(ctx, &sync, worker, &ep, &creds, publisher).await
     } else {
-        watch_idle(ctx, &sync, worker, &ep, &creds, publisher, permit).await
+        watch_idle(ctx, &sync, worker, &ep, &creds, publisher).await
     }
 }
 
+/// A permit to open a connection (TCP, TLS, login), of `EngineOptions::
+/// connect_concurrency`; `None` when shutting down. Only connecting is limited: a long first
+/// pass of a big account does not hold back the others.
+async fn connect_permit(ctx: &mut Ctx) -> Option<Option<tokio::sync::OwnedSemaphorePermit>> {
+    let connecting = ctx.connecting.clone();
+    tokio::select! {
+        p = connecting.acquire_owned() => Some(p.ok()),
+        _ = ctx.shutdown.changed() => None,
+    }
+}
+
+/// Opens the watcher connection under a connect permit.
+async fn connect_watcher(
+    ctx: &mut Ctx,
+    ep: &Endpoint,
+    creds: &Credentials,
+) -> Result<Option<Session>, Error> {
+    let Some(_permit) = connect_permit(ctx).await else {
+        return Ok(None);
+    };
+    Ok(Some(Session::connect(ep, creds).await?))
+}
+
 /// The account is in step and its watcher is in place: `ok` means "watching", so a client
-/// (and the watch_many bench) can tell when a change will be pushed. Lets the next account
-/// connect.
-async fn watching(
-    ctx: &Ctx,
-    account: AccountId,
-    permit: Option<tokio::sync::OwnedSemaphorePermit>,
-) {
+/// (and the watch_many bench) can tell when a change will be pushed.
+async fn watching(ctx: &Ctx, account: AccountId) {
     ctx.set_status(account, SyncStatus::Ok).await;
-    drop(permit);
 }
 
 fn log_report(account: AccountId, r: &SyncReport, took: Duration) {
@@ -258,14 +273,15 @@ async fn watch_notify(
     ep: &Endpoint,
     creds: &Credentials,
     publisher: &mut Publisher,
-    permit: Option<tokio::sync::OwnedSemaphorePermit>,
 ) -> Result<(), Error> {
-    let mut watcher = Session::connect(ep, creds).await?;
+    let Some(mut watcher) = connect_watcher(ctx, ep, creds).await? else {
+        return Ok(());
+    };
     watcher.notify_personal().await?;
     // The first pass may have left its last mailbox selected.
     unselect(&mut worker).await?;
     worker.shrink_buffers();
-    watching(ctx, sync.account, permit).await;
+    watching(ctx, sync.account).await;
     tracing::info!(account = %sync.account, "watching all mailboxes with NOTIFY");
     let mut last_pass = tokio::time::Instant::now();
     let mut last_noop = tokio::time::Instant::now();
@@ -405,15 +421,16 @@ async fn watch_idle(
     ep: &Endpoint,
     creds: &Credentials,
     publisher: &mut Publisher,
-    permit: Option<tokio::sync::OwnedSemaphorePermit>,
 ) -> Result<(), Error> {
     if !worker.has("IDLE") {
         tracing::info!(account = %sync.account, "server has neither NOTIFY nor IDLE; polling");
     }
-    let mut watcher = Session::connect(ep, creds).await?;
+    let Some(mut watcher) = connect_watcher(ctx, ep, creds).await? else {
+        return Ok(());
+    };
     watcher.examine("INBOX", None).await?;
     worker.shrink_buffers();
-    watching(ctx, sync.account, permit).await;
+    watching(ctx, sync.account).await;
     let mut last_full = tokio::time::Instant::now();
     loop {
         let until_full = IDLE_MODE_RESYNC.saturating_sub(last_full.elapsed());

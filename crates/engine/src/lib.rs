@@ -36,10 +36,10 @@ pub struct EngineOptions {
     /// With NOTIFY, how often a full pass (one LIST-STATUS, then only what changed) runs
     /// anyway, for the changes a server does not notify (Dovecot: renames, deletes).
     pub notify_full_pass: std::time::Duration,
-    /// --- many watched accounts (issue 4): how many accounts may be connecting and
-    /// running their first sync pass at once; the others wait their turn, so a node
-    /// starting (or a server coming back) with 1,000 accounts does not open 2,000 TLS
-    /// sessions at the same instant and time them out.
+    /// --- many watched accounts (issue 4): how many IMAP connections may be opening
+    /// (TCP, TLS, login) at once; the others wait their turn, so a node starting (or a
+    /// server coming back) with 1,000 accounts does not open 2,000 TLS sessions at the
+    /// same instant and time them out.
     pub connect_concurrency: usize,
     /// --- push latency (issue 4): with NOTIFY, send a NOOP on the watcher connection
     /// this often while it is quiet. Dovecot 2.3 holds every NOTIFY (and IDLE) event back
