@@ -9,16 +9,17 @@
 //!
 //! Prints a Markdown table for BENCHMARKS.md.
 //!
-//! `cargo bench -p cli --bench push_latency` (TIDINGS_BENCH_DELIVERIES, default 200).
+//! `cargo bench -p cli --bench push_latency` (TIDINGS_BENCH_DELIVERIES, default 200;
+//! TIDINGS_BENCH_NOTIFY_FLUSH_MS sets Tidings' `imap_notify_flush_ms`).
 
+mod common;
 #[path = "../tests/push_support/mod.rs"]
 mod push_support;
 
 use anyhow::{Context, Result, bail};
+use common::{bare_watcher, lmtp_deliver, print_table};
 use push_support::*;
 use serde_json::json;
-use std::io::{BufRead, BufReader, Write};
-use std::net::TcpStream;
 use std::path::Path;
 use std::time::{Duration, Instant};
 use testkit::{Dovecot, DovecotOptions, corpus};
@@ -26,125 +27,6 @@ use tokio::sync::mpsc;
 
 const USER: &str = "push@example.org";
 const PASS: &str = "push-pw";
-
-/// A bare IMAP watcher on its own thread: `idle` (SELECT INBOX, IDLE) or NOTIFY. Sends the
-/// instant of every EXISTS / STATUS it reads.
-fn bare_watcher(port: u16, notify: bool, tx: mpsc::UnboundedSender<Instant>) -> Result<()> {
-    let s = TcpStream::connect(("127.0.0.1", port))?;
-    s.set_read_timeout(Some(Duration::from_secs(600)))?;
-    let mut w = s.try_clone()?;
-    let mut r = BufReader::new(s);
-    let mut line = String::new();
-    let mut expect = |r: &mut BufReader<TcpStream>, tag: &str| -> Result<()> {
-        loop {
-            line.clear();
-            if r.read_line(&mut line)? == 0 {
-                bail!("IMAP closed");
-            }
-            if let Some(rest) = line.strip_prefix(tag) {
-                if tag.ends_with(' ') && !rest.starts_with("OK") {
-                    bail!("IMAP: {line}");
-                }
-                return Ok(());
-            }
-        }
-    };
-    expect(&mut r, "* OK")?; // the greeting
-    write!(w, "a LOGIN \"{USER}\" \"{PASS}\"\r\n")?;
-    expect(&mut r, "a ")?;
-    if notify {
-        write!(
-            w,
-            "b NOTIFY SET STATUS (personal (MessageNew MessageExpunge FlagChange MailboxName SubscriptionChange))\r\n"
-        )?;
-        expect(&mut r, "b ")?;
-    } else {
-        write!(w, "b SELECT INBOX\r\n")?;
-        expect(&mut r, "b ")?;
-        write!(w, "c IDLE\r\n")?;
-        expect(&mut r, "+")?;
-    }
-    loop {
-        let mut l = String::new();
-        if r.read_line(&mut l)? == 0 {
-            return Ok(());
-        }
-        let hit = if notify {
-            l.starts_with("* STATUS")
-        } else {
-            l.starts_with("* ") && l.trim_end().ends_with("EXISTS")
-        };
-        if hit && tx.send(Instant::now()).is_err() {
-            return Ok(());
-        }
-    }
-}
-
-/// One LMTP delivery; returns the instant the final dot was sent.
-fn deliver(port: u16, raw: &[u8]) -> Result<Instant> {
-    let s = TcpStream::connect(("127.0.0.1", port))?;
-    s.set_read_timeout(Some(Duration::from_secs(10)))?;
-    let mut w = s.try_clone()?;
-    let mut r = BufReader::new(s);
-    let reply = |r: &mut BufReader<TcpStream>, code: &str| -> Result<()> {
-        loop {
-            let mut l = String::new();
-            if r.read_line(&mut l)? == 0 {
-                bail!("LMTP closed");
-            }
-            if !l.starts_with(code) {
-                bail!("LMTP: expected {code}, got {l}");
-            }
-            if l.as_bytes().get(3) != Some(&b'-') {
-                return Ok(());
-            }
-        }
-    };
-    reply(&mut r, "220")?;
-    w.write_all(b"LHLO localhost\r\n")?;
-    reply(&mut r, "250")?;
-    w.write_all(b"MAIL FROM:<bench@localhost>\r\n")?;
-    reply(&mut r, "250")?;
-    write!(w, "RCPT TO:<{USER}>\r\n")?;
-    reply(&mut r, "250")?;
-    w.write_all(b"DATA\r\n")?;
-    reply(&mut r, "354")?;
-    // corpus messages have CRLF line ends and no line starting with a dot.
-    w.write_all(raw)?;
-    if !raw.ends_with(b"\r\n") {
-        w.write_all(b"\r\n")?;
-    }
-    w.write_all(b".\r\n")?;
-    w.flush()?;
-    let t0 = Instant::now();
-    reply(&mut r, "250")?;
-    w.write_all(b"QUIT\r\n")?;
-    Ok(t0)
-}
-
-fn print_table(title: &str, rows: &mut [(&str, &mut Vec<f64>)]) {
-    println!("{title}\n");
-    println!("| measure | p50 | p95 | p99 |");
-    println!("|---|---:|---:|---:|");
-    for (name, v) in rows.iter_mut() {
-        println!(
-            "| {name} | {:.1} | {:.1} | {:.1} |",
-            pct(v, 50.0),
-            pct(v, 95.0),
-            pct(v, 99.0)
-        );
-    }
-    println!();
-}
-
-fn pct(v: &mut [f64], p: f64) -> f64 {
-    v.sort_by(|a, b| a.total_cmp(b));
-    if v.is_empty() {
-        return f64::NAN;
-    }
-    let i = ((p / 100.0) * (v.len() as f64 - 1.0)).round() as usize;
-    v[i.min(v.len() - 1)]
-}
 
 async fn next_instant(rx: &mut mpsc::UnboundedReceiver<Instant>, what: &str) -> Result<Instant> {
     tokio::time::timeout(Duration::from_secs(10), rx.recv())
@@ -165,10 +47,19 @@ async fn main() -> Result<()> {
         USER,
         &corpus::message("x@example.org", USER, "warm-up", "x"),
     )?;
-    let serve = serve(
+    // TIDINGS_BENCH_NOTIFY_FLUSH_MS: Tidings' watcher sends a NOOP this often (the
+    // `imap_notify_flush_ms` setting), which makes Dovecot send what it holds back.
+    let flush = common::env_usize("TIDINGS_BENCH_NOTIFY_FLUSH_MS", 0);
+    let extra = if flush > 0 {
+        format!("imap_notify_flush_ms = {flush}")
+    } else {
+        String::new()
+    };
+    let serve = serve_with(
         Path::new(env!("CARGO_BIN_EXE_tidings")),
         &dovecot,
         &[("bench", "pw", USER, PASS)],
+        &extra,
     )?;
     let auth = basic("bench", "pw");
     let mut ws = ws_connect_when_up(serve.port, &auth).await?;
@@ -187,7 +78,8 @@ async fn main() -> Result<()> {
             continue;
         }
         std::thread::spawn(move || {
-            if let Err(e) = bare_watcher(imap, notify, tx) {
+            let quiet = Duration::from_secs(600);
+            if let Err(e) = bare_watcher(imap, USER, PASS, notify, quiet, tx) {
                 eprintln!("bare watcher (notify: {notify}): {e:#}");
             }
         });
@@ -201,6 +93,7 @@ async fn main() -> Result<()> {
         (vec![], vec![], vec![], vec![], vec![], vec![]);
     let lmtp = dovecot.lmtp_port();
     let mut stale = 0usize;
+    let (mut notify_before, mut notify_extra) = (0usize, 0usize);
     // TIDINGS_BENCH_GAP_MS: a longer pause between deliveries (default 0, plus 0-400 ms).
     let extra_gap: u64 = std::env::var("TIDINGS_BENCH_GAP_MS")
         .ok()
@@ -209,7 +102,7 @@ async fn main() -> Result<()> {
     for i in 0..n {
         let subject = format!("bench-{i}");
         let raw = corpus::message("x@example.org", USER, &subject, "latency");
-        let t0 = tokio::task::spawn_blocking(move || deliver(lmtp, &raw)).await??;
+        let t0 = tokio::task::spawn_blocking(move || lmtp_deliver(lmtp, USER, &raw)).await??;
         // The push first (the socket is read by this task), then the bare clients, whose
         // instants were taken on their own threads. A push that does not yet hold the new
         // message (a late one of the previous body) is skipped and counted.
@@ -250,6 +143,11 @@ async fn main() -> Result<()> {
             t0
         };
         let t_notify = next_instant(&mut notify_rx, "NOTIFY STATUS").await?;
+        // A STATUS the bare client got before the delivery was made is not the delivery's
+        // (Dovecot told it of something else, e.g. the previous message's body fetch).
+        if t_notify < t0 {
+            notify_before += 1;
+        }
         // The body lands in a second transaction: wait for it and let its push pass.
         let body_wait = Instant::now();
         loop {
@@ -268,7 +166,9 @@ async fn main() -> Result<()> {
         ws.pushes.clear();
         state = ws.email_ids("a1").await?.1;
         while idle_rx.try_recv().is_ok() {}
-        while notify_rx.try_recv().is_ok() {}
+        while notify_rx.try_recv().is_ok() {
+            notify_extra += 1;
+        }
         // Deliveries at random phases of Dovecot's notification timers.
         let gap = extra_gap + rand::random::<u64>() % 400;
         tokio::time::sleep(Duration::from_millis(gap)).await;
@@ -290,7 +190,9 @@ async fn main() -> Result<()> {
     print_table(
         &format!(
             "Push latency over {n} LMTP deliveries to one account (ms; same run, same Dovecot; \
-             {stale} late pushes of a previous body skipped):"
+             {stale} late pushes of a previous body skipped; the bare NOTIFY client's first \
+             STATUS came before the end of DATA {notify_before} times, and {notify_extra} more \
+             STATUS lines came after the one counted):"
         ),
         &mut [
             (

@@ -4,6 +4,8 @@
 //!
 //! `cargo bench -p cli --bench watch_cost` (TIDINGS_BENCH_DELIVERIES, default 300).
 
+mod common;
+
 use anyhow::{Context, Result, bail};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -15,19 +17,8 @@ const PASS: &str = "watch";
 
 /// utime + stime of a process, in clock ticks, and its resident set in KB.
 fn cpu_and_rss(pid: u32) -> Result<(u64, u64)> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))?;
-    // Fields after the ")" of the command name: state is field 3; utime 14, stime 15.
-    let rest = stat.rsplit_once(')').context("stat")?.1;
-    let f: Vec<&str> = rest.split_whitespace().collect();
-    let utime: u64 = f.get(11).context("utime")?.parse()?;
-    let stime: u64 = f.get(12).context("stime")?.parse()?;
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
-    let rss = status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-        .context("VmRSS")?;
-    Ok((utime + stime, rss))
+    let s = common::proc_stats(pid)?;
+    Ok((s.cpu_ticks, s.rss_kb))
 }
 
 struct Run {

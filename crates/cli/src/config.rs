@@ -41,6 +41,12 @@ pub struct Config {
     /// a push service inside one's own network; public addresses only otherwise).
     #[serde(default)]
     pub push_subscription_allow_private: bool,
+    // --- watching (issue 4) ---
+    /// With NOTIFY, a NOOP on each watcher connection this often (milliseconds) makes
+    /// Dovecot send the notifications it holds back for 500 ms; off by default (one round
+    /// trip per interval per account). See ARCHITECTURE.md "Watching".
+    #[serde(default)]
+    pub imap_notify_flush_ms: Option<u64>,
 }
 
 fn default_listen() -> String {

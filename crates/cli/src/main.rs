@@ -84,10 +84,22 @@ fn init_tracing() {
         .init();
 }
 
-#[tokio::main]
-async fn main() -> Result<()> {
+/// --- many watched accounts (issue 4): the blocking pool is bounded. Store calls take one
+/// SQLite connection behind a mutex, so more threads than this only wait on it; tokio's
+/// default (512) would let 1,000 accounts syncing at start hold a thread each.
+const BLOCKING_THREADS: usize = 32;
+
+fn main() -> Result<()> {
     init_tracing();
     let cli = Cli::parse();
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .max_blocking_threads(BLOCKING_THREADS)
+        .build()?
+        .block_on(run(cli))
+}
+
+async fn run(cli: Cli) -> Result<()> {
     match cli.command {
         Command::Serve { config } => {
             let config = config::Config::load(&config)?;

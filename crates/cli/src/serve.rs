@@ -121,10 +121,52 @@ async fn import(store: &dyn Store, key: &SecretKey, config: &Config) -> Result<(
     Ok(())
 }
 
+// --- many watched accounts (issue 4)
+/// File descriptors one watched IMAP account may hold: the watcher, the worker and the
+/// outbox worker's connection.
+const FDS_PER_ACCOUNT: u64 = 3;
+/// File descriptors kept for everything else (HTTP and push clients, the store, blobs).
+const FDS_RESERVED: u64 = 1024;
+
+/// Raises the soft fd limit to the hard limit, as servers do (a shell's default soft limit
+/// of 1024 would stop a node near 300 watched accounts), and says so when even the hard
+/// limit is short for `accounts`.
+fn raise_fd_limit(accounts: usize) {
+    use rustix::process::{Resource, getrlimit, setrlimit};
+    let mut lim = getrlimit(Resource::Nofile);
+    let before = lim.current;
+    let below = match (lim.current, lim.maximum) {
+        (Some(cur), Some(max)) => cur < max,
+        (Some(_), None) => true,
+        (None, _) => false,
+    };
+    if below {
+        lim.current = lim.maximum;
+        if let Err(e) = setrlimit(Resource::Nofile, lim) {
+            tracing::warn!(error = %e, "cannot raise the fd limit");
+            lim.current = before;
+        }
+    }
+    let soft = lim.current.unwrap_or(u64::MAX);
+    let wanted = accounts as u64 * FDS_PER_ACCOUNT + FDS_RESERVED;
+    if soft < wanted {
+        tracing::warn!(
+            fd_limit = soft,
+            wanted,
+            accounts,
+            "the fd limit is low for this many accounts; raise the hard limit (ulimit -Hn, LimitNOFILE=)"
+        );
+    } else {
+        tracing::debug!(fd_limit = soft, "fd limit");
+    }
+}
+// --- end many watched accounts
+
 /// Runs until `stop` completes.
 pub async fn run(config: Config, stop: impl Future<Output = ()>) -> Result<()> {
     let (store, key) = open(&config.data_dir, config.key_file.as_deref())?;
     import(store.as_ref(), &key, &config).await?;
+    raise_fd_limit(store.list_accounts().await?.len());
     let passwords: PasswordSource = {
         let key = key.clone();
         Arc::new(move |a: &store::AccountRecord| key.decrypt(&a.server.password_enc))
@@ -146,6 +188,14 @@ pub async fn run(config: Config, stop: impl Future<Output = ()>) -> Result<()> {
         .clone()
         .unwrap_or_else(|| format!("{scheme}://{local}"));
     let mut engine = Engine::new(store.clone(), passwords);
+    // --- watching (issue 4)
+    if let Some(ms) = config.imap_notify_flush_ms {
+        engine = engine.with_options(engine::EngineOptions {
+            notify_flush: Some(Duration::from_millis(ms.max(10))),
+            ..engine::EngineOptions::default()
+        });
+    }
+    // --- end watching
     let mut api_state = api::AppState::new(store.clone(), &base_url);
     // --- sending (issue 5): a queued submission wakes the worker at once.
     api_state.submission_waker = Some(engine.submission_waker());

@@ -41,6 +41,8 @@ pub(crate) struct Ctx {
     pub shutdown: watch::Receiver<bool>,
     pub events: broadcast::Sender<AccountEvent>,
     pub options: crate::EngineOptions,
+    /// Shared by every account: see `EngineOptions::connect_concurrency`.
+    pub connecting: Arc<tokio::sync::Semaphore>,
 }
 
 impl Ctx {
@@ -207,14 +209,17 @@ async fn imap_round(
         password,
     };
     let ep = endpoint(account);
+    let Some(permit) = connect_permit(ctx).await else {
+        return Ok(());
+    };
     ctx.set_status(account.id, SyncStatus::Syncing).await;
     let mut worker = Session::connect(&ep, &creds).await?;
+    drop(permit);
     let sync = AccountSync::new(ctx.store.clone(), account.id);
     let started = std::time::Instant::now();
     let report = sync.sync_all(&mut worker).await?;
     log_report(account.id, &report, started.elapsed());
     publisher.publish(ctx).await;
-    ctx.set_status(account.id, SyncStatus::Ok).await;
     backoff.reset();
 
     if worker.has("NOTIFY") {
@@ -222,6 +227,35 @@ async fn imap_round(
     } else {
         watch_idle(ctx, &sync, worker, &ep, &creds, publisher).await
     }
+}
+
+/// A permit to open a connection (TCP, TLS, login), of `EngineOptions::
+/// connect_concurrency`; `None` when shutting down. Only connecting is limited: a long first
+/// pass of a big account does not hold back the others.
+async fn connect_permit(ctx: &mut Ctx) -> Option<Option<tokio::sync::OwnedSemaphorePermit>> {
+    let connecting = ctx.connecting.clone();
+    tokio::select! {
+        p = connecting.acquire_owned() => Some(p.ok()),
+        _ = ctx.shutdown.changed() => None,
+    }
+}
+
+/// Opens the watcher connection under a connect permit.
+async fn connect_watcher(
+    ctx: &mut Ctx,
+    ep: &Endpoint,
+    creds: &Credentials,
+) -> Result<Option<Session>, Error> {
+    let Some(_permit) = connect_permit(ctx).await else {
+        return Ok(None);
+    };
+    Ok(Some(Session::connect(ep, creds).await?))
+}
+
+/// The account is in step and its watcher is in place: `ok` means "watching", so a client
+/// (and the watch_many bench) can tell when a change will be pushed.
+async fn watching(ctx: &Ctx, account: AccountId) {
+    ctx.set_status(account, SyncStatus::Ok).await;
 }
 
 fn log_report(account: AccountId, r: &SyncReport, took: Duration) {
@@ -240,11 +274,18 @@ async fn watch_notify(
     creds: &Credentials,
     publisher: &mut Publisher,
 ) -> Result<(), Error> {
-    let mut watcher = Session::connect(ep, creds).await?;
+    let Some(mut watcher) = connect_watcher(ctx, ep, creds).await? else {
+        return Ok(());
+    };
     watcher.notify_personal().await?;
+    // The first pass may have left its last mailbox selected.
+    unselect(&mut worker).await?;
+    worker.shrink_buffers();
+    watching(ctx, sync.account).await;
     tracing::info!(account = %sync.account, "watching all mailboxes with NOTIFY");
     let mut last_pass = tokio::time::Instant::now();
     let mut last_noop = tokio::time::Instant::now();
+    let mut last_flush = tokio::time::Instant::now();
     loop {
         // Dovecot 2.3 reports a mailbox renamed or deleted by another client late or not
         // at all, so a full pass runs every `notify_full_pass`; with LIST-STATUS it costs
@@ -254,33 +295,53 @@ async fn watch_notify(
             .notify_full_pass
             .saturating_sub(last_pass.elapsed());
         let until_noop = NOTIFY_KEEPALIVE.saturating_sub(last_noop.elapsed());
+        // With `notify_flush`, a NOOP this often makes Dovecot send what it holds back.
+        let until_flush = ctx
+            .options
+            .notify_flush
+            .map_or(Duration::MAX, |f| f.saturating_sub(last_flush.elapsed()));
         let first = tokio::select! {
             _ = ctx.shutdown.changed() => {
                 watcher.logout().await;
                 worker.logout().await;
                 return Ok(());
             }
-            ev = watcher.wait_event(until_pass.min(until_noop)) => ev?,
+            ev = watcher.wait_event(until_pass.min(until_noop).min(until_flush)) => ev?,
         };
-        let Some(first) = first else {
-            if last_pass.elapsed() >= ctx.options.notify_full_pass {
-                let started = std::time::Instant::now();
-                let report = sync.sync_all(&mut worker).await?;
-                if report.skipped_unchanged < report.mailboxes {
-                    log_report(sync.account, &report, started.elapsed());
+        let mut events = Vec::new();
+        match first {
+            Some(first) => events.push(first),
+            None => {
+                if last_pass.elapsed() >= ctx.options.notify_full_pass {
+                    let started = std::time::Instant::now();
+                    let report = sync.sync_all(&mut worker).await?;
+                    if report.skipped_unchanged < report.mailboxes {
+                        log_report(sync.account, &report, started.elapsed());
+                    }
+                    publisher.publish(ctx).await;
+                    unselect(&mut worker).await?;
+                    last_pass = tokio::time::Instant::now();
                 }
-                publisher.publish(ctx).await;
-                last_pass = tokio::time::Instant::now();
+                let flush_due = ctx
+                    .options
+                    .notify_flush
+                    .is_some_and(|f| last_flush.elapsed() >= f);
+                if last_noop.elapsed() >= NOTIFY_KEEPALIVE || flush_due {
+                    // Dovecot answers a NOOP with the notifications it was delaying
+                    // (imap-notify.c `imap_notify_flush`); they are events like any other.
+                    events = watcher.noop().await?;
+                    last_flush = tokio::time::Instant::now();
+                }
+                if last_noop.elapsed() >= NOTIFY_KEEPALIVE {
+                    // Quiet for a long time: prove the worker is alive too.
+                    worker.noop().await?;
+                    last_noop = tokio::time::Instant::now();
+                }
+                if events.is_empty() {
+                    continue;
+                }
             }
-            if last_noop.elapsed() >= NOTIFY_KEEPALIVE {
-                // Quiet for a long time: prove both connections are alive.
-                watcher.noop().await?;
-                worker.noop().await?;
-                last_noop = tokio::time::Instant::now();
-            }
-            continue;
-        };
-        let mut events = vec![first];
+        }
         while let Some(more) = watcher.wait_event(COALESCE).await? {
             events.push(more);
             if events.len() > 10_000 {
@@ -332,6 +393,7 @@ async fn watch_notify(
         // push: leave the mailbox. With the worker left in INBOX, Dovecot 2.3 told the
         // watcher of later deliveries ~500 ms late (measured, see ARCHITECTURE.md "Push").
         unselect(&mut worker).await?;
+        worker.shrink_buffers();
     }
 }
 
@@ -363,8 +425,12 @@ async fn watch_idle(
     if !worker.has("IDLE") {
         tracing::info!(account = %sync.account, "server has neither NOTIFY nor IDLE; polling");
     }
-    let mut watcher = Session::connect(ep, creds).await?;
+    let Some(mut watcher) = connect_watcher(ctx, ep, creds).await? else {
+        return Ok(());
+    };
     watcher.examine("INBOX", None).await?;
+    worker.shrink_buffers();
+    watching(ctx, sync.account).await;
     let mut last_full = tokio::time::Instant::now();
     loop {
         let until_full = IDLE_MODE_RESYNC.saturating_sub(last_full.elapsed());

@@ -36,12 +36,25 @@ pub struct EngineOptions {
     /// With NOTIFY, how often a full pass (one LIST-STATUS, then only what changed) runs
     /// anyway, for the changes a server does not notify (Dovecot: renames, deletes).
     pub notify_full_pass: std::time::Duration,
+    /// --- many watched accounts (issue 4): how many IMAP connections may be opening
+    /// (TCP, TLS, login) at once; the others wait their turn, so a node starting (or a
+    /// server coming back) with 1,000 accounts does not open 2,000 TLS sessions at the
+    /// same instant and time them out.
+    pub connect_concurrency: usize,
+    /// --- push latency (issue 4): with NOTIFY, send a NOOP on the watcher connection
+    /// this often while it is quiet. Dovecot 2.3 holds every NOTIFY (and IDLE) event back
+    /// 500 ms after the first change it sees (`NOTIFY_DELAY_MSECS`); a NOOP makes it send
+    /// what it holds at once, so a delivery is seen within this interval instead. Costs
+    /// one round trip per interval per account; `None` (the default) waits for Dovecot.
+    pub notify_flush: Option<std::time::Duration>,
 }
 
 impl Default for EngineOptions {
     fn default() -> Self {
         EngineOptions {
             notify_full_pass: std::time::Duration::from_secs(120),
+            connect_concurrency: 32,
+            notify_flush: None,
         }
     }
 }
@@ -54,6 +67,8 @@ pub struct Engine {
     events: broadcast::Sender<AccountEvent>,
     tasks: Vec<(AccountId, JoinHandle<()>)>,
     options: EngineOptions,
+    /// Permits of `EngineOptions::connect_concurrency`.
+    connecting: Arc<tokio::sync::Semaphore>,
     // --- sending (issue 5)
     submit_options: SubmitOptions,
     submit_task: Option<JoinHandle<()>>,
@@ -72,6 +87,9 @@ impl Engine {
             events,
             tasks: Vec::new(),
             options: EngineOptions::default(),
+            connecting: Arc::new(tokio::sync::Semaphore::new(
+                EngineOptions::default().connect_concurrency,
+            )),
             submit_options: SubmitOptions::default(),
             submit_task: None,
             submit_wake: Arc::new(tokio::sync::Notify::new()),
@@ -79,6 +97,9 @@ impl Engine {
     }
 
     pub fn with_options(mut self, options: EngineOptions) -> Self {
+        self.connecting = Arc::new(tokio::sync::Semaphore::new(
+            options.connect_concurrency.max(1),
+        ));
         self.options = options;
         self
     }
@@ -137,6 +158,7 @@ impl Engine {
             shutdown: self.shutdown_tx.subscribe(),
             events: self.events.clone(),
             options: self.options.clone(),
+            connecting: self.connecting.clone(),
         };
         let handle = match account.kind {
             // --- write-back: the outbox worker runs beside the sync, on its own connection.

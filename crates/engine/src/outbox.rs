@@ -109,6 +109,19 @@ async fn drain(
     };
     let r = drain_with(ctx, account, session, &mut w).await;
     *own_modseq = std::mem::take(&mut w.own_modseq);
+    // push: leave the mailbox once the queue is empty, so an idle connection never keeps
+    // one selected (Dovecot watches a selected mailbox of a session; see ARCHITECTURE.md
+    // "Watching"). UNSELECT only: CLOSE would expunge what is \Deleted.
+    if r.is_ok()
+        && w.selected.is_some()
+        && let Some(s) = session.as_mut()
+        && s.has("UNSELECT")
+    {
+        match s.run("UNSELECT").await {
+            Ok(_) | Err(Error::Refused { .. }) => {}
+            Err(e) => return Err(e),
+        }
+    }
     r
 }
 

@@ -129,6 +129,7 @@ async fn live_changes_arrive(notify: bool) -> Result<()> {
     // A short full-pass interval: Dovecot does not notify renames by other clients.
     let mut engine = Engine::new(store.clone(), plain_passwords()).with_options(EngineOptions {
         notify_full_pass: Duration::from_secs(2),
+        ..EngineOptions::default()
     });
     let mut rx = engine.subscribe();
     engine.start_all().await?;

@@ -29,6 +29,10 @@ pub const MAX_LITERAL: usize = 256 * 1024 * 1024;
 pub const READ_TIMEOUT: Duration = Duration::from_secs(60);
 /// Time allowed for TCP connect plus TLS handshake plus greeting.
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(20);
+/// The read buffer of a fresh or idle connection.
+const MIN_BUFFER: usize = 8 * 1024;
+/// Room made for each read while a response is streaming in.
+const STREAM_CHUNK: usize = 64 * 1024;
 
 /// Where and how to connect.
 #[derive(Debug, Clone)]
@@ -87,8 +91,34 @@ impl AsyncWrite for Stream {
     }
 }
 
-/// Builds a rustls client config trusting the system roots plus `ca_file`.
+/// The client config for `ca_file`, built once per CA file (and again when the file
+/// changes) and shared by every connection: building one reads and parses every system
+/// root, and each connection keeps its config alive, so 2,000 connections of 1,000 watched
+/// accounts would otherwise hold 2,000 copies of the root store.
 pub fn tls_config(ca_file: Option<&Path>) -> Result<Arc<rustls::ClientConfig>> {
+    type Key = (Option<std::path::PathBuf>, Option<std::time::SystemTime>);
+    static CACHE: std::sync::Mutex<Vec<(Key, Arc<rustls::ClientConfig>)>> =
+        std::sync::Mutex::new(Vec::new());
+    let key: Key = (
+        ca_file.map(Path::to_path_buf),
+        ca_file.and_then(|p| std::fs::metadata(p).and_then(|m| m.modified()).ok()),
+    );
+    if let Ok(cache) = CACHE.lock()
+        && let Some((_, c)) = cache.iter().find(|(k, _)| *k == key)
+    {
+        return Ok(c.clone());
+    }
+    let config = build_tls_config(ca_file)?;
+    if let Ok(mut cache) = CACHE.lock() {
+        // A changed file replaces its old entry; the list stays as long as the CA files.
+        cache.retain(|(k, _)| k.0 != key.0);
+        cache.push((key, config.clone()));
+    }
+    Ok(config)
+}
+
+/// Builds a rustls client config trusting the system roots plus `ca_file`.
+fn build_tls_config(ca_file: Option<&Path>) -> Result<Arc<rustls::ClientConfig>> {
     let mut roots = rustls::RootCertStore::empty();
     let native = rustls_native_certs::load_native_certs();
     for cert in native.certs {
@@ -173,7 +203,7 @@ impl Connection {
     pub(crate) fn new(stream: Stream) -> Self {
         Connection {
             stream,
-            rbuf: BytesMut::with_capacity(64 * 1024),
+            rbuf: BytesMut::with_capacity(MIN_BUFFER),
             scan: Scan::default(),
             next_tag: 1,
             read_timeout: READ_TIMEOUT,
@@ -232,8 +262,14 @@ impl Connection {
                 self.scan = Scan::default();
                 return Ok(self.rbuf.split_to(end).freeze());
             }
-            if self.rbuf.capacity() - self.rbuf.len() < 16 * 1024 {
-                self.rbuf.reserve(64 * 1024);
+            if self.rbuf.capacity() - self.rbuf.len() < MIN_BUFFER / 2 {
+                // Waiting for a new response (nothing buffered) needs little room; a
+                // response streaming in is read in large chunks.
+                self.rbuf.reserve(if self.rbuf.is_empty() {
+                    MIN_BUFFER
+                } else {
+                    STREAM_CHUNK
+                });
             }
             let n = match tokio::time::timeout(timeout, self.stream.read_buf(&mut self.rbuf)).await
             {
@@ -243,6 +279,15 @@ impl Connection {
             if n == 0 {
                 return Err(Error::Closed);
             }
+        }
+    }
+
+    /// Gives back a read buffer that grew for a big response, once it holds nothing: a
+    /// watching connection waits with a small one (memory per watched account).
+    pub(crate) fn shrink(&mut self) {
+        if self.rbuf.is_empty() && self.rbuf.capacity() > 4 * MIN_BUFFER {
+            self.rbuf = BytesMut::with_capacity(MIN_BUFFER);
+            self.scan = Scan::default();
         }
     }
 

@@ -507,6 +507,12 @@ impl Session {
         }
     }
 
+    /// Frees buffers that grew during a big command (call while idle).
+    pub fn shrink_buffers(&mut self) {
+        self.conn.shrink();
+        self.unsolicited.shrink_to_fit();
+    }
+
     pub async fn noop(&mut self) -> Result<Vec<Response>> {
         Ok(self.run("NOOP").await?.0)
     }

@@ -96,6 +96,15 @@ pub struct DovecotOptions {
     /// `Some(dir)` uses that directory, creates it if needed and keeps it, so a
     /// later start with the same directory sees the same users and mail.
     pub state_dir: Option<PathBuf>,
+    /// --- many connections (issue 4): `Some(n)` configures the instance for `n`
+    /// simultaneous IMAP connections (Dovecot's defaults stop near 100): one long-lived
+    /// imap-login process per core (`service_count = 0`) holding many clients, imap
+    /// processes that serve several clients each, and process, client and per-user limits
+    /// above `n`. Starting such an instance also raises the kernel's
+    /// `fs.inotify.max_user_instances` to 8192 and our soft fd limit to the hard one when
+    /// it can (see [`raise_os_limits`]), and says on stderr when it cannot. `None` (the
+    /// default) keeps Dovecot's own limits.
+    pub max_connections: Option<u32>,
 }
 
 impl Default for DovecotOptions {
@@ -104,9 +113,76 @@ impl Default for DovecotOptions {
             condstore: true,
             notify: true,
             state_dir: None,
+            max_connections: None,
         }
     }
 }
+
+// --- many connections (issue 4)
+/// What `fs.inotify.max_user_instances` should be for many Dovecot connections of one uid:
+/// past the kernel's default of 128 Dovecot's IDLE and NOTIFY silently fall back to polling
+/// every `mailbox_idle_check_interval` (30 s).
+pub const INOTIFY_INSTANCES: u64 = 8192;
+/// `fs.inotify.max_user_watches` wanted beside it (each watching session adds a few).
+pub const INOTIFY_WATCHES: u64 = 65536;
+
+/// Raises what the OS limits for many connections, where it can: the kernel's inotify
+/// limits (root only; they are system-wide) and this process's soft `RLIMIT_NOFILE` to its
+/// hard limit (Dovecot, started by us, inherits it). Returns one line per limit that is
+/// still below what was wanted, each also printed on stderr, so a caller can report it.
+pub fn raise_os_limits(fds_wanted: u64) -> Vec<String> {
+    let mut short = Vec::new();
+    for (name, want) in [
+        ("max_user_instances", INOTIFY_INSTANCES),
+        ("max_user_watches", INOTIFY_WATCHES),
+    ] {
+        let path = format!("/proc/sys/fs/inotify/{name}");
+        let have: u64 = fs::read_to_string(&path)
+            .ok()
+            .and_then(|s| s.trim().parse().ok())
+            .unwrap_or(0);
+        if have >= want {
+            continue;
+        }
+        if let Err(e) = fs::write(&path, format!("{want}\n")) {
+            short.push(format!(
+                "fs.inotify.{name} is {have}, could not raise it to {want} ({e}): Dovecot's \
+                 IDLE/NOTIFY fall back to 30 s polling past {have} sessions of one uid"
+            ));
+        }
+    }
+    match raise_nofile() {
+        Ok(soft) if soft < fds_wanted => short.push(format!(
+            "the fd limit (ulimit -n) is {soft}, below the {fds_wanted} wanted for this many \
+             connections"
+        )),
+        Ok(_) => {}
+        Err(e) => short.push(format!("cannot read or raise the fd limit: {e}")),
+    }
+    for s in &short {
+        eprintln!("testkit: {s}");
+    }
+    short
+}
+
+/// Raises the soft `RLIMIT_NOFILE` of this process to its hard limit; returns the soft
+/// limit now in force.
+pub fn raise_nofile() -> std::io::Result<u64> {
+    use rustix::process::{Resource, getrlimit, setrlimit};
+    let mut lim = getrlimit(Resource::Nofile);
+    // `None` is "unlimited".
+    let below = match (lim.current, lim.maximum) {
+        (Some(cur), Some(max)) => cur < max,
+        (Some(_), None) => true,
+        (None, _) => false,
+    };
+    if below {
+        lim.current = lim.maximum;
+        setrlimit(Resource::Nofile, lim)?;
+    }
+    Ok(lim.current.unwrap_or(u64::MAX))
+}
+// --- end many connections
 
 /// One message for [`Dovecot::seed`].
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -421,6 +497,10 @@ impl Dovecot {
     /// ports, up to three times.
     pub fn start(opts: DovecotOptions) -> Result<Dovecot> {
         let identity = Identity::detect()?;
+        if let Some(n) = opts.max_connections {
+            // Dovecot's login processes hold two fds per connection (client and imap).
+            raise_os_limits(4 * u64::from(n) + 1000);
+        }
         let (state, state_tmp) = match &opts.state_dir {
             Some(dir) => {
                 fs::create_dir_all(dir)
@@ -653,6 +733,59 @@ impl Dovecot {
             }
         }
     }
+
+    // --- many connections (issue 4)
+    /// Adds many new users at once (one rewrite of the users file instead of one per user,
+    /// and one authentication check instead of one per user: a new user's passwd-file is
+    /// read on its first lookup). For changing passwords use [`Dovecot::add_user`].
+    pub fn add_users(&self, users: &[(String, String)]) -> Result<()> {
+        let bad = |s: &str| s.is_empty() || s.chars().any(|c| c == ':' || c.is_control());
+        let mut entries = Vec::with_capacity(users.len());
+        for (user, password) in users {
+            let user = user.to_lowercase();
+            if bad(&user) || user.contains('/') || user.starts_with('.') {
+                bail!("invalid user name {user:?}");
+            }
+            if password.chars().any(|c| c == ':' || c.is_control()) {
+                bail!("password must not contain ':' or control characters");
+            }
+            let home = self.user_home(&user);
+            self.identity.create_dirs(&home)?;
+            let entry = format!(
+                "{user}:{{PLAIN}}{password}:{}:{}::{}::\n",
+                self.identity.mail_uid,
+                self.identity.mail_gid,
+                home.display()
+            );
+            entries.push((user, entry));
+        }
+        {
+            let _guard = self
+                .users_lock
+                .lock()
+                .map_err(|_| anyhow!("users lock poisoned"))?;
+            let master = self.state.join("users");
+            let mut out = fs::read_to_string(&master).context("reading users file")?;
+            for (user, entry) in &entries {
+                if out.lines().any(|l| l.starts_with(&format!("{user}:"))) {
+                    bail!("user {user} exists already (use add_user to change a password)");
+                }
+                out.push_str(entry);
+                write_atomic(
+                    &self.run.path().join("users").join(user),
+                    entry.as_bytes(),
+                    0o644,
+                )?;
+            }
+            write_atomic(&master, out.as_bytes(), 0o600)?;
+        }
+        if let (Some((user, password)), Some(_)) = (users.last(), entries.last()) {
+            self.doveadm(&["auth", "test", &user.to_lowercase(), password])
+                .context("the last added user cannot log in")?;
+        }
+        Ok(())
+    }
+    // --- end many connections
 
     /// Delivers one message to `rcpt` over real LMTP on the TCP port
     /// (LHLO, MAIL FROM, RCPT TO, DATA with dot-stuffing). Bare LF line ends
@@ -1242,8 +1375,49 @@ fn render_config(
     imap.push('}');
     line(&imap);
     line("protocol pop3 {\n  mail_max_userip_connections = 1000\n}");
+    // --- many connections (issue 4)
+    if let Some(n) = opts.max_connections {
+        for l in many_connections_config(n) {
+            line(&l);
+        }
+    }
+    // --- end many connections
     c
 }
+
+// --- many connections (issue 4)
+/// Clients per imap process when configured for many connections: the processes are
+/// event-driven, and 2,000 one-client processes would cost gigabytes. (Dovecot's default
+/// `service_count = 1` ends a process with its one client; 0 lets it take more.)
+const IMAP_CLIENTS_PER_PROCESS: u32 = 25;
+
+/// The config lines for `n` simultaneous IMAP connections (see
+/// [`DovecotOptions::max_connections`]).
+fn many_connections_config(n: u32) -> Vec<String> {
+    let n = n.max(100);
+    let imap_processes = n / IMAP_CLIENTS_PER_PROCESS + 20;
+    // Every connection is counted by anvil and passes through auth; login processes hold
+    // TLS connections for their whole life (Dovecot proxies TLS in imap-login).
+    let clients = 2 * n + 1000;
+    vec![
+        format!("default_process_limit = {}", imap_processes + 100),
+        format!("default_client_limit = {clients}"),
+        // High-performance mode: a few long-lived login processes, one per core, each
+        // holding up to `clients` connections, instead of one process per connection.
+        format!(
+            "service imap-login {{\n  service_count = 0\n  process_min_avail = 2\n  \
+             client_limit = {clients}\n  vsz_limit = 1G\n}}"
+        ),
+        format!(
+            "service imap {{\n  service_count = 0\n  process_limit = {imap_processes}\n  \
+             client_limit = {IMAP_CLIENTS_PER_PROCESS}\n}}"
+        ),
+        format!("service anvil {{\n  client_limit = {}\n}}", clients + 100),
+        format!("service auth {{\n  client_limit = {}\n}}", clients + 100),
+        format!("protocol imap {{\n  mail_max_userip_connections = {n}\n}}"),
+    ]
+}
+// --- end many connections
 
 fn read_smtp_reply(reader: &mut BufReader<TcpStream>) -> Result<String> {
     let mut all = String::new();

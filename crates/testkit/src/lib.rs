@@ -29,7 +29,7 @@ mod mutf7;
 pub mod smtp;
 // --- end SMTP
 
-pub use dovecot::{Dovecot, DovecotOptions, SeedMessage};
+pub use dovecot::{Dovecot, DovecotOptions, SeedMessage, raise_nofile, raise_os_limits};
 pub use mutf7::encode as mutf7_encode;
 // --- SMTP
 pub use smtp::Smtp;

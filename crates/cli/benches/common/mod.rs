@@ -64,3 +64,180 @@ impl Http {
         Ok(serde_json::from_slice(&buf)?)
     }
 }
+
+// --- push and watching benches (issue 4): pieces shared by push_latency, watch_cost and
+// watch_many.
+
+/// What `/proc/PID` says about a process: CPU time (utime + stime, clock ticks), resident
+/// set (KB) and OS threads.
+#[derive(Debug, Clone, Copy)]
+pub struct ProcStats {
+    pub cpu_ticks: u64,
+    pub rss_kb: u64,
+    pub threads: u64,
+}
+
+pub fn proc_stats(pid: u32) -> Result<ProcStats> {
+    use anyhow::Context;
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))?;
+    // Fields after the ")" of the command name: state is field 3; utime 14, stime 15.
+    let rest = stat.rsplit_once(')').context("stat")?.1;
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    let utime: u64 = f.get(11).context("utime")?.parse()?;
+    let stime: u64 = f.get(12).context("stime")?.parse()?;
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
+    let field = |name: &str| -> Result<u64> {
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix(name))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+            .with_context(|| format!("{name} in /proc/{pid}/status"))
+    };
+    Ok(ProcStats {
+        cpu_ticks: utime + stime,
+        rss_kb: field("VmRSS:")?,
+        threads: field("Threads:")?,
+    })
+}
+
+/// The `p`th percentile (nearest rank) of `v`, which it sorts.
+pub fn pct(v: &mut [f64], p: f64) -> f64 {
+    v.sort_by(|a, b| a.total_cmp(b));
+    if v.is_empty() {
+        return f64::NAN;
+    }
+    let i = ((p / 100.0) * (v.len() as f64 - 1.0)).round() as usize;
+    v[i.min(v.len() - 1)]
+}
+
+/// A Markdown table of p50/p95/p99 per measure.
+pub fn print_table(title: &str, rows: &mut [(&str, &mut Vec<f64>)]) {
+    println!("{title}\n");
+    println!("| measure | p50 | p95 | p99 |");
+    println!("|---|---:|---:|---:|");
+    for (name, v) in rows.iter_mut() {
+        println!(
+            "| {name} | {:.1} | {:.1} | {:.1} |",
+            pct(v, 50.0),
+            pct(v, 95.0),
+            pct(v, 99.0)
+        );
+    }
+    println!();
+}
+
+/// One LMTP delivery to `rcpt`; returns the instant the final dot was sent (the start of
+/// every latency the push benches report).
+pub fn lmtp_deliver(port: u16, rcpt: &str, raw: &[u8]) -> Result<std::time::Instant> {
+    let s = TcpStream::connect(("127.0.0.1", port))?;
+    s.set_read_timeout(Some(Duration::from_secs(10)))?;
+    let mut w = s.try_clone()?;
+    let mut r = BufReader::new(s);
+    let reply = |r: &mut BufReader<TcpStream>, code: &str| -> Result<()> {
+        loop {
+            let mut l = String::new();
+            if r.read_line(&mut l)? == 0 {
+                bail!("LMTP closed");
+            }
+            if !l.starts_with(code) {
+                bail!("LMTP: expected {code}, got {l}");
+            }
+            if l.as_bytes().get(3) != Some(&b'-') {
+                return Ok(());
+            }
+        }
+    };
+    reply(&mut r, "220")?;
+    w.write_all(b"LHLO localhost\r\n")?;
+    reply(&mut r, "250")?;
+    w.write_all(b"MAIL FROM:<bench@localhost>\r\n")?;
+    reply(&mut r, "250")?;
+    write!(w, "RCPT TO:<{rcpt}>\r\n")?;
+    reply(&mut r, "250")?;
+    w.write_all(b"DATA\r\n")?;
+    reply(&mut r, "354")?;
+    // corpus messages have CRLF line ends and no line starting with a dot.
+    w.write_all(raw)?;
+    if !raw.ends_with(b"\r\n") {
+        w.write_all(b"\r\n")?;
+    }
+    w.write_all(b".\r\n")?;
+    w.flush()?;
+    let t0 = std::time::Instant::now();
+    reply(&mut r, "250")?;
+    w.write_all(b"QUIT\r\n")?;
+    Ok(t0)
+}
+
+/// The NOTIFY command of Tidings' watcher, for the bare clients to use the same.
+pub const NOTIFY_SET: &str = "NOTIFY SET STATUS (personal (MessageNew MessageExpunge FlagChange MailboxName SubscriptionChange))";
+
+/// A bare blocking IMAP watcher (run it on its own thread): `notify` = NOTIFY with nothing
+/// selected (the floor Tidings' watcher rides on), else SELECT INBOX + IDLE. Sends the
+/// instant of every `STATUS` (NOTIFY) or `EXISTS` (IDLE) it reads. Returns when the server is silent for `quiet`, closes, or
+/// the receiver is gone.
+pub fn bare_watcher(
+    port: u16,
+    user: &str,
+    pass: &str,
+    notify: bool,
+    quiet: Duration,
+    tx: tokio::sync::mpsc::UnboundedSender<std::time::Instant>,
+) -> Result<()> {
+    let s = TcpStream::connect(("127.0.0.1", port))?;
+    s.set_read_timeout(Some(Duration::from_secs(10)))?;
+    let mut w = s.try_clone()?;
+    let mut r = BufReader::new(s.try_clone()?);
+    let mut line = String::new();
+    let mut expect = |r: &mut BufReader<TcpStream>, tag: &str| -> Result<()> {
+        loop {
+            line.clear();
+            if r.read_line(&mut line)? == 0 {
+                bail!("IMAP closed");
+            }
+            if let Some(rest) = line.strip_prefix(tag) {
+                if tag.ends_with(' ') && !rest.starts_with("OK") {
+                    bail!("IMAP: {line}");
+                }
+                return Ok(());
+            }
+        }
+    };
+    expect(&mut r, "* OK")?; // the greeting
+    write!(w, "a LOGIN \"{user}\" \"{pass}\"\r\n")?;
+    expect(&mut r, "a ")?;
+    if notify {
+        write!(w, "b {NOTIFY_SET}\r\n")?;
+        expect(&mut r, "b ")?;
+    } else {
+        write!(w, "b SELECT INBOX\r\n")?;
+        expect(&mut r, "b ")?;
+        write!(w, "c IDLE\r\n")?;
+        expect(&mut r, "+")?;
+    }
+    s.set_read_timeout(Some(quiet))?;
+    loop {
+        let mut l = String::new();
+        match r.read_line(&mut l) {
+            Ok(0) => return Ok(()),
+            Ok(_) => {}
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                ) =>
+            {
+                return Ok(());
+            }
+            Err(e) => return Err(e.into()),
+        }
+        let hit = if notify {
+            l.starts_with("* STATUS")
+        } else {
+            l.starts_with("* ") && l.trim_end().ends_with("EXISTS")
+        };
+        if hit && tx.send(std::time::Instant::now()).is_err() {
+            return Ok(());
+        }
+    }
+}

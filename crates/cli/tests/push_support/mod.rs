@@ -68,6 +68,22 @@ pub fn serve_with(
     users: &[(&str, &str, &str, &str)],
     extra: &str,
 ) -> Result<Serve> {
+    let tidings_users: Vec<(&str, &str)> = users.iter().map(|(u, pw, _, _)| (*u, *pw)).collect();
+    let accounts: Vec<(&str, &str, &str)> =
+        users.iter().map(|(u, _, l, lpw)| (*u, *l, *lpw)).collect();
+    serve_accounts(bin, dovecot, &tidings_users, &accounts, extra)
+}
+
+/// --- many watched accounts (issue 4): Tidings users `(name, password)` and IMAP accounts
+/// `(tidings user, dovecot login, dovecot password)` (named after the login; the first is
+/// `a1`), over IMAPS.
+pub fn serve_accounts(
+    bin: &Path,
+    dovecot: &testkit::Dovecot,
+    users: &[(&str, &str)],
+    accounts: &[(&str, &str, &str)],
+    extra: &str,
+) -> Result<Serve> {
     let dir = tempfile::tempdir()?;
     let port = free_port()?;
     let mut cfg = format!(
@@ -75,12 +91,12 @@ pub fn serve_with(
         dir.path().join("data").display(),
         dir.path().join("key/k").display()
     );
-    for (u, pw, _, _) in users {
+    for (u, pw) in users {
         cfg.push_str(&format!("[[user]]\nname = \"{u}\"\npassword = \"{pw}\"\n"));
     }
-    for (u, _, login, lpw) in users {
+    for (u, login, lpw) in accounts {
         cfg.push_str(&format!(
-            "[[account]]\nuser = \"{u}\"\nname = \"mail\"\nkind = \"imap\"\nhost = \"127.0.0.1\"\n\
+            "[[account]]\nuser = \"{u}\"\nname = \"{login}\"\nkind = \"imap\"\nhost = \"127.0.0.1\"\n\
              port = {}\nsecurity = \"tls\"\nusername = \"{login}\"\npassword = \"{lpw}\"\n\
              ca_file = \"{}\"\n",
             dovecot.imaps_port(),
@@ -89,11 +105,16 @@ pub fn serve_with(
     }
     let config = dir.path().join("t.toml");
     std::fs::write(&config, cfg)?;
+    // TIDINGS_TEST_SERVE_LOG=FILE keeps the server's log (for a failing run).
+    let stderr = match std::env::var_os("TIDINGS_TEST_SERVE_LOG") {
+        Some(f) => Stdio::from(std::fs::File::create(f)?),
+        None => Stdio::null(),
+    };
     let child = Command::new(bin)
         .args(["serve", "--config"])
         .arg(&config)
         .stdout(Stdio::null())
-        .stderr(Stdio::null())
+        .stderr(stderr)
         .spawn()?;
     Ok(Serve {
         port,
@@ -101,6 +122,13 @@ pub fn serve_with(
         child,
         _dir: dir,
     })
+}
+
+impl Serve {
+    /// The store file of this server's data dir.
+    pub fn store_path(&self) -> std::path::PathBuf {
+        self._dir.path().join("data/tidings.sqlite")
+    }
 }
 
 pub type Socket =
