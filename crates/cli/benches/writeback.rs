@@ -65,6 +65,25 @@ fn cpu_ns(pid: u32) -> u64 {
         .sum()
 }
 
+/// Whether the account's initial sync is over, bodies included (the Session's sync
+/// capability leaves `syncing`), so no body fetch runs beside the measurements.
+fn sync_done(port: u16) -> Result<bool> {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port))?;
+    s.set_read_timeout(Some(Duration::from_secs(30)))?;
+    write!(
+        s,
+        "GET /jmap/session HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Basic YmVuY2g6eA==\r\n\
+         Connection: close\r\n\r\n"
+    )?;
+    let mut out = String::new();
+    s.read_to_string(&mut out)?;
+    let body = out.split_once("\r\n\r\n").map(|(_, b)| b).unwrap_or("");
+    let v: Value = serde_json::from_str(body)?;
+    let status = &v["accounts"]["a1"]["accountCapabilities"]["urn:tidings:params:sync"]["status"];
+    Ok(status == "ok")
+}
+
 fn store_lines(log: &std::path::Path) -> usize {
     std::fs::read_to_string(log)
         .unwrap_or_default()
@@ -165,6 +184,7 @@ fn run(
                 l.iter()
                     .any(|m| m["role"] == "inbox" && m["totalEmails"] == n)
             })
+            && sync_done(port).unwrap_or(false)
         {
             break h;
         }
@@ -228,6 +248,16 @@ fn run(
             std::thread::sleep(Duration::from_millis(2));
         }
         on_server.push(t.elapsed());
+        // The next round starts once the worker has recorded the server's answer and the
+        // watcher's resync of our own STORE is over (both take the store's lock): the
+        // request is timed on its own, not queued behind the previous round's aftermath.
+        for _ in 0..3000 {
+            if h.call("Outbox/get", json!({"accountId": "a1"}))?["pending"] == 0 {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(2));
+        }
+        std::thread::sleep(Duration::from_millis(300));
     }
     std::thread::sleep(Duration::from_millis(300));
     let stores = store_lines(log) - stores_before;

@@ -1218,7 +1218,8 @@ fn a_draft_with_attachments_reaches_the_server_and_reads_back() -> Result<()> {
     let g = env.call(
         "Email/get",
         json!({"accountId": "a1", "ids": [fid], "properties": ["attachments", "bodyStructure"],
-               "bodyProperties": ["partId", "type", "name", "size", "header:X-Part:asText"]}),
+               "bodyProperties": ["partId", "type", "name", "size", "subParts",
+                                  "header:X-Part:asText"]}),
     )?;
     let e = &g["list"][0];
     assert_eq!(e["attachments"][0]["name"], "again.pdf", "{e}");

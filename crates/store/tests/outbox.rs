@@ -4,7 +4,7 @@
 //! order.
 
 use mail_types::{
-    AccountKind, EmailId, MailboxId, ModSeq, Role, Security, State, Uid, UidValidity,
+    AccountId, AccountKind, EmailId, MailboxId, ModSeq, Role, Security, State, Uid, UidValidity,
 };
 use store::*;
 
