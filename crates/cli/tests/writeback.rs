@@ -1295,3 +1295,79 @@ fn a_flag_change_the_server_refuses_is_reverted_and_shown() -> Result<()> {
     )?;
     Ok(())
 }
+
+#[test]
+fn mailbox_sort_order_is_kept_and_orders_queries() -> Result<()> {
+    let env = start(1)?;
+    let state = env.call("Mailbox/get", json!({"accountId": "a1", "ids": []}))?["state"].clone();
+    let r = env.call(
+        "Mailbox/set",
+        json!({"accountId": "a1", "create": {"z": {"name": "Zeta", "sortOrder": 0}}}),
+    )?;
+    assert_eq!(r["created"]["z"]["sortOrder"], 0, "{r}");
+    let zeta = r["created"]["z"]["id"].as_str().context("id")?.to_string();
+    let inbox = env.mailbox_id("INBOX")?;
+    let r = env.call(
+        "Mailbox/set",
+        json!({"accountId": "a1", "update": {inbox.clone(): {"sortOrder": 500}}}),
+    )?;
+    assert!(
+        r["updated"][&inbox].is_null() && r["notUpdated"].is_null(),
+        "{r}"
+    );
+    let bad = env.call(
+        "Mailbox/set",
+        json!({"accountId": "a1", "update": {inbox.clone(): {"sortOrder": -1}}}),
+    )?;
+    assert_eq!(
+        bad["notUpdated"][&inbox]["type"], "invalidProperties",
+        "{bad}"
+    );
+    let order = |e: &Env| -> Result<Vec<String>> {
+        let q = e.call(
+            "Mailbox/query",
+            json!({"accountId": "a1", "sort": [{"property": "sortOrder"}, {"property": "name"}]}),
+        )?;
+        Ok(q["ids"]
+            .as_array()
+            .context("ids")?
+            .iter()
+            .filter_map(|v| v.as_str().map(str::to_string))
+            .collect())
+    };
+    let ids = order(&env)?;
+    assert_eq!(ids.first(), Some(&zeta), "{ids:?}");
+    assert_eq!(ids.last(), Some(&inbox), "{ids:?}");
+    let sort_of = |e: &Env, id: &str| -> Result<Value> {
+        Ok(e.call(
+            "Mailbox/get",
+            json!({"accountId": "a1", "ids": [id], "properties": ["sortOrder"]}),
+        )?["list"][0]["sortOrder"]
+            .clone())
+    };
+    assert_eq!(sort_of(&env, &inbox)?, 500);
+    // A change clients are told about.
+    let ch = env.call(
+        "Mailbox/changes",
+        json!({"accountId": "a1", "sinceState": state}),
+    )?;
+    assert!(
+        ch["updated"]
+            .as_array()
+            .is_some_and(|u| u.iter().any(|x| x == inbox.as_str())),
+        "{ch}"
+    );
+    // Kept through the server's confirmation of Zeta and a sync pass (IMAP has no order).
+    let mut c = env.imap()?;
+    env.wait(Duration::from_secs(10), "Zeta on the server", |_| {
+        Ok(listed(&c.raw_command("LIST \"\" \"*\"")?, "Zeta"))
+    })?;
+    env.dovecot
+        .deliver(USER, &corpus::message("bob@example.org", USER, "new", "x"))?;
+    env.wait(Duration::from_secs(15), "the new message synced", |e| {
+        Ok(e.total("INBOX")? == 2)
+    })?;
+    assert_eq!(sort_of(&env, &inbox)?, 500);
+    assert_eq!(sort_of(&env, &zeta)?, 0);
+    Ok(())
+}

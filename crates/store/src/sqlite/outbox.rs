@@ -991,6 +991,18 @@ pub(crate) fn update_mailbox(
             )?;
         }
     }
+    if let Some(o) = patch.sort_order {
+        let n = tx
+            .prepare_cached(
+                "INSERT INTO mailbox_sort (mailbox_id, sort_order) VALUES (?1, ?2) \
+                 ON CONFLICT (mailbox_id) DO UPDATE SET sort_order = excluded.sort_order \
+                 WHERE sort_order != excluded.sort_order",
+            )?
+            .execute(params![id.0, o])?;
+        if n > 0 {
+            log.record(&tx, ObjectType::Mailbox, id.0, ChangeOp::Updated)?;
+        }
+    }
     tx.commit()?;
     Ok(Ok(()))
 }
