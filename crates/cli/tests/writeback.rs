@@ -163,6 +163,53 @@ impl Env {
         Ok(serde_json::from_str(body)?)
     }
 
+    fn upload_as(&self, bytes: &[u8], content_type: &str) -> Result<Value> {
+        let mut s = TcpStream::connect(("127.0.0.1", self.port))?;
+        s.set_read_timeout(Some(Duration::from_secs(30)))?;
+        write!(
+            s,
+            "POST /jmap/upload/a1/ HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: {BASIC}\r\n\
+             Content-Type: {content_type}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+            bytes.len()
+        )?;
+        s.write_all(bytes)?;
+        let mut out = String::new();
+        s.read_to_string(&mut out)?;
+        let (head, body) = out.split_once("\r\n\r\n").context("no header end")?;
+        if !head.starts_with("HTTP/1.1 201") && !head.starts_with("HTTP/1.1 200") {
+            bail!("upload: {head}: {body}");
+        }
+        Ok(serde_json::from_str(body)?)
+    }
+
+    /// The bytes of a blob (binary safe: read to the end of a closed connection).
+    fn download(&self, blob: &str) -> Result<Vec<u8>> {
+        let mut s = TcpStream::connect(("127.0.0.1", self.port))?;
+        s.set_read_timeout(Some(Duration::from_secs(30)))?;
+        write!(
+            s,
+            "GET /jmap/download/a1/{blob}/f.bin HTTP/1.1\r\nHost: 127.0.0.1\r\n\
+             Authorization: {BASIC}\r\nConnection: close\r\n\r\n"
+        )?;
+        let mut out = Vec::new();
+        s.read_to_end(&mut out)?;
+        let end = out
+            .windows(4)
+            .position(|w| w == b"\r\n\r\n")
+            .context("no header end")?;
+        let head = String::from_utf8_lossy(&out[..end]).to_string();
+        if !head.starts_with("HTTP/1.1 200") {
+            bail!("download: {head}");
+        }
+        if head
+            .to_ascii_lowercase()
+            .contains("transfer-encoding: chunked")
+        {
+            bail!("download: chunked answer: {head}");
+        }
+        Ok(out[end + 4..].to_vec())
+    }
+
     fn post(&self, body: &Value) -> Result<Value> {
         let body = body.to_string();
         let mut s = TcpStream::connect(("127.0.0.1", self.port))?;
@@ -1004,5 +1051,323 @@ fn pop3_changes_stay_local_and_say_so() -> Result<()> {
             "update": {id_of(&inbox, "p2")?: {"keywords/$flagged": true}}}, "s"]],
     }))?;
     assert_eq!(v["methodResponses"][0][1]["type"], "stateMismatch", "{v}");
+    Ok(())
+}
+
+/// The message literal of `UID FETCH ... BODY.PEEK[]` as text (the literal's length
+/// counts octets; a draft built by mail-builder is 7-bit).
+fn literal(answer: &str) -> Option<String> {
+    let open = answer.find("BODY[] {")? + "BODY[] {".len();
+    let close = open + answer[open..].find('}')?;
+    let n: usize = answer[open..close].parse().ok()?;
+    let start = close + 3; // "}\r\n"
+    answer.get(start..start + n).map(str::to_string)
+}
+
+#[test]
+fn a_draft_with_attachments_reaches_the_server_and_reads_back() -> Result<()> {
+    use mail_parser::MimeHeaders;
+    let env = start(1)?;
+    let drafts = env.mailbox_id("Drafts")?;
+    let archive = env.mailbox_id("Archive")?;
+    // An upload that is not text (every byte value), as a browser sends a file.
+    let pdf: Vec<u8> = (0..5000u32).map(|i| (i * 37 % 256) as u8).collect();
+    let up = env.upload_as(&pdf, "application/pdf")?;
+    let blob = up["blobId"].as_str().context("blobId")?.to_string();
+
+    // Refusals first: an unknown blob, bodyStructure beside textBody, a Content-* field on
+    // the Email, a header given twice.
+    let r = env.call(
+        "Email/set",
+        json!({"accountId": "a1", "create": {
+            "nb": {"mailboxIds": {drafts.clone(): true},
+                   "attachments": [{"blobId": format!("b{}", "0".repeat(64)), "type": "image/png"}]},
+            "two": {"mailboxIds": {drafts.clone(): true},
+                    "bodyStructure": {"partId": "1"}, "textBody": [{"partId": "1"}],
+                    "bodyValues": {"1": {"value": "x"}}},
+            "ct": {"mailboxIds": {drafts.clone(): true}, "header:Content-Type": " text/html"},
+            "dup": {"mailboxIds": {drafts.clone(): true}, "subject": "a",
+                    "header:Subject:asText": "b"},
+        }}),
+    )?;
+    assert_eq!(r["notCreated"]["nb"]["type"], "blobNotFound", "{r}");
+    assert_eq!(
+        r["notCreated"]["nb"]["notFound"][0],
+        format!("b{}", "0".repeat(64))
+    );
+    for k in ["two", "ct", "dup"] {
+        assert_eq!(r["notCreated"][k]["type"], "invalidProperties", "{k}: {r}");
+    }
+    assert!(r["created"].is_null(), "{r}");
+
+    // A draft with text and HTML, one attachment, a header of its own, in two mailboxes.
+    let r = env.call(
+        "Email/set",
+        json!({"accountId": "a1", "create": {"d": {
+            "mailboxIds": {drafts.clone(): true, archive.clone(): true},
+            "keywords": {"$draft": true},
+            "from": [{"name": "Alice", "email": USER}],
+            "to": [{"email": "bob@example.org"}],
+            "subject": "report attached",
+            "header:X-Tidings-Test:asText": "kept as written",
+            "textBody": [{"partId": "t", "type": "text/plain"}],
+            "htmlBody": [{"partId": "h", "type": "text/html"}],
+            "bodyValues": {"t": {"value": "See the report."},
+                           "h": {"value": "<p>See the <b>report</b>.</p>"}},
+            "attachments": [{"blobId": blob.clone(), "type": "application/pdf",
+                             "name": "report.pdf", "disposition": "attachment"}],
+        }}}),
+    )?;
+    let id = r["created"]["d"]["id"]
+        .as_str()
+        .with_context(|| format!("created: {r}"))?
+        .to_string();
+
+    // An independent IMAP client finds it in both mailboxes, with the attachment's bytes.
+    let mut c = env.imap()?;
+    let mut server_raw = String::new();
+    env.wait(Duration::from_secs(15), "the draft on the server", |_| {
+        c.select("Drafts")?;
+        let a = c.raw_command("UID FETCH 1:* (BODY.PEEK[])")?;
+        match literal(&a) {
+            Some(m) if m.contains("report attached") => {
+                server_raw = m;
+                Ok(true)
+            }
+            _ => Ok(false),
+        }
+    })?;
+    env.wait(Duration::from_secs(15), "the copy in Archive", |_| {
+        c.select("Archive")?;
+        let a = c.raw_command("UID FETCH 1:* (BODY.PEEK[HEADER.FIELDS (SUBJECT)])")?;
+        Ok(a.contains("report attached"))
+    })?;
+    let parsed = mail_parser::MessageParser::default()
+        .parse(server_raw.as_bytes())
+        .context("the server's copy parses")?;
+    assert_eq!(parsed.subject(), Some("report attached"));
+    assert_eq!(
+        parsed.header_raw("X-Tidings-Test").map(str::trim),
+        Some("kept as written")
+    );
+    assert_eq!(
+        parsed.body_text(0).as_deref().map(str::trim),
+        Some("See the report.")
+    );
+    assert!(
+        parsed
+            .body_html(0)
+            .is_some_and(|h| h.contains("<b>report</b>")),
+        "{server_raw}"
+    );
+    assert_eq!(parsed.attachment_count(), 1, "{server_raw}");
+    let att = parsed.attachment(0).context("attachment")?;
+    assert_eq!(att.attachment_name(), Some("report.pdf"));
+    assert_eq!(att.contents(), pdf.as_slice(), "the attachment's bytes");
+    assert!(
+        server_raw.contains("multipart/alternative") && server_raw.contains("multipart/mixed"),
+        "{server_raw}"
+    );
+
+    // Email/get serves the same: the attachment, both bodies, the header, both mailboxes.
+    let g = env.call(
+        "Email/get",
+        json!({"accountId": "a1", "ids": [id],
+               "properties": ["mailboxIds", "attachments", "textBody", "htmlBody",
+                              "bodyValues", "header:X-Tidings-Test:asText", "hasAttachment"],
+               "fetchTextBodyValues": true}),
+    )?;
+    let e = &g["list"][0];
+    assert_eq!(e["mailboxIds"][&drafts], true, "{e}");
+    assert_eq!(e["mailboxIds"][&archive], true, "{e}");
+    assert_eq!(e["hasAttachment"], true, "{e}");
+    assert_eq!(e["header:X-Tidings-Test:asText"], "kept as written");
+    assert_eq!(e["attachments"][0]["name"], "report.pdf", "{e}");
+    assert_eq!(e["attachments"][0]["type"], "application/pdf");
+    assert_eq!(e["attachments"][0]["size"], 5000);
+    assert_eq!(e["htmlBody"][0]["type"], "text/html");
+    let text_part = e["textBody"][0]["partId"].as_str().context("text part")?;
+    assert_eq!(
+        e["bodyValues"][text_part]["value"].as_str().map(str::trim),
+        Some("See the report.")
+    );
+    // Downloading the attachment's blob gives the uploaded bytes back.
+    let part_blob = e["attachments"][0]["blobId"]
+        .as_str()
+        .context("part blob")?;
+    assert_eq!(env.download(part_blob)?, pdf);
+
+    // bodyStructure form: a forward of that attachment by its part blob id, with an inline
+    // text part of its own.
+    let r = env.call(
+        "Email/set",
+        json!({"accountId": "a1", "create": {"f": {
+            "mailboxIds": {drafts.clone(): true},
+            "subject": "forwarded by structure",
+            "bodyStructure": {"type": "multipart/mixed", "subParts": [
+                {"partId": "1", "type": "text/plain", "header:X-Part:asText": "first"},
+                {"blobId": part_blob, "name": "again.pdf", "disposition": "attachment"},
+            ]},
+            "bodyValues": {"1": {"value": "Forwarding."}},
+        }}}),
+    )?;
+    let fid = r["created"]["f"]["id"]
+        .as_str()
+        .with_context(|| format!("created: {r}"))?
+        .to_string();
+    let g = env.call(
+        "Email/get",
+        json!({"accountId": "a1", "ids": [fid], "properties": ["attachments", "bodyStructure"],
+               "bodyProperties": ["partId", "type", "name", "size", "subParts",
+                                  "header:X-Part:asText"]}),
+    )?;
+    let e = &g["list"][0];
+    assert_eq!(e["attachments"][0]["name"], "again.pdf", "{e}");
+    // The type came with the blob (the original part's).
+    assert_eq!(e["attachments"][0]["type"], "application/pdf", "{e}");
+    assert_eq!(e["attachments"][0]["size"], 5000, "{e}");
+    assert_eq!(
+        e["bodyStructure"]["subParts"][0]["header:X-Part:asText"], "first",
+        "{e}"
+    );
+    env.wait(Duration::from_secs(15), "the forward on the server", |_| {
+        c.select("Drafts")?;
+        let a = c.raw_command("UID FETCH 1:* (BODY.PEEK[HEADER.FIELDS (SUBJECT)])")?;
+        Ok(a.contains("forwarded by structure"))
+    })?;
+    Ok(())
+}
+
+#[test]
+fn a_flag_change_the_server_refuses_is_reverted_and_shown() -> Result<()> {
+    let env = start(2)?;
+    let inbox = env.emails("INBOX")?;
+    let (m0, m1) = (id_of(&inbox, "m0")?, id_of(&inbox, "m1")?);
+    // A keyword JMAP allows (up to 255 characters) but Dovecot refuses (longer than its
+    // mail_max_keyword_length of 50): the STORE is refused for good.
+    let long = "k".repeat(120);
+    let r = env.call(
+        "Email/set",
+        json!({"accountId": "a1", "update": {
+            m0.clone(): {format!("keywords/{long}"): true},
+        }}),
+    )?;
+    assert!(
+        r["updated"][&m0].is_null() && r["notUpdated"].is_null(),
+        "{r}"
+    );
+    // Shown at once (optimistic).
+    let kw = |e: &Env, id: &str| -> Result<Value> {
+        Ok(e.call(
+            "Email/get",
+            json!({"accountId": "a1", "ids": [id], "properties": ["keywords"]}),
+        )?["list"][0]["keywords"]
+            .clone())
+    };
+    assert_eq!(kw(&env, &m0)?[&long], true);
+    env.wait(Duration::from_secs(15), "the refusal", |e| {
+        let o = e.call("Outbox/get", json!({"accountId": "a1"}))?;
+        Ok(o["failures"].as_array().is_some_and(|f| {
+            f.iter()
+                .any(|x| x["objectId"] == m0.as_str() && x["kind"] == "flags")
+        }) && o["pending"] == 0)
+    })?;
+    // Reverted through JMAP, and the server never had it.
+    assert!(kw(&env, &m0)?.get(&long).is_none(), "{}", kw(&env, &m0)?);
+    let mut c = env.imap()?;
+    let v = server_view(&mut c, "INBOX")?;
+    assert!(
+        flags_of(&v, "m0").is_some_and(|f| !f.iter().any(|x| x.eq_ignore_ascii_case(&long))),
+        "{v:?}"
+    );
+    // The account keeps working: a later change goes through.
+    env.call(
+        "Email/set",
+        json!({"accountId": "a1", "update": {m1.clone(): {"keywords/$flagged": true}}}),
+    )?;
+    env.wait(
+        Duration::from_secs(15),
+        "a later change on the server",
+        |_| {
+            let v = server_view(&mut c, "INBOX")?;
+            Ok(flags_of(&v, "m1").is_some_and(|f| f.iter().any(|x| x == "\\Flagged")))
+        },
+    )?;
+    Ok(())
+}
+
+#[test]
+fn mailbox_sort_order_is_kept_and_orders_queries() -> Result<()> {
+    let env = start(1)?;
+    let state = env.call("Mailbox/get", json!({"accountId": "a1", "ids": []}))?["state"].clone();
+    let r = env.call(
+        "Mailbox/set",
+        json!({"accountId": "a1", "create": {"z": {"name": "Zeta", "sortOrder": 0}}}),
+    )?;
+    assert_eq!(r["created"]["z"]["sortOrder"], 0, "{r}");
+    let zeta = r["created"]["z"]["id"].as_str().context("id")?.to_string();
+    let inbox = env.mailbox_id("INBOX")?;
+    let r = env.call(
+        "Mailbox/set",
+        json!({"accountId": "a1", "update": {inbox.clone(): {"sortOrder": 500}}}),
+    )?;
+    assert!(
+        r["updated"][&inbox].is_null() && r["notUpdated"].is_null(),
+        "{r}"
+    );
+    let bad = env.call(
+        "Mailbox/set",
+        json!({"accountId": "a1", "update": {inbox.clone(): {"sortOrder": -1}}}),
+    )?;
+    assert_eq!(
+        bad["notUpdated"][&inbox]["type"], "invalidProperties",
+        "{bad}"
+    );
+    let order = |e: &Env| -> Result<Vec<String>> {
+        let q = e.call(
+            "Mailbox/query",
+            json!({"accountId": "a1", "sort": [{"property": "sortOrder"}, {"property": "name"}]}),
+        )?;
+        Ok(q["ids"]
+            .as_array()
+            .context("ids")?
+            .iter()
+            .filter_map(|v| v.as_str().map(str::to_string))
+            .collect())
+    };
+    let ids = order(&env)?;
+    assert_eq!(ids.first(), Some(&zeta), "{ids:?}");
+    assert_eq!(ids.last(), Some(&inbox), "{ids:?}");
+    let sort_of = |e: &Env, id: &str| -> Result<Value> {
+        Ok(e.call(
+            "Mailbox/get",
+            json!({"accountId": "a1", "ids": [id], "properties": ["sortOrder"]}),
+        )?["list"][0]["sortOrder"]
+            .clone())
+    };
+    assert_eq!(sort_of(&env, &inbox)?, 500);
+    // A change clients are told about.
+    let ch = env.call(
+        "Mailbox/changes",
+        json!({"accountId": "a1", "sinceState": state}),
+    )?;
+    assert!(
+        ch["updated"]
+            .as_array()
+            .is_some_and(|u| u.iter().any(|x| x == inbox.as_str())),
+        "{ch}"
+    );
+    // Kept through the server's confirmation of Zeta and a sync pass (IMAP has no order).
+    let mut c = env.imap()?;
+    env.wait(Duration::from_secs(10), "Zeta on the server", |_| {
+        Ok(listed(&c.raw_command("LIST \"\" \"*\"")?, "Zeta"))
+    })?;
+    env.dovecot
+        .deliver(USER, &corpus::message("bob@example.org", USER, "new", "x"))?;
+    env.wait(Duration::from_secs(15), "the new message synced", |e| {
+        Ok(e.total("INBOX")? == 2)
+    })?;
+    assert_eq!(sort_of(&env, &inbox)?, 500);
+    assert_eq!(sort_of(&env, &zeta)?, 0);
     Ok(())
 }

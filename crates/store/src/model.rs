@@ -258,6 +258,8 @@ pub struct MailboxView {
     pub unread_emails: u32,
     pub total_threads: u32,
     pub unread_threads: u32,
+    /// write-back: the sortOrder the user set (Mailbox/set), if any.
+    pub sort_order: Option<u32>,
 }
 
 /// A point in an account's change log: everything up to change row `row` of state

@@ -42,6 +42,8 @@ pub struct MailboxPatch {
     /// New parent (`Some(None)`: top level).
     pub parent: Option<Option<MailboxId>>,
     pub subscribed: Option<bool>,
+    /// JMAP sortOrder: kept in the store only (IMAP has no order of mailboxes).
+    pub sort_order: Option<u32>,
 }
 
 /// Why the store refused a user's change; the API maps these to RFC 8620/8621 SetErrors.

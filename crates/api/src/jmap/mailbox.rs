@@ -57,13 +57,7 @@ pub(crate) async fn get(
                 "name" => json!(v.name),
                 "parentId" => json!(v.parent.and_then(|p| ids::id('m', p.0))),
                 "role" => json!(v.role.map(|r| r.as_str())),
-                // Special-use mailboxes first, in the usual order; others by name (the
-                // client sorts equal orders by name).
-                "sortOrder" => json!(match v.role {
-                    Some(mail_types::Role::Inbox) => 1,
-                    Some(_) => 2,
-                    None => 10,
-                }),
+                "sortOrder" => json!(sort_order(v)),
                 "totalEmails" => json!(v.total_emails),
                 "unreadEmails" => json!(v.unread_emails),
                 "totalThreads" => json!(v.total_threads),
@@ -193,11 +187,7 @@ pub(crate) async fn ordered(
         .iter()
         .filter(|v| filter.is_none_or(|f| eval(v, f)))
         .collect();
-    let order = |v: &store::MailboxView| match v.role {
-        Some(mail_types::Role::Inbox) => 1,
-        Some(_) => 2,
-        None => 10,
-    };
+    let order = sort_order;
     for c in sort {
         if c.property != "name" && c.property != "sortOrder" {
             return Err(MethodError::unsupported_sort(format!(
@@ -254,5 +244,15 @@ pub(crate) fn rights(selectable: bool) -> Value {
         "mayReadItems": selectable, "mayAddItems": selectable, "mayRemoveItems": selectable,
         "maySetSeen": selectable, "maySetKeywords": selectable, "mayCreateChild": true,
         "mayRename": true, "mayDelete": true, "maySubmit": selectable,
+    })
+}
+
+/// The sortOrder the user set (Mailbox/set), else special-use mailboxes first, in the
+/// usual order, and the others after them (the client sorts equal orders by name).
+fn sort_order(v: &store::MailboxView) -> u32 {
+    v.sort_order.unwrap_or(match v.role {
+        Some(mail_types::Role::Inbox) => 1,
+        Some(_) => 2,
+        None => 10,
     })
 }

@@ -42,8 +42,13 @@ fn parent_of(v: &Value, created: &HashMap<String, Id>) -> Result<Option<MailboxI
     }
 }
 
-/// name, parentId (`Some(None)`: top level), isSubscribed.
-type Settable = (Option<String>, Option<Option<MailboxId>>, Option<bool>);
+/// name, parentId (`Some(None)`: top level), isSubscribed, sortOrder.
+type Settable = (
+    Option<String>,
+    Option<Option<MailboxId>>,
+    Option<bool>,
+    Option<u32>,
+);
 
 /// Reads the settable properties of a create or update.
 fn read(
@@ -54,6 +59,7 @@ fn read(
     let mut name = None;
     let mut parent = None;
     let mut subscribed = None;
+    let mut sort_order = None;
     for (k, v) in obj {
         match k.as_str() {
             "name" => match v {
@@ -67,8 +73,11 @@ fn read(
                 Value::Bool(b) => subscribed = Some(*b),
                 _ => return Err(SetError::invalid_properties(["isSubscribed"])),
             },
-            // Not kept: the server orders by role, then name; any number is taken.
-            "sortOrder" if v.is_u64() => {}
+            // Kept in the store only (IMAP has no order of mailboxes).
+            "sortOrder" => match v.as_u64().and_then(|n| u32::try_from(n).ok()) {
+                Some(n) => sort_order = Some(n),
+                None => return Err(SetError::invalid_properties(["sortOrder"])),
+            },
             // Roles follow the server's SPECIAL-USE attributes; only "no role" can be set.
             "role" if v.is_null() => {}
             _ => {
@@ -80,7 +89,7 @@ fn read(
     if creating && name.is_none() {
         return Err(SetError::invalid_properties(["name"]).with_description("name is required"));
     }
-    Ok((name, parent, subscribed))
+    Ok((name, parent, subscribed, sort_order))
 }
 
 pub(crate) async fn set(
@@ -123,7 +132,7 @@ pub(crate) async fn set(
                     later.push((cid, obj));
                     continue;
                 }
-                let (name, parent, subscribed) = match read(obj, created_ids, true) {
+                let (name, parent, subscribed, sort_order) = match read(obj, created_ids, true) {
                     Ok(v) => v,
                     Err(e) => {
                         not_created.insert(cid.clone(), e);
@@ -146,11 +155,23 @@ pub(crate) async fn set(
                         let Some(jid) = ids::id('m', id.0) else {
                             return Err(MethodError::server_fail("mailbox id"));
                         };
+                        if sort_order.is_some() {
+                            // Local only, so no outbox entry: a second, small transaction.
+                            let patch = MailboxPatch {
+                                sort_order,
+                                ..MailboxPatch::default()
+                            };
+                            let _ = ctx
+                                .store
+                                .update_mailbox(account, id, patch)
+                                .await
+                                .map_err(fail)?;
+                        }
                         created_ids.insert(cid.as_str().to_string(), jid.clone());
                         created.insert(
                             cid.clone(),
                             json!({
-                                "id": jid, "role": null, "sortOrder": 10,
+                                "id": jid, "role": null, "sortOrder": sort_order.unwrap_or(10),
                                 "totalEmails": 0, "unreadEmails": 0,
                                 "totalThreads": 0, "unreadThreads": 0,
                                 "isSubscribed": subscribed.unwrap_or(false),
@@ -195,7 +216,7 @@ pub(crate) async fn set(
                 not_updated.insert(idref.clone(), SetError::new(SetErrorType::WillDestroy));
                 continue;
             }
-            let (name, parent, subscribed) = match read(obj, created_ids, false) {
+            let (name, parent, subscribed, sort_order) = match read(obj, created_ids, false) {
                 Ok(v) => v,
                 Err(e) => {
                     not_updated.insert(idref.clone(), e);
@@ -211,6 +232,7 @@ pub(crate) async fn set(
                         name,
                         parent,
                         subscribed,
+                        sort_order,
                     },
                 )
                 .await

@@ -83,6 +83,9 @@ impl SqliteStore {
         // will be committed with FULL where it matters.
         conn.pragma_update(None, "synchronous", "NORMAL")?;
         conn.pragma_update(None, "foreign_keys", "ON")?;
+        // write-back: the write paths use far more than rusqlite's default of 16 cached
+        // statements, so each call would re-prepare what the previous one evicted.
+        conn.set_prepared_statement_cache_capacity(256);
         // The version is read inside an IMMEDIATE transaction, so two processes opening a
         // new store at once (the server and `tidings account list`) cannot both migrate.
         conn.execute_batch("BEGIN IMMEDIATE")?;

@@ -4,15 +4,17 @@
 //! re-applies a pending change (ARCHITECTURE.md, "Write-back").
 
 use super::write::{
-    ChangeLog, assign_thread, index_body, index_head, join_flags, record_blob, refresh_keywords,
-    split_flags, write_metadata,
+    ChangeLog, assign_thread, id_list, index_body, index_head, join_flags, record_blob,
+    refresh_keywords, split_flags, write_metadata,
 };
 use crate::model::*;
 use crate::outbox::*;
 use crate::{Error, Result};
-use mail_types::{AccountId, EmailId, MailboxId, State, keyword_to_imap_flag};
+use mail_types::{
+    AccountId, EmailId, MailboxId, State, imap_flag_to_keyword, keyword_to_imap_flag,
+};
 use rusqlite::{Connection, OptionalExtension, Transaction, params};
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 
 /// Confirmed removals are remembered this long, for a sync pass that listed the UID just
 /// before the server expunged it.
@@ -476,12 +478,158 @@ pub(crate) fn update_emails(
     let local_only = account_kind(&tx, account)? == "pop3";
     let mut log = ChangeLog::new(account);
     let mut out = Vec::with_capacity(patches.len());
+    // Keyword-only patches of distinct Emails (marking 1,000 read) go through set-based
+    // statements a run at a time; anything else one patch at a time, in order.
+    let mut run: Vec<&EmailPatch> = Vec::new();
+    let mut in_run: HashSet<i64> = HashSet::new();
     for p in patches {
-        out.push(patch_one(&tx, &mut log, local_only, account, p)?);
+        let flags_only = p.mailboxes_add.is_empty() && p.mailboxes_remove.is_empty();
+        if flags_only && in_run.insert(p.email.0) {
+            run.push(p);
+            continue;
+        }
+        out.extend(patch_flags_batch(&tx, &mut log, local_only, account, &run)?);
+        run.clear();
+        in_run.clear();
+        if flags_only {
+            in_run.insert(p.email.0);
+            run.push(p);
+        } else {
+            out.push(patch_one(&tx, &mut log, local_only, account, p)?);
+        }
     }
+    out.extend(patch_flags_batch(&tx, &mut log, local_only, account, &run)?);
     let state = log.state(&tx)?;
     tx.commit()?;
     Ok((out, state))
+}
+
+/// Keyword changes of distinct Emails, the same result as [`patch_one`] for each: the
+/// copies' flags and the Emails' keywords per row (cached statements), the change log and
+/// the outbox entries in one statement per kind of row; a flag entry is still coalesced
+/// into the Email's newest entry when that is a flag change too.
+fn patch_flags_batch(
+    tx: &Transaction<'_>,
+    log: &mut ChangeLog,
+    local_only: bool,
+    account: AccountId,
+    run: &[&EmailPatch],
+) -> Result<Vec<Result<(), WriteRefusal>>> {
+    if run.is_empty() {
+        return Ok(Vec::new());
+    }
+    let ids: Vec<i64> = run.iter().map(|p| p.email.0).collect();
+    let all = id_list(&ids);
+    let existing: HashSet<i64> = {
+        let mut st = tx.prepare_cached(
+            "SELECT id FROM email WHERE id IN (SELECT value FROM json_each(?1)) \
+             AND account_id = ?2 AND orphaned = 0",
+        )?;
+        let rows = st.query_map(params![all, account.0], |r| r.get(0))?;
+        rows.collect::<rusqlite::Result<_>>()?
+    };
+    let mut copies: HashMap<i64, Vec<(i64, i64, String)>> = HashMap::new();
+    {
+        let mut st = tx.prepare_cached(
+            "SELECT email_id, mailbox_id, uid, flags FROM copy \
+             WHERE email_id IN (SELECT value FROM json_each(?1)) ORDER BY email_id, mailbox_id, uid",
+        )?;
+        let mut rows = st.query([all])?;
+        while let Some(r) = rows.next()? {
+            copies
+                .entry(r.get(0)?)
+                .or_default()
+                .push((r.get(1)?, r.get(2)?, r.get(3)?));
+        }
+    }
+    let mut out = Vec::with_capacity(run.len());
+    let mut changed: Vec<(i64, Vec<String>, Vec<String>)> = Vec::new();
+    let mut mailboxes: BTreeSet<i64> = BTreeSet::new();
+    {
+        let mut set_flags =
+            tx.prepare_cached("UPDATE copy SET flags = ?3 WHERE mailbox_id = ?1 AND uid = ?2")?;
+        let mut set_keywords =
+            tx.prepare_cached("UPDATE email SET keywords = ?2 WHERE id = ?1 AND keywords != ?2")?;
+        for p in run {
+            let email = p.email.0;
+            if !existing.contains(&email) {
+                out.push(Err(WriteRefusal::NotFound));
+                continue;
+            }
+            out.push(Ok(()));
+            let add: Vec<String> = p
+                .keywords_add
+                .iter()
+                .map(|k| keyword_to_imap_flag(k))
+                .collect();
+            let remove: Vec<String> = p
+                .keywords_remove
+                .iter()
+                .map(|k| keyword_to_imap_flag(k))
+                .collect();
+            if add.is_empty() && remove.is_empty() {
+                continue;
+            }
+            let mut any = false;
+            let mut keywords: BTreeSet<String> = BTreeSet::new();
+            for (mailbox, uid, flags) in copies.get(&email).map(Vec::as_slice).unwrap_or(&[]) {
+                let new = apply_flag_ops(flags, &add, &remove);
+                if new != *flags {
+                    set_flags.execute(params![mailbox, uid, new])?;
+                    mailboxes.insert(*mailbox);
+                    any = true;
+                }
+                keywords.extend(
+                    split_flags(&new)
+                        .iter()
+                        .filter_map(|f| imap_flag_to_keyword(f)),
+                );
+            }
+            if any {
+                // As refresh_keywords: the union of the copies' flags.
+                let json =
+                    serde_json::to_string(&keywords).map_err(|e| Error::Corrupt(e.to_string()))?;
+                set_keywords.execute(params![email, json])?;
+                changed.push((email, add, remove));
+            }
+        }
+    }
+    let mailboxes: Vec<i64> = mailboxes.into_iter().collect();
+    log.record_many(tx, ObjectType::Mailbox, &mailboxes, ChangeOp::Updated)?;
+    let emails: Vec<i64> = changed.iter().map(|c| c.0).collect();
+    log.record_many(tx, ObjectType::Email, &emails, ChangeOp::Updated)?;
+    if local_only || changed.is_empty() {
+        return Ok(out);
+    }
+    // The outbox: Emails whose newest entry is a flag change get it coalesced (as
+    // enqueue_flags does); the others one new entry each, one INSERT per flag set.
+    let pending: HashSet<i64> = {
+        let mut st = tx.prepare_cached(
+            "SELECT DISTINCT email_id FROM outbox WHERE email_id IN (SELECT value FROM json_each(?1)) \
+             AND account_id = ?2",
+        )?;
+        let rows = st.query_map(params![id_list(&emails), account.0], |r| r.get(0))?;
+        rows.collect::<rusqlite::Result<_>>()?
+    };
+    let mut fresh: BTreeMap<String, Vec<i64>> = BTreeMap::new();
+    for (email, add, remove) in changed {
+        if pending.contains(&email) {
+            enqueue_flags(tx, false, account, email, add, remove)?;
+        } else {
+            fresh
+                .entry(to_json(&OutboxOp::Flags { add, remove })?)
+                .or_default()
+                .push(email);
+        }
+    }
+    let mut st = tx.prepare_cached(
+        "INSERT INTO outbox (account_id, kind, email_id, payload, created_at) \
+         SELECT ?1, 'flags', value, ?2, ?3 FROM json_each(?4) ORDER BY key",
+    )?;
+    for (payload, emails) in fresh {
+        st.execute(params![account.0, payload, now(), id_list(&emails)])?;
+    }
+    Ok(out)
 }
 
 pub(crate) fn destroy_emails(
@@ -843,6 +991,18 @@ pub(crate) fn update_mailbox(
             )?;
         }
     }
+    if let Some(o) = patch.sort_order {
+        let n = tx
+            .prepare_cached(
+                "INSERT INTO mailbox_sort (mailbox_id, sort_order) VALUES (?1, ?2) \
+                 ON CONFLICT (mailbox_id) DO UPDATE SET sort_order = excluded.sort_order \
+                 WHERE sort_order != excluded.sort_order",
+            )?
+            .execute(params![id.0, o])?;
+        if n > 0 {
+            log.record(&tx, ObjectType::Mailbox, id.0, ChangeOp::Updated)?;
+        }
+    }
     tx.commit()?;
     Ok(Ok(()))
 }
@@ -1163,20 +1323,26 @@ pub(crate) fn complete(c: &mut Connection, account: AccountId, done: &[OutboxDon
     let tx = c.transaction()?;
     let mut log = ChangeLog::new(account);
     for d in done {
-        let row: Option<(i64, Option<i64>, String)> = tx
+        let row: Option<(i64, Option<i64>, String, String)> = tx
             .prepare_cached(
-                "SELECT rev, email_id, payload FROM outbox WHERE id = ?1 AND account_id = ?2",
+                "SELECT rev, email_id, kind, payload FROM outbox WHERE id = ?1 AND account_id = ?2",
             )?
             .query_row(params![d.id, account.0], |r| {
-                Ok((r.get(0)?, r.get(1)?, r.get(2)?))
+                Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?))
             })
             .optional()?;
-        let Some((rev, object, payload)) = row else {
+        let Some((rev, object, kind, payload)) = row else {
             continue;
         };
         if rev != d.rev {
             // A later change was coalesced into it after it was read: replay it again
             // (flag changes are idempotent).
+            continue;
+        }
+        if kind == "flags" {
+            // Nothing to record locally: the change was applied when it was queued.
+            tx.prepare_cached("DELETE FROM outbox WHERE id = ?1")?
+                .execute([d.id])?;
             continue;
         }
         let op = from_json(&payload)?;

@@ -31,7 +31,8 @@ pub(crate) fn mailbox_views(c: &mut Connection, account: AccountId) -> Result<Ve
         }
     }
     let mut st = c.prepare(
-        "SELECT id, name, delimiter, parent_id, role, subscribed, selectable FROM mailbox \
+        "SELECT id, name, delimiter, parent_id, role, subscribed, selectable, \
+         (SELECT sort_order FROM mailbox_sort WHERE mailbox_id = mailbox.id) FROM mailbox \
          WHERE account_id = ?1 ORDER BY name",
     )?;
     let rows = st.query_map([account.0], |r| {
@@ -43,11 +44,12 @@ pub(crate) fn mailbox_views(c: &mut Connection, account: AccountId) -> Result<Ve
             r.get::<_, Option<String>>(4)?,
             r.get::<_, bool>(5)?,
             r.get::<_, bool>(6)?,
+            r.get::<_, Option<u32>>(7)?,
         ))
     })?;
     let mut out = Vec::new();
     for row in rows {
-        let (id, full, delim, parent, role, subscribed, selectable) = row?;
+        let (id, full, delim, parent, role, subscribed, selectable, sort_order) = row?;
         let name = match (&delim, parent) {
             (Some(d), Some(_)) if !d.is_empty() => full
                 .rsplit_once(d.as_str())
@@ -68,6 +70,7 @@ pub(crate) fn mailbox_views(c: &mut Connection, account: AccountId) -> Result<Ve
             unread_emails,
             total_threads,
             unread_threads,
+            sort_order,
         });
     }
     Ok(out)

@@ -355,3 +355,14 @@ CREATE TABLE push_subscription (
     created_at        INTEGER NOT NULL DEFAULT (unixepoch())
 ) STRICT;
 CREATE INDEX push_subscription_by_user ON push_subscription (user_id);
+
+-- === write-back (outbox): indexes ============================================================
+-- collect_orphans deletes an emptied thread's subject rows by thread id (a destroy of 1,000
+-- Emails was 1,000 scans of this table without it).
+CREATE INDEX thread_subject_thread ON thread_subject (thread_id);
+-- Mailbox/set sortOrder: local only (IMAP has no order of mailboxes); a mailbox without a
+-- row orders by its role.
+CREATE TABLE mailbox_sort (
+    mailbox_id INTEGER PRIMARY KEY REFERENCES mailbox(id) ON DELETE CASCADE,
+    sort_order INTEGER NOT NULL
+) STRICT;

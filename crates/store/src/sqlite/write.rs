@@ -21,6 +21,20 @@ pub(crate) fn join_flags(flags: &[String]) -> String {
     f.join(" ")
 }
 
+/// write-back: row ids as a JSON array, for `json_each(?)` in set-based statements.
+pub(crate) fn id_list(ids: &[i64]) -> String {
+    let mut s = String::with_capacity(ids.len() * 8 + 2);
+    s.push('[');
+    for (i, id) in ids.iter().enumerate() {
+        if i > 0 {
+            s.push(',');
+        }
+        s.push_str(&id.to_string());
+    }
+    s.push(']');
+    s
+}
+
 pub(crate) fn split_flags(s: &str) -> Vec<String> {
     s.split(' ')
         .filter(|f| !f.is_empty())
@@ -52,18 +66,7 @@ impl ChangeLog {
         id: i64,
         op: ChangeOp,
     ) -> Result<()> {
-        let state = match self.state {
-            Some(s) => s,
-            None => {
-                let s: i64 = tx.query_row(
-                    "UPDATE account SET state = state + 1 WHERE id = ?1 RETURNING state",
-                    [self.account.0],
-                    |r| r.get(0),
-                )?;
-                self.state = Some(s);
-                s
-            }
-        };
+        let state = self.bump(tx)?;
         // push: the type is announced once this transaction commits.
         pending::note(self.account, state, object.into());
         // One row per object per transaction; a later "destroyed" still wins because it is
@@ -82,6 +85,67 @@ impl ChangeLog {
         .execute(params![self.account.0, state, object.as_str(), id, op])?;
         Ok(())
     }
+
+    /// The transaction's new state, bumped on the first change.
+    fn bump(&mut self, tx: &Transaction<'_>) -> Result<i64> {
+        Ok(match self.state {
+            Some(s) => s,
+            None => {
+                let s: i64 = tx.query_row(
+                    "UPDATE account SET state = state + 1 WHERE id = ?1 RETURNING state",
+                    [self.account.0],
+                    |r| r.get(0),
+                )?;
+                self.state = Some(s);
+                s
+            }
+        })
+    }
+
+    // --- write-back (outbox): one statement for the rows of a batch ---
+    /// [`ChangeLog::record`] of many objects of one type (`op` other than destroyed), with
+    /// one INSERT for all their rows.
+    pub(crate) fn record_many(
+        &mut self,
+        tx: &Transaction<'_>,
+        object: ObjectType,
+        ids: &[i64],
+        op: ChangeOp,
+    ) -> Result<()> {
+        if ids.is_empty() {
+            return Ok(());
+        }
+        if op == ChangeOp::Destroyed {
+            for id in ids {
+                self.record(tx, object, *id, op)?;
+            }
+            return Ok(());
+        }
+        let state = self.bump(tx)?;
+        pending::note(self.account, state, object.into());
+        let fresh: Vec<i64> = ids
+            .iter()
+            .copied()
+            .filter(|id| self.seen.insert((object, *id)))
+            .collect();
+        if fresh.is_empty() {
+            return Ok(());
+        }
+        let op = if op == ChangeOp::Created { 0 } else { 1 };
+        tx.prepare_cached(
+            "INSERT INTO change (account_id, state, type, object_id, op) \
+             SELECT ?1, ?2, ?3, value, ?4 FROM json_each(?5)",
+        )?
+        .execute(params![
+            self.account.0,
+            state,
+            object.as_str(),
+            op,
+            id_list(&fresh)
+        ])?;
+        Ok(())
+    }
+    // --- end write-back
 
     /// push: a new message arrived from the server in this transaction (EmailDelivery),
     /// announced at commit and kept as the account's `delivery_state` for clients that
