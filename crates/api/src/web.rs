@@ -340,10 +340,18 @@ pub(crate) struct HtmlQuery {
     images: Option<String>,
 }
 
-/// The sanitised HTML and how many remote images were removed from it.
-pub fn sanitize_html(html: &str, allow_remote_images: bool) -> (String, usize) {
+/// The sanitised HTML and how many remote images were removed from it. `cids` maps the
+/// Content-IDs of the message's parts (RFC 2392, lowercased, without `<>`) to the URLs
+/// that serve them: a `cid:` image is shown from there (the server's own download, so
+/// nothing leaves), any other `cid:` reference is dropped.
+pub fn sanitize_html(
+    html: &str,
+    allow_remote_images: bool,
+    cids: &std::collections::HashMap<String, String>,
+) -> (String, usize) {
     let blocked = Arc::new(AtomicUsize::new(0));
     let counter = blocked.clone();
+    let cids = cids.clone();
     let mut b = ammonia::Builder::default();
     b.add_generic_attributes(["style", "align", "valign", "bgcolor", "width", "height"])
         .add_tag_attributes("td", ["colspan", "rowspan"])
@@ -351,7 +359,12 @@ pub fn sanitize_html(html: &str, allow_remote_images: bool) -> (String, usize) {
         .add_tag_attributes("font", ["color", "face", "size"])
         .add_tags(["font", "center"])
         .set_tag_attribute_value("a", "target", "_blank")
-        .url_schemes(["http", "https", "mailto", "data"].into_iter().collect())
+        // `cid:` passes the scheme check so that the filter below can map it (or drop it).
+        .url_schemes(
+            ["http", "https", "mailto", "data", "cid"]
+                .into_iter()
+                .collect(),
+        )
         .attribute_filter(move |element, attribute, value| {
             let lower = value.to_ascii_lowercase();
             match (element, attribute) {
@@ -375,6 +388,12 @@ pub fn sanitize_html(html: &str, allow_remote_images: bool) -> (String, usize) {
                         Some(value.into())
                     }
                 }
+                ("img", "src") if lower.starts_with("cid:") => {
+                    let id = percent_decode(&lower[4..]);
+                    let id = id.trim_start_matches('<').trim_end_matches('>');
+                    cids.get(id).map(|u| u.clone().into())
+                }
+                _ if lower.starts_with("cid:") => None,
                 ("img", "src") => {
                     if lower.starts_with("data:image/")
                         || (allow_remote_images
@@ -395,15 +414,84 @@ pub fn sanitize_html(html: &str, allow_remote_images: bool) -> (String, usize) {
     (clean, blocked.load(Ordering::Relaxed))
 }
 
-/// The policy of a sanitised mail page: nothing runs, nothing loads but inline styles and
-/// (when the user allowed them) images.
+/// `%XX` escapes of a `cid:` URL decoded (RFC 2392: the Content-ID is URL-encoded); an
+/// escape that does not decode is kept as written.
+fn percent_decode(s: &str) -> String {
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        let hex = |c: u8| (c as char).to_digit(16);
+        if b[i] == b'%'
+            && i + 2 < b.len()
+            && let (Some(h), Some(l)) = (hex(b[i + 1]), hex(b[i + 2]))
+        {
+            out.push((h * 16 + l) as u8);
+            i += 3;
+        } else {
+            out.push(b[i]);
+            i += 1;
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// The download URLs of a message's parts by Content-ID, for its HTML part's `cid:`
+/// images (only parts of the same message: an HTML part inside an attached message is
+/// shown without them).
+fn cid_urls(
+    message: &[u8],
+    account: &str,
+    sha: &str,
+    part: &str,
+) -> std::collections::HashMap<String, String> {
+    let mut out = std::collections::HashMap::new();
+    let parsed = mime::parse(message);
+    let enc = url_escape;
+    for a in &parsed.attachments {
+        let Some(cid) = &a.cid else { continue };
+        if !a.content_type.starts_with("image/") || a.part_id == part {
+            continue;
+        }
+        let blob = crate::jmap::body::part_blob_id(sha, &a.part_id);
+        let name = a.name.as_deref().unwrap_or("image");
+        out.insert(
+            cid.to_ascii_lowercase(),
+            format!(
+                "/jmap/download/{}/{}/{}?type={}",
+                enc(account),
+                enc(&blob),
+                enc(name),
+                enc(&a.content_type)
+            ),
+        );
+    }
+    out
+}
+
+/// Percent-encodes everything but unreserved characters (RFC 3986 2.3).
+fn url_escape(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for b in s.bytes() {
+        if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
+/// The policy of a sanitised mail page: nothing runs, nothing loads but inline styles,
+/// the message's own images from this server, and (when the user allowed them) remote
+/// images.
 fn mail_csp(allow_remote_images: bool) -> &'static str {
     if allow_remote_images {
-        "default-src 'none'; style-src 'unsafe-inline'; img-src data: http: https:; \
+        "default-src 'none'; style-src 'unsafe-inline'; img-src 'self' data: http: https:; \
          sandbox allow-popups allow-popups-to-escape-sandbox allow-same-origin; \
          base-uri 'none'; form-action 'none'"
     } else {
-        "default-src 'none'; style-src 'unsafe-inline'; img-src data:; \
+        "default-src 'none'; style-src 'unsafe-inline'; img-src 'self' data:; \
          sandbox allow-popups allow-popups-to-escape-sandbox allow-same-origin; \
          base-uri 'none'; form-action 'none'"
     }
@@ -418,6 +506,7 @@ pub(crate) async fn html(
     Query(q): Query<HtmlQuery>,
     req: axum::http::request::Parts,
 ) -> Response {
+    let jmap_account = account.clone();
     let account = match crate::server::caller_account(&state, &req, &account, "no such blob").await
     {
         Ok((_, account)) => account,
@@ -439,9 +528,11 @@ pub(crate) async fn html(
         }
     };
     let allow = q.images.as_deref() == Some("1");
+    let sha = sha.to_string();
     let cleaned = tokio::task::spawn_blocking(move || {
         let v = mime::body_value(&message, &part, 0)?;
-        Some(sanitize_html(&v.value, allow))
+        let cids = cid_urls(&message, &jmap_account, &sha, &part);
+        Some(sanitize_html(&v.value, allow, &cids))
     })
     .await;
     let Ok(Some((clean, blocked))) = cleaned else {
@@ -500,7 +591,8 @@ mod tests {
             <div style="color: red">c</div>
             <form action="https://x.example"><input name=a></form>
             <iframe src="https://x.example"></iframe><style>body{}</style>"#;
-        let (clean, blocked) = sanitize_html(evil, false);
+        let none = std::collections::HashMap::new();
+        let (clean, blocked) = sanitize_html(evil, false, &none);
         for bad in [
             "script",
             "onclick",
@@ -519,10 +611,37 @@ mod tests {
         assert!(clean.contains("https://ok.example/"));
         assert!(clean.contains("color: red"));
         assert_eq!(blocked, 1);
-        let (allowed, blocked) = sanitize_html(evil, true);
+        let (allowed, blocked) = sanitize_html(evil, true, &none);
         assert!(allowed.contains("https://tracker.example/p.gif"));
         assert!(!allowed.contains("onerror") && !allowed.contains("expression"));
         assert_eq!(blocked, 0);
+    }
+
+    /// A `cid:` image of the message is served from its part's download URL; an unknown
+    /// `cid:` is dropped (and counted as nothing remote), the page's policy allows 'self'.
+    #[test]
+    fn cid_images_point_at_their_parts() {
+        let raw = b"From: a@example.org\r\nTo: b@example.org\r\nSubject: logo\r\n\
+MIME-Version: 1.0\r\nContent-Type: multipart/related; boundary=\"r\"\r\n\r\n--r\r\n\
+Content-Type: text/html; charset=utf-8\r\n\r\n<p>hi <img src=\"cid:Logo%40x\"><img src=\"cid:nope@x\"></p>\r\n--r\r\n\
+Content-Type: image/png; name=\"logo.png\"\r\nContent-ID: <logo@x>\r\n\
+Content-Transfer-Encoding: base64\r\n\r\niVBORw0KGgo=\r\n--r--\r\n";
+        let sha = "ab".repeat(32);
+        let cids = cid_urls(raw, "a1", &sha, "1");
+        let url = cids.get("logo@x").expect("the image by its Content-ID");
+        assert_eq!(
+            url,
+            &format!("/jmap/download/a1/b{sha}-2/logo.png?type=image%2Fpng")
+        );
+        let html = mime::body_value(raw, "1", 0).expect("html").value;
+        let (clean, blocked) = sanitize_html(&html, false, &cids);
+        assert!(
+            clean.contains(&format!("src=\"{}\"", url.replace('&', "&amp;"))),
+            "{clean}"
+        );
+        assert!(!clean.contains("nope"), "{clean}");
+        assert_eq!(blocked, 0);
+        assert!(mail_csp(false).contains("img-src 'self' data:"));
     }
 
     #[test]

@@ -37,6 +37,10 @@ pub struct Config {
     /// Accept `http://` PushSubscription URLs (tests, development only; https otherwise).
     #[serde(default)]
     pub push_subscription_allow_http: bool,
+    /// Let PushSubscription URLs reach loopback, private and link-local addresses (tests,
+    /// a push service inside one's own network; public addresses only otherwise).
+    #[serde(default)]
+    pub push_subscription_allow_private: bool,
 }
 
 fn default_listen() -> String {

@@ -54,6 +54,7 @@ pub async fn run(dir: &Path, listen: &str) -> Result<()> {
         }],
         push_connections_per_user: None,
         push_subscription_allow_http: false,
+        push_subscription_allow_private: false,
     };
     let data_dir = config.data_dir.display().to_string();
     let key_file = dir.join("key/secret.key").display().to_string();

@@ -151,12 +151,16 @@ pub async fn run(config: Config, stop: impl Future<Output = ()>) -> Result<()> {
     api_state.submission_waker = Some(engine.submission_waker());
     // --- end sending
     // push: limits from the config, and the stored push subscriptions' delivery tasks.
-    if config.push_connections_per_user.is_some() || config.push_subscription_allow_http {
+    if config.push_connections_per_user.is_some()
+        || config.push_subscription_allow_http
+        || config.push_subscription_allow_private
+    {
         let mut limits = api::PushLimits::default();
         if let Some(n) = config.push_connections_per_user {
             limits.connections_per_user = n;
         }
         limits.subscription_allow_http = config.push_subscription_allow_http;
+        limits.subscription_allow_private = config.push_subscription_allow_private;
         api_state.push = api::PushHub::new(store.as_ref(), limits);
     }
     let api_state = Arc::new(api_state);

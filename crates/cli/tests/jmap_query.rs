@@ -653,6 +653,29 @@ fn email_query_filters_sorts_and_query_changes() -> Result<()> {
         "the new mailbox is added at its place: {}",
         r[3]
     );
+    // upToId: a client that cached the old results only up to the Email before "banana
+    // split" gets an answer that, applied to that cache, is the new results up to the same
+    // Email; the flag change of "banana split", after it, is not added back (a run to the
+    // end of the results would add it past the cache).
+    let old: Vec<Value> = old_inbox.as_array().cloned().unwrap_or_default();
+    let at = old
+        .iter()
+        .position(|i| i == banana.as_str())
+        .context("banana in the old inbox")?;
+    anyhow::ensure!(at >= 1, "banana split is first in {old:?}");
+    let upto = old[at - 1].clone();
+    let u = serve.call(json!([["Email/queryChanges", {"accountId": "a1",
+        "filter": {"inMailbox": inbox}, "sort": desc, "sinceQueryState": state,
+        "upToId": upto, "calculateTotal": true}, "u"]]))?;
+    let now: Vec<Value> = r[7][1]["ids"].as_array().cloned().unwrap_or_default();
+    let cut = now.iter().position(|i| *i == upto).context("upToId now")?;
+    assert_eq!(
+        apply(&Value::Array(old[..at].to_vec()), &u[0][1]),
+        now[..=cut].to_vec(),
+        "{}",
+        u[0]
+    );
+    assert_eq!(u[0][1]["total"], 6, "{}", u[0]);
     Ok(())
 }
 

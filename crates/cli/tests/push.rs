@@ -243,6 +243,67 @@ async fn websocket_push_follows_deliveries_flag_changes_and_reconnects() -> Resu
     Ok(())
 }
 
+/// An account added (`tidings account add`) while a client is connected is followed at
+/// once: its first sync is pushed to its owner's socket, and to no other user's.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_account_added_while_connected_is_pushed_to_its_owner_only() -> Result<()> {
+    const CAROL: &str = "carol@example.org";
+    let (dovecot, serve) = start()?;
+    dovecot.add_user(CAROL, "imap-c")?;
+    dovecot.deliver(
+        CAROL,
+        &corpus::message("x@example.org", CAROL, "hello", "c"),
+    )?;
+    let mut alice = ws_connect_when_up(serve.port, &basic("alice", "pw")).await?;
+    let mut bob = ws_connect(serve.port, &basic("bob", "pw"), None).await?;
+    alice.wait_emails("a1", 1).await?;
+    bob.wait_emails("a2", 1).await?;
+    alice.enable(None, None).await?;
+    bob.enable(None, None).await?;
+    alice.settle(Duration::from_millis(700)).await?;
+    bob.settle(Duration::from_millis(700)).await?;
+
+    let mut add = std::process::Command::new(env!("CARGO_BIN_EXE_tidings"))
+        .args(["account", "add", "--user", "alice", "--name", "second"])
+        .args(["--host", "127.0.0.1", "--port"])
+        .arg(dovecot.imaps_port().to_string())
+        .args(["--security", "tls", "--username", CAROL, "--ca-file"])
+        .arg(dovecot.ca_file())
+        .arg("--config")
+        .arg(&serve.config)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::null())
+        .spawn()?;
+    {
+        use std::io::Write;
+        let mut stdin = add.stdin.take().context("stdin")?;
+        writeln!(stdin, "imap-c")?;
+    }
+    assert!(add.wait()?.success(), "tidings account add failed");
+
+    // The server starts the account within its rescan period; its first sync is pushed.
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    let mut seen = None;
+    while seen.is_none() && std::time::Instant::now() < deadline {
+        if let Some(p) = alice.push(Duration::from_secs(2)).await? {
+            seen = changed(&p, "a3").cloned();
+        }
+    }
+    let c = seen.context("no StateChange for the account added while connected")?;
+    assert!(
+        c.contains_key("Mailbox") || c.contains_key("Email"),
+        "{c:?}"
+    );
+    alice.wait_emails("a3", 1).await?;
+    for v in bob.settle(Duration::from_millis(500)).await? {
+        assert!(
+            changed(&v, "a3").is_none(),
+            "bob was told of alice's new account: {v}"
+        );
+    }
+    Ok(())
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn eventsource_push_with_types_closeafter_ping_and_last_event_id() -> Result<()> {
     let (dovecot, serve) = start()?;

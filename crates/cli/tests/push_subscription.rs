@@ -121,7 +121,7 @@ async fn push_subscriptions_verify_deliver_encrypted_retry_and_destroy() -> Resu
         Path::new(env!("CARGO_BIN_EXE_tidings")),
         &dovecot,
         &[("alice", "pw", ALICE, "imap-a")],
-        "push_subscription_allow_http = true",
+        "push_subscription_allow_http = true\npush_subscription_allow_private = true",
     )?;
     let statuses = Arc::new(Mutex::new(VecDeque::new()));
     let (rport, mut posts) = receiver(statuses.clone()).await?;

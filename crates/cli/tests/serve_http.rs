@@ -261,13 +261,11 @@ fn get_raw(port: u16, path: &str, extra: &str) -> Result<(u16, String, Vec<u8>)>
     Ok((status, head, out[split + 4..].to_vec()))
 }
 
-#[test]
-fn a_synced_message_downloads_as_its_blob() -> Result<()> {
-    use testkit::{Dovecot, DovecotOptions, corpus};
-    let dovecot = Dovecot::start(DovecotOptions::default())?;
-    dovecot.add_user("alice@example.org", "imap-pw")?;
-    let raw = corpus::message("b@example.org", "alice@example.org", "Blob me", "the body");
-    dovecot.deliver("alice@example.org", &raw)?;
+/// `tidings serve` for user alice (password `pw`) with one IMAP account on `dovecot`'s
+/// alice@example.org (password `imap-pw`); the child, its port and its data dir.
+fn serve_alice(
+    dovecot: &testkit::Dovecot,
+) -> Result<(std::process::Child, u16, tempfile::TempDir)> {
     let dir = tempfile::tempdir()?;
     let port = free_port()?;
     let config = dir.path().join("t.toml");
@@ -283,12 +281,23 @@ fn a_synced_message_downloads_as_its_blob() -> Result<()> {
             dovecot.imap_port(),
         ),
     )?;
-    let mut child = Command::new(env!("CARGO_BIN_EXE_tidings"))
+    let child = Command::new(env!("CARGO_BIN_EXE_tidings"))
         .args(["serve", "--config"])
         .arg(&config)
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()?;
+    Ok((child, port, dir))
+}
+
+#[test]
+fn a_synced_message_downloads_as_its_blob() -> Result<()> {
+    use testkit::{Dovecot, DovecotOptions, corpus};
+    let dovecot = Dovecot::start(DovecotOptions::default())?;
+    dovecot.add_user("alice@example.org", "imap-pw")?;
+    let raw = corpus::message("b@example.org", "alice@example.org", "Blob me", "the body");
+    dovecot.deliver("alice@example.org", &raw)?;
+    let (mut child, port, _dir) = serve_alice(&dovecot)?;
     let request = r##"{"using": ["urn:ietf:params:jmap:core", "urn:ietf:params:jmap:mail"],
         "methodCalls": [["Email/query", {"accountId": "a1"}, "q"],
             ["Email/get", {"accountId": "a1", "#ids": {"resultOf": "q", "name": "Email/query", "path": "/ids"},
@@ -332,5 +341,77 @@ fn a_synced_message_downloads_as_its_blob() -> Result<()> {
     assert_eq!(ranged.2, body[..10].to_vec());
     assert_eq!(missing.0, 404);
     assert_eq!(foreign.0, 404);
+    Ok(())
+}
+
+/// An HTML mail's `cid:` image (multipart/related) is shown from the server's own download
+/// of that part: the sanitised page points at it, and that URL serves the image's bytes.
+#[test]
+fn an_html_mail_shows_its_cid_images_from_the_server() -> Result<()> {
+    use testkit::{Dovecot, DovecotOptions};
+    let dovecot = Dovecot::start(DovecotOptions::default())?;
+    dovecot.add_user("alice@example.org", "imap-pw")?;
+    let raw = b"From: b@example.org\r\nTo: alice@example.org\r\nSubject: logo\r\n\
+Message-ID: <cid-test@example.org>\r\nMIME-Version: 1.0\r\n\
+Content-Type: multipart/related; boundary=\"r\"\r\n\r\n--r\r\n\
+Content-Type: text/html; charset=utf-8\r\n\r\n<p>Our logo: <img src=\"cid:logo@example.org\"></p>\r\n\
+--r\r\nContent-Type: image/png; name=\"logo.png\"\r\nContent-ID: <logo@example.org>\r\n\
+Content-Transfer-Encoding: base64\r\n\r\niVBORw0KGgoAAAANSUhEUg==\r\n--r--\r\n";
+    dovecot.deliver("alice@example.org", raw)?;
+    let (mut child, port, _dir) = serve_alice(&dovecot)?;
+    let request = r##"{"using": ["urn:ietf:params:jmap:core", "urn:ietf:params:jmap:mail"],
+        "methodCalls": [["Email/query", {"accountId": "a1"}, "q"],
+            ["Email/get", {"accountId": "a1", "#ids": {"resultOf": "q", "name": "Email/query", "path": "/ids"},
+             "properties": ["blobId", "htmlBody"]}, "g"]]}"##;
+    let start = Instant::now();
+    let html_blob = loop {
+        if let Ok((200, body)) = post(port, "/jmap/api", "Basic YWxpY2U6cHc=", request) {
+            let v: serde_json::Value = serde_json::from_str(&body)?;
+            let e = &v["methodResponses"][1][1]["list"][0];
+            if e["blobId"].is_string()
+                && let Some(b) = e["htmlBody"][0]["blobId"].as_str()
+            {
+                break b.to_string();
+            }
+        }
+        if start.elapsed() > Duration::from_secs(30) {
+            let _ = child.kill();
+            bail!("the message never arrived");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let (status, head, page) = get_raw(port, &format!("/web/html/a1/{html_blob}"), "")?;
+    let page = String::from_utf8_lossy(&page).to_string();
+    let src = page
+        .split("src=\"")
+        .nth(1)
+        .and_then(|r| r.split('"').next())
+        .map(|s| s.replace("&amp;", "&"));
+    let image = match &src {
+        Some(s) => Some(get_raw(port, s, "")?),
+        None => None,
+    };
+    child.kill()?;
+    child.wait()?;
+    assert_eq!(status, 200, "{head}");
+    assert!(
+        head.to_ascii_lowercase().contains("img-src 'self' data:"),
+        "{head}"
+    );
+    let src = src.with_context(|| format!("no image in {page}"))?;
+    assert!(src.starts_with("/jmap/download/a1/"), "{src}");
+    let (status, head, bytes) = image.context("image")?;
+    assert_eq!(status, 200, "{head}");
+    assert!(
+        head.to_ascii_lowercase()
+            .contains("content-type: image/png"),
+        "{head}"
+    );
+    assert_eq!(
+        bytes,
+        [
+            0x89, b'P', b'N', b'G', 0x0d, 0x0a, 0x1a, 0x0a, 0, 0, 0, 0x0d, b'I', b'H', b'D', b'R'
+        ]
+    );
     Ok(())
 }

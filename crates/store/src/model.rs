@@ -421,10 +421,14 @@ pub struct EmailQuery {
     pub sort: Vec<EmailSort>,
     pub collapse_threads: bool,
     /// Only this window (offset, limit) of the result, found by the index rather than by
-    /// reading every match; ignored with `collapse_threads` (which must see every match).
+    /// reading every match; with `collapse_threads`, a window of threads (matches are read
+    /// in order only up to its last thread).
     pub window: Option<(usize, usize)>,
     /// Count every match too (JMAP calculateTotal).
     pub count: bool,
+    /// Stop reading the results once this id is listed (JMAP queryChanges `upToId`);
+    /// without a window only.
+    pub stop_after: Option<EmailId>,
 }
 
 /// The ids of a query (its window when one was asked), and the total when counted.

@@ -589,6 +589,29 @@ async fn commits_are_announced_with_the_types_they_changed() {
         TypeSet::EMPTY
     );
 
+    // A draft that shows up from the server is new Email, not a delivery (RFC 8621 1.5),
+    // live and for a client coming back with the older state.
+    let s3 = add(
+        &s,
+        a,
+        inbox,
+        vec![copy(2, &msg("d1", &[], "draft"), &["\\Draft"])],
+    )
+    .await;
+    let c = rx.try_recv().expect("draft announced");
+    assert_eq!(c.state, s3);
+    assert!(c.types.contains(PushType::Email), "{:?}", c.types);
+    assert!(!c.types.contains(PushType::EmailDelivery), "{:?}", c.types);
+    let since = s.changed_types_since(a, s2).await.expect("types");
+    assert!(!since.contains(PushType::EmailDelivery), "{since:?}");
+    // ... while a client from before the first message still hears of that delivery.
+    assert!(
+        s.changed_types_since(a, s0)
+            .await
+            .expect("types")
+            .contains(PushType::EmailDelivery)
+    );
+
     // A refused write (another UIDVALIDITY) announces nothing.
     let refused = s
         .apply_mailbox_changes(

@@ -468,9 +468,9 @@ pub(crate) async fn query(
         .map(|l| usize::try_from(l).unwrap_or(usize::MAX))
         .unwrap_or(MAX_QUERY_LIMIT)
         .min(MAX_QUERY_LIMIT);
-    // The common case (a page from a non-negative position, no anchor, no thread
-    // collapsing) is answered by an index walk of just that page.
-    let direct = req.anchor.is_none() && req.position >= 0 && !q.collapse_threads;
+    // The common case (a page from a non-negative position, no anchor) is answered by an
+    // index walk up to the end of that page (of threads, when collapsed).
+    let direct = req.anchor.is_none() && req.position >= 0;
     q.count = req.calculate_total || !direct;
     if direct {
         q.window = Some((usize::try_from(req.position).unwrap_or(usize::MAX), limit));

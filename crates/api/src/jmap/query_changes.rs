@@ -9,6 +9,13 @@
 //! the old results. With `collapseThreads`, the representative of a thread can change
 //! when any Email of it changes, so every Email of an affected thread is treated as
 //! changed. Positions come from one run of the query's id list (ids only, no Email rows).
+//!
+//! `upToId` (Email): when every sort key is immutable, an unchanged Email keeps its place
+//! relative to every other unchanged one, so the results the client caches up to `upToId`
+//! are exactly the current results up to `upToId` once the changed ids are removed and
+//! re-added. The run of the query then stops at `upToId` instead of reading every match
+//! (the common live update of a long list: one flag changed near the top). When `upToId`
+//! is no longer in the results the run goes to the end, as without it.
 
 use super::{Ctx, email, ids, mailbox};
 use jmap_proto::mail::EmailQueryChangesRequest;
@@ -55,7 +62,7 @@ fn respond(
     changed: &[i64],
     results: &[i64],
     max_changes: Option<u64>,
-    total: bool,
+    total: Option<usize>,
 ) -> Result<Map<String, Value>, MethodError> {
     let index: HashMap<i64, usize> = results.iter().enumerate().map(|(i, id)| (*id, i)).collect();
     let mut seen = HashSet::new();
@@ -92,7 +99,7 @@ fn respond(
         account_id: account_id.clone(),
         old_query_state: old.clone(),
         new_query_state: ids::position_state(ChangePosition::whole(mail_types::State(new.state))),
-        total: total.then_some(results.len() as u64),
+        total: total.map(|t| t as u64),
         removed,
         added,
     })
@@ -127,10 +134,26 @@ pub(crate) async fn email(
         return Err(cannot("not a query state"));
     }
     let (mut changed_ids, new) = changed(ctx, account, ObjectType::Email, since).await?;
+    let immutable = sort.iter().all(|s| {
+        use store::EmailSortKey as K;
+        matches!(
+            s.key,
+            K::ReceivedAt | K::SentAt | K::Size | K::From | K::To | K::Subject
+        )
+    });
+    let stop_after = req
+        .up_to_id
+        .as_ref()
+        .filter(|_| immutable)
+        .and_then(|i| ids::parse('e', i.as_str()))
+        .map(mail_types::EmailId);
     let q = EmailQuery {
         filter,
         sort,
         collapse_threads: req.extra.collapse_threads,
+        // Stopped early, the run does not see every match: count them apart.
+        count: req.calculate_total && stop_after.is_some(),
+        stop_after,
         ..EmailQuery::default()
     };
     let result = ctx
@@ -168,13 +191,16 @@ pub(crate) async fn email(
         }
     }
     let results: Vec<i64> = result.ids.iter().map(|e| e.0).collect();
+    let total = req
+        .calculate_total
+        .then(|| result.total.unwrap_or(results.len()));
     respond(
         (&req.account_id, &req.since_query_state, new),
         'e',
         &changed_ids,
         &results,
         req.max_changes,
-        req.calculate_total,
+        total,
     )
 }
 
@@ -214,6 +240,6 @@ pub(crate) async fn mailbox(
         &changed_ids,
         &results,
         req.max_changes,
-        req.calculate_total,
+        req.calculate_total.then_some(results.len()),
     )
 }

@@ -20,6 +20,11 @@ use tokio::time::Instant;
 
 pub(crate) const MIN_PING: u64 = 5;
 pub(crate) const MAX_PING: u64 = 300;
+/// Without `ping` the client gets no ping events, but the stream still writes an SSE
+/// comment (which no EventSource shows) this often: that write is what finds a dead
+/// connection and frees its slot, and it keeps idle-timeout proxies from cutting the
+/// stream.
+const KEEPALIVE: Duration = Duration::from_secs(55);
 
 #[derive(Debug, PartialEq, Eq)]
 struct Params {
@@ -181,14 +186,9 @@ impl Stream {
         {
             return Some(self.state_event(&first));
         }
-        let mut deadline = self.ping.map(|p| Instant::now() + p);
+        let mut deadline = Instant::now() + self.ping.unwrap_or(KEEPALIVE);
         loop {
-            let ping = async {
-                match deadline {
-                    Some(d) => tokio::time::sleep_until(d).await,
-                    None => std::future::pending().await,
-                }
-            };
+            let ping = tokio::time::sleep_until(deadline);
             tokio::select! {
                 () = self.follower.wait() => {
                     match self.follower.take().await {
@@ -196,13 +196,17 @@ impl Stream {
                         Ok(c) => return Some(self.state_event(&c)),
                         Err(e) => {
                             tracing::warn!(user = %self.user, error = %e, "push read failed");
-                            deadline = deadline.map(|d| d.max(Instant::now()));
+                            deadline = deadline.max(Instant::now());
                         }
                     }
                 }
                 () = ping => {
-                    let secs = self.ping.map(|p| p.as_secs()).unwrap_or(0);
-                    return Some(format!("event: ping\ndata: {{\"interval\":{secs}}}\n\n"));
+                    return Some(match self.ping {
+                        Some(p) => {
+                            format!("event: ping\ndata: {{\"interval\":{}}}\n\n", p.as_secs())
+                        }
+                        None => ": keep-alive\n\n".into(),
+                    });
                 }
             }
         }
@@ -213,6 +217,39 @@ impl Stream {
 mod tests {
     use super::*;
     use store::events::PushType;
+
+    /// With `ping=0` no ping event is sent, but a comment is written every KEEPALIVE, so a
+    /// dead client is found without waiting for the next change.
+    #[tokio::test(start_paused = true)]
+    #[allow(clippy::unwrap_used)]
+    async fn without_ping_a_comment_keeps_the_stream_alive() {
+        let store: Arc<dyn store::Store> = Arc::new(store::SqliteStore::open_in_memory().unwrap());
+        let hub = super::super::Hub::new(store.as_ref(), super::super::Limits::default());
+        let principal = crate::auth::Principal {
+            user: mail_types::UserId(1),
+            name: "u".into(),
+        };
+        let (follower, first) = Follower::start(&hub, store, &principal, TypeSet::all(), None)
+            .await
+            .unwrap();
+        let mut s = Stream {
+            follower,
+            first: Some(first),
+            ping: None,
+            close_after_state: false,
+            done: false,
+            opened: false,
+            _conn: hub.connect(principal.user).unwrap(),
+            user: principal.name,
+        };
+        assert_eq!(s.next().await.unwrap(), ": tidings push\n\n");
+        let t0 = Instant::now();
+        let chunk = s.next().await.unwrap();
+        assert_eq!(chunk, ": keep-alive\n\n");
+        assert_eq!(Instant::now() - t0, KEEPALIVE);
+        s.ping = Some(Duration::from_secs(MIN_PING));
+        assert!(s.next().await.unwrap().starts_with("event: ping\n"));
+    }
 
     #[test]
     fn query_parameters() {

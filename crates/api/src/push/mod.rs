@@ -44,6 +44,9 @@ pub struct Limits {
     pub write_timeout: Duration,
     /// PushSubscription URLs may be `http://` (tests, development); https only otherwise.
     pub subscription_allow_http: bool,
+    /// PushSubscription URLs may reach loopback, private and link-local addresses (tests,
+    /// an in-house push service); public addresses only otherwise (SSRF guard).
+    pub subscription_allow_private: bool,
 }
 
 impl Default for Limits {
@@ -53,6 +56,7 @@ impl Default for Limits {
             ws_ping: Duration::from_secs(30),
             write_timeout: Duration::from_secs(30),
             subscription_allow_http: false,
+            subscription_allow_private: false,
         }
     }
 }
@@ -98,12 +102,17 @@ impl Slot {
     }
 }
 
-/// The slots following each account, with their registration ids.
-type Followers = HashMap<AccountId, Vec<(u64, Arc<Slot>)>>;
+/// The slots following each user's accounts, with their registration ids.
+type Followers = HashMap<UserId, Vec<(u64, Arc<Slot>)>>;
 
-/// The registry of connections, by account.
+/// The registry of connections, by user. A connection follows every account of its user,
+/// including accounts added while it is connected: a change is routed by the account's
+/// owner, not by a list of accounts taken when the connection started.
 pub struct Hub {
     slots: Mutex<Followers>,
+    /// Who owns each account seen so far. An account never changes owner, and account ids
+    /// are never reused (`AUTOINCREMENT`), so an entry never goes stale.
+    owners: Mutex<HashMap<AccountId, UserId>>,
     users: Mutex<HashMap<UserId, usize>>,
     next: AtomicU64,
     limits: Limits,
@@ -118,9 +127,13 @@ impl Hub {
     pub fn new(store: &dyn Store, limits: Limits) -> Arc<Self> {
         Arc::new(Hub {
             slots: Mutex::new(HashMap::new()),
+            owners: Mutex::new(HashMap::new()),
             users: Mutex::new(HashMap::new()),
             next: AtomicU64::new(1),
-            subscriptions: subscription::Subscriptions::new(limits.subscription_allow_http),
+            subscriptions: subscription::Subscriptions::new(
+                limits.subscription_allow_http,
+                limits.subscription_allow_private,
+            ),
             limits,
             bus: Mutex::new(Some(store.events().subscribe())),
         })
@@ -131,11 +144,11 @@ impl Hub {
     }
 
     /// Starts the dispatcher on the first connection.
-    fn ensure_started(self: &Arc<Self>) {
+    fn ensure_started(self: &Arc<Self>, store: &Arc<dyn Store>) {
         let rx = self.bus.lock().ok().and_then(|mut b| b.take());
         if let Some(rx) = rx {
             let hub = Arc::downgrade(self);
-            tokio::spawn(dispatch(hub, rx));
+            tokio::spawn(dispatch(hub, rx, store.clone()));
         }
     }
 
@@ -153,29 +166,41 @@ impl Hub {
         })
     }
 
-    fn register(self: &Arc<Self>, accounts: &[AccountId]) -> Registration {
-        self.ensure_started();
+    fn register(
+        self: &Arc<Self>,
+        store: &Arc<dyn Store>,
+        user: UserId,
+        accounts: &[AccountId],
+    ) -> Registration {
+        self.ensure_started(store);
         let id = self.next.fetch_add(1, Ordering::Relaxed);
         let slot = Arc::new(Slot {
             pending: Mutex::new(Pending::default()),
             notify: Notify::new(),
         });
-        if let Ok(mut slots) = self.slots.lock() {
+        if let Ok(mut owners) = self.owners.lock() {
             for a in accounts {
-                slots.entry(*a).or_default().push((id, slot.clone()));
+                owners.insert(*a, user);
             }
+        }
+        if let Ok(mut slots) = self.slots.lock() {
+            slots.entry(user).or_default().push((id, slot.clone()));
         }
         Registration {
             hub: self.clone(),
             id,
-            accounts: accounts.to_vec(),
+            user,
             slot,
         }
     }
 
-    fn deliver(&self, c: &AccountChange) {
+    fn owner(&self, account: AccountId) -> Option<UserId> {
+        self.owners.lock().ok()?.get(&account).copied()
+    }
+
+    fn deliver(&self, user: UserId, c: &AccountChange) {
         if let Ok(slots) = self.slots.lock()
-            && let Some(list) = slots.get(&c.account)
+            && let Some(list) = slots.get(&user)
         {
             for (_, s) in list {
                 s.merge(c);
@@ -194,12 +219,39 @@ impl Hub {
     }
 }
 
-async fn dispatch(hub: std::sync::Weak<Hub>, mut rx: broadcast::Receiver<AccountChange>) {
+async fn dispatch(
+    hub: std::sync::Weak<Hub>,
+    mut rx: broadcast::Receiver<AccountChange>,
+    store: Arc<dyn Store>,
+) {
     loop {
         let msg = rx.recv().await;
         let Some(hub) = hub.upgrade() else { return };
         match msg {
-            Ok(c) => hub.deliver(&c),
+            Ok(c) => {
+                let owner = match hub.owner(c.account) {
+                    Some(u) => Some(u),
+                    // First change of an account no connection has seen (added since, or
+                    // of a user with no connection): one lookup, then cached.
+                    None => match store.account(c.account).await {
+                        Ok(Some(a)) => {
+                            if let Ok(mut owners) = hub.owners.lock() {
+                                owners.insert(a.id, a.user);
+                            }
+                            Some(a.user)
+                        }
+                        Ok(None) => None,
+                        Err(e) => {
+                            tracing::warn!(account = %c.account, error = %e, "push: account owner unreadable; resyncing clients");
+                            hub.resync_all();
+                            None
+                        }
+                    },
+                };
+                if let Some(user) = owner {
+                    hub.deliver(user, &c);
+                }
+            }
             Err(broadcast::error::RecvError::Lagged(n)) => {
                 tracing::warn!(missed = n, "push dispatcher fell behind; resyncing clients");
                 hub.resync_all();
@@ -233,20 +285,18 @@ impl Drop for Connection {
 struct Registration {
     hub: Arc<Hub>,
     id: u64,
-    accounts: Vec<AccountId>,
+    user: UserId,
     slot: Arc<Slot>,
 }
 
 impl Drop for Registration {
     fn drop(&mut self) {
-        if let Ok(mut slots) = self.hub.slots.lock() {
-            for a in &self.accounts {
-                if let Some(list) = slots.get_mut(a) {
-                    list.retain(|(id, _)| *id != self.id);
-                    if list.is_empty() {
-                        slots.remove(a);
-                    }
-                }
+        if let Ok(mut slots) = self.hub.slots.lock()
+            && let Some(list) = slots.get_mut(&self.user)
+        {
+            list.retain(|(id, _)| *id != self.id);
+            if list.is_empty() {
+                slots.remove(&self.user);
             }
         }
     }
@@ -290,7 +340,7 @@ impl Follower {
             .collect();
         // Registered before the states are read: a commit in between is both in the
         // states and in the slot, never in neither (the slot's copy is then skipped).
-        let reg = hub.register(&accounts);
+        let reg = hub.register(&store, principal.user, &accounts);
         let previous = push_state.map(parse_push_state);
         let mut known = BTreeMap::new();
         let mut first = Changed::default();
@@ -436,23 +486,55 @@ mod tests {
         assert!(parse_push_state(&"a1:1,".repeat(20_000)).is_empty());
     }
 
+    fn store() -> Arc<dyn Store> {
+        Arc::new(store::SqliteStore::open_in_memory().unwrap())
+    }
+
+    async fn account(store: &Arc<dyn Store>, user: UserId, name: &str) -> AccountId {
+        use mail_types::{AccountKind, Security};
+        use store::{NewAccount, ServerSettings};
+        store
+            .create_account(&NewAccount {
+                user,
+                name: name.into(),
+                kind: AccountKind::Imap,
+                server: ServerSettings {
+                    host: "h".into(),
+                    port: 1,
+                    security: Security::None,
+                    username: "u".into(),
+                    password_enc: vec![],
+                    ca_file: None,
+                },
+                smtp: None,
+                pop3_delete_after_days: None,
+            })
+            .await
+            .unwrap()
+    }
+
+    fn change(account: AccountId, state: i64) -> AccountChange {
+        AccountChange {
+            account,
+            state: State(state),
+            types: [PushType::Email].into_iter().collect(),
+        }
+    }
+
     /// A connection that never reads holds one entry per account however many changes
     /// come, and does not hold up the others: the dispatcher only merges.
     #[tokio::test]
     async fn a_slow_connection_costs_one_entry_and_blocks_nobody() {
-        let store = store::SqliteStore::open_in_memory().unwrap();
-        let hub = Hub::new(&store, Limits::default());
-        let (a, b) = (AccountId(1), AccountId(2));
-        let slow = hub.register(&[a, b]);
-        let fast = hub.register(&[a]);
-        let other = hub.register(&[b]);
+        let store = store();
+        let hub = Hub::new(store.as_ref(), Limits::default());
+        let (u1, u2) = (UserId(1), UserId(2));
+        let (a, b, c) = (AccountId(1), AccountId(2), AccountId(3));
+        let slow = hub.register(&store, u1, &[a, b]);
+        let fast = hub.register(&store, u1, &[a, b]);
+        let other = hub.register(&store, u2, &[c]);
         let bus = store.events();
         for i in 1..=10_000 {
-            bus.publish(AccountChange {
-                account: if i % 2 == 0 { a } else { b },
-                state: State(i),
-                types: [PushType::Email].into_iter().collect(),
-            });
+            bus.publish(change(if i % 2 == 0 { a } else { b }, i));
             if i % 1000 == 0 {
                 tokio::task::yield_now().await;
             }
@@ -464,7 +546,6 @@ mod tests {
                 .await
                 .unwrap();
             let p = fast.slot.take();
-            assert!(!p.changes.contains_key(&b), "fast does not follow b");
             if p.changes.get(&a).map(|c| c.0) == Some(State(10_000)) || p.resync {
                 break;
             }
@@ -477,12 +558,42 @@ mod tests {
             assert_eq!(p.changes[&a].0, State(10_000));
             assert_eq!(p.changes[&b].0, State(9_999));
         }
-        assert!(!other.slot.take().changes.contains_key(&a));
+        assert!(
+            other.slot.take().changes.is_empty(),
+            "u2 hears nothing of u1"
+        );
         // Dropping a registration removes its slot.
         drop(slow);
         drop(fast);
         drop(other);
         assert!(hub.slots.lock().unwrap().is_empty());
+    }
+
+    /// An account added while a connection is open is followed by the connections of its
+    /// owner (its owner is read from the store at its first change), and by nobody else's.
+    #[tokio::test]
+    async fn an_account_added_later_is_followed_by_its_owners_connections_only() {
+        let store = store();
+        let u1 = store.create_user("u1", "x").await.unwrap();
+        let u2 = store.create_user("u2", "x").await.unwrap();
+        let a1 = account(&store, u1, "first").await;
+        let hub = Hub::new(store.as_ref(), Limits::default());
+        let mine = hub.register(&store, u1, &[a1]);
+        let theirs = hub.register(&store, u2, &[]);
+        let a2 = account(&store, u1, "added").await;
+        let b1 = account(&store, u2, "theirs").await;
+        store.events().publish(change(a2, 5));
+        store.events().publish(change(b1, 6));
+        tokio::time::timeout(Duration::from_secs(5), mine.slot.notify.notified())
+            .await
+            .unwrap();
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        let p = mine.slot.take();
+        assert_eq!(p.changes.get(&a2).map(|c| c.0), Some(State(5)));
+        assert!(!p.changes.contains_key(&b1), "u2's account reached u1");
+        let p = theirs.slot.take();
+        assert_eq!(p.changes.get(&b1).map(|c| c.0), Some(State(6)));
+        assert!(!p.changes.contains_key(&a2), "u1's account reached u2");
     }
 
     #[test]

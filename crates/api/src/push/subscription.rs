@@ -40,14 +40,23 @@ pub(crate) struct Subscriptions {
     client: Option<reqwest::Client>,
     /// `http://` subscription URLs allowed (tests, development); https only otherwise.
     allow_http: bool,
+    /// Subscription URLs may reach loopback, private and link-local addresses (tests, a
+    /// push service inside one's own network); public addresses only otherwise.
+    allow_private: bool,
 }
 
 impl Subscriptions {
-    pub(crate) fn new(allow_http: bool) -> Self {
-        let client = reqwest::Client::builder()
+    pub(crate) fn new(allow_http: bool, allow_private: bool) -> Self {
+        let mut builder = reqwest::Client::builder()
             .timeout(Duration::from_secs(15))
             .connect_timeout(Duration::from_secs(10))
             .redirect(reqwest::redirect::Policy::none())
+            // A proxy would resolve the name itself, past the guard below.
+            .no_proxy();
+        if !allow_private {
+            builder = builder.dns_resolver(Arc::new(PublicOnly));
+        }
+        let client = builder
             .build()
             .map_err(|e| tracing::error!(error = %e, "no HTTP client for push subscriptions"))
             .ok();
@@ -55,6 +64,7 @@ impl Subscriptions {
             workers: Mutex::new(HashMap::new()),
             client,
             allow_http,
+            allow_private,
         }
     }
 
@@ -66,6 +76,81 @@ impl Subscriptions {
         }
     }
 }
+
+// --- SSRF guard: a subscription URL is the client's, and the server POSTs to it. Unless
+// `allow_private`, it may only reach public addresses. The check runs where the address is
+// known: an IP literal at create and before each POST, a name in the HTTP client's
+// resolver at each connection (so a name that resolves to a public address at create and
+// to 127.0.0.1 later, DNS rebinding, is still refused).
+
+/// Whether `ip` is an address on the public Internet: not loopback, private (RFC 1918,
+/// RFC 4193), shared (RFC 6598), link-local, multicast, documentation, benchmarking,
+/// reserved or unspecified; an IPv4-mapped or -compatible IPv6 address counts as its IPv4.
+pub(crate) fn is_public(ip: std::net::IpAddr) -> bool {
+    use std::net::IpAddr;
+    match ip {
+        IpAddr::V4(v4) => {
+            let [a, b, c, _] = v4.octets();
+            !(v4.is_unspecified()
+                || v4.is_loopback()
+                || v4.is_private()
+                || v4.is_link_local()
+                || v4.is_broadcast()
+                || v4.is_documentation()
+                || v4.is_multicast()
+                || a == 0
+                || (a == 100 && (64..128).contains(&b))
+                || (a == 192 && b == 0 && c == 0)
+                || (a == 198 && (b == 18 || b == 19))
+                || a >= 240)
+        }
+        IpAddr::V6(v6) => {
+            if let Some(v4) = v6.to_ipv4() {
+                return is_public(IpAddr::V4(v4));
+            }
+            let first = v6.segments()[0];
+            !(v6.is_unspecified()
+                || v6.is_loopback()
+                || v6.is_multicast()
+                || (first & 0xfe00) == 0xfc00
+                || (first & 0xffc0) == 0xfe80
+                || (first & 0xffc0) == 0xfec0
+                || first == 0x2001 && v6.segments()[1] == 0x0db8
+                || first == 0x0064 && v6.segments()[1] == 0xff9b)
+        }
+    }
+}
+
+/// The subscription client's resolver: the system's answer, less every address that is
+/// not public; a name with no public address fails to resolve.
+struct PublicOnly;
+
+impl reqwest::dns::Resolve for PublicOnly {
+    fn resolve(&self, name: reqwest::dns::Name) -> reqwest::dns::Resolving {
+        Box::pin(async move {
+            let host = name.as_str().to_string();
+            let found = tokio::net::lookup_host((host.as_str(), 0)).await?;
+            let public: Vec<std::net::SocketAddr> = found.filter(|a| is_public(a.ip())).collect();
+            if public.is_empty() {
+                return Err("the push URL's host has no public address".into());
+            }
+            let addrs: reqwest::dns::Addrs = Box::new(public.into_iter());
+            Ok(addrs)
+        })
+    }
+}
+
+/// Whether the URL's host is an IP literal that the guard refuses.
+fn refused_literal(url: &reqwest::Url, allow_private: bool) -> bool {
+    if allow_private {
+        return false;
+    }
+    let host = url.host_str().unwrap_or("");
+    let bare = host.trim_start_matches('[').trim_end_matches(']');
+    bare.parse::<std::net::IpAddr>()
+        .is_ok_and(|ip| !is_public(ip))
+}
+// --- end SSRF guard
 
 fn now() -> i64 {
     std::time::SystemTime::now()
@@ -117,6 +202,10 @@ async fn post(hub: &Hub, s: &PushSubscriptionRecord, v: &Value) -> Outcome {
     let Some(client) = &hub.subscriptions.client else {
         return Outcome::Failed("no HTTP client".into());
     };
+    match reqwest::Url::parse(&s.url) {
+        Ok(u) if !refused_literal(&u, hub.subscriptions.allow_private) => {}
+        _ => return Outcome::Failed("the URL names a non-public address".into()),
+    }
     let body = v.to_string().into_bytes();
     let req = client
         .post(&s.url)
@@ -464,6 +553,7 @@ fn parse_create(
     obj: &Value,
     user: UserId,
     allow_http: bool,
+    allow_private: bool,
 ) -> Result<NewPushSubscription, SetErr> {
     let Some(m) = obj.as_object() else {
         return Err(Box::new(
@@ -511,6 +601,12 @@ fn parse_create(
         return Err(invalid(
             &["url"],
             "url must be an https:// URL without credentials",
+        ));
+    }
+    if refused_literal(&parsed, allow_private) {
+        return Err(invalid(
+            &["url"],
+            "url must not name a loopback, private or link-local address",
         ));
     }
     let keys = match m.get("keys") {
@@ -603,7 +699,12 @@ pub(crate) async fn set(
             .get("expires")
             .and_then(|e| parse_expires(e).ok())
             .flatten();
-        let new = match parse_create(&o, user, hub.subscriptions.allow_http) {
+        let new = match parse_create(
+            &o,
+            user,
+            hub.subscriptions.allow_http,
+            hub.subscriptions.allow_private,
+        ) {
             Ok(n) => n,
             Err(e) => {
                 not_created.insert(cid, set_error(*e));
@@ -749,4 +850,105 @@ pub(crate) async fn set(
     out.insert("notUpdated".into(), or_null(not_updated));
     out.insert("notDestroyed".into(), or_null(not_destroyed));
     Ok(out)
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+    use std::net::IpAddr;
+
+    #[test]
+    fn only_public_addresses_are_public() {
+        for a in [
+            "127.0.0.1",
+            "10.1.2.3",
+            "172.16.0.1",
+            "192.168.1.1",
+            "169.254.169.254",
+            "100.64.0.1",
+            "0.0.0.0",
+            "0.1.2.3",
+            "192.0.0.8",
+            "192.0.2.1",
+            "198.18.0.1",
+            "224.0.0.1",
+            "240.0.0.1",
+            "255.255.255.255",
+            "::",
+            "::1",
+            "fc00::1",
+            "fd12:3456::1",
+            "fe80::1",
+            "ff02::1",
+            "2001:db8::1",
+            "::ffff:127.0.0.1",
+            "::ffff:10.0.0.1",
+            "64:ff9b::a00:1",
+        ] {
+            assert!(!is_public(a.parse::<IpAddr>().unwrap()), "{a}");
+        }
+        for a in [
+            "1.1.1.1",
+            "93.184.216.34",
+            "2606:4700::1111",
+            "::ffff:8.8.8.8",
+        ] {
+            assert!(is_public(a.parse::<IpAddr>().unwrap()), "{a}");
+        }
+    }
+
+    #[test]
+    fn a_subscription_to_a_private_literal_is_refused_at_create() {
+        for url in [
+            "https://127.0.0.1/p",
+            "https://[::1]:8443/p",
+            "https://10.0.0.7/p",
+            "https://169.254.169.254/latest/meta-data",
+            "https://[::ffff:192.168.0.1]/p",
+        ] {
+            let obj = json!({"deviceClientId": "d", "url": url});
+            let err = parse_create(&obj, UserId(1), false, false).unwrap_err();
+            assert_eq!(err.kind, SetErrorType::InvalidProperties, "{url}");
+            assert!(parse_create(&obj, UserId(1), false, true).is_ok(), "{url}");
+        }
+        let obj = json!({"deviceClientId": "d", "url": "https://push.example.org/p"});
+        assert!(parse_create(&obj, UserId(1), false, false).is_ok());
+    }
+
+    /// A name that resolves to loopback (here `localhost`, as DNS rebinding would) never
+    /// gets a connection: the listener below sees nobody, and the POST fails.
+    #[tokio::test]
+    async fn the_client_never_connects_to_a_name_that_resolves_privately() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let guarded = Subscriptions::new(true, false);
+        let r = guarded
+            .client
+            .as_ref()
+            .unwrap()
+            .post(format!("http://localhost:{port}/p"))
+            .body("x")
+            .send()
+            .await;
+        assert!(r.is_err(), "the guarded client reached localhost");
+        let accepted = tokio::time::timeout(Duration::from_millis(200), listener.accept()).await;
+        assert!(accepted.is_err(), "a connection reached the listener");
+
+        // The same request with private addresses allowed does connect.
+        let open = Subscriptions::new(true, true);
+        let send = tokio::spawn(async move {
+            open.client
+                .as_ref()
+                .unwrap()
+                .post(format!("http://localhost:{port}/p"))
+                .body("x")
+                .timeout(Duration::from_millis(500))
+                .send()
+                .await
+        });
+        let accepted = tokio::time::timeout(Duration::from_secs(5), listener.accept()).await;
+        assert!(accepted.is_ok(), "the unguarded client did not connect");
+        send.abort();
+    }
 }

@@ -32,6 +32,8 @@ pub fn basic(user: &str, pw: &str) -> String {
 /// A `tidings serve` child process; killed on drop.
 pub struct Serve {
     pub port: u16,
+    /// The config file it was started with (for `tidings account ... --config`).
+    pub config: std::path::PathBuf,
     child: Child,
     _dir: tempfile::TempDir,
 }
@@ -95,6 +97,7 @@ pub fn serve_with(
         .spawn()?;
     Ok(Serve {
         port,
+        config,
         child,
         _dir: dir,
     })

@@ -74,13 +74,15 @@ impl SqliteStore {
     }
 
     fn init(conn: Connection, blobs: Blobs) -> Result<Self> {
+        // First: switching a new file to WAL takes a lock, and without a busy timeout a
+        // second process opening the store at that moment fails with "database is locked".
+        conn.busy_timeout(std::time::Duration::from_secs(10))?;
         conn.pragma_update(None, "journal_mode", "WAL")?;
         // NORMAL in WAL mode: a power cut may lose the last transactions but never corrupts;
         // the server is the source of truth for synced data, and user changes (the outbox)
         // will be committed with FULL where it matters.
         conn.pragma_update(None, "synchronous", "NORMAL")?;
         conn.pragma_update(None, "foreign_keys", "ON")?;
-        conn.busy_timeout(std::time::Duration::from_secs(10))?;
         // The version is read inside an IMMEDIATE transaction, so two processes opening a
         // new store at once (the server and `tidings account list`) cannot both migrate.
         conn.execute_batch("BEGIN IMMEDIATE")?;
@@ -869,21 +871,24 @@ impl Store for SqliteStore {
         self.call(move |c| {
             let mut types = TypeSet::EMPTY;
             let mut st = c.prepare_cached(
-                "SELECT type, max(op = 0) FROM change WHERE account_id = ?1 AND state > ?2 \
-                 GROUP BY type",
+                "SELECT DISTINCT type FROM change WHERE account_id = ?1 AND state > ?2",
             )?;
-            let rows = st.query_map(params![account.0, since.0], |r| {
-                Ok((r.get::<_, String>(0)?, r.get::<_, bool>(1)?))
-            })?;
+            let rows = st.query_map(params![account.0, since.0], |r| r.get::<_, String>(0))?;
             for row in rows {
-                let (t, created) = row?;
+                let t = row?;
                 let object = ObjectType::from_name(&t)
                     .ok_or_else(|| Error::Corrupt(format!("change type {t}")))?;
                 types.insert(object.into());
-                // A created Email is how a delivery shows in the log.
-                if object == ObjectType::Email && created {
-                    types.insert(crate::events::PushType::EmailDelivery);
-                }
+            }
+            // Only mail delivered from the server counts, not drafts, imports or sent
+            // copies created since (those are Email changes alone).
+            let delivered: i64 = c
+                .prepare_cached("SELECT delivery_state FROM account WHERE id = ?1")?
+                .query_row([account.0], |r| r.get(0))
+                .optional()?
+                .unwrap_or(0);
+            if delivered > since.0 {
+                types.insert(crate::events::PushType::EmailDelivery);
             }
             Ok(types)
         })

@@ -700,6 +700,12 @@ pub(crate) fn query_emails(
     let total = if q.count {
         let refs: Vec<&dyn rusqlite::ToSql> = listed.params.iter().map(|b| b.as_ref()).collect();
         Some(match (listed.mailbox, listed.filtered) {
+            // Collapsed: one per thread with a match.
+            _ if q.collapse_threads => c.query_row(
+                &format!("SELECT count(DISTINCT thread_id) FROM ({})", listed.sql),
+                refs.as_slice(),
+                |r| r.get::<_, i64>(0),
+            )?,
             // Kept by triggers: counting a mailbox costs nothing. (A message with two
             // copies in one mailbox counts twice here; rare, and JMAP totals are advisory.)
             (Some(m), false) => {
@@ -761,8 +767,11 @@ pub(crate) fn query_emails(
         }
         sql.push_str(&format!(" ORDER BY {}, e.id {tie}", keys.join(", ")));
     }
-    let window = q.window.filter(|_| !q.collapse_threads);
-    if let Some((offset, limit)) = window {
+    // Collapsed, the window is over threads: the rows stream in sort order (by the index
+    // for date order) and reading stops at the window's last thread.
+    let sql_window = q.window.filter(|_| !q.collapse_threads);
+    let thread_window = q.window.filter(|_| q.collapse_threads);
+    if let Some((offset, limit)) = sql_window {
         sql.push_str(&format!(
             " LIMIT {} OFFSET {}",
             limit.min(1 << 30),
@@ -789,11 +798,20 @@ pub(crate) fn query_emails(
         }
         ids.push(EmailId(id));
         threads.push(ThreadId(thread));
+        if let Some((offset, limit)) = thread_window
+            && ids.len() >= offset.saturating_add(limit)
+        {
+            break;
+        }
+        if q.stop_after == Some(EmailId(id)) && q.window.is_none() {
+            break;
+        }
     }
-    let total = match (total, q.collapse_threads) {
-        (Some(_), true) => Some(ids.len()),
-        (t, _) => t,
-    };
+    if let Some((offset, _)) = thread_window {
+        let skip = offset.min(ids.len());
+        ids.drain(..skip);
+        threads.drain(..skip);
+    }
     Ok(QueryPage {
         ids,
         threads,
@@ -939,5 +957,47 @@ mod tests {
         // "common" is in 1,800 bodies and in subjects of multiples of 3 (also in
         // multiples of 10 not in the body: 10 * k with 3 | k: 66 of them).
         assert_eq!(counted.total, Some(1800 + 66));
+    }
+
+    /// A window of collapsed results is the same slice of the full collapsed list, and
+    /// the total counts threads, while reading stops at the window's end.
+    #[test]
+    fn collapsed_windows_are_slices_of_the_collapsed_list() {
+        let mut c = store();
+        c.execute("UPDATE email SET thread_id = (id + 2) / 3", [])
+            .unwrap();
+        let inbox = EmailFilter::Condition(EmailCondition::InMailbox(MailboxId(1)));
+        for filter in [None, Some(inbox)] {
+            let full = query_emails(
+                &mut c,
+                AccountId(1),
+                &EmailQuery {
+                    filter: filter.clone(),
+                    collapse_threads: true,
+                    ..EmailQuery::default()
+                },
+            )
+            .unwrap();
+            assert_eq!(full.ids.len(), 667, "2,000 Emails in threads of 3");
+            for (offset, limit) in [(0, 50), (30, 7), (660, 50), (700, 5)] {
+                let page = query_emails(
+                    &mut c,
+                    AccountId(1),
+                    &EmailQuery {
+                        filter: filter.clone(),
+                        collapse_threads: true,
+                        window: Some((offset, limit)),
+                        count: true,
+                        ..EmailQuery::default()
+                    },
+                )
+                .unwrap();
+                let want: Vec<EmailId> =
+                    full.ids.iter().skip(offset).take(limit).copied().collect();
+                assert_eq!(page.ids, want, "{offset}+{limit}");
+                assert_eq!(page.threads.len(), page.ids.len());
+                assert_eq!(page.total, Some(667));
+            }
+        }
     }
 }

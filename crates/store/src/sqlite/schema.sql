@@ -20,7 +20,9 @@ CREATE TABLE api_token (
 ) STRICT;
 
 CREATE TABLE account (
-    id              INTEGER PRIMARY KEY,
+    -- AUTOINCREMENT: an account id is never reused, so a push state, a cached owner or a
+    -- JMAP accountId of a removed account can never name another one.
+    id              INTEGER PRIMARY KEY AUTOINCREMENT,
     user_id         INTEGER NOT NULL REFERENCES user(id) ON DELETE CASCADE,
     name            TEXT NOT NULL,
     kind            TEXT NOT NULL,
@@ -38,6 +40,9 @@ CREATE TABLE account (
     pop3_delete_after_days INTEGER,
     -- JMAP state counter: bumped once by every transaction that changes this account.
     state           INTEGER NOT NULL DEFAULT 0,
+    -- push: the last state at which new mail was delivered (EmailDelivery, RFC 8621 1.5),
+    -- so a client reconnecting with an older push state learns whether mail came.
+    delivery_state  INTEGER NOT NULL DEFAULT 0,
     sync_status     TEXT NOT NULL DEFAULT 'new',
     sync_error      TEXT NOT NULL DEFAULT '',
     status_at       INTEGER NOT NULL DEFAULT 0,

@@ -83,12 +83,16 @@ impl ChangeLog {
         Ok(())
     }
 
-    /// push: a new message arrived from the server in this transaction (EmailDelivery).
-    /// Call after recording its Email (the state is bumped by then).
-    fn delivered(&self) {
+    /// push: a new message arrived from the server in this transaction (EmailDelivery),
+    /// announced at commit and kept as the account's `delivery_state` for clients that
+    /// come back later. Call after recording its Email (the state is bumped by then).
+    fn delivered(&self, tx: &Transaction<'_>) -> Result<()> {
         if let Some(s) = self.state {
             pending::note(self.account, s, PushType::EmailDelivery);
+            tx.prepare_cached("UPDATE account SET delivery_state = ?2 WHERE id = ?1")?
+                .execute(params![self.account.0, s])?;
         }
+        Ok(())
     }
 
     pub(crate) fn state(&self, tx: &Transaction<'_>) -> Result<State> {
@@ -575,6 +579,13 @@ pub(crate) fn apply_mailbox_changes(
     }
     // --- write-back: pending local changes stay on top of what the server reports.
     let pending = super::outbox::has_pending(&tx, account)?;
+    // push: new mail in Sent or Drafts is not a delivery.
+    let delivery_box = !ch.new.is_empty() && {
+        let role: Option<String> = tx
+            .prepare_cached("SELECT role FROM mailbox WHERE id = ?1")?
+            .query_row([mailbox.0], |r| r.get(0))?;
+        !matches!(role.as_deref(), Some("sent" | "drafts"))
+    };
 
     let mut max_uid = 0u32;
     for (i, n) in ch.new.iter().enumerate() {
@@ -629,7 +640,10 @@ pub(crate) fn apply_mailbox_changes(
                     index_body(&tx, e, &n.parsed)?;
                 }
                 log.record(&tx, ObjectType::Email, e, ChangeOp::Created)?;
-                log.delivered();
+                // RFC 8621 1.5: a delivery is new mail, not a draft or a sent copy.
+                if delivery_box && !n.flags.iter().any(|f| f.eq_ignore_ascii_case("\\Draft")) {
+                    log.delivered(&tx)?;
+                }
                 e
             }
         };
