@@ -1,6 +1,6 @@
 // MailApp's optimistic actions against a scripted transport: what the user sees at once,
 // and what is put back when the server refuses.
-import { describe, expect, it } from "vitest";
+import { describe, expect, it, vi } from "vitest";
 import { Jmap, type Session } from "./jmap";
 import { MailApp } from "./state";
 import { type Email, setWindow, emptyList } from "./model";
@@ -161,7 +161,16 @@ describe("live updates", () => {
     a.phase = "ready";
     a.emailState = "s2";
     a.mailboxState = "s1";
-    await onPush(a, { a1: { Mailbox: "s2", Email: "s2" } });
+    vi.useFakeTimers();
+    try {
+      await onPush(a, { a1: { Mailbox: "s2", Email: "s2" } });
+      // Counts alone wait for the pushes to pause (reading is not queued behind them).
+      expect(sent.length).toBe(0);
+      await vi.advanceTimersByTimeAsync(450);
+    } finally {
+      vi.useRealTimers();
+    }
+    await settle();
     expect(names(sent)).toEqual([["Mailbox/changes", "Mailbox/get", "Mailbox/get"]]);
     expect(a.mailbox("m1")?.unreadEmails).toBe(1);
     expect(a.mailbox("m2")).toBeDefined();
@@ -176,10 +185,19 @@ describe("live updates", () => {
     a.phase = "ready";
     a.emailState = "s1";
     a.mailboxState = "s1";
-    await a.setKeyword(["e1"], "$flagged", true);
+    await a.setKeyword(["e1"], "$seen", true);
     expect(a.emailState).toBe("s2");
+    // The unread count moved at once.
+    expect(a.mailbox("m1")?.unreadEmails).toBe(1);
     const before = sent.length;
-    await onPush(a, { a1: { Email: "s2", Mailbox: "s2" } });
+    vi.useFakeTimers();
+    try {
+      await onPush(a, { a1: { Email: "s2", Mailbox: "s2" } });
+      await vi.advanceTimersByTimeAsync(450);
+    } finally {
+      vi.useRealTimers();
+    }
+    await settle();
     expect(names(sent.slice(before))).toEqual([["Mailbox/changes", "Mailbox/get", "Mailbox/get"]]);
   });
 

@@ -77,6 +77,9 @@ export interface Wanted {
   emails: boolean;
 }
 
+const MAILBOX_QUIET = 400;
+const MAILBOX_LATEST = 2000;
+
 const BODIES_KEPT = 24;
 
 export interface View {
@@ -121,6 +124,8 @@ export class MailApp {
    * ahead), by the Email id opened; at most BODIES_KEPT, oldest dropped first. */
   private bodies = new Map<Id, { threadId: Id; emails: FullEmail[] }>();
   private prefetching = new Set<Id>();
+  private mailboxTimer: ReturnType<typeof setTimeout> | null = null;
+  private mailboxFirst = 0;
   private lastUndo: (() => Promise<void>) | null = null;
   private noQueryChanges = false;
   compose: Draft | null = null;
@@ -219,23 +224,33 @@ export class MailApp {
     }
     mark("tidings:first-response");
     this.jmap.readProbe(first);
-    const mb = first.get("mb");
-    if (!mb || mb instanceof MethodError) {
-      this.phase = "error";
-      this.fatal = "The mailboxes could not be read.";
+    if (guess) {
+      // The list first: the mailboxes (whose counts cost the server a pass over the
+      // mailbox) come in a second request right after it is on screen.
+      const q = first.get("q");
+      this.phase = "ready";
+      if (q && !(q instanceof MethodError)) {
+        if (location.hash !== `#/mailbox/${guess}`) history.replaceState(null, "", `#/mailbox/${guess}`);
+        this.applyWindow(first, this.queryKey, 0);
+      }
       this.emit();
-      return;
-    }
-    this.mailboxes = mb.list as Mailbox[];
-    this.mailboxState = mb.state as string;
-    const ident = first.get("ident");
-    if (ident && !(ident instanceof MethodError)) this.identities = ident.list as Identity[];
-    this.phase = "ready";
-    if (guess && this.mailbox(guess)) {
-      if (location.hash !== `#/mailbox/${guess}`) history.replaceState(null, "", `#/mailbox/${guess}`);
-      this.applyWindow(first, this.queryKey, 0);
+      mark("tidings:list");
+      let side: Map<string, Record<string, unknown> | MethodError>;
+      try {
+        side = await this.jmap.request(this.sidebarCalls());
+      } catch (e) {
+        this.report(e);
+        return;
+      }
+      if (!this.readSidebar(side)) return;
+      if (!this.mailbox(guess) || !q || q instanceof MethodError) {
+        const start = this.byRole("inbox") ?? this.mailboxes[0];
+        if (start) await this.selectMailbox(start.id);
+      }
       this.emit();
     } else {
+      if (!this.readSidebar(first)) return;
+      this.phase = "ready";
       const start = this.byRole("inbox") ?? this.mailboxes[0];
       this.emit();
       if (start) await this.selectMailbox(start.id);
@@ -259,18 +274,35 @@ export class MailApp {
 
   /** The calls of the first request; with a mailbox, the view is set to it. */
   private firstCalls(guess: string): Invocation[] {
-    const calls: Invocation[] = [
-      ...this.jmap.probeCalls(this.accountId),
+    const calls: Invocation[] = [...this.jmap.probeCalls(this.accountId)];
+    if (!guess) return [...calls, ...this.sidebarCalls()];
+    this.view = { ...this.view, mailboxId: guess };
+    this.filter = this.buildFilter();
+    this.queryKey = JSON.stringify(this.queryArgs());
+    return [...calls, ...this.windowCalls(0)];
+  }
+
+  private sidebarCalls(): Invocation[] {
+    return [
       ["Mailbox/get", { accountId: this.accountId, ids: null }, "mb"],
       ["Identity/get", { accountId: this.accountId }, "ident"],
     ];
-    if (guess) {
-      this.view = { ...this.view, mailboxId: guess };
-      this.filter = this.buildFilter();
-      this.queryKey = JSON.stringify(this.queryArgs());
-      calls.push(...this.windowCalls(0));
+  }
+
+  /** Takes the mailboxes and identities; false (and the error shown) without mailboxes. */
+  private readSidebar(r: Map<string, Record<string, unknown> | MethodError>): boolean {
+    const mb = r.get("mb");
+    if (!mb || mb instanceof MethodError) {
+      this.phase = "error";
+      this.fatal = "The mailboxes could not be read.";
+      this.emit();
+      return false;
     }
-    return calls;
+    this.mailboxes = mb.list as Mailbox[];
+    this.mailboxState = mb.state as string;
+    const ident = r.get("ident");
+    if (ident && !(ident instanceof MethodError)) this.identities = ident.list as Identity[];
+    return true;
   }
 
   async signedIn(): Promise<void> {
@@ -450,9 +482,18 @@ export class MailApp {
     await this.schedule(this.wanted(c));
   }
 
-  /** One refresh at a time; what is asked meanwhile is merged and runs next. */
-  private async schedule(w: Wanted): Promise<void> {
+  /** One refresh at a time; what is asked meanwhile is merged and runs next. A refresh
+   * of the mailboxes alone (their counts, after our own mark-read: the counts were
+   * already moved here) waits until the pushes pause for MAILBOX_QUIET ms (at most
+   * MAILBOX_LATEST ms), so that reading message after message is not queued behind the
+   * server's counting. */
+  private async schedule(w: Wanted, deferred = false): Promise<void> {
     if (!w.mailboxes && !w.emails) return;
+    if (!w.emails && !deferred) return this.deferMailboxes();
+    if (w.mailboxes && this.mailboxTimer) {
+      clearTimeout(this.mailboxTimer);
+      this.mailboxTimer = null;
+    }
     if (this.refreshing) {
       const p = this.refreshAgain;
       this.refreshAgain = { mailboxes: w.mailboxes || !!p?.mailboxes, emails: w.emails || !!p?.emails };
@@ -467,8 +508,18 @@ export class MailApp {
     const again = this.refreshAgain;
     if (again) {
       this.refreshAgain = null;
-      await this.schedule(again);
+      await this.schedule(again, true);
     }
+  }
+
+  private deferMailboxes(): void {
+    if (this.mailboxTimer === null) this.mailboxFirst = Date.now();
+    else clearTimeout(this.mailboxTimer);
+    const wait = Math.max(0, Math.min(MAILBOX_QUIET, this.mailboxFirst + MAILBOX_LATEST - Date.now()));
+    this.mailboxTimer = setTimeout(() => {
+      this.mailboxTimer = null;
+      void this.schedule({ mailboxes: true, emails: false }, true);
+    }, wait);
   }
 
   /** Brings mailboxes, the list and the open thread in line with the server's changes,
@@ -854,7 +905,26 @@ export class MailApp {
     if (!this.can("read") || ids.length === 0) return;
     const patches = new Map(ids.map((id) => [id, { [`keywords/${keyword}`]: on ? true : null }]));
     const label = keyword === "$seen" ? (on ? "mark as read" : "mark as unread") : on ? "flag" : "unflag";
-    await this.update(patches, [], label, withUndo ? () => this.setKeyword(ids, keyword, !on, false) : null);
+    if (keyword === "$seen") this.moveUnreadCounts(ids, on);
+    const ok = await this.update(patches, [], label, withUndo ? () => this.setKeyword(ids, keyword, !on, false) : null);
+    // Refused: the server's counts, not ours.
+    if (!ok && keyword === "$seen") await this.loadMailboxes().then(() => this.emit(), () => undefined);
+  }
+
+  /** The unread counts of the mailboxes holding these Emails, moved at once (the
+   * server's counts follow with the next mailbox refresh). */
+  private moveUnreadCounts(ids: Id[], seen: boolean): void {
+    const delta = new Map<Id, number>();
+    for (const id of ids) {
+      const e = this.cache.get(id);
+      if (!e || !!e.keywords.$seen === seen) continue;
+      for (const m of Object.keys(e.mailboxIds)) delta.set(m, (delta.get(m) ?? 0) + (seen ? -1 : 1));
+    }
+    if (delta.size)
+      this.mailboxes = this.mailboxes.map((m) => {
+        const d = delta.get(m.id);
+        return d ? { ...m, unreadEmails: Math.max(0, m.unreadEmails + d) } : m;
+      });
   }
 
   /** Marks the targets (whole conversations when they are on) read or unread. */
