@@ -59,6 +59,16 @@ fn main() -> Result<()> {
         .env("RUST_LOG", "error")
         .stdout(Stdio::null())
         .spawn()?;
+    // Wait until it listens: it has then written its key file, which the `account list`
+    // below would otherwise race to create (and read half written).
+    let t = Instant::now();
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        if t.elapsed() > Duration::from_secs(120) {
+            let _ = serve.kill();
+            bail!("tidings serve never listened on {port}");
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
     // Wait for headers and bodies, so nothing else runs beside the measurement.
     let t = Instant::now();
     loop {
