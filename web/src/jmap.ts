@@ -81,11 +81,11 @@ export class Jmap {
 
   /** One request with several method calls; answers by call id. A method error of one
    * call is returned as a `MethodError` value, not thrown, so the others still count. */
-  async request(calls: Invocation[]): Promise<Map<string, Record<string, unknown> | MethodError>> {
+  async request(calls: Invocation[], apiUrl = this.session.apiUrl): Promise<Map<string, Record<string, unknown> | MethodError>> {
     const using = [CORE, MAIL];
     if (calls.some((c) => c[0].startsWith("EmailSubmission") || c[0].startsWith("Identity")))
       using.push(SUBMISSION);
-    const r = await this.fetchFn(this.session.apiUrl, {
+    const r = await this.fetchFn(apiUrl, {
       method: "POST",
       credentials: "same-origin",
       headers: { ...CLIENT_HEADERS, "Content-Type": "application/json" },

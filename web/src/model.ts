@@ -52,7 +52,11 @@ export function emptyList(): ListModel {
  * us: what was loaded before is dropped and only this window is kept. */
 export function setWindow(list: ListModel, position: number, ids: Id[], total: number, queryState: string | null): ListModel {
   const keep = list.queryState === null || list.queryState === queryState;
-  const next: (Id | undefined)[] = keep ? list.ids.slice(0, total) : [];
+  // A window of the same query state only fills holes: it goes into the same array (a
+  // copy of a 100,000-slot array per window, many a second while scrolling, is what made
+  // the garbage collector stop the page). Every other change builds a new array.
+  const inPlace = keep && list.queryState === queryState && list.ids.length === total;
+  const next: (Id | undefined)[] = inPlace ? list.ids : keep ? list.ids.slice(0, total) : [];
   next.length = total;
   for (let i = 0; i < ids.length && position + i < total; i++) next[position + i] = ids[i];
   return { ids: next, total, queryState };

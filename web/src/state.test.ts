@@ -1,6 +1,6 @@
 // MailApp's optimistic actions against a scripted transport: what the user sees at once,
 // and what is put back when the server refuses.
-import { describe, expect, it } from "vitest";
+import { describe, expect, it, vi } from "vitest";
 import { Jmap, type Session } from "./jmap";
 import { MailApp } from "./state";
 import { type Email, setWindow, emptyList } from "./model";
@@ -72,5 +72,140 @@ describe("optimistic actions", () => {
     await a.undo();
     expect(a.cache.get("e2")?.mailboxIds).toEqual({ m1: true });
     expect(sent.at(-1)).toEqual([["Email/set", { accountId: "a1", update: { e2: { mailboxIds: { m1: true } } } }, "0"]]);
+  });
+});
+
+// --- live updates and reading: which requests are made -----------------------------------
+
+type Call = [string, Record<string, unknown>, string];
+
+/** A scripted server for the reading and refresh paths: threads of one Email each. */
+function server(extra: (c: Call) => unknown = () => undefined) {
+  const full = (id: string, keywords: Record<string, boolean> = {}) => ({
+    ...email(id, "m1"), keywords, cc: null, bcc: null, replyTo: null, sentAt: null, messageId: null, inReplyTo: null,
+    references: null, textBody: [], htmlBody: [], attachments: [], bodyValues: {}, blobId: `b${id}`,
+  });
+  let asked: string[] = [];
+  return (calls: Call[]) =>
+    calls.map((c) => {
+      const [name, args, id] = c;
+      const own = extra(c);
+      if (own !== undefined) return [name, own, id];
+      if (name === "Email/get" && id === "e") {
+        asked = args.ids as string[];
+        return [name, { list: asked.map((x) => ({ id: x, threadId: `t${x}` })), state: "s1" }, id];
+      }
+      if (name === "Thread/get") return [name, { list: asked.map((x) => ({ id: `t${x}`, emailIds: [x] })), state: "s1" }, id];
+      if (name === "Email/get" && id === "b") return [name, { list: asked.map((x) => full(x)), state: "s1" }, id];
+      if (name === "Email/set") return [name, { updated: Object.fromEntries(Object.keys(args.update as object).map((k) => [k, null])), oldState: "s1", newState: "s2" }, id];
+      return [name, { list: [], state: "s1" }, id];
+    });
+}
+
+const settle = () => new Promise((r) => setTimeout(r, 0));
+const names = (sent: unknown[]) => (sent as Call[][]).map((req) => req.map((c) => c[0]));
+const onPush = (a: MailApp, c: unknown) => (a as unknown as { onPush(c: unknown): Promise<void> }).onPush(c);
+
+describe("reading", () => {
+  it("opens a neighbour fetched ahead without a request, and marks read without waiting", async () => {
+    const { a, sent } = app(server());
+    a.phase = "ready";
+    await a.openThread("e1");
+    expect(a.open?.emailId).toBe("e1");
+    await settle();
+    // 1: the thread of e1; then, not waited for: mark read, and e2 fetched ahead.
+    expect(names(sent)).toEqual([
+      ["Email/get", "Thread/get", "Email/get"],
+      ["Email/set"],
+      ["Email/get", "Thread/get", "Email/get"],
+    ]);
+    expect((sent[2] as Call[])[0]?.[1].ids).toEqual(["e2"]);
+    const before = sent.length;
+    await a.openThread("e2");
+    expect(a.open?.emailId).toBe("e2");
+    expect(a.open?.emails.map((e) => e.id)).toEqual(["e2"]);
+    // Only the mark-read of e2 went out.
+    expect(names(sent.slice(before))).toEqual([["Email/set"]]);
+  });
+
+  it("patches a keyword change of the open message in, without fetching it again", async () => {
+    const flagged = { ...email("e1", "m1"), keywords: { $seen: true, $flagged: true } };
+    const { a, sent } = app(
+      server(([name, , id]) => {
+        if (name === "Email/changes") return { created: [], updated: ["e1"], destroyed: [], newState: "s3", hasMoreChanges: false };
+        if (name === "Email/get" && id === "gu") return { list: [flagged], state: "s3" };
+        if (name === "Email/queryChanges") return { oldQueryState: "q1", newQueryState: "q3", removed: ["e1"], added: [{ id: "e1", index: 0 }], total: 2 };
+        return undefined;
+      }),
+    );
+    a.phase = "ready";
+    await a.openThread("e1", false);
+    a.emailState = "s1";
+    const before = sent.length;
+    await onPush(a, { a1: { Email: "s3" } });
+    expect(names(sent.slice(before))).toEqual([["Email/changes", "Email/get", "Email/get", "Email/queryChanges", "Email/get"]]);
+    expect(a.open?.emails[0]?.keywords.$flagged).toBe(true);
+    expect(a.list.ids).toEqual(["e1", "e2"]);
+  });
+});
+
+describe("live updates", () => {
+  it("a push naming only mailboxes reads only the mailboxes that changed", async () => {
+    const { a, sent } = app(
+      server(([name, , id]) => {
+        if (name === "Mailbox/changes") return { created: [], updated: ["m1"], destroyed: [], newState: "s2", hasMoreChanges: false, oldState: "s1" };
+        if (name === "Mailbox/get" && id === "mgu") return { list: [{ ...a.mailboxes[0], unreadEmails: 1 }], state: "s2" };
+        return undefined;
+      }),
+    );
+    a.phase = "ready";
+    a.emailState = "s2";
+    a.mailboxState = "s1";
+    vi.useFakeTimers();
+    try {
+      await onPush(a, { a1: { Mailbox: "s2", Email: "s2" } });
+      // Counts alone wait for the pushes to pause (reading is not queued behind them).
+      expect(sent.length).toBe(0);
+      await vi.advanceTimersByTimeAsync(450);
+    } finally {
+      vi.useRealTimers();
+    }
+    await settle();
+    expect(names(sent)).toEqual([["Mailbox/changes", "Mailbox/get", "Mailbox/get"]]);
+    expect(a.mailbox("m1")?.unreadEmails).toBe(1);
+    expect(a.mailbox("m2")).toBeDefined();
+    expect(a.mailboxState).toBe("s2");
+    // A push of a state we hold already asks nothing.
+    await onPush(a, { a1: { Mailbox: "s2", Email: "s2" } });
+    expect(sent.length).toBe(1);
+  });
+
+  it("our own keyword change, made on the state we hold, needs no Email/changes round", async () => {
+    const { a, sent } = app(server(([name]) => (name === "Mailbox/changes" ? { created: [], updated: [], destroyed: [], newState: "s2", hasMoreChanges: false } : undefined)));
+    a.phase = "ready";
+    a.emailState = "s1";
+    a.mailboxState = "s1";
+    await a.setKeyword(["e1"], "$seen", true);
+    expect(a.emailState).toBe("s2");
+    // The unread count moved at once.
+    expect(a.mailbox("m1")?.unreadEmails).toBe(1);
+    const before = sent.length;
+    vi.useFakeTimers();
+    try {
+      await onPush(a, { a1: { Email: "s2", Mailbox: "s2" } });
+      await vi.advanceTimersByTimeAsync(450);
+    } finally {
+      vi.useRealTimers();
+    }
+    await settle();
+    expect(names(sent.slice(before))).toEqual([["Mailbox/changes", "Mailbox/get", "Mailbox/get"]]);
+  });
+
+  it("a change made elsewhere in between is not skipped", async () => {
+    const { a } = app(server(([name]) => (name === "Email/set" ? { updated: { e1: null }, oldState: "s5", newState: "s6" } : undefined)));
+    a.phase = "ready";
+    a.emailState = "s1";
+    await a.setKeyword(["e1"], "$flagged", true);
+    expect(a.emailState).toBe("s1");
   });
 });

@@ -9,7 +9,7 @@ import {
 } from "./jmap";
 import {
   type Email, type ListModel, type Mailbox, Optimistic, type QueryChanges, applyEmailChanges, applyQueryChanges,
-  emptyList, missingWindows, setWindow,
+  emptyList, missingWindows, patchEmail, setWindow,
 } from "./model";
 import { type Filter, parseSearch } from "./search";
 import {
@@ -71,6 +71,17 @@ const NEEDS: Record<Action, string[]> = {
   folders: ["Mailbox/set"],
 };
 
+/** Which parts a refresh reads again. */
+export interface Wanted {
+  mailboxes: boolean;
+  emails: boolean;
+}
+
+const MAILBOX_QUIET = 400;
+const MAILBOX_LATEST = 2000;
+
+const BODIES_KEPT = 24;
+
 export interface View {
   mailboxId: Id | null;
   search: string;
@@ -108,7 +119,13 @@ export class MailApp {
   private inflight = new Set<string>();
   private queryKey = "";
   private refreshing: Promise<void> | null = null;
-  private refreshAgain = false;
+  private refreshAgain: Wanted | null = null;
+  /** Threads fetched for reading (the open one, and its neighbours in the list, fetched
+   * ahead), by the Email id opened; at most BODIES_KEPT, oldest dropped first. */
+  private bodies = new Map<Id, { threadId: Id; emails: FullEmail[] }>();
+  private prefetching = new Set<Id>();
+  private mailboxTimer: ReturnType<typeof setTimeout> | null = null;
+  private mailboxFirst = 0;
   private lastUndo: (() => Promise<void>) | null = null;
   private noQueryChanges = false;
   compose: Draft | null = null;
@@ -146,8 +163,22 @@ export class MailApp {
   // --- start and sign-in -------------------------------------------------------------------
 
   async start(): Promise<void> {
+    // The first screen needs the Session (which account, which URLs) and then one JMAP
+    // request. The account and API URL of the last visit are remembered, so on a return
+    // visit both go out at once and the list does not wait for the Session's round trip;
+    // the Session still decides: if it names another account or URL, that answer is
+    // dropped and the request is made again.
+    const boot = readBoot();
+    let early: Promise<Map<string, Record<string, unknown> | MethodError> | Error> | null = null;
+    let earlyGuess = "";
+    if (boot) {
+      this.accountId = boot.accountId;
+      earlyGuess = this.guessMailbox();
+      early = this.jmap.request(this.firstCalls(earlyGuess), boot.apiUrl).catch((e: unknown) => (e instanceof Error ? e : new Error(String(e))));
+    }
     try {
       this.session = await this.jmap.loadSession();
+      mark("tidings:session");
     } catch (e) {
       if (e instanceof HttpError && e.status === 401) {
         this.phase = "signin";
@@ -168,25 +199,22 @@ export class MailApp {
       this.emit();
       return;
     }
+    writeBoot({ accountId: this.accountId, apiUrl: this.session.apiUrl });
     // One request for everything the first screen needs: which optional methods exist,
     // the mailboxes, the identities and, when the mailbox is known (the URL, or the one
     // opened last time), its first window of messages.
-    const hash = decodeURIComponent(location.hash.replace(/^#\/?/, ""));
-    const guess = (hash.startsWith("mailbox/") ? hash.slice(8) : "") || readPref(`tidings.mailbox.${this.accountId}`) || "";
-    const calls: Invocation[] = [
-      ...this.jmap.probeCalls(this.accountId),
-      ["Mailbox/get", { accountId: this.accountId, ids: null }, "mb"],
-      ["Identity/get", { accountId: this.accountId }, "ident"],
-    ];
-    if (guess) {
-      this.view = { ...this.view, mailboxId: guess };
-      this.filter = this.buildFilter();
-      this.queryKey = JSON.stringify(this.queryArgs());
-      calls.push(...this.windowCalls(0));
-    }
+    let guess: string;
     let first: Map<string, Record<string, unknown> | MethodError>;
     try {
-      first = await this.jmap.request(calls);
+      const same = early && boot && boot.accountId === this.accountId && boot.apiUrl === this.session.apiUrl;
+      const got = same ? await early : null;
+      if (got && !(got instanceof Error)) {
+        guess = earlyGuess;
+        first = got;
+      } else {
+        guess = this.guessMailbox();
+        first = await this.jmap.request(this.firstCalls(guess));
+      }
     } catch (e) {
       this.phase = "error";
       this.fatal = "The server cannot be reached. Retrying…";
@@ -194,24 +222,35 @@ export class MailApp {
       setTimeout(() => void this.start(), 3000);
       return void e;
     }
+    mark("tidings:first-response");
     this.jmap.readProbe(first);
-    const mb = first.get("mb");
-    if (!mb || mb instanceof MethodError) {
-      this.phase = "error";
-      this.fatal = "The mailboxes could not be read.";
+    if (guess) {
+      // The list first: the mailboxes (whose counts cost the server a pass over the
+      // mailbox) come in a second request right after it is on screen.
+      const q = first.get("q");
+      this.phase = "ready";
+      if (q && !(q instanceof MethodError)) {
+        if (location.hash !== `#/mailbox/${guess}`) history.replaceState(null, "", `#/mailbox/${guess}`);
+        this.applyWindow(first, this.queryKey, 0);
+      }
       this.emit();
-      return;
-    }
-    this.mailboxes = mb.list as Mailbox[];
-    this.mailboxState = mb.state as string;
-    const ident = first.get("ident");
-    if (ident && !(ident instanceof MethodError)) this.identities = ident.list as Identity[];
-    this.phase = "ready";
-    if (guess && this.mailbox(guess)) {
-      if (location.hash !== `#/mailbox/${guess}`) history.replaceState(null, "", `#/mailbox/${guess}`);
-      this.applyWindow(first, this.queryKey, 0);
+      mark("tidings:list");
+      let side: Map<string, Record<string, unknown> | MethodError>;
+      try {
+        side = await this.jmap.request(this.sidebarCalls());
+      } catch (e) {
+        this.report(e);
+        return;
+      }
+      if (!this.readSidebar(side)) return;
+      if (!this.mailbox(guess) || !q || q instanceof MethodError) {
+        const start = this.byRole("inbox") ?? this.mailboxes[0];
+        if (start) await this.selectMailbox(start.id);
+      }
       this.emit();
     } else {
+      if (!this.readSidebar(first)) return;
+      this.phase = "ready";
       const start = this.byRole("inbox") ?? this.mailboxes[0];
       this.emit();
       if (start) await this.selectMailbox(start.id);
@@ -227,6 +266,45 @@ export class MailApp {
     this.push.start();
   }
 
+  /** The mailbox to open first: the one in the URL, else the one opened last time. */
+  private guessMailbox(): string {
+    const hash = decodeURIComponent(location.hash.replace(/^#\/?/, ""));
+    return (hash.startsWith("mailbox/") ? hash.slice(8) : "") || readPref(`tidings.mailbox.${this.accountId}`) || "";
+  }
+
+  /** The calls of the first request; with a mailbox, the view is set to it. */
+  private firstCalls(guess: string): Invocation[] {
+    const calls: Invocation[] = [...this.jmap.probeCalls(this.accountId)];
+    if (!guess) return [...calls, ...this.sidebarCalls()];
+    this.view = { ...this.view, mailboxId: guess };
+    this.filter = this.buildFilter();
+    this.queryKey = JSON.stringify(this.queryArgs());
+    return [...calls, ...this.windowCalls(0)];
+  }
+
+  private sidebarCalls(): Invocation[] {
+    return [
+      ["Mailbox/get", { accountId: this.accountId, ids: null }, "mb"],
+      ["Identity/get", { accountId: this.accountId }, "ident"],
+    ];
+  }
+
+  /** Takes the mailboxes and identities; false (and the error shown) without mailboxes. */
+  private readSidebar(r: Map<string, Record<string, unknown> | MethodError>): boolean {
+    const mb = r.get("mb");
+    if (!mb || mb instanceof MethodError) {
+      this.phase = "error";
+      this.fatal = "The mailboxes could not be read.";
+      this.emit();
+      return false;
+    }
+    this.mailboxes = mb.list as Mailbox[];
+    this.mailboxState = mb.state as string;
+    const ident = r.get("ident");
+    if (ident && !(ident instanceof MethodError)) this.identities = ident.list as Identity[];
+    return true;
+  }
+
   async signedIn(): Promise<void> {
     this.phase = "loading";
     this.emit();
@@ -236,6 +314,7 @@ export class MailApp {
   async signOut(): Promise<void> {
     this.push?.stop();
     await signOut().catch(() => undefined);
+    writePref("tidings.boot", "null");
     location.hash = "";
     location.reload();
   }
@@ -386,27 +465,66 @@ export class MailApp {
 
   // --- live updates ------------------------------------------------------------------------------
 
+  /** What a push asks to refresh: only the types whose state moved past ours (RFC 8620
+   * 7.1); `null` (a reconnect, a poll) means everything. */
+  private wanted(c: StateChange | null): Wanted {
+    if (!c) return { mailboxes: true, emails: true };
+    const t = c[this.accountId];
+    if (!t) return { mailboxes: false, emails: false };
+    const emailTypes = ["Email", "Thread", "EmailDelivery"].filter((k) => t[k] !== undefined);
+    return {
+      mailboxes: t.Mailbox !== undefined && t.Mailbox !== this.mailboxState,
+      emails: t.Email !== undefined ? t.Email !== this.emailState : emailTypes.length > 0,
+    };
+  }
+
   private async onPush(c: StateChange | null): Promise<void> {
-    if (c && !c[this.accountId]) return;
+    await this.schedule(this.wanted(c));
+  }
+
+  /** One refresh at a time; what is asked meanwhile is merged and runs next. A refresh
+   * of the mailboxes alone (their counts, after our own mark-read: the counts were
+   * already moved here) waits until the pushes pause for MAILBOX_QUIET ms (at most
+   * MAILBOX_LATEST ms), so that reading message after message is not queued behind the
+   * server's counting. */
+  private async schedule(w: Wanted, deferred = false): Promise<void> {
+    if (!w.mailboxes && !w.emails) return;
+    if (!w.emails && !deferred) return this.deferMailboxes();
+    if (w.mailboxes && this.mailboxTimer) {
+      clearTimeout(this.mailboxTimer);
+      this.mailboxTimer = null;
+    }
     if (this.refreshing) {
-      this.refreshAgain = true;
+      const p = this.refreshAgain;
+      this.refreshAgain = { mailboxes: w.mailboxes || !!p?.mailboxes, emails: w.emails || !!p?.emails };
       return;
     }
-    this.refreshing = this.refresh();
+    this.refreshing = this.refresh(w);
     try {
       await this.refreshing;
     } finally {
       this.refreshing = null;
     }
-    if (this.refreshAgain) {
-      this.refreshAgain = false;
-      await this.onPush(null);
+    const again = this.refreshAgain;
+    if (again) {
+      this.refreshAgain = null;
+      await this.schedule(again, true);
     }
+  }
+
+  private deferMailboxes(): void {
+    if (this.mailboxTimer === null) this.mailboxFirst = Date.now();
+    else clearTimeout(this.mailboxTimer);
+    const wait = Math.max(0, Math.min(MAILBOX_QUIET, this.mailboxFirst + MAILBOX_LATEST - Date.now()));
+    this.mailboxTimer = setTimeout(() => {
+      this.mailboxTimer = null;
+      void this.schedule({ mailboxes: true, emails: false }, true);
+    }, wait);
   }
 
   /** Brings mailboxes, the list and the open thread in line with the server's changes,
    * through `/changes` (never a reload of the list). */
-  async refresh(): Promise<void> {
+  async refresh(what: Wanted = { mailboxes: true, emails: true }): Promise<void> {
     if (!this.emailState || this.phase !== "ready") return;
     try {
       // While an account syncs (or fails), its status in the Session changes: follow it.
@@ -414,7 +532,7 @@ export class MailApp {
         this.session = await this.jmap.loadSession();
         this.readSync();
       }
-      await this.refreshAll();
+      await this.refreshAll(what);
       if (this.connection === "offline") this.connection = "polling";
     } catch (e) {
       this.report(e);
@@ -423,30 +541,34 @@ export class MailApp {
   }
 
   /** Everything a change can touch, in ONE request (back-references carry the ids from
-   * one call to the next): mailbox changes and the mailboxes, Email changes and the
-   * changed Emails, and the list's queryChanges with its new Emails. */
-  private async refreshAll(): Promise<void> {
+   * one call to the next): mailbox changes and the changed mailboxes, Email changes and
+   * the changed Emails, and the list's queryChanges with its new Emails. */
+  private async refreshAll(what: Wanted): Promise<void> {
     const acc = this.accountId;
     const ref = (resultOf: string, name: string, path: string) => ({ resultOf, name, path });
     const useQc = !this.noQueryChanges && !!this.list.queryState;
-    const calls: Invocation[] = [
-      ["Mailbox/changes", { accountId: acc, sinceState: this.mailboxState }, "mc"],
-      ["Mailbox/get", { accountId: acc, ids: null }, "mg"],
-      ["Email/changes", { accountId: acc, sinceState: this.emailState, maxChanges: 500 }, "ec"],
-      ["Email/get", { accountId: acc, "#ids": ref("ec", "Email/changes", "/created"), properties: LIST_PROPS }, "gc"],
-      ["Email/get", { accountId: acc, "#ids": ref("ec", "Email/changes", "/updated"), properties: LIST_PROPS }, "gu"],
-    ];
-    if (useQc)
+    const calls: Invocation[] = [];
+    if (what.mailboxes)
+      calls.push(
+        ["Mailbox/changes", { accountId: acc, sinceState: this.mailboxState }, "mc"],
+        ["Mailbox/get", { accountId: acc, "#ids": ref("mc", "Mailbox/changes", "/created") }, "mgc"],
+        ["Mailbox/get", { accountId: acc, "#ids": ref("mc", "Mailbox/changes", "/updated") }, "mgu"],
+      );
+    if (what.emails)
+      calls.push(
+        ["Email/changes", { accountId: acc, sinceState: this.emailState, maxChanges: 500 }, "ec"],
+        ["Email/get", { accountId: acc, "#ids": ref("ec", "Email/changes", "/created"), properties: LIST_PROPS }, "gc"],
+        ["Email/get", { accountId: acc, "#ids": ref("ec", "Email/changes", "/updated"), properties: LIST_PROPS }, "gu"],
+      );
+    if (what.emails && useQc)
       calls.push(
         ["Email/queryChanges", { ...this.queryArgs(), sinceQueryState: this.list.queryState, calculateTotal: true }, "qc"],
         ["Email/get", { accountId: acc, "#ids": ref("qc", "Email/queryChanges", "/added/*/id"), properties: LIST_PROPS }, "ga"],
       );
+    if (!calls.length) return;
     const r = await this.jmap.request(calls);
-    const mg = r.get("mg");
-    if (mg && !(mg instanceof MethodError)) {
-      this.mailboxes = mg.list as Mailbox[];
-      this.mailboxState = mg.state as string;
-    }
+    if (what.mailboxes) await this.applyMailboxChanges(r);
+    if (!what.emails) return;
     const ec = r.get("ec");
     if (ec instanceof MethodError && ec.type === "cannotCalculateChanges") {
       // Too old to follow: start the list over (rare: a long time offline).
@@ -508,7 +630,7 @@ export class MailApp {
       if (qc && ga && !(ga instanceof MethodError)) {
         for (const e of ga.list as Email[]) if (!mine.has(e.id)) this.cache.set(e.id, e);
         this.list = applyQueryChanges(this.list, qc);
-        await this.afterListChange(changedIds, destroyed);
+        await this.afterListChange(created, changedIds, destroyed);
         return;
       }
     }
@@ -525,26 +647,57 @@ export class MailApp {
       destroyed,
       changed.filter((e) => !mine.has(e.id)),
     );
-    await this.afterListChange(changedIds, destroyed);
+    await this.afterListChange(created, changedIds, destroyed);
   }
 
-  private async afterListChange(changed: Id[], destroyed: Id[]): Promise<void> {
+  /** Mailbox/changes and the Mailbox/get of what it names, merged into the mailboxes;
+   * anything unexpected (too many changes, an error) reads them all again. */
+  private async applyMailboxChanges(r: Map<string, Record<string, unknown> | MethodError>): Promise<void> {
+    const mc = r.get("mc");
+    const got = ["mgc", "mgu"].map((k) => r.get(k));
+    if (!mc || mc instanceof MethodError || mc.hasMoreChanges || got.some((g) => !g || g instanceof MethodError)) {
+      await this.loadMailboxes();
+      return;
+    }
+    const byId = new Map(this.mailboxes.map((m) => [m.id, m]));
+    for (const g of got) for (const m of ((g as Record<string, unknown>).list as Mailbox[])) byId.set(m.id, m);
+    for (const id of (mc.destroyed as Id[] | undefined) ?? []) byId.delete(id);
+    this.mailboxes = [...byId.values()];
+    this.mailboxState = mc.newState as string;
+  }
+
+  private async afterListChange(created: Id[], changed: Id[], destroyed: Id[]): Promise<void> {
     this.cursor = Math.min(this.cursor, Math.max(0, this.list.total - 1));
     for (const id of destroyed) this.selected.delete(id);
+    // Prefetched threads that a change touches are fetched again when opened.
+    const gone = new Set([...changed, ...destroyed]);
+    const newThreads = new Set(created.map((id) => this.cache.get(id)?.threadId).filter((t): t is Id => !!t));
+    for (const [id, t] of this.bodies)
+      if (newThreads.has(t.threadId) || t.emails.some((e) => gone.has(e.id))) this.bodies.delete(id);
     if (this.open) {
-      const touched = [...changed, ...destroyed].some(
-        (id) => this.open?.emails.some((e) => e.id === id) || this.cache.get(id)?.threadId === this.open?.threadId,
-      );
-      if (touched) await this.openThread(this.open.emailId, false);
+      const open = this.open;
+      // A new message in the thread, or one of it gone: read the thread again. Otherwise
+      // the changed Emails' keywords and mailboxes are patched in (no body refetch).
+      const joins = newThreads.has(open.threadId);
+      const lost = destroyed.some((id) => open.emails.some((e) => e.id === id));
+      if (joins || lost) await this.openThread(open.emailId, false, false);
+      else if (open.emails.some((e) => gone.has(e.id)))
+        this.open = {
+          ...open,
+          emails: open.emails.map((e) => {
+            const c = gone.has(e.id) ? this.cache.get(e.id) : undefined;
+            return c ? { ...e, keywords: c.keywords, mailboxIds: c.mailboxIds } : e;
+          }),
+        };
     }
   }
 
   // --- reading ------------------------------------------------------------------------------------
 
-  async openThread(emailId: Id, markRead = true): Promise<void> {
-    const base = this.cache.get(emailId);
-    const r = await this.jmap.request([
-      ["Email/get", { accountId: this.accountId, ids: [emailId], properties: ["threadId"] }, "e"],
+  /** The request that reads whole threads for reading, from some of their Email ids. */
+  private threadCalls(ids: Id[]): Invocation[] {
+    return [
+      ["Email/get", { accountId: this.accountId, ids, properties: ["threadId"] }, "e"],
       ["Thread/get", { accountId: this.accountId, "#ids": { resultOf: "e", name: "Email/get", path: "/list/*/threadId" } }, "t"],
       [
         "Email/get",
@@ -557,28 +710,100 @@ export class MailApp {
         },
         "b",
       ],
-    ]).catch((e: unknown) => {
-      this.report(e);
-      return null;
-    });
-    if (!r) return;
+    ];
+  }
+
+  /** Files the threads of a threadCalls answer under the Email ids asked for. */
+  private keepThreads(asked: Id[], r: Map<string, Record<string, unknown> | MethodError>): boolean {
+    const e = r.get("e");
     const t = r.get("t");
     const b = r.get("b");
-    if (!b || b instanceof MethodError || !t || t instanceof MethodError) {
-      if (!this.open || this.open.emailId !== emailId) this.toastError("This message could not be opened.");
-      return;
+    if (!e || e instanceof MethodError || !b || b instanceof MethodError || !t || t instanceof MethodError) return false;
+    const threadOf = new Map((e.list as { id: Id; threadId: Id }[]).map((x) => [x.id, x.threadId]));
+    const byId = new Map((b.list as FullEmail[]).map((x) => [x.id, x]));
+    for (const th of t.list as { id: Id; emailIds: Id[] }[]) {
+      const emails = th.emailIds.map((id) => byId.get(id)).filter((x): x is FullEmail => !!x);
+      for (const id of asked) if (threadOf.get(id) === th.id) this.bodies.set(id, { threadId: th.id, emails });
     }
-    const thread = (t.list as { id: Id; emailIds: Id[] }[])[0];
+    while (this.bodies.size > BODIES_KEPT) {
+      const oldest = this.bodies.keys().next().value;
+      if (oldest === undefined) break;
+      this.bodies.delete(oldest);
+    }
+    return asked.every((id) => this.bodies.has(id));
+  }
+
+  /** Opens the thread of `emailId`: at once when it was fetched ahead, else in one
+   * request. Marking it read is sent after it is on screen and does not hold it up;
+   * the neighbours in the list are then fetched ahead. */
+  async openThread(emailId: Id, markRead = true, useFetched = true): Promise<void> {
+    const base = this.cache.get(emailId);
+    let got = useFetched ? this.bodies.get(emailId) : undefined;
+    if (got) {
+      // Most recently used last.
+      this.bodies.delete(emailId);
+      this.bodies.set(emailId, got);
+    } else {
+      const r = await this.jmap.request(this.threadCalls([emailId])).catch((e: unknown) => {
+        this.report(e);
+        return null;
+      });
+      if (!r) return;
+      got = this.keepThreads([emailId], r) ? this.bodies.get(emailId) : undefined;
+      if (!got) {
+        if (!this.open || this.open.emailId !== emailId) this.toastError("This message could not be opened.");
+        return;
+      }
+    }
     // Thread order (oldest first); messages in Trash are left out unless opened from there.
     const trash = this.byRole("trash")?.id;
     const inTrash = !!trash && this.view.mailboxId === trash;
-    const emails = (b.list as FullEmail[]).filter((e) => inTrash || !trash || !e.mailboxIds[trash] || e.id === emailId);
-    this.open = { emailId, threadId: thread?.id ?? base?.threadId ?? "", emails };
+    const emails = got.emails
+      .filter((e) => inTrash || !trash || !e.mailboxIds[trash] || e.id === emailId)
+      // What this client changed since (the list's Emails carry it) wins.
+      .map((e) => {
+        const c = this.cache.get(e.id);
+        return c && (c.keywords !== e.keywords || c.mailboxIds !== e.mailboxIds) ? { ...e, keywords: c.keywords, mailboxIds: c.mailboxIds } : e;
+      });
+    this.open = { emailId, threadId: got.threadId || base?.threadId || "", emails };
     this.emit();
     if (markRead && this.can("read")) {
       const unread = emails.filter((e) => !e.keywords.$seen).map((e) => e.id);
       if (unread.length) void this.setKeyword(unread, "$seen", true, false);
     }
+    if (markRead) this.prefetchAround(emailId);
+  }
+
+  /** Fetches the threads next to `emailId` in the list (the next ones to be read with
+   * j/k or a click below), and warms the cache of their sanitised HTML. */
+  private prefetchAround(emailId: Id): void {
+    const i = this.list.ids[this.cursor] === emailId ? this.cursor : this.list.ids.indexOf(emailId);
+    if (i < 0) return;
+    const want = [i + 1, i - 1, i + 2]
+      .map((n) => this.list.ids[n])
+      .filter((id): id is Id => !!id && !this.bodies.has(id) && !this.prefetching.has(id));
+    if (!want.length) return;
+    for (const id of want) this.prefetching.add(id);
+    void this.jmap
+      .request(this.threadCalls(want))
+      .then((r) => {
+        this.keepThreads(want, r);
+        for (const id of want) {
+          const t = this.bodies.get(id);
+          const e = t?.emails.find((x) => x.id === id);
+          const html = e?.htmlBody.find((p) => p.type === "text/html" && p.blobId);
+          if (html?.blobId) void fetch(this.htmlUrl(html.blobId, false), { credentials: "same-origin", headers: { "X-Tidings-Client": "web" } }).catch(() => undefined);
+        }
+      })
+      .catch(() => undefined)
+      .finally(() => {
+        for (const id of want) this.prefetching.delete(id);
+      });
+  }
+
+  /** The sanitised page of an HTML part (see api::web). */
+  htmlUrl(blobId: Id, images: boolean): string {
+    return `/web/html/${encodeURIComponent(this.accountId)}/${encodeURIComponent(blobId)}${images ? "?images=1" : ""}`;
   }
 
   closeThread(): void {
@@ -613,21 +838,34 @@ export class MailApp {
     this.emit();
     const update: Record<Id, Record<string, unknown>> = {};
     for (const [id, p] of patches) update[id] = p;
+    // Threads fetched for reading carry the change too (a refusal drops them below).
+    for (const [id, t] of this.bodies)
+      if (t.emails.some((e) => patches.has(e.id)))
+        this.bodies.set(id, { ...t, emails: t.emails.map((e) => { const p = patches.get(e.id); return p ? { ...e, ...patchEmail(e, p) } : e; }) });
     let refused: Id[] = [];
     let why = "";
     try {
-      const r = await this.jmap.call<{ notUpdated?: Record<Id, { type: string; description?: string }> | null }>("Email/set", {
+      const before = this.emailState;
+      const r = await this.jmap.call<{ notUpdated?: Record<Id, { type: string; description?: string }> | null; oldState?: string | null; newState?: string }>("Email/set", {
         accountId: this.accountId,
         update,
       });
       refused = Object.keys(r.notUpdated ?? {});
       const first = Object.values(r.notUpdated ?? {})[0];
       why = first ? first.description ?? first.type : "";
+      // Our own change of keywords, made on top of the state we hold, in a list whose
+      // filter does not look at keywords: the Emails are what we patched and the list
+      // did not move, so the push it causes needs no Email/changes round (the mailbox
+      // counts are still refreshed). Anything else follows the push as usual.
+      const keywordsOnly = [...patches.values()].every((p) => Object.keys(p).every((k) => k.startsWith("keywords/")));
+      if (!refused.length && keywordsOnly && !this.view.search.trim() && r.oldState && r.oldState === before && this.emailState === before && r.newState)
+        this.emailState = r.newState;
     } catch (e) {
       refused = [...patches.keys()];
       why = e instanceof Error ? e.message : String(e);
     }
     if (refused.length) {
+      for (const [id, t] of this.bodies) if (t.emails.some((e) => refused.includes(e.id))) this.bodies.delete(id);
       const list = this.optimistic.rollback(this.cache, seq, refused);
       if (list && removeFromList.length) this.list = list;
       this.patchOpen(new Map(refused.map((id) => [id, {}])));
@@ -667,7 +905,26 @@ export class MailApp {
     if (!this.can("read") || ids.length === 0) return;
     const patches = new Map(ids.map((id) => [id, { [`keywords/${keyword}`]: on ? true : null }]));
     const label = keyword === "$seen" ? (on ? "mark as read" : "mark as unread") : on ? "flag" : "unflag";
-    await this.update(patches, [], label, withUndo ? () => this.setKeyword(ids, keyword, !on, false) : null);
+    if (keyword === "$seen") this.moveUnreadCounts(ids, on);
+    const ok = await this.update(patches, [], label, withUndo ? () => this.setKeyword(ids, keyword, !on, false) : null);
+    // Refused: the server's counts, not ours.
+    if (!ok && keyword === "$seen") await this.loadMailboxes().then(() => this.emit(), () => undefined);
+  }
+
+  /** The unread counts of the mailboxes holding these Emails, moved at once (the
+   * server's counts follow with the next mailbox refresh). */
+  private moveUnreadCounts(ids: Id[], seen: boolean): void {
+    const delta = new Map<Id, number>();
+    for (const id of ids) {
+      const e = this.cache.get(id);
+      if (!e || !!e.keywords.$seen === seen) continue;
+      for (const m of Object.keys(e.mailboxIds)) delta.set(m, (delta.get(m) ?? 0) + (seen ? -1 : 1));
+    }
+    if (delta.size)
+      this.mailboxes = this.mailboxes.map((m) => {
+        const d = delta.get(m.id);
+        return d ? { ...m, unreadEmails: Math.max(0, m.unreadEmails + d) } : m;
+      });
   }
 
   /** Marks the targets (whole conversations when they are on) read or unread. */
@@ -1014,6 +1271,10 @@ export class MailApp {
   }
 }
 
+function mark(name: string): void {
+  if (typeof performance !== "undefined" && typeof performance.mark === "function") performance.mark(name);
+}
+
 function readPref(key: string): string | null {
   try {
     return localStorage.getItem(key);
@@ -1028,6 +1289,28 @@ function writePref(key: string, value: string): void {
   } catch {
     /* private mode */
   }
+}
+
+interface Boot {
+  accountId: Id;
+  apiUrl: string;
+}
+
+/** The account and API URL of the last visit (not secret: ids and a path). */
+function readBoot(): Boot | null {
+  try {
+    const v = JSON.parse(localStorage.getItem("tidings.boot") ?? "null") as Partial<Boot> | null;
+    if (!v || typeof v.accountId !== "string" || typeof v.apiUrl !== "string" || !v.accountId) return null;
+    // Only ever our own origin (the cookie must not go anywhere else).
+    if (new URL(v.apiUrl, location.href).origin !== location.origin) return null;
+    return { accountId: v.accountId, apiUrl: v.apiUrl };
+  } catch {
+    return null;
+  }
+}
+
+function writeBoot(b: Boot): void {
+  writePref("tidings.boot", JSON.stringify(b));
 }
 
 function readTrusted(): string[] {

@@ -160,7 +160,7 @@ fn web_client_in_headless_chromium() -> Result<()> {
         std::thread::spawn(move || {
             let start = Instant::now();
             while !finished.load(Ordering::Relaxed) {
-                if start.elapsed() > Duration::from_secs(240) {
+                if start.elapsed() > Duration::from_secs(300) {
                     let _ = Command::new("kill").arg(pid.to_string()).status();
                     return true;
                 }
@@ -200,6 +200,18 @@ fn web_client_in_headless_chromium() -> Result<()> {
                 c.logout()?;
                 writeln!(stdin, "OK")?;
             }
+            (Some("DELIVER"), Some("imap-flag"), Some(on)) => {
+                // Another device flags (or unflags) the first message, Quarterly report.
+                let mut c = ImapClient::login(dovecot.imap_port(), USER, "imap-pw")?;
+                c.select("INBOX")?;
+                let Some(first) = c.uids()?.first().copied() else {
+                    bail!("INBOX is empty");
+                };
+                let op = if on == "on" { "+FLAGS" } else { "-FLAGS" };
+                c.store_flags(&first.to_string(), op, &["\\Flagged"])?;
+                c.logout()?;
+                writeln!(stdin, "OK")?;
+            }
             (Some("DONE"), _, _) => done = true,
             _ => {
                 outcome = Err(anyhow::anyhow!(
@@ -216,7 +228,7 @@ fn web_client_in_headless_chromium() -> Result<()> {
     let _ = serve.wait();
     outcome?;
     if killed {
-        bail!("the browser run took longer than 240 s");
+        bail!("the browser run took longer than 300 s");
     }
     if !status.success() || !done {
         bail!(

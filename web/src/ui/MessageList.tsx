@@ -13,12 +13,18 @@ export function who(a: EmailAddress[] | null | undefined): string {
   return x.name || x.email;
 }
 
+// One formatter each, made once: `toLocaleDateString` with options builds a new one per
+// call, which is most of a row's render time.
+const TIME = new Intl.DateTimeFormat(undefined, { hour: "2-digit", minute: "2-digit" });
+const DAY = new Intl.DateTimeFormat(undefined, { month: "short", day: "numeric" });
+const DATE = new Intl.DateTimeFormat(undefined, { year: "numeric", month: "short", day: "numeric" });
+
 export function shortDate(iso: string, now = new Date()): string {
   const d = new Date(iso);
   if (Number.isNaN(d.getTime())) return "";
-  if (d.toDateString() === now.toDateString()) return d.toLocaleTimeString(undefined, { hour: "2-digit", minute: "2-digit" });
-  if (d.getFullYear() === now.getFullYear()) return d.toLocaleDateString(undefined, { month: "short", day: "numeric" });
-  return d.toLocaleDateString(undefined, { year: "numeric", month: "short", day: "numeric" });
+  if (d.toDateString() === now.toDateString()) return TIME.format(d);
+  if (d.getFullYear() === now.getFullYear()) return DAY.format(d);
+  return DATE.format(d);
 }
 
 /** The message list, virtualised: only the rows on screen (plus a few) exist in the DOM;

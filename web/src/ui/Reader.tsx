@@ -1,3 +1,4 @@
+import { Component } from "preact";
 import { useEffect, useRef, useState } from "preact/hooks";
 import type { BodyPart, FullEmail, MailApp } from "../state";
 import type { EmailAddress } from "../model";
@@ -35,7 +36,13 @@ export function Reader({ app }: { app: MailApp }) {
       </div>
       <div class="thread" role="list">
         {open.emails.map((e, i) => (
-          <Message key={e.id} app={app} email={e} expanded={i === open.emails.length - 1 || !e.keywords.$seen || e.id === open.emailId} />
+          <Message
+            key={e.id}
+            app={app}
+            email={e}
+            expanded={i === open.emails.length - 1 || !e.keywords.$seen || e.id === open.emailId}
+            trusted={app.trustedSenders.has((e.from?.[0]?.email ?? "").toLowerCase())}
+          />
         ))}
       </div>
     </section>
@@ -114,7 +121,23 @@ function Toolbar({ app }: { app: MailApp }) {
   );
 }
 
-function Message({ app, email, expanded }: { app: MailApp; email: FullEmail; expanded: boolean }) {
+/** One message of the thread. Memoised: the app re-renders on every change (a window of
+ * the list arriving while scrolling, a count), and a message only changes with its Email
+ * object (replaced, never mutated) or whether its sender's images are trusted. */
+type MessageProps = { app: MailApp; email: FullEmail; expanded: boolean; trusted: boolean };
+
+class Message extends Component<MessageProps> {
+  override shouldComponentUpdate(n: MessageProps): boolean {
+    const p = this.props;
+    return n.email !== p.email || n.expanded !== p.expanded || n.trusted !== p.trusted || n.app !== p.app;
+  }
+
+  override render() {
+    return <MessageView {...this.props} />;
+  }
+}
+
+function MessageView({ app, email, expanded, trusted }: { app: MailApp; email: FullEmail; expanded: boolean; trusted: boolean }) {
   const [show, setShow] = useState(expanded);
   useEffect(() => setShow(expanded), [expanded]);
   const date = new Date(email.receivedAt);
@@ -132,15 +155,15 @@ function Message({ app, email, expanded }: { app: MailApp; email: FullEmail; exp
           <div class="msg-preview">{email.preview}</div>
         )}
       </header>
-      {show && <Body app={app} email={email} />}
+      {show && <Body app={app} email={email} trusted={trusted} />}
       {show && email.attachments.length > 0 && <Attachments app={app} email={email} />}
     </article>
   );
 }
 
-function Body({ app, email }: { app: MailApp; email: FullEmail }) {
+function Body({ app, email, trusted }: { app: MailApp; email: FullEmail; trusted: boolean }) {
   const html = email.htmlBody.find((p) => p.type === "text/html" && p.blobId);
-  if (html?.blobId) return <HtmlBody app={app} email={email} part={html} />;
+  if (html?.blobId) return <HtmlBody app={app} email={email} part={html} trusted={trusted} />;
   const text = email.textBody
     .filter((p) => p.type.startsWith("text/") && p.partId)
     .map((p) => email.bodyValues[p.partId ?? ""]?.value ?? "")
@@ -154,14 +177,14 @@ function Body({ app, email }: { app: MailApp; email: FullEmail }) {
 
 /** The HTML part sanitised by the server, in a sandboxed iframe without scripts; remote
  * images come only after the user allows them for this message or this sender. */
-function HtmlBody({ app, email, part }: { app: MailApp; email: FullEmail; part: BodyPart }) {
+function HtmlBody({ app, email, part, trusted }: { app: MailApp; email: FullEmail; part: BodyPart; trusted: boolean }) {
   const sender = (email.from?.[0]?.email ?? "").toLowerCase();
   const [allowed, setAllowed] = useState(false);
-  const images = allowed || (sender !== "" && app.trustedSenders.has(sender));
+  const images = allowed || (sender !== "" && trusted);
   const [blocked, setBlocked] = useState(0);
   const [src, setSrc] = useState<string | null>(null);
   const frame = useRef<HTMLIFrameElement>(null);
-  const url = `/web/html/${encodeURIComponent(app.accountId)}/${encodeURIComponent(part.blobId ?? "")}${images ? "?images=1" : ""}`;
+  const url = app.htmlUrl(part.blobId ?? "", images);
   useEffect(() => {
     let live = true;
     // Fetched first for the count of blocked images; the iframe then loads it from cache.

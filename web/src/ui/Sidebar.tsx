@@ -4,7 +4,7 @@ import { Icon } from "./icons";
 
 const ROLE_ICONS = new Set(["inbox", "drafts", "sent", "archive", "junk", "trash"]);
 
-function syncText(s: MailApp["sync"][string] | undefined): { text: string; error: boolean; fraction: number | null } {
+export function syncText(s: MailApp["sync"][string] | undefined): { text: string; error: boolean; fraction: number | null } {
   if (!s) return { text: "", error: false, fraction: null };
   const p = s.progress;
   const fraction = p && p.total > 0 ? Math.min(1, (p.headers + p.bodies) / (2 * p.total)) : null;
