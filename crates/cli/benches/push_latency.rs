@@ -4,20 +4,23 @@
 //! - a bare IMAP client IDLEing on INBOX seeing `EXISTS` (Dovecot's IDLE floor),
 //! - a bare IMAP client with NOTIFY (nothing selected) seeing `STATUS INBOX` (the NOTIFY
 //!   floor, which Tidings' own watcher rides on),
+//! - the same with a NOOP every TIDINGS_BENCH_NOTIFY_FLUSH_MS (default 100, Tidings'
+//!   `imap_notify_flush_ms` while its user is connected, as here),
 //! - a Tidings WebSocket client (RFC 8887) seeing the `StateChange` for Email,
 //! - that client holding the new message from `Email/changes` + `Email/get` sent on the push.
 //!
 //! Prints a Markdown table for BENCHMARKS.md.
 //!
 //! `cargo bench -p cli --bench push_latency` (TIDINGS_BENCH_DELIVERIES, default 200;
-//! TIDINGS_BENCH_NOTIFY_FLUSH_MS sets Tidings' `imap_notify_flush_ms`).
+//! TIDINGS_BENCH_NOTIFY_FLUSH_MS sets Tidings' `imap_notify_flush_ms` and the third
+//! bare client's NOOP interval; 0: neither flushes).
 
 mod common;
 #[path = "../tests/push_support/mod.rs"]
 mod push_support;
 
 use anyhow::{Context, Result, bail};
-use common::{bare_watcher, lmtp_deliver, print_table};
+use common::{Bare, bare_watcher, lmtp_deliver, print_table};
 use push_support::*;
 use serde_json::json;
 use std::path::Path;
@@ -47,14 +50,11 @@ async fn main() -> Result<()> {
         USER,
         &corpus::message("x@example.org", USER, "warm-up", "x"),
     )?;
-    // TIDINGS_BENCH_NOTIFY_FLUSH_MS: Tidings' watcher sends a NOOP this often (the
-    // `imap_notify_flush_ms` setting), which makes Dovecot send what it holds back.
-    let flush = common::env_usize("TIDINGS_BENCH_NOTIFY_FLUSH_MS", 0);
-    let extra = if flush > 0 {
-        format!("imap_notify_flush_ms = {flush}")
-    } else {
-        String::new()
-    };
+    // TIDINGS_BENCH_NOTIFY_FLUSH_MS: Tidings' watcher sends a NOOP this often while the
+    // user has a push client (the `imap_notify_flush_ms` setting, default 100; 0: never),
+    // which makes Dovecot send what it holds back. A third bare client does the same.
+    let flush = common::env_usize("TIDINGS_BENCH_NOTIFY_FLUSH_MS", 100) as u64;
+    let extra = format!("imap_notify_flush_ms = {flush}");
     let serve = serve_with(
         Path::new(env!("CARGO_BIN_EXE_tidings")),
         &dovecot,
@@ -70,27 +70,40 @@ async fn main() -> Result<()> {
 
     let (idle_tx, mut idle_rx) = mpsc::unbounded_channel();
     let (notify_tx, mut notify_rx) = mpsc::unbounded_channel();
+    let (flush_tx, mut flush_rx) = mpsc::unbounded_channel();
     let imap = dovecot.imap_port();
     // TIDINGS_BENCH_IDLE=0: no bare IDLE client (to see its effect on the NOTIFY floor).
     let with_idle = std::env::var("TIDINGS_BENCH_IDLE").map_or(true, |v| v != "0");
-    for (notify, tx) in [(false, idle_tx), (true, notify_tx)] {
-        if !notify && !with_idle {
+    let with_flush = flush > 0;
+    for (mode, tx) in [
+        (Bare::Idle, idle_tx),
+        (Bare::Notify, notify_tx),
+        (
+            Bare::NotifyFlush(Duration::from_millis(flush.max(10))),
+            flush_tx,
+        ),
+    ] {
+        if matches!(mode, Bare::Idle) && !with_idle
+            || matches!(mode, Bare::NotifyFlush(_)) && !with_flush
+        {
             continue;
         }
         std::thread::spawn(move || {
             let quiet = Duration::from_secs(600);
-            if let Err(e) = bare_watcher(imap, USER, PASS, notify, quiet, tx) {
-                eprintln!("bare watcher (notify: {notify}): {e:#}");
+            if let Err(e) = bare_watcher(imap, USER, PASS, mode, quiet, tx) {
+                eprintln!("bare watcher ({mode:?}): {e:#}");
             }
         });
     }
     tokio::time::sleep(Duration::from_millis(500)).await;
     // NOTIFY SET STATUS answers with the current STATUS of every mailbox first.
     while notify_rx.try_recv().is_ok() {}
+    while flush_rx.try_recv().is_ok() {}
 
     let ms = |d: Duration| d.as_secs_f64() * 1000.0;
     let (mut idle, mut notify, mut push, mut added, mut get, mut get_after) =
         (vec![], vec![], vec![], vec![], vec![], vec![]);
+    let (mut flushed, mut added_flushed) = (vec![], vec![]);
     let lmtp = dovecot.lmtp_port();
     let mut stale = 0usize;
     let (mut notify_before, mut notify_extra) = (0usize, 0usize);
@@ -143,6 +156,11 @@ async fn main() -> Result<()> {
             t0
         };
         let t_notify = next_instant(&mut notify_rx, "NOTIFY STATUS").await?;
+        let t_flush = if with_flush {
+            Some(next_instant(&mut flush_rx, "NOTIFY + NOOP STATUS").await?)
+        } else {
+            None
+        };
         // A STATUS the bare client got before the delivery was made is not the delivery's
         // (Dovecot told it of something else, e.g. the previous message's body fetch).
         if t_notify < t0 {
@@ -169,6 +187,7 @@ async fn main() -> Result<()> {
         while notify_rx.try_recv().is_ok() {
             notify_extra += 1;
         }
+        while flush_rx.try_recv().is_ok() {}
         // Deliveries at random phases of Dovecot's notification timers.
         let gap = extra_gap + rand::random::<u64>() % 400;
         tokio::time::sleep(Duration::from_millis(gap)).await;
@@ -176,6 +195,10 @@ async fn main() -> Result<()> {
         notify.push(ms(t_notify - t0));
         push.push(ms(t_push - t0));
         added.push(ms(t_push.saturating_duration_since(t_notify)));
+        if let Some(t) = t_flush {
+            flushed.push(ms(t - t0));
+            added_flushed.push(ms(t_push.saturating_duration_since(t)));
+        }
         get.push(ms(t_get - t0));
         get_after.push(ms(t_get - t_push));
     }
@@ -203,8 +226,16 @@ async fn main() -> Result<()> {
                 "bare IMAP client, NOTIFY: end of DATA → STATUS",
                 &mut notify,
             ),
+            (
+                &format!("bare IMAP client, NOTIFY + NOOP every {flush} ms: end of DATA → STATUS"),
+                &mut flushed,
+            ),
             ("Tidings WebSocket: end of DATA → StateChange", &mut push),
             ("Tidings adds: bare NOTIFY STATUS → StateChange", &mut added),
+            (
+                "Tidings adds: bare NOTIFY + NOOP STATUS → StateChange",
+                &mut added_flushed,
+            ),
             ("Tidings: end of DATA → new message in Email/get", &mut get),
             (
                 "Tidings: StateChange → Email/changes+Email/get answered",

@@ -12,14 +12,15 @@
 //!
 //! Prints Markdown for BENCHMARKS.md.
 //! `cargo bench -p cli --bench watch_many` (TIDINGS_BENCH_NOTIFY_FLUSH_MS sets Tidings'
-//! `imap_notify_flush_ms`).
+//! `imap_notify_flush_ms`; unset, serve's default applies: every user here is connected,
+//! so every watcher flushes every 100 ms).
 
 mod common;
 #[path = "../tests/push_support/mod.rs"]
 mod push_support;
 
 use anyhow::{Context, Result, bail};
-use common::{ProcStats, bare_watcher, env_usize, lmtp_deliver, print_table, proc_stats};
+use common::{Bare, ProcStats, bare_watcher, env_usize, lmtp_deliver, print_table, proc_stats};
 use push_support::*;
 use std::collections::HashMap;
 use std::path::Path;
@@ -110,11 +111,11 @@ async fn run(n: usize, deliveries: usize) -> Result<()> {
         .enumerate()
         .map(|(i, (l, p))| (tu[i / ACCOUNTS_PER_USER].0, l.as_str(), p.as_str()))
         .collect();
-    let flush = env_usize("TIDINGS_BENCH_NOTIFY_FLUSH_MS", 0);
-    let extra = if flush > 0 {
-        format!("imap_notify_flush_ms = {flush}\n")
-    } else {
-        String::new()
+    // Unset: serve's default (a NOOP flush every 100 ms while the user has a push client,
+    // which every user here has); 0: never.
+    let extra = match std::env::var("TIDINGS_BENCH_NOTIFY_FLUSH_MS") {
+        Ok(ms) => format!("imap_notify_flush_ms = {}\n", ms.trim().parse::<u64>()?),
+        Err(_) => String::new(),
     };
 
     // The same server with the same users and no account: what the process costs anyway.
@@ -184,7 +185,7 @@ async fn run(n: usize, deliveries: usize) -> Result<()> {
         let (tx, mut rx) = mpsc::unbounded_channel();
         let (bl, bp) = (l.clone(), p.clone());
         std::thread::spawn(move || {
-            if let Err(e) = bare_watcher(imap, &bl, &bp, true, Duration::from_secs(5), tx) {
+            if let Err(e) = bare_watcher(imap, &bl, &bp, Bare::Notify, Duration::from_secs(5), tx) {
                 eprintln!("bare NOTIFY client of {bl}: {e:#}");
             }
         });

@@ -42,11 +42,15 @@ pub struct Config {
     #[serde(default)]
     pub push_subscription_allow_private: bool,
     // --- watching (issue 4) ---
-    /// With NOTIFY, a NOOP on each watcher connection this often (milliseconds) makes
-    /// Dovecot send the notifications it holds back for 500 ms; off by default (one round
-    /// trip per interval per account). See ARCHITECTURE.md "Watching".
+    /// With NOTIFY, a NOOP on the watcher connection this often (milliseconds, default
+    /// 100, 0 for never) while the account's user has a push client connected makes
+    /// Dovecot send the notifications it holds back for 500 ms. One round trip per
+    /// interval per watched account of a present user. See ARCHITECTURE.md "Watching".
     #[serde(default)]
     pub imap_notify_flush_ms: Option<u64>,
+    /// Flush every NOTIFY watcher, whether its user is connected or not.
+    #[serde(default)]
+    pub imap_notify_flush_always: bool,
 }
 
 fn default_listen() -> String {

@@ -56,6 +56,7 @@ pub async fn run(dir: &Path, listen: &str) -> Result<()> {
         push_subscription_allow_http: false,
         push_subscription_allow_private: false,
         imap_notify_flush_ms: None,
+        imap_notify_flush_always: false,
     };
     let data_dir = config.data_dir.display().to_string();
     let key_file = dir.join("key/secret.key").display().to_string();

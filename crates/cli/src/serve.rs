@@ -188,13 +188,16 @@ pub async fn run(config: Config, stop: impl Future<Output = ()>) -> Result<()> {
         .clone()
         .unwrap_or_else(|| format!("{scheme}://{local}"));
     let mut engine = Engine::new(store.clone(), passwords);
-    // --- watching (issue 4)
-    if let Some(ms) = config.imap_notify_flush_ms {
-        engine = engine.with_options(engine::EngineOptions {
-            notify_flush: Some(Duration::from_millis(ms.max(10))),
-            ..engine::EngineOptions::default()
-        });
-    }
+    // --- watching (issue 4): 0 turns the flush off.
+    engine = engine.with_options(engine::EngineOptions {
+        notify_flush: match config.imap_notify_flush_ms {
+            Some(0) => None,
+            Some(ms) => Some(Duration::from_millis(ms.max(10))),
+            None => engine::EngineOptions::default().notify_flush,
+        },
+        notify_flush_always: config.imap_notify_flush_always,
+        ..engine::EngineOptions::default()
+    });
     // --- end watching
     let mut api_state = api::AppState::new(store.clone(), &base_url);
     // --- sending (issue 5): a queued submission wakes the worker at once.
@@ -213,6 +216,9 @@ pub async fn run(config: Config, stop: impl Future<Output = ()>) -> Result<()> {
         limits.subscription_allow_private = config.push_subscription_allow_private;
         api_state.push = api::PushHub::new(store.as_ref(), limits);
     }
+    // --- watching (issue 4): the watchers flush while their user has a push client.
+    engine = engine.with_presence(Arc::new(Followers(api_state.push.clone())));
+    // --- end watching
     let api_state = Arc::new(api_state);
     if let Err(e) = api::start_push(&api_state).await {
         tracing::warn!(error = %e, "push subscriptions not started");
@@ -250,4 +256,13 @@ pub async fn run(config: Config, stop: impl Future<Output = ()>) -> Result<()> {
         Err(e) => tracing::error!(error = %e, "HTTP server task failed"),
     }
     Ok(())
+}
+
+/// The push hub, as the engine's `Presence`: a user with a live push connection is looking.
+struct Followers(Arc<api::PushHub>);
+
+impl engine::Presence for Followers {
+    fn is_present(&self, user: mail_types::UserId) -> bool {
+        self.0.has_followers(user)
+    }
 }

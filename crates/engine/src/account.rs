@@ -5,7 +5,7 @@ use crate::{Backoff, PasswordSource};
 use imap_sync::response::Response;
 use imap_sync::sync::{AccountSync, SyncReport};
 use imap_sync::{Credentials, Endpoint, Error, Session};
-use mail_types::{AccountId, State, SyncStatus};
+use mail_types::{AccountId, State, SyncStatus, UserId};
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -27,6 +27,9 @@ const IDLE_MODE_RESYNC: Duration = Duration::from_secs(5 * 60);
 const AUTH_RETRY: Duration = Duration::from_secs(15 * 60);
 /// After a first event, wait this long for more so a burst costs one resync.
 const COALESCE: Duration = Duration::from_millis(3);
+/// With `notify_flush` set and nobody looking, how often a quiet NOTIFY watcher asks again
+/// whether someone is (a wakeup, no network traffic).
+const PRESENCE_CHECK: Duration = Duration::from_secs(1);
 
 /// Published after a committed change of an account's data.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -41,6 +44,7 @@ pub(crate) struct Ctx {
     pub shutdown: watch::Receiver<bool>,
     pub events: broadcast::Sender<AccountEvent>,
     pub options: crate::EngineOptions,
+    pub presence: Option<Arc<dyn crate::Presence>>,
     /// Shared by every account: see `EngineOptions::connect_concurrency`.
     pub connecting: Arc<tokio::sync::Semaphore>,
 }
@@ -56,6 +60,14 @@ impl Ctx {
             _ = tokio::time::sleep(d) => self.stopping(),
             _ = self.shutdown.changed() => true,
         }
+    }
+
+    /// How often the NOTIFY watcher of `user`'s account flushes now (None: not now).
+    fn flush_interval(&self, user: UserId) -> Option<Duration> {
+        let f = self.options.notify_flush?;
+        let present = self.options.notify_flush_always
+            || self.presence.as_ref().is_some_and(|p| p.is_present(user));
+        present.then_some(f)
     }
 
     async fn set_status(&self, account: AccountId, status: SyncStatus) {
@@ -223,7 +235,7 @@ async fn imap_round(
     backoff.reset();
 
     if worker.has("NOTIFY") {
-        watch_notify(ctx, &sync, worker, &ep, &creds, publisher).await
+        watch_notify(ctx, &sync, account.user, worker, &ep, &creds, publisher).await
     } else {
         watch_idle(ctx, &sync, worker, &ep, &creds, publisher).await
     }
@@ -269,6 +281,7 @@ fn log_report(account: AccountId, r: &SyncReport, took: Duration) {
 async fn watch_notify(
     ctx: &mut Ctx,
     sync: &AccountSync,
+    user: UserId,
     mut worker: Session,
     ep: &Endpoint,
     creds: &Credentials,
@@ -295,11 +308,14 @@ async fn watch_notify(
             .notify_full_pass
             .saturating_sub(last_pass.elapsed());
         let until_noop = NOTIFY_KEEPALIVE.saturating_sub(last_noop.elapsed());
-        // With `notify_flush`, a NOOP this often makes Dovecot send what it holds back.
-        let until_flush = ctx
-            .options
-            .notify_flush
-            .map_or(Duration::MAX, |f| f.saturating_sub(last_flush.elapsed()));
+        // With `notify_flush`, a NOOP this often makes Dovecot send what it holds back,
+        // while the user is looking (asked again every PRESENCE_CHECK otherwise).
+        let flush = ctx.flush_interval(user);
+        let until_flush = match flush {
+            Some(f) => f.saturating_sub(last_flush.elapsed()),
+            None if ctx.options.notify_flush.is_some() => PRESENCE_CHECK,
+            None => Duration::MAX,
+        };
         let first = tokio::select! {
             _ = ctx.shutdown.changed() => {
                 watcher.logout().await;
@@ -322,10 +338,7 @@ async fn watch_notify(
                     unselect(&mut worker).await?;
                     last_pass = tokio::time::Instant::now();
                 }
-                let flush_due = ctx
-                    .options
-                    .notify_flush
-                    .is_some_and(|f| last_flush.elapsed() >= f);
+                let flush_due = flush.is_some_and(|f| last_flush.elapsed() >= f);
                 if last_noop.elapsed() >= NOTIFY_KEEPALIVE || flush_due {
                     // Dovecot answers a NOOP with the notifications it was delaying
                     // (imap-notify.c `imap_notify_flush`); they are events like any other.

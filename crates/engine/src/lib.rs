@@ -21,7 +21,7 @@ pub use submission::SubmitOptions;
 pub use account::AccountEvent;
 pub use backoff::Backoff;
 
-use mail_types::{AccountId, AccountKind};
+use mail_types::{AccountId, AccountKind, UserId};
 use std::sync::Arc;
 use store::{AccountRecord, Store};
 use tokio::sync::{broadcast, watch};
@@ -29,6 +29,14 @@ use tokio::task::JoinHandle;
 
 /// Turns a stored (encrypted) account password into the clear text needed to log in.
 pub type PasswordSource = Arc<dyn Fn(&AccountRecord) -> anyhow::Result<String> + Send + Sync>;
+
+/// --- push latency (issue 4): who is looking right now. The push hub answers it: a user
+/// with a live push connection (WebSocket with push enabled, EventSource) is "present",
+/// and the NOTIFY watchers of that user's accounts flush Dovecot's held-back notifications
+/// (`EngineOptions::notify_flush`), so what they see arrives in ~100 ms, not ~500 ms.
+pub trait Presence: Send + Sync {
+    fn is_present(&self, user: UserId) -> bool;
+}
 
 /// Tunables of the account tasks.
 #[derive(Debug, Clone)]
@@ -42,11 +50,14 @@ pub struct EngineOptions {
     /// same instant and time them out.
     pub connect_concurrency: usize,
     /// --- push latency (issue 4): with NOTIFY, send a NOOP on the watcher connection
-    /// this often while it is quiet. Dovecot 2.3 holds every NOTIFY (and IDLE) event back
-    /// 500 ms after the first change it sees (`NOTIFY_DELAY_MSECS`); a NOOP makes it send
-    /// what it holds at once, so a delivery is seen within this interval instead. Costs
-    /// one round trip per interval per account; `None` (the default) waits for Dovecot.
+    /// this often while it is quiet and the account's user is present (`Presence`), or
+    /// always with `notify_flush_always`. Dovecot 2.3 holds every NOTIFY (and IDLE) event
+    /// back 500 ms after the first change it sees (`NOTIFY_DELAY_MSECS`); a NOOP makes it
+    /// send what it holds at once, so a delivery is seen within this interval instead.
+    /// Costs one round trip per interval per watched account; `None` waits for Dovecot.
     pub notify_flush: Option<std::time::Duration>,
+    /// Flush on every NOTIFY watcher, whether or not anyone is looking.
+    pub notify_flush_always: bool,
 }
 
 impl Default for EngineOptions {
@@ -54,7 +65,8 @@ impl Default for EngineOptions {
         EngineOptions {
             notify_full_pass: std::time::Duration::from_secs(120),
             connect_concurrency: 32,
-            notify_flush: None,
+            notify_flush: Some(std::time::Duration::from_millis(100)),
+            notify_flush_always: false,
         }
     }
 }
@@ -67,6 +79,8 @@ pub struct Engine {
     events: broadcast::Sender<AccountEvent>,
     tasks: Vec<(AccountId, JoinHandle<()>)>,
     options: EngineOptions,
+    /// Who is looking (push latency); without it only `notify_flush_always` flushes.
+    presence: Option<Arc<dyn Presence>>,
     /// Permits of `EngineOptions::connect_concurrency`.
     connecting: Arc<tokio::sync::Semaphore>,
     // --- sending (issue 5)
@@ -87,6 +101,7 @@ impl Engine {
             events,
             tasks: Vec::new(),
             options: EngineOptions::default(),
+            presence: None,
             connecting: Arc::new(tokio::sync::Semaphore::new(
                 EngineOptions::default().connect_concurrency,
             )),
@@ -101,6 +116,12 @@ impl Engine {
             options.connect_concurrency.max(1),
         ));
         self.options = options;
+        self
+    }
+
+    /// Tells the watchers who is looking (see `Presence`).
+    pub fn with_presence(mut self, presence: Arc<dyn Presence>) -> Self {
+        self.presence = Some(presence);
         self
     }
 
@@ -158,6 +179,7 @@ impl Engine {
             shutdown: self.shutdown_tx.subscribe(),
             events: self.events.clone(),
             options: self.options.clone(),
+            presence: self.presence.clone(),
             connecting: self.connecting.clone(),
         };
         let handle = match account.kind {

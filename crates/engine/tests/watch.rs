@@ -375,3 +375,88 @@ async fn reconnects_after_the_server_comes_back() -> Result<()> {
     engine.shutdown().await;
     Ok(())
 }
+
+/// A `Presence` the test switches.
+struct Looking(std::sync::atomic::AtomicBool);
+
+impl engine::Presence for Looking {
+    fn is_present(&self, _user: mail_types::UserId) -> bool {
+        self.0.load(std::sync::atomic::Ordering::Relaxed)
+    }
+}
+
+/// Delivers `n` messages, each after a pause that lets Dovecot's 500 ms notification timer
+/// of the previous one run out, and returns the delivery-to-committed-event times sorted.
+async fn delivery_times(
+    dovecot: &Dovecot,
+    store: &dyn Store,
+    rx: &mut broadcast::Receiver<AccountEvent>,
+    account: AccountId,
+    n: usize,
+    tag: &str,
+) -> Result<Vec<Duration>> {
+    let mut times = Vec::new();
+    for i in 0..n {
+        // The previous message's body fetch writes Dovecot's index too: wait that out.
+        tokio::time::sleep(Duration::from_millis(1200)).await;
+        while rx.try_recv().is_ok() {}
+        let before = store.account_state(account).await?;
+        dovecot.deliver(
+            "alice@example.org",
+            &corpus::message(
+                "c@example.org",
+                "alice@example.org",
+                &format!("{tag} {i}"),
+                "x",
+            ),
+        )?;
+        times.push(wait_event(rx, account, before).await?);
+    }
+    times.sort();
+    Ok(times)
+}
+
+/// While the account's user is looking (a push client connected), the NOTIFY watcher sends
+/// a NOOP every `notify_flush`, and Dovecot hands over what it holds back for 500 ms
+/// (`NOTIFY_DELAY_MSECS`) at once: the delivery is committed well before 500 ms.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_present_users_account_is_told_before_dovecots_delay() -> Result<()> {
+    let dovecot = Dovecot::start(DovecotOptions::default())?;
+    dovecot.add_user("alice@example.org", "right")?;
+    let dir = tempfile::tempdir()?;
+    let store: Arc<dyn Store> = Arc::new(SqliteStore::open(&dir.path().join("t.sqlite"))?);
+    let user = store.create_user("alice", "x").await?;
+    let id = add_account(
+        store.as_ref(),
+        &dovecot,
+        user,
+        "a",
+        "alice@example.org",
+        "right",
+    )
+    .await?;
+    let looking = Arc::new(Looking(std::sync::atomic::AtomicBool::new(false)));
+    let mut engine = Engine::new(store.clone(), plain_passwords())
+        .with_options(EngineOptions {
+            notify_flush: Some(Duration::from_millis(100)),
+            ..EngineOptions::default()
+        })
+        .with_presence(looking.clone());
+    let mut rx = engine.subscribe();
+    engine.start_all().await?;
+    wait_status(store.as_ref(), id, "ok").await?;
+
+    let away = delivery_times(&dovecot, store.as_ref(), &mut rx, id, 3, "away").await?;
+    looking.0.store(true, std::sync::atomic::Ordering::Relaxed);
+    // The watcher asks again within a second whether someone is looking.
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    let present = delivery_times(&dovecot, store.as_ref(), &mut rx, id, 5, "present").await?;
+    eprintln!("delivery to event, nobody looking: {away:?}; user present: {present:?}");
+    let median = present[present.len() / 2];
+    assert!(
+        median < Duration::from_millis(400),
+        "with the user present, the median delivery took {median:?} (Dovecot alone: ~500 ms)"
+    );
+    engine.shutdown().await;
+    Ok(())
+}

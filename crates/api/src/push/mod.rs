@@ -143,6 +143,14 @@ impl Hub {
         &self.limits
     }
 
+    /// Whether `user` has a live push connection (a WebSocket with push enabled, an
+    /// EventSource) right now: the engine watches such users' accounts more eagerly.
+    pub fn has_followers(&self, user: UserId) -> bool {
+        self.slots
+            .lock()
+            .is_ok_and(|s| s.get(&user).is_some_and(|l| !l.is_empty()))
+    }
+
     /// Starts the dispatcher on the first connection.
     fn ensure_started(self: &Arc<Self>, store: &Arc<dyn Store>) {
         let rx = self.bus.lock().ok().and_then(|mut b| b.take());

@@ -172,18 +172,35 @@ pub fn lmtp_deliver(port: u16, rcpt: &str, raw: &[u8]) -> Result<std::time::Inst
 /// The NOTIFY command of Tidings' watcher, for the bare clients to use the same.
 pub const NOTIFY_SET: &str = "NOTIFY SET STATUS (personal (MessageNew MessageExpunge FlagChange MailboxName SubscriptionChange))";
 
-/// A bare blocking IMAP watcher (run it on its own thread): `notify` = NOTIFY with nothing
-/// selected (the floor Tidings' watcher rides on), else SELECT INBOX + IDLE. Sends the
-/// instant of every `STATUS` (NOTIFY) or `EXISTS` (IDLE) it reads. Returns when the server is silent for `quiet`, closes, or
-/// the receiver is gone.
+/// How a bare watcher listens.
+#[derive(Clone, Copy, Debug)]
+#[allow(dead_code)] // each bench uses some of them
+pub enum Bare {
+    /// SELECT INBOX + IDLE: sends the instant of every `EXISTS`.
+    Idle,
+    /// NOTIFY with nothing selected (the floor Tidings' watcher rides on): every `STATUS`.
+    Notify,
+    /// NOTIFY, and a NOOP whenever the server was silent this long (what Tidings' watcher
+    /// does while its user is connected: Dovecot then sends what it holds back at once).
+    NotifyFlush(Duration),
+}
+
+/// A bare blocking IMAP watcher (run it on its own thread), see `Bare`. Returns when the
+/// server is silent for `quiet` (NOOP answers do not count), closes, or the receiver is
+/// gone.
 pub fn bare_watcher(
     port: u16,
     user: &str,
     pass: &str,
-    notify: bool,
+    mode: Bare,
     quiet: Duration,
     tx: tokio::sync::mpsc::UnboundedSender<std::time::Instant>,
 ) -> Result<()> {
+    let notify = !matches!(mode, Bare::Idle);
+    let flush = match mode {
+        Bare::NotifyFlush(f) => Some(f),
+        _ => None,
+    };
     let s = TcpStream::connect(("127.0.0.1", port))?;
     s.set_read_timeout(Some(Duration::from_secs(10)))?;
     let mut w = s.try_clone()?;
@@ -215,11 +232,14 @@ pub fn bare_watcher(
         write!(w, "c IDLE\r\n")?;
         expect(&mut r, "+")?;
     }
-    s.set_read_timeout(Some(quiet))?;
+    s.set_read_timeout(Some(flush.unwrap_or(quiet)))?;
+    let mut last_heard = std::time::Instant::now();
+    let mut l = String::new();
     loop {
-        let mut l = String::new();
+        // A line cut by a read timeout goes on in the next read (read_line appends).
         match r.read_line(&mut l) {
             Ok(0) => return Ok(()),
+            Ok(_) if !l.ends_with('\n') => continue,
             Ok(_) => {}
             Err(e)
                 if matches!(
@@ -227,10 +247,19 @@ pub fn bare_watcher(
                     std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
                 ) =>
             {
-                return Ok(());
+                if flush.is_none() || last_heard.elapsed() >= quiet {
+                    return Ok(());
+                }
+                write!(w, "n NOOP\r\n")?;
+                continue;
             }
             Err(e) => return Err(e.into()),
         }
+        let l = std::mem::take(&mut l);
+        if l.starts_with("n ") {
+            continue;
+        }
+        last_heard = std::time::Instant::now();
         let hit = if notify {
             l.starts_with("* STATUS")
         } else {
