@@ -1,6 +1,6 @@
 import { describe, expect, it } from "vitest";
 import {
-  type Email, Optimistic, applyEmailChanges, applyQueryChanges, emptyList, mailboxTree,
+  type Email, Optimistic, applyEmailChanges, applyQueryChanges, contiguousEnd, emptyList, mailboxTree,
   missingWindows, patchEmail, setWindow,
 } from "./model";
 
@@ -38,6 +38,24 @@ describe("Email/queryChanges", () => {
     expect(n.ids).toEqual(["x", "z", "a", "y", "c"]);
     expect(n.total).toBe(5);
     expect(n.queryState).toBe("s2");
+  });
+});
+
+describe("Email/queryChanges with upToId", () => {
+  it("is asked only for a list loaded without holes from the top", () => {
+    expect(contiguousEnd(setWindow(emptyList(), 0, ["a", "b", "c"], 1000, "s1"))).toBe("c");
+    expect(contiguousEnd(setWindow(setWindow(emptyList(), 0, ["a"], 1000, "s1"), 500, ["x"], 1000, "s1"))).toBeNull();
+    expect(contiguousEnd(emptyList())).toBeNull();
+  });
+  it("keeps nothing past upToId, where the server reported nothing", () => {
+    const l = setWindow(emptyList(), 0, ["a", "b", "c", "d"], 1000, "s1");
+    // "b" changed and now sorts past "d" (beyond upToId): removed, not re-added.
+    const n = applyQueryChanges(l, {
+      oldQueryState: "s1", newQueryState: "s2", total: 1001,
+      removed: ["b", "n"], added: [{ id: "n", index: 0 }],
+    }, "d");
+    expect(n.ids).toEqual(["n", "a", "c", "d"]);
+    expect(n.total).toBe(1001);
   });
 });
 

@@ -87,7 +87,7 @@ export interface QueryChanges {
 
 /** RFC 8620 5.6: remove every removed id, then insert each added id at its index, in
  * ascending index order. Positions beyond what is loaded stay unloaded. */
-export function applyQueryChanges(list: ListModel, ch: QueryChanges): ListModel {
+export function applyQueryChanges(list: ListModel, ch: QueryChanges, upToId: Id | null = null): ListModel {
   const removed = new Set(ch.removed);
   const ids: (Id | undefined)[] = [];
   for (let i = 0; i < list.ids.length; i++) {
@@ -106,7 +106,24 @@ export function applyQueryChanges(list: ListModel, ch: QueryChanges): ListModel 
   }
   const total = ch.total ?? Math.max(0, list.total - ch.removed.length + ch.added.length);
   ids.length = Math.min(ids.length, total);
+  // Asked with `upToId`, the server reports nothing past it: what lies after it here (a
+  // changed row it would have placed there) is fetched again when scrolled to.
+  const end = upToId === null ? -1 : ids.indexOf(upToId);
+  if (end >= 0) ids.length = Math.min(ids.length, end + 1);
   return { ids, total, queryState: ch.newQueryState };
+}
+
+/** The `upToId` for Email/queryChanges: the last loaded id when what is loaded is one
+ * run from the top of the list (the live update of a long list then costs the server a
+ * run to that row, not to the end); null when nothing is, or something after a hole is
+ * (the user scrolled far: the whole answer is needed to keep that place). */
+export function contiguousEnd(list: ListModel): Id | null {
+  const n = list.ids.length;
+  let hole = 0;
+  while (hole < n && list.ids[hole] !== undefined) hole++;
+  if (hole === 0) return null;
+  for (let i = hole; i < n; i++) if (list.ids[i] !== undefined) return null;
+  return list.ids[hole - 1] ?? null;
 }
 
 /** Where a list is ordered newest first (receivedAt descending, then id), and which

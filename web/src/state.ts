@@ -8,7 +8,7 @@ import {
   type StateChange, type SyncInfo, TIDINGS_SYNC, signOut,
 } from "./jmap";
 import {
-  type Email, type ListModel, type Mailbox, Optimistic, type QueryChanges, applyEmailChanges, applyQueryChanges,
+  type Email, type ListModel, type Mailbox, Optimistic, type QueryChanges, applyEmailChanges, applyQueryChanges, contiguousEnd,
   emptyList, missingWindows, patchEmail, setWindow,
 } from "./model";
 import { type Filter, parseSearch } from "./search";
@@ -547,6 +547,7 @@ export class MailApp {
     const acc = this.accountId;
     const ref = (resultOf: string, name: string, path: string) => ({ resultOf, name, path });
     const useQc = !this.noQueryChanges && !!this.list.queryState;
+    const upToId = useQc ? contiguousEnd(this.list) : null;
     const calls: Invocation[] = [];
     if (what.mailboxes)
       calls.push(
@@ -562,7 +563,7 @@ export class MailApp {
       );
     if (what.emails && useQc)
       calls.push(
-        ["Email/queryChanges", { ...this.queryArgs(), sinceQueryState: this.list.queryState, calculateTotal: true }, "qc"],
+        ["Email/queryChanges", { ...this.queryArgs(), sinceQueryState: this.list.queryState, calculateTotal: true, ...(upToId ? { upToId } : {}) }, "qc"],
         ["Email/get", { accountId: acc, "#ids": ref("qc", "Email/queryChanges", "/added/*/id"), properties: LIST_PROPS }, "ga"],
       );
     if (!calls.length) return;
@@ -629,7 +630,7 @@ export class MailApp {
       const ga = r.get("ga");
       if (qc && ga && !(ga instanceof MethodError)) {
         for (const e of ga.list as Email[]) if (!mine.has(e.id)) this.cache.set(e.id, e);
-        this.list = applyQueryChanges(this.list, qc);
+        this.list = applyQueryChanges(this.list, qc, upToId);
         await this.afterListChange(created, changedIds, destroyed);
         return;
       }

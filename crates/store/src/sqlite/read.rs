@@ -8,31 +8,11 @@ use std::collections::HashMap;
 
 pub(crate) fn mailbox_views(c: &mut Connection, account: AccountId) -> Result<Vec<MailboxView>> {
     // Counts by Email, not by copy (RFC 8621 2: totalEmails counts Emails in the mailbox);
-    // "unread" is an Email without $seen.
-    let mut counts: HashMap<i64, (u32, u32, u32, u32)> = HashMap::new();
-    {
-        let mut st = c.prepare(
-            "SELECT c.mailbox_id, count(DISTINCT e.id), \
-                    count(DISTINCT CASE WHEN e.keywords NOT LIKE '%\"$seen\"%' THEN e.id END), \
-                    count(DISTINCT e.thread_id), \
-                    count(DISTINCT CASE WHEN e.keywords NOT LIKE '%\"$seen\"%' THEN e.thread_id END) \
-             FROM copy c JOIN email e ON e.id = c.email_id \
-             WHERE e.account_id = ?1 GROUP BY c.mailbox_id",
-        )?;
-        let rows = st.query_map([account.0], |r| {
-            Ok((
-                r.get::<_, i64>(0)?,
-                (r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?),
-            ))
-        })?;
-        for row in rows {
-            let (m, v) = row?;
-            counts.insert(m, v);
-        }
-    }
+    // "unread" is an Email without $seen. Kept by triggers (schema.sql, mailbox_thread).
     let mut st = c.prepare(
         "SELECT id, name, delimiter, parent_id, role, subscribed, selectable, \
-         (SELECT sort_order FROM mailbox_sort WHERE mailbox_id = mailbox.id) FROM mailbox \
+         (SELECT sort_order FROM mailbox_sort WHERE mailbox_id = mailbox.id), \
+         total_emails, unread_emails, total_threads, unread_threads FROM mailbox \
          WHERE account_id = ?1 ORDER BY name",
     )?;
     let rows = st.query_map([account.0], |r| {
@@ -45,11 +25,17 @@ pub(crate) fn mailbox_views(c: &mut Connection, account: AccountId) -> Result<Ve
             r.get::<_, bool>(5)?,
             r.get::<_, bool>(6)?,
             r.get::<_, Option<u32>>(7)?,
+            (
+                count(r.get::<_, i64>(8)?),
+                count(r.get::<_, i64>(9)?),
+                count(r.get::<_, i64>(10)?),
+                count(r.get::<_, i64>(11)?),
+            ),
         ))
     })?;
     let mut out = Vec::new();
     for row in rows {
-        let (id, full, delim, parent, role, subscribed, selectable, sort_order) = row?;
+        let (id, full, delim, parent, role, subscribed, selectable, sort_order, counts) = row?;
         let name = match (&delim, parent) {
             (Some(d), Some(_)) if !d.is_empty() => full
                 .rsplit_once(d.as_str())
@@ -57,8 +43,7 @@ pub(crate) fn mailbox_views(c: &mut Connection, account: AccountId) -> Result<Ve
                 .unwrap_or_else(|| full.clone()),
             _ => full.clone(),
         };
-        let (total_emails, unread_emails, total_threads, unread_threads) =
-            counts.get(&id).copied().unwrap_or_default();
+        let (total_emails, unread_emails, total_threads, unread_threads) = counts;
         out.push(MailboxView {
             id: MailboxId(id),
             name,
@@ -74,6 +59,11 @@ pub(crate) fn mailbox_views(c: &mut Connection, account: AccountId) -> Result<Ve
         });
     }
     Ok(out)
+}
+
+/// A kept counter as a JMAP count (never below zero, whatever happened to the row).
+fn count(n: i64) -> u32 {
+    u32::try_from(n.max(0)).unwrap_or(u32::MAX)
 }
 
 pub(crate) fn changes_page(
@@ -1002,5 +992,122 @@ mod tests {
                 assert_eq!(page.total, Some(667));
             }
         }
+    }
+
+    /// The counts the triggers keep (schema.sql, mailbox_thread) equal a full recount
+    /// after every kind of write the store makes: copies added (a second copy of an Email
+    /// in the same mailbox too), removed, moved and relinked to another Email, $seen set
+    /// and cleared, threads merged, Emails deleted with copies left, a mailbox deleted.
+    #[test]
+    fn mailbox_counts_match_a_recount() {
+        let c = Connection::open_in_memory().unwrap();
+        c.execute_batch(super::super::SCHEMA_V1).unwrap();
+        c.execute_batch("PRAGMA foreign_keys = ON;").unwrap();
+        c.execute_batch(
+            "INSERT INTO user (name, password_hash) VALUES ('u', 'x');
+             INSERT INTO account (user_id, name, kind, host, port, security, username, password_enc)
+                 VALUES (1, 'a', 'imap', 'h', 1, 'none', 'u', x'00');
+             INSERT INTO mailbox (id, account_id, raw_name, name) VALUES
+                 (1, 1, 'INBOX', 'INBOX'), (2, 1, 'Archive', 'Archive'), (3, 1, 'Trash', 'Trash');",
+        )
+        .unwrap();
+        let recount = |c: &Connection| -> Vec<(i64, i64, i64, i64, i64)> {
+            let mut st = c
+                .prepare(
+                    "SELECT m.id, \
+                     (SELECT count(DISTINCT e.id) FROM copy c JOIN email e ON e.id = c.email_id WHERE c.mailbox_id = m.id), \
+                     (SELECT count(DISTINCT e.id) FROM copy c JOIN email e ON e.id = c.email_id WHERE c.mailbox_id = m.id AND e.keywords NOT LIKE '%\"$seen\"%'), \
+                     (SELECT count(DISTINCT e.thread_id) FROM copy c JOIN email e ON e.id = c.email_id WHERE c.mailbox_id = m.id), \
+                     (SELECT count(DISTINCT e.thread_id) FROM copy c JOIN email e ON e.id = c.email_id WHERE c.mailbox_id = m.id AND e.keywords NOT LIKE '%\"$seen\"%') \
+                     FROM mailbox m ORDER BY m.id",
+                )
+                .unwrap();
+            st.query_map([], |r| {
+                Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?))
+            })
+            .unwrap()
+            .collect::<rusqlite::Result<Vec<_>>>()
+            .unwrap()
+        };
+        let kept = |c: &Connection| -> Vec<(i64, i64, i64, i64, i64)> {
+            let mut st = c
+                .prepare(
+                    "SELECT id, total_emails, unread_emails, total_threads, unread_threads \
+                     FROM mailbox ORDER BY id",
+                )
+                .unwrap();
+            st.query_map([], |r| {
+                Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?))
+            })
+            .unwrap()
+            .collect::<rusqlite::Result<Vec<_>>>()
+            .unwrap()
+        };
+        // A fixed pseudo-random sequence (an LCG), so a failure replays.
+        let mut seed: u64 = 0x2545_f491_4f6c_dd1d;
+        let mut next = |n: u64| {
+            seed = seed
+                .wrapping_mul(6_364_136_223_846_793_005)
+                .wrapping_add(1_442_695_040_888_963_407);
+            (seed >> 33) % n
+        };
+        let mut uid = 1i64;
+        for step in 0..3000 {
+            let email = 1 + next(60) as i64;
+            let mailbox = 1 + next(3) as i64;
+            let sql: String = match next(9) {
+                0 | 1 => format!(
+                    "INSERT OR IGNORE INTO email (id, account_id, identity, thread_id, keywords) \
+                     VALUES ({email}, 1, 'i{email}', {}, '[]')",
+                    1 + next(20)
+                ),
+                2 | 3 => {
+                    uid += 1;
+                    format!(
+                        "INSERT INTO copy (mailbox_id, uid, email_id) \
+                         SELECT {mailbox}, {uid}, id FROM email WHERE id = {email}"
+                    )
+                }
+                4 => format!(
+                    "DELETE FROM copy WHERE uid IN (SELECT uid FROM copy WHERE email_id = {email} LIMIT 1)"
+                ),
+                5 => format!(
+                    "UPDATE email SET keywords = '{}' WHERE id = {email}",
+                    if next(2) == 0 {
+                        r#"["$seen","$flagged"]"#
+                    } else {
+                        r#"["$flagged"]"#
+                    }
+                ),
+                6 => format!(
+                    "UPDATE email SET thread_id = {} WHERE thread_id = {}",
+                    1 + next(20),
+                    1 + next(20)
+                ),
+                7 => format!(
+                    "UPDATE copy SET email_id = {email} WHERE uid = (SELECT min(uid) FROM copy WHERE mailbox_id = {mailbox}) \
+                     AND mailbox_id = {mailbox} AND EXISTS (SELECT 1 FROM email WHERE id = {email})"
+                ),
+                _ => {
+                    if next(10) == 0 {
+                        format!("DELETE FROM email WHERE id = {email}")
+                    } else {
+                        uid += 1;
+                        format!(
+                            "UPDATE copy SET mailbox_id = {mailbox}, uid = {uid} \
+                             WHERE uid = (SELECT max(uid) FROM copy WHERE email_id = {email})"
+                        )
+                    }
+                }
+            };
+            c.execute_batch(&sql).unwrap();
+            assert_eq!(kept(&c), recount(&c), "after step {step}: {sql}");
+        }
+        c.execute_batch("DELETE FROM mailbox WHERE id = 2").unwrap();
+        assert_eq!(kept(&c), recount(&c), "after deleting a mailbox");
+        assert!(
+            kept(&c).iter().any(|k| k.1 > 0),
+            "the sequence left mail to count"
+        );
     }
 }
