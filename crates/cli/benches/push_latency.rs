@@ -24,6 +24,7 @@ use common::{Bare, bare_watcher, lmtp_deliver, print_table};
 use push_support::*;
 use serde_json::json;
 use std::path::Path;
+use std::time::SystemTime;
 use std::time::{Duration, Instant};
 use testkit::{Dovecot, DovecotOptions, corpus};
 use tokio::sync::mpsc;
@@ -55,12 +56,19 @@ async fn main() -> Result<()> {
     // which makes Dovecot send what it holds back. A third bare client does the same.
     let flush = common::env_usize("TIDINGS_BENCH_NOTIFY_FLUSH_MS", 100) as u64;
     let extra = format!("imap_notify_flush_ms = {flush}");
-    let serve = serve_with(
+    // The server's debug log of the watcher says when Dovecot told it ("told by the
+    // server"): what Tidings adds is measured from that line to the StateChange.
+    let logs = tempfile::tempdir()?;
+    let log_path = logs.path().join("serve.log");
+    let serve = serve_logged(
         Path::new(env!("CARGO_BIN_EXE_tidings")),
         &dovecot,
-        &[("bench", "pw", USER, PASS)],
+        &[("bench", "pw")],
+        &[("bench", USER, PASS)],
         &extra,
+        Some((&log_path, "info,engine::account=debug")),
     )?;
+    let mut log_read = 0usize;
     let auth = basic("bench", "pw");
     let mut ws = ws_connect_when_up(serve.port, &auth).await?;
     ws.wait_emails("a1", 1).await?;
@@ -103,7 +111,8 @@ async fn main() -> Result<()> {
     let ms = |d: Duration| d.as_secs_f64() * 1000.0;
     let (mut idle, mut notify, mut push, mut added, mut get, mut get_after) =
         (vec![], vec![], vec![], vec![], vec![], vec![]);
-    let (mut flushed, mut added_flushed) = (vec![], vec![]);
+    let (mut flushed, mut added_flushed, mut added_own) = (vec![], vec![], vec![]);
+    let mut untold = 0usize;
     let lmtp = dovecot.lmtp_port();
     let mut stale = 0usize;
     let (mut notify_before, mut notify_extra) = (0usize, 0usize);
@@ -116,15 +125,17 @@ async fn main() -> Result<()> {
         let subject = format!("bench-{i}");
         let raw = corpus::message("x@example.org", USER, &subject, "latency");
         let t0 = tokio::task::spawn_blocking(move || lmtp_deliver(lmtp, USER, &raw)).await??;
+        let t0_day = day_seconds(std::time::SystemTime::now()) - t0.elapsed().as_secs_f64();
         // The push first (the socket is read by this task), then the bare clients, whose
         // instants were taken on their own threads. A push that does not yet hold the new
         // message (a late one of the previous body) is skipped and counted.
-        let (t_push, t_get, id) = loop {
+        let (t_push, t_get, id, t_push_day) = loop {
             let p = ws
                 .push(Duration::from_secs(10))
                 .await?
                 .context("no StateChange")?;
             let t_push = Instant::now();
+            let t_push_day = day_seconds(std::time::SystemTime::now());
             if changed(&p, "a1").and_then(|c| c.get("Email")).is_none() {
                 bail!("push without Email: {p}");
             }
@@ -145,7 +156,7 @@ async fn main() -> Result<()> {
                 .and_then(|l| l.iter().find(|e| e["subject"] == subject.as_str()))
                 .and_then(|e| e["id"].as_str().map(str::to_string));
             match hit {
-                Some(id) => break (t_push, t_get, id),
+                Some(id) => break (t_push, t_get, id, t_push_day),
                 None if stale < n => stale += 1,
                 None => bail!("pushes never held {subject}"),
             }
@@ -195,6 +206,21 @@ async fn main() -> Result<()> {
         notify.push(ms(t_notify - t0));
         push.push(ms(t_push - t0));
         added.push(ms(t_push.saturating_duration_since(t_notify)));
+        // The watcher's last "told by the server" between the delivery and the push.
+        let log = std::fs::read_to_string(&log_path).unwrap_or_default();
+        let told = log
+            .get(log_read..)
+            .unwrap_or("")
+            .lines()
+            .filter(|l| l.contains("told by the server"))
+            .filter_map(line_seconds)
+            .filter(|t| *t >= t0_day - 0.001 && *t <= t_push_day)
+            .fold(None, |m: Option<f64>, t| Some(m.map_or(t, |m| m.max(t))));
+        log_read = log.len();
+        match told {
+            Some(t) => added_own.push((t_push_day - t) * 1000.0),
+            None => untold += 1,
+        }
         if let Some(t) = t_flush {
             flushed.push(ms(t - t0));
             added_flushed.push(ms(t_push.saturating_duration_since(t)));
@@ -215,7 +241,8 @@ async fn main() -> Result<()> {
             "Push latency over {n} LMTP deliveries to one account (ms; same run, same Dovecot; \
              {stale} late pushes of a previous body skipped; the bare NOTIFY client's first \
              STATUS came before the end of DATA {notify_before} times, and {notify_extra} more \
-             STATUS lines came after the one counted):"
+             STATUS lines came after the one counted; {untold} pushes without a log line of \
+             the watcher between delivery and push):"
         ),
         &mut [
             (
@@ -231,6 +258,10 @@ async fn main() -> Result<()> {
                 &mut flushed,
             ),
             ("Tidings WebSocket: end of DATA → StateChange", &mut push),
+            (
+                "Tidings adds: its watcher told by Dovecot (its log) → StateChange",
+                &mut added_own,
+            ),
             ("Tidings adds: bare NOTIFY STATUS → StateChange", &mut added),
             (
                 "Tidings adds: bare NOTIFY + NOOP STATUS → StateChange",
@@ -270,8 +301,9 @@ async fn main() -> Result<()> {
             .recv(Duration::from_secs(10))
             .await?
             .context("no Email/set response")?;
-        // The outbox replays it to Dovecot; let what the sync sees of that pass.
-        ws.settle(Duration::from_millis(60)).await?;
+        // The outbox replays it to Dovecot, and the watcher is told of it (within the
+        // 100 ms flush) and resyncs: let that pass, so each set is timed on its own.
+        ws.settle(Duration::from_millis(250)).await?;
         ws.pushes.clear();
     }
     print_table(
@@ -283,4 +315,32 @@ async fn main() -> Result<()> {
         &mut [("Tidings: Email/set sent → StateChange", &mut jmap)],
     );
     Ok(())
+}
+
+/// Seconds since midnight UTC (the log's clock and ours are the same machine's).
+fn day_seconds(t: SystemTime) -> f64 {
+    let d = t.duration_since(SystemTime::UNIX_EPOCH).unwrap_or_default();
+    (d.as_secs() % 86_400) as f64 + f64::from(d.subsec_nanos()) / 1e9
+}
+
+/// The time of day of a tracing log line (`2026-12-02T05:10:00.123456Z ...`, possibly
+/// wrapped in ANSI colours), in seconds since midnight UTC.
+fn line_seconds(line: &str) -> Option<f64> {
+    let mut plain = String::with_capacity(line.len());
+    let mut esc = false;
+    for ch in line.chars() {
+        match (esc, ch) {
+            (false, '\u{1b}') => esc = true,
+            (true, 'm') => esc = false,
+            (true, _) => {}
+            (false, c) => plain.push(c),
+        }
+    }
+    let stamp = plain.split_whitespace().next()?;
+    let time = stamp.split_once('T')?.1.trim_end_matches('Z');
+    let mut parts = time.split(':');
+    let h: f64 = parts.next()?.parse().ok()?;
+    let m: f64 = parts.next()?.parse().ok()?;
+    let s: f64 = parts.next()?.parse().ok()?;
+    Some(h * 3600.0 + m * 60.0 + s)
 }

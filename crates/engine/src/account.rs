@@ -326,7 +326,11 @@ async fn watch_notify(
         };
         let mut events = Vec::new();
         match first {
-            Some(first) => events.push(first),
+            Some(first) => {
+                // The instant the server told us (push_latency measures from this line).
+                tracing::debug!(account = %sync.account, "told by the server");
+                events.push(first);
+            }
             None => {
                 if last_pass.elapsed() >= ctx.options.notify_full_pass {
                     let started = std::time::Instant::now();
@@ -344,6 +348,9 @@ async fn watch_notify(
                     // (imap-notify.c `imap_notify_flush`); they are events like any other.
                     events = watcher.noop().await?;
                     last_flush = tokio::time::Instant::now();
+                    if !events.is_empty() {
+                        tracing::debug!(account = %sync.account, "told by the server");
+                    }
                 }
                 if last_noop.elapsed() >= NOTIFY_KEEPALIVE {
                     // Quiet for a long time: prove the worker is alive too.

@@ -84,6 +84,19 @@ pub fn serve_accounts(
     accounts: &[(&str, &str, &str)],
     extra: &str,
 ) -> Result<Serve> {
+    serve_logged(bin, dovecot, users, accounts, extra, None)
+}
+
+/// `serve_accounts` with the server's log written to `log.0` at filter `log.1`
+/// (`RUST_LOG` syntax); without, TIDINGS_TEST_SERVE_LOG=FILE keeps it.
+pub fn serve_logged(
+    bin: &Path,
+    dovecot: &testkit::Dovecot,
+    users: &[(&str, &str)],
+    accounts: &[(&str, &str, &str)],
+    extra: &str,
+    log: Option<(&Path, &str)>,
+) -> Result<Serve> {
     let dir = tempfile::tempdir()?;
     let port = free_port()?;
     let mut cfg = format!(
@@ -106,16 +119,20 @@ pub fn serve_accounts(
     let config = dir.path().join("t.toml");
     std::fs::write(&config, cfg)?;
     // TIDINGS_TEST_SERVE_LOG=FILE keeps the server's log (for a failing run).
-    let stderr = match std::env::var_os("TIDINGS_TEST_SERVE_LOG") {
-        Some(f) => Stdio::from(std::fs::File::create(f)?),
-        None => Stdio::null(),
+    let stderr = match (log, std::env::var_os("TIDINGS_TEST_SERVE_LOG")) {
+        (Some((f, _)), _) => Stdio::from(std::fs::File::create(f)?),
+        (None, Some(f)) => Stdio::from(std::fs::File::create(f)?),
+        (None, None) => Stdio::null(),
     };
-    let child = Command::new(bin)
-        .args(["serve", "--config"])
+    let mut cmd = Command::new(bin);
+    cmd.args(["serve", "--config"])
         .arg(&config)
         .stdout(Stdio::null())
-        .stderr(stderr)
-        .spawn()?;
+        .stderr(stderr);
+    if let Some((_, filter)) = log {
+        cmd.env("RUST_LOG", filter);
+    }
+    let child = cmd.spawn()?;
     Ok(Serve {
         port,
         config,

@@ -817,9 +817,12 @@ pub(crate) fn threads(
     account: AccountId,
     ids: &[ThreadId],
 ) -> Result<Vec<(ThreadId, Vec<EmailId>)>> {
+    // By the thread's index: left to itself, SQLite walks (account_id, received_at) to
+    // avoid sorting a thread's few Emails, i.e. every Email of the account per thread
+    // (Thread/get of a first screen of 50 conversations took 3.5 s at 100,000 messages).
     let mut st = c.prepare_cached(
-        "SELECT id FROM email WHERE thread_id = ?1 AND account_id = ?2 AND orphaned = 0 \
-         ORDER BY received_at, id",
+        "SELECT id FROM email INDEXED BY email_thread \
+         WHERE thread_id = ?1 AND account_id = ?2 AND orphaned = 0 ORDER BY received_at, id",
     )?;
     let mut out = Vec::new();
     for t in ids {
