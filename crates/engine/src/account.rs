@@ -325,6 +325,8 @@ async fn watch_notify(
             ev = watcher.wait_event(until_pass.min(until_noop).min(until_flush)) => ev?,
         };
         let mut events = Vec::new();
+        // Events a NOOP brought came all at once, in its answer: no need to wait for more.
+        let mut whole = false;
         match first {
             Some(first) => {
                 // The instant the server told us (push_latency measures from this line).
@@ -350,6 +352,7 @@ async fn watch_notify(
                     last_flush = tokio::time::Instant::now();
                     if !events.is_empty() {
                         tracing::debug!(account = %sync.account, "told by the server");
+                        whole = true;
                     }
                 }
                 if last_noop.elapsed() >= NOTIFY_KEEPALIVE {
@@ -362,7 +365,7 @@ async fn watch_notify(
                 }
             }
         }
-        while let Some(more) = watcher.wait_event(COALESCE).await? {
+        while !whole && let Some(more) = watcher.wait_event(COALESCE).await? {
             events.push(more);
             if events.len() > 10_000 {
                 break;
