@@ -1,6 +1,6 @@
 import { describe, expect, it } from "vitest";
 import {
-  type Email, Optimistic, applyEmailChanges, applyQueryChanges, contiguousEnd, emptyList, mailboxTree,
+  type Email, Optimistic, applyEmailChanges, applyQueryChanges, contiguousEnd, emptyList, mailboxTree, trimCache,
   missingWindows, patchEmail, setWindow,
 } from "./model";
 
@@ -128,5 +128,22 @@ describe("mailbox tree", () => {
     });
     const t = mailboxTree([m("3", "Zeta", null), m("2", "Trash", "trash"), m("1", "INBOX", "inbox"), m("4", "Child", null, "3")]);
     expect(t.map((x) => `${x.depth}${x.mailbox.name}`)).toEqual(["0INBOX", "0Trash", "0Zeta", "1Child"]);
+  });
+});
+
+describe("a bounded cache on a long list", () => {
+  it("drops rows far from the screen, keeping what is pinned, and they are fetched again", () => {
+    const ids = Array.from({ length: 1000 }, (_, i) => `e${i}`);
+    const l = setWindow(emptyList(), 0, ids, 100_000, "s1");
+    const cache = new Map<string, Email>(ids.map((id) => [id, email(id, "2024-01-01T00:00:00Z")]));
+    expect(trimCache(l, cache, 900, 950, new Set(), 2000, 100)).toBe(0);
+    const dropped = trimCache(l, cache, 900, 950, new Set(["e3"]), 500, 100);
+    expect(dropped).toBe(1000 - 200 - 1); // rows 800-999 and e3 stay
+    expect(cache.has("e3") && cache.has("e800") && cache.has("e999")).toBe(true);
+    expect(cache.has("e10")).toBe(false);
+    expect(l.ids[3]).toBe("e3");
+    expect(l.ids[10]).toBeUndefined();
+    expect(l.ids[800]).toBe("e800");
+    expect(missingWindows(l, 0, 100, 100)).toEqual([0]);
   });
 });

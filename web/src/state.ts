@@ -9,7 +9,7 @@ import {
 } from "./jmap";
 import {
   type Email, type ListModel, type Mailbox, Optimistic, type QueryChanges, applyEmailChanges, applyQueryChanges, contiguousEnd,
-  emptyList, missingWindows, patchEmail, setWindow,
+  emptyList, missingWindows, patchEmail, setWindow, trimCache,
 } from "./model";
 import { type Filter, parseSearch } from "./search";
 import {
@@ -17,6 +17,10 @@ import {
 } from "./compose";
 
 export const PAGE = 100;
+/** Emails kept for the list before rows far from the screen are dropped (`trimCache`). */
+const CACHE_MAX = 4000;
+/** Rows kept on either side of the ones shown when dropping. */
+const CACHE_MARGIN = 1000;
 export const LIST_PROPS = [
   "id", "threadId", "mailboxIds", "keywords", "from", "to", "subject", "preview", "receivedAt",
   "hasAttachment", "size",
@@ -103,6 +107,8 @@ export class MailApp {
   list: ListModel = emptyList();
   listLoading = false;
   cache = new Map<Id, Email>();
+  /** The rows the list last asked for (`ensureRange`): what `trim` keeps around. */
+  private shown: [number, number] = [0, PAGE];
   threadSizes = new Map<Id, number>();
   snippets = new Map<Id, { subject: string | null; preview: string | null }>();
   cursor = 0;
@@ -399,6 +405,7 @@ export class MailApp {
 
   /** Fetches the windows of [from, to) not loaded yet (the list calls it as it scrolls). */
   async ensureRange(from: number, to: number): Promise<void> {
+    this.shown = [from, to];
     const key = this.queryKey;
     const first = this.list.total === 0 && this.list.queryState === null;
     const wanted = first ? [0] : missingWindows(this.list, from, to, PAGE);
@@ -414,6 +421,17 @@ export class MailApp {
         }
       }),
     );
+  }
+
+  /** Keeps the heap bounded on a long list: see `trimCache`. */
+  private trim(): void {
+    const keep = new Set<Id>(this.selected);
+    for (const p of this.optimistic.pending.values()) for (const id of p.before.keys()) keep.add(id);
+    for (const t of this.bodies.values()) for (const e of t.emails) keep.add(e.id);
+    for (const e of this.open?.emails ?? []) keep.add(e.id);
+    const atCursor = this.list.ids[this.cursor];
+    if (atCursor) keep.add(atCursor);
+    trimCache(this.list, this.cache, this.shown[0], this.shown[1], keep, CACHE_MAX, CACHE_MARGIN);
   }
 
   private windowCalls(position: number): Invocation[] {
@@ -437,6 +455,7 @@ export class MailApp {
       return;
     }
     this.applyWindow(r, key, position);
+    this.trim();
     this.emit();
   }
 
