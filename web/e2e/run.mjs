@@ -69,7 +69,7 @@ async function waitFor(what, fn, ms = WAIT) {
   for (let i = 0; i < 2_000; i++) {
     const v = await fn();
     if (v) return Date.now() - start;
-    if (Date.now() - start > ms) throw new Error(`timed out after ${ms} ms: ${what}`);
+    if (Date.now() - start > ms) throw new Error(`timed out after ${ms} ms: ${what} (last: ${globalThis.__last})`);
     await new Promise((r) => setTimeout(r, pause));
     pause = Math.min(400, pause * 2);
   }
@@ -125,12 +125,14 @@ await waitFor("INBOX synced with 6 messages", async () => {
     const [[, mb]] = await jmap([["Mailbox/get", { accountId, ids: null }, "0"]]);
     const inbox = mb.list.find((m) => m.role === "inbox");
     inboxId = inbox?.id ?? "";
+    globalThis.__last = JSON.stringify(mb.list.map((m) => [m.name, m.totalEmails]));
     if (!inbox || inbox.totalEmails < 6) return false;
     const [[, q], [, g]] = await jmap([
       ["Email/query", { accountId, filter: { inMailbox: inboxId } }, "q"],
       ["Email/get", { accountId, "#ids": { resultOf: "q", name: "Email/query", path: "/ids" }, properties: ["htmlBody", "textBody"] }, "g"],
     ]);
     // Bodies are synced after headers: wait for them too.
+    globalThis.__last += ` ids=${q.ids.length} bodies=${g.list.filter((e) => e.textBody.length + e.htmlBody.length > 0).length}`;
     return q.ids.length >= 6 && g.list.every((e) => e.textBody.length + e.htmlBody.length > 0);
   } catch {
     return false;

@@ -290,7 +290,10 @@ async fn watch_notify(
     let Some(mut watcher) = connect_watcher(ctx, ep, creds).await? else {
         return Ok(());
     };
-    watcher.notify_personal().await?;
+    // What NOTIFY SET answers (every mailbox's STATUS now) is the first batch of events: a
+    // message delivered after the first pass looked at its mailbox and before the
+    // notifications started is told by nothing else until the next full pass.
+    let mut initial = watcher.notify_personal().await?;
     // The first pass may have left its last mailbox selected.
     unselect(&mut worker).await?;
     worker.shrink_buffers();
@@ -316,23 +319,30 @@ async fn watch_notify(
             None if ctx.options.notify_flush.is_some() => PRESENCE_CHECK,
             None => Duration::MAX,
         };
-        let first = tokio::select! {
-            _ = ctx.shutdown.changed() => {
-                watcher.logout().await;
-                worker.logout().await;
-                return Ok(());
-            }
-            ev = watcher.wait_event(until_pass.min(until_noop).min(until_flush)) => ev?,
-        };
         let mut events = Vec::new();
         // Events a NOOP brought came all at once, in its answer: no need to wait for more.
         let mut whole = false;
+        let first = if initial.is_empty() {
+            tokio::select! {
+                _ = ctx.shutdown.changed() => {
+                    watcher.logout().await;
+                    worker.logout().await;
+                    return Ok(());
+                }
+                ev = watcher.wait_event(until_pass.min(until_noop).min(until_flush)) => ev?,
+            }
+        } else {
+            events = std::mem::take(&mut initial);
+            whole = true;
+            None
+        };
         match first {
             Some(first) => {
                 // The instant the server told us (push_latency measures from this line).
                 tracing::debug!(account = %sync.account, "told by the server");
                 events.push(first);
             }
+            None if whole => {}
             None => {
                 if last_pass.elapsed() >= ctx.options.notify_full_pass {
                     let started = std::time::Instant::now();

@@ -492,10 +492,14 @@ impl Session {
 
     /// RFC 5465 NOTIFY: STATUS events for every personal mailbox, mailbox name and
     /// subscription changes, on a connection with no mailbox selected.
-    pub async fn notify_personal(&mut self) -> Result<()> {
-        self.run("NOTIFY SET STATUS (personal (MessageNew MessageExpunge FlagChange MailboxName SubscriptionChange))")
-            .await?;
-        Ok(())
+    /// Returns what the server answered before its OK: with `STATUS`, the current STATUS
+    /// of every mailbox (RFC 5465 5.1), which tells of anything that changed between an
+    /// earlier pass and the moment the notifications started.
+    pub async fn notify_personal(&mut self) -> Result<Vec<Response>> {
+        Ok(self
+            .run("NOTIFY SET STATUS (personal (MessageNew MessageExpunge FlagChange MailboxName SubscriptionChange))")
+            .await?
+            .0)
     }
 
     /// Waits for the next untagged response with nothing running (after NOTIFY).
