@@ -463,7 +463,13 @@ try {
     await page.waitForSelector(".compose", { timeout: WAIT });
     await page.fill(".compose input[name=to]", "alice@example.org");
     await page.fill(".compose input[name=subject]", "Sent from the browser");
-    await page.fill(".compose textarea[name=body]", "Hello me.");
+    // Simple rich text: marked up in the text area, sent with a text/html alternative.
+    await page.check(".compose input[name=rich]");
+    await page.fill(".compose textarea[name=body]", "Hello me. <b>not markup</b>");
+    await page.focus(".compose textarea[name=body]");
+    await page.evaluate(() => document.querySelector(".compose textarea[name=body]").setSelectionRange(6, 8));
+    await page.click(".compose button[aria-label=Bold]");
+    await page.waitForFunction(() => document.querySelector(".compose textarea[name=body]").value.startsWith("Hello **me**."), null, { timeout: WAIT });
     await page.waitForSelector(".compose button:has-text('Send'):not([disabled])", { timeout: WAIT });
     await page.click(".compose button:has-text('Send')");
     await page.waitForSelector(".toast:has-text('Message sent')", { timeout: WAIT });
@@ -476,6 +482,15 @@ try {
       return q.ids.length === 1;
     });
     check(true, "compose and send to oneself: it arrives without reload, the copy is in Sent");
+    const [[, rq], [, rg]] = await jmap([
+      ["Email/query", { accountId, filter: { inMailbox: inboxId, subject: "Sent from the browser" } }, "q"],
+      ["Email/get", { accountId, "#ids": { resultOf: "q", name: "Email/query", path: "/ids" }, properties: ["htmlBody", "textBody", "bodyValues"], fetchHTMLBodyValues: true, fetchTextBodyValues: true }, "g"],
+    ]);
+    const got = rg.list[0];
+    const html = got ? Object.entries(got.bodyValues).filter(([k]) => got.htmlBody.some((p) => p.partId === k && p.type === "text/html")).map(([, v]) => v.value).join("") : "";
+    const text = got ? got.textBody.map((p) => got.bodyValues[p.partId]?.value ?? "").join("") : "";
+    check(rq.ids.length === 1 && html.includes("<strong>me</strong>") && html.includes("&lt;b&gt;not markup&lt;/b&gt;") && text.includes("Hello **me**."),
+      "rich text: the bold arrives as HTML beside the marked-up plain text, typed markup stays text");
   } else {
     throw new Error("the server offers no sending: the send check cannot run");
   }

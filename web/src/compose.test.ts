@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { type Source, draftEmail, forwardDraft, knownAddresses, parseAddresses, replyDraft } from "./compose";
+import { type Source, draftEmail, emptyDraft, forwardDraft, knownAddresses, parseAddresses, replyDraft, richHtml, wrapSelection } from "./compose";
 
 const me = { id: "i1", name: "Alice", email: "alice@example.org" };
 const src: Source = {
@@ -58,5 +58,34 @@ describe("compose", () => {
   });
   it("offers the addresses seen most", () => {
     expect(knownAddresses([src, { from: src.from, to: null }])[0]).toBe("Bob <bob@example.org>");
+  });
+});
+
+describe("simple rich text", () => {
+  const body = (h: string) => h.replace(/^.*<body>|<\/body>.*$/g, "");
+  it("marks up bold, italic, links and lists, and escapes everything else", () => {
+    expect(body(richHtml("Hello **you** and *all*,\nsee [the plan](https://x.org/p?a=1&b=2).\n\n- one\n- _two_"))).toBe(
+      '<p>Hello <strong>you</strong> and <em>all</em>,<br>see <a href="https://x.org/p?a=1&amp;b=2">the plan</a>.</p>\n<ul><li>one</li><li><em>two</em></li></ul>',
+    );
+    const evil = body(richHtml('<script>alert(1)</script> <img src=x onerror="y"> [x](javascript:alert(1))'));
+    expect(evil).not.toContain("<script");
+    expect(evil).not.toContain("<img");
+    expect(evil).not.toContain('href="javascript');
+    expect(evil).toContain("&lt;script&gt;");
+    expect(body(richHtml("a_b_c and 2*3*4 stay"))).toBe("<p>a_b_c and 2*3*4 stay</p>");
+    expect(body(richHtml("go to https://x.org/a_b_c."))).toBe('<p>go to <a href="https://x.org/a_b_c">https://x.org/a_b_c</a>.</p>');
+  });
+  it("sends text/plain and text/html together when rich", () => {
+    const d = { ...emptyDraft("i1"), to: "bob@example.org", body: "**hi**", rich: true };
+    const e = draftEmail(d, me, { drafts: "m9" }) as Record<string, any>;
+    expect(e.textBody).toEqual([{ partId: "body", type: "text/plain" }]);
+    expect(e.htmlBody).toEqual([{ partId: "html", type: "text/html" }]);
+    expect(e.bodyValues.body.value).toBe("**hi**");
+    expect(e.bodyValues.html.value).toContain("<strong>hi</strong>");
+    expect((draftEmail({ ...d, rich: false }, me, { drafts: "m9" }) as Record<string, any>).htmlBody).toBeUndefined();
+  });
+  it("wraps the selection for the toolbar", () => {
+    expect(wrapSelection("say hi now", 4, 6, "**")).toEqual({ text: "say **hi** now", start: 6, end: 8 });
+    expect(wrapSelection("x", 1, 1, "*")).toEqual({ text: "x**", start: 2, end: 2 });
   });
 });

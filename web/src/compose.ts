@@ -26,6 +26,9 @@ export interface Draft {
   bcc: string;
   subject: string;
   body: string;
+  /** Simple rich text: `body` is marked up (**bold**, *italic*, [links](url), "- " lists)
+   * and sent as text/plain (the marked-up text, readable as is) plus text/html. */
+  rich: boolean;
   inReplyTo: string[] | null;
   references: string[] | null;
   attachments: DraftAttachment[];
@@ -46,7 +49,7 @@ export interface Source {
 }
 
 export function emptyDraft(identityId: Id): Draft {
-  return { emailId: null, identityId, to: "", cc: "", bcc: "", subject: "", body: "", inReplyTo: null, references: null, attachments: [] };
+  return { emailId: null, identityId, to: "", cc: "", bcc: "", subject: "", body: "", rich: false, inReplyTo: null, references: null, attachments: [] };
 }
 
 export function formatAddress(a: EmailAddress): string {
@@ -133,9 +136,11 @@ export function draftEmail(d: Draft, me: Identity, mailboxes: { drafts: Id }): R
     cc: addr(d.cc),
     bcc: addr(d.bcc),
     subject: d.subject,
-    bodyValues: { body: { value: d.body } },
+    bodyValues: d.rich ? { body: { value: d.body }, html: { value: richHtml(d.body) } } : { body: { value: d.body } },
     textBody: [{ partId: "body", type: "text/plain" }],
   };
+  // Both: the server builds multipart/alternative (RFC 8621 4.6).
+  if (d.rich) e.htmlBody = [{ partId: "html", type: "text/html" }];
   if (d.inReplyTo) e.inReplyTo = d.inReplyTo;
   if (d.references) e.references = d.references;
   if (d.attachments.length)
@@ -154,4 +159,55 @@ export function knownAddresses(emails: Iterable<{ from: EmailAddress[] | null; t
       else n.set(k, { a, c: 1 });
     }
   return [...n.values()].sort((x, y) => y.c - x.c).slice(0, limit).map((x) => formatAddress(x.a));
+}
+
+const escapeHtml = (t: string) =>
+  t.replace(/&/g, "&amp;").replace(/</g, "&lt;").replace(/>/g, "&gt;").replace(/"/g, "&quot;").replace(/'/g, "&#39;");
+
+/** One line of marked-up text as HTML: escaped first, so nothing the user typed becomes
+ * markup except **bold**, *italic* / _italic_, [label](http(s)/mailto URL) and bare URLs. */
+function inline(line: string): string {
+  const links: string[] = [];
+  // Links first, kept aside so the emphasis rules do not run inside URLs.
+  let t = line.replace(/\[([^\]]+)\]\(((?:https?:\/\/|mailto:)[^\s)]+)\)|((?:https?:\/\/)[^\s<]+[^\s<.,;:!?)])/g, (_m, label, url, bare) => {
+    const href = url ?? bare;
+    links.push(`<a href="${escapeHtml(href)}">${escapeHtml(label ?? bare)}</a>`);
+    return `\u0000${links.length - 1}\u0000`;
+  });
+  t = escapeHtml(t)
+    .replace(/\*\*([^*]+)\*\*/g, "<strong>$1</strong>")
+    .replace(/(^|[^*\w])\*([^*\s][^*]*)\*(?![*\w])/g, "$1<em>$2</em>")
+    .replace(/(^|[^\w])_([^_\s][^_]*)_(?!\w)/g, "$1<em>$2</em>");
+  return t.replace(/\u0000(\d+)\u0000/g, (_m, i) => links[Number(i)] ?? "");
+}
+
+/** The text/html of a rich draft: paragraphs at blank lines, line breaks kept, "- " or
+ * "* " lines as a list, "> " lines as a quote; everything else escaped. */
+export function richHtml(text: string): string {
+  const out: string[] = [];
+  const blocks = text.replace(/\r\n?/g, "\n").split(/\n{2,}/);
+  for (const block of blocks) {
+    const lines = block.split("\n");
+    if (!block.trim()) continue;
+    if (lines.every((l) => /^\s*[-*] /.test(l))) {
+      out.push(`<ul>${lines.map((l) => `<li>${inline(l.replace(/^\s*[-*] /, ""))}</li>`).join("")}</ul>`);
+    } else if (lines.every((l) => l.startsWith(">"))) {
+      out.push(`<blockquote>${lines.map((l) => inline(l.replace(/^> ?/, ""))).join("<br>")}</blockquote>`);
+    } else {
+      out.push(`<p>${lines.map(inline).join("<br>")}</p>`);
+    }
+  }
+  return `<!DOCTYPE html><html><head><meta charset="utf-8"></head><body>${out.join("\n")}</body></html>`;
+}
+
+/** Wraps the selection [start, end) of `text` in `mark` (e.g. "**"), or inserts the pair
+ * with the cursor between; returns the new text and selection. For the toolbar and
+ * Ctrl+B / Ctrl+I. */
+export function wrapSelection(text: string, start: number, end: number, mark: string): { text: string; start: number; end: number } {
+  const inner = text.slice(start, end);
+  return {
+    text: text.slice(0, start) + mark + inner + mark + text.slice(end),
+    start: start + mark.length,
+    end: end + mark.length,
+  };
 }

@@ -1,10 +1,11 @@
 import { useEffect, useMemo, useRef, useState } from "preact/hooks";
 import type { MailApp } from "../state";
-import { knownAddresses, parseAddresses } from "../compose";
+import { knownAddresses, parseAddresses, wrapSelection } from "../compose";
 import { formatSize } from "../text";
 
-/** The composer: identities, recipients with autocomplete, subject, plain text, attachments
- * by picker or drag and drop with upload progress; drafts saved as you type. */
+/** The composer: identities, recipients with autocomplete, subject, plain or simple rich
+ * text (marked up in the text area, sent with a text/html alternative), attachments by
+ * picker or drag and drop with upload progress; drafts saved as you type. */
 export function Compose({ app }: { app: MailApp }) {
   const d = app.compose;
   const first = useRef<HTMLInputElement>(null);
@@ -20,6 +21,18 @@ export function Compose({ app }: { app: MailApp }) {
   }, [d === null]);
   if (!d) return null;
   const bad = [d.to, d.cc, d.bcc].flatMap((s) => parseAddresses(s).bad);
+  // Rich text: wraps the selection in a mark (or inserts the pair) and keeps it selected.
+  const mark = (open: string, close = open) => {
+    const el = body.current;
+    if (!el) return;
+    const r = wrapSelection(d.body, el.selectionStart, el.selectionEnd, open);
+    const text = close === open ? r.text : r.text.slice(0, r.end) + close + r.text.slice(r.end + open.length);
+    app.editDraft({ body: text });
+    requestAnimationFrame(() => {
+      el.focus();
+      el.setSelectionRange(r.start, r.end);
+    });
+  };
   const canSend = app.can("send") && parseAddresses(d.to).list.length + parseAddresses(d.cc).list.length + parseAddresses(d.bcc).list.length > 0 && bad.length === 0 && app.uploads.length === 0;
   const field = (label: string, key: "to" | "cc" | "bcc", ref?: typeof first) => (
     <label class="cfield">
@@ -85,12 +98,40 @@ export function Compose({ app }: { app: MailApp }) {
         <span>Subject</span>
         <input name="subject" value={d.subject} onInput={(e) => app.editDraft({ subject: (e.currentTarget as HTMLInputElement).value })} />
       </label>
+      <div class="c-format" role="toolbar" aria-label="Formatting">
+        <label>
+          <input type="checkbox" name="rich" checked={d.rich} onChange={(e) => app.editDraft({ rich: (e.currentTarget as HTMLInputElement).checked })} />
+          Rich text
+        </label>
+        {d.rich && (
+          <>
+            <button type="button" class="ghost" aria-label="Bold" title="Bold (Ctrl+B)" onClick={() => mark("**")}>
+              <strong>B</strong>
+            </button>
+            <button type="button" class="ghost" aria-label="Italic" title="Italic (Ctrl+I)" onClick={() => mark("*")}>
+              <em>I</em>
+            </button>
+            <button type="button" class="ghost" aria-label="Link" title="Link" onClick={() => mark("[", "](https://)")}>
+              Link
+            </button>
+            <span class="c-hint">**bold**, *italic*, [link](https://…), "- " for a list</span>
+          </>
+        )}
+      </div>
       <textarea
         ref={body}
         name="body"
         aria-label="Message"
         value={d.body}
         onInput={(e) => app.editDraft({ body: (e.currentTarget as HTMLTextAreaElement).value })}
+        onKeyDown={(e) => {
+          if (!d.rich || !(e.ctrlKey || e.metaKey) || e.altKey) return;
+          const k = e.key.toLowerCase();
+          if (k === "b" || k === "i") {
+            e.preventDefault();
+            mark(k === "b" ? "**" : "*");
+          }
+        }}
       />
       {(d.attachments.length > 0 || app.uploads.length > 0) && (
         <ul class="c-attachments" aria-label="Attachments">
