@@ -286,25 +286,26 @@ export function mailboxTree(list: Mailbox[]): { mailbox: Mailbox; depth: number 
  * 100,000 Emails in the heap, and every major GC then stops the page for 45 ms and more).
  * Once `cache` holds more than `max`, the rows further than `margin` from the rows shown,
  * [from, to), go back to holes (fetched again when scrolled to) and their Emails leave the
- * cache, except those in `keep` (the selection, the open thread, optimistic changes). The
- * list is changed in place, like a window filling holes. Returns how many were dropped. */
+ * cache, except those in `keep` (the selection, the open thread, optimistic changes; the
+ * rows kept are added to it). The list is changed in place, like a window filling holes.
+ * Returns how many were dropped. */
 export function trimCache(
   list: ListModel, cache: Map<Id, Email>, from: number, to: number, keep: Set<Id>, max: number, margin: number,
 ): number {
   if (cache.size <= max) return 0;
   const lo = Math.max(0, from - margin);
   const hi = to + margin;
-  const kept = new Set(keep);
   const ids = list.ids;
   for (let i = 0; i < ids.length; i++) {
     const id = ids[i];
     if (id === undefined) continue;
-    if ((i >= lo && i < hi) || kept.has(id)) kept.add(id);
-    else ids[i] = undefined;
+    if (i >= lo && i < hi) keep.add(id);
+    else if (!keep.has(id)) ids[i] = undefined;
   }
   let dropped = 0;
-  for (const id of [...cache.keys()]) {
-    if (!kept.has(id)) {
+  // Deleting the entry just visited is safe while iterating a Map.
+  for (const id of cache.keys()) {
+    if (!keep.has(id)) {
       cache.delete(id);
       dropped++;
     }

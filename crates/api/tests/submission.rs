@@ -266,9 +266,15 @@ async fn submit(w: &World, email: &str, extra: Value) -> String {
         .to_owned()
 }
 
-/// Waits until the submission's undoStatus is final and every recipient has left
-/// "queued"; returns the object.
-async fn wait_final(w: &World, id: &str) -> Value {
+/// Polls the submission until `done` holds for it (at most DEADLINE, failing with `what`);
+/// returns the object.
+async fn wait_submission(
+    w: &World,
+    id: &str,
+    what: &str,
+    every: Duration,
+    done: impl Fn(&Value) -> bool,
+) -> Value {
     let start = Instant::now();
     loop {
         let r = call(
@@ -278,22 +284,27 @@ async fn wait_final(w: &World, id: &str) -> Value {
         )
         .await;
         let s = r["list"][0].clone();
-        let done = s["undoStatus"] != "pending"
+        if done(&s) {
+            return s;
+        }
+        assert!(start.elapsed() < DEADLINE, "submission {id}: {what}: {s}");
+        tokio::time::sleep(every).await;
+    }
+}
+
+/// Waits until the submission's undoStatus is final and every recipient has left
+/// "queued"; returns the object.
+async fn wait_final(w: &World, id: &str) -> Value {
+    wait_submission(w, id, "never finished", Duration::from_millis(50), |s| {
+        s["undoStatus"] != "pending"
             && s["deliveryStatus"].as_object().is_some_and(|m| {
                 m.values().all(|d| {
                     d["delivered"] != "queued"
                         || d["smtpReply"].as_str().is_some_and(|t| t.starts_with('2'))
                 })
-            });
-        if done {
-            return s;
-        }
-        assert!(
-            start.elapsed() < DEADLINE,
-            "submission {id} never finished: {s}"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+            })
+    })
+    .await
 }
 
 fn inbox_uids(d: &Dovecot) -> usize {
@@ -540,22 +551,18 @@ async fn refused_canceled_and_retried_submissions() {
     // SMTP down: the submission waits and retries; SMTP up: it goes out exactly once.
     w.smtp.stop();
     let retried = submit(&w, &draft, json!({})).await;
-    let start = Instant::now();
-    loop {
-        let r = call(
-            &w.app,
-            "EmailSubmission/get",
-            json!({"accountId": "a1", "ids": [&retried]}),
-        )
-        .await;
-        let d = &r["list"][0]["deliveryStatus"][USER];
-        // The first attempt failed to connect and is queued again.
-        if d["delivered"] == "queued" && d["smtpReply"] != "" {
-            break;
-        }
-        assert!(start.elapsed() < DEADLINE, "no failed attempt seen: {r}");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    // The first attempt failed to connect and is queued again.
+    wait_submission(
+        &w,
+        &retried,
+        "no failed attempt seen",
+        Duration::from_millis(50),
+        |s| {
+            let d = &s["deliveryStatus"][USER];
+            d["delivered"] == "queued" && d["smtpReply"] != ""
+        },
+    )
+    .await;
     tokio::time::sleep(Duration::from_secs(2)).await;
     w.smtp.restart().unwrap();
     let s = wait_final(&w, &retried).await;
@@ -950,24 +957,18 @@ async fn a_deferred_recipient_is_retried_alone() {
     let id = submit(&w, &email, json!({})).await;
     // First attempt: Alice accepted, Carol refused for good, Bob deferred (451) and
     // queued for a retry of his own.
-    let start = Instant::now();
-    let s = loop {
-        let r = call(
-            &w.app,
-            "EmailSubmission/get",
-            json!({"accountId": "a1", "ids": [&id]}),
-        )
-        .await;
-        let s = r["list"][0].clone();
-        if s["deliveryStatus"][&bob]["smtpReply"]
-            .as_str()
-            .is_some_and(|t| t.starts_with("451"))
-        {
-            break s;
-        }
-        assert!(start.elapsed() < DEADLINE, "no deferral seen: {s}");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    };
+    let s = wait_submission(
+        &w,
+        &id,
+        "no deferral seen",
+        Duration::from_millis(50),
+        |s| {
+            s["deliveryStatus"][&bob]["smtpReply"]
+                .as_str()
+                .is_some_and(|t| t.starts_with("451"))
+        },
+    )
+    .await;
     let status = &s["deliveryStatus"];
     assert_eq!(status[&bob]["delivered"], "queued", "{s}");
     assert_eq!(status[USER]["delivered"], "queued", "{s}");
@@ -995,24 +996,18 @@ async fn a_deferred_recipient_is_retried_alone() {
 
     // The server stops deferring (a restart: the kept connection dies with it).
     w.smtp.accept_deferred().unwrap();
-    let start = Instant::now();
-    let s = loop {
-        let r = call(
-            &w.app,
-            "EmailSubmission/get",
-            json!({"accountId": "a1", "ids": [&id]}),
-        )
-        .await;
-        let s = r["list"][0].clone();
-        if s["deliveryStatus"][&bob]["smtpReply"]
-            .as_str()
-            .is_some_and(|t| t.starts_with("250"))
-        {
-            break s;
-        }
-        assert!(start.elapsed() < DEADLINE, "Bob never got it: {s}");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    };
+    let s = wait_submission(
+        &w,
+        &id,
+        "Bob never got it",
+        Duration::from_millis(100),
+        |s| {
+            s["deliveryStatus"][&bob]["smtpReply"]
+                .as_str()
+                .is_some_and(|t| t.starts_with("250"))
+        },
+    )
+    .await;
     assert_eq!(s["deliveryStatus"][&bob]["delivered"], "queued", "{s}");
     assert_eq!(s["deliveryStatus"][&carol]["delivered"], "no", "{s}");
     // Submitted twice: once to Alice (and Carol), once to Bob alone.
@@ -1058,21 +1053,14 @@ async fn a_bounce_report_marks_the_recipient_not_delivered() {
     for r in [USER, nobody] {
         assert_eq!(s["deliveryStatus"][r]["delivered"], "queued", "{s}");
     }
-    let start = Instant::now();
-    let s = loop {
-        let r = call(
-            &w.app,
-            "EmailSubmission/get",
-            json!({"accountId": "a1", "ids": [&id]}),
-        )
-        .await;
-        let s = r["list"][0].clone();
-        if s["deliveryStatus"][nobody]["delivered"] == "no" {
-            break s;
-        }
-        assert!(start.elapsed() < DEADLINE, "no bounce applied: {s}");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    };
+    let s = wait_submission(
+        &w,
+        &id,
+        "no bounce applied",
+        Duration::from_millis(100),
+        |s| s["deliveryStatus"][nobody]["delivered"] == "no",
+    )
+    .await;
     let reply = s["deliveryStatus"][nobody]["smtpReply"].as_str().unwrap();
     assert!(reply.contains("5.1.1"), "the reason from the report: {s}");
     assert_eq!(s["deliveryStatus"][USER]["delivered"], "queued", "{s}");

@@ -215,7 +215,7 @@ async fn main() -> Result<()> {
             .filter(|l| l.contains("told by the server"))
             .filter_map(line_seconds)
             .filter(|t| *t >= t0_day - 0.001 && *t <= t_push_day)
-            .fold(None, |m: Option<f64>, t| Some(m.map_or(t, |m| m.max(t))));
+            .reduce(f64::max);
         log_read = log.len();
         match told {
             Some(t) => added_own.push((t_push_day - t) * 1000.0),

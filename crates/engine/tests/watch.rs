@@ -41,6 +41,25 @@ async fn add_account(
         .await?)
 }
 
+/// A Dovecot with alice, and a store with her account "a" on it.
+async fn alice() -> Result<(Dovecot, tempfile::TempDir, Arc<dyn Store>, AccountId)> {
+    let dovecot = Dovecot::start(DovecotOptions::default())?;
+    dovecot.add_user("alice@example.org", "right")?;
+    let dir = tempfile::tempdir()?;
+    let store: Arc<dyn Store> = Arc::new(SqliteStore::open(&dir.path().join("t.sqlite"))?);
+    let user = store.create_user("alice", "x").await?;
+    let id = add_account(
+        store.as_ref(),
+        &dovecot,
+        user,
+        "a",
+        "alice@example.org",
+        "right",
+    )
+    .await?;
+    Ok((dovecot, dir, store, id))
+}
+
 fn plain_passwords() -> PasswordSource {
     Arc::new(|a: &store::AccountRecord| Ok(String::from_utf8(a.server.password_enc.clone())?))
 }
@@ -326,20 +345,7 @@ async fn pop3_accounts_retrieve_into_inbox() -> Result<()> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn reconnects_after_the_server_comes_back() -> Result<()> {
-    let mut dovecot = Dovecot::start(DovecotOptions::default())?;
-    dovecot.add_user("alice@example.org", "right")?;
-    let dir = tempfile::tempdir()?;
-    let store: Arc<dyn Store> = Arc::new(SqliteStore::open(&dir.path().join("t.sqlite"))?);
-    let user = store.create_user("alice", "x").await?;
-    let id = add_account(
-        store.as_ref(),
-        &dovecot,
-        user,
-        "a",
-        "alice@example.org",
-        "right",
-    )
-    .await?;
+    let (mut dovecot, _dir, store, id) = alice().await?;
     let mut engine = Engine::new(store.clone(), plain_passwords());
     engine.start_all().await?;
     wait_status(store.as_ref(), id, "ok").await?;
@@ -421,20 +427,7 @@ async fn delivery_times(
 /// (`NOTIFY_DELAY_MSECS`) at once: the delivery is committed well before 500 ms.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_present_users_account_is_told_before_dovecots_delay() -> Result<()> {
-    let dovecot = Dovecot::start(DovecotOptions::default())?;
-    dovecot.add_user("alice@example.org", "right")?;
-    let dir = tempfile::tempdir()?;
-    let store: Arc<dyn Store> = Arc::new(SqliteStore::open(&dir.path().join("t.sqlite"))?);
-    let user = store.create_user("alice", "x").await?;
-    let id = add_account(
-        store.as_ref(),
-        &dovecot,
-        user,
-        "a",
-        "alice@example.org",
-        "right",
-    )
-    .await?;
+    let (dovecot, _dir, store, id) = alice().await?;
     let looking = Arc::new(Looking(std::sync::atomic::AtomicBool::new(false)));
     let mut engine = Engine::new(store.clone(), plain_passwords())
         .with_options(EngineOptions {
