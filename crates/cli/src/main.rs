@@ -86,7 +86,7 @@ const OWN_TARGETS: &[&str] = &[
     "store",
     "submit",
     "mail_types",
-    "tidings_mime",
+    "mime",
     "jmap_proto",
     "testkit",
 ];
