@@ -451,13 +451,7 @@ pub(crate) async fn handle_request(
     state: &AppState,
     principal: &Principal,
     bytes: &[u8],
-) -> Result<
-    (
-        jmap_proto::Response,
-        Vec<tokio::sync::OwnedSemaphorePermit>,
-    ),
-    ApiError,
-> {
+) -> Result<(jmap_proto::Response, Vec<tokio::sync::OwnedSemaphorePermit>), ApiError> {
     let limits = RequestLimits::from(&state.core);
     let supported = [
         jmap_proto::capability::CORE,

@@ -45,7 +45,11 @@ fn rss_kb(pids: &[u32]) -> u64 {
 }
 
 /// Samples `pids` every 5 ms until `stop`, keeping the peak.
-fn sampler(pids: Vec<u32>, stop: Arc<AtomicBool>, peak: Arc<AtomicU64>) -> std::thread::JoinHandle<()> {
+fn sampler(
+    pids: Vec<u32>,
+    stop: Arc<AtomicBool>,
+    peak: Arc<AtomicU64>,
+) -> std::thread::JoinHandle<()> {
     std::thread::spawn(move || {
         let start = Instant::now();
         while !stop.load(Ordering::Relaxed) && start.elapsed() < Duration::from_secs(600) {
@@ -122,7 +126,11 @@ where
     let took = t.elapsed();
     stop.store(true, Ordering::Relaxed);
     let _ = s.join();
-    Ok((peak.load(Ordering::Relaxed).saturating_sub(idle), took, min_len))
+    Ok((
+        peak.load(Ordering::Relaxed).saturating_sub(idle),
+        took,
+        min_len,
+    ))
 }
 
 /// Dovecot's `imap` processes (one per logged-in connection), by their command name.
@@ -223,16 +231,13 @@ fn main() -> Result<()> {
     // Sign in once first: a Basic login is remembered, so the measured requests cost their
     // answer only, not a password check each (Argon2 takes ~19 MiB while it runs).
     let mut http = common::Http::connect(port, Duration::from_secs(30))?;
-    http.post(
-        r#"{"using":["urn:ietf:params:jmap:core"],"methodCalls":[["Core/echo",{},"e"]]}"#,
-    )?;
+    http.post(r#"{"using":["urn:ietf:params:jmap:core"],"methodCalls":[["Core/echo",{},"e"]]}"#)?;
     drop(http);
     std::thread::sleep(Duration::from_secs(3));
     let id = "e1".to_string();
 
-    let (tidings_kb, tidings_took, len) = measure(vec![serve.id()], clients, move || {
-        get_body_value(port, &id)
-    })?;
+    let (tidings_kb, tidings_took, len) =
+        measure(vec![serve.id()], clients, move || get_body_value(port, &id))?;
     serve.kill()?;
     serve.wait()?;
     if len < size * 9 / 10 {

@@ -167,10 +167,16 @@ mod tests {
     fn plain_levels_reach_only_our_crates() {
         let d = log_directives(Some("debug"));
         assert!(d.starts_with("warn,"), "{d}");
-        assert!(d.contains("api=debug") && d.contains("imap_sync=debug"), "{d}");
+        assert!(
+            d.contains("api=debug") && d.contains("imap_sync=debug"),
+            "{d}"
+        );
         assert!(!d.contains("html5ever"), "{d}");
         let d = log_directives(Some("error,html5ever=trace"));
-        assert!(d.starts_with("error,") && d.ends_with(",html5ever=trace"), "{d}");
+        assert!(
+            d.starts_with("error,") && d.ends_with(",html5ever=trace"),
+            "{d}"
+        );
         let d = log_directives(None);
         assert!(d.starts_with("warn,") && d.contains("engine=info"), "{d}");
     }

@@ -61,9 +61,7 @@ fn too_open(data_dir: &Path) -> Vec<std::path::PathBuf> {
     }
     candidates
         .into_iter()
-        .filter(|p| {
-            std::fs::metadata(p).is_ok_and(|m| m.permissions().mode() & 0o077 != 0)
-        })
+        .filter(|p| std::fs::metadata(p).is_ok_and(|m| m.permissions().mode() & 0o077 != 0))
         .collect()
 }
 

@@ -144,7 +144,9 @@ async fn data_stays_private_and_mail_never_reaches_the_log() -> Result<()> {
             ]))
             .await?;
         let email = r["methodResponses"][0][1]["list"][0].clone();
-        if email["bodyValues"].as_object().is_some_and(|b| !b.is_empty())
+        if email["bodyValues"]
+            .as_object()
+            .is_some_and(|b| !b.is_empty())
             && r["methodResponses"][1][1]["ids"]
                 .as_array()
                 .is_some_and(|a| a.len() == 1)
@@ -174,7 +176,11 @@ async fn data_stays_private_and_mail_never_reaches_the_log() -> Result<()> {
     assert!(raw.contains(MARKER));
 
     // The data dir: 0700 folders and 0600 files, whatever the umask.
-    let data = serve.store_path().parent().context("data dir")?.to_path_buf();
+    let data = serve
+        .store_path()
+        .parent()
+        .context("data dir")?
+        .to_path_buf();
     assert_eq!(mode(&data)?, 0o700, "data dir");
     let mut seen_blob = false;
     for p in walk(&data)? {
@@ -201,7 +207,9 @@ async fn data_stays_private_and_mail_never_reaches_the_log() -> Result<()> {
         leaks.is_empty(),
         "{} log lines carry mail content, e.g. {:?}",
         leaks.len(),
-        leaks.first().map(|l| l.chars().take(300).collect::<String>())
+        leaks
+            .first()
+            .map(|l| l.chars().take(300).collect::<String>())
     );
     Ok(())
 }
@@ -222,7 +230,10 @@ fn a_data_dir_others_can_read_is_warned_about() -> Result<()> {
             .stdin(Stdio::null())
             .output()?;
         if !out.status.success() {
-            bail!("account list failed: {}", String::from_utf8_lossy(&out.stderr));
+            bail!(
+                "account list failed: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
         }
         Ok(String::from_utf8_lossy(&out.stderr).into_owned())
     };

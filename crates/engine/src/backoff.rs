@@ -84,8 +84,14 @@ mod tests {
             b.next_delay();
         }
         b.working();
-        assert!(b.next_delay() >= Duration::from_secs(8), "not forgotten yet");
+        assert!(
+            b.next_delay() >= Duration::from_secs(8),
+            "not forgotten yet"
+        );
         b.working_since = Instant::now().checked_sub(PROVEN_AFTER);
-        assert!(b.next_delay() <= Duration::from_secs(1), "a proven run resets");
+        assert!(
+            b.next_delay() <= Duration::from_secs(1),
+            "a proven run resets"
+        );
     }
 }

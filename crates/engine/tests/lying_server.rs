@@ -15,11 +15,7 @@ use tokio::net::TcpListener;
 /// the first pass has nothing to do and succeeds), and EXAMINE/SELECT of INBOX (which the
 /// IDLE watcher opens) succeed without the UIDVALIDITY every client needs (RFC 3501 6.3.1).
 fn answer(tag: &str, cmd: &str) -> String {
-    let verb = cmd
-        .split(' ')
-        .next()
-        .unwrap_or("")
-        .to_ascii_uppercase();
+    let verb = cmd.split(' ').next().unwrap_or("").to_ascii_uppercase();
     match verb.as_str() {
         "CAPABILITY" => format!("* CAPABILITY IMAP4rev1\r\n{tag} OK done\r\n"),
         "EXAMINE" | "SELECT" => format!("* 3 EXISTS\r\n{tag} OK [READ-ONLY] done\r\n"),
@@ -41,8 +37,7 @@ async fn lying_server(logins: Arc<AtomicUsize>) -> Result<u16> {
             tokio::spawn(async move {
                 let (r, mut w) = sock.into_split();
                 let mut r = BufReader::new(r);
-                if w
-                    .write_all(b"* OK [CAPABILITY IMAP4rev1] liar\r\n")
+                if w.write_all(b"* OK [CAPABILITY IMAP4rev1] liar\r\n")
                     .await
                     .is_err()
                 {

@@ -278,7 +278,12 @@ fn limited_value(
 /// quantum or QP escape is split): 4 bytes of text per byte of the limit cover every
 /// charset mail-parser knows, and 3 encoded bytes per decoded byte cover quoted-printable's
 /// worst case. When that prefix does not fill the limit after all, the whole part is used.
-fn octets_value(body: &[u8], encoding: Encoding, charset: Option<&str>, max_bytes: usize) -> BodyValue {
+fn octets_value(
+    body: &[u8],
+    encoding: Encoding,
+    charset: Option<&str>,
+    max_bytes: usize,
+) -> BodyValue {
     if max_bytes > 0 {
         let text_needed = max_bytes.saturating_mul(4).saturating_add(16);
         let encoded_needed = match encoding {

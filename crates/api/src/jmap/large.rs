@@ -45,7 +45,10 @@ impl Held {
 
     /// The permits, to be dropped once the answer is out.
     pub(crate) fn take(&self) -> Vec<OwnedSemaphorePermit> {
-        self.0.lock().map(|mut h| std::mem::take(&mut *h)).unwrap_or_default()
+        self.0
+            .lock()
+            .map(|mut h| std::mem::take(&mut *h))
+            .unwrap_or_default()
     }
 }
 
@@ -88,11 +91,9 @@ mod tests {
         large.reserve(&first, 200 << 20).await.unwrap();
         // A second request for a large message waits until the first answer is out...
         let second = Held::default();
-        let waiting = tokio::time::timeout(
-            Duration::from_millis(50),
-            large.reserve(&second, 200 << 20),
-        )
-        .await;
+        let waiting =
+            tokio::time::timeout(Duration::from_millis(50), large.reserve(&second, 200 << 20))
+                .await;
         assert!(waiting.is_err(), "two 200 MB answers at once");
         // ...while a small one goes through, and the first request may read more.
         large.reserve(&Held::default(), 4096).await.unwrap();

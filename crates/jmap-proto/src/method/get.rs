@@ -82,10 +82,16 @@ impl GetResponse {
     pub fn into_map(self) -> Map<String, Value> {
         let small = |v: Result<Value, serde_json::Error>| v.unwrap_or(Value::Null);
         let mut m = Map::new();
-        m.insert("accountId".into(), small(serde_json::to_value(&self.account_id)));
+        m.insert(
+            "accountId".into(),
+            small(serde_json::to_value(&self.account_id)),
+        );
         m.insert("state".into(), small(serde_json::to_value(&self.state)));
         m.insert("list".into(), Value::Array(self.list));
-        m.insert("notFound".into(), small(serde_json::to_value(&self.not_found)));
+        m.insert(
+            "notFound".into(),
+            small(serde_json::to_value(&self.not_found)),
+        );
         m
     }
 }

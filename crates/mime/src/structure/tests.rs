@@ -753,8 +753,7 @@ fn a_limited_value_of_a_long_part_is_the_whole_value_cut() {
                 });
             }
         }
-        s
-            .chunks(76)
+        s.chunks(76)
             .map(|c| format!("{}\r\n", String::from_utf8_lossy(c)))
             .collect()
     };
@@ -763,10 +762,7 @@ fn a_limited_value_of_a_long_part_is_the_whole_value_cut() {
         .chars()
         .map(|c| c as u32 as u8)
         .collect();
-    let utf16: Vec<u8> = text
-        .encode_utf16()
-        .flat_map(|u| u.to_be_bytes())
-        .collect();
+    let utf16: Vec<u8> = text.encode_utf16().flat_map(|u| u.to_be_bytes()).collect();
     let cases: Vec<(String, &str, String)> = vec![
         ("utf-8".into(), "8bit", text.clone()),
         ("utf-8".into(), "base64", b64(text.as_bytes())),
@@ -792,7 +788,10 @@ fn a_limited_value_of_a_long_part_is_the_whole_value_cut() {
             );
         }
         let all = body_value(&raw, "1", whole.value.len()).expect("value");
-        assert_eq!(all, whole, "{charset} {cte}: a limit of the whole length cuts nothing");
+        assert_eq!(
+            all, whole,
+            "{charset} {cte}: a limit of the whole length cuts nothing"
+        );
     }
 }
 
