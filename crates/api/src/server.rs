@@ -35,6 +35,8 @@ pub struct AppState {
     /// Rung after a submission is queued, so the engine's worker looks at once.
     pub submission_waker: Option<Arc<tokio::sync::Notify>>,
     // --- end sending
+    /// Bounds the memory of answers that carry large messages.
+    pub large_bodies: crate::jmap::large::LargeBodies,
 }
 
 // --- sending (issue 5)
@@ -63,6 +65,7 @@ impl AppState {
             base_url: base_url.trim_end_matches('/').to_string(),
             submission_delay: DEFAULT_SUBMISSION_DELAY,
             submission_waker: None,
+            large_bodies: Default::default(),
         }
     }
 }
@@ -366,7 +369,10 @@ async fn api(State(state): State<Arc<AppState>>, req: Request) -> Response {
         }
     };
     match handle_request(&state, &principal, &bytes).await {
-        Ok(response) => json_response(StatusCode::OK, "application/json", &response),
+        Ok((response, held)) if held.is_empty() => {
+            json_response(StatusCode::OK, "application/json", &response)
+        }
+        Ok((response, held)) => streamed_json(response, held),
         Err(ApiError::Request(e)) => problem(e),
         Err(ApiError::Unavailable) => StatusCode::SERVICE_UNAVAILABLE.into_response(),
     }
@@ -382,12 +388,70 @@ pub(crate) enum ApiError {
     Unavailable,
 }
 
-/// Parses and runs one JMAP Request of an authenticated user.
+/// A Response written out as it is serialized, in chunks, instead of as one buffer: an
+/// answer carrying a large message then costs its size once, not twice. `held` (the large
+/// message budget the request took) is released once the last byte is handed over.
+fn streamed_json(
+    response: jmap_proto::Response,
+    held: Vec<tokio::sync::OwnedSemaphorePermit>,
+) -> Response {
+    const CHUNK: usize = 64 * 1024;
+    struct Chunks {
+        tx: tokio::sync::mpsc::Sender<Result<axum::body::Bytes, std::io::Error>>,
+        buf: Vec<u8>,
+    }
+    impl Chunks {
+        fn send(&mut self) -> std::io::Result<()> {
+            let chunk = std::mem::replace(&mut self.buf, Vec::with_capacity(CHUNK));
+            self.tx
+                .blocking_send(Ok(axum::body::Bytes::from(chunk)))
+                .map_err(|_| std::io::Error::from(std::io::ErrorKind::BrokenPipe))
+        }
+    }
+    impl std::io::Write for Chunks {
+        fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+            self.buf.extend_from_slice(b);
+            if self.buf.len() >= CHUNK {
+                self.send()?;
+            }
+            Ok(b.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            if self.buf.is_empty() {
+                return Ok(());
+            }
+            self.send()
+        }
+    }
+    let (tx, mut rx) = tokio::sync::mpsc::channel(4);
+    tokio::task::spawn_blocking(move || {
+        let mut out = Chunks {
+            tx,
+            buf: Vec::with_capacity(CHUNK),
+        };
+        // A client gone mid-answer ends the serialization (BrokenPipe); nothing to report.
+        if serde_json::to_writer(&mut out, &response).is_ok() {
+            let _ = std::io::Write::flush(&mut out);
+        }
+        drop(response);
+        drop(held);
+    });
+    let stream = futures::stream::poll_fn(move |cx| rx.poll_recv(cx));
+    let mut r = (StatusCode::OK, Body::from_stream(stream)).into_response();
+    r.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    r
+}
+
+/// Parses and runs one JMAP Request of an authenticated user. The permits returned are
+/// the large message budget the request took: hold them until the Response is written.
 pub(crate) async fn handle_request(
     state: &AppState,
     principal: &Principal,
     bytes: &[u8],
-) -> Result<jmap_proto::Response, ApiError> {
+) -> Result<(jmap_proto::Response, Vec<tokio::sync::OwnedSemaphorePermit>), ApiError> {
     let limits = RequestLimits::from(&state.core);
     let supported = [
         jmap_proto::capability::CORE,
@@ -405,6 +469,7 @@ pub(crate) async fn handle_request(
         .filter_map(|id| crate::jmap::ids::parse('a', id.as_str()))
         .map(mail_types::AccountId)
         .collect();
+    let held = crate::jmap::large::Held::default();
     let ctx = crate::jmap::Ctx {
         store: &state.store,
         accounts: &accounts,
@@ -413,6 +478,9 @@ pub(crate) async fn handle_request(
         max_objects_in_set: usize::try_from(state.core.max_objects_in_set).unwrap_or(500),
         submission_delay: state.submission_delay,
         submission_waker: state.submission_waker.as_ref(),
+        large: &state.large_bodies,
+        held: &held,
     };
-    Ok(crate::jmap::dispatch(principal, &ctx, request, session.state).await)
+    let response = crate::jmap::dispatch(principal, &ctx, request, session.state).await;
+    Ok((response, held.take()))
 }

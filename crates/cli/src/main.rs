@@ -75,16 +75,63 @@ enum Command {
     },
 }
 
+/// The crates of this workspace (tracing targets are module paths). Mail content is never
+/// logged by them at any level.
+const OWN_TARGETS: &[&str] = &[
+    "tidings",
+    "api",
+    "engine",
+    "imap_sync",
+    "pop3_sync",
+    "store",
+    "submit",
+    "mail_types",
+    "mime",
+    "jmap_proto",
+    "testkit",
+];
+
+/// RUST_LOG with its plain levels ("debug") applied to our own crates only: every other target
+/// stays at WARN unless RUST_LOG names it. Third-party crates do log what they handle at
+/// debug and trace (html5ever the text of the mail the sanitiser parses, the HTTP and
+/// WebSocket stacks their frames), and mail content must never reach a log by accident.
+fn log_directives(rust_log: Option<&str>) -> String {
+    use tracing_subscriber::filter::LevelFilter;
+    let mut out = Vec::new();
+    let mut others = LevelFilter::WARN;
+    let mut own = Some(LevelFilter::INFO);
+    for d in rust_log.unwrap_or("").split(',').map(str::trim) {
+        if d.is_empty() {
+            continue;
+        }
+        match d.parse::<LevelFilter>() {
+            Ok(level) => {
+                own = Some(level);
+                others = level.min(LevelFilter::WARN);
+            }
+            Err(_) => out.push(d.to_string()),
+        }
+    }
+    let mut directives = vec![others.to_string()];
+    if let Some(level) = own {
+        directives.extend(OWN_TARGETS.iter().map(|t| format!("{t}={level}")));
+    }
+    // Named targets last: RUST_LOG's own words win over the defaults above.
+    directives.extend(out);
+    directives.join(",")
+}
+
 fn init_tracing() {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let rust_log = std::env::var("RUST_LOG").ok();
+    let filter = tracing_subscriber::EnvFilter::try_new(log_directives(rust_log.as_deref()))
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(log_directives(None)));
     tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
         .init();
 }
 
-/// --- many watched accounts (issue 4): the blocking pool is bounded. Store calls take one
+/// The blocking pool is bounded. Store calls take one
 /// SQLite connection behind a mutex, so more threads than this only wait on it; tokio's
 /// default (512) would let 1,000 accounts syncing at start hold a thread each.
 const BLOCKING_THREADS: usize = 32;
@@ -109,5 +156,28 @@ async fn run(cli: Cli) -> Result<()> {
         Command::User { action, at } => admin::user(action, &at).await,
         Command::Account { action, at } => admin::account(action, &at).await,
         Command::Token { action, at } => admin::token(action, &at).await,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::log_directives;
+
+    #[test]
+    fn plain_levels_reach_only_our_crates() {
+        let d = log_directives(Some("debug"));
+        assert!(d.starts_with("warn,"), "{d}");
+        assert!(
+            d.contains("api=debug") && d.contains("imap_sync=debug"),
+            "{d}"
+        );
+        assert!(!d.contains("html5ever"), "{d}");
+        let d = log_directives(Some("error,html5ever=trace"));
+        assert!(
+            d.starts_with("error,") && d.ends_with(",html5ever=trace"),
+            "{d}"
+        );
+        let d = log_directives(None);
+        assert!(d.starts_with("warn,") && d.contains("engine=info"), "{d}");
     }
 }

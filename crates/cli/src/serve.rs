@@ -23,7 +23,7 @@ pub async fn ctrl_c() {
 
 /// Opens the store and the key of a data dir.
 pub fn open(data_dir: &Path, key_file: Option<&Path>) -> Result<(Arc<SqliteStore>, SecretKey)> {
-    std::fs::create_dir_all(data_dir)
+    create_private_dir(data_dir)
         .with_context(|| format!("creating data dir {}", data_dir.display()))?;
     let key_path = key_file
         .map(Path::to_path_buf)
@@ -31,7 +31,38 @@ pub fn open(data_dir: &Path, key_file: Option<&Path>) -> Result<(Arc<SqliteStore
     let key = SecretKey::load_or_create(&key_path, data_dir)?;
     let store = SqliteStore::open(&data_dir.join(STORE_FILE))
         .with_context(|| format!("opening the store in {}", data_dir.display()))?;
+    for path in too_open(data_dir) {
+        tracing::warn!(path = %path.display(),
+            "readable by other users of this machine: the data dir holds mail and should be \
+             private (chmod -R go-rwx on the data dir)");
+    }
     Ok((Arc::new(store), key))
+}
+
+/// Creates the data dir (and missing parents) readable by the owner only, whatever the umask.
+fn create_private_dir(path: &Path) -> std::io::Result<()> {
+    use std::os::unix::fs::DirBuilderExt;
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(path)
+}
+
+/// The data dir, the store's files and the blob folder when group or others may read them:
+/// made so by an older version or by hand (new ones are created private).
+fn too_open(data_dir: &Path) -> Vec<std::path::PathBuf> {
+    use std::os::unix::fs::PermissionsExt;
+    let store = data_dir.join(STORE_FILE);
+    let mut candidates = vec![data_dir.to_path_buf(), data_dir.join("blobs")];
+    for suffix in ["", "-wal", "-shm"] {
+        let mut name = store.clone().into_os_string();
+        name.push(suffix);
+        candidates.push(name.into());
+    }
+    candidates
+        .into_iter()
+        .filter(|p| std::fs::metadata(p).is_ok_and(|m| m.permissions().mode() & 0o077 != 0))
+        .collect()
 }
 
 pub fn new_account(

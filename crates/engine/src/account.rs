@@ -232,7 +232,9 @@ async fn imap_round(
     let report = sync.sync_all(&mut worker).await?;
     log_report(account.id, &report, started.elapsed());
     publisher.publish(ctx).await;
-    backoff.reset();
+    // Not a reset: a server that gets through a pass and then answers nothing usable would
+    // otherwise be retried at the first delay forever.
+    backoff.working();
 
     if worker.has("NOTIFY") {
         watch_notify(ctx, &sync, account.user, worker, &ep, &creds, publisher).await

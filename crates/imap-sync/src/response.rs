@@ -110,7 +110,7 @@ pub enum Response {
     /// A LIST or LSUB that `imap-proto` could not parse, e.g. one carrying RFC 5465's
     /// `("OLDNAME" (...))` after a rename: the mailbox list changed, details unknown.
     UnparsedList,
-    /// Could not be parsed; the first bytes are kept for the log (never a message body).
+    /// Could not be parsed; an escaped [`excerpt`] is kept for the log (never a message body).
     Unparsed(String),
 }
 
@@ -218,14 +218,14 @@ pub fn parse(frame: &Bytes) -> Response {
             code: code_of(outcome.code),
             text: outcome
                 .information
-                .map(|s| s.into_owned())
+                .map(|s| server_words(&s))
                 .unwrap_or_default(),
         },
         imap_proto::Response::Continue(_) => Response::Continue,
         imap_proto::Response::Data { status, outcome } => {
             let text = outcome
                 .information
-                .map(|s| s.into_owned())
+                .map(|s| server_words(&s))
                 .unwrap_or_default();
             let code = code_of(outcome.code).or_else(|| {
                 // Codes imap-proto does not know but we must act on.
@@ -331,6 +331,28 @@ fn attr_name(a: NameAttribute<'_>) -> String {
 
 /// Best effort for a frame imap-proto refused: a tagged completion must still complete its
 /// command, or we would wait forever.
+/// Most characters of a server's human-readable text kept (RFC 3501 resp-text): it ends up
+/// in errors, logs and the account status, and a lying server may send megabytes of it.
+const MAX_SERVER_WORDS: usize = 200;
+
+/// A server's resp-text as kept: at most `MAX_SERVER_WORDS` characters, control characters
+/// (which could forge log lines or terminal escapes) replaced by U+FFFD.
+pub fn server_words(text: &str) -> String {
+    text.chars()
+        .take(MAX_SERVER_WORDS)
+        .map(|c| if c.is_control() { '\u{FFFD}' } else { c })
+        .collect()
+}
+
+/// What of a response nobody could parse may be logged: its first few characters, up to the
+/// first literal or line end (after which a FETCH carries message content), escaped.
+pub fn excerpt(line: &str) -> String {
+    const MAX: usize = 40;
+    let end = line.find(['{', '\r', '\n']).unwrap_or(line.len());
+    let head: String = line[..end].chars().take(MAX).collect();
+    head.escape_debug().to_string()
+}
+
 fn recover(frame: &Bytes) -> Response {
     let line_end = frame
         .windows(2)
@@ -340,7 +362,7 @@ fn recover(frame: &Bytes) -> Response {
     let mut words = line.splitn(3, ' ');
     let first = words.next().unwrap_or("");
     let second = words.next().unwrap_or("").to_ascii_uppercase();
-    let rest = words.next().unwrap_or("").to_string();
+    let rest = server_words(words.next().unwrap_or(""));
     let status = match second.as_str() {
         "OK" => Some(Status::Ok),
         "NO" => Some(Status::No),
@@ -364,7 +386,7 @@ fn recover(frame: &Bytes) -> Response {
             code: None,
             text: rest,
         },
-        _ => Response::Unparsed(line.chars().take(60).collect()),
+        _ => Response::Unparsed(excerpt(&line)),
     }
 }
 

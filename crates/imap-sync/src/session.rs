@@ -290,7 +290,7 @@ impl Session {
                     ..
                 } => return Err(Error::Bye(text)),
                 Response::Unparsed(start) => {
-                    tracing::warn!(response_start = %start.escape_debug(), len = frame.len(),
+                    tracing::warn!(response_start = %start, len = frame.len(),
                         "skipping an IMAP response that does not parse");
                 }
                 r => return Ok(r),

@@ -105,7 +105,7 @@ pub struct PartContent {
 }
 
 /// A text part decoded to UTF-8 (JMAP EmailBodyValue, RFC 8621 §4.1.4).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct BodyValue {
     /// The text, at most `max_bytes` bytes when a limit was given.
     pub value: String,
@@ -159,25 +159,252 @@ pub fn part_content(raw: &[u8], part_id: &str) -> Option<PartContent> {
 /// `max_bytes` bytes on a character boundary when `max_bytes > 0` (RFC 8621
 /// §4.2 `maxBodyValueBytes`). `None` for unknown ids and non-text parts.
 pub fn body_value(raw: &[u8], part_id: &str, max_bytes: usize) -> Option<BodyValue> {
-    let (content, transfer_problem) = leaf(raw, part_id)?;
-    if !content.content_type.starts_with("text/") {
+    body_values(raw, &[part_id], max_bytes)
+        .into_iter()
+        .next()
+        .map(|(_, v)| v)
+}
+
+/// [`body_value`] of several parts from one parse of `raw`, in the order asked (unknown
+/// ids, non-text parts and repeats left out). Each value is decoded straight from the
+/// message buffer: at most one decoded copy of a part exists, and with `max_bytes` only
+/// the start of the part the limit can use is decoded at all, so the text of a 200 MB
+/// message asked with a limit costs about the limit.
+pub fn body_values(raw: &[u8], part_ids: &[&str], max_bytes: usize) -> Vec<(String, BodyValue)> {
+    /// A text leaf found by the parse: decoded after it, from `raw`, when its octets are
+    /// a range of `raw` (the parse's own copies are gone by then); else decoded at once.
+    enum Found {
+        Range {
+            start: usize,
+            end: usize,
+            encoding: Encoding,
+            charset: Option<String>,
+            problem: bool,
+        },
+        Value(BodyValue),
+    }
+    let found: Vec<(String, Found)> = analyse(
+        raw,
+        |parts, tree, data| {
+            let nodes = walk(parts, tree);
+            let same_buffer = std::ptr::eq(data, raw);
+            let mut out: Vec<(String, Found)> = Vec::new();
+            for id in part_ids {
+                if out.iter().any(|(k, _)| k == id) {
+                    continue;
+                }
+                let Some(part) = nodes
+                    .iter()
+                    .find(|n| n.part_id.as_deref() == Some(*id))
+                    .and_then(|n| parts.get(n.idx))
+                else {
+                    continue;
+                };
+                let content_type = leaf_type(part, false);
+                if !content_type.starts_with("text/") {
+                    continue;
+                }
+                let charset = charset(part, &content_type);
+                let (start, end) = (part.offset_body as usize, part.offset_end as usize);
+                let text_part = matches!(part.body, PartType::Text(_) | PartType::Html(_));
+                let f = if same_buffer && text_part && start <= end && end <= raw.len() {
+                    Found::Range {
+                        start,
+                        end,
+                        encoding: part.encoding,
+                        charset,
+                        problem: part.is_encoding_problem,
+                    }
+                } else {
+                    let mut v = limited_value(part, data, charset.as_deref(), max_bytes);
+                    v.is_encoding_problem |= part.is_encoding_problem;
+                    Found::Value(v)
+                };
+                out.push((id.to_string(), f));
+            }
+            out
+        },
+        |body| {
+            if !part_ids.contains(&"1") {
+                return Vec::new();
+            }
+            let charset = fallback_part(body.len()).charset;
+            let value = text_value(Cow::Borrowed(body), charset.as_deref(), max_bytes, false)
+                .unwrap_or_default();
+            vec![("1".to_string(), Found::Value(value))]
+        },
+    );
+    found
+        .into_iter()
+        .map(|(id, f)| {
+            let v = match f {
+                Found::Value(v) => v,
+                Found::Range {
+                    start,
+                    end,
+                    encoding,
+                    charset,
+                    problem,
+                } => {
+                    let body = raw.get(start..end).unwrap_or_default();
+                    let mut v = octets_value(body, encoding, charset.as_deref(), max_bytes);
+                    v.is_encoding_problem |= problem;
+                    v
+                }
+            };
+            (id, v)
+        })
+        .collect()
+}
+
+/// The body value of one text leaf, decoded while its parse is alive (see
+/// [`octets_value`]).
+fn limited_value(
+    part: &MessagePart<'_>,
+    data: &[u8],
+    charset: Option<&str>,
+    max_bytes: usize,
+) -> BodyValue {
+    if let Some(body) = data.get(part.offset_body as usize..part.offset_end as usize)
+        && matches!(part.body, PartType::Text(_) | PartType::Html(_))
+    {
+        return octets_value(body, part.encoding, charset, max_bytes);
+    }
+    text_value(leaf_bytes(part, data), charset, max_bytes, false).unwrap_or_default()
+}
+
+/// The body value of a text part's octets (`body`, still transfer-encoded). With a limit,
+/// only a prefix is transfer-decoded and converted, cut at a line end (so no base64
+/// quantum or QP escape is split): 4 bytes of text per byte of the limit cover every
+/// charset mail-parser knows, and 3 encoded bytes per decoded byte cover quoted-printable's
+/// worst case. When that prefix does not fill the limit after all, the whole part is used.
+fn octets_value(
+    body: &[u8],
+    encoding: Encoding,
+    charset: Option<&str>,
+    max_bytes: usize,
+) -> BodyValue {
+    if max_bytes > 0 {
+        let text_needed = max_bytes.saturating_mul(4).saturating_add(16);
+        let encoded_needed = match encoding {
+            Encoding::None => text_needed,
+            _ => text_needed.saturating_mul(3).saturating_add(1024),
+        };
+        if body.len() > encoded_needed {
+            let cut = body[..encoded_needed]
+                .iter()
+                .rposition(|b| *b == b'\n')
+                .map_or(encoded_needed, |i| i + 1);
+            if let Some(octets) = transfer_decode_strict(&body[..cut], encoding)
+                && let Some(v) = text_value(octets, charset, max_bytes, true)
+            {
+                return v;
+            }
+        }
+    }
+    text_value(transfer_decode(body, encoding), charset, max_bytes, false).unwrap_or_default()
+}
+
+/// Like [`transfer_decode`], `None` when the octets do not decode (the whole part is then
+/// decoded the usual way, with its fallback).
+fn transfer_decode_strict(body: &[u8], encoding: Encoding) -> Option<Cow<'_, [u8]>> {
+    let mut stream = MessageStream::new(body);
+    let (end, bytes) = match encoding {
+        Encoding::None => return Some(Cow::Borrowed(body)),
+        Encoding::Base64 => stream.decode_base64_mime(b""),
+        Encoding::QuotedPrintable => stream.decode_quoted_printable_mime(b""),
+    };
+    (end != usize::MAX).then_some(bytes)
+}
+
+/// `octets` in `charset` as a body value of at most `max_bytes` (0: no limit). With `cut`,
+/// `octets` is only the start of the part: the answer is `None` unless it fills the limit,
+/// and a character split at its end is no encoding problem.
+fn text_value(
+    octets: Cow<'_, [u8]>,
+    charset: Option<&str>,
+    max_bytes: usize,
+    cut: bool,
+) -> Option<BodyValue> {
+    let cs = charset.unwrap_or("us-ascii").trim().to_ascii_lowercase();
+    let utf8_like = matches!(
+        cs.as_str(),
+        "utf-8" | "utf8" | "us-ascii" | "ascii" | "ansi_x3.4-1968" | "iso646-us"
+    );
+    let limit = if max_bytes > 0 { max_bytes } else { usize::MAX };
+    // The common case: valid UTF-8 is copied at most once (not at all when the transfer
+    // decoding made its own buffer), and only up to the limit.
+    let valid_len = match std::str::from_utf8(&octets) {
+        Ok(s) => Some(s.len()),
+        // A sequence cut by the prefix is incomplete at the very end.
+        Err(e) if cut && e.error_len().is_none() => Some(e.valid_up_to()),
+        Err(_) => None,
+    };
+    if (utf8_like || charset_decoder(cs.as_bytes()).is_none())
+        && let Some(len) = valid_len
+    {
+        if cut && len <= limit {
+            return None;
+        }
+        let valid = octets.get(..len).unwrap_or_default();
+        let end = floor_char_boundary_bytes(valid, limit);
+        let is_encoding_problem = !utf8_like && !valid[..end].is_ascii();
+        let value = match octets {
+            Cow::Owned(mut v) if end == v.len() => {
+                v.truncate(end);
+                String::from_utf8(v).unwrap_or_default()
+            }
+            other => String::from_utf8_lossy(&other[..end]).into_owned(),
+        };
+        return Some(BodyValue {
+            value,
+            is_encoding_problem,
+            is_truncated: end < len,
+        });
+    }
+    let (mut value, mut is_encoding_problem) = decode_text(&octets, charset);
+    if cut && value.len() <= limit {
         return None;
     }
-    let (mut value, charset_problem) = decode_text(&content.bytes, content.charset.as_deref());
-    let mut is_truncated = false;
-    if max_bytes > 0 && value.len() > max_bytes {
-        let mut end = max_bytes;
-        while !value.is_char_boundary(end) {
-            end -= 1;
-        }
+    let is_truncated = value.len() > limit;
+    if is_truncated {
+        let end = floor_char_boundary(&value, limit);
         value.truncate(end);
-        is_truncated = true;
+    }
+    if cut && !utf8_like {
+        // Judged on what is kept: the prefix may end inside a character.
+        is_encoding_problem = value.contains('\u{FFFD}');
     }
     Some(BodyValue {
         value,
-        is_encoding_problem: transfer_problem || charset_problem,
+        is_encoding_problem,
         is_truncated,
     })
+}
+
+/// The largest char boundary of the valid UTF-8 `b` at or below `limit`.
+fn floor_char_boundary_bytes(b: &[u8], limit: usize) -> usize {
+    if limit >= b.len() {
+        return b.len();
+    }
+    let mut end = limit;
+    // Continuation bytes are 0b10xxxxxx.
+    while end > 0 && (b[end] & 0xC0) == 0x80 {
+        end -= 1;
+    }
+    end
+}
+
+/// The largest char boundary of `s` at or below `limit`.
+fn floor_char_boundary(s: &str, limit: usize) -> usize {
+    if limit >= s.len() {
+        return s.len();
+    }
+    let mut end = limit;
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    end
 }
 
 /// Parses `raw` behind the crate's panic fence and hands the parts to

@@ -29,7 +29,7 @@ pub(crate) fn valid_id(id: &str) -> bool {
 
 impl Blobs {
     pub(crate) fn dir(path: &Path) -> Result<Blobs> {
-        std::fs::create_dir_all(path)?;
+        private_dir_all(path)?;
         Ok(Blobs::Dir(path.to_path_buf()))
     }
 
@@ -51,7 +51,7 @@ impl Blobs {
                     return Ok(id);
                 }
                 let dir = root.join(&id[..2]);
-                std::fs::create_dir_all(&dir)?;
+                private_dir_all(&dir)?;
                 let mut tmp = tempfile_in(&dir)?;
                 tmp.1.write_all(raw)?;
                 drop(tmp.1);
@@ -147,8 +147,20 @@ impl Blobs {
     }
 }
 
-/// A new temporary file in `dir` (same filesystem, so the rename is atomic).
+/// Creates `path` and its missing parents readable by the owner only (0700), whatever the
+/// umask: the folders hold people's mail.
+pub(crate) fn private_dir_all(path: &Path) -> std::io::Result<()> {
+    use std::os::unix::fs::DirBuilderExt;
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(path)
+}
+
+/// A new temporary file in `dir` (same filesystem, so the rename is atomic), readable by the
+/// owner only (0600) whatever the umask.
 fn tempfile_in(dir: &Path) -> Result<(PathBuf, std::fs::File)> {
+    use std::os::unix::fs::OpenOptionsExt;
     use std::sync::atomic::{AtomicU64, Ordering};
     static N: AtomicU64 = AtomicU64::new(0);
     for _ in 0..100 {
@@ -161,6 +173,7 @@ fn tempfile_in(dir: &Path) -> Result<(PathBuf, std::fs::File)> {
         match std::fs::OpenOptions::new()
             .write(true)
             .create_new(true)
+            .mode(0o600)
             .open(&path)
         {
             Ok(f) => return Ok((path, f)),

@@ -213,18 +213,15 @@ pub(crate) fn body_properties(raw: &[u8], blob: &str, req: &BodyRequest) -> Map<
                         wanted.extend(lists.html_body.iter());
                     }
                 }
+                // One parse for all of them; each value is moved into the answer, not copied.
+                let wanted: Vec<&str> = wanted.iter().map(|s| s.as_str()).collect();
                 let mut values = Map::new();
-                for id in wanted {
-                    if values.contains_key(id) {
-                        continue;
-                    }
-                    if let Some(v) = mime::body_value(raw, id, req.max_bytes) {
-                        values.insert(
-                            id.clone(),
-                            json!({"value": v.value, "isEncodingProblem": v.is_encoding_problem,
-                                   "isTruncated": v.is_truncated}),
-                        );
-                    }
+                for (id, v) in mime::body_values(raw, &wanted, req.max_bytes) {
+                    let mut o = Map::new();
+                    o.insert("value".into(), Value::String(v.value));
+                    o.insert("isEncodingProblem".into(), json!(v.is_encoding_problem));
+                    o.insert("isTruncated".into(), json!(v.is_truncated));
+                    values.insert(id, Value::Object(o));
                 }
                 out.insert(p.clone(), Value::Object(values));
             }

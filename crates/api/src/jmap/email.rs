@@ -208,6 +208,14 @@ pub(crate) async fn get(
         .map_err(|e| MethodError::server_fail(e.to_string()))?;
     let by_id: std::collections::HashMap<i64, &EmailView> =
         found.iter().map(|e| (e.id.0, e)).collect();
+    if !body_req.props.is_empty() || !header_props.is_empty() {
+        let large: u64 = found
+            .iter()
+            .map(|e| u64::from(e.size))
+            .filter(|s| *s > super::large::LARGE_MESSAGE)
+            .sum();
+        ctx.large.reserve(ctx.held, large).await?;
+    }
     let mut list = Vec::new();
     let mut not_found = Vec::new();
     for (r, n) in asked {
@@ -228,12 +236,13 @@ pub(crate) async fn get(
             None => not_found.push(r),
         }
     }
-    super::to_map(&GetResponse {
+    Ok(GetResponse {
         account_id: req.account_id.clone(),
         state: ids::state(state),
         list,
         not_found,
-    })
+    }
+    .into_map())
 }
 
 /// One JMAP FilterCondition as the store's AND of conditions.

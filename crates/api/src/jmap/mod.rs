@@ -7,6 +7,7 @@ mod changes;
 pub(crate) mod email;
 mod identity;
 pub(crate) mod ids;
+pub(crate) mod large;
 mod mailbox;
 // --- jmap: query changes, header properties, Email/parse ---
 mod headers;
@@ -49,6 +50,9 @@ pub(crate) struct Ctx<'a> {
     pub submission_delay: std::time::Duration,
     pub submission_waker: Option<&'a Arc<tokio::sync::Notify>>,
     // --- end sending
+    /// The server's budget for reading large messages, and what this request holds of it.
+    pub large: &'a large::LargeBodies,
+    pub held: &'a large::Held,
 }
 
 impl Ctx<'_> {

@@ -130,6 +130,8 @@ fn unavailable(id: Option<&str>) -> Value {
 /// What one client frame asks for.
 enum Reply {
     Send(Value),
+    /// A Response, and the large message budget its request holds until it is sent.
+    Response(Value, Vec<tokio::sync::OwnedSemaphorePermit>),
     Enable {
         id: Option<String>,
         types: TypeSet,
@@ -165,13 +167,14 @@ async fn answer(state: &AppState, principal: &Principal, text: &str) -> Reply {
     let id = id.as_deref();
     match m.get("@type").and_then(Value::as_str) {
         Some("Request") => match handle_request(state, principal, text.as_bytes()).await {
-            Ok(response) => match serde_json::to_value(&response) {
+            Ok((response, held)) => match serde_json::to_value(&response) {
                 Ok(Value::Object(mut r)) => {
+                    drop(response);
                     r.insert("@type".into(), Value::String("Response".into()));
                     if let Some(id) = id {
                         r.insert("requestId".into(), Value::String(id.into()));
                     }
-                    Reply::Send(Value::Object(r))
+                    Reply::Response(Value::Object(r), held)
                 }
                 _ => Reply::Send(unavailable(id)),
             },
@@ -245,6 +248,13 @@ async fn run(socket: WebSocket, state: Arc<AppState>, principal: Principal, _con
                 match answer(&state, &principal, text.as_str()).await {
                     Reply::Send(v) => {
                         if !send(&mut tx, &v, limits.write_timeout).await {
+                            break;
+                        }
+                    }
+                    Reply::Response(v, held) => {
+                        let sent = send(&mut tx, &v, limits.write_timeout).await;
+                        drop((v, held));
+                        if !sent {
                             break;
                         }
                     }

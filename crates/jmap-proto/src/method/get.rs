@@ -76,11 +76,43 @@ pub struct GetResponse {
     pub not_found: Vec<IdRef>,
 }
 
+impl GetResponse {
+    /// The response as its JSON object, the objects of `list` moved rather than copied (as
+    /// `serde_json::to_value` would): a list may hold the text of a huge message.
+    pub fn into_map(self) -> Map<String, Value> {
+        let small = |v: Result<Value, serde_json::Error>| v.unwrap_or(Value::Null);
+        let mut m = Map::new();
+        m.insert(
+            "accountId".into(),
+            small(serde_json::to_value(&self.account_id)),
+        );
+        m.insert("state".into(), small(serde_json::to_value(&self.state)));
+        m.insert("list".into(), Value::Array(self.list));
+        m.insert(
+            "notFound".into(),
+            small(serde_json::to_value(&self.not_found)),
+        );
+        m
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::error::MethodErrorType;
     use serde_json::json;
+
+    #[test]
+    fn into_map_is_the_serialized_response() {
+        let r = GetResponse {
+            account_id: Id::try_from("a1").unwrap(),
+            state: State::from("s7"),
+            list: vec![json!({"id": "e1", "subject": "x"})],
+            not_found: vec![IdRef::Id(Id::try_from("e9").unwrap())],
+        };
+        let expected = serde_json::to_value(&r).unwrap();
+        assert_eq!(Value::Object(r.into_map()), expected);
+    }
 
     fn args(v: Value) -> Map<String, Value> {
         v.as_object().unwrap().clone()

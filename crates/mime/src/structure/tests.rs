@@ -709,3 +709,101 @@ Subject: one\n\nfirst\n--d\nContent-Type: text/plain\n\nnot a message\n--d--\n",
     );
     assert_ids_match(&raw);
 }
+
+/// With a limit, only the start of a long part is decoded: the answer must be exactly the
+/// whole part decoded, then cut (for every transfer encoding, charsets of 1 to 4 bytes per
+/// character, and limits around every character boundary).
+#[test]
+fn a_limited_value_of_a_long_part_is_the_whole_value_cut() {
+    let line = "Grüße, 😀 € naïve – ünïcödé text of a long part.\r\n";
+    let text: String = line.repeat(400);
+    let qp = |s: &str| -> String {
+        let mut out = String::new();
+        for l in s.split("\r\n") {
+            let mut width = 0;
+            for b in l.bytes() {
+                let piece = if b.is_ascii_alphanumeric() || b == b' ' || b == b',' {
+                    (b as char).to_string()
+                } else {
+                    format!("={b:02X}")
+                };
+                if width + piece.len() > 72 {
+                    out.push_str("=\r\n");
+                    width = 0;
+                }
+                width += piece.len();
+                out.push_str(&piece);
+            }
+            out.push_str("\r\n");
+        }
+        out
+    };
+    let b64 = |b: &[u8]| -> String {
+        const A: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+        let mut s = Vec::new();
+        for c in b.chunks(3) {
+            let n = (u32::from(c[0]) << 16)
+                | (u32::from(*c.get(1).unwrap_or(&0)) << 8)
+                | u32::from(*c.get(2).unwrap_or(&0));
+            for i in 0..4 {
+                s.push(if i <= c.len() {
+                    A[(n >> (18 - 6 * i) & 63) as usize]
+                } else {
+                    b'='
+                });
+            }
+        }
+        s.chunks(76)
+            .map(|c| format!("{}\r\n", String::from_utf8_lossy(c)))
+            .collect()
+    };
+    let latin1: Vec<u8> = "Caf\u{e9} cr\u{e8}me br\u{fb}l\u{e9}e.\r\n"
+        .repeat(800)
+        .chars()
+        .map(|c| c as u32 as u8)
+        .collect();
+    let utf16: Vec<u8> = text.encode_utf16().flat_map(|u| u.to_be_bytes()).collect();
+    let cases: Vec<(String, &str, String)> = vec![
+        ("utf-8".into(), "8bit", text.clone()),
+        ("utf-8".into(), "base64", b64(text.as_bytes())),
+        ("utf-8".into(), "quoted-printable", qp(&text)),
+        ("iso-8859-1".into(), "base64", b64(&latin1)),
+        ("utf-16be".into(), "base64", b64(&utf16)),
+    ];
+    for (charset, cte, body) in cases {
+        let raw = format!(
+            "Content-Type: text/plain; charset={charset}\r\nContent-Transfer-Encoding: {cte}\r\n\r\n{body}"
+        )
+        .into_bytes();
+        let whole = body_value(&raw, "1", 0).expect("value");
+        assert!(whole.value.len() > 10_000, "{charset} {cte}");
+        for max in (1..40).chain([100, 997, 1000, 1001, 2500, 4096]) {
+            let got = body_value(&raw, "1", max).expect("value");
+            let end = floor_char_boundary(&whole.value, max);
+            assert_eq!(got.value, whole.value[..end], "{charset} {cte} max {max}");
+            assert!(got.is_truncated, "{charset} {cte} max {max}");
+            assert_eq!(
+                got.is_encoding_problem, whole.is_encoding_problem,
+                "{charset} {cte} max {max}"
+            );
+        }
+        let all = body_value(&raw, "1", whole.value.len()).expect("value");
+        assert_eq!(
+            all, whole,
+            "{charset} {cte}: a limit of the whole length cuts nothing"
+        );
+    }
+}
+
+#[test]
+fn several_values_come_from_one_parse_in_the_order_asked() {
+    let raw = crlf(
+        "Content-Type: multipart/alternative; boundary=b\n\n--b\n\
+         Content-Type: text/plain\n\nplain\n--b\nContent-Type: text/html\n\n<p>html</p>\n--b--\n",
+    );
+    let got = body_values(&raw, &["2", "1", "2", "9"], 0);
+    let ids: Vec<&str> = got.iter().map(|(id, _)| id.as_str()).collect();
+    assert_eq!(ids, ["2", "1"]);
+    assert_eq!(got[1].1.value, "plain");
+    assert!(got[0].1.value.contains("<p>html</p>"));
+}

@@ -52,6 +52,26 @@ fn bump_epoch(epochs: &Mutex<std::collections::HashMap<i64, u64>>, account: Acco
     }
 }
 
+/// Creates the store file readable by the owner only (0600) when it does not exist yet,
+/// whatever the umask. SQLite gives its `-wal` and `-shm` files the mode of the main file,
+/// so they follow. An existing file is left as it is (the server warns when it is wider).
+fn create_private_file(path: &Path) -> Result<()> {
+    use std::os::unix::fs::OpenOptionsExt;
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        crate::blobs::private_dir_all(dir)?;
+    }
+    match std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)
+    {
+        Ok(_) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
+        Err(e) => Err(e.into()),
+    }
+}
+
 fn epoch_of(epochs: &Mutex<std::collections::HashMap<i64, u64>>, account: AccountId) -> u64 {
     epochs
         .lock()
@@ -63,6 +83,7 @@ impl SqliteStore {
     /// Opens (creating and migrating if needed) the store at `path`; raw messages go to
     /// `blobs/` beside it.
     pub fn open(path: &Path) -> Result<Self> {
+        create_private_file(path)?;
         let conn = Connection::open(path)?;
         let dir = path.parent().unwrap_or(Path::new(".")).join("blobs");
         Self::init(conn, Blobs::dir(&dir)?)
