@@ -4,6 +4,7 @@
 //! a time anyway, and batching many rows per transaction (the engine sends batches) is
 //! what makes it fast. WAL mode lets readers of other connections run beside it.
 
+mod migrate;
 mod read;
 mod write;
 // --- write-back (outbox) ---
@@ -29,7 +30,8 @@ use rusqlite::{Connection, OptionalExtension, params};
 use std::path::Path;
 use std::sync::{Arc, Mutex};
 
-const SCHEMA_V1: &str = include_str!("schema.sql");
+#[cfg(test)]
+use migrate::SCHEMA_V1;
 
 #[derive(Clone)]
 pub struct SqliteStore {
@@ -82,29 +84,26 @@ impl SqliteStore {
         // the server is the source of truth for synced data, and user changes (the outbox)
         // will be committed with FULL where it matters.
         conn.pragma_update(None, "synchronous", "NORMAL")?;
-        conn.pragma_update(None, "foreign_keys", "ON")?;
         // write-back: the write paths use far more than rusqlite's default of 16 cached
         // statements, so each call would re-prepare what the previous one evicted.
         conn.set_prepared_statement_cache_capacity(256);
         // The version is read inside an IMMEDIATE transaction, so two processes opening a
         // new store at once (the server and `tidings account list`) cannot both migrate.
+        // Foreign keys are off while migrating (the pragma cannot change inside a
+        // transaction, and the bundled SQLite turns them on by default): a migration that
+        // rebuilds a table must not cascade its drop into the child rows.
+        conn.pragma_update(None, "foreign_keys", "OFF")?;
         conn.execute_batch("BEGIN IMMEDIATE")?;
-        let version: i64 = conn.pragma_query_value(None, "user_version", |r| r.get(0))?;
-        let migrated = match version {
-            0 => conn.execute_batch(&format!("{SCHEMA_V1}; PRAGMA user_version = 1;")),
-            1 => Ok(()),
-            v => {
-                let _ = conn.execute_batch("ROLLBACK");
-                return Err(Error::Corrupt(format!(
-                    "store schema version {v} is newer than this build understands"
-                )));
-            }
-        };
+        let migrated = conn
+            .pragma_query_value(None, "user_version", |r| r.get::<_, i64>(0))
+            .map_err(Error::from)
+            .and_then(|version| migrate::run(&conn, version));
         if let Err(e) = migrated {
             let _ = conn.execute_batch("ROLLBACK");
-            return Err(e.into());
+            return Err(e);
         }
         conn.execute_batch("COMMIT")?;
+        conn.pragma_update(None, "foreign_keys", "ON")?;
         write::pending::install(&conn);
         // --- jmap: SQL functions and collation of Email/query ---
         let blobs = Arc::new(blobs);
