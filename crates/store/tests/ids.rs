@@ -295,6 +295,8 @@ async fn submission_ids_are_never_reused() {
                     mail_from: "a@example.org".into(),
                     rcpt_to: vec!["b@example.org".into()],
                     raw: message(n),
+                    blob_id: None,
+                    draft: DraftFate::Keep,
                     message_id: Some(format!("m{n}@example.org")),
                     // Far ahead: nothing sends it.
                     send_at: i64::MAX / 2,
@@ -502,6 +504,8 @@ async fn a_version_1_store_keeps_its_ids_and_reuses_none() {
             mail_from: "a@example.org".into(),
             rcpt_to: vec!["b@example.org".into()],
             raw: message(9),
+            blob_id: None,
+            draft: DraftFate::Keep,
             message_id: None,
             send_at: i64::MAX / 2,
             sent_copy: SentCopy::None,

@@ -13,10 +13,17 @@ type Step = fn(&Connection) -> Result<()>;
 const MIGRATIONS: &[Step] = &[
     // v1: the first schema (tables, indexes, counting triggers, full-text index).
     |c| Ok(c.execute_batch(SCHEMA_V1)?),
-    // v2: JMAP ids are permanent (RFC 8620 1.2: an id names one object for good; DESIGN.md
-    // invariant 8). v1 took plain rowids, so destroying the newest row handed its id to the
-    // next insert, and a client's cache or `*/changes` saw a destroyed object come back.
-    permanent_ids,
+    // v2, two changes released together:
+    // - JMAP ids are permanent (RFC 8620 1.2: an id names one object for good; DESIGN.md
+    //   invariant 8). v1 took plain rowids, so destroying the newest row handed its id to
+    //   the next insert, and a client's cache or `*/changes` saw a destroyed object again.
+    // - Sent mail is never lost (DESIGN.md invariant 9). v1 destroyed a draft at
+    //   submission time (onSuccessDestroyEmail) and deleted a blob once no Email or upload
+    //   named it, though a queued APPEND or the submission still needed its bytes.
+    |c| {
+        permanent_ids(c)?;
+        submission_keeps_its_message(c)
+    },
 ];
 
 /// The schema version this build writes.
@@ -84,6 +91,23 @@ fn permanent_ids(c: &Connection) -> Result<()> {
         )));
     }
     Ok(())
+}
+
+/// The submission names its message's blob (`blob_id`, held until nothing about the
+/// submission needs the bytes) and says what becomes of its Email (`draft`: 'keep',
+/// 'destroy_when_sent' for onSuccessDestroyEmail, 'destroy' once sent, 'restore' to put
+/// it back into Drafts after a failure or a cancel, 'done'). A queued APPEND names its
+/// blob in its payload; the expression index lets the blob collector ask for it.
+fn submission_keeps_its_message(c: &Connection) -> Result<()> {
+    Ok(c.execute_batch(
+        "ALTER TABLE submission ADD COLUMN blob_id TEXT;
+         ALTER TABLE submission ADD COLUMN draft TEXT NOT NULL DEFAULT 'keep';
+         CREATE INDEX submission_blob ON submission (blob_id) WHERE blob_id IS NOT NULL;
+         CREATE INDEX submission_draft ON submission (account_id)
+             WHERE draft IN ('destroy', 'restore');
+         CREATE INDEX outbox_append_blob ON outbox (json_extract(payload, '$.blob_id'))
+             WHERE kind = 'append';",
+    )?)
 }
 
 fn rebuild_autoincrement(c: &Connection, table: &str, logged: Option<&str>) -> Result<()> {

@@ -33,6 +33,16 @@ use std::sync::{Arc, Mutex};
 #[cfg(test)]
 use migrate::SCHEMA_V1;
 
+/// SQL condition: blob `blob.id` is needed by nothing, so its row and file may go. An
+/// Email, an upload, a queued APPEND (its payload names the blob until the server has the
+/// message) and a submission (until it is sent, its Sent copy made and its draft put
+/// back or destroyed) each keep it.
+pub(crate) const BLOB_UNREFERENCED: &str = "NOT EXISTS (SELECT 1 FROM email WHERE email.blob_id = blob.id) \
+     AND NOT EXISTS (SELECT 1 FROM upload WHERE upload.blob_id = blob.id) \
+     AND NOT EXISTS (SELECT 1 FROM outbox WHERE outbox.kind = 'append' \
+         AND json_extract(outbox.payload, '$.blob_id') = blob.id) \
+     AND NOT EXISTS (SELECT 1 FROM submission WHERE submission.blob_id = blob.id)";
+
 #[derive(Clone)]
 pub struct SqliteStore {
     conn: Arc<Mutex<Connection>>,
@@ -116,6 +126,29 @@ impl SqliteStore {
             outbox_tx: Arc::new(tokio::sync::watch::channel(0).0),
             mailbox_epochs: Arc::default(),
         })
+    }
+
+    /// A submission's bytes: kept in its row, or the blob it holds a reference to.
+    async fn submission_bytes(&self, id: i64, bytes: submission::Bytes) -> Result<Vec<u8>> {
+        match bytes {
+            submission::Bytes::Inline(raw) => Ok(raw),
+            submission::Bytes::Blob(b) => self
+                .blob(&b)
+                .await?
+                .ok_or_else(|| Error::Corrupt(format!("submission {id}: its blob {b} is missing"))),
+        }
+    }
+
+    /// Removes the files of blobs whose rows a committed transaction deleted.
+    async fn forget_blob_files(&self, gone: impl IntoIterator<Item = String>) -> Result<()> {
+        let gone: Vec<String> = gone.into_iter().collect();
+        if gone.is_empty() {
+            return Ok(());
+        }
+        let blobs = self.blobs.clone();
+        tokio::task::spawn_blocking(move || gone.iter().try_for_each(|b| blobs.remove(b)))
+            .await
+            .map_err(|e| Error::Task(e.to_string()))?
     }
 
     pub fn with_events(mut self, bus: Arc<dyn EventBus>) -> Self {
@@ -477,11 +510,8 @@ impl Store for SqliteStore {
             }
             let n = tx.execute("DELETE FROM account WHERE id = ?1", [id.0])?;
             let gone: Vec<String> = {
-                let mut st = tx.prepare(
-                    "DELETE FROM blob WHERE id NOT IN \
-                     (SELECT blob_id FROM email WHERE blob_id IS NOT NULL) \
-                     AND id NOT IN (SELECT blob_id FROM upload) RETURNING id",
-                )?;
+                let mut st =
+                    tx.prepare(&format!("DELETE FROM blob WHERE {BLOB_UNREFERENCED} RETURNING id"))?;
                 let rows = st.query_map([], |r| r.get(0))?;
                 rows.collect::<rusqlite::Result<Vec<_>>>()?
             };
@@ -995,11 +1025,9 @@ impl Store for SqliteStore {
             let mut gone = Vec::new();
             for b in &expired {
                 let n = tx
-                    .prepare_cached(
-                        "DELETE FROM blob WHERE id = ?1 \
-                         AND NOT EXISTS (SELECT 1 FROM email WHERE blob_id = ?1) \
-                         AND NOT EXISTS (SELECT 1 FROM upload WHERE blob_id = ?1)",
-                    )?
+                    .prepare_cached(&format!(
+                        "DELETE FROM blob WHERE id = ?1 AND {BLOB_UNREFERENCED}"
+                    ))?
                     .execute([b])?;
                 if n > 0 {
                     gone.push(b.clone());
@@ -1271,12 +1299,18 @@ impl Store for SqliteStore {
             .await
     }
     async fn cancel_submission(&self, account: AccountId, id: i64) -> Result<crate::CancelOutcome> {
-        self.call(move |c| submission::cancel_submission(c, account, id))
-            .await
+        let (out, gone) = self
+            .call(move |c| submission::cancel_submission(c, account, id))
+            .await?;
+        self.forget_blob_files(gone).await?;
+        Ok(out)
     }
     async fn destroy_submission(&self, account: AccountId, id: i64) -> Result<bool> {
-        self.call(move |c| submission::destroy_submission(c, account, id))
-            .await
+        let (out, gone) = self
+            .call(move |c| submission::destroy_submission(c, account, id))
+            .await?;
+        self.forget_blob_files(gone).await?;
+        Ok(out)
     }
     async fn due_submissions(
         &self,
@@ -1290,27 +1324,68 @@ impl Store for SqliteStore {
         self.call(submission::next_submission_at).await
     }
     async fn begin_submission(&self, id: i64) -> Result<Option<Vec<u8>>> {
-        self.call(move |c| submission::begin_submission(c, id))
-            .await
+        match self
+            .call(move |c| submission::begin_submission(c, id))
+            .await?
+        {
+            Some(b) => Ok(Some(self.submission_bytes(id, b).await?)),
+            None => Ok(None),
+        }
     }
     async fn finish_submission(&self, id: i64, result: &crate::AttemptResult) -> Result<()> {
         let result = result.clone();
-        self.call(move |c| submission::finish_submission(c, id, &result))
-            .await
+        let gone = self
+            .call(move |c| submission::finish_submission(c, id, &result))
+            .await?;
+        self.forget_blob_files(gone).await
     }
     async fn recover_submissions(&self) -> Result<Vec<i64>> {
-        self.call(submission::recover_submissions).await
+        let (ids, gone) = self.call(submission::recover_submissions).await?;
+        self.forget_blob_files(gone).await?;
+        Ok(ids)
     }
     async fn pending_sent_copies(
         &self,
         account: AccountId,
     ) -> Result<Vec<(crate::SubmissionRecord, Vec<u8>)>> {
-        self.call(move |c| submission::pending_sent_copies(c, account))
-            .await
+        let list = self
+            .call(move |c| submission::pending_sent_copies(c, account))
+            .await?;
+        let mut out = Vec::with_capacity(list.len());
+        for (s, b) in list {
+            let raw = self.submission_bytes(s.id, b).await?;
+            out.push((s, raw));
+        }
+        Ok(out)
     }
     async fn set_sent_copy_done(&self, id: i64) -> Result<()> {
-        self.call(move |c| submission::set_sent_copy_done(c, id))
-            .await
+        let gone = self
+            .call(move |c| submission::set_sent_copy_done(c, id))
+            .await?;
+        self.forget_blob_files(gone).await
+    }
+    async fn draft_followups(
+        &self,
+        limit: usize,
+    ) -> Result<Vec<(crate::SubmissionRecord, Option<Vec<u8>>)>> {
+        let list = self
+            .call(move |c| submission::draft_followups(c, limit))
+            .await?;
+        let mut out = Vec::with_capacity(list.len());
+        for (s, b) in list {
+            let raw = match b {
+                Some(b) => Some(self.submission_bytes(s.id, b).await?),
+                None => None,
+            };
+            out.push((s, raw));
+        }
+        Ok(out)
+    }
+    async fn set_draft_done(&self, id: i64) -> Result<()> {
+        let gone = self
+            .call(move |c| submission::set_draft_done(c, id))
+            .await?;
+        self.forget_blob_files(gone).await
     }
     async fn apply_dsn(
         &self,
