@@ -1343,7 +1343,10 @@ async fn an_unsent_message_stays_in_drafts_and_a_sent_one_leaves() {
     wait_final(&w, &sub).await;
     let start = Instant::now();
     while email_state(&w, &sent_draft).await.is_some() {
-        assert!(start.elapsed() < DEADLINE, "the sent draft was never destroyed");
+        assert!(
+            start.elapsed() < DEADLINE,
+            "the sent draft was never destroyed"
+        );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     wait_email(&w, Role::Sent, "sent@example.org").await;

@@ -447,7 +447,11 @@ impl Worker {
                     .collect();
                 let patch = EmailPatch {
                     email: e.id,
-                    keywords_add: if is_draft { vec![] } else { vec!["$draft".into()] },
+                    keywords_add: if is_draft {
+                        vec![]
+                    } else {
+                        vec!["$draft".into()]
+                    },
                     keywords_remove: vec![],
                     mailboxes_add: if in_drafts { vec![] } else { vec![drafts.id] },
                     mailboxes_remove: sent,
@@ -929,6 +933,7 @@ mod tests {
             last_error: String::new(),
             sent_copy: SentCopy::Append,
             dsn_blob_ids: vec![],
+            draft: DraftFate::Keep,
         }
     }
 

@@ -316,10 +316,12 @@ async fn create_one(
     // rather than accepted and failed later (the message would look sent until then).
     let record = ctx.store.account(account).await.map_err(server_fail)?;
     if record.as_ref().is_none_or(|a| a.smtp.is_none()) {
-        return Err(SetError::new(SetErrorType::ForbiddenToSend).with_description(
-            "this account has no outgoing mail server (SMTP) configured, so nothing can be \
+        return Err(
+            SetError::new(SetErrorType::ForbiddenToSend).with_description(
+                "this account has no outgoing mail server (SMTP) configured, so nothing can be \
              sent from it; the message was not sent",
-        ));
+            ),
+        );
     }
     let identities = ctx.store.identities(account).await.map_err(server_fail)?;
     let identity = identities
