@@ -518,7 +518,6 @@ pub(crate) async fn set(
             }
         }
     }
-    let waker = ctx.submission_waker;
     // Server id -> Email of the submissions updated or destroyed in this call.
     let mut succeeded: HashMap<String, i64> = HashMap::new();
     let before = ctx.store.submissions(account).await.map_err(fail)?;
@@ -590,7 +589,7 @@ pub(crate) async fn set(
     }
     // New submissions may be due at once; a canceled one's message goes back to Drafts.
     if (!created.is_empty() || !updated.is_empty())
-        && let Some(w) = waker
+        && let Some(w) = ctx.submission_waker
     {
         w.notify_one();
     }
