@@ -1355,3 +1355,75 @@ async fn an_unsent_message_stays_in_drafts_and_a_sent_one_leaves() {
     assert_eq!(settle(&w.dovecot, "Drafts", 3).await, 3);
     engine.shutdown().await;
 }
+
+/// The client destroys the draft right after submitting it (as clients that do not use
+/// onSuccessDestroyEmail do); the send then fails for good. The submission held the
+/// message's blob, so the message is remade in Drafts from the exact bytes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_draft_destroyed_before_a_failed_send_comes_back_from_its_bytes() {
+    let w = world(&[]).await;
+    let mut engine = Engine::new(w.store.clone(), plain_passwords()).with_submit_options(fast());
+    engine.start_all().await.unwrap();
+    let (drafts, _) = drafts_and_sent(&w).await;
+    let bad = format!("nobody@{REFUSED_DOMAIN}");
+    let r = call(
+        &w.app,
+        "Email/set",
+        json!({"accountId": "a1", "create": {"d": {
+            "mailboxIds": {&drafts: true},
+            "keywords": {"$draft": true},
+            "from": [{"email": USER}],
+            "to": [{"email": &bad}],
+            "subject": "gone too soon",
+            "messageId": ["gone@example.org"],
+            "bodyValues": {"b": {"value": "Only copy."}},
+            "textBody": [{"partId": "b", "type": "text/plain"}]
+        }}}),
+    )
+    .await;
+    let email = r["created"]["d"]["id"]
+        .as_str()
+        .unwrap_or_else(|| panic!("{r}"))
+        .to_owned();
+    // Its APPEND is done (nothing queued holds the blob any more)...
+    let start = Instant::now();
+    while uids_in(&w.dovecot, "Drafts") < 1 {
+        assert!(
+            start.elapsed() < DEADLINE,
+            "the draft never reached the server"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    // ...and the submission is held for 2 s, so that the destroy comes before the attempt.
+    let sub = submit(
+        &w,
+        &email,
+        json!({"envelope": {"mailFrom": {"email": USER, "parameters": {"HOLDFOR": "2"}},
+            "rcptTo": [{"email": &bad}]}}),
+    )
+    .await;
+    let r = call(
+        &w.app,
+        "Email/set",
+        json!({"accountId": "a1", "destroy": [&email]}),
+    )
+    .await;
+    assert_eq!(r["destroyed"], json!([&email]), "{r}");
+    let s = wait_final(&w, &sub).await;
+    assert_eq!(s["deliveryStatus"][&bad]["delivered"], "no", "{s}");
+    // Back in Drafts (a new Email: the old one was destroyed), with the same bytes.
+    let (again, _) = wait_email(&w, Role::Drafts, "gone@example.org").await;
+    assert_ne!(again, email);
+    wait_in_drafts(&w, &again, "remade").await;
+    let r = call(
+        &w.app,
+        "Email/get",
+        json!({"accountId": "a1", "ids": [&again], "properties": ["subject", "bodyValues"],
+            "fetchAllBodyValues": true}),
+    )
+    .await;
+    assert_eq!(r["list"][0]["subject"], "gone too soon", "{r}");
+    assert!(r.to_string().contains("Only copy."), "{r}");
+    assert_eq!(settle(&w.dovecot, "Drafts", 1).await, 1);
+    engine.shutdown().await;
+}
