@@ -92,10 +92,10 @@ async fn a_queued_append_keeps_its_blob() {
     // Destroyed before the outbox replayed the APPEND: the APPEND still runs first.
     destroy(&s, a, email).await;
     let pending = s.outbox_next(a, 10).await.expect("outbox");
-    let append = pending
+    let (entry, append) = pending
         .iter()
         .find_map(|e| match &e.op {
-            OutboxOp::Append { blob_id, .. } => Some(blob_id.clone()),
+            OutboxOp::Append { blob_id, .. } => Some((e, blob_id.clone())),
             _ => None,
         })
         .expect("the APPEND is still queued");
@@ -105,6 +105,20 @@ async fn a_queued_append_keeps_its_blob() {
         Some(draft(1)),
         "the queued APPEND can still read its message"
     );
+    // Once the server has it, nothing needs the local bytes: they go (no leak).
+    s.outbox_complete(
+        a,
+        vec![OutboxDone {
+            id: entry.id,
+            rev: entry.rev,
+            new_uid: Some((1, 1)),
+            raw_name: None,
+            old_raw_name: None,
+        }],
+    )
+    .await
+    .expect("complete");
+    assert_eq!(s.blob(&blob).await.expect("read blob"), None);
 }
 
 #[tokio::test]

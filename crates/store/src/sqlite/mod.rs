@@ -180,6 +180,46 @@ impl SqliteStore {
     }
 }
 
+/// The blobs named by these outbox entries' APPENDs (each keeps its blob while queued).
+fn append_blobs(c: &Connection, ids: impl IntoIterator<Item = i64>) -> Result<Vec<String>> {
+    let mut st = c.prepare_cached(
+        "SELECT json_extract(payload, '$.blob_id') FROM outbox WHERE id = ?1 AND kind = 'append'",
+    )?;
+    let mut out = Vec::new();
+    for id in ids {
+        if let Some(b) = st
+            .query_row([id], |r| r.get::<_, Option<String>>(0))
+            .optional()?
+            .flatten()
+        {
+            out.push(b);
+        }
+    }
+    Ok(out)
+}
+
+/// Deletes the rows of those blobs nothing references any more (an APPEND done after its
+/// Email was destroyed held the last reference); returns them, for their files to go.
+fn forget_unreferenced(c: &mut Connection, blobs: Vec<String>) -> Result<Vec<String>> {
+    if blobs.is_empty() {
+        return Ok(blobs);
+    }
+    let tx = c.transaction()?;
+    let mut gone = Vec::new();
+    {
+        let mut st = tx.prepare_cached(&format!(
+            "DELETE FROM blob WHERE id = ?1 AND {BLOB_UNREFERENCED}"
+        ))?;
+        for b in blobs {
+            if st.execute([&b])? > 0 {
+                gone.push(b);
+            }
+        }
+    }
+    tx.commit()?;
+    Ok(gone)
+}
+
 /// push: announces what the store call that just returned on this thread committed.
 fn publish_committed(events: &dyn EventBus) {
     for c in write::pending::take() {
@@ -1162,25 +1202,29 @@ impl Store for SqliteStore {
 
     async fn outbox_complete(&self, account: AccountId, done: Vec<OutboxDone>) -> Result<()> {
         let epochs = self.mailbox_epochs.clone();
-        self.call(move |c| {
-            // A confirmed mailbox change moves the epoch before the connection is let go.
-            let mut mailbox_op = false;
-            {
-                let mut st = c.prepare_cached(
-                    "SELECT 1 FROM outbox WHERE id = ?1 AND kind IN \
+        let gone = self
+            .call(move |c| {
+                // A confirmed mailbox change moves the epoch before the connection is let go.
+                let mut mailbox_op = false;
+                {
+                    let mut st = c.prepare_cached(
+                        "SELECT 1 FROM outbox WHERE id = ?1 AND kind IN \
                      ('create_mailbox', 'rename_mailbox', 'delete_mailbox', 'subscribe')",
-                )?;
-                for d in &done {
-                    mailbox_op |= st.exists([d.id])?;
+                    )?;
+                    for d in &done {
+                        mailbox_op |= st.exists([d.id])?;
+                    }
                 }
-            }
-            let r = outbox::complete(c, account, &done);
-            if mailbox_op {
-                bump_epoch(&epochs, account);
-            }
-            r
-        })
-        .await?;
+                let appended = append_blobs(c, done.iter().map(|d| d.id))?;
+                let r = outbox::complete(c, account, &done);
+                if mailbox_op {
+                    bump_epoch(&epochs, account);
+                }
+                r?;
+                forget_unreferenced(c, appended)
+            })
+            .await?;
+        self.forget_blob_files(gone).await?;
         self.collect_orphans(account).await?;
         Ok(())
     }
@@ -1192,8 +1236,14 @@ impl Store for SqliteStore {
 
     async fn outbox_refuse(&self, account: AccountId, id: i64, reason: &str) -> Result<()> {
         let reason = reason.to_string();
-        self.call(move |c| outbox::refuse(c, account, id, &reason))
+        let gone = self
+            .call(move |c| {
+                let appended = append_blobs(c, [id])?;
+                outbox::refuse(c, account, id, &reason)?;
+                forget_unreferenced(c, appended)
+            })
             .await?;
+        self.forget_blob_files(gone).await?;
         self.collect_orphans(account).await?;
         Ok(())
     }
