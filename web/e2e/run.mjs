@@ -155,6 +155,91 @@ const hasPush = !!session.capabilities["urn:ietf:params:jmap:websocket"]?.suppor
   check(a.headers.get("cache-control")?.includes("immutable") && a.headers.get("content-encoding") === "gzip", "hashed assets are immutable and gzipped");
 }
 
+// --- sending that does not go through: the message is never lost ------------------------------
+// Self-contained steps (their own JMAP look-ups), run inside the main flow below.
+
+/** JMAP as `user` (Basic auth): the first account's Drafts, and the Email with `subject`. */
+async function draftOf(user, password, subject) {
+  const auth = "Basic " + Buffer.from(`${user}:${password}`).toString("base64");
+  const call = async (calls) => {
+    const r = await fetch(`${BASE}/jmap/api`, {
+      method: "POST",
+      headers: { Authorization: auth, "Content-Type": "application/json" },
+      body: JSON.stringify({ using: ["urn:ietf:params:jmap:core", "urn:ietf:params:jmap:mail"], methodCalls: calls }),
+    });
+    return (await r.json()).methodResponses;
+  };
+  const s = await (await fetch(`${BASE}/jmap/session`, { headers: { Authorization: auth } })).json();
+  const acc = s.primaryAccounts["urn:ietf:params:jmap:mail"];
+  const [[, mb], [, q], [, g]] = await call([
+    ["Mailbox/get", { accountId: acc, ids: null }, "m"],
+    ["Email/query", { accountId: acc, filter: { subject } }, "q"],
+    ["Email/get", { accountId: acc, "#ids": { resultOf: "q", name: "Email/query", path: "/ids" }, properties: ["keywords", "mailboxIds", "subject"] }, "g"],
+  ]);
+  const drafts = mb.list.find((m) => m.role === "drafts")?.id;
+  const e = g.list.find((x) => x.subject === subject);
+  return { drafts, inDrafts: !!(e && drafts && e.mailboxIds[drafts] && e.keywords.$draft), email: e };
+}
+
+/** Composes and sends `subject` to `to` from the open web client. */
+async function composeAndSend(page, to, subject) {
+  await page.keyboard.press("Escape");
+  await page.keyboard.press("c");
+  await page.waitForSelector(".compose", { timeout: WAIT });
+  await page.fill(".compose input[name=to]", to);
+  await page.fill(".compose input[name=subject]", subject);
+  await page.fill(".compose textarea[name=body]", "Words that must not be lost.");
+  await page.waitForSelector(".compose button:has-text('Send'):not([disabled])", { timeout: WAIT });
+  await page.click(".compose button:has-text('Send')");
+}
+
+/** A send refused for good by the SMTP server (a 550 for the recipient) and a send
+ * undone in its undo window, as alice (whose account has SMTP): the client shows the
+ * submission's real state, the failure in the server's words, and the message stays in
+ * Drafts both times. */
+async function sendThatFailsOrIsUndone(page) {
+  await composeAndSend(page, "nobody@refused.test", "Refused by the server");
+  await page.waitForSelector(".toast:has-text('Sending')", { timeout: WAIT });
+  check(true, "after Send the client says it is sending, not that it was sent");
+  await page.waitForSelector(".toast-error:has-text('Not sent: 550')", { timeout: WAIT });
+  check(!(await page.locator(".toast:has-text('Message sent')").count()), "a refused message is never called sent");
+  await waitFor("the refused message is in Drafts", async () => (await draftOf(USER, PASS, "Refused by the server")).inDrafts);
+  check(true, "a send refused by the SMTP server: the 550 is shown and the message stays in Drafts");
+
+  await composeAndSend(page, "alice@example.org", "Undone in time");
+  await page.waitForSelector(".toast button:has-text('Undo')", { timeout: WAIT });
+  await page.click(".toast button:has-text('Undo')");
+  await page.waitForSelector(".toast:has-text('Canceled')", { timeout: WAIT });
+  await waitFor("the undone message is in Drafts", async () => (await draftOf(USER, PASS, "Undone in time")).inDrafts);
+  check(true, "Undo in the undo window cancels the send and the message stays in Drafts");
+}
+
+/** The demo's account has no SMTP settings: bob signs in and sends; the server refuses
+ * (forbiddenToSend), the composer says why and the message stays in Drafts. */
+async function sendWithoutSmtp(page) {
+  const user = process.env.TIDINGS_NOSMTP_USER;
+  const password = process.env.TIDINGS_NOSMTP_PASSWORD;
+  if (!user || !password) throw new Error("TIDINGS_NOSMTP_USER/PASSWORD are not set: the no-SMTP check cannot run");
+  await page.goto(BASE);
+  await page.waitForSelector("form[aria-labelledby=signin-title]", { timeout: WAIT });
+  await page.fill("input[name=username]", user);
+  await page.fill("input[name=password]", password);
+  await page.click("button[type=submit]");
+  await page.waitForSelector("button:has-text('Compose')", { timeout: WAIT });
+  // The account's mailboxes (Drafts among them) come with its first sync.
+  await waitFor("the no-SMTP account has Drafts", async () => !!(await draftOf(user, password, "-")).drafts);
+  await composeAndSend(page, "alice@example.org", "Sent without SMTP");
+  await page.waitForSelector(".compose-status:has-text('Not sent')", { timeout: WAIT });
+  const status = await page.textContent(".compose-status");
+  check(status.includes("SMTP") && status.includes("Drafts"), `without SMTP the send is refused and the composer says why (${status})`);
+  check(!(await page.locator(".toast:has-text('Message sent')").count()), "nothing claims the message was sent");
+  await waitFor("the unsent message is in bob's Drafts", async () => (await draftOf(user, password, "Sent without SMTP")).inDrafts);
+  check(true, "the message that could not be sent stays in Drafts");
+  await page.click(".compose button[aria-label^='Close']");
+  await page.click("button:has-text('Sign out')");
+  await page.waitForSelector("form[aria-labelledby=signin-title]", { timeout: WAIT });
+}
+
 // --- the browser ------------------------------------------------------------------------------
 const profile = fs.mkdtempSync(path.join(os.tmpdir(), "tidings-chromium-"));
 const context = await chromium.launchPersistentContext(profile, {
@@ -491,6 +576,7 @@ try {
     const text = got ? got.textBody.map((p) => got.bodyValues[p.partId]?.value ?? "").join("") : "";
     check(rq.ids.length === 1 && html.includes("<strong>me</strong>") && html.includes("&lt;b&gt;not markup&lt;/b&gt;") && text.includes("Hello **me**."),
       "rich text: the bold arrives as HTML beside the marked-up plain text, typed markup stays text");
+    await sendThatFailsOrIsUndone(page);
   } else {
     throw new Error("the server offers no sending: the send check cannot run");
   }
@@ -557,6 +643,7 @@ try {
   await page.waitForSelector("form[aria-labelledby=signin-title]", { timeout: WAIT });
   const after = await fetch(`${BASE}/jmap/session`, { headers: { Cookie: cookie } });
   check(after.status === 401, "after sign-out the old cookie is refused");
+  await sendWithoutSmtp(page);
   check(consoleErrors.filter((e) => !e.includes("401")).length === 0, `no errors in the console (${consoleErrors.join(" | ")})`);
 } catch (e) {
   failures.push(e);

@@ -209,3 +209,74 @@ describe("live updates", () => {
     expect(a.emailState).toBe("s1");
   });
 });
+
+describe("sending", () => {
+  /** An app ready to send, whose server answers with `answer`. */
+  function sender(answer: (calls: [string, Record<string, unknown>, string][]) => unknown[]) {
+    const r = app(answer);
+    r.a.jmap.methods.add("EmailSubmission/set");
+    r.a.mailboxes.push({ id: "m3", name: "Drafts", role: "drafts", parentId: null, sortOrder: 0, totalEmails: 0, unreadEmails: 0, totalThreads: 0, unreadThreads: 0 });
+    r.a.identities = [{ id: "i1", name: "Alice", email: "alice@example.org" }];
+    r.a.compose = { emailId: null, identityId: "i1", to: "bob@example.org", cc: "", bcc: "", subject: "Plans", body: "Hi", rich: false, inReplyTo: null, references: null, attachments: [] };
+    return r;
+  }
+
+  it("keeps the composer and the draft when the server refuses to send", async () => {
+    const { a } = sender((calls) => [
+      ["Email/set", { created: { draft: { id: "e9" } } }, calls[0]?.[2]],
+      ["EmailSubmission/set", { notCreated: { sub: { type: "forbiddenToSend", description: "this account has no outgoing mail server (SMTP) configured" } } }, calls[1]?.[2]],
+    ]);
+    expect(await a.send()).toBe(false);
+    expect(a.compose?.emailId).toBe("e9");
+    expect(a.composeStatus).toContain("Not sent: this account has no outgoing mail server (SMTP) configured");
+    expect(a.composeStatus).toContain("Drafts");
+    expect(a.toast?.text ?? "").not.toContain("sent.");
+  });
+
+  it("says queued with Undo, then follows the submission to the server's refusal", async () => {
+    let status: Record<string, unknown> = { id: "s1", undoStatus: "pending", sendAt: new Date(Date.now() + 5000).toISOString(), deliveryStatus: { "bob@example.org": { smtpReply: "", delivered: "queued" } } };
+    const { a, sent } = sender((calls) =>
+      calls.map(([n, args, id]) => {
+        if (n === "Email/set") return [n, { created: { draft: { id: "e9" } } }, id];
+        if (n === "EmailSubmission/set" && args.create) return [n, { created: { sub: { id: "s1", undoStatus: "pending", sendAt: status.sendAt } } }, id];
+        if (n === "EmailSubmission/set") return [n, { updated: { s1: null } }, id];
+        return [n, { list: [status] }, id];
+      }),
+    );
+    expect(await a.send()).toBe(true);
+    expect(a.compose).toBeNull();
+    expect(a.outgoing?.phase).toBe("queued");
+    expect(a.toast?.text).toMatch(/^Sending “Plans” in \d s…$/);
+    expect(a.toast?.undo).toBeDefined();
+    status = { ...status, undoStatus: "final", deliveryStatus: { "bob@example.org": { smtpReply: "550 5.1.1 no such user", delivered: "no" } } };
+    await a.followSend();
+    expect(a.outgoing?.phase).toBe("failed");
+    expect(a.toast?.error).toBe(true);
+    expect(a.toast?.undo).toBeUndefined();
+    expect(a.toast?.text).toBe("Not sent: 550 5.1.1 no such user. “Plans” is in Drafts.");
+    // Undo is offered only in the window: nothing is sent for a settled message.
+    const before = sent.length;
+    await a.cancelSend();
+    expect(sent.length).toBe(before);
+  });
+
+  it("Undo cancels the submission and says the message is back in Drafts", async () => {
+    let status: Record<string, unknown> = { id: "s1", undoStatus: "pending", sendAt: new Date(Date.now() + 5000).toISOString(), deliveryStatus: {} };
+    const { a, sent } = sender((calls) =>
+      calls.map(([n, args, id]) => {
+        if (n === "Email/set") return [n, { created: { draft: { id: "e9" } } }, id];
+        if (n === "EmailSubmission/set" && args.create) return [n, { created: { sub: { id: "s1", undoStatus: "pending", sendAt: status.sendAt } } }, id];
+        if (n === "EmailSubmission/set") {
+          status = { ...status, undoStatus: "canceled" };
+          return [n, { updated: { s1: null } }, id];
+        }
+        return [n, { list: [status] }, id];
+      }),
+    );
+    await a.send();
+    a.toast?.undo?.();
+    await vi.waitFor(() => expect(a.outgoing?.phase).toBe("canceled"));
+    expect(JSON.stringify(sent)).toContain('"update":{"s1":{"undoStatus":"canceled"}}');
+    expect(a.toast?.text).toBe("Canceled: “Plans” is back in Drafts.");
+  });
+});

@@ -15,8 +15,11 @@ import { type Filter, parseSearch } from "./search";
 import {
   type Draft, type Identity, type Source, draftEmail, emptyDraft, forwardDraft, replyDraft,
 } from "./compose";
+import { type SendState, type Submission, describe, isError, sendState, settled } from "./outgoing";
 
 export const PAGE = 100;
+/** Seconds an outgoing message is followed by the timer (push follows it longer). */
+const OUTGOING_TICKS = 600;
 /** Emails kept for the list before rows far from the screen are dropped (`trimCache`). */
 const CACHE_MAX = 4000;
 /** Rows kept on either side of the ones shown when dropping. */
@@ -60,6 +63,8 @@ export interface Toast {
   text: string;
   undo?: () => void;
   error?: boolean;
+  /** It tells the state of the message being sent (`outgoing`). */
+  send?: boolean;
 }
 
 export type Action = "read" | "flag" | "move" | "delete" | "draft" | "send" | "folders";
@@ -116,6 +121,9 @@ export class MailApp {
   open: { emailId: Id; threadId: Id; emails: FullEmail[] } | null = null;
   connection: Connection = "connecting";
   toast: Toast | null = null;
+  /** The message sent last, as its EmailSubmission says, followed until it settles. */
+  outgoing: SendState | null = null;
+  private outgoingTimer: ReturnType<typeof setInterval> | null = null;
   sync: Record<Id, SyncInfo> = {};
   /** Senders whose remote images are always shown (kept in this browser). */
   trustedSenders = new Set<string>(readTrusted());
@@ -498,6 +506,7 @@ export class MailApp {
   }
 
   private async onPush(c: StateChange | null): Promise<void> {
+    if (this.outgoing && !settled(this.outgoing) && (!c || c[this.accountId]?.EmailSubmission !== undefined)) void this.followSend();
     await this.schedule(this.wanted(c));
   }
 
@@ -1185,8 +1194,10 @@ export class MailApp {
     }
   }
 
-  /** Sends: the draft is created and submitted in one request; on success the draft is
-   * destroyed (onSuccessDestroyEmail) and the server's copy in Sent remains. */
+  /** Sends: the draft is created and submitted in one request. The server destroys the
+   * draft (onSuccessDestroyEmail) only once the message was sent and its copy is in Sent;
+   * a refusal, a failure or an Undo leaves it in Drafts. What happens is followed through
+   * the EmailSubmission (`outgoing`). */
   async send(): Promise<boolean> {
     const d = this.compose;
     const me = this.identity();
@@ -1197,7 +1208,7 @@ export class MailApp {
     this.composeStatus = "Sending…";
     this.emit();
     // Tidings files the sent copy in Sent itself (an APPEND) when the Email is not there;
-    // the draft is then destroyed, so Sent holds one copy.
+    // the draft is destroyed after that, so Sent holds one copy and nothing is lost.
     try {
       const r = await this.jmap.request([
         ["Email/set", { accountId: this.accountId, create: { draft: draftEmail(d, me, { drafts: drafts.id }) }, ...(d.emailId ? { destroy: [d.emailId] } : {}) }, "e"],
@@ -1214,20 +1225,93 @@ export class MailApp {
             const x = ne ?? ns;
             return x ? x.description ?? x.type : "";
           })();
+      // The draft just made is the compose's draft now (saved again, it replaces it).
+      const made = (e instanceof MethodError ? undefined : (e?.created as Record<string, { id: Id }> | null)?.draft?.id) ?? null;
       if (err) {
-        this.composeStatus = `Not sent: ${err}`;
+        if (made && this.compose) this.compose = { ...this.compose, emailId: made };
+        this.composeStatus = `Not sent: ${err}. The message is kept in Drafts.`;
         this.emit();
         return false;
       }
+      const created = (s as Record<string, unknown>).created as Record<string, Submission> | null;
+      const sub = created?.sub;
       this.compose = null;
-      this.toast = { text: "Message sent." };
-      this.emit();
+      // Not "sent" yet: queued in the server's undo window. What happens next comes from
+      // the EmailSubmission itself (push), in the server's words.
+      this.outgoing = sendState({ undoStatus: "pending", deliveryStatus: null, ...sub, id: sub?.id ?? "" }, d.subject);
+      this.showOutgoing();
+      this.followOutgoing();
       return true;
     } catch (e) {
       this.composeStatus = `Not sent: ${e instanceof Error ? e.message : String(e)}`;
       this.emit();
       return false;
     }
+  }
+
+  /** Shows the outgoing message's state (in the toast, with Undo while possible). */
+  private showOutgoing(): void {
+    const o = this.outgoing;
+    if (!o) return;
+    this.toast = { text: describe(o, Date.now()), undo: o.canUndo ? () => void this.cancelSend() : undefined, error: isError(o), send: true };
+    this.emit();
+  }
+
+  /** While the message is not settled: the undo countdown each second, and a look at the
+   * submission every few seconds besides push (bounded: it stops once settled, or after
+   * OUTGOING_TICKS). */
+  private followOutgoing(): void {
+    if (this.outgoingTimer) clearInterval(this.outgoingTimer);
+    let ticks = 0;
+    this.outgoingTimer = setInterval(() => {
+      ticks++;
+      const o = this.outgoing;
+      if (!o || settled(o) || ticks > OUTGOING_TICKS) {
+        if (this.outgoingTimer) clearInterval(this.outgoingTimer);
+        this.outgoingTimer = null;
+        return;
+      }
+      if (this.toast?.send) this.showOutgoing();
+      if (ticks % 3 === 0) void this.followSend();
+    }, 1000);
+  }
+
+  /** Reads the outgoing message's EmailSubmission again. */
+  async followSend(): Promise<void> {
+    const o = this.outgoing;
+    if (!o?.submissionId) return;
+    try {
+      const r = await this.jmap.call<{ list: Submission[] }>("EmailSubmission/get", {
+        accountId: this.accountId, ids: [o.submissionId], properties: ["undoStatus", "sendAt", "deliveryStatus"],
+      });
+      const sub = r.list[0];
+      if (!sub || this.outgoing?.submissionId !== o.submissionId) return;
+      const next = sendState(sub, o.subject);
+      if (next.phase === o.phase && next.detail === o.detail && next.canUndo === o.canUndo) return;
+      this.outgoing = next;
+      // A change is shown again even if the previous toast was dismissed.
+      this.showOutgoing();
+    } catch (e) {
+      this.report(e);
+    }
+  }
+
+  /** Undo: cancels the submission in its undo window (RFC 8621 7.5); the message stays in
+   * (or goes back to) Drafts. */
+  async cancelSend(): Promise<void> {
+    const o = this.outgoing;
+    if (!o?.canUndo) return;
+    try {
+      const r = await this.jmap.call<{ updated?: Record<string, unknown> | null; notUpdated?: Record<string, { type: string; description?: string }> | null }>(
+        "EmailSubmission/set",
+        { accountId: this.accountId, update: { [o.submissionId]: { undoStatus: "canceled" } } },
+      );
+      const refused = r.notUpdated?.[o.submissionId];
+      if (refused) this.toastError(refused.type === "cannotUnsend" ? "Too late to undo: the message is being sent." : `Could not undo: ${refused.description ?? refused.type}`);
+    } catch (e) {
+      this.report(e);
+    }
+    await this.followSend();
   }
 
   async discardDraft(): Promise<void> {

@@ -1075,3 +1075,355 @@ async fn a_bounce_report_marks_the_recipient_not_delivered() {
     );
     engine.shutdown().await;
 }
+
+/// The account's Drafts and Sent mailbox ids (JMAP), once the sync has them.
+async fn drafts_and_sent(w: &World) -> (String, String) {
+    let start = Instant::now();
+    loop {
+        let boxes = w.store.mailboxes(w.account).await.unwrap();
+        let id = |role| {
+            boxes
+                .iter()
+                .find(|m| m.role == Some(role))
+                .map(|m| format!("m{}", m.id.0))
+        };
+        if let (Some(d), Some(s)) = (id(Role::Drafts), id(Role::Sent)) {
+            return (d, s);
+        }
+        assert!(start.elapsed() < DEADLINE, "no Drafts and Sent mailboxes");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// Creates a draft to `to` and submits it in one request, as the web client does;
+/// `on_success` are the EmailSubmission/set arguments (onSuccess*) with "#sub" the
+/// submission. Returns the whole response.
+async fn send_draft(w: &World, message_id: &str, to: &str, on_success: Value) -> Value {
+    let (drafts, _) = drafts_and_sent(w).await;
+    let mut set = json!({"accountId": "a1",
+        "create": {"sub": {"identityId": identity(w).await, "emailId": "#draft"}}});
+    if let Value::Object(m) = on_success {
+        for (k, v) in m {
+            set[k] = v;
+        }
+    }
+    jmap(
+        &w.app,
+        json!([
+            ["Email/set", {"accountId": "a1", "create": {"draft": {
+                "mailboxIds": {drafts: true},
+                "keywords": {"$draft": true, "$seen": true},
+                "from": [{"email": USER}],
+                "to": [{"email": to}],
+                "subject": format!("draft {message_id}"),
+                "messageId": [message_id],
+                "bodyValues": {"b": {"value": "Words that must not be lost."}},
+                "textBody": [{"partId": "b", "type": "text/plain"}]
+            }}}, "e"],
+            ["EmailSubmission/set", set, "s"]
+        ]),
+    )
+    .await
+}
+
+/// The Email's mailboxIds and keywords, or None when it does not exist.
+async fn email_state(w: &World, id: &str) -> Option<(Value, Value)> {
+    let r = call(
+        &w.app,
+        "Email/get",
+        json!({"accountId": "a1", "ids": [id], "properties": ["mailboxIds", "keywords"]}),
+    )
+    .await;
+    let e = r["list"].get(0)?;
+    Some((e["mailboxIds"].clone(), e["keywords"].clone()))
+}
+
+/// Waits (bounded) until the Email is in Drafts with `$draft` and in no Sent mailbox.
+async fn wait_in_drafts(w: &World, id: &str, what: &str) {
+    let (drafts, sent) = drafts_and_sent(w).await;
+    let start = Instant::now();
+    loop {
+        let state = email_state(w, id).await;
+        if let Some((boxes, keywords)) = &state
+            && boxes[&drafts] == true
+            && boxes.get(&sent).is_none()
+            && keywords["$draft"] == true
+        {
+            return;
+        }
+        assert!(
+            start.elapsed() < DEADLINE,
+            "{what}: Email {id} not back in Drafts: {state:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// The demo's case: an account without SMTP settings. The send is refused at once
+/// (forbiddenToSend, RFC 8621 7.5), before onSuccessDestroyEmail could destroy anything:
+/// the draft stays, locally and on the server.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_send_from_an_account_without_smtp_is_refused_and_the_draft_stays() {
+    let w = world(&[]).await;
+    let record = w.store.account(w.account).await.unwrap().unwrap();
+    w.store
+        .update_account(
+            w.account,
+            &NewAccount {
+                user: record.user,
+                name: record.name.clone(),
+                kind: record.kind,
+                server: record.server.clone(),
+                smtp: None,
+                pop3_delete_after_days: None,
+            },
+        )
+        .await
+        .unwrap();
+    let mut engine = Engine::new(w.store.clone(), plain_passwords()).with_submit_options(fast());
+    engine.start_all().await.unwrap();
+    let r = send_draft(
+        &w,
+        "nosmtp@example.org",
+        USER,
+        json!({"onSuccessDestroyEmail": ["#sub"]}),
+    )
+    .await;
+    let responses = r["methodResponses"].as_array().unwrap();
+    assert_eq!(responses.len(), 2, "no implicit Email/set: {r}");
+    let draft = responses[0][1]["created"]["draft"]["id"]
+        .as_str()
+        .unwrap_or_else(|| panic!("{r}"))
+        .to_owned();
+    let refused = &responses[1][1]["notCreated"]["sub"];
+    assert_eq!(refused["type"], "forbiddenToSend", "{r}");
+    assert!(
+        refused["description"].as_str().unwrap().contains("SMTP"),
+        "{r}"
+    );
+    assert!(responses[1][1]["created"].is_null(), "{r}");
+    let r = call(&w.app, "EmailSubmission/get", json!({"accountId": "a1"})).await;
+    assert_eq!(r["list"], json!([]), "nothing queued: {r}");
+    wait_in_drafts(&w, &draft, "refused send").await;
+    // And on the server (the draft's APPEND had its blob).
+    assert_eq!(settle(&w.dovecot, "Drafts", 1).await, 1);
+    assert_eq!(w.smtp.accepted_message_ids(), Vec::<String>::new());
+    engine.shutdown().await;
+}
+
+/// A send that fails after it was accepted (a 5xx from the SMTP server) or is canceled
+/// in its undo window leaves the message in Drafts, with the reply in deliveryStatus:
+/// onSuccessDestroyEmail waits for the send, and a draft moved to Sent by
+/// onSuccessUpdateEmail comes back. A send that succeeds destroys the draft only once
+/// its Sent copy is made.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unsent_message_stays_in_drafts_and_a_sent_one_leaves() {
+    let w = world(&[]).await;
+    let mut engine = Engine::new(w.store.clone(), plain_passwords()).with_submit_options(fast());
+    engine.start_all().await.unwrap();
+    let (drafts, sent) = drafts_and_sent(&w).await;
+    let bad = format!("nobody@{REFUSED_DOMAIN}");
+
+    // Refused for good, with onSuccessDestroyEmail.
+    let r = send_draft(
+        &w,
+        "refused1@example.org",
+        &bad,
+        json!({"onSuccessDestroyEmail": ["#sub"]}),
+    )
+    .await;
+    let responses = r["methodResponses"].as_array().unwrap();
+    assert_eq!(responses.len(), 2, "the destroy waits for the send: {r}");
+    let first = responses[0][1]["created"]["draft"]["id"]
+        .as_str()
+        .unwrap_or_else(|| panic!("{r}"))
+        .to_owned();
+    let sub = responses[1][1]["created"]["sub"]["id"]
+        .as_str()
+        .unwrap_or_else(|| panic!("{r}"))
+        .to_owned();
+    let s = wait_final(&w, &sub).await;
+    assert_eq!(s["deliveryStatus"][&bad]["delivered"], "no", "{s}");
+    assert!(
+        s["deliveryStatus"][&bad]["smtpReply"]
+            .as_str()
+            .unwrap()
+            .starts_with("550"),
+        "{s}"
+    );
+    wait_in_drafts(&w, &first, "refused, onSuccessDestroyEmail").await;
+
+    // Refused for good, with onSuccessUpdateEmail moving it to Sent as if sent.
+    let r = send_draft(
+        &w,
+        "refused2@example.org",
+        &bad,
+        json!({"onSuccessUpdateEmail": {"#sub": {
+            format!("mailboxIds/{drafts}"): null,
+            format!("mailboxIds/{sent}"): true,
+            "keywords/$draft": null
+        }}}),
+    )
+    .await;
+    let responses = r["methodResponses"].as_array().unwrap();
+    assert_eq!(responses.len(), 3, "the update is applied at once: {r}");
+    let second = responses[0][1]["created"]["draft"]["id"]
+        .as_str()
+        .unwrap_or_else(|| panic!("{r}"))
+        .to_owned();
+    let sub = responses[1][1]["created"]["sub"]["id"]
+        .as_str()
+        .unwrap_or_else(|| panic!("{r}"))
+        .to_owned();
+    wait_final(&w, &sub).await;
+    wait_in_drafts(&w, &second, "refused, onSuccessUpdateEmail").await;
+
+    // Held, then canceled (Undo): the message never left Drafts and stays there.
+    let r = call(
+        &w.app,
+        "Email/set",
+        json!({"accountId": "a1", "create": {"d": {
+            "mailboxIds": {&drafts: true},
+            "keywords": {"$draft": true},
+            "from": [{"email": USER}],
+            "to": [{"email": USER}],
+            "subject": "held",
+            "messageId": ["held@example.org"],
+            "bodyValues": {"b": {"value": "Not yet."}},
+            "textBody": [{"partId": "b", "type": "text/plain"}]
+        }}}),
+    )
+    .await;
+    let held_draft = r["created"]["d"]["id"]
+        .as_str()
+        .unwrap_or_else(|| panic!("{r}"))
+        .to_owned();
+    let r = call(
+        &w.app,
+        "EmailSubmission/set",
+        json!({"accountId": "a1",
+            "create": {"h": {"identityId": identity(&w).await, "emailId": &held_draft,
+                "envelope": {"mailFrom": {"email": USER, "parameters": {"HOLDFOR": "600"}},
+                    "rcptTo": [{"email": USER}]}}},
+            "onSuccessDestroyEmail": ["#h"]}),
+    )
+    .await;
+    let held = r["created"]["h"]["id"]
+        .as_str()
+        .unwrap_or_else(|| panic!("{r}"))
+        .to_owned();
+    wait_in_drafts(&w, &held_draft, "held").await;
+    let r = call(
+        &w.app,
+        "EmailSubmission/set",
+        json!({"accountId": "a1", "update": {&held: {"undoStatus": "canceled"}}}),
+    )
+    .await;
+    assert!(r["updated"].get(&held).is_some(), "{r}");
+    // Past the worker's look at it (its poll is 100 ms).
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    wait_in_drafts(&w, &held_draft, "canceled").await;
+
+    // Sent: the draft goes, once the Sent copy is there; nothing else is lost.
+    let r = send_draft(
+        &w,
+        "sent@example.org",
+        USER,
+        json!({"onSuccessDestroyEmail": ["#sub"]}),
+    )
+    .await;
+    let sent_draft = r["methodResponses"][0][1]["created"]["draft"]["id"]
+        .as_str()
+        .unwrap_or_else(|| panic!("{r}"))
+        .to_owned();
+    let sub = r["methodResponses"][1][1]["created"]["sub"]["id"]
+        .as_str()
+        .unwrap_or_else(|| panic!("{r}"))
+        .to_owned();
+    wait_final(&w, &sub).await;
+    let start = Instant::now();
+    while email_state(&w, &sent_draft).await.is_some() {
+        assert!(
+            start.elapsed() < DEADLINE,
+            "the sent draft was never destroyed"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    wait_email(&w, Role::Sent, "sent@example.org").await;
+    assert_eq!(settle(&w.dovecot, "Sent", 1).await, 1, "one Sent copy");
+    // In Drafts on the server: the two refused ones and the canceled one.
+    assert_eq!(settle(&w.dovecot, "Drafts", 3).await, 3);
+    engine.shutdown().await;
+}
+
+/// The client destroys the draft right after submitting it (as clients that do not use
+/// onSuccessDestroyEmail do); the send then fails for good. The submission held the
+/// message's blob, so the message is remade in Drafts from the exact bytes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_draft_destroyed_before_a_failed_send_comes_back_from_its_bytes() {
+    let w = world(&[]).await;
+    let mut engine = Engine::new(w.store.clone(), plain_passwords()).with_submit_options(fast());
+    engine.start_all().await.unwrap();
+    let (drafts, _) = drafts_and_sent(&w).await;
+    let bad = format!("nobody@{REFUSED_DOMAIN}");
+    let r = call(
+        &w.app,
+        "Email/set",
+        json!({"accountId": "a1", "create": {"d": {
+            "mailboxIds": {&drafts: true},
+            "keywords": {"$draft": true},
+            "from": [{"email": USER}],
+            "to": [{"email": &bad}],
+            "subject": "gone too soon",
+            "messageId": ["gone@example.org"],
+            "bodyValues": {"b": {"value": "Only copy."}},
+            "textBody": [{"partId": "b", "type": "text/plain"}]
+        }}}),
+    )
+    .await;
+    let email = r["created"]["d"]["id"]
+        .as_str()
+        .unwrap_or_else(|| panic!("{r}"))
+        .to_owned();
+    // Its APPEND is done (nothing queued holds the blob any more)...
+    let start = Instant::now();
+    while uids_in(&w.dovecot, "Drafts") < 1 {
+        assert!(
+            start.elapsed() < DEADLINE,
+            "the draft never reached the server"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    // ...and the submission is held for 2 s, so that the destroy comes before the attempt.
+    let sub = submit(
+        &w,
+        &email,
+        json!({"envelope": {"mailFrom": {"email": USER, "parameters": {"HOLDFOR": "2"}},
+            "rcptTo": [{"email": &bad}]}}),
+    )
+    .await;
+    let r = call(
+        &w.app,
+        "Email/set",
+        json!({"accountId": "a1", "destroy": [&email]}),
+    )
+    .await;
+    assert_eq!(r["destroyed"], json!([&email]), "{r}");
+    let s = wait_final(&w, &sub).await;
+    assert_eq!(s["deliveryStatus"][&bad]["delivered"], "no", "{s}");
+    // Back in Drafts (a new Email: the old one was destroyed), with the same bytes.
+    let (again, _) = wait_email(&w, Role::Drafts, "gone@example.org").await;
+    assert_ne!(again, email);
+    wait_in_drafts(&w, &again, "remade").await;
+    let r = call(
+        &w.app,
+        "Email/get",
+        json!({"accountId": "a1", "ids": [&again], "properties": ["subject", "bodyValues"],
+            "fetchAllBodyValues": true}),
+    )
+    .await;
+    assert_eq!(r["list"][0]["subject"], "gone too soon", "{r}");
+    assert!(r.to_string().contains("Only copy."), "{r}");
+    assert_eq!(settle(&w.dovecot, "Drafts", 1).await, 1);
+    engine.shutdown().await;
+}

@@ -120,12 +120,20 @@ fn web_client_in_headless_chromium() -> Result<()> {
              [[account]]\nuser = \"alice\"\nname = \"mail\"\nkind = \"imap\"\nhost = \"127.0.0.1\"\n\
              port = {}\nsecurity = \"tls\"\nusername = \"{USER}\"\npassword = \"imap-pw\"\n\
              ca_file = \"{}\"\n\
-             [account.smtp]\nhost = \"127.0.0.1\"\nport = {}\nsecurity = \"tls\"\n",
+             [account.smtp]\nhost = \"127.0.0.1\"\nport = {}\nsecurity = \"tls\"\n\
+             [[user]]\nname = \"bob\"\npassword = \"pw2\"\n\
+             [[account]]\nuser = \"bob\"\nname = \"nosmtp\"\nkind = \"imap\"\n\
+             host = \"127.0.0.1\"\nport = {}\nsecurity = \"tls\"\nusername = \"{USER}\"\n\
+             password = \"imap-pw\"\nca_file = \"{}\"\n",
             dir.path().join("data").display(),
             dir.path().join("key/k").display(),
             dovecot.imaps_port(),
             dovecot.ca_file().display(),
             smtp.submissions_port(),
+            // The demo's case: an account without [account.smtp] (a second user, on
+            // the same mailbox).
+            dovecot.imaps_port(),
+            dovecot.ca_file().display(),
         ),
     )?;
     let log = std::fs::File::create(dir.path().join("serve.log"))?;
@@ -145,6 +153,8 @@ fn web_client_in_headless_chromium() -> Result<()> {
         .env("TIDINGS_URL", format!("http://127.0.0.1:{port}"))
         .env("TIDINGS_USER", "alice")
         .env("TIDINGS_PASSWORD", "pw")
+        .env("TIDINGS_NOSMTP_USER", "bob")
+        .env("TIDINGS_NOSMTP_PASSWORD", "pw2")
         .env("CHROMIUM", chromium())
         .env("ARTIFACTS", &artifacts)
         .stdin(Stdio::piped())

@@ -22,8 +22,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 use store::events::PushType;
 use store::{
-    AppendRequest, AttemptResult, DeliveryEntry, EmailCondition, EmailFilter, EmailQuery, Store,
-    SubmissionRecord,
+    AppendRequest, AttemptResult, DeliveryEntry, DraftFate, EmailCondition, EmailFilter,
+    EmailPatch, EmailQuery, Store, SubmissionRecord,
 };
 use submit::{Outcome, RecipientReply};
 use tokio::sync::{broadcast, watch};
@@ -202,6 +202,7 @@ impl Worker {
                 self.sent_copies(a.id).await;
             }
         }
+        self.drafts().await;
         let mut pool = Pool::default();
         let mut dsn = DsnWatch::default();
         let mut bus = self.store.events().subscribe();
@@ -236,6 +237,8 @@ impl Worker {
                 dsn.watch(s.account, now());
                 self.attempt(&mut pool, s).await;
             }
+            // Drafts of sent messages to destroy, of failed or canceled ones to restore.
+            self.drafts().await;
             pool.close_idle(self.options.idle).await;
             dsn.scan_due(&self, self.options.dsn_scan_interval).await;
             let mut wait = match self.store.next_submission_at().await {
@@ -364,6 +367,148 @@ impl Worker {
         }
         self.sent_copies(account).await;
         self.publish(account).await;
+    }
+
+    /// What becomes of each finished submission's Email: destroyed once the message was
+    /// sent and its Sent copy made (the deferred onSuccessDestroyEmail), or put back into
+    /// Drafts with `$draft` when it failed for good or was canceled, whoever had moved
+    /// it away; remade from the submission's bytes if the Email is gone. A follow-up that
+    /// cannot be done now (no Drafts mailbox yet, a store error) is tried again later.
+    async fn drafts(&self) {
+        let list = match self.store.draft_followups(BATCH).await {
+            Ok(l) => l,
+            Err(e) => {
+                tracing::error!(error = %e, "cannot read the drafts of finished submissions");
+                return;
+            }
+        };
+        for (s, raw) in list {
+            let done = match s.draft {
+                DraftFate::Destroy => self.destroy_draft(&s).await,
+                DraftFate::Restore => self.restore_draft(&s, raw).await,
+                _ => true,
+            };
+            if !done {
+                continue;
+            }
+            if let Err(e) = self.store.set_draft_done(s.id).await {
+                tracing::error!(account = %s.account, submission = s.id, error = %e,
+                    "cannot record the draft's follow-up");
+            }
+            self.publish(s.account).await;
+        }
+    }
+
+    async fn destroy_draft(&self, s: &SubmissionRecord) -> bool {
+        match self.store.destroy_emails(s.account, vec![s.email]).await {
+            // A refusal: the Email is gone already (the client destroyed it).
+            Ok(_) => true,
+            Err(e) => {
+                tracing::error!(account = %s.account, submission = s.id, error = %e,
+                    "cannot destroy the sent draft; will try again");
+                false
+            }
+        }
+    }
+
+    async fn restore_draft(&self, s: &SubmissionRecord, raw: Option<Vec<u8>>) -> bool {
+        let account = s.account;
+        let mailboxes = match self.store.mailboxes(account).await {
+            Ok(m) => m,
+            Err(e) => {
+                tracing::error!(account = %account, error = %e, "cannot read mailboxes");
+                return false;
+            }
+        };
+        let Some(drafts) = mailboxes.iter().find(|m| m.role == Some(Role::Drafts)) else {
+            tracing::debug!(account = %account, submission = s.id,
+                "no Drafts mailbox yet; the unsent message waits");
+            return false;
+        };
+        let email = match self.store.emails(account, &[s.email]).await {
+            Ok(mut v) => v.pop(),
+            Err(e) => {
+                tracing::error!(account = %account, error = %e, "cannot read the Email");
+                return false;
+            }
+        };
+        let result = match email {
+            Some(e) => {
+                let in_drafts = e.mailboxes.contains(&drafts.id);
+                let is_draft = e.keywords.iter().any(|k| k == "$draft");
+                if in_drafts && is_draft {
+                    return true;
+                }
+                // Out of Sent (onSuccessUpdateEmail put it there as if sent), into Drafts.
+                let sent: Vec<_> = mailboxes
+                    .iter()
+                    .filter(|m| m.role == Some(Role::Sent) && e.mailboxes.contains(&m.id))
+                    .map(|m| m.id)
+                    .collect();
+                let patch = EmailPatch {
+                    email: e.id,
+                    keywords_add: if is_draft {
+                        vec![]
+                    } else {
+                        vec!["$draft".into()]
+                    },
+                    keywords_remove: vec![],
+                    mailboxes_add: if in_drafts { vec![] } else { vec![drafts.id] },
+                    mailboxes_remove: sent,
+                };
+                self.store
+                    .update_emails(account, vec![patch])
+                    .await
+                    .map(|r| r.into_iter().all(|x| x.is_ok()))
+            }
+            None => {
+                // Destroyed meanwhile: the message is made again from the bytes sent,
+                // unless an earlier try got as far as storing it.
+                let already = match &s.message_id {
+                    Some(m) => self
+                        .store
+                        .mailbox_has_message_id(drafts.id, m)
+                        .await
+                        .unwrap_or(false),
+                    None => false,
+                };
+                match raw {
+                    _ if already => Ok(true),
+                    Some(raw) if !raw.is_empty() => self
+                        .store
+                        .append_email(
+                            account,
+                            AppendRequest {
+                                mailbox: drafts.id,
+                                raw,
+                                keywords: vec!["$draft".into(), "$seen".into()],
+                                received_at: now(),
+                            },
+                        )
+                        .await
+                        .map(|r| r.is_ok()),
+                    // Canceled before this version kept the bytes: nothing to restore.
+                    _ => Ok(true),
+                }
+            }
+        };
+        match result {
+            Ok(true) => {
+                tracing::info!(account = %account, submission = s.id,
+                    "unsent message put back into Drafts");
+                true
+            }
+            Ok(false) => {
+                tracing::warn!(account = %account, submission = s.id,
+                    "the unsent message could not be put back into Drafts");
+                true
+            }
+            Err(e) => {
+                tracing::error!(account = %account, submission = s.id, error = %e,
+                    "cannot put the unsent message back into Drafts; will try again");
+                false
+            }
+        }
     }
 
     /// Puts the copy of each accepted submission into Sent, once: through the write-back
@@ -788,6 +933,7 @@ mod tests {
             last_error: String::new(),
             sent_copy: SentCopy::Append,
             dsn_blob_ids: vec![],
+            draft: DraftFate::Keep,
         }
     }
 

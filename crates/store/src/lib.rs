@@ -311,6 +311,15 @@ pub trait Store: Send + Sync + 'static {
         account: AccountId,
     ) -> Result<Vec<(SubmissionRecord, Vec<u8>)>>;
     async fn set_sent_copy_done(&self, id: i64) -> Result<()>;
+    /// Submissions whose Email is to be destroyed now (sent, its Sent copy made: the
+    /// deferred onSuccessDestroyEmail) or put back into Drafts (failed for good, or
+    /// canceled), oldest first; a restore comes with the message's bytes.
+    async fn draft_followups(
+        &self,
+        limit: usize,
+    ) -> Result<Vec<(SubmissionRecord, Option<Vec<u8>>)>>;
+    /// The follow-up of `draft_followups` is done (the bytes may then go).
+    async fn set_draft_done(&self, id: i64) -> Result<()>;
     /// Whether the account's submission server files sent mail in Sent itself (then
     /// Tidings appends no copy).
     async fn set_server_files_sent(&self, account: AccountId, server_files: bool) -> Result<()>;

@@ -119,6 +119,45 @@ impl SentCopy {
     }
 }
 
+/// What becomes of a submission's Email (the draft), so that a message is never lost:
+/// it leaves Drafts only once it was sent and its Sent copy made, and comes back there
+/// after a failure or a cancel (DESIGN.md invariant 9).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DraftFate {
+    /// Nothing to do (the client manages the Email).
+    Keep,
+    /// onSuccessDestroyEmail: destroy the Email once the message reached the server.
+    DestroyWhenSent,
+    /// It did: destroy it once the Sent copy is made.
+    Destroy,
+    /// Failed for good, or canceled: put the message back into Drafts.
+    Restore,
+    /// Destroyed or restored.
+    Done,
+}
+
+impl DraftFate {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DraftFate::Keep => "keep",
+            DraftFate::DestroyWhenSent => "destroy_when_sent",
+            DraftFate::Destroy => "destroy",
+            DraftFate::Restore => "restore",
+            DraftFate::Done => "done",
+        }
+    }
+    pub fn from_name(s: &str) -> Option<Self> {
+        match s {
+            "keep" => Some(DraftFate::Keep),
+            "destroy_when_sent" => Some(DraftFate::DestroyWhenSent),
+            "destroy" => Some(DraftFate::Destroy),
+            "restore" => Some(DraftFate::Restore),
+            "done" => Some(DraftFate::Done),
+            _ => None,
+        }
+    }
+}
+
 /// A submission to queue.
 #[derive(Debug, Clone)]
 pub struct NewSubmission {
@@ -132,10 +171,16 @@ pub struct NewSubmission {
     pub rcpt_to: Vec<String>,
     /// The exact message to send.
     pub raw: Vec<u8>,
+    /// The stored blob holding exactly `raw` (the Email's): the submission then keeps a
+    /// reference to it instead of a second copy of the bytes, and no blob collection
+    /// removes it while the submission needs it. `None`: `raw` is kept in the row.
+    pub blob_id: Option<String>,
     pub message_id: Option<String>,
     /// Unix seconds; not before (the undo window, or FUTURERELEASE).
     pub send_at: i64,
     pub sent_copy: SentCopy,
+    /// `Keep`, or `DestroyWhenSent` for onSuccessDestroyEmail.
+    pub draft: DraftFate,
 }
 
 /// A stored submission (without its bytes).
@@ -161,6 +206,7 @@ pub struct SubmissionRecord {
     pub sent_copy: SentCopy,
     /// Blob ids of the delivery-status reports applied (JMAP `dsnBlobIds`).
     pub dsn_blob_ids: Vec<String>,
+    pub draft: DraftFate,
 }
 
 impl SubmissionRecord {

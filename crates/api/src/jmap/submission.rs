@@ -9,7 +9,7 @@ use jmap_proto::{Id, IdRef, MethodError, MethodErrorType, SetError, SetErrorType
 use mail_types::{EmailId, ThreadId};
 use serde_json::{Map, Value, json};
 use std::collections::{BTreeMap, HashMap};
-use store::{CancelOutcome, NewSubmission, SentCopy, SubmissionRecord};
+use store::{CancelOutcome, DraftFate, NewSubmission, SentCopy, SubmissionRecord};
 
 /// Longest hold a client may ask for (FUTURERELEASE HOLDFOR/HOLDUNTIL), RFC 4865.
 pub(crate) const MAX_DELAYED_SEND: i64 = 7 * 24 * 3600;
@@ -278,12 +278,14 @@ fn address_of(v: &Value) -> Option<String> {
     v.get("email").and_then(Value::as_str).map(str::to_owned)
 }
 
-/// Validates one create and queues it. Returns the new row id.
+/// Validates one create and queues it. Returns the new row id. `draft` says whether the
+/// Email is destroyed once the message is sent (onSuccessDestroyEmail).
 async fn create_one(
     ctx: &Ctx<'_>,
     account: mail_types::AccountId,
     obj: &Map<String, Value>,
     created_ids: &HashMap<String, Id>,
+    draft: DraftFate,
 ) -> Result<SubmissionRecord, SetError> {
     // RFC 8620 5.3: "#creationId" names an object created earlier in the request (the
     // draft made by Email/set create just before).
@@ -310,6 +312,17 @@ async fn create_one(
         .ok_or_else(|| invalid("emailId"))?;
     let server_fail =
         |e: store::Error| SetError::new(SetErrorType::Forbidden).with_description(e.to_string());
+    // RFC 8621 7.5 forbiddenToSend: refused now, while the client still has the draft,
+    // rather than accepted and failed later (the message would look sent until then).
+    let record = ctx.store.account(account).await.map_err(server_fail)?;
+    if record.as_ref().is_none_or(|a| a.smtp.is_none()) {
+        return Err(
+            SetError::new(SetErrorType::ForbiddenToSend).with_description(
+                "this account has no outgoing mail server (SMTP) configured, so nothing can be \
+             sent from it; the message was not sent",
+            ),
+        );
+    }
     let identities = ctx.store.identities(account).await.map_err(server_fail)?;
     let identity = identities
         .iter()
@@ -413,6 +426,10 @@ async fn create_one(
         mail_from,
         rcpt_to,
         raw,
+        // The submission holds the Email's blob: the exact bytes, kept for as long as
+        // the send, the Sent copy or a return to Drafts needs them.
+        blob_id: Some(blob.to_owned()),
+        draft,
         message_id: parsed.message_id,
         send_at: hold
             .unwrap_or_else(|| now() + i64::try_from(ctx.submission_delay.as_secs()).unwrap_or(0)),
@@ -466,7 +483,21 @@ pub(crate) async fn set(
     // Creation id -> the Email it submitted, for onSuccess* keyed by "#creationId".
     let mut emails_of: HashMap<String, i64> = HashMap::new();
     for (cid, obj) in req.create.clone().unwrap_or_default() {
-        match create_one(ctx, account, &obj, created_ids).await {
+        // RFC 8621 7.5 onSuccessDestroyEmail for a submission created here: the Email is
+        // destroyed once the message was sent and its Sent copy made, not now; a send
+        // that fails or is canceled leaves it in Drafts (DESIGN.md invariant 9).
+        let destroy_when_sent = req
+            .extra
+            .on_success_destroy_email
+            .iter()
+            .flatten()
+            .any(|r| matches!(r, IdRef::Creation(c) if c.as_str() == cid.as_str()));
+        let draft = if destroy_when_sent {
+            DraftFate::DestroyWhenSent
+        } else {
+            DraftFate::Keep
+        };
+        match create_one(ctx, account, &obj, created_ids, draft).await {
             Ok(s) => {
                 if let Some(id) = ids::id('s', s.id) {
                     created_ids.insert(cid.as_str().to_owned(), id);
@@ -486,11 +517,6 @@ pub(crate) async fn set(
                 not_created.insert(cid, e);
             }
         }
-    }
-    if !created.is_empty()
-        && let Some(w) = ctx.submission_waker
-    {
-        w.notify_one();
     }
     // Server id -> Email of the submissions updated or destroyed in this call.
     let mut succeeded: HashMap<String, i64> = HashMap::new();
@@ -561,6 +587,12 @@ pub(crate) async fn set(
             );
         }
     }
+    // New submissions may be due at once; a canceled one's message goes back to Drafts.
+    if (!created.is_empty() || !updated.is_empty())
+        && let Some(w) = ctx.submission_waker
+    {
+        w.notify_one();
+    }
     let implicit = implicit_email_set(ctx, &req, &emails_of, &succeeded, created_ids).await?;
     let new = ctx.store_state(account).await?;
     let mut resp = SetResponse::new(
@@ -601,11 +633,13 @@ async fn implicit_email_set(
             update.insert(e.as_str().to_owned(), Value::Object(patch.clone()));
         }
     }
+    // Those of submissions created here wait for the send (see `set`).
     let destroy: Vec<Value> = req
         .extra
         .on_success_destroy_email
         .iter()
         .flatten()
+        .filter(|r| matches!(r, IdRef::Id(_)))
         .filter_map(|r| email_of(r).map(|e| json!(e)))
         .collect();
     if update.is_empty() && destroy.is_empty() {

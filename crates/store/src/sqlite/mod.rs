@@ -4,6 +4,7 @@
 //! a time anyway, and batching many rows per transaction (the engine sends batches) is
 //! what makes it fast. WAL mode lets readers of other connections run beside it.
 
+mod migrate;
 mod read;
 mod write;
 // --- write-back (outbox) ---
@@ -29,7 +30,18 @@ use rusqlite::{Connection, OptionalExtension, params};
 use std::path::Path;
 use std::sync::{Arc, Mutex};
 
-const SCHEMA_V1: &str = include_str!("schema.sql");
+#[cfg(test)]
+use migrate::SCHEMA_V1;
+
+/// SQL condition: blob `blob.id` is needed by nothing, so its row and file may go. An
+/// Email, an upload, a queued APPEND (its payload names the blob until the server has the
+/// message) and a submission (until it is sent, its Sent copy made and its draft put
+/// back or destroyed) each keep it.
+pub(crate) const BLOB_UNREFERENCED: &str = "NOT EXISTS (SELECT 1 FROM email WHERE email.blob_id = blob.id) \
+     AND NOT EXISTS (SELECT 1 FROM upload WHERE upload.blob_id = blob.id) \
+     AND NOT EXISTS (SELECT 1 FROM outbox WHERE outbox.kind = 'append' \
+         AND json_extract(outbox.payload, '$.blob_id') = blob.id) \
+     AND NOT EXISTS (SELECT 1 FROM submission WHERE submission.blob_id = blob.id)";
 
 #[derive(Clone)]
 pub struct SqliteStore {
@@ -103,29 +115,26 @@ impl SqliteStore {
         // the server is the source of truth for synced data, and user changes (the outbox)
         // will be committed with FULL where it matters.
         conn.pragma_update(None, "synchronous", "NORMAL")?;
-        conn.pragma_update(None, "foreign_keys", "ON")?;
         // write-back: the write paths use far more than rusqlite's default of 16 cached
         // statements, so each call would re-prepare what the previous one evicted.
         conn.set_prepared_statement_cache_capacity(256);
         // The version is read inside an IMMEDIATE transaction, so two processes opening a
         // new store at once (the server and `tidings account list`) cannot both migrate.
+        // Foreign keys are off while migrating (the pragma cannot change inside a
+        // transaction, and the bundled SQLite turns them on by default): a migration that
+        // rebuilds a table must not cascade its drop into the child rows.
+        conn.pragma_update(None, "foreign_keys", "OFF")?;
         conn.execute_batch("BEGIN IMMEDIATE")?;
-        let version: i64 = conn.pragma_query_value(None, "user_version", |r| r.get(0))?;
-        let migrated = match version {
-            0 => conn.execute_batch(&format!("{SCHEMA_V1}; PRAGMA user_version = 1;")),
-            1 => Ok(()),
-            v => {
-                let _ = conn.execute_batch("ROLLBACK");
-                return Err(Error::Corrupt(format!(
-                    "store schema version {v} is newer than this build understands"
-                )));
-            }
-        };
+        let migrated = conn
+            .pragma_query_value(None, "user_version", |r| r.get::<_, i64>(0))
+            .map_err(Error::from)
+            .and_then(|version| migrate::run(&conn, version));
         if let Err(e) = migrated {
             let _ = conn.execute_batch("ROLLBACK");
-            return Err(e.into());
+            return Err(e);
         }
         conn.execute_batch("COMMIT")?;
+        conn.pragma_update(None, "foreign_keys", "ON")?;
         write::pending::install(&conn);
         // --- jmap: SQL functions and collation of Email/query ---
         let blobs = Arc::new(blobs);
@@ -138,6 +147,29 @@ impl SqliteStore {
             outbox_tx: Arc::new(tokio::sync::watch::channel(0).0),
             mailbox_epochs: Arc::default(),
         })
+    }
+
+    /// A submission's bytes: kept in its row, or the blob it holds a reference to.
+    async fn submission_bytes(&self, id: i64, bytes: submission::Bytes) -> Result<Vec<u8>> {
+        match bytes {
+            submission::Bytes::Inline(raw) => Ok(raw),
+            submission::Bytes::Blob(b) => self
+                .blob(&b)
+                .await?
+                .ok_or_else(|| Error::Corrupt(format!("submission {id}: its blob {b} is missing"))),
+        }
+    }
+
+    /// Removes the files of blobs whose rows a committed transaction deleted.
+    async fn forget_blob_files(&self, gone: impl IntoIterator<Item = String>) -> Result<()> {
+        let gone: Vec<String> = gone.into_iter().collect();
+        if gone.is_empty() {
+            return Ok(());
+        }
+        let blobs = self.blobs.clone();
+        tokio::task::spawn_blocking(move || gone.iter().try_for_each(|b| blobs.remove(b)))
+            .await
+            .map_err(|e| Error::Task(e.to_string()))?
     }
 
     pub fn with_events(mut self, bus: Arc<dyn EventBus>) -> Self {
@@ -167,6 +199,46 @@ impl SqliteStore {
         .await
         .map_err(|e| Error::Task(e.to_string()))?
     }
+}
+
+/// The blobs named by these outbox entries' APPENDs (each keeps its blob while queued).
+fn append_blobs(c: &Connection, ids: impl IntoIterator<Item = i64>) -> Result<Vec<String>> {
+    let mut st = c.prepare_cached(
+        "SELECT json_extract(payload, '$.blob_id') FROM outbox WHERE id = ?1 AND kind = 'append'",
+    )?;
+    let mut out = Vec::new();
+    for id in ids {
+        if let Some(b) = st
+            .query_row([id], |r| r.get::<_, Option<String>>(0))
+            .optional()?
+            .flatten()
+        {
+            out.push(b);
+        }
+    }
+    Ok(out)
+}
+
+/// Deletes the rows of those blobs nothing references any more (an APPEND done after its
+/// Email was destroyed held the last reference); returns them, for their files to go.
+fn forget_unreferenced(c: &mut Connection, blobs: Vec<String>) -> Result<Vec<String>> {
+    if blobs.is_empty() {
+        return Ok(blobs);
+    }
+    let tx = c.transaction()?;
+    let mut gone = Vec::new();
+    {
+        let mut st = tx.prepare_cached(&format!(
+            "DELETE FROM blob WHERE id = ?1 AND {BLOB_UNREFERENCED}"
+        ))?;
+        for b in blobs {
+            if st.execute([&b])? > 0 {
+                gone.push(b);
+            }
+        }
+    }
+    tx.commit()?;
+    Ok(gone)
 }
 
 /// push: announces what the store call that just returned on this thread committed.
@@ -499,11 +571,8 @@ impl Store for SqliteStore {
             }
             let n = tx.execute("DELETE FROM account WHERE id = ?1", [id.0])?;
             let gone: Vec<String> = {
-                let mut st = tx.prepare(
-                    "DELETE FROM blob WHERE id NOT IN \
-                     (SELECT blob_id FROM email WHERE blob_id IS NOT NULL) \
-                     AND id NOT IN (SELECT blob_id FROM upload) RETURNING id",
-                )?;
+                let mut st =
+                    tx.prepare(&format!("DELETE FROM blob WHERE {BLOB_UNREFERENCED} RETURNING id"))?;
                 let rows = st.query_map([], |r| r.get(0))?;
                 rows.collect::<rusqlite::Result<Vec<_>>>()?
             };
@@ -1017,11 +1086,9 @@ impl Store for SqliteStore {
             let mut gone = Vec::new();
             for b in &expired {
                 let n = tx
-                    .prepare_cached(
-                        "DELETE FROM blob WHERE id = ?1 \
-                         AND NOT EXISTS (SELECT 1 FROM email WHERE blob_id = ?1) \
-                         AND NOT EXISTS (SELECT 1 FROM upload WHERE blob_id = ?1)",
-                    )?
+                    .prepare_cached(&format!(
+                        "DELETE FROM blob WHERE id = ?1 AND {BLOB_UNREFERENCED}"
+                    ))?
                     .execute([b])?;
                 if n > 0 {
                     gone.push(b.clone());
@@ -1156,25 +1223,29 @@ impl Store for SqliteStore {
 
     async fn outbox_complete(&self, account: AccountId, done: Vec<OutboxDone>) -> Result<()> {
         let epochs = self.mailbox_epochs.clone();
-        self.call(move |c| {
-            // A confirmed mailbox change moves the epoch before the connection is let go.
-            let mut mailbox_op = false;
-            {
-                let mut st = c.prepare_cached(
-                    "SELECT 1 FROM outbox WHERE id = ?1 AND kind IN \
+        let gone = self
+            .call(move |c| {
+                // A confirmed mailbox change moves the epoch before the connection is let go.
+                let mut mailbox_op = false;
+                {
+                    let mut st = c.prepare_cached(
+                        "SELECT 1 FROM outbox WHERE id = ?1 AND kind IN \
                      ('create_mailbox', 'rename_mailbox', 'delete_mailbox', 'subscribe')",
-                )?;
-                for d in &done {
-                    mailbox_op |= st.exists([d.id])?;
+                    )?;
+                    for d in &done {
+                        mailbox_op |= st.exists([d.id])?;
+                    }
                 }
-            }
-            let r = outbox::complete(c, account, &done);
-            if mailbox_op {
-                bump_epoch(&epochs, account);
-            }
-            r
-        })
-        .await?;
+                let appended = append_blobs(c, done.iter().map(|d| d.id))?;
+                let r = outbox::complete(c, account, &done);
+                if mailbox_op {
+                    bump_epoch(&epochs, account);
+                }
+                r?;
+                forget_unreferenced(c, appended)
+            })
+            .await?;
+        self.forget_blob_files(gone).await?;
         self.collect_orphans(account).await?;
         Ok(())
     }
@@ -1186,8 +1257,14 @@ impl Store for SqliteStore {
 
     async fn outbox_refuse(&self, account: AccountId, id: i64, reason: &str) -> Result<()> {
         let reason = reason.to_string();
-        self.call(move |c| outbox::refuse(c, account, id, &reason))
+        let gone = self
+            .call(move |c| {
+                let appended = append_blobs(c, [id])?;
+                outbox::refuse(c, account, id, &reason)?;
+                forget_unreferenced(c, appended)
+            })
             .await?;
+        self.forget_blob_files(gone).await?;
         self.collect_orphans(account).await?;
         Ok(())
     }
@@ -1293,12 +1370,18 @@ impl Store for SqliteStore {
             .await
     }
     async fn cancel_submission(&self, account: AccountId, id: i64) -> Result<crate::CancelOutcome> {
-        self.call(move |c| submission::cancel_submission(c, account, id))
-            .await
+        let (out, gone) = self
+            .call(move |c| submission::cancel_submission(c, account, id))
+            .await?;
+        self.forget_blob_files(gone).await?;
+        Ok(out)
     }
     async fn destroy_submission(&self, account: AccountId, id: i64) -> Result<bool> {
-        self.call(move |c| submission::destroy_submission(c, account, id))
-            .await
+        let (out, gone) = self
+            .call(move |c| submission::destroy_submission(c, account, id))
+            .await?;
+        self.forget_blob_files(gone).await?;
+        Ok(out)
     }
     async fn due_submissions(
         &self,
@@ -1312,27 +1395,68 @@ impl Store for SqliteStore {
         self.call(submission::next_submission_at).await
     }
     async fn begin_submission(&self, id: i64) -> Result<Option<Vec<u8>>> {
-        self.call(move |c| submission::begin_submission(c, id))
-            .await
+        match self
+            .call(move |c| submission::begin_submission(c, id))
+            .await?
+        {
+            Some(b) => Ok(Some(self.submission_bytes(id, b).await?)),
+            None => Ok(None),
+        }
     }
     async fn finish_submission(&self, id: i64, result: &crate::AttemptResult) -> Result<()> {
         let result = result.clone();
-        self.call(move |c| submission::finish_submission(c, id, &result))
-            .await
+        let gone = self
+            .call(move |c| submission::finish_submission(c, id, &result))
+            .await?;
+        self.forget_blob_files(gone).await
     }
     async fn recover_submissions(&self) -> Result<Vec<i64>> {
-        self.call(submission::recover_submissions).await
+        let (ids, gone) = self.call(submission::recover_submissions).await?;
+        self.forget_blob_files(gone).await?;
+        Ok(ids)
     }
     async fn pending_sent_copies(
         &self,
         account: AccountId,
     ) -> Result<Vec<(crate::SubmissionRecord, Vec<u8>)>> {
-        self.call(move |c| submission::pending_sent_copies(c, account))
-            .await
+        let list = self
+            .call(move |c| submission::pending_sent_copies(c, account))
+            .await?;
+        let mut out = Vec::with_capacity(list.len());
+        for (s, b) in list {
+            let raw = self.submission_bytes(s.id, b).await?;
+            out.push((s, raw));
+        }
+        Ok(out)
     }
     async fn set_sent_copy_done(&self, id: i64) -> Result<()> {
-        self.call(move |c| submission::set_sent_copy_done(c, id))
-            .await
+        let gone = self
+            .call(move |c| submission::set_sent_copy_done(c, id))
+            .await?;
+        self.forget_blob_files(gone).await
+    }
+    async fn draft_followups(
+        &self,
+        limit: usize,
+    ) -> Result<Vec<(crate::SubmissionRecord, Option<Vec<u8>>)>> {
+        let list = self
+            .call(move |c| submission::draft_followups(c, limit))
+            .await?;
+        let mut out = Vec::with_capacity(list.len());
+        for (s, b) in list {
+            let raw = match b {
+                Some(b) => Some(self.submission_bytes(s.id, b).await?),
+                None => None,
+            };
+            out.push((s, raw));
+        }
+        Ok(out)
+    }
+    async fn set_draft_done(&self, id: i64) -> Result<()> {
+        let gone = self
+            .call(move |c| submission::set_draft_done(c, id))
+            .await?;
+        self.forget_blob_files(gone).await
     }
     async fn apply_dsn(
         &self,

@@ -1,5 +1,5 @@
--- Tidings SQLite schema, version 1. Migrations are append-only: a later version adds a
--- file of its own and never edits this one.
+-- Tidings SQLite schema, version 1. Migrations are append-only (migrate.rs): a later
+-- version is a new entry there and never edits this file.
 -- Conventions: STRICT tables, NOT NULL with DEFAULT, times in unix seconds.
 
 CREATE TABLE user (

@@ -10,7 +10,7 @@ use rusqlite::{Connection, OptionalExtension, Transaction, params};
 
 const SUBMISSION_COLUMNS: &str = "id, account_id, identity_id, email_id, thread_id, envelope, \
     mail_from, rcpt_to, message_id, send_at, created_at, undo_status, phase, attempts, \
-    next_attempt, delivery, last_error, sent_copy, dsn_blobs";
+    next_attempt, delivery, last_error, sent_copy, dsn_blobs, draft";
 
 fn submission_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Result<SubmissionRecord>> {
     let rcpt: String = r.get(7)?;
@@ -32,6 +32,7 @@ fn submission_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Result<Submiss
     let next_attempt = r.get(14)?;
     let last_error = r.get(16)?;
     let dsn: String = r.get(18)?;
+    let draft: String = r.get(19)?;
     Ok((|| {
         let corrupt = |what: &str| Error::Corrupt(format!("submission {id}: {what}"));
         Ok(SubmissionRecord {
@@ -54,6 +55,7 @@ fn submission_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Result<Submiss
             last_error,
             sent_copy: SentCopy::from_name(&sent).ok_or_else(|| corrupt("sent_copy"))?,
             dsn_blob_ids: serde_json::from_str(&dsn).map_err(|_| corrupt("dsn_blobs"))?,
+            draft: DraftFate::from_name(&draft).ok_or_else(|| corrupt("draft"))?,
         })
     })())
 }
@@ -89,13 +91,69 @@ fn account_of(tx: &Transaction<'_>, id: i64) -> Result<Option<AccountId>> {
         .map(AccountId))
 }
 
+/// Where a submission's bytes are: in the row (`raw`, rows queued without a blob), or
+/// in the blob store (read by the caller, outside the connection lock).
+pub(crate) enum Bytes {
+    Inline(Vec<u8>),
+    Blob(String),
+}
+
+fn bytes_of(c: &Connection, id: i64) -> Result<Bytes> {
+    let (raw, blob): (Vec<u8>, Option<String>) = c.query_row(
+        "SELECT raw, blob_id FROM submission WHERE id = ?1",
+        [id],
+        |r| Ok((r.get(0)?, r.get(1)?)),
+    )?;
+    Ok(match blob {
+        Some(b) if raw.is_empty() => Bytes::Blob(b),
+        _ => Bytes::Inline(raw),
+    })
+}
+
+/// Drops the submission's bytes (and its blob reference) once nothing needs them: sent
+/// or failed for good, no Sent copy to make, no draft to put back. Returns the blob when
+/// this removed its last reference (its row is deleted here; the caller removes the file
+/// after the commit).
+fn release(tx: &Transaction<'_>, id: i64) -> Result<Option<String>> {
+    let blob: Option<String> = tx
+        .query_row("SELECT blob_id FROM submission WHERE id = ?1", [id], |r| {
+            r.get(0)
+        })
+        .optional()?
+        .flatten();
+    let n = tx.execute(
+        "UPDATE submission SET raw = x'', blob_id = NULL \
+         WHERE id = ?1 AND phase = 'done' AND sent_copy != 'due' \
+            AND draft NOT IN ('restore', 'destroy_when_sent') \
+            AND (blob_id IS NOT NULL OR length(raw) > 0)",
+        [id],
+    )?;
+    match blob {
+        Some(b) if n > 0 => forget_blob(tx, &b),
+        _ => Ok(None),
+    }
+}
+
+/// Deletes blob `b`'s row if nothing references it any more; returns it if so.
+fn forget_blob(tx: &Transaction<'_>, b: &str) -> Result<Option<String>> {
+    let n = tx.execute(
+        &format!(
+            "DELETE FROM blob WHERE id = ?1 AND {}",
+            super::BLOB_UNREFERENCED
+        ),
+        [b],
+    )?;
+    Ok((n > 0).then(|| b.to_owned()))
+}
+
 pub(super) fn create_submission(c: &mut Connection, s: &NewSubmission, now: i64) -> Result<i64> {
     let tx = c.transaction()?;
     let mut log = ChangeLog::new(s.account);
     tx.execute(
         "INSERT INTO submission (account_id, identity_id, email_id, thread_id, envelope, \
          mail_from, rcpt_to, raw, message_id, send_at, created_at, next_attempt, sent_copy, \
-         delivery) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?10, ?12, ?13)",
+         delivery, blob_id, draft) \
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?10, ?12, ?13, ?14, ?15)",
         params![
             s.account.0,
             s.identity,
@@ -104,7 +162,12 @@ pub(super) fn create_submission(c: &mut Connection, s: &NewSubmission, now: i64)
             s.envelope_json,
             s.mail_from,
             json(&s.rcpt_to)?,
-            s.raw,
+            // With a blob the bytes are there once, and the row's reference keeps them.
+            if s.blob_id.is_some() {
+                &[][..]
+            } else {
+                &s.raw[..]
+            },
             s.message_id,
             s.send_at,
             now,
@@ -120,6 +183,8 @@ pub(super) fn create_submission(c: &mut Connection, s: &NewSubmission, now: i64)
                     })
                     .collect::<Vec<_>>()
             )?,
+            s.blob_id,
+            s.draft.as_str(),
         ],
     )?;
     let id = tx.last_insert_rowid();
@@ -132,37 +197,50 @@ pub(super) fn submissions(c: &mut Connection, account: AccountId) -> Result<Vec<
     query_submissions(c, "account_id = ?1 ORDER BY id", [account.0])
 }
 
+/// Cancels a pending submission; its message goes back to Drafts (draft 'restore').
+/// Returns the blob freed, if any.
 pub(super) fn cancel_submission(
     c: &mut Connection,
     account: AccountId,
     id: i64,
-) -> Result<CancelOutcome> {
+) -> Result<(CancelOutcome, Option<String>)> {
     let tx = c.transaction()?;
     if account_of(&tx, id)? != Some(account) {
-        return Ok(CancelOutcome::NotFound);
+        return Ok((CancelOutcome::NotFound, None));
     }
     let n = tx.execute(
-        "UPDATE submission SET undo_status = 'canceled', phase = 'done', raw = x'', \
+        "UPDATE submission SET undo_status = 'canceled', phase = 'done', \
+         draft = CASE WHEN draft = 'done' THEN 'done' ELSE 'restore' END, \
          delivery = (SELECT json_group_array(json_set(value, '$.delivered', 'no', \
             '$.smtpReply', 'canceled')) FROM json_each(delivery)) \
          WHERE id = ?1 AND phase = 'queued' AND undo_status = 'pending'",
         [id],
     )?;
     if n == 0 {
-        return Ok(CancelOutcome::TooLate);
+        return Ok((CancelOutcome::TooLate, None));
     }
+    let gone = release(&tx, id)?;
     let mut log = ChangeLog::new(account);
     log.record(&tx, ObjectType::EmailSubmission, id, ChangeOp::Updated)?;
     tx.commit()?;
-    Ok(CancelOutcome::Canceled)
+    Ok((CancelOutcome::Canceled, gone))
 }
 
 /// RFC 8621 7.5: destroying a pending submission cancels it first; the record goes away.
-pub(super) fn destroy_submission(c: &mut Connection, account: AccountId, id: i64) -> Result<bool> {
+/// Returns whether it was destroyed, and the blob freed with it, if any.
+pub(super) fn destroy_submission(
+    c: &mut Connection,
+    account: AccountId,
+    id: i64,
+) -> Result<(bool, Option<String>)> {
     let tx = c.transaction()?;
     if account_of(&tx, id)? != Some(account) {
-        return Ok(false);
+        return Ok((false, None));
     }
+    let blob: Option<String> =
+        tx.query_row("SELECT blob_id FROM submission WHERE id = ?1", [id], |r| {
+            r.get(0)
+        })?;
     // One being sent stays until its attempt is over (the worker must find it to record
     // the reply); the caller sees cannotUnsend for that case through cancel first.
     let n = tx.execute(
@@ -170,12 +248,16 @@ pub(super) fn destroy_submission(c: &mut Connection, account: AccountId, id: i64
         [id],
     )?;
     if n == 0 {
-        return Ok(false);
+        return Ok((false, None));
     }
+    let gone = match blob {
+        Some(b) => forget_blob(&tx, &b)?,
+        None => None,
+    };
     let mut log = ChangeLog::new(account);
     log.record(&tx, ObjectType::EmailSubmission, id, ChangeOp::Destroyed)?;
     tx.commit()?;
-    Ok(true)
+    Ok((true, gone))
 }
 
 pub(super) fn due_submissions(
@@ -202,7 +284,7 @@ pub(super) fn next_submission_at(c: &mut Connection) -> Result<Option<i64>> {
 /// queued → sending, committed with `synchronous = FULL` before any byte goes to the SMTP
 /// server: after a crash, a row in `sending` is the proof that an attempt may have
 /// reached the server.
-pub(super) fn begin_submission(c: &mut Connection, id: i64) -> Result<Option<Vec<u8>>> {
+pub(super) fn begin_submission(c: &mut Connection, id: i64) -> Result<Option<Bytes>> {
     c.pragma_update(None, "synchronous", "FULL")?;
     let result = (|| {
         let tx = c.transaction()?;
@@ -217,9 +299,7 @@ pub(super) fn begin_submission(c: &mut Connection, id: i64) -> Result<Option<Vec
         if n == 0 {
             return Ok(None);
         }
-        let raw: Vec<u8> = tx.query_row("SELECT raw FROM submission WHERE id = ?1", [id], |r| {
-            r.get(0)
-        })?;
+        let raw = bytes_of(&tx, id)?;
         let mut log = ChangeLog::new(account);
         log.record(&tx, ObjectType::EmailSubmission, id, ChangeOp::Updated)?;
         tx.commit()?;
@@ -229,10 +309,15 @@ pub(super) fn begin_submission(c: &mut Connection, id: i64) -> Result<Option<Vec
     result
 }
 
-pub(super) fn finish_submission(c: &mut Connection, id: i64, result: &AttemptResult) -> Result<()> {
+/// Returns the blob freed, if any.
+pub(super) fn finish_submission(
+    c: &mut Connection,
+    id: i64,
+    result: &AttemptResult,
+) -> Result<Option<String>> {
     let tx = c.transaction()?;
     let Some(account) = account_of(&tx, id)? else {
-        return Ok(());
+        return Ok(None);
     };
     let (delivery, error) = match result {
         AttemptResult::Final { delivery, error }
@@ -245,17 +330,18 @@ pub(super) fn finish_submission(c: &mut Connection, id: i64, result: &AttemptRes
     let reached = delivery.iter().any(DeliveryEntry::reached_server);
     match result {
         AttemptResult::Final { .. } => {
-            // The bytes stay while a Sent copy is still to be made from them.
+            // Sent (to someone): the draft is destroyed once the Sent copy is made. Not
+            // sent to anyone: the message goes back to Drafts, whoever moved it away.
+            // The bytes stay while a Sent copy or a restore is still to be made of them.
             tx.execute(
                 "UPDATE submission SET phase = 'done', delivery = ?2, last_error = ?3, \
                  sent_copy = CASE WHEN sent_copy = 'append' AND ?4 THEN 'due' \
-                    WHEN sent_copy = 'append' THEN 'none' ELSE sent_copy END \
+                    WHEN sent_copy = 'append' THEN 'none' ELSE sent_copy END, \
+                 draft = CASE WHEN draft = 'done' THEN 'done' \
+                    WHEN ?4 AND draft = 'destroy_when_sent' THEN 'destroy' \
+                    WHEN ?4 THEN draft ELSE 'restore' END \
                  WHERE id = ?1 AND phase = 'sending'",
                 params![id, json(delivery)?, error, reached],
-            )?;
-            tx.execute(
-                "UPDATE submission SET raw = x'' WHERE id = ?1 AND sent_copy != 'due'",
-                [id],
             )?;
         }
         AttemptResult::Retry { next_attempt, .. } => {
@@ -266,23 +352,27 @@ pub(super) fn finish_submission(c: &mut Connection, id: i64, result: &AttemptRes
                 "UPDATE submission SET phase = 'queued', next_attempt = ?2, delivery = ?3, \
                  last_error = ?4, \
                  sent_copy = CASE WHEN sent_copy = 'append' AND ?5 THEN 'due' \
-                    ELSE sent_copy END \
+                    ELSE sent_copy END, \
+                 draft = CASE WHEN ?5 AND draft = 'destroy_when_sent' THEN 'destroy' \
+                    ELSE draft END \
                  WHERE id = ?1 AND phase = 'sending'",
                 params![id, next_attempt, json(delivery)?, error, reached],
             )?;
         }
     }
+    let gone = release(&tx, id)?;
     let mut log = ChangeLog::new(account);
     log.record(&tx, ObjectType::EmailSubmission, id, ChangeOp::Updated)?;
     tx.commit()?;
-    Ok(())
+    Ok(gone)
 }
 
 /// Startup: a submission still in 'sending' was cut between "may have reached the
 /// server" and "reply committed". It is never sent again: the recipients of that attempt
 /// show delivered 'unknown' (those settled by an earlier attempt keep their status), and
 /// its Sent copy is due, as after any unknown outcome (ARCHITECTURE.md, "The Sent copy").
-pub(super) fn recover_submissions(c: &mut Connection) -> Result<Vec<i64>> {
+/// Returns the submissions recovered and the blobs freed.
+pub(super) fn recover_submissions(c: &mut Connection) -> Result<(Vec<i64>, Vec<String>)> {
     let tx = c.transaction()?;
     let rows: Vec<(i64, i64, String)> = {
         let mut st =
@@ -290,6 +380,7 @@ pub(super) fn recover_submissions(c: &mut Connection) -> Result<Vec<i64>> {
         let rows = st.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?;
         rows.collect::<rusqlite::Result<Vec<_>>>()?
     };
+    let mut gone = Vec::new();
     for (id, account, delivery) in &rows {
         let mut entries: Vec<DeliveryEntry> = serde_json::from_str(delivery)
             .map_err(|_| Error::Corrupt(format!("submission {id}: delivery")))?;
@@ -301,20 +392,18 @@ pub(super) fn recover_submissions(c: &mut Connection) -> Result<Vec<i64>> {
         tx.execute(
             "UPDATE submission SET phase = 'done', delivery = ?2, \
              sent_copy = CASE WHEN sent_copy = 'append' THEN 'due' ELSE sent_copy END, \
+             draft = CASE WHEN draft = 'destroy_when_sent' THEN 'destroy' ELSE draft END, \
              last_error = 'interrupted after the message may have reached the server; \
                 not sent again' \
              WHERE id = ?1",
             params![id, json(&entries)?],
         )?;
-        tx.execute(
-            "UPDATE submission SET raw = x'' WHERE id = ?1 AND sent_copy != 'due'",
-            [id],
-        )?;
+        gone.extend(release(&tx, *id)?);
         let mut log = ChangeLog::new(AccountId(*account));
         log.record(&tx, ObjectType::EmailSubmission, *id, ChangeOp::Updated)?;
     }
     tx.commit()?;
-    Ok(rows.into_iter().map(|(id, _, _)| id).collect())
+    Ok((rows.into_iter().map(|(id, _, _)| id).collect(), gone))
 }
 
 /// Applies what a delivery-status report says: each named recipient's entry takes the
@@ -368,7 +457,7 @@ pub(super) fn apply_dsn(
 pub(super) fn pending_sent_copies(
     c: &mut Connection,
     account: AccountId,
-) -> Result<Vec<(SubmissionRecord, Vec<u8>)>> {
+) -> Result<Vec<(SubmissionRecord, Bytes)>> {
     let list = query_submissions(
         c,
         "account_id = ?1 AND phase != 'sending' AND sent_copy = 'due' ORDER BY id",
@@ -376,23 +465,59 @@ pub(super) fn pending_sent_copies(
     )?;
     let mut out = Vec::with_capacity(list.len());
     for s in list {
-        let raw: Vec<u8> =
-            c.query_row("SELECT raw FROM submission WHERE id = ?1", [s.id], |r| {
-                r.get(0)
-            })?;
+        let raw = bytes_of(c, s.id)?;
         out.push((s, raw));
     }
     Ok(out)
 }
 
-pub(super) fn set_sent_copy_done(c: &mut Connection, id: i64) -> Result<()> {
-    c.execute(
-        "UPDATE submission SET sent_copy = 'done', \
-         raw = CASE WHEN phase = 'done' THEN x'' ELSE raw END \
-         WHERE id = ?1 AND sent_copy = 'due'",
+/// Returns the blob freed, if any.
+pub(super) fn set_sent_copy_done(c: &mut Connection, id: i64) -> Result<Option<String>> {
+    let tx = c.transaction()?;
+    tx.execute(
+        "UPDATE submission SET sent_copy = 'done' WHERE id = ?1 AND sent_copy = 'due'",
         [id],
     )?;
-    Ok(())
+    let gone = release(&tx, id)?;
+    tx.commit()?;
+    Ok(gone)
+}
+
+/// Submissions whose Email is to be destroyed (sent, Sent copy made) or put back into
+/// Drafts (failed for good, or canceled), oldest first; with the bytes for a restore.
+pub(super) fn draft_followups(
+    c: &mut Connection,
+    limit: usize,
+) -> Result<Vec<(SubmissionRecord, Option<Bytes>)>> {
+    let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+    let list = query_submissions(
+        c,
+        "draft IN ('destroy', 'restore') AND phase != 'sending' \
+         AND (draft = 'restore' OR sent_copy IN ('none', 'done')) ORDER BY id LIMIT ?1",
+        [limit],
+    )?;
+    let mut out = Vec::with_capacity(list.len());
+    for s in list {
+        let raw = match s.draft {
+            DraftFate::Restore => Some(bytes_of(c, s.id)?),
+            _ => None,
+        };
+        out.push((s, raw));
+    }
+    Ok(out)
+}
+
+/// The draft was destroyed or restored. Returns the blob freed, if any.
+pub(super) fn set_draft_done(c: &mut Connection, id: i64) -> Result<Option<String>> {
+    let tx = c.transaction()?;
+    // Not a JMAP property: no change to log.
+    tx.execute(
+        "UPDATE submission SET draft = 'done' WHERE id = ?1 AND draft IN ('destroy', 'restore')",
+        [id],
+    )?;
+    let gone = release(&tx, id)?;
+    tx.commit()?;
+    Ok(gone)
 }
 
 // --- identities ---------------------------------------------------------------------
@@ -550,7 +675,7 @@ mod tests {
 
     fn store() -> Connection {
         let c = Connection::open_in_memory().unwrap();
-        c.execute_batch(super::super::SCHEMA_V1).unwrap();
+        super::super::migrate::run(&c, 0).unwrap();
         c.execute_batch(
             "INSERT INTO user (name, password_hash) VALUES ('u', 'x');
              INSERT INTO account (user_id, name, kind, host, port, security, username, password_enc)
@@ -570,9 +695,11 @@ mod tests {
             mail_from: "a@x.org".into(),
             rcpt_to: vec!["a@y.org".into(), "b@d.test".into()],
             raw: b"From: a@x.org\r\n\r\nhi\r\n".to_vec(),
+            blob_id: None,
             message_id: Some("m@x.org".into()),
             send_at: 0,
             sent_copy: SentCopy::Append,
+            draft: DraftFate::Keep,
         };
         create_submission(c, &s, 0).unwrap()
     }
@@ -628,7 +755,7 @@ mod tests {
         assert!(!row(&mut c, id).1.is_empty(), "still queued: bytes kept");
         // The retry is cut by a crash: only the deferred recipient becomes unknown.
         assert!(begin_submission(&mut c, id).unwrap().is_some());
-        assert_eq!(recover_submissions(&mut c).unwrap(), vec![id]);
+        assert_eq!(recover_submissions(&mut c).unwrap().0, vec![id]);
         let (s, raw) = row(&mut c, id);
         assert_eq!(s.phase, SubmissionPhase::Done);
         assert_eq!(s.delivery[0].smtp_reply, "250 ok");
@@ -668,7 +795,17 @@ mod tests {
         finish_submission(&mut c, refused, &fin).unwrap();
         let (s, raw) = row(&mut c, refused);
         assert_eq!(s.sent_copy, SentCopy::None);
-        assert!(raw.is_empty());
+        // Not sent: the message goes back to Drafts, made from these bytes.
+        assert_eq!(s.draft, DraftFate::Restore);
+        assert!(!raw.is_empty());
+        let followups: Vec<i64> = draft_followups(&mut c, 10)
+            .unwrap()
+            .into_iter()
+            .map(|(s, _)| s.id)
+            .collect();
+        assert_eq!(followups, vec![refused]);
+        set_draft_done(&mut c, refused).unwrap();
+        assert!(row(&mut c, refused).1.is_empty(), "restored: bytes dropped");
         let pending: Vec<i64> = pending_sent_copies(&mut c, AccountId(1))
             .unwrap()
             .into_iter()

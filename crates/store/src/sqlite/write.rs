@@ -840,11 +840,10 @@ pub(crate) fn collect_orphans(
         log.record(&tx, ObjectType::Email, *email, ChangeOp::Destroyed)?;
         if let Some(b) = blob {
             let n = tx
-                .prepare_cached(
-                    // (jmap: an upload of the same bytes keeps the blob.)
-                    "DELETE FROM blob WHERE id = ?1 AND NOT EXISTS (SELECT 1 FROM email WHERE blob_id = ?1) \
-                     AND NOT EXISTS (SELECT 1 FROM upload WHERE blob_id = ?1)",
-                )?
+                .prepare_cached(&format!(
+                    "DELETE FROM blob WHERE id = ?1 AND {}",
+                    super::BLOB_UNREFERENCED
+                ))?
                 .execute([b])?;
             if n > 0 {
                 gone_blobs.push(b.clone());

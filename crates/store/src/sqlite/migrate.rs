@@ -1,0 +1,183 @@
+//! Schema migrations: an append-only list. Entry `n` (0-based) takes a store from
+//! `user_version` n to n + 1; an entry is never edited once released, a change is a new
+//! entry at the end with a comment saying why it exists.
+
+use crate::{Error, Result};
+use rusqlite::Connection;
+
+pub(super) const SCHEMA_V1: &str = include_str!("schema.sql");
+
+type Step = fn(&Connection) -> Result<()>;
+
+/// The migrations, oldest first; `user_version` is how many of them a store has had.
+const MIGRATIONS: &[Step] = &[
+    // v1: the first schema (tables, indexes, counting triggers, full-text index).
+    |c| Ok(c.execute_batch(SCHEMA_V1)?),
+    // v2, two changes released together:
+    // - JMAP ids are permanent (RFC 8620 1.2: an id names one object for good; DESIGN.md
+    //   invariant 8). v1 took plain rowids, so destroying the newest row handed its id to
+    //   the next insert, and a client's cache or `*/changes` saw a destroyed object again.
+    // - Sent mail is never lost (DESIGN.md invariant 9). v1 destroyed a draft at
+    //   submission time (onSuccessDestroyEmail) and deleted a blob once no Email or upload
+    //   named it, though a queued APPEND or the submission still needed its bytes.
+    |c| {
+        permanent_ids(c)?;
+        submission_keeps_its_message(c)
+    },
+];
+
+/// The schema version this build writes.
+pub(super) const CURRENT: i64 = MIGRATIONS.len() as i64;
+
+/// Brings the store from `version` to [`CURRENT`]. Runs inside the caller's transaction
+/// and with foreign keys off (`permanent_ids` rebuilds referenced tables).
+pub(super) fn run(c: &Connection, version: i64) -> Result<()> {
+    if version > CURRENT {
+        return Err(Error::Corrupt(format!(
+            "store schema version {version} is newer than this build understands"
+        )));
+    }
+    for (i, step) in MIGRATIONS.iter().enumerate().skip(version.max(0) as usize) {
+        step(c)?;
+        c.pragma_update(None, "user_version", i as i64 + 1)?;
+    }
+    Ok(())
+}
+
+/// Tables whose rowid is (or is part of) a JMAP id, with the change-log type whose
+/// `object_id`s are the same ids (rows destroyed before the migration live on there).
+const ID_TABLES: &[(&str, Option<&str>)] = &[
+    ("mailbox", Some("Mailbox")),
+    ("email", Some("Email")),
+    ("thread", Some("Thread")),
+    ("identity", Some("Identity")),
+    ("submission", Some("EmailSubmission")),
+    ("push_subscription", None),
+    ("outbox_failure", None),
+];
+
+/// Rebuilds each id table with `INTEGER PRIMARY KEY AUTOINCREMENT` (the 12-step table
+/// change of the SQLite manual, "Making Other Kinds Of Table Schema Changes").
+///
+/// Why AUTOINCREMENT rather than a sequence table drawn from by each insert: once the
+/// table is rebuilt SQLite itself never hands out an id at or below the largest ever used
+/// (kept in `sqlite_sequence`, across restarts), for every insert path there is or will
+/// be; a sequence table is only as good as the last insert that remembers to use it.
+/// The rebuild is one-off and done here, in one transaction, with its dangers handled:
+/// - foreign keys are off (the caller), so dropping the old table deletes no child row;
+/// - `legacy_alter_table` is on, so the rename touches no other table's foreign keys or
+///   trigger bodies: they name the table by its final name all along;
+/// - the indexes and triggers of the table go with the old one and are created again
+///   from their own SQL;
+/// - the contentless FTS tables are keyed by the Email's rowid, which is copied as is.
+///
+/// The high-water mark starts at the largest id in the table or in the change log, so
+/// an id destroyed before the migration is not handed out again either.
+fn permanent_ids(c: &Connection) -> Result<()> {
+    c.pragma_update(None, "legacy_alter_table", true)?;
+    let out = ID_TABLES
+        .iter()
+        .try_for_each(|(table, logged)| rebuild_autoincrement(c, table, *logged));
+    c.pragma_update(None, "legacy_alter_table", false)?;
+    out?;
+    // Nothing may point nowhere after the rebuild (checked here, since the foreign keys
+    // were off while it ran).
+    let broken: i64 = c.query_row("SELECT count(*) FROM pragma_foreign_key_check", [], |r| {
+        r.get(0)
+    })?;
+    if broken > 0 {
+        return Err(Error::Corrupt(format!(
+            "{broken} foreign key violations after the permanent-id migration"
+        )));
+    }
+    Ok(())
+}
+
+/// The submission names its message's blob (`blob_id`, held until nothing about the
+/// submission needs the bytes) and says what becomes of its Email (`draft`: 'keep',
+/// 'destroy_when_sent' for onSuccessDestroyEmail, 'destroy' once sent, 'restore' to put
+/// it back into Drafts after a failure or a cancel, 'done'). A queued APPEND names its
+/// blob in its payload; the expression index lets the blob collector ask for it.
+fn submission_keeps_its_message(c: &Connection) -> Result<()> {
+    Ok(c.execute_batch(
+        "ALTER TABLE submission ADD COLUMN blob_id TEXT;
+         ALTER TABLE submission ADD COLUMN draft TEXT NOT NULL DEFAULT 'keep';
+         CREATE INDEX submission_blob ON submission (blob_id) WHERE blob_id IS NOT NULL;
+         CREATE INDEX submission_draft ON submission (account_id)
+             WHERE draft IN ('destroy', 'restore');
+         CREATE INDEX outbox_append_blob ON outbox (json_extract(payload, '$.blob_id'))
+             WHERE kind = 'append';",
+    )?)
+}
+
+fn rebuild_autoincrement(c: &Connection, table: &str, logged: Option<&str>) -> Result<()> {
+    let create: String = c.query_row(
+        "SELECT sql FROM sqlite_schema WHERE type = 'table' AND name = ?1",
+        [table],
+        |r| r.get(0),
+    )?;
+    const KEY: &str = "INTEGER PRIMARY KEY";
+    let key_at = create
+        .find(KEY)
+        .ok_or_else(|| Error::Corrupt(format!("table {table}: no integer primary key")))?;
+    if create[key_at + KEY.len()..]
+        .trim_start()
+        .starts_with("AUTOINCREMENT")
+    {
+        return Ok(());
+    }
+    let head = format!("CREATE TABLE {table} (");
+    let rest = create
+        .strip_prefix(&head)
+        .ok_or_else(|| Error::Corrupt(format!("table {table}: unexpected definition")))?;
+    let key_at = key_at - head.len() + KEY.len();
+    let new_table = format!("{table}_v2");
+    let new_sql = format!(
+        "CREATE TABLE {new_table} ({} AUTOINCREMENT{}",
+        &rest[..key_at],
+        &rest[key_at..]
+    );
+    // Its indexes and triggers (not the automatic ones, which have no SQL).
+    let dependents: Vec<String> = {
+        let mut st = c.prepare(
+            "SELECT sql FROM sqlite_schema WHERE tbl_name = ?1 \
+             AND type IN ('index', 'trigger') AND sql IS NOT NULL ORDER BY type, name",
+        )?;
+        let rows = st.query_map([table], |r| r.get(0))?;
+        rows.collect::<rusqlite::Result<_>>()?
+    };
+    let columns: Vec<String> = {
+        let mut st = c.prepare("SELECT name FROM pragma_table_info(?1) ORDER BY cid")?;
+        let rows = st.query_map([table], |r| r.get(0))?;
+        rows.collect::<rusqlite::Result<_>>()?
+    };
+    let columns = columns.join(", ");
+    c.execute_batch(&new_sql)?;
+    c.execute_batch(&format!(
+        "INSERT INTO {new_table} ({columns}) SELECT {columns} FROM {table};
+         DROP TABLE {table};
+         ALTER TABLE {new_table} RENAME TO {table};"
+    ))?;
+    for sql in &dependents {
+        c.execute_batch(sql)?;
+    }
+    let logged_max: i64 = match logged {
+        Some(kind) => c.query_row(
+            "SELECT coalesce(max(object_id), 0) FROM change WHERE type = ?1",
+            [kind],
+            |r| r.get(0),
+        )?,
+        None => 0,
+    };
+    let table_max: i64 = c.query_row(
+        &format!("SELECT coalesce(max(id), 0) FROM {table}"),
+        [],
+        |r| r.get(0),
+    )?;
+    c.execute("DELETE FROM sqlite_sequence WHERE name = ?1", [table])?;
+    c.execute(
+        "INSERT INTO sqlite_sequence (name, seq) VALUES (?1, ?2)",
+        rusqlite::params![table, logged_max.max(table_max)],
+    )?;
+    Ok(())
+}
