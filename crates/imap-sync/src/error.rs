@@ -12,13 +12,13 @@ pub enum Error {
     Closed,
     #[error("the server did not answer in time")]
     Timeout,
-    #[error("the server said BYE: {0}")]
+    #[error("the server said BYE: {}", crate::response::server_words(.0))]
     Bye(String),
     /// The server refused our credentials (a tagged NO to LOGIN/AUTHENTICATE).
-    #[error("authentication failed: {0}")]
+    #[error("authentication failed: {}", crate::response::server_words(.0))]
     Auth(String),
     /// The server answered a command with NO or BAD.
-    #[error("{command} refused by the server: {text}")]
+    #[error("{command} refused by the server: {}", crate::response::server_words(.text))]
     Refused { command: String, text: String },
     /// The server broke the protocol (unparseable response, wrong state).
     #[error("protocol violation: {0}")]

@@ -218,14 +218,14 @@ pub fn parse(frame: &Bytes) -> Response {
             code: code_of(outcome.code),
             text: outcome
                 .information
-                .map(|s| server_words(&s))
+                .map(|s| s.into_owned())
                 .unwrap_or_default(),
         },
         imap_proto::Response::Continue(_) => Response::Continue,
         imap_proto::Response::Data { status, outcome } => {
             let text = outcome
                 .information
-                .map(|s| server_words(&s))
+                .map(|s| s.into_owned())
                 .unwrap_or_default();
             let code = code_of(outcome.code).or_else(|| {
                 // Codes imap-proto does not know but we must act on.
@@ -331,12 +331,14 @@ fn attr_name(a: NameAttribute<'_>) -> String {
 
 /// Best effort for a frame imap-proto refused: a tagged completion must still complete its
 /// command, or we would wait forever.
-/// Most characters of a server's human-readable text kept (RFC 3501 resp-text): it ends up
-/// in errors, logs and the account status, and a lying server may send megabytes of it.
+/// Most characters of a server's human-readable text shown (RFC 3501 resp-text): it ends
+/// up in errors, logs and the account status, and a lying server may send megabytes of it.
 const MAX_SERVER_WORDS: usize = 200;
 
-/// A server's resp-text as kept: at most `MAX_SERVER_WORDS` characters, control characters
-/// (which could forge log lines or terminal escapes) replaced by U+FFFD.
+/// A server's resp-text as shown in errors and logs: at most `MAX_SERVER_WORDS`
+/// characters, control characters (which could forge log lines or terminal escapes)
+/// replaced by U+FFFD. Never applied to what is parsed: a completion's text carries
+/// response codes (`[MODIFIED 1,3,...]`) that can be long.
 pub fn server_words(text: &str) -> String {
     text.chars()
         .take(MAX_SERVER_WORDS)
@@ -362,7 +364,7 @@ fn recover(frame: &Bytes) -> Response {
     let mut words = line.splitn(3, ' ');
     let first = words.next().unwrap_or("");
     let second = words.next().unwrap_or("").to_ascii_uppercase();
-    let rest = server_words(words.next().unwrap_or(""));
+    let rest = words.next().unwrap_or("").to_string();
     let status = match second.as_str() {
         "OK" => Some(Status::Ok),
         "NO" => Some(Status::No),

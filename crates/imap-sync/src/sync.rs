@@ -551,7 +551,7 @@ impl AccountSync {
 fn skip_refused(account: AccountId, mb: &MailboxRecord, r: Result<()>) -> Result<()> {
     match r {
         Err(Error::Refused { command, text }) => {
-            tracing::warn!(account = %account, mailbox = %mb.name, %command, reason = %text,
+            tracing::warn!(account = %account, mailbox = %mb.name, %command, reason = %crate::response::server_words(&text),
                 "the server refused a mailbox; skipping it this pass");
             Ok(())
         }
