@@ -283,6 +283,9 @@ struct ConnState {
     idle_since_ms: AtomicU64,
     /// Upgraded to a WebSocket: no deadlines any more.
     upgraded: AtomicBool,
+    /// The connection's task, parked on a read without a deadline while a request was in
+    /// flight: woken when the last one ends, so the idle deadline starts.
+    parked: Mutex<Option<std::task::Waker>>,
 }
 
 impl ConnState {
@@ -306,7 +309,11 @@ impl Drop for InFlight {
     fn drop(&mut self) {
         let ms = u64::try_from(self.0.born.elapsed().as_millis()).unwrap_or(u64::MAX);
         self.0.idle_since_ms.store(ms, Ordering::SeqCst);
-        self.0.in_flight.fetch_sub(1, Ordering::SeqCst);
+        if self.0.in_flight.fetch_sub(1, Ordering::SeqCst) == 1
+            && let Some(w) = self.0.parked.lock().ok().and_then(|mut p| p.take())
+        {
+            w.wake();
+        }
     }
 }
 
@@ -348,14 +355,15 @@ impl<IO> Watched<IO> {
         self.conn.upgraded.load(Ordering::SeqCst)
     }
 
-    /// The read deadline while nothing is in flight, and what it is for.
+    /// The read deadline while nothing is in flight, and what it is for (never called on
+    /// an upgraded connection).
     fn read_deadline(&mut self) -> Option<(Instant, &'static str)> {
         let started = self.conn.started.load(Ordering::SeqCst);
         if started != self.seen_started {
             self.seen_started = started;
             self.header_started = None;
         }
-        if self.exempt() || self.conn.in_flight.load(Ordering::SeqCst) > 0 {
+        if self.conn.in_flight.load(Ordering::SeqCst) > 0 {
             // Waiting for a body is the body's deadline (see `IdleBody`); waiting while
             // the server works is no fault of the client.
             return None;
@@ -407,7 +415,17 @@ impl<IO: AsyncRead + Unpin> AsyncRead for Watched<IO> {
                 Poll::Ready(r)
             }
             Poll::Pending => {
+                if self.exempt() {
+                    return Poll::Pending;
+                }
                 let Some((deadline, what)) = self.read_deadline() else {
+                    if let Ok(mut p) = self.conn.parked.lock() {
+                        *p = Some(cx.waker().clone());
+                    }
+                    // The request may have ended between the check and the parking.
+                    if self.conn.in_flight.load(Ordering::SeqCst) == 0 {
+                        cx.waker().wake_by_ref();
+                    }
                     return Poll::Pending;
                 };
                 if self.read_timer.deadline() != deadline {
@@ -566,6 +584,7 @@ async fn serve_connection<IO>(
         started: AtomicU64::new(0),
         idle_since_ms: AtomicU64::new(0),
         upgraded: AtomicBool::new(false),
+        parked: Mutex::new(None),
     });
     let io = hyper_util::rt::TokioIo::new(Watched::new(io, conn.clone(), limits.clone()));
     let service = hyper::service::service_fn(move |mut req: Request<hyper::body::Incoming>| {
