@@ -562,10 +562,6 @@ impl http_body::Body for Tracked {
     }
 }
 
-fn is_upgrade(headers: &HeaderMap) -> bool {
-    headers.contains_key(header::UPGRADE)
-}
-
 // --- serving --------------------------------------------------------------------------------
 
 /// Serves one accepted connection until it ends, or until `stop` asks it to finish.
@@ -594,12 +590,8 @@ async fn serve_connection<IO>(
                 client,
                 peer.port(),
             ))));
-        if is_upgrade(req.headers()) {
-            // Whether or not the upgrade succeeds, this connection's next life is a
-            // WebSocket's, governed by its own pings.
-            conn.upgraded.store(true, Ordering::SeqCst);
-        }
         let in_flight = InFlight::start(&conn);
+        let conn = conn.clone();
         let timeout = limits.body_idle_timeout;
         let req = req.map(|inner| IdleBody {
             inner,
@@ -609,6 +601,12 @@ async fn serve_connection<IO>(
         let router = router.clone();
         async move {
             let response = tower::ServiceExt::oneshot(router, req).await?;
+            // Only an upgrade that happened (101, RFC 9110 15.2.2: after an authenticated
+            // WebSocket handshake) frees the connection from the HTTP deadlines; an
+            // `Upgrade` header alone proves nothing.
+            if response.status() == axum::http::StatusCode::SWITCHING_PROTOCOLS {
+                conn.upgraded.store(true, Ordering::SeqCst);
+            }
             Ok::<_, std::convert::Infallible>(response.map(|inner| {
                 Body::new(Tracked {
                     inner,

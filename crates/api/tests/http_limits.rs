@@ -184,6 +184,23 @@ async fn an_idle_keep_alive_connection_is_closed_and_a_busy_one_is_not() {
 }
 
 #[tokio::test]
+async fn an_upgrade_header_alone_does_not_escape_the_idle_timeout() {
+    let (port, _) = start(limits()).await;
+    let mut s = connect_from(1, port).await;
+    // Not a WebSocket handshake that succeeded: the answer is 401, not 101.
+    let status = get(
+        &mut s,
+        "/jmap/ws",
+        "Upgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Version: 13\r\n\
+         Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Protocol: jmap\r\n",
+    )
+    .await;
+    assert_ne!(status, Some(101));
+    let took = closed_after(&mut s).await;
+    assert!(took < Duration::from_millis(1500), "closed after {took:?}");
+}
+
+#[tokio::test]
 async fn a_stalled_upload_is_cut_and_a_slow_one_is_not() {
     let (port, _) = start(limits()).await;
     let auth = basic("alice", "pw");
