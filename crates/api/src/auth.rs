@@ -246,12 +246,18 @@ impl Entry {
         }
         self.failures = self.failures.saturating_add(1);
         self.last = now;
+        self.delay_from(now, free);
+    }
+
+    /// Starts the delay the failures call for at `now` (again when the check that was
+    /// reserved earlier has failed: the wait runs from the answer, not from the question).
+    fn delay_from(&mut self, now: Instant, free: u32) {
         if let Some(over) = self.failures.checked_sub(free).filter(|o| *o > 0) {
             let delay = BASE_DELAY
                 .checked_mul(1u32 << (over - 1).min(20))
                 .unwrap_or(MAX_DELAY)
                 .min(MAX_DELAY);
-            self.until = now + delay;
+            self.until = self.until.max(now + delay);
         }
     }
 
@@ -383,6 +389,20 @@ impl Authenticator {
         })
     }
 
+    /// The password of `r` was wrong: its failure stays counted and the delay it earned
+    /// runs from now.
+    fn failed(&self, r: &Reservation) {
+        if let Ok(mut f) = self.failures.lock() {
+            let now = Instant::now();
+            if let Some(e) = f.by_pair.get_mut(&(r.ip, r.user.clone())) {
+                e.delay_from(now, PAIR_FREE);
+            }
+            if let Some(e) = f.by_address.get_mut(&r.ip) {
+                e.delay_from(now, ADDRESS_FREE);
+            }
+        }
+    }
+
     /// The password of `r` was right: its failure is taken back, and the address's record
     /// for that user is cleared.
     fn succeeded(&self, r: Reservation) {
@@ -472,6 +492,7 @@ impl Authenticator {
                 Ok(p)
             }
             _ => {
+                self.failed(&reservation);
                 tracing::warn!(client = %ip, user = %reservation.user, "failed authentication");
                 Err(AuthError::Invalid)
             }
