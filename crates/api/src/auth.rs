@@ -854,12 +854,19 @@ mod tests {
             .create_user("carol", &hash_password("right").unwrap())
             .await
             .unwrap();
-        let tasks: Vec<_> = (0..4)
+        // The web client's sign-in takes its turn in the same queue.
+        let tasks: Vec<_> = (0..5)
             .map(|i| {
                 let auth = auth.clone();
                 tokio::spawn(async move {
-                    auth.authenticate(Some(&basic("carol", "wrong")), ip(10 + i))
-                        .await
+                    if i == 4 {
+                        auth.login("carol", "wrong", ip(10 + i))
+                            .await
+                            .map(|(p, _)| p)
+                    } else {
+                        auth.authenticate(Some(&basic("carol", "wrong")), ip(10 + i))
+                            .await
+                    }
                 })
             })
             .collect();
@@ -875,6 +882,6 @@ mod tests {
             .iter()
             .filter(|r| matches!(r, Err(AuthError::Busy(_))))
             .count();
-        assert_eq!((checked, busy), (1, 3), "{results:?}");
+        assert_eq!((checked, busy), (1, 4), "{results:?}");
     }
 }
