@@ -13,7 +13,7 @@ use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use store::{SqliteStore, Store};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::{TcpSocket, TcpStream};
 
 /// Short deadlines, so the tests take seconds.
@@ -72,7 +72,7 @@ fn basic(user: &str, pw: &str) -> String {
 
 /// Reads one response (header and a Content-Length body) off a keep-alive connection and
 /// returns its status; `None` when the server closed the connection instead.
-async fn read_response(s: &mut TcpStream) -> Option<u16> {
+async fn read_response<S: AsyncRead + Unpin>(s: &mut S) -> Option<u16> {
     let mut buf = Vec::new();
     let mut chunk = [0u8; 4096];
     let deadline = Instant::now() + Duration::from_secs(5);
@@ -101,7 +101,7 @@ async fn read_response(s: &mut TcpStream) -> Option<u16> {
 }
 
 /// Waits (at most 5 s) until the server closes `s`; returns how long that took.
-async fn closed_after(s: &mut TcpStream) -> Duration {
+async fn closed_after<S: AsyncRead + Unpin>(s: &mut S) -> Duration {
     let start = Instant::now();
     let mut chunk = [0u8; 1024];
     loop {
@@ -113,7 +113,7 @@ async fn closed_after(s: &mut TcpStream) -> Duration {
     }
 }
 
-async fn get(s: &mut TcpStream, path: &str, extra: &str) -> Option<u16> {
+async fn get<S: AsyncRead + AsyncWrite + Unpin>(s: &mut S, path: &str, extra: &str) -> Option<u16> {
     s.write_all(format!("GET {path} HTTP/1.1\r\nHost: x\r\n{extra}\r\n").as_bytes())
         .await
         .ok()?;
@@ -364,5 +364,60 @@ async fn the_client_behind_a_trusted_proxy_is_limited_not_the_proxy() {
     assert_eq!(
         get(&mut s, "/jmap/session", &via("203.0.113.99", "pw")).await,
         Some(429)
+    );
+}
+
+/// The HTTPS listener has the same deadlines: an idle connection and a stalled header are
+/// cut there too (the certificate is the testkit Dovecot's, for 127.0.0.1).
+#[tokio::test]
+async fn over_tls_an_idle_connection_and_a_stalled_header_are_cut_too() {
+    let dovecot = testkit::Dovecot::start(testkit::DovecotOptions::default()).unwrap();
+    let (cert, key) = dovecot.tls_cert_and_key();
+    let acceptor = api::tls::acceptor(&cert, &key).unwrap();
+    let store: Arc<dyn Store> = Arc::new(SqliteStore::open_in_memory().unwrap());
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    tokio::spawn(api::serve_tls_with(
+        listener,
+        acceptor,
+        Arc::new(AppState::new(store, "https://127.0.0.1")),
+        limits(),
+        std::future::pending(),
+    ));
+    let mut roots = rustls::RootCertStore::empty();
+    let pem = std::fs::read(dovecot.ca_file()).unwrap();
+    for c in rustls_pemfile::certs(&mut pem.as_slice()) {
+        roots.add(c.unwrap()).unwrap();
+    }
+    let config = rustls::ClientConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .unwrap()
+    .with_root_certificates(roots)
+    .with_no_client_auth();
+    let connector = tokio_rustls::TlsConnector::from(Arc::new(config));
+    let tls = || async {
+        let tcp = connect_from(1, port).await;
+        let name = rustls::pki_types::ServerName::try_from("127.0.0.1").unwrap();
+        connector.connect(name, tcp).await.unwrap()
+    };
+    let mut idle = tls().await;
+    assert_eq!(get(&mut idle, "/.well-known/jmap", "").await, Some(401));
+    let took = closed_after(&mut idle).await;
+    assert!(
+        took < Duration::from_millis(1500),
+        "idle closed after {took:?}"
+    );
+
+    let mut stalled = tls().await;
+    stalled
+        .write_all(b"GET /.well-known/jmap HTTP/1.1\r\nHost: x\r\n")
+        .await
+        .unwrap();
+    let took = closed_after(&mut stalled).await;
+    assert!(
+        took >= Duration::from_millis(400) && took < Duration::from_millis(1500),
+        "stalled header closed after {took:?}"
     );
 }
