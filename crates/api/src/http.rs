@@ -355,14 +355,19 @@ impl<IO> Watched<IO> {
         self.conn.upgraded.load(Ordering::SeqCst)
     }
 
-    /// The read deadline while nothing is in flight, and what it is for (never called on
-    /// an upgraded connection).
-    fn read_deadline(&mut self) -> Option<(Instant, &'static str)> {
+    /// A request started since `header_started` was set: that header is complete.
+    fn forget_finished_header(&mut self) {
         let started = self.conn.started.load(Ordering::SeqCst);
         if started != self.seen_started {
             self.seen_started = started;
             self.header_started = None;
         }
+    }
+
+    /// The read deadline while nothing is in flight, and what it is for (never called on
+    /// an upgraded connection).
+    fn read_deadline(&mut self) -> Option<(Instant, &'static str)> {
+        self.forget_finished_header();
         if self.conn.in_flight.load(Ordering::SeqCst) > 0 {
             // Waiting for a body is the body's deadline (see `IdleBody`); waiting while
             // the server works is no fault of the client.
@@ -405,12 +410,13 @@ impl<IO: AsyncRead + Unpin> AsyncRead for Watched<IO> {
         let before = buf.filled().len();
         match Pin::new(&mut self.io).poll_read(cx, buf) {
             Poll::Ready(r) => {
-                if buf.filled().len() > before
-                    && self.header_started.is_none()
-                    && self.conn.in_flight.load(Ordering::SeqCst) == 0
-                {
-                    self.header_started = Some(Instant::now());
-                    self.seen_started = self.conn.started.load(Ordering::SeqCst);
+                if buf.filled().len() > before {
+                    self.forget_finished_header();
+                    if self.header_started.is_none()
+                        && self.conn.in_flight.load(Ordering::SeqCst) == 0
+                    {
+                        self.header_started = Some(Instant::now());
+                    }
                 }
                 Poll::Ready(r)
             }

@@ -184,6 +184,24 @@ async fn an_idle_keep_alive_connection_is_closed_and_a_busy_one_is_not() {
 }
 
 #[tokio::test]
+async fn the_next_request_on_a_kept_alive_connection_has_the_header_deadline() {
+    let (port, _) = start(HttpLimits {
+        idle_timeout: Duration::from_secs(10),
+        ..limits()
+    })
+    .await;
+    let mut s = connect_from(1, port).await;
+    assert_eq!(get(&mut s, "/.well-known/jmap", "").await, Some(401));
+    // Half of the next request, then nothing: the header deadline (600 ms), not the idle
+    // one (10 s), applies.
+    s.write_all(b"GET /.well-known/jmap HTTP/1.1\r\nHo")
+        .await
+        .unwrap();
+    let took = closed_after(&mut s).await;
+    assert!(took < Duration::from_millis(1500), "closed after {took:?}");
+}
+
+#[tokio::test]
 async fn an_upgrade_header_alone_does_not_escape_the_idle_timeout() {
     let (port, _) = start(limits()).await;
     let mut s = connect_from(1, port).await;
