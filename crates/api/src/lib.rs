@@ -7,12 +7,14 @@
 //! - `download`: blob download with ownership checks, ranges and safe headers.
 //! - `upload`: blob upload (RFC 8620 6.1) into the account's uploads.
 //! - `jmap`: method dispatch; one file per object as the methods land.
-//! - `tls`: HTTPS listener (handshakes beside the accept loop).
+//! - `http`: the accept loop: connection deadlines, per-address cap, trusted proxies.
+//! - `tls`: HTTPS certificate loading (handshakes beside the accept loop).
 //! - `push`: the hub following account changes, WebSocket (RFC 8887), EventSource.
 //! - `web`: the embedded web client, sign-in with a session cookie, sanitised HTML mail.
 
 pub mod auth;
 mod download;
+pub mod http;
 mod jmap;
 mod push;
 mod server;
@@ -21,8 +23,9 @@ pub mod upload;
 // web client (issue 6)
 pub mod web;
 
+pub use http::{HttpLimits, TrustedProxies};
 pub use push::{Hub as PushHub, Limits as PushLimits};
-pub use server::{AppState, router, serve, serve_tls};
+pub use server::{AppState, router, serve, serve_tls, serve_tls_with, serve_with};
 
 /// push: starts the delivery tasks of the stored push subscriptions (at server start).
 pub async fn start_push(state: &AppState) -> Result<(), store::Error> {

@@ -3,6 +3,7 @@
 //! errors never leak internals (a JMAP error, a problem+json, or a bare status).
 
 use crate::auth::{AuthError, Authenticator, Principal};
+use crate::http::HttpLimits;
 use crate::tls::ClientAddr;
 use axum::Router;
 use axum::body::{Body, to_bytes};
@@ -104,12 +105,17 @@ pub async fn serve(
     state: Arc<AppState>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    axum::serve(
-        listener,
-        router(state).into_make_service_with_connect_info::<ClientAddr>(),
-    )
-    .with_graceful_shutdown(shutdown)
-    .await
+    serve_with(listener, state, HttpLimits::default(), shutdown).await
+}
+
+/// [`serve`] with the connection deadlines and caps of `limits`.
+pub async fn serve_with(
+    listener: tokio::net::TcpListener,
+    state: Arc<AppState>,
+    limits: HttpLimits,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    crate::http::serve_http(listener, router(state), limits, shutdown).await
 }
 
 /// Serves HTTPS on `listener` with `acceptor`, like [`serve`].
@@ -119,13 +125,18 @@ pub async fn serve_tls(
     state: Arc<AppState>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    let tls = crate::tls::TlsListener::new(listener, acceptor)?;
-    axum::serve(
-        tls,
-        router(state).into_make_service_with_connect_info::<ClientAddr>(),
-    )
-    .with_graceful_shutdown(shutdown)
-    .await
+    serve_tls_with(listener, acceptor, state, HttpLimits::default(), shutdown).await
+}
+
+/// [`serve_tls`] with the connection deadlines and caps of `limits`.
+pub async fn serve_tls_with(
+    listener: tokio::net::TcpListener,
+    acceptor: tokio_rustls::TlsAcceptor,
+    state: Arc<AppState>,
+    limits: HttpLimits,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    crate::http::serve_https(listener, acceptor, router(state), limits, shutdown).await
 }
 
 pub(crate) fn client_ip(req_ext: &axum::http::Extensions) -> IpAddr {
@@ -133,6 +144,15 @@ pub(crate) fn client_ip(req_ext: &axum::http::Extensions) -> IpAddr {
         .get::<ConnectInfo<ClientAddr>>()
         .map(|c| c.0.0.ip())
         .unwrap_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED))
+}
+
+/// RFC 9110 10.2.3: when to come back, for a 429 (RFC 6585 4) or a 503.
+fn retry_after(status: StatusCode, e: &AuthError, secs: u64) -> Response {
+    let mut r = (status, e.to_string()).into_response();
+    if let Ok(v) = HeaderValue::from_str(&secs.to_string()) {
+        r.headers_mut().insert(header::RETRY_AFTER, v);
+    }
+    r
 }
 
 fn auth_failure(e: AuthError) -> Response {
@@ -145,13 +165,8 @@ fn auth_failure(e: AuthError) -> Response {
             );
             r
         }
-        AuthError::RateLimited(secs) => {
-            let mut r = (StatusCode::TOO_MANY_REQUESTS, e.to_string()).into_response();
-            if let Ok(v) = HeaderValue::from_str(&secs.to_string()) {
-                r.headers_mut().insert(header::RETRY_AFTER, v);
-            }
-            r
-        }
+        AuthError::RateLimited(secs) => retry_after(StatusCode::TOO_MANY_REQUESTS, &e, secs),
+        AuthError::Busy(secs) => retry_after(StatusCode::SERVICE_UNAVAILABLE, &e, secs),
         AuthError::Unavailable => (StatusCode::SERVICE_UNAVAILABLE, e.to_string()).into_response(),
     }
 }

@@ -296,6 +296,16 @@ pub(crate) async fn login(State(state): State<Arc<AppState>>, req: Request) -> R
             StatusCode::SERVICE_UNAVAILABLE,
             serde_json::json!({"error": "sign-in is unavailable"}),
         ),
+        Err(AuthError::Busy(s)) => {
+            let mut r = json(
+                StatusCode::SERVICE_UNAVAILABLE,
+                serde_json::json!({"error": format!("sign-in is busy; try again in {s} s")}),
+            );
+            if let Ok(v) = HeaderValue::from_str(&s.to_string()) {
+                r.headers_mut().insert(header::RETRY_AFTER, v);
+            }
+            r
+        }
         Err(_) => json(
             StatusCode::UNAUTHORIZED,
             serde_json::json!({"error": "wrong user name or password"}),

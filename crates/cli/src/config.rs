@@ -51,6 +51,23 @@ pub struct Config {
     /// Flush every NOTIFY watcher, whether its user is connected or not.
     #[serde(default)]
     pub imap_notify_flush_always: bool,
+    // --- HTTP connection limits ---
+    /// Reverse proxies (addresses or blocks, `"127.0.0.1/32"`, `"::1"`) whose `Forwarded`
+    /// / `X-Forwarded-For` name the client. Default none: the TCP peer is the client.
+    #[serde(default)]
+    pub trusted_proxies: Vec<String>,
+    /// From a request's first byte until its header is complete (ms, default 30000).
+    #[serde(default)]
+    pub http_header_read_timeout_ms: Option<u64>,
+    /// An idle keep-alive connection is closed after this (ms, default 60000).
+    #[serde(default)]
+    pub http_idle_timeout_ms: Option<u64>,
+    /// The longest pause inside a request body or a response (ms, default 60000).
+    #[serde(default)]
+    pub http_body_idle_timeout_ms: Option<u64>,
+    /// Connections one client address (IPv6: its /64) may hold at once (default 256).
+    #[serde(default)]
+    pub http_max_connections_per_address: Option<usize>,
 }
 
 fn default_listen() -> String {
@@ -153,6 +170,7 @@ impl Config {
         if self.tls_cert.is_some() != self.tls_key.is_some() {
             bail!("tls_cert and tls_key go together");
         }
+        self.http_limits()?;
         for a in &self.account {
             if !self.user.iter().any(|u| u.name == a.user) {
                 bail!(
@@ -163,6 +181,42 @@ impl Config {
             }
         }
         Ok(())
+    }
+}
+
+impl Config {
+    /// The HTTP listener's deadlines, caps and trusted proxies.
+    pub fn http_limits(&self) -> Result<api::HttpLimits> {
+        let d = api::HttpLimits::default();
+        let ms = |v: Option<u64>, default: std::time::Duration, name: &str| match v {
+            Some(0) => bail!("{name} must be more than 0"),
+            Some(ms) => Ok(std::time::Duration::from_millis(ms)),
+            None => Ok(default),
+        };
+        Ok(api::HttpLimits {
+            header_read_timeout: ms(
+                self.http_header_read_timeout_ms,
+                d.header_read_timeout,
+                "http_header_read_timeout_ms",
+            )?,
+            idle_timeout: ms(
+                self.http_idle_timeout_ms,
+                d.idle_timeout,
+                "http_idle_timeout_ms",
+            )?,
+            body_idle_timeout: ms(
+                self.http_body_idle_timeout_ms,
+                d.body_idle_timeout,
+                "http_body_idle_timeout_ms",
+            )?,
+            max_connections_per_address: match self.http_max_connections_per_address {
+                Some(0) => bail!("http_max_connections_per_address must be more than 0"),
+                Some(n) => n,
+                None => d.max_connections_per_address,
+            },
+            trusted_proxies: api::TrustedProxies::parse(&self.trusted_proxies)
+                .context("trusted_proxies")?,
+        })
     }
 }
 
@@ -229,5 +283,32 @@ security = "starttls"
         )
         .unwrap();
         assert!(Config::load(&path).is_err());
+    }
+
+    #[test]
+    fn http_limits_and_trusted_proxies() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("t.toml");
+        std::fs::write(
+            &path,
+            "data_dir = \"d\"\ntrusted_proxies = [\"127.0.0.1/32\", \"::1\"]\n\
+             http_idle_timeout_ms = 1500\nhttp_max_connections_per_address = 8\n",
+        )
+        .unwrap();
+        let l = Config::load(&path).unwrap().http_limits().unwrap();
+        assert_eq!(l.idle_timeout, std::time::Duration::from_millis(1500));
+        assert_eq!(l.max_connections_per_address, 8);
+        assert_eq!(
+            l.header_read_timeout,
+            api::HttpLimits::default().header_read_timeout
+        );
+        for bad in [
+            "trusted_proxies = [\"proxy.example\"]",
+            "http_idle_timeout_ms = 0",
+            "http_max_connections_per_address = 0",
+        ] {
+            std::fs::write(&path, format!("data_dir = \"d\"\n{bad}\n")).unwrap();
+            assert!(Config::load(&path).is_err(), "{bad}");
+        }
     }
 }

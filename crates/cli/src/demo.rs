@@ -57,6 +57,11 @@ pub async fn run(dir: &Path, listen: &str) -> Result<()> {
         push_subscription_allow_private: false,
         imap_notify_flush_ms: None,
         imap_notify_flush_always: false,
+        trusted_proxies: Vec::new(),
+        http_header_read_timeout_ms: None,
+        http_idle_timeout_ms: None,
+        http_body_idle_timeout_ms: None,
+        http_max_connections_per_address: None,
     };
     let data_dir = config.data_dir.display().to_string();
     let key_file = dir.join("key/secret.key").display().to_string();

@@ -258,9 +258,12 @@ pub async fn run(config: Config, stop: impl Future<Output = ()>) -> Result<()> {
     let stopped = async move {
         let _ = http_stop_rx.await;
     };
+    let limits = config.http_limits()?;
     let http = match tls {
-        Some(acceptor) => tokio::spawn(api::serve_tls(listener, acceptor, api_state, stopped)),
-        None => tokio::spawn(api::serve(listener, api_state, stopped)),
+        Some(acceptor) => tokio::spawn(api::serve_tls_with(
+            listener, acceptor, api_state, limits, stopped,
+        )),
+        None => tokio::spawn(api::serve_with(listener, api_state, limits, stopped)),
     };
 
     engine.start_all().await?;

@@ -415,3 +415,139 @@ Content-Transfer-Encoding: base64\r\n\r\niVBORw0KGgoAAAANSUhEUg==\r\n--r--\r\n";
     );
     Ok(())
 }
+
+/// Kills the server when the test ends, passed or failed.
+struct KillOnDrop(std::process::Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// The config's HTTP limits reach the listener: an idle connection is closed after
+/// `http_idle_timeout_ms`, an address holds at most `http_max_connections_per_address`
+/// while another is served, and behind a `trusted_proxies` entry the client named by
+/// `X-Forwarded-For` is the one limited for its wrong passwords, not every client of
+/// the proxy.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn serve_applies_the_configured_http_limits() -> Result<()> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let dir = tempfile::tempdir()?;
+    let port = free_port()?;
+    let config = dir.path().join("t.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "listen = \"127.0.0.1:{port}\"\ndata_dir = \"{}\"\nkey_file = \"{}\"\n\
+             trusted_proxies = [\"127.0.0.9\"]\nhttp_idle_timeout_ms = 700\n\
+             http_max_connections_per_address = 2\n\
+             [[user]]\nname = \"alice\"\npassword = \"pw\"\n",
+            dir.path().join("data").display(),
+            dir.path().join("key/k").display()
+        ),
+    )?;
+    let _child = KillOnDrop(
+        Command::new(env!("CARGO_BIN_EXE_tidings"))
+            .args(["serve", "--config"])
+            .arg(&config)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()?,
+    );
+    let connect = |n: u8| async move {
+        let s = tokio::net::TcpSocket::new_v4()?;
+        s.bind(std::net::SocketAddr::from(([127, 0, 0, n], 0)))?;
+        s.connect(std::net::SocketAddr::from(([127, 0, 0, 1], port)))
+            .await
+    };
+    // One request on a kept-alive connection; `None` when the server closed it.
+    async fn ask(s: &mut tokio::net::TcpStream, extra: &str) -> Option<u16> {
+        s.write_all(format!("GET /jmap/session HTTP/1.1\r\nHost: x\r\n{extra}\r\n").as_bytes())
+            .await
+            .ok()?;
+        let mut buf = Vec::new();
+        let mut chunk = [0u8; 4096];
+        loop {
+            if let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+                let head = String::from_utf8_lossy(&buf[..end]).to_lowercase();
+                let len: usize = head
+                    .lines()
+                    .find_map(|l| l.strip_prefix("content-length:"))
+                    .and_then(|v| v.trim().parse().ok())
+                    .unwrap_or(0);
+                if buf.len() >= end + 4 + len {
+                    return head.split(' ').nth(1).and_then(|c| c.parse().ok());
+                }
+            }
+            match tokio::time::timeout(Duration::from_secs(20), s.read(&mut chunk)).await {
+                Ok(Ok(0)) | Ok(Err(_)) => return None,
+                Ok(Ok(n)) => buf.extend_from_slice(&chunk[..n]),
+                Err(_) => panic!("no answer within 20 s"),
+            }
+        }
+    }
+    let start = Instant::now();
+    let mut first = loop {
+        if let Ok(mut s) = connect(1).await
+            && ask(&mut s, "").await == Some(401)
+        {
+            break s;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(30),
+            "serve never answered"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    // The cap: a second connection is served, a third from the same address is not,
+    // another address is.
+    let mut second = connect(1).await?;
+    assert_eq!(ask(&mut second, "").await, Some(401));
+    let mut third = connect(1).await?;
+    assert_eq!(ask(&mut third, "").await, None);
+    let mut other = connect(2).await?;
+    assert_eq!(ask(&mut other, "").await, Some(401));
+    // The idle timeout: both kept-alive connections are closed about 700 ms later.
+    let idle = Instant::now();
+    let mut b = [0u8; 16];
+    assert_eq!(
+        tokio::time::timeout(Duration::from_secs(5), first.read(&mut b)).await??,
+        0
+    );
+    assert!(
+        idle.elapsed() < Duration::from_secs(3),
+        "{:?}",
+        idle.elapsed()
+    );
+    drop((first, second, third, other));
+
+    // Behind the trusted proxy 127.0.0.9: wrong passwords of client 203.0.113.5 limit
+    // that client, not 203.0.113.6.
+    let basic = |pw: &str| {
+        format!(
+            "Basic {}",
+            base64::Engine::encode(
+                &base64::engine::general_purpose::STANDARD,
+                format!("alice:{pw}")
+            )
+        )
+    };
+    let via = |client: &str, pw: &str| {
+        format!(
+            "Authorization: {}\r\nX-Forwarded-For: {client}\r\n",
+            basic(pw)
+        )
+    };
+    let mut proxy = connect(9).await?;
+    for _ in 0..11 {
+        assert_eq!(
+            ask(&mut proxy, &via("203.0.113.5", "wrong")).await,
+            Some(401)
+        );
+    }
+    assert_eq!(ask(&mut proxy, &via("203.0.113.5", "pw")).await, Some(429));
+    assert_eq!(ask(&mut proxy, &via("203.0.113.6", "pw")).await, Some(200));
+    Ok(())
+}
