@@ -35,6 +35,9 @@ pub struct AppState {
     /// Rung after a submission is queued, so the engine's worker looks at once.
     pub submission_waker: Option<Arc<tokio::sync::Notify>>,
     // --- end sending
+    /// Fetches a message whose body is not stored yet, on the engine's priority lane;
+    /// without it (no engine) such a request is `serverUnavailable` / 503.
+    pub bodies: Option<Arc<dyn crate::BodyFetch>>,
 }
 
 // --- sending (issue 5)
@@ -63,6 +66,7 @@ impl AppState {
             base_url: base_url.trim_end_matches('/').to_string(),
             submission_delay: DEFAULT_SUBMISSION_DELAY,
             submission_waker: None,
+            bodies: None,
         }
     }
 }
@@ -413,6 +417,7 @@ pub(crate) async fn handle_request(
         max_objects_in_set: usize::try_from(state.core.max_objects_in_set).unwrap_or(500),
         submission_delay: state.submission_delay,
         submission_waker: state.submission_waker.as_ref(),
+        bodies: state.bodies.as_ref(),
     };
     Ok(crate::jmap::dispatch(principal, &ctx, request, session.state).await)
 }

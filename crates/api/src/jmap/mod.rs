@@ -49,6 +49,8 @@ pub(crate) struct Ctx<'a> {
     pub submission_delay: std::time::Duration,
     pub submission_waker: Option<&'a Arc<tokio::sync::Notify>>,
     // --- end sending
+    /// Fetches bodies not stored yet (see `crate::bodies`).
+    pub bodies: Option<&'a Arc<dyn crate::BodyFetch>>,
 }
 
 impl Ctx<'_> {
@@ -59,6 +61,14 @@ impl Ctx<'_> {
             .map(AccountId)
             .filter(|a| self.accounts.contains(a))
             .ok_or_else(|| MethodError::new(MethodErrorType::AccountNotFound))
+    }
+
+    /// Messages of the store, fetched on demand when not stored yet.
+    pub(crate) fn messages(&self) -> crate::bodies::Messages<'_> {
+        crate::bodies::Messages {
+            store: self.store,
+            bodies: self.bodies,
+        }
     }
 
     async fn store_state(&self, account: AccountId) -> Result<mail_types::State, MethodError> {

@@ -323,19 +323,18 @@ async fn create_one(
     let email = emails
         .first()
         .ok_or_else(|| invalid("emailId").with_description("no such email"))?;
-    let blob = email.blob_id.as_deref().ok_or_else(|| {
-        SetError::new(SetErrorType::InvalidEmail)
-            .with_description("the message body is not stored yet")
-    })?;
-    let raw = ctx
-        .store
-        .blob(blob)
-        .await
-        .map_err(server_fail)?
-        .ok_or_else(|| {
-            SetError::new(SetErrorType::InvalidEmail)
-                .with_description("the message is not available")
-        })?;
+    // A body the sync has not stored yet is fetched now.
+    let raw = match ctx.messages().message(account, email.clone()).await {
+        Ok((raw, _)) => raw,
+        Err(crate::bodies::BlobError::NotFound) => {
+            return Err(SetError::new(SetErrorType::InvalidEmail)
+                .with_description("the message is no longer on its server"));
+        }
+        Err(e) => {
+            return Err(SetError::new(SetErrorType::Forbidden)
+                .with_description(e.method_error().description.unwrap_or_default()));
+        }
+    };
     let (envelope_json, mail_from, rcpt_to, hold) = match obj.get("envelope") {
         None | Some(Value::Null) => {
             let e = submit::envelope_from_headers(&raw).ok_or_else(|| {

@@ -30,6 +30,14 @@ use std::path::Path;
 use std::sync::{Arc, Mutex};
 
 const SCHEMA_V1: &str = include_str!("schema.sql");
+/// Version 2: `email.blob_by_id`. An Email created from its header alone (the sync fetches
+/// headers first) has a blobId from that moment on, derived from its own id (`bm<id>`),
+/// because its content address is not known yet; RFC 8621 4.1.1 makes blobId immutable, so
+/// it keeps that id after the body is stored. Emails stored with their bytes (POP3,
+/// drafts, imports) keep the content address `b<sha256>`. Rows of version 1 without a body
+/// were created header-first; those with one keep the id clients already saw.
+const SCHEMA_V2: &str = "ALTER TABLE email ADD COLUMN blob_by_id INTEGER NOT NULL DEFAULT 0; \
+    UPDATE email SET blob_by_id = 1 WHERE blob_id IS NULL;";
 
 #[derive(Clone)]
 pub struct SqliteStore {
@@ -91,8 +99,11 @@ impl SqliteStore {
         conn.execute_batch("BEGIN IMMEDIATE")?;
         let version: i64 = conn.pragma_query_value(None, "user_version", |r| r.get(0))?;
         let migrated = match version {
-            0 => conn.execute_batch(&format!("{SCHEMA_V1}; PRAGMA user_version = 1;")),
-            1 => Ok(()),
+            0 => conn.execute_batch(&format!(
+                "{SCHEMA_V1}; {SCHEMA_V2}; PRAGMA user_version = 2;"
+            )),
+            1 => conn.execute_batch(&format!("{SCHEMA_V2}; PRAGMA user_version = 2;")),
+            2 => Ok(()),
             v => {
                 let _ = conn.execute_batch("ROLLBACK");
                 return Err(Error::Corrupt(format!(
@@ -655,6 +666,27 @@ impl Store for SqliteStore {
         })
         .await
         .map_err(|e| Error::Task(e.to_string()))?
+    }
+
+    async fn body_sources(&self, account: AccountId, email: EmailId) -> Result<Vec<BodySource>> {
+        self.call(move |c| {
+            let mut st = c.prepare_cached(
+                "SELECT m.id, m.raw_name, m.uidvalidity, c.uid FROM copy c \
+                 JOIN mailbox m ON m.id = c.mailbox_id JOIN email e ON e.id = c.email_id \
+                 WHERE c.email_id = ?1 AND e.account_id = ?2 AND c.uid < ?3 \
+                 AND m.uidvalidity != 0 ORDER BY c.uid DESC",
+            )?;
+            let rows = st.query_map(params![email.0, account.0, PLACEHOLDER_UID_BASE], |r| {
+                Ok(BodySource {
+                    mailbox: MailboxId(r.get(0)?),
+                    raw_name: r.get(1)?,
+                    uidvalidity: UidValidity(r.get(2)?),
+                    uid: Uid(r.get(3)?),
+                })
+            })?;
+            Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?)
+        })
+        .await
     }
 
     async fn uids_missing_body(&self, mailbox: MailboxId, limit: usize) -> Result<Vec<Uid>> {
