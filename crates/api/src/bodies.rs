@@ -136,7 +136,9 @@ impl Messages<'_> {
             Ok(Err(FetchError::Unavailable(why))) => return Err(BlobError::Unavailable(why)),
             Err(_) => {
                 tracing::warn!(account = %account, email = id.0, "fetching a message on demand timed out");
-                return Err(BlobError::Unavailable("the server did not answer in time".into()));
+                return Err(BlobError::Unavailable(
+                    "the server did not answer in time".into(),
+                ));
             }
         }
         let view = self
@@ -215,7 +217,14 @@ mod tests {
     #[test]
     fn email_blob_ids_parse_canonically() {
         assert!(matches!(parse("bm42"), Some(BlobRef::Email(EmailId(42)))));
-        for bad in ["bm", "bm042", "bm4x", "bm-1", "bm99999999999999999999", "bmff"] {
+        for bad in [
+            "bm",
+            "bm042",
+            "bm4x",
+            "bm-1",
+            "bm99999999999999999999",
+            "bmff",
+        ] {
             assert!(parse(bad).is_none(), "{bad}");
         }
         let sha = "a".repeat(64);

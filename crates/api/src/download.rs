@@ -105,24 +105,24 @@ pub(crate) async fn download(
         store: &state.store,
         bodies: state.bodies.as_ref(),
     };
-    let crate::bodies::Resolved { message, part, .. } =
-        match messages.resolve(account, &blob).await {
-            Ok(r) => r,
-            Err(crate::bodies::BlobError::NotFound) => return not_found(),
-            Err(crate::bodies::BlobError::Unavailable(why)) => {
-                tracing::warn!(account = %account, reason = %why, "a download waits for an unreachable server");
-                return (
-                    StatusCode::SERVICE_UNAVAILABLE,
-                    [(header::RETRY_AFTER, "30")],
-                    "the message is not stored yet and its server is unavailable",
-                )
-                    .into_response();
-            }
-            Err(crate::bodies::BlobError::Store(e)) => {
-                tracing::error!(account = %account, error = %e, "reading a blob");
-                return StatusCode::SERVICE_UNAVAILABLE.into_response();
-            }
-        };
+    let crate::bodies::Resolved { message, part, .. } = match messages.resolve(account, &blob).await
+    {
+        Ok(r) => r,
+        Err(crate::bodies::BlobError::NotFound) => return not_found(),
+        Err(crate::bodies::BlobError::Unavailable(why)) => {
+            tracing::warn!(account = %account, reason = %why, "a download waits for an unreachable server");
+            return (
+                StatusCode::SERVICE_UNAVAILABLE,
+                [(header::RETRY_AFTER, "30")],
+                "the message is not stored yet and its server is unavailable",
+            )
+                .into_response();
+        }
+        Err(crate::bodies::BlobError::Store(e)) => {
+            tracing::error!(account = %account, error = %e, "reading a blob");
+            return StatusCode::SERVICE_UNAVAILABLE.into_response();
+        }
+    };
     let data = match part {
         None => message,
         Some(part) => {

@@ -51,6 +51,15 @@ pub struct Config {
     /// Flush every NOTIFY watcher, whether its user is connected or not.
     #[serde(default)]
     pub imap_notify_flush_always: bool,
+    /// Fetch message bodies in the background after their headers (default true). False:
+    /// only headers are synced, and a body is fetched when a client asks for it (tests
+    /// use it to open messages the background pass has not reached).
+    #[serde(default = "default_true")]
+    pub imap_background_bodies: bool,
+}
+
+fn default_true() -> bool {
+    true
 }
 
 fn default_listen() -> String {

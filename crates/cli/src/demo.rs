@@ -57,6 +57,7 @@ pub async fn run(dir: &Path, listen: &str) -> Result<()> {
         push_subscription_allow_private: false,
         imap_notify_flush_ms: None,
         imap_notify_flush_always: false,
+        imap_background_bodies: true,
     };
     let data_dir = config.data_dir.display().to_string();
     let key_file = dir.join("key/secret.key").display().to_string();

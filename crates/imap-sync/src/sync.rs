@@ -546,6 +546,57 @@ impl AccountSync {
     }
 }
 
+impl AccountSync {
+    /// Fetches and stores one message now, from the first of `sources` (its copies) still
+    /// on the server: the priority lane's fetch, on a connection of its own. Stored through
+    /// the same body path as `fetch_bodies`. False when no copy is there any more.
+    pub async fn fetch_body(&self, s: &mut Session, sources: &[store::BodySource]) -> Result<bool> {
+        for src in sources {
+            let sel = match s.examine(&src.raw_name, None).await {
+                Ok(sel) => sel,
+                // The mailbox is gone or cannot be opened: try another copy.
+                Err(Error::Refused { .. }) => continue,
+                Err(e) => return Err(e),
+            };
+            if sel.uidvalidity != src.uidvalidity.0 {
+                // RFC 3501 2.3.1.1: the UIDs we hold name nothing now; the sync resets.
+                continue;
+            }
+            let cmd = format!("UID FETCH {} (UID BODY.PEEK[])", src.uid.0);
+            let mut body = None;
+            {
+                let mut stream = s.fetch_stream(vec![cmd], 1);
+                while let Some(f) = stream.next().await? {
+                    if f.uid == Some(src.uid.0) && f.body.is_some() {
+                        body = f.body;
+                    }
+                }
+            }
+            // RFC 3501 6.4.8: a UID FETCH of an expunged UID answers OK and nothing else.
+            let Some(raw) = body else { continue };
+            let uid = src.uid;
+            let parsed = tokio::task::spawn_blocking({
+                let raw = raw.clone();
+                move || mime::parse(&raw)
+            })
+            .await
+            .map_err(|e| Error::Protocol(format!("parse task: {e}")))?;
+            let changes = MailboxChanges {
+                bodies: vec![NewBody { uid, raw, parsed }],
+                // The store refuses the body if the mailbox was reset to another epoch.
+                uidvalidity: Some(src.uidvalidity),
+                ..MailboxChanges::default()
+            };
+            log_problems(self.account, src.mailbox, &changes);
+            self.store
+                .apply_mailbox_changes(self.account, src.mailbox, changes)
+                .await?;
+            return Ok(true);
+        }
+        Ok(false)
+    }
+}
+
 /// A mailbox the server refuses to open (deleted a moment ago, or not selectable after
 /// all) must not stop the other mailboxes; the next LIST settles what it is.
 fn skip_refused(account: AccountId, mb: &MailboxRecord, r: Result<()>) -> Result<()> {

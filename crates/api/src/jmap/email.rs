@@ -217,12 +217,9 @@ pub(crate) async fn get(
             .filter(|e| e.blob_id.is_none())
             .cloned()
             .collect();
-        let fetched = futures::future::join_all(
-            missing
-                .into_iter()
-                .map(|e| messages.with_body(account, e)),
-        )
-        .await;
+        let fetched =
+            futures::future::join_all(missing.into_iter().map(|e| messages.with_body(account, e)))
+                .await;
         for (slot, got) in found
             .iter_mut()
             .filter(|e| e.blob_id.is_none())
