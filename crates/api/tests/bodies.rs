@@ -178,10 +178,12 @@ async fn call(app: &axum::Router, name: &str, args: Value) -> (String, Value) {
 }
 
 async fn download(app: &axum::Router, blob: &str) -> (StatusCode, Vec<u8>) {
-    let req = Request::get(format!("/jmap/download/a1/{blob}/m.eml?type=message/rfc822"))
-        .header(header::AUTHORIZATION, basic())
-        .body(Body::empty())
-        .unwrap();
+    let req = Request::get(format!(
+        "/jmap/download/a1/{blob}/m.eml?type=message/rfc822"
+    ))
+    .header(header::AUTHORIZATION, basic())
+    .body(Body::empty())
+    .unwrap();
     let resp = app.clone().oneshot(req).await.unwrap();
     let status = resp.status();
     let bytes = resp.into_body().collect().await.unwrap().to_bytes();
