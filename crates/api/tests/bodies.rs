@@ -24,7 +24,7 @@ use tower::ServiceExt;
 const USER: &str = "alice@example.org";
 const PASS: &str = "imap-pw";
 const DEADLINE: Duration = Duration::from_secs(30);
-const MESSAGES: usize = 3;
+const MESSAGES: usize = 5;
 
 fn plain_passwords() -> PasswordSource {
     Arc::new(|a: &store::AccountRecord| Ok(String::from_utf8(a.server.password_enc.clone())?))
@@ -269,6 +269,29 @@ async fn bodies_not_stored_yet_are_fetched_when_asked() {
     .await;
     assert_eq!(name, "Email/parse", "{r}");
     assert_eq!(r["parsed"][&blob2]["subject"], "report 2", "{r}");
+
+    // A list page: preview and hasAttachment of messages not fetched yet are complete
+    // too (fetched together on the lane).
+    let (e3, e4) = (&w.emails[3].0, &w.emails[4].0);
+    let (name, r) = call(
+        &w.app,
+        "Email/get",
+        json!({"accountId": "a1", "ids": [e3, e4],
+               "properties": ["subject", "preview", "hasAttachment", "blobId"]}),
+    )
+    .await;
+    assert_eq!(name, "Email/get", "{r}");
+    for (i, e) in [3, 4].iter().zip(r["list"].as_array().unwrap()) {
+        assert!(
+            e["preview"]
+                .as_str()
+                .unwrap()
+                .contains(&format!("quarter {i}")),
+            "{r}"
+        );
+        assert_eq!(e["hasAttachment"], true, "{r}");
+        assert!(e["blobId"].as_str().unwrap().starts_with("bm"), "{r}");
+    }
 
     // Every body came on demand: the background pass stays held back.
     let views = w

@@ -547,53 +547,85 @@ impl AccountSync {
 }
 
 impl AccountSync {
-    /// Fetches and stores one message now, from the first of `sources` (its copies) still
-    /// on the server: the priority lane's fetch, on a connection of its own. Stored through
-    /// the same body path as `fetch_bodies`. False when no copy is there any more.
-    pub async fn fetch_body(&self, s: &mut Session, sources: &[store::BodySource]) -> Result<bool> {
-        for src in sources {
-            let sel = match s.examine(&src.raw_name, None).await {
-                Ok(sel) => sel,
-                // The mailbox is gone or cannot be opened: try another copy.
-                Err(Error::Refused { .. }) => continue,
-                Err(e) => return Err(e),
+    /// Fetches and stores these messages of one mailbox now: the priority lane's fetch, on
+    /// a connection of its own, stored through the same body path as `fetch_bodies`.
+    /// Returns the UIDs stored; a UID missing from it is not on the server any more. `None`
+    /// when the mailbox cannot be opened or is not the epoch `uidvalidity` names.
+    pub async fn fetch_bodies_now(
+        &self,
+        s: &mut Session,
+        mailbox: &store::BodySource,
+        uids: &[Uid],
+    ) -> Result<Option<Vec<Uid>>> {
+        let sel = match s.examine(&mailbox.raw_name, None).await {
+            Ok(sel) => sel,
+            Err(Error::Refused { .. }) => return Ok(None),
+            Err(e) => return Err(e),
+        };
+        if sel.uidvalidity != mailbox.uidvalidity.0 {
+            // RFC 3501 2.3.1.1: the UIDs we hold name nothing now; the sync resets.
+            return Ok(None);
+        }
+        let wanted: HashSet<u32> = uids.iter().map(|u| u.0).collect();
+        let raw: Vec<u32> = wanted.iter().copied().collect();
+        let commands: Vec<String> = raw
+            .chunks(self.options.body_chunk.max(1))
+            .map(|chunk| format!("UID FETCH {} (UID BODY.PEEK[])", uid_set(chunk)))
+            .collect();
+        let mut stored = Vec::new();
+        let mut batch: Vec<(Uid, bytes::Bytes)> = Vec::new();
+        let mut bytes = 0usize;
+        let mut stream = s.fetch_stream(commands, self.options.pipeline_depth);
+        // RFC 3501 6.4.8: a UID FETCH of an expunged UID answers OK and nothing else.
+        while let Some(f) = stream.next().await? {
+            let (Some(uid), Some(body)) = (f.uid, f.body) else {
+                continue;
             };
-            if sel.uidvalidity != src.uidvalidity.0 {
-                // RFC 3501 2.3.1.1: the UIDs we hold name nothing now; the sync resets.
+            if !wanted.contains(&uid) {
                 continue;
             }
-            let cmd = format!("UID FETCH {} (UID BODY.PEEK[])", src.uid.0);
-            let mut body = None;
-            {
-                let mut stream = s.fetch_stream(vec![cmd], 1);
-                while let Some(f) = stream.next().await? {
-                    if f.uid == Some(src.uid.0) && f.body.is_some() {
-                        body = f.body;
-                    }
-                }
+            bytes += body.len();
+            batch.push((Uid(uid), body));
+            if bytes >= self.options.batch_bytes {
+                stored.extend(self.store_now(mailbox, std::mem::take(&mut batch)).await?);
+                bytes = 0;
             }
-            // RFC 3501 6.4.8: a UID FETCH of an expunged UID answers OK and nothing else.
-            let Some(raw) = body else { continue };
-            let uid = src.uid;
-            let parsed = tokio::task::spawn_blocking({
-                let raw = raw.clone();
-                move || mime::parse(&raw)
-            })
-            .await
-            .map_err(|e| Error::Protocol(format!("parse task: {e}")))?;
-            let changes = MailboxChanges {
-                bodies: vec![NewBody { uid, raw, parsed }],
-                // The store refuses the body if the mailbox was reset to another epoch.
-                uidvalidity: Some(src.uidvalidity),
-                ..MailboxChanges::default()
-            };
-            log_problems(self.account, src.mailbox, &changes);
-            self.store
-                .apply_mailbox_changes(self.account, src.mailbox, changes)
-                .await?;
-            return Ok(true);
         }
-        Ok(false)
+        stored.extend(self.store_now(mailbox, batch).await?);
+        Ok(Some(stored))
+    }
+
+    async fn store_now(
+        &self,
+        mailbox: &store::BodySource,
+        batch: Vec<(Uid, bytes::Bytes)>,
+    ) -> Result<Vec<Uid>> {
+        if batch.is_empty() {
+            return Ok(Vec::new());
+        }
+        let uids: Vec<Uid> = batch.iter().map(|(u, _)| *u).collect();
+        let bodies = tokio::task::spawn_blocking(move || {
+            batch
+                .into_iter()
+                .map(|(uid, raw)| {
+                    let parsed = mime::parse(&raw);
+                    NewBody { uid, raw, parsed }
+                })
+                .collect()
+        })
+        .await
+        .map_err(|e| Error::Protocol(format!("parse task: {e}")))?;
+        let changes = MailboxChanges {
+            bodies,
+            // The store refuses the bodies if the mailbox was reset to another epoch.
+            uidvalidity: Some(mailbox.uidvalidity),
+            ..MailboxChanges::default()
+        };
+        log_problems(self.account, mailbox.mailbox, &changes);
+        self.store
+            .apply_mailbox_changes(self.account, mailbox.mailbox, changes)
+            .await?;
+        Ok(uids)
     }
 }
 

@@ -121,14 +121,29 @@ async fn from_message(
     .map_err(|err| MethodError::server_fail(err.to_string()))
 }
 
-/// Properties whose value depends on the whole message, not only its header: asking for
-/// one of an Email whose body is not stored yet fetches it first (the header-only values
-/// of `preview` and `hasAttachment` would be guesses).
-fn needs_body(props: &[String], body_req: &body::BodyRequest, header_props: &[String]) -> bool {
-    !body_req.props.is_empty()
-        || !header_props.is_empty()
-        || props.iter().any(|p| p == "preview" || p == "hasAttachment")
+/// Whether Email/get must have this Email's message before it answers: body and header
+/// properties are computed from it; `preview` and `hasAttachment` (stored from the header
+/// alone until the body comes: an empty preview, a guess from Content-Type) need it too,
+/// except for a message over [`SUMMARY_FETCH_MAX`]. A list page asks for those two for
+/// every row: fetching its small messages is one round trip per mailbox on the engine's
+/// lane (they are batched), but a page of 20 MB attachments would hold the list for
+/// minutes. Those get their body from the background pass, or when opened, and the change
+/// is announced (Email/changes) like any body arriving.
+fn needs_body(
+    e: &EmailView,
+    props: &[String],
+    body_req: &body::BodyRequest,
+    header_props: &[String],
+) -> bool {
+    e.blob_id.is_none()
+        && (!body_req.props.is_empty()
+            || !header_props.is_empty()
+            || (e.size <= SUMMARY_FETCH_MAX
+                && props.iter().any(|p| p == "preview" || p == "hasAttachment")))
 }
+
+/// See [`needs_body`]: the largest message fetched for `preview` / `hasAttachment` alone.
+const SUMMARY_FETCH_MAX: u32 = 1024 * 1024;
 
 pub(crate) async fn get(
     ctx: &Ctx<'_>,
@@ -210,21 +225,14 @@ pub(crate) async fn get(
     // Email). One that is gone from the server is notFound; a server that cannot be
     // reached fails the method: never an Email with its body properties missing.
     let mut gone = std::collections::HashSet::new();
-    if needs_body(&props, &body_req, &header_props) {
+    let wanted_body = |e: &EmailView| needs_body(e, &props, &body_req, &header_props);
+    if found.iter().any(wanted_body) {
         let messages = ctx.messages();
-        let missing: Vec<EmailView> = found
-            .iter()
-            .filter(|e| e.blob_id.is_none())
-            .cloned()
-            .collect();
+        let missing: Vec<EmailView> = found.iter().filter(|e| wanted_body(e)).cloned().collect();
         let fetched =
             futures::future::join_all(missing.into_iter().map(|e| messages.with_body(account, e)))
                 .await;
-        for (slot, got) in found
-            .iter_mut()
-            .filter(|e| e.blob_id.is_none())
-            .zip(fetched)
-        {
+        for (slot, got) in found.iter_mut().filter(|e| wanted_body(e)).zip(fetched) {
             match got {
                 Ok(v) => *slot = v,
                 Err(crate::bodies::BlobError::NotFound) => {
