@@ -24,7 +24,7 @@ use tower::ServiceExt;
 const USER: &str = "alice@example.org";
 const PASS: &str = "imap-pw";
 const DEADLINE: Duration = Duration::from_secs(30);
-const MESSAGES: usize = 5;
+const MESSAGES: usize = 6;
 
 fn plain_passwords() -> PasswordSource {
     Arc::new(|a: &store::AccountRecord| Ok(String::from_utf8(a.server.password_enc.clone())?))
@@ -292,6 +292,30 @@ async fn bodies_not_stored_yet_are_fetched_when_asked() {
         assert_eq!(e["hasAttachment"], true, "{r}");
         assert!(e["blobId"].as_str().unwrap().starts_with("bm"), "{r}");
     }
+
+    // Email/import of a message blob not fetched yet: the new Email is its exact bytes.
+    let blob5 = blob_id(&w.app, &w.emails[5].0).await;
+    let (_, boxes) = call(
+        &w.app,
+        "Mailbox/get",
+        json!({"accountId": "a1", "properties": ["role"]}),
+    )
+    .await;
+    let archive_or_inbox = boxes["list"][0]["id"].as_str().unwrap().to_string();
+    let (name, r) = call(
+        &w.app,
+        "Email/import",
+        json!({"accountId": "a1", "emails": {"k": {"blobId": blob5,
+               "mailboxIds": {archive_or_inbox: true}}}}),
+    )
+    .await;
+    assert_eq!(name, "Email/import", "{r}");
+    assert_eq!(r["created"]["k"]["size"], message(5).len(), "{r}");
+    assert_eq!(
+        r["created"]["k"]["blobId"],
+        format!("b{}", mime::blob_id(&message(5))),
+        "an Email stored whole is named by its content: {r}"
+    );
 
     // Every body came on demand: the background pass stays held back.
     let views = w
