@@ -622,8 +622,9 @@ impl AccountSync {
             ..MailboxChanges::default()
         };
         log_problems(self.account, mailbox.mailbox, &changes);
+        // Someone is waiting: ahead of the background batches queued for the writer.
         self.store
-            .apply_mailbox_changes(self.account, mailbox.mailbox, changes)
+            .apply_urgent_changes(self.account, mailbox.mailbox, changes)
             .await?;
         Ok(uids)
     }
