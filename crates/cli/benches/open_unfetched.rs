@@ -9,7 +9,8 @@
 //! their bodies are not, and the background pass is busy on the same account.
 //!
 //! `cargo bench -p cli --bench open_unfetched` (TIDINGS_BENCH_MESSAGES, default 100000;
-//! TIDINGS_BENCH_PROBES, probes per side, default 100).
+//! TIDINGS_BENCH_PROBES, probes per side, default 100; TIDINGS_BENCH_SERVE_LOG, the
+//! server's RUST_LOG, default error).
 
 mod common;
 
@@ -104,7 +105,10 @@ fn main() -> Result<()> {
     let mut serve = Command::new(bin)
         .args(["serve", "--config"])
         .arg(&config)
-        .env("RUST_LOG", "error")
+        .env(
+            "RUST_LOG",
+            std::env::var("TIDINGS_BENCH_SERVE_LOG").unwrap_or_else(|_| "error".into()),
+        )
         .stdout(Stdio::null())
         .spawn()?;
     let result = measure(bin, &config, port, &dovecot, n, probes);

@@ -170,6 +170,7 @@ impl BodyFetcher {
                 continue;
             }
             let ids: Vec<EmailId> = batch.iter().map(|(id, _)| *id).collect();
+            let started = std::time::Instant::now();
             let outcomes = match tokio::time::timeout(
                 BATCH_DEADLINE,
                 self.fetch_batch(&mut session, account, &ids),
@@ -183,6 +184,8 @@ impl BodyFetcher {
                     HashMap::new()
                 }
             };
+            tracing::debug!(account = %account, emails = ids.len(),
+                took_ms = started.elapsed().as_millis() as u64, "fetched on demand");
             let Ok(mut q) = lane.queue.lock() else {
                 return;
             };

@@ -29,6 +29,11 @@ pub struct SyncOptions {
     pub batch: usize,
     /// Raw bytes per store transaction (bounds memory with large messages).
     pub batch_bytes: usize,
+    /// Messages per store transaction of the body pass. Smaller than `batch`: a body the
+    /// priority lane fetched for someone waits for the transaction running when it comes
+    /// (`Store::apply_urgent_changes`), and a body transaction (index included) is the
+    /// longest the writer is held during an initial sync.
+    pub body_batch: usize,
     /// Fetch bodies after headers (false: headers only, e.g. for a quick first look).
     pub bodies: bool,
 }
@@ -41,6 +46,7 @@ impl Default for SyncOptions {
             pipeline_depth: 3,
             batch: 250,
             batch_bytes: 16 * 1024 * 1024,
+            body_batch: 50,
             bodies: true,
         }
     }
@@ -530,7 +536,9 @@ impl AccountSync {
                 let Some(body) = &f.body else { continue };
                 bytes += body.len();
                 batch.push(*f);
-                if batch.len() >= self.options.batch || bytes >= self.options.batch_bytes {
+                if batch.len() >= self.options.body_batch.max(1)
+                    || bytes >= self.options.batch_bytes / 4
+                {
                     report.bodies += batch.len();
                     writer.submit_bodies(std::mem::take(&mut batch)).await?;
                     bytes = 0;

@@ -259,10 +259,16 @@ fn lock_writer<'a>(
         return guard.map_err(|_| poisoned());
     }
     let start = std::time::Instant::now();
-    while urgent.load(Ordering::SeqCst) > 0 && start.elapsed() < URGENT_YIELD {
-        std::thread::sleep(std::time::Duration::from_millis(1));
+    loop {
+        while urgent.load(Ordering::SeqCst) > 0 && start.elapsed() < URGENT_YIELD {
+            std::thread::sleep(std::time::Duration::from_millis(1));
+        }
+        let guard = conn.lock().map_err(|_| poisoned())?;
+        // Queued for the lock before an urgent caller came: it still goes first.
+        if urgent.load(Ordering::SeqCst) == 0 || start.elapsed() >= URGENT_YIELD {
+            return Ok(guard);
+        }
     }
-    conn.lock().map_err(|_| poisoned())
 }
 
 /// push: announces what the store call that just returned on this thread committed.
