@@ -1,8 +1,9 @@
 //! Blob download (RFC 8620 6.2): `GET /jmap/download/{accountId}/{blobId}/{name}?type=`.
 //!
 //! A blob is served only to the owner of an account that holds it (a message of the
-//! account, or an upload to it; a part of either, following attached messages). It is content-addressed,
-//! so it never changes: it may be cached for good (privately). What is served is never
+//! account, or an upload to it; a part of either, following attached messages). It never
+//! changes (a content address, or the message of one Email: `crate::bodies`), so it may be
+//! cached for good (privately); a message not stored yet is fetched first. What is served is never
 //! interpreted by the browser as a page of ours: `nosniff`, a sandboxing CSP, and
 //! `attachment` unless the type is an image, audio or video.
 
@@ -98,17 +99,26 @@ pub(crate) async fn download(
         Err(r) => return r,
     };
     let not_found = || (StatusCode::NOT_FOUND, "no such blob").into_response();
-    // A message blob is `b<sha256>`; one of its parts `b<sha256>-<partId>`.
-    let Some((sha, part)) = crate::jmap::body::parse_blob_id(&blob) else {
-        return not_found();
+    // A message blob is `b<sha256>` or `bm<email id>`; one of its parts `b<sha256>-<partId>`.
+    // A message not stored yet is fetched now (`crate::bodies`).
+    let messages = crate::bodies::Messages {
+        store: &state.store,
+        bodies: state.bodies.as_ref(),
     };
-    if !matches!(state.store.blob_in_account(account, sha).await, Ok(true)) {
-        return not_found();
-    }
-    let message = match state.store.blob(sha).await {
-        Ok(Some(d)) => d,
-        Ok(None) => return not_found(),
-        Err(e) => {
+    let crate::bodies::Resolved { message, part, .. } = match messages.resolve(account, &blob).await
+    {
+        Ok(r) => r,
+        Err(crate::bodies::BlobError::NotFound) => return not_found(),
+        Err(crate::bodies::BlobError::Unavailable(why)) => {
+            tracing::warn!(account = %account, reason = %why, "a download waits for an unreachable server");
+            return (
+                StatusCode::SERVICE_UNAVAILABLE,
+                [(header::RETRY_AFTER, "30")],
+                "the message is not stored yet and its server is unavailable",
+            )
+                .into_response();
+        }
+        Err(crate::bodies::BlobError::Store(e)) => {
             tracing::error!(account = %account, error = %e, "reading a blob");
             return StatusCode::SERVICE_UNAVAILABLE.into_response();
         }

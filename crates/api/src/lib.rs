@@ -4,6 +4,7 @@
 //! # Layout
 //! - `auth`: Basic (Argon2) and Bearer (API token) authentication, failure rate limits.
 //! - `server`: the router, the Session resource, the API endpoint, error responses.
+//! - `bodies`: messages not stored yet, fetched on demand through the engine (`BodyFetch`).
 //! - `download`: blob download with ownership checks, ranges and safe headers.
 //! - `upload`: blob upload (RFC 8620 6.1) into the account's uploads.
 //! - `jmap`: method dispatch; one file per object as the methods land.
@@ -13,6 +14,8 @@
 //! - `web`: the embedded web client, sign-in with a session cookie, sanitised HTML mail.
 
 pub mod auth;
+// Bodies fetched on demand, blob ids of messages.
+pub mod bodies;
 mod download;
 pub mod http;
 mod jmap;
@@ -23,6 +26,7 @@ pub mod upload;
 // web client (issue 6)
 pub mod web;
 
+pub use bodies::{BodyFetch, FetchError};
 pub use http::{HttpLimits, TrustedProxies};
 pub use push::{Hub as PushHub, Limits as PushLimits};
 pub use server::{AppState, router, serve, serve_tls, serve_tls_with, serve_with};

@@ -38,6 +38,9 @@ pub struct AppState {
     // --- end sending
     /// Bounds the memory of answers that carry large messages.
     pub large_bodies: crate::jmap::large::LargeBodies,
+    /// Fetches a message whose body is not stored yet, on the engine's priority lane;
+    /// without it (no engine) such a request is `serverUnavailable` / 503.
+    pub bodies: Option<Arc<dyn crate::BodyFetch>>,
 }
 
 // --- sending (issue 5)
@@ -67,6 +70,7 @@ impl AppState {
             submission_delay: DEFAULT_SUBMISSION_DELAY,
             submission_waker: None,
             large_bodies: Default::default(),
+            bodies: None,
         }
     }
 }
@@ -495,6 +499,7 @@ pub(crate) async fn handle_request(
         submission_waker: state.submission_waker.as_ref(),
         large: &state.large_bodies,
         held: &held,
+        bodies: state.bodies.as_ref(),
     };
     let response = crate::jmap::dispatch(principal, &ctx, request, session.state).await;
     Ok((response, held.take()))

@@ -68,6 +68,15 @@ pub struct Config {
     /// Connections one client address (IPv6: its /64) may hold at once (default 256).
     #[serde(default)]
     pub http_max_connections_per_address: Option<usize>,
+    /// Fetch message bodies in the background after their headers (default true). False:
+    /// only headers are synced, and a body is fetched when a client asks for it (tests
+    /// use it to open messages the background pass has not reached).
+    #[serde(default = "default_true")]
+    pub imap_background_bodies: bool,
+}
+
+fn default_true() -> bool {
+    true
 }
 
 fn default_listen() -> String {

@@ -62,6 +62,7 @@ pub async fn run(dir: &Path, listen: &str) -> Result<()> {
         http_idle_timeout_ms: None,
         http_body_idle_timeout_ms: None,
         http_max_connections_per_address: None,
+        imap_background_bodies: true,
     };
     let data_dir = config.data_dir.display().to_string();
     let key_file = dir.join("key/secret.key").display().to_string();

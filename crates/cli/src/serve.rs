@@ -227,6 +227,7 @@ pub async fn run(config: Config, stop: impl Future<Output = ()>) -> Result<()> {
             None => engine::EngineOptions::default().notify_flush,
         },
         notify_flush_always: config.imap_notify_flush_always,
+        background_bodies: config.imap_background_bodies,
         ..engine::EngineOptions::default()
     });
     // --- end watching
@@ -234,6 +235,8 @@ pub async fn run(config: Config, stop: impl Future<Output = ()>) -> Result<()> {
     // --- sending (issue 5): a queued submission wakes the worker at once.
     api_state.submission_waker = Some(engine.submission_waker());
     // --- end sending
+    // A body not stored yet is fetched on the engine's priority lane.
+    api_state.bodies = Some(Arc::new(Bodies(engine.body_fetcher())));
     // push: limits from the config, and the stored push subscriptions' delivery tasks.
     if config.push_connections_per_user.is_some()
         || config.push_subscription_allow_http
@@ -298,5 +301,23 @@ struct Followers(Arc<api::PushHub>);
 impl engine::Presence for Followers {
     fn is_present(&self, user: mail_types::UserId) -> bool {
         self.0.has_followers(user)
+    }
+}
+
+/// The engine's priority lane, as the API's `BodyFetch`.
+struct Bodies(Arc<engine::BodyFetcher>);
+
+impl api::BodyFetch for Bodies {
+    fn fetch_body(
+        &self,
+        account: mail_types::AccountId,
+        email: mail_types::EmailId,
+    ) -> std::pin::Pin<Box<dyn Future<Output = Result<(), api::FetchError>> + Send + '_>> {
+        Box::pin(async move {
+            self.0.fetch(account, email).await.map_err(|e| match e {
+                engine::BodyFetchError::Gone => api::FetchError::Gone,
+                engine::BodyFetchError::Unavailable(why) => api::FetchError::Unavailable(why),
+            })
+        })
     }
 }

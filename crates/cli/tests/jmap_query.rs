@@ -116,14 +116,15 @@ impl Serve {
     }
 
     /// Waits until `n` Emails have their bodies stored; returns subject -> id and the
-    /// mailbox ids by name.
+    /// mailbox ids by name. Asking for `preview` is what makes sure of the bodies: a
+    /// body the background pass has not stored yet is fetched for it.
     fn wait_synced(&self, n: usize) -> Result<(Vec<(String, String)>, Value)> {
         let start = Instant::now();
         loop {
             let r = self.call(json!([
                 ["Email/query", {"accountId": "a1"}, "q"],
                 ["Email/get", {"accountId": "a1", "#ids": {"resultOf": "q", "name": "Email/query", "path": "/ids"},
-                    "properties": ["subject", "blobId"]}, "g"],
+                    "properties": ["subject", "blobId", "preview"]}, "g"],
                 ["Mailbox/get", {"accountId": "a1", "properties": ["name"]}, "m"]
             ]));
             if let Ok(r) = r

@@ -249,3 +249,122 @@ fn web_client_in_headless_chromium() -> Result<()> {
     eprintln!("screenshots in {}", artifacts.display());
     Ok(())
 }
+
+/// Opening a message the background body pass has not reached: `tidings serve` runs with
+/// `imap_background_bodies = false` (headers only), so no body is stored when the browser
+/// opens the message; the reader must show it all the same (`E2E_STEP=unfetched` in
+/// `web/e2e/run.mjs`, a self-contained step with its own browser and sign-in).
+#[test]
+fn web_client_opens_a_message_not_fetched_yet() -> Result<()> {
+    let web = web_dir();
+    if !web.join("dist/index.html").exists() || !web.join("node_modules/playwright-core").exists() {
+        bail!("web/dist or web/node_modules is missing: run `npm ci && npm run build` in web/");
+    }
+    if !chromium().exists() {
+        bail!(
+            "{} is missing: install Debian's chromium",
+            chromium().display()
+        );
+    }
+    let dovecot = Dovecot::start(DovecotOptions::default())?;
+    dovecot.add_user(USER, "imap-pw")?;
+    dovecot.deliver(
+        USER,
+        &corpus::message(
+            "gina@example.org",
+            USER,
+            "Not fetched yet",
+            "This body is fetched when opened.",
+        ),
+    )?;
+    let dir = tempfile::tempdir()?;
+    let port = free_port()?;
+    let config = dir.path().join("t.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "listen = \"127.0.0.1:{port}\"\ndata_dir = \"{}\"\nkey_file = \"{}\"\n\
+             imap_background_bodies = false\n\
+             [[user]]\nname = \"alice\"\npassword = \"pw\"\n\
+             [[account]]\nuser = \"alice\"\nname = \"mail\"\nkind = \"imap\"\nhost = \"127.0.0.1\"\n\
+             port = {}\nsecurity = \"none\"\nusername = \"{USER}\"\npassword = \"imap-pw\"\n",
+            dir.path().join("data").display(),
+            dir.path().join("key/k").display(),
+            dovecot.imap_port(),
+        ),
+    )?;
+    let bin = env!("CARGO_BIN_EXE_tidings");
+    let log = std::fs::File::create(dir.path().join("serve.log"))?;
+    let mut serve = Command::new(bin)
+        .args(["serve", "--config"])
+        .arg(&config)
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::null())
+        .stderr(Stdio::from(log))
+        .spawn()?;
+    // `tidings account list` ends each account's line with "..., N bodies".
+    let bodies = || -> Result<Option<(usize, String)>> {
+        let out = Command::new(bin)
+            .args(["account", "list", "--config"])
+            .arg(&config)
+            .env("RUST_LOG", "error")
+            .output()?;
+        let text = String::from_utf8_lossy(&out.stdout).into_owned();
+        let n = text.lines().find_map(|l| {
+            l.split(", ").find_map(|p| {
+                p.trim()
+                    .strip_suffix(" bodies")
+                    .and_then(|n| n.trim().parse::<usize>().ok())
+            })
+        });
+        Ok(n.map(|n| (n, text)))
+    };
+    let run = || -> Result<()> {
+        // The header is synced (the account is watching), its body is not.
+        let start = Instant::now();
+        loop {
+            if let Some((n, text)) = bodies()?
+                && text.contains("\tok")
+                && text.contains("1/1 messages")
+            {
+                if n != 0 {
+                    bail!("a body was stored with the background pass held back: {text}");
+                }
+                break;
+            }
+            if start.elapsed() > Duration::from_secs(30) {
+                bail!("the account never synced");
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        let status = Command::new("node")
+            .arg("e2e/run.mjs")
+            .current_dir(&web)
+            .env("E2E_STEP", "unfetched")
+            .env("TIDINGS_URL", format!("http://127.0.0.1:{port}"))
+            .env("TIDINGS_USER", "alice")
+            .env("TIDINGS_PASSWORD", "pw")
+            .env("CHROMIUM", chromium())
+            .stdin(Stdio::null())
+            .stderr(Stdio::inherit())
+            .output()
+            .context("running node")?;
+        if !status.status.success() || !String::from_utf8_lossy(&status.stdout).contains("DONE") {
+            bail!("the browser step failed (see [e2e] lines above)");
+        }
+        match bodies()? {
+            Some((n, _)) if n >= 1 => Ok(()),
+            other => bail!("opening it did not store its body: {other:?}"),
+        }
+    };
+    let outcome = run();
+    let _ = serve.kill();
+    let _ = serve.wait();
+    if outcome.is_err() {
+        eprintln!(
+            "server log:\n{}",
+            std::fs::read_to_string(dir.path().join("serve.log")).unwrap_or_default()
+        );
+    }
+    outcome
+}

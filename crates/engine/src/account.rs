@@ -227,7 +227,8 @@ async fn imap_round(
     ctx.set_status(account.id, SyncStatus::Syncing).await;
     let mut worker = Session::connect(&ep, &creds).await?;
     drop(permit);
-    let sync = AccountSync::new(ctx.store.clone(), account.id);
+    let mut sync = AccountSync::new(ctx.store.clone(), account.id);
+    sync.options.bodies = ctx.options.background_bodies;
     let started = std::time::Instant::now();
     let report = sync.sync_all(&mut worker).await?;
     log_report(account.id, &report, started.elapsed());
@@ -414,7 +415,9 @@ async fn watch_notify(
                 sync.sync_mailbox(&mut worker, &mb, st.as_ref(), &mut report)
                     .await?;
                 publisher.publish(ctx).await;
-                sync.fetch_bodies(&mut worker, &mb, &mut report).await?;
+                if sync.options.bodies {
+                    sync.fetch_bodies(&mut worker, &mb, &mut report).await?;
+                }
                 sync.store.collect_orphans(sync.account).await?;
                 if report.new_headers + report.flag_updates + report.expunged + report.resets > 0 {
                     tracing::info!(account = %sync.account, mailbox = %mb.name,
@@ -504,7 +507,9 @@ async fn watch_idle(
                 sync.sync_mailbox(&mut worker, &mb, None, &mut report)
                     .await?;
                 publisher.publish(ctx).await;
-                sync.fetch_bodies(&mut worker, &mb, &mut report).await?;
+                if sync.options.bodies {
+                    sync.fetch_bodies(&mut worker, &mb, &mut report).await?;
+                }
                 sync.store.collect_orphans(sync.account).await?;
             }
         } else {

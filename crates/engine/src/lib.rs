@@ -5,12 +5,15 @@
 //! - `account`: the loop of one account: IMAP (connect, full sync, watch, back off) or
 //!   POP3 (retrieve new mail on a timer).
 //! - `backoff`: exponential backoff with jitter.
+//! - `bodies`: the priority lane, one message fetched now because someone asked for it.
 //!
 //! No thread per account: every account is a tokio task, and a watching account costs one
 //! idle socket (two with NOTIFY: the watcher and the worker).
 
 mod account;
 mod backoff;
+// Bodies fetched on demand (the priority lane).
+mod bodies;
 // --- write-back: the outbox worker ---
 mod outbox;
 // --- sending (issue 5)
@@ -20,6 +23,7 @@ pub use submission::SubmitOptions;
 
 pub use account::AccountEvent;
 pub use backoff::Backoff;
+pub use bodies::{BodyFetchError, BodyFetcher};
 
 use mail_types::{AccountId, AccountKind, UserId};
 use std::sync::Arc;
@@ -58,6 +62,10 @@ pub struct EngineOptions {
     pub notify_flush: Option<std::time::Duration>,
     /// Flush on every NOTIFY watcher, whether or not anyone is looking.
     pub notify_flush_always: bool,
+    /// Fetch the bodies of new messages in the background after their headers. Off, only
+    /// headers are synced and a body comes when someone asks for it (`BodyFetcher`):
+    /// what tests use to hold the body pass back.
+    pub background_bodies: bool,
 }
 
 impl Default for EngineOptions {
@@ -67,6 +75,7 @@ impl Default for EngineOptions {
             connect_concurrency: 32,
             notify_flush: Some(std::time::Duration::from_millis(100)),
             notify_flush_always: false,
+            background_bodies: true,
         }
     }
 }
@@ -117,6 +126,12 @@ impl Engine {
         ));
         self.options = options;
         self
+    }
+
+    /// The priority lane of this engine's accounts (see `BodyFetcher`): what the API asks
+    /// when it needs a body the sync has not stored yet.
+    pub fn body_fetcher(&self) -> Arc<BodyFetcher> {
+        BodyFetcher::new(self.store.clone(), self.passwords.clone())
     }
 
     /// Tells the watchers who is looking (see `Presence`).

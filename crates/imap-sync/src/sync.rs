@@ -29,6 +29,11 @@ pub struct SyncOptions {
     pub batch: usize,
     /// Raw bytes per store transaction (bounds memory with large messages).
     pub batch_bytes: usize,
+    /// Messages per store transaction of the body pass. Smaller than `batch`: a body the
+    /// priority lane fetched for someone waits for the transaction running when it comes
+    /// (`Store::apply_urgent_changes`), and a body transaction (index included) is the
+    /// longest the writer is held during an initial sync.
+    pub body_batch: usize,
     /// Fetch bodies after headers (false: headers only, e.g. for a quick first look).
     pub bodies: bool,
 }
@@ -41,6 +46,7 @@ impl Default for SyncOptions {
             pipeline_depth: 3,
             batch: 250,
             batch_bytes: 16 * 1024 * 1024,
+            body_batch: 50,
             bodies: true,
         }
     }
@@ -530,7 +536,9 @@ impl AccountSync {
                 let Some(body) = &f.body else { continue };
                 bytes += body.len();
                 batch.push(*f);
-                if batch.len() >= self.options.batch || bytes >= self.options.batch_bytes {
+                if batch.len() >= self.options.body_batch.max(1)
+                    || bytes >= self.options.batch_bytes / 4
+                {
                     report.bodies += batch.len();
                     writer.submit_bodies(std::mem::take(&mut batch)).await?;
                     bytes = 0;
@@ -543,6 +551,90 @@ impl AccountSync {
         let finished = writer.finish().await;
         streamed?;
         finished
+    }
+}
+
+impl AccountSync {
+    /// Fetches and stores these messages of one mailbox now: the priority lane's fetch, on
+    /// a connection of its own, stored through the same body path as `fetch_bodies`.
+    /// Returns the UIDs stored; a UID missing from it is not on the server any more. `None`
+    /// when the mailbox cannot be opened or is not the epoch `uidvalidity` names.
+    pub async fn fetch_bodies_now(
+        &self,
+        s: &mut Session,
+        mailbox: &store::BodySource,
+        uids: &[Uid],
+    ) -> Result<Option<Vec<Uid>>> {
+        let sel = match s.examine(&mailbox.raw_name, None).await {
+            Ok(sel) => sel,
+            Err(Error::Refused { .. }) => return Ok(None),
+            Err(e) => return Err(e),
+        };
+        if sel.uidvalidity != mailbox.uidvalidity.0 {
+            // RFC 3501 2.3.1.1: the UIDs we hold name nothing now; the sync resets.
+            return Ok(None);
+        }
+        let wanted: HashSet<u32> = uids.iter().map(|u| u.0).collect();
+        let raw: Vec<u32> = wanted.iter().copied().collect();
+        let commands: Vec<String> = raw
+            .chunks(self.options.body_chunk.max(1))
+            .map(|chunk| format!("UID FETCH {} (UID BODY.PEEK[])", uid_set(chunk)))
+            .collect();
+        let mut stored = Vec::new();
+        let mut batch: Vec<(Uid, bytes::Bytes)> = Vec::new();
+        let mut bytes = 0usize;
+        let mut stream = s.fetch_stream(commands, self.options.pipeline_depth);
+        // RFC 3501 6.4.8: a UID FETCH of an expunged UID answers OK and nothing else.
+        while let Some(f) = stream.next().await? {
+            let (Some(uid), Some(body)) = (f.uid, f.body) else {
+                continue;
+            };
+            if !wanted.contains(&uid) {
+                continue;
+            }
+            bytes += body.len();
+            batch.push((Uid(uid), body));
+            if bytes >= self.options.batch_bytes {
+                stored.extend(self.store_now(mailbox, std::mem::take(&mut batch)).await?);
+                bytes = 0;
+            }
+        }
+        stored.extend(self.store_now(mailbox, batch).await?);
+        Ok(Some(stored))
+    }
+
+    async fn store_now(
+        &self,
+        mailbox: &store::BodySource,
+        batch: Vec<(Uid, bytes::Bytes)>,
+    ) -> Result<Vec<Uid>> {
+        if batch.is_empty() {
+            return Ok(Vec::new());
+        }
+        let uids: Vec<Uid> = batch.iter().map(|(u, _)| *u).collect();
+        let bodies = tokio::task::spawn_blocking(move || {
+            batch
+                .into_iter()
+                .map(|(uid, raw)| {
+                    let parsed = mime::parse(&raw);
+                    NewBody { uid, raw, parsed }
+                })
+                .collect()
+        })
+        .await
+        .map_err(|e| Error::Protocol(format!("parse task: {e}")))?;
+        let changes = MailboxChanges {
+            bodies,
+            // The store refuses the bodies if the mailbox was reset to another epoch.
+            uidvalidity: Some(mailbox.uidvalidity),
+            ..MailboxChanges::default()
+        };
+        log_problems(self.account, mailbox.mailbox, &changes);
+        // Someone is waiting: ahead of the background batches queued for the writer.
+        self.store
+            .apply_urgent_changes(self.account, mailbox.mailbox, changes)
+            .await?;
+        Ok(uids)
     }
 }
 

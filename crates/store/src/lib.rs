@@ -100,6 +100,21 @@ pub trait Store: Send + Sync + 'static {
         mailbox: MailboxId,
         changes: MailboxChanges,
     ) -> Result<State>;
+    /// The IMAP copies of an Email of the account (server UIDs only, not copies still
+    /// waiting for their APPEND), where its message can be fetched from; empty when the
+    /// account has no such Email or no copy of it is on the server.
+    async fn body_sources(&self, account: AccountId, email: EmailId) -> Result<Vec<BodySource>>;
+    /// [`Store::apply_mailbox_changes`] for bodies a person is waiting for (the engine's
+    /// priority lane): it waits for the transaction running now, not for the background
+    /// batches queued behind it.
+    async fn apply_urgent_changes(
+        &self,
+        account: AccountId,
+        mailbox: MailboxId,
+        changes: MailboxChanges,
+    ) -> Result<State> {
+        self.apply_mailbox_changes(account, mailbox, changes).await
+    }
     /// UIDs of copies whose message body is not stored yet, newest first.
     async fn uids_missing_body(&self, mailbox: MailboxId, limit: usize) -> Result<Vec<Uid>>;
     /// Destroys Emails that no mailbox holds any more (after moves have had a chance to

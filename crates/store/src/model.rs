@@ -317,6 +317,31 @@ pub struct EmailView {
     pub bcc: serde_json::Value,
     pub preview: String,
     pub has_attachment: bool,
+    /// The Email was created before its message was stored: its JMAP blobId is derived
+    /// from its id for its whole life, not from `blob_id` (see [`EmailView::jmap_blob_id`]).
+    pub blob_by_id: bool,
+}
+
+impl EmailView {
+    /// The Email's JMAP blobId (RFC 8621 4.1.1: always there, never changes): `b<sha256>`
+    /// when its bytes were stored with it, else `bm<email id>`, which the download and
+    /// parse paths resolve to the message (fetching it first when it is not stored yet).
+    pub fn jmap_blob_id(&self) -> String {
+        match (&self.blob_id, self.blob_by_id) {
+            (Some(sha), false) => format!("b{sha}"),
+            _ => format!("bm{}", self.id.0),
+        }
+    }
+}
+
+/// Where a message can be fetched from on its server: one IMAP copy of it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BodySource {
+    pub mailbox: MailboxId,
+    /// The mailbox's name on the wire.
+    pub raw_name: String,
+    pub uidvalidity: UidValidity,
+    pub uid: Uid,
 }
 
 /// One condition of an Email query (RFC 8621 4.4.1), in store terms.

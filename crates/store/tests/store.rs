@@ -679,3 +679,123 @@ async fn a_list_taken_across_a_confirmed_rename_is_not_applied() {
     assert_eq!(mailbox(&s, a, "Work").await, projects);
     mailbox(&s, a, "Later").await;
 }
+
+/// RFC 8621 4.1.1: an Email's blobId exists from the moment it does and never changes. One
+/// created from its header alone is named after its id (`bm<id>`), before and after its
+/// body is stored; one stored with its bytes keeps the content address (`b<sha256>`).
+#[tokio::test]
+async fn an_email_has_one_blob_id_from_its_header_on() {
+    let (s, a) = setup().await;
+    s.apply_mailbox_list(a, &[remote("INBOX", 7)])
+        .await
+        .expect("list");
+    let inbox = mailbox(&s, a, "INBOX").await;
+    let raw = msg("h@x", &[], "header first");
+    let mut header_only = copy(1, &raw, &[]);
+    header_only.raw = None;
+    header_only.parsed = mime::parse_header(&raw);
+    let whole = msg("w@x", &[], "whole");
+    add(&s, a, inbox, vec![header_only, copy(2, &whole, &[])]).await;
+    let msgs = s.mailbox_messages(inbox).await.expect("msgs");
+    let id_of = |uid: u32| msgs.iter().find(|m| m.uid.0 == uid).expect("copy").email;
+    let (first, second) = (id_of(1), id_of(2));
+    let views = s.emails(a, &[first, second]).await.expect("views");
+    assert_eq!(views[0].blob_id, None);
+    assert_eq!(views[0].jmap_blob_id(), format!("bm{}", first.0));
+    assert_eq!(
+        views[1].jmap_blob_id(),
+        format!("b{}", mime::blob_id(&whole))
+    );
+    // Where the lane fetches it from.
+    let sources = s.body_sources(a, first).await.expect("sources");
+    assert_eq!(sources.len(), 1);
+    assert_eq!((sources[0].mailbox, sources[0].uid), (inbox, Uid(1)));
+    assert_eq!(sources[0].uidvalidity, UidValidity(7));
+
+    s.apply_mailbox_changes(
+        a,
+        inbox,
+        MailboxChanges {
+            uidvalidity: Some(UidValidity(7)),
+            bodies: vec![NewBody {
+                uid: Uid(1),
+                raw: bytes::Bytes::copy_from_slice(&raw),
+                parsed: mime::parse(&raw),
+            }],
+            ..MailboxChanges::default()
+        },
+    )
+    .await
+    .expect("body");
+    let after = s.emails(a, &[first]).await.expect("views");
+    assert_eq!(
+        after[0].blob_id,
+        Some(mime::blob_id(&raw)),
+        "the body is stored"
+    );
+    assert_eq!(
+        after[0].jmap_blob_id(),
+        format!("bm{}", first.0),
+        "and the id stays"
+    );
+    assert_counters(&s, a).await;
+}
+
+/// A store of schema version 1 keeps the blobIds its clients saw: Emails with a body keep
+/// their content address, those without one are named after their id from then on.
+#[tokio::test]
+async fn migrating_to_version_3_keeps_the_blob_ids_clients_saw() {
+    let dir = tempfile::tempdir().expect("dir");
+    let path = dir.path().join("s.sqlite");
+    let (first, second, raw_second) = {
+        let s = SqliteStore::open(&path).expect("store");
+        let u = s.create_user("u", "h").await.expect("user");
+        let a = s
+            .create_account(&NewAccount {
+                user: u,
+                name: "a".into(),
+                kind: AccountKind::Imap,
+                server: ServerSettings {
+                    host: "h".into(),
+                    port: 1,
+                    security: Security::None,
+                    username: "u".into(),
+                    password_enc: vec![],
+                    ca_file: None,
+                },
+                smtp: None,
+                pop3_delete_after_days: None,
+            })
+            .await
+            .expect("account");
+        s.apply_mailbox_list(a, &[remote("INBOX", 7)])
+            .await
+            .expect("list");
+        let inbox = mailbox(&s, a, "INBOX").await;
+        let raw = msg("h@x", &[], "header first");
+        let mut header_only = copy(1, &raw, &[]);
+        header_only.raw = None;
+        header_only.parsed = mime::parse_header(&raw);
+        let whole = msg("w@x", &[], "whole");
+        add(&s, a, inbox, vec![header_only, copy(2, &whole, &[])]).await;
+        let msgs = s.mailbox_messages(inbox).await.expect("msgs");
+        let id_of = |uid: u32| msgs.iter().find(|m| m.uid.0 == uid).expect("copy").email;
+        (id_of(1), id_of(2), whole)
+    };
+    // Back to version 2 (as a build before this one left it).
+    {
+        let c = rusqlite::Connection::open(&path).expect("open");
+        c.execute_batch("ALTER TABLE email DROP COLUMN blob_by_id; PRAGMA user_version = 2;")
+            .expect("downgrade");
+    }
+    let s = SqliteStore::open(&path).expect("migrated");
+    let views = s
+        .emails(AccountId(1), &[first, second])
+        .await
+        .expect("views");
+    assert_eq!(views[0].jmap_blob_id(), format!("bm{}", first.0));
+    assert_eq!(
+        views[1].jmap_blob_id(),
+        format!("b{}", mime::blob_id(&raw_second))
+    );
+}

@@ -2,7 +2,8 @@
 //!
 //! Body properties (bodyStructure, textBody, htmlBody, attachments, bodyValues) and header
 //! properties (`headers`, `header:Name:asForm:all`) are computed from the stored message
-//! on demand (`body.rs`, `headers.rs`). Email/query turns the JMAP filter tree and sort
+//! on demand (`body.rs`, `headers.rs`); a message the sync has not stored yet is fetched
+//! first (`crate::bodies`). Email/query turns the JMAP filter tree and sort
 //! into the store's (`store_filter`, `store_sort`); the store compiles them into one SQL
 //! query.
 
@@ -45,7 +46,7 @@ fn addresses(v: &Value) -> Value {
 
 fn property(e: &EmailView, p: &str) -> Option<Value> {
     Some(match p {
-        "blobId" => json!(e.blob_id.as_ref().map(|b| format!("b{b}"))),
+        "blobId" => json!(e.jmap_blob_id()),
         "threadId" => json!(ids::id('t', e.thread.0)),
         "mailboxIds" => {
             let m: Map<String, Value> = e
@@ -87,32 +88,22 @@ fn property(e: &EmailView, p: &str) -> Option<Value> {
 }
 
 /// The properties of one Email computed from its stored message (body and header
-/// properties); null values while its body is not stored yet (the sync fetches headers
-/// first).
+/// properties). Its body is stored: `get` fetched it first when it was not.
 async fn from_message(
     ctx: &Ctx<'_>,
     e: &EmailView,
     req: &std::sync::Arc<body::BodyRequest>,
     header_props: &std::sync::Arc<Vec<String>>,
 ) -> Result<Map<String, Value>, MethodError> {
-    let nulls = || {
-        req.props
-            .iter()
-            .chain(header_props.iter())
-            .map(|p| (p.clone(), Value::Null))
-            .collect()
-    };
     let Some(blob) = e.blob_id.clone() else {
-        return Ok(nulls());
+        return Err(MethodError::server_fail("the message is not stored"));
     };
     let raw = ctx
         .store
         .blob(&blob)
         .await
-        .map_err(|err| MethodError::server_fail(err.to_string()))?;
-    let Some(raw) = raw else {
-        return Ok(nulls());
-    };
+        .map_err(|err| MethodError::server_fail(err.to_string()))?
+        .ok_or_else(|| MethodError::server_fail("the stored message is missing"))?;
     let req = req.clone();
     let header_props = header_props.clone();
     tokio::task::spawn_blocking(move || {
@@ -129,6 +120,30 @@ async fn from_message(
     .await
     .map_err(|err| MethodError::server_fail(err.to_string()))
 }
+
+/// Whether Email/get must have this Email's message before it answers: body and header
+/// properties are computed from it; `preview` and `hasAttachment` (stored from the header
+/// alone until the body comes: an empty preview, a guess from Content-Type) need it too,
+/// except for a message over [`SUMMARY_FETCH_MAX`]. A list page asks for those two for
+/// every row: fetching its small messages is one round trip per mailbox on the engine's
+/// lane (they are batched), but a page of 20 MB attachments would hold the list for
+/// minutes. Those get their body from the background pass, or when opened, and the change
+/// is announced (Email/changes) like any body arriving.
+fn needs_body(
+    e: &EmailView,
+    props: &[String],
+    body_req: &body::BodyRequest,
+    header_props: &[String],
+) -> bool {
+    e.blob_id.is_none()
+        && (!body_req.props.is_empty()
+            || !header_props.is_empty()
+            || (e.size <= SUMMARY_FETCH_MAX
+                && props.iter().any(|p| p == "preview" || p == "hasAttachment")))
+}
+
+/// See [`needs_body`]: the largest message fetched for `preview` / `hasAttachment` alone.
+const SUMMARY_FETCH_MAX: u32 = 1024 * 1024;
 
 pub(crate) async fn get(
     ctx: &Ctx<'_>,
@@ -201,11 +216,33 @@ pub(crate) async fn get(
             asked.push((r.clone(), None));
         }
     }
-    let found = ctx
+    let mut found = ctx
         .store
         .emails(account, &rows)
         .await
         .map_err(|e| MethodError::server_fail(e.to_string()))?;
+    // Bodies not stored yet are fetched now (concurrently; the engine shares one fetch per
+    // Email). One that is gone from the server is notFound; a server that cannot be
+    // reached fails the method: never an Email with its body properties missing.
+    let mut gone = std::collections::HashSet::new();
+    let wanted_body = |e: &EmailView| needs_body(e, &props, &body_req, &header_props);
+    if found.iter().any(wanted_body) {
+        let messages = ctx.messages();
+        let missing: Vec<EmailView> = found.iter().filter(|e| wanted_body(e)).cloned().collect();
+        let fetched =
+            futures::future::join_all(missing.into_iter().map(|e| messages.with_body(account, e)))
+                .await;
+        for (slot, got) in found.iter_mut().filter(|e| wanted_body(e)).zip(fetched) {
+            match got {
+                Ok(v) => *slot = v,
+                Err(crate::bodies::BlobError::NotFound) => {
+                    gone.insert(slot.id.0);
+                }
+                Err(e) => return Err(e.method_error()),
+            }
+        }
+    }
+    found.retain(|e| !gone.contains(&e.id.0));
     let by_id: std::collections::HashMap<i64, &EmailView> =
         found.iter().map(|e| (e.id.0, e)).collect();
     if !body_req.props.is_empty() || !header_props.is_empty() {

@@ -103,18 +103,18 @@ pub(crate) async fn copy(
         if !obj.contains_key("keywords") {
             keywords = view.keywords.clone();
         }
-        let raw = match &view.blob_id {
-            Some(b) => ctx.store.blob(b).await.map_err(fail)?,
-            None => None,
-        };
-        let Some(raw) = raw else {
-            // Its body is not synced yet: nothing to copy from.
-            not_created.insert(
-                cid.clone(),
-                SetError::new(SetErrorType::NotFound)
-                    .with_description("the message body is not stored yet"),
-            );
-            continue;
+        // A body not synced yet is fetched now; one gone from the server cannot be copied.
+        let raw = match ctx.messages().message(from, view.clone()).await {
+            Ok((raw, _)) => raw,
+            Err(crate::bodies::BlobError::NotFound) => {
+                not_created.insert(
+                    cid.clone(),
+                    SetError::new(SetErrorType::NotFound)
+                        .with_description("the message is no longer on its server"),
+                );
+                continue;
+            }
+            Err(e) => return Err(e.method_error()),
         };
         match store_message(
             ctx,

@@ -294,13 +294,25 @@ fn blob_ids(obj: &Map<String, Value>) -> BTreeSet<String> {
     out
 }
 
-/// The bytes of a blob the account may read: an upload, one of its messages, or a part of
-/// one of its messages (`b<sha256>-<partId>`, as Email/get names them).
+/// The bytes of a blob the account may read: an upload, one of its messages (`b<sha256>`
+/// or `bm<email id>`), or a part of one of its messages (`b<sha256>-<partId>`, as Email/get
+/// names them).
 async fn part_blob(
     ctx: &Ctx<'_>,
     account: AccountId,
     blob: &str,
 ) -> Result<Option<PartBlob>, MethodError> {
+    if blob.starts_with("bm") {
+        // The message of an Email, fetched now if its body is not stored yet.
+        return match ctx.messages().resolve(account, blob).await {
+            Ok(r) => Ok(Some(PartBlob {
+                bytes: r.message,
+                content_type: Some("message/rfc822".into()),
+            })),
+            Err(crate::bodies::BlobError::NotFound) => Ok(None),
+            Err(e) => Err(e.method_error()),
+        };
+    }
     let Some((sha, part)) = super::body::parse_blob_id(blob) else {
         return Ok(None);
     };

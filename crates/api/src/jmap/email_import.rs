@@ -30,12 +30,20 @@ fn fail(e: impl std::fmt::Display) -> MethodError {
 }
 
 /// The bytes of a blob the caller may read: an upload of the account, or the message of
-/// one of its Emails.
+/// one of its Emails (by content address or by the Email's `bm<id>`).
 pub(crate) async fn blob_bytes(
     ctx: &Ctx<'_>,
     account: AccountId,
     blob: &str,
 ) -> Result<Option<Vec<u8>>, MethodError> {
+    if blob.starts_with("bm") {
+        // The message of an Email, fetched now if its body is not stored yet.
+        return match ctx.messages().resolve(account, blob).await {
+            Ok(r) => Ok(Some(r.message)),
+            Err(crate::bodies::BlobError::NotFound) => Ok(None),
+            Err(e) => Err(e.method_error()),
+        };
+    }
     let Some(hex) = blob.strip_prefix('b') else {
         return Ok(None);
     };
@@ -156,7 +164,7 @@ pub(crate) async fn store_message(
     let v = views.first();
     Ok(Ok(json!({
         "id": ids::id('e', id.0),
-        "blobId": v.and_then(|v| v.blob_id.as_ref()).map(|b| format!("b{b}")),
+        "blobId": v.map(|v| v.jmap_blob_id()),
         "threadId": v.and_then(|v| ids::id('t', v.thread.0)),
         "size": size,
     })))

@@ -53,6 +53,8 @@ pub(crate) struct Ctx<'a> {
     /// The server's budget for reading large messages, and what this request holds of it.
     pub large: &'a large::LargeBodies,
     pub held: &'a large::Held,
+    /// Fetches bodies not stored yet (see `crate::bodies`).
+    pub bodies: Option<&'a Arc<dyn crate::BodyFetch>>,
 }
 
 impl Ctx<'_> {
@@ -63,6 +65,14 @@ impl Ctx<'_> {
             .map(AccountId)
             .filter(|a| self.accounts.contains(a))
             .ok_or_else(|| MethodError::new(MethodErrorType::AccountNotFound))
+    }
+
+    /// Messages of the store, fetched on demand when not stored yet.
+    pub(crate) fn messages(&self) -> crate::bodies::Messages<'_> {
+        crate::bodies::Messages {
+            store: self.store,
+            bodies: self.bodies,
+        }
     }
 
     async fn store_state(&self, account: AccountId) -> Result<mail_types::State, MethodError> {

@@ -23,22 +23,18 @@ async fn source(
     account: mail_types::AccountId,
     blob_id: &str,
 ) -> Result<Source, MethodError> {
-    let Some((sha, part)) = body::parse_blob_id(blob_id) else {
-        return Ok(Source::NotFound);
+    let resolved = match ctx.messages().resolve(account, blob_id).await {
+        Ok(r) => r,
+        Err(crate::bodies::BlobError::NotFound) => return Ok(Source::NotFound),
+        Err(e) => return Err(e.method_error()),
     };
-    let fail = |e: store::Error| MethodError::server_fail(e.to_string());
-    if !ctx
-        .store
-        .blob_in_account(account, sha)
-        .await
-        .map_err(fail)?
-    {
-        return Ok(Source::NotFound);
-    }
-    let Some(raw) = ctx.store.blob(sha).await.map_err(fail)? else {
-        return Ok(Source::NotFound);
+    let (raw, part) = (resolved.message, resolved.part);
+    // Part blob ids of what is parsed are built on the content address (`<sha>`, or
+    // `<sha>-<part>` for an attached message), whatever id named the message.
+    let base = match &part {
+        Some(p) => format!("{}-{}", resolved.sha, p.replace('.', "-")),
+        None => resolved.sha,
     };
-    let base = blob_id.trim_start_matches('b').to_string();
     let Some(part) = part else {
         return Ok(Source::Message(raw, base));
     };

@@ -336,19 +336,18 @@ async fn create_one(
     let email = emails
         .first()
         .ok_or_else(|| invalid("emailId").with_description("no such email"))?;
-    let blob = email.blob_id.as_deref().ok_or_else(|| {
-        SetError::new(SetErrorType::InvalidEmail)
-            .with_description("the message body is not stored yet")
-    })?;
-    let raw = ctx
-        .store
-        .blob(blob)
-        .await
-        .map_err(server_fail)?
-        .ok_or_else(|| {
-            SetError::new(SetErrorType::InvalidEmail)
-                .with_description("the message is not available")
-        })?;
+    // A body the sync has not stored yet is fetched now.
+    let (raw, blob) = match ctx.messages().message(account, email.clone()).await {
+        Ok(found) => found,
+        Err(crate::bodies::BlobError::NotFound) => {
+            return Err(SetError::new(SetErrorType::InvalidEmail)
+                .with_description("the message is no longer on its server"));
+        }
+        Err(e) => {
+            return Err(SetError::new(SetErrorType::Forbidden)
+                .with_description(e.method_error().description.unwrap_or_default()));
+        }
+    };
     let (envelope_json, mail_from, rcpt_to, hold) = match obj.get("envelope") {
         None | Some(Value::Null) => {
             let e = submit::envelope_from_headers(&raw).ok_or_else(|| {
@@ -428,7 +427,7 @@ async fn create_one(
         raw,
         // The submission holds the Email's blob: the exact bytes, kept for as long as
         // the send, the Sent copy or a return to Drafts needs them.
-        blob_id: Some(blob.to_owned()),
+        blob_id: Some(blob),
         draft,
         message_id: parsed.message_id,
         send_at: hold

@@ -24,6 +24,18 @@ const MIGRATIONS: &[Step] = &[
         permanent_ids(c)?;
         submission_keeps_its_message(c)
     },
+    // v3: `email.blob_by_id`. An Email created from its header alone (the sync fetches
+    // headers first) has a blobId from that moment on, derived from its own id (`bm<id>`),
+    // because its content address is not known yet; RFC 8621 4.1.1 makes blobId immutable,
+    // so it keeps that id after the body is stored. Emails stored with their bytes (POP3,
+    // drafts, imports) keep the content address `b<sha256>`. Rows of version 2 without a
+    // body were created header-first; those with one keep the id clients already saw.
+    |c| {
+        Ok(c.execute_batch(
+            "ALTER TABLE email ADD COLUMN blob_by_id INTEGER NOT NULL DEFAULT 0; \
+             UPDATE email SET blob_by_id = 1 WHERE blob_id IS NULL;",
+        )?)
+    },
 ];
 
 /// The schema version this build writes.

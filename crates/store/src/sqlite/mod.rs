@@ -46,6 +46,14 @@ pub(crate) const BLOB_UNREFERENCED: &str = "NOT EXISTS (SELECT 1 FROM email WHER
 #[derive(Clone)]
 pub struct SqliteStore {
     conn: Arc<Mutex<Connection>>,
+    /// A second, read-only connection for the API's read paths (file stores; an in-memory
+    /// store reads on `conn`). WAL lets it read the last commit while the writer works:
+    /// without it a person's Email/get waited behind every background batch transaction
+    /// queued on `conn` (hundreds of ms during an initial sync).
+    reader: Option<Arc<Mutex<Connection>>>,
+    /// Writers a person waits for (`Store::apply_urgent_changes`) that are waiting for
+    /// `conn`; other writers let them go first (see `call`).
+    urgent: Arc<std::sync::atomic::AtomicUsize>,
     blobs: Arc<Blobs>,
     // push: where committed changes are announced.
     events: Arc<dyn EventBus>,
@@ -98,7 +106,16 @@ impl SqliteStore {
         create_private_file(path)?;
         let conn = Connection::open(path)?;
         let dir = path.parent().unwrap_or(Path::new(".")).join("blobs");
-        Self::init(conn, Blobs::dir(&dir)?)
+        let mut store = Self::init(conn, Blobs::dir(&dir)?)?;
+        let reader = Connection::open_with_flags(
+            path,
+            rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX,
+        )?;
+        reader.busy_timeout(std::time::Duration::from_secs(10))?;
+        reader.set_prepared_statement_cache_capacity(256);
+        read::register(&reader, store.blobs.clone())?;
+        store.reader = Some(Arc::new(Mutex::new(reader)));
+        Ok(store)
     }
 
     /// A private in-memory store, for tests.
@@ -142,6 +159,8 @@ impl SqliteStore {
         // --- end jmap ---
         Ok(SqliteStore {
             conn: Arc::new(Mutex::new(conn)),
+            reader: None,
+            urgent: Arc::default(),
             blobs,
             events: Arc::new(LocalBus::default()),
             outbox_tx: Arc::new(tokio::sync::watch::channel(0).0),
@@ -187,17 +206,110 @@ impl SqliteStore {
         T: Send + 'static,
         F: FnOnce(&mut Connection) -> Result<T> + Send + 'static,
     {
-        let (conn, events) = (self.conn.clone(), self.events.clone());
+        let (conn, events, urgent) = (self.conn.clone(), self.events.clone(), self.urgent.clone());
         tokio::task::spawn_blocking(move || {
-            let out = match conn.lock() {
+            let out = match lock_writer(&conn, &urgent, false) {
                 Ok(mut guard) => f(&mut guard),
-                Err(_) => Err(Error::Task("store mutex poisoned".into())),
+                Err(e) => Err(e),
             };
             publish_committed(events.as_ref());
             out
         })
         .await
         .map_err(|e| Error::Task(e.to_string()))?
+    }
+
+    /// `apply_mailbox_changes`, ahead of queued writers when `urgent_call`.
+    async fn apply_changes(
+        &self,
+        account: AccountId,
+        mailbox: MailboxId,
+        changes: MailboxChanges,
+        urgent_call: bool,
+    ) -> Result<State> {
+        // Raw messages are written before the lock is taken: the file I/O runs beside the
+        // one writer instead of inside it.
+        let (conn, blobs, events, urgent) = (
+            self.conn.clone(),
+            self.blobs.clone(),
+            self.events.clone(),
+            self.urgent.clone(),
+        );
+        tokio::task::spawn_blocking(move || {
+            let new_blobs = changes
+                .new
+                .iter()
+                .map(|n| n.raw.as_deref().map(|r| blobs.put(r)).transpose())
+                .collect::<Result<Vec<_>>>()?;
+            let body_blobs = changes
+                .bodies
+                .iter()
+                .map(|b| blobs.put(&b.raw))
+                .collect::<Result<Vec<_>>>()?;
+            let mut guard = lock_writer(&conn, &urgent, urgent_call)?;
+            let out = write::apply_mailbox_changes(
+                &mut guard,
+                account,
+                mailbox,
+                changes,
+                &new_blobs,
+                &body_blobs,
+            );
+            drop(guard);
+            publish_committed(events.as_ref());
+            out
+        })
+        .await
+        .map_err(|e| Error::Task(e.to_string()))?
+    }
+
+    /// A read on the read-only connection (or on `conn` for an in-memory store): it does
+    /// not wait for the writer.
+    async fn read_call<T, F>(&self, f: F) -> Result<T>
+    where
+        T: Send + 'static,
+        F: FnOnce(&mut Connection) -> Result<T> + Send + 'static,
+    {
+        let Some(reader) = self.reader.clone() else {
+            return self.call(f).await;
+        };
+        tokio::task::spawn_blocking(move || match reader.lock() {
+            Ok(mut guard) => f(&mut guard),
+            Err(_) => Err(Error::Task("store reader mutex poisoned".into())),
+        })
+        .await
+        .map_err(|e| Error::Task(e.to_string()))?
+    }
+}
+
+/// The writer connection. An urgent caller (a person waiting) announces itself first; the
+/// others, before queueing for the lock, let announced ones go ahead, so an urgent write
+/// waits for the transaction running now but not for background batches queued behind
+/// it. Bounded: a non-urgent caller yields at most `URGENT_YIELD` in all.
+fn lock_writer<'a>(
+    conn: &'a Mutex<Connection>,
+    urgent: &std::sync::atomic::AtomicUsize,
+    is_urgent: bool,
+) -> Result<std::sync::MutexGuard<'a, Connection>> {
+    use std::sync::atomic::Ordering;
+    const URGENT_YIELD: std::time::Duration = std::time::Duration::from_secs(2);
+    let poisoned = || Error::Task("store mutex poisoned".into());
+    if is_urgent {
+        urgent.fetch_add(1, Ordering::SeqCst);
+        let guard = conn.lock();
+        urgent.fetch_sub(1, Ordering::SeqCst);
+        return guard.map_err(|_| poisoned());
+    }
+    let start = std::time::Instant::now();
+    loop {
+        while urgent.load(Ordering::SeqCst) > 0 && start.elapsed() < URGENT_YIELD {
+            std::thread::sleep(std::time::Duration::from_millis(1));
+        }
+        let guard = conn.lock().map_err(|_| poisoned())?;
+        // Queued for the lock before an urgent caller came: it still goes first.
+        if urgent.load(Ordering::SeqCst) == 0 || start.elapsed() >= URGENT_YIELD {
+            return Ok(guard);
+        }
     }
 }
 
@@ -538,7 +650,7 @@ impl Store for SqliteStore {
     }
 
     async fn user_accounts(&self, user: UserId) -> Result<Vec<AccountRecord>> {
-        self.call(move |c| {
+        self.read_call(move |c| {
             let mut st = c.prepare_cached(&format!(
                 "SELECT {ACCOUNT_COLUMNS} FROM account a JOIN user u ON u.id = a.user_id \
                  WHERE a.user_id = ?1 ORDER BY a.name"
@@ -598,7 +710,7 @@ impl Store for SqliteStore {
     }
 
     async fn account_state(&self, id: AccountId) -> Result<State> {
-        self.call(move |c| {
+        self.read_call(move |c| {
             c.query_row("SELECT state FROM account WHERE id = ?1", [id.0], |r| {
                 Ok(State(r.get(0)?))
             })
@@ -714,37 +826,37 @@ impl Store for SqliteStore {
         mailbox: MailboxId,
         changes: MailboxChanges,
     ) -> Result<State> {
-        // Raw messages are written before the lock is taken: the file I/O runs beside the
-        // one writer instead of inside it.
-        let (conn, blobs, events) = (self.conn.clone(), self.blobs.clone(), self.events.clone());
-        tokio::task::spawn_blocking(move || {
-            let new_blobs = changes
-                .new
-                .iter()
-                .map(|n| n.raw.as_deref().map(|r| blobs.put(r)).transpose())
-                .collect::<Result<Vec<_>>>()?;
-            let body_blobs = changes
-                .bodies
-                .iter()
-                .map(|b| blobs.put(&b.raw))
-                .collect::<Result<Vec<_>>>()?;
-            let mut guard = conn
-                .lock()
-                .map_err(|_| Error::Task("store mutex poisoned".into()))?;
-            let out = write::apply_mailbox_changes(
-                &mut guard,
-                account,
-                mailbox,
-                changes,
-                &new_blobs,
-                &body_blobs,
-            );
-            drop(guard);
-            publish_committed(events.as_ref());
-            out
+        self.apply_changes(account, mailbox, changes, false).await
+    }
+
+    async fn apply_urgent_changes(
+        &self,
+        account: AccountId,
+        mailbox: MailboxId,
+        changes: MailboxChanges,
+    ) -> Result<State> {
+        self.apply_changes(account, mailbox, changes, true).await
+    }
+
+    async fn body_sources(&self, account: AccountId, email: EmailId) -> Result<Vec<BodySource>> {
+        self.read_call(move |c| {
+            let mut st = c.prepare_cached(
+                "SELECT m.id, m.raw_name, m.uidvalidity, c.uid FROM copy c \
+                 JOIN mailbox m ON m.id = c.mailbox_id JOIN email e ON e.id = c.email_id \
+                 WHERE c.email_id = ?1 AND e.account_id = ?2 AND c.uid < ?3 \
+                 AND m.uidvalidity != 0 ORDER BY c.uid DESC",
+            )?;
+            let rows = st.query_map(params![email.0, account.0, PLACEHOLDER_UID_BASE], |r| {
+                Ok(BodySource {
+                    mailbox: MailboxId(r.get(0)?),
+                    raw_name: r.get(1)?,
+                    uidvalidity: UidValidity(r.get(2)?),
+                    uid: Uid(r.get(3)?),
+                })
+            })?;
+            Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?)
         })
         .await
-        .map_err(|e| Error::Task(e.to_string()))?
     }
 
     async fn uids_missing_body(&self, mailbox: MailboxId, limit: usize) -> Result<Vec<Uid>> {
@@ -843,7 +955,7 @@ impl Store for SqliteStore {
         let id = blob_id.to_string();
         let size: Option<i64> = {
             let id = id.clone();
-            self.call(move |c| {
+            self.read_call(move |c| {
                 Ok(
                     c.query_row("SELECT size FROM blob WHERE id = ?1", [&id], |r| r.get(0))
                         .optional()?,
@@ -863,7 +975,7 @@ impl Store for SqliteStore {
 
     async fn blob_in_account(&self, account: AccountId, blob_id: &str) -> Result<bool> {
         let id = blob_id.to_string();
-        self.call(move |c| {
+        self.read_call(move |c| {
             // (jmap: or an upload of the account.)
             Ok(c.prepare_cached(
                 "SELECT 1 FROM email WHERE blob_id = ?1 AND account_id = ?2 \
@@ -919,17 +1031,20 @@ impl Store for SqliteStore {
     }
 
     async fn mailbox_views(&self, account: AccountId) -> Result<Vec<MailboxView>> {
-        self.call(move |c| read::mailbox_views(c, account)).await
+        self.read_call(move |c| read::mailbox_views(c, account))
+            .await
     }
 
     async fn emails(&self, account: AccountId, ids: &[EmailId]) -> Result<Vec<EmailView>> {
         let ids = ids.to_vec();
-        self.call(move |c| read::emails(c, account, &ids)).await
+        self.read_call(move |c| read::emails(c, account, &ids))
+            .await
     }
 
     async fn query_emails(&self, account: AccountId, q: &EmailQuery) -> Result<QueryPage> {
         let q = q.clone();
-        self.call(move |c| read::query_emails(c, account, &q)).await
+        self.read_call(move |c| read::query_emails(c, account, &q))
+            .await
     }
 
     async fn threads(
@@ -938,7 +1053,8 @@ impl Store for SqliteStore {
         ids: &[ThreadId],
     ) -> Result<Vec<(ThreadId, Vec<EmailId>)>> {
         let ids = ids.to_vec();
-        self.call(move |c| read::threads(c, account, &ids)).await
+        self.read_call(move |c| read::threads(c, account, &ids))
+            .await
     }
 
     async fn search(&self, account: AccountId, query: &str) -> Result<Vec<EmailId>> {
@@ -1325,7 +1441,7 @@ impl Store for SqliteStore {
     }
     // --- sending (issue 5) --------------------------------------------------------------
     async fn account(&self, id: AccountId) -> Result<Option<AccountRecord>> {
-        self.call(move |c| {
+        self.read_call(move |c| {
             let mut st = c.prepare(&format!(
                 "SELECT {ACCOUNT_COLUMNS} FROM account a JOIN user u ON u.id = a.user_id \
                  WHERE a.id = ?1"

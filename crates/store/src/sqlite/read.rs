@@ -163,7 +163,7 @@ pub(crate) fn emails(
     let mut st = c.prepare_cached(
         "SELECT id, thread_id, blob_id, size, received_at, sent_at, message_id, in_reply_to, refs, \
          subject, addr_from, addr_sender, addr_reply_to, addr_to, addr_cc, addr_bcc, preview, \
-         has_attachment, keywords FROM email WHERE id = ?1 AND account_id = ?2",
+         has_attachment, keywords, blob_by_id FROM email WHERE id = ?1 AND account_id = ?2",
     )?;
     let mut boxes = c.prepare_cached("SELECT DISTINCT mailbox_id FROM copy WHERE email_id = ?1")?;
     let mut out = Vec::with_capacity(ids.len());
@@ -191,6 +191,7 @@ pub(crate) fn emails(
                     bcc: json_value(&r.get::<_, String>(15)?),
                     preview: r.get(16)?,
                     has_attachment: r.get(17)?,
+                    blob_by_id: r.get(19)?,
                 },
                 (),
             ))

@@ -687,15 +687,18 @@ pub(crate) fn apply_mailbox_changes(
             None => {
                 let thread = assign_thread(&tx, &mut log, account, &n.parsed)?;
                 tx.prepare_cached(
-                    "INSERT INTO email (account_id, identity, thread_id, size, received_at) \
-                     VALUES (?1, ?2, ?3, ?4, ?5)",
+                    "INSERT INTO email (account_id, identity, thread_id, size, received_at, \
+                     blob_by_id) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
                 )?
                 .execute(params![
                     account.0,
                     identity,
                     thread,
                     n.size,
-                    n.internal_date
+                    n.internal_date,
+                    // Created from its header alone: its blobId cannot be the content
+                    // address (see migration v3 in migrate.rs).
+                    n.raw.is_none()
                 ])?;
                 let e = tx.last_insert_rowid();
                 write_metadata(&tx, e, &n.parsed)?;
