@@ -568,3 +568,71 @@ async fn every_method_error_type() {
     assert_eq!(ctype.as_deref(), Some("application/problem+json"));
     assert_eq!(v["type"], "urn:ietf:params:jmap:error:notJSON", "{v}");
 }
+
+/// Every method that names an account refuses another user's, exactly as one that does not
+/// exist (RFC 8620 3.6.2), and changes nothing there.
+#[tokio::test]
+async fn no_method_reaches_another_users_account() {
+    let (app, store) = setup_store().await;
+    let bob = mail_types::AccountId(2);
+    let before = store.account_state(bob).await.unwrap();
+    let calls = json!([
+        ["Mailbox/get", {"accountId": "a2"}, "1"],
+        ["Mailbox/changes", {"accountId": "a2", "sinceState": "0"}, "2"],
+        ["Mailbox/query", {"accountId": "a2"}, "3"],
+        ["Mailbox/queryChanges", {"accountId": "a2", "sinceQueryState": "0"}, "4"],
+        ["Mailbox/set", {"accountId": "a2", "create": {"x": {"name": "Stolen"}}}, "5"],
+        ["Email/get", {"accountId": "a2", "ids": ["e1"]}, "6"],
+        ["Email/changes", {"accountId": "a2", "sinceState": "0"}, "7"],
+        ["Email/query", {"accountId": "a2"}, "8"],
+        ["Email/queryChanges", {"accountId": "a2", "sinceQueryState": "0"}, "9"],
+        ["Email/set", {"accountId": "a2", "destroy": ["e1"]}, "10"],
+        ["Email/import", {"accountId": "a2", "emails": {}}, "11"],
+        ["Email/parse", {"accountId": "a2", "blobIds": []}, "12"],
+        ["Email/copy", {"accountId": "a1", "fromAccountId": "a2", "create": {}}, "13"],
+        ["Email/copy", {"accountId": "a2", "fromAccountId": "a1", "create": {}}, "14"],
+        ["Thread/get", {"accountId": "a2", "ids": ["t1"]}, "15"],
+        ["Thread/changes", {"accountId": "a2", "sinceState": "0"}, "16"],
+        ["SearchSnippet/get", {"accountId": "a2", "emailIds": ["e1"]}, "17"],
+        ["Identity/get", {"accountId": "a2"}, "18"],
+        ["Identity/changes", {"accountId": "a2", "sinceState": "0"}, "19"],
+        ["Identity/set", {"accountId": "a2", "create": {"x": {"email": "u@x"}}}, "20"],
+        ["EmailSubmission/get", {"accountId": "a2"}, "21"],
+        ["EmailSubmission/changes", {"accountId": "a2", "sinceState": "0"}, "22"],
+        ["EmailSubmission/query", {"accountId": "a2"}, "23"],
+        ["EmailSubmission/set", {"accountId": "a2", "destroy": ["s1"]}, "24"],
+        ["Outbox/get", {"accountId": "a2"}, "25"]
+    ]);
+    let calls = calls.as_array().unwrap();
+    let mut answers = Vec::new();
+    // At most maxCallsInRequest (16) per request.
+    for chunk in calls.chunks(16) {
+        let (s, _, v) = post(
+            &app,
+            json!({
+                "using": ["urn:ietf:params:jmap:core", "urn:ietf:params:jmap:mail",
+                          "urn:ietf:params:jmap:submission"],
+                "methodCalls": chunk
+            })
+            .to_string(),
+        )
+        .await;
+        assert_eq!(s, StatusCode::OK, "{v}");
+        answers.extend(v["methodResponses"].as_array().unwrap().iter().cloned());
+    }
+    assert_eq!(answers.len(), calls.len());
+    for (call, answer) in calls.iter().zip(&answers) {
+        let want = if call[1]["fromAccountId"] == "a2" {
+            "fromAccountNotFound"
+        } else {
+            "accountNotFound"
+        };
+        assert_eq!(answer[0], "error", "{call} answered {answer}");
+        assert_eq!(answer[1]["type"], want, "{call} answered {answer}");
+    }
+    assert_eq!(store.account_state(bob).await.unwrap(), before);
+    assert!(
+        store.mailboxes(bob).await.unwrap().is_empty(),
+        "nothing was created in bob's account"
+    );
+}
