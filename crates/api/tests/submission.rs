@@ -176,6 +176,7 @@ async fn world_with(drafts: &[&str], cut_after: Option<usize>) -> World {
                 ca_file: None,
             }),
             pop3_delete_after_days: None,
+            auth: Default::default(),
         })
         .await
         .unwrap();
@@ -600,6 +601,7 @@ async fn a_crash_after_data_never_sends_twice() {
         security: Security::Starttls,
         username: USER.into(),
         password: PASS.into(),
+        oauth2: false,
         ca_file: Some(w.dovecot.ca_file().to_path_buf()),
         hello_name: "localhost".into(),
     };
@@ -649,6 +651,7 @@ async fn identities_are_stored_and_set() {
             server,
             smtp: None,
             pop3_delete_after_days: None,
+            auth: Default::default(),
         })
         .await
         .unwrap();
@@ -1176,6 +1179,7 @@ async fn a_send_from_an_account_without_smtp_is_refused_and_the_draft_stays() {
                 server: record.server.clone(),
                 smtp: None,
                 pop3_delete_after_days: None,
+                auth: Default::default(),
             },
         )
         .await

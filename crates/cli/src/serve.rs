@@ -94,6 +94,7 @@ pub fn new_account(
             None => None,
         },
         pop3_delete_after_days: a.delete_after_days,
+        auth: Default::default(),
     })
 }
 

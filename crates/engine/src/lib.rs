@@ -5,12 +5,14 @@
 //! - `account`: the loop of one account: IMAP (connect, full sync, watch, back off) or
 //!   POP3 (retrieve new mail on a timer).
 //! - `backoff`: exponential backoff with jitter.
+//! - `oauth`: OAuth 2.0 access tokens of OAuth2 accounts (refresh, expiry, rotation).
 //!
 //! No thread per account: every account is a tokio task, and a watching account costs one
 //! idle socket (two with NOTIFY: the watcher and the worker).
 
 mod account;
 mod backoff;
+pub mod oauth;
 // --- write-back: the outbox worker ---
 mod outbox;
 // --- sending (issue 5)
@@ -20,6 +22,7 @@ pub use submission::SubmitOptions;
 
 pub use account::AccountEvent;
 pub use backoff::Backoff;
+pub use oauth::{OAuth, OAuthProvider, SecretSeal};
 
 use mail_types::{AccountId, AccountKind, UserId};
 use std::sync::Arc;
@@ -75,6 +78,8 @@ impl Default for EngineOptions {
 pub struct Engine {
     store: Arc<dyn Store>,
     passwords: PasswordSource,
+    /// Providers and access tokens of OAuth2 accounts.
+    oauth: Arc<OAuth>,
     shutdown_tx: watch::Sender<bool>,
     events: broadcast::Sender<AccountEvent>,
     tasks: Vec<(AccountId, JoinHandle<()>)>,
@@ -97,6 +102,7 @@ impl Engine {
         Engine {
             store,
             passwords,
+            oauth: Arc::new(OAuth::default()),
             shutdown_tx,
             events,
             tasks: Vec::new(),
@@ -116,6 +122,13 @@ impl Engine {
             options.connect_concurrency.max(1),
         ));
         self.options = options;
+        self
+    }
+
+    /// The OAuth2 providers (and the store's encryption, for rotated refresh tokens).
+    /// Without it, OAuth2 accounts fail with "no oauth_provider configured".
+    pub fn with_oauth(mut self, oauth: Arc<OAuth>) -> Self {
+        self.oauth = oauth;
         self
     }
 
@@ -145,6 +158,7 @@ impl Engine {
         let worker = submission::Worker {
             store: self.store.clone(),
             passwords: self.passwords.clone(),
+            oauth: self.oauth.clone(),
             shutdown: self.shutdown_tx.subscribe(),
             events: self.events.clone(),
             options: self.submit_options.clone(),
@@ -176,6 +190,7 @@ impl Engine {
         let ctx = account::Ctx {
             store: self.store.clone(),
             passwords: self.passwords.clone(),
+            oauth: self.oauth.clone(),
             shutdown: self.shutdown_tx.subscribe(),
             events: self.events.clone(),
             options: self.options.clone(),
@@ -188,6 +203,7 @@ impl Engine {
                 let octx = outbox::OutboxCtx {
                     store: self.store.clone(),
                     passwords: self.passwords.clone(),
+                    oauth: self.oauth.clone(),
                     shutdown: self.shutdown_tx.subscribe(),
                     endpoint: account::endpoint(&account),
                 };

@@ -155,6 +155,7 @@ async fn store() -> Result<(Arc<dyn Store>, AccountId)> {
             },
             smtp: None,
             pop3_delete_after_days: None,
+            auth: Default::default(),
         })
         .await?;
     Ok((store, account))

@@ -70,6 +70,7 @@ async fn retrieves_with(mechanisms: &[&str], expected: &str) -> Result<()> {
             },
             smtp: None,
             pop3_delete_after_days: None,
+            auth: Default::default(),
         })
         .await?;
     let report = sync_pop3_login(

@@ -24,6 +24,7 @@ async fn setup() -> (SqliteStore, AccountId) {
             },
             smtp: None,
             pop3_delete_after_days: None,
+            auth: Default::default(),
         })
         .await
         .expect("account");

@@ -69,9 +69,12 @@ impl AuthServer {
         let stdout = child.stdout.take().context("node stdout")?;
         let (tx, rx) = std::sync::mpsc::channel();
         std::thread::spawn(move || {
+            let mut reader = BufReader::new(stdout);
             let mut line = String::new();
-            let r = BufReader::new(stdout).read_line(&mut line).map(|_| line);
+            let r = reader.read_line(&mut line).map(|_| line);
             let _ = tx.send(r);
+            // Keep draining: Node dies of EPIPE when it writes to a closed stdout.
+            let _ = std::io::copy(&mut reader, &mut std::io::sink());
         });
         let line = match rx.recv_timeout(START_TIMEOUT) {
             Ok(Ok(l)) => l,
