@@ -119,16 +119,16 @@ async fn config_account_with_a_refresh_token_file_syncs_and_no_token_is_logged()
             }
             if db.exists() {
                 let store = SqliteStore::open(&db)?;
-                if let Some(a) = store.list_accounts().await?.first() {
-                    if a.status.name() == "ok" {
-                        let mailboxes = store.mailboxes(a.id).await?;
-                        let inbox = mailboxes
-                            .iter()
-                            .find(|m| m.name == "INBOX")
-                            .context("INBOX")?;
-                        assert_eq!(store.mailbox_messages(inbox.id).await?.len(), 1);
-                        return Ok(());
-                    }
+                if let Some(a) = store.list_accounts().await?.first()
+                    && a.status.name() == "ok"
+                {
+                    let mailboxes = store.mailboxes(a.id).await?;
+                    let inbox = mailboxes
+                        .iter()
+                        .find(|m| m.name == "INBOX")
+                        .context("INBOX")?;
+                    assert_eq!(store.mailbox_messages(inbox.id).await?.len(), 1);
+                    return Ok(());
                 }
             }
             tokio::time::sleep(Duration::from_millis(100)).await;

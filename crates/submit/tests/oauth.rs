@@ -37,7 +37,12 @@ async fn xoauth2_submission() -> anyhow::Result<()> {
         "From: {USER}\r\nTo: {USER}\r\nSubject: t\r\nMessage-ID: <o1@example.org>\r\n\r\nhi\r\n"
     );
     let rt = auth.mint_refresh_token(USER, CLIENT_ID)?;
-    let out = send(&server(&smtp, auth.access_token(&rt)?), &env, msg.as_bytes()).await;
+    let out = send(
+        &server(&smtp, auth.access_token(&rt)?),
+        &env,
+        msg.as_bytes(),
+    )
+    .await;
     assert!(matches!(out, Outcome::Accepted { .. }), "{out:?}");
     assert_eq!(smtp.accepted_message_ids(), vec!["o1@example.org"]);
 
