@@ -269,3 +269,35 @@ async fn token_endpoint_down_is_retrying_not_auth_failed() -> Result<()> {
     engine.shutdown().await;
     Ok(())
 }
+
+#[tokio::test]
+async fn refused_access_token_is_renewed_once_and_the_account_goes_on() -> Result<()> {
+    // Long-lived tokens: only the refusal can make the engine renew one.
+    let auth = AuthServer::start(AuthServerOptions::default())?;
+    let dovecot = dovecot_for(&auth, true)?;
+    let rt = auth.mint_refresh_token(ALICE, CLIENT_ID)?;
+    let dir = tempfile::tempdir()?;
+    let store: Arc<dyn Store> = Arc::new(SqliteStore::open(&dir.path().join("t.sqlite"))?);
+    let id = add_account(store.as_ref(), &dovecot, "a", ALICE, &rt, oauth2()).await?;
+    let oauth = Arc::new(OAuth::new(vec![provider(&auth)], Some(plain_seal())));
+    let mut engine = Engine::new(store.clone(), plain_passwords()).with_oauth(oauth);
+    engine.start_all().await?;
+    wait_status(store.as_ref(), id, "ok").await?;
+
+    // The provider ends the access token (not the grant), and the server drops the
+    // sessions: the engine's next login with its cached token is refused.
+    assert!(auth.revoke_access_tokens(ALICE)? >= 1);
+    dovecot.doveadm(&["kick", ALICE])?;
+    dovecot.deliver(ALICE, &corpus::message(BOB, ALICE, "After kick", "x"))?;
+    wait_subject(store.as_ref(), id, "After kick").await?;
+    wait_status(store.as_ref(), id, "ok").await?;
+    let log = std::fs::read_to_string(dovecot.log_path())?;
+    assert!(
+        log.lines().any(|l| l.contains("auth failed")
+            && l.contains("method=OAUTHBEARER")
+            && l.contains(&format!("user=<{ALICE}>"))),
+        "the cached token was tried and refused first"
+    );
+    engine.shutdown().await;
+    Ok(())
+}

@@ -10,7 +10,10 @@
 // /token/revocation) it answers, for the test harness only:
 //   POST /test/mint?user=NAME&client=ID  -> {"refresh_token": "..."}
 // which records a grant for NAME as if the user had consented in a browser, so a test can
-// start from a refresh token without driving a login page.
+// start from a refresh token without driving a login page, and
+//   POST /test/revoke-access-tokens?user=NAME  -> {"revoked": N}
+// which ends every access token issued to NAME while their grants (and refresh tokens)
+// stay valid, as a provider does when it cuts sessions short.
 import http from 'node:http';
 import Provider from 'oidc-provider';
 
@@ -73,6 +76,15 @@ server.listen(0, '127.0.0.1', () => {
     },
   });
   provider.on('server_error', (_ctx, err) => console.error('server_error', err));
+  const accessTokens = new Map();
+  // 'saved' for opaque tokens, 'issued' for structured ones.
+  const remember = (token) => {
+    const list = accessTokens.get(token.accountId) || [];
+    list.push(token);
+    accessTokens.set(token.accountId, list);
+  };
+  provider.on('access_token.saved', remember);
+  provider.on('access_token.issued', remember);
   const callback = provider.callback();
   server.on('request', async (req, res) => {
     const url = new URL(req.url, issuer);
@@ -103,6 +115,15 @@ server.listen(0, '127.0.0.1', () => {
         res.writeHead(400, { 'content-type': 'application/json' });
         res.end(JSON.stringify({ error: String(e) }));
       }
+      return;
+    }
+    if (req.method === 'POST' && url.pathname === '/test/revoke-access-tokens') {
+      const user = url.searchParams.get('user');
+      const list = accessTokens.get(user) || [];
+      accessTokens.delete(user);
+      for (const t of list) await t.destroy();
+      res.writeHead(200, { 'content-type': 'application/json' });
+      res.end(JSON.stringify({ revoked: list.length }));
       return;
     }
     callback(req, res);

@@ -170,6 +170,20 @@ impl AuthServer {
         Ok(())
     }
 
+    /// Ends every access token issued to `user` (their grants and refresh tokens stay
+    /// valid); returns how many there were.
+    pub fn revoke_access_tokens(&self, user: &str) -> Result<u64> {
+        let (status, body) = self.post(
+            &format!("/test/revoke-access-tokens?user={}", form_encode(user)),
+            "",
+        )?;
+        if status != 200 {
+            bail!("revoking access tokens: HTTP {status}: {body}");
+        }
+        let v: serde_json::Value = serde_json::from_str(&body)?;
+        v["revoked"].as_u64().context("no count in the answer")
+    }
+
     /// Stops the server (its port then refuses connections).
     pub fn stop(&mut self) {
         if let Some(mut c) = self.child.take() {
