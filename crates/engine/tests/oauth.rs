@@ -301,3 +301,39 @@ async fn refused_access_token_is_renewed_once_and_the_account_goes_on() -> Resul
     engine.shutdown().await;
     Ok(())
 }
+
+#[tokio::test]
+async fn pop3_oauth2_account_retrieves() -> Result<()> {
+    let auth = AuthServer::start(AuthServerOptions::default())?;
+    let dovecot = dovecot_for(&auth, true)?;
+    dovecot.deliver(ALICE, &corpus::message(BOB, ALICE, "By POP3", "x"))?;
+    let rt = auth.mint_refresh_token(ALICE, CLIENT_ID)?;
+    let dir = tempfile::tempdir()?;
+    let store: Arc<dyn Store> = Arc::new(SqliteStore::open(&dir.path().join("t.sqlite"))?);
+    let user = store.create_user("u", "x").await?;
+    let id = store
+        .create_account(&NewAccount {
+            user,
+            name: "p".into(),
+            kind: AccountKind::Pop3,
+            server: ServerSettings {
+                host: "127.0.0.1".into(),
+                port: dovecot.pop3s_port(),
+                security: Security::Tls,
+                username: ALICE.into(),
+                password_enc: rt.as_bytes().to_vec(),
+                ca_file: Some(dovecot.ca_file().display().to_string()),
+            },
+            smtp: None,
+            pop3_delete_after_days: None,
+            auth: oauth2(),
+        })
+        .await?;
+    let oauth = Arc::new(OAuth::new(vec![provider(&auth)], Some(plain_seal())));
+    let mut engine = Engine::new(store.clone(), plain_passwords()).with_oauth(oauth);
+    engine.start_all().await?;
+    wait_subject(store.as_ref(), id, "By POP3").await?;
+    wait_status(store.as_ref(), id, "ok").await?;
+    engine.shutdown().await;
+    Ok(())
+}
