@@ -1668,5 +1668,22 @@ mod tests {
             Path::new("/r"),
         );
         assert!(!default.contains("imap_capability"));
+        // OAuth2 is opt-in: by default neither the mechanisms nor the passdb.
+        assert!(default.contains("auth_mechanisms = plain login\n"));
+        assert!(!default.contains("oauth2"));
+        let oauth = render_config(
+            &id,
+            &ports,
+            &DovecotOptions {
+                oauth2: Some(DovecotOAuth2::new("http://c:s@127.0.0.1:9/i".into())),
+                ..Default::default()
+            },
+            Path::new("/s"),
+            Path::new("/r"),
+        );
+        assert!(oauth.contains("auth_mechanisms = plain login oauthbearer xoauth2\n"));
+        assert!(oauth.contains("driver = oauth2"));
+        // The credentials in the URL live in the separate file, not in dovecot.conf.
+        assert!(!oauth.contains("c:s@"));
     }
 }
