@@ -719,7 +719,11 @@ async fn oauth2_accounts_keep_their_provider_and_secret() {
     let a = s.account(id).await.expect("read").expect("there");
     assert_eq!(a.auth.provider(), "microsoft");
     // The other account is untouched.
-    let p = s.account(password_account).await.expect("read").expect("there");
+    let p = s
+        .account(password_account)
+        .await
+        .expect("read")
+        .expect("there");
     assert_eq!(p.auth, mail_types::AccountAuth::Password);
     assert!(s.set_account_secret(AccountId(999), b"x").await.is_err());
 }
