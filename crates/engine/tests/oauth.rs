@@ -337,3 +337,23 @@ async fn pop3_oauth2_account_retrieves() -> Result<()> {
     engine.shutdown().await;
     Ok(())
 }
+
+#[tokio::test]
+async fn a_public_client_refreshes_without_a_secret() -> Result<()> {
+    use testkit::oidc::PUBLIC_CLIENT_ID;
+    let auth = AuthServer::start(AuthServerOptions::default())?;
+    let dovecot = dovecot_for(&auth, true)?;
+    let rt = auth.mint_refresh_token(ALICE, PUBLIC_CLIENT_ID)?;
+    let dir = tempfile::tempdir()?;
+    let store: Arc<dyn Store> = Arc::new(SqliteStore::open(&dir.path().join("t.sqlite"))?);
+    let id = add_account(store.as_ref(), &dovecot, "a", ALICE, &rt, oauth2()).await?;
+    let mut p = provider(&auth);
+    p.client_id = PUBLIC_CLIENT_ID.into();
+    p.client_secret = None;
+    let oauth = Arc::new(OAuth::new(vec![p], Some(plain_seal())));
+    let mut engine = Engine::new(store.clone(), plain_passwords()).with_oauth(oauth);
+    engine.start_all().await?;
+    wait_status(store.as_ref(), id, "ok").await?;
+    engine.shutdown().await;
+    Ok(())
+}
