@@ -133,7 +133,8 @@ impl fmt::Debug for AccessToken {
 pub struct OAuth {
     providers: HashMap<String, OAuthProvider>,
     seal: Option<SecretSeal>,
-    http: reqwest::Client,
+    /// `Err`: the HTTP client could not be built (no TLS roots, say); said at first use.
+    http: Result<reqwest::Client, String>,
     /// Token endpoints found by discovery, by provider name.
     token_urls: Mutex<HashMap<String, String>>,
     /// Per account: its token, behind an async lock so that the sync, the watcher, the
@@ -169,7 +170,7 @@ impl OAuth {
             // the server closes as we reuse it fails the refresh ("error sending request").
             .pool_max_idle_per_host(0)
             .build()
-            .unwrap_or_default();
+            .map_err(|e| format!("no HTTP client: {e}"));
         OAuth {
             providers: providers.into_iter().map(|p| (p.name.clone(), p)).collect(),
             seal,
@@ -177,6 +178,12 @@ impl OAuth {
             token_urls: Mutex::new(HashMap::new()),
             accounts: Mutex::new(HashMap::new()),
         }
+    }
+
+    fn http(&self) -> Result<&reqwest::Client, TokenError> {
+        self.http
+            .as_ref()
+            .map_err(|e| TokenError::Config(e.clone()))
     }
 
     pub fn provider(&self, name: &str) -> Option<&OAuthProvider> {
@@ -288,7 +295,7 @@ impl OAuth {
             issuer.trim_end_matches('/')
         );
         let resp = self
-            .http
+            .http()?
             .get(&url)
             .send()
             .await
@@ -341,7 +348,7 @@ impl OAuth {
             .collect::<Vec<_>>()
             .join("&");
         let resp = self
-            .http
+            .http()?
             .post(token_url)
             .header("content-type", "application/x-www-form-urlencoded")
             .header("accept", "application/json")
