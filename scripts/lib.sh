@@ -48,3 +48,15 @@ build_web() {
     echo "== web build" >&2
     (cd web && npm run --silent build) >&2
 }
+
+# The OAuth 2.0 authorization server of the tests (oidc-provider under Node, started by
+# testkit::oidc on a loopback port): its npm packages, exactly package-lock.json, installed
+# only when missing or when the lock file changed.
+ensure_oidc_server() {
+    command -v npm >/dev/null || { echo "npm is missing: install Node 20 and npm" >&2; return 1; }
+    local dir=crates/testkit/oidc
+    if [ ! -f "$dir/node_modules/.package-lock.json" ] || [ "$dir/package-lock.json" -nt "$dir/node_modules/.package-lock.json" ]; then
+        echo "== npm ci (oidc-provider for the OAuth2 tests)" >&2
+        (cd "$dir" && npm ci --no-audit --no-fund --loglevel=error) >&2
+    fi
+}

@@ -41,6 +41,7 @@ async fn setup_store() -> (axum::Router, Arc<dyn Store>) {
                 },
                 smtp: None,
                 pop3_delete_after_days: None,
+                auth: Default::default(),
             })
             .await
             .unwrap();

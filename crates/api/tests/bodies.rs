@@ -104,6 +104,7 @@ async fn world() -> World {
             },
             smtp: None,
             pop3_delete_after_days: None,
+            auth: Default::default(),
         })
         .await
         .unwrap();

@@ -216,6 +216,7 @@ async fn jmap_ids_are_never_reused_after_a_destroy_or_a_restart() {
                 // Nothing is sent (every submission is held), but sending must be possible.
                 smtp: Some(server(1)),
                 pop3_delete_after_days: None,
+                auth: Default::default(),
             })
             .await
             .unwrap();

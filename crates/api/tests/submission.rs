@@ -176,6 +176,7 @@ async fn world_with(drafts: &[&str], cut_after: Option<usize>) -> World {
                 ca_file: None,
             }),
             pop3_delete_after_days: None,
+            auth: Default::default(),
         })
         .await
         .unwrap();
@@ -600,6 +601,7 @@ async fn a_crash_after_data_never_sends_twice() {
         security: Security::Starttls,
         username: USER.into(),
         password: PASS.into(),
+        oauth2: false,
         ca_file: Some(w.dovecot.ca_file().to_path_buf()),
         hello_name: "localhost".into(),
     };
@@ -649,6 +651,7 @@ async fn identities_are_stored_and_set() {
             server,
             smtp: None,
             pop3_delete_after_days: None,
+            auth: Default::default(),
         })
         .await
         .unwrap();
@@ -1176,6 +1179,7 @@ async fn a_send_from_an_account_without_smtp_is_refused_and_the_draft_stays() {
                 server: record.server.clone(),
                 smtp: None,
                 pop3_delete_after_days: None,
+                auth: Default::default(),
             },
         )
         .await
@@ -1425,5 +1429,99 @@ async fn a_draft_destroyed_before_a_failed_send_comes_back_from_its_bytes() {
     assert_eq!(r["list"][0]["subject"], "gone too soon", "{r}");
     assert!(r.to_string().contains("Only copy."), "{r}");
     assert_eq!(settle(&w.dovecot, "Drafts", 1).await, 1);
+    engine.shutdown().await;
+}
+
+/// An OAuth2 account sends too: the engine logs in to IMAP with OAUTHBEARER and to SMTP
+/// with XOAUTH2, both with access tokens of the account's refresh token, from a real
+/// authorization server that Dovecot (and through it Postfix) checks every token with.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_oauth2_account_sends_with_xoauth2() {
+    use testkit::oidc::{AuthServer, AuthServerOptions, CLIENT_ID, CLIENT_SECRET};
+    let auth = AuthServer::start(AuthServerOptions::default()).unwrap();
+    let dovecot = Dovecot::start(DovecotOptions {
+        oauth2: Some(testkit::DovecotOAuth2::new(auth.introspection_url())),
+        ..DovecotOptions::default()
+    })
+    .unwrap();
+    // The password is for the test's independent IMAP client only.
+    dovecot.add_user(USER, PASS).unwrap();
+    dovecot
+        .seed(
+            USER,
+            "Drafts",
+            &[SeedMessage {
+                raw: draft("oauth1", USER),
+                flags: vec!["\\Draft".into()],
+                internal_date: 1_795_100_000,
+            }],
+        )
+        .unwrap();
+    let smtp = Smtp::start(&dovecot).unwrap();
+    let rt = auth.mint_refresh_token(USER, CLIENT_ID).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let store: Arc<dyn Store> = Arc::new(SqliteStore::open(&dir.path().join("t.sqlite")).unwrap());
+    let user = store
+        .create_user("alice", &hash_password("pw").unwrap())
+        .await
+        .unwrap();
+    let settings = |port| ServerSettings {
+        host: "127.0.0.1".into(),
+        port,
+        security: Security::Starttls,
+        username: USER.into(),
+        password_enc: rt.as_bytes().to_vec(),
+        ca_file: Some(dovecot.ca_file().display().to_string()),
+    };
+    let account = store
+        .create_account(&NewAccount {
+            user,
+            name: "mail".into(),
+            kind: AccountKind::Imap,
+            server: settings(dovecot.imap_port()),
+            smtp: Some(settings(smtp.submission_port())),
+            pop3_delete_after_days: None,
+            auth: mail_types::AccountAuth::OAuth2 {
+                provider: "test".into(),
+            },
+        })
+        .await
+        .unwrap();
+    let mut state = AppState::new(store.clone(), "http://127.0.0.1:8080");
+    state.submission_delay = Duration::ZERO;
+    let w = World {
+        dovecot,
+        smtp,
+        store,
+        app: router(Arc::new(state)),
+        account,
+        proxy: None,
+        _dir: dir,
+    };
+    let oauth = Arc::new(engine::OAuth::new(
+        vec![engine::OAuthProvider {
+            name: "test".into(),
+            issuer: None,
+            auth_url: None,
+            // Explicit endpoint, no discovery.
+            token_url: Some(auth.token_url()),
+            client_id: CLIENT_ID.into(),
+            client_secret: Some(CLIENT_SECRET.into()),
+            scopes: Vec::new(),
+        }],
+        None,
+    ));
+    let mut engine = Engine::new(w.store.clone(), plain_passwords())
+        .with_submit_options(fast())
+        .with_oauth(oauth);
+    engine.start_all().await.unwrap();
+    let (draft, _) = wait_email(&w, Role::Drafts, "oauth1@example.org").await;
+    let id = submit(&w, &draft, json!({})).await;
+    let s = wait_final(&w, &id).await;
+    let d = &s["deliveryStatus"][USER];
+    assert!(d["smtpReply"].as_str().unwrap().starts_with("250"), "{s}");
+    assert_eq!(w.smtp.accepted_message_ids(), vec!["oauth1@example.org"]);
+    let log = std::fs::read_to_string(w.smtp.log_path()).unwrap();
+    assert!(log.contains("sasl_method=XOAUTH2"), "Postfix saw XOAUTH2");
     engine.shutdown().await;
 }

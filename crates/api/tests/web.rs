@@ -35,6 +35,7 @@ async fn setup(base: &str) -> axum::Router {
             },
             smtp: None,
             pop3_delete_after_days: None,
+            auth: Default::default(),
         })
         .await
         .unwrap();

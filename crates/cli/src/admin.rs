@@ -2,13 +2,13 @@
 //! Safe beside a running server (SQLite WAL); the server picks up account changes itself.
 
 use crate::Location;
-use crate::config::{AccountConfig, Config};
+use crate::config::{AccountConfig, AuthKind, Config};
 use crate::serve::{new_account, open};
 use anyhow::{Context, Result, bail};
 use api::auth::{hash_password, new_token};
 use clap::Subcommand;
-use mail_types::{AccountKind, Security};
-use std::io::BufRead;
+use mail_types::{AccountAuth, AccountKind, Security};
+use std::io::{BufRead, IsTerminal};
 use std::path::PathBuf;
 use store::Store;
 
@@ -53,7 +53,8 @@ pub async fn token(action: TokenAction, at: &Location) -> Result<()> {
 
 #[derive(Subcommand)]
 pub enum AccountAction {
-    /// Add a mail account; the password is read from stdin (one line).
+    /// Add a mail account; the password (or, with `--auth oauth2`, the refresh token) is
+    /// read from stdin (one line).
     Add {
         #[arg(long)]
         user: String,
@@ -72,6 +73,13 @@ pub enum AccountAction {
         username: String,
         #[arg(long)]
         ca_file: Option<PathBuf>,
+        /// password | oauth2
+        #[arg(long, default_value = "password")]
+        auth: String,
+        /// With `--auth oauth2`: the `[[oauth_provider]]` (of the server's config) that
+        /// issued the refresh token.
+        #[arg(long)]
+        oauth_provider: Option<String>,
     },
     /// List accounts with their sync status and progress.
     List,
@@ -115,6 +123,28 @@ fn read_password() -> Result<String> {
     Ok(p)
 }
 
+/// An OAuth2 refresh token from stdin. A terminal would mean signing in interactively
+/// (the device-code flow, RFC 8628), which this build does not have yet.
+fn read_refresh_token() -> Result<String> {
+    if std::io::stdin().is_terminal() {
+        bail!(
+            "the interactive OAuth2 sign-in (device-code flow) is not available in this build \
+             yet; pipe the account's refresh token on stdin instead, e.g. \
+             `tidings account add ... --auth oauth2 --oauth-provider NAME < refresh-token.txt`"
+        );
+    }
+    let mut line = String::new();
+    std::io::stdin()
+        .lock()
+        .read_line(&mut line)
+        .context("reading the refresh token from stdin")?;
+    let t = line.trim();
+    if t.is_empty() {
+        bail!("empty refresh token on stdin");
+    }
+    Ok(t.to_string())
+}
+
 pub async fn user(action: UserAction, at: &Location) -> Result<()> {
     let (data_dir, key_file) = resolve(at)?;
     let (store, _) = open(&data_dir, key_file.as_deref())?;
@@ -152,8 +182,29 @@ pub async fn account(action: AccountAction, at: &Location) -> Result<()> {
             security,
             username,
             ca_file,
+            auth,
+            oauth_provider,
         } => {
             let kind = AccountKind::from_name(&kind).context("--kind is imap or pop3")?;
+            let auth = AuthKind::from_name(&auth).context("--auth is password or oauth2")?;
+            let secret = match auth {
+                AuthKind::Password => read_password()?,
+                AuthKind::OAuth2 => {
+                    let provider = oauth_provider
+                        .as_deref()
+                        .context("--auth oauth2 needs --oauth-provider NAME")?;
+                    match &at.config {
+                        Some(c) => {
+                            Config::load(c)?.provider(provider)?;
+                        }
+                        None => eprintln!(
+                            "note: without --config, whether oauth_provider {provider:?} is \
+                             configured is not checked"
+                        ),
+                    }
+                    read_refresh_token()?
+                }
+            };
             let security =
                 Security::from_name(&security).context("--security is tls, starttls or none")?;
             let owner = store
@@ -168,13 +219,16 @@ pub async fn account(action: AccountAction, at: &Location) -> Result<()> {
                 port,
                 security,
                 username,
-                password: read_password()?,
+                password: String::new(),
+                auth,
+                oauth_provider,
+                refresh_token_file: None,
                 ca_file,
                 smtp: None,
                 delete_after_days: None,
             };
             store
-                .create_account(&new_account(&key, owner.id, &cfg)?)
+                .create_account(&new_account(&key, owner.id, &cfg, &secret)?)
                 .await?;
             println!("account {name} added");
         }
@@ -207,6 +261,11 @@ pub async fn account(action: AccountAction, at: &Location) -> Result<()> {
             }
         }
         AccountAction::Sync { user, name } => {
+            // OAuth2 accounts need their provider, from the config.
+            let config = match &at.config {
+                Some(c) => Some(Config::load(c)?),
+                None => None,
+            };
             for a in store.list_accounts().await? {
                 if user.as_ref().is_some_and(|u| *u != a.user_name)
                     || name.as_ref().is_some_and(|n| *n != a.name)
@@ -214,7 +273,7 @@ pub async fn account(action: AccountAction, at: &Location) -> Result<()> {
                     continue;
                 }
                 let started = std::time::Instant::now();
-                let report = sync_once(store.clone(), &key, &a).await?;
+                let report = sync_once(store.clone(), &key, &a, config.as_ref()).await?;
                 println!(
                     "{}/{}	{:.3} s	{} mailboxes ({} unchanged), {} new, {} bodies, {} flag changes, {} expunged, {} resets",
                     a.user_name,
@@ -250,6 +309,7 @@ async fn sync_once(
     store: std::sync::Arc<store::SqliteStore>,
     key: &crate::secrets::SecretKey,
     a: &store::AccountRecord,
+    config: Option<&Config>,
 ) -> Result<imap_sync::sync::SyncReport> {
     if a.kind != AccountKind::Imap {
         bail!(
@@ -263,11 +323,41 @@ async fn sync_once(
         security: a.server.security,
         ca_file: a.server.ca_file.as_ref().map(PathBuf::from),
     };
-    let creds = imap_sync::Credentials {
-        username: a.server.username.clone(),
-        password: key.decrypt(&a.server.password_enc)?,
+    let login = match &a.auth {
+        AccountAuth::Password => imap_sync::Login::Password(imap_sync::Credentials {
+            username: a.server.username.clone(),
+            password: key.decrypt(&a.server.password_enc)?,
+        }),
+        AccountAuth::OAuth2 { provider } => {
+            let config = config.with_context(|| {
+                format!(
+                    "account {} uses OAuth2: give --config with its oauth_provider",
+                    a.name
+                )
+            })?;
+            let seal: engine::SecretSeal = {
+                let key = key.clone();
+                std::sync::Arc::new(move |s: &str| key.encrypt(s))
+            };
+            let passwords: engine::PasswordSource = {
+                let key = key.clone();
+                std::sync::Arc::new(move |r: &store::AccountRecord| {
+                    key.decrypt(&r.server.password_enc)
+                })
+            };
+            let oauth =
+                engine::OAuth::new(vec![config.provider(provider)?.to_provider()], Some(seal));
+            let token = oauth
+                .access_token(store.as_ref(), &passwords, a, None)
+                .await
+                .with_context(|| format!("access token of account {}", a.name))?;
+            imap_sync::Login::OAuth2 {
+                username: a.server.username.clone(),
+                access_token: token.value,
+            }
+        }
     };
-    let mut session = imap_sync::Session::connect(&ep, &creds)
+    let mut session = imap_sync::Session::connect_login(&ep, &login)
         .await
         .with_context(|| format!("connecting account {}", a.name))?;
     let sync = imap_sync::sync::AccountSync::new(store, a.id);

@@ -30,6 +30,9 @@ pub struct Config {
     pub user: Vec<UserConfig>,
     #[serde(default)]
     pub account: Vec<AccountConfig>,
+    /// OAuth 2.0 authorization servers that accounts with `auth = "oauth2"` name.
+    #[serde(default)]
+    pub oauth_provider: Vec<OAuthProviderConfig>,
     // --- push ---
     /// WebSocket and EventSource connections one user may hold at once (default 100).
     #[serde(default)]
@@ -108,7 +111,20 @@ pub struct AccountConfig {
     pub port: u16,
     pub security: Security,
     pub username: String,
+    /// Required with `auth = "password"` (the default); unused with OAuth2.
+    #[serde(default)]
     pub password: String,
+    /// `password` (PLAIN/LOGIN) or `oauth2` (OAUTHBEARER/XOAUTH2 with tokens of
+    /// `oauth_provider`).
+    #[serde(default)]
+    pub auth: AuthKind,
+    #[serde(default)]
+    pub oauth_provider: Option<String>,
+    /// OAuth2: a file holding the account's refresh token. Read when the account is
+    /// created, and again at a start after the account failed with "auth failed: sign in
+    /// again"; otherwise the stored token (which the provider may have rotated) is kept.
+    #[serde(default)]
+    pub refresh_token_file: Option<PathBuf>,
     #[serde(default)]
     pub ca_file: Option<PathBuf>,
     #[serde(default)]
@@ -116,6 +132,77 @@ pub struct AccountConfig {
     /// POP3 only: delete retrieved mail on the server after this many days.
     #[serde(default)]
     pub delete_after_days: Option<u32>,
+}
+
+/// How an account authenticates.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum AuthKind {
+    #[default]
+    Password,
+    #[serde(rename = "oauth2")]
+    OAuth2,
+}
+
+impl AuthKind {
+    pub fn from_name(s: &str) -> Option<AuthKind> {
+        match s {
+            "password" => Some(AuthKind::Password),
+            "oauth2" => Some(AuthKind::OAuth2),
+            _ => None,
+        }
+    }
+}
+
+/// An OAuth 2.0 authorization server and Tidings' registration with it.
+#[derive(Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OAuthProviderConfig {
+    /// What accounts refer to in `oauth_provider`.
+    pub name: String,
+    /// OpenID Connect issuer; its discovery document gives the endpoints.
+    #[serde(default)]
+    pub issuer: Option<String>,
+    /// Explicit endpoints, for providers without discovery (or to override it).
+    #[serde(default)]
+    pub auth_url: Option<String>,
+    #[serde(default)]
+    pub token_url: Option<String>,
+    pub client_id: String,
+    /// Absent for a public client.
+    #[serde(default)]
+    pub client_secret: Option<String>,
+    /// Default: what the provider's IMAP, POP3 and SMTP need (by issuer).
+    #[serde(default)]
+    pub scopes: Option<Vec<String>>,
+}
+
+impl std::fmt::Debug for OAuthProviderConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("OAuthProviderConfig")
+            .field("name", &self.name)
+            .field("issuer", &self.issuer)
+            .field("token_url", &self.token_url)
+            .field("client_id", &self.client_id)
+            .finish_non_exhaustive()
+    }
+}
+
+impl OAuthProviderConfig {
+    pub fn to_provider(&self) -> engine::OAuthProvider {
+        engine::OAuthProvider {
+            name: self.name.clone(),
+            issuer: self.issuer.clone(),
+            auth_url: self.auth_url.clone(),
+            token_url: self.token_url.clone(),
+            client_id: self.client_id.clone(),
+            client_secret: self.client_secret.clone(),
+            scopes: self
+                .scopes
+                .clone()
+                .unwrap_or_else(|| engine::oauth::default_scopes(self.issuer.as_deref())),
+        }
+    }
 }
 
 impl std::fmt::Debug for AccountConfig {
@@ -165,10 +252,12 @@ impl Config {
             }
         }
         for a in &mut c.account {
-            if let Some(ca) = &a.ca_file
-                && ca.is_relative()
-            {
-                a.ca_file = Some(base.join(ca));
+            for p in [&mut a.ca_file, &mut a.refresh_token_file] {
+                if let Some(f) = p.as_ref()
+                    && f.is_relative()
+                {
+                    *p = Some(base.join(f));
+                }
             }
         }
         c.validate()?;
@@ -180,7 +269,41 @@ impl Config {
             bail!("tls_cert and tls_key go together");
         }
         self.http_limits()?;
+        for (i, p) in self.oauth_provider.iter().enumerate() {
+            if p.issuer.is_none() && p.token_url.is_none() {
+                bail!(
+                    "oauth_provider {:?} needs an issuer (OpenID discovery) or a token_url",
+                    p.name
+                );
+            }
+            if self.oauth_provider[..i].iter().any(|q| q.name == p.name) {
+                bail!("oauth_provider {:?} is configured twice", p.name);
+            }
+        }
         for a in &self.account {
+            match a.auth {
+                AuthKind::Password if a.password.is_empty() => {
+                    bail!("account {:?} has no password", a.name)
+                }
+                AuthKind::Password => {}
+                AuthKind::OAuth2 => {
+                    let Some(p) = &a.oauth_provider else {
+                        bail!(
+                            "account {:?} has auth = \"oauth2\" but no oauth_provider",
+                            a.name
+                        );
+                    };
+                    self.provider(p)?;
+                    if a.refresh_token_file.is_none() {
+                        bail!(
+                            "account {:?} has auth = \"oauth2\" but no refresh_token_file \
+                             (the interactive sign-in is not available in this build yet; \
+                             `tidings account add --auth oauth2` takes a token on stdin)",
+                            a.name
+                        );
+                    }
+                }
+            }
             if !self.user.iter().any(|u| u.name == a.user) {
                 bail!(
                     "account {:?} names user {:?}, which is not configured",
@@ -226,6 +349,22 @@ impl Config {
             trusted_proxies: api::TrustedProxies::parse(&self.trusted_proxies)
                 .context("trusted_proxies")?,
         })
+    }
+
+    /// The provider called `name`, or an error naming the configured ones.
+    pub fn provider(&self, name: &str) -> Result<&OAuthProviderConfig> {
+        self.oauth_provider
+            .iter()
+            .find(|p| p.name == name)
+            .with_context(|| {
+                format!(
+                    "no [[oauth_provider]] named {name:?} (configured: {:?})",
+                    self.oauth_provider
+                        .iter()
+                        .map(|p| p.name.as_str())
+                        .collect::<Vec<_>>()
+                )
+            })
     }
 }
 
@@ -278,6 +417,58 @@ security = "starttls"
         assert_eq!(c.account[0].security, Security::Tls);
         assert_eq!(c.account[0].smtp.as_ref().unwrap().port, 587);
         assert!(!format!("{:?}", c).contains("secret"));
+    }
+
+    #[test]
+    fn parses_oauth2_accounts_and_providers() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("t.toml");
+        let base = "data_dir = \"data\"\n[[user]]\nname = \"alice\"\npassword = \"pw\"\n";
+        let provider = "[[oauth_provider]]\nname = \"google\"\nissuer = \"https://accounts.google.com\"\nclient_id = \"cid\"\nclient_secret = \"csecret\"\n";
+        let account = "[[account]]\nuser = \"alice\"\nname = \"gmail\"\nkind = \"imap\"\nhost = \"imap.gmail.com\"\nport = 993\nsecurity = \"tls\"\nusername = \"alice@gmail.com\"\nauth = \"oauth2\"\noauth_provider = \"google\"\n";
+        std::fs::write(
+            &path,
+            format!("{base}{provider}{account}refresh_token_file = \"rt\"\n"),
+        )
+        .unwrap();
+        let c = Config::load(&path).unwrap();
+        assert_eq!(c.account[0].auth, AuthKind::OAuth2);
+        assert_eq!(c.account[0].refresh_token_file, Some(dir.path().join("rt")));
+        let p = c.provider("google").unwrap().to_provider();
+        assert_eq!(p.scopes, ["https://mail.google.com/"]);
+        assert!(!format!("{c:?}").contains("csecret"));
+        // No token file, an unknown provider, a provider without endpoints: refused.
+        std::fs::write(&path, format!("{base}{provider}{account}")).unwrap();
+        assert!(Config::load(&path).is_err());
+        std::fs::write(
+            &path,
+            format!(
+                "{base}{provider}{}refresh_token_file = \"rt\"\n",
+                account.replace("\"google\"\n", "\"ms\"\n")
+            ),
+        )
+        .unwrap();
+        let e = Config::load(&path).unwrap_err();
+        assert!(
+            format!("{e:#}").contains("no [[oauth_provider]] named \"ms\""),
+            "{e:#}"
+        );
+        std::fs::write(
+            &path,
+            format!("{base}[[oauth_provider]]\nname = \"x\"\nclient_id = \"c\"\n"),
+        )
+        .unwrap();
+        assert!(Config::load(&path).is_err());
+        // A password account without a password is refused too.
+        std::fs::write(
+            &path,
+            format!(
+                "{base}{}",
+                account.replace("auth = \"oauth2\"\noauth_provider = \"google\"\n", "")
+            ),
+        )
+        .unwrap();
+        assert!(Config::load(&path).is_err());
     }
 
     #[test]

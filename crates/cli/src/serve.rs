@@ -1,11 +1,12 @@
 //! `tidings serve`: open the store, import the config's users and accounts, run the engine
 //! until asked to stop, and pick up accounts added meanwhile through the CLI.
 
-use crate::config::{AccountConfig, Config, default_key_file};
+use crate::config::{AccountConfig, AuthKind, Config, default_key_file};
 use crate::secrets::SecretKey;
-use anyhow::{Context, Result};
+use anyhow::{Context, Result, bail};
 use api::auth::{hash_password, verify_password};
 use engine::{Engine, PasswordSource};
+use mail_types::AccountAuth;
 use std::future::Future;
 use std::path::Path;
 use std::sync::Arc;
@@ -65,11 +66,27 @@ fn too_open(data_dir: &Path) -> Vec<std::path::PathBuf> {
         .collect()
 }
 
+/// The store's account for `a`; `secret` is its password, or its refresh token (OAuth2).
 pub fn new_account(
     key: &SecretKey,
     user: mail_types::UserId,
     a: &AccountConfig,
+    secret: &str,
 ) -> Result<NewAccount> {
+    let auth = match a.auth {
+        AuthKind::Password => AccountAuth::Password,
+        AuthKind::OAuth2 => AccountAuth::OAuth2 {
+            provider: a
+                .oauth_provider
+                .clone()
+                .with_context(|| format!("account {} has no oauth_provider", a.name))?,
+        },
+    };
+    // OAuth2: SMTP logs in with the same tokens; its stored secret is not used.
+    let smtp_secret = |s: &crate::config::SmtpConfig| match a.auth {
+        AuthKind::Password => s.password.clone().unwrap_or_else(|| secret.to_string()),
+        AuthKind::OAuth2 => String::new(),
+    };
     Ok(NewAccount {
         user,
         name: a.name.clone(),
@@ -79,7 +96,7 @@ pub fn new_account(
             port: a.port,
             security: a.security,
             username: a.username.clone(),
-            password_enc: key.encrypt(&a.password)?,
+            password_enc: key.encrypt(secret)?,
             ca_file: a.ca_file.as_ref().map(|p| p.display().to_string()),
         },
         smtp: match &a.smtp {
@@ -88,12 +105,13 @@ pub fn new_account(
                 port: s.port,
                 security: s.security,
                 username: s.username.clone().unwrap_or_else(|| a.username.clone()),
-                password_enc: key.encrypt(s.password.as_deref().unwrap_or(&a.password))?,
+                password_enc: key.encrypt(&smtp_secret(s))?,
                 ca_file: a.ca_file.as_ref().map(|p| p.display().to_string()),
             }),
             None => None,
         },
         pop3_delete_after_days: a.delete_after_days,
+        auth,
     })
 }
 
@@ -120,16 +138,21 @@ async fn import(store: &dyn Store, key: &SecretKey, config: &Config) -> Result<(
             .user_by_name(&a.user)
             .await?
             .with_context(|| format!("user {} missing after import", a.user))?;
-        let new = new_account(key, user.id, a)?;
-        let id = match existing
+        let found = existing
             .iter()
-            .find(|e| e.user == user.id && e.name == a.name)
-        {
+            .find(|e| e.user == user.id && e.name == a.name);
+        let secret = match a.auth {
+            AuthKind::Password => a.password.clone(),
+            AuthKind::OAuth2 => oauth_secret(key, a, found)?,
+        };
+        let new = new_account(key, user.id, a, &secret)?;
+        let id = match found {
             Some(e) => {
                 let same_password = key
                     .decrypt(&e.server.password_enc)
-                    .map(|p| p == a.password)
-                    .unwrap_or(false);
+                    .map(|p| p == secret)
+                    .unwrap_or(false)
+                    && e.auth == new.auth;
                 let mut settings_same = e.server.host == new.server.host
                     && e.server.port == new.server.port
                     && e.server.security == new.server.security
@@ -150,6 +173,36 @@ async fn import(store: &dyn Store, key: &SecretKey, config: &Config) -> Result<(
         // --- end sending
     }
     Ok(())
+}
+
+/// The refresh token an OAuth2 account from the config starts with: the stored one (the
+/// provider may have rotated it since it was imported), unless there is none, it cannot
+/// be decrypted, or the account failed for want of a new sign-in: then the one in
+/// `refresh_token_file`.
+fn oauth_secret(
+    key: &SecretKey,
+    a: &AccountConfig,
+    existing: Option<&store::AccountRecord>,
+) -> Result<String> {
+    if let Some(e) = existing
+        && e.auth.as_str() == "oauth2"
+        && !matches!(e.status, mail_types::SyncStatus::AuthFailed(_))
+        && let Ok(stored) = key.decrypt(&e.server.password_enc)
+        && !stored.is_empty()
+    {
+        return Ok(stored);
+    }
+    let path = a
+        .refresh_token_file
+        .as_ref()
+        .with_context(|| format!("account {} has no refresh_token_file", a.name))?;
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("reading the refresh token of account {}", a.name))?;
+    let token = text.trim();
+    if token.is_empty() {
+        bail!("{} is empty", path.display());
+    }
+    Ok(token.to_string())
 }
 
 // --- many watched accounts (issue 4)
@@ -218,7 +271,17 @@ pub async fn run(config: Config, stop: impl Future<Output = ()>) -> Result<()> {
         .public_url
         .clone()
         .unwrap_or_else(|| format!("{scheme}://{local}"));
-    let mut engine = Engine::new(store.clone(), passwords);
+    let oauth = {
+        let key = key.clone();
+        let seal: engine::SecretSeal = Arc::new(move |secret: &str| key.encrypt(secret));
+        let providers = config
+            .oauth_provider
+            .iter()
+            .map(|p| p.to_provider())
+            .collect();
+        Arc::new(engine::OAuth::new(providers, Some(seal)))
+    };
+    let mut engine = Engine::new(store.clone(), passwords).with_oauth(oauth);
     // --- watching (issue 4): 0 turns the flush off.
     engine = engine.with_options(engine::EngineOptions {
         notify_flush: match config.imap_notify_flush_ms {

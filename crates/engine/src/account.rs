@@ -1,11 +1,12 @@
 //! The life of one account: connect, sync everything, then watch and resync what changes;
 //! on any failure back off and start over. The account's status is kept in the store.
 
+use crate::oauth::{OAuth, TokenError};
 use crate::{Backoff, PasswordSource};
 use imap_sync::response::Response;
 use imap_sync::sync::{AccountSync, SyncReport};
-use imap_sync::{Credentials, Endpoint, Error, Session};
-use mail_types::{AccountId, State, SyncStatus, UserId};
+use imap_sync::{Credentials, Endpoint, Error, Login, Session};
+use mail_types::{AccountAuth, AccountId, State, SyncStatus, UserId};
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -41,6 +42,7 @@ pub struct AccountEvent {
 pub(crate) struct Ctx {
     pub store: Arc<dyn Store>,
     pub passwords: PasswordSource,
+    pub oauth: Arc<OAuth>,
     pub shutdown: watch::Receiver<bool>,
     pub events: broadcast::Sender<AccountEvent>,
     pub options: crate::EngineOptions,
@@ -49,7 +51,111 @@ pub(crate) struct Ctx {
     pub connecting: Arc<tokio::sync::Semaphore>,
 }
 
+/// How an account logs in: its password, or an OAuth2 access token kept fresh.
+pub(crate) struct Auth<'a> {
+    pub store: &'a Arc<dyn Store>,
+    pub passwords: &'a PasswordSource,
+    pub oauth: &'a OAuth,
+}
+
+impl Auth<'_> {
+    /// The login to use now, and when it must be renewed (OAuth2: before the access token
+    /// expires). `rejected`: an access token a server just refused.
+    pub async fn login(
+        &self,
+        account: &AccountRecord,
+        rejected: Option<&str>,
+    ) -> Result<(Login, Option<tokio::time::Instant>), Error> {
+        let username = account.server.username.clone();
+        match &account.auth {
+            AccountAuth::Password => {
+                let password = (self.passwords)(account)
+                    .map_err(|e| Error::Auth(format!("stored password unusable: {e}")))?;
+                Ok((Login::Password(Credentials { username, password }), None))
+            }
+            AccountAuth::OAuth2 { .. } => {
+                let t = self
+                    .oauth
+                    .access_token(self.store.as_ref(), self.passwords, account, rejected)
+                    .await
+                    .map_err(token_error)?;
+                Ok((
+                    Login::OAuth2 {
+                        username,
+                        access_token: t.value,
+                    },
+                    Some(t.renew_at),
+                ))
+            }
+        }
+    }
+
+    /// Connects and logs in. An access token the server refuses is renewed and tried once
+    /// more (it may have been revoked or have expired early); a second refusal stands.
+    pub async fn connect(
+        &self,
+        account: &AccountRecord,
+        ep: &Endpoint,
+    ) -> Result<(Session, Option<tokio::time::Instant>), Error> {
+        let (login, renew) = self.login(account, None).await?;
+        match Session::connect_login(ep, &login).await {
+            Ok(s) => Ok((s, renew)),
+            Err(e) => match refused_token(&login, &e) {
+                Some(rejected) => {
+                    tracing::info!(account = %account.id, error = %e,
+                        "access token refused; renewing it once");
+                    let (login, renew) = self.login(account, Some(rejected)).await?;
+                    Ok((Session::connect_login(ep, &login).await?, renew))
+                }
+                None => Err(e),
+            },
+        }
+    }
+}
+
+/// The access token a server refused, when a new one may do better.
+fn refused_token<'a>(login: &'a Login, e: &Error) -> Option<&'a str> {
+    let Login::OAuth2 { access_token, .. } = login else {
+        return None;
+    };
+    match e {
+        Error::TokenRejected { failure, .. } if failure.token_invalid() => Some(access_token),
+        // Microsoft answers a bad token with a plain NO and no error challenge.
+        Error::Auth(_) => Some(access_token),
+        _ => None,
+    }
+}
+
+/// A token failure as the session error the account loop classifies: an unreachable
+/// token endpoint is retried with backoff like an unreachable mail server; the rest needs
+/// someone to act.
+fn token_error(e: TokenError) -> Error {
+    if e.is_transient() {
+        Error::Io(std::io::Error::other(e.to_string()))
+    } else {
+        Error::Auth(e.to_string())
+    }
+}
+
+/// Why a connected round ended without an error.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum RoundEnd {
+    Shutdown,
+    /// The access token is about to expire: log in again with a fresh one. Servers may
+    /// end a session whose token expired (Microsoft does); the new round's first pass
+    /// picks up whatever happened in between.
+    Renew,
+}
+
 impl Ctx {
+    fn auth(&self) -> Auth<'_> {
+        Auth {
+            store: &self.store,
+            passwords: &self.passwords,
+            oauth: &self.oauth,
+        }
+    }
+
     fn stopping(&self) -> bool {
         *self.shutdown.borrow()
     }
@@ -115,26 +221,7 @@ pub(crate) async fn run_pop3(mut ctx: Ctx, account: AccountRecord) {
         ..pop3_sync::Pop3Options::default()
     };
     while !ctx.stopping() {
-        let password = match (ctx.passwords)(&account) {
-            Ok(p) => p,
-            Err(e) => {
-                ctx.set_status(
-                    id,
-                    SyncStatus::AuthFailed(format!("stored password unusable: {e}")),
-                )
-                .await;
-                if ctx.sleep_or_stop(AUTH_RETRY).await {
-                    break;
-                }
-                continue;
-            }
-        };
-        let creds = Credentials {
-            username: account.server.username.clone(),
-            password,
-        };
-        ctx.set_status(id, SyncStatus::Syncing).await;
-        let result = pop3_sync::sync_pop3(&ctx.store, id, &endpoint(&account), &creds, &opts).await;
+        let result = pop3_round(&ctx, &account, &opts).await;
         let wait = match result {
             Ok(r) => {
                 tracing::info!(account = %id, listed = r.listed, retrieved = r.retrieved,
@@ -147,6 +234,13 @@ pub(crate) async fn run_pop3(mut ctx: Ctx, account: AccountRecord) {
             Err(pop3_sync::Error::Auth(text)) => {
                 tracing::warn!(account = %id, user = %account.server.username, "POP3 authentication failed");
                 ctx.set_status(id, SyncStatus::AuthFailed(text)).await;
+                AUTH_RETRY
+            }
+            Err(e @ pop3_sync::Error::TokenRejected { .. }) => {
+                tracing::warn!(account = %id, user = %account.server.username, error = %e,
+                    "POP3 authentication failed");
+                ctx.set_status(id, SyncStatus::AuthFailed(e.to_string()))
+                    .await;
                 AUTH_RETRY
             }
             Err(e) => {
@@ -163,6 +257,46 @@ pub(crate) async fn run_pop3(mut ctx: Ctx, account: AccountRecord) {
         }
     }
     tracing::info!(account = %id, "account task stopped");
+}
+
+/// One POP3 retrieval: log in (renewing a refused access token once), retrieve.
+async fn pop3_round(
+    ctx: &Ctx,
+    account: &AccountRecord,
+    opts: &pop3_sync::Pop3Options,
+) -> Result<pop3_sync::Pop3Report, pop3_sync::Error> {
+    let auth = ctx.auth();
+    let (login, _) = auth.login(account, None).await.map_err(pop3_login_error)?;
+    ctx.set_status(account.id, SyncStatus::Syncing).await;
+    let ep = endpoint(account);
+    let result = pop3_sync::sync_pop3_login(&ctx.store, account.id, &ep, &login, opts).await;
+    let rejected = match (&login, &result) {
+        (
+            Login::OAuth2 { access_token, .. },
+            Err(pop3_sync::Error::TokenRejected { failure, .. }),
+        ) if failure.token_invalid() => Some(access_token.as_str()),
+        (Login::OAuth2 { access_token, .. }, Err(pop3_sync::Error::Auth(_))) => {
+            Some(access_token.as_str())
+        }
+        _ => None,
+    };
+    let Some(rejected) = rejected else {
+        return result;
+    };
+    tracing::info!(account = %account.id, "access token refused; renewing it once");
+    let (login, _) = auth
+        .login(account, Some(rejected))
+        .await
+        .map_err(pop3_login_error)?;
+    pop3_sync::sync_pop3_login(&ctx.store, account.id, &ep, &login, opts).await
+}
+
+fn pop3_login_error(e: Error) -> pop3_sync::Error {
+    match e {
+        Error::Auth(text) => pop3_sync::Error::Auth(text),
+        Error::Io(e) => pop3_sync::Error::Io(e),
+        other => pop3_sync::Error::Protocol(other.to_string()),
+    }
 }
 
 pub(crate) fn endpoint(a: &AccountRecord) -> Endpoint {
@@ -184,10 +318,22 @@ pub(crate) async fn run_imap(mut ctx: Ctx, account: AccountRecord) {
     while !ctx.stopping() {
         let result = imap_round(&mut ctx, &account, &mut backoff, &mut publisher).await;
         match result {
-            Ok(()) => break,
+            Ok(RoundEnd::Shutdown) => break,
+            Ok(RoundEnd::Renew) => {
+                tracing::info!(account = %id, "access token due for renewal; logging in again");
+            }
             Err(Error::Auth(text)) => {
                 tracing::warn!(account = %id, user = %account.server.username, "authentication failed");
                 ctx.set_status(id, SyncStatus::AuthFailed(text)).await;
+                if ctx.sleep_or_stop(AUTH_RETRY).await {
+                    break;
+                }
+            }
+            Err(e @ Error::TokenRejected { .. }) => {
+                tracing::warn!(account = %id, user = %account.server.username, error = %e,
+                    "authentication failed");
+                ctx.set_status(id, SyncStatus::AuthFailed(e.to_string()))
+                    .await;
                 if ctx.sleep_or_stop(AUTH_RETRY).await {
                     break;
                 }
@@ -213,19 +359,13 @@ async fn imap_round(
     account: &AccountRecord,
     backoff: &mut Backoff,
     publisher: &mut Publisher,
-) -> Result<(), Error> {
-    let password = (ctx.passwords)(account)
-        .map_err(|e| Error::Auth(format!("stored password unusable: {e}")))?;
-    let creds = Credentials {
-        username: account.server.username.clone(),
-        password,
-    };
+) -> Result<RoundEnd, Error> {
     let ep = endpoint(account);
     let Some(permit) = connect_permit(ctx).await else {
-        return Ok(());
+        return Ok(RoundEnd::Shutdown);
     };
     ctx.set_status(account.id, SyncStatus::Syncing).await;
-    let mut worker = Session::connect(&ep, &creds).await?;
+    let (mut worker, renew) = ctx.auth().connect(account, &ep).await?;
     drop(permit);
     let mut sync = AccountSync::new(ctx.store.clone(), account.id);
     sync.options.bodies = ctx.options.background_bodies;
@@ -237,10 +377,36 @@ async fn imap_round(
     // otherwise be retried at the first delay forever.
     backoff.working();
 
+    let watch = Watch {
+        account,
+        ep: &ep,
+        renew,
+    };
     if worker.has("NOTIFY") {
-        watch_notify(ctx, &sync, account.user, worker, &ep, &creds, publisher).await
+        watch_notify(ctx, &sync, account.user, worker, watch, publisher).await
     } else {
-        watch_idle(ctx, &sync, worker, &ep, &creds, publisher).await
+        watch_idle(ctx, &sync, worker, watch, publisher).await
+    }
+}
+
+/// What the watchers need to open their connection and to know when to log in again.
+struct Watch<'a> {
+    account: &'a AccountRecord,
+    ep: &'a Endpoint,
+    /// When the worker's login must be renewed (OAuth2).
+    renew: Option<tokio::time::Instant>,
+}
+
+impl Watch<'_> {
+    /// How long until the logins must be renewed (`Duration::MAX`: never).
+    fn until_renew(&self) -> Duration {
+        self.renew.map_or(Duration::MAX, |r| {
+            r.saturating_duration_since(tokio::time::Instant::now())
+        })
+    }
+
+    fn renew_due(&self) -> bool {
+        self.renew.is_some_and(|r| tokio::time::Instant::now() >= r)
     }
 }
 
@@ -255,16 +421,18 @@ async fn connect_permit(ctx: &mut Ctx) -> Option<Option<tokio::sync::OwnedSemaph
     }
 }
 
-/// Opens the watcher connection under a connect permit.
-async fn connect_watcher(
-    ctx: &mut Ctx,
-    ep: &Endpoint,
-    creds: &Credentials,
-) -> Result<Option<Session>, Error> {
+/// Opens the watcher connection under a connect permit; the renewal time becomes the
+/// earlier of both connections'.
+async fn connect_watcher(ctx: &mut Ctx, watch: &mut Watch<'_>) -> Result<Option<Session>, Error> {
     let Some(_permit) = connect_permit(ctx).await else {
         return Ok(None);
     };
-    Ok(Some(Session::connect(ep, creds).await?))
+    let (s, renew) = ctx.auth().connect(watch.account, watch.ep).await?;
+    watch.renew = match (watch.renew, renew) {
+        (Some(a), Some(b)) => Some(a.min(b)),
+        (a, b) => a.or(b),
+    };
+    Ok(Some(s))
 }
 
 /// The account is in step and its watcher is in place: `ok` means "watching", so a client
@@ -286,12 +454,11 @@ async fn watch_notify(
     sync: &AccountSync,
     user: UserId,
     mut worker: Session,
-    ep: &Endpoint,
-    creds: &Credentials,
+    mut watch: Watch<'_>,
     publisher: &mut Publisher,
-) -> Result<(), Error> {
-    let Some(mut watcher) = connect_watcher(ctx, ep, creds).await? else {
-        return Ok(());
+) -> Result<RoundEnd, Error> {
+    let Some(mut watcher) = connect_watcher(ctx, &mut watch).await? else {
+        return Ok(RoundEnd::Shutdown);
     };
     // What NOTIFY SET answers (every mailbox's STATUS now) is the first batch of events: a
     // message delivered after the first pass looked at its mailbox and before the
@@ -306,6 +473,11 @@ async fn watch_notify(
     let mut last_noop = tokio::time::Instant::now();
     let mut last_flush = tokio::time::Instant::now();
     loop {
+        if watch.renew_due() && initial.is_empty() {
+            watcher.logout().await;
+            worker.logout().await;
+            return Ok(RoundEnd::Renew);
+        }
         // Dovecot 2.3 reports a mailbox renamed or deleted by another client late or not
         // at all, so a full pass runs every `notify_full_pass`; with LIST-STATUS it costs
         // one LIST when nothing changed.
@@ -330,9 +502,11 @@ async fn watch_notify(
                 _ = ctx.shutdown.changed() => {
                     watcher.logout().await;
                     worker.logout().await;
-                    return Ok(());
+                    return Ok(RoundEnd::Shutdown);
                 }
-                ev = watcher.wait_event(until_pass.min(until_noop).min(until_flush)) => ev?,
+                ev = watcher.wait_event(
+                    until_pass.min(until_noop).min(until_flush).min(watch.until_renew())
+                ) => ev?,
             }
         } else {
             events = std::mem::take(&mut initial);
@@ -456,34 +630,38 @@ async fn watch_idle(
     ctx: &mut Ctx,
     sync: &AccountSync,
     mut worker: Session,
-    ep: &Endpoint,
-    creds: &Credentials,
+    mut watch: Watch<'_>,
     publisher: &mut Publisher,
-) -> Result<(), Error> {
+) -> Result<RoundEnd, Error> {
     if !worker.has("IDLE") {
         tracing::info!(account = %sync.account, "server has neither NOTIFY nor IDLE; polling");
     }
-    let Some(mut watcher) = connect_watcher(ctx, ep, creds).await? else {
-        return Ok(());
+    let Some(mut watcher) = connect_watcher(ctx, &mut watch).await? else {
+        return Ok(RoundEnd::Shutdown);
     };
     watcher.examine("INBOX", None).await?;
     worker.shrink_buffers();
     watching(ctx, sync.account).await;
     let mut last_full = tokio::time::Instant::now();
     loop {
+        if watch.renew_due() {
+            watcher.logout().await;
+            worker.logout().await;
+            return Ok(RoundEnd::Renew);
+        }
         let until_full = IDLE_MODE_RESYNC.saturating_sub(last_full.elapsed());
-        let wait = until_full.min(IDLE_RENEW);
+        let wait = until_full.min(IDLE_RENEW).min(watch.until_renew());
         let events = if watcher.has("IDLE") {
             tokio::select! {
                 _ = ctx.shutdown.changed() => {
                     worker.logout().await;
-                    return Ok(());
+                    return Ok(RoundEnd::Shutdown);
                 }
                 ev = watcher.idle(wait) => ev?,
             }
         } else {
             if ctx.sleep_or_stop(wait.min(Duration::from_secs(60))).await {
-                return Ok(());
+                return Ok(RoundEnd::Shutdown);
             }
             watcher.noop().await?
         };

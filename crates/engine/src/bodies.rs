@@ -16,7 +16,7 @@
 
 use crate::PasswordSource;
 use imap_sync::sync::AccountSync;
-use imap_sync::{Credentials, Error, Session};
+use imap_sync::{Error, Session};
 use mail_types::{AccountId, AccountKind, EmailId, MailboxId, Uid};
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
@@ -47,6 +47,8 @@ type Outcome = Option<Result<(), BodyFetchError>>;
 pub struct BodyFetcher {
     store: Arc<dyn Store>,
     passwords: PasswordSource,
+    /// OAuth2 accounts log in with an access token from here, like their sync does.
+    oauth: Arc<crate::OAuth>,
     lanes: Mutex<HashMap<AccountId, Arc<Lane>>>,
 }
 
@@ -72,10 +74,15 @@ fn poisoned() -> BodyFetchError {
 }
 
 impl BodyFetcher {
-    pub fn new(store: Arc<dyn Store>, passwords: PasswordSource) -> Arc<Self> {
+    pub fn new(
+        store: Arc<dyn Store>,
+        passwords: PasswordSource,
+        oauth: Arc<crate::OAuth>,
+    ) -> Arc<Self> {
         Arc::new(BodyFetcher {
             store,
             passwords,
+            oauth,
             lanes: Mutex::new(HashMap::new()),
         })
     }
@@ -347,14 +354,14 @@ impl BodyFetcher {
     }
 
     async fn connect(&self, record: &store::AccountRecord) -> Result<Session, BodyFetchError> {
-        let password = (self.passwords)(record)
-            .map_err(|e| BodyFetchError::Unavailable(format!("stored password unusable: {e}")))?;
-        let creds = Credentials {
-            username: record.server.username.clone(),
-            password,
+        let auth = crate::account::Auth {
+            store: &self.store,
+            passwords: &self.passwords,
+            oauth: &self.oauth,
         };
-        Session::connect(&crate::account::endpoint(record), &creds)
+        auth.connect(record, &crate::account::endpoint(record))
             .await
+            .map(|(session, _renew)| session)
             .map_err(|e| BodyFetchError::Unavailable(e.to_string()))
     }
 }

@@ -6,6 +6,7 @@
 //!   POP3 (retrieve new mail on a timer).
 //! - `backoff`: exponential backoff with jitter.
 //! - `bodies`: the priority lane, one message fetched now because someone asked for it.
+//! - `oauth`: OAuth 2.0 access tokens of OAuth2 accounts (refresh, expiry, rotation).
 //!
 //! No thread per account: every account is a tokio task, and a watching account costs one
 //! idle socket (two with NOTIFY: the watcher and the worker).
@@ -14,6 +15,7 @@ mod account;
 mod backoff;
 // Bodies fetched on demand (the priority lane).
 mod bodies;
+pub mod oauth;
 // --- write-back: the outbox worker ---
 mod outbox;
 // --- sending (issue 5)
@@ -24,6 +26,7 @@ pub use submission::SubmitOptions;
 pub use account::AccountEvent;
 pub use backoff::Backoff;
 pub use bodies::{BodyFetchError, BodyFetcher};
+pub use oauth::{OAuth, OAuthProvider, SecretSeal};
 
 use mail_types::{AccountId, AccountKind, UserId};
 use std::sync::Arc;
@@ -84,6 +87,8 @@ impl Default for EngineOptions {
 pub struct Engine {
     store: Arc<dyn Store>,
     passwords: PasswordSource,
+    /// Providers and access tokens of OAuth2 accounts.
+    oauth: Arc<OAuth>,
     shutdown_tx: watch::Sender<bool>,
     events: broadcast::Sender<AccountEvent>,
     tasks: Vec<(AccountId, JoinHandle<()>)>,
@@ -106,6 +111,7 @@ impl Engine {
         Engine {
             store,
             passwords,
+            oauth: Arc::new(OAuth::default()),
             shutdown_tx,
             events,
             tasks: Vec::new(),
@@ -131,7 +137,18 @@ impl Engine {
     /// The priority lane of this engine's accounts (see `BodyFetcher`): what the API asks
     /// when it needs a body the sync has not stored yet.
     pub fn body_fetcher(&self) -> Arc<BodyFetcher> {
-        BodyFetcher::new(self.store.clone(), self.passwords.clone())
+        BodyFetcher::new(
+            self.store.clone(),
+            self.passwords.clone(),
+            self.oauth.clone(),
+        )
+    }
+
+    /// The OAuth2 providers (and the store's encryption, for rotated refresh tokens).
+    /// Without it, OAuth2 accounts fail with "no oauth_provider configured".
+    pub fn with_oauth(mut self, oauth: Arc<OAuth>) -> Self {
+        self.oauth = oauth;
+        self
     }
 
     /// Tells the watchers who is looking (see `Presence`).
@@ -160,6 +177,7 @@ impl Engine {
         let worker = submission::Worker {
             store: self.store.clone(),
             passwords: self.passwords.clone(),
+            oauth: self.oauth.clone(),
             shutdown: self.shutdown_tx.subscribe(),
             events: self.events.clone(),
             options: self.submit_options.clone(),
@@ -191,6 +209,7 @@ impl Engine {
         let ctx = account::Ctx {
             store: self.store.clone(),
             passwords: self.passwords.clone(),
+            oauth: self.oauth.clone(),
             shutdown: self.shutdown_tx.subscribe(),
             events: self.events.clone(),
             options: self.options.clone(),
@@ -203,6 +222,7 @@ impl Engine {
                 let octx = outbox::OutboxCtx {
                     store: self.store.clone(),
                     passwords: self.passwords.clone(),
+                    oauth: self.oauth.clone(),
                     shutdown: self.shutdown_tx.subscribe(),
                     endpoint: account::endpoint(&account),
                 };

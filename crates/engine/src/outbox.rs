@@ -8,7 +8,7 @@
 
 use crate::{Backoff, PasswordSource};
 use imap_sync::write::refusal_is_transient;
-use imap_sync::{Credentials, Endpoint, Error, Session};
+use imap_sync::{Endpoint, Error, Session};
 use mail_types::{AccountId, MailboxId, ModSeq, Uid};
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
@@ -32,6 +32,7 @@ const MAX_TRANSIENT_REFUSALS: i64 = 8;
 pub(crate) struct OutboxCtx {
     pub store: Arc<dyn Store>,
     pub passwords: PasswordSource,
+    pub oauth: Arc<crate::OAuth>,
     pub shutdown: watch::Receiver<bool>,
     pub endpoint: Endpoint,
 }
@@ -82,13 +83,13 @@ pub(crate) async fn run(mut ctx: OutboxCtx, account: AccountRecord) {
 }
 
 async fn connect(ctx: &OutboxCtx, account: &AccountRecord) -> Result<Session, Error> {
-    let password = (ctx.passwords)(account)
-        .map_err(|e| Error::Auth(format!("stored password unusable: {e}")))?;
-    let creds = Credentials {
-        username: account.server.username.clone(),
-        password,
+    let auth = crate::account::Auth {
+        store: &ctx.store,
+        passwords: &ctx.passwords,
+        oauth: &ctx.oauth,
     };
-    Session::connect(&ctx.endpoint, &creds).await
+    // The outbox's work is short; a token expiring later in the session is harmless to it.
+    Ok(auth.connect(account, &ctx.endpoint).await?.0)
 }
 
 /// Replays everything pending; returns whether there was anything. A transient error ends

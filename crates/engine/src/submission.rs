@@ -66,6 +66,7 @@ const BATCH: usize = 32;
 pub(crate) struct Worker {
     pub store: Arc<dyn Store>,
     pub passwords: PasswordSource,
+    pub oauth: Arc<crate::OAuth>,
     pub shutdown: watch::Receiver<bool>,
     pub events: broadcast::Sender<AccountEvent>,
     pub options: SubmitOptions,
@@ -314,23 +315,16 @@ impl Worker {
         let result = match record.as_ref().and_then(|a| a.smtp.clone().map(|m| (a, m))) {
             None => final_for_all(&s, "no", "the account has no SMTP settings"),
             Some((a, smtp)) => {
-                // The password source decrypts the record's `server` password; the SMTP
-                // password is encrypted with the same key.
-                let mut as_smtp = a.clone();
-                as_smtp.server = smtp.clone();
-                match (self.passwords)(&as_smtp) {
-                    Err(e) => {
-                        tracing::error!(account = %account, error = %e,
-                            "cannot decrypt the SMTP password");
-                        final_for_all(&s, "no", "the SMTP password cannot be decrypted")
-                    }
-                    Ok(password) => {
-                        let server = submit::Server {
+                match self.smtp_secret(a, &smtp, None).await {
+                    Err(e) => classify(&self.options, &s, &unsettled(&s), token_outcome(e)),
+                    Ok((password, oauth2)) => {
+                        let mut server = submit::Server {
                             host: smtp.host.clone(),
                             port: smtp.port,
                             security: smtp.security,
                             username: smtp.username.clone(),
                             password,
+                            oauth2,
                             ca_file: a.server.ca_file.clone().map(Into::into),
                             hello_name: "localhost".into(),
                         };
@@ -342,10 +336,28 @@ impl Worker {
                             rcpt_to: attempted.clone(),
                         };
                         let bytes = submit::strip_bcc(&raw);
-                        let outcome = match pool
+                        let mut opened = pool
                             .take(account, &server, self.options.max_per_connection)
-                            .await
+                            .await;
+                        if server.oauth2
+                            && let Err(submit::Outcome::Refused { reason, .. }) = &opened
+                            && reason.starts_with("AUTH")
                         {
+                            // The access token may have been revoked or expired early:
+                            // renew it once (RFC 6750 3.1 invalid_token) and try again.
+                            tracing::info!(account = %account,
+                                "SMTP refused the access token; renewing it once");
+                            match self.smtp_secret(a, &smtp, Some(&server.password)).await {
+                                Ok((password, _)) => {
+                                    server.password = password;
+                                    opened = pool
+                                        .take(account, &server, self.options.max_per_connection)
+                                        .await;
+                                }
+                                Err(e) => opened = Err(token_outcome(e)),
+                            }
+                        }
+                        let outcome = match opened {
                             Ok(mut conn) => {
                                 let envid = s.envelope_id();
                                 let outcome =
@@ -367,6 +379,43 @@ impl Worker {
         }
         self.sent_copies(account).await;
         self.publish(account).await;
+    }
+
+    /// The SMTP secret of an account: its SMTP password, or (OAuth2 accounts) an access
+    /// token of its provider, the same grant as IMAP's (`rejected`: a token the server
+    /// refused). The bool says which. `Err`: the attempt's result when there is none.
+    async fn smtp_secret(
+        &self,
+        a: &store::AccountRecord,
+        smtp: &store::ServerSettings,
+        rejected: Option<&str>,
+    ) -> Result<(String, bool), AttemptSecret> {
+        if let mail_types::AccountAuth::OAuth2 { .. } = a.auth {
+            return match self
+                .oauth
+                .access_token(self.store.as_ref(), &self.passwords, a, rejected)
+                .await
+            {
+                Ok(t) => Ok((t.value, true)),
+                Err(e) => {
+                    tracing::warn!(account = %a.id, error = %e, "no access token for SMTP");
+                    Err(AttemptSecret(e))
+                }
+            };
+        }
+        // The password source decrypts the record's `server` password; the SMTP
+        // password is encrypted with the same key.
+        let mut as_smtp = a.clone();
+        as_smtp.server = smtp.clone();
+        match (self.passwords)(&as_smtp) {
+            Ok(p) => Ok((p, false)),
+            Err(e) => {
+                tracing::error!(account = %a.id, error = %e, "cannot decrypt the SMTP password");
+                Err(AttemptSecret(crate::oauth::TokenError::Config(
+                    "the SMTP password cannot be decrypted".into(),
+                )))
+            }
+        }
     }
 
     /// What becomes of each finished submission's Email: destroyed once the message was
@@ -894,6 +943,20 @@ fn unsettled(s: &SubmissionRecord) -> Vec<String> {
 
 /// Every recipient not settled yet ends `delivered` (those an earlier attempt settled
 /// keep their status).
+/// Why an account has no SMTP secret now.
+pub(crate) struct AttemptSecret(crate::oauth::TokenError);
+
+/// A missing secret as a refused attempt: transient when the token endpoint is only
+/// unreachable, final otherwise (the reason says what to do, e.g. sign in again).
+fn token_outcome(e: AttemptSecret) -> submit::Outcome {
+    submit::Outcome::Refused {
+        reply: None,
+        reason: e.0.to_string(),
+        transient: e.0.is_transient(),
+        recipients: Vec::new(),
+    }
+}
+
 fn final_for_all(s: &SubmissionRecord, delivered: &str, why: &str) -> AttemptResult {
     let mut entries = entries_of(s);
     for e in entries.iter_mut().filter(|e| !e.settled) {

@@ -86,6 +86,7 @@ async fn a_server_without_usable_answers_is_retried_with_a_growing_delay() -> Re
             },
             smtp: None,
             pop3_delete_after_days: None,
+            auth: Default::default(),
         })
         .await?;
     let passwords: PasswordSource =

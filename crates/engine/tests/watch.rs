@@ -37,6 +37,7 @@ async fn add_account(
             },
             smtp: None,
             pop3_delete_after_days: None,
+            auth: Default::default(),
         })
         .await?)
 }
@@ -331,6 +332,7 @@ async fn pop3_accounts_retrieve_into_inbox() -> Result<()> {
             },
             smtp: None,
             pop3_delete_after_days: None,
+            auth: Default::default(),
         })
         .await?;
     let mut engine = Engine::new(store.clone(), plain_passwords());

@@ -17,6 +17,13 @@ pub enum Error {
     /// The server refused our credentials (a tagged NO to LOGIN/AUTHENTICATE).
     #[error("authentication failed: {}", crate::response::server_words(.0))]
     Auth(String),
+    /// The server refused an OAuth 2.0 access token and said why (RFC 7628 3.2.2): a fresh
+    /// token may work where this one did not.
+    #[error("token refused ({failure}): {text}")]
+    TokenRejected {
+        failure: crate::sasl::OAuthFailure,
+        text: String,
+    },
     /// The server answered a command with NO or BAD.
     #[error("{command} refused by the server: {}", crate::response::server_words(.text))]
     Refused { command: String, text: String },
@@ -33,7 +40,10 @@ pub enum Error {
 impl Error {
     /// Whether retrying later (with backoff) may succeed without anyone changing anything.
     pub fn is_transient(&self) -> bool {
-        !matches!(self, Error::Auth(_) | Error::Unsupported(_))
+        !matches!(
+            self,
+            Error::Auth(_) | Error::TokenRejected { .. } | Error::Unsupported(_)
+        )
     }
 }
 

@@ -7,6 +7,7 @@
 //!   IDLE, NOTIFY.
 //! - `sync`: one account's mailboxes brought in step with the server, into a `Store`.
 //! - `mutf7`: modified UTF-7 mailbox names.
+//! - `sasl`: the OAuth 2.0 mechanisms (OAUTHBEARER, XOAUTH2) and their error challenge.
 //!
 //! Why not `async-imap`: it runs one command at a time (no pipelining, which the initial sync
 //! needs to keep the link busy), and has no QRESYNC SELECT or NOTIFY. We keep its parser,
@@ -16,6 +17,7 @@ pub mod conn;
 pub mod error;
 pub mod mutf7;
 pub mod response;
+pub mod sasl;
 pub mod session;
 pub mod sync;
 // --- write-back: the outbox's IMAP commands ---
@@ -23,4 +25,4 @@ pub mod write;
 
 pub use conn::Endpoint;
 pub use error::{Error, Result};
-pub use session::{Credentials, Session};
+pub use session::{Credentials, Login, Session};

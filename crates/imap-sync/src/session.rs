@@ -5,6 +5,7 @@
 use crate::conn::{self, CONNECT_TIMEOUT, Connection, Endpoint, quote};
 use crate::error::{Error, Result};
 use crate::response::{self, Code, Fetch, ListEntry, Response, StatusData};
+use crate::sasl::{self, OAuthMechanism};
 use base64::Engine;
 use mail_types::Security;
 use std::collections::{HashSet, VecDeque};
@@ -33,6 +34,45 @@ impl fmt::Debug for Credentials {
     }
 }
 
+/// How to authenticate: a password (PLAIN, else LOGIN) or an OAuth 2.0 access token
+/// (OAUTHBEARER, else XOAUTH2). `Debug` never shows the secret.
+#[derive(Clone)]
+pub enum Login {
+    Password(Credentials),
+    OAuth2 {
+        username: String,
+        access_token: String,
+    },
+}
+
+impl Login {
+    pub fn username(&self) -> &str {
+        match self {
+            Login::Password(c) => &c.username,
+            Login::OAuth2 { username, .. } => username,
+        }
+    }
+}
+
+impl From<Credentials> for Login {
+    fn from(c: Credentials) -> Login {
+        Login::Password(c)
+    }
+}
+
+impl fmt::Debug for Login {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Login::Password(c) => c.fmt(f),
+            Login::OAuth2 { username, .. } => f
+                .debug_struct("OAuth2")
+                .field("username", username)
+                .field("access_token", &"<redacted>")
+                .finish(),
+        }
+    }
+}
+
 /// What EXAMINE told us about a mailbox.
 #[derive(Debug, Clone, Default)]
 pub struct Selected {
@@ -47,6 +87,12 @@ pub struct Selected {
     pub changed: Vec<Fetch>,
 }
 
+/// One step of a SASL exchange.
+enum AuthStep {
+    Challenge(Vec<u8>),
+    Done(Result<(Vec<Response>, Option<Code>)>),
+}
+
 pub struct Session {
     conn: Connection,
     caps: HashSet<String>,
@@ -58,15 +104,20 @@ pub struct Session {
 }
 
 impl Session {
-    /// Connects, secures, logs in and enables what the sync uses.
+    /// Connects, secures, logs in with a password and enables what the sync uses.
     pub async fn connect(ep: &Endpoint, creds: &Credentials) -> Result<Session> {
-        match tokio::time::timeout(CONNECT_TIMEOUT, Self::connect_inner(ep, creds)).await {
+        Self::connect_login(ep, &Login::Password(creds.clone())).await
+    }
+
+    /// Connects, secures, authenticates as `login` says and enables what the sync uses.
+    pub async fn connect_login(ep: &Endpoint, login: &Login) -> Result<Session> {
+        match tokio::time::timeout(CONNECT_TIMEOUT, Self::connect_inner(ep, login)).await {
             Ok(r) => r,
             Err(_) => Err(Error::Timeout),
         }
     }
 
-    async fn connect_inner(ep: &Endpoint, creds: &Credentials) -> Result<Session> {
+    async fn connect_inner(ep: &Endpoint, login: &Login) -> Result<Session> {
         let stream = conn::open(ep).await?;
         let mut s = Session {
             conn: Connection::new(stream),
@@ -118,7 +169,13 @@ impl Session {
             s.capability().await?;
         }
         if !preauth {
-            s.login(creds).await?;
+            match login {
+                Login::Password(creds) => s.login(creds).await?,
+                Login::OAuth2 {
+                    username,
+                    access_token,
+                } => s.authenticate_bearer(ep, username, access_token).await?,
+            }
         }
         if s.has("QRESYNC") && s.has("ENABLE") {
             let (untagged, _) = s.run("ENABLE QRESYNC").await?;
@@ -205,6 +262,114 @@ impl Session {
                     }
                 }
                 Ok(())
+            }
+            Err(Error::Refused { text, .. }) => Err(Error::Auth(text)),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// RFC 7628 / XOAUTH2 over RFC 3501 6.2.2 AUTHENTICATE, with the initial response on
+    /// the command line when the server has SASL-IR (RFC 4959).
+    async fn authenticate_bearer(&mut self, ep: &Endpoint, user: &str, token: &str) -> Result<()> {
+        let mech = OAuthMechanism::choose(|m| self.has(&format!("AUTH={m}")))
+            .ok_or(Error::Unsupported("AUTH=OAUTHBEARER or AUTH=XOAUTH2"))?;
+        let b64 = base64::engine::general_purpose::STANDARD
+            .encode(mech.initial_response(user, token, &ep.host, ep.port));
+        let name = mech.name();
+        let tag = self.conn.tag();
+        if self.has("SASL-IR") {
+            self.conn
+                .write_all(format!("{tag} AUTHENTICATE {name} {b64}\r\n").as_bytes())
+                .await?;
+        } else {
+            self.conn
+                .write_all(format!("{tag} AUTHENTICATE {name}\r\n").as_bytes())
+                .await?;
+            match self.read_auth_step(&tag).await? {
+                AuthStep::Challenge(_) => {}
+                AuthStep::Done(r) => return self.after_auth(r).await,
+            }
+            self.conn.write_all(format!("{b64}\r\n").as_bytes()).await?;
+        }
+        // RFC 7628 3.2.2: a refused token comes back as a challenge carrying a JSON error;
+        // 3.2.3: the client answers ^A and the server then ends the exchange with NO.
+        let mut failure = None;
+        for _ in 0..2 {
+            match self.read_auth_step(&tag).await? {
+                AuthStep::Challenge(c) => {
+                    let decoded = base64::engine::general_purpose::STANDARD
+                        .decode(c.trim_ascii())
+                        .map_err(|_| "an OAuth error challenge that is not base64".to_string());
+                    failure = Some(decoded.and_then(|j| sasl::parse_error_challenge(&j)));
+                    let ack = base64::engine::general_purpose::STANDARD.encode(sasl::ERROR_ACK);
+                    self.conn.write_all(format!("{ack}\r\n").as_bytes()).await?;
+                }
+                AuthStep::Done(r) => {
+                    return match (r, failure) {
+                        (Err(Error::Refused { text, .. }), Some(Ok(f))) => {
+                            Err(Error::TokenRejected { failure: f, text })
+                        }
+                        (Err(Error::Refused { .. }), Some(Err(why))) => Err(Error::Protocol(
+                            format!("authentication refused with {why}"),
+                        )),
+                        (r, _) => self.after_auth(r).await,
+                    };
+                }
+            }
+        }
+        Err(Error::Protocol(
+            "the server kept sending SASL challenges after the OAuth error".into(),
+        ))
+    }
+
+    /// During AUTHENTICATE: a continuation (its text) or the tagged completion.
+    async fn read_auth_step(&mut self, tag: &str) -> Result<AuthStep> {
+        for _ in 0..1000 {
+            let frame = self.conn.read_frame().await?;
+            if let Some(rest) = frame.strip_prefix(b"+") {
+                let text = rest.strip_prefix(b" ").unwrap_or(rest);
+                let text = text.strip_suffix(b"\r\n").unwrap_or(text);
+                return Ok(AuthStep::Challenge(text.to_vec()));
+            }
+            match response::parse(&frame) {
+                Response::Tagged {
+                    tag: t,
+                    status,
+                    code,
+                    text,
+                } if t == tag => {
+                    return Ok(AuthStep::Done(match status {
+                        response::Status::Ok => Ok((Vec::new(), code)),
+                        _ => Err(Error::Refused {
+                            command: "AUTHENTICATE".into(),
+                            text,
+                        }),
+                    }));
+                }
+                Response::Condition {
+                    status: response::Status::Bye,
+                    text,
+                    ..
+                } => return Err(Error::Bye(text)),
+                other => self.unsolicited.push(other),
+            }
+        }
+        Err(Error::Protocol(
+            "endless untagged responses during AUTHENTICATE".into(),
+        ))
+    }
+
+    /// What follows a finished AUTHENTICATE: fresh capabilities, or the refusal.
+    async fn after_auth(&mut self, r: Result<(Vec<Response>, Option<Code>)>) -> Result<()> {
+        match r {
+            Ok((_, Some(Code::Capabilities(c)))) => {
+                self.set_caps(c);
+                Ok(())
+            }
+            Ok(_) => {
+                // RFC 3501 6.2.2: capabilities may change after authentication.
+                self.caps.clear();
+                self.capability().await
             }
             Err(Error::Refused { text, .. }) => Err(Error::Auth(text)),
             Err(e) => Err(e),

@@ -43,6 +43,7 @@ pub async fn env(opts: DovecotOptions) -> Result<Env> {
             },
             smtp: None,
             pop3_delete_after_days: None,
+            auth: Default::default(),
         })
         .await?;
     Ok(Env {

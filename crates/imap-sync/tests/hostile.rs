@@ -178,3 +178,64 @@ async fn silent_server_times_out() -> Result<()> {
     assert!(matches!(err, Some(Error::Timeout)), "{err:?}");
     Ok(())
 }
+
+/// A server that refuses a bearer token with the error challenge `challenge` (base64
+/// already applied by the caller, or not: it is sent as is) and then a tagged NO.
+async fn oauth_refusing(challenge: &'static str) -> Result<u16> {
+    let tag = std::sync::Mutex::new(String::new());
+    fake_server(
+        b"* OK [CAPABILITY IMAP4rev1 SASL-IR AUTH=OAUTHBEARER] fake\r\n",
+        move |t, cmd| {
+            let mut tag = tag.lock().ok()?;
+            if cmd.starts_with("AUTHENTICATE OAUTHBEARER") {
+                *tag = t.to_string();
+                return Some(format!("+ {challenge}\r\n").into_bytes());
+            }
+            // The client's ^A acknowledgement (RFC 7628 3.2.3), a bare base64 line.
+            if t == "AQ==" || cmd.is_empty() {
+                return Some(format!("{tag} NO [AUTHENTICATIONFAILED] no\r\n").into_bytes());
+            }
+            None
+        },
+    )
+    .await
+}
+
+fn bearer() -> imap_sync::Login {
+    imap_sync::Login::OAuth2 {
+        username: "u".into(),
+        access_token: "t".into(),
+    }
+}
+
+#[tokio::test]
+async fn malformed_oauth_error_challenge_is_a_clear_error() -> Result<()> {
+    // "not json{", then the same as valid base64 of something that is no JSON object,
+    // then not base64 at all.
+    for challenge in ["bm90IGpzb257", "WzEsMl0=", "!!!"] {
+        let port = oauth_refusing(challenge).await?;
+        match within(Session::connect_login(&ep(port), &bearer())).await {
+            Err(Error::Protocol(m)) => assert!(m.contains("OAuth error challenge"), "{m}"),
+            other => panic!(
+                "{challenge}: expected a protocol error, got {:?}",
+                other.map(|_| ())
+            ),
+        }
+    }
+    Ok(())
+}
+
+#[tokio::test]
+async fn oauth_error_challenge_status_is_reported() -> Result<()> {
+    // {"status":"insufficient_scope","scope":"mail"}
+    let port =
+        oauth_refusing("eyJzdGF0dXMiOiJpbnN1ZmZpY2llbnRfc2NvcGUiLCJzY29wZSI6Im1haWwifQ==").await?;
+    match within(Session::connect_login(&ep(port), &bearer())).await {
+        Err(Error::TokenRejected { failure, .. }) => {
+            assert_eq!(failure.status, "insufficient_scope");
+            assert!(!failure.token_invalid());
+        }
+        other => panic!("expected TokenRejected, got {:?}", other.map(|_| ())),
+    }
+    Ok(())
+}

@@ -156,6 +156,48 @@ pub fn keyword_to_imap_flag(keyword: &str) -> String {
     }
 }
 
+/// How an account authenticates to its servers. With `OAuth2` the stored secret is the
+/// refresh token (encrypted like a password), and the access token that logs in is
+/// obtained from the named provider's token endpoint.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub enum AccountAuth {
+    /// PLAIN or LOGIN with the stored password.
+    #[default]
+    Password,
+    /// OAUTHBEARER or XOAUTH2 with a token of `provider` (a configured `oauth_provider`).
+    OAuth2 { provider: String },
+}
+
+impl AccountAuth {
+    /// The stored and configured name: `password` or `oauth2`.
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            AccountAuth::Password => "password",
+            AccountAuth::OAuth2 { .. } => "oauth2",
+        }
+    }
+
+    /// From the stored name and provider; `None` for an unknown name or an OAuth2 account
+    /// without a provider.
+    pub fn from_parts(name: &str, provider: &str) -> Option<Self> {
+        match name {
+            "password" => Some(AccountAuth::Password),
+            "oauth2" if !provider.is_empty() => Some(AccountAuth::OAuth2 {
+                provider: provider.to_string(),
+            }),
+            _ => None,
+        }
+    }
+
+    /// The provider's name (empty for passwords).
+    pub fn provider(&self) -> &str {
+        match self {
+            AccountAuth::Password => "",
+            AccountAuth::OAuth2 { provider } => provider,
+        }
+    }
+}
+
 /// What kind of server an account talks to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]

@@ -17,6 +17,12 @@ pub enum Error {
     /// The server refused our credentials (`-ERR` to AUTH, USER or PASS).
     #[error("authentication failed: {0}")]
     Auth(String),
+    /// The server refused an OAuth 2.0 access token and said why (RFC 7628 3.2.2).
+    #[error("token refused ({failure}): {text}")]
+    TokenRejected {
+        failure: imap_sync::sasl::OAuthFailure,
+        text: String,
+    },
     /// The server answered a command with `-ERR`.
     #[error("{command} refused by the server: {text}")]
     Refused { command: &'static str, text: String },
@@ -54,7 +60,10 @@ impl std::fmt::Display for ClosedDuring {
 impl Error {
     /// Whether retrying later (with backoff) may succeed without anyone changing anything.
     pub fn is_transient(&self) -> bool {
-        !matches!(self, Error::Auth(_) | Error::Unsupported(_))
+        !matches!(
+            self,
+            Error::Auth(_) | Error::TokenRejected { .. } | Error::Unsupported(_)
+        )
     }
 }
 

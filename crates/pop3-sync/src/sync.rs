@@ -6,7 +6,7 @@
 
 use crate::client::{MAX_MESSAGE, Pop3Client, UidlEntry};
 use crate::error::{Error, Result};
-use imap_sync::{Credentials, Endpoint};
+use imap_sync::{Credentials, Endpoint, Login};
 use mail_types::{AccountId, MailboxId, ModSeq, Role, Uid, UidValidity};
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
@@ -170,8 +170,19 @@ pub async fn sync_pop3(
     creds: &Credentials,
     opts: &Pop3Options,
 ) -> Result<Pop3Report> {
+    sync_pop3_login(store, account, ep, &Login::Password(creds.clone()), opts).await
+}
+
+/// [`sync_pop3`] authenticating as `login` says (password or OAuth 2.0 token).
+pub async fn sync_pop3_login(
+    store: &Arc<dyn Store>,
+    account: AccountId,
+    ep: &Endpoint,
+    login: &Login,
+    opts: &Pop3Options,
+) -> Result<Pop3Report> {
     let span = tracing::debug_span!("pop3", account = %account);
-    sync_inner(store, account, ep, creds, opts)
+    sync_inner(store, account, ep, login, opts)
         .instrument(span)
         .await
 }
@@ -180,11 +191,11 @@ async fn sync_inner(
     store: &Arc<dyn Store>,
     account: AccountId,
     ep: &Endpoint,
-    creds: &Credentials,
+    login: &Login,
     opts: &Pop3Options,
 ) -> Result<Pop3Report> {
     let inbox = ensure_inbox(store, account).await?;
-    let mut client = Pop3Client::connect_and_login(ep, creds).await?;
+    let mut client = Pop3Client::connect_and_login_with(ep, login).await?;
 
     // RFC 1939 7: UIDL is optional. CAPA may simply not list it on an RFC 1939-only
     // server, so the command itself decides.

@@ -39,6 +39,7 @@ async fn env() -> Result<Env> {
             },
             smtp: None,
             pop3_delete_after_days: None,
+            auth: Default::default(),
         })
         .await?;
     Ok(Env {

@@ -155,6 +155,7 @@ async fn store() -> Result<(Arc<dyn Store>, AccountId)> {
             },
             smtp: None,
             pop3_delete_after_days: None,
+            auth: Default::default(),
         })
         .await?;
     Ok((store, account))
@@ -325,4 +326,65 @@ async fn garbage_greeting_is_protocol_error() -> Result<()> {
 fn credentials_debug_redacts_password() {
     let s = format!("{:?}", creds());
     assert!(!s.contains("secret"), "{s}");
+}
+
+/// A server offering SASL OAUTHBEARER that refuses the token with `challenge` as its
+/// error challenge, then -ERR once the client acknowledges.
+async fn oauth_refusing(challenge: &'static str) -> Result<u16> {
+    let listener = TcpListener::bind("127.0.0.1:0").await?;
+    let port = listener.local_addr()?.port();
+    tokio::spawn(async move {
+        let _ = tokio::time::timeout(DEADLINE, async move {
+            let (sock, _) = listener.accept().await?;
+            let (r, mut w) = sock.into_split();
+            let mut r = BufReader::new(r);
+            w.write_all(b"+OK fake POP3 ready\r\n").await?;
+            for _ in 0..10 {
+                let mut line = String::new();
+                if r.read_line(&mut line).await? == 0 {
+                    break;
+                }
+                let answer = if line.starts_with("CAPA") {
+                    "+OK\r\nSASL OAUTHBEARER\r\nUIDL\r\n.\r\n".to_string()
+                } else if line.starts_with("AUTH") {
+                    format!("+ {challenge}\r\n")
+                } else {
+                    // The ^A acknowledgement (RFC 7628 3.2.3), or anything else.
+                    "-ERR [AUTH] no\r\n".to_string()
+                };
+                w.write_all(answer.as_bytes()).await?;
+            }
+            std::io::Result::Ok(())
+        })
+        .await;
+    });
+    Ok(port)
+}
+
+#[tokio::test]
+async fn malformed_oauth_error_challenge_is_a_clear_error() -> Result<()> {
+    let login = pop3_sync::Login::OAuth2 {
+        username: "u".into(),
+        access_token: "t".into(),
+    };
+    // "not json{", base64 of "[1,2]", and no base64 at all.
+    for challenge in ["bm90IGpzb257", "WzEsMl0=", "!!!"] {
+        let port = oauth_refusing(challenge).await?;
+        let r = tokio::time::timeout(
+            DEADLINE,
+            Pop3Client::connect_and_login_with(&ep(port, Security::None), &login),
+        )
+        .await?;
+        match r {
+            Err(Error::Protocol(m)) => assert!(m.contains("OAuth error challenge"), "{m}"),
+            other => bail!("{challenge}: expected a protocol error, got {other:?}"),
+        }
+    }
+    // A well-formed one is the typed refusal.
+    let port = oauth_refusing("eyJzdGF0dXMiOiJpbnZhbGlkX3Rva2VuIn0=").await?;
+    match Pop3Client::connect_and_login_with(&ep(port, Security::None), &login).await {
+        Err(Error::TokenRejected { failure, .. }) => assert!(failure.token_invalid()),
+        other => bail!("expected TokenRejected, got {other:?}"),
+    }
+    Ok(())
 }

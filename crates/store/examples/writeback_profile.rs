@@ -38,6 +38,7 @@ async fn main() {
             },
             smtp: None,
             pop3_delete_after_days: None,
+            auth: Default::default(),
         })
         .await
         .unwrap();

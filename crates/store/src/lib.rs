@@ -66,6 +66,9 @@ pub trait Store: Send + Sync + 'static {
     /// Updates the connection settings of an existing account (same user and name).
     async fn update_account(&self, id: AccountId, account: &NewAccount) -> Result<()>;
     async fn list_accounts(&self) -> Result<Vec<AccountRecord>>;
+    /// Replaces an account's stored secret (encrypted by the caller): an OAuth2 provider
+    /// that rotates refresh tokens (RFC 6749 6) hands out a new one at each refresh.
+    async fn set_account_secret(&self, id: AccountId, secret_enc: &[u8]) -> Result<()>;
     /// The accounts of one user (each API request asks: it must not read everyone's).
     async fn user_accounts(&self, user: UserId) -> Result<Vec<AccountRecord>>;
     async fn delete_account(&self, id: AccountId) -> Result<bool>;

@@ -1,8 +1,8 @@
 //! Records that go in and out of the store.
 
 use mail_types::{
-    AccountId, AccountKind, EmailId, MailboxId, ModSeq, Role, Security, State, SyncStatus,
-    ThreadId, Uid, UidValidity, UserId,
+    AccountAuth, AccountId, AccountKind, EmailId, MailboxId, ModSeq, Role, Security, State,
+    SyncStatus, ThreadId, Uid, UidValidity, UserId,
 };
 pub use mime::ParsedMessage;
 
@@ -34,6 +34,8 @@ pub struct NewAccount {
     pub smtp: Option<ServerSettings>,
     /// POP3: delete messages on the server this many days after retrieval (None: never).
     pub pop3_delete_after_days: Option<u32>,
+    /// Password or OAuth2 (then `password_enc` holds the encrypted refresh token).
+    pub auth: AccountAuth,
 }
 
 #[derive(Debug, Clone)]
@@ -46,6 +48,7 @@ pub struct AccountRecord {
     pub server: ServerSettings,
     pub smtp: Option<ServerSettings>,
     pub pop3_delete_after_days: Option<u32>,
+    pub auth: AccountAuth,
     pub status: SyncStatus,
     pub status_at: i64,
     pub state: State,

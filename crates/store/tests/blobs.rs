@@ -25,6 +25,7 @@ async fn setup() -> (tempfile::TempDir, SqliteStore, AccountId, MailboxId) {
             },
             smtp: None,
             pop3_delete_after_days: None,
+            auth: Default::default(),
         })
         .await
         .expect("account");

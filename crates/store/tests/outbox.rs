@@ -26,6 +26,7 @@ async fn setup() -> (SqliteStore, AccountId, MailboxId, MailboxId) {
             },
             smtp: None,
             pop3_delete_after_days: None,
+            auth: Default::default(),
         })
         .await
         .expect("account");

@@ -47,6 +47,9 @@ pub struct Server {
     /// Empty: no AUTH.
     pub username: String,
     pub password: String,
+    /// `password` is an OAuth 2.0 access token: AUTH XOAUTH2 (what Gmail and Microsoft
+    /// offer; lettre has no OAUTHBEARER) instead of PLAIN or LOGIN.
+    pub oauth2: bool,
     /// A CA to trust besides the system's (a private server).
     pub ca_file: Option<PathBuf>,
     /// The EHLO name.
@@ -341,10 +344,12 @@ impl Connection {
         };
         if !server.username.is_empty() {
             let creds = Credentials::new(server.username.clone(), server.password.clone());
-            if let Err(e) = conn
-                .auth(&[Mechanism::Plain, Mechanism::Login], &creds)
-                .await
-            {
+            let mechanisms: &[Mechanism] = if server.oauth2 {
+                &[Mechanism::Xoauth2]
+            } else {
+                &[Mechanism::Plain, Mechanism::Login]
+            };
+            if let Err(e) = conn.auth(mechanisms, &creds).await {
                 conn.abort().await;
                 return Err(refused(&e, "AUTH", vec![]));
             }
@@ -597,6 +602,7 @@ mod tests {
             security: Security::Tls,
             username: "u".into(),
             password: "hunter2".into(),
+            oauth2: false,
             ca_file: None,
             hello_name: "localhost".into(),
         };

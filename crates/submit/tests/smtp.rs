@@ -17,6 +17,7 @@ fn server(smtp: &Smtp, port: u16, security: mail_types::Security, password: &str
         security,
         username: USER.into(),
         password: password.into(),
+        oauth2: false,
         ca_file: Some(smtp.ca_file().to_path_buf()),
         hello_name: "localhost".into(),
     }

@@ -105,6 +105,30 @@ pub struct DovecotOptions {
     /// it can (see [`raise_os_limits`]), and says on stderr when it cannot. `None` (the
     /// default) keeps Dovecot's own limits.
     pub max_connections: Option<u32>,
+    /// OAuth2: `Some` makes Dovecot (IMAP, POP3 and the SMTP SASL socket) accept bearer
+    /// tokens besides passwords; see [`DovecotOAuth2`]. `None` (the default): passwords
+    /// only.
+    pub oauth2: Option<DovecotOAuth2>,
+}
+
+/// Dovecot's `oauth2` passdb: each bearer token is checked at an RFC 7662 introspection
+/// URL and its `sub` must be the login name. Passwords keep working for every user.
+#[derive(Debug, Clone)]
+pub struct DovecotOAuth2 {
+    /// With the resource server's credentials in it, e.g.
+    /// [`crate::oidc::AuthServer::introspection_url`].
+    pub introspection_url: String,
+    /// The SASL mechanisms offered, lowercase (default `oauthbearer xoauth2`).
+    pub mechanisms: Vec<String>,
+}
+
+impl DovecotOAuth2 {
+    pub fn new(introspection_url: String) -> DovecotOAuth2 {
+        DovecotOAuth2 {
+            introspection_url,
+            mechanisms: vec!["oauthbearer".into(), "xoauth2".into()],
+        }
+    }
 }
 
 impl Default for DovecotOptions {
@@ -114,6 +138,7 @@ impl Default for DovecotOptions {
             notify: true,
             state_dir: None,
             max_connections: None,
+            oauth2: None,
         }
     }
 }
@@ -1026,6 +1051,19 @@ impl Dovecot {
             self.run.path(),
         );
         write_atomic(&self.config, config.as_bytes(), 0o644)?;
+        if let Some(o) = &self.opts.oauth2 {
+            let url = &o.introspection_url;
+            // The auth process reads it; the URL carries only a throw-away test secret.
+            let text = format!(
+                "introspection_mode = post\nintrospection_url = {url}\n\
+                 username_attribute = sub\nactive_attribute = active\nactive_value = true\n"
+            );
+            write_atomic(
+                &self.run.path().join("dovecot-oauth2.conf.ext"),
+                text.as_bytes(),
+                0o644,
+            )?;
+        }
         let log = self.log_path();
         let log_len_before = fs::metadata(&log).map(|m| m.len()).unwrap_or(0);
         let stderr_path = self.state.join("dovecot.stderr");
@@ -1292,7 +1330,14 @@ fn render_config(
     line(&format!("first_valid_gid = {}", id.mail_gid));
     line(&format!("last_valid_gid = {}", id.mail_gid));
     line("disable_plaintext_auth = no");
-    line("auth_mechanisms = plain login");
+    if let Some(o) = &opts.oauth2 {
+        line(&format!(
+            "auth_mechanisms = plain login {}",
+            o.mechanisms.join(" ")
+        ));
+    } else {
+        line("auth_mechanisms = plain login");
+    }
     line("ssl = yes");
     line(&format!("ssl_cert = <{state}/tls/server.pem"));
     line(&format!("ssl_key = <{state}/tls/server.key"));
@@ -1311,6 +1356,15 @@ fn render_config(
     line(&format!(
         "passdb {{\n  driver = passwd-file\n  args = scheme=PLAIN username_format=%u {run}/users/%Lu\n}}"
     ));
+    if let Some(o) = &opts.oauth2 {
+        // Only for the bearer mechanisms, so a password login never costs an
+        // introspection; the file is written by `spawn`.
+        line(&format!(
+            "passdb {{\n  driver = oauth2\n  mechanisms = {}\n  \
+             args = {run}/dovecot-oauth2.conf.ext\n}}",
+            o.mechanisms.join(" ")
+        ));
+    }
     line(&format!(
         "userdb {{\n  driver = passwd-file\n  args = username_format=%u {run}/users/%Lu\n}}"
     ));
@@ -1614,5 +1668,22 @@ mod tests {
             Path::new("/r"),
         );
         assert!(!default.contains("imap_capability"));
+        // OAuth2 is opt-in: by default neither the mechanisms nor the passdb.
+        assert!(default.contains("auth_mechanisms = plain login\n"));
+        assert!(!default.contains("oauth2"));
+        let oauth = render_config(
+            &id,
+            &ports,
+            &DovecotOptions {
+                oauth2: Some(DovecotOAuth2::new("http://c:s@127.0.0.1:9/i".into())),
+                ..Default::default()
+            },
+            Path::new("/s"),
+            Path::new("/r"),
+        );
+        assert!(oauth.contains("auth_mechanisms = plain login oauthbearer xoauth2\n"));
+        assert!(oauth.contains("driver = oauth2"));
+        // The credentials in the URL live in the separate file, not in dovecot.conf.
+        assert!(!oauth.contains("c:s@"));
     }
 }

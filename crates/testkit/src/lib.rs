@@ -25,11 +25,14 @@ pub mod corpus;
 mod dovecot;
 pub mod imap_client;
 mod mutf7;
+pub mod oidc;
 // --- SMTP (sending, issue 5)
 pub mod smtp;
 // --- end SMTP
 
-pub use dovecot::{Dovecot, DovecotOptions, SeedMessage, raise_nofile, raise_os_limits};
+pub use dovecot::{
+    Dovecot, DovecotOAuth2, DovecotOptions, SeedMessage, raise_nofile, raise_os_limits,
+};
 pub use mutf7::encode as mutf7_encode;
 // --- SMTP
 pub use smtp::Smtp;

@@ -516,6 +516,7 @@ mod tests {
                 },
                 smtp: None,
                 pop3_delete_after_days: None,
+                auth: Default::default(),
             })
             .await
             .unwrap()

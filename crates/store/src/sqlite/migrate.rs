@@ -36,6 +36,15 @@ const MIGRATIONS: &[Step] = &[
              UPDATE email SET blob_by_id = 1 WHERE blob_id IS NULL;",
         )?)
     },
+    // v4: OAuth2 accounts. How an account authenticates (`password` | `oauth2`) and, for
+    // OAuth2, the configured provider that issues its tokens; `password_enc` then holds
+    // the encrypted refresh token. Existing accounts are password accounts.
+    |c| {
+        Ok(c.execute_batch(
+            "ALTER TABLE account ADD COLUMN auth TEXT NOT NULL DEFAULT 'password';
+             ALTER TABLE account ADD COLUMN oauth_provider TEXT NOT NULL DEFAULT '';",
+        )?)
+    },
 ];
 
 /// The schema version this build writes.

@@ -23,8 +23,8 @@ use crate::subscriptions::{
 use crate::{Error, Result, Store};
 use async_trait::async_trait;
 use mail_types::{
-    AccountId, AccountKind, EmailId, MailboxId, ModSeq, Role, Security, State, SyncStatus,
-    ThreadId, Uid, UidValidity, UserId,
+    AccountAuth, AccountId, AccountKind, EmailId, MailboxId, ModSeq, Role, Security, State,
+    SyncStatus, ThreadId, Uid, UidValidity, UserId,
 };
 use rusqlite::{Connection, OptionalExtension, params};
 use std::path::Path;
@@ -377,7 +377,7 @@ fn parse_security(s: &str) -> Result<Security> {
 const ACCOUNT_COLUMNS: &str = "a.id, a.user_id, u.name, a.name, a.kind, a.host, a.port, \
      a.security, a.username, a.password_enc, a.ca_file, a.smtp_host, a.smtp_port, \
      a.smtp_security, a.smtp_username, a.smtp_password_enc, a.pop3_delete_after_days, \
-     a.sync_status, a.sync_error, a.status_at, a.state";
+     a.sync_status, a.sync_error, a.status_at, a.state, a.auth, a.oauth_provider";
 
 fn account_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Result<AccountRecord>> {
     let kind: String = r.get(4)?;
@@ -390,6 +390,8 @@ fn account_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Result<AccountRec
     let status: String = r.get(17)?;
     let error: String = r.get(18)?;
     let port: i64 = r.get(6)?;
+    let auth: String = r.get(21)?;
+    let oauth_provider: String = r.get(22)?;
     let build = || -> Result<AccountRecord> {
         let smtp = match (smtp_host, smtp_port, smtp_security) {
             (Some(host), Some(port), Some(sec)) => Some(ServerSettings {
@@ -420,6 +422,8 @@ fn account_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Result<AccountRec
             pop3_delete_after_days: r
                 .get::<_, Option<i64>>(16)?
                 .and_then(|d| u32::try_from(d).ok()),
+            auth: AccountAuth::from_parts(&auth, &oauth_provider)
+                .ok_or_else(|| Error::Corrupt(format!("account auth {auth}")))?,
             status: SyncStatus::from_parts(&status, &error),
             status_at: r.get(19)?,
             state: State(r.get(20)?),
@@ -578,8 +582,9 @@ impl Store for SqliteStore {
             c.execute(
                 "INSERT INTO account (user_id, name, kind, host, port, security, username, \
                  password_enc, ca_file, smtp_host, smtp_port, smtp_security, smtp_username, \
-                 smtp_password_enc, pop3_delete_after_days) \
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15)",
+                 smtp_password_enc, pop3_delete_after_days, auth, oauth_provider) \
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, \
+                 ?16, ?17)",
                 params![
                     a.user.0,
                     a.name,
@@ -596,9 +601,26 @@ impl Store for SqliteStore {
                     a.smtp.as_ref().map(|s| s.username.clone()),
                     a.smtp.as_ref().map(|s| s.password_enc.clone()),
                     a.pop3_delete_after_days,
+                    a.auth.as_str(),
+                    a.auth.provider(),
                 ],
             )?;
             Ok(AccountId(c.last_insert_rowid()))
+        })
+        .await
+    }
+
+    async fn set_account_secret(&self, id: AccountId, secret_enc: &[u8]) -> Result<()> {
+        let secret = secret_enc.to_vec();
+        self.call(move |c| {
+            let n = c.execute(
+                "UPDATE account SET password_enc = ?2 WHERE id = ?1",
+                params![id.0, secret],
+            )?;
+            if n == 0 {
+                return Err(Error::NotFound(format!("account {id}")));
+            }
+            Ok(())
         })
         .await
     }
@@ -610,7 +632,8 @@ impl Store for SqliteStore {
                 "UPDATE account SET kind = ?2, host = ?3, port = ?4, security = ?5, \
                  username = ?6, password_enc = ?7, ca_file = ?8, smtp_host = ?9, \
                  smtp_port = ?10, smtp_security = ?11, smtp_username = ?12, \
-                 smtp_password_enc = ?13, pop3_delete_after_days = ?14 WHERE id = ?1",
+                 smtp_password_enc = ?13, pop3_delete_after_days = ?14, auth = ?15, \
+                 oauth_provider = ?16 WHERE id = ?1",
                 params![
                     id.0,
                     a.kind.as_str(),
@@ -626,6 +649,8 @@ impl Store for SqliteStore {
                     a.smtp.as_ref().map(|s| s.username.clone()),
                     a.smtp.as_ref().map(|s| s.password_enc.clone()),
                     a.pop3_delete_after_days,
+                    a.auth.as_str(),
+                    a.auth.provider(),
                 ],
             )?;
             Ok(())

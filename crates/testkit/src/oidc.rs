@@ -1,0 +1,263 @@
+//! A real OAuth 2.0 authorization server on a free loopback port: `oidc-provider` (npm)
+//! run by `oidc/server.mjs` under Node. It serves OpenID discovery, the token endpoint
+//! (`refresh_token` grant, RFC 6749 6), introspection (RFC 7662, what Dovecot asks with
+//! [`crate::DovecotOAuth2`]) and revocation (RFC 7009).
+//!
+//! Clients: `tidings` / `tidings-secret` (confidential, `client_secret_post`),
+//! `tidings-public` (public, no secret) and `dovecot` / `dovecot-secret` (the resource
+//! server, introspection only).
+//!
+//! Needs `node` and `npm ci` run in `crates/testkit/oidc` (scripts/lib.sh does it).
+
+use anyhow::{Context, Result, anyhow, bail};
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpStream;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+/// The confidential client Tidings authenticates as.
+pub const CLIENT_ID: &str = "tidings";
+pub const CLIENT_SECRET: &str = "tidings-secret";
+/// The public client (PKCE-style: no secret at the token endpoint).
+pub const PUBLIC_CLIENT_ID: &str = "tidings-public";
+
+/// How long the Node process may take to start listening.
+const START_TIMEOUT: Duration = Duration::from_secs(30);
+/// Bound on one harness request to the server.
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
+
+#[derive(Debug, Clone, Default)]
+pub struct AuthServerOptions {
+    /// Lifetime of issued access tokens (default one hour).
+    pub access_token_ttl: Option<Duration>,
+    /// Issue a new refresh token on every refresh (and invalidate the old one).
+    pub rotate_refresh_tokens: bool,
+}
+
+pub struct AuthServer {
+    child: Option<Child>,
+    port: u16,
+}
+
+impl AuthServer {
+    pub fn start(opts: AuthServerOptions) -> Result<AuthServer> {
+        let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("oidc");
+        if !dir.join("node_modules/oidc-provider").is_dir() {
+            bail!(
+                "oidc-provider is not installed: run `npm ci` in {} (scripts/lib.sh does)",
+                dir.display()
+            );
+        }
+        let mut cmd = Command::new("node");
+        cmd.arg(dir.join("server.mjs"))
+            .current_dir(&dir)
+            // Our end of stdin closing tells the server to exit, even if we are killed.
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null());
+        if let Some(ttl) = opts.access_token_ttl {
+            cmd.arg("--access-ttl")
+                .arg(ttl.as_secs().max(1).to_string());
+        }
+        if opts.rotate_refresh_tokens {
+            cmd.arg("--rotate");
+        }
+        let mut child = cmd
+            .spawn()
+            .context("starting node (is Node.js installed?)")?;
+        let stdout = child.stdout.take().context("node stdout")?;
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let mut reader = BufReader::new(stdout);
+            let mut line = String::new();
+            let r = reader.read_line(&mut line).map(|_| line);
+            let _ = tx.send(r);
+            // Keep draining: Node dies of EPIPE when it writes to a closed stdout.
+            let _ = std::io::copy(&mut reader, &mut std::io::sink());
+        });
+        let line = match rx.recv_timeout(START_TIMEOUT) {
+            Ok(Ok(l)) => l,
+            Ok(Err(e)) => {
+                let _ = child.kill();
+                return Err(anyhow!(e).context("reading the auth server's first line"));
+            }
+            Err(_) => {
+                let _ = child.kill();
+                bail!("the auth server did not start within {START_TIMEOUT:?}");
+            }
+        };
+        let v: serde_json::Value = serde_json::from_str(line.trim())
+            .with_context(|| format!("auth server said {line:?}"))?;
+        let port = v["port"]
+            .as_u64()
+            .and_then(|p| u16::try_from(p).ok())
+            .context("auth server port")?;
+        Ok(AuthServer {
+            child: Some(child),
+            port,
+        })
+    }
+
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// The issuer; OpenID discovery is at `{issuer}/.well-known/openid-configuration`.
+    pub fn issuer(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+
+    pub fn token_url(&self) -> String {
+        format!("{}/token", self.issuer())
+    }
+
+    /// The introspection URL with Dovecot's client credentials in it, for
+    /// [`crate::DovecotOAuth2`].
+    pub fn introspection_url(&self) -> String {
+        format!(
+            "http://dovecot:dovecot-secret@127.0.0.1:{}/token/introspection",
+            self.port
+        )
+    }
+
+    /// A refresh token of `user` for `client`, as if the user had signed in and consented
+    /// in a browser.
+    pub fn mint_refresh_token(&self, user: &str, client: &str) -> Result<String> {
+        let path = format!(
+            "/test/mint?user={}&client={}",
+            form_encode(user),
+            form_encode(client)
+        );
+        let (status, body) = self.post(&path, "")?;
+        if status != 200 {
+            bail!("minting a refresh token: HTTP {status}: {body}");
+        }
+        let v: serde_json::Value = serde_json::from_str(&body)?;
+        v["refresh_token"]
+            .as_str()
+            .map(str::to_string)
+            .context("no refresh_token in the answer")
+    }
+
+    /// A fresh access token for a refresh token (the confidential client).
+    pub fn access_token(&self, refresh_token: &str) -> Result<String> {
+        let body = format!(
+            "grant_type=refresh_token&refresh_token={}&client_id={CLIENT_ID}&client_secret={CLIENT_SECRET}",
+            form_encode(refresh_token)
+        );
+        let (status, body) = self.post("/token", &body)?;
+        if status != 200 {
+            bail!("refreshing: HTTP {status}: {body}");
+        }
+        let v: serde_json::Value = serde_json::from_str(&body)?;
+        v["access_token"]
+            .as_str()
+            .map(str::to_string)
+            .context("no access_token in the answer")
+    }
+
+    /// Revokes a refresh token (RFC 7009): its grant and every token of it end.
+    pub fn revoke(&self, refresh_token: &str) -> Result<()> {
+        let body = format!(
+            "token={}&token_type_hint=refresh_token&client_id={CLIENT_ID}&client_secret={CLIENT_SECRET}",
+            form_encode(refresh_token)
+        );
+        let (status, body) = self.post("/token/revocation", &body)?;
+        if status != 200 {
+            bail!("revoking: HTTP {status}: {body}");
+        }
+        Ok(())
+    }
+
+    /// Ends every access token issued to `user` (their grants and refresh tokens stay
+    /// valid); returns how many there were.
+    pub fn revoke_access_tokens(&self, user: &str) -> Result<u64> {
+        let (status, body) = self.post(
+            &format!("/test/revoke-access-tokens?user={}", form_encode(user)),
+            "",
+        )?;
+        if status != 200 {
+            bail!("revoking access tokens: HTTP {status}: {body}");
+        }
+        let v: serde_json::Value = serde_json::from_str(&body)?;
+        v["revoked"].as_u64().context("no count in the answer")
+    }
+
+    /// Stops the server (its port then refuses connections).
+    pub fn stop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    /// One HTTP/1.1 POST on loopback, `Connection: close`; returns status and body.
+    fn post(&self, path: &str, body: &str) -> Result<(u16, String)> {
+        let mut s = TcpStream::connect(("127.0.0.1", self.port))?;
+        s.set_read_timeout(Some(REQUEST_TIMEOUT))?;
+        s.set_write_timeout(Some(REQUEST_TIMEOUT))?;
+        write!(
+            s,
+            "POST {path} HTTP/1.1\r\nHost: 127.0.0.1:{}\r\nConnection: close\r\n\
+             Content-Type: application/x-www-form-urlencoded\r\nContent-Length: {}\r\n\r\n{body}",
+            self.port,
+            body.len()
+        )?;
+        let mut raw = Vec::new();
+        s.take(1 << 20).read_to_end(&mut raw)?;
+        let text = String::from_utf8_lossy(&raw);
+        let (head, rest) = text.split_once("\r\n\r\n").context("HTTP answer")?;
+        let status = head
+            .split(' ')
+            .nth(1)
+            .and_then(|s| s.parse().ok())
+            .context("HTTP status")?;
+        let chunked = head
+            .to_ascii_lowercase()
+            .contains("transfer-encoding: chunked");
+        let body = if chunked {
+            dechunk(rest)
+        } else {
+            rest.to_string()
+        };
+        Ok((status, body))
+    }
+}
+
+impl Drop for AuthServer {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+fn dechunk(mut s: &str) -> String {
+    let mut out = String::new();
+    for _ in 0..10_000 {
+        let Some((len, rest)) = s.split_once("\r\n") else {
+            break;
+        };
+        let Ok(n) = usize::from_str_radix(len.trim(), 16) else {
+            break;
+        };
+        if n == 0 || rest.len() < n {
+            break;
+        }
+        out.push_str(&rest[..n]);
+        s = rest[n..].trim_start_matches("\r\n");
+    }
+    out
+}
+
+/// `application/x-www-form-urlencoded` for a value.
+pub fn form_encode(s: &str) -> String {
+    let mut out = String::new();
+    for b in s.bytes() {
+        if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
