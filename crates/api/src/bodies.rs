@@ -114,6 +114,16 @@ pub(crate) struct Resolved {
 }
 
 impl Messages<'_> {
+    /// The Email `id` of `account`, or `NotFound`.
+    async fn view(&self, account: AccountId, id: EmailId) -> Result<EmailView, BlobError> {
+        self.store
+            .emails(account, &[id])
+            .await?
+            .into_iter()
+            .next()
+            .ok_or(BlobError::NotFound)
+    }
+
     /// The Email with its body stored: fetched now when the background pass has not
     /// stored it yet.
     pub(crate) async fn with_body(
@@ -141,13 +151,7 @@ impl Messages<'_> {
                 ));
             }
         }
-        let view = self
-            .store
-            .emails(account, &[id])
-            .await?
-            .into_iter()
-            .next()
-            .ok_or(BlobError::NotFound)?;
+        let view = self.view(account, id).await?;
         if view.blob_id.is_none() {
             // Fetched, yet not stored: the Email lost its last copy meanwhile.
             return Err(BlobError::NotFound);
@@ -176,13 +180,7 @@ impl Messages<'_> {
     ) -> Result<Resolved, BlobError> {
         match parse(blob_id).ok_or(BlobError::NotFound)? {
             BlobRef::Email(id) => {
-                let view = self
-                    .store
-                    .emails(account, &[id])
-                    .await?
-                    .into_iter()
-                    .next()
-                    .ok_or(BlobError::NotFound)?;
+                let view = self.view(account, id).await?;
                 // Only the id the Email carries: `bm<id>` of an Email known by its content
                 // address would be a second name for the same blob.
                 if view.jmap_blob_id() != blob_id {

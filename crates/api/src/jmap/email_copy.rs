@@ -50,7 +50,10 @@ pub(crate) async fn copy(
             format!("at most {} emails per copy", ctx.max_objects_in_set),
         ));
     }
-    let from = ctx.account(&a.from_account_id)?;
+    // RFC 8620 5.4: an account to copy from that is not the caller's is fromAccountNotFound.
+    let from = ctx.account(&a.from_account_id).map_err(|_| {
+        jmap_proto::MethodError::new(jmap_proto::MethodErrorType::FromAccountNotFound)
+    })?;
     let to = ctx.account(&a.account_id)?;
     if from == to {
         return Err(MethodError::invalid_arguments(
