@@ -17,7 +17,7 @@ mod text;
 
 pub use structure::{
     BodyLists, BodyPart, BodyValue, MAX_BODY_DEPTH, MAX_BODY_PARTS, MAX_PART_HEADERS, PartContent,
-    body_lists, body_structure, body_value, body_values, part_content,
+    body_lists, body_structure, body_value, body_values, body_values_owned, part_content,
 };
 
 use serde::{Deserialize, Serialize};

@@ -171,19 +171,132 @@ pub fn body_value(raw: &[u8], part_id: &str, max_bytes: usize) -> Option<BodyVal
 /// the start of the part the limit can use is decoded at all, so the text of a 200 MB
 /// message asked with a limit costs about the limit.
 pub fn body_values(raw: &[u8], part_ids: &[&str], max_bytes: usize) -> Vec<(String, BodyValue)> {
-    /// A text leaf found by the parse: decoded after it, from `raw`, when its octets are
-    /// a range of `raw` (the parse's own copies are gone by then); else decoded at once.
-    enum Found {
-        Range {
-            start: usize,
-            end: usize,
-            encoding: Encoding,
-            charset: Option<String>,
-            problem: bool,
-        },
-        Value(BodyValue),
+    found_parts(raw, part_ids, max_bytes)
+        .into_iter()
+        .map(|(id, f)| (id, f.value(raw, max_bytes)))
+        .collect()
+}
+
+/// [`body_values`] of a message the caller no longer needs: the largest value that is the
+/// message's own octets (8-bit or 7-bit UTF-8, not cut by `max_bytes`) is moved to the
+/// front of `raw` and becomes the value in place, so a huge plain text costs its size once,
+/// not twice.
+pub fn body_values_owned(
+    mut raw: Vec<u8>,
+    part_ids: &[&str],
+    max_bytes: usize,
+) -> Vec<(String, BodyValue)> {
+    let found = found_parts(&raw, part_ids, max_bytes);
+    let in_place = found
+        .iter()
+        .enumerate()
+        .filter_map(|(i, (_, f))| f.verbatim_len(&raw, max_bytes).map(|len| (i, len)))
+        .max_by_key(|(_, len)| *len)
+        .map(|(i, _)| i);
+    let mut values: Vec<(String, Option<BodyValue>)> = found
+        .iter()
+        .enumerate()
+        .map(|(i, (id, f))| {
+            (
+                id.clone(),
+                (Some(i) != in_place).then(|| f.value(&raw, max_bytes)),
+            )
+        })
+        .collect();
+    if let Some(i) = in_place
+        && let Some((
+            _,
+            Found::Range {
+                start,
+                end,
+                problem,
+                ..
+            },
+        )) = found.get(i)
+    {
+        raw.copy_within(*start..*end, 0);
+        raw.truncate(end - start);
+        let value = String::from_utf8(raw).unwrap_or_default();
+        if let Some(slot) = values.get_mut(i) {
+            slot.1 = Some(BodyValue {
+                value,
+                is_encoding_problem: *problem,
+                is_truncated: false,
+            });
+        }
     }
-    let found: Vec<(String, Found)> = analyse(
+    values
+        .into_iter()
+        .map(|(id, v)| (id, v.unwrap_or_default()))
+        .collect()
+}
+
+/// A text leaf found by the parse: decoded after it, from `raw`, when its octets are
+/// a range of `raw` (the parse's own copies are gone by then); else decoded at once.
+enum Found {
+    Range {
+        start: usize,
+        end: usize,
+        encoding: Encoding,
+        charset: Option<String>,
+        problem: bool,
+    },
+    Value(BodyValue),
+}
+
+impl Found {
+    fn value(&self, raw: &[u8], max_bytes: usize) -> BodyValue {
+        match self {
+            Found::Value(v) => v.clone(),
+            Found::Range {
+                start,
+                end,
+                encoding,
+                charset,
+                problem,
+            } => {
+                let body = raw.get(*start..*end).unwrap_or_default();
+                let mut v = octets_value(body, *encoding, charset.as_deref(), max_bytes);
+                v.is_encoding_problem |= *problem;
+                v
+            }
+        }
+    }
+
+    /// The length of the value when it is exactly the part's octets: no transfer
+    /// encoding, a UTF-8 (or ASCII) charset, valid UTF-8, and not cut by `max_bytes`.
+    fn verbatim_len(&self, raw: &[u8], max_bytes: usize) -> Option<usize> {
+        let Found::Range {
+            start,
+            end,
+            encoding: Encoding::None,
+            charset,
+            ..
+        } = self
+        else {
+            return None;
+        };
+        let cs = charset
+            .as_deref()
+            .unwrap_or("us-ascii")
+            .trim()
+            .to_ascii_lowercase();
+        let utf8_like = matches!(
+            cs.as_str(),
+            "utf-8" | "utf8" | "us-ascii" | "ascii" | "ansi_x3.4-1968" | "iso646-us"
+        );
+        let body = raw.get(*start..*end)?;
+        (utf8_like
+            && (max_bytes == 0 || body.len() <= max_bytes)
+            && std::str::from_utf8(body).is_ok())
+        .then_some(body.len())
+    }
+}
+
+/// The text leaves asked for, in the order asked (unknown ids, non-text parts and repeats
+/// left out), from one parse of `raw`.
+fn found_parts(raw: &[u8], part_ids: &[&str], max_bytes: usize) -> Vec<(String, Found)> {
+    analyse(
         raw,
         |parts, tree, data| {
             let nodes = walk(parts, tree);
@@ -233,28 +346,7 @@ pub fn body_values(raw: &[u8], part_ids: &[&str], max_bytes: usize) -> Vec<(Stri
                 .unwrap_or_default();
             vec![("1".to_string(), Found::Value(value))]
         },
-    );
-    found
-        .into_iter()
-        .map(|(id, f)| {
-            let v = match f {
-                Found::Value(v) => v,
-                Found::Range {
-                    start,
-                    end,
-                    encoding,
-                    charset,
-                    problem,
-                } => {
-                    let body = raw.get(start..end).unwrap_or_default();
-                    let mut v = octets_value(body, encoding, charset.as_deref(), max_bytes);
-                    v.is_encoding_problem |= problem;
-                    v
-                }
-            };
-            (id, v)
-        })
-        .collect()
+    )
 }
 
 /// The body value of one text leaf, decoded while its parse is alive (see

@@ -156,8 +156,14 @@ pub(crate) struct BodyRequest {
 }
 
 /// The body properties of one message. CPU work: call it off the async executor.
-pub(crate) fn body_properties(raw: &[u8], blob: &str, req: &BodyRequest) -> Map<String, Value> {
-    let root = mime::body_structure(raw);
+/// With `raw` owned (`Cow::Owned`), its buffer becomes the largest plain body value
+/// instead of being copied (see `mime::body_values_owned`).
+pub(crate) fn body_properties(
+    raw: std::borrow::Cow<'_, [u8]>,
+    blob: &str,
+    req: &BodyRequest,
+) -> Map<String, Value> {
+    let root = mime::body_structure(&raw);
     let lists = mime::body_lists(&root);
     let mut out = Map::new();
     let leaf_props: Vec<String> = req
@@ -174,6 +180,7 @@ pub(crate) fn body_properties(raw: &[u8], blob: &str, req: &BodyRequest) -> Map<
                 .collect(),
         )
     };
+    let mut values_wanted: Option<Vec<String>> = None;
     for p in &req.props {
         match p.as_str() {
             "bodyStructure" => {
@@ -213,20 +220,28 @@ pub(crate) fn body_properties(raw: &[u8], blob: &str, req: &BodyRequest) -> Map<
                         wanted.extend(lists.html_body.iter());
                     }
                 }
-                // One parse for all of them; each value is moved into the answer, not copied.
-                let wanted: Vec<&str> = wanted.iter().map(|s| s.as_str()).collect();
-                let mut values = Map::new();
-                for (id, v) in mime::body_values(raw, &wanted, req.max_bytes) {
-                    let mut o = Map::new();
-                    o.insert("value".into(), Value::String(v.value));
-                    o.insert("isEncodingProblem".into(), json!(v.is_encoding_problem));
-                    o.insert("isTruncated".into(), json!(v.is_truncated));
-                    values.insert(id, Value::Object(o));
-                }
-                out.insert(p.clone(), Value::Object(values));
+                // Decoded last, once the message is needed for nothing else.
+                values_wanted = Some(wanted.into_iter().cloned().collect::<Vec<String>>());
             }
             _ => {}
         }
+    }
+    if let Some(wanted) = values_wanted {
+        // One parse for all of them; each value is moved into the answer, not copied.
+        let wanted: Vec<&str> = wanted.iter().map(String::as_str).collect();
+        let found = match raw {
+            std::borrow::Cow::Owned(raw) => mime::body_values_owned(raw, &wanted, req.max_bytes),
+            std::borrow::Cow::Borrowed(raw) => mime::body_values(raw, &wanted, req.max_bytes),
+        };
+        let mut values = Map::new();
+        for (id, v) in found {
+            let mut o = Map::new();
+            o.insert("value".into(), Value::String(v.value));
+            o.insert("isEncodingProblem".into(), json!(v.is_encoding_problem));
+            o.insert("isTruncated".into(), json!(v.is_truncated));
+            values.insert(id, Value::Object(o));
+        }
+        out.insert("bodyValues".into(), Value::Object(values));
     }
     out
 }

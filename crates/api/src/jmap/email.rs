@@ -107,13 +107,17 @@ async fn from_message(
     let req = req.clone();
     let header_props = header_props.clone();
     tokio::task::spawn_blocking(move || {
-        let mut out = if req.props.is_empty() {
-            Map::new()
-        } else {
-            body::body_properties(&raw, &blob, &req)
-        };
+        let mut out = Map::new();
         if !header_props.is_empty() {
             out.extend(super::headers::email_properties(&raw, &header_props));
+        }
+        if !req.props.is_empty() {
+            // Last: the message's buffer may become a body value.
+            out.extend(body::body_properties(
+                std::borrow::Cow::Owned(raw),
+                &blob,
+                &req,
+            ));
         }
         out
     })

@@ -100,7 +100,11 @@ fn email(
         o.insert(p.clone(), v);
     }
     if !req.props.is_empty() {
-        o.extend(body::body_properties(raw, base, req));
+        o.extend(body::body_properties(
+            std::borrow::Cow::Borrowed(raw),
+            base,
+            req,
+        ));
     }
     let header_props: Vec<String> = props
         .iter()

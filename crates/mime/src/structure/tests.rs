@@ -807,3 +807,29 @@ fn several_values_come_from_one_parse_in_the_order_asked() {
     assert_eq!(got[1].1.value, "plain");
     assert!(got[0].1.value.contains("<p>html</p>"));
 }
+
+/// Reusing the message's buffer for the largest plain value gives the same values as
+/// decoding from a borrowed buffer, whatever the parts and the limit.
+#[test]
+fn values_from_an_owned_buffer_are_the_same() {
+    let raw = crlf(
+        "Content-Type: multipart/mixed; boundary=b\n\n--b\n\
+         Content-Type: text/plain; charset=utf-8\n\nGrüße, the long plain part.\nSecond line.\n\
+         --b\nContent-Type: text/html\nContent-Transfer-Encoding: base64\n\nPHA+aHRtbDwvcD4=\n\
+         --b\nContent-Type: text/plain; charset=iso-8859-1\n\nCaf\u{e9}\n--b--\n",
+    );
+    for ids in [&["1", "2", "3"][..], &["3", "1"], &["2"], &["9", "1", "1"]] {
+        for max in [0, 5, 100] {
+            assert_eq!(
+                body_values_owned(raw.clone(), ids, max),
+                body_values(&raw, ids, max),
+                "{ids:?} {max}"
+            );
+        }
+    }
+    let single = crlf("Subject: x\n\nJust text.\n");
+    assert_eq!(
+        body_values_owned(single.clone(), &["1"], 0),
+        body_values(&single, &["1"], 0)
+    );
+}
