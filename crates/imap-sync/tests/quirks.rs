@@ -1,0 +1,319 @@
+//! Servers that bend the standard, scripted where no real server shows the behaviour:
+//! expunges that come untagged with another command, and the provider quirks.
+
+use anyhow::{Context, Result};
+use imap_sync::sync::AccountSync;
+use imap_sync::{Credentials, Endpoint, Session};
+use mail_types::{AccountId, AccountKind, Security};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use store::{NewAccount, ServerSettings, SqliteStore, Store};
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+use tokio::net::TcpListener;
+
+/// One scripted mailbox (INBOX) and what the server does with the next commands.
+struct Mailbox {
+    caps: &'static str,
+    uidvalidity: u32,
+    /// (uid, modseq) in UID order.
+    messages: Vec<(u32, u64)>,
+    highestmodseq: u64,
+    /// Before answering the first command starting with `.0`, the server expunges UID `.1`
+    /// (another client did it) and reports it untagged with that command's answer.
+    expunge_during: Option<(&'static str, u32)>,
+    /// Every command line the client sent.
+    log: Vec<String>,
+}
+
+impl Mailbox {
+    fn uidnext(&self) -> u32 {
+        self.messages.last().map_or(1, |m| m.0 + 1)
+    }
+
+    fn qresync(&self) -> bool {
+        self.caps.contains("QRESYNC")
+    }
+
+    fn header(uid: u32) -> String {
+        format!("Subject: message {uid}\r\nMessage-ID: <{uid}@example.org>\r\n\r\n")
+    }
+
+    fn in_set(set: &str, uid: u32, max: u32) -> bool {
+        set.split(',').any(|part| match part.split_once(':') {
+            Some((a, b)) => {
+                let a = if a == "*" {
+                    max
+                } else {
+                    a.parse().unwrap_or(0)
+                };
+                let b = if b == "*" {
+                    max
+                } else {
+                    b.parse().unwrap_or(0)
+                };
+                (a.min(b)..=a.max(b)).contains(&uid)
+            }
+            None => part.parse::<u32>().ok() == Some(uid),
+        })
+    }
+
+    /// The answer to one command line.
+    fn answer(&mut self, tag: &str, cmd: &str) -> Option<String> {
+        self.log.push(cmd.to_string());
+        let upper = cmd.to_ascii_uppercase();
+        let mut out = String::new();
+        if let Some((prefix, uid)) = self.expunge_during
+            && upper.starts_with(prefix)
+        {
+            self.expunge_during = None;
+            if let Some(pos) = self.messages.iter().position(|m| m.0 == uid) {
+                self.messages.remove(pos);
+                self.highestmodseq += 1;
+                if self.qresync() {
+                    out.push_str(&format!("* VANISHED {uid}\r\n"));
+                } else {
+                    out.push_str(&format!("* {} EXPUNGE\r\n", pos + 1));
+                }
+            }
+        }
+        let max = self.messages.last().map_or(0, |m| m.0);
+        if upper.starts_with("LOGIN") {
+            out.push_str(&format!("{tag} OK [CAPABILITY {}] in\r\n", self.caps));
+        } else if upper.starts_with("ENABLE") {
+            if self.qresync() {
+                out.push_str("* ENABLED QRESYNC\r\n");
+            }
+            out.push_str(&format!("{tag} OK enabled\r\n"));
+        } else if upper.starts_with("LIST") {
+            out.push_str(&format!(
+                "* LIST (\\Subscribed) \"/\" INBOX\r\n{tag} OK list\r\n"
+            ));
+        } else if upper.starts_with("LSUB") {
+            out.push_str(&format!("* LSUB () \"/\" INBOX\r\n{tag} OK lsub\r\n"));
+        } else if upper.starts_with("EXAMINE") || upper.starts_with("SELECT") {
+            out.push_str(&format!(
+                "* {} EXISTS\r\n* OK [UIDVALIDITY {}] v\r\n* OK [UIDNEXT {}] n\r\n\
+                 * OK [HIGHESTMODSEQ {}] m\r\n{tag} OK [READ-ONLY] done\r\n",
+                self.messages.len(),
+                self.uidvalidity,
+                self.uidnext(),
+                self.highestmodseq,
+            ));
+        } else if let Some(rest) = upper.strip_prefix("UID SEARCH ") {
+            let found: Vec<String> = match rest.strip_prefix("UID ") {
+                Some(set) => self
+                    .messages
+                    .iter()
+                    .filter(|m| Self::in_set(set, m.0, max))
+                    .map(|m| m.0.to_string())
+                    .collect(),
+                None => self.messages.iter().map(|m| m.0.to_string()).collect(),
+            };
+            out.push_str(&format!(
+                "* SEARCH {}\r\n{tag} OK search\r\n",
+                found.join(" ")
+            ));
+        } else if let Some(rest) = upper.strip_prefix("UID FETCH ") {
+            let set = rest.split(' ').next().unwrap_or("");
+            let since = rest
+                .split("CHANGEDSINCE ")
+                .nth(1)
+                .and_then(|s| s.trim_end_matches(')').parse::<u64>().ok());
+            for (i, &(uid, modseq)) in self.messages.iter().enumerate() {
+                if !Self::in_set(set, uid, max) || since.is_some_and(|s| modseq <= s) {
+                    continue;
+                }
+                if rest.contains("BODY.PEEK[HEADER]") {
+                    let h = Self::header(uid);
+                    out.push_str(&format!(
+                        "* {} FETCH (UID {uid} FLAGS () MODSEQ ({modseq}) RFC822.SIZE {} \
+                         INTERNALDATE \"01-Dec-2026 10:00:00 +0000\" BODY[HEADER] {{{}}}\r\n{h})\r\n",
+                        i + 1,
+                        h.len(),
+                        h.len()
+                    ));
+                } else {
+                    out.push_str(&format!(
+                        "* {} FETCH (UID {uid} FLAGS () MODSEQ ({modseq}))\r\n",
+                        i + 1
+                    ));
+                }
+            }
+            out.push_str(&format!("{tag} OK fetch\r\n"));
+        } else if upper.starts_with("LOGOUT") {
+            out.push_str(&format!("* BYE bye\r\n{tag} OK out\r\n"));
+        } else {
+            out.push_str(&format!("{tag} OK done\r\n"));
+        }
+        Some(out)
+    }
+}
+
+/// Serves `mailbox` to any number of connections, one command line at a time (bounded).
+async fn serve(mailbox: Arc<Mutex<Mailbox>>) -> Result<u16> {
+    let listener = TcpListener::bind("127.0.0.1:0").await?;
+    let port = listener.local_addr()?.port();
+    tokio::spawn(async move {
+        for _ in 0..20 {
+            let Ok((sock, _)) = listener.accept().await else {
+                return;
+            };
+            let mailbox = mailbox.clone();
+            tokio::spawn(async move {
+                let (r, mut w) = sock.into_split();
+                let mut r = BufReader::new(r);
+                let caps = mailbox.lock().map(|m| m.caps).unwrap_or("IMAP4rev1");
+                let greeting = format!("* OK [CAPABILITY {caps}] scripted\r\n");
+                if w.write_all(greeting.as_bytes()).await.is_err() {
+                    return;
+                }
+                let mut line = String::new();
+                for _ in 0..200 {
+                    line.clear();
+                    match r.read_line(&mut line).await {
+                        Ok(0) | Err(_) => return,
+                        Ok(_) => {}
+                    }
+                    let (tag, cmd) = line.trim_end().split_once(' ').unwrap_or(("?", ""));
+                    let answer = match mailbox.lock() {
+                        Ok(mut m) => m.answer(tag, cmd),
+                        Err(_) => None,
+                    };
+                    match answer {
+                        Some(a) if w.write_all(a.as_bytes()).await.is_ok() => {}
+                        _ => return,
+                    }
+                }
+            });
+        }
+    });
+    Ok(port)
+}
+
+fn endpoint(port: u16) -> Endpoint {
+    Endpoint {
+        host: "127.0.0.1".into(),
+        port,
+        security: Security::None,
+        ca_file: None,
+    }
+}
+
+async fn store() -> Result<(Arc<dyn Store>, AccountId, tempfile::TempDir)> {
+    let dir = tempfile::tempdir()?;
+    let store: Arc<dyn Store> = Arc::new(SqliteStore::open(&dir.path().join("t.sqlite"))?);
+    let user = store.create_user("alice", "x").await?;
+    let account = store
+        .create_account(&NewAccount {
+            user,
+            name: "scripted".into(),
+            kind: AccountKind::Imap,
+            server: ServerSettings {
+                host: "127.0.0.1".into(),
+                port: 1,
+                security: Security::None,
+                username: "u".into(),
+                password_enc: vec![],
+                ca_file: None,
+            },
+            smtp: None,
+            pop3_delete_after_days: None,
+            auth: Default::default(),
+        })
+        .await?;
+    Ok((store, account, dir))
+}
+
+async fn within<T>(f: impl std::future::Future<Output = T>) -> T {
+    tokio::time::timeout(Duration::from_secs(20), f)
+        .await
+        .expect("the scripted server must not hang the client")
+}
+
+/// One pass of the sync (headers only) on a fresh connection.
+async fn pass(sync: &AccountSync, port: u16) -> Result<()> {
+    let creds = Credentials {
+        username: "u".into(),
+        password: "p".into(),
+    };
+    let mut s = within(Session::connect(&endpoint(port), &creds)).await?;
+    within(sync.sync_all(&mut s)).await?;
+    s.logout().await;
+    Ok(())
+}
+
+/// The UIDs and HIGHESTMODSEQ the store holds for INBOX.
+async fn stored(sync: &AccountSync) -> Result<(Vec<u32>, u64)> {
+    let mb = sync
+        .mailbox_by_raw_name("INBOX")
+        .await?
+        .context("INBOX not stored")?;
+    let mut uids: Vec<u32> = sync
+        .store
+        .mailbox_copies(mb.id)
+        .await?
+        .iter()
+        .map(|c| c.uid.0)
+        .collect();
+    uids.sort_unstable();
+    Ok((uids, mb.highestmodseq.0))
+}
+
+/// An expunge reported untagged with a command of the pass (not with the EXAMINE) is in
+/// the store when the pass ends, and the stored HIGHESTMODSEQ is one from which a QRESYNC
+/// would report it again had it been missed.
+async fn expunge_during_a_pass(caps: &'static str, during: &'static str) -> Result<()> {
+    let mailbox = Arc::new(Mutex::new(Mailbox {
+        caps,
+        uidvalidity: 7,
+        messages: vec![(1, 3), (2, 5), (3, 10)],
+        highestmodseq: 10,
+        expunge_during: None,
+        log: Vec::new(),
+    }));
+    let port = serve(mailbox.clone()).await?;
+    let (store, account, _dir) = store().await?;
+    let mut sync = AccountSync::new(store, account);
+    sync.options.bodies = false;
+    pass(&sync, port).await?;
+    assert_eq!(stored(&sync).await?, (vec![1, 2, 3], 10));
+
+    if let Ok(mut m) = mailbox.lock() {
+        m.expunge_during = Some((during, 2));
+    }
+    pass(&sync, port).await?;
+    let (uids, modseq) = stored(&sync).await?;
+    let (server_uids, server_modseq, injected) = match mailbox.lock() {
+        Ok(m) => (
+            m.messages.iter().map(|m| m.0).collect::<Vec<_>>(),
+            m.highestmodseq,
+            m.expunge_during.is_none(),
+        ),
+        Err(_) => anyhow::bail!("server state poisoned"),
+    };
+    assert!(injected, "the scripted expunge never happened");
+    assert_eq!(server_uids, vec![1, 3]);
+    assert_eq!(
+        uids, server_uids,
+        "the expunge reported during the pass is not in the store"
+    );
+    assert!(
+        modseq <= server_modseq,
+        "stored HIGHESTMODSEQ {modseq} is past the server's {server_modseq}"
+    );
+    Ok(())
+}
+
+#[tokio::test]
+async fn vanished_during_a_uid_search_is_stored_before_the_modseq_moves() -> Result<()> {
+    expunge_during_a_pass(
+        "IMAP4rev1 ENABLE CONDSTORE QRESYNC LIST-EXTENDED",
+        "UID SEARCH",
+    )
+    .await
+}
+
+#[tokio::test]
+async fn expunge_during_a_changedsince_fetch_is_stored_in_the_same_pass() -> Result<()> {
+    expunge_during_a_pass("IMAP4rev1 ENABLE CONDSTORE LIST-EXTENDED", "UID FETCH").await
+}
