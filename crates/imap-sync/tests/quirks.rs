@@ -3,7 +3,7 @@
 
 use anyhow::{Context, Result};
 use imap_sync::sync::AccountSync;
-use imap_sync::{Credentials, Endpoint, Session};
+use imap_sync::{Credentials, Endpoint, Login, Provider, ProviderChoice, Session};
 use mail_types::{AccountId, AccountKind, Security};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -23,6 +23,32 @@ struct Mailbox {
     expunge_during: Option<(&'static str, u32)>,
     /// Every command line the client sent.
     log: Vec<String>,
+    /// Whether ENABLE QRESYNC is answered with the untagged ENABLED (RFC 5161 3.2); iCloud
+    /// answers OK alone.
+    answers_enabled: bool,
+    /// UIDs carrying \Flagged.
+    flagged: Vec<u32>,
+    /// This many EXAMINEs are answered `NO [UNAVAILABLE]` (Yahoo under load).
+    unavailable_examines: u32,
+    /// A SEARCH answers at most this many UIDs, the rest cut silently (Yahoo).
+    search_cap: Option<usize>,
+}
+
+impl Default for Mailbox {
+    fn default() -> Self {
+        Mailbox {
+            caps: "IMAP4rev1",
+            uidvalidity: 7,
+            messages: vec![(1, 3), (2, 5), (3, 10)],
+            highestmodseq: 10,
+            expunge_during: None,
+            log: Vec::new(),
+            answers_enabled: true,
+            flagged: Vec::new(),
+            unavailable_examines: 0,
+            search_cap: None,
+        }
+    }
 }
 
 impl Mailbox {
@@ -79,8 +105,10 @@ impl Mailbox {
         let max = self.messages.last().map_or(0, |m| m.0);
         if upper.starts_with("LOGIN") {
             out.push_str(&format!("{tag} OK [CAPABILITY {}] in\r\n", self.caps));
+        } else if upper == "CAPABILITY" {
+            out.push_str(&format!("* CAPABILITY {}\r\n{tag} OK caps\r\n", self.caps));
         } else if upper.starts_with("ENABLE") {
-            if self.qresync() {
+            if upper.contains("QRESYNC") && self.qresync() && self.answers_enabled {
                 out.push_str("* ENABLED QRESYNC\r\n");
             }
             out.push_str(&format!("{tag} OK enabled\r\n"));
@@ -90,6 +118,11 @@ impl Mailbox {
             ));
         } else if upper.starts_with("LSUB") {
             out.push_str(&format!("* LSUB () \"/\" INBOX\r\n{tag} OK lsub\r\n"));
+        } else if (upper.starts_with("EXAMINE") || upper.starts_with("SELECT"))
+            && self.unavailable_examines > 0
+        {
+            self.unavailable_examines -= 1;
+            out.push_str(&format!("{tag} NO [UNAVAILABLE] try again later\r\n"));
         } else if upper.starts_with("EXAMINE") || upper.starts_with("SELECT") {
             out.push_str(&format!(
                 "* {} EXISTS\r\n* OK [UIDVALIDITY {}] v\r\n* OK [UIDNEXT {}] n\r\n\
@@ -109,6 +142,7 @@ impl Mailbox {
                     .collect(),
                 None => self.messages.iter().map(|m| m.0.to_string()).collect(),
             };
+            let found = &found[..found.len().min(self.search_cap.unwrap_or(usize::MAX))];
             out.push_str(&format!(
                 "* SEARCH {}\r\n{tag} OK search\r\n",
                 found.join(" ")
@@ -123,10 +157,15 @@ impl Mailbox {
                 if !Self::in_set(set, uid, max) || since.is_some_and(|s| modseq <= s) {
                     continue;
                 }
+                let flags = if self.flagged.contains(&uid) {
+                    "\\Flagged"
+                } else {
+                    ""
+                };
                 if rest.contains("BODY.PEEK[HEADER]") {
                     let h = Self::header(uid);
                     out.push_str(&format!(
-                        "* {} FETCH (UID {uid} FLAGS () MODSEQ ({modseq}) RFC822.SIZE {} \
+                        "* {} FETCH (UID {uid} FLAGS ({flags}) MODSEQ ({modseq}) RFC822.SIZE {} \
                          INTERNALDATE \"01-Dec-2026 10:00:00 +0000\" BODY[HEADER] {{{}}}\r\n{h})\r\n",
                         i + 1,
                         h.len(),
@@ -134,7 +173,7 @@ impl Mailbox {
                     ));
                 } else {
                     out.push_str(&format!(
-                        "* {} FETCH (UID {uid} FLAGS () MODSEQ ({modseq}))\r\n",
+                        "* {} FETCH (UID {uid} FLAGS ({flags}) MODSEQ ({modseq}))\r\n",
                         i + 1
                     ));
                 }
@@ -232,11 +271,16 @@ async fn within<T>(f: impl std::future::Future<Output = T>) -> T {
 
 /// One pass of the sync (headers only) on a fresh connection.
 async fn pass(sync: &AccountSync, port: u16) -> Result<()> {
-    let creds = Credentials {
+    pass_as(sync, port, ProviderChoice::Auto).await
+}
+
+/// One pass with the provider profile an account's configuration would name.
+async fn pass_as(sync: &AccountSync, port: u16, choice: ProviderChoice) -> Result<()> {
+    let login = Login::Password(Credentials {
         username: "u".into(),
         password: "p".into(),
-    };
-    let mut s = within(Session::connect(&endpoint(port), &creds)).await?;
+    });
+    let mut s = within(Session::connect_profile(&endpoint(port), &login, choice)).await?;
     within(sync.sync_all(&mut s)).await?;
     s.logout().await;
     Ok(())
@@ -265,11 +309,7 @@ async fn stored(sync: &AccountSync) -> Result<(Vec<u32>, u64)> {
 async fn expunge_during_a_pass(caps: &'static str, during: &'static str) -> Result<()> {
     let mailbox = Arc::new(Mutex::new(Mailbox {
         caps,
-        uidvalidity: 7,
-        messages: vec![(1, 3), (2, 5), (3, 10)],
-        highestmodseq: 10,
-        expunge_during: None,
-        log: Vec::new(),
+        ..Mailbox::default()
     }));
     let port = serve(mailbox.clone()).await?;
     let (store, account, _dir) = store().await?;
@@ -316,4 +356,146 @@ async fn vanished_during_a_uid_search_is_stored_before_the_modseq_moves() -> Res
 #[tokio::test]
 async fn expunge_during_a_changedsince_fetch_is_stored_in_the_same_pass() -> Result<()> {
     expunge_during_a_pass("IMAP4rev1 ENABLE CONDSTORE LIST-EXTENDED", "UID FETCH").await
+}
+
+/// A fresh store and a sync of it, headers only.
+async fn fresh_sync() -> Result<(AccountSync, tempfile::TempDir)> {
+    let (store, account, dir) = store().await?;
+    let mut sync = AccountSync::new(store, account);
+    sync.options.bodies = false;
+    Ok((sync, dir))
+}
+
+fn log_of(mailbox: &Arc<Mutex<Mailbox>>) -> Vec<String> {
+    mailbox.lock().map(|m| m.log.clone()).unwrap_or_default()
+}
+
+/// The stored flags of one UID of INBOX.
+async fn flags_of(sync: &AccountSync, uid: u32) -> Result<Vec<String>> {
+    let mb = sync
+        .mailbox_by_raw_name("INBOX")
+        .await?
+        .context("INBOX not stored")?;
+    Ok(sync
+        .store
+        .mailbox_copies(mb.id)
+        .await?
+        .into_iter()
+        .find(|c| c.uid.0 == uid)
+        .map(|c| c.flags)
+        .unwrap_or_default())
+}
+
+/// iCloud: QRESYNC advertised (CONDSTORE only implied), ENABLE QRESYNC answered without
+/// ENABLED. The session must not count on QRESYNC, and must still resync by CONDSTORE
+/// (RFC 7162 3.2.3: a QRESYNC server implements CONDSTORE).
+#[tokio::test]
+async fn qresync_without_enabled_resyncs_by_condstore() -> Result<()> {
+    let mailbox = Arc::new(Mutex::new(Mailbox {
+        caps: "IMAP4rev1 ENABLE QRESYNC LIST-EXTENDED",
+        answers_enabled: false,
+        ..Mailbox::default()
+    }));
+    let port = serve(mailbox.clone()).await?;
+    let (sync, _dir) = fresh_sync().await?;
+    pass(&sync, port).await?;
+    assert_eq!(stored(&sync).await?, (vec![1, 2, 3], 10));
+    if let Ok(mut m) = mailbox.lock() {
+        m.flagged.push(1);
+        m.messages[0].1 = 11;
+        m.highestmodseq = 11;
+    }
+    pass(&sync, port).await?;
+    assert_eq!(flags_of(&sync, 1).await?, vec!["\\Flagged".to_string()]);
+    assert_eq!(stored(&sync).await?, (vec![1, 2, 3], 11));
+    let log = log_of(&mailbox);
+    assert!(
+        log.iter().any(|c| c.contains("(CHANGEDSINCE 10)")),
+        "flags not resynced by CONDSTORE: {log:?}"
+    );
+    assert!(
+        !log.iter().any(|c| c.contains("QRESYNC (")),
+        "QRESYNC used without ENABLED: {log:?}"
+    );
+    Ok(())
+}
+
+/// iCloud's profile, named in the configuration: QRESYNC is not even enabled where the
+/// server would answer ENABLED, and the capabilities are read again after login.
+#[tokio::test]
+async fn icloud_profile_uses_condstore_only() -> Result<()> {
+    let mailbox = Arc::new(Mutex::new(Mailbox {
+        caps: "IMAP4rev1 ENABLE CONDSTORE QRESYNC LIST-EXTENDED",
+        ..Mailbox::default()
+    }));
+    let port = serve(mailbox.clone()).await?;
+    let (sync, _dir) = fresh_sync().await?;
+    pass_as(&sync, port, ProviderChoice::Fixed(Provider::Icloud)).await?;
+    assert_eq!(stored(&sync).await?, (vec![1, 2, 3], 10));
+    let log = log_of(&mailbox);
+    let login = log.iter().position(|c| c.starts_with("LOGIN"));
+    let recheck = log.iter().rposition(|c| c == "CAPABILITY");
+    assert!(
+        matches!((login, recheck), (Some(l), Some(c)) if c > l),
+        "capabilities not read again after login: {log:?}"
+    );
+    assert!(
+        !log.iter().any(|c| c.contains("ENABLE QRESYNC")),
+        "QRESYNC enabled for iCloud: {log:?}"
+    );
+    assert!(log.iter().any(|c| c == "ENABLE CONDSTORE"), "{log:?}");
+    Ok(())
+}
+
+/// Yahoo: `NO [UNAVAILABLE]` to EXAMINE is retried after a short wait, and the pass
+/// stores the mailbox instead of skipping it.
+#[tokio::test]
+async fn unavailable_examine_is_retried() -> Result<()> {
+    let mailbox = Arc::new(Mutex::new(Mailbox {
+        caps: "IMAP4rev1 ENABLE CONDSTORE LIST-EXTENDED",
+        unavailable_examines: 2,
+        ..Mailbox::default()
+    }));
+    let port = serve(mailbox.clone()).await?;
+    let (sync, _dir) = fresh_sync().await?;
+    pass_as(&sync, port, ProviderChoice::Fixed(Provider::Yahoo)).await?;
+    let (uids, _) = stored(&sync).await?;
+    assert_eq!(uids, vec![1, 2, 3], "the refused mailbox was not synced");
+    let log = log_of(&mailbox);
+    assert_eq!(
+        log.iter().filter(|c| c.starts_with("EXAMINE")).count(),
+        3,
+        "{log:?}"
+    );
+    // Yahoo's CONDSTORE is not trusted.
+    assert!(!log.iter().any(|c| c.contains("CONDSTORE")), "{log:?}");
+    Ok(())
+}
+
+/// Yahoo cuts SEARCH answers at 1,000 UIDs: every message is still synced, by searching
+/// UID ranges no larger than the cap. The generic profile, searching ALL, misses some:
+/// the scripted cap is real.
+#[tokio::test]
+async fn capped_search_still_finds_every_message() -> Result<()> {
+    let many = || Mailbox {
+        caps: "IMAP4rev1 LIST-EXTENDED",
+        // Sparse UIDs, as after years of deletions.
+        messages: (0..1005u32).map(|i| (3 * i + 2, 1)).collect(),
+        search_cap: Some(1000),
+        ..Mailbox::default()
+    };
+    let mailbox = Arc::new(Mutex::new(many()));
+    let port = serve(mailbox.clone()).await?;
+    let (sync, _dir) = fresh_sync().await?;
+    pass_as(&sync, port, ProviderChoice::Fixed(Provider::Yahoo)).await?;
+    let (uids, _) = stored(&sync).await?;
+    assert_eq!(uids.len(), 1005);
+
+    let generic = Arc::new(Mutex::new(many()));
+    let port = serve(generic).await?;
+    let (sync, _dir2) = fresh_sync().await?;
+    pass(&sync, port).await?;
+    let (uids, _) = stored(&sync).await?;
+    assert!(uids.len() < 1005, "the scripted cap did not bite");
+    Ok(())
 }

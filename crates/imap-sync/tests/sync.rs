@@ -4,6 +4,7 @@ mod common;
 
 use anyhow::Result;
 use common::*;
+use imap_sync::{Provider, ProviderChoice};
 use testkit::DovecotOptions;
 use testkit::corpus;
 
@@ -80,14 +81,28 @@ async fn initial_sync_equals_the_server() -> Result<()> {
 /// Changes made by a second client reach the store, with CONDSTORE/QRESYNC (`fast`) or
 /// without (Dovecot told not to advertise them).
 async fn server_changes_reach_the_store(condstore: bool) -> Result<()> {
-    let env = env(DovecotOptions {
+    server_changes_reach_the_store_as(condstore, ProviderChoice::Auto).await
+}
+
+/// The same, with the session trusting only what `provider`'s profile allows.
+async fn server_changes_reach_the_store_as(
+    condstore: bool,
+    provider: ProviderChoice,
+) -> Result<()> {
+    let mut env = env(DovecotOptions {
         condstore,
         ..DovecotOptions::default()
     })
     .await?;
+    env.provider = provider;
     let s = env.session().await?;
-    assert_eq!(s.qresync(), condstore, "QRESYNC enabled iff advertised");
-    assert_eq!(s.condstore(), condstore);
+    let trusted = |cap| condstore && s.profile().trusts(cap);
+    assert_eq!(
+        s.qresync(),
+        trusted("QRESYNC"),
+        "QRESYNC enabled iff advertised and trusted"
+    );
+    assert_eq!(s.condstore(), trusted("CONDSTORE"));
     s.logout().await;
     let msgs = corpus::generate(11, 60, &["INBOX", "Work"]);
     env.seed(
@@ -190,6 +205,18 @@ async fn server_changes_reach_the_store_with_qresync() -> Result<()> {
 #[tokio::test]
 async fn server_changes_reach_the_store_without_condstore() -> Result<()> {
     server_changes_reach_the_store(false).await
+}
+
+/// Outlook's profile: CONDSTORE advertised but not used; flags are resynced by FETCH.
+#[tokio::test]
+async fn server_changes_reach_the_store_with_the_outlook_profile() -> Result<()> {
+    server_changes_reach_the_store_as(true, ProviderChoice::Fixed(Provider::Outlook)).await
+}
+
+/// Gmail's (and iCloud's) profile: CONDSTORE without QRESYNC, even where QRESYNC works.
+#[tokio::test]
+async fn server_changes_reach_the_store_with_the_gmail_profile() -> Result<()> {
+    server_changes_reach_the_store_as(true, ProviderChoice::Fixed(Provider::Gmail)).await
 }
 
 #[tokio::test]
