@@ -226,6 +226,7 @@ pub async fn account(action: AccountAction, at: &Location) -> Result<()> {
                 ca_file,
                 smtp: None,
                 delete_after_days: None,
+                provider: None,
             };
             store
                 .create_account(&new_account(&key, owner.id, &cfg, &secret)?)

@@ -176,9 +176,10 @@ impl Profile {
             // Yahoo has no working CONDSTORE, answers `NO [UNAVAILABLE]` now and then
             // under load, cuts SEARCH results at 1,000 and allows few connections per
             // account (reported by the mbsync, offlineimap and Thunderbird communities).
+            // Three is the fewest the engine can work with (worker, outbox, priority lane).
             Provider::Yahoo => Profile {
                 distrust: &["CONDSTORE", "QRESYNC"],
-                max_connections: 2,
+                max_connections: 3,
                 search_cap: Some(1000),
                 unavailable: Retry {
                     attempts: 4,
