@@ -365,3 +365,56 @@ async fn a_store_that_lost_rows_heals_on_the_next_pass() -> Result<()> {
     env.assert_in_step().await?;
     Ok(())
 }
+
+/// Outlook on port 143 (and Dovecot with its defaults) says LOGINDISABLED until STARTTLS:
+/// the session secures the connection first, reads the capabilities again (RFC 3501
+/// 6.2.1) and logs in; asked to stay in the clear, it stops with a clear error instead of
+/// sending the password.
+#[tokio::test]
+async fn logindisabled_before_starttls_is_handled() -> Result<()> {
+    use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+    let env = env(DovecotOptions {
+        cleartext_login: false,
+        ..DovecotOptions::default()
+    })
+    .await?;
+    // The server really refuses LOGIN in the clear.
+    let sock =
+        tokio::net::TcpStream::connect((testkit::OTHER_LOOPBACK, env.dovecot.imap_port())).await?;
+    let (r, mut w) = sock.into_split();
+    let mut r = BufReader::new(r);
+    w.write_all(b"a CAPABILITY\r\n").await?;
+    let mut seen = String::new();
+    for _ in 0..10 {
+        let mut line = String::new();
+        if r.read_line(&mut line).await? == 0 {
+            break;
+        }
+        seen.push_str(&line);
+        if line.starts_with("a ") {
+            break;
+        }
+    }
+    assert!(seen.contains("LOGINDISABLED"), "{seen}");
+
+    let login = imap_sync::Login::Password(env.creds());
+    let mut ep = env.endpoint();
+    ep.host = testkit::OTHER_LOOPBACK.into();
+    ep.port = env.dovecot.imap_port();
+    ep.security = mail_types::Security::Starttls;
+    let mut s =
+        imap_sync::Session::connect_profile(&ep, &login, ProviderChoice::Fixed(Provider::Outlook))
+            .await?;
+    assert!(!s.has("LOGINDISABLED"));
+    assert!(!s.condstore(), "Outlook's profile has no CONDSTORE");
+    env.sync().sync_all(&mut s).await?;
+    s.logout().await;
+
+    ep.security = mail_types::Security::None;
+    let err = imap_sync::Session::connect_login(&ep, &login).await.err();
+    assert!(
+        matches!(err, Some(imap_sync::Error::Unsupported(_))),
+        "{err:?}"
+    );
+    Ok(())
+}
