@@ -100,6 +100,12 @@ impl Mailbox {
                 } else {
                     out.push_str(&format!("* {} EXPUNGE\r\n", pos + 1));
                 }
+                // The new HIGHESTMODSEQ comes with it (RFC 7162 3.1.2.1 allows it in an
+                // untagged OK at any time).
+                out.push_str(&format!(
+                    "* OK [HIGHESTMODSEQ {}] moved\r\n",
+                    self.highestmodseq
+                ));
             }
         }
         let max = self.messages.last().map_or(0, |m| m.0);
@@ -341,6 +347,17 @@ async fn expunge_during_a_pass(caps: &'static str, during: &'static str) -> Resu
         modseq <= server_modseq,
         "stored HIGHESTMODSEQ {modseq} is past the server's {server_modseq}"
     );
+    // The next pass resumes from what was stored, and the message stays gone.
+    pass(&sync, port).await?;
+    assert_eq!(stored(&sync).await?.0, vec![1, 3]);
+    if caps.contains("QRESYNC") {
+        let log = log_of(&mailbox);
+        let last = log.iter().rfind(|c| c.starts_with("EXAMINE"));
+        assert!(
+            last.is_some_and(|c| c.contains(&format!("(QRESYNC (7 {modseq}))"))),
+            "{log:?}"
+        );
+    }
     Ok(())
 }
 
