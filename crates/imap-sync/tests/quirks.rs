@@ -32,6 +32,8 @@ struct Mailbox {
     unavailable_examines: u32,
     /// A SEARCH answers at most this many UIDs, the rest cut silently (Yahoo).
     search_cap: Option<usize>,
+    /// The greeting's text.
+    greeting: &'static str,
 }
 
 impl Default for Mailbox {
@@ -47,6 +49,7 @@ impl Default for Mailbox {
             flagged: Vec::new(),
             unavailable_examines: 0,
             search_cap: None,
+            greeting: "scripted",
         }
     }
 }
@@ -207,8 +210,11 @@ async fn serve(mailbox: Arc<Mutex<Mailbox>>) -> Result<u16> {
             tokio::spawn(async move {
                 let (r, mut w) = sock.into_split();
                 let mut r = BufReader::new(r);
-                let caps = mailbox.lock().map(|m| m.caps).unwrap_or("IMAP4rev1");
-                let greeting = format!("* OK [CAPABILITY {caps}] scripted\r\n");
+                let (caps, text) = mailbox
+                    .lock()
+                    .map(|m| (m.caps, m.greeting))
+                    .unwrap_or(("IMAP4rev1", "scripted"));
+                let greeting = format!("* OK [CAPABILITY {caps}] {text}\r\n");
                 if w.write_all(greeting.as_bytes()).await.is_err() {
                     return;
                 }
@@ -514,5 +520,49 @@ async fn capped_search_still_finds_every_message() -> Result<()> {
     pass(&sync, port).await?;
     let (uids, _) = stored(&sync).await?;
     assert!(uids.len() < 1005, "the scripted cap did not bite");
+    Ok(())
+}
+
+/// Detection without a known host name: Exchange's greeting makes the session Outlook's,
+/// which does not use the CONDSTORE it advertises; Gmail's X-GM-EXT-1 makes it Gmail's.
+#[tokio::test]
+async fn provider_detected_from_greeting_and_capabilities() -> Result<()> {
+    let login = Login::Password(Credentials {
+        username: "u".into(),
+        password: "p".into(),
+    });
+    let exchange = Arc::new(Mutex::new(Mailbox {
+        caps: "IMAP4rev1 ENABLE CONDSTORE",
+        greeting: "The Microsoft Exchange IMAP4 service is ready.",
+        ..Mailbox::default()
+    }));
+    let port = serve(exchange).await?;
+    let s = within(Session::connect_login(&endpoint(port), &login)).await?;
+    assert_eq!(s.profile().provider, Provider::Outlook);
+    assert!(!s.condstore());
+    s.logout().await;
+
+    let gmail = Arc::new(Mutex::new(Mailbox {
+        caps: "IMAP4rev1 ENABLE CONDSTORE QRESYNC X-GM-EXT-1",
+        greeting: "ready",
+        ..Mailbox::default()
+    }));
+    let port = serve(gmail.clone()).await?;
+    let s = within(Session::connect_login(&endpoint(port), &login)).await?;
+    assert_eq!(s.profile().provider, Provider::Gmail);
+    assert!(s.condstore() && !s.qresync());
+    s.logout().await;
+    assert!(!log_of(&gmail).iter().any(|c| c.contains("QRESYNC")));
+
+    // Anything else is generic and trusted as far as it proves itself.
+    let plain = Arc::new(Mutex::new(Mailbox {
+        caps: "IMAP4rev1 ENABLE CONDSTORE QRESYNC",
+        ..Mailbox::default()
+    }));
+    let port = serve(plain).await?;
+    let s = within(Session::connect_login(&endpoint(port), &login)).await?;
+    assert_eq!(s.profile().provider, Provider::Generic);
+    assert!(s.qresync());
+    s.logout().await;
     Ok(())
 }
