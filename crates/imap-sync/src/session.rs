@@ -639,8 +639,7 @@ impl Session {
         loop {
             match self.run(cmd).await {
                 Err(Error::Refused { command, text })
-                    if attempt < retry.attempts
-                        && text.to_ascii_uppercase().contains("[UNAVAILABLE]") =>
+                    if attempt < retry.attempts && unavailable(&text) =>
                 {
                     tracing::info!(%command, attempt, reason = %response::server_words(&text),
                         "server temporarily unavailable; retrying");
@@ -689,34 +688,59 @@ impl Session {
         let mut uids = Vec::new();
         // Pipelined in windows: the range searches of a big mailbox are many round trips.
         for window in parts.chunks(32) {
-            let mut tags = Vec::with_capacity(window.len());
-            for part in window {
-                let cmd = if self.has("ESEARCH") {
-                    format!("UID SEARCH RETURN (ALL) {part}")
-                } else {
-                    format!("UID SEARCH {part}")
-                };
-                tags.push(self.send(&cmd).await?);
-            }
-            // Every command of the window is read to its end, even after a refusal, so the
-            // connection stays in step; the first refusal is returned.
-            let mut refused = None;
-            for tag in tags {
-                match self.finish(&tag, "UID SEARCH").await {
-                    Ok((untagged, _)) => self.collect_search(untagged, &mut uids),
-                    Err(e @ Error::Refused { .. }) => {
-                        refused.get_or_insert(e);
-                    }
-                    Err(e) => return Err(e),
-                }
-            }
-            if let Some(e) = refused {
-                return Err(e);
-            }
+            self.search_window(window, &mut uids).await?;
         }
         uids.sort_unstable();
         uids.dedup();
         Ok(uids)
+    }
+
+    /// One window of pipelined UID SEARCHes, retried whole on `NO [UNAVAILABLE]` as the
+    /// profile says (what the window found before is kept: the result is a set).
+    async fn search_window(&mut self, window: &[String], uids: &mut Vec<u32>) -> Result<()> {
+        let retry = self.profile.unavailable;
+        let mut attempt = 1;
+        loop {
+            match self.search_window_once(window, uids).await {
+                Err(Error::Refused { command, text })
+                    if attempt < retry.attempts && unavailable(&text) =>
+                {
+                    tracing::info!(%command, attempt, reason = %response::server_words(&text),
+                        "server temporarily unavailable; retrying");
+                    tokio::time::sleep(retry.delay).await;
+                    attempt += 1;
+                }
+                r => return r,
+            }
+        }
+    }
+
+    async fn search_window_once(&mut self, window: &[String], uids: &mut Vec<u32>) -> Result<()> {
+        let mut tags = Vec::with_capacity(window.len());
+        for part in window {
+            let cmd = if self.has("ESEARCH") {
+                format!("UID SEARCH RETURN (ALL) {part}")
+            } else {
+                format!("UID SEARCH {part}")
+            };
+            tags.push(self.send(&cmd).await?);
+        }
+        // Every command of the window is read to its end, even after a refusal, so the
+        // connection stays in step; the first refusal is returned.
+        let mut refused = None;
+        for tag in tags {
+            match self.finish(&tag, "UID SEARCH").await {
+                Ok((untagged, _)) => self.collect_search(untagged, uids),
+                Err(e @ Error::Refused { .. }) => {
+                    refused.get_or_insert(e);
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        match refused {
+            Some(e) => Err(e),
+            None => Ok(()),
+        }
     }
 
     fn collect_search(&mut self, untagged: Vec<Response>, uids: &mut Vec<u32>) {
@@ -838,6 +862,11 @@ impl Session {
         let _ = tokio::time::timeout(Duration::from_secs(2), self.run("LOGOUT")).await;
         self.conn.shutdown().await;
     }
+}
+
+/// RFC 5530 3: `[UNAVAILABLE]`, a refusal the server says is temporary.
+fn unavailable(text: &str) -> bool {
+    text.to_ascii_uppercase().contains("[UNAVAILABLE]")
 }
 
 /// A mailbox name as a command argument (already modified UTF-7, so ASCII).

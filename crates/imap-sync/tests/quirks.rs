@@ -34,6 +34,8 @@ struct Mailbox {
     search_cap: Option<usize>,
     /// The greeting's text.
     greeting: &'static str,
+    /// This many UID SEARCHes are answered `NO [UNAVAILABLE]`.
+    unavailable_searches: u32,
 }
 
 impl Default for Mailbox {
@@ -50,6 +52,7 @@ impl Default for Mailbox {
             unavailable_examines: 0,
             search_cap: None,
             greeting: "scripted",
+            unavailable_searches: 0,
         }
     }
 }
@@ -141,6 +144,9 @@ impl Mailbox {
                 self.uidnext(),
                 self.highestmodseq,
             ));
+        } else if upper.starts_with("UID SEARCH") && self.unavailable_searches > 0 {
+            self.unavailable_searches -= 1;
+            out.push_str(&format!("{tag} NO [UNAVAILABLE] busy\r\n"));
         } else if let Some(rest) = upper.strip_prefix("UID SEARCH ") {
             let found: Vec<String> = match rest.strip_prefix("UID ") {
                 Some(set) => self
@@ -470,13 +476,14 @@ async fn icloud_profile_uses_condstore_only() -> Result<()> {
     Ok(())
 }
 
-/// Yahoo: `NO [UNAVAILABLE]` to EXAMINE is retried after a short wait, and the pass
-/// stores the mailbox instead of skipping it.
+/// Yahoo: `NO [UNAVAILABLE]` to EXAMINE (and to UID SEARCH) is retried after a short
+/// wait, and the pass stores the mailbox instead of skipping it.
 #[tokio::test]
 async fn unavailable_examine_is_retried() -> Result<()> {
     let mailbox = Arc::new(Mutex::new(Mailbox {
         caps: "IMAP4rev1 ENABLE CONDSTORE LIST-EXTENDED",
         unavailable_examines: 2,
+        unavailable_searches: 1,
         ..Mailbox::default()
     }));
     let port = serve(mailbox.clone()).await?;
@@ -488,6 +495,12 @@ async fn unavailable_examine_is_retried() -> Result<()> {
     assert_eq!(
         log.iter().filter(|c| c.starts_with("EXAMINE")).count(),
         3,
+        "{log:?}"
+    );
+    // Searched in UID ranges (Yahoo's cap), the refused window once more.
+    assert_eq!(
+        log.iter().filter(|c| *c == "UID SEARCH UID 1:3").count(),
+        2,
         "{log:?}"
     );
     // Yahoo's CONDSTORE is not trusted.
