@@ -226,6 +226,7 @@ pub async fn account(action: AccountAction, at: &Location) -> Result<()> {
                 ca_file,
                 smtp: None,
                 delete_after_days: None,
+                provider: None,
             };
             store
                 .create_account(&new_account(&key, owner.id, &cfg, &secret)?)
@@ -357,7 +358,9 @@ async fn sync_once(
             }
         }
     };
-    let mut session = imap_sync::Session::connect_login(&ep, &login)
+    // A name this build does not know (a store written by a newer one) detects instead.
+    let choice = a.provider.parse().unwrap_or_default();
+    let mut session = imap_sync::Session::connect_profile(&ep, &login, choice)
         .await
         .with_context(|| format!("connecting account {}", a.name))?;
     let sync = imap_sync::sync::AccountSync::new(store, a.id);

@@ -132,6 +132,23 @@ pub struct AccountConfig {
     /// POP3 only: delete retrieved mail on the server after this many days.
     #[serde(default)]
     pub delete_after_days: Option<u32>,
+    /// IMAP: whose known quirks to expect (`auto`, the default, detects them from the
+    /// host name, greeting and capabilities; `generic`, `icloud`, `outlook`, `yahoo`,
+    /// `gmail` name them).
+    #[serde(default)]
+    pub provider: Option<String>,
+}
+
+impl AccountConfig {
+    /// The provider profile the account names (after `validate`, always a known one).
+    pub fn provider_choice(&self) -> Result<imap_sync::ProviderChoice> {
+        match &self.provider {
+            None => Ok(imap_sync::ProviderChoice::Auto),
+            Some(p) => p
+                .parse()
+                .map_err(|e: String| anyhow::anyhow!("account {:?}: {e}", self.name)),
+        }
+    }
 }
 
 /// How an account authenticates.
@@ -281,6 +298,7 @@ impl Config {
             }
         }
         for a in &self.account {
+            a.provider_choice()?;
             match a.auth {
                 AuthKind::Password if a.password.is_empty() => {
                     bail!("account {:?} has no password", a.name)
@@ -417,6 +435,28 @@ security = "starttls"
         assert_eq!(c.account[0].security, Security::Tls);
         assert_eq!(c.account[0].smtp.as_ref().unwrap().port, 587);
         assert!(!format!("{:?}", c).contains("secret"));
+    }
+
+    #[test]
+    fn provider_profile_is_parsed_and_checked() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("t.toml");
+        let base = "data_dir = \"data\"\n[[user]]\nname = \"alice\"\npassword = \"pw\"\n[[account]]\nuser = \"alice\"\nname = \"mac\"\nkind = \"imap\"\nhost = \"imap.mail.me.com\"\nport = 993\nsecurity = \"tls\"\nusername = \"a\"\npassword = \"p\"\n";
+        std::fs::write(&path, base).unwrap();
+        let c = Config::load(&path).unwrap();
+        assert_eq!(
+            c.account[0].provider_choice().unwrap(),
+            imap_sync::ProviderChoice::Auto
+        );
+        std::fs::write(&path, format!("{base}provider = \"yahoo\"\n")).unwrap();
+        let c = Config::load(&path).unwrap();
+        assert_eq!(
+            c.account[0].provider_choice().unwrap(),
+            imap_sync::ProviderChoice::Fixed(imap_sync::Provider::Yahoo)
+        );
+        std::fs::write(&path, format!("{base}provider = \"hotmail\"\n")).unwrap();
+        let e = Config::load(&path).unwrap_err();
+        assert!(format!("{e:#}").contains("unknown provider"), "{e:#}");
     }
 
     #[test]

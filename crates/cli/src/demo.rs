@@ -54,6 +54,7 @@ pub async fn run(dir: &Path, listen: &str) -> Result<()> {
             ca_file: Some(dovecot.ca_file().to_path_buf()),
             smtp: None,
             delete_after_days: None,
+            provider: None,
         }],
         oauth_provider: Vec::new(),
         push_connections_per_user: None,

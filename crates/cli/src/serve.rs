@@ -171,6 +171,9 @@ async fn import(store: &dyn Store, key: &SecretKey, config: &Config) -> Result<(
         let server_saves_sent = a.smtp.as_ref().is_some_and(|s| s.server_saves_sent);
         store.set_server_files_sent(id, server_saves_sent).await?;
         // --- end sending
+        store
+            .set_account_provider(id, a.provider_choice()?.as_str())
+            .await?;
     }
     Ok(())
 }

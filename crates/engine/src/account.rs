@@ -98,19 +98,29 @@ impl Auth<'_> {
         ep: &Endpoint,
     ) -> Result<(Session, Option<tokio::time::Instant>), Error> {
         let (login, renew) = self.login(account, None).await?;
-        match Session::connect_login(ep, &login).await {
+        let choice = provider_choice(account);
+        match Session::connect_profile(ep, &login, choice).await {
             Ok(s) => Ok((s, renew)),
             Err(e) => match refused_token(&login, &e) {
                 Some(rejected) => {
                     tracing::info!(account = %account.id, error = %e,
                         "access token refused; renewing it once");
                     let (login, renew) = self.login(account, Some(rejected)).await?;
-                    Ok((Session::connect_login(ep, &login).await?, renew))
+                    Ok((Session::connect_profile(ep, &login, choice).await?, renew))
                 }
                 None => Err(e),
             },
         }
     }
+}
+
+/// The provider profile the account's configuration named; a name this build does not
+/// know (a store written by a newer one) falls back to detection.
+pub(crate) fn provider_choice(account: &AccountRecord) -> imap_sync::ProviderChoice {
+    account.provider.parse().unwrap_or_else(|e: String| {
+        tracing::warn!(account = %account.id, error = %e, "unknown provider profile; detecting it");
+        imap_sync::ProviderChoice::Auto
+    })
 }
 
 /// The access token a server refused, when a new one may do better.
@@ -382,7 +392,10 @@ async fn imap_round(
         ep: &ep,
         renew,
     };
-    if worker.has("NOTIFY") {
+    // The NOTIFY watcher is a second connection for the whole life of the round; a server
+    // whose profile allows fewer connections than the engine's four (worker, watcher,
+    // outbox, priority lane) is watched on the worker itself (`watch_idle`).
+    if worker.has("NOTIFY") && !shares_worker(&worker) {
         watch_notify(ctx, &sync, account.user, worker, watch, publisher).await
     } else {
         watch_idle(ctx, &sync, worker, watch, publisher).await
@@ -625,7 +638,19 @@ async fn unselect(worker: &mut Session) -> Result<(), Error> {
     }
 }
 
-/// IDLE on INBOX on a second connection; the rest is resynced on a timer.
+/// Connections per account the engine opens at most: the worker, the watcher, the outbox
+/// and the priority lane.
+const CONNECTIONS_PER_ACCOUNT: u32 = 4;
+
+/// Whether the worker must also be the watcher: the provider's profile allows fewer
+/// connections than the engine would open (iCloud drops clients beyond a few). The outbox
+/// and the priority lane keep theirs: they are opened only when there is work.
+fn shares_worker(worker: &Session) -> bool {
+    worker.profile().max_connections < CONNECTIONS_PER_ACCOUNT
+}
+
+/// IDLE on INBOX on a second connection (or on the worker, when the provider's profile
+/// allows too few connections); the rest is resynced on a timer.
 async fn watch_idle(
     ctx: &mut Ctx,
     sync: &AccountSync,
@@ -636,34 +661,55 @@ async fn watch_idle(
     if !worker.has("IDLE") {
         tracing::info!(account = %sync.account, "server has neither NOTIFY nor IDLE; polling");
     }
-    let Some(mut watcher) = connect_watcher(ctx, &mut watch).await? else {
-        return Ok(RoundEnd::Shutdown);
+    let mut own_watcher = if shares_worker(&worker) {
+        tracing::info!(account = %sync.account, provider = %worker.profile().provider,
+            max_connections = worker.profile().max_connections,
+            "few connections allowed; watching INBOX on the worker");
+        None
+    } else {
+        let Some(w) = connect_watcher(ctx, &mut watch).await? else {
+            return Ok(RoundEnd::Shutdown);
+        };
+        Some(w)
     };
-    watcher.examine("INBOX", None).await?;
+    if let Some(w) = own_watcher.as_mut() {
+        w.examine("INBOX", None).await?;
+    }
     worker.shrink_buffers();
     watching(ctx, sync.account).await;
     let mut last_full = tokio::time::Instant::now();
     loop {
         if watch.renew_due() {
-            watcher.logout().await;
+            if let Some(w) = own_watcher.take() {
+                w.logout().await;
+            }
             worker.logout().await;
             return Ok(RoundEnd::Renew);
         }
         let until_full = IDLE_MODE_RESYNC.saturating_sub(last_full.elapsed());
         let wait = until_full.min(IDLE_RENEW).min(watch.until_renew());
+        let watcher = match own_watcher.as_mut() {
+            Some(w) => w,
+            None => {
+                // The pass left another mailbox selected: IDLE reports on INBOX only.
+                worker.examine("INBOX", None).await?;
+                &mut worker
+            }
+        };
         let events = if watcher.has("IDLE") {
             tokio::select! {
-                _ = ctx.shutdown.changed() => {
-                    worker.logout().await;
-                    return Ok(RoundEnd::Shutdown);
-                }
-                ev = watcher.idle(wait) => ev?,
+                _ = ctx.shutdown.changed() => None,
+                ev = watcher.idle(wait) => Some(ev?),
             }
         } else {
             if ctx.sleep_or_stop(wait.min(Duration::from_secs(60))).await {
                 return Ok(RoundEnd::Shutdown);
             }
-            watcher.noop().await?
+            Some(watcher.noop().await?)
+        };
+        let Some(events) = events else {
+            worker.logout().await;
+            return Ok(RoundEnd::Shutdown);
         };
         let inbox_changed = events.iter().any(|e| {
             matches!(

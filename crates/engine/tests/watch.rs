@@ -455,3 +455,50 @@ async fn a_present_users_account_is_told_before_dovecots_delay() -> Result<()> {
     engine.shutdown().await;
     Ok(())
 }
+
+/// IMAP connections the server holds for `user` now (`doveadm who -1`: one line each).
+fn imap_connections(dovecot: &Dovecot, user: &str) -> Result<(usize, String)> {
+    let who = dovecot.doveadm(&["who", "-1"])?;
+    let n = who
+        .lines()
+        .filter(|l| l.contains(user) && l.contains("imap"))
+        .count();
+    Ok((n, who))
+}
+
+/// A provider profile that allows fewer connections than the engine's four (iCloud's, named
+/// in the account's configuration) is honoured: no watcher connection beside the worker
+/// (even where the server has NOTIFY), and deliveries still arrive live by IDLE on the
+/// worker.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn few_connections_profile_watches_on_the_worker() -> Result<()> {
+    let (dovecot, _dir, store, id) = alice().await?;
+    store.set_account_provider(id, "icloud").await?;
+    let mut engine = Engine::new(store.clone(), plain_passwords());
+    let mut rx = engine.subscribe();
+    engine.start_all().await?;
+    wait_status(store.as_ref(), id, "ok").await?;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let (n, who) = imap_connections(&dovecot, "alice@example.org")?;
+    assert_eq!(n, 1, "one connection for a 3-connection profile: {who}");
+
+    let before = store.account_state(id).await?;
+    dovecot.deliver(
+        "alice@example.org",
+        &corpus::message("c@example.org", "alice@example.org", "Few conns", "x"),
+    )?;
+    wait_event(&mut rx, id, before).await?;
+    let start = Instant::now();
+    while !inbox_subjects(store.as_ref(), id)
+        .await?
+        .iter()
+        .any(|s| s == "Few conns")
+    {
+        if start.elapsed() > DEADLINE {
+            bail!("delivered message never reached the store");
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    engine.shutdown().await;
+    Ok(())
+}

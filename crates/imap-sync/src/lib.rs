@@ -7,6 +7,7 @@
 //!   IDLE, NOTIFY.
 //! - `sync`: one account's mailboxes brought in step with the server, into a `Store`.
 //! - `mutf7`: modified UTF-7 mailbox names.
+//! - `profile`: provider profiles (iCloud, Outlook, Yahoo, Gmail): what to trust, as data.
 //! - `sasl`: the OAuth 2.0 mechanisms (OAUTHBEARER, XOAUTH2) and their error challenge.
 //!
 //! Why not `async-imap`: it runs one command at a time (no pipelining, which the initial sync
@@ -16,6 +17,7 @@
 pub mod conn;
 pub mod error;
 pub mod mutf7;
+pub mod profile;
 pub mod response;
 pub mod sasl;
 pub mod session;
@@ -25,4 +27,5 @@ pub mod write;
 
 pub use conn::Endpoint;
 pub use error::{Error, Result};
+pub use profile::{Profile, Provider, ProviderChoice};
 pub use session::{Credentials, Login, Session};

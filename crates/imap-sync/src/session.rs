@@ -4,6 +4,7 @@
 
 use crate::conn::{self, CONNECT_TIMEOUT, Connection, Endpoint, quote};
 use crate::error::{Error, Result};
+use crate::profile::{Profile, Provider, ProviderChoice};
 use crate::response::{self, Code, Fetch, ListEntry, Response, StatusData};
 use crate::sasl::{self, OAuthMechanism};
 use base64::Engine;
@@ -98,6 +99,12 @@ pub struct Session {
     caps: HashSet<String>,
     /// QRESYNC was ENABLEd (RFC 7162 3.2.3).
     qresync: bool,
+    /// What this server is trusted to do; capabilities it distrusts are never used.
+    profile: Profile,
+    /// The greeting's text, for provider detection.
+    greeting: String,
+    /// UIDNEXT of the mailbox selected last, for SEARCHes split in UID ranges.
+    pub(crate) selected_uidnext: Option<u32>,
     /// Untagged responses that arrived while a command ran and that its caller did not
     /// consume (EXISTS, EXPUNGE, VANISHED, flag FETCHes): the sync looks at them after.
     pub unsolicited: Vec<Response>,
@@ -111,18 +118,35 @@ impl Session {
 
     /// Connects, secures, authenticates as `login` says and enables what the sync uses.
     pub async fn connect_login(ep: &Endpoint, login: &Login) -> Result<Session> {
-        match tokio::time::timeout(CONNECT_TIMEOUT, Self::connect_inner(ep, login)).await {
+        Self::connect_profile(ep, login, ProviderChoice::Auto).await
+    }
+
+    /// Like `connect_login`, with the provider profile the account's configuration names
+    /// (`Auto`: detected from the host name, greeting and capabilities).
+    pub async fn connect_profile(
+        ep: &Endpoint,
+        login: &Login,
+        choice: ProviderChoice,
+    ) -> Result<Session> {
+        match tokio::time::timeout(CONNECT_TIMEOUT, Self::connect_inner(ep, login, choice)).await {
             Ok(r) => r,
             Err(_) => Err(Error::Timeout),
         }
     }
 
-    async fn connect_inner(ep: &Endpoint, login: &Login) -> Result<Session> {
+    async fn connect_inner(
+        ep: &Endpoint,
+        login: &Login,
+        choice: ProviderChoice,
+    ) -> Result<Session> {
         let stream = conn::open(ep).await?;
         let mut s = Session {
             conn: Connection::new(stream),
             caps: HashSet::new(),
             qresync: false,
+            profile: Profile::default(),
+            greeting: String::new(),
+            selected_uidnext: None,
             unsolicited: Vec::new(),
         };
         let greeting = response::parse(&s.conn.read_frame().await?);
@@ -130,8 +154,9 @@ impl Session {
             Response::Condition {
                 status: response::Status::Ok,
                 code,
-                ..
+                text,
             } => {
+                s.greeting = text;
                 if let Some(Code::Capabilities(c)) = code {
                     s.set_caps(c);
                 }
@@ -139,8 +164,12 @@ impl Session {
             }
             Response::Condition {
                 status: response::Status::PreAuth,
+                text,
                 ..
-            } => true,
+            } => {
+                s.greeting = text;
+                true
+            }
             Response::Condition {
                 status: response::Status::Bye,
                 text,
@@ -151,6 +180,7 @@ impl Session {
         if s.caps.is_empty() {
             s.capability().await?;
         }
+        s.choose_profile(&ep.host, choice);
         if ep.security == Security::Starttls {
             if preauth {
                 // RFC 3501 6.2.1: STARTTLS is impossible after PREAUTH; refuse to go on in
@@ -177,28 +207,62 @@ impl Session {
                 } => s.authenticate_bearer(ep, username, access_token).await?,
             }
         }
+        // The list after login is the one that counts (some servers, iCloud among them,
+        // show another before): detect again with it.
+        s.choose_profile(&ep.host, choice);
         if s.has("QRESYNC") && s.has("ENABLE") {
             let (untagged, _) = s.run("ENABLE QRESYNC").await?;
+            // RFC 5161 3.2: an extension is enabled only when ENABLED names it; a server
+            // that answers OK alone (iCloud) gets CONDSTORE treatment.
             s.qresync = untagged.iter().any(
-                |r| matches!(r, Response::Capabilities(c) if c.iter().any(|c| c == "QRESYNC")),
+                |r| matches!(r, Response::Capabilities(c) if c.iter().any(|c| c.eq_ignore_ascii_case("QRESYNC"))),
             );
-        } else if s.has("CONDSTORE") && s.has("ENABLE") {
+        } else if s.condstore_offered() && s.has("ENABLE") {
             s.run("ENABLE CONDSTORE").await?;
         }
+        tracing::debug!(host = %ep.host, provider = %s.profile.provider,
+            qresync = s.qresync, condstore = s.condstore(), "session ready");
         Ok(s)
+    }
+
+    /// The profile the configuration names, or the one the server looks like.
+    fn choose_profile(&mut self, host: &str, choice: ProviderChoice) {
+        let provider = match choice {
+            ProviderChoice::Fixed(p) => p,
+            ProviderChoice::Auto => {
+                let caps: Vec<String> = self.caps.iter().cloned().collect();
+                Provider::detect(host, &self.greeting, &caps)
+            }
+        };
+        if provider != self.profile.provider {
+            self.profile = Profile::of(provider);
+        }
+    }
+
+    /// The provider profile in use.
+    pub fn profile(&self) -> &Profile {
+        &self.profile
     }
 
     fn set_caps(&mut self, caps: Vec<String>) {
         self.caps = caps.into_iter().map(|c| c.to_ascii_uppercase()).collect();
     }
 
-    /// Whether the server advertised a capability (case-insensitive).
+    /// Whether the server advertised a capability (case-insensitive) that its profile
+    /// lets us use.
     pub fn has(&self, cap: &str) -> bool {
-        self.caps.contains(&cap.to_ascii_uppercase())
+        self.caps.contains(&cap.to_ascii_uppercase()) && self.profile.trusts(cap)
+    }
+
+    /// CONDSTORE is advertised, or implied by an advertised QRESYNC (RFC 7162 3.2.3: a
+    /// QRESYNC server also implements CONDSTORE), and the profile trusts it.
+    fn condstore_offered(&self) -> bool {
+        self.profile.trusts("CONDSTORE")
+            && (self.caps.contains("CONDSTORE") || self.caps.contains("QRESYNC"))
     }
 
     pub fn condstore(&self) -> bool {
-        self.has("CONDSTORE") || self.qresync
+        self.condstore_offered() || self.qresync
     }
 
     pub fn qresync(&self) -> bool {
@@ -255,7 +319,9 @@ impl Session {
         match result {
             Ok((_, code)) => {
                 match code {
-                    Some(Code::Capabilities(c)) => self.set_caps(c),
+                    Some(Code::Capabilities(c)) if !self.profile.recheck_capabilities => {
+                        self.set_caps(c)
+                    }
                     _ => {
                         self.caps.clear();
                         self.capability().await?;
@@ -362,7 +428,7 @@ impl Session {
     /// What follows a finished AUTHENTICATE: fresh capabilities, or the refusal.
     async fn after_auth(&mut self, r: Result<(Vec<Response>, Option<Code>)>) -> Result<()> {
         match r {
-            Ok((_, Some(Code::Capabilities(c)))) => {
+            Ok((_, Some(Code::Capabilities(c)))) if !self.profile.recheck_capabilities => {
                 self.set_caps(c);
                 Ok(())
             }
@@ -530,7 +596,8 @@ impl Session {
             _ if self.condstore() => cmd.push_str(" (CONDSTORE)"),
             _ => {}
         }
-        let (untagged, _) = self.run(&cmd).await?;
+        self.selected_uidnext = None;
+        let (untagged, _) = self.run_retrying(&cmd).await?;
         let mut sel = Selected::default();
         let mut got_validity = false;
         for r in untagged {
@@ -556,19 +623,127 @@ impl Session {
                 "EXAMINE {raw_name:?} gave no UIDVALIDITY"
             )));
         }
+        self.selected_uidnext = sel.uidnext;
         Ok(sel)
+    }
+
+    /// `run`, retrying a refusal the server calls passing (RFC 5530 `[UNAVAILABLE]`) as
+    /// often and as slowly as the profile says: Yahoo answers so under load, and one such
+    /// answer must not cost the mailbox its pass. Only for commands that change nothing.
+    pub(crate) async fn run_retrying(
+        &mut self,
+        cmd: &str,
+    ) -> Result<(Vec<Response>, Option<Code>)> {
+        let retry = self.profile.unavailable;
+        let mut attempt = 1;
+        loop {
+            match self.run(cmd).await {
+                Err(Error::Refused { command, text })
+                    if attempt < retry.attempts && unavailable(&text) =>
+                {
+                    tracing::info!(%command, attempt, reason = %response::server_words(&text),
+                        "server temporarily unavailable; retrying");
+                    tokio::time::sleep(retry.delay).await;
+                    attempt += 1;
+                }
+                r => return r,
+            }
+        }
+    }
+
+    /// For a server that cuts SEARCH answers (the profile's `search_cap`), `ALL` or
+    /// `UID n:*` as searches of UID ranges no longer than the cap, which therefore cannot
+    /// match more than it; the last range is open so that UIDs given after the EXAMINE
+    /// are found too. `None`: search as asked.
+    fn capped_ranges(&self, criteria: &str) -> Option<Vec<String>> {
+        let cap = self.profile.search_cap?.max(1);
+        let from = if criteria.eq_ignore_ascii_case("ALL") {
+            1
+        } else {
+            criteria
+                .strip_prefix("UID ")?
+                .strip_suffix(":*")?
+                .parse::<u32>()
+                .ok()?
+        };
+        let next = self.selected_uidnext?;
+        let mut ranges = Vec::new();
+        let mut start = from.max(1);
+        // Bounded: a lying UIDNEXT must not make millions of commands.
+        while start < next && ranges.len() < 100_000 {
+            let end = start.saturating_add(cap - 1).min(next - 1);
+            ranges.push(format!("UID {start}:{end}"));
+            start = end.saturating_add(1);
+        }
+        ranges.push(format!("UID {start}:*"));
+        Some(ranges)
     }
 
     /// UIDs of the selected mailbox matching `criteria` (e.g. `ALL`, `UID 500:*`), with
     /// ESEARCH when offered (compact ranges instead of every number).
     pub async fn uid_search(&mut self, criteria: &str) -> Result<Vec<u32>> {
-        let cmd = if self.has("ESEARCH") {
-            format!("UID SEARCH RETURN (ALL) {criteria}")
-        } else {
-            format!("UID SEARCH {criteria}")
-        };
-        let (untagged, _) = self.run(&cmd).await?;
+        let parts = self
+            .capped_ranges(criteria)
+            .unwrap_or_else(|| vec![criteria.to_string()]);
         let mut uids = Vec::new();
+        // Pipelined in windows: the range searches of a big mailbox are many round trips.
+        for window in parts.chunks(32) {
+            self.search_window(window, &mut uids).await?;
+        }
+        uids.sort_unstable();
+        uids.dedup();
+        Ok(uids)
+    }
+
+    /// One window of pipelined UID SEARCHes, retried whole on `NO [UNAVAILABLE]` as the
+    /// profile says (what the window found before is kept: the result is a set).
+    async fn search_window(&mut self, window: &[String], uids: &mut Vec<u32>) -> Result<()> {
+        let retry = self.profile.unavailable;
+        let mut attempt = 1;
+        loop {
+            match self.search_window_once(window, uids).await {
+                Err(Error::Refused { command, text })
+                    if attempt < retry.attempts && unavailable(&text) =>
+                {
+                    tracing::info!(%command, attempt, reason = %response::server_words(&text),
+                        "server temporarily unavailable; retrying");
+                    tokio::time::sleep(retry.delay).await;
+                    attempt += 1;
+                }
+                r => return r,
+            }
+        }
+    }
+
+    async fn search_window_once(&mut self, window: &[String], uids: &mut Vec<u32>) -> Result<()> {
+        let mut tags = Vec::with_capacity(window.len());
+        for part in window {
+            let cmd = if self.has("ESEARCH") {
+                format!("UID SEARCH RETURN (ALL) {part}")
+            } else {
+                format!("UID SEARCH {part}")
+            };
+            tags.push(self.send(&cmd).await?);
+        }
+        // Every command of the window is read to its end, even after a refusal, so the
+        // connection stays in step; the first refusal is returned.
+        let mut refused = None;
+        for tag in tags {
+            match self.finish(&tag, "UID SEARCH").await {
+                Ok((untagged, _)) => self.collect_search(untagged, uids),
+                Err(e @ Error::Refused { .. }) => {
+                    refused.get_or_insert(e);
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        match refused {
+            Some(e) => Err(e),
+            None => Ok(()),
+        }
+    }
+
+    fn collect_search(&mut self, untagged: Vec<Response>, uids: &mut Vec<u32>) {
         for r in untagged {
             match r {
                 Response::Search(v) => uids.extend(v),
@@ -582,9 +757,6 @@ impl Session {
                 other => self.unsolicited.push(other),
             }
         }
-        uids.sort_unstable();
-        uids.dedup();
-        Ok(uids)
     }
 
     /// Starts a pipelined series of FETCH commands, at most `depth` in flight.
@@ -690,6 +862,11 @@ impl Session {
         let _ = tokio::time::timeout(Duration::from_secs(2), self.run("LOGOUT")).await;
         self.conn.shutdown().await;
     }
+}
+
+/// RFC 5530 3: `[UNAVAILABLE]`, a refusal the server says is temporary.
+fn unavailable(text: &str) -> bool {
+    text.to_ascii_uppercase().contains("[UNAVAILABLE]")
 }
 
 /// A mailbox name as a command argument (already modified UTF-7, so ASCII).

@@ -368,6 +368,24 @@ impl AccountSync {
             .apply_mailbox_changes(self.account, mb.id, changes)
             .await?;
         report.new_headers += self.fetch_headers(s, &mb, &missing).await?;
+        // Expunges the server reported with the commands of this pass (RFC 7162 3.2.10:
+        // VANISHED may come with any UID command; RFC 3501 7.4.1: EXPUNGE with any but
+        // FETCH, STORE and SEARCH) are stored before the sync state moves: the mod-sequence
+        // stored below must never stand for a state that still holds an expunged message.
+        let during = PassEvents::of(&s.unsolicited, sel.exists);
+        if !during.vanished.is_empty() {
+            report.expunged += during.vanished.len();
+            self.store
+                .apply_mailbox_changes(
+                    self.account,
+                    mb.id,
+                    MailboxChanges {
+                        expunged: during.vanished.clone(),
+                        ..MailboxChanges::default()
+                    },
+                )
+                .await?;
+        }
         // Everything below uidnext is now stored: the sync state may move.
         self.store
             .apply_mailbox_changes(
@@ -382,24 +400,18 @@ impl AccountSync {
             .await?;
 
         // 4. The check that heals: the stored count must equal the server's.
-        let exists_now = s
-            .unsolicited
-            .iter()
-            .filter_map(|r| match r {
-                crate::response::Response::Exists(n) => Some(*n),
-                _ => None,
-            })
-            .next_back()
-            .unwrap_or(sel.exists);
+        let exists_now = during.exists;
         let stored_now = self
             .store
             .mailbox_by_raw_name(self.account, &mb.raw_name)
             .await?
             .map(|m| m.progress.headers)
             .unwrap_or(0);
-        if stored_now != exists_now {
+        if stored_now != exists_now || during.sequence_expunges {
+            // A sequence-number EXPUNGE names no UID: only a full diff tells which it was.
             tracing::warn!(account = %self.account, mailbox = %mb.name, stored = stored_now,
-                server = exists_now, "stored count differs from the server; running a full diff");
+                server = exists_now, expunge_seen = during.sequence_expunges,
+                "stored state may differ from the server; running a full diff");
             self.full_diff(s, &mb, listed_below, report).await?;
         }
         s.unsolicited.clear();
@@ -635,6 +647,52 @@ impl AccountSync {
             .apply_urgent_changes(self.account, mailbox.mailbox, changes)
             .await?;
         Ok(uids)
+    }
+}
+
+/// What the untagged responses that came with a pass's commands say about the selected
+/// mailbox: its message count at the end, the UIDs it lost, and whether some were lost by
+/// sequence number only.
+#[derive(Debug, Default)]
+struct PassEvents {
+    exists: u32,
+    vanished: Vec<Uid>,
+    sequence_expunges: bool,
+}
+
+impl PassEvents {
+    fn of(responses: &[crate::response::Response], exists_at_select: u32) -> PassEvents {
+        use crate::response::Response;
+        let mut ev = PassEvents {
+            exists: exists_at_select,
+            ..PassEvents::default()
+        };
+        for r in responses {
+            match r {
+                Response::Exists(n) => ev.exists = *n,
+                Response::Expunge(_) => {
+                    // RFC 3501 7.4.1: each EXPUNGE lowers the count by one.
+                    ev.exists = ev.exists.saturating_sub(1);
+                    ev.sequence_expunges = true;
+                }
+                Response::Vanished { earlier, uids } => {
+                    // Bounded: a lying server's "1:4294967295" must not exhaust memory.
+                    for range in uids {
+                        let room = 1_000_000usize.saturating_sub(ev.vanished.len());
+                        let before = ev.vanished.len();
+                        ev.vanished.extend(range.clone().take(room).map(Uid));
+                        // RFC 7162 3.2.10: VANISHED without EARLIER lowers the count like
+                        // EXPUNGE does, once per UID.
+                        if !earlier {
+                            let n = u32::try_from(ev.vanished.len() - before).unwrap_or(u32::MAX);
+                            ev.exists = ev.exists.saturating_sub(n);
+                        }
+                    }
+                }
+                _ => {}
+            }
+        }
+        ev
     }
 }
 

@@ -147,6 +147,7 @@ impl Session {
         if self.condstore() {
             cmd.push_str(" (CONDSTORE)");
         }
+        self.selected_uidnext = None;
         let (untagged, _) = self.run(&cmd).await?;
         let mut sel = Selected::default();
         for r in untagged {
@@ -162,6 +163,7 @@ impl Session {
                 _ => {}
             }
         }
+        self.selected_uidnext = sel.uidnext;
         Ok(sel)
     }
 

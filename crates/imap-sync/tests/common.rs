@@ -20,6 +20,8 @@ pub struct Env {
     pub store: Arc<dyn Store>,
     pub account: AccountId,
     pub dir: tempfile::TempDir,
+    /// The provider profile sessions use (as an account's configuration would name it).
+    pub provider: imap_sync::ProviderChoice,
 }
 
 pub async fn env(opts: DovecotOptions) -> Result<Env> {
@@ -51,6 +53,7 @@ pub async fn env(opts: DovecotOptions) -> Result<Env> {
         store,
         account,
         dir,
+        provider: imap_sync::ProviderChoice::Auto,
     })
 }
 
@@ -72,7 +75,8 @@ impl Env {
     }
 
     pub async fn session(&self) -> Result<Session> {
-        Ok(Session::connect(&self.endpoint(), &self.creds()).await?)
+        let login = imap_sync::Login::Password(self.creds());
+        Ok(Session::connect_profile(&self.endpoint(), &login, self.provider).await?)
     }
 
     pub fn sync(&self) -> AccountSync {

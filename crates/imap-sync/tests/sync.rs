@@ -4,6 +4,7 @@ mod common;
 
 use anyhow::Result;
 use common::*;
+use imap_sync::{Provider, ProviderChoice};
 use testkit::DovecotOptions;
 use testkit::corpus;
 
@@ -80,14 +81,28 @@ async fn initial_sync_equals_the_server() -> Result<()> {
 /// Changes made by a second client reach the store, with CONDSTORE/QRESYNC (`fast`) or
 /// without (Dovecot told not to advertise them).
 async fn server_changes_reach_the_store(condstore: bool) -> Result<()> {
-    let env = env(DovecotOptions {
+    server_changes_reach_the_store_as(condstore, ProviderChoice::Auto).await
+}
+
+/// The same, with the session trusting only what `provider`'s profile allows.
+async fn server_changes_reach_the_store_as(
+    condstore: bool,
+    provider: ProviderChoice,
+) -> Result<()> {
+    let mut env = env(DovecotOptions {
         condstore,
         ..DovecotOptions::default()
     })
     .await?;
+    env.provider = provider;
     let s = env.session().await?;
-    assert_eq!(s.qresync(), condstore, "QRESYNC enabled iff advertised");
-    assert_eq!(s.condstore(), condstore);
+    let trusted = |cap| condstore && s.profile().trusts(cap);
+    assert_eq!(
+        s.qresync(),
+        trusted("QRESYNC"),
+        "QRESYNC enabled iff advertised and trusted"
+    );
+    assert_eq!(s.condstore(), trusted("CONDSTORE"));
     s.logout().await;
     let msgs = corpus::generate(11, 60, &["INBOX", "Work"]);
     env.seed(
@@ -190,6 +205,18 @@ async fn server_changes_reach_the_store_with_qresync() -> Result<()> {
 #[tokio::test]
 async fn server_changes_reach_the_store_without_condstore() -> Result<()> {
     server_changes_reach_the_store(false).await
+}
+
+/// Outlook's profile: CONDSTORE advertised but not used; flags are resynced by FETCH.
+#[tokio::test]
+async fn server_changes_reach_the_store_with_the_outlook_profile() -> Result<()> {
+    server_changes_reach_the_store_as(true, ProviderChoice::Fixed(Provider::Outlook)).await
+}
+
+/// Gmail's (and iCloud's) profile: CONDSTORE without QRESYNC, even where QRESYNC works.
+#[tokio::test]
+async fn server_changes_reach_the_store_with_the_gmail_profile() -> Result<()> {
+    server_changes_reach_the_store_as(true, ProviderChoice::Fixed(Provider::Gmail)).await
 }
 
 #[tokio::test]
@@ -336,5 +363,58 @@ async fn a_store_that_lost_rows_heals_on_the_next_pass() -> Result<()> {
     let report = env.sync_all().await?;
     assert_eq!(report.new_headers, 2, "{report:?}");
     env.assert_in_step().await?;
+    Ok(())
+}
+
+/// Outlook on port 143 (and Dovecot with its defaults) says LOGINDISABLED until STARTTLS:
+/// the session secures the connection first, reads the capabilities again (RFC 3501
+/// 6.2.1) and logs in; asked to stay in the clear, it stops with a clear error instead of
+/// sending the password.
+#[tokio::test]
+async fn logindisabled_before_starttls_is_handled() -> Result<()> {
+    use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+    let env = env(DovecotOptions {
+        cleartext_login: false,
+        ..DovecotOptions::default()
+    })
+    .await?;
+    // The server really refuses LOGIN in the clear.
+    let sock =
+        tokio::net::TcpStream::connect((testkit::OTHER_LOOPBACK, env.dovecot.imap_port())).await?;
+    let (r, mut w) = sock.into_split();
+    let mut r = BufReader::new(r);
+    w.write_all(b"a CAPABILITY\r\n").await?;
+    let mut seen = String::new();
+    for _ in 0..10 {
+        let mut line = String::new();
+        if r.read_line(&mut line).await? == 0 {
+            break;
+        }
+        seen.push_str(&line);
+        if line.starts_with("a ") {
+            break;
+        }
+    }
+    assert!(seen.contains("LOGINDISABLED"), "{seen}");
+
+    let login = imap_sync::Login::Password(env.creds());
+    let mut ep = env.endpoint();
+    ep.host = testkit::OTHER_LOOPBACK.into();
+    ep.port = env.dovecot.imap_port();
+    ep.security = mail_types::Security::Starttls;
+    let mut s =
+        imap_sync::Session::connect_profile(&ep, &login, ProviderChoice::Fixed(Provider::Outlook))
+            .await?;
+    assert!(!s.has("LOGINDISABLED"));
+    assert!(!s.condstore(), "Outlook's profile has no CONDSTORE");
+    env.sync().sync_all(&mut s).await?;
+    s.logout().await;
+
+    ep.security = mail_types::Security::None;
+    let err = imap_sync::Session::connect_login(&ep, &login).await.err();
+    assert!(
+        matches!(err, Some(imap_sync::Error::Unsupported(_))),
+        "{err:?}"
+    );
     Ok(())
 }

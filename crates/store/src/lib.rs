@@ -342,6 +342,9 @@ pub trait Store: Send + Sync + 'static {
     /// Tidings appends no copy).
     async fn set_server_files_sent(&self, account: AccountId, server_files: bool) -> Result<()>;
     async fn server_files_sent(&self, account: AccountId) -> Result<bool>;
+    /// The provider profile the account's configuration names (`auto` to detect it); the
+    /// store keeps the name, the IMAP layer knows what it means.
+    async fn set_account_provider(&self, account: AccountId, provider: &str) -> Result<()>;
     /// Whether the mailbox holds a message with this Message-ID (without `<>`).
     async fn mailbox_has_message_id(&self, mailbox: MailboxId, message_id: &str) -> Result<bool>;
     /// Applies a delivery-status report to a submission (the named recipients' status,

@@ -52,6 +52,8 @@ pub struct AccountRecord {
     pub status: SyncStatus,
     pub status_at: i64,
     pub state: State,
+    /// The provider profile named in the configuration (`auto`: detected at connect).
+    pub provider: String,
 }
 
 /// A mailbox as the server's LIST (and STATUS) describes it.

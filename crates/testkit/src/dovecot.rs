@@ -71,6 +71,10 @@ const DEFAULT_CAPABILITIES: &[&str] = &[
     "SPECIAL-USE",
 ];
 
+/// A second loopback address the plain IMAP listener also answers on with
+/// `cleartext_login: false` (the certificate names it too).
+pub const OTHER_LOOPBACK: &str = "127.0.0.2";
+
 /// Special-use mailboxes that every user gets, created and subscribed by
 /// Dovecot itself on first access.
 const SPECIAL_USE: &[(&str, &str)] = &[
@@ -109,6 +113,11 @@ pub struct DovecotOptions {
     /// tokens besides passwords; see [`DovecotOAuth2`]. `None` (the default): passwords
     /// only.
     pub oauth2: Option<DovecotOAuth2>,
+    /// Allow LOGIN and AUTHENTICATE PLAIN before STARTTLS on the plain ports (default
+    /// `true`). With `false` the plain IMAP port says LOGINDISABLED until STARTTLS, as
+    /// Outlook's port 143 does, to clients that connect to it at [`OTHER_LOOPBACK`]:
+    /// Dovecot trusts a client whose address equals its own (127.0.0.1 to 127.0.0.1).
+    pub cleartext_login: bool,
 }
 
 /// Dovecot's `oauth2` passdb: each bearer token is checked at an RFC 7662 introspection
@@ -139,6 +148,7 @@ impl Default for DovecotOptions {
             state_dir: None,
             max_connections: None,
             oauth2: None,
+            cleartext_login: true,
         }
     }
 }
@@ -1275,6 +1285,7 @@ fn write_tls_material(dir: &Path) -> Result<PathBuf> {
     let server_key = KeyPair::generate().context("generating server key")?;
     let mut params = CertificateParams::new(vec![
         "127.0.0.1".to_owned(),
+        OTHER_LOOPBACK.to_owned(),
         "::1".to_owned(),
         "localhost".to_owned(),
     ])
@@ -1329,7 +1340,11 @@ fn render_config(
     line(&format!("last_valid_uid = {}", id.mail_uid));
     line(&format!("first_valid_gid = {}", id.mail_gid));
     line(&format!("last_valid_gid = {}", id.mail_gid));
-    line("disable_plaintext_auth = no");
+    if opts.cleartext_login {
+        line("disable_plaintext_auth = no");
+    } else {
+        line("disable_plaintext_auth = yes");
+    }
     if let Some(o) = &opts.oauth2 {
         line(&format!(
             "auth_mechanisms = plain login {}",
@@ -1387,8 +1402,13 @@ fn render_config(
         ));
     }
     line("}");
+    let imap_address = if opts.cleartext_login {
+        "127.0.0.1".to_string()
+    } else {
+        format!("127.0.0.1 {OTHER_LOOPBACK}")
+    };
     line(&format!(
-        "service imap-login {{\n  inet_listener imap {{\n    address = 127.0.0.1\n    port = {}\n  }}\n  inet_listener imaps {{\n    address = 127.0.0.1\n    port = {}\n    ssl = yes\n  }}\n}}",
+        "service imap-login {{\n  inet_listener imap {{\n    address = {imap_address}\n    port = {}\n  }}\n  inet_listener imaps {{\n    address = 127.0.0.1\n    port = {}\n    ssl = yes\n  }}\n}}",
         ports.imap, ports.imaps
     ));
     line(&format!(

@@ -31,7 +31,8 @@ pub mod smtp;
 // --- end SMTP
 
 pub use dovecot::{
-    Dovecot, DovecotOAuth2, DovecotOptions, SeedMessage, raise_nofile, raise_os_limits,
+    Dovecot, DovecotOAuth2, DovecotOptions, OTHER_LOOPBACK, SeedMessage, raise_nofile,
+    raise_os_limits,
 };
 pub use mutf7::encode as mutf7_encode;
 // --- SMTP

@@ -45,6 +45,13 @@ const MIGRATIONS: &[Step] = &[
              ALTER TABLE account ADD COLUMN oauth_provider TEXT NOT NULL DEFAULT '';",
         )?)
     },
+    // v5: the provider profile an account's configuration names (`auto` | `generic` |
+    // `icloud` | `outlook` | `yahoo` | `gmail`); existing accounts detect theirs.
+    |c| {
+        Ok(c.execute_batch(
+            "ALTER TABLE account ADD COLUMN provider TEXT NOT NULL DEFAULT 'auto';",
+        )?)
+    },
 ];
 
 /// The schema version this build writes.

@@ -377,7 +377,7 @@ fn parse_security(s: &str) -> Result<Security> {
 const ACCOUNT_COLUMNS: &str = "a.id, a.user_id, u.name, a.name, a.kind, a.host, a.port, \
      a.security, a.username, a.password_enc, a.ca_file, a.smtp_host, a.smtp_port, \
      a.smtp_security, a.smtp_username, a.smtp_password_enc, a.pop3_delete_after_days, \
-     a.sync_status, a.sync_error, a.status_at, a.state, a.auth, a.oauth_provider";
+     a.sync_status, a.sync_error, a.status_at, a.state, a.auth, a.oauth_provider, a.provider";
 
 fn account_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Result<AccountRecord>> {
     let kind: String = r.get(4)?;
@@ -392,6 +392,7 @@ fn account_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Result<AccountRec
     let port: i64 = r.get(6)?;
     let auth: String = r.get(21)?;
     let oauth_provider: String = r.get(22)?;
+    let provider: String = r.get(23)?;
     let build = || -> Result<AccountRecord> {
         let smtp = match (smtp_host, smtp_port, smtp_security) {
             (Some(host), Some(port), Some(sec)) => Some(ServerSettings {
@@ -427,6 +428,7 @@ fn account_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Result<AccountRec
             status: SyncStatus::from_parts(&status, &error),
             status_at: r.get(19)?,
             state: State(r.get(20)?),
+            provider,
         })
     };
     Ok(build())
@@ -1618,6 +1620,17 @@ impl Store for SqliteStore {
         let m = message_id.to_string();
         self.call(move |c| submission::mailbox_has_message_id(c, mailbox, &m))
             .await
+    }
+    async fn set_account_provider(&self, account: AccountId, provider: &str) -> Result<()> {
+        let provider = provider.to_string();
+        self.call(move |c| {
+            c.execute(
+                "UPDATE account SET provider = ?2 WHERE id = ?1",
+                params![account.0, provider],
+            )?;
+            Ok(())
+        })
+        .await
     }
     async fn server_files_sent(&self, account: AccountId) -> Result<bool> {
         self.call(move |c| submission::server_files_sent(c, account))
