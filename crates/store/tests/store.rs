@@ -852,3 +852,23 @@ async fn oauth2_accounts_keep_their_provider_and_secret() {
     assert_eq!(p.auth, mail_types::AccountAuth::Password);
     assert!(s.set_account_secret(AccountId(999), b"x").await.is_err());
 }
+
+/// Two processes opening a new store at once (the server and `tidings account list`) both
+/// get it: the one that loses the race for the WAL switch or the migrations waits.
+#[test]
+fn two_openers_of_a_new_store_both_get_it() {
+    for round in 0..20 {
+        let dir = tempfile::tempdir().expect("dir");
+        let path = dir.path().join("s.sqlite");
+        let openers: Vec<_> = (0..3)
+            .map(|_| {
+                let path = path.clone();
+                std::thread::spawn(move || SqliteStore::open(&path).map(|_| ()))
+            })
+            .collect();
+        for o in openers {
+            let r = o.join().expect("opener thread");
+            assert!(r.is_ok(), "round {round}: {:?}", r.err());
+        }
+    }
+}

@@ -103,6 +103,30 @@ impl SqliteStore {
     /// Opens (creating and migrating if needed) the store at `path`; raw messages go to
     /// `blobs/` beside it.
     pub fn open(path: &Path) -> Result<Self> {
+        // Two processes opening a new store at once (the server and `tidings account`)
+        // race for the switch to WAL and the migrations; a step SQLite answers "busy"
+        // without waiting for the busy timeout (a lock upgrade it cannot queue for) is
+        // tried again, within a bound.
+        const OPEN_RETRY: std::time::Duration = std::time::Duration::from_secs(30);
+        let start = std::time::Instant::now();
+        loop {
+            match Self::open_once(path) {
+                Err(Error::Db(e))
+                    if matches!(
+                        e.sqlite_error_code(),
+                        Some(
+                            rusqlite::ErrorCode::DatabaseBusy | rusqlite::ErrorCode::DatabaseLocked
+                        )
+                    ) && start.elapsed() < OPEN_RETRY =>
+                {
+                    std::thread::sleep(std::time::Duration::from_millis(50));
+                }
+                other => return other,
+            }
+        }
+    }
+
+    fn open_once(path: &Path) -> Result<Self> {
         create_private_file(path)?;
         let conn = Connection::open(path)?;
         let dir = path.parent().unwrap_or(Path::new(".")).join("blobs");
