@@ -30,21 +30,30 @@ impl SecretKey {
             );
         }
         match std::fs::read_to_string(path) {
-            Ok(text) => {
-                let bytes = hex_decode(text.trim())
-                    .with_context(|| format!("key file {} is not 64 hex digits", path.display()))?;
-                Ok(SecretKey(*Key::from_slice(&bytes)))
-            }
+            Ok(text) => Self::parse(path, &text),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
                 std::fs::create_dir_all(parent)
                     .with_context(|| format!("creating {}", parent.display()))?;
                 let key = ChaCha20Poly1305::generate_key(&mut OsRng);
-                write_private(path, hex_encode(&key).as_bytes())?;
-                tracing::info!(path = %path.display(), "created a new secret key");
-                Ok(SecretKey(key))
+                if write_private(path, hex_encode(&key).as_bytes())? {
+                    tracing::info!(path = %path.display(), "created a new secret key");
+                    Ok(SecretKey(key))
+                } else {
+                    // Another process (the server and `tidings account` starting together)
+                    // created it first, whole: use that one.
+                    let text = std::fs::read_to_string(path)
+                        .with_context(|| format!("reading key file {}", path.display()))?;
+                    Self::parse(path, &text)
+                }
             }
             Err(e) => Err(e).with_context(|| format!("reading key file {}", path.display())),
         }
+    }
+
+    fn parse(path: &Path, text: &str) -> Result<SecretKey> {
+        let bytes = hex_decode(text.trim())
+            .with_context(|| format!("key file {} is not 64 hex digits", path.display()))?;
+        Ok(SecretKey(*Key::from_slice(&bytes)))
     }
 
     pub fn encrypt(&self, plain: &str) -> Result<Vec<u8>> {
@@ -73,27 +82,38 @@ impl SecretKey {
     }
 }
 
+/// Creates the key file with `data`, readable by its owner only, as one step: it is written
+/// and synced under a temporary name, then linked to `path`, so nobody ever reads it half
+/// written. `false` when `path` existed already (another process created it first).
 #[cfg(unix)]
-fn write_private(path: &Path, data: &[u8]) -> Result<()> {
+fn write_private(path: &Path, data: &[u8]) -> Result<bool> {
     use std::io::Write;
     use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
-    if let Some(parent) = path.parent() {
-        let _ = std::fs::set_permissions(parent, std::fs::Permissions::from_mode(0o700));
-    }
+    let parent = path.parent().unwrap_or(Path::new("."));
+    let _ = std::fs::set_permissions(parent, std::fs::Permissions::from_mode(0o700));
+    let mut suffix = [0u8; 8];
+    rand::RngCore::fill_bytes(&mut rand::rngs::OsRng, &mut suffix);
+    let tmp = parent.join(format!(".key-{}.tmp", hex_encode(&suffix)));
     let mut f = std::fs::OpenOptions::new()
         .write(true)
         .create_new(true)
         .mode(0o600)
-        .open(path)
-        .with_context(|| format!("creating key file {}", path.display()))?;
-    f.write_all(data)?;
-    f.sync_all()?;
-    Ok(())
+        .open(&tmp)
+        .with_context(|| format!("creating key file {}", tmp.display()))?;
+    let written = f.write_all(data).and_then(|()| f.sync_all());
+    let linked = written.and_then(|()| std::fs::hard_link(&tmp, path));
+    let _ = std::fs::remove_file(&tmp);
+    match linked {
+        Ok(()) => Ok(true),
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(false),
+        Err(e) => Err(e).with_context(|| format!("creating key file {}", path.display())),
+    }
 }
 
 #[cfg(not(unix))]
-fn write_private(path: &Path, data: &[u8]) -> Result<()> {
-    std::fs::write(path, data).with_context(|| format!("creating key file {}", path.display()))
+fn write_private(path: &Path, data: &[u8]) -> Result<bool> {
+    std::fs::write(path, data).with_context(|| format!("creating key file {}", path.display()))?;
+    Ok(true)
 }
 
 fn hex_encode(b: &[u8]) -> String {
@@ -112,6 +132,29 @@ fn hex_decode(s: &str) -> Result<Vec<u8>> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn processes_starting_together_share_one_key() {
+        for _ in 0..20 {
+            let dir = tempfile::tempdir().unwrap();
+            let data = dir.path().join("data");
+            std::fs::create_dir_all(&data).unwrap();
+            let key = dir.path().join("conf/secret.key");
+            let openers: Vec<_> = (0..4)
+                .map(|_| {
+                    let (key, data) = (key.clone(), data.clone());
+                    std::thread::spawn(move || SecretKey::load_or_create(&key, &data).map(|k| k.0))
+                })
+                .collect();
+            let keys: Vec<_> = openers
+                .into_iter()
+                .map(|o| o.join().unwrap().unwrap())
+                .collect();
+            assert!(keys.windows(2).all(|w| w[0] == w[1]), "one key for all");
+            let leftovers = std::fs::read_dir(key.parent().unwrap()).unwrap().count();
+            assert_eq!(leftovers, 1, "no temporary file left");
+        }
+    }
 
     #[test]
     fn round_trip_and_tamper() {
