@@ -23,7 +23,6 @@ mod push;
 mod server;
 pub mod tls;
 pub mod upload;
-// web client (issue 6)
 pub mod web;
 
 pub use bodies::{BodyFetch, FetchError};

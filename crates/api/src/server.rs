@@ -31,11 +31,10 @@ pub struct AppState {
     pub base_url: String,
     // push: the connections following account changes, and their limits.
     pub push: Arc<crate::push::Hub>,
-    // --- sending (issue 5): the undo window of a submission without FUTURERELEASE hold.
+    // The undo window of a submission without FUTURERELEASE hold.
     pub submission_delay: std::time::Duration,
     /// Rung after a submission is queued, so the engine's worker looks at once.
     pub submission_waker: Option<Arc<tokio::sync::Notify>>,
-    // --- end sending
     /// Bounds the memory of answers that carry large messages.
     pub large_bodies: crate::jmap::large::LargeBodies,
     /// Fetches a message whose body is not stored yet, on the engine's priority lane;
@@ -43,11 +42,9 @@ pub struct AppState {
     pub bodies: Option<Arc<dyn crate::BodyFetch>>,
 }
 
-// --- sending (issue 5)
 /// A short undo window: a submission waits this long before it is sent, unless the
 /// client asked for another hold (RFC 4865 FUTURERELEASE).
 pub const DEFAULT_SUBMISSION_DELAY: std::time::Duration = std::time::Duration::from_secs(5);
-// --- end sending
 
 impl AppState {
     pub fn new(store: Arc<dyn Store>, base_url: &str) -> Self {
@@ -55,7 +52,7 @@ impl AppState {
             auth: Authenticator::new(store.clone()),
             push: crate::push::Hub::new(store.as_ref(), crate::push::Limits::default()),
             store,
-            // --- jmap: the collations Email/query sorts with ---
+            // The collations Email/query sorts with.
             core: CoreCapability {
                 collation_algorithms: store::Collation::NAMES
                     .iter()
@@ -65,7 +62,6 @@ impl AppState {
                 max_objects_in_set: 10_000,
                 ..CoreCapability::default()
             },
-            // --- end jmap ---
             base_url: base_url.trim_end_matches('/').to_string(),
             submission_delay: DEFAULT_SUBMISSION_DELAY,
             submission_waker: None,
@@ -88,18 +84,15 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/jmap/ws", get(crate::push::ws::upgrade))
         .route("/jmap/eventsource", get(crate::push::eventsource::events))
         .route("/jmap/eventsource/", get(crate::push::eventsource::events))
-        // --- jmap: blob upload ---
+        // Blob upload.
         .route("/jmap/upload/{account}/", post(crate::upload::upload))
         .route("/jmap/upload/{account}", post(crate::upload::upload))
-        // --- end jmap ---
-        // --- web client (issue 6) ---
         .route("/", get(crate::web::app))
         .route("/assets/{*file}", get(crate::web::app))
         .route("/favicon.svg", get(crate::web::app))
         .route("/auth/login", post(crate::web::login))
         .route("/auth/logout", post(crate::web::logout))
         .route("/web/html/{account}/{blob}", get(crate::web::html))
-        // --- end web client ---
         .with_state(state)
 }
 
@@ -183,13 +176,12 @@ pub(crate) async fn authenticate(
     let value = headers
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok());
-    // --- web client (issue 6): the session cookie, when there is no Authorization ---
+    // The session cookie, when there is no Authorization.
     if value.is_none()
         && let Some(r) = crate::web::cookie_principal(state, headers, ip).await
     {
         return r.map_err(|e| web_failure(e, headers));
     }
-    // --- end web client ---
     state
         .auth
         .authenticate(value, ip)
@@ -197,7 +189,7 @@ pub(crate) async fn authenticate(
         .map_err(|e| web_failure(e, headers))
 }
 
-/// (web client, issue 6) A 401 to our own web client carries no `WWW-Authenticate`, so the
+/// A 401 to our own web client carries no `WWW-Authenticate`, so the
 /// browser shows our sign-in page rather than its own password dialog.
 fn web_failure(e: AuthError, headers: &HeaderMap) -> Response {
     let mut r = auth_failure(e);
@@ -241,12 +233,10 @@ fn mail_capability() -> jmap_proto::capability::MailCapability {
         max_mailbox_depth: None,
         max_size_mailbox_name: 490,
         max_size_attachments_per_email: 50_000_000,
-        // --- jmap ---
         email_query_sort_options: crate::jmap::email::SORT_OPTIONS
             .iter()
             .map(|s| s.to_string())
             .collect(),
-        // --- end jmap ---
         may_create_top_level_mailbox: true,
     }
 }
@@ -263,10 +253,9 @@ async fn build_session(state: &AppState, principal: &Principal) -> Result<Sessio
         let Some(id) = account_id(a.id) else { continue };
         digest.update(id.as_str().as_bytes());
         digest.update(a.name.as_bytes());
-        // --- web client (issue 6): the account's sync status as a Tidings capability ---
+        // The account's sync status as a Tidings capability.
         let sync = crate::web::sync_capability(state, &a).await;
         digest.update(sync.to_string().as_bytes());
-        // --- end web client ---
         map.insert(
             id,
             Account {
@@ -275,7 +264,6 @@ async fn build_session(state: &AppState, principal: &Principal) -> Result<Sessio
                 is_read_only: false,
                 account_capabilities: jmap_proto::capability::AccountCapabilities {
                     mail: Some(mail_capability()),
-                    // --- sending (issue 5)
                     submission: Some(jmap_proto::capability::SubmissionCapability {
                         max_delayed_send: u64::try_from(crate::jmap::MAX_DELAYED_SEND).unwrap_or(0),
                         submission_extensions: std::collections::BTreeMap::from([(
@@ -283,8 +271,6 @@ async fn build_session(state: &AppState, principal: &Principal) -> Result<Sessio
                             vec![crate::jmap::MAX_DELAYED_SEND.to_string()],
                         )]),
                     }),
-                    // --- end sending
-                    // web client (issue 6)
                     other: [(crate::web::SYNC_CAPABILITY.to_string(), sync)]
                         .into_iter()
                         .collect(),

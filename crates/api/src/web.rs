@@ -1,4 +1,4 @@
-//! The web client (issue 6): the embedded single-page app at `/`, sign-in and sign-out
+//! The web client: the embedded single-page app at `/`, sign-in and sign-out
 //! (`POST /auth/login`, `POST /auth/logout`, a session cookie), and HTML mail bodies
 //! sanitised for a sandboxed iframe (`GET /web/html/{account}/{blob}`).
 //!

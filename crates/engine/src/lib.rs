@@ -16,12 +16,10 @@ mod backoff;
 // Bodies fetched on demand (the priority lane).
 mod bodies;
 pub mod oauth;
-// --- write-back: the outbox worker ---
+// Write-back: the outbox worker.
 mod outbox;
-// --- sending (issue 5)
 mod submission;
 pub use submission::SubmitOptions;
-// --- end sending
 
 pub use account::AccountEvent;
 pub use backoff::Backoff;
@@ -37,7 +35,7 @@ use tokio::task::JoinHandle;
 /// Turns a stored (encrypted) account password into the clear text needed to log in.
 pub type PasswordSource = Arc<dyn Fn(&AccountRecord) -> anyhow::Result<String> + Send + Sync>;
 
-/// --- push latency (issue 4): who is looking right now. The push hub answers it: a user
+/// Who is looking right now. The push hub answers it: a user
 /// with a live push connection (WebSocket with push enabled, EventSource) is "present",
 /// and the NOTIFY watchers of that user's accounts flush Dovecot's held-back notifications
 /// (`EngineOptions::notify_flush`), so what they see arrives in ~100 ms, not ~500 ms.
@@ -51,12 +49,12 @@ pub struct EngineOptions {
     /// With NOTIFY, how often a full pass (one LIST-STATUS, then only what changed) runs
     /// anyway, for the changes a server does not notify (Dovecot: renames, deletes).
     pub notify_full_pass: std::time::Duration,
-    /// --- many watched accounts (issue 4): how many IMAP connections may be opening
+    /// How many IMAP connections may be opening
     /// (TCP, TLS, login) at once; the others wait their turn, so a node starting (or a
     /// server coming back) with 1,000 accounts does not open 2,000 TLS sessions at the
     /// same instant and time them out.
     pub connect_concurrency: usize,
-    /// --- push latency (issue 4): with NOTIFY, send a NOOP on the watcher connection
+    /// With NOTIFY, send a NOOP on the watcher connection
     /// this often while it is quiet and the account's user is present (`Presence`), or
     /// always with `notify_flush_always`. Dovecot 2.3 holds every NOTIFY (and IDLE) event
     /// back 500 ms after the first change it sees (`NOTIFY_DELAY_MSECS`); a NOOP makes it
@@ -97,11 +95,9 @@ pub struct Engine {
     presence: Option<Arc<dyn Presence>>,
     /// Permits of `EngineOptions::connect_concurrency`.
     connecting: Arc<tokio::sync::Semaphore>,
-    // --- sending (issue 5)
     submit_options: SubmitOptions,
     submit_task: Option<JoinHandle<()>>,
     submit_wake: Arc<tokio::sync::Notify>,
-    // --- end sending
 }
 
 impl Engine {
@@ -157,7 +153,6 @@ impl Engine {
         self
     }
 
-    // --- sending (issue 5)
     pub fn with_submit_options(mut self, options: SubmitOptions) -> Self {
         self.submit_options = options;
         self
@@ -185,7 +180,6 @@ impl Engine {
         };
         self.submit_task = Some(tokio::spawn(worker.run()));
     }
-    // --- end sending
 
     /// Events the account tasks publish after each committed change (push builds on this).
     pub fn subscribe(&self) -> broadcast::Receiver<AccountEvent> {
@@ -197,9 +191,7 @@ impl Engine {
         for a in self.store.list_accounts().await? {
             self.start(a);
         }
-        // --- sending (issue 5)
         self.start_submissions();
-        // --- end sending
         Ok(())
     }
 
@@ -217,7 +209,7 @@ impl Engine {
             connecting: self.connecting.clone(),
         };
         let handle = match account.kind {
-            // --- write-back: the outbox worker runs beside the sync, on its own connection.
+            // Write-back: the outbox worker runs beside the sync, on its own connection.
             AccountKind::Imap => {
                 let octx = outbox::OutboxCtx {
                     store: self.store.clone(),
@@ -267,13 +259,11 @@ impl Engine {
     /// Signals every task to stop and waits for them.
     pub async fn shutdown(self) {
         let _ = self.shutdown_tx.send(true);
-        // --- sending (issue 5)
         if let Some(t) = self.submit_task
             && let Err(e) = t.await
         {
             tracing::error!(error = %e, "submission worker failed");
         }
-        // --- end sending
         for (id, t) in self.tasks {
             if let Err(e) = t.await {
                 tracing::error!(account = %id, error = %e, "account task failed");

@@ -35,10 +35,8 @@ pub(crate) async fn changes(
         ObjectType::Email => 'e',
         ObjectType::Mailbox => 'm',
         ObjectType::Thread => 't',
-        // --- sending (issue 5)
         ObjectType::EmailSubmission => 's',
         ObjectType::Identity => 'i',
-        // --- end sending
     };
     let conv = |v: &[i64]| v.iter().filter_map(|n| ids::id(prefix, *n)).collect();
     let created = conv(&page.created);
