@@ -276,15 +276,7 @@ impl Found {
         else {
             return None;
         };
-        let cs = charset
-            .as_deref()
-            .unwrap_or("us-ascii")
-            .trim()
-            .to_ascii_lowercase();
-        let utf8_like = matches!(
-            cs.as_str(),
-            "utf-8" | "utf8" | "us-ascii" | "ascii" | "ansi_x3.4-1968" | "iso646-us"
-        );
+        let utf8_like = is_utf8_like(&normal_charset(charset.as_deref()));
         let body = raw.get(*start..*end)?;
         (utf8_like
             && (max_bytes == 0 || body.len() <= max_bytes)
@@ -418,11 +410,8 @@ fn text_value(
     max_bytes: usize,
     cut: bool,
 ) -> Option<BodyValue> {
-    let cs = charset.unwrap_or("us-ascii").trim().to_ascii_lowercase();
-    let utf8_like = matches!(
-        cs.as_str(),
-        "utf-8" | "utf8" | "us-ascii" | "ascii" | "ansi_x3.4-1968" | "iso646-us"
-    );
+    let cs = normal_charset(charset);
+    let utf8_like = is_utf8_like(&cs);
     let limit = if max_bytes > 0 { max_bytes } else { usize::MAX };
     // The common case: valid UTF-8 is copied at most once (not at all when the transfer
     // decoding made its own buffer), and only up to the limit.
@@ -812,6 +801,21 @@ fn leaf(raw: &[u8], part_id: &str) -> Option<(PartContent, bool)> {
     )
 }
 
+/// A charset label as compared: trimmed, lower case, US-ASCII when none is declared
+/// (RFC 2045 5.2).
+fn normal_charset(charset: Option<&str>) -> String {
+    charset.unwrap_or("us-ascii").trim().to_ascii_lowercase()
+}
+
+/// Whether a (normalised) charset is read as UTF-8: UTF-8 itself, and US-ASCII, which
+/// UTF-8 contains.
+fn is_utf8_like(cs: &str) -> bool {
+    matches!(
+        cs,
+        "utf-8" | "utf8" | "us-ascii" | "ascii" | "ansi_x3.4-1968" | "iso646-us"
+    )
+}
+
 /// Decodes text octets from `charset` into UTF-8. Returns the text and
 /// whether decoding was a guess or lossy.
 ///
@@ -820,11 +824,8 @@ fn leaf(raw: &[u8], part_id: &str) -> Option<(PartContent, bool)> {
 /// mail-parser's decoders; an unknown charset is read like US-ASCII and is
 /// a problem as soon as the content is not pure ASCII.
 fn decode_text(bytes: &[u8], charset: Option<&str>) -> (String, bool) {
-    let cs = charset.unwrap_or("us-ascii").trim().to_ascii_lowercase();
-    let utf8_like = matches!(
-        cs.as_str(),
-        "utf-8" | "utf8" | "us-ascii" | "ascii" | "ansi_x3.4-1968" | "iso646-us"
-    );
+    let cs = normal_charset(charset);
+    let utf8_like = is_utf8_like(&cs);
     if !utf8_like && let Some(decode) = charset_decoder(cs.as_bytes()) {
         let text = decode(bytes);
         let lossy = text.contains('\u{FFFD}');
