@@ -1,4 +1,4 @@
-import { useEffect } from "preact/hooks";
+import { useEffect, useLayoutEffect } from "preact/hooks";
 import type { RefObject } from "preact";
 import type { MailApp } from "../state";
 
@@ -129,7 +129,8 @@ export function useShortcuts(app: MailApp, o: { search: RefObject<HTMLInputEleme
 }
 
 export function Help({ app, onClose }: { app: MailApp; onClose: () => void }) {
-  useEffect(() => {
+  // Before the dialog is painted: an Escape pressed as soon as it shows must close it.
+  useLayoutEffect(() => {
     const k = (e: KeyboardEvent) => e.key === "Escape" && onClose();
     document.addEventListener("keydown", k);
     return () => document.removeEventListener("keydown", k);
