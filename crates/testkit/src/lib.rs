@@ -23,9 +23,9 @@
 
 pub mod corpus;
 mod dovecot;
+pub mod gmail;
 pub mod imap_client;
 mod mutf7;
-pub mod gmail;
 pub mod oidc;
 // --- SMTP (sending, issue 5)
 pub mod smtp;

@@ -820,9 +820,8 @@ impl Store for SqliteStore {
     async fn gmail_known(&self, account: AccountId, msgids: &[u64]) -> Result<Vec<u64>> {
         let msgids = msgids.to_vec();
         self.call(move |c| {
-            let mut st = c.prepare_cached(
-                "SELECT 1 FROM email WHERE account_id = ?1 AND identity = ?2",
-            )?;
+            let mut st =
+                c.prepare_cached("SELECT 1 FROM email WHERE account_id = ?1 AND identity = ?2")?;
             let mut out = Vec::new();
             for m in msgids {
                 if st.exists(params![account.0, write::gmail_identity(m)])? {

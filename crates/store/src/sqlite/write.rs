@@ -746,7 +746,11 @@ pub(crate) fn apply_mailbox_changes(
                     tx.prepare_cached(
                         "UPDATE email SET gm_msgid = ?2, gm_thrid = ?3 WHERE id = ?1",
                     )?
-                    .execute(params![e, g.msgid as i64, g.thrid.map(|t| t as i64)])?;
+                    .execute(params![
+                        e,
+                        g.msgid as i64,
+                        g.thrid.map(|t| t as i64)
+                    ])?;
                 }
                 write_metadata(&tx, e, &n.parsed)?;
                 index_head(&tx, e, &n.parsed)?;
