@@ -218,10 +218,7 @@ impl Session {
             if labels.is_empty() {
                 continue;
             }
-            let cmd = format!(
-                "UID STORE {uid} {sign}X-GM-LABELS {}",
-                label_list(labels)?
-            );
+            let cmd = format!("UID STORE {uid} {sign}X-GM-LABELS {}", label_list(labels)?);
             let tag = self.send(&cmd).await?;
             let (untagged, _) = self.finish_with_text(&tag, "UID STORE X-GM-LABELS").await?;
             self.unsolicited.extend(untagged);
@@ -545,9 +542,8 @@ mod parse_tests {
 fn label_list(labels: &[String]) -> Result<String> {
     let mut out = Vec::with_capacity(labels.len());
     for l in labels {
-        let system = l.starts_with('\\')
-            && l.len() > 1
-            && l[1..].bytes().all(|b| b.is_ascii_alphanumeric());
+        let system =
+            l.starts_with('\\') && l.len() > 1 && l[1..].bytes().all(|b| b.is_ascii_alphanumeric());
         if system {
             out.push(l.clone());
         } else {

@@ -384,7 +384,9 @@ fn patch_one(
         )));
     }
     if let Some(all) = gmail_all_copy(tx, email, &copies)? {
-        patch_gmail(tx, log, local_only, account, email, &copies, &all, &adds, &removes)?;
+        patch_gmail(
+            tx, log, local_only, account, email, &copies, &all, &adds, &removes,
+        )?;
         return Ok(Ok(()));
     }
     let mut removes_iter = removes.iter();
@@ -465,7 +467,10 @@ fn gmail_all_copy(tx: &Transaction<'_>, email: i64, copies: &[CopyRow]) -> Resul
         return Ok(None);
     }
     for c in copies {
-        if c.uid > 0 && c.uid < PLACEHOLDER_UID_BASE && mailbox_role(tx, c.mailbox)?.as_deref() == Some("all") {
+        if c.uid > 0
+            && c.uid < PLACEHOLDER_UID_BASE
+            && mailbox_role(tx, c.mailbox)?.as_deref() == Some("all")
+        {
             return Ok(Some(c.clone()));
         }
     }
