@@ -11,7 +11,7 @@ use mail_types::{AccountId, AccountKind, EmailId, MailboxId, Security};
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use store::{EmailPatch, NewAccount, ServerSettings, SqliteStore, Store};
+use store::{AppendRequest, EmailPatch, NewAccount, ServerSettings, SqliteStore, Store};
 use testkit::gmail::{self, ServerMessage, ServerOptions};
 
 const DEADLINE: Duration = Duration::from_secs(20);
@@ -130,10 +130,21 @@ async fn sync_now(
     Ok(())
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn mailbox_changes_are_label_changes_archive_and_trash() -> Result<()> {
+struct Env {
+    server: gmail::Server,
+    store: Arc<dyn Store>,
+    account: AccountId,
+    engine: Engine,
+    _dir: tempfile::TempDir,
+}
+
+/// A Gmail-shaped server with these messages (subject, labels), and the engine syncing it.
+async fn start(messages: &[(&str, &[&str])]) -> Result<(Env, Vec<String>)> {
     let server = gmail::Server::start(ServerOptions::default())?;
-    let msgid = server.add_message(&message("Labelled"), &["\\Inbox", "Work"], &[], None)?;
+    let mut ids = Vec::new();
+    for (subject, labels) in messages {
+        ids.push(server.add_message(&message(subject), labels, &[], None)?);
+    }
     let dir = tempfile::tempdir()?;
     let store: Arc<dyn Store> = Arc::new(SqliteStore::open(&dir.path().join("t.sqlite"))?);
     let user = store.create_user("alice", "x").await?;
@@ -158,6 +169,29 @@ async fn mailbox_changes_are_label_changes_archive_and_trash() -> Result<()> {
     let mut engine = Engine::new(store.clone(), plain_passwords());
     engine.start_all().await?;
     wait_status(store.as_ref(), account, "ok").await?;
+    Ok((
+        Env {
+            server,
+            store,
+            account,
+            engine,
+            _dir: dir,
+        },
+        ids,
+    ))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mailbox_changes_are_label_changes_archive_and_trash() -> Result<()> {
+    let (env, ids) = start(&[("Labelled", &["\\Inbox", "Work"])]).await?;
+    let Env {
+        server,
+        store,
+        account,
+        mut engine,
+        ..
+    } = env;
+    let msgid = ids[0].clone();
 
     let boxes = mailbox_ids(store.as_ref(), account).await?;
     let (id, held) = email(store.as_ref(), account, "Labelled")
@@ -226,6 +260,49 @@ async fn mailbox_changes_are_label_changes_archive_and_trash() -> Result<()> {
         .context("the Email after deleting")?;
     assert_eq!(same, id, "the Email keeps its id in Trash (X-GM-MSGID)");
     assert_eq!(held, set(&["[Gmail]/Trash"]));
+    engine.shutdown().await;
+    Ok(())
+}
+
+/// A draft Tidings APPENDs to Gmail's Drafts shows up in All Mail too (Gmail files it
+/// there under a new X-GM-MSGID): it stays one Email, in both mailboxes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_appended_draft_stays_one_email() -> Result<()> {
+    let (env, _) = start(&[]).await?;
+    let boxes = mailbox_ids(env.store.as_ref(), env.account).await?;
+    let drafts = boxes.get("[Gmail]/Drafts").copied().context("Drafts")?;
+    let raw = message("My draft");
+    let id = env
+        .store
+        .append_email(
+            env.account,
+            AppendRequest {
+                mailbox: drafts,
+                raw: raw.into_bytes(),
+                keywords: vec!["$draft".into(), "$seen".into()],
+                received_at: 1_796_000_000,
+            },
+        )
+        .await?
+        .map_err(|e| anyhow::anyhow!("refused: {e}"))?;
+    // The outbox APPENDs it; Gmail puts a copy into All Mail.
+    let start = Instant::now();
+    loop {
+        sync_now(&env.server, &env.store, env.account).await?;
+        let got = email(env.store.as_ref(), env.account, "My draft").await?;
+        if let Some((same, held)) = &got
+            && held.contains("[Gmail]/All Mail")
+        {
+            assert_eq!(*same, id, "the draft keeps its Email id");
+            assert_eq!(*held, set(&["[Gmail]/Drafts", "[Gmail]/All Mail"]));
+            break;
+        }
+        if start.elapsed() > DEADLINE {
+            bail!("the draft never showed in All Mail as one Email: {got:?}");
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let mut engine = env.engine;
     engine.shutdown().await;
     Ok(())
 }

@@ -582,6 +582,36 @@ pub(crate) fn gmail_identity(msgid: u64) -> String {
     format!("g:{msgid}")
 }
 
+/// Gmail: an Email Tidings stored before the server named it (a draft, an import or a
+/// Sent copy APPENDed by the outbox: its identity is its header hash) becomes the Email of
+/// this X-GM-MSGID when Gmail shows the same header under it, instead of a second Email.
+fn adopt_for_gmail(
+    tx: &Transaction<'_>,
+    account: AccountId,
+    header_hash: &str,
+    g: GmailIds,
+) -> Result<Option<i64>> {
+    let found: Option<i64> = tx
+        .prepare_cached(
+            "SELECT id FROM email WHERE account_id = ?1 AND identity = ?2 \
+             AND gm_msgid IS NULL ORDER BY orphaned DESC, id LIMIT 1",
+        )?
+        .query_row(params![account.0, format!("h:{header_hash}")], |r| r.get(0))
+        .optional()?;
+    if let Some(e) = found {
+        tx.prepare_cached(
+            "UPDATE email SET identity = ?2, gm_msgid = ?3, gm_thrid = ?4 WHERE id = ?1",
+        )?
+        .execute(params![
+            e,
+            gmail_identity(g.msgid),
+            g.msgid as i64,
+            g.thrid.map(|t| t as i64)
+        ])?;
+    }
+    Ok(found)
+}
+
 /// The thread of Gmail's conversation `thrid`: the one its other Emails are in, else new.
 fn gmail_thread(
     tx: &Transaction<'_>,
@@ -713,6 +743,10 @@ pub(crate) fn apply_mailbox_changes(
             )?
             .query_row(params![account.0, identity], |r| r.get(0))
             .optional()?;
+        let existing = match (existing, gm) {
+            (None, Some(g)) => adopt_for_gmail(&tx, account, &n.header_hash, g)?,
+            (e, _) => e,
+        };
         let email = match existing {
             Some(e) => {
                 tx.prepare_cached("UPDATE email SET orphaned = 0 WHERE id = ?1")?
