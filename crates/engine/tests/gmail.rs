@@ -188,7 +188,7 @@ async fn mailbox_changes_are_label_changes_archive_and_trash() -> Result<()> {
         server,
         store,
         account,
-        mut engine,
+        engine,
         ..
     } = env;
     let msgid = ids[0].clone();
@@ -302,7 +302,7 @@ async fn an_appended_draft_stays_one_email() -> Result<()> {
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    let mut engine = env.engine;
+    let engine = env.engine;
     engine.shutdown().await;
     Ok(())
 }
