@@ -554,3 +554,20 @@ fn label_list(labels: &[String]) -> Result<String> {
     }
     Ok(format!("({})", out.join(" ")))
 }
+
+#[cfg(test)]
+mod gmail_tests {
+    use super::label_list;
+
+    #[test]
+    fn labels_are_atoms_or_quoted_strings() {
+        let l = |v: &[&str]| label_list(&v.iter().map(|s| s.to_string()).collect::<Vec<_>>());
+        assert_eq!(
+            l(&["\\Inbox", "Work", "My \"label\""]).ok().as_deref(),
+            Some("(\\Inbox \"Work\" \"My \\\"label\\\"\")")
+        );
+        // Not a system label: quoted, so the server cannot take it for a flag.
+        assert_eq!(l(&["\\Foo Bar"]).ok().as_deref(), Some("(\"\\\\Foo Bar\")"));
+        assert!(l(&["line\r\nbreak"]).is_err());
+    }
+}

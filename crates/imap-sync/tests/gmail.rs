@@ -131,7 +131,8 @@ async fn a_message_with_three_labels_is_one_email_fetched_once() -> Result<()> {
     let msgid = env.server.add_message(
         &message("Three labels", "three", ""),
         &["\\Inbox", "Work", "\\Important"],
-        &["\\Seen"],
+        // Starred: Gmail also shows it in [Gmail]/Starred.
+        &["\\Seen", "\\Flagged"],
         None,
     )?;
     let archived =
@@ -161,6 +162,7 @@ async fn a_message_with_three_labels_is_one_email_fetched_once() -> Result<()> {
         set(&["INBOX", "Work", "[Gmail]/Important", "[Gmail]/All Mail"])
     );
     assert!(three[0].keywords.contains(&"$seen".to_string()));
+    assert!(three[0].keywords.contains(&"$flagged".to_string()));
     assert!(three[0].blob_id.is_some(), "the body is stored");
     let arch = emails.get("Archived").context("the archived Email")?;
     assert_eq!(arch.len(), 1);
