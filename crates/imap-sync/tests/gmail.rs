@@ -312,3 +312,43 @@ async fn a_lying_x_gm_msgid_is_fetched_the_ordinary_way() -> Result<()> {
     );
     Ok(())
 }
+
+/// The wire cost of an initial sync of a Gmail account, the Gmail way and as a client that
+/// does not know Gmail (the same server with X-GM-EXT-1 not advertised), in one run:
+/// `cargo test -p imap-sync --test gmail wire_cost -- --ignored --nocapture`
+/// (`GMAIL_BENCH_N` messages, default 300, each in INBOX, Work and Important).
+#[tokio::test]
+#[ignore = "a measurement, run by hand (see BENCHMARKS.md)"]
+async fn wire_cost() -> Result<()> {
+    let n: usize = std::env::var("GMAIL_BENCH_N")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(300)
+        .min(20_000);
+    for (what, no_extension) in [("Gmail way (X-GM-EXT-1)", false), ("folder by folder", true)] {
+        let env = env(ServerOptions {
+            no_extension,
+            ..ServerOptions::default()
+        })
+        .await?;
+        for i in 0..n {
+            env.server.add_message(
+                &message(&format!("Message {i}"), &format!("m{i}"), ""),
+                &["\\Inbox", "Work", "\\Important"],
+                &[],
+                None,
+            )?;
+        }
+        let start = std::time::Instant::now();
+        env.sync_all().await?;
+        let took = start.elapsed();
+        let (headers, bodies) = env.server.fetch_counts()?;
+        let emails: usize = env.emails().await?.values().map(Vec::len).sum();
+        println!(
+            "{what}: {n} messages -> {emails} Emails, {headers} header FETCHes, \
+             {bodies} body FETCHes, initial sync {took:.2?}"
+        );
+        assert_eq!(emails, n);
+    }
+    Ok(())
+}

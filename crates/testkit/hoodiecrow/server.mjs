@@ -20,8 +20,8 @@
 // Gmail decides threads itself).
 //
 // Options: --user U --pass P; --no-all-mail (no folder has \All: a server that lies about
-// X-GM-EXT-1); --bad-msgid (X-GM-MSGID answers a non-number); --labels a,b (user label
-// folders to create).
+// X-GM-EXT-1); --bad-msgid (X-GM-MSGID answers a non-number); --no-x-gm-ext (the same
+// server, the extension not advertised); --labels a,b (user label folders to create).
 
 import { createRequire } from "node:module";
 import http from "node:http";
@@ -40,6 +40,9 @@ const user = opt("--user", "testuser");
 const pass = opt("--pass", "testpass");
 const noAllMail = flag("--no-all-mail");
 const badMsgid = flag("--bad-msgid");
+// The same server without X-GM-EXT-1 advertised: what a client that does not know Gmail
+// sees (the peer of the wire-cost measurement).
+const hideExtension = flag("--no-x-gm-ext");
 const userLabels = opt("--labels", "Work,Travel")
   .split(",")
   .filter((l) => l.length);
@@ -77,7 +80,8 @@ const server = hoodiecrow({
     "": { separator: "/", folders: top },
   },
 });
-server.registerCapability("X-GM-EXT-1");
+if (hideExtension) delete server.capabilities["X-GM-EXT-1"];
+else server.registerCapability("X-GM-EXT-1");
 
 // One record per Gmail message, by X-GM-MSGID (a decimal string: 64-bit).
 const messages = new Map();
@@ -368,6 +372,14 @@ const control = http.createServer((req, res) => {
         case "/messages":
           out = [...messages.keys()].map(describe);
           break;
+        case "/counters": {
+          // FETCHes of headers and bodies, all messages together.
+          let header = 0;
+          let body = 0;
+          for (const c of counters.values()) { header += c.header; body += c.body; }
+          out = { header, body };
+          break;
+        }
         default:
           status = 404;
           out = { error: "unknown path" };

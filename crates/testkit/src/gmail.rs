@@ -33,6 +33,8 @@ pub struct ServerOptions {
     pub no_all_mail: bool,
     /// X-GM-MSGID is answered with a non-number.
     pub bad_msgid: bool,
+    /// X-GM-EXT-1 is not advertised (the same server as a client unaware of Gmail sees it).
+    pub no_extension: bool,
     /// User label folders to create (default `Work`, `Travel`).
     pub labels: Option<Vec<String>>,
 }
@@ -79,6 +81,9 @@ impl Server {
         }
         if opts.bad_msgid {
             cmd.arg("--bad-msgid");
+        }
+        if opts.no_extension {
+            cmd.arg("--no-x-gm-ext");
         }
         if let Some(labels) = &opts.labels {
             cmd.arg("--labels").arg(labels.join(","));
@@ -175,6 +180,15 @@ impl Server {
             header_fetches: v["counters"]["header"].as_u64().unwrap_or(0),
             body_fetches: v["counters"]["body"].as_u64().unwrap_or(0),
         })
+    }
+
+    /// FETCHes of headers and of whole bodies so far, all messages together.
+    pub fn fetch_counts(&self) -> Result<(u64, u64)> {
+        let v = self.call("/counters", &json!({}))?;
+        Ok((
+            v["header"].as_u64().unwrap_or(0),
+            v["body"].as_u64().unwrap_or(0),
+        ))
     }
 
     /// Stops the server (its ports then refuse connections).
