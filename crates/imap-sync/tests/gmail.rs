@@ -325,7 +325,10 @@ async fn wire_cost() -> Result<()> {
         .and_then(|v| v.parse().ok())
         .unwrap_or(300)
         .min(20_000);
-    for (what, no_extension) in [("Gmail way (X-GM-EXT-1)", false), ("folder by folder", true)] {
+    for (what, no_extension) in [
+        ("Gmail way (X-GM-EXT-1)", false),
+        ("folder by folder", true),
+    ] {
         let env = env(ServerOptions {
             no_extension,
             ..ServerOptions::default()
