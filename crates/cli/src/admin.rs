@@ -80,6 +80,21 @@ pub enum AccountAction {
         /// issued the refresh token.
         #[arg(long)]
         oauth_provider: Option<String>,
+        /// With `--auth oauth2`: sign in with the device-code flow (RFC 8628) even when
+        /// stdin is not a terminal (on a terminal it is the default).
+        #[arg(long)]
+        device_flow: bool,
+        #[command(flatten)]
+        policy: PolicyArgs,
+    },
+    /// Change an account's body policy or download budget.
+    Edit {
+        #[arg(long)]
+        user: String,
+        #[arg(long)]
+        name: String,
+        #[command(flatten)]
+        policy: PolicyArgs,
     },
     /// List accounts with their sync status and progress.
     List,
@@ -97,6 +112,44 @@ pub enum AccountAction {
         #[arg(long)]
         name: String,
     },
+}
+
+/// What an account downloads in the background, and how much a day.
+#[derive(clap::Args, Debug, Default)]
+pub struct PolicyArgs {
+    /// Fetch bodies of messages received in the last N days in the background (`all`, the
+    /// default, or a number; 0: none); the others when they are opened.
+    #[arg(long, value_name = "N|all")]
+    bodies_days: Option<String>,
+    /// MB a day the account may download (`default`: the provider's limit, 2,500 for
+    /// Gmail, else unlimited; 0: unlimited). The background pass stops at 90% of it.
+    #[arg(long, value_name = "MB|default")]
+    daily_download_mb: Option<String>,
+}
+
+impl PolicyArgs {
+    /// `base` with what was given on the command line changed.
+    fn apply(&self, mut base: store::AccountPolicy) -> Result<store::AccountPolicy> {
+        if let Some(d) = &self.bodies_days {
+            base.bodies_days = match d.as_str() {
+                "all" => None,
+                n => Some(
+                    n.parse()
+                        .context("--bodies-days is a number of days or all")?,
+                ),
+            };
+        }
+        if let Some(m) = &self.daily_download_mb {
+            base.daily_download_mb = match m.as_str() {
+                "default" => None,
+                n => Some(
+                    n.parse()
+                        .context("--daily-download-mb is a number of MB or default")?,
+                ),
+            };
+        }
+        Ok(base)
+    }
 }
 
 fn resolve(at: &Location) -> Result<(PathBuf, Option<PathBuf>)> {
@@ -184,7 +237,10 @@ pub async fn account(action: AccountAction, at: &Location) -> Result<()> {
             ca_file,
             auth,
             oauth_provider,
+            device_flow,
+            policy,
         } => {
+            let policy = policy.apply(store::AccountPolicy::default())?;
             let kind = AccountKind::from_name(&kind).context("--kind is imap or pop3")?;
             let auth = AuthKind::from_name(&auth).context("--auth is password or oauth2")?;
             let secret = match auth {
@@ -227,11 +283,25 @@ pub async fn account(action: AccountAction, at: &Location) -> Result<()> {
                 smtp: None,
                 delete_after_days: None,
                 provider: None,
+                bodies_days: policy.bodies_days,
+                daily_download_mb: policy.daily_download_mb,
             };
-            store
+            let id = store
                 .create_account(&new_account(&key, owner.id, &cfg, &secret)?)
                 .await?;
+            store.set_account_policy(id, &cfg.policy()).await?;
             println!("account {name} added");
+        }
+        AccountAction::Edit { user, name, policy } => {
+            let accounts = store.list_accounts().await?;
+            let a = accounts
+                .iter()
+                .find(|a| a.user_name == user && a.name == name)
+                .with_context(|| format!("no account {name} of user {user}"))?;
+            let p = policy.apply(store.account_policy(a.id).await?)?;
+            store.set_account_policy(a.id, &p).await?;
+            // A running server reads the policy when the account next connects.
+            println!("account {name} changed");
         }
         AccountAction::List => {
             for a in store.list_accounts().await? {
@@ -244,8 +314,19 @@ pub async fn account(action: AccountAction, at: &Location) -> Result<()> {
                     )
                 });
                 let err = a.status.error();
+                let now = std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX));
+                let budget = store
+                    .download_budget(a.id, mail_types::budget::utc_day(now))
+                    .await?;
+                let download = match budget.limit_mb {
+                    _ if budget.background_reached() => format!(", {}", budget.describe()),
+                    Some(l) => format!(", {} of {l} MB today", budget.used / 1_000_000),
+                    None => format!(", {} MB today", budget.used / 1_000_000),
+                };
                 println!(
-                    "{}/{}\t{} {}:{}\t{}{}\t{} mailboxes, {headers}/{total} messages, {bodies} bodies",
+                    "{}/{}\t{} {}:{}\t{}{}\t{} mailboxes, {headers}/{total} messages, {bodies} bodies{download}",
                     a.user_name,
                     a.name,
                     a.kind.as_str(),

@@ -137,9 +137,25 @@ pub struct AccountConfig {
     /// `gmail` name them).
     #[serde(default)]
     pub provider: Option<String>,
+    /// IMAP: bodies of messages received in the last N days are fetched in the
+    /// background (default: all; 0: none); the others when they are opened.
+    #[serde(default)]
+    pub bodies_days: Option<u32>,
+    /// IMAP: MB a day the account may download (default: the provider's limit, 2,500 for
+    /// Gmail, else unlimited; 0: unlimited). The background pass stops at 90% of it.
+    #[serde(default)]
+    pub daily_download_mb: Option<u64>,
 }
 
 impl AccountConfig {
+    /// The account's body policy and download limit, as the store keeps them.
+    pub fn policy(&self) -> store::AccountPolicy {
+        store::AccountPolicy {
+            bodies_days: self.bodies_days,
+            daily_download_mb: self.daily_download_mb,
+        }
+    }
+
     /// The provider profile the account names (after `validate`, always a known one).
     pub fn provider_choice(&self) -> Result<imap_sync::ProviderChoice> {
         match &self.provider {

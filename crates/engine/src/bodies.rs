@@ -271,6 +271,30 @@ impl BodyFetcher {
         if todo.is_empty() {
             return out;
         }
+        // A person asking may use the whole daily budget (the background pass stops at
+        // its share), but not more: past it the provider would lock the account.
+        let day = mail_types::budget::utc_day(unix_now());
+        match self.store.download_budget(account, day).await {
+            Ok(b) if b.exhausted() => {
+                let e = BodyFetchError::Unavailable(format!(
+                    "the account's daily download budget is used up ({} of {} MB today); \
+                     messages not stored yet can be opened again after 00:00 UTC",
+                    b.used / 1_000_000,
+                    b.limit_mb.unwrap_or(0)
+                ));
+                for (id, _) in &todo {
+                    out.insert(*id, Err(e.clone()));
+                }
+                return out;
+            }
+            Ok(_) => {}
+            Err(e) => {
+                for (id, _) in &todo {
+                    out.insert(*id, Err(unavailable(&e)));
+                }
+                return out;
+            }
+        }
         // A kept connection may have been dropped by the server meanwhile: a failure on
         // it is retried once on a new one.
         let mut retry = session.is_some();
@@ -287,7 +311,15 @@ impl BodyFetcher {
                     }
                 },
             };
-            match self.fetch_sources(s, account, &mut todo, &mut out).await {
+            let fetched = self.fetch_sources(s, account, &mut todo, &mut out).await;
+            // Counted whatever the outcome: the bytes came all the same.
+            if let Err(e) = AccountSync::new(self.store.clone(), account)
+                .record_download(s)
+                .await
+            {
+                tracing::warn!(account = %account, error = %e, "cannot count downloaded bytes");
+            }
+            match fetched {
                 Ok(()) => break,
                 Err(Error::Store(e)) => {
                     for (id, _) in &todo {
@@ -364,4 +396,10 @@ impl BodyFetcher {
             .map(|(session, _renew)| session)
             .map_err(|e| BodyFetchError::Unavailable(e.to_string()))
     }
+}
+
+fn unix_now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
 }
