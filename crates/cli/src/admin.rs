@@ -53,8 +53,9 @@ pub async fn token(action: TokenAction, at: &Location) -> Result<()> {
 
 #[derive(Subcommand)]
 pub enum AccountAction {
-    /// Add a mail account; the password (or, with `--auth oauth2`, the refresh token) is
-    /// read from stdin (one line).
+    /// Add a mail account; the password is read from stdin (one line). With `--auth
+    /// oauth2`, on a terminal: sign in with the provider's device flow (RFC 8628);
+    /// otherwise the refresh token is read from stdin.
     Add {
         #[arg(long)]
         user: String,
@@ -176,16 +177,35 @@ fn read_password() -> Result<String> {
     Ok(p)
 }
 
-/// An OAuth2 refresh token from stdin. A terminal would mean signing in interactively
-/// (the device-code flow, RFC 8628), which this build does not have yet.
-fn read_refresh_token() -> Result<String> {
-    if std::io::stdin().is_terminal() {
-        bail!(
-            "the interactive OAuth2 sign-in (device-code flow) is not available in this build \
-             yet; pipe the account's refresh token on stdin instead, e.g. \
-             `tidings account add ... --auth oauth2 --oauth-provider NAME < refresh-token.txt`"
-        );
+/// Signs in with the device authorization grant (RFC 8628): prints where to go and the
+/// code to enter, waits for the person to finish in a browser, returns the refresh token.
+async fn device_sign_in(provider: &crate::config::OAuthProviderConfig) -> Result<String> {
+    let oauth = engine::OAuth::new(vec![provider.to_provider()], None);
+    let (auth, code) = oauth
+        .device_authorize(&provider.name)
+        .await
+        .with_context(|| format!("starting the sign-in with {}", provider.name))?;
+    eprintln!(
+        "To sign in, open {} in a browser and enter the code {}",
+        auth.verification_uri, auth.user_code
+    );
+    if let Some(complete) = &auth.verification_uri_complete {
+        eprintln!("(or open {complete}, which carries the code)");
     }
+    eprintln!(
+        "Waiting for the sign-in; the code is valid for {} minutes...",
+        auth.expires_in.as_secs().div_ceil(60)
+    );
+    let token = oauth
+        .device_poll(&provider.name, &auth, &code)
+        .await
+        .with_context(|| format!("signing in with {}", provider.name))?;
+    eprintln!("Signed in.");
+    Ok(token.0)
+}
+
+/// An OAuth2 refresh token from stdin (not a terminal: a terminal signs in instead).
+fn read_refresh_token() -> Result<String> {
     let mut line = String::new();
     std::io::stdin()
         .lock()
@@ -249,16 +269,25 @@ pub async fn account(action: AccountAction, at: &Location) -> Result<()> {
                     let provider = oauth_provider
                         .as_deref()
                         .context("--auth oauth2 needs --oauth-provider NAME")?;
-                    match &at.config {
-                        Some(c) => {
-                            Config::load(c)?.provider(provider)?;
-                        }
-                        None => eprintln!(
-                            "note: without --config, whether oauth_provider {provider:?} is \
-                             configured is not checked"
-                        ),
+                    let config = at.config.as_deref().map(Config::load).transpose()?;
+                    if let Some(c) = &config {
+                        c.provider(provider)?;
                     }
-                    read_refresh_token()?
+                    if device_flow || std::io::stdin().is_terminal() {
+                        let c = config.as_ref().context(
+                            "signing in needs --config (its [[oauth_provider]] says where); \
+                             or pipe a refresh token on stdin",
+                        )?;
+                        device_sign_in(c.provider(provider)?).await?
+                    } else {
+                        if config.is_none() {
+                            eprintln!(
+                                "note: without --config, whether oauth_provider {provider:?} \
+                                 is configured is not checked"
+                            );
+                        }
+                        read_refresh_token()?
+                    }
                 }
             };
             let security =

@@ -201,6 +201,10 @@ pub struct OAuthProviderConfig {
     pub auth_url: Option<String>,
     #[serde(default)]
     pub token_url: Option<String>,
+    /// The device authorization endpoint (RFC 8628), for `tidings account add --auth
+    /// oauth2` on a terminal when discovery does not name it.
+    #[serde(default)]
+    pub device_url: Option<String>,
     pub client_id: String,
     /// Absent for a public client.
     #[serde(default)]
@@ -228,6 +232,7 @@ impl OAuthProviderConfig {
             issuer: self.issuer.clone(),
             auth_url: self.auth_url.clone(),
             token_url: self.token_url.clone(),
+            device_url: self.device_url.clone(),
             client_id: self.client_id.clone(),
             client_secret: self.client_secret.clone(),
             scopes: self
@@ -331,8 +336,8 @@ impl Config {
                     if a.refresh_token_file.is_none() {
                         bail!(
                             "account {:?} has auth = \"oauth2\" but no refresh_token_file \
-                             (the interactive sign-in is not available in this build yet; \
-                             `tidings account add --auth oauth2` takes a token on stdin)",
+                             (or add the account with `tidings account add --auth oauth2` \
+                             on a terminal, which signs in with the provider's device flow)",
                             a.name
                         );
                     }

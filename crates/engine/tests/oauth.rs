@@ -34,6 +34,7 @@ fn provider(auth: &AuthServer) -> OAuthProvider {
         issuer: Some(auth.issuer()),
         auth_url: None,
         token_url: None,
+        device_url: None,
         client_id: CLIENT_ID.into(),
         client_secret: Some(CLIENT_SECRET.into()),
         scopes: engine::oauth::default_scopes(Some(&auth.issuer())),
