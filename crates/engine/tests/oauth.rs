@@ -149,6 +149,7 @@ async fn renewed_while_watching(notify: bool) -> Result<()> {
     let auth = AuthServer::start(AuthServerOptions {
         access_token_ttl: Some(TTL),
         rotate_refresh_tokens: true,
+        ..Default::default()
     })?;
     let dovecot = dovecot_for(&auth, notify)?;
     let rt = auth.mint_refresh_token(ALICE, CLIENT_ID)?;
@@ -206,6 +207,7 @@ async fn revoked_grant_is_sign_in_again_and_other_accounts_keep_syncing() -> Res
     let auth = AuthServer::start(AuthServerOptions {
         access_token_ttl: Some(TTL),
         rotate_refresh_tokens: false,
+        ..Default::default()
     })?;
     let dovecot = dovecot_for(&auth, true)?;
     let rt = auth.mint_refresh_token(ALICE, CLIENT_ID)?;
