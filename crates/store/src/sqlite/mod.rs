@@ -930,7 +930,7 @@ impl Store for SqliteStore {
         self.call(move |c| policy::policy(c, account)).await
     }
     async fn set_account_policy(&self, account: AccountId, p: &AccountPolicy) -> Result<()> {
-        let p = p.clone();
+        let p = *p;
         self.call(move |c| policy::set_policy(c, account, &p)).await
     }
     async fn set_download_limit(&self, account: AccountId, limit_mb: Option<u64>) -> Result<()> {
