@@ -533,6 +533,34 @@ security = "starttls"
     }
 
     #[test]
+    fn body_policy_and_device_url_are_parsed() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("t.toml");
+        std::fs::write(
+            &path,
+            "data_dir = \"d\"\n[[user]]\nname = \"alice\"\npassword = \"pw\"\n\
+             [[oauth_provider]]\nname = \"p\"\ntoken_url = \"http://127.0.0.1/t\"\n\
+             device_url = \"http://127.0.0.1/d\"\nclient_id = \"c\"\n\
+             [[account]]\nuser = \"alice\"\nname = \"g\"\nkind = \"imap\"\nhost = \"h\"\n\
+             port = 993\nsecurity = \"tls\"\nusername = \"u\"\npassword = \"p\"\n\
+             bodies_days = 30\ndaily_download_mb = 0\n",
+        )
+        .unwrap();
+        let c = Config::load(&path).unwrap();
+        assert_eq!(
+            c.account[0].policy(),
+            store::AccountPolicy {
+                bodies_days: Some(30),
+                daily_download_mb: Some(0),
+            }
+        );
+        assert_eq!(
+            c.provider("p").unwrap().to_provider().device_url.as_deref(),
+            Some("http://127.0.0.1/d")
+        );
+    }
+
+    #[test]
     fn rejects_unknown_keys_and_users() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("t.toml");
