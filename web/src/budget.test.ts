@@ -3,7 +3,7 @@ import { describe, expect, it } from "vitest";
 import { syncText } from "./ui/Sidebar";
 
 describe("download budget", () => {
-  const download = { used: 2_251_000_000, limit: 2_500_000_000, resumesAt: 0 };
+  const download = { usedMb: 2251, limitMb: 2500, resumesAt: 0 };
   it("says when the background bodies stopped at the budget", () => {
     const note = "download budget reached: 2,251 of 2,500 MB today; bodies resume at 00:00 UTC";
     const s = syncText({ status: "ok", download: { ...download, reached: true, note } });

@@ -17,9 +17,9 @@ export interface SyncInfo {
   error?: string;
   since?: number;
   progress?: { total: number; headers: number; bodies: number };
-  /** Bytes downloaded this UTC day against the daily limit (null: unlimited); `reached`:
+  /** MB downloaded this UTC day against the daily limit (null: unlimited); `reached`:
    * the background body pass stopped at its share, `note` says so in words. */
-  download?: { used: number; limit: number | null; reached: boolean; note: string; resumesAt: number };
+  download?: { usedMb: number; limitMb: number | null; reached: boolean; note: string; resumesAt: number };
 }
 
 export interface SessionAccount {

@@ -146,10 +146,11 @@ pub(crate) async fn app(req: Request) -> Response {
 /// status: `{"status": "new"|"syncing"|"ok"|"retrying"|"auth_failed", "error": text,
 /// "since": unix seconds, "progress": {"total", "headers", "bodies"}}` (progress summed over
 /// the account's mailboxes, present while the status is `new` or `syncing`), and
-/// `"download": {"used": bytes today (UTC), "limit": bytes a day or null, "reached": the
-/// background pass stopped at its share, "note": text saying so, "resumesAt": unix seconds}`.
-/// The Session's `state` changes with it, so a client refetching the Session on a state
-/// change sees it.
+/// `"download": {"usedMb": MB downloaded today (UTC), "limitMb": the daily limit or null,
+/// "reached": the background pass stopped at its share, "note": text saying so,
+/// "resumesAt": unix seconds}`. The Session's `state` changes with it, so a client
+/// refetching the Session on a state change sees it; whole MB, so that it changes at most
+/// once per MB downloaded rather than with every message.
 pub const SYNC_CAPABILITY: &str = "urn:tidings:params:sync";
 
 pub(crate) async fn sync_capability(
@@ -184,8 +185,8 @@ pub(crate) async fn sync_capability(
     {
         let reached = b.background_reached();
         v["download"] = serde_json::json!({
-            "used": b.used,
-            "limit": b.limit(),
+            "usedMb": b.used / 1_000_000,
+            "limitMb": b.limit_mb,
             "reached": reached,
             "note": if reached { b.describe() } else { String::new() },
             "resumesAt": b.resets_at(),

@@ -473,7 +473,8 @@ async fn sync_once(
     let mut session = imap_sync::Session::connect_profile(&ep, &login, choice)
         .await
         .with_context(|| format!("connecting account {}", a.name))?;
-    let sync = imap_sync::sync::AccountSync::new(store, a.id);
+    let mut sync = imap_sync::sync::AccountSync::new(store.clone(), a.id);
+    engine::apply_body_policy(store.as_ref(), &mut sync, &session).await?;
     let report = sync
         .sync_all(&mut session)
         .await

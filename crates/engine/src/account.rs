@@ -407,7 +407,18 @@ async fn imap_round(
 /// bodies the background pass fetches, and the daily limit (the configured one, else the
 /// provider profile's) recorded for everyone who reads the budget.
 async fn apply_policy(ctx: &Ctx, sync: &mut AccountSync, worker: &Session) -> Result<(), Error> {
-    let policy = ctx.store.account_policy(sync.account).await?;
+    apply_body_policy(ctx.store.as_ref(), sync, worker).await
+}
+
+/// The account's body policy and download limit put in force on `sync` (the engine's
+/// rounds, and `tidings account sync`); `worker`'s provider profile gives the default
+/// limit.
+pub async fn apply_body_policy(
+    store: &dyn Store,
+    sync: &mut AccountSync,
+    worker: &Session,
+) -> Result<(), Error> {
+    let policy = store.account_policy(sync.account).await?;
     sync.options.bodies_since = policy.bodies_days.map(|days| {
         let now = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
@@ -419,7 +430,7 @@ async fn apply_policy(ctx: &Ctx, sync: &mut AccountSync, worker: &Session) -> Re
         Some(mb) => Some(mb),
         None => worker.profile().daily_download_mb,
     };
-    ctx.store.set_download_limit(sync.account, limit).await?;
+    store.set_download_limit(sync.account, limit).await?;
     sync.options.budget = limit.is_some();
     tracing::debug!(account = %sync.account, bodies_days = ?policy.bodies_days,
         daily_download_mb = ?limit, "body policy");
