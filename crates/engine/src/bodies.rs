@@ -245,6 +245,8 @@ impl BodyFetcher {
             }
         };
         let mut todo: Vec<(EmailId, Vec<BodySource>)> = Vec::new();
+        let sizes: HashMap<EmailId, u64> =
+            views.iter().map(|v| (v.id, u64::from(v.size))).collect();
         for v in views {
             if v.blob_id.is_some() {
                 out.insert(v.id, Ok(()));
@@ -272,26 +274,38 @@ impl BodyFetcher {
             return out;
         }
         // A person asking may use the whole daily budget (the background pass stops at
-        // its share), but not more: past it the provider would lock the account.
+        // its share), but not more: past it the provider would lock the account. Sizes
+        // (RFC822.SIZE) decide before the FETCH, so a batch cannot overshoot it.
         let day = mail_types::budget::utc_day(unix_now());
-        match self.store.download_budget(account, day).await {
-            Ok(b) if b.exhausted() => {
-                let e = BodyFetchError::Unavailable(format!(
-                    "the account's daily download budget is used up ({} of {} MB today); \
-                     messages not stored yet can be opened again after 00:00 UTC",
-                    b.used / 1_000_000,
-                    b.limit_mb.unwrap_or(0)
-                ));
-                for (id, _) in &todo {
-                    out.insert(*id, Err(e.clone()));
-                }
-                return out;
-            }
-            Ok(_) => {}
+        let budget = match self.store.download_budget(account, day).await {
+            Ok(b) => b,
             Err(e) => {
                 for (id, _) in &todo {
                     out.insert(*id, Err(unavailable(&e)));
                 }
+                return out;
+            }
+        };
+        if let Some(limit) = budget.limit() {
+            let mut left = limit.saturating_sub(budget.used);
+            todo.retain(|(id, _)| {
+                let size = sizes.get(id).copied().unwrap_or(0);
+                if size <= left {
+                    left -= size;
+                    return true;
+                }
+                out.insert(
+                    *id,
+                    Err(BodyFetchError::Unavailable(format!(
+                        "the account's daily download budget is used up ({} of {} MB \
+                         today); messages not stored yet can be opened again after 00:00 UTC",
+                        budget.used / 1_000_000,
+                        budget.limit_mb.unwrap_or(0)
+                    ))),
+                );
+                false
+            });
+            if todo.is_empty() {
                 return out;
             }
         }

@@ -173,6 +173,9 @@ impl AccountSync {
     /// Adds what the session read since last asked to the account's bytes of the day.
     pub async fn record_download(&self, s: &mut Session) -> Result<()> {
         let n = s.take_bytes_read();
+        if n == 0 {
+            return Ok(());
+        }
         let day = mail_types::budget::utc_day(unix_now());
         self.store.add_downloaded(self.account, day, n).await?;
         Ok(())
