@@ -296,4 +296,17 @@ mod tests {
         assert_eq!(Profile::of(Provider::Yahoo).search_cap, Some(1000));
         assert!(Profile::of(Provider::Icloud).max_connections <= 3);
     }
+
+    #[test]
+    fn only_gmail_has_a_daily_download_limit() {
+        assert_eq!(Profile::of(Provider::Gmail).daily_download_mb, Some(2500));
+        for p in [
+            Provider::Generic,
+            Provider::Icloud,
+            Provider::Outlook,
+            Provider::Yahoo,
+        ] {
+            assert_eq!(Profile::of(p).daily_download_mb, None, "{p}");
+        }
+    }
 }
