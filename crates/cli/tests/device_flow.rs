@@ -1,7 +1,8 @@
 //! `tidings account add --auth oauth2` signing in with the device authorization grant
 //! (RFC 8628), against a real authorization server (oidc-provider with its device flow
 //! and development login pages, driven over HTTP as a person's browser would) and a
-//! Dovecot that introspects every token: approved, the account is stored and syncs;
+//! Dovecot that introspects every token: approved, the account is stored and syncs (with
+//! `--device-flow`, and by default on a terminal);
 //! declined or expired, the command says so and nothing is stored.
 
 use anyhow::{Context, Result, bail};
@@ -92,40 +93,68 @@ struct Adding {
 }
 
 impl Adding {
+    /// `--device-flow` with stdin not a terminal; with `terminal`, without the flag on a
+    /// pseudo-terminal (util-linux `script`), whose output carries what the command says.
     fn start(s: &Setup) -> Result<Adding> {
+        Self::spawn(s, false)
+    }
+
+    fn spawn(s: &Setup, terminal: bool) -> Result<Adding> {
         let port = s.dovecot.imap_port().to_string();
         let ca = s.dovecot.ca_file().display().to_string();
-        let mut child = Command::new(env!("CARGO_BIN_EXE_tidings"))
-            .args([
-                "account",
-                "add",
-                "--user",
-                "alice",
-                "--name",
-                "work",
-                "--host",
-                "127.0.0.1",
-                "--port",
-                &port,
-                "--security",
-                "starttls",
-                "--username",
-                ALICE,
-                "--ca-file",
-                &ca,
-                "--auth",
-                "oauth2",
-                "--oauth-provider",
-                "test",
-                "--device-flow",
-                "--config",
-            ])
-            .arg(&s.config)
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()?;
-        let stderr = child.stderr.take().context("stderr")?;
+        let args = [
+            "account",
+            "add",
+            "--user",
+            "alice",
+            "--name",
+            "work",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            &port,
+            "--security",
+            "starttls",
+            "--username",
+            ALICE,
+            "--ca-file",
+            &ca,
+            "--auth",
+            "oauth2",
+            "--oauth-provider",
+            "test",
+            "--config",
+        ];
+        let mut child = if terminal {
+            let cmd = format!(
+                "{} {} {}",
+                env!("CARGO_BIN_EXE_tidings"),
+                args.join(" "),
+                s.config.display()
+            );
+            Command::new("script")
+                .args(["-qec", &cmd, "/dev/null"])
+                .stdin(Stdio::null())
+                .stdout(Stdio::piped())
+                .stderr(Stdio::piped())
+                .spawn()
+                .context("util-linux `script` gives the command a terminal")?
+        } else {
+            Command::new(env!("CARGO_BIN_EXE_tidings"))
+                .args(args)
+                .arg(&s.config)
+                .arg("--device-flow")
+                .stdin(Stdio::null())
+                .stdout(Stdio::piped())
+                .stderr(Stdio::piped())
+                .spawn()?
+        };
+        // On the terminal everything comes through `script`'s stdout.
+        let stderr: Box<dyn std::io::Read + Send> = if terminal {
+            Box::new(child.stdout.take().context("stdout")?)
+        } else {
+            Box::new(child.stderr.take().context("stderr")?)
+        };
         let (tx, lines) = mpsc::channel();
         std::thread::spawn(move || {
             for line in BufReader::new(stderr).lines().map_while(Result::ok) {
@@ -150,10 +179,11 @@ impl Adding {
                 break;
             };
             self.seen.push(line.clone());
+            let line = line.trim_end_matches('\r');
             if let Some((_, c)) = line.split_once("enter the code ") {
                 code = Some(c.trim().to_string());
             }
-            if line.starts_with("Waiting for the sign-in")
+            if line.trim_start().starts_with("Waiting for the sign-in")
                 && let Some(c) = code
             {
                 return Ok(c);
@@ -261,5 +291,18 @@ async fn expired_code_says_so_and_stores_nothing() -> Result<()> {
         "bounded by expires_in"
     );
     assert_eq!(accounts(&s).await?, 0);
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn on_a_terminal_the_device_sign_in_is_the_default() -> Result<()> {
+    let s = setup(None)?;
+    let mut adding = Adding::spawn(&s, true)?;
+    let code = adding.user_code()?;
+    s.auth.approve_device(&code, ALICE)?;
+    let (ok, _, output) = adding.finish()?;
+    assert!(ok, "{output}");
+    assert!(output.contains("account work added"), "{output}");
+    assert_eq!(accounts(&s).await?, 1);
     Ok(())
 }
