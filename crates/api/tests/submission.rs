@@ -1507,6 +1507,7 @@ async fn an_oauth2_account_sends_with_xoauth2() {
             auth_url: None,
             // Explicit endpoint, no discovery.
             token_url: Some(auth.token_url()),
+            device_url: None,
             client_id: CLIENT_ID.into(),
             client_secret: Some(CLIENT_SECRET.into()),
             scopes: Vec::new(),

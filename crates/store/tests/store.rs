@@ -790,7 +790,8 @@ async fn migrating_to_version_3_keeps_the_blob_ids_clients_saw() {
         c.execute_batch(
             "ALTER TABLE email DROP COLUMN blob_by_id; ALTER TABLE account DROP COLUMN auth; \
              ALTER TABLE account DROP COLUMN oauth_provider; \
-             ALTER TABLE account DROP COLUMN provider; PRAGMA user_version = 2;",
+             ALTER TABLE account DROP COLUMN provider; \
+             DROP TABLE account_policy; DROP TABLE download_day; PRAGMA user_version = 2;",
         )
         .expect("downgrade");
     }

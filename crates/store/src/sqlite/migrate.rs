@@ -52,6 +52,12 @@ const MIGRATIONS: &[Step] = &[
             "ALTER TABLE account ADD COLUMN provider TEXT NOT NULL DEFAULT 'auto';",
         )?)
     },
+    // v6: a body policy and a daily download budget per account. Bodies of the last N
+    // days are fetched in the background, the others on demand; bytes downloaded are
+    // counted per UTC day so a restart does not forget them (Gmail locks an account that
+    // downloads more than ~2,500 MB a day). Own tables, so accounts without a policy need
+    // no row.
+    |c| Ok(c.execute_batch(super::policy::SCHEMA)?),
 ];
 
 /// The schema version this build writes.
