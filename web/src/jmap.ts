@@ -17,6 +17,9 @@ export interface SyncInfo {
   error?: string;
   since?: number;
   progress?: { total: number; headers: number; bodies: number };
+  /** MB downloaded this UTC day against the daily limit (null: unlimited); `reached`:
+   * the background body pass stopped at its share, `note` says so in words. */
+  download?: { usedMb: number; limitMb: number | null; reached: boolean; note: string; resumesAt: number };
 }
 
 export interface SessionAccount {

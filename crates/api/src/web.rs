@@ -145,8 +145,12 @@ pub(crate) async fn app(req: Request) -> Response {
 /// Account capability (in the Session's `accountCapabilities`) telling the account's sync
 /// status: `{"status": "new"|"syncing"|"ok"|"retrying"|"auth_failed", "error": text,
 /// "since": unix seconds, "progress": {"total", "headers", "bodies"}}` (progress summed over
-/// the account's mailboxes, present while the status is `new` or `syncing`). The Session's
-/// `state` changes with it, so a client refetching the Session on a state change sees it.
+/// the account's mailboxes, present while the status is `new` or `syncing`), and
+/// `"download": {"usedMb": MB downloaded today (UTC), "limitMb": the daily limit or null,
+/// "reached": the background pass stopped at its share, "note": text saying so,
+/// "resumesAt": unix seconds}`. The Session's `state` changes with it, so a client
+/// refetching the Session on a state change sees it; whole MB, so that it changes at most
+/// once per MB downloaded rather than with every message.
 pub const SYNC_CAPABILITY: &str = "urn:tidings:params:sync";
 
 pub(crate) async fn sync_capability(
@@ -170,6 +174,23 @@ pub(crate) async fn sync_capability(
             bodies += u64::from(b.progress.bodies);
         }
         v["progress"] = serde_json::json!({"total": total, "headers": headers, "bodies": bodies});
+    }
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX));
+    if let Ok(b) = state
+        .store
+        .download_budget(a.id, mail_types::budget::utc_day(now))
+        .await
+    {
+        let reached = b.background_reached();
+        v["download"] = serde_json::json!({
+            "usedMb": b.used / 1_000_000,
+            "limitMb": b.limit_mb,
+            "reached": reached,
+            "note": if reached { b.describe() } else { String::new() },
+            "resumesAt": b.resets_at(),
+        });
     }
     v
 }

@@ -53,8 +53,9 @@ pub async fn token(action: TokenAction, at: &Location) -> Result<()> {
 
 #[derive(Subcommand)]
 pub enum AccountAction {
-    /// Add a mail account; the password (or, with `--auth oauth2`, the refresh token) is
-    /// read from stdin (one line).
+    /// Add a mail account; the password is read from stdin (one line). With `--auth
+    /// oauth2`, on a terminal: sign in with the provider's device flow (RFC 8628);
+    /// otherwise the refresh token is read from stdin.
     Add {
         #[arg(long)]
         user: String,
@@ -80,6 +81,21 @@ pub enum AccountAction {
         /// issued the refresh token.
         #[arg(long)]
         oauth_provider: Option<String>,
+        /// With `--auth oauth2`: sign in with the device-code flow (RFC 8628) even when
+        /// stdin is not a terminal (on a terminal it is the default).
+        #[arg(long)]
+        device_flow: bool,
+        #[command(flatten)]
+        policy: PolicyArgs,
+    },
+    /// Change an account's body policy or download budget.
+    Edit {
+        #[arg(long)]
+        user: String,
+        #[arg(long)]
+        name: String,
+        #[command(flatten)]
+        policy: PolicyArgs,
     },
     /// List accounts with their sync status and progress.
     List,
@@ -97,6 +113,44 @@ pub enum AccountAction {
         #[arg(long)]
         name: String,
     },
+}
+
+/// What an account downloads in the background, and how much a day.
+#[derive(clap::Args, Debug, Default)]
+pub struct PolicyArgs {
+    /// Fetch bodies of messages received in the last N days in the background (`all`, the
+    /// default, or a number; 0: none); the others when they are opened.
+    #[arg(long, value_name = "N|all")]
+    bodies_days: Option<String>,
+    /// MB a day the account may download (`default`: the provider's limit, 2,500 for
+    /// Gmail, else unlimited; 0: unlimited). The background pass stops at 90% of it.
+    #[arg(long, value_name = "MB|default")]
+    daily_download_mb: Option<String>,
+}
+
+impl PolicyArgs {
+    /// `base` with what was given on the command line changed.
+    fn apply(&self, mut base: store::AccountPolicy) -> Result<store::AccountPolicy> {
+        if let Some(d) = &self.bodies_days {
+            base.bodies_days = match d.as_str() {
+                "all" => None,
+                n => Some(
+                    n.parse()
+                        .context("--bodies-days is a number of days or all")?,
+                ),
+            };
+        }
+        if let Some(m) = &self.daily_download_mb {
+            base.daily_download_mb = match m.as_str() {
+                "default" => None,
+                n => Some(
+                    n.parse()
+                        .context("--daily-download-mb is a number of MB or default")?,
+                ),
+            };
+        }
+        Ok(base)
+    }
 }
 
 fn resolve(at: &Location) -> Result<(PathBuf, Option<PathBuf>)> {
@@ -123,16 +177,35 @@ fn read_password() -> Result<String> {
     Ok(p)
 }
 
-/// An OAuth2 refresh token from stdin. A terminal would mean signing in interactively
-/// (the device-code flow, RFC 8628), which this build does not have yet.
-fn read_refresh_token() -> Result<String> {
-    if std::io::stdin().is_terminal() {
-        bail!(
-            "the interactive OAuth2 sign-in (device-code flow) is not available in this build \
-             yet; pipe the account's refresh token on stdin instead, e.g. \
-             `tidings account add ... --auth oauth2 --oauth-provider NAME < refresh-token.txt`"
-        );
+/// Signs in with the device authorization grant (RFC 8628): prints where to go and the
+/// code to enter, waits for the person to finish in a browser, returns the refresh token.
+async fn device_sign_in(provider: &crate::config::OAuthProviderConfig) -> Result<String> {
+    let oauth = engine::OAuth::new(vec![provider.to_provider()], None);
+    let (auth, code) = oauth
+        .device_authorize(&provider.name)
+        .await
+        .with_context(|| format!("starting the sign-in with {}", provider.name))?;
+    eprintln!(
+        "To sign in, open {} in a browser and enter the code {}",
+        auth.verification_uri, auth.user_code
+    );
+    if let Some(complete) = &auth.verification_uri_complete {
+        eprintln!("(or open {complete}, which carries the code)");
     }
+    eprintln!(
+        "Waiting for the sign-in; the code is valid for {} minutes...",
+        auth.expires_in.as_secs().div_ceil(60)
+    );
+    let token = oauth
+        .device_poll(&provider.name, &auth, &code)
+        .await
+        .with_context(|| format!("signing in with {}", provider.name))?;
+    eprintln!("Signed in.");
+    Ok(token.0)
+}
+
+/// An OAuth2 refresh token from stdin (not a terminal: a terminal signs in instead).
+fn read_refresh_token() -> Result<String> {
     let mut line = String::new();
     std::io::stdin()
         .lock()
@@ -184,7 +257,10 @@ pub async fn account(action: AccountAction, at: &Location) -> Result<()> {
             ca_file,
             auth,
             oauth_provider,
+            device_flow,
+            policy,
         } => {
+            let policy = policy.apply(store::AccountPolicy::default())?;
             let kind = AccountKind::from_name(&kind).context("--kind is imap or pop3")?;
             let auth = AuthKind::from_name(&auth).context("--auth is password or oauth2")?;
             let secret = match auth {
@@ -193,16 +269,25 @@ pub async fn account(action: AccountAction, at: &Location) -> Result<()> {
                     let provider = oauth_provider
                         .as_deref()
                         .context("--auth oauth2 needs --oauth-provider NAME")?;
-                    match &at.config {
-                        Some(c) => {
-                            Config::load(c)?.provider(provider)?;
-                        }
-                        None => eprintln!(
-                            "note: without --config, whether oauth_provider {provider:?} is \
-                             configured is not checked"
-                        ),
+                    let config = at.config.as_deref().map(Config::load).transpose()?;
+                    if let Some(c) = &config {
+                        c.provider(provider)?;
                     }
-                    read_refresh_token()?
+                    if device_flow || std::io::stdin().is_terminal() {
+                        let c = config.as_ref().context(
+                            "signing in needs --config (its [[oauth_provider]] says where); \
+                             or pipe a refresh token on stdin",
+                        )?;
+                        device_sign_in(c.provider(provider)?).await?
+                    } else {
+                        if config.is_none() {
+                            eprintln!(
+                                "note: without --config, whether oauth_provider {provider:?} \
+                                 is configured is not checked"
+                            );
+                        }
+                        read_refresh_token()?
+                    }
                 }
             };
             let security =
@@ -227,11 +312,25 @@ pub async fn account(action: AccountAction, at: &Location) -> Result<()> {
                 smtp: None,
                 delete_after_days: None,
                 provider: None,
+                bodies_days: policy.bodies_days,
+                daily_download_mb: policy.daily_download_mb,
             };
-            store
+            let id = store
                 .create_account(&new_account(&key, owner.id, &cfg, &secret)?)
                 .await?;
+            store.set_account_policy(id, &cfg.policy()).await?;
             println!("account {name} added");
+        }
+        AccountAction::Edit { user, name, policy } => {
+            let accounts = store.list_accounts().await?;
+            let a = accounts
+                .iter()
+                .find(|a| a.user_name == user && a.name == name)
+                .with_context(|| format!("no account {name} of user {user}"))?;
+            let p = policy.apply(store.account_policy(a.id).await?)?;
+            store.set_account_policy(a.id, &p).await?;
+            // A running server reads the policy when the account next connects.
+            println!("account {name} changed");
         }
         AccountAction::List => {
             for a in store.list_accounts().await? {
@@ -244,8 +343,19 @@ pub async fn account(action: AccountAction, at: &Location) -> Result<()> {
                     )
                 });
                 let err = a.status.error();
+                let now = std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX));
+                let budget = store
+                    .download_budget(a.id, mail_types::budget::utc_day(now))
+                    .await?;
+                let download = match budget.limit_mb {
+                    _ if budget.background_reached() => format!(", {}", budget.describe()),
+                    Some(l) => format!(", {} of {l} MB today", budget.used / 1_000_000),
+                    None => format!(", {} MB today", budget.used / 1_000_000),
+                };
                 println!(
-                    "{}/{}\t{} {}:{}\t{}{}\t{} mailboxes, {headers}/{total} messages, {bodies} bodies",
+                    "{}/{}\t{} {}:{}\t{}{}\t{} mailboxes, {headers}/{total} messages, {bodies} bodies{download}",
                     a.user_name,
                     a.name,
                     a.kind.as_str(),
@@ -363,7 +473,8 @@ async fn sync_once(
     let mut session = imap_sync::Session::connect_profile(&ep, &login, choice)
         .await
         .with_context(|| format!("connecting account {}", a.name))?;
-    let sync = imap_sync::sync::AccountSync::new(store, a.id);
+    let mut sync = imap_sync::sync::AccountSync::new(store.clone(), a.id);
+    engine::apply_body_policy(store.as_ref(), &mut sync, &session).await?;
     let report = sync
         .sync_all(&mut session)
         .await

@@ -137,9 +137,25 @@ pub struct AccountConfig {
     /// `gmail` name them).
     #[serde(default)]
     pub provider: Option<String>,
+    /// IMAP: bodies of messages received in the last N days are fetched in the
+    /// background (default: all; 0: none); the others when they are opened.
+    #[serde(default)]
+    pub bodies_days: Option<u32>,
+    /// IMAP: MB a day the account may download (default: the provider's limit, 2,500 for
+    /// Gmail, else unlimited; 0: unlimited). The background pass stops at 90% of it.
+    #[serde(default)]
+    pub daily_download_mb: Option<u64>,
 }
 
 impl AccountConfig {
+    /// The account's body policy and download limit, as the store keeps them.
+    pub fn policy(&self) -> store::AccountPolicy {
+        store::AccountPolicy {
+            bodies_days: self.bodies_days,
+            daily_download_mb: self.daily_download_mb,
+        }
+    }
+
     /// The provider profile the account names (after `validate`, always a known one).
     pub fn provider_choice(&self) -> Result<imap_sync::ProviderChoice> {
         match &self.provider {
@@ -185,6 +201,10 @@ pub struct OAuthProviderConfig {
     pub auth_url: Option<String>,
     #[serde(default)]
     pub token_url: Option<String>,
+    /// The device authorization endpoint (RFC 8628), for `tidings account add --auth
+    /// oauth2` on a terminal when discovery does not name it.
+    #[serde(default)]
+    pub device_url: Option<String>,
     pub client_id: String,
     /// Absent for a public client.
     #[serde(default)]
@@ -212,6 +232,7 @@ impl OAuthProviderConfig {
             issuer: self.issuer.clone(),
             auth_url: self.auth_url.clone(),
             token_url: self.token_url.clone(),
+            device_url: self.device_url.clone(),
             client_id: self.client_id.clone(),
             client_secret: self.client_secret.clone(),
             scopes: self
@@ -315,8 +336,8 @@ impl Config {
                     if a.refresh_token_file.is_none() {
                         bail!(
                             "account {:?} has auth = \"oauth2\" but no refresh_token_file \
-                             (the interactive sign-in is not available in this build yet; \
-                             `tidings account add --auth oauth2` takes a token on stdin)",
+                             (or add the account with `tidings account add --auth oauth2` \
+                             on a terminal, which signs in with the provider's device flow)",
                             a.name
                         );
                     }
@@ -509,6 +530,34 @@ security = "starttls"
         )
         .unwrap();
         assert!(Config::load(&path).is_err());
+    }
+
+    #[test]
+    fn body_policy_and_device_url_are_parsed() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("t.toml");
+        std::fs::write(
+            &path,
+            "data_dir = \"d\"\n[[user]]\nname = \"alice\"\npassword = \"pw\"\n\
+             [[oauth_provider]]\nname = \"p\"\ntoken_url = \"http://127.0.0.1/t\"\n\
+             device_url = \"http://127.0.0.1/d\"\nclient_id = \"c\"\n\
+             [[account]]\nuser = \"alice\"\nname = \"g\"\nkind = \"imap\"\nhost = \"h\"\n\
+             port = 993\nsecurity = \"tls\"\nusername = \"u\"\npassword = \"p\"\n\
+             bodies_days = 30\ndaily_download_mb = 0\n",
+        )
+        .unwrap();
+        let c = Config::load(&path).unwrap();
+        assert_eq!(
+            c.account[0].policy(),
+            store::AccountPolicy {
+                bodies_days: Some(30),
+                daily_download_mb: Some(0),
+            }
+        );
+        assert_eq!(
+            c.provider("p").unwrap().to_provider().device_url.as_deref(),
+            Some("http://127.0.0.1/d")
+        );
     }
 
     #[test]

@@ -55,6 +55,8 @@ pub async fn run(dir: &Path, listen: &str) -> Result<()> {
             smtp: None,
             delete_after_days: None,
             provider: None,
+            bodies_days: None,
+            daily_download_mb: None,
         }],
         oauth_provider: Vec::new(),
         push_connections_per_user: None,

@@ -36,6 +36,8 @@ pub struct Location {
     pub key_file: Option<PathBuf>,
 }
 
+// Parsed once at start: the size of the largest variant costs nothing.
+#[allow(clippy::large_enum_variant)]
 #[derive(Subcommand)]
 enum Command {
     /// Run the sync engine (and, as they land, the JMAP API and push) from a config file.

@@ -174,6 +174,7 @@ async fn import(store: &dyn Store, key: &SecretKey, config: &Config) -> Result<(
         store
             .set_account_provider(id, a.provider_choice()?.as_str())
             .await?;
+        store.set_account_policy(id, &a.policy()).await?;
     }
     Ok(())
 }

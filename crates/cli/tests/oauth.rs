@@ -1,8 +1,8 @@
 //! OAuth2 accounts through the `tidings` binary, against a real authorization server
 //! (oidc-provider) and a Dovecot that introspects every token: a config account with a
 //! `refresh_token_file`, `tidings account add --auth oauth2` with the token on stdin, and
-//! a terminal on stdin refused (no device-code flow yet). Tokens never reach the log or
-//! the store in clear.
+//! a terminal on stdin without the provider's configuration refused. Tokens never reach
+//! the log or the store in clear.
 
 use anyhow::{Context, Result, bail};
 use std::io::Write;
@@ -235,8 +235,10 @@ async fn account_add_takes_the_refresh_token_on_stdin() -> Result<()> {
     Ok(())
 }
 
+/// On a terminal the account signs in with the device flow (crates/cli/tests/device_flow.rs);
+/// that needs the provider's configuration, which a bare data dir does not have.
 #[test]
-fn account_add_on_a_terminal_says_the_device_flow_is_missing() -> Result<()> {
+fn account_add_on_a_terminal_without_a_config_says_what_signing_in_needs() -> Result<()> {
     // `script` gives the command a pseudo-terminal as stdin.
     if Command::new("script").arg("--version").output().is_err() {
         bail!("util-linux `script` is needed to give the command a terminal");
@@ -255,7 +257,7 @@ fn account_add_on_a_terminal_says_the_device_flow_is_missing() -> Result<()> {
         .output()?;
     assert!(!out.status.success(), "must exit non-zero");
     assert!(
-        contains(&out.stdout, "device-code"),
+        contains(&out.stdout, "signing in needs --config"),
         "{}",
         String::from_utf8_lossy(&out.stdout)
     );

@@ -379,6 +379,7 @@ async fn imap_round(
     drop(permit);
     let mut sync = AccountSync::new(ctx.store.clone(), account.id);
     sync.options.bodies = ctx.options.background_bodies;
+    apply_policy(ctx, &mut sync, &worker).await?;
     let started = std::time::Instant::now();
     let report = sync.sync_all(&mut worker).await?;
     log_report(account.id, &report, started.elapsed());
@@ -400,6 +401,40 @@ async fn imap_round(
     } else {
         watch_idle(ctx, &sync, worker, watch, publisher).await
     }
+}
+
+/// Puts the account's body policy and download budget in force for this round: which
+/// bodies the background pass fetches, and the daily limit (the configured one, else the
+/// provider profile's) recorded for everyone who reads the budget.
+async fn apply_policy(ctx: &Ctx, sync: &mut AccountSync, worker: &Session) -> Result<(), Error> {
+    apply_body_policy(ctx.store.as_ref(), sync, worker).await
+}
+
+/// The account's body policy and download limit put in force on `sync` (the engine's
+/// rounds, and `tidings account sync`); `worker`'s provider profile gives the default
+/// limit.
+pub async fn apply_body_policy(
+    store: &dyn Store,
+    sync: &mut AccountSync,
+    worker: &Session,
+) -> Result<(), Error> {
+    let policy = store.account_policy(sync.account).await?;
+    sync.options.bodies_since = policy.bodies_days.map(|days| {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX));
+        now.saturating_sub(i64::from(days).saturating_mul(mail_types::budget::DAY_SECONDS))
+    });
+    let limit = match policy.daily_download_mb {
+        Some(0) => None,
+        Some(mb) => Some(mb),
+        None => worker.profile().daily_download_mb,
+    };
+    store.set_download_limit(sync.account, limit).await?;
+    sync.options.budget = limit.is_some();
+    tracing::debug!(account = %sync.account, bodies_days = ?policy.bodies_days,
+        daily_download_mb = ?limit, "body policy");
+    Ok(())
 }
 
 /// What the watchers need to open their connection and to know when to log in again.
@@ -458,6 +493,10 @@ fn log_report(account: AccountId, r: &SyncReport, took: Duration) {
     tracing::info!(account = %account, mailboxes = r.mailboxes, unchanged = r.skipped_unchanged,
         new = r.new_headers, bodies = r.bodies, flags = r.flag_updates, expunged = r.expunged,
         resets = r.resets, took_ms = took.as_millis() as u64, "sync pass done");
+    if r.budget_reached {
+        tracing::warn!(account = %account,
+            "daily download budget reached; the background body pass resumes tomorrow (UTC)");
+    }
 }
 
 /// NOTIFY on a second connection with nothing selected; each STATUS event names the
@@ -606,6 +645,7 @@ async fn watch_notify(
                     sync.fetch_bodies(&mut worker, &mb, &mut report).await?;
                 }
                 sync.store.collect_orphans(sync.account).await?;
+                sync.record_download(&mut worker).await?;
                 if report.new_headers + report.flag_updates + report.expunged + report.resets > 0 {
                     tracing::info!(account = %sync.account, mailbox = %mb.name,
                         new = report.new_headers, flags = report.flag_updates,
@@ -615,6 +655,8 @@ async fn watch_notify(
             }
         }
         publisher.publish(ctx).await;
+        // The watcher's events count too (small, but a day of them adds up).
+        sync.record_download(&mut watcher).await?;
         // push: leave the mailbox. With the worker left in INBOX, Dovecot 2.3 told the
         // watcher of later deliveries ~500 ms late (measured, see ARCHITECTURE.md "Push").
         unselect(&mut worker).await?;
@@ -738,6 +780,10 @@ async fn watch_idle(
             }
         } else {
             worker.noop().await?;
+        }
+        sync.record_download(&mut worker).await?;
+        if let Some(w) = own_watcher.as_mut() {
+            sync.record_download(w).await?;
         }
         publisher.publish(ctx).await;
     }

@@ -245,6 +245,8 @@ impl BodyFetcher {
             }
         };
         let mut todo: Vec<(EmailId, Vec<BodySource>)> = Vec::new();
+        let sizes: HashMap<EmailId, u64> =
+            views.iter().map(|v| (v.id, u64::from(v.size))).collect();
         for v in views {
             if v.blob_id.is_some() {
                 out.insert(v.id, Ok(()));
@@ -271,6 +273,42 @@ impl BodyFetcher {
         if todo.is_empty() {
             return out;
         }
+        // A person asking may use the whole daily budget (the background pass stops at
+        // its share), but not more: past it the provider would lock the account. Sizes
+        // (RFC822.SIZE) decide before the FETCH, so a batch cannot overshoot it.
+        let day = mail_types::budget::utc_day(unix_now());
+        let budget = match self.store.download_budget(account, day).await {
+            Ok(b) => b,
+            Err(e) => {
+                for (id, _) in &todo {
+                    out.insert(*id, Err(unavailable(&e)));
+                }
+                return out;
+            }
+        };
+        if let Some(limit) = budget.limit() {
+            let mut left = limit.saturating_sub(budget.used);
+            todo.retain(|(id, _)| {
+                let size = sizes.get(id).copied().unwrap_or(0);
+                if size <= left {
+                    left -= size;
+                    return true;
+                }
+                out.insert(
+                    *id,
+                    Err(BodyFetchError::Unavailable(format!(
+                        "the account's daily download budget is used up ({} of {} MB \
+                         today); messages not stored yet can be opened again after 00:00 UTC",
+                        budget.used / 1_000_000,
+                        budget.limit_mb.unwrap_or(0)
+                    ))),
+                );
+                false
+            });
+            if todo.is_empty() {
+                return out;
+            }
+        }
         // A kept connection may have been dropped by the server meanwhile: a failure on
         // it is retried once on a new one.
         let mut retry = session.is_some();
@@ -287,7 +325,15 @@ impl BodyFetcher {
                     }
                 },
             };
-            match self.fetch_sources(s, account, &mut todo, &mut out).await {
+            let fetched = self.fetch_sources(s, account, &mut todo, &mut out).await;
+            // Counted whatever the outcome: the bytes came all the same.
+            if let Err(e) = AccountSync::new(self.store.clone(), account)
+                .record_download(s)
+                .await
+            {
+                tracing::warn!(account = %account, error = %e, "cannot count downloaded bytes");
+            }
+            match fetched {
                 Ok(()) => break,
                 Err(Error::Store(e)) => {
                     for (id, _) in &todo {
@@ -364,4 +410,10 @@ impl BodyFetcher {
             .map(|(session, _renew)| session)
             .map_err(|e| BodyFetchError::Unavailable(e.to_string()))
     }
+}
+
+fn unix_now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
 }

@@ -21,7 +21,7 @@ mod outbox;
 mod submission;
 pub use submission::SubmitOptions;
 
-pub use account::AccountEvent;
+pub use account::{AccountEvent, apply_body_policy};
 pub use backoff::Backoff;
 pub use bodies::{BodyFetchError, BodyFetcher};
 pub use oauth::{OAuth, OAuthProvider, SecretSeal};

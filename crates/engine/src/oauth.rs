@@ -5,8 +5,10 @@
 //!
 //! Tokens never reach a log line, an error text or a `Debug` output.
 //!
-//! Seams for later slices: a provider's `auth_url` and `scopes` are what a browser or
-//! device-code sign-in needs; nothing here uses them yet.
+//! Signing in from a terminal (the device authorization grant, RFC 8628) is in `device`.
+
+mod device;
+pub use device::{DeviceAuthorization, DeviceCode, DeviceFlowError, RefreshToken};
 
 use crate::PasswordSource;
 use mail_types::{AccountAuth, AccountId};
@@ -45,6 +47,8 @@ pub struct OAuthProvider {
     pub issuer: Option<String>,
     pub auth_url: Option<String>,
     pub token_url: Option<String>,
+    /// The device authorization endpoint (RFC 8628 3.1), when discovery does not name it.
+    pub device_url: Option<String>,
     pub client_id: String,
     /// None for a public client (PKCE only).
     pub client_secret: Option<String>,
@@ -59,6 +63,7 @@ impl fmt::Debug for OAuthProvider {
             .field("issuer", &self.issuer)
             .field("auth_url", &self.auth_url)
             .field("token_url", &self.token_url)
+            .field("device_url", &self.device_url)
             .field("client_id", &self.client_id)
             .field(
                 "client_secret",
@@ -486,6 +491,7 @@ mod tests {
             issuer: None,
             auth_url: None,
             token_url: Some("http://127.0.0.1/token".into()),
+            device_url: None,
             client_id: "id".into(),
             client_secret: Some("hunter2".into()),
             scopes: vec![],

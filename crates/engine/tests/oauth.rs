@@ -34,6 +34,7 @@ fn provider(auth: &AuthServer) -> OAuthProvider {
         issuer: Some(auth.issuer()),
         auth_url: None,
         token_url: None,
+        device_url: None,
         client_id: CLIENT_ID.into(),
         client_secret: Some(CLIENT_SECRET.into()),
         scopes: engine::oauth::default_scopes(Some(&auth.issuer())),
@@ -148,6 +149,7 @@ async fn renewed_while_watching(notify: bool) -> Result<()> {
     let auth = AuthServer::start(AuthServerOptions {
         access_token_ttl: Some(TTL),
         rotate_refresh_tokens: true,
+        ..Default::default()
     })?;
     let dovecot = dovecot_for(&auth, notify)?;
     let rt = auth.mint_refresh_token(ALICE, CLIENT_ID)?;
@@ -205,6 +207,7 @@ async fn revoked_grant_is_sign_in_again_and_other_accounts_keep_syncing() -> Res
     let auth = AuthServer::start(AuthServerOptions {
         access_token_ttl: Some(TTL),
         rotate_refresh_tokens: false,
+        ..Default::default()
     })?;
     let dovecot = dovecot_for(&auth, true)?;
     let rt = auth.mint_refresh_token(ALICE, CLIENT_ID)?;

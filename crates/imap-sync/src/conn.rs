@@ -197,6 +197,8 @@ pub struct Connection {
     scan: Scan,
     next_tag: u32,
     pub(crate) read_timeout: Duration,
+    /// Bytes read from the server since last taken (the daily download budget).
+    bytes_read: u64,
 }
 
 impl Connection {
@@ -207,6 +209,7 @@ impl Connection {
             scan: Scan::default(),
             next_tag: 1,
             read_timeout: READ_TIMEOUT,
+            bytes_read: 0,
         }
     }
 
@@ -279,7 +282,14 @@ impl Connection {
             if n == 0 {
                 return Err(Error::Closed);
             }
+            self.bytes_read = self.bytes_read.saturating_add(n as u64);
         }
+    }
+
+    /// Bytes read since the last call (after TLS: what the server sent, less the TLS
+    /// overhead providers do not count either).
+    pub(crate) fn take_bytes_read(&mut self) -> u64 {
+        std::mem::take(&mut self.bytes_read)
     }
 
     /// Gives back a read buffer that grew for a big response, once it holds nothing: a

@@ -135,6 +135,10 @@ pub struct Profile {
     pub search_cap: Option<u32>,
     /// Retry of `NO [UNAVAILABLE]` on commands that only read (EXAMINE, FETCH, SEARCH).
     pub unavailable: Retry,
+    /// How many MB a day the provider lets one account download over IMAP before it
+    /// locks the account (`None`: no known limit); the default of the account's
+    /// `daily_download_mb`.
+    pub daily_download_mb: Option<u64>,
 }
 
 impl Profile {
@@ -150,6 +154,7 @@ impl Profile {
                 attempts: 2,
                 delay: Duration::from_millis(200),
             },
+            daily_download_mb: None,
         };
         match provider {
             Provider::Generic => generic,
@@ -189,8 +194,11 @@ impl Profile {
             },
             // Gmail has CONDSTORE without QRESYNC (developers.google.com/gmail/imap);
             // never trust a QRESYNC it might show one day without ENABLED either.
+            // Downloading more than 2,500 MB a day over IMAP locks the account for up to
+            // a day (support.google.com/a/answer/1071518, "Gmail bandwidth limits").
             Provider::Gmail => Profile {
                 distrust: &["QRESYNC"],
+                daily_download_mb: Some(2500),
                 ..generic
             },
         }
@@ -287,5 +295,18 @@ mod tests {
         assert!(Profile::of(Provider::Generic).trusts("QRESYNC"));
         assert_eq!(Profile::of(Provider::Yahoo).search_cap, Some(1000));
         assert!(Profile::of(Provider::Icloud).max_connections <= 3);
+    }
+
+    #[test]
+    fn only_gmail_has_a_daily_download_limit() {
+        assert_eq!(Profile::of(Provider::Gmail).daily_download_mb, Some(2500));
+        for p in [
+            Provider::Generic,
+            Provider::Icloud,
+            Provider::Outlook,
+            Provider::Yahoo,
+        ] {
+            assert_eq!(Profile::of(p).daily_download_mb, None, "{p}");
+        }
     }
 }

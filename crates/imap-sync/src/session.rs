@@ -848,6 +848,12 @@ impl Session {
         }
     }
 
+    /// Bytes the server sent on this connection since the last call (the login included),
+    /// for the account's daily download budget.
+    pub fn take_bytes_read(&mut self) -> u64 {
+        self.conn.take_bytes_read()
+    }
+
     /// Frees buffers that grew during a big command (call while idle).
     pub fn shrink_buffers(&mut self) {
         self.conn.shrink();

@@ -39,6 +39,12 @@ pub struct SyncOptions {
     pub body_batch: usize,
     /// Fetch bodies after headers (false: headers only, e.g. for a quick first look).
     pub bodies: bool,
+    /// The body pass fetches only messages received (INTERNALDATE) at or after this Unix
+    /// time (`None`: all); older ones are fetched when someone asks for them.
+    pub bodies_since: Option<i64>,
+    /// The body pass stops where it would take the account past the background share of
+    /// its daily download budget (`mail_types::budget`).
+    pub budget: bool,
 }
 
 impl Default for SyncOptions {
@@ -51,6 +57,8 @@ impl Default for SyncOptions {
             batch_bytes: 16 * 1024 * 1024,
             body_batch: 50,
             bodies: true,
+            bodies_since: None,
+            budget: false,
         }
     }
 }
@@ -65,6 +73,8 @@ pub struct SyncReport {
     pub flag_updates: usize,
     pub expunged: usize,
     pub resets: usize,
+    /// The body pass stopped at the daily download budget; bodies are left for later.
+    pub budget_reached: bool,
 }
 
 /// The account-level sync: holds the store handle and account id.
@@ -169,7 +179,19 @@ impl AccountSync {
             }
         }
         self.store.collect_orphans(self.account).await?;
+        self.record_download(s).await?;
         Ok(report)
+    }
+
+    /// Adds what the session read since last asked to the account's bytes of the day.
+    pub async fn record_download(&self, s: &mut Session) -> Result<()> {
+        let n = s.take_bytes_read();
+        if n == 0 {
+            return Ok(());
+        }
+        let day = mail_types::budget::utc_day(unix_now());
+        self.store.add_downloaded(self.account, day, n).await?;
+        Ok(())
     }
 
     /// LIST, and the store's mailbox list brought in line. Returns LIST-STATUS data by name.
@@ -689,12 +711,44 @@ impl AccountSync {
         mb: &MailboxRecord,
         report: &mut SyncReport,
     ) -> Result<()> {
-        let missing = self.store.uids_missing_body(mb.id, usize::MAX >> 1).await?;
+        let missing = self
+            .store
+            .missing_bodies_since(mb.id, self.options.bodies_since, usize::MAX >> 1)
+            .await?;
         if missing.is_empty() {
             return Ok(());
         }
+        let mut left = None;
+        if self.options.budget {
+            self.record_download(s).await?;
+            let day = mail_types::budget::utc_day(unix_now());
+            left = self
+                .store
+                .download_budget(self.account, day)
+                .await?
+                .background_left();
+        }
+        // Newest first, as long as their sizes (RFC822.SIZE) fit in what the budget
+        // leaves; sizes decide before the FETCH, so the pass never stops mid-stream.
+        let mut uids: Vec<u32> = Vec::with_capacity(missing.len());
+        for (uid, size) in &missing {
+            if let Some(l) = left.as_mut() {
+                if *size > *l {
+                    report.budget_reached = true;
+                    break;
+                }
+                *l -= size;
+            }
+            uids.push(uid.0);
+        }
+        if report.budget_reached {
+            let day = mail_types::budget::utc_day(unix_now());
+            self.store.set_background_stopped(self.account, day).await?;
+        }
+        if uids.is_empty() {
+            return Ok(());
+        }
         s.examine(&mb.raw_name, None).await?;
-        let uids: Vec<u32> = missing.iter().map(|u| u.0).collect();
         let commands: Vec<String> = uids
             .chunks(self.options.body_chunk.max(1))
             .map(|chunk| format!("UID FETCH {} (UID BODY.PEEK[])", uid_set(chunk)))
@@ -722,8 +776,15 @@ impl AccountSync {
         .await;
         let finished = writer.finish().await;
         streamed?;
-        finished
+        finished?;
+        self.record_download(s).await
     }
+}
+
+fn unix_now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
 }
 
 impl AccountSync {

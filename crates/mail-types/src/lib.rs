@@ -7,7 +7,11 @@
 //! - `State`: the per-account JMAP state counter bumped by every committed change.
 //! - `Role`, `Keyword`: the JMAP view of IMAP special-use attributes and flags.
 //! - `SyncStatus`: what the engine last knew about an account's connection.
+//! - `budget`: an account's daily download budget (bytes today against the limit).
 
+pub mod budget;
+
+pub use budget::DownloadBudget;
 use serde::{Deserialize, Serialize};
 use std::fmt;
 

@@ -123,6 +123,30 @@ pub trait Store: Send + Sync + 'static {
     }
     /// UIDs of copies whose message body is not stored yet, newest first.
     async fn uids_missing_body(&self, mailbox: MailboxId, limit: usize) -> Result<Vec<Uid>>;
+    /// Like `uids_missing_body`, only messages received (INTERNALDATE) at or after
+    /// `received_since` (Unix seconds; `None`: all), each with its size (RFC822.SIZE).
+    async fn missing_bodies_since(
+        &self,
+        mailbox: MailboxId,
+        received_since: Option<i64>,
+        limit: usize,
+    ) -> Result<Vec<(Uid, u64)>>;
+    /// The account's body policy and configured download limit (defaults when never set).
+    async fn account_policy(&self, account: AccountId) -> Result<AccountPolicy>;
+    async fn set_account_policy(&self, account: AccountId, policy: &AccountPolicy) -> Result<()>;
+    /// The daily download limit in force (the configured one, or the provider profile's),
+    /// recorded by the engine so that everyone reading the budget sees the same.
+    async fn set_download_limit(&self, account: AccountId, limit_mb: Option<u64>) -> Result<()>;
+    /// The background body pass stopped at the budget on UTC day `day`.
+    async fn set_background_stopped(&self, account: AccountId, day: i64) -> Result<()>;
+    /// Adds bytes downloaded from the account's servers on UTC day `day`.
+    async fn add_downloaded(&self, account: AccountId, day: i64, bytes: u64) -> Result<()>;
+    /// Bytes downloaded on UTC day `day` and the limit in force.
+    async fn download_budget(
+        &self,
+        account: AccountId,
+        day: i64,
+    ) -> Result<mail_types::DownloadBudget>;
     /// Destroys Emails that no mailbox holds any more (after moves have had a chance to
     /// re-link them). Returns how many were destroyed.
     async fn collect_orphans(&self, account: AccountId) -> Result<usize>;

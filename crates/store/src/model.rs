@@ -56,6 +56,17 @@ pub struct AccountRecord {
     pub provider: String,
 }
 
+/// What an account downloads in the background, and how much a day.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct AccountPolicy {
+    /// Bodies of messages received in the last N days are fetched in the background
+    /// (`None`: all; `Some(0)`: none); the others when someone asks for them.
+    pub bodies_days: Option<u32>,
+    /// Daily download limit in MB (`None`: the provider profile's default; `Some(0)`:
+    /// unlimited).
+    pub daily_download_mb: Option<u64>,
+}
+
 /// A mailbox as the server's LIST (and STATUS) describes it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RemoteMailbox {

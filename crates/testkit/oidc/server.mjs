@@ -2,7 +2,10 @@
 // on a free loopback port. Started by testkit::oidc::AuthServer; never for production.
 //
 // Arguments (all optional): --access-ttl SECONDS (default 3600), --rotate (issue a new
-// refresh token on every refresh, RFC 6749 6).
+// refresh token on every refresh, RFC 6749 6), --device-flow (the device authorization
+// grant, RFC 8628, for the `tidings` client, with oidc-provider's development login and
+// consent pages for the user side, and a polling interval of 1 s), --device-ttl SECONDS
+// (how long a device code lives, default 600).
 //
 // Prints one JSON line on stdout once listening: {"port": N, "issuer": "http://..."}.
 //
@@ -20,6 +23,9 @@ import Provider from 'oidc-provider';
 const args = process.argv.slice(2);
 const accessTtl = Number(args[args.indexOf('--access-ttl') + 1]) || 3600;
 const rotate = args.includes('--rotate');
+const deviceFlow = args.includes('--device-flow');
+const deviceTtl = Number(args[args.indexOf('--device-ttl') + 1]) || 600;
+const DEVICE_GRANT = 'urn:ietf:params:oauth:grant-type:device_code';
 const SCOPE = 'openid email offline_access';
 
 const server = http.createServer();
@@ -32,7 +38,7 @@ server.listen(0, '127.0.0.1', () => {
         // Tidings as a confidential client.
         client_id: 'tidings',
         client_secret: 'tidings-secret',
-        grant_types: ['authorization_code', 'refresh_token'],
+        grant_types: ['authorization_code', 'refresh_token', ...(deviceFlow ? [DEVICE_GRANT] : [])],
         response_types: ['code'],
         redirect_uris: ['http://127.0.0.1/callback'],
         token_endpoint_auth_method: 'client_secret_post',
@@ -58,7 +64,10 @@ server.listen(0, '127.0.0.1', () => {
     scopes: ['openid', 'email', 'offline_access'],
     claims: { openid: ['sub'], email: ['email'] },
     features: {
-      devInteractions: { enabled: false },
+      // The development login (any name, no password) and consent pages: the user side
+      // of the device flow, which the tests drive over HTTP.
+      devInteractions: { enabled: deviceFlow },
+      deviceFlow: { enabled: deviceFlow },
       introspection: { enabled: true },
       revocation: { enabled: true },
     },
@@ -69,6 +78,7 @@ server.listen(0, '127.0.0.1', () => {
       IdToken: 3600,
       Session: 3600,
       Interaction: 3600,
+      DeviceCode: deviceTtl,
     },
     rotateRefreshToken: () => rotate,
     async findAccount(_ctx, sub) {
@@ -76,6 +86,10 @@ server.listen(0, '127.0.0.1', () => {
     },
   });
   provider.on('server_error', (_ctx, err) => console.error('server_error', err));
+  // RFC 8628 3.2: `interval` defaults to 5 s; 1 s keeps the tests short.
+  provider.on('device_authorization.success', (_ctx, body) => {
+    body.interval = 1;
+  });
   const accessTokens = new Map();
   // 'saved' for opaque tokens, 'issued' for structured ones.
   const remember = (token) => {

@@ -33,6 +33,11 @@ pub struct AuthServerOptions {
     pub access_token_ttl: Option<Duration>,
     /// Issue a new refresh token on every refresh (and invalidate the old one).
     pub rotate_refresh_tokens: bool,
+    /// The device authorization grant (RFC 8628) for the `tidings` client, with
+    /// oidc-provider's development login and consent pages (see [`AuthServer::approve_device`]).
+    pub device_flow: bool,
+    /// How long a device code lives (default 10 minutes).
+    pub device_code_ttl: Option<Duration>,
 }
 
 pub struct AuthServer {
@@ -62,6 +67,13 @@ impl AuthServer {
         }
         if opts.rotate_refresh_tokens {
             cmd.arg("--rotate");
+        }
+        if opts.device_flow {
+            cmd.arg("--device-flow");
+        }
+        if let Some(ttl) = opts.device_code_ttl {
+            cmd.arg("--device-ttl")
+                .arg(ttl.as_secs().max(1).to_string());
         }
         let mut child = cmd
             .spawn()
@@ -184,6 +196,136 @@ impl AuthServer {
         v["revoked"].as_u64().context("no count in the answer")
     }
 
+    /// The user side of a device sign-in (RFC 8628 3.3), as a person's browser does it:
+    /// the code entry page, the confirmation, then oidc-provider's development login (as
+    /// `user`) and consent pages, following the redirects with the cookies they set.
+    pub fn approve_device(&self, user_code: &str, user: &str) -> Result<()> {
+        let mut b = Browser::default();
+        let interaction = self.confirm_device(&mut b, user_code, false)?;
+        let resume = self.submit_interaction(
+            &mut b,
+            &interaction,
+            &format!("prompt=login&login={}&password=x", form_encode(user)),
+        )?;
+        let (status, head, _) = self.request(&mut b, "GET", &resume, "")?;
+        let consent = location(&head).filter(|_| status == 303).with_context(|| {
+            format!("after the login, HTTP {status} instead of the consent page")
+        })?;
+        let resume = self.submit_interaction(&mut b, &consent, "prompt=consent")?;
+        let (status, _, body) = self.request(&mut b, "GET", &resume, "")?;
+        if status != 200 || !body.contains("Sign-in Success") {
+            bail!("the device sign-in did not succeed: HTTP {status}");
+        }
+        Ok(())
+    }
+
+    /// The person declines at the confirmation page ("Abort").
+    pub fn deny_device(&self, user_code: &str) -> Result<()> {
+        let mut b = Browser::default();
+        self.confirm_device(&mut b, user_code, true)?;
+        Ok(())
+    }
+
+    /// Enters the user code and confirms (or aborts); returns the interaction's path.
+    fn confirm_device(&self, b: &mut Browser, user_code: &str, abort: bool) -> Result<String> {
+        let (status, _, page) = self.request(b, "GET", "/device", "")?;
+        if status != 200 {
+            bail!("the code entry page: HTTP {status}");
+        }
+        let form = format!("xsrf={}&user_code={}", xsrf(&page)?, form_encode(user_code));
+        let (status, _, page) = self.request(b, "POST", "/device", &form)?;
+        if status != 200 {
+            bail!("entering the user code: HTTP {status}");
+        }
+        let answer = if abort { "abort=yes" } else { "confirm=yes" };
+        let form = format!(
+            "xsrf={}&user_code={}&{answer}",
+            xsrf(&page)?,
+            form_encode(user_code)
+        );
+        let (status, head, _) = self.request(b, "POST", "/device", &form)?;
+        if abort {
+            return Ok(String::new());
+        }
+        location(&head)
+            .filter(|_| status == 303)
+            .with_context(|| format!("confirming the code: HTTP {status}, no login page"))
+    }
+
+    /// Submits a development interaction form; returns where it sends the browser back.
+    fn submit_interaction(&self, b: &mut Browser, path: &str, form: &str) -> Result<String> {
+        let (status, head, _) = self.request(b, "POST", path, form)?;
+        location(&head)
+            .filter(|_| status == 303)
+            .with_context(|| format!("submitting {path}: HTTP {status}"))
+    }
+
+    /// One request with the browser's cookies (sent whatever their path: the names the
+    /// provider reads are distinct); remembers the cookies the answer sets.
+    fn request(
+        &self,
+        b: &mut Browser,
+        method: &str,
+        path: &str,
+        body: &str,
+    ) -> Result<(u16, String, String)> {
+        let origin = self.issuer();
+        let path = path.strip_prefix(&origin).unwrap_or(path);
+        let cookies = b
+            .cookies
+            .iter()
+            .map(|(k, v)| format!("{k}={v}"))
+            .collect::<Vec<_>>()
+            .join("; ");
+        let mut s = TcpStream::connect(("127.0.0.1", self.port))?;
+        s.set_read_timeout(Some(REQUEST_TIMEOUT))?;
+        s.set_write_timeout(Some(REQUEST_TIMEOUT))?;
+        write!(
+            s,
+            "{method} {path} HTTP/1.1\r\nHost: 127.0.0.1:{}\r\nConnection: close\r\n\
+             Cookie: {cookies}\r\nContent-Type: application/x-www-form-urlencoded\r\n\
+             Content-Length: {}\r\n\r\n{body}",
+            self.port,
+            body.len()
+        )?;
+        let mut raw = Vec::new();
+        s.take(1 << 20).read_to_end(&mut raw)?;
+        let text = String::from_utf8_lossy(&raw);
+        let (head, rest) = text.split_once("\r\n\r\n").context("HTTP answer")?;
+        let status = head
+            .split(' ')
+            .nth(1)
+            .and_then(|s| s.parse().ok())
+            .context("HTTP status")?;
+        for line in head.lines() {
+            let Some((name, value)) = line.split_once(':') else {
+                continue;
+            };
+            if !name.eq_ignore_ascii_case("set-cookie") {
+                continue;
+            }
+            let pair = value.trim().split(';').next().unwrap_or("");
+            if let Some((k, v)) = pair.split_once('=') {
+                if v.is_empty() {
+                    b.cookies.retain(|(n, _)| n != k);
+                } else if let Some(c) = b.cookies.iter_mut().find(|(n, _)| n == k) {
+                    c.1 = v.to_string();
+                } else {
+                    b.cookies.push((k.to_string(), v.to_string()));
+                }
+            }
+        }
+        let chunked = head
+            .to_ascii_lowercase()
+            .contains("transfer-encoding: chunked");
+        let body = if chunked {
+            dechunk(rest)
+        } else {
+            rest.to_string()
+        };
+        Ok((status, head.to_string(), body))
+    }
+
     /// Stops the server (its port then refuses connections).
     pub fn stop(&mut self) {
         if let Some(mut c) = self.child.take() {
@@ -229,6 +371,29 @@ impl Drop for AuthServer {
     fn drop(&mut self) {
         self.stop();
     }
+}
+
+/// The cookies of one person's browser session.
+#[derive(Default)]
+struct Browser {
+    cookies: Vec<(String, String)>,
+}
+
+/// The `Location` of an answer.
+fn location(head: &str) -> Option<String> {
+    head.lines().find_map(|l| {
+        let (name, value) = l.split_once(':')?;
+        name.eq_ignore_ascii_case("location")
+            .then(|| value.trim().to_string())
+    })
+}
+
+/// The anti-forgery token of a device flow form.
+fn xsrf(page: &str) -> Result<String> {
+    let (_, rest) = page
+        .split_once("name=\"xsrf\" value=\"")
+        .context("no xsrf field in the page")?;
+    Ok(rest.split('"').next().unwrap_or("").to_string())
 }
 
 fn dechunk(mut s: &str) -> String {

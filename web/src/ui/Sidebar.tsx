@@ -18,6 +18,9 @@ export function syncText(s: MailApp["sync"][string] | undefined): { text: string
     case "auth_failed":
       return { text: "The mail server refused the password. Update it with `tidings account add`.", error: true, fraction: null };
     default:
+      // In step, but the day's download budget held the background bodies back: say so,
+      // since messages not stored yet open more slowly (and fail past the limit).
+      if (s.download?.reached) return { text: s.download.note, error: false, fraction: null };
       return { text: "", error: false, fraction: null };
   }
 }

@@ -52,7 +52,13 @@ const MIGRATIONS: &[Step] = &[
             "ALTER TABLE account ADD COLUMN provider TEXT NOT NULL DEFAULT 'auto';",
         )?)
     },
-    // v6: Gmail's ids (X-GM-EXT-1). `gm_msgid` is X-GM-MSGID, the message's identity in
+    // v6: a body policy and a daily download budget per account. Bodies of the last N
+    // days are fetched in the background, the others on demand; bytes downloaded are
+    // counted per UTC day so a restart does not forget them (Gmail locks an account that
+    // downloads more than ~2,500 MB a day). Own tables, so accounts without a policy need
+    // no row.
+    |c| Ok(c.execute_batch(super::policy::SCHEMA)?),
+    // v7: Gmail's ids (X-GM-EXT-1). `gm_msgid` is X-GM-MSGID, the message's identity in
     // every folder (the Email's `identity` is then `g:<msgid>`, so label folders link to
     // it through that index); `gm_thrid` is X-GM-THRID: Emails with the same one share a
     // thread, found through this index. Both are 64-bit unsigned on the wire, stored as

@@ -9,6 +9,7 @@ mod read;
 mod write;
 // --- write-back (outbox) ---
 mod outbox;
+mod policy;
 // --- sending (issue 5)
 mod submission;
 // --- end sending
@@ -938,6 +939,43 @@ impl Store for SqliteStore {
             Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?)
         })
         .await
+    }
+
+    // --- body policy and download budget
+    async fn account_policy(&self, account: AccountId) -> Result<AccountPolicy> {
+        self.call(move |c| policy::policy(c, account)).await
+    }
+    async fn set_account_policy(&self, account: AccountId, p: &AccountPolicy) -> Result<()> {
+        let p = *p;
+        self.call(move |c| policy::set_policy(c, account, &p)).await
+    }
+    async fn set_download_limit(&self, account: AccountId, limit_mb: Option<u64>) -> Result<()> {
+        self.call(move |c| policy::set_limit(c, account, limit_mb))
+            .await
+    }
+    async fn set_background_stopped(&self, account: AccountId, day: i64) -> Result<()> {
+        self.call(move |c| policy::set_stopped(c, account, day))
+            .await
+    }
+    async fn add_downloaded(&self, account: AccountId, day: i64, bytes: u64) -> Result<()> {
+        self.call(move |c| policy::add(c, account, day, bytes))
+            .await
+    }
+    async fn download_budget(
+        &self,
+        account: AccountId,
+        day: i64,
+    ) -> Result<mail_types::DownloadBudget> {
+        self.call(move |c| policy::budget(c, account, day)).await
+    }
+    async fn missing_bodies_since(
+        &self,
+        mailbox: MailboxId,
+        received_since: Option<i64>,
+        limit: usize,
+    ) -> Result<Vec<(Uid, u64)>> {
+        self.call(move |c| policy::missing_bodies(c, mailbox, received_since, limit))
+            .await
     }
 
     async fn collect_orphans(&self, account: AccountId) -> Result<usize> {
