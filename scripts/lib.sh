@@ -60,3 +60,14 @@ ensure_oidc_server() {
         (cd "$dir" && npm ci --no-audit --no-fund --loglevel=error) >&2
     fi
 }
+
+# The Gmail-shaped IMAP server of the Gmail tests (hoodiecrow-imap under Node, started by
+# testkit::gmail on a loopback port): installed like the auth server's.
+ensure_gmail_server() {
+    command -v npm >/dev/null || { echo "npm is missing: install Node 20 and npm" >&2; return 1; }
+    local dir=crates/testkit/hoodiecrow
+    if [ ! -f "$dir/node_modules/.package-lock.json" ] || [ "$dir/package-lock.json" -nt "$dir/node_modules/.package-lock.json" ]; then
+        echo "== npm ci (hoodiecrow-imap for the Gmail tests)" >&2
+        (cd "$dir" && npm ci --no-audit --no-fund --loglevel=error) >&2
+    fi
+}

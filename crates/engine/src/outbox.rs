@@ -681,6 +681,22 @@ impl Worker {
                     }
                 }
             }
+            OutboxOp::Labels {
+                mailbox,
+                uid,
+                add,
+                remove,
+                ..
+            } => {
+                // Gmail's labels live on the message: set on its All Mail copy, every label
+                // folder follows. A message gone from All Mail (trashed elsewhere) has no
+                // labels to change.
+                if let Some(uid) = real_uid(*uid) {
+                    let raw = self.raw(*mailbox)?;
+                    self.select(s, &raw).await?;
+                    s.uid_store_labels(uid, add, remove).await?;
+                }
+            }
         }
         s.unsolicited.clear();
         Ok(done)

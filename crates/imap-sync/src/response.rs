@@ -55,6 +55,9 @@ pub struct Fetch {
     /// RFC 8474 EMAILID / THREADID.
     pub email_id: Option<String>,
     pub thread_id: Option<String>,
+    /// Gmail's X-GM-MSGID and X-GM-THRID (X-GM-EXT-1).
+    pub gm_msgid: Option<u64>,
+    pub gm_thrid: Option<u64>,
 }
 
 #[derive(Debug, Clone)]
@@ -275,6 +278,8 @@ pub fn parse(frame: &Bytes) -> Response {
                     },
                     AttributeValue::EmailId(e) => f.email_id = Some(e.into_owned()),
                     AttributeValue::ThreadId(t) => f.thread_id = t.map(|t| t.into_owned()),
+                    AttributeValue::GmailMsgId(m) => f.gm_msgid = Some(m),
+                    AttributeValue::GmailThrId(t) => f.gm_thrid = Some(t),
                     _ => {}
                 }
             }

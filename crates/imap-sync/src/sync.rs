@@ -13,7 +13,10 @@ use crate::session::Session;
 use mail_types::{AccountId, ModSeq, Role, Uid, UidValidity};
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
-use store::{FlagUpdate, MailboxChanges, MailboxRecord, NewBody, NewCopy, RemoteMailbox, Store};
+use store::{
+    FlagUpdate, GmailIds, LinkedCopy, MailboxChanges, MailboxRecord, NewBody, NewCopy,
+    RemoteMailbox, Store,
+};
 use tokio::task::JoinHandle;
 
 /// Tunables of one sync run.
@@ -153,6 +156,16 @@ impl AccountSync {
             .filter(|m| m.selectable)
             .collect();
         mailboxes.sort_by_key(order_key);
+        if s.has("X-GM-EXT-1") {
+            if self.gmail_mode(s).await? {
+                // Gmail: All Mail holds every message but Trash and Spam, so it goes first
+                // and the label folders then only link their UIDs to what it brought.
+                mailboxes.sort_by_key(|m| m.role != Some(Role::All));
+            } else {
+                tracing::warn!(account = %self.account,
+                    "the server advertises X-GM-EXT-1 but has no \\All mailbox; syncing folder by folder");
+            }
+        }
         report.mailboxes = mailboxes.len();
         for mb in &mailboxes {
             let status = statuses.get(&mb.raw_name);
@@ -207,6 +220,12 @@ impl AccountSync {
             })
             .collect();
         let mut remote = remote;
+        if s.has("X-GM-EXT-1") && remote.iter().any(|m| m.role == Some(Role::All)) {
+            // Gmail's Starred folder is the \Flagged flag shown as a folder (its label
+            // \Starred follows \Flagged both ways): as a mailbox it would list every
+            // flagged message twice over. The `$flagged` keyword already says it.
+            remote.retain(|m| m.role != Some(Role::Flagged));
+        }
         if incomplete {
             // A LIST line we could not read must not make its mailbox (and its mail) vanish
             // from the store: keep every stored mailbox the list did not mention.
@@ -266,6 +285,7 @@ impl AccountSync {
         }
         let span = tracing::debug_span!("mailbox", account = %self.account, mailbox = %mb.name);
         let _enter = span.enter();
+        let gmail = self.gmail_mode(s).await?;
 
         s.unsolicited.clear();
         let known = (mb.uidvalidity.0 != 0).then_some((mb.uidvalidity.0, mb.highestmodseq.0));
@@ -389,7 +409,7 @@ impl AccountSync {
         self.store
             .apply_mailbox_changes(self.account, mb.id, changes)
             .await?;
-        report.new_headers += self.fetch_headers(s, &mb, &missing).await?;
+        report.new_headers += self.fetch_new(s, &mb, &missing, gmail).await?;
         // Expunges the server reported with the commands of this pass (RFC 7162 3.2.10:
         // VANISHED may come with any UID command; RFC 3501 7.4.1: EXPUNGE with any but
         // FETCH, STORE and SEARCH) are stored before the sync state moves: the mod-sequence
@@ -434,7 +454,7 @@ impl AccountSync {
             tracing::warn!(account = %self.account, mailbox = %mb.name, stored = stored_now,
                 server = exists_now, expunge_seen = during.sequence_expunges,
                 "stored state may differ from the server; running a full diff");
-            self.full_diff(s, &mb, listed_below, report).await?;
+            self.full_diff(s, &mb, listed_below, gmail, report).await?;
         }
         s.unsolicited.clear();
         Ok(())
@@ -467,6 +487,7 @@ impl AccountSync {
         s: &mut Session,
         mb: &MailboxRecord,
         listed_below: u32,
+        gmail: bool,
         report: &mut SyncReport,
     ) -> Result<()> {
         let server: Vec<u32> = s.uid_search("ALL").await?;
@@ -493,21 +514,153 @@ impl AccountSync {
             .into_iter()
             .filter(|u| !stored_set.contains(u))
             .collect();
-        report.new_headers += self.fetch_headers(s, mb, &missing).await?;
+        report.new_headers += self.fetch_new(s, mb, &missing, gmail).await?;
         Ok(())
     }
 
+    /// Whether this account is synced the Gmail way: the server has X-GM-EXT-1 and a
+    /// mailbox with SPECIAL-USE `\All` (Gmail names it per locale, so never by name). A
+    /// server that advertises the extension without one is synced folder by folder.
+    async fn gmail_mode(&self, s: &Session) -> Result<bool> {
+        if !s.has("X-GM-EXT-1") {
+            return Ok(false);
+        }
+        Ok(self
+            .store
+            .mailboxes(self.account)
+            .await?
+            .iter()
+            .any(|m| m.role == Some(Role::All) && m.selectable))
+    }
+
+    /// Stores the new messages `missing` of a mailbox. The Gmail way, each UID's
+    /// X-GM-MSGID is fetched first (no header, no body) and a message already stored
+    /// through another folder is linked, not fetched again: a message with three labels
+    /// crosses the wire once, however many folders show it. The rest is fetched whole.
+    async fn fetch_new(
+        &self,
+        s: &mut Session,
+        mb: &MailboxRecord,
+        missing: &[u32],
+        gmail: bool,
+    ) -> Result<usize> {
+        if missing.is_empty() {
+            return Ok(0);
+        }
+        if !gmail {
+            return self.fetch_headers(s, mb, missing, false).await;
+        }
+        let rest = self.link_known(s, mb, missing).await?;
+        let linked = missing.len() - rest.len();
+        Ok(linked + self.fetch_headers(s, mb, &rest, true).await?)
+    }
+
+    /// Gmail: `UID FETCH (UID FLAGS X-GM-MSGID)` of `missing`, and the copies whose
+    /// X-GM-MSGID has a stored Email linked to it. Returns the UIDs not linked: a message
+    /// not stored yet, or an answer without a readable X-GM-MSGID (a server that lies
+    /// about X-GM-EXT-1 gets its messages fetched the ordinary way).
+    async fn link_known(
+        &self,
+        s: &mut Session,
+        mb: &MailboxRecord,
+        missing: &[u32],
+    ) -> Result<Vec<u32>> {
+        let mut items = String::from("UID FLAGS X-GM-MSGID");
+        if s.condstore() {
+            items.push_str(" MODSEQ");
+        }
+        let commands: Vec<String> = missing
+            .chunks(self.options.header_chunk.max(1))
+            .map(|chunk| format!("UID FETCH {} ({items})", uid_set(chunk)))
+            .collect();
+        let wanted: HashSet<u32> = missing.iter().copied().collect();
+        let mut found: HashMap<u32, LinkedCopy> = HashMap::new();
+        let mut stream = s.fetch_stream(commands, self.options.pipeline_depth);
+        while let Some(f) = stream.next().await? {
+            let (Some(uid), Some(msgid)) = (f.uid, f.gm_msgid) else {
+                continue;
+            };
+            if wanted.contains(&uid) {
+                found.insert(
+                    uid,
+                    LinkedCopy {
+                        uid: Uid(uid),
+                        flags: f.flags.clone().unwrap_or_default(),
+                        modseq: ModSeq(f.modseq.unwrap_or(0)),
+                        msgid,
+                    },
+                );
+            }
+        }
+        let msgids: Vec<u64> = found.values().map(|l| l.msgid).collect();
+        let known: HashSet<u64> = self
+            .store
+            .gmail_known(self.account, &msgids)
+            .await?
+            .into_iter()
+            .collect();
+        let mut links: Vec<LinkedCopy> = found
+            .into_values()
+            .filter(|l| known.contains(&l.msgid))
+            .collect();
+        links.sort_unstable_by_key(|l| std::cmp::Reverse(l.uid.0));
+        let linked: HashSet<u32> = links.iter().map(|l| l.uid.0).collect();
+        for batch in links.chunks(self.options.batch.max(1)) {
+            self.store
+                .apply_mailbox_changes(
+                    self.account,
+                    mb.id,
+                    MailboxChanges {
+                        links: batch.to_vec(),
+                        ..MailboxChanges::default()
+                    },
+                )
+                .await?;
+        }
+        Ok(missing
+            .iter()
+            .copied()
+            .filter(|u| !linked.contains(u))
+            .collect())
+    }
+
     /// FETCHes the headers of `missing` UIDs, newest first, pipelined; stores in batches
-    /// while the next ones stream in. Returns how many were stored.
+    /// while the next ones stream in. Returns how many were stored. With `gmail`, each
+    /// message's X-GM-MSGID and X-GM-THRID come along; the UIDs whose answer could not be
+    /// read then (a server lying about X-GM-EXT-1, e.g. a non-numeric X-GM-MSGID) are
+    /// fetched once more without them, so no message is lost to a bad Gmail attribute.
     async fn fetch_headers(
         &self,
         s: &mut Session,
         mb: &MailboxRecord,
         missing: &[u32],
+        gmail: bool,
     ) -> Result<usize> {
+        if missing.is_empty() {
+            return Ok(0);
+        }
+        let (count, unseen) = self.fetch_headers_once(s, mb, missing, gmail).await?;
+        if !gmail || unseen.is_empty() {
+            return Ok(count);
+        }
+        tracing::warn!(account = %self.account, mailbox = %mb.name, messages = unseen.len(),
+            "answers with Gmail attributes could not be read; fetching these without them");
+        let (more, _) = self.fetch_headers_once(s, mb, &unseen, false).await?;
+        Ok(count + more)
+    }
+
+    /// One round of [`Self::fetch_headers`]: returns how many were stored and the UIDs of
+    /// `missing` the server's answers did not name.
+    async fn fetch_headers_once(
+        &self,
+        s: &mut Session,
+        mb: &MailboxRecord,
+        missing: &[u32],
+        gmail: bool,
+    ) -> Result<(usize, Vec<u32>)> {
         let mut newest_first = missing.to_vec();
         newest_first.sort_unstable_by(|a, b| b.cmp(a));
-        let items = header_items(s);
+        let items = header_items(s, gmail);
         let commands: Vec<String> = newest_first
             .chunks(self.options.header_chunk.max(1))
             .map(|chunk| format!("UID FETCH {} ({items})", uid_set(chunk)))
@@ -515,6 +668,7 @@ impl AccountSync {
         let wanted: HashSet<u32> = missing.iter().copied().collect();
         let mut writer = BatchWriter::new(self.store.clone(), self.account, mb.id);
         let mut count = 0usize;
+        let mut seen: HashSet<u32> = HashSet::with_capacity(missing.len());
         let streamed = async {
             let mut batch: Vec<Fetch> = Vec::new();
             let mut bytes = 0usize;
@@ -524,6 +678,7 @@ impl AccountSync {
                 if !wanted.contains(&uid) {
                     continue;
                 }
+                seen.insert(uid);
                 bytes += f.header.as_ref().map_or(0, |h| h.len());
                 batch.push(*f);
                 if batch.len() >= self.options.batch || bytes >= self.options.batch_bytes {
@@ -541,7 +696,12 @@ impl AccountSync {
         let finished = writer.finish().await;
         streamed?;
         finished?;
-        Ok(count)
+        let unseen = missing
+            .iter()
+            .copied()
+            .filter(|u| !seen.contains(u))
+            .collect();
+        Ok((count, unseen))
     }
 
     /// FETCHes the bodies still missing in a mailbox, newest first.
@@ -770,13 +930,16 @@ fn skip_refused(account: AccountId, mb: &MailboxRecord, r: Result<()>) -> Result
     }
 }
 
-fn header_items(s: &Session) -> String {
+fn header_items(s: &Session, gmail: bool) -> String {
     let mut items = String::from("UID FLAGS INTERNALDATE RFC822.SIZE BODY.PEEK[HEADER]");
     if s.condstore() {
         items.push_str(" MODSEQ");
     }
     if s.has("OBJECTID") {
         items.push_str(" EMAILID");
+    }
+    if gmail {
+        items.push_str(" X-GM-MSGID X-GM-THRID");
     }
     items
 }
@@ -896,6 +1059,16 @@ impl BatchWriter {
             return Ok(());
         }
         self.submit(move || {
+            let gmail = batch
+                .iter()
+                .filter_map(|f| {
+                    let ids = GmailIds {
+                        msgid: f.gm_msgid?,
+                        thrid: f.gm_thrid,
+                    };
+                    Some((Uid(f.uid?), ids))
+                })
+                .collect();
             let new = batch
                 .into_iter()
                 .filter_map(|f| {
@@ -916,6 +1089,7 @@ impl BatchWriter {
                 .collect();
             MailboxChanges {
                 new,
+                gmail,
                 ..MailboxChanges::default()
             }
         })

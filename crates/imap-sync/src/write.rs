@@ -203,6 +203,29 @@ impl Session {
         Ok(out)
     }
 
+    /// Gmail: `UID STORE uid +X-GM-LABELS (..)` then `-X-GM-LABELS (..)` on the selected
+    /// mailbox (All Mail), the labels as Gmail names them (`\\Inbox`, `\\Important`, or a
+    /// user label's folder name). Both are idempotent: a replay adds nothing twice. Gmail
+    /// then shows the message in the label folders added and takes it out of the others
+    /// (developers.google.com/gmail/imap/imap-extensions, "Access to Gmail labels").
+    pub async fn uid_store_labels(
+        &mut self,
+        uid: u32,
+        add: &[String],
+        remove: &[String],
+    ) -> Result<()> {
+        for (sign, labels) in [('+', add), ('-', remove)] {
+            if labels.is_empty() {
+                continue;
+            }
+            let cmd = format!("UID STORE {uid} {sign}X-GM-LABELS {}", label_list(labels)?);
+            let tag = self.send(&cmd).await?;
+            let (untagged, _) = self.finish_with_text(&tag, "UID STORE X-GM-LABELS").await?;
+            self.unsolicited.extend(untagged);
+        }
+        Ok(())
+    }
+
     /// Like `finish`, also returning the completion's text (for codes imap-proto lacks,
     /// such as MODIFIED).
     async fn finish_with_text(&mut self, tag: &str, name: &str) -> Result<(Vec<Response>, String)> {
@@ -511,5 +534,40 @@ mod parse_tests {
             }
             other => panic!("{other:?}"),
         }
+    }
+}
+
+/// A parenthesised list of Gmail labels: a system label (`\\Inbox`) as the atom it is, a
+/// user label as a quoted string (it may hold spaces or `[`).
+fn label_list(labels: &[String]) -> Result<String> {
+    let mut out = Vec::with_capacity(labels.len());
+    for l in labels {
+        let system =
+            l.starts_with('\\') && l.len() > 1 && l[1..].bytes().all(|b| b.is_ascii_alphanumeric());
+        if system {
+            out.push(l.clone());
+        } else {
+            out.push(quote(l).ok_or_else(|| {
+                Error::Protocol("a Gmail label that cannot be quoted".to_string())
+            })?);
+        }
+    }
+    Ok(format!("({})", out.join(" ")))
+}
+
+#[cfg(test)]
+mod gmail_tests {
+    use super::label_list;
+
+    #[test]
+    fn labels_are_atoms_or_quoted_strings() {
+        let l = |v: &[&str]| label_list(&v.iter().map(|s| s.to_string()).collect::<Vec<_>>());
+        assert_eq!(
+            l(&["\\Inbox", "Work", "My \"label\""]).ok().as_deref(),
+            Some("(\\Inbox \"Work\" \"My \\\"label\\\"\")")
+        );
+        // Not a system label: quoted, so the server cannot take it for a flag.
+        assert_eq!(l(&["\\Foo Bar"]).ok().as_deref(), Some("(\"\\\\Foo Bar\")"));
+        assert!(l(&["line\r\nbreak"]).is_err());
     }
 }

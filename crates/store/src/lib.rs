@@ -85,6 +85,9 @@ pub trait Store: Send + Sync + 'static {
     ) -> Result<Option<MailboxRecord>>;
     /// Which of `uids` have a stored copy in the mailbox (work proportional to `uids`).
     async fn stored_uids(&self, mailbox: MailboxId, uids: &[Uid]) -> Result<Vec<Uid>>;
+    /// Gmail: which of these X-GM-MSGIDs have an Email in the account (a label folder's
+    /// copy of one is linked, not fetched).
+    async fn gmail_known(&self, account: AccountId, msgids: &[u64]) -> Result<Vec<u64>>;
     /// Brings the stored mailbox list in line with the server's complete list: creates,
     /// updates attributes, follows renames (same UIDVALIDITY under a new name), deletes.
     async fn apply_mailbox_list(

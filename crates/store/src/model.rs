@@ -153,6 +153,25 @@ pub struct NewBody {
     pub parsed: ParsedMessage,
 }
 
+/// Gmail's own ids of a message (X-GM-EXT-1): X-GM-MSGID names the message in every
+/// folder and for good; X-GM-THRID names Gmail's conversation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct GmailIds {
+    pub msgid: u64,
+    pub thrid: Option<u64>,
+}
+
+/// A copy in a Gmail label folder (INBOX included): nothing of it is fetched but its UID,
+/// flags and X-GM-MSGID; it is linked to the Email of that X-GM-MSGID, whose header and
+/// body came from All Mail.
+#[derive(Debug, Clone)]
+pub struct LinkedCopy {
+    pub uid: Uid,
+    pub flags: Vec<String>,
+    pub modseq: ModSeq,
+    pub msgid: u64,
+}
+
 #[derive(Debug, Clone)]
 pub struct FlagUpdate {
     pub uid: Uid,
@@ -176,6 +195,13 @@ pub struct MailboxChanges {
     pub server_total: Option<u32>,
     /// POP3: the UIDL of each new copy, recorded in the same transaction.
     pub pop3_uidls: Vec<(Uid, String)>,
+    /// Gmail: the ids of copies in `new` (by UID); such an Email's identity is its
+    /// X-GM-MSGID and its thread its X-GM-THRID.
+    pub gmail: Vec<(Uid, GmailIds)>,
+    /// Gmail: copies of label folders linked to the Email of their X-GM-MSGID. One whose
+    /// Email is not stored is skipped (the sync fetches those whole; the count check
+    /// catches a race).
+    pub links: Vec<LinkedCopy>,
 }
 
 impl MailboxChanges {
@@ -189,6 +215,7 @@ impl MailboxChanges {
             && self.uidvalidity.is_none()
             && self.server_total.is_none()
             && self.pop3_uidls.is_empty()
+            && self.links.is_empty()
     }
 }
 

@@ -132,6 +132,29 @@ pub enum OutboxOp {
         mailbox: MailboxId,
         subscribed: bool,
     },
+    /// Gmail: labels added to and removed from a message, as `UID STORE ±X-GM-LABELS` on
+    /// its All Mail copy (`mailbox`, `uid`); Gmail then puts it into the label folders
+    /// and takes it out of the others. `placeholders` are the label mailboxes given a local
+    /// copy (UID `placeholder`) until the sync brings the server's; `removed` the label
+    /// copies taken away locally, put back if the server refuses.
+    Labels {
+        mailbox: MailboxId,
+        uid: i64,
+        add: Vec<String>,
+        remove: Vec<String>,
+        placeholders: Vec<MailboxId>,
+        placeholder: i64,
+        removed: Vec<RemovedCopy>,
+    },
+}
+
+/// A copy the user's change removed locally, as it was.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RemovedCopy {
+    pub mailbox: MailboxId,
+    pub uid: i64,
+    pub flags: String,
+    pub modseq: i64,
 }
 
 impl OutboxOp {
@@ -146,6 +169,7 @@ impl OutboxOp {
             OutboxOp::RenameMailbox { .. } => "rename_mailbox",
             OutboxOp::DeleteMailbox { .. } => "delete_mailbox",
             OutboxOp::Subscribe { .. } => "subscribe",
+            OutboxOp::Labels { .. } => "labels",
         }
     }
 

@@ -791,7 +791,9 @@ async fn migrating_to_version_3_keeps_the_blob_ids_clients_saw() {
             "ALTER TABLE email DROP COLUMN blob_by_id; ALTER TABLE account DROP COLUMN auth; \
              ALTER TABLE account DROP COLUMN oauth_provider; \
              ALTER TABLE account DROP COLUMN provider; \
-             DROP TABLE account_policy; DROP TABLE download_day; PRAGMA user_version = 2;",
+             DROP TABLE account_policy; DROP TABLE download_day; \
+             DROP INDEX email_gm_thread; ALTER TABLE email DROP COLUMN gm_msgid; \
+             ALTER TABLE email DROP COLUMN gm_thrid; PRAGMA user_version = 2;",
         )
         .expect("downgrade");
     }

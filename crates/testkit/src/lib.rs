@@ -23,6 +23,7 @@
 
 pub mod corpus;
 mod dovecot;
+pub mod gmail;
 pub mod imap_client;
 mod mutf7;
 pub mod oidc;

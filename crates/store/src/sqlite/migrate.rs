@@ -58,6 +58,19 @@ const MIGRATIONS: &[Step] = &[
     // downloads more than ~2,500 MB a day). Own tables, so accounts without a policy need
     // no row.
     |c| Ok(c.execute_batch(super::policy::SCHEMA)?),
+    // v7: Gmail's ids (X-GM-EXT-1). `gm_msgid` is X-GM-MSGID, the message's identity in
+    // every folder (the Email's `identity` is then `g:<msgid>`, so label folders link to
+    // it through that index); `gm_thrid` is X-GM-THRID: Emails with the same one share a
+    // thread, found through this index. Both are 64-bit unsigned on the wire, stored as
+    // the same bits in SQLite's signed INTEGER; NULL for every other server.
+    |c| {
+        Ok(c.execute_batch(
+            "ALTER TABLE email ADD COLUMN gm_msgid INTEGER;
+             ALTER TABLE email ADD COLUMN gm_thrid INTEGER;
+             CREATE INDEX email_gm_thread ON email (account_id, gm_thrid)
+                 WHERE gm_thrid IS NOT NULL;",
+        )?)
+    },
 ];
 
 /// The schema version this build writes.

@@ -818,6 +818,22 @@ impl Store for SqliteStore {
         .await
     }
 
+    async fn gmail_known(&self, account: AccountId, msgids: &[u64]) -> Result<Vec<u64>> {
+        let msgids = msgids.to_vec();
+        self.call(move |c| {
+            let mut st =
+                c.prepare_cached("SELECT 1 FROM email WHERE account_id = ?1 AND identity = ?2")?;
+            let mut out = Vec::new();
+            for m in msgids {
+                if st.exists(params![account.0, write::gmail_identity(m)])? {
+                    out.push(m);
+                }
+            }
+            Ok(out)
+        })
+        .await
+    }
+
     async fn apply_mailbox_list(
         &self,
         account: AccountId,

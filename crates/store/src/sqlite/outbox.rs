@@ -214,6 +214,7 @@ fn enqueue_flags(
     Ok(())
 }
 
+#[derive(Clone)]
 struct CopyRow {
     mailbox: i64,
     uid: i64,
@@ -382,6 +383,12 @@ fn patch_one(
             "mailboxIds: an Email must be in at least one mailbox".into(),
         )));
     }
+    if let Some(all) = gmail_all_copy(tx, email, &copies)? {
+        patch_gmail(
+            tx, log, local_only, account, email, &copies, &all, &adds, &removes,
+        )?;
+        return Ok(Ok(()));
+    }
     let mut removes_iter = removes.iter();
     let copies_left: Vec<&CopyRow> = copies
         .iter()
@@ -448,6 +455,159 @@ fn patch_one(
     mark_orphan_if_empty(tx, email)?;
     log.record(tx, ObjectType::Email, email, ChangeOp::Updated)?;
     Ok(Ok(()))
+}
+
+/// Gmail: the All Mail copy (with a server UID) of an Email synced the Gmail way, whose
+/// mailboxes are then labels.
+fn gmail_all_copy(tx: &Transaction<'_>, email: i64, copies: &[CopyRow]) -> Result<Option<CopyRow>> {
+    let gmail = tx
+        .prepare_cached("SELECT 1 FROM email WHERE id = ?1 AND gm_msgid IS NOT NULL")?
+        .exists([email])?;
+    if !gmail {
+        return Ok(None);
+    }
+    for c in copies {
+        if c.uid > 0
+            && c.uid < PLACEHOLDER_UID_BASE
+            && mailbox_role(tx, c.mailbox)?.as_deref() == Some("all")
+        {
+            return Ok(Some(c.clone()));
+        }
+    }
+    Ok(None)
+}
+
+fn mailbox_role(tx: &Transaction<'_>, mailbox: i64) -> Result<Option<String>> {
+    Ok(tx
+        .prepare_cached("SELECT role FROM mailbox WHERE id = ?1")?
+        .query_row([mailbox], |r| r.get(0))
+        .optional()?
+        .flatten())
+}
+
+/// The label a Gmail folder stands for, as X-GM-LABELS names it: the system labels by
+/// their role (Gmail's `\\Inbox`, `\\Sent`, `\\Draft`, `\\Important`), a user label by its
+/// folder's wire name.
+fn gmail_label(tx: &Transaction<'_>, mailbox: i64) -> Result<String> {
+    let (raw, role): (String, Option<String>) = tx
+        .prepare_cached("SELECT raw_name, role FROM mailbox WHERE id = ?1")?
+        .query_row([mailbox], |r| Ok((r.get(0)?, r.get(1)?)))?;
+    Ok(match role.as_deref() {
+        Some("inbox") => "\\Inbox".into(),
+        Some("sent") => "\\Sent".into(),
+        Some("drafts") => "\\Draft".into(),
+        Some("important") => "\\Important".into(),
+        _ => raw,
+    })
+}
+
+/// A mailboxIds change of a Gmail message, done as Gmail's web client does it: a label
+/// mailbox added or removed is a label added or removed on the All Mail copy (archive is
+/// removing `\\Inbox`); Trash or Spam added is a MOVE of the All Mail copy there, which
+/// takes the message out of every label (Gmail keeps nothing of Trash in All Mail). All
+/// Mail itself is where every other message is: adding or removing it alone changes
+/// nothing on Gmail, so it is not sent.
+#[allow(clippy::too_many_arguments)]
+fn patch_gmail(
+    tx: &Transaction<'_>,
+    log: &mut ChangeLog,
+    local_only: bool,
+    account: AccountId,
+    email: i64,
+    copies: &[CopyRow],
+    all: &CopyRow,
+    adds: &[i64],
+    removes: &[i64],
+) -> Result<()> {
+    for to in adds {
+        if !matches!(mailbox_role(tx, *to)?.as_deref(), Some("trash" | "junk")) {
+            continue;
+        }
+        let mut op = OutboxOp::Move {
+            from: MailboxId(all.mailbox),
+            uid: all.uid,
+            to: MailboxId(*to),
+            placeholder: 0,
+            flags: all.flags.clone(),
+            modseq: all.modseq,
+        };
+        let entry = enqueue(tx, local_only, account, Some(email), &op)?;
+        let ph = placeholder_for(entry, tx)?;
+        if let OutboxOp::Move { placeholder, .. } = &mut op {
+            *placeholder = ph;
+        }
+        rewrite(tx, entry, &op)?;
+        for c in copies.iter().filter(|c| c.mailbox != *to) {
+            delete_copy(tx, c.mailbox, c.uid)?;
+            tombstone(tx, c.mailbox, c.uid, entry)?;
+            log.record(tx, ObjectType::Mailbox, c.mailbox, ChangeOp::Updated)?;
+        }
+        insert_copy(tx, *to, ph, email, &all.flags)?;
+        log.record(tx, ObjectType::Mailbox, *to, ChangeOp::Updated)?;
+        refresh_keywords(tx, email)?;
+        mark_orphan_if_empty(tx, email)?;
+        log.record(tx, ObjectType::Email, email, ChangeOp::Updated)?;
+        return Ok(());
+    }
+    let mut add = Vec::new();
+    let mut placeholders = Vec::new();
+    for to in adds {
+        if mailbox_role(tx, *to)?.as_deref() == Some("all") {
+            continue;
+        }
+        add.push(gmail_label(tx, *to)?);
+        placeholders.push(MailboxId(*to));
+    }
+    let mut remove = Vec::new();
+    let mut removed = Vec::new();
+    for from in removes {
+        if matches!(
+            mailbox_role(tx, *from)?.as_deref(),
+            Some("all" | "trash" | "junk")
+        ) {
+            continue;
+        }
+        remove.push(gmail_label(tx, *from)?);
+        for c in copies.iter().filter(|c| c.mailbox == *from) {
+            removed.push(RemovedCopy {
+                mailbox: MailboxId(c.mailbox),
+                uid: c.uid,
+                flags: c.flags.clone(),
+                modseq: c.modseq,
+            });
+        }
+    }
+    if add.is_empty() && remove.is_empty() {
+        return Ok(());
+    }
+    let mut op = OutboxOp::Labels {
+        mailbox: MailboxId(all.mailbox),
+        uid: all.uid,
+        add,
+        remove,
+        placeholders: placeholders.clone(),
+        placeholder: 0,
+        removed: removed.clone(),
+    };
+    let entry = enqueue(tx, local_only, account, Some(email), &op)?;
+    let ph = placeholder_for(entry, tx)?;
+    if let OutboxOp::Labels { placeholder, .. } = &mut op {
+        *placeholder = ph;
+    }
+    rewrite(tx, entry, &op)?;
+    for m in &placeholders {
+        insert_copy(tx, m.0, ph, email, &all.flags)?;
+        log.record(tx, ObjectType::Mailbox, m.0, ChangeOp::Updated)?;
+    }
+    for r in &removed {
+        delete_copy(tx, r.mailbox.0, r.uid)?;
+        tombstone(tx, r.mailbox.0, r.uid, entry)?;
+        log.record(tx, ObjectType::Mailbox, r.mailbox.0, ChangeOp::Updated)?;
+    }
+    refresh_keywords(tx, email)?;
+    mark_orphan_if_empty(tx, email)?;
+    log.record(tx, ObjectType::Email, email, ChangeOp::Updated)?;
+    Ok(())
 }
 
 fn expunge_copy(
@@ -1410,6 +1570,26 @@ pub(crate) fn complete(c: &mut Connection, account: AccountId, done: &[OutboxDon
                 )?;
             }
             OutboxOp::Expunge { mailbox, uid, .. } => mark_done(&tx, mailbox.0, *uid)?,
+            OutboxOp::Labels {
+                placeholders,
+                placeholder,
+                ..
+            } => {
+                // Gmail answers a label change with no UID in the label folder: the sync
+                // brings the real copy, linked by X-GM-MSGID.
+                for m in placeholders {
+                    resolve_placeholder(
+                        &tx,
+                        &mut log,
+                        account,
+                        d.id,
+                        object,
+                        m.0,
+                        *placeholder,
+                        None,
+                    )?;
+                }
+            }
             OutboxOp::CreateMailbox { mailbox, .. } | OutboxOp::RenameMailbox { mailbox, .. } => {
                 if let Some(raw) = &d.raw_name {
                     let old: Option<(String, Option<String>)> = match &d.old_raw_name {
@@ -1443,6 +1623,12 @@ pub(crate) fn complete(c: &mut Connection, account: AccountId, done: &[OutboxDon
                 }
             }
         }
+        // Every copy the entry removed locally is gone on the server now (a Gmail move to
+        // Trash or a label change removes several).
+        tx.prepare_cached(
+            "UPDATE outbox_tombstone SET done_at = ?2 WHERE outbox_id = ?1 AND done_at IS NULL",
+        )?
+        .execute(params![d.id, now()])?;
         tx.prepare_cached("DELETE FROM outbox WHERE id = ?1")?
             .execute([d.id])?;
     }
@@ -1588,7 +1774,40 @@ pub(crate) fn refuse(c: &mut Connection, account: AccountId, id: i64, reason: &s
         }
         // The mailbox comes back with the next LIST (nothing is pending any more).
         OutboxOp::DeleteMailbox { .. } => {}
+        OutboxOp::Labels {
+            placeholders,
+            placeholder,
+            removed,
+            ..
+        } => {
+            for m in placeholders {
+                delete_copy(&tx, m.0, *placeholder)?;
+                log.record(&tx, ObjectType::Mailbox, m.0, ChangeOp::Updated)?;
+            }
+            if let Some(e) = object
+                && email_row_exists(&tx, e)?
+            {
+                for r in removed {
+                    if !mailbox_in_account(&tx, account, r.mailbox.0)? {
+                        continue;
+                    }
+                    insert_copy(&tx, r.mailbox.0, r.uid, e, &r.flags)?;
+                    tx.prepare_cached(
+                        "UPDATE copy SET modseq = ?3 WHERE mailbox_id = ?1 AND uid = ?2",
+                    )?
+                    .execute(params![r.mailbox.0, r.uid, r.modseq])?;
+                    log.record(&tx, ObjectType::Mailbox, r.mailbox.0, ChangeOp::Updated)?;
+                }
+                tx.prepare_cached("UPDATE email SET orphaned = 0 WHERE id = ?1")?
+                    .execute([e])?;
+                refresh_keywords(&tx, e)?;
+            }
+        }
     }
+    // The copies the entry removed locally come back with the next pass (a Gmail move to
+    // Trash also removed the label copies; they are still on the server).
+    tx.prepare_cached("DELETE FROM outbox_tombstone WHERE outbox_id = ?1")?
+        .execute([id])?;
     if let Some(e) = object
         && !op.is_mailbox_op()
     {

@@ -577,6 +577,69 @@ pub(crate) fn assign_thread(
     Ok(thread)
 }
 
+/// The identity of a Gmail message: its X-GM-MSGID.
+pub(crate) fn gmail_identity(msgid: u64) -> String {
+    format!("g:{msgid}")
+}
+
+/// Gmail: an Email Tidings stored before the server named it (a draft, an import or a
+/// Sent copy APPENDed by the outbox: its identity is its header hash) becomes the Email of
+/// this X-GM-MSGID when Gmail shows the same header under it, instead of a second Email.
+fn adopt_for_gmail(
+    tx: &Transaction<'_>,
+    account: AccountId,
+    header_hash: &str,
+    g: GmailIds,
+) -> Result<Option<i64>> {
+    let found: Option<i64> = tx
+        .prepare_cached(
+            "SELECT id FROM email WHERE account_id = ?1 AND identity = ?2 \
+             AND gm_msgid IS NULL ORDER BY orphaned DESC, id LIMIT 1",
+        )?
+        .query_row(params![account.0, format!("h:{header_hash}")], |r| r.get(0))
+        .optional()?;
+    if let Some(e) = found {
+        tx.prepare_cached(
+            "UPDATE email SET identity = ?2, gm_msgid = ?3, gm_thrid = ?4 WHERE id = ?1",
+        )?
+        .execute(params![
+            e,
+            gmail_identity(g.msgid),
+            g.msgid as i64,
+            g.thrid.map(|t| t as i64)
+        ])?;
+    }
+    Ok(found)
+}
+
+/// The thread of Gmail's conversation `thrid`: the one its other Emails are in, else new.
+fn gmail_thread(
+    tx: &Transaction<'_>,
+    log: &mut ChangeLog,
+    account: AccountId,
+    thrid: u64,
+) -> Result<i64> {
+    let found: Option<i64> = tx
+        .prepare_cached(
+            "SELECT thread_id FROM email WHERE account_id = ?1 AND gm_thrid = ?2 LIMIT 1",
+        )?
+        .query_row(params![account.0, thrid as i64], |r| r.get(0))
+        .optional()?;
+    Ok(match found {
+        Some(t) => {
+            log.record(tx, ObjectType::Thread, t, ChangeOp::Updated)?;
+            t
+        }
+        None => {
+            tx.prepare_cached("INSERT INTO thread (account_id) VALUES (?1)")?
+                .execute([account.0])?;
+            let t = tx.last_insert_rowid();
+            log.record(tx, ObjectType::Thread, t, ChangeOp::Created)?;
+            t
+        }
+    })
+}
+
 fn merge_thread(tx: &Transaction<'_>, log: &mut ChangeLog, from: i64, into: i64) -> Result<()> {
     let moved: Vec<i64> = {
         let mut st =
@@ -651,6 +714,7 @@ pub(crate) fn apply_mailbox_changes(
         !matches!(role.as_deref(), Some("sent" | "drafts"))
     };
 
+    let gmail: HashMap<u32, GmailIds> = ch.gmail.iter().map(|(u, g)| (u.0, *g)).collect();
     let mut max_uid = 0u32;
     for (i, n) in ch.new.iter().enumerate() {
         max_uid = max_uid.max(n.uid.0);
@@ -666,9 +730,11 @@ pub(crate) fn apply_mailbox_changes(
         if pending && super::outbox::tombstoned(&tx, mailbox.0, n.uid.0)? {
             continue;
         }
-        let identity = match &n.server_email_id {
-            Some(e) => format!("e:{e}"),
-            None => format!("h:{}", n.header_hash),
+        let gm = gmail.get(&n.uid.0).copied();
+        let identity = match (&gm, &n.server_email_id) {
+            (Some(g), _) => gmail_identity(g.msgid),
+            (None, Some(e)) => format!("e:{e}"),
+            (None, None) => format!("h:{}", n.header_hash),
         };
         let existing: Option<i64> = tx
             .prepare_cached(
@@ -677,6 +743,10 @@ pub(crate) fn apply_mailbox_changes(
             )?
             .query_row(params![account.0, identity], |r| r.get(0))
             .optional()?;
+        let existing = match (existing, gm) {
+            (None, Some(g)) => adopt_for_gmail(&tx, account, &n.header_hash, g)?,
+            (e, _) => e,
+        };
         let email = match existing {
             Some(e) => {
                 tx.prepare_cached("UPDATE email SET orphaned = 0 WHERE id = ?1")?
@@ -685,7 +755,12 @@ pub(crate) fn apply_mailbox_changes(
                 e
             }
             None => {
-                let thread = assign_thread(&tx, &mut log, account, &n.parsed)?;
+                // Gmail decides its conversations (X-GM-THRID): they are taken as they are,
+                // not rebuilt from headers.
+                let thread = match gm.and_then(|g| g.thrid) {
+                    Some(t) => gmail_thread(&tx, &mut log, account, t)?,
+                    None => assign_thread(&tx, &mut log, account, &n.parsed)?,
+                };
                 tx.prepare_cached(
                     "INSERT INTO email (account_id, identity, thread_id, size, received_at, \
                      blob_by_id) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
@@ -701,6 +776,16 @@ pub(crate) fn apply_mailbox_changes(
                     n.raw.is_none()
                 ])?;
                 let e = tx.last_insert_rowid();
+                if let Some(g) = gm {
+                    tx.prepare_cached(
+                        "UPDATE email SET gm_msgid = ?2, gm_thrid = ?3 WHERE id = ?1",
+                    )?
+                    .execute(params![
+                        e,
+                        g.msgid as i64,
+                        g.thrid.map(|t| t as i64)
+                    ])?;
+                }
                 write_metadata(&tx, e, &n.parsed)?;
                 index_head(&tx, e, &n.parsed)?;
                 if n.raw.is_some() {
@@ -735,6 +820,46 @@ pub(crate) fn apply_mailbox_changes(
             n.modseq.0 as i64
         ])?;
         refresh_keywords(&tx, email)?;
+        log.record(&tx, ObjectType::Mailbox, mailbox.0, ChangeOp::Updated)?;
+    }
+
+    for l in &ch.links {
+        max_uid = max_uid.max(l.uid.0);
+        let exists = tx
+            .prepare_cached("SELECT 1 FROM copy WHERE mailbox_id = ?1 AND uid = ?2")?
+            .exists(params![mailbox.0, l.uid.0])?;
+        if exists || (pending && super::outbox::tombstoned(&tx, mailbox.0, l.uid.0)?) {
+            continue;
+        }
+        let email: Option<i64> = tx
+            .prepare_cached(
+                "SELECT id FROM email WHERE account_id = ?1 AND identity = ?2 \
+                 ORDER BY orphaned DESC, id LIMIT 1",
+            )?
+            .query_row(params![account.0, gmail_identity(l.msgid)], |r| r.get(0))
+            .optional()?;
+        let Some(email) = email else {
+            continue;
+        };
+        tx.prepare_cached("UPDATE email SET orphaned = 0 WHERE id = ?1")?
+            .execute([email])?;
+        tx.prepare_cached(
+            "INSERT INTO copy (mailbox_id, uid, email_id, flags, modseq, received_at) \
+             VALUES (?1, ?2, ?3, ?4, ?5, (SELECT received_at FROM email WHERE id = ?3))",
+        )?
+        .execute(params![
+            mailbox.0,
+            l.uid.0,
+            email,
+            if pending {
+                super::outbox::overlay_flags(&tx, email, join_flags(&l.flags))?
+            } else {
+                join_flags(&l.flags)
+            },
+            l.modseq.0 as i64
+        ])?;
+        refresh_keywords(&tx, email)?;
+        log.record(&tx, ObjectType::Email, email, ChangeOp::Updated)?;
         log.record(&tx, ObjectType::Mailbox, mailbox.0, ChangeOp::Updated)?;
     }
 
