@@ -76,6 +76,19 @@ pub struct Config {
     /// use it to open messages the background pass has not reached).
     #[serde(default = "default_true")]
     pub imap_background_bodies: bool,
+    // --- adding accounts from the browser ---
+    /// A CA (PEM) trusted, besides the system's, for accounts added from the web client:
+    /// a private mail server with its own CA.
+    #[serde(default)]
+    pub setup_ca_file: Option<PathBuf>,
+    /// The DNS server asked for SRV records (RFC 6186) when discovering an address's
+    /// settings (`"127.0.0.1:5353"`); default: the system's resolver.
+    #[serde(default)]
+    pub setup_dns_server: Option<std::net::SocketAddr>,
+    /// Replaces `https://autoconfig.<domain>` and `https://<domain>` when fetching
+    /// autoconfig documents. For tests against a loopback server only.
+    #[serde(default)]
+    pub setup_autoconfig_base: Option<String>,
 }
 
 fn default_true() -> bool {
