@@ -100,7 +100,9 @@ export interface View {
 export class MailApp {
   jmap: Jmap;
   session: Session | null = null;
-  phase: "loading" | "signin" | "ready" | "error" = "loading";
+  phase: "loading" | "signin" | "setup" | "ready" | "error" = "loading";
+  /** The accounts screen (add, edit, remove) is open. */
+  accountsOpen = false;
   fatal = "";
   accountId: Id = "";
   mailboxes: Mailbox[] = [];
@@ -208,8 +210,8 @@ export class MailApp {
       this.session.primaryAccounts["urn:ietf:params:jmap:mail"] ?? Object.keys(this.session.accounts)[0] ?? "";
     this.readSync();
     if (!this.accountId) {
-      this.phase = "error";
-      this.fatal = "This user has no mail account yet. Add one with `tidings account add`.";
+      // No mail account yet: the first screen is the Add-account one.
+      this.phase = "setup";
       this.emit();
       return;
     }
@@ -335,9 +337,47 @@ export class MailApp {
 
   private readSync(): void {
     if (!this.session) return;
+    // Rebuilt, not merged: a removed account's status must not linger.
+    const sync: Record<Id, SyncInfo> = {};
     for (const [id, a] of Object.entries(this.session.accounts)) {
       const s = a.accountCapabilities[TIDINGS_SYNC] as SyncInfo | undefined;
-      if (s) this.sync[id] = s;
+      if (s) sync[id] = s;
+    }
+    this.sync = sync;
+  }
+
+  openAccounts(open: boolean): void {
+    this.accountsOpen = open;
+    this.emit();
+  }
+
+  private following = false;
+
+  /** Reads the Session again (an account was added, edited or removed), then follows the
+   * sync status of accounts still syncing: the push channel carries the primary
+   * account's changes, not another account's first sync. Bounded: once a second, at
+   * most ten minutes. */
+  async reloadSession(): Promise<void> {
+    try {
+      this.session = await this.jmap.loadSession();
+      this.readSync();
+    } catch (e) {
+      this.report(e);
+    }
+    this.emit();
+    if (this.following) return;
+    this.following = true;
+    try {
+      for (let i = 0; i < 600 && Object.values(this.sync).some((x) => x.status === "new" || x.status === "syncing"); i++) {
+        await new Promise((r) => setTimeout(r, 1000));
+        this.session = await this.jmap.loadSession();
+        this.readSync();
+        this.emit();
+      }
+    } catch (e) {
+      this.report(e);
+    } finally {
+      this.following = false;
     }
   }
 
