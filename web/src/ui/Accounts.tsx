@@ -368,7 +368,7 @@ export function Accounts({ app, onClose, first = false }: { app: MailApp; onClos
         <AddAccount
           oauthProviders={providers}
           onAdded={() => {
-            if (first) void app.signedIn();
+            if (first) void app.signedIn().then(() => app.reloadSession());
             else {
               void changed();
               onClose();
