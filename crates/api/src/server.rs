@@ -103,6 +103,11 @@ pub fn router(state: Arc<AppState>) -> Router {
         )
         .route("/web/accounts/discover", post(crate::setup::discover_route))
         .route("/web/accounts/try", post(crate::setup::try_route))
+        .route("/web/oauth/start", get(crate::setup::oauth::start_route))
+        .route(
+            "/web/oauth/callback",
+            get(crate::setup::oauth::callback_route),
+        )
         .route(
             "/web/accounts/{id}",
             axum::routing::patch(crate::setup::edit_route).delete(crate::setup::remove_route),

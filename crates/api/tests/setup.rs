@@ -50,14 +50,14 @@ async fn world(ca_file: Option<PathBuf>) -> World {
             .unwrap();
     }
     let mut state = AppState::new(store.clone(), "http://127.0.0.1:8080");
-    state.setup = Some(Arc::new(Setup {
-        secrets: Arc::new(XorBox),
-        discovery: DiscoveryOptions {
+    state.setup = Some(Arc::new(Setup::new(
+        Arc::new(XorBox),
+        DiscoveryOptions {
             offline: true,
             ..DiscoveryOptions::default()
         },
         ca_file,
-    }));
+    )));
     World {
         app: router(Arc::new(state)),
         store,

@@ -414,13 +414,16 @@ impl OAuth {
         if let Some(secret) = &p.client_secret {
             form.push(("client_secret", secret.as_str()));
         }
-        let v = self.token_request(&endpoints.token, &form).await.map_err(|e| match e {
-            // RFC 6749 5.2: a code refused is spent, expired or not ours: sign in again.
-            TokenError::SignInAgain => {
-                TokenError::Config("the provider refused the sign-in code; sign in again".into())
-            }
-            other => other,
-        })?;
+        let v = self
+            .token_request(&endpoints.token, &form)
+            .await
+            .map_err(|e| match e {
+                // RFC 6749 5.2: a code refused is spent, expired or not ours: sign in again.
+                TokenError::SignInAgain => TokenError::Config(
+                    "the provider refused the sign-in code; sign in again".into(),
+                ),
+                other => other,
+            })?;
         let answer = token_answer(&v)?;
         let id_token_email = v["id_token"].as_str().and_then(id_token_email);
         let mut email = id_token_email;
@@ -452,7 +455,10 @@ impl OAuth {
         }
         let body = read_limited(resp).await.ok()?;
         let v: serde_json::Value = serde_json::from_slice(&body).ok()?;
-        v["email"].as_str().filter(|e| plausible_email(e)).map(str::to_string)
+        v["email"]
+            .as_str()
+            .filter(|e| plausible_email(e))
+            .map(str::to_string)
     }
 
     /// A POST to the token endpoint; the JSON answer when it is a success (RFC 6749 5.1).
@@ -601,7 +607,10 @@ fn id_token_email(jwt: &str) -> Option<String> {
     if v["email_verified"] == serde_json::Value::Bool(false) {
         return None;
     }
-    v["email"].as_str().filter(|e| plausible_email(e)).map(str::to_string)
+    v["email"]
+        .as_str()
+        .filter(|e| plausible_email(e))
+        .map(str::to_string)
 }
 
 async fn read_limited(mut resp: reqwest::Response) -> Result<Vec<u8>, TokenError> {

@@ -2,7 +2,9 @@
 // on a free loopback port. Started by testkit::oidc::AuthServer; never for production.
 //
 // Arguments (all optional): --access-ttl SECONDS (default 3600), --rotate (issue a new
-// refresh token on every refresh, RFC 6749 6).
+// refresh token on every refresh, RFC 6749 6), --dev-interactions (oidc-provider's
+// development login and consent pages, for a browser sign-in: any name, any password),
+// --redirect-uri URI (repeatable: a sign-in callback the tidings clients accept).
 //
 // Prints one JSON line on stdout once listening: {"port": N, "issuer": "http://..."}.
 //
@@ -20,6 +22,8 @@ import Provider from 'oidc-provider';
 const args = process.argv.slice(2);
 const accessTtl = Number(args[args.indexOf('--access-ttl') + 1]) || 3600;
 const rotate = args.includes('--rotate');
+const devInteractions = args.includes('--dev-interactions');
+const extraRedirects = args.flatMap((a, i) => (a === '--redirect-uri' && args[i + 1] ? [args[i + 1]] : []));
 const SCOPE = 'openid email offline_access';
 
 const server = http.createServer();
@@ -34,7 +38,7 @@ server.listen(0, '127.0.0.1', () => {
         client_secret: 'tidings-secret',
         grant_types: ['authorization_code', 'refresh_token'],
         response_types: ['code'],
-        redirect_uris: ['http://127.0.0.1/callback'],
+        redirect_uris: ['http://127.0.0.1/callback', ...extraRedirects],
         token_endpoint_auth_method: 'client_secret_post',
       },
       {
@@ -42,7 +46,7 @@ server.listen(0, '127.0.0.1', () => {
         client_id: 'tidings-public',
         grant_types: ['authorization_code', 'refresh_token'],
         response_types: ['code'],
-        redirect_uris: ['http://127.0.0.1/callback'],
+        redirect_uris: ['http://127.0.0.1/callback', ...extraRedirects],
         token_endpoint_auth_method: 'none',
         application_type: 'native',
       },
@@ -58,7 +62,7 @@ server.listen(0, '127.0.0.1', () => {
     scopes: ['openid', 'email', 'offline_access'],
     claims: { openid: ['sub'], email: ['email'] },
     features: {
-      devInteractions: { enabled: false },
+      devInteractions: { enabled: devInteractions },
       introspection: { enabled: true },
       revocation: { enabled: true },
     },

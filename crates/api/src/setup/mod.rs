@@ -9,6 +9,7 @@
 //! - `POST /web/accounts` `{"email", "password", "settings", "name"?}`: try, then store.
 //! - `PATCH /web/accounts/{id}` `{"name"?, "password"?, "settings"?}`: try, then save.
 //! - `DELETE /web/accounts/{id}`: the account and everything synced from it.
+//! - `GET /web/oauth/start`, `GET /web/oauth/callback`: "Sign in with …" (see `oauth`).
 //!
 //! Every request that changes something must carry the web client's header
 //! (`X-Tidings-Client`): a page elsewhere cannot send a custom header without a CORS
@@ -20,6 +21,7 @@
 //! at its next rescan of the store.
 
 pub mod discover;
+pub mod oauth;
 pub mod probe;
 pub mod providers;
 
@@ -52,6 +54,40 @@ pub struct Setup {
     /// A CA trusted for accounts added here, besides the system's: a private mail
     /// server with its own CA. Stored as the account's `ca_file`.
     pub ca_file: Option<PathBuf>,
+    /// The configured OAuth2 providers ("Sign in with …"); the engine's own, so that an
+    /// account added here refreshes its tokens like any other.
+    pub oauth: Option<Arc<engine::OAuth>>,
+    /// Mail servers of a provider's accounts, by provider name, when the config says.
+    pub oauth_servers: std::collections::HashMap<String, oauth::OAuthServers>,
+    pending: oauth::Pending,
+}
+
+impl Setup {
+    pub fn new(
+        secrets: Arc<dyn SecretBox>,
+        discovery: DiscoveryOptions,
+        ca_file: Option<PathBuf>,
+    ) -> Setup {
+        Setup {
+            secrets,
+            discovery,
+            ca_file,
+            oauth: None,
+            oauth_servers: Default::default(),
+            pending: Default::default(),
+        }
+    }
+
+    /// With "Sign in with …" for `oauth`'s providers.
+    pub fn with_oauth(
+        mut self,
+        oauth: Arc<engine::OAuth>,
+        servers: std::collections::HashMap<String, oauth::OAuthServers>,
+    ) -> Setup {
+        self.oauth = Some(oauth);
+        self.oauth_servers = servers;
+        self
+    }
 }
 
 /// One server of an account.
@@ -455,13 +491,18 @@ fn settings_of(a: &store::AccountRecord) -> Settings {
 
 /// `GET /web/accounts`.
 pub(crate) async fn list_route(State(state): State<Arc<AppState>>, req: Request) -> Response {
-    let (principal, _, _) = match guard(&state, req).await {
+    let (principal, setup, _) = match guard(&state, req).await {
         Ok(g) => g,
         Err(r) => return r,
     };
     let Ok(list) = state.store.user_accounts(principal.user).await else {
         return error(StatusCode::SERVICE_UNAVAILABLE, "the store is unavailable");
     };
+    let providers = setup
+        .oauth
+        .as_ref()
+        .map(|o| o.provider_names())
+        .unwrap_or_default();
     let accounts: Vec<serde_json::Value> = list
         .iter()
         .filter_map(|a| {
@@ -476,7 +517,10 @@ pub(crate) async fn list_route(State(state): State<Arc<AppState>>, req: Request)
             }))
         })
         .collect();
-    json(StatusCode::OK, serde_json::json!({ "accounts": accounts }))
+    json(
+        StatusCode::OK,
+        serde_json::json!({ "accounts": accounts, "oauthProviders": providers }),
+    )
 }
 
 #[derive(Deserialize)]
