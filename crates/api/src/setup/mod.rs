@@ -228,13 +228,9 @@ async fn guard(
 mod bytes_body {
     pub struct Body(pub Vec<u8>);
     impl Body {
-        pub fn parse<T: serde::de::DeserializeOwned>(&self) -> Result<T, axum::response::Response> {
-            serde_json::from_slice(&self.0).map_err(|e| {
-                super::error(
-                    axum::http::StatusCode::BAD_REQUEST,
-                    &format!("bad request: {e}"),
-                )
-            })
+        /// The body as `T`, or why not (for a 400).
+        pub fn parse<T: serde::de::DeserializeOwned>(&self) -> Result<T, String> {
+            serde_json::from_slice(&self.0).map_err(|e| format!("bad request: {e}"))
         }
     }
 }
@@ -268,7 +264,7 @@ pub(crate) async fn discover_route(State(state): State<Arc<AppState>>, req: Requ
     };
     let r: DiscoverRequest = match body.parse() {
         Ok(r) => r,
-        Err(r) => return r,
+        Err(m) => return error(StatusCode::BAD_REQUEST, &m),
     };
     match discover::discover(&setup.discovery, r.email.trim()).await {
         Some(found) => json(StatusCode::OK, serde_json::json!(found)),
@@ -282,7 +278,8 @@ struct TryRequest {
     settings: Settings,
 }
 
-fn valid(settings: &Settings) -> Result<(), Response> {
+/// Why `settings` cannot be tried, for a 400.
+fn valid(settings: &Settings) -> Result<(), &'static str> {
     let host_ok = |s: &Server| {
         !s.host.is_empty()
             && s.host.len() <= 253
@@ -292,13 +289,10 @@ fn valid(settings: &Settings) -> Result<(), Response> {
             && s.port != 0
     };
     if !host_ok(&settings.incoming) || settings.smtp.as_ref().is_some_and(|s| !host_ok(s)) {
-        return Err(error(
-            StatusCode::BAD_REQUEST,
-            "a server name or port is not valid",
-        ));
+        return Err("a server name or port is not valid");
     }
     if settings.username.trim().is_empty() || settings.username.len() > 320 {
-        return Err(error(StatusCode::BAD_REQUEST, "the user name is missing"));
+        return Err("the user name is missing");
     }
     Ok(())
 }
@@ -311,10 +305,10 @@ pub(crate) async fn try_route(State(state): State<Arc<AppState>>, req: Request) 
     };
     let r: TryRequest = match body.parse() {
         Ok(r) => r,
-        Err(r) => return r,
+        Err(m) => return error(StatusCode::BAD_REQUEST, &m),
     };
-    if let Err(resp) = valid(&r.settings) {
-        return resp;
+    if let Err(m) = valid(&r.settings) {
+        return error(StatusCode::BAD_REQUEST, m);
     }
     let secret = Secret::Password(r.password);
     match probe::try_settings(&r.settings, &secret, setup.ca_file.as_ref()).await {
@@ -414,10 +408,10 @@ pub(crate) async fn add_route(State(state): State<Arc<AppState>>, req: Request) 
     };
     let r: AddRequest = match body.parse() {
         Ok(r) => r,
-        Err(r) => return r,
+        Err(m) => return error(StatusCode::BAD_REQUEST, &m),
     };
-    if let Err(resp) = valid(&r.settings) {
-        return resp;
+    if let Err(m) = valid(&r.settings) {
+        return error(StatusCode::BAD_REQUEST, m);
     }
     if email_domain(&r.email).is_none() {
         return error(StatusCode::BAD_REQUEST, "that is not an email address");
@@ -546,15 +540,15 @@ pub(crate) async fn edit_route(
     };
     let r: EditRequest = match body.parse() {
         Ok(r) => r,
-        Err(r) => return r,
+        Err(m) => return error(StatusCode::BAD_REQUEST, &m),
     };
     let a = match own_account(&state, &principal, &id).await {
         Ok(a) => a,
         Err(resp) => return resp,
     };
     let settings = r.settings.clone().unwrap_or_else(|| settings_of(&a));
-    if let Err(resp) = valid(&settings) {
-        return resp;
+    if let Err(m) = valid(&settings) {
+        return error(StatusCode::BAD_REQUEST, m);
     }
     let name = r
         .name
