@@ -59,7 +59,7 @@ async function signIn(page) {
 
 /** The new account's progress bar, sampled every 50 ms until the account is synced:
  * every value seen, in order. */
-async function watchProgress(page, name) {
+async function watchProgress(page, name, requireBar = true) {
   const seen = [];
   await waitFor(
     `account ${name} synced`,
@@ -72,7 +72,7 @@ async function watchProgress(page, name) {
       }, name);
       if (s?.bar != null && seen[seen.length - 1] !== s.bar) seen.push(s.bar);
       // Synced: the bar is gone, no status line, and the messages are listed.
-      return s && s.bar === null && s.text === "" && seen.length > 0;
+      return s && s.bar === null && s.text === "" && (seen.length > 0 || !requireBar);
     },
     120_000,
   );
@@ -153,14 +153,19 @@ async function oauthFlow(page) {
   await page.fill("input[name=login]", process.env.OAUTH_USER);
   await page.fill("input[name=password]", process.env.OAUTH_PASSWORD ?? "x");
   await page.click("button[type=submit]");
-  await page.waitForSelector("button[type=submit]:has-text('Continue'), button[autofocus]", { timeout: WAIT });
-  await page.click("button[type=submit]");
+  await page.waitForSelector("button:has-text('Continue')", { timeout: WAIT });
+  await page.click("button:has-text('Continue')");
   await page.waitForURL((u) => u.toString().startsWith(BASE), { timeout: 30_000 });
   await page.waitForSelector(`.sidebar .account[data-account='${process.env.OAUTH_USER}']`, { timeout: 30_000 });
   check(true, "back from the provider, the signed-in account shows in the sidebar");
-  await watchProgress(page, process.env.OAUTH_USER);
-  const stored = await storedAccounts();
-  check(stored.length === 1 && stored[0].auth === "oauth2", "the account is stored as an OAuth2 account");
+  await watchProgress(page, process.env.OAUTH_USER, false);
+  const stored = await waitFor("the account synced", async () => {
+    const list = await storedAccounts();
+    return list.length === 1 && list[0].status === "ok" ? list : null;
+  }, 60_000);
+  check(stored[0].auth === "oauth2", "the account is stored as an OAuth2 account and synced with its tokens");
+  await page.waitForSelector(`[role=row]:has-text('${process.env.OAUTH_SUBJECT}')`, { timeout: 30_000 });
+  check(true, "its mail is listed");
   await page.screenshot({ path: path.join(OUT, "accounts-oauth.png") });
 }
 

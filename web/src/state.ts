@@ -215,6 +215,12 @@ export class MailApp {
       this.emit();
       return;
     }
+    // Back from a provider's sign-in (`#/accounts?added=…` or `?error=…`): show what
+    // happened, and follow the new account's first sync.
+    if (location.hash.startsWith("#/accounts")) {
+      if (new URLSearchParams(location.hash.split("?")[1] ?? "").get("error")) this.accountsOpen = true;
+      setTimeout(() => void this.reloadSession(), 0);
+    }
     writeBoot({ accountId: this.accountId, apiUrl: this.session.apiUrl });
     // One request for everything the first screen needs: which optional methods exist,
     // the mailboxes, the identities and, when the mailbox is known (the URL, or the one

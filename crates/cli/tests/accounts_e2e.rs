@@ -171,3 +171,61 @@ fn add_an_account_in_headless_chromium() -> Result<()> {
     }
     Ok(())
 }
+
+/// "Sign in with …" in the browser: oidc-provider's development login and consent pages,
+/// back to Tidings, an OAuth2 account stored and syncing from a Dovecot that accepts the
+/// provider's tokens.
+#[test]
+fn sign_in_with_an_oauth_provider_in_headless_chromium() -> Result<()> {
+    use testkit::DovecotOAuth2;
+    use testkit::oidc::{AuthServer, AuthServerOptions, CLIENT_ID, CLIENT_SECRET};
+    prerequisites()?;
+    let port = free_port()?;
+    let auth = AuthServer::start_for_sign_in(
+        AuthServerOptions::default(),
+        &[format!("http://127.0.0.1:{port}/web/oauth/callback")],
+    )?;
+    let dovecot = Dovecot::start(DovecotOptions {
+        oauth2: Some(DovecotOAuth2::new(auth.introspection_url())),
+        ..DovecotOptions::default()
+    })?;
+    dovecot.add_user(MAIL_USER, "unused with tokens")?;
+    const SUBJECT: &str = "Signed in with a token";
+    dovecot.deliver(
+        MAIL_USER,
+        &corpus::message("carol@example.org", MAIL_USER, SUBJECT, "hello"),
+    )?;
+    let dir = tempfile::tempdir()?;
+    let serve = Serve::start(
+        dir.path(),
+        &format!(
+            "listen = \"127.0.0.1:{port}\"\ndata_dir = \"{}\"\nkey_file = \"{}\"\n\
+             setup_ca_file = \"{}\"\n\
+             [[user]]\nname = \"alice\"\npassword = \"pw\"\n\
+             [[oauth_provider]]\nname = \"test\"\nissuer = \"{}\"\nclient_id = \"{CLIENT_ID}\"\n\
+             client_secret = \"{CLIENT_SECRET}\"\nscopes = [\"openid\", \"email\", \"offline_access\"]\n\
+             imap_host = \"127.0.0.1\"\nimap_port = {}\n",
+            dir.path().join("data").display(),
+            dir.path().join("key/k").display(),
+            dovecot.ca_file().display(),
+            auth.issuer(),
+            dovecot.imaps_port(),
+        ),
+    )?;
+    let outcome = run_script(
+        &[
+            ("E2E_STEP", "oauth".into()),
+            ("TIDINGS_URL", format!("http://127.0.0.1:{port}")),
+            ("TIDINGS_USER", "alice".into()),
+            ("TIDINGS_PASSWORD", "pw".into()),
+            ("OAUTH_PROVIDER", "test".into()),
+            ("OAUTH_USER", MAIL_USER.into()),
+            ("OAUTH_SUBJECT", SUBJECT.into()),
+        ],
+        Duration::from_secs(240),
+    );
+    if outcome.is_err() {
+        eprintln!("server log:\n{}", serve.log());
+    }
+    outcome
+}
