@@ -90,7 +90,7 @@ pub fn s256(verifier: &str) -> String {
 }
 
 /// RFC 3986 unreserved characters stay, everything else is percent-encoded.
-fn url_encode(s: &str) -> String {
+pub(crate) fn url_encode(s: &str) -> String {
     let mut out = String::with_capacity(s.len());
     for b in s.bytes() {
         if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
