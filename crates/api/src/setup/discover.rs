@@ -131,8 +131,8 @@ async fn srv(opts: &DiscoveryOptions, domain: &str, email: &str) -> Option<Found
         (None, None) => return None,
     };
     let smtp = submissions.or(submission);
-    let foreign = !within(&incoming.host, domain)
-        || smtp.as_ref().is_some_and(|s| !within(&s.host, domain));
+    let foreign =
+        !within(&incoming.host, domain) || smtp.as_ref().is_some_and(|s| !within(&s.host, domain));
     Some(Found {
         source: Source::Srv,
         provider: None,
@@ -303,8 +303,8 @@ pub fn parse_autoconfig(doc: &[u8], domain: &str, email: &str) -> Result<Found, 
         Security::None => 2,
     });
     let smtp = smtp.into_iter().next();
-    let foreign = !within(&incoming.host, domain)
-        || smtp.as_ref().is_some_and(|s| !within(&s.host, domain));
+    let foreign =
+        !within(&incoming.host, domain) || smtp.as_ref().is_some_and(|s| !within(&s.host, domain));
     let name = provider
         .children()
         .find(|c| c.has_tag_name("displayName"))
@@ -435,7 +435,10 @@ mod tests {
 <port>993</port><socketType>SSL</socketType></incomingServer></emailProvider></clientConfig>"#;
         assert!(parse_autoconfig(laughs.as_bytes(), "example.net", "a@example.net").is_err());
         assert!(parse_autoconfig(b"not xml at all", "example.net", "a@example.net").is_err());
-        let huge = format!("<clientConfig>{}</clientConfig>", " ".repeat(AUTOCONFIG_MAX));
+        let huge = format!(
+            "<clientConfig>{}</clientConfig>",
+            " ".repeat(AUTOCONFIG_MAX)
+        );
         assert!(parse_autoconfig(huge.as_bytes(), "example.net", "a@example.net").is_err());
         let bad_host = DOC.replace("imap.example.net", "imap.example.net;rm -rf");
         let f = parse_autoconfig(bad_host.as_bytes(), "example.net", "a@example.net").unwrap();
