@@ -117,6 +117,8 @@ async function passwordFlow(page) {
   log("progress values seen:", seen.join(" "));
   check(seen.every((v, i) => i === 0 || v >= seen[i - 1]), "the progress bar only moves forward");
   check(seen.some((v) => v < 1), "the progress bar was seen before the sync was complete");
+  // Followed, not read once: the bar moves while the first sync runs.
+  check(seen.length >= 3, `the progress bar fills as the sync goes (${seen.length} values)`);
   await page.waitForSelector(".list [role=option], .list .row, [data-email]", { timeout: WAIT }).catch(() => undefined);
   await page.screenshot({ path: path.join(OUT, "accounts-synced.png") });
   const stored = await storedAccounts();
