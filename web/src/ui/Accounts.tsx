@@ -317,7 +317,11 @@ export function Accounts({ app, onClose, first = false }: { app: MailApp; onClos
       <div class="accounts-panel">
         <header>
           <h1 id="accounts-title">{first ? "Welcome: add your first mail account" : "Accounts"}</h1>
-          {!first && (
+          {first ? (
+            <button type="button" class="ghost" onClick={() => void app.signOut()}>
+              Sign out
+            </button>
+          ) : (
             <button type="button" class="ghost" aria-label="Close" onClick={onClose}>
               ×
             </button>
@@ -351,6 +355,12 @@ export function Accounts({ app, onClose, first = false }: { app: MailApp; onClos
                         if (!confirm(`Remove ${a.name}? Its mail stays on the server; the copy here is deleted.`)) return;
                         try {
                           await setupApi.remove(a.id);
+                          if (a.id === app.accountId) {
+                            // The account on screen is gone: start again from the Session.
+                            onClose();
+                            await app.signedIn();
+                            return;
+                          }
                           await changed();
                         } catch (err) {
                           setError(err instanceof Error ? err.message : "The account could not be removed.");
