@@ -209,6 +209,7 @@ export class MailApp {
     this.accountId =
       this.session.primaryAccounts["urn:ietf:params:jmap:mail"] ?? Object.keys(this.session.accounts)[0] ?? "";
     this.readSync();
+    void this.followSync();
     if (!this.accountId) {
       // No mail account yet: the first screen is the Add-account one.
       this.phase = "setup";
@@ -358,11 +359,11 @@ export class MailApp {
   }
 
   private following = false;
+  /** How often the Session is read again while an account's first sync runs. */
+  syncPollMs = 1000;
 
-  /** Reads the Session again (an account was added, edited or removed), then follows the
-   * sync status of accounts still syncing: the push channel carries the primary
-   * account's changes, not another account's first sync. Bounded: once a second, at
-   * most ten minutes. */
+  /** Reads the Session again (an account was added, edited or removed), then follows
+   * the accounts still syncing. */
   async reloadSession(): Promise<void> {
     try {
       this.session = await this.jmap.loadSession();
@@ -371,11 +372,19 @@ export class MailApp {
       this.report(e);
     }
     this.emit();
+    await this.followSync();
+  }
+
+  /** While an account is `new` or `syncing`, reads its status again every `syncPollMs`:
+   * the end of a sync changes no mail, so no push says the status became `ok`, and the
+   * progress bar would stay full; and the push channel carries the primary account's
+   * changes, not another account's first sync. Bounded: at most 600 reads. */
+  async followSync(): Promise<void> {
     if (this.following) return;
     this.following = true;
     try {
       for (let i = 0; i < 600 && Object.values(this.sync).some((x) => x.status === "new" || x.status === "syncing"); i++) {
-        await new Promise((r) => setTimeout(r, 1000));
+        await new Promise((r) => setTimeout(r, this.syncPollMs));
         this.session = await this.jmap.loadSession();
         this.readSync();
         this.emit();
