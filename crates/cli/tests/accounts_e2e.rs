@@ -161,6 +161,11 @@ fn add_an_account_in_headless_chromium() -> Result<()> {
         eprintln!("server log:\n{}", serve.log());
     }
     outcome?;
+    // Neither the right nor the wrong password reached the log.
+    let log = serve.log();
+    if log.contains(MAIL_PASSWORD) || log.contains("not-the-password") {
+        bail!("a password is in the server log");
+    }
     // The password reached the store encrypted: the clear text is nowhere in it.
     let db = std::fs::read(dir.path().join("data/tidings.sqlite"))?;
     if db

@@ -60,9 +60,32 @@ pub struct Setup {
     /// Mail servers of a provider's accounts, by provider name, when the config says.
     pub oauth_servers: std::collections::HashMap<String, oauth::OAuthServers>,
     pending: oauth::Pending,
+    /// Tries running at once, all users together: each holds up to two connections to
+    /// some mail server for up to a minute.
+    tries: tokio::sync::Semaphore,
 }
 
+/// Bound on [`Setup::tries`].
+const MAX_TRIES: usize = 8;
+
 impl Setup {
+    /// Tries `settings` with `secret`, unless too many tries run already.
+    pub(crate) async fn try_settings(
+        &self,
+        settings: &Settings,
+        secret: &Secret,
+    ) -> Result<(), Failure> {
+        let Ok(_permit) = self.tries.try_acquire() else {
+            return Err(Failure {
+                server: "imap",
+                kind: FailureKind::Refused,
+                message: "Too many accounts are being tried right now: try again in a moment."
+                    .into(),
+            });
+        };
+        probe::try_settings(settings, secret, self.ca_file.as_ref()).await
+    }
+
     pub fn new(
         secrets: Arc<dyn SecretBox>,
         discovery: DiscoveryOptions,
@@ -75,6 +98,7 @@ impl Setup {
             oauth: None,
             oauth_servers: Default::default(),
             pending: Default::default(),
+            tries: tokio::sync::Semaphore::new(MAX_TRIES),
         }
     }
 
@@ -311,7 +335,7 @@ pub(crate) async fn try_route(State(state): State<Arc<AppState>>, req: Request) 
         return error(StatusCode::BAD_REQUEST, m);
     }
     let secret = Secret::Password(r.password);
-    match probe::try_settings(&r.settings, &secret, setup.ca_file.as_ref()).await {
+    match setup.try_settings(&r.settings, &secret).await {
         Ok(()) => json(StatusCode::OK, serde_json::json!({ "ok": true })),
         Err(f) => {
             tracing::info!(user = %principal.name, host = %r.settings.incoming.host,
@@ -427,7 +451,7 @@ pub(crate) async fn add_route(State(state): State<Arc<AppState>>, req: Request) 
         return error(StatusCode::BAD_REQUEST, "the name is too long");
     }
     let secret = Secret::Password(r.password.clone());
-    if let Err(f) = probe::try_settings(&r.settings, &secret, setup.ca_file.as_ref()).await {
+    if let Err(f) = setup.try_settings(&r.settings, &secret).await {
         tracing::info!(user = %principal.name, host = %r.settings.incoming.host,
             kind = ?f.kind, "account add refused: try failed");
         return failed(&f);
@@ -590,12 +614,9 @@ pub(crate) async fn edit_route(
         },
     };
     if changes_login
-        && let Err(f) = probe::try_settings(
-            &settings,
-            &Secret::Password(password.clone()),
-            setup.ca_file.as_ref(),
-        )
-        .await
+        && let Err(f) = setup
+            .try_settings(&settings, &Secret::Password(password.clone()))
+            .await
     {
         return failed(&f);
     }

@@ -388,12 +388,12 @@ async fn callback(
         smtp: None,
         ..settings.clone()
     };
-    if let Err(f) = probe::try_settings(
-        &incoming_only,
-        &probe::Secret::AccessToken(grant.access_token.clone()),
-        setup.ca_file.as_ref(),
-    )
-    .await
+    if let Err(f) = setup
+        .try_settings(
+            &incoming_only,
+            &probe::Secret::AccessToken(grant.access_token.clone()),
+        )
+        .await
     {
         tracing::info!(user = %started.user_name, provider = %provider, kind = ?f.kind,
             "OAuth2 account refused by its mail server");

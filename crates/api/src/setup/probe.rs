@@ -209,6 +209,7 @@ fn classify_words(text: &str) -> Option<FailureKind> {
     // Outlook: "User is authenticated but not connected".
     if t.contains("not enabled for imap")
         || t.contains("imap access disabled")
+        || t.contains("imap access is disabled")
         || t.contains("imap is disabled")
         || t.contains("authenticated but not connected")
         || t.contains("pop is disabled")
@@ -235,10 +236,18 @@ fn message(kind: FailureKind, server: &'static str, s: &Server, words: &str) -> 
     };
     match kind {
         FailureKind::WrongPassword => {
-            let hint = if super::providers::needs_app_password(&s.host) {
-                " This provider may need an app password instead of your usual one."
-            } else {
-                ""
+            let hint = match super::providers::by_host(&s.host) {
+                Some(p) if p.oauth.is_some() => format!(
+                    " {} may refuse passwords here: use \"Sign in with {}\" or an app \
+                     password.",
+                    p.name,
+                    p.oauth.unwrap_or_default()
+                ),
+                Some(p) if p.app_password => format!(
+                    " {} needs an app password instead of your usual one.",
+                    p.name
+                ),
+                _ => String::new(),
             };
             format!(
                 "Wrong password: the {what} server {} refused the user name or password.{hint}",
@@ -394,6 +403,10 @@ mod tests {
         assert_eq!(
             k("[AUTHENTICATIONFAILED] Authentication failed."),
             Some(FailureKind::WrongPassword)
+        );
+        assert_eq!(
+            k("[ALERT] IMAP access is disabled for your domain."),
+            Some(FailureKind::ImapDisabled)
         );
         assert_eq!(k("[UNAVAILABLE] try later"), None);
     }

@@ -118,15 +118,14 @@ pub fn lookup(domain: &str) -> Option<&'static Provider> {
     PROVIDERS.iter().find(|p| p.domains.contains(&domain))
 }
 
-/// Whether `host` belongs to a provider that needs an app password (for messages after a
-/// refused login, whatever way the settings were found).
-pub fn needs_app_password(host: &str) -> bool {
+/// The provider whose server `host` is (for messages after a refused login, whatever way
+/// the settings were found).
+pub fn by_host(host: &str) -> Option<&'static Provider> {
     let host = host.to_ascii_lowercase();
-    PROVIDERS.iter().any(|p| {
-        p.app_password
-            && (host == p.imap.0
-                || host == p.smtp.0
-                || p.domains.iter().any(|d| host.ends_with(&format!(".{d}"))))
+    PROVIDERS.iter().find(|p| {
+        host == p.imap.0
+            || host == p.smtp.0
+            || p.domains.iter().any(|d| host.ends_with(&format!(".{d}")))
     })
 }
 
@@ -170,8 +169,12 @@ mod tests {
         );
         assert!(lookup("me.com").is_some_and(|p| p.app_password));
         assert!(lookup("example.org").is_none());
-        assert!(needs_app_password("imap.mail.yahoo.com"));
-        assert!(!needs_app_password("imap.example.org"));
+        assert!(by_host("imap.mail.yahoo.com").is_some_and(|p| p.app_password));
+        assert_eq!(
+            by_host("smtp.office365.com").map(|p| p.name),
+            Some("Outlook.com")
+        );
+        assert!(by_host("imap.example.org").is_none());
     }
 
     #[test]
