@@ -100,7 +100,9 @@ export interface View {
 export class MailApp {
   jmap: Jmap;
   session: Session | null = null;
-  phase: "loading" | "signin" | "ready" | "error" = "loading";
+  phase: "loading" | "signin" | "setup" | "ready" | "error" = "loading";
+  /** The accounts screen (add, edit, remove) is open. */
+  accountsOpen = false;
   fatal = "";
   accountId: Id = "";
   mailboxes: Mailbox[] = [];
@@ -207,11 +209,18 @@ export class MailApp {
     this.accountId =
       this.session.primaryAccounts["urn:ietf:params:jmap:mail"] ?? Object.keys(this.session.accounts)[0] ?? "";
     this.readSync();
+    void this.followSync();
     if (!this.accountId) {
-      this.phase = "error";
-      this.fatal = "This user has no mail account yet. Add one with `tidings account add`.";
+      // No mail account yet: the first screen is the Add-account one.
+      this.phase = "setup";
       this.emit();
       return;
+    }
+    // Back from a provider's sign-in (`#/accounts?added=…` or `?error=…`): show what
+    // happened, and follow the new account's first sync.
+    if (location.hash.startsWith("#/accounts")) {
+      if (new URLSearchParams(location.hash.split("?")[1] ?? "").get("error")) this.accountsOpen = true;
+      setTimeout(() => void this.reloadSession(), 0);
     }
     writeBoot({ accountId: this.accountId, apiUrl: this.session.apiUrl });
     // One request for everything the first screen needs: which optional methods exist,
@@ -335,9 +344,55 @@ export class MailApp {
 
   private readSync(): void {
     if (!this.session) return;
+    // Rebuilt, not merged: a removed account's status must not linger.
+    const sync: Record<Id, SyncInfo> = {};
     for (const [id, a] of Object.entries(this.session.accounts)) {
       const s = a.accountCapabilities[TIDINGS_SYNC] as SyncInfo | undefined;
-      if (s) this.sync[id] = s;
+      if (s) sync[id] = s;
+    }
+    this.sync = sync;
+  }
+
+  openAccounts(open: boolean): void {
+    this.accountsOpen = open;
+    this.emit();
+  }
+
+  private following = false;
+  /** How often the Session is read again while an account's first sync runs. */
+  syncPollMs = 1000;
+
+  /** Reads the Session again (an account was added, edited or removed), then follows
+   * the accounts still syncing. */
+  async reloadSession(): Promise<void> {
+    try {
+      this.session = await this.jmap.loadSession();
+      this.readSync();
+    } catch (e) {
+      this.report(e);
+    }
+    this.emit();
+    await this.followSync();
+  }
+
+  /** While an account is `new` or `syncing`, reads its status again every `syncPollMs`:
+   * the end of a sync changes no mail, so no push says the status became `ok`, and the
+   * progress bar would stay full; and the push channel carries the primary account's
+   * changes, not another account's first sync. Bounded: at most 600 reads. */
+  async followSync(): Promise<void> {
+    if (this.following) return;
+    this.following = true;
+    try {
+      for (let i = 0; i < 600 && Object.values(this.sync).some((x) => x.status === "new" || x.status === "syncing"); i++) {
+        await new Promise((r) => setTimeout(r, this.syncPollMs));
+        this.session = await this.jmap.loadSession();
+        this.readSync();
+        this.emit();
+      }
+    } catch (e) {
+      this.report(e);
+    } finally {
+      this.following = false;
     }
   }
 

@@ -32,3 +32,34 @@ describe("sync progress", () => {
     expect(syncText(undefined).text).toBe("");
   });
 });
+
+describe("following a sync to its end", () => {
+  it("reads the status until the account is synced, so a full bar does not stay", async () => {
+    const { Jmap } = await import("./jmap");
+    const { MailApp } = await import("./state");
+    const sync = (status: string, done: number) => ({
+      accounts: {
+        a1: {
+          name: "mail",
+          isPersonal: true,
+          isReadOnly: false,
+          accountCapabilities: { "urn:tidings:params:sync": { status, progress: { total: 10, headers: done, bodies: done } } },
+        },
+      },
+    });
+    // The server: syncing, then complete but still syncing, then ok (and no push ever).
+    const answers = [sync("syncing", 5), sync("syncing", 10), sync("ok", 10)];
+    let reads = 0;
+    const fetchFn = (async () => {
+      const s = answers[Math.min(reads, answers.length - 1)];
+      reads++;
+      return new Response(JSON.stringify(s), { status: 200 });
+    }) as unknown as typeof fetch;
+    const a = new MailApp(new Jmap(fetchFn));
+    a.syncPollMs = 1;
+    await a.reloadSession();
+    expect(reads).toBe(3);
+    expect(a.sync.a1?.status).toBe("ok");
+    expect(syncText(a.sync.a1).fraction).toBeNull();
+  });
+});

@@ -12,6 +12,7 @@
 //! - `tls`: HTTPS certificate loading (handshakes beside the accept loop).
 //! - `push`: the hub following account changes, WebSocket (RFC 8887), EventSource.
 //! - `web`: the embedded web client, sign-in with a session cookie, sanitised HTML mail.
+//! - `setup`: adding, trying, editing and removing mail accounts from the browser.
 
 pub mod auth;
 // Bodies fetched on demand, blob ids of messages.
@@ -21,6 +22,7 @@ pub mod http;
 mod jmap;
 mod push;
 mod server;
+pub mod setup;
 pub mod tls;
 pub mod upload;
 pub mod web;

@@ -40,6 +40,9 @@ pub struct AppState {
     /// Fetches a message whose body is not stored yet, on the engine's priority lane;
     /// without it (no engine) such a request is `serverUnavailable` / 503.
     pub bodies: Option<Arc<dyn crate::BodyFetch>>,
+    /// Adding accounts from the browser; without it (no key to encrypt secrets with)
+    /// those routes answer 404.
+    pub setup: Option<Arc<crate::setup::Setup>>,
 }
 
 /// A short undo window: a submission waits this long before it is sent, unless the
@@ -67,6 +70,7 @@ impl AppState {
             submission_waker: None,
             large_bodies: Default::default(),
             bodies: None,
+            setup: None,
         }
     }
 }
@@ -93,6 +97,21 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/auth/login", post(crate::web::login))
         .route("/auth/logout", post(crate::web::logout))
         .route("/web/html/{account}/{blob}", get(crate::web::html))
+        .route(
+            "/web/accounts",
+            get(crate::setup::list_route).post(crate::setup::add_route),
+        )
+        .route("/web/accounts/discover", post(crate::setup::discover_route))
+        .route("/web/accounts/try", post(crate::setup::try_route))
+        .route("/web/oauth/start", get(crate::setup::oauth::start_route))
+        .route(
+            "/web/oauth/callback",
+            get(crate::setup::oauth::callback_route),
+        )
+        .route(
+            "/web/accounts/{id}",
+            axum::routing::patch(crate::setup::edit_route).delete(crate::setup::remove_route),
+        )
         .with_state(state)
 }
 

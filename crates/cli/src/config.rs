@@ -76,6 +76,19 @@ pub struct Config {
     /// use it to open messages the background pass has not reached).
     #[serde(default = "default_true")]
     pub imap_background_bodies: bool,
+    // --- adding accounts from the browser ---
+    /// A CA (PEM) trusted, besides the system's, for accounts added from the web client:
+    /// a private mail server with its own CA.
+    #[serde(default)]
+    pub setup_ca_file: Option<PathBuf>,
+    /// The DNS server asked for SRV records (RFC 6186) when discovering an address's
+    /// settings (`"127.0.0.1:5353"`); default: the system's resolver.
+    #[serde(default)]
+    pub setup_dns_server: Option<std::net::SocketAddr>,
+    /// Replaces `https://autoconfig.<domain>` and `https://<domain>` when fetching
+    /// autoconfig documents. For tests against a loopback server only.
+    #[serde(default)]
+    pub setup_autoconfig_base: Option<String>,
 }
 
 fn default_true() -> bool {
@@ -212,6 +225,23 @@ pub struct OAuthProviderConfig {
     /// Default: what the provider's IMAP, POP3 and SMTP need (by issuer).
     #[serde(default)]
     pub scopes: Option<Vec<String>>,
+    /// The mail servers of accounts added with "Sign in with …" in the web client. Not
+    /// needed for `google` and `microsoft` (built in); elsewhere, without them, the
+    /// address's settings are discovered.
+    #[serde(default)]
+    pub imap_host: Option<String>,
+    #[serde(default)]
+    pub imap_port: Option<u16>,
+    /// tls (default) | starttls | none
+    #[serde(default)]
+    pub imap_security: Option<Security>,
+    #[serde(default)]
+    pub smtp_host: Option<String>,
+    #[serde(default)]
+    pub smtp_port: Option<u16>,
+    /// tls (default) | starttls | none
+    #[serde(default)]
+    pub smtp_security: Option<Security>,
 }
 
 impl std::fmt::Debug for OAuthProviderConfig {
@@ -226,6 +256,35 @@ impl std::fmt::Debug for OAuthProviderConfig {
 }
 
 impl OAuthProviderConfig {
+    /// Its accounts' mail servers, when `imap_host` is set.
+    pub fn servers(&self) -> Option<api::setup::oauth::OAuthServers> {
+        let host = self.imap_host.clone()?;
+        let security = self.imap_security.unwrap_or(Security::Tls);
+        let smtp = self.smtp_host.clone().map(|h| {
+            let security = self.smtp_security.unwrap_or(Security::Tls);
+            api::setup::Server {
+                host: h,
+                port: self.smtp_port.unwrap_or(match security {
+                    Security::Tls => 465,
+                    _ => 587,
+                }),
+                security,
+            }
+        });
+        Some(api::setup::oauth::OAuthServers {
+            incoming: api::setup::Server {
+                host,
+                port: self.imap_port.unwrap_or(match security {
+                    Security::Tls => 993,
+                    _ => 143,
+                }),
+                security,
+            },
+            kind: AccountKind::Imap,
+            smtp,
+        })
+    }
+
     pub fn to_provider(&self) -> engine::OAuthProvider {
         engine::OAuthProvider {
             name: self.name.clone(),
@@ -356,6 +415,16 @@ impl Config {
 }
 
 impl Config {
+    /// The mail servers the `[[oauth_provider]]`s name, by provider.
+    pub fn oauth_servers(
+        &self,
+    ) -> std::collections::HashMap<String, api::setup::oauth::OAuthServers> {
+        self.oauth_provider
+            .iter()
+            .filter_map(|p| Some((p.name.clone(), p.servers()?)))
+            .collect()
+    }
+
     /// The HTTP listener's deadlines, caps and trusted proxies.
     pub fn http_limits(&self) -> Result<api::HttpLimits> {
         let d = api::HttpLimits::default();

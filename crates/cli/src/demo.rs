@@ -70,6 +70,10 @@ pub async fn run(dir: &Path, listen: &str) -> Result<()> {
         http_body_idle_timeout_ms: None,
         http_max_connections_per_address: None,
         imap_background_bodies: true,
+        // Accounts added from the web client may live on the demo's Dovecot too.
+        setup_ca_file: Some(dovecot.ca_file().to_path_buf()),
+        setup_dns_server: None,
+        setup_autoconfig_base: None,
     };
     let data_dir = config.data_dir.display().to_string();
     let key_file = dir.join("key/secret.key").display().to_string();

@@ -285,7 +285,7 @@ pub async fn run(config: Config, stop: impl Future<Output = ()>) -> Result<()> {
             .collect();
         Arc::new(engine::OAuth::new(providers, Some(seal)))
     };
-    let mut engine = Engine::new(store.clone(), passwords).with_oauth(oauth);
+    let mut engine = Engine::new(store.clone(), passwords).with_oauth(oauth.clone());
     // --- watching (issue 4): 0 turns the flush off.
     engine = engine.with_options(engine::EngineOptions {
         notify_flush: match config.imap_notify_flush_ms {
@@ -317,6 +317,19 @@ pub async fn run(config: Config, stop: impl Future<Output = ()>) -> Result<()> {
         limits.subscription_allow_private = config.push_subscription_allow_private;
         api_state.push = api::PushHub::new(store.as_ref(), limits);
     }
+    // Accounts added from the browser: secrets sealed with this data dir's key.
+    api_state.setup = Some(Arc::new(
+        api::setup::Setup::new(
+            Arc::new(KeyBox(key.clone())),
+            api::setup::DiscoveryOptions {
+                dns_server: config.setup_dns_server,
+                autoconfig_base: config.setup_autoconfig_base.clone(),
+                offline: false,
+            },
+            config.setup_ca_file.clone(),
+        )
+        .with_oauth(oauth.clone(), config.oauth_servers()),
+    ));
     // --- watching (issue 4): the watchers flush while their user has a push client.
     engine = engine.with_presence(Arc::new(Followers(api_state.push.clone())));
     // --- end watching
@@ -368,6 +381,18 @@ struct Followers(Arc<api::PushHub>);
 impl engine::Presence for Followers {
     fn is_present(&self, user: mail_types::UserId) -> bool {
         self.0.has_followers(user)
+    }
+}
+
+/// The data dir's key, as the API's `SecretBox`.
+struct KeyBox(SecretKey);
+
+impl api::setup::SecretBox for KeyBox {
+    fn seal(&self, secret: &str) -> Result<Vec<u8>, String> {
+        self.0.encrypt(secret).map_err(|e| e.to_string())
+    }
+    fn open(&self, sealed: &[u8]) -> Result<String, String> {
+        self.0.decrypt(sealed).map_err(|e| e.to_string())
     }
 }
 

@@ -5,6 +5,10 @@
 //!
 //! Tokens never reach a log line, an error text or a `Debug` output.
 //!
+//! A browser sign-in (authorization code with PKCE, RFC 6749 4.1 and RFC 7636) finds the
+//! provider's endpoints here ([`OAuth::endpoints`]) and trades the code for the first
+//! tokens ([`OAuth::exchange_code`]).
+//!
 //! Signing in from a terminal (the device authorization grant, RFC 8628) is in `device`.
 
 mod device;
@@ -142,6 +146,8 @@ pub struct OAuth {
     http: Result<reqwest::Client, String>,
     /// Token endpoints found by discovery, by provider name.
     token_urls: Mutex<HashMap<String, String>>,
+    /// Authorization and userinfo endpoints found by discovery, by provider name.
+    sign_in_urls: Mutex<HashMap<String, Endpoints>>,
     /// Per account: its token, behind an async lock so that the sync, the watcher, the
     /// outbox and the submission worker never refresh at once (a provider that rotates
     /// refresh tokens treats the reuse of a spent one as theft and revokes the grant).
@@ -181,6 +187,7 @@ impl OAuth {
             seal,
             http,
             token_urls: Mutex::new(HashMap::new()),
+            sign_in_urls: Mutex::new(HashMap::new()),
             accounts: Mutex::new(HashMap::new()),
         }
     }
@@ -289,9 +296,76 @@ impl OAuth {
         {
             return Ok(u.clone());
         }
+        let v = self.discovery(p).await?;
+        let token_url = v["token_endpoint"]
+            .as_str()
+            .ok_or_else(|| TokenError::Config("discovery names no token_endpoint".into()))?
+            .to_string();
+        self.token_urls
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(p.name.clone(), token_url.clone());
+        Ok(token_url)
+    }
+
+    /// The names of the configured providers, sorted.
+    pub fn provider_names(&self) -> Vec<String> {
+        let mut v: Vec<String> = self.providers.keys().cloned().collect();
+        v.sort();
+        v
+    }
+
+    /// The endpoints a browser sign-in uses: configured (`auth_url`, `token_url`), else
+    /// from OpenID Connect Discovery 1.0 section 3 (remembered once found).
+    pub async fn endpoints(&self, name: &str) -> Result<Endpoints, TokenError> {
+        let p = self
+            .providers
+            .get(name)
+            .ok_or_else(|| TokenError::Config(format!("no oauth_provider {name:?} configured")))?;
+        if let (Some(a), Some(t)) = (&p.auth_url, &p.token_url) {
+            return Ok(Endpoints {
+                authorization: a.clone(),
+                token: t.clone(),
+                userinfo: None,
+            });
+        }
+        if let Some(e) = self
+            .sign_in_urls
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(name)
+        {
+            return Ok(e.clone());
+        }
+        let v = self.discovery(p).await?;
+        let url = |key: &str| v[key].as_str().map(str::to_string);
+        let found = Endpoints {
+            authorization: p
+                .auth_url
+                .clone()
+                .or_else(|| url("authorization_endpoint"))
+                .ok_or_else(|| {
+                    TokenError::Config("discovery names no authorization_endpoint".into())
+                })?,
+            token: p
+                .token_url
+                .clone()
+                .or_else(|| url("token_endpoint"))
+                .ok_or_else(|| TokenError::Config("discovery names no token_endpoint".into()))?,
+            userinfo: url("userinfo_endpoint"),
+        };
+        self.sign_in_urls
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(name.to_string(), found.clone());
+        Ok(found)
+    }
+
+    /// The discovery document of `p`'s issuer, checked to name that issuer.
+    async fn discovery(&self, p: &OAuthProvider) -> Result<serde_json::Value, TokenError> {
         let issuer = p.issuer.as_deref().ok_or_else(|| {
             TokenError::Config(format!(
-                "provider {} has neither issuer nor token_url",
+                "provider {} has neither issuer nor auth_url and token_url",
                 p.name
             ))
         })?;
@@ -320,15 +394,119 @@ impl OAuth {
                 "discovery at {issuer} names another issuer"
             )));
         }
-        let token_url = v["token_endpoint"]
+        Ok(v)
+    }
+
+    /// RFC 6749 4.1.3 with RFC 7636 4.5: trades an authorization code (and the PKCE
+    /// verifier) for the first tokens. `redirect_uri` must be the one the authorization
+    /// request carried.
+    pub async fn exchange_code(
+        &self,
+        name: &str,
+        code: &str,
+        verifier: &str,
+        redirect_uri: &str,
+    ) -> Result<CodeGrant, TokenError> {
+        let p = self
+            .providers
+            .get(name)
+            .ok_or_else(|| TokenError::Config(format!("no oauth_provider {name:?} configured")))?;
+        let endpoints = self.endpoints(name).await?;
+        let mut form = vec![
+            ("grant_type", "authorization_code"),
+            ("code", code),
+            ("redirect_uri", redirect_uri),
+            ("code_verifier", verifier),
+            ("client_id", p.client_id.as_str()),
+        ];
+        if let Some(secret) = &p.client_secret {
+            form.push(("client_secret", secret.as_str()));
+        }
+        let v = self
+            .token_request(&endpoints.token, &form)
+            .await
+            .map_err(|e| match e {
+                // RFC 6749 5.2: a code refused is spent, expired or not ours: sign in again.
+                TokenError::SignInAgain => TokenError::Config(
+                    "the provider refused the sign-in code; sign in again".into(),
+                ),
+                other => other,
+            })?;
+        let answer = token_answer(&v)?;
+        let id_token_email = v["id_token"].as_str().and_then(id_token_email);
+        let mut email = id_token_email;
+        if email.is_none()
+            && let Some(url) = &endpoints.userinfo
+        {
+            email = self.userinfo_email(url, &answer.access_token).await;
+        }
+        Ok(CodeGrant {
+            access_token: answer.access_token,
+            refresh_token: answer.refresh_token,
+            email,
+        })
+    }
+
+    /// OpenID Connect Core 5.3: the `email` claim from the userinfo endpoint.
+    async fn userinfo_email(&self, url: &str, access_token: &str) -> Option<String> {
+        let resp = self
+            .http()
+            .ok()?
+            .get(url)
+            .bearer_auth(access_token)
+            .header("accept", "application/json")
+            .send()
+            .await
+            .ok()?;
+        if !resp.status().is_success() {
+            return None;
+        }
+        let body = read_limited(resp).await.ok()?;
+        let v: serde_json::Value = serde_json::from_slice(&body).ok()?;
+        v["email"]
             .as_str()
-            .ok_or_else(|| TokenError::Config("discovery names no token_endpoint".into()))?
-            .to_string();
-        self.token_urls
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .insert(p.name.clone(), token_url.clone());
-        Ok(token_url)
+            .filter(|e| plausible_email(e))
+            .map(str::to_string)
+    }
+
+    /// A POST to the token endpoint; the JSON answer when it is a success (RFC 6749 5.1).
+    async fn token_request(
+        &self,
+        token_url: &str,
+        form: &[(&str, &str)],
+    ) -> Result<serde_json::Value, TokenError> {
+        let body = form
+            .iter()
+            .map(|(k, v)| format!("{k}={}", form_encode(v)))
+            .collect::<Vec<_>>()
+            .join("&");
+        let resp = self
+            .http()?
+            .post(token_url)
+            .header("content-type", "application/x-www-form-urlencoded")
+            .header("accept", "application/json")
+            .body(body)
+            .send()
+            .await
+            .map_err(|e| TokenError::Unavailable(describe(e)))?;
+        let status = resp.status();
+        let bytes = read_limited(resp).await?;
+        if status.is_server_error() || status == reqwest::StatusCode::TOO_MANY_REQUESTS {
+            return Err(TokenError::Unavailable(format!("HTTP {status}")));
+        }
+        let v: serde_json::Value = serde_json::from_slice(&bytes).map_err(|_| {
+            TokenError::Unavailable(format!("HTTP {status} with an answer that is not JSON"))
+        })?;
+        if !status.is_success() {
+            // RFC 6749 5.2.
+            let code = v["error"].as_str().unwrap_or("");
+            return Err(match code {
+                "invalid_grant" => TokenError::SignInAgain,
+                "" => TokenError::Unavailable(format!("HTTP {status}")),
+                other => TokenError::Config(format!("the provider refused: {}", printable(other))),
+            });
+        }
+        Ok(v)
     }
 
     /// RFC 6749 6: the refresh request, client credentials in the body (2.3.1; the form
@@ -347,62 +525,16 @@ impl OAuth {
         if let Some(secret) = &p.client_secret {
             form.push(("client_secret", secret.as_str()));
         }
-        let body = form
-            .iter()
-            .map(|(k, v)| format!("{k}={}", form_encode(v)))
-            .collect::<Vec<_>>()
-            .join("&");
-        let resp = self
-            .http()?
-            .post(token_url)
-            .header("content-type", "application/x-www-form-urlencoded")
-            .header("accept", "application/json")
-            .body(body)
-            .send()
+        let v = self
+            .token_request(token_url, &form)
             .await
-            // `without_url`: the URL is harmless but the error text goes into the status.
-            .map_err(|e| TokenError::Unavailable(describe(e)))?;
-        let status = resp.status();
-        let bytes = read_limited(resp).await?;
-        if status.is_server_error() || status == reqwest::StatusCode::TOO_MANY_REQUESTS {
-            return Err(TokenError::Unavailable(format!("HTTP {status}")));
-        }
-        let v: serde_json::Value = serde_json::from_slice(&bytes).map_err(|_| {
-            TokenError::Unavailable(format!("HTTP {status} with an answer that is not JSON"))
-        })?;
-        if !status.is_success() {
-            // RFC 6749 5.2.
-            let code = v["error"].as_str().unwrap_or("");
-            return Err(match code {
-                "invalid_grant" => TokenError::SignInAgain,
-                "" => TokenError::Unavailable(format!("HTTP {status}")),
-                other => TokenError::Config(format!(
-                    "the provider refused the refresh: {}",
-                    printable(other)
-                )),
-            });
-        }
-        let access_token = v["access_token"]
-            .as_str()
-            .filter(|t| !t.is_empty() && t.bytes().all(|b| (0x21..0x7f).contains(&b)))
-            .ok_or_else(|| TokenError::Unavailable("answer without a usable access_token".into()))?
-            .to_string();
-        let expires_in = match &v["expires_in"] {
-            serde_json::Value::Number(n) => n.as_u64(),
-            // Some providers send it as a string.
-            serde_json::Value::String(s) => s.parse().ok(),
-            _ => None,
-        }
-        .map(|s| Duration::from_secs(s.clamp(1, 366 * 24 * 3600)));
-        let refresh_token = v["refresh_token"]
-            .as_str()
-            .filter(|t| !t.is_empty())
-            .map(str::to_string);
-        Ok(TokenAnswer {
-            access_token,
-            expires_in,
-            refresh_token,
-        })
+            .map_err(|e| match e {
+                TokenError::Config(text) => TokenError::Config(
+                    text.replace("the provider refused:", "the provider refused the refresh:"),
+                ),
+                other => other,
+            })?;
+        token_answer(&v)
     }
 }
 
@@ -410,6 +542,83 @@ struct TokenAnswer {
     access_token: String,
     expires_in: Option<Duration>,
     refresh_token: Option<String>,
+}
+
+/// Where a browser sign-in goes.
+#[derive(Debug, Clone)]
+pub struct Endpoints {
+    pub authorization: String,
+    pub token: String,
+    pub userinfo: Option<String>,
+}
+
+/// What a sign-in's code was traded for. `Debug` hides the tokens.
+pub struct CodeGrant {
+    pub access_token: String,
+    /// Absent when the provider issued none (no `offline_access` consent): the account
+    /// could not be kept signed in.
+    pub refresh_token: Option<String>,
+    /// The signed-in address, from the ID token or the userinfo endpoint.
+    pub email: Option<String>,
+}
+
+impl fmt::Debug for CodeGrant {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("CodeGrant")
+            .field("email", &self.email)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The access token, lifetime and refresh token of a token endpoint's success answer.
+fn token_answer(v: &serde_json::Value) -> Result<TokenAnswer, TokenError> {
+    let access_token = v["access_token"]
+        .as_str()
+        .filter(|t| !t.is_empty() && t.bytes().all(|b| (0x21..0x7f).contains(&b)))
+        .ok_or_else(|| TokenError::Unavailable("answer without a usable access_token".into()))?
+        .to_string();
+    let expires_in = match &v["expires_in"] {
+        serde_json::Value::Number(n) => n.as_u64(),
+        // Some providers send it as a string.
+        serde_json::Value::String(s) => s.parse().ok(),
+        _ => None,
+    }
+    .map(|s| Duration::from_secs(s.clamp(1, 366 * 24 * 3600)));
+    let refresh_token = v["refresh_token"]
+        .as_str()
+        .filter(|t| !t.is_empty())
+        .map(str::to_string);
+    Ok(TokenAnswer {
+        access_token,
+        expires_in,
+        refresh_token,
+    })
+}
+
+fn plausible_email(e: &str) -> bool {
+    e.len() <= 320 && e.contains('@') && !e.chars().any(|c| c.is_control() || c.is_whitespace())
+}
+
+/// The `email` claim of an ID token (a JWS, RFC 7515 7.1 compact form). Its signature is
+/// not checked: OpenID Connect Core 3.1.3.7 lets a client that got the token straight
+/// from the token endpoint over TLS rely on that instead.
+fn id_token_email(jwt: &str) -> Option<String> {
+    use base64::Engine;
+    let payload = jwt.split('.').nth(1)?;
+    if payload.len() > MAX_ANSWER {
+        return None;
+    }
+    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(payload.trim_end_matches('='))
+        .ok()?;
+    let v: serde_json::Value = serde_json::from_slice(&bytes).ok()?;
+    if v["email_verified"] == serde_json::Value::Bool(false) {
+        return None;
+    }
+    v["email"]
+        .as_str()
+        .filter(|e| plausible_email(e))
+        .map(str::to_string)
 }
 
 async fn read_limited(mut resp: reqwest::Response) -> Result<Vec<u8>, TokenError> {

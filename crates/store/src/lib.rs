@@ -63,7 +63,7 @@ pub trait Store: Send + Sync + 'static {
     async fn user_by_token_hash(&self, hash: &str) -> Result<Option<UserRecord>>;
 
     async fn create_account(&self, account: &NewAccount) -> Result<AccountId>;
-    /// Updates the connection settings of an existing account (same user and name).
+    /// Updates the name and connection settings of an existing account.
     async fn update_account(&self, id: AccountId, account: &NewAccount) -> Result<()>;
     async fn list_accounts(&self) -> Result<Vec<AccountRecord>>;
     /// Replaces an account's stored secret (encrypted by the caller): an OAuth2 provider

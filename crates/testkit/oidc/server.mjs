@@ -5,7 +5,9 @@
 // refresh token on every refresh, RFC 6749 6), --device-flow (the device authorization
 // grant, RFC 8628, for the `tidings` client, with oidc-provider's development login and
 // consent pages for the user side, and a polling interval of 1 s), --device-ttl SECONDS
-// (how long a device code lives, default 600).
+// (how long a device code lives, default 600), --dev-interactions (oidc-provider's
+// development login and consent pages, for a browser sign-in: any name, any password),
+// --redirect-uri URI (repeatable: a sign-in callback the tidings clients accept).
 //
 // Prints one JSON line on stdout once listening: {"port": N, "issuer": "http://..."}.
 //
@@ -26,6 +28,8 @@ const rotate = args.includes('--rotate');
 const deviceFlow = args.includes('--device-flow');
 const deviceTtl = Number(args[args.indexOf('--device-ttl') + 1]) || 600;
 const DEVICE_GRANT = 'urn:ietf:params:oauth:grant-type:device_code';
+const devInteractions = args.includes('--dev-interactions');
+const extraRedirects = args.flatMap((a, i) => (a === '--redirect-uri' && args[i + 1] ? [args[i + 1]] : []));
 const SCOPE = 'openid email offline_access';
 
 const server = http.createServer();
@@ -40,7 +44,7 @@ server.listen(0, '127.0.0.1', () => {
         client_secret: 'tidings-secret',
         grant_types: ['authorization_code', 'refresh_token', ...(deviceFlow ? [DEVICE_GRANT] : [])],
         response_types: ['code'],
-        redirect_uris: ['http://127.0.0.1/callback'],
+        redirect_uris: ['http://127.0.0.1/callback', ...extraRedirects],
         token_endpoint_auth_method: 'client_secret_post',
       },
       {
@@ -48,7 +52,7 @@ server.listen(0, '127.0.0.1', () => {
         client_id: 'tidings-public',
         grant_types: ['authorization_code', 'refresh_token'],
         response_types: ['code'],
-        redirect_uris: ['http://127.0.0.1/callback'],
+        redirect_uris: ['http://127.0.0.1/callback', ...extraRedirects],
         token_endpoint_auth_method: 'none',
         application_type: 'native',
       },
@@ -65,8 +69,8 @@ server.listen(0, '127.0.0.1', () => {
     claims: { openid: ['sub'], email: ['email'] },
     features: {
       // The development login (any name, no password) and consent pages: the user side
-      // of the device flow, which the tests drive over HTTP.
-      devInteractions: { enabled: deviceFlow },
+      // of the device flow and of a browser sign-in, which the tests drive.
+      devInteractions: { enabled: deviceFlow || devInteractions },
       deviceFlow: { enabled: deviceFlow },
       introspection: { enabled: true },
       revocation: { enabled: true },

@@ -47,6 +47,25 @@ pub struct AuthServer {
 
 impl AuthServer {
     pub fn start(opts: AuthServerOptions) -> Result<AuthServer> {
+        Self::start_with_args(opts, &[])
+    }
+
+    /// A server a browser can sign in at: oidc-provider's development login and consent
+    /// pages (any login name, any password; the name becomes `sub` and `email`), and the
+    /// `tidings` clients also accept `redirect_uris` (a sign-in's callback).
+    pub fn start_for_sign_in(
+        opts: AuthServerOptions,
+        redirect_uris: &[String],
+    ) -> Result<AuthServer> {
+        let mut args = vec!["--dev-interactions".to_string()];
+        for r in redirect_uris {
+            args.push("--redirect-uri".into());
+            args.push(r.clone());
+        }
+        Self::start_with_args(opts, &args)
+    }
+
+    fn start_with_args(opts: AuthServerOptions, extra: &[String]) -> Result<AuthServer> {
         let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("oidc");
         if !dir.join("node_modules/oidc-provider").is_dir() {
             bail!(
@@ -75,6 +94,7 @@ impl AuthServer {
             cmd.arg("--device-ttl")
                 .arg(ttl.as_secs().max(1).to_string());
         }
+        cmd.args(extra);
         let mut child = cmd
             .spawn()
             .context("starting node (is Node.js installed?)")?;

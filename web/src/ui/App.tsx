@@ -6,6 +6,7 @@ import { MessageList } from "./MessageList";
 import { Reader } from "./Reader";
 import { Help, useShortcuts } from "./keys";
 import { Compose } from "./Compose";
+import { Accounts } from "./Accounts";
 
 /** Re-renders the caller whenever the application object emits. */
 export function useApp(app: MailApp): void {
@@ -20,6 +21,7 @@ export function useApp(app: MailApp): void {
 export function App({ app }: { app: MailApp }) {
   useApp(app);
   if (app.phase === "signin") return <SignIn app={app} />;
+  if (app.phase === "setup") return <Accounts app={app} first onClose={() => undefined} />;
   if (app.phase === "loading")
     return (
       <div class="center" role="status">
@@ -170,6 +172,7 @@ function Main({ app }: { app: MailApp }) {
         </div>
       )}
       {help && <Help app={app} onClose={() => setHelp(false)} />}
+      {app.accountsOpen && <Accounts app={app} onClose={() => app.openAccounts(false)} />}
       <Compose app={app} />
     </div>
   );

@@ -16,7 +16,7 @@ export function syncText(s: MailApp["sync"][string] | undefined): { text: string
     case "retrying":
       return { text: `The mail server cannot be reached; retrying. (${s.error ?? ""})`, error: true, fraction: null };
     case "auth_failed":
-      return { text: "The mail server refused the password. Update it with `tidings account add`.", error: true, fraction: null };
+      return { text: "The mail server refused the password. Update it under Add or manage accounts.", error: true, fraction: null };
     default:
       // In step, but the day's download budget held the background bodies back: say so,
       // since messages not stored yet open more slowly (and fail past the limit).
@@ -33,7 +33,7 @@ export function Sidebar({ app }: { app: MailApp }) {
       {accounts.map(([id, acc]) => {
         const st = syncText(app.sync[id]);
         return (
-          <div key={id} class="account">
+          <div key={id} class="account" data-account={acc.name}>
             <h2 class="account-name">{acc.name}</h2>
             {st.text && (
               <p class={st.error ? "sync error" : "sync"} role={st.error ? "alert" : "status"}>
@@ -46,6 +46,9 @@ export function Sidebar({ app }: { app: MailApp }) {
           </div>
         );
       })}
+      <button type="button" class="ghost add-account-button" data-action="accounts" onClick={() => app.openAccounts(true)}>
+        + Add or manage accounts
+      </button>
       <ul role="tree" aria-label="Folders">
         {tree.map(({ mailbox: m, depth }) => {
           const current = app.view.mailboxId === m.id && !app.view.search;

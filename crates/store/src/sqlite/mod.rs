@@ -660,7 +660,7 @@ impl Store for SqliteStore {
                  username = ?6, password_enc = ?7, ca_file = ?8, smtp_host = ?9, \
                  smtp_port = ?10, smtp_security = ?11, smtp_username = ?12, \
                  smtp_password_enc = ?13, pop3_delete_after_days = ?14, auth = ?15, \
-                 oauth_provider = ?16 WHERE id = ?1",
+                 oauth_provider = ?16, name = ?17 WHERE id = ?1",
                 params![
                     id.0,
                     a.kind.as_str(),
@@ -678,6 +678,7 @@ impl Store for SqliteStore {
                     a.pop3_delete_after_days,
                     a.auth.as_str(),
                     a.auth.provider(),
+                    a.name,
                 ],
             )?;
             Ok(())
