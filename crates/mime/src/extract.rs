@@ -247,7 +247,8 @@ fn fill_headers(pm: &mut ParsedMessage, headers: &[Header<'_>]) {
         {
             problems.push("header Subject has undecoded encoded words".into());
         }
-        pm.subject = Some(subject);
+        // RFC 8621 4.1.2.2: `subject` is header:Subject:asText, which is NFC.
+        pm.subject = Some(crate::text::nfc(subject));
     }
 
     let fields: [(&HeaderName<'_>, &mut Vec<Address>, &str); 6] = [
@@ -321,7 +322,7 @@ fn address(a: &Addr<'_>, bad: &mut bool) -> Option<Address> {
     let name = a
         .name
         .as_deref()
-        .map(|n| clean_field(n, MAX_NAME_BYTES).0)
+        .map(|n| crate::text::nfc(clean_field(n, MAX_NAME_BYTES).0))
         .filter(|n| !n.is_empty());
     Some(Address { name, email })
 }

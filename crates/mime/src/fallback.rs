@@ -44,7 +44,7 @@ pub(crate) fn scan_headers(raw: &[u8]) -> ParsedMessage {
         let name = name.trim().to_ascii_lowercase();
         let value = value.trim();
         match name.as_str() {
-            "subject" => pm.subject = Some(clean_field(value, 16 * 1024).0),
+            "subject" => pm.subject = Some(crate::text::nfc(clean_field(value, 16 * 1024).0)),
             "message-id" => pm.message_id = angle_ids(value).into_iter().next(),
             "in-reply-to" => pm.in_reply_to = angle_ids(value),
             "references" => pm.references = angle_ids(value),
@@ -124,7 +124,7 @@ fn addresses(value: &str) -> Vec<Address> {
         }
         let (name, _) = clean_field(name, 1024);
         out.push(Address {
-            name: (!name.is_empty()).then_some(name),
+            name: (!name.is_empty()).then(|| crate::text::nfc(name)),
             email,
         });
     }

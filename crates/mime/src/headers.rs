@@ -8,6 +8,8 @@
 use mail_parser::parsers::MessageStream;
 use mail_parser::{Address, HeaderValue};
 
+use crate::text::nfc;
+
 /// Most header fields read from one message.
 pub const MAX_FIELDS: usize = 2_000;
 
@@ -122,14 +124,14 @@ fn text_of(v: HeaderValue<'_>) -> String {
     }
 }
 
-/// RFC 8621 4.1.2.2 asText: unfolded, RFC 2047 decoded, whitespace trimmed.
+/// RFC 8621 4.1.2.2 asText: unfolded, RFC 2047 decoded, whitespace trimmed, NFC.
 pub fn as_text(value: &[u8]) -> String {
     let v = terminated(value);
     let parsed = std::panic::catch_unwind(|| text_of(MessageStream::new(&v).parse_unstructured()));
-    match parsed {
+    nfc(match parsed {
         Ok(t) => t.trim().to_string(),
         Err(_) => as_raw(value).trim().to_string(),
-    }
+    })
 }
 
 /// An address (RFC 8621 4.1.2.3 EmailAddress).
@@ -146,13 +148,15 @@ pub struct HeaderGroup {
     pub addresses: Vec<HeaderAddress>,
 }
 
+/// RFC 8621 4.1.2.3: a display name is in the Text form (so NFC, 4.1.2.2).
+fn name_text(n: &str) -> Option<String> {
+    let n = n.trim();
+    (!n.is_empty()).then(|| nfc(n.to_string()))
+}
+
 fn convert(a: &mail_parser::Addr<'_>) -> HeaderAddress {
     HeaderAddress {
-        name: a
-            .name
-            .as_ref()
-            .map(|n| n.trim().to_string())
-            .filter(|n| !n.is_empty()),
+        name: a.name.as_deref().and_then(name_text),
         email: a
             .address
             .as_ref()
@@ -173,7 +177,7 @@ pub fn as_grouped_addresses(value: &[u8]) -> Vec<HeaderGroup> {
         HeaderValue::Address(Address::Group(groups)) => groups
             .iter()
             .map(|g| HeaderGroup {
-                name: g.name.as_ref().map(|n| n.to_string()),
+                name: g.name.as_deref().and_then(name_text),
                 addresses: g.addresses.iter().map(convert).collect(),
             })
             .collect(),
@@ -283,6 +287,16 @@ mod tests {
         assert!(values(MSG, "body").is_empty());
         assert_eq!(as_date(b" not a date"), None);
         assert_eq!(as_message_ids(b" "), None);
+    }
+
+    /// RFC 8621 4.1.2.2: the Text form is NFC; U+212B ANGSTROM SIGN is U+00C5 in NFC.
+    #[test]
+    fn text_and_names_are_nfc() {
+        assert_eq!(as_text(b" =?UTF-8?B?4oSr?="), "\u{c5}");
+        let a = as_addresses(b" =?UTF-8?B?4oSr?= <a@b.example>");
+        assert_eq!(a[0].name.as_deref(), Some("\u{c5}"));
+        let g = as_grouped_addresses(b" =?UTF-8?B?4oSr?=: a@b.example;");
+        assert_eq!(g[0].name.as_deref(), Some("\u{c5}"));
     }
 
     #[test]

@@ -287,6 +287,23 @@ x\n",
     assert_eq!(iso.subject.as_deref(), Some("Café"));
 }
 
+/// RFC 8621 4.1.2.2: `subject` and address names are the Text form, which is NFC
+/// (U+212B ANGSTROM SIGN becomes U+00C5).
+#[test]
+fn subject_and_names_are_nfc() {
+    let raw = crlf(
+        "From: =?UTF-8?B?4oSr?= <a@example.com>\n\
+Subject: =?UTF-8?B?4oSr?=\n\
+Date: Tue, 2 Jan 2024 10:00:00 +0000\n\
+\n\
+x\n",
+    );
+    for pm in [parse(&raw), parse_header(&raw)] {
+        assert_eq!(pm.subject.as_deref(), Some("\u{c5}"));
+        assert_eq!(pm.from[0].name.as_deref(), Some("\u{c5}"));
+    }
+}
+
 #[test]
 fn rfc2231_continuations_and_2047_filename() {
     let raw = crlf(
