@@ -221,6 +221,24 @@ pub fn as_date(value: &[u8]) -> Option<i64> {
     .flatten()
 }
 
+/// [`as_date`] and the offset from UTC the field was written in, in minutes east (RFC
+/// 5322 3.3 `zone`; `-0000` is 0): RFC 8621 4.1.2.6 asDate is a `Date`, which keeps it.
+pub fn as_date_with_offset(value: &[u8]) -> Option<(i64, i16)> {
+    let v = terminated(value);
+    std::panic::catch_unwind(|| match MessageStream::new(&v).parse_date() {
+        HeaderValue::DateTime(d) if d.is_valid() => {
+            let minutes = i16::from(d.tz_hour) * 60 + i16::from(d.tz_minute);
+            Some((
+                d.to_timestamp(),
+                if d.tz_before_gmt { -minutes } else { minutes },
+            ))
+        }
+        _ => None,
+    })
+    .ok()
+    .flatten()
+}
+
 /// RFC 8621 4.1.2.7 asURLs: the URLs in angle brackets (RFC 2369), None if there is none.
 pub fn as_urls(value: &[u8]) -> Option<Vec<String>> {
     let text = as_raw(value);
@@ -280,6 +298,14 @@ mod tests {
             vec!["x@y", "z@w"]
         );
         assert_eq!(as_date(values(MSG, "date")[0]), Some(1_796_115_600));
+        assert_eq!(
+            as_date_with_offset(values(MSG, "date")[0]),
+            Some((1_796_115_600, 60))
+        );
+        assert_eq!(
+            as_date_with_offset(b" Fri, 14 Feb 1969 12:02:00 -0330"),
+            Some((-27_691_080 + 12_600, -210))
+        );
         assert_eq!(
             as_urls(values(MSG, "list-unsubscribe")[0]).unwrap(),
             vec!["mailto:u@l", "https://l/u"]
