@@ -684,3 +684,45 @@ async fn lenient_where_the_rfc_permits() {
     let v: Value = serde_json::from_slice(&body).unwrap();
     assert_eq!(v["type"], "urn:ietf:params:jmap:error:notRequest", "{v}");
 }
+
+/// Long header fields are folded the RFC 5322 2.2.3 way: a CRLF before white space that
+/// is there anyway, lines of at most 78 octets, and the unfolded value is the value given.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn long_headers_fold_at_white_space() {
+    let w = world().await;
+    let words: Vec<String> = (0..40).map(|i| format!("word{i}")).collect();
+    let subject = words.join(" ");
+    let raw_value = format!(" {}", words.join(" "));
+    let id = create_email(
+        &w,
+        json!({"subject": subject, "header:X-Long:asRaw": raw_value,
+               "textBody": [{"partId": "t"}], "bodyValues": {"t": {"value": "x"}}}),
+    )
+    .await;
+    let (_, r) = call(
+        &w.app,
+        "Email/get",
+        json!({"accountId": "a1", "ids": [id],
+               "properties": ["subject", "header:X-Long", "header:Subject"]}),
+    )
+    .await;
+    let e = &r["list"][0];
+    assert_eq!(e["subject"], subject.as_str(), "{r}");
+    assert_eq!(
+        e["header:X-Long"].as_str().unwrap().replace("\r\n", ""),
+        raw_value,
+        "unfolding gives the value back: {r}"
+    );
+    drained(&w).await;
+    let on_server = server_headers(&w, "INBOX", "SUBJECT X-LONG");
+    let lines: Vec<&str> = on_server
+        .lines()
+        .skip_while(|l| !l.contains("word0"))
+        .take_while(|l| !l.is_empty() && !l.starts_with(')') && !l.starts_with('*'))
+        .collect();
+    assert!(lines.len() > 2, "the fields are folded: {on_server}");
+    for l in &lines {
+        assert!(l.len() <= 78, "line over 78 octets: {l:?}");
+        assert!(!l.starts_with('\t'), "folded with a tab: {l:?}");
+    }
+}

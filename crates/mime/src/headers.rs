@@ -104,6 +104,126 @@ pub fn values<'a>(raw: &'a [u8], name: &str) -> Vec<&'a [u8]> {
         .collect()
 }
 
+/// The header blocks (start, end) of a message and of each of its MIME parts, in order;
+/// not those inside an attached message (its octets are its own). Empty when the message
+/// does not parse.
+pub fn part_header_blocks(raw: &[u8]) -> Vec<(usize, usize)> {
+    std::panic::catch_unwind(|| {
+        mail_parser::MessageParser::new()
+            .parse(raw)
+            .map(|m| {
+                m.parts
+                    .iter()
+                    .map(|p| (p.offset_header as usize, p.offset_body as usize))
+                    .filter(|(s, e)| s <= e && *e <= raw.len())
+                    .collect()
+            })
+            .unwrap_or_default()
+    })
+    .unwrap_or_default()
+}
+
+/// Longest header line written where there is white space to fold at (RFC 5322 2.1.1:
+/// lines SHOULD be at most 78 characters, without the CRLF).
+const FOLD_AT: usize = 78;
+
+/// Refolds the header blocks of a message written by `mail-builder` the RFC 5322 2.2.3
+/// way: a CRLF inserted before white space that is there anyway, so unfolding gives the
+/// value back, and lines of at most [`FOLD_AT`] octets where the value has white space to
+/// fold at. mail-builder folds with CRLF TAB, after a line has passed 76 octets: its lines
+/// run past 78, and where it folds before an existing space (unstructured text, raw
+/// values) the TAB becomes part of the value ("a b" unfolds to "a\t b"). Bodies and
+/// attached messages are left alone.
+pub fn refold_headers(raw: Vec<u8>) -> Vec<u8> {
+    let mut blocks = part_header_blocks(&raw);
+    if blocks.is_empty() {
+        return raw;
+    }
+    blocks.sort_unstable();
+    let mut out = Vec::with_capacity(raw.len() + raw.len() / 64);
+    let mut at = 0;
+    for (start, end) in blocks {
+        if start < at {
+            continue;
+        }
+        out.extend_from_slice(&raw[at..start]);
+        refold_block(&raw[start..end], &mut out);
+        at = end;
+    }
+    out.extend_from_slice(&raw[at..]);
+    out
+}
+
+/// One header block (fields, then the empty line): each field unfolded as mail-builder
+/// folded it (CRLF TAB before a word stood for a space, before white space for nothing)
+/// and folded again by [`fold_field`].
+fn refold_block(block: &[u8], out: &mut Vec<u8>) {
+    let mut field: Vec<u8> = Vec::new();
+    let mut rest = block;
+    while !rest.is_empty() {
+        let (line, next) = match rest.windows(2).position(|w| w == b"\r\n") {
+            Some(p) => (&rest[..p], &rest[p + 2..]),
+            None => (rest, &[][..]),
+        };
+        let continuation = matches!(line.first(), Some(b' ' | b'\t')) && !field.is_empty();
+        if continuation {
+            match line {
+                [b'\t', b' ' | b'\t', ..] => field.extend_from_slice(&line[1..]),
+                [b'\t', word @ ..] => {
+                    field.push(b' ');
+                    field.extend_from_slice(word);
+                }
+                _ => field.extend_from_slice(line),
+            }
+        } else {
+            if !field.is_empty() {
+                fold_field(&field, out);
+                field.clear();
+            }
+            if line.is_empty() {
+                // The end of the block: the rest is kept as it is.
+                out.extend_from_slice(rest);
+                return;
+            }
+            field.extend_from_slice(line);
+        }
+        rest = next;
+    }
+    if !field.is_empty() {
+        fold_field(&field, out);
+    }
+}
+
+/// Writes one unfolded field with CRLF, folded before white space so that lines are at
+/// most [`FOLD_AT`] octets where possible. Never inside the name, never leaving a line of
+/// white space only.
+fn fold_field(field: &[u8], out: &mut Vec<u8>) {
+    let colon = field.iter().position(|&b| b == b':').unwrap_or(field.len());
+    let is_ws = |b: Option<&u8>| matches!(b, Some(b' ' | b'\t'));
+    // Where a run of white space starts that a word follows.
+    let breaks = (colon + 2..field.len()).filter(|&i| {
+        is_ws(field.get(i))
+            && !is_ws(field.get(i - 1))
+            && field[i..].iter().any(|b| !matches!(b, b' ' | b'\t'))
+    });
+    let mut line_start = 0;
+    let mut prev: Option<usize> = None;
+    for b in breaks.chain(std::iter::once(field.len())) {
+        if b - line_start > FOLD_AT
+            && let Some(p) = prev.filter(|p| *p > line_start)
+        {
+            out.extend_from_slice(&field[line_start..p]);
+            out.extend_from_slice(b"\r\n");
+            line_start = p;
+        }
+        if b < field.len() {
+            prev = Some(b);
+        }
+    }
+    out.extend_from_slice(&field[line_start..]);
+    out.extend_from_slice(b"\r\n");
+}
+
 /// RFC 8621 4.1.2.1 asRaw: the octets as a string, invalid UTF-8 replaced.
 pub fn as_raw(value: &[u8]) -> String {
     String::from_utf8_lossy(value).into_owned()
@@ -323,6 +443,35 @@ mod tests {
         assert_eq!(a[0].name.as_deref(), Some("\u{c5}"));
         let g = as_grouped_addresses(b" =?UTF-8?B?4oSr?=: a@b.example;");
         assert_eq!(g[0].name.as_deref(), Some("\u{c5}"));
+    }
+
+    #[test]
+    fn folds_become_crlf_before_existing_white_space() {
+        let raw = b"Subject: a\r\n\t b\r\nTo: x@y,\r\n\tz@w\r\nContent-Type: multipart/mixed; \
+            boundary=\"q\"\r\n\r\n--q\r\nContent-Type: text/plain;\r\n\tcharset=utf-8\r\n\r\n\
+            body\r\n\tstays\r\n--q--\r\n"
+            .to_vec();
+        let out = String::from_utf8(refold_headers(raw)).unwrap();
+        assert!(out.starts_with("Subject: a b\r\nTo: x@y, z@w\r\n"), "{out}");
+        assert!(out.contains("text/plain; charset=utf-8\r\n\r\n"), "{out}");
+        assert!(
+            out.contains("body\r\n\tstays"),
+            "a body is left alone: {out}"
+        );
+
+        let words: Vec<String> = (0..40).map(|i| format!("w{i:02}")).collect();
+        let long = format!("X-Long: {}\r\n\r\nbody\r\n", words.join("  "));
+        let out = String::from_utf8(refold_headers(long.into_bytes())).unwrap();
+        let (head, body) = out.split_once("\r\n\r\n").unwrap();
+        assert_eq!(body, "body\r\n");
+        for l in head.split("\r\n") {
+            assert!(l.len() <= 78 && !l.trim().is_empty(), "{l:?} in {out}");
+        }
+        assert_eq!(
+            head.replace("\r\n", ""),
+            format!("X-Long: {}", words.join("  ")),
+            "unfolding gives the value back"
+        );
     }
 
     #[test]

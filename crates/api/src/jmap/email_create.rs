@@ -566,6 +566,7 @@ pub(crate) fn build(
         .body(body)
         .write_to_vec()
         .map_err(|_| SetError::new(SetErrorType::InvalidEmail))?;
+    let raw = mime::headers::refold_headers(raw);
     if raw.len() > MAX_MESSAGE {
         return Err(SetError::new(SetErrorType::TooLarge)
             .with_description(format!("the message would be over {MAX_MESSAGE} octets")));
