@@ -669,6 +669,16 @@ async fn lenient_where_the_rfc_permits() {
     )
     .await;
     assert_eq!(r["destroyed"], json!([tmp]), "{r}");
+    // Empty maps are {}, which RFC 8620 5.3 allows as well as null.
+    for k in [
+        "created",
+        "updated",
+        "notCreated",
+        "notUpdated",
+        "notDestroyed",
+    ] {
+        assert_eq!(r[k], json!({}), "{k}: {r}");
+    }
 
     let req = Request::get("/jmap/api")
         .header(header::AUTHORIZATION, basic())

@@ -263,5 +263,32 @@ pub(crate) async fn dispatch(
     if response.created_ids.is_some() {
         response.created_ids = Some(created_ids);
     }
+    for r in &mut response.method_responses {
+        empty_maps(r);
+    }
     response
+}
+
+/// RFC 8620 5.3 and 5.4 type the maps of a `/set`, `/copy` or `/import` answer
+/// `...|null`, null when empty; clients tested against Cyrus and Fastmail iterate them
+/// without a null check, so an empty one is sent as `{}`, which the RFC equally allows.
+/// (`destroyed` is a list, and stays as it is.)
+fn empty_maps(r: &mut Invocation) {
+    let name = r.name.as_str();
+    if !(name.ends_with("/set") || name.ends_with("/copy") || name.ends_with("/import")) {
+        return;
+    }
+    for key in [
+        "created",
+        "updated",
+        "notCreated",
+        "notUpdated",
+        "notDestroyed",
+    ] {
+        if let Some(v) = r.arguments.get_mut(key)
+            && v.is_null()
+        {
+            *v = Value::Object(Map::new());
+        }
+    }
 }
