@@ -736,3 +736,39 @@ async fn long_headers_fold_at_white_space() {
         assert!(!l.starts_with('\t'), "folded with a tab: {l:?}");
     }
 }
+
+/// While the server is unreachable a mailbox change is answered at once, from the store,
+/// and stays queued until the server is back (no wait for an answer that cannot come).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mailbox_changes_queue_at_once_while_the_server_is_down() {
+    let mut w = world().await;
+    w.dovecot.stop();
+    let start = Instant::now();
+    loop {
+        let status = w.store.account(w.account).await.unwrap().unwrap().status;
+        if matches!(status, mail_types::SyncStatus::Retrying(_)) {
+            break;
+        }
+        assert!(
+            start.elapsed() < DEADLINE,
+            "the engine never saw the server go: {status:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let asked = Instant::now();
+    let (_, r) = call(
+        &w.app,
+        "Mailbox/set",
+        json!({"accountId": "a1", "create": {"o": {"name": "offline"}}}),
+    )
+    .await;
+    assert!(r["created"]["o"]["id"].is_string(), "{r}");
+    assert!(
+        asked.elapsed() < Duration::from_secs(5),
+        "answered without waiting"
+    );
+    assert!(w.store.outbox_status(w.account).await.unwrap().pending > 0);
+    w.dovecot.restart().unwrap();
+    drained(&w).await;
+    assert!(server_mailboxes(&w).contains(&"offline".to_string()));
+}
