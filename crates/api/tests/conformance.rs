@@ -431,6 +431,7 @@ async fn dates_before_1970_and_offsets_are_kept() {
         "1969-07-20T20:17:40-04:00",
         "{r}"
     );
+    assert_eq!(by_id(&offset)["sentAt"], "1969-07-20T20:17:40-04:00", "{r}");
     drained(&w).await;
     let on_server = server_headers(&w, "INBOX", "DATE");
     assert!(
@@ -445,13 +446,14 @@ async fn dates_before_1970_and_offsets_are_kept() {
     let (_, r) = call(
         &w.app,
         "Email/get",
-        json!({"accountId": "a1", "ids": [w.seeded], "properties": ["header:Date:asDate"]}),
+        json!({"accountId": "a1", "ids": [w.seeded], "properties": ["header:Date:asDate", "sentAt"]}),
     )
     .await;
     assert_eq!(
         r["list"][0]["header:Date:asDate"], "2026-11-30T10:00:00+05:30",
         "{r}"
     );
+    assert_eq!(r["list"][0]["sentAt"], "2026-11-30T10:00:00+05:30", "{r}");
 }
 
 /// `subParts`, one rule (RFC 8621 4.1.4, RFC 8620 5.1): asked for, on every part (null on

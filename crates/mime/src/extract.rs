@@ -271,9 +271,18 @@ fn fill_headers(pm: &mut ParsedMessage, headers: &[Header<'_>]) {
 
     match last(headers, &HeaderName::Date) {
         None => problems.push("header Date missing".into()),
-        Some(HeaderValue::DateTime(dt)) if dt.is_valid() => pm.sent_at = Some(dt.to_timestamp()),
+        Some(HeaderValue::DateTime(dt)) if dt.is_valid() => {
+            pm.sent_at = Some(dt.to_timestamp());
+            pm.sent_offset = zone_minutes(dt);
+        }
         Some(_) => problems.push("header Date unparseable".into()),
     }
+}
+
+/// A date's zone as minutes east of UTC (`-0330` is -210).
+pub(crate) fn zone_minutes(d: &mail_parser::DateTime) -> i16 {
+    let minutes = i16::from(d.tz_hour) * 60 + i16::from(d.tz_minute);
+    if d.tz_before_gmt { -minutes } else { minutes }
 }
 
 /// Cleans a msg-id (RFC 5322 §3.6.4): strips `<>` and whitespace, rejects

@@ -56,9 +56,9 @@ pub(crate) fn scan_headers(raw: &[u8]) -> ParsedMessage {
             "bcc" => pm.bcc = addresses(value),
             "date" => {
                 date_seen = true;
-                pm.sent_at = mail_parser::DateTime::parse_rfc822(value)
-                    .filter(|d| d.is_valid())
-                    .map(|d| d.to_timestamp());
+                let date = mail_parser::DateTime::parse_rfc822(value).filter(|d| d.is_valid());
+                pm.sent_at = date.as_ref().map(|d| d.to_timestamp());
+                pm.sent_offset = date.as_ref().map_or(0, crate::extract::zone_minutes);
             }
             _ => {}
         }

@@ -347,11 +347,7 @@ pub fn as_date_with_offset(value: &[u8]) -> Option<(i64, i16)> {
     let v = terminated(value);
     std::panic::catch_unwind(|| match MessageStream::new(&v).parse_date() {
         HeaderValue::DateTime(d) if d.is_valid() => {
-            let minutes = i16::from(d.tz_hour) * 60 + i16::from(d.tz_minute);
-            Some((
-                d.to_timestamp(),
-                if d.tz_before_gmt { -minutes } else { minutes },
-            ))
+            Some((d.to_timestamp(), crate::extract::zone_minutes(&d)))
         }
         _ => None,
     })
