@@ -79,7 +79,7 @@ pub fn router(state: Arc<AppState>) -> Router {
     Router::new()
         .route("/.well-known/jmap", get(session))
         .route("/jmap/session", get(session))
-        .route("/jmap/api", post(api))
+        .route("/jmap/api", post(api).get(api_not_post))
         .route(
             "/jmap/download/{account}/{blob}/{name}",
             get(crate::download::download),
@@ -400,6 +400,18 @@ async fn api(State(state): State<Arc<AppState>>, req: Request) -> Response {
         Err(ApiError::Request(e)) => problem(e),
         Err(ApiError::Unavailable) => StatusCode::SERVICE_UNAVAILABLE.into_response(),
     }
+}
+
+/// A GET (or anything but POST) at the API URL: RFC 8620 3.1 takes requests by POST only.
+/// Answered as a request-level error (3.6.1, problem details) so a client that probes the
+/// URL, or a person with a browser, reads why; `Allow` names the method (RFC 9110 15.5.6).
+async fn api_not_post() -> Response {
+    let mut r = problem(jmap_proto::RequestError::not_request(
+        "send a JMAP Request object with POST (RFC 8620 3.1)",
+    ));
+    r.headers_mut()
+        .insert(header::ALLOW, HeaderValue::from_static("POST"));
+    r
 }
 
 // --- push: request handling shared by /jmap/api and the WebSocket (RFC 8887) ------------

@@ -618,6 +618,12 @@ impl Worker {
                 leaf,
             } => {
                 let raw = self.child_raw(*parent, leaf)?;
+                // Counted before the CREATE goes out, so a destroy from now on knows it
+                // may reach the server; taken back before that, it is not sent at all.
+                if !self.store.outbox_begin(e.id, None).await? {
+                    let _ = mailbox;
+                    return Ok(done);
+                }
                 if let Err(err) = s.create(&raw).await {
                     // Replayed after a crash: it is there already.
                     if !(matches!(err, Error::Refused { .. }) && s.mailbox_exists(&raw).await?) {

@@ -537,7 +537,7 @@ mod tests {
         );
         assert_eq!(parse_internal_date(" 1-Jan-1970 00:00:00 +0000"), Some(0));
         assert_eq!(parse_internal_date("garbage"), None);
-        for ts in [0, 837596665, 1_700_000_000, 4_000_000_000] {
+        for ts in [0, 837596665, 1_700_000_000, 4_000_000_000, -1, -27_691_080] {
             assert_eq!(parse_internal_date(&format_internal_date(ts)), Some(ts));
         }
     }

@@ -69,6 +69,8 @@ pub fn imap_date(ts: i64) -> String {
     const MONTHS: [&str; 12] = [
         "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
     ];
+    // Not before 1970: servers keep the internal date as an unsigned 32-bit time (Dovecot
+    // turns 14-Feb-1969 into 23-Mar-2105), so the epoch is the nearest date they can hold.
     let ts = ts.max(0);
     let days = ts.div_euclid(86_400);
     let secs = ts.rem_euclid(86_400);

@@ -107,6 +107,34 @@ impl Date {
             timestamp: self.timestamp,
         }
     }
+
+    /// The RFC 5322 3.3 `date-time` of this instant in its own offset, as a Date header
+    /// field carries it: `Fri, 14 Feb 1969 12:02:00 +0000`. Instants before 1970 (negative
+    /// timestamps) are days and seconds counted with Euclidean division, so they format
+    /// like any other.
+    pub fn to_rfc5322(self) -> String {
+        const DAYS: [&str; 7] = ["Thu", "Fri", "Sat", "Sun", "Mon", "Tue", "Wed"];
+        const MONTHS: [&str; 12] = [
+            "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
+        ];
+        let local = self.timestamp + i64::from(self.offset_minutes) * 60;
+        let days = local.div_euclid(86_400);
+        let secs = local.rem_euclid(86_400);
+        let (y, m, d) = civil_from_days(days);
+        // 1970-01-01 was a Thursday.
+        let dow = DAYS[days.rem_euclid(7) as usize];
+        let month = MONTHS[((m - 1).rem_euclid(12)) as usize];
+        let sign = if self.offset_minutes < 0 { '-' } else { '+' };
+        let abs = self.offset_minutes.unsigned_abs();
+        format!(
+            "{dow}, {d} {month} {y:04} {:02}:{:02}:{:02} {sign}{:02}{:02}",
+            secs / 3600,
+            secs / 60 % 60,
+            secs % 60,
+            abs / 60,
+            abs % 60
+        )
+    }
 }
 
 impl FromStr for Date {
@@ -292,6 +320,25 @@ fn write_date_time(f: &mut fmt::Formatter<'_>, t: i64) -> fmt::Result {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// RFC 5322 dates of instants before 1970, after, and in offsets either side of UTC.
+    #[test]
+    fn rfc5322_dates_before_and_after_1970() {
+        let f = |s: &str| s.parse::<Date>().unwrap().to_rfc5322();
+        assert_eq!(f("1969-02-14T12:02:00Z"), "Fri, 14 Feb 1969 12:02:00 +0000");
+        assert_eq!(f("1969-12-31T23:59:59Z"), "Wed, 31 Dec 1969 23:59:59 +0000");
+        assert_eq!(f("1970-01-01T00:00:00Z"), "Thu, 1 Jan 1970 00:00:00 +0000");
+        assert_eq!(f("1900-03-01T00:00:00Z"), "Thu, 1 Mar 1900 00:00:00 +0000");
+        assert_eq!(
+            f("2014-10-30T06:12:00+05:30"),
+            "Thu, 30 Oct 2014 06:12:00 +0530"
+        );
+        assert_eq!(
+            f("1969-07-20T20:17:40-04:00"),
+            "Sun, 20 Jul 1969 20:17:40 -0400"
+        );
+        assert_eq!(f("0001-01-01T00:00:00Z"), "Mon, 1 Jan 0001 00:00:00 +0000");
+    }
 
     fn utc(s: &str) -> i64 {
         s.parse::<UtcDate>().unwrap().timestamp()

@@ -247,7 +247,8 @@ fn fill_headers(pm: &mut ParsedMessage, headers: &[Header<'_>]) {
         {
             problems.push("header Subject has undecoded encoded words".into());
         }
-        pm.subject = Some(subject);
+        // RFC 8621 4.1.2.2: `subject` is header:Subject:asText, which is NFC.
+        pm.subject = Some(crate::text::nfc(subject));
     }
 
     let fields: [(&HeaderName<'_>, &mut Vec<Address>, &str); 6] = [
@@ -270,9 +271,18 @@ fn fill_headers(pm: &mut ParsedMessage, headers: &[Header<'_>]) {
 
     match last(headers, &HeaderName::Date) {
         None => problems.push("header Date missing".into()),
-        Some(HeaderValue::DateTime(dt)) if dt.is_valid() => pm.sent_at = Some(dt.to_timestamp()),
+        Some(HeaderValue::DateTime(dt)) if dt.is_valid() => {
+            pm.sent_at = Some(dt.to_timestamp());
+            pm.sent_offset = zone_minutes(dt);
+        }
         Some(_) => problems.push("header Date unparseable".into()),
     }
+}
+
+/// A date's zone as minutes east of UTC (`-0330` is -210).
+pub(crate) fn zone_minutes(d: &mail_parser::DateTime) -> i16 {
+    let minutes = i16::from(d.tz_hour) * 60 + i16::from(d.tz_minute);
+    if d.tz_before_gmt { -minutes } else { minutes }
 }
 
 /// Cleans a msg-id (RFC 5322 §3.6.4): strips `<>` and whitespace, rejects
@@ -321,7 +331,7 @@ fn address(a: &Addr<'_>, bad: &mut bool) -> Option<Address> {
     let name = a
         .name
         .as_deref()
-        .map(|n| clean_field(n, MAX_NAME_BYTES).0)
+        .map(|n| crate::text::nfc(clean_field(n, MAX_NAME_BYTES).0))
         .filter(|n| !n.is_empty());
     Some(Address { name, email })
 }

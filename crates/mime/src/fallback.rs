@@ -44,7 +44,7 @@ pub(crate) fn scan_headers(raw: &[u8]) -> ParsedMessage {
         let name = name.trim().to_ascii_lowercase();
         let value = value.trim();
         match name.as_str() {
-            "subject" => pm.subject = Some(clean_field(value, 16 * 1024).0),
+            "subject" => pm.subject = Some(crate::text::nfc(clean_field(value, 16 * 1024).0)),
             "message-id" => pm.message_id = angle_ids(value).into_iter().next(),
             "in-reply-to" => pm.in_reply_to = angle_ids(value),
             "references" => pm.references = angle_ids(value),
@@ -56,9 +56,9 @@ pub(crate) fn scan_headers(raw: &[u8]) -> ParsedMessage {
             "bcc" => pm.bcc = addresses(value),
             "date" => {
                 date_seen = true;
-                pm.sent_at = mail_parser::DateTime::parse_rfc822(value)
-                    .filter(|d| d.is_valid())
-                    .map(|d| d.to_timestamp());
+                let date = mail_parser::DateTime::parse_rfc822(value).filter(|d| d.is_valid());
+                pm.sent_at = date.as_ref().map(|d| d.to_timestamp());
+                pm.sent_offset = date.as_ref().map_or(0, crate::extract::zone_minutes);
             }
             _ => {}
         }
@@ -124,7 +124,7 @@ fn addresses(value: &str) -> Vec<Address> {
         }
         let (name, _) = clean_field(name, 1024);
         out.push(Address {
-            name: (!name.is_empty()).then_some(name),
+            name: (!name.is_empty()).then(|| crate::text::nfc(name)),
             email,
         });
     }

@@ -8,6 +8,8 @@
 use mail_parser::parsers::MessageStream;
 use mail_parser::{Address, HeaderValue};
 
+use crate::text::nfc;
+
 /// Most header fields read from one message.
 pub const MAX_FIELDS: usize = 2_000;
 
@@ -102,6 +104,126 @@ pub fn values<'a>(raw: &'a [u8], name: &str) -> Vec<&'a [u8]> {
         .collect()
 }
 
+/// The header blocks (start, end) of a message and of each of its MIME parts, in order;
+/// not those inside an attached message (its octets are its own). Empty when the message
+/// does not parse.
+pub fn part_header_blocks(raw: &[u8]) -> Vec<(usize, usize)> {
+    std::panic::catch_unwind(|| {
+        mail_parser::MessageParser::new()
+            .parse(raw)
+            .map(|m| {
+                m.parts
+                    .iter()
+                    .map(|p| (p.offset_header as usize, p.offset_body as usize))
+                    .filter(|(s, e)| s <= e && *e <= raw.len())
+                    .collect()
+            })
+            .unwrap_or_default()
+    })
+    .unwrap_or_default()
+}
+
+/// Longest header line written where there is white space to fold at (RFC 5322 2.1.1:
+/// lines SHOULD be at most 78 characters, without the CRLF).
+const FOLD_AT: usize = 78;
+
+/// Refolds the header blocks of a message written by `mail-builder` the RFC 5322 2.2.3
+/// way: a CRLF inserted before white space that is there anyway, so unfolding gives the
+/// value back, and lines of at most [`FOLD_AT`] octets where the value has white space to
+/// fold at. mail-builder folds with CRLF TAB, after a line has passed 76 octets: its lines
+/// run past 78, and where it folds before an existing space (unstructured text, raw
+/// values) the TAB becomes part of the value ("a b" unfolds to "a\t b"). Bodies and
+/// attached messages are left alone.
+pub fn refold_headers(raw: Vec<u8>) -> Vec<u8> {
+    let mut blocks = part_header_blocks(&raw);
+    if blocks.is_empty() {
+        return raw;
+    }
+    blocks.sort_unstable();
+    let mut out = Vec::with_capacity(raw.len() + raw.len() / 64);
+    let mut at = 0;
+    for (start, end) in blocks {
+        if start < at {
+            continue;
+        }
+        out.extend_from_slice(&raw[at..start]);
+        refold_block(&raw[start..end], &mut out);
+        at = end;
+    }
+    out.extend_from_slice(&raw[at..]);
+    out
+}
+
+/// One header block (fields, then the empty line): each field unfolded as mail-builder
+/// folded it (CRLF TAB before a word stood for a space, before white space for nothing)
+/// and folded again by [`fold_field`].
+fn refold_block(block: &[u8], out: &mut Vec<u8>) {
+    let mut field: Vec<u8> = Vec::new();
+    let mut rest = block;
+    while !rest.is_empty() {
+        let (line, next) = match rest.windows(2).position(|w| w == b"\r\n") {
+            Some(p) => (&rest[..p], &rest[p + 2..]),
+            None => (rest, &[][..]),
+        };
+        let continuation = matches!(line.first(), Some(b' ' | b'\t')) && !field.is_empty();
+        if continuation {
+            match line {
+                [b'\t', b' ' | b'\t', ..] => field.extend_from_slice(&line[1..]),
+                [b'\t', word @ ..] => {
+                    field.push(b' ');
+                    field.extend_from_slice(word);
+                }
+                _ => field.extend_from_slice(line),
+            }
+        } else {
+            if !field.is_empty() {
+                fold_field(&field, out);
+                field.clear();
+            }
+            if line.is_empty() {
+                // The end of the block: the rest is kept as it is.
+                out.extend_from_slice(rest);
+                return;
+            }
+            field.extend_from_slice(line);
+        }
+        rest = next;
+    }
+    if !field.is_empty() {
+        fold_field(&field, out);
+    }
+}
+
+/// Writes one unfolded field with CRLF, folded before white space so that lines are at
+/// most [`FOLD_AT`] octets where possible. Never inside the name, never leaving a line of
+/// white space only.
+fn fold_field(field: &[u8], out: &mut Vec<u8>) {
+    let colon = field.iter().position(|&b| b == b':').unwrap_or(field.len());
+    let is_ws = |b: Option<&u8>| matches!(b, Some(b' ' | b'\t'));
+    // Where a run of white space starts that a word follows.
+    let breaks = (colon + 2..field.len()).filter(|&i| {
+        is_ws(field.get(i))
+            && !is_ws(field.get(i - 1))
+            && field[i..].iter().any(|b| !matches!(b, b' ' | b'\t'))
+    });
+    let mut line_start = 0;
+    let mut prev: Option<usize> = None;
+    for b in breaks.chain(std::iter::once(field.len())) {
+        if b - line_start > FOLD_AT
+            && let Some(p) = prev.filter(|p| *p > line_start)
+        {
+            out.extend_from_slice(&field[line_start..p]);
+            out.extend_from_slice(b"\r\n");
+            line_start = p;
+        }
+        if b < field.len() {
+            prev = Some(b);
+        }
+    }
+    out.extend_from_slice(&field[line_start..]);
+    out.extend_from_slice(b"\r\n");
+}
+
 /// RFC 8621 4.1.2.1 asRaw: the octets as a string, invalid UTF-8 replaced.
 pub fn as_raw(value: &[u8]) -> String {
     String::from_utf8_lossy(value).into_owned()
@@ -122,14 +244,14 @@ fn text_of(v: HeaderValue<'_>) -> String {
     }
 }
 
-/// RFC 8621 4.1.2.2 asText: unfolded, RFC 2047 decoded, whitespace trimmed.
+/// RFC 8621 4.1.2.2 asText: unfolded, RFC 2047 decoded, whitespace trimmed, NFC.
 pub fn as_text(value: &[u8]) -> String {
     let v = terminated(value);
     let parsed = std::panic::catch_unwind(|| text_of(MessageStream::new(&v).parse_unstructured()));
-    match parsed {
+    nfc(match parsed {
         Ok(t) => t.trim().to_string(),
         Err(_) => as_raw(value).trim().to_string(),
-    }
+    })
 }
 
 /// An address (RFC 8621 4.1.2.3 EmailAddress).
@@ -146,13 +268,15 @@ pub struct HeaderGroup {
     pub addresses: Vec<HeaderAddress>,
 }
 
+/// RFC 8621 4.1.2.3: a display name is in the Text form (so NFC, 4.1.2.2).
+fn name_text(n: &str) -> Option<String> {
+    let n = n.trim();
+    (!n.is_empty()).then(|| nfc(n.to_string()))
+}
+
 fn convert(a: &mail_parser::Addr<'_>) -> HeaderAddress {
     HeaderAddress {
-        name: a
-            .name
-            .as_ref()
-            .map(|n| n.trim().to_string())
-            .filter(|n| !n.is_empty()),
+        name: a.name.as_deref().and_then(name_text),
         email: a
             .address
             .as_ref()
@@ -173,7 +297,7 @@ pub fn as_grouped_addresses(value: &[u8]) -> Vec<HeaderGroup> {
         HeaderValue::Address(Address::Group(groups)) => groups
             .iter()
             .map(|g| HeaderGroup {
-                name: g.name.as_ref().map(|n| n.to_string()),
+                name: g.name.as_deref().and_then(name_text),
                 addresses: g.addresses.iter().map(convert).collect(),
             })
             .collect(),
@@ -211,6 +335,20 @@ pub fn as_date(value: &[u8]) -> Option<i64> {
     let v = terminated(value);
     std::panic::catch_unwind(|| match MessageStream::new(&v).parse_date() {
         HeaderValue::DateTime(d) if d.is_valid() => Some(d.to_timestamp()),
+        _ => None,
+    })
+    .ok()
+    .flatten()
+}
+
+/// [`as_date`] and the offset from UTC the field was written in, in minutes east (RFC
+/// 5322 3.3 `zone`; `-0000` is 0): RFC 8621 4.1.2.6 asDate is a `Date`, which keeps it.
+pub fn as_date_with_offset(value: &[u8]) -> Option<(i64, i16)> {
+    let v = terminated(value);
+    std::panic::catch_unwind(|| match MessageStream::new(&v).parse_date() {
+        HeaderValue::DateTime(d) if d.is_valid() => {
+            Some((d.to_timestamp(), crate::extract::zone_minutes(&d)))
+        }
         _ => None,
     })
     .ok()
@@ -277,12 +415,59 @@ mod tests {
         );
         assert_eq!(as_date(values(MSG, "date")[0]), Some(1_796_115_600));
         assert_eq!(
+            as_date_with_offset(values(MSG, "date")[0]),
+            Some((1_796_115_600, 60))
+        );
+        assert_eq!(
+            as_date_with_offset(b" Fri, 14 Feb 1969 12:02:00 -0330"),
+            Some((-27_691_080 + 12_600, -210))
+        );
+        assert_eq!(
             as_urls(values(MSG, "list-unsubscribe")[0]).unwrap(),
             vec!["mailto:u@l", "https://l/u"]
         );
         assert!(values(MSG, "body").is_empty());
         assert_eq!(as_date(b" not a date"), None);
         assert_eq!(as_message_ids(b" "), None);
+    }
+
+    /// RFC 8621 4.1.2.2: the Text form is NFC; U+212B ANGSTROM SIGN is U+00C5 in NFC.
+    #[test]
+    fn text_and_names_are_nfc() {
+        assert_eq!(as_text(b" =?UTF-8?B?4oSr?="), "\u{c5}");
+        let a = as_addresses(b" =?UTF-8?B?4oSr?= <a@b.example>");
+        assert_eq!(a[0].name.as_deref(), Some("\u{c5}"));
+        let g = as_grouped_addresses(b" =?UTF-8?B?4oSr?=: a@b.example;");
+        assert_eq!(g[0].name.as_deref(), Some("\u{c5}"));
+    }
+
+    #[test]
+    fn folds_become_crlf_before_existing_white_space() {
+        let raw = b"Subject: a\r\n\t b\r\nTo: x@y,\r\n\tz@w\r\nContent-Type: multipart/mixed; \
+            boundary=\"q\"\r\n\r\n--q\r\nContent-Type: text/plain;\r\n\tcharset=utf-8\r\n\r\n\
+            body\r\n\tstays\r\n--q--\r\n"
+            .to_vec();
+        let out = String::from_utf8(refold_headers(raw)).unwrap();
+        assert!(out.starts_with("Subject: a b\r\nTo: x@y, z@w\r\n"), "{out}");
+        assert!(out.contains("text/plain; charset=utf-8\r\n\r\n"), "{out}");
+        assert!(
+            out.contains("body\r\n\tstays"),
+            "a body is left alone: {out}"
+        );
+
+        let words: Vec<String> = (0..40).map(|i| format!("w{i:02}")).collect();
+        let long = format!("X-Long: {}\r\n\r\nbody\r\n", words.join("  "));
+        let out = String::from_utf8(refold_headers(long.into_bytes())).unwrap();
+        let (head, body) = out.split_once("\r\n\r\n").unwrap();
+        assert_eq!(body, "body\r\n");
+        for l in head.split("\r\n") {
+            assert!(l.len() <= 78 && !l.trim().is_empty(), "{l:?} in {out}");
+        }
+        assert_eq!(
+            head.replace("\r\n", ""),
+            format!("X-Long: {}", words.join("  ")),
+            "unfolding gives the value back"
+        );
     }
 
     #[test]

@@ -97,6 +97,10 @@ pub struct ParsedMessage {
     pub bcc: Vec<Address>,
     /// Date header as unix seconds (UTC); `None` if missing or unparseable.
     pub sent_at: Option<i64>,
+    /// The offset from UTC the Date header was written in, minutes east (RFC 5322 3.3
+    /// `zone`): JMAP `sentAt` is a Date, which keeps it (RFC 8621 4.1.2.6). 0 without one.
+    #[serde(default)]
+    pub sent_offset: i16,
     /// JMAP preview: up to 256 characters of the first text body part (HTML
     /// converted to text), whitespace collapsed. Empty for header-only
     /// parses.

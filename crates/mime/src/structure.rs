@@ -19,7 +19,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::extract::{
     self, MAX_PART_DEPTH, MAX_TOKEN_BYTES, Tree, content_type, drop_flat, last, mime_type,
-    part_cid, part_disposition, part_name, token,
+    part_cid, part_disposition, part_name,
 };
 use crate::text::{clean_field, utf8_or_cp1252};
 
@@ -69,7 +69,7 @@ pub struct BodyPart {
     pub disposition: Option<String>,
     /// Content-ID without angle brackets (RFC 2392).
     pub cid: Option<String>,
-    /// Content-Language tags (RFC 3282), lowercased.
+    /// Content-Language tags (RFC 3282), as written.
     pub language: Option<Vec<String>>,
     /// Content-Location (RFC 2557).
     pub location: Option<String>,
@@ -216,6 +216,7 @@ pub fn body_values_owned(
     {
         raw.copy_within(*start..*end, 0);
         raw.truncate(end - start);
+        lf_line_ends(&mut raw);
         let value = String::from_utf8(raw).unwrap_or_default();
         if let Some(slot) = values.get_mut(i) {
             slot.1 = Some(BodyValue {
@@ -263,8 +264,9 @@ impl Found {
         }
     }
 
-    /// The length of the value when it is exactly the part's octets: no transfer
-    /// encoding, a UTF-8 (or ASCII) charset, valid UTF-8, and not cut by `max_bytes`.
+    /// The length of the part's octets when the value is exactly them with CRLF made LF:
+    /// no transfer encoding, a UTF-8 (or ASCII) charset, valid UTF-8, and not cut by
+    /// `max_bytes` (which counts the value, after the line ends are converted).
     fn verbatim_len(&self, raw: &[u8], max_bytes: usize) -> Option<usize> {
         let Found::Range {
             start,
@@ -279,7 +281,7 @@ impl Found {
         let utf8_like = is_utf8_like(&normal_charset(charset.as_deref()));
         let body = raw.get(*start..*end)?;
         (utf8_like
-            && (max_bytes == 0 || body.len() <= max_bytes)
+            && (max_bytes == 0 || body.len() - crlf_count(body) <= max_bytes)
             && std::str::from_utf8(body).is_ok())
         .then_some(body.len())
     }
@@ -413,6 +415,15 @@ fn text_value(
     let cs = normal_charset(charset);
     let utf8_like = is_utf8_like(&cs);
     let limit = if max_bytes > 0 { max_bytes } else { usize::MAX };
+    // RFC 8621 4.1.4: a body value has "any CRLF replaced with a single LF", and the limit
+    // counts the value so converted. In a UTF-8 or ASCII text the octets CR LF are the
+    // characters CR LF, so the octets are converted before the limit is applied; other
+    // charsets (UTF-16 has no such octets) are converted after decoding.
+    let octets = if utf8_like || charset_decoder(cs.as_bytes()).is_none() {
+        lf_octets(octets)
+    } else {
+        octets
+    };
     // The common case: valid UTF-8 is copied at most once (not at all when the transfer
     // decoding made its own buffer), and only up to the limit.
     let valid_len = match std::str::from_utf8(&octets) {
@@ -443,7 +454,8 @@ fn text_value(
             is_truncated: end < len,
         });
     }
-    let (mut value, mut is_encoding_problem) = decode_text(&octets, charset);
+    let (value, mut is_encoding_problem) = decode_text(&octets, charset);
+    let mut value = lf_text(value);
     if cut && value.len() <= limit {
         return None;
     }
@@ -461,6 +473,52 @@ fn text_value(
         is_encoding_problem,
         is_truncated,
     })
+}
+
+/// The number of CR LF pairs in `b`.
+fn crlf_count(b: &[u8]) -> usize {
+    b.windows(2).filter(|w| w == b"\r\n").count()
+}
+
+/// Removes the CR of every CR LF pair, in place (a lone CR is kept: RFC 8621 4.1.4 only
+/// replaces CRLF).
+fn lf_line_ends(v: &mut Vec<u8>) {
+    let Some(first) = v.windows(2).position(|w| w == b"\r\n") else {
+        return;
+    };
+    let mut w = first;
+    for r in first..v.len() {
+        let b = v[r];
+        if b == b'\r' && v.get(r + 1) == Some(&b'\n') {
+            continue;
+        }
+        v[w] = b;
+        w += 1;
+    }
+    v.truncate(w);
+}
+
+/// `octets` with CRLF made LF; borrowed octets are copied only when they have a CRLF.
+fn lf_octets(octets: Cow<'_, [u8]>) -> Cow<'_, [u8]> {
+    match octets {
+        Cow::Borrowed(b) if !b.windows(2).any(|w| w == b"\r\n") => Cow::Borrowed(b),
+        other => {
+            let mut v = other.into_owned();
+            lf_line_ends(&mut v);
+            Cow::Owned(v)
+        }
+    }
+}
+
+/// `s` with CRLF made LF.
+fn lf_text(s: String) -> String {
+    if !s.contains("\r\n") {
+        return s;
+    }
+    let mut v = s.into_bytes();
+    lf_line_ends(&mut v);
+    // Removing ASCII CRs keeps UTF-8 valid.
+    String::from_utf8(v).unwrap_or_default()
 }
 
 /// The largest char boundary of the valid UTF-8 `b` at or below `limit`.
@@ -683,10 +741,25 @@ fn charset(part: &MessagePart<'_>, ctype: &str) -> Option<String> {
     Some(declared.unwrap_or_else(|| "us-ascii".into()))
 }
 
+/// A language tag as written: RFC 5646 2.1.1 tags are case-insensitive and their case is
+/// only a convention, so the tag is kept as the sender wrote it (as Cyrus does), bounded
+/// and limited to token characters.
+fn language_tag(s: &str) -> String {
+    s.trim()
+        .chars()
+        .filter(|c| c.is_ascii_graphic() && !"()<>@,;:\\\"/[]?=".contains(*c))
+        .take(MAX_TOKEN_BYTES)
+        .collect()
+}
+
 fn language(part: &MessagePart<'_>) -> Option<Vec<String>> {
     let tags: Vec<String> = match last(&part.headers, &HeaderName::ContentLanguage) {
-        Some(HeaderValue::Text(t)) => vec![token(t)],
-        Some(HeaderValue::TextList(l)) => l.iter().take(MAX_LANGUAGES).map(|t| token(t)).collect(),
+        Some(HeaderValue::Text(t)) => vec![language_tag(t)],
+        Some(HeaderValue::TextList(l)) => l
+            .iter()
+            .take(MAX_LANGUAGES)
+            .map(|t| language_tag(t))
+            .collect(),
         _ => return None,
     };
     let tags: Vec<String> = tags.into_iter().filter(|t| !t.is_empty()).collect();

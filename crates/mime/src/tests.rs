@@ -38,6 +38,7 @@ fn plain_message() {
     assert_eq!(pm.to[1].email, "carol@example.net");
     assert!(pm.cc.is_empty(), "empty group flattens to nothing");
     assert_eq!(pm.sent_at, Some(1_704_186_000));
+    assert_eq!(pm.sent_offset, 0);
     assert_eq!(pm.preview, "Hi Bob, this is a plain message.");
     assert_eq!(pm.body_text, "Hi Bob, this is a plain message.");
     assert!(!pm.has_attachment);
@@ -285,6 +286,23 @@ x\n",
         "Subject: =?iso-8859-1?q?Caf=E9?=\nDate: Tue, 2 Jan 2024 10:00:00 +0000\n\nx\n",
     ));
     assert_eq!(iso.subject.as_deref(), Some("Café"));
+}
+
+/// RFC 8621 4.1.2.2: `subject` and address names are the Text form, which is NFC
+/// (U+212B ANGSTROM SIGN becomes U+00C5).
+#[test]
+fn subject_and_names_are_nfc() {
+    let raw = crlf(
+        "From: =?UTF-8?B?4oSr?= <a@example.com>\n\
+Subject: =?UTF-8?B?4oSr?=\n\
+Date: Tue, 2 Jan 2024 10:00:00 +0000\n\
+\n\
+x\n",
+    );
+    for pm in [parse(&raw), parse_header(&raw)] {
+        assert_eq!(pm.subject.as_deref(), Some("\u{c5}"));
+        assert_eq!(pm.from[0].name.as_deref(), Some("\u{c5}"));
+    }
 }
 
 #[test]

@@ -385,6 +385,17 @@ pub(crate) fn utf8_or_cp1252(bytes: &[u8]) -> String {
     out
 }
 
+/// `s` in Unicode Normalization Form C: RFC 8621 4.1.2.2 asks it of header text (the
+/// Text form, and so `subject` and address names, which use it). Already-NFC text (almost
+/// all of it) is returned without a copy.
+pub(crate) fn nfc(s: String) -> String {
+    use unicode_normalization::{IsNormalized, UnicodeNormalization, is_nfc_quick};
+    match is_nfc_quick(s.chars()) {
+        IsNormalized::Yes => s,
+        _ => s.nfc().collect(),
+    }
+}
+
 /// Trims, turns control whitespace (tab, CR, LF) into spaces, drops other
 /// control characters and bounds the result to `max_bytes` on a char
 /// boundary. Returns the cleaned string and whether it was truncated.

@@ -280,7 +280,12 @@ pub trait Store: Send + Sync + 'static {
     /// Pending entries of an account, oldest first.
     async fn outbox_next(&self, account: AccountId, limit: usize) -> Result<Vec<OutboxEntry>>;
     /// Counts an attempt before its command is sent (`uidnext`: an APPEND's starting point).
-    async fn outbox_begin(&self, id: i64, uidnext: Option<u32>) -> Result<()>;
+    /// `false`: the entry is no longer queued (taken back by the user), send nothing.
+    async fn outbox_begin(&self, id: i64, uidnext: Option<u32>) -> Result<bool>;
+    /// Whether an entry of `kind` (`OutboxOp::kind`) about the Email or Mailbox row
+    /// `object` is still queued: the API waits on it for the server's answer.
+    async fn outbox_has(&self, account: AccountId, object: i64, kind: &'static str)
+    -> Result<bool>;
     /// Entries the server confirmed: dropped, placeholders given their server UIDs.
     async fn outbox_complete(&self, account: AccountId, done: Vec<OutboxDone>) -> Result<()>;
     /// A transient failure: the entry stays, its error is visible in the status.

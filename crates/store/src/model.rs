@@ -348,6 +348,8 @@ pub struct EmailView {
     pub size: u32,
     pub received_at: i64,
     pub sent_at: Option<i64>,
+    /// The Date header's offset from UTC, minutes east (`sentAt` is a JMAP Date).
+    pub sent_offset: i16,
     pub message_id: Option<String>,
     pub in_reply_to: Vec<String>,
     pub references: Vec<String>,

@@ -209,3 +209,85 @@ async fn keyword_batches_apply_log_and_queue_like_single_patches() {
     // The worker's targets: the server copies of each Email.
     assert_eq!(of(e[2])[0].targets.len(), 1);
 }
+
+/// A mailbox destroyed while its CREATE is on its way to the server (the worker counted
+/// the attempt, then sent it) is deleted on the server once the CREATE is confirmed; one
+/// destroyed before the worker began is never sent at all.
+#[tokio::test]
+async fn a_mailbox_destroyed_while_its_create_is_in_flight_is_deleted_on_the_server() {
+    let (s, a, _, _) = setup().await;
+    let kinds = |l: &[OutboxEntry]| l.iter().map(|e| e.op.kind()).collect::<Vec<_>>();
+
+    // Destroyed before the worker began: nothing is left to send.
+    let early = s
+        .create_mailbox(a, "early", None, true)
+        .await
+        .expect("create")
+        .expect("created");
+    let queued = s.outbox_next(a, 10).await.expect("next");
+    assert_eq!(kinds(&queued), ["create_mailbox", "subscribe"]);
+    s.destroy_mailbox(a, early, false)
+        .await
+        .expect("destroy")
+        .expect("destroyed");
+    assert!(s.outbox_next(a, 10).await.expect("next").is_empty());
+    assert!(
+        !s.outbox_begin(queued[0].id, None).await.expect("begin"),
+        "a CREATE taken back is not sent"
+    );
+
+    // Destroyed after the worker began the CREATE.
+    let late = s
+        .create_mailbox(a, "late", None, true)
+        .await
+        .expect("create")
+        .expect("created");
+    let queued = s.outbox_next(a, 10).await.expect("next");
+    let create = queued
+        .iter()
+        .find(|e| e.op.kind() == "create_mailbox")
+        .expect("create entry")
+        .clone();
+    assert!(s.outbox_begin(create.id, None).await.expect("begin"));
+    s.destroy_mailbox(a, late, false)
+        .await
+        .expect("destroy")
+        .expect("destroyed");
+    assert!(
+        s.outbox_has(a, late.0, "create_mailbox")
+            .await
+            .expect("has")
+    );
+    assert_eq!(
+        kinds(&s.outbox_next(a, 10).await.expect("next")),
+        ["create_mailbox"],
+        "the subscribe of a mailbox that is gone is dropped, the CREATE in flight stays"
+    );
+    s.outbox_complete(
+        a,
+        vec![OutboxDone {
+            id: create.id,
+            rev: create.rev,
+            new_uid: None,
+            raw_name: Some("late".into()),
+            old_raw_name: None,
+        }],
+    )
+    .await
+    .expect("complete");
+    let after = s.outbox_next(a, 10).await.expect("next");
+    assert_eq!(
+        after.iter().map(|e| e.op.clone()).collect::<Vec<_>>(),
+        [OutboxOp::DeleteMailbox {
+            raw_name: "late".into()
+        }]
+    );
+    assert!(
+        s.mailboxes(a)
+            .await
+            .expect("mailboxes")
+            .iter()
+            .all(|m| m.id != late),
+        "the mailbox stays destroyed locally"
+    );
+}

@@ -796,6 +796,8 @@ async fn migrating_to_version_3_keeps_the_blob_ids_clients_saw() {
              ALTER TABLE email DROP COLUMN gm_thrid; PRAGMA user_version = 2;",
         )
         .expect("downgrade");
+        c.execute_batch("ALTER TABLE email DROP COLUMN sent_offset;")
+            .expect("downgrade v6");
     }
     let s = SqliteStore::open(&path).expect("migrated");
     let views = s

@@ -86,8 +86,25 @@ pub(crate) fn is_message(content_type: &str) -> bool {
     content_type == "message/rfc822" || content_type == "message/global"
 }
 
-fn part_json(p: &BodyPart, blob: &str, props: &[String], depth: usize) -> Value {
+/// One EmailBodyPart with the asked `props`. `subParts` follows one rule everywhere
+/// (bodyStructure, textBody, htmlBody, attachments): asked for, it is on every part, null
+/// on a leaf (RFC 8621 4.1.4: only a multipart/* has children; RFC 8620 5.1: a property
+/// asked for is returned); not asked for, it is absent, except on the multipart parts of
+/// bodyStructure (`tree`), whose tree is nothing without it.
+fn part_json(p: &BodyPart, blob: &str, props: &[String], tree: bool, depth: usize) -> Value {
     let mut o = Map::new();
+    let sub_parts = |p: &BodyPart| match &p.sub_parts {
+        Some(subs) if depth < mime::MAX_BODY_DEPTH as usize => Value::Array(
+            subs.iter()
+                .map(|s| part_json(s, blob, props, tree, depth + 1))
+                .collect(),
+        ),
+        Some(_) => Value::Array(Vec::new()),
+        None => Value::Null,
+    };
+    if tree && p.sub_parts.is_some() && !props.iter().any(|p| p == "subParts") {
+        o.insert("subParts".into(), sub_parts(p));
+    }
     for prop in props {
         let v = match prop.as_str() {
             "partId" => json!(p.part_id),
@@ -106,15 +123,7 @@ fn part_json(p: &BodyPart, blob: &str, props: &[String], depth: usize) -> Value 
             "cid" => json!(p.cid),
             "language" => json!(p.language),
             "location" => json!(p.location),
-            "subParts" => match &p.sub_parts {
-                Some(subs) if depth < mime::MAX_BODY_DEPTH as usize => Value::Array(
-                    subs.iter()
-                        .map(|s| part_json(s, blob, props, depth + 1))
-                        .collect(),
-                ),
-                Some(_) => Value::Array(Vec::new()),
-                None => Value::Null,
-            },
+            "subParts" => sub_parts(p),
             other => match jmap_proto::mail::header::parse_header_property(other) {
                 Some(hp) => {
                     let fields: Vec<(&str, &[u8])> = p
@@ -166,17 +175,11 @@ pub(crate) fn body_properties(
     let root = mime::body_structure(&raw);
     let lists = mime::body_lists(&root);
     let mut out = Map::new();
-    let leaf_props: Vec<String> = req
-        .body_properties
-        .iter()
-        .filter(|p| p.as_str() != "subParts")
-        .cloned()
-        .collect();
     let list = |ids: &[String]| -> Value {
         Value::Array(
             ids.iter()
                 .filter_map(|id| find(&root, id))
-                .map(|p| part_json(p, blob, &leaf_props, 0))
+                .map(|p| part_json(p, blob, &req.body_properties, false, 0))
                 .collect(),
         )
     };
@@ -184,11 +187,10 @@ pub(crate) fn body_properties(
     for p in &req.props {
         match p.as_str() {
             "bodyStructure" => {
-                let mut props = req.body_properties.clone();
-                if !props.iter().any(|p| p == "subParts") {
-                    props.push("subParts".into());
-                }
-                out.insert(p.clone(), part_json(&root, blob, &props, 0));
+                out.insert(
+                    p.clone(),
+                    part_json(&root, blob, &req.body_properties, true, 0),
+                );
             }
             "textBody" => {
                 out.insert(p.clone(), list(&lists.text_body));

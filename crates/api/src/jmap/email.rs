@@ -67,7 +67,14 @@ fn property(e: &EmailView, p: &str) -> Option<Value> {
         }
         "size" => json!(e.size),
         "receivedAt" => date(e.received_at),
-        "sentAt" => e.sent_at.map(date).unwrap_or(Value::Null),
+        // RFC 8621 4.1.2.6: a Date, in the offset the Date header was written in.
+        "sentAt" => e
+            .sent_at
+            .and_then(|t| {
+                jmap_proto::Date::new(t, e.sent_offset).or_else(|| jmap_proto::Date::new(t, 0))
+            })
+            .map(|d| json!(d.to_string()))
+            .unwrap_or(Value::Null),
         "messageId" => match &e.message_id {
             Some(m) => json!([m]),
             None => Value::Null,

@@ -20,7 +20,6 @@ use mail_builder::MessageBuilder;
 use mail_builder::headers::HeaderType;
 use mail_builder::headers::address::Address;
 use mail_builder::headers::content_type::ContentType;
-use mail_builder::headers::date::Date;
 use mail_builder::headers::message_id::MessageId;
 use mail_builder::headers::raw::Raw;
 use mail_builder::headers::text::Text;
@@ -123,16 +122,24 @@ fn msg_ids(v: &Value, p: &str) -> Result<Option<Vec<String>>, SetError> {
     }
 }
 
-fn date(v: &Value, p: &str) -> Result<Option<i64>, SetError> {
+/// A `Date` (RFC 8620 1.4), its offset kept: the Date field is written in the offset the
+/// client gave (`+05:30` stays `+0530`, RFC 5322 3.3), as the sender's clock had it.
+fn date(v: &Value, p: &str) -> Result<Option<jmap_proto::Date>, SetError> {
     match v {
         Value::Null => Ok(None),
         Value::String(s) => s
-            .parse::<UtcDate>()
+            .parse::<jmap_proto::Date>()
             .ok()
-            .map(|d| Some(d.timestamp()))
+            .map(Some)
             .ok_or_else(|| bad(p)),
         _ => Err(bad(p)),
     }
+}
+
+/// A Date field value. Written here rather than by mail-builder's `Date`, which takes
+/// only UTC and writes instants before 1970 wrongly (`15 Feb 1969 -11:-58:00`).
+fn date_field(d: jmap_proto::Date) -> HeaderType<'static> {
+    Raw::new(d.to_rfc5322()).into()
 }
 
 fn one_line(v: &Value, p: &str) -> Result<Option<String>, SetError> {
@@ -172,7 +179,7 @@ fn header_value(
         HeaderForm::Addresses => addresses(v, p)?.map(Into::into),
         HeaderForm::GroupedAddresses => grouped(v, p)?.map(Into::into),
         HeaderForm::MessageIds => msg_ids(v, p)?.map(|l| MessageId::new_list(l.into_iter()).into()),
-        HeaderForm::Date => date(v, p)?.map(|t| Date::new(t).into()),
+        HeaderForm::Date => date(v, p)?.map(date_field),
         HeaderForm::Urls => match v {
             Value::Null => None,
             Value::Array(list) if !list.is_empty() && list.len() <= MAX_HEADER_VALUES => {
@@ -410,7 +417,7 @@ pub(crate) fn build(
     if mailboxes.is_empty() {
         return Err(bad_at("mailboxIds", "at least one mailbox"));
     }
-    let mut sent_at = now;
+    let mut sent_at = UtcDate::from_timestamp(now).map(jmap_proto::Date::from);
     let mut b = MessageBuilder::new();
     let mut message_id = None;
     let mut fields: HashSet<String> = HashSet::new();
@@ -433,8 +440,8 @@ pub(crate) fn build(
             "mailboxIds" | "keywords" | "receivedAt" | "bodyValues" | "textBody" | "htmlBody"
             | "attachments" | "bodyStructure" => {}
             "sentAt" => {
-                if let Some(t) = date(v, k)? {
-                    sent_at = t;
+                if let Some(d) = date(v, k)? {
+                    sent_at = Some(d);
                 }
             }
             "from" => {
@@ -521,15 +528,20 @@ pub(crate) fn build(
         Some(m) => b = b.message_id(m),
         None => b = b.message_id(format!("{}@tidings.invalid", random_id())),
     }
-    if !has_date {
-        b = b.date(sent_at);
+    if !has_date && let Some(d) = sent_at {
+        b = b.header("Date", date_field(d));
     }
     let empty = Map::new();
     let values = match obj.get("bodyValues") {
         None | Some(Value::Null) => &empty,
         Some(Value::Object(m)) => {
             for (pid, bv) in m {
-                let flag = |n: &str| bv.get(n).is_some_and(|x| x != &Value::Bool(false));
+                // `null` is read as false, as Cyrus does: clients copy a fetched value's
+                // flags back, and some write an absent flag as null.
+                let flag = |n: &str| {
+                    bv.get(n)
+                        .is_some_and(|x| !matches!(x, Value::Bool(false) | Value::Null))
+                };
                 if bv.get("value").and_then(Value::as_str).is_none()
                     || flag("isEncodingProblem")
                     || flag("isTruncated")
@@ -554,6 +566,7 @@ pub(crate) fn build(
         .body(body)
         .write_to_vec()
         .map_err(|_| SetError::new(SetErrorType::InvalidEmail))?;
+    let raw = mime::headers::refold_headers(raw);
     if raw.len() > MAX_MESSAGE {
         return Err(SetError::new(SetErrorType::TooLarge)
             .with_description(format!("the message would be over {MAX_MESSAGE} octets")));
@@ -771,7 +784,14 @@ impl PartBuilder<'_> {
             }
             match (part_id, blob_id) {
                 (Some(pid), None) => {
-                    if charset.is_some() {
+                    // RFC 8621 4.6: the client MUST omit charset with a partId (the server
+                    // chooses). The charset this server chooses is UTF-8, so a client that
+                    // says so anyway asks for nothing else and is let through, as Cyrus
+                    // does; any other charset could not be honoured and is refused.
+                    if charset
+                        .as_deref()
+                        .is_some_and(|c| !c.eq_ignore_ascii_case("utf-8"))
+                    {
                         return Err(bad_at(p, "charset is chosen by the server for a partId"));
                     }
                     let t = ctype.take().unwrap_or_else(|| "text/plain".into());

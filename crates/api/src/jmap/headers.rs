@@ -1,7 +1,7 @@
 //! `headers` and `header:{name}[:as{form}][:all]` properties (RFC 8621 4.1.2-4.1.3), of an
 //! Email (from its stored message) and of a body part (from its parsed header fields).
 
-use jmap_proto::UtcDate;
+use jmap_proto::Date;
 use jmap_proto::mail::header::{HeaderForm, HeaderProperty, parse_header_property};
 use mime::headers as h;
 use serde_json::{Map, Value, json};
@@ -26,8 +26,9 @@ fn form(value: &[u8], f: HeaderForm) -> Value {
                 .collect(),
         ),
         HeaderForm::MessageIds => json!(h::as_message_ids(value)),
-        HeaderForm::Date => h::as_date(value)
-            .and_then(UtcDate::from_timestamp)
+        // RFC 8621 4.1.2.6: a Date, so in the offset the field was written in.
+        HeaderForm::Date => h::as_date_with_offset(value)
+            .and_then(|(t, offset)| Date::new(t, offset).or_else(|| Date::new(t, 0)))
             .map(|d| json!(d.to_string()))
             .unwrap_or(Value::Null),
         HeaderForm::Urls => json!(h::as_urls(value)),

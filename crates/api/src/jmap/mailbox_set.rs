@@ -9,21 +9,106 @@ use super::email_set::refusal;
 use super::{Ctx, ids};
 use jmap_proto::method::{SetRequest, SetResponse};
 use jmap_proto::{Id, IdRef, MethodError, MethodErrorType, SetError, SetErrorType};
-use mail_types::MailboxId;
+use mail_types::{AccountId, MailboxId, SyncStatus};
 use serde::Deserialize;
 use serde_json::{Map, Value, json};
 use std::collections::{BTreeMap, HashMap};
-use store::MailboxPatch;
+use std::time::Duration;
+use store::{MailboxPatch, WriteRefusal};
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub(crate) struct MailboxSetArgs {
     #[serde(default)]
     on_destroy_remove_emails: Option<bool>,
+    /// The name drafts of RFC 8621 used, still sent by clients written then (Cyrus takes
+    /// it too); the RFC name wins when both are given.
+    #[serde(default)]
+    on_destroy_remove_messages: Option<bool>,
 }
 
 /// RFC 8621 1.3.1 `maxSizeMailboxName` as advertised.
 const MAX_NAME_BYTES: usize = 490;
+
+/// Mailbox create, rename and destroy are rare and cheap on the server, and a name the
+/// server refuses is common (characters it does not allow): answering `created` and
+/// reverting a second later helps no client. So while the account's server is reachable
+/// the call waits for the outbox worker's answer, at most this long; unreachable (or no
+/// answer in time) it answers from the store, the change stays queued, as every change.
+const SERVER_ANSWER_WAIT: Duration = Duration::from_secs(10);
+/// How often the wait looks at the queue.
+const SERVER_ANSWER_POLL: Duration = Duration::from_millis(20);
+
+/// What a wait for the server's answer compares against.
+struct Answer {
+    /// The account's engine is connected (sync status ok or syncing).
+    reachable: bool,
+    /// The newest failure recorded before the call: only later ones are its answer.
+    failures_before: i64,
+}
+
+impl Answer {
+    async fn new(ctx: &Ctx<'_>, account: AccountId) -> Result<Self, MethodError> {
+        let reachable = ctx
+            .store
+            .account(account)
+            .await
+            .map_err(fail)?
+            .is_some_and(|a| matches!(a.status, SyncStatus::Ok | SyncStatus::Syncing));
+        let failures_before = if reachable {
+            ctx.store
+                .outbox_status(account)
+                .await
+                .map_err(fail)?
+                .failures
+                .iter()
+                .map(|f| f.id)
+                .max()
+                .unwrap_or(0)
+        } else {
+            0
+        };
+        Ok(Self {
+            reachable,
+            failures_before,
+        })
+    }
+
+    /// The server's refusal of the queued `kind` entry about mailbox `object`, once the
+    /// worker has answered; `None` when it accepted, or when there is no answer to wait
+    /// for (unreachable, or none within [`SERVER_ANSWER_WAIT`]).
+    async fn refusal(
+        &self,
+        ctx: &Ctx<'_>,
+        account: AccountId,
+        object: MailboxId,
+        kind: &'static str,
+    ) -> Result<Option<String>, MethodError> {
+        if !self.reachable {
+            return Ok(None);
+        }
+        let deadline = tokio::time::Instant::now() + SERVER_ANSWER_WAIT;
+        while ctx
+            .store
+            .outbox_has(account, object.0, kind)
+            .await
+            .map_err(fail)?
+        {
+            if tokio::time::Instant::now() >= deadline {
+                tracing::debug!(account = %account, mailbox = object.0, kind,
+                    "no answer from the server in time; answered as queued");
+                return Ok(None);
+            }
+            tokio::time::sleep(SERVER_ANSWER_POLL).await;
+        }
+        let status = ctx.store.outbox_status(account).await.map_err(fail)?;
+        Ok(status
+            .failures
+            .into_iter()
+            .find(|f| f.id > self.failures_before && f.object == Some(object.0) && f.kind == kind)
+            .map(|f| f.reason))
+    }
+}
 
 fn fail(e: impl std::fmt::Display) -> MethodError {
     MethodError::server_fail(e.to_string())
@@ -80,6 +165,9 @@ fn read(
             },
             // Roles follow the server's SPECIAL-USE attributes; only "no role" can be set.
             "role" if v.is_null() => {}
+            // Server-set (RFC 8621 2.1), but clients copying a mailbox object send it:
+            // ignored when it is what this server gives every new mailbox.
+            "myRights" if creating && *v == super::mailbox::rights(true) => {}
             _ => {
                 return Err(SetError::invalid_properties([k.clone()])
                     .with_description("this property cannot be set"));
@@ -111,6 +199,7 @@ pub(crate) async fn set(
         Some(ids::state(old)),
         ids::state(old),
     );
+    let answer = Answer::new(ctx, account).await?;
 
     if let Some(create) = &req.create {
         let mut created = BTreeMap::new();
@@ -150,6 +239,14 @@ pub(crate) async fn set(
                     )
                     .await
                     .map_err(fail)?;
+                let r = match r {
+                    Ok(id) => match answer.refusal(ctx, account, id, "create_mailbox").await? {
+                        // The store reverted it (the mailbox row is gone).
+                        Some(reason) => Err(WriteRefusal::Invalid(reason)),
+                        None => Ok(id),
+                    },
+                    Err(e) => Err(e),
+                };
                 match r {
                     Ok(id) => {
                         let Some(jid) = ids::id('m', id.0) else {
@@ -223,6 +320,7 @@ pub(crate) async fn set(
                     continue;
                 }
             };
+            let renames = name.is_some() || parent.is_some();
             let r = ctx
                 .store
                 .update_mailbox(
@@ -237,6 +335,18 @@ pub(crate) async fn set(
                 )
                 .await
                 .map_err(fail)?;
+            let r = match r {
+                Ok(()) if renames => {
+                    match answer
+                        .refusal(ctx, account, MailboxId(row), "rename_mailbox")
+                        .await?
+                    {
+                        Some(reason) => Err(WriteRefusal::Invalid(reason)),
+                        None => Ok(()),
+                    }
+                }
+                r => r,
+            };
             match r {
                 Ok(()) => {
                     updated.insert(id, None);
@@ -252,7 +362,11 @@ pub(crate) async fn set(
     }
 
     if let Some(destroy) = &req.destroy {
-        let remove = req.extra.on_destroy_remove_emails.unwrap_or(false);
+        let remove = req
+            .extra
+            .on_destroy_remove_emails
+            .or(req.extra.on_destroy_remove_messages)
+            .unwrap_or(false);
         let mut destroyed = Vec::new();
         let mut not_destroyed = BTreeMap::new();
         for idref in destroy {
@@ -268,6 +382,17 @@ pub(crate) async fn set(
                 .destroy_mailbox(account, MailboxId(row), remove)
                 .await
                 .map_err(fail)?;
+            let r = match r {
+                Ok(()) => match answer
+                    .refusal(ctx, account, MailboxId(row), "delete_mailbox")
+                    .await?
+                {
+                    // The mailbox comes back with the next LIST of the server.
+                    Some(reason) => Err(WriteRefusal::Forbidden(reason)),
+                    None => Ok(()),
+                },
+                r => r,
+            };
             match r {
                 Ok(()) => destroyed.push(id),
                 Err(e) => {

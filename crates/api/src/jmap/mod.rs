@@ -27,6 +27,7 @@ mod email_import;
 mod email_set;
 mod mailbox_set;
 mod outbox;
+mod set_unchanged;
 
 use crate::auth::Principal;
 use jmap_proto::{
@@ -90,6 +91,22 @@ pub(crate) fn to_map<T: serde::Serialize>(v: &T) -> Result<Map<String, Value>, M
     }
 }
 
+/// A call without `accountId` (or with null) is for the session's primary account: the
+/// RFC makes the argument mandatory, but Cyrus and Fastmail take the primary account
+/// (RFC 8620 2, `primaryAccounts`), and clients written against them leave it out. Every
+/// capability's primary account is the caller's first (see `server::build_session`).
+/// Methods without accounts (Core/echo, PushSubscription, RFC 8620 7.2) are left alone.
+fn default_account(ctx: &Ctx<'_>, method: &str, args: &mut Map<String, Value>) {
+    if method == "Core/echo" || method.starts_with("PushSubscription/") {
+        return;
+    }
+    if args.get("accountId").is_none_or(Value::is_null)
+        && let Some(primary) = ctx.accounts.first().and_then(|a| ids::id('a', a.0))
+    {
+        args.insert("accountId".into(), Value::String(primary.into_string()));
+    }
+}
+
 /// Runs every method call of a request.
 pub(crate) async fn dispatch(
     principal: &Principal,
@@ -117,6 +134,11 @@ pub(crate) async fn dispatch(
         if let Err(e) = resolve_references(&mut arguments, &response.method_responses) {
             response.push(e.into_invocation(call_id));
             continue;
+        }
+        default_account(ctx, &name, &mut arguments);
+        if name.ends_with("/set") {
+            set_unchanged::drop_unchanged(ctx, principal, &name, &mut arguments, &created_ids)
+                .await;
         }
         // --- sending (issue 5): RFC 8621 7.5, the implicit Email/set of
         // onSuccessUpdateEmail / onSuccessDestroyEmail answers right after, same call id.
@@ -241,5 +263,32 @@ pub(crate) async fn dispatch(
     if response.created_ids.is_some() {
         response.created_ids = Some(created_ids);
     }
+    for r in &mut response.method_responses {
+        empty_maps(r);
+    }
     response
+}
+
+/// RFC 8620 5.3 and 5.4 type the maps of a `/set`, `/copy` or `/import` answer
+/// `...|null`, null when empty; clients tested against Cyrus and Fastmail iterate them
+/// without a null check, so an empty one is sent as `{}`, which the RFC equally allows.
+/// (`destroyed` is a list, and stays as it is.)
+fn empty_maps(r: &mut Invocation) {
+    let name = r.name.as_str();
+    if !(name.ends_with("/set") || name.ends_with("/copy") || name.ends_with("/import")) {
+        return;
+    }
+    for key in [
+        "created",
+        "updated",
+        "notCreated",
+        "notUpdated",
+        "notDestroyed",
+    ] {
+        if let Some(v) = r.arguments.get_mut(key)
+            && v.is_null()
+        {
+            *v = Value::Object(Map::new());
+        }
+    }
 }

@@ -91,7 +91,7 @@ fn plain_single_part() {
     assert_eq!(root.charset.as_deref(), Some("UTF-8"));
     assert_eq!(root.size, "Hello, world.\r\n".len() as u64);
     assert_eq!(root.sub_parts, None);
-    assert_eq!(root.language, Some(ids(&["en", "de"])));
+    assert_eq!(root.language, Some(ids(&["en", "DE"])));
     assert_eq!(
         root.headers,
         vec![
@@ -106,7 +106,7 @@ fn plain_single_part() {
     assert_eq!(lists.html_body, ids(&["1"]));
     assert!(lists.attachments.is_empty());
     let v = body_value(&raw, "1", 0).expect("value");
-    assert_eq!(v.value, "Hello, world.\r\n");
+    assert_eq!(v.value, "Hello, world.\n");
     assert!(!v.is_encoding_problem && !v.is_truncated);
     assert_eq!(
         part_content(&raw, "1").expect("c").bytes,
@@ -464,7 +464,7 @@ soft\n",
     assert_eq!(c.bytes, b"Caf\xe9 cr\xe8me, gr\xfc\xdfe soft\r\n");
     assert_eq!(root.size, c.bytes.len() as u64);
     let v = body_value(&raw, "1", 0).expect("value");
-    assert_eq!(v.value, "Café crème, grüße soft\r\n");
+    assert_eq!(v.value, "Café crème, grüße soft\n");
     assert!(!v.is_encoding_problem && !v.is_truncated);
 }
 
@@ -832,4 +832,61 @@ fn values_from_an_owned_buffer_are_the_same() {
         body_values_owned(single.clone(), &["1"], 0),
         body_values(&single, &["1"], 0)
     );
+}
+
+/// RFC 8621 4.1.4: a body value has its CRLF line ends replaced by LF, whatever the
+/// transfer encoding and charset, and `maxBodyValueBytes` counts the value so converted.
+#[test]
+fn body_values_have_lf_line_ends() {
+    let text = "line one\r\nline two\r\nlast\r\n";
+    let want = "line one\nline two\nlast\n";
+    let utf16: String = text
+        .encode_utf16()
+        .flat_map(|u| u.to_be_bytes())
+        .map(|b| format!("={b:02X}"))
+        .collect::<Vec<_>>()
+        .chunks(20)
+        .map(|c| c.concat())
+        .collect::<Vec<_>>()
+        .join("=\r\n");
+    let cases = [
+        ("utf-8", "8bit", text.to_string()),
+        ("us-ascii", "7bit", text.to_string()),
+        (
+            "utf-8",
+            "base64",
+            "bGluZSBvbmUNCmxpbmUgdHdvDQpsYXN0DQo=\r\n".to_string(),
+        ),
+        ("utf-16be", "quoted-printable", utf16),
+    ];
+    for (charset, cte, body) in cases {
+        let raw = format!(
+            "Content-Type: text/plain; charset={charset}\r\nContent-Transfer-Encoding: {cte}\r\n\r\n{body}"
+        )
+        .into_bytes();
+        let v = body_value(&raw, "1", 0).expect("value");
+        assert_eq!(v.value, want, "{charset} {cte}");
+        assert!(!v.is_truncated, "{charset} {cte}");
+        // The limit counts the converted value: its whole length cuts nothing.
+        let all = body_value(&raw, "1", want.len()).expect("value");
+        assert_eq!(all.value, want, "{charset} {cte}");
+        assert!(!all.is_truncated, "{charset} {cte}");
+        let cut = body_value(&raw, "1", 10).expect("value");
+        assert_eq!(cut.value, "line one\nl", "{charset} {cte}");
+        assert!(cut.is_truncated, "{charset} {cte}");
+        for max in [0, want.len(), 10] {
+            assert_eq!(
+                body_values_owned(raw.clone(), &["1"], max),
+                body_values(&raw, &["1"], max),
+                "{charset} {cte} {max}"
+            );
+        }
+    }
+}
+
+#[test]
+fn only_crlf_pairs_lose_their_cr() {
+    let mut v = b"a\r\nb\rc\n\r\r\n\r".to_vec();
+    super::lf_line_ends(&mut v);
+    assert_eq!(v, b"a\nb\rc\n\r\n\r");
 }

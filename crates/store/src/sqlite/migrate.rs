@@ -71,6 +71,11 @@ const MIGRATIONS: &[Step] = &[
                  WHERE gm_thrid IS NOT NULL;",
         )?)
     },
+    // v8: `email.sent_offset`, the Date header's offset from UTC in minutes east. JMAP
+    // `sentAt` is a Date (RFC 8621 4.1.2.6: the value of header:Date:asDate), which keeps
+    // the offset the sender wrote; a UTC instant alone lost it. Rows stored before keep 0
+    // (served as UTC, as before) until their metadata is written again.
+    |c| Ok(c.execute_batch("ALTER TABLE email ADD COLUMN sent_offset INTEGER NOT NULL DEFAULT 0;")?),
 ];
 
 /// The schema version this build writes.

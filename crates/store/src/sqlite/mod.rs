@@ -1438,8 +1438,18 @@ impl Store for SqliteStore {
         self.call(move |c| outbox::next(c, account, limit)).await
     }
 
-    async fn outbox_begin(&self, id: i64, uidnext: Option<u32>) -> Result<()> {
+    async fn outbox_begin(&self, id: i64, uidnext: Option<u32>) -> Result<bool> {
         self.call(move |c| outbox::begin_attempt(c, id, uidnext))
+            .await
+    }
+
+    async fn outbox_has(
+        &self,
+        account: AccountId,
+        object: i64,
+        kind: &'static str,
+    ) -> Result<bool> {
+        self.call(move |c| outbox::has_entry(c, account, object, kind))
             .await
     }
 

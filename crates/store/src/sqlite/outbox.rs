@@ -1213,12 +1213,24 @@ pub(crate) fn destroy_mailbox(
         .execute([id.0])?;
     log.record(&tx, ObjectType::Mailbox, id.0, ChangeOp::Destroyed)?;
     // A mailbox never created on the server needs nothing there: its pending entries go.
-    let pending_create = tx
+    // But a CREATE the worker has begun (attempts > 0) may be on the server already, or
+    // on its way: that entry stays, and its completion, finding the mailbox gone, queues
+    // the DELETE of the name it created (`complete`). Only the later entries (subscribe,
+    // rename) of a mailbox that is gone are dropped.
+    let create_begun: Option<i64> = tx
         .prepare_cached(
+            "SELECT attempts FROM outbox WHERE account_id = ?1 AND email_id = ?2 \
+             AND kind = 'create_mailbox'",
+        )?
+        .query_row(params![account.0, id.0], |r| r.get(0))
+        .optional()?;
+    let pending_create = create_begun.is_some();
+    if create_begun == Some(0) {
+        tx.prepare_cached(
             "DELETE FROM outbox WHERE account_id = ?1 AND email_id = ?2 AND kind = 'create_mailbox'",
         )?
-        .execute(params![account.0, id.0])?
-        > 0;
+        .execute(params![account.0, id.0])?;
+    }
     if pending_create {
         tx.prepare_cached(
             "DELETE FROM outbox WHERE account_id = ?1 AND email_id = ?2 AND kind IN ('subscribe', 'rename_mailbox')",
@@ -1333,12 +1345,15 @@ pub(crate) fn next(
 
 /// Records an attempt before the command is sent (so a replay after a crash knows the
 /// command may have reached the server); an APPEND also records the UIDNEXT it started from.
-pub(crate) fn begin_attempt(c: &mut Connection, id: i64, uidnext: Option<u32>) -> Result<()> {
+/// Returns whether the entry is still queued: one the user's change took back meanwhile
+/// (a mailbox destroyed before its CREATE went out) must not be sent.
+pub(crate) fn begin_attempt(c: &mut Connection, id: i64, uidnext: Option<u32>) -> Result<bool> {
     let tx = c.transaction()?;
     let payload: Option<String> = tx
         .prepare_cached("SELECT payload FROM outbox WHERE id = ?1")?
         .query_row([id], |r| r.get(0))
         .optional()?;
+    let queued = payload.is_some();
     if let Some(p) = payload {
         let mut op = from_json(&p)?;
         if let OutboxOp::Append { uidnext_before, .. } = &mut op
@@ -1350,7 +1365,20 @@ pub(crate) fn begin_attempt(c: &mut Connection, id: i64, uidnext: Option<u32>) -
             .execute(params![id, to_json(&op)?])?;
     }
     tx.commit()?;
-    Ok(())
+    Ok(queued)
+}
+
+/// Whether an entry of `kind` about `object` (an Email or Mailbox row) is still queued.
+pub(crate) fn has_entry(
+    c: &mut Connection,
+    account: AccountId,
+    object: i64,
+    kind: &str,
+) -> Result<bool> {
+    Ok(c.prepare_cached(
+        "SELECT 1 FROM outbox WHERE account_id = ?1 AND email_id = ?2 AND kind = ?3",
+    )?
+    .exists(params![account.0, object, kind])?)
 }
 
 pub(crate) fn defer(c: &mut Connection, id: i64, error: &str) -> Result<()> {
@@ -1587,6 +1615,26 @@ pub(crate) fn complete(c: &mut Connection, account: AccountId, done: &[OutboxDon
                         m.0,
                         *placeholder,
                         None,
+                    )?;
+                }
+            }
+            OutboxOp::CreateMailbox { mailbox, .. }
+                if d.raw_name.is_some()
+                    && !tx
+                        .prepare_cached("SELECT 1 FROM mailbox WHERE id = ?1")?
+                        .exists([mailbox.0])? =>
+            {
+                // Destroyed while its CREATE was on the way (`destroy_mailbox`): the user's
+                // last word is that it should not exist, so it is deleted on the server too.
+                if let Some(raw) = &d.raw_name {
+                    enqueue(
+                        &tx,
+                        false,
+                        account,
+                        Some(mailbox.0),
+                        &OutboxOp::DeleteMailbox {
+                            raw_name: raw.clone(),
+                        },
                     )?;
                 }
             }

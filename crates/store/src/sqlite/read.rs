@@ -163,7 +163,8 @@ pub(crate) fn emails(
     let mut st = c.prepare_cached(
         "SELECT id, thread_id, blob_id, size, received_at, sent_at, message_id, in_reply_to, refs, \
          subject, addr_from, addr_sender, addr_reply_to, addr_to, addr_cc, addr_bcc, preview, \
-         has_attachment, keywords, blob_by_id FROM email WHERE id = ?1 AND account_id = ?2",
+         has_attachment, keywords, blob_by_id, sent_offset FROM email \
+         WHERE id = ?1 AND account_id = ?2",
     )?;
     let mut boxes = c.prepare_cached("SELECT DISTINCT mailbox_id FROM copy WHERE email_id = ?1")?;
     let mut out = Vec::with_capacity(ids.len());
@@ -179,6 +180,7 @@ pub(crate) fn emails(
                     size: r.get(3)?,
                     received_at: r.get(4)?,
                     sent_at: r.get(5)?,
+                    sent_offset: r.get(20)?,
                     message_id: r.get(6)?,
                     in_reply_to: json_list(&r.get::<_, String>(7)?),
                     references: json_list(&r.get::<_, String>(8)?),

@@ -450,8 +450,8 @@ pub(crate) fn write_metadata(tx: &Transaction<'_>, email: i64, p: &ParsedMessage
     tx.prepare_cached(
         "UPDATE email SET sent_at = ?2, message_id = ?3, in_reply_to = ?4, refs = ?5, subject = ?6, \
          addr_from = ?7, addr_sender = ?8, addr_reply_to = ?9, addr_to = ?10, addr_cc = ?11, \
-         addr_bcc = ?12, preview = ?13, has_attachment = ?14, attachments = ?15, problems = ?16 \
-         WHERE id = ?1",
+         addr_bcc = ?12, preview = ?13, has_attachment = ?14, attachments = ?15, problems = ?16, \
+         sent_offset = ?17 WHERE id = ?1",
     )?
     .execute(params![
         email,
@@ -470,6 +470,7 @@ pub(crate) fn write_metadata(tx: &Transaction<'_>, email: i64, p: &ParsedMessage
         p.has_attachment,
         attachments_json(&p.attachments),
         j(&p.problems),
+        p.sent_offset,
     ])?;
     Ok(())
 }
