@@ -1,0 +1,228 @@
+//! A second independent JMAP client library, Python's capability-driven `jmaplib` (from
+//! PyPI, installed into `.venv` by scripts/lib.sh), drives a live `tidings serve` end to
+//! end over the private Dovecot (IMAP, LMTP) and Postfix (submission).
+//!
+//! The script (tests/jmaplib/jmaplib_check.py) runs one step per capability URI the
+//! Session offers and refuses a URI it has no step for, so a capability cannot be added
+//! to the Session without a real client exercising it. This test reads the Session on
+//! its own and checks that the steps that ran are exactly the capabilities offered.
+
+use anyhow::{Context, Result, bail};
+use std::collections::BTreeSet;
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::path::PathBuf;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+use testkit::{Dovecot, DovecotOptions, Smtp, corpus};
+
+const USER: &str = "alice@example.org";
+const PASS: &str = "imap-pw";
+/// How long the whole script may take; each of its waits is bounded well inside this.
+const SCRIPT_DEADLINE: Duration = Duration::from_secs(240);
+
+/// The Python that has jmaplib: `TIDINGS_PYTHON`, else the repository's `.venv`.
+fn python() -> Result<PathBuf> {
+    if let Some(p) = std::env::var_os("TIDINGS_PYTHON") {
+        return Ok(PathBuf::from(p));
+    }
+    let venv = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../.venv/bin/python");
+    if venv.exists() {
+        return Ok(venv);
+    }
+    bail!("no Python with jmaplib: run ./scripts/test (it fills .venv), or set TIDINGS_PYTHON")
+}
+
+fn free_port() -> Result<u16> {
+    Ok(std::net::TcpListener::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port())
+}
+
+/// The Session resource, read without any JMAP library: one HTTP/1.1 GET.
+fn session(port: u16) -> Result<serde_json::Value> {
+    let mut s = TcpStream::connect(("127.0.0.1", port))?;
+    s.set_read_timeout(Some(Duration::from_secs(10)))?;
+    // alice:pw
+    write!(
+        s,
+        "GET /jmap/session HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Basic YWxpY2U6cHc=\r\n\
+         Connection: close\r\n\r\n"
+    )?;
+    let mut out = String::new();
+    s.read_to_string(&mut out)?;
+    let (head, body) = out.split_once("\r\n\r\n").context("no HTTP header end")?;
+    if !head.starts_with("HTTP/1.1 200") {
+        bail!("session: {head}");
+    }
+    Ok(serde_json::from_str(body)?)
+}
+
+/// Every capability URI the Session offers, at the top and in any account, less
+/// Tidings' own `urn:tidings:*` ones.
+fn offered(session: &serde_json::Value) -> BTreeSet<String> {
+    let mut uris: BTreeSet<String> = session["capabilities"]
+        .as_object()
+        .map(|m| m.keys().cloned().collect())
+        .unwrap_or_default();
+    if let Some(accounts) = session["accounts"].as_object() {
+        for a in accounts.values() {
+            if let Some(m) = a["accountCapabilities"].as_object() {
+                uris.extend(m.keys().cloned());
+            }
+        }
+    }
+    uris.retain(|u| !u.starts_with("urn:tidings:"));
+    uris
+}
+
+#[test]
+fn jmaplib_exercises_every_capability_the_session_offers() -> Result<()> {
+    let python = python()?;
+    let dovecot = Dovecot::start(DovecotOptions::default())?;
+    dovecot.add_user(USER, PASS)?;
+    for i in 0..3 {
+        dovecot.deliver(
+            USER,
+            &corpus::message(
+                "carol@example.org",
+                USER,
+                &format!("Quarterly report {i}"),
+                "the numbers are up this quarter",
+            ),
+        )?;
+    }
+    let smtp = Smtp::start(&dovecot)?;
+    let dir = tempfile::tempdir()?;
+    let port = free_port()?;
+    let config = dir.path().join("t.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "listen = \"127.0.0.1:{port}\"\ndata_dir = \"{}\"\nkey_file = \"{}\"\n\
+             push_subscription_allow_http = true\npush_subscription_allow_private = true\n\
+             [[user]]\nname = \"alice\"\npassword = \"pw\"\n\
+             [[account]]\nuser = \"alice\"\nname = \"mail\"\nkind = \"imap\"\nhost = \"127.0.0.1\"\n\
+             port = {}\nsecurity = \"tls\"\nusername = \"{USER}\"\npassword = \"{PASS}\"\n\
+             ca_file = \"{}\"\n\
+             [account.smtp]\nhost = \"127.0.0.1\"\nport = {}\nsecurity = \"tls\"\n",
+            dir.path().join("data").display(),
+            dir.path().join("key/k").display(),
+            dovecot.imaps_port(),
+            dovecot.ca_file().display(),
+            smtp.submissions_port(),
+        ),
+    )?;
+    let log = std::fs::File::create(dir.path().join("serve.log"))?;
+    let mut serve = Command::new(env!("CARGO_BIN_EXE_tidings"))
+        .args(["serve", "--config"])
+        .arg(&config)
+        .stdout(Stdio::null())
+        .stderr(log)
+        .spawn()?;
+    let result = run(&python, &dovecot, port, dir.path());
+    let _ = serve.kill();
+    let _ = serve.wait();
+    let (session, out) = match result {
+        Ok(r) => r,
+        Err(e) => {
+            let log = std::fs::read_to_string(dir.path().join("serve.log")).unwrap_or_default();
+            let tail: Vec<&str> = log.lines().rev().take(40).collect();
+            bail!(
+                "{e:#}\n--- tidings serve log (last lines, newest first) ---\n{}",
+                tail.join("\n")
+            );
+        }
+    };
+
+    // The steps that ran are exactly the capabilities the Session offers.
+    let offered = offered(&session);
+    let ran: BTreeSet<String> = out["steps"]
+        .as_array()
+        .context("steps")?
+        .iter()
+        .filter_map(|s| s["capability"].as_str().map(String::from))
+        .collect();
+    assert_eq!(ran, offered, "steps run vs the Session's capabilities");
+    for s in out["steps"].as_array().context("steps")? {
+        assert_eq!(s["ok"], true, "step failed: {s}");
+    }
+    // What the steps found, checked here as well so a script that asserts too little
+    // cannot pass unnoticed.
+    let r = &out["results"];
+    assert_eq!(r["core"]["echo"], serde_json::json!({"hello": "jmaplib"}));
+    assert_eq!(r["core"]["blob_roundtrip"], true);
+    assert_eq!(r["core"]["eventsource_saw_email"], true);
+    assert_eq!(r["mail"]["imap_list_after_create"], true);
+    assert_eq!(r["mail"]["imap_list_after_rename"], true);
+    assert_eq!(r["mail"]["imap_list_after_destroy"], true);
+    assert_eq!(r["mail"]["changes_created"], 1);
+    assert_eq!(r["mail"]["imported_in_imap"], true);
+    assert_eq!(r["submission"]["delivered_into_inbox"], true);
+    assert_eq!(r["submission"]["draft_keyword_cleared"], true);
+    assert_eq!(r["websocket"]["push_saw_email"], true);
+    Ok(())
+}
+
+/// Waits for the first sync, reads the Session, then runs the script once (bounded).
+fn run(
+    python: &PathBuf,
+    dovecot: &Dovecot,
+    port: u16,
+    dir: &std::path::Path,
+) -> Result<(serde_json::Value, serde_json::Value)> {
+    let start = Instant::now();
+    let session = loop {
+        match session(port) {
+            Ok(s) if s["accounts"].as_object().is_some_and(|a| !a.is_empty()) => break s,
+            Ok(_) | Err(_) if start.elapsed() < Duration::from_secs(30) => {
+                std::thread::sleep(Duration::from_millis(200));
+            }
+            Ok(s) => bail!("the Session never listed the account: {s}"),
+            Err(e) => return Err(e.context("tidings serve never answered the Session")),
+        }
+    };
+    let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/jmaplib/jmaplib_check.py");
+    let mut child = Command::new(python)
+        .arg(&script)
+        .env("JMAP_URL", format!("http://127.0.0.1:{port}/.well-known/jmap"))
+        .env("JMAP_USER", "alice")
+        .env("JMAP_PASSWORD", "pw")
+        .env("MAIL_ADDRESS", USER)
+        .env("IMAP_PORT", dovecot.imaps_port().to_string())
+        .env("IMAP_PASSWORD", PASS)
+        .env("IMAP_CA_FILE", dovecot.ca_file())
+        .env("LMTP_PORT", dovecot.lmtp_port().to_string())
+        // Files, not pipes: nothing reads a pipe while the script runs.
+        .stdout(std::fs::File::create(dir.join("script.out"))?)
+        .stderr(std::fs::File::create(dir.join("script.err"))?)
+        .spawn()?;
+    let started = Instant::now();
+    let status = loop {
+        if let Some(status) = child.try_wait()? {
+            break status;
+        }
+        if started.elapsed() > SCRIPT_DEADLINE {
+            let _ = child.kill();
+            let _ = child.wait();
+            bail!(
+                "jmaplib_check.py ran past {SCRIPT_DEADLINE:?}:\n{}{}",
+                std::fs::read_to_string(dir.join("script.out")).unwrap_or_default(),
+                std::fs::read_to_string(dir.join("script.err")).unwrap_or_default()
+            );
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    let stdout = std::fs::read_to_string(dir.join("script.out"))?;
+    let stderr = std::fs::read_to_string(dir.join("script.err"))?;
+    let summary: serde_json::Value = serde_json::from_str(stdout.trim()).with_context(|| {
+        format!("the script printed no JSON summary:\n{stdout}\n--- stderr ---\n{stderr}")
+    })?;
+    if !status.success() {
+        bail!(
+            "jmaplib_check.py failed: {}\n--- stderr ---\n{stderr}",
+            serde_json::to_string_pretty(&summary)?
+        );
+    }
+    Ok((session, summary))
+}
