@@ -2,6 +2,7 @@
 //! resolved against the responses so far, errors as data in the response. One file per
 //! object as the methods land.
 
+mod blob_copy;
 pub(crate) mod body;
 mod changes;
 pub(crate) mod email;
@@ -158,6 +159,8 @@ pub(crate) async fn dispatch(
         let result = match name.as_str() {
             // RFC 8620 4: echo the arguments back unchanged.
             "Core/echo" => Ok(arguments),
+            // RFC 8620 6.3, a core method: blobs between the caller's accounts.
+            "Blob/copy" => blob_copy::copy(ctx, arguments).await,
             // RFC 8620 3.3: mail methods need the mail capability in `using`.
             "Mailbox/get"
             | "Mailbox/changes"
