@@ -18,6 +18,8 @@ use testkit::{Dovecot, DovecotOptions, Smtp, corpus};
 
 const USER: &str = "alice@example.org";
 const PASS: &str = "imap-pw";
+const OTHER: &str = "bob@example.org";
+const OTHER_PASS: &str = "bob-pw";
 /// How long the whole script may take; each of its waits is bounded well inside this.
 const SCRIPT_DEADLINE: Duration = Duration::from_secs(240);
 
@@ -81,6 +83,8 @@ fn jmaplib_exercises_every_capability_the_session_offers() -> Result<()> {
     let python = python()?;
     let dovecot = Dovecot::start(DovecotOptions::default())?;
     dovecot.add_user(USER, PASS)?;
+    // The second account of the same Tidings user, for the methods between accounts.
+    dovecot.add_user(OTHER, OTHER_PASS)?;
     for i in 0..3 {
         dovecot.deliver(
             USER,
@@ -105,12 +109,17 @@ fn jmaplib_exercises_every_capability_the_session_offers() -> Result<()> {
              [[account]]\nuser = \"alice\"\nname = \"mail\"\nkind = \"imap\"\nhost = \"127.0.0.1\"\n\
              port = {}\nsecurity = \"tls\"\nusername = \"{USER}\"\npassword = \"{PASS}\"\n\
              ca_file = \"{}\"\n\
-             [account.smtp]\nhost = \"127.0.0.1\"\nport = {}\nsecurity = \"tls\"\n",
+             [account.smtp]\nhost = \"127.0.0.1\"\nport = {}\nsecurity = \"tls\"\n\
+             [[account]]\nuser = \"alice\"\nname = \"second\"\nkind = \"imap\"\nhost = \"127.0.0.1\"\n\
+             port = {}\nsecurity = \"tls\"\nusername = \"{OTHER}\"\npassword = \"{OTHER_PASS}\"\n\
+             ca_file = \"{}\"\n",
             dir.path().join("data").display(),
             dir.path().join("key/k").display(),
             dovecot.imaps_port(),
             dovecot.ca_file().display(),
             smtp.submissions_port(),
+            dovecot.imaps_port(),
+            dovecot.ca_file().display(),
         ),
     )?;
     let log = std::fs::File::create(dir.path().join("serve.log"))?;
@@ -152,12 +161,14 @@ fn jmaplib_exercises_every_capability_the_session_offers() -> Result<()> {
     let r = &out["results"];
     assert_eq!(r["core"]["echo"], serde_json::json!({"hello": "jmaplib"}));
     assert_eq!(r["core"]["blob_roundtrip"], true);
+    assert_eq!(r["core"]["blob_copied_to_other_account"], true);
     assert_eq!(r["core"]["eventsource_saw_email"], true);
     assert_eq!(r["mail"]["imap_list_after_create"], true);
     assert_eq!(r["mail"]["imap_list_after_rename"], true);
     assert_eq!(r["mail"]["imap_list_after_destroy"], true);
     assert_eq!(r["mail"]["changes_created"], 1);
     assert_eq!(r["mail"]["imported_in_imap"], true);
+    assert_eq!(r["mail"]["copied_in_other_imap"], true);
     assert_eq!(r["submission"]["delivered_into_inbox"], true);
     assert_eq!(r["submission"]["draft_keyword_cleared"], true);
     assert_eq!(r["websocket"]["push_saw_email"], true);
@@ -185,12 +196,17 @@ fn run(
     let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/jmaplib/jmaplib_check.py");
     let mut child = Command::new(python)
         .arg(&script)
-        .env("JMAP_URL", format!("http://127.0.0.1:{port}/.well-known/jmap"))
+        .env(
+            "JMAP_URL",
+            format!("http://127.0.0.1:{port}/.well-known/jmap"),
+        )
         .env("JMAP_USER", "alice")
         .env("JMAP_PASSWORD", "pw")
         .env("MAIL_ADDRESS", USER)
         .env("IMAP_PORT", dovecot.imaps_port().to_string())
         .env("IMAP_PASSWORD", PASS)
+        .env("OTHER_ADDRESS", OTHER)
+        .env("OTHER_PASSWORD", OTHER_PASS)
         .env("IMAP_CA_FILE", dovecot.ca_file())
         .env("LMTP_PORT", dovecot.lmtp_port().to_string())
         // Files, not pipes: nothing reads a pipe while the script runs.

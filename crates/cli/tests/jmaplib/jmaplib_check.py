@@ -94,10 +94,14 @@ def env(name: str) -> str:
     return value
 
 
-def imap() -> imaplib.IMAP4_SSL:
+def imap(other: bool = False) -> imaplib.IMAP4_SSL:
+    """A login to the mailbox of the primary account, or of the second one."""
     ctx = ssl.create_default_context(cafile=env("IMAP_CA_FILE"))
     c = imaplib.IMAP4_SSL("127.0.0.1", int(env("IMAP_PORT")), ssl_context=ctx, timeout=10)
-    c.login(env("MAIL_ADDRESS"), env("IMAP_PASSWORD"))
+    if other:
+        c.login(env("OTHER_ADDRESS"), env("OTHER_PASSWORD"))
+    else:
+        c.login(env("MAIL_ADDRESS"), env("IMAP_PASSWORD"))
     return c
 
 
@@ -118,9 +122,9 @@ def imap_names() -> set[str]:
         c.logout()
 
 
-def imap_search(mailbox: str, criteria: str) -> list[bytes]:
+def imap_search(mailbox: str, criteria: str, other: bool = False) -> list[bytes]:
     """UIDs in `mailbox` matching an IMAP SEARCH (RFC 3501 6.4.4); [] if it does not exist."""
-    c = imap()
+    c = imap(other)
     try:
         typ, _ = c.select(f'"{mailbox}"', readonly=True)
         if typ != "OK":
@@ -245,10 +249,12 @@ def decode_push(body: bytes, keys: Any) -> dict[str, Any]:
 
 
 class Run:
-    def __init__(self, client: JMAPClient) -> None:
+    def __init__(self, client: JMAPClient, other: JMAPClient) -> None:
         self.client = client
         self.account = client.default_account
-        self.mailboxes: dict[str, Any] = {}
+        # The same user's second account (another mailbox on the same Dovecot), for the
+        # methods between accounts: Blob/copy, Email/copy.
+        self.other = other
 
     def mailbox_by_role(self, role: str) -> Any:
         with self.client.batch() as b:
@@ -279,6 +285,16 @@ class Run:
             len(down),
         )
         out["blob_roundtrip"] = True
+
+        # Blob/copy (RFC 8620 6.3) into the second account, downloaded there.
+        with self.other.batch() as b:
+            cp = b.core.blob.copy(from_account_id=self.account, blob_ids=[up.blob_id, "bnope"])
+        copied = cp.result.copied.get(up.blob_id)
+        check(copied is not None, "Blob/copy copied", up.blob_id, cp.result)
+        check("bnope" in cp.result.not_copied, "Blob/copy of an unknown blob is notCopied", "bnope", cp.result)
+        there = self.other.download(copied, name="x.bin")
+        check(there == data, "the copy downloads from the other account", len(data), len(there))
+        out["blob_copied_to_other_account"] = True
 
         # EventSource (RFC 8620 7.3): a StateChange for Email after an LMTP delivery.
         with self.client.batch() as b:
@@ -484,6 +500,23 @@ class Run:
         check("i" in imp.result.created, "Email/import", "created i", imp.result.not_created)
         out["imported_in_imap"] = bool(
             wait_for("the imported message on IMAP", lambda: imap_search(archive.name, f'SUBJECT "{subject}"'))
+        )
+
+        # Email/copy (RFC 8621 4.7) into the second account's INBOX, seen on its server.
+        with self.other.batch() as b:
+            their = b.mail.mailbox.get(ids=None)
+        their_inbox = next(m for m in their.result.items if m.role == "inbox")
+        with self.other.batch() as b:
+            cp = b.mail.email.copy(
+                from_account_id=self.account,
+                create={"c": {"id": target.id, "mailboxIds": {their_inbox.id: True}}},
+            )
+        check("c" in cp.result.created, "Email/copy between accounts", "created c", cp.result.not_created)
+        out["copied_in_other_imap"] = bool(
+            wait_for(
+                "the copy on the second account's IMAP server",
+                lambda: imap_search("INBOX", f'SUBJECT "{target.subject}"', other=True),
+            )
         )
 
         # Email/changes after an LMTP delivery: exactly the new message.
@@ -815,10 +848,22 @@ def offered(client: JMAPClient) -> list[str]:
 
 
 def main() -> int:
-    client = JMAPClient.connect(env("JMAP_URL"), auth=BasicAuth(env("JMAP_USER"), env("JMAP_PASSWORD")))
-    run = Run(client)
+    auth = BasicAuth(env("JMAP_USER"), env("JMAP_PASSWORD"))
+    client = JMAPClient.connect(env("JMAP_URL"), auth=auth)
+    others = [a for a in client.session.accounts if a != client.default_account]
+    if len(others) != 1:
+        raise SystemExit(f"expected a second account in the Session, got {others!r}")
+    other = JMAPClient.connect(env("JMAP_URL"), auth=auth, account_id=others[0])
+    run = Run(client, other)
     # The first sync: the three seeded messages are there before any step starts.
     wait_for("the first sync", lambda: len(run.email_ids_with_subject("Quarterly report")) == 3, timeout=60)
+
+    def other_synced() -> bool:
+        with other.batch() as b:
+            got = b.mail.mailbox.get(ids=None)
+        return any(m.role == "inbox" for m in got.result.items)
+
+    wait_for("the first sync of the second account", other_synced, timeout=60)
     uris = offered(client)
     order = [u for u in STEPS if u in uris] + [u for u in uris if u not in STEPS]
     steps, results, failed = [], {}, False
