@@ -5,6 +5,7 @@
 mod blob_copy;
 pub(crate) mod body;
 mod changes;
+mod creation_refs;
 pub(crate) mod email;
 mod identity;
 pub(crate) mod ids;
@@ -137,6 +138,7 @@ pub(crate) async fn dispatch(
             continue;
         }
         default_account(ctx, &name, &mut arguments);
+        creation_refs::resolve(&name, &mut arguments, &created_ids);
         if name.ends_with("/set") {
             set_unchanged::drop_unchanged(ctx, principal, &name, &mut arguments, &created_ids)
                 .await;
