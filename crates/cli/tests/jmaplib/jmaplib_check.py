@@ -401,8 +401,16 @@ class Run:
         first, second = f"jmaplib-{RUN}", f"jmaplib-renamed-{RUN}"
         with c.batch() as b:
             made = b.mail.mailbox.set(create={"m": {"name": first, "parentId": None}})
+            # Read back in the same request by its creation id (RFC 8620 5.3).
+            back = b.mail.mailbox.get(ids=[CreationRef("m")], properties=["name"])
         check("m" in made.result.created, "Mailbox/set create", "created", made.result.not_created)
         box = made.result.created["m"].id
+        check(
+            [(m.id, m.name) for m in back.result.items] == [(box, first)],
+            "Mailbox/get of #m in the creating request",
+            [(box, first)],
+            back.result,
+        )
         out["imap_list_after_create"] = bool(wait_for(f"IMAP LIST shows {first}", lambda: first in imap_names()))
         with c.batch() as b:
             ren = b.mail.mailbox.set(update={box: {"name": second}})
@@ -568,6 +576,7 @@ class Run:
                     }
                 }
             )
+            draft = b.mail.email.get(ids=[CreationRef("d")], properties=["subject", "keywords"])
             sub = b.submission.email_submission.set(
                 create={"s": {"identityId": identity.id, "emailId": CreationRef("d")}},
                 onSuccessUpdateEmail={
@@ -581,6 +590,12 @@ class Run:
         check("d" in made.result.created, "Email/set create draft", "created d", made.result.not_created)
         check("s" in sub.result.created, "EmailSubmission/set create", "created s", sub.result.not_created)
         email_id = made.result.created["d"].id
+        check(
+            [(e.id, e.subject) for e in draft.result.items] == [(email_id, subject)],
+            "Email/get of #d in the creating request",
+            [(email_id, subject)],
+            draft.result,
+        )
         # RFC 8621 7.5: the implicit Email/set of onSuccessUpdateEmail.
         extra = [r for r in sub.extra] if hasattr(sub, "extra") else []
         out["implicit_email_set"] = len(extra)
