@@ -163,6 +163,8 @@ fn jmaplib_exercises_every_capability_the_session_offers() -> Result<()> {
     assert_eq!(r["core"]["blob_roundtrip"], true);
     assert_eq!(r["core"]["blob_copied_to_other_account"], true);
     assert_eq!(r["core"]["eventsource_saw_email"], true);
+    assert_eq!(r["core"]["push_subscription"], true);
+    assert_eq!(r["core"]["push_subscription_encrypted"], true);
     assert_eq!(r["mail"]["imap_list_after_create"], true);
     assert_eq!(r["mail"]["imap_list_after_rename"], true);
     assert_eq!(r["mail"]["imap_list_after_destroy"], true);

@@ -238,11 +238,50 @@ class PushReceiver:
         self.server.shutdown()
 
 
-def decode_push(body: bytes, keys: Any) -> dict[str, Any]:
-    """A push body as JSON, decrypted first when the subscription has keys (RFC 8291)."""
+def decode_push(headers: dict[str, str], body: bytes, keys: Any) -> dict[str, Any]:
+    """A push body as JSON. With keys, every push must be encrypted (RFC 8620 7.2, RFC 8291
+    `aes128gcm`) and is decrypted by jmaplib's PushKeyPair; without, it is plain JSON."""
     if keys is not None:
+        encoding = headers.get("content-encoding", "")
+        check(encoding == "aes128gcm", "Content-Encoding of an encrypted push", "aes128gcm", encoding)
         body = keys.decrypt(body)
     return json.loads(body)
+
+
+def b64url_decode(text: str) -> bytes:
+    return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+
+
+def check_vapid(authorization: str, server_key: str, push_url: str) -> dict[str, Any]:
+    """RFC 8292 2-3: `vapid t=<JWT>, k=<key>`, k the Session's applicationServerKey
+    (RFC 9749), the JWT signed ES256 by that key, `aud` the push resource's origin, `exp`
+    within 24 hours, `sub` a contact URI. Returns the claims."""
+    from cryptography.hazmat.primitives import hashes
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
+
+    check(authorization.startswith("vapid "), "VAPID Authorization scheme", "vapid ...", authorization)
+    params = dict(p.strip().split("=", 1) for p in authorization[len("vapid ") :].split(","))
+    check(params.get("k") == server_key, "VAPID k is the applicationServerKey", server_key, params.get("k"))
+    token = params.get("t", "")
+    parts = token.split(".")
+    check(len(parts) == 3, "VAPID t is a JWS compact serialization", 3, len(parts))
+    header, claims = json.loads(b64url_decode(parts[0])), json.loads(b64url_decode(parts[1]))
+    check(header.get("alg") == "ES256", "JWT alg (RFC 8292 2)", "ES256", header)
+    raw_sig = b64url_decode(parts[2])
+    check(len(raw_sig) == 64, "ES256 signature length", 64, len(raw_sig))
+    key = ec.EllipticCurvePublicKey.from_encoded_point(ec.SECP256R1(), b64url_decode(server_key))
+    der = encode_dss_signature(int.from_bytes(raw_sig[:32], "big"), int.from_bytes(raw_sig[32:], "big"))
+    try:
+        key.verify(der, f"{parts[0]}.{parts[1]}".encode(), ec.ECDSA(hashes.SHA256()))
+    except Exception as e:  # noqa: BLE001 - cryptography's InvalidSignature, reported
+        raise Failed(f"VAPID JWT signature does not verify with the applicationServerKey: {e!r}") from None
+    origin = "/".join(push_url.split("/")[:3])
+    check(claims.get("aud") == origin, "JWT aud is the push URL's origin", origin, claims.get("aud"))
+    exp = claims.get("exp", 0)
+    check(time.time() < exp <= time.time() + 24 * 3600 + 60, "JWT exp within 24 hours", "now < exp <= now+24h", exp)
+    check(isinstance(claims.get("sub"), str) and claims["sub"], "JWT sub", "a contact URI", claims.get("sub"))
+    return claims
 
 
 # -- the steps ----------------------------------------------------------------------------
@@ -311,12 +350,16 @@ class Run:
         out["eventsource_saw_email"] = True
 
         # PushSubscription (RFC 8620 7.2): the PushVerification, then a StateChange only
-        # once the code was sent back.
-        receiver = PushReceiver()
-        try:
-            out["push_subscription"] = self.push_subscription(receiver, keys=None)
-        finally:
-            receiver.close()
+        # once the code was sent back; in clear, then encrypted to jmaplib's keys (RFC 8291).
+        from jmap.push import PushKeyPair
+
+        for label, keys in (("push_subscription", None), ("push_subscription_encrypted", PushKeyPair.generate())):
+            receiver = PushReceiver()
+            try:
+                result = self.push_subscription(receiver, keys=keys)
+                out[label] = result["state_change"]
+            finally:
+                receiver.close()
         return out
 
     def push_subscription(self, receiver: PushReceiver, keys: Any) -> dict[str, Any]:
@@ -339,7 +382,7 @@ class Run:
         check("p" in r.created, "PushSubscription/set create", "created p", r.not_created)
         sub_id = r.created["p"].id
         headers, body = receiver.next("PushVerification")
-        verification = decode_push(body, keys)
+        verification = decode_push(headers, body, keys)
         check(
             verification.get("@type") == "PushVerification"
             and verification.get("pushSubscriptionId") == sub_id,
@@ -348,6 +391,7 @@ class Run:
             verification,
         )
         out["verification_headers"] = headers
+        out["url"] = receiver.url
         with self.client.batch() as b:
             upd = b.core.push_subscription.set(
                 update={sub_id: {"verificationCode": verification["verificationCode"]}}
@@ -365,11 +409,12 @@ class Run:
         deliver(f"PushSubscription {RUN}")
         deadline = time.monotonic() + WAIT
         while True:
-            _, body = receiver.next("StateChange push")
-            change = decode_push(body, keys)
+            headers, body = receiver.next("StateChange push")
+            change = decode_push(headers, body, keys)
             if change.get("@type") == "StateChange" and "Email" in change.get("changed", {}).get(
                 self.account, {}
             ):
+                out["state_change_headers"] = headers
                 break
             check(time.monotonic() < deadline, "a StateChange for Email", "Email", change)
         out["state_change"] = True
@@ -819,24 +864,28 @@ class Run:
         check(mdn.disposition.type == "displayed", "MDN/parse disposition", "displayed", mdn.disposition)
         return {"sent_and_parsed": True}
 
-    # RFC 9749: VAPID on PushSubscription (RFC 8292 Authorization, RFC 8291 encryption).
+    # RFC 9749: VAPID on PushSubscription (RFC 8292 Authorization on every push, RFC 8291
+    # encryption to the subscription's keys).
     def webpush_vapid(self) -> dict[str, Any]:
         from jmap.push import PushKeyPair
 
-        key = self.client.session.capability_value(VAPID, None) or {}
-        server_key = key.get("applicationServerKey", "")
-        raw = base64.urlsafe_b64decode(server_key + "=" * (-len(server_key) % 4))
-        check(len(raw) == 65 and raw[0] == 4, "applicationServerKey is an uncompressed P-256 point", 65, len(raw))
-        keys = PushKeyPair.generate()
+        value = self.client.session.capabilities.get(VAPID) or {}
+        server_key = value.get("applicationServerKey", "") if isinstance(value, dict) else ""
+        raw = b64url_decode(server_key) if server_key else b""
+        check(
+            len(raw) == 65 and raw[0] == 4,
+            "applicationServerKey is an uncompressed P-256 point, base64url (RFC 9749 3)",
+            "65 octets starting 0x04",
+            server_key,
+        )
         receiver = PushReceiver()
         try:
-            out = self.push_subscription(receiver, keys=keys)
+            out = self.push_subscription(receiver, keys=PushKeyPair.generate())
         finally:
             receiver.close()
-        auth = out["verification_headers"].get("authorization", "")
-        # RFC 8292 3: "vapid t=<JWT>, k=<the applicationServerKey>".
-        check(auth.startswith("vapid ") and f"k={server_key}" in auth, "VAPID Authorization", f"vapid t=..., k={server_key}", auth)
-        return {"vapid_header": True}
+        claims = check_vapid(out["verification_headers"].get("authorization", ""), server_key, out["url"])
+        check_vapid(out["state_change_headers"].get("authorization", ""), server_key, out["url"])
+        return {"vapid_verified": True, "aud": claims.get("aud")}
 
 
 STEPS: dict[str, str] = {
