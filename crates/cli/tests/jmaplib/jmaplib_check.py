@@ -722,7 +722,7 @@ class Run:
         check("singleton" in off.result.updated, "VacationResponse/set off", "singleton", off.result.not_updated)
         return {"set_and_read_back": True}
 
-    # RFC 9425: Quota/get, /query, /changes.
+    # RFC 9425: Quota/get, /query, /changes; usage follows a delivery.
     def quota(self) -> dict[str, Any]:
         c = self.client
         with c.batch() as b:
@@ -732,15 +732,40 @@ class Run:
         check(len(quotas) > 0, "Quota/get lists at least one quota", ">0", quotas)
         for x in quotas:
             check(x.resource_type in ("count", "octets"), "Quota resourceType (RFC 9425 2)", "count|octets", x.resource_type)
-            check(x.scope in ("account", "domain", "global"), "Quota scope", "account|domain|global", x.scope)
-            check(x.used is not None and x.hard_limit is not None and x.used <= x.hard_limit or x.hard_limit == 0,
-                  "used within hardLimit", "used <= hardLimit", (x.used, x.hard_limit))
-            check("Mail" in x.types or "Email" in x.types, "Quota types name mail", "Mail", x.types)
-        check(sorted(q.result.ids) == sorted(x.id for x in quotas), "Quota/query ids = Quota/get ids",
-              sorted(x.id for x in quotas), sorted(q.result.ids))
-        with c.batch() as b:
-            ch = b.quota.quota.changes(since_state=got.result.state)
-        check(ch.result.old_state == got.result.state, "Quota/changes oldState", got.result.state, ch.result.old_state)
+            check(x.scope in ("account", "domain", "global"), "Quota scope (RFC 9425 2)", "account|domain|global", x.scope)
+            check(
+                isinstance(x.used, int) and isinstance(x.hard_limit, int) and 0 <= x.used <= x.hard_limit,
+                "Quota used within hardLimit",
+                "0 <= used <= hardLimit",
+                (x.used, x.hard_limit),
+            )
+            # RFC 9425 2 names JMAP type names ("Email"); its own example says "Mail".
+            check("Mail" in x.types or "Email" in x.types, "Quota types name mail", "Mail or Email", x.types)
+        check(
+            sorted(q.result.ids) == sorted(x.id for x in quotas),
+            "Quota/query ids = Quota/get ids",
+            sorted(x.id for x in quotas),
+            sorted(q.result.ids),
+        )
+        octets = [x for x in quotas if x.resource_type == "octets"]
+        before = {x.id: x.used for x in octets}
+        deliver(f"Quota {RUN}", body="x" * 4000)
+
+        def grown() -> Any:
+            with c.batch() as b:
+                ch = b.quota.quota.changes(since_state=got.result.state)
+                now = b.quota.quota.get(ids=list(before))
+            bigger = [x for x in now.result.items if x.used > before.get(x.id, x.used)]
+            return (ch.result, bigger) if ch.result.updated and bigger else None
+
+        if octets:
+            ch, bigger = wait_for("Quota/changes and a larger octets quota after a delivery", grown)
+            check(
+                ch.old_state == got.result.state and ch.new_state != got.result.state,
+                "Quota/changes states",
+                got.result.state,
+                (ch.old_state, ch.new_state),
+            )
         return {"quotas": len(quotas)}
 
     # RFC 9661: SieveScript validate, create and activate, deactivate, destroy.
@@ -782,10 +807,11 @@ class Run:
         check(gone.result.destroyed == [sid], "SieveScript destroy", [sid], gone.result.not_destroyed)
         return {"flagged_at_delivery": bool(flagged)}
 
-    # RFC 9404: Blob/upload, Blob/get, Blob/lookup.
+    # RFC 9404: Blob/upload, Blob/get (whole, a range, a digest), Blob/lookup.
     def blob(self) -> dict[str, Any]:
         c = self.client
         head, tail = f"hello {RUN} ", bytes(range(200))
+        whole = head.encode() + tail
         with c.batch() as b:
             up = b.blob.blob.upload(
                 create={
@@ -795,30 +821,42 @@ class Run:
                     }
                 }
             )
-            got = b.blob.blob.get(ids=[CreationRef("b")], properties=["data:asBase64", "size"])
+            # RFC 9404 4.1: the created blob is usable as #b later in the same request.
+            got = b.blob.blob.get(ids=[CreationRef("b")], properties=["data:asBase64", "size", "digest:sha-256"])
         check("b" in up.result.created, "Blob/upload", "created b", up.result.not_created)
+        blob_id = up.result.created["b"].id
+        check(up.result.created["b"].size == len(whole), "Blob/upload size", len(whole), up.result.created["b"])
         item = got.result.items[0]
-        data = base64.b64decode(item.data_as_base64) if hasattr(item, "data_as_base64") else base64.b64decode(
-            item.model_dump(by_alias=True)["data:asBase64"]
-        )
-        check(data == head.encode() + tail, "Blob/get gives the uploaded bytes", len(head) + len(tail), len(data))
+        check(item.data == whole, "Blob/get data:asBase64 gives the uploaded bytes", len(whole), item)
+        digest = base64.b64encode(hashlib.sha256(whole).digest()).decode()
+        check(item.digest("sha-256") == digest, "Blob/get digest:sha-256 (RFC 9404 4.2)", digest, item.digest("sha-256"))
         with c.batch() as b:
-            got = b.blob.blob.get(ids=[up.result.created["b"].id], properties=["data:asText"], offset=0, length=5)
-        # Blob/lookup: the Mailbox and Email that reference a message's blob.
+            part = b.blob.blob.get(ids=[blob_id], properties=["data:asText", "size"], offset=0, length=5)
+        p0 = part.result.items[0]
+        check(
+            (p0.as_text, p0.size, p0.is_truncated) == (head[:5], len(whole), False),
+            "Blob/get of a range: its text, the whole size (RFC 9404 4.2)",
+            (head[:5], len(whole), False),
+            (p0.as_text, p0.size, p0.is_truncated),
+        )
+        # Blob/lookup (RFC 9404 4.3): the Email, its Mailboxes and its Thread.
         ids = self.email_ids_with_subject("Quarterly report")
         with c.batch() as b:
-            em = b.mail.email.get(ids=ids[:1], properties=["blobId", "mailboxIds"])
+            em = b.mail.email.get(ids=ids[:1], properties=["blobId", "mailboxIds", "threadId"])
         email = em.result.items[0]
         with c.batch() as b:
-            lk = b.blob.blob.lookup(type_names=["Email", "Mailbox"], ids=[email.blob_id])
-        entry = lk.result.list[0]
-        check(email.id in entry.matched_ids.get("Email", []), "Blob/lookup Email", email.id, entry.matched_ids)
+            lk = b.blob.blob.lookup(type_names=["Email", "Mailbox", "Thread"], ids=[email.blob_id])
+        entries = lk.result.items
+        check(len(entries) == 1 and entries[0].id == email.blob_id, "Blob/lookup entry", email.blob_id, lk.result)
+        found = entries[0]
+        check(found.ids_of("Email") == [email.id], "Blob/lookup Email", [email.id], found.matched_ids)
         check(
-            sorted(entry.matched_ids.get("Mailbox", [])) == sorted(email.mailbox_ids),
+            sorted(found.ids_of("Mailbox")) == sorted(email.mailbox_ids),
             "Blob/lookup Mailbox",
             sorted(email.mailbox_ids),
-            entry.matched_ids,
+            found.matched_ids,
         )
+        check(found.ids_of("Thread") == [email.thread_id], "Blob/lookup Thread", [email.thread_id], found.matched_ids)
         return {"upload_get_lookup": True}
 
     # RFC 9007: MDN/parse of a received receipt, MDN/send of one.
@@ -849,7 +887,7 @@ class Run:
                     }
                 },
             )
-        check("k" in sent.result.sent, "MDN/send", "sent k", sent.result.not_sent)
+        check("k" in (sent.result.sent or {}), "MDN/send", "sent k", sent.result.not_sent)
         with c.batch() as b:
             kw = b.mail.email.get(ids=ids[:1], properties=["keywords"])
         check("$mdnsent" in kw.result.items[0].keywords, "$mdnsent set (RFC 9007 2.1)", "$mdnsent", kw.result.items[0].keywords)
@@ -857,11 +895,19 @@ class Run:
         rids = wait_for("the receipt delivered", lambda: self.email_ids_with_subject(f"Read: {subject}"), timeout=WAIT * 2)
         with c.batch() as b:
             got = b.mail.email.get(ids=rids[:1], properties=["blobId"])
-            parsed = b.mdn.mdn.parse(blob_ids=[got.result.items[0].blob_id] if False else [])
-        with c.batch() as b:
-            parsed = b.mdn.mdn.parse(blob_ids=[got.result.items[0].blob_id])
-        mdn = parsed.result.parsed[got.result.items[0].blob_id]
-        check(mdn.disposition.type == "displayed", "MDN/parse disposition", "displayed", mdn.disposition)
+            parsed = b.mdn.mdn.parse(blob_ids=got.ref_list("blobId"))
+        blob = got.result.items[0].blob_id
+        mdn = (parsed.result.parsed or {}).get(blob)
+        check(mdn is not None, "MDN/parse of the delivered receipt", blob, parsed.result)
+        disposition = mdn.disposition
+        check(
+            disposition is not None
+            and (disposition.action_mode, disposition.sending_mode, disposition.type)
+            == ("manual-action", "mdn-sent-manually", "displayed"),
+            "MDN/parse disposition (RFC 8098 3.2.6)",
+            ("manual-action", "mdn-sent-manually", "displayed"),
+            disposition,
+        )
         return {"sent_and_parsed": True}
 
     # RFC 9749: VAPID on PushSubscription (RFC 8292 Authorization on every push, RFC 8291
