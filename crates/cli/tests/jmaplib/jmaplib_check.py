@@ -654,14 +654,72 @@ class Run:
             wait_for("the sent message delivered into INBOX", lambda: imap_search("INBOX", f'SUBJECT "{subject}"'))
         )
         sid = sub.result.created["s"].id
-        with c.batch() as b:
-            got = b.submission.email_submission.get(ids=[sid])
+
+        def settled() -> Any:
+            with c.batch() as b:
+                got = b.submission.email_submission.get(ids=[sid])
+            items = got.result.items
+            check(len(items) == 1 and items[0].email_id == email_id, "EmailSubmission/get", email_id, items)
+            status = (items[0].delivery_status or {}).get(address)
+            if items[0].undo_status == "final" and status is not None and status.smtp_reply:
+                return status
+            return None
+
+        # RFC 8621 7: final once relayed, with the server's reply to RCPT TO / DATA.
+        status = wait_for("the submission final with an SMTP reply", settled)
         check(
-            len(got.result.items) == 1 and got.result.items[0].email_id == email_id,
-            "EmailSubmission/get",
-            email_id,
-            got.result.items,
+            status.smtp_reply.startswith("250") and status.delivered in ("queued", "yes"),
+            "deliveryStatus after the relay",
+            "250 ..., queued|yes",
+            status,
         )
+        out["smtp_reply"] = status.smtp_reply[:3]
+
+        # A submission held for an hour (FUTURERELEASE HOLDFOR, RFC 4865) and canceled:
+        # nothing sent, the draft stays in Drafts (RFC 8621 7.5 undoStatus "canceled").
+        held = f"Held by jmaplib {RUN}"
+        with c.batch() as b:
+            made = b.mail.email.set(
+                create={
+                    "h": {
+                        "mailboxIds": {drafts.id: True},
+                        "keywords": {"$draft": True},
+                        "from": [{"email": address}],
+                        "to": [{"email": address}],
+                        "subject": held,
+                        "bodyValues": {"t": {"value": "never sent"}},
+                        "textBody": [{"partId": "t", "type": "text/plain"}],
+                    }
+                }
+            )
+            sub = b.submission.email_submission.set(
+                create={
+                    "s": {
+                        "identityId": identity.id,
+                        "emailId": CreationRef("h"),
+                        "envelope": {
+                            "mailFrom": {"email": address, "parameters": {"HOLDFOR": "3600"}},
+                            "rcptTo": [{"email": address}],
+                        },
+                    }
+                }
+            )
+        check("s" in sub.result.created, "EmailSubmission/set held", "created s", sub.result.not_created)
+        hid, held_email = sub.result.created["s"].id, made.result.created["h"].id
+        with c.batch() as b:
+            cancel = b.submission.email_submission.set(update={hid: {"undoStatus": "canceled"}})
+            after = b.submission.email_submission.get(ids=[hid], properties=["undoStatus"])
+            draft = b.mail.email.get(ids=[held_email], properties=["mailboxIds", "keywords"])
+        check(hid in cancel.result.updated, "cancel a held submission", hid, cancel.result.not_updated)
+        check(after.result.items[0].undo_status == "canceled", "undoStatus canceled", "canceled", after.result.items)
+        d = draft.result.items[0]
+        check(
+            d.mailbox_ids == {drafts.id: True} and "$draft" in d.keywords,
+            "the canceled draft stays in Drafts",
+            {drafts.id: True},
+            (d.mailbox_ids, d.keywords),
+        )
+        out["canceled_kept_draft"] = True
         return out
 
     # RFC 8887: requests and push over one WebSocket.
