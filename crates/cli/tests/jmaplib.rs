@@ -161,6 +161,7 @@ fn jmaplib_exercises_every_capability_the_session_offers() -> Result<()> {
     let r = &out["results"];
     assert_eq!(r["core"]["echo"], serde_json::json!({"hello": "jmaplib"}));
     assert_eq!(r["core"]["blob_roundtrip"], true);
+    assert_eq!(r["core"]["download_type"], "text/plain; charset=utf-8");
     assert_eq!(r["core"]["blob_copied_to_other_account"], true);
     assert_eq!(r["core"]["eventsource_saw_email"], true);
     assert_eq!(r["core"]["push_subscription"], true);

@@ -40,6 +40,7 @@ from collections.abc import Callable
 from typing import Any
 
 from jmap.auth import BasicAuth
+from jmap.blobs import download_url
 from jmap.client import JMAPClient
 from jmap.core.ids import CreationRef
 from jmap.models.push import StateChange
@@ -324,6 +325,22 @@ class Run:
             len(down),
         )
         out["blob_roundtrip"] = True
+        # RFC 8620 6.2: the response's Content-Type is the `type` asked for, parameters
+        # included; the URL is jmaplib's expansion of the Session's downloadUrl template.
+        text = "Grüße".encode()
+        tup = self.client.upload(text, content_type="text/plain; charset=utf-8")
+        url = download_url(
+            self.client.session, self.account, tup.blob_id, name="grüße.txt", content_type="text/plain; charset=utf-8"
+        )
+        resp = self.client.http.get(url)
+        check(
+            (resp.status_code, resp.headers.get("content-type"), resp.content)
+            == (200, "text/plain; charset=utf-8", text),
+            "download with type text/plain; charset=utf-8",
+            (200, "text/plain; charset=utf-8", text),
+            (resp.status_code, resp.headers.get("content-type"), resp.content),
+        )
+        out["download_type"] = resp.headers.get("content-type")
 
         # Blob/copy (RFC 8620 6.3) into the second account, downloaded there.
         with self.other.batch() as b:
