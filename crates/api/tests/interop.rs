@@ -1,6 +1,8 @@
 #![allow(clippy::unwrap_used)] // a test: a failed unwrap is a failed test
-//! Blob/copy (RFC 8620 6.3) through the router: between two accounts of one user, never
-//! from another user's account.
+//! What a second JMAP client library (jmaplib, tests/jmaplib.rs in the cli crate) found,
+//! pinned through the router: Blob/copy (RFC 8620 6.3) between a user's accounts, never
+//! from another user's; `#creationId` in the ids of read methods (RFC 8620 3.3, 5.3); a
+//! created Mailbox subscribed by default (RFC 8621 2).
 
 use api::auth::hash_password;
 use api::{AppState, router};
@@ -155,5 +157,86 @@ async fn blob_copy_between_a_users_accounts() {
     assert_eq!(
         store.upload_bytes(AccountId(3), &up.blob_id).await.unwrap(),
         None
+    );
+}
+
+async fn api(app: &axum::Router, calls: Value) -> Vec<Value> {
+    let body = json!({
+        "using": ["urn:ietf:params:jmap:core", "urn:ietf:params:jmap:mail"],
+        "methodCalls": calls
+    });
+    let req = Request::post("/jmap/api")
+        .header(header::AUTHORIZATION, basic("alice"))
+        .header(header::CONTENT_TYPE, "application/json")
+        .body(Body::from(body.to_string()))
+        .unwrap();
+    let (s, b) = send(app, req).await;
+    assert_eq!(s, StatusCode::OK);
+    let v: Value = serde_json::from_slice(&b).unwrap();
+    v["methodResponses"].as_array().unwrap().clone()
+}
+
+#[tokio::test]
+async fn created_objects_are_read_back_by_creation_id() {
+    let (app, _store) = setup().await;
+    let r = api(
+        &app,
+        json!([
+            ["Mailbox/set", {"accountId": "a1", "create": {"box": {"name": "Projects"}}}, "0"],
+            ["Mailbox/get", {"accountId": "a1", "ids": ["#box", "#unknown"], "properties": ["name"]}, "1"],
+            ["Email/set", {"accountId": "a1", "create": {"draft": {
+                "mailboxIds": {"#box": true},
+                "subject": "read me back",
+                "bodyValues": {"t": {"value": "hello"}},
+                "textBody": [{"partId": "t", "type": "text/plain"}]
+            }}}, "2"],
+            ["Email/get", {"accountId": "a1", "ids": ["#draft"], "properties": ["subject", "mailboxIds"]}, "3"]
+        ]),
+    )
+    .await;
+    let mailbox = r[0][1]["created"]["box"]["id"].as_str().unwrap();
+    assert_eq!(r[1][0], "Mailbox/get", "{:?}", r[1]);
+    assert_eq!(r[1][1]["list"][0]["id"], mailbox, "{:?}", r[1]);
+    assert_eq!(r[1][1]["list"][0]["name"], "Projects");
+    // An unknown creation id is notFound, like an unknown id.
+    assert_eq!(r[1][1]["notFound"], json!(["#unknown"]));
+    let email = r[2][1]["created"]["draft"]["id"].as_str().unwrap();
+    assert_eq!(r[3][1]["list"][0]["id"], email, "{:?}", r[3]);
+    assert_eq!(r[3][1]["list"][0]["subject"], "read me back");
+    assert_eq!(r[3][1]["list"][0]["mailboxIds"], json!({mailbox: true}));
+}
+
+#[tokio::test]
+async fn a_created_mailbox_is_subscribed_unless_asked_otherwise() {
+    let (app, _store) = setup().await;
+    let r = api(
+        &app,
+        json!([
+            ["Mailbox/set", {"accountId": "a1", "create": {
+                "plain": {"name": "Plain"},
+                "hidden": {"name": "Hidden", "isSubscribed": false}
+            }}, "0"],
+            ["Mailbox/get", {"accountId": "a1", "ids": ["#plain", "#hidden"], "properties": ["name", "isSubscribed"]}, "1"]
+        ]),
+    )
+    .await;
+    assert_eq!(
+        r[0][1]["created"]["plain"]["isSubscribed"], true,
+        "{:?}",
+        r[0]
+    );
+    assert_eq!(r[0][1]["created"]["hidden"]["isSubscribed"], false);
+    let got: Vec<(Value, Value)> = r[1][1]["list"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| (m["name"].clone(), m["isSubscribed"].clone()))
+        .collect();
+    assert_eq!(
+        got,
+        vec![
+            (json!("Plain"), json!(true)),
+            (json!("Hidden"), json!(false))
+        ]
     );
 }
