@@ -167,6 +167,7 @@ fn jmaplib_exercises_every_capability_the_session_offers() -> Result<()> {
     assert_eq!(r["core"]["push_subscription"], true);
     assert_eq!(r["core"]["push_subscription_encrypted"], true);
     assert_eq!(r["mail"]["imap_list_after_create"], true);
+    assert_eq!(r["mail"]["imap_lsub_after_create"], true);
     assert_eq!(r["mail"]["imap_list_after_rename"], true);
     assert_eq!(r["mail"]["imap_list_after_destroy"], true);
     assert_eq!(r["mail"]["changes_created"], 1);

@@ -123,6 +123,17 @@ def imap_names() -> set[str]:
         c.logout()
 
 
+def imap_subscribed() -> set[str]:
+    """The mailbox names an IMAP LSUB shows (RFC 3501 6.3.9)."""
+    c = imap()
+    try:
+        typ, lines = c.lsub()
+        check(typ == "OK", "IMAP LSUB", "OK", typ)
+        return {line.decode().rsplit(" ", 1)[-1].strip('"') for line in lines if isinstance(line, bytes)}
+    finally:
+        c.logout()
+
+
 def imap_search(mailbox: str, criteria: str, other: bool = False) -> list[bytes]:
     """UIDs in `mailbox` matching an IMAP SEARCH (RFC 3501 6.4.4); [] if it does not exist."""
     c = imap(other)
@@ -474,6 +485,12 @@ class Run:
             back.result,
         )
         out["imap_list_after_create"] = bool(wait_for(f"IMAP LIST shows {first}", lambda: first in imap_names()))
+        # RFC 8621 2: isSubscribed defaults to true in the user's own account, and reaches
+        # the server as a subscription (IMAP clients showing subscribed folders see it).
+        check(made.result.created["m"].is_subscribed is True, "isSubscribed of a created Mailbox", True, made.result.created["m"])
+        out["imap_lsub_after_create"] = bool(
+            wait_for(f"IMAP LSUB shows {first}", lambda: first in imap_subscribed())
+        )
         with c.batch() as b:
             ren = b.mail.mailbox.set(update={box: {"name": second}})
         check(box in ren.result.updated, "Mailbox/set rename", box, ren.result.not_updated)
