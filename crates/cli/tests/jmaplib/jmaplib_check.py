@@ -377,8 +377,8 @@ class Run:
         stop.set()
         out["eventsource_saw_email"] = True
 
-        # PushSubscription (RFC 8620 7.2): the PushVerification, then a StateChange only
-        # once the code was sent back; in clear, then encrypted to jmaplib's keys (RFC 8291).
+        # PushSubscription (RFC 8620 7.2): the PushVerification, its code sent back, then a
+        # StateChange after a delivery; in clear, then encrypted to jmaplib's keys (RFC 8291).
         from jmap.push import PushKeyPair
 
         for label, keys in (("push_subscription", None), ("push_subscription_encrypted", PushKeyPair.generate())):
