@@ -129,7 +129,7 @@ fn jmaplib_exercises_every_capability_the_session_offers() -> Result<()> {
         .stdout(Stdio::null())
         .stderr(log)
         .spawn()?;
-    let result = run(&python, &dovecot, port, dir.path());
+    let result = run(&python, &dovecot, port, dir.path(), &config);
     let _ = serve.kill();
     let _ = serve.wait();
     let (session, out) = match result {
@@ -160,6 +160,8 @@ fn jmaplib_exercises_every_capability_the_session_offers() -> Result<()> {
     // cannot pass unnoticed.
     let r = &out["results"];
     assert_eq!(r["core"]["echo"], serde_json::json!({"hello": "jmaplib"}));
+    assert_eq!(r["core"]["bearer_username"], "alice");
+    assert_eq!(r["core"]["wrong_token_refused"], true);
     assert_eq!(r["core"]["blob_roundtrip"], true);
     assert_eq!(r["core"]["download_type"], "text/plain; charset=utf-8");
     assert_eq!(r["core"]["blob_copied_to_other_account"], true);
@@ -187,6 +189,7 @@ fn run(
     dovecot: &Dovecot,
     port: u16,
     dir: &std::path::Path,
+    config: &std::path::Path,
 ) -> Result<(serde_json::Value, serde_json::Value)> {
     let start = Instant::now();
     let session = loop {
@@ -199,6 +202,15 @@ fn run(
             Err(e) => return Err(e.context("tidings serve never answered the Session")),
         }
     };
+    // An API token (`tidings token create`) for jmaplib's BearerAuth, once the store is up.
+    let token = Command::new(env!("CARGO_BIN_EXE_tidings"))
+        .args(["token", "create", "--user", "alice", "--config"])
+        .arg(config)
+        .output()?;
+    let token = String::from_utf8(token.stdout)?.trim().to_string();
+    if !token.starts_with("tid_") {
+        bail!("tidings token create gave no token");
+    }
     let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/jmaplib/jmaplib_check.py");
     let mut child = Command::new(python)
         .arg(&script)
@@ -208,6 +220,7 @@ fn run(
         )
         .env("JMAP_USER", "alice")
         .env("JMAP_PASSWORD", "pw")
+        .env("JMAP_TOKEN", &token)
         .env("MAIL_ADDRESS", USER)
         .env("IMAP_PORT", dovecot.imaps_port().to_string())
         .env("IMAP_PASSWORD", PASS)

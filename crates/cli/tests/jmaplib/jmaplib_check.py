@@ -39,7 +39,8 @@ import uuid
 from collections.abc import Callable
 from typing import Any
 
-from jmap.auth import BasicAuth
+from jmap import AuthenticationError
+from jmap.auth import BasicAuth, BearerAuth
 from jmap.blobs import download_url
 from jmap.client import JMAPClient
 from jmap.core.ids import CreationRef
@@ -324,6 +325,18 @@ class Run:
         out: dict[str, Any] = {}
         out["echo"] = self.client.echo(hello="jmaplib")
         check(out["echo"] == {"hello": "jmaplib"}, "Core/echo", {"hello": "jmaplib"}, out["echo"])
+
+        # An API token as a bearer token (RFC 6750), and a wrong one refused with a
+        # challenge (RFC 6750 3).
+        with JMAPClient.connect(env("JMAP_URL"), auth=BearerAuth(env("JMAP_TOKEN"))) as bearer:
+            check(bearer.echo(token=True) == {"token": True}, "Core/echo with a bearer token", {"token": True}, None)
+            out["bearer_username"] = bearer.session.username
+        try:
+            JMAPClient.connect(env("JMAP_URL"), auth=BearerAuth("tid_wrong")).close()
+            raise Failed("a wrong bearer token: expected AuthenticationError, got a session")
+        except AuthenticationError as e:
+            check(bool(e.challenges), "WWW-Authenticate on a refused token", "a challenge", e.challenges)
+            out["wrong_token_refused"] = True
 
         data = bytes((i * 7 + 3) % 256 for i in range(5000))
         up = self.client.upload(data, content_type="application/octet-stream")
