@@ -1,6 +1,6 @@
 //! A second independent JMAP client library, Python's capability-driven `jmaplib` (from
-//! PyPI, installed into `.venv` by scripts/lib.sh), drives a live `tidings serve` end to
-//! end over the private Dovecot (IMAP, LMTP) and Postfix (submission).
+//! PyPI, installed into `.venv` by scripts/lib.sh), drives a live `tidings serve` over
+//! HTTPS end to end, over the private Dovecot (IMAP, LMTP) and Postfix (submission).
 //!
 //! The script (tests/jmaplib/jmaplib_check.py) runs one step per capability URI the
 //! Session offers and refuses a URI it has no step for, so a capability cannot be added
@@ -9,9 +9,7 @@
 
 use anyhow::{Context, Result, bail};
 use std::collections::BTreeSet;
-use std::io::{Read, Write};
-use std::net::TcpStream;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 use testkit::{Dovecot, DovecotOptions, Smtp, corpus};
@@ -41,23 +39,22 @@ fn free_port() -> Result<u16> {
         .port())
 }
 
-/// The Session resource, read without any JMAP library: one HTTP/1.1 GET.
-fn session(port: u16) -> Result<serde_json::Value> {
-    let mut s = TcpStream::connect(("127.0.0.1", port))?;
-    s.set_read_timeout(Some(Duration::from_secs(10)))?;
-    // alice:pw
-    write!(
-        s,
-        "GET /jmap/session HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Basic YWxpY2U6cHc=\r\n\
-         Connection: close\r\n\r\n"
-    )?;
-    let mut out = String::new();
-    s.read_to_string(&mut out)?;
-    let (head, body) = out.split_once("\r\n\r\n").context("no HTTP header end")?;
-    if !head.starts_with("HTTP/1.1 200") {
-        bail!("session: {head}");
+/// The Session resource read without any JMAP library: Python's standard library over
+/// HTTPS, trusting the test CA.
+fn session(python: &Path, port: u16, ca: &Path) -> Result<serde_json::Value> {
+    const READ: &str = "import base64, ssl, sys, urllib.request\n\
+        ctx = ssl.create_default_context(cafile=sys.argv[2])\n\
+        req = urllib.request.Request(sys.argv[1], headers={'Authorization': 'Basic ' + base64.b64encode(b'alice:pw').decode()})\n\
+        sys.stdout.write(urllib.request.urlopen(req, context=ctx, timeout=10).read().decode())\n";
+    let out = Command::new(python)
+        .args(["-c", READ])
+        .arg(format!("https://127.0.0.1:{port}/jmap/session"))
+        .arg(ca)
+        .output()?;
+    if !out.status.success() {
+        bail!("session: {}", String::from_utf8_lossy(&out.stderr));
     }
-    Ok(serde_json::from_str(body)?)
+    Ok(serde_json::from_slice(&out.stdout)?)
 }
 
 /// Every capability URI the Session offers, at the top and in any account, less
@@ -97,6 +94,8 @@ fn jmaplib_exercises_every_capability_the_session_offers() -> Result<()> {
         )?;
     }
     let smtp = Smtp::start(&dovecot)?;
+    // tidings serve speaks HTTPS with the testkit's certificate, as a deployment would.
+    let tls_dir = dovecot.ca_file().parent().context("tls dir")?.to_path_buf();
     let dir = tempfile::tempdir()?;
     let port = free_port()?;
     let config = dir.path().join("t.toml");
@@ -104,6 +103,7 @@ fn jmaplib_exercises_every_capability_the_session_offers() -> Result<()> {
         &config,
         format!(
             "listen = \"127.0.0.1:{port}\"\ndata_dir = \"{}\"\nkey_file = \"{}\"\n\
+             tls_cert = \"{}\"\ntls_key = \"{}\"\n\
              push_subscription_allow_http = true\npush_subscription_allow_private = true\n\
              [[user]]\nname = \"alice\"\npassword = \"pw\"\n\
              [[account]]\nuser = \"alice\"\nname = \"mail\"\nkind = \"imap\"\nhost = \"127.0.0.1\"\n\
@@ -115,6 +115,8 @@ fn jmaplib_exercises_every_capability_the_session_offers() -> Result<()> {
              ca_file = \"{}\"\n",
             dir.path().join("data").display(),
             dir.path().join("key/k").display(),
+            tls_dir.join("server.pem").display(),
+            tls_dir.join("server.key").display(),
             dovecot.imaps_port(),
             dovecot.ca_file().display(),
             smtp.submissions_port(),
@@ -185,15 +187,15 @@ fn jmaplib_exercises_every_capability_the_session_offers() -> Result<()> {
 
 /// Waits for the first sync, reads the Session, then runs the script once (bounded).
 fn run(
-    python: &PathBuf,
+    python: &Path,
     dovecot: &Dovecot,
     port: u16,
-    dir: &std::path::Path,
-    config: &std::path::Path,
+    dir: &Path,
+    config: &Path,
 ) -> Result<(serde_json::Value, serde_json::Value)> {
     let start = Instant::now();
     let session = loop {
-        match session(port) {
+        match session(python, port, dovecot.ca_file()) {
             Ok(s) if s["accounts"].as_object().is_some_and(|a| !a.is_empty()) => break s,
             Ok(_) | Err(_) if start.elapsed() < Duration::from_secs(30) => {
                 std::thread::sleep(Duration::from_millis(200));
@@ -216,8 +218,9 @@ fn run(
         .arg(&script)
         .env(
             "JMAP_URL",
-            format!("http://127.0.0.1:{port}/.well-known/jmap"),
+            format!("https://127.0.0.1:{port}/.well-known/jmap"),
         )
+        .env("JMAP_CA_FILE", dovecot.ca_file())
         .env("JMAP_USER", "alice")
         .env("JMAP_PASSWORD", "pw")
         .env("JMAP_TOKEN", &token)

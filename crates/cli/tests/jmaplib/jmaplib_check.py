@@ -11,7 +11,8 @@ mdn, webpush-vapid) are written against their RFCs and run as soon as the Sessio
 them.
 
 Environment (set by tests/jmaplib.rs):
-  JMAP_URL, JMAP_USER, JMAP_PASSWORD  the Tidings session and its login
+  JMAP_URL, JMAP_USER, JMAP_PASSWORD  the Tidings session (https) and its login
+  JMAP_CA_FILE, JMAP_TOKEN            the CA of its certificate; an API token
   MAIL_ADDRESS, IMAP_PASSWORD         the mailbox on the private Dovecot
   IMAP_PORT, IMAP_CA_FILE             its IMAPS port and CA, for checking the server side
   LMTP_PORT                           its LMTP port, for deliveries
@@ -39,6 +40,7 @@ import uuid
 from collections.abc import Callable
 from typing import Any
 
+import httpx
 from jmap import AuthenticationError
 from jmap.auth import BasicAuth, BearerAuth
 from jmap.blobs import download_url
@@ -84,6 +86,13 @@ def wait_for(what: str, probe: Callable[[], Any], timeout: float = WAIT) -> Any:
         if time.monotonic() > deadline:
             raise Failed(f"{what}: not within {timeout:.0f}s (last: {last!r})")
         time.sleep(0.2)
+
+
+def connect(auth: Any, account_id: str | None = None) -> JMAPClient:
+    """A jmaplib client of the Session at JMAP_URL (https), trusting the test CA."""
+    ctx = ssl.create_default_context(cafile=env("JMAP_CA_FILE"))
+    http = httpx.Client(verify=ctx, follow_redirects=True, timeout=30.0)
+    return JMAPClient.connect(env("JMAP_URL"), auth=auth, account_id=account_id, http=http)
 
 
 # -- the mail server side, without Tidings ------------------------------------------------
@@ -328,11 +337,11 @@ class Run:
 
         # An API token as a bearer token (RFC 6750), and a wrong one refused with a
         # challenge (RFC 6750 3).
-        with JMAPClient.connect(env("JMAP_URL"), auth=BearerAuth(env("JMAP_TOKEN"))) as bearer:
+        with connect(BearerAuth(env("JMAP_TOKEN"))) as bearer:
             check(bearer.echo(token=True) == {"token": True}, "Core/echo with a bearer token", {"token": True}, None)
             out["bearer_username"] = bearer.session.username
         try:
-            JMAPClient.connect(env("JMAP_URL"), auth=BearerAuth("tid_wrong")).close()
+            connect(BearerAuth("tid_wrong")).close()
             raise Failed("a wrong bearer token: expected AuthenticationError, got a session")
         except AuthenticationError as e:
             check(bool(e.challenges), "WWW-Authenticate on a refused token", "a challenge", e.challenges)
@@ -1064,11 +1073,11 @@ def offered(client: JMAPClient) -> list[str]:
 
 def main() -> int:
     auth = BasicAuth(env("JMAP_USER"), env("JMAP_PASSWORD"))
-    client = JMAPClient.connect(env("JMAP_URL"), auth=auth)
+    client = connect(auth)
     others = [a for a in client.session.accounts if a != client.default_account]
     if len(others) != 1:
         raise SystemExit(f"expected a second account in the Session, got {others!r}")
-    other = JMAPClient.connect(env("JMAP_URL"), auth=auth, account_id=others[0])
+    other = connect(auth, account_id=others[0])
     run = Run(client, other)
     # The first sync: the three seeded messages are there before any step starts.
     wait_for("the first sync", lambda: len(run.email_ids_with_subject("Quarterly report")) == 3, timeout=60)
