@@ -873,13 +873,16 @@ class Run:
         )
         octets = [x for x in quotas if x.resource_type == "octets"]
         before = {x.id: x.used for x in octets}
-        deliver(f"Quota {RUN}", body="x" * 4000)
+        size = 4000
+        deliver(f"Quota {RUN}", body="x" * size)
 
         def grown() -> Any:
+            # At least the delivered body more than before: this delivery, not only one
+            # of an earlier step still being counted.
             with c.batch() as b:
                 ch = b.quota.quota.changes(since_state=got.result.state)
                 now = b.quota.quota.get(ids=list(before))
-            bigger = [x for x in now.result.items if x.used > before.get(x.id, x.used)]
+            bigger = [x for x in now.result.items if x.used >= before.get(x.id, x.used) + size]
             return (ch.result, bigger) if ch.result.updated and bigger else None
 
         if octets:
