@@ -23,14 +23,23 @@ const SCRIPT_DEADLINE: Duration = Duration::from_secs(240);
 
 /// The Python that has jmaplib: `TIDINGS_PYTHON`, else the repository's `.venv`.
 fn python() -> Result<PathBuf> {
-    if let Some(p) = std::env::var_os("TIDINGS_PYTHON") {
-        return Ok(PathBuf::from(p));
+    let python = match std::env::var_os("TIDINGS_PYTHON") {
+        Some(p) => PathBuf::from(p),
+        None => PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../.venv/bin/python"),
+    };
+    // A .venv made before jmaplib was added has jmapc only: say so, not an ImportError.
+    let has = Command::new(&python)
+        .args(["-c", "import jmap, httpx_ws, cryptography"])
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if !has {
+        bail!(
+            "no Python with jmaplib at {}: run ./scripts/test (scripts/lib.sh installs \
+             jmaplib[ws,push]==3.0.1 into .venv), or set TIDINGS_PYTHON",
+            python.display()
+        );
     }
-    let venv = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../.venv/bin/python");
-    if venv.exists() {
-        return Ok(venv);
-    }
-    bail!("no Python with jmaplib: run ./scripts/test (it fills .venv), or set TIDINGS_PYTHON")
+    Ok(python)
 }
 
 fn free_port() -> Result<u16> {
