@@ -188,6 +188,7 @@ fn jmaplib_exercises_every_capability_the_session_offers() -> Result<()> {
     assert_eq!(r["mail"]["copied_in_other_imap"], true);
     assert_eq!(r["submission"]["delivered_into_inbox"], true);
     assert_eq!(r["submission"]["draft_keyword_cleared"], true);
+    assert_eq!(r["submission"]["implicit_email_set"], 1);
     assert_eq!(r["submission"]["smtp_reply"], "250");
     assert_eq!(r["submission"]["canceled_kept_draft"], true);
     assert_eq!(r["websocket"]["push_saw_email"], true);

@@ -707,9 +707,11 @@ class Run:
             [(email_id, subject)],
             draft.result,
         )
-        # RFC 8621 7.5: the implicit Email/set of onSuccessUpdateEmail.
-        extra = [r for r in sub.extra] if hasattr(sub, "extra") else []
-        out["implicit_email_set"] = len(extra)
+        # RFC 8621 7.5: the implicit Email/set of onSuccessUpdateEmail answers right after,
+        # under the same call id (jmaplib keeps it in the handle's `extra`).
+        implicit = [r.name for r in sub.extra]
+        check(implicit == ["Email/set"], "the implicit Email/set response", ["Email/set"], implicit)
+        out["implicit_email_set"] = len(implicit)
         with c.batch() as b:
             after = b.mail.email.get(ids=[email_id], properties=["keywords", "mailboxIds"])
         e = after.result.items[0]
