@@ -2,8 +2,10 @@
 //! resolved against the responses so far, errors as data in the response. One file per
 //! object as the methods land.
 
+mod blob_copy;
 pub(crate) mod body;
 mod changes;
+mod creation_refs;
 pub(crate) mod email;
 mod identity;
 pub(crate) mod ids;
@@ -136,6 +138,7 @@ pub(crate) async fn dispatch(
             continue;
         }
         default_account(ctx, &name, &mut arguments);
+        creation_refs::resolve(&name, &mut arguments, &created_ids);
         if name.ends_with("/set") {
             set_unchanged::drop_unchanged(ctx, principal, &name, &mut arguments, &created_ids)
                 .await;
@@ -158,6 +161,8 @@ pub(crate) async fn dispatch(
         let result = match name.as_str() {
             // RFC 8620 4: echo the arguments back unchanged.
             "Core/echo" => Ok(arguments),
+            // RFC 8620 6.3, a core method: blobs between the caller's accounts.
+            "Blob/copy" => blob_copy::copy(ctx, arguments).await,
             // RFC 8620 3.3: mail methods need the mail capability in `using`.
             "Mailbox/get"
             | "Mailbox/changes"
