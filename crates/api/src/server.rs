@@ -309,7 +309,7 @@ async fn build_session(state: &AppState, principal: &Principal) -> Result<Sessio
         })
         .unwrap_or_default();
     let base = &state.base_url;
-    Ok(Session {
+    let mut session = Session {
         capabilities: {
             let mut c = SessionCapabilities::core(state.core.clone());
             c.mail = Some(Default::default());
@@ -333,7 +333,9 @@ async fn build_session(state: &AppState, principal: &Principal) -> Result<Sessio
             "{base}/jmap/eventsource/?types={{types}}&closeafter={{closeafter}}&ping={{ping}}"
         ),
         state: jmap_proto::State::from(hex::encode(&digest.finalize()[..8])),
-    })
+    };
+    crate::push::vapid::extend_session(&state.push, &mut session);
+    Ok(session)
 }
 
 async fn session(State(state): State<Arc<AppState>>, req: Request) -> Response {
