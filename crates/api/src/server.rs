@@ -334,6 +334,7 @@ async fn build_session(state: &AppState, principal: &Principal) -> Result<Sessio
         ),
         state: jmap_proto::State::from(hex::encode(&digest.finalize()[..8])),
     };
+    crate::jmap::mdn::extend_session(state, &mut session).await;
     crate::push::vapid::extend_session(&state.push, &mut session);
     Ok(session)
 }
@@ -496,6 +497,7 @@ pub(crate) async fn handle_request(
         jmap_proto::capability::MAIL,
         jmap_proto::capability::SUBMISSION,
         jmap_proto::capability::WEBSOCKET,
+        jmap_proto::capability::MDN,
     ];
     let request = parse_request(bytes, &limits, &supported).map_err(ApiError::Request)?;
     let session = build_session(state, principal)

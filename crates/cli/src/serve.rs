@@ -317,7 +317,10 @@ pub async fn run(config: Config, stop: impl Future<Output = ()>) -> Result<()> {
             config.vapid_key_file.as_deref(),
             config.key_file.as_deref(),
         );
-        let subject = config.push_vapid_subject.clone().unwrap_or(base_url.clone());
+        let subject = config
+            .push_vapid_subject
+            .clone()
+            .unwrap_or(base_url.clone());
         limits.vapid = Some(Arc::new(
             api::Vapid::load_or_create(&vapid_path, &subject)
                 .with_context(|| format!("VAPID key {}", vapid_path.display()))?,

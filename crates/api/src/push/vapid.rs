@@ -153,9 +153,7 @@ impl Vapid {
         let bad = || VapidError::BadKey(path.display().to_string());
         let mut reader = bytes;
         let der = match rustls_pemfile::private_key(&mut reader) {
-            Ok(Some(rustls::pki_types::PrivateKeyDer::Pkcs8(k))) => {
-                k.secret_pkcs8_der().to_vec()
-            }
+            Ok(Some(rustls::pki_types::PrivateKeyDer::Pkcs8(k))) => k.secret_pkcs8_der().to_vec(),
             _ => return Err(bad()),
         };
         Self::from_pkcs8(&der, subject).ok_or_else(bad)
@@ -244,8 +242,11 @@ mod tests {
     fn a_damaged_key_file_is_an_error() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("vapid.pem");
-        std::fs::write(&path, "-----BEGIN PRIVATE KEY-----\nAAAA\n-----END PRIVATE KEY-----\n")
-            .unwrap();
+        std::fs::write(
+            &path,
+            "-----BEGIN PRIVATE KEY-----\nAAAA\n-----END PRIVATE KEY-----\n",
+        )
+        .unwrap();
         assert!(matches!(
             Vapid::load_or_create(&path, "mailto:a@b"),
             Err(VapidError::BadKey(_))
