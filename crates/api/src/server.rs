@@ -498,6 +498,7 @@ pub(crate) async fn handle_request(
         jmap_proto::capability::SUBMISSION,
         jmap_proto::capability::WEBSOCKET,
         jmap_proto::capability::MDN,
+        crate::push::vapid::CAPABILITY,
     ];
     let request = parse_request(bytes, &limits, &supported).map_err(ApiError::Request)?;
     let session = build_session(state, principal)

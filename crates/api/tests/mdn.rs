@@ -291,7 +291,8 @@ async fn a_receipt_is_sent_once_delivered_and_parsed() {
         json!([["MDN/send", {
             "accountId": a1, "identityId": identity,
             "send": {
-                "k1": {"forEmailId": ask, "disposition": displayed},
+                "k1": {"forEmailId": ask, "disposition": displayed,
+                       "includeOriginalMessage": true},
                 "k2": {"forEmailId": "e999999", "disposition": displayed},
                 "k3": {"forEmailId": ask2, "disposition": displayed,
                        "finalRecipient": "rfc822; mallory@example.org"},
@@ -388,6 +389,16 @@ async fn a_receipt_is_sent_once_delivered_and_parsed() {
         field(&fields, "Disposition"),
         Some("manual-action/MDN-sent-manually; displayed")
     );
+    // includeOriginalMessage: the original is the report's third part.
+    let original = m
+        .parts
+        .iter()
+        .find_map(|p| match &p.body {
+            mail_parser::PartType::Message(inner) => Some(inner),
+            _ => None,
+        })
+        .expect("no message/rfc822 part");
+    assert_eq!(original.message_id(), Some("ask@example.org"));
     assert_eq!(smtp.accepted_message_ids().len(), 1, "one receipt, once");
 
     // $MDNSent (and the client's $seen) on Alice's copy on the server (RFC 3503).
@@ -439,6 +450,7 @@ async fn a_receipt_is_sent_once_delivered_and_parsed() {
     assert_eq!(mdn["finalRecipient"], format!("rfc822; {ALICE}"), "{r}");
     assert_eq!(mdn["originalMessageId"], "<ask@example.org>", "{r}");
     assert_eq!(mdn["subject"], "Read: please confirm", "{r}");
+    assert_eq!(mdn["includeOriginalMessage"], true, "{r}");
     assert!(
         mdn["textBody"]
             .as_str()

@@ -115,7 +115,9 @@ async fn session(port: u16) -> Value {
 
 async fn jmap(port: u16, calls: Value) -> Value {
     let body = json!({
-        "using": ["urn:ietf:params:jmap:core", "urn:ietf:params:jmap:mail"],
+        // A client may name every capability the Session offers.
+        "using": ["urn:ietf:params:jmap:core", "urn:ietf:params:jmap:mail",
+                  "urn:ietf:params:jmap:webpush-vapid"],
         "methodCalls": calls,
     });
     reqwest::Client::new()

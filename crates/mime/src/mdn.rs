@@ -88,6 +88,8 @@ pub struct Mdn {
     pub error: Vec<String>,
     /// Every other field, name as written.
     pub extension_fields: Vec<(String, String)>,
+    /// The report carries the original message (or its header) as a third part.
+    pub original_included: bool,
 }
 
 impl Mdn {
@@ -122,6 +124,12 @@ pub fn parse(raw: &[u8]) -> Option<Mdn> {
         original_message_id: None,
         error: Vec::new(),
         extension_fields: Vec::new(),
+        original_included: report.sub_parts.iter().flatten().skip(2).any(|p| {
+            matches!(
+                p.content_type.as_str(),
+                "message/rfc822" | "message/global" | "text/rfc822-headers"
+            )
+        }),
     };
     let mut disposition = None;
     for (name, value) in fields(body) {
@@ -483,6 +491,7 @@ mod tests {
             vec![("X-Extra".to_owned(), "one".to_owned())]
         );
         assert!(m.error.is_empty() && m.mdn_gateway.is_none());
+        assert!(!m.original_included);
     }
 
     #[test]
@@ -574,6 +583,7 @@ mod tests {
         );
         let m = parse(&raw).unwrap();
         assert_eq!(m.disposition, d);
+        assert!(m.original_included);
         assert_eq!(m.original_id_bare(), Some("orig@example.org"));
         assert_eq!(m.subject.as_deref(), Some("Gelesen: grüße"));
         assert_eq!(

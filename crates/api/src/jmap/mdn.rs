@@ -609,7 +609,7 @@ async fn parse(ctx: &Ctx<'_>, args: Map<String, Value>) -> Result<Map<String, Va
                 "forEmailId": for_email,
                 "subject": mdn.subject,
                 "textBody": mdn.text_body,
-                "includeOriginalMessage": false,
+                "includeOriginalMessage": mdn.original_included,
                 "reportingUA": mdn.reporting_ua,
                 "disposition": {
                     "actionMode": mdn.disposition.action_mode,
