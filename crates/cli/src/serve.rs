@@ -321,6 +321,12 @@ pub async fn run(config: Config, stop: impl Future<Output = ()>) -> Result<()> {
             .push_vapid_subject
             .clone()
             .unwrap_or(base_url.clone());
+        if !(subject.starts_with("mailto:") || subject.starts_with("https:")) {
+            tracing::warn!(
+                "push_vapid_subject is not a mailto: or https: contact: Web Push goes \
+                 without one, and some push services refuse that (RFC 8292 2.1)"
+            );
+        }
         limits.vapid = Some(Arc::new(
             api::Vapid::load_or_create(&vapid_path, &subject)
                 .with_context(|| format!("VAPID key {}", vapid_path.display()))?,

@@ -173,11 +173,14 @@ impl Vapid {
     /// token's `aud` is the push resource's origin. `None` only when signing failed.
     pub(crate) fn authorization(&self, endpoint: &reqwest::Url) -> Option<String> {
         let header = b64url(br#"{"typ":"JWT","alg":"ES256"}"#);
-        let claims = serde_json::json!({
+        let mut claims = serde_json::json!({
             "aud": endpoint.origin().ascii_serialization(),
             "exp": now() + TOKEN_LIFETIME_SECS,
-            "sub": self.subject,
         });
+        // RFC 8292 2.1: `sub` is a mailto: or https: contact; better none than another.
+        if self.subject.starts_with("mailto:") || self.subject.starts_with("https:") {
+            claims["sub"] = serde_json::Value::String(self.subject.clone());
+        }
         let claims = b64url(claims.to_string().as_bytes());
         let signing_input = format!("{header}.{claims}");
         let sig = self.key.sign(&self.rng, signing_input.as_bytes()).ok()?;
