@@ -334,7 +334,7 @@ async fn build_session(state: &AppState, principal: &Principal) -> Result<Sessio
         ),
         state: jmap_proto::State::from(hex::encode(&digest.finalize()[..8])),
     };
-    crate::jmap::mdn::extend_session(state, &mut session).await;
+    crate::jmap::mdn::extend_session(state, principal, &mut session).await;
     crate::push::vapid::extend_session(&state.push, &mut session);
     Ok(session)
 }

@@ -8,29 +8,33 @@ use crate::server::AppState;
 
 /// RFC 9007 2: the capability, an empty object in the Session and in the
 /// accountCapabilities of each account that can send (one with an SMTP server).
-pub(crate) async fn extend_session(state: &AppState, session: &mut jmap_proto::Session) {
+pub(crate) async fn extend_session(
+    state: &AppState,
+    principal: &crate::auth::Principal,
+    session: &mut jmap_proto::Session,
+) {
+    // One read for all accounts: the Session is built for every API request.
+    let Ok(records) = state.store.user_accounts(principal.user).await else {
+        return;
+    };
     let mut primary = None;
     for (id, account) in session.accounts.iter_mut() {
-        let Some(n) = super::ids::parse('a', id.as_str()) else {
-            continue;
-        };
-        let can_send = matches!(
-            state.store.account(mail_types::AccountId(n)).await,
-            Ok(Some(a)) if a.smtp.is_some()
-        );
+        let can_send = super::ids::parse('a', id.as_str())
+            .and_then(|n| records.iter().find(|r| r.id.0 == n))
+            .is_some_and(|r| r.smtp.is_some());
         if can_send {
-            account.account_capabilities.other.insert(
-                jmap_proto::capability::MDN.to_owned(),
-                serde_json::json!({}),
-            );
+            account
+                .account_capabilities
+                .other
+                .insert(jmap_proto::capability::MDN.to_owned(), json!({}));
             primary.get_or_insert_with(|| id.clone());
         }
     }
     if let Some(p) = primary {
-        session.capabilities.other.insert(
-            jmap_proto::capability::MDN.to_owned(),
-            serde_json::json!({}),
-        );
+        session
+            .capabilities
+            .other
+            .insert(jmap_proto::capability::MDN.to_owned(), json!({}));
         session
             .primary_accounts
             .insert(jmap_proto::capability::MDN.to_owned(), p);
@@ -468,7 +472,10 @@ async fn send(
     let mut update = Map::new();
     for (cid, o) in to_send {
         let Some(o) = o.as_object() else {
-            not_sent.insert(cid.clone(), invalid_property("", "an MDN is an object"));
+            not_sent.insert(
+                cid.clone(),
+                json!({"type": "invalidProperties", "description": "an MDN is an object"}),
+            );
             continue;
         };
         // RFC 9007 2.1 forbiddenToSend: nothing can be sent from this account.
