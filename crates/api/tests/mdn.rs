@@ -313,7 +313,7 @@ async fn a_receipt_is_sent_once_delivered_and_parsed() {
     let not_sent = &resp[0][1]["notSent"];
     assert_eq!(not_sent["k2"]["type"], "notFound", "{r}");
     assert_eq!(not_sent["k3"]["type"], "forbiddenFrom", "{r}");
-    assert_eq!(not_sent["k4"]["type"], "invalidProperties", "{r}");
+    assert_eq!(not_sent["k4"]["type"], "noRecipients", "{r}");
     assert_eq!(not_sent["k5"]["type"], "invalidProperties", "{r}");
     assert_eq!(not_sent["k5"]["properties"], json!(["disposition"]), "{r}");
     assert_eq!(resp[1][0], "Email/set", "{r}");
@@ -545,13 +545,22 @@ async fn an_account_without_smtp_cannot_send_receipts() {
         "bob",
         json!([["MDN/send", {"accountId": a, "identityId": identity,
             "send": {"k": {"forEmailId": ask, "disposition": {"actionMode": "manual-action",
-                "sendingMode": "mdn-sent-manually", "type": "displayed"}}}}, "c"]]),
+                "sendingMode": "mdn-sent-manually", "type": "displayed"}}}}, "c"],
+               // Without identityId (as clients written for Cyrus send it): the default
+               // identity, and the same answer.
+               ["MDN/send", {"accountId": a,
+            "send": {"k": {"forEmailId": ask, "disposition": {"actionMode": "manual-action",
+                "sendingMode": "MDN-sent-manually", "type": "displayed"}}}}, "d"]]),
     )
     .await;
     assert_eq!(
         r["methodResponses"][0][1]["notSent"]["k"]["type"], "forbiddenToSend",
         "{r}"
     );
-    assert_eq!(r["methodResponses"].as_array().unwrap().len(), 1, "{r}");
+    assert_eq!(
+        r["methodResponses"][1][1]["notSent"]["k"]["type"], "forbiddenToSend",
+        "{r}"
+    );
+    assert_eq!(r["methodResponses"].as_array().unwrap().len(), 2, "{r}");
     engine.shutdown().await;
 }

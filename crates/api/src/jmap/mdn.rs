@@ -324,9 +324,10 @@ async fn send_one(
         .collect();
     to.dedup();
     to.truncate(MAX_NOTIFY_ADDRESSES);
+    // As Cyrus answers it (RFC 8621 7.5's type): nobody to send the receipt to.
     if to.is_empty() {
-        return Err(invalid_property(
-            "forEmailId",
+        return Err(set_error(
+            "noRecipients",
             "the message asks for no receipt (no Disposition-Notification-To)",
         ));
     }
@@ -455,12 +456,17 @@ async fn send(
     };
     super::identity::ensure_default(ctx, account).await?;
     let identities = ctx.store.identities(account).await.map_err(fail)?;
-    let identity = args
-        .get("identityId")
-        .and_then(Value::as_str)
-        .and_then(|s| ids::parse('i', s))
-        .and_then(|n| identities.iter().find(|i| i.id == n))
-        .ok_or_else(|| invalid_args("identityId names no identity of this account"))?;
+    // RFC 9007 2.1 makes identityId mandatory; Cyrus takes none and sends as the user,
+    // and clients written against it leave it out: then the account's first identity
+    // (the login address) sends.
+    let identity = match args.get("identityId") {
+        None | Some(Value::Null) => identities.first(),
+        Some(v) => v
+            .as_str()
+            .and_then(|s| ids::parse('i', s))
+            .and_then(|n| identities.iter().find(|i| i.id == n)),
+    }
+    .ok_or_else(|| invalid_args("identityId names no identity of this account"))?;
     let can_send = ctx
         .store
         .account(account)
