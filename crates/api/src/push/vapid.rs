@@ -83,9 +83,11 @@ fn pem(der: &[u8]) -> String {
     out
 }
 
-/// Writes `data` to `path` readable by the owner only, whole or not at all: through a
-/// temporary file and a rename (a rotation replaces the old key in one step).
-fn write_private(path: &Path, data: &[u8]) -> Result<(), VapidError> {
+/// Writes `data` to `path` readable by the owner only, whole or not at all, through a
+/// temporary file: a rotation (`replace`) renames it over the old key in one step; a first
+/// start links it only where no key is yet, so of two processes starting together (the
+/// server and `tidings vapid show`) both end up with the one that was linked first.
+fn write_private(path: &Path, data: &[u8], replace: bool) -> Result<(), VapidError> {
     use std::io::Write;
     let parent = path.parent().unwrap_or(Path::new("."));
     std::fs::create_dir_all(parent).map_err(io(parent))?;
@@ -102,10 +104,17 @@ fn write_private(path: &Path, data: &[u8]) -> Result<(), VapidError> {
     let written = options
         .open(&tmp)
         .and_then(|mut f| f.write_all(data).and_then(|()| f.sync_all()))
-        .and_then(|()| std::fs::rename(&tmp, path));
-    if written.is_err() {
-        let _ = std::fs::remove_file(&tmp);
-    }
+        .and_then(|()| {
+            if replace {
+                std::fs::rename(&tmp, path)
+            } else {
+                match std::fs::hard_link(&tmp, path) {
+                    Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
+                    other => other,
+                }
+            }
+        });
+    let _ = std::fs::remove_file(&tmp);
     written.map_err(io(path))
 }
 
@@ -130,7 +139,7 @@ impl Vapid {
         match std::fs::read(path) {
             Ok(bytes) => Self::parse(path, &bytes, subject),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                Self::rotate(path)?;
+                write_private(path, &Self::generate()?, false)?;
                 let bytes = std::fs::read(path).map_err(io(path))?;
                 let v = Self::parse(path, &bytes, subject)?;
                 tracing::info!(path = %path.display(), public = %v.public,
@@ -143,10 +152,15 @@ impl Vapid {
 
     /// Writes a new key pair to `path`, replacing any old one.
     pub fn rotate(path: &Path) -> Result<(), VapidError> {
+        write_private(path, &Self::generate()?, true)
+    }
+
+    /// A new key pair as PEM.
+    fn generate() -> Result<Vec<u8>, VapidError> {
         let rng = SystemRandom::new();
         let doc = EcdsaKeyPair::generate_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, &rng)
             .map_err(|_| VapidError::Generate)?;
-        write_private(path, pem(doc.as_ref()).as_bytes())
+        Ok(pem(doc.as_ref()).into_bytes())
     }
 
     fn parse(path: &Path, bytes: &[u8], subject: &str) -> Result<Vapid, VapidError> {
