@@ -308,8 +308,8 @@ async fn pushes_carry_a_vapid_token_signed_with_the_session_key() {
     let change = decrypt(&p, &components, &auth);
     assert_eq!(change["@type"], "StateChange", "{change}");
     assert!(change["changed"]["a1"]["Mailbox"].is_string(), "{change}");
-    // A second token is made for each push, not one kept beyond its lifetime.
-    assert!(claims["exp"].as_u64().unwrap() > now());
+    // The token in use (reused per push service for an hour) has not expired.
+    assert!(claims["exp"].as_u64().unwrap() > now() + 3600);
 
     // A restart reads the same key from its file: browsers subscribed with it go on.
     server.stop().await;

@@ -20,6 +20,12 @@ pub const CAPABILITY: &str = "urn:ietf:params:jmap:webpush-vapid";
 /// How long a token is valid. RFC 8292 2: `exp` MUST NOT be more than 24 hours after
 /// the request; 12 hours leaves room for a clock that runs fast.
 const TOKEN_LIFETIME_SECS: u64 = 12 * 3600;
+/// A token is reused for this long: a change fanned out to thousands of subscriptions at
+/// one push service costs one signature, and every token sent has 11 hours left.
+const TOKEN_REUSE_SECS: u64 = 3600;
+/// Most push service origins whose tokens are kept (subscriptions name a few in practice;
+/// past this the cache starts over rather than grow).
+const MAX_CACHED_ORIGINS: usize = 1024;
 
 /// What can go wrong with the key file.
 #[derive(Debug, thiserror::Error)]
@@ -42,6 +48,8 @@ pub struct Vapid {
     /// base64url (no padding) of the uncompressed public point, 65 octets.
     public: String,
     subject: String,
+    /// Origin -> (Authorization value, when it was made).
+    tokens: std::sync::Mutex<std::collections::HashMap<String, (String, u64)>>,
 }
 
 impl std::fmt::Debug for Vapid {
@@ -129,6 +137,7 @@ impl Vapid {
             rng,
             public,
             subject: subject.to_owned(),
+            tokens: Default::default(),
         })
     }
 
@@ -186,10 +195,30 @@ impl Vapid {
     /// RFC 8292 2 and 3: `vapid t=<JWT>, k=<public key>` for a POST to `endpoint`; the
     /// token's `aud` is the push resource's origin. `None` only when signing failed.
     pub(crate) fn authorization(&self, endpoint: &reqwest::Url) -> Option<String> {
+        let origin = endpoint.origin().ascii_serialization();
+        let now = now();
+        if let Ok(tokens) = self.tokens.lock()
+            && let Some((value, made)) = tokens.get(&origin)
+            && now.saturating_sub(*made) < TOKEN_REUSE_SECS
+        {
+            return Some(value.clone());
+        }
+        let value = self.sign(&origin, now)?;
+        if let Ok(mut tokens) = self.tokens.lock() {
+            if tokens.len() >= MAX_CACHED_ORIGINS {
+                tokens.clear();
+            }
+            tokens.insert(origin, (value.clone(), now));
+        }
+        Some(value)
+    }
+
+    /// A new `vapid` Authorization value for `origin`, made at `now`.
+    fn sign(&self, origin: &str, now: u64) -> Option<String> {
         let header = b64url(br#"{"typ":"JWT","alg":"ES256"}"#);
         let mut claims = serde_json::json!({
-            "aud": endpoint.origin().ascii_serialization(),
-            "exp": now() + TOKEN_LIFETIME_SECS,
+            "aud": origin,
+            "exp": now + TOKEN_LIFETIME_SECS,
         });
         // RFC 8292 2.1: `sub` is a mailto: or https: contact; better none than another.
         if self.subject.starts_with("mailto:") || self.subject.starts_with("https:") {
@@ -253,6 +282,45 @@ mod tests {
         Vapid::rotate(&path).unwrap();
         let c = Vapid::load_or_create(&path, "mailto:admin@example.org").unwrap();
         assert_ne!(a.application_server_key(), c.application_server_key());
+    }
+
+    #[test]
+    fn a_token_is_reused_per_origin_only() {
+        let dir = tempfile::tempdir().unwrap();
+        let v = Vapid::load_or_create(&dir.path().join("v.pem"), "mailto:a@example.org").unwrap();
+        let a = reqwest::Url::parse("https://push.example.net/a").unwrap();
+        let b = reqwest::Url::parse("https://push.example.net/b").unwrap();
+        let other = reqwest::Url::parse("https://push.example.com:8443/a").unwrap();
+        let ta = v.authorization(&a).unwrap();
+        assert_eq!(v.authorization(&b).unwrap(), ta, "same origin, same token");
+        let to = v.authorization(&other).unwrap();
+        assert_ne!(to, ta);
+        let claims = |t: &str| -> serde_json::Value {
+            let jwt = t
+                .strip_prefix("vapid t=")
+                .unwrap()
+                .split(',')
+                .next()
+                .unwrap();
+            let part = jwt.split('.').nth(1).unwrap();
+            serde_json::from_slice(
+                &base64::engine::general_purpose::URL_SAFE_NO_PAD
+                    .decode(part)
+                    .unwrap(),
+            )
+            .unwrap()
+        };
+        assert_eq!(claims(&ta)["aud"], "https://push.example.net");
+        assert_eq!(claims(&to)["aud"], "https://push.example.com:8443");
+        // An old token is made again.
+        if let Ok(mut t) = v.tokens.lock() {
+            for (_, made) in t.values_mut() {
+                *made -= TOKEN_REUSE_SECS;
+            }
+        }
+        let again = v.authorization(&a).unwrap();
+        assert!(claims(&again)["exp"].as_u64().unwrap() >= claims(&ta)["exp"].as_u64().unwrap());
+        assert_ne!(again, ta);
     }
 
     #[test]
