@@ -35,6 +35,21 @@ pub(crate) async fn extend_session(
             .capabilities
             .other
             .insert(jmap_proto::capability::MDN.to_owned(), json!({}));
+        // RFC 8620 2: the Session state changes with the Session, here when an account
+        // gains or loses its SMTP server (and so the capability).
+        use sha2::Digest;
+        let mut d = sha2::Sha256::new();
+        d.update(session.state.as_str().as_bytes());
+        for (id, a) in &session.accounts {
+            if a.account_capabilities
+                .other
+                .contains_key(jmap_proto::capability::MDN)
+            {
+                d.update(id.as_str().as_bytes());
+                d.update(b",");
+            }
+        }
+        session.state = jmap_proto::State::from(hex::encode(&d.finalize()[..8]));
         session
             .primary_accounts
             .insert(jmap_proto::capability::MDN.to_owned(), p);
