@@ -15,7 +15,7 @@ use ring::signature::{ECDSA_P256_SHA256_FIXED_SIGNING, EcdsaKeyPair, KeyPair};
 use std::path::Path;
 
 /// RFC 9749 3: the capability URI.
-pub const CAPABILITY: &str = "urn:ietf:params:jmap:webpush-vapid";
+pub const CAPABILITY: &str = jmap_proto::capability::WEBPUSH_VAPID;
 
 /// How long a token is valid. RFC 8292 2: `exp` MUST NOT be more than 24 hours after
 /// the request; 12 hours leaves room for a clock that runs fast.
