@@ -4,7 +4,13 @@
 //! the original Email gets `$MDNSent` (RFC 3503) through the write-back path. MDN/parse
 //! reads received reports with `mime::mdn::parse`.
 
+use super::{Ctx, ids};
 use crate::server::AppState;
+use jmap_proto::{Id, Invocation, MethodError, MethodErrorType};
+use mail_types::{AccountId, EmailId, ThreadId};
+use serde_json::{Map, Value, json};
+use std::collections::HashMap;
+use store::{DraftFate, NewSubmission, SentCopy};
 
 /// RFC 9007 2: the capability, an empty object in the Session and in the
 /// accountCapabilities of each account that can send (one with an SMTP server).
@@ -55,13 +61,6 @@ pub(crate) async fn extend_session(
             .insert(jmap_proto::capability::MDN.to_owned(), p);
     }
 }
-
-use super::{Ctx, ids};
-use jmap_proto::{Id, Invocation, MethodError, MethodErrorType};
-use mail_types::{AccountId, EmailId, ThreadId};
-use serde_json::{Map, Value, json};
-use std::collections::HashMap;
-use store::{DraftFate, NewSubmission, SentCopy};
 
 /// Most MDNs one MDN/send or MDN/parse handles.
 const MAX_PER_CALL: usize = 100;
@@ -337,7 +336,8 @@ async fn send_one(
         .map(|a| a.email)
         .filter(|a| submit::valid_address(a))
         .collect();
-    to.dedup();
+    let mut seen = std::collections::HashSet::new();
+    to.retain(|a| seen.insert(a.to_ascii_lowercase()));
     to.truncate(MAX_NOTIFY_ADDRESSES);
     // As Cyrus answers it (RFC 8621 7.5's type): nobody to send the receipt to.
     if to.is_empty() {
