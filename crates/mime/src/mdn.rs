@@ -228,8 +228,8 @@ pub struct Outgoing<'a> {
     /// The sender (the identity): display name and address.
     pub from_name: Option<&'a str>,
     pub from: &'a str,
-    /// The address the original's `Disposition-Notification-To` named.
-    pub to: &'a str,
+    /// The addresses the original's `Disposition-Notification-To` named.
+    pub to: &'a [String],
     pub subject: &'a str,
     pub text_body: &'a str,
     pub reporting_ua: &'a str,
@@ -382,7 +382,11 @@ pub fn build(m: &Outgoing<'_>) -> Vec<u8> {
     let text = body_lines(m.text_body);
     let mut out = String::new();
     out.push_str(&format!("From: {from}\r\n"));
-    out.push_str(&format!("To: <{}>\r\n", ascii_line(m.to)));
+    let to: Vec<String> =
+        m.to.iter()
+            .map(|a| format!("<{}>", ascii_line(a)))
+            .collect();
+    out.push_str(&format!("To: {}\r\n", to.join(",\r\n ")));
     out.push_str(&format!("Subject: {}\r\n", encode_words(m.subject)));
     out.push_str(&format!("Date: {}\r\n", rfc5322_date(m.date)));
     out.push_str(&format!("Message-ID: <{}>\r\n", ascii_line(m.message_id)));
@@ -560,7 +564,10 @@ mod tests {
         let raw = build(&Outgoing {
             from_name: Some("Alice Ä"),
             from: "alice@example.org",
-            to: "bob@example.org\r\nBcc: x@y",
+            to: &[
+                "bob@example.org\r\nBcc: x@y".to_owned(),
+                "carol@example.org".to_owned(),
+            ],
             subject: "Gelesen: grüße",
             text_body: "Your message was displayed.\nÄ",
             reporting_ua: "tidings; Tidings 0.1",
@@ -598,7 +605,8 @@ mod tests {
         );
         let p = crate::parse(&raw);
         assert_eq!(p.from[0].email, "alice@example.org");
-        assert_eq!(p.to.len(), 1);
+        assert_eq!(p.to.len(), 2);
+        assert_eq!(p.to[1].email, "carol@example.org");
     }
 
     #[test]

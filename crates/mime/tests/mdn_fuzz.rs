@@ -92,7 +92,7 @@ fn mutated_reports_never_panic() {
     let built = build(&Outgoing {
         from_name: Some("Alice"),
         from: "alice@example.org",
-        to: "bob@example.org",
+        to: &["bob@example.org".to_owned()],
         subject: "Deleted: grüße",
         text_body: "It was deleted.",
         reporting_ua: "tidings",

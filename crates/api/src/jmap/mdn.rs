@@ -373,7 +373,7 @@ async fn send_one(
     let built = mime::mdn::build(&mime::mdn::Outgoing {
         from_name: name,
         from: &identity.email,
-        to: &to.join(", "),
+        to: &to,
         subject: &subject,
         text_body: &text_body,
         reporting_ua: &reporting_ua,
