@@ -309,7 +309,7 @@ async fn build_session(state: &AppState, principal: &Principal) -> Result<Sessio
         })
         .unwrap_or_default();
     let base = &state.base_url;
-    Ok(Session {
+    let mut session = Session {
         capabilities: {
             let mut c = SessionCapabilities::core(state.core.clone());
             c.mail = Some(Default::default());
@@ -333,7 +333,10 @@ async fn build_session(state: &AppState, principal: &Principal) -> Result<Sessio
             "{base}/jmap/eventsource/?types={{types}}&closeafter={{closeafter}}&ping={{ping}}"
         ),
         state: jmap_proto::State::from(hex::encode(&digest.finalize()[..8])),
-    })
+    };
+    crate::jmap::mdn::extend_session(state, principal, &mut session).await;
+    crate::push::vapid::extend_session(&state.push, &mut session);
+    Ok(session)
 }
 
 async fn session(State(state): State<Arc<AppState>>, req: Request) -> Response {
@@ -494,6 +497,8 @@ pub(crate) async fn handle_request(
         jmap_proto::capability::MAIL,
         jmap_proto::capability::SUBMISSION,
         jmap_proto::capability::WEBSOCKET,
+        jmap_proto::capability::MDN,
+        crate::push::vapid::CAPABILITY,
     ];
     let request = parse_request(bytes, &limits, &supported).map_err(ApiError::Request)?;
     let session = build_session(state, principal)

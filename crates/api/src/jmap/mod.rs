@@ -11,6 +11,7 @@ mod identity;
 pub(crate) mod ids;
 pub(crate) mod large;
 mod mailbox;
+pub(crate) mod mdn;
 // --- jmap: query changes, header properties, Email/parse ---
 mod headers;
 mod parse;
@@ -124,6 +125,10 @@ pub(crate) async fn dispatch(
         .using
         .iter()
         .any(|u| u == jmap_proto::capability::SUBMISSION);
+    let using_mdn = request
+        .using
+        .iter()
+        .any(|u| u == jmap_proto::capability::MDN);
     let mut response = Response::new(session_state, request.created_ids.clone());
     // RFC 8620 5.3: creation ids are known to every later call of the request.
     let mut created_ids = request.created_ids.clone().unwrap_or_default();
@@ -158,6 +163,21 @@ pub(crate) async fn dispatch(
             continue;
         }
         // --- end sending
+        // RFC 9007: MDN/send answers with an implicit Email/set too.
+        if name.starts_with("MDN/") {
+            let (c, args) = (call_id, arguments);
+            mdn::call(
+                ctx,
+                using_mdn,
+                name,
+                args,
+                c,
+                &mut created_ids,
+                &mut response,
+            )
+            .await;
+            continue;
+        }
         let result = match name.as_str() {
             // RFC 8620 4: echo the arguments back unchanged.
             "Core/echo" => Ok(arguments),

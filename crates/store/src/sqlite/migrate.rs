@@ -76,6 +76,15 @@ const MIGRATIONS: &[Step] = &[
     // the offset the sender wrote; a UTC instant alone lost it. Rows stored before keep 0
     // (served as UTC, as before) until their metadata is written again.
     |c| Ok(c.execute_batch("ALTER TABLE email ADD COLUMN sent_offset INTEGER NOT NULL DEFAULT 0;")?),
+    // v9: Emails found by Message-ID. MDN/parse (RFC 9007 2.2) names the Email a received
+    // read receipt is for from its Original-Message-ID; without this index that was a
+    // scan of the account's messages.
+    |c| {
+        Ok(c.execute_batch(
+            "CREATE INDEX email_message_id ON email (account_id, message_id)
+                 WHERE message_id IS NOT NULL;",
+        )?)
+    },
 ];
 
 /// The schema version this build writes.
