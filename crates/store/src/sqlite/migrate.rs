@@ -76,6 +76,11 @@ const MIGRATIONS: &[Step] = &[
     // the offset the sender wrote; a UTC instant alone lost it. Rows stored before keep 0
     // (served as UTC, as before) until their metadata is written again.
     |c| Ok(c.execute_batch("ALTER TABLE email ADD COLUMN sent_offset INTEGER NOT NULL DEFAULT 0;")?),
+    // v9: ManageSieve (RFC 5804) per account: where to reach it (or never to try), what
+    // the last try found (the Session offers Sieve and VacationResponse only when it
+    // worked), and permanent JMAP ids for Sieve scripts, which ManageSieve names only by
+    // name. Own tables, so accounts without ManageSieve need no row.
+    |c| Ok(c.execute_batch(super::sieve::SCHEMA)?),
 ];
 
 /// The schema version this build writes.
