@@ -7,6 +7,7 @@
 //! - `backoff`: exponential backoff with jitter.
 //! - `bodies`: the priority lane, one message fetched now because someone asked for it.
 //! - `oauth`: OAuth 2.0 access tokens of OAuth2 accounts (refresh, expiry, rotation).
+//! - `sieve`: ManageSieve (RFC 5804): tried at account start, connections for the API.
 //!
 //! No thread per account: every account is a tokio task, and a watching account costs one
 //! idle socket (two with NOTIFY: the watcher and the worker).
@@ -18,6 +19,7 @@ mod bodies;
 pub mod oauth;
 // Write-back: the outbox worker.
 mod outbox;
+pub mod sieve;
 mod submission;
 pub use submission::SubmitOptions;
 
@@ -140,6 +142,15 @@ impl Engine {
         )
     }
 
+    /// ManageSieve connections of this engine's accounts, with their IMAP credentials.
+    pub fn sieve(&self) -> Arc<sieve::Sieve> {
+        Arc::new(sieve::Sieve::new(
+            self.store.clone(),
+            self.passwords.clone(),
+            self.oauth.clone(),
+        ))
+    }
+
     /// The OAuth2 providers (and the store's encryption, for rotated refresh tokens).
     /// Without it, OAuth2 accounts fail with "no oauth_provider configured".
     pub fn with_oauth(mut self, oauth: Arc<OAuth>) -> Self {
@@ -219,8 +230,15 @@ impl Engine {
                     endpoint: account::endpoint(&account),
                 };
                 let a = account.clone();
+                // ManageSieve is tried once at start, beside the sync (see `sieve`).
+                let (sieve, s, stop) =
+                    (self.sieve(), account.clone(), self.shutdown_tx.subscribe());
                 tokio::spawn(async move {
-                    tokio::join!(account::run_imap(ctx, account), outbox::run(octx, a));
+                    tokio::join!(
+                        account::run_imap(ctx, account),
+                        outbox::run(octx, a),
+                        sieve.discover_at_start(s, stop)
+                    );
                 })
             }
             AccountKind::Pop3 => tokio::spawn(account::run_pop3(ctx, account)),
