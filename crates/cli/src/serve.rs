@@ -175,6 +175,7 @@ async fn import(store: &dyn Store, key: &SecretKey, config: &Config) -> Result<(
             .set_account_provider(id, a.provider_choice()?.as_str())
             .await?;
         store.set_account_policy(id, &a.policy()).await?;
+        store.set_sieve_settings(id, &a.sieve_settings()).await?;
     }
     Ok(())
 }
