@@ -305,6 +305,8 @@ pub async fn run(config: Config, stop: impl Future<Output = ()>) -> Result<()> {
     // --- end sending
     // A body not stored yet is fetched on the engine's priority lane.
     api_state.bodies = Some(Arc::new(Bodies(engine.body_fetcher())));
+    // SieveScript and VacationResponse reach ManageSieve with the accounts' credentials.
+    api_state.sieve = Some(engine.sieve());
     // push: limits from the config, and the stored push subscriptions' delivery tasks.
     if config.push_connections_per_user.is_some()
         || config.push_subscription_allow_http

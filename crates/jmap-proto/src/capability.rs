@@ -16,6 +16,8 @@ pub const SUBMISSION: &str = "urn:ietf:params:jmap:submission";
 pub const VACATION_RESPONSE: &str = "urn:ietf:params:jmap:vacationresponse";
 /// RFC 8887 4: JMAP over WebSocket.
 pub const WEBSOCKET: &str = "urn:ietf:params:jmap:websocket";
+/// RFC 9661 1.3.1: SieveScript.
+pub const SIEVE: &str = "urn:ietf:params:jmap:sieve";
 
 /// The value of `urn:ietf:params:jmap:core` in the Session's `capabilities` (RFC 8620 2):
 /// the server's limits.
