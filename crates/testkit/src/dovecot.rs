@@ -866,6 +866,12 @@ impl Dovecot {
     /// are turned into CRLF as an MTA would. Fails unless every reply is
     /// positive.
     pub fn deliver(&self, rcpt: &str, raw: &[u8]) -> Result<()> {
+        self.deliver_from("testkit@localhost", rcpt, raw)
+    }
+
+    /// [`Dovecot::deliver`] with `sender` as the envelope sender (MAIL FROM), which is
+    /// whom a Sieve vacation reply goes to.
+    pub fn deliver_from(&self, sender: &str, rcpt: &str, raw: &[u8]) -> Result<()> {
         let addr = SocketAddr::from((Ipv4Addr::LOCALHOST, self.ports.lmtp));
         let stream = TcpStream::connect_timeout(&addr, DEADLINE).context("connecting to LMTP")?;
         stream.set_read_timeout(Some(DEADLINE))?;
@@ -882,7 +888,7 @@ impl Dovecot {
         expect(&mut reader, "220", "greeting")?;
         writer.write_all(b"LHLO localhost\r\n")?;
         expect(&mut reader, "250", "LHLO")?;
-        writer.write_all(b"MAIL FROM:<testkit@localhost>\r\n")?;
+        writer.write_all(format!("MAIL FROM:<{sender}>\r\n").as_bytes())?;
         expect(&mut reader, "250", "MAIL FROM")?;
         writer.write_all(format!("RCPT TO:<{rcpt}>\r\n").as_bytes())?;
         expect(&mut reader, "250", "RCPT TO")?;
