@@ -114,7 +114,10 @@ async fn scripts_created_activated_validated_destroyed() {
     .await;
     assert_eq!(r["error"]["type"], "invalidSieve", "{r}");
     let words = r["error"]["description"].as_str().unwrap();
-    assert!(words.contains("line 3") && words.contains("expected end of command"), "{words}");
+    assert!(
+        words.contains("line 3") && words.contains("expected end of command"),
+        "{words}"
+    );
 
     // Create and activate in one call.
     let (_, r) = call(
