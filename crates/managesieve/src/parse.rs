@@ -252,10 +252,11 @@ pub struct Response {
     pub text: Option<String>,
 }
 
+/// A final line: its status, response code and text.
+pub type Final = (Status, Option<Code>, Option<String>);
+
 /// Whether `tokens` is a final OK/NO/BYE line; then the status, code and text.
-pub fn final_line(
-    tokens: &[Token],
-) -> Result<Option<(Status, Option<Code>, Option<String>)>, ParseError> {
+pub fn final_line(tokens: &[Token]) -> Result<Option<Final>, ParseError> {
     let status = match tokens.first() {
         Some(Token::Atom(a)) if a.eq_ignore_ascii_case("OK") => Status::Ok,
         Some(Token::Atom(a)) if a.eq_ignore_ascii_case("NO") => Status::No,

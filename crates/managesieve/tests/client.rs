@@ -232,3 +232,53 @@ async fn starttls_required_but_not_offered() {
     let err = Client::connect(cfg).await.err().unwrap();
     assert!(matches!(err, Error::Unsupported("STARTTLS")), "{err:?}");
 }
+
+/// OAuth 2.0: a bearer token checked by Dovecot at the test authorization server, with
+/// OAUTHBEARER (RFC 7628) or, where only that is offered, XOAUTH2; a bad token is refused.
+#[tokio::test]
+async fn oauth2_bearer_tokens() {
+    use testkit::oidc::{AuthServer, AuthServerOptions, CLIENT_ID};
+    let auth = AuthServer::start(AuthServerOptions::default()).unwrap();
+    let rt = auth.mint_refresh_token(USER, CLIENT_ID).unwrap();
+    let token = auth.access_token(&rt).unwrap();
+    for mechanisms in [vec!["oauthbearer", "xoauth2"], vec!["xoauth2"]] {
+        let mut oauth = testkit::DovecotOAuth2::new(auth.introspection_url());
+        oauth.mechanisms = mechanisms.iter().map(|m| m.to_string()).collect();
+        let d = Dovecot::start(DovecotOptions {
+            sieve: true,
+            oauth2: Some(oauth),
+            ..Default::default()
+        })
+        .unwrap();
+        d.add_user(USER, "unused").unwrap();
+        let mut c = Client::connect(config(&d, Security::Starttls))
+            .await
+            .unwrap();
+        let offered = c.capabilities().sasl.clone();
+        assert_eq!(
+            offered.contains(&"OAUTHBEARER".to_string()),
+            mechanisms.contains(&"oauthbearer"),
+            "{offered:?}"
+        );
+        c.authenticate(&Auth::OAuth2 {
+            username: USER,
+            token: &token,
+        })
+        .await
+        .unwrap();
+        assert!(c.list_scripts().await.unwrap().is_empty());
+        c.logout().await;
+
+        let mut c = Client::connect(config(&d, Security::Starttls))
+            .await
+            .unwrap();
+        let err = c
+            .authenticate(&Auth::OAuth2 {
+                username: USER,
+                token: "not-a-token",
+            })
+            .await
+            .unwrap_err();
+        assert!(matches!(err, Error::Auth(_)), "{err:?}");
+    }
+}

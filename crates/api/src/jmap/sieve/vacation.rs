@@ -36,7 +36,7 @@ fn to_json(v: &Vacation, properties: &Option<Vec<String>>) -> Value {
     let mut m = Map::new();
     if let Value::Object(all) = full {
         for (k, v) in all {
-            if k == "id" || props.iter().any(|p| *p == k) {
+            if k == "id" || props.contains(&k) {
                 m.insert(k, v);
             }
         }
