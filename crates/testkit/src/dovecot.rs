@@ -1494,7 +1494,6 @@ fn render_config(
         for svc in [
             "imap-login",
             "pop3-login",
-            "managesieve-login",
             "imap-urlauth-login",
             "ipc",
             "old-stats",
@@ -1504,6 +1503,9 @@ fn render_config(
             line(&format!("service {svc} {{\n  chroot =\n}}"));
         }
         line("service anvil {\n  chroot =\n}");
+        if opts.sieve {
+            line("service managesieve-login {\n  chroot =\n}");
+        }
     }
     let mut imap = String::from("protocol imap {\n  mail_max_userip_connections = 1000\n");
     if !opts.condstore || !opts.notify {
