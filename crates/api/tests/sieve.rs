@@ -252,5 +252,26 @@ async fn scripts_created_activated_validated_destroyed() {
     )
     .await;
     assert_ne!(r["created"]["again"]["id"].as_str().unwrap(), id);
+
+    // Too large for the client's bound, a name taken, a reserved name, no such blob.
+    let mut huge = b"# ".to_vec();
+    huge.resize(2 * 1024 * 1024, b'x');
+    huge.extend(b"\r\nkeep;\r\n");
+    let huge = upload(app, &huge).await;
+    let (_, r) = call(
+        app,
+        "SieveScript/set",
+        json!({"accountId": "a1", "create": {
+            "big": {"name": "big", "blobId": huge},
+            "taken": {"name": "renamed", "blobId": good},
+            "ours": {"name": "tidings-vacation", "blobId": good},
+            "none": {"name": "none", "blobId": "b0000"},
+        }}),
+    )
+    .await;
+    assert_eq!(r["notCreated"]["big"]["type"], "tooLarge", "{r}");
+    assert_eq!(r["notCreated"]["taken"]["type"], "alreadyExists", "{r}");
+    assert_eq!(r["notCreated"]["ours"]["type"], "forbidden", "{r}");
+    assert_eq!(r["notCreated"]["none"]["type"], "blobNotFound", "{r}");
     let _ = USING;
 }

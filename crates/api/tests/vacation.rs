@@ -127,6 +127,44 @@ async fn vacation_reply_is_sent_beside_the_users_filters() {
     assert_eq!(r["list"][0]["subject"], "Away until Monday");
     assert_eq!(r["notFound"], json!(["other"]));
 
+    // Another script activated while the vacation response is on: the vacation stays on,
+    // the new script runs beside it and is the one reported active.
+    let other = upload(
+        app,
+        b"require [\"fileinto\"];\r\nif header :contains \"subject\" \"report\" {\r\n  fileinto \"Archive\";\r\n}\r\n",
+    )
+    .await;
+    let (_, r) = call(
+        app,
+        "SieveScript/set",
+        json!({"accountId": "a1", "create": {"o": {"name": "archive", "blobId": other}},
+               "onSuccessActivateScript": "#o"}),
+    )
+    .await;
+    let archive = r["created"]["o"]["id"].as_str().unwrap().to_string();
+    assert_eq!(r["updated"][&archive]["isActive"], true, "{r}");
+    assert_eq!(r["updated"][&filters]["isActive"], false, "{r}");
+    w.dovecot
+        .deliver_from(
+            "gina@example.com",
+            USER,
+            &message("gina@example.com", "report"),
+        )
+        .unwrap();
+    assert_eq!(sent(&w).len(), 3, "the vacation response stopped");
+    let archived = w
+        .dovecot
+        .doveadm(&["mailbox", "status", "-u", USER, "messages", "Archive"])
+        .unwrap();
+    assert!(archived.contains("messages=1"), "{archived}");
+    let (_, r) = call(
+        app,
+        "SieveScript/set",
+        json!({"accountId": "a1", "onSuccessActivateScript": filters}),
+    )
+    .await;
+    assert_eq!(r["updated"][&filters]["isActive"], true, "{r}");
+
     // Starting tomorrow: nothing is answered today.
     let tomorrow = jmap_proto::UtcDate::from_timestamp(
         std::time::SystemTime::now()
@@ -151,7 +189,7 @@ async fn vacation_reply_is_sent_beside_the_users_filters() {
             &message("erin@example.com", "later"),
         )
         .unwrap();
-    assert_eq!(sent(&w).len(), 2, "a reply before fromDate");
+    assert_eq!(sent(&w).len(), 3, "a reply before fromDate");
 
     // Off: nothing answered, the user's filter is the active script again, the text kept.
     let (_, r) = call(
@@ -168,7 +206,7 @@ async fn vacation_reply_is_sent_beside_the_users_filters() {
             &message("frank@example.com", "anyone"),
         )
         .unwrap();
-    assert_eq!(sent(&w).len(), 2, "a reply while disabled");
+    assert_eq!(sent(&w).len(), 3, "a reply while disabled");
     let active = std::fs::read_link(w.dovecot.user_home(USER).join(".dovecot.sieve")).unwrap();
     assert!(active.to_string_lossy().contains("filters"), "{active:?}");
     let (_, r) = call(app, "VacationResponse/get", json!({"accountId": "a1"})).await;

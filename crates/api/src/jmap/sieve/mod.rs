@@ -29,6 +29,11 @@ use jmap_proto::capability::SIEVE;
 
 /// Longest script name accepted (RFC 9661 `maxSizeScriptName`): Pigeonhole's limit.
 const MAX_NAME: usize = 512;
+/// Every call reads every script (ManageSieve has no way to ask what changed), so a
+/// server with more, or more bytes, is refused rather than trusted with our memory; a
+/// person's filters are a handful of small scripts.
+const MAX_SCRIPTS: usize = 256;
+const MAX_TOTAL_BYTES: usize = 16 * 1024 * 1024;
 
 /// The account's ManageSieve capabilities as last found, if it has ManageSieve.
 async fn found(store: &dyn store::Store, account: &AccountRecord) -> Option<Capabilities> {
@@ -190,6 +195,13 @@ pub(super) struct View {
 impl View {
     pub(super) async fn load(ctx: &Ctx<'_>, conn: &mut Conn) -> Result<View, MethodError> {
         let list = conn.client.list_scripts().await.map_err(fail)?;
+        if list.len() > MAX_SCRIPTS {
+            return Err(fail(format!(
+                "the server lists {} scripts; at most {MAX_SCRIPTS} are read",
+                list.len()
+            )));
+        }
+        let mut total = 0usize;
         let mut scripts = Vec::new();
         let mut main = None;
         let mut vacation = None;
@@ -199,6 +211,10 @@ impl View {
                 server_active = Some(s.name.clone());
             }
             let content = conn.client.get_script(&s.name).await.map_err(fail)?;
+            total += content.len();
+            if total > MAX_TOTAL_BYTES {
+                return Err(fail("the scripts on the server are too large to read"));
+            }
             match s.name.as_str() {
                 MAIN_SCRIPT => {
                     if s.active {

@@ -134,16 +134,24 @@ fn set_error(e: SetError) -> Value {
     serde_json::to_value(e).unwrap_or(Value::Null)
 }
 
-/// The SetError for a refused PUTSCRIPT: over quota, or the server's words about the
-/// script.
-fn refused_script(e: &managesieve::Error) -> Value {
-    match e {
-        managesieve::Error::No { text, .. } if e.has_code("QUOTA") => {
+/// The SetError for a refused PUTSCRIPT or RENAMESCRIPT: over quota, too large, or the
+/// server's words about the script; a failed connection fails the whole method.
+fn refused_script(e: managesieve::Error) -> Result<Value, MethodError> {
+    Ok(match e {
+        managesieve::Error::No { ref text, .. } if e.has_code("QUOTA") => {
             set_error(SetError::new(SetErrorType::OverQuota).with_description(text.clone()))
         }
-        managesieve::Error::No { text, .. } => sieve_error("invalidSieve", text.clone()),
-        other => json!({"type": "serverFail", "description": other.to_string()}),
-    }
+        managesieve::Error::No { ref text, .. } if e.has_code("ALREADYEXISTS") => {
+            set_error(SetError::new(SetErrorType::AlreadyExists).with_description(text.clone()))
+        }
+        managesieve::Error::No { text, .. } => sieve_error("invalidSieve", text),
+        managesieve::Error::Invalid(why) => {
+            let mut e = SetError::new(SetErrorType::TooLarge).with_description(why);
+            e.max_size = Some(managesieve::Limits::default().max_literal as u64);
+            set_error(e)
+        }
+        other => return Err(fail(other)),
+    })
 }
 
 /// Checks a name for a create or rename.
@@ -253,7 +261,7 @@ pub(crate) async fn set(
             continue;
         };
         if let Err(e) = conn.client.put_script(&name, &content).await {
-            not_created.insert(cid.to_string(), refused_script(&e));
+            not_created.insert(cid.to_string(), refused_script(e)?);
             continue;
         }
         view = View::load(ctx, &mut conn).await?;
@@ -303,7 +311,7 @@ pub(crate) async fn set(
                 continue;
             };
             if let Err(e) = conn.client.put_script(&s.name, &content).await {
-                not_updated.insert(r.to_string(), refused_script(&e));
+                not_updated.insert(r.to_string(), refused_script(e)?);
                 continue;
             }
         }
@@ -321,7 +329,7 @@ pub(crate) async fn set(
                     continue;
                 }
                 if let Err(e) = conn.client.rename_script(&s.name, &new).await {
-                    not_updated.insert(r.to_string(), refused_script(&e));
+                    not_updated.insert(r.to_string(), refused_script(e)?);
                     continue;
                 }
                 ctx.store
