@@ -142,6 +142,15 @@ async fn scripts_created_activated_validated_destroyed() {
     );
     assert_ne!(r["newState"], r["oldState"]);
 
+    // An id of no script is ignored (RFC 9661 5.2).
+    let (name, r) = call(
+        app,
+        "SieveScript/set",
+        json!({"accountId": "a1", "onSuccessActivateScript": "S999999"}),
+    )
+    .await;
+    assert_eq!(name, "SieveScript/set", "{r}");
+    assert!(r["updated"].as_object().is_none_or(|m| m.is_empty()), "{r}");
     let (_, r) = call(
         app,
         "SieveScript/set",

@@ -387,12 +387,14 @@ pub(crate) async fn set(
     // RFC 9661 5.2: activation after every create, update and destroy succeeded.
     let all_ok = not_created.is_empty() && not_updated.is_empty() && not_destroyed.is_empty();
     let before = view.active_user_script().map(|s| s.id);
-    if all_ok && let Some(r) = &req.extra.on_success_activate_script {
-        let Some(s) = find(&view, r, &made) else {
-            return Err(MethodError::invalid_arguments(
-                "onSuccessActivateScript: no such script",
-            ));
-        };
+    // RFC 9661 5.2: deactivation first; an activation id that is invalid or names no
+    // script is ignored.
+    let activate = req
+        .extra
+        .on_success_activate_script
+        .as_ref()
+        .and_then(|r| find(&view, r, &made));
+    if all_ok && let Some(s) = &activate {
         if view.main.is_some() {
             put_main(&mut conn, Some(&s.name)).await?;
         } else {
@@ -413,6 +415,13 @@ pub(crate) async fn set(
             let Some(s) = id.and_then(|n| view.scripts.iter().find(|s| s.id == n)) else {
                 continue;
             };
+            // One created in this call is reported in `created`.
+            if let Some((cid, _)) = made.iter().find(|(_, n)| **n == s.id)
+                && let Some(Value::Object(m)) = created.get_mut(cid)
+            {
+                m.insert("isActive".into(), json!(active));
+                continue;
+            }
             let entry = updated
                 .entry(script_id(s))
                 .or_insert_with(|| Value::Object(Map::new()));
