@@ -280,6 +280,50 @@ impl View {
         v
     }
 
+    /// A script PUTSCRIPT just stored: listed, with its permanent id.
+    pub(super) async fn added(
+        &mut self,
+        ctx: &Ctx<'_>,
+        account: AccountId,
+        name: String,
+        content: Vec<u8>,
+    ) -> Result<Script, MethodError> {
+        self.all_names.push(name.clone());
+        self.scripts.push(Script {
+            id: 0,
+            name,
+            active: false,
+            content,
+        });
+        let names: Vec<String> = self.scripts.iter().map(|s| s.name.clone()).collect();
+        let ids = ctx
+            .store
+            .sieve_script_ids(account, &names)
+            .await
+            .map_err(fail)?;
+        for (s, id) in self.scripts.iter_mut().zip(ids) {
+            s.id = id;
+        }
+        self.scripts
+            .last()
+            .cloned()
+            .ok_or_else(|| fail("no script"))
+    }
+
+    pub(super) fn renamed(&mut self, old: &str, new: &str) {
+        for n in self.all_names.iter_mut().filter(|n| *n == old) {
+            *n = new.to_owned();
+        }
+        for s in self.scripts.iter_mut().filter(|s| s.name == old) {
+            s.name = new.to_owned();
+        }
+    }
+
+    pub(super) fn removed(&mut self, name: &str) {
+        self.all_names.retain(|n| n != name);
+        self.scripts.retain(|s| s.name != name);
+    }
+
     pub(super) fn active_user_script(&self) -> Option<&Script> {
         self.scripts.iter().find(|s| s.active)
     }

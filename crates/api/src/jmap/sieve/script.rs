@@ -264,17 +264,16 @@ pub(crate) async fn set(
             not_created.insert(cid.to_string(), refused_script(e)?);
             continue;
         }
-        view = View::load(ctx, &mut conn).await?;
-        let Some(s) = view.scripts.iter().find(|s| s.name == name) else {
-            return Err(fail("a stored script is not listed"));
-        };
+        // Kept up to date here rather than read again: a call may create thousands.
+        let s = view.added(ctx, conn.account, name, content).await?;
         made.insert(cid.to_string(), s.id);
         if let Some(id) = ids::id('S', s.id) {
             created_ids.insert(cid.to_string(), id);
         }
         created.insert(
             cid.to_string(),
-            json!({"id": script_id(s), "name": s.name, "blobId": blob_id(ctx, &conn, &s.content).await?, "isActive": false}),
+            // The content is the client's blob, byte for byte.
+            json!({"id": script_id(&s), "name": s.name, "blobId": blob, "isActive": false}),
         );
     }
 
@@ -301,19 +300,20 @@ pub(crate) async fn set(
                 continue;
             }
         };
-        let mut changed = Map::new();
+        let mut content = None;
         if let Some(blob) = blob {
-            let Some(content) = blob_bytes(ctx, &conn, &blob).await? else {
+            let Some(bytes) = blob_bytes(ctx, &conn, &blob).await? else {
                 not_updated.insert(
                     r.to_string(),
                     set_error(SetError::new(SetErrorType::BlobNotFound)),
                 );
                 continue;
             };
-            if let Err(e) = conn.client.put_script(&s.name, &content).await {
+            if let Err(e) = conn.client.put_script(&s.name, &bytes).await {
                 not_updated.insert(r.to_string(), refused_script(e)?);
                 continue;
             }
+            content = Some(bytes);
         }
         if let Some(new) = name {
             let Some(new) = new else {
@@ -339,17 +339,20 @@ pub(crate) async fn set(
                 // The vacation wrapper follows the user's script to its new name.
                 if view.main.as_ref().and_then(|m| m.user_script.as_deref()) == Some(&s.name) {
                     put_main(&mut conn, Some(&new)).await?;
+                    view.main = Some(Main {
+                        user_script: Some(new.clone()),
+                    });
                 }
+                view.renamed(&s.name, &new);
             }
         }
-        view = View::load(ctx, &mut conn).await?;
-        if let Some(after) = view.scripts.iter().find(|x| x.id == s.id) {
-            changed.insert(
-                "blobId".into(),
-                json!(blob_id(ctx, &conn, &after.content).await?),
-            );
+        if let Some(bytes) = content
+            && let Some(x) = view.scripts.iter_mut().find(|x| x.id == s.id)
+        {
+            x.content = bytes;
         }
-        updated.insert(script_id(&s), Value::Object(changed));
+        // Nothing the server set: the blobId is the client's, the name as given.
+        updated.insert(script_id(&s), Value::Null);
     }
 
     for r in req.destroy.clone().unwrap_or_default() {
@@ -381,7 +384,7 @@ pub(crate) async fn set(
             }
             Err(e) => return Err(fail(e)),
         }
-        view = View::load(ctx, &mut conn).await?;
+        view.removed(&s.name);
     }
 
     // RFC 9661 5.2: activation after every create, update and destroy succeeded.
