@@ -69,6 +69,9 @@ pub struct EngineOptions {
     /// headers are synced and a body comes when someone asks for it (`BodyFetcher`):
     /// what tests use to hold the body pass back.
     pub background_bodies: bool,
+    /// ManageSieve not found at account start (the server unreachable then, or without
+    /// it) is tried again this often until it is found, so the Session follows.
+    pub sieve_retry: std::time::Duration,
 }
 
 impl Default for EngineOptions {
@@ -79,6 +82,7 @@ impl Default for EngineOptions {
             notify_flush: Some(std::time::Duration::from_millis(100)),
             notify_flush_always: false,
             background_bodies: true,
+            sieve_retry: std::time::Duration::from_secs(3600),
         }
     }
 }
@@ -230,14 +234,15 @@ impl Engine {
                     endpoint: account::endpoint(&account),
                 };
                 let a = account.clone();
-                // ManageSieve is tried once at start, beside the sync (see `sieve`).
+                // ManageSieve is tried at start, beside the sync (see `sieve`).
                 let (sieve, s, stop) =
                     (self.sieve(), account.clone(), self.shutdown_tx.subscribe());
+                let retry = self.options.sieve_retry;
                 tokio::spawn(async move {
                     tokio::join!(
                         account::run_imap(ctx, account),
                         outbox::run(octx, a),
-                        sieve.discover_at_start(s, stop)
+                        sieve.discover_at_start(s, retry, stop)
                     );
                 })
             }

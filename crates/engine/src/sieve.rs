@@ -108,15 +108,31 @@ impl Sieve {
         found
     }
 
-    /// [`Sieve::discover`] unless the engine stops first.
+    /// [`Sieve::discover`] at account start, and again every `retry` until found (a
+    /// server down at start, or one that gains ManageSieve later), until the engine stops.
     pub(crate) async fn discover_at_start(
         self: Arc<Self>,
         account: AccountRecord,
+        retry: std::time::Duration,
         mut shutdown: tokio::sync::watch::Receiver<bool>,
     ) {
-        tokio::select! {
-            _ = self.discover(&account) => {}
-            _ = shutdown.wait_for(|stop| *stop) => {}
+        loop {
+            let found = tokio::select! {
+                found = self.discover(&account) => found.is_some(),
+                _ = shutdown.wait_for(|stop| *stop) => return,
+            };
+            let enabled = self
+                .store
+                .sieve_settings(account.id)
+                .await
+                .is_ok_and(|s| s.enabled);
+            if found || !enabled {
+                return;
+            }
+            tokio::select! {
+                _ = tokio::time::sleep(retry) => {}
+                _ = shutdown.wait_for(|stop| *stop) => return,
+            }
         }
     }
 

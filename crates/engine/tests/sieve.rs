@@ -145,3 +145,39 @@ async fn sieve_false_is_never_tried() -> Result<()> {
     engine.shutdown().await;
     Ok(())
 }
+
+#[tokio::test]
+async fn a_server_down_at_start_is_found_when_it_is_back() -> Result<()> {
+    let mut dovecot = Dovecot::start(DovecotOptions {
+        sieve: true,
+        ..DovecotOptions::default()
+    })?;
+    dovecot.add_user(ALICE, "pw")?;
+    let dir = tempfile::tempdir()?;
+    let store: Arc<dyn Store> = Arc::new(SqliteStore::open(&dir.path().join("t.sqlite"))?);
+    let sieve = SieveSettings {
+        port: dovecot.managesieve_port(),
+        ..SieveSettings::default()
+    };
+    let id = add_account(store.as_ref(), &dovecot, "pw", AccountAuth::Password, sieve).await?;
+    dovecot.stop();
+    let mut engine =
+        Engine::new(store.clone(), plain_passwords()).with_options(engine::EngineOptions {
+            sieve_retry: Duration::from_millis(200),
+            ..engine::EngineOptions::default()
+        });
+    engine.start_all().await?;
+    let first = wait_tried(store.as_ref(), id).await?;
+    assert_eq!(first.capabilities, None, "found while the server was down");
+    dovecot.restart()?;
+    let start = Instant::now();
+    while store.sieve_settings(id).await?.capabilities.is_none() {
+        anyhow::ensure!(
+            start.elapsed() < DEADLINE,
+            "not found after the server came back"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    engine.shutdown().await;
+    Ok(())
+}
