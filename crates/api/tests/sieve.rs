@@ -205,8 +205,7 @@ async fn scripts_created_activated_validated_destroyed() {
     .await;
     assert_eq!(r["ids"], json!([]));
 
-    // Rename keeps the id; changes since an old state cannot be told, since the current
-    // one are none.
+    // Rename keeps the id, and is an update since the state before it.
     let (_, r) = call(
         app,
         "SieveScript/set",
@@ -214,7 +213,21 @@ async fn scripts_created_activated_validated_destroyed() {
     )
     .await;
     assert!(r["updated"].get(&id).is_some(), "{r}");
+    let before_rename = r["oldState"].as_str().unwrap().to_string();
     let state = r["newState"].as_str().unwrap().to_string();
+    let (_, r) = call(
+        app,
+        "SieveScript/changes",
+        json!({"accountId": "a1", "sinceState": before_rename}),
+    )
+    .await;
+    assert_eq!(r["updated"], json!([id]), "{r}");
+    assert_eq!(
+        (&r["created"], &r["destroyed"]),
+        (&json!([]), &json!([])),
+        "{r}"
+    );
+    assert_eq!(r["newState"], state.as_str());
     let (_, r) = call(
         app,
         "SieveScript/get",
@@ -223,13 +236,16 @@ async fn scripts_created_activated_validated_destroyed() {
     .await;
     assert_eq!(r["list"][0]["name"], "renamed");
     assert_eq!(r["list"][0]["isActive"], true);
-    let (name, _) = call(
+    // Since the empty start: one created. Since now: nothing. A state never seen: the
+    // client must get the scripts again.
+    let (_, r) = call(
         app,
         "SieveScript/changes",
         json!({"accountId": "a1", "sinceState": state0}),
     )
     .await;
-    assert_eq!(name, "error");
+    assert_eq!(r["created"], json!([id]), "{r}");
+    assert_eq!(r["updated"], json!([]), "{r}");
     let (name, r) = call(
         app,
         "SieveScript/changes",
@@ -238,6 +254,18 @@ async fn scripts_created_activated_validated_destroyed() {
     .await;
     assert_eq!(name, "SieveScript/changes", "{r}");
     assert_eq!(r["hasMoreChanges"], false);
+    assert_eq!(r["created"], json!([]), "{r}");
+    assert_eq!(r["oldState"], r["newState"]);
+    let (name, r) = call(
+        app,
+        "SieveScript/changes",
+        json!({"accountId": "a1", "sinceState": "s0000000000000000"}),
+    )
+    .await;
+    assert_eq!(
+        (name.as_str(), &r["type"]),
+        ("error", &json!("cannotCalculateChanges"))
+    );
 
     // Deactivate, then destroy works; the id is never handed out again.
     let (_, r) = call(
@@ -251,6 +279,13 @@ async fn scripts_created_activated_validated_destroyed() {
         app,
         "SieveScript/set",
         json!({"accountId": "a1", "destroy": [id]}),
+    )
+    .await;
+    assert_eq!(r["destroyed"], json!([id]), "{r}");
+    let (_, r) = call(
+        app,
+        "SieveScript/changes",
+        json!({"accountId": "a1", "sinceState": state}),
     )
     .await;
     assert_eq!(r["destroyed"], json!([id]), "{r}");

@@ -147,6 +147,17 @@ pub trait Store: Send + Sync + 'static {
     /// Permanent ids for the account's Sieve scripts, one per name in order; names not in
     /// `names` are forgotten.
     async fn sieve_script_ids(&self, account: AccountId, names: &[String]) -> Result<Vec<i64>>;
+    /// Records what the scripts were under a SieveScript state (opaque JSON), once per
+    /// state; only the most recent states are kept.
+    async fn put_sieve_snapshot(
+        &self,
+        account: AccountId,
+        state: &str,
+        scripts: &str,
+        at: i64,
+    ) -> Result<()>;
+    /// What [`Store::put_sieve_snapshot`] recorded for `state`, if it is still kept.
+    async fn sieve_snapshot(&self, account: AccountId, state: &str) -> Result<Option<String>>;
     /// The script `id` is now called `name`.
     async fn rename_sieve_script(&self, account: AccountId, id: i64, name: &str) -> Result<()>;
     /// The account's body policy and configured download limit (defaults when never set).

@@ -78,8 +78,10 @@ const MIGRATIONS: &[Step] = &[
     |c| Ok(c.execute_batch("ALTER TABLE email ADD COLUMN sent_offset INTEGER NOT NULL DEFAULT 0;")?),
     // v9: ManageSieve (RFC 5804) per account: where to reach it (or never to try), what
     // the last try found (the Session offers Sieve and VacationResponse only when it
-    // worked), and permanent JMAP ids for Sieve scripts, which ManageSieve names only by
-    // name. Own tables, so accounts without ManageSieve need no row.
+    // worked), permanent JMAP ids for Sieve scripts, which ManageSieve names only by name,
+    // and what the scripts were under recent SieveScript states (ManageSieve keeps no
+    // change log, SieveScript/changes diffs against these). Own tables, so accounts
+    // without ManageSieve need no row.
     |c| Ok(c.execute_batch(super::sieve::SCHEMA)?),
 ];
 

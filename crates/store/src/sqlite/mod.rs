@@ -967,6 +967,22 @@ impl Store for SqliteStore {
         self.call(move |c| sieve::script_ids(c, account, &names))
             .await
     }
+    async fn put_sieve_snapshot(
+        &self,
+        account: AccountId,
+        state: &str,
+        scripts: &str,
+        at: i64,
+    ) -> Result<()> {
+        let (state, scripts) = (state.to_owned(), scripts.to_owned());
+        self.call(move |c| sieve::put_snapshot(c, account, &state, &scripts, at))
+            .await
+    }
+    async fn sieve_snapshot(&self, account: AccountId, state: &str) -> Result<Option<String>> {
+        let state = state.to_owned();
+        self.call(move |c| sieve::snapshot(c, account, &state))
+            .await
+    }
     async fn rename_sieve_script(&self, account: AccountId, id: i64, name: &str) -> Result<()> {
         let name = name.to_owned();
         self.call(move |c| sieve::rename_script(c, account, id, &name))

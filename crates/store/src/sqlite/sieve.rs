@@ -28,7 +28,21 @@ CREATE TABLE sieve_script (
     name       TEXT NOT NULL,
     UNIQUE (account_id, name)
 ) STRICT;
+-- The scripts as JMAP last saw them under each recent SieveScript state (a digest of the
+-- scripts: ManageSieve keeps no change log), so SieveScript/changes can tell what changed
+-- since one of them.
+CREATE TABLE sieve_snapshot (
+    account_id INTEGER NOT NULL REFERENCES account(id) ON DELETE CASCADE,
+    state      TEXT NOT NULL,
+    -- JSON: [[id, digest of its name, activity and content], ...]
+    scripts    TEXT NOT NULL,
+    seen_at    INTEGER NOT NULL,
+    PRIMARY KEY (account_id, state)
+) STRICT;
 ";
+
+/// How many states back SieveScript/changes can answer from.
+const SNAPSHOTS: i64 = 32;
 
 pub(super) fn settings(c: &Connection, account: AccountId) -> Result<SieveSettings> {
     let row: Option<(i64, String, i64, String, i64)> = c
@@ -127,4 +141,37 @@ pub(super) fn rename_script(c: &Connection, account: AccountId, id: i64, name: &
         params![account.0, id, name],
     )?;
     Ok(())
+}
+
+/// Records the scripts seen under `state` (once), keeping the most recent ones.
+pub(super) fn put_snapshot(
+    c: &Connection,
+    account: AccountId,
+    state: &str,
+    scripts: &str,
+    at: i64,
+) -> Result<()> {
+    let added = c.execute(
+        "INSERT INTO sieve_snapshot (account_id, state, scripts, seen_at) VALUES (?1, ?2, ?3, ?4) \
+         ON CONFLICT (account_id, state) DO NOTHING",
+        params![account.0, state, scripts, at],
+    )?;
+    if added > 0 {
+        c.execute(
+            "DELETE FROM sieve_snapshot WHERE account_id = ?1 AND rowid NOT IN \
+             (SELECT rowid FROM sieve_snapshot WHERE account_id = ?1 \
+              ORDER BY seen_at DESC, rowid DESC LIMIT ?2)",
+            params![account.0, SNAPSHOTS],
+        )?;
+    }
+    Ok(())
+}
+
+pub(super) fn snapshot(c: &Connection, account: AccountId, state: &str) -> Result<Option<String>> {
+    Ok(c.query_row(
+        "SELECT scripts FROM sieve_snapshot WHERE account_id = ?1 AND state = ?2",
+        params![account.0, state],
+        |r| r.get(0),
+    )
+    .optional()?)
 }

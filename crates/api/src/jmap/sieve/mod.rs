@@ -256,13 +256,47 @@ impl View {
     /// SieveScript state: changes with any script's id, name, activity or content.
     pub(super) fn script_state(&self) -> String {
         let mut d = Sha256::new();
-        for s in &self.scripts {
-            d.update(s.id.to_be_bytes());
-            d.update(s.name.as_bytes());
-            d.update([0, u8::from(s.active)]);
-            d.update(Sha256::digest(&s.content));
+        for (id, digest) in self.snapshot() {
+            d.update(id.to_be_bytes());
+            d.update(digest.as_bytes());
         }
         format!("s{}", hex::encode(&d.finalize()[..8]))
+    }
+
+    /// Each script's id and a digest of what JMAP shows of it (name, activity, content).
+    pub(super) fn snapshot(&self) -> Vec<(i64, String)> {
+        let mut out: Vec<(i64, String)> = self
+            .scripts
+            .iter()
+            .map(|s| {
+                let mut d = Sha256::new();
+                d.update(s.name.as_bytes());
+                d.update([0, u8::from(s.active)]);
+                d.update(Sha256::digest(&s.content));
+                (s.id, hex::encode(&d.finalize()[..12]))
+            })
+            .collect();
+        out.sort();
+        out
+    }
+
+    /// Remembers the scripts under the current state, for SieveScript/changes.
+    pub(super) async fn record(
+        &self,
+        ctx: &Ctx<'_>,
+        account: AccountId,
+    ) -> Result<String, MethodError> {
+        let state = self.script_state();
+        let json = serde_json::to_string(&self.snapshot()).map_err(fail)?;
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_secs() as i64)
+            .unwrap_or(0);
+        ctx.store
+            .put_sieve_snapshot(account, &state, &json, now)
+            .await
+            .map_err(fail)?;
+        Ok(state)
     }
 
     /// VacationResponse state.

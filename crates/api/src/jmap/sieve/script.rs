@@ -105,7 +105,7 @@ pub(crate) async fn get(
             }
         }
     }
-    let state = view.script_state();
+    let state = view.record(ctx, conn.account).await?;
     conn.client.logout().await;
     let mut out = Map::new();
     out.insert("accountId".into(), json!(req.account_id));
@@ -212,7 +212,7 @@ pub(crate) async fn set(
     req.check_limit(ctx.max_objects_in_set)?;
     let mut conn = connect(ctx, &req.account_id, false).await?;
     let mut view = View::load(ctx, &mut conn).await?;
-    let old_state = view.script_state();
+    let old_state = view.record(ctx, conn.account).await?;
     if let Some(want) = &req.if_in_state
         && want.as_str() != old_state
     {
@@ -433,7 +433,7 @@ pub(crate) async fn set(
             }
         }
     }
-    let new_state = view.script_state();
+    let new_state = view.record(ctx, conn.account).await?;
     conn.client.logout().await;
     let map_or_null = |m: Map<String, Value>| {
         if m.is_empty() {
@@ -561,7 +561,10 @@ pub(crate) async fn query(
         .collect();
     let mut out = Map::new();
     out.insert("accountId".into(), json!(account));
-    out.insert("queryState".into(), json!(view.script_state()));
+    out.insert(
+        "queryState".into(),
+        json!(view.record(ctx, conn.account).await?),
+    );
     out.insert("canCalculateChanges".into(), json!(false));
     out.insert("position".into(), json!(start));
     out.insert("ids".into(), json!(ids));
@@ -665,9 +668,9 @@ pub(crate) async fn validate(
     Ok(out)
 }
 
-/// SieveScript/changes: the state is a digest of the scripts, so only "nothing changed"
-/// can be told; otherwise `cannotCalculateChanges` and the client gets them again
-/// (RFC 8620 5.2).
+/// SieveScript/changes (RFC 8620 5.2): the state is a digest of the scripts, and what
+/// they were under each recent state is kept, so the changes are the difference between
+/// that and now; a state no longer kept is `cannotCalculateChanges`.
 pub(crate) async fn changes(
     ctx: &Ctx<'_>,
     args: Map<String, Value>,
@@ -676,20 +679,50 @@ pub(crate) async fn changes(
     let mut conn = connect(ctx, &req.account_id, false).await?;
     let view = View::load(ctx, &mut conn).await?;
     conn.client.logout().await;
-    let state = view.script_state();
-    if req.since_state.as_str() != state {
-        return Err(MethodError::with_description(
-            MethodErrorType::CannotCalculateChanges,
-            "scripts changed; get them again",
+    let state = view.record(ctx, conn.account).await?;
+    let cannot = |why: &str| {
+        MethodError::with_description(MethodErrorType::CannotCalculateChanges, why.to_owned())
+    };
+    let old: Vec<(i64, String)> = ctx
+        .store
+        .sieve_snapshot(conn.account, req.since_state.as_str())
+        .await
+        .map_err(fail)?
+        .and_then(|j| serde_json::from_str(&j).ok())
+        .ok_or_else(|| cannot("that state is no longer known; get the scripts again"))?;
+    let now = view.snapshot();
+    let id = |n: &i64| ids::id('S', *n).map(Id::into_string).unwrap_or_default();
+    let created: Vec<String> = now
+        .iter()
+        .filter(|(n, _)| !old.iter().any(|(o, _)| o == n))
+        .map(|(n, _)| id(n))
+        .collect();
+    let updated: Vec<String> = now
+        .iter()
+        .filter(|(n, d)| old.iter().any(|(o, od)| o == n && od != d))
+        .map(|(n, _)| id(n))
+        .collect();
+    let destroyed: Vec<String> = old
+        .iter()
+        .filter(|(o, _)| !now.iter().any(|(n, _)| n == o))
+        .map(|(o, _)| id(o))
+        .collect();
+    // No intermediate states exist to page through.
+    if req
+        .max_changes
+        .is_some_and(|m| (created.len() + updated.len() + destroyed.len()) as u64 > m)
+    {
+        return Err(cannot(
+            "more changes than maxChanges; get the scripts again",
         ));
     }
     let mut out = Map::new();
     out.insert("accountId".into(), json!(req.account_id));
-    out.insert("oldState".into(), json!(state));
+    out.insert("oldState".into(), json!(req.since_state));
     out.insert("newState".into(), json!(state));
     out.insert("hasMoreChanges".into(), json!(false));
-    out.insert("created".into(), json!([]));
-    out.insert("updated".into(), json!([]));
-    out.insert("destroyed".into(), json!([]));
+    out.insert("created".into(), json!(created));
+    out.insert("updated".into(), json!(updated));
+    out.insert("destroyed".into(), json!(destroyed));
     Ok(out)
 }
