@@ -91,3 +91,33 @@ async fn script_ids_are_permanent() {
     let back = s.sieve_script_ids(a, &names(&["z"])).await.expect("ids");
     assert!(back[0] > first[1], "{back:?} after {first:?}");
 }
+
+#[tokio::test]
+async fn recent_snapshots_are_kept() {
+    let dir = tempfile::tempdir().expect("dir");
+    let s = SqliteStore::open(&dir.path().join("s.sqlite")).expect("store");
+    let a = account(&s).await;
+    for i in 0..40 {
+        s.put_sieve_snapshot(a, &format!("s{i}"), &format!("[{i}]"), i)
+            .await
+            .expect("put");
+    }
+    // The first one is recorded once: seeing a state again changes nothing.
+    s.put_sieve_snapshot(a, "s39", "[other]", 99)
+        .await
+        .expect("put");
+    assert_eq!(
+        s.sieve_snapshot(a, "s39").await.expect("get").as_deref(),
+        Some("[39]")
+    );
+    assert_eq!(
+        s.sieve_snapshot(a, "s8").await.expect("get").as_deref(),
+        Some("[8]")
+    );
+    assert_eq!(
+        s.sieve_snapshot(a, "s7").await.expect("get"),
+        None,
+        "only 32 kept"
+    );
+    assert_eq!(s.sieve_snapshot(a, "nope").await.expect("get"), None);
+}
