@@ -34,6 +34,12 @@ ensure_python_clients() {
         python3 -m venv .venv
         .venv/bin/pip install -q --disable-pip-version-check "jmapc==0.4.0" >&2
     fi
+    # A second, capability-driven client (jmaplib, imported as `jmap`) with its extras for
+    # JMAP over WebSocket (RFC 8887, httpx-ws) and encrypted Web Push (RFC 8291, cryptography).
+    if ! .venv/bin/python -c "import sys, jmap, httpx_ws, cryptography; sys.exit(jmap.__version__ != '3.0.1')" 2>/dev/null; then
+        echo "adding jmaplib to .venv" >&2
+        .venv/bin/pip install -q --disable-pip-version-check "jmaplib[ws,push]==3.0.1" >&2
+    fi
 }
 
 # --- web client (issue 6) -------------------------------------------------------------------

@@ -20,7 +20,11 @@ pub(crate) struct DownloadQuery {
     content_type: Option<String>,
 }
 
-/// A MIME type we are willing to put in a header: `type/subtype` of token characters.
+/// A MIME type we are willing to put in a header: `type/subtype` of token characters, and
+/// its parameters whose name and value are tokens (RFC 2045 5.1), so that a client asking
+/// for `text/plain; charset=utf-8` gets that (RFC 8620 6.2: the server sets the
+/// Content-Type the `type` variable names). Anything else in a parameter drops it; a bad
+/// type gives `application/octet-stream`.
 fn safe_type(t: Option<&str>) -> String {
     let ok = |s: &str| {
         !s.is_empty()
@@ -28,12 +32,28 @@ fn safe_type(t: Option<&str>) -> String {
             && s.bytes()
                 .all(|b| b.is_ascii_alphanumeric() || b"!#$&^_.+-".contains(&b))
     };
-    match t.and_then(|t| t.split_once('/')) {
+    let mut parts = t.unwrap_or_default().split(';');
+    let mut out = match parts.next().map(str::trim).and_then(|m| m.split_once('/')) {
         Some((a, b)) if ok(a) && ok(b) => {
             format!("{}/{}", a.to_ascii_lowercase(), b.to_ascii_lowercase())
         }
-        _ => "application/octet-stream".into(),
+        _ => return "application/octet-stream".into(),
+    };
+    // A few parameters at most: a header, not a place for a client to store things.
+    for p in parts.take(4) {
+        let Some((k, v)) = p.trim().split_once('=') else {
+            continue;
+        };
+        let v = v.trim();
+        let v = v
+            .strip_prefix('"')
+            .and_then(|v| v.strip_suffix('"'))
+            .unwrap_or(v);
+        if ok(k.trim()) && ok(v) {
+            out.push_str(&format!("; {}={v}", k.trim().to_ascii_lowercase()));
+        }
     }
+    out
 }
 
 /// RFC 6266 / RFC 8187: `filename*=UTF-8''percent-encoded`, plus an ASCII fallback.
@@ -217,6 +237,15 @@ mod tests {
             "application/octet-stream"
         );
         assert_eq!(safe_type(None), "application/octet-stream");
+        assert_eq!(
+            safe_type(Some("text/plain; Charset=\"UTF-8\"")),
+            "text/plain; charset=UTF-8"
+        );
+        // A parameter that is not a token pair is dropped, the type kept.
+        assert_eq!(
+            safe_type(Some("text/plain; charset=utf-8\r\nX: y; format")),
+            "text/plain"
+        );
         let d = disposition("attachment", "r\u{e9}sum\u{e9} \"x\".pdf");
         assert!(d.contains("filename*=UTF-8''r%C3%A9sum%C3%A9%20%22x%22.pdf"));
         assert!(

@@ -29,6 +29,7 @@ pub mod web;
 
 pub use bodies::{BodyFetch, FetchError};
 pub use http::{HttpLimits, TrustedProxies};
+pub use push::vapid::{Vapid, VapidError};
 pub use push::{Hub as PushHub, Limits as PushLimits};
 pub use server::{AppState, router, serve, serve_tls, serve_tls_with, serve_with};
 

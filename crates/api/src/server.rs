@@ -339,6 +339,8 @@ async fn build_session(state: &AppState, principal: &Principal) -> Result<Sessio
         state: jmap_proto::State::from(hex::encode(&digest.finalize()[..8])),
     };
     crate::jmap::sieve::add_to_session(state.store.as_ref(), &mut session).await;
+    crate::jmap::mdn::extend_session(state, principal, &mut session).await;
+    crate::push::vapid::extend_session(&state.push, &mut session);
     Ok(session)
 }
 
@@ -502,6 +504,8 @@ pub(crate) async fn handle_request(
         jmap_proto::capability::WEBSOCKET,
         crate::jmap::sieve::URIS[0],
         crate::jmap::sieve::URIS[1],
+        jmap_proto::capability::MDN,
+        crate::push::vapid::CAPABILITY,
     ];
     let request = parse_request(bytes, &limits, &supported).map_err(ApiError::Request)?;
     let session = build_session(state, principal)

@@ -44,6 +44,15 @@ pub struct Config {
     /// a push service inside one's own network; public addresses only otherwise).
     #[serde(default)]
     pub push_subscription_allow_private: bool,
+    /// The VAPID key pair (RFC 8292) that signs Web Push requests, PEM PKCS#8, created on
+    /// first start (mode 0600). Default: `vapid.pem` beside `key_file`, outside the data
+    /// dir like it. `tidings vapid rotate` replaces it.
+    #[serde(default)]
+    pub vapid_key_file: Option<PathBuf>,
+    /// The contact a push service may reach the operator at (RFC 8292 2.1 `sub`): a
+    /// `mailto:` or `https:` URI. Default: the server's public URL.
+    #[serde(default)]
+    pub push_vapid_subject: Option<String>,
     // --- watching (issue 4) ---
     /// With NOTIFY, a NOOP on the watcher connection this often (milliseconds, default
     /// 100, 0 for never) while the account's user has a push client connected makes
@@ -361,7 +370,12 @@ impl Config {
         if c.data_dir.is_relative() {
             c.data_dir = base.join(&c.data_dir);
         }
-        for p in [&mut c.key_file, &mut c.tls_cert, &mut c.tls_key] {
+        for p in [
+            &mut c.key_file,
+            &mut c.tls_cert,
+            &mut c.tls_key,
+            &mut c.vapid_key_file,
+        ] {
             if let Some(k) = p.as_ref()
                 && k.is_relative()
             {
@@ -494,6 +508,15 @@ impl Config {
                 )
             })
     }
+}
+
+/// Where the VAPID key pair lives: as configured, else beside the secret key file.
+pub fn vapid_key_file(vapid: Option<&Path>, key_file: Option<&Path>) -> PathBuf {
+    if let Some(v) = vapid {
+        return v.to_path_buf();
+    }
+    let key = key_file.map_or_else(default_key_file, Path::to_path_buf);
+    key.with_file_name("vapid.pem")
 }
 
 /// The default key file location: outside any data dir, in the user's config dir.

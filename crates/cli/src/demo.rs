@@ -69,6 +69,8 @@ pub async fn run(dir: &Path, listen: &str) -> Result<()> {
         push_connections_per_user: None,
         push_subscription_allow_http: false,
         push_subscription_allow_private: false,
+        vapid_key_file: None,
+        push_vapid_subject: None,
         imap_notify_flush_ms: None,
         imap_notify_flush_always: false,
         trusted_proxies: Vec::new(),

@@ -6,6 +6,7 @@ mod config;
 mod demo;
 mod secrets;
 mod serve;
+mod vapid;
 
 use anyhow::Result;
 use clap::{Parser, Subcommand};
@@ -72,6 +73,13 @@ enum Command {
     Account {
         #[command(subcommand)]
         action: admin::AccountAction,
+        #[command(flatten)]
+        at: Location,
+    },
+    /// The VAPID key pair that signs Web Push (RFC 8292).
+    Vapid {
+        #[command(subcommand)]
+        action: vapid::VapidAction,
         #[command(flatten)]
         at: Location,
     },
@@ -158,6 +166,7 @@ async fn run(cli: Cli) -> Result<()> {
         Command::User { action, at } => admin::user(action, &at).await,
         Command::Account { action, at } => admin::account(action, &at).await,
         Command::Token { action, at } => admin::token(action, &at).await,
+        Command::Vapid { action, at } => vapid::vapid(action, &at).await,
     }
 }
 

@@ -307,10 +307,8 @@ pub async fn run(config: Config, stop: impl Future<Output = ()>) -> Result<()> {
     api_state.bodies = Some(Arc::new(Bodies(engine.body_fetcher())));
     // SieveScript and VacationResponse reach ManageSieve with the accounts' credentials.
     api_state.sieve = Some(engine.sieve());
-    // push: limits from the config, and the stored push subscriptions' delivery tasks.
-    if config.push_connections_per_user.is_some()
-        || config.push_subscription_allow_http
-        || config.push_subscription_allow_private
+    // push: limits from the config, the VAPID key, and the stored push subscriptions'
+    // delivery tasks.
     {
         let mut limits = api::PushLimits::default();
         if let Some(n) = config.push_connections_per_user {
@@ -318,6 +316,24 @@ pub async fn run(config: Config, stop: impl Future<Output = ()>) -> Result<()> {
         }
         limits.subscription_allow_http = config.push_subscription_allow_http;
         limits.subscription_allow_private = config.push_subscription_allow_private;
+        let vapid_path = crate::config::vapid_key_file(
+            config.vapid_key_file.as_deref(),
+            config.key_file.as_deref(),
+        );
+        let subject = config
+            .push_vapid_subject
+            .clone()
+            .unwrap_or(base_url.clone());
+        if !(subject.starts_with("mailto:") || subject.starts_with("https:")) {
+            tracing::warn!(
+                "push_vapid_subject is not a mailto: or https: contact: Web Push goes \
+                 without one, and some push services refuse that (RFC 8292 2.1)"
+            );
+        }
+        limits.vapid = Some(Arc::new(
+            api::Vapid::load_or_create(&vapid_path, &subject)
+                .with_context(|| format!("VAPID key {}", vapid_path.display()))?,
+        ));
         api_state.push = api::PushHub::new(store.as_ref(), limits);
     }
     // Accounts added from the browser: secrets sealed with this data dir's key.

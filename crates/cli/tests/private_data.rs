@@ -194,6 +194,12 @@ async fn data_stays_private_and_mail_never_reaches_the_log() -> Result<()> {
     }
     assert!(seen_blob, "no blob file was written");
     assert!(data.join("tidings.sqlite-wal").exists());
+    // The VAPID private key (beside the secret key file): the owner's only, never logged.
+    let vapid = data.parent().context("dir")?.join("key/vapid.pem");
+    assert_eq!(mode(&vapid)?, 0o600, "{}", vapid.display());
+    let pem = std::fs::read_to_string(&vapid)?;
+    let secret: String = pem.lines().filter(|l| !l.starts_with("-----")).collect();
+    assert!(secret.len() > 100, "{pem}");
 
     drop(ws);
     drop(serve);
@@ -201,6 +207,11 @@ async fn data_stays_private_and_mail_never_reaches_the_log() -> Result<()> {
     assert!(
         text.contains("DEBUG") || text.contains("TRACE"),
         "the log ran at trace"
+    );
+    // Past the fixed ASN.1 prefix every P-256 PKCS#8 key shares: the private scalar.
+    assert!(
+        !text.contains(&secret[48..88]),
+        "the VAPID private key reached the log"
     );
     let leaks: Vec<&str> = text.lines().filter(|l| l.contains(MARKER)).collect();
     assert!(

@@ -173,6 +173,12 @@ async fn push_subscriptions_verify_deliver_encrypted_retry_and_destroy() -> Resu
     assert!(p.head.starts_with("POST /push/alice "), "{}", p.head);
     let v = decrypt(&p, &components, &auth)?;
     assert_eq!(v["@type"], "PushVerification");
+    // Signed with the server's VAPID key (RFC 8292; checked in api/tests/vapid.rs).
+    assert!(
+        header(&p, "authorization").is_some_and(|a| a.starts_with("vapid t=")),
+        "{}",
+        p.head
+    );
     assert_eq!(v["pushSubscriptionId"], id.as_str());
     let code = v["verificationCode"].as_str().context("code")?.to_string();
 

@@ -16,6 +16,10 @@ pub const SUBMISSION: &str = "urn:ietf:params:jmap:submission";
 pub const VACATION_RESPONSE: &str = "urn:ietf:params:jmap:vacationresponse";
 /// RFC 8887 4: JMAP over WebSocket.
 pub const WEBSOCKET: &str = "urn:ietf:params:jmap:websocket";
+/// RFC 9007 2: MDN/send and MDN/parse.
+pub const MDN: &str = "urn:ietf:params:jmap:mdn";
+/// RFC 9749 3: Web Push signed with VAPID; the server's `applicationServerKey`.
+pub const WEBPUSH_VAPID: &str = "urn:ietf:params:jmap:webpush-vapid";
 /// RFC 9661 1.3.1: SieveScript.
 pub const SIEVE: &str = "urn:ietf:params:jmap:sieve";
 

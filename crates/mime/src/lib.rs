@@ -11,6 +11,7 @@
 mod extract;
 mod fallback;
 pub mod headers;
+pub mod mdn;
 mod structure;
 mod subject;
 mod text;

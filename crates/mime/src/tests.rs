@@ -38,7 +38,7 @@ fn plain_message() {
     assert_eq!(pm.to[1].email, "carol@example.net");
     assert!(pm.cc.is_empty(), "empty group flattens to nothing");
     assert_eq!(pm.sent_at, Some(1_704_186_000));
-    assert_eq!(pm.sent_offset, 0);
+    assert_eq!(pm.sent_offset, 60, "+0100 is 60 minutes east");
     assert_eq!(pm.preview, "Hi Bob, this is a plain message.");
     assert_eq!(pm.body_text, "Hi Bob, this is a plain message.");
     assert!(!pm.has_attachment);

@@ -418,4 +418,11 @@ pub trait Store: Send + Sync + 'static {
         updates: &[DeliveryEntry],
     ) -> Result<bool>;
     // --- end sending
+    /// The account's Emails with this Message-ID (without `<>`), oldest first: what an
+    /// MDN's Original-Message-ID names (RFC 9007 2.2).
+    async fn emails_by_message_id(
+        &self,
+        account: AccountId,
+        message_id: &str,
+    ) -> Result<Vec<EmailId>>;
 }

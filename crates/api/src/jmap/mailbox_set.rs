@@ -229,14 +229,12 @@ pub(crate) async fn set(
                     }
                 };
                 let name = name.unwrap_or_default();
+                // RFC 8621 2: isSubscribed SHOULD default to true outside shared accounts;
+                // IMAP clients that show subscribed folders only would not see it otherwise.
+                let subscribed = subscribed.unwrap_or(true);
                 let r = ctx
                     .store
-                    .create_mailbox(
-                        account,
-                        &name,
-                        parent.flatten(),
-                        subscribed.unwrap_or(false),
-                    )
+                    .create_mailbox(account, &name, parent.flatten(), subscribed)
                     .await
                     .map_err(fail)?;
                 let r = match r {
@@ -271,7 +269,7 @@ pub(crate) async fn set(
                                 "id": jid, "role": null, "sortOrder": sort_order.unwrap_or(10),
                                 "totalEmails": 0, "unreadEmails": 0,
                                 "totalThreads": 0, "unreadThreads": 0,
-                                "isSubscribed": subscribed.unwrap_or(false),
+                                "isSubscribed": subscribed,
                                 "myRights": super::mailbox::rights(true),
                             }),
                         );

@@ -2,13 +2,16 @@
 //! resolved against the responses so far, errors as data in the response. One file per
 //! object as the methods land.
 
+mod blob_copy;
 pub(crate) mod body;
 mod changes;
+mod creation_refs;
 pub(crate) mod email;
 mod identity;
 pub(crate) mod ids;
 pub(crate) mod large;
 mod mailbox;
+pub(crate) mod mdn;
 // --- jmap: query changes, header properties, Email/parse ---
 mod headers;
 mod parse;
@@ -133,6 +136,10 @@ pub(crate) async fn dispatch(
             format!("this method needs {uri} in using"),
         )
     };
+    let using_mdn = request
+        .using
+        .iter()
+        .any(|u| u == jmap_proto::capability::MDN);
     let mut response = Response::new(session_state, request.created_ids.clone());
     // RFC 8620 5.3: creation ids are known to every later call of the request.
     let mut created_ids = request.created_ids.clone().unwrap_or_default();
@@ -147,6 +154,7 @@ pub(crate) async fn dispatch(
             continue;
         }
         default_account(ctx, &name, &mut arguments);
+        creation_refs::resolve(&name, &mut arguments, &created_ids);
         if name.ends_with("/set") {
             set_unchanged::drop_unchanged(ctx, principal, &name, &mut arguments, &created_ids)
                 .await;
@@ -166,9 +174,26 @@ pub(crate) async fn dispatch(
             continue;
         }
         // --- end sending
+        // RFC 9007: MDN/send answers with an implicit Email/set too.
+        if name.starts_with("MDN/") {
+            let (c, args) = (call_id, arguments);
+            mdn::call(
+                ctx,
+                using_mdn,
+                name,
+                args,
+                c,
+                &mut created_ids,
+                &mut response,
+            )
+            .await;
+            continue;
+        }
         let result = match name.as_str() {
             // RFC 8620 4: echo the arguments back unchanged.
             "Core/echo" => Ok(arguments),
+            // RFC 8620 6.3, a core method: blobs between the caller's accounts.
+            "Blob/copy" => blob_copy::copy(ctx, arguments).await,
             // RFC 8620 3.3: mail methods need the mail capability in `using`.
             "Mailbox/get"
             | "Mailbox/changes"

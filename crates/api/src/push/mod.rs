@@ -18,6 +18,7 @@
 
 pub(crate) mod eventsource;
 pub(crate) mod subscription;
+pub mod vapid;
 pub(crate) mod ws;
 
 use crate::auth::Principal;
@@ -47,6 +48,9 @@ pub struct Limits {
     /// PushSubscription URLs may reach loopback, private and link-local addresses (tests,
     /// an in-house push service); public addresses only otherwise (SSRF guard).
     pub subscription_allow_private: bool,
+    /// The server's VAPID key (RFC 8292): every Web Push POST is signed with it, and the
+    /// Session offers its public key (RFC 9749). `None`: pushes go unsigned.
+    pub vapid: Option<Arc<vapid::Vapid>>,
 }
 
 impl Default for Limits {
@@ -57,6 +61,7 @@ impl Default for Limits {
             write_timeout: Duration::from_secs(30),
             subscription_allow_http: false,
             subscription_allow_private: false,
+            vapid: None,
         }
     }
 }

@@ -207,10 +207,17 @@ async fn post(hub: &Hub, s: &PushSubscriptionRecord, v: &Value) -> Outcome {
         _ => return Outcome::Failed("the URL names a non-public address".into()),
     }
     let body = v.to_string().into_bytes();
-    let req = client
+    let mut req = client
         .post(&s.url)
         .header("TTL", TTL_SECS)
         .header("Urgency", "normal");
+    // RFC 8292 2: a push service may refuse (or bind the subscription to) unsigned pushes.
+    if let Some(vapid) = &hub.limits.vapid
+        && let Ok(url) = reqwest::Url::parse(&s.url)
+        && let Some(auth) = vapid.authorization(&url)
+    {
+        req = req.header(reqwest::header::AUTHORIZATION, auth);
+    }
     let req = match &s.keys {
         Some(k) => {
             let (Some(ua), Some(auth)) = (b64url(&k.p256dh), b64url(&k.auth)) else {

@@ -76,7 +76,16 @@ const MIGRATIONS: &[Step] = &[
     // the offset the sender wrote; a UTC instant alone lost it. Rows stored before keep 0
     // (served as UTC, as before) until their metadata is written again.
     |c| Ok(c.execute_batch("ALTER TABLE email ADD COLUMN sent_offset INTEGER NOT NULL DEFAULT 0;")?),
-    // v9: ManageSieve (RFC 5804) per account: where to reach it (or never to try), what
+    // v9: Emails found by Message-ID. MDN/parse (RFC 9007 2.2) names the Email a received
+    // read receipt is for from its Original-Message-ID; without this index that was a
+    // scan of the account's messages.
+    |c| {
+        Ok(c.execute_batch(
+            "CREATE INDEX email_message_id ON email (account_id, message_id)
+                 WHERE message_id IS NOT NULL;",
+        )?)
+    },
+    // v10: ManageSieve (RFC 5804) per account: where to reach it (or never to try), what
     // the last try found (the Session offers Sieve and VacationResponse only when it
     // worked), permanent JMAP ids for Sieve scripts, which ManageSieve names only by name,
     // and what the scripts were under recent SieveScript states (ManageSieve keeps no

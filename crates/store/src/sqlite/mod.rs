@@ -4,6 +4,7 @@
 //! a time anyway, and batching many rows per transaction (the engine sends batches) is
 //! what makes it fast. WAL mode lets readers of other connections run beside it.
 
+mod mdn;
 mod migrate;
 mod read;
 mod write;
@@ -1902,5 +1903,14 @@ impl Store for SqliteStore {
             )? > 0)
         })
         .await
+    }
+    async fn emails_by_message_id(
+        &self,
+        account: AccountId,
+        message_id: &str,
+    ) -> Result<Vec<EmailId>> {
+        let m = message_id.to_string();
+        self.call(move |c| mdn::emails_by_message_id(c, account, &m))
+            .await
     }
 }
