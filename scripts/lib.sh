@@ -22,6 +22,9 @@ ensure_packages() {
 TIDINGS_PACKAGES=(dovecot-imapd dovecot-pop3d dovecot-lmtpd postfix openssl ca-certificates python3 python3-venv)
 # The ece crate (Web Push encryption, RFC 8291) builds on OpenSSL.
 TIDINGS_PACKAGES+=(libssl-dev pkg-config)
+# Pigeonhole: Sieve for Dovecot's LMTP delivery and its ManageSieve server (RFC 5804), which
+# the SieveScript and VacationResponse tests drive.
+TIDINGS_PACKAGES+=(dovecot-sieve dovecot-managesieved)
 
 # The independent JMAP client the tests drive (Python's jmapc), in .venv at the repository
 # root; pinned so that a new release cannot change what the tests check.

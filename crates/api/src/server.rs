@@ -43,6 +43,9 @@ pub struct AppState {
     /// Adding accounts from the browser; without it (no key to encrypt secrets with)
     /// those routes answer 404.
     pub setup: Option<Arc<crate::setup::Setup>>,
+    /// ManageSieve connections for SieveScript and VacationResponse (the engine's);
+    /// without it those methods are `serverUnavailable`.
+    pub sieve: Option<Arc<engine::sieve::Sieve>>,
 }
 
 /// A short undo window: a submission waits this long before it is sent, unless the
@@ -71,6 +74,7 @@ impl AppState {
             large_bodies: Default::default(),
             bodies: None,
             setup: None,
+            sieve: None,
         }
     }
 }
@@ -334,6 +338,7 @@ async fn build_session(state: &AppState, principal: &Principal) -> Result<Sessio
         ),
         state: jmap_proto::State::from(hex::encode(&digest.finalize()[..8])),
     };
+    crate::jmap::sieve::add_to_session(state.store.as_ref(), &mut session).await;
     crate::jmap::mdn::extend_session(state, principal, &mut session).await;
     crate::push::vapid::extend_session(&state.push, &mut session);
     Ok(session)
@@ -497,6 +502,8 @@ pub(crate) async fn handle_request(
         jmap_proto::capability::MAIL,
         jmap_proto::capability::SUBMISSION,
         jmap_proto::capability::WEBSOCKET,
+        crate::jmap::sieve::URIS[0],
+        crate::jmap::sieve::URIS[1],
         jmap_proto::capability::MDN,
         crate::push::vapid::CAPABILITY,
     ];
@@ -522,6 +529,7 @@ pub(crate) async fn handle_request(
         large: &state.large_bodies,
         held: &held,
         bodies: state.bodies.as_ref(),
+        sieve: state.sieve.as_ref(),
     };
     let response = crate::jmap::dispatch(principal, &ctx, request, session.state).await;
     Ok((response, held.take()))

@@ -314,6 +314,9 @@ pub async fn account(action: AccountAction, at: &Location) -> Result<()> {
                 provider: None,
                 bodies_days: policy.bodies_days,
                 daily_download_mb: policy.daily_download_mb,
+                sieve: None,
+                sieve_host: None,
+                sieve_port: None,
             };
             let id = store
                 .create_account(&new_account(&key, owner.id, &cfg, &secret)?)

@@ -167,6 +167,16 @@ pub struct AccountConfig {
     /// Gmail, else unlimited; 0: unlimited). The background pass stops at 90% of it.
     #[serde(default)]
     pub daily_download_mb: Option<u64>,
+    /// IMAP: ManageSieve (RFC 5804), tried at start and offered as JMAP Sieve and
+    /// VacationResponse when it works. `false`: never tried. Default: on.
+    #[serde(default)]
+    pub sieve: Option<bool>,
+    /// Its host (default: the IMAP host).
+    #[serde(default)]
+    pub sieve_host: Option<String>,
+    /// Its port (default: 4190, RFC 5804 1.8).
+    #[serde(default)]
+    pub sieve_port: Option<u16>,
 }
 
 impl AccountConfig {
@@ -175,6 +185,16 @@ impl AccountConfig {
         store::AccountPolicy {
             bodies_days: self.bodies_days,
             daily_download_mb: self.daily_download_mb,
+        }
+    }
+
+    /// Where the account's ManageSieve server is, as the store keeps it.
+    pub fn sieve_settings(&self) -> store::SieveSettings {
+        store::SieveSettings {
+            enabled: self.sieve.unwrap_or(true),
+            host: self.sieve_host.clone(),
+            port: self.sieve_port,
+            ..store::SieveSettings::default()
         }
     }
 

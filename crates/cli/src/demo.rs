@@ -21,7 +21,11 @@ pub async fn run(dir: &Path, listen: &str) -> Result<()> {
     // Dovecot's state goes to a temp dir (removed when it stops): as root its mail belongs
     // to `nobody`, which cannot reach a demo dir under /root.
     let dovecot = tokio::task::spawn_blocking(move || -> Result<Dovecot> {
-        let d = Dovecot::start(DovecotOptions::default())?;
+        // With Pigeonhole: the demo account has Sieve filters and a vacation response.
+        let d = Dovecot::start(DovecotOptions {
+            sieve: true,
+            ..DovecotOptions::default()
+        })?;
         d.add_user(MAIL_USER, MAIL_PASSWORD)?;
         d.seed_corpus(MAIL_USER, &corpus::demo_corpus())?;
         Ok(d)
@@ -57,6 +61,9 @@ pub async fn run(dir: &Path, listen: &str) -> Result<()> {
             provider: None,
             bodies_days: None,
             daily_download_mb: None,
+            sieve: None,
+            sieve_host: None,
+            sieve_port: dovecot.managesieve_port(),
         }],
         oauth_provider: Vec::new(),
         push_connections_per_user: None,

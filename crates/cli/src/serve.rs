@@ -175,6 +175,7 @@ async fn import(store: &dyn Store, key: &SecretKey, config: &Config) -> Result<(
             .set_account_provider(id, a.provider_choice()?.as_str())
             .await?;
         store.set_account_policy(id, &a.policy()).await?;
+        store.set_sieve_settings(id, &a.sieve_settings()).await?;
     }
     Ok(())
 }
@@ -304,6 +305,8 @@ pub async fn run(config: Config, stop: impl Future<Output = ()>) -> Result<()> {
     // --- end sending
     // A body not stored yet is fetched on the engine's priority lane.
     api_state.bodies = Some(Arc::new(Bodies(engine.body_fetcher())));
+    // SieveScript and VacationResponse reach ManageSieve with the accounts' credentials.
+    api_state.sieve = Some(engine.sieve());
     // push: limits from the config, the VAPID key, and the stored push subscriptions'
     // delivery tasks.
     {

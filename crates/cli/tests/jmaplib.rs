@@ -87,7 +87,12 @@ fn offered(session: &serde_json::Value) -> BTreeSet<String> {
 #[test]
 fn jmaplib_exercises_every_capability_the_session_offers() -> Result<()> {
     let python = python()?;
-    let dovecot = Dovecot::start(DovecotOptions::default())?;
+    // With Pigeonhole: the Session offers Sieve and VacationResponse (ManageSieve found).
+    let dovecot = Dovecot::start(DovecotOptions {
+        sieve: true,
+        ..DovecotOptions::default()
+    })?;
+    let sieve_port = dovecot.managesieve_port().context("managesieve port")?;
     dovecot.add_user(USER, PASS)?;
     // The second account of the same Tidings user, for the methods between accounts.
     dovecot.add_user(OTHER, OTHER_PASS)?;
@@ -117,11 +122,11 @@ fn jmaplib_exercises_every_capability_the_session_offers() -> Result<()> {
              [[user]]\nname = \"alice\"\npassword = \"pw\"\n\
              [[account]]\nuser = \"alice\"\nname = \"mail\"\nkind = \"imap\"\nhost = \"127.0.0.1\"\n\
              port = {}\nsecurity = \"tls\"\nusername = \"{USER}\"\npassword = \"{PASS}\"\n\
-             ca_file = \"{}\"\n\
+             ca_file = \"{}\"\nsieve_port = {sieve_port}\n\
              [account.smtp]\nhost = \"127.0.0.1\"\nport = {}\nsecurity = \"tls\"\n\
              [[account]]\nuser = \"alice\"\nname = \"second\"\nkind = \"imap\"\nhost = \"127.0.0.1\"\n\
              port = {}\nsecurity = \"tls\"\nusername = \"{OTHER}\"\npassword = \"{OTHER_PASS}\"\n\
-             ca_file = \"{}\"\n",
+             ca_file = \"{}\"\nsieve_port = {sieve_port}\n",
             dir.path().join("data").display(),
             dir.path().join("key/k").display(),
             tls_dir.join("server.pem").display(),
@@ -192,6 +197,8 @@ fn jmaplib_exercises_every_capability_the_session_offers() -> Result<()> {
     assert_eq!(r["submission"]["smtp_reply"], "250");
     assert_eq!(r["submission"]["canceled_kept_draft"], true);
     assert_eq!(r["websocket"]["push_saw_email"], true);
+    assert_eq!(r["sieve"]["flagged_at_delivery"], true);
+    assert_eq!(r["vacationresponse"]["set_and_read_back"], true);
     Ok(())
 }
 
@@ -206,7 +213,14 @@ fn run(
     let start = Instant::now();
     let session = loop {
         match session(python, port, dovecot.ca_file()) {
-            Ok(s) if s["accounts"].as_object().is_some_and(|a| !a.is_empty()) => break s,
+            // ManageSieve is tried at account start: the script reads the Session once,
+            // so it waits for what the engine finds there.
+            Ok(s)
+                if s["accounts"].as_object().is_some_and(|a| !a.is_empty())
+                    && s["capabilities"]["urn:ietf:params:jmap:sieve"].is_object() =>
+            {
+                break s;
+            }
             Ok(_) | Err(_) if start.elapsed() < Duration::from_secs(30) => {
                 std::thread::sleep(Duration::from_millis(200));
             }

@@ -7,6 +7,7 @@
 //! - `backoff`: exponential backoff with jitter.
 //! - `bodies`: the priority lane, one message fetched now because someone asked for it.
 //! - `oauth`: OAuth 2.0 access tokens of OAuth2 accounts (refresh, expiry, rotation).
+//! - `sieve`: ManageSieve (RFC 5804): tried at account start, connections for the API.
 //!
 //! No thread per account: every account is a tokio task, and a watching account costs one
 //! idle socket (two with NOTIFY: the watcher and the worker).
@@ -18,6 +19,7 @@ mod bodies;
 pub mod oauth;
 // Write-back: the outbox worker.
 mod outbox;
+pub mod sieve;
 mod submission;
 pub use submission::SubmitOptions;
 
@@ -67,6 +69,9 @@ pub struct EngineOptions {
     /// headers are synced and a body comes when someone asks for it (`BodyFetcher`):
     /// what tests use to hold the body pass back.
     pub background_bodies: bool,
+    /// ManageSieve not found at account start (the server unreachable then, or without
+    /// it) is tried again this often until it is found, so the Session follows.
+    pub sieve_retry: std::time::Duration,
 }
 
 impl Default for EngineOptions {
@@ -77,6 +82,7 @@ impl Default for EngineOptions {
             notify_flush: Some(std::time::Duration::from_millis(100)),
             notify_flush_always: false,
             background_bodies: true,
+            sieve_retry: std::time::Duration::from_secs(3600),
         }
     }
 }
@@ -138,6 +144,15 @@ impl Engine {
             self.passwords.clone(),
             self.oauth.clone(),
         )
+    }
+
+    /// ManageSieve connections of this engine's accounts, with their IMAP credentials.
+    pub fn sieve(&self) -> Arc<sieve::Sieve> {
+        Arc::new(sieve::Sieve::new(
+            self.store.clone(),
+            self.passwords.clone(),
+            self.oauth.clone(),
+        ))
     }
 
     /// The OAuth2 providers (and the store's encryption, for rotated refresh tokens).
@@ -219,8 +234,16 @@ impl Engine {
                     endpoint: account::endpoint(&account),
                 };
                 let a = account.clone();
+                // ManageSieve is tried at start, beside the sync (see `sieve`).
+                let (sieve, s, stop) =
+                    (self.sieve(), account.clone(), self.shutdown_tx.subscribe());
+                let retry = self.options.sieve_retry;
                 tokio::spawn(async move {
-                    tokio::join!(account::run_imap(ctx, account), outbox::run(octx, a));
+                    tokio::join!(
+                        account::run_imap(ctx, account),
+                        outbox::run(octx, a),
+                        sieve.discover_at_start(s, retry, stop)
+                    );
                 })
             }
             AccountKind::Pop3 => tokio::spawn(account::run_pop3(ctx, account)),

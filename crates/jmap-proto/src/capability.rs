@@ -20,6 +20,8 @@ pub const WEBSOCKET: &str = "urn:ietf:params:jmap:websocket";
 pub const MDN: &str = "urn:ietf:params:jmap:mdn";
 /// RFC 9749 3: Web Push signed with VAPID; the server's `applicationServerKey`.
 pub const WEBPUSH_VAPID: &str = "urn:ietf:params:jmap:webpush-vapid";
+/// RFC 9661 1.3.1: SieveScript.
+pub const SIEVE: &str = "urn:ietf:params:jmap:sieve";
 
 /// The value of `urn:ietf:params:jmap:core` in the Session's `capabilities` (RFC 8620 2):
 /// the server's limits.

@@ -56,6 +56,34 @@ pub struct AccountRecord {
     pub provider: String,
 }
 
+/// ManageSieve (RFC 5804) of an account.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SieveSettings {
+    /// `false`: never try (the configuration said `sieve = false`).
+    pub enabled: bool,
+    /// `None`: the IMAP host (RFC 5804 1.8).
+    pub host: Option<String>,
+    /// `None`: 4190.
+    pub port: Option<u16>,
+    /// The server's capabilities (JSON) from the last successful try; `None`: not
+    /// available (or not tried yet).
+    pub capabilities: Option<String>,
+    /// When it was last tried (unix seconds; 0: never).
+    pub checked_at: i64,
+}
+
+impl Default for SieveSettings {
+    fn default() -> Self {
+        SieveSettings {
+            enabled: true,
+            host: None,
+            port: None,
+            capabilities: None,
+            checked_at: 0,
+        }
+    }
+}
+
 /// What an account downloads in the background, and how much a day.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct AccountPolicy {

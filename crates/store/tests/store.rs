@@ -800,6 +800,10 @@ async fn migrating_to_version_3_keeps_the_blob_ids_clients_saw() {
             .expect("downgrade v6");
         c.execute_batch("DROP INDEX email_message_id;")
             .expect("downgrade the Message-ID index");
+        c.execute_batch(
+            "DROP TABLE sieve_snapshot; DROP TABLE sieve_script; DROP TABLE account_sieve;",
+        )
+        .expect("downgrade v10");
     }
     let s = SqliteStore::open(&path).expect("migrated");
     let views = s

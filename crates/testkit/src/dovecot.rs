@@ -118,6 +118,11 @@ pub struct DovecotOptions {
     /// Outlook's port 143 does, to clients that connect to it at [`OTHER_LOOPBACK`]:
     /// Dovecot trusts a client whose address equals its own (127.0.0.1 to 127.0.0.1).
     pub cleartext_login: bool,
+    /// Pigeonhole (default `false`): Sieve filtering at LMTP delivery and a ManageSieve
+    /// listener (RFC 5804) on a free loopback port ([`Dovecot::managesieve_port`]). Mail
+    /// the scripts send (vacation replies, redirects) goes to a sink directory that
+    /// [`Dovecot::sent_by_sieve`] reads, so a test can observe it.
+    pub sieve: bool,
 }
 
 /// Dovecot's `oauth2` passdb: each bearer token is checked at an RFC 7662 introspection
@@ -149,6 +154,7 @@ impl Default for DovecotOptions {
             max_connections: None,
             oauth2: None,
             cleartext_login: true,
+            sieve: false,
         }
     }
 }
@@ -259,6 +265,8 @@ struct Ports {
     pop3: u16,
     pop3s: u16,
     lmtp: u16,
+    /// Picked always, listened on only with [`DovecotOptions::sieve`].
+    managesieve: u16,
 }
 
 impl Ports {
@@ -271,12 +279,12 @@ impl Ports {
     /// they are released right before Dovecot binds them (a race with other
     /// processes remains, hence the retry in [`Dovecot::start`]).
     fn pick() -> Result<Ports> {
-        let mut listeners = Vec::with_capacity(5);
-        for _ in 0..5 {
+        let mut listeners = Vec::with_capacity(6);
+        for _ in 0..6 {
             listeners
                 .push(TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).context("binding 127.0.0.1:0")?);
         }
-        let mut ports = [0u16; 5];
+        let mut ports = [0u16; 6];
         for (slot, l) in ports.iter_mut().zip(&listeners) {
             *slot = l
                 .local_addr()
@@ -289,6 +297,7 @@ impl Ports {
             pop3: ports[2],
             pop3s: ports[3],
             lmtp: ports[4],
+            managesieve: ports[5],
         })
     }
 }
@@ -661,6 +670,36 @@ impl Dovecot {
         self.ports.lmtp
     }
 
+    /// ManageSieve (RFC 5804) on 127.0.0.1, STARTTLS available; `None` unless started
+    /// with [`DovecotOptions::sieve`].
+    pub fn managesieve_port(&self) -> Option<u16> {
+        self.opts.sieve.then_some(self.ports.managesieve)
+    }
+
+    fn sieve_sink(&self) -> PathBuf {
+        self.state.join("sieve-sent")
+    }
+
+    /// Every message Sieve scripts have sent so far (vacation replies, redirects), oldest
+    /// first, each as the raw bytes handed to `sendmail_path` (the envelope recipient is
+    /// not kept). Empty without [`DovecotOptions::sieve`].
+    pub fn sent_by_sieve(&self) -> Result<Vec<Vec<u8>>> {
+        let dir = self.sieve_sink();
+        let mut names: Vec<PathBuf> = match fs::read_dir(&dir) {
+            Ok(entries) => entries
+                .filter_map(|e| e.ok().map(|e| e.path()))
+                .filter(|p| p.extension().is_some_and(|x| x == "eml"))
+                .collect(),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+            Err(e) => return Err(e).with_context(|| format!("reading {}", dir.display())),
+        };
+        names.sort();
+        names
+            .iter()
+            .map(|p| fs::read(p).with_context(|| format!("reading {}", p.display())))
+            .collect()
+    }
+
     /// --- SMTP (testkit::smtp) ---
     /// Dovecot's SASL authentication socket for an MTA (`smtpd_sasl_type = dovecot`).
     pub fn auth_socket(&self) -> PathBuf {
@@ -827,6 +866,12 @@ impl Dovecot {
     /// are turned into CRLF as an MTA would. Fails unless every reply is
     /// positive.
     pub fn deliver(&self, rcpt: &str, raw: &[u8]) -> Result<()> {
+        self.deliver_from("testkit@localhost", rcpt, raw)
+    }
+
+    /// [`Dovecot::deliver`] with `sender` as the envelope sender (MAIL FROM), which is
+    /// whom a Sieve vacation reply goes to.
+    pub fn deliver_from(&self, sender: &str, rcpt: &str, raw: &[u8]) -> Result<()> {
         let addr = SocketAddr::from((Ipv4Addr::LOCALHOST, self.ports.lmtp));
         let stream = TcpStream::connect_timeout(&addr, DEADLINE).context("connecting to LMTP")?;
         stream.set_read_timeout(Some(DEADLINE))?;
@@ -843,7 +888,7 @@ impl Dovecot {
         expect(&mut reader, "220", "greeting")?;
         writer.write_all(b"LHLO localhost\r\n")?;
         expect(&mut reader, "250", "LHLO")?;
-        writer.write_all(b"MAIL FROM:<testkit@localhost>\r\n")?;
+        writer.write_all(format!("MAIL FROM:<{sender}>\r\n").as_bytes())?;
         expect(&mut reader, "250", "MAIL FROM")?;
         writer.write_all(format!("RCPT TO:<{rcpt}>\r\n").as_bytes())?;
         expect(&mut reader, "250", "RCPT TO")?;
@@ -1094,6 +1139,22 @@ impl Dovecot {
 
         let deadline = Instant::now() + DEADLINE;
         let mut pending: Vec<u16> = self.ports.all().to_vec();
+        if self.opts.sieve {
+            pending.push(self.ports.managesieve);
+            // The sink of the sendmail_path script (see render_config): written by the
+            // mail user, which as root is not us.
+            let sink = self.sieve_sink();
+            fs::create_dir_all(&sink).context("creating the sieve mail sink")?;
+            fs::set_permissions(&sink, fs::Permissions::from_mode(0o777))
+                .context("chmod sieve mail sink")?;
+            let script = format!(
+                "#!/bin/sh\n# Writes each message Sieve sends to its own file (testkit).\n\
+                 f={}/$(date +%s%N).$$\ncat > \"$f.tmp\" && mv \"$f.tmp\" \"$f.eml\"\n",
+                sink.display()
+            );
+            let path = self.run.path().join("sieve-sendmail");
+            write_atomic(&path, script.as_bytes(), 0o755)?;
+        }
         loop {
             let exited = match self.child.as_mut() {
                 Some(c) => c.try_wait().context("waiting for dovecot")?,
@@ -1326,7 +1387,11 @@ fn render_config(
     line(&format!("base_dir = {run}/run"));
     line(&format!("state_dir = {state}/dovecot-state"));
     line(&format!("instance_name = tidings-testkit-{}", ports.imap));
-    line("protocols = imap pop3 lmtp");
+    if opts.sieve {
+        line("protocols = imap pop3 lmtp sieve");
+    } else {
+        line("protocols = imap pop3 lmtp");
+    }
     line("listen = 127.0.0.1");
     line(&format!("log_path = {state}/dovecot.log"));
     line(&format!("info_log_path = {state}/dovecot.log"));
@@ -1419,6 +1484,11 @@ fn render_config(
         "service lmtp {{\n  inet_listener lmtp {{\n    address = 127.0.0.1\n    port = {}\n  }}\n}}",
         ports.lmtp
     ));
+    if opts.sieve {
+        for l in sieve_config(ports, &run) {
+            line(&l);
+        }
+    }
     if !id.is_root {
         // A non-root master can neither chroot nor switch to root.
         for svc in [
@@ -1433,6 +1503,9 @@ fn render_config(
             line(&format!("service {svc} {{\n  chroot =\n}}"));
         }
         line("service anvil {\n  chroot =\n}");
+        if opts.sieve {
+            line("service managesieve-login {\n  chroot =\n}");
+        }
     }
     let mut imap = String::from("protocol imap {\n  mail_max_userip_connections = 1000\n");
     if !opts.condstore || !opts.notify {
@@ -1457,6 +1530,23 @@ fn render_config(
     }
     // --- end many connections
     c
+}
+
+/// Pigeonhole: the ManageSieve listener, Sieve at LMTP delivery, and a `sendmail_path`
+/// that drops what scripts send into the sink (see [`Dovecot::sent_by_sieve`]).
+fn sieve_config(ports: &Ports, run: &std::path::Display<'_>) -> Vec<String> {
+    vec![
+        format!(
+            "service managesieve-login {{\n  inet_listener sieve {{\n    address = 127.0.0.1\n    \
+             port = {}\n  }}\n}}",
+            ports.managesieve
+        ),
+        "protocol lmtp {\n  mail_plugins = $mail_plugins sieve\n}".to_string(),
+        // The user's scripts live in ~/sieve, the active one is linked from ~/.dovecot.sieve
+        // (Pigeonhole's usual layout); `include` (RFC 6609) finds personal scripts there.
+        "plugin {\n  sieve = file:~/sieve;active=~/.dovecot.sieve\n}".to_string(),
+        format!("sendmail_path = {run}/sieve-sendmail"),
+    ]
 }
 
 // --- many connections (issue 4)
@@ -1668,6 +1758,7 @@ mod tests {
             pop3: 3,
             pop3s: 4,
             lmtp: 5,
+            managesieve: 6,
         };
         let opts = DovecotOptions {
             condstore: false,
@@ -1691,6 +1782,8 @@ mod tests {
         // OAuth2 is opt-in: by default neither the mechanisms nor the passdb.
         assert!(default.contains("auth_mechanisms = plain login\n"));
         assert!(!default.contains("oauth2"));
+        // Sieve is opt-in too.
+        assert!(!default.contains("sieve"));
         let oauth = render_config(
             &id,
             &ports,

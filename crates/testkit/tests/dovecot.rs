@@ -471,3 +471,61 @@ fn seed_10000() {
     assert_eq!(c.uids().unwrap().len(), 10_000);
     eprintln!("SELECT + UID SEARCH in {:?}", t.elapsed());
 }
+
+/// Reads ManageSieve response lines up to and including the final OK/NO/BYE line.
+fn sieve_response(r: &mut BufReader<TcpStream>) -> String {
+    let mut all = String::new();
+    for _ in 0..100 {
+        let mut line = String::new();
+        if r.read_line(&mut line).unwrap() == 0 {
+            break;
+        }
+        all.push_str(&line);
+        let up = line.to_ascii_uppercase();
+        if up.starts_with("OK") || up.starts_with("NO") || up.starts_with("BYE") {
+            break;
+        }
+    }
+    all
+}
+
+#[test]
+fn sieve_vacation_reply_reaches_the_sink() {
+    let d = Dovecot::start(DovecotOptions {
+        sieve: true,
+        ..Default::default()
+    })
+    .unwrap();
+    d.add_user("alice@example.org", "secret").unwrap();
+    let port = d.managesieve_port().unwrap();
+    let s = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let mut r = BufReader::new(s.try_clone().unwrap());
+    let mut w = s;
+    let greeting = sieve_response(&mut r);
+    assert!(greeting.contains("\"SIEVE\""), "{greeting}");
+    assert!(greeting.contains("vacation"), "{greeting}");
+    w.write_all(b"AUTHENTICATE \"PLAIN\" \"AGFsaWNlQGV4YW1wbGUub3JnAHNlY3JldA==\"\r\n")
+        .unwrap();
+    assert!(sieve_response(&mut r).starts_with("OK"));
+    let script = "require \"vacation\";\r\nvacation :subject \"Away\" \"I am away.\";\r\n";
+    w.write_all(format!("PUTSCRIPT \"v\" {{{}+}}\r\n{script}\r\n", script.len()).as_bytes())
+        .unwrap();
+    let put = sieve_response(&mut r);
+    assert!(put.starts_with("OK"), "{put}");
+    w.write_all(b"SETACTIVE \"v\"\r\n").unwrap();
+    assert!(sieve_response(&mut r).starts_with("OK"));
+    assert!(d.sent_by_sieve().unwrap().is_empty());
+    let raw = corpus::message("Bob <bob@example.com>", "alice@example.org", "Hi", "hello");
+    d.deliver("alice@example.org", &raw).unwrap();
+    let sent = d.sent_by_sieve().unwrap();
+    assert_eq!(
+        sent.len(),
+        1,
+        "{}",
+        std::fs::read_to_string(d.log_path()).unwrap()
+    );
+    let reply = String::from_utf8_lossy(&sent[0]);
+    assert!(reply.contains("Subject: Away"), "{reply}");
+    assert!(reply.contains("I am away."), "{reply}");
+}

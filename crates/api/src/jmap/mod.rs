@@ -31,6 +31,8 @@ mod email_set;
 mod mailbox_set;
 mod outbox;
 mod set_unchanged;
+// Sieve scripts (RFC 9661) and the VacationResponse (RFC 8621 8) over ManageSieve.
+pub(crate) mod sieve;
 
 use crate::auth::Principal;
 use jmap_proto::{
@@ -59,6 +61,8 @@ pub(crate) struct Ctx<'a> {
     pub held: &'a large::Held,
     /// Fetches bodies not stored yet (see `crate::bodies`).
     pub bodies: Option<&'a Arc<dyn crate::BodyFetch>>,
+    /// ManageSieve connections (see `sieve`).
+    pub sieve: Option<&'a Arc<engine::sieve::Sieve>>,
 }
 
 impl Ctx<'_> {
@@ -125,6 +129,13 @@ pub(crate) async fn dispatch(
         .using
         .iter()
         .any(|u| u == jmap_proto::capability::SUBMISSION);
+    let uses = |uri: &str| request.using.iter().any(|u| u == uri);
+    let needs = |uri: &str| {
+        MethodError::with_description(
+            MethodErrorType::UnknownMethod,
+            format!("this method needs {uri} in using"),
+        )
+    };
     let using_mdn = request
         .using
         .iter()
@@ -275,6 +286,27 @@ pub(crate) async fn dispatch(
                 "query changes are not kept; query again",
             )),
             // --- end sending
+            "SieveScript/get"
+            | "SieveScript/set"
+            | "SieveScript/query"
+            | "SieveScript/validate"
+            | "SieveScript/changes"
+                if !uses(jmap_proto::capability::SIEVE) =>
+            {
+                Err(needs(jmap_proto::capability::SIEVE))
+            }
+            "VacationResponse/get" | "VacationResponse/set"
+                if !uses(jmap_proto::capability::VACATION_RESPONSE) =>
+            {
+                Err(needs(jmap_proto::capability::VACATION_RESPONSE))
+            }
+            "SieveScript/get" => sieve::get(ctx, arguments).await,
+            "SieveScript/set" => sieve::set(ctx, arguments, &mut created_ids).await,
+            "SieveScript/query" => sieve::query(ctx, arguments).await,
+            "SieveScript/validate" => sieve::validate(ctx, arguments).await,
+            "SieveScript/changes" => sieve::changes(ctx, arguments).await,
+            "VacationResponse/get" => sieve::vacation_get(ctx, arguments).await,
+            "VacationResponse/set" => sieve::vacation_set(ctx, arguments).await,
             _ => Err(MethodError::with_description(
                 MethodErrorType::UnknownMethod,
                 format!("{name} is not supported (yet)"),

@@ -85,6 +85,13 @@ const MIGRATIONS: &[Step] = &[
                  WHERE message_id IS NOT NULL;",
         )?)
     },
+    // v10: ManageSieve (RFC 5804) per account: where to reach it (or never to try), what
+    // the last try found (the Session offers Sieve and VacationResponse only when it
+    // worked), permanent JMAP ids for Sieve scripts, which ManageSieve names only by name,
+    // and what the scripts were under recent SieveScript states (ManageSieve keeps no
+    // change log, SieveScript/changes diffs against these). Own tables, so accounts
+    // without ManageSieve need no row.
+    |c| Ok(c.execute_batch(super::sieve::SCHEMA)?),
 ];
 
 /// The schema version this build writes.

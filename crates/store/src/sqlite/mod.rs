@@ -11,6 +11,7 @@ mod write;
 // --- write-back (outbox) ---
 mod outbox;
 mod policy;
+mod sieve;
 // --- sending (issue 5)
 mod submission;
 // --- end sending
@@ -941,6 +942,52 @@ impl Store for SqliteStore {
             Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?)
         })
         .await
+    }
+
+    // --- ManageSieve
+    async fn sieve_settings(&self, account: AccountId) -> Result<SieveSettings> {
+        self.call(move |c| sieve::settings(c, account)).await
+    }
+    async fn set_sieve_settings(&self, account: AccountId, s: &SieveSettings) -> Result<()> {
+        let s = s.clone();
+        self.call(move |c| sieve::set_settings(c, account, &s))
+            .await
+    }
+    async fn set_sieve_found(
+        &self,
+        account: AccountId,
+        capabilities: Option<&str>,
+        at: i64,
+    ) -> Result<()> {
+        let caps = capabilities.map(str::to_owned);
+        self.call(move |c| sieve::set_found(c, account, caps.as_deref(), at))
+            .await
+    }
+    async fn sieve_script_ids(&self, account: AccountId, names: &[String]) -> Result<Vec<i64>> {
+        let names = names.to_vec();
+        self.call(move |c| sieve::script_ids(c, account, &names))
+            .await
+    }
+    async fn put_sieve_snapshot(
+        &self,
+        account: AccountId,
+        state: &str,
+        scripts: &str,
+        at: i64,
+    ) -> Result<()> {
+        let (state, scripts) = (state.to_owned(), scripts.to_owned());
+        self.call(move |c| sieve::put_snapshot(c, account, &state, &scripts, at))
+            .await
+    }
+    async fn sieve_snapshot(&self, account: AccountId, state: &str) -> Result<Option<String>> {
+        let state = state.to_owned();
+        self.call(move |c| sieve::snapshot(c, account, &state))
+            .await
+    }
+    async fn rename_sieve_script(&self, account: AccountId, id: i64, name: &str) -> Result<()> {
+        let name = name.to_owned();
+        self.call(move |c| sieve::rename_script(c, account, id, &name))
+            .await
     }
 
     // --- body policy and download budget
