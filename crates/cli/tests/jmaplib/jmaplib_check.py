@@ -6,9 +6,9 @@ and in the account), with real round trips and asserted results, and FAILS when 
 Session offers a URI it has no step for (Tidings' own `urn:tidings:*` ones aside), so a
 capability cannot be added without a real client exercising it.
 
-Steps for capabilities Tidings does not offer yet (quota, vacationresponse, sieve, blob,
-mdn, webpush-vapid) are written against their RFCs and run as soon as the Session offers
-them.
+The extension steps (quota, vacationresponse, sieve, blob, mdn, webpush-vapid) run only
+where the Session offers them: quota and sieve/vacationresponse only for accounts whose
+mail server has QUOTA or ManageSieve, which the test's Dovecot is given.
 
 Environment (set by tests/jmaplib.rs):
   JMAP_URL, JMAP_USER, JMAP_PASSWORD  the Tidings session (https) and its login
