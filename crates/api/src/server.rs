@@ -275,6 +275,8 @@ async fn build_session(state: &AppState, principal: &Principal) -> Result<Sessio
         // The account's sync status as a Tidings capability.
         let sync = crate::web::sync_capability(state, &a).await;
         digest.update(sync.to_string().as_bytes());
+        let extensions = crate::jmap::extensions::account_capabilities(state, &a).await;
+        digest.update(format!("{extensions:?}").as_bytes());
         map.insert(
             id,
             Account {
@@ -292,6 +294,7 @@ async fn build_session(state: &AppState, principal: &Principal) -> Result<Sessio
                     }),
                     other: [(crate::web::SYNC_CAPABILITY.to_string(), sync)]
                         .into_iter()
+                        .chain(extensions)
                         .collect(),
                 },
             },
@@ -309,7 +312,7 @@ async fn build_session(state: &AppState, principal: &Principal) -> Result<Sessio
         })
         .unwrap_or_default();
     let base = &state.base_url;
-    Ok(Session {
+    let mut session = Session {
         capabilities: {
             let mut c = SessionCapabilities::core(state.core.clone());
             c.mail = Some(Default::default());
@@ -333,7 +336,9 @@ async fn build_session(state: &AppState, principal: &Principal) -> Result<Sessio
             "{base}/jmap/eventsource/?types={{types}}&closeafter={{closeafter}}&ping={{ping}}"
         ),
         state: jmap_proto::State::from(hex::encode(&digest.finalize()[..8])),
-    })
+    };
+    crate::jmap::extensions::complete_session(&mut session);
+    Ok(session)
 }
 
 async fn session(State(state): State<Arc<AppState>>, req: Request) -> Response {
@@ -494,6 +499,8 @@ pub(crate) async fn handle_request(
         jmap_proto::capability::MAIL,
         jmap_proto::capability::SUBMISSION,
         jmap_proto::capability::WEBSOCKET,
+        jmap_proto::capability::QUOTA,
+        jmap_proto::capability::BLOB,
     ];
     let request = parse_request(bytes, &limits, &supported).map_err(ApiError::Request)?;
     let session = build_session(state, principal)

@@ -16,6 +16,10 @@ pub const SUBMISSION: &str = "urn:ietf:params:jmap:submission";
 pub const VACATION_RESPONSE: &str = "urn:ietf:params:jmap:vacationresponse";
 /// RFC 8887 4: JMAP over WebSocket.
 pub const WEBSOCKET: &str = "urn:ietf:params:jmap:websocket";
+/// RFC 9425 3: Quota.
+pub const QUOTA: &str = "urn:ietf:params:jmap:quota";
+/// RFC 9404 3: Blob/upload, Blob/get, Blob/lookup.
+pub const BLOB: &str = "urn:ietf:params:jmap:blob";
 
 /// The value of `urn:ietf:params:jmap:core` in the Session's `capabilities` (RFC 8620 2):
 /// the server's limits.

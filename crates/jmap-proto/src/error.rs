@@ -157,6 +157,8 @@ pub enum MethodErrorType {
     FromAccountNotFound,
     /// 5.4 /copy: the fromAccountId does not support this data type.
     FromAccountNotSupportedByMethod,
+    /// RFC 9404 4.3 Blob/lookup: a type name the server does not know.
+    UnknownDataType,
 }
 
 impl MethodErrorType {
@@ -183,6 +185,7 @@ impl MethodErrorType {
             TooManyChanges => "tooManyChanges",
             FromAccountNotFound => "fromAccountNotFound",
             FromAccountNotSupportedByMethod => "fromAccountNotSupportedByMethod",
+            UnknownDataType => "unknownDataType",
         }
     }
 
@@ -207,6 +210,7 @@ impl MethodErrorType {
         MethodErrorType::TooManyChanges,
         MethodErrorType::FromAccountNotFound,
         MethodErrorType::FromAccountNotSupportedByMethod,
+        MethodErrorType::UnknownDataType,
     ];
 }
 

@@ -35,16 +35,19 @@ pub enum PushType {
     EmailSubmission,
     // --- sending (issue 5)
     Identity,
+    /// RFC 9425 5: Quota changes are pushed like any type.
+    Quota,
 }
 
 impl PushType {
-    pub const ALL: [PushType; 6] = [
+    pub const ALL: [PushType; 7] = [
         PushType::Email,
         PushType::Mailbox,
         PushType::Thread,
         PushType::EmailDelivery,
         PushType::EmailSubmission,
         PushType::Identity,
+        PushType::Quota,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -55,6 +58,7 @@ impl PushType {
             PushType::EmailDelivery => "EmailDelivery",
             PushType::EmailSubmission => "EmailSubmission",
             PushType::Identity => "Identity",
+            PushType::Quota => "Quota",
         }
     }
 
@@ -76,6 +80,7 @@ impl From<crate::ObjectType> for PushType {
             // --- sending (issue 5)
             crate::ObjectType::EmailSubmission => PushType::EmailSubmission,
             crate::ObjectType::Identity => PushType::Identity,
+            crate::ObjectType::Quota => PushType::Quota,
         }
     }
 }

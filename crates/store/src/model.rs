@@ -244,6 +244,7 @@ pub enum ObjectType {
     EmailSubmission,
     Identity,
     // --- end sending
+    Quota,
 }
 
 impl ObjectType {
@@ -256,6 +257,7 @@ impl ObjectType {
             ObjectType::EmailSubmission => "EmailSubmission",
             ObjectType::Identity => "Identity",
             // --- end sending
+            ObjectType::Quota => "Quota",
         }
     }
     pub fn from_name(s: &str) -> Option<Self> {
@@ -267,6 +269,7 @@ impl ObjectType {
             "EmailSubmission" => Some(ObjectType::EmailSubmission),
             "Identity" => Some(ObjectType::Identity),
             // --- end sending
+            "Quota" => Some(ObjectType::Quota),
             _ => None,
         }
     }

@@ -118,6 +118,10 @@ pub struct DovecotOptions {
     /// Outlook's port 143 does, to clients that connect to it at [`OTHER_LOOPBACK`]:
     /// Dovecot trusts a client whose address equals its own (127.0.0.1 to 127.0.0.1).
     pub cleartext_login: bool,
+    /// `Some(rule)` loads the quota plugins (`quota` everywhere, `imap_quota` for IMAP,
+    /// which advertises QUOTA, RFC 9208) with a per-user `count` quota of that
+    /// `quota_rule` (e.g. `*:storage=10M:messages=1000`). `None` (the default): no quota.
+    pub quota_rule: Option<String>,
 }
 
 /// Dovecot's `oauth2` passdb: each bearer token is checked at an RFC 7662 introspection
@@ -149,6 +153,7 @@ impl Default for DovecotOptions {
             max_connections: None,
             oauth2: None,
             cleartext_login: true,
+            quota_rule: None,
         }
     }
 }
@@ -1435,6 +1440,15 @@ fn render_config(
         line("service anvil {\n  chroot =\n}");
     }
     let mut imap = String::from("protocol imap {\n  mail_max_userip_connections = 1000\n");
+    if let Some(rule) = &opts.quota_rule {
+        // The `count` backend keeps usage in the index (Dovecot 2.3 docs: it needs
+        // quota_vsizes, so STORAGE is the messages' virtual, CRLF size).
+        line("mail_plugins = $mail_plugins quota");
+        line(&format!(
+            "plugin {{\n  quota = count:User quota\n  quota_rule = {rule}\n  quota_vsizes = yes\n}}"
+        ));
+        imap.push_str("  mail_plugins = $mail_plugins imap_quota\n");
+    }
     if !opts.condstore || !opts.notify {
         let caps: Vec<&str> = DEFAULT_CAPABILITIES
             .iter()

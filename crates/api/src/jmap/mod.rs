@@ -28,6 +28,10 @@ mod email_set;
 mod mailbox_set;
 mod outbox;
 mod set_unchanged;
+// RFC 9425 Quota and RFC 9404 Blob, and their place in the Session.
+mod blob;
+pub(crate) mod extensions;
+mod quota;
 
 use crate::auth::Principal;
 use jmap_proto::{
@@ -250,6 +254,10 @@ pub(crate) async fn dispatch(
                 "query changes are not kept; query again",
             )),
             // --- end sending
+            n if n.starts_with("Quota/") => quota::call(ctx, &request.using, n, arguments).await,
+            n if n.starts_with("Blob/") => {
+                blob::call(ctx, &request.using, n, arguments, &mut created_ids).await
+            }
             _ => Err(MethodError::with_description(
                 MethodErrorType::UnknownMethod,
                 format!("{name} is not supported (yet)"),

@@ -76,6 +76,10 @@ const MIGRATIONS: &[Step] = &[
     // the offset the sender wrote; a UTC instant alone lost it. Rows stored before keep 0
     // (served as UTC, as before) until their metadata is written again.
     |c| Ok(c.execute_batch("ALTER TABLE email ADD COLUMN sent_offset INTEGER NOT NULL DEFAULT 0;")?),
+    // v9: `quota`, the account's quotas as its IMAP server reports them (RFC 9208), served
+    // as JMAP Quota objects (RFC 9425) with their changes in the change log. Own table:
+    // a server without QUOTA has no row, and then the account has no quota capability.
+    |c| Ok(c.execute_batch(super::quota::SCHEMA)?),
 ];
 
 /// The schema version this build writes.
