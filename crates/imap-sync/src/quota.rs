@@ -152,7 +152,10 @@ impl<'a> Tokens<'a> {
 /// parse (it is then ignored, never half used); `None` for any other line.
 pub(crate) fn parse_frame(frame: &[u8]) -> Option<Response> {
     let line = frame.strip_prefix(b"* ")?;
-    let word_end = line.iter().position(|b| *b == b' ')?;
+    let word_end = line
+        .iter()
+        .position(|b| matches!(b, b' ' | b'\r' | b'\n'))
+        .unwrap_or(line.len());
     let word = &line[..word_end];
     let mut t = Tokens {
         rest: &line[word_end..],
