@@ -66,8 +66,8 @@ impl PushType {
         PushType::ALL.into_iter().find(|t| t.as_str() == s)
     }
 
-    fn bit(self) -> u8 {
-        1 << (self as u8)
+    fn bit(self) -> u16 {
+        1 << (self as u16)
     }
 }
 
@@ -85,9 +85,9 @@ impl From<crate::ObjectType> for PushType {
     }
 }
 
-/// A set of [`PushType`]s (one byte).
+/// A set of [`PushType`]s (a bit each; room for sixteen types).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]
-pub struct TypeSet(u8);
+pub struct TypeSet(u16);
 
 impl TypeSet {
     pub const EMPTY: TypeSet = TypeSet(0);
