@@ -451,11 +451,16 @@ fn streamed_json(
     }
     impl std::io::Write for Chunks {
         fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
-            self.buf.extend_from_slice(b);
+            // At most a chunk at a time: serde_json writes a string without escapes in
+            // one call, and a 50 MB base64 value sent whole would sit in the channel, the
+            // serialization would end and the budget be released before the client read
+            // a byte of it.
+            let n = b.len().min(CHUNK.saturating_sub(self.buf.len()).max(1));
+            self.buf.extend_from_slice(&b[..n]);
             if self.buf.len() >= CHUNK {
                 self.send()?;
             }
-            Ok(b.len())
+            Ok(n)
         }
         fn flush(&mut self) -> std::io::Result<()> {
             if self.buf.is_empty() {

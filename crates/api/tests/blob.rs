@@ -419,3 +419,82 @@ async fn blob_errors() {
     assert_eq!(r["list"][0]["isEncodingProblem"], true);
     assert_eq!(r["list"][0]["size"], 3);
 }
+
+/// RFC 9404 Blob/get of a large blob as base64 takes the server's large-message budget
+/// before reading it, like Email/get of a large body: a second such request waits until
+/// the first answer has been written out, so two do not hold the blob (and its base64)
+/// in memory at once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn large_blob_gets_take_turns() {
+    let store: Arc<dyn Store> = Arc::new(SqliteStore::open_in_memory().unwrap());
+    let user = store
+        .create_user("alice", &hash_password("pw").unwrap())
+        .await
+        .unwrap();
+    let account = store
+        .create_account(&NewAccount {
+            user,
+            name: "mail".into(),
+            kind: AccountKind::Imap,
+            server: ServerSettings {
+                host: "127.0.0.1".into(),
+                port: 1,
+                security: Security::None,
+                username: USER.into(),
+                password_enc: vec![],
+                ca_file: None,
+            },
+            smtp: None,
+            pop3_delete_after_days: None,
+            auth: Default::default(),
+        })
+        .await
+        .unwrap();
+    // Larger than half the budget: one answer at a time.
+    let big: Vec<u8> = (0..40u32 << 20).map(|i| (i % 251) as u8).collect();
+    let record = store
+        .put_upload(account, "application/octet-stream", big)
+        .await
+        .unwrap();
+    let app = router(Arc::new(AppState::new(store, "http://127.0.0.1:8080")));
+    let request = || {
+        let body = json!({
+            "using": ["urn:ietf:params:jmap:core", BLOB],
+            "methodCalls": [["Blob/get", {"accountId": "a1",
+                "ids": [format!("b{}", record.blob_id)],
+                "properties": ["data:asBase64", "size"]}, "0"]],
+        });
+        Request::post("/jmap/api")
+            .header(header::AUTHORIZATION, basic())
+            .header(header::CONTENT_TYPE, "application/json")
+            .body(Body::from(body.to_string()))
+            .unwrap()
+    };
+    // The first answer is under way but not read yet: it holds the budget.
+    let first = app.clone().oneshot(request()).await.unwrap();
+    assert_eq!(first.status(), StatusCode::OK);
+    let mut second = tokio::spawn(app.clone().oneshot(request()));
+    // Without the budget the second answer is made in a few seconds (debug build); with
+    // it, not before the first is read.
+    assert!(
+        tokio::time::timeout(Duration::from_secs(15), &mut second)
+            .await
+            .is_err(),
+        "a second large answer did not wait its turn"
+    );
+    // Once the first answer is out, the second is made.
+    let body = first.into_body().collect().await.unwrap().to_bytes();
+    let v: Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!(v["methodResponses"][0][1]["list"][0]["size"], 40u64 << 20);
+    let second = tokio::time::timeout(DEADLINE, second)
+        .await
+        .expect("the second answer once the first was written")
+        .unwrap()
+        .unwrap();
+    let body = second.into_body().collect().await.unwrap().to_bytes();
+    let v: Value = serde_json::from_slice(&body).unwrap();
+    let data = v["methodResponses"][0][1]["list"][0]["data:asBase64"]
+        .as_str()
+        .unwrap();
+    assert_eq!(data.len(), (40usize << 20).div_ceil(3) * 4);
+}
