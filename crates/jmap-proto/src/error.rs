@@ -536,7 +536,7 @@ mod tests {
             let back: MethodErrorType = serde_json::from_value(json!(t.as_str())).unwrap();
             assert_eq!(back, *t);
         }
-        assert_eq!(MethodErrorType::ALL.len(), 19);
+        assert_eq!(MethodErrorType::ALL.len(), 20);
     }
 
     #[test]

@@ -798,6 +798,7 @@ async fn migrating_to_version_3_keeps_the_blob_ids_clients_saw() {
         .expect("downgrade");
         c.execute_batch("ALTER TABLE email DROP COLUMN sent_offset;")
             .expect("downgrade v6");
+        c.execute_batch("DROP TABLE quota;").expect("downgrade v9");
     }
     let s = SqliteStore::open(&path).expect("migrated");
     let views = s
