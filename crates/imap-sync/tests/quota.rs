@@ -221,3 +221,52 @@ async fn a_lying_server_is_not_believed() -> Result<()> {
     );
     Ok(())
 }
+
+/// What the quota refresh adds to a sync pass, beside the floor of any command (a NOOP
+/// round trip) on the same connection and a whole pass with nothing changed. By hand:
+/// `cargo test --release -p imap-sync --test quota -- --ignored --nocapture quota_refresh_cost`.
+#[tokio::test]
+#[ignore = "a measurement, run by hand"]
+async fn quota_refresh_cost() -> Result<()> {
+    const ROUNDS: u32 = 300;
+    let env = common::env(DovecotOptions {
+        quota_rule: Some("*:storage=10M:messages=1000".into()),
+        ..DovecotOptions::default()
+    })
+    .await?;
+    env.dovecot.seed(common::USER, "INBOX", &seed(50, 2_000))?;
+    let mut s = within(env.session()).await?;
+    let sync = AccountSync::new(env.store.clone(), env.account);
+    within(sync.sync_all(&mut s)).await?;
+    let time = |name: &str, d: Duration| {
+        println!(
+            "{name}: {:.1} µs per call ({ROUNDS} calls)",
+            d.as_secs_f64() * 1e6 / f64::from(ROUNDS)
+        )
+    };
+    let t = std::time::Instant::now();
+    for _ in 0..ROUNDS {
+        within(s.noop()).await?;
+    }
+    time("NOOP round trip", t.elapsed());
+    let t = std::time::Instant::now();
+    for _ in 0..ROUNDS {
+        within(s.quota()).await?;
+    }
+    time("GETQUOTAROOT alone", t.elapsed());
+    let t = std::time::Instant::now();
+    for _ in 0..ROUNDS {
+        within(sync.sync_quota(&mut s)).await?;
+    }
+    time("quota refresh (GETQUOTAROOT, store compare)", t.elapsed());
+    let t = std::time::Instant::now();
+    for _ in 0..ROUNDS / 10 {
+        within(sync.sync_all(&mut s)).await?;
+    }
+    println!(
+        "sync pass, nothing changed: {:.1} µs per pass ({} passes)",
+        t.elapsed().as_secs_f64() * 1e6 / f64::from(ROUNDS / 10),
+        ROUNDS / 10
+    );
+    Ok(())
+}
