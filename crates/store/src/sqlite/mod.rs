@@ -1703,7 +1703,7 @@ impl Store for SqliteStore {
             .await
     }
     async fn quotas(&self, account: AccountId) -> Result<Vec<crate::QuotaRecord>> {
-        self.call(move |c| quota::quotas(c, account)).await
+        self.read_call(move |c| quota::quotas(c, account)).await
     }
     async fn apply_quotas(&self, account: AccountId, values: &[crate::QuotaValue]) -> Result<bool> {
         let values = values.to_vec();
