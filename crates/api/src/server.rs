@@ -279,6 +279,8 @@ async fn build_session(state: &AppState, principal: &Principal) -> Result<Sessio
         // The account's sync status as a Tidings capability.
         let sync = crate::web::sync_capability(state, &a).await;
         digest.update(sync.to_string().as_bytes());
+        let extensions = crate::jmap::extensions::account_capabilities(state, &a).await;
+        digest.update(format!("{extensions:?}").as_bytes());
         map.insert(
             id,
             Account {
@@ -296,6 +298,7 @@ async fn build_session(state: &AppState, principal: &Principal) -> Result<Sessio
                     }),
                     other: [(crate::web::SYNC_CAPABILITY.to_string(), sync)]
                         .into_iter()
+                        .chain(extensions)
                         .collect(),
                 },
             },
@@ -341,6 +344,7 @@ async fn build_session(state: &AppState, principal: &Principal) -> Result<Sessio
     crate::jmap::sieve::add_to_session(state.store.as_ref(), &mut session).await;
     crate::jmap::mdn::extend_session(state, principal, &mut session).await;
     crate::push::vapid::extend_session(&state.push, &mut session);
+    crate::jmap::extensions::complete_session(&mut session);
     Ok(session)
 }
 
@@ -454,11 +458,16 @@ fn streamed_json(
     }
     impl std::io::Write for Chunks {
         fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
-            self.buf.extend_from_slice(b);
+            // At most a chunk at a time: serde_json writes a string without escapes in
+            // one call, and a 50 MB base64 value sent whole would sit in the channel, the
+            // serialization would end and the budget be released before the client read
+            // a byte of it.
+            let n = b.len().min(CHUNK.saturating_sub(self.buf.len()).max(1));
+            self.buf.extend_from_slice(&b[..n]);
             if self.buf.len() >= CHUNK {
                 self.send()?;
             }
-            Ok(b.len())
+            Ok(n)
         }
         fn flush(&mut self) -> std::io::Result<()> {
             if self.buf.is_empty() {
@@ -506,6 +515,8 @@ pub(crate) async fn handle_request(
         crate::jmap::sieve::URIS[1],
         jmap_proto::capability::MDN,
         crate::push::vapid::CAPABILITY,
+        jmap_proto::capability::QUOTA,
+        jmap_proto::capability::BLOB,
     ];
     let request = parse_request(bytes, &limits, &supported).map_err(ApiError::Request)?;
     let session = build_session(state, principal)

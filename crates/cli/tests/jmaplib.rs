@@ -88,8 +88,10 @@ fn offered(session: &serde_json::Value) -> BTreeSet<String> {
 fn jmaplib_exercises_every_capability_the_session_offers() -> Result<()> {
     let python = python()?;
     // With Pigeonhole: the Session offers Sieve and VacationResponse (ManageSieve found).
+    // Pigeonhole and a quota, so the Session offers sieve, vacationresponse and quota.
     let dovecot = Dovecot::start(DovecotOptions {
         sieve: true,
+        quota_rule: Some("*:storage=10M:messages=1000".into()),
         ..DovecotOptions::default()
     })?;
     let sieve_port = dovecot.managesieve_port().context("managesieve port")?;

@@ -653,6 +653,8 @@ async fn watch_notify(
                         "mailbox changed on the server");
                 }
             }
+            // A delivery or an expunge moves the quota's usage (RFC 9425 via RFC 9208).
+            sync.sync_quota(&mut worker).await?;
         }
         publisher.publish(ctx).await;
         // The watcher's events count too (small, but a day of them adds up).
@@ -777,6 +779,7 @@ async fn watch_idle(
                     sync.fetch_bodies(&mut worker, &mb, &mut report).await?;
                 }
                 sync.store.collect_orphans(sync.account).await?;
+                sync.sync_quota(&mut worker).await?;
             }
         } else {
             worker.noop().await?;

@@ -8,6 +8,7 @@
 //! - `sync`: one account's mailboxes brought in step with the server, into a `Store`.
 //! - `mutf7`: modified UTF-7 mailbox names.
 //! - `profile`: provider profiles (iCloud, Outlook, Yahoo, Gmail): what to trust, as data.
+//! - `quota`: GETQUOTAROOT / GETQUOTA (RFC 9208), parsed here, stored for JMAP Quota.
 //! - `sasl`: the OAuth 2.0 mechanisms (OAUTHBEARER, XOAUTH2) and their error challenge.
 //!
 //! Why not `async-imap`: it runs one command at a time (no pipelining, which the initial sync
@@ -18,6 +19,8 @@ pub mod conn;
 pub mod error;
 pub mod mutf7;
 pub mod profile;
+// JMAP Quota (RFC 9425) from IMAP QUOTA (RFC 9208).
+pub mod quota;
 pub mod response;
 pub mod sasl;
 pub mod session;

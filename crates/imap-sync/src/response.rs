@@ -109,6 +109,9 @@ pub enum Response {
         tag: Option<String>,
         all: Vec<RangeInclusive<u32>>,
     },
+    /// RFC 9208 5.2 QUOTAROOT and 5.1 QUOTA (see `crate::quota`).
+    QuotaRoot(crate::quota::QuotaRoot),
+    Quota(crate::quota::Quota),
     Other,
     /// A LIST or LSUB that `imap-proto` could not parse, e.g. one carrying RFC 5465's
     /// `("OLDNAME" (...))` after a rename: the mailbox list changed, details unknown.
@@ -192,6 +195,9 @@ fn slice_of(frame: &Bytes, data: Cow<'_, [u8]>) -> Bytes {
 /// Parses one complete frame.
 pub fn parse(frame: &Bytes) -> Response {
     if let Some(r) = parse_esearch(frame) {
+        return r;
+    }
+    if let Some(r) = crate::quota::parse_frame(frame) {
         return r;
     }
     // imap-proto can panic on hostile input (0.17: a response code followed directly by a

@@ -179,6 +179,7 @@ impl AccountSync {
             }
         }
         self.store.collect_orphans(self.account).await?;
+        self.sync_quota(s).await?;
         self.record_download(s).await?;
         Ok(report)
     }

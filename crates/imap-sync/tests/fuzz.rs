@@ -19,6 +19,8 @@ const SAMPLES: &[&[u8]] = &[
     b"T3 NO [AUTHENTICATIONFAILED] Authentication failed.\r\n",
     b"* 3 EXPUNGE\r\n* 4 EXISTS\r\n",
     b"* ENABLED QRESYNC\r\n",
+    b"* QUOTAROOT \"INBOX\" \"User quota\"\r\n",
+    b"* QUOTA \"User quota\" (STORAGE 12 10240 MESSAGE 3 1000)\r\n",
 ];
 
 fn mutate(rng: &mut StdRng, input: &[u8]) -> Vec<u8> {

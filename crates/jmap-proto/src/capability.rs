@@ -22,6 +22,10 @@ pub const MDN: &str = "urn:ietf:params:jmap:mdn";
 pub const WEBPUSH_VAPID: &str = "urn:ietf:params:jmap:webpush-vapid";
 /// RFC 9661 1.3.1: SieveScript.
 pub const SIEVE: &str = "urn:ietf:params:jmap:sieve";
+/// RFC 9425 3: Quota.
+pub const QUOTA: &str = "urn:ietf:params:jmap:quota";
+/// RFC 9404 3: Blob/upload, Blob/get, Blob/lookup.
+pub const BLOB: &str = "urn:ietf:params:jmap:blob";
 
 /// The value of `urn:ietf:params:jmap:core` in the Session's `capabilities` (RFC 8620 2):
 /// the server's limits.

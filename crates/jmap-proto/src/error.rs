@@ -157,6 +157,8 @@ pub enum MethodErrorType {
     FromAccountNotFound,
     /// 5.4 /copy: the fromAccountId does not support this data type.
     FromAccountNotSupportedByMethod,
+    /// RFC 9404 4.3 Blob/lookup: a type name the server does not know.
+    UnknownDataType,
 }
 
 impl MethodErrorType {
@@ -183,6 +185,7 @@ impl MethodErrorType {
             TooManyChanges => "tooManyChanges",
             FromAccountNotFound => "fromAccountNotFound",
             FromAccountNotSupportedByMethod => "fromAccountNotSupportedByMethod",
+            UnknownDataType => "unknownDataType",
         }
     }
 
@@ -207,6 +210,7 @@ impl MethodErrorType {
         MethodErrorType::TooManyChanges,
         MethodErrorType::FromAccountNotFound,
         MethodErrorType::FromAccountNotSupportedByMethod,
+        MethodErrorType::UnknownDataType,
     ];
 }
 
@@ -532,7 +536,7 @@ mod tests {
             let back: MethodErrorType = serde_json::from_value(json!(t.as_str())).unwrap();
             assert_eq!(back, *t);
         }
-        assert_eq!(MethodErrorType::ALL.len(), 19);
+        assert_eq!(MethodErrorType::ALL.len(), 20);
     }
 
     #[test]

@@ -35,16 +35,19 @@ pub enum PushType {
     EmailSubmission,
     // --- sending (issue 5)
     Identity,
+    /// RFC 9425 5: Quota changes are pushed like any type.
+    Quota,
 }
 
 impl PushType {
-    pub const ALL: [PushType; 6] = [
+    pub const ALL: [PushType; 7] = [
         PushType::Email,
         PushType::Mailbox,
         PushType::Thread,
         PushType::EmailDelivery,
         PushType::EmailSubmission,
         PushType::Identity,
+        PushType::Quota,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -55,6 +58,7 @@ impl PushType {
             PushType::EmailDelivery => "EmailDelivery",
             PushType::EmailSubmission => "EmailSubmission",
             PushType::Identity => "Identity",
+            PushType::Quota => "Quota",
         }
     }
 
@@ -62,8 +66,8 @@ impl PushType {
         PushType::ALL.into_iter().find(|t| t.as_str() == s)
     }
 
-    fn bit(self) -> u8 {
-        1 << (self as u8)
+    fn bit(self) -> u16 {
+        1 << (self as u16)
     }
 }
 
@@ -76,13 +80,14 @@ impl From<crate::ObjectType> for PushType {
             // --- sending (issue 5)
             crate::ObjectType::EmailSubmission => PushType::EmailSubmission,
             crate::ObjectType::Identity => PushType::Identity,
+            crate::ObjectType::Quota => PushType::Quota,
         }
     }
 }
 
-/// A set of [`PushType`]s (one byte).
+/// A set of [`PushType`]s (a bit each; room for sixteen types).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]
-pub struct TypeSet(u8);
+pub struct TypeSet(u16);
 
 impl TypeSet {
     pub const EMPTY: TypeSet = TypeSet(0);

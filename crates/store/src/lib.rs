@@ -15,6 +15,9 @@ pub mod events;
 pub mod model;
 // --- write-back (outbox) ---
 pub mod outbox;
+// JMAP Quota (RFC 9425) from IMAP QUOTA.
+pub mod quota;
+pub use quota::{QuotaRecord, QuotaResource, QuotaValue};
 mod sqlite;
 pub mod subscriptions;
 // --- sending (issue 5)
@@ -425,4 +428,17 @@ pub trait Store: Send + Sync + 'static {
         account: AccountId,
         message_id: &str,
     ) -> Result<Vec<EmailId>>;
+
+    // --- quota (RFC 9425, from IMAP QUOTA) ------------------------------------------------
+    /// The account's quotas as last learnt from its server; none when it has no QUOTA.
+    async fn quotas(&self, account: AccountId) -> Result<Vec<QuotaRecord>>;
+    /// Makes the account's quotas exactly `values` (bumping the state and logging each
+    /// change as type Quota); true when anything changed.
+    async fn apply_quotas(&self, account: AccountId, values: &[QuotaValue]) -> Result<bool>;
+
+    // --- blobs (RFC 9404 Blob/get, Blob/lookup) ------------------------------------------
+    /// The size of a stored blob (hex sha256), without reading it.
+    async fn blob_size(&self, blob_id: &str) -> Result<Option<u64>>;
+    /// The Emails of the account whose message is the blob `blob_id` (hex sha256).
+    async fn emails_with_blob(&self, account: AccountId, blob_id: &str) -> Result<Vec<EmailId>>;
 }

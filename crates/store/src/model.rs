@@ -272,6 +272,7 @@ pub enum ObjectType {
     EmailSubmission,
     Identity,
     // --- end sending
+    Quota,
 }
 
 impl ObjectType {
@@ -284,6 +285,7 @@ impl ObjectType {
             ObjectType::EmailSubmission => "EmailSubmission",
             ObjectType::Identity => "Identity",
             // --- end sending
+            ObjectType::Quota => "Quota",
         }
     }
     pub fn from_name(s: &str) -> Option<Self> {
@@ -295,6 +297,7 @@ impl ObjectType {
             "EmailSubmission" => Some(ObjectType::EmailSubmission),
             "Identity" => Some(ObjectType::Identity),
             // --- end sending
+            "Quota" => Some(ObjectType::Quota),
             _ => None,
         }
     }

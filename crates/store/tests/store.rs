@@ -804,6 +804,7 @@ async fn migrating_to_version_3_keeps_the_blob_ids_clients_saw() {
             "DROP TABLE sieve_snapshot; DROP TABLE sieve_script; DROP TABLE account_sieve;",
         )
         .expect("downgrade v10");
+        c.execute_batch("DROP TABLE quota;").expect("downgrade v11");
     }
     let s = SqliteStore::open(&path).expect("migrated");
     let views = s

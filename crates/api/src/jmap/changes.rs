@@ -37,6 +37,7 @@ pub(crate) async fn changes(
         ObjectType::Thread => 't',
         ObjectType::EmailSubmission => 's',
         ObjectType::Identity => 'i',
+        ObjectType::Quota => 'q',
     };
     let conv = |v: &[i64]| v.iter().filter_map(|n| ids::id(prefix, *n)).collect();
     let created = conv(&page.created);

@@ -33,6 +33,10 @@ mod outbox;
 mod set_unchanged;
 // Sieve scripts (RFC 9661) and the VacationResponse (RFC 8621 8) over ManageSieve.
 pub(crate) mod sieve;
+// RFC 9425 Quota and RFC 9404 Blob, and their place in the Session.
+mod blob;
+pub(crate) mod extensions;
+mod quota;
 
 use crate::auth::Principal;
 use jmap_proto::{
@@ -307,6 +311,10 @@ pub(crate) async fn dispatch(
             "SieveScript/changes" => sieve::changes(ctx, arguments).await,
             "VacationResponse/get" => sieve::vacation_get(ctx, arguments).await,
             "VacationResponse/set" => sieve::vacation_set(ctx, arguments).await,
+            n if n.starts_with("Quota/") => quota::call(ctx, &request.using, n, arguments).await,
+            n if n.starts_with("Blob/") => {
+                blob::call(ctx, &request.using, n, arguments, &mut created_ids).await
+            }
             _ => Err(MethodError::with_description(
                 MethodErrorType::UnknownMethod,
                 format!("{name} is not supported (yet)"),

@@ -92,6 +92,10 @@ const MIGRATIONS: &[Step] = &[
     // change log, SieveScript/changes diffs against these). Own tables, so accounts
     // without ManageSieve need no row.
     |c| Ok(c.execute_batch(super::sieve::SCHEMA)?),
+    // v11: `quota`, the account's quotas as its IMAP server reports them (RFC 9208), served
+    // as JMAP Quota objects (RFC 9425) with their changes in the change log. Own table:
+    // a server without QUOTA has no row, and then the account has no quota capability.
+    |c| Ok(c.execute_batch(super::quota::SCHEMA)?),
 ];
 
 /// The schema version this build writes.

@@ -12,6 +12,7 @@ mod write;
 mod outbox;
 mod policy;
 mod sieve;
+mod quota;
 // --- sending (issue 5)
 mod submission;
 // --- end sending
@@ -1748,6 +1749,35 @@ impl Store for SqliteStore {
         let (blob, updates) = (blob_id.to_owned(), updates.to_vec());
         self.call(move |c| submission::apply_dsn(c, account, id, &blob, &updates))
             .await
+    }
+    async fn quotas(&self, account: AccountId) -> Result<Vec<crate::QuotaRecord>> {
+        self.read_call(move |c| quota::quotas(c, account)).await
+    }
+    async fn apply_quotas(&self, account: AccountId, values: &[crate::QuotaValue]) -> Result<bool> {
+        let values = values.to_vec();
+        self.call(move |c| quota::apply(c, account, &values)).await
+    }
+    async fn blob_size(&self, blob_id: &str) -> Result<Option<u64>> {
+        let id = blob_id.to_string();
+        let size: Option<i64> = self
+            .read_call(move |c| {
+                Ok(c.prepare_cached("SELECT size FROM blob WHERE id = ?1")?
+                    .query_row([&id], |r| r.get(0))
+                    .optional()?)
+            })
+            .await?;
+        Ok(size.and_then(|s| u64::try_from(s).ok()))
+    }
+    async fn emails_with_blob(&self, account: AccountId, blob_id: &str) -> Result<Vec<EmailId>> {
+        let id = blob_id.to_string();
+        self.read_call(move |c| {
+            let mut st = c.prepare_cached(
+                "SELECT id FROM email WHERE blob_id = ?1 AND account_id = ?2 ORDER BY id",
+            )?;
+            let rows = st.query_map(params![id, account.0], |r| r.get(0).map(EmailId))?;
+            Ok(rows.collect::<rusqlite::Result<_>>()?)
+        })
+        .await
     }
     async fn set_server_files_sent(&self, account: AccountId, server_files: bool) -> Result<()> {
         self.call(move |c| submission::set_server_files_sent(c, account, server_files))
