@@ -624,7 +624,7 @@ async fn a_crash_after_data_never_sends_twice() {
     assert_eq!(w.smtp.accepted_message_ids(), vec!["c1@example.org"]);
     wait_inbox(&w.dovecot, 2).await;
     assert_eq!(inbox_uids(&w.dovecot), 2);
-    // The user probably did send it: the Sent copy is made, once (ARCHITECTURE.md, "The
+    // The user probably did send it: the Sent copy is made, once (docs/design/sending.md, "The
     // Sent copy").
     assert_eq!(settle(&w.dovecot, "Sent", 1).await, 1);
     engine.shutdown().await;

@@ -191,7 +191,7 @@ async fn run(n: usize, deliveries: usize) -> Result<()> {
         });
         // NOTIFY SET STATUS answers with the STATUS of every mailbox first. Its login also
         // starts Dovecot's 500 ms notification timer in every NOTIFY session of the user
-        // (see ARCHITECTURE.md "Watching"): wait until that has run out, or the delivery
+        // (see docs/design/watching.md): wait until that has run out, or the delivery
         // rides on it and both clients look faster than Dovecot is.
         tokio::time::sleep(Duration::from_millis(1200)).await;
         while rx.try_recv().is_ok() {}

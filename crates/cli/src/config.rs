@@ -57,7 +57,7 @@ pub struct Config {
     /// With NOTIFY, a NOOP on the watcher connection this often (milliseconds, default
     /// 100, 0 for never) while the account's user has a push client connected makes
     /// Dovecot send the notifications it holds back for 500 ms. One round trip per
-    /// interval per watched account of a present user. See ARCHITECTURE.md "Watching".
+    /// interval per watched account of a present user. See docs/design/watching.md.
     #[serde(default)]
     pub imap_notify_flush_ms: Option<u64>,
     /// Flush every NOTIFY watcher, whether its user is connected or not.

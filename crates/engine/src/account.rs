@@ -660,7 +660,7 @@ async fn watch_notify(
         // The watcher's events count too (small, but a day of them adds up).
         sync.record_download(&mut watcher).await?;
         // push: leave the mailbox. With the worker left in INBOX, Dovecot 2.3 told the
-        // watcher of later deliveries ~500 ms late (measured, see ARCHITECTURE.md "Push").
+        // watcher of later deliveries ~500 ms late (measured, see docs/design/push.md, "Latency").
         unselect(&mut worker).await?;
         worker.shrink_buffers();
     }

@@ -111,8 +111,8 @@ async fn drain(
     let r = drain_with(ctx, account, session, &mut w).await;
     *own_modseq = std::mem::take(&mut w.own_modseq);
     // push: leave the mailbox once the queue is empty, so an idle connection never keeps
-    // one selected (Dovecot watches a selected mailbox of a session; see ARCHITECTURE.md
-    // "Watching"). UNSELECT only: CLOSE would expunge what is \Deleted.
+    // one selected (Dovecot watches a selected mailbox of a session; see
+    // docs/design/watching.md). UNSELECT only: CLOSE would expunge what is \Deleted.
     if r.is_ok()
         && w.selected.is_some()
         && let Some(s) = session.as_mut()

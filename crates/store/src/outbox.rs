@@ -1,5 +1,5 @@
 //! Write-back records: the user's changes as the store takes them, and the outbox entries
-//! the engine replays to the server (ARCHITECTURE.md, "Write-back").
+//! the engine replays to the server (docs/design/writeback.md).
 
 use mail_types::{EmailId, MailboxId};
 use serde::{Deserialize, Serialize};

@@ -1,7 +1,7 @@
 //! Write-back: the user's changes applied to the store optimistically, each in the same
 //! transaction as its outbox entry; the worker's side (next entries, completion, refusal
 //! with revert); and the hooks the sync's write paths call so a pass neither undoes nor
-//! re-applies a pending change (ARCHITECTURE.md, "Write-back").
+//! re-applies a pending change (docs/design/writeback.md).
 
 use super::write::{
     ChangeLog, assign_thread, id_list, index_body, index_head, join_flags, record_blob,

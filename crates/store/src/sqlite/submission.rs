@@ -370,7 +370,7 @@ pub(super) fn finish_submission(
 /// Startup: a submission still in 'sending' was cut between "may have reached the
 /// server" and "reply committed". It is never sent again: the recipients of that attempt
 /// show delivered 'unknown' (those settled by an earlier attempt keep their status), and
-/// its Sent copy is due, as after any unknown outcome (ARCHITECTURE.md, "The Sent copy").
+/// its Sent copy is due, as after any unknown outcome (docs/design/sending.md, "The Sent copy").
 /// Returns the submissions recovered and the blobs freed.
 pub(super) fn recover_submissions(c: &mut Connection) -> Result<(Vec<i64>, Vec<String>)> {
     let tx = c.transaction()?;
