@@ -18,7 +18,7 @@ ensure_packages() {
 }
 
 # The system packages every part of the project needs.
-# postfix: the SMTP submission server of the tests (testkit::smtp, issue 5).
+# postfix: the SMTP submission server of the tests (testkit::smtp).
 TIDINGS_PACKAGES=(dovecot-imapd dovecot-pop3d dovecot-lmtpd postfix openssl ca-certificates python3 python3-venv)
 # The ece crate (Web Push encryption, RFC 8291) builds on OpenSSL.
 TIDINGS_PACKAGES+=(libssl-dev pkg-config)
@@ -42,7 +42,7 @@ ensure_python_clients() {
     fi
 }
 
-# --- web client (issue 6) -------------------------------------------------------------------
+# --- web client ----------------------------------------------------------------------------
 # Debian's headless Chromium drives the web client's end-to-end test.
 TIDINGS_PACKAGES+=(chromium chromium-driver)
 

@@ -1,4 +1,4 @@
-//! Embeds the web client (issue 6): every file of `web/dist` (built by `npm run build` in
+//! Embeds the web client: every file of `web/dist` (built by `npm run build` in
 //! `web/`, which `scripts/test` and `scripts/demo` do first) goes into the binary with a
 //! gzip and a brotli copy made here, once, so serving costs no compression.
 //!

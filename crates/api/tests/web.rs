@@ -1,5 +1,5 @@
 #![allow(clippy::unwrap_used)] // a test: a failed unwrap is a failed test
-//! The web client's server side through the router (issue 6): sign-in and sign-out with
+//! The web client's server side through the router: sign-in and sign-out with
 //! the session cookie, its CSRF checks, and the sync status in the Session.
 
 use api::auth::hash_password;

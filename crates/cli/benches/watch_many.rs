@@ -1,4 +1,4 @@
-//! One node watching many IMAP accounts at once (issue 4): `tidings serve` with N accounts
+//! One node watching many IMAP accounts at once: `tidings serve` with N accounts
 //! (TIDINGS_BENCH_ACCOUNTS, default 1,000), each its own Dovecot user, over IMAPS, on a
 //! private Dovecot configured for many connections. Measures
 //! - the time from the start of `tidings serve` until every account's sync status is `ok`

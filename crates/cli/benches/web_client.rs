@@ -1,4 +1,4 @@
-//! The web client's goals (issue 6) in Debian's headless Chromium, measured with the
+//! The web client's performance goals in Debian's headless Chromium, measured with the
 //! Performance API by `web/e2e/bench.mjs`, on an INBOX of TIDINGS_BENCH_MESSAGES (default
 //! 100000) synced by `tidings serve` from the private Dovecot. Prints Markdown for
 //! BENCHMARKS.md.

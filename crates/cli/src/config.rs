@@ -53,7 +53,7 @@ pub struct Config {
     /// `mailto:` or `https:` URI. Default: the server's public URL.
     #[serde(default)]
     pub push_vapid_subject: Option<String>,
-    // --- watching (issue 4) ---
+    // --- watching ---
     /// With NOTIFY, a NOOP on the watcher connection this often (milliseconds, default
     /// 100, 0 for never) while the account's user has a push client connected makes
     /// Dovecot send the notifications it holds back for 500 ms. One round trip per

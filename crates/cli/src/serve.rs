@@ -167,10 +167,9 @@ async fn import(store: &dyn Store, key: &SecretKey, config: &Config) -> Result<(
             }
             None => store.create_account(&new).await?,
         };
-        // --- sending (issue 5)
+        // Sending: whether the SMTP server files its own copy in Sent.
         let server_saves_sent = a.smtp.as_ref().is_some_and(|s| s.server_saves_sent);
         store.set_server_files_sent(id, server_saves_sent).await?;
-        // --- end sending
         store
             .set_account_provider(id, a.provider_choice()?.as_str())
             .await?;
@@ -210,7 +209,7 @@ fn oauth_secret(
     Ok(token.to_string())
 }
 
-// --- many watched accounts (issue 4)
+// --- many watched accounts
 /// File descriptors one watched IMAP account may hold: the watcher, the worker and the
 /// outbox worker's connection.
 const FDS_PER_ACCOUNT: u64 = 3;
@@ -249,7 +248,6 @@ fn raise_fd_limit(accounts: usize) {
         tracing::debug!(fd_limit = soft, "fd limit");
     }
 }
-// --- end many watched accounts
 
 /// Runs until `stop` completes.
 pub async fn run(config: Config, stop: impl Future<Output = ()>) -> Result<()> {
@@ -287,7 +285,7 @@ pub async fn run(config: Config, stop: impl Future<Output = ()>) -> Result<()> {
         Arc::new(engine::OAuth::new(providers, Some(seal)))
     };
     let mut engine = Engine::new(store.clone(), passwords).with_oauth(oauth.clone());
-    // --- watching (issue 4): 0 turns the flush off.
+    // Watching: 0 turns the NOTIFY flush off.
     engine = engine.with_options(engine::EngineOptions {
         notify_flush: match config.imap_notify_flush_ms {
             Some(0) => None,
@@ -298,11 +296,9 @@ pub async fn run(config: Config, stop: impl Future<Output = ()>) -> Result<()> {
         background_bodies: config.imap_background_bodies,
         ..engine::EngineOptions::default()
     });
-    // --- end watching
     let mut api_state = api::AppState::new(store.clone(), &base_url);
-    // --- sending (issue 5): a queued submission wakes the worker at once.
+    // A queued submission wakes the worker at once.
     api_state.submission_waker = Some(engine.submission_waker());
-    // --- end sending
     // A body not stored yet is fetched on the engine's priority lane.
     api_state.bodies = Some(Arc::new(Bodies(engine.body_fetcher())));
     // SieveScript and VacationResponse reach ManageSieve with the accounts' credentials.
@@ -349,9 +345,8 @@ pub async fn run(config: Config, stop: impl Future<Output = ()>) -> Result<()> {
         )
         .with_oauth(oauth.clone(), config.oauth_servers()),
     ));
-    // --- watching (issue 4): the watchers flush while their user has a push client.
+    // The watchers flush while their user has a push client.
     engine = engine.with_presence(Arc::new(Followers(api_state.push.clone())));
-    // --- end watching
     let api_state = Arc::new(api_state);
     if let Err(e) = api::start_push(&api_state).await {
         tracing::warn!(error = %e, "push subscriptions not started");

@@ -1,4 +1,4 @@
-//! Many watched accounts on one node (issue 4; the 1,000-account run is
+//! Many watched accounts on one node (the 1,000-account run is
 //! `cargo bench -p cli --bench watch_many`): `tidings serve` with 50 IMAP accounts of 50
 //! Dovecot users, on a Dovecot configured for many connections, has every account watching
 //! (sync status `ok`) within 60 s, without a thread per account, and a delivery to any of

@@ -1,4 +1,4 @@
-//! The web client end to end (issue 6): Debian's headless Chromium, driven by
+//! The web client end to end: Debian's headless Chromium, driven by
 //! playwright-core (`web/e2e/run.mjs`), against a real `tidings serve` synced from the
 //! private Dovecot. The script asks this test to deliver mail over LMTP (`DELIVER kind`
 //! on its stdout, `OK` back on its stdin), so the live checks see real deliveries.

@@ -33,7 +33,6 @@ pub enum PushType {
     /// drafts saved by the user.
     EmailDelivery,
     EmailSubmission,
-    // --- sending (issue 5)
     Identity,
     /// RFC 9425 5: Quota changes are pushed like any type.
     Quota,
@@ -77,7 +76,6 @@ impl From<crate::ObjectType> for PushType {
             crate::ObjectType::Email => PushType::Email,
             crate::ObjectType::Mailbox => PushType::Mailbox,
             crate::ObjectType::Thread => PushType::Thread,
-            // --- sending (issue 5)
             crate::ObjectType::EmailSubmission => PushType::EmailSubmission,
             crate::ObjectType::Identity => PushType::Identity,
             crate::ObjectType::Quota => PushType::Quota,

@@ -20,10 +20,9 @@ pub mod quota;
 pub use quota::{QuotaRecord, QuotaResource, QuotaValue};
 mod sqlite;
 pub mod subscriptions;
-// --- sending (issue 5)
+// Sending: identities and the submission queue.
 pub mod submission;
 pub use submission::*;
-// --- end sending
 
 pub use model::*;
 pub use outbox::*;
@@ -346,7 +345,7 @@ pub trait Store: Send + Sync + 'static {
         self.apply_mailbox_list(account, remote).await
     }
 
-    // --- web client sessions (issue 6) ----------------------------------------------------
+    // --- web client sessions -------------------------------------------------------------
     /// Stores a sign-in session (the hash of its cookie token) valid until `expires_at`
     /// (unix seconds); expired sessions of every user are removed on the way.
     async fn create_web_session(&self, user: UserId, hash: &str, expires_at: i64) -> Result<()>;
@@ -354,7 +353,7 @@ pub trait Store: Send + Sync + 'static {
     async fn user_by_web_session(&self, hash: &str) -> Result<Option<UserRecord>>;
     /// Ends a session; whether it existed.
     async fn delete_web_session(&self, hash: &str) -> Result<bool>;
-    // --- sending (issue 5): identities and the submission queue ------------------------
+    // --- sending: identities and the submission queue ------------------------------------
     /// One account by id (the submission worker and Identity/get read just that one).
     async fn account(&self, id: AccountId) -> Result<Option<AccountRecord>>;
     /// The account's identities, oldest first.
@@ -420,7 +419,6 @@ pub trait Store: Send + Sync + 'static {
         blob_id: &str,
         updates: &[DeliveryEntry],
     ) -> Result<bool>;
-    // --- end sending
     /// The account's Emails with this Message-ID (without `<>`), oldest first: what an
     /// MDN's Original-Message-ID names (RFC 9007 2.2).
     async fn emails_by_message_id(

@@ -268,10 +268,8 @@ pub enum ObjectType {
     Email,
     Mailbox,
     Thread,
-    // --- sending (issue 5)
     EmailSubmission,
     Identity,
-    // --- end sending
     Quota,
 }
 
@@ -281,10 +279,8 @@ impl ObjectType {
             ObjectType::Email => "Email",
             ObjectType::Mailbox => "Mailbox",
             ObjectType::Thread => "Thread",
-            // --- sending (issue 5)
             ObjectType::EmailSubmission => "EmailSubmission",
             ObjectType::Identity => "Identity",
-            // --- end sending
             ObjectType::Quota => "Quota",
         }
     }
@@ -293,10 +289,8 @@ impl ObjectType {
             "Email" => Some(ObjectType::Email),
             "Mailbox" => Some(ObjectType::Mailbox),
             "Thread" => Some(ObjectType::Thread),
-            // --- sending (issue 5)
             "EmailSubmission" => Some(ObjectType::EmailSubmission),
             "Identity" => Some(ObjectType::Identity),
-            // --- end sending
             "Quota" => Some(ObjectType::Quota),
             _ => None,
         }

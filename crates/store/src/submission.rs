@@ -1,4 +1,4 @@
-//! Records of the sending part (issue 5): identities and queued submissions.
+//! Records of the sending part: identities and queued submissions.
 
 use mail_types::{AccountId, EmailId, ThreadId};
 use serde::{Deserialize, Serialize};

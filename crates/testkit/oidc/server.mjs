@@ -1,8 +1,8 @@
 // A real OAuth 2.0 / OpenID Connect authorization server for the tests (oidc-provider),
 // on a free loopback port. Started by testkit::oidc::AuthServer; never for production.
 //
-// Arguments (all optional): --access-ttl SECONDS (default 3600), --rotate (issue a new
-// refresh token on every refresh, RFC 6749 6), --device-flow (the device authorization
+// Arguments (all optional): --access-ttl SECONDS (default 3600), --rotate (a new refresh
+// token on every refresh, RFC 6749 6), --device-flow (the device authorization
 // grant, RFC 8628, for the `tidings` client, with oidc-provider's development login and
 // consent pages for the user side, and a polling interval of 1 s), --device-ttl SECONDS
 // (how long a device code lives, default 600), --dev-interactions (oidc-provider's

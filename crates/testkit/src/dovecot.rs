@@ -100,7 +100,7 @@ pub struct DovecotOptions {
     /// `Some(dir)` uses that directory, creates it if needed and keeps it, so a
     /// later start with the same directory sees the same users and mail.
     pub state_dir: Option<PathBuf>,
-    /// --- many connections (issue 4): `Some(n)` configures the instance for `n`
+    /// `Some(n)` configures the instance for `n`
     /// simultaneous IMAP connections (Dovecot's defaults stop near 100): one long-lived
     /// imap-login process per core (`service_count = 0`) holding many clients, imap
     /// processes that serve several clients each, and process, client and per-user limits
@@ -164,7 +164,6 @@ impl Default for DovecotOptions {
     }
 }
 
-// --- many connections (issue 4)
 /// What `fs.inotify.max_user_instances` should be for many Dovecot connections of one uid:
 /// past the kernel's default of 128 Dovecot's IDLE and NOTIFY silently fall back to polling
 /// every `mailbox_idle_check_interval` (30 s).
@@ -228,7 +227,6 @@ pub fn raise_nofile() -> std::io::Result<u64> {
     }
     Ok(lim.current.unwrap_or(u64::MAX))
 }
-// --- end many connections
 
 /// One message for [`Dovecot::seed`].
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -705,7 +703,6 @@ impl Dovecot {
             .collect()
     }
 
-    /// --- SMTP (testkit::smtp) ---
     /// Dovecot's SASL authentication socket for an MTA (`smtpd_sasl_type = dovecot`).
     pub fn auth_socket(&self) -> PathBuf {
         self.run.path().join("run").join("auth-smtp")
@@ -717,7 +714,6 @@ impl Dovecot {
         let tls = self.state.join("tls");
         (tls.join("server.pem"), tls.join("server.key"))
     }
-    // --- end SMTP
 
     /// PEM file of the generated CA that signed the server certificate
     /// (SANs 127.0.0.1, ::1 and localhost).
@@ -813,7 +809,6 @@ impl Dovecot {
         }
     }
 
-    // --- many connections (issue 4)
     /// Adds many new users at once (one rewrite of the users file instead of one per user,
     /// and one authentication check instead of one per user: a new user's passwd-file is
     /// read on its first lookup). For changing passwords use [`Dovecot::add_user`].
@@ -864,7 +859,6 @@ impl Dovecot {
         }
         Ok(())
     }
-    // --- end many connections
 
     /// Delivers one message to `rcpt` over real LMTP on the TCP port
     /// (LHLO, MAIL FROM, RCPT TO, DATA with dot-stuffing). Bare LF line ends
@@ -1460,11 +1454,10 @@ fn render_config(
     // anvil-auth-penalty socket, so that socket gets mode 0.
     line("auth_failure_delay = 0");
     line("service anvil {\n  unix_listener anvil-auth-penalty {\n    mode = 0\n  }\n}");
-    // --- SMTP (testkit::smtp): Postfix authenticates submissions against these users
+    // Postfix (testkit::smtp) authenticates submissions against these users
     // through Dovecot's SASL socket; smtpd runs as the postfix user, hence mode 0666
     // (the socket lives in the private runtime dir of this throw-away instance).
     line("service auth {\n  unix_listener auth-smtp {\n    mode = 0666\n  }\n}");
-    // --- end SMTP
     line("namespace inbox {\n  inbox = yes\n  separator = /\n  prefix =");
     for (name, use_) in SPECIAL_USE {
         line(&format!(
@@ -1538,13 +1531,11 @@ fn render_config(
     imap.push('}');
     line(&imap);
     line("protocol pop3 {\n  mail_max_userip_connections = 1000\n}");
-    // --- many connections (issue 4)
     if let Some(n) = opts.max_connections {
         for l in many_connections_config(n) {
             line(&l);
         }
     }
-    // --- end many connections
     c
 }
 
@@ -1565,7 +1556,6 @@ fn sieve_config(ports: &Ports, run: &std::path::Display<'_>) -> Vec<String> {
     ]
 }
 
-// --- many connections (issue 4)
 /// Clients per imap process when configured for many connections: the processes are
 /// event-driven, and 2,000 one-client processes would cost gigabytes. (Dovecot's default
 /// `service_count = 1` ends a process with its one client; 0 lets it take more.)
@@ -1597,7 +1587,6 @@ fn many_connections_config(n: u32) -> Vec<String> {
         format!("protocol imap {{\n  mail_max_userip_connections = {n}\n}}"),
     ]
 }
-// --- end many connections
 
 fn read_smtp_reply(reader: &mut BufReader<TcpStream>) -> Result<String> {
     let mut all = String::new();

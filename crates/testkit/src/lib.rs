@@ -27,15 +27,11 @@ pub mod gmail;
 pub mod imap_client;
 mod mutf7;
 pub mod oidc;
-// --- SMTP (sending, issue 5)
 pub mod smtp;
-// --- end SMTP
 
 pub use dovecot::{
     Dovecot, DovecotOAuth2, DovecotOptions, OTHER_LOOPBACK, SeedMessage, raise_nofile,
     raise_os_limits,
 };
 pub use mutf7::encode as mutf7_encode;
-// --- SMTP
 pub use smtp::Smtp;
-// --- end SMTP

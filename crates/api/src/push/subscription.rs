@@ -77,7 +77,7 @@ impl Subscriptions {
     }
 }
 
-// --- SSRF guard: a subscription URL is the client's, and the server POSTs to it. Unless
+// SSRF guard: a subscription URL is the client's, and the server POSTs to it. Unless
 // `allow_private`, it may only reach public addresses. The check runs where the address is
 // known: an IP literal at create and before each POST, a name in the HTTP client's
 // resolver at each connection (so a name that resolves to a public address at create and
@@ -150,7 +150,6 @@ fn refused_literal(url: &reqwest::Url, allow_private: bool) -> bool {
     bare.parse::<std::net::IpAddr>()
         .is_ok_and(|ip| !is_public(ip))
 }
-// --- end SSRF guard
 
 fn now() -> i64 {
     std::time::SystemTime::now()

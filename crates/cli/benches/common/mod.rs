@@ -65,7 +65,7 @@ impl Http {
     }
 }
 
-// --- push and watching benches (issue 4): pieces shared by push_latency, watch_cost and
+// --- push and watching benches: pieces shared by push_latency, watch_cost and
 // watch_many.
 
 /// What `/proc/PID` says about a process: CPU time (utime + stime, clock ticks), resident

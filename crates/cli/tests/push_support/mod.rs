@@ -74,7 +74,7 @@ pub fn serve_with(
     serve_accounts(bin, dovecot, &tidings_users, &accounts, extra)
 }
 
-/// --- many watched accounts (issue 4): Tidings users `(name, password)` and IMAP accounts
+/// Many watched accounts: Tidings users `(name, password)` and IMAP accounts
 /// `(tidings user, dovecot login, dovecot password)` (named after the login; the first is
 /// `a1`), over IMAPS.
 pub fn serve_accounts(

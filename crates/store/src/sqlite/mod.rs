@@ -13,9 +13,7 @@ mod outbox;
 mod policy;
 mod quota;
 mod sieve;
-// --- sending (issue 5)
 mod submission;
-// --- end sending
 
 use crate::blobs::Blobs;
 use crate::events::{EventBus, LocalBus, TypeSet};
@@ -181,10 +179,9 @@ impl SqliteStore {
         conn.execute_batch("COMMIT")?;
         conn.pragma_update(None, "foreign_keys", "ON")?;
         write::pending::install(&conn);
-        // --- jmap: SQL functions and collation of Email/query ---
+        // JMAP: the SQL functions and collation of Email/query.
         let blobs = Arc::new(blobs);
         read::register(&conn, blobs.clone())?;
-        // --- end jmap ---
         Ok(SqliteStore {
             conn: Arc::new(Mutex::new(conn)),
             reader: None,
@@ -1563,7 +1560,7 @@ impl Store for SqliteStore {
         self.outbox_tx.subscribe()
     }
 
-    // --- web client sessions (issue 6) ----------------------------------------------------
+    // --- web client sessions -------------------------------------------------------------
     async fn create_web_session(&self, user: UserId, hash: &str, expires_at: i64) -> Result<()> {
         let hash = hash.to_string();
         self.call(move |c| {
@@ -1604,7 +1601,7 @@ impl Store for SqliteStore {
         self.call(move |c| Ok(c.execute("DELETE FROM web_session WHERE hash = ?1", [&hash])? > 0))
             .await
     }
-    // --- sending (issue 5) --------------------------------------------------------------
+    // --- sending ----------------------------------------------------------------------
     async fn account(&self, id: AccountId) -> Result<Option<AccountRecord>> {
         self.read_call(move |c| {
             let mut st = c.prepare(&format!(
@@ -1803,7 +1800,6 @@ impl Store for SqliteStore {
         self.call(move |c| submission::server_files_sent(c, account))
             .await
     }
-    // --- end sending
 
     // --- push: subscriptions ---
     async fn push_subscriptions(

@@ -364,7 +364,7 @@ CREATE TABLE outbox_failure (
 ) STRICT;
 CREATE INDEX outbox_failure_account ON outbox_failure (account_id);
 
--- --- web client sessions (issue 6) ------------------------------------------------------
+-- --- web client sessions ---------------------------------------------------------------
 -- Sign-in sessions of the web client: the SHA-256 of the random cookie token (256 bits,
 -- so a plain hash is enough), the user, and when it stops being accepted (unix seconds).
 CREATE TABLE web_session (
@@ -374,7 +374,7 @@ CREATE TABLE web_session (
     expires_at INTEGER NOT NULL
 ) STRICT, WITHOUT ROWID;
 CREATE INDEX web_session_expiry ON web_session (expires_at);
--- === Sending (issue 5): identities and the submission queue behind EmailSubmission ===
+-- === Sending: identities and the submission queue behind EmailSubmission ===
 
 -- JMAP Identity (RFC 8621 6): who a user may send as from an account.
 CREATE TABLE identity (

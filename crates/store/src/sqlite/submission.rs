@@ -1,4 +1,4 @@
-//! Identities and the submission queue (issue 5). Every change to a submission or an
+//! Identities and the submission queue. Every change to a submission or an
 //! identity is logged like any other object change, in the same transaction.
 
 use super::write::ChangeLog;

@@ -145,7 +145,6 @@ impl ChangeLog {
         ])?;
         Ok(())
     }
-    // --- end write-back
 
     /// push: a new message arrived from the server in this transaction (EmailDelivery),
     /// announced at commit and kept as the account's `delivery_state` for clients that
