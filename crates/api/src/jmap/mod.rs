@@ -7,23 +7,17 @@ pub(crate) mod body;
 mod changes;
 mod creation_refs;
 pub(crate) mod email;
+mod headers;
 mod identity;
 pub(crate) mod ids;
 pub(crate) mod large;
 mod mailbox;
 pub(crate) mod mdn;
-// --- jmap: query changes, header properties, Email/parse ---
-mod headers;
 mod parse;
 mod query_changes;
-// --- end jmap ---
 mod snippet;
-// --- sending (issue 5)
 mod submission;
 pub(crate) use submission::MAX_DELAYED_SEND;
-// --- end sending
-mod thread;
-// --- write-back ---
 mod email_copy;
 mod email_create;
 mod email_import;
@@ -31,6 +25,7 @@ mod email_set;
 mod mailbox_set;
 mod outbox;
 mod set_unchanged;
+mod thread;
 // Sieve scripts (RFC 9661) and the VacationResponse (RFC 8621 8) over ManageSieve.
 pub(crate) mod sieve;
 // RFC 9425 Quota and RFC 9404 Blob, and their place in the Session.
@@ -54,12 +49,10 @@ pub(crate) struct Ctx<'a> {
     pub max_objects_in_get: usize,
     // push: PushSubscription/set starts and stops delivery tasks on the hub.
     pub push: &'a Arc<crate::push::Hub>,
-    // --- write-back ---
     pub max_objects_in_set: usize,
-    // --- sending (issue 5): the undo window given to a submission without a hold.
+    // The undo window given to a submission without a hold.
     pub submission_delay: std::time::Duration,
     pub submission_waker: Option<&'a Arc<tokio::sync::Notify>>,
-    // --- end sending
     /// The server's budget for reading large messages, and what this request holds of it.
     pub large: &'a large::LargeBodies,
     pub held: &'a large::Held,
@@ -163,7 +156,7 @@ pub(crate) async fn dispatch(
             set_unchanged::drop_unchanged(ctx, principal, &name, &mut arguments, &created_ids)
                 .await;
         }
-        // --- sending (issue 5): RFC 8621 7.5, the implicit Email/set of
+        // RFC 8621 7.5, the implicit Email/set of
         // onSuccessUpdateEmail / onSuccessDestroyEmail answers right after, same call id.
         if name == "EmailSubmission/set" && submission {
             match submission::set(ctx, arguments, &mut created_ids).await {
@@ -177,7 +170,6 @@ pub(crate) async fn dispatch(
             }
             continue;
         }
-        // --- end sending
         // RFC 9007: MDN/send answers with an implicit Email/set too.
         if name.starts_with("MDN/") {
             let (c, args) = (call_id, arguments);
@@ -236,7 +228,6 @@ pub(crate) async fn dispatch(
             "Email/query" => email::query(ctx, arguments).await,
             "Thread/get" => thread::get(ctx, arguments).await,
             "SearchSnippet/get" => snippet::get(ctx, arguments).await,
-            // --- write-back ---
             "Email/set" => email_set::set(ctx, arguments, &mut created_ids).await,
             "Email/import" => email_import::import(ctx, arguments, &mut created_ids).await,
             // RFC 8620 5.4: with onSuccessDestroyOriginal an implicit Email/set answers too.
@@ -254,7 +245,6 @@ pub(crate) async fn dispatch(
             },
             "Mailbox/set" => mailbox_set::set(ctx, arguments, &mut created_ids).await,
             "Outbox/get" => outbox::get(ctx, arguments).await,
-            // --- sending (issue 5)
             "Identity/get"
             | "Identity/set"
             | "Identity/changes"
@@ -271,7 +261,7 @@ pub(crate) async fn dispatch(
                 ))
             }
             "Identity/get" => identity::get(ctx, arguments).await,
-            // --- push: RFC 8620 7.2, core methods without accountId ---
+            // RFC 8620 7.2: core methods without accountId.
             "PushSubscription/get" => {
                 crate::push::subscription::get(ctx.store, principal.user, arguments).await
             }
@@ -289,7 +279,6 @@ pub(crate) async fn dispatch(
                 MethodErrorType::CannotCalculateChanges,
                 "query changes are not kept; query again",
             )),
-            // --- end sending
             "SieveScript/get"
             | "SieveScript/set"
             | "SieveScript/query"
