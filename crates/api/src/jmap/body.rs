@@ -4,7 +4,6 @@
 //! Part blobs are named `b<sha256>-<partId with '.' as '-'>`: the message's own blob id
 //! plus the part, so the download endpoint can find, check and decode them.
 
-use jmap_proto::MethodError;
 use mime::BodyPart;
 use serde_json::{Map, Value, json};
 
@@ -16,11 +15,6 @@ pub(crate) const BODY_EMAIL_PROPERTIES: &[&str] = &[
     "attachments",
     "bodyValues",
 ];
-
-/// Every body property of RFC 8621 4.1.4, `header:` forms included.
-pub(crate) fn check_body_properties(p: &[String]) -> Result<(), MethodError> {
-    jmap_proto::mail::properties::check_body_properties(p)
-}
 
 /// The blob id of a part of the message whose blob id is `message_blob` (hex sha256).
 pub(crate) fn part_blob_id(message_blob: &str, part_id: &str) -> String {

@@ -34,8 +34,9 @@ pub(crate) mod extensions;
 mod quota;
 
 use crate::auth::Principal;
+use jmap_proto::method::GetRequest;
 use jmap_proto::{
-    Id, Invocation, MethodError, MethodErrorType, Request, Response, resolve_references,
+    Id, IdRef, Invocation, MethodError, MethodErrorType, Request, Response, resolve_references,
 };
 use mail_types::AccountId;
 use serde_json::{Map, Value};
@@ -86,6 +87,48 @@ impl Ctx<'_> {
             .await
             .map_err(|e| MethodError::server_fail(e.to_string()))
     }
+
+    /// The head every `/get` shares (RFC 8620 5.1): its arguments, `maxObjectsInGet`,
+    /// and the caller's account it names.
+    fn get_request<X: serde::de::DeserializeOwned>(
+        &self,
+        args: Map<String, Value>,
+    ) -> Result<(GetRequest<X>, AccountId), MethodError> {
+        let req: GetRequest<X> = GetRequest::parse(args)?;
+        req.check_limit(self.max_objects_in_get)?;
+        let account = self.account(&req.account_id)?;
+        Ok((req, account))
+    }
+}
+
+/// The `list` and `notFound` of a `/get` (RFC 8620 5.1) over objects held in memory:
+/// all of them when `ids` is null; an id that is not of this type (`prefix`), not among
+/// them, or a creation id, is not found.
+fn pick<T>(
+    wanted: Option<&[IdRef]>,
+    prefix: char,
+    all: &[T],
+    id_of: impl Fn(&T) -> i64,
+    mut shape: impl FnMut(&T) -> Value,
+) -> (Vec<Value>, Vec<IdRef>) {
+    let Some(wanted) = wanted else {
+        return (all.iter().map(shape).collect(), Vec::new());
+    };
+    let mut list = Vec::new();
+    let mut not_found = Vec::new();
+    for r in wanted {
+        let hit = match r {
+            IdRef::Id(id) => {
+                ids::parse(prefix, id.as_str()).and_then(|n| all.iter().find(|o| id_of(o) == n))
+            }
+            IdRef::Creation(_) => None,
+        };
+        match hit {
+            Some(o) => list.push(shape(o)),
+            None => not_found.push(r.clone()),
+        }
+    }
+    (list, not_found)
 }
 
 pub(crate) fn to_map<T: serde::Serialize>(v: &T) -> Result<Map<String, Value>, MethodError> {

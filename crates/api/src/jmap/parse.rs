@@ -2,7 +2,7 @@
 //! attached `message/rfc822` part of one) parsed as an Email, without storing it.
 
 use super::{Ctx, body, headers};
-use jmap_proto::mail::properties::{BODY_PART_DEFAULT_PROPERTIES, check_email_properties};
+use jmap_proto::mail::properties::{body_properties_or_default, check_email_properties};
 use jmap_proto::mail::{EMAIL_PARSE_DEFAULT_PROPERTIES, EmailParseRequest};
 use jmap_proto::method::parse_args;
 use jmap_proto::{MethodError, UtcDate};
@@ -139,16 +139,7 @@ pub(crate) async fn parse(
             .map(|s| s.to_string())
             .collect(),
     };
-    let body_properties = match &req.body_properties {
-        Some(b) => {
-            body::check_body_properties(b)?;
-            b.clone()
-        }
-        None => BODY_PART_DEFAULT_PROPERTIES
-            .iter()
-            .map(|s| s.to_string())
-            .collect(),
-    };
+    let body_properties = body_properties_or_default(req.body_properties.as_deref())?;
     let body_req = Arc::new(body::BodyRequest {
         props: props
             .iter()

@@ -11,8 +11,8 @@ mod write;
 // --- write-back (outbox) ---
 mod outbox;
 mod policy;
-mod sieve;
 mod quota;
+mod sieve;
 // --- sending (issue 5)
 mod submission;
 // --- end sending

@@ -100,19 +100,14 @@ pub(crate) async fn get(
                 };
                 match hit {
                     Some(s) => list.push(to_json(ctx, &conn, s, &req.properties).await?),
-                    None => not_found.push(json!(r)),
+                    None => not_found.push(r.clone()),
                 }
             }
         }
     }
     let state = view.record(ctx, conn.account).await?;
     conn.client.logout().await;
-    let mut out = Map::new();
-    out.insert("accountId".into(), json!(req.account_id));
-    out.insert("state".into(), json!(state));
-    out.insert("list".into(), Value::Array(list));
-    out.insert("notFound".into(), Value::Array(not_found));
-    Ok(out)
+    Ok(req.respond(state.into(), list, not_found))
 }
 
 #[derive(serde::Deserialize, Default)]

@@ -70,17 +70,12 @@ pub(crate) async fn get(
                     IdRef::Id(id) if id.as_str() == SINGLETON => {
                         list.push(to_json(&v, &req.properties))
                     }
-                    other => not_found.push(json!(other)),
+                    other => not_found.push(other.clone()),
                 }
             }
         }
     }
-    let mut out = Map::new();
-    out.insert("accountId".into(), json!(req.account_id));
-    out.insert("state".into(), json!(view.vacation_state()));
-    out.insert("list".into(), Value::Array(list));
-    out.insert("notFound".into(), Value::Array(not_found));
-    Ok(out)
+    Ok(req.respond(view.vacation_state().into(), list, not_found))
 }
 
 /// Applies a patch of the singleton's properties.
