@@ -6,8 +6,9 @@
 // SetError is the RFC's error object, returned by value as everywhere in the API.
 #![allow(clippy::result_large_err)]
 
-use super::email_set::{keyword, refusal};
+use super::email_set::refusal;
 use super::{Ctx, ids};
+use jmap_proto::mail::keyword::parse_keyword;
 use jmap_proto::method::SetResponse;
 use jmap_proto::{Id, IdRef, MethodError, MethodErrorType, SetError, SetErrorType, UtcDate};
 use mail_types::{AccountId, EmailId, MailboxId};
@@ -91,7 +92,7 @@ pub(crate) fn placement(
     if let Some(k) = obj.get("keywords") {
         let k = k.as_object().ok_or_else(|| bad("keywords"))?;
         for (kw, on) in k {
-            match (keyword(kw), on) {
+            match (parse_keyword(kw), on) {
                 (Some(kw), Value::Bool(true)) => keywords.push(kw),
                 _ => return Err(bad("keywords")),
             }

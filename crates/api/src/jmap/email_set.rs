@@ -7,22 +7,13 @@
 #![allow(clippy::result_large_err)]
 
 use super::{Ctx, ids};
+use jmap_proto::mail::keyword::parse_keyword;
 use jmap_proto::method::{SetRequest, SetResponse};
 use jmap_proto::{Id, IdRef, MethodError, MethodErrorType, SetError, SetErrorType};
 use mail_types::{EmailId, MailboxId};
 use serde_json::{Map, Value};
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use store::{EmailPatch, WriteRefusal};
-
-/// RFC 8621 4.1.1: a keyword is 1-255 characters of `%x21-%x7e` except `( ) { ] % * " \`,
-/// compared case-insensitively (stored lowercased).
-pub(crate) fn keyword(k: &str) -> Option<String> {
-    let ok = !k.is_empty()
-        && k.len() <= 255
-        && k.bytes()
-            .all(|b| (0x21..=0x7e).contains(&b) && !b"(){]%*\"\\".contains(&b));
-    ok.then(|| k.to_ascii_lowercase())
-}
 
 /// RFC 6901 unescaping of one path segment.
 fn unescape(s: &str) -> String {
@@ -81,7 +72,7 @@ fn parse_patch(
                 };
                 let mut set = BTreeSet::new();
                 for (k, v) in m {
-                    match (keyword(k), v) {
+                    match (parse_keyword(k), v) {
                         (Some(k), Value::Bool(true)) => {
                             set.insert(k);
                         }
@@ -91,7 +82,7 @@ fn parse_patch(
                 p.keywords_all = Some(set);
             }
             ("keywords", Some(k)) => {
-                let Some(k) = keyword(&k) else {
+                let Some(k) = parse_keyword(&k) else {
                     return Err(SetError::invalid_properties([path.clone()]));
                 };
                 match value {
