@@ -9,7 +9,7 @@
 use super::email_set::refusal;
 use super::{Ctx, ids};
 use jmap_proto::mail::keyword::parse_keyword;
-use jmap_proto::method::SetResponse;
+use jmap_proto::method::{SetResponse, check_if_in_state};
 use jmap_proto::{Id, IdRef, MethodError, MethodErrorType, SetError, SetErrorType, UtcDate};
 use mail_types::{AccountId, EmailId, MailboxId};
 use serde::Deserialize;
@@ -186,11 +186,7 @@ pub(crate) async fn import(
     }
     let account = ctx.account(&a.account_id)?;
     let old = ctx.store_state(account).await?;
-    if let Some(want) = &a.if_in_state
-        && *want != ids::state(old)
-    {
-        return Err(MethodError::new(MethodErrorType::StateMismatch));
-    }
+    check_if_in_state(a.if_in_state.as_ref(), &ids::state(old))?;
     let mut created = BTreeMap::new();
     let mut not_created = BTreeMap::new();
     for (cid, obj) in &a.emails {

@@ -114,11 +114,7 @@ pub(crate) async fn set(
     let account = ctx.account(&req.account_id)?;
     ensure_default(ctx, account).await?;
     let old = ctx.store_state(account).await?;
-    if let Some(want) = &req.if_in_state
-        && want != &ids::state(old)
-    {
-        return Err(MethodError::new(jmap_proto::MethodErrorType::StateMismatch));
-    }
+    req.check_state(&ids::state(old))?;
     let existing = ctx.store.identities(account).await.map_err(fail)?;
     // RFC 8621 6.3: a server may restrict the addresses; we allow the login's domain.
     let login_domain = existing.iter().find(|i| !i.may_delete).and_then(|i| {

@@ -34,7 +34,7 @@ pub(crate) mod extensions;
 mod quota;
 
 use crate::auth::Principal;
-use jmap_proto::method::GetRequest;
+use jmap_proto::method::{GetRequest, SetRequest};
 use jmap_proto::{
     Id, IdRef, Invocation, MethodError, MethodErrorType, Request, Response, resolve_references,
 };
@@ -98,6 +98,19 @@ impl Ctx<'_> {
         req.check_limit(self.max_objects_in_get)?;
         let account = self.account(&req.account_id)?;
         Ok((req, account))
+    }
+
+    /// The head every `/set` on the store shares (RFC 8620 5.3), once the caller has
+    /// checked its limit: the caller's account the request names, and the account's
+    /// state, which `ifInState` must match.
+    async fn set_head<X>(
+        &self,
+        req: &SetRequest<X>,
+    ) -> Result<(AccountId, mail_types::State), MethodError> {
+        let account = self.account(&req.account_id)?;
+        let old = self.store_state(account).await?;
+        req.check_state(&ids::state(old))?;
+        Ok((account, old))
     }
 }
 

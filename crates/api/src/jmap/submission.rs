@@ -449,13 +449,7 @@ pub(crate) async fn set(
 ) -> Result<(Map<String, Value>, Option<Map<String, Value>>), MethodError> {
     let req: SetRequest<jmap_proto::mail::EmailSubmissionSetArgs> = SetRequest::parse(args)?;
     req.check_limit(ctx.max_objects_in_get)?;
-    let account = ctx.account(&req.account_id)?;
-    let old = ctx.store_state(account).await?;
-    if let Some(want) = &req.if_in_state
-        && want != &ids::state(old)
-    {
-        return Err(MethodError::new(MethodErrorType::StateMismatch));
-    }
+    let (account, old) = ctx.set_head(&req).await?;
     super::identity::ensure_default(ctx, account).await?;
     let mut created: BTreeMap<Id, Value> = BTreeMap::new();
     let mut not_created: BTreeMap<Id, SetError> = BTreeMap::new();

@@ -208,11 +208,7 @@ pub(crate) async fn set(
     let mut conn = connect(ctx, &req.account_id, false).await?;
     let mut view = View::load(ctx, &mut conn).await?;
     let old_state = view.record(ctx, conn.account).await?;
-    if let Some(want) = &req.if_in_state
-        && want.as_str() != old_state
-    {
-        return Err(MethodError::new(MethodErrorType::StateMismatch));
-    }
+    req.check_state(&old_state.as_str().into())?;
     let mut created = Map::new();
     let mut not_created = Map::new();
     let mut updated = Map::new();

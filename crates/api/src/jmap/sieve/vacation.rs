@@ -5,7 +5,7 @@ use super::generate::{self, MAIN_SCRIPT, Main, VACATION_SCRIPT, Vacation};
 use super::{View, connect, fail};
 use crate::jmap::Ctx;
 use jmap_proto::method::{GetRequest, SetRequest};
-use jmap_proto::{IdRef, MethodError, MethodErrorType, SetError, SetErrorType, UtcDate};
+use jmap_proto::{IdRef, MethodError, SetError, SetErrorType, UtcDate};
 use serde_json::{Map, Value, json};
 
 const SINGLETON: &str = "singleton";
@@ -120,11 +120,7 @@ pub(crate) async fn set(
     let mut conn = connect(ctx, &req.account_id, true).await?;
     let view = View::load(ctx, &mut conn).await?;
     let old_state = view.vacation_state();
-    if let Some(want) = &req.if_in_state
-        && want.as_str() != old_state
-    {
-        return Err(MethodError::new(MethodErrorType::StateMismatch));
-    }
+    req.check_state(&old_state.as_str().into())?;
     let singleton_error =
         || serde_json::to_value(SetError::new(SetErrorType::Singleton)).unwrap_or(Value::Null);
     let mut not_created = Map::new();
