@@ -54,15 +54,7 @@ pub(crate) async fn blob_bytes(
     if let Some(b) = ctx.store.upload_bytes(account, hex).await.map_err(fail)? {
         return Ok(Some(b));
     }
-    if ctx
-        .store
-        .blob_in_account(account, hex)
-        .await
-        .map_err(fail)?
-    {
-        return ctx.store.blob(hex).await.map_err(fail);
-    }
-    Ok(None)
+    ctx.messages().stored(account, hex).await.map_err(fail)
 }
 
 /// Mailboxes, keywords and receivedAt of an import or copy.
