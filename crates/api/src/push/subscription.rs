@@ -9,7 +9,7 @@
 //! StateChange); 404 or 410 means the push service dropped the subscription, so it is
 //! destroyed. An expired subscription is destroyed by its task.
 
-use super::{Changed, Follower, Hub, state_change, type_filter};
+use super::{Changed, Follower, Hub, state_change_json, type_filter};
 use crate::auth::Principal;
 use base64::Engine;
 use jmap_proto::{MethodError, SetError, SetErrorType, UtcDate};
@@ -263,13 +263,14 @@ fn backoff(attempt: u32) -> Duration {
     Duration::from_secs(1u64 << attempt.min(9)).min(MAX_BACKOFF)
 }
 
-/// Sends `v` with retries; false when the subscription is gone (destroyed here).
+/// Sends `v` with retries; false when the subscription is gone (destroyed here). With
+/// the follower and the changes `v` tells, what changes meanwhile joins the next attempt.
 async fn deliver(
     hub: &Arc<Hub>,
     store: &Arc<dyn Store>,
     s: &PushSubscriptionRecord,
     mut v: Value,
-    mut follower: Option<&mut Follower>,
+    mut follower: Option<(&mut Follower, Changed)>,
 ) -> bool {
     for attempt in 0..MAX_ATTEMPTS {
         match post(hub, s, &v).await {
@@ -286,18 +287,17 @@ async fn deliver(
             Outcome::Retry(after) => {
                 tokio::time::sleep(after.unwrap_or_else(|| backoff(attempt))).await;
                 // What changed meanwhile goes along in the next attempt.
-                if let Some(f) = follower.as_deref_mut()
+                if let Some((f, sent)) = follower.as_mut()
                     && let Ok(more) = f.take().await
                     && !more.0.is_empty()
                 {
                     f.told(&more);
-                    let mut merged = changed_of(&v);
                     for (a, (st, t)) in more.0 {
-                        let e = merged.0.entry(a).or_insert((st, TypeSet::EMPTY));
+                        let e = sent.0.entry(a).or_insert((st, TypeSet::EMPTY));
                         e.0 = st.max(e.0);
                         e.1 = e.1.union(t);
                     }
-                    v = state_change(&merged, None);
+                    v = state_change_json(sent, None);
                 }
             }
         }
@@ -307,32 +307,6 @@ async fn deliver(
         "push delivery failed {MAX_ATTEMPTS} times; dropped"
     );
     true
-}
-
-/// Reads a StateChange we built back (for merging during retries).
-fn changed_of(v: &Value) -> Changed {
-    let mut out = Changed::default();
-    if let Some(m) = v["changed"].as_object() {
-        for (acc, types) in m {
-            let Some(a) = crate::jmap::ids::parse('a', acc) else {
-                continue;
-            };
-            let Some(types) = types.as_object() else {
-                continue;
-            };
-            let mut set = TypeSet::EMPTY;
-            let mut state = 0;
-            for (t, st) in types {
-                if let Some(t) = store::events::PushType::from_name(t) {
-                    set.insert(t);
-                }
-                state = st.as_str().and_then(|s| s.parse().ok()).unwrap_or(state);
-            }
-            out.0
-                .insert(mail_types::AccountId(a), (mail_types::State(state), set));
-        }
-    }
-    out
 }
 
 async fn worker(hub: Arc<Hub>, store: Arc<dyn Store>, s: PushSubscriptionRecord) {
@@ -377,7 +351,8 @@ async fn worker(hub: Arc<Hub>, store: Arc<dyn Store>, s: PushSubscriptionRecord)
             }
         };
         f.told(&c);
-        if !deliver(&hub, &store, &s, state_change(&c, None), Some(&mut f)).await {
+        let v = state_change_json(&c, None);
+        if !deliver(&hub, &store, &s, v, Some((&mut f, c))).await {
             return;
         }
     }
