@@ -4,6 +4,9 @@
 //! Part blobs are named `b<sha256>-<partId with '.' as '-'>`: the message's own blob id
 //! plus the part, so the download endpoint can find, check and decode them.
 
+use jmap_proto::MethodError;
+use jmap_proto::mail::EmailGetArgs;
+use jmap_proto::mail::properties::body_properties_or_default;
 use mime::BodyPart;
 use serde_json::{Map, Value, json};
 
@@ -156,6 +159,25 @@ pub(crate) struct BodyRequest {
     pub fetch_html: bool,
     pub fetch_all: bool,
     pub max_bytes: usize,
+}
+
+impl BodyRequest {
+    /// What Email/get (or Email/parse, RFC 8621 4.9) asks of the body: the body
+    /// properties among `props`, and the body arguments of RFC 8621 4.2, checked.
+    pub(crate) fn new(props: &[String], args: &EmailGetArgs) -> Result<Self, MethodError> {
+        Ok(Self {
+            props: props
+                .iter()
+                .filter(|p| BODY_EMAIL_PROPERTIES.contains(&p.as_str()))
+                .cloned()
+                .collect(),
+            body_properties: body_properties_or_default(args.body_properties.as_deref())?,
+            fetch_text: args.fetch_text_body_values,
+            fetch_html: args.fetch_html_body_values,
+            fetch_all: args.fetch_all_body_values,
+            max_bytes: usize::try_from(args.max_body_value_bytes).unwrap_or(usize::MAX),
+        })
+    }
 }
 
 /// The body properties of one message. CPU work: call it off the async executor.

@@ -8,9 +8,7 @@
 //! query.
 
 use super::{Ctx, body, ids};
-use jmap_proto::mail::properties::{
-    EMAIL_GET_DEFAULT_PROPERTIES, body_properties_or_default, check_email_properties,
-};
+use jmap_proto::mail::properties::{EMAIL_GET_DEFAULT_PROPERTIES, check_email_properties};
 use jmap_proto::mail::{EmailFilterCondition, EmailGetArgs, EmailQueryRequest};
 use jmap_proto::method::QueryResponse;
 use jmap_proto::method::filter::{Filter, Operator};
@@ -176,19 +174,7 @@ pub(crate) async fn get(
             .map(|s| s.to_string())
             .collect(),
     };
-    let body_properties = body_properties_or_default(req.extra.body_properties.as_deref())?;
-    let body_req = std::sync::Arc::new(body::BodyRequest {
-        props: props
-            .iter()
-            .filter(|p| body::BODY_EMAIL_PROPERTIES.contains(&p.as_str()))
-            .cloned()
-            .collect(),
-        body_properties,
-        fetch_text: req.extra.fetch_text_body_values,
-        fetch_html: req.extra.fetch_html_body_values,
-        fetch_all: req.extra.fetch_all_body_values,
-        max_bytes: usize::try_from(req.extra.max_body_value_bytes).unwrap_or(usize::MAX),
-    });
+    let body_req = std::sync::Arc::new(body::BodyRequest::new(&props, &req.extra)?);
     let header_props = std::sync::Arc::new(
         props
             .iter()
