@@ -230,13 +230,7 @@ pub(crate) async fn import(
         .await?
         {
             Ok(v) => {
-                if let Some(id) = v
-                    .get("id")
-                    .and_then(Value::as_str)
-                    .and_then(|s| Id::new(s).ok())
-                {
-                    created_ids.insert(cid.as_str().to_string(), id);
-                }
+                super::creation_refs::record(created_ids, cid, &v);
                 created.insert(cid.clone(), v);
             }
             Err(e) => {

@@ -152,13 +152,7 @@ pub(crate) async fn set(
         for (cid, obj) in create {
             match super::email_create::create(ctx, account, obj, created_ids).await? {
                 Ok(v) => {
-                    if let Some(id) = v
-                        .get("id")
-                        .and_then(Value::as_str)
-                        .and_then(|s| Id::new(s).ok())
-                    {
-                        created_ids.insert(cid.as_str().to_string(), id);
-                    }
+                    super::creation_refs::record(created_ids, cid, &v);
                     created.insert(cid.clone(), v);
                 }
                 Err(e) => {
