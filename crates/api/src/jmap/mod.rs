@@ -100,6 +100,14 @@ impl Ctx<'_> {
         Ok((req, account))
     }
 
+    /// The `accountId` argument of a method whose arguments are read by hand (no
+    /// jmap-proto request type), and the caller's account it names.
+    fn account_arg(&self, args: &Map<String, Value>) -> Result<(Id, AccountId), MethodError> {
+        let id = account_id_arg(args)?;
+        let account = self.account(&id)?;
+        Ok((id, account))
+    }
+
     /// The head every `/set` on the store shares (RFC 8620 5.3), once the caller has
     /// checked its limit: the caller's account the request names, and the account's
     /// state, which `ifInState` must match.
@@ -112,6 +120,15 @@ impl Ctx<'_> {
         req.check_state(&ids::state(old))?;
         Ok((account, old))
     }
+}
+
+/// The `accountId` argument, an Id (RFC 8620 1.2), of a method whose arguments are read
+/// by hand.
+fn account_id_arg(args: &Map<String, Value>) -> Result<Id, MethodError> {
+    args.get("accountId")
+        .and_then(Value::as_str)
+        .and_then(|a| Id::new(a).ok())
+        .ok_or_else(|| MethodError::invalid_arguments("accountId must be an Id"))
 }
 
 /// The `list` and `notFound` of a `/get` (RFC 8620 5.1) over objects held in memory:

@@ -152,12 +152,7 @@ async fn changes(
     ctx: &Ctx<'_>,
     args: Map<String, Value>,
 ) -> Result<Map<String, Value>, MethodError> {
-    let account = args
-        .get("accountId")
-        .and_then(Value::as_str)
-        .and_then(|a| jmap_proto::Id::new(a).ok())
-        .ok_or_else(|| MethodError::invalid_arguments("accountId"))?;
-    let account = ctx.account(&account)?;
+    let (_, account) = ctx.account_arg(&args)?;
     quotas(ctx, account).await?;
     super::changes::changes(ctx, ObjectType::Quota, args).await
 }

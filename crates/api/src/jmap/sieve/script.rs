@@ -471,11 +471,7 @@ pub(crate) async fn query(
     ctx: &Ctx<'_>,
     args: Map<String, Value>,
 ) -> Result<Map<String, Value>, MethodError> {
-    let account = args
-        .get("accountId")
-        .and_then(Value::as_str)
-        .and_then(|s| Id::new(s).ok())
-        .ok_or_else(|| MethodError::invalid_arguments("accountId"))?;
+    let account = crate::jmap::account_id_arg(&args)?;
     for k in args.keys() {
         if ![
             "accountId",
@@ -629,11 +625,7 @@ pub(crate) async fn validate(
     ctx: &Ctx<'_>,
     args: Map<String, Value>,
 ) -> Result<Map<String, Value>, MethodError> {
-    let account = args
-        .get("accountId")
-        .and_then(Value::as_str)
-        .and_then(|s| Id::new(s).ok())
-        .ok_or_else(|| MethodError::invalid_arguments("accountId"))?;
+    let account = crate::jmap::account_id_arg(&args)?;
     let blob = args
         .get("blobId")
         .and_then(Value::as_str)
