@@ -122,6 +122,42 @@ impl Ctx<'_> {
     }
 }
 
+/// The six maps of a `/set` answer (RFC 8620 5.3) built by hand, where the entries are
+/// not jmap-proto's types (a SetError of a type it does not name, an object as JSON).
+#[derive(Default)]
+pub(crate) struct SetMaps {
+    pub created: Map<String, Value>,
+    pub updated: Map<String, Value>,
+    pub destroyed: Vec<Value>,
+    pub not_created: Map<String, Value>,
+    pub not_updated: Map<String, Value>,
+    pub not_destroyed: Map<String, Value>,
+}
+
+impl SetMaps {
+    /// Adds the maps to the answer `out`, each `null` when empty as the RFC types them.
+    pub(crate) fn write(self, out: &mut Map<String, Value>) {
+        let map = |m: Map<String, Value>| {
+            if m.is_empty() {
+                Value::Null
+            } else {
+                Value::Object(m)
+            }
+        };
+        out.insert("created".into(), map(self.created));
+        out.insert("updated".into(), map(self.updated));
+        let destroyed = if self.destroyed.is_empty() {
+            Value::Null
+        } else {
+            Value::Array(self.destroyed)
+        };
+        out.insert("destroyed".into(), destroyed);
+        out.insert("notCreated".into(), map(self.not_created));
+        out.insert("notUpdated".into(), map(self.not_updated));
+        out.insert("notDestroyed".into(), map(self.not_destroyed));
+    }
+}
+
 /// The `accountId` argument, an Id (RFC 8620 1.2), of a method whose arguments are read
 /// by hand.
 fn account_id_arg(args: &Map<String, Value>) -> Result<Id, MethodError> {

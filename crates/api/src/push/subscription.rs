@@ -810,27 +810,16 @@ pub(crate) async fn set(
         destroyed.push(json!(id));
     }
 
-    let or_null = |m: Map<String, Value>| {
-        if m.is_empty() {
-            Value::Null
-        } else {
-            Value::Object(m)
-        }
-    };
     let mut out = Map::new();
-    out.insert("created".into(), or_null(created));
-    out.insert("updated".into(), or_null(updated));
-    out.insert(
-        "destroyed".into(),
-        if destroyed.is_empty() {
-            Value::Null
-        } else {
-            Value::Array(destroyed)
-        },
-    );
-    out.insert("notCreated".into(), or_null(not_created));
-    out.insert("notUpdated".into(), or_null(not_updated));
-    out.insert("notDestroyed".into(), or_null(not_destroyed));
+    crate::jmap::SetMaps {
+        created,
+        updated,
+        destroyed,
+        not_created,
+        not_updated,
+        not_destroyed,
+    }
+    .write(&mut out);
     Ok(out)
 }
 

@@ -2,7 +2,7 @@
 
 use super::generate::{MAIN_SCRIPT, Main, VACATION_SCRIPT};
 use super::{Conn, MAX_NAME, Script, View, connect, fail};
-use crate::jmap::{Ctx, ids};
+use crate::jmap::{Ctx, SetMaps, ids};
 use jmap_proto::method::{ChangesRequest, GetRequest, SetRequest};
 use jmap_proto::{Id, IdRef, MethodError, MethodErrorType, SetError, SetErrorType};
 use serde_json::{Map, Value, json};
@@ -426,30 +426,19 @@ pub(crate) async fn set(
     }
     let new_state = view.record(ctx, conn.account).await?;
     conn.client.logout().await;
-    let map_or_null = |m: Map<String, Value>| {
-        if m.is_empty() {
-            Value::Null
-        } else {
-            Value::Object(m)
-        }
-    };
     let mut out = Map::new();
     out.insert("accountId".into(), json!(req.account_id));
     out.insert("oldState".into(), json!(old_state));
     out.insert("newState".into(), json!(new_state));
-    out.insert("created".into(), map_or_null(created));
-    out.insert("updated".into(), map_or_null(updated));
-    out.insert(
-        "destroyed".into(),
-        if destroyed.is_empty() {
-            Value::Null
-        } else {
-            Value::Array(destroyed)
-        },
-    );
-    out.insert("notCreated".into(), map_or_null(not_created));
-    out.insert("notUpdated".into(), map_or_null(not_updated));
-    out.insert("notDestroyed".into(), map_or_null(not_destroyed));
+    SetMaps {
+        created,
+        updated,
+        destroyed,
+        not_created,
+        not_updated,
+        not_destroyed,
+    }
+    .write(&mut out);
     Ok(out)
 }
 

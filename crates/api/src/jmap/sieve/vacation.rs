@@ -3,7 +3,7 @@
 
 use super::generate::{self, MAIN_SCRIPT, Main, VACATION_SCRIPT, Vacation};
 use super::{View, connect, fail};
-use crate::jmap::Ctx;
+use crate::jmap::{Ctx, SetMaps};
 use jmap_proto::method::{GetRequest, SetRequest};
 use jmap_proto::{IdRef, MethodError, SetError, SetErrorType, UtcDate};
 use serde_json::{Map, Value, json};
@@ -168,23 +168,19 @@ pub(crate) async fn set(
     let view = View::load(ctx, &mut conn).await?;
     let new_state = view.vacation_state();
     conn.client.logout().await;
-    let map_or_null = |m: Map<String, Value>| {
-        if m.is_empty() {
-            Value::Null
-        } else {
-            Value::Object(m)
-        }
-    };
     let mut out = Map::new();
     out.insert("accountId".into(), json!(req.account_id));
     out.insert("oldState".into(), json!(old_state));
     out.insert("newState".into(), json!(new_state));
-    out.insert("created".into(), Value::Null);
-    out.insert("updated".into(), map_or_null(updated));
-    out.insert("destroyed".into(), Value::Null);
-    out.insert("notCreated".into(), map_or_null(not_created));
-    out.insert("notUpdated".into(), map_or_null(not_updated));
-    out.insert("notDestroyed".into(), map_or_null(not_destroyed));
+    // A singleton is neither created nor destroyed (RFC 8621 8).
+    SetMaps {
+        updated,
+        not_created,
+        not_updated,
+        not_destroyed,
+        ..SetMaps::default()
+    }
+    .write(&mut out);
     Ok(out)
 }
 
