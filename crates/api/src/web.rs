@@ -257,7 +257,8 @@ fn cookie(state: &AppState, value: &str, max_age: u64) -> Option<HeaderValue> {
     .ok()
 }
 
-fn json(status: StatusCode, v: serde_json::Value) -> Response {
+/// A JSON answer of the web client's and setup's private routes, never cached.
+pub(crate) fn json(status: StatusCode, v: serde_json::Value) -> Response {
     let mut r = (status, v.to_string()).into_response();
     r.headers_mut().insert(
         header::CONTENT_TYPE,
