@@ -135,6 +135,22 @@ pub(crate) struct SetMaps {
 }
 
 impl SetMaps {
+    /// The whole answer of a `/set` (RFC 8620 5.3) on `account_id`, from `old_state` to
+    /// `new_state`.
+    pub(crate) fn answer(
+        self,
+        account_id: &Id,
+        old_state: &str,
+        new_state: &str,
+    ) -> Map<String, Value> {
+        let mut out = Map::new();
+        out.insert("accountId".into(), Value::String(account_id.to_string()));
+        out.insert("oldState".into(), Value::String(old_state.to_owned()));
+        out.insert("newState".into(), Value::String(new_state.to_owned()));
+        self.write(&mut out);
+        out
+    }
+
     /// Adds the maps to the answer `out`, each `null` when empty as the RFC types them.
     pub(crate) fn write(self, out: &mut Map<String, Value>) {
         let map = |m: Map<String, Value>| {

@@ -426,11 +426,7 @@ pub(crate) async fn set(
     }
     let new_state = view.record(ctx, conn.account).await?;
     conn.client.logout().await;
-    let mut out = Map::new();
-    out.insert("accountId".into(), json!(req.account_id));
-    out.insert("oldState".into(), json!(old_state));
-    out.insert("newState".into(), json!(new_state));
-    SetMaps {
+    Ok(SetMaps {
         created,
         updated,
         destroyed,
@@ -438,8 +434,7 @@ pub(crate) async fn set(
         not_updated,
         not_destroyed,
     }
-    .write(&mut out);
-    Ok(out)
+    .answer(&req.account_id, &old_state, &new_state))
 }
 
 /// Rewrites the active vacation wrapper to include `user` (or no user script).

@@ -168,20 +168,15 @@ pub(crate) async fn set(
     let view = View::load(ctx, &mut conn).await?;
     let new_state = view.vacation_state();
     conn.client.logout().await;
-    let mut out = Map::new();
-    out.insert("accountId".into(), json!(req.account_id));
-    out.insert("oldState".into(), json!(old_state));
-    out.insert("newState".into(), json!(new_state));
     // A singleton is neither created nor destroyed (RFC 8621 8).
-    SetMaps {
+    Ok(SetMaps {
         updated,
         not_created,
         not_updated,
         not_destroyed,
         ..SetMaps::default()
     }
-    .write(&mut out);
-    Ok(out)
+    .answer(&req.account_id, &old_state, &new_state))
 }
 
 /// Stores the vacation script and turns the wrapper on or off: on, it includes the
