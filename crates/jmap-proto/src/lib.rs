@@ -52,7 +52,7 @@ pub use error::{
     MethodError, MethodErrorType, RequestError, RequestErrorType, SetError, SetErrorType,
 };
 pub use id::{Id, IdError, IdRef};
-pub use push::StateChange;
+pub use push::{PushVerification, StateChange};
 pub use reference::{ResultReference, resolve_references};
 pub use request::{Invocation, Request, RequestLimits, parse_request};
 pub use response::Response;

@@ -1,6 +1,7 @@
-//! The StateChange push message (RFC 8620 7.1), as sent over EventSource (RFC 8620 7.3),
-//! to a PushSubscription's URL (RFC 8620 7.2) and over a WebSocket (RFC 8887 4.3.5,
-//! which adds `pushState`).
+//! The push messages: StateChange (RFC 8620 7.1), as sent over EventSource (RFC 8620
+//! 7.3), to a PushSubscription's URL (RFC 8620 7.2) and over a WebSocket (RFC 8887 4.3.5,
+//! which adds `pushState`); and the PushVerification a new subscription's URL gets first
+//! (RFC 8620 7.2.2).
 
 use std::collections::BTreeMap;
 
@@ -64,6 +65,18 @@ impl StateChange {
     }
 }
 
+/// RFC 8620 7.2.2: `{"@type": "PushVerification", "pushSubscriptionId", "verificationCode"}`,
+/// sent to a PushSubscription's URL once when it is created; the client proves it got it
+/// by setting `verificationCode` on the subscription.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(tag = "@type", rename = "PushVerification", rename_all = "camelCase")]
+pub struct PushVerification {
+    /// The id of the PushSubscription this verifies.
+    pub push_subscription_id: Id,
+    /// The code the client sets on the subscription.
+    pub verification_code: String,
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -101,6 +114,22 @@ mod tests {
         assert_eq!(v["@type"], "StateChange");
         assert_eq!(v["pushState"], "a3123:7");
         assert_eq!(v.as_object().map(|m| m.len()), Some(3));
+    }
+
+    #[test]
+    fn push_verification_serializes_as_rfc_8620_7_2_2_shows_it() {
+        let v = PushVerification {
+            push_subscription_id: Id::try_from("P43").unwrap(),
+            verification_code: "da1f097b11ca17f06424e30bf02bfa67".into(),
+        };
+        assert_eq!(
+            serde_json::to_value(v).unwrap(),
+            json!({
+                "@type": "PushVerification",
+                "pushSubscriptionId": "P43",
+                "verificationCode": "da1f097b11ca17f06424e30bf02bfa67"
+            })
+        );
     }
 
     #[test]

@@ -12,7 +12,7 @@
 use super::{Changed, Follower, Hub, state_change_json, type_filter};
 use crate::auth::Principal;
 use base64::Engine;
-use jmap_proto::{MethodError, SetError, SetErrorType, UtcDate};
+use jmap_proto::{MethodError, PushVerification, SetError, SetErrorType, UtcDate};
 use mail_types::UserId;
 use serde_json::{Map, Value, json};
 use std::collections::HashMap;
@@ -717,11 +717,16 @@ pub(crate) async fn set(
         // RFC 8620 7.2.2: the PushVerification goes to the URL; the client sets the code.
         let (hub, store, r) = (hub.clone(), store.clone(), rec.clone());
         tokio::spawn(async move {
-            let v = json!({
-                "@type": "PushVerification",
-                "pushSubscriptionId": jmap_id(r.id),
-                "verificationCode": r.verification_code,
-            });
+            // `p<n>` is always an Id (RFC 8620 1.2).
+            let Ok(id) = jmap_proto::Id::new(jmap_id(r.id)) else {
+                return;
+            };
+            let verification = PushVerification {
+                push_subscription_id: id,
+                verification_code: r.verification_code.clone(),
+            };
+            // Only strings: serializing cannot fail.
+            let v = serde_json::to_value(verification).unwrap_or(Value::Null);
             deliver(&hub, &store, &r, v, None).await;
         });
         mine.push(rec);
