@@ -114,6 +114,20 @@ pub(crate) struct Resolved {
 }
 
 impl Messages<'_> {
+    /// The stored bytes with content address `sha`, when `account` holds them (a message
+    /// of one of its Emails, or an upload): a blob of another account is not found, like
+    /// one that does not exist (RFC 8620 6.2).
+    pub(crate) async fn stored(
+        &self,
+        account: AccountId,
+        sha: &str,
+    ) -> Result<Option<Vec<u8>>, store::Error> {
+        if !self.store.blob_in_account(account, sha).await? {
+            return Ok(None);
+        }
+        self.store.blob(sha).await
+    }
+
     /// The Email `id` of `account`, or `NotFound`.
     async fn view(&self, account: AccountId, id: EmailId) -> Result<EmailView, BlobError> {
         self.store
@@ -194,10 +208,10 @@ impl Messages<'_> {
                 })
             }
             BlobRef::Content(sha, part) => {
-                if !self.store.blob_in_account(account, sha).await? {
-                    return Err(BlobError::NotFound);
-                }
-                let message = self.store.blob(sha).await?.ok_or(BlobError::NotFound)?;
+                let message = self
+                    .stored(account, sha)
+                    .await?
+                    .ok_or(BlobError::NotFound)?;
                 Ok(Resolved {
                     message,
                     sha: sha.to_string(),

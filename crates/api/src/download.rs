@@ -9,7 +9,7 @@
 
 use crate::server::AppState;
 use axum::extract::{Path, Query, State};
-use axum::http::{HeaderValue, StatusCode, header};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 use std::sync::Arc;
@@ -107,6 +107,24 @@ fn range(header: Option<&str>, len: usize) -> Option<Result<(usize, usize), ()>>
     Some(Ok((start, end)))
 }
 
+/// The headers of every answer that carries mail bytes (a download, a sanitised HTML
+/// part): the browser must not sniff another type, `csp` confines what the bytes may do,
+/// and a content-addressed blob never changes, so the browser may keep it.
+pub(crate) fn blob_headers(h: &mut HeaderMap, csp: &'static str) {
+    h.insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    );
+    h.insert(
+        header::CONTENT_SECURITY_POLICY,
+        HeaderValue::from_static(csp),
+    );
+    h.insert(
+        header::CACHE_CONTROL,
+        HeaderValue::from_static("private, max-age=31536000, immutable"),
+    );
+}
+
 pub(crate) async fn download(
     State(state): State<Arc<AppState>>,
     Path((account, blob, name)): Path<(String, String, String)>,
@@ -193,18 +211,7 @@ pub(crate) async fn download(
         h.insert(header::CONTENT_DISPOSITION, v);
     }
     h.insert(header::ACCEPT_RANGES, HeaderValue::from_static("bytes"));
-    h.insert(
-        header::CACHE_CONTROL,
-        HeaderValue::from_static("private, max-age=31536000, immutable"),
-    );
-    h.insert(
-        header::X_CONTENT_TYPE_OPTIONS,
-        HeaderValue::from_static("nosniff"),
-    );
-    h.insert(
-        header::CONTENT_SECURITY_POLICY,
-        HeaderValue::from_static("sandbox; default-src 'none'"),
-    );
+    blob_headers(h, "sandbox; default-src 'none'");
     if let Some(cr) = content_range
         && let Ok(v) = HeaderValue::from_str(&cr)
     {

@@ -385,6 +385,22 @@ impl<IO> Watched<IO> {
         })
     }
 
+    /// A write's outcome: any progress (or error) ends a stall; a write still pending
+    /// runs against the write deadline.
+    fn after_write(
+        &mut self,
+        cx: &mut Context<'_>,
+        p: Poll<io::Result<usize>>,
+    ) -> Poll<io::Result<usize>> {
+        match p {
+            Poll::Ready(r) => {
+                self.write_stalled = None;
+                Poll::Ready(r)
+            }
+            Poll::Pending => self.poll_write_deadline(cx).map(Err),
+        }
+    }
+
     fn poll_write_deadline(&mut self, cx: &mut Context<'_>) -> Poll<io::Error> {
         if self.exempt() {
             return Poll::Pending;
@@ -451,13 +467,8 @@ impl<IO: AsyncWrite + Unpin> AsyncWrite for Watched<IO> {
         cx: &mut Context<'_>,
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
-        match Pin::new(&mut self.io).poll_write(cx, buf) {
-            Poll::Ready(r) => {
-                self.write_stalled = None;
-                Poll::Ready(r)
-            }
-            Poll::Pending => self.poll_write_deadline(cx).map(Err),
-        }
+        let p = Pin::new(&mut self.io).poll_write(cx, buf);
+        self.after_write(cx, p)
     }
 
     fn poll_write_vectored(
@@ -465,13 +476,8 @@ impl<IO: AsyncWrite + Unpin> AsyncWrite for Watched<IO> {
         cx: &mut Context<'_>,
         bufs: &[io::IoSlice<'_>],
     ) -> Poll<io::Result<usize>> {
-        match Pin::new(&mut self.io).poll_write_vectored(cx, bufs) {
-            Poll::Ready(r) => {
-                self.write_stalled = None;
-                Poll::Ready(r)
-            }
-            Poll::Pending => self.poll_write_deadline(cx).map(Err),
-        }
+        let p = Pin::new(&mut self.io).poll_write_vectored(cx, bufs);
+        self.after_write(cx, p)
     }
 
     fn is_write_vectored(&self) -> bool {

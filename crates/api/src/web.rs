@@ -257,7 +257,8 @@ fn cookie(state: &AppState, value: &str, max_age: u64) -> Option<HeaderValue> {
     .ok()
 }
 
-fn json(status: StatusCode, v: serde_json::Value) -> Response {
+/// A JSON answer of the web client's and setup's private routes, never cached.
+pub(crate) fn json(status: StatusCode, v: serde_json::Value) -> Response {
     let mut r = (status, v.to_string()).into_response();
     r.headers_mut().insert(
         header::CONTENT_TYPE,
@@ -547,10 +548,11 @@ pub(crate) async fn html(
     let Some((sha, Some(part))) = crate::jmap::body::parse_blob_id(&blob) else {
         return not_found();
     };
-    if !matches!(state.store.blob_in_account(account, sha).await, Ok(true)) {
-        return not_found();
-    }
-    let message = match state.store.blob(sha).await {
+    let messages = crate::bodies::Messages {
+        store: &state.store,
+        bodies: state.bodies.as_ref(),
+    };
+    let message = match messages.stored(account, sha).await {
         Ok(Some(d)) => d,
         Ok(None) => return not_found(),
         Err(e) => {
@@ -580,14 +582,7 @@ pub(crate) async fn html(
         header::CONTENT_TYPE,
         HeaderValue::from_static("text/html; charset=utf-8"),
     );
-    h.insert(
-        header::CONTENT_SECURITY_POLICY,
-        HeaderValue::from_static(mail_csp(allow)),
-    );
-    h.insert(
-        header::X_CONTENT_TYPE_OPTIONS,
-        HeaderValue::from_static("nosniff"),
-    );
+    crate::download::blob_headers(h, mail_csp(allow));
     h.insert(
         header::REFERRER_POLICY,
         HeaderValue::from_static("no-referrer"),
@@ -595,11 +590,6 @@ pub(crate) async fn html(
     h.insert(
         header::X_FRAME_OPTIONS,
         HeaderValue::from_static("SAMEORIGIN"),
-    );
-    // The part of a content-addressed message never changes.
-    h.insert(
-        header::CACHE_CONTROL,
-        HeaderValue::from_static("private, max-age=31536000, immutable"),
     );
     if let Ok(v) = HeaderValue::from_str(&blocked.to_string()) {
         h.insert("x-tidings-blocked-images", v);

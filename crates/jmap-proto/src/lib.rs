@@ -40,6 +40,7 @@ pub mod error;
 pub mod id;
 pub mod mail;
 pub mod method;
+pub mod push;
 pub mod reference;
 pub mod request;
 pub mod response;
@@ -51,6 +52,7 @@ pub use error::{
     MethodError, MethodErrorType, RequestError, RequestErrorType, SetError, SetErrorType,
 };
 pub use id::{Id, IdError, IdRef};
+pub use push::{PushVerification, StateChange};
 pub use reference::{ResultReference, resolve_references};
 pub use request::{Invocation, Request, RequestLimits, parse_request};
 pub use response::Response;

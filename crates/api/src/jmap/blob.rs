@@ -61,16 +61,6 @@ pub(crate) async fn call(
     }
 }
 
-fn account_of(ctx: &Ctx<'_>, args: &Map<String, Value>) -> Result<(Id, AccountId), MethodError> {
-    let id = args
-        .get("accountId")
-        .and_then(Value::as_str)
-        .and_then(|a| Id::new(a).ok())
-        .ok_or_else(|| MethodError::invalid_arguments("accountId must be an Id"))?;
-    let account = ctx.account(&id)?;
-    Ok((id, account))
-}
-
 fn check_known(args: &Map<String, Value>, known: &[&str]) -> Result<(), MethodError> {
     match args.keys().find(|k| !known.contains(&k.as_str())) {
         Some(k) => Err(MethodError::invalid_arguments(format!(
@@ -264,7 +254,7 @@ async fn upload(
     created_ids: &mut HashMap<String, Id>,
 ) -> Result<Map<String, Value>, MethodError> {
     check_known(&args, &["accountId", "create"])?;
-    let (account_id, account) = account_of(ctx, &args)?;
+    let (account_id, account) = ctx.account_arg(&args)?;
     let create = match args.get("create") {
         Some(Value::Object(m)) => m.clone(),
         None | Some(Value::Null) => Map::new(),
@@ -349,7 +339,7 @@ async fn get(
         &args,
         &["accountId", "ids", "properties", "offset", "length"],
     )?;
-    let (account_id, account) = account_of(ctx, &args)?;
+    let (account_id, account) = ctx.account_arg(&args)?;
     // There is no listing every blob: `ids` is required.
     let Some(Value::Array(wanted)) = args.get("ids") else {
         return Err(MethodError::invalid_arguments(
@@ -528,7 +518,7 @@ async fn lookup(
     created_ids: &HashMap<String, Id>,
 ) -> Result<Map<String, Value>, MethodError> {
     check_known(&args, &["accountId", "typeNames", "ids"])?;
-    let (account_id, account) = account_of(ctx, &args)?;
+    let (account_id, account) = ctx.account_arg(&args)?;
     let Some(Value::Array(type_names)) = args.get("typeNames") else {
         return Err(MethodError::invalid_arguments("typeNames must be a list"));
     };

@@ -5,6 +5,8 @@
 //! plus the part, so the download endpoint can find, check and decode them.
 
 use jmap_proto::MethodError;
+use jmap_proto::mail::EmailGetArgs;
+use jmap_proto::mail::properties::body_properties_or_default;
 use mime::BodyPart;
 use serde_json::{Map, Value, json};
 
@@ -16,11 +18,6 @@ pub(crate) const BODY_EMAIL_PROPERTIES: &[&str] = &[
     "attachments",
     "bodyValues",
 ];
-
-/// Every body property of RFC 8621 4.1.4, `header:` forms included.
-pub(crate) fn check_body_properties(p: &[String]) -> Result<(), MethodError> {
-    jmap_proto::mail::properties::check_body_properties(p)
-}
 
 /// The blob id of a part of the message whose blob id is `message_blob` (hex sha256).
 pub(crate) fn part_blob_id(message_blob: &str, part_id: &str) -> String {
@@ -162,6 +159,25 @@ pub(crate) struct BodyRequest {
     pub fetch_html: bool,
     pub fetch_all: bool,
     pub max_bytes: usize,
+}
+
+impl BodyRequest {
+    /// What Email/get (or Email/parse, RFC 8621 4.9) asks of the body: the body
+    /// properties among `props`, and the body arguments of RFC 8621 4.2, checked.
+    pub(crate) fn new(props: &[String], args: &EmailGetArgs) -> Result<Self, MethodError> {
+        Ok(Self {
+            props: props
+                .iter()
+                .filter(|p| BODY_EMAIL_PROPERTIES.contains(&p.as_str()))
+                .cloned()
+                .collect(),
+            body_properties: body_properties_or_default(args.body_properties.as_deref())?,
+            fetch_text: args.fetch_text_body_values,
+            fetch_html: args.fetch_html_body_values,
+            fetch_all: args.fetch_all_body_values,
+            max_bytes: usize::try_from(args.max_body_value_bytes).unwrap_or(usize::MAX),
+        })
+    }
 }
 
 /// The body properties of one message. CPU work: call it off the async executor.

@@ -2,6 +2,7 @@
 //! from the store's change log, never a scan of the mailbox.
 
 use super::{Ctx, ids};
+use jmap_proto::mail::MailboxChangesExtra;
 use jmap_proto::method::{ChangesRequest, ChangesResponse};
 use jmap_proto::{MethodError, MethodErrorType};
 use serde_json::{Map, Value};
@@ -43,29 +44,19 @@ pub(crate) async fn changes(
     let created = conv(&page.created);
     let updated = conv(&page.updated);
     let destroyed = conv(&page.destroyed);
-    let new_state = ids::position_state(page.new_position);
-    if object == ObjectType::Mailbox {
-        let resp = jmap_proto::mail::MailboxChangesResponse {
-            account_id: req.account_id.clone(),
-            old_state: req.since_state.clone(),
-            new_state,
-            has_more_changes: page.has_more,
-            created,
-            updated,
-            destroyed,
-            extra: Default::default(),
-        };
-        return super::to_map(&resp);
-    }
     let resp: ChangesResponse = ChangesResponse {
         account_id: req.account_id.clone(),
         old_state: req.since_state.clone(),
-        new_state,
+        new_state: ids::position_state(page.new_position),
         has_more_changes: page.has_more,
         created,
         updated,
         destroyed,
         extra: Default::default(),
     };
+    if object == ObjectType::Mailbox {
+        // RFC 8621 2.2: Mailbox/changes adds `updatedProperties`.
+        return super::to_map(&resp.with_extra(MailboxChangesExtra::default()));
+    }
     super::to_map(&resp)
 }

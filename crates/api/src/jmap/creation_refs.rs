@@ -9,6 +9,18 @@ use jmap_proto::Id;
 use serde_json::{Map, Value};
 use std::collections::HashMap;
 
+/// RFC 8620 5.3: a created object's `id` (in the `created` answer `obj`) is what
+/// `#cid` names for the rest of the request.
+pub(crate) fn record(created: &mut HashMap<String, Id>, cid: &Id, obj: &Value) {
+    if let Some(id) = obj
+        .get("id")
+        .and_then(Value::as_str)
+        .and_then(|s| Id::new(s).ok())
+    {
+        created.insert(cid.as_str().to_string(), id);
+    }
+}
+
 /// The arguments of `method` that hold ids of objects a request may have created.
 fn id_arguments(method: &str) -> &'static [&'static str] {
     match method {

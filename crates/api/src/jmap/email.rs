@@ -8,13 +8,11 @@
 //! query.
 
 use super::{Ctx, body, ids};
-use jmap_proto::mail::properties::{
-    BODY_PART_DEFAULT_PROPERTIES, EMAIL_GET_DEFAULT_PROPERTIES, check_email_properties,
-};
-use jmap_proto::mail::{EmailFilterCondition, EmailGetRequest, EmailQueryRequest};
+use jmap_proto::mail::properties::{EMAIL_GET_DEFAULT_PROPERTIES, check_email_properties};
+use jmap_proto::mail::{EmailFilterCondition, EmailGetArgs, EmailQueryRequest};
+use jmap_proto::method::QueryResponse;
 use jmap_proto::method::filter::{Filter, Operator};
 use jmap_proto::method::sort::Comparator;
-use jmap_proto::method::{GetResponse, QueryResponse};
 use jmap_proto::{IdRef, MethodError, MethodErrorType, UtcDate};
 use serde_json::{Map, Value, json};
 use store::{Collation, EmailFilter, EmailQuery, EmailSort, EmailSortKey, EmailView};
@@ -160,9 +158,7 @@ pub(crate) async fn get(
     ctx: &Ctx<'_>,
     args: Map<String, Value>,
 ) -> Result<Map<String, Value>, MethodError> {
-    let req: EmailGetRequest = EmailGetRequest::parse(args)?;
-    req.check_limit(ctx.max_objects_in_get)?;
-    let account = ctx.account(&req.account_id)?;
+    let (req, account) = ctx.get_request::<EmailGetArgs>(args)?;
     let props: Vec<String> = match &req.properties {
         Some(p) => {
             check_email_properties(p)?;
@@ -178,28 +174,7 @@ pub(crate) async fn get(
             .map(|s| s.to_string())
             .collect(),
     };
-    let body_properties: Vec<String> = match &req.extra.body_properties {
-        Some(b) => {
-            body::check_body_properties(b)?;
-            b.clone()
-        }
-        None => BODY_PART_DEFAULT_PROPERTIES
-            .iter()
-            .map(|s| s.to_string())
-            .collect(),
-    };
-    let body_req = std::sync::Arc::new(body::BodyRequest {
-        props: props
-            .iter()
-            .filter(|p| body::BODY_EMAIL_PROPERTIES.contains(&p.as_str()))
-            .cloned()
-            .collect(),
-        body_properties,
-        fetch_text: req.extra.fetch_text_body_values,
-        fetch_html: req.extra.fetch_html_body_values,
-        fetch_all: req.extra.fetch_all_body_values,
-        max_bytes: usize::try_from(req.extra.max_body_value_bytes).unwrap_or(usize::MAX),
-    });
+    let body_req = std::sync::Arc::new(body::BodyRequest::new(&props, &req.extra)?);
     let header_props = std::sync::Arc::new(
         props
             .iter()
@@ -284,13 +259,7 @@ pub(crate) async fn get(
             None => not_found.push(r),
         }
     }
-    Ok(GetResponse {
-        account_id: req.account_id.clone(),
-        state: ids::state(state),
-        list,
-        not_found,
-    }
-    .into_map())
+    Ok(req.respond(ids::state(state), list, not_found))
 }
 
 /// One JMAP FilterCondition as the store's AND of conditions.

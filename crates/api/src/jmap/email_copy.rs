@@ -8,6 +8,7 @@
 
 use super::email_import::{placement, store_message};
 use super::{Ctx, ids};
+use jmap_proto::method::check_if_in_state;
 use jmap_proto::{Id, MethodError, MethodErrorType, SetError, SetErrorType};
 use mail_types::EmailId;
 use serde::Deserialize;
@@ -62,15 +63,8 @@ pub(crate) async fn copy(
     }
     let from_state = ctx.store_state(from).await?;
     let old = ctx.store_state(to).await?;
-    if a.if_from_in_state
-        .as_ref()
-        .is_some_and(|s| *s != ids::state(from_state))
-        || a.if_in_state
-            .as_ref()
-            .is_some_and(|s| *s != ids::state(old))
-    {
-        return Err(MethodError::new(MethodErrorType::StateMismatch));
-    }
+    check_if_in_state(a.if_from_in_state.as_ref(), &ids::state(from_state))?;
+    check_if_in_state(a.if_in_state.as_ref(), &ids::state(old))?;
     let mut created = Map::new();
     let mut not_created: BTreeMap<Id, SetError> = BTreeMap::new();
     let mut originals = Vec::new();
@@ -130,13 +124,7 @@ pub(crate) async fn copy(
         .await?
         {
             Ok(v) => {
-                if let Some(id) = v
-                    .get("id")
-                    .and_then(Value::as_str)
-                    .and_then(|s| Id::new(s).ok())
-                {
-                    created_ids.insert(cid.as_str().to_string(), id);
-                }
+                super::creation_refs::record(created_ids, cid, &v);
                 created.insert(cid.as_str().to_string(), v);
                 originals.push(src);
             }

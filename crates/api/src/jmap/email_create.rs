@@ -333,15 +333,7 @@ async fn part_blob(
             content_type: Some(u.content_type),
         }));
     }
-    if !ctx
-        .store
-        .blob_in_account(account, &sha)
-        .await
-        .map_err(fail)?
-    {
-        return Ok(None);
-    }
-    let Some(message) = ctx.store.blob(&sha).await.map_err(fail)? else {
+    let Some(message) = ctx.messages().stored(account, &sha).await.map_err(fail)? else {
         return Ok(None);
     };
     Ok(match part {

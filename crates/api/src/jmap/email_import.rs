@@ -6,9 +6,10 @@
 // SetError is the RFC's error object, returned by value as everywhere in the API.
 #![allow(clippy::result_large_err)]
 
-use super::email_set::{keyword, refusal};
+use super::email_set::refusal;
 use super::{Ctx, ids};
-use jmap_proto::method::SetResponse;
+use jmap_proto::mail::keyword::parse_keyword;
+use jmap_proto::method::{SetResponse, check_if_in_state};
 use jmap_proto::{Id, IdRef, MethodError, MethodErrorType, SetError, SetErrorType, UtcDate};
 use mail_types::{AccountId, EmailId, MailboxId};
 use serde::Deserialize;
@@ -53,15 +54,7 @@ pub(crate) async fn blob_bytes(
     if let Some(b) = ctx.store.upload_bytes(account, hex).await.map_err(fail)? {
         return Ok(Some(b));
     }
-    if ctx
-        .store
-        .blob_in_account(account, hex)
-        .await
-        .map_err(fail)?
-    {
-        return ctx.store.blob(hex).await.map_err(fail);
-    }
-    Ok(None)
+    ctx.messages().stored(account, hex).await.map_err(fail)
 }
 
 /// Mailboxes, keywords and receivedAt of an import or copy.
@@ -91,7 +84,7 @@ pub(crate) fn placement(
     if let Some(k) = obj.get("keywords") {
         let k = k.as_object().ok_or_else(|| bad("keywords"))?;
         for (kw, on) in k {
-            match (keyword(kw), on) {
+            match (parse_keyword(kw), on) {
                 (Some(kw), Value::Bool(true)) => keywords.push(kw),
                 _ => return Err(bad("keywords")),
             }
@@ -185,11 +178,7 @@ pub(crate) async fn import(
     }
     let account = ctx.account(&a.account_id)?;
     let old = ctx.store_state(account).await?;
-    if let Some(want) = &a.if_in_state
-        && *want != ids::state(old)
-    {
-        return Err(MethodError::new(MethodErrorType::StateMismatch));
-    }
+    check_if_in_state(a.if_in_state.as_ref(), &ids::state(old))?;
     let mut created = BTreeMap::new();
     let mut not_created = BTreeMap::new();
     for (cid, obj) in &a.emails {
@@ -241,13 +230,7 @@ pub(crate) async fn import(
         .await?
         {
             Ok(v) => {
-                if let Some(id) = v
-                    .get("id")
-                    .and_then(Value::as_str)
-                    .and_then(|s| Id::new(s).ok())
-                {
-                    created_ids.insert(cid.as_str().to_string(), id);
-                }
+                super::creation_refs::record(created_ids, cid, &v);
                 created.insert(cid.clone(), v);
             }
             Err(e) => {

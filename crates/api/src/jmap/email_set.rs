@@ -7,22 +7,13 @@
 #![allow(clippy::result_large_err)]
 
 use super::{Ctx, ids};
+use jmap_proto::mail::keyword::parse_keyword;
 use jmap_proto::method::{SetRequest, SetResponse};
-use jmap_proto::{Id, IdRef, MethodError, MethodErrorType, SetError, SetErrorType};
+use jmap_proto::{Id, IdRef, MethodError, SetError, SetErrorType};
 use mail_types::{EmailId, MailboxId};
 use serde_json::{Map, Value};
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use store::{EmailPatch, WriteRefusal};
-
-/// RFC 8621 4.1.1: a keyword is 1-255 characters of `%x21-%x7e` except `( ) { ] % * " \`,
-/// compared case-insensitively (stored lowercased).
-pub(crate) fn keyword(k: &str) -> Option<String> {
-    let ok = !k.is_empty()
-        && k.len() <= 255
-        && k.bytes()
-            .all(|b| (0x21..=0x7e).contains(&b) && !b"(){]%*\"\\".contains(&b));
-    ok.then(|| k.to_ascii_lowercase())
-}
 
 /// RFC 6901 unescaping of one path segment.
 fn unescape(s: &str) -> String {
@@ -81,7 +72,7 @@ fn parse_patch(
                 };
                 let mut set = BTreeSet::new();
                 for (k, v) in m {
-                    match (keyword(k), v) {
+                    match (parse_keyword(k), v) {
                         (Some(k), Value::Bool(true)) => {
                             set.insert(k);
                         }
@@ -91,7 +82,7 @@ fn parse_patch(
                 p.keywords_all = Some(set);
             }
             ("keywords", Some(k)) => {
-                let Some(k) = keyword(&k) else {
+                let Some(k) = parse_keyword(&k) else {
                     return Err(SetError::invalid_properties([path.clone()]));
                 };
                 match value {
@@ -147,13 +138,7 @@ pub(crate) async fn set(
 ) -> Result<Map<String, Value>, MethodError> {
     let req: SetRequest = SetRequest::parse(args)?;
     req.check_limit(ctx.max_objects_in_set)?;
-    let account = ctx.account(&req.account_id)?;
-    let old = ctx.store_state(account).await?;
-    if let Some(want) = &req.if_in_state
-        && *want != ids::state(old)
-    {
-        return Err(MethodError::new(MethodErrorType::StateMismatch));
-    }
+    let (account, old) = ctx.set_head(&req).await?;
     let mut resp = SetResponse::new(
         req.account_id.clone(),
         Some(ids::state(old)),
@@ -167,13 +152,7 @@ pub(crate) async fn set(
         for (cid, obj) in create {
             match super::email_create::create(ctx, account, obj, created_ids).await? {
                 Ok(v) => {
-                    if let Some(id) = v
-                        .get("id")
-                        .and_then(Value::as_str)
-                        .and_then(|s| Id::new(s).ok())
-                    {
-                        created_ids.insert(cid.as_str().to_string(), id);
-                    }
+                    super::creation_refs::record(created_ids, cid, &v);
                     created.insert(cid.clone(), v);
                 }
                 Err(e) => {

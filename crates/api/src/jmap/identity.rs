@@ -3,7 +3,7 @@
 //! time identities are asked for.
 
 use super::{Ctx, ids};
-use jmap_proto::method::{GetRequest, GetResponse, SetRequest, SetResponse};
+use jmap_proto::method::{NoArgs, SetRequest, SetResponse};
 use jmap_proto::{Id, IdRef, MethodError, SetError, SetErrorType};
 use mail_types::AccountId;
 use serde_json::{Map, Value, json};
@@ -46,37 +46,12 @@ pub(crate) async fn get(
     ctx: &Ctx<'_>,
     args: Map<String, Value>,
 ) -> Result<Map<String, Value>, MethodError> {
-    let req: GetRequest = GetRequest::parse(args)?;
-    req.check_limit(ctx.max_objects_in_get)?;
-    let account = ctx.account(&req.account_id)?;
+    let (req, account) = ctx.get_request::<NoArgs>(args)?;
     ensure_default(ctx, account).await?;
     let state = ctx.store_state(account).await?;
     let all = ctx.store.identities(account).await.map_err(fail)?;
-    let mut list = Vec::new();
-    let mut not_found = Vec::new();
-    match req.ids.clone() {
-        None => list.extend(all.iter().map(to_json)),
-        Some(wanted) => {
-            for r in wanted {
-                let hit = match &r {
-                    IdRef::Id(id) => {
-                        ids::parse('i', id.as_str()).and_then(|n| all.iter().find(|i| i.id == n))
-                    }
-                    IdRef::Creation(_) => None,
-                };
-                match hit {
-                    Some(i) => list.push(to_json(i)),
-                    None => not_found.push(r),
-                }
-            }
-        }
-    }
-    super::to_map(&GetResponse {
-        account_id: req.account_id.clone(),
-        state: ids::state(state),
-        list,
-        not_found,
-    })
+    let (list, not_found) = super::pick(req.ids.as_deref(), 'i', &all, |i| i.id, to_json);
+    Ok(req.respond(ids::state(state), list, not_found))
 }
 
 /// Applies the settable properties of `obj` to `i`.
@@ -139,11 +114,7 @@ pub(crate) async fn set(
     let account = ctx.account(&req.account_id)?;
     ensure_default(ctx, account).await?;
     let old = ctx.store_state(account).await?;
-    if let Some(want) = &req.if_in_state
-        && want != &ids::state(old)
-    {
-        return Err(MethodError::new(jmap_proto::MethodErrorType::StateMismatch));
-    }
+    req.check_state(&ids::state(old))?;
     let existing = ctx.store.identities(account).await.map_err(fail)?;
     // RFC 8621 6.3: a server may restrict the addresses; we allow the login's domain.
     let login_domain = existing.iter().find(|i| !i.may_delete).and_then(|i| {

@@ -2,7 +2,7 @@
 
 use super::{Ctx, ids};
 use jmap_proto::mail::properties::{MAILBOX_PROPERTIES, check_properties};
-use jmap_proto::method::{GetRequest, GetResponse};
+use jmap_proto::method::NoArgs;
 use jmap_proto::{IdRef, MethodError};
 use serde_json::{Map, Value, json};
 
@@ -10,9 +10,7 @@ pub(crate) async fn get(
     ctx: &Ctx<'_>,
     args: Map<String, Value>,
 ) -> Result<Map<String, Value>, MethodError> {
-    let req: GetRequest = GetRequest::parse(args)?;
-    req.check_limit(ctx.max_objects_in_get)?;
-    let account = ctx.account(&req.account_id)?;
+    let (req, account) = ctx.get_request::<NoArgs>(args)?;
     let props: Vec<String> = match &req.properties {
         Some(p) => {
             check_properties(p, MAILBOX_PROPERTIES)?;
@@ -70,13 +68,7 @@ pub(crate) async fn get(
         }
         list.push(Value::Object(o));
     }
-    let resp = GetResponse {
-        account_id: req.account_id.clone(),
-        state: ids::state(state),
-        list,
-        not_found,
-    };
-    super::to_map(&resp)
+    Ok(req.respond(ids::state(state), list, not_found))
 }
 
 fn matches(v: &store::MailboxView, c: &jmap_proto::mail::MailboxFilterCondition) -> bool {

@@ -8,7 +8,7 @@
 use super::email_set::refusal;
 use super::{Ctx, ids};
 use jmap_proto::method::{SetRequest, SetResponse};
-use jmap_proto::{Id, IdRef, MethodError, MethodErrorType, SetError, SetErrorType};
+use jmap_proto::{Id, IdRef, MethodError, SetError, SetErrorType};
 use mail_types::{AccountId, MailboxId, SyncStatus};
 use serde::Deserialize;
 use serde_json::{Map, Value, json};
@@ -187,13 +187,7 @@ pub(crate) async fn set(
 ) -> Result<Map<String, Value>, MethodError> {
     let req: SetRequest<MailboxSetArgs> = SetRequest::parse(args)?;
     req.check_limit(ctx.max_objects_in_set)?;
-    let account = ctx.account(&req.account_id)?;
-    let old = ctx.store_state(account).await?;
-    if let Some(want) = &req.if_in_state
-        && *want != ids::state(old)
-    {
-        return Err(MethodError::new(MethodErrorType::StateMismatch));
-    }
+    let (account, old) = ctx.set_head(&req).await?;
     let mut resp = SetResponse::new(
         req.account_id.clone(),
         Some(ids::state(old)),

@@ -129,15 +129,6 @@ fn invalid_property(prop: &str, why: &str) -> Value {
     json!({"type": "invalidProperties", "properties": [prop], "description": why})
 }
 
-fn account_of(ctx: &Ctx<'_>, args: &Map<String, Value>) -> Result<(Id, AccountId), MethodError> {
-    let id: Id = args
-        .get("accountId")
-        .and_then(|v| serde_json::from_value(v.clone()).ok())
-        .ok_or_else(|| invalid_args("accountId is required"))?;
-    let account = ctx.account(&id)?;
-    Ok((id, account))
-}
-
 fn random_hex(n: usize) -> String {
     let mut b = vec![0u8; n];
     rand::RngCore::fill_bytes(&mut rand::rngs::OsRng, &mut b);
@@ -456,7 +447,7 @@ async fn send(
             return Err(invalid_args(&format!("MDN/send takes no {k}")));
         }
     }
-    let (account_id, account) = account_of(ctx, &args)?;
+    let (account_id, account) = ctx.account_arg(&args)?;
     let to_send = match args.get("send") {
         Some(Value::Object(m)) => m,
         _ => return Err(invalid_args("send must be a map of MDN objects")),
@@ -593,7 +584,7 @@ async fn parse(ctx: &Ctx<'_>, args: Map<String, Value>) -> Result<Map<String, Va
             return Err(invalid_args(&format!("MDN/parse takes no {k}")));
         }
     }
-    let (account_id, account) = account_of(ctx, &args)?;
+    let (account_id, account) = ctx.account_arg(&args)?;
     let blob_ids: Vec<String> = args
         .get("blobIds")
         .and_then(|v| serde_json::from_value(v.clone()).ok())

@@ -7,23 +7,17 @@ pub(crate) mod body;
 mod changes;
 mod creation_refs;
 pub(crate) mod email;
+mod headers;
 mod identity;
 pub(crate) mod ids;
 pub(crate) mod large;
 mod mailbox;
 pub(crate) mod mdn;
-// --- jmap: query changes, header properties, Email/parse ---
-mod headers;
 mod parse;
 mod query_changes;
-// --- end jmap ---
 mod snippet;
-// --- sending (issue 5)
 mod submission;
 pub(crate) use submission::MAX_DELAYED_SEND;
-// --- end sending
-mod thread;
-// --- write-back ---
 mod email_copy;
 mod email_create;
 mod email_import;
@@ -31,6 +25,7 @@ mod email_set;
 mod mailbox_set;
 mod outbox;
 mod set_unchanged;
+mod thread;
 // Sieve scripts (RFC 9661) and the VacationResponse (RFC 8621 8) over ManageSieve.
 pub(crate) mod sieve;
 // RFC 9425 Quota and RFC 9404 Blob, and their place in the Session.
@@ -39,8 +34,9 @@ pub(crate) mod extensions;
 mod quota;
 
 use crate::auth::Principal;
+use jmap_proto::method::{GetRequest, SetRequest};
 use jmap_proto::{
-    Id, Invocation, MethodError, MethodErrorType, Request, Response, resolve_references,
+    Id, IdRef, Invocation, MethodError, MethodErrorType, Request, Response, resolve_references,
 };
 use mail_types::AccountId;
 use serde_json::{Map, Value};
@@ -54,12 +50,10 @@ pub(crate) struct Ctx<'a> {
     pub max_objects_in_get: usize,
     // push: PushSubscription/set starts and stops delivery tasks on the hub.
     pub push: &'a Arc<crate::push::Hub>,
-    // --- write-back ---
     pub max_objects_in_set: usize,
-    // --- sending (issue 5): the undo window given to a submission without a hold.
+    // The undo window given to a submission without a hold.
     pub submission_delay: std::time::Duration,
     pub submission_waker: Option<&'a Arc<tokio::sync::Notify>>,
-    // --- end sending
     /// The server's budget for reading large messages, and what this request holds of it.
     pub large: &'a large::LargeBodies,
     pub held: &'a large::Held,
@@ -93,6 +87,130 @@ impl Ctx<'_> {
             .await
             .map_err(|e| MethodError::server_fail(e.to_string()))
     }
+
+    /// The head every `/get` shares (RFC 8620 5.1): its arguments, `maxObjectsInGet`,
+    /// and the caller's account it names.
+    fn get_request<X: serde::de::DeserializeOwned>(
+        &self,
+        args: Map<String, Value>,
+    ) -> Result<(GetRequest<X>, AccountId), MethodError> {
+        let req: GetRequest<X> = GetRequest::parse(args)?;
+        req.check_limit(self.max_objects_in_get)?;
+        let account = self.account(&req.account_id)?;
+        Ok((req, account))
+    }
+
+    /// The `accountId` argument of a method whose arguments are read by hand (no
+    /// jmap-proto request type), and the caller's account it names.
+    fn account_arg(&self, args: &Map<String, Value>) -> Result<(Id, AccountId), MethodError> {
+        let id = account_id_arg(args)?;
+        let account = self.account(&id)?;
+        Ok((id, account))
+    }
+
+    /// The head every `/set` on the store shares (RFC 8620 5.3), once the caller has
+    /// checked its limit: the caller's account the request names, and the account's
+    /// state, which `ifInState` must match.
+    async fn set_head<X>(
+        &self,
+        req: &SetRequest<X>,
+    ) -> Result<(AccountId, mail_types::State), MethodError> {
+        let account = self.account(&req.account_id)?;
+        let old = self.store_state(account).await?;
+        req.check_state(&ids::state(old))?;
+        Ok((account, old))
+    }
+}
+
+/// The six maps of a `/set` answer (RFC 8620 5.3) built by hand, where the entries are
+/// not jmap-proto's types (a SetError of a type it does not name, an object as JSON).
+#[derive(Default)]
+pub(crate) struct SetMaps {
+    pub created: Map<String, Value>,
+    pub updated: Map<String, Value>,
+    pub destroyed: Vec<Value>,
+    pub not_created: Map<String, Value>,
+    pub not_updated: Map<String, Value>,
+    pub not_destroyed: Map<String, Value>,
+}
+
+impl SetMaps {
+    /// The whole answer of a `/set` (RFC 8620 5.3) on `account_id`, from `old_state` to
+    /// `new_state`.
+    pub(crate) fn answer(
+        self,
+        account_id: &Id,
+        old_state: &str,
+        new_state: &str,
+    ) -> Map<String, Value> {
+        let mut out = Map::new();
+        out.insert("accountId".into(), Value::String(account_id.to_string()));
+        out.insert("oldState".into(), Value::String(old_state.to_owned()));
+        out.insert("newState".into(), Value::String(new_state.to_owned()));
+        self.write(&mut out);
+        out
+    }
+
+    /// Adds the maps to the answer `out`, each `null` when empty as the RFC types them.
+    pub(crate) fn write(self, out: &mut Map<String, Value>) {
+        let map = |m: Map<String, Value>| {
+            if m.is_empty() {
+                Value::Null
+            } else {
+                Value::Object(m)
+            }
+        };
+        out.insert("created".into(), map(self.created));
+        out.insert("updated".into(), map(self.updated));
+        let destroyed = if self.destroyed.is_empty() {
+            Value::Null
+        } else {
+            Value::Array(self.destroyed)
+        };
+        out.insert("destroyed".into(), destroyed);
+        out.insert("notCreated".into(), map(self.not_created));
+        out.insert("notUpdated".into(), map(self.not_updated));
+        out.insert("notDestroyed".into(), map(self.not_destroyed));
+    }
+}
+
+/// The `accountId` argument, an Id (RFC 8620 1.2), of a method whose arguments are read
+/// by hand.
+fn account_id_arg(args: &Map<String, Value>) -> Result<Id, MethodError> {
+    args.get("accountId")
+        .and_then(Value::as_str)
+        .and_then(|a| Id::new(a).ok())
+        .ok_or_else(|| MethodError::invalid_arguments("accountId must be an Id"))
+}
+
+/// The `list` and `notFound` of a `/get` (RFC 8620 5.1) over objects held in memory:
+/// all of them when `ids` is null; an id that is not of this type (`prefix`), not among
+/// them, or a creation id, is not found.
+fn pick<T>(
+    wanted: Option<&[IdRef]>,
+    prefix: char,
+    all: &[T],
+    id_of: impl Fn(&T) -> i64,
+    mut shape: impl FnMut(&T) -> Value,
+) -> (Vec<Value>, Vec<IdRef>) {
+    let Some(wanted) = wanted else {
+        return (all.iter().map(shape).collect(), Vec::new());
+    };
+    let mut list = Vec::new();
+    let mut not_found = Vec::new();
+    for r in wanted {
+        let hit = match r {
+            IdRef::Id(id) => {
+                ids::parse(prefix, id.as_str()).and_then(|n| all.iter().find(|o| id_of(o) == n))
+            }
+            IdRef::Creation(_) => None,
+        };
+        match hit {
+            Some(o) => list.push(shape(o)),
+            None => not_found.push(r.clone()),
+        }
+    }
+    (list, not_found)
 }
 
 pub(crate) fn to_map<T: serde::Serialize>(v: &T) -> Result<Map<String, Value>, MethodError> {
@@ -163,7 +281,7 @@ pub(crate) async fn dispatch(
             set_unchanged::drop_unchanged(ctx, principal, &name, &mut arguments, &created_ids)
                 .await;
         }
-        // --- sending (issue 5): RFC 8621 7.5, the implicit Email/set of
+        // RFC 8621 7.5, the implicit Email/set of
         // onSuccessUpdateEmail / onSuccessDestroyEmail answers right after, same call id.
         if name == "EmailSubmission/set" && submission {
             match submission::set(ctx, arguments, &mut created_ids).await {
@@ -177,7 +295,6 @@ pub(crate) async fn dispatch(
             }
             continue;
         }
-        // --- end sending
         // RFC 9007: MDN/send answers with an implicit Email/set too.
         if name.starts_with("MDN/") {
             let (c, args) = (call_id, arguments);
@@ -236,7 +353,6 @@ pub(crate) async fn dispatch(
             "Email/query" => email::query(ctx, arguments).await,
             "Thread/get" => thread::get(ctx, arguments).await,
             "SearchSnippet/get" => snippet::get(ctx, arguments).await,
-            // --- write-back ---
             "Email/set" => email_set::set(ctx, arguments, &mut created_ids).await,
             "Email/import" => email_import::import(ctx, arguments, &mut created_ids).await,
             // RFC 8620 5.4: with onSuccessDestroyOriginal an implicit Email/set answers too.
@@ -254,7 +370,6 @@ pub(crate) async fn dispatch(
             },
             "Mailbox/set" => mailbox_set::set(ctx, arguments, &mut created_ids).await,
             "Outbox/get" => outbox::get(ctx, arguments).await,
-            // --- sending (issue 5)
             "Identity/get"
             | "Identity/set"
             | "Identity/changes"
@@ -271,7 +386,7 @@ pub(crate) async fn dispatch(
                 ))
             }
             "Identity/get" => identity::get(ctx, arguments).await,
-            // --- push: RFC 8620 7.2, core methods without accountId ---
+            // RFC 8620 7.2: core methods without accountId.
             "PushSubscription/get" => {
                 crate::push::subscription::get(ctx.store, principal.user, arguments).await
             }
@@ -289,7 +404,6 @@ pub(crate) async fn dispatch(
                 MethodErrorType::CannotCalculateChanges,
                 "query changes are not kept; query again",
             )),
-            // --- end sending
             "SieveScript/get"
             | "SieveScript/set"
             | "SieveScript/query"

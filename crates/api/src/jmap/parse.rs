@@ -2,7 +2,7 @@
 //! attached `message/rfc822` part of one) parsed as an Email, without storing it.
 
 use super::{Ctx, body, headers};
-use jmap_proto::mail::properties::{BODY_PART_DEFAULT_PROPERTIES, check_email_properties};
+use jmap_proto::mail::properties::check_email_properties;
 use jmap_proto::mail::{EMAIL_PARSE_DEFAULT_PROPERTIES, EmailParseRequest};
 use jmap_proto::method::parse_args;
 use jmap_proto::{MethodError, UtcDate};
@@ -139,28 +139,7 @@ pub(crate) async fn parse(
             .map(|s| s.to_string())
             .collect(),
     };
-    let body_properties = match &req.body_properties {
-        Some(b) => {
-            body::check_body_properties(b)?;
-            b.clone()
-        }
-        None => BODY_PART_DEFAULT_PROPERTIES
-            .iter()
-            .map(|s| s.to_string())
-            .collect(),
-    };
-    let body_req = Arc::new(body::BodyRequest {
-        props: props
-            .iter()
-            .filter(|p| body::BODY_EMAIL_PROPERTIES.contains(&p.as_str()))
-            .cloned()
-            .collect(),
-        body_properties,
-        fetch_text: req.fetch_text_body_values,
-        fetch_html: req.fetch_html_body_values,
-        fetch_all: req.fetch_all_body_values,
-        max_bytes: usize::try_from(req.max_body_value_bytes).unwrap_or(usize::MAX),
-    });
+    let body_req = Arc::new(body::BodyRequest::new(&props, &req.body_args())?);
     let props = Arc::new(props);
     let mut parsed = Map::new();
     let mut not_parsable = Vec::new();

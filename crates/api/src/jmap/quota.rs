@@ -10,8 +10,8 @@
 
 use super::{Ctx, ids};
 use jmap_proto::method::{Comparator, Filter, FilterCondition, Operator};
-use jmap_proto::method::{GetRequest, GetResponse, QueryRequest, QueryResponse};
-use jmap_proto::{IdRef, MethodError, MethodErrorType};
+use jmap_proto::method::{NoArgs, QueryRequest, QueryResponse};
+use jmap_proto::{MethodError, MethodErrorType};
 use mail_types::AccountId;
 use serde::Deserialize;
 use serde_json::{Map, Value, json};
@@ -121,9 +121,7 @@ const PROPERTIES: &[&str] = &[
 ];
 
 async fn get(ctx: &Ctx<'_>, args: Map<String, Value>) -> Result<Map<String, Value>, MethodError> {
-    let req: GetRequest = GetRequest::parse(args)?;
-    req.check_limit(ctx.max_objects_in_get)?;
-    let account = ctx.account(&req.account_id)?;
+    let (req, account) = ctx.get_request::<NoArgs>(args)?;
     let state = ctx.store_state(account).await?;
     let all = quotas(ctx, account).await?;
     if let Some(p) = req
@@ -144,31 +142,8 @@ async fn get(ctx: &Ctx<'_>, args: Map<String, Value>) -> Result<Map<String, Valu
         }
         v
     };
-    let mut list = Vec::new();
-    let mut not_found = Vec::new();
-    match &req.ids {
-        None => list.extend(all.iter().map(shape)),
-        Some(wanted) => {
-            for r in wanted {
-                let hit = match r {
-                    IdRef::Id(id) => {
-                        ids::parse('q', id.as_str()).and_then(|n| all.iter().find(|q| q.id == n))
-                    }
-                    IdRef::Creation(_) => None,
-                };
-                match hit {
-                    Some(q) => list.push(shape(q)),
-                    None => not_found.push(r.clone()),
-                }
-            }
-        }
-    }
-    super::to_map(&GetResponse {
-        account_id: req.account_id.clone(),
-        state: ids::state(state),
-        list,
-        not_found,
-    })
+    let (list, not_found) = super::pick(req.ids.as_deref(), 'q', &all, |q| q.id, shape);
+    Ok(req.respond(ids::state(state), list, not_found))
 }
 
 /// RFC 9425 4.2, from the change log like every type: a quota whose usage or limit
@@ -177,12 +152,7 @@ async fn changes(
     ctx: &Ctx<'_>,
     args: Map<String, Value>,
 ) -> Result<Map<String, Value>, MethodError> {
-    let account = args
-        .get("accountId")
-        .and_then(Value::as_str)
-        .and_then(|a| jmap_proto::Id::new(a).ok())
-        .ok_or_else(|| MethodError::invalid_arguments("accountId"))?;
-    let account = ctx.account(&account)?;
+    let (_, account) = ctx.account_arg(&args)?;
     quotas(ctx, account).await?;
     super::changes::changes(ctx, ObjectType::Quota, args).await
 }

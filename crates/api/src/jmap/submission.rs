@@ -4,7 +4,7 @@
 //! change-log method.
 
 use super::{Ctx, ids};
-use jmap_proto::method::{GetRequest, GetResponse, SetRequest, SetResponse};
+use jmap_proto::method::{NoArgs, SetRequest, SetResponse};
 use jmap_proto::{Id, IdRef, MethodError, MethodErrorType, SetError, SetErrorType, UtcDate};
 use mail_types::{EmailId, ThreadId};
 use serde_json::{Map, Value, json};
@@ -73,38 +73,18 @@ pub(crate) async fn get(
     ctx: &Ctx<'_>,
     args: Map<String, Value>,
 ) -> Result<Map<String, Value>, MethodError> {
-    let req: GetRequest = GetRequest::parse(args)?;
-    req.check_limit(ctx.max_objects_in_get)?;
-    let account = ctx.account(&req.account_id)?;
+    let (req, account) = ctx.get_request::<NoArgs>(args)?;
     let state = ctx.store_state(account).await?;
     let all = ctx.store.submissions(account).await.map_err(fail)?;
-    let props = req.properties.clone();
-    let props = props.as_deref();
-    let mut list = Vec::new();
-    let mut not_found = Vec::new();
-    match req.ids.clone() {
-        None => list.extend(all.iter().map(|s| select(to_json(s), props))),
-        Some(wanted) => {
-            for r in wanted {
-                let hit = match &r {
-                    IdRef::Id(id) => {
-                        ids::parse('s', id.as_str()).and_then(|n| all.iter().find(|s| s.id == n))
-                    }
-                    IdRef::Creation(_) => None,
-                };
-                match hit {
-                    Some(s) => list.push(select(to_json(s), props)),
-                    None => not_found.push(r),
-                }
-            }
-        }
-    }
-    super::to_map(&GetResponse {
-        account_id: req.account_id.clone(),
-        state: ids::state(state),
-        list,
-        not_found,
-    })
+    let props = req.properties.as_deref();
+    let (list, not_found) = super::pick(
+        req.ids.as_deref(),
+        's',
+        &all,
+        |s| s.id,
+        |s| select(to_json(s), props),
+    );
+    Ok(req.respond(ids::state(state), list, not_found))
 }
 
 /// RFC 8621 7.3: a FilterCondition (no operators) and sort on emailId, threadId, sentAt.
@@ -469,13 +449,7 @@ pub(crate) async fn set(
 ) -> Result<(Map<String, Value>, Option<Map<String, Value>>), MethodError> {
     let req: SetRequest<jmap_proto::mail::EmailSubmissionSetArgs> = SetRequest::parse(args)?;
     req.check_limit(ctx.max_objects_in_get)?;
-    let account = ctx.account(&req.account_id)?;
-    let old = ctx.store_state(account).await?;
-    if let Some(want) = &req.if_in_state
-        && want != &ids::state(old)
-    {
-        return Err(MethodError::new(MethodErrorType::StateMismatch));
-    }
+    let (account, old) = ctx.set_head(&req).await?;
     super::identity::ensure_default(ctx, account).await?;
     let mut created: BTreeMap<Id, Value> = BTreeMap::new();
     let mut not_created: BTreeMap<Id, SetError> = BTreeMap::new();

@@ -1,7 +1,7 @@
 //! Thread/get (RFC 8621 3.1).
 
 use super::{Ctx, ids};
-use jmap_proto::method::{GetRequest, GetResponse};
+use jmap_proto::method::NoArgs;
 use jmap_proto::{IdRef, MethodError, MethodErrorType};
 use serde_json::{Map, Value, json};
 
@@ -9,9 +9,7 @@ pub(crate) async fn get(
     ctx: &Ctx<'_>,
     args: Map<String, Value>,
 ) -> Result<Map<String, Value>, MethodError> {
-    let req: GetRequest = GetRequest::parse(args)?;
-    req.check_limit(ctx.max_objects_in_get)?;
-    let account = ctx.account(&req.account_id)?;
+    let (req, account) = ctx.get_request::<NoArgs>(args)?;
     let state = ctx.store_state(account).await?;
     let Some(wanted) = req.ids.clone() else {
         return Err(MethodError::with_description(
@@ -51,10 +49,5 @@ pub(crate) async fn get(
             None => not_found.push(r),
         }
     }
-    super::to_map(&GetResponse {
-        account_id: req.account_id.clone(),
-        state: ids::state(state),
-        list,
-        not_found,
-    })
+    Ok(req.respond(ids::state(state), list, not_found))
 }

@@ -6,7 +6,7 @@
 //! [`MIN_PING`, `MAX_PING`] (RFC 8620 7.3: a server's minimum must not be above 30 s nor
 //! its maximum below 300 s).
 
-use super::{Changed, Connection, Follower, state_change, type_filter};
+use super::{Changed, Connection, Follower, state_change_json, type_filter};
 use crate::server::{AppState, authenticate, client_ip};
 use axum::body::Body;
 use axum::extract::{Request, State};
@@ -168,7 +168,7 @@ impl Stream {
         }
         format!(
             "event: state\nid: {id}\ndata: {}\n\n",
-            state_change(c, None)
+            state_change_json(c, None)
         )
     }
 

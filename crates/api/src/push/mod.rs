@@ -22,8 +22,9 @@ pub mod vapid;
 pub(crate) mod ws;
 
 use crate::auth::Principal;
+use jmap_proto::StateChange;
 use mail_types::{AccountId, State, UserId};
-use serde_json::{Map, Value};
+use serde_json::Value;
 use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -461,26 +462,31 @@ pub(crate) fn type_filter<'a>(names: impl IntoIterator<Item = &'a str>) -> TypeS
     names.into_iter().filter_map(PushType::from_name).collect()
 }
 
-/// The StateChange object (RFC 8620 7.1), with `pushState` for the WebSocket.
-pub(crate) fn state_change(c: &Changed, push_state: Option<&str>) -> Value {
-    let mut changed = Map::new();
+/// The StateChange (RFC 8620 7.1) of `c`: every type that changed in an account carries
+/// the account's state. `pushState` goes only over the WebSocket (RFC 8887 4.3.5).
+pub(crate) fn state_change(c: &Changed, push_state: Option<&str>) -> StateChange {
+    let mut changed = BTreeMap::new();
     for (a, (state, types)) in &c.0 {
         let Some(id) = crate::server::account_id(*a) else {
             continue;
         };
-        let mut m = Map::new();
-        for t in types.iter() {
-            m.insert(t.as_str().into(), Value::String(state.0.to_string()));
-        }
-        changed.insert(id.as_str().to_string(), Value::Object(m));
+        let state = jmap_proto::State::from(state.0.to_string());
+        let types = types
+            .iter()
+            .map(|t| (t.as_str().to_string(), state.clone()))
+            .collect();
+        changed.insert(id, types);
     }
-    let mut v = Map::new();
-    v.insert("@type".into(), Value::String("StateChange".into()));
-    v.insert("changed".into(), Value::Object(changed));
-    if let Some(p) = push_state {
-        v.insert("pushState".into(), Value::String(p.into()));
+    StateChange {
+        changed,
+        push_state: push_state.map(str::to_owned),
     }
-    Value::Object(v)
+}
+
+/// A StateChange as JSON. It has only string keys and values, so serializing cannot
+/// fail; were it to, the message would be `null` rather than a panic.
+pub(crate) fn state_change_json(c: &Changed, push_state: Option<&str>) -> Value {
+    serde_json::to_value(state_change(c, push_state)).unwrap_or(Value::Null)
 }
 
 #[cfg(test)]

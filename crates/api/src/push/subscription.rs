@@ -9,10 +9,10 @@
 //! StateChange); 404 or 410 means the push service dropped the subscription, so it is
 //! destroyed. An expired subscription is destroyed by its task.
 
-use super::{Changed, Follower, Hub, state_change, type_filter};
+use super::{Changed, Follower, Hub, state_change_json, type_filter};
 use crate::auth::Principal;
 use base64::Engine;
-use jmap_proto::{MethodError, SetError, SetErrorType, UtcDate};
+use jmap_proto::{MethodError, PushVerification, SetError, SetErrorType, UtcDate};
 use mail_types::UserId;
 use serde_json::{Map, Value, json};
 use std::collections::HashMap;
@@ -262,13 +262,14 @@ fn backoff(attempt: u32) -> Duration {
     Duration::from_secs(1u64 << attempt.min(9)).min(MAX_BACKOFF)
 }
 
-/// Sends `v` with retries; false when the subscription is gone (destroyed here).
+/// Sends `v` with retries; false when the subscription is gone (destroyed here). With
+/// the follower and the changes `v` tells, what changes meanwhile joins the next attempt.
 async fn deliver(
     hub: &Arc<Hub>,
     store: &Arc<dyn Store>,
     s: &PushSubscriptionRecord,
     mut v: Value,
-    mut follower: Option<&mut Follower>,
+    mut follower: Option<(&mut Follower, Changed)>,
 ) -> bool {
     for attempt in 0..MAX_ATTEMPTS {
         match post(hub, s, &v).await {
@@ -285,18 +286,17 @@ async fn deliver(
             Outcome::Retry(after) => {
                 tokio::time::sleep(after.unwrap_or_else(|| backoff(attempt))).await;
                 // What changed meanwhile goes along in the next attempt.
-                if let Some(f) = follower.as_deref_mut()
+                if let Some((f, sent)) = follower.as_mut()
                     && let Ok(more) = f.take().await
                     && !more.0.is_empty()
                 {
                     f.told(&more);
-                    let mut merged = changed_of(&v);
                     for (a, (st, t)) in more.0 {
-                        let e = merged.0.entry(a).or_insert((st, TypeSet::EMPTY));
+                        let e = sent.0.entry(a).or_insert((st, TypeSet::EMPTY));
                         e.0 = st.max(e.0);
                         e.1 = e.1.union(t);
                     }
-                    v = state_change(&merged, None);
+                    v = state_change_json(sent, None);
                 }
             }
         }
@@ -306,32 +306,6 @@ async fn deliver(
         "push delivery failed {MAX_ATTEMPTS} times; dropped"
     );
     true
-}
-
-/// Reads a StateChange we built back (for merging during retries).
-fn changed_of(v: &Value) -> Changed {
-    let mut out = Changed::default();
-    if let Some(m) = v["changed"].as_object() {
-        for (acc, types) in m {
-            let Some(a) = crate::jmap::ids::parse('a', acc) else {
-                continue;
-            };
-            let Some(types) = types.as_object() else {
-                continue;
-            };
-            let mut set = TypeSet::EMPTY;
-            let mut state = 0;
-            for (t, st) in types {
-                if let Some(t) = store::events::PushType::from_name(t) {
-                    set.insert(t);
-                }
-                state = st.as_str().and_then(|s| s.parse().ok()).unwrap_or(state);
-            }
-            out.0
-                .insert(mail_types::AccountId(a), (mail_types::State(state), set));
-        }
-    }
-    out
 }
 
 async fn worker(hub: Arc<Hub>, store: Arc<dyn Store>, s: PushSubscriptionRecord) {
@@ -376,7 +350,8 @@ async fn worker(hub: Arc<Hub>, store: Arc<dyn Store>, s: PushSubscriptionRecord)
             }
         };
         f.told(&c);
-        if !deliver(&hub, &store, &s, state_change(&c, None), Some(&mut f)).await {
+        let v = state_change_json(&c, None);
+        if !deliver(&hub, &store, &s, v, Some((&mut f, c))).await {
             return;
         }
     }
@@ -741,11 +716,16 @@ pub(crate) async fn set(
         // RFC 8620 7.2.2: the PushVerification goes to the URL; the client sets the code.
         let (hub, store, r) = (hub.clone(), store.clone(), rec.clone());
         tokio::spawn(async move {
-            let v = json!({
-                "@type": "PushVerification",
-                "pushSubscriptionId": jmap_id(r.id),
-                "verificationCode": r.verification_code,
-            });
+            // `p<n>` is always an Id (RFC 8620 1.2).
+            let Ok(id) = jmap_proto::Id::new(jmap_id(r.id)) else {
+                return;
+            };
+            let verification = PushVerification {
+                push_subscription_id: id,
+                verification_code: r.verification_code.clone(),
+            };
+            // Only strings: serializing cannot fail.
+            let v = serde_json::to_value(verification).unwrap_or(Value::Null);
             deliver(&hub, &store, &r, v, None).await;
         });
         mine.push(rec);
@@ -834,27 +814,16 @@ pub(crate) async fn set(
         destroyed.push(json!(id));
     }
 
-    let or_null = |m: Map<String, Value>| {
-        if m.is_empty() {
-            Value::Null
-        } else {
-            Value::Object(m)
-        }
-    };
     let mut out = Map::new();
-    out.insert("created".into(), or_null(created));
-    out.insert("updated".into(), or_null(updated));
-    out.insert(
-        "destroyed".into(),
-        if destroyed.is_empty() {
-            Value::Null
-        } else {
-            Value::Array(destroyed)
-        },
-    );
-    out.insert("notCreated".into(), or_null(not_created));
-    out.insert("notUpdated".into(), or_null(not_updated));
-    out.insert("notDestroyed".into(), or_null(not_destroyed));
+    crate::jmap::SetMaps {
+        created,
+        updated,
+        destroyed,
+        not_created,
+        not_updated,
+        not_destroyed,
+    }
+    .write(&mut out);
     Ok(out)
 }
 

@@ -6,7 +6,7 @@
 //! answered in order through the same function as `/jmap/api`, and pushes wait in the
 //! connection's coalescing slot while a response (or a slow reader) holds the socket.
 
-use super::{Changed, Connection, Follower, state_change, type_filter};
+use super::{Changed, Connection, Follower, state_change_json, type_filter};
 use crate::auth::Principal;
 use crate::server::{ApiError, AppState, authenticate, client_ip, handle_request};
 use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
@@ -327,7 +327,7 @@ async fn push(
     limits: &super::Limits,
 ) -> bool {
     f.told(c);
-    let v = state_change(c, Some(&f.push_state()));
+    let v = state_change_json(c, Some(&f.push_state()));
     send(tx, &v, limits.write_timeout).await
 }
 

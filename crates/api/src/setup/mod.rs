@@ -27,10 +27,11 @@ pub mod providers;
 
 use crate::auth::Principal;
 use crate::server::{AppState, authenticate, client_ip};
+use crate::web::json;
 use axum::body::to_bytes;
 use axum::extract::{Path, Request, State};
-use axum::http::{HeaderValue, Method, StatusCode, header};
-use axum::response::{IntoResponse, Response};
+use axum::http::{Method, StatusCode, header};
+use axum::response::Response;
 use mail_types::{AccountAuth, AccountKind, Security};
 use serde::{Deserialize, Serialize};
 use std::path::PathBuf;
@@ -191,17 +192,6 @@ mod kind_name {
 
 /// Largest request body these routes read.
 const MAX_BODY: usize = 16 * 1024;
-
-fn json(status: StatusCode, v: serde_json::Value) -> Response {
-    let mut r = (status, v.to_string()).into_response();
-    r.headers_mut().insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("application/json"),
-    );
-    r.headers_mut()
-        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-    r
-}
 
 fn error(status: StatusCode, message: &str) -> Response {
     json(status, serde_json::json!({ "error": message }))

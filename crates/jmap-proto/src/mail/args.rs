@@ -67,6 +67,19 @@ pub struct EmailParseRequest {
     pub max_body_value_bytes: u64,
 }
 
+impl EmailParseRequest {
+    /// The body arguments, which RFC 8621 4.9 gives the meaning of Email/get's.
+    pub fn body_args(&self) -> EmailGetArgs {
+        EmailGetArgs {
+            body_properties: self.body_properties.clone(),
+            fetch_text_body_values: self.fetch_text_body_values,
+            fetch_html_body_values: self.fetch_html_body_values,
+            fetch_all_body_values: self.fetch_all_body_values,
+            max_body_value_bytes: self.max_body_value_bytes,
+        }
+    }
+}
+
 /// The properties Email/parse returns by default (RFC 8621 4.9).
 pub const EMAIL_PARSE_DEFAULT_PROPERTIES: &[&str] = &[
     "messageId",

@@ -33,9 +33,23 @@ pub fn normalize_keyword(s: &str) -> String {
     s.to_ascii_lowercase()
 }
 
+/// A keyword as a client sent it, checked ([`is_valid_keyword`]) and normalized
+/// ([`normalize_keyword`]); `None` when it is not a keyword.
+pub fn parse_keyword(s: &str) -> Option<String> {
+    is_valid_keyword(s).then(|| normalize_keyword(s))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn parse_checks_then_lowercases() {
+        assert_eq!(parse_keyword("$Seen").as_deref(), Some(SEEN));
+        assert_eq!(parse_keyword("Work").as_deref(), Some("work"));
+        assert_eq!(parse_keyword("a b"), None);
+        assert_eq!(parse_keyword(""), None);
+    }
 
     #[test]
     fn keywords() {

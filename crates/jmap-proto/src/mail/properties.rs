@@ -171,6 +171,24 @@ pub fn check_body_properties(requested: &[String]) -> Result<(), MethodError> {
     check_with_headers(requested, BODY_PART_PROPERTIES)
 }
 
+/// RFC 8621 4.2 (and 4.9, Email/parse): the `bodyProperties` asked for, checked as
+/// [`check_body_properties`] does, or [`BODY_PART_DEFAULT_PROPERTIES`] when the argument
+/// is absent or null.
+pub fn body_properties_or_default(
+    requested: Option<&[String]>,
+) -> Result<Vec<String>, MethodError> {
+    match requested {
+        Some(p) => {
+            check_body_properties(p)?;
+            Ok(p.to_vec())
+        }
+        None => Ok(BODY_PART_DEFAULT_PROPERTIES
+            .iter()
+            .map(|s| s.to_string())
+            .collect()),
+    }
+}
+
 fn check_with_headers(requested: &[String], known: &[&str]) -> Result<(), MethodError> {
     for p in requested {
         if known.contains(&p.as_str()) {
@@ -215,6 +233,15 @@ mod tests {
         for p in BODY_PART_DEFAULT_PROPERTIES {
             assert!(BODY_PART_PROPERTIES.contains(p), "{p}");
         }
+    }
+
+    #[test]
+    fn body_properties_default_when_absent_and_are_checked_when_given() {
+        let default = body_properties_or_default(None).unwrap();
+        assert_eq!(default, BODY_PART_DEFAULT_PROPERTIES.to_vec());
+        let asked = v(&["partId", "header:Content-Type"]);
+        assert_eq!(body_properties_or_default(Some(&asked)).unwrap(), asked);
+        assert!(body_properties_or_default(Some(&v(&["preview"]))).is_err());
     }
 
     #[test]

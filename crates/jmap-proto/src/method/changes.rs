@@ -58,6 +58,23 @@ pub struct ChangesResponse<X = NoExtra> {
     pub extra: X,
 }
 
+impl<X> ChangesResponse<X> {
+    /// The same response with the data type's extra properties `extra` (e.g. Mailbox's
+    /// `updatedProperties`, RFC 8621 2.2) in place of `X`.
+    pub fn with_extra<Y>(self, extra: Y) -> ChangesResponse<Y> {
+        ChangesResponse {
+            account_id: self.account_id,
+            old_state: self.old_state,
+            new_state: self.new_state,
+            has_more_changes: self.has_more_changes,
+            created: self.created,
+            updated: self.updated,
+            destroyed: self.destroyed,
+            extra,
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -66,6 +83,26 @@ mod tests {
 
     fn args(v: Value) -> Map<String, Value> {
         v.as_object().unwrap().clone()
+    }
+
+    #[test]
+    fn with_extra_keeps_every_field_and_adds_the_types_own() {
+        let r: ChangesResponse = ChangesResponse {
+            account_id: Id::try_from("a1").unwrap(),
+            old_state: State::from("1"),
+            new_state: State::from("2"),
+            has_more_changes: true,
+            created: vec![Id::try_from("m1").unwrap()],
+            updated: vec![],
+            destroyed: vec![Id::try_from("m2").unwrap()],
+            extra: NoExtra::default(),
+        };
+        let mut expected = serde_json::to_value(&r).unwrap();
+        expected["updatedProperties"] = json!(["unreadEmails"]);
+        let extra = crate::mail::MailboxChangesExtra {
+            updated_properties: Some(vec!["unreadEmails".into()]),
+        };
+        assert_eq!(serde_json::to_value(r.with_extra(extra)).unwrap(), expected);
     }
 
     #[test]

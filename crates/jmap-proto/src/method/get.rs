@@ -49,6 +49,23 @@ impl<X: DeserializeOwned> GetRequest<X> {
 }
 
 impl<X> GetRequest<X> {
+    /// The answer to this request (RFC 8620 5.1): its account, the type's `state`, the
+    /// objects found and the ids not found, as the response's JSON object.
+    pub fn respond(
+        &self,
+        state: State,
+        list: Vec<Value>,
+        not_found: Vec<IdRef>,
+    ) -> Map<String, Value> {
+        GetResponse {
+            account_id: self.account_id.clone(),
+            state,
+            list,
+            not_found,
+        }
+        .into_map()
+    }
+
     /// RFC 8620 5.1: `requestTooLarge` when more ids are asked for than
     /// `maxObjectsInGet`.
     pub fn check_limit(&self, max_objects_in_get: usize) -> Result<(), MethodError> {
@@ -112,6 +129,23 @@ mod tests {
         };
         let expected = serde_json::to_value(&r).unwrap();
         assert_eq!(Value::Object(r.into_map()), expected);
+    }
+
+    #[test]
+    fn respond_answers_for_the_requests_account() {
+        let req: GetRequest = GetRequest::parse(args(json!({"accountId": "a1"}))).unwrap();
+        let list = vec![json!({"id": "e1"})];
+        let not_found = vec![IdRef::Id(Id::try_from("e9").unwrap())];
+        let expected = GetResponse {
+            account_id: Id::try_from("a1").unwrap(),
+            state: State::from("s7"),
+            list: list.clone(),
+            not_found: not_found.clone(),
+        };
+        assert_eq!(
+            req.respond(State::from("s7"), list, not_found),
+            expected.into_map()
+        );
     }
 
     fn args(v: Value) -> Map<String, Value> {

@@ -30,7 +30,7 @@ pub use filter::{
 pub use get::{GetRequest, GetResponse};
 pub use query::{QueryRequest, QueryResponse};
 pub use query_changes::{AddedItem, QueryChangesRequest, QueryChangesResponse};
-pub use set::{SetRequest, SetResponse};
+pub use set::{SetRequest, SetResponse, check_if_in_state};
 pub use sort::{Comparator, check_collations};
 
 /// Longest serde message quoted in an `invalidArguments` description.

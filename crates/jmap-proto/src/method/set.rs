@@ -85,6 +85,20 @@ impl<X> SetRequest<X> {
         }
         Ok(())
     }
+
+    /// RFC 8620 5.3: `stateMismatch` when `ifInState` is given and is not `current`.
+    pub fn check_state(&self, current: &State) -> Result<(), MethodError> {
+        check_if_in_state(self.if_in_state.as_ref(), current)
+    }
+}
+
+/// RFC 8620 5.3 (and 5.4, 5.5 for `/copy` and `/import`): an `ifInState` the client gave
+/// must be the current state, else the whole call is `stateMismatch`.
+pub fn check_if_in_state(if_in_state: Option<&State>, current: &State) -> Result<(), MethodError> {
+    match if_in_state {
+        Some(want) if want != current => Err(MethodError::new(MethodErrorType::StateMismatch)),
+        _ => Ok(()),
+    }
 }
 
 /// The response of `Foo/set` (RFC 8620 5.3). Each map is `null` (`None`) when empty,
@@ -143,6 +157,22 @@ mod tests {
 
     fn s(v: Value) -> Result<SetRequest, MethodError> {
         SetRequest::parse(v.as_object().unwrap().clone())
+    }
+
+    #[test]
+    fn if_in_state_must_be_the_current_state() {
+        let now = State::from("s2");
+        assert!(
+            s(json!({"accountId": "a1"}))
+                .unwrap()
+                .check_state(&now)
+                .is_ok()
+        );
+        let same = s(json!({"accountId": "a1", "ifInState": "s2"})).unwrap();
+        assert!(same.check_state(&now).is_ok());
+        let old = s(json!({"accountId": "a1", "ifInState": "s1"})).unwrap();
+        let e = old.check_state(&now).unwrap_err();
+        assert_eq!(e.kind, MethodErrorType::StateMismatch);
     }
 
     #[test]

@@ -226,6 +226,23 @@ impl SqliteStore {
         self.outbox_tx.send_modify(|n| *n = n.wrapping_add(1));
     }
 
+    /// A mailbox change of the user (create, update, destroy): it moves the account's
+    /// mailbox epoch while the connection is held, so a mailbox list taken across it is
+    /// not applied (see `apply_mailbox_list_at`).
+    async fn mailbox_write<T, F>(&self, account: AccountId, f: F) -> Result<T>
+    where
+        T: Send + 'static,
+        F: FnOnce(&mut Connection) -> T + Send + 'static,
+    {
+        let epochs = self.mailbox_epochs.clone();
+        self.call(move |c| {
+            let r = f(c);
+            bump_epoch(&epochs, account);
+            Ok(r)
+        })
+        .await
+    }
+
     async fn call<T, F>(&self, f: F) -> Result<T>
     where
         T: Send + 'static,
@@ -1431,14 +1448,11 @@ impl Store for SqliteStore {
         subscribed: bool,
     ) -> Result<std::result::Result<MailboxId, WriteRefusal>> {
         let name = name.to_string();
-        let epochs = self.mailbox_epochs.clone();
         let out = self
-            .call(move |c| {
-                let r = outbox::create_mailbox(c, account, &name, parent, subscribed);
-                bump_epoch(&epochs, account);
-                r
+            .mailbox_write(account, move |c| {
+                outbox::create_mailbox(c, account, &name, parent, subscribed)
             })
-            .await?;
+            .await??;
         self.outbox_wake();
         Ok(out)
     }
@@ -1449,14 +1463,11 @@ impl Store for SqliteStore {
         id: MailboxId,
         patch: MailboxPatch,
     ) -> Result<std::result::Result<(), WriteRefusal>> {
-        let epochs = self.mailbox_epochs.clone();
         let out = self
-            .call(move |c| {
-                let r = outbox::update_mailbox(c, account, id, &patch);
-                bump_epoch(&epochs, account);
-                r
+            .mailbox_write(account, move |c| {
+                outbox::update_mailbox(c, account, id, &patch)
             })
-            .await?;
+            .await??;
         self.outbox_wake();
         Ok(out)
     }
@@ -1467,14 +1478,11 @@ impl Store for SqliteStore {
         id: MailboxId,
         remove_emails: bool,
     ) -> Result<std::result::Result<(), WriteRefusal>> {
-        let epochs = self.mailbox_epochs.clone();
         let out = self
-            .call(move |c| {
-                let r = outbox::destroy_mailbox(c, account, id, remove_emails);
-                bump_epoch(&epochs, account);
-                r
+            .mailbox_write(account, move |c| {
+                outbox::destroy_mailbox(c, account, id, remove_emails)
             })
-            .await?;
+            .await??;
         self.collect_orphans(account).await?;
         self.outbox_wake();
         Ok(out)

@@ -2,7 +2,7 @@
 
 use super::generate::{MAIN_SCRIPT, Main, VACATION_SCRIPT};
 use super::{Conn, MAX_NAME, Script, View, connect, fail};
-use crate::jmap::{Ctx, ids};
+use crate::jmap::{Ctx, SetMaps, ids};
 use jmap_proto::method::{ChangesRequest, GetRequest, SetRequest};
 use jmap_proto::{Id, IdRef, MethodError, MethodErrorType, SetError, SetErrorType};
 use serde_json::{Map, Value, json};
@@ -100,19 +100,14 @@ pub(crate) async fn get(
                 };
                 match hit {
                     Some(s) => list.push(to_json(ctx, &conn, s, &req.properties).await?),
-                    None => not_found.push(json!(r)),
+                    None => not_found.push(r.clone()),
                 }
             }
         }
     }
     let state = view.record(ctx, conn.account).await?;
     conn.client.logout().await;
-    let mut out = Map::new();
-    out.insert("accountId".into(), json!(req.account_id));
-    out.insert("state".into(), json!(state));
-    out.insert("list".into(), Value::Array(list));
-    out.insert("notFound".into(), Value::Array(not_found));
-    Ok(out)
+    Ok(req.respond(state.into(), list, not_found))
 }
 
 #[derive(serde::Deserialize, Default)]
@@ -213,11 +208,7 @@ pub(crate) async fn set(
     let mut conn = connect(ctx, &req.account_id, false).await?;
     let mut view = View::load(ctx, &mut conn).await?;
     let old_state = view.record(ctx, conn.account).await?;
-    if let Some(want) = &req.if_in_state
-        && want.as_str() != old_state
-    {
-        return Err(MethodError::new(MethodErrorType::StateMismatch));
-    }
+    req.check_state(&old_state.as_str().into())?;
     let mut created = Map::new();
     let mut not_created = Map::new();
     let mut updated = Map::new();
@@ -435,31 +426,15 @@ pub(crate) async fn set(
     }
     let new_state = view.record(ctx, conn.account).await?;
     conn.client.logout().await;
-    let map_or_null = |m: Map<String, Value>| {
-        if m.is_empty() {
-            Value::Null
-        } else {
-            Value::Object(m)
-        }
-    };
-    let mut out = Map::new();
-    out.insert("accountId".into(), json!(req.account_id));
-    out.insert("oldState".into(), json!(old_state));
-    out.insert("newState".into(), json!(new_state));
-    out.insert("created".into(), map_or_null(created));
-    out.insert("updated".into(), map_or_null(updated));
-    out.insert(
-        "destroyed".into(),
-        if destroyed.is_empty() {
-            Value::Null
-        } else {
-            Value::Array(destroyed)
-        },
-    );
-    out.insert("notCreated".into(), map_or_null(not_created));
-    out.insert("notUpdated".into(), map_or_null(not_updated));
-    out.insert("notDestroyed".into(), map_or_null(not_destroyed));
-    Ok(out)
+    Ok(SetMaps {
+        created,
+        updated,
+        destroyed,
+        not_created,
+        not_updated,
+        not_destroyed,
+    }
+    .answer(&req.account_id, &old_state, &new_state))
 }
 
 /// Rewrites the active vacation wrapper to include `user` (or no user script).
@@ -480,11 +455,7 @@ pub(crate) async fn query(
     ctx: &Ctx<'_>,
     args: Map<String, Value>,
 ) -> Result<Map<String, Value>, MethodError> {
-    let account = args
-        .get("accountId")
-        .and_then(Value::as_str)
-        .and_then(|s| Id::new(s).ok())
-        .ok_or_else(|| MethodError::invalid_arguments("accountId"))?;
+    let account = crate::jmap::account_id_arg(&args)?;
     for k in args.keys() {
         if ![
             "accountId",
@@ -638,11 +609,7 @@ pub(crate) async fn validate(
     ctx: &Ctx<'_>,
     args: Map<String, Value>,
 ) -> Result<Map<String, Value>, MethodError> {
-    let account = args
-        .get("accountId")
-        .and_then(Value::as_str)
-        .and_then(|s| Id::new(s).ok())
-        .ok_or_else(|| MethodError::invalid_arguments("accountId"))?;
+    let account = crate::jmap::account_id_arg(&args)?;
     let blob = args
         .get("blobId")
         .and_then(Value::as_str)

@@ -3,9 +3,9 @@
 
 use super::generate::{self, MAIN_SCRIPT, Main, VACATION_SCRIPT, Vacation};
 use super::{View, connect, fail};
-use crate::jmap::Ctx;
+use crate::jmap::{Ctx, SetMaps};
 use jmap_proto::method::{GetRequest, SetRequest};
-use jmap_proto::{IdRef, MethodError, MethodErrorType, SetError, SetErrorType, UtcDate};
+use jmap_proto::{IdRef, MethodError, SetError, SetErrorType, UtcDate};
 use serde_json::{Map, Value, json};
 
 const SINGLETON: &str = "singleton";
@@ -70,17 +70,12 @@ pub(crate) async fn get(
                     IdRef::Id(id) if id.as_str() == SINGLETON => {
                         list.push(to_json(&v, &req.properties))
                     }
-                    other => not_found.push(json!(other)),
+                    other => not_found.push(other.clone()),
                 }
             }
         }
     }
-    let mut out = Map::new();
-    out.insert("accountId".into(), json!(req.account_id));
-    out.insert("state".into(), json!(view.vacation_state()));
-    out.insert("list".into(), Value::Array(list));
-    out.insert("notFound".into(), Value::Array(not_found));
-    Ok(out)
+    Ok(req.respond(view.vacation_state().into(), list, not_found))
 }
 
 /// Applies a patch of the singleton's properties.
@@ -125,11 +120,7 @@ pub(crate) async fn set(
     let mut conn = connect(ctx, &req.account_id, true).await?;
     let view = View::load(ctx, &mut conn).await?;
     let old_state = view.vacation_state();
-    if let Some(want) = &req.if_in_state
-        && want.as_str() != old_state
-    {
-        return Err(MethodError::new(MethodErrorType::StateMismatch));
-    }
+    req.check_state(&old_state.as_str().into())?;
     let singleton_error =
         || serde_json::to_value(SetError::new(SetErrorType::Singleton)).unwrap_or(Value::Null);
     let mut not_created = Map::new();
@@ -177,24 +168,15 @@ pub(crate) async fn set(
     let view = View::load(ctx, &mut conn).await?;
     let new_state = view.vacation_state();
     conn.client.logout().await;
-    let map_or_null = |m: Map<String, Value>| {
-        if m.is_empty() {
-            Value::Null
-        } else {
-            Value::Object(m)
-        }
-    };
-    let mut out = Map::new();
-    out.insert("accountId".into(), json!(req.account_id));
-    out.insert("oldState".into(), json!(old_state));
-    out.insert("newState".into(), json!(new_state));
-    out.insert("created".into(), Value::Null);
-    out.insert("updated".into(), map_or_null(updated));
-    out.insert("destroyed".into(), Value::Null);
-    out.insert("notCreated".into(), map_or_null(not_created));
-    out.insert("notUpdated".into(), map_or_null(not_updated));
-    out.insert("notDestroyed".into(), map_or_null(not_destroyed));
-    Ok(out)
+    // A singleton is neither created nor destroyed (RFC 8621 8).
+    Ok(SetMaps {
+        updated,
+        not_created,
+        not_updated,
+        not_destroyed,
+        ..SetMaps::default()
+    }
+    .answer(&req.account_id, &old_state, &new_state))
 }
 
 /// Stores the vacation script and turns the wrapper on or off: on, it includes the
