@@ -559,7 +559,11 @@ try {
   check(true, "a folder renamed in the client is renamed on the server");
   promptAnswer = "Scratch";
   await page.click("button:has-text('New folder')");
-  await page.waitForSelector(".mailbox:has-text('Scratch')", { timeout: WAIT });
+  // Mailbox/set waits (up to 10 s) for the mail server's answer to the CREATE while the
+  // outbox may still be replaying the rename above; the folder shows once it answers.
+  const scratchShown = Date.now();
+  await page.waitForSelector(".mailbox:has-text('Scratch')", { timeout: 3 * WAIT });
+  console.log(`[e2e] the new folder showed after ${Date.now() - scratchShown} ms`);
   await page.click(".mailbox:has-text('Scratch')");
   await page.click(".folder-actions button:has-text('Delete folder')");
   await waitFor("deleted on the server", async () => !(await mailboxes()).some((m) => m.name === "Scratch"));
