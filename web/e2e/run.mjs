@@ -563,7 +563,7 @@ try {
   // outbox may still be replaying the rename above; the folder shows once it answers.
   const scratchShown = Date.now();
   await page.waitForSelector(".mailbox:has-text('Scratch')", { timeout: 3 * WAIT });
-  console.log(`[e2e] the new folder showed after ${Date.now() - scratchShown} ms`);
+  log(`the new folder showed after ${Date.now() - scratchShown} ms`);
   await page.click(".mailbox:has-text('Scratch')");
   await page.click(".folder-actions button:has-text('Delete folder')");
   await waitFor("deleted on the server", async () => !(await mailboxes()).some((m) => m.name === "Scratch"));
