@@ -325,7 +325,7 @@ async fn send_one(
         .into_iter()
         .flat_map(mime::headers::as_addresses)
         .map(|a| a.email)
-        .filter(|a| submit::valid_address(a))
+        .filter(|a| mime::address::valid_address(a))
         .collect();
     let mut seen = std::collections::HashSet::new();
     to.retain(|a| seen.insert(a.to_ascii_lowercase()));
