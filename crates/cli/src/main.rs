@@ -93,6 +93,7 @@ enum Command {
 const OWN_TARGETS: &[&str] = &[
     "tidings",
     "api",
+    "jmap_server",
     "engine",
     "imap_sync",
     "pop3_sync",
