@@ -2,7 +2,7 @@
 //!
 //! A blob is served only to the owner of an account that holds it (a message of the
 //! account, or an upload to it; a part of either, following attached messages). It never
-//! changes (a content address, or the message of one Email: `crate::bodies`), so it may be
+//! changes (a content address, or the message of one Email: `jmap_server::bodies`), so it may be
 //! cached for good (privately); a message not stored yet is fetched first. What is served is never
 //! interpreted by the browser as a page of ours: `nosniff`, a sandboxing CSP, and
 //! `attachment` unless the type is an image, audio or video.
@@ -138,7 +138,7 @@ pub(crate) async fn download(
     };
     let not_found = || (StatusCode::NOT_FOUND, "no such blob").into_response();
     // A message blob is `b<sha256>` or `bm<email id>`; one of its parts `b<sha256>-<partId>`.
-    // A message not stored yet is fetched now (`crate::bodies`).
+    // A message not stored yet is fetched now (`jmap_server::bodies`).
     let messages = jmap_server::bodies::Messages {
         store: &state.store,
         bodies: state.bodies.as_ref(),

@@ -32,11 +32,5 @@ pub mod upload;
 pub mod web;
 
 pub use http::{HttpLimits, TrustedProxies};
-pub use jmap_server::{BodyFetch, FetchError, PushHub, PushLimits, Vapid, VapidError, bodies};
 pub use server::{router, serve, serve_tls, serve_tls_with, serve_with};
 pub use state::AppState;
-
-/// Starts the delivery tasks of the stored push subscriptions (at server start).
-pub async fn start_push(state: &AppState) -> Result<(), store::Error> {
-    state.jmap.start_push().await
-}
