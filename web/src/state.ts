@@ -31,11 +31,7 @@ import { Reader } from "./app/reader";
 import { Sending } from "./app/sending";
 import { Toasts } from "./app/toasts";
 
-export { PAGE, LIST_PROPS } from "./app/list";
-export type { View } from "./app/list";
-export type { Wanted } from "./app/live";
-export type { Toast } from "./app/toasts";
-export type { BodyPart, FullEmail } from "./jmap-types";
+export { PAGE } from "./app/list";
 
 export type Action = "read" | "flag" | "move" | "delete" | "draft" | "send" | "folders";
 

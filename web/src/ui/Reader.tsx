@@ -1,7 +1,7 @@
 import { Component } from "preact";
 import { useEffect, useRef, useState } from "preact/hooks";
-import type { BodyPart, FullEmail, MailApp } from "../state";
-import type { EmailAddress } from "../model";
+import type { MailApp } from "../state";
+import type { BodyPart, EmailAddress, FullEmail } from "../jmap-types";
 import { formatSize } from "../text";
 import { Linkified } from "./text";
 
