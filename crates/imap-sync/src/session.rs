@@ -107,7 +107,9 @@ pub struct Session {
     pub(crate) selected_uidnext: Option<u32>,
     /// Untagged responses that arrived while a command ran and that its caller did not
     /// consume (EXISTS, EXPUNGE, VANISHED, flag FETCHes): the sync looks at them after.
-    pub unsolicited: Vec<Response>,
+    /// Private: a caller outside this crate takes or drops them with `take_unsolicited` and
+    /// `clear_unsolicited`, so what a command saw is never read from a stale buffer.
+    pub(crate) unsolicited: Vec<Response>,
 }
 
 impl Session {
@@ -451,8 +453,9 @@ impl Session {
         self.finish(&tag, "LOGIN").await
     }
 
-    /// Sends a command and collects its untagged responses until its completion.
-    pub async fn run(&mut self, cmd: &str) -> Result<(Vec<Response>, Option<Code>)> {
+    /// Sends a command and collects its untagged responses until its completion. Private to
+    /// the crate: callers say what they mean through the methods built on it.
+    pub(crate) async fn run(&mut self, cmd: &str) -> Result<(Vec<Response>, Option<Code>)> {
         let tag = self.send(cmd).await?;
         let name = cmd.split(' ').take(2).collect::<Vec<_>>().join(" ");
         self.finish(&tag, &name).await
@@ -583,6 +586,21 @@ impl Session {
             }
         }
         Ok((entries, statuses, incomplete))
+    }
+
+    /// Returns to the authenticated state after EXAMINE: UNSELECT (RFC 3691), else CLOSE,
+    /// which expunges nothing in a mailbox opened read-only (RFC 3501 6.4.2). A refusal
+    /// means nothing was selected (a pass that selected nothing), where we wanted to be.
+    pub async fn leave_examined(&mut self) -> Result<()> {
+        let cmd = if self.has("UNSELECT") {
+            "UNSELECT"
+        } else {
+            "CLOSE"
+        };
+        match self.run(cmd).await {
+            Ok(_) | Err(Error::Refused { .. }) => Ok(()),
+            Err(e) => Err(e),
+        }
     }
 
     /// EXAMINE a mailbox (read-only: the sync must not clear \Recent for other clients),
@@ -852,6 +870,18 @@ impl Session {
     /// for the account's daily download budget.
     pub fn take_bytes_read(&mut self) -> u64 {
         self.conn.take_bytes_read()
+    }
+
+    /// The untagged responses that arrived during the commands since the last take or
+    /// clear and that those commands did not consume (EXISTS, EXPUNGE, VANISHED, FETCH).
+    pub fn take_unsolicited(&mut self) -> Vec<Response> {
+        std::mem::take(&mut self.unsolicited)
+    }
+
+    /// Drops what arrived unsolicited: for a connection whose caller resyncs by other means
+    /// (the outbox's, the priority lane's), so the buffer does not grow with every command.
+    pub fn clear_unsolicited(&mut self) {
+        self.unsolicited.clear();
     }
 
     /// Frees buffers that grew during a big command (call while idle).
