@@ -2,15 +2,15 @@
 //! commands the sync needs (LIST, EXAMINE with CONDSTORE/QRESYNC, pipelined UID FETCH,
 //! SEARCH, IDLE, NOTIFY).
 
-use crate::conn::{self, CONNECT_TIMEOUT, Connection, Endpoint, quote};
+use crate::conn::{CONNECT_TIMEOUT, Connection, Endpoint, quote};
 use crate::error::{Error, Result};
 use crate::profile::{Profile, Provider, ProviderChoice};
 use crate::response::{self, Code, Fetch, ListEntry, Response, StatusData};
-use crate::sasl::{self, OAuthMechanism};
 use base64::Engine;
+use mail_net::sasl::{self, OAuthMechanism};
+use mail_net::{Credentials, Login};
 use mail_types::Security;
 use std::collections::{HashSet, VecDeque};
-use std::fmt;
 use std::ops::RangeInclusive;
 use std::time::Duration;
 
@@ -18,61 +18,6 @@ use std::time::Duration;
 const IDLE_COALESCE: Duration = Duration::from_millis(2);
 /// A burst longer than this is acted on anyway; the resync catches the rest.
 const IDLE_BURST_MAX: usize = 10_000;
-
-/// Login credentials. `Debug` never shows the password.
-#[derive(Clone)]
-pub struct Credentials {
-    pub username: String,
-    pub password: String,
-}
-
-impl fmt::Debug for Credentials {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Credentials")
-            .field("username", &self.username)
-            .field("password", &"<redacted>")
-            .finish()
-    }
-}
-
-/// How to authenticate: a password (PLAIN, else LOGIN) or an OAuth 2.0 access token
-/// (OAUTHBEARER, else XOAUTH2). `Debug` never shows the secret.
-#[derive(Clone)]
-pub enum Login {
-    Password(Credentials),
-    OAuth2 {
-        username: String,
-        access_token: String,
-    },
-}
-
-impl Login {
-    pub fn username(&self) -> &str {
-        match self {
-            Login::Password(c) => &c.username,
-            Login::OAuth2 { username, .. } => username,
-        }
-    }
-}
-
-impl From<Credentials> for Login {
-    fn from(c: Credentials) -> Login {
-        Login::Password(c)
-    }
-}
-
-impl fmt::Debug for Login {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            Login::Password(c) => c.fmt(f),
-            Login::OAuth2 { username, .. } => f
-                .debug_struct("OAuth2")
-                .field("username", username)
-                .field("access_token", &"<redacted>")
-                .finish(),
-        }
-    }
-}
 
 /// What EXAMINE told us about a mailbox.
 #[derive(Debug, Clone, Default)]
@@ -141,7 +86,7 @@ impl Session {
         login: &Login,
         choice: ProviderChoice,
     ) -> Result<Session> {
-        let stream = conn::open(ep).await?;
+        let stream = mail_net::open(ep).await?;
         let mut s = Session {
             conn: Connection::new(stream),
             caps: HashSet::new(),
@@ -288,12 +233,8 @@ impl Session {
             ));
         }
         let result = if self.has("AUTH=PLAIN") {
-            // RFC 4616: authzid NUL authcid NUL passwd; base64 carries any byte safely.
-            let mut plain = Vec::new();
-            plain.push(0);
-            plain.extend_from_slice(creds.username.as_bytes());
-            plain.push(0);
-            plain.extend_from_slice(creds.password.as_bytes());
+            // RFC 4616; base64 carries any byte safely.
+            let plain = sasl::plain(&creds.username, &creds.password);
             let b64 = base64::engine::general_purpose::STANDARD.encode(&plain);
             if self.has("SASL-IR") {
                 self.run_secret(&format!("AUTHENTICATE PLAIN {b64}")).await
