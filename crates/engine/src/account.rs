@@ -517,7 +517,7 @@ async fn watch_notify(
     // notifications started is told by nothing else until the next full pass.
     let mut initial = watcher.notify_personal().await?;
     // The first pass may have left its last mailbox selected.
-    unselect(&mut worker).await?;
+    worker.leave_examined().await?;
     worker.shrink_buffers();
     watching(ctx, sync.account).await;
     tracing::info!(account = %sync.account, "watching all mailboxes with NOTIFY");
@@ -580,7 +580,7 @@ async fn watch_notify(
                         log_report(sync.account, &report, started.elapsed());
                     }
                     publisher.publish(ctx).await;
-                    unselect(&mut worker).await?;
+                    worker.leave_examined().await?;
                     last_pass = tokio::time::Instant::now();
                 }
                 let flush_due = flush.is_some_and(|f| last_flush.elapsed() >= f);
@@ -661,24 +661,8 @@ async fn watch_notify(
         sync.record_download(&mut watcher).await?;
         // push: leave the mailbox. With the worker left in INBOX, Dovecot 2.3 told the
         // watcher of later deliveries ~500 ms late (measured, see docs/design/push.md, "Latency").
-        unselect(&mut worker).await?;
+        worker.leave_examined().await?;
         worker.shrink_buffers();
-    }
-}
-
-/// Returns the worker to the authenticated state (RFC 3691 UNSELECT; CLOSE after the
-/// read-only EXAMINE the sync uses expunges nothing).
-async fn unselect(worker: &mut Session) -> Result<(), Error> {
-    let cmd = if worker.has("UNSELECT") {
-        "UNSELECT"
-    } else {
-        "CLOSE"
-    };
-    match worker.run(cmd).await {
-        Ok(_) => Ok(()),
-        // Nothing selected (a pass that selected nothing): a refusal is harmless.
-        Err(Error::Refused { .. }) => Ok(()),
-        Err(e) => Err(e),
     }
 }
 

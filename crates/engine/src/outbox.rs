@@ -116,12 +116,8 @@ async fn drain(
     if r.is_ok()
         && w.selected.is_some()
         && let Some(s) = session.as_mut()
-        && s.has("UNSELECT")
     {
-        match s.run("UNSELECT").await {
-            Ok(_) | Err(Error::Refused { .. }) => {}
-            Err(e) => return Err(e),
-        }
+        s.unselect_if_offered().await?;
     }
     r
 }
@@ -372,22 +368,14 @@ impl Worker {
                 .filter(|m| *m > 0)
                 .map(|hms| hms.max(self.own_modseq.get(&m).copied().unwrap_or(0)));
             for (add, flags, uids) in cmds {
-                s.unsolicited.clear();
+                s.clear_unsolicited();
                 let out = s
                     .uid_store(&uids, add, &flags, since)
                     .await
                     .map_err(|e| (entry.clone(), e))?;
                 // RFC 7162 3.1.3: the server reports the new MODSEQ of what it changed, even
                 // for .SILENT.
-                let ours = s
-                    .unsolicited
-                    .iter()
-                    .filter_map(|r| match r {
-                        imap_sync::response::Response::Fetch(f) => f.modseq,
-                        _ => None,
-                    })
-                    .max();
-                if let Some(mm) = ours {
+                if let Some(mm) = out.highest_modseq {
                     let e = self.own_modseq.entry(m).or_insert(0);
                     *e = (*e).max(mm);
                 }
@@ -402,7 +390,7 @@ impl Worker {
                         .map_err(|e| (entry.clone(), e))?;
                 }
             }
-            s.unsolicited.clear();
+            s.clear_unsolicited();
         }
         let done: Vec<OutboxDone> = run
             .iter()
@@ -450,7 +438,7 @@ impl Worker {
                 }
                 done.push(d);
             }
-            s.unsolicited.clear();
+            s.clear_unsolicited();
             self.store.outbox_complete(self.account, done).await?;
             Ok::<(), Error>(())
         };
@@ -480,7 +468,7 @@ impl Worker {
                     Err(e) => return Err(e),
                 }
             }
-            s.unsolicited.clear();
+            s.clear_unsolicited();
             self.store
                 .outbox_complete(self.account, run.iter().map(done_of).collect())
                 .await?;
@@ -491,22 +479,16 @@ impl Worker {
 
     /// Fetches the server's flags of `uids` in the selected mailbox into the store.
     async fn refresh(&mut self, s: &mut Session, m: MailboxId, uids: &[u32]) -> Result<(), Error> {
-        let cmd = format!(
-            "UID FETCH {} (UID FLAGS{})",
-            imap_sync::sync::uid_set(uids),
-            if s.condstore() { " MODSEQ" } else { "" }
-        );
-        let mut flags = Vec::new();
-        let mut stream = s.fetch_stream(vec![cmd], 1);
-        while let Some(f) = stream.next().await? {
-            if let (Some(uid), Some(fl)) = (f.uid, f.flags.clone()) {
-                flags.push(FlagUpdate {
-                    uid: Uid(uid),
-                    flags: fl,
-                    modseq: ModSeq(f.modseq.unwrap_or(0)),
-                });
-            }
-        }
+        let flags = s
+            .uid_fetch_flags(uids)
+            .await?
+            .into_iter()
+            .map(|f| FlagUpdate {
+                uid: Uid(f.uid),
+                flags: f.flags,
+                modseq: ModSeq(f.modseq.unwrap_or(0)),
+            })
+            .collect();
         self.store
             .apply_mailbox_changes(
                 self.account,
@@ -704,7 +686,7 @@ impl Worker {
                 }
             }
         }
-        s.unsolicited.clear();
+        s.clear_unsolicited();
         Ok(done)
     }
 
@@ -720,14 +702,11 @@ impl Worker {
         let Some(mid) = views.first().and_then(|v| v.message_id.clone()) else {
             return Ok(None);
         };
-        let Some(q) = imap_sync::conn::quote(&mid) else {
-            return Ok(None);
-        };
+        // The search examines `mailbox`: whatever was selected for writing is left.
         self.selected = None;
-        s.examine(mailbox, None).await?;
-        let uids = s.uid_search(&format!("HEADER Message-ID {q}")).await?;
-        s.unsolicited.clear();
-        Ok(uids.into_iter().max())
+        let found = s.search_message_id(mailbox, &mid).await?;
+        s.clear_unsolicited();
+        Ok(found)
     }
 
     fn child_raw(&self, parent: Option<MailboxId>, leaf: &str) -> Result<String, Error> {

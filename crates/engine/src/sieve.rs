@@ -6,7 +6,7 @@
 use crate::PasswordSource;
 use crate::account::Auth;
 use crate::oauth::OAuth;
-use imap_sync::Login;
+use mail_net::Login;
 use mail_types::{AccountKind, Security};
 use managesieve::{Capabilities, Client};
 use std::path::Path;
@@ -180,7 +180,7 @@ fn config(account: &AccountRecord, s: &SieveSettings) -> Result<managesieve::Con
         Security::None => Security::None,
         Security::Tls | Security::Starttls => Security::Starttls,
     };
-    let tls = imap_sync::conn::tls_config(account.server.ca_file.as_deref().map(Path::new))
+    let tls = mail_net::tls_config(account.server.ca_file.as_deref().map(Path::new))
         .map_err(|e| SieveError::Protocol(managesieve::Error::Tls(e.to_string())))?;
     Ok(managesieve::Config::new(host, port, security, tls))
 }

@@ -109,7 +109,7 @@ fn order_key(m: &MailboxRecord) -> (u8, String) {
 }
 
 /// Compresses sorted UIDs into an IMAP sequence set: `1:5,7,9:12`.
-pub fn uid_set(uids: &[u32]) -> String {
+pub(crate) fn uid_set(uids: &[u32]) -> String {
     let mut sorted = uids.to_vec();
     sorted.sort_unstable();
     sorted.dedup();

@@ -6,7 +6,7 @@
 
 use crate::client::{MAX_MESSAGE, Pop3Client, UidlEntry};
 use crate::error::{Error, Result};
-use imap_sync::{Credentials, Endpoint, Login};
+use mail_net::{Credentials, Endpoint, Login};
 use mail_types::{AccountId, MailboxId, ModSeq, Role, Uid, UidValidity};
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
