@@ -8,6 +8,7 @@
 
 use mail_types::{AccountKind, EmailId, ModSeq, Role, Security, Uid, UidValidity};
 use std::time::Instant;
+use store::prelude::*;
 use store::*;
 
 #[tokio::main(flavor = "current_thread")]

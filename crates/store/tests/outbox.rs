@@ -6,6 +6,7 @@
 use mail_types::{
     AccountId, AccountKind, EmailId, MailboxId, ModSeq, Role, Security, State, Uid, UidValidity,
 };
+use store::prelude::*;
 use store::*;
 
 async fn setup() -> (SqliteStore, AccountId, MailboxId, MailboxId) {

@@ -4,6 +4,7 @@
 use mail_types::{
     AccountId, AccountKind, MailboxId, ModSeq, Role, Security, State, Uid, UidValidity,
 };
+use store::prelude::*;
 use store::*;
 
 async fn setup() -> (SqliteStore, AccountId) {
