@@ -401,7 +401,7 @@ impl BodyFetcher {
 
     async fn connect(&self, record: &store::AccountRecord) -> Result<Session, BodyFetchError> {
         let auth = crate::account::Auth {
-            store: &self.store,
+            store: self.store.as_ref(),
             passwords: &self.passwords,
             oauth: &self.oauth,
         };

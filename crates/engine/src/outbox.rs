@@ -84,7 +84,7 @@ pub(crate) async fn run(mut ctx: OutboxCtx, account: AccountRecord) {
 
 async fn connect(ctx: &OutboxCtx, account: &AccountRecord) -> Result<Session, Error> {
     let auth = crate::account::Auth {
-        store: &ctx.store,
+        store: ctx.store.as_ref(),
         passwords: &ctx.passwords,
         oauth: &ctx.oauth,
     };

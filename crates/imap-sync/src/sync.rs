@@ -13,9 +13,10 @@ use crate::session::Session;
 use mail_types::{AccountId, ModSeq, Role, Uid, UidValidity};
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
+use store::prelude::*;
 use store::{
     FlagUpdate, GmailIds, LinkedCopy, MailboxChanges, MailboxRecord, NewBody, NewCopy,
-    RemoteMailbox, Store,
+    RemoteMailbox,
 };
 use tokio::task::JoinHandle;
 
@@ -34,7 +35,7 @@ pub struct SyncOptions {
     pub batch_bytes: usize,
     /// Messages per store transaction of the body pass. Smaller than `batch`: a body the
     /// priority lane fetched for someone waits for the transaction running when it comes
-    /// (`Store::apply_urgent_changes`), and a body transaction (index included) is the
+    /// (`MailSync::apply_urgent_changes`), and a body transaction (index included) is the
     /// longest the writer is held during an initial sync.
     pub body_batch: usize,
     /// Fetch bodies after headers (false: headers only, e.g. for a quick first look).
@@ -77,9 +78,10 @@ pub struct SyncReport {
     pub budget_reached: bool,
 }
 
-/// The account-level sync: holds the store handle and account id.
+/// The account-level sync: holds the store handle and account id. It needs the sync's
+/// roles of the store only (`Arc<dyn Store>` upcasts).
 pub struct AccountSync {
-    pub store: Arc<dyn Store>,
+    pub store: Arc<dyn SyncStore>,
     pub account: AccountId,
     pub options: SyncOptions,
 }
@@ -136,7 +138,7 @@ pub fn uid_set(uids: &[u32]) -> String {
 }
 
 impl AccountSync {
-    pub fn new(store: Arc<dyn Store>, account: AccountId) -> Self {
+    pub fn new(store: Arc<dyn SyncStore>, account: AccountId) -> Self {
         AccountSync {
             store,
             account,
@@ -999,7 +1001,7 @@ fn log_problems(account: AccountId, mailbox: mail_types::MailboxId, changes: &Ma
 /// enough to use both halves of the work, and it bounds the memory held.
 /// Batches of one phase touch disjoint UIDs, so their commit order does not matter.
 struct BatchWriter {
-    store: Arc<dyn Store>,
+    store: Arc<dyn MailSync>,
     account: AccountId,
     mailbox: mail_types::MailboxId,
     slots: Arc<tokio::sync::Semaphore>,
@@ -1009,7 +1011,7 @@ struct BatchWriter {
 const BATCHES_IN_FLIGHT: usize = 2;
 
 impl BatchWriter {
-    fn new(store: Arc<dyn Store>, account: AccountId, mailbox: mail_types::MailboxId) -> Self {
+    fn new(store: Arc<dyn MailSync>, account: AccountId, mailbox: mail_types::MailboxId) -> Self {
         BatchWriter {
             store,
             account,

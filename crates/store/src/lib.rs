@@ -8,7 +8,8 @@
 //! - [`Directory`] (`directory`): users, API tokens, web sessions, accounts. The HTTP
 //!   layer (authentication), the CLI, the engine's scheduler.
 //! - [`MailSync`] (`mailsync`): mailbox list, server change batches, stored UIDs, missing
-//!   bodies, POP3 UIDLs. `imap-sync`, `pop3-sync`, the engine's body fetches.
+//!   bodies, POP3 UIDLs. `pop3-sync`, the engine's body fetches; `imap-sync` holds a
+//!   [`SyncStore`]: this with [`BodyPolicy`] and [`Quotas`].
 //! - [`Reading`] (`reading`): views, queries, threads, search, the change log, blobs. The
 //!   JMAP methods; the engine's lookups of stored mail.
 //! - [`Outbox`] (`outbox`): the user's optimistic writes and the write-back queue. JMAP
@@ -51,7 +52,7 @@ pub mod subscriptions;
 pub mod uploads;
 
 pub use directory::Directory;
-pub use mailsync::MailSync;
+pub use mailsync::{MailSync, SyncStore};
 pub use model::*;
 pub use outbox::*;
 pub use policy::BodyPolicy;
@@ -68,7 +69,7 @@ pub use uploads::Uploads;
 pub mod prelude {
     pub use crate::{
         BodyPolicy, Directory, MailSync, Outbox, Push, Quotas, Reading, SieveState, Store,
-        Submissions, Uploads,
+        Submissions, SyncStore, Uploads,
     };
 }
 
@@ -94,6 +95,7 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 /// takes the role(s) it uses (`Arc<dyn Store>` upcasts to `Arc<dyn MailSync>` and so on).
 pub trait Store:
     Directory
+    + SyncStore
     + MailSync
     + Reading
     + Outbox

@@ -106,3 +106,10 @@ pub trait MailSync: Send + Sync + 'static {
         self.apply_mailbox_list(account, remote).await
     }
 }
+
+/// What `imap-sync` holds: the sync's view of the mail, the download budget its body pass
+/// spends, and the quotas it learns from the server (RFC 9208). Comes with those three
+/// roles; `Arc<dyn Store>` upcasts to it.
+pub trait SyncStore: MailSync + crate::BodyPolicy + crate::Quotas {}
+
+impl<T> SyncStore for T where T: MailSync + crate::BodyPolicy + crate::Quotas {}
