@@ -306,10 +306,12 @@ impl AccountSync {
             mb.highestmodseq = ModSeq(0);
             mb.progress.headers = 0;
         }
+        // Every batch of this pass is for the epoch the server just reported (a mailbox
+        // never selected before learns it with the first batch).
+        mb.uidvalidity = UidValidity(sel.uidvalidity);
         let mut changes = MailboxChanges {
-            uidvalidity: Some(UidValidity(sel.uidvalidity)),
             server_total: Some(sel.exists),
-            ..MailboxChanges::default()
+            ..MailboxChanges::new(mb.uidvalidity)
         };
         let last_known = mb.uidnext.0.saturating_sub(1);
         let used_qresync = s.qresync()
@@ -426,7 +428,7 @@ impl AccountSync {
                     mb.id,
                     MailboxChanges {
                         expunged: during.vanished.clone(),
-                        ..MailboxChanges::default()
+                        ..MailboxChanges::new(mb.uidvalidity)
                     },
                 )
                 .await?;
@@ -439,7 +441,7 @@ impl AccountSync {
                 MailboxChanges {
                     uidnext: Some(Uid(final_uidnext)),
                     highestmodseq,
-                    ..MailboxChanges::default()
+                    ..MailboxChanges::new(mb.uidvalidity)
                 },
             )
             .await?;
@@ -509,7 +511,7 @@ impl AccountSync {
                 mb.id,
                 MailboxChanges {
                     expunged,
-                    ..MailboxChanges::default()
+                    ..MailboxChanges::new(mb.uidvalidity)
                 },
             )
             .await?;
@@ -615,7 +617,7 @@ impl AccountSync {
                     mb.id,
                     MailboxChanges {
                         links: batch.to_vec(),
-                        ..MailboxChanges::default()
+                        ..MailboxChanges::new(mb.uidvalidity)
                     },
                 )
                 .await?;
@@ -669,7 +671,7 @@ impl AccountSync {
             .map(|chunk| format!("UID FETCH {} ({items})", uid_set(chunk)))
             .collect();
         let wanted: HashSet<u32> = missing.iter().copied().collect();
-        let mut writer = BatchWriter::new(self.store.clone(), self.account, mb.id);
+        let mut writer = BatchWriter::new(self.store.clone(), self.account, mb.id, mb.uidvalidity);
         let mut count = 0usize;
         let mut seen: HashSet<u32> = HashSet::with_capacity(missing.len());
         let streamed = async {
@@ -751,12 +753,19 @@ impl AccountSync {
         if uids.is_empty() {
             return Ok(());
         }
-        s.examine(&mb.raw_name, None).await?;
+        let sel = s.examine(&mb.raw_name, None).await?;
         let commands: Vec<String> = uids
             .chunks(self.options.body_chunk.max(1))
             .map(|chunk| format!("UID FETCH {} (UID BODY.PEEK[])", uid_set(chunk)))
             .collect();
-        let mut writer = BatchWriter::new(self.store.clone(), self.account, mb.id);
+        // The UIDs are the store's, the bodies the server's: the store takes them only if
+        // both are of one epoch.
+        let mut writer = BatchWriter::new(
+            self.store.clone(),
+            self.account,
+            mb.id,
+            UidValidity(sel.uidvalidity),
+        );
         let streamed = async {
             let mut batch: Vec<Fetch> = Vec::new();
             let mut bytes = 0usize;
@@ -859,11 +868,10 @@ impl AccountSync {
         })
         .await
         .map_err(|e| Error::Protocol(format!("parse task: {e}")))?;
+        // The store refuses the bodies if the mailbox was reset to another epoch.
         let changes = MailboxChanges {
             bodies,
-            // The store refuses the bodies if the mailbox was reset to another epoch.
-            uidvalidity: Some(mailbox.uidvalidity),
-            ..MailboxChanges::default()
+            ..MailboxChanges::new(mailbox.uidvalidity)
         };
         log_problems(self.account, mailbox.mailbox, &changes);
         // Someone is waiting: ahead of the background batches queued for the writer.
@@ -1004,6 +1012,8 @@ struct BatchWriter {
     store: Arc<dyn MailSync>,
     account: AccountId,
     mailbox: mail_types::MailboxId,
+    /// The epoch of every UID the writer stores.
+    uidvalidity: UidValidity,
     slots: Arc<tokio::sync::Semaphore>,
     tasks: Vec<JoinHandle<Result<()>>>,
 }
@@ -1011,11 +1021,17 @@ struct BatchWriter {
 const BATCHES_IN_FLIGHT: usize = 2;
 
 impl BatchWriter {
-    fn new(store: Arc<dyn MailSync>, account: AccountId, mailbox: mail_types::MailboxId) -> Self {
+    fn new(
+        store: Arc<dyn MailSync>,
+        account: AccountId,
+        mailbox: mail_types::MailboxId,
+        uidvalidity: UidValidity,
+    ) -> Self {
         BatchWriter {
             store,
             account,
             mailbox,
+            uidvalidity,
             slots: Arc::new(tokio::sync::Semaphore::new(BATCHES_IN_FLIGHT)),
             tasks: Vec::new(),
         }
@@ -1061,6 +1077,7 @@ impl BatchWriter {
         if batch.is_empty() {
             return Ok(());
         }
+        let uidvalidity = self.uidvalidity;
         self.submit(move || {
             let gmail = batch
                 .iter()
@@ -1093,7 +1110,7 @@ impl BatchWriter {
             MailboxChanges {
                 new,
                 gmail,
-                ..MailboxChanges::default()
+                ..MailboxChanges::new(uidvalidity)
             }
         })
         .await
@@ -1103,6 +1120,7 @@ impl BatchWriter {
         if batch.is_empty() {
             return Ok(());
         }
+        let uidvalidity = self.uidvalidity;
         self.submit(move || {
             let bodies = batch
                 .into_iter()
@@ -1119,7 +1137,7 @@ impl BatchWriter {
                 .collect();
             MailboxChanges {
                 bodies,
-                ..MailboxChanges::default()
+                ..MailboxChanges::new(uidvalidity)
             }
         })
         .await

@@ -107,11 +107,10 @@ impl Writer<'_> {
         let changes = MailboxChanges {
             new,
             pop3_uidls,
+            server_total: Some(self.server_total),
             // The first batch sets the epoch on a new INBOX; later ones repeat the same value,
             // which the store accepts as a no-op.
-            uidvalidity: Some(POP3_UIDVALIDITY),
-            server_total: Some(self.server_total),
-            ..MailboxChanges::default()
+            ..MailboxChanges::new(POP3_UIDVALIDITY)
         };
         self.store
             .apply_mailbox_changes(self.account, self.inbox, changes)
@@ -300,9 +299,8 @@ async fn sync_inner(
                 account,
                 inbox.id,
                 MailboxChanges {
-                    uidvalidity: Some(POP3_UIDVALIDITY),
                     server_total: Some(u32::try_from(listing.len()).unwrap_or(u32::MAX)),
-                    ..MailboxChanges::default()
+                    ..MailboxChanges::new(POP3_UIDVALIDITY)
                 },
             )
             .await?;

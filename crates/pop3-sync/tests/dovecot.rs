@@ -90,7 +90,14 @@ impl Env {
     }
 
     async fn sync(&self, opts: &Pop3Options) -> pop3_sync::Result<pop3_sync::Pop3Report> {
-        sync_pop3(&*self.store, self.account, &self.stls(), &self.creds(), opts).await
+        sync_pop3(
+            &*self.store,
+            self.account,
+            &self.stls(),
+            &self.creds(),
+            opts,
+        )
+        .await
     }
 
     async fn inbox(&self, store: &Arc<dyn Store>) -> Result<MailboxId> {

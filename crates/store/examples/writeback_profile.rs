@@ -93,9 +93,8 @@ async fn main() {
             a,
             inbox,
             MailboxChanges {
-                uidvalidity: Some(UidValidity(7)),
                 new,
-                ..MailboxChanges::default()
+                ..MailboxChanges::new(UidValidity(7))
             },
         )
         .await
@@ -170,7 +169,7 @@ async fn main() {
                     })
                     .collect(),
                 highestmodseq: Some(ModSeq(modseq)),
-                ..MailboxChanges::default()
+                ..MailboxChanges::new(UidValidity(7))
             },
         )
         .await

@@ -87,6 +87,15 @@ pub enum Error {
     Io(#[from] std::io::Error),
     #[error("the store task failed: {0}")]
     Task(String),
+    /// A batch of server changes made for UIDs of another UIDVALIDITY than the mailbox's
+    /// stored one: its UIDs name other messages (RFC 3501 2.3.1.1). The sync resets the
+    /// mailbox first; a batch from before a reset is refused, not applied.
+    #[error("UIDVALIDITY {} given for mailbox {mailbox} stored with {}", given.0, stored.0)]
+    UidValidityChanged {
+        mailbox: mail_types::MailboxId,
+        stored: mail_types::UidValidity,
+        given: mail_types::UidValidity,
+    },
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
