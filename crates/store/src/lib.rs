@@ -75,8 +75,10 @@ pub mod prelude {
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
+    /// The backend failed (SQLite's error, kept whole for its source chain). Callers see
+    /// no backend type: a second backend reports through the same variant.
     #[error("database: {0}")]
-    Db(#[from] rusqlite::Error),
+    Backend(Box<dyn std::error::Error + Send + Sync>),
     #[error("stored data is inconsistent: {0}")]
     Corrupt(String),
     #[error("{0} not found")]

@@ -48,6 +48,14 @@ pub(crate) const BLOB_UNREFERENCED: &str = "NOT EXISTS (SELECT 1 FROM email WHER
          AND json_extract(outbox.payload, '$.blob_id') = blob.id) \
      AND NOT EXISTS (SELECT 1 FROM submission WHERE submission.blob_id = blob.id)";
 
+/// SQLite's errors become the store's backend-neutral one (only this backend names
+/// rusqlite).
+impl From<rusqlite::Error> for Error {
+    fn from(e: rusqlite::Error) -> Self {
+        Error::Backend(Box::new(e))
+    }
+}
+
 #[derive(Clone)]
 pub struct SqliteStore {
     conn: Arc<Mutex<Connection>>,
@@ -116,9 +124,10 @@ impl SqliteStore {
         let start = std::time::Instant::now();
         loop {
             match Self::open_once(path) {
-                Err(Error::Db(e))
+                Err(Error::Backend(e))
                     if matches!(
-                        e.sqlite_error_code(),
+                        e.downcast_ref::<rusqlite::Error>()
+                            .and_then(rusqlite::Error::sqlite_error_code),
                         Some(
                             rusqlite::ErrorCode::DatabaseBusy | rusqlite::ErrorCode::DatabaseLocked
                         )
