@@ -79,7 +79,7 @@ pub struct SyncReport {
 }
 
 /// The account-level sync: holds the store handle and account id. It needs the sync's
-/// roles of the store only (`Arc<dyn Store>` upcasts).
+/// roles of the store only (an `Arc` of the whole store upcasts to it).
 pub struct AccountSync {
     pub store: Arc<dyn SyncStore>,
     pub account: AccountId,
