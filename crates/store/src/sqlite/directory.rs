@@ -346,3 +346,70 @@ impl Directory for SqliteStore {
         .await
     }
 }
+
+fn parse_kind(s: &str) -> Result<AccountKind> {
+    AccountKind::from_name(s).ok_or_else(|| Error::Corrupt(format!("account kind {s}")))
+}
+fn parse_security(s: &str) -> Result<Security> {
+    Security::from_name(s).ok_or_else(|| Error::Corrupt(format!("security {s}")))
+}
+
+const ACCOUNT_COLUMNS: &str = "a.id, a.user_id, u.name, a.name, a.kind, a.host, a.port, \
+     a.security, a.username, a.password_enc, a.ca_file, a.smtp_host, a.smtp_port, \
+     a.smtp_security, a.smtp_username, a.smtp_password_enc, a.pop3_delete_after_days, \
+     a.sync_status, a.sync_error, a.status_at, a.state, a.auth, a.oauth_provider, a.provider";
+
+fn account_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Result<AccountRecord>> {
+    let kind: String = r.get(4)?;
+    let security: String = r.get(7)?;
+    let smtp_host: Option<String> = r.get(11)?;
+    let smtp_port: Option<i64> = r.get(12)?;
+    let smtp_security: Option<String> = r.get(13)?;
+    let smtp_username: Option<String> = r.get(14)?;
+    let smtp_password: Option<Vec<u8>> = r.get(15)?;
+    let status: String = r.get(17)?;
+    let error: String = r.get(18)?;
+    let port: i64 = r.get(6)?;
+    let auth: String = r.get(21)?;
+    let oauth_provider: String = r.get(22)?;
+    let provider: String = r.get(23)?;
+    let build = || -> Result<AccountRecord> {
+        let smtp = match (smtp_host, smtp_port, smtp_security) {
+            (Some(host), Some(port), Some(sec)) => Some(ServerSettings {
+                host,
+                port: u16::try_from(port).map_err(|_| Error::Corrupt("smtp port".into()))?,
+                security: parse_security(&sec)?,
+                username: smtp_username.unwrap_or_default(),
+                password_enc: smtp_password.unwrap_or_default(),
+                ca_file: None,
+            }),
+            _ => None,
+        };
+        Ok(AccountRecord {
+            id: AccountId(r.get(0)?),
+            user: UserId(r.get(1)?),
+            user_name: r.get(2)?,
+            name: r.get(3)?,
+            kind: parse_kind(&kind)?,
+            server: ServerSettings {
+                host: r.get(5)?,
+                port: u16::try_from(port).map_err(|_| Error::Corrupt("port".into()))?,
+                security: parse_security(&security)?,
+                username: r.get(8)?,
+                password_enc: r.get(9)?,
+                ca_file: r.get(10)?,
+            },
+            smtp,
+            pop3_delete_after_days: r
+                .get::<_, Option<i64>>(16)?
+                .and_then(|d| u32::try_from(d).ok()),
+            auth: AccountAuth::from_parts(&auth, &oauth_provider)
+                .ok_or_else(|| Error::Corrupt(format!("account auth {auth}")))?,
+            status: SyncStatus::from_parts(&status, &error),
+            status_at: r.get(19)?,
+            state: State(r.get(20)?),
+            provider,
+        })
+    };
+    Ok(build())
+}

@@ -233,3 +233,37 @@ impl MailSync for SqliteStore {
         .await
     }
 }
+
+fn epoch_of(epochs: &Mutex<std::collections::HashMap<i64, u64>>, account: AccountId) -> u64 {
+    epochs
+        .lock()
+        .map(|m| m.get(&account.0).copied().unwrap_or(0))
+        .unwrap_or(0)
+}
+
+fn mailbox_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<MailboxRecord> {
+    let role: Option<String> = r.get(6)?;
+    Ok(MailboxRecord {
+        id: MailboxId(r.get(0)?),
+        account: AccountId(r.get(1)?),
+        raw_name: r.get(2)?,
+        name: r.get(3)?,
+        parent: r.get::<_, Option<i64>>(4)?.map(MailboxId),
+        delimiter: r.get(5)?,
+        role: role.as_deref().and_then(Role::from_name),
+        subscribed: r.get(7)?,
+        selectable: r.get(8)?,
+        uidvalidity: UidValidity(r.get(9)?),
+        uidnext: Uid(r.get(10)?),
+        highestmodseq: ModSeq(r.get::<_, i64>(11)? as u64),
+        progress: Progress {
+            total: r.get(12)?,
+            headers: r.get(13)?,
+            bodies: r.get(14)?,
+        },
+    })
+}
+
+const MAILBOX_COLUMNS: &str = "m.id, m.account_id, m.raw_name, m.name, m.parent_id, \
+    m.delimiter, m.role, m.subscribed, m.selectable, m.uidvalidity, m.uidnext, \
+    m.highestmodseq, m.server_total, m.copies, m.bodies";

@@ -105,13 +105,6 @@ fn create_private_file(path: &Path) -> Result<()> {
     }
 }
 
-fn epoch_of(epochs: &Mutex<std::collections::HashMap<i64, u64>>, account: AccountId) -> u64 {
-    epochs
-        .lock()
-        .map(|m| m.get(&account.0).copied().unwrap_or(0))
-        .unwrap_or(0)
-}
-
 impl SqliteStore {
     /// Opens (creating and migrating if needed) the store at `path`; raw messages go to
     /// `blobs/` beside it.
@@ -203,17 +196,6 @@ impl SqliteStore {
             outbox_tx: Arc::new(tokio::sync::watch::channel(0).0),
             mailbox_epochs: Arc::default(),
         })
-    }
-
-    /// A submission's bytes: kept in its row, or the blob it holds a reference to.
-    async fn submission_bytes(&self, id: i64, bytes: submission::Bytes) -> Result<Vec<u8>> {
-        match bytes {
-            submission::Bytes::Inline(raw) => Ok(raw),
-            submission::Bytes::Blob(b) => self
-                .blob(&b)
-                .await?
-                .ok_or_else(|| Error::Corrupt(format!("submission {id}: its blob {b} is missing"))),
-        }
     }
 
     /// Removes the files of blobs whose rows a committed transaction deleted.
@@ -420,97 +402,3 @@ fn now() -> i64 {
         .map(|d| d.as_secs() as i64)
         .unwrap_or(0)
 }
-
-fn parse_kind(s: &str) -> Result<AccountKind> {
-    AccountKind::from_name(s).ok_or_else(|| Error::Corrupt(format!("account kind {s}")))
-}
-fn parse_security(s: &str) -> Result<Security> {
-    Security::from_name(s).ok_or_else(|| Error::Corrupt(format!("security {s}")))
-}
-
-const ACCOUNT_COLUMNS: &str = "a.id, a.user_id, u.name, a.name, a.kind, a.host, a.port, \
-     a.security, a.username, a.password_enc, a.ca_file, a.smtp_host, a.smtp_port, \
-     a.smtp_security, a.smtp_username, a.smtp_password_enc, a.pop3_delete_after_days, \
-     a.sync_status, a.sync_error, a.status_at, a.state, a.auth, a.oauth_provider, a.provider";
-
-fn account_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Result<AccountRecord>> {
-    let kind: String = r.get(4)?;
-    let security: String = r.get(7)?;
-    let smtp_host: Option<String> = r.get(11)?;
-    let smtp_port: Option<i64> = r.get(12)?;
-    let smtp_security: Option<String> = r.get(13)?;
-    let smtp_username: Option<String> = r.get(14)?;
-    let smtp_password: Option<Vec<u8>> = r.get(15)?;
-    let status: String = r.get(17)?;
-    let error: String = r.get(18)?;
-    let port: i64 = r.get(6)?;
-    let auth: String = r.get(21)?;
-    let oauth_provider: String = r.get(22)?;
-    let provider: String = r.get(23)?;
-    let build = || -> Result<AccountRecord> {
-        let smtp = match (smtp_host, smtp_port, smtp_security) {
-            (Some(host), Some(port), Some(sec)) => Some(ServerSettings {
-                host,
-                port: u16::try_from(port).map_err(|_| Error::Corrupt("smtp port".into()))?,
-                security: parse_security(&sec)?,
-                username: smtp_username.unwrap_or_default(),
-                password_enc: smtp_password.unwrap_or_default(),
-                ca_file: None,
-            }),
-            _ => None,
-        };
-        Ok(AccountRecord {
-            id: AccountId(r.get(0)?),
-            user: UserId(r.get(1)?),
-            user_name: r.get(2)?,
-            name: r.get(3)?,
-            kind: parse_kind(&kind)?,
-            server: ServerSettings {
-                host: r.get(5)?,
-                port: u16::try_from(port).map_err(|_| Error::Corrupt("port".into()))?,
-                security: parse_security(&security)?,
-                username: r.get(8)?,
-                password_enc: r.get(9)?,
-                ca_file: r.get(10)?,
-            },
-            smtp,
-            pop3_delete_after_days: r
-                .get::<_, Option<i64>>(16)?
-                .and_then(|d| u32::try_from(d).ok()),
-            auth: AccountAuth::from_parts(&auth, &oauth_provider)
-                .ok_or_else(|| Error::Corrupt(format!("account auth {auth}")))?,
-            status: SyncStatus::from_parts(&status, &error),
-            status_at: r.get(19)?,
-            state: State(r.get(20)?),
-            provider,
-        })
-    };
-    Ok(build())
-}
-
-fn mailbox_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<MailboxRecord> {
-    let role: Option<String> = r.get(6)?;
-    Ok(MailboxRecord {
-        id: MailboxId(r.get(0)?),
-        account: AccountId(r.get(1)?),
-        raw_name: r.get(2)?,
-        name: r.get(3)?,
-        parent: r.get::<_, Option<i64>>(4)?.map(MailboxId),
-        delimiter: r.get(5)?,
-        role: role.as_deref().and_then(Role::from_name),
-        subscribed: r.get(7)?,
-        selectable: r.get(8)?,
-        uidvalidity: UidValidity(r.get(9)?),
-        uidnext: Uid(r.get(10)?),
-        highestmodseq: ModSeq(r.get::<_, i64>(11)? as u64),
-        progress: Progress {
-            total: r.get(12)?,
-            headers: r.get(13)?,
-            bodies: r.get(14)?,
-        },
-    })
-}
-
-const MAILBOX_COLUMNS: &str = "m.id, m.account_id, m.raw_name, m.name, m.parent_id, \
-    m.delimiter, m.role, m.subscribed, m.selectable, m.uidvalidity, m.uidnext, \
-    m.highestmodseq, m.server_total, m.copies, m.bodies";

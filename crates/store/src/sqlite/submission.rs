@@ -984,3 +984,16 @@ impl Submissions for SqliteStore {
             .await
     }
 }
+
+impl SqliteStore {
+    /// A submission's bytes: kept in its row, or the blob it holds a reference to.
+    async fn submission_bytes(&self, id: i64, bytes: submission::Bytes) -> Result<Vec<u8>> {
+        match bytes {
+            submission::Bytes::Inline(raw) => Ok(raw),
+            submission::Bytes::Blob(b) => self
+                .blob(&b)
+                .await?
+                .ok_or_else(|| Error::Corrupt(format!("submission {id}: its blob {b} is missing"))),
+        }
+    }
+}
