@@ -9,6 +9,7 @@ use mail_types::{AccountId, EmailId, MailboxId, State, ThreadId};
 /// and raw messages (blobs).
 #[async_trait]
 pub trait Reading: Send + Sync + 'static {
+    /// The account's current JMAP state (RFC 8620 1.6.1): what every `*/get` reports.
     async fn account_state(&self, id: AccountId) -> Result<State>;
 
     async fn mailbox_messages(&self, mailbox: MailboxId) -> Result<Vec<MessageSummary>>;

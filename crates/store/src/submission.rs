@@ -219,7 +219,7 @@ impl SubmissionRecord {
     }
 }
 
-/// What one attempt came to, for [`crate::Store::finish_submission`].
+/// What one attempt came to, for [`Submissions::finish_submission`].
 #[derive(Debug, Clone)]
 pub enum AttemptResult {
     /// Done: sent (possibly to only some recipients), or failed for good.

@@ -64,7 +64,7 @@ pub struct SqliteStore {
     /// without it a person's Email/get waited behind every background batch transaction
     /// queued on `conn` (hundreds of ms during an initial sync).
     reader: Option<Arc<Mutex<Connection>>>,
-    /// Writers a person waits for (`Store::apply_urgent_changes`) that are waiting for
+    /// Writers a person waits for (`MailSync::apply_urgent_changes`) that are waiting for
     /// `conn`; other writers let them go first (see `call`).
     urgent: Arc<std::sync::atomic::AtomicUsize>,
     blobs: Arc<Blobs>,
@@ -72,12 +72,12 @@ pub struct SqliteStore {
     events: Arc<dyn EventBus>,
     // --- write-back (outbox) ---
     outbox_tx: Arc<tokio::sync::watch::Sender<u64>>,
-    /// Per account, the mailbox epoch (`Store::mailbox_epoch`); moved while the
+    /// Per account, the mailbox epoch (`MailSync::mailbox_epoch`); moved while the
     /// connection is held, so an `apply_mailbox_list_at` sees every confirmed change.
     mailbox_epochs: Arc<Mutex<std::collections::HashMap<i64, u64>>>,
 }
 
-/// Moves `account`'s mailbox epoch (see `Store::mailbox_epoch`).
+/// Moves `account`'s mailbox epoch (see `MailSync::mailbox_epoch`).
 fn bump_epoch(epochs: &Mutex<std::collections::HashMap<i64, u64>>, account: AccountId) {
     if let Ok(mut m) = epochs.lock() {
         let e = m.entry(account.0).or_insert(0);
