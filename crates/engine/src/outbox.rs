@@ -9,7 +9,7 @@
 use crate::{Backoff, PasswordSource};
 use imap_sync::write::refusal_is_transient;
 use imap_sync::{Endpoint, Error, Session};
-use mail_types::{AccountId, MailboxId, ModSeq, Uid};
+use mail_types::{AccountId, MailboxId, ModSeq, Uid, UidValidity};
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use std::time::Duration;
@@ -84,7 +84,7 @@ pub(crate) async fn run(mut ctx: OutboxCtx, account: AccountRecord) {
 
 async fn connect(ctx: &OutboxCtx, account: &AccountRecord) -> Result<Session, Error> {
     let auth = crate::account::Auth {
-        store: &ctx.store,
+        store: ctx.store.as_ref(),
         passwords: &ctx.passwords,
         oauth: &ctx.oauth,
     };
@@ -265,7 +265,8 @@ fn done_of(e: &OutboxEntry) -> OutboxDone {
 struct Worker {
     store: Arc<dyn Store>,
     account: AccountId,
-    selected: Option<String>,
+    /// The mailbox selected on the session, with the UIDVALIDITY its SELECT reported.
+    selected: Option<(String, UidValidity)>,
     mailboxes: HashMap<MailboxId, MailboxRecord>,
     /// The highest MODSEQ our own STOREs produced per mailbox: our own earlier change is no
     /// reason for a later UNCHANGEDSINCE to fail (the sync has not stored it yet).
@@ -301,12 +302,16 @@ impl Worker {
     }
 
     async fn select(&mut self, s: &mut Session, raw: &str) -> Result<(), Error> {
-        if self.selected.as_deref() != Some(raw) {
+        if self.selected_name() != Some(raw) {
             self.selected = None;
-            s.select(raw).await?;
-            self.selected = Some(raw.to_string());
+            let sel = s.select(raw).await?;
+            self.selected = Some((raw.to_string(), UidValidity(sel.uidvalidity)));
         }
         Ok(())
+    }
+
+    fn selected_name(&self) -> Option<&str> {
+        self.selected.as_ref().map(|(name, _)| name.as_str())
     }
 
     /// A run of flag entries: one UID STORE per mailbox, direction and flag set.
@@ -479,6 +484,13 @@ impl Worker {
 
     /// Fetches the server's flags of `uids` in the selected mailbox into the store.
     async fn refresh(&mut self, s: &mut Session, m: MailboxId, uids: &[u32]) -> Result<(), Error> {
+        // The UIDs are the selected mailbox's: the store takes their flags only if it holds
+        // the same epoch of it.
+        let Some((_, uidvalidity)) = self.selected.clone() else {
+            return Err(Error::Protocol(
+                "flags refreshed without a selected mailbox".into(),
+            ));
+        };
         let flags = s
             .uid_fetch_flags(uids)
             .await?
@@ -495,7 +507,7 @@ impl Worker {
                 m,
                 MailboxChanges {
                     flags,
-                    ..MailboxChanges::default()
+                    ..MailboxChanges::new(uidvalidity)
                 },
             )
             .await?;
@@ -624,7 +636,7 @@ impl Worker {
                 // Its current wire name: an earlier rename of an ancestor changed it.
                 let old_raw = &self.raw(*mailbox)?;
                 let raw = self.child_raw(*parent, leaf)?;
-                if self.selected.as_deref() == Some(old_raw.as_str()) {
+                if self.selected_name() == Some(old_raw.as_str()) {
                     s.unselect().await?;
                     self.selected = None;
                 }
@@ -639,7 +651,7 @@ impl Worker {
                 done.old_raw_name = Some(old_raw.clone());
             }
             OutboxOp::DeleteMailbox { raw_name } => {
-                if self.selected.as_deref() == Some(raw_name.as_str()) {
+                if self.selected_name() == Some(raw_name.as_str()) {
                     s.unselect().await?;
                     self.selected = None;
                 }
