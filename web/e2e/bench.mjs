@@ -77,7 +77,7 @@ try {
       jsBytes = await page.evaluate(() =>
         performance.getEntriesByType("resource").filter((r) => r.name.endsWith(".js")).reduce((n, r) => n + r.encodedBodySize, 0),
       );
-      out.total = await page.evaluate(() => window.tidings.list.total);
+      out.total = await page.evaluate(() => window.tidings.list.model.total);
     }
     nav.push(t);
     // Where the time went: the document, the script, the Session, the first JMAP request
@@ -117,7 +117,7 @@ try {
       for (let i = 0; i < runs; i++) {
         const t0 = performance.now();
         await app.jmap.request([
-          ["Email/query", { accountId: app.accountId, filter: { inMailbox: app.view.mailboxId }, sort: [{ property: "receivedAt", isAscending: false }], collapseThreads: app.view.collapseThreads, position: 0, limit: 100, calculateTotal: true }, "q"],
+          ["Email/query", { accountId: app.accountId, filter: { inMailbox: app.list.view.mailboxId }, sort: [{ property: "receivedAt", isAscending: false }], collapseThreads: app.list.view.collapseThreads, position: 0, limit: 100, calculateTotal: true }, "q"],
           ["Email/get", { accountId: app.accountId, "#ids": { resultOf: "q", name: "Email/query", path: "/ids" }, properties: ["id", "threadId", "mailboxIds", "keywords", "from", "to", "subject", "preview", "receivedAt", "hasAttachment", "size"] }, "g"],
         ]);
         v.push(performance.now() - t0);
@@ -141,7 +141,7 @@ try {
       const row = document.querySelector(`.row[data-email][aria-rowindex="${at + 1}"]`);
       if (!row) throw new Error(`no row ${at}`);
       const id = row.getAttribute("data-email");
-      const ahead = window.tidings.bodies.has(id);
+      const ahead = window.tidings.reader.bodies.has(id);
       const t0 = performance.now();
       await new Promise((resolve, reject) => {
         const ready = () => document.querySelector(`.reader .message[data-email="${id}"] .text-body, .reader .message[data-email="${id}"] iframe`);

@@ -477,7 +477,7 @@ try {
   await page.keyboard.press("u");
   // s flags the row under the cursor.
   const qIndex = Number(await quarterly.getAttribute("aria-rowindex")) - 1;
-  await page.evaluate((i) => { window.tidings.cursor = i; window.tidings.emit(); }, qIndex);
+  await page.evaluate((i) => { window.tidings.list.cursor = i; window.tidings.emit(); }, qIndex);
   await page.keyboard.press("s");
   await page.waitForSelector(".row:has-text('Quarterly report') .flag.on", { timeout: WAIT });
   await waitFor("flag on the server", async () => (await server("Quarterly report")).keywords.$flagged === true);
@@ -504,7 +504,7 @@ try {
   const trash = await roleId("trash");
   const pick = async (subject) => {
     const i = Number(await page.locator(".row", { hasText: subject }).getAttribute("aria-rowindex")) - 1;
-    await page.evaluate((n) => { window.tidings.cursor = n; window.tidings.emit(); }, i);
+    await page.evaluate((n) => { window.tidings.list.cursor = n; window.tidings.emit(); }, i);
   };
   await pick("Totally safe newsletter");
   await page.keyboard.press("e");

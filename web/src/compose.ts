@@ -1,14 +1,9 @@
 // Writing mail: the draft being edited, replies and forwards built from a message, and the
 // JMAP objects that create a draft and submit it (RFC 8621 4.6, 7.5).
 
-import type { EmailAddress } from "./model";
-import type { Id } from "./jmap";
+import type { EmailAddress, Id, Identity } from "./jmap-types";
 
-export interface Identity {
-  id: Id;
-  name: string;
-  email: string;
-}
+export type { Identity } from "./jmap-types";
 
 export interface DraftAttachment {
   blobId: Id;

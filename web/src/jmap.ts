@@ -2,7 +2,10 @@
 // detection, and the push channel (RFC 8887 WebSocket when the server offers it, else
 // EventSource, else polling). Nothing here knows about the UI.
 
-export type Id = string;
+import type { Id, Method, MethodErrorArgs, Methods, Session, StateChange, TypeStates, UploadResponse, WebSocketCapability } from "./jmap-types";
+
+export type { Id, Session, SessionAccount, SyncInfo } from "./jmap-types";
+/** A method call as sent (RFC 8620 3.2): name, arguments, call id. */
 export type Invocation = [string, Record<string, unknown>, string];
 
 export const CORE = "urn:ietf:params:jmap:core";
@@ -11,35 +14,6 @@ export const SUBMISSION = "urn:ietf:params:jmap:submission";
 export const WEBSOCKET = "urn:ietf:params:jmap:websocket";
 /** Tidings' own account capability: the account's sync status (see ARCHITECTURE.md). */
 export const TIDINGS_SYNC = "urn:tidings:params:sync";
-
-export interface SyncInfo {
-  status: "new" | "syncing" | "ok" | "retrying" | "auth_failed";
-  error?: string;
-  since?: number;
-  progress?: { total: number; headers: number; bodies: number };
-  /** MB downloaded this UTC day against the daily limit (null: unlimited); `reached`:
-   * the background body pass stopped at its share, `note` says so in words. */
-  download?: { usedMb: number; limitMb: number | null; reached: boolean; note: string; resumesAt: number };
-}
-
-export interface SessionAccount {
-  name: string;
-  isPersonal: boolean;
-  isReadOnly: boolean;
-  accountCapabilities: Record<string, unknown>;
-}
-
-export interface Session {
-  capabilities: Record<string, unknown>;
-  accounts: Record<Id, SessionAccount>;
-  primaryAccounts: Record<string, Id>;
-  username: string;
-  apiUrl: string;
-  downloadUrl: string;
-  uploadUrl: string;
-  eventSourceUrl: string;
-  state: string;
-}
 
 export class HttpError extends Error {
   constructor(
@@ -59,11 +33,35 @@ export class MethodError extends Error {
   }
 }
 
+/** The answers of one request, by call id (RFC 8620 3.4). Each is read as the response
+ * of the method it names, and only if the server answered that method: the one place
+ * where JSON becomes a typed response. */
+export class Answers {
+  constructor(private byId: Map<string, [string, unknown]>) {}
+
+  /** The answer to call `id` of `method`: its response, a `MethodError` (an `error`
+   * response, or an answer of another method), or undefined when there is none. */
+  get<M extends Method>(id: string, method: M): Methods[M] | MethodError | undefined {
+    const a = this.byId.get(id);
+    if (a === undefined) return undefined;
+    const [name, args] = a;
+    if (name === "error") {
+      const e = (args ?? {}) as Partial<MethodErrorArgs>;
+      return new MethodError(String(e.type), typeof e.description === "string" ? e.description : undefined);
+    }
+    if (name !== method) return new MethodError("serverFail", `${method} answered as ${name}`);
+    return args as Methods[M];
+  }
+}
+
 /** Headers every request of ours carries (the server then answers a 401 without asking
  * the browser for a Basic password). */
 const CLIENT_HEADERS = { "X-Tidings-Client": "web" };
 
 export type Fetch = typeof fetch;
+
+/** The optional methods whose presence is probed (`probeCalls`). */
+const PROBED = ["Email/set", "Mailbox/set", "EmailSubmission/set"] as const;
 
 export class Jmap {
   session!: Session;
@@ -84,7 +82,7 @@ export class Jmap {
 
   /** One request with several method calls; answers by call id. A method error of one
    * call is returned as a `MethodError` value, not thrown, so the others still count. */
-  async request(calls: Invocation[], apiUrl = this.session.apiUrl): Promise<Map<string, Record<string, unknown> | MethodError>> {
+  async request(calls: Invocation[], apiUrl = this.session.apiUrl): Promise<Answers> {
     const using = [CORE, MAIL];
     if (calls.some((c) => c[0].startsWith("EmailSubmission") || c[0].startsWith("Identity")))
       using.push(SUBMISSION);
@@ -95,33 +93,28 @@ export class Jmap {
       body: JSON.stringify({ using, methodCalls: calls }),
     });
     if (!r.ok) throw new HttpError(r.status, `JMAP request failed: ${r.status}`);
-    const body = (await r.json()) as { methodResponses: Invocation[] };
-    const out = new Map<string, Record<string, unknown> | MethodError>();
-    for (const [name, args, id] of body.methodResponses) {
-      if (name === "error") out.set(id, new MethodError(String(args.type), args.description as string | undefined));
-      else out.set(id, args);
-    }
-    return out;
+    const body = (await r.json()) as { methodResponses: [string, unknown, string][] };
+    return new Answers(new Map(body.methodResponses.map(([name, args, id]) => [id, [name, args]])));
   }
 
   /** One method call; a method error is thrown. */
-  async call<T = Record<string, unknown>>(name: string, args: Record<string, unknown>): Promise<T> {
-    const r = (await this.request([[name, args, "0"]])).get("0");
+  async call<M extends Method>(name: M, args: Record<string, unknown>): Promise<Methods[M]> {
+    const r = (await this.request([[name, args, "0"]])).get("0", name);
     if (r === undefined) throw new MethodError("serverFail", "no response");
     if (r instanceof MethodError) throw r;
-    return r as T;
+    return r;
   }
 
   /** The calls that ask the server which optional methods it has: each `/set` with
    * nothing to do (a no-op by RFC 8620 5.3); a server without it answers `unknownMethod`.
    * Sent with the first request of the app; `readProbe` takes the answers. */
   probeCalls(accountId: Id): Invocation[] {
-    return (["Email/set", "Mailbox/set", "EmailSubmission/set"] as const).map((m) => [m, { accountId }, `probe:${m}`]);
+    return PROBED.map((m) => [m, { accountId }, `probe:${m}`]);
   }
 
-  readProbe(answers: Map<string, Record<string, unknown> | MethodError>): void {
-    for (const m of ["Email/set", "Mailbox/set", "EmailSubmission/set"]) {
-      const a = answers.get(`probe:${m}`);
+  readProbe(answers: Answers): void {
+    for (const m of PROBED) {
+      const a = answers.get(`probe:${m}`, m);
       if (a === undefined) continue;
       if (a instanceof MethodError && (a.type === "unknownMethod" || a.type === "unknownCapability")) this.methods.delete(m);
       else this.methods.add(m);
@@ -129,7 +122,7 @@ export class Jmap {
   }
 
   /** Records what a call's answer says about the method's existence. */
-  learn(method: string, answer: Record<string, unknown> | MethodError | undefined): void {
+  learn(method: string, answer: unknown): void {
     if (answer instanceof MethodError && answer.type === "unknownMethod") this.methods.delete(method);
     else if (answer !== undefined) this.methods.add(method);
   }
@@ -147,7 +140,7 @@ export class Jmap {
   }
 
   /** Uploads a blob (RFC 8620 6.1) with progress; resolves to its blob id. */
-  upload(accountId: Id, file: Blob, onProgress?: (fraction: number) => void): Promise<{ blobId: Id; size: number; type: string }> {
+  upload(accountId: Id, file: Blob, onProgress?: (fraction: number) => void): Promise<UploadResponse> {
     const url = this.session.uploadUrl.replace("{accountId}", encodeURIComponent(accountId));
     return new Promise((resolve, reject) => {
       const x = new XMLHttpRequest();
@@ -159,7 +152,7 @@ export class Jmap {
         if (e.lengthComputable) onProgress?.(e.loaded / e.total);
       };
       x.onload = () => {
-        if (x.status >= 200 && x.status < 300) resolve(JSON.parse(x.responseText));
+        if (x.status >= 200 && x.status < 300) resolve(JSON.parse(x.responseText) as UploadResponse);
         else reject(new HttpError(x.status, `upload failed: ${x.status}`));
       };
       x.onerror = () => reject(new HttpError(0, "upload failed: network"));
@@ -192,12 +185,11 @@ export async function signOut(): Promise<void> {
 
 // --- push ------------------------------------------------------------------------------
 
-/** `{accountId: {TypeName: state}}` of a StateChange (RFC 8620 7.1). */
-export type StateChange = Record<Id, Record<string, string>>;
+export type { TypeStates } from "./jmap-types";
 export type Connection = "connecting" | "live" | "polling" | "offline";
 
 export interface PushOptions {
-  onChange: (c: StateChange | null) => void;
+  onChange: (c: TypeStates | null) => void;
   onStatus: (s: Connection) => void;
   /** Polling interval without push, ms. */
   pollMs?: number;
@@ -246,7 +238,7 @@ export class Push {
 
   private connect(): void {
     if (this.stopped) return;
-    const ws = this.session.capabilities[WEBSOCKET] as { url?: string; supportsPush?: boolean } | undefined;
+    const ws: WebSocketCapability | undefined = this.session.capabilities[WEBSOCKET];
     if (ws?.url && ws.supportsPush && typeof WebSocket !== "undefined") return this.connectWs(ws.url);
     // Without a WebSocket, poll: the RFC's EventSource is used only once the server has
     // it (the Session advertises its URL always, so it is tried and polling is the fallback).
@@ -273,7 +265,7 @@ export class Push {
     };
     sock.onmessage = (e) => {
       try {
-        const m = JSON.parse(String(e.data)) as { "@type"?: string; changed?: StateChange };
+        const m = JSON.parse(String(e.data)) as Partial<StateChange>;
         if (m["@type"] === "StateChange" && m.changed) this.opts.onChange(m.changed);
       } catch {
         /* ignore garbage */

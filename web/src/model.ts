@@ -3,38 +3,9 @@
 // the user scrolls), applying `Email/queryChanges` and `Email/changes` to it, and
 // optimistic updates with their rollback.
 
-import type { Id } from "./jmap";
+import type { Email, Id, Mailbox, QueryChangesResponse } from "./jmap-types";
 
-export interface EmailAddress {
-  name: string | null;
-  email: string;
-}
-
-export interface Email {
-  id: Id;
-  threadId: Id;
-  mailboxIds: Record<Id, boolean>;
-  keywords: Record<string, boolean>;
-  from: EmailAddress[] | null;
-  to: EmailAddress[] | null;
-  subject: string | null;
-  preview: string;
-  receivedAt: string;
-  hasAttachment: boolean;
-  size: number;
-}
-
-export interface Mailbox {
-  id: Id;
-  name: string;
-  parentId: Id | null;
-  role: string | null;
-  sortOrder: number;
-  totalEmails: number;
-  unreadEmails: number;
-  totalThreads: number;
-  unreadThreads: number;
-}
+export type { Email, EmailAddress, Mailbox } from "./jmap-types";
 
 /** The message list of one query: `ids[i]` is the id at position i, or undefined when
  * that window has not been fetched (yet, or any more). */
@@ -77,13 +48,8 @@ export function missingWindows(list: ListModel, from: number, to: number, page: 
   return out;
 }
 
-export interface QueryChanges {
-  oldQueryState: string;
-  newQueryState: string;
-  total?: number;
-  removed: Id[];
-  added: { id: Id; index: number }[];
-}
+/** What `applyQueryChanges` reads of an Email/queryChanges answer. */
+export type QueryChanges = Omit<QueryChangesResponse, "accountId">;
 
 /** RFC 8620 5.6: remove every removed id, then insert each added id at its index, in
  * ascending index order. Positions beyond what is loaded stay unloaded. */

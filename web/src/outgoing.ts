@@ -2,13 +2,10 @@
 // (RFC 8621 7) as the server reports it: never "sent" before the server said so, and a
 // failure in the server's own words. Pure functions, so the states are unit-tested.
 
+import type { EmailSubmission } from "./jmap-types";
+
 /** The parts of an EmailSubmission the client reads. */
-export interface Submission {
-  id: string;
-  undoStatus: "pending" | "final" | "canceled";
-  sendAt?: string | null;
-  deliveryStatus?: Record<string, { smtpReply: string; delivered: string }> | null;
-}
+export type Submission = EmailSubmission;
 
 export type SendPhase = "queued" | "sending" | "retrying" | "sent" | "partly" | "failed" | "unknown" | "canceled";
 

@@ -2,6 +2,7 @@
 // and what is put back when the server refuses.
 import { describe, expect, it, vi } from "vitest";
 import { Jmap, type Session } from "./jmap";
+import type { TypeStates } from "./jmap-types";
 import { MailApp } from "./state";
 import { type Email, setWindow, emptyList } from "./model";
 
@@ -23,10 +24,10 @@ function app(answer: (calls: [string, Record<string, unknown>, string][]) => unk
   jmap.methods.add("Email/set");
   const a = new MailApp(jmap);
   a.accountId = "a1";
-  a.view = { mailboxId: "m1", search: "", collapseThreads: false };
-  for (const e of [email("e1", "m1"), email("e2", "m1")]) a.cache.set(e.id, e);
-  a.list = setWindow(emptyList(), 0, ["e1", "e2"], 2, "q1");
-  a.mailboxes = [
+  a.list.view = { mailboxId: "m1", search: "", collapseThreads: false };
+  for (const e of [email("e1", "m1"), email("e2", "m1")]) a.list.cache.set(e.id, e);
+  a.list.model = setWindow(emptyList(), 0, ["e1", "e2"], 2, "q1");
+  a.folders.mailboxes = [
     { id: "m1", name: "INBOX", role: "inbox", parentId: null, sortOrder: 0, totalEmails: 2, unreadEmails: 2, totalThreads: 2, unreadThreads: 2 },
     { id: "m2", name: "Archive", role: "archive", parentId: null, sortOrder: 0, totalEmails: 0, unreadEmails: 0, totalThreads: 0, unreadThreads: 0 },
   ];
@@ -38,22 +39,22 @@ describe("optimistic actions", () => {
     const { a, sent } = app((calls) => calls.map(([n, , id]) => [n, { updated: { e1: null } }, id]));
     let seenDuring = false;
     a.subscribe(() => {
-      if (a.cache.get("e1")?.keywords.$flagged) seenDuring = true;
+      if (a.list.cache.get("e1")?.keywords.$flagged) seenDuring = true;
     });
-    await a.setKeyword(["e1"], "$flagged", true);
+    await a.actions.setKeyword(["e1"], "$flagged", true);
     expect(seenDuring).toBe(true);
-    expect(a.cache.get("e1")?.keywords.$flagged).toBe(true);
+    expect(a.list.cache.get("e1")?.keywords.$flagged).toBe(true);
     expect(sent[0]).toEqual([["Email/set", { accountId: "a1", update: { e1: { "keywords/$flagged": true } } }, "0"]]);
-    expect(a.toast?.undo).toBeDefined();
+    expect(a.toasts.current?.undo).toBeDefined();
   });
 
   it("puts back what the server refuses and says so", async () => {
     const { a } = app((calls) => calls.map(([n, , id]) => [n, { updated: null, notUpdated: { e1: { type: "forbidden", description: "read-only" } } }, id]));
-    await a.archive(["e1"]);
-    expect(a.cache.get("e1")?.mailboxIds).toEqual({ m1: true });
-    expect(a.list.ids).toEqual(["e1", "e2"]);
-    expect(a.toast?.error).toBe(true);
-    expect(a.toast?.text).toContain("read-only");
+    await a.actions.archive(["e1"]);
+    expect(a.list.cache.get("e1")?.mailboxIds).toEqual({ m1: true });
+    expect(a.list.model.ids).toEqual(["e1", "e2"]);
+    expect(a.toasts.current?.error).toBe(true);
+    expect(a.toasts.current?.text).toContain("read-only");
   });
 
   it("rolls back on a network failure too, and undo reverses a move", async () => {
@@ -62,15 +63,15 @@ describe("optimistic actions", () => {
       if (fail) throw new Error("offline");
       return calls.map(([n, , id]) => [n, { updated: { e2: null } }, id]);
     });
-    await a.move(["e2"], "m2").catch(() => undefined);
-    expect(a.list.ids).toEqual(["e1", "e2"]);
+    await a.actions.move(["e2"], "m2").catch(() => undefined);
+    expect(a.list.model.ids).toEqual(["e1", "e2"]);
     fail = false;
-    await a.move(["e2"], "m2");
-    expect(a.list.ids).toEqual(["e1"]);
-    expect(a.cache.get("e2")?.mailboxIds).toEqual({ m2: true });
-    a.refresh = async () => undefined; // no server to refresh from here
-    await a.undo();
-    expect(a.cache.get("e2")?.mailboxIds).toEqual({ m1: true });
+    await a.actions.move(["e2"], "m2");
+    expect(a.list.model.ids).toEqual(["e1"]);
+    expect(a.list.cache.get("e2")?.mailboxIds).toEqual({ m2: true });
+    a.live.refresh = async () => undefined; // no server to refresh from here
+    await a.actions.undo();
+    expect(a.list.cache.get("e2")?.mailboxIds).toEqual({ m1: true });
     expect(sent.at(-1)).toEqual([["Email/set", { accountId: "a1", update: { e2: { mailboxIds: { m1: true } } } }, "0"]]);
   });
 });
@@ -104,14 +105,14 @@ function server(extra: (c: Call) => unknown = () => undefined) {
 
 const settle = () => new Promise((r) => setTimeout(r, 0));
 const names = (sent: unknown[]) => (sent as Call[][]).map((req) => req.map((c) => c[0]));
-const onPush = (a: MailApp, c: unknown) => (a as unknown as { onPush(c: unknown): Promise<void> }).onPush(c);
+const onPush = (a: MailApp, c: TypeStates | null) => a.live.onPush(c);
 
 describe("reading", () => {
   it("opens a neighbour fetched ahead without a request, and marks read without waiting", async () => {
     const { a, sent } = app(server());
     a.phase = "ready";
-    await a.openThread("e1");
-    expect(a.open?.emailId).toBe("e1");
+    await a.reader.openThread("e1");
+    expect(a.reader.open?.emailId).toBe("e1");
     await settle();
     // 1: the thread of e1; then, not waited for: mark read, and e2 fetched ahead.
     expect(names(sent)).toEqual([
@@ -121,9 +122,9 @@ describe("reading", () => {
     ]);
     expect((sent[2] as Call[])[0]?.[1].ids).toEqual(["e2"]);
     const before = sent.length;
-    await a.openThread("e2");
-    expect(a.open?.emailId).toBe("e2");
-    expect(a.open?.emails.map((e) => e.id)).toEqual(["e2"]);
+    await a.reader.openThread("e2");
+    expect(a.reader.open?.emailId).toBe("e2");
+    expect(a.reader.open?.emails.map((e) => e.id)).toEqual(["e2"]);
     // Only the mark-read of e2 went out.
     expect(names(sent.slice(before))).toEqual([["Email/set"]]);
   });
@@ -139,13 +140,13 @@ describe("reading", () => {
       }),
     );
     a.phase = "ready";
-    await a.openThread("e1", false);
-    a.emailState = "s1";
+    await a.reader.openThread("e1", false);
+    a.live.emailState = "s1";
     const before = sent.length;
     await onPush(a, { a1: { Email: "s3" } });
     expect(names(sent.slice(before))).toEqual([["Email/changes", "Email/get", "Email/get", "Email/queryChanges", "Email/get"]]);
-    expect(a.open?.emails[0]?.keywords.$flagged).toBe(true);
-    expect(a.list.ids).toEqual(["e1", "e2"]);
+    expect(a.reader.open?.emails[0]?.keywords.$flagged).toBe(true);
+    expect(a.list.model.ids).toEqual(["e1", "e2"]);
   });
 });
 
@@ -154,13 +155,13 @@ describe("live updates", () => {
     const { a, sent } = app(
       server(([name, , id]) => {
         if (name === "Mailbox/changes") return { created: [], updated: ["m1"], destroyed: [], newState: "s2", hasMoreChanges: false, oldState: "s1" };
-        if (name === "Mailbox/get" && id === "mgu") return { list: [{ ...a.mailboxes[0], unreadEmails: 1 }], state: "s2" };
+        if (name === "Mailbox/get" && id === "mgu") return { list: [{ ...a.folders.mailboxes[0], unreadEmails: 1 }], state: "s2" };
         return undefined;
       }),
     );
     a.phase = "ready";
-    a.emailState = "s2";
-    a.mailboxState = "s1";
+    a.live.emailState = "s2";
+    a.folders.mailboxState = "s1";
     vi.useFakeTimers();
     try {
       await onPush(a, { a1: { Mailbox: "s2", Email: "s2" } });
@@ -172,9 +173,9 @@ describe("live updates", () => {
     }
     await settle();
     expect(names(sent)).toEqual([["Mailbox/changes", "Mailbox/get", "Mailbox/get"]]);
-    expect(a.mailbox("m1")?.unreadEmails).toBe(1);
-    expect(a.mailbox("m2")).toBeDefined();
-    expect(a.mailboxState).toBe("s2");
+    expect(a.folders.mailbox("m1")?.unreadEmails).toBe(1);
+    expect(a.folders.mailbox("m2")).toBeDefined();
+    expect(a.folders.mailboxState).toBe("s2");
     // A push of a state we hold already asks nothing.
     await onPush(a, { a1: { Mailbox: "s2", Email: "s2" } });
     expect(sent.length).toBe(1);
@@ -183,12 +184,12 @@ describe("live updates", () => {
   it("our own keyword change, made on the state we hold, needs no Email/changes round", async () => {
     const { a, sent } = app(server(([name]) => (name === "Mailbox/changes" ? { created: [], updated: [], destroyed: [], newState: "s2", hasMoreChanges: false } : undefined)));
     a.phase = "ready";
-    a.emailState = "s1";
-    a.mailboxState = "s1";
-    await a.setKeyword(["e1"], "$seen", true);
-    expect(a.emailState).toBe("s2");
+    a.live.emailState = "s1";
+    a.folders.mailboxState = "s1";
+    await a.actions.setKeyword(["e1"], "$seen", true);
+    expect(a.live.emailState).toBe("s2");
     // The unread count moved at once.
-    expect(a.mailbox("m1")?.unreadEmails).toBe(1);
+    expect(a.folders.mailbox("m1")?.unreadEmails).toBe(1);
     const before = sent.length;
     vi.useFakeTimers();
     try {
@@ -204,9 +205,9 @@ describe("live updates", () => {
   it("a change made elsewhere in between is not skipped", async () => {
     const { a } = app(server(([name]) => (name === "Email/set" ? { updated: { e1: null }, oldState: "s5", newState: "s6" } : undefined)));
     a.phase = "ready";
-    a.emailState = "s1";
-    await a.setKeyword(["e1"], "$flagged", true);
-    expect(a.emailState).toBe("s1");
+    a.live.emailState = "s1";
+    await a.actions.setKeyword(["e1"], "$flagged", true);
+    expect(a.live.emailState).toBe("s1");
   });
 });
 
@@ -215,9 +216,9 @@ describe("sending", () => {
   function sender(answer: (calls: [string, Record<string, unknown>, string][]) => unknown[]) {
     const r = app(answer);
     r.a.jmap.methods.add("EmailSubmission/set");
-    r.a.mailboxes.push({ id: "m3", name: "Drafts", role: "drafts", parentId: null, sortOrder: 0, totalEmails: 0, unreadEmails: 0, totalThreads: 0, unreadThreads: 0 });
-    r.a.identities = [{ id: "i1", name: "Alice", email: "alice@example.org" }];
-    r.a.compose = { emailId: null, identityId: "i1", to: "bob@example.org", cc: "", bcc: "", subject: "Plans", body: "Hi", rich: false, inReplyTo: null, references: null, attachments: [] };
+    r.a.folders.mailboxes.push({ id: "m3", name: "Drafts", role: "drafts", parentId: null, sortOrder: 0, totalEmails: 0, unreadEmails: 0, totalThreads: 0, unreadThreads: 0 });
+    r.a.composer.identities = [{ id: "i1", name: "Alice", email: "alice@example.org" }];
+    r.a.composer.draft = { emailId: null, identityId: "i1", to: "bob@example.org", cc: "", bcc: "", subject: "Plans", body: "Hi", rich: false, inReplyTo: null, references: null, attachments: [] };
     return r;
   }
 
@@ -226,11 +227,11 @@ describe("sending", () => {
       ["Email/set", { created: { draft: { id: "e9" } } }, calls[0]?.[2]],
       ["EmailSubmission/set", { notCreated: { sub: { type: "forbiddenToSend", description: "this account has no outgoing mail server (SMTP) configured" } } }, calls[1]?.[2]],
     ]);
-    expect(await a.send()).toBe(false);
-    expect(a.compose?.emailId).toBe("e9");
-    expect(a.composeStatus).toContain("Not sent: this account has no outgoing mail server (SMTP) configured");
-    expect(a.composeStatus).toContain("Drafts");
-    expect(a.toast?.text ?? "").not.toContain("sent.");
+    expect(await a.composer.send()).toBe(false);
+    expect(a.composer.draft?.emailId).toBe("e9");
+    expect(a.composer.status).toContain("Not sent: this account has no outgoing mail server (SMTP) configured");
+    expect(a.composer.status).toContain("Drafts");
+    expect(a.toasts.current?.text ?? "").not.toContain("sent.");
   });
 
   it("says queued with Undo, then follows the submission to the server's refusal", async () => {
@@ -243,20 +244,20 @@ describe("sending", () => {
         return [n, { list: [status] }, id];
       }),
     );
-    expect(await a.send()).toBe(true);
-    expect(a.compose).toBeNull();
-    expect(a.outgoing?.phase).toBe("queued");
-    expect(a.toast?.text).toMatch(/^Sending “Plans” in \d s…$/);
-    expect(a.toast?.undo).toBeDefined();
+    expect(await a.composer.send()).toBe(true);
+    expect(a.composer.draft).toBeNull();
+    expect(a.sending.outgoing?.phase).toBe("queued");
+    expect(a.toasts.current?.text).toMatch(/^Sending “Plans” in \d s…$/);
+    expect(a.toasts.current?.undo).toBeDefined();
     status = { ...status, undoStatus: "final", deliveryStatus: { "bob@example.org": { smtpReply: "550 5.1.1 no such user", delivered: "no" } } };
-    await a.followSend();
-    expect(a.outgoing?.phase).toBe("failed");
-    expect(a.toast?.error).toBe(true);
-    expect(a.toast?.undo).toBeUndefined();
-    expect(a.toast?.text).toBe("Not sent: 550 5.1.1 no such user. “Plans” is in Drafts.");
+    await a.sending.check();
+    expect(a.sending.outgoing?.phase).toBe("failed");
+    expect(a.toasts.current?.error).toBe(true);
+    expect(a.toasts.current?.undo).toBeUndefined();
+    expect(a.toasts.current?.text).toBe("Not sent: 550 5.1.1 no such user. “Plans” is in Drafts.");
     // Undo is offered only in the window: nothing is sent for a settled message.
     const before = sent.length;
-    await a.cancelSend();
+    await a.sending.cancel();
     expect(sent.length).toBe(before);
   });
 
@@ -273,10 +274,10 @@ describe("sending", () => {
         return [n, { list: [status] }, id];
       }),
     );
-    await a.send();
-    a.toast?.undo?.();
-    await vi.waitFor(() => expect(a.outgoing?.phase).toBe("canceled"));
+    await a.composer.send();
+    a.toasts.current?.undo?.();
+    await vi.waitFor(() => expect(a.sending.outgoing?.phase).toBe("canceled"));
     expect(JSON.stringify(sent)).toContain('"update":{"s1":{"undoStatus":"canceled"}}');
-    expect(a.toast?.text).toBe("Canceled: “Plans” is back in Drafts.");
+    expect(a.toasts.current?.text).toBe("Canceled: “Plans” is back in Drafts.");
   });
 });

@@ -56,10 +56,10 @@ describe("following a sync to its end", () => {
       return new Response(JSON.stringify(s), { status: 200 });
     }) as unknown as typeof fetch;
     const a = new MailApp(new Jmap(fetchFn));
-    a.syncPollMs = 1;
-    await a.reloadSession();
+    a.boot.syncPollMs = 1;
+    await a.boot.reloadSession();
     expect(reads).toBe(3);
-    expect(a.sync.a1?.status).toBe("ok");
-    expect(syncText(a.sync.a1).fraction).toBeNull();
+    expect(a.boot.sync.a1?.status).toBe("ok");
+    expect(syncText(a.boot.sync.a1).fraction).toBeNull();
   });
 });

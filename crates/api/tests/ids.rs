@@ -18,6 +18,7 @@ use std::collections::BTreeMap;
 use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
+use store::prelude::*;
 use store::{NewAccount, ServerSettings, SqliteStore, Store};
 use testkit::{Dovecot, DovecotOptions};
 use tower::ServiceExt;

@@ -9,7 +9,8 @@ use anyhow::{Context, Result, bail};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
-use store::{SqliteStore, Store};
+use store::SqliteStore;
+use store::prelude::*;
 use testkit::imap_client::ImapClient;
 use testkit::{Dovecot, DovecotOptions, corpus};
 

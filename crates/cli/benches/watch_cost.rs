@@ -9,7 +9,8 @@ mod common;
 use anyhow::{Context, Result, bail};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
-use store::{SqliteStore, Store};
+use store::SqliteStore;
+use store::prelude::*;
 use testkit::{Dovecot, DovecotOptions, corpus};
 
 const USER: &str = "watch@example.org";

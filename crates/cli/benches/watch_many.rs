@@ -25,7 +25,8 @@ use push_support::*;
 use std::collections::HashMap;
 use std::path::Path;
 use std::time::{Duration, Instant};
-use store::{SqliteStore, Store};
+use store::SqliteStore;
+use store::prelude::*;
 use testkit::{Dovecot, DovecotOptions, corpus};
 use tokio::sync::mpsc;
 

@@ -10,7 +10,7 @@ use clap::Subcommand;
 use mail_types::{AccountAuth, AccountKind, Security};
 use std::io::{BufRead, IsTerminal};
 use std::path::PathBuf;
-use store::Store;
+use store::prelude::*;
 
 #[derive(Subcommand)]
 pub enum UserAction {

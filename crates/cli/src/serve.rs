@@ -11,6 +11,7 @@ use std::future::Future;
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
+use store::prelude::*;
 use store::{NewAccount, ServerSettings, SqliteStore, Store};
 
 /// How often a running server looks for accounts added or removed by `tidings account`.

@@ -6,7 +6,7 @@ use crate::serve::open;
 use anyhow::{Context, Result, bail};
 use clap::Subcommand;
 use std::path::PathBuf;
-use store::Store;
+use store::prelude::*;
 
 #[derive(Subcommand)]
 pub enum VapidAction {

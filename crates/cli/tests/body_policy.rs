@@ -5,7 +5,8 @@ use anyhow::Result;
 use std::io::Write;
 use std::path::Path;
 use std::process::{Command, Output, Stdio};
-use store::{AccountPolicy, SqliteStore, Store};
+use store::prelude::*;
+use store::{AccountPolicy, SqliteStore};
 
 fn tidings(dir: &Path, args: &[&str], stdin: &str) -> Result<Output> {
     let mut child = Command::new(env!("CARGO_BIN_EXE_tidings"))

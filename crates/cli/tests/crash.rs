@@ -4,7 +4,8 @@
 use anyhow::{Context, Result, bail};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
-use store::{SqliteStore, Store};
+use store::SqliteStore;
+use store::prelude::*;
 use testkit::imap_client::ImapClient;
 use testkit::{Dovecot, DovecotOptions, SeedMessage, corpus};
 

@@ -4,7 +4,8 @@
 use anyhow::{Context, Result, bail};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
-use store::{SqliteStore, Store};
+use store::SqliteStore;
+use store::prelude::*;
 use testkit::{Dovecot, DovecotOptions};
 
 const RIGHT: &str = "C0rrect-H0rse-Battery";

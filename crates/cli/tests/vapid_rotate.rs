@@ -4,8 +4,9 @@
 use anyhow::{Context, Result, bail};
 use std::path::Path;
 use std::process::Command;
+use store::SqliteStore;
+use store::prelude::*;
 use store::subscriptions::NewPushSubscription;
-use store::{SqliteStore, Store};
 
 fn tidings(args: &[&str], data: &Path, key: &Path) -> Result<String> {
     let out = Command::new(env!("CARGO_BIN_EXE_tidings"))

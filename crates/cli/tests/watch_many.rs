@@ -10,7 +10,8 @@ use anyhow::{Context, Result, bail};
 use push_support::*;
 use std::path::Path;
 use std::time::{Duration, Instant};
-use store::{SqliteStore, Store};
+use store::SqliteStore;
+use store::prelude::*;
 use testkit::{Dovecot, DovecotOptions, corpus};
 
 const ACCOUNTS: usize = 50;

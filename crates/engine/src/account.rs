@@ -11,7 +11,7 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
-use store::{AccountRecord, Store};
+use store::{AccountRecord, BodyPolicy, Directory, Store};
 use tokio::sync::{broadcast, watch};
 
 /// RFC 2177: a server may log out a client idle for 30 minutes; IDLE is renewed well
@@ -53,7 +53,7 @@ pub(crate) struct Ctx {
 
 /// How an account logs in: its password, or an OAuth2 access token kept fresh.
 pub(crate) struct Auth<'a> {
-    pub store: &'a Arc<dyn Store>,
+    pub store: &'a dyn Directory,
     pub passwords: &'a PasswordSource,
     pub oauth: &'a OAuth,
 }
@@ -76,7 +76,7 @@ impl Auth<'_> {
             AccountAuth::OAuth2 { .. } => {
                 let t = self
                     .oauth
-                    .access_token(self.store.as_ref(), self.passwords, account, rejected)
+                    .access_token(self.store, self.passwords, account, rejected)
                     .await
                     .map_err(token_error)?;
                 Ok((
@@ -160,7 +160,7 @@ enum RoundEnd {
 impl Ctx {
     fn auth(&self) -> Auth<'_> {
         Auth {
-            store: &self.store,
+            store: self.store.as_ref(),
             passwords: &self.passwords,
             oauth: &self.oauth,
         }
@@ -279,7 +279,7 @@ async fn pop3_round(
     let (login, _) = auth.login(account, None).await.map_err(pop3_login_error)?;
     ctx.set_status(account.id, SyncStatus::Syncing).await;
     let ep = endpoint(account);
-    let result = pop3_sync::sync_pop3_login(&ctx.store, account.id, &ep, &login, opts).await;
+    let result = pop3_sync::sync_pop3_login(&*ctx.store, account.id, &ep, &login, opts).await;
     let rejected = match (&login, &result) {
         (
             Login::OAuth2 { access_token, .. },
@@ -298,7 +298,7 @@ async fn pop3_round(
         .login(account, Some(rejected))
         .await
         .map_err(pop3_login_error)?;
-    pop3_sync::sync_pop3_login(&ctx.store, account.id, &ep, &login, opts).await
+    pop3_sync::sync_pop3_login(&*ctx.store, account.id, &ep, &login, opts).await
 }
 
 fn pop3_login_error(e: Error) -> pop3_sync::Error {
@@ -414,7 +414,7 @@ async fn apply_policy(ctx: &Ctx, sync: &mut AccountSync, worker: &Session) -> Re
 /// rounds, and `tidings account sync`); `worker`'s provider profile gives the default
 /// limit.
 pub async fn apply_body_policy(
-    store: &dyn Store,
+    store: &dyn BodyPolicy,
     sync: &mut AccountSync,
     worker: &Session,
 ) -> Result<(), Error> {
@@ -517,7 +517,7 @@ async fn watch_notify(
     // notifications started is told by nothing else until the next full pass.
     let mut initial = watcher.notify_personal().await?;
     // The first pass may have left its last mailbox selected.
-    unselect(&mut worker).await?;
+    worker.leave_examined().await?;
     worker.shrink_buffers();
     watching(ctx, sync.account).await;
     tracing::info!(account = %sync.account, "watching all mailboxes with NOTIFY");
@@ -580,7 +580,7 @@ async fn watch_notify(
                         log_report(sync.account, &report, started.elapsed());
                     }
                     publisher.publish(ctx).await;
-                    unselect(&mut worker).await?;
+                    worker.leave_examined().await?;
                     last_pass = tokio::time::Instant::now();
                 }
                 let flush_due = flush.is_some_and(|f| last_flush.elapsed() >= f);
@@ -661,24 +661,8 @@ async fn watch_notify(
         sync.record_download(&mut watcher).await?;
         // push: leave the mailbox. With the worker left in INBOX, Dovecot 2.3 told the
         // watcher of later deliveries ~500 ms late (measured, see docs/design/push.md, "Latency").
-        unselect(&mut worker).await?;
+        worker.leave_examined().await?;
         worker.shrink_buffers();
-    }
-}
-
-/// Returns the worker to the authenticated state (RFC 3691 UNSELECT; CLOSE after the
-/// read-only EXAMINE the sync uses expunges nothing).
-async fn unselect(worker: &mut Session) -> Result<(), Error> {
-    let cmd = if worker.has("UNSELECT") {
-        "UNSELECT"
-    } else {
-        "CLOSE"
-    };
-    match worker.run(cmd).await {
-        Ok(_) => Ok(()),
-        // Nothing selected (a pass that selected nothing): a refusal is harmless.
-        Err(Error::Refused { .. }) => Ok(()),
-        Err(e) => Err(e),
     }
 }
 

@@ -10,7 +10,7 @@
 //! everything queued at once and fetches it with one EXAMINE and one `UID FETCH` per
 //! mailbox, so a list page asking for 50 previews costs one round trip, not 50; an Email
 //! already queued or being fetched is not asked twice, its askers share the outcome.
-//! Bodies are stored through the normal body path (`Store::apply_mailbox_changes`), so
+//! Bodies are stored through the normal body path (`MailSync::apply_mailbox_changes`), so
 //! the full-text index, the counters and the change log stay right, and the background
 //! pass skips them.
 
@@ -401,7 +401,7 @@ impl BodyFetcher {
 
     async fn connect(&self, record: &store::AccountRecord) -> Result<Session, BodyFetchError> {
         let auth = crate::account::Auth {
-            store: &self.store,
+            store: self.store.as_ref(),
             passwords: &self.passwords,
             oauth: &self.oauth,
         };

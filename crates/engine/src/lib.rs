@@ -150,6 +150,7 @@ impl Engine {
     pub fn sieve(&self) -> Arc<sieve::Sieve> {
         Arc::new(sieve::Sieve::new(
             self.store.clone(),
+            self.store.clone(),
             self.passwords.clone(),
             self.oauth.clone(),
         ))

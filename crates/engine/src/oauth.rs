@@ -20,7 +20,7 @@ use std::collections::HashMap;
 use std::fmt;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
-use store::{AccountRecord, Store};
+use store::{AccountRecord, Directory};
 use tokio::time::Instant;
 
 /// What the account's status says when the provider refused the refresh token
@@ -207,7 +207,7 @@ impl OAuth {
     /// one has not expired (RFC 6750 3.1 `invalid_token` covers revoked tokens too).
     pub async fn access_token(
         &self,
-        store: &dyn Store,
+        store: &dyn Directory,
         passwords: &PasswordSource,
         account: &AccountRecord,
         rejected: Option<&str>,

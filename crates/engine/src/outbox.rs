@@ -9,7 +9,7 @@
 use crate::{Backoff, PasswordSource};
 use imap_sync::write::refusal_is_transient;
 use imap_sync::{Endpoint, Error, Session};
-use mail_types::{AccountId, MailboxId, ModSeq, Uid};
+use mail_types::{AccountId, MailboxId, ModSeq, Uid, UidValidity};
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use std::time::Duration;
@@ -84,7 +84,7 @@ pub(crate) async fn run(mut ctx: OutboxCtx, account: AccountRecord) {
 
 async fn connect(ctx: &OutboxCtx, account: &AccountRecord) -> Result<Session, Error> {
     let auth = crate::account::Auth {
-        store: &ctx.store,
+        store: ctx.store.as_ref(),
         passwords: &ctx.passwords,
         oauth: &ctx.oauth,
     };
@@ -116,12 +116,8 @@ async fn drain(
     if r.is_ok()
         && w.selected.is_some()
         && let Some(s) = session.as_mut()
-        && s.has("UNSELECT")
     {
-        match s.run("UNSELECT").await {
-            Ok(_) | Err(Error::Refused { .. }) => {}
-            Err(e) => return Err(e),
-        }
+        s.unselect_if_offered().await?;
     }
     r
 }
@@ -269,7 +265,8 @@ fn done_of(e: &OutboxEntry) -> OutboxDone {
 struct Worker {
     store: Arc<dyn Store>,
     account: AccountId,
-    selected: Option<String>,
+    /// The mailbox selected on the session, with the UIDVALIDITY its SELECT reported.
+    selected: Option<(String, UidValidity)>,
     mailboxes: HashMap<MailboxId, MailboxRecord>,
     /// The highest MODSEQ our own STOREs produced per mailbox: our own earlier change is no
     /// reason for a later UNCHANGEDSINCE to fail (the sync has not stored it yet).
@@ -305,12 +302,16 @@ impl Worker {
     }
 
     async fn select(&mut self, s: &mut Session, raw: &str) -> Result<(), Error> {
-        if self.selected.as_deref() != Some(raw) {
+        if self.selected_name() != Some(raw) {
             self.selected = None;
-            s.select(raw).await?;
-            self.selected = Some(raw.to_string());
+            let sel = s.select(raw).await?;
+            self.selected = Some((raw.to_string(), UidValidity(sel.uidvalidity)));
         }
         Ok(())
+    }
+
+    fn selected_name(&self) -> Option<&str> {
+        self.selected.as_ref().map(|(name, _)| name.as_str())
     }
 
     /// A run of flag entries: one UID STORE per mailbox, direction and flag set.
@@ -372,22 +373,14 @@ impl Worker {
                 .filter(|m| *m > 0)
                 .map(|hms| hms.max(self.own_modseq.get(&m).copied().unwrap_or(0)));
             for (add, flags, uids) in cmds {
-                s.unsolicited.clear();
+                s.clear_unsolicited();
                 let out = s
                     .uid_store(&uids, add, &flags, since)
                     .await
                     .map_err(|e| (entry.clone(), e))?;
                 // RFC 7162 3.1.3: the server reports the new MODSEQ of what it changed, even
                 // for .SILENT.
-                let ours = s
-                    .unsolicited
-                    .iter()
-                    .filter_map(|r| match r {
-                        imap_sync::response::Response::Fetch(f) => f.modseq,
-                        _ => None,
-                    })
-                    .max();
-                if let Some(mm) = ours {
+                if let Some(mm) = out.highest_modseq {
                     let e = self.own_modseq.entry(m).or_insert(0);
                     *e = (*e).max(mm);
                 }
@@ -402,7 +395,7 @@ impl Worker {
                         .map_err(|e| (entry.clone(), e))?;
                 }
             }
-            s.unsolicited.clear();
+            s.clear_unsolicited();
         }
         let done: Vec<OutboxDone> = run
             .iter()
@@ -450,7 +443,7 @@ impl Worker {
                 }
                 done.push(d);
             }
-            s.unsolicited.clear();
+            s.clear_unsolicited();
             self.store.outbox_complete(self.account, done).await?;
             Ok::<(), Error>(())
         };
@@ -480,7 +473,7 @@ impl Worker {
                     Err(e) => return Err(e),
                 }
             }
-            s.unsolicited.clear();
+            s.clear_unsolicited();
             self.store
                 .outbox_complete(self.account, run.iter().map(done_of).collect())
                 .await?;
@@ -491,29 +484,30 @@ impl Worker {
 
     /// Fetches the server's flags of `uids` in the selected mailbox into the store.
     async fn refresh(&mut self, s: &mut Session, m: MailboxId, uids: &[u32]) -> Result<(), Error> {
-        let cmd = format!(
-            "UID FETCH {} (UID FLAGS{})",
-            imap_sync::sync::uid_set(uids),
-            if s.condstore() { " MODSEQ" } else { "" }
-        );
-        let mut flags = Vec::new();
-        let mut stream = s.fetch_stream(vec![cmd], 1);
-        while let Some(f) = stream.next().await? {
-            if let (Some(uid), Some(fl)) = (f.uid, f.flags.clone()) {
-                flags.push(FlagUpdate {
-                    uid: Uid(uid),
-                    flags: fl,
-                    modseq: ModSeq(f.modseq.unwrap_or(0)),
-                });
-            }
-        }
+        // The UIDs are the selected mailbox's: the store takes their flags only if it holds
+        // the same epoch of it.
+        let Some((_, uidvalidity)) = self.selected.clone() else {
+            return Err(Error::Protocol(
+                "flags refreshed without a selected mailbox".into(),
+            ));
+        };
+        let flags = s
+            .uid_fetch_flags(uids)
+            .await?
+            .into_iter()
+            .map(|f| FlagUpdate {
+                uid: Uid(f.uid),
+                flags: f.flags,
+                modseq: ModSeq(f.modseq.unwrap_or(0)),
+            })
+            .collect();
         self.store
             .apply_mailbox_changes(
                 self.account,
                 m,
                 MailboxChanges {
                     flags,
-                    ..MailboxChanges::default()
+                    ..MailboxChanges::new(uidvalidity)
                 },
             )
             .await?;
@@ -642,7 +636,7 @@ impl Worker {
                 // Its current wire name: an earlier rename of an ancestor changed it.
                 let old_raw = &self.raw(*mailbox)?;
                 let raw = self.child_raw(*parent, leaf)?;
-                if self.selected.as_deref() == Some(old_raw.as_str()) {
+                if self.selected_name() == Some(old_raw.as_str()) {
                     s.unselect().await?;
                     self.selected = None;
                 }
@@ -657,7 +651,7 @@ impl Worker {
                 done.old_raw_name = Some(old_raw.clone());
             }
             OutboxOp::DeleteMailbox { raw_name } => {
-                if self.selected.as_deref() == Some(raw_name.as_str()) {
+                if self.selected_name() == Some(raw_name.as_str()) {
                     s.unselect().await?;
                     self.selected = None;
                 }
@@ -704,7 +698,7 @@ impl Worker {
                 }
             }
         }
-        s.unsolicited.clear();
+        s.clear_unsolicited();
         Ok(done)
     }
 
@@ -720,14 +714,11 @@ impl Worker {
         let Some(mid) = views.first().and_then(|v| v.message_id.clone()) else {
             return Ok(None);
         };
-        let Some(q) = imap_sync::conn::quote(&mid) else {
-            return Ok(None);
-        };
+        // The search examines `mailbox`: whatever was selected for writing is left.
         self.selected = None;
-        s.examine(mailbox, None).await?;
-        let uids = s.uid_search(&format!("HEADER Message-ID {q}")).await?;
-        s.unsolicited.clear();
-        Ok(uids.into_iter().max())
+        let found = s.search_message_id(mailbox, &mid).await?;
+        s.clear_unsolicited();
+        Ok(found)
     }
 
     fn child_raw(&self, parent: Option<MailboxId>, leaf: &str) -> Result<String, Error> {

@@ -6,12 +6,12 @@
 use crate::PasswordSource;
 use crate::account::Auth;
 use crate::oauth::OAuth;
-use imap_sync::Login;
+use mail_net::Login;
 use mail_types::{AccountKind, Security};
 use managesieve::{Capabilities, Client};
 use std::path::Path;
 use std::sync::Arc;
-use store::{AccountRecord, SieveSettings, Store};
+use store::{AccountRecord, Directory, SieveSettings, SieveState};
 
 /// Why there is no ManageSieve connection.
 #[derive(Debug, thiserror::Error)]
@@ -30,19 +30,23 @@ pub enum SieveError {
 
 /// Connects accounts to their ManageSieve servers (cheap to clone through its `Arc`).
 pub struct Sieve {
-    store: Arc<dyn Store>,
+    store: Arc<dyn SieveState>,
+    /// Where the account's OAuth2 tokens are kept (ManageSieve logs in as IMAP does).
+    directory: Arc<dyn Directory>,
     passwords: PasswordSource,
     oauth: Arc<OAuth>,
 }
 
 impl Sieve {
     pub(crate) fn new(
-        store: Arc<dyn Store>,
+        store: Arc<dyn SieveState>,
+        directory: Arc<dyn Directory>,
         passwords: PasswordSource,
         oauth: Arc<OAuth>,
     ) -> Sieve {
         Sieve {
             store,
+            directory,
             passwords,
             oauth,
         }
@@ -54,7 +58,7 @@ impl Sieve {
         let settings = self.store.sieve_settings(account.id).await?;
         let config = config(account, &settings)?;
         let auth = Auth {
-            store: &self.store,
+            store: self.directory.as_ref(),
             passwords: &self.passwords,
             oauth: &self.oauth,
         };
@@ -180,7 +184,7 @@ fn config(account: &AccountRecord, s: &SieveSettings) -> Result<managesieve::Con
         Security::None => Security::None,
         Security::Tls | Security::Starttls => Security::Starttls,
     };
-    let tls = imap_sync::conn::tls_config(account.server.ca_file.as_deref().map(Path::new))
+    let tls = mail_net::tls_config(account.server.ca_file.as_deref().map(Path::new))
         .map_err(|e| SieveError::Protocol(managesieve::Error::Tls(e.to_string())))?;
     Ok(managesieve::Config::new(host, port, security, tls))
 }

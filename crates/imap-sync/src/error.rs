@@ -21,7 +21,7 @@ pub enum Error {
     /// token may work where this one did not.
     #[error("token refused ({failure}): {text}")]
     TokenRejected {
-        failure: crate::sasl::OAuthFailure,
+        failure: mail_net::sasl::OAuthFailure,
         text: String,
     },
     /// The server answered a command with NO or BAD.
@@ -35,6 +35,15 @@ pub enum Error {
     Unsupported(&'static str),
     #[error("store: {0}")]
     Store(#[from] store::Error),
+}
+
+impl From<mail_net::Error> for Error {
+    fn from(e: mail_net::Error) -> Error {
+        match e {
+            mail_net::Error::Io(e) => Error::Io(e),
+            mail_net::Error::Tls(s) => Error::Tls(s),
+        }
+    }
 }
 
 impl Error {

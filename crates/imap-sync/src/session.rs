@@ -2,15 +2,15 @@
 //! commands the sync needs (LIST, EXAMINE with CONDSTORE/QRESYNC, pipelined UID FETCH,
 //! SEARCH, IDLE, NOTIFY).
 
-use crate::conn::{self, CONNECT_TIMEOUT, Connection, Endpoint, quote};
+use crate::conn::{CONNECT_TIMEOUT, Connection, Endpoint, quote};
 use crate::error::{Error, Result};
 use crate::profile::{Profile, Provider, ProviderChoice};
 use crate::response::{self, Code, Fetch, ListEntry, Response, StatusData};
-use crate::sasl::{self, OAuthMechanism};
 use base64::Engine;
+use mail_net::sasl::{self, OAuthMechanism};
+use mail_net::{Credentials, Login};
 use mail_types::Security;
 use std::collections::{HashSet, VecDeque};
-use std::fmt;
 use std::ops::RangeInclusive;
 use std::time::Duration;
 
@@ -18,61 +18,6 @@ use std::time::Duration;
 const IDLE_COALESCE: Duration = Duration::from_millis(2);
 /// A burst longer than this is acted on anyway; the resync catches the rest.
 const IDLE_BURST_MAX: usize = 10_000;
-
-/// Login credentials. `Debug` never shows the password.
-#[derive(Clone)]
-pub struct Credentials {
-    pub username: String,
-    pub password: String,
-}
-
-impl fmt::Debug for Credentials {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Credentials")
-            .field("username", &self.username)
-            .field("password", &"<redacted>")
-            .finish()
-    }
-}
-
-/// How to authenticate: a password (PLAIN, else LOGIN) or an OAuth 2.0 access token
-/// (OAUTHBEARER, else XOAUTH2). `Debug` never shows the secret.
-#[derive(Clone)]
-pub enum Login {
-    Password(Credentials),
-    OAuth2 {
-        username: String,
-        access_token: String,
-    },
-}
-
-impl Login {
-    pub fn username(&self) -> &str {
-        match self {
-            Login::Password(c) => &c.username,
-            Login::OAuth2 { username, .. } => username,
-        }
-    }
-}
-
-impl From<Credentials> for Login {
-    fn from(c: Credentials) -> Login {
-        Login::Password(c)
-    }
-}
-
-impl fmt::Debug for Login {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            Login::Password(c) => c.fmt(f),
-            Login::OAuth2 { username, .. } => f
-                .debug_struct("OAuth2")
-                .field("username", username)
-                .field("access_token", &"<redacted>")
-                .finish(),
-        }
-    }
-}
 
 /// What EXAMINE told us about a mailbox.
 #[derive(Debug, Clone, Default)]
@@ -107,7 +52,9 @@ pub struct Session {
     pub(crate) selected_uidnext: Option<u32>,
     /// Untagged responses that arrived while a command ran and that its caller did not
     /// consume (EXISTS, EXPUNGE, VANISHED, flag FETCHes): the sync looks at them after.
-    pub unsolicited: Vec<Response>,
+    /// Private: a caller outside this crate takes or drops them with `take_unsolicited` and
+    /// `clear_unsolicited`, so what a command saw is never read from a stale buffer.
+    pub(crate) unsolicited: Vec<Response>,
 }
 
 impl Session {
@@ -139,7 +86,7 @@ impl Session {
         login: &Login,
         choice: ProviderChoice,
     ) -> Result<Session> {
-        let stream = conn::open(ep).await?;
+        let stream = mail_net::open(ep).await?;
         let mut s = Session {
             conn: Connection::new(stream),
             caps: HashSet::new(),
@@ -286,12 +233,8 @@ impl Session {
             ));
         }
         let result = if self.has("AUTH=PLAIN") {
-            // RFC 4616: authzid NUL authcid NUL passwd; base64 carries any byte safely.
-            let mut plain = Vec::new();
-            plain.push(0);
-            plain.extend_from_slice(creds.username.as_bytes());
-            plain.push(0);
-            plain.extend_from_slice(creds.password.as_bytes());
+            // RFC 4616; base64 carries any byte safely.
+            let plain = sasl::plain(&creds.username, &creds.password);
             let b64 = base64::engine::general_purpose::STANDARD.encode(&plain);
             if self.has("SASL-IR") {
                 self.run_secret(&format!("AUTHENTICATE PLAIN {b64}")).await
@@ -451,8 +394,9 @@ impl Session {
         self.finish(&tag, "LOGIN").await
     }
 
-    /// Sends a command and collects its untagged responses until its completion.
-    pub async fn run(&mut self, cmd: &str) -> Result<(Vec<Response>, Option<Code>)> {
+    /// Sends a command and collects its untagged responses until its completion. Private to
+    /// the crate: callers say what they mean through the methods built on it.
+    pub(crate) async fn run(&mut self, cmd: &str) -> Result<(Vec<Response>, Option<Code>)> {
         let tag = self.send(cmd).await?;
         let name = cmd.split(' ').take(2).collect::<Vec<_>>().join(" ");
         self.finish(&tag, &name).await
@@ -583,6 +527,21 @@ impl Session {
             }
         }
         Ok((entries, statuses, incomplete))
+    }
+
+    /// Returns to the authenticated state after EXAMINE: UNSELECT (RFC 3691), else CLOSE,
+    /// which expunges nothing in a mailbox opened read-only (RFC 3501 6.4.2). A refusal
+    /// means nothing was selected (a pass that selected nothing), where we wanted to be.
+    pub async fn leave_examined(&mut self) -> Result<()> {
+        let cmd = if self.has("UNSELECT") {
+            "UNSELECT"
+        } else {
+            "CLOSE"
+        };
+        match self.run(cmd).await {
+            Ok(_) | Err(Error::Refused { .. }) => Ok(()),
+            Err(e) => Err(e),
+        }
     }
 
     /// EXAMINE a mailbox (read-only: the sync must not clear \Recent for other clients),
@@ -852,6 +811,18 @@ impl Session {
     /// for the account's daily download budget.
     pub fn take_bytes_read(&mut self) -> u64 {
         self.conn.take_bytes_read()
+    }
+
+    /// The untagged responses that arrived during the commands since the last take or
+    /// clear and that those commands did not consume (EXISTS, EXPUNGE, VANISHED, FETCH).
+    pub fn take_unsolicited(&mut self) -> Vec<Response> {
+        std::mem::take(&mut self.unsolicited)
+    }
+
+    /// Drops what arrived unsolicited: for a connection whose caller resyncs by other means
+    /// (the outbox's, the priority lane's), so the buffer does not grow with every command.
+    pub fn clear_unsolicited(&mut self) {
+        self.unsolicited.clear();
     }
 
     /// Frees buffers that grew during a big command (call while idle).

@@ -13,9 +13,10 @@ use crate::session::Session;
 use mail_types::{AccountId, ModSeq, Role, Uid, UidValidity};
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
+use store::prelude::*;
 use store::{
     FlagUpdate, GmailIds, LinkedCopy, MailboxChanges, MailboxRecord, NewBody, NewCopy,
-    RemoteMailbox, Store,
+    RemoteMailbox,
 };
 use tokio::task::JoinHandle;
 
@@ -34,7 +35,7 @@ pub struct SyncOptions {
     pub batch_bytes: usize,
     /// Messages per store transaction of the body pass. Smaller than `batch`: a body the
     /// priority lane fetched for someone waits for the transaction running when it comes
-    /// (`Store::apply_urgent_changes`), and a body transaction (index included) is the
+    /// (`MailSync::apply_urgent_changes`), and a body transaction (index included) is the
     /// longest the writer is held during an initial sync.
     pub body_batch: usize,
     /// Fetch bodies after headers (false: headers only, e.g. for a quick first look).
@@ -77,9 +78,10 @@ pub struct SyncReport {
     pub budget_reached: bool,
 }
 
-/// The account-level sync: holds the store handle and account id.
+/// The account-level sync: holds the store handle and account id. It needs the sync's
+/// roles of the store only (an `Arc` of the whole store upcasts to it).
 pub struct AccountSync {
-    pub store: Arc<dyn Store>,
+    pub store: Arc<dyn SyncStore>,
     pub account: AccountId,
     pub options: SyncOptions,
 }
@@ -109,7 +111,7 @@ fn order_key(m: &MailboxRecord) -> (u8, String) {
 }
 
 /// Compresses sorted UIDs into an IMAP sequence set: `1:5,7,9:12`.
-pub fn uid_set(uids: &[u32]) -> String {
+pub(crate) fn uid_set(uids: &[u32]) -> String {
     let mut sorted = uids.to_vec();
     sorted.sort_unstable();
     sorted.dedup();
@@ -136,7 +138,7 @@ pub fn uid_set(uids: &[u32]) -> String {
 }
 
 impl AccountSync {
-    pub fn new(store: Arc<dyn Store>, account: AccountId) -> Self {
+    pub fn new(store: Arc<dyn SyncStore>, account: AccountId) -> Self {
         AccountSync {
             store,
             account,
@@ -304,10 +306,12 @@ impl AccountSync {
             mb.highestmodseq = ModSeq(0);
             mb.progress.headers = 0;
         }
+        // Every batch of this pass is for the epoch the server just reported (a mailbox
+        // never selected before learns it with the first batch).
+        mb.uidvalidity = UidValidity(sel.uidvalidity);
         let mut changes = MailboxChanges {
-            uidvalidity: Some(UidValidity(sel.uidvalidity)),
             server_total: Some(sel.exists),
-            ..MailboxChanges::default()
+            ..MailboxChanges::new(mb.uidvalidity)
         };
         let last_known = mb.uidnext.0.saturating_sub(1);
         let used_qresync = s.qresync()
@@ -424,7 +428,7 @@ impl AccountSync {
                     mb.id,
                     MailboxChanges {
                         expunged: during.vanished.clone(),
-                        ..MailboxChanges::default()
+                        ..MailboxChanges::new(mb.uidvalidity)
                     },
                 )
                 .await?;
@@ -437,7 +441,7 @@ impl AccountSync {
                 MailboxChanges {
                     uidnext: Some(Uid(final_uidnext)),
                     highestmodseq,
-                    ..MailboxChanges::default()
+                    ..MailboxChanges::new(mb.uidvalidity)
                 },
             )
             .await?;
@@ -507,7 +511,7 @@ impl AccountSync {
                 mb.id,
                 MailboxChanges {
                     expunged,
-                    ..MailboxChanges::default()
+                    ..MailboxChanges::new(mb.uidvalidity)
                 },
             )
             .await?;
@@ -613,7 +617,7 @@ impl AccountSync {
                     mb.id,
                     MailboxChanges {
                         links: batch.to_vec(),
-                        ..MailboxChanges::default()
+                        ..MailboxChanges::new(mb.uidvalidity)
                     },
                 )
                 .await?;
@@ -667,7 +671,7 @@ impl AccountSync {
             .map(|chunk| format!("UID FETCH {} ({items})", uid_set(chunk)))
             .collect();
         let wanted: HashSet<u32> = missing.iter().copied().collect();
-        let mut writer = BatchWriter::new(self.store.clone(), self.account, mb.id);
+        let mut writer = BatchWriter::new(self.store.clone(), self.account, mb.id, mb.uidvalidity);
         let mut count = 0usize;
         let mut seen: HashSet<u32> = HashSet::with_capacity(missing.len());
         let streamed = async {
@@ -749,12 +753,19 @@ impl AccountSync {
         if uids.is_empty() {
             return Ok(());
         }
-        s.examine(&mb.raw_name, None).await?;
+        let sel = s.examine(&mb.raw_name, None).await?;
         let commands: Vec<String> = uids
             .chunks(self.options.body_chunk.max(1))
             .map(|chunk| format!("UID FETCH {} (UID BODY.PEEK[])", uid_set(chunk)))
             .collect();
-        let mut writer = BatchWriter::new(self.store.clone(), self.account, mb.id);
+        // The UIDs are the store's, the bodies the server's: the store takes them only if
+        // both are of one epoch.
+        let mut writer = BatchWriter::new(
+            self.store.clone(),
+            self.account,
+            mb.id,
+            UidValidity(sel.uidvalidity),
+        );
         let streamed = async {
             let mut batch: Vec<Fetch> = Vec::new();
             let mut bytes = 0usize;
@@ -857,11 +868,10 @@ impl AccountSync {
         })
         .await
         .map_err(|e| Error::Protocol(format!("parse task: {e}")))?;
+        // The store refuses the bodies if the mailbox was reset to another epoch.
         let changes = MailboxChanges {
             bodies,
-            // The store refuses the bodies if the mailbox was reset to another epoch.
-            uidvalidity: Some(mailbox.uidvalidity),
-            ..MailboxChanges::default()
+            ..MailboxChanges::new(mailbox.uidvalidity)
         };
         log_problems(self.account, mailbox.mailbox, &changes);
         // Someone is waiting: ahead of the background batches queued for the writer.
@@ -999,9 +1009,11 @@ fn log_problems(account: AccountId, mailbox: mail_types::MailboxId, changes: &Ma
 /// enough to use both halves of the work, and it bounds the memory held.
 /// Batches of one phase touch disjoint UIDs, so their commit order does not matter.
 struct BatchWriter {
-    store: Arc<dyn Store>,
+    store: Arc<dyn MailSync>,
     account: AccountId,
     mailbox: mail_types::MailboxId,
+    /// The epoch of every UID the writer stores.
+    uidvalidity: UidValidity,
     slots: Arc<tokio::sync::Semaphore>,
     tasks: Vec<JoinHandle<Result<()>>>,
 }
@@ -1009,11 +1021,17 @@ struct BatchWriter {
 const BATCHES_IN_FLIGHT: usize = 2;
 
 impl BatchWriter {
-    fn new(store: Arc<dyn Store>, account: AccountId, mailbox: mail_types::MailboxId) -> Self {
+    fn new(
+        store: Arc<dyn MailSync>,
+        account: AccountId,
+        mailbox: mail_types::MailboxId,
+        uidvalidity: UidValidity,
+    ) -> Self {
         BatchWriter {
             store,
             account,
             mailbox,
+            uidvalidity,
             slots: Arc::new(tokio::sync::Semaphore::new(BATCHES_IN_FLIGHT)),
             tasks: Vec::new(),
         }
@@ -1059,6 +1077,7 @@ impl BatchWriter {
         if batch.is_empty() {
             return Ok(());
         }
+        let uidvalidity = self.uidvalidity;
         self.submit(move || {
             let gmail = batch
                 .iter()
@@ -1091,7 +1110,7 @@ impl BatchWriter {
             MailboxChanges {
                 new,
                 gmail,
-                ..MailboxChanges::default()
+                ..MailboxChanges::new(uidvalidity)
             }
         })
         .await
@@ -1101,6 +1120,7 @@ impl BatchWriter {
         if batch.is_empty() {
             return Ok(());
         }
+        let uidvalidity = self.uidvalidity;
         self.submit(move || {
             let bodies = batch
                 .into_iter()
@@ -1117,7 +1137,7 @@ impl BatchWriter {
                 .collect();
             MailboxChanges {
                 bodies,
-                ..MailboxChanges::default()
+                ..MailboxChanges::new(uidvalidity)
             }
         })
         .await

@@ -19,6 +19,18 @@ pub const UIDS_PER_COMMAND: usize = 2000;
 pub struct StoreOutcome {
     /// RFC 7162 3.1.3: UIDs not changed because they were modified since UNCHANGEDSINCE.
     pub modified: Vec<u32>,
+    /// The highest MODSEQ the server reported for what it changed (RFC 7162 3.1.3: it
+    /// sends one FETCH per changed message even for .SILENT), when it reported any.
+    pub highest_modseq: Option<u64>,
+}
+
+/// A message's flags as the server holds them, from a `UID FETCH (UID FLAGS [MODSEQ])`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ServerFlags {
+    pub uid: u32,
+    pub flags: Vec<String>,
+    /// None without CONDSTORE.
+    pub modseq: Option<u64>,
 }
 
 /// Whether a NO is worth retrying (RFC 5530 codes for passing trouble).
@@ -200,6 +212,11 @@ impl Session {
             let tag = self.send(&cmd).await?;
             let (untagged, text) = self.finish_with_text(&tag, "UID STORE").await?;
             out.modified.extend(modified_of(&text));
+            let reported = untagged.iter().filter_map(|r| match r {
+                Response::Fetch(f) => f.modseq,
+                _ => None,
+            });
+            out.highest_modseq = out.highest_modseq.into_iter().chain(reported).max();
             self.unsolicited.extend(untagged);
         }
         Ok(out)
@@ -418,6 +435,58 @@ impl Session {
         self.run(&format!("{verb} {}", mailbox_arg(raw_name)?))
             .await?;
         Ok(())
+    }
+
+    /// The server's flags (and MODSEQ under CONDSTORE) of `uids` in the selected mailbox,
+    /// in one `UID FETCH`; UIDs the server no longer has are simply absent.
+    pub async fn uid_fetch_flags(&mut self, uids: &[u32]) -> Result<Vec<ServerFlags>> {
+        let cmd = format!(
+            "UID FETCH {} (UID FLAGS{})",
+            uid_set(uids),
+            if self.condstore() { " MODSEQ" } else { "" }
+        );
+        let mut out = Vec::new();
+        let mut stream = self.fetch_stream(vec![cmd], 1);
+        while let Some(f) = stream.next().await? {
+            if let (Some(uid), Some(flags)) = (f.uid, f.flags) {
+                out.push(ServerFlags {
+                    uid,
+                    flags,
+                    modseq: f.modseq,
+                });
+            }
+        }
+        Ok(out)
+    }
+
+    /// Examines `mailbox` and returns the highest UID of a message whose Message-ID header
+    /// contains `message_id` (RFC 3501 6.4.4 HEADER), or None. A Message-ID that cannot be
+    /// sent quoted (CR, LF or 8-bit, which RFC 5322 3.6.4 does not allow) finds nothing,
+    /// and then nothing is sent and the selection is left as it was.
+    pub async fn search_message_id(
+        &mut self,
+        mailbox: &str,
+        message_id: &str,
+    ) -> Result<Option<u32>> {
+        let Some(q) = quote(message_id) else {
+            return Ok(None);
+        };
+        self.examine(mailbox, None).await?;
+        let uids = self.uid_search(&format!("HEADER Message-ID {q}")).await?;
+        Ok(uids.into_iter().max())
+    }
+
+    /// Leaves a mailbox opened read-write, if the server has UNSELECT (RFC 3691); without
+    /// it the mailbox stays selected, as CLOSE would expunge what is \Deleted (RFC 3501
+    /// 6.4.2). A refusal means nothing was selected, where we wanted to be.
+    pub async fn unselect_if_offered(&mut self) -> Result<()> {
+        if !self.has("UNSELECT") {
+            return Ok(());
+        }
+        match self.run("UNSELECT").await {
+            Ok(_) | Err(Error::Refused { .. }) => Ok(()),
+            Err(e) => Err(e),
+        }
     }
 
     /// Leaves the selected mailbox without expunging (UNSELECT, RFC 3691; else EXAMINE of

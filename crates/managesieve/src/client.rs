@@ -4,14 +4,13 @@ use crate::error::{Error, Result};
 use crate::parse::{Limits, Response, Status, Token, parse_response};
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as B64;
+use mail_net::Stream;
+use mail_net::sasl::{self, OAuthMechanism};
 use mail_types::Security;
-use std::pin::Pin;
 use std::sync::Arc;
-use std::task::{Context, Poll};
 use std::time::Duration;
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
-use tokio_rustls::TlsConnector;
 use tokio_rustls::client::TlsStream;
 
 /// Where and how to connect.
@@ -151,55 +150,6 @@ pub struct ScriptInfo {
     pub active: bool,
 }
 
-enum Stream {
-    Plain(TcpStream),
-    Tls(Box<TlsStream<TcpStream>>),
-    /// Only while STARTTLS swaps the stream.
-    Gone,
-}
-
-impl AsyncRead for Stream {
-    fn poll_read(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &mut ReadBuf<'_>,
-    ) -> Poll<std::io::Result<()>> {
-        match self.get_mut() {
-            Stream::Plain(s) => Pin::new(s).poll_read(cx, buf),
-            Stream::Tls(s) => Pin::new(s.as_mut()).poll_read(cx, buf),
-            Stream::Gone => Poll::Ready(Err(std::io::ErrorKind::NotConnected.into())),
-        }
-    }
-}
-
-impl AsyncWrite for Stream {
-    fn poll_write(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        b: &[u8],
-    ) -> Poll<std::io::Result<usize>> {
-        match self.get_mut() {
-            Stream::Plain(s) => Pin::new(s).poll_write(cx, b),
-            Stream::Tls(s) => Pin::new(s.as_mut()).poll_write(cx, b),
-            Stream::Gone => Poll::Ready(Err(std::io::ErrorKind::NotConnected.into())),
-        }
-    }
-    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
-        match self.get_mut() {
-            Stream::Plain(s) => Pin::new(s).poll_flush(cx),
-            Stream::Tls(s) => Pin::new(s.as_mut()).poll_flush(cx),
-            Stream::Gone => Poll::Ready(Ok(())),
-        }
-    }
-    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
-        match self.get_mut() {
-            Stream::Plain(s) => Pin::new(s).poll_shutdown(cx),
-            Stream::Tls(s) => Pin::new(s.as_mut()).poll_shutdown(cx),
-            Stream::Gone => Poll::Ready(Ok(())),
-        }
-    }
-}
-
 /// A connection to a ManageSieve server.
 pub struct Client {
     stream: Stream,
@@ -267,21 +217,20 @@ impl Client {
                 if !self.offers("PLAIN") {
                     return Err(Error::Unsupported("SASL PLAIN"));
                 }
-                ("PLAIN", format!("\0{username}\0{password}"))
+                ("PLAIN", sasl::plain(username, password))
             }
-            Auth::OAuth2 { username, token } if self.offers("OAUTHBEARER") => (
-                "OAUTHBEARER",
-                // RFC 7628 3.1 (the host and port are optional and left out).
-                format!("n,a={username},\x01auth=Bearer {token}\x01\x01"),
-            ),
-            Auth::OAuth2 { username, token } if self.offers("XOAUTH2") => (
-                "XOAUTH2",
-                format!("user={username}\x01auth=Bearer {token}\x01\x01"),
-            ),
-            Auth::OAuth2 { .. } => return Err(Error::Unsupported("SASL OAUTHBEARER or XOAUTH2")),
+            Auth::OAuth2 { username, token } => {
+                let mech = OAuthMechanism::choose(|m| self.offers(m))
+                    .ok_or(Error::Unsupported("SASL OAUTHBEARER or XOAUTH2"))?;
+                // RFC 7628 3.1: the same message as IMAP and POP3 send, host and port
+                // included (servers that check the token's audience use them).
+                let host = self.config.host.as_str();
+                let initial = mech.initial_response(username, token, host, self.config.port);
+                (mech.name(), initial)
+            }
         };
         let mut line = format!("AUTHENTICATE \"{mechanism}\" ").into_bytes();
-        push_string(&mut line, B64.encode(initial.as_bytes()).as_bytes());
+        push_string(&mut line, B64.encode(&initial).as_bytes());
         line.extend_from_slice(b"\r\n");
         self.write(&line).await?;
         // A refused token comes as a challenge carrying the error (RFC 7628 3.2.2), which
@@ -491,12 +440,7 @@ enum Either {
 }
 
 async fn tls(config: &Config, tcp: TcpStream) -> Result<TlsStream<TcpStream>> {
-    let name = rustls::pki_types::ServerName::try_from(config.host.clone())
-        .map_err(|e| Error::Tls(format!("server name {}: {e}", config.host)))?;
-    TlsConnector::from(config.tls.clone())
-        .connect(name, tcp)
-        .await
-        .map_err(|e| Error::Tls(e.to_string()))
+    Ok(mail_net::tls_handshake(config.tls.clone(), &config.host, tcp).await?)
 }
 
 fn warnings(r: &Response) -> Option<String> {

@@ -38,6 +38,15 @@ pub enum Error {
     Invalid(&'static str),
 }
 
+impl From<mail_net::Error> for Error {
+    fn from(e: mail_net::Error) -> Error {
+        match e {
+            mail_net::Error::Io(e) => Error::Io(e),
+            mail_net::Error::Tls(s) => Error::Tls(s),
+        }
+    }
+}
+
 impl Error {
     /// The response code of a NO or BYE (e.g. `NONEXISTENT`, `ACTIVE`, `QUOTA/MAXSIZE`),
     /// upper case.

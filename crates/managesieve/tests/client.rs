@@ -23,7 +23,7 @@ fn dovecot() -> Dovecot {
 }
 
 fn config(d: &Dovecot, security: Security) -> Config {
-    let tls = imap_sync::conn::tls_config(Some(d.ca_file())).unwrap();
+    let tls = mail_net::tls_config(Some(d.ca_file())).unwrap();
     Config::new(
         "127.0.0.1".into(),
         d.managesieve_port().unwrap(),
@@ -124,7 +124,7 @@ async fn no_server_there() {
 }
 
 fn config_for_port(port: u16) -> Config {
-    let tls = imap_sync::conn::tls_config(None).unwrap();
+    let tls = mail_net::tls_config(None).unwrap();
     Config::new("127.0.0.1".into(), port, Security::None, tls)
 }
 

@@ -8,14 +8,11 @@
 use crate::error::{ClosedDuring, Error, Result};
 use base64::Engine as _;
 use bytes::BytesMut;
-use imap_sync::conn::Stream;
-use imap_sync::sasl::{self, OAuthMechanism};
-use imap_sync::{Credentials, Endpoint, Login};
+use mail_net::sasl::{self, OAuthMechanism};
+use mail_net::{Credentials, Endpoint, Login, Stream};
 use mail_types::Security;
 use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
-use tokio_rustls::client::TlsStream;
 
 /// Longest status or list line we accept. RFC 2449 4 bounds responses to 512 octets; we
 /// allow more for servers with chatty `-ERR` texts, while bounding memory.
@@ -30,20 +27,10 @@ pub const MAX_LIST_ENTRIES: usize = 5_000_000;
 /// Time we wait for the server to say anything while a command runs.
 pub const READ_TIMEOUT: Duration = Duration::from_secs(60);
 /// Time allowed for TCP connect, TLS handshake, greeting, CAPA and STLS.
-pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(20);
+pub use mail_net::CONNECT_TIMEOUT;
 /// RFC 2449 4: a command line, CRLF included, is at most 255 octets. RFC 5034 4 applies
 /// this to AUTH with an initial response too, so a longer one is sent after the `+`.
 const MAX_COMMAND_LINE: usize = 255;
-
-/// Wraps a TCP stream in TLS (the IMAP side's helper: same trust, same rustls setup).
-async fn tls_wrap(ep: &Endpoint, tcp: TcpStream) -> Result<TlsStream<TcpStream>> {
-    imap_sync::conn::tls_wrap(ep, tcp)
-        .await
-        .map_err(|e| match e {
-            imap_sync::Error::Tls(s) => Error::Tls(s),
-            other => Error::Tls(other.to_string()),
-        })
-}
 
 /// The server's RFC 2449 capability list (one capability per line, tag first).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -267,15 +254,7 @@ impl Pop3Client {
     }
 
     async fn connect_inner(ep: &Endpoint) -> Result<Pop3Client> {
-        let tcp = TcpStream::connect((ep.host.as_str(), ep.port))
-            .await
-            .map_err(Error::Io)?;
-        tcp.set_nodelay(true).map_err(Error::Io)?;
-        imap_sync::conn::set_keepalive(&tcp);
-        let stream = match ep.security {
-            Security::Tls => Stream::Tls(Box::new(tls_wrap(ep, tcp).await?)),
-            Security::Starttls | Security::None => Stream::Plain(tcp),
-        };
+        let stream = mail_net::open(ep).await?;
         let mut c = Pop3Client {
             stream,
             rbuf: BytesMut::with_capacity(64 * 1024),
@@ -351,7 +330,7 @@ impl Pop3Client {
         }
         match std::mem::replace(&mut self.stream, Stream::Gone) {
             Stream::Plain(tcp) => {
-                self.stream = Stream::Tls(Box::new(tls_wrap(ep, tcp).await?));
+                self.stream = Stream::Tls(Box::new(mail_net::tls_wrap(ep, tcp).await?));
             }
             other => {
                 self.stream = other;
@@ -394,12 +373,8 @@ impl Pop3Client {
     }
 
     async fn auth_plain(&mut self, creds: &Credentials) -> Result<()> {
-        let mut msg = Vec::with_capacity(creds.username.len() + creds.password.len() + 2);
-        msg.push(0);
-        msg.extend_from_slice(creds.username.as_bytes());
-        msg.push(0);
-        msg.extend_from_slice(creds.password.as_bytes());
-        let ir = base64::engine::general_purpose::STANDARD.encode(&msg);
+        let ir = base64::engine::general_purpose::STANDARD
+            .encode(sasl::plain(&creds.username, &creds.password));
         let with_ir = format!("AUTH PLAIN {ir}");
         if with_ir.len() + 2 <= MAX_COMMAND_LINE {
             self.send(&with_ir).await?;

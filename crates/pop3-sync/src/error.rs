@@ -1,5 +1,5 @@
 //! Typed errors, so the engine can tell auth, network, protocol and store failures apart
-//! (the same split as `imap_sync::Error`).
+//! (the same split as the IMAP side's error).
 
 use std::io;
 
@@ -20,7 +20,7 @@ pub enum Error {
     /// The server refused an OAuth 2.0 access token and said why (RFC 7628 3.2.2).
     #[error("token refused ({failure}): {text}")]
     TokenRejected {
-        failure: imap_sync::sasl::OAuthFailure,
+        failure: mail_net::sasl::OAuthFailure,
         text: String,
     },
     /// The server answered a command with `-ERR`.
@@ -37,6 +37,15 @@ pub enum Error {
     /// A background task (message parsing) failed.
     #[error("internal task failed: {0}")]
     Task(String),
+}
+
+impl From<mail_net::Error> for Error {
+    fn from(e: mail_net::Error) -> Error {
+        match e {
+            mail_net::Error::Io(e) => Error::Io(e),
+            mail_net::Error::Tls(s) => Error::Tls(s),
+        }
+    }
 }
 
 /// Where a connection was lost, for a clearer message than "closed".

@@ -29,5 +29,5 @@ pub mod sync;
 
 pub use client::{Capabilities, ListEntry, Pop3Client, Stat, UidlEntry};
 pub use error::{ClosedDuring, Error, Result};
-pub use imap_sync::{Credentials, Endpoint, Login};
+pub use mail_net::{Credentials, Endpoint, Login};
 pub use sync::{Pop3Options, Pop3Report, sync_pop3, sync_pop3_login};

@@ -6,11 +6,10 @@
 
 use crate::client::{MAX_MESSAGE, Pop3Client, UidlEntry};
 use crate::error::{Error, Result};
-use imap_sync::{Credentials, Endpoint, Login};
+use mail_net::{Credentials, Endpoint, Login};
 use mail_types::{AccountId, MailboxId, ModSeq, Role, Uid, UidValidity};
 use std::collections::{HashMap, HashSet};
-use std::sync::Arc;
-use store::{MailboxChanges, MailboxRecord, NewCopy, RemoteMailbox, Store};
+use store::{MailSync, MailboxChanges, MailboxRecord, NewCopy, RemoteMailbox};
 use tracing::Instrument;
 
 /// Raw bytes per store transaction: bounds memory with large messages.
@@ -58,7 +57,7 @@ fn now() -> i64 {
 }
 
 /// Creates the account's INBOX if missing and returns its record.
-async fn ensure_inbox(store: &Arc<dyn Store>, account: AccountId) -> Result<MailboxRecord> {
+async fn ensure_inbox(store: &dyn MailSync, account: AccountId) -> Result<MailboxRecord> {
     let inbox = RemoteMailbox {
         raw_name: "INBOX".into(),
         name: "INBOX".into(),
@@ -86,7 +85,7 @@ struct Pending {
 
 /// Writes batches of retrieved messages, each with its UIDLs in one transaction.
 struct Writer<'a> {
-    store: &'a Arc<dyn Store>,
+    store: &'a dyn MailSync,
     account: AccountId,
     inbox: MailboxId,
     server_total: u32,
@@ -108,11 +107,10 @@ impl Writer<'_> {
         let changes = MailboxChanges {
             new,
             pop3_uidls,
+            server_total: Some(self.server_total),
             // The first batch sets the epoch on a new INBOX; later ones repeat the same value,
             // which the store accepts as a no-op.
-            uidvalidity: Some(POP3_UIDVALIDITY),
-            server_total: Some(self.server_total),
-            ..MailboxChanges::default()
+            ..MailboxChanges::new(POP3_UIDVALIDITY)
         };
         self.store
             .apply_mailbox_changes(self.account, self.inbox, changes)
@@ -164,7 +162,7 @@ fn build_copies(account: AccountId, pending: Vec<Pending>) -> (Vec<NewCopy>, Vec
 /// - Messages deleted on the server by someone else stay in the store.
 /// - Without QUIT (an error, a cut connection) the server deletes nothing (RFC 1939 6).
 pub async fn sync_pop3(
-    store: &Arc<dyn Store>,
+    store: &dyn MailSync,
     account: AccountId,
     ep: &Endpoint,
     creds: &Credentials,
@@ -175,7 +173,7 @@ pub async fn sync_pop3(
 
 /// [`sync_pop3`] authenticating as `login` says (password or OAuth 2.0 token).
 pub async fn sync_pop3_login(
-    store: &Arc<dyn Store>,
+    store: &dyn MailSync,
     account: AccountId,
     ep: &Endpoint,
     login: &Login,
@@ -188,7 +186,7 @@ pub async fn sync_pop3_login(
 }
 
 async fn sync_inner(
-    store: &Arc<dyn Store>,
+    store: &dyn MailSync,
     account: AccountId,
     ep: &Endpoint,
     login: &Login,
@@ -301,9 +299,8 @@ async fn sync_inner(
                 account,
                 inbox.id,
                 MailboxChanges {
-                    uidvalidity: Some(POP3_UIDVALIDITY),
                     server_total: Some(u32::try_from(listing.len()).unwrap_or(u32::MAX)),
-                    ..MailboxChanges::default()
+                    ..MailboxChanges::new(POP3_UIDVALIDITY)
                 },
             )
             .await?;

@@ -90,7 +90,14 @@ impl Env {
     }
 
     async fn sync(&self, opts: &Pop3Options) -> pop3_sync::Result<pop3_sync::Pop3Report> {
-        sync_pop3(&self.store, self.account, &self.stls(), &self.creds(), opts).await
+        sync_pop3(
+            &*self.store,
+            self.account,
+            &self.stls(),
+            &self.creds(),
+            opts,
+        )
+        .await
     }
 
     async fn inbox(&self, store: &Arc<dyn Store>) -> Result<MailboxId> {
@@ -171,7 +178,7 @@ async fn stls_retrieval_without_duplicates_across_runs_and_restart() -> Result<(
     // A restart: a fresh store over the same file remembers every UIDL.
     let reopened: Arc<dyn Store> = Arc::new(SqliteStore::open(&db_path(env.dir.path()))?);
     let r = sync_pop3(
-        &reopened,
+        &*reopened,
         env.account,
         &env.stls(),
         &env.creds(),
@@ -194,7 +201,7 @@ async fn implicit_tls_retrieval() -> Result<()> {
     let env = env().await?;
     env.deliver(&subjects(0..3))?;
     let r = sync_pop3(
-        &env.store,
+        &*env.store,
         env.account,
         &env.pop3s(),
         &env.creds(),
@@ -242,7 +249,7 @@ async fn wrong_password_is_an_auth_error() -> Result<()> {
         password: "wrong".into(),
     };
     for ep in [env.stls(), env.pop3s()] {
-        match sync_pop3(&env.store, env.account, &ep, &bad, &Pop3Options::default()).await {
+        match sync_pop3(&*env.store, env.account, &ep, &bad, &Pop3Options::default()).await {
             Err(e @ Error::Auth(_)) => assert!(!e.is_transient()),
             other => bail!("expected Error::Auth, got {other:?}"),
         }

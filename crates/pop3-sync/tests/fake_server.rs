@@ -173,7 +173,7 @@ async fn sync_mode(
     let r = tokio::time::timeout(
         DEADLINE,
         sync_pop3(
-            &store,
+            &*store,
             account,
             &ep(port, Security::None),
             &creds(),

@@ -74,7 +74,7 @@ async fn retrieves_with(mechanisms: &[&str], expected: &str) -> Result<()> {
         })
         .await?;
     let report = sync_pop3_login(
-        &store,
+        &*store,
         account,
         &endpoint(&dovecot),
         &bearer(token),

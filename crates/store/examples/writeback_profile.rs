@@ -8,6 +8,7 @@
 
 use mail_types::{AccountKind, EmailId, ModSeq, Role, Security, Uid, UidValidity};
 use std::time::Instant;
+use store::prelude::*;
 use store::*;
 
 #[tokio::main(flavor = "current_thread")]
@@ -92,9 +93,8 @@ async fn main() {
             a,
             inbox,
             MailboxChanges {
-                uidvalidity: Some(UidValidity(7)),
                 new,
-                ..MailboxChanges::default()
+                ..MailboxChanges::new(UidValidity(7))
             },
         )
         .await
@@ -169,7 +169,7 @@ async fn main() {
                     })
                     .collect(),
                 highestmodseq: Some(ModSeq(modseq)),
-                ..MailboxChanges::default()
+                ..MailboxChanges::new(UidValidity(7))
             },
         )
         .await

@@ -208,7 +208,11 @@ pub struct FlagUpdate {
 }
 
 /// One batch of server changes to one mailbox; applied in one transaction.
-#[derive(Debug, Clone, Default)]
+///
+/// A batch is made for one UIDVALIDITY ([`MailboxChanges::new`]): every UID in it means a
+/// message of that epoch of the mailbox (RFC 3501 2.3.1.1), and the store refuses the
+/// batch ([`crate::Error::UidValidityChanged`]) when the mailbox it holds is of another.
+#[derive(Debug, Clone)]
 pub struct MailboxChanges {
     pub new: Vec<NewCopy>,
     pub bodies: Vec<NewBody>,
@@ -218,7 +222,9 @@ pub struct MailboxChanges {
     pub highestmodseq: Option<ModSeq>,
     /// Raise the mailbox's `uidnext` to this (never lowered).
     pub uidnext: Option<Uid>,
-    pub uidvalidity: Option<UidValidity>,
+    /// The epoch the UIDs of this batch belong to. A mailbox stored without one yet (never
+    /// selected) takes it.
+    pub uidvalidity: UidValidity,
     /// Messages on the server, for progress.
     pub server_total: Option<u32>,
     /// POP3: the UIDL of each new copy, recorded in the same transaction.
@@ -233,6 +239,25 @@ pub struct MailboxChanges {
 }
 
 impl MailboxChanges {
+    /// An empty batch for UIDs of the epoch `uidvalidity`.
+    pub fn new(uidvalidity: UidValidity) -> Self {
+        MailboxChanges {
+            new: Vec::new(),
+            bodies: Vec::new(),
+            flags: Vec::new(),
+            expunged: Vec::new(),
+            highestmodseq: None,
+            uidnext: None,
+            uidvalidity,
+            server_total: None,
+            pop3_uidls: Vec::new(),
+            gmail: Vec::new(),
+            links: Vec::new(),
+        }
+    }
+
+    /// Nothing to change (the epoch alone is not a change: it only says what the UIDs
+    /// mean).
     pub fn is_empty(&self) -> bool {
         self.new.is_empty()
             && self.bodies.is_empty()
@@ -240,7 +265,6 @@ impl MailboxChanges {
             && self.expunged.is_empty()
             && self.highestmodseq.is_none()
             && self.uidnext.is_none()
-            && self.uidvalidity.is_none()
             && self.server_total.is_none()
             && self.pop3_uidls.is_empty()
             && self.links.is_empty()

@@ -1,7 +1,9 @@
 //! Write-back records: the user's changes as the store takes them, and the outbox entries
 //! the engine replays to the server (docs/design/writeback.md).
 
-use mail_types::{EmailId, MailboxId};
+use crate::Result;
+use async_trait::async_trait;
+use mail_types::{AccountId, EmailId, MailboxId};
 use serde::{Deserialize, Serialize};
 
 /// UIDs at or above this are placeholders: the local copy of a message moved, copied or
@@ -233,4 +235,84 @@ pub struct OutboxStatus {
     pub failures: Vec<OutboxFailure>,
     /// POP3: changes are kept locally and never reach the server.
     pub local_only: bool,
+}
+
+/// Write-back: each user change is applied to the store (optimistically, with its
+/// change-log rows) and queued in the outbox in ONE transaction; the engine's outbox
+/// worker replays the queue to the server. POP3 accounts keep their changes local.
+/// See docs/design/writeback.md.
+#[async_trait]
+pub trait Outbox: Send + Sync + 'static {
+    /// Keyword and mailbox changes of Emails (JMAP Email/set update), one result per patch.
+    async fn update_emails(
+        &self,
+        account: AccountId,
+        patches: Vec<EmailPatch>,
+    ) -> Result<Vec<std::result::Result<(), WriteRefusal>>>;
+
+    /// Removes Emails from every mailbox (JMAP Email/set destroy).
+    async fn destroy_emails(
+        &self,
+        account: AccountId,
+        ids: Vec<EmailId>,
+    ) -> Result<Vec<std::result::Result<(), WriteRefusal>>>;
+
+    /// Stores a message as a new Email in `req.mailbox` with `req.keywords` and queues its
+    /// APPEND: one call for a draft, an import, or the Sent copy of a submission. The APPEND
+    /// is replayed exactly once, even through crashes.
+    async fn append_email(
+        &self,
+        account: AccountId,
+        req: AppendRequest,
+    ) -> Result<std::result::Result<EmailId, WriteRefusal>>;
+
+    async fn create_mailbox(
+        &self,
+        account: AccountId,
+        name: &str,
+        parent: Option<MailboxId>,
+        subscribed: bool,
+    ) -> Result<std::result::Result<MailboxId, WriteRefusal>>;
+
+    async fn update_mailbox(
+        &self,
+        account: AccountId,
+        id: MailboxId,
+        patch: MailboxPatch,
+    ) -> Result<std::result::Result<(), WriteRefusal>>;
+
+    async fn destroy_mailbox(
+        &self,
+        account: AccountId,
+        id: MailboxId,
+        remove_emails: bool,
+    ) -> Result<std::result::Result<(), WriteRefusal>>;
+
+    /// Pending entries of an account, oldest first.
+    async fn outbox_next(&self, account: AccountId, limit: usize) -> Result<Vec<OutboxEntry>>;
+
+    /// Counts an attempt before its command is sent (`uidnext`: an APPEND's starting point).
+    /// `false`: the entry is no longer queued (taken back by the user), send nothing.
+    async fn outbox_begin(&self, id: i64, uidnext: Option<u32>) -> Result<bool>;
+
+    /// Whether an entry of `kind` (`OutboxOp::kind`) about the Email or Mailbox row
+    /// `object` is still queued: the API waits on it for the server's answer.
+    async fn outbox_has(&self, account: AccountId, object: i64, kind: &'static str)
+    -> Result<bool>;
+
+    /// Entries the server confirmed: dropped, placeholders given their server UIDs.
+    async fn outbox_complete(&self, account: AccountId, done: Vec<OutboxDone>) -> Result<()>;
+
+    /// A transient failure: the entry stays, its error is visible in the status.
+    async fn outbox_defer(&self, id: i64, error: &str) -> Result<()>;
+
+    /// A permanent refusal: the local change is reverted and the reason kept.
+    async fn outbox_refuse(&self, account: AccountId, id: i64, reason: &str) -> Result<()>;
+
+    async fn outbox_status(&self, account: AccountId) -> Result<OutboxStatus>;
+
+    async fn outbox_dismiss(&self, account: AccountId, failures: Vec<i64>) -> Result<()>;
+
+    /// Bumped after every commit that queued something: the engine's workers wait on it.
+    fn outbox_signal(&self) -> tokio::sync::watch::Receiver<u64>;
 }

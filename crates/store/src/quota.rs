@@ -2,6 +2,10 @@
 //! objects (RFC 9425). One row per quota root and resource type; each row's id is the
 //! Quota's JMAP id for good (a root that goes away is destroyed, never renamed).
 
+use crate::Result;
+use async_trait::async_trait;
+use mail_types::AccountId;
+
 /// RFC 9425 2: what a quota counts.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum QuotaResource {
@@ -44,4 +48,15 @@ pub struct QuotaValue {
 pub struct QuotaRecord {
     pub id: i64,
     pub value: QuotaValue,
+}
+
+/// JMAP Quota (RFC 9425), as last learnt from the account's IMAP server (QUOTA).
+#[async_trait]
+pub trait Quotas: Send + Sync + 'static {
+    /// The account's quotas as last learnt from its server; none when it has no QUOTA.
+    async fn quotas(&self, account: AccountId) -> Result<Vec<QuotaRecord>>;
+
+    /// Makes the account's quotas exactly `values` (bumping the state and logging each
+    /// change as type Quota); true when anything changed.
+    async fn apply_quotas(&self, account: AccountId, values: &[QuotaValue]) -> Result<bool>;
 }

@@ -1,6 +1,8 @@
 //! Records of the sending part: identities and queued submissions.
 
-use mail_types::{AccountId, EmailId, ThreadId};
+use crate::Result;
+use async_trait::async_trait;
+use mail_types::{AccountId, EmailId, MailboxId, ThreadId};
 use serde::{Deserialize, Serialize};
 
 /// RFC 8621 7: whether a submission can still be canceled.
@@ -217,7 +219,7 @@ impl SubmissionRecord {
     }
 }
 
-/// What one attempt came to, for [`crate::Store::finish_submission`].
+/// What one attempt came to, for [`Submissions::finish_submission`].
 #[derive(Debug, Clone)]
 pub enum AttemptResult {
     /// Done: sent (possibly to only some recipients), or failed for good.
@@ -255,4 +257,91 @@ pub struct IdentityRecord {
     pub text_signature: String,
     pub html_signature: String,
     pub may_delete: bool,
+}
+
+/// Sending: identities and the submission queue (JMAP EmailSubmission, RFC 8621 7),
+/// what the engine's submission worker sends and files.
+#[async_trait]
+pub trait Submissions: Send + Sync + 'static {
+    /// The account's identities, oldest first.
+    async fn identities(&self, account: AccountId) -> Result<Vec<IdentityRecord>>;
+
+    /// Gives an account without identities its first one (`email`, not deletable).
+    async fn ensure_identity(&self, account: AccountId, email: &str) -> Result<()>;
+
+    /// Creates an identity (its `id` is ignored) and returns the new id.
+    async fn create_identity(&self, identity: &IdentityRecord) -> Result<i64>;
+
+    /// Updates the mutable properties; false when there is no such identity.
+    async fn update_identity(&self, identity: &IdentityRecord) -> Result<bool>;
+
+    /// False when there is none, or it may not be deleted.
+    async fn destroy_identity(&self, account: AccountId, id: i64) -> Result<bool>;
+
+    /// Queues a submission, in one transaction with its change-log row.
+    async fn create_submission(&self, submission: &NewSubmission) -> Result<i64>;
+
+    /// Every submission of the account, oldest first (without the bytes).
+    async fn submissions(&self, account: AccountId) -> Result<Vec<SubmissionRecord>>;
+
+    /// undoStatus pending -> canceled, only while nothing has been sent.
+    async fn cancel_submission(&self, account: AccountId, id: i64) -> Result<CancelOutcome>;
+
+    /// Forgets a submission that is not being sent right now.
+    async fn destroy_submission(&self, account: AccountId, id: i64) -> Result<bool>;
+
+    /// Queued submissions due at `now` (unix seconds), earliest first.
+    async fn due_submissions(&self, now: i64, limit: usize) -> Result<Vec<SubmissionRecord>>;
+
+    /// When the next queued submission is due.
+    async fn next_submission_at(&self) -> Result<Option<i64>>;
+
+    /// queued -> sending (durably committed) and the bytes to send; `None` when it is no
+    /// longer queued (canceled, destroyed).
+    async fn begin_submission(&self, id: i64) -> Result<Option<Vec<u8>>>;
+
+    /// Records the outcome of the attempt begun with `begin_submission`.
+    async fn finish_submission(&self, id: i64, result: &AttemptResult) -> Result<()>;
+
+    /// At startup: submissions cut during an attempt become final with delivered
+    /// `unknown` and are never sent again. Returns their ids.
+    async fn recover_submissions(&self) -> Result<Vec<i64>>;
+
+    /// Sent submissions of the account whose Sent copy is still to be made, with bytes.
+    async fn pending_sent_copies(
+        &self,
+        account: AccountId,
+    ) -> Result<Vec<(SubmissionRecord, Vec<u8>)>>;
+
+    async fn set_sent_copy_done(&self, id: i64) -> Result<()>;
+
+    /// Submissions whose Email is to be destroyed now (sent, its Sent copy made: the
+    /// deferred onSuccessDestroyEmail) or put back into Drafts (failed for good, or
+    /// canceled), oldest first; a restore comes with the message's bytes.
+    async fn draft_followups(
+        &self,
+        limit: usize,
+    ) -> Result<Vec<(SubmissionRecord, Option<Vec<u8>>)>>;
+
+    /// The follow-up of `draft_followups` is done (the bytes may then go).
+    async fn set_draft_done(&self, id: i64) -> Result<()>;
+
+    /// Whether the account's submission server files sent mail in Sent itself (then
+    /// Tidings appends no copy).
+    async fn set_server_files_sent(&self, account: AccountId, server_files: bool) -> Result<()>;
+
+    async fn server_files_sent(&self, account: AccountId) -> Result<bool>;
+
+    /// Whether the mailbox holds a message with this Message-ID (without `<>`).
+    async fn mailbox_has_message_id(&self, mailbox: MailboxId, message_id: &str) -> Result<bool>;
+
+    /// Applies a delivery-status report to a submission (the named recipients' status,
+    /// the report's blob in `dsnBlobIds`), once per report blob; false when applied before.
+    async fn apply_dsn(
+        &self,
+        account: AccountId,
+        id: i64,
+        blob_id: &str,
+        updates: &[DeliveryEntry],
+    ) -> Result<bool>;
 }

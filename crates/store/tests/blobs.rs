@@ -3,6 +3,7 @@
 //! (DESIGN.md invariant 9: what the user wrote is never lost).
 
 use mail_types::{AccountId, AccountKind, EmailId, MailboxId, Role, Security};
+use store::prelude::*;
 use store::*;
 
 async fn setup() -> (tempfile::TempDir, SqliteStore, AccountId, MailboxId) {

@@ -4,6 +4,7 @@
 
 use mail_types::{AccountId, AccountKind, EmailId, MailboxId, Role, Security, ThreadId, UserId};
 use std::path::{Path, PathBuf};
+use store::prelude::*;
 use store::subscriptions::NewPushSubscription;
 use store::*;
 

@@ -6,6 +6,7 @@
 use mail_types::{
     AccountId, AccountKind, EmailId, MailboxId, ModSeq, Role, Security, State, Uid, UidValidity,
 };
+use store::prelude::*;
 use store::*;
 
 async fn setup() -> (SqliteStore, AccountId, MailboxId, MailboxId) {
@@ -89,11 +90,10 @@ async fn keyword_batches_apply_log_and_queue_like_single_patches() {
         a,
         inbox,
         MailboxChanges {
-            uidvalidity: Some(UidValidity(7)),
             new: (1..=6)
                 .map(|u| copy(u, if u == 2 { &["\\Seen"] } else { &[] }))
                 .collect(),
-            ..MailboxChanges::default()
+            ..MailboxChanges::new(UidValidity(7))
         },
     )
     .await

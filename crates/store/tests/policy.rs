@@ -4,6 +4,7 @@
 //! and everything gone with the account.
 
 use mail_types::{AccountKind, Security};
+use store::prelude::*;
 use store::*;
 
 async fn setup() -> (SqliteStore, mail_types::AccountId) {

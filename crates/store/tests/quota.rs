@@ -3,9 +3,9 @@
 //! is no new state, and a quota that went away keeps its id for good.
 
 use mail_types::{AccountId, AccountKind, Security};
+use store::prelude::*;
 use store::{
     ChangePosition, NewAccount, ObjectType, QuotaResource, QuotaValue, ServerSettings, SqliteStore,
-    Store,
 };
 
 async fn account(s: &SqliteStore) -> AccountId {

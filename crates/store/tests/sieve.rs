@@ -2,6 +2,7 @@
 //! handed to another script (DESIGN.md invariant 8).
 
 use mail_types::{AccountKind, Security};
+use store::prelude::*;
 use store::*;
 
 async fn account(s: &SqliteStore) -> mail_types::AccountId {

@@ -4,6 +4,7 @@
 use mail_types::{
     AccountId, AccountKind, MailboxId, ModSeq, Role, Security, State, Uid, UidValidity,
 };
+use store::prelude::*;
 use store::*;
 
 async fn setup() -> (SqliteStore, AccountId) {
@@ -104,9 +105,8 @@ async fn add(s: &SqliteStore, a: AccountId, mb: MailboxId, copies: Vec<NewCopy>)
         a,
         mb,
         MailboxChanges {
-            uidvalidity: Some(UidValidity(7)),
             new: copies,
-            ..MailboxChanges::default()
+            ..MailboxChanges::new(UidValidity(7))
         },
     )
     .await
@@ -147,7 +147,7 @@ async fn every_change_is_logged_under_one_new_state() {
             inbox,
             MailboxChanges {
                 uidnext: Some(Uid(3)),
-                ..MailboxChanges::default()
+                ..MailboxChanges::new(UidValidity(7))
             },
         )
         .await
@@ -169,7 +169,7 @@ async fn every_change_is_logged_under_one_new_state() {
                     flags: vec!["\\Seen".into()],
                     modseq: ModSeq(2),
                 }],
-                ..MailboxChanges::default()
+                ..MailboxChanges::new(UidValidity(7))
             },
         )
         .await
@@ -263,7 +263,7 @@ async fn a_move_keeps_the_email_and_orphans_are_collected() {
         inbox,
         MailboxChanges {
             expunged: vec![Uid(1), Uid(2)],
-            ..MailboxChanges::default()
+            ..MailboxChanges::new(UidValidity(7))
         },
     )
     .await
@@ -272,9 +272,8 @@ async fn a_move_keeps_the_email_and_orphans_are_collected() {
         a,
         archive,
         MailboxChanges {
-            uidvalidity: Some(UidValidity(8)),
             new: vec![copy(1, &raw, &["\\Seen"])],
-            ..MailboxChanges::default()
+            ..MailboxChanges::new(UidValidity(8))
         },
     )
     .await
@@ -315,7 +314,7 @@ async fn a_move_keeps_the_email_and_orphans_are_collected() {
                 raw: None,
                 ..copy(9, &late, &[])
             }],
-            ..MailboxChanges::default()
+            ..MailboxChanges::new(UidValidity(7))
         },
     )
     .await
@@ -341,7 +340,7 @@ async fn a_move_keeps_the_email_and_orphans_are_collected() {
                 parsed: mime::parse(&late),
                 raw: bytes::Bytes::from(late.clone()),
             }],
-            ..MailboxChanges::default()
+            ..MailboxChanges::new(UidValidity(7))
         },
     )
     .await
@@ -376,9 +375,8 @@ async fn another_uidvalidity_is_refused_until_reset() {
             a,
             inbox,
             MailboxChanges {
-                uidvalidity: Some(UidValidity(99)),
                 new: vec![copy(1, &msg("b", &[], "b"), &[])],
-                ..MailboxChanges::default()
+                ..MailboxChanges::new(UidValidity(99))
             },
         )
         .await;
@@ -391,14 +389,108 @@ async fn another_uidvalidity_is_refused_until_reset() {
         a,
         inbox,
         MailboxChanges {
-            uidvalidity: Some(UidValidity(99)),
             new: vec![copy(1, &msg("b", &[], "b"), &[])],
-            ..MailboxChanges::default()
+            ..MailboxChanges::new(UidValidity(99))
         },
     )
     .await
     .expect("new epoch");
     assert_eq!(s.mailbox_messages(inbox).await.expect("msgs").len(), 1);
+    assert_counters(&s, a).await;
+}
+
+/// Flags, expunges and bodies carry their UIDVALIDITY like new copies do: a batch made
+/// before a reset (the UID then named another message) is refused with a typed error and
+/// leaves the message of the new epoch as it is.
+#[tokio::test]
+async fn a_batch_of_the_old_epoch_is_refused_after_a_reset() {
+    let (s, a) = setup().await;
+    s.apply_mailbox_list(a, &[remote("INBOX", 7)])
+        .await
+        .expect("list");
+    let inbox = mailbox(&s, a, "INBOX").await;
+    add(&s, a, inbox, vec![copy(1, &msg("a", &[], "old"), &[])]).await;
+    s.reset_mailbox(inbox, UidValidity(99))
+        .await
+        .expect("reset");
+    let late = msg("b", &[], "new epoch");
+    s.apply_mailbox_changes(
+        a,
+        inbox,
+        MailboxChanges {
+            new: vec![NewCopy {
+                raw: None,
+                ..copy(1, &late, &[])
+            }],
+            ..MailboxChanges::new(UidValidity(99))
+        },
+    )
+    .await
+    .expect("new epoch");
+    let state = s.account_state(a).await.expect("state");
+
+    let old = |changes: MailboxChanges| s.apply_mailbox_changes(a, inbox, changes);
+    let flags = old(MailboxChanges {
+        flags: vec![FlagUpdate {
+            uid: Uid(1),
+            flags: vec!["\\Seen".into()],
+            modseq: ModSeq(5),
+        }],
+        ..MailboxChanges::new(UidValidity(7))
+    })
+    .await;
+    assert!(
+        matches!(
+            flags,
+            Err(Error::UidValidityChanged { mailbox, stored: UidValidity(99), given: UidValidity(7) })
+                if mailbox == inbox
+        ),
+        "{flags:?}"
+    );
+    let expunge = old(MailboxChanges {
+        expunged: vec![Uid(1)],
+        ..MailboxChanges::new(UidValidity(7))
+    })
+    .await;
+    assert!(
+        matches!(expunge, Err(Error::UidValidityChanged { .. })),
+        "{expunge:?}"
+    );
+    let body = old(MailboxChanges {
+        bodies: vec![NewBody {
+            uid: Uid(1),
+            parsed: mime::parse(&msg("a", &[], "old")),
+            raw: bytes::Bytes::from(msg("a", &[], "old")),
+        }],
+        ..MailboxChanges::new(UidValidity(7))
+    })
+    .await;
+    assert!(
+        matches!(body, Err(Error::UidValidityChanged { .. })),
+        "{body:?}"
+    );
+
+    let now = s.mailbox_messages(inbox).await.expect("msgs");
+    assert_eq!(now.len(), 1, "the new epoch's message stays");
+    assert!(
+        now[0].flags.is_empty(),
+        "old-epoch flags applied: {:?}",
+        now[0].flags
+    );
+    assert_eq!(now[0].subject.as_deref(), Some("new epoch"));
+    assert_eq!(
+        s.mailboxes(a)
+            .await
+            .expect("list")
+            .iter()
+            .find(|m| m.id == inbox)
+            .expect("inbox")
+            .progress
+            .bodies,
+        0,
+        "the old epoch's body was stored for the new message"
+    );
+    assert_eq!(s.account_state(a).await.expect("state"), state);
     assert_counters(&s, a).await;
 }
 
@@ -501,7 +593,7 @@ async fn changes_come_in_pages_that_never_exceed_max() {
         inbox,
         MailboxChanges {
             expunged: vec![Uid(9)],
-            ..MailboxChanges::default()
+            ..MailboxChanges::new(UidValidity(7))
         },
     )
     .await
@@ -576,7 +668,7 @@ async fn commits_are_announced_with_the_types_they_changed() {
                     flags: vec!["\\Seen".into()],
                     modseq: ModSeq(2),
                 }],
-                ..MailboxChanges::default()
+                ..MailboxChanges::new(UidValidity(7))
             },
         )
         .await
@@ -619,9 +711,8 @@ async fn commits_are_announced_with_the_types_they_changed() {
             a,
             inbox,
             MailboxChanges {
-                uidvalidity: Some(UidValidity(8)),
                 new: vec![copy(2, &msg("m2", &[], "yo"), &[])],
-                ..MailboxChanges::default()
+                ..MailboxChanges::new(UidValidity(8))
             },
         )
         .await;
@@ -717,13 +808,12 @@ async fn an_email_has_one_blob_id_from_its_header_on() {
         a,
         inbox,
         MailboxChanges {
-            uidvalidity: Some(UidValidity(7)),
             bodies: vec![NewBody {
                 uid: Uid(1),
                 raw: bytes::Bytes::copy_from_slice(&raw),
                 parsed: mime::parse(&raw),
             }],
-            ..MailboxChanges::default()
+            ..MailboxChanges::new(UidValidity(7))
         },
     )
     .await

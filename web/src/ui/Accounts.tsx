@@ -310,7 +310,7 @@ export function Accounts({ app, onClose, first = false }: { app: MailApp; onClos
   const changed = async () => {
     setEditing(null);
     await load();
-    await app.reloadSession();
+    await app.boot.reloadSession();
   };
   return (
     <div class="accounts-overlay" role="dialog" aria-modal="true" aria-labelledby="accounts-title">
@@ -318,7 +318,7 @@ export function Accounts({ app, onClose, first = false }: { app: MailApp; onClos
         <header>
           <h1 id="accounts-title">{first ? "Welcome: add your first mail account" : "Accounts"}</h1>
           {first ? (
-            <button type="button" class="ghost" onClick={() => void app.signOut()}>
+            <button type="button" class="ghost" onClick={() => void app.boot.signOut()}>
               Sign out
             </button>
           ) : (
@@ -358,7 +358,7 @@ export function Accounts({ app, onClose, first = false }: { app: MailApp; onClos
                           if (a.id === app.accountId) {
                             // The account on screen is gone: start again from the Session.
                             onClose();
-                            await app.signedIn();
+                            await app.boot.signedIn();
                             return;
                           }
                           await changed();
@@ -378,7 +378,7 @@ export function Accounts({ app, onClose, first = false }: { app: MailApp; onClos
         <AddAccount
           oauthProviders={providers}
           onAdded={() => {
-            if (first) void app.signedIn().then(() => app.reloadSession());
+            if (first) void app.boot.signedIn().then(() => app.boot.reloadSession());
             else {
               void changed();
               onClose();

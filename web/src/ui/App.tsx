@@ -49,7 +49,7 @@ function SignIn({ app }: { app: MailApp }) {
     setError("");
     try {
       await signIn(String(f.get("username") ?? ""), String(f.get("password") ?? ""));
-      await app.signedIn();
+      await app.boot.signedIn();
     } catch (err) {
       setError(err instanceof Error ? err.message : "Sign-in failed.");
       setBusy(false);
@@ -93,11 +93,11 @@ function Main({ app }: { app: MailApp }) {
   useShortcuts(app, { search, toggleHelp: () => setHelp((h) => !h) });
   // The box shows the current search (cleared when a mailbox is opened).
   useEffect(() => {
-    if (search.current && document.activeElement !== search.current) search.current.value = app.view.search;
-  }, [app.view]);
+    if (search.current && document.activeElement !== search.current) search.current.value = app.list.view.search;
+  }, [app.list.view]);
   const conn = CONNECTION_TEXT[app.connection];
   return (
-    <div class={`layout ${app.open ? "reading" : ""}`}>
+    <div class={`layout ${app.reader.open ? "reading" : ""}`}>
       <header class="topbar">
         <span class="brand">Tidings</span>
         <form
@@ -105,7 +105,7 @@ function Main({ app }: { app: MailApp }) {
           role="search"
           onSubmit={(e) => {
             e.preventDefault();
-            void app.setSearch(search.current?.value ?? "");
+            void app.list.setSearch(search.current?.value ?? "");
           }}
         >
           <input
@@ -125,7 +125,7 @@ function Main({ app }: { app: MailApp }) {
           {app.connection === "live" ? "● Live" : app.connection === "polling" ? "● Polling" : conn}
         </span>
         {app.can("draft") && (
-          <button type="button" class="primary" onClick={() => app.startCompose("new")} title="Compose (c)">
+          <button type="button" class="primary" onClick={() => app.composer.start("new")} title="Compose (c)">
             Compose
           </button>
         )}
@@ -133,28 +133,28 @@ function Main({ app }: { app: MailApp }) {
           <button
             type="button"
             class="ghost"
-            aria-pressed={app.notifications}
+            aria-pressed={app.notifications.on}
             title="Desktop notifications for new mail in Inbox"
-            onClick={() => void app.setNotifications(!app.notifications)}
+            onClick={() => void app.notifications.set(!app.notifications.on)}
           >
-            {app.notifications ? "Notifications on" : "Notify me"}
+            {app.notifications.on ? "Notifications on" : "Notify me"}
           </button>
         )}
         <button type="button" class="ghost" onClick={() => setHelp(true)} aria-label="Keyboard shortcuts">
           ?
         </button>
-        <button type="button" class="ghost" onClick={() => void app.signOut()}>
+        <button type="button" class="ghost" onClick={() => void app.boot.signOut()}>
           Sign out
         </button>
       </header>
       <Sidebar app={app} />
       <MessageList app={app} />
       <Reader app={app} />
-      {app.toast && (
-        <div class={`toast ${app.toast.error ? "toast-error" : ""}`} role={app.toast.error ? "alert" : "status"}>
-          <span>{app.toast.text}</span>
-          {app.toast.undo && (
-            <button type="button" onClick={app.toast.undo}>
+      {app.toasts.current && (
+        <div class={`toast ${app.toasts.current.error ? "toast-error" : ""}`} role={app.toasts.current.error ? "alert" : "status"}>
+          <span>{app.toasts.current.text}</span>
+          {app.toasts.current.undo && (
+            <button type="button" onClick={app.toasts.current.undo}>
               Undo
             </button>
           )}
@@ -163,7 +163,7 @@ function Main({ app }: { app: MailApp }) {
             class="ghost"
             aria-label="Dismiss"
             onClick={() => {
-              app.toast = null;
+              app.toasts.current = null;
               app.emit();
             }}
           >

@@ -7,11 +7,11 @@ import { formatSize } from "../text";
  * text (marked up in the text area, sent with a text/html alternative), attachments by
  * picker or drag and drop with upload progress; drafts saved as you type. */
 export function Compose({ app }: { app: MailApp }) {
-  const d = app.compose;
+  const d = app.composer.draft;
   const first = useRef<HTMLInputElement>(null);
   const body = useRef<HTMLTextAreaElement>(null);
   const [over, setOver] = useState(false);
-  const known = useMemo(() => knownAddresses(app.cache.values()), [app.compose === null]);
+  const known = useMemo(() => knownAddresses(app.list.cache.values()), [app.composer.draft === null]);
   useEffect(() => {
     if (!d) return;
     if (d.to) {
@@ -27,13 +27,13 @@ export function Compose({ app }: { app: MailApp }) {
     if (!el) return;
     const r = wrapSelection(d.body, el.selectionStart, el.selectionEnd, open);
     const text = close === open ? r.text : r.text.slice(0, r.end) + close + r.text.slice(r.end + open.length);
-    app.editDraft({ body: text });
+    app.composer.edit({ body: text });
     requestAnimationFrame(() => {
       el.focus();
       el.setSelectionRange(r.start, r.end);
     });
   };
-  const canSend = app.can("send") && parseAddresses(d.to).list.length + parseAddresses(d.cc).list.length + parseAddresses(d.bcc).list.length > 0 && bad.length === 0 && app.uploads.length === 0;
+  const canSend = app.can("send") && parseAddresses(d.to).list.length + parseAddresses(d.cc).list.length + parseAddresses(d.bcc).list.length > 0 && bad.length === 0 && app.composer.uploads.length === 0;
   const field = (label: string, key: "to" | "cc" | "bcc", ref?: typeof first) => (
     <label class="cfield">
       <span>{label}</span>
@@ -43,7 +43,7 @@ export function Compose({ app }: { app: MailApp }) {
         list="known-addresses"
         autocomplete="off"
         value={d[key]}
-        onInput={(e) => app.editDraft({ [key]: (e.currentTarget as HTMLInputElement).value })}
+        onInput={(e) => app.composer.edit({ [key]: (e.currentTarget as HTMLInputElement).value })}
       />
     </label>
   );
@@ -53,8 +53,8 @@ export function Compose({ app }: { app: MailApp }) {
       role="dialog"
       aria-label="New message"
       onKeyDown={(e) => {
-        if (e.key === "Escape") void app.closeCompose();
-        if (e.key === "Enter" && (e.ctrlKey || e.metaKey) && canSend) void app.send();
+        if (e.key === "Escape") void app.composer.close();
+        if (e.key === "Enter" && (e.ctrlKey || e.metaKey) && canSend) void app.composer.send();
       }}
       onDragOver={(e) => {
         e.preventDefault();
@@ -65,7 +65,7 @@ export function Compose({ app }: { app: MailApp }) {
         e.preventDefault();
         setOver(false);
         const files = [...(e.dataTransfer?.files ?? [])];
-        if (files.length) void app.attach(files);
+        if (files.length) void app.composer.attach(files);
       }}
     >
       <datalist id="known-addresses">
@@ -75,15 +75,15 @@ export function Compose({ app }: { app: MailApp }) {
       </datalist>
       <div class="compose-head">
         <strong>{d.subject || "New message"}</strong>
-        <button type="button" class="ghost" aria-label="Close (the draft is kept)" onClick={() => void app.closeCompose()}>
+        <button type="button" class="ghost" aria-label="Close (the draft is kept)" onClick={() => void app.composer.close()}>
           ×
         </button>
       </div>
-      {app.identities.length > 1 && (
+      {app.composer.identities.length > 1 && (
         <label class="cfield">
           <span>From</span>
-          <select value={d.identityId} onChange={(e) => app.editDraft({ identityId: (e.currentTarget as HTMLSelectElement).value })}>
-            {app.identities.map((i) => (
+          <select value={d.identityId} onChange={(e) => app.composer.edit({ identityId: (e.currentTarget as HTMLSelectElement).value })}>
+            {app.composer.identities.map((i) => (
               <option key={i.id} value={i.id}>
                 {i.name ? `${i.name} <${i.email}>` : i.email}
               </option>
@@ -96,11 +96,11 @@ export function Compose({ app }: { app: MailApp }) {
       {field("Bcc", "bcc")}
       <label class="cfield">
         <span>Subject</span>
-        <input name="subject" value={d.subject} onInput={(e) => app.editDraft({ subject: (e.currentTarget as HTMLInputElement).value })} />
+        <input name="subject" value={d.subject} onInput={(e) => app.composer.edit({ subject: (e.currentTarget as HTMLInputElement).value })} />
       </label>
       <div class="c-format" role="toolbar" aria-label="Formatting">
         <label>
-          <input type="checkbox" name="rich" checked={d.rich} onChange={(e) => app.editDraft({ rich: (e.currentTarget as HTMLInputElement).checked })} />
+          <input type="checkbox" name="rich" checked={d.rich} onChange={(e) => app.composer.edit({ rich: (e.currentTarget as HTMLInputElement).checked })} />
           Rich text
         </label>
         {d.rich && (
@@ -123,7 +123,7 @@ export function Compose({ app }: { app: MailApp }) {
         name="body"
         aria-label="Message"
         value={d.body}
-        onInput={(e) => app.editDraft({ body: (e.currentTarget as HTMLTextAreaElement).value })}
+        onInput={(e) => app.composer.edit({ body: (e.currentTarget as HTMLTextAreaElement).value })}
         onKeyDown={(e) => {
           if (!d.rich || !(e.ctrlKey || e.metaKey) || e.altKey) return;
           const k = e.key.toLowerCase();
@@ -133,17 +133,17 @@ export function Compose({ app }: { app: MailApp }) {
           }
         }}
       />
-      {(d.attachments.length > 0 || app.uploads.length > 0) && (
+      {(d.attachments.length > 0 || app.composer.uploads.length > 0) && (
         <ul class="c-attachments" aria-label="Attachments">
           {d.attachments.map((a, i) => (
             <li key={a.blobId + i}>
               {a.name} <span class="att-meta">{formatSize(a.size)}</span>
-              <button type="button" class="ghost" aria-label={`Remove ${a.name}`} onClick={() => app.editDraft({ attachments: d.attachments.filter((_, j) => j !== i) })}>
+              <button type="button" class="ghost" aria-label={`Remove ${a.name}`} onClick={() => app.composer.edit({ attachments: d.attachments.filter((_, j) => j !== i) })}>
                 ×
               </button>
             </li>
           ))}
-          {app.uploads.map((u) => (
+          {app.composer.uploads.map((u) => (
             <li key={u.name}>
               {u.name} <progress max={1} value={u.progress} aria-label={`Uploading ${u.name}`} />
             </li>
@@ -157,7 +157,7 @@ export function Compose({ app }: { app: MailApp }) {
       )}
       <div class="compose-actions">
         {app.can("send") && (
-          <button type="button" class="primary" disabled={!canSend} onClick={() => void app.send()} title="Send (Ctrl+Enter)">
+          <button type="button" class="primary" disabled={!canSend} onClick={() => void app.composer.send()} title="Send (Ctrl+Enter)">
             Send
           </button>
         )}
@@ -170,18 +170,18 @@ export function Compose({ app }: { app: MailApp }) {
               const el = e.currentTarget as HTMLInputElement;
               const files = [...(el.files ?? [])];
               el.value = "";
-              if (files.length) void app.attach(files);
+              if (files.length) void app.composer.attach(files);
             }}
           />
         </label>
-        <button type="button" onClick={() => void app.saveDraft()}>
+        <button type="button" onClick={() => void app.composer.save()}>
           Save draft
         </button>
-        <button type="button" class="ghost" onClick={() => void app.discardDraft()}>
+        <button type="button" class="ghost" onClick={() => void app.composer.discard()}>
           Discard
         </button>
         <span class="compose-status" role="status" aria-live="polite">
-          {app.composeStatus}
+          {app.composer.status}
         </span>
       </div>
     </div>

@@ -34,7 +34,7 @@ export function MessageList({ app }: { app: MailApp }) {
   const [top, setTop] = useState(0);
   const [height, setHeight] = useState(800);
   const anchor = useRef<number | null>(null);
-  const { list } = app;
+  const list = app.list.model;
 
   useLayoutEffect(() => {
     const el = scroller.current;
@@ -49,7 +49,7 @@ export function MessageList({ app }: { app: MailApp }) {
   useEffect(() => {
     if (scroller.current) scroller.current.scrollTop = 0;
     setTop(0);
-  }, [app.view]);
+  }, [app.list.view]);
 
   const first = Math.max(0, Math.floor(top / ROW) - OVERSCAN);
   const last = Math.min(list.total, Math.ceil((top + height) / ROW) + OVERSCAN);
@@ -64,7 +64,7 @@ export function MessageList({ app }: { app: MailApp }) {
     timer.current = setTimeout(() => {
       timer.current = null;
       const w = want.current;
-      void app.ensureRange(w.first - PAGE / 2, w.last + PAGE / 2);
+      void app.list.ensureRange(w.first - PAGE / 2, w.last + PAGE / 2);
     }, 50);
   }, [first, last, list.queryState, list.total]);
   useEffect(() => () => {
@@ -74,40 +74,40 @@ export function MessageList({ app }: { app: MailApp }) {
   // Keep the cursor row visible when it moves by keyboard.
   useEffect(() => {
     const el = scroller.current;
-    if (!el || anchor.current === app.cursor) return;
-    anchor.current = app.cursor;
-    const y = app.cursor * ROW;
+    if (!el || anchor.current === app.list.cursor) return;
+    anchor.current = app.list.cursor;
+    const y = app.list.cursor * ROW;
     if (y < el.scrollTop) el.scrollTop = y;
     else if (y + ROW > el.scrollTop + el.clientHeight) el.scrollTop = y + ROW - el.clientHeight;
-  }, [app.cursor]);
+  }, [app.list.cursor]);
 
   const rows = [];
   for (let i = first; i < last; i++) {
     const id = list.ids[i];
-    const e = id ? app.cache.get(id) : undefined;
+    const e = id ? app.list.cache.get(id) : undefined;
     rows.push(<Row key={id ?? `p${i}`} app={app} index={i} email={e} />);
   }
-  const title = app.view.search ? `Search: ${app.view.search}` : app.mailbox(app.view.mailboxId)?.name ?? "";
+  const title = app.list.view.search ? `Search: ${app.list.view.search}` : app.folders.mailbox(app.list.view.mailboxId)?.name ?? "";
   return (
     <section class="list" aria-label="Messages">
       <div class="list-head">
         <h1 class="list-title">{title}</h1>
         <span class="list-total" aria-live="polite">
-          {app.listLoading ? "…" : `${list.total.toLocaleString()} ${app.view.collapseThreads ? "conversations" : "messages"}`}
+          {app.list.loading ? "…" : `${list.total.toLocaleString()} ${app.list.view.collapseThreads ? "conversations" : "messages"}`}
         </span>
         <label class="threads-toggle">
-          <input type="checkbox" checked={app.view.collapseThreads} onChange={(e) => void app.setCollapse((e.currentTarget as HTMLInputElement).checked)} />
+          <input type="checkbox" checked={app.list.view.collapseThreads} onChange={(e) => void app.list.setCollapse((e.currentTarget as HTMLInputElement).checked)} />
           Conversations
         </label>
-        {app.can("folders") && !app.view.search && app.mailbox(app.view.mailboxId) && !app.mailbox(app.view.mailboxId)?.role && (
+        {app.can("folders") && !app.list.view.search && app.folders.mailbox(app.list.view.mailboxId) && !app.folders.mailbox(app.list.view.mailboxId)?.role && (
           <span class="folder-actions">
             <button
               type="button"
               class="ghost"
               onClick={() => {
-                const m = app.mailbox(app.view.mailboxId);
+                const m = app.folders.mailbox(app.list.view.mailboxId);
                 const name = m && prompt("New name of the folder", m.name);
-                if (m && name && name !== m.name) void app.renameFolder(m.id, name);
+                if (m && name && name !== m.name) void app.folders.renameFolder(m.id, name);
               }}
             >
               Rename
@@ -116,19 +116,19 @@ export function MessageList({ app }: { app: MailApp }) {
               type="button"
               class="ghost"
               onClick={() => {
-                const m = app.mailbox(app.view.mailboxId);
-                if (m && confirm(`Delete the folder ${m.name}?`)) void app.deleteFolder(m.id);
+                const m = app.folders.mailbox(app.list.view.mailboxId);
+                if (m && confirm(`Delete the folder ${m.name}?`)) void app.folders.deleteFolder(m.id);
               }}
             >
               Delete folder
             </button>
           </span>
         )}
-        {app.selected.size > 0 && <Bulk app={app} />}
+        {app.list.selected.size > 0 && <Bulk app={app} />}
       </div>
-      {app.searchProblems.length > 0 && (
+      {app.list.searchProblems.length > 0 && (
         <p class="search-problems" role="alert">
-          Not understood: {app.searchProblems.join(", ")}
+          Not understood: {app.list.searchProblems.join(", ")}
         </p>
       )}
       <div
@@ -137,41 +137,41 @@ export function MessageList({ app }: { app: MailApp }) {
         role="grid"
         aria-rowcount={list.total}
         aria-label="Message list"
-        aria-activedescendant={list.ids[app.cursor] ? `row-${app.cursor}` : undefined}
+        aria-activedescendant={list.ids[app.list.cursor] ? `row-${app.list.cursor}` : undefined}
         tabIndex={0}
         onScroll={(e) => setTop((e.currentTarget as HTMLDivElement).scrollTop)}
       >
         <div class="spacer" style={{ height: `${list.total * ROW}px` }}>
           {rows}
         </div>
-        {!app.listLoading && list.total === 0 && <p class="empty">No messages here.</p>}
+        {!app.list.loading && list.total === 0 && <p class="empty">No messages here.</p>}
       </div>
     </section>
   );
 }
 
 function Bulk({ app }: { app: MailApp }) {
-  const ids = [...app.selected];
+  const ids = [...app.list.selected];
   return (
     <div class="bulk" role="toolbar" aria-label="Selected messages">
       <span>{ids.length} selected</span>
       {app.can("read") && (
-        <button type="button" onClick={() => void app.toggle("$seen", ids)}>
+        <button type="button" onClick={() => void app.actions.toggle("$seen", ids)}>
           Read/unread
         </button>
       )}
       {app.can("flag") && (
-        <button type="button" onClick={() => void app.toggle("$flagged", ids)}>
+        <button type="button" onClick={() => void app.actions.toggle("$flagged", ids)}>
           Flag
         </button>
       )}
       {app.can("move") && (
-        <button type="button" onClick={() => void app.archive(ids)}>
+        <button type="button" onClick={() => void app.actions.archive(ids)}>
           Archive
         </button>
       )}
       {app.can("delete") && (
-        <button type="button" onClick={() => void app.remove(ids)}>
+        <button type="button" onClick={() => void app.actions.remove(ids)}>
           Delete
         </button>
       )}
@@ -179,7 +179,7 @@ function Bulk({ app }: { app: MailApp }) {
         type="button"
         class="ghost"
         onClick={() => {
-          app.selected.clear();
+          app.list.selected.clear();
           app.emit();
         }}
       >
@@ -201,35 +201,35 @@ function Row({ app, index, email }: { app: MailApp; index: number; email: Email 
     );
   const unread = !email.keywords.$seen;
   const flagged = !!email.keywords.$flagged;
-  const selected = app.selected.has(email.id);
-  const isOpen = app.open?.emailId === email.id || (app.open && app.open.threadId === email.threadId);
-  const count = app.view.collapseThreads ? app.threadSizes.get(email.threadId) ?? 1 : 1;
-  const sent = app.mailbox(app.view.mailboxId)?.role === "sent";
-  const snippet = app.snippets.get(email.id);
+  const selected = app.list.selected.has(email.id);
+  const isOpen = app.reader.open?.emailId === email.id || (app.reader.open && app.reader.open.threadId === email.threadId);
+  const count = app.list.view.collapseThreads ? app.list.threadSizes.get(email.threadId) ?? 1 : 1;
+  const sent = app.folders.mailbox(app.list.view.mailboxId)?.role === "sent";
+  const snippet = app.list.snippets.get(email.id);
   const onClick = (e: MouseEvent) => {
     if (e.shiftKey && lastClicked >= 0) {
       const [a, b] = [Math.min(lastClicked, index), Math.max(lastClicked, index)];
       for (let i = a; i <= b; i++) {
-        const id = app.list.ids[i];
-        if (id) app.selected.add(id);
+        const id = app.list.model.ids[i];
+        if (id) app.list.selected.add(id);
       }
       app.emit();
       return;
     }
     if (e.ctrlKey || e.metaKey) {
-      if (selected) app.selected.delete(email.id);
-      else app.selected.add(email.id);
+      if (selected) app.list.selected.delete(email.id);
+      else app.list.selected.add(email.id);
       lastClicked = index;
       app.emit();
       return;
     }
     lastClicked = index;
-    app.cursor = index;
-    void app.openThread(email.id);
+    app.list.cursor = index;
+    void app.reader.openThread(email.id);
   };
   return (
     <div
-      class={`row ${unread ? "unread" : ""} ${selected ? "selected" : ""} ${isOpen ? "open" : ""} ${app.cursor === index ? "cursor" : ""}`}
+      class={`row ${unread ? "unread" : ""} ${selected ? "selected" : ""} ${isOpen ? "open" : ""} ${app.list.cursor === index ? "cursor" : ""}`}
       role="row"
       id={`row-${index}`}
       aria-rowindex={index + 1}
@@ -238,7 +238,7 @@ function Row({ app, index, email }: { app: MailApp; index: number; email: Email 
       style={style}
       draggable={app.can("move")}
       onDragStart={(e) => {
-        const ids = selected ? [...app.selected] : [email.id];
+        const ids = selected ? [...app.list.selected] : [email.id];
         e.dataTransfer?.setData("application/x-tidings-emails", ids.join(","));
       }}
       onClick={onClick}
@@ -250,8 +250,8 @@ function Row({ app, index, email }: { app: MailApp; index: number; email: Email 
           checked={selected}
           onClick={(e) => e.stopPropagation()}
           onChange={() => {
-            if (selected) app.selected.delete(email.id);
-            else app.selected.add(email.id);
+            if (selected) app.list.selected.delete(email.id);
+            else app.list.selected.add(email.id);
             lastClicked = index;
             app.emit();
           }}
@@ -282,7 +282,7 @@ function Row({ app, index, email }: { app: MailApp; index: number; email: Email 
             aria-pressed={flagged}
             onClick={(e) => {
               e.stopPropagation();
-              void app.setKeyword([email.id], "$flagged", !flagged);
+              void app.actions.setKeyword([email.id], "$flagged", !flagged);
             }}
           >
             <Icon name="flag" />

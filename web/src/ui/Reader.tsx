@@ -1,7 +1,7 @@
 import { Component } from "preact";
 import { useEffect, useRef, useState } from "preact/hooks";
-import type { BodyPart, FullEmail, MailApp } from "../state";
-import type { EmailAddress } from "../model";
+import type { MailApp } from "../state";
+import type { BodyPart, EmailAddress, FullEmail } from "../jmap-types";
 import { formatSize } from "../text";
 import { Linkified } from "./text";
 
@@ -11,7 +11,7 @@ function addr(a: EmailAddress[] | null | undefined): string {
 
 export function Reader({ app }: { app: MailApp }) {
   const heading = useRef<HTMLHeadingElement>(null);
-  const open = app.open;
+  const open = app.reader.open;
   useEffect(() => {
     heading.current?.focus();
   }, [open?.threadId]);
@@ -26,7 +26,7 @@ export function Reader({ app }: { app: MailApp }) {
   return (
     <section class="reader" aria-label="Reading pane">
       <div class="reader-head">
-        <button type="button" class="ghost back" onClick={() => app.closeThread()} aria-label="Back to the list (u)">
+        <button type="button" class="ghost back" onClick={() => app.reader.closeThread()} aria-label="Back to the list (u)">
           ←
         </button>
         <h1 ref={heading} tabIndex={-1} class="thread-subject">
@@ -41,7 +41,7 @@ export function Reader({ app }: { app: MailApp }) {
             app={app}
             email={e}
             expanded={i === open.emails.length - 1 || !e.keywords.$seen || e.id === open.emailId}
-            trusted={app.trustedSenders.has((e.from?.[0]?.email ?? "").toLowerCase())}
+            trusted={app.reader.trustedSenders.has((e.from?.[0]?.email ?? "").toLowerCase())}
           />
         ))}
       </div>
@@ -51,7 +51,7 @@ export function Reader({ app }: { app: MailApp }) {
 
 function Toolbar({ app }: { app: MailApp }) {
   const [moving, setMoving] = useState(false);
-  const open = app.open;
+  const open = app.reader.open;
   if (!open) return null;
   const ids = open.emails.map((e) => e.id);
   const flagged = open.emails.some((e) => e.keywords.$flagged);
@@ -59,34 +59,34 @@ function Toolbar({ app }: { app: MailApp }) {
     <div class="toolbar" role="toolbar" aria-label="Message actions">
       {app.can("draft") && (
         <>
-          <button type="button" onClick={() => app.startCompose("reply")} title="Reply (r)">
+          <button type="button" onClick={() => app.composer.start("reply")} title="Reply (r)">
             Reply
           </button>
-          <button type="button" onClick={() => app.startCompose("replyAll")} title="Reply all (a)">
+          <button type="button" onClick={() => app.composer.start("replyAll")} title="Reply all (a)">
             Reply all
           </button>
-          <button type="button" onClick={() => app.startCompose("forward")} title="Forward (f)">
+          <button type="button" onClick={() => app.composer.start("forward")} title="Forward (f)">
             Forward
           </button>
         </>
       )}
       {app.can("read") && (
-        <button type="button" onClick={() => void app.setKeyword(ids, "$seen", false)} title="Mark unread (U)">
+        <button type="button" onClick={() => void app.actions.setKeyword(ids, "$seen", false)} title="Mark unread (U)">
           Mark unread
         </button>
       )}
       {app.can("flag") && (
-        <button type="button" aria-pressed={flagged} onClick={() => void app.setKeyword(ids, "$flagged", !flagged)} title="Flag (s)">
+        <button type="button" aria-pressed={flagged} onClick={() => void app.actions.setKeyword(ids, "$flagged", !flagged)} title="Flag (s)">
           {flagged ? "Unflag" : "Flag"}
         </button>
       )}
-      {app.can("move") && app.byRole("archive") && (
-        <button type="button" onClick={() => void app.archive(ids)} title="Archive (e)">
+      {app.can("move") && app.folders.byRole("archive") && (
+        <button type="button" onClick={() => void app.actions.archive(ids)} title="Archive (e)">
           Archive
         </button>
       )}
       {app.can("delete") && (
-        <button type="button" onClick={() => void app.remove(ids)} title="Delete (#)">
+        <button type="button" onClick={() => void app.actions.remove(ids)} title="Delete (#)">
           Delete
         </button>
       )}
@@ -97,8 +97,8 @@ function Toolbar({ app }: { app: MailApp }) {
           </button>
           {moving && (
             <ul role="menu" class="menu-list">
-              {app.mailboxes
-                .filter((m) => m.id !== app.view.mailboxId)
+              {app.folders.mailboxes
+                .filter((m) => m.id !== app.list.view.mailboxId)
                 .map((m) => (
                   <li key={m.id} role="none">
                     <button
@@ -106,7 +106,7 @@ function Toolbar({ app }: { app: MailApp }) {
                       role="menuitem"
                       onClick={() => {
                         setMoving(false);
-                        void app.move(ids, m.id);
+                        void app.actions.move(ids, m.id);
                       }}
                     >
                       {m.name}
@@ -184,7 +184,7 @@ function HtmlBody({ app, email, part, trusted }: { app: MailApp; email: FullEmai
   const [blocked, setBlocked] = useState(0);
   const [src, setSrc] = useState<string | null>(null);
   const frame = useRef<HTMLIFrameElement>(null);
-  const url = app.htmlUrl(part.blobId ?? "", images);
+  const url = app.reader.htmlUrl(part.blobId ?? "", images);
   useEffect(() => {
     let live = true;
     // Fetched first for the count of blocked images; the iframe then loads it from cache.
@@ -215,7 +215,7 @@ function HtmlBody({ app, email, part, trusted }: { app: MailApp; email: FullEmai
             Show images
           </button>
           {sender && (
-            <button type="button" onClick={() => app.trustSender(sender)}>
+            <button type="button" onClick={() => app.reader.trustSender(sender)}>
               Always from {sender}
             </button>
           )}

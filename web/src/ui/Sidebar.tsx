@@ -1,10 +1,11 @@
 import type { MailApp } from "../state";
+import type { SyncInfo } from "../jmap-types";
 import { mailboxTree } from "../model";
 import { Icon } from "./icons";
 
 const ROLE_ICONS = new Set(["inbox", "drafts", "sent", "archive", "junk", "trash"]);
 
-export function syncText(s: MailApp["sync"][string] | undefined): { text: string; error: boolean; fraction: number | null } {
+export function syncText(s: SyncInfo | undefined): { text: string; error: boolean; fraction: number | null } {
   if (!s) return { text: "", error: false, fraction: null };
   const p = s.progress;
   const fraction = p && p.total > 0 ? Math.min(1, (p.headers + p.bodies) / (2 * p.total)) : null;
@@ -26,12 +27,12 @@ export function syncText(s: MailApp["sync"][string] | undefined): { text: string
 }
 
 export function Sidebar({ app }: { app: MailApp }) {
-  const tree = mailboxTree(app.mailboxes);
+  const tree = mailboxTree(app.folders.mailboxes);
   const accounts = Object.entries(app.session?.accounts ?? {});
   return (
     <nav class="sidebar" aria-label="Mailboxes">
       {accounts.map(([id, acc]) => {
-        const st = syncText(app.sync[id]);
+        const st = syncText(app.boot.sync[id]);
         return (
           <div key={id} class="account" data-account={acc.name}>
             <h2 class="account-name">{acc.name}</h2>
@@ -51,7 +52,7 @@ export function Sidebar({ app }: { app: MailApp }) {
       </button>
       <ul role="tree" aria-label="Folders">
         {tree.map(({ mailbox: m, depth }) => {
-          const current = app.view.mailboxId === m.id && !app.view.search;
+          const current = app.list.view.mailboxId === m.id && !app.list.view.search;
           return (
             <li key={m.id} role="none">
               <a
@@ -66,7 +67,7 @@ export function Sidebar({ app }: { app: MailApp }) {
                 data-role={m.role ?? ""}
                 onClick={(e) => {
                   e.preventDefault();
-                  void app.selectMailbox(m.id);
+                  void app.list.selectMailbox(m.id);
                 }}
                 onDragOver={(e) => {
                   if (app.can("move")) {
@@ -79,7 +80,7 @@ export function Sidebar({ app }: { app: MailApp }) {
                   e.preventDefault();
                   (e.currentTarget as HTMLElement).classList.remove("drop");
                   const ids = (e.dataTransfer?.getData("application/x-tidings-emails") ?? "").split(",").filter(Boolean);
-                  if (ids.length) void app.move(ids, m.id);
+                  if (ids.length) void app.actions.move(ids, m.id);
                 }}
               >
                 <Icon name={ROLE_ICONS.has(m.role ?? "") ? (m.role as string) : "folder"} />
@@ -100,7 +101,7 @@ export function Sidebar({ app }: { app: MailApp }) {
           class="ghost"
           onClick={() => {
             const name = prompt("Name of the new folder");
-            if (name) void app.createFolder(name);
+            if (name) void app.folders.createFolder(name);
           }}
         >
           + New folder

@@ -32,19 +32,19 @@ export function useShortcuts(app: MailApp, o: { search: RefObject<HTMLInputEleme
       const p = prefix;
       prefix = "";
       const move = (d: number) => {
-        const n = Math.max(0, Math.min(app.list.total - 1, app.cursor + d));
-        app.cursor = n;
-        const id = app.list.ids[n];
-        if (app.open && id) void app.openThread(id);
+        const n = Math.max(0, Math.min(app.list.model.total - 1, app.list.cursor + d));
+        app.list.cursor = n;
+        const id = app.list.model.ids[n];
+        if (app.reader.open && id) void app.reader.openThread(id);
         app.emit();
       };
       if (p === "g" && k === "i") {
-        const inbox = app.byRole("inbox");
-        if (inbox) void app.selectMailbox(inbox.id);
+        const inbox = app.folders.byRole("inbox");
+        if (inbox) void app.list.selectMailbox(inbox.id);
         return;
       }
       if (p === "*" && k === "a") {
-        for (const id of app.list.ids) if (id) app.selected.add(id);
+        for (const id of app.list.model.ids) if (id) app.list.selected.add(id);
         app.emit();
         return;
       }
@@ -57,56 +57,56 @@ export function useShortcuts(app: MailApp, o: { search: RefObject<HTMLInputEleme
           break;
         case "o":
         case "Enter": {
-          const id = app.list.ids[app.cursor];
-          if (id) void app.openThread(id);
+          const id = app.list.model.ids[app.list.cursor];
+          if (id) void app.reader.openThread(id);
           break;
         }
         case "u":
         case "Escape":
-          if (app.open) app.closeThread();
-          else if (app.selected.size) {
-            app.selected.clear();
+          if (app.reader.open) app.reader.closeThread();
+          else if (app.list.selected.size) {
+            app.list.selected.clear();
             app.emit();
           }
           break;
         case "x": {
-          const id = app.list.ids[app.cursor];
+          const id = app.list.model.ids[app.list.cursor];
           if (id) {
-            if (app.selected.has(id)) app.selected.delete(id);
-            else app.selected.add(id);
+            if (app.list.selected.has(id)) app.list.selected.delete(id);
+            else app.list.selected.add(id);
             app.emit();
           }
           break;
         }
         case "s":
-          void app.toggle("$flagged");
+          void app.actions.toggle("$flagged");
           break;
         case "U":
-          void app.mark("$seen", false);
+          void app.actions.mark("$seen", false);
           break;
         case "I":
-          void app.mark("$seen", true);
+          void app.actions.mark("$seen", true);
           break;
         case "e":
-          if (app.can("move")) void app.archive();
+          if (app.can("move")) void app.actions.archive();
           break;
         case "#":
-          void app.remove();
+          void app.actions.remove();
           break;
         case "z":
-          void app.undo();
+          void app.actions.undo();
           break;
         case "c":
-          app.startCompose("new");
+          app.composer.start("new");
           break;
         case "r":
-          app.startCompose("reply");
+          app.composer.start("reply");
           break;
         case "a":
-          app.startCompose("replyAll");
+          app.composer.start("replyAll");
           break;
         case "f":
-          app.startCompose("forward");
+          app.composer.start("forward");
           break;
         case "/":
           o.search.current?.focus();

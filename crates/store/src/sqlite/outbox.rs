@@ -7,8 +7,10 @@ use super::write::{
     ChangeLog, assign_thread, id_list, index_body, index_head, join_flags, record_blob,
     refresh_keywords, split_flags, write_metadata,
 };
+use super::*;
 use crate::model::*;
 use crate::outbox::*;
+use crate::prelude::*;
 use crate::{Error, Result};
 use mail_types::{
     AccountId, EmailId, MailboxId, State, imap_flag_to_keyword, keyword_to_imap_flag,
@@ -1933,4 +1935,185 @@ pub(crate) fn dismiss_failures(c: &mut Connection, account: AccountId, ids: &[i6
     }
     tx.commit()?;
     Ok(())
+}
+
+#[async_trait]
+impl Outbox for SqliteStore {
+    async fn update_emails(
+        &self,
+        account: AccountId,
+        patches: Vec<EmailPatch>,
+    ) -> Result<Vec<std::result::Result<(), WriteRefusal>>> {
+        let (out, _) = self
+            .call(move |c| outbox::update_emails(c, account, &patches))
+            .await?;
+        self.outbox_wake();
+        Ok(out)
+    }
+
+    async fn destroy_emails(
+        &self,
+        account: AccountId,
+        ids: Vec<EmailId>,
+    ) -> Result<Vec<std::result::Result<(), WriteRefusal>>> {
+        let out = self
+            .call(move |c| outbox::destroy_emails(c, account, &ids))
+            .await?;
+        self.collect_orphans(account).await?;
+        self.outbox_wake();
+        Ok(out)
+    }
+
+    async fn append_email(
+        &self,
+        account: AccountId,
+        req: AppendRequest,
+    ) -> Result<std::result::Result<EmailId, WriteRefusal>> {
+        let (conn, blobs) = (self.conn.clone(), self.blobs.clone());
+        let events = self.events.clone(); // push
+        let out = tokio::task::spawn_blocking(move || {
+            // Parsed and written before the lock is taken, like the sync's messages.
+            let parsed = mime::parse(&req.raw);
+            let blob = blobs.put(&req.raw)?;
+            let mut guard = conn
+                .lock()
+                .map_err(|_| Error::Task("store mutex poisoned".into()))?;
+            let out = outbox::append_email(&mut guard, account, &req, &blob, &parsed);
+            drop(guard);
+            publish_committed(events.as_ref()); // push: announce after commit
+            out
+        })
+        .await
+        .map_err(|e| Error::Task(e.to_string()))??;
+        self.outbox_wake();
+        Ok(out.0)
+    }
+
+    async fn create_mailbox(
+        &self,
+        account: AccountId,
+        name: &str,
+        parent: Option<MailboxId>,
+        subscribed: bool,
+    ) -> Result<std::result::Result<MailboxId, WriteRefusal>> {
+        let name = name.to_string();
+        let out = self
+            .mailbox_write(account, move |c| {
+                outbox::create_mailbox(c, account, &name, parent, subscribed)
+            })
+            .await??;
+        self.outbox_wake();
+        Ok(out)
+    }
+
+    async fn update_mailbox(
+        &self,
+        account: AccountId,
+        id: MailboxId,
+        patch: MailboxPatch,
+    ) -> Result<std::result::Result<(), WriteRefusal>> {
+        let out = self
+            .mailbox_write(account, move |c| {
+                outbox::update_mailbox(c, account, id, &patch)
+            })
+            .await??;
+        self.outbox_wake();
+        Ok(out)
+    }
+
+    async fn destroy_mailbox(
+        &self,
+        account: AccountId,
+        id: MailboxId,
+        remove_emails: bool,
+    ) -> Result<std::result::Result<(), WriteRefusal>> {
+        let out = self
+            .mailbox_write(account, move |c| {
+                outbox::destroy_mailbox(c, account, id, remove_emails)
+            })
+            .await??;
+        self.collect_orphans(account).await?;
+        self.outbox_wake();
+        Ok(out)
+    }
+
+    async fn outbox_next(&self, account: AccountId, limit: usize) -> Result<Vec<OutboxEntry>> {
+        self.call(move |c| outbox::next(c, account, limit)).await
+    }
+
+    async fn outbox_begin(&self, id: i64, uidnext: Option<u32>) -> Result<bool> {
+        self.call(move |c| outbox::begin_attempt(c, id, uidnext))
+            .await
+    }
+
+    async fn outbox_has(
+        &self,
+        account: AccountId,
+        object: i64,
+        kind: &'static str,
+    ) -> Result<bool> {
+        self.call(move |c| outbox::has_entry(c, account, object, kind))
+            .await
+    }
+
+    async fn outbox_complete(&self, account: AccountId, done: Vec<OutboxDone>) -> Result<()> {
+        let epochs = self.mailbox_epochs.clone();
+        let gone = self
+            .call(move |c| {
+                // A confirmed mailbox change moves the epoch before the connection is let go.
+                let mut mailbox_op = false;
+                {
+                    let mut st = c.prepare_cached(
+                        "SELECT 1 FROM outbox WHERE id = ?1 AND kind IN \
+                     ('create_mailbox', 'rename_mailbox', 'delete_mailbox', 'subscribe')",
+                    )?;
+                    for d in &done {
+                        mailbox_op |= st.exists([d.id])?;
+                    }
+                }
+                let appended = append_blobs(c, done.iter().map(|d| d.id))?;
+                let r = outbox::complete(c, account, &done);
+                if mailbox_op {
+                    bump_epoch(&epochs, account);
+                }
+                r?;
+                forget_unreferenced(c, appended)
+            })
+            .await?;
+        self.forget_blob_files(gone).await?;
+        self.collect_orphans(account).await?;
+        Ok(())
+    }
+
+    async fn outbox_defer(&self, id: i64, error: &str) -> Result<()> {
+        let error = error.to_string();
+        self.call(move |c| outbox::defer(c, id, &error)).await
+    }
+
+    async fn outbox_refuse(&self, account: AccountId, id: i64, reason: &str) -> Result<()> {
+        let reason = reason.to_string();
+        let gone = self
+            .call(move |c| {
+                let appended = append_blobs(c, [id])?;
+                outbox::refuse(c, account, id, &reason)?;
+                forget_unreferenced(c, appended)
+            })
+            .await?;
+        self.forget_blob_files(gone).await?;
+        self.collect_orphans(account).await?;
+        Ok(())
+    }
+
+    async fn outbox_status(&self, account: AccountId) -> Result<OutboxStatus> {
+        self.call(move |c| outbox::status(c, account)).await
+    }
+
+    async fn outbox_dismiss(&self, account: AccountId, failures: Vec<i64>) -> Result<()> {
+        self.call(move |c| outbox::dismiss_failures(c, account, &failures))
+            .await
+    }
+
+    fn outbox_signal(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.outbox_tx.subscribe()
+    }
 }

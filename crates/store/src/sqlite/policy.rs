@@ -1,5 +1,6 @@
 //! Per-account body policy and download accounting (see `mail_types::budget`).
 
+use super::*;
 use crate::Result;
 use crate::model::AccountPolicy;
 use mail_types::{AccountId, DownloadBudget, MailboxId, Uid};
@@ -158,4 +159,39 @@ pub(super) fn missing_bodies(
         },
     )?;
     Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?)
+}
+
+#[async_trait]
+impl BodyPolicy for SqliteStore {
+    async fn account_policy(&self, account: AccountId) -> Result<AccountPolicy> {
+        self.call(move |c| policy::policy(c, account)).await
+    }
+
+    async fn set_account_policy(&self, account: AccountId, p: &AccountPolicy) -> Result<()> {
+        let p = *p;
+        self.call(move |c| policy::set_policy(c, account, &p)).await
+    }
+
+    async fn set_download_limit(&self, account: AccountId, limit_mb: Option<u64>) -> Result<()> {
+        self.call(move |c| policy::set_limit(c, account, limit_mb))
+            .await
+    }
+
+    async fn set_background_stopped(&self, account: AccountId, day: i64) -> Result<()> {
+        self.call(move |c| policy::set_stopped(c, account, day))
+            .await
+    }
+
+    async fn add_downloaded(&self, account: AccountId, day: i64, bytes: u64) -> Result<()> {
+        self.call(move |c| policy::add(c, account, day, bytes))
+            .await
+    }
+
+    async fn download_budget(
+        &self,
+        account: AccountId,
+        day: i64,
+    ) -> Result<mail_types::DownloadBudget> {
+        self.call(move |c| policy::budget(c, account, day)).await
+    }
 }

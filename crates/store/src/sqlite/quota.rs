@@ -2,6 +2,7 @@
 //! with the change log kept like every other type's (Quota/changes, push).
 
 use super::write::ChangeLog;
+use super::*;
 use crate::quota::{QuotaRecord, QuotaResource, QuotaValue};
 use crate::{ChangeOp, Error, ObjectType, Result};
 use mail_types::AccountId;
@@ -117,4 +118,16 @@ pub(super) fn apply(c: &mut Connection, account: AccountId, values: &[QuotaValue
     }
     tx.commit()?;
     Ok(changed)
+}
+
+#[async_trait]
+impl Quotas for SqliteStore {
+    async fn quotas(&self, account: AccountId) -> Result<Vec<crate::QuotaRecord>> {
+        self.read_call(move |c| quota::quotas(c, account)).await
+    }
+
+    async fn apply_quotas(&self, account: AccountId, values: &[crate::QuotaValue]) -> Result<bool> {
+        let values = values.to_vec();
+        self.call(move |c| quota::apply(c, account, &values)).await
+    }
 }

@@ -1,6 +1,7 @@
 //! Per-account ManageSieve settings, what the last try found, and the permanent JMAP ids
 //! of Sieve scripts (RFC 9661), whose names the server may change under us.
 
+use super::*;
 use crate::Result;
 use crate::model::SieveSettings;
 use mail_types::AccountId;
@@ -174,4 +175,58 @@ pub(super) fn snapshot(c: &Connection, account: AccountId, state: &str) -> Resul
         |r| r.get(0),
     )
     .optional()?)
+}
+
+#[async_trait]
+impl SieveState for SqliteStore {
+    async fn sieve_settings(&self, account: AccountId) -> Result<SieveSettings> {
+        self.call(move |c| sieve::settings(c, account)).await
+    }
+
+    async fn set_sieve_settings(&self, account: AccountId, s: &SieveSettings) -> Result<()> {
+        let s = s.clone();
+        self.call(move |c| sieve::set_settings(c, account, &s))
+            .await
+    }
+
+    async fn set_sieve_found(
+        &self,
+        account: AccountId,
+        capabilities: Option<&str>,
+        at: i64,
+    ) -> Result<()> {
+        let caps = capabilities.map(str::to_owned);
+        self.call(move |c| sieve::set_found(c, account, caps.as_deref(), at))
+            .await
+    }
+
+    async fn sieve_script_ids(&self, account: AccountId, names: &[String]) -> Result<Vec<i64>> {
+        let names = names.to_vec();
+        self.call(move |c| sieve::script_ids(c, account, &names))
+            .await
+    }
+
+    async fn put_sieve_snapshot(
+        &self,
+        account: AccountId,
+        state: &str,
+        scripts: &str,
+        at: i64,
+    ) -> Result<()> {
+        let (state, scripts) = (state.to_owned(), scripts.to_owned());
+        self.call(move |c| sieve::put_snapshot(c, account, &state, &scripts, at))
+            .await
+    }
+
+    async fn sieve_snapshot(&self, account: AccountId, state: &str) -> Result<Option<String>> {
+        let state = state.to_owned();
+        self.call(move |c| sieve::snapshot(c, account, &state))
+            .await
+    }
+
+    async fn rename_sieve_script(&self, account: AccountId, id: i64, name: &str) -> Result<()> {
+        let name = name.to_owned();
+        self.call(move |c| sieve::rename_script(c, account, id, &name))
+            .await
+    }
 }

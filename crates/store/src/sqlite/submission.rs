@@ -2,6 +2,7 @@
 //! identity is logged like any other object change, in the same transaction.
 
 use super::write::ChangeLog;
+use super::*;
 use crate::model::{ChangeOp, ObjectType};
 use crate::submission::*;
 use crate::{Error, Result};
@@ -666,6 +667,188 @@ pub(super) fn mailbox_has_message_id(
         params![mailbox.0, message_id],
         |r| r.get(0),
     )?)
+}
+
+#[async_trait]
+impl Submissions for SqliteStore {
+    async fn identities(&self, account: AccountId) -> Result<Vec<crate::IdentityRecord>> {
+        self.call(move |c| submission::identities(c, account)).await
+    }
+
+    async fn ensure_identity(&self, account: AccountId, email: &str) -> Result<()> {
+        let email = email.to_string();
+        self.call(move |c| submission::ensure_identity(c, account, &email))
+            .await
+    }
+
+    async fn create_identity(&self, identity: &crate::IdentityRecord) -> Result<i64> {
+        let identity = identity.clone();
+        self.call(move |c| submission::create_identity(c, &identity))
+            .await
+    }
+
+    async fn update_identity(&self, identity: &crate::IdentityRecord) -> Result<bool> {
+        let identity = identity.clone();
+        self.call(move |c| submission::update_identity(c, &identity))
+            .await
+    }
+
+    async fn destroy_identity(&self, account: AccountId, id: i64) -> Result<bool> {
+        self.call(move |c| submission::destroy_identity(c, account, id))
+            .await
+    }
+
+    async fn create_submission(&self, s: &crate::NewSubmission) -> Result<i64> {
+        let s = s.clone();
+        self.call(move |c| submission::create_submission(c, &s, now()))
+            .await
+    }
+
+    async fn submissions(&self, account: AccountId) -> Result<Vec<crate::SubmissionRecord>> {
+        self.call(move |c| submission::submissions(c, account))
+            .await
+    }
+
+    async fn cancel_submission(&self, account: AccountId, id: i64) -> Result<crate::CancelOutcome> {
+        let (out, gone) = self
+            .call(move |c| submission::cancel_submission(c, account, id))
+            .await?;
+        self.forget_blob_files(gone).await?;
+        Ok(out)
+    }
+
+    async fn destroy_submission(&self, account: AccountId, id: i64) -> Result<bool> {
+        let (out, gone) = self
+            .call(move |c| submission::destroy_submission(c, account, id))
+            .await?;
+        self.forget_blob_files(gone).await?;
+        Ok(out)
+    }
+
+    async fn due_submissions(
+        &self,
+        now: i64,
+        limit: usize,
+    ) -> Result<Vec<crate::SubmissionRecord>> {
+        self.call(move |c| submission::due_submissions(c, now, limit))
+            .await
+    }
+
+    async fn next_submission_at(&self) -> Result<Option<i64>> {
+        self.call(submission::next_submission_at).await
+    }
+
+    async fn begin_submission(&self, id: i64) -> Result<Option<Vec<u8>>> {
+        match self
+            .call(move |c| submission::begin_submission(c, id))
+            .await?
+        {
+            Some(b) => Ok(Some(self.submission_bytes(id, b).await?)),
+            None => Ok(None),
+        }
+    }
+
+    async fn finish_submission(&self, id: i64, result: &crate::AttemptResult) -> Result<()> {
+        let result = result.clone();
+        let gone = self
+            .call(move |c| submission::finish_submission(c, id, &result))
+            .await?;
+        self.forget_blob_files(gone).await
+    }
+
+    async fn recover_submissions(&self) -> Result<Vec<i64>> {
+        let (ids, gone) = self.call(submission::recover_submissions).await?;
+        self.forget_blob_files(gone).await?;
+        Ok(ids)
+    }
+
+    async fn pending_sent_copies(
+        &self,
+        account: AccountId,
+    ) -> Result<Vec<(crate::SubmissionRecord, Vec<u8>)>> {
+        let list = self
+            .call(move |c| submission::pending_sent_copies(c, account))
+            .await?;
+        let mut out = Vec::with_capacity(list.len());
+        for (s, b) in list {
+            let raw = self.submission_bytes(s.id, b).await?;
+            out.push((s, raw));
+        }
+        Ok(out)
+    }
+
+    async fn set_sent_copy_done(&self, id: i64) -> Result<()> {
+        let gone = self
+            .call(move |c| submission::set_sent_copy_done(c, id))
+            .await?;
+        self.forget_blob_files(gone).await
+    }
+
+    async fn draft_followups(
+        &self,
+        limit: usize,
+    ) -> Result<Vec<(crate::SubmissionRecord, Option<Vec<u8>>)>> {
+        let list = self
+            .call(move |c| submission::draft_followups(c, limit))
+            .await?;
+        let mut out = Vec::with_capacity(list.len());
+        for (s, b) in list {
+            let raw = match b {
+                Some(b) => Some(self.submission_bytes(s.id, b).await?),
+                None => None,
+            };
+            out.push((s, raw));
+        }
+        Ok(out)
+    }
+
+    async fn set_draft_done(&self, id: i64) -> Result<()> {
+        let gone = self
+            .call(move |c| submission::set_draft_done(c, id))
+            .await?;
+        self.forget_blob_files(gone).await
+    }
+
+    async fn apply_dsn(
+        &self,
+        account: AccountId,
+        id: i64,
+        blob_id: &str,
+        updates: &[crate::DeliveryEntry],
+    ) -> Result<bool> {
+        let (blob, updates) = (blob_id.to_owned(), updates.to_vec());
+        self.call(move |c| submission::apply_dsn(c, account, id, &blob, &updates))
+            .await
+    }
+
+    async fn set_server_files_sent(&self, account: AccountId, server_files: bool) -> Result<()> {
+        self.call(move |c| submission::set_server_files_sent(c, account, server_files))
+            .await
+    }
+
+    async fn mailbox_has_message_id(&self, mailbox: MailboxId, message_id: &str) -> Result<bool> {
+        let m = message_id.to_string();
+        self.call(move |c| submission::mailbox_has_message_id(c, mailbox, &m))
+            .await
+    }
+
+    async fn server_files_sent(&self, account: AccountId) -> Result<bool> {
+        self.call(move |c| submission::server_files_sent(c, account))
+            .await
+    }
+}
+
+impl SqliteStore {
+    /// A submission's bytes: kept in its row, or the blob it holds a reference to.
+    async fn submission_bytes(&self, id: i64, bytes: submission::Bytes) -> Result<Vec<u8>> {
+        match bytes {
+            submission::Bytes::Inline(raw) => Ok(raw),
+            submission::Bytes::Blob(b) => self
+                .blob(&b)
+                .await?
+                .ok_or_else(|| Error::Corrupt(format!("submission {id}: its blob {b} is missing"))),
+        }
+    }
 }
 
 #[cfg(test)]

@@ -685,20 +685,20 @@ pub(crate) fn apply_mailbox_changes(
             "mailbox {mailbox} is not in account {account}"
         )));
     }
-    if let Some(v) = ch.uidvalidity {
-        if stored_validity != 0 && stored_validity != v.0 {
-            // The engine resets first; applying UIDs of another epoch would corrupt.
-            return Err(Error::Corrupt(format!(
-                "UIDVALIDITY {} given for mailbox {mailbox} stored with {stored_validity}",
-                v.0
-            )));
-        }
-        if stored_validity == 0 {
-            tx.execute(
-                "UPDATE mailbox SET uidvalidity = ?2 WHERE id = ?1",
-                params![mailbox.0, v.0],
-            )?;
-        }
+    let v = ch.uidvalidity;
+    if stored_validity != 0 && stored_validity != v.0 {
+        // The sync resets first; applying UIDs of another epoch would corrupt.
+        return Err(Error::UidValidityChanged {
+            mailbox,
+            stored: UidValidity(stored_validity),
+            given: v,
+        });
+    }
+    if stored_validity == 0 {
+        tx.execute(
+            "UPDATE mailbox SET uidvalidity = ?2 WHERE id = ?1",
+            params![mailbox.0, v.0],
+        )?;
     }
 
     if !ch.expunged.is_empty() {

@@ -1,8 +1,20 @@
-//! The OAuth 2.0 SASL mechanisms, shared by IMAP and POP3 (no I/O here):
-//! OAUTHBEARER (RFC 7628) and Google's and Microsoft's older XOAUTH2, and the JSON error
-//! challenge a server answers a refused token with.
+//! The SASL messages IMAP, POP3 and ManageSieve send (no I/O here): PLAIN (RFC 4616), the
+//! OAuth 2.0 mechanisms OAUTHBEARER (RFC 7628) and Google's and Microsoft's older XOAUTH2,
+//! and the JSON error challenge a server answers a refused token with. Each protocol
+//! base64-encodes them its own way (RFC 3501 6.2.2, RFC 5034 4, RFC 5804 2.1).
 
 use std::fmt;
+
+/// RFC 4616 2: PLAIN's one message, `authzid NUL authcid NUL passwd`, with an empty
+/// authzid (act as the user who logs in).
+pub fn plain(user: &str, password: &str) -> Vec<u8> {
+    let mut msg = Vec::with_capacity(user.len() + password.len() + 2);
+    msg.push(0);
+    msg.extend_from_slice(user.as_bytes());
+    msg.push(0);
+    msg.extend_from_slice(password.as_bytes());
+    msg
+}
 
 /// Which bearer mechanism to speak.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -143,6 +155,11 @@ pub fn parse_error_challenge(json: &[u8]) -> Result<OAuthFailure, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn plain_is_rfc_4616_format() {
+        assert_eq!(plain("tim", "tanstaaftanstaaf"), b"\0tim\0tanstaaftanstaaf");
+    }
 
     #[test]
     fn xoauth2_is_googles_format() {

@@ -1,5 +1,6 @@
 //! Read paths for the JMAP API: mailbox counts, change log pages.
 
+use super::*;
 use crate::model::*;
 use crate::{Error, Result};
 use mail_types::{AccountId, EmailId, MailboxId, Role, State, ThreadId};
@@ -836,6 +837,203 @@ pub(crate) fn threads(
         }
     }
     Ok(out)
+}
+
+#[async_trait]
+impl Reading for SqliteStore {
+    async fn account_state(&self, id: AccountId) -> Result<State> {
+        self.read_call(move |c| {
+            c.query_row("SELECT state FROM account WHERE id = ?1", [id.0], |r| {
+                Ok(State(r.get(0)?))
+            })
+            .optional()?
+            .ok_or_else(|| Error::NotFound(format!("account {id}")))
+        })
+        .await
+    }
+
+    async fn mailbox_messages(&self, mailbox: MailboxId) -> Result<Vec<MessageSummary>> {
+        self.call(move |c| {
+            let mut st = c.prepare(
+                "SELECT e.id, e.thread_id, c.uid, c.flags, e.size, e.received_at, e.subject, \
+                 e.message_id, e.blob_id, e.has_attachment, e.preview \
+                 FROM copy c JOIN email e ON e.id = c.email_id \
+                 WHERE c.mailbox_id = ?1 AND c.uid < 4294967296 ORDER BY c.uid",
+            )?;
+            let rows = st.query_map([mailbox.0], |r| {
+                let flags: String = r.get(3)?;
+                Ok(MessageSummary {
+                    email: EmailId(r.get(0)?),
+                    thread: ThreadId(r.get(1)?),
+                    uid: Uid(r.get(2)?),
+                    flags: write::split_flags(&flags),
+                    size: r.get(4)?,
+                    internal_date: r.get(5)?,
+                    subject: r.get(6)?,
+                    message_id: r.get(7)?,
+                    blob_id: r.get(8)?,
+                    has_attachment: r.get(9)?,
+                    preview: r.get(10)?,
+                })
+            })?;
+            Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?)
+        })
+        .await
+    }
+
+    async fn blob(&self, blob_id: &str) -> Result<Option<Vec<u8>>> {
+        let id = blob_id.to_string();
+        let size: Option<i64> = {
+            let id = id.clone();
+            self.read_call(move |c| {
+                Ok(
+                    c.query_row("SELECT size FROM blob WHERE id = ?1", [&id], |r| r.get(0))
+                        .optional()?,
+                )
+            })
+            .await?
+        };
+        let Some(size) = size else {
+            return Ok(None);
+        };
+        // The file is read outside the database lock.
+        let blobs = self.blobs.clone();
+        tokio::task::spawn_blocking(move || blobs.get(&id, size as u64))
+            .await
+            .map_err(|e| Error::Task(e.to_string()))?
+    }
+
+    async fn blob_in_account(&self, account: AccountId, blob_id: &str) -> Result<bool> {
+        let id = blob_id.to_string();
+        self.read_call(move |c| {
+            // (jmap: or an upload of the account.)
+            Ok(c.prepare_cached(
+                "SELECT 1 FROM email WHERE blob_id = ?1 AND account_id = ?2 \
+                 UNION ALL SELECT 1 FROM upload WHERE blob_id = ?1 AND account_id = ?2 LIMIT 1",
+            )?
+            .exists(params![id, account.0])?)
+        })
+        .await
+    }
+
+    async fn changes_since(&self, account: AccountId, since: State) -> Result<Vec<Change>> {
+        self.call(move |c| {
+            let mut st = c.prepare(
+                "SELECT state, type, object_id, op FROM change \
+                 WHERE account_id = ?1 AND state > ?2 ORDER BY state, rowid",
+            )?;
+            let rows = st.query_map(params![account.0, since.0], |r| {
+                let t: String = r.get(1)?;
+                let op: i64 = r.get(3)?;
+                Ok((State(r.get(0)?), t, r.get::<_, i64>(2)?, op))
+            })?;
+            let mut out = Vec::new();
+            for row in rows {
+                let (state, t, id, op) = row?;
+                let object = ObjectType::from_name(&t)
+                    .ok_or_else(|| Error::Corrupt(format!("change type {t}")))?;
+                let op = match op {
+                    0 => ChangeOp::Created,
+                    1 => ChangeOp::Updated,
+                    _ => ChangeOp::Destroyed,
+                };
+                out.push(Change {
+                    state,
+                    object,
+                    id,
+                    op,
+                });
+            }
+            Ok(out)
+        })
+        .await
+    }
+
+    async fn changes_page(
+        &self,
+        account: AccountId,
+        object: ObjectType,
+        since: ChangePosition,
+        max: usize,
+    ) -> Result<std::result::Result<ChangesPage, ChangesError>> {
+        self.call(move |c| reading::changes_page(c, account, object, since, max))
+            .await
+    }
+
+    async fn mailbox_views(&self, account: AccountId) -> Result<Vec<MailboxView>> {
+        self.read_call(move |c| reading::mailbox_views(c, account))
+            .await
+    }
+
+    async fn emails(&self, account: AccountId, ids: &[EmailId]) -> Result<Vec<EmailView>> {
+        let ids = ids.to_vec();
+        self.read_call(move |c| reading::emails(c, account, &ids))
+            .await
+    }
+
+    async fn query_emails(&self, account: AccountId, q: &EmailQuery) -> Result<QueryPage> {
+        let q = q.clone();
+        self.read_call(move |c| reading::query_emails(c, account, &q))
+            .await
+    }
+
+    async fn threads(
+        &self,
+        account: AccountId,
+        ids: &[ThreadId],
+    ) -> Result<Vec<(ThreadId, Vec<EmailId>)>> {
+        let ids = ids.to_vec();
+        self.read_call(move |c| reading::threads(c, account, &ids))
+            .await
+    }
+
+    async fn search(&self, account: AccountId, query: &str) -> Result<Vec<EmailId>> {
+        if query.split_whitespace().next().is_none() {
+            return Ok(Vec::new());
+        }
+        // The full-text query of Email/query, newest first.
+        let q = EmailQuery {
+            filter: Some(EmailFilter::Condition(EmailCondition::Text(
+                query.to_string(),
+            ))),
+            ..EmailQuery::default()
+        };
+        Ok(self.query_emails(account, &q).await?.ids)
+    }
+
+    async fn blob_size(&self, blob_id: &str) -> Result<Option<u64>> {
+        let id = blob_id.to_string();
+        let size: Option<i64> = self
+            .read_call(move |c| {
+                Ok(c.prepare_cached("SELECT size FROM blob WHERE id = ?1")?
+                    .query_row([&id], |r| r.get(0))
+                    .optional()?)
+            })
+            .await?;
+        Ok(size.and_then(|s| u64::try_from(s).ok()))
+    }
+
+    async fn emails_with_blob(&self, account: AccountId, blob_id: &str) -> Result<Vec<EmailId>> {
+        let id = blob_id.to_string();
+        self.read_call(move |c| {
+            let mut st = c.prepare_cached(
+                "SELECT id FROM email WHERE blob_id = ?1 AND account_id = ?2 ORDER BY id",
+            )?;
+            let rows = st.query_map(params![id, account.0], |r| r.get(0).map(EmailId))?;
+            Ok(rows.collect::<rusqlite::Result<_>>()?)
+        })
+        .await
+    }
+
+    async fn emails_by_message_id(
+        &self,
+        account: AccountId,
+        message_id: &str,
+    ) -> Result<Vec<EmailId>> {
+        let m = message_id.to_string();
+        self.call(move |c| mdn::emails_by_message_id(c, account, &m))
+            .await
+    }
 }
 
 #[cfg(test)]
