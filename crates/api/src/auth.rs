@@ -18,7 +18,6 @@
 use argon2::password_hash::rand_core::OsRng;
 use argon2::password_hash::{PasswordHash, PasswordHasher, SaltString};
 use base64::Engine;
-use mail_types::UserId;
 use sha2::{Digest, Sha256};
 use std::collections::HashMap;
 use std::net::IpAddr;
@@ -302,12 +301,8 @@ struct Reservation {
     slow_down: Option<Duration>,
 }
 
-/// The authenticated principal.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Principal {
-    pub user: UserId,
-    pub name: String,
-}
+/// The authenticated principal (the JMAP server's caller).
+pub use jmap_server::Principal;
 
 pub struct Authenticator {
     store: Arc<dyn Store>,

@@ -2,12 +2,12 @@
 //!
 //! A blob is served only to the owner of an account that holds it (a message of the
 //! account, or an upload to it; a part of either, following attached messages). It never
-//! changes (a content address, or the message of one Email: `crate::bodies`), so it may be
+//! changes (a content address, or the message of one Email: `jmap_server::bodies`), so it may be
 //! cached for good (privately); a message not stored yet is fetched first. What is served is never
 //! interpreted by the browser as a page of ours: `nosniff`, a sandboxing CSP, and
 //! `attachment` unless the type is an image, audio or video.
 
-use crate::server::AppState;
+use crate::state::AppState;
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
@@ -131,23 +131,25 @@ pub(crate) async fn download(
     Query(q): Query<DownloadQuery>,
     req: axum::http::request::Parts,
 ) -> Response {
-    let account = match crate::server::caller_account(&state, &req, &account, "no such blob").await
+    let account = match crate::caller::caller_account(&state, &req, &account, "no such blob").await
     {
         Ok((_, account)) => account,
         Err(r) => return r,
     };
     let not_found = || (StatusCode::NOT_FOUND, "no such blob").into_response();
     // A message blob is `b<sha256>` or `bm<email id>`; one of its parts `b<sha256>-<partId>`.
-    // A message not stored yet is fetched now (`crate::bodies`).
-    let messages = crate::bodies::Messages {
+    // A message not stored yet is fetched now (`jmap_server::bodies`).
+    let messages = jmap_server::bodies::Messages {
         store: &state.store,
         bodies: state.bodies.as_ref(),
     };
-    let crate::bodies::Resolved { message, part, .. } = match messages.resolve(account, &blob).await
+    let jmap_server::bodies::Resolved { message, part, .. } = match messages
+        .resolve(account, &blob)
+        .await
     {
         Ok(r) => r,
-        Err(crate::bodies::BlobError::NotFound) => return not_found(),
-        Err(crate::bodies::BlobError::Unavailable(why)) => {
+        Err(jmap_server::bodies::BlobError::NotFound) => return not_found(),
+        Err(jmap_server::bodies::BlobError::Unavailable(why)) => {
             tracing::warn!(account = %account, reason = %why, "a download waits for an unreachable server");
             return (
                 StatusCode::SERVICE_UNAVAILABLE,
@@ -156,7 +158,7 @@ pub(crate) async fn download(
             )
                 .into_response();
         }
-        Err(crate::bodies::BlobError::Store(e)) => {
+        Err(jmap_server::bodies::BlobError::Store(e)) => {
             tracing::error!(account = %account, error = %e, "reading a blob");
             return StatusCode::SERVICE_UNAVAILABLE.into_response();
         }
@@ -165,7 +167,7 @@ pub(crate) async fn download(
         None => message,
         Some(part) => {
             let decoded = tokio::task::spawn_blocking(move || {
-                crate::jmap::body::nested_part(&message, &part)
+                jmap_server::jmap::body::nested_part(&message, &part)
             })
             .await;
             match decoded {

@@ -1,39 +1,36 @@
-//! The HTTP face of Tidings: the JMAP API as it lands (RFC 8620). Only this crate knows
-//! axum.
+//! The HTTP face of Tidings: the JMAP server (`jmap-server`) as it lands over HTTP (RFC
+//! 8620 3.1), WebSocket (RFC 8887) and EventSource (RFC 8620 7.3), the web client, and
+//! account setup from the browser. Only this crate knows axum, hyper and tower.
 //!
 //! # Layout
+//! - `state`: `AppState`, what every handler shares (the `JmapServer` and the HTTP parts).
+//! - `caller`: the client's address, authentication of a request, the answers to a
+//!   failure, the account a path names. `state` and `caller` are leaves: every handler
+//!   imports them, they import no handler.
+//! - `server`: the router and the accept loops it is served by; nothing imports it back.
+//! - `endpoint`: the Session resource and the API endpoint.
 //! - `auth`: Basic (Argon2) and Bearer (API token) authentication, failure rate limits.
-//! - `server`: the router, the Session resource, the API endpoint, error responses.
-//! - `bodies`: messages not stored yet, fetched on demand through the engine (`BodyFetch`).
 //! - `download`: blob download with ownership checks, ranges and safe headers.
 //! - `upload`: blob upload (RFC 8620 6.1) into the account's uploads.
-//! - `jmap`: method dispatch; one file per object as the methods land.
 //! - `http`: the accept loop: connection deadlines, per-address cap, trusted proxies.
 //! - `tls`: HTTPS certificate loading (handshakes beside the accept loop).
-//! - `push`: the hub following account changes, WebSocket (RFC 8887), EventSource.
+//! - `push`: the WebSocket and EventSource adapters of the JMAP server's push hub.
 //! - `web`: the embedded web client, sign-in with a session cookie, sanitised HTML mail.
 //! - `setup`: adding, trying, editing and removing mail accounts from the browser.
 
 pub mod auth;
-// Bodies fetched on demand, blob ids of messages.
-pub mod bodies;
+mod caller;
 mod download;
+mod endpoint;
 pub mod http;
-mod jmap;
 mod push;
 mod server;
 pub mod setup;
+mod state;
 pub mod tls;
 pub mod upload;
 pub mod web;
 
-pub use bodies::{BodyFetch, FetchError};
 pub use http::{HttpLimits, TrustedProxies};
-pub use push::vapid::{Vapid, VapidError};
-pub use push::{Hub as PushHub, Limits as PushLimits};
-pub use server::{AppState, router, serve, serve_tls, serve_tls_with, serve_with};
-
-/// push: starts the delivery tasks of the stored push subscriptions (at server start).
-pub async fn start_push(state: &AppState) -> Result<(), store::Error> {
-    push::subscription::start_all(&state.push, &state.store).await
-}
+pub use server::{router, serve, serve_tls, serve_tls_with, serve_with};
+pub use state::AppState;

@@ -8,7 +8,7 @@
 //! Uploads no Email references are forgotten after [`UPLOAD_TTL`] (RFC 8620 6.1 asks for
 //! at least an hour); expired ones are swept at each upload.
 
-use crate::server::AppState;
+use crate::state::AppState;
 use axum::body::to_bytes;
 use axum::extract::{Path, Request, State};
 use axum::http::{HeaderValue, StatusCode, header};
@@ -16,7 +16,7 @@ use axum::response::{IntoResponse, Response};
 use std::sync::Arc;
 
 /// How long an upload that no Email references is kept, in seconds.
-pub const UPLOAD_TTL: i64 = 24 * 3600;
+pub use jmap_server::UPLOAD_TTL;
 
 /// Uploads running per user, for `maxConcurrentUpload`.
 fn running() -> &'static std::sync::Mutex<std::collections::HashMap<mail_types::UserId, u64>> {
@@ -84,7 +84,7 @@ pub(crate) async fn upload(
 ) -> Response {
     let (req, body) = req.into_parts();
     let (principal, account) =
-        match crate::server::caller_account(&state, &req, &account, "no such account").await {
+        match crate::caller::caller_account(&state, &req, &account, "no such account").await {
             Ok(found) => found,
             Err(r) => return r,
         };
@@ -139,7 +139,7 @@ pub(crate) async fn upload(
         }
     };
     let body = serde_json::json!({
-        "accountId": crate::server::account_id(account),
+        "accountId": jmap_server::session::account_id(account),
         "blobId": format!("b{}", record.blob_id),
         "type": record.content_type,
         "size": record.size,

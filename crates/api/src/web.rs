@@ -14,7 +14,8 @@
 //!   even a sanitiser miss cannot run or fetch anything.
 
 use crate::auth::{AuthError, SESSION_COOKIE, SESSION_TTL, session_cookie};
-use crate::server::{AppState, client_ip};
+use crate::caller::{client_ip, same_origin};
+use crate::state::AppState;
 use axum::body::{Body, to_bytes};
 use axum::extract::{Path, Query, Request, State};
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
@@ -39,10 +40,6 @@ const APP_CSP: &str = "default-src 'none'; script-src 'self'; style-src 'self'; 
      img-src 'self' data: blob:; connect-src 'self'; frame-src 'self'; font-src 'self'; \
      manifest-src 'self'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'; \
      object-src 'none'";
-
-/// Header a client of ours sends so that a 401 does not carry `WWW-Authenticate: Basic`
-/// (which would make the browser open its own password dialog).
-pub(crate) const WEB_CLIENT_HEADER: &str = "x-tidings-client";
 
 fn asset(path: &str) -> Option<&'static Asset> {
     ASSETS.iter().find(|a| a.path == path)
@@ -140,110 +137,7 @@ pub(crate) async fn app(req: Request) -> Response {
     }
 }
 
-// --- sync status ------------------------------------------------------------------------
-
-/// Account capability (in the Session's `accountCapabilities`) telling the account's sync
-/// status: `{"status": "new"|"syncing"|"ok"|"retrying"|"auth_failed", "error": text,
-/// "since": unix seconds, "progress": {"total", "headers", "bodies"}}` (progress summed over
-/// the account's mailboxes, present while the status is `new` or `syncing`), and
-/// `"download": {"usedMb": MB downloaded today (UTC), "limitMb": the daily limit or null,
-/// "reached": the background pass stopped at its share, "note": text saying so,
-/// "resumesAt": unix seconds}`. The Session's `state` changes with it, so a client
-/// refetching the Session on a state change sees it; whole MB, so that it changes at most
-/// once per MB downloaded rather than with every message.
-pub const SYNC_CAPABILITY: &str = "urn:tidings:params:sync";
-
-pub(crate) async fn sync_capability(
-    state: &AppState,
-    a: &store::AccountRecord,
-) -> serde_json::Value {
-    let mut v = serde_json::json!({
-        "status": a.status.name(),
-        "error": a.status.error(),
-        "since": a.status_at,
-    });
-    if matches!(
-        a.status,
-        mail_types::SyncStatus::New | mail_types::SyncStatus::Syncing
-    ) && let Ok(boxes) = state.store.mailboxes(a.id).await
-    {
-        let (mut total, mut headers, mut bodies) = (0u64, 0u64, 0u64);
-        for b in boxes {
-            total += u64::from(b.progress.total);
-            headers += u64::from(b.progress.headers);
-            bodies += u64::from(b.progress.bodies);
-        }
-        v["progress"] = serde_json::json!({"total": total, "headers": headers, "bodies": bodies});
-    }
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX));
-    if let Ok(b) = state
-        .store
-        .download_budget(a.id, mail_types::budget::utc_day(now))
-        .await
-    {
-        let reached = b.background_reached();
-        v["download"] = serde_json::json!({
-            "usedMb": b.used / 1_000_000,
-            "limitMb": b.limit_mb,
-            "reached": reached,
-            "note": if reached { b.describe() } else { String::new() },
-            "resumesAt": b.resets_at(),
-        });
-    }
-    v
-}
-
 // --- sign-in ------------------------------------------------------------------------------
-
-/// Whether a browser request comes from our own pages: `Sec-Fetch-Site` (sent by every
-/// current browser) is not cross-site, and an `Origin`, when present, is this server's.
-/// Cookie-authenticated requests must pass this (CSRF and cross-site WebSocket
-/// hijacking), on top of `SameSite=Strict`.
-pub(crate) fn same_origin(state: &AppState, headers: &HeaderMap) -> bool {
-    if let Some(site) = headers.get("sec-fetch-site").and_then(|v| v.to_str().ok())
-        && !matches!(site, "same-origin" | "none")
-    {
-        return false;
-    }
-    let Some(origin) = headers.get(header::ORIGIN) else {
-        return true;
-    };
-    let Ok(origin) = origin.to_str() else {
-        return false;
-    };
-    if origin.eq_ignore_ascii_case(&state.base_url) {
-        return true;
-    }
-    let host = headers
-        .get(header::HOST)
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or("");
-    let authority = origin
-        .strip_prefix("http://")
-        .or_else(|| origin.strip_prefix("https://"));
-    matches!(authority, Some(a) if !host.is_empty() && a.eq_ignore_ascii_case(host))
-}
-
-/// The principal of a session cookie, when the request carries one; `None` when it does
-/// not (so the caller tries the other schemes).
-pub(crate) async fn cookie_principal(
-    state: &AppState,
-    headers: &HeaderMap,
-    ip: std::net::IpAddr,
-) -> Option<Result<crate::auth::Principal, AuthError>> {
-    let token = headers
-        .get_all(header::COOKIE)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .find_map(session_cookie)?;
-    if !same_origin(state, headers) {
-        tracing::warn!(client = %ip, "session cookie on a cross-site request refused");
-        return Some(Err(AuthError::Invalid));
-    }
-    Some(state.auth.session(token, ip).await)
-}
 
 fn secure(state: &AppState) -> bool {
     state.base_url.starts_with("https://")
@@ -485,7 +379,7 @@ fn cid_urls(
         if !a.content_type.starts_with("image/") || a.part_id == part {
             continue;
         }
-        let blob = crate::jmap::body::part_blob_id(sha, &a.part_id);
+        let blob = jmap_server::jmap::body::part_blob_id(sha, &a.part_id);
         let name = a.name.as_deref().unwrap_or("image");
         out.insert(
             cid.to_ascii_lowercase(),
@@ -539,16 +433,16 @@ pub(crate) async fn html(
     req: axum::http::request::Parts,
 ) -> Response {
     let jmap_account = account.clone();
-    let account = match crate::server::caller_account(&state, &req, &account, "no such blob").await
+    let account = match crate::caller::caller_account(&state, &req, &account, "no such blob").await
     {
         Ok((_, account)) => account,
         Err(r) => return r,
     };
     let not_found = || (StatusCode::NOT_FOUND, "no such blob").into_response();
-    let Some((sha, Some(part))) = crate::jmap::body::parse_blob_id(&blob) else {
+    let Some((sha, Some(part))) = jmap_server::jmap::body::parse_blob_id(&blob) else {
         return not_found();
     };
-    let messages = crate::bodies::Messages {
+    let messages = jmap_server::bodies::Messages {
         store: &state.store,
         bodies: state.bodies.as_ref(),
     };

@@ -47,16 +47,18 @@ fn message(i: usize) -> Vec<u8> {
 /// The engine's lane as the API's `BodyFetch` (what `tidings serve` wires up).
 struct Lane(Arc<BodyFetcher>);
 
-impl api::BodyFetch for Lane {
+impl jmap_server::BodyFetch for Lane {
     fn fetch_body(
         &self,
         account: AccountId,
         email: mail_types::EmailId,
-    ) -> futures::future::BoxFuture<'_, Result<(), api::FetchError>> {
+    ) -> futures::future::BoxFuture<'_, Result<(), jmap_server::FetchError>> {
         Box::pin(async move {
             self.0.fetch(account, email).await.map_err(|e| match e {
-                engine::BodyFetchError::Gone => api::FetchError::Gone,
-                engine::BodyFetchError::Unavailable(why) => api::FetchError::Unavailable(why),
+                engine::BodyFetchError::Gone => jmap_server::FetchError::Gone,
+                engine::BodyFetchError::Unavailable(why) => {
+                    jmap_server::FetchError::Unavailable(why)
+                }
             })
         })
     }

@@ -2,9 +2,10 @@
 //! Push connection limits on a real socket: connections per user, and a client that stops
 //! answering pings is closed and frees its place.
 
+use api::AppState;
 use api::auth::hash_password;
-use api::{AppState, PushHub, PushLimits};
 use futures::StreamExt;
+use jmap_server::{PushHub, PushLimits};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use store::{SqliteStore, Store};

@@ -5,10 +5,11 @@
 //! it) against the public key the Session offers, decrypts the RFC 8291 body with `ece`,
 //! and a restarted server offers the same key.
 
+use api::AppState;
 use api::auth::hash_password;
-use api::{AppState, PushHub, PushLimits, Vapid};
 use axum::http::HeaderMap;
 use base64::Engine as _;
+use jmap_server::{PushHub, PushLimits, Vapid};
 use mail_types::{AccountKind, Security};
 use serde_json::{Value, json};
 use std::path::Path;

@@ -3,6 +3,9 @@
 
 mod admin;
 mod config;
+// The demo starts a Dovecot through the test harness, which a release binary does not
+// carry: it is built with `--features demo` (scripts/demo does).
+#[cfg(feature = "demo")]
 mod demo;
 mod secrets;
 mod serve;
@@ -90,6 +93,7 @@ enum Command {
 const OWN_TARGETS: &[&str] = &[
     "tidings",
     "api",
+    "jmap_server",
     "engine",
     "imap_sync",
     "pop3_sync",
@@ -162,12 +166,25 @@ async fn run(cli: Cli) -> Result<()> {
             let config = config::Config::load(&config)?;
             serve::run(config, serve::ctrl_c()).await
         }
-        Command::Demo { dir, listen } => demo::run(&dir, &listen).await,
+        Command::Demo { dir, listen } => demo(&dir, &listen).await,
         Command::User { action, at } => admin::user(action, &at).await,
         Command::Account { action, at } => admin::account(action, &at).await,
         Command::Token { action, at } => admin::token(action, &at).await,
         Command::Vapid { action, at } => vapid::vapid(action, &at).await,
     }
+}
+
+#[cfg(feature = "demo")]
+async fn demo(dir: &std::path::Path, listen: &str) -> Result<()> {
+    demo::run(dir, listen).await
+}
+
+#[cfg(not(feature = "demo"))]
+async fn demo(_dir: &std::path::Path, _listen: &str) -> Result<()> {
+    anyhow::bail!(
+        "this tidings was built without the demo (it needs the test harness's Dovecot): \
+         run ./scripts/demo, or build with `cargo build -p cli --features demo`"
+    )
 }
 
 #[cfg(test)]

@@ -307,7 +307,7 @@ pub async fn run(config: Config, stop: impl Future<Output = ()>) -> Result<()> {
     // push: limits from the config, the VAPID key, and the stored push subscriptions'
     // delivery tasks.
     {
-        let mut limits = api::PushLimits::default();
+        let mut limits = jmap_server::PushLimits::default();
         if let Some(n) = config.push_connections_per_user {
             limits.connections_per_user = n;
         }
@@ -328,10 +328,10 @@ pub async fn run(config: Config, stop: impl Future<Output = ()>) -> Result<()> {
             );
         }
         limits.vapid = Some(Arc::new(
-            api::Vapid::load_or_create(&vapid_path, &subject)
+            jmap_server::Vapid::load_or_create(&vapid_path, &subject)
                 .with_context(|| format!("VAPID key {}", vapid_path.display()))?,
         ));
-        api_state.push = api::PushHub::new(store.as_ref(), limits);
+        api_state.push = jmap_server::PushHub::new(store.as_ref(), limits);
     }
     // Accounts added from the browser: secrets sealed with this data dir's key.
     api_state.setup = Some(Arc::new(
@@ -349,7 +349,7 @@ pub async fn run(config: Config, stop: impl Future<Output = ()>) -> Result<()> {
     // The watchers flush while their user has a push client.
     engine = engine.with_presence(Arc::new(Followers(api_state.push.clone())));
     let api_state = Arc::new(api_state);
-    if let Err(e) = api::start_push(&api_state).await {
+    if let Err(e) = api_state.jmap.start_push().await {
         tracing::warn!(error = %e, "push subscriptions not started");
     }
     let (http_stop_tx, http_stop_rx) = tokio::sync::oneshot::channel::<()>();
@@ -391,7 +391,7 @@ pub async fn run(config: Config, stop: impl Future<Output = ()>) -> Result<()> {
 }
 
 /// The push hub, as the engine's `Presence`: a user with a live push connection is looking.
-struct Followers(Arc<api::PushHub>);
+struct Followers(Arc<jmap_server::PushHub>);
 
 impl engine::Presence for Followers {
     fn is_present(&self, user: mail_types::UserId) -> bool {
@@ -414,16 +414,19 @@ impl api::setup::SecretBox for KeyBox {
 /// The engine's priority lane, as the API's `BodyFetch`.
 struct Bodies(Arc<engine::BodyFetcher>);
 
-impl api::BodyFetch for Bodies {
+impl jmap_server::BodyFetch for Bodies {
     fn fetch_body(
         &self,
         account: mail_types::AccountId,
         email: mail_types::EmailId,
-    ) -> std::pin::Pin<Box<dyn Future<Output = Result<(), api::FetchError>> + Send + '_>> {
+    ) -> std::pin::Pin<Box<dyn Future<Output = Result<(), jmap_server::FetchError>> + Send + '_>>
+    {
         Box::pin(async move {
             self.0.fetch(account, email).await.map_err(|e| match e {
-                engine::BodyFetchError::Gone => api::FetchError::Gone,
-                engine::BodyFetchError::Unavailable(why) => api::FetchError::Unavailable(why),
+                engine::BodyFetchError::Gone => jmap_server::FetchError::Gone,
+                engine::BodyFetchError::Unavailable(why) => {
+                    jmap_server::FetchError::Unavailable(why)
+                }
             })
         })
     }

@@ -41,13 +41,14 @@ pub async fn vapid(action: VapidAction, at: &Location) -> Result<()> {
     match action {
         VapidAction::Show => {
             // The contact is not needed to read the public key.
-            let v = api::Vapid::load_or_create(&path, "")
+            let v = jmap_server::Vapid::load_or_create(&path, "")
                 .with_context(|| format!("VAPID key {}", path.display()))?;
             println!("{}", v.application_server_key());
         }
         VapidAction::Rotate => {
             let (store, _) = open(&data_dir, key_file.as_deref())?;
-            api::Vapid::rotate(&path).with_context(|| format!("VAPID key {}", path.display()))?;
+            jmap_server::Vapid::rotate(&path)
+                .with_context(|| format!("VAPID key {}", path.display()))?;
             // A browser's push subscription is bound to the key it was made with (RFC 8292
             // 4): the push service refuses pushes signed with another, so every existing
             // subscription is dead now. They are destroyed; clients see the Session state
@@ -59,7 +60,7 @@ pub async fn vapid(action: VapidAction, at: &Location) -> Result<()> {
                     destroyed += 1;
                 }
             }
-            let v = api::Vapid::load_or_create(&path, "")?;
+            let v = jmap_server::Vapid::load_or_create(&path, "")?;
             println!(
                 "new VAPID public key {}; {destroyed} push subscription(s) destroyed",
                 v.application_server_key()

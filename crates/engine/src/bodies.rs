@@ -3,7 +3,7 @@
 //!
 //! The sync stores headers first and bodies afterwards, newest first; on a big account the
 //! body pass runs for minutes. A request that needs a body not stored yet (the API asks
-//! through `api::BodyFetch`, which the CLI maps onto [`BodyFetcher`]) must not queue
+//! through `jmap_server::BodyFetch`, which the CLI maps onto [`BodyFetcher`]) must not queue
 //! behind it, so each account has a lane: a queue of wanted Emails and a worker task with
 //! its own IMAP connection (opened on first use, not under the shared connect limit since
 //! a person is waiting, logged out after [`IDLE_CLOSE`] without work). The worker takes

@@ -8,6 +8,7 @@
 //! return whatever could be understood plus a list of
 //! [`ParsedMessage::problems`].
 
+pub mod address;
 mod extract;
 mod fallback;
 pub mod headers;

@@ -6,12 +6,13 @@
 //! [`MIN_PING`, `MAX_PING`] (RFC 8620 7.3: a server's minimum must not be above 30 s nor
 //! its maximum below 300 s).
 
-use super::{Changed, Connection, Follower, state_change_json, type_filter};
-use crate::server::{AppState, authenticate, client_ip};
+use crate::caller::{authenticate, client_ip};
+use crate::state::AppState;
 use axum::body::Body;
 use axum::extract::{Request, State};
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
+use jmap_server::push::{Changed, Connection, Follower, state_change_json, type_filter};
 use std::convert::Infallible;
 use std::sync::Arc;
 use std::time::Duration;
@@ -224,8 +225,8 @@ mod tests {
     #[allow(clippy::unwrap_used)]
     async fn without_ping_a_comment_keeps_the_stream_alive() {
         let store: Arc<dyn store::Store> = Arc::new(store::SqliteStore::open_in_memory().unwrap());
-        let hub = super::super::Hub::new(store.as_ref(), super::super::Limits::default());
-        let principal = crate::auth::Principal {
+        let hub = jmap_server::push::Hub::new(store.as_ref(), jmap_server::push::Limits::default());
+        let principal = jmap_server::Principal {
             user: mail_types::UserId(1),
             name: "u".into(),
         };

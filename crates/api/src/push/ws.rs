@@ -6,30 +6,20 @@
 //! answered in order through the same function as `/jmap/api`, and pushes wait in the
 //! connection's coalescing slot while a response (or a slow reader) holds the socket.
 
-use super::{Changed, Connection, Follower, state_change_json, type_filter};
 use crate::auth::Principal;
-use crate::server::{ApiError, AppState, authenticate, client_ip, handle_request};
+use crate::caller::{authenticate, client_ip};
+use crate::state::AppState;
 use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
 use axum::extract::{FromRequestParts, Request, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use futures::{SinkExt, StreamExt};
+use jmap_server::ApiError;
+use jmap_server::push::{Changed, Connection, Follower, state_change_json, type_filter};
 use serde_json::{Map, Value};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use store::events::TypeSet;
-
-/// The WebSocket URL of a server reached at `base` (http → ws, https → wss).
-pub(crate) fn url(base: &str) -> String {
-    let ws = if let Some(rest) = base.strip_prefix("https://") {
-        format!("wss://{rest}")
-    } else if let Some(rest) = base.strip_prefix("http://") {
-        format!("ws://{rest}")
-    } else {
-        base.to_string()
-    };
-    format!("{ws}/jmap/ws")
-}
 
 /// `scheme://host[:port]` of a URL, lowercased.
 fn origin_of(url: &str) -> String {
@@ -166,7 +156,7 @@ async fn answer(state: &AppState, principal: &Principal, text: &str) -> Reply {
     };
     let id = id.as_deref();
     match m.get("@type").and_then(Value::as_str) {
-        Some("Request") => match handle_request(state, principal, text.as_bytes()).await {
+        Some("Request") => match state.handle(principal, text.as_bytes()).await {
             Ok((response, held)) => match serde_json::to_value(&response) {
                 Ok(Value::Object(mut r)) => {
                     drop(response);
@@ -324,7 +314,7 @@ async fn push(
     tx: &mut futures::stream::SplitSink<WebSocket, Message>,
     f: &mut Follower,
     c: &Changed,
-    limits: &super::Limits,
+    limits: &jmap_server::PushLimits,
 ) -> bool {
     f.told(c);
     let v = state_change_json(c, Some(&f.push_state()));
@@ -336,12 +326,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn urls_and_origins() {
-        assert_eq!(url("http://127.0.0.1:8080"), "ws://127.0.0.1:8080/jmap/ws");
-        assert_eq!(
-            url("https://mail.example.org"),
-            "wss://mail.example.org/jmap/ws"
-        );
+    fn origins() {
         let mut h = HeaderMap::new();
         assert!(origin_allowed(&h, "https://mail.example.org"));
         h.insert(header::ORIGIN, "https://Mail.example.org".parse().unwrap());

@@ -14,7 +14,7 @@
 //! Every request that changes something must carry the web client's header
 //! (`X-Tidings-Client`): a page elsewhere cannot send a custom header without a CORS
 //! preflight, which this server never grants. The cookie path also checks the origin
-//! (`web::same_origin`), on top of `SameSite=Strict`.
+//! (`caller::same_origin`), on top of `SameSite=Strict`.
 //!
 //! Nothing is stored half: a try that fails stores nothing, and an account is one row
 //! written in one statement. The engine starts an added account (and stops a removed one)
@@ -26,7 +26,8 @@ pub mod probe;
 pub mod providers;
 
 use crate::auth::Principal;
-use crate::server::{AppState, authenticate, client_ip};
+use crate::caller::{authenticate, client_ip};
+use crate::state::AppState;
 use crate::web::json;
 use axum::body::to_bytes;
 use axum::extract::{Path, Request, State};
@@ -216,7 +217,8 @@ async fn guard(
             "adding accounts from the browser is not enabled on this server",
         ));
     };
-    if parts.method != Method::GET && !parts.headers.contains_key(crate::web::WEB_CLIENT_HEADER) {
+    if parts.method != Method::GET && !parts.headers.contains_key(crate::caller::WEB_CLIENT_HEADER)
+    {
         return Err(error(StatusCode::FORBIDDEN, "forbidden"));
     }
     let principal = authenticate(state, &parts.headers, client_ip(&parts.extensions)).await?;
@@ -459,7 +461,7 @@ pub(crate) async fn add_route(State(state): State<Arc<AppState>>, req: Request) 
     {
         Ok(id) => json(
             StatusCode::CREATED,
-            serde_json::json!({ "id": crate::server::account_id(id).map(|i| i.to_string()), "name": name }),
+            serde_json::json!({ "id": jmap_server::session::account_id(id).map(|i| i.to_string()), "name": name }),
         ),
         Err(resp) => resp,
     }
@@ -472,7 +474,7 @@ async fn own_account(
     id: &str,
 ) -> Result<store::AccountRecord, Response> {
     let missing = || error(StatusCode::NOT_FOUND, "no such account");
-    let id = crate::jmap::ids::parse('a', id)
+    let id = jmap_server::jmap::ids::parse('a', id)
         .map(mail_types::AccountId)
         .ok_or_else(missing)?;
     let list = state
@@ -514,7 +516,7 @@ pub(crate) async fn list_route(State(state): State<Arc<AppState>>, req: Request)
     let accounts: Vec<serde_json::Value> = list
         .iter()
         .filter_map(|a| {
-            let id = crate::server::account_id(a.id)?;
+            let id = jmap_server::session::account_id(a.id)?;
             Some(serde_json::json!({
                 "id": id.to_string(),
                 "name": a.name,

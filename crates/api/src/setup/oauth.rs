@@ -17,7 +17,8 @@
 
 use super::{Server, Settings, Setup, discover, probe, providers};
 use crate::auth::Principal;
-use crate::server::{AppState, authenticate, client_ip};
+use crate::caller::{authenticate, client_ip};
+use crate::state::AppState;
 use axum::extract::{Query, Request, State};
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};

@@ -46,7 +46,7 @@ pub const FETCH_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// Why a message or blob could not be read.
 #[derive(Debug)]
-pub(crate) enum BlobError {
+pub enum BlobError {
     /// No such blob for this account, or the message is gone from the server.
     NotFound,
     /// The server holding the message cannot be reached now (JMAP `serverUnavailable`,
@@ -64,7 +64,7 @@ impl From<store::Error> for BlobError {
 
 impl BlobError {
     /// As a JMAP method error (for the cases a method does not turn into `notFound`).
-    pub(crate) fn method_error(&self) -> jmap_proto::MethodError {
+    pub fn method_error(&self) -> jmap_proto::MethodError {
         use jmap_proto::{MethodError, MethodErrorType};
         match self {
             BlobError::NotFound => MethodError::with_description(
@@ -82,7 +82,7 @@ impl BlobError {
 
 /// The store and the engine's fetcher, as every reading path needs them.
 #[derive(Clone, Copy)]
-pub(crate) struct Messages<'a> {
+pub struct Messages<'a> {
     pub store: &'a Arc<dyn Store>,
     pub bodies: Option<&'a Arc<dyn BodyFetch>>,
 }
@@ -107,7 +107,7 @@ fn parse(id: &str) -> Option<BlobRef<'_>> {
 
 /// Bytes a blob id resolved to: the whole message, its content address (what part blob
 /// ids are built on) and, for a part id, the part to take from it.
-pub(crate) struct Resolved {
+pub struct Resolved {
     pub message: Vec<u8>,
     pub sha: String,
     pub part: Option<String>,
@@ -117,7 +117,7 @@ impl Messages<'_> {
     /// The stored bytes with content address `sha`, when `account` holds them (a message
     /// of one of its Emails, or an upload): a blob of another account is not found, like
     /// one that does not exist (RFC 8620 6.2).
-    pub(crate) async fn stored(
+    pub async fn stored(
         &self,
         account: AccountId,
         sha: &str,
@@ -140,7 +140,7 @@ impl Messages<'_> {
 
     /// The Email with its body stored: fetched now when the background pass has not
     /// stored it yet.
-    pub(crate) async fn with_body(
+    pub async fn with_body(
         &self,
         account: AccountId,
         view: EmailView,
@@ -174,7 +174,7 @@ impl Messages<'_> {
     }
 
     /// The raw message of an Email and its content address, fetched first if need be.
-    pub(crate) async fn message(
+    pub async fn message(
         &self,
         account: AccountId,
         view: EmailView,
@@ -187,11 +187,7 @@ impl Messages<'_> {
 
     /// What a blob id of `account` names: an Email's message (fetched first if need be), a
     /// stored message or upload by content address, or a part of one.
-    pub(crate) async fn resolve(
-        &self,
-        account: AccountId,
-        blob_id: &str,
-    ) -> Result<Resolved, BlobError> {
+    pub async fn resolve(&self, account: AccountId, blob_id: &str) -> Result<Resolved, BlobError> {
         match parse(blob_id).ok_or(BlobError::NotFound)? {
             BlobRef::Email(id) => {
                 let view = self.view(account, id).await?;

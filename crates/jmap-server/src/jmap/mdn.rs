@@ -5,7 +5,7 @@
 //! reads received reports with `mime::mdn::parse`.
 
 use super::{Ctx, ids};
-use crate::server::AppState;
+use crate::JmapServer;
 use jmap_proto::{Id, Invocation, MethodError, MethodErrorType};
 use mail_types::{AccountId, EmailId, ThreadId};
 use serde_json::{Map, Value, json};
@@ -15,8 +15,8 @@ use store::{DraftFate, NewSubmission, SentCopy};
 /// RFC 9007 2: the capability, an empty object in the Session and in the
 /// accountCapabilities of each account that can send (one with an SMTP server).
 pub(crate) async fn extend_session(
-    state: &AppState,
-    principal: &crate::auth::Principal,
+    state: &JmapServer,
+    principal: &crate::Principal,
     session: &mut jmap_proto::Session,
 ) {
     // One read for all accounts: the Session is built for every API request.
@@ -325,7 +325,7 @@ async fn send_one(
         .into_iter()
         .flat_map(mime::headers::as_addresses)
         .map(|a| a.email)
-        .filter(|a| submit::valid_address(a))
+        .filter(|a| mime::address::valid_address(a))
         .collect();
     let mut seen = std::collections::HashSet::new();
     to.retain(|a| seen.insert(a.to_ascii_lowercase()));

@@ -4,14 +4,14 @@
 //! when some account has it (RFC 9425 3.1 and RFC 9404 3: a capability of an account is
 //! also one of the Session).
 
-use crate::server::AppState;
+use crate::JmapServer;
 use jmap_proto::Session;
 use jmap_proto::capability::{BLOB, QUOTA};
 use serde_json::{Map, Value};
 
 /// The account's capabilities of these extensions, by URI.
 pub(crate) async fn account_capabilities(
-    state: &AppState,
+    state: &JmapServer,
     account: &store::AccountRecord,
 ) -> Vec<(String, Value)> {
     let mut out = vec![(

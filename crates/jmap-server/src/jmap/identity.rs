@@ -79,7 +79,7 @@ fn apply(i: &mut IdentityRecord, obj: &Map<String, Value>, creating: bool) -> Re
                             && a.iter().all(|x| {
                                 x.get("email")
                                     .and_then(Value::as_str)
-                                    .is_some_and(submit::valid_address)
+                                    .is_some_and(mime::address::valid_address)
                             })
                     });
                 if !ok {
@@ -93,7 +93,7 @@ fn apply(i: &mut IdentityRecord, obj: &Map<String, Value>, creating: bool) -> Re
             }
             "email" if creating => {
                 let e = v.as_str().ok_or_else(|| invalid(k))?;
-                if !submit::valid_address(e) {
+                if !mime::address::valid_address(e) {
                     return Err(invalid(k));
                 }
                 i.email = e.to_owned();

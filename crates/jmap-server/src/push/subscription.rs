@@ -10,7 +10,7 @@
 //! destroyed. An expired subscription is destroyed by its task.
 
 use super::{Changed, Follower, Hub, state_change_json, type_filter};
-use crate::auth::Principal;
+use crate::Principal;
 use base64::Engine;
 use jmap_proto::{MethodError, PushVerification, SetError, SetErrorType, UtcDate};
 use mail_types::UserId;

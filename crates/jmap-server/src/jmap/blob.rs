@@ -267,11 +267,7 @@ async fn upload(
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_secs() as i64)
         .unwrap_or(0);
-    if let Err(e) = ctx
-        .store
-        .expire_uploads(now - crate::upload::UPLOAD_TTL)
-        .await
-    {
+    if let Err(e) = ctx.store.expire_uploads(now - crate::UPLOAD_TTL).await {
         tracing::warn!(account = %account, error = %e, "expiring old uploads");
     }
     let mut created = BTreeMap::new();

@@ -11,7 +11,7 @@
 //! different value is left in, for the type's `/set` to refuse with invalidProperties.
 
 use super::Ctx;
-use crate::auth::Principal;
+use crate::Principal;
 use jmap_proto::IdRef;
 use serde_json::{Map, Value, json};
 use std::collections::{BTreeMap, BTreeSet, HashMap};

@@ -20,12 +20,12 @@ pub(crate) const BODY_EMAIL_PROPERTIES: &[&str] = &[
 ];
 
 /// The blob id of a part of the message whose blob id is `message_blob` (hex sha256).
-pub(crate) fn part_blob_id(message_blob: &str, part_id: &str) -> String {
+pub fn part_blob_id(message_blob: &str, part_id: &str) -> String {
     format!("b{message_blob}-{}", part_id.replace('.', "-"))
 }
 
 /// Splits a download blob id into the message blob and, for a part, its part id.
-pub(crate) fn parse_blob_id(id: &str) -> Option<(&str, Option<String>)> {
+pub fn parse_blob_id(id: &str) -> Option<(&str, Option<String>)> {
     let rest = id.strip_prefix('b')?;
     let (sha, part) = match rest.split_once('-') {
         Some((s, p)) => (s, Some(p)),
@@ -54,7 +54,7 @@ const MAX_NESTED: usize = 16;
 /// The content of part `part_id` of a message, following attached messages: `2.1` is
 /// part `1` of the message attached as part `2` when the message's own structure has no
 /// `2.1` (IMAP section numbering, RFC 3501 6.4.5). What downloads and Email/parse read.
-pub(crate) fn nested_part(raw: &[u8], part_id: &str) -> Option<mime::PartContent> {
+pub fn nested_part(raw: &[u8], part_id: &str) -> Option<mime::PartContent> {
     let mut raw = std::borrow::Cow::Borrowed(raw);
     let mut rest: Vec<&str> = part_id.split('.').collect();
     for _ in 0..MAX_NESTED {

@@ -330,7 +330,7 @@ async fn create_one(
     };
     let (envelope_json, mail_from, rcpt_to, hold) = match obj.get("envelope") {
         None | Some(Value::Null) => {
-            let e = submit::envelope_from_headers(&raw).ok_or_else(|| {
+            let e = mime::address::envelope_from_headers(&raw).ok_or_else(|| {
                 SetError::new(SetErrorType::NoRecipients)
                     .with_description("no sender or no recipient in the message header")
             })?;
@@ -370,14 +370,14 @@ async fn create_one(
     }
     let bad: Vec<&String> = rcpt_to
         .iter()
-        .filter(|r| !submit::valid_address(r))
+        .filter(|r| !mime::address::valid_address(r))
         .collect();
     if !bad.is_empty() {
         let mut e = SetError::new(SetErrorType::InvalidRecipients);
         e.invalid_recipients = Some(bad.into_iter().cloned().collect());
         return Err(e);
     }
-    if !mail_from.is_empty() && !submit::valid_address(&mail_from) {
+    if !mail_from.is_empty() && !mime::address::valid_address(&mail_from) {
         return Err(SetError::new(SetErrorType::ForbiddenMailFrom));
     }
     // RFC 8621 7.5: the envelope sender must be one the identity may use.

@@ -3,13 +3,13 @@
 //! object as the methods land.
 
 mod blob_copy;
-pub(crate) mod body;
+pub mod body;
 mod changes;
 mod creation_refs;
 pub(crate) mod email;
 mod headers;
 mod identity;
-pub(crate) mod ids;
+pub mod ids;
 pub(crate) mod large;
 mod mailbox;
 pub(crate) mod mdn;
@@ -33,7 +33,7 @@ mod blob;
 pub(crate) mod extensions;
 mod quota;
 
-use crate::auth::Principal;
+use crate::Principal;
 use jmap_proto::method::{GetRequest, SetRequest};
 use jmap_proto::{
     Id, IdRef, Invocation, MethodError, MethodErrorType, Request, Response, resolve_references,

@@ -8,12 +8,12 @@
 use jmap_proto::{Id, MethodError, MethodErrorType, State};
 use store::ChangePosition;
 
-pub(crate) fn id(prefix: char, n: i64) -> Option<Id> {
+pub fn id(prefix: char, n: i64) -> Option<Id> {
     Id::new(format!("{prefix}{n}")).ok()
 }
 
 /// The row id of a JMAP id with the given prefix; None for anything else.
-pub(crate) fn parse(prefix: char, id: &str) -> Option<i64> {
+pub fn parse(prefix: char, id: &str) -> Option<i64> {
     let rest = id.strip_prefix(prefix)?;
     if rest.is_empty() || rest.len() > 18 || !rest.bytes().all(|b| b.is_ascii_digit()) {
         return None;
