@@ -2,10 +2,11 @@
 //! wrong password that does not stop the other accounts.
 
 use anyhow::{Context, Result, bail};
-use engine::{AccountEvent, Engine, EngineOptions, PasswordSource};
+use engine::{Engine, EngineOptions, PasswordSource};
 use mail_types::{AccountId, AccountKind, Security, SyncStatus};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
+use store::events::{AccountChange, PushType};
 use store::{NewAccount, ServerSettings, SqliteStore, Store};
 use testkit::imap_client::ImapClient;
 use testkit::{Dovecot, DovecotOptions, corpus};
@@ -82,11 +83,13 @@ async fn wait_status(store: &dyn Store, id: AccountId, want: &str) -> Result<Syn
     bail!("account {id} never reached status {want}")
 }
 
-/// Waits for an event of `account` whose state is past `after`.
+/// Waits for the store's announcement (what the push hub hears) of a commit of `account`
+/// past state `after` that changed `kind`.
 async fn wait_event(
-    rx: &mut broadcast::Receiver<AccountEvent>,
+    rx: &mut broadcast::Receiver<AccountChange>,
     account: AccountId,
     after: mail_types::State,
+    kind: PushType,
 ) -> Result<Duration> {
     let start = Instant::now();
     loop {
@@ -94,7 +97,9 @@ async fn wait_event(
             .checked_sub(start.elapsed())
             .context("no event in time")?;
         match tokio::time::timeout(left, rx.recv()).await {
-            Ok(Ok(ev)) if ev.account == account && ev.state > after => return Ok(start.elapsed()),
+            Ok(Ok(ev)) if ev.account == account && ev.state > after && ev.types.contains(kind) => {
+                return Ok(start.elapsed());
+            }
             Ok(Ok(_)) | Ok(Err(broadcast::error::RecvError::Lagged(_))) => continue,
             Ok(Err(e)) => bail!("event channel: {e}"),
             Err(_) => bail!("no event for account {account} in {DEADLINE:?}"),
@@ -151,7 +156,7 @@ async fn live_changes_arrive(notify: bool) -> Result<()> {
         notify_full_pass: Duration::from_secs(2),
         ..EngineOptions::default()
     });
-    let mut rx = engine.subscribe();
+    let mut rx = store.events().subscribe();
     engine.start_all().await?;
     wait_status(store.as_ref(), good, "ok").await?;
     let status = wait_status(store.as_ref(), bad, "auth_failed").await?;
@@ -170,7 +175,7 @@ async fn live_changes_arrive(notify: bool) -> Result<()> {
             "arrives by itself",
         ),
     )?;
-    let took = wait_event(&mut rx, good, before).await?;
+    let took = wait_event(&mut rx, good, before, PushType::EmailDelivery).await?;
     eprintln!(
         "delivery to event ({}): {took:?}",
         if notify { "NOTIFY" } else { "IDLE" }
@@ -193,7 +198,7 @@ async fn live_changes_arrive(notify: bool) -> Result<()> {
     let uid = *c.uids()?.first().context("a message")?;
     let before = store.account_state(good).await?;
     c.store_flags(&uid.to_string(), "+FLAGS", &["\\Flagged"])?;
-    wait_event(&mut rx, good, before).await?;
+    wait_event(&mut rx, good, before, PushType::Email).await?;
     let start = Instant::now();
     loop {
         let inbox = store
@@ -226,7 +231,7 @@ async fn live_changes_arrive(notify: bool) -> Result<()> {
             &corpus::message("d@example.org", "alice@example.org", "Archived", "x"),
         )?;
         c.logout()?;
-        let took = wait_event(&mut rx, good, before).await?;
+        let took = wait_event(&mut rx, good, before, PushType::Email).await?;
         eprintln!("append to Archive to event (NOTIFY): {took:?}");
         let archive = store
             .mailboxes(good)
@@ -398,7 +403,7 @@ impl engine::Presence for Looking {
 async fn delivery_times(
     dovecot: &Dovecot,
     store: &dyn Store,
-    rx: &mut broadcast::Receiver<AccountEvent>,
+    rx: &mut broadcast::Receiver<AccountChange>,
     account: AccountId,
     n: usize,
     tag: &str,
@@ -418,7 +423,7 @@ async fn delivery_times(
                 "x",
             ),
         )?;
-        times.push(wait_event(rx, account, before).await?);
+        times.push(wait_event(rx, account, before, PushType::EmailDelivery).await?);
     }
     times.sort();
     Ok(times)
@@ -437,7 +442,7 @@ async fn a_present_users_account_is_told_before_dovecots_delay() -> Result<()> {
             ..EngineOptions::default()
         })
         .with_presence(looking.clone());
-    let mut rx = engine.subscribe();
+    let mut rx = store.events().subscribe();
     engine.start_all().await?;
     wait_status(store.as_ref(), id, "ok").await?;
 
@@ -475,7 +480,7 @@ async fn few_connections_profile_watches_on_the_worker() -> Result<()> {
     let (dovecot, _dir, store, id) = alice().await?;
     store.set_account_provider(id, "icloud").await?;
     let mut engine = Engine::new(store.clone(), plain_passwords());
-    let mut rx = engine.subscribe();
+    let mut rx = store.events().subscribe();
     engine.start_all().await?;
     wait_status(store.as_ref(), id, "ok").await?;
     tokio::time::sleep(Duration::from_millis(300)).await;
@@ -487,7 +492,7 @@ async fn few_connections_profile_watches_on_the_worker() -> Result<()> {
         "alice@example.org",
         &corpus::message("c@example.org", "alice@example.org", "Few conns", "x"),
     )?;
-    wait_event(&mut rx, id, before).await?;
+    wait_event(&mut rx, id, before, PushType::EmailDelivery).await?;
     let start = Instant::now();
     while !inbox_subjects(store.as_ref(), id)
         .await?
