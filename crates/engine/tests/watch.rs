@@ -1,5 +1,6 @@
-//! The engine against a real Dovecot: live watching (NOTIFY, or IDLE without it), and a
-//! wrong password that does not stop the other accounts.
+//! The engine against a real Dovecot: live watching (NOTIFY, or IDLE without it), a
+//! wrong password that does not stop the other accounts, and the outbox workers woken for
+//! their own account's work.
 
 use anyhow::{Context, Result, bail};
 use engine::{Engine, EngineOptions, PasswordSource};
@@ -504,6 +505,104 @@ async fn few_connections_profile_watches_on_the_worker() -> Result<()> {
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
+    engine.shutdown().await;
+    Ok(())
+}
+
+/// Waits until the server shows `flag` on every message of `user`'s INBOX.
+async fn wait_server_flag(
+    dovecot: &Dovecot,
+    user: &str,
+    password: &str,
+    flag: &str,
+) -> Result<Duration> {
+    let start = Instant::now();
+    let mut c = ImapClient::login(dovecot.imap_port(), user, password)?;
+    loop {
+        c.select("INBOX")?;
+        let flags = c.fetch_flags()?;
+        if !flags.is_empty() && flags.iter().all(|(_, f)| f.iter().any(|x| x == flag)) {
+            c.logout()?;
+            return Ok(start.elapsed());
+        }
+        if start.elapsed() > DEADLINE {
+            bail!("{flag} never reached {user}'s server: {flags:?}");
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// The one message in `account`'s INBOX, once the sync has it.
+async fn wait_inbox_email(store: &dyn Store, account: AccountId) -> Result<mail_types::EmailId> {
+    let start = Instant::now();
+    loop {
+        if let Some(inbox) = store
+            .mailboxes(account)
+            .await?
+            .into_iter()
+            .find(|m| m.name == "INBOX")
+            && let Some(m) = store.mailbox_messages(inbox.id).await?.first()
+        {
+            return Ok(m.email);
+        }
+        if start.elapsed() > DEADLINE {
+            bail!("account {account} never synced its message");
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+fn flag(email: mail_types::EmailId) -> store::EmailPatch {
+    store::EmailPatch {
+        email,
+        keywords_add: vec!["$flagged".into()],
+        keywords_remove: Vec::new(),
+        mailboxes_add: Vec::new(),
+        mailboxes_remove: Vec::new(),
+    }
+}
+
+/// A change queued while no engine runs (a restart) is replayed when its outbox worker
+/// starts; a change queued while it runs wakes its own account's worker, well before the
+/// workers' 30 s poll (the deadline is 20 s).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn queued_changes_reach_their_accounts_server() -> Result<()> {
+    let dovecot = Dovecot::start(DovecotOptions::default())?;
+    let dir = tempfile::tempdir()?;
+    let store: Arc<dyn Store> = Arc::new(SqliteStore::open(&dir.path().join("t.sqlite"))?);
+    let user = store.create_user("alice", "x").await?;
+    let mut accounts = Vec::new();
+    for (name, login) in [("a", "alice@example.org"), ("b", "bob@example.org")] {
+        dovecot.add_user(login, "right")?;
+        dovecot.deliver(
+            login,
+            &corpus::message("c@example.org", login, "To flag", "x"),
+        )?;
+        accounts.push(add_account(store.as_ref(), &dovecot, user, name, login, "right").await?);
+    }
+    let (a, b) = (accounts[0], accounts[1]);
+
+    let mut engine = Engine::new(store.clone(), plain_passwords());
+    engine.start_all().await?;
+    let a_email = wait_inbox_email(store.as_ref(), a).await?;
+    let b_email = wait_inbox_email(store.as_ref(), b).await?;
+    engine.shutdown().await;
+
+    // Queued with no worker running: the next start replays it.
+    let refused = store.update_emails(a, vec![flag(a_email)]).await?;
+    assert!(refused.iter().all(|r| r.is_ok()), "{refused:?}");
+    let mut engine = Engine::new(store.clone(), plain_passwords());
+    engine.start_all().await?;
+    let took = wait_server_flag(&dovecot, "alice@example.org", "right", "\\Flagged").await?;
+    eprintln!("queued before the start, on the server after {took:?}");
+
+    // Queued while B's worker waits: its signal wakes it.
+    wait_status(store.as_ref(), b, "ok").await?;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let refused = store.update_emails(b, vec![flag(b_email)]).await?;
+    assert!(refused.iter().all(|r| r.is_ok()), "{refused:?}");
+    let took = wait_server_flag(&dovecot, "bob@example.org", "right", "\\Flagged").await?;
+    eprintln!("queued while running, on the server after {took:?}");
     engine.shutdown().await;
     Ok(())
 }
