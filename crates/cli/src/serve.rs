@@ -298,8 +298,6 @@ pub async fn run(config: Config, stop: impl Future<Output = ()>) -> Result<()> {
         ..engine::EngineOptions::default()
     });
     let mut api_state = api::AppState::new(store.clone(), &base_url);
-    // A queued submission wakes the worker at once.
-    api_state.submission_waker = Some(engine.submission_waker());
     // A body not stored yet is fetched on the engine's priority lane.
     api_state.bodies = Some(Arc::new(Bodies(engine.body_fetcher())));
     // SieveScript and VacationResponse reach ManageSieve with the accounts' credentials.

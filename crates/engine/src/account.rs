@@ -6,13 +6,13 @@ use crate::{Backoff, PasswordSource};
 use imap_sync::response::Response;
 use imap_sync::sync::{AccountSync, SyncReport};
 use imap_sync::{Credentials, Endpoint, Error, Login, Session};
-use mail_types::{AccountAuth, AccountId, State, SyncStatus, UserId};
+use mail_types::{AccountAuth, AccountId, SyncStatus, UserId};
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 use store::{AccountRecord, BodyPolicy, Directory, Store};
-use tokio::sync::{broadcast, watch};
+use tokio::sync::watch;
 
 /// RFC 2177: a server may log out a client idle for 30 minutes; IDLE is renewed well
 /// before.
@@ -32,19 +32,11 @@ const COALESCE: Duration = Duration::from_millis(3);
 /// whether someone is (a wakeup, no network traffic).
 const PRESENCE_CHECK: Duration = Duration::from_secs(1);
 
-/// Published after a committed change of an account's data.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct AccountEvent {
-    pub account: AccountId,
-    pub state: State,
-}
-
 pub(crate) struct Ctx {
     pub store: Arc<dyn Store>,
     pub passwords: PasswordSource,
     pub oauth: Arc<OAuth>,
     pub shutdown: watch::Receiver<bool>,
-    pub events: broadcast::Sender<AccountEvent>,
     pub options: crate::EngineOptions,
     pub presence: Option<Arc<dyn crate::Presence>>,
     /// Shared by every account: see `EngineOptions::connect_concurrency`.
@@ -193,39 +185,12 @@ impl Ctx {
     }
 }
 
-/// Tracks the account state to publish only real changes.
-struct Publisher {
-    account: AccountId,
-    last: State,
-}
-
-impl Publisher {
-    async fn publish(&mut self, ctx: &Ctx) {
-        match ctx.store.account_state(self.account).await {
-            Ok(s) if s != self.last => {
-                self.last = s;
-                // No receiver is fine: nobody is listening yet.
-                let _ = ctx.events.send(AccountEvent {
-                    account: self.account,
-                    state: s,
-                });
-            }
-            Ok(_) => {}
-            Err(e) => tracing::error!(account = %self.account, error = %e, "reading state"),
-        }
-    }
-}
-
 /// POP3 has no push: new mail is retrieved this often.
 const POP3_POLL: Duration = Duration::from_secs(120);
 
 pub(crate) async fn run_pop3(mut ctx: Ctx, account: AccountRecord) {
     let id = account.id;
     let mut backoff = Backoff::new(Duration::from_secs(1), Duration::from_secs(300));
-    let mut publisher = Publisher {
-        account: id,
-        last: State(-1),
-    };
     let opts = pop3_sync::Pop3Options {
         delete_after_days: account.pop3_delete_after_days,
         ..pop3_sync::Pop3Options::default()
@@ -236,7 +201,6 @@ pub(crate) async fn run_pop3(mut ctx: Ctx, account: AccountRecord) {
             Ok(r) => {
                 tracing::info!(account = %id, listed = r.listed, retrieved = r.retrieved,
                     deleted = r.deleted, "POP3 retrieval done");
-                publisher.publish(&ctx).await;
                 ctx.set_status(id, SyncStatus::Ok).await;
                 backoff.reset();
                 POP3_POLL
@@ -321,12 +285,8 @@ pub(crate) fn endpoint(a: &AccountRecord) -> Endpoint {
 pub(crate) async fn run_imap(mut ctx: Ctx, account: AccountRecord) {
     let id = account.id;
     let mut backoff = Backoff::new(Duration::from_secs(1), Duration::from_secs(300));
-    let mut publisher = Publisher {
-        account: id,
-        last: State(-1),
-    };
     while !ctx.stopping() {
-        let result = imap_round(&mut ctx, &account, &mut backoff, &mut publisher).await;
+        let result = imap_round(&mut ctx, &account, &mut backoff).await;
         match result {
             Ok(RoundEnd::Shutdown) => break,
             Ok(RoundEnd::Renew) => {
@@ -368,7 +328,6 @@ async fn imap_round(
     ctx: &mut Ctx,
     account: &AccountRecord,
     backoff: &mut Backoff,
-    publisher: &mut Publisher,
 ) -> Result<RoundEnd, Error> {
     let ep = endpoint(account);
     let Some(permit) = connect_permit(ctx).await else {
@@ -383,7 +342,6 @@ async fn imap_round(
     let started = std::time::Instant::now();
     let report = sync.sync_all(&mut worker).await?;
     log_report(account.id, &report, started.elapsed());
-    publisher.publish(ctx).await;
     // Not a reset: a server that gets through a pass and then answers nothing usable would
     // otherwise be retried at the first delay forever.
     backoff.working();
@@ -397,9 +355,9 @@ async fn imap_round(
     // whose profile allows fewer connections than the engine's four (worker, watcher,
     // outbox, priority lane) is watched on the worker itself (`watch_idle`).
     if worker.has("NOTIFY") && !shares_worker(&worker) {
-        watch_notify(ctx, &sync, account.user, worker, watch, publisher).await
+        watch_notify(ctx, &sync, account.user, worker, watch).await
     } else {
-        watch_idle(ctx, &sync, worker, watch, publisher).await
+        watch_idle(ctx, &sync, worker, watch).await
     }
 }
 
@@ -507,7 +465,6 @@ async fn watch_notify(
     user: UserId,
     mut worker: Session,
     mut watch: Watch<'_>,
-    publisher: &mut Publisher,
 ) -> Result<RoundEnd, Error> {
     let Some(mut watcher) = connect_watcher(ctx, &mut watch).await? else {
         return Ok(RoundEnd::Shutdown);
@@ -579,7 +536,6 @@ async fn watch_notify(
                     if report.skipped_unchanged < report.mailboxes {
                         log_report(sync.account, &report, started.elapsed());
                     }
-                    publisher.publish(ctx).await;
                     worker.leave_examined().await?;
                     last_pass = tokio::time::Instant::now();
                 }
@@ -640,7 +596,6 @@ async fn watch_notify(
                 let mut report = SyncReport::default();
                 sync.sync_mailbox(&mut worker, &mb, st.as_ref(), &mut report)
                     .await?;
-                publisher.publish(ctx).await;
                 if sync.options.bodies {
                     sync.fetch_bodies(&mut worker, &mb, &mut report).await?;
                 }
@@ -656,7 +611,6 @@ async fn watch_notify(
             // A delivery or an expunge moves the quota's usage (RFC 9425 via RFC 9208).
             sync.sync_quota(&mut worker).await?;
         }
-        publisher.publish(ctx).await;
         // The watcher's events count too (small, but a day of them adds up).
         sync.record_download(&mut watcher).await?;
         // push: leave the mailbox. With the worker left in INBOX, Dovecot 2.3 told the
@@ -684,7 +638,6 @@ async fn watch_idle(
     sync: &AccountSync,
     mut worker: Session,
     mut watch: Watch<'_>,
-    publisher: &mut Publisher,
 ) -> Result<RoundEnd, Error> {
     if !worker.has("IDLE") {
         tracing::info!(account = %sync.account, "server has neither NOTIFY nor IDLE; polling");
@@ -758,7 +711,6 @@ async fn watch_idle(
                 let mut report = SyncReport::default();
                 sync.sync_mailbox(&mut worker, &mb, None, &mut report)
                     .await?;
-                publisher.publish(ctx).await;
                 if sync.options.bodies {
                     sync.fetch_bodies(&mut worker, &mb, &mut report).await?;
                 }
@@ -772,6 +724,5 @@ async fn watch_idle(
         if let Some(w) = own_watcher.as_mut() {
             sync.record_download(w).await?;
         }
-        publisher.publish(ctx).await;
     }
 }

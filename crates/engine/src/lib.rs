@@ -23,7 +23,7 @@ pub mod sieve;
 mod submission;
 pub use submission::SubmitOptions;
 
-pub use account::{AccountEvent, apply_body_policy};
+pub use account::apply_body_policy;
 pub use backoff::Backoff;
 pub use bodies::{BodyFetchError, BodyFetcher};
 pub use oauth::{OAuth, OAuthProvider, SecretSeal};
@@ -31,7 +31,7 @@ pub use oauth::{OAuth, OAuthProvider, SecretSeal};
 use mail_types::{AccountId, AccountKind, UserId};
 use std::sync::Arc;
 use store::{AccountRecord, Store};
-use tokio::sync::{broadcast, watch};
+use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 /// Turns a stored (encrypted) account password into the clear text needed to log in.
@@ -94,7 +94,6 @@ pub struct Engine {
     /// Providers and access tokens of OAuth2 accounts.
     oauth: Arc<OAuth>,
     shutdown_tx: watch::Sender<bool>,
-    events: broadcast::Sender<AccountEvent>,
     tasks: Vec<(AccountId, JoinHandle<()>)>,
     options: EngineOptions,
     /// Who is looking (push latency); without it only `notify_flush_always` flushes.
@@ -103,19 +102,16 @@ pub struct Engine {
     connecting: Arc<tokio::sync::Semaphore>,
     submit_options: SubmitOptions,
     submit_task: Option<JoinHandle<()>>,
-    submit_wake: Arc<tokio::sync::Notify>,
 }
 
 impl Engine {
     pub fn new(store: Arc<dyn Store>, passwords: PasswordSource) -> Self {
         let (shutdown_tx, _) = watch::channel(false);
-        let (events, _) = broadcast::channel(1024);
         Engine {
             store,
             passwords,
             oauth: Arc::new(OAuth::default()),
             shutdown_tx,
-            events,
             tasks: Vec::new(),
             options: EngineOptions::default(),
             presence: None,
@@ -124,7 +120,6 @@ impl Engine {
             )),
             submit_options: SubmitOptions::default(),
             submit_task: None,
-            submit_wake: Arc::new(tokio::sync::Notify::new()),
         }
     }
 
@@ -174,12 +169,6 @@ impl Engine {
         self
     }
 
-    /// Ringing it makes the submission worker look at its queue now (the API rings it
-    /// after queuing a submission), instead of at its next poll.
-    pub fn submission_waker(&self) -> Arc<tokio::sync::Notify> {
-        self.submit_wake.clone()
-    }
-
     /// Starts the submission worker (once): it sends what EmailSubmission/set queued.
     pub fn start_submissions(&mut self) {
         if self.submit_task.is_some() {
@@ -190,16 +179,9 @@ impl Engine {
             passwords: self.passwords.clone(),
             oauth: self.oauth.clone(),
             shutdown: self.shutdown_tx.subscribe(),
-            events: self.events.clone(),
             options: self.submit_options.clone(),
-            wake: self.submit_wake.clone(),
         };
         self.submit_task = Some(tokio::spawn(worker.run()));
-    }
-
-    /// Events the account tasks publish after each committed change (push builds on this).
-    pub fn subscribe(&self) -> broadcast::Receiver<AccountEvent> {
-        self.events.subscribe()
     }
 
     /// Starts a task for every account in the store.
@@ -219,7 +201,6 @@ impl Engine {
             passwords: self.passwords.clone(),
             oauth: self.oauth.clone(),
             shutdown: self.shutdown_tx.subscribe(),
-            events: self.events.clone(),
             options: self.options.clone(),
             presence: self.presence.clone(),
             connecting: self.connecting.clone(),

@@ -40,7 +40,9 @@ pub(crate) struct OutboxCtx {
 /// Runs until shutdown.
 pub(crate) async fn run(mut ctx: OutboxCtx, account: AccountRecord) {
     let id = account.id;
-    let mut signal = ctx.store.outbox_signal();
+    // Before the first drain: work queued after its read rings this, work queued before
+    // (a restart, another process) is found by it (see `store::wake`).
+    let mut signal = ctx.store.outbox_signal(id);
     let mut backoff = Backoff::new(Duration::from_millis(500), Duration::from_secs(120));
     let mut session: Option<Session> = None;
     let mut own_modseq: HashMap<MailboxId, u64> = HashMap::new();

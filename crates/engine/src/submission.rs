@@ -15,7 +15,7 @@
 //! next message, and one that fails during a transaction is dropped (that message alone
 //! ends `unknown` if the failure came once its bytes were being written).
 
-use crate::{AccountEvent, Backoff, PasswordSource};
+use crate::{Backoff, PasswordSource};
 use mail_types::{AccountId, Role};
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -26,7 +26,7 @@ use store::{
     EmailPatch, EmailQuery, Store, SubmissionRecord,
 };
 use submit::{Outcome, RecipientReply};
-use tokio::sync::{broadcast, watch};
+use tokio::sync::watch;
 
 /// Tunables of the worker.
 #[derive(Debug, Clone)]
@@ -68,10 +68,7 @@ pub(crate) struct Worker {
     pub passwords: PasswordSource,
     pub oauth: Arc<crate::OAuth>,
     pub shutdown: watch::Receiver<bool>,
-    pub events: broadcast::Sender<AccountEvent>,
     pub options: SubmitOptions,
-    /// Rung by the API when it queues a submission that may be due at once.
-    pub wake: Arc<tokio::sync::Notify>,
 }
 
 /// A connection kept open after a message, for the next one of the same account.
@@ -177,22 +174,14 @@ fn now() -> i64 {
 }
 
 impl Worker {
-    async fn publish(&self, account: AccountId) {
-        if let Ok(state) = self.store.account_state(account).await {
-            let _ = self.events.send(AccountEvent { account, state });
-        }
-    }
-
     pub(crate) async fn run(mut self) {
+        // Before the first look at the queue: a submission queued after that look rings
+        // it, one queued before is found by the look (see `store::wake`).
+        let mut wake = self.store.submission_signal();
         match self.store.recover_submissions().await {
             Ok(ids) if !ids.is_empty() => {
                 tracing::warn!(submissions = ?ids,
                     "submissions interrupted during an attempt: marked unknown, not resent");
-                if let Ok(accounts) = self.store.list_accounts().await {
-                    for a in accounts {
-                        self.publish(a.id).await;
-                    }
-                }
             }
             Ok(_) => {}
             Err(e) => tracing::error!(error = %e, "cannot recover interrupted submissions"),
@@ -261,7 +250,13 @@ impl Worker {
             loop {
                 tokio::select! {
                     _ = tokio::time::sleep_until(deadline) => break,
-                    _ = self.wake.notified() => break,
+                    r = wake.changed() => {
+                        if r.is_err() {
+                            // The store is gone: only the timer is left.
+                            tokio::time::sleep_until(deadline).await;
+                        }
+                        break;
+                    }
                     ev = bus.recv(), if bus_open => match ev {
                         // New mail, or the body of mail whose header came first.
                         Ok(change)
@@ -311,7 +306,6 @@ impl Worker {
                 return;
             }
         };
-        self.publish(account).await;
         let result = match record.as_ref().and_then(|a| a.smtp.clone().map(|m| (a, m))) {
             None => final_for_all(&s, "no", "the account has no SMTP settings"),
             Some((a, smtp)) => {
@@ -378,7 +372,6 @@ impl Worker {
                 "cannot record a submission's outcome");
         }
         self.sent_copies(account).await;
-        self.publish(account).await;
     }
 
     /// The SMTP secret of an account: its SMTP password, or (OAuth2 accounts) an access
@@ -444,7 +437,6 @@ impl Worker {
                 tracing::error!(account = %s.account, submission = s.id, error = %e,
                     "cannot record the draft's follow-up");
             }
-            self.publish(s.account).await;
         }
     }
 
@@ -738,7 +730,6 @@ async fn scan_account(
     if page.ids.is_empty() {
         return Ok(());
     }
-    let mut changed = false;
     for email in w.store.emails(account, &page.ids).await? {
         let Some(blob) = email.blob_id.as_deref() else {
             continue;
@@ -788,11 +779,7 @@ async fn scan_account(
         if w.store.apply_dsn(account, s.id, blob, &updates).await? {
             tracing::info!(account = %account, submission = s.id,
                 recipients = updates.len(), "delivery-status report applied");
-            changed = true;
         }
-    }
-    if changed {
-        w.publish(account).await;
     }
     Ok(())
 }

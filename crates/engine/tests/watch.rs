@@ -1,11 +1,13 @@
-//! The engine against a real Dovecot: live watching (NOTIFY, or IDLE without it), and a
-//! wrong password that does not stop the other accounts.
+//! The engine against a real Dovecot: live watching (NOTIFY, or IDLE without it), a
+//! wrong password that does not stop the other accounts, and the outbox workers woken for
+//! their own account's work.
 
 use anyhow::{Context, Result, bail};
-use engine::{AccountEvent, Engine, EngineOptions, PasswordSource};
+use engine::{Engine, EngineOptions, PasswordSource};
 use mail_types::{AccountId, AccountKind, Security, SyncStatus};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
+use store::events::{AccountChange, PushType};
 use store::{NewAccount, ServerSettings, SqliteStore, Store};
 use testkit::imap_client::ImapClient;
 use testkit::{Dovecot, DovecotOptions, corpus};
@@ -82,11 +84,13 @@ async fn wait_status(store: &dyn Store, id: AccountId, want: &str) -> Result<Syn
     bail!("account {id} never reached status {want}")
 }
 
-/// Waits for an event of `account` whose state is past `after`.
+/// Waits for the store's announcement (what the push hub hears) of a commit of `account`
+/// past state `after` that changed `kind`.
 async fn wait_event(
-    rx: &mut broadcast::Receiver<AccountEvent>,
+    rx: &mut broadcast::Receiver<AccountChange>,
     account: AccountId,
     after: mail_types::State,
+    kind: PushType,
 ) -> Result<Duration> {
     let start = Instant::now();
     loop {
@@ -94,7 +98,9 @@ async fn wait_event(
             .checked_sub(start.elapsed())
             .context("no event in time")?;
         match tokio::time::timeout(left, rx.recv()).await {
-            Ok(Ok(ev)) if ev.account == account && ev.state > after => return Ok(start.elapsed()),
+            Ok(Ok(ev)) if ev.account == account && ev.state > after && ev.types.contains(kind) => {
+                return Ok(start.elapsed());
+            }
             Ok(Ok(_)) | Ok(Err(broadcast::error::RecvError::Lagged(_))) => continue,
             Ok(Err(e)) => bail!("event channel: {e}"),
             Err(_) => bail!("no event for account {account} in {DEADLINE:?}"),
@@ -151,7 +157,7 @@ async fn live_changes_arrive(notify: bool) -> Result<()> {
         notify_full_pass: Duration::from_secs(2),
         ..EngineOptions::default()
     });
-    let mut rx = engine.subscribe();
+    let mut rx = store.events().subscribe();
     engine.start_all().await?;
     wait_status(store.as_ref(), good, "ok").await?;
     let status = wait_status(store.as_ref(), bad, "auth_failed").await?;
@@ -170,7 +176,7 @@ async fn live_changes_arrive(notify: bool) -> Result<()> {
             "arrives by itself",
         ),
     )?;
-    let took = wait_event(&mut rx, good, before).await?;
+    let took = wait_event(&mut rx, good, before, PushType::EmailDelivery).await?;
     eprintln!(
         "delivery to event ({}): {took:?}",
         if notify { "NOTIFY" } else { "IDLE" }
@@ -193,7 +199,7 @@ async fn live_changes_arrive(notify: bool) -> Result<()> {
     let uid = *c.uids()?.first().context("a message")?;
     let before = store.account_state(good).await?;
     c.store_flags(&uid.to_string(), "+FLAGS", &["\\Flagged"])?;
-    wait_event(&mut rx, good, before).await?;
+    wait_event(&mut rx, good, before, PushType::Email).await?;
     let start = Instant::now();
     loop {
         let inbox = store
@@ -226,7 +232,7 @@ async fn live_changes_arrive(notify: bool) -> Result<()> {
             &corpus::message("d@example.org", "alice@example.org", "Archived", "x"),
         )?;
         c.logout()?;
-        let took = wait_event(&mut rx, good, before).await?;
+        let took = wait_event(&mut rx, good, before, PushType::Email).await?;
         eprintln!("append to Archive to event (NOTIFY): {took:?}");
         let archive = store
             .mailboxes(good)
@@ -398,7 +404,7 @@ impl engine::Presence for Looking {
 async fn delivery_times(
     dovecot: &Dovecot,
     store: &dyn Store,
-    rx: &mut broadcast::Receiver<AccountEvent>,
+    rx: &mut broadcast::Receiver<AccountChange>,
     account: AccountId,
     n: usize,
     tag: &str,
@@ -418,7 +424,7 @@ async fn delivery_times(
                 "x",
             ),
         )?;
-        times.push(wait_event(rx, account, before).await?);
+        times.push(wait_event(rx, account, before, PushType::EmailDelivery).await?);
     }
     times.sort();
     Ok(times)
@@ -437,7 +443,7 @@ async fn a_present_users_account_is_told_before_dovecots_delay() -> Result<()> {
             ..EngineOptions::default()
         })
         .with_presence(looking.clone());
-    let mut rx = engine.subscribe();
+    let mut rx = store.events().subscribe();
     engine.start_all().await?;
     wait_status(store.as_ref(), id, "ok").await?;
 
@@ -475,7 +481,7 @@ async fn few_connections_profile_watches_on_the_worker() -> Result<()> {
     let (dovecot, _dir, store, id) = alice().await?;
     store.set_account_provider(id, "icloud").await?;
     let mut engine = Engine::new(store.clone(), plain_passwords());
-    let mut rx = engine.subscribe();
+    let mut rx = store.events().subscribe();
     engine.start_all().await?;
     wait_status(store.as_ref(), id, "ok").await?;
     tokio::time::sleep(Duration::from_millis(300)).await;
@@ -487,7 +493,7 @@ async fn few_connections_profile_watches_on_the_worker() -> Result<()> {
         "alice@example.org",
         &corpus::message("c@example.org", "alice@example.org", "Few conns", "x"),
     )?;
-    wait_event(&mut rx, id, before).await?;
+    wait_event(&mut rx, id, before, PushType::EmailDelivery).await?;
     let start = Instant::now();
     while !inbox_subjects(store.as_ref(), id)
         .await?
@@ -499,6 +505,104 @@ async fn few_connections_profile_watches_on_the_worker() -> Result<()> {
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
+    engine.shutdown().await;
+    Ok(())
+}
+
+/// Waits until the server shows `flag` on every message of `user`'s INBOX.
+async fn wait_server_flag(
+    dovecot: &Dovecot,
+    user: &str,
+    password: &str,
+    flag: &str,
+) -> Result<Duration> {
+    let start = Instant::now();
+    let mut c = ImapClient::login(dovecot.imap_port(), user, password)?;
+    loop {
+        c.select("INBOX")?;
+        let flags = c.fetch_flags()?;
+        if !flags.is_empty() && flags.iter().all(|(_, f)| f.iter().any(|x| x == flag)) {
+            c.logout()?;
+            return Ok(start.elapsed());
+        }
+        if start.elapsed() > DEADLINE {
+            bail!("{flag} never reached {user}'s server: {flags:?}");
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// The one message in `account`'s INBOX, once the sync has it.
+async fn wait_inbox_email(store: &dyn Store, account: AccountId) -> Result<mail_types::EmailId> {
+    let start = Instant::now();
+    loop {
+        if let Some(inbox) = store
+            .mailboxes(account)
+            .await?
+            .into_iter()
+            .find(|m| m.name == "INBOX")
+            && let Some(m) = store.mailbox_messages(inbox.id).await?.first()
+        {
+            return Ok(m.email);
+        }
+        if start.elapsed() > DEADLINE {
+            bail!("account {account} never synced its message");
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+fn flag(email: mail_types::EmailId) -> store::EmailPatch {
+    store::EmailPatch {
+        email,
+        keywords_add: vec!["$flagged".into()],
+        keywords_remove: Vec::new(),
+        mailboxes_add: Vec::new(),
+        mailboxes_remove: Vec::new(),
+    }
+}
+
+/// A change queued while no engine runs (a restart) is replayed when its outbox worker
+/// starts; a change queued while it runs wakes its own account's worker, well before the
+/// workers' 30 s poll (the deadline is 20 s).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn queued_changes_reach_their_accounts_server() -> Result<()> {
+    let dovecot = Dovecot::start(DovecotOptions::default())?;
+    let dir = tempfile::tempdir()?;
+    let store: Arc<dyn Store> = Arc::new(SqliteStore::open(&dir.path().join("t.sqlite"))?);
+    let user = store.create_user("alice", "x").await?;
+    let mut accounts = Vec::new();
+    for (name, login) in [("a", "alice@example.org"), ("b", "bob@example.org")] {
+        dovecot.add_user(login, "right")?;
+        dovecot.deliver(
+            login,
+            &corpus::message("c@example.org", login, "To flag", "x"),
+        )?;
+        accounts.push(add_account(store.as_ref(), &dovecot, user, name, login, "right").await?);
+    }
+    let (a, b) = (accounts[0], accounts[1]);
+
+    let mut engine = Engine::new(store.clone(), plain_passwords());
+    engine.start_all().await?;
+    let a_email = wait_inbox_email(store.as_ref(), a).await?;
+    let b_email = wait_inbox_email(store.as_ref(), b).await?;
+    engine.shutdown().await;
+
+    // Queued with no worker running: the next start replays it.
+    let refused = store.update_emails(a, vec![flag(a_email)]).await?;
+    assert!(refused.iter().all(|r| r.is_ok()), "{refused:?}");
+    let mut engine = Engine::new(store.clone(), plain_passwords());
+    engine.start_all().await?;
+    let took = wait_server_flag(&dovecot, "alice@example.org", "right", "\\Flagged").await?;
+    eprintln!("queued before the start, on the server after {took:?}");
+
+    // Queued while B's worker waits: its signal wakes it.
+    wait_status(store.as_ref(), b, "ok").await?;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let refused = store.update_emails(b, vec![flag(b_email)]).await?;
+    assert!(refused.iter().all(|r| r.is_ok()), "{refused:?}");
+    let took = wait_server_flag(&dovecot, "bob@example.org", "right", "\\Flagged").await?;
+    eprintln!("queued while running, on the server after {took:?}");
     engine.shutdown().await;
     Ok(())
 }

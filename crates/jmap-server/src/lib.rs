@@ -55,8 +55,6 @@ pub struct JmapServer {
     pub push: Arc<push::Hub>,
     /// The undo window of a submission without FUTURERELEASE hold.
     pub submission_delay: Duration,
-    /// Rung after a submission is queued, so the engine's worker looks at once.
-    pub submission_waker: Option<Arc<tokio::sync::Notify>>,
     /// Bounds the memory of answers that carry large messages.
     pub large_bodies: jmap::large::LargeBodies,
     /// Fetches a message whose body is not stored yet, on the engine's priority lane;
@@ -96,7 +94,6 @@ impl JmapServer {
             },
             base_url: base_url.trim_end_matches('/').to_string(),
             submission_delay: DEFAULT_SUBMISSION_DELAY,
-            submission_waker: None,
             large_bodies: Default::default(),
             bodies: None,
             sieve: None,
@@ -147,7 +144,6 @@ impl JmapServer {
             push: &self.push,
             max_objects_in_set: usize::try_from(self.core.max_objects_in_set).unwrap_or(500),
             submission_delay: self.submission_delay,
-            submission_waker: self.submission_waker.as_ref(),
             large: &self.large_bodies,
             held: &held,
             bodies: self.bodies.as_ref(),

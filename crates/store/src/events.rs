@@ -2,9 +2,9 @@
 //!
 //! The store's write path publishes one [`AccountChange`] per committed transaction that
 //! changed something a client can see (see `sqlite/write.rs`: the `ChangeLog` notes the
-//! types, SQLite's commit hook releases them, the store call publishes them after the
-//! commit returned). Writers do nothing for it: the sync engine and JMAP `/set` methods
-//! publish because they write through the change log.
+//! types and hands them to its call's `Committed` once the transaction committed; the call
+//! helper publishes them when the call returns). Writers do nothing for it: the sync engine
+//! and JMAP `/set` methods publish because they write through the change log.
 //!
 //! Type states: every push type's state is the account's `State` counter at the last
 //! transaction that changed that type. So the state a push carries for `Email` is exactly

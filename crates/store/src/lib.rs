@@ -31,6 +31,8 @@
 //! - `sqlite`: the embedded default backend (`SqliteStore`), schema in `sqlite/schema.sql`.
 //! - `blobs`: raw messages as content-addressed files.
 //! - `events`: the event bus push listens to; the write path publishes after commit.
+//! - `wake`: the "work queued" signals of the engine's workers (an account's outbox, the
+//!   submission queue), rung after the commit that queued the work.
 //!
 //! Every method that changes an account's data bumps that account's `State` once, and
 //! records each changed object in the change log, in the same transaction as the data.
@@ -50,6 +52,7 @@ mod sqlite;
 pub mod submission;
 pub mod subscriptions;
 pub mod uploads;
+pub mod wake;
 
 pub use directory::Directory;
 pub use mailsync::{MailSync, SyncStore};

@@ -313,6 +313,7 @@ pub trait Outbox: Send + Sync + 'static {
 
     async fn outbox_dismiss(&self, account: AccountId, failures: Vec<i64>) -> Result<()>;
 
-    /// Bumped after every commit that queued something: the engine's workers wait on it.
-    fn outbox_signal(&self) -> tokio::sync::watch::Receiver<u64>;
+    /// `account`'s "work queued" signal: bumped after each commit that queued something
+    /// in its outbox, and only then (see [`crate::wake`]). Its outbox worker waits on it.
+    fn outbox_signal(&self, account: AccountId) -> tokio::sync::watch::Receiver<u64>;
 }

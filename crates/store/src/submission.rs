@@ -296,6 +296,11 @@ pub trait Submissions: Send + Sync + 'static {
     /// When the next queued submission is due.
     async fn next_submission_at(&self) -> Result<Option<i64>>;
 
+    /// The submission queue's "work queued" signal: bumped after each commit that queued a
+    /// submission or canceled one (its draft goes back), in any account (see
+    /// [`crate::wake`]). The engine's one submission worker waits on it.
+    fn submission_signal(&self) -> tokio::sync::watch::Receiver<u64>;
+
     /// queued -> sending (durably committed) and the bytes to send; `None` when it is no
     /// longer queued (canceled, destroyed).
     async fn begin_submission(&self, id: i64) -> Result<Option<Vec<u8>>>;

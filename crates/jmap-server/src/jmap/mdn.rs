@@ -521,11 +521,6 @@ async fn send(
             }
         }
     }
-    if !sent.is_empty()
-        && let Some(w) = ctx.submission_waker
-    {
-        w.notify_one();
-    }
     let implicit = if update.is_empty() {
         None
     } else {

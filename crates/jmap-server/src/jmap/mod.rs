@@ -53,7 +53,6 @@ pub(crate) struct Ctx<'a> {
     pub max_objects_in_set: usize,
     // The undo window given to a submission without a hold.
     pub submission_delay: std::time::Duration,
-    pub submission_waker: Option<&'a Arc<tokio::sync::Notify>>,
     /// The server's budget for reading large messages, and what this request holds of it.
     pub large: &'a large::LargeBodies,
     pub held: &'a large::Held,

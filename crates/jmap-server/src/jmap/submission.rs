@@ -560,12 +560,6 @@ pub(crate) async fn set(
             );
         }
     }
-    // New submissions may be due at once; a canceled one's message goes back to Drafts.
-    if (!created.is_empty() || !updated.is_empty())
-        && let Some(w) = ctx.submission_waker
-    {
-        w.notify_one();
-    }
     let implicit = implicit_email_set(ctx, &req, &emails_of, &succeeded, created_ids).await?;
     let new = ctx.store_state(account).await?;
     let mut resp = SetResponse::new(

@@ -236,7 +236,7 @@ impl Directory for SqliteStore {
 
     async fn delete_account(&self, id: AccountId) -> Result<bool> {
         let blobs = self.blobs.clone();
-        self.call(move |c| {
+        let removed = self.call(move |c| {
             let tx = c.transaction()?;
             // FTS rows are not covered by foreign keys.
             for fts in ["email_fts_head", "email_fts_body"] {
@@ -263,7 +263,9 @@ impl Directory for SqliteStore {
             }
             Ok(n > 0)
         })
-        .await
+        .await?;
+        self.announce.work.forget(id);
+        Ok(removed)
     }
 
     async fn set_sync_status(&self, id: AccountId, status: &SyncStatus) -> Result<()> {

@@ -73,7 +73,7 @@ impl MailSync for SqliteStore {
         remote: &[RemoteMailbox],
     ) -> Result<MailboxListOutcome> {
         let remote = remote.to_vec();
-        self.call(move |c| write::apply_mailbox_list(c, account, &remote))
+        self.write(move |c, committed| write::apply_mailbox_list(c, committed, account, &remote))
             .await
     }
 
@@ -89,19 +89,19 @@ impl MailSync for SqliteStore {
     ) -> Result<MailboxListOutcome> {
         let remote = remote.to_vec();
         let epochs = self.mailbox_epochs.clone();
-        self.call(move |c| {
+        self.write(move |c, committed| {
             if epoch_of(&epochs, account) != epoch {
                 // The list was taken across a mailbox change of the user: it may show the
                 // server before that change. The next pass brings the list in line.
                 return Ok(MailboxListOutcome::default());
             }
-            write::apply_mailbox_list(c, account, &remote)
+            write::apply_mailbox_list(c, committed, account, &remote)
         })
         .await
     }
 
     async fn reset_mailbox(&self, mailbox: MailboxId, uidvalidity: UidValidity) -> Result<()> {
-        self.call(move |c| write::reset_mailbox(c, mailbox, uidvalidity))
+        self.write(move |c, committed| write::reset_mailbox(c, committed, mailbox, uidvalidity))
             .await
     }
 
@@ -186,8 +186,8 @@ impl MailSync for SqliteStore {
 
     async fn collect_orphans(&self, account: AccountId) -> Result<usize> {
         let blobs = self.blobs.clone();
-        self.call(move |c| {
-            let (n, gone) = write::collect_orphans(c, account)?;
+        self.write(move |c, committed| {
+            let (n, gone) = write::collect_orphans(c, committed, account)?;
             for b in gone {
                 blobs.remove(&b)?;
             }

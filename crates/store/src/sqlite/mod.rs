@@ -5,8 +5,8 @@
 //! what makes it fast. WAL mode lets readers of other connections run beside it.
 
 // Each role of the store in its own file; the SQL helpers several roles share are in
-// `write` (change log, flags, message metadata) and here (connection, call helpers,
-// publication after commit).
+// `write` (change log, flags, message metadata) and here (connection, call helpers, and
+// `Announce`: publication after commit).
 mod directory;
 mod mailsync;
 mod mdn;
@@ -25,6 +25,7 @@ use crate::blobs::Blobs;
 use crate::events::{EventBus, LocalBus};
 use crate::model::*;
 use crate::prelude::*;
+use crate::wake::WorkSignals;
 use crate::{Error, Result};
 use async_trait::async_trait;
 use mail_types::{
@@ -34,6 +35,7 @@ use mail_types::{
 use rusqlite::{Connection, OptionalExtension, params};
 use std::path::Path;
 use std::sync::{Arc, Mutex};
+use write::Committed;
 
 #[cfg(test)]
 use migrate::SCHEMA_V1;
@@ -68,10 +70,8 @@ pub struct SqliteStore {
     /// `conn`; other writers let them go first (see `call`).
     urgent: Arc<std::sync::atomic::AtomicUsize>,
     blobs: Arc<Blobs>,
-    // push: where committed changes are announced.
-    events: Arc<dyn EventBus>,
-    // --- write-back (outbox) ---
-    outbox_tx: Arc<tokio::sync::watch::Sender<u64>>,
+    /// Where what a call committed is announced: the event bus and the work signals.
+    announce: Announce,
     /// Per account, the mailbox epoch (`MailSync::mailbox_epoch`); moved while the
     /// connection is held, so an `apply_mailbox_list_at` sees every confirmed change.
     mailbox_epochs: Arc<Mutex<std::collections::HashMap<i64, u64>>>,
@@ -183,7 +183,6 @@ impl SqliteStore {
         }
         conn.execute_batch("COMMIT")?;
         conn.pragma_update(None, "foreign_keys", "ON")?;
-        write::pending::install(&conn);
         // JMAP: the SQL functions and collation of Email/query.
         let blobs = Arc::new(blobs);
         reading::register(&conn, blobs.clone())?;
@@ -192,8 +191,10 @@ impl SqliteStore {
             reader: None,
             urgent: Arc::default(),
             blobs,
-            events: Arc::new(LocalBus::default()),
-            outbox_tx: Arc::new(tokio::sync::watch::channel(0).0),
+            announce: Announce {
+                events: Arc::new(LocalBus::default()),
+                work: Arc::default(),
+            },
             mailbox_epochs: Arc::default(),
         })
     }
@@ -211,13 +212,8 @@ impl SqliteStore {
     }
 
     pub fn with_events(mut self, bus: Arc<dyn EventBus>) -> Self {
-        self.events = bus;
+        self.announce.events = bus;
         self
-    }
-
-    /// Wakes the outbox workers (after a commit that queued something).
-    fn outbox_wake(&self) {
-        self.outbox_tx.send_modify(|n| *n = n.wrapping_add(1));
     }
 
     /// A mailbox change of the user (create, update, destroy): it moves the account's
@@ -226,29 +222,47 @@ impl SqliteStore {
     async fn mailbox_write<T, F>(&self, account: AccountId, f: F) -> Result<T>
     where
         T: Send + 'static,
-        F: FnOnce(&mut Connection) -> T + Send + 'static,
+        F: FnOnce(&mut Connection, &mut Committed) -> T + Send + 'static,
     {
         let epochs = self.mailbox_epochs.clone();
-        self.call(move |c| {
-            let r = f(c);
+        self.write(move |c, committed| {
+            let r = f(c, committed);
             bump_epoch(&epochs, account);
             Ok(r)
         })
         .await
     }
 
+    /// A call on the writer connection that announces nothing: reads, and writes of what
+    /// no JMAP client sees (they go through no `ChangeLog`). See `write`.
     async fn call<T, F>(&self, f: F) -> Result<T>
     where
         T: Send + 'static,
         F: FnOnce(&mut Connection) -> Result<T> + Send + 'static,
     {
-        let (conn, events, urgent) = (self.conn.clone(), self.events.clone(), self.urgent.clone());
+        self.write(move |c, _| f(c)).await
+    }
+
+    /// A write: `f` commits its transactions through `ChangeLog::commit`, which fills the
+    /// `Committed` it is given, and what it holds is announced once `f` returned (also when
+    /// it failed after a first transaction committed).
+    async fn write<T, F>(&self, f: F) -> Result<T>
+    where
+        T: Send + 'static,
+        F: FnOnce(&mut Connection, &mut Committed) -> Result<T> + Send + 'static,
+    {
+        let (conn, announce, urgent) = (
+            self.conn.clone(),
+            self.announce.clone(),
+            self.urgent.clone(),
+        );
         tokio::task::spawn_blocking(move || {
+            let mut committed = Committed::default();
             let out = match lock_writer(&conn, &urgent, false) {
-                Ok(mut guard) => f(&mut guard),
+                Ok(mut guard) => f(&mut guard, &mut committed),
                 Err(e) => Err(e),
             };
-            publish_committed(events.as_ref());
+            announce.publish(committed);
             out
         })
         .await
@@ -265,10 +279,10 @@ impl SqliteStore {
     ) -> Result<State> {
         // Raw messages are written before the lock is taken: the file I/O runs beside the
         // one writer instead of inside it.
-        let (conn, blobs, events, urgent) = (
+        let (conn, blobs, announce, urgent) = (
             self.conn.clone(),
             self.blobs.clone(),
-            self.events.clone(),
+            self.announce.clone(),
             self.urgent.clone(),
         );
         tokio::task::spawn_blocking(move || {
@@ -283,8 +297,10 @@ impl SqliteStore {
                 .map(|b| blobs.put(&b.raw))
                 .collect::<Result<Vec<_>>>()?;
             let mut guard = lock_writer(&conn, &urgent, urgent_call)?;
+            let mut committed = Committed::default();
             let out = write::apply_mailbox_changes(
                 &mut guard,
+                &mut committed,
                 account,
                 mailbox,
                 changes,
@@ -292,7 +308,7 @@ impl SqliteStore {
                 &body_blobs,
             );
             drop(guard);
-            publish_committed(events.as_ref());
+            announce.publish(committed);
             out
         })
         .await
@@ -389,10 +405,26 @@ fn forget_unreferenced(c: &mut Connection, blobs: Vec<String>) -> Result<Vec<Str
     Ok(gone)
 }
 
-/// push: announces what the store call that just returned on this thread committed.
-fn publish_committed(events: &dyn EventBus) {
-    for c in write::pending::take() {
-        events.publish(c);
+/// Where the store announces what its calls committed.
+#[derive(Clone)]
+struct Announce {
+    /// push: the account changes, for the hub.
+    events: Arc<dyn EventBus>,
+    /// The engine's workers, woken for work queued in their account.
+    work: Arc<WorkSignals>,
+}
+
+impl Announce {
+    /// The one place committed changes are published: each call helper hands it what the
+    /// call committed, right after the call returned and before its caller sees the result
+    /// (so a client that reads after its write returned has been announced the write).
+    fn publish(&self, committed: Committed) {
+        for c in committed.changes {
+            self.events.publish(c);
+        }
+        for (account, queue) in committed.queued {
+            self.work.queued(account, queue);
+        }
     }
 }
 

@@ -4,13 +4,14 @@
 //! re-applies a pending change (docs/design/writeback.md).
 
 use super::write::{
-    ChangeLog, assign_thread, id_list, index_body, index_head, join_flags, record_blob,
+    ChangeLog, Committed, assign_thread, id_list, index_body, index_head, join_flags, record_blob,
     refresh_keywords, split_flags, write_metadata,
 };
 use super::*;
 use crate::model::*;
 use crate::outbox::*;
 use crate::prelude::*;
+use crate::wake::Queue;
 use crate::{Error, Result};
 use mail_types::{
     AccountId, EmailId, MailboxId, State, imap_flag_to_keyword, keyword_to_imap_flag,
@@ -633,12 +634,16 @@ fn expunge_copy(
 
 pub(crate) fn update_emails(
     c: &mut Connection,
+    committed: &mut Committed,
     account: AccountId,
     patches: &[EmailPatch],
 ) -> Result<(Vec<Result<(), WriteRefusal>>, State)> {
     let tx = c.transaction()?;
     let local_only = account_kind(&tx, account)? == "pop3";
     let mut log = ChangeLog::new(account);
+    if !local_only {
+        log.queued(Queue::Outbox);
+    }
     let mut out = Vec::with_capacity(patches.len());
     // Keyword-only patches of distinct Emails (marking 1,000 read) go through set-based
     // statements a run at a time; anything else one patch at a time, in order.
@@ -662,7 +667,7 @@ pub(crate) fn update_emails(
     }
     out.extend(patch_flags_batch(&tx, &mut log, local_only, account, &run)?);
     let state = log.state(&tx)?;
-    tx.commit()?;
+    log.commit(tx, committed)?;
     Ok((out, state))
 }
 
@@ -796,12 +801,16 @@ fn patch_flags_batch(
 
 pub(crate) fn destroy_emails(
     c: &mut Connection,
+    committed: &mut Committed,
     account: AccountId,
     ids: &[EmailId],
 ) -> Result<Vec<Result<(), WriteRefusal>>> {
     let tx = c.transaction()?;
     let local_only = account_kind(&tx, account)? == "pop3";
     let mut log = ChangeLog::new(account);
+    if !local_only {
+        log.queued(Queue::Outbox);
+    }
     let mut out = Vec::with_capacity(ids.len());
     for id in ids {
         if !email_exists(&tx, account, id.0)? {
@@ -819,7 +828,7 @@ pub(crate) fn destroy_emails(
         log.record(&tx, ObjectType::Email, id.0, ChangeOp::Updated)?;
         out.push(Ok(()));
     }
-    tx.commit()?;
+    log.commit(tx, committed)?;
     Ok(out)
 }
 
@@ -836,6 +845,7 @@ pub(crate) fn header_block(raw: &[u8]) -> &[u8] {
 
 pub(crate) fn append_email(
     c: &mut Connection,
+    committed: &mut Committed,
     account: AccountId,
     req: &AppendRequest,
     blob_id: &str,
@@ -850,6 +860,9 @@ pub(crate) fn append_email(
     }
     let local_only = account_kind(&tx, account)? == "pop3";
     let mut log = ChangeLog::new(account);
+    if !local_only {
+        log.queued(Queue::Outbox);
+    }
     let header_hash = mime::blob_id(header_block(&req.raw));
     let identity = format!("h:{header_hash}");
     let thread = assign_thread(&tx, &mut log, account, parsed)?;
@@ -898,7 +911,7 @@ pub(crate) fn append_email(
     refresh_keywords(&tx, email)?;
     log.record(&tx, ObjectType::Mailbox, req.mailbox.0, ChangeOp::Updated)?;
     let state = log.state(&tx)?;
-    tx.commit()?;
+    log.commit(tx, committed)?;
     Ok((Ok(EmailId(email)), state))
 }
 
@@ -977,6 +990,7 @@ fn name_taken(tx: &Transaction<'_>, account: AccountId, name: &str) -> Result<bo
 
 pub(crate) fn create_mailbox(
     c: &mut Connection,
+    committed: &mut Committed,
     account: AccountId,
     leaf: &str,
     parent: Option<MailboxId>,
@@ -1001,6 +1015,9 @@ pub(crate) fn create_mailbox(
         return Ok(Err(WriteRefusal::AlreadyExists));
     }
     let mut log = ChangeLog::new(account);
+    if !local_only {
+        log.queued(Queue::Outbox);
+    }
     // The wire name is set when the server confirmed the CREATE; until then a local one
     // that no server name can equal (a NUL byte).
     let pending_raw = format!("\u{0}pending:{name}");
@@ -1041,12 +1058,13 @@ pub(crate) fn create_mailbox(
             },
         )?;
     }
-    tx.commit()?;
+    log.commit(tx, committed)?;
     Ok(Ok(MailboxId(id)))
 }
 
 pub(crate) fn update_mailbox(
     c: &mut Connection,
+    committed: &mut Committed,
     account: AccountId,
     id: MailboxId,
     patch: &MailboxPatch,
@@ -1057,6 +1075,9 @@ pub(crate) fn update_mailbox(
         return Ok(Err(WriteRefusal::NotFound));
     };
     let mut log = ChangeLog::new(account);
+    if !local_only {
+        log.queued(Queue::Outbox);
+    }
     let delim = row
         .delimiter
         .clone()
@@ -1165,7 +1186,7 @@ pub(crate) fn update_mailbox(
             log.record(&tx, ObjectType::Mailbox, id.0, ChangeOp::Updated)?;
         }
     }
-    tx.commit()?;
+    log.commit(tx, committed)?;
     Ok(Ok(()))
 }
 
@@ -1173,6 +1194,7 @@ pub(crate) fn update_mailbox(
 /// collects them).
 pub(crate) fn destroy_mailbox(
     c: &mut Connection,
+    committed: &mut Committed,
     account: AccountId,
     id: MailboxId,
     remove_emails: bool,
@@ -1204,6 +1226,9 @@ pub(crate) fn destroy_mailbox(
         return Ok(Err(WriteRefusal::MailboxHasEmail));
     }
     let mut log = ChangeLog::new(account);
+    if !local_only {
+        log.queued(Queue::Outbox);
+    }
     tx.prepare_cached("DELETE FROM copy WHERE mailbox_id = ?1")?
         .execute([id.0])?;
     for e in emails {
@@ -1249,7 +1274,7 @@ pub(crate) fn destroy_mailbox(
             },
         )?;
     }
-    tx.commit()?;
+    log.commit(tx, committed)?;
     Ok(Ok(()))
 }
 
@@ -1509,7 +1534,12 @@ fn rename_pending_deletes(
     Ok(())
 }
 
-pub(crate) fn complete(c: &mut Connection, account: AccountId, done: &[OutboxDone]) -> Result<()> {
+pub(crate) fn complete(
+    c: &mut Connection,
+    committed: &mut Committed,
+    account: AccountId,
+    done: &[OutboxDone],
+) -> Result<()> {
     let tx = c.transaction()?;
     let mut log = ChangeLog::new(account);
     for d in done {
@@ -1684,13 +1714,19 @@ pub(crate) fn complete(c: &mut Connection, account: AccountId, done: &[OutboxDon
     }
     tx.prepare_cached("DELETE FROM outbox_tombstone WHERE done_at IS NOT NULL AND done_at < ?1")?
         .execute([now() - TOMBSTONE_KEEP_SECS])?;
-    tx.commit()?;
+    log.commit(tx, committed)?;
     Ok(())
 }
 
 /// The server refused an entry for good: the local change is reverted (a store change, so
 /// it is published like any other), the entry dropped and the reason kept for the user.
-pub(crate) fn refuse(c: &mut Connection, account: AccountId, id: i64, reason: &str) -> Result<()> {
+pub(crate) fn refuse(
+    c: &mut Connection,
+    committed: &mut Committed,
+    account: AccountId,
+    id: i64,
+    reason: &str,
+) -> Result<()> {
     let tx = c.transaction()?;
     let row: Option<(Option<i64>, String)> = tx
         .prepare_cached("SELECT email_id, payload FROM outbox WHERE id = ?1 AND account_id = ?2")?
@@ -1882,7 +1918,7 @@ pub(crate) fn refuse(c: &mut Connection, account: AccountId, id: i64, reason: &s
             log.record(&tx, t, e, ChangeOp::Updated)?;
         }
     }
-    tx.commit()?;
+    log.commit(tx, committed)?;
     Ok(())
 }
 
@@ -1945,9 +1981,8 @@ impl Outbox for SqliteStore {
         patches: Vec<EmailPatch>,
     ) -> Result<Vec<std::result::Result<(), WriteRefusal>>> {
         let (out, _) = self
-            .call(move |c| outbox::update_emails(c, account, &patches))
+            .write(move |c, committed| outbox::update_emails(c, committed, account, &patches))
             .await?;
-        self.outbox_wake();
         Ok(out)
     }
 
@@ -1957,10 +1992,9 @@ impl Outbox for SqliteStore {
         ids: Vec<EmailId>,
     ) -> Result<Vec<std::result::Result<(), WriteRefusal>>> {
         let out = self
-            .call(move |c| outbox::destroy_emails(c, account, &ids))
+            .write(move |c, committed| outbox::destroy_emails(c, committed, account, &ids))
             .await?;
         self.collect_orphans(account).await?;
-        self.outbox_wake();
         Ok(out)
     }
 
@@ -1969,8 +2003,8 @@ impl Outbox for SqliteStore {
         account: AccountId,
         req: AppendRequest,
     ) -> Result<std::result::Result<EmailId, WriteRefusal>> {
-        let (conn, blobs) = (self.conn.clone(), self.blobs.clone());
-        let events = self.events.clone(); // push
+        let (conn, blobs, announce) =
+            (self.conn.clone(), self.blobs.clone(), self.announce.clone());
         let out = tokio::task::spawn_blocking(move || {
             // Parsed and written before the lock is taken, like the sync's messages.
             let parsed = mime::parse(&req.raw);
@@ -1978,14 +2012,15 @@ impl Outbox for SqliteStore {
             let mut guard = conn
                 .lock()
                 .map_err(|_| Error::Task("store mutex poisoned".into()))?;
-            let out = outbox::append_email(&mut guard, account, &req, &blob, &parsed);
+            let mut committed = Committed::default();
+            let out =
+                outbox::append_email(&mut guard, &mut committed, account, &req, &blob, &parsed);
             drop(guard);
-            publish_committed(events.as_ref()); // push: announce after commit
+            announce.publish(committed);
             out
         })
         .await
         .map_err(|e| Error::Task(e.to_string()))??;
-        self.outbox_wake();
         Ok(out.0)
     }
 
@@ -1998,11 +2033,10 @@ impl Outbox for SqliteStore {
     ) -> Result<std::result::Result<MailboxId, WriteRefusal>> {
         let name = name.to_string();
         let out = self
-            .mailbox_write(account, move |c| {
-                outbox::create_mailbox(c, account, &name, parent, subscribed)
+            .mailbox_write(account, move |c, committed| {
+                outbox::create_mailbox(c, committed, account, &name, parent, subscribed)
             })
             .await??;
-        self.outbox_wake();
         Ok(out)
     }
 
@@ -2013,11 +2047,10 @@ impl Outbox for SqliteStore {
         patch: MailboxPatch,
     ) -> Result<std::result::Result<(), WriteRefusal>> {
         let out = self
-            .mailbox_write(account, move |c| {
-                outbox::update_mailbox(c, account, id, &patch)
+            .mailbox_write(account, move |c, committed| {
+                outbox::update_mailbox(c, committed, account, id, &patch)
             })
             .await??;
-        self.outbox_wake();
         Ok(out)
     }
 
@@ -2028,12 +2061,11 @@ impl Outbox for SqliteStore {
         remove_emails: bool,
     ) -> Result<std::result::Result<(), WriteRefusal>> {
         let out = self
-            .mailbox_write(account, move |c| {
-                outbox::destroy_mailbox(c, account, id, remove_emails)
+            .mailbox_write(account, move |c, committed| {
+                outbox::destroy_mailbox(c, committed, account, id, remove_emails)
             })
             .await??;
         self.collect_orphans(account).await?;
-        self.outbox_wake();
         Ok(out)
     }
 
@@ -2059,7 +2091,7 @@ impl Outbox for SqliteStore {
     async fn outbox_complete(&self, account: AccountId, done: Vec<OutboxDone>) -> Result<()> {
         let epochs = self.mailbox_epochs.clone();
         let gone = self
-            .call(move |c| {
+            .write(move |c, committed| {
                 // A confirmed mailbox change moves the epoch before the connection is let go.
                 let mut mailbox_op = false;
                 {
@@ -2072,7 +2104,7 @@ impl Outbox for SqliteStore {
                     }
                 }
                 let appended = append_blobs(c, done.iter().map(|d| d.id))?;
-                let r = outbox::complete(c, account, &done);
+                let r = outbox::complete(c, committed, account, &done);
                 if mailbox_op {
                     bump_epoch(&epochs, account);
                 }
@@ -2093,9 +2125,9 @@ impl Outbox for SqliteStore {
     async fn outbox_refuse(&self, account: AccountId, id: i64, reason: &str) -> Result<()> {
         let reason = reason.to_string();
         let gone = self
-            .call(move |c| {
+            .write(move |c, committed| {
                 let appended = append_blobs(c, [id])?;
-                outbox::refuse(c, account, id, &reason)?;
+                outbox::refuse(c, committed, account, id, &reason)?;
                 forget_unreferenced(c, appended)
             })
             .await?;
@@ -2113,7 +2145,7 @@ impl Outbox for SqliteStore {
             .await
     }
 
-    fn outbox_signal(&self) -> tokio::sync::watch::Receiver<u64> {
-        self.outbox_tx.subscribe()
+    fn outbox_signal(&self, account: AccountId) -> tokio::sync::watch::Receiver<u64> {
+        self.announce.work.outbox(account)
     }
 }

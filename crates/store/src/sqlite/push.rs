@@ -9,7 +9,7 @@ use crate::subscriptions::{
 #[async_trait]
 impl Push for SqliteStore {
     fn events(&self) -> Arc<dyn EventBus> {
-        self.events.clone()
+        self.announce.events.clone()
     }
 
     async fn changed_types_since(&self, account: AccountId, since: State) -> Result<TypeSet> {

@@ -1,7 +1,7 @@
 //! The `quota` table (migration v9): what the account's IMAP server said of its quotas,
 //! with the change log kept like every other type's (Quota/changes, push).
 
-use super::write::ChangeLog;
+use super::write::{ChangeLog, Committed};
 use super::*;
 use crate::quota::{QuotaRecord, QuotaResource, QuotaValue};
 use crate::{ChangeOp, Error, ObjectType, Result};
@@ -62,7 +62,12 @@ pub(super) fn quotas(c: &Connection, account: AccountId) -> Result<Vec<QuotaReco
 /// Makes the stored quotas of `account` exactly `values`, in one transaction that bumps
 /// the state and logs each created, changed or removed quota; nothing when nothing
 /// changed. Returns whether anything did.
-pub(super) fn apply(c: &mut Connection, account: AccountId, values: &[QuotaValue]) -> Result<bool> {
+pub(super) fn apply(
+    c: &mut Connection,
+    committed: &mut Committed,
+    account: AccountId,
+    values: &[QuotaValue],
+) -> Result<bool> {
     let tx = c.transaction()?;
     let stored = quotas(&tx, account)?;
     let mut log = ChangeLog::new(account);
@@ -116,7 +121,7 @@ pub(super) fn apply(c: &mut Connection, account: AccountId, values: &[QuotaValue
             changed = true;
         }
     }
-    tx.commit()?;
+    log.commit(tx, committed)?;
     Ok(changed)
 }
 
@@ -128,6 +133,7 @@ impl Quotas for SqliteStore {
 
     async fn apply_quotas(&self, account: AccountId, values: &[crate::QuotaValue]) -> Result<bool> {
         let values = values.to_vec();
-        self.call(move |c| quota::apply(c, account, &values)).await
+        self.write(move |c, committed| quota::apply(c, committed, account, &values))
+            .await
     }
 }

@@ -1,10 +1,11 @@
 //! Identities and the submission queue. Every change to a submission or an
 //! identity is logged like any other object change, in the same transaction.
 
-use super::write::ChangeLog;
+use super::write::{ChangeLog, Committed};
 use super::*;
 use crate::model::{ChangeOp, ObjectType};
 use crate::submission::*;
+use crate::wake::Queue;
 use crate::{Error, Result};
 use mail_types::{AccountId, EmailId, ThreadId};
 use rusqlite::{Connection, OptionalExtension, Transaction, params};
@@ -147,7 +148,12 @@ fn forget_blob(tx: &Transaction<'_>, b: &str) -> Result<Option<String>> {
     Ok((n > 0).then(|| b.to_owned()))
 }
 
-pub(super) fn create_submission(c: &mut Connection, s: &NewSubmission, now: i64) -> Result<i64> {
+pub(super) fn create_submission(
+    c: &mut Connection,
+    committed: &mut Committed,
+    s: &NewSubmission,
+    now: i64,
+) -> Result<i64> {
     let tx = c.transaction()?;
     let mut log = ChangeLog::new(s.account);
     tx.execute(
@@ -190,7 +196,8 @@ pub(super) fn create_submission(c: &mut Connection, s: &NewSubmission, now: i64)
     )?;
     let id = tx.last_insert_rowid();
     log.record(&tx, ObjectType::EmailSubmission, id, ChangeOp::Created)?;
-    tx.commit()?;
+    log.queued(Queue::Submissions);
+    log.commit(tx, committed)?;
     Ok(id)
 }
 
@@ -202,6 +209,7 @@ pub(super) fn submissions(c: &mut Connection, account: AccountId) -> Result<Vec<
 /// Returns the blob freed, if any.
 pub(super) fn cancel_submission(
     c: &mut Connection,
+    committed: &mut Committed,
     account: AccountId,
     id: i64,
 ) -> Result<(CancelOutcome, Option<String>)> {
@@ -223,7 +231,9 @@ pub(super) fn cancel_submission(
     let gone = release(&tx, id)?;
     let mut log = ChangeLog::new(account);
     log.record(&tx, ObjectType::EmailSubmission, id, ChangeOp::Updated)?;
-    tx.commit()?;
+    // Its message goes back to Drafts: the worker's work.
+    log.queued(Queue::Submissions);
+    log.commit(tx, committed)?;
     Ok((CancelOutcome::Canceled, gone))
 }
 
@@ -231,6 +241,7 @@ pub(super) fn cancel_submission(
 /// Returns whether it was destroyed, and the blob freed with it, if any.
 pub(super) fn destroy_submission(
     c: &mut Connection,
+    committed: &mut Committed,
     account: AccountId,
     id: i64,
 ) -> Result<(bool, Option<String>)> {
@@ -257,7 +268,7 @@ pub(super) fn destroy_submission(
     };
     let mut log = ChangeLog::new(account);
     log.record(&tx, ObjectType::EmailSubmission, id, ChangeOp::Destroyed)?;
-    tx.commit()?;
+    log.commit(tx, committed)?;
     Ok((true, gone))
 }
 
@@ -285,7 +296,11 @@ pub(super) fn next_submission_at(c: &mut Connection) -> Result<Option<i64>> {
 /// queued → sending, committed with `synchronous = FULL` before any byte goes to the SMTP
 /// server: after a crash, a row in `sending` is the proof that an attempt may have
 /// reached the server.
-pub(super) fn begin_submission(c: &mut Connection, id: i64) -> Result<Option<Bytes>> {
+pub(super) fn begin_submission(
+    c: &mut Connection,
+    committed: &mut Committed,
+    id: i64,
+) -> Result<Option<Bytes>> {
     c.pragma_update(None, "synchronous", "FULL")?;
     let result = (|| {
         let tx = c.transaction()?;
@@ -303,7 +318,7 @@ pub(super) fn begin_submission(c: &mut Connection, id: i64) -> Result<Option<Byt
         let raw = bytes_of(&tx, id)?;
         let mut log = ChangeLog::new(account);
         log.record(&tx, ObjectType::EmailSubmission, id, ChangeOp::Updated)?;
-        tx.commit()?;
+        log.commit(tx, committed)?;
         Ok(Some(raw))
     })();
     c.pragma_update(None, "synchronous", "NORMAL")?;
@@ -313,6 +328,7 @@ pub(super) fn begin_submission(c: &mut Connection, id: i64) -> Result<Option<Byt
 /// Returns the blob freed, if any.
 pub(super) fn finish_submission(
     c: &mut Connection,
+    committed: &mut Committed,
     id: i64,
     result: &AttemptResult,
 ) -> Result<Option<String>> {
@@ -364,7 +380,7 @@ pub(super) fn finish_submission(
     let gone = release(&tx, id)?;
     let mut log = ChangeLog::new(account);
     log.record(&tx, ObjectType::EmailSubmission, id, ChangeOp::Updated)?;
-    tx.commit()?;
+    log.commit(tx, committed)?;
     Ok(gone)
 }
 
@@ -373,7 +389,10 @@ pub(super) fn finish_submission(
 /// show delivered 'unknown' (those settled by an earlier attempt keep their status), and
 /// its Sent copy is due, as after any unknown outcome (docs/design/sending.md, "The Sent copy").
 /// Returns the submissions recovered and the blobs freed.
-pub(super) fn recover_submissions(c: &mut Connection) -> Result<(Vec<i64>, Vec<String>)> {
+pub(super) fn recover_submissions(
+    c: &mut Connection,
+    committed: &mut Committed,
+) -> Result<(Vec<i64>, Vec<String>)> {
     let tx = c.transaction()?;
     let rows: Vec<(i64, i64, String)> = {
         let mut st =
@@ -382,6 +401,7 @@ pub(super) fn recover_submissions(c: &mut Connection) -> Result<(Vec<i64>, Vec<S
         rows.collect::<rusqlite::Result<Vec<_>>>()?
     };
     let mut gone = Vec::new();
+    let mut logs = Vec::new();
     for (id, account, delivery) in &rows {
         let mut entries: Vec<DeliveryEntry> = serde_json::from_str(delivery)
             .map_err(|_| Error::Corrupt(format!("submission {id}: delivery")))?;
@@ -402,8 +422,9 @@ pub(super) fn recover_submissions(c: &mut Connection) -> Result<(Vec<i64>, Vec<S
         gone.extend(release(&tx, *id)?);
         let mut log = ChangeLog::new(AccountId(*account));
         log.record(&tx, ObjectType::EmailSubmission, *id, ChangeOp::Updated)?;
+        logs.push(log);
     }
-    tx.commit()?;
+    ChangeLog::commit_all(tx, logs, committed)?;
     Ok((rows.into_iter().map(|(id, _, _)| id).collect(), gone))
 }
 
@@ -412,6 +433,7 @@ pub(super) fn recover_submissions(c: &mut Connection) -> Result<(Vec<i64>, Vec<S
 /// report: false when that blob was applied already (or the row is gone).
 pub(super) fn apply_dsn(
     c: &mut Connection,
+    committed: &mut Committed,
     account: AccountId,
     id: i64,
     blob_id: &str,
@@ -451,7 +473,7 @@ pub(super) fn apply_dsn(
     )?;
     let mut log = ChangeLog::new(account);
     log.record(&tx, ObjectType::EmailSubmission, id, ChangeOp::Updated)?;
-    tx.commit()?;
+    log.commit(tx, committed)?;
     Ok(true)
 }
 
@@ -546,8 +568,14 @@ pub(super) fn identities(c: &mut Connection, account: AccountId) -> Result<Vec<I
     Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?)
 }
 
-pub(super) fn ensure_identity(c: &mut Connection, account: AccountId, email: &str) -> Result<()> {
+pub(super) fn ensure_identity(
+    c: &mut Connection,
+    committed: &mut Committed,
+    account: AccountId,
+    email: &str,
+) -> Result<()> {
     let tx = c.transaction()?;
+    let mut log = ChangeLog::new(account);
     let n: i64 = tx.query_row(
         "SELECT count(*) FROM identity WHERE account_id = ?1",
         [account.0],
@@ -559,14 +587,17 @@ pub(super) fn ensure_identity(c: &mut Connection, account: AccountId, email: &st
             params![account.0, email],
         )?;
         let id = tx.last_insert_rowid();
-        let mut log = ChangeLog::new(account);
         log.record(&tx, ObjectType::Identity, id, ChangeOp::Created)?;
     }
-    tx.commit()?;
+    log.commit(tx, committed)?;
     Ok(())
 }
 
-pub(super) fn create_identity(c: &mut Connection, i: &IdentityRecord) -> Result<i64> {
+pub(super) fn create_identity(
+    c: &mut Connection,
+    committed: &mut Committed,
+    i: &IdentityRecord,
+) -> Result<i64> {
     let tx = c.transaction()?;
     tx.execute(
         "INSERT INTO identity (account_id, name, email, reply_to, bcc, text_signature, \
@@ -584,12 +615,16 @@ pub(super) fn create_identity(c: &mut Connection, i: &IdentityRecord) -> Result<
     let id = tx.last_insert_rowid();
     let mut log = ChangeLog::new(i.account);
     log.record(&tx, ObjectType::Identity, id, ChangeOp::Created)?;
-    tx.commit()?;
+    log.commit(tx, committed)?;
     Ok(id)
 }
 
 /// Updates the mutable properties (RFC 8621 6: `email` is immutable).
-pub(super) fn update_identity(c: &mut Connection, i: &IdentityRecord) -> Result<bool> {
+pub(super) fn update_identity(
+    c: &mut Connection,
+    committed: &mut Committed,
+    i: &IdentityRecord,
+) -> Result<bool> {
     let tx = c.transaction()?;
     let n = tx.execute(
         "UPDATE identity SET name = ?3, reply_to = ?4, bcc = ?5, text_signature = ?6, \
@@ -609,11 +644,16 @@ pub(super) fn update_identity(c: &mut Connection, i: &IdentityRecord) -> Result<
     }
     let mut log = ChangeLog::new(i.account);
     log.record(&tx, ObjectType::Identity, i.id, ChangeOp::Updated)?;
-    tx.commit()?;
+    log.commit(tx, committed)?;
     Ok(true)
 }
 
-pub(super) fn destroy_identity(c: &mut Connection, account: AccountId, id: i64) -> Result<bool> {
+pub(super) fn destroy_identity(
+    c: &mut Connection,
+    committed: &mut Committed,
+    account: AccountId,
+    id: i64,
+) -> Result<bool> {
     let tx = c.transaction()?;
     let n = tx.execute(
         "DELETE FROM identity WHERE id = ?1 AND account_id = ?2 AND may_delete = 1",
@@ -624,7 +664,7 @@ pub(super) fn destroy_identity(c: &mut Connection, account: AccountId, id: i64) 
     }
     let mut log = ChangeLog::new(account);
     log.record(&tx, ObjectType::Identity, id, ChangeOp::Destroyed)?;
-    tx.commit()?;
+    log.commit(tx, committed)?;
     Ok(true)
 }
 
@@ -677,30 +717,30 @@ impl Submissions for SqliteStore {
 
     async fn ensure_identity(&self, account: AccountId, email: &str) -> Result<()> {
         let email = email.to_string();
-        self.call(move |c| submission::ensure_identity(c, account, &email))
+        self.write(move |c, committed| submission::ensure_identity(c, committed, account, &email))
             .await
     }
 
     async fn create_identity(&self, identity: &crate::IdentityRecord) -> Result<i64> {
         let identity = identity.clone();
-        self.call(move |c| submission::create_identity(c, &identity))
+        self.write(move |c, committed| submission::create_identity(c, committed, &identity))
             .await
     }
 
     async fn update_identity(&self, identity: &crate::IdentityRecord) -> Result<bool> {
         let identity = identity.clone();
-        self.call(move |c| submission::update_identity(c, &identity))
+        self.write(move |c, committed| submission::update_identity(c, committed, &identity))
             .await
     }
 
     async fn destroy_identity(&self, account: AccountId, id: i64) -> Result<bool> {
-        self.call(move |c| submission::destroy_identity(c, account, id))
+        self.write(move |c, committed| submission::destroy_identity(c, committed, account, id))
             .await
     }
 
     async fn create_submission(&self, s: &crate::NewSubmission) -> Result<i64> {
         let s = s.clone();
-        self.call(move |c| submission::create_submission(c, &s, now()))
+        self.write(move |c, committed| submission::create_submission(c, committed, &s, now()))
             .await
     }
 
@@ -711,7 +751,7 @@ impl Submissions for SqliteStore {
 
     async fn cancel_submission(&self, account: AccountId, id: i64) -> Result<crate::CancelOutcome> {
         let (out, gone) = self
-            .call(move |c| submission::cancel_submission(c, account, id))
+            .write(move |c, committed| submission::cancel_submission(c, committed, account, id))
             .await?;
         self.forget_blob_files(gone).await?;
         Ok(out)
@@ -719,7 +759,7 @@ impl Submissions for SqliteStore {
 
     async fn destroy_submission(&self, account: AccountId, id: i64) -> Result<bool> {
         let (out, gone) = self
-            .call(move |c| submission::destroy_submission(c, account, id))
+            .write(move |c, committed| submission::destroy_submission(c, committed, account, id))
             .await?;
         self.forget_blob_files(gone).await?;
         Ok(out)
@@ -738,9 +778,13 @@ impl Submissions for SqliteStore {
         self.call(submission::next_submission_at).await
     }
 
+    fn submission_signal(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.announce.work.submissions()
+    }
+
     async fn begin_submission(&self, id: i64) -> Result<Option<Vec<u8>>> {
         match self
-            .call(move |c| submission::begin_submission(c, id))
+            .write(move |c, committed| submission::begin_submission(c, committed, id))
             .await?
         {
             Some(b) => Ok(Some(self.submission_bytes(id, b).await?)),
@@ -751,13 +795,13 @@ impl Submissions for SqliteStore {
     async fn finish_submission(&self, id: i64, result: &crate::AttemptResult) -> Result<()> {
         let result = result.clone();
         let gone = self
-            .call(move |c| submission::finish_submission(c, id, &result))
+            .write(move |c, committed| submission::finish_submission(c, committed, id, &result))
             .await?;
         self.forget_blob_files(gone).await
     }
 
     async fn recover_submissions(&self) -> Result<Vec<i64>> {
-        let (ids, gone) = self.call(submission::recover_submissions).await?;
+        let (ids, gone) = self.write(submission::recover_submissions).await?;
         self.forget_blob_files(gone).await?;
         Ok(ids)
     }
@@ -817,8 +861,10 @@ impl Submissions for SqliteStore {
         updates: &[crate::DeliveryEntry],
     ) -> Result<bool> {
         let (blob, updates) = (blob_id.to_owned(), updates.to_vec());
-        self.call(move |c| submission::apply_dsn(c, account, id, &blob, &updates))
-            .await
+        self.write(move |c, committed| {
+            submission::apply_dsn(c, committed, account, id, &blob, &updates)
+        })
+        .await
     }
 
     async fn set_server_files_sent(&self, account: AccountId, server_files: bool) -> Result<()> {
@@ -884,7 +930,7 @@ mod tests {
             sent_copy: SentCopy::Append,
             draft: DraftFate::Keep,
         };
-        create_submission(c, &s, 0).unwrap()
+        create_submission(c, &mut Committed::default(), &s, 0).unwrap()
     }
 
     fn entry(email: &str, delivered: &str, reply: &str, settled: bool) -> DeliveryEntry {
@@ -914,7 +960,11 @@ mod tests {
     fn a_partial_success_makes_the_sent_copy_due_and_a_crash_keeps_what_was_settled() {
         let mut c = store();
         let id = queue(&mut c);
-        assert!(begin_submission(&mut c, id).unwrap().is_some());
+        assert!(
+            begin_submission(&mut c, &mut Committed::default(), id)
+                .unwrap()
+                .is_some()
+        );
         let delivery = vec![
             entry("a@y.org", "queued", "250 ok", true),
             entry("b@d.test", "queued", "451 later", false),
@@ -924,7 +974,7 @@ mod tests {
             delivery,
             error: String::new(),
         };
-        finish_submission(&mut c, id, &retry).unwrap();
+        finish_submission(&mut c, &mut Committed::default(), id, &retry).unwrap();
         let (s, raw) = row(&mut c, id);
         assert_eq!(s.phase, SubmissionPhase::Queued);
         assert_eq!(
@@ -937,8 +987,17 @@ mod tests {
         set_sent_copy_done(&mut c, id).unwrap();
         assert!(!row(&mut c, id).1.is_empty(), "still queued: bytes kept");
         // The retry is cut by a crash: only the deferred recipient becomes unknown.
-        assert!(begin_submission(&mut c, id).unwrap().is_some());
-        assert_eq!(recover_submissions(&mut c).unwrap().0, vec![id]);
+        assert!(
+            begin_submission(&mut c, &mut Committed::default(), id)
+                .unwrap()
+                .is_some()
+        );
+        assert_eq!(
+            recover_submissions(&mut c, &mut Committed::default())
+                .unwrap()
+                .0,
+            vec![id]
+        );
         let (s, raw) = row(&mut c, id);
         assert_eq!(s.phase, SubmissionPhase::Done);
         assert_eq!(s.delivery[0].smtp_reply, "250 ok");
@@ -947,9 +1006,39 @@ mod tests {
         assert!(raw.is_empty());
         // A report applies once.
         let bounce = [entry("A@y.org", "no", "550 gone", true)];
-        assert!(apply_dsn(&mut c, AccountId(1), id, "blob1", &bounce).unwrap());
-        assert!(!apply_dsn(&mut c, AccountId(1), id, "blob1", &bounce).unwrap());
-        assert!(!apply_dsn(&mut c, AccountId(2), id, "blob2", &bounce).unwrap());
+        assert!(
+            apply_dsn(
+                &mut c,
+                &mut Committed::default(),
+                AccountId(1),
+                id,
+                "blob1",
+                &bounce
+            )
+            .unwrap()
+        );
+        assert!(
+            !apply_dsn(
+                &mut c,
+                &mut Committed::default(),
+                AccountId(1),
+                id,
+                "blob1",
+                &bounce
+            )
+            .unwrap()
+        );
+        assert!(
+            !apply_dsn(
+                &mut c,
+                &mut Committed::default(),
+                AccountId(2),
+                id,
+                "blob2",
+                &bounce
+            )
+            .unwrap()
+        );
         let (s, _) = row(&mut c, id);
         assert_eq!(s.delivery[0].delivered, "no");
         assert_eq!(s.delivery[0].smtp_reply, "550 gone");
@@ -960,14 +1049,22 @@ mod tests {
     fn unknown_after_a_crash_gets_a_sent_copy_and_a_refusal_none() {
         let mut c = store();
         let cut = queue(&mut c);
-        assert!(begin_submission(&mut c, cut).unwrap().is_some());
-        recover_submissions(&mut c).unwrap();
+        assert!(
+            begin_submission(&mut c, &mut Committed::default(), cut)
+                .unwrap()
+                .is_some()
+        );
+        recover_submissions(&mut c, &mut Committed::default()).unwrap();
         let (s, raw) = row(&mut c, cut);
         assert!(s.delivery.iter().all(|d| d.delivered == "unknown"));
         assert_eq!(s.sent_copy, SentCopy::Due);
         assert!(!raw.is_empty(), "the copy is made from the bytes");
         let refused = queue(&mut c);
-        assert!(begin_submission(&mut c, refused).unwrap().is_some());
+        assert!(
+            begin_submission(&mut c, &mut Committed::default(), refused)
+                .unwrap()
+                .is_some()
+        );
         let fin = AttemptResult::Final {
             delivery: vec![
                 entry("a@y.org", "no", "550 no", true),
@@ -975,7 +1072,7 @@ mod tests {
             ],
             error: "every recipient was refused".into(),
         };
-        finish_submission(&mut c, refused, &fin).unwrap();
+        finish_submission(&mut c, &mut Committed::default(), refused, &fin).unwrap();
         let (s, raw) = row(&mut c, refused);
         assert_eq!(s.sent_copy, SentCopy::None);
         // Not sent: the message goes back to Drafts, made from these bytes.

@@ -1,8 +1,9 @@
 //! The write paths of the SQLite store: every function runs one transaction and records
 //! each changed object in the change log under one new account state.
 
-use crate::events::PushType;
+use crate::events::{AccountChange, PushType, TypeSet};
 use crate::model::*;
+use crate::wake::Queue;
 use crate::{Error, Result};
 use mail_types::{AccountId, MailboxId, State, UidValidity, imap_flag_to_keyword};
 use rusqlite::{Connection, OptionalExtension, Transaction, params};
@@ -42,12 +43,26 @@ pub(crate) fn split_flags(s: &str) -> Vec<String> {
         .collect()
 }
 
+/// What the transactions of one store call committed: the account changes to announce on
+/// the event bus and the queues that received work. A write function pushes into it only
+/// after its commit returned ([`ChangeLog::commit`]), so a rolled back transaction is never
+/// announced; the call helper publishes it once the call is over (`Announce::publish`).
+#[derive(Debug, Default)]
+pub(crate) struct Committed {
+    pub(crate) changes: Vec<AccountChange>,
+    pub(crate) queued: Vec<(AccountId, Queue)>,
+}
+
 /// Collects the changes of one transaction and bumps the account state lazily, on the first
 /// recorded change: a batch that changes nothing JMAP can see does not move the state.
 pub(crate) struct ChangeLog {
     account: AccountId,
     state: Option<i64>,
     seen: HashSet<(ObjectType, i64)>,
+    /// push: the types changed, announced after the commit.
+    types: TypeSet,
+    /// The queue this transaction gives work to, woken after the commit.
+    queued: Option<Queue>,
 }
 
 impl ChangeLog {
@@ -56,7 +71,42 @@ impl ChangeLog {
             account,
             state: None,
             seen: HashSet::new(),
+            types: TypeSet::EMPTY,
+            queued: None,
         }
+    }
+
+    /// This transaction queues work in the account's `queue`: its worker is woken once it
+    /// commits.
+    pub(crate) fn queued(&mut self, queue: Queue) {
+        self.queued = Some(queue);
+    }
+
+    /// Commits `tx` and hands what it changed to `out`.
+    pub(crate) fn commit(self, tx: Transaction<'_>, out: &mut Committed) -> Result<()> {
+        Self::commit_all(tx, [self], out)
+    }
+
+    /// Commits `tx`, in which several accounts changed, each through its own log.
+    pub(crate) fn commit_all(
+        tx: Transaction<'_>,
+        logs: impl IntoIterator<Item = ChangeLog>,
+        out: &mut Committed,
+    ) -> Result<()> {
+        tx.commit()?;
+        for log in logs {
+            if let Some(s) = log.state {
+                out.changes.push(AccountChange {
+                    account: log.account,
+                    state: State(s),
+                    types: log.types,
+                });
+            }
+            if let Some(q) = log.queued {
+                out.queued.push((log.account, q));
+            }
+        }
+        Ok(())
     }
 
     pub(crate) fn record(
@@ -68,7 +118,7 @@ impl ChangeLog {
     ) -> Result<()> {
         let state = self.bump(tx)?;
         // push: the type is announced once this transaction commits.
-        pending::note(self.account, state, object.into());
+        self.types.insert(object.into());
         // One row per object per transaction; a later "destroyed" still wins because it is
         // written as its own row after the earlier one.
         if op != ChangeOp::Destroyed && !self.seen.insert((object, id)) {
@@ -122,7 +172,7 @@ impl ChangeLog {
             return Ok(());
         }
         let state = self.bump(tx)?;
-        pending::note(self.account, state, object.into());
+        self.types.insert(object.into());
         let fresh: Vec<i64> = ids
             .iter()
             .copied()
@@ -149,9 +199,9 @@ impl ChangeLog {
     /// push: a new message arrived from the server in this transaction (EmailDelivery),
     /// announced at commit and kept as the account's `delivery_state` for clients that
     /// come back later. Call after recording its Email (the state is bumped by then).
-    fn delivered(&self, tx: &Transaction<'_>) -> Result<()> {
+    fn delivered(&mut self, tx: &Transaction<'_>) -> Result<()> {
         if let Some(s) = self.state {
-            pending::note(self.account, s, PushType::EmailDelivery);
+            self.types.insert(PushType::EmailDelivery);
             tx.prepare_cached("UPDATE account SET delivery_state = ?2 WHERE id = ?1")?
                 .execute(params![self.account.0, s])?;
         }
@@ -172,6 +222,7 @@ impl ChangeLog {
 
 pub(crate) fn apply_mailbox_list(
     c: &mut Connection,
+    committed: &mut Committed,
     account: AccountId,
     remote: &[RemoteMailbox],
 ) -> Result<MailboxListOutcome> {
@@ -314,7 +365,7 @@ pub(crate) fn apply_mailbox_list(
             log.record(&tx, ObjectType::Mailbox, *id, ChangeOp::Updated)?;
         }
     }
-    tx.commit()?;
+    log.commit(tx, committed)?;
     Ok(out)
 }
 
@@ -387,7 +438,12 @@ pub(crate) fn refresh_keywords(tx: &Transaction<'_>, email: i64) -> Result<bool>
     Ok(n > 0)
 }
 
-pub(crate) fn reset_mailbox(c: &mut Connection, mailbox: MailboxId, v: UidValidity) -> Result<()> {
+pub(crate) fn reset_mailbox(
+    c: &mut Connection,
+    committed: &mut Committed,
+    mailbox: MailboxId,
+    v: UidValidity,
+) -> Result<()> {
     let tx = c.transaction()?;
     let account: i64 = tx.query_row(
         "SELECT account_id FROM mailbox WHERE id = ?1",
@@ -400,7 +456,7 @@ pub(crate) fn reset_mailbox(c: &mut Connection, mailbox: MailboxId, v: UidValidi
         "UPDATE mailbox SET uidvalidity = ?2, uidnext = 1, highestmodseq = 0 WHERE id = ?1",
         params![mailbox.0, v.0],
     )?;
-    tx.commit()?;
+    log.commit(tx, committed)?;
     Ok(())
 }
 
@@ -664,6 +720,7 @@ fn merge_thread(tx: &Transaction<'_>, log: &mut ChangeLog, from: i64, into: i64)
 /// `ch.bodies[i]`, already written to the blob store by the caller (outside the lock).
 pub(crate) fn apply_mailbox_changes(
     c: &mut Connection,
+    committed: &mut Committed,
     account: AccountId,
     mailbox: MailboxId,
     ch: MailboxChanges,
@@ -937,7 +994,7 @@ pub(crate) fn apply_mailbox_changes(
             .execute(params![mailbox.0, t])?;
     }
     let state = log.state(&tx)?;
-    tx.commit()?;
+    log.commit(tx, committed)?;
     Ok(state)
 }
 
@@ -945,6 +1002,7 @@ pub(crate) fn apply_mailbox_changes(
 /// the caller to remove once this has committed).
 pub(crate) fn collect_orphans(
     c: &mut Connection,
+    committed: &mut Committed,
     account: AccountId,
 ) -> Result<(usize, Vec<String>)> {
     let tx = c.transaction()?;
@@ -992,75 +1050,6 @@ pub(crate) fn collect_orphans(
             log.record(&tx, ObjectType::Thread, *thread, ChangeOp::Updated)?;
         }
     }
-    tx.commit()?;
+    log.commit(tx, committed)?;
     Ok((orphans.len(), gone_blobs))
-}
-
-// --- push: changes announced after commit ----------------------------------------------
-
-/// The types each open transaction changed, kept per thread: a transaction runs from start
-/// to commit on the one thread holding the connection, and SQLite's commit and rollback
-/// hooks run on that thread too. The commit hook moves what the transaction noted to the
-/// committed list, the rollback hook drops it, and the store call takes the committed list
-/// once it returns and publishes it: every write through a `ChangeLog` is announced, only
-/// after its commit, and a rolled back one never is.
-pub(crate) mod pending {
-    use crate::events::{AccountChange, PushType, TypeSet};
-    use mail_types::{AccountId, State};
-    use std::cell::RefCell;
-
-    #[derive(Default)]
-    struct Pending {
-        open: Vec<AccountChange>,
-        committed: Vec<AccountChange>,
-    }
-
-    thread_local! {
-        static PENDING: RefCell<Pending> = RefCell::new(Pending::default());
-    }
-
-    pub(crate) fn note(account: AccountId, state: i64, t: PushType) {
-        PENDING.with(|p| {
-            let mut p = p.borrow_mut();
-            match p.open.iter_mut().find(|c| c.account == account) {
-                Some(c) => {
-                    c.state = State(c.state.0.max(state));
-                    c.types.insert(t);
-                }
-                None => {
-                    let mut types = TypeSet::EMPTY;
-                    types.insert(t);
-                    p.open.push(AccountChange {
-                        account,
-                        state: State(state),
-                        types,
-                    });
-                }
-            }
-        });
-    }
-
-    /// Registers the hooks on a connection.
-    pub(crate) fn install(c: &rusqlite::Connection) {
-        c.commit_hook(Some(|| {
-            PENDING.with(|p| {
-                let mut p = p.borrow_mut();
-                let open = std::mem::take(&mut p.open);
-                p.committed.extend(open);
-            });
-            false // false: let the commit go on
-        }));
-        c.rollback_hook(Some(|| PENDING.with(|p| p.borrow_mut().open.clear())));
-    }
-
-    /// What committed on this thread since the last call. Anything still open (a
-    /// transaction that neither committed nor rolled back, which a store call never
-    /// leaves) is dropped.
-    pub(crate) fn take() -> Vec<AccountChange> {
-        PENDING.with(|p| {
-            let mut p = p.borrow_mut();
-            p.open.clear();
-            std::mem::take(&mut p.committed)
-        })
-    }
 }
