@@ -229,22 +229,30 @@ impl AccountSync {
             // flagged message twice over. The `$flagged` keyword already says it.
             remote.retain(|m| m.role != Some(Role::Flagged));
         }
+        let listed: HashSet<String> = remote.iter().map(|m| m.raw_name.clone()).collect();
+        let unlisted: Vec<MailboxRecord> = self
+            .store
+            .mailboxes(self.account)
+            .await?
+            .into_iter()
+            .filter(|m| !listed.contains(&m.raw_name))
+            .collect();
         if incomplete {
             // A LIST line we could not read must not make its mailbox (and its mail) vanish
             // from the store: keep every stored mailbox the list did not mention.
             tracing::warn!(account = %self.account, "LIST had unparseable lines; keeping unlisted mailboxes");
-            let listed: HashSet<String> = remote.iter().map(|m| m.raw_name.clone()).collect();
-            for m in self.store.mailboxes(self.account).await? {
-                if !listed.contains(&m.raw_name) {
-                    remote.push(RemoteMailbox {
-                        raw_name: m.raw_name,
-                        name: m.name,
-                        delimiter: m.delimiter,
-                        role: m.role,
-                        subscribed: m.subscribed,
-                        selectable: m.selectable,
-                        uidvalidity: (m.uidvalidity.0 != 0).then_some(m.uidvalidity.0),
-                    });
+            remote.extend(unlisted.into_iter().map(still_there));
+        } else {
+            // A mailbox the LIST left out is gone only if the server, asked for it by name,
+            // says so too. Dovecot 2.3's mailbox list index can go stale in a long-lived
+            // session that saw renames ("Corrupted mailbox list index" in its log): its LIST
+            // then omits a mailbox created a moment ago, and believing it would destroy the
+            // user's new folder here (and give it a new id when it comes back).
+            for m in unlisted {
+                if m.selectable && s.mailbox_opens(&m.raw_name).await? {
+                    tracing::info!(account = %self.account, mailbox = %m.name,
+                        "LIST left out a mailbox the server still opens; kept");
+                    remote.push(still_there(m));
                 }
             }
         }
@@ -925,6 +933,19 @@ impl PassEvents {
             }
         }
         ev
+    }
+}
+
+/// A stored mailbox kept as the server still has it, for a LIST that did not say so.
+fn still_there(m: MailboxRecord) -> RemoteMailbox {
+    RemoteMailbox {
+        raw_name: m.raw_name,
+        name: m.name,
+        delimiter: m.delimiter,
+        role: m.role,
+        subscribed: m.subscribed,
+        selectable: m.selectable,
+        uidvalidity: (m.uidvalidity.0 != 0).then_some(m.uidvalidity.0),
     }
 }
 

@@ -398,6 +398,19 @@ impl Session {
         }))
     }
 
+    /// Whether the server opens a mailbox of this wire name (STATUS), asked by name rather
+    /// than read from a LIST: a refusal (NO, RFC 3501 6.3.10) is "not there".
+    pub async fn mailbox_opens(&mut self, raw_name: &str) -> Result<bool> {
+        match self
+            .run(&format!("STATUS {} (UIDVALIDITY)", mailbox_arg(raw_name)?))
+            .await
+        {
+            Ok(_) => Ok(true),
+            Err(Error::Refused { .. }) => Ok(false),
+            Err(e) => Err(e),
+        }
+    }
+
     /// Whether a mailbox of this wire name exists (LIST).
     pub async fn mailbox_exists(&mut self, raw_name: &str) -> Result<bool> {
         let (untagged, _) = self

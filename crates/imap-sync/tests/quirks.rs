@@ -36,6 +36,10 @@ struct Mailbox {
     greeting: &'static str,
     /// This many UID SEARCHes are answered `NO [UNAVAILABLE]`.
     unavailable_searches: u32,
+    /// LIST leaves INBOX out (a stale mailbox list, as Dovecot 2.3's list index can be).
+    list_omits_inbox: bool,
+    /// STATUS INBOX is refused as nonexistent (the mailbox is really gone).
+    status_refused: bool,
 }
 
 impl Default for Mailbox {
@@ -53,6 +57,8 @@ impl Default for Mailbox {
             search_cap: None,
             greeting: "scripted",
             unavailable_searches: 0,
+            list_omits_inbox: false,
+            status_refused: false,
         }
     }
 }
@@ -124,9 +130,18 @@ impl Mailbox {
                 out.push_str("* ENABLED QRESYNC\r\n");
             }
             out.push_str(&format!("{tag} OK enabled\r\n"));
+        } else if upper.starts_with("LIST") && self.list_omits_inbox {
+            out.push_str(&format!("{tag} OK list\r\n"));
         } else if upper.starts_with("LIST") {
             out.push_str(&format!(
                 "* LIST (\\Subscribed) \"/\" INBOX\r\n{tag} OK list\r\n"
+            ));
+        } else if upper.starts_with("STATUS") && self.status_refused {
+            out.push_str(&format!("{tag} NO [NONEXISTENT] no such mailbox\r\n"));
+        } else if upper.starts_with("STATUS") {
+            out.push_str(&format!(
+                "* STATUS INBOX (UIDVALIDITY {})\r\n{tag} OK status\r\n",
+                self.uidvalidity
             ));
         } else if upper.starts_with("LSUB") {
             out.push_str(&format!("* LSUB () \"/\" INBOX\r\n{tag} OK lsub\r\n"));
@@ -577,5 +592,40 @@ async fn provider_detected_from_greeting_and_capabilities() -> Result<()> {
     assert_eq!(s.profile().provider, Provider::Generic);
     assert!(s.qresync());
     s.logout().await;
+    Ok(())
+}
+
+/// A mailbox a LIST leaves out is kept, with its id and its mail, while the server still
+/// opens it when asked by name; it goes once the server says it is gone.
+#[tokio::test]
+async fn a_mailbox_a_stale_list_leaves_out_is_kept_while_the_server_opens_it() -> Result<()> {
+    let mailbox = Arc::new(Mutex::new(Mailbox::default()));
+    let port = serve(mailbox.clone()).await?;
+    let (sync, _dir) = fresh_sync().await?;
+    pass(&sync, port).await?;
+    let before = sync
+        .mailbox_by_raw_name("INBOX")
+        .await?
+        .context("INBOX stored")?;
+    mailbox
+        .lock()
+        .map_err(|_| anyhow::anyhow!("poisoned"))?
+        .list_omits_inbox = true;
+    pass(&sync, port).await?;
+    let after = sync
+        .mailbox_by_raw_name("INBOX")
+        .await?
+        .context("INBOX dropped on a LIST that left it out")?;
+    assert_eq!(after.id, before.id, "the mailbox keeps its id");
+    assert_eq!(stored(&sync).await?.0, vec![1, 2, 3], "and its mail");
+    mailbox
+        .lock()
+        .map_err(|_| anyhow::anyhow!("poisoned"))?
+        .status_refused = true;
+    pass(&sync, port).await?;
+    assert!(
+        sync.mailbox_by_raw_name("INBOX").await?.is_none(),
+        "a mailbox the server no longer opens is gone"
+    );
     Ok(())
 }
