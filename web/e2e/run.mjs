@@ -702,6 +702,8 @@ try {
   failures.push(e);
   log("console:", consoleErrors.join(" | "));
   await page.screenshot({ path: path.join(OUT, "failure.png") }).catch(() => undefined);
+  // What a person would see (toasts and errors included), then the start of the markup.
+  log("page text:", (await page.evaluate(() => document.body.innerText).catch(() => "")).slice(0, 3000));
   log("page:", (await page.content().catch(() => "")).slice(0, 2000));
 } finally {
   await context.close();

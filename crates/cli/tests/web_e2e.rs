@@ -140,7 +140,10 @@ fn web_client_in_headless_chromium() -> Result<()> {
     let mut serve = Command::new(env!("CARGO_BIN_EXE_tidings"))
         .args(["serve", "--config"])
         .arg(&config)
-        .env("RUST_LOG", "warn")
+        .env(
+            "RUST_LOG",
+            std::env::var("WEB_E2E_LOG").unwrap_or_else(|_| "warn".into()),
+        )
         .stdout(Stdio::null())
         .stderr(Stdio::from(log))
         .spawn()?;

@@ -23,6 +23,8 @@ use anyhow::{Context, Result, anyhow, bail};
 /// How long any single wait (startup, shutdown, user visibility, socket I/O)
 /// may take before we give up with an error instead of hanging a test run.
 const DEADLINE: Duration = Duration::from_secs(10);
+/// How long a new user's first authentication may take to succeed.
+const AUTH_DEADLINE: Duration = Duration::from_secs(30);
 
 /// How often a failed start caused by a port race is retried with new ports.
 const START_ATTEMPTS: usize = 3;
@@ -796,13 +798,20 @@ impl Dovecot {
         // known passwd-file at most once per second, so a changed password
         // may take up to a second to count. Poll a real authentication until
         // it succeeds (auth_failure_delay = 0 keeps each poll fast).
-        let deadline = Instant::now() + DEADLINE;
+        //
+        // Longer than the other waits: on a loaded 2-core machine Dovecot's auth process
+        // has been seen refusing its socket for over 10 s after a start (its first spawn
+        // throttled); the log tail says why when even this is not enough.
+        let deadline = Instant::now() + AUTH_DEADLINE;
         loop {
             let res = self.doveadm(&["auth", "test", &user, password]);
             match res {
                 Ok(_) => return Ok(()),
                 Err(e) if Instant::now() >= deadline => {
-                    return Err(e.context(format!("user {user} not usable after {DEADLINE:?}")));
+                    let diag = self.diagnostics(0);
+                    return Err(e.context(format!(
+                        "user {user} not usable after {AUTH_DEADLINE:?}\n{diag}"
+                    )));
                 }
                 Err(_) => std::thread::sleep(Duration::from_millis(100)),
             }
