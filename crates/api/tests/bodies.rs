@@ -5,30 +5,25 @@
 //! and answer with its content; a message expunged on the server before its body was
 //! fetched is notFound / 404; a stopped server is serverUnavailable / 503.
 
-use api::auth::hash_password;
 use api::{AppState, router};
 use axum::body::Body;
 use axum::http::{Request, StatusCode, header};
 use base64::Engine as _;
-use engine::{BodyFetcher, Engine, EngineOptions, PasswordSource};
+use engine::{BodyFetcher, Engine, EngineOptions};
 use http_body_util::BodyExt;
-use mail_types::{AccountId, AccountKind, Role, Security};
+use mail_types::{AccountId, Role};
 use serde_json::{Value, json};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use store::{NewAccount, ServerSettings, SqliteStore, Store};
+use store::{SqliteStore, Store};
 use testkit::imap_client::ImapClient;
 use testkit::{Dovecot, DovecotOptions, SeedMessage};
 use tower::ServiceExt;
 
-const USER: &str = "alice@example.org";
-const PASS: &str = "imap-pw";
+mod common;
+use common::{PASS, USER, alice_account, plain_passwords};
 const DEADLINE: Duration = Duration::from_secs(30);
 const MESSAGES: usize = 6;
-
-fn plain_passwords() -> PasswordSource {
-    Arc::new(|a: &store::AccountRecord| Ok(String::from_utf8(a.server.password_enc.clone())?))
-}
 
 /// Message `i`: a text body with a word found nowhere else, and a small attachment.
 fn message(i: usize) -> Vec<u8> {
@@ -87,29 +82,7 @@ async fn world() -> World {
     dovecot.seed(USER, "INBOX", &seeded).unwrap();
     let dir = tempfile::tempdir().unwrap();
     let store: Arc<dyn Store> = Arc::new(SqliteStore::open(&dir.path().join("t.sqlite")).unwrap());
-    let user = store
-        .create_user("alice", &hash_password("pw").unwrap())
-        .await
-        .unwrap();
-    let account = store
-        .create_account(&NewAccount {
-            user,
-            name: "mail".into(),
-            kind: AccountKind::Imap,
-            server: ServerSettings {
-                host: "127.0.0.1".into(),
-                port: dovecot.imap_port(),
-                security: Security::None,
-                username: USER.into(),
-                password_enc: PASS.as_bytes().to_vec(),
-                ca_file: None,
-            },
-            smtp: None,
-            pop3_delete_after_days: None,
-            auth: Default::default(),
-        })
-        .await
-        .unwrap();
+    let account = alice_account(&store, &dovecot).await;
     // Headers only: the background pass never stores a body, so every body a request
     // gets was fetched for it.
     let mut engine = Engine::new(store.clone(), plain_passwords()).with_options(EngineOptions {

@@ -7,29 +7,24 @@
 //!   the rest, beyond which it is serverUnavailable / 503 with the reason; the bytes of
 //!   the day survive a restart of the engine.
 
-use api::auth::hash_password;
 use api::{AppState, router};
 use axum::body::Body;
 use axum::http::{Request, StatusCode, header};
 use base64::Engine as _;
-use engine::{BodyFetcher, Engine, PasswordSource};
+use engine::{BodyFetcher, Engine};
 use http_body_util::BodyExt;
-use mail_types::{AccountId, AccountKind, EmailId, Role, Security};
+use mail_types::{AccountId, EmailId, Role};
 use serde_json::{Value, json};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use store::{AccountPolicy, NewAccount, ServerSettings, SqliteStore, Store};
+use store::{AccountPolicy, SqliteStore, Store};
 use testkit::{Dovecot, DovecotOptions, SeedMessage};
 use tower::ServiceExt;
 
-const USER: &str = "alice@example.org";
-const PASS: &str = "imap-pw";
+mod common;
+use common::{PASS, USER, alice_account, plain_passwords};
 const DEADLINE: Duration = Duration::from_secs(30);
 const DAY: i64 = 86_400;
-
-fn plain_passwords() -> PasswordSource {
-    Arc::new(|a: &store::AccountRecord| Ok(String::from_utf8(a.server.password_enc.clone())?))
-}
 
 fn now() -> i64 {
     std::time::SystemTime::now()
@@ -96,29 +91,7 @@ async fn world(messages: Vec<(Vec<u8>, i64)>, policy: AccountPolicy) -> World {
     dovecot.seed(USER, "INBOX", &seeded).unwrap();
     let dir = tempfile::tempdir().unwrap();
     let store: Arc<dyn Store> = Arc::new(SqliteStore::open(&dir.path().join("t.sqlite")).unwrap());
-    let user = store
-        .create_user("alice", &hash_password("pw").unwrap())
-        .await
-        .unwrap();
-    let account = store
-        .create_account(&NewAccount {
-            user,
-            name: "mail".into(),
-            kind: AccountKind::Imap,
-            server: ServerSettings {
-                host: "127.0.0.1".into(),
-                port: dovecot.imap_port(),
-                security: Security::None,
-                username: USER.into(),
-                password_enc: PASS.as_bytes().to_vec(),
-                ca_file: None,
-            },
-            smtp: None,
-            pop3_delete_after_days: None,
-            auth: Default::default(),
-        })
-        .await
-        .unwrap();
+    let account = alice_account(&store, &dovecot).await;
     store.set_account_policy(account, &policy).await.unwrap();
     World {
         _dovecot: dovecot,

@@ -5,29 +5,24 @@
 //! quota that moved and a push says Quota changed; an account on a Dovecot without the
 //! plugin has no quota capability and its Quota/get is accountNotSupportedByMethod.
 
-use api::auth::hash_password;
 use api::{AppState, router};
 use axum::body::Body;
 use axum::http::{Request, header};
 use base64::Engine as _;
-use engine::{Engine, EngineOptions, PasswordSource};
+use engine::{Engine, EngineOptions};
 use http_body_util::BodyExt;
-use mail_types::{AccountId, AccountKind, Security};
+use mail_types::AccountId;
 use serde_json::{Value, json};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use store::{NewAccount, ServerSettings, SqliteStore, Store};
+use store::{SqliteStore, Store};
 use testkit::{Dovecot, DovecotOptions, SeedMessage};
 use tower::ServiceExt;
 
-const USER: &str = "alice@example.org";
-const PASS: &str = "imap-pw";
+mod common;
+use common::{PASS, USER, alice_account, plain_passwords};
 const DEADLINE: Duration = Duration::from_secs(30);
 const QUOTA: &str = "urn:ietf:params:jmap:quota";
-
-fn plain_passwords() -> PasswordSource {
-    Arc::new(|a: &store::AccountRecord| Ok(String::from_utf8(a.server.password_enc.clone())?))
-}
 
 fn message(i: usize, body: usize) -> Vec<u8> {
     format!(
@@ -68,29 +63,7 @@ async fn world(quota_rule: Option<&str>) -> World {
         .unwrap();
     let dir = tempfile::tempdir().unwrap();
     let store: Arc<dyn Store> = Arc::new(SqliteStore::open(&dir.path().join("t.sqlite")).unwrap());
-    let user = store
-        .create_user("alice", &hash_password("pw").unwrap())
-        .await
-        .unwrap();
-    let account = store
-        .create_account(&NewAccount {
-            user,
-            name: "mail".into(),
-            kind: AccountKind::Imap,
-            server: ServerSettings {
-                host: "127.0.0.1".into(),
-                port: dovecot.imap_port(),
-                security: Security::None,
-                username: USER.into(),
-                password_enc: PASS.as_bytes().to_vec(),
-                ca_file: None,
-            },
-            smtp: None,
-            pop3_delete_after_days: None,
-            auth: Default::default(),
-        })
-        .await
-        .unwrap();
+    let account = alice_account(&store, &dovecot).await;
     let mut engine = Engine::new(store.clone(), plain_passwords()).with_options(EngineOptions {
         ..EngineOptions::default()
     });

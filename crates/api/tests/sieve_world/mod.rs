@@ -4,23 +4,24 @@
 
 #![allow(dead_code)]
 
-use api::auth::hash_password;
 use api::{AppState, router};
 use axum::body::Body;
 use axum::http::{Request, StatusCode, header};
 use base64::Engine as _;
-use engine::{Engine, PasswordSource};
+use engine::Engine;
 use http_body_util::BodyExt;
-use mail_types::{AccountId, AccountKind, Security};
+use mail_types::AccountId;
 use serde_json::{Value, json};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use store::{NewAccount, ServerSettings, SieveSettings, SqliteStore, Store};
+use store::{SieveSettings, SqliteStore, Store};
 use testkit::{Dovecot, DovecotOptions};
 use tower::ServiceExt;
 
-pub const USER: &str = "alice@example.org";
-const PASS: &str = "imap-pw";
+#[path = "../common/mod.rs"]
+mod common;
+pub use common::USER;
+use common::{PASS, alice_account, plain_passwords};
 pub const DEADLINE: Duration = Duration::from_secs(30);
 
 pub const USING: [&str; 4] = [
@@ -29,10 +30,6 @@ pub const USING: [&str; 4] = [
     "urn:ietf:params:jmap:sieve",
     "urn:ietf:params:jmap:vacationresponse",
 ];
-
-fn plain_passwords() -> PasswordSource {
-    Arc::new(|a: &store::AccountRecord| Ok(String::from_utf8(a.server.password_enc.clone())?))
-}
 
 pub struct World {
     pub dovecot: Dovecot,
@@ -63,29 +60,7 @@ pub async fn world(sieve: bool) -> World {
     dovecot.add_user(USER, PASS).unwrap();
     let dir = tempfile::tempdir().unwrap();
     let store: Arc<dyn Store> = Arc::new(SqliteStore::open(&dir.path().join("t.sqlite")).unwrap());
-    let user = store
-        .create_user("alice", &hash_password("pw").unwrap())
-        .await
-        .unwrap();
-    let account = store
-        .create_account(&NewAccount {
-            user,
-            name: "mail".into(),
-            kind: AccountKind::Imap,
-            server: ServerSettings {
-                host: "127.0.0.1".into(),
-                port: dovecot.imap_port(),
-                security: Security::None,
-                username: USER.into(),
-                password_enc: PASS.as_bytes().to_vec(),
-                ca_file: None,
-            },
-            smtp: None,
-            pop3_delete_after_days: None,
-            auth: Default::default(),
-        })
-        .await
-        .unwrap();
+    let account = alice_account(&store, &dovecot).await;
     let port = dovecot.managesieve_port().unwrap_or(dovecot.imap_port());
     store
         .set_sieve_settings(

@@ -1,0 +1,48 @@
+//! What the api tests against a private Dovecot share: the IMAP user, the password source
+//! of a store whose secrets are stored in clear, and the Tidings user "alice" (password
+//! "pw") with one IMAP account "mail" on that Dovecot.
+
+#![allow(dead_code)]
+
+use api::auth::hash_password;
+use engine::PasswordSource;
+use mail_types::{AccountId, AccountKind, Security};
+use std::sync::Arc;
+use store::{NewAccount, ServerSettings, Store};
+use testkit::Dovecot;
+
+pub const USER: &str = "alice@example.org";
+pub const PASS: &str = "imap-pw";
+
+/// The stored "encrypted" password is the password itself in these tests.
+pub fn plain_passwords() -> PasswordSource {
+    Arc::new(|a: &store::AccountRecord| Ok(String::from_utf8(a.server.password_enc.clone())?))
+}
+
+/// The Tidings user "alice" (password "pw") and her IMAP account "mail" on `dovecot`,
+/// logging in as [`USER`]; the account's id.
+pub async fn alice_account(store: &Arc<dyn Store>, dovecot: &Dovecot) -> AccountId {
+    let user = store
+        .create_user("alice", &hash_password("pw").unwrap())
+        .await
+        .unwrap();
+    store
+        .create_account(&NewAccount {
+            user,
+            name: "mail".into(),
+            kind: AccountKind::Imap,
+            server: ServerSettings {
+                host: "127.0.0.1".into(),
+                port: dovecot.imap_port(),
+                security: Security::None,
+                username: USER.into(),
+                password_enc: PASS.as_bytes().to_vec(),
+                ca_file: None,
+            },
+            smtp: None,
+            pop3_delete_after_days: None,
+            auth: Default::default(),
+        })
+        .await
+        .unwrap()
+}
