@@ -25,6 +25,9 @@ TIDINGS_PACKAGES+=(libssl-dev pkg-config)
 # Pigeonhole: Sieve for Dovecot's LMTP delivery and its ManageSieve server (RFC 5804), which
 # the SieveScript and VacationResponse tests drive.
 TIDINGS_PACKAGES+=(dovecot-sieve dovecot-managesieved)
+# PostgreSQL: the store's second backend; testkit::Postgres runs a private server per test
+# binary (initdb into a temporary directory), never the package's own cluster.
+TIDINGS_PACKAGES+=(postgresql)
 
 # The independent JMAP client the tests drive (Python's jmapc), in .venv at the repository
 # root; pinned so that a new release cannot change what the tests check.

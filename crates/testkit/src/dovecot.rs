@@ -416,7 +416,7 @@ impl Identity {
 }
 
 /// `(name, uid, gid)` of every /etc/passwd entry.
-fn passwd_entries() -> Vec<(String, u32, u32)> {
+pub(crate) fn passwd_entries() -> Vec<(String, u32, u32)> {
     let Ok(text) = fs::read_to_string("/etc/passwd") else {
         return Vec::new();
     };

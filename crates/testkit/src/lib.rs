@@ -1,10 +1,12 @@
 //! Test support for Tidings: a private Dovecot on loopback ports
-//! ([`Dovecot`]), a deterministic sample-mail generator ([`corpus`]) and a
-//! tiny independent IMAP client ([`imap_client`]) that tests use to change
-//! the server behind the engine's back.
+//! ([`Dovecot`]), a private PostgreSQL ([`Postgres`]), a deterministic
+//! sample-mail generator ([`corpus`]) and a tiny independent IMAP client
+//! ([`imap_client`]) that tests use to change the server behind the
+//! engine's back.
 //!
 //! Nothing here installs software: Dovecot (`dovecot`, `doveadm`) must be on
-//! the machine (Debian: dovecot-imapd, dovecot-pop3d, dovecot-lmtpd).
+//! the machine (Debian: dovecot-imapd, dovecot-pop3d, dovecot-lmtpd), and
+//! PostgreSQL for [`Postgres`] (Debian: postgresql).
 //!
 //! Works as root and as an ordinary user. As root, Dovecot's helper
 //! processes run as the Debian users `dovecot`/`dovenull` and mail is owned
@@ -27,6 +29,7 @@ pub mod gmail;
 pub mod imap_client;
 mod mutf7;
 pub mod oidc;
+mod postgres;
 pub mod smtp;
 
 pub use dovecot::{
@@ -34,4 +37,5 @@ pub use dovecot::{
     raise_os_limits,
 };
 pub use mutf7::encode as mutf7_encode;
+pub use postgres::Postgres;
 pub use smtp::Smtp;
