@@ -1,5 +1,6 @@
 //! The storage layer: what the sync, the engine and the JMAP server keep, as small role
-//! traits, and their SQLite backend. This is the only crate that speaks SQL.
+//! traits, and their backends: SQLite (the embedded default) and PostgreSQL (begun, role
+//! by role). This is the only crate that speaks SQL.
 //!
 //! # Roles
 //! Each caller depends on the roles it uses, not on the whole store; a backend implements
@@ -29,6 +30,8 @@
 //! # Layout
 //! - `model`: the records going in and out (accounts, mailboxes, messages, changes).
 //! - `sqlite`: the embedded default backend (`SqliteStore`), schema in `sqlite/schema.sql`.
+//! - `postgres`: the PostgreSQL backend (`PgStore`), begun role by role (Directory,
+//!   Uploads, BodyPolicy so far), schema in `postgres/schema.sql`.
 //! - `blobs`: raw messages as content-addressed files.
 //! - `events`: the event bus push listens to; the write path publishes after commit.
 //! - `wake`: the "work queued" signals of the engine's workers (an account's outbox, the
@@ -44,6 +47,7 @@ pub mod mailsync;
 pub mod model;
 pub mod outbox;
 pub mod policy;
+mod postgres;
 pub mod push;
 pub mod quota;
 pub mod reading;
@@ -59,6 +63,7 @@ pub use mailsync::{MailSync, SyncStore};
 pub use model::*;
 pub use outbox::*;
 pub use policy::BodyPolicy;
+pub use postgres::PgStore;
 pub use push::Push;
 pub use quota::{QuotaRecord, QuotaResource, QuotaValue, Quotas};
 pub use reading::Reading;
@@ -78,8 +83,8 @@ pub mod prelude {
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
-    /// The backend failed (SQLite's error, kept whole for its source chain). Callers see
-    /// no backend type: a second backend reports through the same variant.
+    /// The backend failed (SQLite's or PostgreSQL's error, kept whole for its source
+    /// chain). Callers see no backend type: both backends report through this variant.
     #[error("database: {0}")]
     Backend(Box<dyn std::error::Error + Send + Sync>),
     #[error("stored data is inconsistent: {0}")]

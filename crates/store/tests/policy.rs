@@ -1,40 +1,18 @@
 //! The body policy and the daily download budget as the store keeps them: defaults, the
 //! configured limit until the engine records the one in force, bytes per UTC day (a new
 //! day starts from zero, the old day's row goes), the background stop marked per day,
-//! and everything gone with the account.
+//! and everything gone with the account. On both backends.
 
-use mail_types::{AccountKind, Security};
+mod common;
+
+use common::on_both_backends;
 use store::prelude::*;
 use store::*;
 
-async fn setup() -> (SqliteStore, mail_types::AccountId) {
-    let s = SqliteStore::open_in_memory().expect("store");
-    let u = s.create_user("u", "h").await.expect("user");
-    let a = s
-        .create_account(&NewAccount {
-            user: u,
-            name: "a".into(),
-            kind: AccountKind::Imap,
-            server: ServerSettings {
-                host: "h".into(),
-                port: 1,
-                security: Security::None,
-                username: "u".into(),
-                password_enc: vec![],
-                ca_file: None,
-            },
-            smtp: None,
-            pop3_delete_after_days: None,
-            auth: Default::default(),
-        })
-        .await
-        .expect("account");
-    (s, a)
-}
+on_both_backends!(policy_and_budget_per_day);
 
-#[tokio::test]
-async fn policy_and_budget_per_day() {
-    let (s, a) = setup().await;
+async fn policy_and_budget_per_day<S: Directory + BodyPolicy>(s: &S) {
+    let a = common::account(s).await;
     assert_eq!(
         s.account_policy(a).await.expect("policy"),
         AccountPolicy::default()

@@ -908,53 +908,6 @@ async fn migrating_to_version_3_keeps_the_blob_ids_clients_saw() {
     );
 }
 
-/// An account's auth kind and OAuth2 provider round-trip through create, update and read;
-/// a rotated refresh token replaces the stored secret.
-#[tokio::test]
-async fn oauth2_accounts_keep_their_provider_and_secret() {
-    let (s, password_account) = setup().await;
-    let all = s.list_accounts().await.expect("list");
-    assert_eq!(all[0].auth, mail_types::AccountAuth::Password);
-    let mut new = NewAccount {
-        user: all[0].user,
-        name: "g".into(),
-        kind: AccountKind::Imap,
-        server: ServerSettings {
-            host: "imap.gmail.com".into(),
-            port: 993,
-            security: Security::Tls,
-            username: "u@gmail.com".into(),
-            password_enc: b"rt1".to_vec(),
-            ca_file: None,
-        },
-        smtp: None,
-        pop3_delete_after_days: None,
-        auth: mail_types::AccountAuth::OAuth2 {
-            provider: "google".into(),
-        },
-    };
-    let id = s.create_account(&new).await.expect("create");
-    let a = s.account(id).await.expect("read").expect("there");
-    assert_eq!(a.auth, new.auth);
-    s.set_account_secret(id, b"rt2").await.expect("rotate");
-    let a = s.account(id).await.expect("read").expect("there");
-    assert_eq!(a.server.password_enc, b"rt2");
-    new.auth = mail_types::AccountAuth::OAuth2 {
-        provider: "microsoft".into(),
-    };
-    s.update_account(id, &new).await.expect("update");
-    let a = s.account(id).await.expect("read").expect("there");
-    assert_eq!(a.auth.provider(), "microsoft");
-    // The other account is untouched.
-    let p = s
-        .account(password_account)
-        .await
-        .expect("read")
-        .expect("there");
-    assert_eq!(p.auth, mail_types::AccountAuth::Password);
-    assert!(s.set_account_secret(AccountId(999), b"x").await.is_err());
-}
-
 /// Two processes opening a new store at once (the server and `tidings account list`) both
 /// get it: the one that loses the race for the WAL switch or the migrations waits.
 #[test]

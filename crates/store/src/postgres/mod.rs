@@ -1,0 +1,94 @@
+//! The PostgreSQL backend, begun role by role (docs/design/postgres.md): so far
+//! [`Directory`], [`Uploads`] and [`BodyPolicy`]. A role it does not implement yet is
+//! simply not implemented, so `PgStore` is not a [`crate::Store`] yet.
+//!
+//! `tokio-postgres` with a `deadpool-postgres` pool (ARCHITECTURE.md says why): every
+//! call takes a pooled connection, runs its statements (prepared once per connection and
+//! cached) and gives it back; PostgreSQL's MVCC lets any number of them run at once.
+
+mod directory;
+mod migrate;
+mod policy;
+mod uploads;
+
+use crate::prelude::*;
+use crate::{Error, Result};
+use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
+
+/// SQL condition: blob `blob.id` is needed by nothing, so its row may go. The SQLite
+/// backend's `BLOB_UNREFERENCED` for the tables this schema has so far: each table that
+/// comes to reference blobs (Emails, queued APPENDs, submissions) adds its clause here.
+const BLOB_UNREFERENCED: &str = "NOT EXISTS (SELECT 1 FROM upload WHERE upload.blob_id = blob.id)";
+
+/// How many connections one store opens at most.
+const POOL_SIZE: usize = 16;
+
+impl From<tokio_postgres::Error> for Error {
+    fn from(e: tokio_postgres::Error) -> Self {
+        Error::Backend(Box::new(e))
+    }
+}
+
+impl From<deadpool_postgres::PoolError> for Error {
+    fn from(e: deadpool_postgres::PoolError) -> Self {
+        Error::Backend(Box::new(e))
+    }
+}
+
+/// The store on a PostgreSQL database. Cheap to clone (the pool is shared).
+#[derive(Clone)]
+pub struct PgStore {
+    pool: Pool,
+}
+
+impl std::fmt::Debug for PgStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // The URL may hold a password: only the pool's figures.
+        f.debug_struct("PgStore")
+            .field("pool", &self.pool.status())
+            .finish()
+    }
+}
+
+impl PgStore {
+    /// Connects to `url` (`postgres://user@host:port/database`, libpq's URL form) and
+    /// brings its schema to this build's version; several nodes may do so at once.
+    pub async fn connect(url: &str) -> Result<PgStore> {
+        let config: tokio_postgres::Config = url
+            .parse()
+            .map_err(|e: tokio_postgres::Error| Error::Backend(Box::new(e)))?;
+        let manager = Manager::from_config(
+            config,
+            tokio_postgres::NoTls,
+            ManagerConfig {
+                // A connection given back is checked with no round trip; one that broke
+                // fails its next statement and is dropped by the pool.
+                recycling_method: RecyclingMethod::Fast,
+            },
+        );
+        let pool = Pool::builder(manager)
+            .max_size(POOL_SIZE)
+            .build()
+            .map_err(|e| Error::Backend(Box::new(e)))?;
+        let mut client = pool.get().await?;
+        migrate::run(&mut client).await?;
+        Ok(PgStore { pool })
+    }
+
+    /// A pooled connection.
+    async fn client(&self) -> Result<deadpool_postgres::Object> {
+        Ok(self.pool.get().await?)
+    }
+}
+
+fn now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0)
+}
+
+/// A count or size the API holds as `u64`, in a BIGINT column.
+fn to_i64(v: u64) -> i64 {
+    i64::try_from(v).unwrap_or(i64::MAX)
+}

@@ -1,0 +1,82 @@
+//! The backends the store's role tests run against. A test is an `async fn` generic over
+//! the roles it uses; `on_both_backends!` makes one `#[tokio::test]` of it per backend
+//! (`sqlite::NAME`, `postgres::NAME`), so the two backends answer the very same checks
+//! and cannot drift.
+
+// Each test binary uses the part it needs.
+#![allow(dead_code)]
+
+use mail_types::{AccountId, AccountKind, Security};
+use store::prelude::*;
+use store::{NewAccount, PgStore, ServerSettings, SqliteStore};
+
+/// A private in-memory SQLite store.
+pub fn sqlite() -> SqliteStore {
+    SqliteStore::open_in_memory().expect("sqlite store")
+}
+
+/// A store on a new database of the test binary's private PostgreSQL (started at the
+/// first call, see `testkit::Postgres`).
+pub async fn postgres() -> PgStore {
+    let url = testkit::Postgres::shared()
+        .expect("private PostgreSQL")
+        .fresh_database()
+        .expect("fresh database");
+    PgStore::connect(&url).await.expect("connect")
+}
+
+/// IMAP settings of a made-up server (nothing connects to it).
+pub fn settings(host: &str) -> ServerSettings {
+    ServerSettings {
+        host: host.into(),
+        port: 1,
+        security: Security::None,
+        username: "u".into(),
+        password_enc: vec![],
+        ca_file: None,
+    }
+}
+
+/// A new password account `name` of `user`.
+pub fn new_account(user: mail_types::UserId, name: &str) -> NewAccount {
+    NewAccount {
+        user,
+        name: name.into(),
+        kind: AccountKind::Imap,
+        server: settings("h"),
+        smtp: None,
+        pop3_delete_after_days: None,
+        auth: Default::default(),
+    }
+}
+
+/// User `u` with account `a`: what most checks start from.
+pub async fn account<S: Directory>(s: &S) -> AccountId {
+    let u = s.create_user("u", "h").await.expect("user");
+    s.create_account(&new_account(u, "a"))
+        .await
+        .expect("account")
+}
+
+/// One test per backend for each named generic check (`async fn NAME<S>(s: &S)`).
+macro_rules! on_both_backends {
+    ($($check:ident),* $(,)?) => {
+        mod sqlite {
+            $(
+                #[tokio::test]
+                async fn $check() {
+                    super::$check(&crate::common::sqlite()).await
+                }
+            )*
+        }
+        mod postgres {
+            $(
+                #[tokio::test]
+                async fn $check() {
+                    super::$check(&crate::common::postgres().await).await
+                }
+            )*
+        }
+    };
+}
+pub(crate) use on_both_backends;
