@@ -1,37 +1,20 @@
 //! ManageSieve per account: settings, findings, and Sieve script ids that are never
-//! handed to another script (DESIGN.md invariant 8).
+//! handed to another script (DESIGN.md invariant 8). On both backends.
 
-use mail_types::{AccountKind, Security};
+mod common;
+
+use common::on_both_backends;
 use store::prelude::*;
 use store::*;
 
-async fn account(s: &SqliteStore) -> mail_types::AccountId {
-    let u = s.create_user("u", "h").await.expect("user");
-    s.create_account(&NewAccount {
-        user: u,
-        name: "a".into(),
-        kind: AccountKind::Imap,
-        server: ServerSettings {
-            host: "h".into(),
-            port: 1,
-            security: Security::None,
-            username: "u".into(),
-            password_enc: vec![],
-            ca_file: None,
-        },
-        smtp: None,
-        pop3_delete_after_days: None,
-        auth: Default::default(),
-    })
-    .await
-    .expect("account")
-}
+on_both_backends!(
+    settings_and_findings,
+    script_ids_are_permanent,
+    recent_snapshots_are_kept
+);
 
-#[tokio::test]
-async fn settings_and_findings() {
-    let dir = tempfile::tempdir().expect("dir");
-    let s = SqliteStore::open(&dir.path().join("s.sqlite")).expect("store");
-    let a = account(&s).await;
+async fn settings_and_findings<S: Directory + SieveState>(s: &S) {
+    let a = common::account(s).await;
     assert_eq!(
         s.sieve_settings(a).await.expect("get"),
         SieveSettings::default()
@@ -61,11 +44,8 @@ async fn settings_and_findings() {
     assert_eq!(s.sieve_settings(a).await.expect("get").capabilities, None);
 }
 
-#[tokio::test]
-async fn script_ids_are_permanent() {
-    let dir = tempfile::tempdir().expect("dir");
-    let s = SqliteStore::open(&dir.path().join("s.sqlite")).expect("store");
-    let a = account(&s).await;
+async fn script_ids_are_permanent<S: Directory + SieveState>(s: &S) {
+    let a = common::account(s).await;
     let names = |v: &[&str]| v.iter().map(|n| n.to_string()).collect::<Vec<_>>();
     let first = s
         .sieve_script_ids(a, &names(&["x", "y"]))
@@ -93,11 +73,8 @@ async fn script_ids_are_permanent() {
     assert!(back[0] > first[1], "{back:?} after {first:?}");
 }
 
-#[tokio::test]
-async fn recent_snapshots_are_kept() {
-    let dir = tempfile::tempdir().expect("dir");
-    let s = SqliteStore::open(&dir.path().join("s.sqlite")).expect("store");
-    let a = account(&s).await;
+async fn recent_snapshots_are_kept<S: Directory + SieveState>(s: &S) {
+    let a = common::account(s).await;
     for i in 0..40 {
         s.put_sieve_snapshot(a, &format!("s{i}"), &format!("[{i}]"), i)
             .await

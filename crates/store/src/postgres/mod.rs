@@ -1,6 +1,6 @@
 //! The PostgreSQL backend, begun role by role (docs/design/postgres.md): so far
-//! [`Directory`], [`Uploads`] and [`BodyPolicy`]. A role it does not implement yet is
-//! simply not implemented, so `PgStore` is not a [`crate::Store`] yet.
+//! [`Directory`], [`Uploads`], [`BodyPolicy`] and [`SieveState`]. A role it does not
+//! implement yet is simply not implemented, so `PgStore` is not a [`crate::Store`] yet.
 //!
 //! `tokio-postgres` with a `deadpool-postgres` pool (ARCHITECTURE.md says why): every
 //! call takes a pooled connection, runs its statements (prepared once per connection and
@@ -9,6 +9,7 @@
 mod directory;
 mod migrate;
 mod policy;
+mod sieve;
 mod uploads;
 
 use crate::prelude::*;

@@ -128,3 +128,36 @@ CREATE TABLE download_day (
     bytes      BIGINT NOT NULL DEFAULT 0,
     PRIMARY KEY (account_id, day)
 );
+
+-- ManageSieve (RFC 5804) per account (sqlite/sieve.rs): where to reach it, what the last
+-- try found, permanent JMAP ids of Sieve scripts (RFC 9661), and what the scripts were
+-- under recent SieveScript states.
+CREATE TABLE account_sieve (
+    account_id   BIGINT PRIMARY KEY REFERENCES account(id) ON DELETE CASCADE,
+    -- false: never try ManageSieve for this account (the configuration said so).
+    enabled      BOOLEAN NOT NULL DEFAULT true,
+    -- '': the IMAP host (RFC 5804 1.8).
+    host         TEXT NOT NULL DEFAULT '',
+    -- 0: the registered port 4190.
+    port         BIGINT NOT NULL DEFAULT 0,
+    -- The server's capabilities (JSON) from the last successful try; '' when the last try
+    -- failed or none was made.
+    capabilities TEXT NOT NULL DEFAULT '',
+    checked_at   BIGINT NOT NULL DEFAULT 0
+);
+CREATE TABLE sieve_script (
+    id         BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    account_id BIGINT NOT NULL REFERENCES account(id) ON DELETE CASCADE,
+    name       TEXT NOT NULL,
+    UNIQUE (account_id, name)
+);
+CREATE TABLE sieve_snapshot (
+    -- The order snapshots were recorded in (SQLite's rowid), for keeping the newest.
+    seq        BIGINT GENERATED ALWAYS AS IDENTITY,
+    account_id BIGINT NOT NULL REFERENCES account(id) ON DELETE CASCADE,
+    state      TEXT NOT NULL,
+    -- JSON: [[id, digest of its name, activity and content], ...]
+    scripts    TEXT NOT NULL,
+    seen_at    BIGINT NOT NULL,
+    PRIMARY KEY (account_id, state)
+);
