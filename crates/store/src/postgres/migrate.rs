@@ -12,7 +12,7 @@ use crate::{Error, Result};
 /// The migrations, oldest first.
 const MIGRATIONS: &[&str] = &[
     // v1: users, tokens, web sessions, accounts with their state counter, the change log,
-    // blobs, uploads, the body policy and download budget, ManageSieve.
+    // blobs, uploads, the body policy and download budget, ManageSieve, quotas.
     include_str!("schema.sql"),
 ];
 

@@ -1,14 +1,17 @@
 //! The PostgreSQL backend, begun role by role (docs/design/postgres.md): so far
-//! [`Directory`], [`Uploads`], [`BodyPolicy`] and [`SieveState`]. A role it does not
-//! implement yet is simply not implemented, so `PgStore` is not a [`crate::Store`] yet.
+//! [`Directory`], [`Uploads`], [`BodyPolicy`], [`SieveState`] and [`Quotas`]. A role it
+//! does not implement yet is simply not implemented, so `PgStore` is not a
+//! [`crate::Store`] yet.
 //!
 //! `tokio-postgres` with a `deadpool-postgres` pool (ARCHITECTURE.md says why): every
 //! call takes a pooled connection, runs its statements (prepared once per connection and
 //! cached) and gives it back; PostgreSQL's MVCC lets any number of them run at once.
 
+mod changelog;
 mod directory;
 mod migrate;
 mod policy;
+mod quota;
 mod sieve;
 mod uploads;
 

@@ -2,9 +2,9 @@
 -- version is a new entry there and never edits this file.
 --
 -- The meaning is sqlite/schema.sql's, table by table, for the roles this backend has so
--- far (the directory, uploads, the body policy) and what every role shares (the account's
--- JMAP state counter, the change log, blobs). The mail tables come with the roles that
--- write them, as later versions.
+-- far (the directory, uploads, the body policy, ManageSieve, quotas) and what every role
+-- shares (the account's JMAP state counter, the change log, blobs). The mail tables come
+-- with the roles that write them, as later versions.
 -- Conventions: every integer BIGINT (Rust's i64, as the SQLite backend reads them); times
 -- in unix seconds; columns NOT NULL with a DEFAULT where SQLite has one; ids are identity
 -- columns (GENERATED ALWAYS: drawn from a sequence, never max() + 1), so an id is never
@@ -68,13 +68,16 @@ CREATE TABLE account (
 -- The change log behind JMAP */changes and push. op: 0 created, 1 updated, 2 destroyed.
 -- It goes with its account (SQLite deletes it by hand: it has no key there).
 CREATE TABLE change (
+    -- The order of the rows within one state (SQLite's rowid): a `*/changes` page that
+    -- ends inside a state resumes after its last row (ChangePosition).
+    seq        BIGINT GENERATED ALWAYS AS IDENTITY,
     account_id BIGINT NOT NULL REFERENCES account(id) ON DELETE CASCADE,
     state      BIGINT NOT NULL,
     type       TEXT NOT NULL,
     object_id  BIGINT NOT NULL,
     op         SMALLINT NOT NULL
 );
-CREATE INDEX change_by_state ON change (account_id, state);
+CREATE INDEX change_by_state ON change (account_id, state, seq);
 
 -- Raw messages and uploads, addressed by the hex sha256 of their bytes, stored here so
 -- that every node reads them (SQLite keeps the bytes in files beside its database).
@@ -160,4 +163,18 @@ CREATE TABLE sieve_snapshot (
     scripts    TEXT NOT NULL,
     seen_at    BIGINT NOT NULL,
     PRIMARY KEY (account_id, state)
+);
+
+-- The account's quotas as its IMAP server reports them (RFC 9208), served as JMAP Quota
+-- objects (RFC 9425); an id names one quota for good, also after its root went away.
+CREATE TABLE quota (
+    id          BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    account_id  BIGINT NOT NULL REFERENCES account(id) ON DELETE CASCADE,
+    -- The IMAP quota root (RFC 9208 3.3).
+    root        TEXT NOT NULL,
+    -- 'octets' | 'count' (RFC 9425 2).
+    resource    TEXT NOT NULL,
+    used        BIGINT NOT NULL DEFAULT 0,
+    hard_limit  BIGINT NOT NULL DEFAULT 0,
+    UNIQUE (account_id, root, resource)
 );

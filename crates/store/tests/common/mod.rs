@@ -4,7 +4,7 @@
 //! and cannot drift.
 
 // Each test binary uses the part it needs.
-#![allow(dead_code)]
+#![allow(dead_code, unused_macros, unused_imports)]
 
 use mail_types::{AccountId, AccountKind, Security};
 use store::prelude::*;

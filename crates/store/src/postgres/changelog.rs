@@ -1,0 +1,82 @@
+//! The change log of one transaction (sqlite/write.rs's `ChangeLog`): the account's state
+//! is bumped once, on the first change recorded, and each changed object gets a `change`
+//! row under that state, in the same transaction as the data (DESIGN.md invariant 3).
+
+use super::*;
+use crate::{ChangeOp, ObjectType};
+use mail_types::{AccountId, State};
+use std::collections::HashSet;
+
+pub(super) struct ChangeLog {
+    account: AccountId,
+    state: Option<i64>,
+    seen: HashSet<(ObjectType, i64)>,
+}
+
+impl ChangeLog {
+    pub(super) fn new(account: AccountId) -> Self {
+        ChangeLog {
+            account,
+            state: None,
+            seen: HashSet::new(),
+        }
+    }
+
+    pub(super) async fn record(
+        &mut self,
+        tx: &deadpool_postgres::Transaction<'_>,
+        object: ObjectType,
+        id: i64,
+        op: ChangeOp,
+    ) -> Result<()> {
+        let state = self.bump(tx).await?;
+        // One row per object per transaction; a later "destroyed" still wins because it is
+        // written as its own row after the earlier one.
+        if op != ChangeOp::Destroyed && !self.seen.insert((object, id)) {
+            return Ok(());
+        }
+        let op: i16 = match op {
+            ChangeOp::Created => 0,
+            ChangeOp::Updated => 1,
+            ChangeOp::Destroyed => 2,
+        };
+        let st = tx
+            .prepare_cached(
+                "INSERT INTO change (account_id, state, type, object_id, op) \
+                 VALUES ($1, $2, $3, $4, $5)",
+            )
+            .await?;
+        tx.execute(&st, &[&self.account.0, &state, &object.as_str(), &id, &op])
+            .await?;
+        Ok(())
+    }
+
+    /// The transaction's new state, bumped on the first change. The UPDATE's row lock
+    /// is held to the commit, so the account's writers on every node take their states
+    /// one after the other: no two transactions commit the same state.
+    async fn bump(&mut self, tx: &deadpool_postgres::Transaction<'_>) -> Result<i64> {
+        if let Some(s) = self.state {
+            return Ok(s);
+        }
+        let st = tx
+            .prepare_cached("UPDATE account SET state = state + 1 WHERE id = $1 RETURNING state")
+            .await?;
+        let s: i64 = tx
+            .query_opt(&st, &[&self.account.0])
+            .await?
+            .ok_or_else(|| Error::NotFound(format!("account {}", self.account)))?
+            .get(0);
+        self.state = Some(s);
+        Ok(s)
+    }
+
+    /// Commits `tx`; the state it committed, if it changed anything. (Announcing it to
+    /// other nodes is the bus's part, still to come: docs/design/postgres.md.)
+    pub(super) async fn commit(
+        self,
+        tx: deadpool_postgres::Transaction<'_>,
+    ) -> Result<Option<State>> {
+        tx.commit().await?;
+        Ok(self.state.map(State))
+    }
+}
