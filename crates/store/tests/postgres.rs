@@ -61,3 +61,69 @@ async fn a_database_of_a_newer_build_is_refused() {
     let err = PgStore::connect(&url).await.expect_err("refused");
     assert!(matches!(err, Error::Corrupt(_)), "{err}");
 }
+
+/// Two nodes writing to one account at once: every write gets a state of its own, in
+/// order (the account's row lock), and none works from a stale read of the other's.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn writers_on_two_nodes_take_one_state_each() {
+    use store::{QuotaResource, QuotaValue};
+    let pg = Postgres::shared().expect("private PostgreSQL");
+    let url = pg.fresh_database().expect("database");
+    let nodes = [
+        PgStore::connect(&url).await.expect("node a"),
+        PgStore::connect(&url).await.expect("node b"),
+    ];
+    let user = nodes[0].create_user("u", "h").await.expect("user");
+    let new = store::NewAccount {
+        user,
+        name: "a".into(),
+        kind: mail_types::AccountKind::Imap,
+        server: store::ServerSettings {
+            host: "h".into(),
+            port: 1,
+            security: mail_types::Security::None,
+            username: "u".into(),
+            password_enc: vec![],
+            ca_file: None,
+        },
+        smtp: None,
+        pop3_delete_after_days: None,
+        auth: Default::default(),
+    };
+    let account = nodes[0].create_account(&new).await.expect("account");
+    const WRITES: u64 = 40;
+    let writes: Vec<_> = (0..WRITES)
+        .map(|i| {
+            let node = nodes[(i % 2) as usize].clone();
+            tokio::spawn(async move {
+                // Every write reports other figures: each one changes the quota.
+                let v = QuotaValue {
+                    root: "User quota".into(),
+                    resource: QuotaResource::Octets,
+                    used: 1000 + i,
+                    hard_limit: 10_000,
+                };
+                node.apply_quotas(account, &[v]).await
+            })
+        })
+        .collect();
+    for (i, w) in writes.into_iter().enumerate() {
+        let changed = w.await.expect("task");
+        assert!(matches!(changed, Ok(true)), "write {i}: {changed:?}");
+    }
+    let db = url.rsplit('/').next().expect("database name");
+    // One quota (created once, then updated), one state per write, one change row each.
+    assert_eq!(
+        pg.psql(db, "SELECT count(*) FROM quota").expect("quotas"),
+        "1"
+    );
+    assert_eq!(
+        pg.psql(
+            db,
+            "SELECT a.state || ' ' || count(DISTINCT c.state) || ' ' || count(c.*) \
+             FROM account a JOIN change c ON c.account_id = a.id GROUP BY a.state"
+        )
+        .expect("states"),
+        format!("{WRITES} {WRITES} {WRITES}")
+    );
+}
