@@ -9,8 +9,8 @@
 -- in unix seconds; columns NOT NULL with a DEFAULT where SQLite has one; ids are identity
 -- columns (GENERATED ALWAYS: drawn from a sequence, never max() + 1), so an id is never
 -- handed out twice, even after its row and every later row are gone (DESIGN.md
--- invariant 8; SQLite's AUTOINCREMENT). A copy from a SQLite store inserts its ids with
--- OVERRIDING SYSTEM VALUE and moves the sequence past them.
+-- invariant 8; SQLite's AUTOINCREMENT). A copy of a SQLite store (`tidings migrate`, to
+-- come) is to insert its ids with OVERRIDING SYSTEM VALUE and move each sequence past them.
 
 -- "user" is a reserved word in PostgreSQL.
 CREATE TABLE app_user (
