@@ -68,7 +68,8 @@ export function applyAppearance(a: Appearance = readAppearance()): void {
   root.dataset.theme = a.theme === "system" ? (darkQuery()?.matches ? "dark" : "light") : a.theme;
   root.dataset.density = a.density;
   root.dataset.pane = a.pane;
-  root.style.setProperty("--list-w", a.listWidth ? `${a.listWidth}px` : "1fr");
+  if (a.listWidth) root.style.setProperty("--list-w", `${a.listWidth}px`);
+  else root.style.removeProperty("--list-w");
 }
 
 let following = false;
