@@ -231,6 +231,9 @@ async function desktop(context) {
     return s ? s.scrollWidth - s.clientWidth : -1;
   }, LONG);
   check(cut === 0, `1280 px: the 60-character subject is shown whole (cut by ${cut} px)`);
+  await page.setViewportSize({ width: 720, height: 800 });
+  check(await noOverflow(page), "720 px (a tablet, sidebar beside the list): no horizontal overflow");
+  await page.setViewportSize({ width: 1280, height: 800 });
   await auditBoth(page, "desktop list");
 
   // One tab stop for the whole list; each checkbox says which message it selects.

@@ -7,7 +7,6 @@ import { Reader } from "./Reader";
 import { Help, useBackStack, useDrawer, useShortcuts } from "./keys";
 import { Compose } from "./Compose";
 import { Accounts } from "./Accounts";
-import { Settings } from "./Settings";
 import { Icon } from "./icons";
 import { applyAppearance, followSystemTheme, readAppearance, setAppearance } from "../app/prefs";
 
@@ -97,7 +96,10 @@ const CONNECTION_TEXT = {
   polling: "",
 } as const;
 
-/** `#/settings` opens the Settings screen over the mail; closing it returns to the mailbox. */
+type SettingsScreen = (typeof import("./Settings"))["Settings"];
+
+/** `#/settings` opens the Settings screen over the mail; closing it returns to the mailbox.
+ * Its code is fetched the first time it opens: it is not part of the first screen. */
 function useSettingsRoute(app: MailApp): [boolean, (on: boolean) => void] {
   const [on, setOn] = useState(settingsAtStart);
   useEffect(() => {
@@ -120,6 +122,10 @@ function Main({ app }: { app: MailApp }) {
   const [help, setHelp] = useState(false);
   const [searching, setSearching] = useState(false);
   const [settings, openSettings] = useSettingsRoute(app);
+  const [SettingsView, setSettingsView] = useState<SettingsScreen | null>(null);
+  useEffect(() => {
+    if (settings && !SettingsView) void import("./Settings").then((m) => setSettingsView(() => m.Settings));
+  }, [settings]);
   const search = useRef<HTMLInputElement>(null);
   const drawer = useDrawer(app);
   useShortcuts(app, { search, toggleHelp: () => setHelp((h) => !h), openSearch: () => setSearching(true) });
@@ -231,7 +237,7 @@ function Main({ app }: { app: MailApp }) {
       )}
       {help && <Help app={app} onClose={() => setHelp(false)} />}
       {app.accountsOpen && <Accounts app={app} onClose={() => app.openAccounts(false)} />}
-      {settings && <Settings app={app} onClose={() => openSettings(false)} />}
+      {settings && SettingsView && <SettingsView app={app} onClose={() => openSettings(false)} />}
       <Compose app={app} />
     </div>
   );
