@@ -93,6 +93,16 @@ const small = (page, scope) =>
     return out;
   }, scope);
 
+/** `sel` covers the screen's width without overflow, with touch-sized targets in `targets`. */
+async function fullScreen(page, sel, targets, screen) {
+  const b = await box(page, sel);
+  check(b && b.x === 0 && b.width >= 389, `${screen}: full width`);
+  check(await noOverflow(page), `${screen}: no horizontal overflow`);
+  const tiny = await small(page, targets);
+  check(tiny.length === 0, `${screen}: touch-sized buttons (${tiny})`);
+  await auditBoth(page, screen);
+}
+
 async function waitForSync() {
   await waitFor("INBOX synced", async () => {
     try {
@@ -182,11 +192,8 @@ async function phone(context) {
   // A message full screen; back by the button and by the browser's Back (the phone's gesture).
   await row.click();
   await page.waitForSelector(".reader .thread-subject:has-text('Quarterly report')", { timeout: WAIT });
-  const reader = await box(page, ".reader");
-  check(reader && reader.x === 0 && reader.width >= 389 && !(await page.locator(".list").isVisible()), "phone reader: full screen");
-  check(await noOverflow(page), "phone reader: no horizontal overflow");
-  check((await small(page, ".reader-head")).length === 0, `phone reader: touch-sized buttons (${await small(page, ".reader-head")})`);
-  await auditBoth(page, "phone reader");
+  await fullScreen(page, ".reader", ".reader-head", "phone reader");
+  check(!(await page.locator(".list").isVisible()), "phone reader: the list is hidden behind it");
   await page.goBack();
   await page.waitForSelector(".reader .thread-subject", { state: "detached", timeout: WAIT });
   check(await page.locator(".list").isVisible(), "phone reader: the browser's Back returns to the list");
@@ -199,11 +206,8 @@ async function phone(context) {
   await row.click();
   await page.click(".reader button:has-text('Reply')");
   await page.waitForSelector(".compose textarea[name=body]", { timeout: WAIT });
-  const compose = await box(page, ".compose");
-  check(compose && compose.x === 0 && compose.y === 0 && compose.width >= 389 && compose.height >= 843, "phone composer: full screen");
-  check(await noOverflow(page), "phone composer: no horizontal overflow");
-  check((await small(page, ".compose")).length === 0, `phone composer: touch-sized buttons (${await small(page, ".compose")})`);
-  await auditBoth(page, "phone composer");
+  await fullScreen(page, ".compose", ".compose", "phone composer");
+  check((await box(page, ".compose")).y === 0 && (await box(page, ".compose")).height >= 843, "phone composer: from top to bottom");
   await page.goBack();
   await page.waitForSelector(".compose", { state: "detached", timeout: WAIT });
   check(await page.locator(".reader .thread-subject").isVisible(), "phone composer: the browser's Back closes it, back to the message");
@@ -296,6 +300,17 @@ async function desktop(context) {
   const r = await box(page, ".reader");
   check(r.y >= l.y + l.height - 1, "reading pane bottom: the reader is below the list");
   await audit(page, "desktop reader, theme dark, compact, pane bottom");
+
+  // Reading pane off: the message replaces the list, and back.
+  await page.goto(`${BASE}/#/settings`);
+  await page.check("input[name=pane][value=off]");
+  await page.click(".settings button:has-text('Done')");
+  await quarterly.click();
+  await page.waitForSelector(".reader .thread-subject", { timeout: WAIT });
+  check(!(await page.locator(".list").isVisible()), "reading pane off: the message replaces the list");
+  await page.click(".reader button.back");
+  await page.waitForSelector(".list .row[data-email]", { timeout: WAIT });
+  check(!(await page.locator(".reader").isVisible()), "reading pane off: back to the list alone");
   await page.close();
 }
 

@@ -47,7 +47,10 @@ fn web_client_on_a_phone_and_under_axe() -> Result<()> {
         }
     }
     if !chromium().exists() {
-        bail!("{} is missing: install Debian's chromium", chromium().display());
+        bail!(
+            "{} is missing: install Debian's chromium",
+            chromium().display()
+        );
     }
     assert_eq!(LONG_SUBJECT.chars().count(), 60);
     let dovecot = Dovecot::start(DovecotOptions::default())?;
@@ -63,7 +66,11 @@ fn web_client_on_a_phone_and_under_axe() -> Result<()> {
     )?;
     dovecot.deliver(
         USER,
-        &msg("erin@example.org", "Lunch on Friday?", "shall we meet at noon"),
+        &msg(
+            "erin@example.org",
+            "Lunch on Friday?",
+            "shall we meet at noon",
+        ),
     )?;
     let smtp = Smtp::start(&dovecot)?;
     let dir = tempfile::tempdir()?;
