@@ -85,7 +85,7 @@ const box = (page, sel) => page.locator(sel).first().boundingBox();
 const small = (page, scope) =>
   page.evaluate((scope) => {
     const out = [];
-    for (const el of document.querySelectorAll(`${scope} button, ${scope} a[href], ${scope} select, ${scope} label.attach`)) {
+    for (const el of document.querySelectorAll(`${scope} button, ${scope} a[href], ${scope} select, ${scope} label.attach, ${scope} label.sel, ${scope} label.threads-toggle`)) {
       const r = el.getBoundingClientRect();
       if (r.width === 0 || r.height === 0 || getComputedStyle(el).visibility === "hidden") continue;
       if (r.width < 44 || r.height < 44) out.push(`${el.textContent.trim().slice(0, 20) || el.getAttribute("aria-label")} ${Math.round(r.width)}x${Math.round(r.height)}`);
@@ -144,6 +144,7 @@ async function phone(context) {
     check(b && b.width > 40 && b.height > 8 && b.x + b.width <= 390, `phone list: the row shows its ${part.slice(1)}`);
   }
   check((await small(page, ".topbar")).length === 0, `phone top bar: touch-sized buttons (${await small(page, ".topbar")})`);
+  check((await small(page, ".list")).length === 0, `phone list: touch-sized checkboxes, flags and toggles (${await small(page, ".list")})`);
   const sign = await box(page, ".topbar button:has-text('Sign out')");
   check(!sign || sign.x + sign.width <= 390, "phone top bar: Sign out is not clipped");
 
@@ -250,7 +251,14 @@ async function desktop(context) {
 
   // The split between list and reader: resizable by keyboard, remembered.
   const sep = page.locator("[role=separator][aria-label='Resize the message list']");
+  const w00 = (await box(page, ".list")).width;
+  const handle = await sep.boundingBox();
+  await page.mouse.move(handle.x + handle.width / 2, handle.y + 200);
+  await page.mouse.down();
+  await page.mouse.move(handle.x - 80, handle.y + 200, { steps: 4 });
+  await page.mouse.up();
   const w0 = (await box(page, ".list")).width;
+  check(w0 < w00 - 60, `the split follows a drag (${Math.round(w00)} → ${Math.round(w0)} px)`);
   await sep.focus();
   for (let i = 0; i < 5; i++) await page.keyboard.press("ArrowRight");
   const w1 = (await box(page, ".list")).width;

@@ -244,7 +244,8 @@ function Row({ app, index, email, row }: { app: MailApp; index: number; email: E
       }}
       onClick={onClick}
     >
-      <span role="gridcell" class="sel">
+      {/* A label: the whole cell (44 px on a phone) toggles the box, without opening the row. */}
+      <label role="gridcell" class="sel" onClick={(e) => e.stopPropagation()}>
         <input
           type="checkbox"
           aria-label={`Select message from ${who(email.from)}: ${email.subject || "(no subject)"}`}
@@ -258,7 +259,7 @@ function Row({ app, index, email, row }: { app: MailApp; index: number; email: E
             app.emit();
           }}
         />
-      </span>
+      </label>
       <span role="gridcell" class="from">
         {unread && <span class="dot" aria-label="Unread" />}
         {sent ? `To: ${who(email.to)}` : who(email.from)}
