@@ -44,9 +44,14 @@ function oneOf<T extends string>(v: unknown, allowed: readonly T[], d: T): T {
 }
 
 export function readAppearance(): Appearance {
+  return parseAppearance(readPref(APPEARANCE_KEY));
+}
+
+/** The saved value, whatever another version of the client (or a person) left there. */
+export function parseAppearance(saved: string | null): Appearance {
   let raw: Record<string, unknown> = {};
   try {
-    const v: unknown = JSON.parse(readPref(APPEARANCE_KEY) ?? "{}");
+    const v: unknown = JSON.parse(saved ?? "{}");
     if (v && typeof v === "object") raw = { ...v };
   } catch {
     /* a broken value: the defaults */
