@@ -186,7 +186,7 @@ export function useDrawer(app: MailApp): Drawer {
   const panel = useRef<HTMLDivElement>(null);
   const set = (on: boolean) => {
     setOpen(on);
-    if (!on) requestAnimationFrame(() => button.current?.focus());
+    if (!on) button.current?.focus();
   };
   useEffect(() => {
     if (open) panel.current?.querySelector<HTMLElement>(FOCUSABLE)?.focus();
