@@ -273,27 +273,46 @@ function SessionButtons({ app, onHelp, onSettings }: { app: MailApp; onHelp: () 
 
 const STEP = 16;
 
+/** The widths the list may take: at least 20rem, leaving the reader its 24rem (style.css). */
+function listBounds(): [number, number] {
+  const rem = parseFloat(getComputedStyle(document.documentElement).fontSize) || 15;
+  const list = document.querySelector<HTMLElement>(".layout > .list");
+  const reader = document.querySelector<HTMLElement>(".layout > .reader");
+  const room = (list?.getBoundingClientRect().width ?? 0) + (reader?.getBoundingClientRect().width ?? 0);
+  const min = Math.round(20 * rem);
+  return [min, Math.max(min, Math.round(room - 24 * rem))];
+}
+
 /** The border between list and reading pane (the ARIA window splitter pattern): dragged,
  * or moved with the arrow keys; the width is kept with the appearance preferences. */
 function Splitter() {
   const [width, setWidth] = useState(() => readAppearance().listWidth);
-  const list = () => document.querySelector<HTMLElement>(".layout > .list");
+  // Measured after layout and when the window changes, not in render: the app re-renders
+  // on every window of the list arriving, and a measure there would force a layout each time.
+  const [[min, max, measured], setBounds] = useState<[number, number, number]>([0, 0, 0]);
+  const current = () => document.querySelector<HTMLElement>(".layout > .list")?.getBoundingClientRect().width ?? width;
+  useEffect(() => {
+    const f = () => setBounds([...listBounds(), Math.round(current())]);
+    f();
+    addEventListener("resize", f);
+    return () => removeEventListener("resize", f);
+  }, []);
   const resize = (w: number) => {
-    const max = innerWidth - 24 * 15 - 240;
-    const v = Math.round(Math.max(300, Math.min(max, w)));
+    const [lo, hi] = listBounds();
+    const v = Math.round(Math.max(lo, Math.min(hi, w)));
     setWidth(v);
+    setBounds([lo, hi, v]);
     setAppearance({ listWidth: v });
   };
-  const current = () => list()?.getBoundingClientRect().width ?? width;
   return (
     <div
       class="split"
       role="separator"
       aria-orientation="vertical"
       aria-label="Resize the message list"
-      aria-valuemin={300}
-      aria-valuemax={Math.max(300, innerWidth - 600)}
-      aria-valuenow={Math.round(width || current())}
+      aria-valuemin={min}
+      aria-valuemax={max}
+      aria-valuenow={width || measured}
       tabIndex={0}
       onKeyDown={(e) => {
         const d = e.key === "ArrowRight" ? STEP : e.key === "ArrowLeft" ? -STEP : 0;
@@ -304,7 +323,7 @@ function Splitter() {
       }}
       onPointerDown={(e) => {
         const el = e.currentTarget as HTMLElement;
-        const left = list()?.getBoundingClientRect().left ?? 0;
+        const left = document.querySelector<HTMLElement>(".layout > .list")?.getBoundingClientRect().left ?? 0;
         el.setPointerCapture(e.pointerId);
         const move = (m: PointerEvent) => resize(m.clientX - left);
         const up = () => {
