@@ -191,6 +191,22 @@ async function phone(context) {
   await page.click("#drawer [role=treeitem][data-role=inbox]");
   await page.waitForSelector(".row[data-email]:has-text('Quarterly report')", { timeout: WAIT });
 
+  // Settings and the accounts screen open from the drawer, which steps aside for them.
+  await burger.click();
+  await page.click("#drawer button:has-text('Settings')");
+  await page.waitForSelector("[aria-labelledby=appearance-title]", { timeout: WAIT });
+  check(!(await page.locator("#drawer.open").count()), "drawer: Settings opens over the list, the drawer closed");
+  await fullScreen(page, ".settings", ".settings", "phone settings");
+  await page.goBack();
+  await page.waitForSelector("[aria-labelledby=appearance-title]", { state: "detached", timeout: WAIT });
+  check(true, "phone settings: the browser's Back closes it");
+  await burger.click();
+  await page.click("#drawer button[data-action=accounts]");
+  await page.waitForSelector(".accounts-panel", { timeout: WAIT });
+  check(!(await page.locator("#drawer.open").count()), "drawer: the accounts screen opens, the drawer closed");
+  await page.click(".accounts-panel button[aria-label=Close]");
+  await page.waitForSelector(".accounts-panel", { state: "detached", timeout: WAIT });
+
   // A message full screen; back by the button and by the browser's Back (the phone's gesture).
   await row.click();
   await page.waitForSelector(".reader .thread-subject:has-text('Quarterly report')", { timeout: WAIT });
@@ -213,6 +229,10 @@ async function phone(context) {
   await page.goBack();
   await page.waitForSelector(".compose", { state: "detached", timeout: WAIT });
   check(await page.locator(".reader .thread-subject").isVisible(), "phone composer: the browser's Back closes it, back to the message");
+  await page.goBack();
+  await page.waitForSelector(".reader .thread-subject", { state: "detached", timeout: WAIT });
+  check(await page.locator(".list").isVisible(), "phone: Back once more, from the message to the list");
+  await row.click();
   await page.click(".reader button:has-text('Reply')");
   await page.waitForSelector(".compose textarea[name=body]", { timeout: WAIT });
   await page.fill(".compose textarea[name=body]", "Good news, thanks.");

@@ -208,7 +208,17 @@ function Main({ app }: { app: MailApp }) {
         <Sidebar app={app} />
         <div class="drawer-only">
           {status}
-          <SessionButtons app={app} onHelp={() => setHelp(true)} onSettings={() => openSettings(true)} />
+          <SessionButtons
+            app={app}
+            onHelp={() => {
+              drawer.set(false, false);
+              setHelp(true);
+            }}
+            onSettings={() => {
+              drawer.set(false, false);
+              openSettings(true);
+            }}
+          />
         </div>
       </div>
       <MessageList app={app} />

@@ -171,7 +171,8 @@ const FOCUSABLE = "a[href], button:not([disabled]), input:not([disabled]), selec
 
 export interface Drawer {
   open: boolean;
-  set: (on: boolean) => void;
+  /** Opens or closes it; closing gives focus back to the button unless something else takes it. */
+  set: (on: boolean, refocus?: boolean) => void;
   button: RefObject<HTMLButtonElement>;
   panel: RefObject<HTMLDivElement>;
   onKeyDown: (e: KeyboardEvent) => void;
@@ -184,9 +185,9 @@ export function useDrawer(app: MailApp): Drawer {
   const [open, setOpen] = useState(false);
   const button = useRef<HTMLButtonElement>(null);
   const panel = useRef<HTMLDivElement>(null);
-  const set = (on: boolean) => {
+  const set = (on: boolean, refocus = true) => {
     setOpen(on);
-    if (!on) button.current?.focus();
+    if (!on && refocus) button.current?.focus();
   };
   useEffect(() => {
     if (open) panel.current?.querySelector<HTMLElement>(FOCUSABLE)?.focus();
@@ -197,6 +198,10 @@ export function useDrawer(app: MailApp): Drawer {
     if (view.current !== app.list.view && open) set(false);
     view.current = app.list.view;
   }, [app.list.view]);
+  // The accounts screen opened from it covers everything: the drawer steps aside.
+  useEffect(() => {
+    if (app.accountsOpen && open) set(false, false);
+  }, [app.accountsOpen]);
   const onKeyDown = (e: KeyboardEvent) => {
     if (!open) return;
     if (e.key === "Escape") {
@@ -220,24 +225,46 @@ export function useDrawer(app: MailApp): Drawer {
   return { open, set, button, panel, onKeyDown };
 }
 
+// Our history entries carry an increasing number (time-based, so also across reloads): an
+// entry left behind by a step we could not take back (another entry was pushed over it)
+// is older than every layer still open, and going back to it closes them all.
+let lastSeq = 0;
+const nextSeq = () => (lastSeq = Math.max(Date.now(), lastSeq + 1));
+function seqOf(state: unknown): number {
+  return state && typeof state === "object" && "tidingsSeq" in state ? Number(state.tidingsSeq) || 0 : 0;
+}
+
 /** The browser's Back (a phone's back gesture) closes what covers the list, top first:
  * composer, then the open message, then the drawer. Each layer opened pushes a history
  * entry with the same URL (so a reload still opens the mailbox); a layer closed in the UI
  * takes its entry back. */
 export function useBackStack(app: MailApp, drawer: Drawer): void {
-  const pushed = useRef(0);
+  /** The entries of the layers open, oldest first. */
+  const stack = useRef<number[]>([]);
   const popping = useRef<string | null>(null);
-  const layers = (drawer.open ? 1 : 0) + (app.reader.open ? 1 : 0) + (app.composer.draft ? 1 : 0);
+  // Closing the composer first saves the draft (async): meanwhile it no longer counts.
+  const closing = useRef(false);
+  if (!app.composer.draft) closing.current = false;
+  const composing = !!app.composer.draft && !closing.current;
+  const layers = (drawer.open ? 1 : 0) + (app.reader.open ? 1 : 0) + (composing ? 1 : 0);
   useEffect(() => {
     if (popping.current !== null) return;
-    if (layers > pushed.current) {
-      for (let d = pushed.current + 1; d <= layers; d++) history.pushState({ tidingsDepth: d }, "", location.href);
-      pushed.current = layers;
-    } else if (layers < pushed.current) {
-      popping.current = location.href;
-      const n = pushed.current - layers;
-      pushed.current = layers;
-      history.go(-n);
+    const s = stack.current;
+    while (s.length < layers) {
+      const seq = nextSeq();
+      history.pushState({ tidingsSeq: seq }, "", location.href);
+      s.push(seq);
+    }
+    if (s.length > layers) {
+      const n = s.length - layers;
+      // Only our own entry is taken back: over another (`#/settings` opened meanwhile),
+      // going back would leave that one.
+      const ours = seqOf(history.state) === s[s.length - 1];
+      s.length = layers;
+      if (ours) {
+        popping.current = location.href;
+        history.go(-n);
+      }
     }
   });
   useEffect(() => {
@@ -249,11 +276,12 @@ export function useBackStack(app: MailApp, drawer: Drawer): void {
         app.emit();
         return;
       }
-      const state: unknown = e.state;
-      const depth = state && typeof state === "object" && "tidingsDepth" in state ? Number(state.tidingsDepth) || 0 : 0;
-      pushed.current = Math.min(pushed.current, depth);
-      let over = (drawer.open ? 1 : 0) + (app.reader.open ? 1 : 0) + (app.composer.draft ? 1 : 0) - depth;
-      if (over > 0 && app.composer.draft) {
+      const at = seqOf(e.state);
+      const keep = stack.current.filter((q) => q <= at).length;
+      stack.current.length = keep;
+      let over = layers - keep;
+      if (over > 0 && composing) {
+        closing.current = true;
         void app.composer.close();
         over--;
       }
