@@ -298,6 +298,11 @@ async function desktop(context) {
   await auditBoth(page, "desktop composer");
   await page.keyboard.press("Escape");
   await page.waitForSelector(".compose", { state: "detached", timeout: WAIT });
+  await page.click(".topbar button[aria-label='Keyboard shortcuts']");
+  await page.waitForSelector("[aria-labelledby=help-title]", { timeout: WAIT });
+  await auditBoth(page, "keyboard help");
+  await page.keyboard.press("Escape");
+  await page.waitForSelector("[aria-labelledby=help-title]", { state: "detached", timeout: WAIT });
 
   // Appearance: applied at once, kept, applied before the first paint.
   await page.goto(`${BASE}/#/settings`);
