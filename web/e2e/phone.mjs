@@ -171,6 +171,7 @@ async function phone(context) {
   for (let i = 0; i < 5; i++) await page.keyboard.press("Shift+Tab");
   check(await page.evaluate(() => !!document.activeElement?.closest("#drawer")), "drawer: and with Shift+Tab");
   check((await small(page, "#drawer")).length === 0, `drawer: touch-sized targets (${await small(page, "#drawer")})`);
+  check(await page.locator("#drawer button:has-text('Sign out')").isVisible(), "drawer: Sign out and the account's settings are in it");
   await auditBoth(page, "phone drawer");
   await page.keyboard.press("Escape");
   await page.waitForSelector("#drawer.open", { state: "detached", timeout: WAIT });
