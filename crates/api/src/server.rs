@@ -30,6 +30,9 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/", get(crate::web::app))
         .route("/assets/{*file}", get(crate::web::app))
         .route("/favicon.svg", get(crate::web::app))
+        // The appearance applied before the first paint: a classic script, not hashed
+        // (index.html names it), so revalidated like index.html.
+        .route("/appearance.js", get(crate::web::app))
         .route("/auth/login", post(crate::web::login))
         .route("/auth/logout", post(crate::web::logout))
         .route("/web/html/{account}/{blob}", get(crate::web::html))

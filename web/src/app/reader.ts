@@ -27,6 +27,9 @@ export class Reader {
    * ahead), by the Email id opened; at most BODIES_KEPT, oldest dropped first. */
   bodies = new Map<Id, { threadId: Id; emails: FullEmail[] }>();
   private prefetching = new Set<Id>();
+  /** Bumped by each open and close the user makes, so a thread read for an earlier one
+   * (a refresh in flight when the user closed it) is not drawn over the later choice. */
+  private generation = 0;
   /** Senders whose remote images are always shown (kept in this browser). */
   trustedSenders = new Set<string>(readTrusted());
 
@@ -75,6 +78,8 @@ export class Reader {
    * request. Marking it read is sent after it is on screen and does not hold it up;
    * the neighbours in the list are then fetched ahead. */
   async openThread(emailId: Id, markRead = true, useFetched = true): Promise<void> {
+    // A refresh (markRead false) re-reads what is open without claiming the pane.
+    const generation = markRead ? ++this.generation : this.generation;
     const base = this.app.list.cache.get(emailId);
     let got = useFetched ? this.bodies.get(emailId) : undefined;
     if (got) {
@@ -88,6 +93,8 @@ export class Reader {
       });
       if (!r) return;
       got = this.keepThreads([emailId], r) ? this.bodies.get(emailId) : undefined;
+      // Closed, or another thread opened, while this one was read: that choice stands.
+      if (generation !== this.generation) return;
       if (!got) {
         if (!this.open || this.open.emailId !== emailId) this.app.toasts.error("This message could not be opened.");
         return;
@@ -145,6 +152,7 @@ export class Reader {
   }
 
   closeThread(): void {
+    this.generation++;
     this.open = null;
     this.app.emit();
   }

@@ -74,6 +74,9 @@ export function Compose({ app }: { app: MailApp }) {
         ))}
       </datalist>
       <div class="compose-head">
+        <button type="button" class="ghost compose-back" aria-label="Back (the draft is kept)" onClick={() => void app.composer.close()}>
+          ←
+        </button>
         <strong>{d.subject || "New message"}</strong>
         <button type="button" class="ghost" aria-label="Close (the draft is kept)" onClick={() => void app.composer.close()}>
           ×

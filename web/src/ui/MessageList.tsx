@@ -3,8 +3,8 @@ import { PAGE, type MailApp } from "../state";
 import type { Email, EmailAddress } from "../model";
 import { Highlighted } from "./text";
 import { Icon } from "./icons";
+import { rowHeight } from "../app/prefs";
 
-export const ROW = 64;
 const OVERSCAN = 10;
 
 export function who(a: EmailAddress[] | null | undefined): string {
@@ -35,6 +35,7 @@ export function MessageList({ app }: { app: MailApp }) {
   const [height, setHeight] = useState(800);
   const anchor = useRef<number | null>(null);
   const list = app.list.model;
+  const ROW = rowHeight();
 
   useLayoutEffect(() => {
     const el = scroller.current;
@@ -85,7 +86,7 @@ export function MessageList({ app }: { app: MailApp }) {
   for (let i = first; i < last; i++) {
     const id = list.ids[i];
     const e = id ? app.list.cache.get(id) : undefined;
-    rows.push(<Row key={id ?? `p${i}`} app={app} index={i} email={e} />);
+    rows.push(<Row key={id ?? `p${i}`} app={app} index={i} email={e} row={ROW} />);
   }
   const title = app.list.view.search ? `Search: ${app.list.view.search}` : app.folders.mailbox(app.list.view.mailboxId)?.name ?? "";
   return (
@@ -191,8 +192,8 @@ function Bulk({ app }: { app: MailApp }) {
 
 let lastClicked = -1;
 
-function Row({ app, index, email }: { app: MailApp; index: number; email: Email | undefined }) {
-  const style = { transform: `translateY(${index * ROW}px)` };
+function Row({ app, index, email, row }: { app: MailApp; index: number; email: Email | undefined; row: number }) {
+  const style = { transform: `translateY(${index * row}px)` };
   if (!email)
     return (
       <div class="row placeholder" role="row" aria-rowindex={index + 1} style={style}>
@@ -243,10 +244,12 @@ function Row({ app, index, email }: { app: MailApp; index: number; email: Email 
       }}
       onClick={onClick}
     >
-      <span role="gridcell" class="sel">
+      {/* A label: the whole cell (44 px on a phone) toggles the box, without opening the row. */}
+      <label role="gridcell" class="sel" onClick={(e) => e.stopPropagation()}>
         <input
           type="checkbox"
-          aria-label="Select"
+          aria-label={`Select message from ${who(email.from)}: ${email.subject || "(no subject)"}`}
+          tabIndex={-1}
           checked={selected}
           onClick={(e) => e.stopPropagation()}
           onChange={() => {
@@ -256,7 +259,7 @@ function Row({ app, index, email }: { app: MailApp; index: number; email: Email 
             app.emit();
           }}
         />
-      </span>
+      </label>
       <span role="gridcell" class="from">
         {unread && <span class="dot" aria-label="Unread" />}
         {sent ? `To: ${who(email.to)}` : who(email.from)}
@@ -280,6 +283,7 @@ function Row({ app, index, email }: { app: MailApp; index: number; email: Email 
             class={`flag ${flagged ? "on" : ""}`}
             aria-label={flagged ? "Unflag" : "Flag"}
             aria-pressed={flagged}
+            tabIndex={-1}
             onClick={(e) => {
               e.stopPropagation();
               void app.actions.setKeyword([email.id], "$flagged", !flagged);

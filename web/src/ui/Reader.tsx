@@ -10,6 +10,7 @@ function addr(a: EmailAddress[] | null | undefined): string {
 }
 
 export function Reader({ app }: { app: MailApp }) {
+  // An h2: the page's one h1 is the list's title (a mailbox or a search).
   const heading = useRef<HTMLHeadingElement>(null);
   const open = app.reader.open;
   useEffect(() => {
@@ -29,9 +30,9 @@ export function Reader({ app }: { app: MailApp }) {
         <button type="button" class="ghost back" onClick={() => app.reader.closeThread()} aria-label="Back to the list (u)">
           ←
         </button>
-        <h1 ref={heading} tabIndex={-1} class="thread-subject">
+        <h2 ref={heading} tabIndex={-1} class="thread-subject">
           {subject}
-        </h1>
+        </h2>
         <Toolbar app={app} />
       </div>
       <div class="thread" role="list">

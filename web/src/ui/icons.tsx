@@ -9,6 +9,9 @@ const PATHS: Record<string, string> = {
   trash: "M4 7h16M9 7V4h6v3M6 7l1 13h10l1-13",
   folder: "M3 6h6l2 2h10v11H3z",
   flag: "M5 21V4h12l-2 4 2 4H5",
+  menu: "M4 6h16M4 12h16M4 18h16",
+  search: "M10.5 17a6.5 6.5 0 1 0 0-13 6.5 6.5 0 0 0 0 13zM15.5 15.5L20 20",
+  back: "M19 12H5M11 6l-6 6 6 6",
   clip: "M16 7l-7 7a2 2 0 0 0 3 3l7-7a4 4 0 0 0-6-6l-7 7a6 6 0 0 0 8 8l6-6",
 };
 
