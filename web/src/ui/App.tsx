@@ -7,6 +7,7 @@ import { Reader } from "./Reader";
 import { Help, useShortcuts } from "./keys";
 import { Compose } from "./Compose";
 import { Accounts } from "./Accounts";
+import { SettingsScreen, useSettingsRoute } from "./settings/route";
 
 /** Re-renders the caller whenever the application object emits. */
 export function useApp(app: MailApp): void {
@@ -95,7 +96,8 @@ function Main({ app }: { app: MailApp }) {
   useEffect(() => {
     if (search.current && document.activeElement !== search.current) search.current.value = app.list.view.search;
   }, [app.list.view]);
-  const conn = CONNECTION_TEXT[app.connection];
+  const [settings, setSettings] = useSettingsRoute();
+  const conn = (app.connection !== "live" && app.jmap.offline?.note()) || CONNECTION_TEXT[app.connection];
   return (
     <div class={`layout ${app.reader.open ? "reading" : ""}`}>
       <header class="topbar">
@@ -140,6 +142,9 @@ function Main({ app }: { app: MailApp }) {
             {app.notifications.on ? "Notifications on" : "Notify me"}
           </button>
         )}
+        <button type="button" class="ghost" onClick={() => setSettings(true)}>
+          Settings
+        </button>
         <button type="button" class="ghost" onClick={() => setHelp(true)} aria-label="Keyboard shortcuts">
           ?
         </button>
@@ -172,6 +177,7 @@ function Main({ app }: { app: MailApp }) {
         </div>
       )}
       {help && <Help app={app} onClose={() => setHelp(false)} />}
+      {settings && <SettingsScreen app={app} onClose={() => setSettings(false)} />}
       {app.accountsOpen && <Accounts app={app} onClose={() => app.openAccounts(false)} />}
       <Compose app={app} />
     </div>
