@@ -27,7 +27,25 @@ const MAX_CHANGES = 50;
 const CLIENT_HEADERS = { "X-Tidings-Client": "web", "Content-Type": "application/json" };
 
 self.addEventListener("install", (e) => {
-  e.waitUntil(self.skipWaiting());
+  e.waitUntil(
+    (async () => {
+      // The page loaded before this worker existed: keep it and the scripts and styles it
+      // names now, so the first reload without a network finds them.
+      const c = await caches.open(SHELL_CACHE);
+      try {
+        const page = await fetch("/", { cache: "no-cache" });
+        if (page.ok) {
+          const html = await page.clone().text();
+          await c.put("/", page);
+          const assets = [...html.matchAll(/(?:src|href)="(\/assets\/[^"]+)"/g)].map((m) => m[1] ?? "").filter(Boolean);
+          await c.addAll([...new Set(assets), "/manifest.webmanifest", "/favicon.svg", "/icon-192.png"]);
+        }
+      } catch {
+        /* offline at install: the shell is kept as it is fetched */
+      }
+      await self.skipWaiting();
+    })(),
+  );
 });
 
 self.addEventListener("activate", (e) => {

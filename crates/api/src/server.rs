@@ -29,7 +29,9 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/jmap/upload/{account}", post(crate::upload::upload))
         .route("/", get(crate::web::app))
         .route("/assets/{*file}", get(crate::web::app))
-        .route("/favicon.svg", get(crate::web::app))
+        // The app's top-level files: favicon, web app manifest and icons, and the service
+        // worker, which must sit at the root to control the whole app.
+        .route("/{file}", get(crate::web::app))
         .route("/auth/login", post(crate::web::login))
         .route("/auth/logout", post(crate::web::logout))
         .route("/web/html/{account}/{blob}", get(crate::web::html))
