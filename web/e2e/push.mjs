@@ -213,6 +213,8 @@ try {
   await page.screenshot({ path: path.join(OUT, "push-reopened.png") });
 
   // Clicking it opens the app on that message: the route the service worker opens.
+  await page.close();
+  page = await context.newPage();
   await page.goto(`${BASE}/#/message/${encodeURIComponent(shown.data.accountId)}/${encodeURIComponent(shown.data.emailId)}`);
   await page.locator(".reader .text-body", { hasText: "pushed body" }).waitFor({ timeout: WAIT });
   check(true, "the notification's route opens the message");
@@ -224,6 +226,7 @@ try {
   check(true, "offline reading on: recent mail fetched ahead");
   await page.keyboard.press("Escape");
   await context.setOffline(true);
+  page.on("pageerror", (e) => log("pageerror:", e.message));
   await page.reload();
   await page.locator(".row", { hasText: "Invoice 2041" }).waitFor({ timeout: WAIT });
   check(true, "without a network, the app opens and lists the Inbox from the cache after a reload");

@@ -309,9 +309,21 @@ export class Offline implements OfflineSeam {
   }
 
   private async fetchAheadNow(): Promise<void> {
-    const { list, reader, folders } = this.app;
+    const { list, reader, folders, jmap, accountId } = this.app;
+    if (!accountId || navigator.onLine === false) return;
+    // What the start-up asks first (boot.ts): the probe of optional methods, the
+    // mailboxes and identities, with the same arguments so that they answer it offline.
+    try {
+      await jmap.send([
+        ...jmap.probeCalls(accountId),
+        ["Mailbox/get", { accountId, ids: null }, "mb"],
+        ["Identity/get", { accountId }, "ident"],
+      ]);
+    } catch {
+      return;
+    }
     for (const mb of folders.mailboxes.slice(0, 200)) {
-      if (this.fetchedAhead.has(mb.id) || navigator.onLine === false) continue;
+      if (this.fetchedAhead.has(mb.id)) continue;
       // The list's own calls for that mailbox, so the keys match what it asks later.
       const saved = { view: list.view, filter: list.filter };
       list.view = { ...list.view, mailboxId: mb.id, search: "" };
@@ -321,7 +333,7 @@ export class Offline implements OfflineSeam {
       list.filter = saved.filter;
       let ids: string[];
       try {
-        const r = await this.app.jmap.send(calls);
+        const r = await jmap.send(calls);
         const q = r.find(([n, , id]) => n === "Email/query" && id === "q")?.[1] as { ids?: string[] } | undefined;
         ids = (q?.ids ?? []).slice(0, PREFETCH);
       } catch {
@@ -330,7 +342,7 @@ export class Offline implements OfflineSeam {
       for (let i = 0; i < ids.length; i += BATCH) {
         const want = ids.slice(i, i + BATCH);
         try {
-          const r = await this.app.jmap.send(reader.threadCalls(want));
+          const r = await jmap.send(reader.threadCalls(want));
           const b = r.find(([, , id]) => id === "b")?.[1] as { list?: { htmlBody?: { type: string; blobId?: string }[] }[] } | undefined;
           for (const e of b?.list ?? []) {
             const html = e.htmlBody?.find((p) => p.type === "text/html" && p.blobId);
@@ -361,6 +373,7 @@ async function setWorkerFlag(on: boolean): Promise<void> {
 export async function enableOffline(app: MailApp): Promise<Offline> {
   const o = await Offline.open(app);
   app.jmap.offline = o;
+  if (app.session) o.sessionLoaded(app.session);
   return o;
 }
 

@@ -76,6 +76,10 @@ export class Notifications {
    * was clicked for. */
   async start(route: { accountId: Id; emailId: Id } | null): Promise<void> {
     if (route && route.accountId === this.app.accountId) await this.app.reader.openThread(route.emailId);
+    window.addEventListener("hashchange", () => {
+      const r = messageRoute(location.hash);
+      if (r && r.accountId === this.app.accountId) void this.app.reader.openThread(r.emailId);
+    });
     if (typeof navigator === "undefined" || !("serviceWorker" in navigator)) return;
     navigator.serviceWorker.addEventListener("message", (e: MessageEvent<{ type?: string; route?: string }>) => {
       const r = e.data?.type === "tidings:open" && e.data.route ? messageRoute(e.data.route) : null;

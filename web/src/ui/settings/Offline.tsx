@@ -14,21 +14,21 @@ export function OfflineSettings({ app }: { app: MailApp }) {
   const toggleOffline = async (on: boolean) => {
     setBusy(true);
     setError("");
+    setOffline(on);
     try {
       const m = await import("../../offline");
       if (on) {
         const o = await m.enableOffline(app);
         writePref("tidings.offline", "1");
-        setOffline(true);
         await o.fetchAhead();
       } else {
         writePref("tidings.offline", "0");
-        setOffline(false);
         const cur = app.jmap.offline;
         if (cur instanceof m.Offline) await cur.destroy(app.jmap);
         else await m.forget();
       }
     } catch (e) {
+      setOffline(!on);
       setError(e instanceof Error ? e.message : String(e));
     }
     setBusy(false);
