@@ -63,18 +63,35 @@ fn web_push_and_offline_in_headless_chromium() -> Result<()> {
         bail!("web/dist or web/node_modules is missing: run `npm ci && npm run build` in web/");
     }
     if !chromium().exists() {
-        bail!("{} is missing: install Debian's chromium", chromium().display());
+        bail!(
+            "{} is missing: install Debian's chromium",
+            chromium().display()
+        );
     }
-    let ece = Command::new(&python).args(["-c", "import http_ece"]).status();
+    let ece = Command::new(&python)
+        .args(["-c", "import http_ece"])
+        .status();
     if !ece.is_ok_and(|s| s.success()) {
-        bail!("{} has no http_ece: ./scripts/test installs it", python.display());
+        bail!(
+            "{} has no http_ece: ./scripts/test installs it",
+            python.display()
+        );
     }
     let dovecot = Dovecot::start(DovecotOptions::default())?;
     dovecot.add_user(USER, "imap-pw")?;
     let msg = |from: &str, subject: &str, body: &str| corpus::message(from, USER, subject, body);
-    dovecot.deliver(USER, &msg("carol@example.org", "Quarterly report", "numbers are up"))?;
-    dovecot.deliver(USER, &msg("billing@example.org", "Invoice 2041", "due soon"))?;
-    dovecot.deliver(USER, &msg("billing@example.org", "Invoice 2042", "due later"))?;
+    dovecot.deliver(
+        USER,
+        &msg("carol@example.org", "Quarterly report", "numbers are up"),
+    )?;
+    dovecot.deliver(
+        USER,
+        &msg("billing@example.org", "Invoice 2041", "due soon"),
+    )?;
+    dovecot.deliver(
+        USER,
+        &msg("billing@example.org", "Invoice 2042", "due later"),
+    )?;
 
     let dir = tempfile::tempdir()?;
     let port = std::net::TcpListener::bind("127.0.0.1:0")?
@@ -149,7 +166,11 @@ fn web_push_and_offline_in_headless_chromium() -> Result<()> {
         if line == "DELIVER push" {
             dovecot.deliver(
                 USER,
-                &msg("Frida Push <frida@example.org>", "Pushed while closed", "pushed body"),
+                &msg(
+                    "Frida Push <frida@example.org>",
+                    "Pushed while closed",
+                    "pushed body",
+                ),
             )?;
             writeln!(stdin, "OK")?;
         } else if let Some(subject) = line.strip_prefix("FLAGGED ") {
@@ -165,13 +186,17 @@ fn web_push_and_offline_in_headless_chromium() -> Result<()> {
             if on {
                 writeln!(stdin, "OK")?;
             } else {
-                outcome = Err(anyhow::anyhow!("{subject:?} is not \\Flagged on the server"));
+                outcome = Err(anyhow::anyhow!(
+                    "{subject:?} is not \\Flagged on the server"
+                ));
                 writeln!(stdin, "NO")?;
             }
         } else if line == "DONE" {
             done = true;
         } else {
-            outcome = Err(anyhow::anyhow!("unexpected line from the e2e script: {line}"));
+            outcome = Err(anyhow::anyhow!(
+                "unexpected line from the e2e script: {line}"
+            ));
             writeln!(stdin, "NO")?;
         }
     }
