@@ -323,7 +323,7 @@ export class Offline implements OfflineSeam {
       return;
     }
     for (const mb of folders.mailboxes.slice(0, 200)) {
-      if (this.fetchedAhead.has(mb.id)) continue;
+      if (this.fetchedAhead.has(mb.id) || mb.totalEmails === 0) continue;
       // The list's own calls for that mailbox, so the keys match what it asks later.
       const saved = { view: list.view, filter: list.filter };
       list.view = { ...list.view, mailboxId: mb.id, search: "" };

@@ -181,6 +181,10 @@ async function onPush(msg: Push | null): Promise<void> {
     return;
   }
   if (msg?.["@type"] !== "StateChange" || !msg.changed) return;
+  // The app in view shows new mail itself (and a focused page is what browsers accept
+  // in place of a notification for a userVisibleOnly push).
+  const wins = await self.clients.matchAll({ type: "window" });
+  const inView = wins.some((w) => w.focused && new URL(w.url).origin === self.location.origin);
   const all: { accountId: string; e: NewEmail }[] = [];
   let failed = false;
   for (const [accountId, types] of Object.entries(msg.changed)) {
@@ -192,6 +196,8 @@ async function onPush(msg: Push | null): Promise<void> {
       failed = true;
     }
   }
+  // The states above still advance, so nothing seen in the app is notified later.
+  if (inView) return;
   // Signed out, or the server unreachable: the push still says something changed.
   if (failed && !all.length) await self.registration.showNotification("New mail", { tag: "tidings-new", body: "Open Tidings to read it.", icon: "/icon-192.png" });
   for (const { accountId, e } of all.slice(0, MAX_SHOWN)) {
