@@ -366,6 +366,7 @@ async function setWorkerFlag(on: boolean): Promise<void> {
   } finally {
     db.close();
   }
+  navigator.serviceWorker?.controller?.postMessage({ type: "tidings:offline-reading", on });
 }
 
 /** Turns offline reading on for `app`: from now on answers are kept, and recent mail

@@ -68,7 +68,8 @@ self.addEventListener("fetch", (e) => {
   const page = req.mode === "navigate" && req.destination === "document" && (url.pathname === "/" || url.pathname === "/index.html");
   if (page || SHELL_FILES.has(url.pathname)) return e.respondWith(networkFirst(SHELL_CACHE, req, page ? "/" : url.pathname));
   if (url.pathname.startsWith("/assets/")) return e.respondWith(cacheFirst(req));
-  if (url.pathname.startsWith("/web/html/")) return e.respondWith(mailPage(req));
+  // Known off (the usual case): the mail page goes to the network without us.
+  if (url.pathname.startsWith("/web/html/") && offlineReading !== false) return e.respondWith(mailPage(req));
   // Everything else (JMAP, blobs, sign-in) goes to the network untouched.
 });
 
@@ -93,21 +94,35 @@ async function cacheFirst(req: Request): Promise<Response> {
   return r;
 }
 
-async function offlineReading(): Promise<boolean> {
+/** Whether offline reading is on: read from IndexedDB once per worker start, then told
+ * by the page when the user changes it; null until read. */
+let offlineReading: boolean | null = null;
+
+async function readOfflineReading(): Promise<boolean> {
+  if (offlineReading !== null) return offlineReading;
   try {
     const db = await Db.open(PUSH_DB);
     try {
-      return (await db.get<boolean>("kv", "offline-reading")) === true;
+      offlineReading = (await db.get<boolean>("kv", "offline-reading")) === true;
     } finally {
       db.close();
     }
   } catch {
-    return false;
+    offlineReading = false;
   }
+  return offlineReading;
 }
 
+self.addEventListener("message", (e: ExtendableMessageEvent) => {
+  const m = e.data as { type?: string; on?: boolean } | null;
+  if (m?.type === "tidings:offline-reading" && typeof m.on === "boolean") offlineReading = m.on;
+});
+
+// Read at start, so that the usual case (off) is known before the first mail page.
+void readOfflineReading();
+
 async function mailPage(req: Request): Promise<Response> {
-  if (!(await offlineReading())) return fetch(req);
+  if (!(await readOfflineReading())) return fetch(req);
   return networkFirst(MAIL_CACHE, req, req.url);
 }
 

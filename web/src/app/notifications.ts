@@ -170,6 +170,16 @@ export class Notifications {
     }
   }
 
+  /** Before signing out: nothing of this user stays on the device (the mail kept for
+   * offline reading) or keeps coming to it (the push subscription, while the session
+   * still allows destroying it). */
+  async forgetDevice(): Promise<void> {
+    await this.unsubscribe().catch(() => undefined);
+    if (readPref("tidings.offline") === "1" || this.app.jmap.offline)
+      await import("../offline").then((m) => m.forget()).catch(() => undefined);
+    this.app.jmap.offline = null;
+  }
+
   notifyNew(created: Email[]): void {
     const inbox = this.app.folders.byRole("inbox")?.id;
     // With Web Push on, the service worker shows them (once, tab open or not).
