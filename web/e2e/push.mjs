@@ -269,6 +269,16 @@ try {
     return r[0][1].list?.length === 0;
   });
   check(true, "turning notifications off destroys the PushSubscription");
+
+  // Signing out leaves no mail of this user on the device.
+  await page.locator(".settings input[name=offline]").check();
+  await page.locator("[data-offline-status=on]").waitFor({ timeout: WAIT * 2 });
+  check((await page.evaluate(async () => (await indexedDB.databases()).map((d) => d.name))).includes("tidings-offline"), "offline reading on again keeps mail");
+  await page.keyboard.press("Escape");
+  await page.getByRole("button", { name: "Sign out" }).click();
+  await page.waitForSelector("form[aria-labelledby=signin-title]", { timeout: WAIT });
+  const afterSignOut = await page.evaluate(async () => (await indexedDB.databases()).map((d) => d.name));
+  check(!afterSignOut.includes("tidings-offline"), `signing out deletes the mail kept for offline reading (${afterSignOut})`);
   process.stdout.write("DONE\n");
 } catch (e) {
   log("FAILED:", e.stack ?? e);

@@ -175,8 +175,14 @@ export class Notifications {
    * still allows destroying it). */
   async forgetDevice(): Promise<void> {
     await this.unsubscribe().catch(() => undefined);
-    if (readPref("tidings.offline") === "1" || this.app.jmap.offline)
-      await import("../offline").then((m) => m.forget()).catch(() => undefined);
+    if (readPref("tidings.offline") === "1" || this.app.jmap.offline) {
+      // Off for whoever signs in next: keeping mail is each user's own choice.
+      writePref("tidings.offline", "0");
+      const jmap = this.app.jmap;
+      await import("../offline")
+        .then((m) => (jmap.offline instanceof m.Offline ? jmap.offline.destroy(jmap) : m.forget()))
+        .catch(() => undefined);
+    }
     this.app.jmap.offline = null;
   }
 
