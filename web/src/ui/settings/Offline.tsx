@@ -55,6 +55,7 @@ export function OfflineSettings({ app }: { app: MailApp }) {
             ? "The latest messages of every folder are kept on this device; changes made offline are sent when the connection is back."
             : "Nothing is kept on this device."}
       </p>
+      {offline && app.jmap.offline?.note() && <p class="note">{app.jmap.offline.note()}</p>}
       {error && (
         <p class="error" role="alert">
           {error}
