@@ -16,6 +16,7 @@ import { chromium } from "playwright-core";
 import { execFileSync } from "node:child_process";
 import http from "node:http";
 import fs from "node:fs";
+import os from "node:os";
 import path from "node:path";
 import readline from "node:readline";
 
@@ -86,14 +87,16 @@ const push = http.createServer((req, res) => {
 await new Promise((r) => push.listen(0, "127.0.0.1", r));
 const pushUrl = `http://127.0.0.1:${push.address().port}/push/e2e`;
 
-const browser = await chromium.launch({
+// A profile on disk, not an incognito context: Chromium installs apps only in a profile.
+const profile = fs.mkdtempSync(path.join(os.tmpdir(), "tidings-push-"));
+const context = await chromium.launchPersistentContext(profile, {
   executablePath: process.env.CHROMIUM ?? "/usr/bin/chromium",
   headless: true,
   args: ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update", "--disable-sync", "--no-first-run"],
+  viewport: { width: 1400, height: 860 },
 });
-const context = await browser.newContext({ viewport: { width: 1400, height: 860 } });
 await context.grantPermissions(["notifications"], { origin: BASE });
-let page = await context.newPage();
+let page = context.pages()[0] ?? (await context.newPage());
 
 // Pushes go to the service worker through a tab that is not the app's, so that they
 // still arrive once the app's tab is closed.
@@ -160,6 +163,11 @@ try {
   const active = await page.evaluate(() => navigator.serviceWorker.ready.then((r) => r.active?.state ?? "none"));
   check(active === "activating" || active === "activated", `the service worker is registered at the root scope (${active})`);
   await waitFor("the page is controlled by the service worker", () => page.evaluate(() => !!navigator.serviceWorker.controller));
+  // Chromium's own verdict on installing the app (manifest, icons, service worker).
+  const pageCdp = await context.newCDPSession(page);
+  const { installabilityErrors } = await pageCdp.send("Page.getInstallabilityErrors");
+  check(installabilityErrors.length === 0, `Chromium finds the app installable (${JSON.stringify(installabilityErrors)})`);
+  await pageCdp.detach();
   const cachedMail = await page.evaluate(async () => {
     const out = [];
     for (const k of await caches.keys()) for (const r of await (await caches.open(k)).keys()) out.push(new URL(r.url).pathname);
@@ -290,7 +298,8 @@ try {
   }
   process.exitCode = 1;
 } finally {
-  await browser.close();
+  await context.close();
+  fs.rmSync(profile, { recursive: true, force: true });
   push.close();
   rl.close();
 }
