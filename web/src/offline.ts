@@ -25,6 +25,8 @@ import type { MailApp } from "./state";
 export const PREFETCH = 50;
 /** Threads asked for in one request while fetching ahead. */
 const BATCH = 10;
+/** How often recent mail is fetched ahead at most. */
+const AHEAD_EVERY_MS = 15 * 60 * 1000;
 /** Kept answers past which the oldest go. */
 const MAX_KEPT = 20_000;
 /** Methods whose answers are kept. */
@@ -311,6 +313,10 @@ export class Offline implements OfflineSeam {
   private async fetchAheadNow(): Promise<void> {
     const { list, reader, folders, jmap, accountId } = this.app;
     if (!accountId || navigator.onLine === false) return;
+    // Once per AHEAD_EVERY_MS across reloads: what arrives in between is kept as the app
+    // shows it (every answer goes by `answered`).
+    const last = (await this.db.get<number>("kv", "fetched-ahead-at")) ?? 0;
+    if (Date.now() - last < AHEAD_EVERY_MS) return;
     // What the start-up asks first (boot.ts): the probe of optional methods, the
     // mailboxes and identities, with the same arguments so that they answer it offline.
     try {
@@ -355,6 +361,7 @@ export class Offline implements OfflineSeam {
       }
       this.fetchedAhead.add(mb.id);
     }
+    await this.db.put("kv", "fetched-ahead-at", Date.now());
   }
 }
 

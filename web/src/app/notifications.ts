@@ -101,7 +101,11 @@ export class Notifications {
     if (!cap?.applicationServerKey) throw new Error("the server offers no Web Push");
     if (typeof navigator === "undefined" || !("serviceWorker" in navigator) || typeof PushManager === "undefined")
       throw new Error("this browser has no Web Push");
-    const reg = await navigator.serviceWorker.ready;
+    // `ready` never settles when the worker could not be registered: bounded.
+    const reg = await Promise.race([
+      navigator.serviceWorker.ready,
+      new Promise<never>((_, reject) => setTimeout(() => reject(new Error("the service worker is not running")), 10_000)),
+    ]);
     const key = fromB64url(cap.applicationServerKey);
     let sub = await reg.pushManager.getSubscription();
     // RFC 9749 5: after the server's key changed, the old subscription is worthless.
