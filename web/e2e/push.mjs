@@ -241,6 +241,9 @@ try {
   await page.locator(".row", { hasText: "Invoice 2041" }).click();
   await page.locator(".reader .text-body", { hasText: "due soon" }).waitFor({ timeout: WAIT });
   check(true, "a message never opened before is read from the cache");
+  await page.locator(".row", { hasText: "Offline newsletter" }).click();
+  await page.frameLocator(".reader iframe.mail-frame").locator("body", { hasText: "without a network" }).waitFor({ timeout: WAIT });
+  check(true, "an HTML message's sanitised page is read from the service worker's cache");
   const conn = page.locator("[data-connection]");
   await waitFor("the offline indicator", async () => /Offline/.test((await conn.textContent()) ?? ""));
   check(true, `the app says it is offline (${await conn.textContent()})`);

@@ -93,6 +93,15 @@ fn web_push_and_offline_in_headless_chromium() -> Result<()> {
         &msg("billing@example.org", "Invoice 2042", "due later"),
     )?;
 
+    // An HTML message: offline, its sanitised page comes from the service worker's cache.
+    dovecot.deliver(
+        USER,
+        b"From: News <news@example.org>\r\nTo: alice@example.org\r\nSubject: Offline newsletter\r\n\
+          Date: Mon, 07 Dec 2026 09:00:00 +0000\r\nMessage-ID: <offline-html@example.org>\r\n\
+          MIME-Version: 1.0\r\nContent-Type: text/html; charset=utf-8\r\n\r\n\
+          <p>Read <b>without a network</b>.</p>\r\n",
+    )?;
+
     let dir = tempfile::tempdir()?;
     let port = std::net::TcpListener::bind("127.0.0.1:0")?
         .local_addr()?
