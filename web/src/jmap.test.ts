@@ -67,7 +67,7 @@ describe("the offline seam", () => {
     return { s, told };
   }
 
-  it("is told every answer, and asked only when the network is gone", async () => {
+  it("is told every answer, and asked only when the network is gone (not on an HTTP error)", async () => {
     const online = jmap([["Mailbox/get", { accountId: "a1", state: "s1", list: [] }, "m"]]);
     const a = seam(null);
     online.offline = a.s;
@@ -85,9 +85,8 @@ describe("the offline seam", () => {
     const m = r.get("m", "Mailbox/get");
     expect(m instanceof MethodError ? m : m?.state).toBe("s0");
     expect(b.told).toEqual(["replay Mailbox/get"]);
-  });
 
-  it("is not asked when the server answers with an HTTP error: that is an answer", async () => {
+    // An HTTP error is the server's answer, not an absence: nothing is replayed.
     const refused = new Jmap((async () => new Response("no", { status: 401 })) as typeof fetch);
     refused.session = { apiUrl: "/jmap/api" } as Session;
     const c = seam([]);
