@@ -263,6 +263,35 @@ async function newInInbox(accountId: string, pushed: string): Promise<NewEmail[]
   }
 }
 
+// The push service replaced the subscription (it expired, or the browser renewed it): the
+// server must learn the new endpoint and keys, or pushes stop without anyone knowing.
+self.addEventListener("pushsubscriptionchange", (e: PushSubscriptionChangeEvent) => {
+  e.waitUntil(
+    (async () => {
+      const key = e.oldSubscription?.options.applicationServerKey;
+      const sub = e.newSubscription ?? (key ? await self.registration.pushManager.subscribe({ userVisibleOnly: true, applicationServerKey: key }) : null);
+      const j = sub?.toJSON();
+      const db = await kv();
+      try {
+        const old = await db.get<string>("kv", "subscription-id");
+        const device = await db.get<string>("kv", "device");
+        if (!old || !device || !j?.endpoint || !j.keys?.p256dh || !j.keys.auth) return;
+        const r = await api([
+          [
+            "PushSubscription/set",
+            { create: { p: { deviceClientId: device, url: j.endpoint, keys: { p256dh: j.keys.p256dh, auth: j.keys.auth }, types: ["Email"] } }, destroy: [old] },
+            "p",
+          ],
+        ]);
+        const created = r.get("p")?.[1].created as Record<string, { id?: string }> | undefined;
+        if (created?.p?.id) await db.put("kv", "subscription-id", created.p.id);
+      } finally {
+        db.close();
+      }
+    })(),
+  );
+});
+
 self.addEventListener("notificationclick", (e) => {
   e.notification.close();
   const t = e.notification.data as Partial<NotificationTarget> | null;

@@ -39,6 +39,20 @@ function sameKey(a: ArrayBuffer | null, b: Uint8Array): boolean {
   return x.every((v, i) => v === b[i]);
 }
 
+/** The server's id of this browser's PushSubscription as the service worker knows it
+ * (it registers the new one when the push service renews it): read, or written when
+ * `set` is given. */
+async function subscriptionId(set?: string): Promise<string | undefined> {
+  const db = await Db.open(PUSH_DB);
+  try {
+    if (set === undefined) return await db.get<string>("kv", "subscription-id");
+    await db.put("kv", "subscription-id", set);
+    return set;
+  } finally {
+    db.close();
+  }
+}
+
 /** `#/message/{account}/{email}`: the route a notification opens. */
 export function messageRoute(hash: string): { accountId: Id; emailId: Id } | null {
   const m = /^#\/message\/([^/]+)\/([^/]+)$/.exec(hash);
@@ -145,6 +159,7 @@ export class Notifications {
     const db = await Db.open(PUSH_DB);
     try {
       await db.put("kv", "apiUrl", session.apiUrl);
+      await db.put("kv", "device", device);
       for (const [i, accountId] of accounts.entries()) {
         const s = r.get(`s${i}`, "Email/get");
         if (s && !(s instanceof MethodError)) await db.put("kv", `email-state:${accountId}`, s.state);
@@ -156,6 +171,7 @@ export class Notifications {
     if (!p || p instanceof MethodError) throw p ?? new Error("the server did not answer PushSubscription/set");
     const id = p.created?.p?.id;
     if (!id) throw new Error(p.notCreated?.p?.description ?? "the server refused the push subscription");
+    await subscriptionId(id);
     writePref(SUB_ID, id);
     writePref(SUB_AT, String(Date.now()));
     this.push = true;
@@ -164,8 +180,10 @@ export class Notifications {
 
   /** Destroys the server's PushSubscription and the browser's subscription. */
   async unsubscribe(): Promise<void> {
-    const id = readPref(SUB_ID);
-    if (id) await this.app.jmap.request([["PushSubscription/set", { destroy: [id] }, "p"]]);
+    // The worker's id is the newer one when the push service renewed the subscription.
+    const ids = [...new Set([await subscriptionId(), readPref(SUB_ID)].filter((x): x is string => !!x))];
+    if (ids.length) await this.app.jmap.request([["PushSubscription/set", { destroy: ids }, "p"]]);
+    await subscriptionId("");
     writePref(SUB_ID, "");
     this.push = false;
     if (typeof navigator !== "undefined" && "serviceWorker" in navigator) {
