@@ -43,6 +43,12 @@ ensure_python_clients() {
         echo "adding jmaplib to .venv" >&2
         .venv/bin/pip install -q --disable-pip-version-check "jmaplib[ws,push]==3.0.1" >&2
     fi
+    # Mozilla's http_ece (RFC 8188, RFC 8291): the web client's Web Push test decrypts what
+    # the server pushes with it, standing in for a browser's push stack.
+    if ! .venv/bin/python -c "import http_ece" 2>/dev/null; then
+        echo "adding http_ece to .venv" >&2
+        .venv/bin/pip install -q --disable-pip-version-check "http-ece==1.2.1" >&2
+    fi
 }
 
 # --- web client ----------------------------------------------------------------------------

@@ -239,6 +239,7 @@ export interface Methods {
   "Identity/get": GetResponse<Identity>;
   "EmailSubmission/get": GetResponse<EmailSubmission>;
   "EmailSubmission/set": SetResponse<EmailSubmission>;
+  "PushSubscription/set": SetResponse<{ id: Id }>;
 }
 
 export type Method = keyof Methods;

@@ -2,7 +2,7 @@
 // method asked is returned as it is, an `error` becomes a MethodError, and an answer of
 // another method is not read as the one asked.
 import { describe, expect, it } from "vitest";
-import { Jmap, MethodError, type Session } from "./jmap";
+import { Jmap, MethodError, type OfflineSeam, type Session } from "./jmap";
 import { isFullEmail } from "./jmap-types";
 
 /** A Jmap whose server answers every request with `responses`. */
@@ -47,5 +47,51 @@ describe("answers", () => {
     expect(isFullEmail(row)).toBe(false);
     const body = { cc: null, bcc: null, replyTo: null, sentAt: null, messageId: null, inReplyTo: null, references: null, blobId: "b1" };
     expect(isFullEmail({ ...row, ...body, textBody: [], htmlBody: [], attachments: [], bodyValues: {} })).toBe(true);
+  });
+});
+
+describe("the offline seam", () => {
+  /** A seam that records what it is told and answers every replay with `kept`. */
+  function seam(kept: [string, unknown, string][] | null) {
+    const told: string[] = [];
+    const s: OfflineSeam = {
+      sessionLoaded: () => told.push("session"),
+      answered: (calls) => told.push(`answered ${calls.map((c) => c[0]).join(",")}`),
+      session: async () => null,
+      replay: async (calls) => {
+        told.push(`replay ${calls.map((c) => c[0]).join(",")}`);
+        return kept;
+      },
+      note: () => "",
+    };
+    return { s, told };
+  }
+
+  it("is told every answer, and asked only when the network is gone (not on an HTTP error)", async () => {
+    const online = jmap([["Mailbox/get", { accountId: "a1", state: "s1", list: [] }, "m"]]);
+    const a = seam(null);
+    online.offline = a.s;
+    await online.request([["Mailbox/get", { accountId: "a1", ids: null }, "m"]]);
+    expect(a.told).toEqual(["answered Mailbox/get"]);
+
+    const kept: [string, unknown, string][] = [["Mailbox/get", { accountId: "a1", state: "s0", list: [] }, "m"]];
+    const gone = new Jmap((async () => {
+      throw new TypeError("Failed to fetch");
+    }) as typeof fetch);
+    gone.session = { apiUrl: "/jmap/api" } as Session;
+    const b = seam(kept);
+    gone.offline = b.s;
+    const r = await gone.request([["Mailbox/get", { accountId: "a1", ids: null }, "m"]]);
+    const m = r.get("m", "Mailbox/get");
+    expect(m instanceof MethodError ? m : m?.state).toBe("s0");
+    expect(b.told).toEqual(["replay Mailbox/get"]);
+
+    // An HTTP error is the server's answer, not an absence: nothing is replayed.
+    const refused = new Jmap((async () => new Response("no", { status: 401 })) as typeof fetch);
+    refused.session = { apiUrl: "/jmap/api" } as Session;
+    const c = seam([]);
+    refused.offline = c.s;
+    await expect(refused.request([["Mailbox/get", { accountId: "a1", ids: null }, "m"]])).rejects.toMatchObject({ status: 401 });
+    expect(c.told).toEqual([]);
   });
 });

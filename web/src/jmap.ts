@@ -12,6 +12,8 @@ export const CORE = "urn:ietf:params:jmap:core";
 export const MAIL = "urn:ietf:params:jmap:mail";
 export const SUBMISSION = "urn:ietf:params:jmap:submission";
 export const WEBSOCKET = "urn:ietf:params:jmap:websocket";
+/** RFC 9749 3: Web Push with VAPID; the capability holds the server's applicationServerKey. */
+export const WEBPUSH_VAPID = "urn:ietf:params:jmap:webpush-vapid";
 /** Tidings' own account capability: the account's sync status (see ARCHITECTURE.md). */
 export const TIDINGS_SYNC = "urn:tidings:params:sync";
 
@@ -63,26 +65,67 @@ export type Fetch = typeof fetch;
 /** The optional methods whose presence is probed (`probeCalls`). */
 const PROBED = ["Email/set", "Mailbox/set", "EmailSubmission/set"] as const;
 
+/** A method response as sent (RFC 8620 3.4): name, arguments, call id. */
+export type Response = [string, unknown, string];
+
+/** Offline reading (web/src/offline.ts, loaded only when the user turned it on): told
+ * what went through, asked when the network is gone (a `TypeError` from fetch; an HTTP
+ * error is an answer, not an absence). Without it nothing is kept anywhere. */
+export interface OfflineSeam {
+  sessionLoaded(s: Session): void;
+  answered(calls: Invocation[], responses: Response[]): void;
+  /** The Session kept last, or null. */
+  session(): Promise<Session | null>;
+  /** The responses from what was kept (queuing what changes mail), or null when the
+   * calls cannot be answered from it. */
+  replay(calls: Invocation[]): Promise<Response[] | null>;
+  /** What the connection indicator says while offline ("" for nothing more). */
+  note(): string;
+}
+
 export class Jmap {
   session!: Session;
   /** Optional methods the server answered (anything but `unknownMethod`). */
   methods = new Set<string>();
+  offline: OfflineSeam | null = null;
 
   constructor(private fetchFn: Fetch = (i, o) => fetch(i, o)) {}
 
   async loadSession(): Promise<Session> {
-    const r = await this.fetchFn("/jmap/session", {
-      headers: CLIENT_HEADERS,
-      credentials: "same-origin",
-    });
+    let r: globalThis.Response;
+    try {
+      r = await this.fetchFn("/jmap/session", {
+        headers: CLIENT_HEADERS,
+        credentials: "same-origin",
+      });
+    } catch (e) {
+      const kept = e instanceof TypeError ? await this.offline?.session() : null;
+      if (!kept) throw e;
+      this.session = kept;
+      return kept;
+    }
     if (!r.ok) throw new HttpError(r.status, `session: ${r.status}`);
     this.session = (await r.json()) as Session;
+    this.offline?.sessionLoaded(this.session);
     return this.session;
   }
 
   /** One request with several method calls; answers by call id. A method error of one
    * call is returned as a `MethodError` value, not thrown, so the others still count. */
   async request(calls: Invocation[], apiUrl = this.session.apiUrl): Promise<Answers> {
+    let responses: Response[];
+    try {
+      responses = await this.send(calls, apiUrl);
+    } catch (e) {
+      const kept = e instanceof TypeError ? await this.offline?.replay(calls) : null;
+      if (!kept) throw e;
+      responses = kept;
+    }
+    return new Answers(new Map(responses.map(([name, args, id]) => [id, [name, args]])));
+  }
+
+  /** The request on the network, nothing kept or replayed. */
+  async send(calls: Invocation[], apiUrl = this.session.apiUrl): Promise<Response[]> {
     const using = [CORE, MAIL];
     if (calls.some((c) => c[0].startsWith("EmailSubmission") || c[0].startsWith("Identity")))
       using.push(SUBMISSION);
@@ -93,8 +136,9 @@ export class Jmap {
       body: JSON.stringify({ using, methodCalls: calls }),
     });
     if (!r.ok) throw new HttpError(r.status, `JMAP request failed: ${r.status}`);
-    const body = (await r.json()) as { methodResponses: [string, unknown, string][] };
-    return new Answers(new Map(body.methodResponses.map(([name, args, id]) => [id, [name, args]])));
+    const body = (await r.json()) as { methodResponses: Response[] };
+    this.offline?.answered(calls, body.methodResponses);
+    return body.methodResponses;
   }
 
   /** One method call; a method error is thrown. */

@@ -29,10 +29,11 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/jmap/upload/{account}", post(crate::upload::upload))
         .route("/", get(crate::web::app))
         .route("/assets/{*file}", get(crate::web::app))
-        .route("/favicon.svg", get(crate::web::app))
-        // The appearance applied before the first paint: a classic script, not hashed
-        // (index.html names it), so revalidated like index.html.
-        .route("/appearance.js", get(crate::web::app))
+        // The app's top-level files: favicon, web app manifest and icons, the service worker
+        // (which must sit at the root to control the whole app) and the appearance script
+        // applied before the first paint. None is hashed, so each is revalidated like
+        // index.html.
+        .route("/{file}", get(crate::web::app))
         .route("/auth/login", post(crate::web::login))
         .route("/auth/logout", post(crate::web::logout))
         .route("/web/html/{account}/{blob}", get(crate::web::html))

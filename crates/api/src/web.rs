@@ -18,7 +18,7 @@ use crate::caller::{client_ip, same_origin};
 use crate::state::AppState;
 use axum::body::{Body, to_bytes};
 use axum::extract::{Path, Query, Request, State};
-use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
+use axum::http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 use std::sync::Arc;
@@ -40,6 +40,9 @@ const APP_CSP: &str = "default-src 'none'; script-src 'self'; style-src 'self'; 
      img-src 'self' data: blob:; connect-src 'self'; frame-src 'self'; font-src 'self'; \
      manifest-src 'self'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'; \
      object-src 'none'";
+
+/// The service worker (web/src/sw.ts): the app shell offline, and Web Push.
+const SERVICE_WORKER: &str = "/sw.js";
 
 fn asset(path: &str) -> Option<&'static Asset> {
     ASSETS.iter().find(|a| a.path == path)
@@ -109,6 +112,15 @@ fn serve_asset(a: &'static Asset, headers: &HeaderMap, method: &Method) -> Respo
         header::CONTENT_SECURITY_POLICY,
         HeaderValue::from_static(APP_CSP),
     );
+    if a.path == SERVICE_WORKER {
+        // The Service Workers spec ("Service-Worker-Allowed"): the worker's scope is the
+        // whole app, wherever the script is; it is revalidated like index.html above, so
+        // a new build reaches browsers at their next visit.
+        h.insert(
+            HeaderName::from_static("service-worker-allowed"),
+            HeaderValue::from_static("/"),
+        );
+    }
     security_headers(h);
     r
 }
@@ -557,6 +569,25 @@ Content-Transfer-Encoding: base64\r\n\r\niVBORw0KGgo=\r\n--r--\r\n";
         assert!(!clean.contains("nope"), "{clean}");
         assert_eq!(blocked, 0);
         assert!(mail_csp(false).contains("img-src 'self' data:"));
+    }
+
+    /// The service worker is served as JavaScript for the root scope, revalidated at each
+    /// visit, under the app's CSP (whose `script-src 'self'` is also its `worker-src`).
+    #[test]
+    fn the_service_worker_is_served_for_the_root_scope() {
+        static SW: Asset = Asset {
+            path: "/sw.js",
+            mime: "text/javascript; charset=utf-8",
+            raw: b"self.addEventListener('push', () => {});",
+            gzip: b"",
+            brotli: b"",
+        };
+        let r = serve_asset(&SW, &HeaderMap::new(), &Method::GET);
+        let h = r.headers();
+        assert_eq!(h["service-worker-allowed"], "/");
+        assert_eq!(h[header::CONTENT_TYPE], "text/javascript; charset=utf-8");
+        assert_eq!(h[header::CACHE_CONTROL], "no-cache");
+        assert!(APP_CSP.contains("script-src 'self'") && APP_CSP.contains("manifest-src 'self'"));
     }
 
     #[test]

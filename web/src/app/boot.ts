@@ -175,6 +175,7 @@ export class Boot {
 
   async signOut(): Promise<void> {
     this.app.push?.stop();
+    await this.app.notifications.forgetDevice();
     await signOut().catch(() => undefined);
     writePref("tidings.boot", "null");
     location.hash = "";

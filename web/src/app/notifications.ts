@@ -1,12 +1,70 @@
-// Desktop notifications of new mail in Inbox: optional, asked for by the user, and only
-// while the page is hidden.
+// Notifications of new mail in Inbox, optional and asked for by the user:
+//
+// - while the page is open but hidden, shown by the page itself from what push brought;
+// - with the tab closed, through Web Push (RFC 8030): the page subscribes the browser's
+//   push service with the server's VAPID key (RFC 9749, the Session's
+//   `urn:ietf:params:jmap:webpush-vapid`), registers that subscription with the server's
+//   own PushSubscription (RFC 8620 7.2), and the service worker (web/src/sw.ts) answers
+//   the verification and shows what arrives. Turning notifications off destroys it.
 
-import type { Email } from "../jmap-types";
+import { MethodError, WEBPUSH_VAPID } from "../jmap";
+import type { Email, Id } from "../jmap-types";
+import { Db, PUSH_DB } from "../offline-db";
 import type { MailApp } from "../state";
 import { readPref, writePref } from "./prefs";
 
+const SUB_ID = "tidings.push.id";
+const SUB_AT = "tidings.push.at";
+const DEVICE = "tidings.device";
+/** A subscription is made again after this long: the server grants 30 days at most
+ * (RFC 8620 7.2: it may shorten `expires`), so it never runs out while in use. */
+const RENEW_MS = 7 * 24 * 3600 * 1000;
+
+/** A browser's push subscription as the server needs it (RFC 8620 7.2 `url`, `keys`). */
+export interface WebPushTarget {
+  endpoint: string;
+  keys: { p256dh: string; auth: string };
+}
+
+function fromB64url(s: string): Uint8Array<ArrayBuffer> {
+  const b = atob(s.replace(/-/g, "+").replace(/_/g, "/") + "=".repeat((4 - (s.length % 4)) % 4));
+  const out = new Uint8Array(b.length);
+  for (let i = 0; i < b.length; i++) out[i] = b.charCodeAt(i);
+  return out;
+}
+
+function sameKey(a: ArrayBuffer | null, b: Uint8Array): boolean {
+  if (!a || a.byteLength !== b.length) return false;
+  const x = new Uint8Array(a);
+  return x.every((v, i) => v === b[i]);
+}
+
+/** The server's id of this browser's PushSubscription as the service worker knows it
+ * (it registers the new one when the push service renews it): read, or written when
+ * `set` is given. */
+async function subscriptionId(set?: string): Promise<string | undefined> {
+  const db = await Db.open(PUSH_DB);
+  try {
+    if (set === undefined) return await db.get<string>("kv", "subscription-id");
+    await db.put("kv", "subscription-id", set);
+    return set;
+  } finally {
+    db.close();
+  }
+}
+
+/** `#/message/{account}/{email}`: the route a notification opens. */
+export function messageRoute(hash: string): { accountId: Id; emailId: Id } | null {
+  const m = /^#\/message\/([^/]+)\/([^/]+)$/.exec(hash);
+  return m?.[1] && m[2] ? { accountId: decodeURIComponent(m[1]), emailId: decodeURIComponent(m[2]) } : null;
+}
+
 export class Notifications {
   on = readPref("tidings.notify") === "1";
+  /** Whether they reach a closed tab: a push subscription registered with the server. */
+  push = !!readPref(SUB_ID);
+  /** Why they do not, when the user turned them on. */
+  pushProblem = "";
 
   constructor(private app: MailApp) {}
 
@@ -17,11 +75,143 @@ export class Notifications {
     this.on = on;
     writePref("tidings.notify", on ? "1" : "0");
     this.app.emit();
+    try {
+      if (on) await this.subscribe();
+      else await this.unsubscribe();
+      this.pushProblem = "";
+    } catch (e) {
+      this.pushProblem = e instanceof Error ? e.message : String(e);
+    }
+    this.app.emit();
+  }
+
+  /** Registers the service worker (the app shell offline, and Web Push) once the first
+   * screen is up, renews an old push subscription and opens the message a notification
+   * was clicked for. */
+  async start(route: { accountId: Id; emailId: Id } | null): Promise<void> {
+    if (route && route.accountId === this.app.accountId) await this.app.reader.openThread(route.emailId);
+    window.addEventListener("hashchange", () => {
+      const r = messageRoute(location.hash);
+      if (r && r.accountId === this.app.accountId) void this.app.reader.openThread(r.emailId);
+    });
+    if (typeof navigator === "undefined" || !("serviceWorker" in navigator)) return;
+    navigator.serviceWorker.addEventListener("message", (e: MessageEvent<{ type?: string; route?: string }>) => {
+      const r = e.data?.type === "tidings:open" && e.data.route ? messageRoute(e.data.route) : null;
+      if (r && r.accountId === this.app.accountId) void this.app.reader.openThread(r.emailId);
+    });
+    try {
+      await navigator.serviceWorker.register("/sw.js", { scope: "/" });
+    } catch {
+      return; // no service worker (a private window, an http origin that is not localhost)
+    }
+    const at = Number(readPref(SUB_AT) ?? "0");
+    if (this.on && this.push && Date.now() - at > RENEW_MS) await this.subscribe().catch(() => undefined);
+  }
+
+  /** Subscribes this browser's push service with the server's VAPID key and registers
+   * the subscription with the server. */
+  async subscribe(): Promise<void> {
+    const cap = this.app.session?.capabilities[WEBPUSH_VAPID] as { applicationServerKey?: string } | undefined;
+    if (!cap?.applicationServerKey) throw new Error("the server offers no Web Push");
+    if (typeof navigator === "undefined" || !("serviceWorker" in navigator) || typeof PushManager === "undefined")
+      throw new Error("this browser has no Web Push");
+    // `ready` never settles when the worker could not be registered: bounded.
+    const reg = await Promise.race([
+      navigator.serviceWorker.ready,
+      new Promise<never>((_, reject) => setTimeout(() => reject(new Error("the service worker is not running")), 10_000)),
+    ]);
+    const key = fromB64url(cap.applicationServerKey);
+    let sub = await reg.pushManager.getSubscription();
+    // RFC 9749 5: after the server's key changed, the old subscription is worthless.
+    if (sub && !sameKey(sub.options.applicationServerKey, key)) {
+      await sub.unsubscribe();
+      sub = null;
+    }
+    sub ??= await reg.pushManager.subscribe({ userVisibleOnly: true, applicationServerKey: key });
+    const j = sub.toJSON();
+    if (!j.endpoint || !j.keys?.p256dh || !j.keys.auth) throw new Error("the browser's push subscription has no keys");
+    await this.register({ endpoint: j.endpoint, keys: { p256dh: j.keys.p256dh, auth: j.keys.auth } });
+  }
+
+  /** Registers `target` with the server (replacing this browser's previous one), after
+   * telling the service worker the Email states to compare the next pushes with. */
+  async register(target: WebPushTarget): Promise<Id> {
+    const session = this.app.session;
+    if (!session) throw new Error("not signed in");
+    const accounts = Object.keys(session.accounts);
+    const old = readPref(SUB_ID);
+    let device = readPref(DEVICE);
+    if (!device) {
+      device = crypto.randomUUID();
+      writePref(DEVICE, device);
+    }
+    const r = await this.app.jmap.request([
+      ...accounts.map((accountId, i): [string, Record<string, unknown>, string] => ["Email/get", { accountId, ids: [] }, `s${i}`]),
+      [
+        "PushSubscription/set",
+        {
+          create: { p: { deviceClientId: device, url: target.endpoint, keys: target.keys, types: ["Email"] } },
+          ...(old ? { destroy: [old] } : {}),
+        },
+        "p",
+      ],
+    ]);
+    const db = await Db.open(PUSH_DB);
+    try {
+      await db.put("kv", "apiUrl", session.apiUrl);
+      await db.put("kv", "device", device);
+      for (const [i, accountId] of accounts.entries()) {
+        const s = r.get(`s${i}`, "Email/get");
+        if (s && !(s instanceof MethodError)) await db.put("kv", `email-state:${accountId}`, s.state);
+      }
+    } finally {
+      db.close();
+    }
+    const p = r.get("p", "PushSubscription/set");
+    if (!p || p instanceof MethodError) throw p ?? new Error("the server did not answer PushSubscription/set");
+    const id = p.created?.p?.id;
+    if (!id) throw new Error(p.notCreated?.p?.description ?? "the server refused the push subscription");
+    await subscriptionId(id);
+    writePref(SUB_ID, id);
+    writePref(SUB_AT, String(Date.now()));
+    this.push = true;
+    return id;
+  }
+
+  /** Destroys the server's PushSubscription and the browser's subscription. */
+  async unsubscribe(): Promise<void> {
+    // The worker's id is the newer one when the push service renewed the subscription.
+    const ids = [...new Set([await subscriptionId(), readPref(SUB_ID)].filter((x): x is string => !!x))];
+    if (ids.length) await this.app.jmap.request([["PushSubscription/set", { destroy: ids }, "p"]]);
+    await subscriptionId("");
+    writePref(SUB_ID, "");
+    this.push = false;
+    if (typeof navigator !== "undefined" && "serviceWorker" in navigator) {
+      const reg = await navigator.serviceWorker.getRegistration("/");
+      await (await reg?.pushManager.getSubscription())?.unsubscribe();
+    }
+  }
+
+  /** Before signing out: nothing of this user stays on the device (the mail kept for
+   * offline reading) or keeps coming to it (the push subscription, while the session
+   * still allows destroying it). */
+  async forgetDevice(): Promise<void> {
+    await this.unsubscribe().catch(() => undefined);
+    if (readPref("tidings.offline") === "1" || this.app.jmap.offline) {
+      // Off for whoever signs in next: keeping mail is each user's own choice.
+      writePref("tidings.offline", "0");
+      const jmap = this.app.jmap;
+      await import("../offline")
+        .then((m) => (jmap.offline instanceof m.Offline ? jmap.offline.destroy(jmap) : m.forget()))
+        .catch(() => undefined);
+    }
+    this.app.jmap.offline = null;
   }
 
   notifyNew(created: Email[]): void {
     const inbox = this.app.folders.byRole("inbox")?.id;
-    if (!this.on || !inbox || typeof Notification === "undefined" || Notification.permission !== "granted") return;
+    // With Web Push on, the service worker shows them (once, tab open or not).
+    if (!this.on || this.push || !inbox || typeof Notification === "undefined" || Notification.permission !== "granted") return;
     if (typeof document !== "undefined" && !document.hidden) return;
     for (const e of created.filter((x) => x.mailboxIds[inbox] && !x.keywords.$seen).slice(0, 3)) {
       const from = e.from?.[0];

@@ -36,7 +36,7 @@ export class Reader {
   constructor(private app: MailApp) {}
 
   /** The request that reads whole threads for reading, from some of their Email ids. */
-  private threadCalls(ids: Id[]): Invocation[] {
+  threadCalls(ids: Id[]): Invocation[] {
     return [
       ["Email/get", { accountId: this.app.accountId, ids, properties: ["threadId"] }, "e"],
       ["Thread/get", { accountId: this.app.accountId, "#ids": { resultOf: "e", name: "Email/get", path: "/list/*/threadId" } }, "t"],

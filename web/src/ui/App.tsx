@@ -137,7 +137,7 @@ function Main({ app }: { app: MailApp }) {
   useEffect(() => {
     if (searching) search.current?.focus();
   }, [searching]);
-  const conn = CONNECTION_TEXT[app.connection];
+  const conn = (app.connection !== "live" && app.jmap.offline?.note()) || CONNECTION_TEXT[app.connection];
   const status = (
     <span class={`conn conn-${app.connection}`} role="status" aria-live="polite" data-connection={app.connection}>
       {app.connection === "live" ? "● Live" : app.connection === "polling" ? "● Polling" : conn}

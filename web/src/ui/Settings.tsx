@@ -1,9 +1,10 @@
 import { useLayoutEffect } from "preact/hooks";
 import type { MailApp } from "../state";
 import { Appearance } from "./settings/Appearance";
+import { OfflineSettings } from "./settings/Offline";
 
 /** The Settings screen (`#/settings`): one section component after the other. */
-const SECTIONS = [Appearance];
+const SECTIONS = [Appearance, OfflineSettings];
 
 export function Settings({ app, onClose }: { app: MailApp; onClose: () => void }) {
   useLayoutEffect(() => {
