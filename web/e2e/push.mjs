@@ -244,7 +244,7 @@ try {
   await page.locator(".row", { hasText: "Offline newsletter" }).click();
   await page.frameLocator(".reader iframe.mail-frame").locator("body", { hasText: "without a network" }).waitFor({ timeout: WAIT });
   check(true, "an HTML message's sanitised page is read from the service worker's cache");
-  const conn = page.locator("[data-connection]");
+  const conn = page.locator(".topbar [data-connection]");
   await waitFor("the offline indicator", async () => /Offline/.test((await conn.textContent()) ?? ""));
   check(true, `the app says it is offline (${await conn.textContent()})`);
   // Opening a message marks it read: that change is queued too.
