@@ -80,6 +80,16 @@ function SignIn({ app }: { app: MailApp }) {
   );
 }
 
+/** The settings screen, loaded on first use (it is not on the first screen). */
+function LazySettings({ app }: { app: MailApp }) {
+  const [mod, setMod] = useState<typeof import("./Settings") | null>(null);
+  useEffect(() => {
+    void import("./Settings").then(setMod, (e: unknown) => app.report(e));
+  }, []);
+  if (!mod) return null;
+  return <mod.Settings app={app} onClose={() => app.openSettings(false)} />;
+}
+
 const CONNECTION_TEXT = {
   connecting: "Reconnecting…",
   offline: "Offline: changes will show when the connection is back.",
@@ -140,6 +150,9 @@ function Main({ app }: { app: MailApp }) {
             {app.notifications.on ? "Notifications on" : "Notify me"}
           </button>
         )}
+        <button type="button" class="ghost" data-action="settings" onClick={() => app.openSettings(true)}>
+          Settings
+        </button>
         <button type="button" class="ghost" onClick={() => setHelp(true)} aria-label="Keyboard shortcuts">
           ?
         </button>
@@ -173,6 +186,7 @@ function Main({ app }: { app: MailApp }) {
       )}
       {help && <Help app={app} onClose={() => setHelp(false)} />}
       {app.accountsOpen && <Accounts app={app} onClose={() => app.openAccounts(false)} />}
+      {app.settingsOpen && <LazySettings app={app} />}
       <Compose app={app} />
     </div>
   );

@@ -3,6 +3,8 @@ import { PAGE, type MailApp } from "../state";
 import type { Email, EmailAddress } from "../model";
 import { Highlighted } from "./text";
 import { Icon } from "./icons";
+import { UNIFIED } from "../app/list";
+import { accountColor, dotStyle } from "./Sidebar";
 
 export const ROW = 64;
 const OVERSCAN = 10;
@@ -87,7 +89,8 @@ export function MessageList({ app }: { app: MailApp }) {
     const e = id ? app.list.cache.get(id) : undefined;
     rows.push(<Row key={id ?? `p${i}`} app={app} index={i} email={e} />);
   }
-  const title = app.list.view.search ? `Search: ${app.list.view.search}` : app.folders.mailbox(app.list.view.mailboxId)?.name ?? "";
+  const unified = UNIFIED.find((u) => u.kind === app.list.view.unified);
+  const title = app.list.view.search ? `Search: ${app.list.view.search}` : unified ? unified.name : app.folders.mailbox(app.list.view.mailboxId)?.name ?? "";
   return (
     <section class="list" aria-label="Messages">
       <div class="list-head">
@@ -204,8 +207,22 @@ function Row({ app, index, email }: { app: MailApp; index: number; email: Email 
   const selected = app.list.selected.has(email.id);
   const isOpen = app.reader.open?.emailId === email.id || (app.reader.open && app.reader.open.threadId === email.threadId);
   const count = app.list.view.collapseThreads ? app.list.threadSizes.get(email.threadId) ?? 1 : 1;
-  const sent = app.folders.mailbox(app.list.view.mailboxId)?.role === "sent";
+  const acc = app.list.account(email.id);
+  const unified = app.list.view.unified;
+  const role = app.folders.mailbox(app.list.view.mailboxId, acc)?.role;
+  // Drafts and Sent are about whom they are to.
+  const sent = unified === "sent" || unified === "drafts" || role === "sent" || role === "drafts";
+  const draft = !!email.keywords.$draft && (unified === "drafts" || role === "drafts" || !!app.folders.mailboxes.find((m) => m.role === "drafts" && email.mailboxIds[m.id]));
   const snippet = app.list.snippets.get(email.id);
+  // Where the message is: its account in a unified view, its folders in search results.
+  const where = unified
+    ? app.accountName(acc)
+    : app.list.view.search
+      ? Object.keys(email.mailboxIds)
+          .map((m) => app.folders.mailbox(m, acc)?.name)
+          .filter(Boolean)
+          .join(", ")
+      : "";
   const onClick = (e: MouseEvent) => {
     if (e.shiftKey && lastClicked >= 0) {
       const [a, b] = [Math.min(lastClicked, index), Math.max(lastClicked, index)];
@@ -225,7 +242,9 @@ function Row({ app, index, email }: { app: MailApp; index: number; email: Email 
     }
     lastClicked = index;
     app.list.cursor = index;
-    void app.reader.openThread(email.id);
+    // A draft opens where it is written.
+    if (draft && app.can("draft")) void app.composer.openDraft(email.id);
+    else void app.reader.openThread(email.id);
   };
   return (
     <div
@@ -263,6 +282,12 @@ function Row({ app, index, email }: { app: MailApp; index: number; email: Email 
         {count > 1 && <span class="tcount">{count}</span>}
       </span>
       <span role="gridcell" class="subject-line">
+        {where && (
+          <span class="where" data-where={where} style={{ fontSize: "0.75em", marginInlineEnd: "0.5em", opacity: 0.85 }}>
+            {unified && <span style={dotStyle(accountColor(app, acc))} aria-hidden="true" />}
+            {where}
+          </span>
+        )}
         <span class="subject">
           {snippet?.subject ? <Highlighted html={snippet.subject} /> : email.subject || "(no subject)"}
         </span>
@@ -294,7 +319,7 @@ function Row({ app, index, email }: { app: MailApp; index: number; email: Email 
             </span>
           )
         )}
-        <time dateTime={email.receivedAt}>{shortDate(email.receivedAt)}</time>
+        <time dateTime={sent && email.sentAt ? email.sentAt : email.receivedAt}>{shortDate(sent && email.sentAt ? email.sentAt : email.receivedAt)}</time>
       </span>
     </div>
   );
