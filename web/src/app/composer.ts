@@ -9,7 +9,7 @@
 // An account without an identity is offered to make one (`needIdentity`).
 
 import { MethodError } from "../jmap";
-import { type FullEmail, type Id, type Identity, isFullEmail } from "../jmap-types";
+import { type Email, type FullEmail, type GetResponse, type Id, type Identity, isFullEmail } from "../jmap-types";
 import { type Draft, type Source, draftEmail, emptyDraft, formatAddress, forwardDraft, replyDraft, withSignature } from "../compose";
 import { sendState } from "../outgoing";
 import type { MailApp } from "../state";
@@ -222,13 +222,20 @@ export class Composer {
       this.status = "Saving…";
       this.app.emit();
       try {
-        const r = await this.app.jmap.call(
-          "Email/set",
-          { accountId: acc, create: { draft: draftEmail(d, me, { drafts: drafts.id }) }, ...(d.emailId ? { destroy: [d.emailId] } : {}) },
-        );
-        const id = r.created?.draft?.id;
-        const err = r.notCreated?.draft;
-        if (id && this.draft) this.draft = { ...this.draft, emailId: id };
+        // The new draft first, read back for its attachments' blob ids; the previous
+        // one goes only once the new one exists (an Email/set destroys even when its
+        // create fails, which would leave the user's words in the browser alone).
+        const r = await this.app.jmap.request([
+          ["Email/set", { accountId: acc, create: { draft: draftEmail(d, me, { drafts: drafts.id }) } }, "e"],
+          ["Email/get", { accountId: acc, ids: ["#draft"], properties: ["attachments"] }, "a"],
+        ]);
+        const set = r.get("e", "Email/set");
+        const id = set && !(set instanceof MethodError) ? set.created?.draft?.id : undefined;
+        const err = set instanceof MethodError ? { type: set.type, description: set.description } : set?.notCreated?.draft;
+        if (id) {
+          this.adopt(id, d, r.get("a", "Email/get"));
+          if (d.emailId) await this.destroyOld(acc, d.emailId);
+        }
         this.status = id ? `Draft saved at ${new Date().toLocaleTimeString()}` : `The draft could not be saved: ${err?.description ?? err?.type ?? "unknown error"}`;
       } catch (e) {
         this.status = `The draft could not be saved: ${e instanceof Error ? e.message : String(e)}`;
@@ -237,6 +244,24 @@ export class Composer {
     })();
     await this.saving;
     this.saving = null;
+  }
+
+  /** The draft just stored is the composer's from now on. Its attachments are named by
+   * the new Email's parts: a part's blob id lives as long as its Email (RFC 8621 4.1.4),
+   * and the Email they came from is the one replaced. */
+  private adopt(id: Id, saved: Draft, got: GetResponse<Email | FullEmail> | MethodError | undefined): void {
+    if (!this.draft) return;
+    const e = got && !(got instanceof MethodError) ? got.list[0] : undefined;
+    const fresh = e && "attachments" in e && Array.isArray(e.attachments) ? e.attachments : undefined;
+    let attachments = this.draft.attachments;
+    // Only when the attachments did not change meanwhile, one for one in order.
+    if (fresh && this.draft.attachments === saved.attachments && fresh.length === saved.attachments.length)
+      attachments = saved.attachments.map((a, i) => ({ ...a, blobId: fresh[i]?.blobId ?? a.blobId }));
+    this.draft = { ...this.draft, emailId: id, attachments };
+  }
+
+  private async destroyOld(accountId: Id, emailId: Id): Promise<void> {
+    await this.app.jmap.call("Email/set", { accountId, destroy: [emailId] }).catch(() => undefined);
   }
 
   async attach(files: File[]): Promise<void> {
@@ -278,7 +303,7 @@ export class Composer {
     // the draft is destroyed after that, so Sent holds one copy and nothing is lost.
     try {
       const r = await this.app.jmap.request([
-        ["Email/set", { accountId: acc, create: { draft: draftEmail(d, me, { drafts: drafts.id }) }, ...(d.emailId ? { destroy: [d.emailId] } : {}) }, "e"],
+        ["Email/set", { accountId: acc, create: { draft: draftEmail(d, me, { drafts: drafts.id }) } }, "e"],
         ["EmailSubmission/set", { accountId: acc, create: { sub: { identityId: me.id, emailId: "#draft" } }, onSuccessDestroyEmail: ["#sub"] }, "s"],
       ]);
       const e = r.get("e", "Email/set");
@@ -290,8 +315,10 @@ export class Composer {
             const x = e?.notCreated?.draft ?? s?.notCreated?.sub;
             return x ? x.description ?? x.type : "";
           })();
-      // The draft just made is the compose's draft now (saved again, it replaces it).
+      // The draft just made is the compose's draft now (saved again, it replaces it);
+      // the one it was made from goes once it exists (see `save`).
       const made = (e instanceof MethodError ? undefined : e?.created?.draft?.id) ?? null;
+      if (made && d.emailId) await this.destroyOld(acc, d.emailId);
       if (err) {
         if (made && this.draft) this.draft = { ...this.draft, emailId: made };
         this.status = `Not sent: ${err}. The message is kept in Drafts.`;

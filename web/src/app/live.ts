@@ -32,6 +32,8 @@ export class Live {
   private noQueryChanges = false;
   /** The Email state of each account's part of a unified view. */
   unifiedStates = new Map<Id, string>();
+  /** Accounts a push named before the Session did: the Session is read once for each. */
+  private unknown = new Set<Id>();
 
   constructor(private app: MailApp) {}
 
@@ -41,7 +43,8 @@ export class Live {
     const known = this.app.accountIds();
     for (const [acc, t] of Object.entries(c ?? {})) {
       if (!known.includes(acc)) {
-        void this.app.boot.reloadSession();
+        if (!this.unknown.has(acc)) void this.app.boot.reloadSession();
+        this.unknown.add(acc);
         continue;
       }
       if (acc !== this.app.accountId && t.Mailbox !== undefined && t.Mailbox !== this.app.folders.byAccount.get(acc)?.state)
