@@ -232,6 +232,14 @@ async function run(page) {
   await page.waitForSelector(rowWith("Extra news"), { timeout: WAIT });
   check(true, "… and its mail is in the unified Inbox");
   await page.screenshot({ path: path.join(OUT, "unified-four-accounts.png") });
+
+  // 7. Search results say where each message is: its account and its folder.
+  await page.click(inbox("Work"));
+  await page.fill(".topbar input[type=search]", "subject:report");
+  await page.press(".topbar input[type=search]", "Enter");
+  await page.waitForSelector(`${rowWith("Work report")} .where`, { timeout: WAIT });
+  const where = await page.textContent(`${rowWith("Work report")} .where`);
+  check(where?.includes("Work") && where.includes("INBOX"), `a search result says its account and folder (${where})`);
 }
 
 const profile = fs.mkdtempSync(path.join(os.tmpdir(), "tidings-accounts-multi-"));

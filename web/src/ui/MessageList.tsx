@@ -218,10 +218,9 @@ function Row({ app, index, email }: { app: MailApp; index: number; email: Email 
   const where = unified
     ? app.accountName(acc)
     : app.list.view.search
-      ? Object.keys(email.mailboxIds)
-          .map((m) => app.folders.mailbox(m, acc)?.name)
+      ? [app.accountIds().length > 1 ? app.accountName(acc) : "", Object.keys(email.mailboxIds).map((m) => app.folders.mailbox(m, acc)?.name).filter(Boolean).join(", ")]
           .filter(Boolean)
-          .join(", ")
+          .join(" · ")
       : "";
   const onClick = (e: MouseEvent) => {
     if (e.shiftKey && lastClicked >= 0) {
