@@ -112,4 +112,13 @@ describe("signatures", () => {
     expect(e.replyTo).toEqual([{ name: null, email: "team@example.org" }]);
     expect(e.bcc).toEqual([{ name: null, email: "archive@example.org" }]);
   });
+
+  it("uses the words of an HTML-only signature in the text, and the HTML itself in the HTML", async () => {
+    const { draftEmail, emptyDraft, withSignature } = await import("./compose");
+    const only = { id: "i3", name: "", email: "c@example.org", htmlSignature: "<p><b>Carol</b> &amp; co</p>" };
+    const d = withSignature({ ...emptyDraft("i3"), to: "bob@example.org", rich: true }, only);
+    expect(d.body).toBe("\n\n-- \nCarol & co");
+    const html = (draftEmail(d, only, { drafts: "m3" }).bodyValues as Record<string, { value: string }>).html?.value ?? "";
+    expect(html).toContain("<b>Carol</b> &amp; co");
+  });
 });

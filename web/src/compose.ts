@@ -123,16 +123,31 @@ const SIG_SEP = "\n-- \n";
 /** Puts the identity's text signature in a new draft's body: after what the user will
  * write and before a quoted or forwarded message. */
 export function withSignature(d: Draft, me: Identity): Draft {
-  const sig = me.textSignature?.trim();
+  const sig = signatureText(me);
   if (!sig) return d;
   return { ...d, body: `\n${SIG_SEP}${sig}${d.body}` };
+}
+
+/** The text signature, or the words of the HTML one when there is no text one. */
+function signatureText(me: Identity): string {
+  const text = me.textSignature?.trim();
+  if (text) return text;
+  const html = me.htmlSignature?.trim() ?? "";
+  return html
+    .replace(/<br\s*\/?>|<\/(p|div)>/gi, "\n")
+    .replace(/<[^>]*>/g, "")
+    .replace(/&nbsp;/g, " ")
+    .replace(/&lt;/g, "<")
+    .replace(/&gt;/g, ">")
+    .replace(/&amp;/g, "&")
+    .trim();
 }
 
 /** The text/html of a rich draft, with the identity's HTML signature in place of its text
  * one when it has one. */
 function draftHtml(d: Draft, me: Identity): string {
   const sig = me.htmlSignature?.trim();
-  const text = me.textSignature?.trim();
+  const text = signatureText(me);
   const at = sig && text ? d.body.indexOf(`${SIG_SEP}${text}`) : -1;
   if (!sig || at < 0) return richHtml(d.body);
   const before = richHtml(d.body.slice(0, at));

@@ -35,7 +35,10 @@ function twoAccounts(answer: (c: Call) => unknown, session = () => ({ a1: accoun
   jmap.session = { apiUrl: "/jmap/api" } as Session;
   jmap.methods.add("Email/set");
   const a = new MailApp(jmap);
-  a.session = { accounts: session(), primaryAccounts: { "urn:ietf:params:jmap:mail": "a1" }, apiUrl: "/jmap/api" } as Session;
+  a.session = {
+    capabilities: {}, accounts: session(), primaryAccounts: { "urn:ietf:params:jmap:mail": "a1" }, username: "alice",
+    apiUrl: "/jmap/api", downloadUrl: "", uploadUrl: "", eventSourceUrl: "", state: "s",
+  };
   a.accountId = "a1";
   a.phase = "ready";
   a.folders.put("a1", [box("m1", "inbox"), box("m2", "trash")], "ms1");

@@ -69,6 +69,9 @@ export class ListWindow {
    * the current account. */
   async selectMailbox(id: Id, accountId = this.app.folders.accountOf(id) ?? this.app.accountId): Promise<void> {
     if (accountId !== this.app.accountId) this.app.switchAccount(accountId);
+    // Back from a unified view: the account's Email state is read with the first window
+    // (the one held is as old as the moment the unified view was opened).
+    else if (this.view.unified) this.app.live.emailState = "";
     this.view = { ...this.view, mailboxId: id, search: "", unified: null };
     if (location.hash !== `#/mailbox/${id}`) history.replaceState(null, "", `#/mailbox/${id}`);
     writePref(`tidings.mailbox.${this.app.accountId}`, id);
