@@ -237,8 +237,10 @@ async function run(page) {
   await page.click(inbox("Work"));
   await page.fill(".topbar input[type=search]", "subject:report");
   await page.press(".topbar input[type=search]", "Enter");
-  await page.waitForSelector(`${rowWith("Work report")} .where`, { timeout: WAIT });
-  const where = await page.textContent(`${rowWith("Work report")} .where`);
+  // Search results mark the words found: the row is found by its text.
+  const found = '.list .row:has-text("Work report")';
+  await page.waitForSelector(`${found} .where`, { timeout: WAIT });
+  const where = await page.textContent(`${found} .where`);
   check(where?.includes("Work") && where.includes("INBOX"), `a search result says its account and folder (${where})`);
 }
 
