@@ -148,7 +148,7 @@ export class Actions {
     const rowOn = ids.every((id) => this.app.list.cache.get(id)?.keywords[keyword]);
     ids = await this.expand(ids);
     const es = ids.map((id) => this.app.list.cache.get(id)).filter((e): e is Email => !!e);
-    if (this.app.list.view.collapseThreads) {
+    if (this.app.list.view.collapseThreads && !this.app.list.view.unified) {
       await this.setKeyword(es.map((e) => e.id), keyword, !rowOn);
       return;
     }
@@ -159,7 +159,7 @@ export class Actions {
   /** With conversations on, a row stands for its thread: the Emails of those threads (in
    * the mailbox shown, when one is), fetched into the cache. */
   async expand(ids: Id[]): Promise<Id[]> {
-    if (!this.app.list.view.collapseThreads || ids.length === 0) return ids;
+    if (!this.app.list.view.collapseThreads || this.app.list.view.unified || ids.length === 0) return ids;
     const threads = [...new Set(ids.map((id) => this.app.list.cache.get(id)?.threadId).filter((t): t is Id => !!t))];
     if (!threads.length) return ids;
     // Conversations are shown in one account's folders only (never a unified view).

@@ -96,12 +96,15 @@ export function MessageList({ app }: { app: MailApp }) {
       <div class="list-head">
         <h1 class="list-title">{title}</h1>
         <span class="list-total" aria-live="polite">
-          {app.list.loading ? "…" : `${list.total.toLocaleString()} ${app.list.view.collapseThreads ? "conversations" : "messages"}`}
+          {app.list.loading ? "…" : `${list.total.toLocaleString()} ${app.list.view.collapseThreads && !unified ? "conversations" : "messages"}`}
         </span>
-        <label class="threads-toggle">
-          <input type="checkbox" checked={app.list.view.collapseThreads} onChange={(e) => void app.list.setCollapse((e.currentTarget as HTMLInputElement).checked)} />
-          Conversations
-        </label>
+        {/* A unified view lists messages: conversations are one account's. */}
+        {!unified && (
+          <label class="threads-toggle">
+            <input type="checkbox" checked={app.list.view.collapseThreads} onChange={(e) => void app.list.setCollapse((e.currentTarget as HTMLInputElement).checked)} />
+            Conversations
+          </label>
+        )}
         {app.can("folders") && !app.list.view.search && app.folders.mailbox(app.list.view.mailboxId) && !app.folders.mailbox(app.list.view.mailboxId)?.role && (
           <span class="folder-actions">
             <button
