@@ -134,7 +134,9 @@ export class Composer {
   /** Opens a saved draft in the composer (to, cc, bcc, subject, body, attachments): it
    * is saved from then on as the same draft (each save replaces it). */
   async openDraft(emailId: Id): Promise<void> {
-    if (!this.app.can("draft")) return;
+    if (!this.app.can("draft") || this.draft?.emailId === emailId) return;
+    // What is being written now is kept first (saved as a draft, as Close does).
+    if (this.draft) await this.close();
     const acc = this.app.list.account(emailId);
     let e: FullEmail | undefined;
     try {
