@@ -232,6 +232,12 @@ async function run(page) {
   await page.waitForSelector(rowWith("Extra news"), { timeout: WAIT });
   check(true, "… and its mail is in the unified Inbox");
   await page.screenshot({ path: path.join(OUT, "unified-four-accounts.png") });
+  // A return visit to the unified Inbox (its first request goes out with the Session's,
+  // from the accounts and mailboxes remembered): the same rows, and the folders after.
+  await page.reload();
+  for (const s of ["Extra news", "Home dinner", "Plain hello", "Live to Work"]) await page.waitForSelector(rowWith(s), { timeout: WAIT });
+  await page.waitForSelector(inbox("Extra"), { timeout: WAIT });
+  check(page.url().endsWith("#/all/inbox"), "a reload opens the unified Inbox again, with every account's rows");
 
   // 7. Search results say where each message is: its account and its folder.
   await page.click(inbox("Work"));

@@ -6,7 +6,7 @@
 import { type Answers, HttpError, MethodError, Push, type Invocation, TIDINGS_SYNC, signOut } from "../jmap";
 import type { Id, SyncInfo } from "../jmap-types";
 import type { MailApp } from "../state";
-import { UNIFIED } from "./list";
+import { UNIFIED, type Unified } from "./list";
 import { mark, readPref, writePref } from "./prefs";
 
 export class Boot {
@@ -33,9 +33,21 @@ export class Boot {
       this.app.accountId = boot.accountId;
       earlyGuess = this.guessMailbox();
     }
+    // A unified view on a return visit: its request goes out beside the Session's too,
+    // for the accounts and with the role mailboxes remembered from the last visit.
+    const kind = UNIFIED.find((u) => location.hash === `#/all/${u.kind}`)?.kind;
+    const roles = boot && kind ? readRoles() : null;
+    let earlyUnified: Promise<Answers | Error> | null = null;
+    if (boot && kind && roles && roles.accounts.length > 1) {
+      this.app.list.hintRoles = roles.roles;
+      this.app.list.view = { ...this.app.list.view, mailboxId: null, search: "", unified: kind };
+      earlyUnified = this.app.jmap
+        .request([...this.app.jmap.probeCalls(boot.accountId), ...this.app.list.unifiedCalls(roles.accounts)], boot.apiUrl)
+        .catch((e: unknown) => (e instanceof Error ? e : new Error(String(e))));
+    }
     // Without a mailbox to guess the first request needs every account's, which only
     // the Session names.
-    if (boot && earlyGuess) {
+    else if (boot && earlyGuess) {
       early = this.app.jmap.request(this.firstCalls(earlyGuess), boot.apiUrl).catch((e: unknown) => (e instanceof Error ? e : new Error(String(e))));
     }
     try {
@@ -70,6 +82,11 @@ export class Boot {
       setTimeout(() => void this.reloadSession(), 0);
     }
     writeBoot({ accountId: this.app.accountId, apiUrl: this.app.session.apiUrl });
+    if (earlyUnified && kind && roles && boot?.accountId === this.app.accountId && boot.apiUrl === this.app.session.apiUrl && roles.accounts.join(",") === this.app.accountIds().join(",")) {
+      const got = await earlyUnified;
+      if (!(got instanceof Error) && (await this.startUnified(got, kind, roles.accounts))) return;
+    }
+    this.app.list.hintRoles = {};
     // One request for everything the first screen needs: which optional methods exist,
     // the mailboxes, the identities and, when the mailbox is known (the URL, or the one
     // opened last time), its first window of messages.
@@ -129,6 +146,36 @@ export class Boot {
       else if (start) await this.app.list.selectMailbox(start.id);
     }
     this.startPush();
+  }
+
+  /** The first screen of a unified view from its early answer: the list, then the
+   * sidebar (every account's mailboxes and identities); a mailbox found to be another one
+   * than remembered reads the view again. False when the answer cannot be used. */
+  private async startUnified(got: Answers, kind: Unified, accounts: Id[]): Promise<boolean> {
+    const q = got.get("q0", "Email/query");
+    if (!q || q instanceof MethodError) return false;
+    mark("tidings:first-response");
+    this.app.jmap.readProbe(got);
+    this.app.phase = "ready";
+    const key = this.app.list.unifiedKey();
+    this.app.list.queryKey = key;
+    this.app.list.parts.clear();
+    this.app.list.applyUnified(got, key, accounts);
+    this.app.emit();
+    mark("tidings:list");
+    let side: Answers;
+    try {
+      side = await this.app.jmap.request(this.sidebarCalls());
+    } catch (e) {
+      this.app.report(e);
+      return true;
+    }
+    if (!this.readSidebar(side)) return true;
+    this.app.list.hintRoles = {};
+    if (this.app.list.unifiedKey() !== key) await this.app.list.selectUnified(kind);
+    this.app.emit();
+    this.startPush();
+    return true;
   }
 
   /** The push channel follows the accounts the user has when it connects: it is started
@@ -192,7 +239,20 @@ export class Boot {
       const ident = r.get(`ident${tag}`, "Identity/get");
       if (ident && !(ident instanceof MethodError)) this.app.composer.identitiesOf.set(acc, ident.list);
     }
+    this.rememberRoles();
     return true;
+  }
+
+  /** The accounts and their role mailboxes, for the next visit's first request of a
+   * unified view (not secret: ids). */
+  private rememberRoles(): void {
+    const accounts = this.app.accountIds();
+    const roles: Record<Id, Record<string, Id>> = {};
+    for (const a of accounts) {
+      roles[a] = {};
+      for (const m of this.app.folders.of(a)) if (m.role && ROLES.includes(m.role)) roles[a][m.role] = m.id;
+    }
+    writePref("tidings.roles", JSON.stringify({ accounts, roles }));
   }
 
   /** Remembers the current account for the next visit's first request. */
@@ -312,4 +372,29 @@ function readBoot(): BootHint | null {
 
 function writeBoot(b: BootHint): void {
   writePref("tidings.boot", JSON.stringify(b));
+}
+
+/** The roles a unified view reads. */
+const ROLES = ["inbox", "drafts", "sent", "junk", "trash"];
+
+interface RoleHint {
+  accounts: Id[];
+  roles: Record<Id, Record<string, Id>>;
+}
+
+/** The accounts and role mailboxes of the last visit, when well formed. */
+function readRoles(): RoleHint | null {
+  try {
+    const v = JSON.parse(readPref("tidings.roles") ?? "null") as Partial<RoleHint> | null;
+    if (!v || !Array.isArray(v.accounts) || !v.accounts.every((a) => typeof a === "string") || typeof v.roles !== "object" || v.roles === null) return null;
+    const roles: Record<Id, Record<string, Id>> = {};
+    for (const a of v.accounts) {
+      const r = v.roles[a];
+      if (!r || typeof r !== "object") return null;
+      roles[a] = Object.fromEntries(Object.entries(r).filter(([k, id]) => ROLES.includes(k) && typeof id === "string"));
+    }
+    return { accounts: v.accounts, roles };
+  } catch {
+    return null;
+  }
 }

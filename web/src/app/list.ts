@@ -139,7 +139,7 @@ export class ListWindow {
 
   async resetList(): Promise<void> {
     this.filter = this.buildFilter();
-    this.queryKey = this.view.unified ? `unified:${this.view.unified}:${this.unifiedAccounts().join(",")}` : JSON.stringify(this.queryArgs());
+    this.queryKey = this.view.unified ? this.unifiedKey() : JSON.stringify(this.queryArgs());
     this.parts.clear();
     this.model = emptyList();
     this.snippets.clear();
@@ -244,10 +244,26 @@ export class ListWindow {
 
   // --- unified views ---------------------------------------------------------------------
 
+  /** The role mailboxes of each account remembered from the last visit, used until the
+   * mailboxes are read (the first request of a unified view goes out with the Session's). */
+  hintRoles: Record<Id, Record<string, Id>> = {};
+
+  /** An account's mailbox of a role: read, else remembered. */
+  roleId(accountId: Id, role: string): Id | undefined {
+    return this.app.folders.byRole(role, accountId)?.id ?? this.hintRoles[accountId]?.[role];
+  }
+
   /** The accounts a unified view reads: those with the mailbox it needs. */
   unifiedAccounts(): Id[] {
     const kind = this.view.unified;
-    return this.app.accountIds().filter((a) => kind === "flagged" ? this.app.folders.of(a).length > 0 : !!this.app.folders.byRole(kind ?? "inbox", a));
+    return this.app.accountIds().filter((a) => (kind === "flagged" ? this.app.folders.of(a).length > 0 || !!this.hintRoles[a] : !!this.roleId(a, kind ?? "inbox")));
+  }
+
+  /** What a unified view's answers are filed under: the view, its accounts and their
+   * mailboxes (a mailbox found to be another one than remembered starts it over). */
+  unifiedKey(): string {
+    const kind = this.view.unified ?? "inbox";
+    return `unified:${kind}:${this.unifiedAccounts().map((a) => `${a}=${this.roleId(a, kind) ?? ""}`).join(",")}`;
   }
 
   /** One account's query in a unified view. */
@@ -256,9 +272,9 @@ export class ListWindow {
     const bySent = kind === "drafts" || kind === "sent";
     let filter: Record<string, unknown>;
     if (kind === "flagged") {
-      const skip = ["trash", "junk"].map((r) => this.app.folders.byRole(r, accountId)?.id).filter((x): x is Id => !!x);
+      const skip = ["trash", "junk"].map((r) => this.roleId(accountId, r)).filter((x): x is Id => !!x);
       filter = skip.length ? { operator: "AND", conditions: [{ hasKeyword: "$flagged" }, { inMailboxOtherThan: skip }] } : { hasKeyword: "$flagged" };
-    } else filter = { inMailbox: this.app.folders.byRole(kind, accountId)?.id ?? "" };
+    } else filter = { inMailbox: this.roleId(accountId, kind) ?? "" };
     return { accountId, filter, sort: [{ property: bySent ? "sentAt" : "receivedAt", isAscending: false }], collapseThreads: false };
   }
 
