@@ -118,4 +118,37 @@ describe("several accounts", () => {
     expect(a.accountIds()).toContain("a3");
     expect(sent.flat().some((c) => c[0] === "Mailbox/get" && c[1].accountId === "a3")).toBe(true);
   });
+
+  it("compose for an account without identity offers to make one, then goes on", async () => {
+    const { a, sent } = twoAccounts(([name, args]) => {
+      if (name === "Identity/set") return { created: { i: { id: "i9" } } };
+      if (name === "Identity/get" && args.accountId === "a2") return { list: [{ id: "i9", name: "Dave", email: "dave@example.org" }], state: "s" };
+      return undefined;
+    });
+    a.jmap.methods.add("Email/set");
+    a.composer.identitiesOf.set("a1", [{ id: "i1", name: "Alice", email: "alice@example.org" }]);
+    a.switchAccount("a2");
+    a.composer.start("new");
+    expect(a.composer.draft).toBeNull();
+    expect(a.composer.needIdentity).toBe("a2");
+    expect(a.toasts.current).toBeNull();
+    expect(await a.composer.createIdentity("a2", "Dave", "dave@example.org")).toBe("");
+    expect(sent.flat().find((c) => c[0] === "Identity/set")?.[1]).toEqual({ accountId: "a2", create: { i: { name: "Dave", email: "dave@example.org" } } });
+    expect(a.composer.draft?.identityId).toBe("i9");
+    expect(a.composer.account()).toBe("a2");
+  });
+
+  it("a save the server refuses leaves the previous draft in place", async () => {
+    const { a, sent } = twoAccounts(([name, args]) =>
+      name === "Email/set" && args.create ? { notCreated: { draft: { type: "invalidProperties", description: "no such blob" } } } : undefined,
+    );
+    a.composer.identitiesOf.set("a1", [{ id: "i1", name: "Alice", email: "alice@example.org" }]);
+    a.folders.put("a1", [box("m1", "inbox"), box("m3", "drafts")], "ms1");
+    a.composer.draft = { emailId: "e40", identityId: "i1", to: "bob@example.org", cc: "", bcc: "", subject: "Plans", body: "Hi", rich: false, inReplyTo: null, references: null, attachments: [] };
+    await a.composer.save();
+    const sets = sent.flat().filter((c) => c[0] === "Email/set");
+    expect(sets.some((c) => c[1].destroy !== undefined)).toBe(false);
+    expect(a.composer.draft?.emailId).toBe("e40");
+    expect(a.composer.status).toContain("could not be saved: no such blob");
+  });
 });
