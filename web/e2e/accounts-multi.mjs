@@ -186,6 +186,7 @@ async function run(page) {
   check((await page.locator("section[data-section=accounts]").count()) === 1, "Settings has an Accounts section");
   await page.click("section[data-section=identities] li[data-identity='bob@example.org'] button:has-text('Edit')");
   await page.fill(".identity-form textarea[name=textSignature]", "Bob at home");
+  await page.screenshot({ path: path.join(OUT, "settings-identity.png") });
   await page.click(".identity-form button[type=submit]");
   await page.waitForSelector(".identity-form", { state: "detached", timeout: WAIT });
   await page.click("button[aria-label='Close settings']");

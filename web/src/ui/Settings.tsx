@@ -93,12 +93,15 @@ function Identities({ app }: { app: MailApp }) {
               </li>
             ))}
           </ul>
-          <button type="button" onClick={() => setEditing({ accountId: acc, identity: null })}>
-            Add an identity
-          </button>
+          {editing?.accountId === acc ? (
+            <IdentityForm key={editing.identity?.id ?? "new"} app={app} accountId={acc} identity={editing.identity} onDone={() => setEditing(null)} />
+          ) : (
+            <button type="button" onClick={() => setEditing({ accountId: acc, identity: null })}>
+              Add an identity
+            </button>
+          )}
         </div>
       ))}
-      {editing && <IdentityForm app={app} accountId={editing.accountId} identity={editing.identity} onDone={() => setEditing(null)} />}
     </div>
   );
 }
@@ -154,29 +157,31 @@ function IdentityForm({ app, accountId, identity, onDone }: { app: MailApp; acco
     setError(err);
     if (!err) onDone();
   };
+  // Laid out here (the stylesheet is the layout's): one field a line, full width.
+  const block = { display: "flex", flexDirection: "column", gap: "0.2rem", marginBlock: "0.4rem" } as const;
   return (
-    <form class="identity-form" onSubmit={(e) => void submit(e)} aria-label={identity ? `Edit ${identity.email}` : `New identity for ${app.accountName(accountId)}`}>
-      <label>
+    <form class="identity-form" style={{ maxWidth: "36rem" }} onSubmit={(e) => void submit(e)} aria-label={identity ? `Edit ${identity.email}` : `New identity for ${app.accountName(accountId)}`}>
+      <label style={block}>
         Name
         <input {...field("name")} autocomplete="name" />
       </label>
-      <label>
+      <label style={block}>
         Address
         <input {...field("email")} type="email" required readOnly={!!identity} />
       </label>
-      <label>
+      <label style={block}>
         Reply-To
         <input {...field("replyTo")} placeholder="optional" />
       </label>
-      <label>
+      <label style={block}>
         Bcc
         <input {...field("bcc")} placeholder="optional: a copy of every message to" />
       </label>
-      <label>
+      <label style={block}>
         Signature (text)
         <textarea {...field("textSignature")} rows={3} />
       </label>
-      <label>
+      <label style={block}>
         Signature (HTML, used when writing rich text)
         <textarea {...field("htmlSignature")} rows={3} />
       </label>
