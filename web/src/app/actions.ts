@@ -188,7 +188,12 @@ export class Actions {
     ids = await this.expand(ids);
     // A mailbox holds its own account's Emails only.
     const toAccount = this.app.folders.accountOf(to);
-    if (toAccount) ids = ids.filter((id) => this.app.list.account(id) === toAccount);
+    if (toAccount) {
+      const all = ids.length;
+      ids = ids.filter((id) => this.app.list.account(id) === toAccount);
+      if (ids.length < all) this.app.toasts.error(`Only ${this.app.accountName(toAccount)}'s messages can go to its folders: ${all - ids.length} stayed where they are.`);
+      if (!ids.length) return;
+    }
     // Only what is in the mailbox shown moves (a thread's replies in Sent stay there).
     const here = from ? ids.filter((id) => this.app.list.cache.get(id)?.mailboxIds[from]) : ids;
     if (here.length) ids = here;
