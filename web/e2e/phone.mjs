@@ -195,11 +195,11 @@ async function phone(context) {
   // Settings and the accounts screen open from the drawer, which steps aside for them.
   await burger.click();
   await page.click("#drawer button:has-text('Settings')");
-  await page.waitForSelector("[aria-labelledby=appearance-title]", { timeout: WAIT });
+  await page.waitForSelector("[data-section=appearance]", { timeout: WAIT });
   check(!(await page.locator("#drawer.open").count()), "drawer: Settings opens over the list, the drawer closed");
   await fullScreen(page, ".settings", ".settings", "phone settings");
   await page.goBack();
-  await page.waitForSelector("[aria-labelledby=appearance-title]", { state: "detached", timeout: WAIT });
+  await page.waitForSelector("[data-section=appearance]", { state: "detached", timeout: WAIT });
   check(true, "phone settings: the browser's Back closes it");
   await burger.click();
   await page.click("#drawer button[data-action=accounts]");
@@ -307,7 +307,7 @@ async function desktop(context) {
 
   // Appearance: applied at once, kept, applied before the first paint.
   await page.goto(`${BASE}/#/settings`);
-  await page.waitForSelector("[aria-labelledby=appearance-title]", { timeout: WAIT });
+  await page.waitForSelector("[data-section=appearance]", { timeout: WAIT });
   await auditBoth(page, "settings");
   await page.check("input[name=theme][value=dark]");
   const bg = () => page.evaluate(() => getComputedStyle(document.body).backgroundColor);
@@ -339,7 +339,7 @@ async function desktop(context) {
   // Reading pane off: the message replaces the list, and back.
   await page.goto(`${BASE}/#/settings`);
   await page.check("input[name=pane][value=off]");
-  await page.click(".settings button:has-text('Done')");
+  await page.click(".settings button[aria-label='Close settings']");
   await quarterly.click();
   await page.waitForSelector(".reader .thread-subject", { timeout: WAIT });
   check(!(await page.locator(".list").isVisible()), "reading pane off: the message replaces the list");

@@ -89,3 +89,36 @@ describe("simple rich text", () => {
     expect(wrapSelection("x", 1, 1, "*")).toEqual({ text: "x**", start: 2, end: 2 });
   });
 });
+
+describe("signatures", () => {
+  const me = { id: "i1", name: "Alice", email: "alice@example.org", textSignature: "Alice\nexample.org", htmlSignature: "<b>Alice</b>" };
+  it("goes below what the user writes and above the quote, after the RFC 3676 separator", async () => {
+    const { emptyDraft, replyDraft, withSignature } = await import("./compose");
+    expect(withSignature(emptyDraft("i1"), me).body).toBe("\n\n-- \nAlice\nexample.org");
+    const src = { from: [{ name: "Bob", email: "bob@example.org" }], to: null, cc: null, replyTo: null, subject: "Hi", sentAt: null, receivedAt: "2026-12-01T10:00:00Z", messageId: ["m1@x"], references: null, text: "hello", attachments: [] };
+    const r = withSignature(replyDraft(src, me, false), me).body;
+    expect(r.indexOf("-- \nAlice")).toBeLessThan(r.indexOf("> hello"));
+    expect(withSignature(emptyDraft("i1"), { id: "i2", name: "", email: "x@y.z" }).body).toBe("");
+  });
+
+  it("uses the HTML signature in the HTML part of a rich message, and the identity's Reply-To and Bcc", async () => {
+    const { draftEmail, emptyDraft, withSignature } = await import("./compose");
+    const d = { ...withSignature({ ...emptyDraft("i1"), to: "bob@example.org", rich: true }, me), body: "**Hi**\n\n-- \nAlice\nexample.org" };
+    const e = draftEmail(d, { ...me, replyTo: [{ name: null, email: "team@example.org" }], bcc: [{ name: null, email: "archive@example.org" }] }, { drafts: "m3" });
+    const html = (e.bodyValues as Record<string, { value: string }>).html?.value ?? "";
+    expect(html).toContain("<strong>Hi</strong>");
+    expect(html).toContain("<b>Alice</b>");
+    expect(html).not.toContain("example.org</p>");
+    expect(e.replyTo).toEqual([{ name: null, email: "team@example.org" }]);
+    expect(e.bcc).toEqual([{ name: null, email: "archive@example.org" }]);
+  });
+
+  it("uses the words of an HTML-only signature in the text, and the HTML itself in the HTML", async () => {
+    const { draftEmail, emptyDraft, withSignature } = await import("./compose");
+    const only = { id: "i3", name: "", email: "c@example.org", htmlSignature: "<p><b>Carol</b> &amp; co</p>" };
+    const d = withSignature({ ...emptyDraft("i3"), to: "bob@example.org", rich: true }, only);
+    expect(d.body).toBe("\n\n-- \nCarol & co");
+    const html = (draftEmail(d, only, { drafts: "m3" }).bodyValues as Record<string, { value: string }>).html?.value ?? "";
+    expect(html).toContain("<b>Carol</b> &amp; co");
+  });
+});

@@ -117,7 +117,49 @@ export function forwardDraft(src: Source, me: Identity): Draft {
   return { ...emptyDraft(me.id), subject: prefixed("Fwd", src.subject), body: `\n\n${head}\n\n${src.text}`, attachments: src.attachments };
 }
 
-/** The Email/set `create` object of a draft (RFC 8621 4.6). */
+/** RFC 3676 4.3: a signature follows a line of "-- " (dash, dash, space). */
+const SIG_SEP = "\n-- \n";
+
+/** Puts the identity's text signature in a new draft's body: after what the user will
+ * write and before a quoted or forwarded message. */
+export function withSignature(d: Draft, me: Identity): Draft {
+  const sig = signatureText(me);
+  if (!sig) return d;
+  return { ...d, body: `\n${SIG_SEP}${sig}${d.body}` };
+}
+
+/** The text signature, or the words of the HTML one when there is no text one. */
+function signatureText(me: Identity): string {
+  const text = me.textSignature?.trim();
+  if (text) return text;
+  const html = me.htmlSignature?.trim() ?? "";
+  return html
+    .replace(/<br\s*\/?>|<\/(p|div)>/gi, "\n")
+    .replace(/<[^>]*>/g, "")
+    .replace(/&nbsp;/g, " ")
+    .replace(/&lt;/g, "<")
+    .replace(/&gt;/g, ">")
+    .replace(/&amp;/g, "&")
+    .trim();
+}
+
+/** The text/html of a rich draft, with the identity's HTML signature in place of its text
+ * one when it has one. */
+function draftHtml(d: Draft, me: Identity): string {
+  const sig = me.htmlSignature?.trim();
+  const text = signatureText(me);
+  const at = sig && text ? d.body.indexOf(`${SIG_SEP}${text}`) : -1;
+  if (!sig || at < 0) return richHtml(d.body);
+  const before = richHtml(d.body.slice(0, at));
+  const after = richHtml(d.body.slice(at + SIG_SEP.length + (text?.length ?? 0)));
+  const body = (h: string) => /<body>([\s\S]*)<\/body>/.exec(h)?.[1] ?? "";
+  // The signature is the user's own HTML, sent as they wrote it (the reader sanitises
+  // what it shows).
+  return before.replace("</body>", `<div class="signature">-- <br>${sig}</div>${body(after)}</body>`);
+}
+
+/** The Email/set `create` object of a draft (RFC 8621 4.6), with the identity's Reply-To
+ * and Bcc (RFC 8621 6: what a client sets when creating an Email from it). */
 export function draftEmail(d: Draft, me: Identity, mailboxes: { drafts: Id }): Record<string, unknown> {
   const addr = (s: string) => {
     const l = parseAddresses(s).list;
@@ -131,11 +173,17 @@ export function draftEmail(d: Draft, me: Identity, mailboxes: { drafts: Id }): R
     cc: addr(d.cc),
     bcc: addr(d.bcc),
     subject: d.subject,
-    bodyValues: d.rich ? { body: { value: d.body }, html: { value: richHtml(d.body) } } : { body: { value: d.body } },
+    bodyValues: d.rich ? { body: { value: d.body }, html: { value: draftHtml(d, me) } } : { body: { value: d.body } },
     textBody: [{ partId: "body", type: "text/plain" }],
   };
   // Both: the server builds multipart/alternative (RFC 8621 4.6).
   if (d.rich) e.htmlBody = [{ partId: "html", type: "text/html" }];
+  if (me.replyTo?.length) e.replyTo = me.replyTo;
+  if (me.bcc?.length) {
+    const have = new Set((addr(d.bcc) ?? []).map((a) => a.email.toLowerCase()));
+    const extra = me.bcc.filter((a) => !have.has(a.email.toLowerCase()));
+    if (extra.length) e.bcc = [...(addr(d.bcc) ?? []), ...extra];
+  }
   if (d.inReplyTo) e.inReplyTo = d.inReplyTo;
   if (d.references) e.references = d.references;
   if (d.attachments.length)

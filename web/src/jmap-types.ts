@@ -78,6 +78,8 @@ export interface Email {
   subject: string | null;
   preview: string;
   receivedAt: string;
+  /** Asked for by the list (Drafts and Sent sort and show by it). */
+  sentAt?: string | null;
   hasAttachment: boolean;
   size: number;
 }
@@ -137,6 +139,11 @@ export interface Identity {
   id: Id;
   name: string;
   email: string;
+  replyTo?: EmailAddress[] | null;
+  bcc?: EmailAddress[] | null;
+  textSignature?: string;
+  htmlSignature?: string;
+  mayDelete?: boolean;
 }
 
 /** RFC 8621 7: the properties of an EmailSubmission the client reads. */
@@ -237,6 +244,7 @@ export interface Methods {
   "Thread/get": GetResponse<Thread>;
   "SearchSnippet/get": GetResponse<SearchSnippet>;
   "Identity/get": GetResponse<Identity>;
+  "Identity/set": SetResponse<Identity>;
   "EmailSubmission/get": GetResponse<EmailSubmission>;
   "EmailSubmission/set": SetResponse<EmailSubmission>;
   "PushSubscription/set": SetResponse<{ id: Id }>;

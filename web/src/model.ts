@@ -278,3 +278,59 @@ export function trimCache(
   }
   return dropped;
 }
+
+// --- unified views ---------------------------------------------------------------------------
+
+/** One account's part of a unified view: the loaded start of its own query's answer
+ * (newest first) and how many the query has in all. */
+export interface UnifiedPart {
+  accountId: Id;
+  emails: Email[];
+  total: number;
+}
+
+/** The time a unified view sorts by: receivedAt, or sentAt (Drafts, Sent) when there. */
+export function sortTime(e: Email, bySent: boolean): number {
+  const t = Date.parse((bySent && e.sentAt) || e.receivedAt);
+  return Number.isNaN(t) ? 0 : t;
+}
+
+/** Merges the parts of a unified view newest first (ties by id, newest id first). Only
+ * the rows whose place is certain are returned: once a part has rows not loaded yet,
+ * nothing older than its last loaded row can be placed (an unloaded row of that part may
+ * come first). `more` names the parts to read further to place the next rows. */
+export function mergeNewest(parts: UnifiedPart[], bySent: boolean): { rows: { id: Id; accountId: Id }[]; total: number; more: Id[] } {
+  let horizon = -Infinity;
+  const limiting: Id[] = [];
+  for (const p of parts) {
+    if (p.emails.length >= p.total) continue;
+    const last = p.emails[p.emails.length - 1];
+    const bound = last ? sortTime(last, bySent) : Infinity;
+    if (bound > horizon) {
+      horizon = bound;
+      limiting.length = 0;
+    }
+    if (bound === horizon) limiting.push(p.accountId);
+  }
+  const all: { id: Id; accountId: Id; t: number }[] = [];
+  for (const p of parts)
+    for (const e of p.emails) {
+      const t = sortTime(e, bySent);
+      // A row at the horizon itself is placed only when it is its own part's (that part's
+      // order is the server's); another part's unloaded rows may tie with it.
+      if (t > horizon || (t === horizon && limiting.includes(p.accountId) && limiting.length === 1)) all.push({ id: e.id, accountId: p.accountId, t });
+    }
+  all.sort((a, b) => b.t - a.t || (a.id < b.id ? 1 : a.id > b.id ? -1 : 0));
+  return {
+    rows: all.map(({ id, accountId }) => ({ id, accountId })),
+    total: parts.reduce((n, p) => n + p.total, 0),
+    more: limiting,
+  };
+}
+
+/** The attachments a message lists: not an inline part that its HTML shows by `cid:`
+ * (RFC 2392), which the reader already shows in place. */
+export function listedAttachments<P extends { cid: string | null; disposition: string | null; type: string }>(email: { attachments: P[]; htmlBody: { type: string }[] }): P[] {
+  const html = email.htmlBody.some((p) => p.type === "text/html");
+  return email.attachments.filter((a) => !(html && a.cid && a.disposition !== "attachment" && a.type.startsWith("image/")));
+}

@@ -348,7 +348,7 @@ export class Offline implements OfflineSeam {
       for (let i = 0; i < ids.length; i += BATCH) {
         const want = ids.slice(i, i + BATCH);
         try {
-          const r = await jmap.send(reader.threadCalls(want));
+          const r = await jmap.send(reader.threadCalls(want, accountId));
           const b = r.find(([, , id]) => id === "b")?.[1] as { list?: { htmlBody?: { type: string; blobId?: string }[] }[] } | undefined;
           for (const e of b?.list ?? []) {
             const html = e.htmlBody?.find((p) => p.type === "text/html" && p.blobId);

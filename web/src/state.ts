@@ -3,9 +3,11 @@
 // Components subscribe and re-render on `emit()`. Actions whose JMAP method the server
 // lacks are not offered (`can()`), never simulated.
 //
-// MailApp itself holds what every part needs (the JMAP client, the Session, the account,
-// the phase of the app, the push connection) and one object per part, each in its own
-// file under app/:
+// MailApp itself holds what every part needs (the JMAP client, the Session, the current
+// account: the one whose folder is open, the phase of the app, the push connection) and
+// one object per part, each in its own file under app/. Every account of the Session is
+// shown (its folders, and unified views across them); an Email keeps the account it was
+// read from (`list.account(id)`), and every call about it names that account.
 //   boot           start-up, sign-in and out, the Session and the accounts' sync status
 //   folders        the mailboxes, and creating, renaming, deleting them (Mailbox/set)
 //   list           the message list: its query, the windows fetched as it scrolls, the
@@ -52,6 +54,8 @@ export class MailApp {
   phase: "loading" | "signin" | "setup" | "ready" | "error" = "loading";
   /** The accounts screen (add, edit, remove) is open. */
   accountsOpen = false;
+  /** The settings screen is open (`#/settings`). */
+  settingsOpen = false;
   fatal = "";
   accountId: Id = "";
   connection: Connection = "connecting";
@@ -72,6 +76,17 @@ export class MailApp {
 
   constructor(jmap = new Jmap()) {
     this.jmap = jmap;
+    if (typeof window !== "undefined") {
+      this.settingsOpen = location.hash === "#/settings";
+      // Back (or forward) to or from `#/settings` opens or closes the screen.
+      window.addEventListener("popstate", () => {
+        const open = location.hash === "#/settings";
+        if (open !== this.settingsOpen) {
+          this.settingsOpen = open;
+          this.emit();
+        }
+      });
+    }
   }
 
   subscribe(f: () => void): () => void {
@@ -90,6 +105,37 @@ export class MailApp {
   openAccounts(open: boolean): void {
     this.accountsOpen = open;
     this.emit();
+    // An account added, renamed or removed there shows at once.
+    if (!open) void this.boot.reloadSession();
+  }
+
+  openSettings(open: boolean): void {
+    this.settingsOpen = open;
+    if (open && location.hash !== "#/settings") history.pushState(null, "", "#/settings");
+    if (!open && location.hash === "#/settings") history.back();
+    this.emit();
+  }
+
+  /** The mail accounts of the Session: the primary first, then by name. */
+  accountIds(): Id[] {
+    if (!this.session) return this.accountId ? [this.accountId] : [];
+    const accs = this.session.accounts;
+    const primary = this.session.primaryAccounts["urn:ietf:params:jmap:mail"];
+    return Object.keys(accs).sort((a, b) => (a === primary ? -1 : b === primary ? 1 : (accs[a]?.name ?? "").localeCompare(accs[b]?.name ?? "")));
+  }
+
+  accountName(id: Id): string {
+    return this.session?.accounts[id]?.name ?? id;
+  }
+
+  /** Makes `id` the current account (a folder of it was opened): the list's Email state
+   * is the new account's from its first window on. */
+  switchAccount(id: Id): void {
+    if (id === this.accountId) return;
+    this.accountId = id;
+    this.boot.remember();
+    this.live.emailState = "";
+    this.list.selected.clear();
   }
 
   /** Shows what went wrong where it belongs: a lost sign-in is the sign-in screen, a

@@ -63,3 +63,25 @@ describe("following a sync to its end", () => {
     expect(syncText(a.boot.sync.a1).fraction).toBeNull();
   });
 });
+
+describe("a finished sync is not drawn as a full bar", () => {
+  it("keeps following through a failed read of the Session, to the end of the sync", async () => {
+    const { Jmap } = await import("./jmap");
+    const { MailApp } = await import("./state");
+    const status = (s: string) => ({
+      accounts: { a1: { name: "mail", isPersonal: true, isReadOnly: false, accountCapabilities: { "urn:tidings:params:sync": { status: s, progress: { total: 2503, headers: 2503, bodies: 2503 } } } } },
+    });
+    // Syncing and complete, then the server restarts (one 502), then the account is ok.
+    let reads = 0;
+    const fetchFn = (async () => {
+      reads++;
+      if (reads === 2) return new Response("bad gateway", { status: 502 });
+      return new Response(JSON.stringify(status(reads < 3 ? "syncing" : "ok")), { status: 200 });
+    }) as unknown as typeof fetch;
+    const a = new MailApp(new Jmap(fetchFn));
+    a.boot.syncPollMs = 1;
+    await a.boot.reloadSession();
+    expect(a.boot.sync.a1?.status).toBe("ok");
+    expect(syncText(a.boot.sync.a1)).toEqual({ text: "", error: false, fraction: null });
+  });
+});

@@ -1,32 +1,67 @@
-// The mailboxes (RFC 8621 2): the list the sidebar shows with its counts, found by id or
-// role, kept current from Mailbox/changes, and created, renamed and deleted through
-// Mailbox/set when the server has it.
+// The mailboxes (RFC 8621 2) of every account: the lists the sidebar shows with their
+// counts, found by id or role, kept current from Mailbox/changes, and created, renamed and
+// deleted through Mailbox/set when the server has it. `mailboxes` is the current
+// account's (the one whose folder is open); `of(account)` any account's.
 
 import { type Answers, MethodError } from "../jmap";
 import type { Id, Mailbox } from "../jmap-types";
 import type { MailApp } from "../state";
 
+interface AccountMailboxes {
+  list: Mailbox[];
+  state: string;
+}
+
 export class Folders {
-  mailboxes: Mailbox[] = [];
-  mailboxState = "";
+  /** Each account's mailboxes and their Mailbox state. */
+  byAccount = new Map<Id, AccountMailboxes>();
 
   constructor(private app: MailApp) {}
 
-  mailbox(id: Id | null): Mailbox | undefined {
-    return this.mailboxes.find((m) => m.id === id);
+  /** The current account's mailboxes. */
+  get mailboxes(): Mailbox[] {
+    let m = this.byAccount.get(this.app.accountId);
+    if (!m) this.byAccount.set(this.app.accountId, (m = { list: [], state: "" }));
+    return m.list;
   }
 
-  byRole(role: string): Mailbox | undefined {
-    return this.mailboxes.find((m) => m.role === role);
+  set mailboxes(list: Mailbox[]) {
+    this.put(this.app.accountId, list, this.mailboxState);
   }
 
-  async loadMailboxes(): Promise<void> {
-    const r = await this.app.jmap.call("Mailbox/get", {
-      accountId: this.app.accountId,
-      ids: null,
-    });
-    this.mailboxes = r.list;
-    this.mailboxState = r.state;
+  get mailboxState(): string {
+    return this.byAccount.get(this.app.accountId)?.state ?? "";
+  }
+
+  set mailboxState(state: string) {
+    this.put(this.app.accountId, this.mailboxes, state);
+  }
+
+  of(accountId: Id): Mailbox[] {
+    return this.byAccount.get(accountId)?.list ?? [];
+  }
+
+  put(accountId: Id, list: Mailbox[], state: string): void {
+    this.byAccount.set(accountId, { list, state });
+  }
+
+  /** The account a mailbox belongs to (mailbox ids are unique across accounts). */
+  accountOf(mailboxId: Id): Id | undefined {
+    for (const [acc, m] of this.byAccount) if (m.list.some((x) => x.id === mailboxId)) return acc;
+    return undefined;
+  }
+
+  mailbox(id: Id | null, accountId = this.app.accountId): Mailbox | undefined {
+    return this.of(accountId).find((m) => m.id === id);
+  }
+
+  byRole(role: string, accountId = this.app.accountId): Mailbox | undefined {
+    return this.of(accountId).find((m) => m.role === role);
+  }
+
+  async loadMailboxes(accountId = this.app.accountId): Promise<void> {
+    const r = await this.app.jmap.call("Mailbox/get", { accountId, ids: null });
+    this.put(accountId, r.list, r.state);
   }
 
   /** Mailbox/changes and the Mailbox/get of what it names, merged into the mailboxes;

@@ -1,10 +1,16 @@
-// The message list: the query it shows (a mailbox, or a search), its rows fetched in
-// windows of PAGE as the user scrolls (a sparse `ListModel`), the cursor and the
-// selection, and the Emails the list knows (`cache`, kept bounded by `trim`).
+// The message list: the query it shows (a mailbox, a search, or a unified view across the
+// accounts), its rows fetched in windows of PAGE as the user scrolls (a sparse
+// `ListModel`), the cursor and the selection, and the Emails the list knows (`cache`,
+// kept bounded by `trim`) with the account each belongs to (`accountOf`).
+//
+// A unified view (Inbox, Flagged, Drafts, Sent of every account) is one JMAP request with
+// one Email/query and its Email/get per account, merged here newest first
+// (`mergeNewest`); scrolling reads the next page of the accounts that limit what can be
+// placed.
 
 import { type Answers, MethodError, type Invocation } from "../jmap";
 import type { Email, Id } from "../jmap-types";
-import { type ListModel, emptyList, missingWindows, setWindow, trimCache } from "../model";
+import { type ListModel, type UnifiedPart, emptyList, mergeNewest, missingWindows, setWindow, trimCache } from "../model";
 import { type Filter, parseSearch } from "../search";
 import type { MailApp } from "../state";
 import { readPref, writePref } from "./prefs";
@@ -16,13 +22,23 @@ const CACHE_MAX = 4000;
 const CACHE_MARGIN = 1000;
 export const LIST_PROPS = [
   "id", "threadId", "mailboxIds", "keywords", "from", "to", "subject", "preview", "receivedAt",
-  "hasAttachment", "size",
+  "sentAt", "hasAttachment", "size",
+];
+
+export type Unified = "inbox" | "flagged" | "drafts" | "sent";
+export const UNIFIED: { kind: Unified; name: string }[] = [
+  { kind: "inbox", name: "All inboxes" },
+  { kind: "flagged", name: "All flagged" },
+  { kind: "drafts", name: "All drafts" },
+  { kind: "sent", name: "All sent" },
 ];
 
 export interface View {
   mailboxId: Id | null;
   search: string;
   collapseThreads: boolean;
+  /** A view across the accounts, instead of one mailbox. */
+  unified?: Unified | null;
 }
 
 export class ListWindow {
@@ -32,6 +48,11 @@ export class ListWindow {
   model: ListModel = emptyList();
   loading = false;
   cache = new Map<Id, Email>();
+  /** The account of each Email the list knows (JMAP ids are unique across accounts here,
+   * but every method call still names the account). */
+  accountOf = new Map<Id, Id>();
+  /** A unified view's parts, one per account. */
+  parts = new Map<Id, UnifiedPart>();
   /** The rows the list last asked for (`ensureRange`): what `trim` keeps around. */
   private shown: [number, number] = [0, PAGE];
   threadSizes = new Map<Id, number>();
@@ -44,16 +65,45 @@ export class ListWindow {
 
   constructor(private app: MailApp) {}
 
-  async selectMailbox(id: Id): Promise<void> {
-    this.view = { ...this.view, mailboxId: id, search: "" };
+  /** Opens a mailbox, of the current account or (given) of another one, which becomes
+   * the current account. */
+  async selectMailbox(id: Id, accountId = this.app.folders.accountOf(id) ?? this.app.accountId): Promise<void> {
+    if (accountId !== this.app.accountId) this.app.switchAccount(accountId);
+    // Back from a unified view: the account's Email state is read with the first window
+    // (the one held is as old as the moment the unified view was opened).
+    else if (this.view.unified) this.app.live.emailState = "";
+    this.view = { ...this.view, mailboxId: id, search: "", unified: null };
     if (location.hash !== `#/mailbox/${id}`) history.replaceState(null, "", `#/mailbox/${id}`);
     writePref(`tidings.mailbox.${this.app.accountId}`, id);
+    this.app.reader.closeThread();
+    await this.resetList();
+  }
+
+  /** Opens a unified view across the accounts. */
+  async selectUnified(kind: Unified): Promise<void> {
+    this.view = { ...this.view, mailboxId: null, search: "", unified: kind };
+    if (location.hash !== `#/all/${kind}`) history.replaceState(null, "", `#/all/${kind}`);
+    this.app.reader.closeThread();
     await this.resetList();
   }
 
   async setSearch(q: string): Promise<void> {
-    this.view = { ...this.view, search: q };
+    this.view = { ...this.view, search: q, unified: q.trim() ? null : this.view.unified };
+    this.app.reader.closeThread();
     await this.resetList();
+  }
+
+  /** The account an Email of the list belongs to. */
+  account(id: Id): Id {
+    return this.accountOf.get(id) ?? this.app.accountId;
+  }
+
+  /** Takes Emails read from `accountId` into the cache. */
+  keep(accountId: Id, emails: Email[], skip?: Set<Id>): void {
+    for (const e of emails) {
+      this.accountOf.set(e.id, accountId);
+      if (!skip?.has(e.id)) this.cache.set(e.id, e);
+    }
   }
 
   async setCollapse(on: boolean): Promise<void> {
@@ -89,7 +139,8 @@ export class ListWindow {
 
   async resetList(): Promise<void> {
     this.filter = this.buildFilter();
-    this.queryKey = JSON.stringify(this.queryArgs());
+    this.queryKey = this.view.unified ? this.unifiedKey() : JSON.stringify(this.queryArgs());
+    this.parts.clear();
     this.model = emptyList();
     this.snippets.clear();
     this.cursor = 0;
@@ -105,6 +156,7 @@ export class ListWindow {
   async ensureRange(from: number, to: number): Promise<void> {
     this.shown = [from, to];
     const key = this.queryKey;
+    if (this.view.unified) return this.ensureUnified(key, to);
     const first = this.model.total === 0 && this.model.queryState === null;
     const wanted = first ? [0] : missingWindows(this.model, from, to, PAGE);
     await Promise.all(
@@ -128,7 +180,9 @@ export class ListWindow {
     for (const e of this.app.reader.open?.emails ?? []) keep.add(e.id);
     const atCursor = this.model.ids[this.cursor];
     if (atCursor) keep.add(atCursor);
+    if (this.view.unified) return; // a unified view keeps its parts' loaded starts
     trimCache(this.model, this.cache, this.shown[0], this.shown[1], keep, CACHE_MAX, CACHE_MARGIN);
+    if (this.accountOf.size > this.cache.size * 2) for (const id of this.accountOf.keys()) if (!this.cache.has(id)) this.accountOf.delete(id);
   }
 
   windowCalls(position: number): Invocation[] {
@@ -165,7 +219,7 @@ export class ListWindow {
       return;
     }
     if (g && !(g instanceof MethodError)) {
-      for (const e of g.list) this.cache.set(e.id, e);
+      this.keep(this.app.accountId, g.list);
       if (!this.app.live.emailState) this.app.live.emailState = g.state;
     }
     const t = r.get("t", "Thread/get");
@@ -186,5 +240,120 @@ export class ListWindow {
     if (this.selected.size) return [...this.selected];
     const id = this.model.ids[this.cursor] ?? this.app.reader.open?.emailId;
     return id ? [id] : [];
+  }
+
+  // --- unified views ---------------------------------------------------------------------
+
+  /** The role mailboxes of each account remembered from the last visit, used until the
+   * mailboxes are read (the first request of a unified view goes out with the Session's). */
+  hintRoles: Record<Id, Record<string, Id>> = {};
+
+  /** An account's mailbox of a role: read, else remembered. */
+  roleId(accountId: Id, role: string): Id | undefined {
+    return this.app.folders.byRole(role, accountId)?.id ?? this.hintRoles[accountId]?.[role];
+  }
+
+  /** The accounts a unified view reads: those with the mailbox it needs. */
+  unifiedAccounts(): Id[] {
+    const kind = this.view.unified;
+    return this.app.accountIds().filter((a) => (kind === "flagged" ? this.app.folders.of(a).length > 0 || !!this.hintRoles[a] : !!this.roleId(a, kind ?? "inbox")));
+  }
+
+  /** What a unified view's answers are filed under: the view, its accounts and their
+   * mailboxes (a mailbox found to be another one than remembered starts it over). */
+  unifiedKey(): string {
+    const kind = this.view.unified ?? "inbox";
+    return `unified:${kind}:${this.unifiedAccounts().map((a) => `${a}=${this.roleId(a, kind) ?? ""}`).join(",")}`;
+  }
+
+  /** One account's query in a unified view. */
+  unifiedQuery(accountId: Id): Record<string, unknown> {
+    const kind = this.view.unified ?? "inbox";
+    const bySent = kind === "drafts" || kind === "sent";
+    let filter: Record<string, unknown>;
+    if (kind === "flagged") {
+      const skip = ["trash", "junk"].map((r) => this.roleId(accountId, r)).filter((x): x is Id => !!x);
+      filter = skip.length ? { operator: "AND", conditions: [{ hasKeyword: "$flagged" }, { inMailboxOtherThan: skip }] } : { hasKeyword: "$flagged" };
+    } else filter = { inMailbox: this.roleId(accountId, kind) ?? "" };
+    return { accountId, filter, sort: [{ property: bySent ? "sentAt" : "receivedAt", isAscending: false }], collapseThreads: false };
+  }
+
+  /** The calls reading the next page of `accounts` in a unified view: one Email/query and
+   * one Email/get per account, in one request. */
+  unifiedCalls(accounts: Id[]): Invocation[] {
+    const calls: Invocation[] = [];
+    for (const [i, acc] of accounts.entries()) {
+      const position = this.parts.get(acc)?.emails.length ?? 0;
+      calls.push(
+        ["Email/query", { ...this.unifiedQuery(acc), position, limit: PAGE, calculateTotal: true }, `q${i}`],
+        ["Email/get", { accountId: acc, "#ids": { resultOf: `q${i}`, name: "Email/query", path: "/ids" }, properties: LIST_PROPS }, `g${i}`],
+      );
+    }
+    return calls;
+  }
+
+  /** Reads the next pages until the merged list reaches `to` (or every account is read to
+   * its end); bounded in rounds. */
+  private async ensureUnified(key: string, to: number): Promise<void> {
+    for (let round = 0; round < 50; round++) {
+      if (key !== this.queryKey) return;
+      const have = this.model.ids.findIndex((x) => x === undefined);
+      const placed = have < 0 ? this.model.ids.length : have;
+      const first = this.parts.size === 0;
+      if (!first && placed >= Math.min(to, this.model.total)) return;
+      const accounts = first ? this.unifiedAccounts() : mergeNewest([...this.parts.values()], this.bySent()).more;
+      if (!accounts.length) return;
+      const tag = `${key}@${accounts.join(",")}:${accounts.map((a) => this.parts.get(a)?.emails.length ?? 0).join(",")}`;
+      if (this.inflight.has(tag)) return;
+      this.inflight.add(tag);
+      let r: Answers;
+      try {
+        r = await this.app.jmap.request(this.unifiedCalls(accounts));
+      } catch (e) {
+        this.app.report(e);
+        return;
+      } finally {
+        this.inflight.delete(tag);
+      }
+      if (!this.applyUnified(r, key, accounts)) return;
+      this.app.emit();
+    }
+  }
+
+  private bySent(): boolean {
+    return this.view.unified === "drafts" || this.view.unified === "sent";
+  }
+
+  /** Takes the answers of `unifiedCalls(accounts)`, appending each account's page to its
+   * part (or replacing the parts, `fresh`: a live update reads the starts again). */
+  applyUnified(r: Answers, key: string, accounts: Id[], fresh = false): boolean {
+    if (key !== this.queryKey) return false;
+    for (const [i, acc] of accounts.entries()) {
+      const q = r.get(`q${i}`, "Email/query");
+      const g = r.get(`g${i}`, "Email/get");
+      if (!q || q instanceof MethodError || !g || g instanceof MethodError) {
+        // An account that cannot answer is left out of the view, not the whole view.
+        this.parts.set(acc, { accountId: acc, emails: [], total: 0 });
+        continue;
+      }
+      const mine = this.app.actions.pending();
+      this.keep(acc, g.list, mine);
+      const byId = new Map(g.list.map((e) => [e.id, this.cache.get(e.id) ?? e]));
+      const page = q.ids.map((id) => byId.get(id)).filter((e): e is Email => !!e);
+      const before = fresh ? [] : this.parts.get(acc)?.emails ?? [];
+      this.parts.set(acc, { accountId: acc, emails: [...before, ...page], total: q.total ?? before.length + page.length });
+      this.app.live.unifiedStates.set(acc, g.state);
+    }
+    this.remerge();
+    return true;
+  }
+
+  /** The list of a unified view from its parts. */
+  remerge(): void {
+    for (const p of this.parts.values()) p.emails = p.emails.map((e) => this.cache.get(e.id) ?? e);
+    const m = mergeNewest([...this.parts.values()], this.bySent());
+    const ids: (Id | undefined)[] = m.rows.map((r) => r.id);
+    ids.length = Math.max(ids.length, m.total);
+    this.model = { ids, total: m.total, queryState: null };
   }
 }

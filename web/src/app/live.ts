@@ -1,14 +1,17 @@
 // Live updates: a push (RFC 8620 7.1) or a poll says which types changed; the refresh
 // reads only what moved past the states held here, in one request of /changes,
 // queryChanges and the Emails they name (never a reload of the list), one refresh at a
-// time, and patches the list, the mailboxes and the open thread.
+// time, and patches the list, the mailboxes and the open thread. The other accounts'
+// mailboxes (their counts in the sidebar) are read again when theirs change; a unified
+// view reads again the loaded start of each account whose Emails changed; an account the
+// client does not know yet (added elsewhere) makes it read the Session again.
 
 import { MethodError, type Invocation } from "../jmap";
 import type { Email, Id, TypeStates } from "../jmap-types";
 import { applyEmailChanges, applyQueryChanges, contiguousEnd } from "../model";
 import { settled } from "../outgoing";
 import type { MailApp } from "../state";
-import { LIST_PROPS } from "./list";
+import { LIST_PROPS, PAGE } from "./list";
 
 /** Which parts a refresh reads again. */
 export interface Wanted {
@@ -27,8 +30,63 @@ export class Live {
   private mailboxTimer: ReturnType<typeof setTimeout> | null = null;
   private mailboxFirst = 0;
   private noQueryChanges = false;
+  /** The Email state of each account's part of a unified view. */
+  unifiedStates = new Map<Id, string>();
+  /** Accounts a push named before the Session did: the Session is read once for each. */
+  private unknown = new Set<Id>();
 
   constructor(private app: MailApp) {}
+
+  /** What a push says of the accounts other than the current one (and of all of them in
+   * a unified view). */
+  private others(c: TypeStates | null): void {
+    const known = this.app.accountIds();
+    for (const [acc, t] of Object.entries(c ?? {})) {
+      if (!known.includes(acc)) {
+        if (!this.unknown.has(acc)) void this.app.boot.reloadSession();
+        this.unknown.add(acc);
+        continue;
+      }
+      if (acc !== this.app.accountId && t.Mailbox !== undefined && t.Mailbox !== this.app.folders.byAccount.get(acc)?.state)
+        void this.app.folders.loadMailboxes(acc).then(() => this.app.emit(), (e: unknown) => this.app.report(e));
+    }
+    if (this.app.list.view.unified) {
+      const moved = this.app.list.unifiedAccounts().filter((acc) => {
+        if (!c) return true;
+        const t = c[acc];
+        return !!t && (t.Email !== undefined ? t.Email !== this.unifiedStates.get(acc) : t.EmailDelivery !== undefined);
+      });
+      if (moved.length) void this.refreshUnified(moved);
+    }
+  }
+
+  /** Reads again the loaded start of these accounts' parts of the unified view (bounded:
+   * at most 500 rows each; what lies further is read again as it is scrolled to). */
+  private async refreshUnified(accounts: Id[]): Promise<void> {
+    const key = this.app.list.queryKey;
+    const calls: Invocation[] = [];
+    for (const [i, acc] of accounts.entries()) {
+      const n = Math.min(500, Math.max(PAGE, this.app.list.parts.get(acc)?.emails.length ?? 0));
+      calls.push(
+        ["Email/query", { ...this.app.list.unifiedQuery(acc), position: 0, limit: n, calculateTotal: true }, `q${i}`],
+        ["Email/get", { accountId: acc, "#ids": { resultOf: `q${i}`, name: "Email/query", path: "/ids" }, properties: LIST_PROPS }, `g${i}`],
+      );
+    }
+    try {
+      const r = await this.app.jmap.request(calls);
+      const created = accounts.flatMap((acc, i) => {
+        const g = r.get(`g${i}`, "Email/get");
+        const had = new Set(this.app.list.parts.get(acc)?.emails.map((e) => e.id));
+        return g && !(g instanceof MethodError) ? g.list.filter((e) => !had.has(e.id)) : [];
+      });
+      if (this.app.list.applyUnified(r, key, accounts, true)) {
+        if (this.app.list.view.unified === "inbox") this.app.notifications.notifyNew(created);
+        this.app.emit();
+      }
+    } catch (e) {
+      this.app.report(e);
+    }
+  }
 
   /** What a push asks to refresh: only the types whose state moved past ours (RFC 8620
    * 7.1); `null` (a reconnect, a poll) means everything. */
@@ -46,7 +104,9 @@ export class Live {
   /** What the push channel calls with each StateChange's `changed` (null: anything may
    * have changed). */
   async onPush(c: TypeStates | null): Promise<void> {
-    if (this.app.sending.outgoing && !settled(this.app.sending.outgoing) && (!c || c[this.app.accountId]?.EmailSubmission !== undefined)) void this.app.sending.check();
+    this.others(c);
+    const sentFrom = this.app.sending.account || this.app.accountId;
+    if (this.app.sending.outgoing && !settled(this.app.sending.outgoing) && (!c || c[sentFrom]?.EmailSubmission !== undefined)) void this.app.sending.check();
     await this.schedule(this.wanted(c));
   }
 
@@ -93,12 +153,17 @@ export class Live {
   /** Brings mailboxes, the list and the open thread in line with the server's changes,
    * through `/changes` (never a reload of the list). */
   async refresh(what: Wanted = { mailboxes: true, emails: true }): Promise<void> {
-    if (!this.emailState || this.app.phase !== "ready") return;
+    if (this.app.list.view.unified && what.emails) {
+      // The list is the unified view's (`others`); the mailboxes are the current account's.
+      what = { mailboxes: true, emails: false };
+      if (!this.app.folders.mailboxState) return;
+    } else if (!this.emailState || this.app.phase !== "ready") return;
     try {
       // While an account syncs (or fails), its status in the Session changes: follow it.
       if (Object.values(this.app.boot.sync).some((x) => x.status !== "ok")) {
         this.app.session = await this.app.jmap.loadSession();
         this.app.boot.readSync();
+        void this.app.boot.followSync();
       }
       await this.refreshAll(what);
       if (this.app.connection === "offline") this.app.connection = "polling";
@@ -181,6 +246,7 @@ export class Live {
     const newThreads = new Set<Id>();
     for (const e of changed) {
       if (!this.app.list.cache.has(e.id) && created.includes(e.id)) newThreads.add(e.threadId);
+      this.app.list.accountOf.set(e.id, acc);
       if (!mine.has(e.id)) this.app.list.cache.set(e.id, e);
     }
     for (const id of destroyed) this.app.list.cache.delete(id);
@@ -196,7 +262,7 @@ export class Live {
       const qc = a && !(a instanceof MethodError) ? a : null;
       const ga = r.get("ga", "Email/get");
       if (qc && ga && !(ga instanceof MethodError)) {
-        for (const e of ga.list) if (!mine.has(e.id)) this.app.list.cache.set(e.id, e);
+        this.app.list.keep(acc, ga.list, mine);
         this.app.list.model = applyQueryChanges(this.app.list.model, qc, upToId);
         await this.afterListChange(created, changedIds, destroyed);
         return;

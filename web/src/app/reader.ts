@@ -17,6 +17,8 @@ const BODIES_KEPT = 24;
 export interface OpenThread {
   /** The Email opened (the thread is shown around it). */
   emailId: Id;
+  /** The account it belongs to. */
+  accountId: Id;
   threadId: Id;
   emails: FullEmail[];
 }
@@ -35,15 +37,16 @@ export class Reader {
 
   constructor(private app: MailApp) {}
 
-  /** The request that reads whole threads for reading, from some of their Email ids. */
-  threadCalls(ids: Id[]): Invocation[] {
+  /** The request that reads whole threads for reading, from some of their Email ids (of
+   * one account). */
+  threadCalls(ids: Id[], accountId: Id): Invocation[] {
     return [
-      ["Email/get", { accountId: this.app.accountId, ids, properties: ["threadId"] }, "e"],
-      ["Thread/get", { accountId: this.app.accountId, "#ids": { resultOf: "e", name: "Email/get", path: "/list/*/threadId" } }, "t"],
+      ["Email/get", { accountId, ids, properties: ["threadId"] }, "e"],
+      ["Thread/get", { accountId, "#ids": { resultOf: "e", name: "Email/get", path: "/list/*/threadId" } }, "t"],
       [
         "Email/get",
         {
-          accountId: this.app.accountId,
+          accountId,
           "#ids": { resultOf: "t", name: "Thread/get", path: "/list/*/emailIds" },
           properties: BODY_PROPS,
           fetchTextBodyValues: true,
@@ -55,13 +58,14 @@ export class Reader {
   }
 
   /** Files the threads of a threadCalls answer under the Email ids asked for. */
-  private keepThreads(asked: Id[], r: Answers): boolean {
+  private keepThreads(asked: Id[], r: Answers, accountId: Id): boolean {
     const e = r.get("e", "Email/get");
     const t = r.get("t", "Thread/get");
     const b = r.get("b", "Email/get");
     if (!e || e instanceof MethodError || !b || b instanceof MethodError || !t || t instanceof MethodError) return false;
     const threadOf = new Map(e.list.map((x) => [x.id, x.threadId]));
     const byId = new Map(b.list.filter(isFullEmail).map((x) => [x.id, x]));
+    for (const x of b.list) this.app.list.accountOf.set(x.id, accountId);
     for (const th of t.list) {
       const emails = th.emailIds.map((id) => byId.get(id)).filter((x): x is FullEmail => !!x);
       for (const id of asked) if (threadOf.get(id) === th.id) this.bodies.set(id, { threadId: th.id, emails });
@@ -81,18 +85,19 @@ export class Reader {
     // A refresh (markRead false) re-reads what is open without claiming the pane.
     const generation = markRead ? ++this.generation : this.generation;
     const base = this.app.list.cache.get(emailId);
+    const accountId = this.app.list.account(emailId);
     let got = useFetched ? this.bodies.get(emailId) : undefined;
     if (got) {
       // Most recently used last.
       this.bodies.delete(emailId);
       this.bodies.set(emailId, got);
     } else {
-      const r = await this.app.jmap.request(this.threadCalls([emailId])).catch((e: unknown) => {
+      const r = await this.app.jmap.request(this.threadCalls([emailId], accountId)).catch((e: unknown) => {
         this.app.report(e);
         return null;
       });
       if (!r) return;
-      got = this.keepThreads([emailId], r) ? this.bodies.get(emailId) : undefined;
+      got = this.keepThreads([emailId], r, accountId) ? this.bodies.get(emailId) : undefined;
       // Closed, or another thread opened, while this one was read: that choice stands.
       if (generation !== this.generation) return;
       if (!got) {
@@ -101,7 +106,7 @@ export class Reader {
       }
     }
     // Thread order (oldest first); messages in Trash are left out unless opened from there.
-    const trash = this.app.folders.byRole("trash")?.id;
+    const trash = this.app.folders.byRole("trash", accountId)?.id;
     const inTrash = !!trash && this.app.list.view.mailboxId === trash;
     const emails = got.emails
       .filter((e) => inTrash || !trash || !e.mailboxIds[trash] || e.id === emailId)
@@ -110,7 +115,7 @@ export class Reader {
         const c = this.app.list.cache.get(e.id);
         return c && (c.keywords !== e.keywords || c.mailboxIds !== e.mailboxIds) ? { ...e, keywords: c.keywords, mailboxIds: c.mailboxIds } : e;
       });
-    this.open = { emailId, threadId: got.threadId || base?.threadId || "", emails };
+    this.open = { emailId, accountId, threadId: got.threadId || base?.threadId || "", emails };
     this.app.emit();
     if (markRead && this.app.can("read")) {
       const unread = emails.filter((e) => !e.keywords.$seen).map((e) => e.id);
@@ -124,20 +129,22 @@ export class Reader {
   private prefetchAround(emailId: Id): void {
     const i = this.app.list.model.ids[this.app.list.cursor] === emailId ? this.app.list.cursor : this.app.list.model.ids.indexOf(emailId);
     if (i < 0) return;
+    // One request reads one account's threads: the neighbours of the same account.
+    const accountId = this.app.list.account(emailId);
     const want = [i + 1, i - 1, i + 2]
       .map((n) => this.app.list.model.ids[n])
-      .filter((id): id is Id => !!id && !this.bodies.has(id) && !this.prefetching.has(id));
+      .filter((id): id is Id => !!id && !this.bodies.has(id) && !this.prefetching.has(id) && this.app.list.account(id) === accountId);
     if (!want.length) return;
     for (const id of want) this.prefetching.add(id);
     void this.app.jmap
-      .request(this.threadCalls(want))
+      .request(this.threadCalls(want, accountId))
       .then((r) => {
-        this.keepThreads(want, r);
+        this.keepThreads(want, r, accountId);
         for (const id of want) {
           const t = this.bodies.get(id);
           const e = t?.emails.find((x) => x.id === id);
           const html = e?.htmlBody.find((p) => p.type === "text/html" && p.blobId);
-          if (html?.blobId) void fetch(this.htmlUrl(html.blobId, false), { credentials: "same-origin", headers: { "X-Tidings-Client": "web" } }).catch(() => undefined);
+          if (html?.blobId) void fetch(this.htmlUrl(html.blobId, false, accountId), { credentials: "same-origin", headers: { "X-Tidings-Client": "web" } }).catch(() => undefined);
         }
       })
       .catch(() => undefined)
@@ -147,8 +154,8 @@ export class Reader {
   }
 
   /** The sanitised page of an HTML part (see api::web). */
-  htmlUrl(blobId: Id, images: boolean): string {
-    return `/web/html/${encodeURIComponent(this.app.accountId)}/${encodeURIComponent(blobId)}${images ? "?images=1" : ""}`;
+  htmlUrl(blobId: Id, images: boolean, accountId = this.open?.accountId ?? this.app.accountId): string {
+    return `/web/html/${encodeURIComponent(accountId)}/${encodeURIComponent(blobId)}${images ? "?images=1" : ""}`;
   }
 
   closeThread(): void {

@@ -12,6 +12,8 @@ const OUTGOING_TICKS = 600;
 export class Sending {
   /** The message sent last, as its EmailSubmission says, followed until it settles. */
   outgoing: SendState | null = null;
+  /** The account it was sent from. */
+  account = "";
   private timer: ReturnType<typeof setInterval> | null = null;
 
   constructor(private app: MailApp) {}
@@ -56,7 +58,7 @@ export class Sending {
     if (!o?.submissionId) return;
     try {
       const r = await this.app.jmap.call("EmailSubmission/get", {
-        accountId: this.app.accountId, ids: [o.submissionId], properties: ["undoStatus", "sendAt", "deliveryStatus"],
+        accountId: this.account || this.app.accountId, ids: [o.submissionId], properties: ["undoStatus", "sendAt", "deliveryStatus"],
       });
       const sub = r.list[0];
       if (!sub || this.outgoing?.submissionId !== o.submissionId) return;
@@ -78,7 +80,7 @@ export class Sending {
     try {
       const r = await this.app.jmap.call(
         "EmailSubmission/set",
-        { accountId: this.app.accountId, update: { [o.submissionId]: { undoStatus: "canceled" } } },
+        { accountId: this.account || this.app.accountId, update: { [o.submissionId]: { undoStatus: "canceled" } } },
       );
       const refused = r.notUpdated?.[o.submissionId];
       if (refused) this.app.toasts.error(refused.type === "cannotUnsend" ? "Too late to undo: the message is being sent." : `Could not undo: ${refused.description ?? refused.type}`);

@@ -10,8 +10,6 @@ import { Accounts } from "./Accounts";
 import { Icon } from "./icons";
 import { applyAppearance, followSystemTheme, readAppearance, setAppearance } from "../app/prefs";
 
-// Read before boot replaces the hash with the mailbox's (`#/mailbox/ID`).
-let settingsAtStart = typeof location !== "undefined" && location.hash.startsWith("#/settings");
 
 /** Re-renders the caller whenever the application object emits. */
 export function useApp(app: MailApp): void {
@@ -89,6 +87,16 @@ function SignIn({ app }: { app: MailApp }) {
   );
 }
 
+/** The settings screen, loaded on first use (it is not on the first screen). */
+function LazySettings({ app }: { app: MailApp }) {
+  const [mod, setMod] = useState<typeof import("./Settings") | null>(null);
+  useEffect(() => {
+    void import("./Settings").then(setMod, (e: unknown) => app.report(e));
+  }, []);
+  if (!mod) return null;
+  return <mod.Settings app={app} onClose={() => app.openSettings(false)} />;
+}
+
 const CONNECTION_TEXT = {
   connecting: "Reconnecting…",
   offline: "Offline: changes will show when the connection is back.",
@@ -96,36 +104,9 @@ const CONNECTION_TEXT = {
   polling: "",
 } as const;
 
-type SettingsScreen = (typeof import("./Settings"))["Settings"];
-
-/** `#/settings` opens the Settings screen over the mail; closing it returns to the mailbox.
- * Its code is fetched the first time it opens: it is not part of the first screen. */
-function useSettingsRoute(app: MailApp): [boolean, (on: boolean) => void] {
-  const [on, setOn] = useState(settingsAtStart);
-  useEffect(() => {
-    const f = () => setOn(location.hash.startsWith("#/settings"));
-    addEventListener("hashchange", f);
-    return () => removeEventListener("hashchange", f);
-  }, []);
-  const set = (v: boolean) => {
-    settingsAtStart = false;
-    if (v) location.hash = "#/settings";
-    else {
-      history.replaceState(history.state, "", `#/mailbox/${app.list.view.mailboxId}`);
-      setOn(false);
-    }
-  };
-  return [on, set];
-}
-
 function Main({ app }: { app: MailApp }) {
   const [help, setHelp] = useState(false);
   const [searching, setSearching] = useState(false);
-  const [settings, openSettings] = useSettingsRoute(app);
-  const [SettingsView, setSettingsView] = useState<SettingsScreen | null>(null);
-  useEffect(() => {
-    if (settings && !SettingsView) void import("./Settings").then((m) => setSettingsView(() => m.Settings));
-  }, [settings]);
   const search = useRef<HTMLInputElement>(null);
   const drawer = useDrawer(app);
   useShortcuts(app, { search, toggleHelp: () => setHelp((h) => !h), openSearch: () => setSearching(true) });
@@ -193,7 +174,7 @@ function Main({ app }: { app: MailApp }) {
             <span class="label">Compose</span>
           </button>
         )}
-        <SessionButtons app={app} onHelp={() => setHelp(true)} onSettings={() => openSettings(true)} />
+        <SessionButtons app={app} onHelp={() => setHelp(true)} onSettings={() => app.openSettings(true)} />
       </header>
       {drawer.open && <div class="backdrop" onClick={() => drawer.set(false)} />}
       <div
@@ -216,7 +197,7 @@ function Main({ app }: { app: MailApp }) {
             }}
             onSettings={() => {
               drawer.set(false, false);
-              openSettings(true);
+              app.openSettings(true);
             }}
           />
         </div>
@@ -247,7 +228,7 @@ function Main({ app }: { app: MailApp }) {
       )}
       {help && <Help app={app} onClose={() => setHelp(false)} />}
       {app.accountsOpen && <Accounts app={app} onClose={() => app.openAccounts(false)} />}
-      {settings && SettingsView && <SettingsView app={app} onClose={() => openSettings(false)} />}
+      {app.settingsOpen && <LazySettings app={app} />}
       <Compose app={app} />
     </div>
   );
@@ -268,7 +249,7 @@ function SessionButtons({ app, onHelp, onSettings }: { app: MailApp; onHelp: () 
           {app.notifications.on ? "Notifications on" : "Notify me"}
         </button>
       )}
-      <button type="button" class="ghost" onClick={onSettings}>
+      <button type="button" class="ghost" data-action="settings" onClick={onSettings}>
         Settings
       </button>
       <button type="button" class="ghost" onClick={onHelp} aria-label="Keyboard shortcuts">

@@ -2,6 +2,7 @@ import { useEffect, useMemo, useRef, useState } from "preact/hooks";
 import type { MailApp } from "../state";
 import { knownAddresses, parseAddresses, wrapSelection } from "../compose";
 import { formatSize } from "../text";
+import { setupApi } from "../accounts";
 
 /** The composer: identities, recipients with autocomplete, subject, plain or simple rich
  * text (marked up in the text area, sent with a text/html alternative), attachments by
@@ -19,7 +20,8 @@ export function Compose({ app }: { app: MailApp }) {
       body.current?.setSelectionRange(0, 0);
     } else first.current?.focus();
   }, [d === null]);
-  if (!d) return null;
+  if (!d) return app.composer.needIdentity ? <NewIdentity app={app} accountId={app.composer.needIdentity} /> : null;
+  const everyone = app.composer.allIdentities();
   const bad = [d.to, d.cc, d.bcc].flatMap((s) => parseAddresses(s).bad);
   // Rich text: wraps the selection in a mark (or inserts the pair) and keeps it selected.
   const mark = (open: string, close = open) => {
@@ -82,13 +84,13 @@ export function Compose({ app }: { app: MailApp }) {
           ×
         </button>
       </div>
-      {app.composer.identities.length > 1 && (
+      {everyone.length > 1 && (
         <label class="cfield">
           <span>From</span>
-          <select value={d.identityId} onChange={(e) => app.composer.edit({ identityId: (e.currentTarget as HTMLSelectElement).value })}>
-            {app.composer.identities.map((i) => (
+          <select name="from" value={d.identityId} onChange={(e) => app.composer.edit({ identityId: (e.currentTarget as HTMLSelectElement).value })}>
+            {everyone.map(({ accountId, identity: i }) => (
               <option key={i.id} value={i.id}>
-                {i.name ? `${i.name} <${i.email}>` : i.email}
+                {(i.name ? `${i.name} <${i.email}>` : i.email) + (app.accountIds().length > 1 ? ` (${app.accountName(accountId)})` : "")}
               </option>
             ))}
           </select>
@@ -188,5 +190,68 @@ export function Compose({ app }: { app: MailApp }) {
         </span>
       </div>
     </div>
+  );
+}
+
+/** An account without a sending identity: make one here (RFC 8621 6.3, Identity/set), the
+ * address prefilled when the account's login is one, then go on writing. */
+function NewIdentity({ app, accountId }: { app: MailApp; accountId: string }) {
+  const [email, setEmail] = useState("");
+  const [name, setName] = useState("");
+  const [error, setError] = useState("");
+  const [busy, setBusy] = useState(false);
+  useEffect(() => {
+    let live = true;
+    setupApi
+      .list()
+      .then((r) => {
+        const login = r.accounts.find((a) => a.id === accountId)?.settings.username ?? "";
+        if (live && login.includes("@")) setEmail((cur) => cur || login);
+      })
+      .catch(() => undefined);
+    return () => {
+      live = false;
+    };
+  }, [accountId]);
+  return (
+    <form
+      class="compose new-identity"
+      role="dialog"
+      aria-label="Sending identity"
+      onSubmit={(e) => {
+        e.preventDefault();
+        setBusy(true);
+        void app.composer.createIdentity(accountId, name.trim(), email.trim()).then((err) => {
+          setError(err);
+          setBusy(false);
+        });
+      }}
+    >
+      <div class="compose-head">
+        <strong>Send from {app.accountName(accountId)}</strong>
+        <button type="button" class="ghost" aria-label="Close" onClick={() => app.composer.cancelIdentity()}>
+          ×
+        </button>
+      </div>
+      <p>This account has no sending identity yet. Which address should your messages come from?</p>
+      <label class="cfield">
+        <span>Name</span>
+        <input name="identity-name" value={name} autocomplete="name" onInput={(e) => setName(e.currentTarget.value)} />
+      </label>
+      <label class="cfield">
+        <span>Address</span>
+        <input name="identity-email" type="email" required value={email} autocomplete="email" onInput={(e) => setEmail(e.currentTarget.value)} />
+      </label>
+      {error && (
+        <p class="error" role="alert">
+          {error}
+        </p>
+      )}
+      <div class="compose-actions">
+        <button type="submit" class="primary" disabled={busy || !email.includes("@")}>
+          Create and write
+        </button>
+      </div>
+    </form>
   );
 }

@@ -4,6 +4,8 @@ import type { Email, EmailAddress } from "../model";
 import { Highlighted } from "./text";
 import { Icon } from "./icons";
 import { rowHeight } from "../app/prefs";
+import { UNIFIED } from "../app/list";
+import { accountColor, dotStyle } from "./Sidebar";
 
 const OVERSCAN = 10;
 
@@ -88,18 +90,22 @@ export function MessageList({ app }: { app: MailApp }) {
     const e = id ? app.list.cache.get(id) : undefined;
     rows.push(<Row key={id ?? `p${i}`} app={app} index={i} email={e} row={ROW} />);
   }
-  const title = app.list.view.search ? `Search: ${app.list.view.search}` : app.folders.mailbox(app.list.view.mailboxId)?.name ?? "";
+  const unified = UNIFIED.find((u) => u.kind === app.list.view.unified);
+  const title = app.list.view.search ? `Search: ${app.list.view.search}` : unified ? unified.name : app.folders.mailbox(app.list.view.mailboxId)?.name ?? "";
   return (
     <section class="list" aria-label="Messages">
       <div class="list-head">
         <h1 class="list-title">{title}</h1>
         <span class="list-total" aria-live="polite">
-          {app.list.loading ? "…" : `${list.total.toLocaleString()} ${app.list.view.collapseThreads ? "conversations" : "messages"}`}
+          {app.list.loading ? "…" : `${list.total.toLocaleString()} ${app.list.view.collapseThreads && !unified ? "conversations" : "messages"}`}
         </span>
-        <label class="threads-toggle">
-          <input type="checkbox" checked={app.list.view.collapseThreads} onChange={(e) => void app.list.setCollapse((e.currentTarget as HTMLInputElement).checked)} />
-          Conversations
-        </label>
+        {/* A unified view lists messages: conversations are one account's. */}
+        {!unified && (
+          <label class="threads-toggle">
+            <input type="checkbox" checked={app.list.view.collapseThreads} onChange={(e) => void app.list.setCollapse((e.currentTarget as HTMLInputElement).checked)} />
+            Conversations
+          </label>
+        )}
         {app.can("folders") && !app.list.view.search && app.folders.mailbox(app.list.view.mailboxId) && !app.folders.mailbox(app.list.view.mailboxId)?.role && (
           <span class="folder-actions">
             <button
@@ -205,8 +211,21 @@ function Row({ app, index, email, row }: { app: MailApp; index: number; email: E
   const selected = app.list.selected.has(email.id);
   const isOpen = app.reader.open?.emailId === email.id || (app.reader.open && app.reader.open.threadId === email.threadId);
   const count = app.list.view.collapseThreads ? app.list.threadSizes.get(email.threadId) ?? 1 : 1;
-  const sent = app.folders.mailbox(app.list.view.mailboxId)?.role === "sent";
+  const acc = app.list.account(email.id);
+  const unified = app.list.view.unified;
+  const role = app.folders.mailbox(app.list.view.mailboxId, acc)?.role;
+  // Drafts and Sent are about whom they are to.
+  const sent = unified === "sent" || unified === "drafts" || role === "sent" || role === "drafts";
+  const draft = !!email.keywords.$draft && (unified === "drafts" || role === "drafts" || !!app.folders.mailboxes.find((m) => m.role === "drafts" && email.mailboxIds[m.id]));
   const snippet = app.list.snippets.get(email.id);
+  // Where the message is: its account in a unified view, its folders in search results.
+  const where = unified
+    ? app.accountName(acc)
+    : app.list.view.search
+      ? [app.accountIds().length > 1 ? app.accountName(acc) : "", Object.keys(email.mailboxIds).map((m) => app.folders.mailbox(m, acc)?.name).filter(Boolean).join(", ")]
+          .filter(Boolean)
+          .join(" · ")
+      : "";
   const onClick = (e: MouseEvent) => {
     if (e.shiftKey && lastClicked >= 0) {
       const [a, b] = [Math.min(lastClicked, index), Math.max(lastClicked, index)];
@@ -226,7 +245,9 @@ function Row({ app, index, email, row }: { app: MailApp; index: number; email: E
     }
     lastClicked = index;
     app.list.cursor = index;
-    void app.reader.openThread(email.id);
+    // A draft opens where it is written.
+    if (draft && app.can("draft")) void app.composer.openDraft(email.id);
+    else void app.reader.openThread(email.id);
   };
   return (
     <div
@@ -266,6 +287,12 @@ function Row({ app, index, email, row }: { app: MailApp; index: number; email: E
         {count > 1 && <span class="tcount">{count}</span>}
       </span>
       <span role="gridcell" class="subject-line">
+        {where && (
+          <span class="where" data-where={where} style={{ fontSize: "0.75em", marginInlineEnd: "0.5em", opacity: 0.85 }}>
+            {unified && <span style={dotStyle(accountColor(app, acc))} aria-hidden="true" />}
+            {where}
+          </span>
+        )}
         <span class="subject">
           {snippet?.subject ? <Highlighted html={snippet.subject} /> : email.subject || "(no subject)"}
         </span>
@@ -298,7 +325,7 @@ function Row({ app, index, email, row }: { app: MailApp; index: number; email: E
             </span>
           )
         )}
-        <time dateTime={email.receivedAt}>{shortDate(email.receivedAt)}</time>
+        <time dateTime={sent && email.sentAt ? email.sentAt : email.receivedAt}>{shortDate(sent && email.sentAt ? email.sentAt : email.receivedAt)}</time>
       </span>
     </div>
   );

@@ -3,6 +3,7 @@ import { useEffect, useRef, useState } from "preact/hooks";
 import type { MailApp } from "../state";
 import type { BodyPart, EmailAddress, FullEmail } from "../jmap-types";
 import { formatSize } from "../text";
+import { listedAttachments } from "../model";
 import { Linkified } from "./text";
 
 function addr(a: EmailAddress[] | null | undefined): string {
@@ -56,6 +57,8 @@ function Toolbar({ app }: { app: MailApp }) {
   if (!open) return null;
   const ids = open.emails.map((e) => e.id);
   const flagged = open.emails.some((e) => e.keywords.$flagged);
+  // The folders of the account the message belongs to (a unified view shows several).
+  const acc = open.accountId;
   return (
     <div class="toolbar" role="toolbar" aria-label="Message actions">
       {app.can("draft") && (
@@ -81,7 +84,7 @@ function Toolbar({ app }: { app: MailApp }) {
           {flagged ? "Unflag" : "Flag"}
         </button>
       )}
-      {app.can("move") && app.folders.byRole("archive") && (
+      {app.can("move") && app.folders.byRole("archive", acc) && (
         <button type="button" onClick={() => void app.actions.archive(ids)} title="Archive (e)">
           Archive
         </button>
@@ -98,7 +101,8 @@ function Toolbar({ app }: { app: MailApp }) {
           </button>
           {moving && (
             <ul role="menu" class="menu-list">
-              {app.folders.mailboxes
+              {app.folders
+                .of(acc)
                 .filter((m) => m.id !== app.list.view.mailboxId)
                 .map((m) => (
                   <li key={m.id} role="none">
@@ -157,7 +161,7 @@ function MessageView({ app, email, expanded, trusted }: { app: MailApp; email: F
         )}
       </header>
       {show && <Body app={app} email={email} trusted={trusted} />}
-      {show && email.attachments.length > 0 && <Attachments app={app} email={email} />}
+      {show && listedAttachments(email).length > 0 && <Attachments app={app} email={email} />}
     </article>
   );
 }
@@ -240,9 +244,9 @@ function HtmlBody({ app, email, part, trusted }: { app: MailApp; email: FullEmai
 function Attachments({ app, email }: { app: MailApp; email: FullEmail }) {
   return (
     <ul class="attachments" aria-label="Attachments">
-      {email.attachments.map((a, i) => {
+      {listedAttachments(email).map((a, i) => {
         if (!a.blobId) return null;
-        const url = app.jmap.downloadUrl(app.accountId, a.blobId, a.name ?? `attachment-${i + 1}`, a.type);
+        const url = app.jmap.downloadUrl(app.reader.open?.accountId ?? app.accountId, a.blobId, a.name ?? `attachment-${i + 1}`, a.type);
         const image = /^image\/(png|jpeg|gif|webp|bmp)$/.test(a.type);
         return (
           <li key={a.blobId} class="attachment">

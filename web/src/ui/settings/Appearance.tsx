@@ -14,8 +14,7 @@ const CHOICES = [
 export function Appearance({ app }: { app: MailApp }) {
   const [prefs, setPrefs] = useState(readAppearance);
   return (
-    <section class="settings-section" aria-labelledby="appearance-title">
-      <h3 id="appearance-title">Appearance</h3>
+    <>
       {CHOICES.map((c) => (
         <fieldset key={c.key} class="choice">
           <legend>{c.legend}</legend>
@@ -37,6 +36,6 @@ export function Appearance({ app }: { app: MailApp }) {
           ))}
         </fieldset>
       ))}
-    </section>
+    </>
   );
 }

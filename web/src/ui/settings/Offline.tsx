@@ -35,8 +35,7 @@ export function OfflineSettings({ app }: { app: MailApp }) {
     app.emit();
   };
   return (
-    <section class="settings-section" aria-labelledby="settings-offline">
-      <h3 id="settings-offline">Notifications and offline</h3>
+    <>
       <label>
         <input type="checkbox" name="notifications" checked={n.on} onChange={(e) => void n.set(e.currentTarget.checked)} />
         Notify me of new mail in Inbox
@@ -61,6 +60,6 @@ export function OfflineSettings({ app }: { app: MailApp }) {
           {error}
         </p>
       )}
-    </section>
+    </>
   );
 }
