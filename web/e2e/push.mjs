@@ -233,6 +233,8 @@ try {
   await page.locator("[data-offline-status=on]").waitFor({ timeout: WAIT * 2 });
   check(true, "offline reading on: recent mail fetched ahead");
   await page.keyboard.press("Escape");
+  // Closing goes back in history (out of `#/settings`): reload only once it has.
+  await page.waitForFunction(() => !location.hash.startsWith("#/settings"), null, { timeout: WAIT });
   await context.setOffline(true);
   page.on("pageerror", (e) => log("pageerror:", e.message));
   await page.reload();

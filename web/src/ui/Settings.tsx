@@ -26,6 +26,17 @@ export const SECTIONS: SettingsSection[] = [
 ];
 
 export function Settings({ app, onClose }: { app: MailApp; onClose: () => void }) {
+  // A modal dialog closes on Escape (WAI-ARIA dialog pattern), but not from a text field:
+  // an identity being edited would be lost with it.
+  useEffect(() => {
+    const k = (e: KeyboardEvent) => {
+      const t = e.target as HTMLElement | null;
+      const typing = !!t && (t.tagName === "TEXTAREA" || t.isContentEditable || (t instanceof HTMLInputElement && !["checkbox", "radio"].includes(t.type)));
+      if (e.key === "Escape" && !typing) onClose();
+    };
+    document.addEventListener("keydown", k);
+    return () => document.removeEventListener("keydown", k);
+  }, [onClose]);
   return (
     <div class="accounts-overlay settings" role="dialog" aria-modal="true" aria-labelledby="settings-title">
       <div class="accounts-panel">

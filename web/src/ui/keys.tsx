@@ -28,6 +28,9 @@ export function useShortcuts(app: MailApp, o: { search: RefObject<HTMLInputEleme
       const t = e.target as HTMLElement | null;
       if (t && (t.tagName === "INPUT" || t.tagName === "TEXTAREA" || t.isContentEditable)) return;
       if (e.ctrlKey || e.metaKey || e.altKey) return;
+      // A modal screen over the mail (Settings, the accounts) takes the keys: a shortcut
+      // must not act on mail the user cannot see.
+      if (app.settingsOpen || app.accountsOpen) return;
       // The list is one tab stop (a grid with aria-activedescendant): inside it the arrows
       // move the cursor and Space selects, as the ARIA grid pattern expects.
       const inList = !!t?.closest(".scroller[role=grid]");
