@@ -43,6 +43,7 @@
 mod blobs;
 pub mod directory;
 pub mod events;
+mod mailrows;
 pub mod mailsync;
 pub mod model;
 pub mod outbox;
