@@ -54,6 +54,20 @@ fn mailbox_from_row(r: &tokio_postgres::Row) -> Result<MailboxRecord> {
     })
 }
 
+/// Takes the account's row lock for the rest of `tx`. Every write of MailSync takes it
+/// first, before any mailbox or Email row: the change log's state bump takes it anyway,
+/// and taking it in the same place everywhere keeps two nodes' writers of one account
+/// (a list on one, a batch on the other) from each holding a row the other waits for.
+async fn lock_account(tx: &Transaction<'_>, account: AccountId) -> Result<()> {
+    let st = tx
+        .prepare_cached("SELECT 1 FROM account WHERE id = $1 FOR UPDATE")
+        .await?;
+    tx.query_opt(&st, &[&account.0])
+        .await?
+        .ok_or_else(|| Error::NotFound(format!("account {account}")))?;
+    Ok(())
+}
+
 /// Recomputes the keywords of `emails` from their copies' flags; returns those that
 /// changed. Two statements for the whole set.
 async fn refresh_keywords(tx: &Transaction<'_>, emails: &[i64]) -> Result<Vec<i64>> {
@@ -387,13 +401,11 @@ impl PgStore {
         let mut c = self.client().await?;
         let tx = c.transaction().await?;
         let mut log = ChangeLog::new(account);
-        // The mailbox row is locked to the commit: batches of one mailbox from two nodes
-        // (a lease handed over mid-batch) run one after the other, each seeing the other's
-        // copies.
+        // Batches of one account from two nodes (a lease handed over mid-batch) run one
+        // after the other, each seeing the other's copies.
+        lock_account(&tx, account).await?;
         let st = tx
-            .prepare_cached(
-                "SELECT uidvalidity, account_id, role FROM mailbox WHERE id = $1 FOR UPDATE",
-            )
+            .prepare_cached("SELECT uidvalidity, account_id, role FROM mailbox WHERE id = $1")
             .await?;
         let row = tx
             .query_opt(&st, &[&mailbox.0])
@@ -1227,12 +1239,7 @@ impl MailSync for PgStore {
         let tx = c.transaction().await?;
         let mut log = ChangeLog::new(account);
         let mut out = MailboxListOutcome::default();
-        // The account's row lock orders this list against another node's.
-        tx.execute(
-            "SELECT 1 FROM account WHERE id = $1 FOR UPDATE",
-            &[&account.0],
-        )
-        .await?;
+        lock_account(&tx, account).await?;
 
         struct Stored {
             id: i64,
@@ -1398,15 +1405,17 @@ impl MailSync for PgStore {
     async fn reset_mailbox(&self, mailbox: MailboxId, uidvalidity: UidValidity) -> Result<()> {
         let mut c = self.client().await?;
         let tx = c.transaction().await?;
-        let account: i64 = tx
-            .query_opt(
-                "SELECT account_id FROM mailbox WHERE id = $1 FOR UPDATE",
+        let account = AccountId(
+            tx.query_opt(
+                "SELECT account_id FROM mailbox WHERE id = $1",
                 &[&mailbox.0],
             )
             .await?
             .ok_or_else(|| Error::NotFound(format!("mailbox {mailbox}")))?
-            .get(0);
-        let mut log = ChangeLog::new(AccountId(account));
+            .get(0),
+        );
+        lock_account(&tx, account).await?;
+        let mut log = ChangeLog::new(account);
         detach_copies(&tx, &mut log, mailbox.0, None).await?;
         tx.execute(
             "UPDATE mailbox SET uidvalidity = $2, uidnext = 1, highestmodseq = 0 WHERE id = $1",
@@ -1516,12 +1525,13 @@ impl MailSync for PgStore {
         let mut c = self.client().await?;
         let tx = c.transaction().await?;
         let mut log = ChangeLog::new(account);
-        // Locked, so a batch re-linking one of them on another node waits for this and
-        // then finds it gone (and makes a new Email), or this waits for it and skips it.
+        // A batch re-linking one of them on another node runs before this or after it,
+        // never beside it: the orphans are read under the account's lock.
+        lock_account(&tx, account).await?;
         let rows = tx
             .query(
                 "SELECT id, thread_id, blob_id FROM email WHERE account_id = $1 AND orphaned \
-                 AND NOT EXISTS (SELECT 1 FROM copy WHERE email_id = email.id) FOR UPDATE",
+                 AND NOT EXISTS (SELECT 1 FROM copy WHERE email_id = email.id)",
                 &[&account.0],
             )
             .await?;
