@@ -125,9 +125,10 @@ impl View for Pg {
         let rows = self
             .1
             .query(
-                "SELECT id FROM email WHERE account_id = $1 AND \
-                 (to_tsvector('simple', search_head) || to_tsvector('simple', coalesce(search_body, ''))) \
-                 @@ plainto_tsquery('simple', $2) ORDER BY received_at DESC, id DESC",
+                "SELECT e.id FROM email e JOIN email_text_head h ON h.email_id = e.id \
+                 LEFT JOIN email_text_body b ON b.email_id = e.id WHERE e.account_id = $1 AND \
+                 (to_tsvector('simple', h.text) || to_tsvector('simple', coalesce(b.text, ''))) \
+                 @@ plainto_tsquery('simple', $2) ORDER BY e.received_at DESC, e.id DESC",
                 &[&a.0, &query],
             )
             .await

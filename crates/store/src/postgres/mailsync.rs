@@ -937,7 +937,7 @@ async fn insert_emails(
     let mut meta = Metadata::default();
     let (mut identity, mut thread, mut size, mut received) = (vec![], vec![], vec![], vec![]);
     let (mut blob, mut by_id, mut msgid, mut thrid) = (vec![], vec![], vec![], vec![]);
-    let (mut keywords, mut head, mut body) = (vec![], vec![], vec![]);
+    let (mut keywords, mut head, mut body, mut with_body) = (vec![], vec![], vec![], vec![]);
     for (k, p) in pending.iter().enumerate() {
         let n = &ch.new[p.item];
         identity.push(p.identity.as_str());
@@ -955,20 +955,23 @@ async fn insert_emails(
             n.parsed.subject.as_deref().unwrap_or(""),
             address_text(&n.parsed)
         ));
-        body.push(n.raw.is_some().then_some(n.parsed.body_text.as_str()));
+        if n.raw.is_some() {
+            with_body.push(ids[k]);
+            body.push(n.parsed.body_text.as_str());
+        }
         meta.push(&n.parsed);
     }
     let sql = format!(
         "INSERT INTO email (id, account_id, identity, thread_id, size, received_at, blob_id, \
-         blob_by_id, gm_msgid, gm_thrid, keywords, search_head, search_body, {META_COLUMNS}) \
+         blob_by_id, gm_msgid, gm_thrid, keywords, {META_COLUMNS}) \
          OVERRIDING SYSTEM VALUE \
          SELECT id, $1, identity, thread_id, size, received_at, blob_id, blob_by_id, gm_msgid, \
-         gm_thrid, keywords::jsonb, search_head, search_body, {META_COLUMNS} \
+         gm_thrid, keywords::jsonb, {META_COLUMNS} \
          FROM unnest($2::bigint[], $3::text[], $4::bigint[], $5::bigint[], $6::bigint[], \
-         $7::text[], $8::boolean[], $9::bigint[], $10::bigint[], $11::text[], $12::text[], \
-         $13::text[], {}) AS u(id, identity, thread_id, size, received_at, blob_id, blob_by_id, \
-         gm_msgid, gm_thrid, keywords, search_head, search_body, {META_COLUMNS})",
-        meta_unnest(14)
+         $7::text[], $8::boolean[], $9::bigint[], $10::bigint[], $11::text[], {}) \
+         AS u(id, identity, thread_id, size, received_at, blob_id, blob_by_id, \
+         gm_msgid, gm_thrid, keywords, {META_COLUMNS})",
+        meta_unnest(12)
     );
     let st = tx.prepare_cached(&sql).await?;
     let m = &meta;
@@ -986,8 +989,6 @@ async fn insert_emails(
             &msgid,
             &thrid,
             &keywords,
-            &head,
-            &body,
             &m.sent_at,
             &m.sent_offset,
             &m.message_id,
@@ -1007,6 +1008,40 @@ async fn insert_emails(
         ],
     )
     .await?;
+    index_text(tx, TextPart::Head, ids, &head).await?;
+    index_text(tx, TextPart::Body, &with_body, &body).await
+}
+
+/// The two parts of an Email's full text.
+enum TextPart {
+    /// Subject and addresses, from the header on.
+    Head,
+    /// The body text, once the body is stored.
+    Body,
+}
+
+/// Indexes the text of Emails, each part written once.
+async fn index_text<T: tokio_postgres::types::ToSql + Sync>(
+    tx: &Transaction<'_>,
+    part: TextPart,
+    emails: &[i64],
+    texts: &[T],
+) -> Result<()> {
+    if emails.is_empty() {
+        return Ok(());
+    }
+    let sql = match part {
+        TextPart::Head => {
+            "INSERT INTO email_text_head (email_id, text) \
+             SELECT * FROM unnest($1::bigint[], $2::text[]) ON CONFLICT DO NOTHING"
+        }
+        TextPart::Body => {
+            "INSERT INTO email_text_body (email_id, text) \
+             SELECT * FROM unnest($1::bigint[], $2::text[]) ON CONFLICT DO NOTHING"
+        }
+    };
+    let st = tx.prepare_cached(sql).await?;
+    tx.execute(&st, &[&emails, &texts]).await?;
     Ok(())
 }
 
@@ -1063,10 +1098,10 @@ async fn store_bodies(
         .collect::<Vec<_>>()
         .join(", ");
     let sql = format!(
-        "UPDATE email e SET blob_id = u.blob, size = u.size, search_body = u.body, {sets} \
-         FROM unnest($1::bigint[], $2::text[], $3::bigint[], $4::text[], {}) \
-         AS u(id, blob, size, body, {META_COLUMNS}) WHERE e.id = u.id",
-        meta_unnest(5)
+        "UPDATE email e SET blob_id = u.blob, size = u.size, {sets} \
+         FROM unnest($1::bigint[], $2::text[], $3::bigint[], {}) \
+         AS u(id, blob, size, {META_COLUMNS}) WHERE e.id = u.id",
+        meta_unnest(4)
     );
     let st = tx.prepare_cached(&sql).await?;
     let m = &meta;
@@ -1076,7 +1111,6 @@ async fn store_bodies(
             &emails,
             &ids,
             &sizes,
-            &texts,
             &m.sent_at,
             &m.sent_offset,
             &m.message_id,
@@ -1096,6 +1130,7 @@ async fn store_bodies(
         ],
     )
     .await?;
+    index_text(tx, TextPart::Body, &emails, &texts).await?;
     log.record_many(tx, ObjectType::Email, &emails, ChangeOp::Updated)
         .await?;
     Ok(())
