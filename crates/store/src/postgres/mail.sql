@@ -19,6 +19,10 @@
 --   indexed with PostgreSQL's text search ('simple' configuration: no stemming, like
 --   FTS5's unicode61).
 
+-- Raw messages are stored as they are, not compressed: compressing each one (pglz) cost
+-- more than the rest of storing a body, and the SQLite backend keeps them as plain files.
+ALTER TABLE blob ALTER COLUMN data SET STORAGE EXTERNAL;
+
 CREATE TABLE mailbox (
     id            BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
     account_id    BIGINT NOT NULL REFERENCES account(id) ON DELETE CASCADE,
