@@ -4,6 +4,11 @@
 //! trip to the server costs what a whole SQLite statement does, so an initial sync of
 //! 10,000 messages would otherwise spend its time waiting on the network.
 //!
+//! A batch's lookups are `unnest($n)` with a scalar subquery per element (an index probe
+//! each), not `col = ANY($n)`: on tables growing through an initial sync the planner gave
+//! the `ANY` form plans that read whole tables, 40 ms of every 250-message batch at
+//! 10,000 messages, against 2 ms this way.
+//!
 //! The write-back overlay of the SQLite backend (pending local changes kept on top of
 //! what the server reports, tombstones of removed copies, a mailbox list left alone while
 //! the user's mailbox changes are queued) belongs to the `Outbox` role, which this backend
@@ -521,7 +526,10 @@ impl PgStore {
             .chain(ch.links.iter().map(|l| i64::from(l.uid.0)))
             .collect();
         let st = tx
-            .prepare_cached("SELECT uid FROM copy WHERE mailbox_id = $1 AND uid = ANY($2)")
+            .prepare_cached(
+                "SELECT k FROM unnest($2::bigint[]) AS u(k) \
+                 WHERE EXISTS (SELECT 1 FROM copy WHERE mailbox_id = $1 AND uid = k)",
+            )
             .await?;
         // Fetched again after a cut or crash: a stored copy stands.
         let mut taken: HashSet<i64> = tx
@@ -548,15 +556,18 @@ impl PgStore {
         identities.extend(links.iter().map(|l| gmail_identity(l.msgid)));
         let st = tx
             .prepare_cached(
-                "SELECT DISTINCT ON (identity) identity, id FROM email \
-                 WHERE account_id = $1 AND identity = ANY($2) ORDER BY identity, orphaned DESC, id",
+                "SELECT k, (SELECT id FROM email WHERE account_id = $1 AND identity = k \
+                 ORDER BY orphaned DESC, id LIMIT 1) FROM unnest($2::text[]) AS u(k)",
             )
             .await?;
         let mut known: HashMap<String, Target> = tx
             .query(&st, &[&account.0, &identities])
             .await?
             .iter()
-            .map(|r| (r.get(0), Target::Stored(r.get(1))))
+            .filter_map(|r| {
+                r.get::<_, Option<i64>>(1)
+                    .map(|e| (r.get(0), Target::Stored(e)))
+            })
             .collect();
         // Gmail: an Email stored before the server named it (its identity is its header
         // hash) becomes the Email of this X-GM-MSGID (sqlite/write.rs, `adopt_for_gmail`).
@@ -569,15 +580,16 @@ impl PgStore {
         if !adoptable.is_empty() {
             let st = tx
                 .prepare_cached(
-                    "SELECT DISTINCT ON (identity) identity, id FROM email WHERE account_id = $1 \
-                     AND identity = ANY($2) AND gm_msgid IS NULL ORDER BY identity, orphaned DESC, id",
+                    "SELECT k, (SELECT id FROM email WHERE account_id = $1 AND identity = k \
+                     AND gm_msgid IS NULL ORDER BY orphaned DESC, id LIMIT 1) \
+                     FROM unnest($2::text[]) AS u(k)",
                 )
                 .await?;
             let mut by_header: HashMap<String, i64> = tx
                 .query(&st, &[&account.0, &adoptable])
                 .await?
                 .iter()
-                .map(|r| (r.get(0), r.get(1)))
+                .filter_map(|r| r.get::<_, Option<i64>>(1).map(|e| (r.get(0), e)))
                 .collect();
             let adopt = tx
                 .prepare_cached(
@@ -790,17 +802,21 @@ impl PgStore {
             }
         }
         let pairs = |rows: Vec<tokio_postgres::Row>| -> HashMap<String, i64> {
-            rows.iter().map(|r| (r.get(0), r.get(1))).collect()
+            rows.iter()
+                .filter_map(|r| r.get::<_, Option<i64>>(1).map(|t| (r.get(0), t)))
+                .collect()
         };
         let st = tx
             .prepare_cached(
-                "SELECT msgid, thread_id FROM thread_ref WHERE account_id = $1 AND msgid = ANY($2)",
+                "SELECT k, (SELECT thread_id FROM thread_ref WHERE account_id = $1 AND msgid = k) \
+                 FROM unnest($2::text[]) AS u(k)",
             )
             .await?;
         let refs = pairs(tx.query(&st, &[&account.0, &keys]).await?);
         let st = tx
             .prepare_cached(
-                "SELECT subject, thread_id FROM thread_subject WHERE account_id = $1 AND subject = ANY($2)",
+                "SELECT k, (SELECT thread_id FROM thread_subject WHERE account_id = $1 AND subject = k) \
+                 FROM unnest($2::text[]) AS u(k)",
             )
             .await?;
         let subjects = pairs(tx.query(&st, &[&account.0, &subjects]).await?);
@@ -1227,7 +1243,10 @@ impl MailSync for PgStore {
         let asked: Vec<i64> = uids.iter().map(|u| i64::from(u.0)).collect();
         let c = self.client().await?;
         let st = c
-            .prepare_cached("SELECT uid FROM copy WHERE mailbox_id = $1 AND uid = ANY($2)")
+            .prepare_cached(
+                "SELECT k FROM unnest($2::bigint[]) AS u(k) \
+                 WHERE EXISTS (SELECT 1 FROM copy WHERE mailbox_id = $1 AND uid = k)",
+            )
             .await?;
         let stored: HashSet<i64> = c
             .query(&st, &[&mailbox.0, &asked])
