@@ -31,7 +31,8 @@
 //! - `model`: the records going in and out (accounts, mailboxes, messages, changes).
 //! - `sqlite`: the embedded default backend (`SqliteStore`), schema in `sqlite/schema.sql`.
 //! - `postgres`: the PostgreSQL backend (`PgStore`), begun role by role (Directory,
-//!   Uploads, BodyPolicy, SieveState, Quotas so far), schema in `postgres/schema.sql`.
+//!   Uploads, BodyPolicy, SieveState, Quotas, MailSync so far), schema in `postgres/schema.sql`
+//!   and `postgres/mail.sql`.
 //! - `blobs`: raw messages as content-addressed files.
 //! - `events`: the event bus push listens to; the write path publishes after commit.
 //! - `wake`: the "work queued" signals of the engine's workers (an account's outbox, the
@@ -43,6 +44,7 @@
 mod blobs;
 pub mod directory;
 pub mod events;
+mod mailrows;
 pub mod mailsync;
 pub mod model;
 pub mod outbox;

@@ -127,3 +127,149 @@ async fn writers_on_two_nodes_take_one_state_each() {
         format!("{WRITES} {WRITES} {WRITES}")
     );
 }
+
+/// The counts the triggers keep (postgres/mail.sql, mailbox_thread) equal a full recount
+/// after every kind of write the store makes, as SQLite's `mailbox_counts_match_a_recount`
+/// checks for its triggers (same pseudo-random sequence of writes), plus what only the
+/// statement-level triggers of PostgreSQL have to get right: several copies, of one Email
+/// in one mailbox too, inserted or removed by one statement.
+#[tokio::test]
+async fn mailbox_counts_match_a_recount() {
+    let pg = Postgres::shared().expect("private PostgreSQL");
+    let url = pg.fresh_database().expect("database");
+    PgStore::connect(&url).await.expect("migrate");
+    let (c, connection) = tokio_postgres::connect(&url, tokio_postgres::NoTls)
+        .await
+        .expect("client");
+    tokio::spawn(connection);
+    c.batch_execute(
+        "INSERT INTO app_user (name, password_hash) VALUES ('u', 'x');
+         INSERT INTO account (user_id, name, kind, host, port, security, username, password_enc)
+             SELECT id, 'a', 'imap', 'h', 1, 'none', 'u', '\\x00' FROM app_user;
+         INSERT INTO mailbox (id, account_id, raw_name, name) OVERRIDING SYSTEM VALUE
+             SELECT m, a.id, n, n FROM account a,
+             (VALUES (1, 'INBOX'), (2, 'Archive'), (3, 'Trash')) AS v(m, n);",
+    )
+    .await
+    .expect("fixture");
+    type Counts = Vec<(i64, i64, i64, i64, i64)>;
+    async fn rows(c: &tokio_postgres::Client, sql: &str) -> Counts {
+        c.query(sql, &[])
+            .await
+            .expect("counts")
+            .iter()
+            .map(|r| (r.get(0), r.get(1), r.get(2), r.get(3), r.get(4)))
+            .collect()
+    }
+    const RECOUNT: &str = "SELECT m.id, \
+         (SELECT count(DISTINCT e.id) FROM copy c JOIN email e ON e.id = c.email_id WHERE c.mailbox_id = m.id), \
+         (SELECT count(DISTINCT e.id) FROM copy c JOIN email e ON e.id = c.email_id WHERE c.mailbox_id = m.id AND NOT e.keywords ? '$seen'), \
+         (SELECT count(DISTINCT e.thread_id) FROM copy c JOIN email e ON e.id = c.email_id WHERE c.mailbox_id = m.id), \
+         (SELECT count(DISTINCT e.thread_id) FROM copy c JOIN email e ON e.id = c.email_id WHERE c.mailbox_id = m.id AND NOT e.keywords ? '$seen') \
+         FROM mailbox m ORDER BY m.id";
+    const KEPT: &str = "SELECT id, total_emails, unread_emails, total_threads, unread_threads \
+         FROM mailbox ORDER BY id";
+    // The copy counters too: copies and bodies per mailbox.
+    const COPIES: &str = "SELECT m.id, m.copies, m.bodies, \
+         (SELECT count(*) FROM copy c WHERE c.mailbox_id = m.id), \
+         (SELECT count(*) FROM copy c JOIN email e ON e.id = c.email_id \
+          WHERE c.mailbox_id = m.id AND e.blob_id IS NOT NULL) FROM mailbox m ORDER BY m.id";
+    // A fixed pseudo-random sequence (an LCG), so a failure replays.
+    let mut seed: u64 = 0x2545_f491_4f6c_dd1d;
+    let mut next = |n: u64| {
+        seed = seed
+            .wrapping_mul(6_364_136_223_846_793_005)
+            .wrapping_add(1_442_695_040_888_963_407);
+        (seed >> 33) % n
+    };
+    let mut uid = 1i64;
+    for step in 0..1500 {
+        let email = 1 + next(60) as i64;
+        let mailbox = 1 + next(3) as i64;
+        let sql: String = match next(11) {
+            0 | 1 => format!(
+                "INSERT INTO email (id, account_id, identity, thread_id, keywords) \
+                 OVERRIDING SYSTEM VALUE SELECT {email}, id, 'i{email}', {}, '[]' FROM account \
+                 ON CONFLICT DO NOTHING",
+                1 + next(20)
+            ),
+            2 | 3 => {
+                uid += 1;
+                format!(
+                    "INSERT INTO copy (mailbox_id, uid, email_id) \
+                     SELECT {mailbox}, {uid}, id FROM email WHERE id = {email}"
+                )
+            }
+            4 => format!(
+                "DELETE FROM copy WHERE (mailbox_id, uid) IN \
+                 (SELECT mailbox_id, uid FROM copy WHERE email_id = {email} LIMIT 1)"
+            ),
+            5 => format!(
+                "UPDATE email SET keywords = '{}' WHERE id = {email}",
+                if next(2) == 0 {
+                    r#"["$seen","$flagged"]"#
+                } else {
+                    r#"["$flagged"]"#
+                }
+            ),
+            6 => format!(
+                "UPDATE email SET thread_id = {} WHERE thread_id = {}",
+                1 + next(20),
+                1 + next(20)
+            ),
+            7 => format!(
+                "UPDATE copy SET email_id = {email} WHERE uid = \
+                 (SELECT min(uid) FROM copy WHERE mailbox_id = {mailbox}) \
+                 AND mailbox_id = {mailbox} AND EXISTS (SELECT 1 FROM email WHERE id = {email})"
+            ),
+            8 => {
+                // One statement, several copies: two of one Email in one mailbox among them.
+                let other = 1 + next(60) as i64;
+                uid += 3;
+                format!(
+                    "INSERT INTO copy (mailbox_id, uid, email_id) \
+                     SELECT {mailbox}, u, e FROM (VALUES ({}, {email}), ({}, {email}), ({uid}, {other})) \
+                     AS v(u, e) WHERE EXISTS (SELECT 1 FROM email WHERE id = e)",
+                    uid - 2,
+                    uid - 1
+                )
+            }
+            9 => format!(
+                "UPDATE email SET blob_id = 'b{email}' WHERE id = {email} AND blob_id IS NULL"
+            ),
+            _ => {
+                if next(10) == 0 {
+                    format!("DELETE FROM email WHERE id = {email}")
+                } else if next(3) == 0 {
+                    // Every copy of a mailbox at once (a reset).
+                    format!("DELETE FROM copy WHERE mailbox_id = {mailbox} AND uid % 2 = 0")
+                } else {
+                    uid += 1;
+                    format!(
+                        "UPDATE copy SET mailbox_id = {mailbox}, uid = {uid} WHERE (mailbox_id, uid) = \
+                         (SELECT mailbox_id, uid FROM copy WHERE email_id = {email} ORDER BY uid DESC LIMIT 1)"
+                    )
+                }
+            }
+        };
+        c.batch_execute(&sql).await.expect("step");
+        assert_eq!(
+            rows(&c, KEPT).await,
+            rows(&c, RECOUNT).await,
+            "after step {step}: {sql}"
+        );
+        let copies = rows(&c, COPIES).await;
+        assert!(
+            copies.iter().all(|m| m.1 == m.3 && m.2 == m.4),
+            "copy counters after step {step}: {sql}: {copies:?}"
+        );
+    }
+    c.batch_execute("DELETE FROM mailbox WHERE id = 2")
+        .await
+        .expect("delete a mailbox");
+    assert_eq!(rows(&c, KEPT).await, rows(&c, RECOUNT).await);
+    assert!(
+        rows(&c, KEPT).await.iter().any(|k| k.1 > 0),
+        "the sequence left mail to count"
+    );
+}

@@ -35,11 +35,7 @@ impl ChangeLog {
         if op != ChangeOp::Destroyed && !self.seen.insert((object, id)) {
             return Ok(());
         }
-        let op: i16 = match op {
-            ChangeOp::Created => 0,
-            ChangeOp::Updated => 1,
-            ChangeOp::Destroyed => 2,
-        };
+        let op = op_code(op);
         let st = tx
             .prepare_cached(
                 "INSERT INTO change (account_id, state, type, object_id, op) \
@@ -49,6 +45,81 @@ impl ChangeLog {
         tx.execute(&st, &[&self.account.0, &state, &object.as_str(), &id, &op])
             .await?;
         Ok(())
+    }
+
+    /// [`ChangeLog::record`] of many objects of one type with one INSERT for all their
+    /// rows (a sync batch changes thousands).
+    pub(super) async fn record_many(
+        &mut self,
+        tx: &deadpool_postgres::Transaction<'_>,
+        object: ObjectType,
+        ids: &[i64],
+        op: ChangeOp,
+    ) -> Result<()> {
+        if ids.is_empty() {
+            return Ok(());
+        }
+        let state = self.bump(tx).await?;
+        // Destroyed rows are always written (see `record`); others once per object.
+        let fresh: Vec<i64> = ids
+            .iter()
+            .copied()
+            .filter(|id| op == ChangeOp::Destroyed || self.seen.insert((object, *id)))
+            .collect();
+        if fresh.is_empty() {
+            return Ok(());
+        }
+        let st = tx
+            .prepare_cached(
+                "INSERT INTO change (account_id, state, type, object_id, op) \
+                 SELECT $1, $2, $3, id, $4 FROM unnest($5::bigint[]) WITH ORDINALITY AS u(id, n) \
+                 ORDER BY n",
+            )
+            .await?;
+        tx.execute(
+            &st,
+            &[
+                &self.account.0,
+                &state,
+                &object.as_str(),
+                &op_code(op),
+                &fresh,
+            ],
+        )
+        .await?;
+        Ok(())
+    }
+
+    /// New mail arrived from the server in this transaction (EmailDelivery, RFC 8621 1.5):
+    /// kept as the account's `delivery_state` for clients that come back later. Call
+    /// after recording its Email (the state is bumped by then).
+    pub(super) async fn delivered(
+        &mut self,
+        tx: &deadpool_postgres::Transaction<'_>,
+    ) -> Result<()> {
+        if let Some(s) = self.state {
+            let st = tx
+                .prepare_cached("UPDATE account SET delivery_state = $2 WHERE id = $1")
+                .await?;
+            tx.execute(&st, &[&self.account.0, &s]).await?;
+        }
+        Ok(())
+    }
+
+    /// The account's state after this transaction: the new one, or the current one when
+    /// nothing changed.
+    pub(super) async fn state(&self, tx: &deadpool_postgres::Transaction<'_>) -> Result<State> {
+        if let Some(s) = self.state {
+            return Ok(State(s));
+        }
+        let st = tx
+            .prepare_cached("SELECT state FROM account WHERE id = $1")
+            .await?;
+        let row = tx
+            .query_opt(&st, &[&self.account.0])
+            .await?
+            .ok_or_else(|| Error::NotFound(format!("account {}", self.account)))?;
+        Ok(State(row.get(0)))
     }
 
     /// The transaction's new state, bumped on the first change. The UPDATE's row lock
@@ -78,5 +149,14 @@ impl ChangeLog {
     ) -> Result<Option<State>> {
         tx.commit().await?;
         Ok(self.state.map(State))
+    }
+}
+
+/// The change log's `op` column.
+fn op_code(op: ChangeOp) -> i16 {
+    match op {
+        ChangeOp::Created => 0,
+        ChangeOp::Updated => 1,
+        ChangeOp::Destroyed => 2,
     }
 }

@@ -14,6 +14,9 @@ const MIGRATIONS: &[&str] = &[
     // v1: users, tokens, web sessions, accounts with their state counter, the change log,
     // blobs, uploads, the body policy and download budget, ManageSieve, quotas.
     include_str!("schema.sql"),
+    // v2: the mail (MailSync, Reading): mailboxes, Emails, copies, threads, POP3's UIDLs,
+    // the JMAP counters kept by triggers, the full-text columns and their indexes.
+    include_str!("mail.sql"),
 ];
 
 /// The schema version this build writes.

@@ -1,5 +1,5 @@
 //! The PostgreSQL backend, begun role by role (docs/design/postgres.md): so far
-//! [`Directory`], [`Uploads`], [`BodyPolicy`], [`SieveState`] and [`Quotas`]. A role it
+//! [`Directory`], [`MailSync`], [`Uploads`], [`BodyPolicy`], [`SieveState`] and [`Quotas`]. A role it
 //! does not implement yet is simply not implemented, so `PgStore` is not a
 //! [`crate::Store`] yet.
 //!
@@ -9,6 +9,7 @@
 
 mod changelog;
 mod directory;
+mod mailsync;
 mod migrate;
 mod policy;
 mod quota;
@@ -22,7 +23,8 @@ use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
 /// SQL condition: blob `blob.id` is needed by nothing, so its row may go. The SQLite
 /// backend's `BLOB_UNREFERENCED` for the tables this schema has so far: each table that
 /// comes to reference blobs (Emails, queued APPENDs, submissions) adds its clause here.
-const BLOB_UNREFERENCED: &str = "NOT EXISTS (SELECT 1 FROM upload WHERE upload.blob_id = blob.id)";
+const BLOB_UNREFERENCED: &str = "NOT EXISTS (SELECT 1 FROM upload WHERE upload.blob_id = blob.id) \
+     AND NOT EXISTS (SELECT 1 FROM email WHERE email.blob_id = blob.id)";
 
 /// How many connections one store opens at most.
 const POOL_SIZE: usize = 16;

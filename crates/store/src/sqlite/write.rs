@@ -5,22 +5,13 @@ use crate::events::{AccountChange, PushType, TypeSet};
 use crate::model::*;
 use crate::wake::Queue;
 use crate::{Error, Result};
-use mail_types::{AccountId, MailboxId, State, UidValidity, imap_flag_to_keyword};
+use mail_types::{AccountId, MailboxId, State, UidValidity};
 use rusqlite::{Connection, OptionalExtension, Transaction, params};
 use std::collections::{BTreeSet, HashMap, HashSet};
 
-/// Flags are stored as one space-separated string, sorted, as the server spelled them
-/// (IMAP flags are atoms, so they never contain a space).
-pub(crate) fn join_flags(flags: &[String]) -> String {
-    let mut f: Vec<&str> = flags
-        .iter()
-        .map(|s| s.as_str())
-        .filter(|s| !s.is_empty() && !s.eq_ignore_ascii_case("\\Recent"))
-        .collect();
-    f.sort_unstable();
-    f.dedup();
-    f.join(" ")
-}
+pub(crate) use crate::mailrows::{
+    address_text, addresses_json, attachments_json, gmail_identity, join_flags, split_flags,
+};
 
 /// write-back: row ids as a JSON array, for `json_each(?)` in set-based statements.
 pub(crate) fn id_list(ids: &[i64]) -> String {
@@ -34,13 +25,6 @@ pub(crate) fn id_list(ids: &[i64]) -> String {
     }
     s.push(']');
     s
-}
-
-pub(crate) fn split_flags(s: &str) -> Vec<String> {
-    s.split(' ')
-        .filter(|f| !f.is_empty())
-        .map(str::to_string)
-        .collect()
 }
 
 /// What the transactions of one store call committed: the account changes to announce on
@@ -419,19 +403,12 @@ fn detach_copies(
 /// An Email's keywords are the union of its copies' flags (RFC 8621 leaves per-mailbox
 /// flags to the server; the union means a message read anywhere shows as read).
 pub(crate) fn refresh_keywords(tx: &Transaction<'_>, email: i64) -> Result<bool> {
-    let mut kw: BTreeSet<String> = BTreeSet::new();
-    {
+    let flags: Vec<String> = {
         let mut st = tx.prepare_cached("SELECT flags FROM copy WHERE email_id = ?1")?;
         let rows = st.query_map([email], |r| r.get::<_, String>(0))?;
-        for r in rows {
-            for f in split_flags(&r?) {
-                if let Some(k) = imap_flag_to_keyword(&f) {
-                    kw.insert(k);
-                }
-            }
-        }
-    }
-    let json = serde_json::to_string(&kw).map_err(|e| Error::Corrupt(e.to_string()))?;
+        rows.collect::<rusqlite::Result<_>>()?
+    };
+    let json = crate::mailrows::keywords_json(flags.iter().map(String::as_str));
     let n = tx
         .prepare_cached("UPDATE email SET keywords = ?2 WHERE id = ?1 AND keywords != ?2")?
         .execute(params![email, json])?;
@@ -458,40 +435,6 @@ pub(crate) fn reset_mailbox(
     )?;
     log.commit(tx, committed)?;
     Ok(())
-}
-
-fn addresses_json(list: &[mime::Address]) -> String {
-    let v: Vec<serde_json::Value> = list
-        .iter()
-        .map(|a| serde_json::json!({ "name": a.name, "email": a.email }))
-        .collect();
-    serde_json::Value::Array(v).to_string()
-}
-
-fn attachments_json(list: &[mime::Attachment]) -> String {
-    let v: Vec<serde_json::Value> = list
-        .iter()
-        .map(|a| {
-            serde_json::json!({
-                "partId": a.part_id, "name": a.name, "type": a.content_type, "size": a.size,
-                "disposition": a.disposition, "cid": a.cid, "isInline": a.is_inline,
-            })
-        })
-        .collect();
-    serde_json::Value::Array(v).to_string()
-}
-
-fn address_text(p: &ParsedMessage) -> String {
-    let mut s = String::new();
-    for a in p.from.iter().chain(&p.to).chain(&p.cc).chain(&p.bcc) {
-        if let Some(n) = &a.name {
-            s.push_str(n);
-            s.push(' ');
-        }
-        s.push_str(&a.email);
-        s.push(' ');
-    }
-    s
 }
 
 pub(crate) fn record_blob(tx: &Transaction<'_>, id: &str, size: usize) -> Result<()> {
@@ -631,11 +574,6 @@ pub(crate) fn assign_thread(
         .execute(params![account.0, base, thread])?;
     }
     Ok(thread)
-}
-
-/// The identity of a Gmail message: its X-GM-MSGID.
-pub(crate) fn gmail_identity(msgid: u64) -> String {
-    format!("g:{msgid}")
 }
 
 /// Gmail: an Email Tidings stored before the server named it (a draft, an import or a
