@@ -3,6 +3,7 @@
 //! row under that state, in the same transaction as the data (DESIGN.md invariant 3).
 
 use super::*;
+use crate::events::TypeSet;
 use crate::{ChangeOp, ObjectType};
 use mail_types::{AccountId, State};
 use std::collections::HashSet;
@@ -11,6 +12,8 @@ pub(super) struct ChangeLog {
     account: AccountId,
     state: Option<i64>,
     seen: HashSet<(ObjectType, i64)>,
+    /// The types changed, for the bus's notification.
+    types: TypeSet,
 }
 
 impl ChangeLog {
@@ -19,6 +22,7 @@ impl ChangeLog {
             account,
             state: None,
             seen: HashSet::new(),
+            types: TypeSet::EMPTY,
         }
     }
 
@@ -30,6 +34,7 @@ impl ChangeLog {
         op: ChangeOp,
     ) -> Result<()> {
         let state = self.bump(tx).await?;
+        self.types.insert(object.into());
         // One row per object per transaction; a later "destroyed" still wins because it is
         // written as its own row after the earlier one.
         if op != ChangeOp::Destroyed && !self.seen.insert((object, id)) {
@@ -70,12 +75,16 @@ impl ChangeLog {
         Ok(s)
     }
 
-    /// Commits `tx`; the state it committed, if it changed anything. (Announcing it to
-    /// other nodes is the bus's part, still to come: docs/design/postgres.md.)
+    /// Commits `tx`; the state it committed, if it changed anything. A transaction that
+    /// changed something notifies the bus in itself, once (bus.rs says why inside and why
+    /// once); one that changed nothing sends nothing.
     pub(super) async fn commit(
         self,
         tx: deadpool_postgres::Transaction<'_>,
     ) -> Result<Option<State>> {
+        if let Some(state) = self.state {
+            super::bus::notify(&tx, self.account, state, self.types).await?;
+        }
         tx.commit().await?;
         Ok(self.state.map(State))
     }

@@ -7,6 +7,7 @@
 //! call takes a pooled connection, runs its statements (prepared once per connection and
 //! cached) and gives it back; PostgreSQL's MVCC lets any number of them run at once.
 
+mod bus;
 mod changelog;
 mod directory;
 mod migrate;
@@ -18,6 +19,7 @@ mod uploads;
 use crate::prelude::*;
 use crate::{Error, Result};
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
+use std::sync::Arc;
 
 /// SQL condition: blob `blob.id` is needed by nothing, so its row may go. The SQLite
 /// backend's `BLOB_UNREFERENCED` for the tables this schema has so far: each table that
@@ -43,6 +45,7 @@ impl From<deadpool_postgres::PoolError> for Error {
 #[derive(Clone)]
 pub struct PgStore {
     pool: Pool,
+    bus: Arc<bus::PgBus>,
 }
 
 impl std::fmt::Debug for PgStore {
@@ -62,7 +65,7 @@ impl PgStore {
             .parse()
             .map_err(|e: tokio_postgres::Error| Error::Backend(Box::new(e)))?;
         let manager = Manager::from_config(
-            config,
+            config.clone(),
             tokio_postgres::NoTls,
             ManagerConfig {
                 // A connection given back is checked with no round trip; one that broke
@@ -76,7 +79,15 @@ impl PgStore {
             .map_err(|e| Error::Backend(Box::new(e)))?;
         let mut client = pool.get().await?;
         migrate::run(&mut client).await?;
-        Ok(PgStore { pool })
+        drop(client);
+        let bus = Arc::new(bus::PgBus::start(&config, pool.clone()).await?);
+        Ok(PgStore { pool, bus })
+    }
+
+    /// This node's bus: every change committed on any node of the database, in commit
+    /// order per account (bus.rs).
+    pub fn events(&self) -> Arc<dyn crate::events::EventBus> {
+        self.bus.clone()
     }
 
     /// A pooled connection.

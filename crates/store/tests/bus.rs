@@ -1,0 +1,182 @@
+//! The bus across nodes on PostgreSQL (LISTEN/NOTIFY): a change committed on one node is
+//! announced on every node, and a node whose listening connection was lost (its backend
+//! terminated, the server restarted) announces what it missed once it listens again.
+
+mod common;
+
+use mail_types::{AccountId, State};
+use std::time::Duration;
+use store::events::{AccountChange, PushType, TypeSet};
+use store::prelude::*;
+use store::{PgStore, QuotaResource, QuotaValue};
+use testkit::Postgres;
+use tokio::sync::broadcast;
+
+/// The longest a change may take to arrive (a reconnection's backoff included).
+const WAIT: Duration = Duration::from_secs(30);
+
+async fn next(rx: &mut broadcast::Receiver<AccountChange>) -> AccountChange {
+    tokio::time::timeout(WAIT, rx.recv())
+        .await
+        .expect("a change within the wait")
+        .expect("the bus is open")
+}
+
+/// A quota whose `used` differs for each write, so every write changes something.
+fn quota(used: u64) -> [QuotaValue; 1] {
+    [QuotaValue {
+        root: "User quota".into(),
+        resource: QuotaResource::Octets,
+        used,
+        hard_limit: 10_000,
+    }]
+}
+
+fn db(url: &str) -> &str {
+    url.rsplit('/').next().expect("database name")
+}
+
+/// The account's state as committed, read by psql.
+fn committed_state(pg: &Postgres, url: &str, account: AccountId) -> State {
+    let s = pg
+        .psql(
+            db(url),
+            &format!("SELECT state FROM account WHERE id = {}", account.0),
+        )
+        .expect("state");
+    State(s.parse().expect("a number"))
+}
+
+fn quota_only() -> TypeSet {
+    [PushType::Quota].into_iter().collect()
+}
+
+/// Two nodes on `url`, and an account made through the first.
+async fn two_nodes(url: &str) -> ([PgStore; 2], AccountId) {
+    let a = PgStore::connect(url).await.expect("node a");
+    let b = PgStore::connect(url).await.expect("node b");
+    let account = common::account(&a).await;
+    ([a, b], account)
+}
+
+#[tokio::test]
+async fn a_change_on_one_node_is_announced_on_every_node() {
+    let pg = Postgres::shared().expect("private PostgreSQL");
+    let url = pg.fresh_database().expect("database");
+    let ([a, b], account) = two_nodes(&url).await;
+    let (mut on_a, mut on_b) = (a.events().subscribe(), b.events().subscribe());
+    for used in 1..=3 {
+        assert!(a.apply_quotas(account, &quota(used)).await.expect("write"));
+        let expected = AccountChange {
+            account,
+            state: committed_state(pg, &url, account),
+            types: quota_only(),
+        };
+        assert_eq!(next(&mut on_b).await, expected, "on the other node");
+        assert_eq!(next(&mut on_a).await, expected, "on the writing node");
+    }
+    // A write that changed nothing announces nothing: the next announcement is the next
+    // state's.
+    assert!(!a.apply_quotas(account, &quota(3)).await.expect("no-op"));
+    assert!(b.apply_quotas(account, &quota(4)).await.expect("write"));
+    let state = committed_state(pg, &url, account);
+    assert_eq!(next(&mut on_a).await.state, state);
+    assert_eq!(next(&mut on_b).await.state, state);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lost_listening_connection_announces_what_it_missed() {
+    let pg = Postgres::shared().expect("private PostgreSQL");
+    let url = pg.fresh_database().expect("database");
+    let ([a, b], account) = two_nodes(&url).await;
+    let mut on_b = b.events().subscribe();
+    assert!(a.apply_quotas(account, &quota(1)).await.expect("write"));
+    assert_eq!(
+        next(&mut on_b).await.state,
+        committed_state(pg, &url, account)
+    );
+
+    // No new connection to the database (the nodes' pooled ones stay), then both
+    // listeners' backends terminated: the next write is committed while nobody listens.
+    let name = db(&url);
+    pg.psql(
+        "postgres",
+        &format!("ALTER DATABASE {name} ALLOW_CONNECTIONS false"),
+    )
+    .expect("closing the database");
+    let killed = pg
+        .psql(
+            "postgres",
+            &format!(
+                "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity \
+                 WHERE datname = '{name}' AND application_name = 'tidings-bus'"
+            ),
+        )
+        .expect("terminating the listeners");
+    assert_eq!(killed, "2", "one listener per node");
+    assert!(a.apply_quotas(account, &quota(2)).await.expect("write"));
+    assert!(a.apply_quotas(account, &quota(3)).await.expect("write"));
+    let heard = tokio::time::timeout(Duration::from_millis(500), on_b.recv()).await;
+    assert!(heard.is_err(), "nothing can be heard now: {heard:?}");
+
+    pg.psql(
+        "postgres",
+        &format!("ALTER DATABASE {name} ALLOW_CONNECTIONS true"),
+    )
+    .expect("opening the database");
+    let missed = committed_state(pg, &url, account);
+    // Once it listens again, node B announces the state it missed, with the types.
+    assert_eq!(
+        next(&mut on_b).await,
+        AccountChange {
+            account,
+            state: missed,
+            types: quota_only()
+        }
+    );
+    // And hears live changes again.
+    assert!(a.apply_quotas(account, &quota(4)).await.expect("write"));
+    assert_eq!(
+        next(&mut on_b).await.state,
+        committed_state(pg, &url, account)
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restarted_server_is_listened_to_again() {
+    let mut pg = Postgres::start().expect("private PostgreSQL");
+    let url = pg.fresh_database().expect("database");
+    let ([a, b], account) = two_nodes(&url).await;
+    let mut on_b = b.events().subscribe();
+    assert!(a.apply_quotas(account, &quota(1)).await.expect("write"));
+    assert_eq!(
+        next(&mut on_b).await.state,
+        committed_state(&pg, &url, account)
+    );
+
+    tokio::task::block_in_place(|| pg.restart()).expect("restart");
+    // Node A's pooled connection died with the server: a write fails until the pool
+    // opens a new one.
+    let mut written = false;
+    for _ in 0..50 {
+        if a.apply_quotas(account, &quota(2)).await.is_ok() {
+            written = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(written, "node a writes again after the restart");
+    assert_eq!(
+        next(&mut on_b).await,
+        AccountChange {
+            account,
+            state: committed_state(&pg, &url, account),
+            types: quota_only()
+        }
+    );
+    assert!(a.apply_quotas(account, &quota(3)).await.expect("write"));
+    assert_eq!(
+        next(&mut on_b).await.state,
+        committed_state(&pg, &url, account)
+    );
+}
