@@ -14,6 +14,8 @@ pub(super) struct ChangeLog {
     seen: HashSet<(ObjectType, i64)>,
     /// The types changed, for the bus's notification.
     types: TypeSet,
+    /// The lease the transaction writes under, checked before its first change.
+    fence: Option<Arc<super::leases::Fence>>,
 }
 
 impl ChangeLog {
@@ -23,6 +25,16 @@ impl ChangeLog {
             state: None,
             seen: HashSet::new(),
             types: TypeSet::EMPTY,
+            fence: None,
+        }
+    }
+
+    /// The change log of a transaction of `store`: a fenced store's writes are refused
+    /// once its lease is no longer held (leases.rs).
+    pub(super) fn of(store: &PgStore, account: AccountId) -> Self {
+        ChangeLog {
+            fence: store.fence.clone(),
+            ..ChangeLog::new(account)
         }
     }
 
@@ -62,6 +74,9 @@ impl ChangeLog {
     async fn bump(&mut self, tx: &deadpool_postgres::Transaction<'_>) -> Result<i64> {
         if let Some(s) = self.state {
             return Ok(s);
+        }
+        if let Some(fence) = &self.fence {
+            fence.check(tx, self.account).await?;
         }
         let st = tx
             .prepare_cached("UPDATE account SET state = state + 1 WHERE id = $1 RETURNING state")

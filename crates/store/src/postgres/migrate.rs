@@ -14,6 +14,11 @@ const MIGRATIONS: &[&str] = &[
     // v1: users, tokens, web sessions, accounts with their state counter, the change log,
     // blobs, uploads, the body policy and download budget, ManageSieve, quotas.
     include_str!("schema.sql"),
+    // v2: the mail tables, written by the MailSync and Reading roles' change; empty until
+    // it lands.
+    "",
+    // v3: account leases and the live nodes.
+    include_str!("leases.sql"),
 ];
 
 /// The schema version this build writes.

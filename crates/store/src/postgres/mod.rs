@@ -10,6 +10,7 @@
 mod bus;
 mod changelog;
 mod directory;
+mod leases;
 mod migrate;
 mod policy;
 mod quota;
@@ -46,6 +47,9 @@ impl From<deadpool_postgres::PoolError> for Error {
 pub struct PgStore {
     pool: Pool,
     bus: Arc<bus::PgBus>,
+    /// The lease this handle's writes are made under (`PgStore::fenced`); none for a
+    /// handle that writes for no particular account.
+    fence: Option<Arc<leases::Fence>>,
 }
 
 impl std::fmt::Debug for PgStore {
@@ -81,7 +85,11 @@ impl PgStore {
         migrate::run(&mut client).await?;
         drop(client);
         let bus = Arc::new(bus::PgBus::start(&config, pool.clone()).await?);
-        Ok(PgStore { pool, bus })
+        Ok(PgStore {
+            pool,
+            bus,
+            fence: None,
+        })
     }
 
     /// This node's bus: every change committed on any node of the database, in commit
