@@ -24,6 +24,8 @@
 //! - [`BodyPolicy`] (`policy`): body policy and the download budget. `imap-sync`, the
 //!   engine, the CLI.
 //! - [`Quotas`] (`quota`): JMAP Quota from IMAP QUOTA. `imap-sync` writes, JMAP reads.
+//! - [`Leases`] (`leases`): which node works on an account, with a fencing epoch. The
+//!   engine's scheduler when several nodes share a PostgreSQL store.
 //!
 //! `use store::prelude::*;` brings every role into scope.
 //!

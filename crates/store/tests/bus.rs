@@ -84,6 +84,25 @@ async fn a_change_on_one_node_is_announced_on_every_node() {
     assert_eq!(next(&mut on_b).await.state, state);
 }
 
+/// A change published by hand (a writer outside the change log) reaches every node too.
+#[tokio::test]
+async fn a_published_change_reaches_every_node() {
+    let pg = Postgres::shared().expect("private PostgreSQL");
+    let url = pg.fresh_database().expect("database");
+    let ([a, b], account) = two_nodes(&url).await;
+    let (mut on_a, mut on_b) = (a.events().subscribe(), b.events().subscribe());
+    let change = AccountChange {
+        account,
+        state: State(7),
+        types: [PushType::Email, PushType::EmailDelivery]
+            .into_iter()
+            .collect(),
+    };
+    a.events().publish(change);
+    assert_eq!(next(&mut on_b).await, change);
+    assert_eq!(next(&mut on_a).await, change);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_lost_listening_connection_announces_what_it_missed() {
     let pg = Postgres::shared().expect("private PostgreSQL");

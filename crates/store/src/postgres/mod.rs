@@ -1,5 +1,6 @@
 //! The PostgreSQL backend, begun role by role (docs/design/postgres.md): so far
-//! [`Directory`], [`Uploads`], [`BodyPolicy`], [`SieveState`] and [`Quotas`]. A role it
+//! [`Directory`], [`Uploads`], [`BodyPolicy`], [`SieveState`], [`Quotas`] and
+//! [`crate::Leases`], with the bus across nodes (`bus.rs`, [`PgStore::events`]). A role it
 //! does not implement yet is simply not implemented, so `PgStore` is not a
 //! [`crate::Store`] yet.
 //!
