@@ -199,3 +199,60 @@ async fn a_restarted_server_is_listened_to_again() {
         committed_state(&pg, &url, account)
     );
 }
+
+/// Latency from a write's start to its announcement: on another node through PostgreSQL
+/// (LISTEN/NOTIFY), beside SQLite's in-process bus on the same writes, in one run.
+/// `cargo test --release -p store --test bus -- --ignored --nocapture announcement_latency`
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "a measurement: run by hand for BENCHMARKS.md"]
+async fn announcement_latency() {
+    const WRITES: u64 = 300;
+    let pg = Postgres::shared().expect("private PostgreSQL");
+    let url = pg.fresh_database().expect("database");
+    let ([a, b], account) = two_nodes(&url).await;
+    let dir = tempfile::tempdir().expect("temp dir");
+    let lite = store::SqliteStore::open(&dir.path().join("tidings.db")).expect("sqlite store");
+    let lite_account = common::account(&lite).await;
+
+    let mut rows = Vec::new();
+    for name in [
+        "PostgreSQL, announced on another node",
+        "SQLite, in-process bus",
+    ] {
+        let on_pg = name.starts_with("PostgreSQL");
+        let mut rx = if on_pg {
+            b.events().subscribe()
+        } else {
+            lite.events().subscribe()
+        };
+        let (mut total, mut write) = (Vec::new(), Vec::new());
+        for used in 1..=WRITES {
+            let start = std::time::Instant::now();
+            let changed = if on_pg {
+                a.apply_quotas(account, &quota(used)).await
+            } else {
+                lite.apply_quotas(lite_account, &quota(used)).await
+            };
+            assert!(changed.expect("write"));
+            write.push(start.elapsed());
+            next(&mut rx).await;
+            total.push(start.elapsed());
+        }
+        rows.push((name, percentiles(&mut write), percentiles(&mut total)));
+    }
+    println!("| {WRITES} quota writes | write p50 / p99 | write to announcement p50 / p99 |");
+    println!("|---|---|---|");
+    for (name, w, t) in rows {
+        println!(
+            "| {name} | {:.2} / {:.2} ms | {:.2} / {:.2} ms |",
+            w.0, w.1, t.0, t.1
+        );
+    }
+}
+
+/// p50 and p99 in milliseconds.
+fn percentiles(v: &mut [Duration]) -> (f64, f64) {
+    v.sort();
+    let at = |q: f64| v[((v.len() - 1) as f64 * q).round() as usize].as_secs_f64() * 1000.0;
+    (at(0.5), at(0.99))
+}
