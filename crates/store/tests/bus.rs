@@ -4,11 +4,12 @@
 
 mod common;
 
+use common::quota;
 use mail_types::{AccountId, State};
 use std::time::Duration;
+use store::PgStore;
 use store::events::{AccountChange, PushType, TypeSet};
 use store::prelude::*;
-use store::{PgStore, QuotaResource, QuotaValue};
 use testkit::Postgres;
 use tokio::sync::broadcast;
 
@@ -20,16 +21,6 @@ async fn next(rx: &mut broadcast::Receiver<AccountChange>) -> AccountChange {
         .await
         .expect("a change within the wait")
         .expect("the bus is open")
-}
-
-/// A quota whose `used` differs for each write, so every write changes something.
-fn quota(used: u64) -> [QuotaValue; 1] {
-    [QuotaValue {
-        root: "User quota".into(),
-        resource: QuotaResource::Octets,
-        used,
-        hard_limit: 10_000,
-    }]
 }
 
 fn db(url: &str) -> &str {
@@ -51,19 +42,17 @@ fn quota_only() -> TypeSet {
     [PushType::Quota].into_iter().collect()
 }
 
-/// Two nodes on `url`, and an account made through the first.
-async fn two_nodes(url: &str) -> ([PgStore; 2], AccountId) {
-    let a = PgStore::connect(url).await.expect("node a");
-    let b = PgStore::connect(url).await.expect("node b");
+/// Two nodes on a new database of `pg`, its URL, and an account made through the first.
+async fn two_nodes(pg: &Postgres) -> (String, [PgStore; 2], AccountId) {
+    let (url, a, b) = common::two_nodes(pg).await;
     let account = common::account(&a).await;
-    ([a, b], account)
+    (url, [a, b], account)
 }
 
 #[tokio::test]
 async fn a_change_on_one_node_is_announced_on_every_node() {
     let pg = Postgres::shared().expect("private PostgreSQL");
-    let url = pg.fresh_database().expect("database");
-    let ([a, b], account) = two_nodes(&url).await;
+    let (url, [a, b], account) = two_nodes(pg).await;
     let (mut on_a, mut on_b) = (a.events().subscribe(), b.events().subscribe());
     for used in 1..=3 {
         assert!(a.apply_quotas(account, &quota(used)).await.expect("write"));
@@ -88,8 +77,7 @@ async fn a_change_on_one_node_is_announced_on_every_node() {
 #[tokio::test]
 async fn a_published_change_reaches_every_node() {
     let pg = Postgres::shared().expect("private PostgreSQL");
-    let url = pg.fresh_database().expect("database");
-    let ([a, b], account) = two_nodes(&url).await;
+    let (_, [a, b], account) = two_nodes(pg).await;
     let (mut on_a, mut on_b) = (a.events().subscribe(), b.events().subscribe());
     let change = AccountChange {
         account,
@@ -106,8 +94,7 @@ async fn a_published_change_reaches_every_node() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_lost_listening_connection_announces_what_it_missed() {
     let pg = Postgres::shared().expect("private PostgreSQL");
-    let url = pg.fresh_database().expect("database");
-    let ([a, b], account) = two_nodes(&url).await;
+    let (url, [a, b], account) = two_nodes(pg).await;
     let mut on_b = b.events().subscribe();
     assert!(a.apply_quotas(account, &quota(1)).await.expect("write"));
     assert_eq!(
@@ -164,8 +151,7 @@ async fn a_lost_listening_connection_announces_what_it_missed() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_restarted_server_is_listened_to_again() {
     let mut pg = Postgres::start().expect("private PostgreSQL");
-    let url = pg.fresh_database().expect("database");
-    let ([a, b], account) = two_nodes(&url).await;
+    let (url, [a, b], account) = two_nodes(&pg).await;
     let mut on_b = b.events().subscribe();
     assert!(a.apply_quotas(account, &quota(1)).await.expect("write"));
     assert_eq!(
@@ -208,8 +194,7 @@ async fn a_restarted_server_is_listened_to_again() {
 async fn announcement_latency() {
     const WRITES: u64 = 300;
     let pg = Postgres::shared().expect("private PostgreSQL");
-    let url = pg.fresh_database().expect("database");
-    let ([a, b], account) = two_nodes(&url).await;
+    let (_, [a, b], account) = two_nodes(pg).await;
     let dir = tempfile::tempdir().expect("temp dir");
     let lite = store::SqliteStore::open(&dir.path().join("tidings.db")).expect("sqlite store");
     let lite_account = common::account(&lite).await;

@@ -5,11 +5,12 @@
 mod common;
 
 use common::on_both_backends;
+use common::quota;
 use mail_types::AccountId;
 use std::collections::HashSet;
 use std::time::Duration;
 use store::prelude::*;
-use store::{Error, Lease, PgStore, QuotaResource, QuotaValue};
+use store::{Error, Lease, PgStore};
 use testkit::Postgres;
 
 const LONG: Duration = Duration::from_secs(60);
@@ -66,9 +67,7 @@ async fn take_all(s: &PgStore, node: &str, accounts: &[AccountId], ttl: Duration
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_nodes_share_thirty_accounts_evenly() {
     let pg = Postgres::shared().expect("private PostgreSQL");
-    let url = pg.fresh_database().expect("database");
-    let a = PgStore::connect(&url).await.expect("node a");
-    let b = PgStore::connect(&url).await.expect("node b");
+    let (url, a, b) = common::two_nodes(pg).await;
     let all = accounts(&a, "u", 30).await;
     a.heartbeat("a", LONG).await.expect("heartbeat a");
     assert_eq!(b.heartbeat("b", LONG).await.expect("heartbeat b"), 2);
@@ -104,9 +103,7 @@ async fn two_nodes_share_thirty_accounts_evenly() {
 #[tokio::test]
 async fn a_silent_node_s_accounts_are_taken_over_with_a_higher_epoch() {
     let pg = Postgres::shared().expect("private PostgreSQL");
-    let url = pg.fresh_database().expect("database");
-    let a = PgStore::connect(&url).await.expect("node a");
-    let b = PgStore::connect(&url).await.expect("node b");
+    let (_, a, b) = common::two_nodes(pg).await;
     let all = accounts(&a, "u", 4).await;
     let ttl = Duration::from_secs(2);
     a.heartbeat("a", ttl).await.expect("heartbeat a");
@@ -141,18 +138,8 @@ async fn a_silent_node_s_accounts_are_taken_over_with_a_higher_epoch() {
 #[tokio::test]
 async fn a_paused_node_writes_nothing_under_a_lost_lease() {
     let pg = Postgres::shared().expect("private PostgreSQL");
-    let url = pg.fresh_database().expect("database");
-    let a = PgStore::connect(&url).await.expect("node a");
-    let b = PgStore::connect(&url).await.expect("node b");
+    let (url, a, b) = common::two_nodes(pg).await;
     let account = accounts(&a, "u", 1).await[0];
-    let quota = |used| {
-        [QuotaValue {
-            root: "User quota".into(),
-            resource: QuotaResource::Octets,
-            used,
-            hard_limit: 10_000,
-        }]
-    };
     let ttl = Duration::from_secs(1);
     let lease = a
         .acquire("a", account, ttl)

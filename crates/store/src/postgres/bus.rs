@@ -89,14 +89,6 @@ impl Drop for PgBus {
     }
 }
 
-impl std::fmt::Debug for PgBus {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("PgBus")
-            .field("receivers", &self.tx.receiver_count())
-            .finish()
-    }
-}
-
 impl PgBus {
     /// Opens the listening connection and returns once it listens: a change committed
     /// after this returns is announced.
