@@ -13,6 +13,12 @@ use async_trait::async_trait;
 use mail_types::AccountId;
 use std::time::Duration;
 
+/// How long a fenced transaction may sit idle between two statements before PostgreSQL
+/// ends its session. The store's transactions do nothing between their statements but
+/// compute, so only a frozen or stuck node gets there, and it must not keep the lease row
+/// locked: a takeover waits for that lock.
+const FROZEN_AFTER: &str = "5s";
+
 /// The lease a fenced store handle writes under ([`PgStore::fenced`]).
 #[derive(Debug)]
 pub(super) struct Fence {
@@ -38,6 +44,10 @@ impl Fence {
         if account != self.lease.account {
             return Err(refused);
         }
+        tx.batch_execute(&format!(
+            "SET LOCAL idle_in_transaction_session_timeout = '{FROZEN_AFTER}'"
+        ))
+        .await?;
         let st = tx
             .prepare_cached(
                 "SELECT 1 FROM account_lease WHERE account_id = $1 AND node = $2 \
@@ -169,5 +179,69 @@ impl Leases for PgStore {
         c.execute(&st, &[&lease.account.0, &node, &lease.epoch])
             .await?;
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Instant;
+
+    /// A node frozen inside a fenced transaction, after the check, holds the lease row:
+    /// PostgreSQL ends its session once it sat idle [`FROZEN_AFTER`], the takeover then
+    /// goes through, and the frozen transaction can commit nothing.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_node_frozen_in_a_fenced_transaction_does_not_block_a_takeover() {
+        let pg = testkit::Postgres::shared().expect("private PostgreSQL");
+        let url = pg.fresh_database().expect("database");
+        let a = PgStore::connect(&url).await.expect("node a");
+        let b = PgStore::connect(&url).await.expect("node b");
+        // Only the rows the lease needs (the account's settings play no part here).
+        let row = a
+            .client()
+            .await
+            .expect("connection")
+            .query_one(
+                "WITH u AS (INSERT INTO app_user (name, password_hash) VALUES ('u', 'h') \
+                 RETURNING id) INSERT INTO account (user_id, name, kind, host, port, security, \
+                 username, password_enc) SELECT id, 'a', 'imap', 'h', 1, 'none', 'u', '' FROM u \
+                 RETURNING id",
+                &[],
+            )
+            .await
+            .expect("account");
+        let account = AccountId(row.get(0));
+        let ttl = Duration::from_secs(1);
+        let lease = a
+            .acquire("a", account, ttl)
+            .await
+            .expect("acquire")
+            .expect("granted");
+        let fence = Fence {
+            node: "a".into(),
+            lease,
+        };
+        let mut c = a.client().await.expect("connection");
+        let tx = c.transaction().await.expect("transaction");
+        fence.check(&tx, account).await.expect("held");
+        // Node a freezes here, inside its transaction.
+        tokio::time::sleep(ttl).await;
+        let start = Instant::now();
+        let taken = tokio::time::timeout(Duration::from_secs(30), b.acquire("b", account, ttl))
+            .await
+            .expect("the takeover is not blocked for good")
+            .expect("acquire")
+            .expect("taken over");
+        assert!(taken.epoch > lease.epoch);
+        // The takeover waited for the frozen transaction's end, not longer.
+        assert!(
+            start.elapsed() < Duration::from_secs(15),
+            "{:?}",
+            start.elapsed()
+        );
+        assert!(
+            tx.commit().await.is_err(),
+            "the frozen transaction's session is gone"
+        );
     }
 }
