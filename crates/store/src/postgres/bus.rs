@@ -190,25 +190,26 @@ impl Listener {
             if state <= last {
                 continue;
             }
+            if resync {
+                let mut types = changed_types(&client, id, last).await?;
+                if delivered > last {
+                    types.insert(PushType::EmailDelivery);
+                }
+                tracing::info!(
+                    account = id,
+                    from = last,
+                    to = state,
+                    "bus: announcing what was missed"
+                );
+                let _ = self.tx.send(AccountChange {
+                    account: AccountId(id),
+                    state: State(state),
+                    types,
+                });
+            }
+            // Only once announced: a resync that fails part way is made again, and
+            // announces the accounts it had not reached.
             self.seen.insert(id, state);
-            if !resync {
-                continue;
-            }
-            let mut types = changed_types(&client, id, last).await?;
-            if delivered > last {
-                types.insert(PushType::EmailDelivery);
-            }
-            tracing::info!(
-                account = id,
-                from = last,
-                to = state,
-                "bus: announcing what was missed"
-            );
-            let _ = self.tx.send(AccountChange {
-                account: AccountId(id),
-                state: State(state),
-                types,
-            });
         }
         Ok(Session {
             _client: client,
