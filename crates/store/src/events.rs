@@ -12,11 +12,10 @@
 //! `Email/changes` from any earlier state returns what the push announced.
 //!
 //! [`LocalBus`] is the in-process implementation on a tokio broadcast channel. A
-//! PostgreSQL implementation serves the same trait across nodes: its store issues
-//! `pg_notify('tidings', '<account> <state> <types>')` inside the writing transaction
-//! (PostgreSQL delivers it at commit, never for a rollback), `publish` is then a no-op on
-//! the writing node, and one `LISTEN tidings` connection per node feeds the broadcast that
-//! `subscribe` hands out. Consumers are written against the broadcast receiver's
+//! PostgreSQL implementation (`postgres/bus.rs`) serves the same trait across nodes: its
+//! change log issues `pg_notify('tidings', '<account>:<state>:<types>')` inside the
+//! writing transaction (PostgreSQL delivers it at commit, never for a rollback), and one
+//! `LISTEN tidings` connection per node feeds the broadcast that `subscribe` hands out. Consumers are written against the broadcast receiver's
 //! semantics: commit order per account, and `Lagged` when a receiver fell behind, after
 //! which it must re-read the states it follows from the store.
 
@@ -110,6 +109,13 @@ impl TypeSet {
     }
     pub fn iter(self) -> impl Iterator<Item = PushType> {
         PushType::ALL.into_iter().filter(move |t| self.contains(*t))
+    }
+    /// The set as a number (a bus payload carries it), and back; unknown bits are dropped.
+    pub(crate) fn bits(self) -> u16 {
+        self.0
+    }
+    pub(crate) fn from_bits(bits: u16) -> TypeSet {
+        TypeSet(bits & TypeSet::all().0)
     }
 }
 

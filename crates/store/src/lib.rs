@@ -24,6 +24,8 @@
 //! - [`BodyPolicy`] (`policy`): body policy and the download budget. `imap-sync`, the
 //!   engine, the CLI.
 //! - [`Quotas`] (`quota`): JMAP Quota from IMAP QUOTA. `imap-sync` writes, JMAP reads.
+//! - [`Leases`] (`leases`): which node works on an account, with a fencing epoch. The
+//!   engine's scheduler when several nodes share a PostgreSQL store.
 //!
 //! `use store::prelude::*;` brings every role into scope.
 //!
@@ -44,6 +46,7 @@
 mod blobs;
 pub mod directory;
 pub mod events;
+pub mod leases;
 mod mailrows;
 pub mod mailsync;
 pub mod model;
@@ -61,6 +64,7 @@ pub mod uploads;
 pub mod wake;
 
 pub use directory::Directory;
+pub use leases::{Lease, Leases};
 pub use mailsync::{MailSync, SyncStore};
 pub use model::*;
 pub use outbox::*;
@@ -78,7 +82,7 @@ pub use uploads::Uploads;
 /// the trait in scope, also on `dyn Store`).
 pub mod prelude {
     pub use crate::{
-        BodyPolicy, Directory, MailSync, Outbox, Push, Quotas, Reading, SieveState, Store,
+        BodyPolicy, Directory, Leases, MailSync, Outbox, Push, Quotas, Reading, SieveState, Store,
         Submissions, SyncStore, Uploads,
     };
 }
@@ -99,6 +103,13 @@ pub enum Error {
     Io(#[from] std::io::Error),
     #[error("the store task failed: {0}")]
     Task(String),
+    /// A write made under an account lease that is no longer held (it expired, or another
+    /// node took the account with a higher epoch): nothing was written.
+    #[error("account {account}: lease epoch {epoch} is no longer held")]
+    Fenced {
+        account: mail_types::AccountId,
+        epoch: i64,
+    },
     /// A batch of server changes made for UIDs of another UIDVALIDITY than the mailbox's
     /// stored one: its UIDs name other messages (RFC 3501 2.3.1.1). The sync resets the
     /// mailbox first; a batch from before a reset is refused, not applied.
@@ -126,6 +137,7 @@ pub trait Store:
     + SieveState
     + BodyPolicy
     + Quotas
+    + Leases
 {
 }
 
@@ -140,5 +152,6 @@ impl<T> Store for T where
         + SieveState
         + BodyPolicy
         + Quotas
+        + Leases
 {
 }

@@ -66,6 +66,9 @@ pub struct Postgres {
     bin: PathBuf,
     /// The numbers of the databases handed out so far.
     databases: AtomicU32,
+    /// The pipes of watchdogs whose server was stopped by [`Postgres::restart`]: each
+    /// would remove the directory when its pipe closes, so they stay open until the drop.
+    retired: Vec<ChildStdin>,
 }
 
 impl Postgres {
@@ -86,6 +89,7 @@ impl Postgres {
             dir,
             bin,
             databases: AtomicU32::new(0),
+            retired: Vec::new(),
         };
         owner.chown(&pg.dir)?;
         let sockets = pg.socket_dir();
@@ -168,6 +172,33 @@ impl Postgres {
             );
         }
         Ok(String::from_utf8_lossy(&out.stdout).trim().to_owned())
+    }
+
+    /// Stops the server the way an administrator's restart does (a fast shutdown: every
+    /// client's connection is closed) and starts it again on the same port and data.
+    pub fn restart(&mut self) -> Result<()> {
+        let pid = fs::read_to_string(self.dir.join("data/postmaster.pid"))
+            .context("reading postmaster.pid")?
+            .lines()
+            .next()
+            .and_then(|l| l.trim().parse::<u32>().ok())
+            .ok_or_else(|| anyhow!("no pid in postmaster.pid"))?;
+        // SIGINT: PostgreSQL's fast shutdown.
+        signal(&pid.to_string(), "INT");
+        let mut child = self
+            .child
+            .take()
+            .ok_or_else(|| anyhow!("the server is not running"))?;
+        let deadline = Instant::now() + DEADLINE;
+        // The watchdog shell exits once the server did.
+        while child.try_wait().context("waiting for postgres")?.is_none() {
+            if Instant::now() >= deadline {
+                bail!("postgres did not stop within {DEADLINE:?}");
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        self.retired.extend(self.pipe.take());
+        self.spawn(&Owner::detect()?)
     }
 
     /// The server's log (its standard error).
@@ -322,6 +353,8 @@ impl Drop for Postgres {
         if let Some(mut pipe) = self.pipe.take() {
             let _ = pipe.flush();
         }
+        // Their watchdogs' servers are long gone: they only remove the directory too.
+        self.retired.clear();
         if let Some(mut child) = self.child.take() {
             let pgid = child.id();
             let deadline = Instant::now() + DEADLINE;

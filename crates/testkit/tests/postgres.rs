@@ -75,3 +75,33 @@ fn drop_stops_the_server_and_removes_its_directory() {
         std::thread::sleep(Duration::from_millis(50));
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn restart_keeps_port_and_data_and_closes_clients() {
+    let mut pg = Postgres::start().unwrap();
+    let port = pg.port();
+    let url = pg.fresh_database().unwrap();
+    let before = connect(&url).await;
+    before
+        .batch_execute("CREATE TABLE t (x int); INSERT INTO t VALUES (7)")
+        .await
+        .unwrap();
+    tokio::task::block_in_place(|| pg.restart()).unwrap();
+    assert_eq!(pg.port(), port);
+    // The old connection was closed by the shutdown.
+    assert!(before.query("SELECT 1", &[]).await.is_err());
+    let after = connect(&url).await;
+    let x: i32 = after
+        .query_one("SELECT x FROM t", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(x, 7);
+    drop(after);
+    // Dropped after a restart, it still removes everything and stops the server.
+    let dir = pg.socket_dir().parent().unwrap().to_path_buf();
+    tokio::task::block_in_place(|| drop(pg));
+    assert!(!dir.exists(), "{} left behind", dir.display());
+    let addr = std::net::SocketAddr::from(([127, 0, 0, 1], port));
+    assert!(std::net::TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_err());
+}

@@ -3,6 +3,7 @@
 //! row under that state, in the same transaction as the data (DESIGN.md invariant 3).
 
 use super::*;
+use crate::events::TypeSet;
 use crate::{ChangeOp, ObjectType};
 use mail_types::{AccountId, State};
 use std::collections::HashSet;
@@ -11,6 +12,10 @@ pub(super) struct ChangeLog {
     account: AccountId,
     state: Option<i64>,
     seen: HashSet<(ObjectType, i64)>,
+    /// The types changed, for the bus's notification.
+    types: TypeSet,
+    /// The lease the transaction writes under, checked before its first change.
+    fence: Option<Arc<super::leases::Fence>>,
 }
 
 impl ChangeLog {
@@ -19,6 +24,17 @@ impl ChangeLog {
             account,
             state: None,
             seen: HashSet::new(),
+            types: TypeSet::EMPTY,
+            fence: None,
+        }
+    }
+
+    /// The change log of a transaction of `store`: a fenced store's writes are refused
+    /// once its lease is no longer held (leases.rs).
+    pub(super) fn of(store: &PgStore, account: AccountId) -> Self {
+        ChangeLog {
+            fence: store.fence.clone(),
+            ..ChangeLog::new(account)
         }
     }
 
@@ -30,6 +46,7 @@ impl ChangeLog {
         op: ChangeOp,
     ) -> Result<()> {
         let state = self.bump(tx).await?;
+        self.types.insert(object.into());
         // One row per object per transaction; a later "destroyed" still wins because it is
         // written as its own row after the earlier one.
         if op != ChangeOp::Destroyed && !self.seen.insert((object, id)) {
@@ -60,6 +77,7 @@ impl ChangeLog {
             return Ok(());
         }
         let state = self.bump(tx).await?;
+        self.types.insert(object.into());
         // Destroyed rows are always written (see `record`); others once per object.
         let fresh: Vec<i64> = ids
             .iter()
@@ -98,6 +116,7 @@ impl ChangeLog {
         tx: &deadpool_postgres::Transaction<'_>,
     ) -> Result<()> {
         if let Some(s) = self.state {
+            self.types.insert(crate::events::PushType::EmailDelivery);
             let st = tx
                 .prepare_cached("UPDATE account SET delivery_state = $2 WHERE id = $1")
                 .await?;
@@ -129,6 +148,9 @@ impl ChangeLog {
         if let Some(s) = self.state {
             return Ok(s);
         }
+        if let Some(fence) = &self.fence {
+            fence.check(tx, self.account).await?;
+        }
         let st = tx
             .prepare_cached("UPDATE account SET state = state + 1 WHERE id = $1 RETURNING state")
             .await?;
@@ -141,12 +163,16 @@ impl ChangeLog {
         Ok(s)
     }
 
-    /// Commits `tx`; the state it committed, if it changed anything. (Announcing it to
-    /// other nodes is the bus's part, still to come: docs/design/postgres.md.)
+    /// Commits `tx`; the state it committed, if it changed anything. A transaction that
+    /// changed something notifies the bus in itself, once (bus.rs says why inside and why
+    /// once); one that changed nothing sends nothing.
     pub(super) async fn commit(
         self,
         tx: deadpool_postgres::Transaction<'_>,
     ) -> Result<Option<State>> {
+        if let Some(state) = self.state {
+            super::bus::notify(&tx, self.account, state, self.types).await?;
+        }
         tx.commit().await?;
         Ok(self.state.map(State))
     }

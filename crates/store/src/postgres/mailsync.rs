@@ -405,7 +405,7 @@ impl PgStore {
     ) -> Result<State> {
         let mut c = self.client().await?;
         let tx = c.transaction().await?;
-        let mut log = ChangeLog::new(account);
+        let mut log = ChangeLog::of(self, account);
         // Batches of one account from two nodes (a lease handed over mid-batch) run one
         // after the other, each seeing the other's copies.
         lock_account(&tx, account).await?;
@@ -1291,7 +1291,7 @@ impl MailSync for PgStore {
     ) -> Result<MailboxListOutcome> {
         let mut c = self.client().await?;
         let tx = c.transaction().await?;
-        let mut log = ChangeLog::new(account);
+        let mut log = ChangeLog::of(self, account);
         let mut out = MailboxListOutcome::default();
         lock_account(&tx, account).await?;
 
@@ -1469,7 +1469,7 @@ impl MailSync for PgStore {
             .get(0),
         );
         lock_account(&tx, account).await?;
-        let mut log = ChangeLog::new(account);
+        let mut log = ChangeLog::of(self, account);
         detach_copies(&tx, &mut log, mailbox.0, None).await?;
         tx.execute(
             "UPDATE mailbox SET uidvalidity = $2, uidnext = 1, highestmodseq = 0 WHERE id = $1",
@@ -1578,7 +1578,7 @@ impl MailSync for PgStore {
     async fn collect_orphans(&self, account: AccountId) -> Result<usize> {
         let mut c = self.client().await?;
         let tx = c.transaction().await?;
-        let mut log = ChangeLog::new(account);
+        let mut log = ChangeLog::of(self, account);
         // A batch re-linking one of them on another node runs before this or after it,
         // never beside it: the orphans are read under the account's lock.
         lock_account(&tx, account).await?;

@@ -17,6 +17,8 @@ const MIGRATIONS: &[&str] = &[
     // v2: the mail (MailSync, Reading): mailboxes, Emails, copies, threads, POP3's UIDLs,
     // the JMAP counters kept by triggers, the full-text columns and their indexes.
     include_str!("mail.sql"),
+    // v3: account leases and the live nodes.
+    include_str!("leases.sql"),
 ];
 
 /// The schema version this build writes.

@@ -1,5 +1,6 @@
 //! The PostgreSQL backend, begun role by role (docs/design/postgres.md): so far
-//! [`Directory`], [`MailSync`], [`Uploads`], [`BodyPolicy`], [`SieveState`] and [`Quotas`]. A role it
+//! [`Directory`], [`MailSync`], [`Uploads`], [`BodyPolicy`], [`SieveState`], [`Quotas`]
+//! and [`crate::Leases`], with the bus across nodes (`bus.rs`, [`PgStore::events`]). A role it
 //! does not implement yet is simply not implemented, so `PgStore` is not a
 //! [`crate::Store`] yet.
 //!
@@ -7,8 +8,10 @@
 //! call takes a pooled connection, runs its statements (prepared once per connection and
 //! cached) and gives it back; PostgreSQL's MVCC lets any number of them run at once.
 
+mod bus;
 mod changelog;
 mod directory;
+mod leases;
 mod mailsync;
 mod migrate;
 mod policy;
@@ -19,6 +22,7 @@ mod uploads;
 use crate::prelude::*;
 use crate::{Error, Result};
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
+use std::sync::Arc;
 
 /// SQL condition: blob `blob.id` is needed by nothing, so its row may go. The SQLite
 /// backend's `BLOB_UNREFERENCED` for the tables this schema has so far: each table that
@@ -45,6 +49,10 @@ impl From<deadpool_postgres::PoolError> for Error {
 #[derive(Clone)]
 pub struct PgStore {
     pool: Pool,
+    bus: Arc<bus::PgBus>,
+    /// The lease this handle's writes are made under (`PgStore::fenced`); none for a
+    /// handle that writes for no particular account.
+    fence: Option<Arc<leases::Fence>>,
 }
 
 impl std::fmt::Debug for PgStore {
@@ -64,7 +72,7 @@ impl PgStore {
             .parse()
             .map_err(|e: tokio_postgres::Error| Error::Backend(Box::new(e)))?;
         let manager = Manager::from_config(
-            config,
+            config.clone(),
             tokio_postgres::NoTls,
             ManagerConfig {
                 // A connection given back is checked with no round trip; one that broke
@@ -78,7 +86,19 @@ impl PgStore {
             .map_err(|e| Error::Backend(Box::new(e)))?;
         let mut client = pool.get().await?;
         migrate::run(&mut client).await?;
-        Ok(PgStore { pool })
+        drop(client);
+        let bus = Arc::new(bus::PgBus::start(&config, pool.clone()).await?);
+        Ok(PgStore {
+            pool,
+            bus,
+            fence: None,
+        })
+    }
+
+    /// This node's bus: every change committed on any node of the database, in commit
+    /// order per account (bus.rs).
+    pub fn events(&self) -> Arc<dyn crate::events::EventBus> {
+        self.bus.clone()
     }
 
     /// A pooled connection.

@@ -58,7 +58,7 @@ impl Quotas for PgStore {
         )
         .await?;
         let stored = stored(&tx, account).await?;
-        let mut log = ChangeLog::new(account);
+        let mut log = ChangeLog::of(self, account);
         let mut changed = false;
         for (i, v) in values.iter().enumerate() {
             let key = |o: &QuotaValue| o.root == v.root && o.resource == v.resource;

@@ -25,6 +25,25 @@ pub async fn postgres() -> PgStore {
     PgStore::connect(&url).await.expect("connect")
 }
 
+/// Two stores ("nodes") on one new database of `pg`, and its URL.
+pub async fn two_nodes(pg: &testkit::Postgres) -> (String, PgStore, PgStore) {
+    let url = pg.fresh_database().expect("fresh database");
+    let a = PgStore::connect(&url).await.expect("node a");
+    let b = PgStore::connect(&url).await.expect("node b");
+    (url, a, b)
+}
+
+/// A quota as the server reports it, `used` octets of 10,000: a write of another `used`
+/// changes it.
+pub fn quota(used: u64) -> [store::QuotaValue; 1] {
+    [store::QuotaValue {
+        root: "User quota".into(),
+        resource: store::QuotaResource::Octets,
+        used,
+        hard_limit: 10_000,
+    }]
+}
+
 /// IMAP settings of a made-up server (nothing connects to it).
 pub fn settings(host: &str) -> ServerSettings {
     ServerSettings {

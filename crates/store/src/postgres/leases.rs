@@ -1,0 +1,247 @@
+//! [`Leases`] for PostgreSQL (schema version 3), and the fencing check a write makes in
+//! its own transaction.
+//!
+//! Each statement decides on the server's clock (`now()`), so nodes need not agree on the
+//! time. Taking a lease is one `INSERT ... ON CONFLICT DO UPDATE ... WHERE`: two nodes
+//! asking at once are ordered by the row lock, and the second sees the first's lease
+//! (PostgreSQL re-checks the `WHERE` against the row as committed), so an account is
+//! never granted to two.
+
+use super::*;
+use crate::leases::{Lease, Leases, SHARE_SLACK};
+use async_trait::async_trait;
+use mail_types::AccountId;
+use std::time::Duration;
+
+/// How long a fenced transaction may sit idle between two statements before PostgreSQL
+/// ends its session. The store's transactions do nothing between their statements but
+/// compute, so only a frozen or stuck node gets there, and it must not keep the lease row
+/// locked: a takeover waits for that lock.
+const FROZEN_AFTER: &str = "5s";
+
+/// The lease a fenced store handle writes under ([`PgStore::fenced`]).
+#[derive(Debug)]
+pub(super) struct Fence {
+    pub(super) node: String,
+    pub(super) lease: Lease,
+}
+
+impl Fence {
+    /// Refuses the write of `tx` to `account` unless this lease is still the account's,
+    /// unexpired. The lease row stays share-locked to the commit, so a takeover waits for
+    /// this transaction: the write lands before the lease changes hands, or not at all.
+    /// The expiry is checked on the clock now, not at the transaction's start: a node
+    /// paused inside a transaction past its lease is refused too.
+    pub(super) async fn check(
+        &self,
+        tx: &deadpool_postgres::Transaction<'_>,
+        account: AccountId,
+    ) -> Result<()> {
+        let refused = Error::Fenced {
+            account,
+            epoch: self.lease.epoch,
+        };
+        if account != self.lease.account {
+            return Err(refused);
+        }
+        tx.batch_execute(&format!(
+            "SET LOCAL idle_in_transaction_session_timeout = '{FROZEN_AFTER}'"
+        ))
+        .await?;
+        let st = tx
+            .prepare_cached(
+                "SELECT 1 FROM account_lease WHERE account_id = $1 AND node = $2 \
+                 AND epoch = $3 AND expires_at > clock_timestamp() FOR SHARE",
+            )
+            .await?;
+        let held = tx
+            .query_opt(&st, &[&account.0, &self.node, &self.lease.epoch])
+            .await?;
+        match held {
+            Some(_) => Ok(()),
+            None => {
+                tracing::warn!(account = %account, node = %self.node, epoch = self.lease.epoch,
+                    "write refused: the lease is no longer held");
+                Err(refused)
+            }
+        }
+    }
+}
+
+impl PgStore {
+    /// This store for the writes `node` makes under `lease`: each transaction that logs a
+    /// change checks, inside itself, that the lease is still held ([`Error::Fenced`]
+    /// otherwise), and a write to another account than the lease's is refused.
+    pub fn fenced(&self, node: &str, lease: Lease) -> PgStore {
+        PgStore {
+            fence: Some(Arc::new(Fence {
+                node: node.to_owned(),
+                lease,
+            })),
+            ..self.clone()
+        }
+    }
+}
+
+fn seconds(ttl: Duration) -> f64 {
+    ttl.as_secs_f64()
+}
+
+#[async_trait]
+impl Leases for PgStore {
+    async fn heartbeat(&self, node: &str, ttl: Duration) -> Result<usize> {
+        let c = self.client().await?;
+        let st = c
+            .prepare_cached(
+                "INSERT INTO node (name, alive_until) VALUES ($1, now() + make_interval(secs => $2)) \
+                 ON CONFLICT (name) DO UPDATE SET alive_until = EXCLUDED.alive_until",
+            )
+            .await?;
+        c.execute(&st, &[&node, &seconds(ttl)]).await?;
+        let live: i64 = c
+            .query_one("SELECT count(*) FROM node WHERE alive_until > now()", &[])
+            .await?
+            .get(0);
+        Ok(usize::try_from(live).unwrap_or(0))
+    }
+
+    async fn acquire(
+        &self,
+        node: &str,
+        account: AccountId,
+        ttl: Duration,
+    ) -> Result<Option<Lease>> {
+        let c = self.client().await?;
+        // The share: counted without a lock, so two takes of one node at once may pass
+        // it by one; the slack absorbs that.
+        let st = c
+            .prepare_cached(
+                "SELECT (SELECT count(*) FROM account), \
+                 (SELECT count(*) FROM node WHERE name <> $1 AND alive_until > now()), \
+                 (SELECT count(*) FROM account_lease WHERE node = $1 \
+                  AND expires_at > now() AND account_id <> $2)",
+            )
+            .await?;
+        let row = c.query_one(&st, &[&node, &account.0]).await?;
+        let (accounts, others, held): (i64, i64, i64) = (row.get(0), row.get(1), row.get(2));
+        let live = others.max(0) as usize + 1;
+        let share = (accounts.max(0) as usize).div_ceil(live) + SHARE_SLACK;
+        if held.max(0) as usize >= share {
+            return Ok(None);
+        }
+        let st = c
+            .prepare_cached(
+                "INSERT INTO account_lease (account_id, node, epoch, expires_at) \
+                 VALUES ($1, $2, 1, now() + make_interval(secs => $3)) \
+                 ON CONFLICT (account_id) DO UPDATE SET \
+                     node = EXCLUDED.node, \
+                     expires_at = EXCLUDED.expires_at, \
+                     epoch = CASE WHEN account_lease.node = EXCLUDED.node \
+                                   AND account_lease.expires_at > now() \
+                             THEN account_lease.epoch ELSE account_lease.epoch + 1 END \
+                 WHERE account_lease.node = EXCLUDED.node OR account_lease.expires_at <= now() \
+                 RETURNING epoch",
+            )
+            .await?;
+        let granted = c
+            .query_opt(&st, &[&account.0, &node, &seconds(ttl)])
+            .await?;
+        Ok(granted.map(|r| {
+            let epoch = r.get(0);
+            tracing::debug!(account = %account, node, epoch, "lease taken");
+            Lease { account, epoch }
+        }))
+    }
+
+    async fn renew(&self, node: &str, lease: Lease, ttl: Duration) -> Result<bool> {
+        let c = self.client().await?;
+        let st = c
+            .prepare_cached(
+                "UPDATE account_lease SET expires_at = now() + make_interval(secs => $4) \
+                 WHERE account_id = $1 AND node = $2 AND epoch = $3 AND expires_at > now()",
+            )
+            .await?;
+        let n = c
+            .execute(&st, &[&lease.account.0, &node, &lease.epoch, &seconds(ttl)])
+            .await?;
+        Ok(n == 1)
+    }
+
+    async fn release(&self, node: &str, lease: Lease) -> Result<()> {
+        let c = self.client().await?;
+        // Expired, not deleted: the next taker's epoch follows this one.
+        let st = c
+            .prepare_cached(
+                "UPDATE account_lease SET expires_at = '-infinity' \
+                 WHERE account_id = $1 AND node = $2 AND epoch = $3",
+            )
+            .await?;
+        c.execute(&st, &[&lease.account.0, &node, &lease.epoch])
+            .await?;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Instant;
+
+    /// A node frozen inside a fenced transaction, after the check, holds the lease row:
+    /// PostgreSQL ends its session once it sat idle [`FROZEN_AFTER`], the takeover then
+    /// goes through, and the frozen transaction can commit nothing.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_node_frozen_in_a_fenced_transaction_does_not_block_a_takeover() {
+        let pg = testkit::Postgres::shared().expect("private PostgreSQL");
+        let url = pg.fresh_database().expect("database");
+        let a = PgStore::connect(&url).await.expect("node a");
+        let b = PgStore::connect(&url).await.expect("node b");
+        // Only the rows the lease needs (the account's settings play no part here).
+        let row = a
+            .client()
+            .await
+            .expect("connection")
+            .query_one(
+                "WITH u AS (INSERT INTO app_user (name, password_hash) VALUES ('u', 'h') \
+                 RETURNING id) INSERT INTO account (user_id, name, kind, host, port, security, \
+                 username, password_enc) SELECT id, 'a', 'imap', 'h', 1, 'none', 'u', '' FROM u \
+                 RETURNING id",
+                &[],
+            )
+            .await
+            .expect("account");
+        let account = AccountId(row.get(0));
+        let ttl = Duration::from_secs(1);
+        let lease = a
+            .acquire("a", account, ttl)
+            .await
+            .expect("acquire")
+            .expect("granted");
+        let fence = Fence {
+            node: "a".into(),
+            lease,
+        };
+        let mut c = a.client().await.expect("connection");
+        let tx = c.transaction().await.expect("transaction");
+        fence.check(&tx, account).await.expect("held");
+        // Node a freezes here, inside its transaction.
+        tokio::time::sleep(ttl).await;
+        let start = Instant::now();
+        let taken = tokio::time::timeout(Duration::from_secs(30), b.acquire("b", account, ttl))
+            .await
+            .expect("the takeover is not blocked for good")
+            .expect("acquire")
+            .expect("taken over");
+        assert!(taken.epoch > lease.epoch);
+        // The takeover waited for the frozen transaction's end, not longer.
+        assert!(
+            start.elapsed() < Duration::from_secs(15),
+            "{:?}",
+            start.elapsed()
+        );
+        assert!(
+            tx.commit().await.is_err(),
+            "the frozen transaction's session is gone"
+        );
+    }
+}

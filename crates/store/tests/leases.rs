@@ -1,0 +1,191 @@
+//! Account leases: one holder per account, fair shares between nodes, a silent node's
+//! accounts taken over after the time-to-live with a higher epoch, and a paused node's
+//! write under its lost lease refused with nothing written.
+
+mod common;
+
+use common::on_both_backends;
+use common::quota;
+use mail_types::AccountId;
+use std::collections::HashSet;
+use std::time::Duration;
+use store::prelude::*;
+use store::{Error, Lease, PgStore};
+use testkit::Postgres;
+
+const LONG: Duration = Duration::from_secs(60);
+
+/// What every backend does: a lease is granted, renewed, released and granted again
+/// under an epoch not below the first (SQLite: the one node always holds everything).
+async fn grant_renew_release<S: Directory + Leases>(s: &S) {
+    let account = common::account(s).await;
+    assert_eq!(s.heartbeat("n1", LONG).await.expect("heartbeat"), 1);
+    let lease = s
+        .acquire("n1", account, LONG)
+        .await
+        .expect("acquire")
+        .expect("granted");
+    assert_eq!(lease.account, account);
+    assert!(s.renew("n1", lease, LONG).await.expect("renew"));
+    s.release("n1", lease).await.expect("release");
+    let again = s
+        .acquire("n1", account, LONG)
+        .await
+        .expect("acquire")
+        .expect("granted again");
+    assert!(again.epoch >= lease.epoch);
+}
+
+on_both_backends!(grant_renew_release);
+
+fn db(url: &str) -> &str {
+    url.rsplit('/').next().expect("database name")
+}
+
+/// `n` accounts of a new user `user`, made through `s`.
+async fn accounts(s: &PgStore, user: &str, n: usize) -> Vec<AccountId> {
+    let user = s.create_user(user, "h").await.expect("user");
+    let mut out = Vec::with_capacity(n);
+    for i in 0..n {
+        let new = common::new_account(user, &format!("a{i}"));
+        out.push(s.create_account(&new).await.expect("account"));
+    }
+    out
+}
+
+/// Asks for every account once, in order; the leases granted.
+async fn take_all(s: &PgStore, node: &str, accounts: &[AccountId], ttl: Duration) -> Vec<Lease> {
+    let mut got = Vec::new();
+    for &a in accounts {
+        if let Some(l) = s.acquire(node, a, ttl).await.expect("acquire") {
+            got.push(l);
+        }
+    }
+    got
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_nodes_share_thirty_accounts_evenly() {
+    let pg = Postgres::shared().expect("private PostgreSQL");
+    let (url, a, b) = common::two_nodes(pg).await;
+    let all = accounts(&a, "u", 30).await;
+    a.heartbeat("a", LONG).await.expect("heartbeat a");
+    assert_eq!(b.heartbeat("b", LONG).await.expect("heartbeat b"), 2);
+    // Both at once, in the same order: they compete for every account.
+    let (on_a, on_b) = tokio::join!(take_all(&a, "a", &all, LONG), take_all(&b, "b", &all, LONG));
+    let ids = |ls: &[Lease]| ls.iter().map(|l| l.account).collect::<HashSet<_>>();
+    let (ids_a, ids_b) = (ids(&on_a), ids(&on_b));
+    assert!(ids_a.is_disjoint(&ids_b), "an account granted to both");
+    assert_eq!(
+        ids_a.len() + ids_b.len(),
+        30,
+        "an account granted to neither"
+    );
+    let share = 30usize.div_ceil(2) + store::leases::SHARE_SLACK;
+    assert!(
+        ids_a.len() <= share && ids_b.len() <= share,
+        "uneven: {} and {}",
+        ids_a.len(),
+        ids_b.len()
+    );
+    // The table says the same, independently.
+    let held = pg
+        .psql(
+            db(&url),
+            "SELECT string_agg(node || '=' || n, ',' ORDER BY node) FROM \
+             (SELECT node, count(*) AS n FROM account_lease WHERE expires_at > now() \
+              GROUP BY node) t",
+        )
+        .expect("leases");
+    assert_eq!(held, format!("a={},b={}", ids_a.len(), ids_b.len()));
+}
+
+#[tokio::test]
+async fn a_silent_node_s_accounts_are_taken_over_with_a_higher_epoch() {
+    let pg = Postgres::shared().expect("private PostgreSQL");
+    let (_, a, b) = common::two_nodes(pg).await;
+    let all = accounts(&a, "u", 4).await;
+    let ttl = Duration::from_secs(2);
+    a.heartbeat("a", ttl).await.expect("heartbeat a");
+    let held = take_all(&a, "a", &all, ttl).await;
+    assert_eq!(held.len(), 4, "a single live node takes every account");
+    b.heartbeat("b", LONG).await.expect("heartbeat b");
+
+    // Renewed in time, the leases last past their first time-to-live.
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    a.heartbeat("a", ttl).await.expect("heartbeat a");
+    for l in &held {
+        assert!(a.renew("a", *l, ttl).await.expect("renew"));
+    }
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert!(take_all(&b, "b", &all, LONG).await.is_empty(), "still a's");
+
+    // Node a goes silent: once its leases ran out, b takes every account over.
+    tokio::time::sleep(ttl + Duration::from_millis(200)).await;
+    let taken = take_all(&b, "b", &all, LONG).await;
+    assert_eq!(taken.len(), 4, "b takes over every account of a");
+    for (old, new) in held.iter().zip(&taken) {
+        assert_eq!(old.account, new.account);
+        assert!(new.epoch > old.epoch, "{old:?} then {new:?}");
+        assert!(
+            !a.renew("a", *old, ttl).await.expect("renew"),
+            "a lost {old:?}"
+        );
+    }
+    assert!(take_all(&a, "a", &all, ttl).await.is_empty(), "now b's");
+}
+
+#[tokio::test]
+async fn a_paused_node_writes_nothing_under_a_lost_lease() {
+    let pg = Postgres::shared().expect("private PostgreSQL");
+    let (url, a, b) = common::two_nodes(pg).await;
+    let account = accounts(&a, "u", 1).await[0];
+    let ttl = Duration::from_secs(1);
+    let lease = a
+        .acquire("a", account, ttl)
+        .await
+        .expect("acquire")
+        .expect("granted");
+    let on_a = a.fenced("a", lease);
+    // While the lease runs, a's writes land.
+    assert!(on_a.apply_quotas(account, &quota(1)).await.expect("write"));
+    let before = |what: &str| {
+        pg.psql(
+            db(&url),
+            "SELECT a.state || ' ' || string_agg(q.used::text, ',') FROM account a \
+             JOIN quota q ON q.account_id = a.id GROUP BY a.state",
+        )
+        .expect(what)
+    };
+    let written = before("state and quota");
+
+    // a is paused past its lease: refused, even before anyone took the account.
+    tokio::time::sleep(ttl + Duration::from_millis(200)).await;
+    let err = on_a.apply_quotas(account, &quota(2)).await;
+    assert!(
+        matches!(err, Err(Error::Fenced { epoch, .. }) if epoch == lease.epoch),
+        "{err:?}"
+    );
+    // b takes the account over; a wakes up and writes: refused, nothing changed.
+    let taken = b
+        .acquire("b", account, LONG)
+        .await
+        .expect("acquire")
+        .expect("taken over");
+    assert!(taken.epoch > lease.epoch);
+    let err = on_a.apply_quotas(account, &quota(3)).await;
+    assert!(matches!(err, Err(Error::Fenced { .. })), "{err:?}");
+    assert_eq!(before("state and quota"), written);
+    // A lease is for its own account only.
+    let other = accounts(&b, "v", 1).await;
+    let err = b.fenced("b", taken).apply_quotas(other[0], &quota(4)).await;
+    assert!(matches!(err, Err(Error::Fenced { .. })), "{err:?}");
+    // The new holder writes.
+    assert!(
+        b.fenced("b", taken)
+            .apply_quotas(account, &quota(5))
+            .await
+            .expect("write")
+    );
+    assert_ne!(before("state and quota"), written);
+}
