@@ -1,7 +1,9 @@
 // Several accounts in one MailApp, against a scripted transport: every call names the
 // account of what it is about, and a push about another account reaches its folders.
+import "fake-indexeddb/auto";
 import { beforeAll, describe, expect, it, vi } from "vitest";
 import { Jmap, type Session } from "./jmap";
+import { enableOffline, resolve } from "./offline";
 import { MailApp } from "./state";
 import type { Email, Mailbox } from "./model";
 
@@ -17,10 +19,12 @@ const account = (name: string) => ({ name, isPersonal: true, isReadOnly: false, 
 
 /** A MailApp with accounts a1 (mailboxes m1, m2) and a2 (m5, m6); `answer` scripts the
  * JMAP answers, `session()` the Session (read again when asked). */
-function twoAccounts(answer: (c: Call) => unknown, session = () => ({ a1: account("Work"), a2: account("Home") })) {
+function twoAccounts(answer: (c: Call) => unknown, session = () => ({ a1: account("Work"), a2: account("Home") }), net = { up: true }) {
   const sent: Call[][] = [];
   let sessions = 0;
   const fetchFn = (async (url: RequestInfo | URL, init?: RequestInit) => {
+    // What fetch does without a network.
+    if (!net.up) throw new TypeError("Failed to fetch");
     if (String(url).endsWith("/jmap/session")) {
       sessions++;
       return new Response(JSON.stringify({ accounts: session(), primaryAccounts: { "urn:ietf:params:jmap:mail": "a1" }, apiUrl: "/jmap/api" }), { status: 200 });
@@ -150,5 +154,70 @@ describe("several accounts", () => {
     expect(sets.some((c) => c[1].destroy !== undefined)).toBe(false);
     expect(a.composer.draft?.emailId).toBe("e40");
     expect(a.composer.status).toContain("could not be saved: no such blob");
+  });
+});
+
+/** Each account's mailboxes with their Emails, as a server answers them: the list, the
+ * threads (one message each) and the bodies. */
+function mailServer(mail_: Record<string, Record<string, Email[]>>) {
+  const all = (acc: string) => Object.values(mail_[acc] ?? {}).flat();
+  // The answers so far, for back-references (RFC 8620 3.7) to earlier calls.
+  const answered = new Map<string, [string, unknown]>();
+  const answer = ([name, raw]: Call): unknown => {
+    const args = resolve(raw, answered) ?? raw;
+    const acc = String(args.accountId);
+    if (name === "Mailbox/get") return { list: Object.keys(mail_[acc] ?? {}).map((id) => box(id, id === "m1" || id === "m5" ? "inbox" : null)), state: `ms-${acc}` };
+    if (name === "Email/query") {
+      const ids = (mail_[acc]?.[String((args.filter as { inMailbox?: string }).inMailbox)] ?? []).map((e) => e.id);
+      return { ids, total: ids.length, queryState: "q", position: 0 };
+    }
+    if (name === "Thread/get") return { list: (args.ids as string[]).map((t) => ({ id: t, emailIds: [t.slice(1)] })), state: "t" };
+    if (name === "Email/get") {
+      const list = all(acc).filter((e) => (args.ids as string[]).includes(e.id));
+      const full = Array.isArray(args.properties) && args.properties.includes("bodyValues");
+      return { list: full ? list.map((e) => ({ ...e, textBody: [{ partId: "1", type: "text/plain" }], htmlBody: [], attachments: [], bodyValues: { 1: { value: `body of ${e.id}` } } })) : list, state: `s-${acc}` };
+    }
+    return undefined;
+  };
+  return (c: Call): unknown => {
+    const a = answer(c);
+    answered.set(c[2], [c[0], a]);
+    return a;
+  };
+}
+
+describe("offline reading of every account", () => {
+  it("fetches ahead each account's mailboxes, threads and the unified Inbox, which then open without a network", async () => {
+    const nav = { onLine: true };
+    vi.stubGlobal("window", { addEventListener: () => undefined });
+    vi.stubGlobal("navigator", nav);
+    const net = { up: true };
+    const { a, sent } = twoAccounts(
+      mailServer({
+        a1: { m1: [mail("e1", "m1", "2026-12-05T10:00:00Z")], m2: [] },
+        a2: { m5: [mail("e7", "m5", "2026-12-03T10:00:00Z"), mail("e8", "m5", "2026-12-01T10:00:00Z")], m6: [] },
+      }),
+      undefined,
+      net,
+    );
+    const o = await enableOffline(a);
+    await o.fetchAhead();
+    expect(sent.flat().some((c) => c[0] === "Email/query" && c[1].accountId === "a2")).toBe(true);
+    // Every answer is written to IndexedDB as it goes by: let the writes land (bounded).
+    for (let i = 0; i < 50; i++) await settle();
+
+    net.up = false;
+    nav.onLine = false;
+    await a.list.selectMailbox("m5");
+    expect(a.accountId).toBe("a2");
+    expect(a.list.model.ids).toEqual(["e7", "e8"]);
+    await a.reader.openThread("e8");
+    expect(a.reader.open?.emails.map((e) => e.id)).toEqual(["e8"]);
+    expect(a.reader.open?.accountId).toBe("a2");
+    await a.list.selectUnified("inbox");
+    expect(a.list.model.ids).toEqual(["e1", "e7", "e8"]);
+    expect(o.fromCache).toBe(true);
+    await o.destroy(a.jmap);
+    vi.unstubAllGlobals();
   });
 });
