@@ -5,6 +5,7 @@ import { beforeAll, describe, expect, it, vi } from "vitest";
 import { Jmap, type Session } from "./jmap";
 import { enableOffline, resolve } from "./offline";
 import { MailApp } from "./state";
+import { messageRoute } from "./app/notifications";
 import type { Email, Mailbox } from "./model";
 
 type Call = [string, Record<string, unknown>, string];
@@ -52,12 +53,13 @@ function twoAccounts(answer: (c: Call) => unknown, session = () => ({ a1: accoun
 
 const settle = () => new Promise((r) => setTimeout(r, 0));
 
-// The address bar, without a browser.
-beforeAll(() => {
+/** The address bar, without a browser. */
+function addressBar(): void {
   const loc = { hash: "" };
   vi.stubGlobal("location", loc);
   vi.stubGlobal("history", { replaceState: (_s: unknown, _t: string, h: string) => void (loc.hash = h) });
-});
+}
+beforeAll(addressBar);
 
 describe("several accounts", () => {
   it("opening another account's folder queries that account", async () => {
@@ -159,7 +161,7 @@ describe("several accounts", () => {
 
 /** Each account's mailboxes with their Emails, as a server answers them: the list, the
  * threads (one message each) and the bodies. */
-function mailServer(mail_: Record<string, Record<string, Email[]>>) {
+function mailServer(mail_: Record<string, Record<string, Email[]>>, more: (c: Call) => unknown = () => undefined) {
   const all = (acc: string) => Object.values(mail_[acc] ?? {}).flat();
   // The answers so far, for back-references (RFC 8620 3.7) to earlier calls.
   const answered = new Map<string, [string, unknown]>();
@@ -180,7 +182,7 @@ function mailServer(mail_: Record<string, Record<string, Email[]>>) {
     return undefined;
   };
   return (c: Call): unknown => {
-    const a = answer(c);
+    const a = more(c) ?? answer(c);
     answered.set(c[2], [c[0], a]);
     return a;
   };
@@ -218,6 +220,79 @@ describe("offline reading of every account", () => {
     expect(a.list.model.ids).toEqual(["e1", "e7", "e8"]);
     expect(o.fromCache).toBe(true);
     await o.destroy(a.jmap);
+    vi.unstubAllGlobals();
+  });
+});
+
+/** The browser's notifications as the page makes them: granted, each one recorded. */
+function notificationsShown() {
+  const shown: { title: string; body: string; tag: string; onclick: (() => void) | null }[] = [];
+  class Shown {
+    static permission = "granted";
+    onclick: (() => void) | null = null;
+    constructor(title: string, opts: { body: string; tag: string }) {
+      shown.push(Object.assign(this, { title, ...opts }) as unknown as (typeof shown)[number]);
+    }
+    close(): void {}
+  }
+  addressBar();
+  vi.stubGlobal("Notification", Shown);
+  vi.stubGlobal("document", { hidden: true });
+  vi.stubGlobal("window", { addEventListener: () => undefined, focus: () => undefined });
+  return shown;
+}
+
+describe("notifications of every account", () => {
+  const inboxes = () => ({
+    a1: { m1: [mail("e1", "m1", "2026-12-05T10:00:00Z")], m2: [] as Email[] },
+    a2: { m5: [mail("e7", "m5", "2026-12-03T10:00:00Z")], m6: [] as Email[] },
+  });
+  /** A server whose a2 gets `e9` in its Inbox past its first state. */
+  const withNewMail = (data: ReturnType<typeof inboxes>) =>
+    mailServer(data, ([name, args]) =>
+      name === "Email/changes" && args.accountId === "a2"
+        ? { oldState: args.sinceState, newState: "s-a2b", created: args.sinceState === "s-a2" ? ["e9"] : [], updated: [], destroyed: [], hasMoreChanges: false }
+        : undefined,
+    );
+
+  it("new unread mail in another account's Inbox is told, named after it, and a click opens it", async () => {
+    const shown = notificationsShown();
+    const data = inboxes();
+    const { a } = twoAccounts(withNewMail(data));
+    a.notifications.on = true;
+    a.notifications.push = false;
+    await a.list.selectMailbox("m1");
+    await a.notifications.prime();
+    data.a2.m5.unshift(mail("e9", "m5", "2026-12-06T10:00:00Z"));
+    await a.live.onPush({ a2: { Email: "s-a2b" } });
+    for (let i = 0; i < 10; i++) await settle();
+    expect(shown.map((n) => [n.title, n.tag])).toEqual([["New mail (Home)", "e9"]]);
+    // The same state again tells nothing more.
+    await a.live.onPush({ a2: { Email: "s-a2b" } });
+    for (let i = 0; i < 10; i++) await settle();
+    expect(shown.length).toBe(1);
+    shown[0]?.onclick?.();
+    expect(location.hash).toBe("#/message/a2/e9");
+    const r = messageRoute(location.hash);
+    if (r) await a.notifications.openRoute(r);
+    expect(a.accountId).toBe("a2");
+    expect(a.reader.open?.emailId).toBe("e9");
+    vi.unstubAllGlobals();
+  });
+
+  it("in the unified Inbox each new message is told once, named after its account", async () => {
+    const shown = notificationsShown();
+    const data = inboxes();
+    const { a } = twoAccounts(withNewMail(data));
+    a.notifications.on = true;
+    a.notifications.push = false;
+    await a.list.selectUnified("inbox");
+    await a.notifications.prime();
+    data.a2.m5.unshift(mail("e9", "m5", "2026-12-06T10:00:00Z"));
+    await a.live.onPush({ a2: { Email: "s-a2b" } });
+    for (let i = 0; i < 10; i++) await settle();
+    expect(a.list.model.ids).toContain("e9");
+    expect(shown.map((n) => [n.title, n.tag])).toEqual([["New mail (Home)", "e9"]]);
     vi.unstubAllGlobals();
   });
 });
