@@ -226,15 +226,20 @@ describe("offline reading of every account", () => {
 
 /** The browser's notifications as the page makes them: granted, each one recorded. */
 function notificationsShown() {
-  const shown: { title: string; body: string; tag: string; onclick: (() => void) | null }[] = [];
   class Shown {
     static permission = "granted";
     onclick: (() => void) | null = null;
-    constructor(title: string, opts: { body: string; tag: string }) {
-      shown.push(Object.assign(this, { title, ...opts }) as unknown as (typeof shown)[number]);
+    tag: string;
+    constructor(
+      public title: string,
+      opts: { body: string; tag: string },
+    ) {
+      this.tag = opts.tag;
+      shown.push(this);
     }
     close(): void {}
   }
+  const shown: Shown[] = [];
   addressBar();
   vi.stubGlobal("Notification", Shown);
   vi.stubGlobal("document", { hidden: true });
