@@ -264,30 +264,33 @@ export class Notifications {
       const t = c?.[a];
       return !c || (!!t && (t.Email !== undefined ? t.Email !== this.states.get(a) : t.EmailDelivery !== undefined));
     });
+    const read: Id[] = [];
     for (const acc of moved.slice(0, 20)) {
-      const since = this.states.get(acc);
       const pushed = c?.[acc]?.Email;
-      if (!since || (!hidden && pushed)) {
-        if (pushed) this.states.set(acc, pushed);
-        else if (!since) await this.prime();
-        continue;
-      }
-      const ref = { resultOf: "c", name: "Email/changes", path: "/created" };
-      const r = await this.app.jmap.request([
-        ["Email/changes", { accountId: acc, sinceState: since, maxChanges: 50 }, "c"],
-        ["Email/get", { accountId: acc, "#ids": ref, properties: ["mailboxIds", "keywords", "from", "subject"] }, "g"],
-      ]);
-      const ch = r.get("c", "Email/changes");
-      const g = r.get("g", "Email/get");
+      if (this.states.has(acc) && (hidden || !pushed)) read.push(acc);
+      else if (pushed) this.states.set(acc, pushed);
+    }
+    if (moved.some((a) => !this.states.has(a))) await this.prime();
+    if (!read.length) return;
+    // One request for all of them: each account's changes and its new Emails.
+    const r = await this.app.jmap.request(
+      read.flatMap((accountId, i): Invocation[] => [
+        ["Email/changes", { accountId, sinceState: this.states.get(accountId), maxChanges: 50 }, `c${i}`],
+        ["Email/get", { accountId, "#ids": { resultOf: `c${i}`, name: "Email/changes", path: "/created" }, properties: ["mailboxIds", "keywords", "from", "subject"] }, `g${i}`],
+      ]),
+    );
+    for (const [i, acc] of read.entries()) {
+      const ch = r.get(`c${i}`, "Email/changes");
+      const g = r.get(`g${i}`, "Email/get");
       // Too far behind to follow (or refused): start again from now, telling nothing.
       if (!ch || ch instanceof MethodError) {
         this.states.delete(acc);
-        await this.prime();
         continue;
       }
       this.states.set(acc, ch.newState);
       if (g && !(g instanceof MethodError)) this.notifyNew(acc, g.list);
     }
+    if (read.some((a) => !this.states.has(a))) await this.prime();
   }
 
   /** Tells new unread Emails of `accountId`'s Inbox, each once (the unified view and
