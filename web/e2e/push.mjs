@@ -2,7 +2,8 @@
 // headless Chromium (playwright-core), against a real `tidings serve` synced from a
 // private Dovecot. Started by crates/cli/tests/web_push_e2e.rs, which owns Dovecot: this
 // script prints `DELIVER push` (deliver a message) or `FLAGGED <subject>` (check the IMAP
-// flag) and waits for `OK` on stdin.
+// flag) and waits for `OK` on stdin. alice has two accounts: "mail" (alice@example.org)
+// and "Home" (bob@example.org).
 //
 // Headless Chromium has no push service, so the page registers with the server a
 // subscription whose endpoint is a loopback receiver here; what the server sends there
@@ -260,6 +261,15 @@ try {
   await page.reload();
   await page.locator(".row", { hasText: "Invoice 2042" }).locator("button.flag.on").waitFor({ timeout: WAIT });
   check(true, "after another reload offline, the queued flag still shows");
+  // The second account was fetched ahead too: its Inbox, a message of it and the
+  // unified Inbox open from the cache.
+  await page.locator(".sidebar .account[data-account='Home'] a[data-role=inbox]").click();
+  await page.locator(".row", { hasText: "Family dinner" }).click({ timeout: WAIT });
+  await page.locator(".reader .text-body", { hasText: "bring dessert" }).waitFor({ timeout: WAIT });
+  check(true, "without a network, a message of the second account is read from the cache");
+  await page.locator("[data-unified=inbox]").click();
+  for (const s of ["Family dinner", "Invoice 2041"]) await page.locator(".row", { hasText: s }).waitFor({ timeout: WAIT });
+  check(true, "without a network, the unified Inbox lists both accounts' mail from the cache");
   await context.setOffline(false);
   await waitFor("the queue sent", async () => !/queued/.test((await conn.textContent()) ?? ""), WAIT * 2);
   await ask("FLAGGED Invoice 2042");

@@ -1,8 +1,11 @@
 // Several accounts in one MailApp, against a scripted transport: every call names the
 // account of what it is about, and a push about another account reaches its folders.
+import "fake-indexeddb/auto";
 import { beforeAll, describe, expect, it, vi } from "vitest";
 import { Jmap, type Session } from "./jmap";
+import { enableOffline, resolve } from "./offline";
 import { MailApp } from "./state";
+import { messageRoute } from "./app/notifications";
 import type { Email, Mailbox } from "./model";
 
 type Call = [string, Record<string, unknown>, string];
@@ -17,10 +20,12 @@ const account = (name: string) => ({ name, isPersonal: true, isReadOnly: false, 
 
 /** A MailApp with accounts a1 (mailboxes m1, m2) and a2 (m5, m6); `answer` scripts the
  * JMAP answers, `session()` the Session (read again when asked). */
-function twoAccounts(answer: (c: Call) => unknown, session = () => ({ a1: account("Work"), a2: account("Home") })) {
+function twoAccounts(answer: (c: Call) => unknown, session = () => ({ a1: account("Work"), a2: account("Home") }), net = { up: true }) {
   const sent: Call[][] = [];
   let sessions = 0;
   const fetchFn = (async (url: RequestInfo | URL, init?: RequestInit) => {
+    // What fetch does without a network.
+    if (!net.up) throw new TypeError("Failed to fetch");
     if (String(url).endsWith("/jmap/session")) {
       sessions++;
       return new Response(JSON.stringify({ accounts: session(), primaryAccounts: { "urn:ietf:params:jmap:mail": "a1" }, apiUrl: "/jmap/api" }), { status: 200 });
@@ -48,12 +53,13 @@ function twoAccounts(answer: (c: Call) => unknown, session = () => ({ a1: accoun
 
 const settle = () => new Promise((r) => setTimeout(r, 0));
 
-// The address bar, without a browser.
-beforeAll(() => {
+/** The address bar, without a browser. */
+function addressBar(): void {
   const loc = { hash: "" };
   vi.stubGlobal("location", loc);
   vi.stubGlobal("history", { replaceState: (_s: unknown, _t: string, h: string) => void (loc.hash = h) });
-});
+}
+beforeAll(addressBar);
 
 describe("several accounts", () => {
   it("opening another account's folder queries that account", async () => {
@@ -150,5 +156,148 @@ describe("several accounts", () => {
     expect(sets.some((c) => c[1].destroy !== undefined)).toBe(false);
     expect(a.composer.draft?.emailId).toBe("e40");
     expect(a.composer.status).toContain("could not be saved: no such blob");
+  });
+});
+
+/** Each account's mailboxes with their Emails, as a server answers them: the list, the
+ * threads (one message each) and the bodies. */
+function mailServer(mail_: Record<string, Record<string, Email[]>>, more: (c: Call) => unknown = () => undefined) {
+  const all = (acc: string) => Object.values(mail_[acc] ?? {}).flat();
+  // The answers so far, for back-references (RFC 8620 3.7) to earlier calls.
+  const answered = new Map<string, [string, unknown]>();
+  const answer = ([name, raw]: Call): unknown => {
+    const args = resolve(raw, answered) ?? raw;
+    const acc = String(args.accountId);
+    if (name === "Mailbox/get") return { list: Object.keys(mail_[acc] ?? {}).map((id) => box(id, id === "m1" || id === "m5" ? "inbox" : null)), state: `ms-${acc}` };
+    if (name === "Email/query") {
+      const ids = (mail_[acc]?.[String((args.filter as { inMailbox?: string }).inMailbox)] ?? []).map((e) => e.id);
+      return { ids, total: ids.length, queryState: "q", position: 0 };
+    }
+    if (name === "Thread/get") return { list: (args.ids as string[]).map((t) => ({ id: t, emailIds: [t.slice(1)] })), state: "t" };
+    if (name === "Email/get") {
+      const list = all(acc).filter((e) => (args.ids as string[]).includes(e.id));
+      const full = Array.isArray(args.properties) && args.properties.includes("bodyValues");
+      return { list: full ? list.map((e) => ({ ...e, textBody: [{ partId: "1", type: "text/plain" }], htmlBody: [], attachments: [], bodyValues: { 1: { value: `body of ${e.id}` } } })) : list, state: `s-${acc}` };
+    }
+    return undefined;
+  };
+  return (c: Call): unknown => {
+    const a = more(c) ?? answer(c);
+    answered.set(c[2], [c[0], a]);
+    return a;
+  };
+}
+
+describe("offline reading of every account", () => {
+  it("fetches ahead each account's mailboxes, threads and the unified Inbox, which then open without a network", async () => {
+    const nav = { onLine: true };
+    vi.stubGlobal("window", { addEventListener: () => undefined });
+    vi.stubGlobal("navigator", nav);
+    const net = { up: true };
+    const { a, sent } = twoAccounts(
+      mailServer({
+        a1: { m1: [mail("e1", "m1", "2026-12-05T10:00:00Z")], m2: [] },
+        a2: { m5: [mail("e7", "m5", "2026-12-03T10:00:00Z"), mail("e8", "m5", "2026-12-01T10:00:00Z")], m6: [] },
+      }),
+      undefined,
+      net,
+    );
+    const o = await enableOffline(a);
+    await o.fetchAhead();
+    expect(sent.flat().some((c) => c[0] === "Email/query" && c[1].accountId === "a2")).toBe(true);
+    // Every answer is written to IndexedDB as it goes by: let the writes land (bounded).
+    for (let i = 0; i < 50; i++) await settle();
+
+    net.up = false;
+    nav.onLine = false;
+    await a.list.selectMailbox("m5");
+    expect(a.accountId).toBe("a2");
+    expect(a.list.model.ids).toEqual(["e7", "e8"]);
+    await a.reader.openThread("e8");
+    expect(a.reader.open?.emails.map((e) => e.id)).toEqual(["e8"]);
+    expect(a.reader.open?.accountId).toBe("a2");
+    await a.list.selectUnified("inbox");
+    expect(a.list.model.ids).toEqual(["e1", "e7", "e8"]);
+    expect(o.fromCache).toBe(true);
+    await o.destroy(a.jmap);
+    vi.unstubAllGlobals();
+  });
+});
+
+/** The browser's notifications as the page makes them: granted, each one recorded. */
+function notificationsShown() {
+  class Shown {
+    static permission = "granted";
+    onclick: (() => void) | null = null;
+    tag: string;
+    constructor(
+      public title: string,
+      opts: { body: string; tag: string },
+    ) {
+      this.tag = opts.tag;
+      shown.push(this);
+    }
+    close(): void {}
+  }
+  const shown: Shown[] = [];
+  addressBar();
+  vi.stubGlobal("Notification", Shown);
+  vi.stubGlobal("document", { hidden: true });
+  vi.stubGlobal("window", { addEventListener: () => undefined, focus: () => undefined });
+  return shown;
+}
+
+describe("notifications of every account", () => {
+  const inboxes = () => ({
+    a1: { m1: [mail("e1", "m1", "2026-12-05T10:00:00Z")], m2: [] as Email[] },
+    a2: { m5: [mail("e7", "m5", "2026-12-03T10:00:00Z")], m6: [] as Email[] },
+  });
+  /** A server whose a2 gets `e9` in its Inbox past its first state. */
+  const withNewMail = (data: ReturnType<typeof inboxes>) =>
+    mailServer(data, ([name, args]) =>
+      name === "Email/changes" && args.accountId === "a2"
+        ? { oldState: args.sinceState, newState: "s-a2b", created: args.sinceState === "s-a2" ? ["e9"] : [], updated: [], destroyed: [], hasMoreChanges: false }
+        : undefined,
+    );
+
+  it("new unread mail in another account's Inbox is told, named after it, and a click opens it", async () => {
+    const shown = notificationsShown();
+    const data = inboxes();
+    const { a } = twoAccounts(withNewMail(data));
+    a.notifications.on = true;
+    a.notifications.push = false;
+    await a.list.selectMailbox("m1");
+    await a.notifications.prime();
+    data.a2.m5.unshift(mail("e9", "m5", "2026-12-06T10:00:00Z"));
+    await a.live.onPush({ a2: { Email: "s-a2b" } });
+    for (let i = 0; i < 10; i++) await settle();
+    expect(shown.map((n) => [n.title, n.tag])).toEqual([["New mail (Home)", "e9"]]);
+    // The same state again tells nothing more.
+    await a.live.onPush({ a2: { Email: "s-a2b" } });
+    for (let i = 0; i < 10; i++) await settle();
+    expect(shown.length).toBe(1);
+    shown[0]?.onclick?.();
+    expect(location.hash).toBe("#/message/a2/e9");
+    const r = messageRoute(location.hash);
+    if (r) await a.notifications.openRoute(r);
+    expect(a.accountId).toBe("a2");
+    expect(a.reader.open?.emailId).toBe("e9");
+    vi.unstubAllGlobals();
+  });
+
+  it("in the unified Inbox each new message is told once, named after its account", async () => {
+    const shown = notificationsShown();
+    const data = inboxes();
+    const { a } = twoAccounts(withNewMail(data));
+    a.notifications.on = true;
+    a.notifications.push = false;
+    await a.list.selectUnified("inbox");
+    await a.notifications.prime();
+    data.a2.m5.unshift(mail("e9", "m5", "2026-12-06T10:00:00Z"));
+    await a.live.onPush({ a2: { Email: "s-a2b" } });
+    for (let i = 0; i < 10; i++) await settle();
+    expect(a.list.model.ids).toContain("e9");
+    expect(shown.map((n) => [n.title, n.tag])).toEqual([["New mail (Home)", "e9"]]);
+    vi.unstubAllGlobals();
   });
 });

@@ -6,8 +6,8 @@
 //   single fetch of the reader), the others by their arguments, back-references
 //   (RFC 8620 3.7) resolved first;
 // - recent mail is fetched ahead while online: the first PREFETCH messages of every
-//   mailbox, with their threads and bodies (the service worker keeps their sanitised
-//   HTML pages, only with this on);
+//   mailbox of every account, with their threads and bodies (the service worker keeps
+//   their sanitised HTML pages, only with this on), and the unified Inbox's first page;
 // - without a network, the Session and the calls are answered from what was kept, and a
 //   change to mail (Email/set update or destroy: flags, read, moves, deletion) is queued
 //   in IndexedDB, applied to what was kept, and sent when the network is back, each as
@@ -23,6 +23,9 @@ import type { MailApp } from "./state";
 
 /** Messages kept per mailbox, from the top of its list. */
 export const PREFETCH = 50;
+/** Accounts, and mailboxes of each, fetched ahead at most. */
+const MAX_ACCOUNTS = 20;
+const MAX_MAILBOXES = 200;
 /** Threads asked for in one request while fetching ahead. */
 const BATCH = 10;
 /** How often recent mail is fetched ahead at most. */
@@ -300,9 +303,10 @@ export class Offline implements OfflineSeam {
     this.app.emit();
   }
 
-  /** Fetches ahead, while online, what offline reading needs: each mailbox's first
-   * window and the threads (with bodies) of its first PREFETCH messages. Bounded: each
-   * mailbox once per session. */
+  /** Fetches ahead, while online, what offline reading needs for every account of the
+   * Session: its start-up calls, each mailbox's first window and the threads (with
+   * bodies) of its first PREFETCH messages, and the unified Inbox's first page. Bounded:
+   * MAX_ACCOUNTS accounts, MAX_MAILBOXES mailboxes each, each mailbox once per session. */
   fetchAhead(): Promise<void> {
     this.ahead ??= this.fetchAheadNow().finally(() => {
       this.ahead = null;
@@ -311,57 +315,104 @@ export class Offline implements OfflineSeam {
   }
 
   private async fetchAheadNow(): Promise<void> {
-    const { list, reader, folders, jmap, accountId } = this.app;
-    if (!accountId || navigator.onLine === false) return;
+    if (!this.app.accountId || navigator.onLine === false) return;
     // Once per AHEAD_EVERY_MS across reloads: what arrives in between is kept as the app
     // shows it (every answer goes by `answered`).
     const last = (await this.db.get<number>("kv", "fetched-ahead-at")) ?? 0;
     if (Date.now() - last < AHEAD_EVERY_MS) return;
-    // What the start-up asks first (boot.ts): the probe of optional methods, the
-    // mailboxes and identities, with the same arguments so that they answer it offline.
+    const accounts = this.app.accountIds().slice(0, MAX_ACCOUNTS);
+    for (const acc of accounts) if (!(await this.accountAhead(acc))) return;
+    if (accounts.length > 1 && !(await this.unifiedInboxAhead(accounts))) return;
+    await this.db.put("kv", "fetched-ahead-at", Date.now());
+  }
+
+  /** One account's part of `fetchAheadNow`; false when the network went away. */
+  private async accountAhead(accountId: string): Promise<boolean> {
+    const { list, jmap } = this.app;
+    // What the start-up asks first (boot.ts), with the same arguments so that they answer
+    // it offline: the probe of optional methods (asked for the account the app opens
+    // on, which may be any), the mailboxes and identities.
+    let mailboxes: { id: string; totalEmails?: number }[];
     try {
-      await jmap.send([
+      const r = await jmap.send([
         ...jmap.probeCalls(accountId),
         ["Mailbox/get", { accountId, ids: null }, "mb"],
         ["Identity/get", { accountId }, "ident"],
       ]);
+      const mb = r.find(([n, , id]) => n === "Mailbox/get" && id === "mb")?.[1] as { list?: { id: string; totalEmails?: number }[] } | undefined;
+      mailboxes = mb?.list ?? [];
     } catch {
-      return;
+      return false;
     }
-    for (const mb of folders.mailboxes.slice(0, 200)) {
-      if (this.fetchedAhead.has(mb.id) || mb.totalEmails === 0) continue;
+    for (const mb of mailboxes.slice(0, MAX_MAILBOXES)) {
+      const done = `${accountId}/${mb.id}`;
+      if (this.fetchedAhead.has(done) || mb.totalEmails === 0) continue;
       // The list's own calls for that mailbox, so the keys match what it asks later.
       const saved = { view: list.view, filter: list.filter };
-      list.view = { ...list.view, mailboxId: mb.id, search: "" };
+      list.view = { ...list.view, mailboxId: mb.id, search: "", unified: null };
       list.filter = list.buildFilter();
-      const calls = list.windowCalls(0);
+      const calls = list.windowCalls(0, accountId);
       list.view = saved.view;
       list.filter = saved.filter;
-      let ids: string[];
-      try {
-        const r = await jmap.send(calls);
-        const q = r.find(([n, , id]) => n === "Email/query" && id === "q")?.[1] as { ids?: string[] } | undefined;
-        ids = (q?.ids ?? []).slice(0, PREFETCH);
-      } catch {
-        return;
-      }
-      for (let i = 0; i < ids.length; i += BATCH) {
-        const want = ids.slice(i, i + BATCH);
-        try {
-          const r = await jmap.send(reader.threadCalls(want, accountId));
-          const b = r.find(([, , id]) => id === "b")?.[1] as { list?: { htmlBody?: { type: string; blobId?: string }[] }[] } | undefined;
-          for (const e of b?.list ?? []) {
-            const html = e.htmlBody?.find((p) => p.type === "text/html" && p.blobId);
-            // Through the service worker, which keeps the page (offline reading is on).
-            if (html?.blobId) await fetch(reader.htmlUrl(html.blobId, false), { credentials: "same-origin", headers: { "X-Tidings-Client": "web" } }).catch(() => undefined);
-          }
-        } catch {
-          return;
-        }
-      }
-      this.fetchedAhead.add(mb.id);
+      const ids = await this.idsOf(calls, "q");
+      if (!ids || !(await this.threadsAhead(accountId, ids))) return false;
+      this.fetchedAhead.add(done);
     }
-    await this.db.put("kv", "fetched-ahead-at", Date.now());
+    return true;
+  }
+
+  /** The unified Inbox's first page (its own queries: not threaded, one per account), so
+   * that it opens offline too; the threads are those of each account's Inbox. */
+  private async unifiedInboxAhead(accounts: string[]): Promise<boolean> {
+    const { list } = this.app;
+    const saved = list.view;
+    list.view = { ...list.view, mailboxId: null, search: "", unified: "inbox" };
+    const calls = list.unifiedCalls(
+      list.unifiedAccounts().filter((acc) => accounts.includes(acc)),
+      true,
+    );
+    list.view = saved;
+    if (!calls.length) return true;
+    try {
+      await this.app.jmap.send(calls);
+      return true;
+    } catch {
+      return false;
+    }
+  }
+
+  /** Sends `calls` (kept by `answered`) and returns the first PREFETCH ids of its
+   * Email/query `tag`; null when the network went away. */
+  private async idsOf(calls: Invocation[], tag: string): Promise<string[] | null> {
+    try {
+      const r = await this.app.jmap.send(calls);
+      const q = r.find(([n, , id]) => n === "Email/query" && id === tag)?.[1] as { ids?: string[] } | undefined;
+      return (q?.ids ?? []).slice(0, PREFETCH);
+    } catch {
+      return null;
+    }
+  }
+
+  /** The threads of `ids` with their bodies, BATCH at a time as the reader asks them, and
+   * their sanitised HTML through the service worker; false when the network went away. */
+  private async threadsAhead(accountId: string, ids: string[]): Promise<boolean> {
+    const { jmap, reader } = this.app;
+    for (let i = 0; i < ids.length; i += BATCH) {
+      const want = ids.slice(i, i + BATCH);
+      try {
+        const r = await jmap.send(reader.threadCalls(want, accountId));
+        const b = r.find(([, , id]) => id === "b")?.[1] as { list?: { htmlBody?: { type: string; blobId?: string }[] }[] } | undefined;
+        for (const e of b?.list ?? []) {
+          const html = e.htmlBody?.find((p) => p.type === "text/html" && p.blobId);
+          // Through the service worker, which keeps the page (offline reading is on).
+          if (html?.blobId)
+            await fetch(reader.htmlUrl(html.blobId, false, accountId), { credentials: "same-origin", headers: { "X-Tidings-Client": "web" } }).catch(() => undefined);
+        }
+      } catch {
+        return false;
+      }
+    }
+    return true;
   }
 }
 

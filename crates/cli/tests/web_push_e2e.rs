@@ -9,7 +9,8 @@
 //!   notification with sender and subject.
 //! - Offline: with the network cut in Chromium, the app reloads from its cache, reads a
 //!   message and queues a flag; back online, the flag must reach Dovecot (checked here
-//!   over IMAP).
+//!   over IMAP). A second account (another Dovecot user) is fetched ahead too: offline,
+//!   its Inbox, one of its messages and the unified Inbox open from the cache.
 //!
 //! Needs `web/dist`, `web/node_modules`, `/usr/bin/chromium` and `.venv` with http_ece:
 //! `./scripts/test` provides them.
@@ -25,6 +26,8 @@ use testkit::imap_client::ImapClient;
 use testkit::{Dovecot, DovecotOptions, corpus};
 
 const USER: &str = "alice@example.org";
+/// The login of alice's second account.
+const HOME: &str = "bob@example.org";
 
 fn repo() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..")
@@ -79,6 +82,11 @@ fn web_push_and_offline_in_headless_chromium() -> Result<()> {
     }
     let dovecot = Dovecot::start(DovecotOptions::default())?;
     dovecot.add_user(USER, "imap-pw")?;
+    dovecot.add_user(HOME, "imap-pw")?;
+    dovecot.deliver(
+        HOME,
+        &corpus::message("mum@example.org", HOME, "Family dinner", "bring dessert"),
+    )?;
     let msg = |from: &str, subject: &str, body: &str| corpus::message(from, USER, subject, body);
     dovecot.deliver(
         USER,
@@ -115,9 +123,12 @@ fn web_push_and_offline_in_headless_chromium() -> Result<()> {
              push_subscription_allow_http = true\npush_subscription_allow_private = true\n\
              [[user]]\nname = \"alice\"\npassword = \"pw\"\n\
              [[account]]\nuser = \"alice\"\nname = \"mail\"\nkind = \"imap\"\nhost = \"127.0.0.1\"\n\
-             port = {}\nsecurity = \"none\"\nusername = \"{USER}\"\npassword = \"imap-pw\"\n",
+             port = {}\nsecurity = \"none\"\nusername = \"{USER}\"\npassword = \"imap-pw\"\n\
+             [[account]]\nuser = \"alice\"\nname = \"Home\"\nkind = \"imap\"\nhost = \"127.0.0.1\"\n\
+             port = {}\nsecurity = \"none\"\nusername = \"{HOME}\"\npassword = \"imap-pw\"\n",
             dir.path().join("data").display(),
             dir.path().join("key/k").display(),
+            dovecot.imap_port(),
             dovecot.imap_port(),
         ),
     )?;

@@ -128,9 +128,9 @@ export class ListWindow {
     return mailboxId ? { inMailbox: mailboxId } : null;
   }
 
-  queryArgs(): Record<string, unknown> {
+  queryArgs(accountId = this.app.accountId): Record<string, unknown> {
     return {
-      accountId: this.app.accountId,
+      accountId,
       filter: this.filter,
       sort: [{ property: "receivedAt", isAscending: false }],
       collapseThreads: this.view.collapseThreads,
@@ -185,15 +185,17 @@ export class ListWindow {
     if (this.accountOf.size > this.cache.size * 2) for (const id of this.accountOf.keys()) if (!this.cache.has(id)) this.accountOf.delete(id);
   }
 
-  windowCalls(position: number): Invocation[] {
+  /** The calls reading one window of the view (of `accountId`'s mailbox: offline
+   * reading fetches every account's ahead with the keys the list asks later). */
+  windowCalls(position: number, accountId = this.app.accountId): Invocation[] {
     const calls: Invocation[] = [
-      ["Email/query", { ...this.queryArgs(), position, limit: PAGE, calculateTotal: true }, "q"],
-      ["Email/get", { accountId: this.app.accountId, "#ids": { resultOf: "q", name: "Email/query", path: "/ids" }, properties: LIST_PROPS }, "g"],
+      ["Email/query", { ...this.queryArgs(accountId), position, limit: PAGE, calculateTotal: true }, "q"],
+      ["Email/get", { accountId, "#ids": { resultOf: "q", name: "Email/query", path: "/ids" }, properties: LIST_PROPS }, "g"],
     ];
     if (this.view.collapseThreads)
-      calls.push(["Thread/get", { accountId: this.app.accountId, "#ids": { resultOf: "g", name: "Email/get", path: "/list/*/threadId" } }, "t"]);
+      calls.push(["Thread/get", { accountId, "#ids": { resultOf: "g", name: "Email/get", path: "/list/*/threadId" } }, "t"]);
     if (this.view.search.trim() && this.filter)
-      calls.push(["SearchSnippet/get", { accountId: this.app.accountId, filter: this.filter, "#emailIds": { resultOf: "q", name: "Email/query", path: "/ids" } }, "s"]);
+      calls.push(["SearchSnippet/get", { accountId, filter: this.filter, "#emailIds": { resultOf: "q", name: "Email/query", path: "/ids" } }, "s"]);
     return calls;
   }
 
@@ -279,11 +281,11 @@ export class ListWindow {
   }
 
   /** The calls reading the next page of `accounts` in a unified view: one Email/query and
-   * one Email/get per account, in one request. */
-  unifiedCalls(accounts: Id[]): Invocation[] {
+   * one Email/get per account, in one request (`fromStart`: their first pages). */
+  unifiedCalls(accounts: Id[], fromStart = false): Invocation[] {
     const calls: Invocation[] = [];
     for (const [i, acc] of accounts.entries()) {
-      const position = this.parts.get(acc)?.emails.length ?? 0;
+      const position = fromStart ? 0 : (this.parts.get(acc)?.emails.length ?? 0);
       calls.push(
         ["Email/query", { ...this.unifiedQuery(acc), position, limit: PAGE, calculateTotal: true }, `q${i}`],
         ["Email/get", { accountId: acc, "#ids": { resultOf: `q${i}`, name: "Email/query", path: "/ids" }, properties: LIST_PROPS }, `g${i}`],

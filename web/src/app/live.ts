@@ -74,13 +74,13 @@ export class Live {
     }
     try {
       const r = await this.app.jmap.request(calls);
-      const created = accounts.flatMap((acc, i) => {
+      const created = accounts.map((acc, i): [Id, Email[]] => {
         const g = r.get(`g${i}`, "Email/get");
         const had = new Set(this.app.list.parts.get(acc)?.emails.map((e) => e.id));
-        return g && !(g instanceof MethodError) ? g.list.filter((e) => !had.has(e.id)) : [];
+        return [acc, g && !(g instanceof MethodError) ? g.list.filter((e) => !had.has(e.id)) : []];
       });
       if (this.app.list.applyUnified(r, key, accounts, true)) {
-        if (this.app.list.view.unified === "inbox") this.app.notifications.notifyNew(created);
+        if (this.app.list.view.unified === "inbox") for (const [acc, list] of created) this.app.notifications.notifyNew(acc, list);
         this.app.emit();
       }
     } catch (e) {
@@ -105,6 +105,7 @@ export class Live {
    * have changed). */
   async onPush(c: TypeStates | null): Promise<void> {
     this.others(c);
+    void this.app.notifications.onPush(c).catch(() => undefined);
     const sentFrom = this.app.sending.account || this.app.accountId;
     if (this.app.sending.outgoing && !settled(this.app.sending.outgoing) && (!c || c[sentFrom]?.EmailSubmission !== undefined)) void this.app.sending.check();
     await this.schedule(this.wanted(c));
@@ -250,7 +251,7 @@ export class Live {
       if (!mine.has(e.id)) this.app.list.cache.set(e.id, e);
     }
     for (const id of destroyed) this.app.list.cache.delete(id);
-    this.app.notifications.notifyNew(changed.filter((e) => created.includes(e.id)));
+    this.app.notifications.notifyNew(acc, changed.filter((e) => created.includes(e.id)));
     for (const t of newThreads) if (this.app.list.threadSizes.has(t)) this.app.list.threadSizes.set(t, (this.app.list.threadSizes.get(t) ?? 0) + 1);
     this.emailState = since;
 

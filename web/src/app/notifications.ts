@@ -7,8 +7,8 @@
 //   own PushSubscription (RFC 8620 7.2), and the service worker (web/src/sw.ts) answers
 //   the verification and shows what arrives. Turning notifications off destroys it.
 
-import { MethodError, WEBPUSH_VAPID } from "../jmap";
-import type { Email, Id } from "../jmap-types";
+import { type Invocation, MethodError, WEBPUSH_VAPID } from "../jmap";
+import type { Email, Id, TypeStates } from "../jmap-types";
 import { Db, PUSH_DB } from "../offline-db";
 import type { MailApp } from "../state";
 import { readPref, writePref } from "./prefs";
@@ -66,6 +66,11 @@ export class Notifications {
   /** Why they do not, when the user turned them on. */
   pushProblem = "";
 
+  /** The Email state of each account as far as its new mail was told (`onPush`). */
+  private states = new Map<Id, string>();
+  /** `{account}/{email}` of what was told already. */
+  private told = new Set<string>();
+
   constructor(private app: MailApp) {}
 
   async set(on: boolean): Promise<void> {
@@ -82,6 +87,7 @@ export class Notifications {
     } catch (e) {
       this.pushProblem = e instanceof Error ? e.message : String(e);
     }
+    await this.prime().catch(() => undefined);
     this.app.emit();
   }
 
@@ -89,15 +95,16 @@ export class Notifications {
    * screen is up, renews an old push subscription and opens the message a notification
    * was clicked for. */
   async start(route: { accountId: Id; emailId: Id } | null): Promise<void> {
-    if (route && route.accountId === this.app.accountId) await this.app.reader.openThread(route.emailId);
+    if (route) await this.openRoute(route);
     window.addEventListener("hashchange", () => {
       const r = messageRoute(location.hash);
-      if (r && r.accountId === this.app.accountId) void this.app.reader.openThread(r.emailId);
+      if (r) void this.openRoute(r);
     });
+    void this.prime().catch(() => undefined);
     if (typeof navigator === "undefined" || !("serviceWorker" in navigator)) return;
     navigator.serviceWorker.addEventListener("message", (e: MessageEvent<{ type?: string; route?: string }>) => {
       const r = e.data?.type === "tidings:open" && e.data.route ? messageRoute(e.data.route) : null;
-      if (r && r.accountId === this.app.accountId) void this.app.reader.openThread(r.emailId);
+      if (r) void this.openRoute(r);
     });
     try {
       await navigator.serviceWorker.register("/sw.js", { scope: "/" });
@@ -208,14 +215,105 @@ export class Notifications {
     this.app.jmap.offline = null;
   }
 
-  notifyNew(created: Email[]): void {
-    const inbox = this.app.folders.byRole("inbox")?.id;
-    // With Web Push on, the service worker shows them (once, tab open or not).
-    if (!this.on || this.push || !inbox || typeof Notification === "undefined" || Notification.permission !== "granted") return;
+  /** Opens the message of a `#/message/{account}/{email}` route: another account's in
+   * its Inbox (which makes it the current account), unless a unified view shows it. */
+  async openRoute(r: { accountId: Id; emailId: Id }): Promise<void> {
+    if (!this.app.accountIds().includes(r.accountId)) return;
+    if (r.accountId !== this.app.accountId && !this.app.list.view.unified) {
+      const inbox = this.app.folders.byRole("inbox", r.accountId)?.id;
+      if (inbox) await this.app.list.selectMailbox(inbox, r.accountId);
+    }
+    this.app.list.accountOf.set(r.emailId, r.accountId);
+    await this.app.reader.openThread(r.emailId);
+  }
+
+  /** Whether the page itself shows notifications (with Web Push the service worker
+   * does, once, tab open or not). */
+  private shows(): boolean {
+    return this.on && !this.push && typeof Notification !== "undefined" && Notification.permission === "granted";
+  }
+
+  /** The accounts whose new mail no list refresh brings: the list reads the current
+   * account's changes, the unified Inbox those of its accounts. */
+  private unwatched(): Id[] {
+    const { list, accountId } = this.app;
+    if (list.view.unified === "inbox") return [];
+    return this.app.accountIds().filter((a) => list.view.unified || a !== accountId);
+  }
+
+  /** Reads the Email state of the accounts `onPush` follows, so that the first new
+   * message after the page opened is told too. */
+  async prime(): Promise<void> {
+    if (!this.shows()) return;
+    const accounts = this.app.accountIds().filter((a) => !this.states.has(a));
+    if (!accounts.length) return;
+    const r = await this.app.jmap.request(accounts.map((accountId, i): Invocation => ["Email/get", { accountId, ids: [] }, `s${i}`]));
+    for (const [i, acc] of accounts.entries()) {
+      const g = r.get(`s${i}`, "Email/get");
+      if (g && !(g instanceof MethodError) && !this.states.has(acc)) this.states.set(acc, g.state);
+    }
+  }
+
+  /** What a push says of Emails in accounts no list follows now (`unwatched`): their
+   * new Emails since the state held (RFC 8620 5.2 /changes), told when unread in their
+   * Inbox. While the page is seen only the state moves on: the user sees the counts. */
+  async onPush(c: TypeStates | null): Promise<void> {
+    if (!this.shows()) return;
+    const hidden = typeof document !== "undefined" && document.hidden;
+    const moved = this.unwatched().filter((a) => {
+      const t = c?.[a];
+      return !c || (!!t && (t.Email !== undefined ? t.Email !== this.states.get(a) : t.EmailDelivery !== undefined));
+    });
+    const read: Id[] = [];
+    for (const acc of moved.slice(0, 20)) {
+      const pushed = c?.[acc]?.Email;
+      if (this.states.has(acc) && (hidden || !pushed)) read.push(acc);
+      else if (pushed) this.states.set(acc, pushed);
+    }
+    if (moved.some((a) => !this.states.has(a))) await this.prime();
+    if (!read.length) return;
+    // One request for all of them: each account's changes and its new Emails.
+    const r = await this.app.jmap.request(
+      read.flatMap((accountId, i): Invocation[] => [
+        ["Email/changes", { accountId, sinceState: this.states.get(accountId), maxChanges: 50 }, `c${i}`],
+        ["Email/get", { accountId, "#ids": { resultOf: `c${i}`, name: "Email/changes", path: "/created" }, properties: ["mailboxIds", "keywords", "from", "subject"] }, `g${i}`],
+      ]),
+    );
+    for (const [i, acc] of read.entries()) {
+      const ch = r.get(`c${i}`, "Email/changes");
+      const g = r.get(`g${i}`, "Email/get");
+      // Too far behind to follow (or refused): start again from now, telling nothing.
+      if (!ch || ch instanceof MethodError) {
+        this.states.delete(acc);
+        continue;
+      }
+      this.states.set(acc, ch.newState);
+      if (g && !(g instanceof MethodError)) this.notifyNew(acc, g.list);
+    }
+    if (read.some((a) => !this.states.has(a))) await this.prime();
+  }
+
+  /** Tells new unread Emails of `accountId`'s Inbox, each once (the unified view and
+   * the account's own list may both bring it), named after the account when there are
+   * several; a click opens the message. */
+  notifyNew(accountId: Id, created: Email[]): void {
+    const inbox = this.app.folders.byRole("inbox", accountId)?.id;
+    if (!this.shows() || !inbox) return;
+    const fresh = created.filter((x) => x.mailboxIds[inbox] && !x.keywords.$seen && !this.told.has(`${accountId}/${x.id}`));
+    for (const e of fresh) this.told.add(`${accountId}/${e.id}`);
+    // Bounded: the oldest told go first.
+    for (const k of [...this.told].slice(0, Math.max(0, this.told.size - 1000))) this.told.delete(k);
     if (typeof document !== "undefined" && !document.hidden) return;
-    for (const e of created.filter((x) => x.mailboxIds[inbox] && !x.keywords.$seen).slice(0, 3)) {
+    const several = this.app.accountIds().length > 1;
+    for (const e of fresh.slice(0, 3)) {
       const from = e.from?.[0];
-      new Notification(from?.name || from?.email || "New mail", { body: e.subject ?? "", tag: e.id });
+      const title = from?.name || from?.email || "New mail";
+      const n = new Notification(several ? `${title} (${this.app.accountName(accountId)})` : title, { body: e.subject ?? "", tag: e.id });
+      n.onclick = () => {
+        window.focus();
+        location.hash = `#/message/${encodeURIComponent(accountId)}/${encodeURIComponent(e.id)}`;
+        n.close();
+      };
     }
   }
 }
