@@ -12,14 +12,12 @@
 //!
 //! Needs `web/dist` (embedded at compile time), `web/node_modules` and `/usr/bin/chromium`.
 
-use anyhow::{Context, Result, bail};
-use std::io::{BufRead, BufReader, Write};
-use std::path::PathBuf;
-use std::process::{Command, Stdio};
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::{Duration, Instant};
+mod web_support;
+
+use anyhow::{Result, bail};
+use std::time::Duration;
 use testkit::{Dovecot, DovecotOptions, Smtp, corpus};
+use web_support::{Serve, artifacts, os, prerequisites, run_script};
 
 const WORK: &str = "alice@example.org";
 const HOME: &str = "bob@example.org";
@@ -30,36 +28,6 @@ const EXTRA: &str = "carol@example.org";
 const MAIL_PASSWORD: &str = "imap-pw";
 /// The whole browser run.
 const LIMIT: Duration = Duration::from_secs(300);
-
-fn free_port() -> Result<u16> {
-    Ok(std::net::TcpListener::bind("127.0.0.1:0")?
-        .local_addr()?
-        .port())
-}
-
-fn web_dir() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../web")
-}
-
-fn chromium() -> PathBuf {
-    std::env::var_os("CHROMIUM")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from("/usr/bin/chromium"))
-}
-
-fn prerequisites() -> Result<()> {
-    let web = web_dir();
-    if !web.join("dist/index.html").exists() || !web.join("node_modules/playwright-core").exists() {
-        bail!("web/dist or web/node_modules is missing: run `npm ci && npm run build` in web/");
-    }
-    if !chromium().exists() {
-        bail!(
-            "{} is missing: install Debian's chromium",
-            chromium().display()
-        );
-    }
-    Ok(())
-}
 
 /// One `[[account]]` of alice's on the private Dovecot, sending through Postfix.
 fn account(name: &str, login: &str, dovecot: &Dovecot, smtp: &Smtp) -> String {
@@ -76,7 +44,7 @@ fn account(name: &str, login: &str, dovecot: &Dovecot, smtp: &Smtp) -> String {
 
 #[test]
 fn several_accounts_in_headless_chromium() -> Result<()> {
-    prerequisites()?;
+    prerequisites(&["playwright-core"])?;
     let dovecot = Dovecot::start(DovecotOptions::default())?;
     for u in [WORK, HOME, PLAIN, EXTRA] {
         dovecot.add_user(u, MAIL_PASSWORD)?;
@@ -87,106 +55,42 @@ fn several_accounts_in_headless_chromium() -> Result<()> {
     dovecot.deliver(PLAIN, &msg(PLAIN, "erin@example.org", "Plain hello"))?;
     dovecot.deliver(EXTRA, &msg(EXTRA, "fred@example.org", "Extra news"))?;
     let smtp = Smtp::start(&dovecot)?;
-    let dir = tempfile::tempdir()?;
-    let port = free_port()?;
-    let config = dir.path().join("t.toml");
-    std::fs::write(
-        &config,
-        format!(
-            "listen = \"127.0.0.1:{port}\"\ndata_dir = \"{}\"\nkey_file = \"{}\"\n\
-             setup_ca_file = \"{}\"\n\
-             [[user]]\nname = \"alice\"\npassword = \"pw\"\n{}{}{}",
-            dir.path().join("data").display(),
-            dir.path().join("key/k").display(),
-            dovecot.ca_file().display(),
-            account("Work", WORK, &dovecot, &smtp),
-            account("Home", HOME, &dovecot, &smtp),
-            account("Plain", PLAIN, &dovecot, &smtp),
-        ),
-    )?;
-    let log_path = dir.path().join("serve.log");
-    let mut serve = Command::new(env!("CARGO_BIN_EXE_tidings"))
-        .args(["serve", "--config"])
-        .arg(&config)
-        .env(
-            "RUST_LOG",
-            std::env::var("WEB_E2E_LOG").unwrap_or_else(|_| "warn".into()),
-        )
-        .stdout(Stdio::null())
-        .stderr(Stdio::from(std::fs::File::create(&log_path)?))
-        .spawn()?;
-    let artifacts = std::env::var_os("CARGO_TARGET_DIR")
-        .map(|t| PathBuf::from(t).join("web-accounts-e2e"))
-        .unwrap_or_else(|| web_dir().join("test-results"));
-    let mut node = Command::new("node")
-        .arg("e2e/accounts-multi.mjs")
-        .current_dir(web_dir())
-        .env("TIDINGS_URL", format!("http://127.0.0.1:{port}"))
-        .env("TIDINGS_USER", "alice")
-        .env("TIDINGS_PASSWORD", "pw")
-        .env("EXTRA_USER", EXTRA)
-        .env("MAIL_PASSWORD", MAIL_PASSWORD)
-        .env("IMAPS_PORT", dovecot.imaps_port().to_string())
-        .env("SMTPS_PORT", smtp.submissions_port().to_string())
-        .env("CHROMIUM", chromium())
-        .env("ARTIFACTS", &artifacts)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .context("starting node")?;
-    let pid = node.id();
-    // A watchdog: the whole browser run is bounded.
-    let finished = Arc::new(AtomicBool::new(false));
-    let watchdog = {
-        let finished = finished.clone();
-        std::thread::spawn(move || {
-            let start = Instant::now();
-            while !finished.load(Ordering::Relaxed) {
-                if start.elapsed() > LIMIT {
-                    let _ = Command::new("kill").arg(pid.to_string()).status();
-                    return true;
+    let serve = Serve::start(&format!(
+        "setup_ca_file = \"{}\"\n\
+         [[user]]\nname = \"alice\"\npassword = \"pw\"\n{}{}{}",
+        dovecot.ca_file().display(),
+        account("Work", WORK, &dovecot, &smtp),
+        account("Home", HOME, &dovecot, &smtp),
+        account("Plain", PLAIN, &dovecot, &smtp),
+    ))?;
+    let artifacts = artifacts("web-accounts-e2e");
+    let outcome = run_script(
+        "accounts-multi.mjs",
+        &[
+            ("TIDINGS_URL", serve.url().into()),
+            ("TIDINGS_USER", "alice".into()),
+            ("TIDINGS_PASSWORD", "pw".into()),
+            ("EXTRA_USER", EXTRA.into()),
+            ("MAIL_PASSWORD", MAIL_PASSWORD.into()),
+            ("IMAPS_PORT", dovecot.imaps_port().to_string().into()),
+            ("SMTPS_PORT", smtp.submissions_port().to_string().into()),
+            ("ARTIFACTS", os(&artifacts)),
+        ],
+        LIMIT,
+        |line| {
+            let mut parts = line.splitn(3, ' ');
+            match (parts.next(), parts.next(), parts.next()) {
+                (Some("DELIVER"), Some(to), Some(subject)) if [WORK, HOME].contains(&to) => {
+                    dovecot.deliver(to, &msg(to, "gina@example.org", subject))
                 }
-                std::thread::sleep(Duration::from_millis(100));
+                _ => bail!("unexpected line from the e2e script: {line}"),
             }
-            false
-        })
-    };
-    let mut stdin = node.stdin.take().context("node stdin")?;
-    let stdout = BufReader::new(node.stdout.take().context("node stdout")?);
-    let mut done = false;
-    let mut outcome: Result<()> = Ok(());
-    for line in stdout.lines() {
-        let line = line?;
-        let mut parts = line.splitn(3, ' ');
-        match (parts.next(), parts.next(), parts.next()) {
-            (Some("DELIVER"), Some(to), Some(subject)) if [WORK, HOME].contains(&to) => {
-                dovecot.deliver(to, &msg(to, "gina@example.org", subject))?;
-                writeln!(stdin, "OK")?;
-            }
-            (Some("DONE"), _, _) => done = true,
-            _ => {
-                outcome = Err(anyhow::anyhow!(
-                    "unexpected line from the e2e script: {line}"
-                ));
-                writeln!(stdin, "NO")?;
-            }
-        }
-    }
-    let status = node.wait()?;
-    finished.store(true, Ordering::Relaxed);
-    let killed = watchdog.join().unwrap_or(false);
-    let _ = serve.kill();
-    let _ = serve.wait();
-    let server_log = std::fs::read_to_string(&log_path).unwrap_or_default();
-    outcome?;
-    if killed {
-        bail!("the browser run took longer than {} s", LIMIT.as_secs());
-    }
-    if !status.success() || !done {
-        bail!(
-            "the browser checks failed (see [accounts-multi] lines above); server log:\n{server_log}"
-        );
+        },
+    );
+    let server_log = serve.log();
+    drop(serve);
+    if let Err(e) = outcome {
+        bail!("{e:#} ([accounts-multi] lines above); server log:\n{server_log}");
     }
     if server_log.contains(MAIL_PASSWORD) {
         bail!("a password is in the server log");

@@ -6,33 +6,16 @@
 //! Needs `web/dist` (the built client, embedded at compile time), `web/node_modules` and
 //! `/usr/bin/chromium`: `./scripts/test` provides all three.
 
+mod web_support;
+
 use anyhow::{Context, Result, bail};
-use std::io::{BufRead, BufReader, Write};
-use std::path::PathBuf;
 use std::process::{Command, Stdio};
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 use testkit::imap_client::ImapClient;
 use testkit::{Dovecot, DovecotOptions, Smtp, corpus};
+use web_support::{Serve, artifacts, chromium, os, prerequisites, run_script};
 
 const USER: &str = "alice@example.org";
-
-fn free_port() -> Result<u16> {
-    Ok(std::net::TcpListener::bind("127.0.0.1:0")?
-        .local_addr()?
-        .port())
-}
-
-fn web_dir() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../web")
-}
-
-fn chromium() -> PathBuf {
-    std::env::var_os("CHROMIUM")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from("/usr/bin/chromium"))
-}
 
 /// A 1×1 PNG, so that the inline preview has a real image to decode.
 const PNG_B64: &str = "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mNk+M9QDwADhgGAWjR9awAAAABJRU5ErkJggg==";
@@ -69,19 +52,7 @@ fn hostile_message(tracker: &str) -> Vec<u8> {
 
 #[test]
 fn web_client_in_headless_chromium() -> Result<()> {
-    let web = web_dir();
-    if !web.join("dist/index.html").exists() {
-        bail!("web/dist is missing: run `npm ci && npm run build` in web/ (./scripts/test does)");
-    }
-    if !web.join("node_modules/playwright-core").exists() {
-        bail!("web/node_modules is missing: run `npm ci` in web/ (./scripts/test does)");
-    }
-    if !chromium().exists() {
-        bail!(
-            "{} is missing: install Debian's chromium (./scripts/test does)",
-            chromium().display()
-        );
-    }
+    prerequisites(&["playwright-core"])?;
     let dovecot = Dovecot::start(DovecotOptions::default())?;
     dovecot.add_user(USER, "imap-pw")?;
     let msg = |from: &str, subject: &str, body: &str| corpus::message(from, USER, subject, body);
@@ -109,145 +80,80 @@ fn web_client_in_headless_chromium() -> Result<()> {
 
     // Sending goes through the testkit's Postfix, which delivers back into Dovecot.
     let smtp = Smtp::start(&dovecot)?;
-    let dir = tempfile::tempdir()?;
-    let port = free_port()?;
-    let config = dir.path().join("t.toml");
-    std::fs::write(
-        &config,
-        format!(
-            "listen = \"127.0.0.1:{port}\"\ndata_dir = \"{}\"\nkey_file = \"{}\"\n\
-             [[user]]\nname = \"alice\"\npassword = \"pw\"\n\
-             [[account]]\nuser = \"alice\"\nname = \"mail\"\nkind = \"imap\"\nhost = \"127.0.0.1\"\n\
-             port = {}\nsecurity = \"tls\"\nusername = \"{USER}\"\npassword = \"imap-pw\"\n\
-             ca_file = \"{}\"\n\
-             [account.smtp]\nhost = \"127.0.0.1\"\nport = {}\nsecurity = \"tls\"\n\
-             [[user]]\nname = \"bob\"\npassword = \"pw2\"\n\
-             [[account]]\nuser = \"bob\"\nname = \"nosmtp\"\nkind = \"imap\"\n\
-             host = \"127.0.0.1\"\nport = {}\nsecurity = \"tls\"\nusername = \"{USER}\"\n\
-             password = \"imap-pw\"\nca_file = \"{}\"\n",
-            dir.path().join("data").display(),
-            dir.path().join("key/k").display(),
-            dovecot.imaps_port(),
-            dovecot.ca_file().display(),
-            smtp.submissions_port(),
-            // The demo's case: an account without [account.smtp] (a second user, on
-            // the same mailbox).
-            dovecot.imaps_port(),
-            dovecot.ca_file().display(),
-        ),
-    )?;
-    let log = std::fs::File::create(dir.path().join("serve.log"))?;
-    let mut serve = Command::new(env!("CARGO_BIN_EXE_tidings"))
-        .args(["serve", "--config"])
-        .arg(&config)
-        .env(
-            "RUST_LOG",
-            std::env::var("WEB_E2E_LOG").unwrap_or_else(|_| "warn".into()),
-        )
-        .stdout(Stdio::null())
-        .stderr(Stdio::from(log))
-        .spawn()?;
-    let artifacts = std::env::var_os("CARGO_TARGET_DIR")
-        .map(|t| PathBuf::from(t).join("web-e2e"))
-        .unwrap_or_else(|| web.join("test-results"));
-    let mut node = Command::new("node")
-        .arg("e2e/run.mjs")
-        .current_dir(&web)
-        .env("TIDINGS_URL", format!("http://127.0.0.1:{port}"))
-        .env("TIDINGS_USER", "alice")
-        .env("TIDINGS_PASSWORD", "pw")
-        .env("TIDINGS_NOSMTP_USER", "bob")
-        .env("TIDINGS_NOSMTP_PASSWORD", "pw2")
-        .env("CHROMIUM", chromium())
-        .env("ARTIFACTS", &artifacts)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .context("starting node")?;
-    let pid = node.id();
-    // A watchdog: the whole browser run is bounded.
-    let finished = Arc::new(AtomicBool::new(false));
-    let watchdog = {
-        let finished = finished.clone();
-        std::thread::spawn(move || {
-            let start = Instant::now();
-            while !finished.load(Ordering::Relaxed) {
-                if start.elapsed() > Duration::from_secs(300) {
-                    let _ = Command::new("kill").arg(pid.to_string()).status();
-                    return true;
+    let serve = Serve::start(&format!(
+        "[[user]]\nname = \"alice\"\npassword = \"pw\"\n\
+         [[account]]\nuser = \"alice\"\nname = \"mail\"\nkind = \"imap\"\nhost = \"127.0.0.1\"\n\
+         port = {}\nsecurity = \"tls\"\nusername = \"{USER}\"\npassword = \"imap-pw\"\n\
+         ca_file = \"{}\"\n\
+         [account.smtp]\nhost = \"127.0.0.1\"\nport = {}\nsecurity = \"tls\"\n\
+         [[user]]\nname = \"bob\"\npassword = \"pw2\"\n\
+         [[account]]\nuser = \"bob\"\nname = \"nosmtp\"\nkind = \"imap\"\n\
+         host = \"127.0.0.1\"\nport = {}\nsecurity = \"tls\"\nusername = \"{USER}\"\n\
+         password = \"imap-pw\"\nca_file = \"{}\"\n",
+        dovecot.imaps_port(),
+        dovecot.ca_file().display(),
+        smtp.submissions_port(),
+        // The demo's case: an account without [account.smtp] (a second user, on the same
+        // mailbox).
+        dovecot.imaps_port(),
+        dovecot.ca_file().display(),
+    ))?;
+    let artifacts = artifacts("web-e2e");
+    let outcome = run_script(
+        "run.mjs",
+        &[
+            ("TIDINGS_URL", serve.url().into()),
+            ("TIDINGS_USER", "alice".into()),
+            ("TIDINGS_PASSWORD", "pw".into()),
+            ("TIDINGS_NOSMTP_USER", "bob".into()),
+            ("TIDINGS_NOSMTP_PASSWORD", "pw2".into()),
+            ("ARTIFACTS", os(&artifacts)),
+        ],
+        Duration::from_secs(300),
+        |line| {
+            let mut parts = line.split_whitespace();
+            match (parts.next(), parts.next(), parts.next()) {
+                (Some("DELIVER"), Some("hostile"), Some(tracker)) => {
+                    dovecot.deliver(USER, &hostile_message(tracker))?;
+                    Ok(())
                 }
-                std::thread::sleep(Duration::from_millis(100));
+                (Some("DELIVER"), Some("live"), n) => {
+                    let subject = format!("Live delivery {}", n.unwrap_or("1"));
+                    dovecot.deliver(USER, &msg("erin@example.org", &subject, "just arrived"))?;
+                    Ok(())
+                }
+                (Some("DELIVER"), Some("imap-changes"), _) => {
+                    // Another device: reads the third message (Invoice 2042), files the second
+                    // (Invoice 2041) away.
+                    let mut c = ImapClient::login(dovecot.imap_port(), USER, "imap-pw")?;
+                    c.select("INBOX")?;
+                    let uids = c.uids()?;
+                    let (Some(second), Some(third)) = (uids.get(1), uids.get(2)) else {
+                        bail!("INBOX has fewer than three messages: {uids:?}");
+                    };
+                    c.store_flags(&third.to_string(), "+FLAGS", &["\\Seen"])?;
+                    c.move_uids(&second.to_string(), "Archive")?;
+                    c.logout()?;
+                    Ok(())
+                }
+                (Some("DELIVER"), Some("imap-flag"), Some(on)) => {
+                    // Another device flags (or unflags) the first message, Quarterly report.
+                    let mut c = ImapClient::login(dovecot.imap_port(), USER, "imap-pw")?;
+                    c.select("INBOX")?;
+                    let Some(first) = c.uids()?.first().copied() else {
+                        bail!("INBOX is empty");
+                    };
+                    let op = if on == "on" { "+FLAGS" } else { "-FLAGS" };
+                    c.store_flags(&first.to_string(), op, &["\\Flagged"])?;
+                    c.logout()?;
+                    Ok(())
+                }
+                _ => bail!("unexpected line from the e2e script: {line}"),
             }
-            false
-        })
-    };
-    let mut stdin = node.stdin.take().context("node stdin")?;
-    let stdout = BufReader::new(node.stdout.take().context("node stdout")?);
-    let mut done = false;
-    let mut outcome: Result<()> = Ok(());
-    for line in stdout.lines() {
-        let line = line?;
-        let mut parts = line.split_whitespace();
-        match (parts.next(), parts.next(), parts.next()) {
-            (Some("DELIVER"), Some("hostile"), Some(tracker)) => {
-                dovecot.deliver(USER, &hostile_message(tracker))?;
-                writeln!(stdin, "OK")?;
-            }
-            (Some("DELIVER"), Some("live"), n) => {
-                let subject = format!("Live delivery {}", n.unwrap_or("1"));
-                dovecot.deliver(USER, &msg("erin@example.org", &subject, "just arrived"))?;
-                writeln!(stdin, "OK")?;
-            }
-            (Some("DELIVER"), Some("imap-changes"), _) => {
-                // Another device: reads the third message (Invoice 2042), files the second
-                // (Invoice 2041) away.
-                let mut c = ImapClient::login(dovecot.imap_port(), USER, "imap-pw")?;
-                c.select("INBOX")?;
-                let uids = c.uids()?;
-                let (Some(second), Some(third)) = (uids.get(1), uids.get(2)) else {
-                    bail!("INBOX has fewer than three messages: {uids:?}");
-                };
-                c.store_flags(&third.to_string(), "+FLAGS", &["\\Seen"])?;
-                c.move_uids(&second.to_string(), "Archive")?;
-                c.logout()?;
-                writeln!(stdin, "OK")?;
-            }
-            (Some("DELIVER"), Some("imap-flag"), Some(on)) => {
-                // Another device flags (or unflags) the first message, Quarterly report.
-                let mut c = ImapClient::login(dovecot.imap_port(), USER, "imap-pw")?;
-                c.select("INBOX")?;
-                let Some(first) = c.uids()?.first().copied() else {
-                    bail!("INBOX is empty");
-                };
-                let op = if on == "on" { "+FLAGS" } else { "-FLAGS" };
-                c.store_flags(&first.to_string(), op, &["\\Flagged"])?;
-                c.logout()?;
-                writeln!(stdin, "OK")?;
-            }
-            (Some("DONE"), _, _) => done = true,
-            _ => {
-                outcome = Err(anyhow::anyhow!(
-                    "unexpected line from the e2e script: {line}"
-                ));
-                writeln!(stdin, "NO")?;
-            }
-        }
-    }
-    let status = node.wait()?;
-    finished.store(true, Ordering::Relaxed);
-    let killed = watchdog.join().unwrap_or(false);
-    let _ = serve.kill();
-    let _ = serve.wait();
-    outcome?;
-    if killed {
-        bail!("the browser run took longer than 300 s");
-    }
-    if !status.success() || !done {
-        bail!(
-            "the browser checks failed (see [e2e] lines above); server log:\n{}",
-            std::fs::read_to_string(dir.path().join("serve.log")).unwrap_or_default()
-        );
+        },
+    );
+    if let Err(e) = outcome {
+        bail!("{e:#} ([e2e] lines above); server log:\n{}", serve.log());
     }
     eprintln!("screenshots in {}", artifacts.display());
     Ok(())
@@ -259,16 +165,7 @@ fn web_client_in_headless_chromium() -> Result<()> {
 /// `web/e2e/run.mjs`, a self-contained step with its own browser and sign-in).
 #[test]
 fn web_client_opens_a_message_not_fetched_yet() -> Result<()> {
-    let web = web_dir();
-    if !web.join("dist/index.html").exists() || !web.join("node_modules/playwright-core").exists() {
-        bail!("web/dist or web/node_modules is missing: run `npm ci && npm run build` in web/");
-    }
-    if !chromium().exists() {
-        bail!(
-            "{} is missing: install Debian's chromium",
-            chromium().display()
-        );
-    }
+    prerequisites(&["playwright-core"])?;
     let dovecot = Dovecot::start(DovecotOptions::default())?;
     dovecot.add_user(USER, "imap-pw")?;
     dovecot.deliver(
@@ -280,36 +177,19 @@ fn web_client_opens_a_message_not_fetched_yet() -> Result<()> {
             "This body is fetched when opened.",
         ),
     )?;
-    let dir = tempfile::tempdir()?;
-    let port = free_port()?;
-    let config = dir.path().join("t.toml");
-    std::fs::write(
-        &config,
-        format!(
-            "listen = \"127.0.0.1:{port}\"\ndata_dir = \"{}\"\nkey_file = \"{}\"\n\
-             imap_background_bodies = false\n\
-             [[user]]\nname = \"alice\"\npassword = \"pw\"\n\
-             [[account]]\nuser = \"alice\"\nname = \"mail\"\nkind = \"imap\"\nhost = \"127.0.0.1\"\n\
-             port = {}\nsecurity = \"none\"\nusername = \"{USER}\"\npassword = \"imap-pw\"\n",
-            dir.path().join("data").display(),
-            dir.path().join("key/k").display(),
-            dovecot.imap_port(),
-        ),
-    )?;
+    let serve = Serve::start(&format!(
+        "imap_background_bodies = false\n\
+         [[user]]\nname = \"alice\"\npassword = \"pw\"\n\
+         [[account]]\nuser = \"alice\"\nname = \"mail\"\nkind = \"imap\"\nhost = \"127.0.0.1\"\n\
+         port = {}\nsecurity = \"none\"\nusername = \"{USER}\"\npassword = \"imap-pw\"\n",
+        dovecot.imap_port(),
+    ))?;
     let bin = env!("CARGO_BIN_EXE_tidings");
-    let log = std::fs::File::create(dir.path().join("serve.log"))?;
-    let mut serve = Command::new(bin)
-        .args(["serve", "--config"])
-        .arg(&config)
-        .env("RUST_LOG", "warn")
-        .stdout(Stdio::null())
-        .stderr(Stdio::from(log))
-        .spawn()?;
     // `tidings account list` ends each account's line with "..., N bodies".
     let bodies = || -> Result<Option<(usize, String)>> {
         let out = Command::new(bin)
             .args(["account", "list", "--config"])
-            .arg(&config)
+            .arg(serve.config())
             .env("RUST_LOG", "error")
             .output()?;
         let text = String::from_utf8_lossy(&out.stdout).into_owned();
@@ -342,9 +222,9 @@ fn web_client_opens_a_message_not_fetched_yet() -> Result<()> {
         }
         let status = Command::new("node")
             .arg("e2e/run.mjs")
-            .current_dir(&web)
+            .current_dir(web_support::web_dir())
             .env("E2E_STEP", "unfetched")
-            .env("TIDINGS_URL", format!("http://127.0.0.1:{port}"))
+            .env("TIDINGS_URL", serve.url())
             .env("TIDINGS_USER", "alice")
             .env("TIDINGS_PASSWORD", "pw")
             .env("CHROMIUM", chromium())
@@ -361,13 +241,8 @@ fn web_client_opens_a_message_not_fetched_yet() -> Result<()> {
         }
     };
     let outcome = run();
-    let _ = serve.kill();
-    let _ = serve.wait();
     if outcome.is_err() {
-        eprintln!(
-            "server log:\n{}",
-            std::fs::read_to_string(dir.path().join("serve.log")).unwrap_or_default()
-        );
+        eprintln!("server log:\n{}", serve.log());
     }
     outcome
 }
