@@ -7,7 +7,9 @@
 
 mod common;
 
-use mail_types::{AccountId, EmailId, MailboxId, ModSeq, Role, State, ThreadId, Uid, UidValidity};
+use common::{copy, mailbox, msg, remote};
+
+use mail_types::{AccountId, EmailId, MailboxId, ModSeq, State, ThreadId, Uid, UidValidity};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use store::prelude::*;
 use store::*;
@@ -201,59 +203,6 @@ async fn setup<S: Directory>(s: &S) -> AccountId {
     s.create_account(&common::new_account(u, "a"))
         .await
         .expect("account")
-}
-
-fn remote(name: &str, validity: u32) -> RemoteMailbox {
-    RemoteMailbox {
-        raw_name: name.into(),
-        name: name.into(),
-        delimiter: Some("/".into()),
-        role: (name == "INBOX").then_some(Role::Inbox),
-        subscribed: true,
-        selectable: true,
-        uidvalidity: Some(validity),
-    }
-}
-
-async fn mailbox<S: MailSync>(s: &S, a: AccountId, name: &str) -> MailboxId {
-    s.mailboxes(a)
-        .await
-        .expect("list")
-        .into_iter()
-        .find(|m| m.name == name)
-        .expect(name)
-        .id
-}
-
-fn msg(id: &str, refs: &[&str], subject: &str) -> Vec<u8> {
-    let mut m = format!(
-        "From: a@example.org\r\nTo: b@example.org\r\nSubject: {subject}\r\nMessage-ID: <{id}>\r\n"
-    );
-    if let Some(last) = refs.last() {
-        m.push_str(&format!(
-            "In-Reply-To: <{last}>\r\nReferences: {}\r\n",
-            refs.iter()
-                .map(|r| format!("<{r}>"))
-                .collect::<Vec<_>>()
-                .join(" ")
-        ));
-    }
-    m.push_str("\r\nbody text\r\n");
-    m.into_bytes()
-}
-
-fn copy(uid: u32, raw: &[u8], flags: &[&str]) -> NewCopy {
-    NewCopy {
-        uid: Uid(uid),
-        flags: flags.iter().map(|f| f.to_string()).collect(),
-        modseq: ModSeq(1),
-        internal_date: 1_700_000_000 + i64::from(uid),
-        size: raw.len() as u32,
-        server_email_id: None,
-        header_hash: mime::blob_id(raw),
-        parsed: mime::parse(raw),
-        raw: Some(bytes::Bytes::copy_from_slice(raw)),
-    }
 }
 
 /// The trigger-kept counters equal a count of the rows.

@@ -1,11 +1,12 @@
 //! The store's write paths: change log exactness, threads independent of arrival order,
 //! moves that keep the Email, UIDVALIDITY epochs.
 
-use mail_types::{
-    AccountId, AccountKind, MailboxId, ModSeq, Role, Security, State, Uid, UidValidity,
-};
+use mail_types::{AccountId, AccountKind, MailboxId, ModSeq, Security, State, Uid, UidValidity};
 use store::prelude::*;
 use store::*;
+
+mod common;
+use common::{copy, mailbox, msg, remote};
 
 async fn setup() -> (SqliteStore, AccountId) {
     let s = SqliteStore::open_in_memory().expect("store");
@@ -30,59 +31,6 @@ async fn setup() -> (SqliteStore, AccountId) {
         .await
         .expect("account");
     (s, a)
-}
-
-fn remote(name: &str, validity: u32) -> RemoteMailbox {
-    RemoteMailbox {
-        raw_name: name.into(),
-        name: name.into(),
-        delimiter: Some("/".into()),
-        role: (name == "INBOX").then_some(Role::Inbox),
-        subscribed: true,
-        selectable: true,
-        uidvalidity: Some(validity),
-    }
-}
-
-async fn mailbox(s: &SqliteStore, a: AccountId, name: &str) -> MailboxId {
-    s.mailboxes(a)
-        .await
-        .expect("list")
-        .into_iter()
-        .find(|m| m.name == name)
-        .expect(name)
-        .id
-}
-
-fn msg(id: &str, refs: &[&str], subject: &str) -> Vec<u8> {
-    let mut m = format!(
-        "From: a@example.org\r\nTo: b@example.org\r\nSubject: {subject}\r\nMessage-ID: <{id}>\r\n"
-    );
-    if let Some(last) = refs.last() {
-        m.push_str(&format!(
-            "In-Reply-To: <{last}>\r\nReferences: {}\r\n",
-            refs.iter()
-                .map(|r| format!("<{r}>"))
-                .collect::<Vec<_>>()
-                .join(" ")
-        ));
-    }
-    m.push_str("\r\nbody text\r\n");
-    m.into_bytes()
-}
-
-fn copy(uid: u32, raw: &[u8], flags: &[&str]) -> NewCopy {
-    NewCopy {
-        uid: Uid(uid),
-        flags: flags.iter().map(|f| f.to_string()).collect(),
-        modseq: ModSeq(1),
-        internal_date: 1_700_000_000 + i64::from(uid),
-        size: raw.len() as u32,
-        server_email_id: None,
-        header_hash: mime::blob_id(raw),
-        parsed: mime::parse(raw),
-        raw: Some(bytes::Bytes::copy_from_slice(raw)),
-    }
 }
 
 /// The trigger-kept counters equal a count of the rows.

@@ -6,9 +6,9 @@
 // Each test binary uses the part it needs.
 #![allow(dead_code, unused_macros, unused_imports)]
 
-use mail_types::{AccountId, AccountKind, Security};
+use mail_types::{AccountId, AccountKind, MailboxId, ModSeq, Role, Security, Uid};
 use store::prelude::*;
-use store::{NewAccount, PgStore, ServerSettings, SqliteStore};
+use store::{NewAccount, NewCopy, PgStore, RemoteMailbox, ServerSettings, SqliteStore};
 
 /// A private in-memory SQLite store.
 pub fn sqlite() -> SqliteStore {
@@ -99,3 +99,60 @@ macro_rules! on_both_backends {
     };
 }
 pub(crate) use on_both_backends;
+
+/// A mailbox as the server lists it (INBOX gets the Inbox role).
+pub fn remote(name: &str, validity: u32) -> RemoteMailbox {
+    RemoteMailbox {
+        raw_name: name.into(),
+        name: name.into(),
+        delimiter: Some("/".into()),
+        role: (name == "INBOX").then_some(Role::Inbox),
+        subscribed: true,
+        selectable: true,
+        uidvalidity: Some(validity),
+    }
+}
+
+/// The id of `account`'s mailbox `name`.
+pub async fn mailbox<S: MailSync>(s: &S, a: AccountId, name: &str) -> MailboxId {
+    s.mailboxes(a)
+        .await
+        .expect("list")
+        .into_iter()
+        .find(|m| m.name == name)
+        .expect(name)
+        .id
+}
+
+/// A small message with `Message-ID` `id`, replying to the last of `refs`.
+pub fn msg(id: &str, refs: &[&str], subject: &str) -> Vec<u8> {
+    let mut m = format!(
+        "From: a@example.org\r\nTo: b@example.org\r\nSubject: {subject}\r\nMessage-ID: <{id}>\r\n"
+    );
+    if let Some(last) = refs.last() {
+        m.push_str(&format!(
+            "In-Reply-To: <{last}>\r\nReferences: {}\r\n",
+            refs.iter()
+                .map(|r| format!("<{r}>"))
+                .collect::<Vec<_>>()
+                .join(" ")
+        ));
+    }
+    m.push_str("\r\nbody text\r\n");
+    m.into_bytes()
+}
+
+/// A new copy of `raw` at `uid` with `flags`, as the sync hands it to the store.
+pub fn copy(uid: u32, raw: &[u8], flags: &[&str]) -> NewCopy {
+    NewCopy {
+        uid: Uid(uid),
+        flags: flags.iter().map(|f| f.to_string()).collect(),
+        modseq: ModSeq(1),
+        internal_date: 1_700_000_000 + i64::from(uid),
+        size: raw.len() as u32,
+        server_email_id: None,
+        header_hash: mime::blob_id(raw),
+        parsed: mime::parse(raw),
+        raw: Some(bytes::Bytes::copy_from_slice(raw)),
+    }
+}
