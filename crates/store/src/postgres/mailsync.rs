@@ -203,6 +203,28 @@ struct Metadata {
 }
 
 impl Metadata {
+    /// The column arrays as statement parameters, in `META_COLUMNS`' order.
+    fn params(&self) -> [&(dyn tokio_postgres::types::ToSql + Sync); 16] {
+        [
+            &self.sent_at,
+            &self.sent_offset,
+            &self.message_id,
+            &self.in_reply_to,
+            &self.refs,
+            &self.subject,
+            &self.from,
+            &self.sender,
+            &self.reply_to,
+            &self.to,
+            &self.cc,
+            &self.bcc,
+            &self.preview,
+            &self.has_attachment,
+            &self.attachments,
+            &self.problems,
+        ]
+    }
+
     fn push(&mut self, p: &ParsedMessage) {
         let j = |v: &Vec<String>| serde_json::to_string(v).unwrap_or_else(|_| "[]".into());
         self.sent_at.push(p.sent_at);
@@ -990,40 +1012,12 @@ async fn insert_emails(
         meta_unnest(12)
     );
     let st = tx.prepare_cached(&sql).await?;
-    let m = &meta;
-    tx.execute(
-        &st,
-        &[
-            &account.0,
-            &ids,
-            &identity,
-            &thread,
-            &size,
-            &received,
-            &blob,
-            &by_id,
-            &msgid,
-            &thrid,
-            &keywords,
-            &m.sent_at,
-            &m.sent_offset,
-            &m.message_id,
-            &m.in_reply_to,
-            &m.refs,
-            &m.subject,
-            &m.from,
-            &m.sender,
-            &m.reply_to,
-            &m.to,
-            &m.cc,
-            &m.bcc,
-            &m.preview,
-            &m.has_attachment,
-            &m.attachments,
-            &m.problems,
-        ],
-    )
-    .await?;
+    let own: [&(dyn tokio_postgres::types::ToSql + Sync); 11] = [
+        &account.0, &ids, &identity, &thread, &size, &received, &blob, &by_id, &msgid, &thrid,
+        &keywords,
+    ];
+    tx.execute(&st, &[&own[..], &meta.params()[..]].concat())
+        .await?;
     index_text(tx, TextPart::Head, ids, &head).await?;
     index_text(tx, TextPart::Body, &with_body, &body).await
 }
@@ -1120,32 +1114,9 @@ async fn store_bodies(
         meta_unnest(4)
     );
     let st = tx.prepare_cached(&sql).await?;
-    let m = &meta;
-    tx.execute(
-        &st,
-        &[
-            &emails,
-            &ids,
-            &sizes,
-            &m.sent_at,
-            &m.sent_offset,
-            &m.message_id,
-            &m.in_reply_to,
-            &m.refs,
-            &m.subject,
-            &m.from,
-            &m.sender,
-            &m.reply_to,
-            &m.to,
-            &m.cc,
-            &m.bcc,
-            &m.preview,
-            &m.has_attachment,
-            &m.attachments,
-            &m.problems,
-        ],
-    )
-    .await?;
+    let own: [&(dyn tokio_postgres::types::ToSql + Sync); 3] = [&emails, &ids, &sizes];
+    tx.execute(&st, &[&own[..], &meta.params()[..]].concat())
+        .await?;
     index_text(tx, TextPart::Body, &emails, &texts).await?;
     log.record_many(tx, ObjectType::Email, &emails, ChangeOp::Updated)
         .await?;
