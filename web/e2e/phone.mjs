@@ -93,6 +93,14 @@ const small = (page, scope) =>
     return out;
   }, scope);
 
+/** Whether the drawer has closed: it steps aside in an effect after the screen over it
+ * renders, so this waits for it (bounded) rather than reading the first frame. */
+const drawerClosed = (page) =>
+  page.waitForFunction(() => !document.querySelector("#drawer.open"), null, { timeout: 5_000 }).then(
+    () => true,
+    () => false,
+  );
+
 /** `sel` covers the screen's width without overflow, with touch-sized targets in `targets`. */
 async function fullScreen(page, sel, targets, screen) {
   const b = await box(page, sel);
@@ -196,7 +204,7 @@ async function phone(context) {
   await burger.click();
   await page.click("#drawer button:has-text('Settings')");
   await page.waitForSelector("[data-section=appearance]", { timeout: WAIT });
-  check(!(await page.locator("#drawer.open").count()), "drawer: Settings opens over the list, the drawer closed");
+  check(await drawerClosed(page), "drawer: Settings opens over the list, the drawer closed");
   await fullScreen(page, ".settings", ".settings", "phone settings");
   await page.goBack();
   await page.waitForSelector("[data-section=appearance]", { state: "detached", timeout: WAIT });
@@ -204,7 +212,7 @@ async function phone(context) {
   await burger.click();
   await page.click("#drawer button[data-action=accounts]");
   await page.waitForSelector(".accounts-panel", { timeout: WAIT });
-  check(!(await page.locator("#drawer.open").count()), "drawer: the accounts screen opens, the drawer closed");
+  check(await drawerClosed(page), "drawer: the accounts screen opens, the drawer closed");
   await page.click(".accounts-panel button[aria-label=Close]");
   await page.waitForSelector(".accounts-panel", { state: "detached", timeout: WAIT });
 
