@@ -284,6 +284,18 @@ pub trait Submissions: Send + Sync + 'static {
     /// Every submission of the account, oldest first (without the bytes).
     async fn submissions(&self, account: AccountId) -> Result<Vec<SubmissionRecord>>;
 
+    /// Sets when a submission that is still queued and pending is sent (`send_at`, unix
+    /// seconds). The JMAP server creates a submission whose onSuccessUpdateEmail is still
+    /// to be applied with a later time, so that no worker sends (and settles) it before
+    /// the Email was updated, then brings the time back. False when it is no longer
+    /// waiting (canceled, being sent, done) or not the account's.
+    async fn reschedule_submission(
+        &self,
+        account: AccountId,
+        id: i64,
+        send_at: i64,
+    ) -> Result<bool>;
+
     /// undoStatus pending -> canceled, only while nothing has been sent.
     async fn cancel_submission(&self, account: AccountId, id: i64) -> Result<CancelOutcome>;
 

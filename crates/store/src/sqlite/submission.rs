@@ -205,6 +205,30 @@ pub(super) fn submissions(c: &mut Connection, account: AccountId) -> Result<Vec<
     query_submissions(c, "account_id = ?1 ORDER BY id", [account.0])
 }
 
+/// Moves a queued, pending submission's send time (see `Submissions::reschedule_submission`).
+pub(super) fn reschedule_submission(
+    c: &mut Connection,
+    committed: &mut Committed,
+    account: AccountId,
+    id: i64,
+    send_at: i64,
+) -> Result<bool> {
+    let tx = c.transaction()?;
+    let n = tx.execute(
+        "UPDATE submission SET send_at = ?3, next_attempt = ?3 \
+         WHERE id = ?1 AND account_id = ?2 AND phase = 'queued' AND undo_status = 'pending'",
+        params![id, account.0, send_at],
+    )?;
+    if n == 0 {
+        return Ok(false);
+    }
+    let mut log = ChangeLog::new(account);
+    log.record(&tx, ObjectType::EmailSubmission, id, ChangeOp::Updated)?;
+    log.queued(Queue::Submissions);
+    log.commit(tx, committed)?;
+    Ok(true)
+}
+
 /// Cancels a pending submission; its message goes back to Drafts (draft 'restore').
 /// Returns the blob freed, if any.
 pub(super) fn cancel_submission(
@@ -747,6 +771,18 @@ impl Submissions for SqliteStore {
     async fn submissions(&self, account: AccountId) -> Result<Vec<crate::SubmissionRecord>> {
         self.call(move |c| submission::submissions(c, account))
             .await
+    }
+
+    async fn reschedule_submission(
+        &self,
+        account: AccountId,
+        id: i64,
+        send_at: i64,
+    ) -> Result<bool> {
+        self.write(move |c, committed| {
+            submission::reschedule_submission(c, committed, account, id, send_at)
+        })
+        .await
     }
 
     async fn cancel_submission(&self, account: AccountId, id: i64) -> Result<crate::CancelOutcome> {
