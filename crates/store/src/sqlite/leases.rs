@@ -35,7 +35,12 @@ impl Leases for SqliteStore {
 
     async fn free_accounts(&self) -> Result<Vec<AccountId>> {
         // One node: an account is never held by another.
-        Ok(self.list_accounts().await?.into_iter().map(|a| a.id).collect())
+        Ok(self
+            .list_accounts()
+            .await?
+            .into_iter()
+            .map(|a| a.id)
+            .collect())
     }
 
     fn shared(&self) -> bool {
