@@ -195,7 +195,7 @@ async fn a_paused_node_writes_nothing_under_a_lost_lease() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn free_accounts_and_renew_all_follow_the_leases() {
     let pg = Postgres::shared().expect("private PostgreSQL");
-    let (_url, a, b) = common::two_nodes(&pg).await;
+    let (_url, a, b) = common::two_nodes(pg).await;
     assert!(a.shared());
     let ids = accounts(&a, "beat", 4).await;
     a.heartbeat("a", LONG).await.expect("heartbeat");
