@@ -1054,7 +1054,7 @@ mod tests {
                 .is_some()
         );
         assert_eq!(
-            recover_submissions(&mut c, &mut Committed::default())
+            recover_submissions(&mut c, &mut Committed::default(), AccountId(1))
                 .unwrap()
                 .0,
             vec![id]
@@ -1115,7 +1115,7 @@ mod tests {
                 .unwrap()
                 .is_some()
         );
-        recover_submissions(&mut c, &mut Committed::default()).unwrap();
+        recover_submissions(&mut c, &mut Committed::default(), AccountId(1)).unwrap();
         let (s, raw) = row(&mut c, cut);
         assert!(s.delivery.iter().all(|d| d.delivered == "unknown"));
         assert_eq!(s.sent_copy, SentCopy::Due);
@@ -1139,7 +1139,7 @@ mod tests {
         // Not sent: the message goes back to Drafts, made from these bytes.
         assert_eq!(s.draft, DraftFate::Restore);
         assert!(!raw.is_empty());
-        let followups: Vec<i64> = draft_followups(&mut c, 10)
+        let followups: Vec<i64> = draft_followups(&mut c, 10, &[AccountId(1)])
             .unwrap()
             .into_iter()
             .map(|(s, _)| s.id)
