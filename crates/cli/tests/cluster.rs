@@ -165,7 +165,7 @@ async fn three_nodes_share_the_accounts_and_take_over_a_killed_one() -> Result<(
             .map(|n| SeedMessage {
                 raw: message(u, n),
                 flags: vec![],
-                internal_date: None,
+                internal_date: 1_796_000_000 + n as i64,
             })
             .collect();
         dovecot.seed(u, "INBOX", &seed)?;
