@@ -266,7 +266,7 @@ fn raise_fd_limit(accounts: usize) {
 
 /// Opens the store the configuration names (SQLite in the data dir, or a PostgreSQL that
 /// several nodes share) and the key of the stored secrets.
-async fn open_configured(config: &Config) -> Result<(Arc<dyn Store>, SecretKey)> {
+pub async fn open_configured(config: &Config) -> Result<(Arc<dyn Store>, SecretKey)> {
     let Some(url) = &config.store else {
         let (store, key) = open(&config.data_dir, config.key_file.as_deref())?;
         return Ok((store, key));
