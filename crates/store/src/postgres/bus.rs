@@ -273,7 +273,7 @@ impl Listener {
 }
 
 /// The types the change log holds for `account` after state `since`.
-async fn changed_types(
+pub(super) async fn changed_types(
     client: &tokio_postgres::Client,
     account: i64,
     since: i64,

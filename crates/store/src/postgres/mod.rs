@@ -1,6 +1,7 @@
 //! The PostgreSQL backend, begun role by role (docs/design/postgres.md): so far
 //! [`Directory`], [`MailSync`], [`Uploads`], [`BodyPolicy`], [`SieveState`], [`Quotas`]
-//! and [`crate::Leases`], with the bus across nodes (`bus.rs`, [`PgStore::events`]). A role it
+//! and [`crate::Leases`], with the bus across nodes (`bus.rs`, [`PgStore::events`]).
+//! [`Push`] (`push.rs`): that bus, the change log's types, push subscriptions. A role it
 //! does not implement yet is simply not implemented, so `PgStore` is not a
 //! [`crate::Store`] yet.
 //!
@@ -15,6 +16,7 @@ mod leases;
 mod mailsync;
 mod migrate;
 mod policy;
+mod push;
 mod quota;
 mod sieve;
 mod uploads;
