@@ -19,6 +19,7 @@ mod policy;
 mod push;
 mod quota;
 mod sieve;
+mod submission;
 mod uploads;
 
 use crate::prelude::*;
@@ -30,7 +31,8 @@ use std::sync::Arc;
 /// backend's `BLOB_UNREFERENCED` for the tables this schema has so far: each table that
 /// comes to reference blobs (Emails, queued APPENDs, submissions) adds its clause here.
 const BLOB_UNREFERENCED: &str = "NOT EXISTS (SELECT 1 FROM upload WHERE upload.blob_id = blob.id) \
-     AND NOT EXISTS (SELECT 1 FROM email WHERE email.blob_id = blob.id)";
+     AND NOT EXISTS (SELECT 1 FROM email WHERE email.blob_id = blob.id) \
+     AND NOT EXISTS (SELECT 1 FROM submission WHERE submission.blob_id = blob.id)";
 
 /// How many connections one store opens at most.
 const POOL_SIZE: usize = 16;
