@@ -16,9 +16,10 @@ use store::{
     SentCopy, SqliteStore, SubmissionPhase, SubmissionRecord,
 };
 
-/// The bytes a submission's row keeps (empty once dropped).
+/// The bytes a submission's row keeps (empty once dropped), and whether a blob is stored.
 trait RawView {
     async fn raw(&self, id: i64) -> Vec<u8>;
+    async fn has_blob(&self, id: &str) -> bool;
 }
 
 /// A SQLite store in a file, and a connection of the test's own to it.
@@ -34,6 +35,15 @@ impl RawView for Lite {
                 r.get(0)
             })
             .expect("raw")
+    }
+
+    async fn has_blob(&self, id: &str) -> bool {
+        self.c
+            .query_row("SELECT count(*) FROM blob WHERE id = ?1", [id], |r| {
+                r.get::<_, i64>(0)
+            })
+            .expect("blob")
+            > 0
     }
 }
 
@@ -55,6 +65,14 @@ impl RawView for Pg {
             .await
             .expect("raw")
             .get(0)
+    }
+
+    async fn has_blob(&self, id: &str) -> bool {
+        self.0
+            .query_opt("SELECT 1 FROM blob WHERE id = $1", &[&id])
+            .await
+            .expect("blob")
+            .is_some()
     }
 }
 
@@ -350,7 +368,52 @@ async fn cancel_destroy_and_identities<S: Directory + Submissions>(s: &S, v: &im
     assert!(!s.server_files_sent(a).await.expect("policy"));
 }
 
+/// A submission queued with its message's blob names it instead of holding the bytes
+/// twice, keeps it while it may still send it (the upload that brought it expired), and
+/// lets it go once sent.
+async fn a_submission_keeps_its_blob_until_sent<S: Directory + Uploads + Submissions>(
+    s: &S,
+    v: &impl RawView,
+) {
+    let a = common::account(s).await;
+    let message = b"From: a@x.org\r\nSubject: kept\r\n\r\nthe exact bytes\r\n".to_vec();
+    let upload = s
+        .put_upload(a, "message/rfc822", message.clone())
+        .await
+        .expect("upload");
+    let id = s
+        .create_submission(&NewSubmission {
+            raw: message.clone(),
+            blob_id: Some(upload.blob_id.clone()),
+            sent_copy: SentCopy::None,
+            ..new_submission(a)
+        })
+        .await
+        .expect("queue");
+    assert!(v.raw(id).await.is_empty(), "the bytes are the blob's");
+    assert_eq!(s.expire_uploads(i64::MAX).await.expect("expire"), 1);
+    assert!(v.has_blob(&upload.blob_id).await, "the submission needs it");
+    assert_eq!(
+        s.begin_submission(id).await.expect("begin"),
+        Some(message),
+        "the submission sends its exact bytes"
+    );
+    let sent = AttemptResult::Final {
+        delivery: vec![
+            entry("a@y.org", "queued", "250 ok", true),
+            entry("b@d.test", "queued", "250 ok", true),
+        ],
+        error: String::new(),
+    };
+    s.finish_submission(id, &sent).await.expect("finish");
+    assert!(
+        !v.has_blob(&upload.blob_id).await,
+        "sent, nothing else to make of it: the blob goes"
+    );
+}
+
 on_both!(
+    a_submission_keeps_its_blob_until_sent,
     a_partial_success_makes_the_sent_copy_due_and_a_crash_keeps_what_was_settled,
     unknown_after_a_crash_gets_a_sent_copy_and_a_refusal_none,
     cancel_destroy_and_identities,
