@@ -1,6 +1,6 @@
 //! The submission queue on both backends: partial successes, crashes during an attempt,
 //! refusals, delivery reports, what happens to the bytes; and on PostgreSQL, two nodes
-//! racing to begin one submission.
+//! racing to begin one submission, and the queue waking every node's worker.
 //!
 //! Whether a submission still holds its bytes is not part of the role (only what it
 //! hands out is): [`RawView`] reads the row's `raw` column on a connection of the test's
@@ -458,5 +458,34 @@ async fn two_nodes_racing_to_begin_a_submission_begin_it_once() {
             "{}",
             s.id
         );
+    }
+}
+
+/// A submission queued (or canceled: its draft goes back) through one node wakes the
+/// submission worker of every node, at once.
+#[tokio::test]
+async fn queuing_on_one_node_wakes_the_submission_worker_of_every_node() {
+    const WITHIN: std::time::Duration = std::time::Duration::from_secs(5);
+    let pg = testkit::Postgres::shared().expect("private PostgreSQL");
+    let (_, a, b) = common::two_nodes(pg).await;
+    let account = common::account(&a).await;
+    let (mut on_a, mut on_b) = (a.submission_signal(), b.submission_signal());
+    let id = queue(&a, account).await;
+    for (node, rx) in [("a", &mut on_a), ("b", &mut on_b)] {
+        tokio::time::timeout(WITHIN, rx.changed())
+            .await
+            .unwrap_or_else(|_| panic!("node {node}'s worker not woken"))
+            .expect("signal open");
+        rx.mark_unchanged();
+    }
+    assert_eq!(
+        b.cancel_submission(account, id).await.expect("cancel"),
+        CancelOutcome::Canceled
+    );
+    for (node, rx) in [("a", &mut on_a), ("b", &mut on_b)] {
+        tokio::time::timeout(WITHIN, rx.changed())
+            .await
+            .unwrap_or_else(|_| panic!("node {node}'s worker not woken by the cancel"))
+            .expect("signal open");
     }
 }
