@@ -489,3 +489,53 @@ async fn queuing_on_one_node_wakes_the_submission_worker_of_every_node() {
             .expect("signal open");
     }
 }
+
+/// The figures of BENCHMARKS.md ("The send queue on PostgreSQL beside SQLite"): one
+/// submission at a time through the queue's three commits (queued by EmailSubmission/set,
+/// begun by the worker before its SMTP transaction, finished with the reply), on both
+/// backends in one run. Bounded: `ROUNDS` submissions per backend.
+#[tokio::test]
+#[ignore = "a measurement: cargo test --release -p store --test submission -- --ignored --nocapture send_queue_latency"]
+async fn send_queue_latency() {
+    const ROUNDS: usize = 300;
+    async fn run<S: Directory + Submissions>(s: &S) -> [Vec<std::time::Duration>; 3] {
+        let a = common::account(s).await;
+        let mut times: [Vec<std::time::Duration>; 3] = Default::default();
+        let sent = AttemptResult::Final {
+            delivery: vec![
+                entry("a@y.org", "queued", "250 ok", true),
+                entry("b@d.test", "queued", "250 ok", true),
+            ],
+            error: String::new(),
+        };
+        for _ in 0..ROUNDS {
+            let t = std::time::Instant::now();
+            let id = queue(s, a).await;
+            times[0].push(t.elapsed());
+            let t = std::time::Instant::now();
+            assert!(s.begin_submission(id).await.expect("begin").is_some());
+            times[1].push(t.elapsed());
+            let t = std::time::Instant::now();
+            s.finish_submission(id, &sent).await.expect("finish");
+            times[2].push(t.elapsed());
+        }
+        times
+    }
+    fn pct(v: &mut [std::time::Duration], p: usize) -> f64 {
+        v.sort_unstable();
+        v[(v.len() * p / 100).min(v.len() - 1)].as_secs_f64() * 1000.0
+    }
+    let (lite_store, _lite) = lite();
+    let (pg_store, _pg) = pg().await;
+    let mut sqlite = run(&lite_store).await;
+    let mut postgres = run(&pg_store).await;
+    for (i, step) in ["create", "begin", "finish"].iter().enumerate() {
+        println!(
+            "{step:>6}: SQLite p50 {:.2} ms p99 {:.2} ms | PostgreSQL p50 {:.2} ms p99 {:.2} ms",
+            pct(&mut sqlite[i], 50),
+            pct(&mut sqlite[i], 99),
+            pct(&mut postgres[i], 50),
+            pct(&mut postgres[i], 99),
+        );
+    }
+}
