@@ -1,7 +1,9 @@
 //! The PostgreSQL backend, begun role by role (docs/design/postgres.md): so far
 //! [`Directory`], [`MailSync`], [`Uploads`], [`BodyPolicy`], [`SieveState`], [`Quotas`]
 //! and [`crate::Leases`], with the bus across nodes (`bus.rs`, [`PgStore::events`]).
-//! [`Push`] (`push.rs`): that bus, the change log's types, push subscriptions. A role it
+//! [`Push`] (`push.rs`): that bus, the change log's types, push subscriptions.
+//! [`Submissions`] (`submission.rs`): identities and the send queue, each attempt begun
+//! once across nodes and under the account's lease. A role it
 //! does not implement yet is simply not implemented, so `PgStore` is not a
 //! [`crate::Store`] yet.
 //!
