@@ -86,6 +86,32 @@ impl DeliveryEntry {
     }
 }
 
+/// Applies a delivery-status report to a submission's recipients: each entry the report
+/// names (addresses compared without case) takes its `delivered` and `smtp_reply`, and the
+/// report's blob joins `dsn_blobs`. Once per report: false, and nothing changed, when
+/// that blob was applied already.
+pub(crate) fn apply_report(
+    delivery: &mut [DeliveryEntry],
+    dsn_blobs: &mut Vec<String>,
+    blob_id: &str,
+    updates: &[DeliveryEntry],
+) -> bool {
+    if dsn_blobs.iter().any(|b| b == blob_id) {
+        return false;
+    }
+    dsn_blobs.push(blob_id.to_owned());
+    for u in updates {
+        if let Some(e) = delivery
+            .iter_mut()
+            .find(|e| e.email.eq_ignore_ascii_case(&u.email))
+        {
+            e.delivered = u.delivered.clone();
+            e.smtp_reply = u.smtp_reply.clone();
+        }
+    }
+    true
+}
+
 /// What the Sent copy of a message needs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum SentCopy {

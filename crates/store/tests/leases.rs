@@ -136,9 +136,19 @@ async fn a_silent_node_s_accounts_are_taken_over_with_a_higher_epoch() {
     assert!(take_all(&a, "a", &all, ttl).await.is_empty(), "now b's");
 }
 
-#[tokio::test]
-async fn a_paused_node_writes_nothing_under_a_lost_lease() {
-    let pg = Postgres::shared().expect("private PostgreSQL");
+/// Two nodes on a new database (its URL, a, b), an account leased to a for a second,
+/// that lease, a's store fenced with it, and the lease's time-to-live.
+async fn leased_to_a(
+    pg: &Postgres,
+) -> (
+    String,
+    PgStore,
+    PgStore,
+    AccountId,
+    Lease,
+    PgStore,
+    Duration,
+) {
     let (url, a, b) = common::two_nodes(pg).await;
     let account = accounts(&a, "u", 1).await[0];
     let ttl = Duration::from_secs(1);
@@ -148,6 +158,13 @@ async fn a_paused_node_writes_nothing_under_a_lost_lease() {
         .expect("acquire")
         .expect("granted");
     let on_a = a.fenced("a", lease);
+    (url, a, b, account, lease, on_a, ttl)
+}
+
+#[tokio::test]
+async fn a_paused_node_writes_nothing_under_a_lost_lease() {
+    let pg = Postgres::shared().expect("private PostgreSQL");
+    let (url, _, b, account, lease, on_a, ttl) = leased_to_a(pg).await;
     // While the lease runs, a's writes land.
     assert!(on_a.apply_quotas(account, &quota(1)).await.expect("write"));
     let before = |what: &str| {
@@ -237,15 +254,7 @@ fn fenced<T: std::fmt::Debug>(r: store::Result<T>, lease: Lease) {
 #[tokio::test]
 async fn a_node_that_lost_its_lease_cannot_begin_or_finish_a_submission() {
     let pg = Postgres::shared().expect("private PostgreSQL");
-    let (url, a, b) = common::two_nodes(pg).await;
-    let account = accounts(&a, "u", 1).await[0];
-    let ttl = Duration::from_secs(1);
-    let lease = a
-        .acquire("a", account, ttl)
-        .await
-        .expect("acquire")
-        .expect("granted");
-    let on_a = a.fenced("a", lease);
+    let (url, a, b, account, lease, on_a, ttl) = leased_to_a(pg).await;
     let first = a
         .create_submission(&submission(account, 1))
         .await

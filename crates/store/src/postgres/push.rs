@@ -6,17 +6,11 @@
 use super::*;
 use crate::events::{EventBus, PushType, TypeSet};
 use crate::subscriptions::{
-    NewPushSubscription, PushKeys, PushSubscriptionRecord, PushSubscriptionUpdate,
+    NewPushSubscription, PushKeys, PushSubscriptionRecord, PushSubscriptionUpdate, types_from_json,
+    types_to_json,
 };
 use async_trait::async_trait;
 use mail_types::{AccountId, State, UserId};
-
-fn types_json(types: &Option<Vec<String>>) -> Result<Option<String>> {
-    types
-        .as_ref()
-        .map(|t| serde_json::to_string(t).map_err(|e| Error::Corrupt(e.to_string())))
-        .transpose()
-}
 
 fn subscription_from_row(r: &tokio_postgres::Row) -> Result<PushSubscriptionRecord> {
     let id: i64 = r.get(0);
@@ -33,12 +27,7 @@ fn subscription_from_row(r: &tokio_postgres::Row) -> Result<PushSubscriptionReco
         verification_code: r.get(6),
         verified: r.get(7),
         expires: r.get(8),
-        types: types
-            .map(|t| {
-                serde_json::from_str(&t)
-                    .map_err(|_| Error::Corrupt(format!("push subscription {id} types")))
-            })
-            .transpose()?,
+        types: types_from_json(id, types)?,
     })
 }
 
@@ -106,7 +95,7 @@ impl Push for PgStore {
                     &s.keys.as_ref().map(|k| k.auth.as_str()),
                     &s.verification_code,
                     &s.expires,
-                    &types_json(&s.types)?,
+                    &types_to_json(&s.types)?,
                 ],
             )
             .await?;
@@ -132,7 +121,7 @@ impl Push for PgStore {
             )
             .await?;
         let types = match &u.types {
-            Some(t) => types_json(t)?,
+            Some(t) => types_to_json(t)?,
             None => None,
         };
         let n = c

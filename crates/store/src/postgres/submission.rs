@@ -169,6 +169,24 @@ fn patched_delivery(patch: &str, only_unsettled: bool) -> String {
 }
 
 impl PgStore {
+    /// Logs the change of one object of `account` and commits `tx`; `queued`: the
+    /// transaction gave the submission worker work (on every node).
+    async fn commit_change(
+        &self,
+        tx: Transaction<'_>,
+        account: AccountId,
+        change: (ObjectType, i64, ChangeOp),
+        queued: bool,
+    ) -> Result<()> {
+        let mut log = ChangeLog::of(self, account);
+        log.record(&tx, change.0, change.1, change.2).await?;
+        if queued {
+            log.queued(Queue::Submissions);
+        }
+        log.commit(tx).await?;
+        Ok(())
+    }
+
     /// The lease check of a write that logs no change (the change log makes it for the
     /// others): refused once this handle's lease is lost.
     async fn fence_write(&self, tx: &Transaction<'_>, account: AccountId) -> Result<()> {
@@ -293,10 +311,13 @@ impl Submissions for PgStore {
             )
             .await?
             .get(0);
-        let mut log = ChangeLog::of(self, i.account);
-        log.record(&tx, ObjectType::Identity, id, ChangeOp::Created)
-            .await?;
-        log.commit(tx).await?;
+        self.commit_change(
+            tx,
+            i.account,
+            (ObjectType::Identity, id, ChangeOp::Created),
+            false,
+        )
+        .await?;
         Ok(id)
     }
 
@@ -327,10 +348,13 @@ impl Submissions for PgStore {
         if n == 0 {
             return Ok(false);
         }
-        let mut log = ChangeLog::of(self, i.account);
-        log.record(&tx, ObjectType::Identity, i.id, ChangeOp::Updated)
-            .await?;
-        log.commit(tx).await?;
+        self.commit_change(
+            tx,
+            i.account,
+            (ObjectType::Identity, i.id, ChangeOp::Updated),
+            false,
+        )
+        .await?;
         Ok(true)
     }
 
@@ -343,10 +367,13 @@ impl Submissions for PgStore {
         if tx.execute(&st, &[&id, &account.0]).await? == 0 {
             return Ok(false);
         }
-        let mut log = ChangeLog::of(self, account);
-        log.record(&tx, ObjectType::Identity, id, ChangeOp::Destroyed)
-            .await?;
-        log.commit(tx).await?;
+        self.commit_change(
+            tx,
+            account,
+            (ObjectType::Identity, id, ChangeOp::Destroyed),
+            false,
+        )
+        .await?;
         Ok(true)
     }
 
@@ -410,11 +437,13 @@ impl Submissions for PgStore {
             )
             .await?
             .get(0);
-        let mut log = ChangeLog::of(self, s.account);
-        log.record(&tx, ObjectType::EmailSubmission, id, ChangeOp::Created)
-            .await?;
-        log.queued(Queue::Submissions);
-        log.commit(tx).await?;
+        self.commit_change(
+            tx,
+            s.account,
+            (ObjectType::EmailSubmission, id, ChangeOp::Created),
+            true,
+        )
+        .await?;
         Ok(id)
     }
 
@@ -457,11 +486,13 @@ impl Submissions for PgStore {
             });
         }
         release(&tx, &[id]).await?;
-        let mut log = ChangeLog::of(self, account);
-        log.record(&tx, ObjectType::EmailSubmission, id, ChangeOp::Updated)
-            .await?;
-        log.queued(Queue::Submissions);
-        log.commit(tx).await?;
+        self.commit_change(
+            tx,
+            account,
+            (ObjectType::EmailSubmission, id, ChangeOp::Updated),
+            true,
+        )
+        .await?;
         Ok(CancelOutcome::Canceled)
     }
 
@@ -482,10 +513,13 @@ impl Submissions for PgStore {
         if let Some(b) = row.get::<_, Option<String>>(0) {
             super::uploads::forget_unreferenced(&tx, &[b]).await?;
         }
-        let mut log = ChangeLog::of(self, account);
-        log.record(&tx, ObjectType::EmailSubmission, id, ChangeOp::Destroyed)
-            .await?;
-        log.commit(tx).await?;
+        self.commit_change(
+            tx,
+            account,
+            (ObjectType::EmailSubmission, id, ChangeOp::Destroyed),
+            false,
+        )
+        .await?;
         Ok(true)
     }
 
@@ -541,10 +575,13 @@ impl Submissions for PgStore {
             let blob: Option<String> = row.get(1);
             Error::Corrupt(format!("submission {id}: its blob {blob:?} is missing"))
         })?;
-        let mut log = ChangeLog::of(self, account);
-        log.record(&tx, ObjectType::EmailSubmission, id, ChangeOp::Updated)
-            .await?;
-        log.commit(tx).await?;
+        self.commit_change(
+            tx,
+            account,
+            (ObjectType::EmailSubmission, id, ChangeOp::Updated),
+            false,
+        )
+        .await?;
         Ok(Some(raw))
     }
 
@@ -607,10 +644,13 @@ impl Submissions for PgStore {
         release(&tx, &[id]).await?;
         // Logged (and so checked against the lease) even when the row was no longer in
         // 'sending', as SQLite does: a node that lost the lease learns it here.
-        let mut log = ChangeLog::of(self, account);
-        log.record(&tx, ObjectType::EmailSubmission, id, ChangeOp::Updated)
-            .await?;
-        log.commit(tx).await?;
+        self.commit_change(
+            tx,
+            account,
+            (ObjectType::EmailSubmission, id, ChangeOp::Updated),
+            false,
+        )
+        .await?;
         Ok(())
     }
 
@@ -772,18 +812,8 @@ impl Submissions for PgStore {
             serde_json::from_str(row.get(0)).map_err(|_| corrupt("delivery"))?;
         let mut blobs: Vec<String> =
             serde_json::from_str(row.get(1)).map_err(|_| corrupt("dsn_blobs"))?;
-        if blobs.iter().any(|b| b == blob_id) {
+        if !apply_report(&mut entries, &mut blobs, blob_id, updates) {
             return Ok(false);
-        }
-        blobs.push(blob_id.to_owned());
-        for u in updates {
-            if let Some(e) = entries
-                .iter_mut()
-                .find(|e| e.email.eq_ignore_ascii_case(&u.email))
-            {
-                e.delivered = u.delivered.clone();
-                e.smtp_reply = u.smtp_reply.clone();
-            }
         }
         let st = tx
             .prepare_cached(
@@ -792,10 +822,13 @@ impl Submissions for PgStore {
             .await?;
         tx.execute(&st, &[&id, &json(&entries)?, &json(&blobs)?])
             .await?;
-        let mut log = ChangeLog::of(self, account);
-        log.record(&tx, ObjectType::EmailSubmission, id, ChangeOp::Updated)
-            .await?;
-        log.commit(tx).await?;
+        self.commit_change(
+            tx,
+            account,
+            (ObjectType::EmailSubmission, id, ChangeOp::Updated),
+            false,
+        )
+        .await?;
         Ok(true)
     }
 }

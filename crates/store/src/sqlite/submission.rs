@@ -454,18 +454,8 @@ pub(super) fn apply_dsn(
     let mut entries: Vec<DeliveryEntry> =
         serde_json::from_str(&delivery).map_err(|_| corrupt("delivery"))?;
     let mut blobs: Vec<String> = serde_json::from_str(&blobs).map_err(|_| corrupt("dsn_blobs"))?;
-    if blobs.iter().any(|b| b == blob_id) {
+    if !apply_report(&mut entries, &mut blobs, blob_id, updates) {
         return Ok(false);
-    }
-    blobs.push(blob_id.to_owned());
-    for u in updates {
-        if let Some(e) = entries
-            .iter_mut()
-            .find(|e| e.email.eq_ignore_ascii_case(&u.email))
-        {
-            e.delivered = u.delivered.clone();
-            e.smtp_reply = u.smtp_reply.clone();
-        }
     }
     tx.execute(
         "UPDATE submission SET delivery = ?2, dsn_blobs = ?3 WHERE id = ?1",
