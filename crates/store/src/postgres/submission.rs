@@ -125,6 +125,23 @@ fn limit(n: usize) -> i64 {
     i64::try_from(n).unwrap_or(i64::MAX)
 }
 
+/// The parameters of an identity's INSERT and UPDATE: its account, its mutable
+/// properties, then `last` (the email for an INSERT, the id for an UPDATE).
+fn identity_params<'a>(
+    i: &'a IdentityRecord,
+    last: &'a (dyn ToSql + Sync),
+) -> [&'a (dyn ToSql + Sync); 7] {
+    [
+        &i.account.0,
+        &i.name,
+        &i.reply_to,
+        &i.bcc,
+        &i.text_signature,
+        &i.html_signature,
+        last,
+    ]
+}
+
 /// SQL condition on `submission s`: the lease its attempt was begun under is still live
 /// (the attempt may be under way right now, on its node).
 const ATTEMPT_LIVE: &str = "EXISTS (SELECT 1 FROM account_lease l \
@@ -169,20 +186,17 @@ fn patched_delivery(patch: &str, only_unsettled: bool) -> String {
 }
 
 impl PgStore {
-    /// Logs the change of one object of `account` and commits `tx`; `queued`: the
-    /// transaction gave the submission worker work (on every node).
-    async fn commit_change(
+    /// Logs the change of one object of `account` and commits `tx`.
+    async fn log_one(
         &self,
         tx: Transaction<'_>,
         account: AccountId,
-        change: (ObjectType, i64, ChangeOp),
-        queued: bool,
+        object: ObjectType,
+        id: i64,
+        op: ChangeOp,
     ) -> Result<()> {
         let mut log = ChangeLog::of(self, account);
-        log.record(&tx, change.0, change.1, change.2).await?;
-        if queued {
-            log.queued(Queue::Submissions);
-        }
+        log.record(&tx, object, id, op).await?;
         log.commit(tx).await?;
         Ok(())
     }
@@ -291,33 +305,17 @@ impl Submissions for PgStore {
         let tx = c.transaction().await?;
         let st = tx
             .prepare_cached(
-                "INSERT INTO identity (account_id, name, email, reply_to, bcc, \
-                 text_signature, html_signature, may_delete) \
+                "INSERT INTO identity (account_id, name, reply_to, bcc, text_signature, \
+                 html_signature, email, may_delete) \
                  VALUES ($1, $2, $3, $4, $5, $6, $7, true) RETURNING id",
             )
             .await?;
         let id: i64 = tx
-            .query_one(
-                &st,
-                &[
-                    &i.account.0,
-                    &i.name,
-                    &i.email,
-                    &i.reply_to,
-                    &i.bcc,
-                    &i.text_signature,
-                    &i.html_signature,
-                ],
-            )
+            .query_one(&st, &identity_params(i, &i.email))
             .await?
             .get(0);
-        self.commit_change(
-            tx,
-            i.account,
-            (ObjectType::Identity, id, ChangeOp::Created),
-            false,
-        )
-        .await?;
+        self.log_one(tx, i.account, ObjectType::Identity, id, ChangeOp::Created)
+            .await?;
         Ok(id)
     }
 
@@ -327,34 +325,16 @@ impl Submissions for PgStore {
         let tx = c.transaction().await?;
         let st = tx
             .prepare_cached(
-                "UPDATE identity SET name = $3, reply_to = $4, bcc = $5, text_signature = $6, \
-                 html_signature = $7 WHERE id = $1 AND account_id = $2",
+                "UPDATE identity SET name = $2, reply_to = $3, bcc = $4, text_signature = $5, \
+                 html_signature = $6 WHERE account_id = $1 AND id = $7",
             )
             .await?;
-        let n = tx
-            .execute(
-                &st,
-                &[
-                    &i.id,
-                    &i.account.0,
-                    &i.name,
-                    &i.reply_to,
-                    &i.bcc,
-                    &i.text_signature,
-                    &i.html_signature,
-                ],
-            )
-            .await?;
+        let n = tx.execute(&st, &identity_params(i, &i.id)).await?;
         if n == 0 {
             return Ok(false);
         }
-        self.commit_change(
-            tx,
-            i.account,
-            (ObjectType::Identity, i.id, ChangeOp::Updated),
-            false,
-        )
-        .await?;
+        self.log_one(tx, i.account, ObjectType::Identity, i.id, ChangeOp::Updated)
+            .await?;
         Ok(true)
     }
 
@@ -367,13 +347,8 @@ impl Submissions for PgStore {
         if tx.execute(&st, &[&id, &account.0]).await? == 0 {
             return Ok(false);
         }
-        self.commit_change(
-            tx,
-            account,
-            (ObjectType::Identity, id, ChangeOp::Destroyed),
-            false,
-        )
-        .await?;
+        self.log_one(tx, account, ObjectType::Identity, id, ChangeOp::Destroyed)
+            .await?;
         Ok(true)
     }
 
@@ -437,13 +412,11 @@ impl Submissions for PgStore {
             )
             .await?
             .get(0);
-        self.commit_change(
-            tx,
-            s.account,
-            (ObjectType::EmailSubmission, id, ChangeOp::Created),
-            true,
-        )
-        .await?;
+        let mut log = ChangeLog::of(self, s.account);
+        log.record(&tx, ObjectType::EmailSubmission, id, ChangeOp::Created)
+            .await?;
+        log.queued(Queue::Submissions);
+        log.commit(tx).await?;
         Ok(id)
     }
 
@@ -486,13 +459,11 @@ impl Submissions for PgStore {
             });
         }
         release(&tx, &[id]).await?;
-        self.commit_change(
-            tx,
-            account,
-            (ObjectType::EmailSubmission, id, ChangeOp::Updated),
-            true,
-        )
-        .await?;
+        let mut log = ChangeLog::of(self, account);
+        log.record(&tx, ObjectType::EmailSubmission, id, ChangeOp::Updated)
+            .await?;
+        log.queued(Queue::Submissions);
+        log.commit(tx).await?;
         Ok(CancelOutcome::Canceled)
     }
 
@@ -513,11 +484,12 @@ impl Submissions for PgStore {
         if let Some(b) = row.get::<_, Option<String>>(0) {
             super::uploads::forget_unreferenced(&tx, &[b]).await?;
         }
-        self.commit_change(
+        self.log_one(
             tx,
             account,
-            (ObjectType::EmailSubmission, id, ChangeOp::Destroyed),
-            false,
+            ObjectType::EmailSubmission,
+            id,
+            ChangeOp::Destroyed,
         )
         .await?;
         Ok(true)
@@ -575,11 +547,12 @@ impl Submissions for PgStore {
             let blob: Option<String> = row.get(1);
             Error::Corrupt(format!("submission {id}: its blob {blob:?} is missing"))
         })?;
-        self.commit_change(
+        self.log_one(
             tx,
             account,
-            (ObjectType::EmailSubmission, id, ChangeOp::Updated),
-            false,
+            ObjectType::EmailSubmission,
+            id,
+            ChangeOp::Updated,
         )
         .await?;
         Ok(Some(raw))
@@ -644,11 +617,12 @@ impl Submissions for PgStore {
         release(&tx, &[id]).await?;
         // Logged (and so checked against the lease) even when the row was no longer in
         // 'sending', as SQLite does: a node that lost the lease learns it here.
-        self.commit_change(
+        self.log_one(
             tx,
             account,
-            (ObjectType::EmailSubmission, id, ChangeOp::Updated),
-            false,
+            ObjectType::EmailSubmission,
+            id,
+            ChangeOp::Updated,
         )
         .await?;
         Ok(())
@@ -822,11 +796,12 @@ impl Submissions for PgStore {
             .await?;
         tx.execute(&st, &[&id, &json(&entries)?, &json(&blobs)?])
             .await?;
-        self.commit_change(
+        self.log_one(
             tx,
             account,
-            (ObjectType::EmailSubmission, id, ChangeOp::Updated),
-            false,
+            ObjectType::EmailSubmission,
+            id,
+            ChangeOp::Updated,
         )
         .await?;
         Ok(true)
