@@ -261,6 +261,24 @@ pub enum AttemptResult {
     },
 }
 
+impl AttemptResult {
+    /// Each recipient's status after the attempt, and its error.
+    pub fn outcome(&self) -> (&[DeliveryEntry], &str) {
+        match self {
+            AttemptResult::Final { delivery, error }
+            | AttemptResult::Retry {
+                delivery, error, ..
+            } => (delivery, error),
+        }
+    }
+
+    /// Whether the message may have reached the server for someone: the Sent copy is then
+    /// due (the user did send it), even while a deferred recipient is still being retried.
+    pub fn reached_server(&self) -> bool {
+        self.outcome().0.iter().any(DeliveryEntry::reached_server)
+    }
+}
+
 /// Result of a cancel (an update of undoStatus to canceled).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum CancelOutcome {

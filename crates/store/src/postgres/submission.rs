@@ -210,6 +210,22 @@ impl PgStore {
         }
     }
 
+    /// A follow-up of a sent or failed submission is done (`update`, on row `$1`, returns
+    /// its account when it changed it): its bytes go if nothing else needs them. Not a
+    /// JMAP property, so no change to log; the lease still decides.
+    async fn followed_up(&self, id: i64, update: &str) -> Result<()> {
+        let mut c = self.client().await?;
+        let tx = c.transaction().await?;
+        let st = tx.prepare_cached(update).await?;
+        let Some(row) = tx.query_opt(&st, &[&id]).await? else {
+            return Ok(());
+        };
+        self.fence_write(&tx, AccountId(row.get(0))).await?;
+        release(&tx, &[id]).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
     /// Recovers the cut attempts of one account (see `recover_submissions`); the ids.
     async fn recover_account(&self, account: AccountId, ids: &[i64]) -> Result<Vec<i64>> {
         let mut c = self.client().await?;
@@ -568,16 +584,8 @@ impl Submissions for PgStore {
             return Ok(());
         };
         let account = AccountId(row.get(0));
-        let (delivery, error) = match result {
-            AttemptResult::Final { delivery, error }
-            | AttemptResult::Retry {
-                delivery, error, ..
-            } => (delivery, error),
-        };
-        // Once the message may have reached the server for someone, the Sent copy is due
-        // (the user did send it), even while a deferred recipient is still being retried.
-        let reached = delivery.iter().any(DeliveryEntry::reached_server);
-        let delivery = json(delivery)?;
+        let (delivery, error) = result.outcome();
+        let (reached, delivery) = (result.reached_server(), json(&delivery)?);
         match result {
             AttemptResult::Final { .. } => {
                 // Sent (to someone): the draft is destroyed once the Sent copy is made. Not
@@ -594,7 +602,7 @@ impl Submissions for PgStore {
                          WHERE id = $1 AND phase = 'sending'",
                     )
                     .await?;
-                tx.execute(&st, &[&id, &delivery, error, &reached]).await?;
+                tx.execute(&st, &[&id, &delivery, &error, &reached]).await?;
             }
             AttemptResult::Retry { next_attempt, .. } => {
                 // Back in the queue; undoStatus stays final (RFC 8621 7: once sending has
@@ -610,7 +618,7 @@ impl Submissions for PgStore {
                          WHERE id = $1 AND phase = 'sending'",
                     )
                     .await?;
-                tx.execute(&st, &[&id, next_attempt, &delivery, error, &reached])
+                tx.execute(&st, &[&id, next_attempt, &delivery, &error, &reached])
                     .await?;
             }
         }
@@ -679,22 +687,12 @@ impl Submissions for PgStore {
     }
 
     async fn set_sent_copy_done(&self, id: i64) -> Result<()> {
-        let mut c = self.client().await?;
-        let tx = c.transaction().await?;
-        let st = tx
-            .prepare_cached(
-                "UPDATE submission SET sent_copy = 'done' WHERE id = $1 AND sent_copy = 'due' \
-                 RETURNING account_id",
-            )
-            .await?;
-        let Some(row) = tx.query_opt(&st, &[&id]).await? else {
-            return Ok(());
-        };
-        // Not a JMAP property: no change to log, but the lease still decides.
-        self.fence_write(&tx, AccountId(row.get(0))).await?;
-        release(&tx, &[id]).await?;
-        tx.commit().await?;
-        Ok(())
+        self.followed_up(
+            id,
+            "UPDATE submission SET sent_copy = 'done' WHERE id = $1 AND sent_copy = 'due' \
+             RETURNING account_id",
+        )
+        .await
     }
 
     async fn draft_followups(&self, n: usize) -> Result<Vec<(SubmissionRecord, Option<Vec<u8>>)>> {
@@ -710,22 +708,12 @@ impl Submissions for PgStore {
     }
 
     async fn set_draft_done(&self, id: i64) -> Result<()> {
-        let mut c = self.client().await?;
-        let tx = c.transaction().await?;
-        let st = tx
-            .prepare_cached(
-                "UPDATE submission SET draft = 'done' \
-                 WHERE id = $1 AND draft IN ('destroy', 'restore') RETURNING account_id",
-            )
-            .await?;
-        let Some(row) = tx.query_opt(&st, &[&id]).await? else {
-            return Ok(());
-        };
-        // Not a JMAP property: no change to log, but the lease still decides.
-        self.fence_write(&tx, AccountId(row.get(0))).await?;
-        release(&tx, &[id]).await?;
-        tx.commit().await?;
-        Ok(())
+        self.followed_up(
+            id,
+            "UPDATE submission SET draft = 'done' \
+             WHERE id = $1 AND draft IN ('destroy', 'restore') RETURNING account_id",
+        )
+        .await
     }
 
     async fn set_server_files_sent(&self, account: AccountId, server_files: bool) -> Result<()> {

@@ -336,15 +336,8 @@ pub(super) fn finish_submission(
     let Some(account) = account_of(&tx, id)? else {
         return Ok(None);
     };
-    let (delivery, error) = match result {
-        AttemptResult::Final { delivery, error }
-        | AttemptResult::Retry {
-            delivery, error, ..
-        } => (delivery, error),
-    };
-    // Once the message may have reached the server for someone, the Sent copy is due
-    // (the user did send it), even while a deferred recipient is still being retried.
-    let reached = delivery.iter().any(DeliveryEntry::reached_server);
+    let (delivery, error) = result.outcome();
+    let reached = result.reached_server();
     match result {
         AttemptResult::Final { .. } => {
             // Sent (to someone): the draft is destroyed once the Sent copy is made. Not
@@ -358,7 +351,7 @@ pub(super) fn finish_submission(
                     WHEN ?4 AND draft = 'destroy_when_sent' THEN 'destroy' \
                     WHEN ?4 THEN draft ELSE 'restore' END \
                  WHERE id = ?1 AND phase = 'sending'",
-                params![id, json(delivery)?, error, reached],
+                params![id, json(&delivery)?, error, reached],
             )?;
         }
         AttemptResult::Retry { next_attempt, .. } => {
@@ -373,7 +366,7 @@ pub(super) fn finish_submission(
                  draft = CASE WHEN ?5 AND draft = 'destroy_when_sent' THEN 'destroy' \
                     ELSE draft END \
                  WHERE id = ?1 AND phase = 'sending'",
-                params![id, next_attempt, json(delivery)?, error, reached],
+                params![id, next_attempt, json(&delivery)?, error, reached],
             )?;
         }
     }
