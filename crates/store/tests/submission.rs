@@ -1,6 +1,7 @@
 //! The submission queue on both backends: partial successes, crashes during an attempt,
 //! refusals, delivery reports, what happens to the bytes; and on PostgreSQL, two nodes
-//! racing to begin one submission, and the queue waking every node's worker.
+//! racing to begin one submission or to give an account its first identity, and the queue
+//! waking every node's worker.
 //!
 //! Whether a submission still holds its bytes is not part of the role (only what it
 //! hands out is): [`RawView`] reads the row's `raw` column on a connection of the test's
@@ -537,5 +538,36 @@ async fn send_queue_latency() {
             pct(&mut postgres[i], 50),
             pct(&mut postgres[i], 99),
         );
+    }
+}
+
+/// Two nodes giving the same accounts their first identity at the same moment (each
+/// node's JMAP session does it on first use): every account gets exactly one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_nodes_give_an_account_one_first_identity() {
+    const N: usize = 20;
+    let pg = testkit::Postgres::shared().expect("private PostgreSQL");
+    let (_, a, b) = common::two_nodes(pg).await;
+    let u = a.create_user("u", "h").await.expect("user");
+    let mut accounts = Vec::with_capacity(N);
+    for i in 0..N {
+        let new = common::new_account(u, &format!("a{i}"));
+        accounts.push(a.create_account(&new).await.expect("account"));
+    }
+    let ensure_all = |s: PgStore, accounts: Vec<AccountId>| async move {
+        for account in accounts {
+            s.ensure_identity(account, "me@x.org")
+                .await
+                .expect("ensure");
+        }
+    };
+    let (on_a, on_b) = tokio::join!(
+        tokio::spawn(ensure_all(a.clone(), accounts.clone())),
+        tokio::spawn(ensure_all(b.clone(), accounts.clone()))
+    );
+    on_a.expect("node a");
+    on_b.expect("node b");
+    for account in accounts {
+        assert_eq!(a.identities(account).await.expect("identities").len(), 1);
     }
 }
