@@ -535,11 +535,10 @@ impl Submissions for PgStore {
         self.work.submissions()
     }
 
-    /// queued -> sending, committed (PostgreSQL's commit is durable: `synchronous_commit`
-    /// is on) before any byte goes to the SMTP server; a row in 'sending' is then the proof
-    /// that an attempt may have reached it. The UPDATE is the compare-and-set: whoever
-    /// comes second finds the row no longer queued. It names the lease it runs under, so
-    /// that recovery leaves a live attempt alone.
+    /// queued -> sending, committed durably before any byte goes to the SMTP server: a row
+    /// in 'sending' is then the proof that an attempt may have reached it. The UPDATE is
+    /// the compare-and-set: whoever comes second finds the row no longer queued. It names
+    /// the lease it runs under, so that recovery leaves a live attempt alone.
     async fn begin_submission(&self, id: i64) -> Result<Option<Vec<u8>>> {
         let (node, epoch) = match &self.fence {
             Some(f) => (Some(f.node.as_str()), Some(f.lease.epoch)),
@@ -547,6 +546,11 @@ impl Submissions for PgStore {
         };
         let mut c = self.client().await?;
         let tx = c.transaction().await?;
+        // SQLite's `synchronous = FULL` for this commit: a server configured with
+        // `synchronous_commit = off` could otherwise lose the mark after a crash while the
+        // message went out, and send it again.
+        tx.batch_execute("SET LOCAL synchronous_commit = on")
+            .await?;
         let st = tx
             .prepare_cached(&format!(
                 "UPDATE submission s SET phase = 'sending', undo_status = 'final', \
