@@ -6,6 +6,7 @@
 //!   POP3 (retrieve new mail on a timer).
 //! - `backoff`: exponential backoff with jitter.
 //! - `bodies`: the priority lane, one message fetched now because someone asked for it.
+//! - `lease`: the accounts this node holds (several nodes on one store), for the workers.
 //! - `oauth`: OAuth 2.0 access tokens of OAuth2 accounts (refresh, expiry, rotation).
 //! - `sieve`: ManageSieve (RFC 5804): tried at account start, connections for the API.
 //!
@@ -16,6 +17,7 @@ mod account;
 mod backoff;
 // Bodies fetched on demand (the priority lane).
 mod bodies;
+mod lease;
 pub mod oauth;
 // Write-back: the outbox worker.
 mod outbox;
@@ -28,9 +30,12 @@ pub use backoff::Backoff;
 pub use bodies::{BodyFetchError, BodyFetcher};
 pub use oauth::{OAuth, OAuthProvider, SecretSeal};
 
+use lease::{Held, Holding, Holdings};
 use mail_types::{AccountId, AccountKind, UserId};
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
-use store::{AccountRecord, Store};
+use std::time::{Duration, Instant};
+use store::{AccountRecord, Lease, Store};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
@@ -87,14 +92,47 @@ impl Default for EngineOptions {
     }
 }
 
-/// Runs every account of the store until shut down.
+/// This node among the nodes sharing one store.
+#[derive(Debug, Clone)]
+pub struct NodeOptions {
+    /// Unique among the nodes of the store (e.g. host and port).
+    pub name: String,
+    /// How long an account's lease lasts without renewal: a dead node's accounts are
+    /// taken over by the others this long (plus one beat) after its last renewal. The
+    /// engine's beat (`Engine::reconcile`) is to run every third of it.
+    pub lease_ttl: Duration,
+}
+
+impl Default for NodeOptions {
+    fn default() -> Self {
+        NodeOptions {
+            name: format!("node-{}", std::process::id()),
+            lease_ttl: Duration::from_secs(3),
+        }
+    }
+}
+
+/// An account this node works on.
+struct Running {
+    lease: Lease,
+    holding: Arc<Holding>,
+    /// Stops this account's tasks alone (its lease lost, the account removed).
+    stop: watch::Sender<bool>,
+    task: JoinHandle<()>,
+}
+
+/// Runs the accounts this node holds (every account of a store of one node) until shut
+/// down.
 pub struct Engine {
     store: Arc<dyn Store>,
     passwords: PasswordSource,
     /// Providers and access tokens of OAuth2 accounts.
     oauth: Arc<OAuth>,
     shutdown_tx: watch::Sender<bool>,
-    tasks: Vec<(AccountId, JoinHandle<()>)>,
+    accounts: HashMap<AccountId, Running>,
+    /// The same accounts, with their fenced stores, for the submission worker.
+    holdings: Holdings,
+    node: NodeOptions,
     options: EngineOptions,
     /// Who is looking (push latency); without it only `notify_flush_always` flushes.
     presence: Option<Arc<dyn Presence>>,
@@ -112,7 +150,9 @@ impl Engine {
             passwords,
             oauth: Arc::new(OAuth::default()),
             shutdown_tx,
-            tasks: Vec::new(),
+            accounts: HashMap::new(),
+            holdings: Holdings::default(),
+            node: NodeOptions::default(),
             options: EngineOptions::default(),
             presence: None,
             connecting: Arc::new(tokio::sync::Semaphore::new(
@@ -164,6 +204,12 @@ impl Engine {
         self
     }
 
+    /// This node's name and lease time (several nodes on one store).
+    pub fn with_node(mut self, node: NodeOptions) -> Self {
+        self.node = node;
+        self
+    }
+
     pub fn with_submit_options(mut self, options: SubmitOptions) -> Self {
         self.submit_options = options;
         self
@@ -176,6 +222,7 @@ impl Engine {
         }
         let worker = submission::Worker {
             store: self.store.clone(),
+            holdings: self.holdings.clone(),
             passwords: self.passwords.clone(),
             oauth: self.oauth.clone(),
             shutdown: self.shutdown_tx.subscribe(),
@@ -184,41 +231,64 @@ impl Engine {
         self.submit_task = Some(tokio::spawn(worker.run()));
     }
 
-    /// Starts a task for every account in the store.
+    /// Takes the accounts this node may hold (every account, on a store of one node) and
+    /// starts the submission worker.
     pub async fn start_all(&mut self) -> anyhow::Result<()> {
-        for a in self.store.list_accounts().await? {
-            self.start(a);
-        }
+        self.reconcile().await?;
         self.start_submissions();
         Ok(())
     }
 
-    /// Starts the task of one account.
+    /// Starts the tasks of one account, held for good: for a store of one node (tests).
+    /// With several nodes, accounts are taken by `reconcile`.
     pub fn start(&mut self, account: AccountRecord) {
+        let lease = Lease {
+            account: account.id,
+            epoch: 1,
+        };
+        let store = self.store.clone();
+        self.run_held(account, lease, store, Arc::new(Holding::for_good()));
+    }
+
+    fn run_held(
+        &mut self,
+        account: AccountRecord,
+        lease: Lease,
+        store: Arc<dyn Store>,
+        holding: Arc<Holding>,
+    ) {
         let id = account.id;
+        let (stop, _) = watch::channel(false);
+        self.holdings.insert(
+            id,
+            Held {
+                store: store.clone(),
+                holding: holding.clone(),
+            },
+        );
         let ctx = account::Ctx {
-            store: self.store.clone(),
+            store: store.clone(),
             passwords: self.passwords.clone(),
             oauth: self.oauth.clone(),
-            shutdown: self.shutdown_tx.subscribe(),
+            shutdown: stop.subscribe(),
             options: self.options.clone(),
             presence: self.presence.clone(),
             connecting: self.connecting.clone(),
         };
-        let handle = match account.kind {
+        let task = match account.kind {
             // Write-back: the outbox worker runs beside the sync, on its own connection.
             AccountKind::Imap => {
                 let octx = outbox::OutboxCtx {
-                    store: self.store.clone(),
+                    store,
+                    holding: holding.clone(),
                     passwords: self.passwords.clone(),
                     oauth: self.oauth.clone(),
-                    shutdown: self.shutdown_tx.subscribe(),
+                    shutdown: stop.subscribe(),
                     endpoint: account::endpoint(&account),
                 };
                 let a = account.clone();
                 // ManageSieve is tried at start, beside the sync (see `sieve`).
-                let (sieve, s, stop) =
-                    (self.sieve(), account.clone(), self.shutdown_tx.subscribe());
+                let (sieve, s, stop) = (self.sieve(), account.clone(), stop.subscribe());
                 let retry = self.options.sieve_retry;
                 tokio::spawn(async move {
                     tokio::join!(
@@ -230,49 +300,162 @@ impl Engine {
             }
             AccountKind::Pop3 => tokio::spawn(account::run_pop3(ctx, account)),
         };
-        self.tasks.push((id, handle));
+        self.accounts.insert(
+            id,
+            Running {
+                lease,
+                holding,
+                stop,
+                task,
+            },
+        );
     }
 
     /// Accounts with a running task.
     pub fn running(&self) -> Vec<AccountId> {
-        self.tasks.iter().map(|(id, _)| *id).collect()
+        let mut v: Vec<AccountId> = self.accounts.keys().copied().collect();
+        v.sort_by_key(|a| a.0);
+        v
     }
 
-    /// Starts tasks for accounts added to the store since, and stops those of accounts
-    /// removed (their data is gone, so aborting mid-transaction loses nothing).
+    /// The beat: tells the store this node is alive, renews the leases of the accounts
+    /// it works on (stopping those it lost), gives up those above its share when more
+    /// nodes joined, takes free accounts up to its share, starts tasks for accounts
+    /// added and stops those of accounts removed. With several nodes it runs every third
+    /// of the lease time (`NodeOptions::lease_ttl`); with one, at the account rescan.
     pub async fn reconcile(&mut self) -> anyhow::Result<()> {
+        let began = Instant::now();
+        let name = self.node.name.clone();
+        let ttl = self.node.lease_ttl;
+        let shared = self.store.shared();
+        let live = self.store.heartbeat(&name, ttl).await?.max(1);
         let accounts = self.store.list_accounts().await?;
-        let present: std::collections::HashSet<AccountId> = accounts.iter().map(|a| a.id).collect();
-        self.tasks.retain(|(id, handle)| {
-            let keep = present.contains(id);
-            if !keep {
-                tracing::info!(account = %id, "account removed; stopping its task");
-                handle.abort();
+        let present: HashSet<AccountId> = accounts.iter().map(|a| a.id).collect();
+        // Removed: their data is gone, so aborting mid-transaction loses nothing.
+        let removed: Vec<AccountId> = self
+            .accounts
+            .keys()
+            .filter(|id| !present.contains(id))
+            .copied()
+            .collect();
+        for id in removed {
+            tracing::info!(account = %id, "account removed; stopping its task");
+            self.stop_account(id, true);
+        }
+        if shared {
+            let leases: Vec<Lease> = self.accounts.values().map(|r| r.lease).collect();
+            let kept: HashSet<AccountId> = self
+                .store
+                .renew_all(&name, &leases, ttl)
+                .await?
+                .into_iter()
+                .map(|l| l.account)
+                .collect();
+            let lost: Vec<AccountId> = self
+                .accounts
+                .keys()
+                .filter(|id| !kept.contains(id))
+                .copied()
+                .collect();
+            for id in lost {
+                tracing::warn!(account = %id, node = %name,
+                    "account lease lost (expired or taken over); stopping its work");
+                self.stop_account(id, false);
             }
-            keep
-        });
-        let running: std::collections::HashSet<AccountId> = self.running().into_iter().collect();
-        for a in accounts {
-            if !running.contains(&a.id) {
-                tracing::info!(account = %a.id, name = %a.name, "new account; starting");
-                self.start(a);
+            let until = held_until(began, ttl);
+            for r in self.accounts.values() {
+                r.holding.extend(until);
             }
+            // More nodes than when the accounts were taken: give up those above the share
+            // (the newest first), so the newcomers find free accounts.
+            let share = accounts.len().div_ceil(live) + store::leases::SHARE_SLACK;
+            if self.accounts.len() > share {
+                let mut ids = self.running();
+                ids.reverse();
+                for id in ids.into_iter().take(self.accounts.len() - share) {
+                    if let Some(r) = self.accounts.get(&id) {
+                        let lease = r.lease;
+                        tracing::info!(account = %id, node = %name, live,
+                            "giving the account up to a node that joined");
+                        self.stop_account(id, false);
+                        if let Err(e) = self.store.release(&name, lease).await {
+                            tracing::warn!(account = %id, error = %e, "cannot release a lease");
+                        }
+                    }
+                }
+            }
+        }
+        let free: HashSet<AccountId> = self.store.free_accounts().await?.into_iter().collect();
+        let by_id: HashMap<AccountId, AccountRecord> =
+            accounts.into_iter().map(|a| (a.id, a)).collect();
+        let mut ids: Vec<AccountId> = free
+            .into_iter()
+            .filter(|id| by_id.contains_key(id) && !self.accounts.contains_key(id))
+            .collect();
+        ids.sort_by_key(|a| a.0);
+        for id in ids {
+            let Some(lease) = self.store.acquire(&name, id, ttl).await? else {
+                // Above its share, or another node was quicker.
+                continue;
+            };
+            let Some(account) = by_id.get(&id).cloned() else {
+                continue;
+            };
+            tracing::info!(account = %id, name = %account.name, node = %name,
+                epoch = lease.epoch, "account taken; starting");
+            let (store, holding) = if shared {
+                (
+                    self.store.fenced(&name, lease),
+                    Arc::new(Holding::until(held_until(began, ttl))),
+                )
+            } else {
+                (self.store.clone(), Arc::new(Holding::for_good()))
+            };
+            self.run_held(account, lease, store, holding);
         }
         Ok(())
     }
 
-    /// Signals every task to stop and waits for them.
+    /// Stops one account's tasks: at once (`abort`: its data is gone), or by their stop
+    /// signal (the lease lost or given up: the fence refuses their writes meanwhile).
+    fn stop_account(&mut self, id: AccountId, abort: bool) {
+        self.holdings.remove(id);
+        if let Some(r) = self.accounts.remove(&id) {
+            r.holding.lose();
+            let _ = r.stop.send(true);
+            if abort {
+                r.task.abort();
+            }
+        }
+    }
+
+    /// Signals every task to stop, waits for them, and gives the leases up so that
+    /// other nodes take the accounts at once.
     pub async fn shutdown(self) {
         let _ = self.shutdown_tx.send(true);
+        for r in self.accounts.values() {
+            let _ = r.stop.send(true);
+        }
         if let Some(t) = self.submit_task
             && let Err(e) = t.await
         {
             tracing::error!(error = %e, "submission worker failed");
         }
-        for (id, t) in self.tasks {
-            if let Err(e) = t.await {
+        for (id, r) in self.accounts {
+            if let Err(e) = r.task.await {
                 tracing::error!(account = %id, error = %e, "account task failed");
+            }
+            if self.store.shared()
+                && let Err(e) = self.store.release(&self.node.name, r.lease).await
+            {
+                tracing::warn!(account = %id, error = %e, "cannot release a lease");
             }
         }
     }
+}
+
+/// Until when a lease renewed (or taken) at `began` is surely this node's: a third of its
+/// time is kept back for the request's own delay and the clocks' drift.
+fn held_until(began: Instant, ttl: Duration) -> Instant {
+    began + ttl.mul_f64(2.0 / 3.0)
 }

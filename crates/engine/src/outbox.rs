@@ -30,7 +30,11 @@ const IDLE_CLOSE: Duration = Duration::from_secs(120);
 const MAX_TRANSIENT_REFUSALS: i64 = 8;
 
 pub(crate) struct OutboxCtx {
+    /// Fenced with the account's lease: its writes fail once the lease is lost.
     pub store: Arc<dyn Store>,
+    /// Whether this node still holds the account: asked before each command that
+    /// changes the server (see `crate::lease`).
+    pub holding: Arc<crate::lease::Holding>,
     pub passwords: PasswordSource,
     pub oauth: Arc<crate::OAuth>,
     pub shutdown: watch::Receiver<bool>,
@@ -139,6 +143,12 @@ async fn drain_with(
         }
         let entries = ctx.store.outbox_next(account.id, BATCH).await?;
         if entries.is_empty() {
+            return Ok(did);
+        }
+        if !ctx.holding.holds() {
+            // The lease ran out (or this node was paused past it): another node replays
+            // the queue now. The engine's beat stops this worker, or renews the lease.
+            tracing::debug!(account = %account.id, "account lease not held; replay paused");
             return Ok(did);
         }
         did = true;

@@ -64,7 +64,11 @@ impl Default for SubmitOptions {
 const BATCH: usize = 32;
 
 pub(crate) struct Worker {
+    /// For reads; what is written for an account goes through its fenced store in
+    /// `holdings`.
     pub store: Arc<dyn Store>,
+    /// The accounts this node holds: the worker sends for these only.
+    pub holdings: crate::lease::Holdings,
     pub passwords: PasswordSource,
     pub oauth: Arc<crate::OAuth>,
     pub shutdown: watch::Receiver<bool>,
@@ -178,41 +182,26 @@ impl Worker {
         // Before the first look at the queue: a submission queued after that look rings
         // it, one queued before is found by the look (see `store::wake`).
         let mut wake = self.store.submission_signal();
-        match self.store.recover_submissions().await {
-            Ok(ids) if !ids.is_empty() => {
-                tracing::warn!(submissions = ?ids,
-                    "submissions interrupted during an attempt: marked unknown, not resent");
-            }
-            Ok(_) => {}
-            Err(e) => tracing::error!(error = %e, "cannot recover interrupted submissions"),
-        }
-        // Sent copies cut by a stop or a crash, and those of submissions just recovered.
-        if let Ok(accounts) = self.store.list_accounts().await {
-            for a in accounts {
-                self.sent_copies(a.id).await;
-            }
-        }
-        self.drafts().await;
+        let mut held_changed = self.holdings.subscribe();
         let mut pool = Pool::default();
         let mut dsn = DsnWatch::default();
         let mut bus = self.store.events().subscribe();
         let mut bus_open = true;
-        if let Ok(accounts) = self.store.list_accounts().await {
-            for a in accounts {
-                if let Ok(list) = self.store.submissions(a.id).await
-                    && let Some(last) = list.iter().map(|s| s.created_at).max()
-                {
-                    dsn.watch(a.id, last);
-                    dsn.dirty.insert(a.id);
-                }
-            }
-        }
+        // Accounts taken since the last look (all of them at the first).
+        let mut known: std::collections::HashSet<AccountId> = Default::default();
         loop {
             if *self.shutdown.borrow() {
                 pool.close_idle(Duration::ZERO).await;
                 return;
             }
-            let due = match self.store.due_submissions(now(), BATCH).await {
+            let held = self.holdings.accounts();
+            for account in held.iter().copied().filter(|a| !known.contains(a)) {
+                self.take_over(account, &mut dsn).await;
+            }
+            known = held.iter().copied().collect();
+            dsn.until.retain(|a, _| known.contains(a));
+            dsn.dirty.retain(|a| known.contains(a));
+            let due = match self.store.due_submissions(now(), BATCH, &held).await {
                 Ok(d) => d,
                 Err(e) => {
                     tracing::error!(error = %e, "cannot read the submission queue");
@@ -231,7 +220,7 @@ impl Worker {
             self.drafts().await;
             pool.close_idle(self.options.idle).await;
             dsn.scan_due(&self, self.options.dsn_scan_interval).await;
-            let mut wait = match self.store.next_submission_at().await {
+            let mut wait = match self.store.next_submission_at(&held).await {
                 Ok(Some(at)) => {
                     let secs = u64::try_from(at.saturating_sub(now())).unwrap_or(0);
                     Duration::from_secs(secs).min(self.options.poll)
@@ -253,6 +242,13 @@ impl Worker {
                     r = wake.changed() => {
                         if r.is_err() {
                             // The store is gone: only the timer is left.
+                            tokio::time::sleep_until(deadline).await;
+                        }
+                        break;
+                    }
+                    // An account taken or given up.
+                    r = held_changed.changed() => {
+                        if r.is_err() {
                             tokio::time::sleep_until(deadline).await;
                         }
                         break;
@@ -287,8 +283,38 @@ impl Worker {
         }
     }
 
+    /// An account this node just took (at start, or from a node that died or lost it):
+    /// its submissions cut during an attempt become final `unknown` (never sent again),
+    /// then the Sent copies and draft follow-ups left behind are done, and its INBOX is
+    /// looked at for delivery reports.
+    async fn take_over(&self, account: AccountId, dsn: &mut DsnWatch) {
+        let Some(h) = self.holdings.get(account) else {
+            return;
+        };
+        match h.store.recover_submissions(account).await {
+            Ok(ids) if !ids.is_empty() => {
+                tracing::warn!(account = %account, submissions = ?ids,
+                    "submissions interrupted during an attempt: marked unknown, not resent");
+            }
+            Ok(_) => {}
+            Err(e) => tracing::error!(account = %account, error = %e,
+                "cannot recover interrupted submissions"),
+        }
+        self.sent_copies(account).await;
+        if let Ok(list) = self.store.submissions(account).await
+            && let Some(last) = list.iter().map(|s| s.created_at).max()
+        {
+            dsn.watch(account, last);
+            dsn.dirty.insert(account);
+        }
+    }
+
     async fn attempt(&self, pool: &mut Pool, s: SubmissionRecord) {
         let account = s.account;
+        // Sent only by the node holding the account, while it holds it.
+        let Some(h) = self.holdings.get(account).filter(|h| h.holding.holds()) else {
+            return;
+        };
         let record = match self.store.account(account).await {
             Ok(a) => a,
             Err(e) => {
@@ -296,7 +322,7 @@ impl Worker {
                 return;
             }
         };
-        let raw = match self.store.begin_submission(s.id).await {
+        let raw = match h.store.begin_submission(s.id).await {
             Ok(Some(raw)) => raw,
             // Canceled or destroyed meanwhile.
             Ok(None) => return,
@@ -352,6 +378,14 @@ impl Worker {
                             }
                         }
                         let outcome = match opened {
+                            // Paused past the lease since `begin` (its check is the
+                            // store's): the row stays `sending`, and the node that took
+                            // the account reports it `unknown` rather than send it again.
+                            Ok(_) if !h.holding.holds() => {
+                                tracing::warn!(account = %account, submission = s.id,
+                                    "account lease lost before sending; not sent");
+                                return;
+                            }
                             Ok(mut conn) => {
                                 let envid = s.envelope_id();
                                 let outcome =
@@ -366,7 +400,7 @@ impl Worker {
                 }
             }
         };
-        if let Err(e) = self.store.finish_submission(s.id, &result).await {
+        if let Err(e) = h.store.finish_submission(s.id, &result).await {
             // The row stays in `sending`: the next start marks it unknown, never resends.
             tracing::error!(account = %account, submission = s.id, error = %e,
                 "cannot record a submission's outcome");
@@ -417,7 +451,11 @@ impl Worker {
     /// it away; remade from the submission's bytes if the Email is gone. A follow-up that
     /// cannot be done now (no Drafts mailbox yet, a store error) is tried again later.
     async fn drafts(&self) {
-        let list = match self.store.draft_followups(BATCH).await {
+        let list = match self
+            .store
+            .draft_followups(BATCH, &self.holdings.accounts())
+            .await
+        {
             Ok(l) => l,
             Err(e) => {
                 tracing::error!(error = %e, "cannot read the drafts of finished submissions");
@@ -433,7 +471,10 @@ impl Worker {
             if !done {
                 continue;
             }
-            if let Err(e) = self.store.set_draft_done(s.id).await {
+            let Some(h) = self.holdings.get(s.account) else {
+                continue;
+            };
+            if let Err(e) = h.store.set_draft_done(s.id).await {
                 tracing::error!(account = %s.account, submission = s.id, error = %e,
                     "cannot record the draft's follow-up");
             }
@@ -441,7 +482,10 @@ impl Worker {
     }
 
     async fn destroy_draft(&self, s: &SubmissionRecord) -> bool {
-        match self.store.destroy_emails(s.account, vec![s.email]).await {
+        let Some(h) = self.holdings.get(s.account) else {
+            return false;
+        };
+        match h.store.destroy_emails(s.account, vec![s.email]).await {
             // A refusal: the Email is gone already (the client destroyed it).
             Ok(_) => true,
             Err(e) => {
@@ -454,7 +498,11 @@ impl Worker {
 
     async fn restore_draft(&self, s: &SubmissionRecord, raw: Option<Vec<u8>>) -> bool {
         let account = s.account;
-        let mailboxes = match self.store.mailboxes(account).await {
+        let Some(h) = self.holdings.get(account) else {
+            return false;
+        };
+        let store = h.store.as_ref();
+        let mailboxes = match store.mailboxes(account).await {
             Ok(m) => m,
             Err(e) => {
                 tracing::error!(account = %account, error = %e, "cannot read mailboxes");
@@ -466,7 +514,7 @@ impl Worker {
                 "no Drafts mailbox yet; the unsent message waits");
             return false;
         };
-        let email = match self.store.emails(account, &[s.email]).await {
+        let email = match store.emails(account, &[s.email]).await {
             Ok(mut v) => v.pop(),
             Err(e) => {
                 tracing::error!(account = %account, error = %e, "cannot read the Email");
@@ -497,7 +545,7 @@ impl Worker {
                     mailboxes_add: if in_drafts { vec![] } else { vec![drafts.id] },
                     mailboxes_remove: sent,
                 };
-                self.store
+                store
                     .update_emails(account, vec![patch])
                     .await
                     .map(|r| r.into_iter().all(|x| x.is_ok()))
@@ -557,7 +605,11 @@ impl Worker {
     /// already holds the Message-ID (the client moved the draft there, or an earlier
     /// append was cut before it was marked done) gets no second copy.
     async fn sent_copies(&self, account: AccountId) {
-        let pending = match self.store.pending_sent_copies(account).await {
+        let Some(h) = self.holdings.get(account) else {
+            return;
+        };
+        let store = h.store.as_ref();
+        let pending = match store.pending_sent_copies(account).await {
             Ok(p) if !p.is_empty() => p,
             Ok(_) => return,
             Err(e) => {
@@ -565,7 +617,7 @@ impl Worker {
                 return;
             }
         };
-        let sent = match self.store.mailboxes(account).await {
+        let sent = match store.mailboxes(account).await {
             Ok(list) => list.into_iter().find(|m| m.role == Some(Role::Sent)),
             Err(e) => {
                 tracing::error!(account = %account, error = %e, "cannot read mailboxes");
@@ -592,7 +644,7 @@ impl Worker {
                     keywords: vec!["$seen".into()],
                     received_at: now(),
                 };
-                match self.store.append_email(account, req).await {
+                match store.append_email(account, req).await {
                     Ok(Ok(_)) => {}
                     Ok(Err(refusal)) => {
                         // A POP3 account, say: nothing to append to; not retried.
@@ -606,7 +658,7 @@ impl Worker {
                     }
                 }
             }
-            if let Err(e) = self.store.set_sent_copy_done(rec.id).await {
+            if let Err(e) = store.set_sent_copy_done(rec.id).await {
                 tracing::error!(account = %account, submission = rec.id, error = %e,
                     "cannot record the Sent copy");
             }
@@ -776,7 +828,10 @@ async fn scan_account(
                 })
             })
             .collect();
-        if w.store.apply_dsn(account, s.id, blob, &updates).await? {
+        let Some(h) = w.holdings.get(account) else {
+            return Ok(());
+        };
+        if h.store.apply_dsn(account, s.id, blob, &updates).await? {
             tracing::info!(account = %account, submission = s.id,
                 recipients = updates.len(), "delivery-status report applied");
         }

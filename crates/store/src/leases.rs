@@ -54,4 +54,32 @@ pub trait Leases: Send + Sync + 'static {
     /// Gives `lease` up at once (a node stopping, or shedding accounts above its share):
     /// the next taker needs no wait.
     async fn release(&self, node: &str, lease: Lease) -> Result<()>;
+
+    /// [`Leases::renew`] of each of `leases` (one heartbeat's worth); the leases still
+    /// held, extended. A backend may do it in one statement.
+    async fn renew_all(&self, node: &str, leases: &[Lease], ttl: Duration) -> Result<Vec<Lease>> {
+        let mut kept = Vec::with_capacity(leases.len());
+        for l in leases {
+            if self.renew(node, *l, ttl).await? {
+                kept.push(*l);
+            }
+        }
+        Ok(kept)
+    }
+
+    /// The accounts no node holds an unexpired lease of: those worth an
+    /// [`Leases::acquire`].
+    async fn free_accounts(&self) -> Result<Vec<AccountId>>;
+
+    /// Whether other nodes may share this store. A store of one node (SQLite) grants every
+    /// lease for good, and nothing it hands out ever needs to be given back.
+    fn shared(&self) -> bool;
+}
+
+/// Store handles fenced with a lease: what a node writes for an account it holds.
+pub trait Fencing: Send + Sync + 'static {
+    /// This store for the writes `node` makes under `lease`: once the lease is lost (it
+    /// expired, or another node took the account), each write fails with
+    /// [`crate::Error::Fenced`] and changes nothing. A single-node store hands out itself.
+    fn fenced(&self, node: &str, lease: Lease) -> std::sync::Arc<dyn crate::Store>;
 }

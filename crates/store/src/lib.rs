@@ -64,7 +64,7 @@ pub mod uploads;
 pub mod wake;
 
 pub use directory::Directory;
-pub use leases::{Lease, Leases};
+pub use leases::{Fencing, Lease, Leases};
 pub use mailsync::{MailSync, SyncStore};
 pub use model::*;
 pub use outbox::*;
@@ -82,8 +82,8 @@ pub use uploads::Uploads;
 /// the trait in scope, also on `dyn Store`).
 pub mod prelude {
     pub use crate::{
-        BodyPolicy, Directory, Leases, MailSync, Outbox, Push, Quotas, Reading, SieveState, Store,
-        Submissions, SyncStore, Uploads,
+        BodyPolicy, Directory, Fencing, Leases, MailSync, Outbox, Push, Quotas, Reading,
+        SieveState, Store, Submissions, SyncStore, Uploads,
     };
 }
 
@@ -138,6 +138,7 @@ pub trait Store:
     + BodyPolicy
     + Quotas
     + Leases
+    + Fencing
 {
 }
 
@@ -153,5 +154,6 @@ impl<T> Store for T where
         + BodyPolicy
         + Quotas
         + Leases
+        + Fencing
 {
 }

@@ -328,17 +328,36 @@ pub trait Submissions: Send + Sync + 'static {
     /// Every submission of the account, oldest first (without the bytes).
     async fn submissions(&self, account: AccountId) -> Result<Vec<SubmissionRecord>>;
 
+    /// Sets when a submission that is still queued and pending is sent (`send_at`, unix
+    /// seconds). The JMAP server creates a submission whose onSuccessUpdateEmail is still
+    /// to be applied with a later time, so that no worker sends (and settles) it before
+    /// the Email was updated, then brings the time back. False when it is no longer
+    /// waiting (canceled, being sent, done) or not the account's.
+    async fn reschedule_submission(
+        &self,
+        account: AccountId,
+        id: i64,
+        send_at: i64,
+    ) -> Result<bool>;
+
     /// undoStatus pending -> canceled, only while nothing has been sent.
     async fn cancel_submission(&self, account: AccountId, id: i64) -> Result<CancelOutcome>;
 
     /// Forgets a submission that is not being sent right now.
     async fn destroy_submission(&self, account: AccountId, id: i64) -> Result<bool>;
 
-    /// Queued submissions due at `now` (unix seconds), earliest first.
-    async fn due_submissions(&self, now: i64, limit: usize) -> Result<Vec<SubmissionRecord>>;
+    /// Queued submissions of `accounts` due at `now` (unix seconds), earliest first. The
+    /// accounts are those the asking node holds (with several nodes, each sends only
+    /// for the accounts it holds the lease of).
+    async fn due_submissions(
+        &self,
+        now: i64,
+        limit: usize,
+        accounts: &[AccountId],
+    ) -> Result<Vec<SubmissionRecord>>;
 
-    /// When the next queued submission is due.
-    async fn next_submission_at(&self) -> Result<Option<i64>>;
+    /// When the next queued submission of `accounts` is due.
+    async fn next_submission_at(&self, accounts: &[AccountId]) -> Result<Option<i64>>;
 
     /// The submission queue's "work queued" signal: bumped after each commit that queued a
     /// submission or canceled one (its draft goes back), in any account (see
@@ -352,9 +371,10 @@ pub trait Submissions: Send + Sync + 'static {
     /// Records the outcome of the attempt begun with `begin_submission`.
     async fn finish_submission(&self, id: i64, result: &AttemptResult) -> Result<()>;
 
-    /// At startup: submissions cut during an attempt become final with delivered
-    /// `unknown` and are never sent again. Returns their ids.
-    async fn recover_submissions(&self) -> Result<Vec<i64>>;
+    /// When a node starts working on the account (at startup, or taking it over from a
+    /// node that died or lost it): its submissions cut during an attempt become final
+    /// with delivered `unknown` and are never sent again. Returns their ids.
+    async fn recover_submissions(&self, account: AccountId) -> Result<Vec<i64>>;
 
     /// Sent submissions of the account whose Sent copy is still to be made, with bytes.
     async fn pending_sent_copies(
@@ -370,6 +390,7 @@ pub trait Submissions: Send + Sync + 'static {
     async fn draft_followups(
         &self,
         limit: usize,
+        accounts: &[AccountId],
     ) -> Result<Vec<(SubmissionRecord, Option<Vec<u8>>)>>;
 
     /// The follow-up of `draft_followups` is done (the bytes may then go).

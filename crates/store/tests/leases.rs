@@ -266,7 +266,7 @@ async fn a_node_that_lost_its_lease_cannot_begin_or_finish_a_submission() {
     assert!(on_a.begin_submission(first).await.expect("begin").is_some());
     // Another node starting up now must not take a's attempt for a cut one.
     assert_eq!(
-        b.recover_submissions().await.expect("recover"),
+        b.recover_submissions(account).await.expect("recover"),
         Vec::<i64>::new()
     );
 
@@ -286,7 +286,7 @@ async fn a_node_that_lost_its_lease_cannot_begin_or_finish_a_submission() {
     assert!(taken.epoch > lease.epoch);
     fenced(on_a.finish_submission(first, &accepted()).await, lease);
     fenced(on_a.begin_submission(second).await, lease);
-    fenced(on_a.recover_submissions().await, lease);
+    fenced(on_a.recover_submissions(account).await, lease);
     assert_eq!(state(), state_then);
     assert_eq!(b.submissions(account).await.expect("queue"), queue_then);
 
@@ -294,7 +294,7 @@ async fn a_node_that_lost_its_lease_cannot_begin_or_finish_a_submission() {
     // recipient unknown and is never begun again; the other is b's to send.
     let on_b = b.fenced("b", taken);
     assert_eq!(
-        on_b.recover_submissions().await.expect("recover"),
+        on_b.recover_submissions(account).await.expect("recover"),
         vec![first]
     );
     assert_eq!(on_b.begin_submission(first).await.expect("begin"), None);
@@ -323,7 +323,10 @@ async fn a_node_that_lost_its_lease_cannot_begin_or_finish_a_submission() {
     assert_eq!(state(), state_then);
     assert_eq!(b.submissions(account).await.expect("queue"), queue_then);
     on_b.set_sent_copy_done(first).await.expect("copy done");
-    let followups = on_b.draft_followups(10).await.expect("followups");
+    let followups = on_b
+        .draft_followups(10, &[account])
+        .await
+        .expect("followups");
     assert_eq!(followups[0].0.id, first, "{followups:?}");
     fenced(on_a.set_draft_done(first).await, lease);
     on_b.set_draft_done(first).await.expect("draft done");
@@ -354,4 +357,56 @@ fn accepted_entries() -> Vec<store::DeliveryEntry> {
         store::AttemptResult::Final { delivery, .. } => delivery,
         store::AttemptResult::Retry { delivery, .. } => delivery,
     }
+}
+
+/// A node's beat: the accounts worth asking for are those no node holds, and renewing a
+/// node's holding in one call keeps exactly the leases it still holds.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn free_accounts_and_renew_all_follow_the_leases() {
+    let pg = Postgres::shared().expect("private PostgreSQL");
+    let (_url, a, b) = common::two_nodes(pg).await;
+    assert!(a.shared());
+    let ids = accounts(&a, "beat", 4).await;
+    a.heartbeat("a", LONG).await.expect("heartbeat");
+    b.heartbeat("b", LONG).await.expect("heartbeat");
+    assert_eq!(a.free_accounts().await.expect("free"), ids);
+    let short = Duration::from_secs(1);
+    let held_a = take_all(&a, "a", &ids[..2], short).await;
+    let held_b = take_all(&b, "b", &ids[2..3], LONG).await;
+    assert_eq!((held_a.len(), held_b.len()), (2, 1));
+    assert_eq!(b.free_accounts().await.expect("free"), vec![ids[3]]);
+    // b renews its own lease and a's: only its own is renewed.
+    let mut mixed = held_b.clone();
+    mixed.extend(held_a.iter().copied());
+    assert_eq!(b.renew_all("b", &mixed, LONG).await.expect("renew"), held_b);
+    // a's leases run out: free again, and a's renewal keeps nothing.
+    tokio::time::sleep(short + Duration::from_millis(300)).await;
+    let mut free = b.free_accounts().await.expect("free");
+    free.sort_by_key(|x| x.0);
+    assert_eq!(free, vec![ids[0], ids[1], ids[3]]);
+    assert!(
+        a.renew_all("a", &held_a, LONG)
+            .await
+            .expect("renew")
+            .is_empty()
+    );
+    assert!(a.renew_all("a", &[], LONG).await.expect("renew").is_empty());
+}
+
+/// One node (SQLite): every account is free for it and renewals keep everything.
+#[tokio::test]
+async fn a_single_node_store_holds_everything_for_good() {
+    let s = common::sqlite();
+    assert!(!s.shared());
+    let account = common::account(&s).await;
+    assert_eq!(s.free_accounts().await.expect("free"), vec![account]);
+    let lease = s
+        .acquire("n", account, LONG)
+        .await
+        .expect("acquire")
+        .expect("granted");
+    assert_eq!(
+        s.renew_all("n", &[lease], LONG).await.expect("renew"),
+        vec![lease]
+    );
 }

@@ -199,7 +199,7 @@ async fn a_partial_success_makes_the_sent_copy_due_and_a_crash_keeps_what_was_se
     );
     // The retry is cut by a crash: only the deferred recipient becomes unknown.
     assert!(s.begin_submission(id).await.expect("begin").is_some());
-    assert_eq!(s.recover_submissions().await.expect("recover"), vec![id]);
+    assert_eq!(s.recover_submissions(a).await.expect("recover"), vec![id]);
     let (sub, raw) = row(s, v, a, id).await;
     assert_eq!(sub.phase, SubmissionPhase::Done);
     assert_eq!(sub.delivery[0].smtp_reply, "250 ok");
@@ -225,7 +225,7 @@ async fn unknown_after_a_crash_gets_a_sent_copy_and_a_refusal_none<S: Directory 
     let a = common::account(s).await;
     let cut = queue(s, a).await;
     assert!(s.begin_submission(cut).await.expect("begin").is_some());
-    s.recover_submissions().await.expect("recover");
+    s.recover_submissions(a).await.expect("recover");
     let (sub, raw) = row(s, v, a, cut).await;
     assert!(sub.delivery.iter().all(|d| d.delivered == "unknown"));
     assert_eq!(sub.sent_copy, SentCopy::Due);
@@ -246,7 +246,7 @@ async fn unknown_after_a_crash_gets_a_sent_copy_and_a_refusal_none<S: Directory 
     assert_eq!(sub.draft, DraftFate::Restore);
     assert!(!raw.is_empty());
     let followups: Vec<i64> = s
-        .draft_followups(10)
+        .draft_followups(10, &[a])
         .await
         .expect("followups")
         .into_iter()
@@ -268,22 +268,43 @@ async fn unknown_after_a_crash_gets_a_sent_copy_and_a_refusal_none<S: Directory 
     assert_eq!(pending, vec![cut]);
 }
 
-/// What the JMAP side writes: a cancel only before the attempt, a destroy never during
-/// one, the first identity given once and never deletable, the Sent copy policy.
+/// What the JMAP side writes: a reschedule and a cancel only before the attempt, a
+/// destroy never during one, the first identity given once and never deletable, the Sent
+/// copy policy. The queue is read per account (those a node holds).
 async fn cancel_destroy_and_identities<S: Directory + Submissions>(s: &S, v: &impl RawView) {
     let a = common::account(s).await;
     let canceled = queue(s, a).await;
     let sending = queue(s, a).await;
-    assert_eq!(
-        s.due_submissions(i64::MAX, 10)
+    let due = async |now: i64, accounts: &[AccountId]| {
+        s.due_submissions(now, 10, accounts)
             .await
             .expect("due")
             .iter()
             .map(|s| s.id)
-            .collect::<Vec<_>>(),
-        [canceled, sending]
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(due(i64::MAX, &[a]).await, [canceled, sending]);
+    let elsewhere = [AccountId(a.0 + 1)];
+    assert!(
+        due(i64::MAX, &elsewhere).await.is_empty(),
+        "not this node's"
     );
-    assert_eq!(s.next_submission_at().await.expect("next"), Some(0));
+    assert_eq!(s.next_submission_at(&elsewhere).await.expect("next"), None);
+    assert!(
+        s.reschedule_submission(a, sending, 100)
+            .await
+            .expect("reschedule")
+    );
+    assert_eq!(due(99, &[a]).await, [canceled]);
+    assert_eq!(due(100, &[a]).await, [canceled, sending]);
+    assert!(
+        !s.reschedule_submission(elsewhere[0], sending, 0)
+            .await
+            .expect("reschedule"),
+        "not that account's"
+    );
+    assert!(s.reschedule_submission(a, sending, 0).await.expect("back"));
+    assert_eq!(s.next_submission_at(&[a]).await.expect("next"), Some(0));
     assert_eq!(
         s.cancel_submission(a, canceled).await.expect("cancel"),
         CancelOutcome::Canceled
@@ -299,6 +320,12 @@ async fn cancel_destroy_and_identities<S: Directory + Submissions>(s: &S, v: &im
         "a canceled submission is not sent"
     );
     assert!(s.begin_submission(sending).await.expect("begin").is_some());
+    assert!(
+        !s.reschedule_submission(a, sending, 100)
+            .await
+            .expect("reschedule"),
+        "being sent: too late"
+    );
     assert_eq!(
         s.cancel_submission(a, sending).await.expect("cancel"),
         CancelOutcome::TooLate
@@ -312,7 +339,7 @@ async fn cancel_destroy_and_identities<S: Directory + Submissions>(s: &S, v: &im
     assert!(!s.destroy_submission(a, sending).await.expect("destroy"));
     assert!(s.destroy_submission(a, canceled).await.expect("destroy"));
     assert!(!s.destroy_submission(a, canceled).await.expect("destroy"));
-    assert_eq!(s.next_submission_at().await.expect("next"), None);
+    assert_eq!(s.next_submission_at(&[a]).await.expect("next"), None);
 
     s.ensure_identity(a, "me@x.org").await.expect("ensure");
     s.ensure_identity(a, "other@x.org").await.expect("ensure");

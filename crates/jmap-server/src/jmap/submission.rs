@@ -266,6 +266,7 @@ async fn create_one(
     obj: &Map<String, Value>,
     created_ids: &HashMap<String, Id>,
     draft: DraftFate,
+    held: bool,
 ) -> Result<SubmissionRecord, SetError> {
     // RFC 8620 5.3: "#creationId" names an object created earlier in the request (the
     // draft made by Email/set create just before).
@@ -414,16 +415,40 @@ async fn create_one(
             .unwrap_or_else(|| now() + i64::try_from(ctx.submission_delay.as_secs()).unwrap_or(0)),
         sent_copy,
     };
+    let send_at = new.send_at;
+    // Held: stored to be sent no sooner than HELD_FOR_UPDATE from now, and brought back to
+    // `send_at` by the caller once the Email was updated.
+    let new = NewSubmission {
+        send_at: if held {
+            send_at.max(now() + HELD_FOR_UPDATE)
+        } else {
+            send_at
+        },
+        ..new
+    };
     let id = ctx
         .store
         .create_submission(&new)
         .await
         .map_err(server_fail)?;
     let all = ctx.store.submissions(account).await.map_err(server_fail)?;
-    all.into_iter()
+    let mut record = all
+        .into_iter()
         .find(|s| s.id == id)
-        .ok_or_else(|| SetError::new(SetErrorType::NotFound))
+        .ok_or_else(|| SetError::new(SetErrorType::NotFound))?;
+    record.send_at = send_at;
+    Ok(record)
 }
+
+/// How long a submission created with an onSuccessUpdateEmail waits for that update at
+/// most (seconds). RFC 8621 7.5 applies the update once the creation succeeded, in the
+/// same method call; but the submission worker may take a new submission at once, and
+/// one that fails for good puts its Email back into Drafts (DESIGN.md invariant 9). Sent
+/// and settled before the update, its Email would then be moved to Sent after the
+/// worker had found it still in Drafts: an unsent message looking sent. So the
+/// submission waits until the update is applied; should the request die in between, it
+/// is sent this much later, and no sooner.
+const HELD_FOR_UPDATE: i64 = 60;
 
 /// Whether one of the Email's mailboxes is the account's Sent mailbox (then the copy
 /// there exists already and none is appended).
@@ -455,6 +480,8 @@ pub(crate) async fn set(
     let mut not_created: BTreeMap<Id, SetError> = BTreeMap::new();
     // Creation id -> the Email it submitted, for onSuccess* keyed by "#creationId".
     let mut emails_of: HashMap<String, i64> = HashMap::new();
+    // Submissions held for their onSuccessUpdateEmail, with the time they are to be sent.
+    let mut release: Vec<(i64, i64)> = Vec::new();
     for (cid, obj) in req.create.clone().unwrap_or_default() {
         // RFC 8621 7.5 onSuccessDestroyEmail for a submission created here: the Email is
         // destroyed once the message was sent and its Sent copy made, not now; a send
@@ -470,8 +497,18 @@ pub(crate) async fn set(
         } else {
             DraftFate::Keep
         };
-        match create_one(ctx, account, &obj, created_ids, draft).await {
+        // Held until its onSuccessUpdateEmail is applied (HELD_FOR_UPDATE).
+        let held = req
+            .extra
+            .on_success_update_email
+            .iter()
+            .flatten()
+            .any(|(r, _)| matches!(r, IdRef::Creation(c) if c.as_str() == cid.as_str()));
+        match create_one(ctx, account, &obj, created_ids, draft, held).await {
             Ok(s) => {
+                if held {
+                    release.push((s.id, s.send_at));
+                }
                 if let Some(id) = ids::id('s', s.id) {
                     created_ids.insert(cid.as_str().to_owned(), id);
                 }
@@ -560,7 +597,15 @@ pub(crate) async fn set(
             );
         }
     }
-    let implicit = implicit_email_set(ctx, &req, &emails_of, &succeeded, created_ids).await?;
+    let implicit = implicit_email_set(ctx, &req, &emails_of, &succeeded, created_ids).await;
+    // Whether or not the update could be applied, the held submissions may go now.
+    for (id, send_at) in release {
+        if let Err(e) = ctx.store.reschedule_submission(account, id, send_at).await {
+            tracing::warn!(account = %account, submission = id, error = %e,
+                "cannot release a held submission; it is sent after its hold");
+        }
+    }
+    let implicit = implicit?;
     let new = ctx.store_state(account).await?;
     let mut resp = SetResponse::new(
         req.account_id.clone(),

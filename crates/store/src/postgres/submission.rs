@@ -121,6 +121,11 @@ fn json<T: serde::Serialize>(v: &T) -> Result<String> {
     serde_json::to_string(v).map_err(|e| Error::Corrupt(format!("serializing: {e}")))
 }
 
+/// Account ids as a parameter of `= ANY($n)`.
+fn ids(accounts: &[AccountId]) -> Vec<i64> {
+    accounts.iter().map(|a| a.0).collect()
+}
+
 fn limit(n: usize) -> i64 {
     i64::try_from(n).unwrap_or(i64::MAX)
 }
@@ -201,6 +206,22 @@ impl PgStore {
         Ok(())
     }
 
+    /// [`PgStore::log_one`] of a submission whose commit gives the submission worker work:
+    /// the worker of every node is woken.
+    async fn log_queued(
+        &self,
+        tx: Transaction<'_>,
+        account: AccountId,
+        id: i64,
+        op: ChangeOp,
+    ) -> Result<()> {
+        let mut log = ChangeLog::of(self, account);
+        log.record(&tx, ObjectType::EmailSubmission, id, op).await?;
+        log.queued(Queue::Submissions);
+        log.commit(tx).await?;
+        Ok(())
+    }
+
     /// The lease check of a write that logs no change (the change log makes it for the
     /// others): refused once this handle's lease is lost.
     async fn fence_write(&self, tx: &Transaction<'_>, account: AccountId) -> Result<()> {
@@ -224,46 +245,6 @@ impl PgStore {
         release(&tx, &[id]).await?;
         tx.commit().await?;
         Ok(())
-    }
-
-    /// Recovers the cut attempts of one account (see `recover_submissions`); the ids.
-    async fn recover_account(&self, account: AccountId, ids: &[i64]) -> Result<Vec<i64>> {
-        let mut c = self.client().await?;
-        let tx = c.transaction().await?;
-        let st = tx
-            .prepare_cached(&format!(
-                "UPDATE submission s SET phase = 'done', delivery = {}, \
-                 sent_copy = CASE WHEN sent_copy = 'append' THEN 'due' ELSE sent_copy END, \
-                 draft = CASE WHEN draft = 'destroy_when_sent' THEN 'destroy' ELSE draft END, \
-                 last_error = 'interrupted after the message may have reached the server; \
-                    not sent again' \
-                 WHERE s.id = ANY($1) AND s.account_id = $2 AND s.phase = 'sending' \
-                    AND NOT {ATTEMPT_LIVE} \
-                 RETURNING s.id",
-                patched_delivery(
-                    r#"{"delivered": "unknown", "smtpReply": "no reply recorded (interrupted)", "settled": true}"#,
-                    true
-                )
-            ))
-            .await?;
-        let mut done: Vec<i64> = tx
-            .query(&st, &[&ids, &account.0])
-            .await?
-            .iter()
-            .map(|r| r.get(0))
-            .collect();
-        done.sort_unstable();
-        if done.is_empty() {
-            return Ok(done);
-        }
-        release(&tx, &done).await?;
-        let mut log = ChangeLog::of(self, account);
-        log.record_many(&tx, ObjectType::EmailSubmission, &done, ChangeOp::Updated)
-            .await?;
-        log.commit(tx).await?;
-        tracing::warn!(account = %account, submissions = ?done,
-            "submissions cut during an attempt: delivery unknown, not sent again");
-        Ok(done)
     }
 }
 
@@ -428,11 +409,8 @@ impl Submissions for PgStore {
             )
             .await?
             .get(0);
-        let mut log = ChangeLog::of(self, s.account);
-        log.record(&tx, ObjectType::EmailSubmission, id, ChangeOp::Created)
+        self.log_queued(tx, s.account, id, ChangeOp::Created)
             .await?;
-        log.queued(Queue::Submissions);
-        log.commit(tx).await?;
         Ok(id)
     }
 
@@ -446,6 +424,30 @@ impl Submissions for PgStore {
         )
         .await?;
         Ok(list.into_iter().map(|(s, _)| s).collect())
+    }
+
+    /// Only while it waits (queued, pending): one compare-and-set UPDATE, so an attempt
+    /// that began first wins. The worker is woken for the new time.
+    async fn reschedule_submission(
+        &self,
+        account: AccountId,
+        id: i64,
+        send_at: i64,
+    ) -> Result<bool> {
+        let mut c = self.client().await?;
+        let tx = c.transaction().await?;
+        let st = tx
+            .prepare_cached(
+                "UPDATE submission SET send_at = $3, next_attempt = $3 \
+                 WHERE id = $1 AND account_id = $2 AND phase = 'queued' \
+                    AND undo_status = 'pending'",
+            )
+            .await?;
+        if tx.execute(&st, &[&id, &account.0, &send_at]).await? == 0 {
+            return Ok(false);
+        }
+        self.log_queued(tx, account, id, ChangeOp::Updated).await?;
+        Ok(true)
     }
 
     /// Pending -> canceled in one compare-and-set UPDATE (so an attempt that began first
@@ -475,11 +477,7 @@ impl Submissions for PgStore {
             });
         }
         release(&tx, &[id]).await?;
-        let mut log = ChangeLog::of(self, account);
-        log.record(&tx, ObjectType::EmailSubmission, id, ChangeOp::Updated)
-            .await?;
-        log.queued(Queue::Submissions);
-        log.commit(tx).await?;
+        self.log_queued(tx, account, id, ChangeOp::Updated).await?;
         Ok(CancelOutcome::Canceled)
     }
 
@@ -511,24 +509,33 @@ impl Submissions for PgStore {
         Ok(true)
     }
 
-    async fn due_submissions(&self, now: i64, n: usize) -> Result<Vec<SubmissionRecord>> {
+    async fn due_submissions(
+        &self,
+        now: i64,
+        n: usize,
+        accounts: &[AccountId],
+    ) -> Result<Vec<SubmissionRecord>> {
         let c = self.client().await?;
         let list = query(
             &c,
-            "s.phase = 'queued' AND s.next_attempt <= $1 ORDER BY s.next_attempt, s.id LIMIT $2",
-            &[&now, &limit(n)],
+            "s.phase = 'queued' AND s.next_attempt <= $1 AND s.account_id = ANY($3) \
+             ORDER BY s.next_attempt, s.id LIMIT $2",
+            &[&now, &limit(n), &ids(accounts)],
             WithBytes::No,
         )
         .await?;
         Ok(list.into_iter().map(|(s, _)| s).collect())
     }
 
-    async fn next_submission_at(&self) -> Result<Option<i64>> {
+    async fn next_submission_at(&self, accounts: &[AccountId]) -> Result<Option<i64>> {
         let c = self.client().await?;
         let st = c
-            .prepare_cached("SELECT min(next_attempt) FROM submission WHERE phase = 'queued'")
+            .prepare_cached(
+                "SELECT min(next_attempt) FROM submission \
+                 WHERE phase = 'queued' AND account_id = ANY($1)",
+            )
             .await?;
-        Ok(c.query_one(&st, &[]).await?.get(0))
+        Ok(c.query_one(&st, &[&ids(accounts)]).await?.get(0))
     }
 
     fn submission_signal(&self) -> tokio::sync::watch::Receiver<u64> {
@@ -640,35 +647,48 @@ impl Submissions for PgStore {
         Ok(())
     }
 
-    /// Attempts whose lease is no longer live were cut between "may have reached the
-    /// server" and "reply committed": never sent again, the recipients of that attempt
-    /// delivered 'unknown' (those settled earlier keep their status), the Sent copy due
-    /// (docs/design/sending.md, "The Sent copy"). An attempt begun without a lease is
-    /// recovered at once (one node: this is its startup). A fenced handle recovers its
-    /// account's only. One transaction per account.
-    async fn recover_submissions(&self) -> Result<Vec<i64>> {
-        let c = self.client().await?;
-        let only = self.fence.as_ref().map(|f| f.lease.account.0);
-        let st = c
+    /// The account's attempts whose lease is no longer live were cut between "may have
+    /// reached the server" and "reply committed": never sent again, the recipients of that
+    /// attempt delivered 'unknown' (those settled earlier keep their status), the Sent
+    /// copy due (docs/design/sending.md, "The Sent copy"). An attempt begun without a lease
+    /// is recovered at once (one node: this is its startup); one under a lease still live
+    /// is left alone (its node may be sending it right now). One transaction.
+    async fn recover_submissions(&self, account: AccountId) -> Result<Vec<i64>> {
+        let mut c = self.client().await?;
+        let tx = c.transaction().await?;
+        let st = tx
             .prepare_cached(&format!(
-                "SELECT s.account_id, array_agg(s.id ORDER BY s.id) FROM submission s \
-                 WHERE s.phase = 'sending' AND ($1::bigint IS NULL OR s.account_id = $1) \
-                    AND NOT {ATTEMPT_LIVE} \
-                 GROUP BY s.account_id ORDER BY s.account_id"
+                "UPDATE submission s SET phase = 'done', delivery = {}, \
+                 sent_copy = CASE WHEN sent_copy = 'append' THEN 'due' ELSE sent_copy END, \
+                 draft = CASE WHEN draft = 'destroy_when_sent' THEN 'destroy' ELSE draft END, \
+                 last_error = 'interrupted after the message may have reached the server; \
+                    not sent again' \
+                 WHERE s.account_id = $1 AND s.phase = 'sending' AND NOT {ATTEMPT_LIVE} \
+                 RETURNING s.id",
+                patched_delivery(
+                    r#"{"delivered": "unknown", "smtpReply": "no reply recorded (interrupted)", "settled": true}"#,
+                    true
+                )
             ))
             .await?;
-        let groups: Vec<(i64, Vec<i64>)> = c
-            .query(&st, &[&only])
+        let mut done: Vec<i64> = tx
+            .query(&st, &[&account.0])
             .await?
             .iter()
-            .map(|r| (r.get(0), r.get(1)))
+            .map(|r| r.get(0))
             .collect();
-        drop(c);
-        let mut out = Vec::new();
-        for (account, ids) in groups {
-            out.extend(self.recover_account(AccountId(account), &ids).await?);
+        if done.is_empty() {
+            return Ok(done);
         }
-        Ok(out)
+        done.sort_unstable();
+        release(&tx, &done).await?;
+        let mut log = ChangeLog::of(self, account);
+        log.record_many(&tx, ObjectType::EmailSubmission, &done, ChangeOp::Updated)
+            .await?;
+        log.commit(tx).await?;
+        tracing::warn!(account = %account, submissions = ?done,
+            "submissions cut during an attempt: delivery unknown, not sent again");
+        Ok(done)
     }
 
     async fn pending_sent_copies(
@@ -699,13 +719,18 @@ impl Submissions for PgStore {
         .await
     }
 
-    async fn draft_followups(&self, n: usize) -> Result<Vec<(SubmissionRecord, Option<Vec<u8>>)>> {
+    async fn draft_followups(
+        &self,
+        n: usize,
+        accounts: &[AccountId],
+    ) -> Result<Vec<(SubmissionRecord, Option<Vec<u8>>)>> {
         let c = self.client().await?;
         query(
             &c,
             "s.draft IN ('destroy', 'restore') AND s.phase <> 'sending' \
-             AND (s.draft = 'restore' OR s.sent_copy IN ('none', 'done')) ORDER BY s.id LIMIT $1",
-            &[&limit(n)],
+             AND (s.draft = 'restore' OR s.sent_copy IN ('none', 'done')) \
+             AND s.account_id = ANY($2) ORDER BY s.id LIMIT $1",
+            &[&limit(n), &ids(accounts)],
             WithBytes::ForRestore,
         )
         .await

@@ -4,7 +4,8 @@
 
 use super::SqliteStore;
 use crate::Result;
-use crate::leases::{Lease, Leases};
+use crate::leases::{Fencing, Lease, Leases};
+use crate::prelude::Directory;
 use async_trait::async_trait;
 use mail_types::AccountId;
 use std::time::Duration;
@@ -30,5 +31,25 @@ impl Leases for SqliteStore {
 
     async fn release(&self, _node: &str, _lease: Lease) -> Result<()> {
         Ok(())
+    }
+
+    async fn free_accounts(&self) -> Result<Vec<AccountId>> {
+        // One node: an account is never held by another.
+        Ok(self
+            .list_accounts()
+            .await?
+            .into_iter()
+            .map(|a| a.id)
+            .collect())
+    }
+
+    fn shared(&self) -> bool {
+        false
+    }
+}
+
+impl Fencing for SqliteStore {
+    fn fenced(&self, _node: &str, _lease: Lease) -> std::sync::Arc<dyn crate::Store> {
+        std::sync::Arc::new(self.clone())
     }
 }

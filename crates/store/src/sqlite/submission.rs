@@ -205,6 +205,30 @@ pub(super) fn submissions(c: &mut Connection, account: AccountId) -> Result<Vec<
     query_submissions(c, "account_id = ?1 ORDER BY id", [account.0])
 }
 
+/// Moves a queued, pending submission's send time (see `Submissions::reschedule_submission`).
+pub(super) fn reschedule_submission(
+    c: &mut Connection,
+    committed: &mut Committed,
+    account: AccountId,
+    id: i64,
+    send_at: i64,
+) -> Result<bool> {
+    let tx = c.transaction()?;
+    let n = tx.execute(
+        "UPDATE submission SET send_at = ?3, next_attempt = ?3 \
+         WHERE id = ?1 AND account_id = ?2 AND phase = 'queued' AND undo_status = 'pending'",
+        params![id, account.0, send_at],
+    )?;
+    if n == 0 {
+        return Ok(false);
+    }
+    let mut log = ChangeLog::new(account);
+    log.record(&tx, ObjectType::EmailSubmission, id, ChangeOp::Updated)?;
+    log.queued(Queue::Submissions);
+    log.commit(tx, committed)?;
+    Ok(true)
+}
+
 /// Cancels a pending submission; its message goes back to Drafts (draft 'restore').
 /// Returns the blob freed, if any.
 pub(super) fn cancel_submission(
@@ -276,21 +300,33 @@ pub(super) fn due_submissions(
     c: &mut Connection,
     now: i64,
     limit: usize,
+    accounts: &[AccountId],
 ) -> Result<Vec<SubmissionRecord>> {
     let limit = i64::try_from(limit).unwrap_or(i64::MAX);
     query_submissions(
         c,
-        "phase = 'queued' AND next_attempt <= ?1 ORDER BY next_attempt, id LIMIT ?2",
-        params![now, limit],
+        "phase = 'queued' AND next_attempt <= ?1 \
+         AND account_id IN (SELECT value FROM json_each(?3)) \
+         ORDER BY next_attempt, id LIMIT ?2",
+        params![now, limit, account_list(accounts)?],
     )
 }
 
-pub(super) fn next_submission_at(c: &mut Connection) -> Result<Option<i64>> {
+pub(super) fn next_submission_at(
+    c: &mut Connection,
+    accounts: &[AccountId],
+) -> Result<Option<i64>> {
     Ok(c.query_row(
-        "SELECT min(next_attempt) FROM submission WHERE phase = 'queued'",
-        [],
+        "SELECT min(next_attempt) FROM submission WHERE phase = 'queued' \
+         AND account_id IN (SELECT value FROM json_each(?1))",
+        [account_list(accounts)?],
         |r| r.get(0),
     )?)
+}
+
+/// Account ids as a JSON array, for `IN (SELECT value FROM json_each(?))`.
+fn account_list(accounts: &[AccountId]) -> Result<String> {
+    json(&accounts.iter().map(|a| a.0).collect::<Vec<_>>())
 }
 
 /// queued → sending, committed with `synchronous = FULL` before any byte goes to the SMTP
@@ -385,12 +421,15 @@ pub(super) fn finish_submission(
 pub(super) fn recover_submissions(
     c: &mut Connection,
     committed: &mut Committed,
+    account: AccountId,
 ) -> Result<(Vec<i64>, Vec<String>)> {
     let tx = c.transaction()?;
     let rows: Vec<(i64, i64, String)> = {
-        let mut st =
-            tx.prepare("SELECT id, account_id, delivery FROM submission WHERE phase = 'sending'")?;
-        let rows = st.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?;
+        let mut st = tx.prepare(
+            "SELECT id, account_id, delivery FROM submission \
+             WHERE phase = 'sending' AND account_id = ?1",
+        )?;
+        let rows = st.query_map([account.0], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?;
         rows.collect::<rusqlite::Result<Vec<_>>>()?
     };
     let mut gone = Vec::new();
@@ -494,13 +533,15 @@ pub(super) fn set_sent_copy_done(c: &mut Connection, id: i64) -> Result<Option<S
 pub(super) fn draft_followups(
     c: &mut Connection,
     limit: usize,
+    accounts: &[AccountId],
 ) -> Result<Vec<(SubmissionRecord, Option<Bytes>)>> {
     let limit = i64::try_from(limit).unwrap_or(i64::MAX);
     let list = query_submissions(
         c,
         "draft IN ('destroy', 'restore') AND phase != 'sending' \
-         AND (draft = 'restore' OR sent_copy IN ('none', 'done')) ORDER BY id LIMIT ?1",
-        [limit],
+         AND (draft = 'restore' OR sent_copy IN ('none', 'done')) \
+         AND account_id IN (SELECT value FROM json_each(?2)) ORDER BY id LIMIT ?1",
+        params![limit, account_list(accounts)?],
     )?;
     let mut out = Vec::with_capacity(list.len());
     for s in list {
@@ -732,6 +773,18 @@ impl Submissions for SqliteStore {
             .await
     }
 
+    async fn reschedule_submission(
+        &self,
+        account: AccountId,
+        id: i64,
+        send_at: i64,
+    ) -> Result<bool> {
+        self.write(move |c, committed| {
+            submission::reschedule_submission(c, committed, account, id, send_at)
+        })
+        .await
+    }
+
     async fn cancel_submission(&self, account: AccountId, id: i64) -> Result<crate::CancelOutcome> {
         let (out, gone) = self
             .write(move |c, committed| submission::cancel_submission(c, committed, account, id))
@@ -752,13 +805,17 @@ impl Submissions for SqliteStore {
         &self,
         now: i64,
         limit: usize,
+        accounts: &[AccountId],
     ) -> Result<Vec<crate::SubmissionRecord>> {
-        self.call(move |c| submission::due_submissions(c, now, limit))
+        let accounts = accounts.to_vec();
+        self.call(move |c| submission::due_submissions(c, now, limit, &accounts))
             .await
     }
 
-    async fn next_submission_at(&self) -> Result<Option<i64>> {
-        self.call(submission::next_submission_at).await
+    async fn next_submission_at(&self, accounts: &[AccountId]) -> Result<Option<i64>> {
+        let accounts = accounts.to_vec();
+        self.call(move |c| submission::next_submission_at(c, &accounts))
+            .await
     }
 
     fn submission_signal(&self) -> tokio::sync::watch::Receiver<u64> {
@@ -783,8 +840,10 @@ impl Submissions for SqliteStore {
         self.forget_blob_files(gone).await
     }
 
-    async fn recover_submissions(&self) -> Result<Vec<i64>> {
-        let (ids, gone) = self.write(submission::recover_submissions).await?;
+    async fn recover_submissions(&self, account: AccountId) -> Result<Vec<i64>> {
+        let (ids, gone) = self
+            .write(move |c, committed| submission::recover_submissions(c, committed, account))
+            .await?;
         self.forget_blob_files(gone).await?;
         Ok(ids)
     }
@@ -814,9 +873,11 @@ impl Submissions for SqliteStore {
     async fn draft_followups(
         &self,
         limit: usize,
+        accounts: &[AccountId],
     ) -> Result<Vec<(crate::SubmissionRecord, Option<Vec<u8>>)>> {
+        let accounts = accounts.to_vec();
         let list = self
-            .call(move |c| submission::draft_followups(c, limit))
+            .call(move |c| submission::draft_followups(c, limit, &accounts))
             .await?;
         let mut out = Vec::with_capacity(list.len());
         for (s, b) in list {
