@@ -211,6 +211,21 @@ pub struct NewSubmission {
     pub draft: DraftFate,
 }
 
+impl NewSubmission {
+    /// Each recipient's status before any attempt: queued, not settled.
+    pub fn queued_delivery(&self) -> Vec<DeliveryEntry> {
+        self.rcpt_to
+            .iter()
+            .map(|r| DeliveryEntry {
+                email: r.clone(),
+                smtp_reply: String::new(),
+                delivered: "queued".into(),
+                settled: false,
+            })
+            .collect()
+    }
+}
+
 /// A stored submission (without its bytes).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SubmissionRecord {

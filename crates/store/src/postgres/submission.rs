@@ -367,16 +367,6 @@ impl Submissions for PgStore {
             None => None,
         };
         let raw: &[u8] = if blob.is_some() { &[] } else { &s.raw };
-        let delivery: Vec<DeliveryEntry> = s
-            .rcpt_to
-            .iter()
-            .map(|r| DeliveryEntry {
-                email: r.clone(),
-                smtp_reply: String::new(),
-                delivered: "queued".into(),
-                settled: false,
-            })
-            .collect();
         let st = tx
             .prepare_cached(
                 "INSERT INTO submission (account_id, identity_id, email_id, thread_id, envelope, \
@@ -402,7 +392,7 @@ impl Submissions for PgStore {
                     &s.send_at,
                     &now(),
                     &s.sent_copy.as_str(),
-                    &json(&delivery)?,
+                    &json(&s.queued_delivery())?,
                     &blob,
                     &s.draft.as_str(),
                 ],

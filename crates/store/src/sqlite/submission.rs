@@ -179,17 +179,7 @@ pub(super) fn create_submission(
             s.send_at,
             now,
             s.sent_copy.as_str(),
-            json(
-                &s.rcpt_to
-                    .iter()
-                    .map(|r| DeliveryEntry {
-                        email: r.clone(),
-                        smtp_reply: String::new(),
-                        delivered: "queued".into(),
-                        settled: false,
-                    })
-                    .collect::<Vec<_>>()
-            )?,
+            json(&s.queued_delivery())?,
             s.blob_id,
             s.draft.as_str(),
         ],
