@@ -19,6 +19,8 @@ const MIGRATIONS: &[&str] = &[
     include_str!("mail.sql"),
     // v3: account leases and the live nodes.
     include_str!("leases.sql"),
+    // Identities, the submission queue, the Sent copy policy, push subscriptions.
+    include_str!("submission.sql"),
 ];
 
 /// The schema version this build writes.

@@ -1,6 +1,9 @@
 //! The PostgreSQL backend, begun role by role (docs/design/postgres.md): so far
 //! [`Directory`], [`MailSync`], [`Uploads`], [`BodyPolicy`], [`SieveState`], [`Quotas`]
-//! and [`crate::Leases`], with the bus across nodes (`bus.rs`, [`PgStore::events`]). A role it
+//! and [`crate::Leases`], with the bus across nodes (`bus.rs`, [`PgStore::events`]).
+//! [`Push`] (`push.rs`): that bus, the change log's types, push subscriptions.
+//! [`Submissions`] (`submission.rs`): identities and the send queue, each attempt begun
+//! once across nodes and under the account's lease. A role it
 //! does not implement yet is simply not implemented, so `PgStore` is not a
 //! [`crate::Store`] yet.
 //!
@@ -15,8 +18,10 @@ mod leases;
 mod mailsync;
 mod migrate;
 mod policy;
+mod push;
 mod quota;
 mod sieve;
+mod submission;
 mod uploads;
 
 use crate::prelude::*;
@@ -28,7 +33,8 @@ use std::sync::Arc;
 /// backend's `BLOB_UNREFERENCED` for the tables this schema has so far: each table that
 /// comes to reference blobs (Emails, queued APPENDs, submissions) adds its clause here.
 const BLOB_UNREFERENCED: &str = "NOT EXISTS (SELECT 1 FROM upload WHERE upload.blob_id = blob.id) \
-     AND NOT EXISTS (SELECT 1 FROM email WHERE email.blob_id = blob.id)";
+     AND NOT EXISTS (SELECT 1 FROM email WHERE email.blob_id = blob.id) \
+     AND NOT EXISTS (SELECT 1 FROM submission WHERE submission.blob_id = blob.id)";
 
 /// How many connections one store opens at most.
 const POOL_SIZE: usize = 16;
@@ -53,6 +59,8 @@ pub struct PgStore {
     /// The lease this handle's writes are made under (`PgStore::fenced`); none for a
     /// handle that writes for no particular account.
     fence: Option<Arc<leases::Fence>>,
+    /// This node's workers, woken for work queued on any node (bus.rs).
+    work: Arc<crate::wake::WorkSignals>,
 }
 
 impl std::fmt::Debug for PgStore {
@@ -87,11 +95,13 @@ impl PgStore {
         let mut client = pool.get().await?;
         migrate::run(&mut client).await?;
         drop(client);
-        let bus = Arc::new(bus::PgBus::start(&config, pool.clone()).await?);
+        let work = Arc::new(crate::wake::WorkSignals::default());
+        let bus = Arc::new(bus::PgBus::start(&config, pool.clone(), work.clone()).await?);
         Ok(PgStore {
             pool,
             bus,
             fence: None,
+            work,
         })
     }
 
