@@ -53,6 +53,8 @@ pub struct PgStore {
     /// The lease this handle's writes are made under (`PgStore::fenced`); none for a
     /// handle that writes for no particular account.
     fence: Option<Arc<leases::Fence>>,
+    /// This node's workers, woken for work queued on any node (bus.rs).
+    work: Arc<crate::wake::WorkSignals>,
 }
 
 impl std::fmt::Debug for PgStore {
@@ -87,11 +89,13 @@ impl PgStore {
         let mut client = pool.get().await?;
         migrate::run(&mut client).await?;
         drop(client);
-        let bus = Arc::new(bus::PgBus::start(&config, pool.clone()).await?);
+        let work = Arc::new(crate::wake::WorkSignals::default());
+        let bus = Arc::new(bus::PgBus::start(&config, pool.clone(), work.clone()).await?);
         Ok(PgStore {
             pool,
             bus,
             fence: None,
+            work,
         })
     }
 
