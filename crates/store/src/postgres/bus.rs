@@ -64,8 +64,6 @@ impl Queued {
         }
     }
 
-    // Until the queue writers (Outbox, Submissions) on PostgreSQL call it.
-    #[allow(dead_code)]
     pub(super) fn insert(&mut self, q: Queue) {
         self.0 |= Queued::bit(q);
     }

@@ -19,6 +19,8 @@ const MIGRATIONS: &[&str] = &[
     include_str!("mail.sql"),
     // v3: account leases and the live nodes.
     include_str!("leases.sql"),
+    // The write-back queue (Outbox): entries, tombstones of removed copies, refusals.
+    include_str!("outbox.sql"),
 ];
 
 /// The schema version this build writes.

@@ -14,6 +14,7 @@ mod directory;
 mod leases;
 mod mailsync;
 mod migrate;
+mod outbox;
 mod policy;
 mod quota;
 mod sieve;
@@ -28,7 +29,8 @@ use std::sync::Arc;
 /// backend's `BLOB_UNREFERENCED` for the tables this schema has so far: each table that
 /// comes to reference blobs (Emails, queued APPENDs, submissions) adds its clause here.
 const BLOB_UNREFERENCED: &str = "NOT EXISTS (SELECT 1 FROM upload WHERE upload.blob_id = blob.id) \
-     AND NOT EXISTS (SELECT 1 FROM email WHERE email.blob_id = blob.id)";
+     AND NOT EXISTS (SELECT 1 FROM email WHERE email.blob_id = blob.id) \
+     AND NOT EXISTS (SELECT 1 FROM outbox WHERE outbox.blob_id = blob.id)";
 
 /// How many connections one store opens at most.
 const POOL_SIZE: usize = 16;
