@@ -1,7 +1,8 @@
 //! The PostgreSQL backend, begun role by role (docs/design/postgres.md): so far
-//! [`Directory`], [`MailSync`], [`Uploads`], [`BodyPolicy`], [`SieveState`], [`Quotas`]
-//! and [`crate::Leases`], with the bus across nodes (`bus.rs`, [`PgStore::events`]). A role it
-//! does not implement yet is simply not implemented, so `PgStore` is not a
+//! [`Directory`], [`MailSync`], [`Uploads`], [`BodyPolicy`], [`SieveState`], [`Quotas`],
+//! [`Outbox`] and [`crate::Leases`], with the bus across nodes (`bus.rs`,
+//! [`PgStore::events`]), which also wakes each node's workers for work queued on any node.
+//! A role it does not implement yet is simply not implemented, so `PgStore` is not a
 //! [`crate::Store`] yet.
 //!
 //! `tokio-postgres` with a `deadpool-postgres` pool (ARCHITECTURE.md says why): every
@@ -28,6 +29,7 @@ use std::sync::Arc;
 /// SQL condition: blob `blob.id` is needed by nothing, so its row may go. The SQLite
 /// backend's `BLOB_UNREFERENCED` for the tables this schema has so far: each table that
 /// comes to reference blobs (Emails, queued APPENDs, submissions) adds its clause here.
+/// A queued APPEND names its blob in a column of its own (`outbox.blob_id`).
 const BLOB_UNREFERENCED: &str = "NOT EXISTS (SELECT 1 FROM upload WHERE upload.blob_id = blob.id) \
      AND NOT EXISTS (SELECT 1 FROM email WHERE email.blob_id = blob.id) \
      AND NOT EXISTS (SELECT 1 FROM outbox WHERE outbox.blob_id = blob.id)";
