@@ -1179,7 +1179,9 @@ async fn apply_flags(
     if pending {
         let uids: Vec<i64> = last.keys().copied().collect();
         let st = tx
-            .prepare_cached("SELECT uid, email_id FROM copy WHERE mailbox_id = $1 AND uid = ANY($2)")
+            .prepare_cached(
+                "SELECT uid, email_id FROM copy WHERE mailbox_id = $1 AND uid = ANY($2)",
+            )
             .await?;
         let email_of: HashMap<i64, i64> = tx
             .query(&st, &[&mailbox.0, &uids])

@@ -19,9 +19,7 @@ use super::mailsync::{
     PendingEmail, Target, insert_emails, lock_account, put_blobs, refresh_keywords, u32_of,
 };
 use super::*;
-use crate::mailrows::{
-    apply_flag_ops, header_block, join_flags, keywords_json, merge_flag_ops,
-};
+use crate::mailrows::{apply_flag_ops, header_block, join_flags, keywords_json, merge_flag_ops};
 use crate::model::*;
 use crate::outbox::*;
 use crate::wake::Queue;
@@ -181,7 +179,14 @@ async fn enqueue(
     let row = tx
         .query_one(
             &st,
-            &[&account.0, &op.kind(), &object, &to_json(op)?, &now(), &blob],
+            &[
+                &account.0,
+                &op.kind(),
+                &object,
+                &to_json(op)?,
+                &now(),
+                &blob,
+            ],
         )
         .await?;
     Ok(Some(row.get(0)))
@@ -198,9 +203,7 @@ async fn rewrite(tx: &Transaction<'_>, entry: Option<i64>, op: &OutboxOp) -> Res
 /// A new payload for entry `id`; `coalesced`: a later change merged into it (its `rev` grows).
 async fn set_payload(tx: &Transaction<'_>, id: i64, op: &OutboxOp, coalesced: bool) -> Result<()> {
     let st = tx
-        .prepare_cached(
-            "UPDATE outbox SET payload = $2, rev = rev + $3::bigint WHERE id = $1",
-        )
+        .prepare_cached("UPDATE outbox SET payload = $2, rev = rev + $3::bigint WHERE id = $1")
         .await?;
     tx.execute(&st, &[&id, &to_json(op)?, &i64::from(coalesced)])
         .await?;
@@ -320,7 +323,11 @@ async fn email_row_exists(tx: &Transaction<'_>, email: i64) -> Result<bool> {
     Ok(tx.query_one(&st, &[&email]).await?.get(0))
 }
 
-async fn mailbox_in_account(tx: &Transaction<'_>, account: AccountId, mailbox: i64) -> Result<bool> {
+async fn mailbox_in_account(
+    tx: &Transaction<'_>,
+    account: AccountId,
+    mailbox: i64,
+) -> Result<bool> {
     let st = tx
         .prepare_cached("SELECT EXISTS (SELECT 1 FROM mailbox WHERE id = $1 AND account_id = $2)")
         .await?;
@@ -1003,12 +1010,15 @@ async fn mailbox_row(
              WHERE id = $1 AND account_id = $2",
         )
         .await?;
-    Ok(tx.query_opt(&st, &[&id, &account.0]).await?.map(|r| MailboxRow {
-        raw_name: r.get(0),
-        name: r.get(1),
-        delimiter: r.get(2),
-        parent: r.get(3),
-    }))
+    Ok(tx
+        .query_opt(&st, &[&id, &account.0])
+        .await?
+        .map(|r| MailboxRow {
+            raw_name: r.get(0),
+            name: r.get(1),
+            delimiter: r.get(2),
+            parent: r.get(3),
+        }))
 }
 
 /// The account's hierarchy delimiter (from its stored mailboxes; "/" when none says).
@@ -1057,9 +1067,7 @@ async fn full_name(
 
 async fn name_taken(tx: &Transaction<'_>, account: AccountId, name: &str) -> Result<bool> {
     let st = tx
-        .prepare_cached(
-            "SELECT EXISTS (SELECT 1 FROM mailbox WHERE account_id = $1 AND name = $2)",
-        )
+        .prepare_cached("SELECT EXISTS (SELECT 1 FROM mailbox WHERE account_id = $1 AND name = $2)")
         .await?;
     Ok(tx.query_one(&st, &[&account.0, &name]).await?.get(0))
 }
@@ -1383,7 +1391,10 @@ impl PgStore {
             )
             .await?;
         let rows = tx
-            .query(&st, &[&account.0, &i64::try_from(limit).unwrap_or(i64::MAX)])
+            .query(
+                &st,
+                &[&account.0, &i64::try_from(limit).unwrap_or(i64::MAX)],
+            )
             .await?;
         // The targets of every flag entry at once: their Emails' copies with server UIDs.
         let flag_emails: Vec<i64> = rows
@@ -1401,7 +1412,10 @@ impl PgStore {
                      WHERE c.email_id = ANY($1) AND c.uid < $2 ORDER BY c.mailbox_id, c.uid",
                 )
                 .await?;
-            for r in tx.query(&st, &[&flag_emails, &PLACEHOLDER_UID_BASE]).await? {
+            for r in tx
+                .query(&st, &[&flag_emails, &PLACEHOLDER_UID_BASE])
+                .await?
+            {
                 copies.entry(r.get(0)).or_default().push((
                     MailboxId(r.get(1)),
                     u32_of(r.get(2), "UID")?,
@@ -1423,10 +1437,19 @@ impl PgStore {
         }
         let mut out = Vec::with_capacity(rows.len());
         for r in rows {
-            let (id, rev, kind, object, payload, attempts): (i64, i64, &str, Option<i64>, &str, i64) =
-                (r.get(0), r.get(1), r.get(2), r.get(3), r.get(4), r.get(5));
+            let (id, rev, kind, object, payload, attempts): (
+                i64,
+                i64,
+                &str,
+                Option<i64>,
+                &str,
+                i64,
+            ) = (r.get(0), r.get(1), r.get(2), r.get(3), r.get(4), r.get(5));
             let op = from_json(payload)?;
-            let email = (!op.is_mailbox_op()).then_some(object).flatten().map(EmailId);
+            let email = (!op.is_mailbox_op())
+                .then_some(object)
+                .flatten()
+                .map(EmailId);
             let mut targets = Vec::new();
             if kind == "flags"
                 && let Some(e) = object
@@ -1636,7 +1659,9 @@ async fn rename_pending_deletes(
 /// The blobs of these entries' APPENDs, for their rows to go once nothing else needs them.
 async fn append_blobs(tx: &Transaction<'_>, ids: &[i64]) -> Result<Vec<String>> {
     let st = tx
-        .prepare_cached("SELECT DISTINCT blob_id FROM outbox WHERE id = ANY($1) AND blob_id IS NOT NULL")
+        .prepare_cached(
+            "SELECT DISTINCT blob_id FROM outbox WHERE id = ANY($1) AND blob_id IS NOT NULL",
+        )
         .await?;
     Ok(tx
         .query(&st, &[&ids])
@@ -1732,7 +1757,9 @@ impl PgStore {
             tx.execute(&st, &[&mailbox, &uid, &now()]).await?;
         }
         match &op {
-            OutboxOp::Flags { .. } | OutboxOp::Subscribe { .. } | OutboxOp::DeleteMailbox { .. } => {}
+            OutboxOp::Flags { .. }
+            | OutboxOp::Subscribe { .. }
+            | OutboxOp::DeleteMailbox { .. } => {}
             OutboxOp::Move {
                 to, placeholder, ..
             }
@@ -1826,7 +1853,11 @@ impl PgStore {
                 .await?;
             tx.execute(
                 &st,
-                &[&account.0, &format!("{old}{delim}"), &format!("{raw}{delim}")],
+                &[
+                    &account.0,
+                    &format!("{old}{delim}"),
+                    &format!("{raw}{delim}"),
+                ],
             )
             .await?;
             // A DELETE queued meanwhile names the mailbox by its old wire name.
@@ -1875,7 +1906,10 @@ impl PgStore {
         // The failure itself is news for the client even when nothing else changed.
         if let Some(e) = object {
             let (t, exists) = if op.is_mailbox_op() {
-                (ObjectType::Mailbox, mailbox_in_account(&tx, account, e).await?)
+                (
+                    ObjectType::Mailbox,
+                    mailbox_in_account(&tx, account, e).await?,
+                )
             } else {
                 (ObjectType::Email, email_row_exists(&tx, e).await?)
             };
@@ -1905,14 +1939,15 @@ impl PgStore {
             Ok(())
         };
         // A removed copy back as it was, its Email no longer an orphan.
-        let put_back = async |mailbox: i64, uid: i64, e: i64, flags: &str, modseq: i64| -> Result<()> {
-            insert_copy(tx, mailbox, uid, e, flags, modseq).await?;
-            let st = tx
-                .prepare_cached("UPDATE email SET orphaned = false WHERE id = $1")
-                .await?;
-            tx.execute(&st, &[&e]).await?;
-            Ok(())
-        };
+        let put_back =
+            async |mailbox: i64, uid: i64, e: i64, flags: &str, modseq: i64| -> Result<()> {
+                insert_copy(tx, mailbox, uid, e, flags, modseq).await?;
+                let st = tx
+                    .prepare_cached("UPDATE email SET orphaned = false WHERE id = $1")
+                    .await?;
+                tx.execute(&st, &[&e]).await?;
+                Ok(())
+            };
         match op {
             OutboxOp::Flags { add, remove } => {
                 if let Some(e) = object {

@@ -39,7 +39,6 @@ fn from_json(s: &str) -> Result<OutboxOp> {
     serde_json::from_str(s).map_err(|e| Error::Corrupt(format!("outbox payload: {e}")))
 }
 
-
 // --- hooks for the sync's write paths -----------------------------------------------------
 
 pub(crate) fn has_pending(tx: &Transaction<'_>, account: AccountId) -> Result<bool> {
