@@ -517,13 +517,12 @@ async fn the_sync_keeps_pending_changes_on_top_until_the_worker_settles_them<S: 
         "the server's new flag taken, the user's kept on top, removed copies not back"
     );
     assert_eq!(v.keywords(a, e[0]).await, ["$junk", "$seen"]);
+    let list = s.mailboxes(a).await.expect("mailboxes");
+    let new = list.iter().find(|m| m.id == created);
+    // No wire name yet: the worker tells it by the NUL byte it starts with.
     assert!(
-        s.mailboxes(a)
-            .await
-            .expect("mailboxes")
-            .iter()
-            .any(|m| m.id == created),
-        "the created mailbox stays while its CREATE is queued"
+        new.is_some_and(|m| m.raw_name.starts_with('\u{0}')),
+        "the created mailbox stays while its CREATE is queued: {new:?}"
     );
 
     // The worker: the move confirmed with its server UID, the flag change refused, the

@@ -43,7 +43,7 @@ fn mailbox_from_row(r: &tokio_postgres::Row) -> Result<MailboxRecord> {
     Ok(MailboxRecord {
         id: MailboxId(r.get(0)),
         account: AccountId(r.get(1)),
-        raw_name: r.get(2),
+        raw_name: super::outbox::api_raw_name(r.get(2)),
         name: r.get(3),
         parent: r.get::<_, Option<i64>>(4).map(MailboxId),
         delimiter: r.get(5),

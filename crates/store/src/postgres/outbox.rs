@@ -1361,6 +1361,16 @@ impl PgStore {
 /// The raw name a created mailbox has until the server confirmed it (see `create_mailbox_tx`).
 const PENDING_RAW: &str = "\u{1}pending:";
 
+/// A stored raw name as the roles hand it out: a mailbox not created on the server yet
+/// starts with a NUL byte on both backends (what the engine's worker looks for), though
+/// PostgreSQL stores another marker.
+pub(super) fn api_raw_name(stored: String) -> String {
+    match stored.strip_prefix(PENDING_RAW) {
+        Some(name) => format!("\u{0}pending:{name}"),
+        None => stored,
+    }
+}
+
 // --- the worker's side --------------------------------------------------------------------
 
 /// The account of entry `id`, if it is still queued.
@@ -1676,8 +1686,9 @@ impl PgStore {
         let mut c = self.client().await?;
         let tx = c.transaction().await?;
         let mut log = ChangeLog::of(self, account);
-        log.check_fence(&tx).await?;
+        // The account's lock before the lease's, in the order every write takes them.
         lock_account(&tx, account).await?;
+        log.check_fence(&tx).await?;
         let ids: Vec<i64> = done.iter().map(|d| d.id).collect();
         let blobs = append_blobs(&tx, &ids).await?;
         let st = tx
@@ -1870,8 +1881,9 @@ impl PgStore {
         let mut c = self.client().await?;
         let tx = c.transaction().await?;
         let mut log = ChangeLog::of(self, account);
-        log.check_fence(&tx).await?;
+        // The account's lock before the lease's, in the order every write takes them.
         lock_account(&tx, account).await?;
+        log.check_fence(&tx).await?;
         let blobs = append_blobs(&tx, &[id]).await?;
         let st = tx
             .prepare_cached(
