@@ -1231,95 +1231,27 @@ async fn apply_flags(
     Ok(())
 }
 
-#[async_trait]
-impl MailSync for PgStore {
-    async fn mailboxes(&self, account: AccountId) -> Result<Vec<MailboxRecord>> {
-        let c = self.client().await?;
-        let st = c
-            .prepare_cached(&format!(
-                "SELECT {MAILBOX_COLUMNS} FROM mailbox m WHERE m.account_id = $1 ORDER BY m.name"
-            ))
-            .await?;
-        c.query(&st, &[&account.0])
-            .await?
-            .iter()
-            .map(mailbox_from_row)
-            .collect()
-    }
-
-    async fn mailbox_by_raw_name(
-        &self,
-        account: AccountId,
-        raw_name: &str,
-    ) -> Result<Option<MailboxRecord>> {
-        let c = self.client().await?;
-        let st = c
-            .prepare_cached(&format!(
-                "SELECT {MAILBOX_COLUMNS} FROM mailbox m WHERE m.account_id = $1 AND m.raw_name = $2"
-            ))
-            .await?;
-        c.query_opt(&st, &[&account.0, &raw_name])
-            .await?
-            .as_ref()
-            .map(mailbox_from_row)
-            .transpose()
-    }
-
-    async fn stored_uids(&self, mailbox: MailboxId, uids: &[Uid]) -> Result<Vec<Uid>> {
-        let asked: Vec<i64> = uids.iter().map(|u| i64::from(u.0)).collect();
-        let c = self.client().await?;
-        let st = c
-            .prepare_cached(
-                "SELECT k FROM unnest($2::bigint[]) AS u(k) \
-                 WHERE EXISTS (SELECT 1 FROM copy WHERE mailbox_id = $1 AND uid = k)",
-            )
-            .await?;
-        let stored: HashSet<i64> = c
-            .query(&st, &[&mailbox.0, &asked])
-            .await?
-            .iter()
-            .map(|r| r.get(0))
-            .collect();
-        // In the order asked, as the SQLite backend answers.
-        Ok(uids
-            .iter()
-            .copied()
-            .filter(|u| stored.contains(&i64::from(u.0)))
-            .collect())
-    }
-
-    async fn gmail_known(&self, account: AccountId, msgids: &[u64]) -> Result<Vec<u64>> {
-        let identities: Vec<String> = msgids.iter().map(|m| gmail_identity(*m)).collect();
-        let c = self.client().await?;
-        let st = c
-            .prepare_cached(
-                "SELECT DISTINCT identity FROM email WHERE account_id = $1 AND identity = ANY($2)",
-            )
-            .await?;
-        let known: HashSet<String> = c
-            .query(&st, &[&account.0, &identities])
-            .await?
-            .iter()
-            .map(|r| r.get(0))
-            .collect();
-        Ok(msgids
-            .iter()
-            .zip(&identities)
-            .filter(|(_, i)| known.contains(*i))
-            .map(|(m, _)| *m)
-            .collect())
-    }
-
-    async fn apply_mailbox_list(
+impl PgStore {
+    /// `apply_mailbox_list`, or, when `epoch` is given and the account's mailbox epoch
+    /// moved away from it, nothing (see `MailSync::apply_mailbox_list_at`). The epoch is
+    /// read under the account's lock, which a confirmed mailbox change holds while it moves
+    /// the epoch.
+    async fn mailbox_list_at(
         &self,
         account: AccountId,
         remote: &[RemoteMailbox],
+        epoch: Option<u64>,
     ) -> Result<MailboxListOutcome> {
         let mut c = self.client().await?;
         let tx = c.transaction().await?;
         let mut log = ChangeLog::of(self, account);
         let mut out = MailboxListOutcome::default();
         lock_account(&tx, account).await?;
+        if epoch.is_some_and(|e| e != self.mailbox_epoch(account)) {
+            // The list was taken across a mailbox change of the user: it may show the
+            // server before that change. The next pass brings the list in line.
+            return Ok(out);
+        }
         // While a mailbox change of the user is pending, the local list is the user's
         // intent and is not brought in line (the pass after the drain does it).
         if super::outbox::mailbox_ops_pending(&tx, account).await? {
@@ -1485,6 +1417,113 @@ impl MailSync for PgStore {
         }
         log.commit(tx).await?;
         Ok(out)
+    }
+}
+
+#[async_trait]
+impl MailSync for PgStore {
+    async fn mailboxes(&self, account: AccountId) -> Result<Vec<MailboxRecord>> {
+        let c = self.client().await?;
+        let st = c
+            .prepare_cached(&format!(
+                "SELECT {MAILBOX_COLUMNS} FROM mailbox m WHERE m.account_id = $1 ORDER BY m.name"
+            ))
+            .await?;
+        c.query(&st, &[&account.0])
+            .await?
+            .iter()
+            .map(mailbox_from_row)
+            .collect()
+    }
+
+    async fn mailbox_by_raw_name(
+        &self,
+        account: AccountId,
+        raw_name: &str,
+    ) -> Result<Option<MailboxRecord>> {
+        let c = self.client().await?;
+        let st = c
+            .prepare_cached(&format!(
+                "SELECT {MAILBOX_COLUMNS} FROM mailbox m WHERE m.account_id = $1 AND m.raw_name = $2"
+            ))
+            .await?;
+        c.query_opt(&st, &[&account.0, &raw_name])
+            .await?
+            .as_ref()
+            .map(mailbox_from_row)
+            .transpose()
+    }
+
+    async fn stored_uids(&self, mailbox: MailboxId, uids: &[Uid]) -> Result<Vec<Uid>> {
+        let asked: Vec<i64> = uids.iter().map(|u| i64::from(u.0)).collect();
+        let c = self.client().await?;
+        let st = c
+            .prepare_cached(
+                "SELECT k FROM unnest($2::bigint[]) AS u(k) \
+                 WHERE EXISTS (SELECT 1 FROM copy WHERE mailbox_id = $1 AND uid = k)",
+            )
+            .await?;
+        let stored: HashSet<i64> = c
+            .query(&st, &[&mailbox.0, &asked])
+            .await?
+            .iter()
+            .map(|r| r.get(0))
+            .collect();
+        // In the order asked, as the SQLite backend answers.
+        Ok(uids
+            .iter()
+            .copied()
+            .filter(|u| stored.contains(&i64::from(u.0)))
+            .collect())
+    }
+
+    async fn gmail_known(&self, account: AccountId, msgids: &[u64]) -> Result<Vec<u64>> {
+        let identities: Vec<String> = msgids.iter().map(|m| gmail_identity(*m)).collect();
+        let c = self.client().await?;
+        let st = c
+            .prepare_cached(
+                "SELECT DISTINCT identity FROM email WHERE account_id = $1 AND identity = ANY($2)",
+            )
+            .await?;
+        let known: HashSet<String> = c
+            .query(&st, &[&account.0, &identities])
+            .await?
+            .iter()
+            .map(|r| r.get(0))
+            .collect();
+        Ok(msgids
+            .iter()
+            .zip(&identities)
+            .filter(|(_, i)| known.contains(*i))
+            .map(|(m, _)| *m)
+            .collect())
+    }
+
+    async fn apply_mailbox_list(
+        &self,
+        account: AccountId,
+        remote: &[RemoteMailbox],
+    ) -> Result<MailboxListOutcome> {
+        self.mailbox_list_at(account, remote, None).await
+    }
+
+    /// A per-process counter, as on SQLite: the sync and the outbox worker of an account
+    /// run on the node holding its lease, where the worker's confirmations move it; a
+    /// change queued on another node is guarded by `mailbox_ops_pending` meanwhile.
+    fn mailbox_epoch(&self, account: AccountId) -> u64 {
+        self.mailbox_epochs
+            .lock()
+            .map(|m| m.get(&account.0).copied().unwrap_or(0))
+            .unwrap_or(0)
+    }
+
+    async fn apply_mailbox_list_at(
+        &self,
+        account: AccountId,
+        remote: &[RemoteMailbox],
+        epoch: u64,
+    ) -> Result<MailboxListOutcome> {
+        self.mailbox_list_at(account, remote, Some(epoch)).await
     }
 
     async fn reset_mailbox(&self, mailbox: MailboxId, uidvalidity: UidValidity) -> Result<()> {

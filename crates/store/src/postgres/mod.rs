@@ -59,6 +59,8 @@ pub struct PgStore {
     fence: Option<Arc<leases::Fence>>,
     /// This node's workers, woken for work queued on any node (bus.rs).
     work: Arc<crate::wake::WorkSignals>,
+    /// Per account, the mailbox epoch (`MailSync::mailbox_epoch`, outbox.rs moves it).
+    mailbox_epochs: Arc<std::sync::Mutex<std::collections::HashMap<i64, u64>>>,
 }
 
 impl std::fmt::Debug for PgStore {
@@ -100,6 +102,7 @@ impl PgStore {
             bus,
             fence: None,
             work,
+            mailbox_epochs: Arc::default(),
         })
     }
 

@@ -1083,6 +1083,7 @@ impl PgStore {
         let mut c = self.client().await?;
         let tx = c.transaction().await?;
         let (local_only, mut log) = begin_user(self, &tx, account).await?;
+        self.bump_mailbox_epoch(account);
         if local_only {
             return Ok(Err(WriteRefusal::Forbidden(
                 "a POP3 account has only its INBOX".into(),
@@ -1151,6 +1152,7 @@ impl PgStore {
         let mut c = self.client().await?;
         let tx = c.transaction().await?;
         let (local_only, mut log) = begin_user(self, &tx, account).await?;
+        self.bump_mailbox_epoch(account);
         let Some(row) = mailbox_row(&tx, account, id.0).await? else {
             return Ok(Err(WriteRefusal::NotFound));
         };
@@ -1271,6 +1273,7 @@ impl PgStore {
         let mut c = self.client().await?;
         let tx = c.transaction().await?;
         let (local_only, mut log) = begin_user(self, &tx, account).await?;
+        self.bump_mailbox_epoch(account);
         let Some(row) = mailbox_row(&tx, account, id.0).await? else {
             return Ok(Err(WriteRefusal::NotFound));
         };
@@ -1355,6 +1358,17 @@ impl PgStore {
         }
         log.commit(tx).await?;
         Ok(Ok(()))
+    }
+}
+
+impl PgStore {
+    /// Moves `account`'s mailbox epoch (`MailSync::mailbox_epoch`): called while the
+    /// account's lock is held, so a list applied after this commit sees the move.
+    fn bump_mailbox_epoch(&self, account: AccountId) {
+        if let Ok(mut m) = self.mailbox_epochs.lock() {
+            let e = m.entry(account.0).or_insert(0);
+            *e = e.wrapping_add(1);
+        }
     }
 }
 
@@ -1703,7 +1717,14 @@ impl PgStore {
             .iter()
             .map(|r| (r.get(0), (r.get(1), r.get(2), r.get(3), r.get(4))))
             .collect();
-        // Flag entries confirmed as read: nothing to record locally (the change was applied
+        // A confirmed mailbox change moves the epoch before the account's lock is let go.
+        if rows
+            .values()
+            .any(|r| r.2.as_str() != "flags" && from_json(&r.3).is_ok_and(|op| op.is_mailbox_op()))
+        {
+            self.bump_mailbox_epoch(account);
+        }
+        // Confirmed flag entries: nothing to record locally (the change was applied
         // when it was queued), so they go with one statement.
         let mut flags_done = Vec::new();
         for d in done {
