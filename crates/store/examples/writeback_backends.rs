@@ -100,7 +100,7 @@ async fn seed<S: Directory + MailSync>(s: &S, n: u32) -> mail_types::AccountId {
 async fn round<S: Outbox>(s: &S, a: mail_types::AccountId, n: usize, round: usize, t: &mut Times) {
     let first = (round / 2 * CHANGES) % n.saturating_sub(CHANGES).max(1);
     let keyword = vec!["$seen".to_string()];
-    let read = round % 2 == 0;
+    let read = round.is_multiple_of(2);
     let patches: Vec<EmailPatch> = (first..first + CHANGES)
         .map(|i| EmailPatch {
             email: EmailId(i as i64 + 1),

@@ -94,13 +94,16 @@ pub(super) async fn tombstoned(
         .collect())
 }
 
+/// A queued flag change: the flags it sets and those it clears.
+pub(super) type FlagOps = (Vec<String>, Vec<String>);
+
 /// The pending flag changes of `emails`, oldest first per Email: what the sync's flags of
 /// their copies get on top ([`overlay`]).
 pub(super) async fn pending_flags(
     tx: &Transaction<'_>,
     emails: &[i64],
-) -> Result<HashMap<i64, Vec<(Vec<String>, Vec<String>)>>> {
-    let mut out: HashMap<i64, Vec<(Vec<String>, Vec<String>)>> = HashMap::new();
+) -> Result<HashMap<i64, Vec<FlagOps>>> {
+    let mut out: HashMap<i64, Vec<FlagOps>> = HashMap::new();
     if emails.is_empty() {
         return Ok(out);
     }
@@ -119,7 +122,7 @@ pub(super) async fn pending_flags(
 }
 
 /// The server's `flags` of a copy of an Email with its pending changes (`pending`) on top.
-pub(super) fn overlay(flags: String, pending: Option<&Vec<(Vec<String>, Vec<String>)>>) -> String {
+pub(super) fn overlay(flags: String, pending: Option<&Vec<FlagOps>>) -> String {
     pending
         .into_iter()
         .flatten()
