@@ -172,6 +172,12 @@ mod sqlite {
         let s = crate::common::sqlite();
         super::the_sync_keeps_pending_changes_on_top_until_the_worker_settles_them(&s, &s).await
     }
+
+    #[tokio::test]
+    async fn destroying_emails_queues_the_expunge_of_each_copy_in_order() {
+        let s = crate::common::sqlite();
+        super::destroying_emails_queues_the_expunge_of_each_copy_in_order(&s, &s).await
+    }
 }
 
 mod postgres {
@@ -192,6 +198,12 @@ mod postgres {
     async fn the_sync_keeps_pending_changes_on_top_until_the_worker_settles_them() {
         let pg = super::pg().await;
         super::the_sync_keeps_pending_changes_on_top_until_the_worker_settles_them(&pg.0, &pg).await
+    }
+
+    #[tokio::test]
+    async fn destroying_emails_queues_the_expunge_of_each_copy_in_order() {
+        let pg = super::pg().await;
+        super::destroying_emails_queues_the_expunge_of_each_copy_in_order(&pg.0, &pg).await
     }
 }
 
@@ -623,4 +635,88 @@ async fn the_sync_keeps_pending_changes_on_top_until_the_worker_settles_them<S: 
         !v.has_blob(blob_id).await,
         "nothing needs the bytes any more"
     );
+}
+
+/// Email/set destroy of several Emails (one of them in two mailboxes, one unknown, one
+/// named twice): each refused or accepted in request order, each copy's expunge queued
+/// by Email as requested, then by mailbox and UID, and the removed copies kept out of a
+/// sync batch that still lists them.
+async fn destroying_emails_queues_the_expunge_of_each_copy_in_order<S: Roles>(
+    s: &S,
+    v: &impl View,
+) {
+    let (a, inbox, archive) = setup(s).await;
+    for (mailbox, uids) in [(inbox, 1..=4), (archive, 1..=1)] {
+        s.apply_mailbox_changes(
+            a,
+            mailbox,
+            MailboxChanges {
+                new: uids.map(|u| copy(u, &[])).collect(),
+                ..MailboxChanges::new(UidValidity(7))
+            },
+        )
+        .await
+        .expect("seed");
+    }
+    let e: Vec<EmailId> = {
+        let mut v = v.emails_by_uid(inbox).await;
+        v.sort();
+        v.into_iter().map(|(_, e)| e).collect()
+    };
+    assert_eq!(
+        v.emails_by_uid(archive).await,
+        [(1, e[0])],
+        "one Email, two copies"
+    );
+    let res = s
+        .destroy_emails(a, vec![e[0], e[2], EmailId(99_999), e[0]])
+        .await
+        .expect("destroy");
+    assert_eq!(
+        res,
+        [
+            Ok(()),
+            Ok(()),
+            Err(WriteRefusal::NotFound),
+            Err(WriteRefusal::NotFound)
+        ]
+    );
+    let queued: Vec<(Option<EmailId>, OutboxOp)> = s
+        .outbox_next(a, 100)
+        .await
+        .expect("next")
+        .into_iter()
+        .map(|x| (x.email, x.op))
+        .collect();
+    let expunge = |mailbox: MailboxId, uid: i64| OutboxOp::Expunge {
+        mailbox,
+        uid,
+        flags: String::new(),
+        modseq: 1,
+    };
+    assert_eq!(
+        queued,
+        [
+            (Some(e[0]), expunge(inbox, 1)),
+            (Some(e[0]), expunge(archive, 1)),
+            (Some(e[2]), expunge(inbox, 3)),
+        ]
+    );
+    // A pass that listed the mailboxes before the expunges were replayed.
+    for (mailbox, uids) in [(inbox, 1..=4), (archive, 1..=1)] {
+        s.apply_mailbox_changes(
+            a,
+            mailbox,
+            MailboxChanges {
+                new: uids.map(|u| copy(u, &[])).collect(),
+                ..MailboxChanges::new(UidValidity(7))
+            },
+        )
+        .await
+        .expect("stale batch");
+    }
+    let mut left = v.emails_by_uid(inbox).await;
+    left.sort();
+    assert_eq!(left, [(2, e[1]), (4, e[3])]);
+    assert!(v.emails_by_uid(archive).await.is_empty());
 }

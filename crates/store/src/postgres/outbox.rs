@@ -890,6 +890,8 @@ impl PgStore {
         Ok(out)
     }
 
+    /// Every copy of each Email removed and its expunge queued, in a fixed number of
+    /// statements whatever their number (emptying a Trash of 1,000).
     async fn destroy_emails_tx(
         &self,
         account: AccountId,
@@ -898,27 +900,142 @@ impl PgStore {
         let mut c = self.client().await?;
         let tx = c.transaction().await?;
         let (local_only, mut log) = begin_user(self, &tx, account).await?;
-        let mut out = Vec::with_capacity(ids.len());
-        for id in ids {
-            if !email_exists(&tx, account, id.0).await? {
-                out.push(Err(WriteRefusal::NotFound));
-                continue;
-            }
-            for c in copies_of(&tx, id.0).await? {
-                expunge_copy(&tx, local_only, account, id.0, &c).await?;
-                log.record(&tx, ObjectType::Mailbox, c.mailbox, ChangeOp::Updated)
-                    .await?;
-            }
-            // Destroyed for JMAP at once: collect_orphans (run right after this commits)
-            // removes the row; the copies' expunges are in the outbox.
-            let st = tx
-                .prepare_cached("UPDATE email SET orphaned = true WHERE id = $1")
-                .await?;
-            tx.execute(&st, &[&id.0]).await?;
-            log.record(&tx, ObjectType::Email, id.0, ChangeOp::Updated)
-                .await?;
-            out.push(Ok(()));
+        let wanted: Vec<i64> = ids.iter().map(|e| e.0).collect();
+        let st = tx
+            .prepare_cached(
+                "SELECT id FROM email WHERE id = ANY($1) AND account_id = $2 AND NOT orphaned",
+            )
+            .await?;
+        let existing: HashSet<i64> = tx
+            .query(&st, &[&wanted, &account.0])
+            .await?
+            .iter()
+            .map(|r| r.get(0))
+            .collect();
+        // In request order; an Email named twice is gone by its second mention.
+        let mut done: HashSet<i64> = HashSet::new();
+        let out: Vec<Refusable<()>> = wanted
+            .iter()
+            .map(|e| {
+                if existing.contains(e) && done.insert(*e) {
+                    Ok(())
+                } else {
+                    Err(WriteRefusal::NotFound)
+                }
+            })
+            .collect();
+        let emails: Vec<i64> = wanted
+            .into_iter()
+            .filter(|e| existing.contains(e))
+            .collect();
+        let emails: Vec<i64> = {
+            let mut seen = HashSet::new();
+            emails.into_iter().filter(|e| seen.insert(*e)).collect()
+        };
+        if emails.is_empty() {
+            log.commit(tx).await?;
+            return Ok(out);
         }
+        let st = tx
+            .prepare_cached(
+                "SELECT email_id, mailbox_id, uid, flags, modseq FROM copy WHERE email_id = ANY($1)",
+            )
+            .await?;
+        let mut copies: HashMap<i64, Vec<CopyRow>> = HashMap::new();
+        for r in tx.query(&st, &[&emails]).await? {
+            copies.entry(r.get(0)).or_default().push(CopyRow {
+                mailbox: r.get(1),
+                uid: r.get(2),
+                flags: r.get(3),
+                modseq: r.get(4),
+            });
+        }
+        // The copies in the order the per-Email path removes them: by Email as requested,
+        // then by mailbox and UID.
+        let mut removed: Vec<(i64, CopyRow)> = Vec::new();
+        for e in &emails {
+            let mut of = copies.remove(e).unwrap_or_default();
+            of.sort_by_key(|c| (c.mailbox, c.uid));
+            removed.extend(of.into_iter().map(|c| (*e, c)));
+        }
+        let mailboxes: Vec<i64> = removed
+            .iter()
+            .map(|(_, c)| c.mailbox)
+            .collect::<BTreeSet<_>>()
+            .into_iter()
+            .collect();
+        let (rm_mailbox, rm_uid): (Vec<i64>, Vec<i64>) =
+            removed.iter().map(|(_, c)| (c.mailbox, c.uid)).unzip();
+        let st = tx
+            .prepare_cached(
+                "DELETE FROM copy c USING unnest($1::bigint[], $2::bigint[]) AS u(mailbox, uid) \
+                 WHERE c.mailbox_id = u.mailbox AND c.uid = u.uid",
+            )
+            .await?;
+        tx.execute(&st, &[&rm_mailbox, &rm_uid]).await?;
+        if !local_only && !removed.is_empty() {
+            // The entries' ids drawn first, in order, so each tombstone names its entry.
+            let st = tx
+                .prepare_cached(
+                    "SELECT nextval(pg_get_serial_sequence('outbox', 'id')) \
+                     FROM generate_series(1, $1::bigint)",
+                )
+                .await?;
+            let count = i64::try_from(removed.len()).unwrap_or(i64::MAX);
+            let mut entries: Vec<i64> = tx
+                .query(&st, &[&count])
+                .await?
+                .iter()
+                .map(|r| r.get(0))
+                .collect();
+            entries.sort_unstable();
+            let mut payloads = Vec::with_capacity(removed.len());
+            let mut objects = Vec::with_capacity(removed.len());
+            for (e, c) in &removed {
+                objects.push(*e);
+                payloads.push(to_json(&OutboxOp::Expunge {
+                    mailbox: MailboxId(c.mailbox),
+                    uid: c.uid,
+                    flags: c.flags.clone(),
+                    modseq: c.modseq,
+                })?);
+            }
+            let st = tx
+                .prepare_cached(
+                    "INSERT INTO outbox (id, account_id, kind, email_id, payload, created_at) \
+                     OVERRIDING SYSTEM VALUE \
+                     SELECT u.id, $1, 'expunge', u.email, u.payload, $2 \
+                     FROM unnest($3::bigint[], $4::bigint[], $5::text[]) AS u(id, email, payload)",
+                )
+                .await?;
+            tx.execute(&st, &[&account.0, &now(), &entries, &objects, &payloads])
+                .await?;
+            // A placeholder copy (not on the server yet) leaves no tombstone.
+            let st = tx
+                .prepare_cached(
+                    "INSERT INTO outbox_tombstone (mailbox_id, uid, outbox_id) \
+                     SELECT * FROM unnest($1::bigint[], $2::bigint[], $3::bigint[]) \
+                     AS u(mailbox, uid, entry) WHERE u.uid < $4 \
+                     ON CONFLICT (mailbox_id, uid) DO UPDATE SET outbox_id = excluded.outbox_id, \
+                     done_at = NULL",
+                )
+                .await?;
+            tx.execute(
+                &st,
+                &[&rm_mailbox, &rm_uid, &entries, &PLACEHOLDER_UID_BASE],
+            )
+            .await?;
+        }
+        log.record_many(&tx, ObjectType::Mailbox, &mailboxes, ChangeOp::Updated)
+            .await?;
+        // Destroyed for JMAP at once: collect_orphans (run right after this commits)
+        // removes the rows; the copies' expunges are in the outbox.
+        let st = tx
+            .prepare_cached("UPDATE email SET orphaned = true WHERE id = ANY($1)")
+            .await?;
+        tx.execute(&st, &[&emails]).await?;
+        log.record_many(&tx, ObjectType::Email, &emails, ChangeOp::Updated)
+            .await?;
         log.commit(tx).await?;
         Ok(out)
     }
