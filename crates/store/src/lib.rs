@@ -46,6 +46,7 @@
 mod blobs;
 pub mod directory;
 pub mod events;
+mod fulltext;
 pub mod leases;
 mod mailrows;
 pub mod mailsync;

@@ -988,10 +988,9 @@ async fn insert_emails(
         msgid.push(p.gmail.map(|g| g.msgid as i64));
         thrid.push(p.gmail.and_then(|g| g.thrid).map(|t| t as i64));
         keywords.push(keywords_json(flags.get(&k).into_iter().flatten().copied()));
-        head.push(format!(
-            "{} {}",
+        head.push(crate::fulltext::head_text(
             n.parsed.subject.as_deref().unwrap_or(""),
-            address_text(&n.parsed)
+            &address_text(&n.parsed),
         ));
         if n.raw.is_some() {
             with_body.push(ids[k]);
@@ -1031,7 +1030,7 @@ enum TextPart {
 }
 
 /// Indexes the text of Emails, each part written once.
-async fn index_text<T: tokio_postgres::types::ToSql + Sync>(
+async fn index_text<T: AsRef<str>>(
     tx: &Transaction<'_>,
     part: TextPart,
     emails: &[i64],
@@ -1049,6 +1048,14 @@ async fn index_text<T: tokio_postgres::types::ToSql + Sync>(
             "INSERT INTO email_text_body (email_id, text) \
              SELECT * FROM unnest($1::bigint[], $2::text[]) ON CONFLICT DO NOTHING"
         }
+    };
+    // The head is cut into words by its caller (`fulltext::head_text`), the body here.
+    let texts: Vec<String> = match part {
+        TextPart::Head => texts.iter().map(|t| t.as_ref().to_string()).collect(),
+        TextPart::Body => texts
+            .iter()
+            .map(|t| crate::fulltext::index_text(t.as_ref()))
+            .collect(),
     };
     let st = tx.prepare_cached(sql).await?;
     tx.execute(&st, &[&emails, &texts]).await?;

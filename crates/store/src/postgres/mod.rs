@@ -16,6 +16,7 @@ mod mailsync;
 mod migrate;
 mod policy;
 mod quota;
+mod reading;
 mod sieve;
 mod uploads;
 
