@@ -1,8 +1,8 @@
 //! The PostgreSQL backend, begun role by role (docs/design/postgres.md): so far
-//! [`Directory`], [`MailSync`], [`Uploads`], [`BodyPolicy`], [`SieveState`], [`Quotas`]
-//! and [`crate::Leases`], with the bus across nodes (`bus.rs`, [`PgStore::events`]). A role it
-//! does not implement yet is simply not implemented, so `PgStore` is not a
-//! [`crate::Store`] yet.
+//! [`Directory`], [`MailSync`], [`Uploads`], [`BodyPolicy`], [`SieveState`], [`Quotas`],
+//! [`crate::Leases`] and [`crate::Reading`] (`reading.rs`), with the bus across nodes
+//! (`bus.rs`, [`PgStore::events`]). A role it does not implement yet is simply not
+//! implemented, so `PgStore` is not a [`crate::Store`] yet.
 //!
 //! `tokio-postgres` with a `deadpool-postgres` pool (ARCHITECTURE.md says why): every
 //! call takes a pooled connection, runs its statements (prepared once per connection and
