@@ -909,3 +909,101 @@ async fn both_backends_read_the_same() {
         }
     }
 }
+
+/// 400 messages in one batch: "common" in 90 % of the bodies, "rare" in 1 %, "subj" in a
+/// third of the subjects, received in a shuffled order.
+fn many() -> MailboxChanges {
+    let new = (1..=400u32)
+        .map(|i| {
+            let mut body = String::from("filler");
+            if i % 10 != 0 {
+                body.push_str(" common");
+            }
+            if i % 100 == 0 {
+                body.push_str(" rare");
+            }
+            let subject = if i % 3 == 0 { "subj common" } else { "other" };
+            let raw = plain(
+                &format!("n{i}@x"),
+                "a@example.org",
+                "b@example.org",
+                subject,
+                "",
+                &body,
+            );
+            let mut c = common::copy(i, raw.as_bytes(), &[]);
+            c.internal_date = T0 + i64::from((i * 7919) % 401);
+            c
+        })
+        .collect();
+    MailboxChanges {
+        new,
+        ..MailboxChanges::new(UidValidity(7))
+    }
+}
+
+/// With statistics, PostgreSQL tests a common word on each row walked instead of listing
+/// its hits (`prefer_probe`): the pages are the same as SQLite's either way.
+#[tokio::test]
+async fn common_and_rare_words_page_the_same_on_both_backends() {
+    let url = testkit::Postgres::shared()
+        .expect("private PostgreSQL")
+        .fresh_database()
+        .expect("database");
+    let pg = PgStore::connect(&url).await.expect("connect");
+    let lite = common::sqlite();
+    let la = common::account(&lite).await;
+    let pa = common::account(&pg).await;
+    lite.apply_mailbox_list(la, &[remote("INBOX", 7)])
+        .await
+        .expect("list");
+    pg.apply_mailbox_list(pa, &[remote("INBOX", 7)])
+        .await
+        .expect("list");
+    let linbox = common::mailbox(&lite, la, "INBOX").await;
+    let pinbox = common::mailbox(&pg, pa, "INBOX").await;
+    lite.apply_mailbox_changes(la, linbox, many())
+        .await
+        .expect("sqlite");
+    pg.apply_mailbox_changes(pa, pinbox, many())
+        .await
+        .expect("pg");
+    // The statistics autovacuum gathers after a sync.
+    let (client, connection) = tokio_postgres::connect(&url, tokio_postgres::NoTls)
+        .await
+        .expect("client");
+    tokio::spawn(connection);
+    client
+        .batch_execute("ANALYZE email_text_head; ANALYZE email_text_body")
+        .await
+        .expect("analyze");
+    let text = |t: &str| EmailFilter::Condition(EmailCondition::Text(t.into()));
+    let filters = |inbox: MailboxId| {
+        vec![
+            text("common"),
+            text("rare"),
+            text("common subj"),
+            text("common rare"),
+            EmailFilter::And(vec![
+                EmailFilter::Condition(EmailCondition::InMailbox(inbox)),
+                text("common"),
+            ]),
+            EmailFilter::Or(vec![text("rare"), text("subj")]),
+            EmailFilter::Not(vec![text("common")]),
+        ]
+    };
+    for (lf, pf) in filters(linbox).into_iter().zip(filters(pinbox)) {
+        for window in [Some((0, 1)), Some((0, 50)), Some((100, 20)), None] {
+            let q = |f: EmailFilter| EmailQuery {
+                filter: Some(f),
+                window,
+                count: true,
+                ..EmailQuery::default()
+            };
+            let l = lite.query_emails(la, &q(lf.clone())).await.expect("sqlite");
+            let p = pg.query_emails(pa, &q(pf.clone())).await.expect("pg");
+            assert!(l.total.unwrap_or(0) > 0, "{lf:?} matches");
+            assert_eq!(l, p, "{lf:?} {window:?}");
+        }
+    }
+}

@@ -1062,11 +1062,18 @@ async fn index_text<T: AsRef<str>>(
     // The batch's entries are merged into the index now, in bulk: a search reads the
     // whole pending list on every query (up to `gin_pending_list_limit`, 32 MB: seconds),
     // and without this the tail of a sync stayed there until autovacuum came, which on
-    // an insert-only table is after 20 % more rows.
+    // an insert-only table is after 20 % more rows. Only the index's owner may (as for
+    // VACUUM); a node connecting as another role leaves it to autovacuum.
     let st = tx
         .prepare_cached(match part {
-            TextPart::Head => "SELECT gin_clean_pending_list('email_text_head_words')",
-            TextPart::Body => "SELECT gin_clean_pending_list('email_text_body_words')",
+            TextPart::Head => {
+                "SELECT gin_clean_pending_list(oid) FROM pg_class \
+                 WHERE oid = 'email_text_head_words'::regclass AND pg_has_role(relowner, 'USAGE')"
+            }
+            TextPart::Body => {
+                "SELECT gin_clean_pending_list(oid) FROM pg_class \
+                 WHERE oid = 'email_text_body_words'::regclass AND pg_has_role(relowner, 'USAGE')"
+            }
         })
         .await?;
     tx.execute(&st, &[]).await?;

@@ -19,6 +19,8 @@ const MIGRATIONS: &[&str] = &[
     include_str!("mail.sql"),
     // v3: account leases and the live nodes.
     include_str!("leases.sql"),
+    // The full text's words stored with each row, the indexes on them (Reading).
+    include_str!("reading.sql"),
 ];
 
 /// The schema version this build writes.
