@@ -20,3 +20,4 @@ ALTER TABLE email_text_body
 DROP INDEX email_text_body_words;
 CREATE INDEX email_text_body_words ON email_text_body
     USING gin (words) WITH (gin_pending_list_limit = 32768);
+
