@@ -711,7 +711,7 @@ async fn query_emails(
                 let o = params.push(0i64);
                 sql.push_str(&format!(" LIMIT {l} OFFSET {o}"));
                 let st = prepare(c, &sql).await?;
-                let mut chunk = i64::try_from(offset.saturating_add(limit).saturating_mul(3))
+                let mut chunk = i64::try_from(offset.saturating_add(limit).saturating_mul(2))
                     .unwrap_or(i64::MAX / 4)
                     .clamp(64, 1 << 20);
                 let mut from = 0i64;
