@@ -86,6 +86,32 @@ impl DeliveryEntry {
     }
 }
 
+/// Applies a delivery-status report to a submission's recipients: each entry the report
+/// names (addresses compared without case) takes its `delivered` and `smtp_reply`, and the
+/// report's blob joins `dsn_blobs`. Once per report: false, and nothing changed, when
+/// that blob was applied already.
+pub(crate) fn apply_report(
+    delivery: &mut [DeliveryEntry],
+    dsn_blobs: &mut Vec<String>,
+    blob_id: &str,
+    updates: &[DeliveryEntry],
+) -> bool {
+    if dsn_blobs.iter().any(|b| b == blob_id) {
+        return false;
+    }
+    dsn_blobs.push(blob_id.to_owned());
+    for u in updates {
+        if let Some(e) = delivery
+            .iter_mut()
+            .find(|e| e.email.eq_ignore_ascii_case(&u.email))
+        {
+            e.delivered = u.delivered.clone();
+            e.smtp_reply = u.smtp_reply.clone();
+        }
+    }
+    true
+}
+
 /// What the Sent copy of a message needs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum SentCopy {
@@ -185,6 +211,21 @@ pub struct NewSubmission {
     pub draft: DraftFate,
 }
 
+impl NewSubmission {
+    /// Each recipient's status before any attempt: queued, not settled.
+    pub fn queued_delivery(&self) -> Vec<DeliveryEntry> {
+        self.rcpt_to
+            .iter()
+            .map(|r| DeliveryEntry {
+                email: r.clone(),
+                smtp_reply: String::new(),
+                delivered: "queued".into(),
+                settled: false,
+            })
+            .collect()
+    }
+}
+
 /// A stored submission (without its bytes).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SubmissionRecord {
@@ -233,6 +274,24 @@ pub enum AttemptResult {
         delivery: Vec<DeliveryEntry>,
         error: String,
     },
+}
+
+impl AttemptResult {
+    /// Each recipient's status after the attempt, and its error.
+    pub fn outcome(&self) -> (&[DeliveryEntry], &str) {
+        match self {
+            AttemptResult::Final { delivery, error }
+            | AttemptResult::Retry {
+                delivery, error, ..
+            } => (delivery, error),
+        }
+    }
+
+    /// Whether the message may have reached the server for someone: the Sent copy is then
+    /// due (the user did send it), even while a deferred recipient is still being retried.
+    pub fn reached_server(&self) -> bool {
+        self.outcome().0.iter().any(DeliveryEntry::reached_server)
+    }
 }
 
 /// Result of a cancel (an update of undoStatus to canceled).

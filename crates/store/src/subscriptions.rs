@@ -44,3 +44,24 @@ pub struct PushSubscriptionUpdate {
     pub expires: Option<Option<i64>>,
     pub types: Option<Option<Vec<String>>>,
 }
+
+/// `types` as both backends store it: a JSON array of type names, NULL for all.
+pub(crate) fn types_to_json(types: &Option<Vec<String>>) -> crate::Result<Option<String>> {
+    types
+        .as_ref()
+        .map(|t| serde_json::to_string(t).map_err(|e| crate::Error::Corrupt(e.to_string())))
+        .transpose()
+}
+
+/// The stored `types` of subscription `id` back.
+pub(crate) fn types_from_json(
+    id: i64,
+    types: Option<String>,
+) -> crate::Result<Option<Vec<String>>> {
+    types
+        .map(|t| {
+            serde_json::from_str(&t)
+                .map_err(|_| crate::Error::Corrupt(format!("push subscription {id} types")))
+        })
+        .transpose()
+}

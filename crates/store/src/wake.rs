@@ -85,6 +85,19 @@ impl WorkSignals {
         }
     }
 
+    /// Every signal once: work may have been queued that this process was not told of (the
+    /// PostgreSQL bus lost its listening connection for a while), so every worker reads
+    /// its queue again.
+    pub fn ring_all(&self) {
+        if let Ok(mut m) = self.outboxes.lock() {
+            m.retain(|_, tx| tx.receiver_count() > 0);
+            for tx in m.values() {
+                tx.send_modify(|n| *n = n.wrapping_add(1));
+            }
+        }
+        self.submissions.send_modify(|n| *n = n.wrapping_add(1));
+    }
+
     /// The account is gone: its signal goes with it (a worker still waiting sees it closed).
     pub fn forget(&self, account: AccountId) {
         if let Ok(mut m) = self.outboxes.lock() {

@@ -1,6 +1,7 @@
 //! Account leases: one holder per account, fair shares between nodes, a silent node's
 //! accounts taken over after the time-to-live with a higher epoch, and a paused node's
-//! write under its lost lease refused with nothing written.
+//! write under its lost lease refused with nothing written (a quota, the sending of a
+//! submission).
 
 mod common;
 
@@ -135,9 +136,19 @@ async fn a_silent_node_s_accounts_are_taken_over_with_a_higher_epoch() {
     assert!(take_all(&a, "a", &all, ttl).await.is_empty(), "now b's");
 }
 
-#[tokio::test]
-async fn a_paused_node_writes_nothing_under_a_lost_lease() {
-    let pg = Postgres::shared().expect("private PostgreSQL");
+/// Two nodes on a new database (its URL, a, b), an account leased to a for a second,
+/// that lease, a's store fenced with it, and the lease's time-to-live.
+async fn leased_to_a(
+    pg: &Postgres,
+) -> (
+    String,
+    PgStore,
+    PgStore,
+    AccountId,
+    Lease,
+    PgStore,
+    Duration,
+) {
     let (url, a, b) = common::two_nodes(pg).await;
     let account = accounts(&a, "u", 1).await[0];
     let ttl = Duration::from_secs(1);
@@ -147,6 +158,13 @@ async fn a_paused_node_writes_nothing_under_a_lost_lease() {
         .expect("acquire")
         .expect("granted");
     let on_a = a.fenced("a", lease);
+    (url, a, b, account, lease, on_a, ttl)
+}
+
+#[tokio::test]
+async fn a_paused_node_writes_nothing_under_a_lost_lease() {
+    let pg = Postgres::shared().expect("private PostgreSQL");
+    let (url, _, b, account, lease, on_a, ttl) = leased_to_a(pg).await;
     // While the lease runs, a's writes land.
     assert!(on_a.apply_quotas(account, &quota(1)).await.expect("write"));
     let before = |what: &str| {
@@ -188,6 +206,157 @@ async fn a_paused_node_writes_nothing_under_a_lost_lease() {
             .expect("write")
     );
     assert_ne!(before("state and quota"), written);
+}
+
+/// A due submission of `account` to one recipient, its Sent copy and the draft's
+/// destruction to follow once sent.
+fn submission(account: AccountId, n: u32) -> store::NewSubmission {
+    store::NewSubmission {
+        account,
+        identity: 1,
+        email: mail_types::EmailId(i64::from(n)),
+        thread: mail_types::ThreadId(i64::from(n)),
+        envelope_json: "{}".into(),
+        mail_from: "a@example.org".into(),
+        rcpt_to: vec!["b@example.org".into()],
+        raw: format!("From: a@example.org\r\nSubject: {n}\r\n\r\nhi\r\n").into_bytes(),
+        blob_id: None,
+        message_id: Some(format!("m{n}@example.org")),
+        send_at: 0,
+        sent_copy: store::SentCopy::Append,
+        draft: store::DraftFate::DestroyWhenSent,
+    }
+}
+
+fn accepted() -> store::AttemptResult {
+    store::AttemptResult::Final {
+        delivery: vec![store::DeliveryEntry {
+            email: "b@example.org".into(),
+            smtp_reply: "250 2.0.0 Ok".into(),
+            delivered: "queued".into(),
+            settled: true,
+        }],
+        error: String::new(),
+    }
+}
+
+fn fenced<T: std::fmt::Debug>(r: store::Result<T>, lease: Lease) {
+    assert!(
+        matches!(r, Err(Error::Fenced { epoch, .. }) if epoch == lease.epoch),
+        "{r:?}"
+    );
+}
+
+/// The sending side of fencing: a node paused past its lease can neither finish the
+/// attempt it began nor begin another, nor file what follows (nothing changes); a node
+/// starting up leaves a live attempt alone; the new holder makes the cut attempt final
+/// (never sent again) and sends the rest.
+#[tokio::test]
+async fn a_node_that_lost_its_lease_cannot_begin_or_finish_a_submission() {
+    let pg = Postgres::shared().expect("private PostgreSQL");
+    let (url, a, b, account, lease, on_a, ttl) = leased_to_a(pg).await;
+    let first = a
+        .create_submission(&submission(account, 1))
+        .await
+        .expect("queue");
+    let second = a
+        .create_submission(&submission(account, 2))
+        .await
+        .expect("queue");
+    assert!(on_a.begin_submission(first).await.expect("begin").is_some());
+    // Another node starting up now must not take a's attempt for a cut one.
+    assert_eq!(
+        b.recover_submissions(account).await.expect("recover"),
+        Vec::<i64>::new()
+    );
+
+    let state = || {
+        pg.psql(db(&url), "SELECT state FROM account")
+            .expect("state")
+    };
+    tokio::time::sleep(ttl + Duration::from_millis(200)).await;
+    let (state_then, queue_then) = (state(), b.submissions(account).await.expect("queue"));
+    fenced(on_a.finish_submission(first, &accepted()).await, lease);
+    fenced(on_a.begin_submission(second).await, lease);
+    let taken = b
+        .acquire("b", account, LONG)
+        .await
+        .expect("acquire")
+        .expect("taken over");
+    assert!(taken.epoch > lease.epoch);
+    fenced(on_a.finish_submission(first, &accepted()).await, lease);
+    fenced(on_a.begin_submission(second).await, lease);
+    fenced(on_a.recover_submissions(account).await, lease);
+    assert_eq!(state(), state_then);
+    assert_eq!(b.submissions(account).await.expect("queue"), queue_then);
+
+    // The new holder: a's attempt may have reached the server, so it is final with its
+    // recipient unknown and is never begun again; the other is b's to send.
+    let on_b = b.fenced("b", taken);
+    assert_eq!(
+        on_b.recover_submissions(account).await.expect("recover"),
+        vec![first]
+    );
+    assert_eq!(on_b.begin_submission(first).await.expect("begin"), None);
+    let cut = &b.submissions(account).await.expect("queue")[0];
+    assert_eq!(cut.phase, store::SubmissionPhase::Done);
+    assert_eq!(cut.delivery[0].delivered, "unknown");
+    assert_eq!(cut.attempts, 1);
+    assert!(
+        on_b.begin_submission(second)
+            .await
+            .expect("begin")
+            .is_some()
+    );
+    on_b.finish_submission(second, &accepted())
+        .await
+        .expect("finish");
+
+    // What follows a send is the holder's too: the Sent copy, the draft, the reports.
+    let (state_then, queue_then) = (state(), b.submissions(account).await.expect("queue"));
+    fenced(on_a.set_sent_copy_done(first).await, lease);
+    fenced(
+        on_a.apply_dsn(account, first, "report", &accepted_entries())
+            .await,
+        lease,
+    );
+    assert_eq!(state(), state_then);
+    assert_eq!(b.submissions(account).await.expect("queue"), queue_then);
+    on_b.set_sent_copy_done(first).await.expect("copy done");
+    let followups = on_b
+        .draft_followups(10, &[account])
+        .await
+        .expect("followups");
+    assert_eq!(followups[0].0.id, first, "{followups:?}");
+    fenced(on_a.set_draft_done(first).await, lease);
+    on_b.set_draft_done(first).await.expect("draft done");
+    let done = &b.submissions(account).await.expect("queue");
+    assert_eq!(
+        done.iter()
+            .map(|s| (s.id, s.phase, s.sent_copy, s.draft))
+            .collect::<Vec<_>>(),
+        [
+            (
+                first,
+                store::SubmissionPhase::Done,
+                store::SentCopy::Done,
+                store::DraftFate::Done
+            ),
+            (
+                second,
+                store::SubmissionPhase::Done,
+                store::SentCopy::Due,
+                store::DraftFate::Destroy
+            ),
+        ]
+    );
+}
+
+fn accepted_entries() -> Vec<store::DeliveryEntry> {
+    match accepted() {
+        store::AttemptResult::Final { delivery, .. } => delivery,
+        store::AttemptResult::Retry { delivery, .. } => delivery,
+    }
 }
 
 /// A node's beat: the accounts worth asking for are those no node holds, and renewing a
@@ -240,4 +409,103 @@ async fn a_single_node_store_holds_everything_for_good() {
         s.renew_all("n", &[lease], LONG).await.expect("renew"),
         vec![lease]
     );
+}
+
+/// The outbox's replay is the lease holder's work: a node paused past its lease can
+/// neither count an attempt, nor record an error, a completion or a refusal, and nothing
+/// changes; the new holder's completion lands.
+#[tokio::test]
+async fn a_paused_node_cannot_settle_outbox_entries_under_a_lost_lease() {
+    let pg = Postgres::shared().expect("private PostgreSQL");
+    let (url, a, b) = common::two_nodes(pg).await;
+    let account = accounts(&a, "u", 1).await[0];
+    a.apply_mailbox_list(account, &[common::remote("INBOX", 7)])
+        .await
+        .expect("list");
+    let inbox = common::mailbox(&a, account, "INBOX").await;
+    let raw = common::msg("m1@x", &[], "hello");
+    a.apply_mailbox_changes(
+        account,
+        inbox,
+        store::MailboxChanges {
+            new: vec![common::copy(1, &raw, &[])],
+            ..store::MailboxChanges::new(mail_types::UidValidity(7))
+        },
+    )
+    .await
+    .expect("seed");
+    let email = pg
+        .psql(db(&url), "SELECT email_id FROM copy")
+        .expect("email");
+    let email = mail_types::EmailId(email.parse().expect("an id"));
+    // The user's change, through any node: queued.
+    let r = b
+        .update_emails(
+            account,
+            vec![store::EmailPatch {
+                email,
+                keywords_add: vec!["$seen".into()],
+                keywords_remove: vec![],
+                mailboxes_add: vec![],
+                mailboxes_remove: vec![],
+            }],
+        )
+        .await
+        .expect("update");
+    assert!(r.iter().all(Result::is_ok), "{r:?}");
+    let ttl = Duration::from_secs(1);
+    let lease = a
+        .acquire("a", account, ttl)
+        .await
+        .expect("acquire")
+        .expect("granted");
+    let on_a = a.fenced("a", lease);
+    let entry = on_a.outbox_next(account, 10).await.expect("next")[0].clone();
+    // While the lease runs, a's worker records its attempt.
+    assert!(on_a.outbox_begin(entry.id, None).await.expect("begin"));
+    let outbox = || {
+        pg.psql(
+            db(&url),
+            "SELECT string_agg(id || ':' || attempts || ':' || last_error, ',') FROM outbox",
+        )
+        .expect("outbox rows")
+    };
+    let state = || {
+        pg.psql(db(&url), "SELECT state FROM account")
+            .expect("state")
+    };
+    let (rows, at) = (outbox(), state());
+
+    // a is paused past its lease, b takes the account over, a wakes up: refused.
+    tokio::time::sleep(ttl + Duration::from_millis(200)).await;
+    let taken = b
+        .acquire("b", account, LONG)
+        .await
+        .expect("acquire")
+        .expect("taken over");
+    let done = store::OutboxDone {
+        id: entry.id,
+        rev: entry.rev,
+        new_uid: None,
+        raw_name: None,
+        old_raw_name: None,
+    };
+    let fenced = |r: Result<(), Error>, what: &str| {
+        assert!(matches!(r, Err(Error::Fenced { .. })), "{what}: {r:?}");
+    };
+    fenced(on_a.outbox_begin(entry.id, None).await.map(|_| ()), "begin");
+    fenced(on_a.outbox_defer(entry.id, "timeout").await, "defer");
+    fenced(
+        on_a.outbox_complete(account, vec![done.clone()]).await,
+        "complete",
+    );
+    fenced(on_a.outbox_refuse(account, entry.id, "NO").await, "refuse");
+    assert_eq!((outbox(), state()), (rows, at), "nothing changed");
+
+    // The new holder completes it.
+    b.fenced("b", taken)
+        .outbox_complete(account, vec![done])
+        .await
+        .expect("complete");
+    assert_eq!(outbox(), "", "the entry is done");
 }

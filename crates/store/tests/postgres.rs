@@ -204,6 +204,14 @@ async fn mailbox_counts_match_a_recount() {
                 "DELETE FROM copy WHERE (mailbox_id, uid) IN \
                  (SELECT mailbox_id, uid FROM copy WHERE email_id = {email} LIMIT 1)"
             ),
+            5 if next(3) == 0 => {
+                // One statement, $seen toggled on several Emails (threads and mailboxes
+                // shared among them), as an Email/set of many keywords writes it.
+                format!(
+                    "UPDATE email SET keywords = CASE WHEN keywords ? '$seen'                      THEN '[\"$flagged\"]'::jsonb ELSE '[\"$seen\"]'::jsonb END                      WHERE id % 5 = {}",
+                    next(5)
+                )
+            }
             5 => format!(
                 "UPDATE email SET keywords = '{}' WHERE id = {email}",
                 if next(2) == 0 {
@@ -272,4 +280,15 @@ async fn mailbox_counts_match_a_recount() {
         rows(&c, KEPT).await.iter().any(|k| k.1 > 0),
         "the sequence left mail to count"
     );
+}
+
+/// Every role is there: the PostgreSQL store is a whole `Store`, as the server holds it.
+#[tokio::test]
+async fn the_postgres_store_is_a_whole_store() {
+    let pg = Postgres::shared().expect("private PostgreSQL");
+    let url = pg.fresh_database().expect("database");
+    let store: std::sync::Arc<dyn store::Store> =
+        std::sync::Arc::new(PgStore::connect(&url).await.expect("connect"));
+    assert!(store.shared(), "several nodes may share it");
+    assert!(store.list_accounts().await.expect("accounts").is_empty());
 }

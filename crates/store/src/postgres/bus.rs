@@ -8,7 +8,8 @@
 //! crash between its commit and its announcement. Few: every committing transaction that
 //! notified takes one database-wide lock on the notification queue at commit, so those
 //! transactions commit one at a time: one NOTIFY per write transaction, none otherwise.
-//! The payload is small (the account, its new state, the changed types as a number): the
+//! The payload is small (the account, its new state, the changed types as a number, and,
+//! only when the transaction queued work for the engine, the queues as a number): the
 //! change log stays the truth, a consumer reads from it what changed.
 //!
 //! Receiving: one dedicated connection per node, outside the pool, runs `LISTEN tidings`
@@ -20,10 +21,17 @@
 //! types the change log holds since the state last announced. So a consumer misses
 //! nothing; the notifications queued while it read are dropped when their state is not
 //! past the one it announced.
+//!
+//! Queued work: an account's outbox and submissions are worked on by the node holding its
+//! lease, which need not be the node that queued them. Each notification naming queues
+//! rings those of this node's [`WorkSignals`] (its state need not be new: a transaction
+//! may queue work and change nothing); after a lost connection every signal is rung once,
+//! since work queued meanwhile was not heard, and each worker reads its queue again.
 
 use super::*;
 use crate::ObjectType;
 use crate::events::{AccountChange, EventBus, PushType, TypeSet};
+use crate::wake::{Queue, WorkSignals};
 use mail_types::{AccountId, State};
 use std::collections::HashMap;
 use std::time::Duration;
@@ -41,38 +49,82 @@ const MAX_BACKOFF: Duration = Duration::from_secs(5);
 /// Changes buffered for the slowest local receiver before it lags.
 const CAPACITY: usize = 4096;
 
-/// Queues the notification of `tx`'s change, sent when it commits.
+/// The queues a transaction gave work to, as a bit set (the payload's fourth field).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) struct Queued(u8);
+
+impl Queued {
+    pub(super) const NONE: Queued = Queued(0);
+    const ALL: [Queue; 2] = [Queue::Outbox, Queue::Submissions];
+
+    fn bit(q: Queue) -> u8 {
+        match q {
+            Queue::Outbox => 1,
+            Queue::Submissions => 2,
+        }
+    }
+
+    pub(super) fn insert(&mut self, q: Queue) {
+        self.0 |= Queued::bit(q);
+    }
+
+    pub(super) fn is_empty(self) -> bool {
+        self.0 == 0
+    }
+
+    pub(super) fn iter(self) -> impl Iterator<Item = Queue> {
+        Queued::ALL
+            .into_iter()
+            .filter(move |q| self.0 & Queued::bit(*q) != 0)
+    }
+}
+
+/// Queues the notification of `tx`'s change and queued work, sent when it commits.
 pub(super) async fn notify(
     tx: &deadpool_postgres::Transaction<'_>,
     account: AccountId,
     state: i64,
     types: TypeSet,
+    queued: Queued,
 ) -> Result<()> {
     let st = tx.prepare_cached("SELECT pg_notify($1, $2)").await?;
-    tx.execute(&st, &[&CHANNEL, &payload(account, state, types)])
+    tx.execute(&st, &[&CHANNEL, &payload(account, state, types, queued)])
         .await?;
     Ok(())
 }
 
-/// The payload of one committed transaction's notification.
-fn payload(account: AccountId, state: i64, types: TypeSet) -> String {
-    format!("{}:{state}:{}", account.0, types.bits())
+/// The payload of one committed transaction's notification: `<account>:<state>:<types>`,
+/// and `:<queues>` only when it queued work (most commits do not).
+fn payload(account: AccountId, state: i64, types: TypeSet, queued: Queued) -> String {
+    if queued.is_empty() {
+        format!("{}:{state}:{}", account.0, types.bits())
+    } else {
+        format!("{}:{state}:{}:{}", account.0, types.bits(), queued.0)
+    }
 }
 
-/// `<account>:<state>:<types>` back into a change; `None` for anything else.
-fn parse(payload: &str) -> Option<AccountChange> {
+/// A payload back into a change and its queued work; `None` for anything else.
+fn parse(payload: &str) -> Option<(AccountChange, Queued)> {
     let mut parts = payload.split(':');
     let account = parts.next()?.parse().ok()?;
     let state = parts.next()?.parse().ok()?;
     let types = parts.next()?.parse().ok()?;
+    let queued = match parts.next() {
+        None => Queued::NONE,
+        Some(q) => match q.parse::<u8>().ok()? {
+            q @ 1..=3 => Queued(q),
+            _ => return None,
+        },
+    };
     if parts.next().is_some() {
         return None;
     }
-    Some(AccountChange {
+    let change = AccountChange {
         account: AccountId(account),
         state: State(state),
         types: TypeSet::from_bits(types),
-    })
+    };
+    Some((change, queued))
 }
 
 /// The bus of one node on one PostgreSQL database.
@@ -92,7 +144,11 @@ impl Drop for PgBus {
 impl PgBus {
     /// Opens the listening connection and returns once it listens: a change committed
     /// after this returns is announced.
-    pub(super) async fn start(config: &tokio_postgres::Config, pool: Pool) -> Result<PgBus> {
+    pub(super) async fn start(
+        config: &tokio_postgres::Config,
+        pool: Pool,
+        work: Arc<WorkSignals>,
+    ) -> Result<PgBus> {
         let mut config = config.clone();
         config
             .application_name(APPLICATION_NAME)
@@ -104,6 +160,7 @@ impl PgBus {
             config,
             tx: tx.clone(),
             seen: HashMap::new(),
+            work,
         };
         let session = listener.open(false).await?;
         let listener = tokio::spawn(listener.run(session));
@@ -121,7 +178,7 @@ impl EventBus for PgBus {
         };
         let pool = self.pool.clone();
         runtime.spawn(async move {
-            let text = payload(change.account, change.state.0, change.types);
+            let text = payload(change.account, change.state.0, change.types, Queued::NONE);
             let sent = async {
                 let c = pool.get().await?;
                 c.execute("SELECT pg_notify($1, $2)", &[&CHANNEL, &text])
@@ -154,6 +211,8 @@ struct Listener {
     tx: broadcast::Sender<AccountChange>,
     /// The last state announced per account (or found at the start).
     seen: HashMap<i64, i64>,
+    /// This node's workers, rung for work queued on any node.
+    work: Arc<WorkSignals>,
 }
 
 impl Listener {
@@ -181,6 +240,11 @@ impl Listener {
         // LISTEN before reading the states: a commit after the read is then notified, one
         // before it is in the read.
         client.batch_execute(&format!("LISTEN {CHANNEL}")).await?;
+        if resync {
+            // Work queued while nobody listened was not heard: every worker looks again
+            // (after LISTEN, so work queued from now on is heard as well).
+            self.work.ring_all();
+        }
         let rows = client
             .query("SELECT id, state, delivery_state FROM account", &[])
             .await?;
@@ -211,6 +275,7 @@ impl Listener {
             // announces the accounts it had not reached.
             self.seen.insert(id, state);
         }
+
         Ok(Session {
             _client: client,
             notifications,
@@ -257,10 +322,14 @@ impl Listener {
         if n.channel() != CHANNEL {
             return;
         }
-        let Some(change) = parse(n.payload()) else {
+        let Some((change, queued)) = parse(n.payload()) else {
             tracing::warn!(payload = n.payload(), "bus: a notification not of ours");
             return;
         };
+        // Before the state check: queued work is rung even when the state is not new.
+        for q in queued.iter() {
+            self.work.queued(change.account, q);
+        }
         let last = self.seen.entry(change.account.0).or_insert(0);
         // Already announced by a resync that read a later state.
         if change.state.0 <= *last {
@@ -273,7 +342,7 @@ impl Listener {
 }
 
 /// The types the change log holds for `account` after state `since`.
-async fn changed_types(
+pub(super) async fn changed_types(
     client: &tokio_postgres::Client,
     account: i64,
     since: i64,
@@ -301,17 +370,111 @@ mod tests {
     #[test]
     fn payloads_round_trip() {
         let types: TypeSet = [PushType::Email, PushType::Quota].into_iter().collect();
-        let p = payload(AccountId(7), 42, types);
-        assert_eq!(
-            parse(&p),
-            Some(AccountChange {
-                account: AccountId(7),
-                state: State(42),
-                types
-            })
-        );
-        for bad in ["", "7", "7:42", "7:42:x", "7:42:1:9", "a:1:1"] {
+        let p = payload(AccountId(7), 42, types, Queued::NONE);
+        let change = AccountChange {
+            account: AccountId(7),
+            state: State(42),
+            types,
+        };
+        assert_eq!(parse(&p), Some((change, Queued::NONE)));
+        let mut queued = Queued::NONE;
+        queued.insert(Queue::Submissions);
+        let p = payload(AccountId(7), 42, types, queued);
+        assert_eq!(parse(&p), Some((change, queued)));
+        assert_eq!(queued.iter().collect::<Vec<_>>(), [Queue::Submissions]);
+        for bad in [
+            "",
+            "7",
+            "7:42",
+            "7:42:x",
+            "7:42:1:9",
+            "a:1:1",
+            "7:42:1:0",
+            "7:42:1:1:1",
+        ] {
             assert_eq!(parse(bad), None, "{bad:?}");
         }
+    }
+}
+
+/// Queued work across nodes, with two stores on one database of the private PostgreSQL.
+#[cfg(test)]
+mod queued_work {
+    use super::super::changelog::ChangeLog;
+    use super::*;
+    use crate::ChangeOp;
+    use tokio::sync::watch;
+
+    /// The longest a notification may take to arrive.
+    const WAIT: Duration = Duration::from_secs(30);
+
+    /// A commit through `store`'s change log for `account`: a change when `change`, and
+    /// work queued in `queue`.
+    async fn commit(store: &PgStore, account: AccountId, change: bool, queue: Option<Queue>) {
+        let mut c = store.client().await.expect("connection");
+        let tx = c.transaction().await.expect("transaction");
+        let mut log = ChangeLog::of(store, account);
+        if change {
+            log.record(&tx, ObjectType::Mailbox, 1, ChangeOp::Updated)
+                .await
+                .expect("record");
+        }
+        if let Some(q) = queue {
+            log.queued(q);
+        }
+        log.commit(tx).await.expect("commit");
+    }
+
+    async fn rung(rx: &mut watch::Receiver<u64>, what: &str) {
+        tokio::time::timeout(WAIT, rx.changed())
+            .await
+            .unwrap_or_else(|_| panic!("{what} rung within the wait"))
+            .expect("signal open");
+    }
+
+    #[tokio::test]
+    async fn work_queued_on_one_node_wakes_the_workers_of_another() {
+        let pg = testkit::Postgres::shared().expect("private PostgreSQL");
+        let url = pg.fresh_database().expect("database");
+        let a = PgStore::connect(&url).await.expect("node a");
+        let b = PgStore::connect(&url).await.expect("node b");
+        // Only the rows the change log needs.
+        let row = a
+            .client()
+            .await
+            .expect("connection")
+            .query_one(
+                "WITH u AS (INSERT INTO app_user (name, password_hash) VALUES ('u', 'h') \
+                 RETURNING id) INSERT INTO account (user_id, name, kind, host, port, security, \
+                 username, password_enc) SELECT id, 'a', 'imap', 'h', 1, 'none', 'u', '' FROM u \
+                 RETURNING id",
+                &[],
+            )
+            .await
+            .expect("account");
+        let account = AccountId(row.get(0));
+        let mut outbox = b.work.outbox(account);
+        let mut submissions = b.work.submissions();
+        let mut events = b.events().subscribe();
+
+        commit(&a, account, true, Some(Queue::Outbox)).await;
+        rung(&mut outbox, "the outbox").await;
+        assert_eq!(events.recv().await.expect("change").account, account);
+        assert_eq!(submissions.has_changed().ok(), Some(false));
+
+        // Work queued with no change to announce wakes the worker all the same.
+        commit(&a, account, false, Some(Queue::Submissions)).await;
+        rung(&mut submissions, "the submission queue").await;
+        assert_eq!(outbox.has_changed().ok(), Some(false));
+
+        // A commit that queued nothing rings nothing: once node b announced it, neither
+        // signal moved.
+        commit(&a, account, true, None).await;
+        tokio::time::timeout(WAIT, events.recv())
+            .await
+            .expect("announced within the wait")
+            .expect("change");
+        assert_eq!(outbox.has_changed().ok(), Some(false));
+        assert_eq!(submissions.has_changed().ok(), Some(false));
     }
 }

@@ -4,6 +4,7 @@
 
 use super::*;
 use crate::events::TypeSet;
+use crate::wake::{Queue, WorkSignals};
 use crate::{ChangeOp, ObjectType};
 use mail_types::{AccountId, State};
 use std::collections::HashSet;
@@ -16,6 +17,11 @@ pub(super) struct ChangeLog {
     types: TypeSet,
     /// The lease the transaction writes under, checked before its first change.
     fence: Option<Arc<super::leases::Fence>>,
+    /// The queues this transaction gave work to: every node's workers are woken for them
+    /// through the bus, this node's also right after the commit.
+    queued: super::bus::Queued,
+    /// This node's workers (none for a log opened without its store).
+    work: Option<Arc<WorkSignals>>,
 }
 
 impl ChangeLog {
@@ -26,7 +32,31 @@ impl ChangeLog {
             seen: HashSet::new(),
             types: TypeSet::EMPTY,
             fence: None,
+            queued: super::bus::Queued::NONE,
+            work: None,
         }
+    }
+
+    /// The change log of a user's write through `store` (JMAP, on any node): it wakes the
+    /// workers of the queues it fills, and is never fenced, since a user's change is not the
+    /// lease holder's work (the lease holder replays it).
+    pub(super) fn user(store: &PgStore, account: AccountId) -> Self {
+        ChangeLog {
+            work: Some(store.work.clone()),
+            ..ChangeLog::new(account)
+        }
+    }
+
+    /// For a write that records no change (an outbox entry's attempt or error): refused
+    /// with [`Error::Fenced`] unless the lease is held, as the first change would be.
+    pub(super) async fn check_fence(
+        &mut self,
+        tx: &deadpool_postgres::Transaction<'_>,
+    ) -> Result<()> {
+        if let Some(fence) = self.fence.take() {
+            fence.check(tx, self.account).await?;
+        }
+        Ok(())
     }
 
     /// The change log of a transaction of `store`: a fenced store's writes are refused
@@ -34,6 +64,7 @@ impl ChangeLog {
     pub(super) fn of(store: &PgStore, account: AccountId) -> Self {
         ChangeLog {
             fence: store.fence.clone(),
+            work: Some(store.work.clone()),
             ..ChangeLog::new(account)
         }
     }
@@ -125,6 +156,12 @@ impl ChangeLog {
         Ok(())
     }
 
+    /// This transaction gave `queue` work (the account's outbox, the submission queue):
+    /// the worker, on whichever node it runs, is woken once it commits.
+    pub(super) fn queued(&mut self, queue: Queue) {
+        self.queued.insert(queue);
+    }
+
     /// The account's state after this transaction: the new one, or the current one when
     /// nothing changed.
     pub(super) async fn state(&self, tx: &deadpool_postgres::Transaction<'_>) -> Result<State> {
@@ -164,16 +201,25 @@ impl ChangeLog {
     }
 
     /// Commits `tx`; the state it committed, if it changed anything. A transaction that
-    /// changed something notifies the bus in itself, once (bus.rs says why inside and why
-    /// once); one that changed nothing sends nothing.
+    /// changed something or queued work notifies the bus in itself, once (bus.rs says why
+    /// inside and why once); one that did neither sends nothing.
     pub(super) async fn commit(
         self,
         tx: deadpool_postgres::Transaction<'_>,
     ) -> Result<Option<State>> {
-        if let Some(state) = self.state {
-            super::bus::notify(&tx, self.account, state, self.types).await?;
+        if self.state.is_some() || !self.queued.is_empty() {
+            // State 0 when only work was queued: no listener announces a change for it.
+            let state = self.state.unwrap_or(0);
+            super::bus::notify(&tx, self.account, state, self.types, self.queued).await?;
         }
         tx.commit().await?;
+        // This node's workers at once; the others' when their listener hears the commit
+        // (this node's listener rings them again, which costs a worker one empty read).
+        if let Some(work) = &self.work {
+            for q in self.queued.iter() {
+                work.queued(self.account, q);
+            }
+        }
         Ok(self.state.map(State))
     }
 }

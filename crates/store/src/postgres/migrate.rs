@@ -19,6 +19,12 @@ const MIGRATIONS: &[&str] = &[
     include_str!("mail.sql"),
     // v3: account leases and the live nodes.
     include_str!("leases.sql"),
+    // Identities, the submission queue, the Sent copy policy, push subscriptions.
+    include_str!("submission.sql"),
+    // The write-back queue (Outbox): entries, tombstones of removed copies, refusals.
+    include_str!("outbox.sql"),
+    // The full text's words stored with each row, the indexes on them (Reading).
+    include_str!("reading.sql"),
 ];
 
 /// The schema version this build writes.

@@ -1,8 +1,10 @@
 //! The PostgreSQL backend, begun role by role (docs/design/postgres.md): so far
-//! [`Directory`], [`MailSync`], [`Uploads`], [`BodyPolicy`], [`SieveState`], [`Quotas`]
-//! and [`crate::Leases`], with the bus across nodes (`bus.rs`, [`PgStore::events`]). A role it
-//! does not implement yet is simply not implemented, so `PgStore` is not a
-//! [`crate::Store`] yet.
+//! [`Directory`], [`MailSync`], [`Uploads`], [`BodyPolicy`], [`SieveState`], [`Quotas`],
+//! [`Outbox`], [`crate::Leases`] and [`crate::Reading`] (`reading.rs`), with the bus across
+//! nodes (`bus.rs`, [`PgStore::events`]), which also wakes each node's workers for work
+//! queued on any node. [`Push`] (`push.rs`): that bus, the change log's types, push
+//! subscriptions. [`Submissions`] (`submission.rs`): identities and the send queue, each
+//! attempt begun once across nodes and under the account's lease.
 //!
 //! `tokio-postgres` with a `deadpool-postgres` pool (ARCHITECTURE.md says why): every
 //! call takes a pooled connection, runs its statements (prepared once per connection and
@@ -14,9 +16,13 @@ mod directory;
 mod leases;
 mod mailsync;
 mod migrate;
+mod outbox;
 mod policy;
+mod push;
 mod quota;
+mod reading;
 mod sieve;
+mod submission;
 mod uploads;
 
 use crate::prelude::*;
@@ -27,8 +33,11 @@ use std::sync::Arc;
 /// SQL condition: blob `blob.id` is needed by nothing, so its row may go. The SQLite
 /// backend's `BLOB_UNREFERENCED` for the tables this schema has so far: each table that
 /// comes to reference blobs (Emails, queued APPENDs, submissions) adds its clause here.
+/// A queued APPEND names its blob in a column of its own (`outbox.blob_id`).
 const BLOB_UNREFERENCED: &str = "NOT EXISTS (SELECT 1 FROM upload WHERE upload.blob_id = blob.id) \
-     AND NOT EXISTS (SELECT 1 FROM email WHERE email.blob_id = blob.id)";
+     AND NOT EXISTS (SELECT 1 FROM email WHERE email.blob_id = blob.id) \
+     AND NOT EXISTS (SELECT 1 FROM submission WHERE submission.blob_id = blob.id) \
+     AND NOT EXISTS (SELECT 1 FROM outbox WHERE outbox.blob_id = blob.id)";
 
 /// How many connections one store opens at most.
 const POOL_SIZE: usize = 16;
@@ -53,6 +62,10 @@ pub struct PgStore {
     /// The lease this handle's writes are made under (`PgStore::fenced`); none for a
     /// handle that writes for no particular account.
     fence: Option<Arc<leases::Fence>>,
+    /// This node's workers, woken for work queued on any node (bus.rs).
+    work: Arc<crate::wake::WorkSignals>,
+    /// Per account, the mailbox epoch (`MailSync::mailbox_epoch`, outbox.rs moves it).
+    mailbox_epochs: Arc<std::sync::Mutex<std::collections::HashMap<i64, u64>>>,
 }
 
 impl std::fmt::Debug for PgStore {
@@ -68,9 +81,17 @@ impl PgStore {
     /// Connects to `url` (`postgres://user@host:port/database`, libpq's URL form) and
     /// brings its schema to this build's version; several nodes may do so at once.
     pub async fn connect(url: &str) -> Result<PgStore> {
-        let config: tokio_postgres::Config = url
+        let mut config: tokio_postgres::Config = url
             .parse()
             .map_err(|e: tokio_postgres::Error| Error::Backend(Box::new(e)))?;
+        // No parallel plans: each statement reads a page or writes a batch, and starting
+        // workers costs more than that (a rare word's first page at 100,000 messages:
+        // 25 ms with the text tables scanned by workers, 5 ms without).
+        let options = format!(
+            "{} -c max_parallel_workers_per_gather=0",
+            config.get_options().unwrap_or_default()
+        );
+        config.options(options.trim_start());
         let manager = Manager::from_config(
             config.clone(),
             tokio_postgres::NoTls,
@@ -87,11 +108,14 @@ impl PgStore {
         let mut client = pool.get().await?;
         migrate::run(&mut client).await?;
         drop(client);
-        let bus = Arc::new(bus::PgBus::start(&config, pool.clone()).await?);
+        let work = Arc::new(crate::wake::WorkSignals::default());
+        let bus = Arc::new(bus::PgBus::start(&config, pool.clone(), work.clone()).await?);
         Ok(PgStore {
             pool,
             bus,
             fence: None,
+            work,
+            mailbox_epochs: Arc::default(),
         })
     }
 

@@ -3,7 +3,8 @@
 use super::*;
 use crate::events::TypeSet;
 use crate::subscriptions::{
-    NewPushSubscription, PushKeys, PushSubscriptionRecord, PushSubscriptionUpdate,
+    NewPushSubscription, PushKeys, PushSubscriptionRecord, PushSubscriptionUpdate, types_from_json,
+    types_to_json,
 };
 
 #[async_trait]
@@ -75,12 +76,7 @@ impl Push for SqliteStore {
             let mut out = Vec::new();
             for row in rows {
                 let (mut rec, types) = row?;
-                rec.types = match types {
-                    Some(t) => Some(serde_json::from_str(&t).map_err(|_| {
-                        Error::Corrupt(format!("push subscription {} types", rec.id))
-                    })?),
-                    None => None,
-                };
+                rec.types = types_from_json(rec.id, types)?;
                 out.push(rec);
             }
             Ok(out)
@@ -91,11 +87,7 @@ impl Push for SqliteStore {
     async fn create_push_subscription(&self, s: &NewPushSubscription) -> Result<i64> {
         let s = s.clone();
         self.call(move |c| {
-            let types = s
-                .types
-                .as_ref()
-                .map(|t| serde_json::to_string(t).map_err(|e| Error::Corrupt(e.to_string())))
-                .transpose()?;
+            let types = types_to_json(&s.types)?;
             c.execute(
                 "INSERT INTO push_subscription (user_id, device_client_id, url, keys_p256dh, \
                  keys_auth, verification_code, expires, types) \
@@ -144,10 +136,7 @@ impl Push for SqliteStore {
                 )?;
             }
             if let Some(t) = &u.types {
-                let t = t
-                    .as_ref()
-                    .map(|t| serde_json::to_string(t).map_err(|e| Error::Corrupt(e.to_string())))
-                    .transpose()?;
+                let t = types_to_json(t)?;
                 tx.execute(
                     "UPDATE push_subscription SET types = ?2 WHERE id = ?1",
                     params![id, t],

@@ -179,17 +179,7 @@ pub(super) fn create_submission(
             s.send_at,
             now,
             s.sent_copy.as_str(),
-            json(
-                &s.rcpt_to
-                    .iter()
-                    .map(|r| DeliveryEntry {
-                        email: r.clone(),
-                        smtp_reply: String::new(),
-                        delivered: "queued".into(),
-                        settled: false,
-                    })
-                    .collect::<Vec<_>>()
-            )?,
+            json(&s.queued_delivery())?,
             s.blob_id,
             s.draft.as_str(),
         ],
@@ -372,15 +362,8 @@ pub(super) fn finish_submission(
     let Some(account) = account_of(&tx, id)? else {
         return Ok(None);
     };
-    let (delivery, error) = match result {
-        AttemptResult::Final { delivery, error }
-        | AttemptResult::Retry {
-            delivery, error, ..
-        } => (delivery, error),
-    };
-    // Once the message may have reached the server for someone, the Sent copy is due
-    // (the user did send it), even while a deferred recipient is still being retried.
-    let reached = delivery.iter().any(DeliveryEntry::reached_server);
+    let (delivery, error) = result.outcome();
+    let reached = result.reached_server();
     match result {
         AttemptResult::Final { .. } => {
             // Sent (to someone): the draft is destroyed once the Sent copy is made. Not
@@ -394,7 +377,7 @@ pub(super) fn finish_submission(
                     WHEN ?4 AND draft = 'destroy_when_sent' THEN 'destroy' \
                     WHEN ?4 THEN draft ELSE 'restore' END \
                  WHERE id = ?1 AND phase = 'sending'",
-                params![id, json(delivery)?, error, reached],
+                params![id, json(&delivery)?, error, reached],
             )?;
         }
         AttemptResult::Retry { next_attempt, .. } => {
@@ -409,7 +392,7 @@ pub(super) fn finish_submission(
                  draft = CASE WHEN ?5 AND draft = 'destroy_when_sent' THEN 'destroy' \
                     ELSE draft END \
                  WHERE id = ?1 AND phase = 'sending'",
-                params![id, next_attempt, json(delivery)?, error, reached],
+                params![id, next_attempt, json(&delivery)?, error, reached],
             )?;
         }
     }
@@ -493,18 +476,8 @@ pub(super) fn apply_dsn(
     let mut entries: Vec<DeliveryEntry> =
         serde_json::from_str(&delivery).map_err(|_| corrupt("delivery"))?;
     let mut blobs: Vec<String> = serde_json::from_str(&blobs).map_err(|_| corrupt("dsn_blobs"))?;
-    if blobs.iter().any(|b| b == blob_id) {
+    if !apply_report(&mut entries, &mut blobs, blob_id, updates) {
         return Ok(false);
-    }
-    blobs.push(blob_id.to_owned());
-    for u in updates {
-        if let Some(e) = entries
-            .iter_mut()
-            .find(|e| e.email.eq_ignore_ascii_case(&u.email))
-        {
-            e.delivered = u.delivered.clone();
-            e.smtp_reply = u.smtp_reply.clone();
-        }
     }
     tx.execute(
         "UPDATE submission SET delivery = ?2, dsn_blobs = ?3 WHERE id = ?1",
@@ -955,203 +928,5 @@ impl SqliteStore {
                 .await?
                 .ok_or_else(|| Error::Corrupt(format!("submission {id}: its blob {b} is missing"))),
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    #![allow(clippy::unwrap_used)]
-    use super::*;
-
-    fn store() -> Connection {
-        let c = Connection::open_in_memory().unwrap();
-        super::super::migrate::run(&c, 0).unwrap();
-        c.execute_batch(
-            "INSERT INTO user (name, password_hash) VALUES ('u', 'x');
-             INSERT INTO account (user_id, name, kind, host, port, security, username, password_enc)
-                 VALUES (1, 'a', 'imap', 'h', 1, 'none', 'u', x'00');",
-        )
-        .unwrap();
-        c
-    }
-
-    fn queue(c: &mut Connection) -> i64 {
-        let s = NewSubmission {
-            account: AccountId(1),
-            identity: 1,
-            email: EmailId(1),
-            thread: ThreadId(1),
-            envelope_json: "{}".into(),
-            mail_from: "a@x.org".into(),
-            rcpt_to: vec!["a@y.org".into(), "b@d.test".into()],
-            raw: b"From: a@x.org\r\n\r\nhi\r\n".to_vec(),
-            blob_id: None,
-            message_id: Some("m@x.org".into()),
-            send_at: 0,
-            sent_copy: SentCopy::Append,
-            draft: DraftFate::Keep,
-        };
-        create_submission(c, &mut Committed::default(), &s, 0).unwrap()
-    }
-
-    fn entry(email: &str, delivered: &str, reply: &str, settled: bool) -> DeliveryEntry {
-        DeliveryEntry {
-            email: email.into(),
-            smtp_reply: reply.into(),
-            delivered: delivered.into(),
-            settled,
-        }
-    }
-
-    fn row(c: &mut Connection, id: i64) -> (SubmissionRecord, Vec<u8>) {
-        let s = submissions(c, AccountId(1))
-            .unwrap()
-            .into_iter()
-            .find(|s| s.id == id)
-            .unwrap();
-        let raw = c
-            .query_row("SELECT raw FROM submission WHERE id = ?1", [id], |r| {
-                r.get(0)
-            })
-            .unwrap();
-        (s, raw)
-    }
-
-    #[test]
-    fn a_partial_success_makes_the_sent_copy_due_and_a_crash_keeps_what_was_settled() {
-        let mut c = store();
-        let id = queue(&mut c);
-        assert!(
-            begin_submission(&mut c, &mut Committed::default(), id)
-                .unwrap()
-                .is_some()
-        );
-        let delivery = vec![
-            entry("a@y.org", "queued", "250 ok", true),
-            entry("b@d.test", "queued", "451 later", false),
-        ];
-        let retry = AttemptResult::Retry {
-            next_attempt: 5,
-            delivery,
-            error: String::new(),
-        };
-        finish_submission(&mut c, &mut Committed::default(), id, &retry).unwrap();
-        let (s, raw) = row(&mut c, id);
-        assert_eq!(s.phase, SubmissionPhase::Queued);
-        assert_eq!(
-            s.sent_copy,
-            SentCopy::Due,
-            "someone has it: the copy is due now"
-        );
-        assert!(!raw.is_empty(), "the retry needs the bytes");
-        assert_eq!(pending_sent_copies(&mut c, AccountId(1)).unwrap().len(), 1);
-        set_sent_copy_done(&mut c, id).unwrap();
-        assert!(!row(&mut c, id).1.is_empty(), "still queued: bytes kept");
-        // The retry is cut by a crash: only the deferred recipient becomes unknown.
-        assert!(
-            begin_submission(&mut c, &mut Committed::default(), id)
-                .unwrap()
-                .is_some()
-        );
-        assert_eq!(
-            recover_submissions(&mut c, &mut Committed::default(), AccountId(1))
-                .unwrap()
-                .0,
-            vec![id]
-        );
-        let (s, raw) = row(&mut c, id);
-        assert_eq!(s.phase, SubmissionPhase::Done);
-        assert_eq!(s.delivery[0].smtp_reply, "250 ok");
-        assert_eq!(s.delivery[1].delivered, "unknown");
-        assert_eq!(s.sent_copy, SentCopy::Done);
-        assert!(raw.is_empty());
-        // A report applies once.
-        let bounce = [entry("A@y.org", "no", "550 gone", true)];
-        assert!(
-            apply_dsn(
-                &mut c,
-                &mut Committed::default(),
-                AccountId(1),
-                id,
-                "blob1",
-                &bounce
-            )
-            .unwrap()
-        );
-        assert!(
-            !apply_dsn(
-                &mut c,
-                &mut Committed::default(),
-                AccountId(1),
-                id,
-                "blob1",
-                &bounce
-            )
-            .unwrap()
-        );
-        assert!(
-            !apply_dsn(
-                &mut c,
-                &mut Committed::default(),
-                AccountId(2),
-                id,
-                "blob2",
-                &bounce
-            )
-            .unwrap()
-        );
-        let (s, _) = row(&mut c, id);
-        assert_eq!(s.delivery[0].delivered, "no");
-        assert_eq!(s.delivery[0].smtp_reply, "550 gone");
-        assert_eq!(s.dsn_blob_ids, vec!["blob1".to_owned()]);
-    }
-
-    #[test]
-    fn unknown_after_a_crash_gets_a_sent_copy_and_a_refusal_none() {
-        let mut c = store();
-        let cut = queue(&mut c);
-        assert!(
-            begin_submission(&mut c, &mut Committed::default(), cut)
-                .unwrap()
-                .is_some()
-        );
-        recover_submissions(&mut c, &mut Committed::default(), AccountId(1)).unwrap();
-        let (s, raw) = row(&mut c, cut);
-        assert!(s.delivery.iter().all(|d| d.delivered == "unknown"));
-        assert_eq!(s.sent_copy, SentCopy::Due);
-        assert!(!raw.is_empty(), "the copy is made from the bytes");
-        let refused = queue(&mut c);
-        assert!(
-            begin_submission(&mut c, &mut Committed::default(), refused)
-                .unwrap()
-                .is_some()
-        );
-        let fin = AttemptResult::Final {
-            delivery: vec![
-                entry("a@y.org", "no", "550 no", true),
-                entry("b@d.test", "no", "550 no", true),
-            ],
-            error: "every recipient was refused".into(),
-        };
-        finish_submission(&mut c, &mut Committed::default(), refused, &fin).unwrap();
-        let (s, raw) = row(&mut c, refused);
-        assert_eq!(s.sent_copy, SentCopy::None);
-        // Not sent: the message goes back to Drafts, made from these bytes.
-        assert_eq!(s.draft, DraftFate::Restore);
-        assert!(!raw.is_empty());
-        let followups: Vec<i64> = draft_followups(&mut c, 10, &[AccountId(1)])
-            .unwrap()
-            .into_iter()
-            .map(|(s, _)| s.id)
-            .collect();
-        assert_eq!(followups, vec![refused]);
-        set_draft_done(&mut c, refused).unwrap();
-        assert!(row(&mut c, refused).1.is_empty(), "restored: bytes dropped");
-        let pending: Vec<i64> = pending_sent_copies(&mut c, AccountId(1))
-            .unwrap()
-            .into_iter()
-            .map(|(s, _)| s.id)
-            .collect();
-        assert_eq!(pending, vec![cut]);
     }
 }
