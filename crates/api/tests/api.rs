@@ -2,6 +2,8 @@
 //! The HTTP API through the router (no socket): authentication, the Session resource,
 //! request-level and method-level errors.
 
+mod common;
+
 use api::auth::hash_password;
 use api::{AppState, router};
 use axum::body::Body;
@@ -11,7 +13,7 @@ use http_body_util::BodyExt;
 use mail_types::{AccountKind, Security};
 use serde_json::{Value, json};
 use std::sync::Arc;
-use store::{NewAccount, ServerSettings, SqliteStore, Store};
+use store::{NewAccount, ServerSettings, Store};
 use tower::ServiceExt;
 
 async fn setup() -> axum::Router {
@@ -20,7 +22,7 @@ async fn setup() -> axum::Router {
 
 /// The router and the store behind it; alice's account is `a1` with an INBOX and Archive.
 async fn setup_store() -> (axum::Router, Arc<dyn Store>) {
-    let store: Arc<dyn Store> = Arc::new(SqliteStore::open_in_memory().unwrap());
+    let store = common::test_store(None).await;
     for (user, acc) in [("alice", "work"), ("bob", "home")] {
         let id = store
             .create_user(user, &hash_password("pw").unwrap())

@@ -81,7 +81,7 @@ async fn world() -> World {
         .collect();
     dovecot.seed(USER, "INBOX", &seeded).unwrap();
     let dir = tempfile::tempdir().unwrap();
-    let store: Arc<dyn Store> = Arc::new(SqliteStore::open(&dir.path().join("t.sqlite")).unwrap());
+    let store = common::test_store(Some(dir.path())).await;
     let account = alice_account(&store, &dovecot).await;
     // Headers only: an Email's blob is read through the priority lane.
     let mut engine = Engine::new(store.clone(), plain_passwords()).with_options(EngineOptions {

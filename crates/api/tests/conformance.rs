@@ -15,7 +15,7 @@ use mail_types::{AccountId, Role};
 use serde_json::{Value, json};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use store::{SqliteStore, Store};
+use store::Store;
 use testkit::imap_client::ImapClient;
 use testkit::{Dovecot, DovecotOptions, SeedMessage};
 use tower::ServiceExt;
@@ -70,7 +70,7 @@ async fn world() -> World {
         )
         .unwrap();
     let dir = tempfile::tempdir().unwrap();
-    let store: Arc<dyn Store> = Arc::new(SqliteStore::open(&dir.path().join("t.sqlite")).unwrap());
+    let store = common::test_store(Some(dir.path())).await;
     let account = alice_account(&store, &dovecot).await;
     let mut engine = Engine::new(store.clone(), plain_passwords());
     let app = router(Arc::new(AppState::new(

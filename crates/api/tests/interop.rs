@@ -4,6 +4,8 @@
 //! from another user's; `#creationId` in the ids of read methods (RFC 8620 3.3, 5.3); a
 //! created Mailbox subscribed by default (RFC 8621 2).
 
+mod common;
+
 use api::auth::hash_password;
 use api::{AppState, router};
 use axum::body::Body;
@@ -13,12 +15,12 @@ use http_body_util::BodyExt;
 use mail_types::{AccountId, AccountKind, Security};
 use serde_json::{Value, json};
 use std::sync::Arc;
-use store::{NewAccount, ServerSettings, SqliteStore, Store};
+use store::{NewAccount, ServerSettings, Store};
 use tower::ServiceExt;
 
 /// alice has accounts a1 and a2, bob has a3.
 async fn setup() -> (axum::Router, Arc<dyn Store>) {
-    let store: Arc<dyn Store> = Arc::new(SqliteStore::open_in_memory().unwrap());
+    let store = common::test_store(None).await;
     let alice = store
         .create_user("alice", &hash_password("pw").unwrap())
         .await

@@ -7,6 +7,8 @@
 //! on Alice's copy on the server; Bob's MDN/parse of the delivered report names his sent
 //! message.
 
+mod common;
+
 use api::auth::hash_password;
 use api::{AppState, router};
 use axum::body::Body;
@@ -19,7 +21,7 @@ use mail_types::{AccountId, AccountKind, Role, Security};
 use serde_json::{Value, json};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use store::{NewAccount, ServerSettings, SqliteStore, Store};
+use store::{NewAccount, ServerSettings, Store};
 use testkit::imap_client::ImapClient;
 use testkit::{Dovecot, DovecotOptions, SeedMessage, Smtp};
 use tower::ServiceExt;
@@ -200,7 +202,7 @@ async fn a_receipt_is_sent_once_delivered_and_parsed() {
         .unwrap();
     let smtp = Smtp::start(&dovecot).unwrap();
     let dir = tempfile::tempdir().unwrap();
-    let store: Arc<dyn Store> = Arc::new(SqliteStore::open(&dir.path().join("t.sqlite")).unwrap());
+    let store = common::test_store(Some(dir.path())).await;
     let ca = Some(dovecot.ca_file().display().to_string());
     let mut accounts = Vec::new();
     for (who, address, smtp_settings) in [
@@ -495,7 +497,7 @@ async fn an_account_without_smtp_cannot_send_receipts() {
         .seed(BOB, "INBOX", &[seed(ASK, 1_795_000_000)])
         .unwrap();
     let dir = tempfile::tempdir().unwrap();
-    let store: Arc<dyn Store> = Arc::new(SqliteStore::open(&dir.path().join("t.sqlite")).unwrap());
+    let store = common::test_store(Some(dir.path())).await;
     let user = store
         .create_user("bob", &hash_password("pw").unwrap())
         .await

@@ -4,6 +4,8 @@
 //! API router. The message to send is a draft seeded into Drafts on the server and
 //! synced, as a real client's draft would be.
 
+mod common;
+
 use api::auth::hash_password;
 use api::{AppState, router};
 use axum::body::Body;
@@ -151,7 +153,7 @@ async fn world_with(drafts: &[&str], cut_after: Option<usize>) -> World {
     };
     let smtp_port = proxy.as_ref().map_or(smtp.submission_port(), |p| p.port);
     let dir = tempfile::tempdir().unwrap();
-    let store: Arc<dyn Store> = Arc::new(SqliteStore::open(&dir.path().join("t.sqlite")).unwrap());
+    let store = common::test_store(Some(dir.path())).await;
     let user = store
         .create_user("alice", &hash_password("pw").unwrap())
         .await

@@ -112,6 +112,9 @@ impl Default for NodeOptions {
     }
 }
 
+/// The leases this node holds, with their holdings: what the keeper renews.
+type LeaseTable = Arc<std::sync::Mutex<HashMap<AccountId, (Lease, Arc<Holding>)>>>;
+
 /// An account this node works on.
 struct Running {
     lease: Lease,
@@ -140,6 +143,9 @@ pub struct Engine {
     connecting: Arc<tokio::sync::Semaphore>,
     submit_options: SubmitOptions,
     submit_task: Option<JoinHandle<()>>,
+    /// The leases held and their holdings, for the keeper (`keep_leases`).
+    leases: LeaseTable,
+    keeper: Option<JoinHandle<()>>,
 }
 
 impl Engine {
@@ -160,6 +166,8 @@ impl Engine {
             )),
             submit_options: SubmitOptions::default(),
             submit_task: None,
+            leases: Arc::default(),
+            keeper: None,
         }
     }
 
@@ -236,6 +244,14 @@ impl Engine {
     pub async fn start_all(&mut self) -> anyhow::Result<()> {
         self.reconcile().await?;
         self.start_submissions();
+        if self.store.shared() && self.keeper.is_none() {
+            self.keeper = Some(tokio::spawn(keep_leases(
+                self.store.clone(),
+                self.node.clone(),
+                self.leases.clone(),
+                self.shutdown_tx.subscribe(),
+            )));
+        }
         Ok(())
     }
 
@@ -300,6 +316,9 @@ impl Engine {
             }
             AccountKind::Pop3 => tokio::spawn(account::run_pop3(ctx, account)),
         };
+        if let Ok(mut m) = self.leases.lock() {
+            m.insert(id, (lease, holding.clone()));
+        }
         self.accounts.insert(
             id,
             Running {
@@ -420,6 +439,9 @@ impl Engine {
     /// signal (the lease lost or given up: the fence refuses their writes meanwhile).
     fn stop_account(&mut self, id: AccountId, abort: bool) {
         self.holdings.remove(id);
+        if let Ok(mut m) = self.leases.lock() {
+            m.remove(&id);
+        }
         if let Some(r) = self.accounts.remove(&id) {
             r.holding.lose();
             let _ = r.stop.send(true);
@@ -436,6 +458,9 @@ impl Engine {
         for r in self.accounts.values() {
             let _ = r.stop.send(true);
         }
+        if let Some(k) = self.keeper {
+            let _ = k.await;
+        }
         if let Some(t) = self.submit_task
             && let Err(e) = t.await
         {
@@ -449,6 +474,52 @@ impl Engine {
                 && let Err(e) = self.store.release(&self.node.name, r.lease).await
             {
                 tracing::warn!(account = %id, error = %e, "cannot release a lease");
+            }
+        }
+    }
+}
+
+/// Renews the node's leases every third of their time, on its own, whatever the caller's
+/// beat does (a slow account rescan, a caller that never beats: tests): a held account's
+/// holding is extended, a lost one's ended at once, so its workers stop writing before
+/// the next beat stops them.
+async fn keep_leases(
+    store: Arc<dyn Store>,
+    node: NodeOptions,
+    leases: LeaseTable,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let every = node.lease_ttl / 3;
+    loop {
+        tokio::select! {
+            _ = tokio::time::sleep(every) => {}
+            _ = shutdown.changed() => return,
+        }
+        let began = Instant::now();
+        let held: Vec<(Lease, Arc<Holding>)> = match leases.lock() {
+            Ok(m) => m.values().cloned().collect(),
+            Err(_) => return,
+        };
+        if let Err(e) = store.heartbeat(&node.name, node.lease_ttl).await {
+            tracing::warn!(node = %node.name, error = %e, "heartbeat failed");
+            continue;
+        }
+        let list: Vec<Lease> = held.iter().map(|(l, _)| *l).collect();
+        let kept: HashSet<AccountId> =
+            match store.renew_all(&node.name, &list, node.lease_ttl).await {
+                Ok(k) => k.into_iter().map(|l| l.account).collect(),
+                Err(e) => {
+                    // The holdings run out on their own if this goes on.
+                    tracing::warn!(node = %node.name, error = %e, "cannot renew the leases");
+                    continue;
+                }
+            };
+        let until = held_until(began, node.lease_ttl);
+        for (lease, holding) in held {
+            if kept.contains(&lease.account) {
+                holding.extend(until);
+            } else {
+                holding.lose();
             }
         }
     }

@@ -14,6 +14,27 @@ use testkit::Dovecot;
 pub const USER: &str = "alice@example.org";
 pub const PASS: &str = "imap-pw";
 
+/// The store a JMAP test runs on: SQLite (in `dir`, or in memory), or, with
+/// `TIDINGS_TEST_STORE=postgres`, a new database of the test binary's private PostgreSQL.
+/// The test command runs the JMAP tests once on each, so the two backends answer the same.
+pub async fn test_store(dir: Option<&std::path::Path>) -> Arc<dyn Store> {
+    if std::env::var("TIDINGS_TEST_STORE").as_deref() == Ok("postgres") {
+        let url = testkit::Postgres::shared()
+            .expect("private PostgreSQL")
+            .fresh_database()
+            .expect("a database");
+        return Arc::new(
+            store::PgStore::connect(&url)
+                .await
+                .expect("PostgreSQL store"),
+        );
+    }
+    match dir {
+        Some(d) => Arc::new(store::SqliteStore::open(&d.join("t.sqlite")).expect("store")),
+        None => Arc::new(store::SqliteStore::open_in_memory().expect("store")),
+    }
+}
+
 /// The stored "encrypted" password is the password itself in these tests.
 pub fn plain_passwords() -> PasswordSource {
     Arc::new(|a: &store::AccountRecord| Ok(String::from_utf8(a.server.password_enc.clone())?))
