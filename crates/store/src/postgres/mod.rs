@@ -14,6 +14,7 @@
 mod bus;
 mod changelog;
 mod directory;
+pub(crate) mod import;
 mod leases;
 mod mailsync;
 mod migrate;
