@@ -1,0 +1,459 @@
+//! `tidings migrate --to postgres://...`: a data dir synced by `tidings serve` from the
+//! private Dovecot, changed by its user through JMAP, copied into a private PostgreSQL.
+//! Afterwards the PostgreSQL store answers as the SQLite store does (every id, state,
+//! view, query, thread and change page), a client's changes from its old state are
+//! exactly what it changed, and new objects get new ids and a higher state. A copy into a
+//! database that is not empty, or of a store a server still has open, is refused and
+//! changes nothing.
+
+use anyhow::{Context, Result, bail};
+use mail_types::{AccountId, EmailId, ModSeq, State, ThreadId, Uid};
+use serde_json::{Value, json};
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::path::PathBuf;
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+use store::prelude::*;
+use store::{
+    ChangePosition, EmailQuery, MailboxChanges, NewCopy, ObjectType, PgStore, SqliteStore,
+};
+use testkit::{Dovecot, DovecotOptions, SeedMessage, corpus};
+
+const USER: &str = "alice@example.org";
+const PASS: &str = "imap-pw";
+const BASIC: &str = "Basic YWxpY2U6cHc="; // alice:pw
+/// Messages synced: a few hundred keeps the test fast (BENCHMARKS.md moves 10,000).
+const MESSAGES: usize = 300;
+
+fn free_port() -> Result<u16> {
+    Ok(std::net::TcpListener::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port())
+}
+
+/// One JMAP request over HTTP/1.1; returns the methodResponses.
+fn jmap(port: u16, calls: Value) -> Result<Value> {
+    let body = json!({
+        "using": ["urn:ietf:params:jmap:core", "urn:ietf:params:jmap:mail"],
+        "methodCalls": calls,
+    })
+    .to_string();
+    let mut s = TcpStream::connect(("127.0.0.1", port))?;
+    s.set_read_timeout(Some(Duration::from_secs(20)))?;
+    write!(
+        s,
+        "POST /jmap/api HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: {BASIC}\r\n\
+         Content-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    )?;
+    let mut out = Vec::new();
+    s.read_to_end(&mut out)?;
+    let split = out
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .context("header end")?;
+    let head = String::from_utf8_lossy(&out[..split]);
+    if !head.starts_with("HTTP/1.1 200") {
+        bail!("{head}");
+    }
+    let v: Value = serde_json::from_slice(&out[split + 4..])?;
+    Ok(v["methodResponses"].clone())
+}
+
+/// A data dir with its config: alice's account on the private Dovecot.
+struct DataDir {
+    dir: tempfile::TempDir,
+    port: u16,
+}
+
+impl DataDir {
+    fn new(dovecot: &Dovecot) -> Result<DataDir> {
+        let dir = tempfile::tempdir()?;
+        let port = free_port()?;
+        std::fs::write(
+            dir.path().join("tidings.toml"),
+            format!(
+                "listen = \"127.0.0.1:{port}\"\ndata_dir = \"{}\"\nkey_file = \"{}\"\n\
+                 [[user]]\nname = \"alice\"\npassword = \"pw\"\n\
+                 [[account]]\nuser = \"alice\"\nname = \"mail\"\nkind = \"imap\"\n\
+                 host = \"127.0.0.1\"\nport = {}\nsecurity = \"none\"\n\
+                 username = \"{USER}\"\npassword = \"{PASS}\"\n",
+                dir.path().join("data").display(),
+                dir.path().join("key/k").display(),
+                dovecot.imap_port(),
+            ),
+        )?;
+        Ok(DataDir { dir, port })
+    }
+
+    fn config(&self) -> PathBuf {
+        self.dir.path().join("tidings.toml")
+    }
+
+    fn db(&self) -> PathBuf {
+        self.dir.path().join("data/tidings.sqlite")
+    }
+
+    fn serve(&self) -> Result<Serve> {
+        let log = std::fs::File::create(self.dir.path().join("serve.log"))?;
+        let child = Command::new(env!("CARGO_BIN_EXE_tidings"))
+            .args(["serve", "--config"])
+            .arg(self.config())
+            .env("RUST_LOG", "warn")
+            .stdout(Stdio::null())
+            .stderr(Stdio::from(log))
+            .spawn()?;
+        Ok(Serve(child))
+    }
+
+    fn migrate(&self, url: &str) -> Result<Output> {
+        Ok(Command::new(env!("CARGO_BIN_EXE_tidings"))
+            .args(["migrate", "--to", url, "--config"])
+            .arg(self.config())
+            .stdin(Stdio::null())
+            .output()?)
+    }
+}
+
+struct Serve(Child);
+
+impl Drop for Serve {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Waits (bounded) until `check` holds.
+fn wait_for(what: &str, mut check: impl FnMut() -> Result<bool>) -> Result<()> {
+    let start = Instant::now();
+    loop {
+        if check().unwrap_or(false) {
+            return Ok(());
+        }
+        if start.elapsed() > Duration::from_secs(90) {
+            bail!("timed out waiting for {what}");
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+fn seed_dovecot() -> Result<Dovecot> {
+    let dovecot = Dovecot::start(DovecotOptions::default())?;
+    dovecot.add_user(USER, PASS)?;
+    let msgs = corpus::generate(18, MESSAGES, &["INBOX", "Archive"]);
+    for folder in ["INBOX", "Archive"] {
+        let seed: Vec<SeedMessage> = msgs
+            .iter()
+            .filter(|m| m.folder == folder)
+            .map(|m| SeedMessage {
+                raw: m.raw.clone(),
+                flags: m.flags.clone(),
+                internal_date: m.internal_date,
+            })
+            .collect();
+        dovecot.seed(USER, folder, &seed)?;
+    }
+    Ok(dovecot)
+}
+
+/// Everything a JMAP client reads of the account, through the store's roles: the same
+/// answers from both backends is what "clients do not notice" means.
+#[cfg(any())]
+#[derive(Debug, PartialEq)]
+struct Snapshot {
+    state: State,
+    accounts: Vec<(AccountId, String)>,
+    mailboxes: Vec<store::MailboxView>,
+    query: store::QueryPage,
+    emails: Vec<store::EmailView>,
+    threads: Vec<(ThreadId, Vec<EmailId>)>,
+    changes: Vec<store::Change>,
+    pages: Vec<String>,
+    search: Vec<EmailId>,
+}
+
+#[cfg(any())]
+async fn snapshot<S: Directory + Reading>(s: &S, a: AccountId, since: State) -> Result<Snapshot> {
+    let query = s
+        .query_emails(
+            a,
+            &EmailQuery {
+                count: true,
+                ..Default::default()
+            },
+        )
+        .await?;
+    let emails = s.emails(a, &query.ids).await?;
+    let mut thread_ids = query.threads.clone();
+    thread_ids.sort_unstable_by_key(|t| t.0);
+    thread_ids.dedup();
+    let mut pages = Vec::new();
+    for object in [ObjectType::Email, ObjectType::Mailbox, ObjectType::Thread] {
+        let page = s
+            .changes_page(a, object, ChangePosition::whole(since), 50)
+            .await?;
+        pages.push(format!("{page:?}"));
+    }
+    let mut accounts: Vec<(AccountId, String)> = s
+        .list_accounts()
+        .await?
+        .into_iter()
+        .map(|r| (r.id, r.name))
+        .collect();
+    accounts.sort_unstable_by_key(|(id, _)| id.0);
+    Ok(Snapshot {
+        state: s.account_state(a).await?,
+        accounts,
+        mailboxes: s.mailbox_views(a).await?,
+        threads: s.threads(a, &thread_ids).await?,
+        changes: s.changes_since(a, since).await?,
+        search: s.search(a, "the").await?,
+        query,
+        emails,
+        pages,
+    })
+}
+
+#[cfg(any())]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn migrated_store_keeps_ids_states_and_changes() -> Result<()> {
+    let dovecot = seed_dovecot()?;
+    let data = DataDir::new(&dovecot)?;
+    let serve = data.serve()?;
+    let port = data.port;
+    // Synced, bodies included (asking for the preview makes sure of them).
+    wait_for("the initial sync", || {
+        let r = jmap(
+            port,
+            json!([["Email/query", {"accountId": "a1", "calculateTotal": true}, "q"]]),
+        )?;
+        Ok(r[0][1]["total"] == MESSAGES)
+    })?;
+
+    // What the client holds before its changes: the state it will ask changes from (a
+    // JMAP state is the account's counter, an id the row's behind a type letter).
+    let r = jmap(port, json!([["Email/get", {"accountId": "a1", "ids": []}, "g"]]))?;
+    let s0 = State(
+        r[0][1]["state"]
+            .as_str()
+            .and_then(|s| s.parse().ok())
+            .context("state")?,
+    );
+    let account = AccountId(1);
+
+    // The user's changes: five flagged, two moved to Archive.
+    let r = jmap(
+        port,
+        json!([
+            ["Email/query", {"accountId": "a1", "limit": 7}, "q"],
+            ["Mailbox/get", {"accountId": "a1", "properties": ["name"]}, "m"]
+        ]),
+    )?;
+    let ids: Vec<String> = r[0][1]["ids"]
+        .as_array()
+        .context("ids")?
+        .iter()
+        .filter_map(|v| v.as_str().map(str::to_string))
+        .collect();
+    let archive = r[1][1]["list"]
+        .as_array()
+        .context("mailboxes")?
+        .iter()
+        .find(|m| m["name"] == "Archive")
+        .context("Archive")?["id"]
+        .clone();
+    let mut update = serde_json::Map::new();
+    for id in &ids[..5] {
+        update.insert(id.clone(), json!({"keywords/$flagged": true}));
+    }
+    for id in &ids[5..] {
+        update.insert(id.clone(), json!({"mailboxIds": {archive.as_str().unwrap_or(""): true}}));
+    }
+    let r = jmap(port, json!([["Email/set", {"accountId": "a1", "update": update}, "s"]]))?;
+    assert_eq!(
+        r[0][1]["updated"].as_object().map(|o| o.len()),
+        Some(7),
+        "{r}"
+    );
+    wait_for("the write-back", || {
+        let r = jmap(port, json!([["Outbox/get", {"accountId": "a1"}, "o"]]))?;
+        Ok(r[0][1]["pending"] == 0)
+    })?;
+    drop(serve);
+
+    let pg = testkit::Postgres::shared()?;
+    let url = pg.fresh_database()?;
+    let out = data.migrate(&url)?;
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "migrate failed: {stderr}");
+    assert!(stdout.contains("store = \"postgres://"), "{stdout}");
+    assert!(stderr.contains("email") && stderr.contains("change"), "{stderr}");
+
+    let sqlite = SqliteStore::open(&data.db())?;
+    let postgres = PgStore::connect(&url).await?;
+    let old = snapshot(&sqlite, account, s0).await?;
+    let new = snapshot(&postgres, account, s0).await?;
+    assert_eq!(old.query.ids.len(), MESSAGES);
+    assert!(!old.search.is_empty());
+    assert_eq!(old, new);
+
+    // The changes from the old state are exactly the user's: the seven Emails updated
+    // (and the mailboxes and threads whose counts moved), nothing else.
+    let mut changed: Vec<i64> = new
+        .changes
+        .iter()
+        .filter(|c| c.object == ObjectType::Email)
+        .map(|c| c.id)
+        .collect();
+    changed.sort_unstable();
+    changed.dedup();
+    let mut expected: Vec<i64> = ids
+        .iter()
+        .filter_map(|id| id.strip_prefix('e')?.parse().ok())
+        .collect();
+    expected.sort_unstable();
+    assert_eq!(expected.len(), 7, "{ids:?}");
+    assert_eq!(changed, expected);
+
+    // A new message after the move: a higher state, an id no old object ever had.
+    let inbox = postgres
+        .mailboxes(account)
+        .await?
+        .into_iter()
+        .find(|m| m.raw_name == "INBOX")
+        .context("INBOX")?;
+    let uid = Uid(inbox.uidnext.0 + 1000);
+    let raw = corpus::message("carol@example.org", USER, "after the move", "new");
+    let state = postgres
+        .apply_mailbox_changes(
+            account,
+            inbox.id,
+            MailboxChanges {
+                new: vec![NewCopy {
+                    uid,
+                    flags: vec![],
+                    modseq: ModSeq(1),
+                    internal_date: 1_800_000_000,
+                    size: raw.len() as u32,
+                    server_email_id: None,
+                    header_hash: "h:after-the-move".into(),
+                    parsed: store::ParsedMessage {
+                        subject: Some("after the move".into()),
+                        ..Default::default()
+                    },
+                    raw: None,
+                }],
+                ..MailboxChanges::new(inbox.uidvalidity)
+            },
+        )
+        .await?;
+    assert!(state > new.state, "{state:?} after {:?}", new.state);
+    let added: Vec<i64> = postgres
+        .changes_since(account, new.state)
+        .await?
+        .into_iter()
+        .filter(|c| c.object == ObjectType::Email)
+        .map(|c| c.id)
+        .collect();
+    let highest_old = new
+        .changes
+        .iter()
+        .filter(|c| c.object == ObjectType::Email)
+        .map(|c| c.id)
+        .chain(old.query.ids.iter().map(|e| e.0))
+        .max()
+        .unwrap_or(0);
+    assert_eq!(added.len(), 1, "{added:?}");
+    assert!(added[0] > highest_old, "{added:?} reuses an old id");
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn migrate_refuses_a_store_in_use_and_a_database_not_empty() -> Result<()> {
+    let dovecot = Dovecot::start(DovecotOptions::default())?;
+    dovecot.add_user(USER, PASS)?;
+    dovecot.seed(
+        USER,
+        "INBOX",
+        &[SeedMessage {
+            raw: corpus::message("bob@example.org", USER, "hello", "one"),
+            flags: vec![],
+            internal_date: 1_780_000_000,
+        }],
+    )?;
+    let data = DataDir::new(&dovecot)?;
+    let serve = data.serve()?;
+    let port = data.port;
+    wait_for("the sync", || {
+        let r = jmap(
+            port,
+            json!([["Email/query", {"accountId": "a1", "calculateTotal": true}, "q"]]),
+        )?;
+        Ok(r[0][1]["total"] == 1)
+    })?;
+    let pg = testkit::Postgres::shared()?;
+
+    // A server still running on the store: refused, the database left empty.
+    let url = pg.fresh_database()?;
+    let out = data.migrate(&url)?;
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("stop it first"), "{stderr}");
+    assert_eq!(tables(pg, &url)?, "0");
+    drop(serve);
+
+    // A database holding a store already: refused, its rows as they were.
+    let first = data.migrate(&url)?;
+    assert!(first.status.success(), "{}", String::from_utf8_lossy(&first.stderr));
+    let counts = |pg: &testkit::Postgres| -> Result<Vec<i64>> {
+        ["app_user", "account", "email", "change", "blob"]
+            .iter()
+            .map(|t| rows(pg, &url, t))
+            .collect()
+    };
+    let before = counts(pg)?;
+    assert!(before.iter().all(|n| *n > 0), "{before:?}");
+    let second = data.migrate(&url)?;
+    assert!(!second.status.success());
+    let stderr = String::from_utf8_lossy(&second.stderr);
+    assert!(stderr.contains("holds a store already"), "{stderr}");
+    assert_eq!(counts(pg)?, before);
+
+    // Into another database that is not ours: refused, nothing created there.
+    let other = pg.fresh_database()?;
+    let name = database(&other);
+    pg.psql(&name, "CREATE TABLE invoices (id int)")?;
+    let third = data.migrate(&other)?;
+    assert!(!third.status.success());
+    assert_eq!(tables(pg, &other)?, "1");
+    // The password of a URL is never printed.
+    let secret = other.replacen("postgres://postgres@", "postgres://postgres:s3cr3t-pw@", 1);
+    let out = data.migrate(&secret)?;
+    let all = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(!all.contains("s3cr3t-pw"), "{all}");
+    Ok(())
+}
+
+fn database(url: &str) -> String {
+    url.rsplit('/').next().unwrap_or_default().to_string()
+}
+
+/// How many tables the database has.
+fn tables(pg: &testkit::Postgres, url: &str) -> Result<String> {
+    pg.psql(
+        &database(url),
+        "SELECT count(*) FROM pg_tables WHERE schemaname = 'public'",
+    )
+}
+
+fn rows(pg: &testkit::Postgres, url: &str, table: &str) -> Result<i64> {
+    let n = pg.psql(&database(url), &format!("SELECT count(*) FROM {table}"))?;
+    Ok(n.parse()?)
+}
