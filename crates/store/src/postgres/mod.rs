@@ -3,7 +3,9 @@
 //! and [`crate::Leases`], with the bus across nodes (`bus.rs`, [`PgStore::events`]).
 //! [`Push`] (`push.rs`): that bus, the change log's types, push subscriptions.
 //! [`Submissions`] (`submission.rs`): identities and the send queue, each attempt begun
-//! once across nodes and under the account's lease. A role it
+//! once across nodes and under the account's lease. `import.rs`: the writing side of
+//! `tidings migrate` (`crate::migrate`), a SQLite store's rows into an empty database.
+//! A role it
 //! does not implement yet is simply not implemented, so `PgStore` is not a
 //! [`crate::Store`] yet.
 //!
