@@ -372,7 +372,7 @@ async fn migrated_store_keeps_ids_states_and_changes() -> Result<()> {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn migrate_refuses_a_store_in_use_and_a_database_not_empty() -> Result<()> {
+async fn migrate_refused_or_cut_leaves_the_database_as_it_was() -> Result<()> {
     let dovecot = Dovecot::start(DovecotOptions::default())?;
     dovecot.add_user(USER, PASS)?;
     dovecot.seed(
@@ -404,6 +404,24 @@ async fn migrate_refuses_a_store_in_use_and_a_database_not_empty() -> Result<()>
     assert!(stderr.contains("stop it first"), "{stderr}");
     assert_eq!(tables(pg, &url)?, "0");
     drop(serve);
+
+    // A copy failing after most tables went in (a mailbox counter made wrong in the
+    // SQLite file: the comparison after the copies fails) leaves no row behind.
+    sqlite_exec(
+        &data.db(),
+        "UPDATE mailbox SET copies = copies + 1 WHERE raw_name = 'INBOX'",
+    )?;
+    let cut = data.migrate(&url)?;
+    assert!(!cut.status.success());
+    let stderr = String::from_utf8_lossy(&cut.stderr);
+    assert!(stderr.contains("count differently"), "{stderr}");
+    for table in ["app_user", "account", "change", "email", "copy"] {
+        assert_eq!(rows(pg, &url, table)?, 0, "{table}");
+    }
+    sqlite_exec(
+        &data.db(),
+        "UPDATE mailbox SET copies = copies - 1 WHERE raw_name = 'INBOX'",
+    )?;
 
     // A database holding a store already: refused, its rows as they were.
     let first = data.migrate(&url)?;
@@ -438,6 +456,22 @@ async fn migrate_refuses_a_store_in_use_and_a_database_not_empty() -> Result<()>
         String::from_utf8_lossy(&out.stderr)
     );
     assert!(!all.contains("s3cr3t-pw"), "{all}");
+    Ok(())
+}
+
+/// SQL on the SQLite store from outside (Python's sqlite3), as an administrator would.
+fn sqlite_exec(db: &std::path::Path, sql: &str) -> Result<()> {
+    let out = Command::new("python3")
+        .args([
+            "-c",
+            "import sqlite3, sys; c = sqlite3.connect(sys.argv[1]); c.execute(sys.argv[2]); c.commit()",
+        ])
+        .arg(db)
+        .arg(sql)
+        .output()?;
+    if !out.status.success() {
+        bail!("sqlite: {}", String::from_utf8_lossy(&out.stderr));
+    }
     Ok(())
 }
 
