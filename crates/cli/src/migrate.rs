@@ -18,11 +18,7 @@ pub async fn run(to: &str, at: &Location) -> Result<()> {
     }
     let data_dir = data_dir(at)?;
     let file = data_dir.join(STORE_FILE);
-    eprintln!(
-        "Copying {} into {} ...",
-        file.display(),
-        masked(to)
-    );
+    eprintln!("Copying {} into {} ...", file.display(), masked(to));
     let started = std::time::Instant::now();
     let mut err = std::io::stderr();
     let mut progress = |p: &store::migrate::Progress| {

@@ -234,7 +234,10 @@ async fn migrated_store_keeps_ids_states_and_changes() -> Result<()> {
 
     // What the client holds before its changes: the state it will ask changes from (a
     // JMAP state is the account's counter, an id the row's behind a type letter).
-    let r = jmap(port, json!([["Email/get", {"accountId": "a1", "ids": []}, "g"]]))?;
+    let r = jmap(
+        port,
+        json!([["Email/get", {"accountId": "a1", "ids": []}, "g"]]),
+    )?;
     let s0 = State(
         r[0][1]["state"]
             .as_str()
@@ -269,9 +272,15 @@ async fn migrated_store_keeps_ids_states_and_changes() -> Result<()> {
         update.insert(id.clone(), json!({"keywords/$flagged": true}));
     }
     for id in &ids[5..] {
-        update.insert(id.clone(), json!({"mailboxIds": {archive.as_str().unwrap_or(""): true}}));
+        update.insert(
+            id.clone(),
+            json!({"mailboxIds": {archive.as_str().unwrap_or(""): true}}),
+        );
     }
-    let r = jmap(port, json!([["Email/set", {"accountId": "a1", "update": update}, "s"]]))?;
+    let r = jmap(
+        port,
+        json!([["Email/set", {"accountId": "a1", "update": update}, "s"]]),
+    )?;
     assert_eq!(
         r[0][1]["updated"].as_object().map(|o| o.len()),
         Some(7),
@@ -290,7 +299,10 @@ async fn migrated_store_keeps_ids_states_and_changes() -> Result<()> {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "migrate failed: {stderr}");
     assert!(stdout.contains("store = \"postgres://"), "{stdout}");
-    assert!(stderr.contains("email") && stderr.contains("change"), "{stderr}");
+    assert!(
+        stderr.contains("email") && stderr.contains("change"),
+        "{stderr}"
+    );
 
     let sqlite = SqliteStore::open(&data.db())?;
     let postgres = PgStore::connect(&url).await?;
@@ -425,7 +437,11 @@ async fn migrate_refused_or_cut_leaves_the_database_as_it_was() -> Result<()> {
 
     // A database holding a store already: refused, its rows as they were.
     let first = data.migrate(&url)?;
-    assert!(first.status.success(), "{}", String::from_utf8_lossy(&first.stderr));
+    assert!(
+        first.status.success(),
+        "{}",
+        String::from_utf8_lossy(&first.stderr)
+    );
     let counts = |pg: &testkit::Postgres| -> Result<Vec<i64>> {
         ["app_user", "account", "email", "change", "blob"]
             .iter()

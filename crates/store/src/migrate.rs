@@ -84,17 +84,33 @@ pub(crate) const TABLES: &[Table] = &[
     rows(
         "app_user",
         "SELECT id, name, password_hash, created_at FROM user ORDER BY id",
-        &[("id", Int), ("name", Text), ("password_hash", Text), ("created_at", Int)],
+        &[
+            ("id", Int),
+            ("name", Text),
+            ("password_hash", Text),
+            ("created_at", Int),
+        ],
     ),
     rows(
         "api_token",
         "SELECT id, user_id, name, hash, created_at FROM api_token ORDER BY id",
-        &[("id", Int), ("user_id", Int), ("name", Text), ("hash", Text), ("created_at", Int)],
+        &[
+            ("id", Int),
+            ("user_id", Int),
+            ("name", Text),
+            ("hash", Text),
+            ("created_at", Int),
+        ],
     ),
     rows(
         "web_session",
         "SELECT hash, user_id, created_at, expires_at FROM web_session ORDER BY hash",
-        &[("hash", Text), ("user_id", Int), ("created_at", Int), ("expires_at", Int)],
+        &[
+            ("hash", Text),
+            ("user_id", Int),
+            ("created_at", Int),
+            ("expires_at", Int),
+        ],
     ),
     rows(
         "account",

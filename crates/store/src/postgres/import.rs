@@ -159,11 +159,7 @@ async fn write(
             format!("${}::{ty}[]", i + 1)
         })
         .collect();
-    let from = format!(
-        "unnest({}) AS u({})",
-        arrays.join(", "),
-        names.join(", ")
-    );
+    let from = format!("unnest({}) AS u({})", arrays.join(", "), names.join(", "));
     let sql = match table.write {
         Write::Insert => {
             let values: Vec<String> = table

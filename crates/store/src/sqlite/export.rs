@@ -279,8 +279,7 @@ impl Batch {
 
     /// A row of `(id, size, data)`.
     fn push_blob(&mut self, id: String, size: i64, data: Vec<u8>) {
-        if let [Column::Text(ids), Column::Int(sizes), Column::Bytes(datas)] =
-            &mut self.columns[..]
+        if let [Column::Text(ids), Column::Int(sizes), Column::Bytes(datas)] = &mut self.columns[..]
         {
             self.bytes += data.len();
             ids.push(Some(id));
