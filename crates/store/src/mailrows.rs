@@ -77,3 +77,63 @@ pub(crate) fn keywords_json<'a>(copies_flags: impl IntoIterator<Item = &'a str>)
         .collect();
     serde_json::to_string(&kw).unwrap_or_else(|_| "[]".into())
 }
+
+/// Whether `flags` holds `f` (IMAP flags compare case-insensitively).
+pub(crate) fn has_flag(flags: &[String], f: &str) -> bool {
+    flags.iter().any(|x| x.eq_ignore_ascii_case(f))
+}
+
+/// `flags` with `add` set and `remove` cleared.
+pub(crate) fn apply_flag_ops(flags: &str, add: &[String], remove: &[String]) -> String {
+    let mut v: Vec<String> = split_flags(flags)
+        .into_iter()
+        .filter(|f| !has_flag(remove, f))
+        .collect();
+    for a in add {
+        if !has_flag(&v, a) {
+            v.push(a.clone());
+        }
+    }
+    join_flags(&v)
+}
+
+/// A queued flag change (`old_add`, `old_remove`) with a later one coalesced into it:
+/// `add' = add - remove_new + add_new`, and symmetrically (docs/design/writeback.md).
+pub(crate) fn merge_flag_ops(
+    old_add: Vec<String>,
+    old_remove: Vec<String>,
+    add: Vec<String>,
+    remove: Vec<String>,
+) -> (Vec<String>, Vec<String>) {
+    let mut a: Vec<String> = old_add
+        .into_iter()
+        .filter(|f| !has_flag(&remove, f))
+        .collect();
+    let mut r: Vec<String> = old_remove
+        .into_iter()
+        .filter(|f| !has_flag(&add, f))
+        .collect();
+    for f in add {
+        if !has_flag(&a, &f) {
+            a.push(f);
+        }
+    }
+    for f in remove {
+        if !has_flag(&r, &f) {
+            r.push(f);
+        }
+    }
+    (a, r)
+}
+
+/// The header block of a raw message (through the blank line), as BODY[HEADER] gives it:
+/// an APPENDed message's identity is its hash, as the sync computes it.
+pub(crate) fn header_block(raw: &[u8]) -> &[u8] {
+    match raw.windows(4).position(|w| w == b"\r\n\r\n") {
+        Some(p) => &raw[..p + 4],
+        None => match raw.windows(2).position(|w| w == b"\n\n") {
+            Some(p) => &raw[..p + 2],
+            None => raw,
+        },
+    }
+}

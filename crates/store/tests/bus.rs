@@ -91,11 +91,68 @@ async fn a_published_change_reaches_every_node() {
     assert_eq!(next(&mut on_a).await, change);
 }
 
+/// The outbox of an account is drained by the node holding its lease: work queued through
+/// another node wakes that node's worker, and a commit that queued nothing wakes nobody.
+#[tokio::test]
+async fn work_queued_on_one_node_wakes_the_worker_on_another() {
+    let pg = Postgres::shared().expect("private PostgreSQL");
+    let (_, [a, b], account) = two_nodes(pg).await;
+    a.apply_mailbox_list(account, &[common::remote("INBOX", 7)])
+        .await
+        .expect("list");
+    let inbox = common::mailbox(&a, account, "INBOX").await;
+    let raw = common::msg("m1@x", &[], "hello");
+    a.apply_mailbox_changes(
+        account,
+        inbox,
+        MailboxChanges {
+            new: vec![common::copy(1, &raw, &[])],
+            ..MailboxChanges::new(mail_types::UidValidity(7))
+        },
+    )
+    .await
+    .expect("seed");
+    let mut worker = b.outbox_signal(account);
+    let mut on_b = b.events().subscribe();
+    // A commit that queued nothing: once node B announced it, the worker was not woken.
+    assert!(a.apply_quotas(account, &quota(1)).await.expect("write"));
+    // The seed's own announcements may still be on their way: skipped.
+    let quota_at = tokio::time::timeout(WAIT, async {
+        loop {
+            let c = next(&mut on_b).await;
+            if c.types == quota_only() {
+                return c;
+            }
+        }
+    })
+    .await
+    .expect("the quota change announced");
+    assert_eq!(quota_at.account, account);
+    assert_eq!(worker.has_changed().ok(), Some(false));
+
+    let created = a
+        .create_mailbox(account, "New", None, false)
+        .await
+        .expect("create")
+        .expect("created");
+    tokio::time::timeout(WAIT, worker.changed())
+        .await
+        .expect("woken within the wait")
+        .expect("signal open");
+    assert!(
+        b.outbox_has(account, created.0, "create_mailbox")
+            .await
+            .expect("has"),
+        "the work is there for it"
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_lost_listening_connection_announces_what_it_missed() {
     let pg = Postgres::shared().expect("private PostgreSQL");
     let (url, [a, b], account) = two_nodes(pg).await;
     let mut on_b = b.events().subscribe();
+    let worker = b.outbox_signal(account);
     assert!(a.apply_quotas(account, &quota(1)).await.expect("write"));
     assert_eq!(
         next(&mut on_b).await.state,
@@ -140,6 +197,8 @@ async fn a_lost_listening_connection_announces_what_it_missed() {
             types: quota_only()
         }
     );
+    // Work queued while nobody listened was not heard either: every worker looks again.
+    assert_eq!(worker.has_changed().ok(), Some(true));
     // And hears live changes again.
     assert!(a.apply_quotas(account, &quota(4)).await.expect("write"));
     assert_eq!(

@@ -410,3 +410,102 @@ async fn a_single_node_store_holds_everything_for_good() {
         vec![lease]
     );
 }
+
+/// The outbox's replay is the lease holder's work: a node paused past its lease can
+/// neither count an attempt, nor record an error, a completion or a refusal, and nothing
+/// changes; the new holder's completion lands.
+#[tokio::test]
+async fn a_paused_node_cannot_settle_outbox_entries_under_a_lost_lease() {
+    let pg = Postgres::shared().expect("private PostgreSQL");
+    let (url, a, b) = common::two_nodes(pg).await;
+    let account = accounts(&a, "u", 1).await[0];
+    a.apply_mailbox_list(account, &[common::remote("INBOX", 7)])
+        .await
+        .expect("list");
+    let inbox = common::mailbox(&a, account, "INBOX").await;
+    let raw = common::msg("m1@x", &[], "hello");
+    a.apply_mailbox_changes(
+        account,
+        inbox,
+        store::MailboxChanges {
+            new: vec![common::copy(1, &raw, &[])],
+            ..store::MailboxChanges::new(mail_types::UidValidity(7))
+        },
+    )
+    .await
+    .expect("seed");
+    let email = pg
+        .psql(db(&url), "SELECT email_id FROM copy")
+        .expect("email");
+    let email = mail_types::EmailId(email.parse().expect("an id"));
+    // The user's change, through any node: queued.
+    let r = b
+        .update_emails(
+            account,
+            vec![store::EmailPatch {
+                email,
+                keywords_add: vec!["$seen".into()],
+                keywords_remove: vec![],
+                mailboxes_add: vec![],
+                mailboxes_remove: vec![],
+            }],
+        )
+        .await
+        .expect("update");
+    assert!(r.iter().all(Result::is_ok), "{r:?}");
+    let ttl = Duration::from_secs(1);
+    let lease = a
+        .acquire("a", account, ttl)
+        .await
+        .expect("acquire")
+        .expect("granted");
+    let on_a = a.fenced("a", lease);
+    let entry = on_a.outbox_next(account, 10).await.expect("next")[0].clone();
+    // While the lease runs, a's worker records its attempt.
+    assert!(on_a.outbox_begin(entry.id, None).await.expect("begin"));
+    let outbox = || {
+        pg.psql(
+            db(&url),
+            "SELECT string_agg(id || ':' || attempts || ':' || last_error, ',') FROM outbox",
+        )
+        .expect("outbox rows")
+    };
+    let state = || {
+        pg.psql(db(&url), "SELECT state FROM account")
+            .expect("state")
+    };
+    let (rows, at) = (outbox(), state());
+
+    // a is paused past its lease, b takes the account over, a wakes up: refused.
+    tokio::time::sleep(ttl + Duration::from_millis(200)).await;
+    let taken = b
+        .acquire("b", account, LONG)
+        .await
+        .expect("acquire")
+        .expect("taken over");
+    let done = store::OutboxDone {
+        id: entry.id,
+        rev: entry.rev,
+        new_uid: None,
+        raw_name: None,
+        old_raw_name: None,
+    };
+    let fenced = |r: Result<(), Error>, what: &str| {
+        assert!(matches!(r, Err(Error::Fenced { .. })), "{what}: {r:?}");
+    };
+    fenced(on_a.outbox_begin(entry.id, None).await.map(|_| ()), "begin");
+    fenced(on_a.outbox_defer(entry.id, "timeout").await, "defer");
+    fenced(
+        on_a.outbox_complete(account, vec![done.clone()]).await,
+        "complete",
+    );
+    fenced(on_a.outbox_refuse(account, entry.id, "NO").await, "refuse");
+    assert_eq!((outbox(), state()), (rows, at), "nothing changed");
+
+    // The new holder completes it.
+    b.fenced("b", taken)
+        .outbox_complete(account, vec![done])
+        .await
+        .expect("complete");
+    assert_eq!(outbox(), "", "the entry is done");
+}

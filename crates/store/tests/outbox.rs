@@ -1,51 +1,210 @@
 //! The write-back's keyword batch (`update_emails` with keyword-only patches goes through
 //! set-based statements): the same store state, change log and outbox entries as the
 //! per-patch path, with coalescing into pending flag entries and mixed requests kept in
-//! order.
+//! order. On both backends.
+//!
+//! What a check reads back beyond the roles it writes through goes through [`View`]:
+//! `Reading` on SQLite; PostgreSQL has no `Reading` yet, so there the check reads the
+//! tables on a connection of its own, with the SQLite backend's meaning of each read.
 
-use mail_types::{
-    AccountId, AccountKind, EmailId, MailboxId, ModSeq, Role, Security, State, Uid, UidValidity,
-};
+mod common;
+
+use common::{mailbox, remote};
+use mail_types::{AccountId, EmailId, MailboxId, ModSeq, State, Uid, UidValidity};
 use store::prelude::*;
 use store::*;
 
-async fn setup() -> (SqliteStore, AccountId, MailboxId, MailboxId) {
-    let s = SqliteStore::open_in_memory().expect("store");
-    let u = s.create_user("u", "h").await.expect("user");
-    let a = s
-        .create_account(&NewAccount {
-            user: u,
-            name: "a".into(),
-            kind: AccountKind::Imap,
-            server: ServerSettings {
-                host: "h".into(),
-                port: 1,
-                security: Security::None,
-                username: "u".into(),
-                password_enc: vec![],
-                ca_file: None,
-            },
-            smtp: None,
-            pop3_delete_after_days: None,
-            auth: Default::default(),
-        })
+/// The reads the checks make after writing.
+trait View {
+    async fn account_state(&self, a: AccountId) -> State;
+    /// The objects the change log holds after `since`.
+    async fn changed(&self, a: AccountId, since: State) -> Vec<(ObjectType, i64)>;
+    /// The Emails of a mailbox's server copies, by UID.
+    async fn emails_by_uid(&self, mailbox: MailboxId) -> Vec<(u32, EmailId)>;
+    /// An Email's keywords, sorted.
+    async fn keywords(&self, a: AccountId, e: EmailId) -> Vec<String>;
+    /// Whether the store still holds blob `id`'s bytes.
+    async fn has_blob(&self, id: &str) -> bool;
+}
+
+impl View for SqliteStore {
+    async fn account_state(&self, a: AccountId) -> State {
+        Reading::account_state(self, a).await.expect("state")
+    }
+    async fn changed(&self, a: AccountId, since: State) -> Vec<(ObjectType, i64)> {
+        let changes = Reading::changes_since(self, a, since)
+            .await
+            .expect("changes");
+        changes.iter().map(|c| (c.object, c.id)).collect()
+    }
+    async fn emails_by_uid(&self, mailbox: MailboxId) -> Vec<(u32, EmailId)> {
+        let msgs = Reading::mailbox_messages(self, mailbox)
+            .await
+            .expect("messages");
+        msgs.iter().map(|m| (m.uid.0, m.email)).collect()
+    }
+    async fn keywords(&self, a: AccountId, e: EmailId) -> Vec<String> {
+        let mut k = self.emails(a, &[e]).await.expect("emails")[0]
+            .keywords
+            .clone();
+        k.sort();
+        k
+    }
+    async fn has_blob(&self, id: &str) -> bool {
+        Reading::blob(self, id).await.expect("blob").is_some()
+    }
+}
+
+/// A `PgStore` and a plain client on the same database.
+struct Pg(PgStore, tokio_postgres::Client);
+
+impl View for Pg {
+    async fn account_state(&self, a: AccountId) -> State {
+        let r = self
+            .1
+            .query_one("SELECT state FROM account WHERE id = $1", &[&a.0])
+            .await
+            .expect("state");
+        State(r.get(0))
+    }
+    async fn changed(&self, a: AccountId, since: State) -> Vec<(ObjectType, i64)> {
+        let rows = self
+            .1
+            .query(
+                "SELECT type, object_id FROM change WHERE account_id = $1 AND state > $2",
+                &[&a.0, &since.0],
+            )
+            .await
+            .expect("changes");
+        rows.iter()
+            .map(|r| {
+                let t = ObjectType::from_name(r.get(0)).expect("a change type");
+                (t, r.get(1))
+            })
+            .collect()
+    }
+    async fn emails_by_uid(&self, mailbox: MailboxId) -> Vec<(u32, EmailId)> {
+        let rows = self
+            .1
+            .query(
+                "SELECT uid, email_id FROM copy WHERE mailbox_id = $1 AND uid < $2",
+                &[&mailbox.0, &PLACEHOLDER_UID_BASE],
+            )
+            .await
+            .expect("copies");
+        rows.iter()
+            .map(|r| {
+                (
+                    u32::try_from(r.get::<_, i64>(0)).expect("UID"),
+                    EmailId(r.get(1)),
+                )
+            })
+            .collect()
+    }
+    async fn keywords(&self, a: AccountId, e: EmailId) -> Vec<String> {
+        let r = self
+            .1
+            .query_one(
+                "SELECT keywords::text FROM email WHERE id = $1 AND account_id = $2",
+                &[&e.0, &a.0],
+            )
+            .await
+            .expect("email");
+        let mut k: Vec<String> = serde_json::from_str(r.get(0)).expect("keywords");
+        k.sort();
+        k
+    }
+    async fn has_blob(&self, id: &str) -> bool {
+        let r = self
+            .1
+            .query_one("SELECT EXISTS (SELECT 1 FROM blob WHERE id = $1)", &[&id])
+            .await
+            .expect("blob");
+        r.get(0)
+    }
+}
+
+/// A `PgStore` on a new database of the private PostgreSQL, with its own client.
+async fn pg() -> Pg {
+    let url = testkit::Postgres::shared()
+        .expect("private PostgreSQL")
+        .fresh_database()
+        .expect("database");
+    let store = PgStore::connect(&url).await.expect("connect");
+    let (client, connection) = tokio_postgres::connect(&url, tokio_postgres::NoTls)
         .await
-        .expect("account");
-    let remote = |name: &str| RemoteMailbox {
-        raw_name: name.into(),
-        name: name.into(),
-        delimiter: Some("/".into()),
-        role: (name == "INBOX").then_some(Role::Inbox),
-        subscribed: true,
-        selectable: true,
-        uidvalidity: Some(7),
-    };
-    s.apply_mailbox_list(a, &[remote("INBOX"), remote("Archive")])
+        .expect("client");
+    tokio::spawn(connection);
+    Pg(store, client)
+}
+
+/// The roles the checks write through.
+trait Roles: Directory + MailSync + Outbox {}
+impl<S: Directory + MailSync + Outbox> Roles for S {}
+
+async fn setup<S: Roles>(s: &S) -> (AccountId, MailboxId, MailboxId) {
+    let a = common::account(s).await;
+    s.apply_mailbox_list(a, &[remote("INBOX", 7), remote("Archive", 7)])
         .await
         .expect("list");
-    let id = |name: &str, l: &[MailboxRecord]| l.iter().find(|m| m.name == name).expect(name).id;
-    let l = s.mailboxes(a).await.expect("mailboxes");
-    (s, a, id("INBOX", &l), id("Archive", &l))
+    (
+        a,
+        mailbox(s, a, "INBOX").await,
+        mailbox(s, a, "Archive").await,
+    )
+}
+
+mod sqlite {
+    #[tokio::test]
+    async fn keyword_batches_apply_log_and_queue_like_single_patches() {
+        let s = crate::common::sqlite();
+        super::keyword_batches_apply_log_and_queue_like_single_patches(&s, &s).await
+    }
+
+    #[tokio::test]
+    async fn a_mailbox_destroyed_while_its_create_is_in_flight_is_deleted_on_the_server() {
+        let s = crate::common::sqlite();
+        super::a_mailbox_destroyed_while_its_create_is_in_flight_is_deleted_on_the_server(&s).await
+    }
+
+    #[tokio::test]
+    async fn the_sync_keeps_pending_changes_on_top_until_the_worker_settles_them() {
+        let s = crate::common::sqlite();
+        super::the_sync_keeps_pending_changes_on_top_until_the_worker_settles_them(&s, &s).await
+    }
+
+    #[tokio::test]
+    async fn destroying_emails_queues_the_expunge_of_each_copy_in_order() {
+        let s = crate::common::sqlite();
+        super::destroying_emails_queues_the_expunge_of_each_copy_in_order(&s, &s).await
+    }
+}
+
+mod postgres {
+    #[tokio::test]
+    async fn keyword_batches_apply_log_and_queue_like_single_patches() {
+        let pg = super::pg().await;
+        super::keyword_batches_apply_log_and_queue_like_single_patches(&pg.0, &pg).await
+    }
+
+    #[tokio::test]
+    async fn a_mailbox_destroyed_while_its_create_is_in_flight_is_deleted_on_the_server() {
+        let pg = super::pg().await;
+        super::a_mailbox_destroyed_while_its_create_is_in_flight_is_deleted_on_the_server(&pg.0)
+            .await
+    }
+
+    #[tokio::test]
+    async fn the_sync_keeps_pending_changes_on_top_until_the_worker_settles_them() {
+        let pg = super::pg().await;
+        super::the_sync_keeps_pending_changes_on_top_until_the_worker_settles_them(&pg.0, &pg).await
+    }
+
+    #[tokio::test]
+    async fn destroying_emails_queues_the_expunge_of_each_copy_in_order() {
+        let pg = super::pg().await;
+        super::destroying_emails_queues_the_expunge_of_each_copy_in_order(&pg.0, &pg).await
+    }
 }
 
 fn copy(uid: u32, flags: &[&str]) -> NewCopy {
@@ -77,15 +236,8 @@ fn kw(p: &[&str], add: bool, email: EmailId) -> EmailPatch {
     }
 }
 
-async fn keywords(s: &SqliteStore, a: AccountId, e: EmailId) -> Vec<String> {
-    let mut k = s.emails(a, &[e]).await.expect("emails")[0].keywords.clone();
-    k.sort();
-    k
-}
-
-#[tokio::test]
-async fn keyword_batches_apply_log_and_queue_like_single_patches() {
-    let (s, a, inbox, archive) = setup().await;
+async fn keyword_batches_apply_log_and_queue_like_single_patches<S: Roles>(s: &S, v: &impl View) {
+    let (a, inbox, archive) = setup(s).await;
     s.apply_mailbox_changes(
         a,
         inbox,
@@ -98,9 +250,8 @@ async fn keyword_batches_apply_log_and_queue_like_single_patches() {
     )
     .await
     .expect("seed");
-    let msgs = s.mailbox_messages(inbox).await.expect("messages");
     let e: Vec<EmailId> = {
-        let mut v: Vec<(u32, EmailId)> = msgs.iter().map(|m| (m.uid.0, m.email)).collect();
+        let mut v = v.emails_by_uid(inbox).await;
         v.sort();
         v.into_iter().map(|(_, e)| e).collect()
     };
@@ -109,7 +260,7 @@ async fn keyword_batches_apply_log_and_queue_like_single_patches() {
     s.update_emails(a, vec![kw(&["$flagged"], true, e[0])])
         .await
         .expect("first");
-    let before = s.account_state(a).await.expect("state");
+    let before = v.account_state(a).await;
     let res = s
         .update_emails(
             a,
@@ -139,11 +290,11 @@ async fn keyword_batches_apply_log_and_queue_like_single_patches() {
         res.iter().enumerate().all(|(i, r)| i == 3 || r.is_ok()),
         "{res:?}"
     );
-    assert_eq!(keywords(&s, a, e[0]).await, vec!["$flagged", "$seen"]);
-    assert_eq!(keywords(&s, a, e[1]).await, vec!["$seen"]);
-    assert_eq!(keywords(&s, a, e[2]).await, vec!["$seen"]);
-    assert_eq!(keywords(&s, a, e[3]).await, Vec::<String>::new());
-    assert_eq!(keywords(&s, a, e[4]).await, vec!["work"]);
+    assert_eq!(v.keywords(a, e[0]).await, vec!["$flagged", "$seen"]);
+    assert_eq!(v.keywords(a, e[1]).await, vec!["$seen"]);
+    assert_eq!(v.keywords(a, e[2]).await, vec!["$seen"]);
+    assert_eq!(v.keywords(a, e[3]).await, Vec::<String>::new());
+    assert_eq!(v.keywords(a, e[4]).await, vec!["work"]);
     // The copies carry the flags (what the sync compares and the worker sends).
     let flags: std::collections::HashMap<u32, Vec<String>> = s
         .mailbox_copies(inbox)
@@ -156,10 +307,10 @@ async fn keyword_batches_apply_log_and_queue_like_single_patches() {
     assert_eq!(flags[&3], vec!["\\Seen"]);
     assert_eq!(flags[&5], vec!["work"]);
     // One new state for the whole request, every changed Email and mailbox logged under it.
-    let after = s.account_state(a).await.expect("state");
+    let after = v.account_state(a).await;
     assert_eq!(after, State(before.0 + 1));
-    let changes = s.changes_since(a, before).await.expect("changes");
-    let logged = |t: ObjectType, id: i64| changes.iter().any(|c| c.object == t && c.id == id);
+    let changes = v.changed(a, before).await;
+    let logged = |t: ObjectType, id: i64| changes.iter().any(|c| c.0 == t && c.1 == id);
     for i in [0, 2, 3, 4, 5] {
         assert!(
             logged(ObjectType::Email, e[i].0),
@@ -213,9 +364,10 @@ async fn keyword_batches_apply_log_and_queue_like_single_patches() {
 /// A mailbox destroyed while its CREATE is on its way to the server (the worker counted
 /// the attempt, then sent it) is deleted on the server once the CREATE is confirmed; one
 /// destroyed before the worker began is never sent at all.
-#[tokio::test]
-async fn a_mailbox_destroyed_while_its_create_is_in_flight_is_deleted_on_the_server() {
-    let (s, a, _, _) = setup().await;
+async fn a_mailbox_destroyed_while_its_create_is_in_flight_is_deleted_on_the_server<S: Roles>(
+    s: &S,
+) {
+    let (a, _, _) = setup(s).await;
     let kinds = |l: &[OutboxEntry]| l.iter().map(|e| e.op.kind()).collect::<Vec<_>>();
 
     // Destroyed before the worker began: nothing is left to send.
@@ -290,4 +442,281 @@ async fn a_mailbox_destroyed_while_its_create_is_in_flight_is_deleted_on_the_ser
             .all(|m| m.id != late),
         "the mailbox stays destroyed locally"
     );
+}
+
+/// The overlay (docs/design/writeback.md, "The sync and the outbox"): a sync batch that
+/// read the server before the worker replayed the user's changes undoes none of them (a
+/// flag set, a copy moved away, an Email destroyed, a mailbox created), and the worker's
+/// answers settle them: a moved copy gets its server UID, a refused flag change is
+/// reverted and shown, an APPEND keeps its message until the server has it.
+async fn the_sync_keeps_pending_changes_on_top_until_the_worker_settles_them<S: Roles>(
+    s: &S,
+    v: &impl View,
+) {
+    let (a, inbox, archive) = setup(s).await;
+    s.apply_mailbox_changes(
+        a,
+        inbox,
+        MailboxChanges {
+            new: (1..=3).map(|u| copy(u, &[])).collect(),
+            ..MailboxChanges::new(UidValidity(7))
+        },
+    )
+    .await
+    .expect("seed");
+    let e: Vec<EmailId> = {
+        let mut v = v.emails_by_uid(inbox).await;
+        v.sort();
+        v.into_iter().map(|(_, e)| e).collect()
+    };
+    let moved = EmailPatch {
+        email: e[1],
+        keywords_add: Vec::new(),
+        keywords_remove: Vec::new(),
+        mailboxes_add: vec![archive],
+        mailboxes_remove: vec![inbox],
+    };
+    let res = s
+        .update_emails(a, vec![kw(&["$seen"], true, e[0]), moved])
+        .await
+        .expect("update");
+    assert!(res.iter().all(Result::is_ok), "{res:?}");
+    let res = s.destroy_emails(a, vec![e[2]]).await.expect("destroy");
+    assert!(res.iter().all(Result::is_ok), "{res:?}");
+    let created = s
+        .create_mailbox(a, "New", None, false)
+        .await
+        .expect("create")
+        .expect("created");
+    let draft = s
+        .append_email(
+            a,
+            AppendRequest {
+                mailbox: archive,
+                raw: copy(9, &[]).raw.expect("raw").to_vec(),
+                keywords: vec!["$draft".into()],
+                received_at: 1_700_000_009,
+            },
+        )
+        .await
+        .expect("append")
+        .expect("appended");
+
+    // A pass that read the server before any of it was replayed.
+    s.apply_mailbox_list(a, &[remote("INBOX", 7), remote("Archive", 7)])
+        .await
+        .expect("stale list");
+    s.apply_mailbox_changes(
+        a,
+        inbox,
+        MailboxChanges {
+            new: (2..=3).map(|u| copy(u, &[])).collect(),
+            flags: vec![FlagUpdate {
+                uid: Uid(1),
+                flags: vec!["$Junk".into()],
+                modseq: ModSeq(2),
+            }],
+            ..MailboxChanges::new(UidValidity(7))
+        },
+    )
+    .await
+    .expect("stale batch");
+    let copies = s.mailbox_copies(inbox).await.expect("copies");
+    let got: Vec<(u32, Vec<String>)> = copies.into_iter().map(|c| (c.uid.0, c.flags)).collect();
+    assert_eq!(
+        got,
+        [(1, vec!["$Junk".to_string(), "\\Seen".to_string()])],
+        "the server's new flag taken, the user's kept on top, removed copies not back"
+    );
+    assert_eq!(v.keywords(a, e[0]).await, ["$junk", "$seen"]);
+    let list = s.mailboxes(a).await.expect("mailboxes");
+    let new = list.iter().find(|m| m.id == created);
+    // No wire name yet: the worker tells it by the NUL byte it starts with.
+    assert!(
+        new.is_some_and(|m| m.raw_name.starts_with('\u{0}')),
+        "the created mailbox stays while its CREATE is queued: {new:?}"
+    );
+
+    // The worker: the move confirmed with its server UID, the flag change refused, the
+    // draft destroyed before its APPEND went out and then appended.
+    let entries = s.outbox_next(a, 100).await.expect("next");
+    let kinds: Vec<&str> = entries.iter().map(|x| x.op.kind()).collect();
+    assert_eq!(
+        kinds,
+        ["flags", "move", "expunge", "create_mailbox", "append"]
+    );
+    assert_eq!(s.outbox_status(a).await.expect("status").pending, 5);
+    s.outbox_complete(
+        a,
+        vec![OutboxDone {
+            id: entries[1].id,
+            rev: entries[1].rev,
+            new_uid: Some((7, 40)),
+            raw_name: None,
+            old_raw_name: None,
+        }],
+    )
+    .await
+    .expect("complete move");
+    assert_eq!(v.emails_by_uid(archive).await, [(40, e[1])]);
+    s.outbox_refuse(a, entries[0].id, "NO [CANNOT] no")
+        .await
+        .expect("refuse");
+    assert_eq!(v.keywords(a, e[0]).await, ["$junk"]);
+    let status = s.outbox_status(a).await.expect("status");
+    assert_eq!(status.pending, 3);
+    assert_eq!(
+        status
+            .failures
+            .iter()
+            .map(|f| (f.kind.as_str(), f.object, f.reason.as_str()))
+            .collect::<Vec<_>>(),
+        [("flags", Some(e[0].0), "NO [CANNOT] no")]
+    );
+    s.outbox_dismiss(a, status.failures.iter().map(|f| f.id).collect())
+        .await
+        .expect("dismiss");
+    assert!(
+        s.outbox_status(a)
+            .await
+            .expect("status")
+            .failures
+            .is_empty()
+    );
+
+    let append = entries.last().expect("append entry");
+    let OutboxOp::Append { blob_id, .. } = &append.op else {
+        panic!("not an append: {append:?}");
+    };
+    let res = s.destroy_emails(a, vec![draft]).await.expect("destroy");
+    assert!(res.iter().all(Result::is_ok), "{res:?}");
+    assert!(
+        v.has_blob(blob_id).await,
+        "the queued APPEND keeps its message"
+    );
+    assert!(s.outbox_begin(append.id, Some(41)).await.expect("begin"));
+    s.outbox_defer(append.id, "network: timeout")
+        .await
+        .expect("defer");
+    assert_eq!(
+        s.outbox_status(a)
+            .await
+            .expect("status")
+            .last_error
+            .as_deref(),
+        Some("network: timeout")
+    );
+    let again = s.outbox_next(a, 100).await.expect("next");
+    let replay = again
+        .iter()
+        .find(|x| x.id == append.id)
+        .expect("still queued");
+    assert_eq!(replay.attempts, 1);
+    assert!(matches!(
+        replay.op,
+        OutboxOp::Append {
+            uidnext_before: Some(41),
+            ..
+        }
+    ));
+    s.outbox_complete(
+        a,
+        vec![OutboxDone {
+            id: replay.id,
+            rev: replay.rev,
+            new_uid: Some((7, 41)),
+            raw_name: None,
+            old_raw_name: None,
+        }],
+    )
+    .await
+    .expect("complete append");
+    assert!(
+        !v.has_blob(blob_id).await,
+        "nothing needs the bytes any more"
+    );
+}
+
+/// Email/set destroy of several Emails (one of them in two mailboxes, one unknown, one
+/// named twice): each refused or accepted in request order, each copy's expunge queued
+/// by Email as requested, then by mailbox and UID, and the removed copies kept out of a
+/// sync batch that still lists them.
+async fn destroying_emails_queues_the_expunge_of_each_copy_in_order<S: Roles>(
+    s: &S,
+    v: &impl View,
+) {
+    let (a, inbox, archive) = setup(s).await;
+    for (mailbox, uids) in [(inbox, 1..=4), (archive, 1..=1)] {
+        s.apply_mailbox_changes(
+            a,
+            mailbox,
+            MailboxChanges {
+                new: uids.map(|u| copy(u, &[])).collect(),
+                ..MailboxChanges::new(UidValidity(7))
+            },
+        )
+        .await
+        .expect("seed");
+    }
+    let e: Vec<EmailId> = {
+        let mut v = v.emails_by_uid(inbox).await;
+        v.sort();
+        v.into_iter().map(|(_, e)| e).collect()
+    };
+    assert_eq!(
+        v.emails_by_uid(archive).await,
+        [(1, e[0])],
+        "one Email, two copies"
+    );
+    let res = s
+        .destroy_emails(a, vec![e[0], e[2], EmailId(99_999), e[0]])
+        .await
+        .expect("destroy");
+    assert_eq!(
+        res,
+        [
+            Ok(()),
+            Ok(()),
+            Err(WriteRefusal::NotFound),
+            Err(WriteRefusal::NotFound)
+        ]
+    );
+    let queued: Vec<(Option<EmailId>, OutboxOp)> = s
+        .outbox_next(a, 100)
+        .await
+        .expect("next")
+        .into_iter()
+        .map(|x| (x.email, x.op))
+        .collect();
+    let expunge = |mailbox: MailboxId, uid: i64| OutboxOp::Expunge {
+        mailbox,
+        uid,
+        flags: String::new(),
+        modseq: 1,
+    };
+    assert_eq!(
+        queued,
+        [
+            (Some(e[0]), expunge(inbox, 1)),
+            (Some(e[0]), expunge(archive, 1)),
+            (Some(e[2]), expunge(inbox, 3)),
+        ]
+    );
+    // A pass that listed the mailboxes before the expunges were replayed.
+    for (mailbox, uids) in [(inbox, 1..=4), (archive, 1..=1)] {
+        s.apply_mailbox_changes(
+            a,
+            mailbox,
+            MailboxChanges {
+                new: uids.map(|u| copy(u, &[])).collect(),
+                ..MailboxChanges::new(UidValidity(7))
+            },
+        )
+        .await
+        .expect("stale batch");
+    }
+    let mut left = v.emails_by_uid(inbox).await;
+    left.sort();
+    assert_eq!(left, [(2, e[1]), (4, e[3])]);
+    assert!(v.emails_by_uid(archive).await.is_empty());
 }

@@ -204,6 +204,14 @@ async fn mailbox_counts_match_a_recount() {
                 "DELETE FROM copy WHERE (mailbox_id, uid) IN \
                  (SELECT mailbox_id, uid FROM copy WHERE email_id = {email} LIMIT 1)"
             ),
+            5 if next(3) == 0 => {
+                // One statement, $seen toggled on several Emails (threads and mailboxes
+                // shared among them), as an Email/set of many keywords writes it.
+                format!(
+                    "UPDATE email SET keywords = CASE WHEN keywords ? '$seen'                      THEN '[\"$flagged\"]'::jsonb ELSE '[\"$seen\"]'::jsonb END                      WHERE id % 5 = {}",
+                    next(5)
+                )
+            }
             5 => format!(
                 "UPDATE email SET keywords = '{}' WHERE id = {email}",
                 if next(2) == 0 {

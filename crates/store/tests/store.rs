@@ -250,13 +250,14 @@ async fn commits_are_announced_with_the_types_they_changed() {
 
 /// A LIST taken before a rename of the user was confirmed shows the old name; applied after
 /// the confirmation it would rename the mailbox back. The mailbox epoch keeps it out.
-#[tokio::test]
-async fn a_list_taken_across_a_confirmed_rename_is_not_applied() {
-    let (s, a) = setup().await;
+async fn a_list_taken_across_a_confirmed_rename_is_not_applied<S: Directory + MailSync + Outbox>(
+    s: &S,
+) {
+    let a = common::account(s).await;
     s.apply_mailbox_list(a, &[remote("INBOX", 7), remote("Projects", 8)])
         .await
         .expect("list");
-    let projects = mailbox(&s, a, "Projects").await;
+    let projects = mailbox(s, a, "Projects").await;
     // The sync starts a pass: epoch read, LIST sent (the server still has "Projects").
     let epoch = s.mailbox_epoch(a);
     let stale = [remote("INBOX", 7), remote("Projects", 8)];
@@ -290,15 +291,17 @@ async fn a_list_taken_across_a_confirmed_rename_is_not_applied() {
     s.apply_mailbox_list_at(a, &stale, epoch)
         .await
         .expect("stale list");
-    assert_eq!(mailbox(&s, a, "Work").await, projects);
+    assert_eq!(mailbox(s, a, "Work").await, projects);
     // A list taken after the confirmation is applied as usual.
     let fresh = [remote("INBOX", 7), remote("Work", 8), remote("Later", 9)];
     s.apply_mailbox_list_at(a, &fresh, s.mailbox_epoch(a))
         .await
         .expect("fresh list");
-    assert_eq!(mailbox(&s, a, "Work").await, projects);
-    mailbox(&s, a, "Later").await;
+    assert_eq!(mailbox(s, a, "Work").await, projects);
+    mailbox(s, a, "Later").await;
 }
+
+common::on_both_backends!(a_list_taken_across_a_confirmed_rename_is_not_applied);
 
 /// RFC 8621 4.1.1: an Email's blobId exists from the moment it does and never changes. One
 /// created from its header alone is named after its id (`bm<id>`), before and after its

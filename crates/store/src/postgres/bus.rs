@@ -64,8 +64,6 @@ impl Queued {
         }
     }
 
-    // Until the queue writers (Outbox, Submissions) on PostgreSQL call it.
-    #[allow(dead_code)]
     pub(super) fn insert(&mut self, q: Queue) {
         self.0 |= Queued::bit(q);
     }
@@ -242,6 +240,11 @@ impl Listener {
         // LISTEN before reading the states: a commit after the read is then notified, one
         // before it is in the read.
         client.batch_execute(&format!("LISTEN {CHANNEL}")).await?;
+        if resync {
+            // Work queued while nobody listened was not heard: every worker looks again
+            // (after LISTEN, so work queued from now on is heard as well).
+            self.work.ring_all();
+        }
         let rows = client
             .query("SELECT id, state, delivery_state FROM account", &[])
             .await?;
@@ -272,10 +275,7 @@ impl Listener {
             // announces the accounts it had not reached.
             self.seen.insert(id, state);
         }
-        if resync {
-            // Work queued while nobody listened was not heard: every worker looks.
-            self.work.ring_all();
-        }
+
         Ok(Session {
             _client: client,
             notifications,

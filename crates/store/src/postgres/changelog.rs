@@ -37,6 +37,28 @@ impl ChangeLog {
         }
     }
 
+    /// The change log of a user's write through `store` (JMAP, on any node): it wakes the
+    /// workers of the queues it fills, and is never fenced, since a user's change is not the
+    /// lease holder's work (the lease holder replays it).
+    pub(super) fn user(store: &PgStore, account: AccountId) -> Self {
+        ChangeLog {
+            work: Some(store.work.clone()),
+            ..ChangeLog::new(account)
+        }
+    }
+
+    /// For a write that records no change (an outbox entry's attempt or error): refused
+    /// with [`Error::Fenced`] unless the lease is held, as the first change would be.
+    pub(super) async fn check_fence(
+        &mut self,
+        tx: &deadpool_postgres::Transaction<'_>,
+    ) -> Result<()> {
+        if let Some(fence) = self.fence.take() {
+            fence.check(tx, self.account).await?;
+        }
+        Ok(())
+    }
+
     /// The change log of a transaction of `store`: a fenced store's writes are refused
     /// once its lease is no longer held (leases.rs).
     pub(super) fn of(store: &PgStore, account: AccountId) -> Self {
@@ -136,8 +158,6 @@ impl ChangeLog {
 
     /// This transaction gave `queue` work (the account's outbox, the submission queue):
     /// the worker, on whichever node it runs, is woken once it commits.
-    // Until the queue writers (Outbox, Submissions) on PostgreSQL call it.
-    #[allow(dead_code)]
     pub(super) fn queued(&mut self, queue: Queue) {
         self.queued.insert(queue);
     }

@@ -9,10 +9,12 @@
 //! the `ANY` form plans that read whole tables, 40 ms of every 250-message batch at
 //! 10,000 messages, against 2 ms this way.
 //!
-//! The write-back overlay of the SQLite backend (pending local changes kept on top of
-//! what the server reports, tombstones of removed copies, a mailbox list left alone while
-//! the user's mailbox changes are queued) belongs to the `Outbox` role, which this backend
-//! does not have yet: with no outbox there is nothing pending to keep on top.
+//! The write-back overlay (docs/design/writeback.md, "The sync and the outbox"), as
+//! sqlite/write.rs keeps it: the pending flag changes of an Email are applied on top of
+//! the flags the server reports for its copies, a copy the user removed (tombstoned) is
+//! not brought back as new, and the mailbox list is left alone while a mailbox change of
+//! the user is queued. Each batch asks once whether the account has anything pending and
+//! then reads the pending entries of its own Emails with one statement.
 
 use super::changelog::ChangeLog;
 use super::*;
@@ -32,7 +34,7 @@ const MAILBOX_COLUMNS: &str = "m.id, m.account_id, m.raw_name, m.name, m.parent_
     m.highestmodseq, m.server_total, m.copies, m.bodies";
 
 /// A UID, UIDVALIDITY or count stored as BIGINT, back to the 32 bits IMAP gives it.
-fn u32_of(v: i64, what: &str) -> Result<u32> {
+pub(super) fn u32_of(v: i64, what: &str) -> Result<u32> {
     u32::try_from(v).map_err(|_| Error::Corrupt(format!("{what} {v} out of range")))
 }
 
@@ -41,7 +43,7 @@ fn mailbox_from_row(r: &tokio_postgres::Row) -> Result<MailboxRecord> {
     Ok(MailboxRecord {
         id: MailboxId(r.get(0)),
         account: AccountId(r.get(1)),
-        raw_name: r.get(2),
+        raw_name: super::outbox::api_raw_name(r.get(2)),
         name: r.get(3),
         parent: r.get::<_, Option<i64>>(4).map(MailboxId),
         delimiter: r.get(5),
@@ -63,7 +65,7 @@ fn mailbox_from_row(r: &tokio_postgres::Row) -> Result<MailboxRecord> {
 /// first, before any mailbox or Email row: the change log's state bump takes it anyway,
 /// and taking it in the same place everywhere keeps two nodes' writers of one account
 /// (a list on one, a batch on the other) from each holding a row the other waits for.
-async fn lock_account(tx: &Transaction<'_>, account: AccountId) -> Result<()> {
+pub(super) async fn lock_account(tx: &Transaction<'_>, account: AccountId) -> Result<()> {
     let st = tx
         .prepare_cached("SELECT 1 FROM account WHERE id = $1 FOR UPDATE")
         .await?;
@@ -75,7 +77,7 @@ async fn lock_account(tx: &Transaction<'_>, account: AccountId) -> Result<()> {
 
 /// Recomputes the keywords of `emails` from their copies' flags; returns those that
 /// changed. Two statements for the whole set.
-async fn refresh_keywords(tx: &Transaction<'_>, emails: &[i64]) -> Result<Vec<i64>> {
+pub(super) async fn refresh_keywords(tx: &Transaction<'_>, emails: &[i64]) -> Result<Vec<i64>> {
     if emails.is_empty() {
         return Ok(Vec::new());
     }
@@ -157,7 +159,7 @@ async fn detach_copies(
 /// Stores raw messages (hex sha256 → bytes), each once. DO UPDATE, not DO NOTHING: the
 /// upsert locks an existing row to the commit, so a blob collection running beside it
 /// waits and then sees the Email that references it (`forget_unreferenced`).
-async fn put_blobs(tx: &Transaction<'_>, blobs: &[(String, &[u8])]) -> Result<()> {
+pub(super) async fn put_blobs(tx: &Transaction<'_>, blobs: &[(String, &[u8])]) -> Result<()> {
     let mut seen = HashSet::new();
     let (mut ids, mut sizes, mut data) = (Vec::new(), Vec::new(), Vec::new());
     for (id, raw) in blobs {
@@ -402,18 +404,18 @@ impl Threading {
 }
 
 /// An Email a batch creates.
-struct PendingEmail {
+pub(super) struct PendingEmail {
     /// Index into the batch's `new`.
-    item: usize,
-    identity: String,
-    thread: i64,
-    gmail: Option<GmailIds>,
-    blob: Option<String>,
+    pub(super) item: usize,
+    pub(super) identity: String,
+    pub(super) thread: i64,
+    pub(super) gmail: Option<GmailIds>,
+    pub(super) blob: Option<String>,
 }
 
 /// Where a copy of the batch points: an Email stored before, or one the batch creates.
 #[derive(Clone, Copy)]
-enum Target {
+pub(super) enum Target {
     Stored(i64),
     New(usize),
 }
@@ -431,6 +433,8 @@ impl PgStore {
         // Batches of one account from two nodes (a lease handed over mid-batch) run one
         // after the other, each seeing the other's copies.
         lock_account(&tx, account).await?;
+        // Pending local changes stay on top of what the server reports.
+        let pending = super::outbox::has_pending(&tx, account).await?;
         let st = tx
             .prepare_cached("SELECT uidvalidity, account_id, role FROM mailbox WHERE id = $1")
             .await?;
@@ -473,10 +477,10 @@ impl PgStore {
             .chain(ch.links.iter().map(|l| l.uid.0))
             .max()
             .unwrap_or(0);
-        self.add_copies(&tx, &mut log, account, mailbox, &ch, delivery_box)
+        self.add_copies(&tx, &mut log, account, mailbox, &ch, delivery_box, pending)
             .await?;
         store_bodies(&tx, &mut log, mailbox, &ch.bodies).await?;
-        apply_flags(&tx, &mut log, mailbox, &ch.flags).await?;
+        apply_flags(&tx, &mut log, mailbox, &ch.flags, pending).await?;
 
         if !ch.pop3_uidls.is_empty() {
             let (uidls, uids): (Vec<&str>, Vec<i64>) = ch
@@ -528,7 +532,9 @@ impl PgStore {
 
     /// The batch's new copies and Gmail label links: each finds its Email (same identity,
     /// an orphan first: a move seen as expunge + new keeps its Email) or makes one, placed
-    /// in a thread.
+    /// in a thread. With local changes `pending`, a copy the user removed stays removed and
+    /// an Email's pending flag changes go on top of its new copies' flags.
+    #[allow(clippy::too_many_arguments)]
     async fn add_copies(
         &self,
         tx: &Transaction<'_>,
@@ -537,6 +543,7 @@ impl PgStore {
         mailbox: MailboxId,
         ch: &MailboxChanges,
         delivery_box: bool,
+        overlay: bool,
     ) -> Result<()> {
         if ch.new.is_empty() && ch.links.is_empty() {
             return Ok(());
@@ -560,6 +567,10 @@ impl PgStore {
             .iter()
             .map(|r| r.get(0))
             .collect();
+        if overlay {
+            // A copy the user removed (pending on the server) stays removed.
+            taken.extend(super::outbox::tombstoned(tx, mailbox.0, &all_uids).await?);
+        }
         let gmail: HashMap<u32, GmailIds> = ch.gmail.iter().map(|(u, g)| (u.0, *g)).collect();
         let identity_of = |n: &NewCopy| match (gmail.get(&n.uid.0), &n.server_email_id) {
             (Some(g), _) => gmail_identity(g.msgid),
@@ -686,6 +697,27 @@ impl PgStore {
             ));
         }
 
+        if overlay {
+            // An Email stored before may have flag changes of the user pending: they stay
+            // on top of the server's flags of its new copies. (An Email made by this batch
+            // has none.)
+            let stored: Vec<i64> = copies
+                .iter()
+                .filter_map(|c| match c.1 {
+                    Target::Stored(e) => Some(e),
+                    Target::New(_) => None,
+                })
+                .collect();
+            let queued = super::outbox::pending_flags(tx, &stored).await?;
+            for c in copies.iter_mut() {
+                if let Target::Stored(e) = c.1
+                    && let Some(q) = queued.get(&e)
+                {
+                    c.2 = super::outbox::overlay(std::mem::take(&mut c.2), Some(q));
+                }
+            }
+        }
+
         self.place_in_threads(tx, log, account, ch, &mut pending)
             .await?;
 
@@ -799,7 +831,7 @@ impl PgStore {
     /// Places each new Email in a thread: Gmail's conversation as it is (X-GM-THRID),
     /// else by its references. Reads what is stored about the batch's keys in three
     /// statements, threads in memory, and writes the new threads and links at the end.
-    async fn place_in_threads(
+    pub(super) async fn place_in_threads(
         &self,
         tx: &Transaction<'_>,
         log: &mut ChangeLog,
@@ -958,7 +990,7 @@ impl PgStore {
 /// The batch's new Emails, in one statement: metadata, keywords (the union of the
 /// batch's copies of each), the full text of the header (and of the body when the
 /// message came whole).
-async fn insert_emails(
+pub(super) async fn insert_emails(
     tx: &Transaction<'_>,
     account: AccountId,
     ch: &MailboxChanges,
@@ -1124,12 +1156,14 @@ async fn store_bodies(
 }
 
 /// Flag changes of the server: the copies whose flags differ, then their Emails'
-/// keywords; an Email whose keywords changed is an Email and a Mailbox update.
+/// keywords; an Email whose keywords changed is an Email and a Mailbox update. With local
+/// changes `pending`, an Email's pending flag changes go on top of the server's flags.
 async fn apply_flags(
     tx: &Transaction<'_>,
     log: &mut ChangeLog,
     mailbox: MailboxId,
     updates: &[FlagUpdate],
+    pending: bool,
 ) -> Result<()> {
     if updates.is_empty() {
         return Ok(());
@@ -1141,6 +1175,27 @@ async fn apply_flags(
             i64::from(f.uid.0),
             (join_flags(&f.flags), to_i64(f.modseq.0)),
         );
+    }
+    if pending {
+        let uids: Vec<i64> = last.keys().copied().collect();
+        let st = tx
+            .prepare_cached(
+                "SELECT uid, email_id FROM copy WHERE mailbox_id = $1 AND uid = ANY($2)",
+            )
+            .await?;
+        let email_of: HashMap<i64, i64> = tx
+            .query(&st, &[&mailbox.0, &uids])
+            .await?
+            .iter()
+            .map(|r| (r.get(0), r.get(1)))
+            .collect();
+        let emails: Vec<i64> = email_of.values().copied().collect();
+        let queued = super::outbox::pending_flags(tx, &emails).await?;
+        for (u, (f, _)) in last.iter_mut() {
+            if let Some(q) = email_of.get(u).and_then(|e| queued.get(e)) {
+                *f = super::outbox::overlay(std::mem::take(f), Some(q));
+            }
+        }
     }
     let mut uids = Vec::new();
     let mut flags = Vec::new();
@@ -1176,95 +1231,32 @@ async fn apply_flags(
     Ok(())
 }
 
-#[async_trait]
-impl MailSync for PgStore {
-    async fn mailboxes(&self, account: AccountId) -> Result<Vec<MailboxRecord>> {
-        let c = self.client().await?;
-        let st = c
-            .prepare_cached(&format!(
-                "SELECT {MAILBOX_COLUMNS} FROM mailbox m WHERE m.account_id = $1 ORDER BY m.name"
-            ))
-            .await?;
-        c.query(&st, &[&account.0])
-            .await?
-            .iter()
-            .map(mailbox_from_row)
-            .collect()
-    }
-
-    async fn mailbox_by_raw_name(
-        &self,
-        account: AccountId,
-        raw_name: &str,
-    ) -> Result<Option<MailboxRecord>> {
-        let c = self.client().await?;
-        let st = c
-            .prepare_cached(&format!(
-                "SELECT {MAILBOX_COLUMNS} FROM mailbox m WHERE m.account_id = $1 AND m.raw_name = $2"
-            ))
-            .await?;
-        c.query_opt(&st, &[&account.0, &raw_name])
-            .await?
-            .as_ref()
-            .map(mailbox_from_row)
-            .transpose()
-    }
-
-    async fn stored_uids(&self, mailbox: MailboxId, uids: &[Uid]) -> Result<Vec<Uid>> {
-        let asked: Vec<i64> = uids.iter().map(|u| i64::from(u.0)).collect();
-        let c = self.client().await?;
-        let st = c
-            .prepare_cached(
-                "SELECT k FROM unnest($2::bigint[]) AS u(k) \
-                 WHERE EXISTS (SELECT 1 FROM copy WHERE mailbox_id = $1 AND uid = k)",
-            )
-            .await?;
-        let stored: HashSet<i64> = c
-            .query(&st, &[&mailbox.0, &asked])
-            .await?
-            .iter()
-            .map(|r| r.get(0))
-            .collect();
-        // In the order asked, as the SQLite backend answers.
-        Ok(uids
-            .iter()
-            .copied()
-            .filter(|u| stored.contains(&i64::from(u.0)))
-            .collect())
-    }
-
-    async fn gmail_known(&self, account: AccountId, msgids: &[u64]) -> Result<Vec<u64>> {
-        let identities: Vec<String> = msgids.iter().map(|m| gmail_identity(*m)).collect();
-        let c = self.client().await?;
-        let st = c
-            .prepare_cached(
-                "SELECT DISTINCT identity FROM email WHERE account_id = $1 AND identity = ANY($2)",
-            )
-            .await?;
-        let known: HashSet<String> = c
-            .query(&st, &[&account.0, &identities])
-            .await?
-            .iter()
-            .map(|r| r.get(0))
-            .collect();
-        Ok(msgids
-            .iter()
-            .zip(&identities)
-            .filter(|(_, i)| known.contains(*i))
-            .map(|(m, _)| *m)
-            .collect())
-    }
-
-    async fn apply_mailbox_list(
+impl PgStore {
+    /// `apply_mailbox_list`, or, when `epoch` is given and the account's mailbox epoch
+    /// moved away from it, nothing (see `MailSync::apply_mailbox_list_at`). The epoch is
+    /// read under the account's lock, which a confirmed mailbox change holds while it moves
+    /// the epoch.
+    async fn mailbox_list_at(
         &self,
         account: AccountId,
         remote: &[RemoteMailbox],
+        epoch: Option<u64>,
     ) -> Result<MailboxListOutcome> {
         let mut c = self.client().await?;
         let tx = c.transaction().await?;
         let mut log = ChangeLog::of(self, account);
         let mut out = MailboxListOutcome::default();
         lock_account(&tx, account).await?;
+        if epoch.is_some_and(|e| e != self.mailbox_epoch(account)) {
+            // The list was taken across a mailbox change of the user: it may show the
+            // server before that change. The next pass brings the list in line.
+            return Ok(out);
+        }
+        // While a mailbox change of the user is pending, the local list is the user's
+        // intent and is not brought in line (the pass after the drain does it).
+        if super::outbox::mailbox_ops_pending(&tx, account).await? {
+            return Ok(out);
+        }
 
         struct Stored {
             id: i64,
@@ -1425,6 +1417,113 @@ impl MailSync for PgStore {
         }
         log.commit(tx).await?;
         Ok(out)
+    }
+}
+
+#[async_trait]
+impl MailSync for PgStore {
+    async fn mailboxes(&self, account: AccountId) -> Result<Vec<MailboxRecord>> {
+        let c = self.client().await?;
+        let st = c
+            .prepare_cached(&format!(
+                "SELECT {MAILBOX_COLUMNS} FROM mailbox m WHERE m.account_id = $1 ORDER BY m.name"
+            ))
+            .await?;
+        c.query(&st, &[&account.0])
+            .await?
+            .iter()
+            .map(mailbox_from_row)
+            .collect()
+    }
+
+    async fn mailbox_by_raw_name(
+        &self,
+        account: AccountId,
+        raw_name: &str,
+    ) -> Result<Option<MailboxRecord>> {
+        let c = self.client().await?;
+        let st = c
+            .prepare_cached(&format!(
+                "SELECT {MAILBOX_COLUMNS} FROM mailbox m WHERE m.account_id = $1 AND m.raw_name = $2"
+            ))
+            .await?;
+        c.query_opt(&st, &[&account.0, &raw_name])
+            .await?
+            .as_ref()
+            .map(mailbox_from_row)
+            .transpose()
+    }
+
+    async fn stored_uids(&self, mailbox: MailboxId, uids: &[Uid]) -> Result<Vec<Uid>> {
+        let asked: Vec<i64> = uids.iter().map(|u| i64::from(u.0)).collect();
+        let c = self.client().await?;
+        let st = c
+            .prepare_cached(
+                "SELECT k FROM unnest($2::bigint[]) AS u(k) \
+                 WHERE EXISTS (SELECT 1 FROM copy WHERE mailbox_id = $1 AND uid = k)",
+            )
+            .await?;
+        let stored: HashSet<i64> = c
+            .query(&st, &[&mailbox.0, &asked])
+            .await?
+            .iter()
+            .map(|r| r.get(0))
+            .collect();
+        // In the order asked, as the SQLite backend answers.
+        Ok(uids
+            .iter()
+            .copied()
+            .filter(|u| stored.contains(&i64::from(u.0)))
+            .collect())
+    }
+
+    async fn gmail_known(&self, account: AccountId, msgids: &[u64]) -> Result<Vec<u64>> {
+        let identities: Vec<String> = msgids.iter().map(|m| gmail_identity(*m)).collect();
+        let c = self.client().await?;
+        let st = c
+            .prepare_cached(
+                "SELECT DISTINCT identity FROM email WHERE account_id = $1 AND identity = ANY($2)",
+            )
+            .await?;
+        let known: HashSet<String> = c
+            .query(&st, &[&account.0, &identities])
+            .await?
+            .iter()
+            .map(|r| r.get(0))
+            .collect();
+        Ok(msgids
+            .iter()
+            .zip(&identities)
+            .filter(|(_, i)| known.contains(*i))
+            .map(|(m, _)| *m)
+            .collect())
+    }
+
+    async fn apply_mailbox_list(
+        &self,
+        account: AccountId,
+        remote: &[RemoteMailbox],
+    ) -> Result<MailboxListOutcome> {
+        self.mailbox_list_at(account, remote, None).await
+    }
+
+    /// A per-process counter, as on SQLite: the sync and the outbox worker of an account
+    /// run on the node holding its lease, where the worker's confirmations move it; a
+    /// change queued on another node is guarded by `mailbox_ops_pending` meanwhile.
+    fn mailbox_epoch(&self, account: AccountId) -> u64 {
+        self.mailbox_epochs
+            .lock()
+            .map(|m| m.get(&account.0).copied().unwrap_or(0))
+            .unwrap_or(0)
+    }
+
+    async fn apply_mailbox_list_at(
+        &self,
+        account: AccountId,
+        remote: &[RemoteMailbox],
+        epoch: u64,
+    ) -> Result<MailboxListOutcome> {
+        self.mailbox_list_at(account, remote, Some(epoch)).await
     }
 
     async fn reset_mailbox(&self, mailbox: MailboxId, uidvalidity: UidValidity) -> Result<()> {

@@ -21,6 +21,8 @@ const MIGRATIONS: &[&str] = &[
     include_str!("leases.sql"),
     // Identities, the submission queue, the Sent copy policy, push subscriptions.
     include_str!("submission.sql"),
+    // The write-back queue (Outbox): entries, tombstones of removed copies, refusals.
+    include_str!("outbox.sql"),
 ];
 
 /// The schema version this build writes.

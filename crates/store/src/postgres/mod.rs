@@ -1,6 +1,7 @@
 //! The PostgreSQL backend, begun role by role (docs/design/postgres.md): so far
-//! [`Directory`], [`MailSync`], [`Uploads`], [`BodyPolicy`], [`SieveState`], [`Quotas`]
-//! and [`crate::Leases`], with the bus across nodes (`bus.rs`, [`PgStore::events`]).
+//! [`Directory`], [`MailSync`], [`Uploads`], [`BodyPolicy`], [`SieveState`], [`Quotas`],
+//! [`Outbox`] and [`crate::Leases`], with the bus across nodes (`bus.rs`,
+//! [`PgStore::events`]), which also wakes each node's workers for work queued on any node.
 //! [`Push`] (`push.rs`): that bus, the change log's types, push subscriptions.
 //! [`Submissions`] (`submission.rs`): identities and the send queue, each attempt begun
 //! once across nodes and under the account's lease. `import.rs`: the writing side of
@@ -20,6 +21,7 @@ pub(crate) mod import;
 mod leases;
 mod mailsync;
 mod migrate;
+mod outbox;
 mod policy;
 mod push;
 mod quota;
@@ -35,9 +37,11 @@ use std::sync::Arc;
 /// SQL condition: blob `blob.id` is needed by nothing, so its row may go. The SQLite
 /// backend's `BLOB_UNREFERENCED` for the tables this schema has so far: each table that
 /// comes to reference blobs (Emails, queued APPENDs, submissions) adds its clause here.
+/// A queued APPEND names its blob in a column of its own (`outbox.blob_id`).
 const BLOB_UNREFERENCED: &str = "NOT EXISTS (SELECT 1 FROM upload WHERE upload.blob_id = blob.id) \
      AND NOT EXISTS (SELECT 1 FROM email WHERE email.blob_id = blob.id) \
-     AND NOT EXISTS (SELECT 1 FROM submission WHERE submission.blob_id = blob.id)";
+     AND NOT EXISTS (SELECT 1 FROM submission WHERE submission.blob_id = blob.id) \
+     AND NOT EXISTS (SELECT 1 FROM outbox WHERE outbox.blob_id = blob.id)";
 
 /// How many connections one store opens at most.
 const POOL_SIZE: usize = 16;
@@ -64,6 +68,8 @@ pub struct PgStore {
     fence: Option<Arc<leases::Fence>>,
     /// This node's workers, woken for work queued on any node (bus.rs).
     work: Arc<crate::wake::WorkSignals>,
+    /// Per account, the mailbox epoch (`MailSync::mailbox_epoch`, outbox.rs moves it).
+    mailbox_epochs: Arc<std::sync::Mutex<std::collections::HashMap<i64, u64>>>,
 }
 
 impl std::fmt::Debug for PgStore {
@@ -105,6 +111,7 @@ impl PgStore {
             bus,
             fence: None,
             work,
+            mailbox_epochs: Arc::default(),
         })
     }
 

@@ -8,6 +8,7 @@ use super::write::{
     refresh_keywords, split_flags, write_metadata,
 };
 use super::*;
+use crate::mailrows::{apply_flag_ops, header_block, merge_flag_ops};
 use crate::model::*;
 use crate::outbox::*;
 use crate::prelude::*;
@@ -36,24 +37,6 @@ fn to_json(op: &OutboxOp) -> Result<String> {
 
 fn from_json(s: &str) -> Result<OutboxOp> {
     serde_json::from_str(s).map_err(|e| Error::Corrupt(format!("outbox payload: {e}")))
-}
-
-fn has_flag(flags: &[String], f: &str) -> bool {
-    flags.iter().any(|x| x.eq_ignore_ascii_case(f))
-}
-
-/// `flags` with `add` set and `remove` cleared (IMAP flags compare case-insensitively).
-fn apply_flag_ops(flags: &str, add: &[String], remove: &[String]) -> String {
-    let mut v: Vec<String> = split_flags(flags)
-        .into_iter()
-        .filter(|f| !has_flag(remove, f))
-        .collect();
-    for a in add {
-        if !has_flag(&v, a) {
-            v.push(a.clone());
-        }
-    }
-    join_flags(&v)
 }
 
 // --- hooks for the sync's write paths -----------------------------------------------------
@@ -187,25 +170,8 @@ fn enqueue_flags(
             remove: old_remove,
         } = from_json(&payload)?
     {
-        let mut a: Vec<String> = old_add
-            .into_iter()
-            .filter(|f| !has_flag(&remove, f))
-            .collect();
-        let mut r: Vec<String> = old_remove
-            .into_iter()
-            .filter(|f| !has_flag(&add, f))
-            .collect();
-        for f in add {
-            if !has_flag(&a, &f) {
-                a.push(f);
-            }
-        }
-        for f in remove {
-            if !has_flag(&r, &f) {
-                r.push(f);
-            }
-        }
-        return set_payload(tx, id, &OutboxOp::Flags { add: a, remove: r });
+        let (add, remove) = merge_flag_ops(old_add, old_remove, add, remove);
+        return set_payload(tx, id, &OutboxOp::Flags { add, remove });
     }
     enqueue(
         tx,
@@ -830,17 +796,6 @@ pub(crate) fn destroy_emails(
     }
     log.commit(tx, committed)?;
     Ok(out)
-}
-
-/// The header block of a raw message (through the blank line), as BODY[HEADER] gives it.
-pub(crate) fn header_block(raw: &[u8]) -> &[u8] {
-    match raw.windows(4).position(|w| w == b"\r\n\r\n") {
-        Some(p) => &raw[..p + 4],
-        None => match raw.windows(2).position(|w| w == b"\n\n") {
-            Some(p) => &raw[..p + 2],
-            None => raw,
-        },
-    }
 }
 
 pub(crate) fn append_email(
