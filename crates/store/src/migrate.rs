@@ -423,6 +423,47 @@ pub(crate) const TABLES: &[Table] = &[
         ],
     ),
     rows(
+        "outbox",
+        "SELECT id, account_id, kind, email_id, payload, rev, attempts, last_error, \
+         created_at, CASE WHEN kind = 'append' THEN json_extract(payload, '$.blob_id') END \
+         FROM outbox ORDER BY id",
+        &[
+            ("id", Int),
+            ("account_id", Int),
+            ("kind", Text),
+            ("email_id", Int),
+            ("payload", Text),
+            ("rev", Int),
+            ("attempts", Int),
+            ("last_error", Text),
+            ("created_at", Int),
+            ("blob_id", Text),
+        ],
+    ),
+    rows(
+        "outbox_tombstone",
+        "SELECT mailbox_id, uid, outbox_id, done_at FROM outbox_tombstone \
+         ORDER BY mailbox_id, uid",
+        &[
+            ("mailbox_id", Int),
+            ("uid", Int),
+            ("outbox_id", Int),
+            ("done_at", Int),
+        ],
+    ),
+    rows(
+        "outbox_failure",
+        "SELECT id, account_id, kind, object_id, reason, at FROM outbox_failure ORDER BY id",
+        &[
+            ("id", Int),
+            ("account_id", Int),
+            ("kind", Text),
+            ("object_id", Int),
+            ("reason", Text),
+            ("at", Int),
+        ],
+    ),
+    rows(
         "sent_copy_policy",
         "SELECT account_id, policy FROM sent_copy_policy ORDER BY account_id",
         &[("account_id", Int), ("policy", Text)],
@@ -466,6 +507,8 @@ pub(crate) const SEQUENCES: &[Sequence] = &[
     Sequence::new("identity", "id", "identity", Some("Identity")),
     Sequence::new("submission", "id", "submission", Some("EmailSubmission")),
     Sequence::new("push_subscription", "id", "push_subscription", None),
+    Sequence::new("outbox", "id", "outbox", None),
+    Sequence::new("outbox_failure", "id", "outbox_failure", None),
 ];
 
 /// One identity column and where its high-water mark is read.

@@ -73,26 +73,7 @@ fn open_locked(path: &Path) -> Result<Connection> {
              run this build's `tidings serve` on it once first"
         )));
     }
-    queued_writes(&conn)?;
     Ok(conn)
-}
-
-/// The write-back queue is not copied yet (PostgreSQL gets it with its `Outbox` role):
-/// a store with changes still waiting for the server is refused rather than losing them.
-fn queued_writes(conn: &Connection) -> Result<()> {
-    let queued: i64 = conn.query_row(
-        "SELECT (SELECT count(*) FROM outbox) \
-         + (SELECT count(*) FROM outbox_tombstone WHERE done_at IS NULL)",
-        [],
-        |r| r.get(0),
-    )?;
-    if queued > 0 {
-        return Err(Error::Refused(format!(
-            "{queued} changes are still waiting to be written back to the mail servers: \
-             let `tidings serve` finish them first"
-        )));
-    }
-    Ok(())
 }
 
 fn read_all(conn: &Connection, blobs: &Blobs, tx: &mpsc::Sender<Result<Item>>) -> Result<()> {
