@@ -475,20 +475,23 @@ async fn migrate_refused_or_cut_leaves_the_database_as_it_was() -> Result<()> {
     Ok(())
 }
 
-/// SQL on the SQLite store from outside (Python's sqlite3), as an administrator would.
-fn sqlite_exec(db: &std::path::Path, sql: &str) -> Result<()> {
+/// SQL on the SQLite store from outside (Python's sqlite3), as an administrator would;
+/// returns the first column of the first row, if any.
+fn sqlite_exec(db: &std::path::Path, sql: &str) -> Result<String> {
+    const RUN: &str = "import sqlite3, sys\n\
+        c = sqlite3.connect(sys.argv[1])\n\
+        r = c.execute(sys.argv[2]).fetchone()\n\
+        c.commit()\n\
+        print('' if r is None else r[0])\n";
     let out = Command::new("python3")
-        .args([
-            "-c",
-            "import sqlite3, sys; c = sqlite3.connect(sys.argv[1]); c.execute(sys.argv[2]); c.commit()",
-        ])
+        .args(["-c", RUN])
         .arg(db)
         .arg(sql)
         .output()?;
     if !out.status.success() {
         bail!("sqlite: {}", String::from_utf8_lossy(&out.stderr));
     }
-    Ok(())
+    Ok(String::from_utf8_lossy(&out.stdout).trim().to_string())
 }
 
 fn database(url: &str) -> String {
