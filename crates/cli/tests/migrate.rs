@@ -1,13 +1,13 @@
 //! `tidings migrate --to postgres://...`: a data dir synced by `tidings serve` from the
 //! private Dovecot, changed by its user through JMAP, copied into a private PostgreSQL.
-//! Afterwards the PostgreSQL store answers as the SQLite store does (every id, state,
-//! view, query, thread and change page), a client's changes from its old state are
-//! exactly what it changed, and new objects get new ids and a higher state. A copy into a
-//! database that is not empty, or of a store a server still has open, is refused and
-//! changes nothing.
+//! Afterwards the PostgreSQL store holds what the SQLite store holds (every id, state,
+//! counter, copy, thread link, the change log in its order, the write-back queue), a
+//! client's changes from its old state are exactly what it changed, and new objects get
+//! new ids and a higher state. A copy into a database that is not empty, or of a store a
+//! server still has open, is refused and changes nothing; one cut half-way leaves nothing.
 
 use anyhow::{Context, Result, bail};
-use mail_types::{AccountId, EmailId, ModSeq, State, ThreadId, Uid};
+use mail_types::{AccountId, EmailId, ModSeq, State, Uid};
 use serde_json::{Value, json};
 use std::io::{Read, Write};
 use std::net::TcpStream;
@@ -15,9 +15,7 @@ use std::path::PathBuf;
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 use store::prelude::*;
-use store::{
-    ChangePosition, EmailQuery, MailboxChanges, NewCopy, ObjectType, PgStore, SqliteStore,
-};
+use store::{MailboxChanges, NewCopy, PgStore, SqliteStore};
 use testkit::{Dovecot, DovecotOptions, SeedMessage, corpus};
 
 const USER: &str = "alice@example.org";
@@ -158,65 +156,83 @@ fn seed_dovecot() -> Result<Dovecot> {
     Ok(dovecot)
 }
 
-/// Everything a JMAP client reads of the account, through the store's roles: the same
-/// answers from both backends is what "clients do not notice" means.
-#[cfg(any())]
-#[derive(Debug, PartialEq)]
-struct Snapshot {
-    state: State,
-    accounts: Vec<(AccountId, String)>,
-    mailboxes: Vec<store::MailboxView>,
-    query: store::QueryPage,
-    emails: Vec<store::EmailView>,
-    threads: Vec<(ThreadId, Vec<EmailId>)>,
-    changes: Vec<store::Change>,
-    pages: Vec<String>,
-    search: Vec<EmailId>,
-}
+/// What the client-visible tables hold, read from outside the code under test (Python's
+/// sqlite3 on one side, psql on the other), each as `|`-separated lines: ids, states,
+/// counters, copies, the change log in its order, the write-back queue.
+const TABLES: &[(&str, bool)] = &[
+    (
+        "SELECT id, user_id, name, state, delivery_state FROM account",
+        false,
+    ),
+    (
+        "SELECT id, raw_name, uidvalidity, uidnext, highestmodseq, copies, bodies, \
+         total_emails, unread_emails, total_threads, unread_threads FROM mailbox",
+        false,
+    ),
+    (
+        "SELECT id, thread_id, identity, size, received_at, coalesce(blob_id, '') FROM email",
+        false,
+    ),
+    (
+        "SELECT mailbox_id, uid, email_id, flags, modseq FROM copy",
+        false,
+    ),
+    ("SELECT id, account_id FROM thread", false),
+    ("SELECT account_id, msgid, thread_id FROM thread_ref", false),
+    (
+        "SELECT id, kind, coalesce(email_id, 0), payload, rev FROM outbox",
+        false,
+    ),
+    (
+        "SELECT mailbox_id, uid, outbox_id FROM outbox_tombstone",
+        false,
+    ),
+    ("SELECT id FROM blob", false),
+    // In its order: a `*/changes` page resumes after a row within a state.
+    (
+        "SELECT account_id, state, type, object_id, op FROM change ORDER BY {seq}",
+        true,
+    ),
+];
 
-#[cfg(any())]
-async fn snapshot<S: Directory + Reading>(s: &S, a: AccountId, since: State) -> Result<Snapshot> {
-    let query = s
-        .query_emails(
-            a,
-            &EmailQuery {
-                count: true,
-                ..Default::default()
-            },
-        )
-        .await?;
-    let emails = s.emails(a, &query.ids).await?;
-    let mut thread_ids = query.threads.clone();
-    thread_ids.sort_unstable_by_key(|t| t.0);
-    thread_ids.dedup();
-    let mut pages = Vec::new();
-    for object in [ObjectType::Email, ObjectType::Mailbox, ObjectType::Thread] {
-        let page = s
-            .changes_page(a, object, ChangePosition::whole(since), 50)
-            .await?;
-        pages.push(format!("{page:?}"));
+/// The rows of `sql` on the SQLite store, `|`-separated.
+fn sqlite_rows(db: &std::path::Path, sql: &str) -> Result<Vec<String>> {
+    const RUN: &str = "import sqlite3, sys\n\
+        c = sqlite3.connect(sys.argv[1])\n\
+        for r in c.execute(sys.argv[2]): print('|'.join(str(v) for v in r))\n";
+    let out = Command::new("python3")
+        .args(["-c", RUN])
+        .arg(db)
+        .arg(sql)
+        .output()?;
+    if !out.status.success() {
+        bail!("sqlite: {}", String::from_utf8_lossy(&out.stderr));
     }
-    let mut accounts: Vec<(AccountId, String)> = s
-        .list_accounts()
-        .await?
-        .into_iter()
-        .map(|r| (r.id, r.name))
-        .collect();
-    accounts.sort_unstable_by_key(|(id, _)| id.0);
-    Ok(Snapshot {
-        state: s.account_state(a).await?,
-        accounts,
-        mailboxes: s.mailbox_views(a).await?,
-        threads: s.threads(a, &thread_ids).await?,
-        changes: s.changes_since(a, since).await?,
-        search: s.search(a, "the").await?,
-        query,
-        emails,
-        pages,
-    })
+    Ok(String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(str::to_string)
+        .collect())
 }
 
-#[cfg(any())]
+/// Each of [`TABLES`] on both sides: the same rows (in the same order where it matters).
+fn same_tables(pg: &testkit::Postgres, url: &str, db: &std::path::Path) -> Result<()> {
+    for (sql, ordered) in TABLES {
+        let mut old = sqlite_rows(db, &sql.replace("{seq}", "rowid"))?;
+        let mut new: Vec<String> = pg
+            .psql(&database(url), &sql.replace("{seq}", "seq"))?
+            .lines()
+            .map(str::to_string)
+            .collect();
+        if !ordered {
+            old.sort_unstable();
+            new.sort_unstable();
+        }
+        assert!(!old.is_empty(), "{sql}: no rows");
+        assert_eq!(old, new, "{sql}");
+    }
+    Ok(())
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn migrated_store_keeps_ids_states_and_changes() -> Result<()> {
     let dovecot = seed_dovecot()?;
@@ -232,6 +248,25 @@ async fn migrated_store_keeps_ids_states_and_changes() -> Result<()> {
         Ok(r[0][1]["total"] == MESSAGES)
     })?;
 
+    // Every body stored too, so the sync changes nothing after the state below.
+    let start = Instant::now();
+    loop {
+        let store = SqliteStore::open(&data.db())?;
+        let mut bodies = 0;
+        for a in store.list_accounts().await? {
+            for m in store.mailboxes(a.id).await? {
+                bodies += m.progress.bodies;
+            }
+        }
+        if bodies as usize == MESSAGES {
+            break;
+        }
+        if start.elapsed() > Duration::from_secs(90) {
+            bail!("{bodies} bodies of {MESSAGES} stored");
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+
     // What the client holds before its changes: the state it will ask changes from (a
     // JMAP state is the account's counter, an id the row's behind a type letter).
     let r = jmap(
@@ -246,12 +281,29 @@ async fn migrated_store_keeps_ids_states_and_changes() -> Result<()> {
     );
     let account = AccountId(1);
 
-    // The user's changes: five flagged, two moved to Archive.
+    // The user's changes to seven messages of INBOX: five flagged or unflagged, two
+    // moved to Archive.
+    let r = jmap(
+        port,
+        json!([["Mailbox/get", {"accountId": "a1", "properties": ["name"]}, "m"]]),
+    )?;
+    let mailbox_id = |name: &str| -> Result<String> {
+        r[0][1]["list"]
+            .as_array()
+            .context("mailboxes")?
+            .iter()
+            .find(|m| m["name"] == name)
+            .and_then(|m| m["id"].as_str())
+            .map(str::to_string)
+            .with_context(|| format!("no {name}"))
+    };
+    let (inbox, archive) = (mailbox_id("INBOX")?, mailbox_id("Archive")?);
     let r = jmap(
         port,
         json!([
-            ["Email/query", {"accountId": "a1", "limit": 7}, "q"],
-            ["Mailbox/get", {"accountId": "a1", "properties": ["name"]}, "m"]
+            ["Email/query", {"accountId": "a1", "filter": {"inMailbox": inbox}, "limit": 7}, "q"],
+            ["Email/get", {"accountId": "a1", "#ids": {"resultOf": "q", "name": "Email/query", "path": "/ids"},
+                "properties": ["keywords"]}, "g"]
         ]),
     )?;
     let ids: Vec<String> = r[0][1]["ids"]
@@ -260,21 +312,26 @@ async fn migrated_store_keeps_ids_states_and_changes() -> Result<()> {
         .iter()
         .filter_map(|v| v.as_str().map(str::to_string))
         .collect();
-    let archive = r[1][1]["list"]
-        .as_array()
-        .context("mailboxes")?
-        .iter()
-        .find(|m| m["name"] == "Archive")
-        .context("Archive")?["id"]
-        .clone();
+    let flagged = |id: &str| {
+        r[1][1]["list"].as_array().is_some_and(|l| {
+            l.iter()
+                .any(|e| e["id"] == id && e["keywords"]["$flagged"] == true)
+        })
+    };
+    let first_flagged = flagged(&ids[0]);
     let mut update = serde_json::Map::new();
     for id in &ids[..5] {
-        update.insert(id.clone(), json!({"keywords/$flagged": true}));
+        let to = if flagged(id) {
+            Value::Null
+        } else {
+            json!(true)
+        };
+        update.insert(id.clone(), json!({ "keywords/$flagged": to }));
     }
     for id in &ids[5..] {
         update.insert(
             id.clone(),
-            json!({"mailboxIds": {archive.as_str().unwrap_or(""): true}}),
+            json!({ "mailboxIds": { archive.as_str(): true } }),
         );
     }
     let r = jmap(
@@ -292,6 +349,49 @@ async fn migrated_store_keeps_ids_states_and_changes() -> Result<()> {
     })?;
     drop(serve);
 
+    // Changes the server has not had yet (serve stopped before their write-back): a flag
+    // taken back and a move back to INBOX, queued with their tombstone.
+    let queued = SqliteStore::open(&data.db())?;
+    let boxes = queued.mailboxes(account).await?;
+    let mailbox = |name: &str| {
+        boxes
+            .iter()
+            .find(|m| m.raw_name == name)
+            .map(|m| m.id)
+            .context("mailbox")
+    };
+    let email = |k: usize| -> Result<EmailId> {
+        Ok(EmailId(ids[k].strip_prefix('e').context("id")?.parse()?))
+    };
+    let patches = vec![
+        store::EmailPatch {
+            email: email(0)?,
+            // Back to what it was before the user's change.
+            keywords_add: if first_flagged {
+                vec!["$flagged".into()]
+            } else {
+                vec![]
+            },
+            keywords_remove: if first_flagged {
+                vec![]
+            } else {
+                vec!["$flagged".into()]
+            },
+            mailboxes_add: vec![],
+            mailboxes_remove: vec![],
+        },
+        store::EmailPatch {
+            email: email(5)?,
+            keywords_add: vec![],
+            keywords_remove: vec![],
+            mailboxes_add: vec![mailbox("INBOX")?],
+            mailboxes_remove: vec![mailbox("Archive")?],
+        },
+    ];
+    let results = queued.update_emails(account, patches).await?;
+    assert!(results.iter().all(|r| r.is_ok()), "{results:?}");
+    drop(queued);
+
     let pg = testkit::Postgres::shared()?;
     let url = pg.fresh_database()?;
     let out = data.migrate(&url)?;
@@ -304,24 +404,26 @@ async fn migrated_store_keeps_ids_states_and_changes() -> Result<()> {
         "{stderr}"
     );
 
-    let sqlite = SqliteStore::open(&data.db())?;
-    let postgres = PgStore::connect(&url).await?;
-    let old = snapshot(&sqlite, account, s0).await?;
-    let new = snapshot(&postgres, account, s0).await?;
-    assert_eq!(old.query.ids.len(), MESSAGES);
-    assert!(!old.search.is_empty());
-    assert_eq!(old, new);
+    same_tables(pg, &url, &data.db())?;
+    let db = database(&url);
+    let queued: i64 = pg.psql(&db, "SELECT count(*) FROM outbox")?.parse()?;
+    assert_eq!(queued, 2);
 
     // The changes from the old state are exactly the user's: the seven Emails updated
-    // (and the mailboxes and threads whose counts moved), nothing else.
-    let mut changed: Vec<i64> = new
-        .changes
-        .iter()
-        .filter(|c| c.object == ObjectType::Email)
-        .map(|c| c.id)
-        .collect();
-    changed.sort_unstable();
-    changed.dedup();
+    // (and the mailboxes and threads whose counts moved), nothing else, the queued two
+    // among them.
+    let changed: Vec<i64> = pg
+        .psql(
+            &db,
+            &format!(
+                "SELECT DISTINCT object_id FROM change WHERE account_id = {} AND state > {} \
+                 AND type = 'Email' ORDER BY 1",
+                account.0, s0.0
+            ),
+        )?
+        .lines()
+        .map(str::parse)
+        .collect::<Result<_, _>>()?;
     let mut expected: Vec<i64> = ids
         .iter()
         .filter_map(|id| id.strip_prefix('e')?.parse().ok())
@@ -330,26 +432,64 @@ async fn migrated_store_keeps_ids_states_and_changes() -> Result<()> {
     assert_eq!(expected.len(), 7, "{ids:?}");
     assert_eq!(changed, expected);
 
+    // Each sequence is past every id SQLite handed out, those of rows deleted since too.
+    for (table, column) in [
+        ("email", "id"),
+        ("mailbox", "id"),
+        ("thread", "id"),
+        ("outbox", "id"),
+    ] {
+        let marked: i64 = sqlite_exec(
+            &data.db(),
+            &format!("SELECT coalesce(max(seq), 0) FROM sqlite_sequence WHERE name = '{table}'"),
+        )?
+        .parse()?;
+        let next: i64 = pg
+            .psql(
+                &db,
+                &format!(
+                    "SELECT coalesce(pg_sequence_last_value(pg_get_serial_sequence('{table}', '{column}')), 0)"
+                ),
+            )?
+            .parse()?;
+        assert!(
+            next >= marked && marked > 0,
+            "{table}: sequence at {next}, SQLite's mark {marked}"
+        );
+    }
+
     // A new message after the move: a higher state, an id no old object ever had.
+    let postgres = PgStore::connect(&url).await?;
+    let old_state: i64 = pg
+        .psql(
+            &db,
+            &format!("SELECT state FROM account WHERE id = {}", account.0),
+        )?
+        .parse()?;
+    let highest_old: i64 = pg
+        .psql(
+            &db,
+            "SELECT max(object_id) FROM change WHERE type = 'Email'",
+        )?
+        .parse::<i64>()?
+        .max(pg.psql(&db, "SELECT max(id) FROM email")?.parse()?);
     let inbox = postgres
         .mailboxes(account)
         .await?
         .into_iter()
         .find(|m| m.raw_name == "INBOX")
         .context("INBOX")?;
-    let uid = Uid(inbox.uidnext.0 + 1000);
-    let raw = corpus::message("carol@example.org", USER, "after the move", "new");
     let state = postgres
         .apply_mailbox_changes(
             account,
             inbox.id,
             MailboxChanges {
                 new: vec![NewCopy {
-                    uid,
+                    uid: Uid(inbox.uidnext.0 + 1000),
                     flags: vec![],
                     modseq: ModSeq(1),
                     internal_date: 1_800_000_000,
-                    size: raw.len() as u32,
+                    size: 100,
                     server_email_id: None,
                     header_hash: "h:after-the-move".into(),
                     parsed: store::ParsedMessage {
@@ -362,22 +502,15 @@ async fn migrated_store_keeps_ids_states_and_changes() -> Result<()> {
             },
         )
         .await?;
-    assert!(state > new.state, "{state:?} after {:?}", new.state);
-    let added: Vec<i64> = postgres
-        .changes_since(account, new.state)
-        .await?
-        .into_iter()
-        .filter(|c| c.object == ObjectType::Email)
-        .map(|c| c.id)
-        .collect();
-    let highest_old = new
-        .changes
-        .iter()
-        .filter(|c| c.object == ObjectType::Email)
-        .map(|c| c.id)
-        .chain(old.query.ids.iter().map(|e| e.0))
-        .max()
-        .unwrap_or(0);
+    assert!(state.0 > old_state, "{state:?} after {old_state}");
+    let added: Vec<i64> = pg
+        .psql(
+            &db,
+            &format!("SELECT object_id FROM change WHERE type = 'Email' AND state > {old_state}"),
+        )?
+        .lines()
+        .map(str::parse)
+        .collect::<Result<_, _>>()?;
     assert_eq!(added.len(), 1, "{added:?}");
     assert!(added[0] > highest_old, "{added:?} reuses an old id");
     Ok(())
