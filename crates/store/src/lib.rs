@@ -33,11 +33,12 @@
 //! - `model`: the records going in and out (accounts, mailboxes, messages, changes).
 //! - `sqlite`: the embedded default backend (`SqliteStore`), schema in `sqlite/schema.sql`.
 //! - `postgres`: the PostgreSQL backend (`PgStore`), begun role by role (Directory,
-//!   Uploads, BodyPolicy, SieveState, Quotas, MailSync so far), schema in `postgres/schema.sql`
+//!   Uploads, BodyPolicy, SieveState, Quotas, MailSync, Reading so far), schema in `postgres/schema.sql`
 //!   and `postgres/mail.sql`.
 //! - `blobs`: raw messages as content-addressed files.
 //! - `migrate`: moving up, a SQLite store copied into an empty PostgreSQL database
 //!   (`sqlite/export.rs` reads, `postgres/import.rs` writes, row batches between them).
+//! - `fulltext`: the words both backends' full-text indexes hold, cut the same way.
 //! - `events`: the event bus push listens to; the write path publishes after commit.
 //! - `wake`: the "work queued" signals of the engine's workers (an account's outbox, the
 //!   submission queue), rung after the commit that queued the work.
@@ -48,6 +49,7 @@
 mod blobs;
 pub mod directory;
 pub mod events;
+mod fulltext;
 pub mod leases;
 mod mailrows;
 pub mod mailsync;

@@ -1,168 +1,18 @@
 //! The sync's writes (`MailSync`) on both backends: change log exactness, threads
 //! independent of arrival order, moves that keep the Email, UIDVALIDITY epochs, renames.
 //!
-//! What a check reads back goes through [`View`]: `Reading` on SQLite; PostgreSQL has no
-//! `Reading` yet, so there the check reads the tables itself, on a connection of its own
-//! (as tests/quota.rs does), with the SQLite backend's meaning of each read.
+//! What a check reads back goes through `Reading`, on both backends.
 
 mod common;
 
 use common::{copy, mailbox, msg, remote};
 
-use mail_types::{AccountId, EmailId, MailboxId, ModSeq, State, ThreadId, Uid, UidValidity};
+use mail_types::{AccountId, MailboxId, ModSeq, State, Uid, UidValidity};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use store::prelude::*;
 use store::*;
 
-/// The reads the checks make after writing: the account's state, the change log, a
-/// mailbox's copies, the full-text search and raw messages.
-trait View {
-    async fn account_state(&self, a: AccountId) -> Result<State>;
-    async fn changes_since(&self, a: AccountId, since: State) -> Result<Vec<Change>>;
-    async fn mailbox_messages(&self, mailbox: MailboxId) -> Result<Vec<MessageSummary>>;
-    async fn search(&self, a: AccountId, query: &str) -> Result<Vec<EmailId>>;
-    async fn blob(&self, id: &str) -> Result<Option<Vec<u8>>>;
-}
-
-impl View for SqliteStore {
-    async fn account_state(&self, a: AccountId) -> Result<State> {
-        Reading::account_state(self, a).await
-    }
-    async fn changes_since(&self, a: AccountId, since: State) -> Result<Vec<Change>> {
-        Reading::changes_since(self, a, since).await
-    }
-    async fn mailbox_messages(&self, mailbox: MailboxId) -> Result<Vec<MessageSummary>> {
-        Reading::mailbox_messages(self, mailbox).await
-    }
-    async fn search(&self, a: AccountId, query: &str) -> Result<Vec<EmailId>> {
-        Reading::search(self, a, query).await
-    }
-    async fn blob(&self, id: &str) -> Result<Option<Vec<u8>>> {
-        Reading::blob(self, id).await
-    }
-}
-
-/// A `PgStore` and a plain client on the same database.
-struct Pg(PgStore, tokio_postgres::Client);
-
-fn pg_err(e: tokio_postgres::Error) -> Error {
-    Error::Backend(Box::new(e))
-}
-
-impl View for Pg {
-    async fn account_state(&self, a: AccountId) -> Result<State> {
-        let r = self
-            .1
-            .query_one("SELECT state FROM account WHERE id = $1", &[&a.0])
-            .await
-            .map_err(pg_err)?;
-        Ok(State(r.get(0)))
-    }
-
-    async fn changes_since(&self, a: AccountId, since: State) -> Result<Vec<Change>> {
-        let rows = self
-            .1
-            .query(
-                "SELECT state, type, object_id, op FROM change \
-                 WHERE account_id = $1 AND state > $2 ORDER BY state, seq",
-                &[&a.0, &since.0],
-            )
-            .await
-            .map_err(pg_err)?;
-        rows.iter()
-            .map(|r| {
-                let t: String = r.get(1);
-                Ok(Change {
-                    state: State(r.get(0)),
-                    object: ObjectType::from_name(&t)
-                        .ok_or_else(|| Error::Corrupt(format!("change type {t}")))?,
-                    id: r.get(2),
-                    op: match r.get::<_, i16>(3) {
-                        0 => ChangeOp::Created,
-                        1 => ChangeOp::Updated,
-                        _ => ChangeOp::Destroyed,
-                    },
-                })
-            })
-            .collect()
-    }
-
-    async fn mailbox_messages(&self, mailbox: MailboxId) -> Result<Vec<MessageSummary>> {
-        let rows = self
-            .1
-            .query(
-                "SELECT e.id, e.thread_id, c.uid, c.flags, e.size, e.received_at, e.subject, \
-                 e.message_id, e.blob_id, e.has_attachment, e.preview \
-                 FROM copy c JOIN email e ON e.id = c.email_id \
-                 WHERE c.mailbox_id = $1 AND c.uid < 4294967296 ORDER BY c.uid",
-                &[&mailbox.0],
-            )
-            .await
-            .map_err(pg_err)?;
-        Ok(rows
-            .iter()
-            .map(|r| MessageSummary {
-                email: EmailId(r.get(0)),
-                thread: ThreadId(r.get(1)),
-                uid: Uid(r.get::<_, i64>(2) as u32),
-                flags: r
-                    .get::<_, String>(3)
-                    .split(' ')
-                    .filter(|f| !f.is_empty())
-                    .map(str::to_string)
-                    .collect(),
-                size: r.get::<_, i64>(4) as u32,
-                internal_date: r.get(5),
-                subject: r.get(6),
-                message_id: r.get(7),
-                blob_id: r.get(8),
-                has_attachment: r.get(9),
-                preview: r.get(10),
-            })
-            .collect())
-    }
-
-    /// Every word, in the header's text or the body's ('simple' text search).
-    async fn search(&self, a: AccountId, query: &str) -> Result<Vec<EmailId>> {
-        let rows = self
-            .1
-            .query(
-                "SELECT e.id FROM email e JOIN email_text_head h ON h.email_id = e.id \
-                 LEFT JOIN email_text_body b ON b.email_id = e.id WHERE e.account_id = $1 AND \
-                 (to_tsvector('simple', h.text) || to_tsvector('simple', coalesce(b.text, ''))) \
-                 @@ plainto_tsquery('simple', $2) ORDER BY e.received_at DESC, e.id DESC",
-                &[&a.0, &query],
-            )
-            .await
-            .map_err(pg_err)?;
-        Ok(rows.iter().map(|r| EmailId(r.get(0))).collect())
-    }
-
-    async fn blob(&self, id: &str) -> Result<Option<Vec<u8>>> {
-        let row = self
-            .1
-            .query_opt("SELECT data FROM blob WHERE id = $1", &[&id])
-            .await
-            .map_err(pg_err)?;
-        Ok(row.map(|r| r.get(0)))
-    }
-}
-
-/// A `PgStore` on a new database of the private PostgreSQL, with its own client.
-async fn pg() -> Pg {
-    let url = testkit::Postgres::shared()
-        .expect("private PostgreSQL")
-        .fresh_database()
-        .expect("database");
-    let store = PgStore::connect(&url).await.expect("connect");
-    let (client, connection) = tokio_postgres::connect(&url, tokio_postgres::NoTls)
-        .await
-        .expect("client");
-    tokio::spawn(connection);
-    Pg(store, client)
-}
-
-/// One test per backend for each check (`async fn NAME<S>(s: &S, v: &impl View)`).
+/// One test per backend for each check (`async fn NAME<S>(s: &S, v: &impl Reading)`).
 macro_rules! on_both_backends_with_view {
     ($($check:ident),* $(,)?) => {
         mod sqlite {
@@ -178,8 +28,8 @@ macro_rules! on_both_backends_with_view {
             $(
                 #[tokio::test]
                 async fn $check() {
-                    let pg = super::pg().await;
-                    super::$check(&pg.0, &pg).await
+                    let s = crate::common::postgres().await;
+                    super::$check(&s, &s).await
                 }
             )*
         }
@@ -206,7 +56,7 @@ async fn setup<S: Directory>(s: &S) -> AccountId {
 }
 
 /// The trigger-kept counters equal a count of the rows.
-async fn assert_counters<S: MailSync>(s: &S, v: &impl View, a: AccountId) {
+async fn assert_counters<S: MailSync>(s: &S, v: &impl Reading, a: AccountId) {
     for m in s.mailboxes(a).await.expect("mailboxes") {
         let msgs = v.mailbox_messages(m.id).await.expect("msgs");
         assert_eq!(
@@ -233,7 +83,10 @@ async fn add<S: MailSync>(s: &S, a: AccountId, mb: MailboxId, copies: Vec<NewCop
     .expect("apply")
 }
 
-async fn every_change_is_logged_under_one_new_state<S: Directory + MailSync>(s: &S, v: &impl View) {
+async fn every_change_is_logged_under_one_new_state<S: Directory + MailSync>(
+    s: &S,
+    v: &impl Reading,
+) {
     let a = setup(s).await;
     s.apply_mailbox_list(a, &[remote("INBOX", 7)])
         .await
@@ -305,7 +158,7 @@ async fn every_change_is_logged_under_one_new_state<S: Directory + MailSync>(s: 
     );
 }
 
-async fn threads_do_not_depend_on_arrival_order<S: Directory + MailSync>(s: &S, v: &impl View) {
+async fn threads_do_not_depend_on_arrival_order<S: Directory + MailSync>(s: &S, v: &impl Reading) {
     let raws = [
         msg("root", &[], "Plan"),
         msg("r1", &["root"], "Re: Plan"),
@@ -358,7 +211,7 @@ async fn threads_do_not_depend_on_arrival_order<S: Directory + MailSync>(s: &S, 
 
 async fn a_move_keeps_the_email_and_orphans_are_collected<S: Directory + MailSync>(
     s: &S,
-    v: &impl View,
+    v: &impl Reading,
 ) {
     let a = setup(s).await;
     s.apply_mailbox_list(a, &[remote("INBOX", 7), remote("Archive", 8)])
@@ -482,7 +335,10 @@ async fn a_move_keeps_the_email_and_orphans_are_collected<S: Directory + MailSyn
     assert_eq!(v.search(a, "body text").await.expect("search").len(), 2);
 }
 
-async fn another_uidvalidity_is_refused_until_reset<S: Directory + MailSync>(s: &S, v: &impl View) {
+async fn another_uidvalidity_is_refused_until_reset<S: Directory + MailSync>(
+    s: &S,
+    v: &impl Reading,
+) {
     let a = setup(s).await;
     s.apply_mailbox_list(a, &[remote("INBOX", 7)])
         .await
@@ -523,7 +379,7 @@ async fn another_uidvalidity_is_refused_until_reset<S: Directory + MailSync>(s: 
 /// leaves the message of the new epoch as it is.
 async fn a_batch_of_the_old_epoch_is_refused_after_a_reset<S: Directory + MailSync>(
     s: &S,
-    v: &impl View,
+    v: &impl Reading,
 ) {
     let a = setup(s).await;
     s.apply_mailbox_list(a, &[remote("INBOX", 7)])
@@ -617,7 +473,7 @@ async fn a_batch_of_the_old_epoch_is_refused_after_a_reset<S: Directory + MailSy
 
 async fn renames_keep_the_mailbox_and_parents_follow_names<S: Directory + MailSync>(
     s: &S,
-    _v: &impl View,
+    _v: &impl Reading,
 ) {
     let a = setup(s).await;
     s.apply_mailbox_list(

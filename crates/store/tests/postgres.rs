@@ -281,3 +281,14 @@ async fn mailbox_counts_match_a_recount() {
         "the sequence left mail to count"
     );
 }
+
+/// Every role is there: the PostgreSQL store is a whole `Store`, as the server holds it.
+#[tokio::test]
+async fn the_postgres_store_is_a_whole_store() {
+    let pg = Postgres::shared().expect("private PostgreSQL");
+    let url = pg.fresh_database().expect("database");
+    let store: std::sync::Arc<dyn store::Store> =
+        std::sync::Arc::new(PgStore::connect(&url).await.expect("connect"));
+    assert!(store.shared(), "several nodes may share it");
+    assert!(store.list_accounts().await.expect("accounts").is_empty());
+}

@@ -83,6 +83,12 @@ impl PgStore {
     }
 }
 
+impl crate::leases::Fencing for PgStore {
+    fn fenced(&self, node: &str, lease: Lease) -> Arc<dyn crate::Store> {
+        Arc::new(PgStore::fenced(self, node, lease))
+    }
+}
+
 fn seconds(ttl: Duration) -> f64 {
     ttl.as_secs_f64()
 }

@@ -23,6 +23,8 @@ const MIGRATIONS: &[&str] = &[
     include_str!("submission.sql"),
     // The write-back queue (Outbox): entries, tombstones of removed copies, refusals.
     include_str!("outbox.sql"),
+    // The full text's words stored with each row, the indexes on them (Reading).
+    include_str!("reading.sql"),
 ];
 
 /// The schema version this build writes.

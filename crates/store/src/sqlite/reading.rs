@@ -236,13 +236,23 @@ fn keyword_pattern(k: &str) -> String {
 /// Most words of one text condition that are looked up.
 const MAX_WORDS: usize = 32;
 
-/// FTS5 query of words, each quoted (so nothing in them is FTS syntax), all required.
+/// FTS5 query of words, all required: each word the phrase of its index words
+/// (`fulltext`), so nothing in it is FTS syntax. Text indexed before the index got
+/// `fulltext`'s words was cut by `unicode61` alone: a word whose phrase differs from the
+/// word as it was written is looked up both ways, so that mail is still found.
 fn fts_words(column: Option<&str>, text: &str) -> Option<String> {
     let words: Vec<String> = text
         .split_whitespace()
         .take(MAX_WORDS)
         .map(|w| {
-            let q = format!("\"{}\"", w.replace('"', "\"\""));
+            // A word without a letter or digit matches nothing (an empty phrase).
+            let p = crate::fulltext::phrase(w).map_or_else(|| "\"\"".to_string(), |p| p.fts5());
+            let raw = format!("\"{}\"", w.replace('"', "\"\""));
+            let q = if raw == p {
+                p
+            } else {
+                format!("({p} OR {raw})")
+            };
             match column {
                 Some(c) => format!("{c} : {q}"),
                 None => q,

@@ -480,8 +480,8 @@ pub(crate) fn index_head(tx: &Transaction<'_>, email: i64, p: &ParsedMessage) ->
     )?
     .execute(params![
         email,
-        p.subject.as_deref().unwrap_or(""),
-        address_text(p)
+        crate::fulltext::index_text(p.subject.as_deref().unwrap_or("")),
+        crate::fulltext::index_text(&address_text(p))
     ])?;
     Ok(())
 }
@@ -489,7 +489,7 @@ pub(crate) fn index_head(tx: &Transaction<'_>, email: i64, p: &ParsedMessage) ->
 /// Indexes the body text; done once, when the body is first stored.
 pub(crate) fn index_body(tx: &Transaction<'_>, email: i64, p: &ParsedMessage) -> Result<()> {
     tx.prepare_cached("INSERT INTO email_fts_body (rowid, body) VALUES (?1, ?2)")?
-        .execute(params![email, p.body_text])?;
+        .execute(params![email, crate::fulltext::index_text(&p.body_text)])?;
     Ok(())
 }
 
