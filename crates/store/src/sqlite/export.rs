@@ -106,12 +106,12 @@ fn read_table(
             Source::HeadText => {
                 let id: i64 = row.get(0)?;
                 let subject: Option<String> = row.get(1)?;
-                let mut text = subject.unwrap_or_default();
-                text.push(' ');
+                let mut addresses = String::new();
                 for i in 2..6 {
                     let list: String = row.get(i)?;
-                    address_text(&list, &mut text);
+                    address_text(&list, &mut addresses);
                 }
+                let text = crate::fulltext::head_text(subject.as_deref().unwrap_or(""), &addresses);
                 batch.push_text(id, text);
             }
             Source::BodyText => {
@@ -121,7 +121,10 @@ fn read_table(
                 // A file missing or cut short has no text to index: the body is fetched
                 // again on demand, and indexed then.
                 match blobs.get(&blob, size.max(0) as u64) {
-                    Ok(Some(raw)) => batch.push_text(id, mime::parse(&raw).body_text),
+                    Ok(Some(raw)) => {
+                        let text = crate::fulltext::index_text(&mime::parse(&raw).body_text);
+                        batch.push_text(id, text)
+                    }
                     Ok(None) | Err(Error::Corrupt(_)) => continue,
                     Err(e) => return Err(e),
                 }
