@@ -597,7 +597,7 @@ pub struct Report {
 /// keep memory bounded whatever the store's size, and a batch is large enough that one
 /// statement per batch is cheap.
 pub(crate) const BATCH_ROWS: usize = 1000;
-pub(crate) const BATCH_BYTES: usize = 16 << 20;
+pub(crate) const BATCH_BYTES: usize = 4 << 20;
 
 /// Copies the SQLite store at `sqlite_file` (its blobs in `blobs/` beside it) into the
 /// empty PostgreSQL database at `url`, in one transaction: a copy cut anywhere leaves the

@@ -101,6 +101,17 @@ async fn copy(
                         table.name
                     )));
                 }
+                if matches!(table.name, "email_text_head" | "email_text_body") {
+                    // The full text's new entries merged into its index now, in bulk, as
+                    // MailSync does after each batch: a search reads the whole pending
+                    // list, which would otherwise wait for autovacuum.
+                    tx.execute(
+                        "SELECT gin_clean_pending_list(oid) FROM pg_class \
+                         WHERE oid = ($1 || '_words')::regclass AND pg_has_role(relowner, 'USAGE')",
+                        &[&table.name],
+                    )
+                    .await?;
+                }
                 progress(&Progress {
                     table: table.name,
                     rows,
