@@ -3,6 +3,7 @@
 
 use crate::Location;
 use crate::config::{AccountConfig, AuthKind, Config};
+use crate::secrets::SecretKey;
 use crate::serve::{new_account, open};
 use anyhow::{Context, Result, bail};
 use api::auth::{hash_password, new_token};
@@ -10,7 +11,6 @@ use clap::Subcommand;
 use mail_types::{AccountAuth, AccountKind, Security};
 use std::io::{BufRead, IsTerminal};
 use std::path::PathBuf;
-use store::prelude::*;
 
 #[derive(Subcommand)]
 pub enum UserAction {
@@ -35,8 +35,7 @@ pub enum TokenAction {
 }
 
 pub async fn token(action: TokenAction, at: &Location) -> Result<()> {
-    let (data_dir, key_file) = resolve(at)?;
-    let (store, _) = open(&data_dir, key_file.as_deref())?;
+    let (store, _) = open_at(at).await?;
     match action {
         TokenAction::Create { user, name } => {
             let owner = store
@@ -153,6 +152,21 @@ impl PolicyArgs {
     }
 }
 
+/// The store and key of `at`: a configuration's (SQLite in its data dir, or its
+/// PostgreSQL `store`), or a data dir's.
+async fn open_at(at: &Location) -> Result<(std::sync::Arc<dyn store::Store>, SecretKey)> {
+    if let Some(c) = &at.config {
+        let mut config = Config::load(c)?;
+        if at.key_file.is_some() {
+            config.key_file = at.key_file.clone();
+        }
+        return crate::serve::open_configured(&config).await;
+    }
+    let (data_dir, key_file) = resolve(at)?;
+    let (store, key) = open(&data_dir, key_file.as_deref())?;
+    Ok((store, key))
+}
+
 fn resolve(at: &Location) -> Result<(PathBuf, Option<PathBuf>)> {
     if let Some(c) = &at.config {
         let config = Config::load(c)?;
@@ -219,8 +233,7 @@ fn read_refresh_token() -> Result<String> {
 }
 
 pub async fn user(action: UserAction, at: &Location) -> Result<()> {
-    let (data_dir, key_file) = resolve(at)?;
-    let (store, _) = open(&data_dir, key_file.as_deref())?;
+    let (store, _) = open_at(at).await?;
     match action {
         UserAction::Add { name } => {
             let hash = hash_password(&read_password()?)?;
@@ -243,8 +256,7 @@ pub async fn user(action: UserAction, at: &Location) -> Result<()> {
 }
 
 pub async fn account(action: AccountAction, at: &Location) -> Result<()> {
-    let (data_dir, key_file) = resolve(at)?;
-    let (store, key) = open(&data_dir, key_file.as_deref())?;
+    let (store, key) = open_at(at).await?;
     match action {
         AccountAction::Add {
             user,
@@ -420,7 +432,7 @@ pub async fn account(action: AccountAction, at: &Location) -> Result<()> {
 }
 
 async fn sync_once(
-    store: std::sync::Arc<store::SqliteStore>,
+    store: std::sync::Arc<dyn store::Store>,
     key: &crate::secrets::SecretKey,
     a: &store::AccountRecord,
     config: Option<&Config>,

@@ -20,8 +20,22 @@ pub struct Config {
     pub tls_cert: Option<PathBuf>,
     #[serde(default)]
     pub tls_key: Option<PathBuf>,
-    /// Where the SQLite store lives.
+    /// Where the SQLite store lives (and, with a PostgreSQL store, what this node keeps
+    /// of its own: nothing of the mail).
     pub data_dir: PathBuf,
+    /// The store, when it is not SQLite in `data_dir`: a PostgreSQL URL
+    /// (`postgres://user:password@host:port/database`, libpq's form) that any number of
+    /// nodes share. Every node needs the same `key_file`. See docs/cluster.md.
+    #[serde(default)]
+    pub store: Option<StoreUrl>,
+    /// This node's name among the nodes sharing a PostgreSQL store: unique among them.
+    /// Default: the host name and the listen port.
+    #[serde(default)]
+    pub node_name: Option<String>,
+    /// How long a node's hold on an account lasts without renewal (ms, default 3000): a
+    /// node that died has its accounts taken over by the others about this long after.
+    #[serde(default)]
+    pub lease_ttl_ms: Option<u64>,
     /// The key that encrypts stored mail passwords. Must be outside `data_dir`, so a copy of
     /// the data dir alone does not reveal them. Default: `$XDG_CONFIG_HOME/tidings/secret.key`.
     #[serde(default)]
@@ -98,6 +112,18 @@ pub struct Config {
     /// autoconfig documents. For tests against a loopback server only.
     #[serde(default)]
     pub setup_autoconfig_base: Option<String>,
+}
+
+/// A store URL. It may hold a password: `Debug` shows its scheme only.
+#[derive(Clone, Deserialize)]
+#[serde(transparent)]
+pub struct StoreUrl(pub String);
+
+impl std::fmt::Debug for StoreUrl {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let scheme = self.0.split("://").next().unwrap_or("");
+        write!(f, "StoreUrl({scheme}://…)")
+    }
 }
 
 fn default_true() -> bool {
@@ -398,6 +424,16 @@ impl Config {
     fn validate(&self) -> Result<()> {
         if self.tls_cert.is_some() != self.tls_key.is_some() {
             bail!("tls_cert and tls_key go together");
+        }
+        if let Some(url) = &self.store
+            && !(url.0.starts_with("postgres://") || url.0.starts_with("postgresql://"))
+        {
+            bail!(
+                "store must be a postgres:// URL (leave it out for SQLite in data_dir), not {url:?}"
+            );
+        }
+        if self.lease_ttl_ms.is_some_and(|ms| ms < 300) {
+            bail!("lease_ttl_ms must be at least 300");
         }
         self.http_limits()?;
         for (i, p) in self.oauth_provider.iter().enumerate() {

@@ -59,6 +59,9 @@ enum Command {
         /// Address for the HTTP listener.
         #[arg(long, default_value = "127.0.0.1:8080")]
         listen: String,
+        /// Three nodes on a private PostgreSQL instead of one on SQLite (ports 8081-8083).
+        #[arg(long)]
+        cluster: bool,
     },
     /// Manage Tidings users.
     User {
@@ -178,7 +181,11 @@ async fn run(cli: Cli) -> Result<()> {
             let config = config::Config::load(&config)?;
             serve::run(config, serve::ctrl_c()).await
         }
-        Command::Demo { dir, listen } => demo(&dir, &listen).await,
+        Command::Demo {
+            dir,
+            listen,
+            cluster,
+        } => demo(&dir, &listen, cluster).await,
         Command::User { action, at } => admin::user(action, &at).await,
         Command::Account { action, at } => admin::account(action, &at).await,
         Command::Token { action, at } => admin::token(action, &at).await,
@@ -188,12 +195,16 @@ async fn run(cli: Cli) -> Result<()> {
 }
 
 #[cfg(feature = "demo")]
-async fn demo(dir: &std::path::Path, listen: &str) -> Result<()> {
-    demo::run(dir, listen).await
+async fn demo(dir: &std::path::Path, listen: &str, cluster: bool) -> Result<()> {
+    if cluster {
+        demo::cluster(dir).await
+    } else {
+        demo::run(dir, listen).await
+    }
 }
 
 #[cfg(not(feature = "demo"))]
-async fn demo(_dir: &std::path::Path, _listen: &str) -> Result<()> {
+async fn demo(_dir: &std::path::Path, _listen: &str, _cluster: bool) -> Result<()> {
     anyhow::bail!(
         "this tidings was built without the demo (it needs the test harness's Dovecot): \
          run ./scripts/demo, or build with `cargo build -p cli --features demo`"

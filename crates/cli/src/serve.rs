@@ -11,7 +11,6 @@ use std::future::Future;
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
-use store::prelude::*;
 use store::{NewAccount, ServerSettings, SqliteStore, Store};
 
 /// How often a running server looks for accounts added or removed by `tidings account`.
@@ -126,11 +125,14 @@ async fn import(store: &dyn Store, key: &SecretKey, config: &Config) -> Result<(
                     .set_user_password(&u.name, &hash_password(&u.password)?)
                     .await?
             }
-            None => {
-                store
-                    .create_user(&u.name, &hash_password(&u.password)?)
-                    .await?;
-            }
+            None => match store
+                .create_user(&u.name, &hash_password(&u.password)?)
+                .await
+            {
+                // Another node sharing the store made it meanwhile.
+                Ok(_) | Err(store::Error::Exists(_)) => {}
+                Err(e) => return Err(e.into()),
+            },
         }
     }
     let existing = store.list_accounts().await?;
@@ -166,7 +168,18 @@ async fn import(store: &dyn Store, key: &SecretKey, config: &Config) -> Result<(
                 }
                 e.id
             }
-            None => store.create_account(&new).await?,
+            None => match store.create_account(&new).await {
+                Ok(id) => id,
+                // Another node sharing the store made it meanwhile (the same config).
+                Err(store::Error::Exists(_)) => store
+                    .list_accounts()
+                    .await?
+                    .into_iter()
+                    .find(|e| e.user == user.id && e.name == a.name)
+                    .map(|e| e.id)
+                    .with_context(|| format!("account {} exists and cannot be found", a.name))?,
+                Err(e) => return Err(e.into()),
+            },
         };
         // Sending: whether the SMTP server files its own copy in Sent.
         let server_saves_sent = a.smtp.as_ref().is_some_and(|s| s.server_saves_sent);
@@ -250,9 +263,27 @@ fn raise_fd_limit(accounts: usize) {
     }
 }
 
+/// Opens the store the configuration names (SQLite in the data dir, or a PostgreSQL that
+/// several nodes share) and the key of the stored secrets.
+pub async fn open_configured(config: &Config) -> Result<(Arc<dyn Store>, SecretKey)> {
+    let Some(url) = &config.store else {
+        let (store, key) = open(&config.data_dir, config.key_file.as_deref())?;
+        return Ok((store, key));
+    };
+    create_private_dir(&config.data_dir)
+        .with_context(|| format!("creating data dir {}", config.data_dir.display()))?;
+    let key_path = config.key_file.clone().unwrap_or_else(default_key_file);
+    let key = SecretKey::load_or_create(&key_path, &config.data_dir)?;
+    // The URL may hold a password: it is not repeated in the error.
+    let store = store::PgStore::connect(&url.0)
+        .await
+        .context("connecting to the PostgreSQL store")?;
+    Ok((Arc::new(store), key))
+}
+
 /// Runs until `stop` completes.
 pub async fn run(config: Config, stop: impl Future<Output = ()>) -> Result<()> {
-    let (store, key) = open(&config.data_dir, config.key_file.as_deref())?;
+    let (store, key) = open_configured(&config).await?;
     import(store.as_ref(), &key, &config).await?;
     raise_fd_limit(store.list_accounts().await?.len());
     let passwords: PasswordSource = {
@@ -285,7 +316,25 @@ pub async fn run(config: Config, stop: impl Future<Output = ()>) -> Result<()> {
             .collect();
         Arc::new(engine::OAuth::new(providers, Some(seal)))
     };
-    let mut engine = Engine::new(store.clone(), passwords).with_oauth(oauth.clone());
+    let node = engine::NodeOptions {
+        name: config
+            .node_name
+            .clone()
+            .unwrap_or_else(|| default_node_name(local)),
+        lease_ttl: config
+            .lease_ttl_ms
+            .map(Duration::from_millis)
+            .unwrap_or(engine::NodeOptions::default().lease_ttl),
+    };
+    // With other nodes on the store, the beat renews the leases: every third of their time.
+    let beat = if store.shared() {
+        node.lease_ttl / 3
+    } else {
+        ACCOUNT_RESCAN
+    };
+    let mut engine = Engine::new(store.clone(), passwords)
+        .with_oauth(oauth.clone())
+        .with_node(node);
     // Watching: 0 turns the NOTIFY flush off.
     engine = engine.with_options(engine::EngineOptions {
         notify_flush: match config.imap_notify_flush_ms {
@@ -364,13 +413,14 @@ pub async fn run(config: Config, stop: impl Future<Output = ()>) -> Result<()> {
 
     engine.start_all().await?;
     tracing::info!(data_dir = %config.data_dir.display(), accounts = engine.running().len(),
+        shared_store = store.shared(),
         "tidings is running");
     tracing::info!(url = %format!("{base_url}/.well-known/jmap"), "JMAP session resource");
     tokio::pin!(stop);
     loop {
         tokio::select! {
             _ = &mut stop => break,
-            _ = tokio::time::sleep(ACCOUNT_RESCAN) => {
+            _ = tokio::time::sleep(beat) => {
                 if let Err(e) = engine.reconcile().await {
                     tracing::warn!(error = %e, "cannot rescan accounts");
                 }
@@ -386,6 +436,17 @@ pub async fn run(config: Config, stop: impl Future<Output = ()>) -> Result<()> {
         Err(e) => tracing::error!(error = %e, "HTTP server task failed"),
     }
     Ok(())
+}
+
+/// A node's name when the configuration gives none: the host name and the listen port,
+/// unique among nodes on different hosts or ports.
+fn default_node_name(local: std::net::SocketAddr) -> String {
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|h| h.trim().to_owned())
+        .ok()
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "node".into());
+    format!("{host}:{}", local.port())
 }
 
 /// The push hub, as the engine's `Presence`: a user with a live push connection is looking.
