@@ -96,10 +96,27 @@ impl DataDir {
     }
 
     fn serve(&self) -> Result<Serve> {
+        self.serve_with(&self.config())
+    }
+
+    /// `tidings serve` on the migrated store: the same configuration with `store` set.
+    fn serve_on(&self, url: &str) -> Result<Serve> {
+        let config = self.dir.path().join("postgres.toml");
+        std::fs::write(
+            &config,
+            format!(
+                "store = \"{url}\"\nnode_name = \"n1\"\n{}",
+                std::fs::read_to_string(self.config())?
+            ),
+        )?;
+        self.serve_with(&config)
+    }
+
+    fn serve_with(&self, config: &std::path::Path) -> Result<Serve> {
         let log = std::fs::File::create(self.dir.path().join("serve.log"))?;
         let child = Command::new(env!("CARGO_BIN_EXE_tidings"))
             .args(["serve", "--config"])
-            .arg(self.config())
+            .arg(config)
             .env("RUST_LOG", "warn")
             .stdout(Stdio::null())
             .stderr(Stdio::from(log))
@@ -220,6 +237,64 @@ async fn snapshot<S: Directory + Reading + Outbox>(
         query,
         emails,
         pages,
+    })
+}
+
+/// What a JMAP client holds of the account: mailbox ids and names, every Email id,
+/// each thread's Emails (all sorted), and the Email state.
+struct ClientView {
+    mailboxes: Vec<(String, String)>,
+    emails: Vec<String>,
+    threads: Vec<(String, Vec<String>)>,
+    state: i64,
+}
+
+fn client_view(port: u16) -> Result<ClientView> {
+    let r = jmap(
+        port,
+        json!([
+            ["Mailbox/get", {"accountId": "a1", "properties": ["name"]}, "m"],
+            ["Email/query", {"accountId": "a1"}, "q"],
+            ["Email/get", {"accountId": "a1", "#ids": {"resultOf": "q", "name": "Email/query", "path": "/ids"},
+                "properties": ["threadId"]}, "g"],
+            ["Thread/get", {"accountId": "a1", "#ids": {"resultOf": "g", "name": "Email/get", "path": "/list/*/threadId"}}, "t"]
+        ]),
+    )?;
+    let list = |i: usize| r[i][1]["list"].as_array().cloned().unwrap_or_default();
+    let text = |v: &Value| v.as_str().unwrap_or_default().to_string();
+    let mut mailboxes: Vec<(String, String)> = list(0)
+        .iter()
+        .map(|m| (text(&m["id"]), text(&m["name"])))
+        .collect();
+    mailboxes.sort_unstable();
+    let mut emails: Vec<String> = r[1][1]["ids"]
+        .as_array()
+        .context("ids")?
+        .iter()
+        .map(text)
+        .collect();
+    emails.sort_unstable();
+    let mut threads: Vec<(String, Vec<String>)> = list(3)
+        .iter()
+        .map(|t| {
+            let ids = t["emailIds"].as_array().cloned().unwrap_or_default();
+            (text(&t["id"]), ids.iter().map(text).collect())
+        })
+        .collect();
+    threads.sort_unstable();
+    threads.dedup();
+    let state = r[2][1]["state"]
+        .as_str()
+        .and_then(|s| s.parse().ok())
+        .context("state")?;
+    if emails.len() != MESSAGES || threads.is_empty() {
+        bail!("{} Emails, {} threads: {r}", emails.len(), threads.len());
+    }
+    Ok(ClientView {
+        mailboxes,
+        emails,
+        threads,
+        state,
     })
 }
 
@@ -414,6 +489,7 @@ async fn migrated_store_keeps_ids_states_and_changes() -> Result<()> {
         let r = jmap(port, json!([["Outbox/get", {"accountId": "a1"}, "o"]]))?;
         Ok(r[0][1]["pending"] == 0)
     })?;
+    let seen = client_view(port)?;
     drop(serve);
 
     // Changes the server has not had yet (serve stopped before their write-back): a flag
@@ -502,6 +578,45 @@ async fn migrated_store_keeps_ids_states_and_changes() -> Result<()> {
     assert_eq!(changed, expected);
 
     let db = database(&url);
+    // A JMAP client of `tidings serve` on the migrated store sees the same mailboxes,
+    // Emails and threads under the same ids, and its Email/changes from its old state
+    // are the seven Emails changed.
+    let serve = data.serve_on(&url)?;
+    wait_for("serve on PostgreSQL", || {
+        let r = jmap(
+            port,
+            json!([["Email/query", {"accountId": "a1", "calculateTotal": true}, "q"]]),
+        )?;
+        Ok(r[0][1]["total"] == MESSAGES)
+    })?;
+    let now = client_view(port)?;
+    assert_eq!(now.mailboxes, seen.mailboxes);
+    assert_eq!(now.emails, seen.emails);
+    assert_eq!(now.threads, seen.threads);
+    assert!(
+        now.state >= seen.state,
+        "{} before {}",
+        now.state,
+        seen.state
+    );
+    let r = jmap(
+        port,
+        json!([["Email/changes", {"accountId": "a1", "sinceState": s0.0.to_string()}, "c"]]),
+    )?;
+    let mut updated: Vec<String> = r[0][1]["updated"]
+        .as_array()
+        .context("updated")?
+        .iter()
+        .filter_map(|v| v.as_str().map(str::to_string))
+        .collect();
+    updated.sort_unstable();
+    let mut want = ids.clone();
+    want.sort_unstable();
+    assert_eq!(updated, want, "{r}");
+    assert_eq!(r[0][1]["created"], json!([]), "{r}");
+    assert_eq!(r[0][1]["destroyed"], json!([]), "{r}");
+    drop(serve);
+
     // Each sequence is past every id SQLite handed out, those of rows deleted since too.
     for (table, column) in [
         ("email", "id"),
