@@ -1,8 +1,10 @@
 //! `tidings`: the one binary. `serve` runs the engine; `demo` runs it against a private,
-//! seeded Dovecot; `user` and `account` manage a data dir, running or not.
+//! seeded Dovecot; `user` and `account` manage a data dir, running or not; `migrate`
+//! copies a stopped data dir's store into PostgreSQL.
 
 mod admin;
 mod config;
+mod migrate;
 // The demo starts a Dovecot through the test harness, which a release binary does not
 // carry: it is built with `--features demo` (scripts/demo does).
 #[cfg(feature = "demo")]
@@ -86,6 +88,16 @@ enum Command {
     Vapid {
         #[command(subcommand)]
         action: vapid::VapidAction,
+        #[command(flatten)]
+        at: Location,
+    },
+    /// Copy the data dir's SQLite store into an empty PostgreSQL database (ids, states
+    /// and credentials kept; `tidings serve` on the data dir must be stopped).
+    Migrate {
+        /// The database: postgres://user:password@host:port/database (or from the
+        /// environment, which keeps the password out of the process list).
+        #[arg(long, env = "TIDINGS_MIGRATE_TO", hide_env_values = true)]
+        to: String,
         #[command(flatten)]
         at: Location,
     },
@@ -178,6 +190,7 @@ async fn run(cli: Cli) -> Result<()> {
         Command::Account { action, at } => admin::account(action, &at).await,
         Command::Token { action, at } => admin::token(action, &at).await,
         Command::Vapid { action, at } => vapid::vapid(action, &at).await,
+        Command::Migrate { to, at } => migrate::run(&to, &at).await,
     }
 }
 

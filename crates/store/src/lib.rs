@@ -36,6 +36,8 @@
 //!   Uploads, BodyPolicy, SieveState, Quotas, MailSync, Reading so far), schema in `postgres/schema.sql`
 //!   and `postgres/mail.sql`.
 //! - `blobs`: raw messages as content-addressed files.
+//! - `migrate`: moving up, a SQLite store copied into an empty PostgreSQL database
+//!   (`sqlite/export.rs` reads, `postgres/import.rs` writes, row batches between them).
 //! - `fulltext`: the words both backends' full-text indexes hold, cut the same way.
 //! - `events`: the event bus push listens to; the write path publishes after commit.
 //! - `wake`: the "work queued" signals of the engine's workers (an account's outbox, the
@@ -51,6 +53,7 @@ mod fulltext;
 pub mod leases;
 mod mailrows;
 pub mod mailsync;
+pub mod migrate;
 pub mod model;
 pub mod outbox;
 pub mod policy;
@@ -105,6 +108,10 @@ pub enum Error {
     Io(#[from] std::io::Error),
     #[error("the store task failed: {0}")]
     Task(String),
+    /// An operation that would lose or mix data, refused before it changed anything
+    /// (`migrate`: a store in use, a database that is not empty).
+    #[error("refused: {0}")]
+    Refused(String),
     /// A write made under an account lease that is no longer held (it expired, or another
     /// node took the account with a higher epoch): nothing was written.
     #[error("account {account}: lease epoch {epoch} is no longer held")]

@@ -5,6 +5,8 @@
 //! queued on any node. [`Push`] (`push.rs`): that bus, the change log's types, push
 //! subscriptions. [`Submissions`] (`submission.rs`): identities and the send queue, each
 //! attempt begun once across nodes and under the account's lease.
+//! `import.rs`: the writing side of `tidings migrate` (`crate::migrate`), a SQLite
+//! store's rows into an empty database.
 //!
 //! `tokio-postgres` with a `deadpool-postgres` pool (ARCHITECTURE.md says why): every
 //! call takes a pooled connection, runs its statements (prepared once per connection and
@@ -13,6 +15,7 @@
 mod bus;
 mod changelog;
 mod directory;
+pub(crate) mod import;
 mod leases;
 mod mailsync;
 mod migrate;

@@ -8,6 +8,7 @@
 // `write` (change log, flags, message metadata) and here (connection, call helpers, and
 // `Announce`: publication after commit).
 mod directory;
+pub(crate) mod export;
 mod leases;
 mod mailsync;
 mod mdn;
