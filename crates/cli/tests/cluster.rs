@@ -1,6 +1,9 @@
 //! Several `tidings serve` nodes on one private PostgreSQL: the accounts are shared out
-//! evenly, each synced by exactly one node, and the accounts of a node killed with
-//! `kill -9` are taken over and watched again by the others within seconds.
+//! evenly, each synced by exactly one node, the accounts of a node killed with `kill -9`
+//! are taken over and watched again by the others within seconds, and a change made
+//! through any node is pushed to the clients of every other.
+
+mod push_support;
 
 use anyhow::{Context, Result, bail};
 use std::collections::{BTreeMap, HashMap};
@@ -24,13 +27,18 @@ struct Node {
 
 impl Node {
     fn start(dir: &Path, name: &str, common: &str) -> Result<Node> {
+        Node::start_on(dir, name, common, 0)
+    }
+
+    /// [`Node::start`] listening on `port` (0: any).
+    fn start_on(dir: &Path, name: &str, common: &str, port: u16) -> Result<Node> {
         let own = dir.join(name);
         std::fs::create_dir_all(&own)?;
         let config = own.join("tidings.toml");
         std::fs::write(
             &config,
             format!(
-                "listen = \"127.0.0.1:0\"\ndata_dir = \"{data}\"\nnode_name = \"{name}\"\n\
+                "listen = \"127.0.0.1:{port}\"\ndata_dir = \"{data}\"\nnode_name = \"{name}\"\n\
                  lease_ttl_ms = {LEASE_TTL_MS}\n{common}",
                 data = own.join("data").display(),
             ),
@@ -313,5 +321,106 @@ async fn three_nodes_share_the_accounts_and_take_over_a_killed_one() -> Result<(
         per_node.len() == 2 && per_node.values().all(|&n| (5..=7).contains(&n)),
         "{per_node:?}"
     );
+    Ok(())
+}
+
+/// A WebSocket client on node C is pushed the StateChange of a delivery synced by node A
+/// (the account's holder) and of an Email/set made through node B, and `Email/changes` on
+/// C returns exactly the Emails each changed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_change_through_any_node_is_pushed_to_the_clients_of_another() -> Result<()> {
+    use push_support::{basic, free_port, ws_connect_when_up};
+    use serde_json::json;
+    const USER: &str = "carol@example.org";
+    let pg = Postgres::start()?;
+    let url = pg.fresh_database()?;
+    let db = url.rsplit('/').next().context("database name")?.to_owned();
+    let dovecot = Dovecot::start(DovecotOptions::default())?;
+    dovecot.add_user(USER, PASS)?;
+    let seed: Vec<SeedMessage> = (0..3)
+        .map(|n| SeedMessage {
+            raw: message(USER, n),
+            flags: vec![],
+            internal_date: 1_796_000_000 + n as i64,
+        })
+        .collect();
+    dovecot.seed(USER, "INBOX", &seed)?;
+    let dir = tempfile::tempdir()?;
+    let common = format!(
+        "store = \"{url}\"\nkey_file = \"{key}\"\n[[user]]\nname = \"alice\"\npassword = \"x\"\n\
+         [[account]]\nuser = \"alice\"\nname = \"mail\"\nkind = \"imap\"\nhost = \"127.0.0.1\"\n\
+         port = {port}\nsecurity = \"tls\"\nusername = \"{USER}\"\npassword = \"{PASS}\"\nca_file = \"{ca}\"\n",
+        key = dir.path().join("key/secret.key").display(),
+        port = dovecot.imaps_port(),
+        ca = dovecot.ca_file().display(),
+    );
+    let ports = [free_port()?, free_port()?, free_port()?];
+    let mut nodes = vec![Node::start_on(dir.path(), "n1", &common, ports[0])?];
+    until("the account made", Duration::from_secs(60), || {
+        let made = rows(&pg, &db, "SELECT id FROM account").map_or(0, |r| r.len());
+        Ok((made == 1).then_some(()))
+    })
+    .await
+    .with_context(|| logs(&nodes))?;
+    nodes.push(Node::start_on(dir.path(), "n2", &common, ports[1])?);
+    nodes.push(Node::start_on(dir.path(), "n3", &common, ports[2])?);
+    // A: the node holding the account (it syncs the delivery); B and C the others.
+    let holder = until("the account held", Duration::from_secs(30), || {
+        Ok(holders(&pg, &db)?.values().next().cloned())
+    })
+    .await
+    .with_context(|| logs(&nodes))?;
+    let others: Vec<u16> = nodes
+        .iter()
+        .zip(ports)
+        .filter(|(n, _)| n.name != holder)
+        .map(|(_, p)| p)
+        .collect();
+    let (b, c) = (others[0], others[1]);
+    let auth = basic("alice", "x");
+    let mut on_c = ws_connect_when_up(c, &auth).await?;
+    let mut on_b = ws_connect_when_up(b, &auth).await?;
+    let before = on_c.wait_emails("a1", 3).await?;
+    let (_, s0) = on_c.email_ids("a1").await?;
+    on_c.enable(Some(&["Email"]), None).await?;
+
+    // A delivery, synced by the holder: pushed to C, and exactly that Email is new.
+    dovecot.deliver(USER, &message(USER, 50))?;
+    let pushed = on_c
+        .push(Duration::from_secs(20))
+        .await?
+        .context("no StateChange on C for the delivery")?;
+    assert_eq!(pushed["@type"], "StateChange");
+    let after = on_c.wait_emails("a1", 4).await?;
+    let new: Vec<String> = after
+        .into_iter()
+        .filter(|id| !before.contains(id))
+        .collect();
+    let (created, updated, destroyed, s1) = on_c.email_changes("a1", &s0).await?;
+    assert_eq!((created, destroyed), (new.clone(), vec![]), "{updated:?}");
+
+    // An Email/set through B: pushed to C, and exactly that Email changed.
+    let r = on_b
+        .call(json!([["Email/set", {"accountId": "a1",
+            "update": {&new[0]: {"keywords/$flagged": true}}}, "s"]]))
+        .await?;
+    assert!(
+        r["methodResponses"][0][1]["updated"].get(&new[0]).is_some(),
+        "{r}"
+    );
+    let mut seen = false;
+    let start = Instant::now();
+    while !seen && start.elapsed() < Duration::from_secs(20) {
+        let Some(p) = on_c.push(Duration::from_secs(20)).await? else {
+            break;
+        };
+        seen = p["changed"]["a1"]["Email"]
+            .as_str()
+            .is_some_and(|s| s != s1);
+    }
+    assert!(seen, "no StateChange on C for the Email/set on B");
+    let (created, updated, destroyed, _) = on_c.email_changes("a1", &s1).await?;
+    assert_eq!((created, updated, destroyed), (vec![], new, vec![]));
+    drop(nodes);
     Ok(())
 }
