@@ -231,12 +231,30 @@ impl PgStore {
         }
     }
 
+    /// Takes the row lock of submission `id`'s account first, as every writer of an
+    /// account does (`mailsync::lock_account`): taken later, after a blob or submission
+    /// row, it deadlocks with a user's write that holds the account and waits for that
+    /// row. False when there is no such submission.
+    async fn lock_account_of(&self, tx: &Transaction<'_>, id: i64) -> Result<bool> {
+        let st = tx
+            .prepare_cached("SELECT account_id FROM submission WHERE id = $1")
+            .await?;
+        let Some(row) = tx.query_opt(&st, &[&id]).await? else {
+            return Ok(false);
+        };
+        super::mailsync::lock_account(tx, AccountId(row.get(0))).await?;
+        Ok(true)
+    }
+
     /// A follow-up of a sent or failed submission is done (`update`, on row `$1`, returns
     /// its account when it changed it): its bytes go if nothing else needs them. Not a
     /// JMAP property, so no change to log; the lease still decides.
     async fn followed_up(&self, id: i64, update: &str) -> Result<()> {
         let mut c = self.client().await?;
         let tx = c.transaction().await?;
+        if !self.lock_account_of(&tx, id).await? {
+            return Ok(());
+        }
         let st = tx.prepare_cached(update).await?;
         let Some(row) = tx.query_opt(&st, &[&id]).await? else {
             return Ok(());
@@ -245,6 +263,15 @@ impl PgStore {
         release(&tx, &[id]).await?;
         tx.commit().await?;
         Ok(())
+    }
+}
+
+/// The account's row lock, taken first (see `PgStore::lock_account_of`); an account that
+/// does not exist has no row to lock, and the write then finds nothing of it.
+async fn lock_account(tx: &Transaction<'_>, account: AccountId) -> Result<()> {
+    match super::mailsync::lock_account(tx, account).await {
+        Err(Error::NotFound(_)) => Ok(()),
+        r => r,
     }
 }
 
@@ -357,6 +384,7 @@ impl Submissions for PgStore {
     async fn create_submission(&self, s: &NewSubmission) -> Result<i64> {
         let mut c = self.client().await?;
         let tx = c.transaction().await?;
+        lock_account(&tx, s.account).await?;
         let blob = match &s.blob_id {
             Some(b) => {
                 let st = tx
@@ -426,6 +454,7 @@ impl Submissions for PgStore {
     ) -> Result<bool> {
         let mut c = self.client().await?;
         let tx = c.transaction().await?;
+        lock_account(&tx, account).await?;
         let st = tx
             .prepare_cached(
                 "UPDATE submission SET send_at = $3, next_attempt = $3 \
@@ -445,6 +474,7 @@ impl Submissions for PgStore {
     async fn cancel_submission(&self, account: AccountId, id: i64) -> Result<CancelOutcome> {
         let mut c = self.client().await?;
         let tx = c.transaction().await?;
+        lock_account(&tx, account).await?;
         let st = tx
             .prepare_cached(&format!(
                 "UPDATE submission s SET undo_status = 'canceled', phase = 'done', \
@@ -476,6 +506,7 @@ impl Submissions for PgStore {
     async fn destroy_submission(&self, account: AccountId, id: i64) -> Result<bool> {
         let mut c = self.client().await?;
         let tx = c.transaction().await?;
+        lock_account(&tx, account).await?;
         let st = tx
             .prepare_cached(
                 "DELETE FROM submission WHERE id = $1 AND account_id = $2 \
@@ -543,6 +574,9 @@ impl Submissions for PgStore {
         };
         let mut c = self.client().await?;
         let tx = c.transaction().await?;
+        if !self.lock_account_of(&tx, id).await? {
+            return Ok(None);
+        }
         // SQLite's `synchronous = FULL` for this commit: a server configured with
         // `synchronous_commit = off` could otherwise lose the mark after a crash while the
         // message went out, and send it again.
@@ -578,6 +612,9 @@ impl Submissions for PgStore {
     async fn finish_submission(&self, id: i64, result: &AttemptResult) -> Result<()> {
         let mut c = self.client().await?;
         let tx = c.transaction().await?;
+        if !self.lock_account_of(&tx, id).await? {
+            return Ok(());
+        }
         let st = tx
             .prepare_cached("SELECT account_id FROM submission WHERE id = $1")
             .await?;
@@ -646,6 +683,7 @@ impl Submissions for PgStore {
     async fn recover_submissions(&self, account: AccountId) -> Result<Vec<i64>> {
         let mut c = self.client().await?;
         let tx = c.transaction().await?;
+        lock_account(&tx, account).await?;
         let st = tx
             .prepare_cached(&format!(
                 "UPDATE submission s SET phase = 'done', delivery = {}, \
@@ -779,6 +817,7 @@ impl Submissions for PgStore {
     ) -> Result<bool> {
         let mut c = self.client().await?;
         let tx = c.transaction().await?;
+        lock_account(&tx, account).await?;
         let st = tx
             .prepare_cached(
                 "SELECT delivery::text, dsn_blobs FROM submission \
