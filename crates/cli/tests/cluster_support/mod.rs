@@ -1,0 +1,163 @@
+//! What the cluster tests share: `tidings serve` nodes on one PostgreSQL, their logs,
+//! and the database's view of who holds what.
+
+#![allow(dead_code)]
+
+use anyhow::{Result, bail};
+use std::collections::{BTreeMap, HashMap};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+use testkit::Postgres;
+
+/// The lease time the nodes run with (a dead node's accounts are free this long after
+/// its last renewal).
+pub const LEASE_TTL_MS: u64 = 2000;
+
+/// One `tidings serve` of the cluster; killed when dropped.
+pub struct Node {
+    pub name: String,
+    pub child: Child,
+    pub log: PathBuf,
+}
+
+impl Node {
+    pub fn start(dir: &Path, name: &str, common: &str) -> Result<Node> {
+        Node::start_on(dir, name, common, 0)
+    }
+
+    /// [`Node::start`] listening on `port` (0: any).
+    pub fn start_on(dir: &Path, name: &str, common: &str, port: u16) -> Result<Node> {
+        let own = dir.join(name);
+        std::fs::create_dir_all(&own)?;
+        let config = own.join("tidings.toml");
+        std::fs::write(
+            &config,
+            format!(
+                "listen = \"127.0.0.1:{port}\"\ndata_dir = \"{data}\"\nnode_name = \"{name}\"\n\
+                 lease_ttl_ms = {LEASE_TTL_MS}\n{common}",
+                data = own.join("data").display(),
+            ),
+        )?;
+        let log = own.join("serve.log");
+        let child = Command::new(env!("CARGO_BIN_EXE_tidings"))
+            .args(["serve", "--config"])
+            .arg(&config)
+            .env("RUST_LOG", "info")
+            .stdout(Stdio::null())
+            .stderr(Stdio::from(std::fs::File::create(&log)?))
+            .spawn()?;
+        Ok(Node {
+            name: name.into(),
+            child,
+            log,
+        })
+    }
+
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// How many times this node started working on each account (its log's "account
+    /// taken" lines).
+    pub fn takes(&self) -> HashMap<i64, usize> {
+        let mut n = HashMap::new();
+        for line in self.log().lines().filter(|l| l.contains("account taken")) {
+            if let Some(id) = field(line, "account=") {
+                *n.entry(id).or_default() += 1;
+            }
+        }
+        n
+    }
+}
+
+impl Drop for Node {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Every node's log, for a failure's message.
+pub fn logs(nodes: &[Node]) -> String {
+    nodes
+        .iter()
+        .map(Node::log)
+        .collect::<Vec<_>>()
+        .join("\n---\n")
+}
+
+/// The number after `key` in a log line (`account=a7` or `account=7`).
+pub fn field(line: &str, key: &str) -> Option<i64> {
+    let rest = &line[line.find(key)? + key.len()..];
+    let digits: String = rest
+        .trim_start_matches(|c: char| !c.is_ascii_digit())
+        .chars()
+        .take_while(|c| c.is_ascii_digit())
+        .collect();
+    digits.parse().ok()
+}
+
+/// Rows of a query, each a `|`-separated line.
+pub fn rows(pg: &Postgres, db: &str, sql: &str) -> Result<Vec<Vec<String>>> {
+    Ok(pg
+        .psql(db, sql)?
+        .lines()
+        .filter(|l| !l.trim().is_empty())
+        .map(|l| l.split('|').map(|f| f.trim().to_owned()).collect())
+        .collect())
+}
+
+/// Account id -> the node holding an unexpired lease of it.
+pub fn holders(pg: &Postgres, db: &str) -> Result<BTreeMap<i64, String>> {
+    let mut m = BTreeMap::new();
+    for r in rows(
+        pg,
+        db,
+        "SELECT account_id, node FROM account_lease WHERE expires_at > now()",
+    )? {
+        m.insert(r[0].parse()?, r[1].clone());
+    }
+    Ok(m)
+}
+
+/// Account id -> the messages stored in its INBOX.
+pub fn inbox_counts(pg: &Postgres, db: &str) -> Result<BTreeMap<i64, usize>> {
+    let mut m = BTreeMap::new();
+    for r in rows(
+        pg,
+        db,
+        "SELECT a.id, count(c.mailbox_id) FROM account a \
+         LEFT JOIN mailbox b ON b.account_id = a.id AND b.name = 'INBOX' \
+         LEFT JOIN copy c ON c.mailbox_id = b.id GROUP BY a.id",
+    )? {
+        m.insert(r[0].parse()?, r[1].parse()?);
+    }
+    Ok(m)
+}
+
+pub fn message(user: &str, i: usize) -> Vec<u8> {
+    format!(
+        "From: someone@example.net\r\nTo: {user}\r\nSubject: message {i}\r\n\
+         Message-ID: <{i}.{user}>\r\nDate: Mon, 7 Dec 2026 10:00:00 +0000\r\n\r\nbody {i}\r\n"
+    )
+    .into_bytes()
+}
+
+/// Polls `f` every 100 ms until it returns `Some`, for at most `limit`.
+pub async fn until<T>(
+    what: &str,
+    limit: Duration,
+    mut f: impl FnMut() -> Result<Option<T>>,
+) -> Result<T> {
+    let start = Instant::now();
+    loop {
+        if let Some(v) = f()? {
+            return Ok(v);
+        }
+        if start.elapsed() > limit {
+            bail!("{what}: not within {limit:?}");
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
