@@ -15,7 +15,7 @@ use mail_types::{AccountId, Role};
 use serde_json::{Value, json};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use store::{SqliteStore, Store};
+use store::Store;
 use testkit::imap_client::ImapClient;
 use testkit::{Dovecot, DovecotOptions, SeedMessage};
 use tower::ServiceExt;
@@ -81,7 +81,7 @@ async fn world() -> World {
         .collect();
     dovecot.seed(USER, "INBOX", &seeded).unwrap();
     let dir = tempfile::tempdir().unwrap();
-    let store: Arc<dyn Store> = Arc::new(SqliteStore::open(&dir.path().join("t.sqlite")).unwrap());
+    let store: Arc<dyn Store> = common::test_store(Some(dir.path())).await;
     let account = alice_account(&store, &dovecot).await;
     // Headers only: the background pass never stores a body, so every body a request
     // gets was fetched for it.

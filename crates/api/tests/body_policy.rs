@@ -17,7 +17,7 @@ use mail_types::{AccountId, EmailId, Role};
 use serde_json::{Value, json};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use store::{AccountPolicy, SqliteStore, Store};
+use store::{AccountPolicy, Store};
 use testkit::{Dovecot, DovecotOptions, SeedMessage};
 use tower::ServiceExt;
 
@@ -90,7 +90,7 @@ async fn world(messages: Vec<(Vec<u8>, i64)>, policy: AccountPolicy) -> World {
         .collect();
     dovecot.seed(USER, "INBOX", &seeded).unwrap();
     let dir = tempfile::tempdir().unwrap();
-    let store: Arc<dyn Store> = Arc::new(SqliteStore::open(&dir.path().join("t.sqlite")).unwrap());
+    let store: Arc<dyn Store> = common::test_store(Some(dir.path())).await;
     let account = alice_account(&store, &dovecot).await;
     store.set_account_policy(account, &policy).await.unwrap();
     World {

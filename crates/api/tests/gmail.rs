@@ -3,6 +3,8 @@
 //! All Mail is a mailbox (role `all`) while Starred is not; against a Gmail-shaped server
 //! (`testkit::gmail`) on loopback, with the real engine syncing and writing back.
 
+mod common;
+
 use api::auth::hash_password;
 use api::{AppState, router};
 use axum::body::Body;
@@ -15,7 +17,7 @@ use serde_json::{Value, json};
 use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use store::{NewAccount, ServerSettings, SqliteStore, Store};
+use store::{NewAccount, ServerSettings, Store};
 use testkit::gmail::{self, ServerOptions};
 use tower::ServiceExt;
 
@@ -107,7 +109,7 @@ async fn labels_are_mailbox_ids_both_ways() {
         .add_message(&message("Second"), &["Work"], &[], Some("77"))
         .unwrap();
     let dir = tempfile::tempdir().unwrap();
-    let store: Arc<dyn Store> = Arc::new(SqliteStore::open(&dir.path().join("t.sqlite")).unwrap());
+    let store: Arc<dyn Store> = common::test_store(Some(dir.path())).await;
     let user = store
         .create_user("alice", &hash_password("pw").unwrap())
         .await

@@ -5,6 +5,8 @@
 //! WebSocket is not cut by the HTTP deadlines; forwarding headers count only from a trusted
 //! proxy.
 
+mod common;
+
 use api::{AppState, HttpLimits, TrustedProxies};
 use argon2::password_hash::{PasswordHasher, SaltString};
 use base64::Engine;
@@ -12,7 +14,7 @@ use futures::{SinkExt, StreamExt};
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use store::{SqliteStore, Store};
+use store::Store;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::{TcpSocket, TcpStream};
 
@@ -39,7 +41,7 @@ fn cheap_hash(password: &str) -> String {
 }
 
 async fn start(limits: HttpLimits) -> (u16, Arc<dyn Store>) {
-    let store: Arc<dyn Store> = Arc::new(SqliteStore::open_in_memory().unwrap());
+    let store: Arc<dyn Store> = common::test_store(None).await;
     store.create_user("alice", &cheap_hash("pw")).await.unwrap();
     let state = AppState::new(store.clone(), "http://127.0.0.1");
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -392,7 +394,7 @@ async fn over_tls_an_idle_connection_and_a_stalled_header_are_cut_too() {
     let dovecot = testkit::Dovecot::start(testkit::DovecotOptions::default()).unwrap();
     let (cert, key) = dovecot.tls_cert_and_key();
     let acceptor = api::tls::acceptor(&cert, &key).unwrap();
-    let store: Arc<dyn Store> = Arc::new(SqliteStore::open_in_memory().unwrap());
+    let store: Arc<dyn Store> = common::test_store(None).await;
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let port = listener.local_addr().unwrap().port();
     tokio::spawn(api::serve_tls_with(

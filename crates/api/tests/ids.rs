@@ -5,21 +5,22 @@
 //! Mailbox, an Identity, an EmailSubmission or a Thread, and a restart (the store
 //! reopened, a new router and engine) changes nothing.
 
+mod common;
+
 use api::auth::hash_password;
 use api::{AppState, router};
 use axum::body::Body;
 use axum::http::{Request, header};
 use base64::Engine as _;
+use common::StoreAt;
 use engine::{Engine, PasswordSource};
 use http_body_util::BodyExt;
 use mail_types::{AccountKind, Role, Security};
 use serde_json::{Value, json};
 use std::collections::BTreeMap;
-use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use store::prelude::*;
-use store::{NewAccount, ServerSettings, SqliteStore, Store};
+use store::{NewAccount, ServerSettings, Store};
 use testkit::{Dovecot, DovecotOptions};
 use tower::ServiceExt;
 
@@ -38,8 +39,8 @@ struct Server {
 }
 
 /// Opens the store at `path` and starts the engine and the API on it, as `serve` does.
-async fn start(path: &Path) -> Server {
-    let store: Arc<dyn Store> = Arc::new(SqliteStore::open(path).unwrap());
+async fn start(at: &StoreAt) -> Server {
+    let store = at.open().await;
     let mut engine = Engine::new(store.clone(), plain_passwords());
     engine.start_all().await.unwrap();
     let app = router(Arc::new(AppState::new(
@@ -193,9 +194,9 @@ async fn jmap_ids_are_never_reused_after_a_destroy_or_a_restart() {
     let dovecot = Dovecot::start(DovecotOptions::default()).unwrap();
     dovecot.add_user(USER, PASS).unwrap();
     let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("t.sqlite");
+    let at = StoreAt::new(Some(dir.path()));
     {
-        let store = SqliteStore::open(&path).unwrap();
+        let store = at.open().await;
         let user = store
             .create_user("alice", &hash_password("pw").unwrap())
             .await
@@ -223,13 +224,13 @@ async fn jmap_ids_are_never_reused_after_a_destroy_or_a_restart() {
             .unwrap();
     }
     let mut seen = Seen::default();
-    let s = start(&path).await;
+    let s = start(&at).await;
     round(&s, &mut seen, 1).await;
     let Server { store, app, engine } = s;
     engine.shutdown().await;
     drop((app, store));
     // A restart: after it, the newest objects are destroyed again and new ones made.
-    let s = start(&path).await;
+    let s = start(&at).await;
     let newest = |kind: &str| seen.0[kind].last().cloned().unwrap();
     let r = call(
         &s.app,

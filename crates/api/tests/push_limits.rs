@@ -2,13 +2,15 @@
 //! Push connection limits on a real socket: connections per user, and a client that stops
 //! answering pings is closed and frees its place.
 
+mod common;
+
 use api::AppState;
 use api::auth::hash_password;
 use futures::StreamExt;
 use jmap_server::{PushHub, PushLimits};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use store::{SqliteStore, Store};
+use store::Store;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 
 async fn connect(
@@ -33,7 +35,7 @@ async fn connect(
 
 #[tokio::test]
 async fn connections_per_user_are_limited_and_silent_ones_are_closed() {
-    let store: Arc<dyn Store> = Arc::new(SqliteStore::open_in_memory().unwrap());
+    let store: Arc<dyn Store> = common::test_store(None).await;
     store
         .create_user("alice", &hash_password("pw").unwrap())
         .await

@@ -3,6 +3,8 @@
 //! Postfix: discovery, the try before saving (each failure named), add, edit, remove, and
 //! nothing stored after any failure.
 
+mod common;
+
 use api::auth::hash_password;
 use api::setup::{DiscoveryOptions, SecretBox, Setup};
 use api::{AppState, router};
@@ -12,7 +14,7 @@ use http_body_util::BodyExt;
 use serde_json::{Value, json};
 use std::path::PathBuf;
 use std::sync::Arc;
-use store::{SqliteStore, Store};
+use store::Store;
 use testkit::{Dovecot, DovecotOptions, Smtp};
 use tower::ServiceExt;
 
@@ -42,7 +44,7 @@ struct World {
 }
 
 async fn world(ca_file: Option<PathBuf>) -> World {
-    let store: Arc<dyn Store> = Arc::new(SqliteStore::open_in_memory().unwrap());
+    let store: Arc<dyn Store> = common::test_store(None).await;
     for (name, pw) in [("alice", "pw"), ("bob", "pw2")] {
         store
             .create_user(name, &hash_password(pw).unwrap())

@@ -5,6 +5,8 @@
 //! ends with a stored OAuth2 account; a mismatched state, a refusal from the provider and
 //! a token endpoint that is down each store nothing.
 
+mod common;
+
 use api::auth::hash_password;
 use api::setup::oauth::OAuthServers;
 use api::setup::{DiscoveryOptions, SecretBox, Server, Setup};
@@ -15,7 +17,7 @@ use mail_types::{AccountAuth, AccountKind, Security};
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
-use store::{SqliteStore, Store};
+use store::Store;
 use testkit::oidc::{AuthServer, AuthServerOptions, CLIENT_ID, CLIENT_SECRET};
 use testkit::{Dovecot, DovecotOAuth2, DovecotOptions};
 use tower::ServiceExt;
@@ -58,7 +60,7 @@ async fn world(token_url: Option<String>) -> World {
     })
     .unwrap();
     dovecot.add_user(MAIL_USER, "unused").unwrap();
-    let store: Arc<dyn Store> = Arc::new(SqliteStore::open_in_memory().unwrap());
+    let store: Arc<dyn Store> = common::test_store(None).await;
     store
         .create_user("alice", &hash_password("pw").unwrap())
         .await

@@ -5,6 +5,8 @@
 //! it) against the public key the Session offers, decrypts the RFC 8291 body with `ece`,
 //! and a restarted server offers the same key.
 
+mod common;
+
 use api::AppState;
 use api::auth::hash_password;
 use axum::http::HeaderMap;
@@ -15,7 +17,7 @@ use serde_json::{Value, json};
 use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
-use store::{NewAccount, ServerSettings, SqliteStore, Store};
+use store::{NewAccount, ServerSettings, Store};
 use tokio::sync::{mpsc, oneshot};
 
 const WAIT: Duration = Duration::from_secs(20);
@@ -221,8 +223,7 @@ async fn next(rx: &mut mpsc::UnboundedReceiver<Post>) -> Post {
 async fn pushes_carry_a_vapid_token_signed_with_the_session_key() {
     let dir = tempfile::tempdir().unwrap();
     let key_file = dir.path().join("keys/vapid.pem");
-    let store: Arc<dyn Store> =
-        Arc::new(SqliteStore::open(&dir.path().join("data.sqlite")).unwrap());
+    let store: Arc<dyn Store> = common::test_store(Some(dir.path())).await;
     let user = store
         .create_user("alice", &hash_password("pw").unwrap())
         .await

@@ -2,6 +2,8 @@
 //! The web client's server side through the router: sign-in and sign-out with
 //! the session cookie, its CSRF checks, and the sync status in the Session.
 
+mod common;
+
 use api::auth::hash_password;
 use api::{AppState, router};
 use axum::body::Body;
@@ -9,13 +11,13 @@ use axum::http::{Request, StatusCode, header};
 use http_body_util::BodyExt;
 use serde_json::{Value, json};
 use std::sync::Arc;
-use store::{NewAccount, ServerSettings, SqliteStore, Store};
+use store::{NewAccount, ServerSettings, Store};
 use tower::ServiceExt;
 
 const BASE: &str = "http://127.0.0.1:8080";
 
 async fn setup(base: &str) -> axum::Router {
-    let store: Arc<dyn Store> = Arc::new(SqliteStore::open_in_memory().unwrap());
+    let store: Arc<dyn Store> = common::test_store(None).await;
     let id = store
         .create_user("alice", &hash_password("pw").unwrap())
         .await

@@ -95,7 +95,12 @@ impl Smtp {
             smtp.submissions = b;
             match smtp.spawn() {
                 Ok(()) => return Ok(smtp),
-                Err(e) if format!("{e:#}").contains("Address already in use") => last = Some(e),
+                Err(e)
+                    if format!("{e:#}").contains("Address already in use")
+                        || taken(&[smtp.submission, smtp.submissions]) =>
+                {
+                    last = Some(e)
+                }
                 Err(e) => return Err(e),
             }
         }
@@ -380,6 +385,18 @@ fn pick_ports() -> Result<(u16, u16)> {
     Ok((a.local_addr()?.port(), b.local_addr()?.port()))
 }
 
+/// Whether another listener holds one of `ports` now. The master can die of a port taken
+/// between our pick and its bind (another server of the same test binary starting) without
+/// a word: its fatal message goes to a log daemon it had not started yet.
+fn taken(ports: &[u16]) -> bool {
+    ports.iter().any(|&p| {
+        matches!(
+            TcpListener::bind((Ipv4Addr::LOCALHOST, p)),
+            Err(e) if e.kind() == std::io::ErrorKind::AddrInUse
+        )
+    })
+}
+
 fn is_root() -> Result<bool> {
     let status = fs::read_to_string("/proc/self/status").context("reading /proc/self/status")?;
     Ok(status
@@ -391,4 +408,25 @@ fn is_root() -> Result<bool> {
 
 fn regex_escape(s: &str) -> String {
     s.replace('.', "\\.")
+}
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The master dies of a port another listener took without a word in its log or on
+    /// stderr; `start` must see the port taken to pick others instead of failing.
+    #[test]
+    fn a_port_taken_before_the_master_binds_is_seen_as_taken() -> Result<()> {
+        let dovecot = crate::Dovecot::start(crate::DovecotOptions::default())?;
+        let mut smtp = Smtp::start(&dovecot)?;
+        smtp.stop();
+        let _hold = TcpListener::bind((Ipv4Addr::LOCALHOST, smtp.submission))?;
+        let err = match smtp.spawn() {
+            Ok(()) => bail!("the master started on a port another listener holds"),
+            Err(e) => format!("{e:#}"),
+        };
+        assert!(err.contains("exited during startup"), "{err}");
+        assert!(taken(&[smtp.submission, smtp.submissions]));
+        Ok(())
+    }
 }

@@ -7,6 +7,7 @@
 use api::auth::hash_password;
 use engine::PasswordSource;
 use mail_types::{AccountId, AccountKind, Security};
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use store::{NewAccount, ServerSettings, Store};
 use testkit::Dovecot;
@@ -14,25 +15,44 @@ use testkit::Dovecot;
 pub const USER: &str = "alice@example.org";
 pub const PASS: &str = "imap-pw";
 
-/// The store a JMAP test runs on: SQLite (in `dir`, or in memory), or, with
-/// `TIDINGS_TEST_STORE=postgres`, a new database of the test binary's private PostgreSQL.
-/// The test command runs the JMAP tests once on each, so the two backends answer the same.
-pub async fn test_store(dir: Option<&std::path::Path>) -> Arc<dyn Store> {
-    if std::env::var("TIDINGS_TEST_STORE").as_deref() == Ok("postgres") {
-        let url = testkit::Postgres::shared()
-            .expect("private PostgreSQL")
-            .fresh_database()
-            .expect("a database");
-        return Arc::new(
-            store::PgStore::connect(&url)
-                .await
-                .expect("PostgreSQL store"),
-        );
+/// Where a test's store lives: a SQLite file, or, with `TIDINGS_TEST_STORE=postgres`, a
+/// new database of the test binary's private PostgreSQL. The test command runs the JMAP
+/// tests once on each, so the two backends answer the same.
+pub enum StoreAt {
+    Sqlite(Option<PathBuf>),
+    Postgres(String),
+}
+
+impl StoreAt {
+    /// A new store in `dir` (SQLite in memory without one).
+    pub fn new(dir: Option<&Path>) -> StoreAt {
+        if std::env::var("TIDINGS_TEST_STORE").as_deref() == Ok("postgres") {
+            let url = testkit::Postgres::shared()
+                .expect("private PostgreSQL")
+                .fresh_database()
+                .expect("a database");
+            return StoreAt::Postgres(url);
+        }
+        StoreAt::Sqlite(dir.map(|d| d.join("t.sqlite")))
     }
-    match dir {
-        Some(d) => Arc::new(store::SqliteStore::open(&d.join("t.sqlite")).expect("store")),
-        None => Arc::new(store::SqliteStore::open_in_memory().expect("store")),
+
+    /// Opens it (again, as a restarted server does: an in-memory SQLite store is new).
+    pub async fn open(&self) -> Arc<dyn Store> {
+        match self {
+            StoreAt::Postgres(url) => Arc::new(
+                store::PgStore::connect(url)
+                    .await
+                    .expect("PostgreSQL store"),
+            ),
+            StoreAt::Sqlite(Some(path)) => Arc::new(store::SqliteStore::open(path).expect("store")),
+            StoreAt::Sqlite(None) => Arc::new(store::SqliteStore::open_in_memory().expect("store")),
+        }
     }
+}
+
+/// A new store for a test (see [`StoreAt`]).
+pub async fn test_store(dir: Option<&Path>) -> Arc<dyn Store> {
+    StoreAt::new(dir).open().await
 }
 
 /// The stored "encrypted" password is the password itself in these tests.

@@ -14,7 +14,7 @@ use mail_types::AccountId;
 use serde_json::{Value, json};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use store::{SieveSettings, SqliteStore, Store};
+use store::{SieveSettings, Store};
 use testkit::{Dovecot, DovecotOptions};
 use tower::ServiceExt;
 
@@ -59,7 +59,7 @@ pub async fn world(sieve: bool) -> World {
     .unwrap();
     dovecot.add_user(USER, PASS).unwrap();
     let dir = tempfile::tempdir().unwrap();
-    let store: Arc<dyn Store> = Arc::new(SqliteStore::open(&dir.path().join("t.sqlite")).unwrap());
+    let store: Arc<dyn Store> = common::test_store(Some(dir.path())).await;
     let account = alice_account(&store, &dovecot).await;
     let port = dovecot.managesieve_port().unwrap_or(dovecot.imap_port());
     store
