@@ -99,8 +99,18 @@ pub fn serve_logged(
 ) -> Result<Serve> {
     let dir = tempfile::tempdir()?;
     let port = free_port()?;
+    // The push tests run once more on PostgreSQL in the test command: a fresh database of
+    // the test binary's private PostgreSQL.
+    let store = if std::env::var("TIDINGS_TEST_STORE").as_deref() == Ok("postgres") {
+        format!(
+            "store = \"{}\"\n",
+            testkit::Postgres::shared()?.fresh_database()?
+        )
+    } else {
+        String::new()
+    };
     let mut cfg = format!(
-        "listen = \"127.0.0.1:{port}\"\ndata_dir = \"{}\"\nkey_file = \"{}\"\n{extra}\n",
+        "listen = \"127.0.0.1:{port}\"\ndata_dir = \"{}\"\nkey_file = \"{}\"\n{store}{extra}\n",
         dir.path().join("data").display(),
         dir.path().join("key/k").display()
     );
