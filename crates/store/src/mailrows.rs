@@ -1,8 +1,10 @@
 //! How both backends spell mail data in their rows: IMAP flags as one string, addresses
 //! and attachments as JSON, the text the full-text index gets, Gmail identities, and the
-//! JMAP keywords of a set of copies. Pure functions, so the two backends cannot drift.
+//! JMAP keywords of a set of copies, and what a Mailbox/set may name a mailbox. Pure
+//! functions, so the two backends cannot drift.
 
 use crate::model::ParsedMessage;
+use crate::outbox::{MailboxPatch, WriteRefusal};
 use mail_types::imap_flag_to_keyword;
 use std::collections::BTreeSet;
 
@@ -135,5 +137,107 @@ pub(crate) fn header_block(raw: &[u8]) -> &[u8] {
             Some(p) => &raw[..p + 2],
             None => raw,
         },
+    }
+}
+
+/// Whether `leaf` may be a mailbox's own name under the hierarchy delimiter `delim`.
+pub(crate) fn check_leaf(leaf: &str, delim: &str) -> Result<(), WriteRefusal> {
+    if leaf.is_empty() || leaf.chars().count() > 255 {
+        return Err(WriteRefusal::Invalid("name: 1 to 255 characters".into()));
+    }
+    if leaf.contains(delim) || leaf.chars().any(|c| c.is_control()) {
+        return Err(WriteRefusal::Invalid(format!(
+            "name: may not contain the hierarchy delimiter {delim:?} or control characters"
+        )));
+    }
+    Ok(())
+}
+
+/// Where a Mailbox/set update moves the mailbox stored as `name` (its full decoded name)
+/// under `parent`: `None` when its leaf and parent stay, else its new leaf and parent, or
+/// why not (INBOX and a POP3 account's only mailbox stay where they are). Whether the new
+/// parent is one of its descendants is the caller's to ask of its rows.
+pub(crate) fn mailbox_move(
+    name: &str,
+    parent: Option<i64>,
+    raw_name: &str,
+    delim: &str,
+    local_only: bool,
+    patch: &MailboxPatch,
+) -> Result<Option<(String, Option<i64>)>, WriteRefusal> {
+    let old_leaf = match (&parent, name.rsplit_once(delim)) {
+        (Some(_), Some((_, leaf))) => leaf,
+        _ => name,
+    };
+    let leaf = patch.name.as_deref().unwrap_or(old_leaf);
+    let new_parent = patch.parent.map(|p| p.map(|m| m.0)).unwrap_or(parent);
+    if leaf == old_leaf && new_parent == parent {
+        return Ok(None);
+    }
+    if local_only || raw_name.eq_ignore_ascii_case("INBOX") {
+        return Err(WriteRefusal::Forbidden(
+            "INBOX cannot be renamed here".into(),
+        ));
+    }
+    check_leaf(leaf, delim)?;
+    Ok(Some((leaf.to_owned(), new_parent)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use mail_types::MailboxId;
+
+    fn patch(name: Option<&str>, parent: Option<Option<i64>>) -> MailboxPatch {
+        MailboxPatch {
+            name: name.map(str::to_owned),
+            parent: parent.map(|p| p.map(MailboxId)),
+            ..MailboxPatch::default()
+        }
+    }
+
+    #[test]
+    fn a_mailbox_moves_by_its_leaf_under_its_parent() {
+        // "Work/Old" under mailbox 7: its leaf is "Old".
+        let moved = |p: &MailboxPatch| mailbox_move("Work/Old", Some(7), "Work/Old", "/", false, p);
+        assert_eq!(moved(&patch(Some("Old"), None)), Ok(None));
+        assert_eq!(moved(&patch(None, Some(Some(7)))), Ok(None));
+        assert_eq!(
+            moved(&patch(Some("New"), None)),
+            Ok(Some(("New".into(), Some(7))))
+        );
+        assert_eq!(
+            moved(&patch(None, Some(None))),
+            Ok(Some(("Old".into(), None)))
+        );
+        assert!(matches!(
+            moved(&patch(Some("a/b"), None)),
+            Err(WriteRefusal::Invalid(_))
+        ));
+        assert!(matches!(
+            moved(&patch(Some(""), None)),
+            Err(WriteRefusal::Invalid(_))
+        ));
+        // A top-level name holding the delimiter is its own leaf.
+        assert_eq!(
+            mailbox_move("a/b", None, "a/b", "/", false, &patch(Some("a/b"), None)),
+            Ok(None)
+        );
+    }
+
+    #[test]
+    fn inbox_and_a_pop3_mailbox_stay_where_they_are() {
+        let rename = patch(Some("Other"), None);
+        for (raw, local_only) in [("INBOX", false), ("inbox", false), ("Notes", true)] {
+            assert!(matches!(
+                mailbox_move(raw, None, raw, "/", local_only, &rename),
+                Err(WriteRefusal::Forbidden(_))
+            ));
+        }
+        // Only its sort order or subscription changing is no move at all.
+        assert_eq!(
+            mailbox_move("INBOX", None, "INBOX", "/", false, &patch(None, None)),
+            Ok(None)
+        );
     }
 }

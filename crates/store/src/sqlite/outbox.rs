@@ -8,7 +8,7 @@ use super::write::{
     refresh_keywords, split_flags, write_metadata,
 };
 use super::*;
-use crate::mailrows::{apply_flag_ops, header_block, merge_flag_ops};
+use crate::mailrows::{apply_flag_ops, check_leaf, header_block, mailbox_move, merge_flag_ops};
 use crate::model::*;
 use crate::outbox::*;
 use crate::prelude::*;
@@ -908,18 +908,6 @@ fn delimiter(tx: &Transaction<'_>, account: AccountId) -> Result<String> {
     Ok(d.unwrap_or_else(|| "/".into()))
 }
 
-fn check_leaf(leaf: &str, delim: &str) -> Result<(), WriteRefusal> {
-    if leaf.is_empty() || leaf.chars().count() > 255 {
-        return Err(WriteRefusal::Invalid("name: 1 to 255 characters".into()));
-    }
-    if leaf.contains(delim) || leaf.chars().any(|c| c.is_control()) {
-        return Err(WriteRefusal::Invalid(format!(
-            "name: may not contain the hierarchy delimiter {delim:?} or control characters"
-        )));
-    }
-    Ok(())
-}
-
 /// The full (decoded) name of a child `leaf` of `parent`.
 fn full_name(
     tx: &Transaction<'_>,
@@ -1039,21 +1027,18 @@ pub(crate) fn update_mailbox(
         .filter(|d| !d.is_empty())
         .map(Ok)
         .unwrap_or_else(|| delimiter(&tx, account))?;
-    let old_leaf = match (&row.parent, row.name.rsplit_once(delim.as_str())) {
-        (Some(_), Some((_, leaf))) => leaf.to_string(),
-        _ => row.name.clone(),
+    let moved = match mailbox_move(
+        &row.name,
+        row.parent,
+        &row.raw_name,
+        &delim,
+        local_only,
+        patch,
+    ) {
+        Ok(m) => m,
+        Err(e) => return Ok(Err(e)),
     };
-    let leaf = patch.name.clone().unwrap_or_else(|| old_leaf.clone());
-    let parent = patch.parent.map(|p| p.map(|m| m.0)).unwrap_or(row.parent);
-    if leaf != old_leaf || parent != row.parent {
-        if local_only || row.raw_name.eq_ignore_ascii_case("INBOX") {
-            return Ok(Err(WriteRefusal::Forbidden(
-                "INBOX cannot be renamed here".into(),
-            )));
-        }
-        if let Err(e) = check_leaf(&leaf, &delim) {
-            return Ok(Err(e));
-        }
+    if let Some((leaf, parent)) = moved {
         // A mailbox cannot move under itself or one of its descendants.
         let mut up = parent;
         let mut steps = 0;
