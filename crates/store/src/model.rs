@@ -385,6 +385,80 @@ pub struct ChangesPage {
     pub has_more: bool,
 }
 
+/// Builds a [`ChangesPage`] from change-log rows read in log order, the same on both
+/// backends: each object's first and last operation decide where it goes, and the page
+/// stops before the first row of an object that would exceed `max`.
+pub(crate) struct PageFold {
+    /// object -> (first op, last op).
+    objects: std::collections::HashMap<i64, (i64, i64)>,
+    /// The objects in order of first appearance.
+    order: Vec<i64>,
+    max: usize,
+    current: i64,
+    last: Option<(i64, i64)>,
+    has_more: bool,
+}
+
+impl PageFold {
+    /// A page of at most `max` objects (at least one) up to the account's state `current`.
+    pub(crate) fn new(current: i64, max: usize) -> Self {
+        PageFold {
+            objects: std::collections::HashMap::new(),
+            order: Vec::new(),
+            max: max.max(1),
+            current,
+            last: None,
+            has_more: false,
+        }
+    }
+
+    /// Takes change row `row` of state `state` (`op`: 0 created, 1 updated, 2 destroyed);
+    /// false when the page is full and ends before it.
+    pub(crate) fn take(&mut self, state: i64, row: i64, id: i64, op: i64) -> bool {
+        let full = self.objects.len() >= self.max;
+        match self.objects.get_mut(&id) {
+            Some(e) => e.1 = op,
+            None if full => {
+                self.has_more = true;
+                return false;
+            }
+            None => {
+                self.objects.insert(id, (op, op));
+                self.order.push(id);
+            }
+        }
+        self.last = Some((state, row));
+        true
+    }
+
+    pub(crate) fn finish(self) -> ChangesPage {
+        let new_position = match (self.has_more, self.last) {
+            // The page ends at the last row taken.
+            (true, Some((state, row))) => ChangePosition { state, row },
+            _ => ChangePosition::whole(State(self.current)),
+        };
+        let mut page = ChangesPage {
+            created: Vec::new(),
+            updated: Vec::new(),
+            destroyed: Vec::new(),
+            new_position,
+            has_more: self.has_more,
+        };
+        for id in self.order {
+            let Some((first, last)) = self.objects.get(&id).copied() else {
+                continue;
+            };
+            match (first, last) {
+                (0, 2) => {}                     // created and destroyed: never seen
+                (0, _) => page.created.push(id), // created (then maybe updated)
+                (_, 2) => page.destroyed.push(id),
+                _ => page.updated.push(id),
+            }
+        }
+        page
+    }
+}
+
 /// An Email as JMAP shows it (RFC 8621 4.1), the properties kept in the store. Address
 /// lists are JSON arrays of `{name, email}`, as JMAP's EmailAddress.
 #[derive(Debug, Clone, PartialEq)]

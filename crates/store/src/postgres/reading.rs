@@ -817,7 +817,6 @@ async fn changes_page(
     if since.state < 0 || since.state > current {
         return Ok(Err(ChangesError::UnknownState));
     }
-    let max = max.max(1);
     // Up to the state read above: a transaction committing meanwhile is the next call's.
     let st = c
         .prepare_cached(
@@ -835,52 +834,15 @@ async fn changes_page(
     ];
     let rows = c.query_raw(&st, params).await?;
     futures::pin_mut!(rows);
-    // object -> (first op, last op), in order of first appearance.
-    let mut objects: HashMap<i64, (i16, i16)> = HashMap::new();
-    let mut order: Vec<i64> = Vec::new();
-    let mut position = ChangePosition::whole(State(current));
-    let mut has_more = false;
-    let mut last: Option<(i64, i64)> = None;
+    let mut fold = PageFold::new(current, max);
     while let Some(row) = futures::TryStreamExt::try_next(&mut rows).await? {
         let (state, seq, id, op): (i64, i64, i64, i16) =
             (row.get(0), row.get(1), row.get(2), row.get(3));
-        let full = objects.len() >= max;
-        match objects.get_mut(&id) {
-            Some(e) => e.1 = op,
-            None if full => {
-                // Stop before this row; the page ends at the last row taken.
-                has_more = true;
-                break;
-            }
-            None => {
-                objects.insert(id, (op, op));
-                order.push(id);
-            }
-        }
-        last = Some((state, seq));
-    }
-    if has_more && let Some((state, row)) = last {
-        position = ChangePosition { state, row };
-    }
-    let mut page = ChangesPage {
-        created: Vec::new(),
-        updated: Vec::new(),
-        destroyed: Vec::new(),
-        new_position: position,
-        has_more,
-    };
-    for id in order {
-        let Some((first, last)) = objects.get(&id).copied() else {
-            continue;
-        };
-        match (first, last) {
-            (0, 2) => {}                     // created and destroyed: never seen
-            (0, _) => page.created.push(id), // created (then maybe updated)
-            (_, 2) => page.destroyed.push(id),
-            _ => page.updated.push(id),
+        if !fold.take(state, seq, id, i64::from(op)) {
+            break;
         }
     }
-    Ok(Ok(page))
+    Ok(Ok(fold.finish()))
 }
 
 async fn emails(

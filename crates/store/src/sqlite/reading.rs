@@ -5,7 +5,6 @@ use crate::model::*;
 use crate::{Error, Result};
 use mail_types::{AccountId, EmailId, MailboxId, Role, State, ThreadId};
 use rusqlite::{Connection, params};
-use std::collections::HashMap;
 
 pub(crate) fn mailbox_views(c: &mut Connection, account: AccountId) -> Result<Vec<MailboxView>> {
     // Counts by Email, not by copy (RFC 8621 2: totalEmails counts Emails in the mailbox);
@@ -84,7 +83,6 @@ pub(crate) fn changes_page(
     if since.state < 0 || since.state > current {
         return Ok(Err(ChangesError::UnknownState));
     }
-    let max = max.max(1);
     let mut st = c.prepare_cached(
         "SELECT state, rowid, object_id, op FROM change \
          WHERE account_id = ?1 AND type = ?2 AND (state > ?3 OR (state = ?3 AND rowid > ?4)) \
@@ -101,51 +99,14 @@ pub(crate) fn changes_page(
             ))
         },
     )?;
-    // object -> (first op, last op), in order of first appearance.
-    let mut objects: HashMap<i64, (i64, i64)> = HashMap::new();
-    let mut order: Vec<i64> = Vec::new();
-    let mut position = ChangePosition::whole(State(current));
-    let mut has_more = false;
-    let mut last: Option<(i64, i64)> = None;
+    let mut fold = PageFold::new(current, max);
     for row in rows {
         let (state, rowid, id, op) = row?;
-        let full = objects.len() >= max;
-        match objects.get_mut(&id) {
-            Some(e) => e.1 = op,
-            None if full => {
-                // Stop before this row; the page ends at the last row taken.
-                has_more = true;
-                break;
-            }
-            None => {
-                objects.insert(id, (op, op));
-                order.push(id);
-            }
-        }
-        last = Some((state, rowid));
-    }
-    if has_more && let Some((state, row)) = last {
-        position = ChangePosition { state, row };
-    }
-    let mut page = ChangesPage {
-        created: Vec::new(),
-        updated: Vec::new(),
-        destroyed: Vec::new(),
-        new_position: position,
-        has_more,
-    };
-    for id in order {
-        let Some((first, last)) = objects.get(&id).copied() else {
-            continue;
-        };
-        match (first, last) {
-            (0, 2) => {}                     // created and destroyed: never seen
-            (0, _) => page.created.push(id), // created (then maybe updated)
-            (_, 2) => page.destroyed.push(id),
-            _ => page.updated.push(id),
+        if !fold.take(state, rowid, id, op) {
+            break;
         }
     }
-    Ok(Ok(page))
+    Ok(Ok(fold.finish()))
 }
 
 fn json_list(s: &str) -> Vec<String> {
