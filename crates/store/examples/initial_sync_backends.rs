@@ -12,7 +12,10 @@
 //! work; it prints each round and the median of each backend.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use mail_types::{AccountId, AccountKind, MailboxId, ModSeq, Security, Uid, UidValidity};
+#[path = "../tests/common/mod.rs"]
+mod common;
+
+use mail_types::{AccountId, MailboxId, ModSeq, Uid, UidValidity};
 use std::time::{Duration, Instant};
 use store::prelude::*;
 use store::*;
@@ -82,26 +85,7 @@ fn work(n: usize) -> Vec<Work> {
 }
 
 async fn account<S: Directory + MailSync>(s: &S) -> AccountId {
-    let u = s.create_user("u", "h").await.unwrap();
-    let a = s
-        .create_account(&NewAccount {
-            user: u,
-            name: "a".into(),
-            kind: AccountKind::Imap,
-            server: ServerSettings {
-                host: "h".into(),
-                port: 1,
-                security: Security::None,
-                username: "u".into(),
-                password_enc: vec![],
-                ca_file: None,
-            },
-            smtp: None,
-            pop3_delete_after_days: None,
-            auth: Default::default(),
-        })
-        .await
-        .unwrap();
+    let a = common::account(s).await;
     let remote: Vec<RemoteMailbox> = FOLDERS
         .iter()
         .map(|f| RemoteMailbox {

@@ -13,7 +13,10 @@
 //! `N` (messages, default 10000) and `ROUNDS` (default 3) change the work.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use mail_types::{AccountKind, MailboxId, ModSeq, Security, Uid, UidValidity};
+#[path = "../tests/common/mod.rs"]
+mod common;
+
+use mail_types::{MailboxId, ModSeq, Uid, UidValidity};
 use std::path::Path;
 use std::time::Instant;
 use store::prelude::*;
@@ -27,25 +30,10 @@ async fn build(db: &Path, n: usize) -> f64 {
     let s = SqliteStore::open(db).unwrap();
     let start = Instant::now();
     let u = s.create_user("u", "h").await.unwrap();
-    let a = s
-        .create_account(&NewAccount {
-            user: u,
-            name: "a".into(),
-            kind: AccountKind::Imap,
-            server: ServerSettings {
-                host: "h".into(),
-                port: 1,
-                security: Security::None,
-                username: "u".into(),
-                password_enc: vec![1, 2, 3],
-                ca_file: None,
-            },
-            smtp: None,
-            pop3_delete_after_days: None,
-            auth: Default::default(),
-        })
-        .await
-        .unwrap();
+    // A sealed secret to carry over.
+    let mut new = common::new_account(u, "a");
+    new.server.password_enc = vec![1, 2, 3];
+    let a = s.create_account(&new).await.unwrap();
     let remote: Vec<RemoteMailbox> = FOLDERS
         .iter()
         .map(|f| RemoteMailbox {

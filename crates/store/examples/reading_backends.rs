@@ -19,9 +19,10 @@
 //! database to use instead of the private server's.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use mail_types::{
-    AccountId, AccountKind, EmailId, MailboxId, ModSeq, Role, Security, Uid, UidValidity,
-};
+#[path = "../tests/common/mod.rs"]
+mod common;
+
+use mail_types::{AccountId, EmailId, MailboxId, ModSeq, Role, Uid, UidValidity};
 use std::time::{Duration, Instant};
 use store::prelude::*;
 use store::*;
@@ -69,26 +70,7 @@ async fn load<S: Directory + MailSync>(
     s: &S,
     work: &[(String, Vec<MailboxChanges>)],
 ) -> (AccountId, MailboxId) {
-    let u = s.create_user("u", "h").await.unwrap();
-    let a = s
-        .create_account(&NewAccount {
-            user: u,
-            name: "a".into(),
-            kind: AccountKind::Imap,
-            server: ServerSettings {
-                host: "h".into(),
-                port: 1,
-                security: Security::None,
-                username: "u".into(),
-                password_enc: vec![],
-                ca_file: None,
-            },
-            smtp: None,
-            pop3_delete_after_days: None,
-            auth: Default::default(),
-        })
-        .await
-        .unwrap();
+    let a = common::account(s).await;
     let remote: Vec<RemoteMailbox> = FOLDERS
         .iter()
         .map(|f| RemoteMailbox {

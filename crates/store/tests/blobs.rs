@@ -2,34 +2,17 @@
 //! submission still has to send them, though the Email that named it was destroyed
 //! (DESIGN.md invariant 9: what the user wrote is never lost).
 
-use mail_types::{AccountId, AccountKind, EmailId, MailboxId, Role, Security};
+use mail_types::{AccountId, EmailId, MailboxId, Role};
 use store::prelude::*;
 use store::*;
+
+mod common;
 
 async fn setup() -> (tempfile::TempDir, SqliteStore, AccountId, MailboxId) {
     let dir = tempfile::tempdir().expect("tempdir");
     // On disk, so that the blob files are real files.
     let s = SqliteStore::open(&dir.path().join("tidings.db")).expect("store");
-    let u = s.create_user("u", "h").await.expect("user");
-    let a = s
-        .create_account(&NewAccount {
-            user: u,
-            name: "a".into(),
-            kind: AccountKind::Imap,
-            server: ServerSettings {
-                host: "h".into(),
-                port: 1,
-                security: Security::None,
-                username: "u".into(),
-                password_enc: vec![],
-                ca_file: None,
-            },
-            smtp: None,
-            pop3_delete_after_days: None,
-            auth: Default::default(),
-        })
-        .await
-        .expect("account");
+    let a = common::account(&s).await;
     s.apply_mailbox_list(
         a,
         &[RemoteMailbox {

@@ -1,7 +1,7 @@
 //! The store's write paths: change log exactness, threads independent of arrival order,
 //! moves that keep the Email, UIDVALIDITY epochs.
 
-use mail_types::{AccountId, AccountKind, MailboxId, ModSeq, Security, State, Uid, UidValidity};
+use mail_types::{AccountId, MailboxId, ModSeq, State, Uid, UidValidity};
 use store::prelude::*;
 use store::*;
 
@@ -10,26 +10,7 @@ use common::{copy, mailbox, msg, remote};
 
 async fn setup() -> (SqliteStore, AccountId) {
     let s = SqliteStore::open_in_memory().expect("store");
-    let u = s.create_user("u", "h").await.expect("user");
-    let a = s
-        .create_account(&NewAccount {
-            user: u,
-            name: "a".into(),
-            kind: AccountKind::Imap,
-            server: ServerSettings {
-                host: "h".into(),
-                port: 1,
-                security: Security::None,
-                username: "u".into(),
-                password_enc: vec![],
-                ca_file: None,
-            },
-            smtp: None,
-            pop3_delete_after_days: None,
-            auth: Default::default(),
-        })
-        .await
-        .expect("account");
+    let a = common::account(&s).await;
     (s, a)
 }
 
@@ -371,26 +352,7 @@ async fn migrating_to_version_3_keeps_the_blob_ids_clients_saw() {
     let path = dir.path().join("s.sqlite");
     let (first, second, raw_second) = {
         let s = SqliteStore::open(&path).expect("store");
-        let u = s.create_user("u", "h").await.expect("user");
-        let a = s
-            .create_account(&NewAccount {
-                user: u,
-                name: "a".into(),
-                kind: AccountKind::Imap,
-                server: ServerSettings {
-                    host: "h".into(),
-                    port: 1,
-                    security: Security::None,
-                    username: "u".into(),
-                    password_enc: vec![],
-                    ca_file: None,
-                },
-                smtp: None,
-                pop3_delete_after_days: None,
-                auth: Default::default(),
-            })
-            .await
-            .expect("account");
+        let a = common::account(&s).await;
         s.apply_mailbox_list(a, &[remote("INBOX", 7)])
             .await
             .expect("list");
