@@ -68,6 +68,10 @@ pub struct PgStore {
     /// This node's workers, woken for work queued on any node (bus.rs).
     work: Arc<crate::wake::WorkSignals>,
     /// Per account, the mailbox epoch (`MailSync::mailbox_epoch`, outbox.rs moves it).
+    /// In this node's memory only, and enough: the sync that reads it and the outbox
+    /// replay that confirms a mailbox change both run on the node holding the account's
+    /// lease, and a change queued through another node keeps the list from being applied
+    /// while it is pending (`mailbox_ops_pending`).
     mailbox_epochs: Arc<std::sync::Mutex<std::collections::HashMap<i64, u64>>>,
 }
 
