@@ -836,11 +836,7 @@ async fn patch_flags_batch(
         tx.execute(&st, &[&set_mailbox, &set_uid, &set_flags])
             .await?;
         let st = tx
-            .prepare_cached(
-                "UPDATE email e SET keywords = u.kw::jsonb \
-                 FROM unnest($1::bigint[], $2::text[]) AS u(id, kw) \
-                 WHERE e.id = u.id AND e.keywords <> u.kw::jsonb",
-            )
+            .prepare_cached("SELECT set_keywords($1::bigint[], $2::text[])")
             .await?;
         tx.execute(&st, &[&kw_emails, &kw]).await?;
     }
