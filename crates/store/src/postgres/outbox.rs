@@ -131,17 +131,6 @@ pub(super) fn overlay(flags: String, pending: Option<&Vec<FlagOps>>) -> String {
 
 // --- the user's changes -------------------------------------------------------------------
 
-async fn account_kind(tx: &Transaction<'_>, account: AccountId) -> Result<String> {
-    let st = tx
-        .prepare_cached("SELECT kind FROM account WHERE id = $1")
-        .await?;
-    Ok(tx
-        .query_opt(&st, &[&account.0])
-        .await?
-        .ok_or_else(|| Error::NotFound(format!("account {account}")))?
-        .get(0))
-}
-
 /// Opens a user's write: the account locked, whether it keeps its changes local (POP3),
 /// and its change log (filling the outbox unless local).
 async fn begin_user(
@@ -149,8 +138,16 @@ async fn begin_user(
     tx: &Transaction<'_>,
     account: AccountId,
 ) -> Result<(bool, ChangeLog)> {
-    lock_account(tx, account).await?;
-    let local_only = account_kind(tx, account).await? == "pop3";
+    // The account's row lock (as `lock_account` takes it) and its kind in one round trip.
+    let st = tx
+        .prepare_cached("SELECT kind FROM account WHERE id = $1 FOR UPDATE")
+        .await?;
+    let kind: String = tx
+        .query_opt(&st, &[&account.0])
+        .await?
+        .ok_or_else(|| Error::NotFound(format!("account {account}")))?
+        .get(0);
+    let local_only = kind == "pop3";
     let mut log = ChangeLog::user(store, account);
     if !local_only {
         log.queued(Queue::Outbox);
@@ -825,29 +822,42 @@ async fn patch_flags_batch(
             changed.push((email, add, remove));
         }
     }
+    // The statements below are sent together where nothing of one feeds the next: the
+    // connection pipelines them, so each group costs one round trip (on a loaded machine
+    // every round trip waits for the server's process to be scheduled).
     if !set_uid.is_empty() {
-        let st = tx
+        let copies = tx
             .prepare_cached(
                 "UPDATE copy c SET flags = u.flags \
                  FROM unnest($1::bigint[], $2::bigint[], $3::text[]) AS u(mailbox, uid, flags) \
                  WHERE c.mailbox_id = u.mailbox AND c.uid = u.uid",
             )
             .await?;
-        tx.execute(&st, &[&set_mailbox, &set_uid, &set_flags])
-            .await?;
-        let st = tx
+        let keywords = tx
             .prepare_cached("SELECT set_keywords($1::bigint[], $2::text[])")
             .await?;
-        tx.execute(&st, &[&kw_emails, &kw]).await?;
+        use tokio_postgres::types::ToSql;
+        let copy_params: [&(dyn ToSql + Sync); 3] = [&set_mailbox, &set_uid, &set_flags];
+        let keyword_params: [&(dyn ToSql + Sync); 2] = [&kw_emails, &kw];
+        tokio::try_join!(
+            tx.execute(&copies, &copy_params),
+            tx.execute(&keywords, &keyword_params),
+        )?;
     }
     let mailboxes: Vec<i64> = mailboxes.into_iter().collect();
-    log.record_many(tx, ObjectType::Mailbox, &mailboxes, ChangeOp::Updated)
-        .await?;
-    log.record_many(tx, ObjectType::Email, &kw_emails, ChangeOp::Updated)
-        .await?;
-    if !local_only {
-        enqueue_flags(tx, account, changed).await?;
-    }
+    let logged = async {
+        log.record_many(tx, ObjectType::Mailbox, &mailboxes, ChangeOp::Updated)
+            .await?;
+        log.record_many(tx, ObjectType::Email, &kw_emails, ChangeOp::Updated)
+            .await
+    };
+    let queued = async {
+        if local_only {
+            return Ok(());
+        }
+        enqueue_flags(tx, account, changed).await
+    };
+    tokio::try_join!(logged, queued)?;
     Ok(out)
 }
 
