@@ -83,11 +83,15 @@ async fn nodes_ride_out_a_postgres_restart_under_load() -> Result<()> {
     .await
     .with_context(|| logs(&nodes))?;
     nodes.push(Node::start_on(dir.path(), "n2", &common, ports[1])?);
-    until("every account held and synced", Duration::from_secs(60), || {
-        let counts = inbox_counts(&pg, &db)?;
-        let synced = counts.len() == ACCOUNTS && counts.values().all(|&c| c == SEEDED);
-        Ok((holders(&pg, &db)?.len() == ACCOUNTS && synced).then_some(()))
-    })
+    until(
+        "every account held and synced",
+        Duration::from_secs(60),
+        || {
+            let counts = inbox_counts(&pg, &db)?;
+            let synced = counts.len() == ACCOUNTS && counts.values().all(|&c| c == SEEDED);
+            Ok((holders(&pg, &db)?.len() == ACCOUNTS && synced).then_some(()))
+        },
+    )
     .await
     .with_context(|| logs(&nodes))?;
     // Account id -> Dovecot login, and the watched account's holder.
@@ -140,7 +144,11 @@ async fn nodes_ride_out_a_postgres_restart_under_load() -> Result<()> {
     }
     targets.sort_by_key(|(a, _, n)| (*n, a.clone()));
     if targets.len() != ACCOUNTS * SEEDED {
-        bail!("{} Emails to write, not {}", targets.len(), ACCOUNTS * SEEDED);
+        bail!(
+            "{} Emails to write, not {}",
+            targets.len(),
+            ACCOUNTS * SEEDED
+        );
     }
 
     // The load: a delivery every 250 ms round the accounts, a write every 150 ms through
@@ -240,7 +248,10 @@ async fn nodes_ride_out_a_postgres_restart_under_load() -> Result<()> {
     let first = expiry(&pg)?;
     until("the leases renewed", Duration::from_secs(10), || {
         let now = expiry(&pg)?;
-        Ok(first.iter().all(|(a, t)| now.get(a) > Some(t)).then_some(()))
+        Ok(first
+            .iter()
+            .all(|(a, t)| now.get(a) > Some(t))
+            .then_some(()))
     })
     .await
     .with_context(|| logs(&nodes))?;
@@ -360,7 +371,11 @@ async fn nodes_ride_out_a_postgres_restart_under_load() -> Result<()> {
     assert_eq!(last_pushed.as_deref(), Some(state.as_str()));
     // `Email/changes` from the state before the load: exactly the new Emails, and the
     // written ones (a refused write may have committed before the connection broke).
-    let new: BTreeSet<String> = after.iter().filter(|i| !ids0.contains(i)).cloned().collect();
+    let new: BTreeSet<String> = after
+        .iter()
+        .filter(|i| !ids0.contains(i))
+        .cloned()
+        .collect();
     let (created, changed, destroyed, _) = push.email_changes(&watched_jmap, &s0).await?;
     assert_eq!(created.iter().cloned().collect::<BTreeSet<_>>(), new);
     assert!(destroyed.is_empty(), "{destroyed:?}");
@@ -397,9 +412,11 @@ async fn nodes_ride_out_a_postgres_restart_under_load() -> Result<()> {
 /// Sends one Request and returns its Response or its RequestError (RFC 8887 4.3.4: a
 /// request the server could not process at all), keeping StateChanges for later.
 async fn request(ws: &mut Ws, id: &str, calls: Value) -> Result<Value> {
-    ws.send(&json!({"@type": "Request", "id": id, "using": push_support::USING,
-        "methodCalls": calls}))
-        .await?;
+    ws.send(
+        &json!({"@type": "Request", "id": id, "using": push_support::USING,
+        "methodCalls": calls}),
+    )
+    .await?;
     let deadline = Instant::now() + WRITE_BOUND;
     while Instant::now() < deadline {
         let Some(v) = ws.recv(deadline - Instant::now()).await? else {

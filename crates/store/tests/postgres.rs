@@ -313,7 +313,10 @@ async fn mailbox_counts_match_a_recount() {
         .batch_execute("UPDATE email SET keywords = '[]' WHERE id = 1")
         .await
         .expect_err("a write of keywords outside set_keywords");
-    assert!(format!("{refused:?}").contains("set_keywords"), "{refused:?}");
+    assert!(
+        format!("{refused:?}").contains("set_keywords"),
+        "{refused:?}"
+    );
     assert_eq!(rows(&c, KEPT).await, rows(&c, RECOUNT).await);
     c.batch_execute("DELETE FROM mailbox WHERE id = 2")
         .await
