@@ -761,26 +761,29 @@ async fn patch_flags_batch(
     if run.is_empty() {
         return Ok(Vec::new());
     }
+    use tokio_postgres::types::ToSql;
     let ids: Vec<i64> = run.iter().map(|p| p.email.0).collect();
     let st = tx
         .prepare_cached(
             "SELECT id FROM email WHERE id = ANY($1) AND account_id = $2 AND NOT orphaned",
         )
         .await?;
-    let existing: HashSet<i64> = tx
-        .query(&st, &[&ids, &account.0])
-        .await?
-        .iter()
-        .map(|r| r.get(0))
-        .collect();
-    let st = tx
+    let copies_st = tx
         .prepare_cached(
             "SELECT email_id, mailbox_id, uid, flags FROM copy WHERE email_id = ANY($1) \
              ORDER BY email_id, mailbox_id, uid",
         )
         .await?;
+    // Both reads in one round trip (pipelined; see below).
+    let email_params: [&(dyn ToSql + Sync); 2] = [&ids, &account.0];
+    let copy_params: [&(dyn ToSql + Sync); 1] = [&ids];
+    let (existing, copy_rows) = tokio::try_join!(
+        tx.query(&st, &email_params),
+        tx.query(&copies_st, &copy_params)
+    )?;
+    let existing: HashSet<i64> = existing.iter().map(|r| r.get(0)).collect();
     let mut copies: HashMap<i64, Vec<(i64, i64, String)>> = HashMap::new();
-    for r in tx.query(&st, &[&ids]).await? {
+    for r in copy_rows {
         copies
             .entry(r.get(0))
             .or_default()
@@ -836,7 +839,6 @@ async fn patch_flags_batch(
         let keywords = tx
             .prepare_cached("SELECT set_keywords($1::bigint[], $2::text[])")
             .await?;
-        use tokio_postgres::types::ToSql;
         let copy_params: [&(dyn ToSql + Sync); 3] = [&set_mailbox, &set_uid, &set_flags];
         let keyword_params: [&(dyn ToSql + Sync); 2] = [&kw_emails, &kw];
         tokio::try_join!(
@@ -845,12 +847,11 @@ async fn patch_flags_batch(
         )?;
     }
     let mailboxes: Vec<i64> = mailboxes.into_iter().collect();
-    let logged = async {
-        log.record_many(tx, ObjectType::Mailbox, &mailboxes, ChangeOp::Updated)
-            .await?;
-        log.record_many(tx, ObjectType::Email, &kw_emails, ChangeOp::Updated)
-            .await
-    };
+    let sets: [(ObjectType, &[i64]); 2] = [
+        (ObjectType::Mailbox, &mailboxes),
+        (ObjectType::Email, &kw_emails),
+    ];
+    let logged = log.record_sets(tx, &sets, ChangeOp::Updated);
     let queued = async {
         if local_only {
             return Ok(());
