@@ -14,7 +14,7 @@ use anyhow::{Context, Result};
 use std::collections::{BTreeMap, HashMap};
 use std::time::{Duration, Instant};
 use testkit::imap_client::ImapClient;
-use testkit::{Dovecot, DovecotOptions, Postgres, SeedMessage};
+use testkit::{Dovecot, DovecotOptions, Postgres};
 
 const PASS: &str = "pw";
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -159,32 +159,11 @@ async fn a_change_through_any_node_is_pushed_to_the_clients_of_another() -> Resu
     let url = pg.fresh_database()?;
     let db = url.rsplit('/').next().context("database name")?.to_owned();
     let dovecot = Dovecot::start(DovecotOptions::default())?;
-    dovecot.add_user(USER, PASS)?;
-    let seed: Vec<SeedMessage> = (0..3)
-        .map(|n| SeedMessage {
-            raw: message(USER, n),
-            flags: vec![],
-            internal_date: 1_796_000_000 + n as i64,
-        })
-        .collect();
-    dovecot.seed(USER, "INBOX", &seed)?;
     let dir = tempfile::tempdir()?;
-    let common = format!(
-        "store = \"{url}\"\nkey_file = \"{key}\"\n[[user]]\nname = \"alice\"\npassword = \"x\"\n\
-         [[account]]\nuser = \"alice\"\nname = \"mail\"\nkind = \"imap\"\nhost = \"127.0.0.1\"\n\
-         port = {port}\nsecurity = \"tls\"\nusername = \"{USER}\"\npassword = \"{PASS}\"\nca_file = \"{ca}\"\n",
-        key = dir.path().join("key/secret.key").display(),
-        port = dovecot.imaps_port(),
-        ca = dovecot.ca_file().display(),
-    );
+    let common = seeded_accounts(&dovecot, &url, dir.path(), &[USER.to_owned()], PASS, 3)?;
     let ports = [free_port()?, free_port()?, free_port()?];
     let mut nodes = vec![Node::start_on(dir.path(), "n1", &common, ports[0])?];
-    until("the account made", Duration::from_secs(60), || {
-        let made = rows(&pg, &db, "SELECT id FROM account").map_or(0, |r| r.len());
-        Ok((made == 1).then_some(()))
-    })
-    .await
-    .with_context(|| logs(&nodes))?;
+    accounts_made(&pg, &db, 1, &nodes).await?;
     nodes.push(Node::start_on(dir.path(), "n2", &common, ports[1])?);
     nodes.push(Node::start_on(dir.path(), "n3", &common, ports[2])?);
     // A: the node holding the account (it syncs the delivery); B and C the others.
