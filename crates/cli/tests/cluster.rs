@@ -6,13 +6,15 @@
 mod cluster_support;
 mod push_support;
 
-use cluster_support::{Node, holders, inbox_counts, logs, message, rows, until};
+use cluster_support::{
+    Node, accounts_made, holders, inbox_counts, logs, message, rows, seeded_accounts, until,
+};
 
 use anyhow::{Context, Result};
 use std::collections::{BTreeMap, HashMap};
 use std::time::{Duration, Instant};
 use testkit::imap_client::ImapClient;
-use testkit::{Dovecot, DovecotOptions, Postgres, SeedMessage};
+use testkit::{Dovecot, DovecotOptions, Postgres};
 
 const PASS: &str = "pw";
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -24,40 +26,12 @@ async fn three_nodes_share_the_accounts_and_take_over_a_killed_one() -> Result<(
     let db = url.rsplit('/').next().context("database name")?.to_owned();
     let dovecot = Dovecot::start(DovecotOptions::default())?;
     let users: Vec<String> = (0..ACCOUNTS).map(|i| format!("u{i}@example.org")).collect();
-    let mut accounts = String::new();
-    for (i, u) in users.iter().enumerate() {
-        dovecot.add_user(u, PASS)?;
-        let seed: Vec<SeedMessage> = (0..SEEDED)
-            .map(|n| SeedMessage {
-                raw: message(u, n),
-                flags: vec![],
-                internal_date: 1_796_000_000 + n as i64,
-            })
-            .collect();
-        dovecot.seed(u, "INBOX", &seed)?;
-        accounts.push_str(&format!(
-            "[[account]]\nuser = \"alice\"\nname = \"a{i}\"\nkind = \"imap\"\n\
-             host = \"127.0.0.1\"\nport = {port}\nsecurity = \"tls\"\nusername = \"{u}\"\n\
-             password = \"{PASS}\"\nca_file = \"{ca}\"\n",
-            port = dovecot.imaps_port(),
-            ca = dovecot.ca_file().display(),
-        ));
-    }
     let dir = tempfile::tempdir()?;
     // Every node: the same store, the same key (the stored passwords are sealed with it).
-    let common = format!(
-        "store = \"{url}\"\nkey_file = \"{key}\"\n[[user]]\nname = \"alice\"\npassword = \"x\"\n{accounts}",
-        key = dir.path().join("key/secret.key").display(),
-    );
+    let common = seeded_accounts(&dovecot, &url, dir.path(), &users, PASS, SEEDED)?;
     // The first node makes the accounts from the config; the others find them.
     let mut nodes = vec![Node::start(dir.path(), "n1", &common)?];
-    until("the accounts made", Duration::from_secs(60), || {
-        // Before the first node made the schema the table is not there: not yet.
-        let made = rows(&pg, &db, "SELECT id FROM account").map_or(0, |r| r.len());
-        Ok((made == ACCOUNTS).then_some(()))
-    })
-    .await
-    .with_context(|| nodes[0].log())?;
+    accounts_made(&pg, &db, ACCOUNTS, &nodes).await?;
     nodes.push(Node::start(dir.path(), "n2", &common)?);
     nodes.push(Node::start(dir.path(), "n3", &common)?);
 
@@ -185,32 +159,11 @@ async fn a_change_through_any_node_is_pushed_to_the_clients_of_another() -> Resu
     let url = pg.fresh_database()?;
     let db = url.rsplit('/').next().context("database name")?.to_owned();
     let dovecot = Dovecot::start(DovecotOptions::default())?;
-    dovecot.add_user(USER, PASS)?;
-    let seed: Vec<SeedMessage> = (0..3)
-        .map(|n| SeedMessage {
-            raw: message(USER, n),
-            flags: vec![],
-            internal_date: 1_796_000_000 + n as i64,
-        })
-        .collect();
-    dovecot.seed(USER, "INBOX", &seed)?;
     let dir = tempfile::tempdir()?;
-    let common = format!(
-        "store = \"{url}\"\nkey_file = \"{key}\"\n[[user]]\nname = \"alice\"\npassword = \"x\"\n\
-         [[account]]\nuser = \"alice\"\nname = \"mail\"\nkind = \"imap\"\nhost = \"127.0.0.1\"\n\
-         port = {port}\nsecurity = \"tls\"\nusername = \"{USER}\"\npassword = \"{PASS}\"\nca_file = \"{ca}\"\n",
-        key = dir.path().join("key/secret.key").display(),
-        port = dovecot.imaps_port(),
-        ca = dovecot.ca_file().display(),
-    );
+    let common = seeded_accounts(&dovecot, &url, dir.path(), &[USER.to_owned()], PASS, 3)?;
     let ports = [free_port()?, free_port()?, free_port()?];
     let mut nodes = vec![Node::start_on(dir.path(), "n1", &common, ports[0])?];
-    until("the account made", Duration::from_secs(60), || {
-        let made = rows(&pg, &db, "SELECT id FROM account").map_or(0, |r| r.len());
-        Ok((made == 1).then_some(()))
-    })
-    .await
-    .with_context(|| logs(&nodes))?;
+    accounts_made(&pg, &db, 1, &nodes).await?;
     nodes.push(Node::start_on(dir.path(), "n2", &common, ports[1])?);
     nodes.push(Node::start_on(dir.path(), "n3", &common, ports[2])?);
     // A: the node holding the account (it syncs the delivery); B and C the others.

@@ -177,6 +177,18 @@ impl Postgres {
     /// Stops the server the way an administrator's restart does (a fast shutdown: every
     /// client's connection is closed) and starts it again on the same port and data.
     pub fn restart(&mut self) -> Result<()> {
+        self.stop()?;
+        self.start_again()
+    }
+
+    /// Starts the server again after [`Postgres::stop`], on the same port and data.
+    pub fn start_again(&mut self) -> Result<()> {
+        self.spawn(&Owner::detect()?)
+    }
+
+    /// Stops the server with a fast shutdown (every client's connection is closed) and
+    /// returns once it exited; [`Postgres::start_again`] starts it again.
+    pub fn stop(&mut self) -> Result<()> {
         let pid = fs::read_to_string(self.dir.join("data/postmaster.pid"))
             .context("reading postmaster.pid")?
             .lines()
@@ -198,7 +210,7 @@ impl Postgres {
             std::thread::sleep(Duration::from_millis(20));
         }
         self.retired.extend(self.pipe.take());
-        self.spawn(&Owner::detect()?)
+        Ok(())
     }
 
     /// The server's log (its standard error).

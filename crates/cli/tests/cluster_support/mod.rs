@@ -8,7 +8,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
-use testkit::Postgres;
+use testkit::{Dovecot, Postgres, SeedMessage};
 
 /// The lease time the nodes run with (a dead node's accounts are free this long after
 /// its last renewal).
@@ -160,4 +160,52 @@ pub async fn until<T>(
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
+}
+
+/// Makes a Dovecot user of each of `users` (password `pass`) with `seeded` messages in its
+/// INBOX, and returns what every node's configuration shares: the store at `url`, the key
+/// under `dir` (the stored passwords are sealed with it), and user `alice` (password `x`)
+/// with one IMAP account per Dovecot user (`a0`, `a1`, ...).
+pub fn seeded_accounts(
+    dovecot: &Dovecot,
+    url: &str,
+    dir: &Path,
+    users: &[String],
+    pass: &str,
+    seeded: usize,
+) -> Result<String> {
+    let mut accounts = String::new();
+    for (i, u) in users.iter().enumerate() {
+        dovecot.add_user(u, pass)?;
+        let seed: Vec<SeedMessage> = (0..seeded)
+            .map(|n| SeedMessage {
+                raw: message(u, n),
+                flags: vec![],
+                internal_date: 1_796_000_000 + n as i64,
+            })
+            .collect();
+        dovecot.seed(u, "INBOX", &seed)?;
+        accounts.push_str(&format!(
+            "[[account]]\nuser = \"alice\"\nname = \"a{i}\"\nkind = \"imap\"\n\
+             host = \"127.0.0.1\"\nport = {port}\nsecurity = \"tls\"\nusername = \"{u}\"\n\
+             password = \"{pass}\"\nca_file = \"{ca}\"\n",
+            port = dovecot.imaps_port(),
+            ca = dovecot.ca_file().display(),
+        ));
+    }
+    Ok(format!(
+        "store = \"{url}\"\nkey_file = \"{key}\"\n[[user]]\nname = \"alice\"\npassword = \"x\"\n{accounts}",
+        key = dir.join("key/secret.key").display(),
+    ))
+}
+
+/// Waits until the first node made the `n` accounts of the configuration (before it made
+/// the schema the table is not there: not yet).
+pub async fn accounts_made(pg: &Postgres, db: &str, n: usize, nodes: &[Node]) -> Result<()> {
+    until("the accounts made", Duration::from_secs(60), || {
+        let made = rows(pg, db, "SELECT id FROM account").map_or(0, |r| r.len());
+        Ok((made == n).then_some(()))
+    })
+    .await
+    .map_err(|e| anyhow::anyhow!("{e}\n{}", logs(nodes)))
 }

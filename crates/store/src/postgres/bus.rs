@@ -311,8 +311,8 @@ impl Listener {
                     return s;
                 }
                 Err(e) => {
-                    tracing::warn!(error = %e, retry_in = ?wait, "bus: reconnecting failed");
                     wait = (wait * 2).min(MAX_BACKOFF);
+                    tracing::warn!(error = %e, retry_in = ?wait, "bus: reconnecting failed");
                 }
             }
         }

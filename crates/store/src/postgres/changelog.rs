@@ -139,6 +139,47 @@ impl ChangeLog {
         Ok(())
     }
 
+    /// [`ChangeLog::record_many`] of several sets of objects, each of one type, with one
+    /// INSERT for all their rows, in the order given (a round trip less per set).
+    pub(super) async fn record_sets(
+        &mut self,
+        tx: &deadpool_postgres::Transaction<'_>,
+        sets: &[(ObjectType, &[i64])],
+        op: ChangeOp,
+    ) -> Result<()> {
+        if sets.iter().all(|(_, ids)| ids.is_empty()) {
+            return Ok(());
+        }
+        let state = self.bump(tx).await?;
+        let (mut types, mut fresh) = (Vec::new(), Vec::new());
+        for (object, ids) in sets.iter().filter(|(_, ids)| !ids.is_empty()) {
+            self.types.insert((*object).into());
+            for id in ids.iter().copied() {
+                // As in `record_many`: destroyed rows always, others once per object.
+                if op == ChangeOp::Destroyed || self.seen.insert((*object, id)) {
+                    types.push(object.as_str());
+                    fresh.push(id);
+                }
+            }
+        }
+        if fresh.is_empty() {
+            return Ok(());
+        }
+        let st = tx
+            .prepare_cached(
+                "INSERT INTO change (account_id, state, type, object_id, op) \
+                 SELECT $1, $2, t, id, $3 FROM unnest($4::text[], $5::bigint[]) \
+                 WITH ORDINALITY AS u(t, id, n) ORDER BY n",
+            )
+            .await?;
+        tx.execute(
+            &st,
+            &[&self.account.0, &state, &op_code(op), &types, &fresh],
+        )
+        .await?;
+        Ok(())
+    }
+
     /// New mail arrived from the server in this transaction (EmailDelivery, RFC 8621 1.5):
     /// kept as the account's `delivery_state` for clients that come back later. Call
     /// after recording its Email (the state is bumped by then).

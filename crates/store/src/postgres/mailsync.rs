@@ -92,12 +92,9 @@ pub(super) async fn refresh_keywords(tx: &Transaction<'_>, emails: &[i64]) -> Re
         .iter()
         .map(|e| keywords_json(flags.get(e).into_iter().flatten().map(String::as_str)))
         .collect();
+    // set_keywords (keywords.sql) steps the unread counts too.
     let st = tx
-        .prepare_cached(
-            "UPDATE email e SET keywords = u.kw::jsonb \
-             FROM unnest($1::bigint[], $2::text[]) AS u(id, kw) \
-             WHERE e.id = u.id AND e.keywords <> u.kw::jsonb RETURNING e.id",
-        )
+        .prepare_cached("SELECT set_keywords($1::bigint[], $2::text[])")
         .await?;
     Ok(tx
         .query(&st, &[&emails, &kws])

@@ -134,17 +134,6 @@ pub(super) fn overlay(flags: String, pending: Option<&Vec<FlagOps>>) -> String {
 
 // --- the user's changes -------------------------------------------------------------------
 
-async fn account_kind(tx: &Transaction<'_>, account: AccountId) -> Result<String> {
-    let st = tx
-        .prepare_cached("SELECT kind FROM account WHERE id = $1")
-        .await?;
-    Ok(tx
-        .query_opt(&st, &[&account.0])
-        .await?
-        .ok_or_else(|| Error::NotFound(format!("account {account}")))?
-        .get(0))
-}
-
 /// Opens a user's write: the account locked, whether it keeps its changes local (POP3),
 /// and its change log (filling the outbox unless local).
 async fn begin_user(
@@ -152,8 +141,16 @@ async fn begin_user(
     tx: &Transaction<'_>,
     account: AccountId,
 ) -> Result<(bool, ChangeLog)> {
-    lock_account(tx, account).await?;
-    let local_only = account_kind(tx, account).await? == "pop3";
+    // The account's row lock (as `lock_account` takes it) and its kind in one round trip.
+    let st = tx
+        .prepare_cached("SELECT kind FROM account WHERE id = $1 FOR UPDATE")
+        .await?;
+    let kind: String = tx
+        .query_opt(&st, &[&account.0])
+        .await?
+        .ok_or_else(|| Error::NotFound(format!("account {account}")))?
+        .get(0);
+    let local_only = kind == "pop3";
     let mut log = ChangeLog::user(store, account);
     if !local_only {
         log.queued(Queue::Outbox);
@@ -767,26 +764,29 @@ async fn patch_flags_batch(
     if run.is_empty() {
         return Ok(Vec::new());
     }
+    use tokio_postgres::types::ToSql;
     let ids: Vec<i64> = run.iter().map(|p| p.email.0).collect();
     let st = tx
         .prepare_cached(
             "SELECT id FROM email WHERE id = ANY($1) AND account_id = $2 AND NOT orphaned",
         )
         .await?;
-    let existing: HashSet<i64> = tx
-        .query(&st, &[&ids, &account.0])
-        .await?
-        .iter()
-        .map(|r| r.get(0))
-        .collect();
-    let st = tx
+    let copies_st = tx
         .prepare_cached(
             "SELECT email_id, mailbox_id, uid, flags FROM copy WHERE email_id = ANY($1) \
              ORDER BY email_id, mailbox_id, uid",
         )
         .await?;
+    // Both reads in one round trip (pipelined; see below).
+    let email_params: [&(dyn ToSql + Sync); 2] = [&ids, &account.0];
+    let copy_params: [&(dyn ToSql + Sync); 1] = [&ids];
+    let (existing, copy_rows) = tokio::try_join!(
+        tx.query(&st, &email_params),
+        tx.query(&copies_st, &copy_params)
+    )?;
+    let existing: HashSet<i64> = existing.iter().map(|r| r.get(0)).collect();
     let mut copies: HashMap<i64, Vec<(i64, i64, String)>> = HashMap::new();
-    for r in tx.query(&st, &[&ids]).await? {
+    for r in copy_rows {
         copies
             .entry(r.get(0))
             .or_default()
@@ -828,33 +828,40 @@ async fn patch_flags_batch(
             changed.push((email, add, remove));
         }
     }
+    // The statements below are sent together where nothing of one feeds the next: the
+    // connection pipelines them, so each group costs one round trip (on a loaded machine
+    // every round trip waits for the server's process to be scheduled).
     if !set_uid.is_empty() {
-        let st = tx
+        let copies = tx
             .prepare_cached(
                 "UPDATE copy c SET flags = u.flags \
                  FROM unnest($1::bigint[], $2::bigint[], $3::text[]) AS u(mailbox, uid, flags) \
                  WHERE c.mailbox_id = u.mailbox AND c.uid = u.uid",
             )
             .await?;
-        tx.execute(&st, &[&set_mailbox, &set_uid, &set_flags])
+        let keywords = tx
+            .prepare_cached("SELECT set_keywords($1::bigint[], $2::text[])")
             .await?;
-        let st = tx
-            .prepare_cached(
-                "UPDATE email e SET keywords = u.kw::jsonb \
-                 FROM unnest($1::bigint[], $2::text[]) AS u(id, kw) \
-                 WHERE e.id = u.id AND e.keywords <> u.kw::jsonb",
-            )
-            .await?;
-        tx.execute(&st, &[&kw_emails, &kw]).await?;
+        let copy_params: [&(dyn ToSql + Sync); 3] = [&set_mailbox, &set_uid, &set_flags];
+        let keyword_params: [&(dyn ToSql + Sync); 2] = [&kw_emails, &kw];
+        tokio::try_join!(
+            tx.execute(&copies, &copy_params),
+            tx.execute(&keywords, &keyword_params),
+        )?;
     }
     let mailboxes: Vec<i64> = mailboxes.into_iter().collect();
-    log.record_many(tx, ObjectType::Mailbox, &mailboxes, ChangeOp::Updated)
-        .await?;
-    log.record_many(tx, ObjectType::Email, &kw_emails, ChangeOp::Updated)
-        .await?;
-    if !local_only {
-        enqueue_flags(tx, account, changed).await?;
-    }
+    let sets: [(ObjectType, &[i64]); 2] = [
+        (ObjectType::Mailbox, &mailboxes),
+        (ObjectType::Email, &kw_emails),
+    ];
+    let logged = log.record_sets(tx, &sets, ChangeOp::Updated);
+    let queued = async {
+        if local_only {
+            return Ok(());
+        }
+        enqueue_flags(tx, account, changed).await
+    };
+    tokio::try_join!(logged, queued)?;
     Ok(out)
 }
 
