@@ -40,6 +40,10 @@ const LOCK: i64 = 0x7464_6e67_7363_686d;
 /// Brings the database to [`CURRENT`]; a database of a newer build is refused.
 pub(super) async fn run(client: &mut tokio_postgres::Client) -> Result<()> {
     let tx = client.transaction().await?;
+    // A migration may rewrite a large table, and the other nodes wait for it: neither is
+    // bound by the store's statement time limit.
+    tx.batch_execute("SET LOCAL statement_timeout = 0; SET LOCAL lock_timeout = 0")
+        .await?;
     tx.execute("SELECT pg_advisory_xact_lock($1)", &[&LOCK])
         .await?;
     tx.batch_execute(

@@ -44,6 +44,11 @@ const BLOB_UNREFERENCED: &str = "NOT EXISTS (SELECT 1 FROM upload WHERE upload.b
 
 /// How many connections one store opens at most.
 const POOL_SIZE: usize = 16;
+/// How long opening a connection to the database may take.
+const CONNECT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
+/// How long a call waits for one of the pool's connections to be free (each is busy for
+/// milliseconds; this long means the database has stopped answering).
+const POOL_WAIT: std::time::Duration = std::time::Duration::from_secs(15);
 
 impl From<tokio_postgres::Error> for Error {
     fn from(e: tokio_postgres::Error) -> Self {
@@ -94,11 +99,22 @@ impl PgStore {
         // No parallel plans: each statement reads a page or writes a batch, and starting
         // workers costs more than that (a rare word's first page at 100,000 messages:
         // 25 ms with the text tables scanned by workers, 5 ms without).
+        // A statement, or a transaction left idle (a node frozen in the middle of one,
+        // holding an account's row lock), ends after a minute instead of holding up every
+        // other node's writes to that account.
         let options = format!(
-            "{} -c max_parallel_workers_per_gather=0",
+            "{} -c max_parallel_workers_per_gather=0 -c statement_timeout=60s \
+             -c idle_in_transaction_session_timeout=60s",
             config.get_options().unwrap_or_default()
         );
         config.options(options.trim_start());
+        // A server that does not answer is an error after a while, not a request held
+        // open for good: the connect is bounded, and keepalives find a dead peer.
+        if config.get_connect_timeout().is_none() {
+            config.connect_timeout(CONNECT_TIMEOUT);
+        }
+        config.keepalives(true);
+        config.keepalives_idle(std::time::Duration::from_secs(30));
         let manager = Manager::from_config(
             config.clone(),
             tokio_postgres::NoTls,
@@ -108,8 +124,14 @@ impl PgStore {
                 recycling_method: RecyclingMethod::Fast,
             },
         );
+        // Waiting for a connection, opening one and checking one given back are bounded
+        // too: with the database gone a JMAP request is answered with an error.
         let pool = Pool::builder(manager)
             .max_size(POOL_SIZE)
+            .runtime(deadpool_postgres::Runtime::Tokio1)
+            .wait_timeout(Some(POOL_WAIT))
+            .create_timeout(Some(CONNECT_TIMEOUT))
+            .recycle_timeout(Some(CONNECT_TIMEOUT))
             .build()
             .map_err(|e| Error::Backend(Box::new(e)))?;
         let mut client = pool.get().await?;
