@@ -55,6 +55,8 @@ impl Node {
             .args(["serve", "--config"])
             .arg(&config)
             .env("RUST_LOG", "info")
+            // Plain lines, so that `takes` and the benches read the fields (`account=a7`).
+            .env("NO_COLOR", "1")
             .stdout(Stdio::null())
             .stderr(Stdio::from(std::fs::File::create(&log)?))
             .spawn()?;
