@@ -131,6 +131,20 @@ impl Cluster {
             .join("tidings.toml")
     }
 
+    /// With TIDINGS_BENCH_LOG_DIR set, copies every node's log there as `PART-NODE.log`
+    /// (the nodes' directories go with the cluster).
+    fn keep_logs(&self, part: &str) -> Result<()> {
+        let Some(to) = std::env::var_os("TIDINGS_BENCH_LOG_DIR") else {
+            return Ok(());
+        };
+        let to = PathBuf::from(to);
+        std::fs::create_dir_all(&to)?;
+        for (n, _) in &self.nodes {
+            std::fs::copy(&n.log, to.join(format!("{part}-{}.log", n.name)))?;
+        }
+        Ok(())
+    }
+
     fn ports(&self) -> Vec<u16> {
         self.nodes.iter().map(|(_, p)| *p).collect()
     }
@@ -602,6 +616,7 @@ async fn watch(n: usize, ttl: u64) -> Result<()> {
     // A little later: whatever the nodes still hand over once all are watching.
     tokio::time::sleep(Duration::from_secs(10)).await;
     let later = share(&holders(&c.pg, &c.db)?);
+    c.keep_logs("watch")?;
     let takes: usize = c
         .nodes
         .iter()
