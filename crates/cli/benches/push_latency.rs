@@ -326,16 +326,7 @@ fn day_seconds(t: SystemTime) -> f64 {
 /// The time of day of a tracing log line (`2026-12-02T05:10:00.123456Z ...`, possibly
 /// wrapped in ANSI colours), in seconds since midnight UTC.
 fn line_seconds(line: &str) -> Option<f64> {
-    let mut plain = String::with_capacity(line.len());
-    let mut esc = false;
-    for ch in line.chars() {
-        match (esc, ch) {
-            (false, '\u{1b}') => esc = true,
-            (true, 'm') => esc = false,
-            (true, _) => {}
-            (false, c) => plain.push(c),
-        }
-    }
+    let plain = common::plain(line);
     let stamp = plain.split_whitespace().next()?;
     let time = stamp.split_once('T')?.1.trim_end_matches('Z');
     let mut parts = time.split(':');

@@ -135,7 +135,7 @@ async fn import(store: &dyn Store, key: &SecretKey, config: &Config) -> Result<(
             },
         }
     }
-    let existing = store.list_accounts().await?;
+    let mut existing = store.list_accounts().await?;
     for a in &config.account {
         let user = store
             .user_by_name(&a.user)
@@ -170,14 +170,17 @@ async fn import(store: &dyn Store, key: &SecretKey, config: &Config) -> Result<(
             }
             None => match store.create_account(&new).await {
                 Ok(id) => id,
-                // Another node sharing the store made it meanwhile (the same config).
-                Err(store::Error::Exists(_)) => store
-                    .list_accounts()
-                    .await?
-                    .into_iter()
-                    .find(|e| e.user == user.id && e.name == a.name)
-                    .map(|e| e.id)
-                    .with_context(|| format!("account {} exists and cannot be found", a.name))?,
+                // Another node sharing the store made it meanwhile (the same config). The
+                // list read again is kept: it holds what that node made so far, so nodes
+                // started together with 1,500 accounts read it a few times, not 1,500.
+                Err(store::Error::Exists(_)) => {
+                    existing = store.list_accounts().await?;
+                    existing
+                        .iter()
+                        .find(|e| e.user == user.id && e.name == a.name)
+                        .map(|e| e.id)
+                        .with_context(|| format!("account {} exists and cannot be found", a.name))?
+                }
                 Err(e) => return Err(e.into()),
             },
         };

@@ -42,6 +42,10 @@ impl Http {
              Content-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
             body.len()
         )?;
+        self.response()
+    }
+
+    fn response(&mut self) -> Result<serde_json::Value> {
         let mut status = String::new();
         self.reader.read_line(&mut status)?;
         if !status.contains(" 200 ") {
@@ -63,6 +67,64 @@ impl Http {
         self.reader.read_exact(&mut buf)?;
         Ok(serde_json::from_slice(&buf)?)
     }
+}
+
+impl Http {
+    /// GETs `path` and returns the JSON body (an error unless 200), e.g. the Session.
+    pub fn get(&mut self, path: &str) -> Result<serde_json::Value> {
+        write!(
+            self.writer,
+            "GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Basic YmVuY2g6eA==\r\n\r\n"
+        )?;
+        self.response()
+    }
+}
+
+/// A tracing log line without its ANSI colours.
+pub fn plain(line: &str) -> String {
+    let mut out = String::with_capacity(line.len());
+    let mut esc = false;
+    for ch in line.chars() {
+        match (esc, ch) {
+            (false, '\u{1b}') => esc = true,
+            (true, 'm') => esc = false,
+            (true, _) => {}
+            (false, c) => out.push(c),
+        }
+    }
+    out
+}
+
+/// The instant of a tracing log line (`2026-12-02T05:10:00.123456Z ...`, colours
+/// stripped), in seconds since the Unix epoch.
+pub fn log_epoch_seconds(plain_line: &str) -> Option<f64> {
+    let stamp = plain_line.split_whitespace().next()?;
+    let (date, time) = stamp.split_once('T')?;
+    let mut d = date.split('-');
+    let (y, m, day): (i64, i64, i64) = (
+        d.next()?.parse().ok()?,
+        d.next()?.parse().ok()?,
+        d.next()?.parse().ok()?,
+    );
+    let mut t = time.trim_end_matches('Z').split(':');
+    let h: f64 = t.next()?.parse().ok()?;
+    let min: f64 = t.next()?.parse().ok()?;
+    let s: f64 = t.next()?.parse().ok()?;
+    // Days since 1970-01-01 of a proleptic Gregorian date (Howard Hinnant's days_from_civil).
+    let y = if m <= 2 { y - 1 } else { y };
+    let era = y.div_euclid(400);
+    let yoe = y - era * 400;
+    let doy = (153 * (m + if m > 2 { -3 } else { 9 }) + 2) / 5 + day - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    let days = era * 146_097 + doe - 719_468;
+    Some(days as f64 * 86_400.0 + h * 3600.0 + min * 60.0 + s)
+}
+
+/// Now, in seconds since the Unix epoch (the clock of the servers' logs: same machine).
+pub fn epoch_seconds() -> f64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0.0, |d| d.as_secs_f64())
 }
 
 // --- push and watching benches: pieces shared by push_latency, watch_cost and

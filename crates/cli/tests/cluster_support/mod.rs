@@ -28,6 +28,17 @@ impl Node {
 
     /// [`Node::start`] listening on `port` (0: any).
     pub fn start_on(dir: &Path, name: &str, common: &str, port: u16) -> Result<Node> {
+        Node::start_ttl(dir, name, common, port, LEASE_TTL_MS)
+    }
+
+    /// [`Node::start_on`] with leases of `lease_ttl_ms` (the benches set it).
+    pub fn start_ttl(
+        dir: &Path,
+        name: &str,
+        common: &str,
+        port: u16,
+        lease_ttl_ms: u64,
+    ) -> Result<Node> {
         let own = dir.join(name);
         std::fs::create_dir_all(&own)?;
         let config = own.join("tidings.toml");
@@ -35,7 +46,7 @@ impl Node {
             &config,
             format!(
                 "listen = \"127.0.0.1:{port}\"\ndata_dir = \"{data}\"\nnode_name = \"{name}\"\n\
-                 lease_ttl_ms = {LEASE_TTL_MS}\n{common}",
+                 lease_ttl_ms = {lease_ttl_ms}\n{common}",
                 data = own.join("data").display(),
             ),
         )?;
@@ -44,6 +55,8 @@ impl Node {
             .args(["serve", "--config"])
             .arg(&config)
             .env("RUST_LOG", "info")
+            // Plain lines, so that `takes` and the benches read the fields (`account=a7`).
+            .env("NO_COLOR", "1")
             .stdout(Stdio::null())
             .stderr(Stdio::from(std::fs::File::create(&log)?))
             .spawn()?;
@@ -208,4 +221,16 @@ pub async fn accounts_made(pg: &Postgres, db: &str, n: usize, nodes: &[Node]) ->
     })
     .await
     .map_err(|e| anyhow::anyhow!("{e}\n{}", logs(nodes)))
+}
+
+/// A `[[account]]` of the config: `user`'s IMAP account `login` on `dovecot`, over IMAPS,
+/// named after the login.
+pub fn imap_account(user: &str, login: &str, pass: &str, dovecot: &testkit::Dovecot) -> String {
+    format!(
+        "[[account]]\nuser = \"{user}\"\nname = \"{login}\"\nkind = \"imap\"\n\
+         host = \"127.0.0.1\"\nport = {port}\nsecurity = \"tls\"\nusername = \"{login}\"\n\
+         password = \"{pass}\"\nca_file = \"{ca}\"\n",
+        port = dovecot.imaps_port(),
+        ca = dovecot.ca_file().display(),
+    )
 }
