@@ -459,6 +459,10 @@ impl engine::Presence for Followers {
     fn is_present(&self, user: mail_types::UserId) -> bool {
         self.0.has_followers(user)
     }
+
+    fn present_users(&self) -> Vec<mail_types::UserId> {
+        self.0.followed_users()
+    }
 }
 
 /// The data dir's key, as the API's `SecretBox`.

@@ -48,6 +48,30 @@ pub type PasswordSource = Arc<dyn Fn(&AccountRecord) -> anyhow::Result<String> +
 /// (`EngineOptions::notify_flush`), so what they see arrives in ~100 ms, not ~500 ms.
 pub trait Presence: Send + Sync {
     fn is_present(&self, user: UserId) -> bool;
+
+    /// Every user present on this node: what the node tells the others (several nodes on
+    /// one store, `Leases::share_presence`), since a user's client may be connected to a
+    /// node that does not hold the user's accounts.
+    fn present_users(&self) -> Vec<UserId> {
+        Vec::new()
+    }
+}
+
+/// This node's [`Presence`] and the users the other nodes said are present there (renewed
+/// by each beat): a watcher flushes for a user looking from any node.
+struct Everywhere {
+    here: Arc<dyn Presence>,
+    elsewhere: std::sync::RwLock<HashSet<UserId>>,
+}
+
+impl Presence for Everywhere {
+    fn is_present(&self, user: UserId) -> bool {
+        self.here.is_present(user) || self.elsewhere.read().is_ok_and(|e| e.contains(&user))
+    }
+
+    fn present_users(&self) -> Vec<UserId> {
+        self.here.present_users()
+    }
 }
 
 /// Tunables of the account tasks.
@@ -138,7 +162,7 @@ pub struct Engine {
     node: NodeOptions,
     options: EngineOptions,
     /// Who is looking (push latency); without it only `notify_flush_always` flushes.
-    presence: Option<Arc<dyn Presence>>,
+    presence: Option<Arc<Everywhere>>,
     /// Permits of `EngineOptions::connect_concurrency`.
     connecting: Arc<tokio::sync::Semaphore>,
     submit_options: SubmitOptions,
@@ -208,7 +232,10 @@ impl Engine {
 
     /// Tells the watchers who is looking (see `Presence`).
     pub fn with_presence(mut self, presence: Arc<dyn Presence>) -> Self {
-        self.presence = Some(presence);
+        self.presence = Some(Arc::new(Everywhere {
+            here: presence,
+            elsewhere: Default::default(),
+        }));
         self
     }
 
@@ -288,7 +315,7 @@ impl Engine {
             oauth: self.oauth.clone(),
             shutdown: stop.subscribe(),
             options: self.options.clone(),
-            presence: self.presence.clone(),
+            presence: self.presence.clone().map(|p| p as Arc<dyn Presence>),
             connecting: self.connecting.clone(),
         };
         let task = match account.kind {
@@ -348,6 +375,21 @@ impl Engine {
         let ttl = self.node.lease_ttl;
         let shared = self.store.shared();
         let live = self.store.heartbeat(&name, ttl).await?.max(1);
+        if shared && let Some(p) = &self.presence {
+            // Who looks from the other nodes; a failure keeps what the last beat learnt.
+            match self
+                .store
+                .share_presence(&name, &p.here.present_users(), ttl)
+                .await
+            {
+                Ok(users) => {
+                    if let Ok(mut e) = p.elsewhere.write() {
+                        *e = users.into_iter().collect();
+                    }
+                }
+                Err(e) => tracing::warn!(node = %name, error = %e, "cannot share presence"),
+            }
+        }
         let accounts = self.store.list_accounts().await?;
         let present: HashSet<AccountId> = accounts.iter().map(|a| a.id).collect();
         // Removed: their data is gone, so aborting mid-transaction loses nothing.

@@ -15,7 +15,7 @@
 
 use crate::Result;
 use async_trait::async_trait;
-use mail_types::AccountId;
+use mail_types::{AccountId, UserId};
 use std::time::Duration;
 
 /// A node's hold on one account. The epoch grows each time the account changes hands (or
@@ -70,6 +70,19 @@ pub trait Leases: Send + Sync + 'static {
     /// The accounts no node holds an unexpired lease of: those worth an
     /// [`Leases::acquire`].
     async fn free_accounts(&self) -> Result<Vec<AccountId>>;
+
+    /// Records that `present` are the users with a live push client on `node` (for `ttl`)
+    /// and returns those with one on any other live node: the node holding a user's
+    /// accounts hurries their servers' notifications while the user is looking from
+    /// anywhere. A store of one node has no other node.
+    async fn share_presence(
+        &self,
+        _node: &str,
+        _present: &[UserId],
+        _ttl: Duration,
+    ) -> Result<Vec<UserId>> {
+        Ok(Vec::new())
+    }
 
     /// Whether other nodes may share this store. A store of one node (SQLite) grants every
     /// lease for good, and nothing it hands out ever needs to be given back.

@@ -7,7 +7,7 @@ mod common;
 
 use common::on_both_backends;
 use common::quota;
-use mail_types::AccountId;
+use mail_types::{AccountId, UserId};
 use std::collections::HashSet;
 use std::time::Duration;
 use store::prelude::*;
@@ -508,4 +508,60 @@ async fn a_paused_node_cannot_settle_outbox_entries_under_a_lost_lease() {
         .await
         .expect("complete");
     assert_eq!(outbox(), "", "the entry is done");
+}
+
+/// Each node learns which users look from the other nodes: what one node says it has
+/// replaces what it said before, and a node that stops saying anything (dead) is forgotten
+/// once its rows' time runs out.
+#[tokio::test]
+async fn nodes_share_who_has_a_push_client() {
+    let pg = testkit::Postgres::shared().expect("private PostgreSQL");
+    let (_url, a, b) = common::two_nodes(pg).await;
+    let ttl = Duration::from_secs(60);
+    let sorted = |mut v: Vec<UserId>| {
+        v.sort();
+        v
+    };
+    assert!(
+        a.share_presence("a", &[UserId(1), UserId(2)], ttl)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    assert_eq!(
+        sorted(b.share_presence("b", &[UserId(3)], ttl).await.unwrap()),
+        vec![UserId(1), UserId(2)]
+    );
+    assert_eq!(
+        a.share_presence("a", &[UserId(2)], ttl).await.unwrap(),
+        vec![UserId(3)]
+    );
+    assert_eq!(
+        b.share_presence("b", &[], ttl).await.unwrap(),
+        vec![UserId(2)]
+    );
+    assert!(
+        a.share_presence("a", &[UserId(2)], ttl)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    // Node b's rows go by themselves when it stops renewing them.
+    b.share_presence("b", &[UserId(4)], Duration::from_millis(300))
+        .await
+        .unwrap();
+    assert_eq!(
+        a.share_presence("a", &[], ttl).await.unwrap(),
+        vec![UserId(4)]
+    );
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    assert!(a.share_presence("a", &[], ttl).await.unwrap().is_empty());
+    // One node alone (SQLite) has nobody elsewhere.
+    let s = common::sqlite();
+    assert!(
+        s.share_presence("a", &[UserId(1)], ttl)
+            .await
+            .unwrap()
+            .is_empty()
+    );
 }

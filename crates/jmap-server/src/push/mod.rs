@@ -155,6 +155,19 @@ impl Hub {
             .is_ok_and(|s| s.get(&user).is_some_and(|l| !l.is_empty()))
     }
 
+    /// Every user with a live push connection right now (see [`Hub::has_followers`]).
+    pub fn followed_users(&self) -> Vec<UserId> {
+        self.slots.lock().map_or_else(
+            |_| Vec::new(),
+            |s| {
+                s.iter()
+                    .filter(|(_, l)| !l.is_empty())
+                    .map(|(u, _)| *u)
+                    .collect()
+            },
+        )
+    }
+
     /// Starts the dispatcher on the first connection.
     fn ensure_started(self: &Arc<Self>, store: &Arc<dyn Store>) {
         let rx = self.bus.lock().ok().and_then(|mut b| b.take());

@@ -10,7 +10,7 @@
 use super::*;
 use crate::leases::{Lease, Leases, SHARE_SLACK};
 use async_trait::async_trait;
-use mail_types::AccountId;
+use mail_types::{AccountId, UserId};
 use std::time::Duration;
 
 /// How long a fenced transaction may sit idle between two statements before PostgreSQL
@@ -227,6 +227,25 @@ impl Leases for PgStore {
             .await?;
         let rows = c.query(&st, &[]).await?;
         Ok(rows.iter().map(|r| AccountId(r.get(0))).collect())
+    }
+
+    async fn share_presence(
+        &self,
+        node: &str,
+        present: &[UserId],
+        ttl: Duration,
+    ) -> Result<Vec<UserId>> {
+        let users: Vec<i64> = present.iter().map(|u| u.0).collect();
+        let c = self.client().await?;
+        // One statement: this node's rows replaced, every expired row gone, the others'
+        // read (from the statement's snapshot, which holds no row of this one's writes).
+        let st = c
+            .prepare_cached(
+                "WITH gone AS (DELETE FROM node_presence                      WHERE (node = $1 AND user_id <> ALL($2)) OR expires_at <= now()),                  up AS (INSERT INTO node_presence (node, user_id, expires_at)                      SELECT $1, u, now() + make_interval(secs => $3) FROM unnest($2::BIGINT[]) u                      ON CONFLICT (node, user_id) DO UPDATE SET expires_at = EXCLUDED.expires_at)                  SELECT DISTINCT user_id FROM node_presence                  WHERE node <> $1 AND expires_at > now()",
+            )
+            .await?;
+        let rows = c.query(&st, &[&node, &users, &seconds(ttl)]).await?;
+        Ok(rows.iter().map(|r| UserId(r.get(0))).collect())
     }
 
     fn shared(&self) -> bool {

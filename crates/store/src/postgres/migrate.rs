@@ -28,6 +28,8 @@ const MIGRATIONS: &[&str] = &[
     // Keywords written through `set_keywords`, which steps the unread counts itself (the
     // statement trigger on `email` gone).
     include_str!("keywords.sql"),
+    // Who has a push client on which node (Leases::share_presence).
+    include_str!("presence.sql"),
 ];
 
 /// The schema version this build writes.
