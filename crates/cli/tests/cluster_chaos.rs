@@ -57,9 +57,12 @@ fn seeds(raws: impl Iterator<Item = Vec<u8>>, flags: &[&str]) -> Vec<SeedMessage
         .collect()
 }
 
+/// Messages of the Bulk mailbox are numbered from here (`message(user, BULK_FROM + n)`).
+const BULK_FROM: usize = 1000;
+
 /// PostgreSQL, Dovecot (and Postfix when asked), `accounts` users each seeded with
-/// `seeded` INBOX messages and an empty Archive, the first `senders` with `drafts`
-/// drafts each; the nodes' shared configuration.
+/// `seeded` INBOX messages, `bulk` in Bulk (only there to be synced) and an empty Archive,
+/// the first `senders` with `drafts` drafts each; the nodes' shared configuration.
 struct World {
     pg: Postgres,
     db: String,
@@ -79,6 +82,7 @@ impl World {
     fn start(
         accounts: usize,
         seeded: usize,
+        bulk: usize,
         senders: usize,
         drafts: usize,
         smtp: bool,
@@ -105,6 +109,8 @@ impl World {
                 &seeds((0..seeded).map(|n| message(&u, n)), &[]),
             )?;
             dovecot.seed(&u, "Archive", &[])?;
+            let b = (0..bulk).map(|n| message(&u, BULK_FROM + n));
+            dovecot.seed(&u, "Bulk", &seeds(b, &[]))?;
             let d = if i < senders { drafts } else { 0 };
             dovecot.seed(
                 &u,
@@ -203,28 +209,56 @@ impl World {
         Ok(self.nodes.choose(rng).context("no node")?.port)
     }
 
-    /// `kill -9` of a random node holding accounts, a fresh node started in its place;
-    /// returns the time from the kill until every account the dead node held is held by a
-    /// live node under a fresh lease. Every sample meanwhile: each account held by one
-    /// node, a live one or the dead one (whose lease has not run out yet).
-    async fn kill_one(&mut self, rng: &mut StdRng, phase: &str) -> Result<Duration> {
+    /// A random node holding accounts, preferring one that holds an account of `among`.
+    fn pick(&self, rng: &mut StdRng, among: &BTreeSet<i64>) -> Result<String> {
         let h = holders(&self.pg, &self.db)?;
-        let holding: Vec<usize> = (0..self.nodes.len())
-            .filter(|i| h.values().any(|n| *n == self.nodes[*i].name))
-            .collect();
-        let index = *holding.choose(rng).context("no node holds an account")?;
-        let mut victim = self.nodes.remove(index);
-        let orphans: Vec<i64> = h
+        let holds = |n: &Node, only: bool| {
+            h.iter()
+                .any(|(a, x)| *x == n.name && (!only || among.contains(a)))
+        };
+        let mut names: Vec<&Node> = self.nodes.iter().filter(|n| holds(n, true)).collect();
+        if names.is_empty() {
+            names = self.nodes.iter().filter(|n| holds(n, false)).collect();
+        }
+        Ok(names
+            .choose(rng)
+            .context("no node holds an account")?
+            .name
+            .clone())
+    }
+
+    /// Accounts the query `sql` returns (its first column).
+    fn accounts_of(&self, sql: &str) -> Result<BTreeSet<i64>> {
+        rows(&self.pg, &self.db, sql)?
             .iter()
-            .filter(|(_, n)| **n == victim.name)
-            .map(|(a, _)| *a)
-            .collect();
+            .map(|r| Ok(r[0].parse()?))
+            .collect()
+    }
+
+    /// `kill -9` of node `name`; once its accounts are held again, a fresh node is started
+    /// in its place. Returns the time from the kill until every account the dead node held
+    /// is held by a live node under a fresh lease. Every sample meanwhile: each account
+    /// held by one node, a live one or the dead one (whose lease has not run out yet).
+    /// `busy` (SQL, accounts with work queued) says how much of the dead node's work was
+    /// left when it died.
+    async fn kill(&mut self, name: &str, phase: &str, busy: &str) -> Result<Duration> {
+        let index = self
+            .nodes
+            .iter()
+            .position(|n| n.name == name)
+            .context("no such node")?;
+        let mut victim = self.nodes.remove(index);
         victim.child.kill()?; // SIGKILL
         let killed = Instant::now();
         victim.child.wait()?;
-        let name = victim.name.clone();
         self.dead.push(victim);
-        self.add_node()?;
+        // Read after the kill: the leases it held then, and which of them had work left.
+        let orphans: Vec<i64> = holders(&self.pg, &self.db)?
+            .into_iter()
+            .filter(|(_, n)| n == name)
+            .map(|(a, _)| a)
+            .collect();
+        let left = self.accounts_of(busy)?;
         let live = self.live();
         let (pg, db) = (&self.pg, &self.db);
         let took = until(
@@ -232,7 +266,7 @@ impl World {
             Duration::from_secs(30),
             || {
                 let h = holders(pg, db)?;
-                if let Some((a, n)) = h.iter().find(|(_, n)| !live.contains(*n) && **n != name) {
+                if let Some((a, n)) = h.iter().find(|(_, n)| !live.contains(*n) && *n != name) {
                     bail!("account {a} held by {n}, neither live nor just killed");
                 }
                 Ok(orphans
@@ -243,10 +277,22 @@ impl World {
         )
         .await
         .with_context(|| self.all_logs())?;
+        let busy_held = orphans.iter().filter(|a| left.contains(a)).count();
         eprintln!(
-            "{phase}: killed {name} holding {} accounts; held again after {took:?}",
+            "{phase}: killed {name} holding {} accounts ({busy_held} with work left); \
+             held again after {took:?}",
             orphans.len()
         );
+        self.add_node()?;
+        // Up before the test sends it requests.
+        let port = self.nodes.last().context("node")?.port;
+        until("the fresh node listening", Duration::from_secs(30), || {
+            Ok(std::net::TcpStream::connect(("127.0.0.1", port))
+                .ok()
+                .map(drop))
+        })
+        .await
+        .with_context(|| self.all_logs())?;
         Ok(took)
     }
 
@@ -348,6 +394,8 @@ fn p99(v: &[Duration]) -> Duration {
 async fn twenty_kills_during_sync_writeback_and_sending_lose_and_repeat_nothing() -> Result<()> {
     const ACCOUNTS: usize = 30;
     const SEEDED: usize = 45;
+    /// Enough that the initial sync is still running over the first kills.
+    const BULK: usize = 150;
     const CHANGES: usize = 1000;
     const SENDERS: usize = 12;
     const DRAFTS: usize = 3;
@@ -362,20 +410,40 @@ async fn twenty_kills_during_sync_writeback_and_sending_lose_and_repeat_nothing(
     eprintln!("chaos seed {seed} (TIDINGS_CHAOS_SEED={seed} replays the same choices)");
     let mut rng = StdRng::seed_from_u64(seed);
     let began = Instant::now();
-    let mut w = World::start(ACCOUNTS, SEEDED, SENDERS, DRAFTS, true)?;
+    let mut w = World::start(ACCOUNTS, SEEDED, BULK, SENDERS, DRAFTS, true)?;
     w.three_nodes(ACCOUNTS).await?;
     let mut takeovers = Vec::new();
 
-    // Phase 1: kills while the accounts are first synced.
+    // Phase 1: kills while the accounts are first synced, from when all three nodes work.
+    let (pg, db) = (&w.pg, &w.db);
+    until("three nodes at work", Duration::from_secs(60), || {
+        let at_work: BTreeSet<String> = holders(pg, db)?.into_values().collect();
+        Ok((at_work.len() == 3).then_some(()))
+    })
+    .await
+    .with_context(|| w.all_logs())?;
+    let per_account = SEEDED + BULK;
+    let copies = "SELECT a.id, count(c.mailbox_id) FROM account a \
+                  LEFT JOIN mailbox b ON b.account_id = a.id \
+                  LEFT JOIN copy c ON c.mailbox_id = b.id GROUP BY a.id";
+    let unsynced = format!("{copies} HAVING count(c.mailbox_id) < {per_account}");
     for _ in 0..KILLS[0] {
-        tokio::time::sleep(Duration::from_millis(rng.gen_range(200..1200))).await;
-        let stored: usize = inbox_counts(&w.pg, &w.db)?.values().sum();
-        eprintln!("initial sync: {stored} of {} stored", ACCOUNTS * SEEDED);
-        takeovers.push(w.kill_one(&mut rng, "initial sync").await?);
+        tokio::time::sleep(Duration::from_millis(rng.gen_range(100..800))).await;
+        let stored: usize = rows(&w.pg, &w.db, copies)?
+            .iter()
+            .map(|r| r[1].parse::<usize>().unwrap_or(0))
+            .sum();
+        eprintln!(
+            "initial sync: {stored} of {} stored",
+            ACCOUNTS * per_account + SENDERS * DRAFTS
+        );
+        let victim = w.pick(&mut rng, &w.accounts_of(&unsynced)?)?;
+        takeovers.push(w.kill(&victim, "initial sync", &unsynced).await?);
     }
     until("every account synced", Duration::from_secs(120), || {
         let c = inbox_counts(&w.pg, &w.db)?;
-        Ok((c.len() == ACCOUNTS && c.values().all(|&n| n == SEEDED)).then_some(()))
+        let left = rows(&w.pg, &w.db, &unsynced)?.len();
+        Ok((c.len() == ACCOUNTS && c.values().all(|&n| n == SEEDED) && left == 0).then_some(()))
     })
     .await
     .with_context(|| w.all_logs())?;
@@ -413,7 +481,11 @@ async fn twenty_kills_during_sync_writeback_and_sending_lose_and_repeat_nothing(
             (a, n, c)
         })
         .collect();
+    let queued = "SELECT DISTINCT account_id FROM outbox";
     for wave in plan.chunks(CHANGES.div_ceil(KILLS[1])) {
+        // The victim's accounts are asked last, so it dies replaying them.
+        let victim = w.pick(&mut rng, &BTreeSet::new())?;
+        let h = holders(&w.pg, &w.db)?;
         let mut per_account: BTreeMap<i64, (Map<String, Value>, Vec<String>)> = BTreeMap::new();
         for &(a, n, c) in wave {
             let u = &w.users[&a];
@@ -437,7 +509,9 @@ async fn twenty_kills_during_sync_writeback_and_sending_lose_and_repeat_nothing(
                 Change::Destroy => destroy.push(id),
             }
         }
-        for (a, (update, destroy)) in per_account {
+        let mut order: Vec<_> = per_account.into_iter().collect();
+        order.sort_by_key(|(a, _)| h.get(a) == Some(&victim));
+        for (a, (update, destroy)) in order {
             let want = update.len() + destroy.len();
             let r = call(
                 w.any_port(&mut rng)?,
@@ -450,9 +524,8 @@ async fn twenty_kills_during_sync_writeback_and_sending_lose_and_repeat_nothing(
                 bail!("Email/set on account {a}: {r}");
             }
         }
-        tokio::time::sleep(Duration::from_millis(rng.gen_range(0..600))).await;
-        eprintln!("write-back: {} changes pending", w.outbox_pending()?);
-        takeovers.push(w.kill_one(&mut rng, "write-back").await?);
+        tokio::time::sleep(Duration::from_millis(rng.gen_range(0..40))).await;
+        takeovers.push(w.kill(&victim, "write-back", queued).await?);
     }
     w.outbox_drained(Duration::from_secs(120)).await?;
     eprintln!("phase 2 done at {:?}", began.elapsed());
@@ -473,16 +546,27 @@ async fn twenty_kills_during_sync_writeback_and_sending_lose_and_repeat_nothing(
         bail!("{} drafts synced", drafts.len());
     }
     drafts.shuffle(&mut rng);
+    let mut identities: HashMap<i64, String> = HashMap::new();
     let mut submitted: BTreeMap<String, (i64, String)> = BTreeMap::new();
-    for wave in drafts.chunks(drafts.len().div_ceil(KILLS[2])) {
+    let unsent = "SELECT DISTINCT account_id FROM submission WHERE undo_status <> 'final'";
+    for k in 0..KILLS[2] {
+        // A victim holding drafts still to send; its drafts go first in the wave.
+        let waiting: BTreeSet<i64> = drafts.iter().map(|d| d.0).collect();
+        let victim = w.pick(&mut rng, &waiting)?;
+        let h = holders(&w.pg, &w.db)?;
+        drafts.sort_by_key(|d| h.get(&d.0) == Some(&victim));
+        let take = drafts.len().div_ceil(KILLS[2] - k);
+        let wave: Vec<_> = drafts.split_off(drafts.len() - take);
         let before = smtp.accepted_message_ids().len();
-        for (a, mid, id) in wave {
+        for (a, mid, id) in &wave {
             let p = w.any_port(&mut rng)?;
             let acc = World::jmap_id(*a);
-            let identity = call(p, "Identity/get", json!({"accountId": acc}))?["list"][0]["id"]
-                .as_str()
-                .context("identity")?
-                .to_owned();
+            if !identities.contains_key(a) {
+                let r = call(p, "Identity/get", json!({"accountId": acc}))?;
+                let i = r["list"][0]["id"].as_str().context("identity")?;
+                identities.insert(*a, i.to_owned());
+            }
+            let identity = &identities[a];
             let u = &w.users[a];
             let r = call(
                 p,
@@ -496,18 +580,21 @@ async fn twenty_kills_during_sync_writeback_and_sending_lose_and_repeat_nothing(
                 .with_context(|| format!("not created: {r}"))?;
             submitted.insert(mid.clone(), (*a, sid.to_owned()));
         }
-        until("Postfix receiving", Duration::from_secs(30), || {
-            Ok((smtp.accepted_message_ids().len() > before).then_some(()))
-        })
-        .await
-        .with_context(|| w.all_logs())?;
-        tokio::time::sleep(Duration::from_millis(rng.gen_range(0..150))).await;
+        // Killed once Postfix began to receive the wave, a random moment later.
+        let start = Instant::now();
+        while smtp.accepted_message_ids().len() == before {
+            if start.elapsed() > Duration::from_secs(30) {
+                bail!("Postfix received nothing\n{}", w.all_logs());
+            }
+            std::thread::sleep(Duration::from_millis(2));
+        }
+        std::thread::sleep(Duration::from_millis(rng.gen_range(0..30)));
+        let at = smtp.accepted_message_ids().len();
+        takeovers.push(w.kill(&victim, "sending", unsent).await?);
         eprintln!(
-            "sending: {} of {} received by Postfix",
-            smtp.accepted_message_ids().len(),
+            "sending: {at} of {} received by Postfix at the kill",
             submitted.len()
         );
-        takeovers.push(w.kill_one(&mut rng, "sending").await?);
     }
 
     // Drained: every submission final (bounded), every change replayed.
@@ -643,6 +730,8 @@ async fn twenty_kills_during_sync_writeback_and_sending_lose_and_repeat_nothing(
             }
         }
         want.insert("INBOX".into(), inb);
+        let bulk = (0..BULK).map(|n| (format!("{}.{u}", BULK_FROM + n), vec![vec![]]));
+        want.insert("Bulk".into(), bulk.collect());
         want.insert("Archive".into(), arch);
         let (mut drafts_left, mut sent) = (BTreeMap::new(), BTreeMap::new());
         if senders.contains(&a) {
@@ -654,7 +743,7 @@ async fn twenty_kills_during_sync_writeback_and_sending_lose_and_repeat_nothing(
         }
         want.insert("Drafts".into(), drafts_left);
         want.insert("Sent".into(), sent);
-        let names = ["INBOX", "Archive", "Drafts", "Sent"];
+        let names = ["INBOX", "Archive", "Bulk", "Drafts", "Sent"];
         let server = imap_view(dovecot_port, u, PASS, &names)?;
         assert_eq!(server, want, "account {a} ({u}) on the server");
         let stored = store_view(&w.pg, &w.db, a, &names)?;
@@ -695,7 +784,7 @@ async fn a_node_stopped_past_its_lease_writes_nothing_for_the_accounts_it_lost()
     const ACCOUNTS: usize = 12;
     const SEEDED: usize = 30;
     let mut rng = StdRng::seed_from_u64(7);
-    let mut w = World::start(ACCOUNTS, SEEDED, 0, 0, false)?;
+    let mut w = World::start(ACCOUNTS, SEEDED, 0, 0, 0, false)?;
     w.three_nodes(ACCOUNTS).await?;
     let (pg, db) = (&w.pg, &w.db);
     until(
