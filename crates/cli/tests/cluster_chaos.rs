@@ -47,6 +47,16 @@ fn draft(user: &str, k: usize) -> Vec<u8> {
     .into_bytes()
 }
 
+/// A message of the Bulk mailbox: a body of some size, so that the initial sync's body
+/// pass takes a while.
+fn bulk_message(user: &str, n: usize) -> Vec<u8> {
+    let mut m = message(user, BULK_FROM + n);
+    for line in 0..100 {
+        m.extend_from_slice(format!("line {line} of a longer body, to be fetched\r\n").as_bytes());
+    }
+    m
+}
+
 fn seeds(raws: impl Iterator<Item = Vec<u8>>, flags: &[&str]) -> Vec<SeedMessage> {
     raws.enumerate()
         .map(|(n, raw)| SeedMessage {
@@ -109,7 +119,7 @@ impl World {
                 &seeds((0..seeded).map(|n| message(&u, n)), &[]),
             )?;
             dovecot.seed(&u, "Archive", &[])?;
-            let b = (0..bulk).map(|n| message(&u, BULK_FROM + n));
+            let b = (0..bulk).map(|n| bulk_message(&u, n));
             dovecot.seed(&u, "Bulk", &seeds(b, &[]))?;
             let d = if i < senders { drafts } else { 0 };
             dovecot.seed(
@@ -284,16 +294,22 @@ impl World {
             orphans.len()
         );
         self.add_node()?;
-        // Up before the test sends it requests.
-        let port = self.nodes.last().context("node")?.port;
-        until("the fresh node listening", Duration::from_secs(30), || {
-            Ok(std::net::TcpStream::connect(("127.0.0.1", port))
-                .ok()
-                .map(drop))
-        })
-        .await
-        .with_context(|| self.all_logs())?;
         Ok(took)
+    }
+
+    /// Every node answers on its port: up before the test sends it requests.
+    async fn listening(&self) -> Result<()> {
+        for n in &self.nodes {
+            let port = n.port;
+            until("a node listening", Duration::from_secs(30), || {
+                Ok(std::net::TcpStream::connect(("127.0.0.1", port))
+                    .ok()
+                    .map(drop))
+            })
+            .await
+            .with_context(|| n.log())?;
+        }
+        Ok(())
     }
 
     /// Account id -> JMAP account id.
@@ -395,12 +411,12 @@ async fn twenty_kills_during_sync_writeback_and_sending_lose_and_repeat_nothing(
     const ACCOUNTS: usize = 30;
     const SEEDED: usize = 45;
     /// Enough that the initial sync is still running over the first kills.
-    const BULK: usize = 150;
+    const BULK: usize = 300;
     const CHANGES: usize = 1000;
     const SENDERS: usize = 12;
     const DRAFTS: usize = 3;
     /// Kills in the three phases: initial sync, write-back, sending.
-    const KILLS: [usize; 3] = [7, 7, 6];
+    const KILLS: [usize; 3] = [6, 7, 7];
     let seed: u64 = match std::env::var("TIDINGS_CHAOS_SEED") {
         Ok(s) => s.parse().context("TIDINGS_CHAOS_SEED")?,
         Err(_) => std::time::SystemTime::now()
@@ -426,16 +442,26 @@ async fn twenty_kills_during_sync_writeback_and_sending_lose_and_repeat_nothing(
     let copies = "SELECT a.id, count(c.mailbox_id) FROM account a \
                   LEFT JOIN mailbox b ON b.account_id = a.id \
                   LEFT JOIN copy c ON c.mailbox_id = b.id GROUP BY a.id";
-    let unsynced = format!("{copies} HAVING count(c.mailbox_id) < {per_account}");
+    // Headers first, then the bodies (the background body pass).
+    let unsynced = format!(
+        "{copies} HAVING count(c.mailbox_id) < {per_account} \
+         UNION SELECT account_id, 0 FROM email WHERE blob_id IS NULL"
+    );
     for _ in 0..KILLS[0] {
-        tokio::time::sleep(Duration::from_millis(rng.gen_range(100..800))).await;
+        tokio::time::sleep(Duration::from_millis(rng.gen_range(0..300))).await;
         let stored: usize = rows(&w.pg, &w.db, copies)?
             .iter()
             .map(|r| r[1].parse::<usize>().unwrap_or(0))
             .sum();
+        let bodies = rows(
+            &w.pg,
+            &w.db,
+            "SELECT count(*) FROM email WHERE blob_id IS NULL",
+        )?;
         eprintln!(
-            "initial sync: {stored} of {} stored",
-            ACCOUNTS * per_account + SENDERS * DRAFTS
+            "initial sync: {stored} of {} stored, {} without their body",
+            ACCOUNTS * per_account + SENDERS * DRAFTS,
+            bodies.first().map_or("?", |r| r[0].as_str())
         );
         let victim = w.pick(&mut rng, &w.accounts_of(&unsynced)?)?;
         takeovers.push(w.kill(&victim, "initial sync", &unsynced).await?);
@@ -451,6 +477,7 @@ async fn twenty_kills_during_sync_writeback_and_sending_lose_and_repeat_nothing(
 
     // Phase 2: 1,000 changes through any node, queued in seven waves, a kill in each.
     let accounts: Vec<i64> = w.users.keys().copied().collect();
+    w.listening().await?;
     let port = w.any_port(&mut rng)?;
     let mut boxes = HashMap::new();
     let mut inbox = HashMap::new();
@@ -484,6 +511,7 @@ async fn twenty_kills_during_sync_writeback_and_sending_lose_and_repeat_nothing(
     let queued = "SELECT DISTINCT account_id FROM outbox";
     for wave in plan.chunks(CHANGES.div_ceil(KILLS[1])) {
         // The victim's accounts are asked last, so it dies replaying them.
+        w.listening().await?;
         let victim = w.pick(&mut rng, &BTreeSet::new())?;
         let h = holders(&w.pg, &w.db)?;
         let mut per_account: BTreeMap<i64, (Map<String, Value>, Vec<String>)> = BTreeMap::new();
@@ -509,12 +537,15 @@ async fn twenty_kills_during_sync_writeback_and_sending_lose_and_repeat_nothing(
                 Change::Destroy => destroy.push(id),
             }
         }
-        let mut order: Vec<_> = per_account.into_iter().collect();
-        order.sort_by_key(|(a, _)| h.get(a) == Some(&victim));
-        for (a, (update, destroy)) in order {
+        // The other accounts' changes first; then the victim's, through another node, while
+        // the victim is killed at a random moment of their replay.
+        let (mine, others): (Vec<_>, Vec<_>) = per_account
+            .into_iter()
+            .partition(|(a, _)| h.get(a) == Some(&victim));
+        let set = |port: u16, a: i64, update: Map<String, Value>, destroy: Vec<String>| {
             let want = update.len() + destroy.len();
             let r = call(
-                w.any_port(&mut rng)?,
+                port,
                 "Email/set",
                 json!({"accountId": World::jmap_id(a), "update": update, "destroy": destroy}),
             )?;
@@ -523,9 +554,40 @@ async fn twenty_kills_during_sync_writeback_and_sending_lose_and_repeat_nothing(
             if done != want {
                 bail!("Email/set on account {a}: {r}");
             }
+            Ok(())
+        };
+        for (a, (update, destroy)) in others {
+            set(w.any_port(&mut rng)?, a, update, destroy)?;
         }
-        tokio::time::sleep(Duration::from_millis(rng.gen_range(0..40))).await;
+        let port = w
+            .nodes
+            .iter()
+            .find(|n| n.name != victim)
+            .context("a second node")?
+            .port;
+        let asked = mine.len();
+        let (tx, rx) = std::sync::mpsc::channel();
+        let asking = std::thread::spawn(move || -> Result<()> {
+            for (a, (update, destroy)) in mine {
+                set(port, a, update, destroy)?;
+                let _ = tx.send(());
+            }
+            Ok(())
+        });
+        // Killed after a random number of them were queued (and some replayed).
+        let before = rng.gen_range(0..asked.max(1));
+        for _ in 0..before {
+            rx.recv_timeout(Duration::from_secs(30))
+                .context("Email/set of the victim's accounts")?;
+        }
         takeovers.push(w.kill(&victim, "write-back", queued).await?);
+        asking
+            .join()
+            .map_err(|_| anyhow::anyhow!("the Email/set thread panicked"))??;
+        eprintln!(
+            "write-back: {} of {asked} Email/set for its accounts made after the kill",
+            asked - before
+        );
     }
     w.outbox_drained(Duration::from_secs(120)).await?;
     eprintln!("phase 2 done at {:?}", began.elapsed());
@@ -534,6 +596,7 @@ async fn twenty_kills_during_sync_writeback_and_sending_lose_and_repeat_nothing(
     // window; a kill once Postfix has begun to receive each wave.
     let smtp = w.smtp.take().context("Postfix")?;
     let senders: Vec<i64> = accounts.iter().copied().take(SENDERS).collect();
+    w.listening().await?;
     let mut drafts: Vec<(i64, String, String)> = Vec::new();
     for &a in &senders {
         let p = w.any_port(&mut rng)?;
@@ -552,6 +615,7 @@ async fn twenty_kills_during_sync_writeback_and_sending_lose_and_repeat_nothing(
     for k in 0..KILLS[2] {
         // A victim holding drafts still to send; its drafts go first in the wave.
         let waiting: BTreeSet<i64> = drafts.iter().map(|d| d.0).collect();
+        w.listening().await?;
         let victim = w.pick(&mut rng, &waiting)?;
         let h = holders(&w.pg, &w.db)?;
         drafts.sort_by_key(|d| h.get(&d.0) == Some(&victim));
@@ -606,6 +670,7 @@ async fn twenty_kills_during_sync_writeback_and_sending_lose_and_repeat_nothing(
         m
     };
     let mut outcome: BTreeMap<String, String> = BTreeMap::new();
+    w.listening().await?;
     let start = Instant::now();
     loop {
         outcome.clear();
@@ -964,8 +1029,18 @@ async fn a_node_stopped_past_its_lease_writes_nothing_for_the_accounts_it_lost()
     let its_epochs: HashMap<i64, i64> = w.nodes[vi].taken_epochs().into_iter().collect();
 
     // Woken: a few lease times to do whatever it had left.
+    let quiet = w.nodes[vi].log().len();
     w.nodes[vi].signal("CONT")?;
     tokio::time::sleep(Duration::from_millis(4 * LEASE_TTL_MS)).await;
+    let woken = w.nodes[vi].log();
+    let said: Vec<&str> = woken
+        .get(quiet..)
+        .unwrap_or("")
+        .lines()
+        .filter(|l| l.contains("WARN") || l.contains("ERROR"))
+        .take(12)
+        .collect();
+    eprintln!("{victim} after the wake:\n{}", said.join("\n"));
     for &a in &lost {
         let server = imap_view(port, &w.users[&a], PASS, &names)?;
         assert_eq!(
