@@ -35,6 +35,11 @@ const SINK: &str = "sink@example.org";
 /// The issue's bound: a dead node's accounts are held again within this.
 const TAKEOVER: Duration = Duration::from_secs(5);
 
+/// One test at a time: each runs three nodes with their own PostgreSQL, Dovecot and
+/// Postfix, and two of them at once on a small machine would measure its cores, not the
+/// takeover.
+static ONE_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
 fn user(i: usize) -> String {
     format!("u{i}@example.org")
 }
@@ -258,6 +263,7 @@ impl World {
             .position(|n| n.name == name)
             .context("no such node")?;
         let mut victim = self.nodes.remove(index);
+        let marks: Vec<usize> = self.nodes.iter().map(|n| n.log().len()).collect();
         victim.child.kill()?; // SIGKILL
         let killed = Instant::now();
         victim.child.wait()?;
@@ -287,6 +293,24 @@ impl World {
         )
         .await
         .with_context(|| self.all_logs())?;
+        if took > TAKEOVER {
+            // What the survivors did meanwhile, for the failure this becomes at the end.
+            for (n, mark) in self.nodes.iter().zip(marks) {
+                let log = n.log();
+                let lines: Vec<&str> = log
+                    .get(mark..)
+                    .unwrap_or("")
+                    .lines()
+                    .filter(|l| !l.contains(" INFO ") || l.contains("account taken"))
+                    .take(40)
+                    .collect();
+                eprintln!(
+                    "slow takeover: {} since the kill:\n{}",
+                    n.name,
+                    lines.join("\n")
+                );
+            }
+        }
         let busy_held = orphans.iter().filter(|a| left.contains(a)).count();
         eprintln!(
             "{phase}: killed {name} holding {} accounts ({busy_held} with work left); \
@@ -398,10 +422,11 @@ enum Change {
     Destroy,
 }
 
-fn p99(v: &[Duration]) -> Duration {
+/// The `p`th percentile (nearest rank).
+fn percentile(v: &[Duration], p: usize) -> Duration {
     let mut s = v.to_vec();
     s.sort();
-    s.get((s.len() * 99).div_ceil(100).saturating_sub(1))
+    s.get((s.len() * p).div_ceil(100).saturating_sub(1))
         .copied()
         .unwrap_or_default()
 }
@@ -423,6 +448,7 @@ async fn twenty_kills_during_sync_writeback_and_sending_lose_and_repeat_nothing(
             .duration_since(std::time::UNIX_EPOCH)?
             .as_nanos() as u64,
     };
+    let _alone = ONE_AT_A_TIME.lock().await;
     eprintln!("chaos seed {seed} (TIDINGS_CHAOS_SEED={seed} replays the same choices)");
     let mut rng = StdRng::seed_from_u64(seed);
     let began = Instant::now();
@@ -712,17 +738,23 @@ async fn twenty_kills_during_sync_writeback_and_sending_lose_and_repeat_nothing(
     // Every kill: held again within the bound; no lease ever worked under twice.
     let worst = takeovers.iter().max().copied().unwrap_or_default();
     eprintln!(
-        "takeover after kill -9 (lease {LEASE_TTL_MS} ms), {} kills: p99 {:?}, max {worst:?}",
+        "takeover after kill -9 (lease {LEASE_TTL_MS} ms), {} kills: p50 {:?}, p99 {:?}, \
+         max {worst:?}",
         takeovers.len(),
-        p99(&takeovers)
+        percentile(&takeovers, 50),
+        percentile(&takeovers, 99)
     );
     assert_eq!(takeovers.len(), KILLS.iter().sum::<usize>());
-    assert!(
-        worst <= TAKEOVER,
-        "a takeover took {worst:?}: {takeovers:?}"
-    );
     let leases = w.epochs_unique()?;
-    eprintln!("{leases} leases taken, none twice");
+    // A node that lost a lease while alive was starved past its lease time (in this test
+    // no node is paused): how often, for the report.
+    let starved: usize = w
+        .nodes
+        .iter()
+        .chain(&w.dead)
+        .map(|n| n.log().matches("account lease lost").count())
+        .sum();
+    eprintln!("{leases} leases taken, none twice; {starved} lost by a live node");
 
     // Postfix: nothing received twice; every accepted submission received once; one cut
     // by a kill between its begin and its reply is `unknown` (never sent again: at most
@@ -823,6 +855,10 @@ async fn twenty_kills_during_sync_writeback_and_sending_lose_and_repeat_nothing(
         accounts.len(),
         began.elapsed()
     );
+    assert!(
+        worst <= TAKEOVER,
+        "a takeover took {worst:?}: {takeovers:?}"
+    );
     Ok(())
 }
 
@@ -848,6 +884,7 @@ fn account_rows(w: &World, account: i64) -> Result<Vec<Vec<String>>> {
 async fn a_node_stopped_past_its_lease_writes_nothing_for_the_accounts_it_lost() -> Result<()> {
     const ACCOUNTS: usize = 12;
     const SEEDED: usize = 30;
+    let _alone = ONE_AT_A_TIME.lock().await;
     let mut rng = StdRng::seed_from_u64(7);
     let mut w = World::start(ACCOUNTS, SEEDED, 0, 0, 0, false)?;
     w.three_nodes(ACCOUNTS).await?;
@@ -880,7 +917,7 @@ async fn a_node_stopped_past_its_lease_writes_nothing_for_the_accounts_it_lost()
         .collect();
     let other = w.nodes[(vi + 1) % w.nodes.len()].port;
     let mut flagged: HashMap<i64, Vec<String>> = HashMap::new();
-    let mut queued = 0;
+    let mut calls = Vec::new();
     for &a in &lost {
         let b = w.mailbox_ids(other, a)?;
         let ids = w.emails_in(other, a, b.get("INBOX").context("INBOX")?)?;
@@ -888,21 +925,16 @@ async fn a_node_stopped_past_its_lease_writes_nothing_for_the_accounts_it_lost()
             .values()
             .map(|id| (id.clone(), json!({"keywords/$flagged": true})))
             .collect();
-        queued += update.len();
         flagged.insert(a, ids.values().cloned().collect());
-        // And one new message in Archive: an APPEND the new holder makes, once.
-        let r = crate::cluster_support::views::jmap(
-            other,
+        // And one new message in Archive: an APPEND to be made once.
+        calls.push(
             json!([["Email/set", {"accountId": World::jmap_id(a), "update": update,
-                "create": {"n": {"mailboxIds": {b.get("Archive").context("Archive")?: true},
-                    "messageId": [format!("new.{}", w.users[&a])],
-                    "from": [{"email": "someone@example.net"}], "subject": "appended once",
-                    "bodyValues": {"1": {"value": "hello"}},
-                    "textBody": [{"partId": "1", "type": "text/plain"}]}}}, "0"]]),
-        )?;
-        if r["methodResponses"][0][1]["created"]["n"].is_null() {
-            bail!("Email/set: {r}");
-        }
+            "create": {"n": {"mailboxIds": {b.get("Archive").context("Archive")?: true},
+                "messageId": [format!("new.{}", w.users[&a])],
+                "from": [{"email": "someone@example.net"}], "subject": "appended once",
+                "bodyValues": {"1": {"value": "hello"}},
+                "textBody": [{"partId": "1", "type": "text/plain"}]}}}, "0"]]),
+        );
     }
     let pending_at = |w: &World| -> Result<usize> {
         let list = lost
@@ -919,18 +951,34 @@ async fn a_node_stopped_past_its_lease_writes_nothing_for_the_accounts_it_lost()
         .and_then(|r| r[0].parse().ok())
         .unwrap_or(0))
     };
-    let total = queued + lost.len();
-    let start = Instant::now();
-    // Stopped as soon as the replay began (or after a bounded wait, with all queued).
-    while pending_at(&w)? == total && start.elapsed() < Duration::from_secs(5) {
-        std::thread::sleep(Duration::from_millis(5));
-    }
+    // The changes are queued one account after the other through another node; the
+    // victim is stopped once the first are queued (it is replaying them), so the rest
+    // queue while it is frozen.
+    let (tx, rx) = std::sync::mpsc::channel();
+    let asking = std::thread::spawn(move || -> Result<()> {
+        for c in calls {
+            let r = crate::cluster_support::views::jmap(other, c)?;
+            if r["methodResponses"][0][1]["created"]["n"].is_null() {
+                bail!("Email/set: {r}");
+            }
+            let _ = tx.send(());
+        }
+        Ok(())
+    });
+    rx.recv_timeout(Duration::from_secs(30))
+        .context("the first Email/set")?;
+    std::thread::sleep(Duration::from_millis(rng.gen_range(0..30)));
     w.nodes[vi].signal("STOP")?;
     let stopped = Instant::now();
     let pending = pending_at(&w)?;
+    asking
+        .join()
+        .map_err(|_| anyhow::anyhow!("the Email/set thread panicked"))??;
     eprintln!(
-        "{victim} stopped holding {} accounts, {pending} of {total} changes still queued",
-        lost.len()
+        "{victim} stopped holding {} accounts, {pending} changes queued for them at the stop, \
+         {} once all were made",
+        lost.len(),
+        pending_at(&w)?
     );
 
     // The others take its accounts over and replay the rest.
