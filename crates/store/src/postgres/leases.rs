@@ -96,7 +96,7 @@ fn seconds(ttl: Duration) -> f64 {
 #[async_trait]
 impl Leases for PgStore {
     async fn heartbeat(&self, node: &str, ttl: Duration) -> Result<usize> {
-        let c = self.client().await?;
+        let c = self.beat_client().await?;
         let st = c
             .prepare_cached(
                 "INSERT INTO node (name, alive_until) VALUES ($1, now() + make_interval(secs => $2)) \
@@ -117,7 +117,7 @@ impl Leases for PgStore {
         account: AccountId,
         ttl: Duration,
     ) -> Result<Option<Lease>> {
-        let c = self.client().await?;
+        let c = self.beat_client().await?;
         // The share: counted without a lock, so two takes of one node at once may pass
         // it by one; the slack absorbs that.
         let st = c
@@ -160,7 +160,7 @@ impl Leases for PgStore {
     }
 
     async fn renew(&self, node: &str, lease: Lease, ttl: Duration) -> Result<bool> {
-        let c = self.client().await?;
+        let c = self.beat_client().await?;
         let st = c
             .prepare_cached(
                 "UPDATE account_lease SET expires_at = now() + make_interval(secs => $4) \
@@ -174,7 +174,7 @@ impl Leases for PgStore {
     }
 
     async fn release(&self, node: &str, lease: Lease) -> Result<()> {
-        let c = self.client().await?;
+        let c = self.beat_client().await?;
         // Expired, not deleted: the next taker's epoch follows this one.
         let st = c
             .prepare_cached(
@@ -193,7 +193,7 @@ impl Leases for PgStore {
         }
         let accounts: Vec<i64> = leases.iter().map(|l| l.account.0).collect();
         let epochs: Vec<i64> = leases.iter().map(|l| l.epoch).collect();
-        let c = self.client().await?;
+        let c = self.beat_client().await?;
         // One statement for a node's whole holding: a node of 500 accounts renews them
         // every beat.
         let st = c
@@ -218,7 +218,7 @@ impl Leases for PgStore {
     }
 
     async fn free_accounts(&self) -> Result<Vec<AccountId>> {
-        let c = self.client().await?;
+        let c = self.beat_client().await?;
         let st = c
             .prepare_cached(
                 "SELECT a.id FROM account a WHERE NOT EXISTS (SELECT 1 FROM account_lease l \
@@ -295,5 +295,49 @@ mod tests {
             tx.commit().await.is_err(),
             "the frozen transaction's session is gone"
         );
+    }
+
+    /// Every connection of the store's pool taken by long work (a node busy syncing): the
+    /// heartbeat, the renewal and a take still go through at once, on the beat's own
+    /// connections, so the node keeps its leases and can take a dead node's accounts.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_busy_pool_does_not_hold_the_lease_beat_up() {
+        let pg = testkit::Postgres::shared().expect("private PostgreSQL");
+        let url = pg.fresh_database().expect("database");
+        let a = PgStore::connect(&url).await.expect("node a");
+        let row = a
+            .client()
+            .await
+            .expect("connection")
+            .query_one(
+                "WITH u AS (INSERT INTO app_user (name, password_hash) VALUES ('u', 'h') \
+                 RETURNING id) INSERT INTO account (user_id, name, kind, host, port, security, \
+                 username, password_enc) SELECT id, 'a', 'imap', 'h', 1, 'none', 'u', '' FROM u \
+                 RETURNING id",
+                &[],
+            )
+            .await
+            .expect("account");
+        let account = AccountId(row.get(0));
+        let mut busy = Vec::new();
+        for _ in 0..POOL_SIZE {
+            busy.push(a.client().await.expect("connection"));
+        }
+        let ttl = Duration::from_secs(2);
+        let within = Duration::from_secs(5);
+        let beat = async {
+            a.heartbeat("a", ttl).await.expect("heartbeat");
+            let lease = a
+                .acquire("a", account, ttl)
+                .await
+                .expect("acquire")
+                .expect("granted");
+            a.renew_all("a", &[lease], ttl).await.expect("renew")
+        };
+        let kept = tokio::time::timeout(within, beat)
+            .await
+            .expect("the beat waited for the busy pool");
+        assert_eq!(kept.len(), 1);
+        drop(busy);
     }
 }

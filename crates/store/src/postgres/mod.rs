@@ -44,6 +44,8 @@ const BLOB_UNREFERENCED: &str = "NOT EXISTS (SELECT 1 FROM upload WHERE upload.b
 
 /// How many connections one store opens at most.
 const POOL_SIZE: usize = 16;
+/// Connections of the lease beat's own pool (leases.rs), beside [`POOL_SIZE`].
+const BEAT_POOL_SIZE: usize = 2;
 
 impl From<tokio_postgres::Error> for Error {
     fn from(e: tokio_postgres::Error) -> Self {
@@ -61,6 +63,10 @@ impl From<deadpool_postgres::PoolError> for Error {
 #[derive(Clone)]
 pub struct PgStore {
     pool: Pool,
+    /// The heartbeat's and the leases' statements: their own connections, so that a
+    /// renewal never queues behind the sync's transactions for a connection of `pool`
+    /// (a node busy syncing lost its own leases that way under load).
+    beat: Pool,
     bus: Arc<bus::PgBus>,
     /// The lease this handle's writes are made under (`PgStore::fenced`); none for a
     /// handle that writes for no particular account.
@@ -108,6 +114,16 @@ impl PgStore {
             .max_size(POOL_SIZE)
             .build()
             .map_err(|e| Error::Backend(Box::new(e)))?;
+        let beat = Pool::builder(Manager::from_config(
+            config.clone(),
+            tokio_postgres::NoTls,
+            ManagerConfig {
+                recycling_method: RecyclingMethod::Fast,
+            },
+        ))
+        .max_size(BEAT_POOL_SIZE)
+        .build()
+        .map_err(|e| Error::Backend(Box::new(e)))?;
         let mut client = pool.get().await?;
         migrate::run(&mut client).await?;
         drop(client);
@@ -115,6 +131,7 @@ impl PgStore {
         let bus = Arc::new(bus::PgBus::start(&config, pool.clone(), work.clone()).await?);
         Ok(PgStore {
             pool,
+            beat,
             bus,
             fence: None,
             work,
@@ -131,6 +148,11 @@ impl PgStore {
     /// A pooled connection.
     async fn client(&self) -> Result<deadpool_postgres::Object> {
         Ok(self.pool.get().await?)
+    }
+
+    /// A connection of the lease beat's pool.
+    async fn beat_client(&self) -> Result<deadpool_postgres::Object> {
+        Ok(self.beat.get().await?)
     }
 }
 
