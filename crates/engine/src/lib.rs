@@ -297,6 +297,7 @@ impl Engine {
                 let octx = outbox::OutboxCtx {
                     store,
                     holding: holding.clone(),
+                    epoch: lease.epoch,
                     passwords: self.passwords.clone(),
                     oauth: self.oauth.clone(),
                     shutdown: stop.subscribe(),

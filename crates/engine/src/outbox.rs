@@ -35,6 +35,8 @@ pub(crate) struct OutboxCtx {
     /// Whether this node still holds the account: asked before each command that
     /// changes the server (see `crate::lease`).
     pub holding: Arc<crate::lease::Holding>,
+    /// The epoch of the lease `holding` is about, for the error once it ran out.
+    pub epoch: i64,
     pub passwords: PasswordSource,
     pub oauth: Arc<crate::OAuth>,
     pub shutdown: watch::Receiver<bool>,
@@ -109,6 +111,8 @@ async fn drain(
     // One worker for the whole drain: it remembers the selected mailbox between entries.
     let mut w = Worker {
         store: ctx.store.clone(),
+        holding: ctx.holding.clone(),
+        epoch: ctx.epoch,
         account: account.id,
         selected: None,
         mailboxes: HashMap::new(),
@@ -276,6 +280,8 @@ fn done_of(e: &OutboxEntry) -> OutboxDone {
 
 struct Worker {
     store: Arc<dyn Store>,
+    holding: Arc<crate::lease::Holding>,
+    epoch: i64,
     account: AccountId,
     /// The mailbox selected on the session, with the UIDVALIDITY its SELECT reported.
     selected: Option<(String, UidValidity)>,
@@ -615,6 +621,19 @@ impl Worker {
                 };
                 let uidnext = s.status_uidnext(&raw).await?;
                 self.store.outbox_begin(e.id, uidnext).await?;
+                // Asked again right before the APPEND leaves: a node paused here past its
+                // lease would otherwise append, when it wakes, a second copy beside the
+                // one the new holder made meanwhile (its look for an earlier attempt's
+                // copy cannot see one made after it looked). Flags, MOVEs and EXPUNGEs
+                // replayed late do no such harm.
+                if !self.holding.holds() {
+                    tracing::warn!(account = %self.account, entry = e.id,
+                        "account lease ran out before an APPEND; not sent");
+                    return Err(Error::Store(store::Error::Fenced {
+                        account: self.account,
+                        epoch: self.epoch,
+                    }));
+                }
                 let r = s.append(&raw, flags, Some(*received_at), &message).await?;
                 done.new_uid = r.map(|(_, u)| (u, u));
             }
