@@ -28,8 +28,11 @@ pub(super) struct Fence {
 
 impl Fence {
     /// Refuses the write of `tx` to `account` unless this lease is still the account's,
-    /// unexpired. The lease row stays share-locked to the commit, so a takeover waits for
-    /// this transaction: the write lands before the lease changes hands, or not at all.
+    /// unexpired. The lease row stays key-share-locked to the commit, so a takeover (which
+    /// locks it `FOR UPDATE`) waits for this transaction: the write lands before the lease
+    /// changes hands, or not at all. A renewal (a plain UPDATE of `expires_at`) does not
+    /// wait for it: under `FOR SHARE` one long write held up the renewal of every lease of
+    /// its node, whose leases then ran out while it was alive and busy.
     /// The expiry is checked on the clock now, not at the transaction's start: a node
     /// paused inside a transaction past its lease is refused too.
     pub(super) async fn check(
@@ -51,7 +54,7 @@ impl Fence {
         let st = tx
             .prepare_cached(
                 "SELECT 1 FROM account_lease WHERE account_id = $1 AND node = $2 \
-                 AND epoch = $3 AND expires_at > clock_timestamp() FOR SHARE",
+                 AND epoch = $3 AND expires_at > clock_timestamp() FOR KEY SHARE",
             )
             .await?;
         let held = tx
@@ -117,7 +120,7 @@ impl Leases for PgStore {
         account: AccountId,
         ttl: Duration,
     ) -> Result<Option<Lease>> {
-        let c = self.beat_client().await?;
+        let mut c = self.beat_client().await?;
         // The share: counted without a lock, so two takes of one node at once may pass
         // it by one; the slack absorbs that.
         let st = c
@@ -149,9 +152,18 @@ impl Leases for PgStore {
                  RETURNING epoch",
             )
             .await?;
-        let granted = c
+        // The row locked first, FOR UPDATE: a fenced write running under the current lease
+        // holds it key-share-locked (Fence::check), which the upsert's own lock would not
+        // wait for.
+        let tx = c.transaction().await?;
+        let lock = tx
+            .prepare_cached("SELECT 1 FROM account_lease WHERE account_id = $1 FOR UPDATE")
+            .await?;
+        tx.query_opt(&lock, &[&account.0]).await?;
+        let granted = tx
             .query_opt(&st, &[&account.0, &node, &seconds(ttl)])
             .await?;
+        tx.commit().await?;
         Ok(granted.map(|r| {
             let epoch = r.get(0);
             tracing::debug!(account = %account, node, epoch, "lease taken");
@@ -339,5 +351,60 @@ mod tests {
             .expect("the beat waited for the busy pool");
         assert_eq!(kept.len(), 1);
         drop(busy);
+    }
+
+    /// A fenced write in progress does not hold up its own node's renewal (the node would
+    /// lose every lease it holds behind one long write), and still holds up a takeover.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_running_fenced_write_does_not_hold_the_renewal_up() {
+        let pg = testkit::Postgres::shared().expect("private PostgreSQL");
+        let url = pg.fresh_database().expect("database");
+        let a = PgStore::connect(&url).await.expect("node a");
+        let b = PgStore::connect(&url).await.expect("node b");
+        let row = a
+            .client()
+            .await
+            .expect("connection")
+            .query_one(
+                "WITH u AS (INSERT INTO app_user (name, password_hash) VALUES ('u', 'h') \
+                 RETURNING id) INSERT INTO account (user_id, name, kind, host, port, security, \
+                 username, password_enc) SELECT id, 'a', 'imap', 'h', 1, 'none', 'u', '' FROM u \
+                 RETURNING id",
+                &[],
+            )
+            .await
+            .expect("account");
+        let account = AccountId(row.get(0));
+        let ttl = Duration::from_secs(1);
+        let lease = a
+            .acquire("a", account, ttl)
+            .await
+            .expect("acquire")
+            .expect("granted");
+        let fence = Fence {
+            node: "a".into(),
+            lease,
+        };
+        let mut c = a.client().await.expect("connection");
+        let tx = c.transaction().await.expect("transaction");
+        fence.check(&tx, account).await.expect("held");
+        let kept = tokio::time::timeout(Duration::from_secs(2), a.renew_all("a", &[lease], ttl))
+            .await
+            .expect("the renewal waited for the write")
+            .expect("renew");
+        assert_eq!(kept, vec![lease]);
+        // Past the lease, another node's take waits for the write to end.
+        tokio::time::sleep(ttl).await;
+        let take = b.acquire("b", account, ttl);
+        tokio::pin!(take);
+        assert!(
+            tokio::time::timeout(Duration::from_millis(500), &mut take)
+                .await
+                .is_err(),
+            "the takeover did not wait for the running write"
+        );
+        tx.commit().await.expect("commit");
+        let taken = take.await.expect("acquire").expect("taken over");
+        assert!(taken.epoch > lease.epoch);
     }
 }

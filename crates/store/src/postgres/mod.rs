@@ -49,7 +49,13 @@ const BEAT_POOL_SIZE: usize = 2;
 
 impl From<tokio_postgres::Error> for Error {
     fn from(e: tokio_postgres::Error) -> Self {
-        Error::Backend(Box::new(e))
+        // The server's own words and SQLSTATE: tokio-postgres displays only "db error".
+        match e.as_db_error() {
+            Some(db) => {
+                Error::Backend(format!("{} (SQLSTATE {})", db.message(), db.code().code()).into())
+            }
+            None => Error::Backend(Box::new(e)),
+        }
     }
 }
 
