@@ -400,11 +400,25 @@ impl World {
         for n in self.nodes.iter().chain(&self.dead) {
             for e in n.taken_epochs() {
                 if let Some(other) = seen.insert(e, &n.name) {
+                    let key = format!("account={} ", e.0);
+                    let about: Vec<String> = self
+                        .nodes
+                        .iter()
+                        .chain(&self.dead)
+                        .flat_map(|n| {
+                            let log = n.log();
+                            log.lines()
+                                .filter(|l| l.contains(&key) || l.contains("renew"))
+                                .map(|l| format!("{}: {l}", n.name))
+                                .collect::<Vec<_>>()
+                        })
+                        .collect();
                     bail!(
-                        "account {} epoch {} taken by {other} and {}",
+                        "account {} epoch {} taken by {other} and {}:\n{}",
                         e.0,
                         e.1,
-                        n.name
+                        n.name,
+                        about.join("\n")
                     );
                 }
             }
@@ -436,7 +450,7 @@ async fn twenty_kills_during_sync_writeback_and_sending_lose_and_repeat_nothing(
     const ACCOUNTS: usize = 30;
     const SEEDED: usize = 45;
     /// Enough that the initial sync is still running over the first kills.
-    const BULK: usize = 300;
+    const BULK: usize = 250;
     const CHANGES: usize = 1000;
     const SENDERS: usize = 12;
     const DRAFTS: usize = 3;

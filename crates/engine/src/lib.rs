@@ -413,11 +413,22 @@ impl Engine {
             .filter(|id| by_id.contains_key(id) && !self.accounts.contains_key(id))
             .collect();
         ids.sort_by_key(|a| a.0);
+        // All taken first, then started: each start spawns work (TLS handshakes among it)
+        // that would slow the next take, and a dead node's accounts wait for the last.
+        let mut taken = Vec::new();
+        let mut failed = None;
         for id in ids {
-            let Some(lease) = self.store.acquire(&name, id, ttl).await? else {
+            match self.store.acquire(&name, id, ttl).await {
+                Ok(Some(lease)) => taken.push((id, lease)),
                 // Above its share, or another node was quicker.
-                continue;
-            };
+                Ok(None) => {}
+                Err(e) => {
+                    failed = Some(e);
+                    break;
+                }
+            }
+        }
+        for (id, lease) in taken {
             let Some(account) = by_id.get(&id).cloned() else {
                 continue;
             };
@@ -433,7 +444,10 @@ impl Engine {
             };
             self.run_held(account, lease, store, holding);
         }
-        Ok(())
+        match failed {
+            Some(e) => Err(e.into()),
+            None => Ok(()),
+        }
     }
 
     /// Stops one account's tasks: at once (`abort`: its data is gone), or by their stop
