@@ -391,6 +391,11 @@ impl Worker {
                 .filter(|m| *m > 0)
                 .map(|hms| hms.max(self.own_modseq.get(&m).copied().unwrap_or(0)));
             for (add, flags, uids) in cmds {
+                // Asked before each STORE: a run of them outlasts the check before the
+                // batch, and a node paused in it wakes without its lease.
+                if !self.holding.holds() {
+                    return Err((entry, self.lease_gone()));
+                }
                 s.clear_unsolicited();
                 let out = s
                     .uid_store(&uids, add, &flags, since)
@@ -408,6 +413,12 @@ impl Worker {
                     self.refresh(s, m, &out.modified)
                         .await
                         .map_err(|e| (entry.clone(), e))?;
+                    // Unconditional this time, so asked again: a node paused past its lease
+                    // would set again what the user took away meanwhile (the refresh may
+                    // write nothing, so the store's fence need not have stopped it).
+                    if !self.holding.holds() {
+                        return Err((entry, self.lease_gone()));
+                    }
                     s.uid_store(&out.modified, add, &flags, None)
                         .await
                         .map_err(|e| (entry.clone(), e))?;
@@ -532,6 +543,14 @@ impl Worker {
         Ok(())
     }
 
+    /// The error of a command not sent because the account's lease ran out.
+    fn lease_gone(&self) -> Error {
+        Error::Store(store::Error::Fenced {
+            account: self.account,
+            epoch: self.epoch,
+        })
+    }
+
     /// One entry that is not a flag change.
     async fn one(&mut self, s: &mut Session, e: &OutboxEntry) -> Result<OutboxDone, Error> {
         let mut done = OutboxDone {
@@ -629,10 +648,7 @@ impl Worker {
                 if !self.holding.holds() {
                     tracing::warn!(account = %self.account, entry = e.id,
                         "account lease ran out before an APPEND; not sent");
-                    return Err(Error::Store(store::Error::Fenced {
-                        account: self.account,
-                        epoch: self.epoch,
-                    }));
+                    return Err(self.lease_gone());
                 }
                 let r = s.append(&raw, flags, Some(*received_at), &message).await?;
                 done.new_uid = r.map(|(_, u)| (u, u));
