@@ -324,6 +324,7 @@ impl Engine {
                 let octx = outbox::OutboxCtx {
                     store,
                     holding: holding.clone(),
+                    epoch: lease.epoch,
                     passwords: self.passwords.clone(),
                     oauth: self.oauth.clone(),
                     shutdown: stop.subscribe(),
@@ -454,24 +455,35 @@ impl Engine {
             .filter(|id| by_id.contains_key(id) && !self.accounts.contains_key(id))
             .collect();
         ids.sort_by_key(|a| a.0);
+        // All taken first, then started: each start spawns work (TLS handshakes among it)
+        // that would slow the next take, and a dead node's accounts wait for the last.
+        // Each take is a round trip: a node starting beside 1,500 free accounts would beat
+        // for seconds, and the leases it took first would run out before the next beat
+        // renews them. So a beat takes for a sixth of the lease time at most (the next one
+        // starts a third later and must renew before `held_until`, two thirds after this
+        // one began), and the next beats take the rest. Counted from the first take, so a
+        // slow beat still takes one.
         let free_left = ids.len();
         let taking = Instant::now();
+        let mut taken = Vec::new();
+        let mut failed = None;
         for (n, id) in ids.into_iter().enumerate() {
-            // Each take is a round trip and starts a task: a node starting beside 1,500
-            // free accounts would beat for seconds, and the leases it took first would run
-            // out before the next beat renews them. So a beat takes for a sixth of the
-            // lease time at most (the next one starts a third later and must renew before
-            // `held_until`, two thirds after this one began), and the next beats take the
-            // rest. Counted from the first take, so a slow beat still takes one.
             if shared && taking.elapsed() >= ttl / 6 {
                 tracing::info!(node = %name, taken = n, left = free_left - n,
                     "beat long enough; taking the other free accounts at the next beats");
                 break;
             }
-            let Some(lease) = self.store.acquire(&name, id, ttl).await? else {
+            match self.store.acquire(&name, id, ttl).await {
+                Ok(Some(lease)) => taken.push((id, lease)),
                 // Above its share, or another node was quicker.
-                continue;
-            };
+                Ok(None) => {}
+                Err(e) => {
+                    failed = Some(e);
+                    break;
+                }
+            }
+        }
+        for (id, lease) in taken {
             let Some(account) = by_id.get(&id).cloned() else {
                 continue;
             };
@@ -487,7 +499,10 @@ impl Engine {
             };
             self.run_held(account, lease, store, holding);
         }
-        Ok(())
+        match failed {
+            Some(e) => Err(e.into()),
+            None => Ok(()),
+        }
     }
 
     /// Stops one account's tasks: at once (`abort`: its data is gone), or by their stop

@@ -35,6 +35,8 @@ pub(crate) struct OutboxCtx {
     /// Whether this node still holds the account: asked before each command that
     /// changes the server (see `crate::lease`).
     pub holding: Arc<crate::lease::Holding>,
+    /// The epoch of the lease `holding` is about, for the error once it ran out.
+    pub epoch: i64,
     pub passwords: PasswordSource,
     pub oauth: Arc<crate::OAuth>,
     pub shutdown: watch::Receiver<bool>,
@@ -109,6 +111,8 @@ async fn drain(
     // One worker for the whole drain: it remembers the selected mailbox between entries.
     let mut w = Worker {
         store: ctx.store.clone(),
+        holding: ctx.holding.clone(),
+        epoch: ctx.epoch,
         account: account.id,
         selected: None,
         mailboxes: HashMap::new(),
@@ -276,6 +280,8 @@ fn done_of(e: &OutboxEntry) -> OutboxDone {
 
 struct Worker {
     store: Arc<dyn Store>,
+    holding: Arc<crate::lease::Holding>,
+    epoch: i64,
     account: AccountId,
     /// The mailbox selected on the session, with the UIDVALIDITY its SELECT reported.
     selected: Option<(String, UidValidity)>,
@@ -385,6 +391,11 @@ impl Worker {
                 .filter(|m| *m > 0)
                 .map(|hms| hms.max(self.own_modseq.get(&m).copied().unwrap_or(0)));
             for (add, flags, uids) in cmds {
+                // Asked before each STORE: a run of them outlasts the check before the
+                // batch, and a node paused in it wakes without its lease.
+                if !self.holding.holds() {
+                    return Err((entry, self.lease_gone()));
+                }
                 s.clear_unsolicited();
                 let out = s
                     .uid_store(&uids, add, &flags, since)
@@ -402,6 +413,12 @@ impl Worker {
                     self.refresh(s, m, &out.modified)
                         .await
                         .map_err(|e| (entry.clone(), e))?;
+                    // Unconditional this time, so asked again: a node paused past its lease
+                    // would set again what the user took away meanwhile (the refresh may
+                    // write nothing, so the store's fence need not have stopped it).
+                    if !self.holding.holds() {
+                        return Err((entry, self.lease_gone()));
+                    }
                     s.uid_store(&out.modified, add, &flags, None)
                         .await
                         .map_err(|e| (entry.clone(), e))?;
@@ -526,6 +543,14 @@ impl Worker {
         Ok(())
     }
 
+    /// The error of a command not sent because the account's lease ran out.
+    fn lease_gone(&self) -> Error {
+        Error::Store(store::Error::Fenced {
+            account: self.account,
+            epoch: self.epoch,
+        })
+    }
+
     /// One entry that is not a flag change.
     async fn one(&mut self, s: &mut Session, e: &OutboxEntry) -> Result<OutboxDone, Error> {
         let mut done = OutboxDone {
@@ -615,6 +640,16 @@ impl Worker {
                 };
                 let uidnext = s.status_uidnext(&raw).await?;
                 self.store.outbox_begin(e.id, uidnext).await?;
+                // Asked again right before the APPEND leaves: a node paused here past its
+                // lease would otherwise append, when it wakes, a second copy beside the
+                // one the new holder made meanwhile (its look for an earlier attempt's
+                // copy cannot see one made after it looked). Flags, MOVEs and EXPUNGEs
+                // replayed late do no such harm.
+                if !self.holding.holds() {
+                    tracing::warn!(account = %self.account, entry = e.id,
+                        "account lease ran out before an APPEND; not sent");
+                    return Err(self.lease_gone());
+                }
                 let r = s.append(&raw, flags, Some(*received_at), &message).await?;
                 done.new_uid = r.map(|(_, u)| (u, u));
             }

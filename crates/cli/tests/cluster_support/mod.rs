@@ -3,6 +3,8 @@
 
 #![allow(dead_code)]
 
+pub mod views;
+
 use anyhow::{Result, bail};
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
@@ -19,6 +21,8 @@ pub struct Node {
     pub name: String,
     pub child: Child,
     pub log: PathBuf,
+    /// The port it listens on (0: any, not known).
+    pub port: u16,
 }
 
 impl Node {
@@ -64,7 +68,31 @@ impl Node {
             name: name.into(),
             child,
             log,
+            port,
         })
+    }
+
+    /// Sends `signal` (`STOP`, `CONT`) with kill(1).
+    pub fn signal(&self, signal: &str) -> Result<()> {
+        let ok = Command::new("kill")
+            .arg(format!("-{signal}"))
+            .arg(self.child.id().to_string())
+            .status()?
+            .success();
+        if !ok {
+            bail!("kill -{signal} {} failed", self.name);
+        }
+        Ok(())
+    }
+
+    /// The epoch of each time this node took an account (its log's "account taken"
+    /// lines): (account, epoch).
+    pub fn taken_epochs(&self) -> Vec<(i64, i64)> {
+        self.log()
+            .lines()
+            .filter(|l| l.contains("account taken"))
+            .filter_map(|l| Some((field(l, "account=")?, field(l, "epoch=")?)))
+            .collect()
     }
 
     pub fn log(&self) -> String {

@@ -28,8 +28,11 @@ pub(super) struct Fence {
 
 impl Fence {
     /// Refuses the write of `tx` to `account` unless this lease is still the account's,
-    /// unexpired. The lease row stays share-locked to the commit, so a takeover waits for
-    /// this transaction: the write lands before the lease changes hands, or not at all.
+    /// unexpired. The lease row stays key-share-locked to the commit, so a takeover (which
+    /// locks it `FOR UPDATE`) waits for this transaction: the write lands before the lease
+    /// changes hands, or not at all. A renewal (a plain UPDATE of `expires_at`) does not
+    /// wait for it: under `FOR SHARE` one long write held up the renewal of every lease of
+    /// its node, whose leases then ran out while it was alive and busy.
     /// The expiry is checked on the clock now, not at the transaction's start: a node
     /// paused inside a transaction past its lease is refused too.
     pub(super) async fn check(
@@ -51,7 +54,7 @@ impl Fence {
         let st = tx
             .prepare_cached(
                 "SELECT 1 FROM account_lease WHERE account_id = $1 AND node = $2 \
-                 AND epoch = $3 AND expires_at > clock_timestamp() FOR SHARE",
+                 AND epoch = $3 AND expires_at > clock_timestamp() FOR KEY SHARE",
             )
             .await?;
         let held = tx
@@ -96,7 +99,7 @@ fn seconds(ttl: Duration) -> f64 {
 #[async_trait]
 impl Leases for PgStore {
     async fn heartbeat(&self, node: &str, ttl: Duration) -> Result<usize> {
-        let c = self.client().await?;
+        let c = self.beat_client().await?;
         let st = c
             .prepare_cached(
                 "INSERT INTO node (name, alive_until) VALUES ($1, now() + make_interval(secs => $2)) \
@@ -117,7 +120,7 @@ impl Leases for PgStore {
         account: AccountId,
         ttl: Duration,
     ) -> Result<Option<Lease>> {
-        let c = self.client().await?;
+        let mut c = self.beat_client().await?;
         // The share: counted without a lock, so two takes of one node at once may pass
         // it by one; the slack absorbs that.
         let st = c
@@ -149,9 +152,18 @@ impl Leases for PgStore {
                  RETURNING epoch",
             )
             .await?;
-        let granted = c
+        // The row locked first, FOR UPDATE: a fenced write running under the current lease
+        // holds it key-share-locked (Fence::check), which the upsert's own lock would not
+        // wait for.
+        let tx = c.transaction().await?;
+        let lock = tx
+            .prepare_cached("SELECT 1 FROM account_lease WHERE account_id = $1 FOR UPDATE")
+            .await?;
+        tx.query_opt(&lock, &[&account.0]).await?;
+        let granted = tx
             .query_opt(&st, &[&account.0, &node, &seconds(ttl)])
             .await?;
+        tx.commit().await?;
         Ok(granted.map(|r| {
             let epoch = r.get(0);
             tracing::debug!(account = %account, node, epoch, "lease taken");
@@ -160,7 +172,7 @@ impl Leases for PgStore {
     }
 
     async fn renew(&self, node: &str, lease: Lease, ttl: Duration) -> Result<bool> {
-        let c = self.client().await?;
+        let c = self.beat_client().await?;
         let st = c
             .prepare_cached(
                 "UPDATE account_lease SET expires_at = now() + make_interval(secs => $4) \
@@ -174,7 +186,7 @@ impl Leases for PgStore {
     }
 
     async fn release(&self, node: &str, lease: Lease) -> Result<()> {
-        let c = self.client().await?;
+        let c = self.beat_client().await?;
         // Expired, not deleted: the next taker's epoch follows this one.
         let st = c
             .prepare_cached(
@@ -193,7 +205,7 @@ impl Leases for PgStore {
         }
         let accounts: Vec<i64> = leases.iter().map(|l| l.account.0).collect();
         let epochs: Vec<i64> = leases.iter().map(|l| l.epoch).collect();
-        let c = self.client().await?;
+        let c = self.beat_client().await?;
         // One statement for a node's whole holding: a node of 500 accounts renews them
         // every beat.
         let st = c
@@ -218,7 +230,7 @@ impl Leases for PgStore {
     }
 
     async fn free_accounts(&self) -> Result<Vec<AccountId>> {
-        let c = self.client().await?;
+        let c = self.beat_client().await?;
         let st = c
             .prepare_cached(
                 "SELECT a.id FROM account a WHERE NOT EXISTS (SELECT 1 FROM account_lease l \
@@ -314,5 +326,104 @@ mod tests {
             tx.commit().await.is_err(),
             "the frozen transaction's session is gone"
         );
+    }
+
+    /// Every connection of the store's pool taken by long work (a node busy syncing): the
+    /// heartbeat, the renewal and a take still go through at once, on the beat's own
+    /// connections, so the node keeps its leases and can take a dead node's accounts.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_busy_pool_does_not_hold_the_lease_beat_up() {
+        let pg = testkit::Postgres::shared().expect("private PostgreSQL");
+        let url = pg.fresh_database().expect("database");
+        let a = PgStore::connect(&url).await.expect("node a");
+        let row = a
+            .client()
+            .await
+            .expect("connection")
+            .query_one(
+                "WITH u AS (INSERT INTO app_user (name, password_hash) VALUES ('u', 'h') \
+                 RETURNING id) INSERT INTO account (user_id, name, kind, host, port, security, \
+                 username, password_enc) SELECT id, 'a', 'imap', 'h', 1, 'none', 'u', '' FROM u \
+                 RETURNING id",
+                &[],
+            )
+            .await
+            .expect("account");
+        let account = AccountId(row.get(0));
+        let mut busy = Vec::new();
+        for _ in 0..POOL_SIZE {
+            busy.push(a.client().await.expect("connection"));
+        }
+        let ttl = Duration::from_secs(2);
+        let within = Duration::from_secs(5);
+        let beat = async {
+            a.heartbeat("a", ttl).await.expect("heartbeat");
+            let lease = a
+                .acquire("a", account, ttl)
+                .await
+                .expect("acquire")
+                .expect("granted");
+            a.renew_all("a", &[lease], ttl).await.expect("renew")
+        };
+        let kept = tokio::time::timeout(within, beat)
+            .await
+            .expect("the beat waited for the busy pool");
+        assert_eq!(kept.len(), 1);
+        drop(busy);
+    }
+
+    /// A fenced write in progress does not hold up its own node's renewal (the node would
+    /// lose every lease it holds behind one long write), and still holds up a takeover.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_running_fenced_write_does_not_hold_the_renewal_up() {
+        let pg = testkit::Postgres::shared().expect("private PostgreSQL");
+        let url = pg.fresh_database().expect("database");
+        let a = PgStore::connect(&url).await.expect("node a");
+        let b = PgStore::connect(&url).await.expect("node b");
+        let row = a
+            .client()
+            .await
+            .expect("connection")
+            .query_one(
+                "WITH u AS (INSERT INTO app_user (name, password_hash) VALUES ('u', 'h') \
+                 RETURNING id) INSERT INTO account (user_id, name, kind, host, port, security, \
+                 username, password_enc) SELECT id, 'a', 'imap', 'h', 1, 'none', 'u', '' FROM u \
+                 RETURNING id",
+                &[],
+            )
+            .await
+            .expect("account");
+        let account = AccountId(row.get(0));
+        let ttl = Duration::from_secs(1);
+        let lease = a
+            .acquire("a", account, ttl)
+            .await
+            .expect("acquire")
+            .expect("granted");
+        let fence = Fence {
+            node: "a".into(),
+            lease,
+        };
+        let mut c = a.client().await.expect("connection");
+        let tx = c.transaction().await.expect("transaction");
+        fence.check(&tx, account).await.expect("held");
+        let kept = tokio::time::timeout(Duration::from_secs(2), a.renew_all("a", &[lease], ttl))
+            .await
+            .expect("the renewal waited for the write")
+            .expect("renew");
+        assert_eq!(kept, vec![lease]);
+        // Past the lease, another node's take waits for the write to end.
+        tokio::time::sleep(ttl).await;
+        let take = b.acquire("b", account, ttl);
+        tokio::pin!(take);
+        assert!(
+            tokio::time::timeout(Duration::from_millis(500), &mut take)
+                .await
+                .is_err(),
+            "the takeover did not wait for the running write"
+        );
+        tx.commit().await.expect("commit");
+        let taken = take.await.expect("acquire").expect("taken over");
+        assert!(taken.epoch > lease.epoch);
     }
 }

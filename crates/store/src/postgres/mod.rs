@@ -49,10 +49,41 @@ const CONNECT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
 /// How long a call waits for one of the pool's connections to be free (each is busy for
 /// milliseconds; this long means the database has stopped answering).
 const POOL_WAIT: std::time::Duration = std::time::Duration::from_secs(15);
+/// Connections of the lease beat's own pool (leases.rs), beside [`POOL_SIZE`].
+const BEAT_POOL_SIZE: usize = 2;
+
+/// A pool of at most `size` connections to `config`. Waiting for a connection, opening
+/// one and checking one given back are bounded: with the database gone a call is
+/// answered with an error.
+fn new_pool(config: &tokio_postgres::Config, size: usize) -> Result<Pool> {
+    let manager = Manager::from_config(
+        config.clone(),
+        tokio_postgres::NoTls,
+        ManagerConfig {
+            // A connection given back is checked with no round trip; one that broke
+            // fails its next statement and is dropped by the pool.
+            recycling_method: RecyclingMethod::Fast,
+        },
+    );
+    Pool::builder(manager)
+        .max_size(size)
+        .runtime(deadpool_postgres::Runtime::Tokio1)
+        .wait_timeout(Some(POOL_WAIT))
+        .create_timeout(Some(CONNECT_TIMEOUT))
+        .recycle_timeout(Some(CONNECT_TIMEOUT))
+        .build()
+        .map_err(|e| Error::Backend(Box::new(e)))
+}
 
 impl From<tokio_postgres::Error> for Error {
     fn from(e: tokio_postgres::Error) -> Self {
-        Error::Backend(Box::new(e))
+        // The server's own words and SQLSTATE: tokio-postgres displays only "db error".
+        match e.as_db_error() {
+            Some(db) => {
+                Error::Backend(format!("{} (SQLSTATE {})", db.message(), db.code().code()).into())
+            }
+            None => Error::Backend(Box::new(e)),
+        }
     }
 }
 
@@ -66,6 +97,10 @@ impl From<deadpool_postgres::PoolError> for Error {
 #[derive(Clone)]
 pub struct PgStore {
     pool: Pool,
+    /// The heartbeat's and the leases' statements: their own connections, so that a
+    /// renewal never queues behind the sync's transactions for a connection of `pool`
+    /// (a node busy syncing lost its own leases that way under load).
+    beat: Pool,
     bus: Arc<bus::PgBus>,
     /// The lease this handle's writes are made under (`PgStore::fenced`); none for a
     /// handle that writes for no particular account.
@@ -115,25 +150,8 @@ impl PgStore {
         }
         config.keepalives(true);
         config.keepalives_idle(std::time::Duration::from_secs(30));
-        let manager = Manager::from_config(
-            config.clone(),
-            tokio_postgres::NoTls,
-            ManagerConfig {
-                // A connection given back is checked with no round trip; one that broke
-                // fails its next statement and is dropped by the pool.
-                recycling_method: RecyclingMethod::Fast,
-            },
-        );
-        // Waiting for a connection, opening one and checking one given back are bounded
-        // too: with the database gone a JMAP request is answered with an error.
-        let pool = Pool::builder(manager)
-            .max_size(POOL_SIZE)
-            .runtime(deadpool_postgres::Runtime::Tokio1)
-            .wait_timeout(Some(POOL_WAIT))
-            .create_timeout(Some(CONNECT_TIMEOUT))
-            .recycle_timeout(Some(CONNECT_TIMEOUT))
-            .build()
-            .map_err(|e| Error::Backend(Box::new(e)))?;
+        let pool = new_pool(&config, POOL_SIZE)?;
+        let beat = new_pool(&config, BEAT_POOL_SIZE)?;
         let mut client = pool.get().await?;
         migrate::run(&mut client).await?;
         drop(client);
@@ -141,6 +159,7 @@ impl PgStore {
         let bus = Arc::new(bus::PgBus::start(&config, pool.clone(), work.clone()).await?);
         Ok(PgStore {
             pool,
+            beat,
             bus,
             fence: None,
             work,
@@ -157,6 +176,11 @@ impl PgStore {
     /// A pooled connection.
     async fn client(&self) -> Result<deadpool_postgres::Object> {
         Ok(self.pool.get().await?)
+    }
+
+    /// A connection of the lease beat's pool.
+    async fn beat_client(&self) -> Result<deadpool_postgres::Object> {
+        Ok(self.beat.get().await?)
     }
 }
 
