@@ -41,6 +41,12 @@ impl Holding {
         }
     }
 
+    /// Whether the hold can end (several nodes on one store): only then is it worth
+    /// asking again in the middle of a command.
+    pub fn can_end(&self) -> bool {
+        self.until.lock().map_or(true, |u| u.is_some())
+    }
+
     /// Whether the node may still write to the account's servers now.
     pub fn holds(&self) -> bool {
         match self.until.lock() {

@@ -650,7 +650,23 @@ impl Worker {
                         "account lease ran out before an APPEND; not sent");
                     return Err(self.lease_gone());
                 }
-                let r = s.append(&raw, flags, Some(*received_at), &message).await?;
+                // And once more between the command and the message: a node paused
+                // while the server's go-ahead was on its way sends nothing when it wakes.
+                let holding = self.holding.clone();
+                let still_held = move || holding.holds();
+                let guard: Option<&(dyn Fn() -> bool + Send + Sync)> =
+                    self.holding.can_end().then_some(&still_held);
+                let r = match s
+                    .append_if(&raw, flags, Some(*received_at), &message, guard)
+                    .await
+                {
+                    Err(Error::Abandoned(_)) => {
+                        tracing::warn!(account = %self.account, entry = e.id,
+                            "account lease ran out during an APPEND; its message not sent");
+                        return Err(self.lease_gone());
+                    }
+                    r => r?,
+                };
                 done.new_uid = r.map(|(_, u)| (u, u));
             }
             OutboxOp::CreateMailbox {

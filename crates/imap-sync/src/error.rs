@@ -33,6 +33,10 @@ pub enum Error {
     /// The server lacks something we cannot work without.
     #[error("server lacks {0}")]
     Unsupported(&'static str),
+    /// A command given up before its data was sent (`Session::append_if`); the
+    /// connection is closed.
+    #[error("{0} abandoned before its data was sent")]
+    Abandoned(&'static str),
     #[error("store: {0}")]
     Store(#[from] store::Error),
 }

@@ -416,6 +416,11 @@ impl Session {
         self.conn.write_all(bytes).await
     }
 
+    /// Closes the connection in the middle of a command (see `Session::append_if`).
+    pub(crate) async fn cut(&mut self) {
+        self.conn.shutdown().await;
+    }
+
     /// Reads until the tagged completion of `tag`.
     pub(crate) async fn finish(
         &mut self,

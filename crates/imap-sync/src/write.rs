@@ -345,6 +345,25 @@ impl Session {
         internal_date: Option<i64>,
         message: &[u8],
     ) -> Result<Option<(u32, u32)>> {
+        self.append_if(raw_name, flags, internal_date, message, None)
+            .await
+    }
+
+    /// [`Session::append`] whose message leaves only if `proceed` still says so once the
+    /// server asked for it: the literal is always synchronizing (RFC 3501 7.5), and
+    /// `proceed` is asked between the server's continuation and the message. An APPEND is
+    /// not idempotent, and a process paused after sending the command line would send the
+    /// rest when it wakes, however long after. When `proceed` says no, the connection is
+    /// closed with the literal unsent (the server drops the command) and
+    /// [`Error::Abandoned`] returned: the session cannot be used again.
+    pub async fn append_if(
+        &mut self,
+        raw_name: &str,
+        flags: &[String],
+        internal_date: Option<i64>,
+        message: &[u8],
+        proceed: Option<&(dyn Fn() -> bool + Send + Sync)>,
+    ) -> Result<Option<(u32, u32)>> {
         let mbox = mailbox_arg(raw_name)?;
         let flags: Vec<String> = flags
             .iter()
@@ -355,7 +374,7 @@ impl Session {
         let date = internal_date
             .map(|d| format!(" {}", imap_date(d)))
             .unwrap_or_default();
-        let plus = self.has("LITERAL+");
+        let plus = proceed.is_none() && self.has("LITERAL+");
         let tag = self
             .send(&format!(
                 "APPEND {mbox} {list}{date} {{{}{}}}",
@@ -376,6 +395,10 @@ impl Session {
                     other => self.unsolicited.push(other),
                 }
             }
+        }
+        if proceed.is_some_and(|p| !p()) {
+            self.cut().await;
+            return Err(Error::Abandoned("APPEND"));
         }
         self.write_raw(message).await?;
         self.write_raw(b"\r\n").await?;
