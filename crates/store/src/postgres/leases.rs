@@ -270,17 +270,9 @@ mod tests {
     use super::*;
     use std::time::Instant;
 
-    /// A node frozen inside a fenced transaction, after the check, holds the lease row:
-    /// PostgreSQL ends its session once it sat idle [`FROZEN_AFTER`], the takeover then
-    /// goes through, and the frozen transaction can commit nothing.
-    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn a_node_frozen_in_a_fenced_transaction_does_not_block_a_takeover() {
-        let pg = testkit::Postgres::shared().expect("private PostgreSQL");
-        let url = pg.fresh_database().expect("database");
-        let a = PgStore::connect(&url).await.expect("node a");
-        let b = PgStore::connect(&url).await.expect("node b");
-        // Only the rows the lease needs (the account's settings play no part here).
-        let row = a
+    /// An account of only the rows a lease needs (its settings play no part here).
+    async fn bare_account(s: &PgStore) -> AccountId {
+        let row = s
             .client()
             .await
             .expect("connection")
@@ -293,8 +285,11 @@ mod tests {
             )
             .await
             .expect("account");
-        let account = AccountId(row.get(0));
-        let ttl = Duration::from_secs(1);
+        AccountId(row.get(0))
+    }
+
+    /// `account` leased to node "a" for `ttl`, and the fence of that lease.
+    async fn held_by_a(a: &PgStore, account: AccountId, ttl: Duration) -> (Lease, Fence) {
         let lease = a
             .acquire("a", account, ttl)
             .await
@@ -304,6 +299,21 @@ mod tests {
             node: "a".into(),
             lease,
         };
+        (lease, fence)
+    }
+
+    /// A node frozen inside a fenced transaction, after the check, holds the lease row:
+    /// PostgreSQL ends its session once it sat idle [`FROZEN_AFTER`], the takeover then
+    /// goes through, and the frozen transaction can commit nothing.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_node_frozen_in_a_fenced_transaction_does_not_block_a_takeover() {
+        let pg = testkit::Postgres::shared().expect("private PostgreSQL");
+        let url = pg.fresh_database().expect("database");
+        let a = PgStore::connect(&url).await.expect("node a");
+        let b = PgStore::connect(&url).await.expect("node b");
+        let account = bare_account(&a).await;
+        let ttl = Duration::from_secs(1);
+        let (lease, fence) = held_by_a(&a, account, ttl).await;
         let mut c = a.client().await.expect("connection");
         let tx = c.transaction().await.expect("transaction");
         fence.check(&tx, account).await.expect("held");
@@ -336,20 +346,7 @@ mod tests {
         let pg = testkit::Postgres::shared().expect("private PostgreSQL");
         let url = pg.fresh_database().expect("database");
         let a = PgStore::connect(&url).await.expect("node a");
-        let row = a
-            .client()
-            .await
-            .expect("connection")
-            .query_one(
-                "WITH u AS (INSERT INTO app_user (name, password_hash) VALUES ('u', 'h') \
-                 RETURNING id) INSERT INTO account (user_id, name, kind, host, port, security, \
-                 username, password_enc) SELECT id, 'a', 'imap', 'h', 1, 'none', 'u', '' FROM u \
-                 RETURNING id",
-                &[],
-            )
-            .await
-            .expect("account");
-        let account = AccountId(row.get(0));
+        let account = bare_account(&a).await;
         let mut busy = Vec::new();
         for _ in 0..POOL_SIZE {
             busy.push(a.client().await.expect("connection"));
@@ -380,30 +377,9 @@ mod tests {
         let url = pg.fresh_database().expect("database");
         let a = PgStore::connect(&url).await.expect("node a");
         let b = PgStore::connect(&url).await.expect("node b");
-        let row = a
-            .client()
-            .await
-            .expect("connection")
-            .query_one(
-                "WITH u AS (INSERT INTO app_user (name, password_hash) VALUES ('u', 'h') \
-                 RETURNING id) INSERT INTO account (user_id, name, kind, host, port, security, \
-                 username, password_enc) SELECT id, 'a', 'imap', 'h', 1, 'none', 'u', '' FROM u \
-                 RETURNING id",
-                &[],
-            )
-            .await
-            .expect("account");
-        let account = AccountId(row.get(0));
+        let account = bare_account(&a).await;
         let ttl = Duration::from_secs(1);
-        let lease = a
-            .acquire("a", account, ttl)
-            .await
-            .expect("acquire")
-            .expect("granted");
-        let fence = Fence {
-            node: "a".into(),
-            lease,
-        };
+        let (lease, fence) = held_by_a(&a, account, ttl).await;
         let mut c = a.client().await.expect("connection");
         let tx = c.transaction().await.expect("transaction");
         fence.check(&tx, account).await.expect("held");
