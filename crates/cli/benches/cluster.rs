@@ -36,7 +36,6 @@ use common::{Http, env_usize, epoch_seconds, lmtp_deliver, log_epoch_seconds, pc
 use push_support::{Ws, basic, changed, free_port, serve_accounts, ws_connect_when_up};
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::time::{Duration, Instant};
 use testkit::{Dovecot, DovecotOptions, Postgres, SeedMessage, corpus};
 use tokio::sync::mpsc;
@@ -700,23 +699,7 @@ fn accounts_and_inboxes(port: u16) -> Result<Vec<(String, String)>> {
 async fn wait_bodies(config: &Path, bodies: usize, limit: Duration) -> Result<()> {
     let start = Instant::now();
     loop {
-        let out = Command::new(bin())
-            .args(["account", "list", "--config"])
-            .arg(config)
-            .env("RUST_LOG", "error")
-            .output()?;
-        let text = String::from_utf8_lossy(&out.stdout);
-        // One line per account, each ending "..., N bodies".
-        let have: usize = text
-            .lines()
-            .filter_map(|l| {
-                l.split(", ").find_map(|p| {
-                    p.trim()
-                        .strip_suffix(" bodies")
-                        .and_then(|n| n.trim().parse::<usize>().ok())
-                })
-            })
-            .sum();
+        let (have, text) = common::stored_bodies(bin(), config)?;
         if have >= bodies {
             return Ok(());
         }

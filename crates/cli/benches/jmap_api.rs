@@ -118,23 +118,7 @@ fn main() -> Result<()> {
     );
     // Measure only once the bodies are in too, so nothing else runs beside the requests.
     loop {
-        let out = Command::new(bin)
-            .args(["account", "list", "--config"])
-            .arg(&config)
-            .env("RUST_LOG", "error")
-            .output()?;
-        let text = String::from_utf8_lossy(&out.stdout);
-        // One line per account, each ending "..., N bodies".
-        let bodies: usize = text
-            .lines()
-            .filter_map(|l| {
-                l.split(", ").find_map(|p| {
-                    p.trim()
-                        .strip_suffix(" bodies")
-                        .and_then(|n| n.trim().parse::<usize>().ok())
-                })
-            })
-            .sum();
+        let (bodies, text) = common::stored_bodies(std::path::Path::new(bin), &config)?;
         if bodies >= n + n_small {
             break;
         }

@@ -332,3 +332,29 @@ pub fn bare_watcher(
         }
     }
 }
+
+/// How many bodies the accounts of the configuration `config` hold, as `tidings account
+/// list` reports them (one line per account, each ending "..., N bodies"), and that
+/// report.
+pub fn stored_bodies(
+    bin: &std::path::Path,
+    config: &std::path::Path,
+) -> anyhow::Result<(usize, String)> {
+    let out = std::process::Command::new(bin)
+        .args(["account", "list", "--config"])
+        .arg(config)
+        .env("RUST_LOG", "error")
+        .output()?;
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    let bodies = text
+        .lines()
+        .filter_map(|l| {
+            l.split(", ").find_map(|p| {
+                p.trim()
+                    .strip_suffix(" bodies")
+                    .and_then(|n| n.trim().parse::<usize>().ok())
+            })
+        })
+        .sum();
+    Ok((bodies, text))
+}
