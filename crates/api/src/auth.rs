@@ -194,7 +194,7 @@ pub fn token_hash(token: &str) -> String {
     hex::encode(Sha256::digest(token.as_bytes()))
 }
 
-#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+#[derive(Debug, Clone, thiserror::Error, PartialEq, Eq)]
 pub enum AuthError {
     #[error("authentication required")]
     Missing,
@@ -309,8 +309,39 @@ pub struct Authenticator {
     failures: Mutex<Failures>,
     verifier: Verifier,
     cache: Mutex<HashMap<[u8; 32], (Principal, Instant)>>,
+    /// The credentials being checked now (by cache slot): a request presenting the same
+    /// ones takes that check's answer instead of starting its own. A node just started
+    /// behind a load balancer gets a client's parallel requests all at once; each would
+    /// count against its address's failure budget before the first check ends, and all
+    /// but the first few be refused.
+    checking: Mutex<HashMap<[u8; 32], Answer>>,
     /// Keys the credential cache, so its keys reveal nothing even in a memory dump.
     cache_key: [u8; 32],
+}
+
+/// The answer of a running check of credentials, once it has one.
+type Answer = tokio::sync::watch::Receiver<Option<Result<Principal, AuthError>>>;
+
+/// The check of one set of credentials while it runs (see `Authenticator::checking`):
+/// when it ends, however it ends, the slot is freed and the waiting requests told.
+struct Checking<'a> {
+    map: &'a Mutex<HashMap<[u8; 32], Answer>>,
+    slot: [u8; 32],
+    answer: tokio::sync::watch::Sender<Option<Result<Principal, AuthError>>>,
+}
+
+impl Checking<'_> {
+    fn answer(&self, r: &Result<Principal, AuthError>) {
+        let _ = self.answer.send(Some(r.clone()));
+    }
+}
+
+impl Drop for Checking<'_> {
+    fn drop(&mut self) {
+        if let Ok(mut m) = self.map.lock() {
+            m.remove(&self.slot);
+        }
+    }
 }
 
 /// Password checks that run at once by default: one per core.
@@ -342,6 +373,7 @@ impl Authenticator {
             failures: Mutex::new(Failures::default()),
             verifier: Verifier::new(verifiers, wait),
             cache: Mutex::new(HashMap::new()),
+            checking: Mutex::new(HashMap::new()),
             cache_key,
         }
     }
@@ -455,6 +487,45 @@ impl Authenticator {
         {
             return Ok(p.clone());
         }
+        // The same credentials being checked right now: that check's answer is this
+        // request's (the same guess tells nothing new, right or wrong). A check that ends
+        // otherwise (busy, limited, cut off) leaves this request to be checked on its own.
+        let waiting = self
+            .checking
+            .lock()
+            .map_err(|_| AuthError::Unavailable)?
+            .get(&slot)
+            .cloned();
+        if let Some(mut answer) = waiting
+            && let Ok(a) = answer.wait_for(Option::is_some).await
+            && let Some(r @ (Ok(_) | Err(AuthError::Invalid))) = a.as_ref()
+        {
+            return r.clone();
+        }
+        let (answer, rx) = tokio::sync::watch::channel(None);
+        if let Ok(mut m) = self.checking.lock()
+            && m.len() < MAX_TRACKED
+        {
+            m.entry(slot).or_insert(rx);
+        }
+        let checking = Checking {
+            map: &self.checking,
+            slot,
+            answer,
+        };
+        let r = self.check_basic(user, password, ip, slot).await;
+        checking.answer(&r);
+        r
+    }
+
+    /// [`Authenticator::basic`]'s check of credentials not in the cache.
+    async fn check_basic(
+        &self,
+        user: &str,
+        password: &str,
+        ip: IpAddr,
+        slot: [u8; 32],
+    ) -> Result<Principal, AuthError> {
         let reservation = self.reserve(ip, user)?;
         if let Some(d) = reservation.slow_down {
             tokio::time::sleep(d).await;
@@ -723,12 +794,14 @@ mod tests {
     #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
     async fn parallel_wrong_passwords_are_checked_at_most_the_budget() {
         let (auth, _) = cheap_setup(2, DEFAULT_VERIFY_WAIT).await;
+        // Each a guess of its own (the same guess twice at once is checked once).
         let tasks: Vec<_> = (0..100)
-            .map(|_| {
+            .map(|i| {
                 let auth = auth.clone();
-                tokio::spawn(
-                    async move { auth.authenticate(Some(&basic("alice", "wrong")), IP).await },
-                )
+                tokio::spawn(async move {
+                    auth.authenticate(Some(&basic("alice", &format!("wrong{i}"))), IP)
+                        .await
+                })
             })
             .collect();
         let (mut checked, mut limited) = (0, 0);
@@ -741,6 +814,53 @@ mod tests {
         }
         // The attempt that spends the budget is checked; every later one waits.
         assert_eq!(checked, PAIR_FREE + 1, "{limited} limited");
+    }
+
+    /// A client's parallel requests reaching a node that has not checked its password yet
+    /// (a node just started behind a load balancer): one check, every request let in.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn parallel_right_passwords_share_one_check() {
+        let (auth, _) = setup().await;
+        let auth = Arc::new(auth);
+        let tasks: Vec<_> = (0..70)
+            .map(|_| {
+                let auth = auth.clone();
+                tokio::spawn(
+                    async move { auth.authenticate(Some(&basic("alice", "right")), IP).await },
+                )
+            })
+            .collect();
+        for t in tasks {
+            assert_eq!(t.await.unwrap().map(|p| p.name), Ok("alice".to_string()));
+        }
+        assert!(auth.checking.lock().unwrap().is_empty());
+    }
+
+    /// The same wrong guess sent many times at once is one guess: checked once, every
+    /// request told it is wrong, and the budget charged once.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn the_same_wrong_guess_at_once_is_checked_once() {
+        let (auth, _) = setup().await;
+        let auth = Arc::new(auth);
+        let tasks: Vec<_> = (0..40)
+            .map(|_| {
+                let auth = auth.clone();
+                tokio::spawn(
+                    async move { auth.authenticate(Some(&basic("alice", "wrong")), IP).await },
+                )
+            })
+            .collect();
+        for t in tasks {
+            assert_eq!(t.await.unwrap(), Err(AuthError::Invalid));
+        }
+        // The address has spent one failure of its budget, not forty.
+        for i in 0..PAIR_FREE - 1 {
+            assert_eq!(
+                auth.authenticate(Some(&basic("alice", &format!("w{i}"))), IP)
+                    .await,
+                Err(AuthError::Invalid)
+            );
+        }
     }
 
     #[tokio::test]
@@ -859,7 +979,8 @@ mod tests {
                             .await
                             .map(|(p, _)| p)
                     } else {
-                        auth.authenticate(Some(&basic("carol", "wrong")), ip(10 + i))
+                        let guess = format!("wrong{i}");
+                        auth.authenticate(Some(&basic("carol", &guess)), ip(10 + i))
                             .await
                     }
                 })
