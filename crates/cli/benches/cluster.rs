@@ -31,13 +31,13 @@ mod common;
 mod push_support;
 
 use anyhow::{Context, Result, bail};
-use cluster_support::{Node, field, holders, imap_account, message, rows};
+use cluster_support::{Node, field, holders, imap_account, rows, seed_inbox};
 use common::{Http, env_usize, epoch_seconds, lmtp_deliver, log_epoch_seconds, pct, plain};
 use push_support::{Ws, basic, changed, free_port, serve_accounts, ws_connect_when_up};
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
-use testkit::{Dovecot, DovecotOptions, Postgres, SeedMessage, corpus};
+use testkit::{Dovecot, DovecotOptions, Postgres, corpus};
 use tokio::sync::mpsc;
 
 /// The Tidings user of every bench (common::Http signs in as `bench`, password `x`).
@@ -273,14 +273,7 @@ fn accounts_config(
     let mut config = format!("[[user]]\nname = \"{USER}\"\npassword = \"{USER_PASS}\"\n");
     for (login, pass) in logins {
         if seeded > 0 {
-            let seed: Vec<SeedMessage> = (0..seeded)
-                .map(|n| SeedMessage {
-                    raw: message(login, n),
-                    flags: vec![],
-                    internal_date: 1_796_000_000 + n as i64,
-                })
-                .collect();
-            dovecot.seed(login, "INBOX", &seed)?;
+            seed_inbox(dovecot, login, seeded)?;
         }
         config.push_str(&imap_account(USER, login, pass, dovecot));
     }

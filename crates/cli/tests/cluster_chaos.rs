@@ -15,7 +15,8 @@ mod push_support;
 
 use cluster_support::views::{View, call, imap_view, store_view};
 use cluster_support::{
-    LEASE_TTL_MS, Node, field, holders, inbox_counts, logs, message, rows, until,
+    LEASE_TTL_MS, Node, field, holders, imap_account_named, inbox_counts, logs, message, rows,
+    until,
 };
 
 use anyhow::{Context, Result, bail};
@@ -135,12 +136,12 @@ impl World {
                 &seeds((0..d).map(|k| draft(&u, k)), &["\\Draft"]),
             )?;
             dovecot.seed(&u, "Sent", &[])?;
-            config.push_str(&format!(
-                "[[account]]\nuser = \"alice\"\nname = \"m{i}\"\nkind = \"imap\"\n\
-                 host = \"127.0.0.1\"\nport = {port}\nsecurity = \"tls\"\nusername = \"{u}\"\n\
-                 password = \"{PASS}\"\nca_file = \"{ca}\"\n",
-                port = dovecot.imaps_port(),
-                ca = dovecot.ca_file().display(),
+            config.push_str(&imap_account_named(
+                "alice",
+                &format!("m{i}"),
+                &u,
+                PASS,
+                &dovecot,
             ));
             if let Some(s) = &smtp {
                 config.push_str(&format!(

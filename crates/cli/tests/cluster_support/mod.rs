@@ -218,20 +218,13 @@ pub fn seeded_accounts(
     let mut accounts = String::new();
     for (i, u) in users.iter().enumerate() {
         dovecot.add_user(u, pass)?;
-        let seed: Vec<SeedMessage> = (0..seeded)
-            .map(|n| SeedMessage {
-                raw: message(u, n),
-                flags: vec![],
-                internal_date: 1_796_000_000 + n as i64,
-            })
-            .collect();
-        dovecot.seed(u, "INBOX", &seed)?;
-        accounts.push_str(&format!(
-            "[[account]]\nuser = \"alice\"\nname = \"a{i}\"\nkind = \"imap\"\n\
-             host = \"127.0.0.1\"\nport = {port}\nsecurity = \"tls\"\nusername = \"{u}\"\n\
-             password = \"{pass}\"\nca_file = \"{ca}\"\n",
-            port = dovecot.imaps_port(),
-            ca = dovecot.ca_file().display(),
+        seed_inbox(dovecot, u, seeded)?;
+        accounts.push_str(&imap_account_named(
+            "alice",
+            &format!("a{i}"),
+            u,
+            pass,
+            dovecot,
         ));
     }
     Ok(format!(
@@ -251,11 +244,34 @@ pub async fn accounts_made(pg: &Postgres, db: &str, n: usize, nodes: &[Node]) ->
     .map_err(|e| anyhow::anyhow!("{e}\n{}", logs(nodes)))
 }
 
+/// `n` messages (`message(login, 0..n)`) in the INBOX of Dovecot user `login`.
+pub fn seed_inbox(dovecot: &Dovecot, login: &str, n: usize) -> Result<()> {
+    let seed: Vec<SeedMessage> = (0..n)
+        .map(|i| SeedMessage {
+            raw: message(login, i),
+            flags: vec![],
+            internal_date: 1_796_000_000 + i as i64,
+        })
+        .collect();
+    dovecot.seed(login, "INBOX", &seed)
+}
+
 /// A `[[account]]` of the config: `user`'s IMAP account `login` on `dovecot`, over IMAPS,
 /// named after the login.
 pub fn imap_account(user: &str, login: &str, pass: &str, dovecot: &testkit::Dovecot) -> String {
+    imap_account_named(user, login, login, pass, dovecot)
+}
+
+/// [`imap_account`] named `name`.
+pub fn imap_account_named(
+    user: &str,
+    name: &str,
+    login: &str,
+    pass: &str,
+    dovecot: &testkit::Dovecot,
+) -> String {
     format!(
-        "[[account]]\nuser = \"{user}\"\nname = \"{login}\"\nkind = \"imap\"\n\
+        "[[account]]\nuser = \"{user}\"\nname = \"{name}\"\nkind = \"imap\"\n\
          host = \"127.0.0.1\"\nport = {port}\nsecurity = \"tls\"\nusername = \"{login}\"\n\
          password = \"{pass}\"\nca_file = \"{ca}\"\n",
         port = dovecot.imaps_port(),

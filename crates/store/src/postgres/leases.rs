@@ -270,6 +270,15 @@ mod tests {
     use super::*;
     use std::time::Instant;
 
+    /// Two nodes on a new database of the test binary's PostgreSQL.
+    async fn two_nodes() -> (PgStore, PgStore) {
+        let pg = testkit::Postgres::shared().expect("private PostgreSQL");
+        let url = pg.fresh_database().expect("database");
+        let a = PgStore::connect(&url).await.expect("node a");
+        let b = PgStore::connect(&url).await.expect("node b");
+        (a, b)
+    }
+
     /// An account of only the rows a lease needs (its settings play no part here).
     async fn bare_account(s: &PgStore) -> AccountId {
         let row = s
@@ -307,10 +316,7 @@ mod tests {
     /// goes through, and the frozen transaction can commit nothing.
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn a_node_frozen_in_a_fenced_transaction_does_not_block_a_takeover() {
-        let pg = testkit::Postgres::shared().expect("private PostgreSQL");
-        let url = pg.fresh_database().expect("database");
-        let a = PgStore::connect(&url).await.expect("node a");
-        let b = PgStore::connect(&url).await.expect("node b");
+        let (a, b) = two_nodes().await;
         let account = bare_account(&a).await;
         let ttl = Duration::from_secs(1);
         let (lease, fence) = held_by_a(&a, account, ttl).await;
@@ -373,10 +379,7 @@ mod tests {
     /// lose every lease it holds behind one long write), and still holds up a takeover.
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn a_running_fenced_write_does_not_hold_the_renewal_up() {
-        let pg = testkit::Postgres::shared().expect("private PostgreSQL");
-        let url = pg.fresh_database().expect("database");
-        let a = PgStore::connect(&url).await.expect("node a");
-        let b = PgStore::connect(&url).await.expect("node b");
+        let (a, b) = two_nodes().await;
         let account = bare_account(&a).await;
         let ttl = Duration::from_secs(1);
         let (lease, fence) = held_by_a(&a, account, ttl).await;
